@@ -1,0 +1,134 @@
+"""Server assembly: model, batcher and servicers on one gRPC port, with health and reflection.
+
+Health reports NOT_SERVING until the model is loaded and warmed up, and again
+while the server drains on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from embedserve.server.batcher import Batcher, BatchLimits
+from embedserve.server.config import Settings
+from embedserve.server.embedder import Embedder, EmbedParams, RequestLimits
+from embedserve.server.embedding_service import EmbeddingService
+from embedserve.server.metrics import Metrics
+from embedserve.server.model import EncoderModel
+from embedserve.v1 import embedding_pb2, embedding_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+
+
+class EmbedServer:
+    """One server instance. ``start()`` binds the port; ``ready`` completes when SERVING."""
+
+    def __init__(self, settings: Settings, model: EncoderModel | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.model = model
+        self.embedder: Embedder | None = None
+        self.health = HealthServicer()
+        # The transport ceiling sits above our own limit so oversized requests get a clear
+        # INVALID_ARGUMENT from the handler instead of a bare transport error.
+        transport_limit = min(2 * settings.max_message_bytes, 2**31 - 1)
+        self._grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", transport_limit),
+                ("grpc.max_send_message_length", transport_limit),
+            ]
+        )
+        self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._tokenize_executor = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
+        self.embedding_service = EmbeddingService()
+        self.port = 0
+        self.ready = asyncio.Event()
+        self._batcher: Batcher | None = None
+        self._warmup: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(self.embedding_service, self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        reflection.enable_server_reflection(SERVICE_NAMES, self._grpc)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        address = f"{self.settings.host}:{self.settings.port}"
+        self.port = self._grpc.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind {address}")
+        await self._grpc.start()
+        log.info("listening on %s:%d (NOT_SERVING until warm)", self.settings.host, self.port)
+        self._warmup = asyncio.get_running_loop().create_task(self._load_and_warm())
+        return self.port
+
+    async def _load_and_warm(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        if self.model is None:
+            self.model = await loop.run_in_executor(
+                self._model_executor,
+                lambda: EncoderModel.load(
+                    settings.model, settings.device, settings.dtype, settings.max_tokens,
+                    settings.chunk_overlap_tokens,
+                ),
+            )
+        limits = BatchLimits(
+            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue_items=settings.max_queue_items,
+            sort_window=settings.sort_window,
+            max_padding_share=settings.max_padding_share,
+        )
+        self._batcher = Batcher(self.model.compute, limits, self._model_executor, self.metrics)
+        self._batcher.start()
+        embedder = Embedder(
+            self.model,
+            self._batcher,
+            self._tokenize_executor,
+            RequestLimits(
+                settings.max_inputs_per_request, settings.max_input_chars,
+                settings.max_message_bytes,
+            ),
+        )
+        await embedder.embed(["warm-up", "a somewhat longer warm-up input " * 8], EmbedParams())
+        self.embedder = embedder
+        self.embedding_service.attach(embedder)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.ready.set()
+        log.info("SERVING %s", self.model.spec.model_id)
+
+    async def wait_ready(self) -> None:
+        """Wait for SERVING; re-raise a failed model load."""
+        assert self._warmup is not None, "start() first"
+        await asyncio.shield(self._warmup)
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        await self.health.set("", status)
+        for name in SERVICE_NAMES[:1]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, let in-flight calls finish within the grace period, then close."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._grpc.stop(self.settings.grace_period_s if grace is None else grace)
+        if self._warmup is not None and not self._warmup.done():
+            self._warmup.cancel()
+        if self._batcher is not None:
+            await self._batcher.stop()
+        self._model_executor.shutdown(wait=False, cancel_futures=True)
+        self._tokenize_executor.shutdown(wait=False, cancel_futures=True)
+
+    async def wait_for_termination(self) -> None:
+        await self._grpc.wait_for_termination()

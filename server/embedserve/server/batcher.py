@@ -1,0 +1,247 @@
+"""Dynamic batching: one owner task cuts padded-cost-bounded batches from a queue.
+
+Requests of all clients are queued as windows (one per input or chunk). The
+owner waits briefly for company while the model is idle, then cuts a batch
+around the oldest window from a length-sorted view of the queue, so that
+similar lengths run together and padding stays small. The model runs on its
+own thread; tokenisation of later requests proceeds on the event loop's
+executor meanwhile. Every window has a future that is always resolved: with
+its vector, with the batch's error, or with DEADLINE_EXCEEDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+
+from embedserve.server.errors import DeadlineExpired, EmbedServeError, InferenceFailed, Overloaded
+from embedserve.server.metrics import Metrics
+from embedserve.server.model import FloatArray, Window
+
+log = logging.getLogger(__name__)
+
+ComputeFn = Callable[[Sequence[Window]], list[FloatArray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchLimits:
+    max_batch_tokens: int = 16384
+    max_batch_size: int = 256
+    max_wait_ms: float = 2.0
+    max_queue_items: int = 100_000
+    sort_window: int = 2048
+    # A batch stops growing when padding would exceed this share of its padded cost.
+    max_padding_share: float = 0.10
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowResult:
+    vector: FloatArray
+    queue_s: float
+    inference_s: float
+
+
+@dataclasses.dataclass(eq=False)
+class _Pending:
+    window: Window
+    future: asyncio.Future[WindowResult]
+    enqueued: float
+    deadline: float | None
+
+    @property
+    def cost(self) -> int:
+        return len(self.window.ids)
+
+
+class Batcher:
+    def __init__(
+        self, compute: ComputeFn, limits: BatchLimits, executor: Executor, metrics: Metrics
+    ) -> None:
+        self._compute = compute
+        self.limits = limits
+        self._executor = executor
+        self._metrics = metrics
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._queued_cost = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the owner task."""
+        while self._queue:
+            await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def submit(
+        self, windows: Sequence[Window], deadline: float | None = None
+    ) -> list[asyncio.Future[WindowResult]]:
+        """Queue windows at once or raise Overloaded (unary calls)."""
+        if len(self._queue) + len(windows) > self.limits.max_queue_items:
+            raise Overloaded(
+                f"the server's queue is full ({len(self._queue)} of "
+                f"{self.limits.max_queue_items} inputs waiting); retry later"
+            )
+        return self._enqueue(windows, deadline)
+
+    async def submit_when_room(
+        self, windows: Sequence[Window], deadline: float | None = None
+    ) -> list[asyncio.Future[WindowResult]]:
+        """Queue windows, waiting for room first (streams: backpressure)."""
+        wanted = min(len(windows), self.limits.max_queue_items)
+        async with self._room:
+            await self._room.wait_for(
+                lambda: len(self._queue) + wanted <= self.limits.max_queue_items
+            )
+        return self._enqueue(windows, deadline)
+
+    def _enqueue(
+        self, windows: Sequence[Window], deadline: float | None
+    ) -> list[asyncio.Future[WindowResult]]:
+        if self._task is None or self._task.done():
+            raise RuntimeError("the batcher is not running")
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        futures: list[asyncio.Future[WindowResult]] = []
+        for window in windows:
+            future: asyncio.Future[WindowResult] = loop.create_future()
+            self._queue.append(_Pending(window, future, now, deadline))
+            self._queued_cost += len(window.ids)
+            futures.append(future)
+        self._metrics.queue_depth.set(len(self._queue))
+        self._arrived.set()
+        return futures
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._wait_for_work()
+                batch = self._cut()
+                if batch:
+                    await self._execute(batch)
+                await self._notify_room()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the owner must never die: log and go on
+                log.exception("batcher loop error")
+
+    async def _wait_for_work(self) -> None:
+        while not self._queue:
+            self._arrived.clear()
+            await self._arrived.wait()
+        # The model is idle: give concurrent callers a moment to join a small batch.
+        wait_until = time.monotonic() + self.limits.max_wait_ms / 1000.0
+        while not self._has_full_batch():
+            remaining = wait_until - time.monotonic()
+            if remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                break
+
+    def _has_full_batch(self) -> bool:
+        limits = self.limits
+        if len(self._queue) >= limits.max_batch_size:
+            return True
+        return self._queued_cost >= limits.max_batch_tokens
+
+    def _cut(self) -> list[_Pending]:
+        """Take a low-padding batch around the oldest live window."""
+        now = time.monotonic()
+        live: list[_Pending] = []
+        while self._queue and len(live) < self.limits.sort_window:
+            item = self._queue.popleft()
+            self._queued_cost -= item.cost
+            if item.future.done():  # cancelled by its caller
+                continue
+            if item.deadline is not None and now >= item.deadline:
+                item.future.set_exception(DeadlineExpired("deadline expired while queued"))
+                continue
+            live.append(item)
+        if not live:
+            return []
+        order = sorted(range(len(live)), key=lambda i: live[i].cost)
+        lo = hi = order.index(0)  # live[0] is the oldest
+        longest, total = live[0].cost, live[0].cost
+        limits = self.limits
+        while hi - lo + 1 < limits.max_batch_size:
+            count = hi - lo + 1
+            options: list[tuple[int, int, int]] = []  # (added waste, new lo, new hi)
+            if lo > 0:
+                cost = live[order[lo - 1]].cost
+                options.append((longest - cost, lo - 1, hi))
+            if hi + 1 < len(order):
+                cost = live[order[hi + 1]].cost
+                options.append((count * (cost - longest), lo, hi + 1))
+            if not options:
+                break
+            _, new_lo, new_hi = min(options)
+            added = live[order[new_lo if new_lo != lo else new_hi]]
+            new_longest = max(longest, added.cost)
+            padded = (count + 1) * new_longest
+            if padded > limits.max_batch_tokens:
+                break
+            if count >= 2 and (padded - total - added.cost) > limits.max_padding_share * padded:
+                break
+            lo, hi, longest, total = new_lo, new_hi, new_longest, total + added.cost
+        chosen = set(order[lo : hi + 1])
+        batch = [live[i] for i in sorted(chosen)]
+        # Put the rest back at the front, oldest first, ahead of newer arrivals.
+        rest = [live[i] for i in range(len(live)) if i not in chosen]
+        self._queue.extendleft(reversed(rest))
+        self._queued_cost += sum(item.cost for item in rest)
+        return batch
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        started = time.monotonic()
+        windows = [item.window for item in batch]
+        loop = asyncio.get_running_loop()
+        try:
+            vectors = await loop.run_in_executor(self._executor, self._compute, windows)
+        except EmbedServeError as exc:
+            self._fail(batch, exc)
+            return
+        except Exception as exc:
+            log.exception("model failure on a batch of %d", len(batch))
+            self._fail(batch, InferenceFailed(f"the model failed on this batch: {exc}"))
+            return
+        finished = time.monotonic()
+        self._metrics.observe_batch(
+            size=len(batch),
+            real_tokens=sum(item.cost for item in batch),
+            padded_tokens=len(batch) * max(item.cost for item in batch),
+            seconds=finished - started,
+        )
+        for item, vector in zip(batch, vectors, strict=True):
+            if not item.future.done():
+                item.future.set_result(
+                    WindowResult(vector, started - item.enqueued, finished - started)
+                )
+        self._metrics.queue_depth.set(len(self._queue))
+
+    @staticmethod
+    def _fail(batch: list[_Pending], error: EmbedServeError) -> None:
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)
+
+    async def _notify_room(self) -> None:
+        async with self._room:
+            self._room.notify_all()

@@ -1,0 +1,67 @@
+"""One frozen settings object, filled from ``EMBEDSERVE_*`` variables and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+ENV_PREFIX = "EMBEDSERVE_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Server settings. Each field can be set as ``EMBEDSERVE_<FIELD>`` or ``--<field>``."""
+
+    model: str = "modernbert-embed-large"
+    host: str = "127.0.0.1"
+    port: int = 50051
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    max_tokens: int = 0  # 0: the model's own maximum
+    # Batching
+    max_batch_tokens: int = 16384  # padded cost: longest input x count
+    max_batch_size: int = 256
+    max_wait_ms: float = 2.0  # wait for company when the model is idle and the batch small
+    max_queue_items: int = 100_000
+    sort_window: int = 2048  # queued inputs considered together when cutting a batch
+    max_padding_share: float = 0.10  # a batch stops growing past this share of padding
+    chunk_overlap_tokens: int = 128
+    # Request limits
+    max_inputs_per_request: int = 2048
+    max_input_chars: int = 1_000_000
+    max_message_bytes: int = 64 * 1024 * 1024
+    # Threads used by torch on CPU; 0 lets torch decide.
+    torch_threads: int = 0
+    # Vector store
+    data_dir: str = "./data"
+    qdrant_url: str = ""
+    qdrant_api_key: str = ""
+    grace_period_s: float = 10.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_sources(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Defaults, then environment variables, then explicit (CLI) overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is not None and raw != "":
+                values[field.name] = _coerce(field.name, raw, type(getattr(cls(), field.name)))
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+
+def _coerce(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}") from exc

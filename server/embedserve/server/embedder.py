@@ -1,0 +1,269 @@
+"""The transport-free embedding API: validation, prompts, tokenising, batching, post-processing."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+
+import numpy as np
+
+from embedserve.server.batcher import Batcher, WindowResult
+from embedserve.server.errors import InvalidArgument
+from embedserve.server.model import EncoderModel, FloatArray, Window
+from embedserve.server.model_spec import PoolingMode
+from embedserve.server.tokenization import Overflow, TokenDetail, TokenizedText
+
+
+class Task(enum.Enum):
+    DEFAULT = "default"
+    QUERY = "query"
+    DOCUMENT = "document"
+    NONE = "none"
+
+
+_PROMPT_NAMES = {
+    Task.QUERY: ("query", "search_query", "Query"),
+    Task.DOCUMENT: ("document", "search_document", "passage", "doc", "corpus", "Document"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedParams:
+    task: Task = Task.DEFAULT
+    prompt: str | None = None
+    dimensions: int | None = None
+    pooling: PoolingMode | None = None
+    normalize: bool | None = None
+    overflow: Overflow = Overflow.TRUNCATE_RIGHT
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+    max_inputs_per_request: int = 2048
+    max_input_chars: int = 1_000_000
+    max_message_bytes: int = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class Timings:
+    queue_ms: float = 0.0
+    tokenize_ms: float = 0.0
+    inference_ms: float = 0.0
+    total_ms: float = 0.0
+
+    def absorb(self, results: Sequence[WindowResult]) -> None:
+        for result in results:
+            self.queue_ms = max(self.queue_ms, result.queue_s * 1000.0)
+            self.inference_ms = max(self.inference_ms, result.inference_s * 1000.0)
+
+
+@dataclasses.dataclass
+class EmbedResult:
+    vectors: FloatArray  # (inputs, dimensions)
+    token_counts: list[int]
+    truncated: list[bool]
+    chunk_counts: list[int]
+    timings: Timings
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.token_counts)
+
+
+@dataclasses.dataclass
+class TokenVectorsResult:
+    details: list[TokenDetail]
+    vectors: list[FloatArray]  # (tokens, dimensions) per input
+    truncated: list[bool]
+    timings: Timings
+
+
+class Embedder:
+    def __init__(
+        self,
+        model: EncoderModel,
+        batcher: Batcher,
+        tokenize_executor: Executor,
+        limits: RequestLimits,
+    ) -> None:
+        self.model = model
+        self.batcher = batcher
+        self.limits = limits
+        self._tokenize_executor = tokenize_executor
+
+    # -- validation and options -------------------------------------------------
+
+    def validate_inputs(self, inputs: Sequence[str], field: str = "inputs") -> None:
+        if not inputs:
+            raise InvalidArgument(f"{field} must not be empty")
+        if len(inputs) > self.limits.max_inputs_per_request:
+            raise InvalidArgument(
+                f"{field} has {len(inputs)} items; the limit is "
+                f"{self.limits.max_inputs_per_request} per request"
+            )
+        for index, text in enumerate(inputs):
+            if not text:
+                raise InvalidArgument(f"{field}[{index}] is empty")
+            if len(text) > self.limits.max_input_chars:
+                raise InvalidArgument(
+                    f"{field}[{index}] has {len(text)} characters; the limit is "
+                    f"{self.limits.max_input_chars}"
+                )
+
+    def validate_params(self, params: EmbedParams, field: str = "options") -> None:
+        width = self.model.dimensions
+        if params.dimensions is not None and not 1 <= params.dimensions <= width:
+            raise InvalidArgument(
+                f"{field}.dimensions must be between 1 and {width} (the model's width); "
+                f"got {params.dimensions}"
+            )
+
+    def prompt_for(self, task: Task, prompt: str | None) -> str:
+        """The prompt string to prepend: explicit, by task, or the model's default."""
+        if prompt is not None:
+            return prompt
+        prompts = self.model.spec.prompts
+        if task is Task.NONE:
+            return ""
+        if task is Task.DEFAULT:
+            name = self.model.spec.default_prompt_name
+            return prompts.get(name, "") if name else ""
+        # A model without a prompt for this task gets none: the task is a hint, not a demand.
+        return next((prompts[n] for n in _PROMPT_NAMES[task] if n in prompts), "")
+
+    # -- embedding -------------------------------------------------------------
+
+    async def _tokenize(
+        self, inputs: Sequence[str], prompt: str, overflow: Overflow, field: str
+    ) -> tuple[list[TokenizedText], float]:
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        tokenized = await loop.run_in_executor(
+            self._tokenize_executor, self.model.tokenizer.encode, inputs, prompt, overflow, field
+        )
+        return tokenized, (time.monotonic() - started) * 1000.0
+
+    async def embed(
+        self,
+        inputs: Sequence[str],
+        params: EmbedParams,
+        deadline: float | None = None,
+        wait_for_room: bool = False,
+        field: str = "inputs",
+    ) -> EmbedResult:
+        """Embed inputs in order. Streams wait for queue room; unary calls fail fast."""
+        started = time.monotonic()
+        self.validate_inputs(inputs, field)
+        self.validate_params(params)
+        prompt = self.prompt_for(params.task, params.prompt)
+        tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, field)
+        pooling = params.pooling or self.model.spec.pooling
+        windows = [
+            Window(ids, text.pool_start, pooling) for text in tokenized for ids in text.windows
+        ]
+        results = await self._run(windows, deadline, wait_for_room)
+        timings = Timings(tokenize_ms=tokenize_ms)
+        timings.absorb(results)
+        vectors = self._assemble(tokenized, results, params)
+        timings.total_ms = (time.monotonic() - started) * 1000.0
+        return EmbedResult(
+            vectors=vectors,
+            token_counts=[text.token_count for text in tokenized],
+            truncated=[text.truncated for text in tokenized],
+            chunk_counts=[len(text.windows) for text in tokenized],
+            timings=timings,
+        )
+
+    async def _run(
+        self, windows: list[Window], deadline: float | None, wait_for_room: bool
+    ) -> list[WindowResult]:
+        if wait_for_room:
+            futures = await self.batcher.submit_when_room(windows, deadline)
+        else:
+            futures = self.batcher.submit(windows, deadline)
+        try:
+            return list(await asyncio.gather(*futures))
+        except BaseException:
+            # Caller gone or a batch failed: drop whatever has not been computed yet.
+            for future in futures:
+                future.cancel()
+            raise
+
+    def _assemble(
+        self, tokenized: list[TokenizedText], results: list[WindowResult], params: EmbedParams
+    ) -> FloatArray:
+        width = params.dimensions or self.model.dimensions
+        normalize = self.model.spec.normalize if params.normalize is None else params.normalize
+        out = np.empty((len(tokenized), width), dtype=np.float32)
+        position = 0
+        for row, text in enumerate(tokenized):
+            count = len(text.windows)
+            if count == 1:
+                vector = results[position].vector
+            else:  # CHUNK: windows pooled by their token counts into one vector
+                weights = np.array([len(ids) for ids in text.windows], dtype=np.float32)
+                stacked = np.stack([r.vector for r in results[position : position + count]])
+                vector = (weights[:, None] * stacked).sum(axis=0) / weights.sum()
+            position += count
+            out[row] = vector[:width]
+        if normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out /= np.maximum(norms, 1e-12)
+        return out
+
+    async def embed_tokens(
+        self, inputs: Sequence[str], params: EmbedParams, deadline: float | None = None
+    ) -> TokenVectorsResult:
+        started = time.monotonic()
+        self.validate_inputs(inputs)
+        self.validate_params(params)
+        if params.overflow is Overflow.CHUNK:
+            raise InvalidArgument("options.overflow CHUNK is not available for token vectors")
+        prompt = self.prompt_for(params.task, params.prompt)
+        tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, "inputs")
+        results = await self._run(
+            [Window(text.windows[0], 0, None) for text in tokenized], deadline, False
+        )
+        loop = asyncio.get_running_loop()
+        details = await loop.run_in_executor(
+            self._tokenize_executor, self._details, inputs, prompt
+        )
+        width = params.dimensions or self.model.dimensions
+        normalize = self.model.spec.normalize if params.normalize is None else params.normalize
+        vectors: list[FloatArray] = []
+        for index, (text, result) in enumerate(zip(tokenized, results, strict=True)):
+            matrix = np.ascontiguousarray(result.vector[:, :width], dtype=np.float32)
+            if normalize:
+                matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+            vectors.append(matrix)
+            details[index] = _cut_detail(details[index], text)
+        timings = Timings(tokenize_ms=tokenize_ms)
+        timings.absorb(results)
+        timings.total_ms = (time.monotonic() - started) * 1000.0
+        return TokenVectorsResult(details, vectors, [t.truncated for t in tokenized], timings)
+
+    def _details(self, inputs: Sequence[str], prompt: str) -> list[TokenDetail]:
+        return [self.model.tokenizer.details(text, prompt) for text in inputs]
+
+    async def tokenize(self, inputs: Sequence[str], task: Task, prompt: str | None) -> list[TokenDetail]:
+        self.validate_inputs(inputs)
+        text_prompt = self.prompt_for(task, prompt)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._tokenize_executor, self._details, inputs, text_prompt)
+
+
+def _cut_detail(detail: TokenDetail, text: TokenizedText) -> TokenDetail:
+    """Keep only the tokens of the (possibly truncated) window the model saw."""
+    full = len(detail.ids)
+    start, end = text.body_span
+    suffix = len(text.windows[0]) - text.head_len - (end - start)
+    keep = [*range(text.head_len), *range(*text.body_span), *range(full - suffix, full)]
+    return TokenDetail(
+        [detail.ids[i] for i in keep],
+        [detail.tokens[i] for i in keep],
+        [detail.offsets[i] for i in keep],
+    )

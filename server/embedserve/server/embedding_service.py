@@ -1,0 +1,243 @@
+"""EmbeddingService: translates protobuf to core calls; the core does the work."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import numpy as np
+
+from embedserve.server import convert
+from embedserve.server.embedder import EmbedParams, Embedder, Task
+from embedserve.server.errors import EmbedServeError, InvalidArgument, NotReady
+from embedserve.server.status import streaming, unary
+from embedserve.v1 import embedding_pb2 as pb
+from embedserve.v1 import embedding_pb2_grpc as pb_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def deadline_of(context: Context) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
+    def __init__(self, embedder: Embedder | None = None, stream_inflight: int = 32) -> None:
+        self._attached = embedder
+        self._stream_inflight = stream_inflight
+
+    def attach(self, embedder: Embedder) -> None:
+        self._attached = embedder
+
+    @property
+    def _embedder(self) -> Embedder:
+        if self._attached is None:
+            raise NotReady("the model is still loading; wait for health SERVING")
+        return self._attached
+
+    def _check_size(self, request: Any) -> None:
+        limit = self._embedder.limits.max_message_bytes
+        size = request.ByteSize()
+        if size > limit:
+            raise InvalidArgument(
+                f"the request is {size} bytes; the limit is {limit} (max_message_bytes)"
+            )
+
+    @unary
+    async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
+        self._check_size(request)
+        params = convert.params_from_proto(request.options)
+        result = await self._embedder.embed(list(request.inputs), params, deadline_of(context))
+        return pb.EmbedResponse(
+            embeddings=convert.embeddings_to_proto(result),
+            usage=pb.Usage(total_tokens=result.total_tokens),
+            timings=convert.timings_to_proto(result.timings),
+            model=self._embedder.model.spec.model_id,
+            dimensions=result.vectors.shape[1],
+        )
+
+    @streaming
+    async def EmbedStream(
+        self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: Context
+    ) -> AsyncIterator[pb.EmbedStreamResponse]:
+        deadline = deadline_of(context)
+        slots = asyncio.Semaphore(self._stream_inflight)
+        order: asyncio.Queue[asyncio.Task[pb.EmbedStreamResponse] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await slots.acquire()  # bounded in-flight: backpressure to the producer
+                    order.put_nowait(asyncio.ensure_future(self._stream_one(request, deadline)))
+            finally:
+                order.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (task := await order.get()) is not None:
+                response = await task
+                slots.release()
+                yield response
+            await reader
+        finally:
+            reader.cancel()
+            while not order.empty():
+                pending = order.get_nowait()
+                if pending is not None:
+                    pending.cancel()
+
+    async def _stream_one(
+        self, request: pb.EmbedStreamRequest, deadline: float | None
+    ) -> pb.EmbedStreamResponse:
+        try:
+            self._check_size(request)
+            params = convert.params_from_proto(request.options)
+            result = await self._embedder.embed(
+                list(request.inputs), params, deadline, wait_for_room=True
+            )
+        except EmbedServeError as exc:
+            exc.message = f"request_id {request.request_id!r}: {exc.message}"
+            raise
+        return pb.EmbedStreamResponse(
+            request_id=request.request_id,
+            embeddings=convert.embeddings_to_proto(result),
+            usage=pb.Usage(total_tokens=result.total_tokens),
+            timings=convert.timings_to_proto(result.timings),
+            dimensions=result.vectors.shape[1],
+        )
+
+    @unary
+    async def EmbedTokens(
+        self, request: pb.EmbedTokensRequest, context: Context
+    ) -> pb.EmbedTokensResponse:
+        self._check_size(request)
+        params = convert.params_from_proto(request.options)
+        result = await self._embedder.embed_tokens(list(request.inputs), params, deadline_of(context))
+        items = []
+        for detail, matrix, truncated in zip(
+            result.details, result.vectors, result.truncated, strict=True
+        ):
+            tokens = [
+                pb.TokenEmbedding(token=tok, token_id=tid, start=start, end=end, values=row)
+                for tok, tid, (start, end), row in zip(
+                    detail.tokens, detail.ids, detail.offsets, matrix.tolist(), strict=True
+                )
+            ]
+            items.append(pb.TokenEmbeddings(tokens=tokens, truncated=truncated))
+        total = sum(len(d.ids) for d in result.details)
+        return pb.EmbedTokensResponse(
+            results=items,
+            usage=pb.Usage(total_tokens=total),
+            timings=convert.timings_to_proto(result.timings),
+            dimensions=result.vectors[0].shape[1],
+        )
+
+    @unary
+    async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
+        self._check_size(request)
+        task = convert.task_from_proto(request.task, "task")
+        prompt = request.prompt if request.HasField("prompt") else None
+        details = await self._embedder.tokenize(list(request.inputs), task, prompt)
+        limit = self._embedder.model.spec.max_tokens
+        return pb.TokenizeResponse(
+            results=[
+                pb.Tokenization(
+                    ids=d.ids, tokens=d.tokens, token_count=len(d.ids),
+                    exceeds_max_tokens=len(d.ids) > limit,
+                )
+                for d in details
+            ],
+            usage=pb.Usage(total_tokens=sum(len(d.ids) for d in details)),
+            max_tokens=limit,
+        )
+
+    @unary
+    async def Similarity(
+        self, request: pb.SimilarityRequest, context: Context
+    ) -> pb.SimilarityResponse:
+        self._check_size(request)
+        params = convert.params_from_proto(request.options)
+        deadline = deadline_of(context)
+        which = request.WhichOneof("input")
+        if which == "pairs":
+            pairs = request.pairs.pairs
+            if not pairs:
+                raise InvalidArgument("pairs.pairs must not be empty")
+            texts = [p.a for p in pairs] + [p.b for p in pairs]
+            result = await self._embedder.embed(texts, params, deadline, field="pairs (a, then b)")
+            half = len(pairs)
+            scores = convert.cosine(result.vectors[:half], result.vectors[half:])
+            results = [result]
+        elif which == "query_candidates":
+            query = request.query_candidates
+            if not query.query:
+                raise InvalidArgument("query_candidates.query is empty")
+            query_params, candidate_params = _query_and_candidate_params(params)
+            query_result, candidate_result = await asyncio.gather(
+                self._embedder.embed([query.query], query_params, deadline, field="query"),
+                self._embedder.embed(
+                    list(query.candidates), candidate_params, deadline,
+                    field="query_candidates.candidates",
+                ),
+            )
+            repeated = np.repeat(query_result.vectors, len(query.candidates), axis=0)
+            scores = convert.cosine(repeated, candidate_result.vectors)
+            results = [query_result, candidate_result]
+        else:
+            raise InvalidArgument("one of pairs or query_candidates must be set")
+        timings = results[0].timings
+        for other in results[1:]:
+            timings.queue_ms = max(timings.queue_ms, other.timings.queue_ms)
+            timings.tokenize_ms = max(timings.tokenize_ms, other.timings.tokenize_ms)
+            timings.inference_ms = max(timings.inference_ms, other.timings.inference_ms)
+            timings.total_ms = max(timings.total_ms, other.timings.total_ms)
+        return pb.SimilarityResponse(
+            scores=scores.tolist(),
+            usage=pb.Usage(total_tokens=sum(r.total_tokens for r in results)),
+            timings=convert.timings_to_proto(timings),
+        )
+
+    @unary
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: Context
+    ) -> pb.GetModelInfoResponse:
+        model = self._embedder.model
+        spec = model.spec
+        batching = self._embedder.batcher.limits
+        limits = self._embedder.limits
+        return pb.GetModelInfoResponse(
+            model_id=spec.model_id,
+            dimensions=model.dimensions,
+            max_tokens=spec.max_tokens,
+            pooling=convert.POOLING_TO_PROTO[spec.pooling],
+            normalize=spec.normalize,
+            prompts=spec.prompts,
+            default_prompt_name=spec.default_prompt_name or "",
+            dtype=str(model.dtype).removeprefix("torch."),
+            device=str(model.device),
+            model_type=model.model_type,
+            batching=pb.BatchingLimits(
+                max_batch_tokens=batching.max_batch_tokens,
+                max_batch_size=batching.max_batch_size,
+                max_wait_ms=batching.max_wait_ms,
+                max_queue_items=batching.max_queue_items,
+            ),
+            limits=pb.RequestLimits(
+                max_inputs_per_request=limits.max_inputs_per_request,
+                max_input_chars=limits.max_input_chars,
+                max_message_bytes=limits.max_message_bytes,
+            ),
+        )
+
+
+def _query_and_candidate_params(params: EmbedParams) -> tuple[EmbedParams, EmbedParams]:
+    """With no task or prompt chosen, queries get the QUERY prompt and candidates DOCUMENT."""
+    if params.task is not Task.DEFAULT or params.prompt is not None:
+        return params, params
+    from dataclasses import replace
+
+    return replace(params, task=Task.QUERY), replace(params, task=Task.DOCUMENT)

@@ -1,0 +1,81 @@
+"""The one error type of the core, and its single table to gRPC status codes.
+
+Servicers raise or receive ``EmbedServeError`` subclasses and translate them
+with :func:`grpc_status_for`; nothing else in the server picks status codes.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.Enum):
+    INVALID_ARGUMENT = "invalid_argument"
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    FAILED_PRECONDITION = "failed_precondition"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
+    UNAVAILABLE = "unavailable"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
+class EmbedServeError(Exception):
+    """Base of every error the core reports to a caller."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(EmbedServeError):
+    """The caller sent something the server cannot accept; the message names the field."""
+
+    kind = ErrorKind.INVALID_ARGUMENT
+
+
+class NotFound(EmbedServeError):
+    kind = ErrorKind.NOT_FOUND
+
+
+class AlreadyExists(EmbedServeError):
+    kind = ErrorKind.ALREADY_EXISTS
+
+
+class FailedPrecondition(EmbedServeError):
+    kind = ErrorKind.FAILED_PRECONDITION
+
+
+class Overloaded(EmbedServeError):
+    """The queue is full; unary callers should retry later."""
+
+    kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
+class NotReady(EmbedServeError):
+    """The server is warming up or draining."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+
+class DeadlineExpired(EmbedServeError):
+    kind = ErrorKind.DEADLINE_EXCEEDED
+
+
+class Cancelled(EmbedServeError):
+    kind = ErrorKind.CANCELLED
+
+
+class InferenceFailed(EmbedServeError):
+    """The model failed on a batch (e.g. out of memory); only that batch's requests see it."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+
+class ModelLoadError(EmbedServeError):
+    """The model could not be loaded; the message says which model and what to do instead."""
+
+    kind = ErrorKind.FAILED_PRECONDITION

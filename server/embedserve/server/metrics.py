@@ -1,0 +1,55 @@
+"""Prometheus metrics of one server instance (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+_TOKEN_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536, 262144)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._real = 0
+        self._padded = 0
+        self.queue_depth = Gauge(
+            "embedserve_queue_depth", "Inputs waiting for a batch", registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "embedserve_batch_size", "Sequences per model batch", buckets=_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_tokens = Histogram(
+            "embedserve_batch_tokens", "Real (unpadded) tokens per model batch",
+            buckets=_TOKEN_BUCKETS, registry=self.registry,
+        )
+        self.real_tokens = Counter(
+            "embedserve_tokens", "Real tokens computed", registry=self.registry
+        )
+        self.padded_tokens = Counter(
+            "embedserve_padded_tokens", "Tokens computed including padding", registry=self.registry
+        )
+        self.batch_seconds = Histogram(
+            "embedserve_batch_seconds", "Model time per batch", registry=self.registry
+        )
+        self.rpc_seconds = Histogram(
+            "embedserve_rpc_seconds", "RPC latency", ["method"], registry=self.registry
+        )
+        self.rpc_total = Counter(
+            "embedserve_rpc", "RPCs by method and status code", ["method", "code"],
+            registry=self.registry,
+        )
+
+    def observe_batch(self, size: int, real_tokens: int, padded_tokens: int, seconds: float) -> None:
+        self._real += real_tokens
+        self._padded += padded_tokens
+        self.batch_size.observe(size)
+        self.batch_tokens.observe(real_tokens)
+        self.real_tokens.inc(real_tokens)
+        self.padded_tokens.inc(padded_tokens)
+        self.batch_seconds.observe(seconds)
+
+    def padding_share(self) -> float:
+        """Share of computed tokens that were padding, since start."""
+        return 0.0 if self._padded == 0 else (self._padded - self._real) / self._padded

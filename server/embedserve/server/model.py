@@ -1,0 +1,177 @@
+"""The encoder: loading, one padded forward pass per batch, pooling.
+
+Everything here runs on the model thread; the batcher decides what goes in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from embedserve.server.errors import InferenceFailed, ModelLoadError
+from embedserve.server.model_spec import (
+    ModelSpec,
+    PoolingMode,
+    read_model_spec,
+    resolve_model_path,
+)
+from embedserve.server.tokenization import TextTokenizer
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One sequence to run: token ids plus what to return for it."""
+
+    ids: tuple[int, ...]
+    pool_start: int = 0
+    # None asks for the per-token vectors instead of one pooled vector.
+    pooling: PoolingMode | None = PoolingMode.MEAN
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device '{requested}' was requested but no CUDA device is available")
+    return device
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if requested not in names:
+        raise ModelLoadError(f"dtype must be one of auto, {', '.join(names)}; got '{requested}'")
+    return names[requested]
+
+
+def pick_attention(device: torch.device) -> str:
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+class EncoderModel:
+    """A Hugging Face encoder with its tokenizer and its own usage settings."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: Any,
+        tokenizer: TextTokenizer,
+        device: torch.device,
+        dtype: torch.dtype,
+        hidden_size: int,
+        model_type: str,
+    ) -> None:
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = dtype
+        self.dimensions = hidden_size
+        self.model_type = model_type
+        self._model = model
+
+    @classmethod
+    def load(
+        cls,
+        name: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_tokens: int = 0,
+        chunk_overlap: int = 128,
+    ) -> EncoderModel:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        model_id, path = resolve_model_path(name)
+        torch_device = pick_device(device)
+        torch_dtype = pick_dtype(dtype, torch_device)
+        try:
+            config = AutoConfig.from_pretrained(path)
+            hf_tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModel.from_pretrained(
+                path, dtype=torch_dtype, attn_implementation=pick_attention(torch_device)
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
+        model.to(torch_device).eval()
+        positions = getattr(config, "max_position_embeddings", None)
+        spec = read_model_spec(model_id, path, positions)
+        if max_tokens:
+            spec = dataclasses.replace(spec, max_tokens=min(max_tokens, positions or max_tokens))
+        tokenizer = TextTokenizer(hf_tokenizer, spec.max_tokens, spec.include_prompt, chunk_overlap)
+        log.info(
+            "loaded %s (%s) on %s as %s, max %d tokens, %s pooling",
+            model_id, config.model_type, torch_device, torch_dtype, spec.max_tokens,
+            spec.pooling.value,
+        )
+        return cls(
+            spec, model, tokenizer, torch_device, torch_dtype, int(config.hidden_size),
+            str(config.model_type),
+        )
+
+    @torch.inference_mode()
+    def compute(self, windows: Sequence[Window]) -> list[FloatArray]:
+        """Run one padded batch; identical sequences are computed once."""
+        row_of: dict[tuple[int, ...], int] = {}
+        rows = [row_of.setdefault(window.ids, len(row_of)) for window in windows]
+        sequences = list(row_of)
+        lengths = torch.tensor([len(seq) for seq in sequences])
+        input_ids = torch.full((len(sequences), int(lengths.max())), self.tokenizer.pad_token_id)
+        for index, seq in enumerate(sequences):
+            input_ids[index, : len(seq)] = torch.tensor(seq)
+        positions = torch.arange(input_ids.shape[1])
+        attention_mask = (positions[None, :] < lengths[:, None]).long()
+        try:
+            hidden = self._model(
+                input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+            ).last_hidden_state.float()
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            raise InferenceFailed(f"the model failed on a batch of {len(sequences)}: {exc}") from exc
+        pooled = self._pool(hidden, lengths, windows, rows)
+        results: list[FloatArray] = []
+        for window, row in zip(windows, rows, strict=True):
+            if window.pooling is None:
+                results.append(hidden[row, : int(lengths[row])].cpu().numpy())
+            else:
+                results.append(pooled[window.pooling][row])
+        return results
+
+    def _pool(
+        self,
+        hidden: torch.Tensor,
+        lengths: torch.Tensor,
+        windows: Sequence[Window],
+        rows: Sequence[int],
+    ) -> dict[PoolingMode, FloatArray]:
+        modes = {window.pooling for window in windows if window.pooling is not None}
+        pooled: dict[PoolingMode, FloatArray] = {}
+        if PoolingMode.MEAN in modes:
+            starts = torch.zeros(len(lengths), dtype=torch.long)
+            for window, row in zip(windows, rows, strict=True):
+                starts[row] = window.pool_start
+            positions = torch.arange(hidden.shape[1])
+            mask = (positions[None, :] < lengths[:, None]) & (positions[None, :] >= starts[:, None])
+            mask_f = mask.to(hidden.device, hidden.dtype).unsqueeze(-1)
+            summed = (hidden * mask_f).sum(dim=1)
+            pooled[PoolingMode.MEAN] = (summed / mask_f.sum(dim=1).clamp(min=1e-9)).cpu().numpy()
+        if PoolingMode.CLS in modes:
+            pooled[PoolingMode.CLS] = hidden[:, 0].cpu().numpy()
+        if PoolingMode.LAST_TOKEN in modes:
+            last = (lengths - 1).to(hidden.device)
+            pooled[PoolingMode.LAST_TOKEN] = hidden[torch.arange(len(lengths)), last].cpu().numpy()
+        return pooled

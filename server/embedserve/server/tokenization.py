@@ -1,0 +1,132 @@
+"""Text to model windows: prompt, special tokens and the overflow policy.
+
+The full string (prompt + text) is tokenised once, as sentence-transformers
+does, so vectors match the reference exactly whenever an input fits. Only an
+over-long input is cut, on the token list: the leading special tokens and the
+prompt stay at the front of every window, the trailing specials at its end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from embedserve.server.errors import InvalidArgument
+
+
+class Overflow(enum.Enum):
+    TRUNCATE_RIGHT = "truncate_right"
+    TRUNCATE_LEFT = "truncate_left"
+    ERROR = "error"
+    CHUNK = "chunk"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizedText:
+    """One input as the model will see it: one window, or several under CHUNK."""
+
+    windows: tuple[tuple[int, ...], ...]
+    # Leading tokens left out of pooling (the prompt, for models whose pooling excludes it).
+    pool_start: int
+    truncated: bool
+    # Tokens the input has before any cut (prompt and special tokens included).
+    full_token_count: int
+    # Leading special and prompt tokens, and the [start, end) of the full sequence that the
+    # first window keeps after them: enough to map the window back onto the input's tokens.
+    head_len: int
+    body_span: tuple[int, int]
+
+    @property
+    def token_count(self) -> int:
+        return sum(len(window) for window in self.windows)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenDetail:
+    """Token-level view of one input, for Tokenize and EmbedTokens."""
+
+    ids: list[int]
+    tokens: list[str]
+    # Character spans into the input without its prompt; (0, 0) for special and prompt tokens.
+    offsets: list[tuple[int, int]]
+
+
+class TextTokenizer:
+    def __init__(
+        self, hf_tokenizer: Any, max_tokens: int, include_prompt: bool, chunk_overlap: int
+    ) -> None:
+        self._tok = hf_tokenizer
+        # The limit is ours to enforce; silence the tokenizer's own warning about long inputs.
+        self._tok.model_max_length = 1 << 30
+        self.max_tokens = max_tokens
+        self._include_prompt = include_prompt
+        probe = self._tok("a", add_special_tokens=True, return_special_tokens_mask=True)
+        mask = list(probe["special_tokens_mask"])
+        self._n_prefix = mask.index(0) if 0 in mask else len(mask)
+        self._n_suffix = len(mask) - self._n_prefix - 1
+        if self._n_prefix + self._n_suffix >= max_tokens:
+            raise ValueError("max_tokens leaves no room for text")
+        self._chunk_overlap = chunk_overlap
+        self.pad_token_id = int(self._tok.pad_token_id if self._tok.pad_token_id is not None else 0)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - few distinct prompts, tokenizer lives as long as the server
+    def prompt_token_count(self, prompt: str) -> int:
+        if not prompt:
+            return 0
+        return len(self._tok(prompt, add_special_tokens=False)["input_ids"])
+
+    def encode(
+        self, texts: Sequence[str], prompt: str, overflow: Overflow, field: str = "inputs"
+    ) -> list[TokenizedText]:
+        encoded = self._tok([prompt + text for text in texts], add_special_tokens=True)["input_ids"]
+        head_len = self._n_prefix + self.prompt_token_count(prompt)
+        pool_start = 0 if self._include_prompt else head_len
+        return [
+            self._apply_overflow(list(ids), head_len, pool_start, overflow, f"{field}[{index}]")
+            for index, ids in enumerate(encoded)
+        ]
+
+    def _apply_overflow(
+        self, ids: list[int], head_len: int, pool_start: int, overflow: Overflow, where: str
+    ) -> TokenizedText:
+        full = len(ids)
+        if full <= self.max_tokens:
+            span = (head_len, full - self._n_suffix)
+            return TokenizedText((tuple(ids),), pool_start, False, full, head_len, span)
+        if overflow is Overflow.ERROR:
+            raise InvalidArgument(
+                f"{where} has {full} tokens, more than the model's maximum of {self.max_tokens}; "
+                "shorten it or choose the TRUNCATE or CHUNK overflow policy"
+            )
+        head = ids[:head_len]
+        tail = ids[full - self._n_suffix :] if self._n_suffix else []
+        body = ids[head_len : full - self._n_suffix]
+        room = self.max_tokens - len(head) - len(tail)
+        if room <= 0:
+            raise InvalidArgument(f"{where}: the prompt alone fills the model's {self.max_tokens} tokens")
+        if overflow is Overflow.TRUNCATE_LEFT:
+            starts: Sequence[int] = [len(body) - room]
+        elif overflow is Overflow.TRUNCATE_RIGHT:
+            starts = [0]
+        else:
+            step = max(1, room - min(self._chunk_overlap, room // 2))
+            starts = range(0, max(1, len(body) - room + step), step)
+        windows = tuple(tuple(head + body[start : start + room] + tail) for start in starts)
+        span = (head_len + starts[0], head_len + min(len(body), starts[0] + room))
+        truncated = overflow is not Overflow.CHUNK
+        return TokenizedText(windows, pool_start, truncated, full, head_len, span)
+
+    def details(self, text: str, prompt: str) -> TokenDetail:
+        encoded = self._tok(prompt + text, add_special_tokens=True, return_offsets_mapping=True)
+        ids = [int(i) for i in encoded["input_ids"]]
+        shift = len(prompt)
+        head_len = self._n_prefix + self.prompt_token_count(prompt)
+        offsets: list[tuple[int, int]] = []
+        for position, (start, end) in enumerate(encoded["offset_mapping"]):
+            special = position < head_len or position >= len(ids) - self._n_suffix
+            offsets.append((0, 0) if special else (max(0, start - shift), max(0, end - shift)))
+        tokens = [str(t) for t in self._tok.convert_ids_to_tokens(ids)]
+        return TokenDetail(ids, tokens, offsets)
