@@ -59,7 +59,9 @@ class EmbedServer:
         self._warmup: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
-        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(self.embedding_service, self._grpc)
+        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(
+            self.embedding_service, self._grpc
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection(SERVICE_NAMES, self._grpc)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -79,7 +81,10 @@ class EmbedServer:
             self.model = await loop.run_in_executor(
                 self._model_executor,
                 lambda: EncoderModel.load(
-                    settings.model, settings.device, settings.dtype, settings.max_tokens,
+                    settings.model,
+                    settings.device,
+                    settings.dtype,
+                    settings.max_tokens,
                     settings.chunk_overlap_tokens,
                 ),
             )
@@ -98,7 +103,8 @@ class EmbedServer:
             self._batcher,
             self._tokenize_executor,
             RequestLimits(
-                settings.max_inputs_per_request, settings.max_input_chars,
+                settings.max_inputs_per_request,
+                settings.max_input_chars,
                 settings.max_message_bytes,
             ),
         )
@@ -114,7 +120,9 @@ class EmbedServer:
         assert self._warmup is not None, "start() first"
         await asyncio.shield(self._warmup)
 
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+    async def _set_health(
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+    ) -> None:
         await self.health.set("", status)
         for name in SERVICE_NAMES[:1]:
             await self.health.set(name, status)

@@ -64,4 +64,6 @@ def _coerce(name: str, raw: str, kind: type) -> Any:
             return raw.strip().lower() in {"1", "true", "yes", "on"}
         return kind(raw)
     except ValueError as exc:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+        raise ValueError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}"
+        ) from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -16,20 +16,20 @@ from embedserve.v1 import embedding_pb2 as pb
 
 K = TypeVar("K")
 
-TASKS: dict[int, Task] = {
+TASKS: dict[pb.Task.ValueType, Task] = {
     pb.TASK_UNSPECIFIED: Task.DEFAULT,
     pb.TASK_QUERY: Task.QUERY,
     pb.TASK_DOCUMENT: Task.DOCUMENT,
     pb.TASK_NONE: Task.NONE,
 }
-POOLINGS: dict[int, PoolingMode | None] = {
+POOLINGS: dict[pb.Pooling.ValueType, PoolingMode | None] = {
     pb.POOLING_UNSPECIFIED: None,
     pb.POOLING_MEAN: PoolingMode.MEAN,
     pb.POOLING_CLS: PoolingMode.CLS,
     pb.POOLING_LAST_TOKEN: PoolingMode.LAST_TOKEN,
 }
 POOLING_TO_PROTO = {mode: value for value, mode in POOLINGS.items() if mode is not None}
-OVERFLOWS: dict[int, Overflow] = {
+OVERFLOWS: dict[pb.OverflowPolicy.ValueType, Overflow] = {
     pb.OVERFLOW_POLICY_UNSPECIFIED: Overflow.TRUNCATE_RIGHT,
     pb.OVERFLOW_POLICY_TRUNCATE_RIGHT: Overflow.TRUNCATE_RIGHT,
     pb.OVERFLOW_POLICY_TRUNCATE_LEFT: Overflow.TRUNCATE_LEFT,
@@ -38,7 +38,7 @@ OVERFLOWS: dict[int, Overflow] = {
 }
 
 
-def enum_value(table: Mapping[int, K], value: int, field: str) -> K:
+def enum_value(table: Mapping[Any, K], value: int, field: str) -> K:
     if value not in table:
         raise InvalidArgument(f"{field} has the unknown value {value}")
     return table[value]

@@ -229,9 +229,7 @@ class Embedder:
             [Window(text.windows[0], 0, None) for text in tokenized], deadline, False
         )
         loop = asyncio.get_running_loop()
-        details = await loop.run_in_executor(
-            self._tokenize_executor, self._details, inputs, prompt
-        )
+        details = await loop.run_in_executor(self._tokenize_executor, self._details, inputs, prompt)
         width = params.dimensions or self.model.dimensions
         normalize = self.model.spec.normalize if params.normalize is None else params.normalize
         vectors: list[FloatArray] = []
@@ -249,11 +247,15 @@ class Embedder:
     def _details(self, inputs: Sequence[str], prompt: str) -> list[TokenDetail]:
         return [self.model.tokenizer.details(text, prompt) for text in inputs]
 
-    async def tokenize(self, inputs: Sequence[str], task: Task, prompt: str | None) -> list[TokenDetail]:
+    async def tokenize(
+        self, inputs: Sequence[str], task: Task, prompt: str | None
+    ) -> list[TokenDetail]:
         self.validate_inputs(inputs)
         text_prompt = self.prompt_for(task, prompt)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._tokenize_executor, self._details, inputs, text_prompt)
+        return await loop.run_in_executor(
+            self._tokenize_executor, self._details, inputs, text_prompt
+        )
 
 
 def _cut_detail(detail: TokenDetail, text: TokenizedText) -> TokenDetail:

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 
 from embedserve.server import convert
-from embedserve.server.embedder import EmbedParams, Embedder, Task
+from embedserve.server.embedder import Embedder, EmbedParams, Task
 from embedserve.server.errors import EmbedServeError, InvalidArgument, NotReady
 from embedserve.server.status import streaming, unary
 from embedserve.v1 import embedding_pb2 as pb
@@ -116,7 +116,9 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
     ) -> pb.EmbedTokensResponse:
         self._check_size(request)
         params = convert.params_from_proto(request.options)
-        result = await self._embedder.embed_tokens(list(request.inputs), params, deadline_of(context))
+        result = await self._embedder.embed_tokens(
+            list(request.inputs), params, deadline_of(context)
+        )
         items = []
         for detail, matrix, truncated in zip(
             result.details, result.vectors, result.truncated, strict=True
@@ -146,7 +148,9 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
         return pb.TokenizeResponse(
             results=[
                 pb.Tokenization(
-                    ids=d.ids, tokens=d.tokens, token_count=len(d.ids),
+                    ids=d.ids,
+                    tokens=d.tokens,
+                    token_count=len(d.ids),
                     exceeds_max_tokens=len(d.ids) > limit,
                 )
                 for d in details
@@ -180,7 +184,9 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
             query_result, candidate_result = await asyncio.gather(
                 self._embedder.embed([query.query], query_params, deadline, field="query"),
                 self._embedder.embed(
-                    list(query.candidates), candidate_params, deadline,
+                    list(query.candidates),
+                    candidate_params,
+                    deadline,
                     field="query_candidates.candidates",
                 ),
             )

@@ -17,12 +17,16 @@ class Metrics:
             "embedserve_queue_depth", "Inputs waiting for a batch", registry=self.registry
         )
         self.batch_size = Histogram(
-            "embedserve_batch_size", "Sequences per model batch", buckets=_SIZE_BUCKETS,
+            "embedserve_batch_size",
+            "Sequences per model batch",
+            buckets=_SIZE_BUCKETS,
             registry=self.registry,
         )
         self.batch_tokens = Histogram(
-            "embedserve_batch_tokens", "Real (unpadded) tokens per model batch",
-            buckets=_TOKEN_BUCKETS, registry=self.registry,
+            "embedserve_batch_tokens",
+            "Real (unpadded) tokens per model batch",
+            buckets=_TOKEN_BUCKETS,
+            registry=self.registry,
         )
         self.real_tokens = Counter(
             "embedserve_tokens", "Real tokens computed", registry=self.registry
@@ -37,11 +41,15 @@ class Metrics:
             "embedserve_rpc_seconds", "RPC latency", ["method"], registry=self.registry
         )
         self.rpc_total = Counter(
-            "embedserve_rpc", "RPCs by method and status code", ["method", "code"],
+            "embedserve_rpc",
+            "RPCs by method and status code",
+            ["method", "code"],
             registry=self.registry,
         )
 
-    def observe_batch(self, size: int, real_tokens: int, padded_tokens: int, seconds: float) -> None:
+    def observe_batch(
+        self, size: int, real_tokens: int, padded_tokens: int, seconds: float
+    ) -> None:
         self._real += real_tokens
         self._padded += padded_tokens
         self.batch_size.observe(size)

@@ -96,6 +96,9 @@ class EncoderModel:
         chunk_overlap: int = 128,
     ) -> EncoderModel:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         model_id, path = resolve_model_path(name)
         torch_device = pick_device(device)
@@ -116,11 +119,20 @@ class EncoderModel:
         tokenizer = TextTokenizer(hf_tokenizer, spec.max_tokens, spec.include_prompt, chunk_overlap)
         log.info(
             "loaded %s (%s) on %s as %s, max %d tokens, %s pooling",
-            model_id, config.model_type, torch_device, torch_dtype, spec.max_tokens,
+            model_id,
+            config.model_type,
+            torch_device,
+            torch_dtype,
+            spec.max_tokens,
             spec.pooling.value,
         )
         return cls(
-            spec, model, tokenizer, torch_device, torch_dtype, int(config.hidden_size),
+            spec,
+            model,
+            tokenizer,
+            torch_device,
+            torch_dtype,
+            int(config.hidden_size),
             str(config.model_type),
         )
 
@@ -141,7 +153,9 @@ class EncoderModel:
                 input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
             ).last_hidden_state.float()
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-            raise InferenceFailed(f"the model failed on a batch of {len(sequences)}: {exc}") from exc
+            raise InferenceFailed(
+                f"the model failed on a batch of {len(sequences)}: {exc}"
+            ) from exc
         pooled = self._pool(hidden, lengths, windows, rows)
         results: list[FloatArray] = []
         for window, row in zip(windows, rows, strict=True):

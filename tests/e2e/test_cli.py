@@ -1,0 +1,108 @@
+"""The console script against a real server subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedserve.client import EmbedClient
+
+CLI = [sys.executable, "-m", "embedserve.server.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli_env() -> dict[str, str]:
+    roots = ["server", "connectors", "clients/python"]
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join(str(repo / r) for r in roots)
+    return env
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    port = free_port()
+    env = cli_env() | {"EMBEDSERVE_MODEL": "minilm", "EMBEDSERVE_MAX_BATCH_SIZE": "32"}
+    process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env)
+    target = f"127.0.0.1:{port}"
+    try:
+        with EmbedClient(target) as client:
+            client.wait_until_serving(timeout=120)
+            assert client.model_info().batching.max_batch_size == 32  # env var reached the server
+        yield target
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], input=stdin, capture_output=True, text=True, env=cli_env(), timeout=120
+    )
+
+
+def test_embed_arguments_to_jsonl(served: str, sentence_transformer) -> None:
+    result = run_cli("embed", "--target", served, "first text", "second text")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["first text", "second text"]
+    reference = sentence_transformer.encode(
+        ["first text", "second text"], normalize_embeddings=True
+    )
+    assert np.abs(np.array([r["embedding"] for r in rows]) - reference).max() < 1e-5
+
+
+def test_embed_stdin_to_npy_with_dimensions(served: str, tmp_path: Path) -> None:
+    out = tmp_path / "vectors.npy"
+    result = run_cli(
+        "embed",
+        "--target",
+        served,
+        "--dimensions",
+        "32",
+        "-o",
+        str(out),
+        stdin="one\ntwo\n\nthree\n",
+    )
+    assert result.returncode == 0, result.stderr
+    vectors = np.load(out)
+    assert vectors.shape == (3, 32)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_info_and_tokenize(served: str) -> None:
+    info = run_cli("info", "--target", served)
+    assert info.returncode == 0, info.stderr
+    parsed = json.loads(info.stdout)
+    assert parsed["modelId"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert parsed["dimensions"] == 384 and parsed["maxTokens"] == 256
+    tokens = run_cli("tokenize", "--target", served, "Hello world")
+    assert json.loads(tokens.stdout)["tokens"] == ["[CLS]", "hello", "world", "[SEP]"]
+
+
+def test_client_errors_are_one_line_not_a_traceback(served: str) -> None:
+    result = run_cli("embed", "--target", served, "--dimensions", "0", "text")
+    assert result.returncode == 1
+    assert result.stderr.startswith("embedserve: INVALID_ARGUMENT: options.dimensions")
+    assert "Traceback" not in result.stderr
+
+
+def test_unavailable_model_names_it_and_the_offline_alternative() -> None:
+    result = run_cli("serve", "--port", str(free_port()), "--model", "acme/no-such-model")
+    assert result.returncode == 2
+    assert "acme/no-such-model" in result.stderr
+    assert "--model minilm" in result.stderr
+    assert "Traceback" not in result.stderr

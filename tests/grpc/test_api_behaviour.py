@@ -1,0 +1,172 @@
+"""Batching across clients, health and reflection, and what bad input gets back."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from embedserve.client import EmbedClient
+from embedserve.v1 import embedding_pb2 as pb
+from embedserve.v1 import embedding_pb2_grpc as pb_grpc
+
+
+def test_64_concurrent_clients_share_batches(minilm_server, sentence_transformer) -> None:
+    texts = [f"client number {i} asks about topic {i * 7 % 13}" for i in range(64)]
+    reference = sentence_transformer.encode(texts, normalize_embeddings=True)
+    results: dict[int, np.ndarray] = {}
+    barrier = threading.Barrier(64)
+
+    def one(index: int) -> None:
+        with EmbedClient(minilm_server.target) as client:
+            client.health()  # connect first, so all 64 requests leave together
+            barrier.wait()
+            results[index] = client.embed(texts[index])[0]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == list(range(64))
+    for index in range(64):
+        assert float(results[index] @ reference[index]) >= 0.99999
+    registry = minilm_server.server.metrics.registry
+    batches = registry.get_sample_value("embedserve_batch_size_count")
+    sequences = registry.get_sample_value("embedserve_batch_size_sum")
+    larger_than_one = batches - registry.get_sample_value(
+        "embedserve_batch_size_bucket", {"le": "1.0"}
+    )
+    assert larger_than_one >= 1, "no batch held more than one client's text"
+    assert sequences / batches > 1.5
+
+
+def test_health_is_not_serving_until_warm_then_serving(start_server) -> None:
+    running = start_server(wait=False)  # loads the packaged MiniLM by name
+    with grpc.insecure_channel(running.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        first = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert first.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.RpcError) as early:
+            pb_grpc.EmbeddingServiceStub(channel).Embed(pb.EmbedRequest(inputs=["x"]), timeout=5)
+        assert early.value.code() == grpc.StatusCode.UNAVAILABLE
+        running.wait_ready()
+        for service in ("", "embedserve.v1.EmbeddingService"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_services_and_describes_methods(minilm_server) -> None:
+    with grpc.insecure_channel(minilm_server.target) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = set(database.get_services())
+        assert {"embedserve.v1.EmbeddingService", "grpc.health.v1.Health"} <= services
+        file = database.FindFileContainingSymbol("embedserve.v1.EmbeddingService")
+        methods = {m.name for m in file.service[0].method}
+    assert {
+        "Embed",
+        "EmbedStream",
+        "EmbedTokens",
+        "Tokenize",
+        "Similarity",
+        "GetModelInfo",
+    } <= methods
+
+
+BAD_REQUESTS = [
+    (pb.EmbedRequest(), "inputs must not be empty"),
+    (pb.EmbedRequest(inputs=["ok", ""]), "inputs[1] is empty"),
+    (pb.EmbedRequest(inputs=["x"], options=pb.EmbedOptions(dimensions=0)), "options.dimensions"),
+    (pb.EmbedRequest(inputs=["x"], options=pb.EmbedOptions(dimensions=385)), "options.dimensions"),
+    (pb.EmbedRequest(inputs=["x"], options=pb.EmbedOptions(task=42)), "options.task"),  # type: ignore[arg-type]
+    (pb.EmbedRequest(inputs=["x"], options=pb.EmbedOptions(pooling=9)), "options.pooling"),  # type: ignore[arg-type]
+    (pb.EmbedRequest(inputs=["x"], options=pb.EmbedOptions(overflow=-1)), "options.overflow"),  # type: ignore[arg-type]
+    (pb.EmbedRequest(inputs=["x" * 5001]), "inputs[0] has 5001 characters"),
+    (pb.EmbedRequest(inputs=["y"] * 65), "inputs has 65 items"),
+    (pb.EmbedRequest(inputs=["z" * 4000] * 5), "max_message_bytes"),
+    (
+        pb.EmbedRequest(
+            inputs=["word " * 400], options=pb.EmbedOptions(overflow=pb.OVERFLOW_POLICY_ERROR)
+        ),
+        "inputs[0] has 402 tokens, more than the model's maximum of 256",
+    ),
+]
+
+
+@pytest.fixture
+def strict_server(start_server, minilm_model):
+    return start_server(
+        loaded=minilm_model,
+        max_input_chars=5000,
+        max_inputs_per_request=64,
+        max_message_bytes=16000,
+    )
+
+
+@pytest.mark.parametrize(("request_message", "named"), BAD_REQUESTS)
+def test_bad_input_is_invalid_argument_naming_the_field(
+    strict_server, request_message, named
+) -> None:
+    with grpc.insecure_channel(strict_server.target) as channel:
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Embed(request_message, timeout=30)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert named in error.value.details()
+        assert stub.Embed(pb.EmbedRequest(inputs=["still fine"]), timeout=30).dimensions == 384
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_bad_stream_message_ends_stream_naming_its_request_id(minilm_server) -> None:
+    def requests():
+        yield pb.EmbedStreamRequest(request_id="good", inputs=["fine"])
+        yield pb.EmbedStreamRequest(request_id="bad-one", inputs=[])
+
+    with grpc.insecure_channel(minilm_server.target) as channel:
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+        received = []
+        with pytest.raises(grpc.RpcError) as error:
+            for response in stub.EmbedStream(requests(), timeout=30):
+                received.append(response.request_id)
+    assert received == ["good"]
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request_id 'bad-one'" in error.value.details()
+    assert "inputs must not be empty" in error.value.details()
+
+
+def test_similarity_equals_cosine_of_embeddings(minilm_server) -> None:
+    with EmbedClient(minilm_server.target) as client:
+        candidates = ["a kitten sleeps on the sofa", "the stock market fell", "cats purr"]
+        scores = client.similarity("my cat", candidates)
+        vectors = client.embed(["my cat", *candidates])
+        pair_scores = client.similarity(pairs=[("my cat", c) for c in candidates])
+    expected = vectors[1:] @ vectors[0]
+    assert np.abs(scores - expected).max() < 1e-5
+    assert np.abs(pair_scores - expected).max() < 1e-5
+    assert scores[0] > scores[1] and scores[2] > scores[1]
+
+
+def test_tokenize_and_token_vectors(minilm_server, sentence_transformer) -> None:
+    with EmbedClient(minilm_server.target) as client:
+        tokenized = client.tokenize(["Hello world", "word " * 300]).results
+        tokens = client.embed_tokens(["Hello world"], normalize=False)
+        pooled = client.embed(["Hello world"])[0]
+    assert list(tokenized[0].tokens) == ["[CLS]", "hello", "world", "[SEP]"]
+    assert tokenized[0].token_count == 4 and not tokenized[0].exceeds_max_tokens
+    assert tokenized[1].token_count == 302 and tokenized[1].exceeds_max_tokens
+    items = tokens.results[0].tokens
+    assert [(t.token, t.start, t.end) for t in items] == [
+        ("[CLS]", 0, 0),
+        ("hello", 0, 5),
+        ("world", 6, 11),
+        ("[SEP]", 0, 0),
+    ]
+    mean = np.mean([np.array(t.values) for t in items], axis=0)
+    assert float(mean @ pooled / np.linalg.norm(mean)) >= 0.99999
