@@ -140,7 +140,7 @@ class RunningServer:
 
 
 @pytest.fixture
-def start_server() -> Iterator[Callable[..., RunningServer]]:
+def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     """Start servers with Settings overrides; all are stopped at the end of the test."""
     from embedserve.server.config import Settings
 
@@ -150,6 +150,7 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
         """``loaded``: an already loaded EncoderModel to reuse; else ``model`` is loaded."""
         overrides.setdefault("port", 0)
         overrides.setdefault("model", "minilm")
+        overrides.setdefault("data_dir", str(tmp_path / f"data-{len(started)}"))
         running = RunningServer(Settings(**overrides), loaded)
         started.append(running)
         return running.wait_ready() if wait else running

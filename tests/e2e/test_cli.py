@@ -33,9 +33,13 @@ def cli_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[str]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    env = cli_env() | {"EMBEDSERVE_MODEL": "minilm", "EMBEDSERVE_MAX_BATCH_SIZE": "32"}
+    env = cli_env() | {
+        "EMBEDSERVE_MODEL": "minilm",
+        "EMBEDSERVE_MAX_BATCH_SIZE": "32",
+        "EMBEDSERVE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+    }
     process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env)
     target = f"127.0.0.1:{port}"
     try:
@@ -106,3 +110,49 @@ def test_unavailable_model_names_it_and_the_offline_alternative() -> None:
     assert "acme/no-such-model" in result.stderr
     assert "--model minilm" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def write_jsonl(path: Path, start: int, stop: int) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        for i in range(start, stop):
+            topic = ["space", "food", "sport"][i % 3]
+            text = {
+                "space": "a rocket flew to the moon",
+                "food": "fresh bread from the oven",
+                "sport": "the team scored a goal",
+            }[topic]
+            handle.write(
+                json.dumps({"id": f"d{i}", "text": f"{text} {i}", "payload": {"topic": topic}})
+                + "\n"
+            )
+
+
+def test_ingest_resumes_search_recommend_and_collections(served: str, tmp_path: Path) -> None:
+    source = tmp_path / "docs.jsonl"
+    write_jsonl(source, 0, 60)
+    first = run_cli("ingest", str(source), "-c", "cli", "--target", served, "--batch-size", "16")
+    assert first.returncode == 0, first.stderr
+    assert "created collection 'cli'" in first.stderr and "ingested 60 documents" in first.stderr
+    assert "docs/s" in first.stderr
+    write_jsonl(source, 60, 90)  # the producer appended more; the re-run sends only those
+    second = run_cli("ingest", str(source), "-c", "cli", "--target", served)
+    assert "resuming after 60 acknowledged documents" in second.stderr
+    assert "ingested 30 documents" in second.stderr
+    assert json.loads((tmp_path / "docs.jsonl.progress").read_text())["acknowledged"] == 90
+
+    found = run_cli("search", "cli", "rocket to the moon", "--limit", "3", "--target", served)
+    hits = [json.loads(line) for line in found.stdout.splitlines()]
+    assert [h["payload"]["topic"] for h in hits] == ["space"] * 3
+    liked = run_cli("recommend", "cli", "-p", "d1", "-n", "d0", "--limit", "3", "--target", served)
+    assert {json.loads(line)["payload"]["topic"] for line in liked.stdout.splitlines()} == {"food"}
+
+    rows = tmp_path / "more.csv"
+    rows.write_text('id,text,topic\nc1,"a goal in the match",sport\nc2,"rye bread",food\n')
+    assert run_cli("ingest", str(rows), "-c", "cli", "--target", served).returncode == 0
+    info = json.loads(run_cli("collections", "get", "cli", "--target", served).stdout)
+    assert int(info["pointsCount"]) == 92
+    listed = run_cli("collections", "--target", served).stdout.split()
+    assert "cli" in listed
+    assert run_cli("collections", "delete", "cli", "--target", served).returncode == 0
+    missing = run_cli("collections", "get", "cli", "--target", served)
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr

@@ -15,18 +15,26 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from embedserve.connectors import RetryPolicy, StoreError, VectorStore, open_store
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.config import Settings
 from embedserve.server.embedder import Embedder, EmbedParams, RequestLimits
 from embedserve.server.embedding_service import EmbeddingService
+from embedserve.server.errors import FailedPrecondition
 from embedserve.server.metrics import Metrics
 from embedserve.server.model import EncoderModel
-from embedserve.v1 import embedding_pb2, embedding_pb2_grpc
+from embedserve.server.vector_service import VectorService
+from embedserve.server.vectors import VectorCore
+from embedserve.v1 import embedding_pb2, embedding_pb2_grpc, vector_pb2, vector_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
+API_SERVICES = (
     embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
+    vector_pb2.DESCRIPTOR.services_by_name["VectorService"].full_name,
+)
+SERVICE_NAMES = (
+    *API_SERVICES,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -52,7 +60,10 @@ class EmbedServer:
         )
         self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")
         self._tokenize_executor = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
+        self._store_executor = ThreadPoolExecutor(2, thread_name_prefix="store")
         self.embedding_service = EmbeddingService()
+        self.vector_service = VectorService(settings.ingest_inflight, settings.max_write_points)
+        self.store: VectorStore | None = None
         self.port = 0
         self.ready = asyncio.Event()
         self._batcher: Batcher | None = None
@@ -62,6 +73,7 @@ class EmbedServer:
         embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(
             self.embedding_service, self._grpc
         )
+        vector_pb2_grpc.add_VectorServiceServicer_to_server(self.vector_service, self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection(SERVICE_NAMES, self._grpc)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -109,11 +121,30 @@ class EmbedServer:
             ),
         )
         await embedder.embed(["warm-up", "a somewhat longer warm-up input " * 8], EmbedParams())
+        try:
+            self.store = await loop.run_in_executor(self._store_executor, self._open_store)
+        except StoreError as exc:
+            raise FailedPrecondition(f"cannot open the vector store: {exc}") from exc
         self.embedder = embedder
         self.embedding_service.attach(embedder)
+        self.vector_service.attach(VectorCore(self.store, embedder, self._store_executor))
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready.set()
         log.info("SERVING %s", self.model.spec.model_id)
+
+    def _open_store(self) -> VectorStore:
+        settings = self.settings
+        return open_store(
+            url=settings.qdrant_url or None,
+            data_dir=settings.data_dir,
+            api_key=settings.qdrant_api_key or None,
+            prefer_grpc=settings.qdrant_prefer_grpc,
+            timeout_s=settings.qdrant_timeout_s,
+            retry=RetryPolicy(
+                max_attempts=settings.store_retry_attempts,
+                max_total_s=settings.store_retry_max_s,
+            ),
+        )
 
     async def wait_ready(self) -> None:
         """Wait for SERVING; re-raise a failed model load."""
@@ -124,7 +155,7 @@ class EmbedServer:
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
     ) -> None:
         await self.health.set("", status)
-        for name in SERVICE_NAMES[:1]:
+        for name in API_SERVICES:
             await self.health.set(name, status)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -135,8 +166,10 @@ class EmbedServer:
             self._warmup.cancel()
         if self._batcher is not None:
             await self._batcher.stop()
-        self._model_executor.shutdown(wait=False, cancel_futures=True)
-        self._tokenize_executor.shutdown(wait=False, cancel_futures=True)
+        if self.store is not None:
+            await asyncio.get_running_loop().run_in_executor(self._store_executor, self.store.close)
+        for executor in (self._model_executor, self._tokenize_executor, self._store_executor):
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def wait_for_termination(self) -> None:
         await self._grpc.wait_for_termination()

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from embedserve.server import cli_vectors
 from embedserve.server.config import ENV_PREFIX, Settings
 
 DEFAULT_TARGET = os.environ.get(ENV_PREFIX + "TARGET", "127.0.0.1:50051")
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("texts", nargs="*")
     tokenize.add_argument("--target", default=DEFAULT_TARGET)
     tokenize.add_argument("--task", choices=["query", "document", "none"])
+    cli_vectors.add_commands(commands, DEFAULT_TARGET)
     return parser
 
 
@@ -132,6 +134,8 @@ def _client_command(args: argparse.Namespace) -> int:
 
     try:
         with EmbedClient(args.target) as client:
+            if cli_vectors.is_vector_command(args.command):
+                return cli_vectors.run(client, args)
             if args.command == "info":
                 from google.protobuf.json_format import MessageToDict
 
@@ -153,6 +157,9 @@ def _client_command(args: argparse.Namespace) -> int:
     except grpc.RpcError as exc:
         print(f"embedserve: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"embedserve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -34,10 +34,17 @@ class Settings:
     max_message_bytes: int = 64 * 1024 * 1024
     # Threads used by torch on CPU; 0 lets torch decide.
     torch_threads: int = 0
-    # Vector store
+    # Vector store: the embedded engine in data_dir unless qdrant_url names a server
+    # (http(s)://host:port), ':memory:' or 'local:PATH' (qdrant-client's local mode).
     data_dir: str = "./data"
     qdrant_url: str = ""
     qdrant_api_key: str = ""
+    qdrant_prefer_grpc: bool = True
+    qdrant_timeout_s: float = 10.0
+    store_retry_attempts: int = 5
+    store_retry_max_s: float = 15.0
+    ingest_inflight: int = 16  # messages of one ingestion stream being embedded at once
+    max_write_points: int = 1024  # points joined into one store write
     grace_period_s: float = 10.0
     log_level: str = "INFO"
 

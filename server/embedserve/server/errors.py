@@ -79,3 +79,9 @@ class ModelLoadError(EmbedServeError):
     """The model could not be loaded; the message says which model and what to do instead."""
 
     kind = ErrorKind.FAILED_PRECONDITION
+
+
+class StoreDown(EmbedServeError):
+    """The vector store failed or stayed unreachable after retries."""
+
+    kind = ErrorKind.UNAVAILABLE

@@ -98,7 +98,7 @@ class EncoderModel:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         model_id, path = resolve_model_path(name)
         torch_device = pick_device(device)

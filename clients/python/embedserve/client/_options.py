@@ -17,8 +17,16 @@ Vectors = npt.NDArray[np.float32]
 
 V = TypeVar("V", bound=int)
 
-_TASKS: dict[str, pb.Task.ValueType] = {"query": pb.TASK_QUERY, "document": pb.TASK_DOCUMENT, "none": pb.TASK_NONE}
-_POOLINGS: dict[str, pb.Pooling.ValueType] = {"mean": pb.POOLING_MEAN, "cls": pb.POOLING_CLS, "last_token": pb.POOLING_LAST_TOKEN}
+_TASKS: dict[str, pb.Task.ValueType] = {
+    "query": pb.TASK_QUERY,
+    "document": pb.TASK_DOCUMENT,
+    "none": pb.TASK_NONE,
+}
+_POOLINGS: dict[str, pb.Pooling.ValueType] = {
+    "mean": pb.POOLING_MEAN,
+    "cls": pb.POOLING_CLS,
+    "last_token": pb.POOLING_LAST_TOKEN,
+}
 _OVERFLOWS: dict[str, pb.OverflowPolicy.ValueType] = {
     "truncate_right": pb.OVERFLOW_POLICY_TRUNCATE_RIGHT,
     "truncate_left": pb.OVERFLOW_POLICY_TRUNCATE_LEFT,

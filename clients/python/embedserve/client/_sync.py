@@ -18,18 +18,22 @@ from embedserve.client._options import (
     task_value,
     vectors_of,
 )
+from embedserve.client._vector_methods import VectorMethods
 from embedserve.v1 import embedding_pb2 as pb
 from embedserve.v1 import embedding_pb2_grpc as pb_grpc
+from embedserve.v1 import vector_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 _MAX_MESSAGE = 256 * 1024 * 1024
 
 
-class EmbedClient:
+class EmbedClient(VectorMethods):
     """Calls an embedserve server. Vectors come back as float32 numpy arrays.
 
     Options (``task``, ``prompt``, ``dimensions``, ``normalize``, ``pooling``,
-    ``overflow``) default to the model's own settings. Failed calls raise
+    ``overflow``) default to the model's own settings. The VectorService methods
+    (collections, ``upsert``, ``ingest``, ``search``, ``recommend``, ``get``,
+    ``delete``, ``count``) are on the same client. Failed calls raise
     ``grpc.RpcError`` with the server's status code and message.
     """
 
@@ -51,6 +55,7 @@ class EmbedClient:
             self._channel = grpc.secure_channel(target, credentials, options=options)
         self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._vectors = vector_pb2_grpc.VectorServiceStub(self._channel)
         self._timeout = timeout
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
 

@@ -1,0 +1,125 @@
+"""Documents, filters and hits: plain Python values to VectorService messages and back."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+
+from embedserve.client._options import Vectors
+from embedserve.v1 import vector_pb2 as pb
+
+DocumentLike = Mapping[str, Any] | pb.Document
+FilterLike = Mapping[str, Any] | pb.Filter
+ExampleLike = str | Sequence[float] | Mapping[str, Any] | pb.Example
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """One search or recommendation result."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+    vector: Vectors | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredDocument:
+    id: str
+    payload: dict[str, Any]
+    vector: Vectors | None = None
+
+
+def document(value: DocumentLike) -> pb.Document:
+    """``{"id": ..., "text": ... | "vector": [...], "payload": {...}}`` as a Document."""
+    if isinstance(value, pb.Document):
+        return value
+    doc = pb.Document(id=str(value["id"]))
+    if value.get("text") is not None:
+        doc.text = str(value["text"])
+    elif value.get("vector") is not None:
+        doc.vector.values.extend(float(x) for x in value["vector"])
+    else:
+        raise ValueError(f"document {value.get('id')!r} needs a text or a vector")
+    payload = value.get("payload")
+    if payload:
+        doc.payload.update(dict(payload))
+    return doc
+
+
+def documents(values: Iterable[DocumentLike]) -> list[pb.Document]:
+    return [document(v) for v in values]
+
+
+def query_filter(value: FilterLike | None) -> pb.Filter | None:
+    """A Filter message, or its JSON form, e.g.
+    ``{"must": [{"match": {"key": "topic", "text": "space"}}]}``."""
+    if value is None or isinstance(value, pb.Filter):
+        return value
+    return json_format.ParseDict(dict(value), pb.Filter())
+
+
+def example(value: ExampleLike) -> pb.Example:
+    """A stored id (str), a vector, ``{"text": ...}`` or an Example message."""
+    if isinstance(value, pb.Example):
+        return value
+    if isinstance(value, str):
+        return pb.Example(id=value)
+    if isinstance(value, Mapping):
+        return json_format.ParseDict(dict(value), pb.Example())
+    return pb.Example(vector=pb.Vector(values=[float(x) for x in value]))
+
+
+def query_params(
+    limit: int | None = None,
+    offset: int = 0,
+    score_threshold: float | None = None,
+    with_payload: bool | None = None,
+    with_vectors: bool = False,
+    exact: bool = False,
+    hnsw_ef: int | None = None,
+    read_consistency: str = "",
+) -> pb.QueryParams:
+    params = pb.QueryParams(
+        offset=offset, with_vectors=with_vectors, exact=exact, read_consistency=read_consistency
+    )
+    if limit is not None:
+        params.limit = limit
+    if score_threshold is not None:
+        params.score_threshold = score_threshold
+    if with_payload is not None:
+        params.with_payload = with_payload
+    if hnsw_ef is not None:
+        params.hnsw_ef = hnsw_ef
+    return params
+
+
+def _vector(message: pb.ScoredDocument | pb.StoredDocument) -> Vectors | None:
+    if not message.HasField("vector"):
+        return None
+    return np.array(message.vector.values, dtype=np.float32)
+
+
+def hits(results: Sequence[pb.ScoredDocument]) -> list[Hit]:
+    return [Hit(r.id, r.score, json_format.MessageToDict(r.payload), _vector(r)) for r in results]
+
+
+def stored(results: Sequence[pb.StoredDocument]) -> list[StoredDocument]:
+    return [StoredDocument(r.id, json_format.MessageToDict(r.payload), _vector(r)) for r in results]
+
+
+def chunked(values: Iterable[DocumentLike], size: int) -> Iterator[list[pb.Document]]:
+    if size < 1:
+        raise ValueError("batch_size must be at least 1")
+    batch: list[pb.Document] = []
+    for value in values:
+        batch.append(document(value))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,197 @@
+"""``embedserve ingest | search | recommend | collections``: the VectorService from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from google.protobuf.json_format import MessageToDict
+
+
+def add_commands(commands: Any, default_target: str) -> None:
+    ingest = commands.add_parser(
+        "ingest", help="stream documents from JSONL or CSV into a collection"
+    )
+    ingest.add_argument("file", help="a .jsonl or .csv file, or '-' for JSONL on stdin")
+    ingest.add_argument("--collection", "-c", required=True)
+    ingest.add_argument("--target", default=default_target)
+    ingest.add_argument("--batch-size", type=int, default=64)
+    ingest.add_argument("--store-text", action="store_true", help="keep each text in its payload")
+    ingest.add_argument(
+        "--checkpoint",
+        help="progress file (default: FILE.progress); a re-run skips what it acknowledged",
+    )
+    ingest.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+
+    search = commands.add_parser("search", help="nearest documents to a text")
+    search.add_argument("collection")
+    search.add_argument("text")
+    search.add_argument("--target", default=default_target)
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--filter", help='JSON, e.g. {"must":[{"match":{"key":"k","text":"v"}}]}')
+    search.add_argument("--exact", action="store_true")
+
+    recommend = commands.add_parser("recommend", help="documents like some and unlike others")
+    recommend.add_argument("collection")
+    recommend.add_argument(
+        "--positive", "-p", action="append", required=True, help="a document id (repeatable)"
+    )
+    recommend.add_argument("--negative", "-n", action="append", default=[])
+    recommend.add_argument(
+        "--strategy",
+        default="average_vector",
+        choices=["average_vector", "best_score", "sum_scores"],
+    )
+    recommend.add_argument("--target", default=default_target)
+    recommend.add_argument("--limit", type=int, default=10)
+    recommend.add_argument("--filter")
+
+    collections = commands.add_parser("collections", help="list, create, show or delete")
+    collections.add_argument(
+        "action", nargs="?", default="list", choices=["list", "create", "get", "delete"]
+    )
+    collections.add_argument("name", nargs="?")
+    collections.add_argument("--target", default=default_target)
+    collections.add_argument("--dimensions", type=int)
+    collections.add_argument(
+        "--distance", default="cosine", choices=["cosine", "dot", "euclid", "manhattan"]
+    )
+    collections.add_argument(
+        "--index",
+        action="append",
+        default=[],
+        help="payload index FIELD:KIND, KIND in keyword integer float bool text",
+    )
+
+
+def run(client: Any, args: argparse.Namespace) -> int:
+    if args.command == "ingest":
+        return _ingest(client, args)
+    if args.command == "collections":
+        return _collections(client, args)
+    query_filter = json.loads(args.filter) if args.filter else None
+    if args.command == "search":
+        hits = client.search(
+            args.collection, args.text, limit=args.limit, filter=query_filter, exact=args.exact
+        )
+    else:
+        hits = client.recommend(
+            args.collection,
+            args.positive,
+            args.negative,
+            strategy=args.strategy,
+            limit=args.limit,
+            filter=query_filter,
+        )
+    for hit in hits:
+        print(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
+    return 0
+
+
+def _collections(client: Any, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for name in client.list_collections():
+            print(name)
+        return 0
+    if not args.name:
+        print(f"embedserve: collections {args.action} needs a NAME", file=sys.stderr)
+        return 2
+    if args.action == "delete":
+        client.delete_collection(args.name)
+        return 0
+    if args.action == "create":
+        indexes = dict(spec.split(":", 1) for spec in args.index)
+        info = client.create_collection(
+            args.name, dimensions=args.dimensions, distance=args.distance, payload_indexes=indexes
+        )
+    else:
+        info = client.get_collection(args.name)
+    print(json.dumps(MessageToDict(info), indent=2))
+    return 0
+
+
+def read_documents(stream: TextIO, csv_format: bool) -> Iterator[dict[str, Any]]:
+    """JSONL objects {id, text|vector, payload}, or CSV rows with id and text columns; other
+    CSV columns (or a JSON 'payload' column) become the payload."""
+    if csv_format:
+        for row in csv.DictReader(stream):
+            payload = json.loads(row.pop("payload") or "{}") if "payload" in row else {}
+            doc_id, text = row.pop("id"), row.pop("text")
+            payload.update({k: v for k, v in row.items() if k})
+            yield {"id": doc_id, "text": text, "payload": payload}
+        return
+    for number, line in enumerate(stream, 1):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
+
+
+class _Progress:
+    def __init__(self, total: int | None, done: int) -> None:
+        self.total, self.done, self._start, self._base = total, done, time.monotonic(), done
+
+    def update(self, done: int) -> None:
+        self.done = done
+        rate = (done - self._base) / max(time.monotonic() - self._start, 1e-6)
+        line = f"\r{done}" + (f"/{self.total}" if self.total else "") + f" docs  {rate:,.0f} docs/s"
+        if self.total and rate > 0:
+            line += f"  ETA {max(self.total - done, 0) / rate:,.0f}s"
+        print(line + "   ", end="", file=sys.stderr, flush=True)
+
+
+def _ingest(client: Any, args: argparse.Namespace) -> int:
+    from_stdin = args.file == "-"
+    checkpoint = None if from_stdin else Path(args.checkpoint or args.file + ".progress")
+    skip = 0
+    if checkpoint is not None and checkpoint.exists() and not args.restart:
+        skip = int(json.loads(checkpoint.read_text())["acknowledged"])
+        print(f"resuming after {skip} acknowledged documents ({checkpoint})", file=sys.stderr)
+    stream = sys.stdin if from_stdin else open(args.file, encoding="utf-8")  # noqa: SIM115
+    total = None if from_stdin else _count_documents(args.file)
+    try:
+        if args.collection not in client.list_collections():
+            client.create_collection(args.collection)
+            print(f"created collection {args.collection!r}", file=sys.stderr)
+        documents = read_documents(stream, args.file.endswith(".csv"))
+        for _ in range(skip):
+            next(documents, None)
+        progress = _Progress(total, skip)
+        for ack in client.ingest_iter(
+            args.collection, documents, batch_size=args.batch_size, store_text=args.store_text
+        ):
+            done = skip + int(ack.total_acknowledged)
+            if checkpoint is not None:
+                _write_checkpoint(checkpoint, done, ack.ids[-1])
+            progress.update(done)
+        print(
+            f"\ningested {progress.done - skip} documents into {args.collection!r}", file=sys.stderr
+        )
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return 0
+
+
+def _count_documents(path: str) -> int:
+    with open(path, encoding="utf-8") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return lines - 1 if path.endswith(".csv") else lines
+
+
+def _write_checkpoint(path: Path, acknowledged: int, last_id: str) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps({"acknowledged": acknowledged, "last_id": last_id}))
+    os.replace(temporary, path)
+
+
+def is_vector_command(command: str) -> bool:
+    return command in {"ingest", "search", "recommend", "collections"}

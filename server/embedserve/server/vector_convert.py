@@ -1,0 +1,253 @@
+"""VectorService messages to the store layer's types and back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from google.protobuf import struct_pb2
+from google.protobuf.json_format import MessageToDict
+
+from embedserve.connectors import types as st
+from embedserve.connectors.errors import InvalidRequest
+from embedserve.server import convert
+from embedserve.server.embedder import EmbedParams, Task
+from embedserve.server.errors import InvalidArgument
+from embedserve.server.vectors import DocumentIn, WriteSettings
+from embedserve.v1 import embedding_pb2 as epb
+from embedserve.v1 import vector_pb2 as pb
+
+T = TypeVar("T")
+
+DISTANCES = {
+    pb.DISTANCE_UNSPECIFIED: st.Distance.COSINE,
+    pb.DISTANCE_COSINE: st.Distance.COSINE,
+    pb.DISTANCE_DOT: st.Distance.DOT,
+    pb.DISTANCE_EUCLID: st.Distance.EUCLID,
+    pb.DISTANCE_MANHATTAN: st.Distance.MANHATTAN,
+}
+DISTANCE_TO_PROTO = {v: k for k, v in DISTANCES.items() if k != pb.DISTANCE_UNSPECIFIED}
+QUANTIZATIONS = {
+    pb.QUANTIZATION_UNSPECIFIED: st.Quantization.NONE,
+    pb.QUANTIZATION_NONE: st.Quantization.NONE,
+    pb.QUANTIZATION_SCALAR_INT8: st.Quantization.SCALAR_INT8,
+}
+QUANTIZATION_TO_PROTO = {v: k for k, v in QUANTIZATIONS.items() if k != pb.QUANTIZATION_UNSPECIFIED}
+INDEX_KINDS = {
+    pb.PAYLOAD_INDEX_KIND_KEYWORD: st.PayloadIndexKind.KEYWORD,
+    pb.PAYLOAD_INDEX_KIND_INTEGER: st.PayloadIndexKind.INTEGER,
+    pb.PAYLOAD_INDEX_KIND_FLOAT: st.PayloadIndexKind.FLOAT,
+    pb.PAYLOAD_INDEX_KIND_BOOL: st.PayloadIndexKind.BOOL,
+    pb.PAYLOAD_INDEX_KIND_TEXT: st.PayloadIndexKind.TEXT,
+}
+INDEX_KIND_TO_PROTO = {v: k for k, v in INDEX_KINDS.items()}
+STRATEGIES = {
+    pb.RECOMMEND_STRATEGY_UNSPECIFIED: st.RecommendStrategy.AVERAGE_VECTOR,
+    pb.RECOMMEND_STRATEGY_AVERAGE_VECTOR: st.RecommendStrategy.AVERAGE_VECTOR,
+    pb.RECOMMEND_STRATEGY_BEST_SCORE: st.RecommendStrategy.BEST_SCORE,
+    pb.RECOMMEND_STRATEGY_SUM_SCORES: st.RecommendStrategy.SUM_SCORES,
+}
+
+
+def _store_value(make: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Build a store-layer value; its validation errors become INVALID_ARGUMENT."""
+    try:
+        return make(*args, **kwargs)
+    except InvalidRequest as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def spec_from_proto(name: str, config: pb.CollectionConfig, model_width: int) -> st.CollectionSpec:
+    fields: dict[str, Any] = {
+        "vector_size": config.dimensions if config.HasField("dimensions") else model_width,
+        "distance": convert.enum_value(DISTANCES, config.distance, "config.distance"),
+        "on_disk": config.on_disk,
+        "quantization": convert.enum_value(
+            QUANTIZATIONS, config.quantization, "config.quantization"
+        ),
+        "payload_indexes": {
+            key: convert.enum_value(INDEX_KINDS, kind, f"config.payload_indexes[{key!r}]")
+            for key, kind in config.payload_indexes.items()
+        },
+    }
+    for optional in (
+        "hnsw_m",
+        "hnsw_ef_construct",
+        "hnsw_ef",
+        "shard_number",
+        "replication_factor",
+        "write_consistency_factor",
+    ):
+        if config.HasField(optional):
+            fields[optional] = getattr(config, optional)
+    if fields["vector_size"] == 0:
+        raise InvalidArgument("config.dimensions must be at least 1")
+    return _store_value(st.CollectionSpec, name, **fields)
+
+
+def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
+    spec = info.spec
+    return pb.CollectionInfo(
+        name=spec.name,
+        points_count=info.points_count,
+        config=pb.CollectionConfig(
+            dimensions=spec.vector_size,
+            distance=DISTANCE_TO_PROTO[spec.distance],
+            on_disk=spec.on_disk,
+            hnsw_m=spec.hnsw_m,
+            hnsw_ef_construct=spec.hnsw_ef_construct,
+            hnsw_ef=spec.hnsw_ef,
+            quantization=QUANTIZATION_TO_PROTO[spec.quantization],
+            shard_number=spec.shard_number,
+            replication_factor=spec.replication_factor,
+            write_consistency_factor=spec.write_consistency_factor,
+            payload_indexes={k: INDEX_KIND_TO_PROTO[v] for k, v in spec.payload_indexes.items()},
+        ),
+    )
+
+
+def payload_from_proto(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """Struct numbers are doubles; whole ones become ints so integer filters match them."""
+    return {key: _whole_to_int(value) for key, value in MessageToDict(struct).items()}
+
+
+def _whole_to_int(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_to_int(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_to_int(v) for v in value]
+    return value
+
+
+def payload_to_proto(payload: Mapping[str, Any] | None) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    if payload:
+        struct.update(dict(payload))
+    return struct
+
+
+def embed_params(options: epb.EmbedOptions, default_task: Task, field: str) -> EmbedParams:
+    params = convert.params_from_proto(options, field)
+    if params.task is Task.DEFAULT and params.prompt is None:
+        params = EmbedParams(
+            task=default_task,
+            prompt=None,
+            dimensions=params.dimensions,
+            pooling=params.pooling,
+            normalize=params.normalize,
+            overflow=params.overflow,
+        )
+    return params
+
+
+def write_settings(options: pb.WriteOptions) -> WriteSettings:
+    return WriteSettings(
+        embed=embed_params(options.embed, Task.DOCUMENT, "options.embed"),
+        store_text=options.store_text,
+    )
+
+
+def documents_from_proto(documents: Sequence[pb.Document]) -> list[DocumentIn]:
+    converted = []
+    for document in documents:
+        which = document.WhichOneof("content")
+        converted.append(
+            DocumentIn(
+                id=document.id,
+                text=document.text if which == "text" else None,
+                vector=list(document.vector.values) if which == "vector" else None,
+                payload=payload_from_proto(document.payload),
+            )
+        )
+    return converted
+
+
+def filter_from_proto(message: pb.Filter, field: str = "filter") -> st.Filter:
+    return _store_value(
+        st.Filter,
+        must=[_condition(c, f"{field}.must[{i}]") for i, c in enumerate(message.must)],
+        should=[_condition(c, f"{field}.should[{i}]") for i, c in enumerate(message.should)],
+        must_not=[_condition(c, f"{field}.must_not[{i}]") for i, c in enumerate(message.must_not)],
+    )
+
+
+def optional_filter(holder: Any, field: str = "filter") -> st.Filter | None:
+    if not holder.HasField(field):
+        return None
+    parsed = filter_from_proto(getattr(holder, field), field)
+    return None if parsed.is_empty() else parsed
+
+
+def _condition(message: pb.Condition, field: str) -> st.Condition:
+    which = message.WhichOneof("condition")
+    if which == "match":
+        kind = message.match.WhichOneof("value")
+        if kind is None:
+            raise InvalidArgument(f"{field}.match needs a text, integer or boolean value")
+        return _store_value(st.MatchValue, message.match.key, getattr(message.match, kind))
+    if which == "match_any":
+        any_of = message.match_any
+        if any_of.texts and any_of.integers:
+            raise InvalidArgument(f"{field}.match_any takes texts or integers, not both")
+        values: tuple[str, ...] | tuple[int, ...] = (
+            tuple(any_of.texts) if any_of.texts else tuple(any_of.integers)
+        )
+        return _store_value(st.MatchAny, any_of.key, values)
+    if which == "range":
+        bounds = {
+            name: getattr(message.range, name)
+            for name in ("gt", "gte", "lt", "lte")
+            if message.range.HasField(name)
+        }
+        return _store_value(st.Range, message.range.key, **bounds)
+    if which == "is_null":
+        return _store_value(st.IsNull, message.is_null.key)
+    if which == "has_id":
+        return _store_value(st.HasId, tuple(message.has_id.ids))
+    if which == "filter":
+        return filter_from_proto(message.filter, f"{field}.filter")
+    raise InvalidArgument(f"{field} has no condition set")
+
+
+def search_params(message: pb.QueryParams) -> st.SearchParams:
+    fields: dict[str, Any] = {
+        "offset": message.offset,
+        "with_vectors": message.with_vectors,
+        "exact": message.exact,
+        "read_consistency": message.read_consistency or None,
+    }
+    if message.HasField("limit"):
+        if message.limit == 0:
+            raise InvalidArgument("params.limit must be at least 1")
+        fields["limit"] = message.limit
+    if message.HasField("score_threshold"):
+        fields["score_threshold"] = message.score_threshold
+    if message.HasField("with_payload"):
+        fields["with_payload"] = message.with_payload
+    if message.HasField("hnsw_ef"):
+        if message.hnsw_ef == 0:
+            raise InvalidArgument("params.hnsw_ef must be at least 1")
+        fields["hnsw_ef"] = message.hnsw_ef
+    return _store_value(st.SearchParams, **fields)
+
+
+def scored_to_proto(points: Sequence[st.ScoredPoint]) -> list[pb.ScoredDocument]:
+    return [
+        pb.ScoredDocument(
+            id=point.id,
+            score=point.score,
+            payload=payload_to_proto(point.payload),
+            vector=pb.Vector(values=point.vector) if point.vector is not None else None,
+        )
+        for point in points
+    ]
+
+
+def record_to_proto(record: st.Record) -> pb.StoredDocument:
+    return pb.StoredDocument(
+        id=record.id,
+        payload=payload_to_proto(record.payload),
+        vector=pb.Vector(values=record.vector) if record.vector is not None else None,
+    )

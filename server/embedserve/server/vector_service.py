@@ -1,0 +1,209 @@
+"""VectorService: translates protobuf to VectorCore calls; the core does the work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from embedserve.connectors.types import Example
+from embedserve.server import convert
+from embedserve.server import vector_convert as vc
+from embedserve.server.embedder import Task, Timings
+from embedserve.server.errors import InvalidArgument, NotReady
+from embedserve.server.ingestion import IngestMessage, IngestPipeline
+from embedserve.server.status import streaming, unary
+from embedserve.server.vectors import VectorCore
+from embedserve.v1 import embedding_pb2 as epb
+from embedserve.v1 import vector_pb2 as pb
+from embedserve.v1 import vector_pb2_grpc as pb_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class VectorService(pb_grpc.VectorServiceServicer):
+    def __init__(self, stream_inflight: int = 16, max_write_points: int = 1024) -> None:
+        self._attached: VectorCore | None = None
+        self._stream_inflight = stream_inflight
+        self._max_write_points = max_write_points
+
+    def attach(self, core: VectorCore) -> None:
+        self._attached = core
+
+    @property
+    def _core(self) -> VectorCore:
+        if self._attached is None:
+            raise NotReady("the server is still starting; wait for health SERVING")
+        return self._attached
+
+    def _pipeline(self) -> IngestPipeline:
+        return IngestPipeline(self._core, self._stream_inflight, self._max_write_points)
+
+    # -- collections -------------------------------------------------------------
+
+    @unary
+    async def CreateCollection(
+        self, request: pb.CreateCollectionRequest, context: Context
+    ) -> pb.CreateCollectionResponse:
+        spec = vc.spec_from_proto(request.name, request.config, self._core.model_width)
+        info = await self._core.create_collection(spec)
+        return pb.CreateCollectionResponse(collection=vc.info_to_proto(info))
+
+    @unary
+    async def ListCollections(
+        self, request: pb.ListCollectionsRequest, context: Context
+    ) -> pb.ListCollectionsResponse:
+        names = await self._core.call(self._core.store.list_collections)
+        return pb.ListCollectionsResponse(names=names)
+
+    @unary
+    async def GetCollection(
+        self, request: pb.GetCollectionRequest, context: Context
+    ) -> pb.GetCollectionResponse:
+        info = await self._core.call(self._core.store.get_collection, request.name)
+        return pb.GetCollectionResponse(collection=vc.info_to_proto(info))
+
+    @unary
+    async def DeleteCollection(
+        self, request: pb.DeleteCollectionRequest, context: Context
+    ) -> pb.DeleteCollectionResponse:
+        await self._core.delete_collection(request.name)
+        return pb.DeleteCollectionResponse()
+
+    # -- writes ------------------------------------------------------------------
+
+    @unary
+    async def Upsert(self, request: pb.UpsertRequest, context: Context) -> pb.UpsertResponse:
+        documents = vc.documents_from_proto(request.documents)
+        prepared = await self._core.prepare(
+            request.collection, documents, vc.write_settings(request.options)
+        )
+        await self._core.write(request.collection, prepared.points)
+        return pb.UpsertResponse(
+            upserted=len(prepared.points), usage=epb.Usage(total_tokens=prepared.tokens)
+        )
+
+    @unary
+    async def Ingest(
+        self, request_iterator: AsyncIterator[pb.IngestRequest], context: Context
+    ) -> pb.IngestResponse:
+        messages = 0
+        tokens = 0
+
+        async def converted() -> AsyncIterator[IngestMessage]:
+            nonlocal messages
+            async for request in request_iterator:
+                messages += 1
+                yield IngestMessage(
+                    str(messages),
+                    request.collection,
+                    vc.documents_from_proto(request.documents),
+                    vc.write_settings(request.options),
+                )
+
+        pipeline = self._pipeline()
+        async for ack in pipeline.run(converted()):
+            tokens += ack.tokens
+        return pb.IngestResponse(
+            documents_written=pipeline.acknowledged,
+            messages=messages,
+            last_id=pipeline.last_id,
+            usage=epb.Usage(total_tokens=tokens),
+        )
+
+    @streaming
+    async def IngestStream(
+        self, request_iterator: AsyncIterator[pb.IngestStreamRequest], context: Context
+    ) -> AsyncIterator[pb.IngestStreamResponse]:
+        async def converted() -> AsyncIterator[IngestMessage]:
+            async for request in request_iterator:
+                yield IngestMessage(
+                    request.batch_id,
+                    request.collection,
+                    vc.documents_from_proto(request.documents),
+                    vc.write_settings(request.options),
+                )
+
+        async for ack in self._pipeline().run(converted()):
+            yield pb.IngestStreamResponse(
+                batch_id=ack.batch_id, ids=ack.ids, total_acknowledged=ack.total_acknowledged
+            )
+
+    # -- queries -----------------------------------------------------------------
+
+    @unary
+    async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
+        params = vc.search_params(request.params)
+        query_filter = vc.optional_filter(request)
+        which = request.WhichOneof("query")
+        timings = Timings()
+        tokens = 0
+        if which == "text":
+            if not request.text:
+                raise InvalidArgument("text must not be empty")
+            embed = vc.embed_params(request.embed, Task.QUERY, "embed")
+            vector, tokens = await self._core.embed_query(request.collection, request.text, embed)
+            query: Any = vector
+        elif which == "vector":
+            query = list(request.vector.values)
+        else:
+            raise InvalidArgument("one of text or vector must be set")
+        results, search_ms = await self._core.search(
+            request.collection, query, query_filter, params
+        )
+        return pb.SearchResponse(
+            results=vc.scored_to_proto(results),
+            usage=epb.Usage(total_tokens=tokens),
+            timings=convert.timings_to_proto(timings),
+            search_ms=search_ms,
+        )
+
+    @unary
+    async def Recommend(
+        self, request: pb.RecommendRequest, context: Context
+    ) -> pb.RecommendResponse:
+        params = vc.search_params(request.params)
+        query_filter = vc.optional_filter(request)
+        strategy = convert.enum_value(vc.STRATEGIES, request.strategy, "strategy")
+        embed = vc.embed_params(request.embed, Task.QUERY, "embed")
+        tokens = 0
+
+        async def example(message: pb.Example, field: str) -> Example:
+            nonlocal tokens
+            which = message.WhichOneof("example")
+            if which == "id":
+                return message.id
+            if which == "vector":
+                return list(message.vector.values)
+            if which == "text":
+                vector, used = await self._core.embed_query(request.collection, message.text, embed)
+                tokens += used
+                return vector
+            raise InvalidArgument(f"{field} has none of id, text or vector")
+
+        positive = [await example(e, f"positive[{i}]") for i, e in enumerate(request.positive)]
+        negative = [await example(e, f"negative[{i}]") for i, e in enumerate(request.negative)]
+        results, search_ms = await self._core.recommend(
+            request.collection, positive, negative, strategy, query_filter, params
+        )
+        return pb.RecommendResponse(
+            results=vc.scored_to_proto(results),
+            usage=epb.Usage(total_tokens=tokens),
+            search_ms=search_ms,
+        )
+
+    @unary
+    async def Get(self, request: pb.GetRequest, context: Context) -> pb.GetResponse:
+        records = await self._core.get(request.collection, list(request.ids), request.with_vectors)
+        return pb.GetResponse(documents=[vc.record_to_proto(r) for r in records])
+
+    @unary
+    async def Delete(self, request: pb.DeleteRequest, context: Context) -> pb.DeleteResponse:
+        await self._core.delete(request.collection, list(request.ids), vc.optional_filter(request))
+        return pb.DeleteResponse()
+
+    @unary
+    async def Count(self, request: pb.CountRequest, context: Context) -> pb.CountResponse:
+        count = await self._core.count(request.collection, vc.optional_filter(request))
+        return pb.CountResponse(count=count)

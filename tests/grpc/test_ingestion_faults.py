@@ -1,0 +1,76 @@
+"""Ingestion under store faults: transient errors are retried, a dead store ends the stream."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+import pytest
+from labelled_corpus import documents
+
+from embedserve.client import EmbedClient
+from embedserve.connectors import RetryingStore, RetryPolicy, TransientStoreError
+
+
+class FlakyStore:
+    """Wraps a real store; its upserts fail with a transient error while ``failures`` > 0.
+
+    A store outage cannot be produced for real in-process, so this is the one fake here.
+    """
+
+    def __init__(self, inner, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.attempts = 0
+        self._lock = threading.Lock()
+
+    def upsert(self, collection, points):
+        with self._lock:
+            self.attempts += 1
+            if self.failures > 0:
+                self.failures -= 1
+                raise TransientStoreError("connection reset by peer (injected)")
+        return self.inner.upsert(collection, points)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def inject(server, failures: int, policy: RetryPolicy) -> FlakyStore:
+    core = server.server.vector_service._core
+    flaky = FlakyStore(core.store.inner, failures)
+    core.store = RetryingStore(flaky, policy)
+    return flaky
+
+
+FAST_RETRY = RetryPolicy(max_attempts=4, max_total_s=5, initial_backoff_s=0.01, max_backoff_s=0.05)
+
+
+def test_transient_store_errors_are_retried_and_the_stream_completes(minilm_server) -> None:
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("docs")
+        flaky = inject(minilm_server, failures=3, policy=FAST_RETRY)
+        total = client.ingest("docs", documents(20), batch_size=10)
+        assert total == 100
+        assert flaky.attempts > 3
+        assert client.count("docs") == 100
+
+
+def test_a_store_that_stays_down_ends_the_stream_naming_the_last_ack(minilm_server) -> None:
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("docs")
+        corpus = documents(20)
+        flaky = inject(minilm_server, failures=0, policy=FAST_RETRY)
+        acked: list[str] = []
+        with pytest.raises(grpc.RpcError) as error:
+            for ack in client.ingest_iter("docs", corpus, batch_size=10, max_in_flight=1):
+                acked.extend(ack.ids)
+                if len(acked) == 30:
+                    flaky.failures = 10**6  # the store goes down for good
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert len(acked) == 30
+        assert f"last acknowledged document: {acked[-1]!r}" in error.value.details()
+        assert "after 4 attempts" in error.value.details()
+        flaky.failures = 0
+        assert client.count("docs") >= 30
+        assert len(client.get("docs", acked)) == 30
