@@ -1,0 +1,109 @@
+"""Transport-free vector-store layer: one protocol, an embedded and a server backend.
+
+>>> from embedserve.connectors import open_store, CollectionSpec, PointRecord
+>>> store = open_store(url=None, data_dir="/var/lib/embedserve")   # embedded engine
+>>> store.create_collection(CollectionSpec("docs", vector_size=384))
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from .edge import EdgeStore
+from .errors import (
+    CollectionExists,
+    CollectionNotFound,
+    DimensionMismatch,
+    InvalidFilter,
+    InvalidRequest,
+    PointNotFound,
+    StoreClosed,
+    StoreError,
+    StoreLocked,
+    StoreUnavailable,
+    TransientStoreError,
+)
+from .factory import open_store
+from .ids import RESERVED_KEY, point_id
+from .retry import RetryingStore, RetryPolicy, call_with_retry
+from .store import VectorStore
+from .types import (
+    DEFAULT_HNSW_EF,
+    DEFAULT_HNSW_EF_CONSTRUCT,
+    DEFAULT_HNSW_M,
+    CollectionInfo,
+    CollectionSpec,
+    Condition,
+    Distance,
+    Document,
+    Example,
+    Filter,
+    HasId,
+    IsNull,
+    MatchAny,
+    MatchValue,
+    PayloadIndexKind,
+    PointRecord,
+    Quantization,
+    Range,
+    RecommendStrategy,
+    Record,
+    ScoredPoint,
+    SearchParams,
+)
+
+if TYPE_CHECKING:
+    from .remote import RemoteStore
+
+
+def __getattr__(name: str) -> Any:
+    # qdrant-client takes seconds to import; only the server backend needs it.
+    if name == "RemoteStore":
+        from .remote import RemoteStore
+
+        return RemoteStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_HNSW_EF",
+    "DEFAULT_HNSW_EF_CONSTRUCT",
+    "DEFAULT_HNSW_M",
+    "RESERVED_KEY",
+    "CollectionExists",
+    "CollectionInfo",
+    "CollectionNotFound",
+    "CollectionSpec",
+    "Condition",
+    "DimensionMismatch",
+    "Distance",
+    "Document",
+    "EdgeStore",
+    "Example",
+    "Filter",
+    "HasId",
+    "InvalidFilter",
+    "InvalidRequest",
+    "IsNull",
+    "MatchAny",
+    "MatchValue",
+    "PayloadIndexKind",
+    "PointNotFound",
+    "PointRecord",
+    "Quantization",
+    "Range",
+    "RecommendStrategy",
+    "Record",
+    "RemoteStore",
+    "RetryPolicy",
+    "RetryingStore",
+    "ScoredPoint",
+    "SearchParams",
+    "StoreClosed",
+    "StoreError",
+    "StoreLocked",
+    "StoreUnavailable",
+    "TransientStoreError",
+    "VectorStore",
+    "call_with_retry",
+    "open_store",
+    "point_id",
+]

@@ -1,0 +1,135 @@
+"""Conversions between the plain types and the embedded engine's, and its errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from .errors import DimensionMismatch, InvalidRequest, StoreError, TransientStoreError
+from .ids import point_ids
+from .types import (
+    CollectionSpec,
+    Distance,
+    Filter,
+    HasId,
+    IsNull,
+    MatchAny,
+    MatchValue,
+    PayloadIndexKind,
+    Quantization,
+    Range,
+)
+
+# Segments smaller than this (in KB) are searched by brute force; Qdrant's default.
+FULL_SCAN_THRESHOLD_KB = 10_000
+
+DISTANCES = {
+    Distance.COSINE: qe.Distance.Cosine,
+    Distance.DOT: qe.Distance.Dot,
+    Distance.EUCLID: qe.Distance.Euclid,
+    Distance.MANHATTAN: qe.Distance.Manhattan,
+}
+INDEX_KINDS = {
+    PayloadIndexKind.KEYWORD: qe.PayloadSchemaType.Keyword,
+    PayloadIndexKind.INTEGER: qe.PayloadSchemaType.Integer,
+    PayloadIndexKind.FLOAT: qe.PayloadSchemaType.Float,
+    PayloadIndexKind.BOOL: qe.PayloadSchemaType.Bool,
+    PayloadIndexKind.TEXT: qe.PayloadSchemaType.Text,
+}
+
+_DIM_RE = re.compile(r"expected dim: (\d+), got (\d+)")
+# Engine errors arrive as bare Exceptions; these message fragments mark passing failures.
+_TRANSIENT_MARKERS = (
+    "Resource temporarily unavailable",
+    "Interrupted system call",
+    "Input/output error",
+    "Timed out",
+    "timed out",
+    "Too many open files",
+)
+_INVALID_MARKERS = ("Wrong input", "Bad input", "Bad request", "Validation error")
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """Translate whatever the engine raises into the StoreError hierarchy."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (TypeError, ValueError) as exc:  # argument conversion in the bindings
+        raise InvalidRequest(str(exc).splitlines()[0]) from exc
+    except OSError as exc:
+        raise TransientStoreError(f"embedded engine I/O error: {exc}") from exc
+    except Exception as exc:
+        message = str(exc)
+        if m := _DIM_RE.search(message):
+            raise DimensionMismatch(int(m.group(1)), int(m.group(2))) from exc
+        if any(marker in message for marker in _TRANSIENT_MARKERS):
+            raise TransientStoreError(f"embedded engine: {message}") from exc
+        if any(marker in message for marker in _INVALID_MARKERS):
+            raise InvalidRequest(message) from exc
+        raise StoreError(f"embedded engine: {message}") from exc
+
+
+def edge_filter(f: Filter) -> qe.Filter:
+    def part(conditions: Sequence[Any]) -> list[Any] | None:
+        return [condition(c) for c in conditions] or None
+
+    return qe.Filter(must=part(f.must), should=part(f.should), must_not=part(f.must_not))
+
+
+def condition(c: Any) -> Any:
+    if isinstance(c, MatchValue):
+        # The bindings read a Python bool as the integer 0/1 (bool subclasses int), which
+        # never matches a stored boolean; numpy's bool is not an int and converts as one.
+        value: Any = np.bool_(c.value) if isinstance(c.value, bool) else c.value
+        return qe.FieldCondition(c.key, match=qe.MatchValue(value))
+    if isinstance(c, MatchAny):
+        values: list[Any] = list(c.values)
+        return qe.FieldCondition(c.key, match=qe.MatchAny(values))
+    if isinstance(c, Range):
+        bounds = {
+            k: None if v is None else float(v)
+            for k, v in (("gt", c.gt), ("gte", c.gte), ("lt", c.lt), ("lte", c.lte))
+        }
+        return qe.FieldCondition(c.key, range=qe.RangeFloat(**bounds))
+    if isinstance(c, IsNull):
+        return qe.IsNullCondition(c.key)
+    if isinstance(c, HasId):
+        return qe.HasIdCondition(set(point_ids(c.ids)))
+    if isinstance(c, Filter):
+        return edge_filter(c)
+    raise InvalidRequest(f"unsupported filter condition: {c!r}")
+
+
+def engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
+    quantization = (
+        qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
+        if spec.quantization is Quantization.SCALAR_INT8
+        else None
+    )
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(
+            size=spec.vector_size,
+            distance=DISTANCES[spec.distance],
+            memory=qe.Memory.Cold if spec.on_disk else None,
+        ),
+        hnsw_config=qe.HnswIndexConfig(
+            m=spec.hnsw_m,
+            ef_construct=spec.hnsw_ef_construct,
+            full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+        ),
+        quantization_config=quantization,
+    )
+
+
+def vector_of(raw: Any) -> list[float] | None:
+    if isinstance(raw, dict):  # named-vector form; ours is the default, unnamed one
+        raw = raw.get("")
+    return None if raw is None else [float(x) for x in raw]

@@ -1,0 +1,199 @@
+"""Conversions between the plain types and qdrant-client's, and its errors."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import grpc
+import httpx
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from .errors import (
+    CollectionExists,
+    CollectionNotFound,
+    DimensionMismatch,
+    InvalidRequest,
+    PointNotFound,
+    StoreError,
+    TransientStoreError,
+)
+from .ids import point_ids
+from .types import (
+    CollectionSpec,
+    Distance,
+    Filter,
+    HasId,
+    IsNull,
+    MatchAny,
+    MatchValue,
+    PayloadIndexKind,
+    Quantization,
+    Range,
+)
+from .validation import check_filter
+
+SPEC_METADATA_KEY = "embedserve_spec"
+
+DISTANCES = {
+    Distance.COSINE: qm.Distance.COSINE,
+    Distance.DOT: qm.Distance.DOT,
+    Distance.EUCLID: qm.Distance.EUCLID,
+    Distance.MANHATTAN: qm.Distance.MANHATTAN,
+}
+INDEX_KINDS = {
+    PayloadIndexKind.KEYWORD: qm.PayloadSchemaType.KEYWORD,
+    PayloadIndexKind.INTEGER: qm.PayloadSchemaType.INTEGER,
+    PayloadIndexKind.FLOAT: qm.PayloadSchemaType.FLOAT,
+    PayloadIndexKind.BOOL: qm.PayloadSchemaType.BOOL,
+    PayloadIndexKind.TEXT: qm.PayloadSchemaType.TEXT,
+}
+_TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
+_TRANSIENT_HTTP = {408, 429, 502, 503, 504}
+_DIM_RE = re.compile(r"expected dim: (\d+), got (\d+)")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def remote_filter(f: Filter) -> qm.Filter:
+    def part(conditions: Sequence[Any]) -> list[Any] | None:
+        return [_condition(c) for c in conditions] or None
+
+    return qm.Filter(must=part(f.must), should=part(f.should), must_not=part(f.must_not))
+
+
+def _condition(c: Any) -> Any:
+    if isinstance(c, MatchValue):
+        return qm.FieldCondition(key=c.key, match=qm.MatchValue(value=c.value))
+    if isinstance(c, MatchAny):
+        values: list[Any] = list(c.values)
+        return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=values))
+    if isinstance(c, Range):
+        return qm.FieldCondition(key=c.key, range=qm.Range(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte))
+    if isinstance(c, IsNull):
+        return qm.IsNullCondition(is_null=qm.PayloadField(key=c.key))
+    if isinstance(c, HasId):
+        return qm.HasIdCondition(has_id=list(point_ids(c.ids)))
+    if isinstance(c, Filter):
+        return remote_filter(c)
+    raise InvalidRequest(f"unsupported filter condition: {c!r}")
+
+
+def optional_filter(f: Filter | None) -> qm.Filter | None:
+    return remote_filter(f) if (f := check_filter(f)) else None
+
+
+def read_consistency_of(value: str | None) -> qm.ReadConsistency | None:
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else qm.ReadConsistencyType(value)
+
+
+def vector_of(raw: Any) -> list[float] | None:
+    if isinstance(raw, dict):
+        raw = raw.get("")
+    return None if raw is None else [float(x) for x in raw]
+
+
+class ErrorContext:
+    """What a failing call was about, so a server message maps to the right error."""
+
+    def __init__(self, collection: str | None = None, ids: Mapping[str, str] | None = None):
+        self.collection = collection
+        self.ids = ids or {}  # point id -> external id, for "point not found" messages
+
+    def translate(self, message: str, exc: BaseException) -> StoreError:
+        lowered = message.lower()
+        if m := _DIM_RE.search(message):
+            return DimensionMismatch(int(m.group(1)), int(m.group(2)), collection=self.collection)
+        missing = [self.ids[u] for u in _UUID_RE.findall(lowered) if u in self.ids]
+        if missing and self.collection and "not found" in lowered:
+            return PointNotFound(self.collection, list(dict.fromkeys(missing)))
+        if self.collection and "collection" in lowered:
+            if "already exists" in lowered:
+                return CollectionExists(self.collection)
+            if "not found" in lowered or "doesn't exist" in lowered or "does not exist" in lowered:
+                return CollectionNotFound(self.collection)
+        return StoreError(message)
+
+
+@contextlib.contextmanager
+def client_errors(ctx: ErrorContext) -> Iterator[None]:
+    """Translate qdrant-client, gRPC and HTTP failures into the StoreError hierarchy."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except grpc.RpcError as exc:
+        code = getattr(exc.code(), "name", str(exc.code())) if hasattr(exc, "code") else ""
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        message = f"qdrant gRPC {code}: {details}"
+        if code in _TRANSIENT_GRPC:
+            raise TransientStoreError(message) from exc
+        err = ctx.translate(str(details), exc)
+        if type(err) is StoreError and code == "INVALID_ARGUMENT":
+            err = InvalidRequest(message)
+        elif type(err) is StoreError:
+            err = StoreError(message)
+        raise err from exc
+    except UnexpectedResponse as exc:
+        body = exc.content.decode("utf-8", errors="replace")
+        message = f"qdrant HTTP {exc.status_code}: {body}"
+        if exc.status_code in _TRANSIENT_HTTP:
+            raise TransientStoreError(message) from exc
+        err = ctx.translate(body, exc)
+        if type(err) is StoreError and exc.status_code in (400, 422):
+            err = InvalidRequest(message)
+        elif type(err) is StoreError:
+            err = StoreError(message)
+        raise err from exc
+    except (ResponseHandlingException, httpx.TransportError, TimeoutError, ConnectionError) as exc:
+        source = getattr(exc, "source", exc)
+        raise TransientStoreError(f"qdrant unreachable: {source!r}") from exc
+    except ValueError as exc:  # local mode reports bad input and missing things this way
+        err = ctx.translate(str(exc), exc)
+        raise (InvalidRequest(str(exc)) if type(err) is StoreError else err) from exc
+
+
+def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
+    metadata = info.config.metadata or {}
+    stored = metadata.get(SPEC_METADATA_KEY)
+    if isinstance(stored, dict):
+        try:
+            return CollectionSpec.from_dict({**stored, "name": name})
+        except (InvalidRequest, TypeError):
+            pass  # fall back to what the server reports
+    params = info.config.params
+    vectors = params.vectors
+    if isinstance(vectors, dict):
+        vectors = vectors.get("")
+    if vectors is None:
+        raise StoreError(f"collection {name!r} has only named vectors, which are not supported")
+    hnsw = vectors.hnsw_config or info.config.hnsw_config
+    quantization = info.config.quantization_config or vectors.quantization_config
+    kinds = {v: k for k, v in INDEX_KINDS.items()}
+    indexes = {
+        field: kinds[qm.PayloadSchemaType(schema.data_type)]
+        for field, schema in (info.payload_schema or {}).items()
+        if schema.data_type in kinds
+    }
+    distances = {v: k for k, v in DISTANCES.items()}
+    return CollectionSpec(
+        name=name,
+        vector_size=vectors.size,
+        distance=distances[vectors.distance],
+        on_disk=bool(vectors.on_disk),
+        hnsw_m=hnsw.m or info.config.hnsw_config.m,
+        hnsw_ef_construct=hnsw.ef_construct or info.config.hnsw_config.ef_construct,
+        quantization=(
+            Quantization.SCALAR_INT8
+            if isinstance(quantization, qm.ScalarQuantization)
+            else Quantization.NONE
+        ),
+        shard_number=params.shard_number or 1,
+        replication_factor=params.replication_factor or 1,
+        write_consistency_factor=params.write_consistency_factor or 1,
+        payload_indexes=indexes,
+    )

@@ -1,0 +1,457 @@
+"""Embedded backend: Qdrant's own engine in-process through ``qdrant-edge-py``.
+
+Layout of the data directory::
+
+    <data_dir>/.lock                              held while a store has it open
+    <data_dir>/collections/<name>/collection.json the CollectionSpec; written last on create
+    <data_dir>/collections/<name>/shard/          the engine's shard (segments + WAL)
+
+Every update goes through the engine's write-ahead log before ``update()`` returns, so an
+acknowledged upsert survives the process being killed; ``durability="flush"`` also
+flushes segments to disk on every write, for power-loss safety at a throughput cost.
+
+The engine keeps new points in plain (brute-force) segments and builds HNSW indexes only
+when asked to optimise. With ``auto_optimize`` (the default) each write ends with an
+optimisation pass, which is a no-op costing microseconds until a segment outgrows the
+indexing threshold; then that write also pays for the index build (seconds). The engine
+holds the GIL while it optimises, so other Python threads pause meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import qdrant_edge as qe
+
+from ._edge_convert import INDEX_KINDS, edge_filter, engine_config, engine_errors, vector_of
+from ._locks import DirectoryLock, RWLock
+from .errors import (
+    CollectionExists,
+    CollectionNotFound,
+    InvalidRequest,
+    PointNotFound,
+    StoreClosed,
+    StoreError,
+)
+from .ids import RESERVED_KEY, point_id, point_ids, split_payload
+from .store import ContextManagerMixin
+from .types import (
+    CollectionInfo,
+    CollectionSpec,
+    Example,
+    Filter,
+    HasId,
+    PointRecord,
+    RecommendStrategy,
+    Record,
+    ScoredPoint,
+    SearchParams,
+    VectorLike,
+    validate_collection_name,
+)
+from .validation import (
+    as_vector,
+    check_filter,
+    prepare_points,
+    search_params,
+    split_examples,
+    strategy_of,
+)
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "collection.json"
+SHARD_DIR = "shard"
+_FORMAT = 1
+
+
+def _with_payload(params: SearchParams) -> bool | list[str]:
+    # The external id lives in the payload, so it is fetched even when the caller opts out.
+    return True if params.with_payload else [RESERVED_KEY]
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Collection:
+    """One open shard and the lock that orders reads against writes on it."""
+
+    def __init__(self, spec: CollectionSpec, shard: qe.EdgeShard, path: Path) -> None:
+        self.spec = spec
+        self.shard = shard
+        self.path = path
+        self.lock = RWLock()
+        self.closed = False
+
+    def close(self) -> None:
+        with self.lock.write():
+            if not self.closed:
+                self.closed = True
+                with engine_errors():
+                    self.shard.close()
+
+
+class EdgeStore(ContextManagerMixin):
+    """A VectorStore kept in a local data directory by Qdrant's embedded engine."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        durability: Literal["wal", "flush"] = "wal",
+        auto_optimize: bool = True,
+    ) -> None:
+        if durability not in ("wal", "flush"):
+            raise InvalidRequest(f"durability must be 'wal' or 'flush', got {durability!r}")
+        self.data_dir = Path(data_dir)
+        self._durability = durability
+        self._auto_optimize = auto_optimize
+        self._lock = threading.RLock()
+        self._collections: dict[str, _Collection] = {}
+        self._closed = False
+        try:
+            self._root = self.data_dir / "collections"
+            self._root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot use data directory {str(self.data_dir)!r}: {exc}") from exc
+        self._dir_lock = DirectoryLock(self.data_dir)
+        try:
+            self._load_all()
+        except BaseException as exc:
+            self._close_all()
+            self._dir_lock.release()
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot load {str(self.data_dir)!r}: {exc}") from exc
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _load_all(self) -> None:
+        for entry in sorted(self._root.iterdir()):
+            if entry.name.startswith("."):  # a delete that was interrupted
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
+            spec_path = entry / SPEC_FILE
+            if not spec_path.is_file():
+                log.warning("ignoring %s: no %s (an interrupted create?)", entry, SPEC_FILE)
+                continue
+            try:
+                spec = CollectionSpec.from_dict(json.loads(spec_path.read_text("utf-8"))["spec"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise StoreError(f"unreadable collection spec {str(spec_path)!r}: {exc}") from exc
+            if spec.name != entry.name:
+                raise StoreError(f"{str(spec_path)!r} names collection {spec.name!r}")
+            with engine_errors():
+                shard = qe.EdgeShard.load(str(entry / SHARD_DIR))
+            self._collections[spec.name] = _Collection(spec, shard, entry)
+
+    def _close_all(self) -> None:
+        errors = []
+        for col in self._collections.values():
+            try:
+                col.close()
+            except StoreError as exc:
+                errors.append(exc)
+        self._collections.clear()
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._close_all()
+            finally:
+                self._dir_lock.release()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed()
+
+    def _get(self, name: str) -> _Collection:
+        with self._lock:
+            self._check_open()
+            col = self._collections.get(validate_collection_name(name))
+        if col is None:
+            raise CollectionNotFound(name)
+        return col
+
+    @contextmanager
+    def _reading(self, name: str) -> Iterator[_Collection]:
+        col = self._get(name)
+        with col.lock.read():
+            if col.closed:  # deleted while we waited
+                raise CollectionNotFound(name)
+            yield col
+
+    @contextmanager
+    def _writing(self, name: str) -> Iterator[_Collection]:
+        col = self._get(name)
+        with col.lock.write():
+            if col.closed:
+                raise CollectionNotFound(name)
+            yield col
+
+    # ---------------------------------------------------------------- collections
+
+    def create_collection(self, spec: CollectionSpec) -> None:
+        with self._lock:
+            self._check_open()
+            if spec.name in self._collections:
+                raise CollectionExists(spec.name)
+            path = self._root / spec.name
+            if path.exists():  # leftovers of an interrupted create: no spec file
+                shutil.rmtree(path, ignore_errors=True)
+            shard: qe.EdgeShard | None = None
+            try:
+                path.mkdir(parents=True)
+                with engine_errors():
+                    shard = qe.EdgeShard.create(str(path / SHARD_DIR), engine_config(spec))
+                    for field, kind in spec.payload_indexes.items():
+                        op = qe.UpdateOperation.create_field_index(field, INDEX_KINDS[kind])
+                        shard.update(op)
+                    shard.flush()
+                # The spec file is the commit point: without it the folder is not a collection.
+                _write_json_atomic(path / SPEC_FILE, {"format": _FORMAT, "spec": spec.to_dict()})
+            except BaseException as exc:
+                if shard is not None:
+                    shard.close()
+                shutil.rmtree(path, ignore_errors=True)
+                if isinstance(exc, OSError):
+                    raise StoreError(f"cannot create collection {spec.name!r}: {exc}") from exc
+                raise
+            self._collections[spec.name] = _Collection(spec, shard, path)
+
+    def list_collections(self) -> list[str]:
+        with self._lock:
+            self._check_open()
+            return sorted(self._collections)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        with self._reading(name) as col, engine_errors():
+            info = col.shard.info()
+            count = col.shard.count(qe.CountRequest(exact=True))
+        return CollectionInfo(
+            spec=col.spec, points_count=count, indexed_vectors_count=info.indexed_vectors_count
+        )
+
+    def delete_collection(self, name: str) -> None:
+        with self._lock:
+            col = self._get(name)
+            del self._collections[name]
+        col.close()
+        # Rename first so a crash mid-removal never leaves a half-deleted collection.
+        trash = self._root / f".deleted-{name}-{uuid.uuid4().hex}"
+        try:
+            os.replace(col.path, trash)
+        except OSError as exc:
+            raise StoreError(f"cannot remove collection {name!r}: {exc}") from exc
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # --------------------------------------------------------------------- writes
+
+    def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
+        col = self._get(collection)
+        prepared = prepare_points(col.spec, points)
+        if not prepared:
+            return
+        op = qe.UpdateOperation.upsert_points(
+            [qe.Point(p.point_id, p.vector, p.payload) for p in prepared]
+        )
+        with self._writing(collection) as col, engine_errors():
+            col.shard.update(op)
+            self._after_write(col)
+
+    def delete(
+        self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None
+    ) -> None:
+        filter = check_filter(filter)
+        if ids is None and filter is None:
+            # Deleting everything must be asked for explicitly (delete_collection).
+            raise InvalidRequest("delete needs ids or a non-empty filter")
+        if ids is not None and isinstance(ids, str):
+            raise InvalidRequest("ids must be a list of strings, not a single string")
+        if ids is not None and not ids:
+            self._get(collection)  # still report a missing collection
+            return
+        if filter is None:
+            op = qe.UpdateOperation.delete_points(list(point_ids(ids or ())))
+        else:
+            scope: list[Any] = [edge_filter(filter)]
+            if ids is not None:
+                scope.append(qe.HasIdCondition(set(point_ids(ids))))
+            op = qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=scope))
+        with self._writing(collection) as col, engine_errors():
+            col.shard.update(op)
+            self._after_write(col)
+
+    def _after_write(self, col: _Collection) -> None:
+        if self._durability == "flush":
+            col.shard.flush()
+        if self._auto_optimize:
+            col.shard.optimize()
+
+    def optimize(self, collection: str) -> bool:
+        with self._writing(collection) as col, engine_errors():
+            return bool(col.shard.optimize())
+
+    def flush(self, collection: str) -> None:
+        with self._writing(collection) as col, engine_errors():
+            col.shard.flush()
+
+    # ---------------------------------------------------------------------- reads
+
+    def search(
+        self,
+        collection: str,
+        vector: VectorLike,
+        filter: Filter | None = None,
+        params: SearchParams | None = None,
+    ) -> list[ScoredPoint]:
+        col = self._get(collection)
+        query = qe.Query.Nearest(as_vector(vector, col.spec.vector_size, col.spec.name))
+        return self._query(collection, query, filter, search_params(params))
+
+    def recommend(
+        self,
+        collection: str,
+        positive: Sequence[Example],
+        negative: Sequence[Example] = (),
+        strategy: RecommendStrategy = RecommendStrategy.AVERAGE_VECTOR,
+        filter: Filter | None = None,
+        params: SearchParams | None = None,
+    ) -> list[ScoredPoint]:
+        strategy = strategy_of(strategy)
+        filter = check_filter(filter)
+        col = self._get(collection)
+        size, name = col.spec.vector_size, col.spec.name
+        pos_ids, pos_vecs = split_examples(positive, size, name)
+        neg_ids, neg_vecs = split_examples(negative, size, name)
+        if not (pos_ids or pos_vecs or neg_ids or neg_vecs):
+            raise InvalidRequest("recommend needs at least one example")
+        if strategy is RecommendStrategy.AVERAGE_VECTOR and not (pos_ids or pos_vecs):
+            raise InvalidRequest("the average_vector strategy needs a positive example")
+
+        # The engine takes only vectors: look the id examples up, then keep them out.
+        found = self._vectors_by_id(collection, [*pos_ids, *neg_ids])
+        pos: list[Any] = [found[i] for i in pos_ids] + pos_vecs
+        neg: list[Any] = [found[i] for i in neg_ids] + neg_vecs
+
+        if strategy is RecommendStrategy.AVERAGE_VECTOR:
+            mean_pos = np.mean(np.asarray(pos, dtype=np.float64), axis=0)
+            target = (
+                mean_pos
+                if not neg
+                else 2 * mean_pos - np.mean(np.asarray(neg, dtype=np.float64), axis=0)
+            )
+            query = qe.Query.Nearest(target.tolist())
+        elif strategy is RecommendStrategy.BEST_SCORE:
+            query = qe.Query.RecommendBestScore(qe.RecommendQuery(pos, neg))
+        else:
+            query = qe.Query.RecommendSumScores(qe.RecommendQuery(pos, neg))
+
+        examples = sorted(set(pos_ids) | set(neg_ids))
+        if examples:
+            filter = Filter(must=(filter,) if filter else (), must_not=(HasId(tuple(examples)),))
+        return self._query(collection, query, filter, search_params(params))
+
+    def _vectors_by_id(self, collection: str, ids: Sequence[str]) -> dict[str, list[float]]:
+        if not ids:
+            return {}
+        wanted = {point_id(i): i for i in ids}
+        keys: list[Any] = list(wanted)
+        with self._reading(collection) as col, engine_errors():
+            records = col.shard.retrieve(keys, False, True)
+        found: dict[str, list[float]] = {}
+        for r in records:
+            vector = vector_of(r.vector)
+            if vector is not None:
+                found[wanted[str(r.id)]] = vector
+        missing = [i for i in dict.fromkeys(ids) if i not in found]
+        if missing:
+            raise PointNotFound(collection, missing)
+        return found
+
+    def _query(
+        self, collection: str, query: Any, filter: Filter | None, params: SearchParams
+    ) -> list[ScoredPoint]:
+        with self._reading(collection) as col:
+            request = qe.QueryRequest(
+                limit=params.limit,
+                offset=params.offset or None,
+                query=query,
+                filter=edge_filter(filter) if (filter := check_filter(filter)) else None,
+                score_threshold=params.score_threshold,
+                with_payload=_with_payload(params),
+                with_vector=params.with_vectors,
+                params=qe.SearchParams(
+                    hnsw_ef=params.hnsw_ef or col.spec.hnsw_ef, exact=params.exact
+                ),
+            )
+            with engine_errors():
+                points = col.shard.query(request)
+        results = []
+        for p in points:
+            external, payload = split_payload(p.payload, p.id)
+            results.append(
+                ScoredPoint(
+                    id=external,
+                    score=float(p.score),
+                    payload=payload if params.with_payload else None,
+                    vector=vector_of(p.vector) if params.with_vectors else None,
+                )
+            )
+        return results
+
+    def retrieve(
+        self, collection: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[Record]:
+        if isinstance(ids, str):
+            raise InvalidRequest("ids must be a list of strings, not a single string")
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            self._get(collection)
+            return []
+        with self._reading(collection) as col, engine_errors():
+            keys: list[Any] = point_ids(wanted)
+            records = col.shard.retrieve(keys, True, with_vectors)
+        by_id: dict[str, Record] = {}
+        for r in records:
+            external, payload = split_payload(r.payload, r.id)
+            vector = vector_of(r.vector) if with_vectors else None
+            by_id[external] = Record(id=external, payload=payload, vector=vector)
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
+        request = qe.CountRequest(
+            exact=exact, filter=edge_filter(filter) if (filter := check_filter(filter)) else None
+        )
+        with self._reading(collection) as col, engine_errors():
+            return int(col.shard.count(request))

@@ -1,0 +1,89 @@
+"""Errors raised by the vector-store layer.
+
+Backends translate their own exceptions into this hierarchy at the boundary, so callers
+never see an engine- or transport-specific type::
+
+    StoreError
+    ├── InvalidRequest            the caller's mistake; also a ValueError
+    │   ├── InvalidFilter
+    │   └── DimensionMismatch     carries .expected and .got
+    ├── CollectionNotFound
+    ├── CollectionExists
+    ├── PointNotFound             an example id given to recommend() does not exist
+    ├── StoreLocked               the data directory is held by another process
+    ├── StoreClosed
+    ├── TransientStoreError       retryable: timeouts, connection and I/O hiccups
+    └── StoreUnavailable          retries ran out; carries .attempts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class StoreError(Exception):
+    """Base class of every error raised by the vector-store layer."""
+
+
+class InvalidRequest(StoreError, ValueError):
+    """The request cannot succeed as given (bad argument, bad value, bad name)."""
+
+
+class InvalidFilter(InvalidRequest):
+    """A filter or one of its conditions is malformed."""
+
+
+class DimensionMismatch(InvalidRequest):
+    """A vector's length differs from the collection's vector size."""
+
+    def __init__(self, expected: int, got: int, *, collection: str | None = None) -> None:
+        self.expected = expected
+        self.got = got
+        self.collection = collection
+        where = f" for collection {collection!r}" if collection else ""
+        super().__init__(f"vector dimension mismatch{where}: expected {expected}, got {got}")
+
+
+class CollectionNotFound(StoreError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"collection {name!r} not found")
+
+
+class CollectionExists(StoreError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"collection {name!r} already exists")
+
+
+class PointNotFound(StoreError):
+    def __init__(self, collection: str, ids: Sequence[str]) -> None:
+        self.collection = collection
+        self.ids = tuple(ids)
+        shown = ", ".join(repr(i) for i in self.ids)
+        super().__init__(f"points not found in collection {collection!r}: {shown}")
+
+
+class StoreLocked(StoreError):
+    """Another process (or another store object) already holds the data directory."""
+
+
+class StoreClosed(StoreError):
+    def __init__(self) -> None:
+        super().__init__("the vector store is closed")
+
+
+class TransientStoreError(StoreError):
+    """A failure that may go away on retry: timeouts, refused connections, I/O hiccups."""
+
+
+class StoreUnavailable(StoreError):
+    """Retrying a transient failure did not succeed within the retry bounds."""
+
+    def __init__(self, attempts: int, elapsed_s: float, last_error: BaseException) -> None:
+        self.attempts = attempts
+        self.elapsed_s = elapsed_s
+        self.last_error = last_error
+        super().__init__(
+            f"vector store unavailable after {attempts} attempts in {elapsed_s:.2f}s: {last_error}"
+        )

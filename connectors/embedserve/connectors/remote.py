@@ -1,0 +1,387 @@
+"""Server backend: a Qdrant server or cluster through ``qdrant-client``.
+
+The same class drives qdrant-client's local mode (``:memory:`` or a folder), which speaks
+the same client API with exact numpy search; it stands in for a server in tests.
+
+The CollectionSpec is kept in the collection's metadata, so settings that the server does
+not report back (the default search ``hnsw_ef``, the payload indexes asked for) survive.
+Collections made by other tools still open: their spec is derived from the server config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from ._remote_convert import (
+    DISTANCES,
+    INDEX_KINDS,
+    SPEC_METADATA_KEY,
+    ErrorContext,
+    client_errors,
+    optional_filter,
+    read_consistency_of,
+    remote_filter,
+    spec_from_info,
+    vector_of,
+)
+from .errors import (
+    CollectionExists,
+    CollectionNotFound,
+    DimensionMismatch,
+    InvalidRequest,
+    StoreClosed,
+    StoreLocked,
+)
+from .ids import RESERVED_KEY, check_external_id, point_id, point_ids, split_payload
+from .store import ContextManagerMixin
+from .types import (
+    CollectionInfo,
+    CollectionSpec,
+    Example,
+    Filter,
+    PointRecord,
+    Quantization,
+    RecommendStrategy,
+    Record,
+    ScoredPoint,
+    SearchParams,
+    VectorLike,
+    validate_collection_name,
+)
+from .validation import (
+    as_vector,
+    check_filter,
+    prepare_points,
+    search_params,
+    strategy_of,
+)
+
+T = TypeVar("T")
+
+
+class RemoteStore(ContextManagerMixin):
+    """A VectorStore on a Qdrant server or cluster (or qdrant-client's local mode)."""
+
+    def __init__(self, client: QdrantClient, *, local: bool = False) -> None:
+        self._client = client
+        self._local = local
+        # Local mode is not thread-safe; server clients are.
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if local else contextlib.nullcontext()
+        )
+        self._specs: dict[str, CollectionSpec] = {}
+        self._specs_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        api_key: str | None = None,
+        prefer_grpc: bool = True,
+        timeout_s: float = 10.0,
+        grpc_port: int = 6334,
+    ) -> RemoteStore:
+        """A server or cluster at ``url`` (REST); gRPC, when preferred, uses ``grpc_port``."""
+        client = QdrantClient(
+            url=url,
+            api_key=api_key,
+            prefer_grpc=prefer_grpc,
+            grpc_port=grpc_port,
+            timeout=max(1, math.ceil(timeout_s)),
+            check_compatibility=False,  # avoid a blocking round trip in the constructor
+        )
+        return cls(client)
+
+    @classmethod
+    def local(cls, path: str | None = None) -> RemoteStore:
+        """qdrant-client's local mode: in memory, or persisted in ``path``."""
+        try:
+            if path is None:
+                client = QdrantClient(location=":memory:")
+            else:
+                # Our own lock serialises calls, so worker threads may share the connection.
+                client = QdrantClient(path=path, force_disable_check_same_thread=True)
+        except RuntimeError as exc:
+            raise StoreLocked(str(exc)) from exc
+        return cls(client, local=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._client.close()
+
+    @contextlib.contextmanager
+    def _call(self, ctx: ErrorContext) -> Iterator[None]:
+        with self._lock:
+            if self._closed:
+                raise StoreClosed()
+            try:
+                with client_errors(ctx):
+                    yield
+            except CollectionNotFound as exc:
+                with self._specs_lock:
+                    self._specs.pop(exc.name, None)
+                raise
+
+    # ---------------------------------------------------------------- collections
+
+    def _spec(self, name: str) -> CollectionSpec:
+        validate_collection_name(name)
+        with self._specs_lock:
+            cached = self._specs.get(name)
+        if cached is not None:
+            return cached
+        return self.get_collection(name).spec
+
+    def _validated(
+        self, name: str, check: Callable[[CollectionSpec], T]
+    ) -> tuple[CollectionSpec, T]:
+        """Run a check that needs the spec; a cached spec may be stale, so recheck once."""
+        spec = self._spec(name)
+        try:
+            return spec, check(spec)
+        except DimensionMismatch:
+            with self._specs_lock:
+                if self._specs.pop(name, None) is None:
+                    raise
+            spec = self._spec(name)
+            return spec, check(spec)
+
+    def create_collection(self, spec: CollectionSpec) -> None:
+        ctx = ErrorContext(spec.name)
+        quantization = (
+            qm.ScalarQuantization(
+                scalar=qm.ScalarQuantizationConfig(
+                    type=qm.ScalarType.INT8, quantile=0.99, always_ram=True
+                )
+            )
+            if spec.quantization is Quantization.SCALAR_INT8
+            else None
+        )
+        with self._call(ctx):
+            if self._client.collection_exists(spec.name):
+                raise CollectionExists(spec.name)
+            self._client.create_collection(
+                collection_name=spec.name,
+                vectors_config=qm.VectorParams(
+                    size=spec.vector_size,
+                    distance=DISTANCES[spec.distance],
+                    on_disk=spec.on_disk,
+                ),
+                hnsw_config=qm.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct),
+                quantization_config=quantization,
+                shard_number=spec.shard_number,
+                replication_factor=spec.replication_factor,
+                write_consistency_factor=spec.write_consistency_factor,
+                metadata={SPEC_METADATA_KEY: spec.to_dict()},
+            )
+            # Local mode has no payload indexes (and warns about them); the spec keeps them.
+            if not self._local:
+                for field, kind in spec.payload_indexes.items():
+                    self._client.create_payload_index(
+                        spec.name, field, field_schema=INDEX_KINDS[kind], wait=True
+                    )
+        with self._specs_lock:
+            self._specs[spec.name] = spec
+
+    def list_collections(self) -> list[str]:
+        with self._call(ErrorContext()):
+            return sorted(c.name for c in self._client.get_collections().collections)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        validate_collection_name(name)
+        with self._call(ErrorContext(name)):
+            info = self._client.get_collection(name)
+            count = self._client.count(name, exact=True).count
+        spec = spec_from_info(name, info)
+        with self._specs_lock:
+            self._specs[name] = spec
+        return CollectionInfo(
+            spec=spec, points_count=count, indexed_vectors_count=info.indexed_vectors_count
+        )
+
+    def delete_collection(self, name: str) -> None:
+        validate_collection_name(name)
+        with self._specs_lock:
+            self._specs.pop(name, None)
+        with self._call(ErrorContext(name)):
+            if not self._client.collection_exists(name):
+                raise CollectionNotFound(name)
+            self._client.delete_collection(name)
+
+    # --------------------------------------------------------------------- writes
+
+    def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
+        _, prepared = self._validated(collection, lambda spec: prepare_points(spec, points))
+        if not prepared:
+            return
+        structs = [
+            qm.PointStruct(id=p.point_id, vector=p.vector, payload=p.payload) for p in prepared
+        ]
+        with self._call(ErrorContext(collection)):
+            self._client.upsert(collection, points=structs, wait=True)
+
+    def delete(
+        self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None
+    ) -> None:
+        filter = check_filter(filter)
+        if ids is None and filter is None:
+            # Deleting everything must be asked for explicitly (delete_collection).
+            raise InvalidRequest("delete needs ids or a non-empty filter")
+        if ids is not None and isinstance(ids, str):
+            raise InvalidRequest("ids must be a list of strings, not a single string")
+        validate_collection_name(collection)
+        if ids is not None and not ids:
+            self._spec(collection)  # still report a missing collection
+            return
+        selector: qm.PointIdsList | qm.FilterSelector
+        if filter is None:
+            selector = qm.PointIdsList(points=list(point_ids(ids or ())))
+        else:
+            scope: list[Any] = [remote_filter(filter)]
+            if ids is not None:
+                scope.append(qm.HasIdCondition(has_id=list(point_ids(ids))))
+            selector = qm.FilterSelector(filter=qm.Filter(must=scope))
+        with self._call(ErrorContext(collection)):
+            self._client.delete(collection, points_selector=selector, wait=True)
+
+    def optimize(self, collection: str) -> bool:
+        """Servers optimise in the background and local mode has no index: nothing to do."""
+        self._spec(collection)
+        return False
+
+    # ---------------------------------------------------------------------- reads
+
+    def search(
+        self,
+        collection: str,
+        vector: VectorLike,
+        filter: Filter | None = None,
+        params: SearchParams | None = None,
+    ) -> list[ScoredPoint]:
+        spec, query = self._validated(
+            collection, lambda spec: as_vector(vector, spec.vector_size, spec.name)
+        )
+        ctx = ErrorContext(collection)
+        return self._query(spec, query, filter, search_params(params), ctx)
+
+    def recommend(
+        self,
+        collection: str,
+        positive: Sequence[Example],
+        negative: Sequence[Example] = (),
+        strategy: RecommendStrategy = RecommendStrategy.AVERAGE_VECTOR,
+        filter: Filter | None = None,
+        params: SearchParams | None = None,
+    ) -> list[ScoredPoint]:
+        strategy = strategy_of(strategy)
+        by_point: dict[str, str] = {}
+
+        def examples(given: Sequence[Example], spec: CollectionSpec) -> list[Any]:
+            if isinstance(given, str):
+                raise InvalidRequest("examples must be a list of ids or vectors, not a string")
+            out: list[Any] = []
+            for e in given:
+                if isinstance(e, str):
+                    pid = point_id(check_external_id(e))
+                    by_point[pid] = e
+                    out.append(pid)
+                else:
+                    out.append(as_vector(e, spec.vector_size, spec.name))
+            return out
+
+        spec, (pos, neg) = self._validated(
+            collection, lambda spec: (examples(positive, spec), examples(negative, spec))
+        )
+        if not (pos or neg):
+            raise InvalidRequest("recommend needs at least one example")
+        if strategy is RecommendStrategy.AVERAGE_VECTOR and not pos:
+            raise InvalidRequest("the average_vector strategy needs a positive example")
+        # The server looks up id examples itself and leaves them out of the results.
+        query = qm.RecommendQuery(
+            recommend=qm.RecommendInput(
+                positive=pos, negative=neg, strategy=qm.RecommendStrategy(strategy.value)
+            )
+        )
+        ctx = ErrorContext(collection, by_point)
+        return self._query(spec, query, filter, search_params(params), ctx)
+
+    def _query(
+        self,
+        spec: CollectionSpec,
+        query: Any,
+        filter: Filter | None,
+        params: SearchParams,
+        ctx: ErrorContext,
+    ) -> list[ScoredPoint]:
+        # Local mode always searches exactly and warns when given search params.
+        search_params = (
+            None
+            if self._local
+            else qm.SearchParams(hnsw_ef=params.hnsw_ef or spec.hnsw_ef, exact=params.exact)
+        )
+        with self._call(ctx):
+            response = self._client.query_points(
+                spec.name,
+                query=query,
+                query_filter=optional_filter(filter),
+                search_params=search_params,
+                limit=params.limit,
+                offset=params.offset or None,
+                with_payload=True if params.with_payload else [RESERVED_KEY],
+                with_vectors=params.with_vectors,
+                score_threshold=params.score_threshold,
+                consistency=read_consistency_of(params.read_consistency),
+            )
+        results = []
+        for p in response.points:
+            external, payload = split_payload(p.payload, p.id)
+            results.append(
+                ScoredPoint(
+                    id=external,
+                    score=float(p.score),
+                    payload=payload if params.with_payload else None,
+                    vector=vector_of(p.vector) if params.with_vectors else None,
+                )
+            )
+        return results
+
+    def retrieve(
+        self, collection: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[Record]:
+        if isinstance(ids, str):
+            raise InvalidRequest("ids must be a list of strings, not a single string")
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            self._spec(collection)
+            return []
+        validate_collection_name(collection)
+        with self._call(ErrorContext(collection)):
+            records = self._client.retrieve(
+                collection, ids=point_ids(wanted), with_payload=True, with_vectors=with_vectors
+            )
+        by_id: dict[str, Record] = {}
+        for r in records:
+            external, payload = split_payload(r.payload, r.id)
+            vector = vector_of(r.vector) if with_vectors else None
+            by_id[external] = Record(id=external, payload=payload, vector=vector)
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
+        validate_collection_name(collection)
+        with self._call(ErrorContext(collection)):
+            return int(
+                self._client.count(
+                    collection, count_filter=optional_filter(filter), exact=exact
+                ).count
+            )

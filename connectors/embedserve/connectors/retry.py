@@ -1,0 +1,177 @@
+"""Retries of transient store failures, with capped exponential backoff and full jitter."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .errors import (
+    CollectionExists,
+    CollectionNotFound,
+    InvalidRequest,
+    StoreUnavailable,
+    TransientStoreError,
+)
+from .store import ContextManagerMixin, VectorStore
+from .types import (
+    CollectionInfo,
+    CollectionSpec,
+    Example,
+    Filter,
+    PointRecord,
+    RecommendStrategy,
+    Record,
+    ScoredPoint,
+    SearchParams,
+    VectorLike,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds on retrying: whichever of ``max_attempts`` and ``max_total_s`` comes first."""
+
+    max_attempts: int = 5
+    max_total_s: float = 15.0
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise InvalidRequest("max_attempts must be at least 1")
+        if self.max_total_s < 0 or self.initial_backoff_s < 0 or self.max_backoff_s < 0:
+            raise InvalidRequest("retry durations must not be negative")
+        if self.multiplier < 1:
+            raise InvalidRequest("multiplier must be at least 1")
+
+    def backoff(self, retry: int, rand: Callable[[], float] = random.random) -> float:
+        """Sleep before retry number ``retry`` (1-based): uniform in [0, capped exponential].
+
+        Full jitter spreads the retries of many clients that failed together.
+        """
+        cap = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (retry - 1))
+        return cap * rand()
+
+
+def call_with_retry(
+    fn: Callable[[int], T],
+    policy: RetryPolicy,
+    *,
+    what: str = "store call",
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Call ``fn(attempt)`` until it stops raising TransientStoreError or the bounds are hit.
+
+    Other errors propagate at once. When the bounds are hit, StoreUnavailable is raised
+    with the number of attempts made and the last transient error as its cause.
+    """
+    start = clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn(attempt)
+        except TransientStoreError as exc:
+            elapsed = clock() - start
+            remaining = policy.max_total_s - elapsed
+            if attempt >= policy.max_attempts or remaining <= 0:
+                raise StoreUnavailable(attempt, elapsed, exc) from exc
+            delay = min(policy.backoff(attempt), remaining)
+            log.warning("%s failed (attempt %d), retrying in %.2fs: %s", what, attempt, delay, exc)
+            sleep(delay)
+
+
+class RetryingStore(ContextManagerMixin):
+    """A VectorStore that retries its inner store's transient failures.
+
+    Every operation is safe to repeat: upserts and deletes are idempotent (ids are
+    deterministic), and a create or delete that succeeded on an attempt whose reply was
+    lost is recognised on the next attempt instead of failing.
+    """
+
+    def __init__(self, inner: VectorStore, policy: RetryPolicy | None = None) -> None:
+        self.inner = inner
+        self.policy = policy or RetryPolicy()
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        return call_with_retry(lambda _attempt: fn(), self.policy, what=what)
+
+    def create_collection(self, spec: CollectionSpec) -> None:
+        def attempt(n: int) -> None:
+            try:
+                self.inner.create_collection(spec)
+            except CollectionExists:
+                if n == 1 or self.inner.get_collection(spec.name).spec != spec:
+                    raise
+
+        call_with_retry(attempt, self.policy, what="create_collection")
+
+    def list_collections(self) -> list[str]:
+        return self._retry("list_collections", self.inner.list_collections)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        return self._retry("get_collection", lambda: self.inner.get_collection(name))
+
+    def delete_collection(self, name: str) -> None:
+        def attempt(n: int) -> None:
+            try:
+                self.inner.delete_collection(name)
+            except CollectionNotFound:
+                if n == 1:
+                    raise
+
+        call_with_retry(attempt, self.policy, what="delete_collection")
+
+    def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
+        self._retry("upsert", lambda: self.inner.upsert(collection, points))
+
+    def search(
+        self,
+        collection: str,
+        vector: VectorLike,
+        filter: Filter | None = None,
+        params: SearchParams | None = None,
+    ) -> list[ScoredPoint]:
+        return self._retry("search", lambda: self.inner.search(collection, vector, filter, params))
+
+    def recommend(
+        self,
+        collection: str,
+        positive: Sequence[Example],
+        negative: Sequence[Example] = (),
+        strategy: RecommendStrategy = RecommendStrategy.AVERAGE_VECTOR,
+        filter: Filter | None = None,
+        params: SearchParams | None = None,
+    ) -> list[ScoredPoint]:
+        return self._retry(
+            "recommend",
+            lambda: self.inner.recommend(collection, positive, negative, strategy, filter, params),
+        )
+
+    def retrieve(
+        self, collection: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[Record]:
+        return self._retry("retrieve", lambda: self.inner.retrieve(collection, ids, with_vectors))
+
+    def delete(
+        self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None
+    ) -> None:
+        self._retry("delete", lambda: self.inner.delete(collection, ids, filter))
+
+    def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
+        return self._retry("count", lambda: self.inner.count(collection, filter, exact))
+
+    def optimize(self, collection: str) -> bool:
+        return self._retry("optimize", lambda: self.inner.optimize(collection))
+
+    def close(self) -> None:
+        self.inner.close()

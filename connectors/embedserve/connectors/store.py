@@ -1,0 +1,104 @@
+"""The synchronous vector-store protocol that every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, Self, runtime_checkable
+
+from .types import (
+    CollectionInfo,
+    CollectionSpec,
+    Example,
+    Filter,
+    PointRecord,
+    RecommendStrategy,
+    Record,
+    ScoredPoint,
+    SearchParams,
+    VectorLike,
+)
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """A vector store addressed by collection name and external string ids.
+
+    Implementations are safe to call from several threads at once. Every method raises
+    only ``embedserve.connectors.errors.StoreError`` subclasses.
+    """
+
+    def create_collection(self, spec: CollectionSpec) -> None: ...
+
+    def list_collections(self) -> list[str]:
+        """Collection names, sorted."""
+        ...
+
+    def get_collection(self, name: str) -> CollectionInfo: ...
+
+    def delete_collection(self, name: str) -> None: ...
+
+    def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
+        """Insert or overwrite points; returns once the write is durable."""
+        ...
+
+    def search(
+        self,
+        collection: str,
+        vector: VectorLike,
+        filter: Filter | None = None,
+        params: SearchParams | None = None,
+    ) -> list[ScoredPoint]: ...
+
+    def recommend(
+        self,
+        collection: str,
+        positive: Sequence[Example],
+        negative: Sequence[Example] = (),
+        strategy: RecommendStrategy = RecommendStrategy.AVERAGE_VECTOR,
+        filter: Filter | None = None,
+        params: SearchParams | None = None,
+    ) -> list[ScoredPoint]:
+        """Points like ``positive`` and unlike ``negative``.
+
+        Examples are external ids or raw vectors; points given by id are never returned.
+        """
+        ...
+
+    def retrieve(
+        self, collection: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[Record]:
+        """The stored points among ``ids``, in the order asked; missing ids are skipped."""
+        ...
+
+    def delete(
+        self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None
+    ) -> None:
+        """Delete points by id, by filter, or the ids that also match the filter."""
+        ...
+
+    def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int: ...
+
+    def optimize(self, collection: str) -> bool:
+        """Build pending indexes now; True if anything was done."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Closes the store."""
+        ...
+
+
+class ContextManagerMixin:
+    """``with open_store(...) as store:`` closes the store on exit."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

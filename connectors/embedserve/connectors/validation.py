@@ -1,0 +1,132 @@
+"""Checks shared by both backends, so a bad request fails the same way everywhere."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import DimensionMismatch, InvalidFilter, InvalidRequest
+from .ids import check_external_id, point_id, stored_payload
+from .types import (
+    CollectionSpec,
+    Example,
+    Filter,
+    PointRecord,
+    RecommendStrategy,
+    SearchParams,
+    VectorLike,
+)
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def as_vector(vector: VectorLike, size: int, collection: str) -> list[float]:
+    """A finite float vector of the collection's size, as a plain list."""
+    try:
+        arr = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidRequest("a vector must be a sequence of numbers") from None
+    if arr.ndim != 1:
+        raise InvalidRequest(f"a vector must be one-dimensional, got shape {arr.shape}")
+    if arr.shape[0] != size:
+        raise DimensionMismatch(size, int(arr.shape[0]), collection=collection)
+    if not np.isfinite(arr).all():
+        raise InvalidRequest("vector values must be finite (no NaN or infinity)")
+    values: list[float] = arr.tolist()
+    return values
+
+
+def check_payload(value: Any, path: str = "payload") -> None:
+    """Reject what JSON (and so Qdrant) cannot hold, naming the offending field."""
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise InvalidRequest(f"{path}: integer out of the 64-bit range")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidRequest(f"{path}: numbers must be finite")
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidRequest(f"{path}: keys must be strings, got {k!r}")
+            check_payload(v, f"{path}.{k}")
+        return
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_payload(v, f"{path}[{i}]")
+        return
+    raise InvalidRequest(f"{path}: unsupported payload type {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class PreparedPoint:
+    point_id: str
+    vector: list[float]
+    payload: dict[str, Any]
+
+
+def prepare_points(spec: CollectionSpec, points: Sequence[PointRecord]) -> list[PreparedPoint]:
+    prepared = []
+    for p in points:
+        if not isinstance(p, PointRecord):
+            raise InvalidRequest(f"expected PointRecord, got {type(p).__name__}")
+        check_external_id(p.id)
+        if not isinstance(p.payload, Mapping):
+            raise InvalidRequest(f"payload of point {p.id!r} must be a mapping")
+        check_payload(p.payload)
+        prepared.append(
+            PreparedPoint(
+                point_id=point_id(p.id),
+                vector=as_vector(p.vector, spec.vector_size, spec.name),
+                payload=stored_payload(p.id, p.payload),
+            )
+        )
+    return prepared
+
+
+def split_examples(
+    examples: Sequence[Example], size: int, collection: str
+) -> tuple[list[str], list[list[float]]]:
+    """Separate recommendation examples into external ids and checked vectors."""
+    if isinstance(examples, str):
+        raise InvalidRequest("examples must be a list of ids or vectors, not a single string")
+    ids: list[str] = []
+    vectors: list[list[float]] = []
+    for e in examples:
+        if isinstance(e, str):
+            ids.append(check_external_id(e))
+        else:
+            vectors.append(as_vector(e, size, collection))
+    return ids, vectors
+
+
+def search_params(params: SearchParams | None) -> SearchParams:
+    if params is None:
+        return SearchParams()
+    if not isinstance(params, SearchParams):
+        raise InvalidRequest(f"expected SearchParams, got {type(params).__name__}")
+    return params
+
+
+def check_filter(f: Filter | None) -> Filter | None:
+    """The filter if it has conditions, None if it is absent or empty."""
+    if f is None:
+        return None
+    if not isinstance(f, Filter):
+        raise InvalidFilter(f"expected a Filter, got {type(f).__name__}")
+    return None if f.is_empty() else f
+
+
+def strategy_of(value: RecommendStrategy | str) -> RecommendStrategy:
+    try:
+        return RecommendStrategy(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in RecommendStrategy)
+        raise InvalidRequest(f"unknown strategy {value!r}; use one of {choices}") from None

@@ -1,0 +1,40 @@
+"""Fixtures for the vector-store layer: the same tests run on every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from connectors_testdata import StoreFactory
+
+from embedserve.connectors import EdgeStore, RemoteStore, VectorStore
+
+BACKENDS = ["edge", "qdrant-local"]
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[StoreFactory]:
+    """Open a fresh store of the named backend; all are closed at the end of the test."""
+    opened: list[VectorStore] = []
+
+    def make(kind: str) -> VectorStore:
+        store: VectorStore
+        if kind == "edge":
+            store = EdgeStore(tmp_path / f"edge-{len(opened)}")
+        elif kind == "qdrant-local":
+            store = RemoteStore.local()
+        else:
+            raise ValueError(kind)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, make_store: StoreFactory) -> VectorStore:
+    opened: VectorStore = make_store(request.param)
+    return opened

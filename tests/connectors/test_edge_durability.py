@@ -1,0 +1,170 @@
+"""The embedded backend keeps what it acknowledged: across reopen, crashes and other processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from connectors_testdata import unit_vectors
+
+import embedserve.connectors
+from embedserve.connectors import (
+    CollectionNotFound,
+    CollectionSpec,
+    Distance,
+    EdgeStore,
+    Filter,
+    MatchValue,
+    PayloadIndexKind,
+    PointRecord,
+    SearchParams,
+    StoreLocked,
+)
+
+CONNECTORS_ROOT = Path(embedserve.connectors.__file__).resolve().parents[2]
+
+
+def run_python(code: str, *args: str, **popen: object) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(CONNECTORS_ROOT)}
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-c", textwrap.dedent(code), *args], env=env, text=True, **popen
+    )
+
+
+def test_data_and_specs_survive_reopen(tmp_path: Path) -> None:
+    spec = CollectionSpec(
+        "kept",
+        vector_size=16,
+        distance=Distance.EUCLID,
+        hnsw_m=12,
+        hnsw_ef=99,
+        payload_indexes={"tag": PayloadIndexKind.KEYWORD},
+    )
+    vectors = unit_vectors(np.random.default_rng(0), 100, 16)
+    with EdgeStore(tmp_path) as store:
+        store.create_collection(spec)
+        store.create_collection(CollectionSpec("dropped", vector_size=4))
+        store.upsert(
+            "kept", [PointRecord(f"k{i}", vectors[i], {"tag": f"t{i % 3}"}) for i in range(100)]
+        )
+        store.delete("kept", ids=["k0", "k1"])
+        store.delete("kept", filter=Filter(must=(MatchValue("tag", "t2"),)))
+        store.delete_collection("dropped")
+        before = store.search("kept", vectors[5], params=SearchParams(limit=10, exact=True))
+        expected_count = store.count("kept")
+
+    with EdgeStore(tmp_path) as store:
+        assert store.list_collections() == ["kept"]
+        info = store.get_collection("kept")
+        assert info.spec == spec
+        assert info.points_count == expected_count == 100 - 2 - 33
+        [k3] = store.retrieve("kept", ["k0", "k2", "k3"], with_vectors=True)
+        assert (k3.id, k3.payload) == ("k3", {"tag": "t0"})
+        assert k3.vector is not None
+        np.testing.assert_allclose(k3.vector, vectors[3], atol=1e-5)
+        after = store.search("kept", vectors[5], params=SearchParams(limit=10, exact=True))
+        assert after == before
+        with pytest.raises(CollectionNotFound):
+            store.count("dropped")
+        # Still writable after a reload.
+        store.upsert("kept", [PointRecord("new", vectors[0], {"tag": "t9"})])
+        assert store.count("kept", Filter(must=(MatchValue("tag", "t9"),))) == 1
+
+
+def test_flush_durability_mode(tmp_path: Path) -> None:
+    vectors = unit_vectors(np.random.default_rng(1), 20, 8)
+    with EdgeStore(tmp_path, durability="flush") as store:
+        store.create_collection(CollectionSpec("c", vector_size=8))
+        store.upsert("c", [PointRecord(f"p{i}", vectors[i]) for i in range(20)])
+    with EdgeStore(tmp_path) as store:
+        assert store.count("c") == 20
+
+
+WRITER = """
+    import sys
+    import numpy as np
+    from embedserve.connectors import CollectionSpec, EdgeStore, PointRecord
+
+    store = EdgeStore(sys.argv[1])
+    store.create_collection(CollectionSpec("w", vector_size=32))
+    rng = np.random.default_rng(0)
+    batch = int(sys.argv[2])
+    for b in range(1_000_000):
+        vectors = rng.standard_normal((batch, 32))
+        store.upsert("w", [PointRecord(f"p{b * batch + j}", vectors[j], {"b": b})
+                           for j in range(batch)])
+        print(b, flush=True)  # batch b is acknowledged
+"""
+
+
+def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    batch = 100
+    writer = run_python(WRITER, str(tmp_path), str(batch), stdout=subprocess.PIPE)
+    assert writer.stdout is not None
+    acked = -1
+    for line in writer.stdout:
+        acked = int(line)
+        if acked >= 30:
+            break
+    writer.send_signal(signal.SIGKILL)  # mid-stream: the writer never stops on its own
+    rest, _ = writer.communicate(timeout=30)
+    acked = max([acked, *(int(x) for x in rest.split())])
+    assert writer.returncode == -signal.SIGKILL
+    assert acked >= 30
+
+    # The kernel dropped the dead writer's lock; everything acknowledged is there.
+    with EdgeStore(tmp_path) as store:
+        acked_points = (acked + 1) * batch
+        count = store.count("w")
+        assert count in (acked_points, acked_points + batch)  # batches are all or nothing
+        ids = [f"p{i}" for i in range(acked_points)]
+        assert len(store.retrieve("w", ids)) == acked_points
+        last = store.retrieve("w", [f"p{acked_points - 1}"])
+        assert last[0].payload == {"b": acked}
+
+
+def test_second_process_gets_clear_error(tmp_path: Path) -> None:
+    opener = """
+        import sys
+        from embedserve.connectors import EdgeStore, StoreLocked
+        try:
+            EdgeStore(sys.argv[1])
+        except StoreLocked as exc:
+            print("LOCKED", exc)
+        else:
+            print("OPENED")
+    """
+    with EdgeStore(tmp_path) as store:
+        store.create_collection(CollectionSpec("c", vector_size=2))
+        other = run_python(opener, str(tmp_path), stdout=subprocess.PIPE)
+        out, _ = other.communicate(timeout=60)
+        assert out.startswith("LOCKED")
+        assert f"pid {os.getpid()}" in out
+        # Another store object in this process is refused too.
+        with pytest.raises(StoreLocked, match="already in use"):
+            EdgeStore(tmp_path)
+    other = run_python(opener, str(tmp_path), stdout=subprocess.PIPE)
+    out, _ = other.communicate(timeout=60)
+    assert out.strip() == "OPENED"
+
+
+def test_interrupted_create_and_delete_are_cleaned_up(tmp_path: Path) -> None:
+    with EdgeStore(tmp_path) as store:
+        store.create_collection(CollectionSpec("ok", vector_size=2))
+    root = tmp_path / "collections"
+    (root / ".deleted-old-1234").mkdir()
+    (root / ".deleted-old-1234" / "junk").write_text("x")
+    (root / "half").mkdir()  # a create that died before writing its spec
+    with EdgeStore(tmp_path) as store:
+        assert store.list_collections() == ["ok"]
+        assert not (root / ".deleted-old-1234").exists()
+        store.create_collection(CollectionSpec("half", vector_size=3))
+        assert store.list_collections() == ["half", "ok"]
+    with EdgeStore(tmp_path) as store:
+        assert store.get_collection("half").spec.vector_size == 3

@@ -1,0 +1,98 @@
+"""Server replies that local mode cannot produce map onto the StoreError hierarchy.
+
+The messages are the ones a Qdrant server sends (REST bodies and gRPC details).
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import httpx
+import pytest
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from embedserve.connectors import (
+    CollectionExists,
+    CollectionNotFound,
+    DimensionMismatch,
+    InvalidRequest,
+    PointNotFound,
+    StoreError,
+    TransientStoreError,
+    point_id,
+)
+from embedserve.connectors._remote_convert import ErrorContext, client_errors
+
+GHOST = point_id("ghost")
+
+
+def http_error(status: int, message: str) -> UnexpectedResponse:
+    body = json.dumps({"status": {"error": message}, "time": 0.001}).encode()
+    return UnexpectedResponse(status, "", body, httpx.Headers())
+
+
+class ServerRpcError(grpc.RpcError):
+    """The shape of the error grpc raises for a failed call."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+CASES: list[tuple[BaseException, type[StoreError]]] = [
+    (http_error(404, "Not found: Collection `docs` doesn't exist!"), CollectionNotFound),
+    (http_error(409, "Wrong input: Collection `docs` already exists!"), CollectionExists),
+    (
+        http_error(400, "Wrong input: Vector dimension error: expected dim: 4, got 3"),
+        DimensionMismatch,
+    ),
+    (http_error(404, f"Not found: No point with id {GHOST} found"), PointNotFound),
+    (http_error(400, 'Bad request: Index required but not found for "n"'), InvalidRequest),
+    (http_error(503, "Service unavailable"), TransientStoreError),
+    (http_error(429, "Too many requests"), TransientStoreError),
+    (http_error(500, "Service internal error: boom"), StoreError),
+    (ResponseHandlingException(httpx.ReadTimeout("timed out")), TransientStoreError),
+    (httpx.ConnectError("refused"), TransientStoreError),
+    (
+        ServerRpcError(grpc.StatusCode.NOT_FOUND, "Not found: Collection `docs` doesn't exist!"),
+        CollectionNotFound,
+    ),
+    (
+        ServerRpcError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Wrong input: Vector dimension error: expected dim: 4, got 3",
+        ),
+        DimensionMismatch,
+    ),
+    (ServerRpcError(grpc.StatusCode.INVALID_ARGUMENT, "Wrong input: bad"), InvalidRequest),
+    (ServerRpcError(grpc.StatusCode.UNAVAILABLE, "connection reset"), TransientStoreError),
+    (ServerRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), TransientStoreError),
+    (ServerRpcError(grpc.StatusCode.UNAUTHENTICATED, "Invalid api-key"), StoreError),
+    (ValueError("Collection docs not found"), CollectionNotFound),
+    (ValueError(f"Point {GHOST} is not found in the collection"), PointNotFound),
+]
+
+
+@pytest.mark.parametrize(("raised", "expected"), CASES, ids=lambda v: type(v).__name__)
+def test_server_errors_map_to_store_errors(
+    raised: BaseException, expected: type[StoreError]
+) -> None:
+    with (
+        pytest.raises(StoreError) as err,
+        client_errors(ErrorContext("docs", {GHOST: "ghost"})),
+    ):
+        raise raised
+    assert type(err.value) is expected
+    assert err.value.__cause__ is raised
+    if expected is DimensionMismatch:
+        assert isinstance(err.value, DimensionMismatch)
+        assert (err.value.expected, err.value.got) == (4, 3)
+    if expected is PointNotFound:
+        assert isinstance(err.value, PointNotFound)
+        assert err.value.ids == ("ghost",)

@@ -1,0 +1,60 @@
+"""The same data and queries give the same answers on the embedded and the server backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from connectors_testdata import Array, StoreFactory, clustered
+
+from embedserve.connectors import (
+    CollectionSpec,
+    Distance,
+    Filter,
+    MatchAny,
+    PointRecord,
+    Range,
+    RecommendStrategy,
+    SearchParams,
+    VectorStore,
+)
+
+DIM = 32
+
+
+def _fill(store: VectorStore, distance: Distance) -> Array:
+    vectors, labels, centres = clustered(np.random.default_rng(21), 4, 60, DIM, spread=0.8)
+    store.create_collection(CollectionSpec("x", vector_size=DIM, distance=distance))
+    store.upsert(
+        "x",
+        [
+            PointRecord(f"p{i}", vectors[i], {"topic": int(labels[i]), "i": i})
+            for i in range(len(labels))
+        ],
+    )
+    return centres
+
+
+@pytest.mark.parametrize("distance", [Distance.COSINE, Distance.DOT, Distance.EUCLID])
+def test_backends_agree(make_store: StoreFactory, distance: Distance) -> None:
+    edge, local = make_store("edge"), make_store("qdrant-local")
+    centres = _fill(edge, distance)
+    _fill(local, distance)
+    rng = np.random.default_rng(5)
+    exact = SearchParams(limit=15, exact=True)
+    flt = Filter(must=(MatchAny("topic", (0, 2)),), must_not=(Range("i", lt=20),))
+
+    def same(run: object) -> None:
+        assert callable(run)
+        a, b = run(edge), run(local)
+        assert [p.id for p in a] == [p.id for p in b]
+        np.testing.assert_allclose([p.score for p in a], [p.score for p in b], rtol=1e-3, atol=1e-3)
+        assert [p.payload for p in a] == [p.payload for p in b]
+
+    for q in rng.standard_normal((4, DIM)):
+        same(lambda s, q=q: s.search("x", q, params=exact))
+        same(lambda s, q=q: s.search("x", q, flt, exact))
+    for strategy in RecommendStrategy:
+        same(lambda s, st=strategy: s.recommend("x", ["p1", "p2"], ["p70"], st, params=exact))
+        same(lambda s, st=strategy: s.recommend("x", [centres[1]], [centres[3]], st, flt, exact))
+        same(lambda s, st=strategy: s.recommend("x", ["p130", centres[2]], [], st, params=exact))
+    assert edge.count("x", flt) == local.count("x", flt)
