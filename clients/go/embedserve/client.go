@@ -1,0 +1,289 @@
+// Package embedserve is a thin Go client for the embedserve gRPC embedding server.
+//
+//	client, err := embedserve.Dial("127.0.0.1:50051")
+//	if err != nil { ... }
+//	defer client.Close()
+//	vectors, err := client.Embed(ctx, []string{"first text", "second text"})
+//
+// Failed calls return the server's gRPC status error unchanged, so
+// status.Code(err) gives codes.InvalidArgument, codes.DeadlineExceeded, ...
+//
+// The generated stubs live in package embedservev1; Client.Stub gives the raw
+// EmbeddingServiceClient (sharing the client's connection, API key and default
+// deadline) for the calls this package does not wrap.
+package embedserve
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
+)
+
+// DefaultTimeout is the per-call deadline of unary calls whose context has none.
+const DefaultTimeout = 300 * time.Second
+
+// maxMessageBytes bounds the size of messages sent and received (large
+// batches of wide vectors exceed grpc-go's 4 MiB default).
+const maxMessageBytes = 256 << 20
+
+// Option configures Dial.
+type Option func(*dialConfig) error
+
+type dialConfig struct {
+	tls         *tls.Config
+	apiKey      string
+	timeout     time.Duration
+	dialOptions []grpc.DialOption
+}
+
+// WithTLS connects over TLS with the given configuration (nil: the system's
+// root CAs).
+func WithTLS(config *tls.Config) Option {
+	return func(c *dialConfig) error {
+		if config == nil {
+			config = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		c.tls = config
+		return nil
+	}
+}
+
+// WithTLSFromCAFile connects over TLS and trusts the PEM certificates in
+// caFile. serverName overrides the name checked against the server's
+// certificate; leave it empty to use the target's host name.
+func WithTLSFromCAFile(caFile, serverName string) Option {
+	return func(c *dialConfig) error {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("embedserve: reading CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("embedserve: no PEM certificates in %s", caFile)
+		}
+		c.tls = &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
+		return nil
+	}
+}
+
+// WithAPIKey sends "authorization: Bearer <key>" metadata on every call.
+// Use it together with TLS outside a trusted network.
+func WithAPIKey(key string) Option {
+	return func(c *dialConfig) error {
+		c.apiKey = key
+		return nil
+	}
+}
+
+// WithTimeout sets the deadline given to unary calls whose context has none
+// (default DefaultTimeout; 0 disables it). Streams are bounded only by their
+// context.
+func WithTimeout(d time.Duration) Option {
+	return func(c *dialConfig) error {
+		c.timeout = d
+		return nil
+	}
+}
+
+// WithDialOptions adds raw grpc.DialOptions (interceptors, keepalive, ...).
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(c *dialConfig) error {
+		c.dialOptions = append(c.dialOptions, opts...)
+		return nil
+	}
+}
+
+// Client calls an embedserve server. It is safe for concurrent use.
+type Client struct {
+	conn    *grpc.ClientConn
+	stub    pb.EmbeddingServiceClient
+	health  healthpb.HealthClient
+	timeout time.Duration
+}
+
+// Dial creates a client for target ("host:port" or any gRPC target such as
+// "dns:///embed.example.com:443"). The connection is made lazily, on the first
+// call; use WaitUntilServing to wait for the model to be ready.
+func Dial(target string, opts ...Option) (*Client, error) {
+	cfg := dialConfig{timeout: DefaultTimeout}
+	for _, opt := range opts {
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	transport := insecure.NewCredentials()
+	if cfg.tls != nil {
+		transport = credentials.NewTLS(cfg.tls)
+	}
+	dialOptions := []grpc.DialOption{
+		grpc.WithTransportCredentials(transport),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(maxMessageBytes),
+			grpc.MaxCallSendMsgSize(maxMessageBytes),
+		),
+		grpc.WithUnaryInterceptor(deadlineInterceptor(cfg.timeout)),
+	}
+	if cfg.apiKey != "" {
+		dialOptions = append(dialOptions, grpc.WithPerRPCCredentials(bearer{key: cfg.apiKey}))
+	}
+	dialOptions = append(dialOptions, cfg.dialOptions...)
+	conn, err := grpc.NewClient(target, dialOptions...)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		conn:    conn,
+		stub:    pb.NewEmbeddingServiceClient(conn),
+		health:  healthpb.NewHealthClient(conn),
+		timeout: cfg.timeout,
+	}, nil
+}
+
+// Close closes the connection; calls in progress fail with codes.Canceled.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Conn is the underlying connection, to build other services' stubs on it.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// Stub is the generated EmbeddingService client on this connection.
+func (c *Client) Stub() pb.EmbeddingServiceClient { return c.stub }
+
+// ModelInfo describes the served model (id, dimensions, max tokens, limits).
+func (c *Client) ModelInfo(ctx context.Context) (*pb.GetModelInfoResponse, error) {
+	return c.stub.GetModelInfo(ctx, &pb.GetModelInfoRequest{})
+}
+
+// Health reports the standard health status of service ("" for the server).
+func (c *Client) Health(ctx context.Context, service string) (healthpb.HealthCheckResponse_ServingStatus, error) {
+	reply, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		return healthpb.HealthCheckResponse_UNKNOWN, err
+	}
+	return reply.GetStatus(), nil
+}
+
+// WaitUntilServing polls health until the server reports SERVING (its model
+// is loaded and warm) or ctx ends.
+func (c *Client) WaitUntilServing(ctx context.Context) error {
+	for {
+		probe, cancel := context.WithTimeout(ctx, 5*time.Second)
+		state, err := c.Health(probe, "")
+		cancel()
+		if err == nil && state == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("health is %s", state)
+			}
+			return fmt.Errorf("embedserve: server not serving: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Embed returns one vector per text, in input order. Large inputs are sent as
+// several requests of BatchSize texts, MaxInFlight at a time, under one
+// deadline (ctx's, else the client's default); the first error cancels the
+// others and is returned as the server's status error.
+func (c *Client) Embed(ctx context.Context, texts []string, opts ...EmbedOption) ([][]float32, error) {
+	if len(texts) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "embedserve: texts must not be empty")
+	}
+	cfg := newCallConfig(opts)
+	if len(texts) <= cfg.batchSize {
+		resp, err := c.stub.Embed(ctx, &pb.EmbedRequest{Inputs: texts, Options: cfg.options})
+		if err != nil {
+			return nil, err
+		}
+		return vectorsOf(resp.GetEmbeddings()), nil
+	}
+
+	var cancel context.CancelFunc
+	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
+	out := make([][]float32, len(texts))
+	slots := make(chan struct{}, cfg.maxInFlight)
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+		stopped  error // set when ctx ended before every batch was sent
+	)
+launch:
+	for start := 0; start < len(texts); start += cfg.batchSize {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			stopped = ctx.Err()
+			break launch
+		}
+		batch := texts[start:min(start+cfg.batchSize, len(texts))]
+		wg.Go(func() {
+			defer func() { <-slots }()
+			resp, err := c.stub.Embed(ctx, &pb.EmbedRequest{Inputs: batch, Options: cfg.options})
+			if err != nil {
+				once.Do(func() { firstErr = err; cancel() })
+				return
+			}
+			copy(out[start:], vectorsOf(resp.GetEmbeddings()))
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if stopped != nil {
+		return nil, status.FromContextError(stopped).Err()
+	}
+	return out, nil
+}
+
+func vectorsOf(embeddings []*pb.Embedding) [][]float32 {
+	vectors := make([][]float32, len(embeddings))
+	for i, e := range embeddings {
+		vectors[i] = e.GetValues()
+	}
+	return vectors
+}
+
+// deadlineInterceptor gives unary calls without a deadline the default one.
+func deadlineInterceptor(timeout time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := ctx.Deadline(); !ok && timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+// bearer sends the API key as per-RPC credentials.
+type bearer struct{ key string }
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.key}, nil
+}
+
+// RequireTransportSecurity is false so that an API key also works on
+// plaintext connections inside a trusted network (as the Python client does).
+func (b bearer) RequireTransportSecurity() bool { return false }

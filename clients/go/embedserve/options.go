@@ -1,0 +1,80 @@
+package embedserve
+
+import (
+	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
+)
+
+// EmbedOption configures one Embed or EmbedStream call. Every option defaults
+// to the served model's own setting.
+type EmbedOption func(*callConfig)
+
+type callConfig struct {
+	options     *pb.EmbedOptions
+	batchSize   int
+	maxInFlight int
+}
+
+const (
+	// DefaultBatchSize is the number of texts Embed sends per request.
+	DefaultBatchSize = 256
+	// DefaultMaxInFlight bounds the requests Embed and EmbedStream have outstanding.
+	DefaultMaxInFlight = 4
+)
+
+func newCallConfig(opts []EmbedOption) callConfig {
+	cfg := callConfig{options: &pb.EmbedOptions{}, batchSize: DefaultBatchSize, maxInFlight: DefaultMaxInFlight}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	return cfg
+}
+
+// WithTask selects the model's prompt (pb.Task_TASK_QUERY, pb.Task_TASK_DOCUMENT, ...).
+func WithTask(task pb.Task) EmbedOption {
+	return func(c *callConfig) { c.options.Task = task }
+}
+
+// WithPrompt prepends a free prompt string to every input (overrides WithTask).
+func WithPrompt(prompt string) EmbedOption {
+	return func(c *callConfig) { c.options.Prompt = &prompt }
+}
+
+// WithDimensions keeps the first n dimensions (Matryoshka truncation).
+func WithDimensions(n uint32) EmbedOption {
+	return func(c *callConfig) { c.options.Dimensions = &n }
+}
+
+// WithNormalize turns L2 normalisation on or off.
+func WithNormalize(normalize bool) EmbedOption {
+	return func(c *callConfig) { c.options.Normalize = &normalize }
+}
+
+// WithPooling overrides the model's pooling.
+func WithPooling(pooling pb.Pooling) EmbedOption {
+	return func(c *callConfig) { c.options.Pooling = pooling }
+}
+
+// WithOverflow sets what happens to inputs longer than the model's maximum.
+func WithOverflow(policy pb.OverflowPolicy) EmbedOption {
+	return func(c *callConfig) { c.options.Overflow = policy }
+}
+
+// WithBatchSize sets how many texts Embed sends per request (default
+// DefaultBatchSize; the server's limit is GetModelInfo's
+// limits.max_inputs_per_request).
+func WithBatchSize(n int) EmbedOption {
+	return func(c *callConfig) {
+		if n > 0 {
+			c.batchSize = n
+		}
+	}
+}
+
+// WithMaxInFlight bounds the requests outstanding at once (default DefaultMaxInFlight).
+func WithMaxInFlight(n int) EmbedOption {
+	return func(c *callConfig) {
+		if n > 0 {
+			c.maxInFlight = n
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package embedserve_test
+
+// Connection options, checked against an in-process TLS server (no model).
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/embedserve/embedserve/clients/go/embedserve"
+	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
+)
+
+// recorder answers GetModelInfo and remembers what the call carried.
+type recorder struct {
+	pb.UnimplementedEmbeddingServiceServer
+	authorization []string
+	deadline      time.Duration
+}
+
+func (r *recorder) GetModelInfo(ctx context.Context, _ *pb.GetModelInfoRequest) (*pb.GetModelInfoResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	r.authorization = md.Get("authorization")
+	if deadline, ok := ctx.Deadline(); ok {
+		r.deadline = time.Until(deadline)
+	}
+	return &pb.GetModelInfoResponse{ModelId: "fake", Dimensions: 3}, nil
+}
+
+// selfSigned writes a certificate for 127.0.0.1/localhost to dir and returns
+// it with the server's TLS configuration.
+func selfSigned(t *testing.T, dir string) (caFile string, serverTLS *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "embedserve test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return caFile, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+func TestTLSAPIKeyAndDefaultDeadline(t *testing.T) {
+	caFile, serverTLS := selfSigned(t, t.TempDir())
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
+	rec := &recorder{}
+	pb.RegisterEmbeddingServiceServer(server, rec)
+	go server.Serve(listener)
+	defer server.Stop()
+
+	client, err := embedserve.Dial(listener.Addr().String(),
+		embedserve.WithTLSFromCAFile(caFile, ""),
+		embedserve.WithAPIKey("secret-key"),
+		embedserve.WithTimeout(7*time.Second),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	info, err := client.ModelInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.GetModelId() != "fake" {
+		t.Fatalf("model id %q", info.GetModelId())
+	}
+	if len(rec.authorization) != 1 || rec.authorization[0] != "Bearer secret-key" {
+		t.Fatalf("authorization metadata %q", rec.authorization)
+	}
+	if rec.deadline <= 5*time.Second || rec.deadline > 7*time.Second {
+		t.Fatalf("server saw a deadline %v away, want about 7s", rec.deadline)
+	}
+
+	// A plaintext client cannot talk to the TLS server.
+	plain, err := embedserve.Dial(listener.Addr().String(), embedserve.WithTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := plain.ModelInfo(context.Background()); status.Code(err) != codes.Unavailable {
+		t.Fatalf("plaintext call to a TLS server: %v, want Unavailable", err)
+	}
+}
+
+func TestBadCAFile(t *testing.T) {
+	if _, err := embedserve.Dial("127.0.0.1:1", embedserve.WithTLSFromCAFile(filepath.Join(t.TempDir(), "missing.pem"), "")); err == nil {
+		t.Fatal("Dial accepted a missing CA file")
+	}
+}

@@ -1,0 +1,59 @@
+package dev.embedserve.examples;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.embedserve.client.LiveServer;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+@ExtendWith(LiveServer.class)
+class EmbedExampleTest {
+  @Test
+  void exampleRuns() throws Exception {
+    PrintStream original = System.out;
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+    try {
+      EmbedExample.main(new String[] {LiveServer.target(), "one", "two"});
+    } finally {
+      System.setOut(original);
+    }
+    assertEquals(
+        List.of("2 vectors of 384 dimensions", "request 0: 1 vectors", "request 1: 1 vectors"),
+        out.toString(StandardCharsets.UTF_8).lines().toList());
+  }
+
+  /** clients/java/README.md shows exactly the marked snippets of EmbedExample. */
+  @Test
+  void readmeSnippetsAreTheExample() throws Exception {
+    String source =
+        Files.readString(Path.of("src/test/java/dev/embedserve/examples/EmbedExample.java"));
+    String readme = Files.readString(Path.of("README.md"));
+    Matcher snippet =
+        Pattern.compile("(?s)\\n( *)// snippet: (\\w+)\\n(.*?)\\n *// end snippet").matcher(source);
+    List<String> names = new ArrayList<>();
+    while (snippet.find()) {
+      String indent = snippet.group(1);
+      StringBuilder block = new StringBuilder("```java\n");
+      for (String line : snippet.group(3).split("\n")) {
+        block.append(line.startsWith(indent) ? line.substring(indent.length()) : line).append('\n');
+      }
+      block.append("```");
+      names.add(snippet.group(2));
+      assertTrue(
+          readme.contains(block),
+          "README.md lacks the " + snippet.group(2) + " snippet of EmbedExample:\n" + block);
+    }
+    assertEquals(List.of("connect", "embed", "stream"), names);
+  }
+}
