@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .edge import EdgeStore
 from .errors import InvalidRequest
+from .process import ProcessStore
 from .retry import RetryingStore, RetryPolicy
 from .store import VectorStore
 
@@ -18,6 +19,7 @@ def open_store(
     timeout_s: float = 10.0,
     *,
     retry: RetryPolicy | None = _DEFAULT_RETRY,
+    isolate: bool = False,
 ) -> VectorStore:
     """Open the vector store that ``url`` names.
 
@@ -27,12 +29,13 @@ def open_store(
     - ``http://`` or ``https://``: a Qdrant server or cluster (gRPC when ``prefer_grpc``).
 
     Transient failures are retried under ``retry``; pass None to get the bare store.
+    ``isolate`` runs the embedded engine in a child process (see ``process.py``).
     """
     from .remote import RemoteStore  # imported on demand: qdrant-client is slow to import
 
     store: VectorStore
     if not url:
-        store = EdgeStore(data_dir)
+        store = ProcessStore(data_dir) if isolate else EdgeStore(data_dir)
     elif url == ":memory:":
         store = RemoteStore.local()
     elif url.startswith("local:"):

@@ -140,6 +140,7 @@ class EmbedServer:
             api_key=settings.qdrant_api_key or None,
             prefer_grpc=settings.qdrant_prefer_grpc,
             timeout_s=settings.qdrant_timeout_s,
+            isolate=settings.store_process,
             retry=RetryPolicy(
                 max_attempts=settings.store_retry_attempts,
                 max_total_s=settings.store_retry_max_s,

@@ -41,6 +41,8 @@ class Settings:
     qdrant_api_key: str = ""
     qdrant_prefer_grpc: bool = True
     qdrant_timeout_s: float = 10.0
+    # Run the embedded engine in a child process, so its index builds never stall the server.
+    store_process: bool = True
     store_retry_attempts: int = 5
     store_retry_max_s: float = 15.0
     ingest_inflight: int = 16  # messages of one ingestion stream being embedded at once
