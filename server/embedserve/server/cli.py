@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show what the server serves")
     info.add_argument("--target", default=DEFAULT_TARGET)
 
+    health = commands.add_parser("health", help="exit 0 when the server reports SERVING")
+    health.add_argument("--target", default=DEFAULT_TARGET)
+
     tokenize = commands.add_parser("tokenize", help="show how the model tokenises texts")
     tokenize.add_argument("texts", nargs="*")
     tokenize.add_argument("--target", default=DEFAULT_TARGET)
@@ -136,6 +139,10 @@ def _client_command(args: argparse.Namespace) -> int:
         with EmbedClient(args.target) as client:
             if cli_vectors.is_vector_command(args.command):
                 return cli_vectors.run(client, args)
+            if args.command == "health":
+                status = client.health()
+                print(status)
+                return 0 if status == "SERVING" else 1
             if args.command == "info":
                 from google.protobuf.json_format import MessageToDict
 
