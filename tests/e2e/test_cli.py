@@ -93,6 +93,8 @@ def test_info_and_tokenize(served: str) -> None:
     parsed = json.loads(info.stdout)
     assert parsed["modelId"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert parsed["dimensions"] == 384 and parsed["maxTokens"] == 256
+    health = run_cli("health", "--target", served)
+    assert (health.returncode, health.stdout.strip()) == (0, "SERVING")
     tokens = run_cli("tokenize", "--target", served, "Hello world")
     assert json.loads(tokens.stdout)["tokens"] == ["[CLS]", "hello", "world", "[SEP]"]
 
