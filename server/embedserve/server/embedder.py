@@ -55,6 +55,13 @@ class Timings:
     inference_ms: float = 0.0
     total_ms: float = 0.0
 
+    def merge(self, other: Timings) -> None:
+        """Keep the larger of each figure: parts of one call run side by side."""
+        self.queue_ms = max(self.queue_ms, other.queue_ms)
+        self.tokenize_ms = max(self.tokenize_ms, other.tokenize_ms)
+        self.inference_ms = max(self.inference_ms, other.inference_ms)
+        self.total_ms = max(self.total_ms, other.total_ms)
+
     def absorb(self, results: Sequence[WindowResult]) -> None:
         for result in results:
             self.queue_ms = max(self.queue_ms, result.queue_s * 1000.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -197,10 +198,7 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
             raise InvalidArgument("one of pairs or query_candidates must be set")
         timings = results[0].timings
         for other in results[1:]:
-            timings.queue_ms = max(timings.queue_ms, other.timings.queue_ms)
-            timings.tokenize_ms = max(timings.tokenize_ms, other.timings.tokenize_ms)
-            timings.inference_ms = max(timings.inference_ms, other.timings.inference_ms)
-            timings.total_ms = max(timings.total_ms, other.timings.total_ms)
+            timings.merge(other.timings)
         return pb.SimilarityResponse(
             scores=scores.tolist(),
             usage=pb.Usage(total_tokens=sum(r.total_tokens for r in results)),
@@ -244,6 +242,4 @@ def _query_and_candidate_params(params: EmbedParams) -> tuple[EmbedParams, Embed
     """With no task or prompt chosen, queries get the QUERY prompt and candidates DOCUMENT."""
     if params.task is not Task.DEFAULT or params.prompt is not None:
         return params, params
-    from dataclasses import replace
-
     return replace(params, task=Task.QUERY), replace(params, task=Task.DOCUMENT)

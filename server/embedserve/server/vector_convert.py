@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -131,14 +132,7 @@ def payload_to_proto(payload: Mapping[str, Any] | None) -> struct_pb2.Struct:
 def embed_params(options: epb.EmbedOptions, default_task: Task, field: str) -> EmbedParams:
     params = convert.params_from_proto(options, field)
     if params.task is Task.DEFAULT and params.prompt is None:
-        params = EmbedParams(
-            task=default_task,
-            prompt=None,
-            dimensions=params.dimensions,
-            pooling=params.pooling,
-            normalize=params.normalize,
-            overflow=params.overflow,
-        )
+        return dataclasses.replace(params, task=default_task)
     return params
 
 

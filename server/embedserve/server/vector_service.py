@@ -143,8 +143,9 @@ class VectorService(pb_grpc.VectorServiceServicer):
             if not request.text:
                 raise InvalidArgument("text must not be empty")
             embed = vc.embed_params(request.embed, Task.QUERY, "embed")
-            vector, tokens = await self._core.embed_query(request.collection, request.text, embed)
-            query: Any = vector
+            embedded = await self._core.embed_query(request.collection, request.text, embed)
+            query: Any = embedded.vectors[0]
+            tokens, timings = embedded.total_tokens, embedded.timings
         elif which == "vector":
             query = list(request.vector.values)
         else:
@@ -177,8 +178,9 @@ class VectorService(pb_grpc.VectorServiceServicer):
             if which == "vector":
                 return list(message.vector.values)
             if which == "text":
-                vector, used = await self._core.embed_query(request.collection, message.text, embed)
-                tokens += used
+                embedded = await self._core.embed_query(request.collection, message.text, embed)
+                tokens += embedded.total_tokens
+                vector: Example = embedded.vectors[0]
                 return vector
             raise InvalidArgument(f"{field} has none of id, text or vector")
 

@@ -26,7 +26,7 @@ from embedserve.connectors.types import (
     ScoredPoint,
     SearchParams,
 )
-from embedserve.server.embedder import Embedder, EmbedParams, Task
+from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task
 from embedserve.server.errors import (
     AlreadyExists,
     EmbedServeError,
@@ -191,14 +191,12 @@ class VectorCore:
 
     # -- queries -----------------------------------------------------------------
 
-    async def embed_query(
-        self, collection: str, text: str, params: EmbedParams
-    ) -> tuple[FloatArray, int]:
+    async def embed_query(self, collection: str, text: str, params: EmbedParams) -> EmbedResult:
+        """Embed a query text to the collection's vector size."""
         size = await self.vector_size(collection)
-        result = await self._embedder.embed(
+        return await self._embedder.embed(
             [text], self._params_for(collection, size, params), field="text"
         )
-        return result.vectors[0], result.total_tokens
 
     async def search(
         self,
