@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Checks and tests the Go and Java clients against one live server:
+# Checks and tests the Go, Java and Python clients against one live server:
 #   buf lint; buf breaking against main (when main has proto files); generated Go
 #   code current; gofmt, go vet, go test and the Go example (clients/go); mvn verify
-#   (clients/java).
+#   (clients/java); `pip install ./clients/python` into a fresh virtualenv (no torch
+#   allowed there) and clients/python/tests/scenario.py with it.
 # Needs go, java 17+, mvn and the repository's .venv (./dev test creates it); installs
-# the pinned buf and protoc plugins (scripts/gen_all.sh --tools); Maven fetches its own.
+# the pinned buf and protoc plugins (scripts/gen_all.sh --tools); Maven fetches its own,
+# pip its packages (from its cache after the first run).
 #
 #   scripts/test_clients.sh
 #   EMBEDSERVE_TEST_TARGET=host:port scripts/test_clients.sh   use a running server
@@ -17,6 +19,7 @@ BIN=${EMBEDSERVE_BIN:-$ROOT/.venv/bin/embedserve}
 started=$SECONDS
 current="setup"
 server_pid=""
+pip_pid=""
 workdir=$(mktemp -d)
 
 step() {
@@ -26,6 +29,10 @@ step() {
 
 finish() {
   local rc=$?
+  if [ -n "$pip_pid" ] && kill -0 "$pip_pid" 2>/dev/null; then
+    kill -TERM -- "-$pip_pid" 2>/dev/null || kill -TERM "$pip_pid" 2>/dev/null || true
+    wait "$pip_pid" 2>/dev/null || true
+  fi
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
     for _ in $(seq 1 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
@@ -35,7 +42,7 @@ finish() {
   rm -rf "$workdir"
   if [ "$rc" = 0 ]; then
     echo
-    echo "test_clients: OK - buf lint, breaking check, generated Go current, Go and Java client tests passed ($((SECONDS - started)) s)"
+    echo "test_clients: OK - buf lint, breaking check, generated Go current, Go, Java and Python client tests passed ($((SECONDS - started)) s)"
   else
     echo
     echo "test_clients: FAILED during '$current' (exit $rc, after $((SECONDS - started)) s)" >&2
@@ -66,6 +73,18 @@ if [ -z "${EMBEDSERVE_TEST_TARGET:-}" ]; then
   export EMBEDSERVE_TEST_TARGET=127.0.0.1:$port
   echo "server pid $server_pid on $EMBEDSERVE_TEST_TARGET (log: $workdir/server.log)"
 fi
+
+# The Python client's fresh virtualenv installs meanwhile too: only pip's own view of
+# ./clients/python, so a dependency missing from its pyproject.toml fails the scenario.
+step "Python client: pip install ./clients/python into a fresh virtualenv (background)"
+client_venv=$workdir/client-venv
+"$PY" -m venv --without-pip "$client_venv"
+own_group=()
+if command -v setsid >/dev/null; then own_group=(setsid); fi # so that finish can stop pip's children too
+${own_group[@]+"${own_group[@]}"} "$PY" -m pip --python "$client_venv/bin/python" install --quiet \
+  --disable-pip-version-check ./clients/python >"$workdir/pip.log" 2>&1 &
+pip_pid=$!
+echo "pip pid $pip_pid (log: $workdir/pip.log)"
 
 step "tools (buf, protoc-gen-go, protoc-gen-go-grpc)"
 PATH="$(scripts/gen_all.sh --tools):$PATH"
@@ -127,6 +146,36 @@ step "Go client: gofmt, go vet, go test, example"
   go test -count=1 ./...
   go run ./examples/embed -target "$EMBEDSERVE_TEST_TARGET" "hello from the Go example"
 )
+
+step "Python client alone (embedserve-client, no torch): scenario"
+"$PY" - <<'EOF'
+import sys, tomllib
+client = tomllib.load(open("clients/python/pyproject.toml", "rb"))["project"]["dependencies"]
+root = set(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"])
+if stray := [d for d in client if d not in root]:
+    sys.exit(f"clients/python/pyproject.toml: {stray} differ from the root pyproject.toml")
+print("dependencies as in the root pyproject.toml:", ", ".join(client))
+EOF
+if ! wait "$pip_pid"; then
+  pip_pid=""
+  cat "$workdir/pip.log" >&2
+  echo "pip install ./clients/python failed" >&2
+  exit 1
+fi
+pip_pid=""
+"$client_venv/bin/python" - <<'EOF'
+import importlib.metadata, importlib.util, sys
+try:
+    importlib.metadata.distribution("torch")
+    sys.exit("torch is installed in the client-only virtualenv")
+except importlib.metadata.PackageNotFoundError:
+    pass
+if importlib.util.find_spec("torch") is not None:
+    sys.exit("torch is importable in the client-only virtualenv")
+names = sorted(d.metadata["Name"].lower() for d in importlib.metadata.distributions())
+print("installed:", ", ".join(names))
+EOF
+"$client_venv/bin/python" clients/python/tests/scenario.py "$EMBEDSERVE_TEST_TARGET"
 
 step "Java client: mvn verify"
 (

@@ -8,9 +8,14 @@
 // Failed calls return the server's gRPC status error unchanged, so
 // status.Code(err) gives codes.InvalidArgument, codes.DeadlineExceeded, ...
 //
-// The generated stubs live in package embedservev1; Client.Stub gives the raw
-// EmbeddingServiceClient (sharing the client's connection, API key and default
-// deadline) for the calls this package does not wrap.
+// The same client talks to the VectorService: collections (CreateCollection,
+// ...), acknowledged streaming ingestion (Ingest), Search, Recommend, Get,
+// Delete and Count.
+//
+// The generated stubs live in package embedservev1; Client.Stub and
+// Client.VectorStub give the raw service clients (sharing the client's
+// connection, API key and default deadline) for the calls this package does
+// not wrap.
 package embedserve
 
 import (
@@ -110,6 +115,7 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 type Client struct {
 	conn    *grpc.ClientConn
 	stub    pb.EmbeddingServiceClient
+	vectors pb.VectorServiceClient
 	health  healthpb.HealthClient
 	timeout time.Duration
 }
@@ -147,6 +153,7 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	return &Client{
 		conn:    conn,
 		stub:    pb.NewEmbeddingServiceClient(conn),
+		vectors: pb.NewVectorServiceClient(conn),
 		health:  healthpb.NewHealthClient(conn),
 		timeout: cfg.timeout,
 	}, nil
@@ -160,6 +167,9 @@ func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
 // Stub is the generated EmbeddingService client on this connection.
 func (c *Client) Stub() pb.EmbeddingServiceClient { return c.stub }
+
+// VectorStub is the generated VectorService client on this connection.
+func (c *Client) VectorStub() pb.VectorServiceClient { return c.vectors }
 
 // ModelInfo describes the served model (id, dimensions, max tokens, limits).
 func (c *Client) ModelInfo(ctx context.Context) (*pb.GetModelInfoResponse, error) {

@@ -4,14 +4,16 @@ import (
 	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
 )
 
-// EmbedOption configures one Embed or EmbedStream call. Every option defaults
-// to the served model's own setting.
+// EmbedOption configures one Embed, EmbedStream, Ingest or Upsert call. Every
+// option defaults to the served model's own setting (for Ingest and Upsert,
+// the task defaults to the model's DOCUMENT prompt).
 type EmbedOption func(*callConfig)
 
 type callConfig struct {
 	options     *pb.EmbedOptions
 	batchSize   int
 	maxInFlight int
+	storeText   bool
 }
 
 const (
@@ -19,14 +21,27 @@ const (
 	DefaultBatchSize = 256
 	// DefaultMaxInFlight bounds the requests Embed and EmbedStream have outstanding.
 	DefaultMaxInFlight = 4
+	// DefaultIngestBatchSize is the number of documents Ingest sends per message.
+	DefaultIngestBatchSize = 64
+	// DefaultIngestMaxInFlight bounds the messages Ingest has awaiting their acknowledgement.
+	DefaultIngestMaxInFlight = 8
 )
 
 func newCallConfig(opts []EmbedOption) callConfig {
-	cfg := callConfig{options: &pb.EmbedOptions{}, batchSize: DefaultBatchSize, maxInFlight: DefaultMaxInFlight}
+	return newCallConfigWith(DefaultBatchSize, DefaultMaxInFlight, opts)
+}
+
+func newCallConfigWith(batchSize, maxInFlight int, opts []EmbedOption) callConfig {
+	cfg := callConfig{options: &pb.EmbedOptions{}, batchSize: batchSize, maxInFlight: maxInFlight}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
 	return cfg
+}
+
+// writeOptions are the WriteOptions of an Ingest or Upsert call.
+func (c callConfig) writeOptions() *pb.WriteOptions {
+	return &pb.WriteOptions{Embed: c.options, StoreText: c.storeText}
 }
 
 // WithTask selects the model's prompt (pb.Task_TASK_QUERY, pb.Task_TASK_DOCUMENT, ...).
@@ -61,7 +76,8 @@ func WithOverflow(policy pb.OverflowPolicy) EmbedOption {
 
 // WithBatchSize sets how many texts Embed sends per request (default
 // DefaultBatchSize; the server's limit is GetModelInfo's
-// limits.max_inputs_per_request).
+// limits.max_inputs_per_request), or how many documents Ingest sends per
+// message (default DefaultIngestBatchSize).
 func WithBatchSize(n int) EmbedOption {
 	return func(c *callConfig) {
 		if n > 0 {
@@ -70,11 +86,19 @@ func WithBatchSize(n int) EmbedOption {
 	}
 }
 
-// WithMaxInFlight bounds the requests outstanding at once (default DefaultMaxInFlight).
+// WithMaxInFlight bounds the requests outstanding at once (default
+// DefaultMaxInFlight), or Ingest's messages awaiting their acknowledgement
+// (default DefaultIngestMaxInFlight).
 func WithMaxInFlight(n int) EmbedOption {
 	return func(c *callConfig) {
 		if n > 0 {
 			c.maxInFlight = n
 		}
 	}
+}
+
+// WithStoreText keeps each document's text in its payload under "text"
+// (Ingest and Upsert; ignored by the embedding calls).
+func WithStoreText(store bool) EmbedOption {
+	return func(c *callConfig) { c.storeText = store }
 }

@@ -29,11 +29,8 @@ type StreamResult struct {
 //
 // Iteration stops at the first error, which is yielded once (a server failure
 // is its gRPC status error). Breaking out of the loop cancels the call. The
-// batches sequence is consumed on another goroutine; a channel adapts with
-//
-//	func(yield func([]string) bool) { for b := range ch { if !yield(b) { return } } }
-//
-// The stream has no default deadline: bound it with ctx.
+// batches sequence is consumed on another goroutine; FromChannel(ch) adapts
+// a channel. The stream has no default deadline: bound it with ctx.
 func (c *Client) EmbedStream(ctx context.Context, batches iter.Seq[[]string], opts ...EmbedOption) iter.Seq2[StreamResult, error] {
 	cfg := newCallConfig(opts)
 	return func(yield func(StreamResult, error) bool) {

@@ -1,5 +1,6 @@
 // Command embed embeds texts with an embedserve server, once with a unary
-// call and once through a bidirectional stream.
+// call and once through a bidirectional stream, then ingests them into a
+// temporary collection, searches it and asks for recommendations.
 //
 //	go run ./examples/embed -target 127.0.0.1:50051 "first text" "second text"
 //
@@ -12,9 +13,12 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/embedserve/embedserve/clients/go/embedserve"
+	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
 )
 
 func main() {
@@ -59,6 +63,49 @@ func run(target, apiKey string, texts []string) error {
 			return err
 		}
 		fmt.Printf("request %s: %d vectors\n", result.RequestID, len(result.Vectors))
+	}
+	// end snippet
+
+	collection := fmt.Sprintf("example-%d", time.Now().UnixNano())
+	if _, err := client.CreateCollection(ctx, collection); err != nil {
+		return err
+	}
+	defer client.DeleteCollection(context.Background(), collection)
+	var docs []embedserve.Document
+	for i, text := range texts {
+		docs = append(docs, embedserve.Document{ID: strconv.Itoa(i), Text: text, Payload: map[string]any{"lang": "en"}})
+	}
+
+	// snippet: ingest
+	// Acknowledged in order once durable; any iter.Seq[Document], or embedserve.FromChannel(ch).
+	for ack, err := range client.Ingest(ctx, collection, slices.Values(docs), embedserve.WithBatchSize(64)) {
+		if err != nil {
+			return err // e.g. codes.NotFound, codes.Unavailable
+		}
+		fmt.Printf("batch %d durable: %d documents in total\n", ack.Index, ack.TotalAcknowledged)
+	}
+	// end snippet
+
+	// snippet: search
+	hits, err := client.Search(ctx, collection, embedserve.Text(texts[0]), // or embedserve.Vector(v)
+		embedserve.WithLimit(3), embedserve.WithFilter(embedserve.Must(embedserve.Match("lang", "en"))))
+	if err != nil {
+		return err
+	}
+	for _, hit := range hits {
+		fmt.Printf("search: %s %.3f %v\n", hit.ID, hit.Score, hit.Payload["lang"])
+	}
+	// end snippet
+
+	// snippet: recommend
+	// Like document 0 (ids, embedserve.Text or embedserve.Vector examples); never returns the examples.
+	recommended, err := client.Recommend(ctx, collection, embedserve.IDs("0"), nil,
+		embedserve.WithStrategy(pb.RecommendStrategy_RECOMMEND_STRATEGY_BEST_SCORE), embedserve.WithLimit(3))
+	if err != nil {
+		return err
+	}
+	for _, hit := range recommended {
+		fmt.Printf("recommend: %s %.3f\n", hit.ID, hit.Score)
 	}
 	// end snippet
 	return nil

@@ -140,7 +140,11 @@ class VectorMethods:
 
         responses = self._vectors.IngestStream(requests(), metadata=self._call_kwargs()["metadata"])
         try:
-            for ack in responses:
+            for expected, ack in enumerate(responses):
+                if ack.batch_id != str(expected):
+                    raise RuntimeError(
+                        f"acknowledgements out of order: got {ack.batch_id!r}, expected {expected}"
+                    )
                 slots.release()
                 yield ack
         finally:

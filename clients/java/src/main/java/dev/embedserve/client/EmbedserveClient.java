@@ -1,5 +1,12 @@
 package dev.embedserve.client;
 
+import dev.embedserve.v1.CollectionConfig;
+import dev.embedserve.v1.CollectionInfo;
+import dev.embedserve.v1.CountRequest;
+import dev.embedserve.v1.CreateCollectionRequest;
+import dev.embedserve.v1.DeleteCollectionRequest;
+import dev.embedserve.v1.DeleteRequest;
+import dev.embedserve.v1.Document;
 import dev.embedserve.v1.EmbedOptions;
 import dev.embedserve.v1.EmbedRequest;
 import dev.embedserve.v1.EmbedResponse;
@@ -7,8 +14,25 @@ import dev.embedserve.v1.EmbedStreamRequest;
 import dev.embedserve.v1.EmbedStreamResponse;
 import dev.embedserve.v1.Embedding;
 import dev.embedserve.v1.EmbeddingServiceGrpc;
+import dev.embedserve.v1.Example;
+import dev.embedserve.v1.Filter;
+import dev.embedserve.v1.GetCollectionRequest;
 import dev.embedserve.v1.GetModelInfoRequest;
 import dev.embedserve.v1.GetModelInfoResponse;
+import dev.embedserve.v1.GetRequest;
+import dev.embedserve.v1.IngestStreamRequest;
+import dev.embedserve.v1.IngestStreamResponse;
+import dev.embedserve.v1.ListCollectionsRequest;
+import dev.embedserve.v1.QueryParams;
+import dev.embedserve.v1.RecommendRequest;
+import dev.embedserve.v1.RecommendStrategy;
+import dev.embedserve.v1.ScoredDocument;
+import dev.embedserve.v1.SearchRequest;
+import dev.embedserve.v1.StoredDocument;
+import dev.embedserve.v1.UpsertRequest;
+import dev.embedserve.v1.Vector;
+import dev.embedserve.v1.VectorServiceGrpc;
+import dev.embedserve.v1.WriteOptions;
 import io.grpc.CallOptions;
 import io.grpc.Channel;
 import io.grpc.ChannelCredentials;
@@ -40,6 +64,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.BlockingQueue;
@@ -61,11 +86,17 @@ import java.util.function.Consumer;
  * }
  * }</pre>
  *
+ * <p>The VectorService calls are on the same client: collections ({@link #createCollection},
+ * ...), acknowledged streaming ingestion ({@link #ingest}), {@link #search}, {@link #recommend},
+ * {@link #get}, {@link #delete} and {@link #count}; {@link Vectors} builds their documents,
+ * examples and filters.
+ *
  * <p>Failed calls throw {@link StatusRuntimeException} carrying the server's status
  * ({@code INVALID_ARGUMENT}, {@code DEADLINE_EXCEEDED}, ...). Unary calls get the client's
  * default deadline ({@link Builder#timeout}); streams are not bounded by it. The client is
  * thread-safe; {@link #withTimeout} views share its channel. {@link #stub()} exposes the
- * generated stub (with the API key and default deadline) for the calls not wrapped here.
+ * generated stub (with the API key and default deadline) for the calls not wrapped here, {@link
+ * #vectorStub()} the VectorService one.
  */
 public final class EmbedserveClient implements AutoCloseable {
   /** Default deadline of unary calls. */
@@ -74,6 +105,10 @@ public final class EmbedserveClient implements AutoCloseable {
   public static final int DEFAULT_BATCH_SIZE = 256;
   /** Requests outstanding at once in {@link #embed} and {@link #embedStream}. */
   public static final int DEFAULT_MAX_IN_FLIGHT = 4;
+  /** Documents per message in {@link #ingest}. */
+  public static final int DEFAULT_INGEST_BATCH_SIZE = 64;
+  /** Messages awaiting their acknowledgement in {@link #ingest}. */
+  public static final int DEFAULT_INGEST_MAX_IN_FLIGHT = 8;
 
   private static final int MAX_MESSAGE_BYTES = 256 << 20;
   private static final Metadata.Key<String> AUTHORIZATION =
@@ -87,6 +122,8 @@ public final class EmbedserveClient implements AutoCloseable {
   private final EmbeddingServiceGrpc.EmbeddingServiceBlockingStub blocking;
   private final EmbeddingServiceGrpc.EmbeddingServiceStub async;
   private final HealthGrpc.HealthBlockingStub health;
+  private final VectorServiceGrpc.VectorServiceBlockingStub vectors;
+  private final VectorServiceGrpc.VectorServiceStub vectorsAsync;
 
   private EmbedserveClient(ManagedChannel channel, String apiKey, Duration timeout) {
     this.channel = channel;
@@ -103,6 +140,8 @@ public final class EmbedserveClient implements AutoCloseable {
     this.blocking = EmbeddingServiceGrpc.newBlockingStub(calls);
     this.async = EmbeddingServiceGrpc.newStub(calls);
     this.health = HealthGrpc.newBlockingStub(calls);
+    this.vectors = VectorServiceGrpc.newBlockingStub(calls);
+    this.vectorsAsync = VectorServiceGrpc.newStub(calls);
   }
 
   /** Starts configuring a client for {@code target} ("host:port" or any gRPC target URI). */
@@ -118,6 +157,11 @@ public final class EmbedserveClient implements AutoCloseable {
   /** The generated stub on this client's channel (API key and default deadline applied). */
   public EmbeddingServiceGrpc.EmbeddingServiceBlockingStub stub() {
     return blocking;
+  }
+
+  /** The generated VectorService stub on this client's channel (API key, default deadline). */
+  public VectorServiceGrpc.VectorServiceBlockingStub vectorStub() {
+    return vectors;
   }
 
   /** The channel with this client's interceptors, to build other services' stubs on. */
@@ -391,6 +435,361 @@ public final class EmbedserveClient implements AutoCloseable {
     }
   }
 
+  // ---- VectorService -------------------------------------------------------------------------
+
+  /** Creates a collection with the server's defaults (the model's width, cosine distance). */
+  public CollectionInfo createCollection(String name) {
+    return createCollection(name, CollectionConfig.getDefaultInstance());
+  }
+
+  /** Creates a collection; an existing name fails with the server's status. */
+  public CollectionInfo createCollection(String name, CollectionConfig config) {
+    return vectors
+        .createCollection(CreateCollectionRequest.newBuilder().setName(name).setConfig(config).build())
+        .getCollection();
+  }
+
+  /** The names of all collections. */
+  public List<String> listCollections() {
+    return vectors.listCollections(ListCollectionsRequest.getDefaultInstance()).getNamesList();
+  }
+
+  /** A collection's settings and point count ({@code NOT_FOUND} when missing). */
+  public CollectionInfo getCollection(String name) {
+    return vectors.getCollection(GetCollectionRequest.newBuilder().setName(name).build()).getCollection();
+  }
+
+  /** Deletes a collection and its documents. */
+  public void deleteCollection(String name) {
+    vectors.deleteCollection(DeleteCollectionRequest.newBuilder().setName(name).build());
+  }
+
+  /** Writes documents in one call, returning once they are durable; the same id overwrites. */
+  public long upsert(String collection, List<Document> documents) {
+    return upsert(collection, documents, WriteOptions.getDefaultInstance());
+  }
+
+  /** As {@link #upsert(String, List)}, with embedding options and {@code store_text}. */
+  public long upsert(String collection, List<Document> documents, WriteOptions options) {
+    return vectors
+        .upsert(
+            UpsertRequest.newBuilder()
+                .setCollection(collection)
+                .addAllDocuments(documents)
+                .setOptions(options)
+                .build())
+        .getUpserted();
+  }
+
+  /**
+   * Streams documents into a collection with the defaults ({@link #DEFAULT_INGEST_BATCH_SIZE}
+   * per message, {@link #DEFAULT_INGEST_MAX_IN_FLIGHT} in flight).
+   *
+   * @return the number of documents acknowledged (durable)
+   */
+  public long ingest(String collection, Iterable<Document> documents) {
+    return ingest(
+        collection,
+        documents,
+        WriteOptions.getDefaultInstance(),
+        DEFAULT_INGEST_BATCH_SIZE,
+        DEFAULT_INGEST_MAX_IN_FLIGHT,
+        ack -> {});
+  }
+
+  /**
+   * Streams documents into a collection over one bidirectional IngestStream call. Documents are
+   * sent in messages of {@code batchSize}; at most {@code maxInFlight} messages await their
+   * acknowledgement, and the next documents are taken from {@code documents} only when a slot is
+   * free (a slow or unbounded producer is fine; a blocking iterator is a natural queue; an
+   * {@code Iterator<Document> it} is passed as {@code () -> it}). Each
+   * acknowledgement is handed to {@code onAck} in order, on the calling thread, once the server
+   * has made its documents durable; its batch_id and ids are checked against what was sent.
+   *
+   * <p>On failure, documents of unacknowledged messages may or may not have been written;
+   * ingesting them again is safe (the same id overwrites). The stream has no default deadline.
+   *
+   * @return the number of documents acknowledged (durable)
+   * @throws StatusRuntimeException with the server's status ({@code NOT_FOUND} for a missing
+   *     collection, {@code UNAVAILABLE} when the server or the vector store cannot be reached,
+   *     ...); an exception thrown by {@code onAck} or the iterator cancels the stream and
+   *     propagates unchanged
+   */
+  public long ingest(
+      String collection,
+      Iterable<Document> documents,
+      WriteOptions options,
+      int batchSize,
+      int maxInFlight,
+      Consumer<IngestAck> onAck) {
+    Objects.requireNonNull(options, "options");
+    Objects.requireNonNull(onAck, "onAck");
+    int size = Math.max(1, batchSize);
+    int window = Math.max(1, maxInFlight);
+    BlockingQueue<Object> events = new LinkedBlockingQueue<>();
+    @SuppressWarnings("unchecked")
+    ClientCallStreamObserver<IngestStreamRequest>[] requests = new ClientCallStreamObserver[1];
+    vectorsAsync.ingestStream(
+        new ClientResponseObserver<IngestStreamRequest, IngestStreamResponse>() {
+          @Override
+          public void beforeStart(ClientCallStreamObserver<IngestStreamRequest> call) {
+            requests[0] = call;
+          }
+
+          @Override
+          public void onNext(IngestStreamResponse response) {
+            events.add(response);
+          }
+
+          @Override
+          public void onError(Throwable t) {
+            events.add(t);
+          }
+
+          @Override
+          public void onCompleted() {
+            events.add(COMPLETED);
+          }
+        });
+    StreamObserver<IngestStreamRequest> sender = requests[0];
+    Iterator<Document> source = documents.iterator();
+    List<List<String>> awaiting = new ArrayList<>(); // ids of the messages sent, not yet acked
+    long sent = 0;
+    long received = 0;
+    long acknowledged = 0;
+    boolean closed = false;
+    try {
+      while (true) {
+        while (!closed && sent - received < window) {
+          if (!source.hasNext()) {
+            sender.onCompleted();
+            closed = true;
+            break;
+          }
+          IngestStreamRequest.Builder request =
+              IngestStreamRequest.newBuilder().setBatchId(Long.toString(sent)).setOptions(options);
+          if (sent == 0) {
+            request.setCollection(collection);
+          }
+          List<String> ids = new ArrayList<>(size);
+          while (ids.size() < size && source.hasNext()) {
+            Document document = source.next();
+            request.addDocuments(document);
+            ids.add(document.getId());
+          }
+          sender.onNext(request.build());
+          awaiting.add(ids);
+          sent++;
+        }
+        if (closed && received == sent) {
+          break;
+        }
+        Object event = events.take();
+        if (!(event instanceof IngestStreamResponse response)) {
+          throw failure(event, "ingest stream ended before the acknowledgement of batch " + received);
+        }
+        String expected = Long.toString(received);
+        if (!response.getBatchId().equals(expected)) {
+          throw Status.INTERNAL
+              .withDescription(
+                  "ingest stream out of order: got batch_id '"
+                      + response.getBatchId()
+                      + "', expected '"
+                      + expected
+                      + "'")
+              .asRuntimeException();
+        }
+        List<String> ids = awaiting.remove(0);
+        if (!response.getIdsList().equals(ids)) {
+          throw Status.INTERNAL
+              .withDescription(
+                  "batch "
+                      + expected
+                      + ": acknowledged "
+                      + response.getIdsCount()
+                      + " ids that differ from the "
+                      + ids.size()
+                      + " sent")
+              .asRuntimeException();
+        }
+        acknowledged = response.getTotalAcknowledged();
+        onAck.accept(new IngestAck(received, response.getIdsList(), acknowledged, response));
+        received++;
+      }
+      Object end = events.take();
+      if (end != COMPLETED) {
+        throw failure(end, "ingest stream sent an acknowledgement of no batch");
+      }
+      return acknowledged;
+    } catch (InterruptedException e) {
+      requests[0].cancel("interrupted", e);
+      Thread.currentThread().interrupt();
+      throw Status.CANCELLED.withDescription("interrupted").withCause(e).asRuntimeException();
+    } catch (RuntimeException | Error e) {
+      requests[0].cancel("client stopped the stream", e);
+      throw e;
+    }
+  }
+
+  /** The {@code limit} documents nearest to {@code text} (embedded with the query prompt). */
+  public List<Hit> search(String collection, String text, int limit) {
+    return search(collection, text, null, Vectors.limit(limit));
+  }
+
+  /**
+   * Documents nearest to {@code text} (embedded with the query prompt), best first.
+   *
+   * @param filter restricts the results (see {@link Vectors#must}); null for none
+   * @param params limit, offset, score threshold, payload/vectors, exact, hnsw_ef; null for the
+   *     server's defaults
+   */
+  public List<Hit> search(String collection, String text, Filter filter, QueryParams params) {
+    return search(searchRequest(collection, filter, params).setText(text).build());
+  }
+
+  /** Documents nearest to {@code vector}, best first (filter and params may be null). */
+  public List<Hit> search(String collection, float[] vector, Filter filter, QueryParams params) {
+    return search(searchRequest(collection, filter, params).setVector(Vectors.vector(vector)).build());
+  }
+
+  /** Any search request (embedding options for the query included). */
+  public List<Hit> search(SearchRequest request) {
+    return hits(vectors.search(request).getResultsList());
+  }
+
+  private static SearchRequest.Builder searchRequest(
+      String collection, Filter filter, QueryParams params) {
+    SearchRequest.Builder request = SearchRequest.newBuilder().setCollection(collection);
+    if (filter != null) {
+      request.setFilter(filter);
+    }
+    if (params != null) {
+      request.setParams(params);
+    }
+    return request;
+  }
+
+  /**
+   * The {@code limit} documents most like the stored {@code positiveIds} and unlike {@code
+   * negativeIds}; the examples never come back.
+   */
+  public List<Hit> recommend(
+      String collection, List<String> positiveIds, List<String> negativeIds, int limit) {
+    return recommend(
+        collection,
+        Vectors.ids(positiveIds),
+        Vectors.ids(negativeIds),
+        RecommendStrategy.RECOMMEND_STRATEGY_UNSPECIFIED,
+        null,
+        Vectors.limit(limit));
+  }
+
+  /**
+   * Documents like the positive examples and unlike the negative ones ({@link Vectors#id}, {@link
+   * Vectors#textExample}, {@link Vectors#vectorExample}), best first; stored examples never come
+   * back. Filter and params may be null.
+   */
+  public List<Hit> recommend(
+      String collection,
+      List<Example> positive,
+      List<Example> negative,
+      RecommendStrategy strategy,
+      Filter filter,
+      QueryParams params) {
+    RecommendRequest.Builder request =
+        RecommendRequest.newBuilder()
+            .setCollection(collection)
+            .addAllPositive(positive)
+            .addAllNegative(negative)
+            .setStrategy(strategy);
+    if (filter != null) {
+      request.setFilter(filter);
+    }
+    if (params != null) {
+      request.setParams(params);
+    }
+    return recommend(request.build());
+  }
+
+  /** Any recommendation request (embedding options for text examples included). */
+  public List<Hit> recommend(RecommendRequest request) {
+    return hits(vectors.recommend(request).getResultsList());
+  }
+
+  /** The stored documents among {@code ids}, in the order asked; missing ids are skipped. */
+  public List<Stored> get(String collection, List<String> ids, boolean withVectors) {
+    List<StoredDocument> documents =
+        vectors
+            .get(
+                GetRequest.newBuilder()
+                    .setCollection(collection)
+                    .addAllIds(ids)
+                    .setWithVectors(withVectors)
+                    .build())
+            .getDocumentsList();
+    List<Stored> stored = new ArrayList<>(documents.size());
+    for (StoredDocument document : documents) {
+      stored.add(
+          new Stored(
+              document.getId(),
+              Vectors.toMap(document.getPayload()),
+              document.hasVector() ? floats(document.getVector()) : null));
+    }
+    return Collections.unmodifiableList(stored);
+  }
+
+  /** Deletes the documents with the given ids. */
+  public void delete(String collection, List<String> ids) {
+    delete(collection, ids, null);
+  }
+
+  /**
+   * Deletes the documents with the given ids, those matching {@code filter}, or the ids that also
+   * match it (ids may be empty, filter null; not both).
+   */
+  public void delete(String collection, List<String> ids, Filter filter) {
+    DeleteRequest.Builder request = DeleteRequest.newBuilder().setCollection(collection).addAllIds(ids);
+    if (filter != null) {
+      request.setFilter(filter);
+    }
+    vectors.delete(request.build());
+  }
+
+  /** The number of documents in a collection. */
+  public long count(String collection) {
+    return count(collection, null);
+  }
+
+  /** The number of documents matching {@code filter} (null: all). */
+  public long count(String collection, Filter filter) {
+    CountRequest.Builder request = CountRequest.newBuilder().setCollection(collection);
+    if (filter != null) {
+      request.setFilter(filter);
+    }
+    return vectors.count(request.build()).getCount();
+  }
+
+  private static List<Hit> hits(List<ScoredDocument> results) {
+    List<Hit> hits = new ArrayList<>(results.size());
+    for (ScoredDocument result : results) {
+      hits.add(
+          new Hit(
+              result.getId(),
+              result.getScore(),
+              Vectors.toMap(result.getPayload()),
+              result.hasVector() ? floats(result.getVector()) : null));
+    }
+    return Collections.unmodifiableList(hits);
+  }
+
+  private static float[] floats(Vector vector) {
+    float[] values = new float[vector.getValuesCount()];
+    for (int i = 0; i < values.length; i++) {
+      values[i] = vector.getValues(i);
+    }
+    return values;
+  }
+
   private static StatusRuntimeException failure(Object event, String otherwise) {
     if (event instanceof Throwable t) {
       Status status = Status.fromThrowable(t);
@@ -436,6 +835,19 @@ public final class EmbedserveClient implements AutoCloseable {
   /** The answer to one batch sent by {@link #embedStream}. */
   public record StreamResult(
       long index, String requestId, List<float[]> vectors, EmbedStreamResponse response) {}
+
+  /** The acknowledgement of one message sent by {@link #ingest}: its documents are durable. */
+  public record IngestAck(
+      long index, List<String> ids, long totalAcknowledged, IngestStreamResponse response) {}
+
+  /**
+   * One search or recommendation result. {@code payload} is empty when none was asked for
+   * (numbers come back as Double); {@code vector} is null unless vectors were asked for.
+   */
+  public record Hit(String id, float score, Map<String, Object> payload, float[] vector) {}
+
+  /** A stored document returned by {@link #get} ({@code vector} null unless asked for). */
+  public record Stored(String id, Map<String, Object> payload, float[] vector) {}
 
   /** Gives unary calls without a deadline the client's default one. */
   private static final class DefaultDeadline implements ClientInterceptor {

@@ -1,13 +1,26 @@
 package dev.embedserve.examples;
 
+import static dev.embedserve.client.Vectors.document;
+import static dev.embedserve.client.Vectors.ids;
+import static dev.embedserve.client.Vectors.limit;
+import static dev.embedserve.client.Vectors.match;
+import static dev.embedserve.client.Vectors.must;
+
 import dev.embedserve.client.EmbedserveClient;
+import dev.embedserve.client.EmbedserveClient.Hit;
+import dev.embedserve.v1.Document;
+import dev.embedserve.v1.RecommendStrategy;
+import dev.embedserve.v1.WriteOptions;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 
 /**
  * Embeds texts with an embedserve server, once with a unary call and once through a
- * bidirectional stream.
+ * bidirectional stream, then ingests them into a temporary collection, searches it and asks for
+ * recommendations.
  *
  * <pre>
  * mvn -q test-compile exec:java -Dexec.classpathScope=test \
@@ -42,6 +55,33 @@ public final class EmbedExample {
       client.embedStream(batches, result ->
           System.out.printf("request %s: %d vectors%n", result.requestId(), result.vectors().size()));
       // end snippet
+
+      String collection = "example-" + System.nanoTime();
+      client.createCollection(collection);
+      try {
+        List<Document> docs = new ArrayList<>();
+        for (int i = 0; i < texts.size(); i++) {
+          docs.add(document(Integer.toString(i), texts.get(i), Map.of("lang", "en")));
+        }
+        // snippet: ingest
+        // Any Iterable; acknowledged in order once durable (64 documents a message, 8 in flight);
+        // returns the number acknowledged.
+        client.ingest(collection, docs, WriteOptions.getDefaultInstance(), 64, 8, ack ->
+            System.out.printf("batch %s durable: %d documents in total%n", ack.response().getBatchId(), ack.totalAcknowledged()));
+        // end snippet
+        // snippet: search
+        List<Hit> hits = client.search(collection, texts.get(0), must(match("lang", "en")), limit(3));
+        hits.forEach(hit -> System.out.printf("search: %s %.3f %s%n", hit.id(), hit.score(), hit.payload().get("lang")));
+        // end snippet
+        // snippet: recommend
+        // Like document 0 (Vectors.id/textExample/vectorExample); never returns the examples.
+        List<Hit> recommended = client.recommend(collection, ids("0"), List.of(),
+            RecommendStrategy.RECOMMEND_STRATEGY_BEST_SCORE, null, limit(3));
+        recommended.forEach(hit -> System.out.printf("recommend: %s %.3f%n", hit.id(), hit.score()));
+        // end snippet
+      } finally {
+        client.deleteCollection(collection);
+      }
     }
   }
 }

@@ -28,9 +28,18 @@ class EmbedExampleTest {
     } finally {
       System.setOut(original);
     }
+    List<String> lines = out.toString(StandardCharsets.UTF_8).lines().toList();
     assertEquals(
-        List.of("2 vectors of 384 dimensions", "request 0: 1 vectors", "request 1: 1 vectors"),
-        out.toString(StandardCharsets.UTF_8).lines().toList());
+        List.of(
+            "2 vectors of 384 dimensions",
+            "request 0: 1 vectors",
+            "request 1: 1 vectors",
+            "batch 0 durable: 2 documents in total"),
+        lines.subList(0, 4));
+    assertTrue(lines.get(4).matches("search: 0 1[.,]000 en"), lines.get(4));
+    assertTrue(lines.get(5).matches("search: 1 \\S+ en"), lines.get(5));
+    assertTrue(lines.get(6).matches("recommend: 1 \\S+"), lines.get(6));
+    assertEquals(7, lines.size(), String.join("\n", lines));
   }
 
   /** clients/java/README.md shows exactly the marked snippets of EmbedExample. */
@@ -54,6 +63,6 @@ class EmbedExampleTest {
           readme.contains(block),
           "README.md lacks the " + snippet.group(2) + " snippet of EmbedExample:\n" + block);
     }
-    assertEquals(List.of("connect", "embed", "stream"), names);
+    assertEquals(List.of("connect", "embed", "stream", "ingest", "search", "recommend"), names);
   }
 }

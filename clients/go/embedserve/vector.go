@@ -1,0 +1,560 @@
+package embedserve
+
+// VectorService: collections, acknowledged streaming ingestion, search,
+// recommendation, get, delete and count.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"slices"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
+)
+
+// Document is one document to write: a text for the server to embed, or a
+// ready vector. Writing the same ID again overwrites the document.
+type Document struct {
+	ID string
+	// Text is embedded by the served model (with its DOCUMENT prompt unless
+	// the call's options say otherwise). Ignored when Vector is set.
+	Text string
+	// Vector is stored as is; its length must be the collection's size.
+	Vector []float32
+	// Payload holds JSON-like values (string, float64, int, bool, nil,
+	// []any, map[string]any), as structpb.NewValue accepts them.
+	Payload map[string]any
+}
+
+func (d Document) proto() (*pb.Document, error) {
+	doc := &pb.Document{Id: d.ID}
+	if d.Vector != nil {
+		doc.Content = &pb.Document_Vector{Vector: &pb.Vector{Values: d.Vector}}
+	} else {
+		doc.Content = &pb.Document_Text{Text: d.Text}
+	}
+	if len(d.Payload) > 0 {
+		payload, err := structpb.NewStruct(d.Payload)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "embedserve: document %q: payload: %v", d.ID, err)
+		}
+		doc.Payload = payload
+	}
+	return doc, nil
+}
+
+// Hit is one search or recommendation result.
+type Hit struct {
+	ID    string
+	Score float32
+	// Payload is the stored payload (numbers come back as float64); nil
+	// when the query asked for none.
+	Payload map[string]any
+	// Vector is set when the query asked for vectors (WithVectors).
+	Vector []float32
+}
+
+func hitsOf(results []*pb.ScoredDocument) []Hit {
+	hits := make([]Hit, len(results))
+	for i, r := range results {
+		hits[i] = Hit{ID: r.GetId(), Score: r.GetScore(), Payload: payloadOf(r.GetPayload()), Vector: r.GetVector().GetValues()}
+	}
+	return hits
+}
+
+func payloadOf(s *structpb.Struct) map[string]any {
+	if s == nil {
+		return nil
+	}
+	return s.AsMap()
+}
+
+// Query is what Search looks for (Text or Vector) and what Recommend takes as
+// an example (ID, Text or Vector).
+type Query struct {
+	kind   queryKind
+	text   string
+	vector []float32
+}
+
+type queryKind int
+
+const (
+	queryNone queryKind = iota
+	queryText
+	queryVector
+	queryID
+)
+
+// Text is a query text, embedded by the served model (with its QUERY prompt
+// unless WithQueryEmbedding says otherwise).
+func Text(text string) Query { return Query{kind: queryText, text: text} }
+
+// Vector is a query vector of the collection's size.
+func Vector(values []float32) Query { return Query{kind: queryVector, vector: values} }
+
+// ID is a stored document, as a Recommend example.
+func ID(id string) Query { return Query{kind: queryID, text: id} }
+
+// IDs are stored documents, as Recommend examples.
+func IDs(ids ...string) []Query {
+	examples := make([]Query, len(ids))
+	for i, id := range ids {
+		examples[i] = ID(id)
+	}
+	return examples
+}
+
+func (q Query) example() (*pb.Example, error) {
+	switch q.kind {
+	case queryText:
+		return &pb.Example{Example: &pb.Example_Text{Text: q.text}}, nil
+	case queryVector:
+		return &pb.Example{Example: &pb.Example_Vector{Vector: &pb.Vector{Values: q.vector}}}, nil
+	case queryID:
+		return &pb.Example{Example: &pb.Example_Id{Id: q.text}}, nil
+	}
+	return nil, status.Error(codes.InvalidArgument, "embedserve: empty query: use Text, Vector or ID")
+}
+
+// QueryOption configures one Search or Recommend call. Unset options take the
+// server's defaults (limit 10, payload included, no vectors).
+type QueryOption func(*queryConfig)
+
+type queryConfig struct {
+	params   *pb.QueryParams
+	filter   *pb.Filter
+	embed    *pb.EmbedOptions
+	strategy pb.RecommendStrategy
+}
+
+func newQueryConfig(opts []QueryOption) queryConfig {
+	cfg := queryConfig{params: &pb.QueryParams{}}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	return cfg
+}
+
+// WithLimit sets the number of results (default 10).
+func WithLimit(n uint32) QueryOption {
+	return func(c *queryConfig) { c.params.Limit = &n }
+}
+
+// WithOffset skips the first n results.
+func WithOffset(n uint32) QueryOption {
+	return func(c *queryConfig) { c.params.Offset = n }
+}
+
+// WithScoreThreshold drops results scoring below threshold.
+func WithScoreThreshold(threshold float32) QueryOption {
+	return func(c *queryConfig) { c.params.ScoreThreshold = &threshold }
+}
+
+// WithPayload includes (default) or leaves out the payloads.
+func WithPayload(include bool) QueryOption {
+	return func(c *queryConfig) { c.params.WithPayload = &include }
+}
+
+// WithVectors includes the stored vectors in the results.
+func WithVectors(include bool) QueryOption {
+	return func(c *queryConfig) { c.params.WithVectors = include }
+}
+
+// WithExact searches by brute force instead of the HNSW index.
+func WithExact(exact bool) QueryOption {
+	return func(c *queryConfig) { c.params.Exact = exact }
+}
+
+// WithHNSWEf sets the search-time HNSW beam (default: the collection's).
+func WithHNSWEf(ef uint32) QueryOption {
+	return func(c *queryConfig) { c.params.HnswEf = &ef }
+}
+
+// WithReadConsistency sets Qdrant's read consistency ("all", "majority",
+// "quorum" or a replica count; Qdrant server only).
+func WithReadConsistency(consistency string) QueryOption {
+	return func(c *queryConfig) { c.params.ReadConsistency = consistency }
+}
+
+// WithFilter restricts the results to documents matching filter (see Must,
+// Match, ...).
+func WithFilter(filter *pb.Filter) QueryOption {
+	return func(c *queryConfig) { c.filter = filter }
+}
+
+// WithStrategy sets how Recommend combines its examples (default AVERAGE_VECTOR).
+func WithStrategy(strategy pb.RecommendStrategy) QueryOption {
+	return func(c *queryConfig) { c.strategy = strategy }
+}
+
+// WithQueryEmbedding sets the embedding options of text queries and text
+// examples (the task defaults to the model's QUERY prompt).
+func WithQueryEmbedding(opts ...EmbedOption) QueryOption {
+	return func(c *queryConfig) { c.embed = newCallConfig(opts).options }
+}
+
+// Must is a filter that every condition must match.
+func Must(conditions ...*pb.Condition) *pb.Filter { return &pb.Filter{Must: conditions} }
+
+// Should is a filter that at least one condition must match.
+func Should(conditions ...*pb.Condition) *pb.Filter { return &pb.Filter{Should: conditions} }
+
+// MustNot is a filter that no condition may match.
+func MustNot(conditions ...*pb.Condition) *pb.Filter { return &pb.Filter{MustNot: conditions} }
+
+// Match is the condition payload[key] == value.
+func Match(key, value string) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_Match{Match: &pb.MatchValue{Key: key, Value: &pb.MatchValue_Text{Text: value}}}}
+}
+
+// MatchInt is the condition payload[key] == value for an integer.
+func MatchInt(key string, value int64) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_Match{Match: &pb.MatchValue{Key: key, Value: &pb.MatchValue_Integer{Integer: value}}}}
+}
+
+// MatchBool is the condition payload[key] == value for a boolean.
+func MatchBool(key string, value bool) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_Match{Match: &pb.MatchValue{Key: key, Value: &pb.MatchValue_Boolean{Boolean: value}}}}
+}
+
+// MatchAny is the condition that payload[key] is one of values.
+func MatchAny(key string, values ...string) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_MatchAny{MatchAny: &pb.MatchAny{Key: key, Texts: values}}}
+}
+
+// HasID is the condition that the document's id is one of ids.
+func HasID(ids ...string) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_HasId{HasId: &pb.HasId{Ids: ids}}}
+}
+
+// Nested turns a filter into a condition, to combine filters.
+func Nested(filter *pb.Filter) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_Filter{Filter: filter}}
+}
+
+// CollectionOption configures CreateCollection. Unset settings take the
+// server's defaults (the model's width, cosine distance, ...).
+type CollectionOption func(*pb.CollectionConfig)
+
+// WithCollectionConfig starts from a full configuration (the options after
+// it change a copy).
+func WithCollectionConfig(config *pb.CollectionConfig) CollectionOption {
+	return func(c *pb.CollectionConfig) { proto.Merge(c, config) }
+}
+
+// WithVectorSize stores vectors of n dimensions (smaller than the model's
+// width: Matryoshka-truncated vectors).
+func WithVectorSize(n uint32) CollectionOption {
+	return func(c *pb.CollectionConfig) { c.Dimensions = &n }
+}
+
+// WithDistance sets the distance (default COSINE).
+func WithDistance(distance pb.Distance) CollectionOption {
+	return func(c *pb.CollectionConfig) { c.Distance = distance }
+}
+
+// WithPayloadIndex indexes a payload field, for fast filtering.
+func WithPayloadIndex(key string, kind pb.PayloadIndexKind) CollectionOption {
+	return func(c *pb.CollectionConfig) {
+		if c.PayloadIndexes == nil {
+			c.PayloadIndexes = map[string]pb.PayloadIndexKind{}
+		}
+		c.PayloadIndexes[key] = kind
+	}
+}
+
+// CreateCollection creates a collection and returns its settings; an existing
+// name is the server's error (ALREADY_EXISTS).
+func (c *Client) CreateCollection(ctx context.Context, name string, opts ...CollectionOption) (*pb.CollectionInfo, error) {
+	config := &pb.CollectionConfig{}
+	for _, opt := range opts {
+		opt(config)
+	}
+	resp, err := c.vectors.CreateCollection(ctx, &pb.CreateCollectionRequest{Name: name, Config: config})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetCollection(), nil
+}
+
+// ListCollections returns the names of all collections.
+func (c *Client) ListCollections(ctx context.Context) ([]string, error) {
+	resp, err := c.vectors.ListCollections(ctx, &pb.ListCollectionsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetNames(), nil
+}
+
+// GetCollection returns a collection's settings and point count (NOT_FOUND
+// when missing).
+func (c *Client) GetCollection(ctx context.Context, name string) (*pb.CollectionInfo, error) {
+	resp, err := c.vectors.GetCollection(ctx, &pb.GetCollectionRequest{Name: name})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetCollection(), nil
+}
+
+// DeleteCollection deletes a collection and its documents.
+func (c *Client) DeleteCollection(ctx context.Context, name string) error {
+	_, err := c.vectors.DeleteCollection(ctx, &pb.DeleteCollectionRequest{Name: name})
+	return err
+}
+
+// Upsert writes documents in one call and returns once they are durable.
+// Options: the embedding options for text documents and WithStoreText.
+func (c *Client) Upsert(ctx context.Context, collection string, documents []Document, opts ...EmbedOption) (uint64, error) {
+	cfg := newCallConfig(opts)
+	docs := make([]*pb.Document, len(documents))
+	for i, d := range documents {
+		doc, err := d.proto()
+		if err != nil {
+			return 0, err
+		}
+		docs[i] = doc
+	}
+	resp, err := c.vectors.Upsert(ctx, &pb.UpsertRequest{Collection: collection, Documents: docs, Options: cfg.writeOptions()})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetUpserted(), nil
+}
+
+// Ack acknowledges one message sent by Ingest: its documents are durable.
+type Ack struct {
+	// Index is the message's position (0, 1, 2, ...); its batch_id is Index
+	// in decimal.
+	Index int
+	// IDs are the ids of the message's documents, in order.
+	IDs []string
+	// TotalAcknowledged counts the documents acknowledged on this stream so far.
+	TotalAcknowledged uint64
+	// Response is the server's message.
+	Response *pb.IngestStreamResponse
+}
+
+// Ingest streams documents into a collection over one bidirectional
+// IngestStream call. Documents are cut into messages of WithBatchSize
+// documents (default DefaultIngestBatchSize); at most WithMaxInFlight messages
+// (default DefaultIngestMaxInFlight) await their acknowledgement, so a slow
+// server slows the producer down. Each acknowledgement is yielded in order,
+// once the server has made its documents durable; its batch_id and ids are
+// checked against what was sent.
+//
+// Iteration stops at the first error, which is yielded once: the server's
+// gRPC status error (NOT_FOUND for a missing collection, UNAVAILABLE when the
+// server or the vector store cannot be reached, ...). Documents of messages
+// not acknowledged by then may or may not have been written; ingesting them
+// again is safe (the same id overwrites). Breaking out of the loop cancels
+// the call.
+//
+// documents is consumed on another goroutine: any iter.Seq[Document], such as
+// slices.Values(docs) or FromChannel(ch). The stream has no default
+// deadline: bound it with ctx. Embedding options apply to text documents;
+// WithStoreText keeps their text in the payload.
+func (c *Client) Ingest(ctx context.Context, collection string, documents iter.Seq[Document], opts ...EmbedOption) iter.Seq2[Ack, error] {
+	cfg := newCallConfigWith(DefaultIngestBatchSize, DefaultIngestMaxInFlight, opts)
+	write := cfg.writeOptions()
+	type message struct {
+		id  string
+		ids []string
+	}
+	return func(yield func(Ack, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := c.vectors.IngestStream(ctx)
+		if err != nil {
+			yield(Ack{}, err)
+			return
+		}
+		slots := make(chan struct{}, cfg.maxInFlight)
+		sent := make(chan message, cfg.maxInFlight)
+		sendErr := make(chan error, 1)
+		go func() {
+			defer close(sent)
+			index := 0
+			batch := make([]*pb.Document, 0, cfg.batchSize)
+			// send sends batch; false when the stream is over (sendErr set).
+			send := func() bool {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					sendErr <- nil
+					return false
+				}
+				id := strconv.Itoa(index)
+				ids := make([]string, len(batch))
+				for i, doc := range batch {
+					ids[i] = doc.GetId()
+				}
+				request := &pb.IngestStreamRequest{BatchId: id, Documents: batch, Options: write}
+				if index == 0 {
+					request.Collection = collection
+				}
+				if err := stream.Send(request); err != nil {
+					if err == io.EOF {
+						err = nil // the server ended the call; Recv reports why
+					}
+					sendErr <- err
+					return false
+				}
+				sent <- message{id: id, ids: ids}
+				index++
+				batch = make([]*pb.Document, 0, cfg.batchSize)
+				return true
+			}
+			for d := range documents {
+				doc, err := d.proto()
+				if err != nil {
+					sendErr <- err
+					return
+				}
+				if batch = append(batch, doc); len(batch) == cfg.batchSize && !send() {
+					return
+				}
+			}
+			if len(batch) > 0 && !send() {
+				return
+			}
+			sendErr <- stream.CloseSend()
+		}()
+
+		index := 0
+		for m := range sent {
+			resp, err := stream.Recv()
+			if err == io.EOF {
+				err = fmt.Errorf("embedserve: ingest stream ended before the acknowledgement of batch %s", m.id)
+			}
+			if err != nil {
+				yield(Ack{}, err)
+				return
+			}
+			if resp.GetBatchId() != m.id {
+				yield(Ack{}, fmt.Errorf("embedserve: ingest stream out of order: got batch_id %q, expected %q", resp.GetBatchId(), m.id))
+				return
+			}
+			if !slices.Equal(resp.GetIds(), m.ids) {
+				yield(Ack{}, fmt.Errorf("embedserve: batch %s: acknowledged %d ids that differ from the %d sent", m.id, len(resp.GetIds()), len(m.ids)))
+				return
+			}
+			<-slots
+			ack := Ack{Index: index, IDs: resp.GetIds(), TotalAcknowledged: resp.GetTotalAcknowledged(), Response: resp}
+			index++
+			if !yield(ack, nil) {
+				return
+			}
+		}
+		if err := <-sendErr; err != nil {
+			yield(Ack{}, err)
+			return
+		}
+		// Everything sent was acknowledged: the server's final status decides.
+		if _, err := stream.Recv(); err != io.EOF {
+			if err == nil {
+				err = fmt.Errorf("embedserve: ingest stream sent an acknowledgement of no batch")
+			}
+			yield(Ack{}, err)
+		}
+	}
+}
+
+// FromChannel adapts a channel to the sequences Ingest and EmbedStream take;
+// the sequence ends when the channel is closed.
+func FromChannel[T any](ch <-chan T) iter.Seq[T] {
+	return func(yield func(T) bool) {
+		for v := range ch {
+			if !yield(v) {
+				return
+			}
+		}
+	}
+}
+
+// Search returns the documents nearest to query (Text or Vector), best first.
+func (c *Client) Search(ctx context.Context, collection string, query Query, opts ...QueryOption) ([]Hit, error) {
+	cfg := newQueryConfig(opts)
+	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed}
+	switch query.kind {
+	case queryText:
+		request.Query = &pb.SearchRequest_Text{Text: query.text}
+	case queryVector:
+		request.Query = &pb.SearchRequest_Vector{Vector: &pb.Vector{Values: query.vector}}
+	case queryID:
+		return nil, status.Error(codes.InvalidArgument, "embedserve: Search takes a Text or Vector query; use Recommend with stored ids")
+	default:
+		return nil, status.Error(codes.InvalidArgument, "embedserve: empty query: use Text or Vector")
+	}
+	resp, err := c.vectors.Search(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	return hitsOf(resp.GetResults()), nil
+}
+
+// Recommend returns documents like the positive examples and unlike the
+// negative ones (ID, Text or Vector each), best first. Stored examples never
+// come back as results. WithStrategy picks how examples are combined.
+func (c *Client) Recommend(ctx context.Context, collection string, positive, negative []Query, opts ...QueryOption) ([]Hit, error) {
+	cfg := newQueryConfig(opts)
+	request := &pb.RecommendRequest{Collection: collection, Strategy: cfg.strategy, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed}
+	for _, q := range positive {
+		example, err := q.example()
+		if err != nil {
+			return nil, err
+		}
+		request.Positive = append(request.Positive, example)
+	}
+	for _, q := range negative {
+		example, err := q.example()
+		if err != nil {
+			return nil, err
+		}
+		request.Negative = append(request.Negative, example)
+	}
+	resp, err := c.vectors.Recommend(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	return hitsOf(resp.GetResults()), nil
+}
+
+// Get returns the stored documents among ids, in the order asked; missing ids
+// are skipped. The documents have ID, Payload and, with withVectors, Vector
+// (a text kept by WithStoreText is Payload["text"]).
+func (c *Client) Get(ctx context.Context, collection string, ids []string, withVectors bool) ([]Document, error) {
+	resp, err := c.vectors.Get(ctx, &pb.GetRequest{Collection: collection, Ids: ids, WithVectors: withVectors})
+	if err != nil {
+		return nil, err
+	}
+	docs := make([]Document, len(resp.GetDocuments()))
+	for i, d := range resp.GetDocuments() {
+		docs[i] = Document{ID: d.GetId(), Payload: payloadOf(d.GetPayload()), Vector: d.GetVector().GetValues()}
+	}
+	return docs, nil
+}
+
+// Delete deletes the documents with the given ids, those matching filter, or
+// the ids that also match filter (nil: no filter). One of them is needed.
+func (c *Client) Delete(ctx context.Context, collection string, ids []string, filter *pb.Filter) error {
+	_, err := c.vectors.Delete(ctx, &pb.DeleteRequest{Collection: collection, Ids: ids, Filter: filter})
+	return err
+}
+
+// Count returns the number of documents in a collection, or of those
+// matching filter (nil: all).
+func (c *Client) Count(ctx context.Context, collection string, filter *pb.Filter) (uint64, error) {
+	resp, err := c.vectors.Count(ctx, &pb.CountRequest{Collection: collection, Filter: filter})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetCount(), nil
+}

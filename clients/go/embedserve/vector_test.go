@@ -1,0 +1,400 @@
+package embedserve_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/embedserve/embedserve/clients/go/embedserve"
+	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
+)
+
+// topics give the generated corpus its clusters: sentences about one topic
+// are built from its own words.
+var topics = map[string][]string{
+	"space":    {"rocket", "orbit", "galaxy", "astronaut", "telescope", "planet", "satellite", "moon"},
+	"cooking":  {"recipe", "oven", "garlic", "pasta", "sauce", "bakery", "kitchen", "spices"},
+	"football": {"goal", "striker", "referee", "penalty", "league", "stadium", "midfielder", "goalkeeper"},
+	"finance":  {"stock", "interest rate", "bond", "inflation", "dividend", "investor", "bank", "loan"},
+}
+
+var topicNames = []string{"cooking", "finance", "football", "space"}
+
+const perTopic = 50 // 200 documents
+
+// corpus is perTopic short sentences per topic, ids "<topic>-<n>", payload
+// {"topic": topic, "n": n}.
+func corpus() []embedserve.Document {
+	var docs []embedserve.Document
+	for _, topic := range topicNames {
+		words := topics[topic]
+		for n := range perTopic {
+			a, b := words[n%len(words)], words[(n/len(words)+n+1)%len(words)]
+			docs = append(docs, embedserve.Document{
+				ID:      fmt.Sprintf("%s-%d", topic, n),
+				Text:    fmt.Sprintf("A short note about the %s and the %s, number %d.", a, b, n),
+				Payload: map[string]any{"topic": topic, "n": n},
+			})
+		}
+	}
+	return docs
+}
+
+// collectionName is unique per test and run: the server may be shared.
+func collectionName(t *testing.T) string {
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	return fmt.Sprintf("go_%s_%d_%d", name, os.Getpid(), time.Now().UnixNano())
+}
+
+// newCollection creates a collection deleted when the test ends.
+func newCollection(t *testing.T, client *embedserve.Client, opts ...embedserve.CollectionOption) string {
+	t.Helper()
+	name := collectionName(t)
+	info, err := client.CreateCollection(context.Background(), name, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.GetName() != name || info.GetConfig().GetDimensions() != dims {
+		t.Fatalf("created %q with %d dimensions", info.GetName(), info.GetConfig().GetDimensions())
+	}
+	t.Cleanup(func() {
+		if err := client.DeleteCollection(context.Background(), name); err != nil {
+			t.Errorf("deleting %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// ingestAll ingests docs and checks the acknowledgements: in order, one per
+// batch, with the batch's ids.
+func ingestAll(t *testing.T, ctx context.Context, client *embedserve.Client, collection string, docs []embedserve.Document, batchSize int) {
+	t.Helper()
+	var acked []string
+	next := 0
+	for ack, err := range client.Ingest(ctx, collection, slices.Values(docs), embedserve.WithBatchSize(batchSize), embedserve.WithMaxInFlight(4)) {
+		if err != nil {
+			t.Fatalf("after %d acknowledgements: %v", next, err)
+		}
+		if ack.Index != next || ack.Response.GetBatchId() != fmt.Sprint(next) {
+			t.Fatalf("acknowledgement %d: index %d, batch_id %q", next, ack.Index, ack.Response.GetBatchId())
+		}
+		acked = append(acked, ack.IDs...)
+		if ack.TotalAcknowledged != uint64(len(acked)) {
+			t.Fatalf("acknowledgement %d: total %d, want %d", next, ack.TotalAcknowledged, len(acked))
+		}
+		next++
+	}
+	if want := (len(docs) + batchSize - 1) / batchSize; next != want {
+		t.Fatalf("%d acknowledgements, want %d", next, want)
+	}
+	for i, doc := range docs {
+		if acked[i] != doc.ID {
+			t.Fatalf("acknowledged id %d is %q, want %q", i, acked[i], doc.ID)
+		}
+	}
+}
+
+func count(t *testing.T, client *embedserve.Client, collection string, filter *pb.Filter) uint64 {
+	t.Helper()
+	n, err := client.Count(context.Background(), collection, filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func topicOf(hit embedserve.Hit) string {
+	topic, _ := hit.Payload["topic"].(string)
+	return topic
+}
+
+func TestVectorScenario(t *testing.T) {
+	client := dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	name := newCollection(t, client, embedserve.WithPayloadIndex("topic", pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_KEYWORD))
+	docs := corpus()
+
+	// Produced on a channel, as a slow producer would.
+	ch := make(chan embedserve.Document)
+	go func() {
+		defer close(ch)
+		for _, doc := range docs {
+			ch <- doc
+		}
+	}()
+	var acks []embedserve.Ack
+	for ack, err := range client.Ingest(ctx, name, embedserve.FromChannel(ch), embedserve.WithBatchSize(32)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, ack)
+	}
+	if len(acks) != (len(docs)+31)/32 || acks[len(acks)-1].TotalAcknowledged != uint64(len(docs)) {
+		t.Fatalf("%d acknowledgements, last total %d, for %d documents", len(acks), acks[len(acks)-1].TotalAcknowledged, len(docs))
+	}
+	for i, ack := range acks {
+		if ack.Index != i || ack.Response.GetBatchId() != fmt.Sprint(i) || ack.IDs[0] != docs[32*i].ID {
+			t.Fatalf("acknowledgement %d: index %d, batch_id %q, first id %q", i, ack.Index, ack.Response.GetBatchId(), ack.IDs[0])
+		}
+	}
+
+	t.Run("count", func(t *testing.T) {
+		if n := count(t, client, name, nil); n != uint64(len(docs)) {
+			t.Fatalf("count = %d, want %d", n, len(docs))
+		}
+		if n := count(t, client, name, embedserve.Must(embedserve.Match("topic", "space"))); n != perTopic {
+			t.Fatalf("count of topic space = %d, want %d", n, perTopic)
+		}
+		info, err := client.GetCollection(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.GetPointsCount() != uint64(len(docs)) {
+			t.Fatalf("points_count = %d", info.GetPointsCount())
+		}
+		names, err := client.ListCollections(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(names, name) {
+			t.Fatalf("%s not among %v", name, names)
+		}
+	})
+
+	t.Run("search by text", func(t *testing.T) {
+		queries := map[string]string{
+			"space":    "astronauts travelling into orbit around a planet",
+			"cooking":  "how to cook pasta with garlic sauce",
+			"football": "the striker scored a penalty goal",
+			"finance":  "bond yields, inflation and the stock market",
+		}
+		for topic, query := range queries {
+			hits, err := client.Search(ctx, name, embedserve.Text(query), embedserve.WithLimit(5))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hits) != 5 {
+				t.Fatalf("%q: %d hits, want 5", query, len(hits))
+			}
+			if topicOf(hits[0]) != topic || !strings.HasPrefix(hits[0].ID, topic+"-") {
+				t.Fatalf("%q: first hit %s (payload %v), want topic %s", query, hits[0].ID, hits[0].Payload, topic)
+			}
+			for i := 1; i < len(hits); i++ {
+				if hits[i].Score > hits[i-1].Score {
+					t.Fatalf("%q: hits not sorted by score: %v", query, hits)
+				}
+			}
+		}
+	})
+
+	t.Run("search with filter", func(t *testing.T) {
+		hits, err := client.Search(ctx, name, embedserve.Text("a rocket launch"),
+			embedserve.WithFilter(embedserve.Must(embedserve.Match("topic", "cooking"))), embedserve.WithLimit(7))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hits) != 7 {
+			t.Fatalf("%d hits, want 7", len(hits))
+		}
+		for _, hit := range hits {
+			if topicOf(hit) != "cooking" {
+				t.Fatalf("filtered search returned %s (%v)", hit.ID, hit.Payload)
+			}
+		}
+	})
+
+	t.Run("search by vector", func(t *testing.T) {
+		stored, err := client.Get(ctx, name, []string{"finance-7", "no-such-id", "space-3"}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(stored) != 2 || stored[0].ID != "finance-7" || stored[1].ID != "space-3" {
+			t.Fatalf("Get returned %v", stored)
+		}
+		if len(stored[0].Vector) != dims || topicOf(embedserve.Hit{Payload: stored[0].Payload}) != "finance" {
+			t.Fatalf("stored document: %d dimensions, payload %v", len(stored[0].Vector), stored[0].Payload)
+		}
+		hits, err := client.Search(ctx, name, embedserve.Vector(stored[0].Vector), embedserve.WithLimit(3), embedserve.WithVectors(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hits[0].ID != "finance-7" || hits[0].Score < 0.999 || maxAbsDiff(hits[0].Vector, stored[0].Vector) > 1e-6 {
+			t.Fatalf("nearest to finance-7's own vector: %s (score %f)", hits[0].ID, hits[0].Score)
+		}
+		if _, err := client.Search(ctx, name, embedserve.ID("finance-7")); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("search by id: %v, want InvalidArgument", err)
+		}
+	})
+
+	t.Run("recommend", func(t *testing.T) {
+		positive := embedserve.IDs("space-1", "space-2", "space-3")
+		negative := embedserve.IDs("cooking-1")
+		examples := []string{"space-1", "space-2", "space-3", "cooking-1"}
+		for _, strategy := range []pb.RecommendStrategy{
+			pb.RecommendStrategy_RECOMMEND_STRATEGY_UNSPECIFIED,
+			pb.RecommendStrategy_RECOMMEND_STRATEGY_BEST_SCORE,
+			pb.RecommendStrategy_RECOMMEND_STRATEGY_SUM_SCORES,
+		} {
+			hits, err := client.Recommend(ctx, name, positive, negative, embedserve.WithStrategy(strategy), embedserve.WithLimit(10))
+			if err != nil {
+				t.Fatalf("%v: %v", strategy, err)
+			}
+			if len(hits) != 10 {
+				t.Fatalf("%v: %d hits, want 10", strategy, len(hits))
+			}
+			for _, hit := range hits {
+				if slices.Contains(examples, hit.ID) {
+					t.Fatalf("%v: example %s came back", strategy, hit.ID)
+				}
+			}
+			if topicOf(hits[0]) != "space" {
+				t.Fatalf("%v: first recommendation %s (%v), want topic space", strategy, hits[0].ID, hits[0].Payload)
+			}
+		}
+		// Text examples and a filter.
+		hits, err := client.Recommend(ctx, name, []embedserve.Query{embedserve.Text("a goalkeeper in the stadium")}, nil,
+			embedserve.WithFilter(embedserve.MustNot(embedserve.HasID("football-0"))), embedserve.WithLimit(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hits) != 3 || topicOf(hits[0]) != "football" || hits[0].ID == "football-0" {
+			t.Fatalf("text recommendation: %v", hits)
+		}
+	})
+
+	t.Run("re-ingest keeps the count", func(t *testing.T) {
+		ingestAll(t, ctx, client, name, docs, 50)
+		if n := count(t, client, name, nil); n != uint64(len(docs)) {
+			t.Fatalf("count after re-ingesting = %d, want %d", n, len(docs))
+		}
+	})
+
+	t.Run("delete", func(t *testing.T) {
+		if err := client.Delete(ctx, name, []string{"space-1", "space-2"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, client, name, nil); n != uint64(len(docs)-2) {
+			t.Fatalf("count after deleting 2 = %d, want %d", n, len(docs)-2)
+		}
+		if err := client.Delete(ctx, name, nil, embedserve.Must(embedserve.Match("topic", "finance"))); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, client, name, nil); n != uint64(len(docs)-2-perTopic) {
+			t.Fatalf("count after deleting topic finance = %d", n)
+		}
+	})
+}
+
+func TestUpsertVectorsAndStoredText(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client, embedserve.WithVectorSize(dims))
+	vectors, err := client.Embed(ctx, []string{"red apples", "green pears"}, embedserve.WithTask(pb.Task_TASK_DOCUMENT))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := client.Upsert(ctx, name, []embedserve.Document{
+		{ID: "apples", Vector: vectors[0], Payload: map[string]any{"color": "red", "tags": []any{"fruit"}}},
+		{ID: "pears", Text: "green pears"},
+	}, embedserve.WithStoreText(true))
+	if err != nil || n != 2 {
+		t.Fatalf("upserted %d: %v", n, err)
+	}
+	stored, err := client.Get(ctx, name, []string{"pears", "apples"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 2 || stored[0].Payload["text"] != "green pears" || stored[1].Payload["color"] != "red" {
+		t.Fatalf("Get returned %+v", stored)
+	}
+	hits, err := client.Search(ctx, name, embedserve.Vector(vectors[1]), embedserve.WithLimit(1), embedserve.WithPayload(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) != 1 || hits[0].ID != "pears" || hits[0].Score < 0.999 || len(hits[0].Payload) != 0 {
+		t.Fatalf("search by the text's own vector: %+v", hits)
+	}
+	// A payload that is not JSON-like is the caller's mistake.
+	_, err = client.Upsert(ctx, name, []embedserve.Document{{ID: "x", Text: "x", Payload: map[string]any{"bad": struct{}{}}}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad payload: %v, want InvalidArgument", err)
+	}
+}
+
+func TestIngestEndsWithTheServerStatus(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	docs := corpus()[:10]
+
+	lastError := func(client *embedserve.Client, collection string) (int, error) {
+		acks := 0
+		var last error
+		for _, err := range client.Ingest(ctx, collection, slices.Values(docs), embedserve.WithBatchSize(3)) {
+			if err != nil {
+				last = err
+				continue
+			}
+			acks++
+		}
+		return acks, last
+	}
+
+	acks, err := lastError(dial(t), collectionName(t)+"_missing")
+	if acks != 0 || status.Code(err) != codes.NotFound {
+		t.Fatalf("missing collection: %d acknowledgements, error %v; want NotFound", acks, err)
+	}
+
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody, err := embedserve.Dial(fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nobody.Close()
+	acks, err = lastError(nobody, "anything")
+	if acks != 0 || status.Code(err) != codes.Unavailable {
+		t.Fatalf("no server: %d acknowledgements, error %v; want Unavailable", acks, err)
+	}
+}
+
+func TestIngestStopsEarly(t *testing.T) {
+	client := dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := newCollection(t, client)
+	docs := corpus()[:20]
+	seen := 0
+	for ack, err := range client.Ingest(ctx, name, slices.Values(docs), embedserve.WithBatchSize(2), embedserve.WithMaxInFlight(2)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen++; seen == 2 {
+			if ack.TotalAcknowledged != 4 {
+				t.Fatalf("total acknowledged %d after 2 batches of 2", ack.TotalAcknowledged)
+			}
+			break // cancels the stream
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("saw %d acknowledgements", seen)
+	}
+	// What was acknowledged is stored; the client and server carry on.
+	stored, err := client.Get(ctx, name, []string{docs[0].ID, docs[3].ID}, false)
+	if err != nil || len(stored) != 2 {
+		t.Fatalf("acknowledged documents: %v (err %v)", stored, err)
+	}
+	ingestAll(t, ctx, client, name, docs, 7)
+	if n := count(t, client, name, nil); n != uint64(len(docs)) {
+		t.Fatalf("count = %d, want %d", n, len(docs))
+	}
+}

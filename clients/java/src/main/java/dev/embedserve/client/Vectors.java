@@ -1,0 +1,232 @@
+package dev.embedserve.client;
+
+import com.google.protobuf.ListValue;
+import com.google.protobuf.NullValue;
+import com.google.protobuf.Struct;
+import com.google.protobuf.Value;
+import dev.embedserve.v1.Condition;
+import dev.embedserve.v1.Document;
+import dev.embedserve.v1.Example;
+import dev.embedserve.v1.Filter;
+import dev.embedserve.v1.HasId;
+import dev.embedserve.v1.MatchAny;
+import dev.embedserve.v1.MatchValue;
+import dev.embedserve.v1.QueryParams;
+import dev.embedserve.v1.Vector;
+import io.grpc.Status;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Builders for the VectorService messages: documents, examples, filters and payloads.
+ *
+ * <pre>{@code
+ * import static dev.embedserve.client.Vectors.*;
+ *
+ * client.ingest("notes", List.of(document("1", "some text", Map.of("lang", "en"))));
+ * client.search("notes", "a query", must(match("lang", "en")), limit(5));
+ * }</pre>
+ */
+public final class Vectors {
+  private Vectors() {}
+
+  /** A text document, embedded by the server (payload may be null or empty). */
+  public static Document document(String id, String text, Map<String, ?> payload) {
+    Document.Builder doc = Document.newBuilder().setId(id).setText(text);
+    if (payload != null && !payload.isEmpty()) {
+      doc.setPayload(struct(payload));
+    }
+    return doc.build();
+  }
+
+  /** A text document without payload. */
+  public static Document document(String id, String text) {
+    return document(id, text, null);
+  }
+
+  /** A document with a ready vector of the collection's size. */
+  public static Document document(String id, float[] vector, Map<String, ?> payload) {
+    Document.Builder doc = Document.newBuilder().setId(id).setVector(vector(vector));
+    if (payload != null && !payload.isEmpty()) {
+      doc.setPayload(struct(payload));
+    }
+    return doc.build();
+  }
+
+  /** A Vector message. */
+  public static Vector vector(float[] values) {
+    Vector.Builder vector = Vector.newBuilder();
+    for (float value : values) {
+      vector.addValues(value);
+    }
+    return vector.build();
+  }
+
+  /** A stored document as a recommendation example. */
+  public static Example id(String id) {
+    return Example.newBuilder().setId(id).build();
+  }
+
+  /** Stored documents as recommendation examples. */
+  public static List<Example> ids(String... ids) {
+    return ids(Arrays.asList(ids));
+  }
+
+  /** Stored documents as recommendation examples. */
+  public static List<Example> ids(List<String> ids) {
+    List<Example> examples = new ArrayList<>(ids.size());
+    for (String id : ids) {
+      examples.add(id(id));
+    }
+    return Collections.unmodifiableList(examples);
+  }
+
+  /** A text example, embedded like a query. */
+  public static Example textExample(String text) {
+    return Example.newBuilder().setText(text).build();
+  }
+
+  /** A vector example. */
+  public static Example vectorExample(float[] values) {
+    return Example.newBuilder().setVector(vector(values)).build();
+  }
+
+  /** Query parameters asking for {@code n} results (other parameters: the server's defaults). */
+  public static QueryParams limit(int n) {
+    return QueryParams.newBuilder().setLimit(n).build();
+  }
+
+  /** A filter that every condition must match. */
+  public static Filter must(Condition... conditions) {
+    return Filter.newBuilder().addAllMust(Arrays.asList(conditions)).build();
+  }
+
+  /** A filter that at least one condition must match. */
+  public static Filter should(Condition... conditions) {
+    return Filter.newBuilder().addAllShould(Arrays.asList(conditions)).build();
+  }
+
+  /** A filter that no condition may match. */
+  public static Filter mustNot(Condition... conditions) {
+    return Filter.newBuilder().addAllMustNot(Arrays.asList(conditions)).build();
+  }
+
+  /** payload[key] == value. */
+  public static Condition match(String key, String value) {
+    return Condition.newBuilder()
+        .setMatch(MatchValue.newBuilder().setKey(key).setText(value))
+        .build();
+  }
+
+  /** payload[key] == value, for an integer. */
+  public static Condition match(String key, long value) {
+    return Condition.newBuilder()
+        .setMatch(MatchValue.newBuilder().setKey(key).setInteger(value))
+        .build();
+  }
+
+  /** payload[key] == value, for a boolean. */
+  public static Condition match(String key, boolean value) {
+    return Condition.newBuilder()
+        .setMatch(MatchValue.newBuilder().setKey(key).setBoolean(value))
+        .build();
+  }
+
+  /** payload[key] is one of values. */
+  public static Condition matchAny(String key, String... values) {
+    return Condition.newBuilder()
+        .setMatchAny(MatchAny.newBuilder().setKey(key).addAllTexts(Arrays.asList(values)))
+        .build();
+  }
+
+  /** The document's id is one of ids. */
+  public static Condition hasId(String... ids) {
+    return Condition.newBuilder().setHasId(HasId.newBuilder().addAllIds(Arrays.asList(ids))).build();
+  }
+
+  /** A filter as a condition, to combine filters. */
+  public static Condition nested(Filter filter) {
+    return Condition.newBuilder().setFilter(filter).build();
+  }
+
+  /**
+   * A payload Struct from JSON-like values: null, String, Number (stored as double), Boolean,
+   * Map with String keys, Iterable or array.
+   *
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for any other value
+   */
+  public static Struct struct(Map<String, ?> values) {
+    Struct.Builder struct = Struct.newBuilder();
+    values.forEach((key, value) -> struct.putFields(key, value(value)));
+    return struct.build();
+  }
+
+  /** A protobuf Value from a JSON-like Java value (see {@link #struct}). */
+  public static Value value(Object value) {
+    if (value == null) {
+      return Value.newBuilder().setNullValue(NullValue.NULL_VALUE).build();
+    }
+    if (value instanceof String s) {
+      return Value.newBuilder().setStringValue(s).build();
+    }
+    if (value instanceof Number n) {
+      return Value.newBuilder().setNumberValue(n.doubleValue()).build();
+    }
+    if (value instanceof Boolean b) {
+      return Value.newBuilder().setBoolValue(b).build();
+    }
+    if (value instanceof Map<?, ?> map) {
+      Struct.Builder struct = Struct.newBuilder();
+      for (Map.Entry<?, ?> entry : map.entrySet()) {
+        if (!(entry.getKey() instanceof String key)) {
+          throw Status.INVALID_ARGUMENT
+              .withDescription("payload keys must be strings, got " + entry.getKey())
+              .asRuntimeException();
+        }
+        struct.putFields(key, value(entry.getValue()));
+      }
+      return Value.newBuilder().setStructValue(struct).build();
+    }
+    if (value instanceof Iterable<?> items) {
+      ListValue.Builder list = ListValue.newBuilder();
+      for (Object item : items) {
+        list.addValues(value(item));
+      }
+      return Value.newBuilder().setListValue(list).build();
+    }
+    if (value instanceof Object[] items) {
+      return value(Arrays.asList(items));
+    }
+    throw Status.INVALID_ARGUMENT
+        .withDescription("unsupported payload value of type " + value.getClass().getName())
+        .asRuntimeException();
+  }
+
+  /** A payload Struct as a Map (numbers as Double, lists as List, structs as Map). */
+  public static Map<String, Object> toMap(Struct struct) {
+    Map<String, Object> map = new LinkedHashMap<>();
+    struct.getFieldsMap().forEach((key, value) -> map.put(key, toJava(value)));
+    return Collections.unmodifiableMap(map);
+  }
+
+  private static Object toJava(Value value) {
+    return switch (value.getKindCase()) {
+      case NULL_VALUE, KIND_NOT_SET -> null;
+      case NUMBER_VALUE -> value.getNumberValue();
+      case STRING_VALUE -> value.getStringValue();
+      case BOOL_VALUE -> value.getBoolValue();
+      case STRUCT_VALUE -> toMap(value.getStructValue());
+      case LIST_VALUE -> {
+        List<Object> list = new ArrayList<>();
+        for (Value item : value.getListValue().getValuesList()) {
+          list.add(toJava(item));
+        }
+        yield Collections.unmodifiableList(list);
+      }
+    };
+  }
+}

@@ -1,0 +1,365 @@
+package dev.embedserve.client;
+
+import static dev.embedserve.client.Vectors.document;
+import static dev.embedserve.client.Vectors.hasId;
+import static dev.embedserve.client.Vectors.ids;
+import static dev.embedserve.client.Vectors.limit;
+import static dev.embedserve.client.Vectors.match;
+import static dev.embedserve.client.Vectors.must;
+import static dev.embedserve.client.Vectors.mustNot;
+import static dev.embedserve.client.Vectors.textExample;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.embedserve.client.EmbedserveClient.Hit;
+import dev.embedserve.client.EmbedserveClient.IngestAck;
+import dev.embedserve.client.EmbedserveClient.Stored;
+import dev.embedserve.v1.CollectionConfig;
+import dev.embedserve.v1.CollectionInfo;
+import dev.embedserve.v1.Document;
+import dev.embedserve.v1.EmbedOptions;
+import dev.embedserve.v1.PayloadIndexKind;
+import dev.embedserve.v1.QueryParams;
+import dev.embedserve.v1.RecommendStrategy;
+import dev.embedserve.v1.Task;
+import dev.embedserve.v1.WriteOptions;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.net.ServerSocket;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.NoSuchElementException;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+/**
+ * The VectorService scenario against the live server: a generated corpus of four topics is
+ * ingested once into a collection of its own (unique per run: the server may be shared), then
+ * searched, recommended from, re-ingested and counted.
+ */
+@ExtendWith(LiveServer.class)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class VectorServiceTest {
+  private static final int DIMS = 384;
+  private static final int PER_TOPIC = 50; // 200 documents
+  private static final Map<String, List<String>> TOPICS = new LinkedHashMap<>();
+
+  static {
+    TOPICS.put("cooking", List.of("recipe", "oven", "garlic", "pasta", "sauce", "bakery", "kitchen", "spices"));
+    TOPICS.put("finance", List.of("stock", "interest rate", "bond", "inflation", "dividend", "investor", "bank", "loan"));
+    TOPICS.put("football", List.of("goal", "striker", "referee", "penalty", "league", "stadium", "midfielder", "goalkeeper"));
+    TOPICS.put("space", List.of("rocket", "orbit", "galaxy", "astronaut", "telescope", "planet", "satellite", "moon"));
+  }
+
+  private static EmbedserveClient client;
+  private static String collection;
+  private static final List<Document> CORPUS = corpus();
+  private static final AtomicLong SEQUENCE = new AtomicLong();
+
+  /** PER_TOPIC short sentences per topic: ids "topic-n", payload {"topic": topic, "n": n}. */
+  private static List<Document> corpus() {
+    List<Document> docs = new ArrayList<>();
+    TOPICS.forEach(
+        (topic, words) -> {
+          for (int n = 0; n < PER_TOPIC; n++) {
+            String a = words.get(n % words.size());
+            String b = words.get((n / words.size() + n + 1) % words.size());
+            docs.add(
+                document(
+                    topic + "-" + n,
+                    "A short note about the " + a + " and the " + b + ", number " + n + ".",
+                    Map.of("topic", topic, "n", n)));
+          }
+        });
+    return List.copyOf(docs);
+  }
+
+  static String uniqueName(String purpose) {
+    return "java_" + purpose + "_" + ProcessHandle.current().pid() + "_" + System.nanoTime()
+        + "_" + SEQUENCE.incrementAndGet();
+  }
+
+  @BeforeAll
+  static void ingestCorpus() {
+    client = EmbedserveClient.builder(LiveServer.target()).build();
+    collection = uniqueName("scenario");
+    CollectionInfo info =
+        client.createCollection(
+            collection,
+            CollectionConfig.newBuilder()
+                .putPayloadIndexes("topic", PayloadIndexKind.PAYLOAD_INDEX_KIND_KEYWORD)
+                .build());
+    assertEquals(collection, info.getName());
+    assertEquals(DIMS, info.getConfig().getDimensions());
+    ingestChecked(collection, CORPUS, 32);
+  }
+
+  @AfterAll
+  static void cleanUp() {
+    try {
+      client.deleteCollection(collection);
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Ingests docs and checks the acknowledgements: in order, one per batch, with its ids. */
+  private static void ingestChecked(String name, List<Document> docs, int batchSize) {
+    List<IngestAck> acks = new ArrayList<>();
+    // A lazy iterator: documents are produced only as slots free up.
+    Iterable<Document> lazy =
+        () ->
+            new Iterator<>() {
+              private int next = 0;
+
+              @Override
+              public boolean hasNext() {
+                return next < docs.size();
+              }
+
+              @Override
+              public Document next() {
+                if (!hasNext()) {
+                  throw new NoSuchElementException();
+                }
+                return docs.get(next++);
+              }
+            };
+    long total = client.ingest(name, lazy, WriteOptions.getDefaultInstance(), batchSize, 4, acks::add);
+    assertEquals(docs.size(), total);
+    assertEquals((docs.size() + batchSize - 1) / batchSize, acks.size());
+    List<String> acked = new ArrayList<>();
+    for (int i = 0; i < acks.size(); i++) {
+      IngestAck ack = acks.get(i);
+      assertEquals(i, ack.index());
+      assertEquals(Integer.toString(i), ack.response().getBatchId());
+      acked.addAll(ack.ids());
+      assertEquals(acked.size(), ack.totalAcknowledged());
+    }
+    assertEquals(docs.stream().map(Document::getId).toList(), acked);
+  }
+
+  private static String topicOf(Map<String, Object> payload) {
+    return (String) payload.get("topic");
+  }
+
+  @Test
+  @Order(1)
+  void countEqualsTheNumberIngested() {
+    assertEquals(CORPUS.size(), client.count(collection));
+    assertEquals(PER_TOPIC, client.count(collection, must(match("topic", "space"))));
+    assertEquals(CORPUS.size(), client.getCollection(collection).getPointsCount());
+    assertTrue(client.listCollections().contains(collection));
+  }
+
+  @Test
+  @Order(2)
+  void searchByTextFindsTheRightTopicFirst() {
+    Map<String, String> queries =
+        Map.of(
+            "space", "astronauts travelling into orbit around a planet",
+            "cooking", "how to cook pasta with garlic sauce",
+            "football", "the striker scored a penalty goal",
+            "finance", "bond yields, inflation and the stock market");
+    queries.forEach(
+        (topic, query) -> {
+          List<Hit> hits = client.search(collection, query, 5);
+          assertEquals(5, hits.size(), query);
+          assertEquals(topic, topicOf(hits.get(0).payload()), query + ": " + hits.get(0));
+          assertTrue(hits.get(0).id().startsWith(topic + "-"), query);
+          for (int i = 1; i < hits.size(); i++) {
+            assertTrue(hits.get(i).score() <= hits.get(i - 1).score(), "sorted by score");
+          }
+        });
+  }
+
+  @Test
+  @Order(3)
+  void searchWithFilterAndByVector() {
+    List<Hit> filtered = client.search(collection, "a rocket launch", must(match("topic", "cooking")), limit(7));
+    assertEquals(7, filtered.size());
+    filtered.forEach(hit -> assertEquals("cooking", topicOf(hit.payload()), hit.id()));
+
+    List<Stored> stored = client.get(collection, List.of("finance-7", "no-such-id", "space-3"), true);
+    assertEquals(List.of("finance-7", "space-3"), stored.stream().map(Stored::id).toList());
+    assertEquals(DIMS, stored.get(0).vector().length);
+    assertEquals("finance", topicOf(stored.get(0).payload()));
+    assertEquals(7.0, stored.get(0).payload().get("n"));
+
+    List<Hit> hits =
+        client.search(
+            collection,
+            stored.get(0).vector(),
+            null,
+            QueryParams.newBuilder().setLimit(3).setWithVectors(true).build());
+    assertEquals("finance-7", hits.get(0).id());
+    assertTrue(hits.get(0).score() > 0.999f, "score " + hits.get(0).score());
+    assertArrayEquals(stored.get(0).vector(), hits.get(0).vector(), 1e-6f);
+  }
+
+  @Test
+  @Order(4)
+  void recommendByIdsExcludesTheExamples() {
+    List<String> positive = List.of("space-1", "space-2", "space-3");
+    List<String> negative = List.of("cooking-1");
+    List<Hit> hits = client.recommend(collection, positive, negative, 10);
+    assertEquals(10, hits.size());
+    hits.forEach(
+        hit -> {
+          assertFalse(positive.contains(hit.id()), "example came back: " + hit.id());
+          assertFalse(negative.contains(hit.id()), "example came back: " + hit.id());
+        });
+    assertEquals("space", topicOf(hits.get(0).payload()));
+
+    for (RecommendStrategy strategy :
+        List.of(
+            RecommendStrategy.RECOMMEND_STRATEGY_BEST_SCORE,
+            RecommendStrategy.RECOMMEND_STRATEGY_SUM_SCORES)) {
+      List<Hit> byStrategy =
+          client.recommend(collection, ids(positive), ids(negative), strategy, null, limit(10));
+      assertEquals(10, byStrategy.size(), strategy.name());
+      byStrategy.forEach(hit -> assertFalse(positive.contains(hit.id()), strategy + ": " + hit.id()));
+      assertEquals("space", topicOf(byStrategy.get(0).payload()), strategy.name());
+    }
+
+    List<Hit> byText =
+        client.recommend(
+            collection,
+            List.of(textExample("a goalkeeper in the stadium")),
+            List.of(),
+            RecommendStrategy.RECOMMEND_STRATEGY_UNSPECIFIED,
+            mustNot(hasId("football-0")),
+            limit(3));
+    assertEquals(3, byText.size());
+    assertEquals("football", topicOf(byText.get(0).payload()));
+    byText.forEach(hit -> assertFalse(hit.id().equals("football-0")));
+  }
+
+  @Test
+  @Order(5)
+  void reIngestLeavesTheCountUnchanged() {
+    ingestChecked(collection, CORPUS, 50);
+    assertEquals(CORPUS.size(), client.count(collection));
+  }
+
+  @Test
+  @Order(6)
+  void deleteByIdsAndByFilter() {
+    client.delete(collection, List.of("space-1", "space-2"));
+    assertEquals(CORPUS.size() - 2, client.count(collection));
+    client.delete(collection, List.of(), must(match("topic", "finance")));
+    assertEquals(CORPUS.size() - 2 - PER_TOPIC, client.count(collection));
+  }
+
+  @Test
+  void upsertVectorsAndStoredText() {
+    String name = uniqueName("upsert");
+    client.createCollection(name, CollectionConfig.newBuilder().setDimensions(DIMS).build());
+    try {
+      List<float[]> vectors =
+          client.embed(
+              List.of("red apples", "green pears"),
+              EmbedOptions.newBuilder().setTask(Task.TASK_DOCUMENT).build());
+      long written =
+          client.upsert(
+              name,
+              List.of(
+                  document("apples", vectors.get(0), Map.of("color", "red", "tags", List.of("fruit"))),
+                  document("pears", "green pears")),
+              WriteOptions.newBuilder().setStoreText(true).build());
+      assertEquals(2, written);
+      List<Stored> stored = client.get(name, List.of("pears", "apples"), false);
+      assertEquals("green pears", stored.get(0).payload().get("text"));
+      assertEquals(List.of("fruit"), stored.get(1).payload().get("tags"));
+      assertNull(stored.get(1).vector());
+      List<Hit> hits =
+          client.search(
+              name, vectors.get(1), null, QueryParams.newBuilder().setLimit(1).setWithPayload(false).build());
+      assertEquals("pears", hits.get(0).id());
+      assertTrue(hits.get(0).payload().isEmpty());
+      assertEquals(0, client.ingest(name, List.of()));
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  @Test
+  void ingestToAMissingCollectionIsNotFound() {
+    List<IngestAck> acks = new ArrayList<>();
+    StatusRuntimeException e =
+        assertThrows(
+            StatusRuntimeException.class,
+            () ->
+                client.ingest(
+                    uniqueName("missing"),
+                    CORPUS.subList(0, 10),
+                    WriteOptions.getDefaultInstance(),
+                    3,
+                    2,
+                    acks::add));
+    assertEquals(Status.Code.NOT_FOUND, e.getStatus().getCode());
+    assertTrue(acks.isEmpty());
+  }
+
+  @Test
+  void ingestWithoutAServerIsUnavailable() throws Exception {
+    int port;
+    try (ServerSocket socket = new ServerSocket(0)) {
+      port = socket.getLocalPort();
+    }
+    try (EmbedserveClient nobody =
+        EmbedserveClient.builder("127.0.0.1:" + port).timeout(Duration.ofSeconds(5)).build()) {
+      StatusRuntimeException e =
+          assertThrows(StatusRuntimeException.class, () -> nobody.ingest("anything", CORPUS.subList(0, 5)));
+      assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+    }
+  }
+
+  @Test
+  void ackHandlerExceptionCancelsTheIngestion() {
+    String name = uniqueName("cancel");
+    client.createCollection(name);
+    try {
+      IllegalStateException stop = new IllegalStateException("enough");
+      int[] seen = {0};
+      IllegalStateException thrown =
+          assertThrows(
+              IllegalStateException.class,
+              () ->
+                  client.ingest(
+                      name,
+                      CORPUS.subList(0, 20),
+                      WriteOptions.getDefaultInstance(),
+                      2,
+                      2,
+                      ack -> {
+                        if (++seen[0] == 2) {
+                          throw stop;
+                        }
+                      }));
+      assertSame(stop, thrown);
+      assertEquals(2, seen[0]);
+      // What was acknowledged is stored; the client carries on.
+      assertEquals(2, client.get(name, List.of("cooking-0", "cooking-3"), false).size());
+      assertEquals(20, client.ingest(name, CORPUS.subList(0, 20)));
+      assertEquals(20, client.count(name));
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+}
