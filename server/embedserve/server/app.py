@@ -7,6 +7,7 @@ while the server drains on shutdown.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,13 +17,19 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from embedserve.connectors import RetryPolicy, StoreError, VectorStore, open_store
+from embedserve.server.auth import load_keys
+from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.config import Settings
 from embedserve.server.embedder import Embedder, EmbedParams, RequestLimits
 from embedserve.server.embedding_service import EmbeddingService
 from embedserve.server.errors import FailedPrecondition
 from embedserve.server.metrics import Metrics
+from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
+from embedserve.server.observe import ObserveInterceptor
+from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor
+from embedserve.server.tls import server_credentials
 from embedserve.server.vector_service import VectorService
 from embedserve.server.vectors import VectorCore
 from embedserve.v1 import embedding_pb2, embedding_pb2_grpc, vector_pb2, vector_pb2_grpc
@@ -49,14 +56,29 @@ class EmbedServer:
         self.model = model
         self.embedder: Embedder | None = None
         self.health = HealthServicer()
+        self._credentials = server_credentials(settings)
+        self.keys = load_keys(settings.api_keys_file, settings.api_keys)
+        # Outermost first: every call is observed (auth failures too), then authenticated,
+        # then rate-limited by the key it authenticated as.
+        interceptors: list[grpc.aio.ServerInterceptor] = [ObserveInterceptor(self.metrics)]
+        if len(self.keys):
+            interceptors.append(AuthInterceptor(self.keys, settings.auth_health))
+        if settings.rate_limit_rps > 0:
+            interceptors.append(
+                RateLimitInterceptor(
+                    RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
+                )
+            )
+        self.metrics_endpoint: MetricsEndpoint | None = None
         # The transport ceiling sits above our own limit so oversized requests get a clear
         # INVALID_ARGUMENT from the handler instead of a bare transport error.
         transport_limit = min(2 * settings.max_message_bytes, 2**31 - 1)
         self._grpc = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", transport_limit),
                 ("grpc.max_send_message_length", transport_limit),
-            ]
+            ],
         )
         self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")
         self._tokenize_executor = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
@@ -78,13 +100,43 @@ class EmbedServer:
         reflection.enable_server_reflection(SERVICE_NAMES, self._grpc)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{self.settings.host}:{self.settings.port}"
-        self.port = self._grpc.add_insecure_port(address)
+        if self._credentials is None:
+            self.port = self._grpc.add_insecure_port(address)
+        else:
+            self.port = self._grpc.add_secure_port(address, self._credentials)
         if self.port == 0:
             raise OSError(f"cannot bind {address}")
+        self._warn_if_exposed()
+        if self.settings.metrics_port:
+            self.metrics_endpoint = MetricsEndpoint(
+                self.metrics.registry, self.settings.host, self.settings.metrics_port
+            )
         await self._grpc.start()
-        log.info("listening on %s:%d (NOT_SERVING until warm)", self.settings.host, self.port)
+        log.info(
+            "listening on %s:%d (%s, auth %s; NOT_SERVING until warm)",
+            self.settings.host,
+            self.port,
+            "plaintext" if self._credentials is None else "TLS",
+            f"on, {len(self.keys)} keys" if len(self.keys) else "off",
+        )
         self._warmup = asyncio.get_running_loop().create_task(self._load_and_warm())
         return self.port
+
+    def _warn_if_exposed(self) -> None:
+        host = self.settings.host
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback and not len(self.keys):
+            log.warning(
+                "listening on %s without API keys: anyone who can reach the port may call "
+                "every RPC, including DeleteCollection; set --api-keys-file or "
+                "EMBEDSERVE_API_KEYS",
+                host,
+            )
+        if not loopback and self._credentials is None:
+            log.warning("listening on %s in plaintext; set --tls-cert and --tls-key", host)
 
     async def _load_and_warm(self) -> None:
         settings = self.settings
@@ -127,7 +179,9 @@ class EmbedServer:
             raise FailedPrecondition(f"cannot open the vector store: {exc}") from exc
         self.embedder = embedder
         self.embedding_service.attach(embedder)
-        self.vector_service.attach(VectorCore(self.store, embedder, self._store_executor))
+        self.vector_service.attach(
+            VectorCore(self.store, embedder, self._store_executor, self.metrics)
+        )
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready.set()
         log.info("SERVING %s", self.model.spec.model_id)
@@ -163,6 +217,8 @@ class EmbedServer:
         """Report NOT_SERVING, let in-flight calls finish within the grace period, then close."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._grpc.stop(self.settings.grace_period_s if grace is None else grace)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
         if self._warmup is not None and not self._warmup.done():
             self._warmup.cancel()
         if self._batcher is not None:

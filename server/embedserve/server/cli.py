@@ -19,10 +19,16 @@ from embedserve.server.config import ENV_PREFIX, Settings
 DEFAULT_TARGET = os.environ.get(ENV_PREFIX + "TARGET", "127.0.0.1:50051")
 
 
+# Secrets: a flag would show them in the process list; environment (or a file) only.
+ENV_ONLY = frozenset({"api_keys"})
+
+
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Settings field; unset flags fall back to EMBEDSERVE_* and then defaults."""
     defaults = Settings()
     for field in dataclasses.fields(Settings):
+        if field.name in ENV_ONLY:
+            continue
         default = getattr(defaults, field.name)
         flag = "--" + field.name.replace("_", "-")
         env = ENV_PREFIX + field.name.upper()
@@ -88,14 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from embedserve.server import logs
     from embedserve.server.errors import EmbedServeError
 
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(Settings)
+        if f.name not in ENV_ONLY
+    }
     settings = Settings.from_sources(overrides=overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        logs.configure(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        print(f"embedserve: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(_run_server(settings))
     except EmbedServeError as exc:
@@ -130,13 +142,41 @@ def _read_texts(texts: list[str]) -> list[str]:
     return [line.rstrip("\n") for line in sys.stdin if line.strip()]
 
 
+def _client_security() -> dict[str, Any]:
+    """Key and TLS for client commands, from the environment only (keys stay out of ``ps``).
+
+    EMBEDSERVE_API_KEY; EMBEDSERVE_TLS_CA (PEM file: use TLS, trusting it) and, for mutual
+    TLS, EMBEDSERVE_TLS_CLIENT_CERT and EMBEDSERVE_TLS_CLIENT_KEY.
+    """
+    import grpc
+
+    options: dict[str, Any] = {}
+    api_key = os.environ.get(ENV_PREFIX + "API_KEY")
+    if api_key:
+        options["api_key"] = api_key
+    ca = os.environ.get(ENV_PREFIX + "TLS_CA")
+    if ca:
+        cert = os.environ.get(ENV_PREFIX + "TLS_CLIENT_CERT")
+        key = os.environ.get(ENV_PREFIX + "TLS_CLIENT_KEY")
+        with open(ca, "rb") as file:
+            root = file.read()
+        chain = private = None
+        if cert and key:
+            with open(cert, "rb") as file:
+                chain = file.read()
+            with open(key, "rb") as file:
+                private = file.read()
+        options["credentials"] = grpc.ssl_channel_credentials(root, private, chain)
+    return options
+
+
 def _client_command(args: argparse.Namespace) -> int:
     import grpc
 
     from embedserve.client import EmbedClient
 
     try:
-        with EmbedClient(args.target) as client:
+        with EmbedClient(args.target, **_client_security()) as client:
             if cli_vectors.is_vector_command(args.command):
                 return cli_vectors.run(client, args)
             if args.command == "health":

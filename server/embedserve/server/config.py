@@ -38,7 +38,7 @@ class Settings:
     # (http(s)://host:port), ':memory:' or 'local:PATH' (qdrant-client's local mode).
     data_dir: str = "./data"
     qdrant_url: str = ""
-    qdrant_api_key: str = ""
+    qdrant_api_key: str = dataclasses.field(default="", repr=False)
     qdrant_prefer_grpc: bool = True
     qdrant_timeout_s: float = 10.0
     # Run the embedded engine in a child process, so its index builds never stall the server.
@@ -49,6 +49,19 @@ class Settings:
     max_write_points: int = 1024  # points joined into one store write
     grace_period_s: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one JSON object per line, with request_id)
+    # Security. No keys: auth is off. Keys: file (JSON or 'key role [collections...]' lines)
+    # and/or EMBEDSERVE_API_KEYS (the same lines, ';'-separated). Never logged.
+    api_keys_file: str = ""
+    api_keys: str = dataclasses.field(default="", repr=False)
+    auth_health: bool = False  # also require a key for health and reflection
+    tls_cert: str = ""  # PEM server certificate (chain); with tls_key, the port speaks TLS
+    tls_key: str = ""
+    tls_client_ca: str = ""  # PEM CA: require client certificates signed by it (mTLS)
+    rate_limit_rps: float = 0.0  # calls per second per key (or per peer without auth); 0: off
+    rate_limit_burst: int = 0  # bucket size; 0: ceil(rate_limit_rps)
+    # Observability
+    metrics_port: int = 0  # Prometheus /metrics on this port (same host); 0: off
 
     @classmethod
     def from_sources(

@@ -129,8 +129,11 @@ class IngestPipeline:
             ) from exc
         except EmbedServeError:
             raise
+        metrics = self._core.metrics
         for message, task in group:
             ids = [doc.id for doc in message.documents]
             self.acknowledged += len(ids)
             self.last_id = ids[-1]
+            metrics.ingest_documents.inc(len(ids))
+            metrics.ingest_acks.inc()
             yield Ack(message.batch_id, ids, self.acknowledged, task.result().tokens)

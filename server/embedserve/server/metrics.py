@@ -47,6 +47,28 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.ingest_documents = Counter(
+            "embedserve_ingest_documents",
+            "Documents acknowledged by ingestion streams (durably written)",
+            registry=self.registry,
+        )
+        self.ingest_acks = Counter(
+            "embedserve_ingest_acks",
+            "Acknowledgements (one per ingested message) sent",
+            registry=self.registry,
+        )
+        self.store_write_seconds = Histogram(
+            "embedserve_store_write_seconds",
+            "Latency of one store write (retries included) by ingestion",
+            registry=self.registry,
+        )
+        self.store_write_points = Histogram(
+            "embedserve_store_write_points",
+            "Points per store write by ingestion",
+            buckets=(*_SIZE_BUCKETS, 1024, 2048, 4096),
+            registry=self.registry,
+        )
+
     def observe_batch(
         self, size: int, real_tokens: int, padded_tokens: int, seconds: float
     ) -> None:

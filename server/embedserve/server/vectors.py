@@ -36,6 +36,7 @@ from embedserve.server.errors import (
     NotReady,
     StoreDown,
 )
+from embedserve.server.metrics import Metrics
 from embedserve.server.model import FloatArray
 
 T = TypeVar("T")
@@ -84,8 +85,11 @@ def translate_store_error(exc: store_errors.StoreError) -> EmbedServeError:
 
 
 class VectorCore:
-    def __init__(self, store: VectorStore, embedder: Embedder, executor: Executor) -> None:
+    def __init__(
+        self, store: VectorStore, embedder: Embedder, executor: Executor, metrics: Metrics
+    ) -> None:
         self.store = store
+        self.metrics = metrics
         self._embedder = embedder
         self._executor = executor
         self._sizes: dict[str, int] = {}
@@ -187,7 +191,10 @@ class VectorCore:
 
     async def write(self, collection: str, points: Sequence[PointRecord]) -> None:
         """Returns once the points are durable (retries of transient errors included)."""
+        started = time.perf_counter()
         await self.call(self.store.upsert, collection, points)
+        self.metrics.store_write_seconds.observe(time.perf_counter() - started)
+        self.metrics.store_write_points.observe(len(points))
 
     # -- queries -----------------------------------------------------------------
 

@@ -130,5 +130,7 @@ class AsyncEmbedClient:
         return response
 
     async def health(self, service: str = "") -> str:
-        reply = await self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        reply = await self._health.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=10, metadata=self._metadata
+        )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))

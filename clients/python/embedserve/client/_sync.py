@@ -172,7 +172,9 @@ class EmbedClient(VectorMethods):
 
     def health(self, service: str = "") -> str:
         """'SERVING', 'NOT_SERVING', ... as the standard health service reports it."""
-        reply = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        reply = self._health.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=10, metadata=self._metadata
+        )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
     def wait_until_serving(self, timeout: float = 300.0) -> None:

@@ -1,0 +1,164 @@
+"""API keys and roles: loading keys, the one table from RPC method to role, key lookup.
+
+Keys come from a file (JSON, or lines ``key role [collection ...]``) or from
+``EMBEDSERVE_API_KEYS`` (the same lines, ``;``-separated). A key is never logged: logs
+and metrics name a key by ``key_id``, a short hash of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from embedserve.server.errors import FailedPrecondition
+from embedserve.v1 import embedding_pb2, vector_pb2
+
+
+class Role(enum.IntEnum):
+    """Ordered: each role may do everything the roles below it may."""
+
+    READ = 1
+    WRITE = 2
+    ADMIN = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiKey:
+    key: str = dataclasses.field(repr=False)
+    role: Role
+    # Empty: every collection. Otherwise VectorService calls may only name these.
+    collections: frozenset[str] = frozenset()
+
+    @property
+    def key_id(self) -> str:
+        """A stable, non-secret name for logs and metrics."""
+        return "key-" + hashlib.sha256(self.key.encode()).hexdigest()[:8]
+
+    def allows_collection(self, name: str) -> bool:
+        return not self.collections or name in self.collections
+
+
+def _method_roles() -> dict[str, Role]:
+    embedding = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]
+    vectors = vector_pb2.DESCRIPTOR.services_by_name["VectorService"]
+    writes = {"Upsert", "Ingest", "IngestStream", "Delete"}
+    admin = {"CreateCollection", "DeleteCollection"}
+    table: dict[str, Role] = {}
+    for method in embedding.methods:
+        table[f"/{embedding.full_name}/{method.name}"] = Role.READ
+    for method in vectors.methods:
+        role = (
+            Role.ADMIN
+            if method.name in admin
+            else Role.WRITE
+            if method.name in writes
+            else Role.READ
+        )
+        table[f"/{vectors.full_name}/{method.name}"] = role
+    return table
+
+
+# The one table: full gRPC method name -> the least role allowed to call it.
+METHOD_ROLES: dict[str, Role] = _method_roles()
+VECTOR_SERVICE_PREFIX = (
+    "/" + vector_pb2.DESCRIPTOR.services_by_name["VectorService"].full_name + "/"
+)
+# Health and reflection: open unless --auth-health; then any valid key may call them.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def required_role(method: str, auth_health: bool) -> Role | None:
+    """The role a method needs; ``None``: open. Unknown methods need ADMIN (fail closed)."""
+    if method.startswith(OPEN_PREFIXES):
+        return Role.READ if auth_health else None
+    return METHOD_ROLES.get(method, Role.ADMIN)
+
+
+class KeyRing:
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        self._keys = list(keys)
+        # Compared as SHA-256 digests: equal lengths, so not even a key's length leaks.
+        self._digests = [(_digest(k.key), k) for k in self._keys]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def lookup(self, presented: str) -> ApiKey | None:
+        """Constant time in the key's content: every key is compared, no early exit."""
+        candidate = _digest(presented)
+        found: ApiKey | None = None
+        for digest, key in self._digests:
+            if hmac.compare_digest(digest, candidate) and found is None:
+                found = key
+        return found
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _role(text: str, where: str) -> Role:
+    try:
+        return Role[text.strip().upper()]
+    except KeyError:
+        raise FailedPrecondition(
+            f"{where}: unknown role {text!r}; use read, write or admin"
+        ) from None
+
+
+def parse_lines(lines: Iterable[str], where: str) -> list[ApiKey]:
+    keys = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            # The line holds at most the key: do not echo it.
+            raise FailedPrecondition(f"{where} entry {number}: expected 'key role [collections]'")
+        keys.append(
+            ApiKey(parts[0], _role(parts[1], f"{where} entry {number}"), frozenset(parts[2:]))
+        )
+    return keys
+
+
+def parse_json(text: str, where: str) -> list[ApiKey]:
+    data = json.loads(text)
+    entries = data.get("keys", []) if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise FailedPrecondition(f"{where}: expected a list of {{key, role, collections}}")
+    keys = []
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            raise FailedPrecondition(f"{where} entry {number}: needs a string 'key'")
+        keys.append(
+            ApiKey(
+                entry["key"],
+                _role(str(entry.get("role", "read")), f"{where} entry {number}"),
+                frozenset(entry.get("collections") or ()),
+            )
+        )
+    return keys
+
+
+def load_keys(path: str, env_value: str) -> KeyRing:
+    keys: list[ApiKey] = []
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot read api keys file {path}: {exc.strerror}") from exc
+        if text.lstrip().startswith(("[", "{")):
+            keys += parse_json(text, path)
+        else:
+            keys += parse_lines(text.splitlines(), path)
+    if env_value:
+        keys += parse_lines(env_value.split(";"), "EMBEDSERVE_API_KEYS")
+    if any(not k.key for k in keys):
+        raise FailedPrecondition("api keys must not be empty")
+    return KeyRing(keys)

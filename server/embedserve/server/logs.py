@@ -1,0 +1,62 @@
+"""Log setup: text or JSON lines, each carrying the request id of the call it is about."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import IO
+
+from embedserve.server import callctx
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the current call's request id ("" outside calls)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = callctx.request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", "")
+        if request_id:
+            entry["request_id"] = request_id
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request_id = getattr(record, "request_id", "")
+        return f"{line} [request_id={request_id}]" if request_id else line
+
+
+def configure(level: str, fmt: str, stream: IO[str] | None = None) -> logging.Handler:
+    """Replace the root logger's handlers with one writing ``fmt`` ('text' or 'json')."""
+    if fmt not in {"text", "json"}:
+        raise ValueError(f"log_format must be 'text' or 'json', got {fmt!r}")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    # On the handler, not a logger: records of every logger pass through it.
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler

@@ -1,0 +1,91 @@
+"""Per-caller token-bucket rate limit on calls (a stream counts as one call).
+
+The caller is the API key (its key_id) when auth is on, else the peer's address.
+Over the limit: RESOURCE_EXHAUSTED with trailing metadata ``retry-after-ms``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from embedserve.server import callctx
+from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor
+
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._stamp = now
+
+    def take(self, now: float) -> float:
+        """Take one token; return 0 when taken, else the seconds until one is available."""
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self._rate
+
+
+class RateLimiter:
+    """Buckets by caller. All access is on the event loop thread: no lock needed."""
+
+    MAX_CALLERS = 100_000  # forget idle callers past this, so peers cannot grow memory
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst if burst > 0 else max(1, math.ceil(rate)))
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def take(self, caller: str) -> float:
+        now = self._clock()
+        bucket = self._buckets.get(caller)
+        if bucket is None:
+            if len(self._buckets) >= self.MAX_CALLERS:
+                self._buckets.clear()
+            bucket = self._buckets[caller] = TokenBucket(self.rate, self.burst, now)
+        return bucket.take(now)
+
+
+class _Limit(CallHooks):
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    async def begin(self, context: Context) -> Any:
+        caller = callctx.caller.get() or _peer_host(context.peer())
+        wait_s = self._limiter.take(caller)
+        if wait_s > 0:
+            retry_ms = max(1, math.ceil(wait_s * 1000))
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"rate limit of {self._limiter.rate:g} calls/s exceeded; retry in {retry_ms} ms",
+                trailing_metadata=((RETRY_AFTER_KEY, str(retry_ms)),),
+            )
+        return None
+
+
+def _peer_host(peer: str) -> str:
+    # "ipv4:127.0.0.1:5000" / "ipv6:[::1]:5000": the port changes per connection.
+    return peer.rsplit(":", 1)[0]
+
+
+class RateLimitInterceptor(HookInterceptor):
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:
+        if method.startswith("/grpc.health.v1.Health/"):
+            return None  # probes must never be throttled into looking unhealthy
+        return _Limit(self._limiter)

@@ -1,0 +1,174 @@
+"""Metrics over HTTP and JSON log lines with request ids, against a real server."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from embedserve.client import EmbedClient
+from embedserve.server import logs
+from embedserve.v1 import embedding_pb2, embedding_pb2_grpc
+
+EMBED = "/embedserve.v1.EmbeddingService/Embed"
+INGEST = "/embedserve.v1.VectorService/IngestStream"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_metrics_endpoint(start_server: Callable[..., Any], minilm_model: Any) -> None:
+    port = free_port()
+    running = start_server(loaded=minilm_model, metrics_port=port)
+    with EmbedClient(running.target) as client:
+        for _ in range(3):
+            client.embed(["one", "two"])
+        with pytest.raises(grpc.RpcError):
+            client.embed([""])  # empty input: INVALID_ARGUMENT
+        client.create_collection("news")
+        docs = [{"id": f"n{i}", "text": f"news item {i}"} for i in range(10)]
+        assert len(list(client.ingest_iter("news", docs, batch_size=4))) == 3
+    metrics = scrape(port)
+
+    def value(name: str, **labels: str) -> float:
+        return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("embedserve_rpc_total", method=EMBED, code="OK") == 3
+    assert value("embedserve_rpc_total", method=EMBED, code="INVALID_ARGUMENT") == 1
+    assert value("embedserve_rpc_total", method=INGEST, code="OK") == 1
+    assert value("embedserve_rpc_seconds_count", method=EMBED) == 4
+    assert value("embedserve_batch_size_count") >= 4  # warm-up, 3 calls, ingestion
+    assert value("embedserve_batch_size_bucket", le="+Inf") == value("embedserve_batch_size_count")
+    assert value("embedserve_ingest_documents_total") == 10
+    assert value("embedserve_ingest_acks_total") == 3
+    assert value("embedserve_store_write_seconds_count") >= 1
+    assert value("embedserve_store_write_points_sum") == 10
+
+
+def test_refusals_are_counted(start_server: Callable[..., Any], minilm_model: Any) -> None:
+    """Metrics sit outside auth and the rate limit: their refusals show up by code."""
+    port = free_port()
+    running = start_server(
+        loaded=minilm_model,
+        metrics_port=port,
+        api_keys="reader read",
+        rate_limit_rps=0.01,
+        rate_limit_burst=1,
+    )
+    info = "/embedserve.v1.EmbeddingService/GetModelInfo"
+    with EmbedClient(running.target) as anonymous, pytest.raises(grpc.RpcError):
+        anonymous.model_info()
+    with EmbedClient(running.target, api_key="reader") as reader:
+        reader.model_info()
+        with pytest.raises(grpc.RpcError):
+            reader.model_info()
+    metrics = scrape(port)
+    for code, count in (("UNAUTHENTICATED", 1), ("OK", 1), ("RESOURCE_EXHAUSTED", 1)):
+        key = ("embedserve_rpc_total", (("code", code), ("method", info)))
+        assert metrics.get(key) == count, code
+
+
+def test_metrics_off_by_default(minilm_server: Any) -> None:
+    assert minilm_server.server.metrics_endpoint is None
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    logs.configure("INFO", "json", stream)
+    try:
+        yield stream
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+
+
+def test_json_log_lines_carry_request_id(
+    start_server: Callable[..., Any], minilm_model: Any, json_log: io.StringIO
+) -> None:
+    running = start_server(loaded=minilm_model)
+    with grpc.insecure_channel(running.target) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        stub.Embed(
+            embedding_pb2.EmbedRequest(inputs=["hi"]), metadata=(("x-request-id", "req-42"),)
+        )
+        stub.Embed(embedding_pb2.EmbedRequest(inputs=["no id"]))
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    mine = [line for line in lines if line.get("request_id") == "req-42"]
+    assert mine, lines
+    assert mine[0]["logger"] == "embedserve.access"
+    assert EMBED in mine[0]["message"] and "OK" in mine[0]["message"]
+    access = [line for line in lines if line["logger"] == "embedserve.access"]
+    generated = [line["request_id"] for line in access if line["request_id"] != "req-42"]
+    assert generated and len(generated[0]) == 32  # a fresh uuid4 hex when the client sent none
+
+
+def test_cli_flags_json_logs_and_metrics(tmp_path: Path) -> None:
+    """The flags reach the server through the console script."""
+    roots = ["server", "connectors", "clients/python"]
+    repo = Path(__file__).resolve().parents[2]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": ":".join(str(repo / r) for r in roots),
+    }
+    port, metrics_port = free_port(), free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "embedserve.server.cli",
+        "serve",
+        "--model",
+        "minilm",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--log-format",
+        "json",
+        "--metrics-port",
+        str(metrics_port),
+    ]
+    stderr = tmp_path / "stderr.log"
+    with stderr.open("w") as err:
+        process = subprocess.Popen(command, env=env, stderr=err)
+    try:
+        with EmbedClient(f"127.0.0.1:{port}") as client:
+            client.wait_until_serving(timeout=120)
+            client.embed(["x"])
+        assert any(key[0] == "embedserve_rpc_total" for key in scrape(metrics_port))
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+    records = [json.loads(line) for line in stderr.read_text().splitlines() if line.startswith("{")]
+    assert any(r["logger"] == "embedserve.access" and r.get("request_id") for r in records)
+    assert any("SERVING" in r["message"] for r in records)

@@ -1,0 +1,224 @@
+"""API keys and roles against a real server: every role against every RPC."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from rpcs import CALLS, bearer, code_of
+
+from embedserve.client import EmbedClient
+from embedserve.server.auth import METHOD_ROLES, Role, load_keys
+from embedserve.server.errors import FailedPrecondition
+from embedserve.v1 import embedding_pb2, vector_pb2
+
+KEYS = {"read": "r-secret-1", "write": "w-secret-2", "admin": "a-secret-3"}
+LIMITED = "l-secret-4"  # write role, only collection "mine"
+
+ADMIN_ONLY = {"CreateCollection", "DeleteCollection"}
+WRITE_ONLY = {"Upsert", "Ingest", "IngestStream", "Delete"}
+
+
+def needed(method: str) -> str:
+    name = method.rsplit("/", 1)[1]
+    return "admin" if name in ADMIN_ONLY else "write" if name in WRITE_ONLY else "read"
+
+
+@pytest.fixture(scope="module")
+def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "keys.txt"
+    lines = [f"{key} {role}" for role, key in KEYS.items()]
+    path.write_text("# comment\n" + "\n".join(lines) + f"\n{LIMITED} write mine\n")
+    return path
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Any], minilm_model: Any, keys_file: Path) -> Any:
+    running = start_server(loaded=minilm_model, api_keys_file=str(keys_file))
+    with EmbedClient(running.target, api_key=KEYS["admin"]) as admin:
+        for name in ("docs", "mine"):
+            admin.create_collection(name)
+    return running
+
+
+@pytest.fixture
+def channel(server: Any) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(server.target) as ch:
+        yield ch
+
+
+def test_table_covers_every_rpc() -> None:
+    for service in (
+        embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"],
+        vector_pb2.DESCRIPTOR.services_by_name["VectorService"],
+    ):
+        for method in service.methods:
+            full = f"/{service.full_name}/{method.name}"
+            assert full in METHOD_ROLES
+            assert full in CALLS
+            assert METHOD_ROLES[full].name.lower() == needed(full)
+
+
+def test_role_matrix(channel: grpc.Channel) -> None:
+    rank = {"read": 1, "write": 2, "admin": 3}
+    failures = []
+    for role, key in KEYS.items():
+        for method, call in CALLS.items():
+            code = code_of(call, channel, bearer(key), "docs")
+            allowed = rank[role] >= rank[needed(method)]
+            expected_ok = code not in {
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.PERMISSION_DENIED,
+            }
+            if allowed != expected_ok or (
+                not allowed and code != grpc.StatusCode.PERMISSION_DENIED
+            ):
+                failures.append((role, method, code))
+            # The permitted calls really work, not just "not denied".
+            works = method.endswith(("/Embed", "/Search", "/Upsert", "/IngestStream"))
+            if allowed and works and code != grpc.StatusCode.OK:
+                failures.append((role, method, code))
+    assert failures == []
+
+
+def test_missing_and_wrong_keys_are_unauthenticated(channel: grpc.Channel) -> None:
+    for method, call in CALLS.items():
+        for metadata in ((), bearer("wrong"), (("authorization", f"Basic {KEYS['admin']}"),)):
+            assert code_of(call, channel, metadata, "docs") == grpc.StatusCode.UNAUTHENTICATED, (
+                method,
+                metadata,
+            )
+
+
+def test_permission_denied_names_the_role(server: Any) -> None:
+    with (
+        EmbedClient(server.target, api_key=KEYS["read"]) as client,
+        pytest.raises(grpc.RpcError) as info,
+    ):
+        client.create_collection("x")
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "needs role admin" in info.value.details()
+    assert "read" in info.value.details()
+
+
+def test_collection_allow_list(channel: grpc.Channel) -> None:
+    md = bearer(LIMITED)
+    for method, call in CALLS.items():
+        if needed(method) == "admin" or method.endswith("ListCollections"):
+            continue
+        own = code_of(call, channel, md, "mine")
+        assert own not in {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}, (
+            method
+        )
+        if "VectorService" in method:
+            assert code_of(call, channel, md, "docs") == grpc.StatusCode.PERMISSION_DENIED, method
+
+
+def test_list_collections_shows_only_allowed(server: Any) -> None:
+    with EmbedClient(server.target, api_key=LIMITED) as client:
+        assert client.list_collections() == ["mine"]
+    with EmbedClient(server.target, api_key=KEYS["read"]) as client:
+        assert {"docs", "mine"} <= set(client.list_collections())
+
+
+def test_ingest_stream_collection_checked_per_message(server: Any) -> None:
+    docs = [{"id": f"x{i}", "text": f"text {i}"} for i in range(3)]
+    with EmbedClient(server.target, api_key=LIMITED) as client:
+        acks = list(client.ingest_iter("mine", docs, batch_size=1))
+        assert len(acks) == 3
+        with pytest.raises(grpc.RpcError) as info:
+            list(client.ingest_iter("docs", docs, batch_size=1))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def list_services(channel: grpc.Channel, metadata: Any = ()) -> list[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    (reply,) = list(stub.ServerReflectionInfo(iter([request]), metadata=metadata))
+    return [s.name for s in reply.list_services_response.service]
+
+
+def test_health_and_reflection_open_by_default(server: Any, channel: grpc.Channel) -> None:
+    with EmbedClient(server.target) as client:
+        assert client.health() == "SERVING"
+    assert "embedserve.v1.VectorService" in list_services(channel)
+
+
+def test_auth_health(start_server: Callable[..., Any], minilm_model: Any) -> None:
+    running = start_server(loaded=minilm_model, api_keys=f"{KEYS['read']} read", auth_health=True)
+    with grpc.insecure_channel(running.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            health.Check(health_pb2.HealthCheckRequest())
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        reply = health.Check(health_pb2.HealthCheckRequest(), metadata=bearer(KEYS["read"]))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as info:
+            list_services(channel)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "embedserve.v1.EmbeddingService" in list_services(channel, bearer(KEYS["read"]))
+
+
+def test_no_keys_auth_off(minilm_server: Any) -> None:
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("open")
+        assert "open" in client.list_collections()
+
+
+def test_key_formats(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"key": "k1", "role": "admin"},
+                {"key": "k2", "role": "read", "collections": ["a", "b"]},
+            ]
+        )
+    )
+    ring = load_keys(str(path), "k3 write c;  k4 read ")
+    assert len(ring) == 4
+    assert ring.lookup("k1").role == Role.ADMIN  # type: ignore[union-attr]
+    assert ring.lookup("k2").collections == {"a", "b"}  # type: ignore[union-attr]
+    assert ring.lookup("k3").collections == {"c"}  # type: ignore[union-attr]
+    assert ring.lookup("k4").role == Role.READ  # type: ignore[union-attr]
+    assert ring.lookup("k") is None
+    assert ring.lookup("") is None
+    with pytest.raises(FailedPrecondition, match="unknown role"):
+        load_keys("", "k5 superuser")
+    with pytest.raises(FailedPrecondition) as info:
+        load_keys("", "lonely-secret")
+    assert "lonely-secret" not in info.value.message
+
+
+def test_keys_never_logged(
+    start_server: Callable[..., Any],
+    minilm_model: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    running = start_server(loaded=minilm_model, api_keys="never-log-me admin")
+    with EmbedClient(running.target, api_key="never-log-me") as client:
+        client.embed(["x"])
+    with (
+        EmbedClient(running.target, api_key="wrong-never-log") as client,
+        pytest.raises(grpc.RpcError),
+    ):
+        client.embed(["x"])
+    assert "never-log-me" not in caplog.text
+    assert "wrong-never-log" not in caplog.text
+    assert "never-log-me" not in repr(running.server.settings)
+
+
+def test_warns_without_keys_on_public_host(
+    start_server: Callable[..., Any], minilm_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    start_server(loaded=minilm_model, host="0.0.0.0")
+    assert "without API keys" in caplog.text

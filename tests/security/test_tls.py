@@ -1,0 +1,104 @@
+"""TLS and mutual TLS against a real server, with certificates made by the test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from certs import CA
+
+from embedserve.client import EmbedClient
+from embedserve.server.config import Settings
+from embedserve.server.errors import FailedPrecondition
+from embedserve.server.tls import server_credentials
+
+FAILS = (grpc.StatusCode.UNAVAILABLE,)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("pki")
+    ca, other = CA("embedserve test CA"), CA("somebody else's CA")
+    (folder / "ca.crt").write_bytes(ca.pem)
+    server_cert, server_key = ca.issue("localhost", server=True).write(folder, "server")
+    return {
+        "ca": ca,
+        "other": other,
+        "server_cert": server_cert,
+        "server_key": server_key,
+        "ca_file": str(folder / "ca.crt"),
+        "client": ca.issue("client-1", server=False),
+        "stranger": other.issue("client-2", server=False),
+    }
+
+
+def embed_code(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.StatusCode:
+    try:
+        with EmbedClient(target, credentials=credentials, timeout=10) as client:
+            assert client.embed(["over tls"]).shape == (1, 384)
+    except grpc.RpcError as exc:
+        return exc.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+def test_tls(start_server: Callable[..., Any], minilm_model: Any, pki: dict[str, Any]) -> None:
+    running = start_server(
+        loaded=minilm_model, tls_cert=pki["server_cert"], tls_key=pki["server_key"]
+    )
+    good = grpc.ssl_channel_credentials(root_certificates=pki["ca"].pem)
+    assert embed_code(running.target, good) == grpc.StatusCode.OK
+    assert embed_code(f"localhost:{running.port}", good) == grpc.StatusCode.OK
+    # Plaintext against TLS, and a client that trusts another CA: no connection.
+    assert embed_code(running.target, None) in FAILS
+    wrong = grpc.ssl_channel_credentials(root_certificates=pki["other"].pem)
+    assert embed_code(running.target, wrong) in FAILS
+
+
+def test_mutual_tls(
+    start_server: Callable[..., Any], minilm_model: Any, pki: dict[str, Any]
+) -> None:
+    running = start_server(
+        loaded=minilm_model,
+        tls_cert=pki["server_cert"],
+        tls_key=pki["server_key"],
+        tls_client_ca=pki["ca_file"],
+    )
+    root = pki["ca"].pem
+    client, stranger = pki["client"], pki["stranger"]
+    with_cert = grpc.ssl_channel_credentials(root, client.key, client.cert)
+    assert embed_code(running.target, with_cert) == grpc.StatusCode.OK
+    without_cert = grpc.ssl_channel_credentials(root)
+    assert embed_code(running.target, without_cert) in FAILS
+    foreign_cert = grpc.ssl_channel_credentials(root, stranger.key, stranger.cert)
+    assert embed_code(running.target, foreign_cert) in FAILS
+    assert embed_code(running.target, None) in FAILS
+
+
+def test_tls_with_api_key(
+    start_server: Callable[..., Any], minilm_model: Any, pki: dict[str, Any]
+) -> None:
+    running = start_server(
+        loaded=minilm_model,
+        tls_cert=pki["server_cert"],
+        tls_key=pki["server_key"],
+        api_keys="tls-key read",
+    )
+    creds = grpc.ssl_channel_credentials(root_certificates=pki["ca"].pem)
+    with EmbedClient(running.target, credentials=creds, api_key="tls-key") as client:
+        assert client.embed(["x"]).shape == (1, 384)
+
+
+def test_half_configured_tls_is_an_error(pki: dict[str, Any], tmp_path: Path) -> None:
+    """EmbedServer builds its credentials with this before binding anything."""
+    cert, key, ca = pki["server_cert"], pki["server_key"], pki["ca_file"]
+    with pytest.raises(FailedPrecondition, match="together"):
+        server_credentials(Settings(tls_cert=cert))
+    with pytest.raises(FailedPrecondition, match="tls_client_ca needs"):
+        server_credentials(Settings(tls_client_ca=ca))
+    with pytest.raises(FailedPrecondition, match="cannot read"):
+        server_credentials(Settings(tls_cert=str(tmp_path / "nope"), tls_key=key))
+    assert server_credentials(Settings()) is None
+    assert server_credentials(Settings(tls_cert=cert, tls_key=key, tls_client_ca=ca)) is not None
