@@ -72,9 +72,10 @@ def measure(server: ServerProcess, work: Any) -> dict[str, Any]:
     elapsed = work()
     bench_cpu = sum(os.times()[:2]) - bench_before
     busy = system_busy_seconds() - busy_before
-    delta = server_delta(before, server.snapshot())
+    delta: dict[str, Any] = server_delta(before, server.snapshot())
     delta["seconds"] = elapsed
-    delta["other_cpu_cores"] = round((busy - bench_cpu - delta["process_cpu_seconds"]) / elapsed, 3)
+    other = max(0.0, busy - bench_cpu - delta["process_cpu_seconds"])
+    delta["other_cpu_cores"] = round(other / elapsed, 3)
     return delta
 
 

@@ -434,9 +434,14 @@ def markdown_section(title: str, report: dict[str, Any]) -> str:
         f"- Corpus: {corpus['texts']} seeded English-like texts (seed {corpus['seed']}, words "
         f"from MiniLM's vocabulary, log-uniform lengths), tokens per text min "
         f"{corpus['tokens_min']} / median {corpus['tokens_median']:g} / max "
-        f"{corpus['tokens_max']} (mean {corpus['tokens_mean']:.1f}); {corpus['truncated']} "
-        f"texts longer than {corpus['max_seq_length']} are cut to it by both sides. "
-        f"(a) and (b) embed all {corpus['texts']} texts per round; (c) embeds one of every "
+        f"{corpus['tokens_max']} (mean {corpus['tokens_mean']:.1f}); "
+        + (
+            f"{corpus['truncated']} texts longer than {corpus['max_seq_length']} tokens are "
+            "cut to it by both sides. "
+            if corpus["truncated"]
+            else "none is cut. "
+        )
+        + f"(a) and (b) embed all {corpus['texts']} texts per round; (c) embeds one of every "
         f"{corpus['c_step']} texts ({corpus['c_texts']} texts, mean "
         f"{corpus['c_tokens_mean']:.1f} tokens) per round.",
         f"- Server settings ({report['server']['label']}): "
@@ -652,7 +657,7 @@ def run(args: argparse.Namespace, model_path: str, server: ServerProcess) -> dic
                 delta["server_cpu_cores"] = round(delta["process_cpu_seconds"] / elapsed, 3)
                 # Whatever else ran on the machine meanwhile (other users' jobs): noise.
                 delta["other_cpu_cores"] = round(
-                    (busy - bench_cpu - delta["process_cpu_seconds"]) / elapsed, 3
+                    max(0.0, busy - bench_cpu - delta["process_cpu_seconds"]) / elapsed, 3
                 )
                 phases[key].append(delta)
                 log(
