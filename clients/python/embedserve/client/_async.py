@@ -11,7 +11,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from embedserve.client._options import Vectors, as_list, batches, build_options, vectors_of
-from embedserve.client._sync import _MAX_MESSAGE, DEFAULT_TARGET
+from embedserve.client._sync import CHANNEL_OPTIONS, DEFAULT_TARGET
 from embedserve.v1 import embedding_pb2 as pb
 from embedserve.v1 import embedding_pb2_grpc as pb_grpc
 
@@ -27,10 +27,7 @@ class AsyncEmbedClient:
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
     ) -> None:
-        options = [
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
-        ]
+        options = CHANNEL_OPTIONS
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(target, options=options)
         else:

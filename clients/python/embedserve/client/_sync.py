@@ -25,6 +25,10 @@ from embedserve.v1 import vector_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 _MAX_MESSAGE = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+]
 
 
 class EmbedClient(VectorMethods):
@@ -45,10 +49,7 @@ class EmbedClient(VectorMethods):
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
     ) -> None:
-        options = [
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
-        ]
+        options = CHANNEL_OPTIONS
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:
