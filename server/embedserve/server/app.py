@@ -21,6 +21,8 @@ from embedserve.server.auth import load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.config import Settings
+from embedserve.server.connlimit import ConnectionLimitInterceptor
+from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder, EmbedParams, RequestLimits
 from embedserve.server.embedding_service import EmbeddingService
 from embedserve.server.errors import FailedPrecondition
@@ -30,6 +32,7 @@ from embedserve.server.model import EncoderModel
 from embedserve.server.observe import ObserveInterceptor
 from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor
 from embedserve.server.tls import server_credentials
+from embedserve.server.tracing import TracingInterceptor
 from embedserve.server.vector_service import VectorService
 from embedserve.server.vectors import VectorCore
 from embedserve.v1 import embedding_pb2, embedding_pb2_grpc, vector_pb2, vector_pb2_grpc
@@ -60,7 +63,12 @@ class EmbedServer:
         self.keys = load_keys(settings.api_keys_file, settings.api_keys)
         # Outermost first: every call is observed (auth failures too), then authenticated,
         # then rate-limited by the key it authenticated as.
-        interceptors: list[grpc.aio.ServerInterceptor] = [ObserveInterceptor(self.metrics)]
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            ObserveInterceptor(self.metrics),
+            ConnectionLimitInterceptor(settings.max_streams_per_connection),
+        ]
+        if settings.otel_tracing:
+            interceptors.append(TracingInterceptor())
         if len(self.keys):
             interceptors.append(AuthInterceptor(self.keys, settings.auth_health))
         if settings.rate_limit_rps > 0:
@@ -76,6 +84,8 @@ class EmbedServer:
         self._grpc = grpc.aio.server(
             interceptors=interceptors,
             options=[
+                # gRPC shares ports by default: a second server would split the traffic.
+                ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", transport_limit),
                 ("grpc.max_send_message_length", transport_limit),
             ],
@@ -83,13 +93,19 @@ class EmbedServer:
         self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")
         self._tokenize_executor = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
         self._store_executor = ThreadPoolExecutor(2, thread_name_prefix="store")
-        self.embedding_service = EmbeddingService()
-        self.vector_service = VectorService(settings.ingest_inflight, settings.max_write_points)
+        self.drain = Drain()
+        self.embedding_service = EmbeddingService(
+            stream_inflight=settings.stream_inflight, drain=self.drain
+        )
+        self.vector_service = VectorService(
+            settings.ingest_inflight, settings.max_write_points, self.drain
+        )
         self.store: VectorStore | None = None
         self.port = 0
         self.ready = asyncio.Event()
         self._batcher: Batcher | None = None
         self._warmup: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Future[None] | None = None
 
     async def start(self) -> int:
         embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(
@@ -214,8 +230,17 @@ class EmbedServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, let in-flight calls finish within the grace period, then close."""
+        """Drain: report NOT_SERVING and refuse new calls; streams end after the messages
+        they accepted (answered, or written and acknowledged); other calls in flight
+        finish within the grace period. Then the batcher stops and the store is closed.
+        A second call waits for the first one's shutdown."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._shut_down(grace))
+        await asyncio.shield(self._stopping)
+
+    async def _shut_down(self, grace: float | None) -> None:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.drain.start()
         await self._grpc.stop(self.settings.grace_period_s if grace is None else grace)
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()

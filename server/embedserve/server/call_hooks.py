@@ -8,6 +8,7 @@ writes ``begin`` / ``on_request`` / ``end``.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,22 @@ def _wrap(inner: Any, make_hooks: Callable[[], CallHooks], request_streaming: bo
         return result
 
     return single
+
+
+def code_name(context: Context, error: BaseException | None) -> str:
+    """The call's final status code name, as the caller sees it."""
+    # The client went away: the task is cancelled or the response generator closed.
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            return grpc.StatusCode.DEADLINE_EXCEEDED.name
+        return grpc.StatusCode.CANCELLED.name
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(code, int):  # grpc.aio reports the raw value on some paths
+        return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
+    return "OK" if error is None else "UNKNOWN"
 
 
 class HookInterceptor(grpc.aio.ServerInterceptor):

@@ -32,6 +32,8 @@ class Settings:
     max_inputs_per_request: int = 2048
     max_input_chars: int = 1_000_000
     max_message_bytes: int = 64 * 1024 * 1024
+    max_streams_per_connection: int = 256  # concurrent calls on one client connection
+    stream_inflight: int = 32  # requests of one EmbedStream embedded at once; more wait
     # Threads used by torch on CPU; 0 lets torch decide.
     torch_threads: int = 0
     # Vector store: the embedded engine in data_dir unless qdrant_url names a server
@@ -62,6 +64,7 @@ class Settings:
     rate_limit_burst: int = 0  # bucket size; 0: ceil(rate_limit_rps)
     # Observability
     metrics_port: int = 0  # Prometheus /metrics on this port (same host); 0: off
+    otel_tracing: bool = False  # an OpenTelemetry span per RPC (needs embedserve[otel])
 
     @classmethod
     def from_sources(

@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 
 from embedserve.server import convert
+from embedserve.server.drain import Drain, ServerDraining
 from embedserve.server.embedder import Embedder, EmbedParams, Task
 from embedserve.server.errors import EmbedServeError, InvalidArgument, NotReady
 from embedserve.server.status import streaming, unary
@@ -27,9 +28,15 @@ def deadline_of(context: Context) -> float | None:
 
 
 class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
-    def __init__(self, embedder: Embedder | None = None, stream_inflight: int = 32) -> None:
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        stream_inflight: int = 32,
+        drain: Drain | None = None,
+    ) -> None:
         self._attached = embedder
         self._stream_inflight = stream_inflight
+        self._drain = drain or Drain()
 
     def attach(self, embedder: Embedder) -> None:
         self._attached = embedder
@@ -71,19 +78,27 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
 
         async def read() -> None:
             try:
-                async for request in request_iterator:
+                async for request in self._drain.messages(request_iterator):
                     await slots.acquire()  # bounded in-flight: backpressure to the producer
                     order.put_nowait(asyncio.ensure_future(self._stream_one(request, deadline)))
             finally:
                 order.put_nowait(None)
 
         reader = asyncio.ensure_future(read())
+        answered = 0
         try:
             while (task := await order.get()) is not None:
                 response = await task
                 slots.release()
+                answered += 1
                 yield response
-            await reader
+            try:
+                await reader
+            except ServerDraining as exc:
+                exc.message += (
+                    f"; {answered} requests of this stream were answered, send the rest again"
+                )
+                raise
         finally:
             reader.cancel()
             while not order.empty():

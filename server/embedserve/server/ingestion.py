@@ -4,7 +4,8 @@ Per stream, up to ``max_inflight`` messages are embedded at once (later ones wai
 backpressure reaches the producer because the stream stops reading). A single writer
 takes the embedded messages in order, joins those already ready into one store write
 (up to ``max_write_points``), and acknowledges each only after that write returned.
-If the store stays down, the stream fails naming the last acknowledged document.
+If the store stays down, the stream fails naming the last acknowledged document; so does
+a server that drains for shutdown, after writing and acknowledging what it had accepted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import collections
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 
+from embedserve.server.drain import Drain, ServerDraining
 from embedserve.server.errors import EmbedServeError, InvalidArgument, StoreDown
 from embedserve.server.vectors import DocumentIn, PreparedBatch, VectorCore, WriteSettings
 
@@ -38,8 +40,15 @@ _Pending = tuple[IngestMessage, "asyncio.Task[PreparedBatch]"]
 
 
 class IngestPipeline:
-    def __init__(self, core: VectorCore, max_inflight: int = 16, max_write_points: int = 1024):
+    def __init__(
+        self,
+        core: VectorCore,
+        max_inflight: int = 16,
+        max_write_points: int = 1024,
+        drain: Drain | None = None,
+    ):
         self._core = core
+        self._drain = drain or Drain()
         self._max_inflight = max_inflight
         self._max_write_points = max_write_points
         self.acknowledged = 0
@@ -55,7 +64,7 @@ class IngestPipeline:
             nonlocal reading
             collection = ""
             try:
-                async for message in messages:
+                async for message in self._drain.messages(messages):
                     collection = self._collection_of(message, collection)
                     message = dataclasses.replace(message, collection=collection)
                     await slots.acquire()
@@ -82,11 +91,21 @@ class IngestPipeline:
                 async for ack in self._write_group(group):
                     slots.release()
                     yield ack
-            await reader  # surfaces a reader error (a bad message) after the good ones
+            try:
+                await reader  # surfaces a reader error (a bad message) after the good ones
+            except ServerDraining as exc:
+                exc.message += f"; {self._progress()}"
+                raise
         finally:
             reader.cancel()
             for _, task in pending:
                 task.cancel()
+
+    def _progress(self) -> str:
+        return (
+            f"last acknowledged document: {self.last_id!r} "
+            f"({self.acknowledged} acknowledged on this stream)"
+        )
 
     @staticmethod
     def _collection_of(message: IngestMessage, current: str) -> str:
@@ -123,10 +142,7 @@ class IngestPipeline:
         try:
             await self._core.write(collection, points)
         except StoreDown as exc:
-            raise StoreDown(
-                f"{exc.message}; last acknowledged document: {self.last_id!r} "
-                f"({self.acknowledged} acknowledged on this stream)"
-            ) from exc
+            raise StoreDown(f"{exc.message}; {self._progress()}") from exc
         except EmbedServeError:
             raise
         metrics = self._core.metrics

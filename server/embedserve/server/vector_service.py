@@ -10,6 +10,7 @@ import grpc
 from embedserve.connectors.types import Example
 from embedserve.server import convert
 from embedserve.server import vector_convert as vc
+from embedserve.server.drain import Drain
 from embedserve.server.embedder import Task, Timings
 from embedserve.server.errors import InvalidArgument, NotReady
 from embedserve.server.ingestion import IngestMessage, IngestPipeline
@@ -23,10 +24,13 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class VectorService(pb_grpc.VectorServiceServicer):
-    def __init__(self, stream_inflight: int = 16, max_write_points: int = 1024) -> None:
+    def __init__(
+        self, stream_inflight: int = 16, max_write_points: int = 1024, drain: Drain | None = None
+    ) -> None:
         self._attached: VectorCore | None = None
         self._stream_inflight = stream_inflight
         self._max_write_points = max_write_points
+        self._drain = drain or Drain()
 
     def attach(self, core: VectorCore) -> None:
         self._attached = core
@@ -38,7 +42,9 @@ class VectorService(pb_grpc.VectorServiceServicer):
         return self._attached
 
     def _pipeline(self) -> IngestPipeline:
-        return IngestPipeline(self._core, self._stream_inflight, self._max_write_points)
+        return IngestPipeline(
+            self._core, self._stream_inflight, self._max_write_points, self._drain
+        )
 
     # -- collections -------------------------------------------------------------
 
