@@ -1,4 +1,7 @@
-"""Default HNSW settings of the embedded backend reach the recall they promise."""
+"""The embedded backend's defaults reach the recall they promise on 20k random vectors
+(the hardest case for HNSW): by default a collection this small is scanned exactly, and
+when segments are indexed (a low full-scan threshold) the default HNSW settings still
+reach recall@10 >= 0.95."""
 
 from __future__ import annotations
 
@@ -14,27 +17,37 @@ from embedserve.connectors import CollectionSpec, EdgeStore, PointRecord, Search
 N, DIM, QUERIES, K = 20_000, 384, 50, 10
 
 
+# 20k x 384 floats are 30 MB: over the HNSW path's threshold, under the default one.
+HNSW_PATH_KB = 10_000
+
+
 @pytest.mark.slow
-def test_default_recall_at_10(tmp_path: Path) -> None:
+@pytest.mark.parametrize("full_scan_kb", [None, HNSW_PATH_KB], ids=["defaults", "hnsw"])
+def test_recall_at_10(tmp_path: Path, full_scan_kb: int | None) -> None:
     rng = np.random.default_rng(42)
     data = unit_vectors(rng, N, DIM)
     queries = unit_vectors(rng, QUERIES, DIM)
     truth = np.argsort(-(queries @ data.T), axis=1)[:, :K]
 
     with EdgeStore(tmp_path) as store:
-        store.create_collection(CollectionSpec("r", vector_size=DIM))  # all defaults
+        extra = {} if full_scan_kb is None else {"full_scan_threshold_kb": full_scan_kb}
+        store.create_collection(CollectionSpec("r", vector_size=DIM, **extra))
         for start in range(0, N, 2_000):
             store.upsert("r", [PointRecord(str(i), data[i]) for i in range(start, start + 2_000)])
-        # Writes build indexes as segments fill up, without being asked.
-        auto_indexed = store.get_collection("r").indexed_vectors_count
-        assert auto_indexed is not None
-        assert auto_indexed > 0
+        if full_scan_kb is not None:
+            # Writes build indexes as segments fill up, without being asked.
+            auto_indexed = store.get_collection("r").indexed_vectors_count
+            assert auto_indexed is not None
+            assert auto_indexed > 0
         store.optimize("r")
         info = store.get_collection("r")
         assert info.points_count == N
-        # Most of the data must sit in HNSW segments, or this would measure brute force.
         assert info.indexed_vectors_count is not None
-        assert info.indexed_vectors_count >= N // 2
+        if full_scan_kb is None:
+            assert info.indexed_vectors_count == 0  # no index: every search is a full scan
+        else:
+            # Most of the data must sit in HNSW segments, or this would measure brute force.
+            assert info.indexed_vectors_count >= N // 2
 
         recalls, latencies = [], []
         for q, true_ids in zip(queries, truth, strict=True):

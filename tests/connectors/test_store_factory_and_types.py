@@ -139,6 +139,7 @@ def test_bad_search_params(kwargs: dict[str, object]) -> None:
         {"vector_size": 4, "distance": "hamming"},
         {"vector_size": 4, "payload_indexes": {"f": "geo"}},
         {"vector_size": 4, "shard_number": 0},
+        {"vector_size": 4, "full_scan_threshold_kb": 0},
     ],
 )
 def test_bad_specs(kwargs: dict[str, object]) -> None:
@@ -151,6 +152,13 @@ def test_spec_dict_round_trip() -> None:
     spec = CollectionSpec("c", vector_size=4, **raw)
     assert spec.distance is Distance.DOT
     assert CollectionSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_specs_stored_before_the_full_scan_setting_keep_the_threshold_they_had() -> None:
+    stored = CollectionSpec("c", vector_size=4).to_dict()
+    del stored["full_scan_threshold_kb"]
+    assert CollectionSpec.from_dict(stored).full_scan_threshold_kb == 10_000
+    assert CollectionSpec("c", vector_size=4).full_scan_threshold_kb == 160_000
 
 
 def test_collections_made_by_other_tools_still_open() -> None:
@@ -168,6 +176,7 @@ def test_collections_made_by_other_tools_still_open() -> None:
         info = store.get_collection("foreign")
         assert (info.spec.vector_size, info.spec.distance) == (3, Distance.EUCLID)
         assert (info.spec.hnsw_m, info.spec.hnsw_ef_construct) == (16, 100)
+        assert info.spec.full_scan_threshold_kb == 10_000  # Qdrant's own default
         assert info.points_count == 1
         [hit] = store.search("foreign", [1.0, 2.0, 3.0])
         assert (hit.id, hit.payload) == (foreign_id, {"a": 1})  # no external id: Qdrant's

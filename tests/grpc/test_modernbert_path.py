@@ -50,6 +50,8 @@ def test_model_info_reads_sentence_transformers_files(tiny_server) -> None:
     assert info.max_tokens == MAX_TOKENS
     assert info.normalize is True
     assert dict(info.prompts) == {"query": "search_query: ", "document": "search_document: "}
+    assert info.device == "cpu"
+    assert info.batching.max_batch_tokens == 2048  # the CPU default
 
 
 def test_cls_and_mean_pooling_match_hand_computation(tiny_server, reference) -> None:

@@ -110,8 +110,11 @@ def test_reingest_counts_filters_get_and_delete(corpus_client) -> None:
 
 def test_collections_lifecycle_and_errors(server) -> None:
     with EmbedClient(server.target) as client:
-        info = client.create_collection("small", dimensions=64, distance="dot")
+        info = client.create_collection(
+            "small", dimensions=64, distance="dot", full_scan_threshold_kb=5000
+        )
         assert info.config.dimensions == 64 and info.points_count == 0
+        assert info.config.full_scan_threshold_kb == 5000
         client.upsert(
             "small", [{"id": "a", "text": "hello there"}, {"id": "b", "vector": [0.1] * 64}]
         )

@@ -251,7 +251,7 @@ type CollectionConfig struct {
 	OnDisk bool `protobuf:"varint,3,opt,name=on_disk,json=onDisk,proto3" json:"on_disk,omitempty"`
 	// HNSW graph degree. Default: 32.
 	HnswM *uint32 `protobuf:"varint,4,opt,name=hnsw_m,json=hnswM,proto3,oneof" json:"hnsw_m,omitempty"`
-	// HNSW build-time beam. Default: 200.
+	// HNSW build-time beam. Default: 128.
 	HnswEfConstruct *uint32 `protobuf:"varint,5,opt,name=hnsw_ef_construct,json=hnswEfConstruct,proto3,oneof" json:"hnsw_ef_construct,omitempty"`
 	// Default search-time beam for searches that do not set one. Default: 512.
 	HnswEf *uint32 `protobuf:"varint,6,opt,name=hnsw_ef,json=hnswEf,proto3,oneof" json:"hnsw_ef,omitempty"`
@@ -263,8 +263,12 @@ type CollectionConfig struct {
 	WriteConsistencyFactor *uint32 `protobuf:"varint,10,opt,name=write_consistency_factor,json=writeConsistencyFactor,proto3,oneof" json:"write_consistency_factor,omitempty"`
 	// Payload fields to index, by kind.
 	PayloadIndexes map[string]PayloadIndexKind `protobuf:"bytes,11,rep,name=payload_indexes,json=payloadIndexes,proto3" json:"payload_indexes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value,enum=embedserve.v1.PayloadIndexKind"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Segments whose vectors take less than this many KB are searched exactly,
+	// by a full scan, and get no HNSW index. Default: 160000 (about 100k vectors
+	// of 384 dimensions).
+	FullScanThresholdKb *uint32 `protobuf:"varint,12,opt,name=full_scan_threshold_kb,json=fullScanThresholdKb,proto3,oneof" json:"full_scan_threshold_kb,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *CollectionConfig) Reset() {
@@ -372,6 +376,13 @@ func (x *CollectionConfig) GetPayloadIndexes() map[string]PayloadIndexKind {
 		return x.PayloadIndexes
 	}
 	return nil
+}
+
+func (x *CollectionConfig) GetFullScanThresholdKb() uint32 {
+	if x != nil && x.FullScanThresholdKb != nil {
+		return *x.FullScanThresholdKb
+	}
+	return 0
 }
 
 type CollectionInfo struct {
@@ -2876,7 +2887,7 @@ var File_embedserve_v1_vector_proto protoreflect.FileDescriptor
 
 const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\n" +
-	"\x1aembedserve/v1/vector.proto\x12\rembedserve.v1\x1a\x1dembedserve/v1/embedding.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x8f\x06\n" +
+	"\x1aembedserve/v1/vector.proto\x12\rembedserve.v1\x1a\x1dembedserve/v1/embedding.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xe4\x06\n" +
 	"\x10CollectionConfig\x12#\n" +
 	"\n" +
 	"dimensions\x18\x01 \x01(\rH\x00R\n" +
@@ -2891,7 +2902,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x12replication_factor\x18\t \x01(\rH\x05R\x11replicationFactor\x88\x01\x01\x12=\n" +
 	"\x18write_consistency_factor\x18\n" +
 	" \x01(\rH\x06R\x16writeConsistencyFactor\x88\x01\x01\x12\\\n" +
-	"\x0fpayload_indexes\x18\v \x03(\v23.embedserve.v1.CollectionConfig.PayloadIndexesEntryR\x0epayloadIndexes\x1ab\n" +
+	"\x0fpayload_indexes\x18\v \x03(\v23.embedserve.v1.CollectionConfig.PayloadIndexesEntryR\x0epayloadIndexes\x128\n" +
+	"\x16full_scan_threshold_kb\x18\f \x01(\rH\aR\x13fullScanThresholdKb\x88\x01\x01\x1ab\n" +
 	"\x13PayloadIndexesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
 	"\x05value\x18\x02 \x01(\x0e2\x1f.embedserve.v1.PayloadIndexKindR\x05value:\x028\x01B\r\n" +
@@ -2902,7 +2914,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\b_hnsw_efB\x0f\n" +
 	"\r_shard_numberB\x15\n" +
 	"\x13_replication_factorB\x1b\n" +
-	"\x19_write_consistency_factor\"\x80\x01\n" +
+	"\x19_write_consistency_factorB\x19\n" +
+	"\x17_full_scan_threshold_kb\"\x80\x01\n" +
 	"\x0eCollectionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\x06config\x18\x02 \x01(\v2\x1f.embedserve.v1.CollectionConfigR\x06config\x12!\n" +

@@ -25,9 +25,6 @@ from .types import (
     Range,
 )
 
-# Segments smaller than this (in KB) are searched by brute force; Qdrant's default.
-FULL_SCAN_THRESHOLD_KB = 10_000
-
 DISTANCES = {
     Distance.COSINE: qe.Distance.Cosine,
     Distance.DOT: qe.Distance.Dot,
@@ -123,8 +120,9 @@ def engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
         hnsw_config=qe.HnswIndexConfig(
             m=spec.hnsw_m,
             ef_construct=spec.hnsw_ef_construct,
-            full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+            full_scan_threshold=spec.full_scan_threshold_kb,
         ),
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=spec.full_scan_threshold_kb),
         quantization_config=quantization,
     )
 

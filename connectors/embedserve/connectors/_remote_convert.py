@@ -187,6 +187,9 @@ def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
         on_disk=bool(vectors.on_disk),
         hnsw_m=hnsw.m or info.config.hnsw_config.m,
         hnsw_ef_construct=hnsw.ef_construct or info.config.hnsw_config.ef_construct,
+        full_scan_threshold_kb=(
+            hnsw.full_scan_threshold or info.config.hnsw_config.full_scan_threshold
+        ),
         quantization=(
             Quantization.SCALAR_INT8
             if isinstance(quantization, qm.ScalarQuantization)

@@ -178,7 +178,14 @@ class RemoteStore(ContextManagerMixin):
                     distance=DISTANCES[spec.distance],
                     on_disk=spec.on_disk,
                 ),
-                hnsw_config=qm.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct),
+                hnsw_config=qm.HnswConfigDiff(
+                    m=spec.hnsw_m,
+                    ef_construct=spec.hnsw_ef_construct,
+                    full_scan_threshold=spec.full_scan_threshold_kb,
+                ),
+                optimizers_config=qm.OptimizersConfigDiff(
+                    indexing_threshold=spec.full_scan_threshold_kb
+                ),
                 quantization_config=quantization,
                 shard_number=spec.shard_number,
                 replication_factor=spec.replication_factor,

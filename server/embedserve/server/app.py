@@ -50,6 +50,10 @@ SERVICE_NAMES = (
 )
 
 
+def default_batch_tokens(model: EncoderModel) -> int:
+    return 16384 if model.device.type == "cuda" else 2048
+
+
 class EmbedServer:
     """One server instance. ``start()`` binds the port; ``ready`` completes when SERVING."""
 
@@ -157,6 +161,10 @@ class EmbedServer:
     async def _load_and_warm(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
+        if settings.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
         if self.model is None:
             self.model = await loop.run_in_executor(
                 self._model_executor,
@@ -169,7 +177,7 @@ class EmbedServer:
                 ),
             )
         limits = BatchLimits(
-            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_tokens=settings.max_batch_tokens or default_batch_tokens(self.model),
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
             max_queue_items=settings.max_queue_items,

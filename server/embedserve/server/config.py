@@ -21,7 +21,9 @@ class Settings:
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     max_tokens: int = 0  # 0: the model's own maximum
     # Batching
-    max_batch_tokens: int = 16384  # padded cost: longest input x count
+    # Padded cost (longest input x count) of one batch; 0: 16384 on a GPU, 2048 on a CPU,
+    # where larger batches run slower per token (bench/model_batch_cost.py).
+    max_batch_tokens: int = 0
     max_batch_size: int = 256
     max_wait_ms: float = 2.0  # wait for company when the model is idle and the batch small
     max_queue_items: int = 100_000

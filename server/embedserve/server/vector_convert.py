@@ -78,6 +78,7 @@ def spec_from_proto(name: str, config: pb.CollectionConfig, model_width: int) ->
         "shard_number",
         "replication_factor",
         "write_consistency_factor",
+        "full_scan_threshold_kb",
     ):
         if config.HasField(optional):
             fields[optional] = getattr(config, optional)
@@ -102,6 +103,7 @@ def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
             shard_number=spec.shard_number,
             replication_factor=spec.replication_factor,
             write_consistency_factor=spec.write_consistency_factor,
+            full_scan_threshold_kb=spec.full_scan_threshold_kb,
             payload_indexes={k: INDEX_KIND_TO_PROTO[v] for k, v in spec.payload_indexes.items()},
         ),
     )

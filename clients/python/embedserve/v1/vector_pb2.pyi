@@ -145,6 +145,7 @@ class CollectionConfig(_message.Message):
     REPLICATION_FACTOR_FIELD_NUMBER: _builtins.int
     WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _builtins.int
     PAYLOAD_INDEXES_FIELD_NUMBER: _builtins.int
+    FULL_SCAN_THRESHOLD_KB_FIELD_NUMBER: _builtins.int
     dimensions: _builtins.int
     """Vector size. Default: the served model's width. A smaller size stores
     Matryoshka-truncated vectors; a larger one is FAILED_PRECONDITION.
@@ -156,7 +157,7 @@ class CollectionConfig(_message.Message):
     hnsw_m: _builtins.int
     """HNSW graph degree. Default: 32."""
     hnsw_ef_construct: _builtins.int
-    """HNSW build-time beam. Default: 200."""
+    """HNSW build-time beam. Default: 128."""
     hnsw_ef: _builtins.int
     """Default search-time beam for searches that do not set one. Default: 512."""
     quantization: Global___Quantization.ValueType
@@ -165,6 +166,11 @@ class CollectionConfig(_message.Message):
     """Cluster settings (Qdrant server only). Default: 1 each."""
     replication_factor: _builtins.int
     write_consistency_factor: _builtins.int
+    full_scan_threshold_kb: _builtins.int
+    """Segments whose vectors take less than this many KB are searched exactly,
+    by a full scan, and get no HNSW index. Default: 160000 (about 100k vectors
+    of 384 dimensions).
+    """
     @_builtins.property
     def payload_indexes(self) -> _containers.ScalarMap[_builtins.str, Global___PayloadIndexKind.ValueType]:
         """Payload fields to index, by kind."""
@@ -183,13 +189,16 @@ class CollectionConfig(_message.Message):
         replication_factor: _builtins.int | None = ...,
         write_consistency_factor: _builtins.int | None = ...,
         payload_indexes: _abc.Mapping[_builtins.str, Global___PayloadIndexKind.ValueType] | None = ...,
+        full_scan_threshold_kb: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "dimensions", b"dimensions", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "dimensions", b"dimensions", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "dimensions", b"dimensions", "distance", b"distance", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "on_disk", b"on_disk", "payload_indexes", b"payload_indexes", "quantization", b"quantization", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "dimensions", b"dimensions", "distance", b"distance", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "on_disk", b"on_disk", "payload_indexes", b"payload_indexes", "quantization", b"quantization", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimensions: _TypeAlias = _typing.Literal["dimensions"]  # noqa: Y015
     _WhichOneofArgType__dimensions: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions"]  # noqa: Y015
+    _WhichOneofReturnType__full_scan_threshold_kb: _TypeAlias = _typing.Literal["full_scan_threshold_kb"]  # noqa: Y015
+    _WhichOneofArgType__full_scan_threshold_kb: _TypeAlias = _typing.Literal["_full_scan_threshold_kb", b"_full_scan_threshold_kb"]  # noqa: Y015
     _WhichOneofReturnType__hnsw_ef: _TypeAlias = _typing.Literal["hnsw_ef"]  # noqa: Y015
     _WhichOneofArgType__hnsw_ef: _TypeAlias = _typing.Literal["_hnsw_ef", b"_hnsw_ef"]  # noqa: Y015
     _WhichOneofReturnType__hnsw_ef_construct: _TypeAlias = _typing.Literal["hnsw_ef_construct"]  # noqa: Y015
@@ -204,6 +213,8 @@ class CollectionConfig(_message.Message):
     _WhichOneofArgType__write_consistency_factor: _TypeAlias = _typing.Literal["_write_consistency_factor", b"_write_consistency_factor"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__dimensions) -> _WhichOneofReturnType__dimensions | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__full_scan_threshold_kb) -> _WhichOneofReturnType__full_scan_threshold_kb | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hnsw_ef) -> _WhichOneofReturnType__hnsw_ef | None: ...
     @_typing.overload
