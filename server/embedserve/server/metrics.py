@@ -59,12 +59,12 @@ class Metrics:
         )
         self.store_write_seconds = Histogram(
             "embedserve_store_write_seconds",
-            "Latency of one store write (retries included) by ingestion",
+            "Latency of one store write (Upsert or ingestion, retries included)",
             registry=self.registry,
         )
         self.store_write_points = Histogram(
             "embedserve_store_write_points",
-            "Points per store write by ingestion",
+            "Points per store write (Upsert or ingestion)",
             buckets=(*_SIZE_BUCKETS, 1024, 2048, 4096),
             registry=self.registry,
         )
