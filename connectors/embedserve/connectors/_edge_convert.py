@@ -75,6 +75,13 @@ def engine_errors() -> Iterator[None]:
 
 
 def edge_filter(f: Filter) -> qe.Filter:
+    """The engine's filter; what its bindings reject (e.g. a key that is not a payload
+    path) is the caller's mistake, InvalidRequest."""
+    with engine_errors():
+        return _filter(f)
+
+
+def _filter(f: Filter) -> qe.Filter:
     def part(conditions: Sequence[Any]) -> list[Any] | None:
         return [condition(c) for c in conditions] or None
 
@@ -101,7 +108,7 @@ def condition(c: Any) -> Any:
     if isinstance(c, HasId):
         return qe.HasIdCondition(set(point_ids(c.ids)))
     if isinstance(c, Filter):
-        return edge_filter(c)
+        return _filter(c)
     raise InvalidRequest(f"unsupported filter condition: {c!r}")
 
 

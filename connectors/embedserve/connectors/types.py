@@ -299,7 +299,9 @@ class SearchParams:
         if self.hnsw_ef is not None:
             _positive("hnsw_ef", self.hnsw_ef)
         rc = self.read_consistency
-        if rc is not None and not (rc in _READ_CONSISTENCY or (rc.isdigit() and int(rc) > 0)):
+        # isdigit() alone accepts digits such as '²' that int() rejects.
+        count = rc is not None and rc.isascii() and rc.isdigit() and int(rc) > 0
+        if rc is not None and not (rc in _READ_CONSISTENCY or count):
             raise InvalidRequest(
                 f"read_consistency must be one of {_READ_CONSISTENCY} or a positive integer, "
                 f"got {rc!r}"

@@ -22,6 +22,7 @@ from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.config import Settings
 from embedserve.server.connlimit import ConnectionLimitInterceptor
+from embedserve.server.decode_guard import DecodeGuardInterceptor
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder, EmbedParams, RequestLimits
 from embedserve.server.embedding_service import EmbeddingService
@@ -65,10 +66,12 @@ class EmbedServer:
         self.health = HealthServicer()
         self._credentials = server_credentials(settings)
         self.keys = load_keys(settings.api_keys_file, settings.api_keys)
-        # Outermost first: every call is observed (auth failures too), then authenticated,
-        # then rate-limited by the key it authenticated as.
+        # Outermost first: every call is observed (auth failures too), undecodable requests
+        # refused, then calls are counted per connection, traced, authenticated, and
+        # rate-limited by the key they authenticated as.
         interceptors: list[grpc.aio.ServerInterceptor] = [
             ObserveInterceptor(self.metrics),
+            DecodeGuardInterceptor(),
             ConnectionLimitInterceptor(settings.max_streams_per_connection),
         ]
         if settings.otel_tracing:

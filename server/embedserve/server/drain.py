@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 from embedserve.server.errors import NotReady
+from embedserve.server.tasks import discard
 
 T = TypeVar("T")
 
@@ -39,6 +40,7 @@ class Drain:
         """Yield from ``source`` until it ends or the drain starts (then ServerDraining)."""
         iterator = source.__aiter__()
         drained = asyncio.ensure_future(self._event.wait())
+        following: asyncio.Future[T] | None = None
         try:
             while True:
                 if self.started:
@@ -55,3 +57,5 @@ class Drain:
                 yield item
         finally:
             drained.cancel()
+            if following is not None:
+                discard(following)  # the stream was closed while a read was pending

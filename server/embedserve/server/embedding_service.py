@@ -16,6 +16,7 @@ from embedserve.server.drain import Drain, ServerDraining
 from embedserve.server.embedder import Embedder, EmbedParams, Task
 from embedserve.server.errors import EmbedServeError, InvalidArgument, NotReady
 from embedserve.server.status import streaming, unary
+from embedserve.server.tasks import discard
 from embedserve.v1 import embedding_pb2 as pb
 from embedserve.v1 import embedding_pb2_grpc as pb_grpc
 
@@ -100,11 +101,11 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
                 )
                 raise
         finally:
-            reader.cancel()
+            discard(reader)
             while not order.empty():
                 pending = order.get_nowait()
                 if pending is not None:
-                    pending.cancel()
+                    discard(pending)
 
     async def _stream_one(
         self, request: pb.EmbedStreamRequest, deadline: float | None

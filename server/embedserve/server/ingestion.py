@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from embedserve.server.drain import Drain, ServerDraining
 from embedserve.server.errors import EmbedServeError, InvalidArgument, StoreDown
+from embedserve.server.tasks import discard
 from embedserve.server.vectors import DocumentIn, PreparedBatch, VectorCore, WriteSettings
 
 
@@ -97,9 +98,9 @@ class IngestPipeline:
                 exc.message += f"; {self._progress()}"
                 raise
         finally:
-            reader.cancel()
+            discard(reader)
             for _, task in pending:
-                task.cancel()
+                discard(task)
 
     def _progress(self) -> str:
         return (

@@ -109,9 +109,13 @@ def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
     )
 
 
-def payload_from_proto(struct: struct_pb2.Struct) -> dict[str, Any]:
+def payload_from_proto(struct: struct_pb2.Struct, field: str = "payload") -> dict[str, Any]:
     """Struct numbers are doubles; whole ones become ints so integer filters match them."""
-    return {key: _whole_to_int(value) for key, value in MessageToDict(struct).items()}
+    try:
+        values = MessageToDict(struct)
+    except ValueError as exc:  # NaN and infinities have no JSON form
+        raise InvalidArgument(f"{field}: {exc}") from exc
+    return {key: _whole_to_int(value) for key, value in values.items()}
 
 
 def _whole_to_int(value: Any) -> Any:
@@ -147,14 +151,14 @@ def write_settings(options: pb.WriteOptions) -> WriteSettings:
 
 def documents_from_proto(documents: Sequence[pb.Document]) -> list[DocumentIn]:
     converted = []
-    for document in documents:
+    for index, document in enumerate(documents):
         which = document.WhichOneof("content")
         converted.append(
             DocumentIn(
                 id=document.id,
                 text=document.text if which == "text" else None,
                 vector=list(document.vector.values) if which == "vector" else None,
-                payload=payload_from_proto(document.payload),
+                payload=payload_from_proto(document.payload, f"documents[{index}].payload"),
             )
         )
     return converted
