@@ -602,8 +602,9 @@ def memory_report(
     for part in ("server", "children"):
         kb = f"{part}_kb"
         ref_kb, end_kb = getattr(at_ref, kb), getattr(end, kb)
-        # Under load the server's RSS saw-tooths by 10-20% (memory taken, then handed back
-        # every 20-30 s), so one sample against another depends on the phase. The floor (the
+        # Under load the server's RSS saw-tooths by 10-25% (glibc's allocator keeps freed
+        # activation memory, then trims it every few seconds), so one sample against
+        # another depends on the phase. The floor (the
         # lowest sample) of the last 20 s against that of 10 s around the reference tells
         # growth from the saw-tooth. Informational: the check uses the two samples.
         ref_floor = floor_kb(kb, reference_s - 5, reference_s + 5)
@@ -676,6 +677,9 @@ def build_report(
         "settings": {
             "server": "external (--target)" if args.target else "embedserve serve --model minilm",
             "server_args": args.server_arg,
+            # glibc allocator tuning inherited by the server (it changes its RSS profile).
+            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+            "label": args.label,
             "clients": args.clients,
             "duration_s": duration,
             "stream_share": args.stream_share,
@@ -721,17 +725,23 @@ def cell(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def section_title(label: str) -> str:
+    return f"{TITLE}, {label}" if label else TITLE
+
+
 def markdown(report: dict[str, Any]) -> str:
     settings, totals, machine = report["settings"], report["totals"], report["machine"]
     memory, server = report["memory"], report["server"] or {}
     errors = ", ".join(f"{k} {v}" for k, v in sorted(totals["errors"].items())) or "none"
     rows = [
-        f"## {TITLE}",
+        f"## {section_title(settings['label'])}",
         "",
         f"Measured {report['date']} on {machine['cpu']}, {machine['cores']} cores (1-minute "
         f"load average {machine['load_average_1m']['before']} before the load, "
         f"{machine['load_average_1m']['after']} after); "
-        f"{settings['server']}, load generator in the same machine (grpc.aio, one process). "
+        f"{settings['server']}"
+        + "".join(f", {k}={v}" for k, v in settings["malloc_env"].items())
+        + ", load generator in the same machine (grpc.aio, one process). "
         f"`bench/load.py`: {settings['clients']} clients for {settings['duration_s']} s on "
         f"{settings['connections']} connections; unary Embed of 1-8 short texts, EmbedStream "
         f"(share {settings['stream_share']}, requests of 1-4 texts, {settings['stream_depth']} "
@@ -845,6 +855,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--start-timeout", type=float, default=300.0)
     parser.add_argument("--json", default=str(REPO / "bench/results/load.json"))
     parser.add_argument("--markdown", default="", help="file to write the section into")
+    parser.add_argument(
+        "--label", default="", help="appended to the section title, to keep several runs"
+    )
     args = parser.parse_args(argv)
     if not 0 < args.calls_per_channel < 100:
         parser.error("--calls-per-channel must be between 1 and 99")
@@ -886,7 +899,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.markdown:
         out = Path(args.markdown)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(replace_section(out.read_text() if out.exists() else "", TITLE, text))
+        title = section_title(args.label)
+        out.write_text(replace_section(out.read_text() if out.exists() else "", title, text))
     print(portable(text))
     return 0 if report["passed"] else 1
 

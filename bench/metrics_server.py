@@ -158,12 +158,15 @@ async def serve(args: argparse.Namespace) -> None:
         loop.call_soon_threadsafe(handle, "")
 
     threading.Thread(target=read_commands, name="bench-commands", daemon=True).start()
+    assert server.embedder is not None  # SERVING
     ready = {
         "port": port,
         "pid": os.getpid(),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
-        "settings": dataclasses.asdict(settings),
+        # Effective values: a 0 in Settings means "pick for the device".
+        "settings": dataclasses.asdict(settings)
+        | dataclasses.asdict(server.embedder.batcher.limits),
     }
     reply("READY " + json.dumps(ready))
     await stopping.wait()
