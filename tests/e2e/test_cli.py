@@ -158,3 +158,10 @@ def test_ingest_resumes_search_recommend_and_collections(served: str, tmp_path: 
     assert run_cli("collections", "delete", "cli", "--target", served).returncode == 0
     missing = run_cli("collections", "get", "cli", "--target", served)
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+    options = ["--quantization", "scalar_int8", "--full-scan-threshold-kb", "20000"]
+    made = run_cli("collections", "create", "tuned", *options, "--target", served)
+    assert made.returncode == 0, made.stderr
+    config = json.loads(made.stdout)["config"]
+    assert config["quantization"] == "QUANTIZATION_SCALAR_INT8"
+    assert config["fullScanThresholdKb"] == 20000

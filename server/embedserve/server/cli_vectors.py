@@ -69,6 +69,12 @@ def add_commands(commands: Any, default_target: str) -> None:
         default=[],
         help="payload index FIELD:KIND, KIND in keyword integer float bool text",
     )
+    collections.add_argument("--quantization", choices=["none", "scalar_int8"])
+    collections.add_argument(
+        "--full-scan-threshold-kb",
+        type=int,
+        help="segments smaller than this are scanned exactly, without an HNSW index",
+    )
 
 
 def run(client: Any, args: argparse.Namespace) -> int:
@@ -108,8 +114,16 @@ def _collections(client: Any, args: argparse.Namespace) -> int:
         return 0
     if args.action == "create":
         indexes = dict(spec.split(":", 1) for spec in args.index)
+        extra = {}
+        if args.full_scan_threshold_kb is not None:
+            extra["full_scan_threshold_kb"] = args.full_scan_threshold_kb
         info = client.create_collection(
-            args.name, dimensions=args.dimensions, distance=args.distance, payload_indexes=indexes
+            args.name,
+            dimensions=args.dimensions,
+            distance=args.distance,
+            payload_indexes=indexes,
+            quantization=args.quantization,
+            **extra,
         )
     else:
         info = client.get_collection(args.name)
