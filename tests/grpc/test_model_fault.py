@@ -52,8 +52,9 @@ def test_a_failing_forward_pass_fails_only_its_batch(
     model = copy.copy(minilm_model)  # the session's model stays untouched
     fault = FailOnce(minilm_model.compute, AutoTokenizer.from_pretrained(minilm_path))
     model.compute = fault
-    # A longer wait for company makes it likely that the poison shares its batch.
-    server = start_server(loaded=model, max_wait_ms=50)
+    # A longer wait for company makes the poison share its batch; batches of at most 8
+    # leave the other 24 requests to other batches.
+    server = start_server(loaded=model, max_wait_ms=50, max_batch_size=8)
     texts = [POISON] + [f"sentence number {i} about the weather" for i in range(31)]
 
     def embed_one(text: str) -> tuple[str, Any]:
