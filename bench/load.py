@@ -42,7 +42,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from typing import Any
 import grpc
 import numpy as np
 from embedding_throughput import cpu_model, make_corpus, portable, replace_section
+from vector_store import free_port
 
 from embedserve.client import EmbedClient
 from embedserve.client._sync import CHANNEL_OPTIONS
@@ -75,12 +75,6 @@ UNFINISHED = "UNFINISHED"  # still running when the drain bound ran out: a deadl
 
 def log(message: str) -> None:
     print(f"[load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- server process and its memory ------------------------------------------------------------

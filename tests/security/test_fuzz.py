@@ -662,31 +662,15 @@ def bad_path_filter() -> vpb.Filter:
 
 # Failures this fuzzing has found, pinned as explicit examples of the fixed sweep so that a
 # fix is verified on every run (the generated sweep may not happen to hit them again).
+def nan_write(cls: type[Message]) -> list[list[Message]]:
+    document = vpb.Document(id="d0", text="x", payload=nan_payload())
+    return [[cls(collection="docs", documents=[document])]]
+
+
 FOUND: dict[str, list[list[Message]]] = {
-    "Upsert": [
-        [
-            vpb.UpsertRequest(
-                collection="docs",
-                documents=[vpb.Document(id="d0", text="x", payload=nan_payload())],
-            )
-        ]
-    ],
-    "Ingest": [
-        [
-            vpb.IngestRequest(
-                collection="docs",
-                documents=[vpb.Document(id="d0", text="x", payload=nan_payload())],
-            )
-        ]
-    ],
-    "IngestStream": [
-        [
-            vpb.IngestStreamRequest(
-                collection="docs",
-                documents=[vpb.Document(id="d0", text="x", payload=nan_payload())],
-            )
-        ]
-    ],
+    "Upsert": nan_write(vpb.UpsertRequest),
+    "Ingest": nan_write(vpb.IngestRequest),
+    "IngestStream": nan_write(vpb.IngestStreamRequest),
     "Search": [
         [
             vpb.SearchRequest(
