@@ -113,7 +113,10 @@ class _Collection:
             if not self.closed:
                 self.closed = True
                 with engine_errors():
-                    self.shard.close()
+                    try:
+                        self.shard.flush()  # segments on disk, not only the WAL
+                    finally:
+                        self.shard.close()
 
 
 class EdgeStore(ContextManagerMixin):
