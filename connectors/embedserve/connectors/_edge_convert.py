@@ -132,9 +132,3 @@ def engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=spec.full_scan_threshold_kb),
         quantization_config=quantization,
     )
-
-
-def vector_of(raw: Any) -> list[float] | None:
-    if isinstance(raw, dict):  # named-vector form; ours is the default, unnamed one
-        raw = raw.get("")
-    return None if raw is None else [float(x) for x in raw]

@@ -91,12 +91,6 @@ def read_consistency_of(value: str | None) -> qm.ReadConsistency | None:
     return int(value) if value.isdigit() else qm.ReadConsistencyType(value)
 
 
-def vector_of(raw: Any) -> list[float] | None:
-    if isinstance(raw, dict):
-        raw = raw.get("")
-    return None if raw is None else [float(x) for x in raw]
-
-
 class ErrorContext:
     """What a failing call was about, so a server message maps to the right error."""
 

@@ -33,8 +33,9 @@ from typing import Any, Literal
 import numpy as np
 import qdrant_edge as qe
 
-from ._edge_convert import INDEX_KINDS, edge_filter, engine_config, engine_errors, vector_of
+from ._edge_convert import INDEX_KINDS, edge_filter, engine_config, engine_errors
 from ._locks import DirectoryLock, RWLock
+from ._results import records_in_order, scored_points, vector_of
 from .errors import (
     CollectionExists,
     CollectionNotFound,
@@ -43,7 +44,7 @@ from .errors import (
     StoreClosed,
     StoreError,
 )
-from .ids import RESERVED_KEY, point_id, point_ids, split_payload
+from .ids import RESERVED_KEY, point_id, point_ids
 from .store import ContextManagerMixin
 from .types import (
     CollectionInfo,
@@ -62,6 +63,7 @@ from .types import (
 from .validation import (
     as_vector,
     check_filter,
+    check_id_list,
     prepare_points,
     search_params,
     split_examples,
@@ -299,8 +301,8 @@ class EdgeStore(ContextManagerMixin):
         if ids is None and filter is None:
             # Deleting everything must be asked for explicitly (delete_collection).
             raise InvalidRequest("delete needs ids or a non-empty filter")
-        if ids is not None and isinstance(ids, str):
-            raise InvalidRequest("ids must be a list of strings, not a single string")
+        if ids is not None:
+            check_id_list(ids)
         if ids is not None and not ids:
             self._get(collection)  # still report a missing collection
             return
@@ -420,24 +422,12 @@ class EdgeStore(ContextManagerMixin):
             )
             with engine_errors():
                 points = col.shard.query(request)
-        results = []
-        for p in points:
-            external, payload = split_payload(p.payload, p.id)
-            results.append(
-                ScoredPoint(
-                    id=external,
-                    score=float(p.score),
-                    payload=payload if params.with_payload else None,
-                    vector=vector_of(p.vector) if params.with_vectors else None,
-                )
-            )
-        return results
+        return scored_points(points, params)
 
     def retrieve(
         self, collection: str, ids: Sequence[str], with_vectors: bool = False
     ) -> list[Record]:
-        if isinstance(ids, str):
-            raise InvalidRequest("ids must be a list of strings, not a single string")
+        check_id_list(ids)
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             self._get(collection)
@@ -445,12 +435,7 @@ class EdgeStore(ContextManagerMixin):
         with self._reading(collection) as col, engine_errors():
             keys: list[Any] = point_ids(wanted)
             records = col.shard.retrieve(keys, True, with_vectors)
-        by_id: dict[str, Record] = {}
-        for r in records:
-            external, payload = split_payload(r.payload, r.id)
-            vector = vector_of(r.vector) if with_vectors else None
-            by_id[external] = Record(id=external, payload=payload, vector=vector)
-        return [by_id[i] for i in wanted if i in by_id]
+        return records_in_order(records, wanted, with_vectors)
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         request = qe.CountRequest(

@@ -29,8 +29,8 @@ from ._remote_convert import (
     read_consistency_of,
     remote_filter,
     spec_from_info,
-    vector_of,
 )
+from ._results import records_in_order, scored_points
 from .errors import (
     CollectionExists,
     CollectionNotFound,
@@ -39,7 +39,7 @@ from .errors import (
     StoreClosed,
     StoreLocked,
 )
-from .ids import RESERVED_KEY, check_external_id, point_id, point_ids, split_payload
+from .ids import RESERVED_KEY, check_external_id, point_id, point_ids
 from .store import ContextManagerMixin
 from .types import (
     CollectionInfo,
@@ -58,6 +58,7 @@ from .types import (
 from .validation import (
     as_vector,
     check_filter,
+    check_id_list,
     prepare_points,
     search_params,
     strategy_of,
@@ -245,8 +246,8 @@ class RemoteStore(ContextManagerMixin):
         if ids is None and filter is None:
             # Deleting everything must be asked for explicitly (delete_collection).
             raise InvalidRequest("delete needs ids or a non-empty filter")
-        if ids is not None and isinstance(ids, str):
-            raise InvalidRequest("ids must be a list of strings, not a single string")
+        if ids is not None:
+            check_id_list(ids)
         validate_collection_name(collection)
         if ids is not None and not ids:
             self._spec(collection)  # still report a missing collection
@@ -350,24 +351,12 @@ class RemoteStore(ContextManagerMixin):
                 score_threshold=params.score_threshold,
                 consistency=read_consistency_of(params.read_consistency),
             )
-        results = []
-        for p in response.points:
-            external, payload = split_payload(p.payload, p.id)
-            results.append(
-                ScoredPoint(
-                    id=external,
-                    score=float(p.score),
-                    payload=payload if params.with_payload else None,
-                    vector=vector_of(p.vector) if params.with_vectors else None,
-                )
-            )
-        return results
+        return scored_points(response.points, params)
 
     def retrieve(
         self, collection: str, ids: Sequence[str], with_vectors: bool = False
     ) -> list[Record]:
-        if isinstance(ids, str):
-            raise InvalidRequest("ids must be a list of strings, not a single string")
+        check_id_list(ids)
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             self._spec(collection)
@@ -377,12 +366,7 @@ class RemoteStore(ContextManagerMixin):
             records = self._client.retrieve(
                 collection, ids=point_ids(wanted), with_payload=True, with_vectors=with_vectors
             )
-        by_id: dict[str, Record] = {}
-        for r in records:
-            external, payload = split_payload(r.payload, r.id)
-            vector = vector_of(r.vector) if with_vectors else None
-            by_id[external] = Record(id=external, payload=payload, vector=vector)
-        return [by_id[i] for i in wanted if i in by_id]
+        return records_in_order(records, wanted, with_vectors)
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         validate_collection_name(collection)

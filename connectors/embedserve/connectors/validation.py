@@ -107,6 +107,12 @@ def split_examples(
     return ids, vectors
 
 
+def check_id_list(ids: Sequence[str]) -> None:
+    """A lone string is a mistake, not a list of one-character ids."""
+    if isinstance(ids, str):
+        raise InvalidRequest("ids must be a list of strings, not a single string")
+
+
 def search_params(params: SearchParams | None) -> SearchParams:
     if params is None:
         return SearchParams()
