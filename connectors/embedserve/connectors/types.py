@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,16 @@ DEFAULT_HNSW_EF = 512
 DEFAULT_FULL_SCAN_THRESHOLD_KB = 160_000
 # What collections stored before this setting existed were created with.
 LEGACY_FULL_SCAN_THRESHOLD_KB = 10_000
+# CollectionSpec's optional positive integers, besides vector_size.
+TUNING_FIELDS: Final = (
+    "hnsw_m",
+    "hnsw_ef_construct",
+    "hnsw_ef",
+    "shard_number",
+    "replication_factor",
+    "write_consistency_factor",
+    "full_scan_threshold_kb",
+)
 
 # Collection names become directory names for the embedded backend.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -95,16 +105,7 @@ class CollectionSpec:
 
     def __post_init__(self) -> None:
         validate_collection_name(self.name)
-        for attr in (
-            "vector_size",
-            "hnsw_m",
-            "hnsw_ef_construct",
-            "hnsw_ef",
-            "shard_number",
-            "replication_factor",
-            "write_consistency_factor",
-            "full_scan_threshold_kb",
-        ):
+        for attr in ("vector_size", *TUNING_FIELDS):
             _positive(attr, getattr(self, attr))
         try:
             object.__setattr__(self, "distance", Distance(self.distance))

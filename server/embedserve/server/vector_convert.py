@@ -71,15 +71,7 @@ def spec_from_proto(name: str, config: pb.CollectionConfig, model_width: int) ->
             for key, kind in config.payload_indexes.items()
         },
     }
-    for optional in (
-        "hnsw_m",
-        "hnsw_ef_construct",
-        "hnsw_ef",
-        "shard_number",
-        "replication_factor",
-        "write_consistency_factor",
-        "full_scan_threshold_kb",
-    ):
+    for optional in st.TUNING_FIELDS:
         if config.HasField(optional):
             fields[optional] = getattr(config, optional)
     if fields["vector_size"] == 0:
