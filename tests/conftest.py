@@ -46,8 +46,13 @@ def build_tiny_modernbert(
     *,
     prompts: dict[str, str] | None = None,
     max_positions: int = 512,
+    pooling: dict[str, Any] | None = None,
+    default_prompt_name: str | None = None,
 ) -> Path:
-    """A random 2-layer ModernBERT with MiniLM's tokenizer and sentence-transformers files."""
+    """A random 2-layer ModernBERT with MiniLM's tokenizer and sentence-transformers files.
+
+    ``pooling`` adds keys to the pooling config (mean pooling unless it says otherwise).
+    """
     import torch
     from transformers import AutoTokenizer, ModernBertConfig, ModernBertModel
 
@@ -72,7 +77,9 @@ def build_tiny_modernbert(
     tokenizer.save_pretrained(folder)
     (folder / "1_Pooling").mkdir(exist_ok=True)
     (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 64, "pooling_mode_mean_tokens": True})
+        json.dumps(
+            {"word_embedding_dimension": 64, "pooling_mode_mean_tokens": True, **(pooling or {})}
+        )
     )
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -91,10 +98,24 @@ def build_tiny_modernbert(
     ]
     (folder / "modules.json").write_text(json.dumps(modules))
     (folder / "config_sentence_transformers.json").write_text(
-        json.dumps({"prompts": prompts or {}, "default_prompt_name": None})
+        json.dumps({"prompts": prompts or {}, "default_prompt_name": default_prompt_name})
     )
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_positions}))
     return folder
+
+
+@pytest.fixture
+def build_tiny_model(tmp_path: Path, minilm_path: Path) -> Callable[..., Path]:
+    """Build tiny ModernBERT folders with chosen sentence-transformers settings."""
+    built: list[Path] = []
+
+    def build(**options: Any) -> Path:
+        folder = tmp_path / f"tiny-model-{len(built)}"
+        folder.mkdir()
+        built.append(build_tiny_modernbert(folder, minilm_path, **options))
+        return built[-1]
+
+    return build
 
 
 @pytest.fixture(scope="session")

@@ -138,7 +138,11 @@ class EncoderModel:
 
     @torch.inference_mode()
     def compute(self, windows: Sequence[Window]) -> list[FloatArray]:
-        """Run one padded batch; identical sequences are computed once."""
+        """Run one padded batch; identical sequences go through the model once.
+
+        Only the forward pass is shared: windows with the same ids may still pool
+        differently (another start or mode), so pooling is keyed on all three.
+        """
         row_of: dict[tuple[int, ...], int] = {}
         rows = [row_of.setdefault(window.ids, len(row_of)) for window in windows]
         sequences = list(row_of)
@@ -156,36 +160,52 @@ class EncoderModel:
             raise InferenceFailed(
                 f"the model failed on a batch of {len(sequences)}: {exc}"
             ) from exc
-        pooled = self._pool(hidden, lengths, windows, rows)
+        pooled = _pool(hidden, lengths, windows, rows)
         results: list[FloatArray] = []
         for window, row in zip(windows, rows, strict=True):
             if window.pooling is None:
                 results.append(hidden[row, : int(lengths[row])].cpu().numpy())
             else:
-                results.append(pooled[window.pooling][row])
+                results.append(pooled[(row, window.pool_start, window.pooling)])
         return results
 
-    def _pool(
-        self,
-        hidden: torch.Tensor,
-        lengths: torch.Tensor,
-        windows: Sequence[Window],
-        rows: Sequence[int],
-    ) -> dict[PoolingMode, FloatArray]:
-        modes = {window.pooling for window in windows if window.pooling is not None}
-        pooled: dict[PoolingMode, FloatArray] = {}
-        if PoolingMode.MEAN in modes:
-            starts = torch.zeros(len(lengths), dtype=torch.long)
-            for window, row in zip(windows, rows, strict=True):
-                starts[row] = window.pool_start
-            positions = torch.arange(hidden.shape[1])
-            mask = (positions[None, :] < lengths[:, None]) & (positions[None, :] >= starts[:, None])
-            mask_f = mask.to(hidden.device, hidden.dtype).unsqueeze(-1)
-            summed = (hidden * mask_f).sum(dim=1)
-            pooled[PoolingMode.MEAN] = (summed / mask_f.sum(dim=1).clamp(min=1e-9)).cpu().numpy()
-        if PoolingMode.CLS in modes:
-            pooled[PoolingMode.CLS] = hidden[:, 0].cpu().numpy()
-        if PoolingMode.LAST_TOKEN in modes:
-            last = (lengths - 1).to(hidden.device)
-            pooled[PoolingMode.LAST_TOKEN] = hidden[torch.arange(len(lengths)), last].cpu().numpy()
-        return pooled
+
+PoolKey = tuple[int, int, PoolingMode]  # (row of the batch, pooling start, mode)
+
+
+def _pool(
+    hidden: torch.Tensor,
+    lengths: torch.Tensor,
+    windows: Sequence[Window],
+    rows: Sequence[int],
+) -> dict[PoolKey, FloatArray]:
+    """One pooled vector per distinct (row, start, mode) among the windows."""
+    keys = list(
+        dict.fromkeys(
+            (row, window.pool_start, window.pooling)
+            for window, row in zip(windows, rows, strict=True)
+            if window.pooling is not None
+        )
+    )
+    pooled: dict[PoolKey, FloatArray] = {}
+    mean_keys = [key for key in keys if key[2] is PoolingMode.MEAN]
+    if mean_keys:
+        key_rows = torch.tensor([row for row, _, _ in mean_keys])
+        starts = torch.tensor([start for _, start, _ in mean_keys])
+        positions = torch.arange(hidden.shape[1])
+        ends = lengths[key_rows]
+        mask = (positions[None, :] < ends[:, None]) & (positions[None, :] >= starts[:, None])
+        mask_f = mask.to(hidden.device, hidden.dtype).unsqueeze(-1)
+        summed = (hidden[key_rows.to(hidden.device)] * mask_f).sum(dim=1)
+        means = (summed / mask_f.sum(dim=1).clamp(min=1e-9)).cpu().numpy()
+        pooled.update(zip(mean_keys, means, strict=True))
+    # CLS and LAST_TOKEN each take one token: its position is all that differs.
+    token_keys = [key for key in keys if key[2] is not PoolingMode.MEAN]
+    if token_keys:
+        key_rows = torch.tensor([row for row, _, _ in token_keys], device=hidden.device)
+        picks = torch.tensor(
+            [0 if mode is PoolingMode.CLS else int(lengths[row]) - 1 for row, _, mode in token_keys],
+            device=hidden.device,
+        )
+        pooled.update(zip(token_keys, hidden[key_rows, picks].cpu().numpy(), strict=True))
+    return pooled

@@ -1,0 +1,93 @@
+"""Pooling as the model's own files say: include_prompt, CLS pooling, default_prompt_name.
+
+Each case compares with sentence-transformers loading the same folder, and the
+batch case with the same windows computed one by one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from embedserve.client import EmbedClient
+from embedserve.server.model import EncoderModel, Window
+from embedserve.server.model_spec import PoolingMode
+from embedserve.v1 import embedding_pb2 as pb
+
+PROMPTS = {"query": "search_query: ", "document": "search_document: "}
+TEXTS = ["what is a vector database", "cats sleep for most of the day, often in the sun"]
+
+
+def sentence_transformers_vectors(folder: Path, texts: list[str], **encode: Any) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(folder), device="cpu")
+    return np.asarray(model.encode(texts, **encode))
+
+
+def test_same_ids_with_different_pool_starts_pool_separately(build_tiny_model) -> None:
+    folder = build_tiny_model(prompts=PROMPTS, pooling={"include_prompt": False})
+    model = EncoderModel.load(str(folder), device="cpu")
+    ids = model.tokenizer.encode(["search_query: " + TEXTS[0]], "", _overflow())[0].windows[0]
+    windows = [
+        Window(ids, 0, PoolingMode.MEAN),
+        Window(ids, 3, PoolingMode.MEAN),
+        Window(ids, 3, PoolingMode.CLS),
+    ]
+    together = model.compute(windows)
+    alone = [model.compute([window])[0] for window in windows]
+    for got, want in zip(together, alone, strict=True):
+        assert np.abs(got - want).max() < 1e-5
+    assert np.abs(together[0] - together[1]).max() > 1e-3  # the starts really differ
+
+
+def test_include_prompt_false_pools_without_the_prompt(start_server, build_tiny_model) -> None:
+    folder = build_tiny_model(prompts=PROMPTS, pooling={"include_prompt": False})
+    server = start_server(model=str(folder))
+    with EmbedClient(server.target) as client:
+        query = client.embed(TEXTS, task="query")
+        spelled_out = client.embed([PROMPTS["query"] + t for t in TEXTS], task="none")
+    want = sentence_transformers_vectors(folder, TEXTS, prompt_name="query")
+    assert np.abs(query - want).max() < 1e-5
+    # Same tokens, but here the prompt is text and is pooled with the rest.
+    assert np.abs(query - spelled_out).max() > 1e-3
+
+
+def test_cls_pooling_read_from_the_model_config(start_server, build_tiny_model) -> None:
+    folder = build_tiny_model(
+        prompts=PROMPTS,
+        pooling={"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False},
+    )
+    server = start_server(model=str(folder))
+    with EmbedClient(server.target) as client:
+        assert client.model_info().pooling == pb.POOLING_CLS
+        got = client.embed(TEXTS, task="none")
+        mean = client.embed(TEXTS, task="none", pooling="mean")
+    want = sentence_transformers_vectors(folder, TEXTS)
+    assert np.abs(got - want).max() < 1e-5
+    assert np.abs(got - mean).max() > 1e-3
+
+
+@pytest.mark.parametrize("default_prompt_name", ["query", "document"])
+def test_default_prompt_name_read_from_the_model_files(
+    start_server, build_tiny_model, default_prompt_name
+) -> None:
+    folder = build_tiny_model(prompts=PROMPTS, default_prompt_name=default_prompt_name)
+    server = start_server(model=str(folder))
+    with EmbedClient(server.target) as client:
+        by_default = client.embed(TEXTS)
+        by_task = client.embed(TEXTS, task=default_prompt_name)
+        without = client.embed(TEXTS, task="none")
+    want = sentence_transformers_vectors(folder, TEXTS)  # applies the default prompt itself
+    assert np.abs(by_default - want).max() < 1e-5
+    assert np.abs(by_default - by_task).max() < 1e-6
+    assert np.abs(by_default - without).max() > 1e-3
+
+
+def _overflow() -> Any:
+    from embedserve.server.tokenization import Overflow
+
+    return Overflow.TRUNCATE_RIGHT
