@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from embedserve.server.model import EncoderModel, Window
+    from embedserve.server.model import EncoderModel
+    from embedserve.server.windows import Window
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)

@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 from transformers import AutoTokenizer
 
-from embedserve.server.model import Window
+from embedserve.server.windows import Window
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import embedding_pb2_grpc as epb_grpc
 

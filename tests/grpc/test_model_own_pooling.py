@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from embedserve.client import EmbedClient
-from embedserve.server.model import EncoderModel, Window
+from embedserve.server.model import EncoderModel
 from embedserve.server.model_spec import PoolingMode
+from embedserve.server.windows import Window
 from embedserve.v1 import embedding_pb2 as pb
 
 PROMPTS = {"query": "search_query: ", "document": "search_document: "}

@@ -12,7 +12,7 @@ import pytest
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.errors import DeadlineExpired, InferenceFailed, Overloaded
 from embedserve.server.metrics import Metrics
-from embedserve.server.model import Window
+from embedserve.server.windows import Window
 
 
 def windows_of(model, texts):

@@ -38,9 +38,10 @@ def point_ids(external_ids: Iterable[str]) -> list[str]:
 
 
 def stored_payload(external_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The payload as stored: the caller's fields plus the reserved id field."""
-    if RESERVED_KEY in payload:
-        raise InvalidRequest(f"payload key {RESERVED_KEY!r} is reserved")
+    """The payload as stored: the caller's fields plus the reserved id field.
+
+    Callers check the payload first (validation.check_document rejects the reserved key).
+    """
     stored = dict(payload)
     stored[RESERVED_KEY] = external_id
     return stored

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DimensionMismatch, InvalidFilter, InvalidRequest
-from .ids import check_external_id, point_id, stored_payload
+from .ids import RESERVED_KEY, check_external_id, point_id, stored_payload
 from .types import (
     CollectionSpec,
     Example,
@@ -72,15 +72,22 @@ class PreparedPoint:
     payload: dict[str, Any]
 
 
+def check_document(external_id: str, payload: Any) -> None:
+    """What a point needs besides its vector: a valid id and a storable payload."""
+    check_external_id(external_id)
+    if not isinstance(payload, Mapping):
+        raise InvalidRequest(f"payload of point {external_id!r} must be a mapping")
+    if RESERVED_KEY in payload:
+        raise InvalidRequest(f"payload key {RESERVED_KEY!r} is reserved")
+    check_payload(payload)
+
+
 def prepare_points(spec: CollectionSpec, points: Sequence[PointRecord]) -> list[PreparedPoint]:
     prepared = []
     for p in points:
         if not isinstance(p, PointRecord):
             raise InvalidRequest(f"expected PointRecord, got {type(p).__name__}")
-        check_external_id(p.id)
-        if not isinstance(p.payload, Mapping):
-            raise InvalidRequest(f"payload of point {p.id!r} must be a mapping")
-        check_payload(p.payload)
+        check_document(p.id, p.payload)
         prepared.append(
             PreparedPoint(
                 point_id=point_id(p.id),

@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 
 from embedserve.server.errors import DeadlineExpired, EmbedServeError, InferenceFailed, Overloaded
 from embedserve.server.metrics import Metrics
-from embedserve.server.model import FloatArray, Window
+from embedserve.server.windows import FloatArray, Window
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import numpy as np
 
 from embedserve.server.embedder import EmbedParams, EmbedResult, Task, Timings
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.model import FloatArray
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.tokenization import Overflow
+from embedserve.server.windows import FloatArray
 from embedserve.v1 import embedding_pb2 as pb
 
 K = TypeVar("K")

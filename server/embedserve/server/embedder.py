@@ -13,9 +13,9 @@ import numpy as np
 
 from embedserve.server.batcher import Batcher, WindowResult
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.model import EncoderModel, FloatArray, Window
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.tokenization import Overflow, TokenDetail, TokenizedText
+from embedserve.server.windows import Encoder, FloatArray, Window
 
 
 class Task(enum.Enum):
@@ -92,7 +92,7 @@ class TokenVectorsResult:
 class Embedder:
     def __init__(
         self,
-        model: EncoderModel,
+        model: Encoder,
         batcher: Batcher,
         tokenize_executor: Executor,
         limits: RequestLimits,

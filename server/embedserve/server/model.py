@@ -11,8 +11,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import torch
 
 from embedserve.server.errors import InferenceFailed, ModelLoadError
@@ -23,20 +21,9 @@ from embedserve.server.model_spec import (
     resolve_model_path,
 )
 from embedserve.server.tokenization import TextTokenizer
+from embedserve.server.windows import FloatArray, Window
 
 log = logging.getLogger(__name__)
-
-FloatArray = npt.NDArray[np.float32]
-
-
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """One sequence to run: token ids plus what to return for it."""
-
-    ids: tuple[int, ...]
-    pool_start: int = 0
-    # None asks for the per-token vectors instead of one pooled vector.
-    pooling: PoolingMode | None = PoolingMode.MEAN
 
 
 def pick_device(requested: str) -> torch.device:
@@ -204,7 +191,10 @@ def _pool(
     if token_keys:
         key_rows = torch.tensor([row for row, _, _ in token_keys], device=hidden.device)
         picks = torch.tensor(
-            [0 if mode is PoolingMode.CLS else int(lengths[row]) - 1 for row, _, mode in token_keys],
+            [
+                0 if mode is PoolingMode.CLS else int(lengths[row]) - 1
+                for row, _, mode in token_keys
+            ],
             device=hidden.device,
         )
         pooled.update(zip(token_keys, hidden[key_rows, picks].cpu().numpy(), strict=True))

@@ -10,11 +10,11 @@ from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
 
 from embedserve.connectors import types as st
-from embedserve.connectors.errors import InvalidRequest
+from embedserve.connectors.errors import StoreError
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.vectors import DocumentIn, WriteSettings
+from embedserve.server.vectors import DocumentIn, WriteSettings, translate_store_error
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import vector_pb2 as pb
 
@@ -51,11 +51,11 @@ STRATEGIES = {
 
 
 def _store_value(make: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Build a store-layer value; its validation errors become INVALID_ARGUMENT."""
+    """Build a store-layer value; its validation errors join the core's status table."""
     try:
         return make(*args, **kwargs)
-    except InvalidRequest as exc:
-        raise InvalidArgument(str(exc)) from exc
+    except StoreError as exc:
+        raise translate_store_error(exc) from exc
 
 
 def spec_from_proto(name: str, config: pb.CollectionConfig, model_width: int) -> st.CollectionSpec:

@@ -26,6 +26,7 @@ from embedserve.connectors.types import (
     ScoredPoint,
     SearchParams,
 )
+from embedserve.connectors.validation import check_document
 from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task
 from embedserve.server.errors import (
     AlreadyExists,
@@ -37,7 +38,7 @@ from embedserve.server.errors import (
     StoreDown,
 )
 from embedserve.server.metrics import Metrics
-from embedserve.server.model import FloatArray
+from embedserve.server.windows import FloatArray
 
 T = TypeVar("T")
 
@@ -147,6 +148,10 @@ class VectorCore:
         for index, doc in enumerate(documents):
             if not doc.id:
                 raise InvalidArgument(f"documents[{index}].id must not be empty")
+            try:  # the store's own checks, run here so a bad document costs no model time
+                check_document(doc.id, doc.payload)
+            except store_errors.InvalidRequest as exc:
+                raise InvalidArgument(f"documents[{index}]: {exc}") from exc
             if (doc.text is None) == (doc.vector is None):
                 raise InvalidArgument(f"documents[{index}] needs exactly one of text or vector")
             if doc.vector is not None and len(doc.vector) != size:

@@ -1,0 +1,124 @@
+"""A fake encoder for the fast core tests: a word-level tokenizer and context-free vectors.
+
+Each token id has a fixed random vector; a window's vector is the mean (or the first or
+last) of its tokens' vectors, so every expectation can be computed by hand, and every
+batch the batcher hands to the model is recorded.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedserve.server.model_spec import ModelSpec, PoolingMode
+from embedserve.server.tokenization import TextTokenizer
+from embedserve.server.windows import FloatArray, Window
+
+PAD, CLS, SEP = 0, 1, 2
+PROMPTS = {"query": "query: ", "document": "passage: "}
+
+
+class WordTokenizer:
+    """The slice of a Hugging Face tokenizer that TextTokenizer uses, one id per word."""
+
+    pad_token_id = PAD
+
+    def __init__(self) -> None:
+        self.model_max_length = 512
+        self._ids: dict[str, int] = {}
+
+    def _word_id(self, word: str) -> int:
+        return self._ids.setdefault(word, 3 + len(self._ids))
+
+    def _one(
+        self, text: str, add_special_tokens: bool, with_mask: bool, with_offsets: bool
+    ) -> dict[str, Any]:
+        spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+        ids = [self._word_id(text[a:b]) for a, b in spans]
+        mask = [0] * len(ids)
+        if add_special_tokens:
+            ids, mask = [CLS, *ids, SEP], [1, *mask, 1]
+            spans = [(0, 0), *spans, (0, 0)]
+        out: dict[str, Any] = {"input_ids": ids}
+        if with_mask:
+            out["special_tokens_mask"] = mask
+        if with_offsets:
+            out["offset_mapping"] = spans
+        return out
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        add_special_tokens: bool = True,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+    ) -> dict[str, Any]:
+        options = (add_special_tokens, return_special_tokens_mask, return_offsets_mapping)
+        if isinstance(text, str):
+            return self._one(text, *options)
+        rows = [self._one(t, *options) for t in text]
+        return {key: [row[key] for row in rows] for key in rows[0]}
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        words = {v: k for k, v in self._ids.items()} | {PAD: "[PAD]", CLS: "[CLS]", SEP: "[SEP]"}
+        return [words[i] for i in ids]
+
+
+class FakeEncoder:
+    """Implements the core's Encoder protocol without torch."""
+
+    model_type = "fake"
+    device = "cpu"
+    dtype = "float32"
+
+    def __init__(
+        self,
+        dimensions: int = 16,
+        max_tokens: int = 32,
+        chunk_overlap: int = 4,
+        include_prompt: bool = True,
+        normalize: bool = True,
+        pooling: PoolingMode = PoolingMode.MEAN,
+    ) -> None:
+        self.dimensions = dimensions
+        self.spec = ModelSpec(
+            model_id="fake",
+            path=Path("."),
+            pooling=pooling,
+            normalize=normalize,
+            prompts=dict(PROMPTS),
+            default_prompt_name=None,
+            max_tokens=max_tokens,
+            include_prompt=include_prompt,
+        )
+        self.tokenizer = TextTokenizer(WordTokenizer(), max_tokens, include_prompt, chunk_overlap)
+        self.batches: list[list[Window]] = []
+        self._lock = threading.Lock()
+
+    def token_vector(self, token_id: int) -> FloatArray:
+        return np.random.default_rng(token_id).normal(size=self.dimensions).astype(np.float32)
+
+    def window_vector(self, window: Window) -> FloatArray:
+        """What compute returns for one window, computed from the definition."""
+        rows = np.stack([self.token_vector(i) for i in window.ids])
+        if window.pooling is None:
+            return rows
+        if window.pooling is PoolingMode.CLS:
+            return rows[0]
+        if window.pooling is PoolingMode.LAST_TOKEN:
+            return rows[-1]
+        return rows[window.pool_start :].mean(axis=0)
+
+    def compute(self, windows: Sequence[Window]) -> list[FloatArray]:
+        with self._lock:
+            self.batches.append(list(windows))
+        return [self.window_vector(window) for window in windows]
+
+    @property
+    def calls(self) -> int:
+        return len(self.batches)
