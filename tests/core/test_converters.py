@@ -1,0 +1,234 @@
+"""Every protobuf converter, both ways, with the field names its errors must carry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from embedserve.connectors import types as st
+from embedserve.server import convert
+from embedserve.server import vector_convert as vc
+from embedserve.server.embedder import EmbedParams, EmbedResult, Task, Timings
+from embedserve.server.errors import InvalidArgument, NotFound
+from embedserve.server.model_spec import PoolingMode
+from embedserve.server.tokenization import Overflow
+from embedserve.v1 import embedding_pb2 as epb
+from embedserve.v1 import vector_pb2 as pb
+
+
+def test_embed_options_map_every_enum_and_optional_field() -> None:
+    assert convert.params_from_proto(epb.EmbedOptions()) == EmbedParams()
+    options = epb.EmbedOptions(
+        task=epb.TASK_QUERY,
+        prompt="",
+        dimensions=8,
+        pooling=epb.POOLING_LAST_TOKEN,
+        normalize=False,
+        overflow=epb.OVERFLOW_POLICY_CHUNK,
+    )
+    assert convert.params_from_proto(options) == EmbedParams(
+        Task.QUERY, "", 8, PoolingMode.LAST_TOKEN, False, Overflow.CHUNK
+    )
+    for value, task in convert.TASKS.items():
+        assert convert.params_from_proto(epb.EmbedOptions(task=value)).task is task
+    for value, overflow in convert.OVERFLOWS.items():
+        assert convert.params_from_proto(epb.EmbedOptions(overflow=value)).overflow is overflow
+    for mode, value in convert.POOLING_TO_PROTO.items():
+        assert convert.params_from_proto(epb.EmbedOptions(pooling=value)).pooling is mode
+
+
+@pytest.mark.parametrize("field", ["task", "pooling", "overflow"])
+def test_unknown_enum_values_name_their_field(field: str) -> None:
+    with pytest.raises(InvalidArgument, match=rf"requests\[2\]\.{field} has the unknown value 99"):
+        convert.params_from_proto(epb.EmbedOptions(**{field: 99}), "requests[2]")
+
+
+def test_embed_results_and_timings_to_proto() -> None:
+    vectors = np.array([[0.5, -1.0], [2.0, 0.25]], dtype=np.float32)
+    timings = Timings(queue_ms=1.0, tokenize_ms=2.0, inference_ms=3.0, total_ms=4.0)
+    result = EmbedResult(vectors, [3, 9], [False, True], [1, 2], timings)
+    embeddings = convert.embeddings_to_proto(result)
+    assert [list(e.values) for e in embeddings] == vectors.tolist()
+    assert [(e.token_count, e.truncated, e.chunk_count) for e in embeddings] == [
+        (3, False, 1),
+        (9, True, 2),
+    ]
+    proto = convert.timings_to_proto(timings)
+    assert (proto.queue_ms, proto.tokenize_ms, proto.inference_ms, proto.total_ms) == (1, 2, 3, 4)
+    assert result.total_tokens == 12
+
+
+def test_cosine_is_row_wise_and_scale_free() -> None:
+    a = np.array([[1.0, 0.0], [3.0, 4.0]], dtype=np.float32)
+    b = np.array([[10.0, 0.0], [-4.0, 3.0]], dtype=np.float32)
+    np.testing.assert_allclose(convert.cosine(a, b), [1.0, 0.0], atol=1e-7)
+
+
+def test_collection_config_round_trips_through_the_store_spec() -> None:
+    config = pb.CollectionConfig(
+        dimensions=64,
+        distance=pb.DISTANCE_DOT,
+        on_disk=True,
+        hnsw_m=8,
+        hnsw_ef_construct=50,
+        hnsw_ef=77,
+        quantization=pb.QUANTIZATION_SCALAR_INT8,
+        shard_number=3,
+        replication_factor=2,
+        write_consistency_factor=2,
+        full_scan_threshold_kb=123,
+        payload_indexes={
+            "topic": pb.PAYLOAD_INDEX_KIND_KEYWORD,
+            "n": pb.PAYLOAD_INDEX_KIND_INTEGER,
+        },
+    )
+    spec = vc.spec_from_proto("c", config, model_width=384)
+    assert (spec.vector_size, spec.distance, spec.on_disk) == (64, st.Distance.DOT, True)
+    assert (spec.hnsw_m, spec.hnsw_ef_construct, spec.hnsw_ef) == (8, 50, 77)
+    assert spec.quantization is st.Quantization.SCALAR_INT8
+    assert (spec.shard_number, spec.replication_factor, spec.write_consistency_factor) == (3, 2, 2)
+    assert spec.payload_indexes == {
+        "topic": st.PayloadIndexKind.KEYWORD,
+        "n": st.PayloadIndexKind.INTEGER,
+    }
+    back = vc.info_to_proto(st.CollectionInfo(spec, points_count=5))
+    assert back.name == "c" and back.points_count == 5
+    assert back.config == config
+
+
+def test_collection_defaults_and_bad_configs() -> None:
+    spec = vc.spec_from_proto("c", pb.CollectionConfig(), model_width=384)
+    assert spec == st.CollectionSpec("c", 384)
+    with pytest.raises(InvalidArgument, match=r"config\.dimensions must be at least 1"):
+        vc.spec_from_proto("c", pb.CollectionConfig(dimensions=0), 384)
+    with pytest.raises(InvalidArgument, match=r"config\.distance has the unknown value 42"):
+        vc.spec_from_proto("c", pb.CollectionConfig(distance=42), 384)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="hnsw_m"):
+        vc.spec_from_proto("c", pb.CollectionConfig(hnsw_m=0), 384)
+
+
+def test_payloads_round_trip_with_whole_numbers_as_integers() -> None:
+    payload = {"n": 3, "x": 2.5, "tags": ["a", 1], "inner": {"ok": True, "k": 7}, "none": None}
+    back = vc.payload_from_proto(vc.payload_to_proto(payload))
+    assert back == payload
+    assert isinstance(back["n"], int) and isinstance(back["inner"]["k"], int)
+    struct = vc.payload_to_proto({"bad": math.nan})
+    with pytest.raises(InvalidArgument, match=r"documents\[4\]\.payload"):
+        vc.payload_from_proto(struct, "documents[4].payload")
+
+
+def test_documents_and_write_options() -> None:
+    documents = [
+        pb.Document(id="t", text="hello", payload=vc.payload_to_proto({"k": 1})),
+        pb.Document(id="v", vector=pb.Vector(values=[0.5, 1.5])),
+    ]
+    first, second = vc.documents_from_proto(documents)
+    assert (first.id, first.text, first.vector, first.payload) == ("t", "hello", None, {"k": 1})
+    assert (second.id, second.text, second.vector, second.payload) == ("v", None, [0.5, 1.5], {})
+    settings = vc.write_settings(pb.WriteOptions(store_text=True))
+    assert settings.store_text and settings.embed.task is Task.DOCUMENT
+    explicit = vc.write_settings(pb.WriteOptions(embed=epb.EmbedOptions(prompt="p: ")))
+    assert explicit.embed.task is Task.DEFAULT and explicit.embed.prompt == "p: "
+
+
+def test_every_filter_condition_converts() -> None:
+    message = pb.Filter(
+        must=[
+            pb.Condition(match=pb.MatchValue(key="topic", text="space")),
+            pb.Condition(match_any=pb.MatchAny(key="n", integers=[1, 2])),
+            pb.Condition(range=pb.RangeCondition(key="x", gte=1.0, lt=2.0)),
+        ],
+        should=[
+            pb.Condition(is_null=pb.IsNull(key="gone")),
+            pb.Condition(has_id=pb.HasId(ids=["a", "b"])),
+        ],
+        must_not=[
+            pb.Condition(
+                filter=pb.Filter(must=[pb.Condition(match=pb.MatchValue(key="f", boolean=True))])
+            )
+        ],
+    )
+    parsed = vc.filter_from_proto(message)
+    assert parsed.must == (
+        st.MatchValue("topic", "space"),
+        st.MatchAny("n", (1, 2)),
+        st.Range("x", gte=1.0, lt=2.0),
+    )
+    assert parsed.should == (st.IsNull("gone"), st.HasId(("a", "b")))
+    assert parsed.must_not == (st.Filter(must=(st.MatchValue("f", True),)),)
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        (pb.Condition(), r"filter\.must\[0\] has no condition set"),
+        (pb.Condition(match=pb.MatchValue(key="k")), r"filter\.must\[0\]\.match needs"),
+        (
+            pb.Condition(match_any=pb.MatchAny(key="k", texts=["a"], integers=[1])),
+            "texts or integers, not both",
+        ),
+        (pb.Condition(match=pb.MatchValue(key="", text="a")), "key"),
+    ],
+)
+def test_bad_conditions_name_their_place(condition: pb.Condition, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        vc.filter_from_proto(pb.Filter(must=[condition]))
+
+
+def test_optional_filter_is_none_when_absent_or_empty() -> None:
+    assert vc.optional_filter(pb.SearchRequest()) is None
+    assert vc.optional_filter(pb.SearchRequest(filter=pb.Filter())) is None
+
+
+def test_query_params_defaults_and_bounds() -> None:
+    assert vc.search_params(pb.QueryParams()) == st.SearchParams()
+    params = vc.search_params(
+        pb.QueryParams(
+            limit=3,
+            offset=2,
+            score_threshold=0.5,
+            with_payload=False,
+            with_vectors=True,
+            exact=True,
+            hnsw_ef=64,
+            read_consistency="majority",
+        )
+    )
+    assert params == st.SearchParams(
+        limit=3,
+        offset=2,
+        score_threshold=0.5,
+        with_payload=False,
+        with_vectors=True,
+        exact=True,
+        hnsw_ef=64,
+        read_consistency="majority",
+    )
+    with pytest.raises(InvalidArgument, match=r"params\.limit must be at least 1"):
+        vc.search_params(pb.QueryParams(limit=0))
+    with pytest.raises(InvalidArgument, match=r"params\.hnsw_ef must be at least 1"):
+        vc.search_params(pb.QueryParams(hnsw_ef=0))
+    with pytest.raises(InvalidArgument, match="read_consistency"):
+        vc.search_params(pb.QueryParams(read_consistency="most"))
+
+
+def test_results_to_proto() -> None:
+    scored = vc.scored_to_proto(
+        [st.ScoredPoint("a", 0.75, {"k": 1}, [1.0, 2.0]), st.ScoredPoint("b", 0.5)]
+    )
+    assert [(s.id, s.score) for s in scored] == [("a", 0.75), ("b", 0.5)]
+    assert vc.payload_from_proto(scored[0].payload) == {"k": 1}
+    assert list(scored[0].vector.values) == [1.0, 2.0] and not scored[1].HasField("vector")
+    record = vc.record_to_proto(st.Record("r", {"t": "x"}, None))
+    assert record.id == "r" and not record.HasField("vector")
+    assert vc.payload_from_proto(record.payload) == {"t": "x"}
+
+
+def test_store_errors_join_the_status_table() -> None:
+    from embedserve.connectors import errors as store_errors
+    from embedserve.server.vectors import translate_store_error
+
+    assert isinstance(translate_store_error(store_errors.CollectionNotFound("c")), NotFound)
+    assert isinstance(translate_store_error(store_errors.InvalidRequest("x")), InvalidArgument)
