@@ -1,7 +1,7 @@
 """The one error type of the core, and its single table to gRPC status codes.
 
-Servicers raise or receive ``EmbedServeError`` subclasses and translate them
-with :func:`grpc_status_for`; nothing else in the server picks status codes.
+Servicers raise or receive ``EmbedServeError`` subclasses; the handler wrappers in
+``status.py`` translate them with ``status_of``, and nothing else picks status codes.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from embedserve.connectors.errors import StoreError
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.vectors import DocumentIn, WriteSettings, translate_store_error
+from embedserve.server.vectors import DocumentIn, QueryIn, WriteSettings, translate_store_error
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import vector_pb2 as pb
 
@@ -201,6 +201,23 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
     if which == "filter":
         return filter_from_proto(message.filter, f"{field}.filter")
     raise InvalidArgument(f"{field} has no condition set")
+
+
+def query_from_proto(request: pb.SearchRequest) -> QueryIn:
+    which = request.WhichOneof("query")
+    return QueryIn(
+        text=request.text if which == "text" else None,
+        vector=list(request.vector.values) if which == "vector" else None,
+    )
+
+
+def example_from_proto(example: pb.Example) -> QueryIn:
+    which = example.WhichOneof("example")
+    return QueryIn(
+        text=example.text if which == "text" else None,
+        vector=list(example.vector.values) if which == "vector" else None,
+        id=example.id if which == "id" else None,
+    )
 
 
 def search_params(message: pb.QueryParams) -> st.SearchParams:

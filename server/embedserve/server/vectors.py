@@ -27,7 +27,7 @@ from embedserve.connectors.types import (
     SearchParams,
 )
 from embedserve.connectors.validation import check_document
-from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task
+from embedserve.server.embedder import Embedder, EmbedParams, Task, Timings
 from embedserve.server.errors import (
     AlreadyExists,
     EmbedServeError,
@@ -67,6 +67,50 @@ class PreparedBatch:
 
     points: list[PointRecord]
     tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryIn:
+    """A query or recommendation example: exactly one of a text, a vector or a stored id."""
+
+    text: str | None = None
+    vector: Sequence[float] | None = None
+    id: str | None = None
+
+    def check(self, field: str) -> None:
+        """``field`` names a recommendation example; empty for a search query."""
+        given = sum(v is not None for v in (self.text, self.vector, self.id))
+        if given != 1:
+            raise InvalidArgument(
+                f"{field} needs exactly one of id, text or vector"
+                if field
+                else "a search needs exactly one of text or vector"
+            )
+        if self.text == "":
+            raise InvalidArgument(f"{field + '.' if field else ''}text must not be empty")
+
+    def value(self) -> Example:
+        """The store's form of an id or vector example."""
+        return self.id if self.id is not None else list(self.vector or ())
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryResult:
+    results: list[ScoredPoint]
+    tokens: int  # spent embedding the query texts
+    timings: Timings  # of that embedding
+    search_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _EmbeddedExamples:
+    examples: list[Example]
+    tokens: int
+    timings: Timings
+
+    def result(self, results: list[ScoredPoint], started: float) -> QueryResult:
+        search_ms = (time.monotonic() - started) * 1000.0
+        return QueryResult(results, self.tokens, self.timings, search_ms)
 
 
 def translate_store_error(exc: store_errors.StoreError) -> EmbedServeError:
@@ -118,6 +162,12 @@ class VectorCore:
         await self.call(self.store.create_collection, spec)
         self._sizes[spec.name] = spec.vector_size
         return await self.call(self.store.get_collection, spec.name)
+
+    async def list_collections(self) -> list[str]:
+        return await self.call(self.store.list_collections)
+
+    async def get_collection(self, name: str) -> CollectionInfo:
+        return await self.call(self.store.get_collection, name)
 
     async def delete_collection(self, name: str) -> None:
         self._sizes.pop(name, None)
@@ -203,40 +253,75 @@ class VectorCore:
 
     # -- queries -----------------------------------------------------------------
 
-    async def embed_query(self, collection: str, text: str, params: EmbedParams) -> EmbedResult:
-        """Embed a query text to the collection's vector size."""
-        size = await self.vector_size(collection)
-        return await self._embedder.embed(
-            [text], self._params_for(collection, size, params), field="text"
-        )
-
     async def search(
         self,
         collection: str,
-        vector: Sequence[float] | FloatArray,
+        query: QueryIn,
         filter: Filter | None,
         params: SearchParams,
-    ) -> tuple[list[ScoredPoint], float]:
+        embed: EmbedParams,
+    ) -> QueryResult:
+        """Neighbours of a text (embedded with the query prompt) or of a vector."""
+        if query.id is not None:
+            raise InvalidArgument("a search takes a text or a vector, not an id")
+        embedded = await self._embed_examples(collection, [query], embed, "")
         started = time.monotonic()
-        results = await self.call(self.store.search, collection, vector, filter, params)
-        return results, (time.monotonic() - started) * 1000.0
+        results = await self.call(
+            self.store.search, collection, embedded.examples[0], filter, params
+        )
+        return embedded.result(results, started)
 
     async def recommend(
         self,
         collection: str,
-        positive: Sequence[Example],
-        negative: Sequence[Example],
+        positive: Sequence[QueryIn],
+        negative: Sequence[QueryIn],
         strategy: RecommendStrategy,
         filter: Filter | None,
         params: SearchParams,
-    ) -> tuple[list[ScoredPoint], float]:
+        embed: EmbedParams,
+    ) -> QueryResult:
+        """More like the positive examples, less like the negative ones; texts in one batch."""
         if not positive:
             raise InvalidArgument("positive must hold at least one example")
+        fields = [f"positive[{i}]" for i in range(len(positive))]
+        fields += [f"negative[{i}]" for i in range(len(negative))]
+        embedded = await self._embed_examples(collection, [*positive, *negative], embed, fields)
         started = time.monotonic()
         results = await self.call(
-            self.store.recommend, collection, positive, negative, strategy, filter, params
+            self.store.recommend,
+            collection,
+            embedded.examples[: len(positive)],
+            embedded.examples[len(positive) :],
+            strategy,
+            filter,
+            params,
         )
-        return results, (time.monotonic() - started) * 1000.0
+        return embedded.result(results, started)
+
+    async def _embed_examples(
+        self,
+        collection: str,
+        examples: Sequence[QueryIn],
+        params: EmbedParams,
+        fields: Sequence[str] | str,
+    ) -> _EmbeddedExamples:
+        """Check each example holds one thing; embed all texts in one call."""
+        texts: list[str] = []
+        for index, example in enumerate(examples):
+            field = fields if isinstance(fields, str) else fields[index]
+            example.check(field)
+            if example.text is not None:
+                texts.append(example.text)
+        if not texts:
+            return _EmbeddedExamples([e.value() for e in examples], 0, Timings())
+        size = await self.vector_size(collection)
+        result = await self._embedder.embed(
+            texts, self._params_for(collection, size, params), field="text"
+        )
+        rows = iter(result.vectors)
+        chosen: list[Example] = [next(rows) if e.text is not None else e.value() for e in examples]
+        return _EmbeddedExamples(chosen, result.total_tokens, result.timings)
 
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool) -> list[Record]:
         if not ids:
