@@ -172,3 +172,25 @@ def test_cli_flags_json_logs_and_metrics(tmp_path: Path) -> None:
     records = [json.loads(line) for line in stderr.read_text().splitlines() if line.startswith("{")]
     assert any(r["logger"] == "embedserve.access" and r.get("request_id") for r in records)
     assert any("SERVING" in r["message"] for r in records)
+
+
+def test_token_and_padding_counters_after_known_calls(minilm_server: Any) -> None:
+    registry = minilm_server.server.metrics.registry
+
+    def counters() -> tuple[float, float]:
+        return (
+            registry.get_sample_value("embedserve_tokens_total"),
+            registry.get_sample_value("embedserve_padded_tokens_total"),
+        )
+
+    before = counters()
+    texts = ["short", "a somewhat longer sentence with several more words in it"]
+    with grpc.insecure_channel(minilm_server.target) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        reply = stub.Embed(embedding_pb2.EmbedRequest(inputs=texts), timeout=30)
+    lengths = [e.token_count for e in reply.embeddings]
+    real, padded = (a - b for a, b in zip(counters(), before, strict=True))
+    assert lengths[0] < lengths[1] and reply.usage.total_tokens == sum(lengths)
+    assert real == sum(lengths)
+    # Two inputs of one request run as one batch, the short one padded to the long one.
+    assert padded == 2 * max(lengths)

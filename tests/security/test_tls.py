@@ -89,6 +89,14 @@ def test_tls_with_api_key(
     creds = grpc.ssl_channel_credentials(root_certificates=pki["ca"].pem)
     with EmbedClient(running.target, credentials=creds, api_key="tls-key") as client:
         assert client.embed(["x"]).shape == (1, 384)
+    # TLS does not stand in for the key: over the same secure channel, no key or a wrong one fails.
+    for key in (None, "not-a-key"):
+        with (
+            EmbedClient(running.target, credentials=creds, api_key=key) as client,
+            pytest.raises(grpc.RpcError) as refused,
+        ):
+            client.embed(["x"])
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_half_configured_tls_is_an_error(pki: dict[str, Any], tmp_path: Path) -> None:
