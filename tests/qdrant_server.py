@@ -147,7 +147,7 @@ class QdrantNode:
             if self.process.poll() is not None:
                 tail = (self.root / "qdrant.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"qdrant exited with {self.process.returncode}:\n{tail}")
-            if self._ready():
+            if self._ready() and self._grpc_listening():
                 return
             time.sleep(0.1)
         raise RuntimeError(f"qdrant on port {self.http_port} not ready after {timeout} s")
@@ -158,6 +158,14 @@ class QdrantNode:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
+            return False
+
+    def _grpc_listening(self) -> bool:
+        """Qdrant opens its gRPC port a moment after REST reports ready."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=2):
+                return True
+        except OSError:
             return False
 
     def kill(self) -> None:
