@@ -168,13 +168,13 @@ def minilm_server(start_server: Callable[..., RunningServer], minilm_model: Any)
 @pytest.fixture(scope="session")
 def qdrant_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real Qdrant server for the session (QDRANT_BIN or QDRANT_URL), with an API key."""
-    from qdrant_server import endpoint_from_env, qdrant_binary, start_single
+    from qdrant_server import SKIP_REASON, endpoint_from_env, qdrant_binary, start_single
 
     running = endpoint_from_env()
     if running is not None:
         yield running
         return
-    node = start_single(qdrant_binary(), tmp_path_factory.mktemp("qdrant"))
+    node = start_single(qdrant_binary(SKIP_REASON), tmp_path_factory.mktemp("qdrant"))
     yield node.endpoint
     node.stop()
 

@@ -75,11 +75,17 @@ def endpoint_from_env() -> QdrantEndpoint | None:
     )
 
 
-def qdrant_binary() -> str:
+BINARY_SKIP_REASON = (
+    "no Qdrant binary: set QDRANT_BIN to a Qdrant 1.18+ server binary to run the tests "
+    "that start (and kill) their own Qdrant servers"
+)
+
+
+def qdrant_binary(reason: str = BINARY_SKIP_REASON) -> str:
     """The binary from QDRANT_BIN, or skip the calling test naming the variable."""
     binary = os.environ.get("QDRANT_BIN", "")
     if not binary:
-        pytest.skip(SKIP_REASON)
+        pytest.skip(reason)
     if not os.access(binary, os.X_OK):
         pytest.fail(f"QDRANT_BIN={binary!r} is not an executable file")
     return binary
