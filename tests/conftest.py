@@ -184,3 +184,24 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 @pytest.fixture
 def minilm_server(start_server: Callable[..., RunningServer], minilm_model: Any) -> RunningServer:
     return start_server(loaded=minilm_model)
+
+
+@pytest.fixture(scope="session")
+def qdrant_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Qdrant server for the session (QDRANT_BIN or QDRANT_URL), with an API key."""
+    from qdrant_server import SKIP_REASON, endpoint_from_env, qdrant_binary, start_single
+
+    running = endpoint_from_env()
+    if running is not None:
+        yield running
+        return
+    node = start_single(qdrant_binary(SKIP_REASON), tmp_path_factory.mktemp("qdrant"))
+    yield node.endpoint
+    node.stop()
+
+
+@pytest.fixture
+def qdrant_server(qdrant_session: Any) -> Any:
+    """The session's Qdrant server, emptied of the collections earlier tests left."""
+    qdrant_session.delete_all_collections()
+    return qdrant_session

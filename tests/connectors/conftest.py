@@ -1,4 +1,8 @@
-"""Fixtures for the vector-store layer: the same tests run on every backend."""
+"""Fixtures for the vector-store layer: the same tests run on every backend.
+
+``qdrant-server`` is a real Qdrant server (see tests/qdrant_server.py); without one those
+cases skip, naming the variable to set.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,11 @@ from connectors_testdata import StoreFactory
 
 from embedserve.connectors import EdgeStore, RemoteStore, VectorStore
 
-BACKENDS = ["edge", "qdrant-local"]
+BACKENDS = ["edge", "qdrant-local", "qdrant-server"]
 
 
 @pytest.fixture
-def make_store(tmp_path: Path) -> Iterator[StoreFactory]:
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Open a fresh store of the named backend; all are closed at the end of the test."""
     opened: list[VectorStore] = []
 
@@ -24,6 +28,11 @@ def make_store(tmp_path: Path) -> Iterator[StoreFactory]:
             store = EdgeStore(tmp_path / f"edge-{len(opened)}")
         elif kind == "qdrant-local":
             store = RemoteStore.local()
+        elif kind == "qdrant-server":
+            server = request.getfixturevalue("qdrant_server")
+            store = RemoteStore.connect(
+                server.url, api_key=server.api_key, grpc_port=server.grpc_port
+            )
         else:
             raise ValueError(kind)
         opened.append(store)

@@ -1,4 +1,5 @@
-"""The same data and queries give the same answers on the embedded and the server backend."""
+"""The same data and queries give the same answers on the embedded and the server backends
+(qdrant-client's local mode and a real Qdrant server)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ def _fill(store: VectorStore, distance: Distance) -> Array:
     return centres
 
 
+@pytest.mark.parametrize("other", ["qdrant-local", "qdrant-server"])
 @pytest.mark.parametrize("distance", [Distance.COSINE, Distance.DOT, Distance.EUCLID])
-def test_backends_agree(make_store: StoreFactory, distance: Distance) -> None:
-    edge, local = make_store("edge"), make_store("qdrant-local")
+def test_backends_agree(make_store: StoreFactory, distance: Distance, other: str) -> None:
+    edge, local = make_store("edge"), make_store(other)
     centres = _fill(edge, distance)
     _fill(local, distance)
     rng = np.random.default_rng(5)

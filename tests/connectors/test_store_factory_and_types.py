@@ -69,6 +69,13 @@ def test_open_store_server_url_is_lazy() -> None:
     store.close()
 
 
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_open_store_rejects_a_grpc_port_out_of_range(port: int) -> None:
+    # The port in use is checked for real by the tests against a Qdrant server on free ports.
+    with pytest.raises(InvalidRequest, match=f"grpc_port must be 0-65535, got {port}"):
+        open_store("http://127.0.0.1:6333", "unused", grpc_port=port)
+
+
 @pytest.mark.parametrize("url", ["ftp://host", "qdrant:6333", "memory"])
 def test_open_store_rejects_unknown_urls(url: str) -> None:
     with pytest.raises(InvalidRequest, match="unsupported vector store url"):

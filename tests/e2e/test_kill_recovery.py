@@ -26,9 +26,9 @@ def corpus() -> Iterator[dict[str, object]]:
         }
 
 
-def start(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(data_dir: Path, store_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = cli_env() | {"EMBEDSERVE_DATA_DIR": str(data_dir)}
+    env = cli_env() | {"EMBEDSERVE_DATA_DIR": str(data_dir)} | store_env
     process = subprocess.Popen([*CLI, "serve", "--model", "minilm", "--port", str(port)], env=env)
     target = f"127.0.0.1:{port}"
     with EmbedClient(target) as client:
@@ -36,8 +36,19 @@ def start(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, target
 
 
-def test_every_acknowledged_document_survives_kill_9(tmp_path: Path) -> None:
-    process, target = start(tmp_path)
+@pytest.fixture(params=["embedded", "qdrant-server"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The server's store: the embedded engine, or a real Qdrant server (named by env)."""
+    if request.param == "embedded":
+        return {}
+    qdrant = request.getfixturevalue("qdrant_server")
+    return {f"EMBEDSERVE_{k.upper()}": str(v) for k, v in qdrant.settings().items()}
+
+
+def test_every_acknowledged_document_survives_kill_9(
+    tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    process, target = start(tmp_path, store_env)
     acknowledged: list[str] = []
     try:
         with EmbedClient(target) as client:
@@ -53,7 +64,7 @@ def test_every_acknowledged_document_survives_kill_9(tmp_path: Path) -> None:
         process.wait(30)
     assert 500 <= len(acknowledged) < TOTAL
 
-    process, target = start(tmp_path)  # the same data directory
+    process, target = start(tmp_path, store_env)  # the same data directory or server
     try:
         with EmbedClient(target) as client:
             found = {d.id for d in client.get("docs", acknowledged)}

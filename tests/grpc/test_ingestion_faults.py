@@ -74,3 +74,41 @@ def test_a_store_that_stays_down_ends_the_stream_naming_the_last_ack(minilm_serv
         flaky.failures = 0
         assert client.count("docs") >= 30
         assert len(client.get("docs", acked)) == 30
+
+
+def test_a_killed_qdrant_server_ends_the_stream_and_keeps_every_acknowledged_document(
+    start_server, minilm_model, tmp_path
+) -> None:
+    """The outage for real: the Qdrant server behind embedserve gets SIGKILL mid-stream."""
+    from qdrant_server import qdrant_binary, start_single
+
+    qdrant = start_single(qdrant_binary(), tmp_path / "qdrant")
+    try:
+        server = start_server(
+            loaded=minilm_model,
+            **qdrant.endpoint.settings(),
+            # Retries give the client's channel time to reconnect once the server is back.
+            store_retry_attempts=8,
+            store_retry_max_s=6,
+            qdrant_timeout_s=2,
+        )
+        corpus = documents(20)
+        with EmbedClient(server.target) as client:
+            client.create_collection("docs")
+            acked: list[str] = []
+            with pytest.raises(grpc.RpcError) as error:
+                for ack in client.ingest_iter("docs", corpus, batch_size=10, max_in_flight=1):
+                    acked.extend(ack.ids)
+                    if len(acked) == 30:
+                        qdrant.kill()
+            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert 30 <= len(acked) < len(corpus)
+            assert f"last acknowledged document: {acked[-1]!r}" in error.value.details()
+
+            qdrant.start()  # the same storage and ports
+            assert {d.id for d in client.get("docs", acked)} == set(acked)
+            rest = [d for d in corpus if d["id"] not in set(acked)]
+            client.ingest("docs", rest, batch_size=10)
+            assert client.count("docs") == len(corpus)
+    finally:
+        qdrant.stop()

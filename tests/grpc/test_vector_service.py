@@ -1,4 +1,4 @@
-"""VectorService end to end over gRPC with the packaged MiniLM, on both store backends."""
+"""VectorService end to end over gRPC with the packaged MiniLM, on every store backend."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ from labelled_corpus import QUERIES, documents
 
 from embedserve.client import EmbedClient
 
-BACKENDS = {"embedded": "", "qdrant-client": ":memory:"}
+BACKENDS = {"embedded": "", "qdrant-client": ":memory:", "qdrant-server": None}
 
 
 @pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
 def server(request, start_server, minilm_model):
-    return start_server(loaded=minilm_model, qdrant_url=BACKENDS[request.param])
+    url = BACKENDS[request.param]
+    if url is None:  # a real Qdrant server, reached over gRPC with an API key
+        return start_server(
+            loaded=minilm_model, **request.getfixturevalue("qdrant_server").settings()
+        )
+    return start_server(loaded=minilm_model, qdrant_url=url)
 
 
 @pytest.fixture

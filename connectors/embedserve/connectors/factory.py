@@ -9,6 +9,7 @@ from .retry import RetryingStore, RetryPolicy
 from .store import VectorStore
 
 _DEFAULT_RETRY = RetryPolicy()
+DEFAULT_GRPC_PORT = 6334  # qdrant-client's own default
 
 
 def open_store(
@@ -18,6 +19,7 @@ def open_store(
     prefer_grpc: bool = True,
     timeout_s: float = 10.0,
     *,
+    grpc_port: int = 0,
     retry: RetryPolicy | None = _DEFAULT_RETRY,
     isolate: bool = False,
 ) -> VectorStore:
@@ -26,7 +28,8 @@ def open_store(
     - no url: the embedded engine, persisted in ``data_dir``;
     - ``:memory:``: qdrant-client's in-memory local mode (nothing persisted);
     - ``local:PATH``: qdrant-client's local mode persisted in PATH (``data_dir`` if empty);
-    - ``http://`` or ``https://``: a Qdrant server or cluster (gRPC when ``prefer_grpc``).
+    - ``http://`` or ``https://``: a Qdrant server or cluster (gRPC when ``prefer_grpc``,
+      on ``grpc_port``; 0 means Qdrant's default, 6334, whatever port the url names).
 
     Transient failures are retried under ``retry``; pass None to get the bare store.
     ``isolate`` runs the embedded engine in a child process (see ``process.py``).
@@ -43,8 +46,14 @@ def open_store(
     elif url.startswith(("http://", "https://")):
         if timeout_s <= 0:
             raise InvalidRequest(f"timeout_s must be positive, got {timeout_s}")
+        if not 0 <= grpc_port <= 65535:
+            raise InvalidRequest(f"grpc_port must be 0-65535, got {grpc_port}")
         store = RemoteStore.connect(
-            url, api_key=api_key, prefer_grpc=prefer_grpc, timeout_s=timeout_s
+            url,
+            api_key=api_key,
+            prefer_grpc=prefer_grpc,
+            timeout_s=timeout_s,
+            grpc_port=grpc_port or DEFAULT_GRPC_PORT,
         )
     else:
         raise InvalidRequest(

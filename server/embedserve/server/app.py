@@ -220,6 +220,7 @@ class EmbedServer:
             data_dir=settings.data_dir,
             api_key=settings.qdrant_api_key or None,
             prefer_grpc=settings.qdrant_prefer_grpc,
+            grpc_port=settings.qdrant_grpc_port,
             timeout_s=settings.qdrant_timeout_s,
             isolate=settings.store_process,
             retry=RetryPolicy(

@@ -44,6 +44,7 @@ class Settings:
     qdrant_url: str = ""
     qdrant_api_key: str = dataclasses.field(default="", repr=False)
     qdrant_prefer_grpc: bool = True
+    qdrant_grpc_port: int = 0  # the server's gRPC port when preferred; 0: 6334
     qdrant_timeout_s: float = 10.0
     # Run the embedded engine in a child process, so its index builds never stall the server.
     store_process: bool = True

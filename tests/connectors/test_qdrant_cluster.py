@@ -1,0 +1,90 @@
+"""A three-node Qdrant cluster on loopback: what a write sees when one node is killed.
+
+Two collections with 3 shards and 2 replicas each, one with write consistency factor 1 and
+one with 2, are written batch by batch through the server backend; one node (not the one the
+client talks to) gets SIGKILL part-way through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from connectors_testdata import unit_vectors
+from qdrant_server import QdrantCluster, qdrant_binary
+
+from embedserve.connectors import (
+    CollectionSpec,
+    InvalidRequest,
+    PointRecord,
+    RemoteStore,
+    SearchParams,
+    StoreError,
+)
+
+DIM, BATCH, BATCHES, KILL_AFTER = 8, 20, 12, 4
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[QdrantCluster]:
+    running = QdrantCluster(qdrant_binary(), tmp_path).start()
+    yield running
+    running.stop()
+
+
+def test_a_killed_node_fails_writes_only_under_write_consistency_2(
+    cluster: QdrantCluster,
+) -> None:
+    started = time.monotonic()
+    endpoint = cluster.nodes[0].endpoint
+    store = RemoteStore.connect(endpoint.url, grpc_port=endpoint.grpc_port)
+    vectors = unit_vectors(np.random.default_rng(4), BATCH * BATCHES, DIM)
+    for factor in (1, 2):
+        store.create_collection(
+            CollectionSpec(
+                f"wcf{factor}",
+                vector_size=DIM,
+                shard_number=3,
+                replication_factor=2,
+                write_consistency_factor=factor,
+            )
+        )
+    acknowledged: dict[int, list[str]] = {1: [], 2: []}
+    failed: dict[int, list[int]] = {1: [], 2: []}
+    for b in range(BATCHES):
+        if b == KILL_AFTER:
+            cluster.nodes[2].kill()
+        batch = range(b * BATCH, (b + 1) * BATCH)
+        points = [PointRecord(f"p{i}", vectors[i], {"batch": b}) for i in batch]
+        for factor in (1, 2):
+            try:
+                store.upsert(f"wcf{factor}", points)
+            except StoreError as exc:
+                # The engine's own failure, neither the caller's mistake nor a dropped call.
+                assert not isinstance(exc, InvalidRequest)
+                assert "failed to apply" in str(exc), exc
+                failed[factor].append(b)
+            else:
+                acknowledged[factor].extend(p.id for p in points)
+
+    # Every batch touches every shard; two of the three have a replica on the dead node.
+    assert failed[1] == []
+    assert failed[2] == list(range(KILL_AFTER, BATCHES))
+    for factor in (1, 2):
+        name = f"wcf{factor}"
+        acked = acknowledged[factor]
+        assert {r.id for r in store.retrieve(name, acked)} == set(acked)
+        # Reads go on with one replica of each shard alive.
+        probe = vectors[1]
+        hits = store.search(name, probe, params=SearchParams(limit=5, exact=True))
+        assert hits[0].id == "p1"
+        assert len(hits) == 5
+    assert store.count("wcf1") == BATCH * BATCHES
+    # A failed write is not undone: the replicas that were up kept it (re-sending is safe,
+    # the ids decide the points).
+    assert store.count("wcf2") == BATCH * BATCHES
+    store.close()
+    print(f"three-node cluster test body: {time.monotonic() - started:.1f} s")
