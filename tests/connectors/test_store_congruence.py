@@ -385,7 +385,7 @@ def test_exact_search_equals_brute_force(store: VectorStore, distance: Distance)
         expected = np.argsort(order * scores)[:k]
         hits = store.search("bf", q, params=SearchParams(limit=k, exact=True))
         assert [h.id for h in hits] == [f"p{i}" for i in expected]
-        np.testing.assert_allclose([h.score for h in hits], scores[expected], rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose([h.score for h in hits], scores[expected], rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------------ recommend
