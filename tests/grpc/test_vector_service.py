@@ -25,7 +25,11 @@ def server(request, start_server, minilm_model):
 @pytest.fixture
 def corpus_client(server):
     with EmbedClient(server.target) as client:
-        client.create_collection("docs", payload_indexes={"topic": "keyword", "n": "integer"})
+        # A 1 KB full-scan threshold sends searches through the HNSW index, even at this size,
+        # so the recall below measures the index and not an exact scan.
+        client.create_collection(
+            "docs", payload_indexes={"topic": "keyword", "n": "integer"}, full_scan_threshold_kb=1
+        )
         acks = list(client.ingest_iter("docs", documents(), batch_size=20, store_text=True))
         assert [a.batch_id for a in acks] == [str(i) for i in range(len(acks))]
         assert acks[-1].total_acknowledged == 225
