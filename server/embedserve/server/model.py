@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from embedserve.server.backends import apply_backend
 from embedserve.server.errors import InferenceFailed, ModelLoadError
 from embedserve.server.model_spec import (
     ModelSpec,
@@ -94,6 +95,7 @@ class EncoderModel:
         dtype: str = "auto",
         max_tokens: int = 0,
         chunk_overlap: int = 128,
+        backend: str = "torch",
     ) -> EncoderModel:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -112,17 +114,19 @@ class EncoderModel:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
+        model = apply_backend(model, backend, torch_device, torch_dtype)
         positions = getattr(config, "max_position_embeddings", None)
         spec = read_model_spec(model_id, path, positions)
         if max_tokens:
             spec = dataclasses.replace(spec, max_tokens=min(max_tokens, positions or max_tokens))
         tokenizer = TextTokenizer(hf_tokenizer, spec.max_tokens, spec.include_prompt, chunk_overlap)
         log.info(
-            "loaded %s (%s) on %s as %s, max %d tokens, %s pooling",
+            "loaded %s (%s) on %s as %s (backend %s), max %d tokens, %s pooling",
             model_id,
             config.model_type,
             torch_device,
             torch_dtype,
+            backend,
             spec.max_tokens,
             spec.pooling.value,
         )
@@ -204,7 +208,10 @@ def _pool(
     if token_keys:
         key_rows = torch.tensor([row for row, _, _ in token_keys], device=hidden.device)
         picks = torch.tensor(
-            [0 if mode is PoolingMode.CLS else int(lengths[row]) - 1 for row, _, mode in token_keys],
+            [
+                0 if mode is PoolingMode.CLS else int(lengths[row]) - 1
+                for row, _, mode in token_keys
+            ],
             device=hidden.device,
         )
         pooled.update(zip(token_keys, hidden[key_rows, picks].cpu().numpy(), strict=True))
