@@ -59,6 +59,6 @@ def quantize_int8(model: Any) -> Any:
         # torch.ao.quantization warns that it is deprecated in favour of torchao, an
         # extra dependency; its dynamic int8 linear path is still the one torch ships.
         warnings.simplefilter("ignore")
-        quantized = quantize_dynamic(model, layers, dtype=torch.qint8)
+        quantized = quantize_dynamic(model, layers, dtype=torch.qint8)  # type: ignore[no-untyped-call]
     log.info("%d linear layers quantized to int8 (dynamic activations)", len(layers))
     return quantized
