@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from embedserve.connectors import RetryPolicy, StoreError, VectorStore, open_store
 from embedserve.server.auth import load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
+from embedserve.server.batch_cost import calibrate_model
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.config import Settings
 from embedserve.server.connlimit import ConnectionLimitInterceptor
@@ -177,6 +178,7 @@ class EmbedServer:
                     settings.dtype,
                     settings.max_tokens,
                     settings.chunk_overlap_tokens,
+                    settings.backend,
                 ),
             )
         limits = BatchLimits(
@@ -187,7 +189,13 @@ class EmbedServer:
             sort_window=settings.sort_window,
             max_padding_share=settings.max_padding_share,
         )
-        self._batcher = Batcher(self.model.compute, limits, self._model_executor, self.metrics)
+        cost = None
+        if settings.calibrate_batches:
+            cost = await loop.run_in_executor(self._model_executor, calibrate_model, self.model)
+            self.metrics.observe_pass_cost(cost.fixed_s, cost.per_token_s)
+        self._batcher = Batcher(
+            self.model.compute, limits, self._model_executor, self.metrics, cost
+        )
         self._batcher.start()
         embedder = Embedder(
             self.model,

@@ -1,12 +1,15 @@
 """Dynamic batching: one owner task cuts padded-cost-bounded batches from a queue.
 
 Requests of all clients are queued as windows (one per input or chunk). The
-owner waits briefly for company while the model is idle, then cuts a batch
-around the oldest window from a length-sorted view of the queue, so that
-similar lengths run together and padding stays small. The model runs on its
-own thread; tokenisation of later requests proceeds on the event loop's
-executor meanwhile. Every window has a future that is always resolved: with
-its vector, with the batch's error, or with DEADLINE_EXCEEDED.
+owner waits briefly for company, then cuts a batch around the oldest window
+from a length-sorted view of the queue, so that similar lengths run together.
+With a calibrated ``PassCost`` the batch size is the one that maximises real
+tokens per second (a fixed cost per pass favours company, padding costs per
+token); without one, a batch stops growing at ``max_padding_share`` of
+padding. The model runs on its own thread; tokenisation of later requests
+proceeds on the event loop's executor meanwhile. Every window has a future
+that is always resolved: with its vector, with the batch's error, or with
+DEADLINE_EXCEEDED.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
+from embedserve.server.batch_cost import PassCost
 from embedserve.server.errors import DeadlineExpired, EmbedServeError, InferenceFailed, Overloaded
 from embedserve.server.metrics import Metrics
 from embedserve.server.windows import FloatArray, Window
@@ -60,10 +64,16 @@ class _Pending:
 
 class Batcher:
     def __init__(
-        self, compute: ComputeFn, limits: BatchLimits, executor: Executor, metrics: Metrics
+        self,
+        compute: ComputeFn,
+        limits: BatchLimits,
+        executor: Executor,
+        metrics: Metrics,
+        cost: PassCost | None = None,
     ) -> None:
         self._compute = compute
         self.limits = limits
+        self.cost = cost
         self._executor = executor
         self._metrics = metrics
         self._queue: collections.deque[_Pending] = collections.deque()
@@ -141,13 +151,19 @@ class Batcher:
                 log.exception("batcher loop error")
 
     async def _wait_for_work(self) -> None:
+        idle = not self._queue
         while not self._queue:
             self._arrived.clear()
             await self._arrived.wait()
-        # The model is idle: give concurrent callers a moment to join a small batch.
-        wait_until = time.monotonic() + self.limits.max_wait_ms / 1000.0
+        # Idle model: give concurrent callers up to max_wait_ms to join. Busy model (work
+        # queued while the last pass ran): callers keep arriving, so wait while they do
+        # (each arrival within max_wait_ms of the last), up to one pass's fixed cost:
+        # never more than a pass of its own would have cost.
+        gap = self.limits.max_wait_ms / 1000.0
+        started = time.monotonic()
+        budget = gap if idle or self.cost is None else max(gap, self.cost.fixed_s)
         while not self._has_full_batch():
-            remaining = wait_until - time.monotonic()
+            remaining = min(started + budget, time.monotonic() + gap) - time.monotonic()
             if remaining <= 0:
                 break
             self._arrived.clear()
@@ -160,10 +176,13 @@ class Batcher:
         limits = self.limits
         if len(self._queue) >= limits.max_batch_size:
             return True
-        return self._queued_cost >= limits.max_batch_tokens
+        enough = limits.max_batch_tokens
+        if self.cost is not None:
+            enough = min(enough, self.cost.efficient_tokens)
+        return self._queued_cost >= enough
 
     def _cut(self) -> list[_Pending]:
-        """Take a low-padding batch around the oldest live window."""
+        """Take a batch around the oldest live window; put the rest back in front."""
         now = time.monotonic()
         live: list[_Pending] = []
         while self._queue and len(live) < self.limits.sort_window:
@@ -177,10 +196,27 @@ class Batcher:
             live.append(item)
         if not live:
             return []
+        chosen = set(self._choose(live))
+        batch = [live[i] for i in sorted(chosen)]
+        # Put the rest back at the front, oldest first, ahead of newer arrivals.
+        rest = [live[i] for i in range(len(live)) if i not in chosen]
+        self._queue.extendleft(reversed(rest))
+        self._queued_cost += sum(item.cost for item in rest)
+        return batch
+
+    def _choose(self, live: list[_Pending]) -> list[int]:
+        """Indices into ``live`` (oldest first) of the batch to run next.
+
+        The batch grows around the oldest window in length order, each step adding
+        the neighbour that adds the least padding, within the hard caps. With a
+        pass cost, the step with the most real tokens per second wins (ties: the
+        larger batch); without one, growth stops at ``max_padding_share``.
+        """
+        limits = self.limits
         order = sorted(range(len(live)), key=lambda i: live[i].cost)
         lo = hi = order.index(0)  # live[0] is the oldest
         longest, total = live[0].cost, live[0].cost
-        limits = self.limits
+        best, best_rate = (lo, hi), self._rate(total, longest)
         while hi - lo + 1 < limits.max_batch_size:
             count = hi - lo + 1
             options: list[tuple[int, int, int]] = []  # (added waste, new lo, new hi)
@@ -198,16 +234,19 @@ class Batcher:
             padded = (count + 1) * new_longest
             if padded > limits.max_batch_tokens:
                 break
-            if count >= 2 and (padded - total - added.cost) > limits.max_padding_share * padded:
+            waste = padded - total - added.cost
+            if self.cost is None and count >= 2 and waste > limits.max_padding_share * padded:
                 break
             lo, hi, longest, total = new_lo, new_hi, new_longest, total + added.cost
-        chosen = set(order[lo : hi + 1])
-        batch = [live[i] for i in sorted(chosen)]
-        # Put the rest back at the front, oldest first, ahead of newer arrivals.
-        rest = [live[i] for i in range(len(live)) if i not in chosen]
-        self._queue.extendleft(reversed(rest))
-        self._queued_cost += sum(item.cost for item in rest)
-        return batch
+            rate = self._rate(total, padded)
+            if rate >= best_rate:
+                best, best_rate = (lo, hi), rate
+        if self.cost is None:
+            best = (lo, hi)
+        return order[best[0] : best[1] + 1]
+
+    def _rate(self, real_tokens: int, padded_tokens: int) -> float:
+        return 0.0 if self.cost is None else self.cost.rate(real_tokens, padded_tokens)
 
     async def _execute(self, batch: list[_Pending]) -> None:
         started = time.monotonic()

@@ -19,6 +19,7 @@ class Settings:
     port: int = 50051
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    backend: str = "torch"  # torch | torch-int8 (CPU: int8 linear layers, bench/backends.py)
     max_tokens: int = 0  # 0: the model's own maximum
     # Batching
     # Padded cost (longest input x count) of one batch; 0: 16384 on a GPU, 2048 on a CPU,
@@ -29,6 +30,9 @@ class Settings:
     max_queue_items: int = 100_000
     sort_window: int = 2048  # queued inputs considered together when cutting a batch
     max_padding_share: float = 0.10  # a batch stops growing past this share of padding
+    # Time a few passes at warm-up and size batches by that cost (fixed per pass + per
+    # token); max_padding_share then applies only if calibration is off.
+    calibrate_batches: bool = True
     chunk_overlap_tokens: int = 128
     # Request limits
     max_inputs_per_request: int = 2048

@@ -47,6 +47,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.pass_cost = Gauge(
+            "embedserve_pass_cost_seconds",
+            "Calibrated forward-pass cost: fixed per pass, and per padded token",
+            ["part"],
+            registry=self.registry,
+        )
+
         self.ingest_documents = Counter(
             "embedserve_ingest_documents",
             "Documents acknowledged by ingestion streams (durably written)",
@@ -79,6 +86,10 @@ class Metrics:
         self.real_tokens.inc(real_tokens)
         self.padded_tokens.inc(padded_tokens)
         self.batch_seconds.observe(seconds)
+
+    def observe_pass_cost(self, fixed_s: float, per_token_s: float) -> None:
+        self.pass_cost.labels(part="fixed").set(fixed_s)
+        self.pass_cost.labels(part="per_token").set(per_token_s)
 
     def padding_share(self) -> float:
         """Share of computed tokens that were padding, since start."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from embedserve.server.backends import apply_backend
 from embedserve.server.errors import InferenceFailed, ModelLoadError
 from embedserve.server.model_spec import (
     ModelSpec,
@@ -81,6 +82,7 @@ class EncoderModel:
         dtype: str = "auto",
         max_tokens: int = 0,
         chunk_overlap: int = 128,
+        backend: str = "torch",
     ) -> EncoderModel:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -99,17 +101,19 @@ class EncoderModel:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
+        model = apply_backend(model, backend, torch_device, torch_dtype)
         positions = getattr(config, "max_position_embeddings", None)
         spec = read_model_spec(model_id, path, positions)
         if max_tokens:
             spec = dataclasses.replace(spec, max_tokens=min(max_tokens, positions or max_tokens))
         tokenizer = TextTokenizer(hf_tokenizer, spec.max_tokens, spec.include_prompt, chunk_overlap)
         log.info(
-            "loaded %s (%s) on %s as %s, max %d tokens, %s pooling",
+            "loaded %s (%s) on %s as %s (backend %s), max %d tokens, %s pooling",
             model_id,
             config.model_type,
             torch_device,
             torch_dtype,
+            backend,
             spec.max_tokens,
             spec.pooling.value,
         )

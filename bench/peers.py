@@ -1,0 +1,489 @@
+"""Peers: sentence-transformers, Infinity and embedserve on the same model and texts, one run.
+
+For each corpus (``short``: ~20 tokens per text, the shape of online search
+traffic; ``mixed``: 5 to 300 tokens, log-uniform) and the packaged MiniLM:
+
+- ``sentence-transformers``: ``encode(batch_size=64)`` in this process, the
+  offline reference;
+- ``embedserve`` over gRPC (``bench/metrics_server.py`` in its own process),
+  once per ``--backends`` entry;
+- ``Infinity`` (``infinity-emb``, HTTP, in its own virtualenv under
+  ``--cache-dir``, created on first use; it runs offline from the model
+  folder), once per ``--infinity-engines`` entry;
+
+each server with two loads: one batching client (256 texts per request, 4
+requests in flight) and 64 clients, each with its own connection, sending one
+text per request and the next when the answer arrives. Every configuration
+runs for ``--seconds`` after a short warm-up; texts/s, tokens/s (real tokens,
+MiniLM's tokenizer, cut at 256) and per-request p50/p99 latency are reported,
+with ratios to sentence-transformers and to the best Infinity engine, and
+``/proc/loadavg`` before and after each configuration (the machine may be
+shared).
+
+    .venv/bin/python bench/peers.py [--seconds 25] [--backends torch,torch-int8]
+        [--infinity-engines torch] [--out docs/benchmarks.md] [--json bench/results/peers.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+from embedding_throughput import (
+    ServerProcess,
+    machine_info,
+    make_corpus,
+    min_cosine,
+    portable,
+    replace_section,
+    resolve_model,
+)
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+INFINITY_VERSION = "0.0.78"
+SECTION = "Peers: sentence-transformers, Infinity, embedserve (CPU)"
+CLIENTS = 64
+BATCH_REQUEST = 256  # texts per request of the batching client
+BATCH_INFLIGHT = 4
+WARMUP_S = 3.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+# -- the measured loads --------------------------------------------------------------------------
+
+# One request: texts in, one vector per text out.
+EmbedFn = Callable[[list[str]], Awaitable[np.ndarray]]
+
+
+class Tally:
+    def __init__(self, tokens: dict[str, int]) -> None:
+        self._tokens = tokens
+        self.texts = 0
+        self.token_sum = 0
+        self.latencies: list[float] = []
+
+    def add(self, texts: Sequence[str], seconds: float) -> None:
+        self.texts += len(texts)
+        self.token_sum += sum(self._tokens[t] for t in texts)
+        self.latencies.append(seconds)
+
+    def row(self, seconds: float) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        return {
+            "texts_per_s": self.texts / seconds,
+            "tokens_per_s": self.token_sum / seconds,
+            "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
+            "requests": len(lat),
+            "texts": self.texts,
+            "seconds": seconds,
+        }
+
+
+async def drive(
+    openers: Sequence[Callable[[], Awaitable[EmbedFn]]],
+    texts: list[str],
+    per_request: int,
+    seconds: float,
+    tally: Tally,
+) -> float:
+    """Each worker sends the next ``per_request`` texts when its last answer is back."""
+    embedders = [await open_one() for open_one in openers]
+    position = 0
+
+    def next_texts() -> list[str]:
+        nonlocal position
+        chunk = [texts[(position + i) % len(texts)] for i in range(per_request)]
+        position += per_request
+        return chunk
+
+    async def worker(embed: EmbedFn, until: float, record: bool) -> None:
+        while time.perf_counter() < until:
+            chunk = next_texts()
+            sent = time.perf_counter()
+            await embed(chunk)
+            if record:
+                tally.add(chunk, time.perf_counter() - sent)
+
+    warm_until = time.perf_counter() + WARMUP_S
+    await asyncio.gather(*(worker(e, warm_until, False) for e in embedders))
+    started = time.perf_counter()
+    until = started + seconds
+    await asyncio.gather(*(worker(e, until, True) for e in embedders))
+    return time.perf_counter() - started
+
+
+# -- embedserve over gRPC -----------------------------------------------------------------------
+
+
+def grpc_opener(target: str) -> Callable[[], Awaitable[EmbedFn]]:
+    async def open_one() -> EmbedFn:
+        import grpc
+
+        from embedserve.v1 import embedding_pb2 as pb
+        from embedserve.v1 import embedding_pb2_grpc as pb_grpc
+
+        # Its own connection, as a separate client process would have.
+        channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        await asyncio.wait_for(channel.channel_ready(), 60)
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+
+        async def embed(texts: list[str]) -> np.ndarray:
+            response = await stub.Embed(pb.EmbedRequest(inputs=texts), timeout=600)
+            return np.asarray([e.values for e in response.embeddings], dtype=np.float32)
+
+        return embed
+
+    return open_one
+
+
+# -- Infinity over HTTP -------------------------------------------------------------------------
+
+
+def http_opener(port: int, model: str) -> Callable[[], Awaitable[EmbedFn]]:
+    """A minimal keep-alive HTTP/1.1 JSON client on asyncio streams (no extra dependency)."""
+
+    async def open_one() -> EmbedFn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def embed(texts: list[str]) -> np.ndarray:
+            body = json.dumps({"model": model, "input": texts}).encode()
+            head = (
+                f"POST /embeddings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            status = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            payload = await reader.readexactly(length)
+            if b" 200 " not in status:
+                raise RuntimeError(f"Infinity answered {status!r}: {payload[:300]!r}")
+            data = json.loads(payload)["data"]
+            return np.asarray([d["embedding"] for d in data], dtype=np.float32)
+
+        return embed
+
+    return open_one
+
+
+def infinity_python(cache_dir: Path) -> Path:
+    """The Infinity virtualenv's interpreter; created and installed on first use."""
+    venv = cache_dir / f"infinity-{INFINITY_VERSION}"
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    if not stamp.exists():
+        log(f"installing infinity-emb {INFINITY_VERSION} into its own virtualenv (once)")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        spec = f"infinity-emb[server,torch]=={INFINITY_VERSION}"
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", spec], check=True)
+        stamp.touch()
+    return python
+
+
+class InfinityServer:
+    def __init__(self, python: Path, model_path: str, engine: str, port: int) -> None:
+        self.port = port
+        self.name = "bench-model"
+        command = [
+            str(python.parent / "infinity_emb"),
+            "v2",
+            "--model-id",
+            model_path,
+            "--served-model-name",
+            self.name,
+            "--engine",
+            engine,
+            "--device",
+            "cpu",
+            "--batch-size",
+            "64",
+            "--port",
+            str(port),
+            "--no-model-warmup",
+        ]
+        env = dict(os.environ, HF_HUB_OFFLINE="1", INFINITY_ANONYMOUS_USAGE_STATS="0")
+        self._log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"infinity-{engine}.log", "w")  # noqa: SIM115
+        self._proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"Infinity exited with code {self._proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(1.0)
+        raise TimeoutError("Infinity did not become healthy")
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._log.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+async def quality(
+    open_one: Callable[[], Awaitable[EmbedFn]], texts: list[str], reference: np.ndarray
+) -> float:
+    """The lowest cosine between a server's vectors and sentence-transformers' ones."""
+    embed = await open_one()
+    return min_cosine(await embed(texts), reference)
+
+
+def measure_server(
+    name: str,
+    opener: Callable[[], Callable[[], Awaitable[EmbedFn]]],
+    corpora: dict[str, list[str]],
+    tokens: dict[str, int],
+    reference: dict[str, np.ndarray],
+    seconds: float,
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for corpus, texts in corpora.items():
+        cosine = asyncio.run(quality(opener(), texts[:BATCH_REQUEST], reference[corpus]))
+        for load, workers, per_request in (
+            ("1 batching client", BATCH_INFLIGHT, BATCH_REQUEST),
+            (f"{CLIENTS} one-text clients", CLIENTS, 1),
+        ):
+            before = loadavg()
+            tally = Tally(tokens)
+            elapsed = asyncio.run(
+                drive([opener() for _ in range(workers)], texts, per_request, seconds, tally)
+            )
+            row = {"engine": name, "corpus": corpus, "load": load, **tally.row(elapsed)}
+            row.update(min_cosine=cosine, loadavg_before=before, loadavg_after=loadavg())
+            log(f"{name} {corpus} {load}: {row['texts_per_s']:.1f} texts/s")
+            rows.append(row)
+    return rows
+
+
+def measure_st(
+    st: Any, corpora: dict[str, list[str]], tokens: dict[str, int], seconds: float
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    rows: list[dict[str, Any]] = []
+    reference: dict[str, np.ndarray] = {}
+    for corpus, texts in corpora.items():
+        reference[corpus] = st.encode(
+            texts[:BATCH_REQUEST], batch_size=64, normalize_embeddings=True
+        )
+        before = loadavg()
+        tally = Tally(tokens)
+        position = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            # One batch per call, so the run stops close to its time limit.
+            chunk = [texts[(position + i) % len(texts)] for i in range(64)]
+            position += 64
+            sent = time.perf_counter()
+            st.encode(chunk, batch_size=64, normalize_embeddings=True)
+            tally.add(chunk, time.perf_counter() - sent)
+        row = {"engine": "sentence-transformers", "corpus": corpus, "load": "in-process, batch 64"}
+        row.update(tally.row(time.perf_counter() - started))
+        row.update(min_cosine=1.0, loadavg_before=before, loadavg_after=loadavg())
+        log(f"sentence-transformers {corpus}: {row['texts_per_s']:.1f} texts/s")
+        rows.append(row)
+    return rows, reference
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    st = {r["corpus"]: r["texts_per_s"] for r in rows if r["engine"] == "sentence-transformers"}
+    best_infinity: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r["engine"].startswith("Infinity"):
+            key = (r["corpus"], r["load"])
+            best_infinity[key] = max(best_infinity.get(key, 0.0), r["texts_per_s"])
+    for r in rows:
+        r["vs_st"] = r["texts_per_s"] / st[r["corpus"]]
+        best = best_infinity.get((r["corpus"], r["load"]))
+        r["vs_best_infinity"] = r["texts_per_s"] / best if best else None
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"## {SECTION}",
+        "",
+        f"Measured {report['date']} by `bench/peers.py`, one run, {report['seconds']:.0f} s per "
+        f"configuration after a {WARMUP_S:.0f} s warm-up.",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs: see the load "
+        f"averages); Python {m['python']}, torch {m['torch']}, transformers "
+        f"{m['transformers']}, sentence-transformers {m['sentence_transformers']}, "
+        f"Infinity {INFINITY_VERSION} in its own virtualenv.",
+        "- Model: the packaged all-MiniLM-L6-v2 for every engine, on the CPU.",
+        f"- Corpora: {report['corpora_note']}",
+        f"- Loads: sentence-transformers `encode(batch_size=64)` in-process; for the servers, "
+        f"one batching client ({BATCH_REQUEST} texts per request, {BATCH_INFLIGHT} in flight), "
+        f"or {CLIENTS} clients with a connection each and one text per request. Latency is per "
+        "request.",
+        "",
+        "| corpus | engine | load | texts/s | tokens/s | p50 ms | p99 ms "
+        "| vs sentence-transformers | vs best Infinity | min cosine | loadavg before / after |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report["rows"]:
+        vs_inf = "" if r["vs_best_infinity"] is None else f"{r['vs_best_infinity']:.2f}x"
+        lines.append(
+            f"| {r['corpus']} | {r['engine']} | {r['load']} | {r['texts_per_s']:,.1f} | "
+            f"{r['tokens_per_s']:,.0f} | {r['p50_ms']:,.1f} | {r['p99_ms']:,.1f} | "
+            f"{r['vs_st']:.2f}x | {vs_inf} | {r['min_cosine']:.4f} | "
+            f"{r['loadavg_before']} / {r['loadavg_after']} |"
+        )
+    if report["failures"]:
+        lines += ["", "Did not run:", ""]
+        lines += [f"- {name}: {reason}" for name, reason in report["failures"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=25.0)
+    parser.add_argument("--texts", type=int, default=2000, help="texts per corpus")
+    parser.add_argument("--backends", default="torch", help="embedserve backends, comma-separated")
+    parser.add_argument("--infinity-engines", default="torch", help="comma-separated; '' skips")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path.home() / ".cache" / "embedserve-bench"
+    )
+    parser.add_argument("--server-set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "peers.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    model_path = resolve_model("minilm")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    corpora = {
+        "short": make_corpus(args.texts, seed=20261202, min_tokens=15, max_tokens=25),
+        "mixed": make_corpus(args.texts, seed=20261101),
+    }
+    tokens: dict[str, int] = {}
+    for texts in corpora.values():
+        counts = tokenizer(texts)["input_ids"]
+        tokens.update((t, min(len(ids), 256)) for t, ids in zip(texts, counts, strict=True))
+    means = {c: statistics.mean(tokens[t] for t in texts) for c, texts in corpora.items()}
+
+    st = SentenceTransformer(model_path, device="cpu")
+    rows, reference = measure_st(st, corpora, tokens, args.seconds)
+    del st
+    failures: dict[str, str] = {}
+
+    for backend in [b for b in args.backends.split(",") if b]:
+        settings = [f"backend={backend}", *args.server_set]
+        server = ServerProcess("minilm", "cpu", settings, 0)
+        try:
+            server.wait_ready()
+            target = server.target
+            rows += measure_server(
+                f"embedserve {backend}",
+                lambda target=target: grpc_opener(target),
+                corpora,
+                tokens,
+                reference,
+                args.seconds,
+            )
+        finally:
+            server.stop()
+
+    for engine in [e for e in args.infinity_engines.split(",") if e]:
+        name = f"Infinity {engine}"
+        try:
+            python = infinity_python(args.cache_dir)
+            server_inf = InfinityServer(python, model_path, engine, free_port())
+        except (OSError, subprocess.CalledProcessError) as exc:
+            failures[name] = f"could not be installed: {exc}"
+            continue
+        try:
+            server_inf.wait_ready()
+            port, served = server_inf.port, server_inf.name
+            rows += measure_server(
+                name,
+                lambda port=port, served=served: http_opener(port, served),
+                corpora,
+                tokens,
+                reference,
+                args.seconds,
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            failures[name] = str(exc)
+            log(f"{name} failed: {exc}")
+        finally:
+            server_inf.stop()
+
+    add_ratios(rows)
+    report = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info("cpu"),
+        "seconds": args.seconds,
+        "corpora_note": (
+            f"`short`: {args.texts} texts of 15 to 25 tokens (mean {means['short']:.1f}); "
+            f"`mixed`: {args.texts} texts of 5 to 300 tokens, log-uniform (mean "
+            f"{means['mixed']:.1f}, cut at 256); English-like words of MiniLM's vocabulary, "
+            "cycled when a configuration needs more."
+        ),
+        "rows": rows,
+        "failures": failures,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(portable(json.dumps(report, indent=2)) + "\n")
+    section = markdown(report)
+    document = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(replace_section(document, SECTION, portable(section)))
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
