@@ -41,8 +41,8 @@ SECTION = "Inference backends (CPU): float32 and int8"
 
 
 def embed_all(model: Any, texts: Sequence[str], batch: int = 32) -> np.ndarray:
-    from embedserve.server.model import Window
     from embedserve.server.tokenization import Overflow
+    from embedserve.server.windows import Window
 
     encoded = model.tokenizer.encode(list(texts), "", Overflow.TRUNCATE_RIGHT)
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i].windows[0]))

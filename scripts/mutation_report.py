@@ -39,7 +39,7 @@ def main(results_file: str, out_file: str) -> None:
     lines += ["", "## Surviving mutants", ""]
     lines += [f"- `{name}`" for name in survivors] or ["none"]
     Path(out_file).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:8 + len(counts)]))
+    print("\n".join(lines[: 8 + len(counts)]))
 
 
 def _row(module: str, counter: collections.Counter[str]) -> str:

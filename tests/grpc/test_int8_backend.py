@@ -46,8 +46,8 @@ def test_int8_vectors_match_float32_and_keep_retrieval_quality(start_server, min
 
 
 def _embed_local(model: EncoderModel, texts: list[str]) -> list[np.ndarray]:
-    from embedserve.server.model import Window
     from embedserve.server.tokenization import Overflow
+    from embedserve.server.windows import Window
 
     encoded = model.tokenizer.encode(texts, "", Overflow.TRUNCATE_RIGHT)
     return model.compute([Window(t.windows[0], t.pool_start) for t in encoded])

@@ -11,7 +11,7 @@ import pytest
 from embedserve.server.batch_cost import PassCost, calibrate, calibrate_model, fit
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.metrics import Metrics
-from embedserve.server.model import Window
+from embedserve.server.windows import Window
 
 
 def test_fit_recovers_a_line_and_keeps_both_terms_non_negative() -> None:

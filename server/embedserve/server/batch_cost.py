@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 
-from embedserve.server.model import EncoderModel, Window
+from embedserve.server.windows import Encoder, Window
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,10 @@ CALIBRATION_TEXT = (
 
 
 # One calibration per loaded model, however many servers share it.
-_calibrated: weakref.WeakKeyDictionary[EncoderModel, PassCost] = weakref.WeakKeyDictionary()
+_calibrated: weakref.WeakKeyDictionary[Encoder, PassCost] = weakref.WeakKeyDictionary()
 
 
-def calibrate_model(model: EncoderModel) -> PassCost:
+def calibrate_model(model: Encoder) -> PassCost:
     """Calibrate ``model`` on token ids of its own vocabulary; logs the fitted line."""
     from embedserve.server.tokenization import Overflow
 
