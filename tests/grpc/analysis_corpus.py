@@ -20,13 +20,23 @@ TOPIC_WORDS = {
 }
 
 
-def rows() -> list[dict[str, Any]]:
+def documents() -> list[dict[str, Any]]:
+    """The file's lines: {id, text, payload: {topic, duplicate_of (planted ones only)}}."""
     with open(CORPUS, encoding="utf-8") as file:
         return [json.loads(line) for line in file]
 
 
-def documents() -> list[dict[str, Any]]:
-    return [{"id": r["id"], "text": r["text"], "payload": {"topic": r["topic"]}} for r in rows()]
+def rows() -> list[dict[str, Any]]:
+    """Flat: id, text, topic, duplicate_of (None for originals)."""
+    return [
+        {
+            "id": d["id"],
+            "text": d["text"],
+            "topic": d["payload"]["topic"],
+            "duplicate_of": d["payload"].get("duplicate_of"),
+        }
+        for d in documents()
+    ]
 
 
 def planted_pairs() -> set[tuple[str, str]]:

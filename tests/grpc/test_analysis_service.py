@@ -114,8 +114,10 @@ def test_cluster_texts_with_hdbscan(client: EmbedClient) -> None:
         assert response.clusters[-1].label == -1 and response.clusters[-1].size == noise
 
 
-def test_find_duplicates_recovers_planted_pairs(client: EmbedClient) -> None:
-    response = client.find_duplicates("corpus", threshold=0.9)
+@pytest.mark.parametrize("method", ["store_queries", "exact_blocks"])
+def test_find_duplicates_recovers_planted_pairs(client: EmbedClient, method: str) -> None:
+    response = client.find_duplicates("corpus", threshold=0.9, method=method)
+    assert response.method == {"store_queries": 1, "exact_blocks": 2}[method]
     found = {(min(p.a, p.b), max(p.a, p.b)) for p in response.pairs}
     planted = planted_pairs()
     hits = len(found & planted)

@@ -16,8 +16,10 @@ from embedserve.server.analysis_cluster import (
     nearest_centre,
 )
 from embedserve.server.analysis_duplicates import (
+    BLOCK_ROWS,
     DuplicateSettings,
     PairCollector,
+    compare_in_blocks,
     groups_of,
     histogram,
 )
@@ -122,3 +124,22 @@ def test_impossible_settings_name_the_field(
 ) -> None:
     with pytest.raises(InvalidArgument, match=message):
         cluster_vectors(np.eye(points, 8, dtype=np.float32), settings)
+
+
+def test_blocks_find_the_same_pairs_as_the_full_matrix() -> None:
+    rng = np.random.default_rng(5)
+    n = BLOCK_ROWS + 37  # two blocks, the second partial
+    x = rng.standard_normal((n, 6)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"d{i}" for i in range(n)]
+    collector = PairCollector(threshold=0.99)
+    compare_in_blocks(ids, x, collector, max_neighbors=n)
+    full = x @ x.T
+    expected = {
+        (min(ids[i], ids[j]), max(ids[i], ids[j]))
+        for i, j in zip(*np.nonzero(full >= 0.99), strict=True)
+        if i != j
+    }
+    assert {(a, b) for a, b, _ in collector.ranked_pairs()} == expected and expected
+    np.fill_diagonal(full, -np.inf)
+    assert collector.best == pytest.approx({ids[i]: float(full[i].max()) for i in range(n)})

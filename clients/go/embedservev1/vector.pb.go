@@ -290,6 +290,62 @@ func (ClusterAlgorithm) EnumDescriptor() ([]byte, []int) {
 	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{4}
 }
 
+type DuplicateMethod int32
+
+const (
+	// EXACT_BLOCKS when the matching vectors fit in 1 GiB of memory, else
+	// STORE_QUERIES.
+	DuplicateMethod_DUPLICATE_METHOD_UNSPECIFIED DuplicateMethod = 0
+	// One neighbour query against the store per document (its index, its
+	// filter); memory holds one page. Costs one search per document.
+	DuplicateMethod_DUPLICATE_METHOD_STORE_QUERIES DuplicateMethod = 1
+	// Vectors read by scroll, compared exactly block by block (1024 rows
+	// against all at a time); memory holds the vectors and one block's scores,
+	// never the full matrix.
+	DuplicateMethod_DUPLICATE_METHOD_EXACT_BLOCKS DuplicateMethod = 2
+)
+
+// Enum value maps for DuplicateMethod.
+var (
+	DuplicateMethod_name = map[int32]string{
+		0: "DUPLICATE_METHOD_UNSPECIFIED",
+		1: "DUPLICATE_METHOD_STORE_QUERIES",
+		2: "DUPLICATE_METHOD_EXACT_BLOCKS",
+	}
+	DuplicateMethod_value = map[string]int32{
+		"DUPLICATE_METHOD_UNSPECIFIED":   0,
+		"DUPLICATE_METHOD_STORE_QUERIES": 1,
+		"DUPLICATE_METHOD_EXACT_BLOCKS":  2,
+	}
+)
+
+func (x DuplicateMethod) Enum() *DuplicateMethod {
+	p := new(DuplicateMethod)
+	*p = x
+	return p
+}
+
+func (x DuplicateMethod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DuplicateMethod) Descriptor() protoreflect.EnumDescriptor {
+	return file_embedserve_v1_vector_proto_enumTypes[5].Descriptor()
+}
+
+func (DuplicateMethod) Type() protoreflect.EnumType {
+	return &file_embedserve_v1_vector_proto_enumTypes[5]
+}
+
+func (x DuplicateMethod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DuplicateMethod.Descriptor instead.
+func (DuplicateMethod) EnumDescriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{5}
+}
+
 // Collection settings. Unset fields take the defaults named here.
 type CollectionConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3624,7 +3680,9 @@ type FindDuplicatesRequest struct {
 	// Pairs returned, best first. Default: 1000.
 	MaxPairs *uint32 `protobuf:"varint,5,opt,name=max_pairs,json=maxPairs,proto3,oneof" json:"max_pairs,omitempty"`
 	// Include each document's stored text. Default: true.
-	WithText      *bool `protobuf:"varint,6,opt,name=with_text,json=withText,proto3,oneof" json:"with_text,omitempty"`
+	WithText *bool `protobuf:"varint,6,opt,name=with_text,json=withText,proto3,oneof" json:"with_text,omitempty"`
+	// Default: AUTO.
+	Method        DuplicateMethod `protobuf:"varint,7,opt,name=method,proto3,enum=embedserve.v1.DuplicateMethod" json:"method,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3699,6 +3757,13 @@ func (x *FindDuplicatesRequest) GetWithText() bool {
 		return *x.WithText
 	}
 	return false
+}
+
+func (x *FindDuplicatesRequest) GetMethod() DuplicateMethod {
+	if x != nil {
+		return x.Method
+	}
+	return DuplicateMethod_DUPLICATE_METHOD_UNSPECIFIED
 }
 
 type DuplicatePair struct {
@@ -3886,8 +3951,10 @@ type FindDuplicatesResponse struct {
 	// Pairs found before max_pairs cut the list.
 	PairsTotal uint64 `protobuf:"varint,5,opt,name=pairs_total,json=pairsTotal,proto3" json:"pairs_total,omitempty"`
 	// Stored texts of the ids in pairs (with_text).
-	Texts         map[string]string `protobuf:"bytes,6,rep,name=texts,proto3" json:"texts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	ElapsedMs     float64           `protobuf:"fixed64,7,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	Texts     map[string]string `protobuf:"bytes,6,rep,name=texts,proto3" json:"texts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ElapsedMs float64           `protobuf:"fixed64,7,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	// The method that ran (never UNSPECIFIED).
+	Method        DuplicateMethod `protobuf:"varint,8,opt,name=method,proto3,enum=embedserve.v1.DuplicateMethod" json:"method,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3969,6 +4036,13 @@ func (x *FindDuplicatesResponse) GetElapsedMs() float64 {
 		return x.ElapsedMs
 	}
 	return 0
+}
+
+func (x *FindDuplicatesResponse) GetMethod() DuplicateMethod {
+	if x != nil {
+		return x.Method
+	}
+	return DuplicateMethod_DUPLICATE_METHOD_UNSPECIFIED
 }
 
 var File_embedserve_v1_vector_proto protoreflect.FileDescriptor
@@ -4262,7 +4336,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	" \x01(\x01R\telapsedMs\x1a@\n" +
 	"\x12SilhouetteByKEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xb3\x02\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xeb\x02\n" +
 	"\x15FindDuplicatesRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -4271,7 +4345,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06filter\x18\x03 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x12(\n" +
 	"\rmax_neighbors\x18\x04 \x01(\rH\x01R\fmaxNeighbors\x88\x01\x01\x12 \n" +
 	"\tmax_pairs\x18\x05 \x01(\rH\x02R\bmaxPairs\x88\x01\x01\x12 \n" +
-	"\twith_text\x18\x06 \x01(\bH\x03R\bwithText\x88\x01\x01B\f\n" +
+	"\twith_text\x18\x06 \x01(\bH\x03R\bwithText\x88\x01\x01\x126\n" +
+	"\x06method\x18\a \x01(\x0e2\x1e.embedserve.v1.DuplicateMethodR\x06methodB\f\n" +
 	"\n" +
 	"_thresholdB\x10\n" +
 	"\x0e_max_neighborsB\f\n" +
@@ -4289,7 +4364,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\fHistogramBin\x12\x14\n" +
 	"\x05lower\x18\x01 \x01(\x02R\x05lower\x12\x14\n" +
 	"\x05upper\x18\x02 \x01(\x02R\x05upper\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x04R\x05count\"\xa7\x03\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\"\xdf\x03\n" +
 	"\x16FindDuplicatesResponse\x122\n" +
 	"\x05pairs\x18\x01 \x03(\v2\x1c.embedserve.v1.DuplicatePairR\x05pairs\x125\n" +
 	"\x06groups\x18\x02 \x03(\v2\x1d.embedserve.v1.DuplicateGroupR\x06groups\x129\n" +
@@ -4299,7 +4374,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"pairsTotal\x12F\n" +
 	"\x05texts\x18\x06 \x03(\v20.embedserve.v1.FindDuplicatesResponse.TextsEntryR\x05texts\x12\x1d\n" +
 	"\n" +
-	"elapsed_ms\x18\a \x01(\x01R\telapsedMs\x1a8\n" +
+	"elapsed_ms\x18\a \x01(\x01R\telapsedMs\x126\n" +
+	"\x06method\x18\b \x01(\x0e2\x1e.embedserve.v1.DuplicateMethodR\x06method\x1a8\n" +
 	"\n" +
 	"TextsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -4329,7 +4405,11 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x10ClusterAlgorithm\x12!\n" +
 	"\x1dCLUSTER_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CLUSTER_ALGORITHM_KMEANS\x10\x01\x12\x1d\n" +
-	"\x19CLUSTER_ALGORITHM_HDBSCAN\x10\x022\xd4\t\n" +
+	"\x19CLUSTER_ALGORITHM_HDBSCAN\x10\x02*z\n" +
+	"\x0fDuplicateMethod\x12 \n" +
+	"\x1cDUPLICATE_METHOD_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eDUPLICATE_METHOD_STORE_QUERIES\x10\x01\x12!\n" +
+	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xd4\t\n" +
 	"\rVectorService\x12c\n" +
 	"\x10CreateCollection\x12&.embedserve.v1.CreateCollectionRequest\x1a'.embedserve.v1.CreateCollectionResponse\x12`\n" +
 	"\x0fListCollections\x12%.embedserve.v1.ListCollectionsRequest\x1a&.embedserve.v1.ListCollectionsResponse\x12Z\n" +
@@ -4360,7 +4440,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 	return file_embedserve_v1_vector_proto_rawDescData
 }
 
-var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
@@ -4368,169 +4448,172 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(PayloadIndexKind)(0),            // 2: embedserve.v1.PayloadIndexKind
 	(RecommendStrategy)(0),           // 3: embedserve.v1.RecommendStrategy
 	(ClusterAlgorithm)(0),            // 4: embedserve.v1.ClusterAlgorithm
-	(*CollectionConfig)(nil),         // 5: embedserve.v1.CollectionConfig
-	(*CollectionInfo)(nil),           // 6: embedserve.v1.CollectionInfo
-	(*Vector)(nil),                   // 7: embedserve.v1.Vector
-	(*Document)(nil),                 // 8: embedserve.v1.Document
-	(*WriteOptions)(nil),             // 9: embedserve.v1.WriteOptions
-	(*CreateCollectionRequest)(nil),  // 10: embedserve.v1.CreateCollectionRequest
-	(*CreateCollectionResponse)(nil), // 11: embedserve.v1.CreateCollectionResponse
-	(*ListCollectionsRequest)(nil),   // 12: embedserve.v1.ListCollectionsRequest
-	(*ListCollectionsResponse)(nil),  // 13: embedserve.v1.ListCollectionsResponse
-	(*GetCollectionRequest)(nil),     // 14: embedserve.v1.GetCollectionRequest
-	(*GetCollectionResponse)(nil),    // 15: embedserve.v1.GetCollectionResponse
-	(*DeleteCollectionRequest)(nil),  // 16: embedserve.v1.DeleteCollectionRequest
-	(*DeleteCollectionResponse)(nil), // 17: embedserve.v1.DeleteCollectionResponse
-	(*UpsertRequest)(nil),            // 18: embedserve.v1.UpsertRequest
-	(*UpsertResponse)(nil),           // 19: embedserve.v1.UpsertResponse
-	(*IngestRequest)(nil),            // 20: embedserve.v1.IngestRequest
-	(*IngestResponse)(nil),           // 21: embedserve.v1.IngestResponse
-	(*IngestStreamRequest)(nil),      // 22: embedserve.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),     // 23: embedserve.v1.IngestStreamResponse
-	(*MatchValue)(nil),               // 24: embedserve.v1.MatchValue
-	(*MatchAny)(nil),                 // 25: embedserve.v1.MatchAny
-	(*RangeCondition)(nil),           // 26: embedserve.v1.RangeCondition
-	(*IsNull)(nil),                   // 27: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 28: embedserve.v1.HasId
-	(*Condition)(nil),                // 29: embedserve.v1.Condition
-	(*Filter)(nil),                   // 30: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 31: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 32: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 33: embedserve.v1.SearchRequest
-	(*SearchResponse)(nil),           // 34: embedserve.v1.SearchResponse
-	(*Example)(nil),                  // 35: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 36: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 37: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 38: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 39: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 40: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 41: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 42: embedserve.v1.DeleteResponse
-	(*CountRequest)(nil),             // 43: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 44: embedserve.v1.CountResponse
-	(*ScrollRequest)(nil),            // 45: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 46: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 47: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 48: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 49: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 50: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 51: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 52: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 53: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 54: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 55: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 56: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 57: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 58: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 59: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 60: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 61: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 62: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 63: embedserve.v1.Usage
-	(*Timings)(nil),                  // 64: embedserve.v1.Timings
+	(DuplicateMethod)(0),             // 5: embedserve.v1.DuplicateMethod
+	(*CollectionConfig)(nil),         // 6: embedserve.v1.CollectionConfig
+	(*CollectionInfo)(nil),           // 7: embedserve.v1.CollectionInfo
+	(*Vector)(nil),                   // 8: embedserve.v1.Vector
+	(*Document)(nil),                 // 9: embedserve.v1.Document
+	(*WriteOptions)(nil),             // 10: embedserve.v1.WriteOptions
+	(*CreateCollectionRequest)(nil),  // 11: embedserve.v1.CreateCollectionRequest
+	(*CreateCollectionResponse)(nil), // 12: embedserve.v1.CreateCollectionResponse
+	(*ListCollectionsRequest)(nil),   // 13: embedserve.v1.ListCollectionsRequest
+	(*ListCollectionsResponse)(nil),  // 14: embedserve.v1.ListCollectionsResponse
+	(*GetCollectionRequest)(nil),     // 15: embedserve.v1.GetCollectionRequest
+	(*GetCollectionResponse)(nil),    // 16: embedserve.v1.GetCollectionResponse
+	(*DeleteCollectionRequest)(nil),  // 17: embedserve.v1.DeleteCollectionRequest
+	(*DeleteCollectionResponse)(nil), // 18: embedserve.v1.DeleteCollectionResponse
+	(*UpsertRequest)(nil),            // 19: embedserve.v1.UpsertRequest
+	(*UpsertResponse)(nil),           // 20: embedserve.v1.UpsertResponse
+	(*IngestRequest)(nil),            // 21: embedserve.v1.IngestRequest
+	(*IngestResponse)(nil),           // 22: embedserve.v1.IngestResponse
+	(*IngestStreamRequest)(nil),      // 23: embedserve.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),     // 24: embedserve.v1.IngestStreamResponse
+	(*MatchValue)(nil),               // 25: embedserve.v1.MatchValue
+	(*MatchAny)(nil),                 // 26: embedserve.v1.MatchAny
+	(*RangeCondition)(nil),           // 27: embedserve.v1.RangeCondition
+	(*IsNull)(nil),                   // 28: embedserve.v1.IsNull
+	(*HasId)(nil),                    // 29: embedserve.v1.HasId
+	(*Condition)(nil),                // 30: embedserve.v1.Condition
+	(*Filter)(nil),                   // 31: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 32: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 33: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 34: embedserve.v1.SearchRequest
+	(*SearchResponse)(nil),           // 35: embedserve.v1.SearchResponse
+	(*Example)(nil),                  // 36: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 37: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 38: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 39: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 40: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 41: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 42: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 43: embedserve.v1.DeleteResponse
+	(*CountRequest)(nil),             // 44: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 45: embedserve.v1.CountResponse
+	(*ScrollRequest)(nil),            // 46: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 47: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 48: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 49: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 50: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 51: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 52: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 53: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 54: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 55: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 56: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 57: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 58: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 59: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 60: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 61: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 62: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 63: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 64: embedserve.v1.Usage
+	(*Timings)(nil),                  // 65: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	58, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	5,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
-	7,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	61, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	62, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
-	5,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
-	6,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	6,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	8,  // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
-	9,  // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	63, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	64, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
-	8,  // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
-	9,  // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	63, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
-	8,  // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
-	9,  // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	24, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	25, // 20: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	26, // 21: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	27, // 22: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	28, // 23: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	30, // 24: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	29, // 25: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	29, // 26: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	29, // 27: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	61, // 28: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	7,  // 29: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	7,  // 30: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	30, // 31: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	31, // 32: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	62, // 33: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	32, // 34: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	63, // 35: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	64, // 36: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	7,  // 37: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	35, // 38: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	35, // 39: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	59, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	6,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
+	8,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
+	62, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	63, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	6,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
+	7,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	7,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	9,  // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
+	10, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
+	64, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	65, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	9,  // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
+	10, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
+	64, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	9,  // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
+	10, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
+	25, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	26, // 20: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	27, // 21: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	28, // 22: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	29, // 23: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	31, // 24: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	30, // 25: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	30, // 26: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	30, // 27: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	62, // 28: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	8,  // 29: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	8,  // 30: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	31, // 31: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	32, // 32: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	63, // 33: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	33, // 34: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	64, // 35: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	65, // 36: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	8,  // 37: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	36, // 38: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	36, // 39: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
 	3,  // 40: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	30, // 41: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	31, // 42: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	62, // 43: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	32, // 44: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	63, // 45: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	61, // 46: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	7,  // 47: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	38, // 48: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	30, // 49: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	30, // 50: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	30, // 51: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	38, // 52: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	47, // 53: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	30, // 54: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	31, // 41: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	32, // 42: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	63, // 43: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	33, // 44: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	64, // 45: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	62, // 46: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	8,  // 47: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	39, // 48: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	31, // 49: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	31, // 50: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	31, // 51: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	39, // 52: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	48, // 53: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	31, // 54: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
 	4,  // 55: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	49, // 56: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	50, // 57: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	51, // 58: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	59, // 59: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	30, // 60: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	54, // 61: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	55, // 62: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	56, // 63: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	60, // 64: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	2,  // 65: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	10, // 66: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	12, // 67: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	14, // 68: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	16, // 69: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	18, // 70: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	20, // 71: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	22, // 72: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	33, // 73: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	36, // 74: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	39, // 75: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	41, // 76: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	43, // 77: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	45, // 78: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	48, // 79: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	53, // 80: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	11, // 81: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	13, // 82: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	15, // 83: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	17, // 84: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	19, // 85: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	21, // 86: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	23, // 87: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	34, // 88: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	37, // 89: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	40, // 90: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	42, // 91: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	44, // 92: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	46, // 93: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	52, // 94: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	57, // 95: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	81, // [81:96] is the sub-list for method output_type
-	66, // [66:81] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	50, // 56: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	51, // 57: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	52, // 58: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	60, // 59: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	31, // 60: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	5,  // 61: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	55, // 62: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	56, // 63: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	57, // 64: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	61, // 65: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	5,  // 66: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 67: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	11, // 68: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	13, // 69: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	15, // 70: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	17, // 71: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	19, // 72: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	21, // 73: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	23, // 74: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	34, // 75: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	37, // 76: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	40, // 77: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	42, // 78: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	44, // 79: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	46, // 80: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	49, // 81: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	54, // 82: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	12, // 83: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	14, // 84: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	16, // 85: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	18, // 86: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	20, // 87: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	22, // 88: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	24, // 89: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	35, // 90: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	38, // 91: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	41, // 92: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	43, // 93: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	45, // 94: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	47, // 95: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	53, // 96: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	58, // 97: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	83, // [83:98] is the sub-list for method output_type
+	68, // [68:83] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -4579,7 +4662,7 @@ func file_embedserve_v1_vector_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -31,7 +31,10 @@ from embedserve.server.analysis_duplicates import (
     Bin,
     DuplicateSettings,
     Group,
+    Method,
     PairCollector,
+    choose_method,
+    compare_in_blocks,
     groups_of,
     histogram,
 )
@@ -96,6 +99,7 @@ class DuplicateReport:
     points_scanned: int
     texts: dict[str, str]
     elapsed_ms: float
+    method: Method
 
 
 def _check_job(job: ClusterJob) -> None:
@@ -213,8 +217,52 @@ class AnalysisCore:
                 "near-duplicates by cosine threshold need a cosine (or dot, on unit vectors) "
                 "collection"
             )
-        params = SearchParams(limit=settings.max_neighbors + 1, with_payload=False)
         collector = PairCollector(settings.threshold)
+        matching = await self._vectors.count(collection, filter)
+        method = choose_method(settings.method, matching, info.spec.vector_size)
+        if method is Method.EXACT_BLOCKS:
+            scanned = await self._compare_in_blocks(collection, filter, settings, collector)
+        else:
+            scanned = await self._query_store(collection, filter, settings, collector)
+        ranked = collector.ranked_pairs()
+        shown = ranked[: settings.max_pairs]
+        texts: dict[str, str] = {}
+        if with_text and shown:
+            texts = await self._texts(collection, sorted({i for a, b, _ in shown for i in (a, b)}))
+        return DuplicateReport(
+            pairs=shown,
+            pairs_total=len(ranked),
+            groups=groups_of(ranked),
+            histogram=histogram(collector.best.values()),
+            points_scanned=scanned,
+            texts=texts,
+            elapsed_ms=(time.monotonic() - started) * 1000.0,
+            method=method,
+        )
+
+    async def _compare_in_blocks(
+        self,
+        collection: str,
+        filter: Filter | None,
+        settings: DuplicateSettings,
+        collector: PairCollector,
+    ) -> int:
+        points = await collect(
+            self._vectors, collection, filter, max_points=2**62, with_payload=False
+        )
+        await asyncio.to_thread(
+            compare_in_blocks, points.ids, points.vectors, collector, settings.max_neighbors
+        )
+        return len(points)
+
+    async def _query_store(
+        self,
+        collection: str,
+        filter: Filter | None,
+        settings: DuplicateSettings,
+        collector: PairCollector,
+    ) -> int:
+        params = SearchParams(limit=settings.max_neighbors + 1, with_payload=False)
         scanned = 0
         cursor: str | None = None
         while True:
@@ -233,20 +281,7 @@ class AnalysisCore:
         if scanned == 0:
             where = " matching the filter" if filter is not None else ""
             raise FailedPrecondition(f"collection {collection!r} has no points{where} to compare")
-        ranked = collector.ranked_pairs()
-        shown = ranked[: settings.max_pairs]
-        texts: dict[str, str] = {}
-        if with_text and shown:
-            texts = await self._texts(collection, sorted({i for a, b, _ in shown for i in (a, b)}))
-        return DuplicateReport(
-            pairs=shown,
-            pairs_total=len(ranked),
-            groups=groups_of(ranked),
-            histogram=histogram(collector.best.values()),
-            points_scanned=scanned,
-            texts=texts,
-            elapsed_ms=(time.monotonic() - started) * 1000.0,
-        )
+        return scanned
 
     async def _texts(self, collection: str, ids: list[str]) -> dict[str, str]:
         texts: dict[str, str] = {}

@@ -8,7 +8,7 @@ from embedserve.server import convert
 from embedserve.server import vector_convert as vc
 from embedserve.server.analysis import ClusterJob, ClusterReport, DuplicateReport
 from embedserve.server.analysis_cluster import Algorithm, ClusterSettings
-from embedserve.server.analysis_duplicates import DuplicateSettings
+from embedserve.server.analysis_duplicates import DuplicateSettings, Method
 from embedserve.server.errors import InvalidArgument
 from embedserve.v1 import vector_pb2 as pb
 
@@ -17,6 +17,13 @@ ALGORITHMS = {
     pb.CLUSTER_ALGORITHM_KMEANS: Algorithm.KMEANS,
     pb.CLUSTER_ALGORITHM_HDBSCAN: Algorithm.HDBSCAN,
 }
+
+METHODS = {
+    pb.DUPLICATE_METHOD_UNSPECIFIED: Method.AUTO,
+    pb.DUPLICATE_METHOD_STORE_QUERIES: Method.STORE_QUERIES,
+    pb.DUPLICATE_METHOD_EXACT_BLOCKS: Method.EXACT_BLOCKS,
+}
+METHOD_TO_PROTO = {v: k for k, v in METHODS.items()}
 
 
 def _optional(message: Message, field: str, default: int) -> int:
@@ -78,6 +85,7 @@ def duplicate_settings(request: pb.FindDuplicatesRequest) -> DuplicateSettings:
         threshold=request.threshold if request.HasField("threshold") else 0.92,
         max_neighbors=_optional(request, "max_neighbors", 10),
         max_pairs=_optional(request, "max_pairs", 1000),
+        method=convert.enum_value(METHODS, request.method, "method"),
     )
 
 
@@ -92,4 +100,5 @@ def duplicates_response(report: DuplicateReport) -> pb.FindDuplicatesResponse:
         pairs_total=report.pairs_total,
         texts=report.texts,
         elapsed_ms=report.elapsed_ms,
+        method=METHOD_TO_PROTO[report.method],
     )

@@ -1,20 +1,39 @@
 """Near-duplicates: pairs above a cosine threshold, their groups (connected components)
 and a histogram of each document's best-neighbour score.
 
-The pairs come from neighbour queries against the store, one page of documents at a time,
-so memory holds one page and the pairs found, never an all-pairs matrix.
+Two ways to find the pairs, never through an all-pairs matrix in memory:
+
+- STORE_QUERIES: one neighbour query against the store per document, a page at a time;
+  memory holds one page. Each query costs what a search costs (on 2 CPU cores about 11 ms
+  as a full scan of 100k x 384, 4 ms through HNSW), so 100k documents take minutes.
+- EXACT_BLOCKS: the vectors, read by scroll, are compared 1024 rows against all at a
+  time with one matrix product per block; memory holds the vectors and one block of
+  scores. Exact, and far faster while the vectors fit in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from embedserve.server.errors import InvalidArgument
+from embedserve.server.model import FloatArray
 
 BIN_WIDTH = 0.05
 BIN_COUNT = round(2 / BIN_WIDTH)  # over [-1, 1]
+BLOCK_ROWS = 1024
+# AUTO compares in blocks while the vectors take at most this much memory.
+BLOCK_MEMORY_LIMIT = 1 << 30
+
+
+class Method(enum.Enum):
+    AUTO = "auto"
+    STORE_QUERIES = "store_queries"
+    EXACT_BLOCKS = "exact_blocks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +41,7 @@ class DuplicateSettings:
     threshold: float = 0.92
     max_neighbors: int = 10
     max_pairs: int = 1000
+    method: Method = Method.AUTO
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.threshold) and -1.0 <= self.threshold <= 1.0):
@@ -109,3 +129,41 @@ def histogram(scores: Iterable[float]) -> list[Bin]:
         for i, n in enumerate(counts)
         if n
     ]
+
+
+def choose_method(method: Method, points: int, dimensions: int) -> Method:
+    if method is not Method.AUTO:
+        return method
+    fits = points * dimensions * 4 <= BLOCK_MEMORY_LIMIT
+    return Method.EXACT_BLOCKS if fits else Method.STORE_QUERIES
+
+
+def compare_in_blocks(
+    ids: Sequence[str], vectors: FloatArray, collector: PairCollector, max_neighbors: int
+) -> None:
+    """For each row: its best other row (for the histogram) and up to ``max_neighbors``
+    rows at or above the threshold, exactly, one block of rows at a time. Selecting by
+    threshold and argmax instead of a per-row top-k sort keeps a block to one matrix
+    product and two linear passes."""
+    n = len(ids)
+    if n < 2:
+        return
+    for start in range(0, n, BLOCK_ROWS):
+        scores = vectors[start : start + BLOCK_ROWS] @ vectors.T
+        rows = np.arange(scores.shape[0])
+        scores[rows, rows + start] = -np.inf  # a document is not its own duplicate
+        best = np.argmax(scores, axis=1)
+        hit_rows, hit_columns = np.nonzero(scores >= collector.threshold)
+        above: dict[int, list[int]] = {}
+        for row, column in zip(hit_rows.tolist(), hit_columns.tolist(), strict=True):
+            above.setdefault(row, []).append(column)
+        for row in rows.tolist():
+            columns = above.get(row, [])
+            if len(columns) > max_neighbors:
+                candidates = np.asarray(columns)
+                order = np.argsort(-scores[row, candidates], kind="stable")[:max_neighbors]
+                columns = candidates[order].tolist()
+            chosen = {int(best[row]), *columns}
+            collector.add_neighbours(
+                ids[start + row], [(ids[c], float(scores[row, c])) for c in chosen]
+            )

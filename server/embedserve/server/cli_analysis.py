@@ -65,6 +65,9 @@ def add_commands(commands: Any, default_target: str) -> None:
     duplicates.add_argument("--max-neighbors", type=int, default=10)
     duplicates.add_argument("--max-pairs", type=int, default=1000)
     duplicates.add_argument("--filter", help="JSON filter, as for search")
+    duplicates.add_argument(
+        "--method", default="auto", choices=["auto", "store_queries", "exact_blocks"]
+    )
     duplicates.add_argument("--json", action="store_true", help="print the full response as JSON")
 
 
@@ -181,6 +184,7 @@ def _duplicates(client: Any, args: argparse.Namespace, query_filter: Any) -> int
         filter=query_filter,
         max_neighbors=args.max_neighbors,
         max_pairs=args.max_pairs,
+        method=args.method,
     )
     if args.json:
         print(json.dumps(MessageToDict(response, always_print_fields_with_no_presence=True)))

@@ -10,6 +10,11 @@ from embedserve.v1 import vector_pb2 as pb
 from embedserve.v1 import vector_pb2_grpc as pb_grpc
 
 _ALGORITHMS = {"kmeans": pb.CLUSTER_ALGORITHM_KMEANS, "hdbscan": pb.CLUSTER_ALGORITHM_HDBSCAN}
+_METHODS = {
+    "auto": pb.DUPLICATE_METHOD_UNSPECIFIED,
+    "store_queries": pb.DUPLICATE_METHOD_STORE_QUERIES,
+    "exact_blocks": pb.DUPLICATE_METHOD_EXACT_BLOCKS,
+}
 _CLUSTER_NUMBERS = (
     "k",
     "k_min",
@@ -104,14 +109,17 @@ class AnalysisMethods:
         max_neighbors: int = 10,
         max_pairs: int = 1000,
         with_text: bool = True,
+        method: str = "auto",
     ) -> pb.FindDuplicatesResponse:
-        """Near-duplicate pairs and groups at or above a cosine ``threshold``."""
+        """Near-duplicate pairs and groups at or above a cosine ``threshold``. ``method``:
+        "auto", "store_queries" (a neighbour query per document) or "exact_blocks"."""
         request = pb.FindDuplicatesRequest(
             collection=collection,
             threshold=threshold,
             max_neighbors=max_neighbors,
             max_pairs=max_pairs,
             with_text=with_text,
+            method=_METHODS[method],
         )
         _with_filter(request, filter)
         return self._vectors.FindDuplicates(request, **self._call_kwargs())

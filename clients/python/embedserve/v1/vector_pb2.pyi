@@ -130,6 +130,43 @@ CLUSTER_ALGORITHM_HDBSCAN: ClusterAlgorithm.ValueType  # 2
 """Density-based; points in no cluster get label -1."""
 Global___ClusterAlgorithm: _TypeAlias = ClusterAlgorithm  # noqa: Y015
 
+class _DuplicateMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DuplicateMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DuplicateMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DUPLICATE_METHOD_UNSPECIFIED: _DuplicateMethod.ValueType  # 0
+    """EXACT_BLOCKS when the matching vectors fit in 1 GiB of memory, else
+    STORE_QUERIES.
+    """
+    DUPLICATE_METHOD_STORE_QUERIES: _DuplicateMethod.ValueType  # 1
+    """One neighbour query against the store per document (its index, its
+    filter); memory holds one page. Costs one search per document.
+    """
+    DUPLICATE_METHOD_EXACT_BLOCKS: _DuplicateMethod.ValueType  # 2
+    """Vectors read by scroll, compared exactly block by block (1024 rows
+    against all at a time); memory holds the vectors and one block's scores,
+    never the full matrix.
+    """
+
+class DuplicateMethod(_DuplicateMethod, metaclass=_DuplicateMethodEnumTypeWrapper): ...
+
+DUPLICATE_METHOD_UNSPECIFIED: DuplicateMethod.ValueType  # 0
+"""EXACT_BLOCKS when the matching vectors fit in 1 GiB of memory, else
+STORE_QUERIES.
+"""
+DUPLICATE_METHOD_STORE_QUERIES: DuplicateMethod.ValueType  # 1
+"""One neighbour query against the store per document (its index, its
+filter); memory holds one page. Costs one search per document.
+"""
+DUPLICATE_METHOD_EXACT_BLOCKS: DuplicateMethod.ValueType  # 2
+"""Vectors read by scroll, compared exactly block by block (1024 rows
+against all at a time); memory holds the vectors and one block's scores,
+never the full matrix.
+"""
+Global___DuplicateMethod: _TypeAlias = DuplicateMethod  # noqa: Y015
+
 @_typing.final
 class CollectionConfig(_message.Message):
     """Collection settings. Unset fields take the defaults named here."""
@@ -1709,6 +1746,7 @@ class FindDuplicatesRequest(_message.Message):
     MAX_NEIGHBORS_FIELD_NUMBER: _builtins.int
     MAX_PAIRS_FIELD_NUMBER: _builtins.int
     WITH_TEXT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     threshold: _builtins.float
     """Cosine similarity at or above which two documents are near-duplicates,
@@ -1720,6 +1758,8 @@ class FindDuplicatesRequest(_message.Message):
     """Pairs returned, best first. Default: 1000."""
     with_text: _builtins.bool
     """Include each document's stored text. Default: true."""
+    method: Global___DuplicateMethod.ValueType
+    """Default: AUTO."""
     @_builtins.property
     def filter(self) -> Global___Filter:
         """Only documents matching this filter. Default: all."""
@@ -1733,10 +1773,11 @@ class FindDuplicatesRequest(_message.Message):
         max_neighbors: _builtins.int | None = ...,
         max_pairs: _builtins.int | None = ...,
         with_text: _builtins.bool | None = ...,
+        method: Global___DuplicateMethod.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors", "_max_pairs", b"_max_pairs", "_threshold", b"_threshold", "_with_text", b"_with_text", "filter", b"filter", "max_neighbors", b"max_neighbors", "max_pairs", b"max_pairs", "threshold", b"threshold", "with_text", b"with_text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors", "_max_pairs", b"_max_pairs", "_threshold", b"_threshold", "_with_text", b"_with_text", "collection", b"collection", "filter", b"filter", "max_neighbors", b"max_neighbors", "max_pairs", b"max_pairs", "threshold", b"threshold", "with_text", b"with_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors", "_max_pairs", b"_max_pairs", "_threshold", b"_threshold", "_with_text", b"_with_text", "collection", b"collection", "filter", b"filter", "max_neighbors", b"max_neighbors", "max_pairs", b"max_pairs", "method", b"method", "threshold", b"threshold", "with_text", b"with_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_neighbors: _TypeAlias = _typing.Literal["max_neighbors"]  # noqa: Y015
     _WhichOneofArgType__max_neighbors: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors"]  # noqa: Y015
@@ -1864,10 +1905,13 @@ class FindDuplicatesResponse(_message.Message):
     PAIRS_TOTAL_FIELD_NUMBER: _builtins.int
     TEXTS_FIELD_NUMBER: _builtins.int
     ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
     points_scanned: _builtins.int
     pairs_total: _builtins.int
     """Pairs found before max_pairs cut the list."""
     elapsed_ms: _builtins.float
+    method: Global___DuplicateMethod.ValueType
+    """The method that ran (never UNSPECIFIED)."""
     @_builtins.property
     def pairs(self) -> _containers.RepeatedCompositeFieldContainer[Global___DuplicatePair]: ...
     @_builtins.property
@@ -1892,10 +1936,11 @@ class FindDuplicatesResponse(_message.Message):
         pairs_total: _builtins.int = ...,
         texts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         elapsed_ms: _builtins.float = ...,
+        method: Global___DuplicateMethod.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed_ms", b"elapsed_ms", "groups", b"groups", "histogram", b"histogram", "pairs", b"pairs", "pairs_total", b"pairs_total", "points_scanned", b"points_scanned", "texts", b"texts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed_ms", b"elapsed_ms", "groups", b"groups", "histogram", b"histogram", "method", b"method", "pairs", b"pairs", "pairs_total", b"pairs_total", "points_scanned", b"points_scanned", "texts", b"texts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
