@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from connectors_testdata import unit_vectors
@@ -83,3 +85,23 @@ def test_empty_collection_has_one_empty_page(store: VectorStore) -> None:
     store.create_collection(CollectionSpec("e", DIM))
     page = store.scroll("e")
     assert page.records == [] and page.next_cursor is None
+
+
+def test_process_and_retrying_wrappers_pass_scroll_through(tmp_path: Path) -> None:
+    from embedserve.connectors.process import ProcessStore
+    from embedserve.connectors.retry import RetryingStore
+
+    with ProcessStore(str(tmp_path / "p")) as inner:
+        store = RetryingStore(inner)
+        store.create_collection(CollectionSpec("w", DIM))
+        store.upsert(
+            "w", [PointRecord(f"p{i}", [1.0] + [0.0] * (DIM - 1), {"i": i}) for i in range(5)]
+        )
+        first = store.scroll("w", limit=3)
+        second = store.scroll("w", limit=3, cursor=first.next_cursor)
+        assert len(first.records) == 3 and len(second.records) == 2
+        assert second.next_cursor is None
+        seen = {r.id for r in first.records + second.records}
+        assert seen == {f"p{i}" for i in range(5)}
+        with pytest.raises(InvalidRequest, match="cursor"):
+            store.scroll("w", cursor="bad")
