@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "backends.json")
     args = parser.parse_args(argv)
 
-    from embedserve.server.model import EncoderModel, Window
+    from embedserve.server.model import EncoderModel
+    from embedserve.server.windows import Window
 
     backends = args.backends.split(",")
     models = {b: EncoderModel.load(args.model, device="cpu", backend=b) for b in backends}

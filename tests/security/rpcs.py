@@ -85,6 +85,13 @@ CALLS: dict[str, Call] = {
         vpb.DeleteRequest(collection=c, ids=["nope"]), metadata=md
     ),
     V + "Count": lambda ch, md, c: _v(ch).Count(vpb.CountRequest(collection=c), metadata=md),
+    V + "Scroll": lambda ch, md, c: _v(ch).Scroll(vpb.ScrollRequest(collection=c), metadata=md),
+    V + "Cluster": lambda ch, md, c: _v(ch).Cluster(
+        vpb.ClusterRequest(collection=c, k=1), metadata=md
+    ),
+    V + "FindDuplicates": lambda ch, md, c: _v(ch).FindDuplicates(
+        vpb.FindDuplicatesRequest(collection=c), metadata=md
+    ),
 }
 
 

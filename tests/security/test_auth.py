@@ -23,7 +23,8 @@ KEYS = {"read": "r-secret-1", "write": "w-secret-2", "admin": "a-secret-3"}
 LIMITED = "l-secret-4"  # write role, only collection "mine"
 
 ADMIN_ONLY = {"CreateCollection", "DeleteCollection"}
-WRITE_ONLY = {"Upsert", "Ingest", "IngestStream", "Delete"}
+# Cluster can write labels into payloads.
+WRITE_ONLY = {"Upsert", "Ingest", "IngestStream", "Delete", "Cluster"}
 
 
 def needed(method: str) -> str:

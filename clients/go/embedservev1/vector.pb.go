@@ -239,6 +239,113 @@ func (RecommendStrategy) EnumDescriptor() ([]byte, []int) {
 	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{3}
 }
 
+type ClusterAlgorithm int32
+
+const (
+	// KMEANS.
+	ClusterAlgorithm_CLUSTER_ALGORITHM_UNSPECIFIED ClusterAlgorithm = 0
+	ClusterAlgorithm_CLUSTER_ALGORITHM_KMEANS      ClusterAlgorithm = 1
+	// Density-based; points in no cluster get label -1.
+	ClusterAlgorithm_CLUSTER_ALGORITHM_HDBSCAN ClusterAlgorithm = 2
+)
+
+// Enum value maps for ClusterAlgorithm.
+var (
+	ClusterAlgorithm_name = map[int32]string{
+		0: "CLUSTER_ALGORITHM_UNSPECIFIED",
+		1: "CLUSTER_ALGORITHM_KMEANS",
+		2: "CLUSTER_ALGORITHM_HDBSCAN",
+	}
+	ClusterAlgorithm_value = map[string]int32{
+		"CLUSTER_ALGORITHM_UNSPECIFIED": 0,
+		"CLUSTER_ALGORITHM_KMEANS":      1,
+		"CLUSTER_ALGORITHM_HDBSCAN":     2,
+	}
+)
+
+func (x ClusterAlgorithm) Enum() *ClusterAlgorithm {
+	p := new(ClusterAlgorithm)
+	*p = x
+	return p
+}
+
+func (x ClusterAlgorithm) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ClusterAlgorithm) Descriptor() protoreflect.EnumDescriptor {
+	return file_embedserve_v1_vector_proto_enumTypes[4].Descriptor()
+}
+
+func (ClusterAlgorithm) Type() protoreflect.EnumType {
+	return &file_embedserve_v1_vector_proto_enumTypes[4]
+}
+
+func (x ClusterAlgorithm) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ClusterAlgorithm.Descriptor instead.
+func (ClusterAlgorithm) EnumDescriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{4}
+}
+
+type DuplicateMethod int32
+
+const (
+	// EXACT_BLOCKS when the matching vectors fit in 1 GiB of memory, else
+	// STORE_QUERIES.
+	DuplicateMethod_DUPLICATE_METHOD_UNSPECIFIED DuplicateMethod = 0
+	// One neighbour query against the store per document (its index, its
+	// filter); memory holds one page. Costs one search per document.
+	DuplicateMethod_DUPLICATE_METHOD_STORE_QUERIES DuplicateMethod = 1
+	// Vectors read by scroll, compared exactly block by block (1024 rows
+	// against all at a time); memory holds the vectors and one block's scores,
+	// never the full matrix.
+	DuplicateMethod_DUPLICATE_METHOD_EXACT_BLOCKS DuplicateMethod = 2
+)
+
+// Enum value maps for DuplicateMethod.
+var (
+	DuplicateMethod_name = map[int32]string{
+		0: "DUPLICATE_METHOD_UNSPECIFIED",
+		1: "DUPLICATE_METHOD_STORE_QUERIES",
+		2: "DUPLICATE_METHOD_EXACT_BLOCKS",
+	}
+	DuplicateMethod_value = map[string]int32{
+		"DUPLICATE_METHOD_UNSPECIFIED":   0,
+		"DUPLICATE_METHOD_STORE_QUERIES": 1,
+		"DUPLICATE_METHOD_EXACT_BLOCKS":  2,
+	}
+)
+
+func (x DuplicateMethod) Enum() *DuplicateMethod {
+	p := new(DuplicateMethod)
+	*p = x
+	return p
+}
+
+func (x DuplicateMethod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DuplicateMethod) Descriptor() protoreflect.EnumDescriptor {
+	return file_embedserve_v1_vector_proto_enumTypes[5].Descriptor()
+}
+
+func (DuplicateMethod) Type() protoreflect.EnumType {
+	return &file_embedserve_v1_vector_proto_enumTypes[5]
+}
+
+func (x DuplicateMethod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DuplicateMethod.Descriptor instead.
+func (DuplicateMethod) EnumDescriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{5}
+}
+
 // Collection settings. Unset fields take the defaults named here.
 type CollectionConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2883,6 +2990,1061 @@ func (x *CountResponse) GetCount() uint64 {
 	return 0
 }
 
+type ScrollRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	Filter     *Filter                `protobuf:"bytes,2,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Documents per page. Default: 256; at most 10000.
+	Limit *uint32 `protobuf:"varint,3,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
+	// Empty for the first page; then the previous response's next_cursor.
+	Cursor string `protobuf:"bytes,4,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// Default: true.
+	WithPayload *bool `protobuf:"varint,5,opt,name=with_payload,json=withPayload,proto3,oneof" json:"with_payload,omitempty"`
+	// Default: false.
+	WithVectors   bool `protobuf:"varint,6,opt,name=with_vectors,json=withVectors,proto3" json:"with_vectors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScrollRequest) Reset() {
+	*x = ScrollRequest{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScrollRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScrollRequest) ProtoMessage() {}
+
+func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
+func (*ScrollRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ScrollRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *ScrollRequest) GetFilter() *Filter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ScrollRequest) GetLimit() uint32 {
+	if x != nil && x.Limit != nil {
+		return *x.Limit
+	}
+	return 0
+}
+
+func (x *ScrollRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ScrollRequest) GetWithPayload() bool {
+	if x != nil && x.WithPayload != nil {
+		return *x.WithPayload
+	}
+	return false
+}
+
+func (x *ScrollRequest) GetWithVectors() bool {
+	if x != nil {
+		return x.WithVectors
+	}
+	return false
+}
+
+type ScrollResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Documents []*StoredDocument      `protobuf:"bytes,1,rep,name=documents,proto3" json:"documents,omitempty"`
+	// Empty when this was the last page.
+	NextCursor    string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScrollResponse) Reset() {
+	*x = ScrollResponse{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScrollResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScrollResponse) ProtoMessage() {}
+
+func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
+func (*ScrollResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ScrollResponse) GetDocuments() []*StoredDocument {
+	if x != nil {
+		return x.Documents
+	}
+	return nil
+}
+
+func (x *ScrollResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+type TextList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Texts         []string               `protobuf:"bytes,1,rep,name=texts,proto3" json:"texts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TextList) Reset() {
+	*x = TextList{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TextList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TextList) ProtoMessage() {}
+
+func (x *TextList) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TextList.ProtoReflect.Descriptor instead.
+func (*TextList) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *TextList) GetTexts() []string {
+	if x != nil {
+		return x.Texts
+	}
+	return nil
+}
+
+type ClusterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Source:
+	//
+	//	*ClusterRequest_Collection
+	//	*ClusterRequest_Texts
+	Source isClusterRequest_Source `protobuf_oneof:"source"`
+	// Only the collection's documents matching this filter. Default: all.
+	Filter *Filter `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Default: KMEANS.
+	Algorithm ClusterAlgorithm `protobuf:"varint,4,opt,name=algorithm,proto3,enum=embedserve.v1.ClusterAlgorithm" json:"algorithm,omitempty"`
+	// KMEANS: the number of clusters. Unset: chosen by silhouette over
+	// [k_min, k_max].
+	K *uint32 `protobuf:"varint,5,opt,name=k,proto3,oneof" json:"k,omitempty"`
+	// Default: 2.
+	KMin *uint32 `protobuf:"varint,6,opt,name=k_min,json=kMin,proto3,oneof" json:"k_min,omitempty"`
+	// Default: 12 (capped at the number of points - 1).
+	KMax *uint32 `protobuf:"varint,7,opt,name=k_max,json=kMax,proto3,oneof" json:"k_max,omitempty"`
+	// HDBSCAN: the smallest group that counts as a cluster. Default: 5.
+	MinClusterSize *uint32 `protobuf:"varint,8,opt,name=min_cluster_size,json=minClusterSize,proto3,oneof" json:"min_cluster_size,omitempty"`
+	// Cluster a random sample of this many points when there are more.
+	// Default: 20000.
+	MaxPoints *uint32 `protobuf:"varint,9,opt,name=max_points,json=maxPoints,proto3,oneof" json:"max_points,omitempty"`
+	// Most central documents reported per cluster. Default: 5.
+	TopDocuments *uint32 `protobuf:"varint,10,opt,name=top_documents,json=topDocuments,proto3,oneof" json:"top_documents,omitempty"`
+	// Distinguishing words reported per cluster. Default: 10.
+	TopWords *uint32 `protobuf:"varint,11,opt,name=top_words,json=topWords,proto3,oneof" json:"top_words,omitempty"`
+	// Write each document's label into this payload field (collections only).
+	WriteLabel string `protobuf:"bytes,12,opt,name=write_label,json=writeLabel,proto3" json:"write_label,omitempty"`
+	// Random seed for k-means and sampling. Default: 0.
+	Seed          uint32 `protobuf:"varint,13,opt,name=seed,proto3" json:"seed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterRequest) Reset() {
+	*x = ClusterRequest{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterRequest) ProtoMessage() {}
+
+func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
+func (*ClusterRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ClusterRequest) GetSource() isClusterRequest_Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *ClusterRequest) GetCollection() string {
+	if x != nil {
+		if x, ok := x.Source.(*ClusterRequest_Collection); ok {
+			return x.Collection
+		}
+	}
+	return ""
+}
+
+func (x *ClusterRequest) GetTexts() *TextList {
+	if x != nil {
+		if x, ok := x.Source.(*ClusterRequest_Texts); ok {
+			return x.Texts
+		}
+	}
+	return nil
+}
+
+func (x *ClusterRequest) GetFilter() *Filter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ClusterRequest) GetAlgorithm() ClusterAlgorithm {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ClusterAlgorithm_CLUSTER_ALGORITHM_UNSPECIFIED
+}
+
+func (x *ClusterRequest) GetK() uint32 {
+	if x != nil && x.K != nil {
+		return *x.K
+	}
+	return 0
+}
+
+func (x *ClusterRequest) GetKMin() uint32 {
+	if x != nil && x.KMin != nil {
+		return *x.KMin
+	}
+	return 0
+}
+
+func (x *ClusterRequest) GetKMax() uint32 {
+	if x != nil && x.KMax != nil {
+		return *x.KMax
+	}
+	return 0
+}
+
+func (x *ClusterRequest) GetMinClusterSize() uint32 {
+	if x != nil && x.MinClusterSize != nil {
+		return *x.MinClusterSize
+	}
+	return 0
+}
+
+func (x *ClusterRequest) GetMaxPoints() uint32 {
+	if x != nil && x.MaxPoints != nil {
+		return *x.MaxPoints
+	}
+	return 0
+}
+
+func (x *ClusterRequest) GetTopDocuments() uint32 {
+	if x != nil && x.TopDocuments != nil {
+		return *x.TopDocuments
+	}
+	return 0
+}
+
+func (x *ClusterRequest) GetTopWords() uint32 {
+	if x != nil && x.TopWords != nil {
+		return *x.TopWords
+	}
+	return 0
+}
+
+func (x *ClusterRequest) GetWriteLabel() string {
+	if x != nil {
+		return x.WriteLabel
+	}
+	return ""
+}
+
+func (x *ClusterRequest) GetSeed() uint32 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+type isClusterRequest_Source interface {
+	isClusterRequest_Source()
+}
+
+type ClusterRequest_Collection struct {
+	// A stored collection (its vectors; its "text" payloads for the words).
+	Collection string `protobuf:"bytes,1,opt,name=collection,proto3,oneof"`
+}
+
+type ClusterRequest_Texts struct {
+	// Texts to embed (DOCUMENT prompt) and cluster; ids are their indexes.
+	Texts *TextList `protobuf:"bytes,2,opt,name=texts,proto3,oneof"`
+}
+
+func (*ClusterRequest_Collection) isClusterRequest_Source() {}
+
+func (*ClusterRequest_Texts) isClusterRequest_Source() {}
+
+type ClusterMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Cosine similarity to the cluster's centre.
+	Score float32 `protobuf:"fixed32,2,opt,name=score,proto3" json:"score,omitempty"`
+	// The document's stored text, when there is one.
+	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterMember) Reset() {
+	*x = ClusterMember{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterMember) ProtoMessage() {}
+
+func (x *ClusterMember) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
+func (*ClusterMember) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ClusterMember) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetScore() float32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+type WordScore struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Word          string                 `protobuf:"bytes,1,opt,name=word,proto3" json:"word,omitempty"`
+	Score         float32                `protobuf:"fixed32,2,opt,name=score,proto3" json:"score,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WordScore) Reset() {
+	*x = WordScore{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WordScore) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WordScore) ProtoMessage() {}
+
+func (x *WordScore) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
+func (*WordScore) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *WordScore) GetWord() string {
+	if x != nil {
+		return x.Word
+	}
+	return ""
+}
+
+func (x *WordScore) GetScore() float32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+type ClusterSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// -1: noise (HDBSCAN).
+	Label   int32            `protobuf:"zigzag32,1,opt,name=label,proto3" json:"label,omitempty"`
+	Size    uint64           `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Central []*ClusterMember `protobuf:"bytes,3,rep,name=central,proto3" json:"central,omitempty"`
+	// By class-based TF-IDF over the cluster's texts; empty without texts.
+	Words         []*WordScore `protobuf:"bytes,4,rep,name=words,proto3" json:"words,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterSummary) Reset() {
+	*x = ClusterSummary{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterSummary) ProtoMessage() {}
+
+func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
+func (*ClusterSummary) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ClusterSummary) GetLabel() int32 {
+	if x != nil {
+		return x.Label
+	}
+	return 0
+}
+
+func (x *ClusterSummary) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ClusterSummary) GetCentral() []*ClusterMember {
+	if x != nil {
+		return x.Central
+	}
+	return nil
+}
+
+func (x *ClusterSummary) GetWords() []*WordScore {
+	if x != nil {
+		return x.Words
+	}
+	return nil
+}
+
+type ClusterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Largest cluster first; noise last.
+	Clusters []*ClusterSummary `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	// Each clustered point's id and label, in parallel.
+	Ids    []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	Labels []int32  `protobuf:"zigzag32,3,rep,packed,name=labels,proto3" json:"labels,omitempty"`
+	// Mean silhouette of the result (cosine); 0 when undefined.
+	Silhouette float32 `protobuf:"fixed32,4,opt,name=silhouette,proto3" json:"silhouette,omitempty"`
+	// The k chosen or given (KMEANS) or found (HDBSCAN, noise excluded).
+	K uint32 `protobuf:"varint,5,opt,name=k,proto3" json:"k,omitempty"`
+	// Silhouette of each k tried when k was chosen, in order of k.
+	SilhouetteByK map[uint32]float32 `protobuf:"bytes,6,rep,name=silhouette_by_k,json=silhouetteByK,proto3" json:"silhouette_by_k,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"fixed32,2,opt,name=value"`
+	// Points in the collection (after the filter) and points clustered.
+	PointsTotal     uint64 `protobuf:"varint,7,opt,name=points_total,json=pointsTotal,proto3" json:"points_total,omitempty"`
+	PointsClustered uint64 `protobuf:"varint,8,opt,name=points_clustered,json=pointsClustered,proto3" json:"points_clustered,omitempty"`
+	// Labels written into payloads (write_label).
+	LabelsWritten uint64  `protobuf:"varint,9,opt,name=labels_written,json=labelsWritten,proto3" json:"labels_written,omitempty"`
+	ElapsedMs     float64 `protobuf:"fixed64,10,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterResponse) Reset() {
+	*x = ClusterResponse{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterResponse) ProtoMessage() {}
+
+func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
+func (*ClusterResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ClusterResponse) GetClusters() []*ClusterSummary {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+func (x *ClusterResponse) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ClusterResponse) GetLabels() []int32 {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *ClusterResponse) GetSilhouette() float32 {
+	if x != nil {
+		return x.Silhouette
+	}
+	return 0
+}
+
+func (x *ClusterResponse) GetK() uint32 {
+	if x != nil {
+		return x.K
+	}
+	return 0
+}
+
+func (x *ClusterResponse) GetSilhouetteByK() map[uint32]float32 {
+	if x != nil {
+		return x.SilhouetteByK
+	}
+	return nil
+}
+
+func (x *ClusterResponse) GetPointsTotal() uint64 {
+	if x != nil {
+		return x.PointsTotal
+	}
+	return 0
+}
+
+func (x *ClusterResponse) GetPointsClustered() uint64 {
+	if x != nil {
+		return x.PointsClustered
+	}
+	return 0
+}
+
+func (x *ClusterResponse) GetLabelsWritten() uint64 {
+	if x != nil {
+		return x.LabelsWritten
+	}
+	return 0
+}
+
+func (x *ClusterResponse) GetElapsedMs() float64 {
+	if x != nil {
+		return x.ElapsedMs
+	}
+	return 0
+}
+
+type FindDuplicatesRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	// Cosine similarity at or above which two documents are near-duplicates,
+	// in [-1, 1]. Default: 0.92.
+	Threshold *float32 `protobuf:"fixed32,2,opt,name=threshold,proto3,oneof" json:"threshold,omitempty"`
+	// Only documents matching this filter. Default: all.
+	Filter *Filter `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Neighbours asked per document. Default: 10.
+	MaxNeighbors *uint32 `protobuf:"varint,4,opt,name=max_neighbors,json=maxNeighbors,proto3,oneof" json:"max_neighbors,omitempty"`
+	// Pairs returned, best first. Default: 1000.
+	MaxPairs *uint32 `protobuf:"varint,5,opt,name=max_pairs,json=maxPairs,proto3,oneof" json:"max_pairs,omitempty"`
+	// Include each document's stored text. Default: true.
+	WithText *bool `protobuf:"varint,6,opt,name=with_text,json=withText,proto3,oneof" json:"with_text,omitempty"`
+	// Default: AUTO.
+	Method        DuplicateMethod `protobuf:"varint,7,opt,name=method,proto3,enum=embedserve.v1.DuplicateMethod" json:"method,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindDuplicatesRequest) Reset() {
+	*x = FindDuplicatesRequest{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindDuplicatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindDuplicatesRequest) ProtoMessage() {}
+
+func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
+func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *FindDuplicatesRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *FindDuplicatesRequest) GetThreshold() float32 {
+	if x != nil && x.Threshold != nil {
+		return *x.Threshold
+	}
+	return 0
+}
+
+func (x *FindDuplicatesRequest) GetFilter() *Filter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *FindDuplicatesRequest) GetMaxNeighbors() uint32 {
+	if x != nil && x.MaxNeighbors != nil {
+		return *x.MaxNeighbors
+	}
+	return 0
+}
+
+func (x *FindDuplicatesRequest) GetMaxPairs() uint32 {
+	if x != nil && x.MaxPairs != nil {
+		return *x.MaxPairs
+	}
+	return 0
+}
+
+func (x *FindDuplicatesRequest) GetWithText() bool {
+	if x != nil && x.WithText != nil {
+		return *x.WithText
+	}
+	return false
+}
+
+func (x *FindDuplicatesRequest) GetMethod() DuplicateMethod {
+	if x != nil {
+		return x.Method
+	}
+	return DuplicateMethod_DUPLICATE_METHOD_UNSPECIFIED
+}
+
+type DuplicatePair struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	A             string                 `protobuf:"bytes,1,opt,name=a,proto3" json:"a,omitempty"`
+	B             string                 `protobuf:"bytes,2,opt,name=b,proto3" json:"b,omitempty"`
+	Score         float32                `protobuf:"fixed32,3,opt,name=score,proto3" json:"score,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DuplicatePair) Reset() {
+	*x = DuplicatePair{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DuplicatePair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DuplicatePair) ProtoMessage() {}
+
+func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
+func (*DuplicatePair) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *DuplicatePair) GetA() string {
+	if x != nil {
+		return x.A
+	}
+	return ""
+}
+
+func (x *DuplicatePair) GetB() string {
+	if x != nil {
+		return x.B
+	}
+	return ""
+}
+
+func (x *DuplicatePair) GetScore() float32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+type DuplicateGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connected components of the pairs graph, ids sorted.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// The lowest pair score that holds the group together.
+	MinScore      float32 `protobuf:"fixed32,2,opt,name=min_score,json=minScore,proto3" json:"min_score,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DuplicateGroup) Reset() {
+	*x = DuplicateGroup{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DuplicateGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DuplicateGroup) ProtoMessage() {}
+
+func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
+func (*DuplicateGroup) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *DuplicateGroup) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *DuplicateGroup) GetMinScore() float32 {
+	if x != nil {
+		return x.MinScore
+	}
+	return 0
+}
+
+type HistogramBin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lower         float32                `protobuf:"fixed32,1,opt,name=lower,proto3" json:"lower,omitempty"`
+	Upper         float32                `protobuf:"fixed32,2,opt,name=upper,proto3" json:"upper,omitempty"`
+	Count         uint64                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistogramBin) Reset() {
+	*x = HistogramBin{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistogramBin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistogramBin) ProtoMessage() {}
+
+func (x *HistogramBin) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
+func (*HistogramBin) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *HistogramBin) GetLower() float32 {
+	if x != nil {
+		return x.Lower
+	}
+	return 0
+}
+
+func (x *HistogramBin) GetUpper() float32 {
+	if x != nil {
+		return x.Upper
+	}
+	return 0
+}
+
+func (x *HistogramBin) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type FindDuplicatesResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Pairs  []*DuplicatePair       `protobuf:"bytes,1,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	Groups []*DuplicateGroup      `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Each document's best-neighbour score, in bins of 0.05 over [-1, 1]
+	// (empty bins left out).
+	Histogram     []*HistogramBin `protobuf:"bytes,3,rep,name=histogram,proto3" json:"histogram,omitempty"`
+	PointsScanned uint64          `protobuf:"varint,4,opt,name=points_scanned,json=pointsScanned,proto3" json:"points_scanned,omitempty"`
+	// Pairs found before max_pairs cut the list.
+	PairsTotal uint64 `protobuf:"varint,5,opt,name=pairs_total,json=pairsTotal,proto3" json:"pairs_total,omitempty"`
+	// Stored texts of the ids in pairs (with_text).
+	Texts     map[string]string `protobuf:"bytes,6,rep,name=texts,proto3" json:"texts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ElapsedMs float64           `protobuf:"fixed64,7,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	// The method that ran (never UNSPECIFIED).
+	Method        DuplicateMethod `protobuf:"varint,8,opt,name=method,proto3,enum=embedserve.v1.DuplicateMethod" json:"method,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindDuplicatesResponse) Reset() {
+	*x = FindDuplicatesResponse{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindDuplicatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindDuplicatesResponse) ProtoMessage() {}
+
+func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
+func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
+	if x != nil {
+		return x.Pairs
+	}
+	return nil
+}
+
+func (x *FindDuplicatesResponse) GetGroups() []*DuplicateGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *FindDuplicatesResponse) GetHistogram() []*HistogramBin {
+	if x != nil {
+		return x.Histogram
+	}
+	return nil
+}
+
+func (x *FindDuplicatesResponse) GetPointsScanned() uint64 {
+	if x != nil {
+		return x.PointsScanned
+	}
+	return 0
+}
+
+func (x *FindDuplicatesResponse) GetPairsTotal() uint64 {
+	if x != nil {
+		return x.PairsTotal
+	}
+	return 0
+}
+
+func (x *FindDuplicatesResponse) GetTexts() map[string]string {
+	if x != nil {
+		return x.Texts
+	}
+	return nil
+}
+
+func (x *FindDuplicatesResponse) GetElapsedMs() float64 {
+	if x != nil {
+		return x.ElapsedMs
+	}
+	return 0
+}
+
+func (x *FindDuplicatesResponse) GetMethod() DuplicateMethod {
+	if x != nil {
+		return x.Method
+	}
+	return DuplicateMethod_DUPLICATE_METHOD_UNSPECIFIED
+}
+
 var File_embedserve_v1_vector_proto protoreflect.FileDescriptor
 
 const file_embedserve_v1_vector_proto_rawDesc = "" +
@@ -3099,7 +4261,125 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"collection\x12-\n" +
 	"\x06filter\x18\x02 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\"%\n" +
 	"\rCountResponse\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x04R\x05count*x\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\"\xf7\x01\n" +
+	"\rScrollRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12-\n" +
+	"\x06filter\x18\x02 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x12\x19\n" +
+	"\x05limit\x18\x03 \x01(\rH\x00R\x05limit\x88\x01\x01\x12\x16\n" +
+	"\x06cursor\x18\x04 \x01(\tR\x06cursor\x12&\n" +
+	"\fwith_payload\x18\x05 \x01(\bH\x01R\vwithPayload\x88\x01\x01\x12!\n" +
+	"\fwith_vectors\x18\x06 \x01(\bR\vwithVectorsB\b\n" +
+	"\x06_limitB\x0f\n" +
+	"\r_with_payload\"n\n" +
+	"\x0eScrollResponse\x12;\n" +
+	"\tdocuments\x18\x01 \x03(\v2\x1d.embedserve.v1.StoredDocumentR\tdocuments\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\" \n" +
+	"\bTextList\x12\x14\n" +
+	"\x05texts\x18\x01 \x03(\tR\x05texts\"\xd4\x04\n" +
+	"\x0eClusterRequest\x12 \n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tH\x00R\n" +
+	"collection\x12/\n" +
+	"\x05texts\x18\x02 \x01(\v2\x17.embedserve.v1.TextListH\x00R\x05texts\x12-\n" +
+	"\x06filter\x18\x03 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x12=\n" +
+	"\talgorithm\x18\x04 \x01(\x0e2\x1f.embedserve.v1.ClusterAlgorithmR\talgorithm\x12\x11\n" +
+	"\x01k\x18\x05 \x01(\rH\x01R\x01k\x88\x01\x01\x12\x18\n" +
+	"\x05k_min\x18\x06 \x01(\rH\x02R\x04kMin\x88\x01\x01\x12\x18\n" +
+	"\x05k_max\x18\a \x01(\rH\x03R\x04kMax\x88\x01\x01\x12-\n" +
+	"\x10min_cluster_size\x18\b \x01(\rH\x04R\x0eminClusterSize\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"max_points\x18\t \x01(\rH\x05R\tmaxPoints\x88\x01\x01\x12(\n" +
+	"\rtop_documents\x18\n" +
+	" \x01(\rH\x06R\ftopDocuments\x88\x01\x01\x12 \n" +
+	"\ttop_words\x18\v \x01(\rH\aR\btopWords\x88\x01\x01\x12\x1f\n" +
+	"\vwrite_label\x18\f \x01(\tR\n" +
+	"writeLabel\x12\x12\n" +
+	"\x04seed\x18\r \x01(\rR\x04seedB\b\n" +
+	"\x06sourceB\x04\n" +
+	"\x02_kB\b\n" +
+	"\x06_k_minB\b\n" +
+	"\x06_k_maxB\x13\n" +
+	"\x11_min_cluster_sizeB\r\n" +
+	"\v_max_pointsB\x10\n" +
+	"\x0e_top_documentsB\f\n" +
+	"\n" +
+	"_top_words\"I\n" +
+	"\rClusterMember\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05score\x18\x02 \x01(\x02R\x05score\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\"5\n" +
+	"\tWordScore\x12\x12\n" +
+	"\x04word\x18\x01 \x01(\tR\x04word\x12\x14\n" +
+	"\x05score\x18\x02 \x01(\x02R\x05score\"\xa2\x01\n" +
+	"\x0eClusterSummary\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\x11R\x05label\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x126\n" +
+	"\acentral\x18\x03 \x03(\v2\x1c.embedserve.v1.ClusterMemberR\acentral\x12.\n" +
+	"\x05words\x18\x04 \x03(\v2\x18.embedserve.v1.WordScoreR\x05words\"\xd5\x03\n" +
+	"\x0fClusterResponse\x129\n" +
+	"\bclusters\x18\x01 \x03(\v2\x1d.embedserve.v1.ClusterSummaryR\bclusters\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x16\n" +
+	"\x06labels\x18\x03 \x03(\x11R\x06labels\x12\x1e\n" +
+	"\n" +
+	"silhouette\x18\x04 \x01(\x02R\n" +
+	"silhouette\x12\f\n" +
+	"\x01k\x18\x05 \x01(\rR\x01k\x12Y\n" +
+	"\x0fsilhouette_by_k\x18\x06 \x03(\v21.embedserve.v1.ClusterResponse.SilhouetteByKEntryR\rsilhouetteByK\x12!\n" +
+	"\fpoints_total\x18\a \x01(\x04R\vpointsTotal\x12)\n" +
+	"\x10points_clustered\x18\b \x01(\x04R\x0fpointsClustered\x12%\n" +
+	"\x0elabels_written\x18\t \x01(\x04R\rlabelsWritten\x12\x1d\n" +
+	"\n" +
+	"elapsed_ms\x18\n" +
+	" \x01(\x01R\telapsedMs\x1a@\n" +
+	"\x12SilhouetteByKEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xeb\x02\n" +
+	"\x15FindDuplicatesRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12!\n" +
+	"\tthreshold\x18\x02 \x01(\x02H\x00R\tthreshold\x88\x01\x01\x12-\n" +
+	"\x06filter\x18\x03 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x12(\n" +
+	"\rmax_neighbors\x18\x04 \x01(\rH\x01R\fmaxNeighbors\x88\x01\x01\x12 \n" +
+	"\tmax_pairs\x18\x05 \x01(\rH\x02R\bmaxPairs\x88\x01\x01\x12 \n" +
+	"\twith_text\x18\x06 \x01(\bH\x03R\bwithText\x88\x01\x01\x126\n" +
+	"\x06method\x18\a \x01(\x0e2\x1e.embedserve.v1.DuplicateMethodR\x06methodB\f\n" +
+	"\n" +
+	"_thresholdB\x10\n" +
+	"\x0e_max_neighborsB\f\n" +
+	"\n" +
+	"_max_pairsB\f\n" +
+	"\n" +
+	"_with_text\"A\n" +
+	"\rDuplicatePair\x12\f\n" +
+	"\x01a\x18\x01 \x01(\tR\x01a\x12\f\n" +
+	"\x01b\x18\x02 \x01(\tR\x01b\x12\x14\n" +
+	"\x05score\x18\x03 \x01(\x02R\x05score\"?\n" +
+	"\x0eDuplicateGroup\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x1b\n" +
+	"\tmin_score\x18\x02 \x01(\x02R\bminScore\"P\n" +
+	"\fHistogramBin\x12\x14\n" +
+	"\x05lower\x18\x01 \x01(\x02R\x05lower\x12\x14\n" +
+	"\x05upper\x18\x02 \x01(\x02R\x05upper\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\"\xdf\x03\n" +
+	"\x16FindDuplicatesResponse\x122\n" +
+	"\x05pairs\x18\x01 \x03(\v2\x1c.embedserve.v1.DuplicatePairR\x05pairs\x125\n" +
+	"\x06groups\x18\x02 \x03(\v2\x1d.embedserve.v1.DuplicateGroupR\x06groups\x129\n" +
+	"\thistogram\x18\x03 \x03(\v2\x1b.embedserve.v1.HistogramBinR\thistogram\x12%\n" +
+	"\x0epoints_scanned\x18\x04 \x01(\x04R\rpointsScanned\x12\x1f\n" +
+	"\vpairs_total\x18\x05 \x01(\x04R\n" +
+	"pairsTotal\x12F\n" +
+	"\x05texts\x18\x06 \x03(\v20.embedserve.v1.FindDuplicatesResponse.TextsEntryR\x05texts\x12\x1d\n" +
+	"\n" +
+	"elapsed_ms\x18\a \x01(\x01R\telapsedMs\x126\n" +
+	"\x06method\x18\b \x01(\x0e2\x1e.embedserve.v1.DuplicateMethodR\x06method\x1a8\n" +
+	"\n" +
+	"TextsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*x\n" +
 	"\bDistance\x12\x18\n" +
 	"\x14DISTANCE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDISTANCE_COSINE\x10\x01\x12\x10\n" +
@@ -3121,7 +4401,15 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x1eRECOMMEND_STRATEGY_UNSPECIFIED\x10\x00\x12%\n" +
 	"!RECOMMEND_STRATEGY_AVERAGE_VECTOR\x10\x01\x12!\n" +
 	"\x1dRECOMMEND_STRATEGY_BEST_SCORE\x10\x02\x12!\n" +
-	"\x1dRECOMMEND_STRATEGY_SUM_SCORES\x10\x032\xe4\a\n" +
+	"\x1dRECOMMEND_STRATEGY_SUM_SCORES\x10\x03*r\n" +
+	"\x10ClusterAlgorithm\x12!\n" +
+	"\x1dCLUSTER_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18CLUSTER_ALGORITHM_KMEANS\x10\x01\x12\x1d\n" +
+	"\x19CLUSTER_ALGORITHM_HDBSCAN\x10\x02*z\n" +
+	"\x0fDuplicateMethod\x12 \n" +
+	"\x1cDUPLICATE_METHOD_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eDUPLICATE_METHOD_STORE_QUERIES\x10\x01\x12!\n" +
+	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xd4\t\n" +
 	"\rVectorService\x12c\n" +
 	"\x10CreateCollection\x12&.embedserve.v1.CreateCollectionRequest\x1a'.embedserve.v1.CreateCollectionResponse\x12`\n" +
 	"\x0fListCollections\x12%.embedserve.v1.ListCollectionsRequest\x1a&.embedserve.v1.ListCollectionsResponse\x12Z\n" +
@@ -3134,7 +4422,10 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\tRecommend\x12\x1f.embedserve.v1.RecommendRequest\x1a .embedserve.v1.RecommendResponse\x12<\n" +
 	"\x03Get\x12\x19.embedserve.v1.GetRequest\x1a\x1a.embedserve.v1.GetResponse\x12E\n" +
 	"\x06Delete\x12\x1c.embedserve.v1.DeleteRequest\x1a\x1d.embedserve.v1.DeleteResponse\x12B\n" +
-	"\x05Count\x12\x1b.embedserve.v1.CountRequest\x1a\x1c.embedserve.v1.CountResponseBi\n" +
+	"\x05Count\x12\x1b.embedserve.v1.CountRequest\x1a\x1c.embedserve.v1.CountResponse\x12E\n" +
+	"\x06Scroll\x12\x1c.embedserve.v1.ScrollRequest\x1a\x1d.embedserve.v1.ScrollResponse\x12H\n" +
+	"\aCluster\x12\x1d.embedserve.v1.ClusterRequest\x1a\x1e.embedserve.v1.ClusterResponse\x12]\n" +
+	"\x0eFindDuplicates\x12$.embedserve.v1.FindDuplicatesRequest\x1a%.embedserve.v1.FindDuplicatesResponseBi\n" +
 	"\x11dev.embedserve.v1B\vVectorProtoP\x01ZEgithub.com/embedserve/embedserve/clients/go/embedservev1;embedservev1b\x06proto3"
 
 var (
@@ -3149,141 +4440,180 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 	return file_embedserve_v1_vector_proto_rawDescData
 }
 
-var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
 	(PayloadIndexKind)(0),            // 2: embedserve.v1.PayloadIndexKind
 	(RecommendStrategy)(0),           // 3: embedserve.v1.RecommendStrategy
-	(*CollectionConfig)(nil),         // 4: embedserve.v1.CollectionConfig
-	(*CollectionInfo)(nil),           // 5: embedserve.v1.CollectionInfo
-	(*Vector)(nil),                   // 6: embedserve.v1.Vector
-	(*Document)(nil),                 // 7: embedserve.v1.Document
-	(*WriteOptions)(nil),             // 8: embedserve.v1.WriteOptions
-	(*CreateCollectionRequest)(nil),  // 9: embedserve.v1.CreateCollectionRequest
-	(*CreateCollectionResponse)(nil), // 10: embedserve.v1.CreateCollectionResponse
-	(*ListCollectionsRequest)(nil),   // 11: embedserve.v1.ListCollectionsRequest
-	(*ListCollectionsResponse)(nil),  // 12: embedserve.v1.ListCollectionsResponse
-	(*GetCollectionRequest)(nil),     // 13: embedserve.v1.GetCollectionRequest
-	(*GetCollectionResponse)(nil),    // 14: embedserve.v1.GetCollectionResponse
-	(*DeleteCollectionRequest)(nil),  // 15: embedserve.v1.DeleteCollectionRequest
-	(*DeleteCollectionResponse)(nil), // 16: embedserve.v1.DeleteCollectionResponse
-	(*UpsertRequest)(nil),            // 17: embedserve.v1.UpsertRequest
-	(*UpsertResponse)(nil),           // 18: embedserve.v1.UpsertResponse
-	(*IngestRequest)(nil),            // 19: embedserve.v1.IngestRequest
-	(*IngestResponse)(nil),           // 20: embedserve.v1.IngestResponse
-	(*IngestStreamRequest)(nil),      // 21: embedserve.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),     // 22: embedserve.v1.IngestStreamResponse
-	(*MatchValue)(nil),               // 23: embedserve.v1.MatchValue
-	(*MatchAny)(nil),                 // 24: embedserve.v1.MatchAny
-	(*RangeCondition)(nil),           // 25: embedserve.v1.RangeCondition
-	(*IsNull)(nil),                   // 26: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 27: embedserve.v1.HasId
-	(*Condition)(nil),                // 28: embedserve.v1.Condition
-	(*Filter)(nil),                   // 29: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 30: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 31: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 32: embedserve.v1.SearchRequest
-	(*SearchResponse)(nil),           // 33: embedserve.v1.SearchResponse
-	(*Example)(nil),                  // 34: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 35: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 36: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 37: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 38: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 39: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 40: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 41: embedserve.v1.DeleteResponse
-	(*CountRequest)(nil),             // 42: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 43: embedserve.v1.CountResponse
-	nil,                              // 44: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	(*structpb.Struct)(nil),          // 45: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 46: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 47: embedserve.v1.Usage
-	(*Timings)(nil),                  // 48: embedserve.v1.Timings
+	(ClusterAlgorithm)(0),            // 4: embedserve.v1.ClusterAlgorithm
+	(DuplicateMethod)(0),             // 5: embedserve.v1.DuplicateMethod
+	(*CollectionConfig)(nil),         // 6: embedserve.v1.CollectionConfig
+	(*CollectionInfo)(nil),           // 7: embedserve.v1.CollectionInfo
+	(*Vector)(nil),                   // 8: embedserve.v1.Vector
+	(*Document)(nil),                 // 9: embedserve.v1.Document
+	(*WriteOptions)(nil),             // 10: embedserve.v1.WriteOptions
+	(*CreateCollectionRequest)(nil),  // 11: embedserve.v1.CreateCollectionRequest
+	(*CreateCollectionResponse)(nil), // 12: embedserve.v1.CreateCollectionResponse
+	(*ListCollectionsRequest)(nil),   // 13: embedserve.v1.ListCollectionsRequest
+	(*ListCollectionsResponse)(nil),  // 14: embedserve.v1.ListCollectionsResponse
+	(*GetCollectionRequest)(nil),     // 15: embedserve.v1.GetCollectionRequest
+	(*GetCollectionResponse)(nil),    // 16: embedserve.v1.GetCollectionResponse
+	(*DeleteCollectionRequest)(nil),  // 17: embedserve.v1.DeleteCollectionRequest
+	(*DeleteCollectionResponse)(nil), // 18: embedserve.v1.DeleteCollectionResponse
+	(*UpsertRequest)(nil),            // 19: embedserve.v1.UpsertRequest
+	(*UpsertResponse)(nil),           // 20: embedserve.v1.UpsertResponse
+	(*IngestRequest)(nil),            // 21: embedserve.v1.IngestRequest
+	(*IngestResponse)(nil),           // 22: embedserve.v1.IngestResponse
+	(*IngestStreamRequest)(nil),      // 23: embedserve.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),     // 24: embedserve.v1.IngestStreamResponse
+	(*MatchValue)(nil),               // 25: embedserve.v1.MatchValue
+	(*MatchAny)(nil),                 // 26: embedserve.v1.MatchAny
+	(*RangeCondition)(nil),           // 27: embedserve.v1.RangeCondition
+	(*IsNull)(nil),                   // 28: embedserve.v1.IsNull
+	(*HasId)(nil),                    // 29: embedserve.v1.HasId
+	(*Condition)(nil),                // 30: embedserve.v1.Condition
+	(*Filter)(nil),                   // 31: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 32: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 33: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 34: embedserve.v1.SearchRequest
+	(*SearchResponse)(nil),           // 35: embedserve.v1.SearchResponse
+	(*Example)(nil),                  // 36: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 37: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 38: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 39: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 40: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 41: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 42: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 43: embedserve.v1.DeleteResponse
+	(*CountRequest)(nil),             // 44: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 45: embedserve.v1.CountResponse
+	(*ScrollRequest)(nil),            // 46: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 47: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 48: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 49: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 50: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 51: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 52: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 53: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 54: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 55: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 56: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 57: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 58: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 59: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 60: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 61: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 62: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 63: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 64: embedserve.v1.Usage
+	(*Timings)(nil),                  // 65: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	44, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	4,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
-	6,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	45, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	46, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
-	4,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
-	5,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	5,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	7,  // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
-	8,  // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	47, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	48, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
-	7,  // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
-	8,  // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	47, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
-	7,  // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
-	8,  // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	23, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	24, // 20: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	25, // 21: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	26, // 22: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	27, // 23: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	29, // 24: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	28, // 25: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	28, // 26: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	28, // 27: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	45, // 28: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	6,  // 29: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	6,  // 30: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	29, // 31: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	30, // 32: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	46, // 33: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	31, // 34: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	47, // 35: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	48, // 36: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	6,  // 37: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	34, // 38: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	34, // 39: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	59, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	6,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
+	8,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
+	62, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	63, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	6,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
+	7,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	7,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	9,  // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
+	10, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
+	64, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	65, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	9,  // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
+	10, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
+	64, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	9,  // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
+	10, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
+	25, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	26, // 20: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	27, // 21: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	28, // 22: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	29, // 23: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	31, // 24: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	30, // 25: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	30, // 26: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	30, // 27: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	62, // 28: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	8,  // 29: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	8,  // 30: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	31, // 31: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	32, // 32: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	63, // 33: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	33, // 34: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	64, // 35: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	65, // 36: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	8,  // 37: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	36, // 38: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	36, // 39: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
 	3,  // 40: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	29, // 41: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	30, // 42: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	46, // 43: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	31, // 44: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	47, // 45: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	45, // 46: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	6,  // 47: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	37, // 48: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	29, // 49: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	29, // 50: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	2,  // 51: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	9,  // 52: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	11, // 53: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	13, // 54: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	15, // 55: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	17, // 56: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	19, // 57: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	21, // 58: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	32, // 59: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	35, // 60: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	38, // 61: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	40, // 62: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	42, // 63: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	10, // 64: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	12, // 65: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	14, // 66: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	16, // 67: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	18, // 68: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	20, // 69: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	22, // 70: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	33, // 71: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	36, // 72: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	39, // 73: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	41, // 74: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	43, // 75: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	64, // [64:76] is the sub-list for method output_type
-	52, // [52:64] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	31, // 41: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	32, // 42: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	63, // 43: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	33, // 44: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	64, // 45: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	62, // 46: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	8,  // 47: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	39, // 48: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	31, // 49: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	31, // 50: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	31, // 51: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	39, // 52: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	48, // 53: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	31, // 54: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	4,  // 55: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	50, // 56: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	51, // 57: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	52, // 58: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	60, // 59: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	31, // 60: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	5,  // 61: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	55, // 62: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	56, // 63: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	57, // 64: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	61, // 65: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	5,  // 66: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 67: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	11, // 68: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	13, // 69: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	15, // 70: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	17, // 71: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	19, // 72: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	21, // 73: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	23, // 74: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	34, // 75: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	37, // 76: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	40, // 77: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	42, // 78: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	44, // 79: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	46, // 80: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	49, // 81: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	54, // 82: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	12, // 83: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	14, // 84: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	16, // 85: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	18, // 86: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	20, // 87: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	22, // 88: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	24, // 89: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	35, // 90: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	38, // 91: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	41, // 92: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	43, // 93: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	45, // 94: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	47, // 95: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	53, // 96: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	58, // 97: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	83, // [83:98] is the sub-list for method output_type
+	68, // [68:83] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -3321,13 +4651,19 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
+	file_embedserve_v1_vector_proto_msgTypes[40].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{
+		(*ClusterRequest_Collection)(nil),
+		(*ClusterRequest_Texts)(nil),
+	}
+	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   41,
+			NumEnums:      6,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,9 @@ const (
 	VectorService_Get_FullMethodName              = "/embedserve.v1.VectorService/Get"
 	VectorService_Delete_FullMethodName           = "/embedserve.v1.VectorService/Delete"
 	VectorService_Count_FullMethodName            = "/embedserve.v1.VectorService/Count"
+	VectorService_Scroll_FullMethodName           = "/embedserve.v1.VectorService/Scroll"
+	VectorService_Cluster_FullMethodName          = "/embedserve.v1.VectorService/Cluster"
+	VectorService_FindDuplicates_FullMethodName   = "/embedserve.v1.VectorService/FindDuplicates"
 )
 
 // VectorServiceClient is the client API for VectorService service.
@@ -66,6 +69,15 @@ type VectorServiceClient interface {
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	Count(ctx context.Context, in *CountRequest, opts ...grpc.CallOption) (*CountResponse, error)
+	// One page of a collection's documents, in a stable order; pass next_cursor
+	// back to get the next page.
+	Scroll(ctx context.Context, in *ScrollRequest, opts ...grpc.CallOption) (*ScrollResponse, error)
+	// Groups a collection's documents (or a list of texts) by k-means or
+	// HDBSCAN; optionally writes each document's label into its payload.
+	Cluster(ctx context.Context, in *ClusterRequest, opts ...grpc.CallOption) (*ClusterResponse, error)
+	// Near-duplicate pairs and groups above a cosine threshold, found by
+	// neighbour queries against the store.
+	FindDuplicates(ctx context.Context, in *FindDuplicatesRequest, opts ...grpc.CallOption) (*FindDuplicatesResponse, error)
 }
 
 type vectorServiceClient struct {
@@ -202,6 +214,36 @@ func (c *vectorServiceClient) Count(ctx context.Context, in *CountRequest, opts 
 	return out, nil
 }
 
+func (c *vectorServiceClient) Scroll(ctx context.Context, in *ScrollRequest, opts ...grpc.CallOption) (*ScrollResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScrollResponse)
+	err := c.cc.Invoke(ctx, VectorService_Scroll_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *vectorServiceClient) Cluster(ctx context.Context, in *ClusterRequest, opts ...grpc.CallOption) (*ClusterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterResponse)
+	err := c.cc.Invoke(ctx, VectorService_Cluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *vectorServiceClient) FindDuplicates(ctx context.Context, in *FindDuplicatesRequest, opts ...grpc.CallOption) (*FindDuplicatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FindDuplicatesResponse)
+	err := c.cc.Invoke(ctx, VectorService_FindDuplicates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VectorServiceServer is the server API for VectorService service.
 // All implementations must embed UnimplementedVectorServiceServer
 // for forward compatibility.
@@ -235,6 +277,15 @@ type VectorServiceServer interface {
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	Count(context.Context, *CountRequest) (*CountResponse, error)
+	// One page of a collection's documents, in a stable order; pass next_cursor
+	// back to get the next page.
+	Scroll(context.Context, *ScrollRequest) (*ScrollResponse, error)
+	// Groups a collection's documents (or a list of texts) by k-means or
+	// HDBSCAN; optionally writes each document's label into its payload.
+	Cluster(context.Context, *ClusterRequest) (*ClusterResponse, error)
+	// Near-duplicate pairs and groups above a cosine threshold, found by
+	// neighbour queries against the store.
+	FindDuplicates(context.Context, *FindDuplicatesRequest) (*FindDuplicatesResponse, error)
 	mustEmbedUnimplementedVectorServiceServer()
 }
 
@@ -280,6 +331,15 @@ func (UnimplementedVectorServiceServer) Delete(context.Context, *DeleteRequest) 
 }
 func (UnimplementedVectorServiceServer) Count(context.Context, *CountRequest) (*CountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Count not implemented")
+}
+func (UnimplementedVectorServiceServer) Scroll(context.Context, *ScrollRequest) (*ScrollResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Scroll not implemented")
+}
+func (UnimplementedVectorServiceServer) Cluster(context.Context, *ClusterRequest) (*ClusterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Cluster not implemented")
+}
+func (UnimplementedVectorServiceServer) FindDuplicates(context.Context, *FindDuplicatesRequest) (*FindDuplicatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FindDuplicates not implemented")
 }
 func (UnimplementedVectorServiceServer) mustEmbedUnimplementedVectorServiceServer() {}
 func (UnimplementedVectorServiceServer) testEmbeddedByValue()                       {}
@@ -496,6 +556,60 @@ func _VectorService_Count_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VectorService_Scroll_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScrollRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).Scroll(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_Scroll_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).Scroll(ctx, req.(*ScrollRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VectorService_Cluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).Cluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_Cluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).Cluster(ctx, req.(*ClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VectorService_FindDuplicates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FindDuplicatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).FindDuplicates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_FindDuplicates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).FindDuplicates(ctx, req.(*FindDuplicatesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VectorService_ServiceDesc is the grpc.ServiceDesc for VectorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -542,6 +656,18 @@ var VectorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Count",
 			Handler:    _VectorService_Count_Handler,
+		},
+		{
+			MethodName: "Scroll",
+			Handler:    _VectorService_Scroll_Handler,
+		},
+		{
+			MethodName: "Cluster",
+			Handler:    _VectorService_Cluster_Handler,
+		},
+		{
+			MethodName: "FindDuplicates",
+			Handler:    _VectorService_FindDuplicates_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

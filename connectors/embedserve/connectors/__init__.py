@@ -47,6 +47,7 @@ from .types import (
     RecommendStrategy,
     Record,
     ScoredPoint,
+    ScrollPage,
     SearchParams,
 )
 
@@ -96,6 +97,7 @@ __all__ = [
     "RetryPolicy",
     "RetryingStore",
     "ScoredPoint",
+    "ScrollPage",
     "SearchParams",
     "StoreClosed",
     "StoreError",

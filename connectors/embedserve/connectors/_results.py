@@ -34,6 +34,21 @@ def scored_points(points: Iterable[Any], params: SearchParams) -> list[ScoredPoi
     return results
 
 
+def records_of(records: Iterable[Any], with_payload: bool, with_vectors: bool) -> list[Record]:
+    """Engine records as plain records, in the engine's order."""
+    out = []
+    for r in records:
+        external, payload = split_payload(r.payload, r.id)
+        out.append(
+            Record(
+                id=external,
+                payload=payload if with_payload else {},
+                vector=vector_of(r.vector) if with_vectors else None,
+            )
+        )
+    return out
+
+
 def records_in_order(
     records: Iterable[Any], wanted: Sequence[str], with_vectors: bool
 ) -> list[Record]:

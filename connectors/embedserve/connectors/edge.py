@@ -35,7 +35,7 @@ import qdrant_edge as qe
 
 from ._edge_convert import INDEX_KINDS, edge_filter, engine_config, engine_errors
 from ._locks import DirectoryLock, RWLock
-from ._results import records_in_order, scored_points, vector_of
+from ._results import records_in_order, records_of, scored_points, vector_of
 from .errors import (
     CollectionExists,
     CollectionNotFound,
@@ -56,14 +56,17 @@ from .types import (
     RecommendStrategy,
     Record,
     ScoredPoint,
+    ScrollPage,
     SearchParams,
     VectorLike,
+    check_scroll_limit,
     validate_collection_name,
 )
 from .validation import (
     as_vector,
     check_filter,
     check_id_list,
+    engine_cursor,
     prepare_points,
     search_params,
     split_examples,
@@ -443,3 +446,27 @@ class EdgeStore(ContextManagerMixin):
         )
         with self._reading(collection) as col, engine_errors():
             return int(col.shard.count(request))
+
+    def scroll(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        limit: int = 256,
+        cursor: str | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> ScrollPage:
+        request = qe.ScrollRequest(
+            offset=engine_cursor(cursor),
+            limit=check_scroll_limit(limit),
+            filter=edge_filter(filter) if (filter := check_filter(filter)) else None,
+            # The external id lives in the payload, so it is always fetched.
+            with_payload=True if with_payload else [RESERVED_KEY],
+            with_vector=with_vectors,
+        )
+        with self._reading(collection) as col, engine_errors():
+            records, next_offset = col.shard.scroll(request)
+        return ScrollPage(
+            records_of(records, with_payload, with_vectors),
+            None if next_offset is None else str(next_offset),
+        )

@@ -35,6 +35,7 @@ from .types import (
     RecommendStrategy,
     Record,
     ScoredPoint,
+    ScrollPage,
     SearchParams,
     VectorLike,
 )
@@ -213,6 +214,20 @@ class ProcessStore(ContextManagerMixin):
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         result: int = self._call("count", collection, filter, exact)
+        return result
+
+    def scroll(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        limit: int = 256,
+        cursor: str | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> ScrollPage:
+        result: ScrollPage = self._call(
+            "scroll", collection, filter, limit, cursor, with_payload, with_vectors
+        )
         return result
 
     def optimize(self, collection: str) -> bool:

@@ -30,7 +30,7 @@ from ._remote_convert import (
     remote_filter,
     spec_from_info,
 )
-from ._results import records_in_order, scored_points
+from ._results import records_in_order, records_of, scored_points
 from .errors import (
     CollectionExists,
     CollectionNotFound,
@@ -51,14 +51,17 @@ from .types import (
     RecommendStrategy,
     Record,
     ScoredPoint,
+    ScrollPage,
     SearchParams,
     VectorLike,
+    check_scroll_limit,
     validate_collection_name,
 )
 from .validation import (
     as_vector,
     check_filter,
     check_id_list,
+    engine_cursor,
     prepare_points,
     search_params,
     strategy_of,
@@ -376,3 +379,29 @@ class RemoteStore(ContextManagerMixin):
                     collection, count_filter=optional_filter(filter), exact=exact
                 ).count
             )
+
+    def scroll(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        limit: int = 256,
+        cursor: str | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> ScrollPage:
+        validate_collection_name(collection)
+        offset = engine_cursor(cursor)
+        with self._call(ErrorContext(collection)):
+            records, next_offset = self._client.scroll(
+                collection,
+                scroll_filter=optional_filter(filter),
+                limit=check_scroll_limit(limit),
+                offset=offset,
+                # The external id lives in the payload, so it is always fetched.
+                with_payload=True if with_payload else [RESERVED_KEY],
+                with_vectors=with_vectors,
+            )
+        return ScrollPage(
+            records_of(records, with_payload, with_vectors),
+            None if next_offset is None else str(next_offset),
+        )

@@ -26,6 +26,7 @@ from .types import (
     RecommendStrategy,
     Record,
     ScoredPoint,
+    ScrollPage,
     SearchParams,
     VectorLike,
 )
@@ -169,6 +170,22 @@ class RetryingStore(ContextManagerMixin):
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         return self._retry("count", lambda: self.inner.count(collection, filter, exact))
+
+    def scroll(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        limit: int = 256,
+        cursor: str | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> ScrollPage:
+        return self._retry(
+            "scroll",
+            lambda: self.inner.scroll(
+                collection, filter, limit, cursor, with_payload, with_vectors
+            ),
+        )
 
     def optimize(self, collection: str) -> bool:
         return self._retry("optimize", lambda: self.inner.optimize(collection))

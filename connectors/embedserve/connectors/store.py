@@ -14,6 +14,7 @@ from .types import (
     RecommendStrategy,
     Record,
     ScoredPoint,
+    ScrollPage,
     SearchParams,
     VectorLike,
 )
@@ -77,6 +78,18 @@ class VectorStore(Protocol):
         ...
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int: ...
+
+    def scroll(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        limit: int = 256,
+        cursor: str | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> ScrollPage:
+        """One page of points in the engine's id order, starting at ``cursor``."""
+        ...
 
     def optimize(self, collection: str) -> bool:
         """Build pending indexes now; True if anything was done."""

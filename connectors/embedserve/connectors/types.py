@@ -329,3 +329,23 @@ class Record:
     id: str
     payload: dict[str, Any]
     vector: list[float] | None = None
+
+
+MAX_SCROLL_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class ScrollPage:
+    """One page of a scroll; ``next_cursor`` is None after the last page.
+
+    The cursor is opaque to callers: the engine's id of the first point of the next page.
+    """
+
+    records: list[Record]
+    next_cursor: str | None
+
+
+def check_scroll_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_SCROLL_LIMIT:
+        raise InvalidRequest(f"limit must be in [1, {MAX_SCROLL_LIMIT}], got {limit}")
+    return limit

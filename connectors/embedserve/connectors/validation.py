@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,3 +144,14 @@ def strategy_of(value: RecommendStrategy | str) -> RecommendStrategy:
     except ValueError:
         choices = ", ".join(s.value for s in RecommendStrategy)
         raise InvalidRequest(f"unknown strategy {value!r}; use one of {choices}") from None
+
+
+def engine_cursor(cursor: str | None) -> str | None:
+    """A scroll cursor back as the engine's point id; ours are UUIDs, so anything else did
+    not come from a previous page."""
+    if not cursor:
+        return None
+    try:
+        return str(uuid.UUID(cursor))
+    except ValueError:
+        raise InvalidRequest(f"cursor {cursor!r} is not one this store handed out") from None

@@ -46,7 +46,8 @@ class ApiKey:
 def _method_roles() -> dict[str, Role]:
     embedding = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]
     vectors = vector_pb2.DESCRIPTOR.services_by_name["VectorService"]
-    writes = {"Upsert", "Ingest", "IngestStream", "Delete"}
+    # Cluster can write labels into payloads (write_label).
+    writes = {"Upsert", "Ingest", "IngestStream", "Delete", "Cluster"}
     admin = {"CreateCollection", "DeleteCollection"}
     table: dict[str, Role] = {}
     for method in embedding.methods:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from embedserve.server import cli_vectors
+from embedserve.server import cli_analysis, cli_vectors
 from embedserve.server.config import ENV_PREFIX, Settings
 
 DEFAULT_TARGET = os.environ.get(ENV_PREFIX + "TARGET", "127.0.0.1:50051")
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--target", default=DEFAULT_TARGET)
     tokenize.add_argument("--task", choices=["query", "document", "none"])
     cli_vectors.add_commands(commands, DEFAULT_TARGET)
+    cli_analysis.add_commands(commands, DEFAULT_TARGET)
     return parser
 
 
@@ -179,6 +180,8 @@ def _client_command(args: argparse.Namespace) -> int:
         with EmbedClient(args.target, **_client_security()) as client:
             if cli_vectors.is_vector_command(args.command):
                 return cli_vectors.run(client, args)
+            if args.command in cli_analysis.COMMANDS:
+                return cli_analysis.run(client, args)
             if args.command == "health":
                 status = client.health()
                 print(status)

@@ -7,8 +7,10 @@ from typing import Any
 
 import grpc
 
+from embedserve.server import analysis_convert as ac
 from embedserve.server import convert
 from embedserve.server import vector_convert as vc
+from embedserve.server.analysis import AnalysisCore
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Task
 from embedserve.server.errors import NotReady
@@ -186,3 +188,37 @@ class VectorService(pb_grpc.VectorServiceServicer):
     async def Count(self, request: pb.CountRequest, context: Context) -> pb.CountResponse:
         count = await self._core.count(request.collection, vc.optional_filter(request))
         return pb.CountResponse(count=count)
+
+    # -- export and analysis -----------------------------------------------------
+
+    @unary
+    async def Scroll(self, request: pb.ScrollRequest, context: Context) -> pb.ScrollResponse:
+        page = await self._core.scroll(
+            request.collection,
+            vc.optional_filter(request),
+            request.limit if request.HasField("limit") else 256,
+            request.cursor or None,
+            request.with_payload if request.HasField("with_payload") else True,
+            request.with_vectors,
+        )
+        return pb.ScrollResponse(
+            documents=[vc.record_to_proto(r) for r in page.records],
+            next_cursor=page.next_cursor or "",
+        )
+
+    @unary
+    async def Cluster(self, request: pb.ClusterRequest, context: Context) -> pb.ClusterResponse:
+        report = await AnalysisCore(self._core).cluster(ac.cluster_job(request))
+        return ac.cluster_response(report)
+
+    @unary
+    async def FindDuplicates(
+        self, request: pb.FindDuplicatesRequest, context: Context
+    ) -> pb.FindDuplicatesResponse:
+        report = await AnalysisCore(self._core).find_duplicates(
+            request.collection,
+            vc.optional_filter(request),
+            ac.duplicate_settings(request),
+            request.with_text if request.HasField("with_text") else True,
+        )
+        return ac.duplicates_response(report)

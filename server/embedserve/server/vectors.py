@@ -24,6 +24,7 @@ from embedserve.connectors.types import (
     RecommendStrategy,
     Record,
     ScoredPoint,
+    ScrollPage,
     SearchParams,
 )
 from embedserve.connectors.validation import check_document
@@ -337,3 +338,23 @@ class VectorCore:
 
     async def count(self, collection: str, filter: Filter | None) -> int:
         return await self.call(self.store.count, collection, filter)
+
+    async def scroll(
+        self,
+        collection: str,
+        filter: Filter | None,
+        limit: int,
+        cursor: str | None,
+        with_payload: bool,
+        with_vectors: bool,
+    ) -> ScrollPage:
+        if not collection:
+            raise InvalidArgument("collection must be set")
+        return await self.call(
+            self.store.scroll, collection, filter, limit, cursor, with_payload, with_vectors
+        )
+
+    async def embed_documents(self, texts: Sequence[str], field: str) -> FloatArray:
+        """Embed free texts (not bound for a collection) with the DOCUMENT prompt."""
+        result = await self._embedder.embed(texts, EmbedParams(Task.DOCUMENT), field=field)
+        return result.vectors

@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from embedserve.client._analysis_methods import AnalysisMethods
 from embedserve.client._options import (
     Vectors,
     as_list,
@@ -31,7 +32,7 @@ CHANNEL_OPTIONS = [
 ]
 
 
-class EmbedClient(VectorMethods):
+class EmbedClient(VectorMethods, AnalysisMethods):
     """Calls an embedserve server. Vectors come back as float32 numpy arrays.
 
     Options (``task``, ``prompt``, ``dimensions``, ``normalize``, ``pooling``,

@@ -108,6 +108,65 @@ RECOMMEND_STRATEGY_BEST_SCORE: RecommendStrategy.ValueType  # 2
 RECOMMEND_STRATEGY_SUM_SCORES: RecommendStrategy.ValueType  # 3
 Global___RecommendStrategy: _TypeAlias = RecommendStrategy  # noqa: Y015
 
+class _ClusterAlgorithm:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ClusterAlgorithmEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ClusterAlgorithm.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CLUSTER_ALGORITHM_UNSPECIFIED: _ClusterAlgorithm.ValueType  # 0
+    """KMEANS."""
+    CLUSTER_ALGORITHM_KMEANS: _ClusterAlgorithm.ValueType  # 1
+    CLUSTER_ALGORITHM_HDBSCAN: _ClusterAlgorithm.ValueType  # 2
+    """Density-based; points in no cluster get label -1."""
+
+class ClusterAlgorithm(_ClusterAlgorithm, metaclass=_ClusterAlgorithmEnumTypeWrapper):
+    """-- analysis: Cluster and FindDuplicates --"""
+
+CLUSTER_ALGORITHM_UNSPECIFIED: ClusterAlgorithm.ValueType  # 0
+"""KMEANS."""
+CLUSTER_ALGORITHM_KMEANS: ClusterAlgorithm.ValueType  # 1
+CLUSTER_ALGORITHM_HDBSCAN: ClusterAlgorithm.ValueType  # 2
+"""Density-based; points in no cluster get label -1."""
+Global___ClusterAlgorithm: _TypeAlias = ClusterAlgorithm  # noqa: Y015
+
+class _DuplicateMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DuplicateMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DuplicateMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DUPLICATE_METHOD_UNSPECIFIED: _DuplicateMethod.ValueType  # 0
+    """EXACT_BLOCKS when the matching vectors fit in 1 GiB of memory, else
+    STORE_QUERIES.
+    """
+    DUPLICATE_METHOD_STORE_QUERIES: _DuplicateMethod.ValueType  # 1
+    """One neighbour query against the store per document (its index, its
+    filter); memory holds one page. Costs one search per document.
+    """
+    DUPLICATE_METHOD_EXACT_BLOCKS: _DuplicateMethod.ValueType  # 2
+    """Vectors read by scroll, compared exactly block by block (1024 rows
+    against all at a time); memory holds the vectors and one block's scores,
+    never the full matrix.
+    """
+
+class DuplicateMethod(_DuplicateMethod, metaclass=_DuplicateMethodEnumTypeWrapper): ...
+
+DUPLICATE_METHOD_UNSPECIFIED: DuplicateMethod.ValueType  # 0
+"""EXACT_BLOCKS when the matching vectors fit in 1 GiB of memory, else
+STORE_QUERIES.
+"""
+DUPLICATE_METHOD_STORE_QUERIES: DuplicateMethod.ValueType  # 1
+"""One neighbour query against the store per document (its index, its
+filter); memory holds one page. Costs one search per document.
+"""
+DUPLICATE_METHOD_EXACT_BLOCKS: DuplicateMethod.ValueType  # 2
+"""Vectors read by scroll, compared exactly block by block (1024 rows
+against all at a time); memory holds the vectors and one block's scores,
+never the full matrix.
+"""
+Global___DuplicateMethod: _TypeAlias = DuplicateMethod  # noqa: Y015
+
 @_typing.final
 class CollectionConfig(_message.Message):
     """Collection settings. Unset fields take the defaults named here."""
@@ -1317,3 +1376,572 @@ class CountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CountResponse: _TypeAlias = CountResponse  # noqa: Y015
+
+@_typing.final
+class ScrollRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    WITH_PAYLOAD_FIELD_NUMBER: _builtins.int
+    WITH_VECTORS_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    limit: _builtins.int
+    """Documents per page. Default: 256; at most 10000."""
+    cursor: _builtins.str
+    """Empty for the first page; then the previous response's next_cursor."""
+    with_payload: _builtins.bool
+    """Default: true."""
+    with_vectors: _builtins.bool
+    """Default: false."""
+    @_builtins.property
+    def filter(self) -> Global___Filter: ...
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        filter: Global___Filter | None = ...,
+        limit: _builtins.int | None = ...,
+        cursor: _builtins.str = ...,
+        with_payload: _builtins.bool | None = ...,
+        with_vectors: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_with_payload", b"_with_payload", "filter", b"filter", "limit", b"limit", "with_payload", b"with_payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_with_payload", b"_with_payload", "collection", b"collection", "cursor", b"cursor", "filter", b"filter", "limit", b"limit", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__with_payload: _TypeAlias = _typing.Literal["with_payload"]  # noqa: Y015
+    _WhichOneofArgType__with_payload: _TypeAlias = _typing.Literal["_with_payload", b"_with_payload"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__with_payload) -> _WhichOneofReturnType__with_payload | None: ...
+
+Global___ScrollRequest: _TypeAlias = ScrollRequest  # noqa: Y015
+
+@_typing.final
+class ScrollResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Empty when this was the last page."""
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___StoredDocument]: ...
+    def __init__(
+        self,
+        *,
+        documents: _abc.Iterable[Global___StoredDocument] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents", b"documents", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScrollResponse: _TypeAlias = ScrollResponse  # noqa: Y015
+
+@_typing.final
+class TextList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        texts: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["texts", b"texts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextList: _TypeAlias = TextList  # noqa: Y015
+
+@_typing.final
+class ClusterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    K_FIELD_NUMBER: _builtins.int
+    K_MIN_FIELD_NUMBER: _builtins.int
+    K_MAX_FIELD_NUMBER: _builtins.int
+    MIN_CLUSTER_SIZE_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
+    TOP_DOCUMENTS_FIELD_NUMBER: _builtins.int
+    TOP_WORDS_FIELD_NUMBER: _builtins.int
+    WRITE_LABEL_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    """A stored collection (its vectors; its "text" payloads for the words)."""
+    algorithm: Global___ClusterAlgorithm.ValueType
+    """Default: KMEANS."""
+    k: _builtins.int
+    """KMEANS: the number of clusters. Unset: chosen by silhouette over
+    [k_min, k_max].
+    """
+    k_min: _builtins.int
+    """Default: 2."""
+    k_max: _builtins.int
+    """Default: 12 (capped at the number of points - 1)."""
+    min_cluster_size: _builtins.int
+    """HDBSCAN: the smallest group that counts as a cluster. Default: 5."""
+    max_points: _builtins.int
+    """Cluster a random sample of this many points when there are more.
+    Default: 20000.
+    """
+    top_documents: _builtins.int
+    """Most central documents reported per cluster. Default: 5."""
+    top_words: _builtins.int
+    """Distinguishing words reported per cluster. Default: 10."""
+    write_label: _builtins.str
+    """Write each document's label into this payload field (collections only)."""
+    seed: _builtins.int
+    """Random seed for k-means and sampling. Default: 0."""
+    @_builtins.property
+    def texts(self) -> Global___TextList:
+        """Texts to embed (DOCUMENT prompt) and cluster; ids are their indexes."""
+
+    @_builtins.property
+    def filter(self) -> Global___Filter:
+        """Only the collection's documents matching this filter. Default: all."""
+
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        texts: Global___TextList | None = ...,
+        filter: Global___Filter | None = ...,
+        algorithm: Global___ClusterAlgorithm.ValueType = ...,
+        k: _builtins.int | None = ...,
+        k_min: _builtins.int | None = ...,
+        k_max: _builtins.int | None = ...,
+        min_cluster_size: _builtins.int | None = ...,
+        max_points: _builtins.int | None = ...,
+        top_documents: _builtins.int | None = ...,
+        top_words: _builtins.int | None = ...,
+        write_label: _builtins.str = ...,
+        seed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_k", b"_k", "_k_max", b"_k_max", "_k_min", b"_k_min", "_max_points", b"_max_points", "_min_cluster_size", b"_min_cluster_size", "_top_documents", b"_top_documents", "_top_words", b"_top_words", "collection", b"collection", "filter", b"filter", "k", b"k", "k_max", b"k_max", "k_min", b"k_min", "max_points", b"max_points", "min_cluster_size", b"min_cluster_size", "source", b"source", "texts", b"texts", "top_documents", b"top_documents", "top_words", b"top_words"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_k", b"_k", "_k_max", b"_k_max", "_k_min", b"_k_min", "_max_points", b"_max_points", "_min_cluster_size", b"_min_cluster_size", "_top_documents", b"_top_documents", "_top_words", b"_top_words", "algorithm", b"algorithm", "collection", b"collection", "filter", b"filter", "k", b"k", "k_max", b"k_max", "k_min", b"k_min", "max_points", b"max_points", "min_cluster_size", b"min_cluster_size", "seed", b"seed", "source", b"source", "texts", b"texts", "top_documents", b"top_documents", "top_words", b"top_words", "write_label", b"write_label"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__k: _TypeAlias = _typing.Literal["k"]  # noqa: Y015
+    _WhichOneofArgType__k: _TypeAlias = _typing.Literal["_k", b"_k"]  # noqa: Y015
+    _WhichOneofReturnType__k_max: _TypeAlias = _typing.Literal["k_max"]  # noqa: Y015
+    _WhichOneofArgType__k_max: _TypeAlias = _typing.Literal["_k_max", b"_k_max"]  # noqa: Y015
+    _WhichOneofReturnType__k_min: _TypeAlias = _typing.Literal["k_min"]  # noqa: Y015
+    _WhichOneofArgType__k_min: _TypeAlias = _typing.Literal["_k_min", b"_k_min"]  # noqa: Y015
+    _WhichOneofReturnType__max_points: _TypeAlias = _typing.Literal["max_points"]  # noqa: Y015
+    _WhichOneofArgType__max_points: _TypeAlias = _typing.Literal["_max_points", b"_max_points"]  # noqa: Y015
+    _WhichOneofReturnType__min_cluster_size: _TypeAlias = _typing.Literal["min_cluster_size"]  # noqa: Y015
+    _WhichOneofArgType__min_cluster_size: _TypeAlias = _typing.Literal["_min_cluster_size", b"_min_cluster_size"]  # noqa: Y015
+    _WhichOneofReturnType__top_documents: _TypeAlias = _typing.Literal["top_documents"]  # noqa: Y015
+    _WhichOneofArgType__top_documents: _TypeAlias = _typing.Literal["_top_documents", b"_top_documents"]  # noqa: Y015
+    _WhichOneofReturnType__top_words: _TypeAlias = _typing.Literal["top_words"]  # noqa: Y015
+    _WhichOneofArgType__top_words: _TypeAlias = _typing.Literal["_top_words", b"_top_words"]  # noqa: Y015
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["collection", "texts"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__k) -> _WhichOneofReturnType__k | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__k_max) -> _WhichOneofReturnType__k_max | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__k_min) -> _WhichOneofReturnType__k_min | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_points) -> _WhichOneofReturnType__max_points | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_cluster_size) -> _WhichOneofReturnType__min_cluster_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_documents) -> _WhichOneofReturnType__top_documents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_words) -> _WhichOneofReturnType__top_words | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___ClusterRequest: _TypeAlias = ClusterRequest  # noqa: Y015
+
+@_typing.final
+class ClusterMember(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    score: _builtins.float
+    """Cosine similarity to the cluster's centre."""
+    text: _builtins.str
+    """The document's stored text, when there is one."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        score: _builtins.float = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "score", b"score", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterMember: _TypeAlias = ClusterMember  # noqa: Y015
+
+@_typing.final
+class WordScore(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORD_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    word: _builtins.str
+    score: _builtins.float
+    def __init__(
+        self,
+        *,
+        word: _builtins.str = ...,
+        score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["score", b"score", "word", b"word"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WordScore: _TypeAlias = WordScore  # noqa: Y015
+
+@_typing.final
+class ClusterSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CENTRAL_FIELD_NUMBER: _builtins.int
+    WORDS_FIELD_NUMBER: _builtins.int
+    label: _builtins.int
+    """-1: noise (HDBSCAN)."""
+    size: _builtins.int
+    @_builtins.property
+    def central(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterMember]: ...
+    @_builtins.property
+    def words(self) -> _containers.RepeatedCompositeFieldContainer[Global___WordScore]:
+        """By class-based TF-IDF over the cluster's texts; empty without texts."""
+
+    def __init__(
+        self,
+        *,
+        label: _builtins.int = ...,
+        size: _builtins.int = ...,
+        central: _abc.Iterable[Global___ClusterMember] | None = ...,
+        words: _abc.Iterable[Global___WordScore] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["central", b"central", "label", b"label", "size", b"size", "words", b"words"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterSummary: _TypeAlias = ClusterSummary  # noqa: Y015
+
+@_typing.final
+class ClusterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SilhouetteByKEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CLUSTERS_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    SILHOUETTE_FIELD_NUMBER: _builtins.int
+    K_FIELD_NUMBER: _builtins.int
+    SILHOUETTE_BY_K_FIELD_NUMBER: _builtins.int
+    POINTS_TOTAL_FIELD_NUMBER: _builtins.int
+    POINTS_CLUSTERED_FIELD_NUMBER: _builtins.int
+    LABELS_WRITTEN_FIELD_NUMBER: _builtins.int
+    ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    silhouette: _builtins.float
+    """Mean silhouette of the result (cosine); 0 when undefined."""
+    k: _builtins.int
+    """The k chosen or given (KMEANS) or found (HDBSCAN, noise excluded)."""
+    points_total: _builtins.int
+    """Points in the collection (after the filter) and points clustered."""
+    points_clustered: _builtins.int
+    labels_written: _builtins.int
+    """Labels written into payloads (write_label)."""
+    elapsed_ms: _builtins.float
+    @_builtins.property
+    def clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterSummary]:
+        """Largest cluster first; noise last."""
+
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each clustered point's id and label, in parallel."""
+
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def silhouette_by_k(self) -> _containers.ScalarMap[_builtins.int, _builtins.float]:
+        """Silhouette of each k tried when k was chosen, in order of k."""
+
+    def __init__(
+        self,
+        *,
+        clusters: _abc.Iterable[Global___ClusterSummary] | None = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        labels: _abc.Iterable[_builtins.int] | None = ...,
+        silhouette: _builtins.float = ...,
+        k: _builtins.int = ...,
+        silhouette_by_k: _abc.Mapping[_builtins.int, _builtins.float] | None = ...,
+        points_total: _builtins.int = ...,
+        points_clustered: _builtins.int = ...,
+        labels_written: _builtins.int = ...,
+        elapsed_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters", "elapsed_ms", b"elapsed_ms", "ids", b"ids", "k", b"k", "labels", b"labels", "labels_written", b"labels_written", "points_clustered", b"points_clustered", "points_total", b"points_total", "silhouette", b"silhouette", "silhouette_by_k", b"silhouette_by_k"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterResponse: _TypeAlias = ClusterResponse  # noqa: Y015
+
+@_typing.final
+class FindDuplicatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    MAX_NEIGHBORS_FIELD_NUMBER: _builtins.int
+    MAX_PAIRS_FIELD_NUMBER: _builtins.int
+    WITH_TEXT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    threshold: _builtins.float
+    """Cosine similarity at or above which two documents are near-duplicates,
+    in [-1, 1]. Default: 0.92.
+    """
+    max_neighbors: _builtins.int
+    """Neighbours asked per document. Default: 10."""
+    max_pairs: _builtins.int
+    """Pairs returned, best first. Default: 1000."""
+    with_text: _builtins.bool
+    """Include each document's stored text. Default: true."""
+    method: Global___DuplicateMethod.ValueType
+    """Default: AUTO."""
+    @_builtins.property
+    def filter(self) -> Global___Filter:
+        """Only documents matching this filter. Default: all."""
+
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        threshold: _builtins.float | None = ...,
+        filter: Global___Filter | None = ...,
+        max_neighbors: _builtins.int | None = ...,
+        max_pairs: _builtins.int | None = ...,
+        with_text: _builtins.bool | None = ...,
+        method: Global___DuplicateMethod.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors", "_max_pairs", b"_max_pairs", "_threshold", b"_threshold", "_with_text", b"_with_text", "filter", b"filter", "max_neighbors", b"max_neighbors", "max_pairs", b"max_pairs", "threshold", b"threshold", "with_text", b"with_text"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors", "_max_pairs", b"_max_pairs", "_threshold", b"_threshold", "_with_text", b"_with_text", "collection", b"collection", "filter", b"filter", "max_neighbors", b"max_neighbors", "max_pairs", b"max_pairs", "method", b"method", "threshold", b"threshold", "with_text", b"with_text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_neighbors: _TypeAlias = _typing.Literal["max_neighbors"]  # noqa: Y015
+    _WhichOneofArgType__max_neighbors: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors"]  # noqa: Y015
+    _WhichOneofReturnType__max_pairs: _TypeAlias = _typing.Literal["max_pairs"]  # noqa: Y015
+    _WhichOneofArgType__max_pairs: _TypeAlias = _typing.Literal["_max_pairs", b"_max_pairs"]  # noqa: Y015
+    _WhichOneofReturnType__threshold: _TypeAlias = _typing.Literal["threshold"]  # noqa: Y015
+    _WhichOneofArgType__threshold: _TypeAlias = _typing.Literal["_threshold", b"_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__with_text: _TypeAlias = _typing.Literal["with_text"]  # noqa: Y015
+    _WhichOneofArgType__with_text: _TypeAlias = _typing.Literal["_with_text", b"_with_text"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_neighbors) -> _WhichOneofReturnType__max_neighbors | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_pairs) -> _WhichOneofReturnType__max_pairs | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__threshold) -> _WhichOneofReturnType__threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__with_text) -> _WhichOneofReturnType__with_text | None: ...
+
+Global___FindDuplicatesRequest: _TypeAlias = FindDuplicatesRequest  # noqa: Y015
+
+@_typing.final
+class DuplicatePair(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    A_FIELD_NUMBER: _builtins.int
+    B_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    a: _builtins.str
+    b: _builtins.str
+    score: _builtins.float
+    def __init__(
+        self,
+        *,
+        a: _builtins.str = ...,
+        b: _builtins.str = ...,
+        score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a", b"a", "b", b"b", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DuplicatePair: _TypeAlias = DuplicatePair  # noqa: Y015
+
+@_typing.final
+class DuplicateGroup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    MIN_SCORE_FIELD_NUMBER: _builtins.int
+    min_score: _builtins.float
+    """The lowest pair score that holds the group together."""
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Connected components of the pairs graph, ids sorted."""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        min_score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "min_score", b"min_score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DuplicateGroup: _TypeAlias = DuplicateGroup  # noqa: Y015
+
+@_typing.final
+class HistogramBin(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOWER_FIELD_NUMBER: _builtins.int
+    UPPER_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    lower: _builtins.float
+    upper: _builtins.float
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        lower: _builtins.float = ...,
+        upper: _builtins.float = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "lower", b"lower", "upper", b"upper"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistogramBin: _TypeAlias = HistogramBin  # noqa: Y015
+
+@_typing.final
+class FindDuplicatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TextsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PAIRS_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    HISTOGRAM_FIELD_NUMBER: _builtins.int
+    POINTS_SCANNED_FIELD_NUMBER: _builtins.int
+    PAIRS_TOTAL_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
+    ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    points_scanned: _builtins.int
+    pairs_total: _builtins.int
+    """Pairs found before max_pairs cut the list."""
+    elapsed_ms: _builtins.float
+    method: Global___DuplicateMethod.ValueType
+    """The method that ran (never UNSPECIFIED)."""
+    @_builtins.property
+    def pairs(self) -> _containers.RepeatedCompositeFieldContainer[Global___DuplicatePair]: ...
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___DuplicateGroup]: ...
+    @_builtins.property
+    def histogram(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistogramBin]:
+        """Each document's best-neighbour score, in bins of 0.05 over [-1, 1]
+        (empty bins left out).
+        """
+
+    @_builtins.property
+    def texts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Stored texts of the ids in pairs (with_text)."""
+
+    def __init__(
+        self,
+        *,
+        pairs: _abc.Iterable[Global___DuplicatePair] | None = ...,
+        groups: _abc.Iterable[Global___DuplicateGroup] | None = ...,
+        histogram: _abc.Iterable[Global___HistogramBin] | None = ...,
+        points_scanned: _builtins.int = ...,
+        pairs_total: _builtins.int = ...,
+        texts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        elapsed_ms: _builtins.float = ...,
+        method: Global___DuplicateMethod.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed_ms", b"elapsed_ms", "groups", b"groups", "histogram", b"histogram", "method", b"method", "pairs", b"pairs", "pairs_total", b"pairs_total", "points_scanned", b"points_scanned", "texts", b"texts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindDuplicatesResponse: _TypeAlias = FindDuplicatesResponse  # noqa: Y015

@@ -104,6 +104,21 @@ class VectorServiceStub:
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.CountRequest.SerializeToString,
                 response_deserializer=embedserve_dot_v1_dot_vector__pb2.CountResponse.FromString,
                 _registered_method=True)
+        self.Scroll = channel.unary_unary(
+                '/embedserve.v1.VectorService/Scroll',
+                request_serializer=embedserve_dot_v1_dot_vector__pb2.ScrollRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_vector__pb2.ScrollResponse.FromString,
+                _registered_method=True)
+        self.Cluster = channel.unary_unary(
+                '/embedserve.v1.VectorService/Cluster',
+                request_serializer=embedserve_dot_v1_dot_vector__pb2.ClusterRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_vector__pb2.ClusterResponse.FromString,
+                _registered_method=True)
+        self.FindDuplicates = channel.unary_unary(
+                '/embedserve.v1.VectorService/FindDuplicates',
+                request_serializer=embedserve_dot_v1_dot_vector__pb2.FindDuplicatesRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_vector__pb2.FindDuplicatesResponse.FromString,
+                _registered_method=True)
 
 
 class VectorServiceServicer:
@@ -197,6 +212,30 @@ class VectorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scroll(self, request, context):
+        """One page of a collection's documents, in a stable order; pass next_cursor
+        back to get the next page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Cluster(self, request, context):
+        """Groups a collection's documents (or a list of texts) by k-means or
+        HDBSCAN; optionally writes each document's label into its payload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindDuplicates(self, request, context):
+        """Near-duplicate pairs and groups above a cosine threshold, found by
+        neighbour queries against the store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -259,6 +298,21 @@ def add_VectorServiceServicer_to_server(servicer, server):
                     servicer.Count,
                     request_deserializer=embedserve_dot_v1_dot_vector__pb2.CountRequest.FromString,
                     response_serializer=embedserve_dot_v1_dot_vector__pb2.CountResponse.SerializeToString,
+            ),
+            'Scroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scroll,
+                    request_deserializer=embedserve_dot_v1_dot_vector__pb2.ScrollRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_vector__pb2.ScrollResponse.SerializeToString,
+            ),
+            'Cluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cluster,
+                    request_deserializer=embedserve_dot_v1_dot_vector__pb2.ClusterRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_vector__pb2.ClusterResponse.SerializeToString,
+            ),
+            'FindDuplicates': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindDuplicates,
+                    request_deserializer=embedserve_dot_v1_dot_vector__pb2.FindDuplicatesRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_vector__pb2.FindDuplicatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -594,6 +648,87 @@ class VectorService:
             '/embedserve.v1.VectorService/Count',
             embedserve_dot_v1_dot_vector__pb2.CountRequest.SerializeToString,
             embedserve_dot_v1_dot_vector__pb2.CountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.VectorService/Scroll',
+            embedserve_dot_v1_dot_vector__pb2.ScrollRequest.SerializeToString,
+            embedserve_dot_v1_dot_vector__pb2.ScrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.VectorService/Cluster',
+            embedserve_dot_v1_dot_vector__pb2.ClusterRequest.SerializeToString,
+            embedserve_dot_v1_dot_vector__pb2.ClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindDuplicates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.VectorService/FindDuplicates',
+            embedserve_dot_v1_dot_vector__pb2.FindDuplicatesRequest.SerializeToString,
+            embedserve_dot_v1_dot_vector__pb2.FindDuplicatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

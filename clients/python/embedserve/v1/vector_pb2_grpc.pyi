@@ -64,6 +64,18 @@ class VectorServiceStub:
     Get: _grpc.UnaryUnaryMultiCallable[_vector_pb2.GetRequest, _vector_pb2.GetResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_vector_pb2.DeleteRequest, _vector_pb2.DeleteResponse]
     Count: _grpc.UnaryUnaryMultiCallable[_vector_pb2.CountRequest, _vector_pb2.CountResponse]
+    Scroll: _grpc.UnaryUnaryMultiCallable[_vector_pb2.ScrollRequest, _vector_pb2.ScrollResponse]
+    """One page of a collection's documents, in a stable order; pass next_cursor
+    back to get the next page.
+    """
+    Cluster: _grpc.UnaryUnaryMultiCallable[_vector_pb2.ClusterRequest, _vector_pb2.ClusterResponse]
+    """Groups a collection's documents (or a list of texts) by k-means or
+    HDBSCAN; optionally writes each document's label into its payload.
+    """
+    FindDuplicates: _grpc.UnaryUnaryMultiCallable[_vector_pb2.FindDuplicatesRequest, _vector_pb2.FindDuplicatesResponse]
+    """Near-duplicate pairs and groups above a cosine threshold, found by
+    neighbour queries against the store.
+    """
 
 @_typing.type_check_only
 class VectorServiceAsyncStub(VectorServiceStub):
@@ -100,6 +112,18 @@ class VectorServiceAsyncStub(VectorServiceStub):
     Get: _aio.UnaryUnaryMultiCallable[_vector_pb2.GetRequest, _vector_pb2.GetResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_vector_pb2.DeleteRequest, _vector_pb2.DeleteResponse]  # type: ignore[assignment]
     Count: _aio.UnaryUnaryMultiCallable[_vector_pb2.CountRequest, _vector_pb2.CountResponse]  # type: ignore[assignment]
+    Scroll: _aio.UnaryUnaryMultiCallable[_vector_pb2.ScrollRequest, _vector_pb2.ScrollResponse]  # type: ignore[assignment]
+    """One page of a collection's documents, in a stable order; pass next_cursor
+    back to get the next page.
+    """
+    Cluster: _aio.UnaryUnaryMultiCallable[_vector_pb2.ClusterRequest, _vector_pb2.ClusterResponse]  # type: ignore[assignment]
+    """Groups a collection's documents (or a list of texts) by k-means or
+    HDBSCAN; optionally writes each document's label into its payload.
+    """
+    FindDuplicates: _aio.UnaryUnaryMultiCallable[_vector_pb2.FindDuplicatesRequest, _vector_pb2.FindDuplicatesResponse]  # type: ignore[assignment]
+    """Near-duplicate pairs and groups above a cosine threshold, found by
+    neighbour queries against the store.
+    """
 
 class VectorServiceServicer(metaclass=_abc_1.ABCMeta):
     """VectorService writes embedded documents into Qdrant and answers queries over
@@ -205,5 +229,35 @@ class VectorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vector_pb2.CountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vector_pb2.CountResponse, _abc.Awaitable[_vector_pb2.CountResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Scroll(
+        self,
+        request: _vector_pb2.ScrollRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.ScrollResponse, _abc.Awaitable[_vector_pb2.ScrollResponse]]:
+        """One page of a collection's documents, in a stable order; pass next_cursor
+        back to get the next page.
+        """
+
+    @_abc_1.abstractmethod
+    def Cluster(
+        self,
+        request: _vector_pb2.ClusterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.ClusterResponse, _abc.Awaitable[_vector_pb2.ClusterResponse]]:
+        """Groups a collection's documents (or a list of texts) by k-means or
+        HDBSCAN; optionally writes each document's label into its payload.
+        """
+
+    @_abc_1.abstractmethod
+    def FindDuplicates(
+        self,
+        request: _vector_pb2.FindDuplicatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.FindDuplicatesResponse, _abc.Awaitable[_vector_pb2.FindDuplicatesResponse]]:
+        """Near-duplicate pairs and groups above a cosine threshold, found by
+        neighbour queries against the store.
+        """
 
 def add_VectorServiceServicer_to_server(servicer: VectorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,64 @@
+package embedserve
+
+// Export and analysis: Scroll pages through a collection; Cluster groups its
+// documents (or a list of texts); FindDuplicates reports near-duplicates.
+
+import (
+	"context"
+	"iter"
+
+	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
+)
+
+// Scroll returns one page of stored documents and the cursor of the next page
+// ("" after the last). req.Cursor is "" for the first page.
+func (c *Client) Scroll(ctx context.Context, req *pb.ScrollRequest) ([]Document, string, error) {
+	resp, err := c.vectors.Scroll(ctx, req)
+	if err != nil {
+		return nil, "", err
+	}
+	docs := make([]Document, len(resp.GetDocuments()))
+	for i, d := range resp.GetDocuments() {
+		docs[i] = Document{ID: d.GetId(), Payload: payloadOf(d.GetPayload()), Vector: d.GetVector().GetValues()}
+	}
+	return docs, resp.GetNextCursor(), nil
+}
+
+// ScrollAll yields every stored document matching req.Filter, one page request
+// at a time; it stops at the first error, which it yields.
+func (c *Client) ScrollAll(ctx context.Context, req *pb.ScrollRequest) iter.Seq2[Document, error] {
+	return func(yield func(Document, error) bool) {
+		page := &pb.ScrollRequest{
+			Collection: req.GetCollection(), Filter: req.GetFilter(), Limit: req.Limit,
+			WithPayload: req.WithPayload, WithVectors: req.GetWithVectors(), Cursor: req.GetCursor(),
+		}
+		for {
+			docs, next, err := c.Scroll(ctx, page)
+			if err != nil {
+				yield(Document{}, err)
+				return
+			}
+			for _, d := range docs {
+				if !yield(d, nil) {
+					return
+				}
+			}
+			if next == "" {
+				return
+			}
+			page.Cursor = next
+		}
+	}
+}
+
+// Cluster groups a collection's documents (req.Source: collection) or a list
+// of texts by k-means (k given, or chosen by silhouette) or HDBSCAN.
+func (c *Client) Cluster(ctx context.Context, req *pb.ClusterRequest) (*pb.ClusterResponse, error) {
+	return c.vectors.Cluster(ctx, req)
+}
+
+// FindDuplicates returns near-duplicate pairs and groups of a collection at or
+// above a cosine threshold, and a histogram of best-neighbour scores.
+func (c *Client) FindDuplicates(ctx context.Context, req *pb.FindDuplicatesRequest) (*pb.FindDuplicatesResponse, error) {
+	return c.vectors.FindDuplicates(ctx, req)
+}

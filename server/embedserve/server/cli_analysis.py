@@ -1,0 +1,203 @@
+"""``embedserve export | cluster | duplicates``: a collection's contents and their analysis
+from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from google.protobuf.json_format import MessageToDict
+
+COMMANDS = ("export", "cluster", "duplicates")
+# Widest histogram bar, in characters.
+BAR = 40
+
+
+def add_commands(commands: Any, default_target: str) -> None:
+    export = commands.add_parser(
+        "export", help="write a collection's documents to JSONL, or vectors to .npy plus ids"
+    )
+    export.add_argument("collection")
+    export.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        help="FILE.jsonl ({id, vector, payload} a line; '-' for stdout) or FILE.npy "
+        "(vectors; ids and payloads go to FILE.ids.jsonl, row by row)",
+    )
+    export.add_argument("--target", default=default_target)
+    export.add_argument("--filter", help="JSON filter, as for search")
+    export.add_argument("--no-vectors", action="store_true", help="JSONL without vectors")
+    export.add_argument("--page-size", type=int, default=1024)
+
+    cluster = commands.add_parser(
+        "cluster", help="group a collection's documents (or a file of texts) by topic"
+    )
+    source = cluster.add_mutually_exclusive_group(required=True)
+    source.add_argument("collection", nargs="?")
+    source.add_argument("--texts", help="a file of texts, one a line, instead of a collection")
+    cluster.add_argument("--target", default=default_target)
+    cluster.add_argument("--algorithm", default="kmeans", choices=["kmeans", "hdbscan"])
+    cluster.add_argument("--k", type=int, help="number of clusters (default: chosen)")
+    cluster.add_argument("--k-min", type=int, default=2)
+    cluster.add_argument("--k-max", type=int, default=12)
+    cluster.add_argument("--min-cluster-size", type=int, default=5, help="hdbscan")
+    cluster.add_argument(
+        "--max-points", type=int, default=20_000, help="cluster a sample above this size"
+    )
+    cluster.add_argument("--top-documents", type=int, default=3)
+    cluster.add_argument("--top-words", type=int, default=8)
+    cluster.add_argument("--write-label", metavar="FIELD", help="store each label in FIELD")
+    cluster.add_argument("--filter", help="JSON filter, as for search")
+    cluster.add_argument("--seed", type=int, default=0)
+    cluster.add_argument("--json", action="store_true", help="print the full response as JSON")
+
+    duplicates = commands.add_parser(
+        "duplicates", help="near-duplicate pairs and groups in a collection"
+    )
+    duplicates.add_argument("collection")
+    duplicates.add_argument("--target", default=default_target)
+    duplicates.add_argument("--threshold", type=float, default=0.92, help="cosine, in [-1, 1]")
+    duplicates.add_argument("--max-neighbors", type=int, default=10)
+    duplicates.add_argument("--max-pairs", type=int, default=1000)
+    duplicates.add_argument("--filter", help="JSON filter, as for search")
+    duplicates.add_argument(
+        "--method", default="auto", choices=["auto", "store_queries", "exact_blocks"]
+    )
+    duplicates.add_argument("--json", action="store_true", help="print the full response as JSON")
+
+
+def run(client: Any, args: argparse.Namespace) -> int:
+    query_filter = json.loads(args.filter) if args.filter else None
+    if args.command == "export":
+        return _export(client, args, query_filter)
+    if args.command == "cluster":
+        return _cluster(client, args, query_filter)
+    return _duplicates(client, args, query_filter)
+
+
+def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
+    npy = args.output.endswith(".npy")
+    documents = client.scroll_iter(
+        args.collection,
+        page_size=args.page_size,
+        filter=query_filter,
+        with_vectors=npy or not args.no_vectors,
+    )
+    if npy:
+        import numpy as np
+
+        rows: list[Any] = []
+        ids_path = Path(args.output[: -len(".npy")] + ".ids.jsonl")
+        with open(ids_path, "w", encoding="utf-8") as ids:
+            for doc in documents:
+                rows.append(doc.vector)
+                ids.write(json.dumps({"id": doc.id, "payload": doc.payload}) + "\n")
+        np.save(args.output, np.asarray(rows, dtype=np.float32))
+        print(f"{len(rows)} vectors -> {args.output}, ids -> {ids_path}", file=sys.stderr)
+        return 0
+    with contextlib.ExitStack() as stack:
+        out: TextIO = sys.stdout
+        if args.output != "-":
+            out = stack.enter_context(open(args.output, "w", encoding="utf-8"))
+        written = 0
+        for doc in documents:
+            line: dict[str, Any] = {"id": doc.id}
+            if doc.vector is not None:
+                line["vector"] = [round(float(x), 7) for x in doc.vector]
+            line["payload"] = doc.payload
+            out.write(json.dumps(line) + "\n")
+            written += 1
+    print(f"{written} documents -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def read_texts(path: str) -> list[str]:
+    """Texts from a file: JSONL lines with "text", or plain lines."""
+    texts = []
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("{"):
+                texts.append(str(json.loads(line)["text"]))
+            else:
+                texts.append(line)
+    return texts
+
+
+def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
+    numbers = {
+        "k_min": args.k_min,
+        "k_max": args.k_max,
+        "min_cluster_size": args.min_cluster_size,
+        "max_points": args.max_points,
+        "top_documents": args.top_documents,
+        "top_words": args.top_words,
+        "seed": args.seed,
+    }
+    if args.k is not None:
+        numbers["k"] = args.k
+    response = client.cluster(
+        args.collection,
+        texts=read_texts(args.texts) if args.texts else None,
+        filter=query_filter,
+        algorithm=args.algorithm,
+        write_label=args.write_label,
+        **numbers,
+    )
+    if args.json:
+        print(json.dumps(MessageToDict(response, always_print_fields_with_no_presence=True)))
+        return 0
+    how = "given" if args.k is not None else "chosen by silhouette"
+    if args.algorithm == "hdbscan":
+        how = "found by hdbscan"
+    print(
+        f"{response.k} clusters ({how}), silhouette {response.silhouette:.3f}, "
+        f"{response.points_clustered} of {response.points_total} points"
+    )
+    if response.silhouette_by_k:
+        tried = ", ".join(f"{k}: {s:.3f}" for k, s in sorted(response.silhouette_by_k.items()))
+        print(f"silhouette by k: {tried}")
+    for c in response.clusters:
+        name = "noise" if c.label == -1 else f"cluster {c.label}"
+        print(f"\n{name}: {c.size} documents")
+        if c.words:
+            print("  words: " + ", ".join(w.word for w in c.words))
+        for m in c.central:
+            text = f"  {m.text[:100]}" if m.text else ""
+            print(f"  - {m.id} ({m.score:.3f}){text}")
+    if response.labels_written:
+        print(f"\nlabels written to {response.labels_written} documents ({args.write_label})")
+    return 0
+
+
+def _duplicates(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
+    response = client.find_duplicates(
+        args.collection,
+        threshold=args.threshold,
+        filter=query_filter,
+        max_neighbors=args.max_neighbors,
+        max_pairs=args.max_pairs,
+        method=args.method,
+    )
+    if args.json:
+        print(json.dumps(MessageToDict(response, always_print_fields_with_no_presence=True)))
+        return 0
+    print(
+        f"{response.pairs_total} pairs in {len(response.groups)} groups at cosine >= "
+        f"{args.threshold} among {response.points_scanned} documents"
+    )
+    for group in response.groups:
+        print(f"  group of {len(group.ids)} (min {group.min_score:.3f}): {', '.join(group.ids)}")
+    print("\nbest-neighbour score of each document:")
+    widest = max((b.count for b in response.histogram), default=1)
+    for b in response.histogram:
+        bar = "#" * max(1, round(BAR * b.count / widest))
+        print(f"  [{b.lower:+.2f}, {b.upper:+.2f})  {b.count:6d}  {bar}")
+    return 0

@@ -1,0 +1,202 @@
+"""Scroll, Cluster and FindDuplicates over gRPC with the packaged MiniLM, on the labelled
+corpus of docs/data (300 texts in six topics, 36 planted near-duplicates)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from analysis_corpus import TOPIC_WORDS, documents, planted_pairs, rows
+from sklearn.metrics import adjusted_rand_score
+
+from embedserve.client import EmbedClient
+from embedserve.server import cli
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, minilm_model: Any) -> Iterator[str]:
+    from conftest import RunningServer
+
+    from embedserve.server.config import Settings
+
+    settings = Settings(port=0, model="minilm", data_dir=str(tmp_path_factory.mktemp("data")))
+    running = RunningServer(settings, minilm_model).wait_ready()
+    with EmbedClient(running.target) as client:
+        client.create_collection("corpus", payload_indexes={"topic": "keyword"})
+        client.ingest("corpus", documents(), batch_size=64, store_text=True)
+        client.create_collection("empty")
+    yield running.target
+    running.stop()
+
+
+@pytest.fixture
+def client(server: str) -> Iterator[EmbedClient]:
+    with EmbedClient(server) as opened:
+        yield opened
+
+
+def test_scroll_pages_filters_and_vectors(client: EmbedClient) -> None:
+    page, cursor = client.scroll("corpus", limit=100)
+    assert len(page) == 100 and cursor is not None
+    assert {d.payload["topic"] for d in page} <= set(TOPIC_WORDS)
+    everything = list(client.scroll_iter("corpus", page_size=100))
+    assert sorted(d.id for d in everything) == sorted(r["id"] for r in rows())
+
+    music = {"must": [{"match": {"key": "topic", "text": "music"}}]}
+    found = list(client.scroll_iter("corpus", filter=music, with_vectors=True, page_size=7))
+    assert len(found) == 56 and all(d.payload["topic"] == "music" for d in found)
+    vector = found[0].vector
+    assert vector is not None and vector.shape == (384,)
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
+
+    with pytest.raises(grpc.RpcError) as bad_cursor:
+        client.scroll("corpus", cursor="nonsense")
+    assert bad_cursor.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as missing:
+        client.scroll("nope")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_cluster_with_chosen_k_recovers_the_topics(client: EmbedClient) -> None:
+    response = client.cluster("corpus")
+    topic = {r["id"]: r["topic"] for r in rows()}
+    ari = adjusted_rand_score([topic[i] for i in response.ids], list(response.labels))
+    named = 0
+    for c in response.clusters:
+        members = [
+            i for i, label in zip(response.ids, response.labels, strict=True) if label == c.label
+        ]
+        majority = Counter(topic[i] for i in members).most_common(1)[0][0]
+        words = {w.word for w in c.words}
+        named += bool(words & TOPIC_WORDS[majority])
+        assert c.size == len(members) and len(c.central) == 5
+        assert all(topic[m.id] == majority and m.text for m in c.central)
+    print(f"k={response.k} ARI={ari:.3f} clusters named by their words: {named}/6")
+    assert response.k == 6 and sorted(response.silhouette_by_k) == list(range(2, 13))
+    assert ari >= 0.7
+    assert named >= 5
+    assert response.points_total == response.points_clustered == 336
+
+
+def test_cluster_a_sample_and_write_every_label(client: EmbedClient) -> None:
+    response = client.cluster("corpus", k=6, max_points=120, write_label="cluster", seed=1)
+    assert response.points_clustered == 120 and response.points_total == 336
+    assert response.labels_written == 336
+    sampled = dict(zip(response.ids, response.labels, strict=True))
+    stored = {d.id: d.payload for d in client.scroll_iter("corpus")}
+    assert all(stored[i]["cluster"] == label for i, label in sampled.items())
+    # Points outside the sample went to their nearest centre: same topic, same label.
+    by_topic: dict[str, Counter[int]] = {}
+    for payload in stored.values():
+        by_topic.setdefault(payload["topic"], Counter())[payload["cluster"]] += 1
+    purity = sum(c.most_common(1)[0][1] for c in by_topic.values()) / len(stored)
+    assert purity >= 0.9
+
+
+def test_cluster_texts_with_hdbscan(client: EmbedClient) -> None:
+    chosen = [r for r in rows() if r["topic"] in ("music", "finance") and not r["duplicate_of"]]
+    chosen = chosen[:40] + chosen[-40:]
+    response = client.cluster(texts=[r["text"] for r in chosen], algorithm="hdbscan")
+    assert response.ids[:3] == ["0", "1", "2"] and response.points_clustered == 80
+    assert response.k == 2
+    ari = adjusted_rand_score([r["topic"] for r in chosen], list(response.labels))
+    noise = sum(label == -1 for label in response.labels)
+    print(f"hdbscan: ARI={ari:.3f}, noise {noise} of 80")
+    assert ari >= 0.8
+    if noise:
+        assert response.clusters[-1].label == -1 and response.clusters[-1].size == noise
+
+
+@pytest.mark.parametrize("method", ["store_queries", "exact_blocks"])
+def test_find_duplicates_recovers_planted_pairs(client: EmbedClient, method: str) -> None:
+    response = client.find_duplicates("corpus", threshold=0.9, method=method)
+    assert response.method == {"store_queries": 1, "exact_blocks": 2}[method]
+    found = {(min(p.a, p.b), max(p.a, p.b)) for p in response.pairs}
+    planted = planted_pairs()
+    hits = len(found & planted)
+    precision, recall = hits / len(found), hits / len(planted)
+    print(
+        f"planted {len(planted)} found {len(found)} precision {precision:.3f} recall {recall:.3f}"
+    )
+    assert hits >= 30 and precision >= 0.9 and recall >= 0.9
+    assert response.points_scanned == 336 and response.pairs_total == len(found)
+    assert sum(b.count for b in response.histogram) == 336
+    assert all(len(g.ids) >= 2 for g in response.groups)
+    assert sum(len(g.ids) for g in response.groups) == len({i for p in found for i in p})
+    first = response.pairs[0]
+    assert response.texts[first.a] and response.texts[first.b]
+
+
+@pytest.mark.parametrize(
+    ("call", "code", "message"),
+    [
+        (
+            lambda c: c.cluster("corpus", k=500),
+            "INVALID_ARGUMENT",
+            "k is 500 but there are only 336",
+        ),
+        (lambda c: c.cluster("empty"), "FAILED_PRECONDITION", "'empty' has no points"),
+        (lambda c: c.cluster(texts=["a"], write_label="x"), "INVALID_ARGUMENT", "write_label"),
+        (lambda c: c.find_duplicates("corpus", threshold=1.5), "INVALID_ARGUMENT", r"\[-1, 1\]"),
+        (lambda c: c.find_duplicates("empty"), "FAILED_PRECONDITION", "'empty' has no points"),
+        (lambda c: c.find_duplicates("nope"), "NOT_FOUND", "nope"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(
+    client: EmbedClient, call: Any, code: str, message: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as error:
+        call(client)
+    assert error.value.code().name == code
+    assert re.search(message, error.value.details())
+
+
+def test_cli_export_jsonl_and_npy(server: str, tmp_path: Path, capsys: Any) -> None:
+    jsonl = tmp_path / "music.jsonl"
+    music = '{"must":[{"match":{"key":"topic","text":"music"}}]}'
+    assert (
+        cli.main(["export", "corpus", "-o", str(jsonl), "--target", server, "--filter", music]) == 0
+    )
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == 56 and all(line["payload"]["topic"] == "music" for line in lines)
+    assert len(lines[0]["vector"]) == 384 and lines[0]["payload"]["text"]
+
+    npy = tmp_path / "all.npy"
+    assert cli.main(["export", "corpus", "-o", str(npy), "--target", server]) == 0
+    matrix = np.load(npy)
+    ids = [json.loads(line) for line in (tmp_path / "all.ids.jsonl").read_text().splitlines()]
+    assert matrix.shape == (336, 384) and len(ids) == 336
+    with EmbedClient(server) as client:
+        (stored,) = client.get("corpus", [ids[7]["id"]], with_vectors=True)
+    assert np.allclose(matrix[7], stored.vector, atol=1e-6)
+    assert "336 vectors" in capsys.readouterr().err
+
+
+def test_cli_cluster_and_duplicates(server: str, tmp_path: Path, capsys: Any) -> None:
+    assert cli.main(["cluster", "corpus", "--k", "6", "--target", server]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("6 clusters (given)") and out.count("\ncluster ") == 6
+    assert "words: " in out
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(r["text"] for r in rows()[:100:10]) + "\n")
+    assert (
+        cli.main(["cluster", "--texts", str(texts), "--k", "2", "--json", "--target", server]) == 0
+    )
+    response = json.loads(capsys.readouterr().out)
+    assert response["k"] == 2 and len(response["labels"]) == 10
+
+    assert cli.main(["duplicates", "corpus", "--threshold", "0.9", "--target", server]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("36 pairs in 36 groups at cosine >= 0.9 among 336 documents")
+    assert "[+0.95, +1.00)" in out
+
+    assert cli.main(["duplicates", "corpus", "--threshold", "2", "--target", server]) == 1
+    assert "INVALID_ARGUMENT: threshold must be a cosine similarity" in capsys.readouterr().err

@@ -1,0 +1,145 @@
+"""The analysis building blocks on small, hand-checked inputs: duplicate groups and
+histograms, c-TF-IDF words, clustering settings and central members."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from embedserve.server.analysis_cluster import (
+    Algorithm,
+    ClusterSettings,
+    central_members,
+    cluster_vectors,
+    nearest_centre,
+)
+from embedserve.server.analysis_duplicates import (
+    BLOCK_ROWS,
+    DuplicateSettings,
+    PairCollector,
+    compare_in_blocks,
+    groups_of,
+    histogram,
+)
+from embedserve.server.analysis_words import distinguishing_words
+from embedserve.server.errors import InvalidArgument
+
+
+def test_pairs_are_unordered_deduplicated_and_skip_self() -> None:
+    pairs = PairCollector(threshold=0.9)
+    pairs.add_neighbours("a", [("a", 1.0), ("b", 0.95), ("c", 0.5)])
+    pairs.add_neighbours("b", [("b", 1.0), ("a", 0.96)])
+    pairs.add_neighbours("c", [("c", 1.0), ("a", 0.5)])
+    assert pairs.ranked_pairs() == [("a", "b", 0.96)]
+    assert pairs.best == {"a": 0.95, "b": 0.96, "c": 0.5}
+
+
+def test_groups_are_connected_components_with_their_weakest_link() -> None:
+    groups = groups_of([("a", "b", 0.99), ("b", "c", 0.93), ("x", "y", 0.95), ("d", "c", 0.97)])
+    assert [(g.ids, g.min_score) for g in groups] == [
+        (["a", "b", "c", "d"], 0.93),
+        (["x", "y"], 0.95),
+    ]
+    assert groups_of([]) == []
+
+
+def test_histogram_bins_cover_minus_one_to_one() -> None:
+    bins = histogram([-1.0, -0.99, 0.0, 0.93, 0.949, 0.95, 1.0])
+    assert [(b.lower, b.upper, b.count) for b in bins] == [
+        (-1.0, -0.95, 2),
+        (0.0, 0.05, 1),
+        (0.9, 0.95, 2),
+        (0.95, 1.0, 2),
+    ]
+
+
+@pytest.mark.parametrize("threshold", [1.01, -1.5, math.nan])
+def test_threshold_outside_cosine_range_is_rejected(threshold: float) -> None:
+    with pytest.raises(
+        InvalidArgument, match=r"threshold must be a cosine similarity in \[-1, 1\]"
+    ):
+        DuplicateSettings(threshold=threshold)
+
+
+def test_ctfidf_prefers_words_specific_to_a_cluster() -> None:
+    words = distinguishing_words(
+        {
+            0: ["the oven bakes bread", "bread dough rises in the oven", "common words here"],
+            1: ["the telescope sees stars", "stars and a telescope", "common words here"],
+            2: ["!!! 42 ..."],
+        },
+        top=2,
+    )
+    assert [w for w, _ in words[0]] == ["bread", "oven"]
+    assert [w for w, _ in words[1]] == ["stars", "telescope"]
+    assert words[2] == []
+    assert distinguishing_words({0: ["the and of"]}, top=3) == {}
+
+
+def blobs(per: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    centres = np.eye(8, dtype=np.float32)[:3]
+    labels = np.repeat(np.arange(3), per)
+    x = centres[labels] + 0.05 * rng.standard_normal((len(labels), 8)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), labels
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(set(zip(a.tolist(), b.tolist(), strict=True))) == len(set(b.tolist()))
+
+
+def test_kmeans_chooses_k_by_silhouette_and_hdbscan_finds_the_same_groups() -> None:
+    x, truth = blobs()
+    chosen = cluster_vectors(x, ClusterSettings(k_min=2, k_max=6))
+    assert chosen.k == 3 and max(chosen.silhouette_by_k, key=chosen.silhouette_by_k.get) == 3
+    assert same_partition(chosen.labels, truth)
+    assert chosen.centres is not None
+    assert (nearest_centre(x, chosen.centres) == chosen.labels).all()
+    density = cluster_vectors(x, ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=5))
+    assert density.k == 3 and same_partition(density.labels, truth)
+
+
+def test_central_members_are_closest_to_the_mean_direction() -> None:
+    x = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1]], dtype=np.float32)
+    labels = np.array([0, 0, 0, 1])
+    members = central_members(x, labels, 0, top=2)
+    assert [i for i, _ in members] == [1, 2]
+    assert members[0][1] == pytest.approx(
+        float(x[1] @ (x[:3].mean(0) / np.linalg.norm(x[:3].mean(0))))
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "points", "message"),
+    [
+        (ClusterSettings(k=10), 4, "k is 10 but there are only 4 points"),
+        (ClusterSettings(k_min=5, k_max=3), 40, "k_min <= k_max"),
+        (ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=50), 40, "min_cluster_size is 50"),
+    ],
+)
+def test_impossible_settings_name_the_field(
+    settings: ClusterSettings, points: int, message: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        cluster_vectors(np.eye(points, 8, dtype=np.float32), settings)
+
+
+def test_blocks_find_the_same_pairs_as_the_full_matrix() -> None:
+    rng = np.random.default_rng(5)
+    n = BLOCK_ROWS + 37  # two blocks, the second partial
+    x = rng.standard_normal((n, 6)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"d{i}" for i in range(n)]
+    collector = PairCollector(threshold=0.99)
+    compare_in_blocks(ids, x, collector, max_neighbors=n)
+    full = x @ x.T
+    expected = {
+        (min(ids[i], ids[j]), max(ids[i], ids[j]))
+        for i, j in zip(*np.nonzero(full >= 0.99), strict=True)
+        if i != j
+    }
+    assert {(a, b) for a, b, _ in collector.ranked_pairs()} == expected and expected
+    np.fill_diagonal(full, -np.inf)
+    assert collector.best == pytest.approx({ids[i]: float(full[i].max()) for i in range(n)})
