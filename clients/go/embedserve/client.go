@@ -121,8 +121,10 @@ type Client struct {
 }
 
 // Dial creates a client for target ("host:port" or any gRPC target such as
-// "dns:///embed.example.com:443"). The connection is made lazily, on the first
-// call; use WaitUntilServing to wait for the model to be ready.
+// "dns:///embed.example.com:443"). Several servers, "host:port,host:port", or a
+// "dns:///" target get round_robin balancing, and idempotent calls (Embed,
+// Search, Get, Count, ...) are retried on UNAVAILABLE. The connection is made
+// lazily, on the first call; use WaitUntilServing to wait for the model to be ready.
 func Dial(target string, opts ...Option) (*Client, error) {
 	cfg := dialConfig{timeout: DefaultTimeout}
 	for _, opt := range opts {
@@ -145,6 +147,12 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	if cfg.apiKey != "" {
 		dialOptions = append(dialOptions, grpc.WithPerRPCCredentials(bearer{key: cfg.apiKey}))
 	}
+	// "host:port,host:port" or "dns:///": round_robin and retries (balancing.go).
+	target, balancing, err := balancedTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	dialOptions = append(dialOptions, balancing...)
 	dialOptions = append(dialOptions, cfg.dialOptions...)
 	conn, err := grpc.NewClient(target, dialOptions...)
 	if err != nil {

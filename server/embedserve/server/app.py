@@ -106,7 +106,14 @@ class EmbedServer:
             stream_inflight=settings.stream_inflight, drain=self.drain
         )
         self.vector_service = VectorService(
-            settings.ingest_inflight, settings.max_write_points, self.drain
+            settings.ingest_inflight,
+            settings.max_write_points,
+            self.drain,
+            collection_defaults={
+                "shard_number": settings.default_shard_number,
+                "replication_factor": settings.default_replication_factor,
+                "write_consistency_factor": settings.default_write_consistency_factor,
+            },
         )
         self.store: VectorStore | None = None
         self.port = 0

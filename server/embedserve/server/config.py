@@ -55,6 +55,10 @@ class Settings:
     store_retry_attempts: int = 5
     store_retry_max_s: float = 15.0
     ingest_inflight: int = 16  # messages of one ingestion stream being embedded at once
+    # Cluster layout of collections created without their own (Qdrant server/cluster only).
+    default_shard_number: int = 1
+    default_replication_factor: int = 1
+    default_write_consistency_factor: int = 1
     max_write_points: int = 1024  # points joined into one store write
     grace_period_s: float = 10.0
     log_level: str = "INFO"

@@ -58,7 +58,13 @@ def _store_value(make: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise translate_store_error(exc) from exc
 
 
-def spec_from_proto(name: str, config: pb.CollectionConfig, model_width: int) -> st.CollectionSpec:
+def spec_from_proto(
+    name: str,
+    config: pb.CollectionConfig,
+    model_width: int,
+    defaults: Mapping[str, int] | None = None,
+) -> st.CollectionSpec:
+    """``defaults``: values for tuning fields the request leaves unset (server settings)."""
     fields: dict[str, Any] = {
         "vector_size": config.dimensions if config.HasField("dimensions") else model_width,
         "distance": convert.enum_value(DISTANCES, config.distance, "config.distance"),
@@ -74,6 +80,8 @@ def spec_from_proto(name: str, config: pb.CollectionConfig, model_width: int) ->
     for optional in st.TUNING_FIELDS:
         if config.HasField(optional):
             fields[optional] = getattr(config, optional)
+        elif defaults and optional in defaults:
+            fields[optional] = defaults[optional]
     if fields["vector_size"] == 0:
         raise InvalidArgument("config.dimensions must be at least 1")
     return _store_value(st.CollectionSpec, name, **fields)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import grpc
@@ -26,9 +26,15 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 class VectorService(pb_grpc.VectorServiceServicer):
     def __init__(
-        self, stream_inflight: int = 16, max_write_points: int = 1024, drain: Drain | None = None
+        self,
+        stream_inflight: int = 16,
+        max_write_points: int = 1024,
+        drain: Drain | None = None,
+        collection_defaults: Mapping[str, int] | None = None,
     ) -> None:
         self._attached: VectorCore | None = None
+        # Tuning fields a CreateCollection request leaves unset take these (cluster layout).
+        self._collection_defaults = dict(collection_defaults or {})
         self._stream_inflight = stream_inflight
         self._max_write_points = max_write_points
         self._drain = drain or Drain()
@@ -53,7 +59,9 @@ class VectorService(pb_grpc.VectorServiceServicer):
     async def CreateCollection(
         self, request: pb.CreateCollectionRequest, context: Context
     ) -> pb.CreateCollectionResponse:
-        spec = vc.spec_from_proto(request.name, request.config, self._core.model_width)
+        spec = vc.spec_from_proto(
+            request.name, request.config, self._core.model_width, self._collection_defaults
+        )
         info = await self._core.create_collection(spec)
         return pb.CreateCollectionResponse(collection=vc.info_to_proto(info))
 

@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from embedserve.client._balancing import balancing_options, channel_target
 from embedserve.client._options import Vectors, as_list, batches, build_options, vectors_of
 from embedserve.client._sync import CHANNEL_OPTIONS, DEFAULT_TARGET
 from embedserve.v1 import embedding_pb2 as pb
@@ -21,17 +22,19 @@ class AsyncEmbedClient:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         timeout: float | None = 300.0,
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
     ) -> None:
-        options = CHANNEL_OPTIONS
+        # Several addresses or a dns:/// target: round_robin and retries (_balancing.py).
+        options = CHANNEL_OPTIONS + balancing_options(target)
+        address = channel_target(target)
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(target, options=options)
+            self._channel = grpc.aio.insecure_channel(address, options=options)
         else:
-            self._channel = grpc.aio.secure_channel(target, credentials, options=options)
+            self._channel = grpc.aio.secure_channel(address, credentials, options=options)
         self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout

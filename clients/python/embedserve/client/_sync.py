@@ -11,6 +11,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from embedserve.client._analysis_methods import AnalysisMethods
+from embedserve.client._balancing import balancing_options, channel_target
 from embedserve.client._options import (
     Vectors,
     as_list,
@@ -44,17 +45,19 @@ class EmbedClient(VectorMethods, AnalysisMethods):
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         timeout: float | None = 300.0,
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
     ) -> None:
-        options = CHANNEL_OPTIONS
+        # Several addresses or a dns:/// target: round_robin and retries (_balancing.py).
+        options = CHANNEL_OPTIONS + balancing_options(target)
+        address = channel_target(target)
         if credentials is None:
-            self._channel = grpc.insecure_channel(target, options=options)
+            self._channel = grpc.insecure_channel(address, options=options)
         else:
-            self._channel = grpc.secure_channel(target, credentials, options=options)
+            self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._vectors = vector_pb2_grpc.VectorServiceStub(self._channel)

@@ -144,7 +144,11 @@ public final class EmbedserveClient implements AutoCloseable {
     this.vectorsAsync = VectorServiceGrpc.newStub(calls);
   }
 
-  /** Starts configuring a client for {@code target} ("host:port" or any gRPC target URI). */
+  /**
+   * Starts configuring a client for {@code target} ("host:port" or any gRPC target URI). Several
+   * servers ("host:port,host:port") or a {@code dns:///} target get round_robin balancing, and
+   * idempotent calls (Embed, Search, Get, Count, ...) are retried on UNAVAILABLE.
+   */
   public static Builder builder(String target) {
     return new Builder(target);
   }
@@ -927,8 +931,11 @@ public final class EmbedserveClient implements AutoCloseable {
 
     public EmbedserveClient build() {
       ManagedChannelBuilder<?> builder =
-          Grpc.newChannelBuilder(target, credentials)
+          Grpc.newChannelBuilder(Balancing.channelTarget(target), credentials)
               .maxInboundMessageSize(MAX_MESSAGE_BYTES);
+      if (Balancing.isBalanced(target)) { // round_robin and retries: see Balancing
+        builder.defaultServiceConfig(Balancing.serviceConfig()).enableRetry();
+      }
       if (authority != null) {
         builder.overrideAuthority(authority);
       }

@@ -82,7 +82,7 @@ public final class LiveServer implements BeforeAllCallback {
       }
     }
 
-    private static Running start() throws IOException, InterruptedException {
+    static Running start() throws IOException, InterruptedException {
       Path bin =
           Paths.get(
               setting(
