@@ -16,6 +16,7 @@ OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
 Vectors = npt.NDArray[np.float32]
 
 V = TypeVar("V", bound=int)
+T = TypeVar("T")
 
 _TASKS: dict[str, pb.Task.ValueType] = {
     "query": pb.TASK_QUERY,
@@ -76,12 +77,12 @@ def vectors_of(embeddings: Sequence[pb.Embedding], dimensions: int) -> Vectors:
     return out
 
 
-def batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
     if size < 1:
         raise ValueError("batch_size must be at least 1")
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
         if len(batch) == size:
             yield batch
             batch = []
