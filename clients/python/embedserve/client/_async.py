@@ -93,7 +93,7 @@ class AsyncEmbedClient:
         return run.result
 
     def _stream(self, plan: StreamPlan[Any, Out]) -> AsyncIterator[Out]:
-        call = getattr(self._stubs[plan.service], plan.method)
+        call = getattr(self._stubs[plan.call.service], plan.call.method)
         return run_async(call, plan, metadata=self._metadata)
 
     async def _perform(self, step: Step) -> Any:

@@ -18,9 +18,11 @@ from embedserve.client._options import (
     task_value,
     vectors_of,
 )
-from embedserve.client._ordered import StreamPlan
+from embedserve.client._ordered import StreamCall, StreamPlan
 from embedserve.client._steps import Pipelined, Plan, Sleep, Unary
 from embedserve.v1 import embedding_pb2 as pb
+
+_EMBED_STREAM = StreamCall("embedding", "EmbedStream", "request_id")
 
 
 def embed(
@@ -67,17 +69,7 @@ def embed_iter(
     def vectors(_: pb.EmbedStreamRequest, answer: pb.EmbedStreamResponse) -> Vectors:
         return vectors_of(answer.embeddings, answer.dimensions)
 
-    return StreamPlan(
-        service="embedding",
-        method="EmbedStream",
-        items=texts,
-        batch_size=batch_size,
-        max_in_flight=max_in_flight,
-        request=request,
-        answer_id=lambda answer: answer.request_id,
-        outputs=vectors,
-        what="request_id",
-    )
+    return StreamPlan(_EMBED_STREAM, texts, batch_size, max_in_flight, request, vectors)
 
 
 def embed_tokens(texts: str | Sequence[str], **options: Any) -> Plan[pb.EmbedTokensResponse]:

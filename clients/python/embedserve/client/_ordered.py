@@ -26,7 +26,7 @@ from collections.abc import (
 )
 from typing import Any, Generic, TypeVar
 
-from embedserve.client._options import batches
+from embedserve.client._options import Batcher, batches
 
 Item = TypeVar("Item")
 Out = TypeVar("Out")
@@ -36,22 +36,26 @@ _POLL_S = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamPlan(Generic[Item, Out]):
-    """One streaming call: which stub method, how items become numbered messages, how
-    each answer is checked and what it yields."""
+class StreamCall:
+    """A stream-stream method and the field that carries its messages' ids."""
 
     service: str
     method: str
+    id_field: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamPlan(Generic[Item, Out]):
+    """One streaming call: how items become numbered messages and what each answer yields."""
+
+    call: StreamCall
     items: Iterable[Item] | AsyncIterable[Item]
     batch_size: int
     max_in_flight: int
     # (message number, batch of items) -> request message
     request: Callable[[int, list[Item]], Any]
-    # the id an answer carries, to be the number of the oldest unanswered message
-    answer_id: Callable[[Any], str]
     # (request, answer) -> outputs; raises when the answer does not match the request
     outputs: Callable[[Any, Any], Iterable[Out]]
-    what: str = "answer"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -77,11 +81,10 @@ class _Sent:
 
     def answered(self, answer: Any) -> Sequence[Any]:
         expected, request = self._waiting.popleft()
-        got = self._plan.answer_id(answer)
+        field = self._plan.call.id_field
+        got = getattr(answer, field)
         if got != expected:
-            raise RuntimeError(
-                f"stream out of order: got {self._plan.what} {got!r}, expected {expected!r}"
-            )
+            raise RuntimeError(f"stream out of order: got {field} {got!r}, expected {expected!r}")
         return list(self._plan.outputs(request, answer))
 
 
@@ -92,14 +95,12 @@ async def _abatches(
         for whole in batches(items, size):
             yield whole
         return
-    batch: list[Item] = []
+    batcher = Batcher[Item](size)
     async for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        if (full := batcher.add(item)) is not None:
+            yield full
+    if rest := batcher.rest():
+        yield rest
 
 
 def run_blocking(

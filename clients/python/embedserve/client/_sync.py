@@ -102,7 +102,7 @@ class EmbedClient:
         return run.result
 
     def _stream(self, plan: StreamPlan[Any, Out]) -> Iterator[Out]:
-        call = getattr(self._stubs[plan.service], plan.method)
+        call = getattr(self._stubs[plan.call.service], plan.call.method)
         return run_blocking(call, plan, metadata=self._metadata)
 
     def _perform(self, step: Step) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 from embedserve.client import _documents as docs
 from embedserve.client._options import build_options
-from embedserve.client._ordered import StreamPlan
+from embedserve.client._ordered import StreamCall, StreamPlan
 from embedserve.client._steps import LastOf, Plan, Unary
 from embedserve.v1 import vector_pb2 as pb
 
@@ -30,6 +30,7 @@ _STRATEGIES = {
     "best_score": pb.RECOMMEND_STRATEGY_BEST_SCORE,
     "sum_scores": pb.RECOMMEND_STRATEGY_SUM_SCORES,
 }
+_INGEST_STREAM = StreamCall("vectors", "IngestStream", "batch_id")
 _QUERY_PARAMS = (
     "limit",
     "offset",
@@ -146,17 +147,7 @@ def ingest_iter(
     ) -> list[pb.IngestStreamResponse]:
         return [ack]
 
-    return StreamPlan(
-        service="vectors",
-        method="IngestStream",
-        items=documents,
-        batch_size=batch_size,
-        max_in_flight=max_in_flight,
-        request=request,
-        answer_id=lambda ack: ack.batch_id,
-        outputs=acknowledged,
-        what="batch_id",
-    )
+    return StreamPlan(_INGEST_STREAM, documents, batch_size, max_in_flight, request, acknowledged)
 
 
 def ingest(
