@@ -2,10 +2,9 @@ package embedserve
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"iter"
-	"strconv"
+
+	"google.golang.org/grpc"
 
 	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
 )
@@ -33,73 +32,30 @@ type StreamResult struct {
 // a channel. The stream has no default deadline: bound it with ctx.
 func (c *Client) EmbedStream(ctx context.Context, batches iter.Seq[[]string], opts ...EmbedOption) iter.Seq2[StreamResult, error] {
 	cfg := newCallConfig(opts)
-	return func(yield func(StreamResult, error) bool) {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stream, err := c.stub.EmbedStream(ctx)
-		if err != nil {
-			yield(StreamResult{}, err)
-			return
-		}
-		slots := make(chan struct{}, cfg.maxInFlight)
-		sent := make(chan string, cfg.maxInFlight)
-		sendErr := make(chan error, 1)
-		go func() {
-			defer close(sent)
-			index := 0
-			for batch := range batches {
-				select {
-				case slots <- struct{}{}:
-				case <-ctx.Done():
-					sendErr <- nil
-					return
-				}
-				id := strconv.Itoa(index)
-				err := stream.Send(&pb.EmbedStreamRequest{RequestId: id, Inputs: batch, Options: cfg.options})
-				if err != nil {
-					if err == io.EOF {
-						err = nil // the server ended the call; Recv reports why
-					}
-					sendErr <- err
-					return
-				}
-				sent <- id
-				index++
-			}
-			sendErr <- stream.CloseSend()
-		}()
+	stream := orderedStream[[]string, pb.EmbedStreamRequest, pb.EmbedStreamResponse, StreamResult]{
+		batches:     withoutErrors(batches),
+		maxInFlight: cfg.maxInFlight,
+		request: func(_ int, id string, batch []string) *pb.EmbedStreamRequest {
+			return &pb.EmbedStreamRequest{RequestId: id, Inputs: batch, Options: cfg.options}
+		},
+		answerID: (*pb.EmbedStreamResponse).GetRequestId,
+		result: func(index int, id string, _ []string, resp *pb.EmbedStreamResponse) (StreamResult, error) {
+			return StreamResult{Index: index, RequestID: id, Vectors: vectorsOf(resp.GetEmbeddings()), Response: resp}, nil
+		},
+		name: "stream", idField: "request_id", answerOf: "the answer to request", strayAnswer: "an answer to no request",
+	}
+	return stream.run(ctx, func(ctx context.Context) (grpc.BidiStreamingClient[pb.EmbedStreamRequest, pb.EmbedStreamResponse], error) {
+		return c.stub.EmbedStream(ctx)
+	})
+}
 
-		index := 0
-		for id := range sent {
-			resp, err := stream.Recv()
-			if err == io.EOF {
-				err = fmt.Errorf("embedserve: stream ended before the answer to request %s", id)
-			}
-			if err != nil {
-				yield(StreamResult{}, err)
+// withoutErrors adapts a sequence that cannot fail to what orderedStream takes.
+func withoutErrors[T any](seq iter.Seq[T]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		for v := range seq {
+			if !yield(v, nil) {
 				return
 			}
-			if resp.GetRequestId() != id {
-				yield(StreamResult{}, fmt.Errorf("embedserve: stream out of order: got request_id %q, expected %q", resp.GetRequestId(), id))
-				return
-			}
-			<-slots
-			result := StreamResult{Index: index, RequestID: id, Vectors: vectorsOf(resp.GetEmbeddings()), Response: resp}
-			index++
-			if !yield(result, nil) {
-				return
-			}
-		}
-		if err := <-sendErr; err != nil {
-			yield(StreamResult{}, err)
-			return
-		}
-		// Everything sent was answered: the server's final status decides.
-		if _, err := stream.Recv(); err != io.EOF {
-			if err == nil {
-				err = fmt.Errorf("embedserve: stream sent an answer to no request")
-			}
-			yield(StreamResult{}, err)
 		}
 	}
 }

@@ -6,11 +6,10 @@ package embedserve
 import (
 	"context"
 	"fmt"
-	"io"
 	"iter"
 	"slices"
-	"strconv"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -364,105 +363,54 @@ type Ack struct {
 func (c *Client) Ingest(ctx context.Context, collection string, documents iter.Seq[Document], opts ...EmbedOption) iter.Seq2[Ack, error] {
 	cfg := newCallConfigWith(DefaultIngestBatchSize, DefaultIngestMaxInFlight, opts)
 	write := cfg.writeOptions()
-	type message struct {
-		id  string
-		ids []string
+	stream := orderedStream[[]*pb.Document, pb.IngestStreamRequest, pb.IngestStreamResponse, Ack]{
+		batches:     documentBatches(documents, cfg.batchSize),
+		maxInFlight: cfg.maxInFlight,
+		request: func(index int, id string, batch []*pb.Document) *pb.IngestStreamRequest {
+			request := &pb.IngestStreamRequest{BatchId: id, Documents: batch, Options: write}
+			if index == 0 {
+				request.Collection = collection
+			}
+			return request
+		},
+		answerID: (*pb.IngestStreamResponse).GetBatchId,
+		result: func(index int, id string, batch []*pb.Document, resp *pb.IngestStreamResponse) (Ack, error) {
+			ids := make([]string, len(batch))
+			for i, doc := range batch {
+				ids[i] = doc.GetId()
+			}
+			if !slices.Equal(resp.GetIds(), ids) {
+				return Ack{}, fmt.Errorf("embedserve: batch %s: acknowledged %d ids that differ from the %d sent", id, len(resp.GetIds()), len(ids))
+			}
+			return Ack{Index: index, IDs: resp.GetIds(), TotalAcknowledged: resp.GetTotalAcknowledged(), Response: resp}, nil
+		},
+		name: "ingest stream", idField: "batch_id", answerOf: "the acknowledgement of batch", strayAnswer: "an acknowledgement of no batch",
 	}
-	return func(yield func(Ack, error) bool) {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stream, err := c.vectors.IngestStream(ctx)
-		if err != nil {
-			yield(Ack{}, err)
-			return
-		}
-		slots := make(chan struct{}, cfg.maxInFlight)
-		sent := make(chan message, cfg.maxInFlight)
-		sendErr := make(chan error, 1)
-		go func() {
-			defer close(sent)
-			index := 0
-			batch := make([]*pb.Document, 0, cfg.batchSize)
-			// send sends batch; false when the stream is over (sendErr set).
-			send := func() bool {
-				select {
-				case slots <- struct{}{}:
-				case <-ctx.Done():
-					sendErr <- nil
-					return false
-				}
-				id := strconv.Itoa(index)
-				ids := make([]string, len(batch))
-				for i, doc := range batch {
-					ids[i] = doc.GetId()
-				}
-				request := &pb.IngestStreamRequest{BatchId: id, Documents: batch, Options: write}
-				if index == 0 {
-					request.Collection = collection
-				}
-				if err := stream.Send(request); err != nil {
-					if err == io.EOF {
-						err = nil // the server ended the call; Recv reports why
-					}
-					sendErr <- err
-					return false
-				}
-				sent <- message{id: id, ids: ids}
-				index++
-				batch = make([]*pb.Document, 0, cfg.batchSize)
-				return true
-			}
-			for d := range documents {
-				doc, err := d.proto()
-				if err != nil {
-					sendErr <- err
-					return
-				}
-				if batch = append(batch, doc); len(batch) == cfg.batchSize && !send() {
-					return
-				}
-			}
-			if len(batch) > 0 && !send() {
-				return
-			}
-			sendErr <- stream.CloseSend()
-		}()
+	return stream.run(ctx, func(ctx context.Context) (grpc.BidiStreamingClient[pb.IngestStreamRequest, pb.IngestStreamResponse], error) {
+		return c.vectors.IngestStream(ctx)
+	})
+}
 
-		index := 0
-		for m := range sent {
-			resp, err := stream.Recv()
-			if err == io.EOF {
-				err = fmt.Errorf("embedserve: ingest stream ended before the acknowledgement of batch %s", m.id)
-			}
+// documentBatches cuts documents into messages of size; a document that
+// cannot be sent (a payload structpb rejects) ends the sequence with its error.
+func documentBatches(documents iter.Seq[Document], size int) iter.Seq2[[]*pb.Document, error] {
+	return func(yield func([]*pb.Document, error) bool) {
+		batch := make([]*pb.Document, 0, size)
+		for d := range documents {
+			doc, err := d.proto()
 			if err != nil {
-				yield(Ack{}, err)
+				yield(nil, err)
 				return
 			}
-			if resp.GetBatchId() != m.id {
-				yield(Ack{}, fmt.Errorf("embedserve: ingest stream out of order: got batch_id %q, expected %q", resp.GetBatchId(), m.id))
-				return
-			}
-			if !slices.Equal(resp.GetIds(), m.ids) {
-				yield(Ack{}, fmt.Errorf("embedserve: batch %s: acknowledged %d ids that differ from the %d sent", m.id, len(resp.GetIds()), len(m.ids)))
-				return
-			}
-			<-slots
-			ack := Ack{Index: index, IDs: resp.GetIds(), TotalAcknowledged: resp.GetTotalAcknowledged(), Response: resp}
-			index++
-			if !yield(ack, nil) {
-				return
+			if batch = append(batch, doc); len(batch) == size {
+				if !yield(batch, nil) {
+					return
+				}
+				batch = make([]*pb.Document, 0, size)
 			}
 		}
-		if err := <-sendErr; err != nil {
-			yield(Ack{}, err)
-			return
-		}
-		// Everything sent was acknowledged: the server's final status decides.
-		if _, err := stream.Recv(); err != io.EOF {
-			if err == nil {
-				err = fmt.Errorf("embedserve: ingest stream sent an acknowledgement of no batch")
-			}
-			yield(Ack{}, err)
+		if len(batch) > 0 {
+			yield(batch, nil)
 		}
 	}
 }

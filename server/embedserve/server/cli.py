@@ -1,23 +1,19 @@
-"""``embedserve`` command line: serve, embed, info, tokenize."""
+"""``embedserve`` command line: serve, and the client verbs (embed, info, health, tokenize,
+ingest, search, recommend, collections) of the client package."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from embedserve.server import cli_analysis, cli_vectors
+from embedserve.client import cli as client_cli
 from embedserve.server.config import ENV_PREFIX, Settings
-
-DEFAULT_TARGET = os.environ.get(ENV_PREFIX + "TARGET", "127.0.0.1:50051")
-
 
 # Secrets: a flag would show them in the process list; environment (or a file) only.
 ENV_ONLY = frozenset({"api_keys"})
@@ -47,51 +43,20 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="embedserve", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_parser(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the gRPC server")
     _add_settings_flags(serve)
+    serve.set_defaults(run=_serve)
 
-    embed = commands.add_parser("embed", help="embed texts (arguments, or stdin lines)")
-    embed.add_argument("texts", nargs="*", help="texts; read from stdin, one per line, if none")
-    embed.add_argument("--target", default=DEFAULT_TARGET)
-    embed.add_argument("--task", choices=["query", "document", "none"])
-    embed.add_argument("--prompt")
-    embed.add_argument("--dimensions", type=int)
-    embed.add_argument("--overflow", choices=["truncate_right", "truncate_left", "error", "chunk"])
-    embed.add_argument("--batch-size", type=int, default=64)
-    embed.add_argument(
-        "--output",
-        "-o",
-        default="-",
-        help="'-' for JSONL on stdout, a .npy path for a numpy array, else JSONL",
-    )
 
-    info = commands.add_parser("info", help="show what the server serves")
-    info.add_argument("--target", default=DEFAULT_TARGET)
-
-    health = commands.add_parser("health", help="exit 0 when the server reports SERVING")
-    health.add_argument("--target", default=DEFAULT_TARGET)
-
-    tokenize = commands.add_parser("tokenize", help="show how the model tokenises texts")
-    tokenize.add_argument("texts", nargs="*")
-    tokenize.add_argument("--target", default=DEFAULT_TARGET)
-    tokenize.add_argument("--task", choices=["query", "document", "none"])
-    cli_vectors.add_commands(commands, DEFAULT_TARGET)
-    cli_analysis.add_commands(commands, DEFAULT_TARGET)
-    return parser
+def build_parser() -> argparse.ArgumentParser:
+    """``serve`` (and any other server verbs: one ``module.add_parser`` each) on top of the
+    client package's verbs."""
+    return client_cli.build_parser(add_parser, description=__doc__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "serve":
-            return _serve(args)
-        return _client_command(args)
-    except KeyboardInterrupt:
-        return 130
+    return client_cli.main(argv, build_parser())
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -135,108 +100,6 @@ async def _run_server(settings: Settings) -> None:
     await stop
     logging.getLogger(__name__).info("shutting down (grace %.1f s)", settings.grace_period_s)
     await server.stop()
-
-
-def _read_texts(texts: list[str]) -> list[str]:
-    if texts:
-        return texts
-    return [line.rstrip("\n") for line in sys.stdin if line.strip()]
-
-
-def _client_security() -> dict[str, Any]:
-    """Key and TLS for client commands, from the environment only (keys stay out of ``ps``).
-
-    EMBEDSERVE_API_KEY; EMBEDSERVE_TLS_CA (PEM file: use TLS, trusting it) and, for mutual
-    TLS, EMBEDSERVE_TLS_CLIENT_CERT and EMBEDSERVE_TLS_CLIENT_KEY.
-    """
-    import grpc
-
-    options: dict[str, Any] = {}
-    api_key = os.environ.get(ENV_PREFIX + "API_KEY")
-    if api_key:
-        options["api_key"] = api_key
-    ca = os.environ.get(ENV_PREFIX + "TLS_CA")
-    if ca:
-        cert = os.environ.get(ENV_PREFIX + "TLS_CLIENT_CERT")
-        key = os.environ.get(ENV_PREFIX + "TLS_CLIENT_KEY")
-        with open(ca, "rb") as file:
-            root = file.read()
-        chain = private = None
-        if cert and key:
-            with open(cert, "rb") as file:
-                chain = file.read()
-            with open(key, "rb") as file:
-                private = file.read()
-        options["credentials"] = grpc.ssl_channel_credentials(root, private, chain)
-    return options
-
-
-def _client_command(args: argparse.Namespace) -> int:
-    import grpc
-
-    from embedserve.client import EmbedClient
-
-    try:
-        with EmbedClient(args.target, **_client_security()) as client:
-            if cli_vectors.is_vector_command(args.command):
-                return cli_vectors.run(client, args)
-            if args.command in cli_analysis.COMMANDS:
-                return cli_analysis.run(client, args)
-            if args.command == "health":
-                status = client.health()
-                print(status)
-                return 0 if status == "SERVING" else 1
-            if args.command == "info":
-                from google.protobuf.json_format import MessageToDict
-
-                print(json.dumps(MessageToDict(client.model_info()), indent=2))
-            elif args.command == "tokenize":
-                response = client.tokenize(_read_texts(args.texts), task=args.task)
-                for result in response.results:
-                    print(
-                        json.dumps(
-                            {
-                                "ids": list(result.ids),
-                                "tokens": list(result.tokens),
-                                "token_count": result.token_count,
-                            }
-                        )
-                    )
-            else:
-                _embed(client, args)
-    except grpc.RpcError as exc:
-        print(f"embedserve: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
-    except (ValueError, KeyError, OSError) as exc:
-        print(f"embedserve: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _embed(client: Any, args: argparse.Namespace) -> None:
-    import numpy as np
-
-    texts = _read_texts(args.texts)
-    options = {
-        "task": args.task,
-        "prompt": args.prompt,
-        "dimensions": args.dimensions,
-        "overflow": args.overflow,
-    }
-    vectors = client.embed(texts, batch_size=args.batch_size, **options)
-    if args.output.endswith(".npy"):
-        np.save(args.output, vectors)
-        print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} to {args.output}", file=sys.stderr)
-        return
-    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    try:
-        for index, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
-            out.write(
-                json.dumps({"index": index, "text": text, "embedding": vector.tolist()}) + "\n"
-            )
-    finally:
-        if out is not sys.stdout:
-            out.close()
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import grpc
 import numpy as np
 
 from embedserve.server import convert
-from embedserve.server.drain import Drain, ServerDraining
+from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder, EmbedParams, Task
 from embedserve.server.errors import EmbedServeError, InvalidArgument, NotReady
+from embedserve.server.ordered import OrderedStream
 from embedserve.server.status import streaming, unary
-from embedserve.server.tasks import discard
 from embedserve.v1 import embedding_pb2 as pb
 from embedserve.v1 import embedding_pb2_grpc as pb_grpc
 
@@ -74,38 +74,22 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
         self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: Context
     ) -> AsyncIterator[pb.EmbedStreamResponse]:
         deadline = deadline_of(context)
-        slots = asyncio.Semaphore(self._stream_inflight)
-        order: asyncio.Queue[asyncio.Task[pb.EmbedStreamResponse] | None] = asyncio.Queue()
-
-        async def read() -> None:
-            try:
-                async for request in self._drain.messages(request_iterator):
-                    await slots.acquire()  # bounded in-flight: backpressure to the producer
-                    order.put_nowait(asyncio.ensure_future(self._stream_one(request, deadline)))
-            finally:
-                order.put_nowait(None)
-
-        reader = asyncio.ensure_future(read())
         answered = 0
-        try:
-            while (task := await order.get()) is not None:
-                response = await task
-                slots.release()
+
+        def progress() -> str:
+            return f"{answered} requests of this stream were answered, send the rest again"
+
+        async with OrderedStream(
+            request_iterator,
+            lambda request: self._stream_one(request, deadline),
+            self._stream_inflight,
+            self._drain,
+        ) as stream:
+            while (started := await stream.next()) is not None:
+                stream.release()
                 answered += 1
-                yield response
-            try:
-                await reader
-            except ServerDraining as exc:
-                exc.message += (
-                    f"; {answered} requests of this stream were answered, send the rest again"
-                )
-                raise
-        finally:
-            discard(reader)
-            while not order.empty():
-                pending = order.get_nowait()
-                if pending is not None:
-                    discard(pending)
+                yield started.result
+            await stream.finish(progress)
 
     async def _stream_one(
         self, request: pb.EmbedStreamRequest, deadline: float | None

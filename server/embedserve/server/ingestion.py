@@ -10,14 +10,12 @@ a server that drains for shutdown, after writing and acknowledging what it had a
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
-from embedserve.server.drain import Drain, ServerDraining
+from embedserve.server.drain import Drain
 from embedserve.server.errors import EmbedServeError, InvalidArgument, StoreDown
-from embedserve.server.tasks import discard
+from embedserve.server.ordered import OrderedStream, Started
 from embedserve.server.vectors import DocumentIn, PreparedBatch, VectorCore, WriteSettings
 
 
@@ -37,7 +35,8 @@ class Ack:
     tokens: int
 
 
-_Pending = tuple[IngestMessage, "asyncio.Task[PreparedBatch]"]
+_Started = Started[IngestMessage, PreparedBatch]
+_Stream = OrderedStream[IngestMessage, PreparedBatch]
 
 
 class IngestPipeline:
@@ -56,51 +55,29 @@ class IngestPipeline:
         self.last_id = ""
 
     async def run(self, messages: AsyncIterator[IngestMessage]) -> AsyncIterator[Ack]:
-        slots = asyncio.Semaphore(self._max_inflight)
-        pending: collections.deque[_Pending] = collections.deque()
-        arrived = asyncio.Event()
-        reading = True
-
-        async def read() -> None:
-            nonlocal reading
-            collection = ""
-            try:
-                async for message in self._drain.messages(messages):
-                    collection = self._collection_of(message, collection)
-                    message = dataclasses.replace(message, collection=collection)
-                    await slots.acquire()
-                    prepare = self._core.prepare(
-                        collection, message.documents, message.settings, wait_for_room=True
-                    )
-                    pending.append((message, asyncio.ensure_future(prepare)))
-                    arrived.set()
-            finally:
-                reading = False
-                arrived.set()
-
-        reader = asyncio.ensure_future(read())
-        try:
-            while True:
-                while not pending and reading:
-                    arrived.clear()
-                    await arrived.wait()
-                if not pending:
-                    break
-                group = [pending.popleft()]
-                await group[0][1]
-                group += self._ready_followers(pending)
+        async with OrderedStream(
+            self._with_collection(messages), self._prepare, self._max_inflight, self._drain
+        ) as stream:
+            while (first := await stream.next()) is not None:
+                group = [first, *self._ready_followers(stream)]
                 async for ack in self._write_group(group):
-                    slots.release()
+                    stream.release()
                     yield ack
-            try:
-                await reader  # surfaces a reader error (a bad message) after the good ones
-            except ServerDraining as exc:
-                exc.message += f"; {self._progress()}"
-                raise
-        finally:
-            discard(reader)
-            for _, task in pending:
-                discard(task)
+            await stream.finish(self._progress)
+
+    async def _with_collection(
+        self, messages: AsyncIterator[IngestMessage]
+    ) -> AsyncIterator[IngestMessage]:
+        """Messages with the stream's collection filled in (a bad one ends the reading)."""
+        collection = ""
+        async for message in messages:
+            collection = self._collection_of(message, collection)
+            yield dataclasses.replace(message, collection=collection)
+
+    def _prepare(self, message: IngestMessage) -> Awaitable[PreparedBatch]:
+        return self._core.prepare(
+            message.collection, message.documents, message.settings, wait_for_room=True
+        )
 
     def _progress(self) -> str:
         return (
@@ -123,23 +100,22 @@ class IngestPipeline:
             )
         return message.collection
 
-    def _ready_followers(self, pending: collections.deque[_Pending]) -> list[_Pending]:
+    def _ready_followers(self, stream: _Stream) -> list[_Started]:
         """Messages right behind the first whose embedding is done: written together."""
-        followers: list[_Pending] = []
+        followers: list[_Started] = []
         size = 0
-        while pending:
-            task = pending[0][1]
-            if not task.done() or task.cancelled() or task.exception() is not None:
-                break
-            size += len(task.result().points)
-            if followers and size > self._max_write_points:
-                break
-            followers.append(pending.popleft())
+
+        def fits(started: _Started) -> bool:
+            return not followers or size + len(started.result.points) <= self._max_write_points
+
+        while (follower := stream.next_ready(fits)) is not None:
+            size += len(follower.result.points)
+            followers.append(follower)
         return followers
 
-    async def _write_group(self, group: list[_Pending]) -> AsyncIterator[Ack]:
-        points = [point for _, task in group for point in task.result().points]
-        collection = group[0][0].collection
+    async def _write_group(self, group: list[_Started]) -> AsyncIterator[Ack]:
+        points = [point for started in group for point in started.result.points]
+        collection = group[0].message.collection
         try:
             await self._core.write(collection, points)
         except StoreDown as exc:
@@ -147,10 +123,11 @@ class IngestPipeline:
         except EmbedServeError:
             raise
         metrics = self._core.metrics
-        for message, task in group:
+        for started in group:
+            message = started.message
             ids = [doc.id for doc in message.documents]
             self.acknowledged += len(ids)
             self.last_id = ids[-1]
             metrics.ingest_documents.inc(len(ids))
             metrics.ingest_acks.inc()
-            yield Ack(message.batch_id, ids, self.acknowledged, task.result().tokens)
+            yield Ack(message.batch_id, ids, self.acknowledged, started.result.tokens)

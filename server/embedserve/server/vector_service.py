@@ -103,22 +103,10 @@ class VectorService(pb_grpc.VectorServiceServicer):
     async def Ingest(
         self, request_iterator: AsyncIterator[pb.IngestRequest], context: Context
     ) -> pb.IngestResponse:
-        messages = 0
-        tokens = 0
-
-        async def converted() -> AsyncIterator[IngestMessage]:
-            nonlocal messages
-            async for request in request_iterator:
-                messages += 1
-                yield IngestMessage(
-                    str(messages),
-                    request.collection,
-                    vc.documents_from_proto(request.documents),
-                    vc.write_settings(request.options),
-                )
-
         pipeline = self._pipeline()
-        async for ack in pipeline.run(converted()):
+        messages = tokens = 0
+        async for ack in pipeline.run(_ingest_messages(request_iterator)):
+            messages += 1  # one acknowledgement per message
             tokens += ack.tokens
         return pb.IngestResponse(
             documents_written=pipeline.acknowledged,
@@ -131,16 +119,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
     async def IngestStream(
         self, request_iterator: AsyncIterator[pb.IngestStreamRequest], context: Context
     ) -> AsyncIterator[pb.IngestStreamResponse]:
-        async def converted() -> AsyncIterator[IngestMessage]:
-            async for request in request_iterator:
-                yield IngestMessage(
-                    request.batch_id,
-                    request.collection,
-                    vc.documents_from_proto(request.documents),
-                    vc.write_settings(request.options),
-                )
-
-        async for ack in self._pipeline().run(converted()):
+        async for ack in self._pipeline().run(_ingest_messages(request_iterator)):
             yield pb.IngestStreamResponse(
                 batch_id=ack.batch_id, ids=ack.ids, total_acknowledged=ack.total_acknowledged
             )
@@ -230,3 +209,20 @@ class VectorService(pb_grpc.VectorServiceServicer):
             request.with_text if request.HasField("with_text") else True,
         )
         return ac.duplicates_response(report)
+
+
+async def _ingest_messages(
+    requests: AsyncIterator[pb.IngestRequest] | AsyncIterator[pb.IngestStreamRequest],
+) -> AsyncIterator[IngestMessage]:
+    """Ingest and IngestStream messages for the pipeline; Ingest's have no batch_id, so
+    their number (from 1) stands in for it in error messages."""
+    number = 0
+    async for request in requests:
+        number += 1
+        batch_id = request.batch_id if isinstance(request, pb.IngestStreamRequest) else str(number)
+        yield IngestMessage(
+            batch_id,
+            request.collection,
+            vc.documents_from_proto(request.documents),
+            vc.write_settings(request.options),
+        )

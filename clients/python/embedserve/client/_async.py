@@ -1,44 +1,61 @@
-"""asyncio client on grpc.aio."""
+"""asyncio client on grpc.aio: performs the same plans as the blocking client."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import grpc
-import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from embedserve.client._balancing import balancing_options, channel_target
-from embedserve.client._options import Vectors, as_list, batches, build_options, vectors_of
-from embedserve.client._sync import CHANNEL_OPTIONS, DEFAULT_TARGET
-from embedserve.v1 import embedding_pb2 as pb
-from embedserve.v1 import embedding_pb2_grpc as pb_grpc
+from embedserve.client import _analysis_calls as analysis_calls
+from embedserve.client import _calls as calls
+from embedserve.client import _vector_calls as vector_calls
+from embedserve.client._connection import (
+    DEFAULT_TARGET,
+    channel_args,
+    metadata,
+    stubs,
+)
+from embedserve.client._documents import StoredDocument
+from embedserve.client._ordered import StreamPlan, run_async
+from embedserve.client._steps import (
+    LastOf,
+    Pipelined,
+    Plan,
+    PlanRun,
+    Sleep,
+    Step,
+    Unary,
+    async_stream,
+    awaiting,
+)
+
+R = TypeVar("R")
+Out = TypeVar("Out")
 
 
 class AsyncEmbedClient:
-    """The asyncio twin of :class:`EmbedClient`; failed calls raise ``grpc.aio.AioRpcError``."""
+    """The asyncio twin of :class:`EmbedClient`, with the same methods (coroutines, and
+    async iterators for ``embed_iter`` and ``ingest_iter``, which also take async
+    iterables); failed calls raise ``grpc.aio.AioRpcError``."""
 
     def __init__(
         self,
-        target: str | Sequence[str] = DEFAULT_TARGET,
+        target: str = DEFAULT_TARGET,
         *,
         timeout: float | None = 300.0,
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
     ) -> None:
-        # Several addresses or a dns:/// target: round_robin and retries (_balancing.py).
-        options = CHANNEL_OPTIONS + balancing_options(target)
-        address = channel_target(target)
+        address, options = channel_args(target)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(address, options=options)
         else:
             self._channel = grpc.aio.secure_channel(address, credentials, options=options)
-        self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._stubs = stubs(self._channel)
         self._timeout = timeout
-        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
+        self._metadata = metadata(api_key)
 
     async def __aenter__(self) -> AsyncEmbedClient:
         return self
@@ -49,88 +66,80 @@ class AsyncEmbedClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def embed(
-        self,
-        texts: str | Sequence[str],
-        *,
-        batch_size: int = 256,
-        max_in_flight: int = 4,
-        **options: Any,
-    ) -> Vectors:
-        """Embed texts; rows of the result are in input order."""
-        built = build_options(**options)
-        slots = asyncio.Semaphore(max_in_flight)
+    # Written once in _calls and _vector_calls, shared with the blocking client.
+    embed = awaiting(calls.embed)
+    embed_iter = async_stream(calls.embed_iter)
+    embed_tokens = awaiting(calls.embed_tokens)
+    tokenize = awaiting(calls.tokenize)
+    similarity = awaiting(calls.similarity)
+    model_info = awaiting(calls.model_info)
+    health = awaiting(calls.health)
+    wait_until_serving = awaiting(calls.wait_until_serving)
+    create_collection = awaiting(vector_calls.create_collection)
+    list_collections = awaiting(vector_calls.list_collections)
+    get_collection = awaiting(vector_calls.get_collection)
+    delete_collection = awaiting(vector_calls.delete_collection)
+    upsert = awaiting(vector_calls.upsert)
+    ingest_iter = async_stream(vector_calls.ingest_iter)
+    ingest = awaiting(vector_calls.ingest)
+    search = awaiting(vector_calls.search)
+    recommend = awaiting(vector_calls.recommend)
+    get = awaiting(vector_calls.get)
+    delete = awaiting(vector_calls.delete)
+    count = awaiting(vector_calls.count)
+    scroll = awaiting(analysis_calls.scroll)
+    cluster = awaiting(analysis_calls.cluster)
+    find_duplicates = awaiting(analysis_calls.find_duplicates)
 
-        async def one(chunk: list[str]) -> Vectors:
-            async with slots:
-                response: pb.EmbedResponse = await self._stub.Embed(
-                    pb.EmbedRequest(inputs=chunk, options=built),
-                    timeout=self._timeout,
-                    metadata=self._metadata,
-                )
-            return vectors_of(response.embeddings, response.dimensions)
+    async def scroll_iter(
+        self, collection: str, *, page_size: int = 256, **options: Any
+    ) -> AsyncIterator[StoredDocument]:
+        """Every stored document (matching ``filter``), one page request at a time."""
+        cursor: str | None = None
+        while True:
+            page, cursor = await self.scroll(collection, limit=page_size, cursor=cursor, **options)
+            for document in page:
+                yield document
+            if cursor is None:
+                return
 
-        parts = await asyncio.gather(*(one(c) for c in batches(as_list(texts), batch_size)))
-        if not parts:
-            raise ValueError("texts must not be empty")
-        return np.concatenate(parts)
-
-    async def embed_iter(
-        self,
-        texts: Iterable[str] | AsyncIterable[str],
-        *,
-        batch_size: int = 32,
-        max_in_flight: int = 8,
-        **options: Any,
-    ) -> AsyncIterator[Vectors]:
-        """Stream texts through EmbedStream; yields one vector per text, in order."""
-        built = build_options(**options)
-        slots = asyncio.Semaphore(max_in_flight)
-
-        async def texts_async() -> AsyncIterator[str]:
-            if isinstance(texts, AsyncIterable):
-                async for text in texts:
-                    yield text
+    async def _run(self, plan: Plan[R]) -> R:
+        run = PlanRun(plan)
+        step = run.start()
+        while step is not None:
+            try:
+                answer = await self._perform(step)
+            except Exception as exc:
+                step = run.throw(exc)
             else:
-                for text in texts:
-                    yield text
+                step = run.send(answer)
+        return run.result
 
-        async def requests() -> AsyncIterator[pb.EmbedStreamRequest]:
-            batch: list[str] = []
-            index = 0
-            async for text in texts_async():
-                batch.append(text)
-                if len(batch) == batch_size:
-                    await slots.acquire()
-                    yield pb.EmbedStreamRequest(request_id=str(index), inputs=batch, options=built)
-                    batch, index = [], index + 1
-            if batch:
-                await slots.acquire()
-                yield pb.EmbedStreamRequest(request_id=str(index), inputs=batch, options=built)
+    def _stream(self, plan: StreamPlan[Any, Out]) -> AsyncIterator[Out]:
+        call = getattr(self._stubs[plan.call.service], plan.call.method)
+        return run_async(call, plan, metadata=self._metadata)
 
-        call = self._stub.EmbedStream(requests(), metadata=self._metadata)
-        try:
-            expected = 0
-            async for response in call:
-                if response.request_id != str(expected):
-                    raise RuntimeError(
-                        f"stream out of order: got {response.request_id!r}, expected {expected}"
-                    )
-                expected += 1
-                slots.release()
-                for vector in vectors_of(response.embeddings, response.dimensions):
-                    yield vector
-        finally:
-            call.cancel()
+    async def _perform(self, step: Step) -> Any:
+        if isinstance(step, Unary):
+            call = getattr(self._stubs[step.service], step.method)
+            return await call(step.request, **self._options(step.timeout))
+        if isinstance(step, Pipelined):
+            call = getattr(self._stubs[step.service], step.method)
+            slots = asyncio.Semaphore(step.max_in_flight)
 
-    async def model_info(self) -> pb.GetModelInfoResponse:
-        response: pb.GetModelInfoResponse = await self._stub.GetModelInfo(
-            pb.GetModelInfoRequest(), timeout=self._timeout, metadata=self._metadata
-        )
-        return response
+            async def one(request: Any) -> Any:
+                async with slots:
+                    return await call(request, **self._options(None))
 
-    async def health(self, service: str = "") -> str:
-        reply = await self._health.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=10, metadata=self._metadata
-        )
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+            return await asyncio.gather(*(one(r) for r in step.requests))
+        if isinstance(step, LastOf):
+            last = None
+            async for last in self._stream(step.stream):  # noqa: B007 - only the last one counts
+                pass
+            return last
+        assert isinstance(step, Sleep)
+        await asyncio.sleep(step.seconds)
+        return None
+
+    def _options(self, timeout: float | None) -> dict[str, Any]:
+        return {"timeout": timeout or self._timeout, "metadata": self._metadata}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -110,16 +110,3 @@ def hits(results: Sequence[pb.ScoredDocument]) -> list[Hit]:
 
 def stored(results: Sequence[pb.StoredDocument]) -> list[StoredDocument]:
     return [StoredDocument(r.id, json_format.MessageToDict(r.payload), _vector(r)) for r in results]
-
-
-def chunked(values: Iterable[DocumentLike], size: int) -> Iterator[list[pb.Document]]:
-    if size < 1:
-        raise ValueError("batch_size must be at least 1")
-    batch: list[pb.Document] = []
-    for value in values:
-        batch.append(document(value))
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,7 @@ OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
 Vectors = npt.NDArray[np.float32]
 
 V = TypeVar("V", bound=int)
+T = TypeVar("T")
 
 _TASKS: dict[str, pb.Task.ValueType] = {
     "query": pb.TASK_QUERY,
@@ -76,17 +77,35 @@ def vectors_of(embeddings: Sequence[pb.Embedding], dimensions: int) -> Vectors:
     return out
 
 
-def batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
-    if size < 1:
-        raise ValueError("batch_size must be at least 1")
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+class Batcher(Generic[T]):
+    """Cuts a sequence into batches of ``size`` as its items come (sync or async)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._size = size
+        self._batch: list[T] = []
+
+    def add(self, item: T) -> list[T] | None:
+        """The batch this item completes, if it does."""
+        self._batch.append(item)
+        if len(self._batch) < self._size:
+            return None
+        full, self._batch = self._batch, []
+        return full
+
+    def rest(self) -> list[T]:
+        rest, self._batch = self._batch, []
+        return rest
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batcher = Batcher[T](size)
+    for item in items:
+        if (full := batcher.add(item)) is not None:
+            yield full
+    if rest := batcher.rest():
+        yield rest
 
 
 def as_list(texts: str | Sequence[str]) -> list[str]:

@@ -1,39 +1,44 @@
-"""Blocking client."""
+"""Blocking client: performs the shared plans (_calls, _vector_calls) on a grpc channel."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+import time
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 import grpc
-import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from embedserve.client._analysis_methods import AnalysisMethods
-from embedserve.client._balancing import balancing_options, channel_target
-from embedserve.client._options import (
-    Vectors,
-    as_list,
-    batches,
-    build_options,
-    task_value,
-    vectors_of,
+from embedserve.client import _analysis_calls as analysis_calls
+from embedserve.client import _calls as calls
+from embedserve.client import _vector_calls as vector_calls
+from embedserve.client._connection import (
+    CHANNEL_OPTIONS,
+    DEFAULT_TARGET,
+    channel_args,
+    metadata,
+    stubs,
 )
-from embedserve.client._vector_methods import VectorMethods
-from embedserve.v1 import embedding_pb2 as pb
-from embedserve.v1 import embedding_pb2_grpc as pb_grpc
-from embedserve.v1 import vector_pb2_grpc
+from embedserve.client._documents import StoredDocument
+from embedserve.client._ordered import StreamPlan, run_blocking
+from embedserve.client._steps import (
+    LastOf,
+    Pipelined,
+    Plan,
+    PlanRun,
+    Sleep,
+    Step,
+    Unary,
+    blocking,
+    blocking_stream,
+)
 
-DEFAULT_TARGET = "127.0.0.1:50051"
-_MAX_MESSAGE = 256 * 1024 * 1024
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
-    ("grpc.max_send_message_length", _MAX_MESSAGE),
-]
+__all__ = ["CHANNEL_OPTIONS", "DEFAULT_TARGET", "EmbedClient"]
+
+R = TypeVar("R")
+Out = TypeVar("Out")
 
 
-class EmbedClient(VectorMethods, AnalysisMethods):
+class EmbedClient:
     """Calls an embedserve server. Vectors come back as float32 numpy arrays.
 
     Options (``task``, ``prompt``, ``dimensions``, ``normalize``, ``pooling``,
@@ -45,24 +50,21 @@ class EmbedClient(VectorMethods, AnalysisMethods):
 
     def __init__(
         self,
-        target: str | Sequence[str] = DEFAULT_TARGET,
+        target: str = DEFAULT_TARGET,
         *,
         timeout: float | None = 300.0,
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
     ) -> None:
-        # Several addresses or a dns:/// target: round_robin and retries (_balancing.py).
-        options = CHANNEL_OPTIONS + balancing_options(target)
-        address = channel_target(target)
+        address, options = channel_args(target)
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options=options)
         else:
             self._channel = grpc.secure_channel(address, credentials, options=options)
-        self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
-        self._vectors = vector_pb2_grpc.VectorServiceStub(self._channel)
+        self._stubs = stubs(self._channel)
+        self._stub = self._stubs["embedding"]
         self._timeout = timeout
-        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
+        self._metadata = metadata(api_key)
 
     def __enter__(self) -> EmbedClient:
         return self
@@ -73,126 +75,81 @@ class EmbedClient(VectorMethods, AnalysisMethods):
     def close(self) -> None:
         self._channel.close()
 
-    def _call_kwargs(self) -> dict[str, Any]:
-        return {"timeout": self._timeout, "metadata": self._metadata}
+    # The methods, one line each: what they send and return is written once in _calls and
+    # _vector_calls, for this client and the asyncio one.
+    embed = blocking(calls.embed)
+    embed_iter = blocking_stream(calls.embed_iter)
+    embed_tokens = blocking(calls.embed_tokens)
+    tokenize = blocking(calls.tokenize)
+    similarity = blocking(calls.similarity)
+    model_info = blocking(calls.model_info)
+    health = blocking(calls.health)
+    wait_until_serving = blocking(calls.wait_until_serving)
+    create_collection = blocking(vector_calls.create_collection)
+    list_collections = blocking(vector_calls.list_collections)
+    get_collection = blocking(vector_calls.get_collection)
+    delete_collection = blocking(vector_calls.delete_collection)
+    upsert = blocking(vector_calls.upsert)
+    ingest_iter = blocking_stream(vector_calls.ingest_iter)
+    ingest = blocking(vector_calls.ingest)
+    search = blocking(vector_calls.search)
+    recommend = blocking(vector_calls.recommend)
+    get = blocking(vector_calls.get)
+    delete = blocking(vector_calls.delete)
+    count = blocking(vector_calls.count)
+    scroll = blocking(analysis_calls.scroll)
+    cluster = blocking(analysis_calls.cluster)
+    find_duplicates = blocking(analysis_calls.find_duplicates)
 
-    def embed(
-        self,
-        texts: str | Sequence[str],
-        *,
-        batch_size: int = 256,
-        max_in_flight: int = 4,
-        **options: Any,
-    ) -> Vectors:
-        """Embed texts, ``batch_size`` per request with up to ``max_in_flight`` requests at once.
-
-        Returns an array of shape (len(texts), dimensions), rows in input order.
-        """
-        built = build_options(**options)
-        pending: list[grpc.Future[pb.EmbedResponse]] = []
-        results: list[pb.EmbedResponse] = []
-        for chunk in batches(as_list(texts), batch_size):
-            if len(pending) >= max_in_flight:
-                results.append(pending.pop(0).result())
-            request = pb.EmbedRequest(inputs=chunk, options=built)
-            pending.append(self._stub.Embed.future(request, **self._call_kwargs()))
-        results.extend(future.result() for future in pending)
-        if not results:
-            raise ValueError("texts must not be empty")
-        return np.concatenate([vectors_of(r.embeddings, r.dimensions) for r in results])
-
-    def embed_iter(
-        self,
-        texts: Iterable[str],
-        *,
-        batch_size: int = 32,
-        max_in_flight: int = 8,
-        **options: Any,
-    ) -> Iterator[Vectors]:
-        """Stream any iterable through EmbedStream; yields one vector per text, in order.
-
-        At most ``max_in_flight`` requests of ``batch_size`` texts are outstanding.
-        """
-        built = build_options(**options)
-        slots = threading.Semaphore(max_in_flight)
-        done = threading.Event()
-
-        def requests() -> Iterator[pb.EmbedStreamRequest]:
-            for index, chunk in enumerate(batches(texts, batch_size)):
-                while not slots.acquire(timeout=0.1):
-                    if done.is_set():
-                        return
-                yield pb.EmbedStreamRequest(request_id=str(index), inputs=chunk, options=built)
-
-        responses = self._stub.EmbedStream(requests(), metadata=self._metadata)
-        try:
-            for expected, response in enumerate(responses):
-                if response.request_id != str(expected):
-                    raise RuntimeError(
-                        f"stream out of order: got {response.request_id!r}, expected {expected}"
-                    )
-                slots.release()
-                yield from vectors_of(response.embeddings, response.dimensions)
-        finally:
-            done.set()
-            responses.cancel()
-
-    def embed_tokens(self, texts: str | Sequence[str], **options: Any) -> pb.EmbedTokensResponse:
-        request = pb.EmbedTokensRequest(inputs=as_list(texts), options=build_options(**options))
-        response: pb.EmbedTokensResponse = self._stub.EmbedTokens(request, **self._call_kwargs())
-        return response
-
-    def tokenize(
-        self, texts: str | Sequence[str], *, task: Any = None, prompt: str | None = None
-    ) -> pb.TokenizeResponse:
-        request = pb.TokenizeRequest(inputs=as_list(texts), task=task_value(task))
-        if prompt is not None:
-            request.prompt = prompt
-        response: pb.TokenizeResponse = self._stub.Tokenize(request, **self._call_kwargs())
-        return response
-
-    def similarity(
-        self,
-        query: str | None = None,
-        candidates: Sequence[str] | None = None,
-        *,
-        pairs: Sequence[tuple[str, str]] | None = None,
-        **options: Any,
-    ) -> Vectors:
-        """Cosine scores of ``query`` against ``candidates``, or of each of ``pairs``."""
-        request = pb.SimilarityRequest(options=build_options(**options))
-        if pairs is not None:
-            request.pairs.pairs.extend(pb.TextPair(a=a, b=b) for a, b in pairs)
-        else:
-            request.query_candidates.query = query or ""
-            request.query_candidates.candidates.extend(candidates or [])
-        response: pb.SimilarityResponse = self._stub.Similarity(request, **self._call_kwargs())
-        return np.array(response.scores, dtype=np.float32)
-
-    def model_info(self) -> pb.GetModelInfoResponse:
-        response: pb.GetModelInfoResponse = self._stub.GetModelInfo(
-            pb.GetModelInfoRequest(), **self._call_kwargs()
-        )
-        return response
-
-    def health(self, service: str = "") -> str:
-        """'SERVING', 'NOT_SERVING', ... as the standard health service reports it."""
-        reply = self._health.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=10, metadata=self._metadata
-        )
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-
-    def wait_until_serving(self, timeout: float = 300.0) -> None:
-        """Block until health reports SERVING (the model is loaded and warm)."""
-        import time
-
-        deadline = time.monotonic() + timeout
+    def scroll_iter(
+        self, collection: str, *, page_size: int = 256, **options: Any
+    ) -> Iterator[StoredDocument]:
+        """Every stored document (matching ``filter``), one page request at a time."""
+        cursor: str | None = None
         while True:
+            page, cursor = self.scroll(collection, limit=page_size, cursor=cursor, **options)
+            yield from page
+            if cursor is None:
+                return
+
+    def _run(self, plan: Plan[R]) -> R:
+        run = PlanRun(plan)
+        step = run.start()
+        while step is not None:
             try:
-                if self.health() == "SERVING":
-                    return
-            except grpc.RpcError:
+                answer = self._perform(step)
+            except Exception as exc:
+                step = run.throw(exc)
+            else:
+                step = run.send(answer)
+        return run.result
+
+    def _stream(self, plan: StreamPlan[Any, Out]) -> Iterator[Out]:
+        call = getattr(self._stubs[plan.call.service], plan.call.method)
+        return run_blocking(call, plan, metadata=self._metadata)
+
+    def _perform(self, step: Step) -> Any:
+        if isinstance(step, Unary):
+            call = getattr(self._stubs[step.service], step.method)
+            return call(step.request, **self._options(step.timeout))
+        if isinstance(step, Pipelined):
+            call = getattr(self._stubs[step.service], step.method)
+            pending: list[grpc.Future[Any]] = []
+            answers: list[Any] = []
+            for request in step.requests:
+                if len(pending) >= step.max_in_flight:
+                    answers.append(pending.pop(0).result())
+                pending.append(call.future(request, **self._options(None)))
+            answers.extend(future.result() for future in pending)
+            return answers
+        if isinstance(step, LastOf):
+            last = None
+            for last in self._stream(step.stream):  # noqa: B007 - only the last one counts
                 pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server not SERVING after {timeout} s")
-            time.sleep(0.2)
+            return last
+        assert isinstance(step, Sleep)
+        time.sleep(step.seconds)
+        return None
+
+    def _options(self, timeout: float | None) -> dict[str, Any]:
+        return {"timeout": timeout or self._timeout, "metadata": self._metadata}

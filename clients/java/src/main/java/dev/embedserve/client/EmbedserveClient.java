@@ -55,7 +55,6 @@ import io.grpc.health.v1.HealthGrpc;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.MetadataUtils;
-import io.grpc.stub.StreamObserver;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
@@ -67,11 +66,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
-import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReferenceArray;
@@ -113,7 +110,15 @@ public final class EmbedserveClient implements AutoCloseable {
   private static final int MAX_MESSAGE_BYTES = 256 << 20;
   private static final Metadata.Key<String> AUTHORIZATION =
       Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
-  private static final Object COMPLETED = new Object();
+  private static final OrderedStream.Words EMBED_STREAM_WORDS =
+      new OrderedStream.Words(
+          "stream", "request_id", "the answer to request", "an answer to no request");
+  private static final OrderedStream.Words INGEST_STREAM_WORDS =
+      new OrderedStream.Words(
+          "ingest stream",
+          "batch_id",
+          "the acknowledgement of batch",
+          "an acknowledgement of no batch");
 
   private final ManagedChannel channel;
   private final Channel calls;
@@ -353,90 +358,23 @@ public final class EmbedserveClient implements AutoCloseable {
       int maxInFlight,
       Consumer<StreamResult> handler) {
     Objects.requireNonNull(options, "options");
-    BlockingQueue<Object> events = new LinkedBlockingQueue<>();
-    @SuppressWarnings("unchecked")
-    ClientCallStreamObserver<EmbedStreamRequest>[] requests = new ClientCallStreamObserver[1];
-    async.embedStream(
-        new ClientResponseObserver<EmbedStreamRequest, EmbedStreamResponse>() {
-          @Override
-          public void beforeStart(ClientCallStreamObserver<EmbedStreamRequest> call) {
-            requests[0] = call;
-          }
-
-          @Override
-          public void onNext(EmbedStreamResponse response) {
-            events.add(response);
-          }
-
-          @Override
-          public void onError(Throwable t) {
-            events.add(t);
-          }
-
-          @Override
-          public void onCompleted() {
-            events.add(COMPLETED);
-          }
-        });
-    StreamObserver<EmbedStreamRequest> sender = requests[0];
-    Iterator<? extends List<String>> source = batches.iterator();
-    long sent = 0;
-    long received = 0;
-    boolean closed = false;
-    int window = Math.max(1, maxInFlight);
-    try {
-      while (true) {
-        while (!closed && sent - received < window) {
-          if (!source.hasNext()) {
-            sender.onCompleted();
-            closed = true;
-            break;
-          }
-          sender.onNext(
-              EmbedStreamRequest.newBuilder()
-                  .setRequestId(Long.toString(sent))
-                  .addAllInputs(source.next())
-                  .setOptions(options)
-                  .build());
-          sent++;
-        }
-        if (closed && received == sent) {
-          break;
-        }
-        Object event = events.take();
-        if (event instanceof EmbedStreamResponse response) {
-          String expected = Long.toString(received);
-          if (!response.getRequestId().equals(expected)) {
-            throw Status.INTERNAL
-                .withDescription(
-                    "stream out of order: got request_id '"
-                        + response.getRequestId()
-                        + "', expected '"
-                        + expected
-                        + "'")
-                .asRuntimeException();
-          }
-          handler.accept(
-              new StreamResult(
-                  received, expected, vectorsOf(response.getEmbeddingsList()), response));
-          received++;
-        } else {
-          throw failure(event, "stream ended before the answer to request " + received);
-        }
-      }
-      Object end = events.take();
-      if (end != COMPLETED) {
-        throw failure(end, "stream sent an answer to no request");
-      }
-      return sent;
-    } catch (InterruptedException e) {
-      requests[0].cancel("interrupted", e);
-      Thread.currentThread().interrupt();
-      throw Status.CANCELLED.withDescription("interrupted").withCause(e).asRuntimeException();
-    } catch (RuntimeException | Error e) {
-      requests[0].cancel("client stopped the stream", e);
-      throw e;
-    }
+    OrderedStream<List<String>, EmbedStreamRequest, EmbedStreamResponse> stream =
+        new OrderedStream<>(
+            async::embedStream,
+            (index, id, batch) ->
+                EmbedStreamRequest.newBuilder()
+                    .setRequestId(id)
+                    .addAllInputs(batch)
+                    .setOptions(options)
+                    .build(),
+            EmbedStreamResponse::getRequestId,
+            EMBED_STREAM_WORDS);
+    return stream.run(
+        batches.iterator(),
+        maxInFlight,
+        (index, id, batch, response) ->
+            handler.accept(
+                new StreamResult(index, id, vectorsOf(response.getEmbeddingsList()), response)));
   }
 
   // ---- VectorService -------------------------------------------------------------------------
@@ -528,111 +466,63 @@ public final class EmbedserveClient implements AutoCloseable {
       Consumer<IngestAck> onAck) {
     Objects.requireNonNull(options, "options");
     Objects.requireNonNull(onAck, "onAck");
-    int size = Math.max(1, batchSize);
-    int window = Math.max(1, maxInFlight);
-    BlockingQueue<Object> events = new LinkedBlockingQueue<>();
-    @SuppressWarnings("unchecked")
-    ClientCallStreamObserver<IngestStreamRequest>[] requests = new ClientCallStreamObserver[1];
-    vectorsAsync.ingestStream(
-        new ClientResponseObserver<IngestStreamRequest, IngestStreamResponse>() {
-          @Override
-          public void beforeStart(ClientCallStreamObserver<IngestStreamRequest> call) {
-            requests[0] = call;
+    OrderedStream<List<Document>, IngestStreamRequest, IngestStreamResponse> stream =
+        new OrderedStream<>(
+            vectorsAsync::ingestStream,
+            (index, id, batch) -> {
+              IngestStreamRequest.Builder request =
+                  IngestStreamRequest.newBuilder()
+                      .setBatchId(id)
+                      .setOptions(options)
+                      .addAllDocuments(batch);
+              if (index == 0) {
+                request.setCollection(collection);
+              }
+              return request.build();
+            },
+            IngestStreamResponse::getBatchId,
+            INGEST_STREAM_WORDS);
+    long[] acknowledged = {0};
+    stream.run(
+        batchesOf(documents.iterator(), Math.max(1, batchSize)),
+        maxInFlight,
+        (index, id, batch, response) -> {
+          List<String> ids = batch.stream().map(Document::getId).toList();
+          if (!response.getIdsList().equals(ids)) {
+            throw Status.INTERNAL
+                .withDescription(
+                    "batch "
+                        + id
+                        + ": acknowledged "
+                        + response.getIdsCount()
+                        + " ids that differ from the "
+                        + ids.size()
+                        + " sent")
+                .asRuntimeException();
           }
-
-          @Override
-          public void onNext(IngestStreamResponse response) {
-            events.add(response);
-          }
-
-          @Override
-          public void onError(Throwable t) {
-            events.add(t);
-          }
-
-          @Override
-          public void onCompleted() {
-            events.add(COMPLETED);
-          }
+          acknowledged[0] = response.getTotalAcknowledged();
+          onAck.accept(new IngestAck(index, response.getIdsList(), acknowledged[0], response));
         });
-    StreamObserver<IngestStreamRequest> sender = requests[0];
-    Iterator<Document> source = documents.iterator();
-    List<List<String>> awaiting = new ArrayList<>(); // ids of the messages sent, not yet acked
-    long sent = 0;
-    long received = 0;
-    long acknowledged = 0;
-    boolean closed = false;
-    try {
-      while (true) {
-        while (!closed && sent - received < window) {
-          if (!source.hasNext()) {
-            sender.onCompleted();
-            closed = true;
-            break;
-          }
-          IngestStreamRequest.Builder request =
-              IngestStreamRequest.newBuilder().setBatchId(Long.toString(sent)).setOptions(options);
-          if (sent == 0) {
-            request.setCollection(collection);
-          }
-          List<String> ids = new ArrayList<>(size);
-          while (ids.size() < size && source.hasNext()) {
-            Document document = source.next();
-            request.addDocuments(document);
-            ids.add(document.getId());
-          }
-          sender.onNext(request.build());
-          awaiting.add(ids);
-          sent++;
-        }
-        if (closed && received == sent) {
-          break;
-        }
-        Object event = events.take();
-        if (!(event instanceof IngestStreamResponse response)) {
-          throw failure(event, "ingest stream ended before the acknowledgement of batch " + received);
-        }
-        String expected = Long.toString(received);
-        if (!response.getBatchId().equals(expected)) {
-          throw Status.INTERNAL
-              .withDescription(
-                  "ingest stream out of order: got batch_id '"
-                      + response.getBatchId()
-                      + "', expected '"
-                      + expected
-                      + "'")
-              .asRuntimeException();
-        }
-        List<String> ids = awaiting.remove(0);
-        if (!response.getIdsList().equals(ids)) {
-          throw Status.INTERNAL
-              .withDescription(
-                  "batch "
-                      + expected
-                      + ": acknowledged "
-                      + response.getIdsCount()
-                      + " ids that differ from the "
-                      + ids.size()
-                      + " sent")
-              .asRuntimeException();
-        }
-        acknowledged = response.getTotalAcknowledged();
-        onAck.accept(new IngestAck(received, response.getIdsList(), acknowledged, response));
-        received++;
+    return acknowledged[0];
+  }
+
+  /** Consecutive batches of {@code size} items, each taken from {@code items} only when asked. */
+  private static <T> Iterator<List<T>> batchesOf(Iterator<T> items, int size) {
+    return new Iterator<>() {
+      @Override
+      public boolean hasNext() {
+        return items.hasNext();
       }
-      Object end = events.take();
-      if (end != COMPLETED) {
-        throw failure(end, "ingest stream sent an acknowledgement of no batch");
+
+      @Override
+      public List<T> next() {
+        List<T> batch = new ArrayList<>(size);
+        while (batch.size() < size && items.hasNext()) {
+          batch.add(items.next());
+        }
+        return batch;
       }
-      return acknowledged;
-    } catch (InterruptedException e) {
-      requests[0].cancel("interrupted", e);
-      Thread.currentThread().interrupt();
-      throw Status.CANCELLED.withDescription("interrupted").withCause(e).asRuntimeException();
-    } catch (RuntimeException | Error e) {
-      requests[0].cancel("client stopped the stream", e);
-      throw e;
-    }
+    };
   }
 
   /** The {@code limit} documents nearest to {@code text} (embedded with the query prompt). */
@@ -792,14 +682,6 @@ public final class EmbedserveClient implements AutoCloseable {
       values[i] = vector.getValues(i);
     }
     return values;
-  }
-
-  private static StatusRuntimeException failure(Object event, String otherwise) {
-    if (event instanceof Throwable t) {
-      Status status = Status.fromThrowable(t);
-      return new StatusRuntimeException(status, Status.trailersFromThrowable(t));
-    }
-    return Status.INTERNAL.withDescription(otherwise).asRuntimeException();
   }
 
   private static List<float[]> vectorsOf(List<Embedding> embeddings) {

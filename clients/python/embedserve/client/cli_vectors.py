@@ -14,14 +14,19 @@ from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 
+from embedserve.client._documents import Hit
+from embedserve.client._sync import EmbedClient
+from embedserve.client.cli_connect import add_target, client_verb
 
-def add_commands(commands: Any, default_target: str) -> None:
+
+def add_parser(commands: Any) -> None:
+    """ingest, search, recommend, collections."""
     ingest = commands.add_parser(
         "ingest", help="stream documents from JSONL or CSV into a collection"
     )
     ingest.add_argument("file", help="a .jsonl or .csv file, or '-' for JSONL on stdin")
     ingest.add_argument("--collection", "-c", required=True)
-    ingest.add_argument("--target", default=default_target)
+    add_target(ingest)
     ingest.add_argument("--batch-size", type=int, default=64)
     ingest.add_argument("--store-text", action="store_true", help="keep each text in its payload")
     ingest.add_argument(
@@ -33,7 +38,7 @@ def add_commands(commands: Any, default_target: str) -> None:
     search = commands.add_parser("search", help="nearest documents to a text")
     search.add_argument("collection")
     search.add_argument("text")
-    search.add_argument("--target", default=default_target)
+    add_target(search)
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--filter", help='JSON, e.g. {"must":[{"match":{"key":"k","text":"v"}}]}')
     search.add_argument("--exact", action="store_true")
@@ -49,7 +54,7 @@ def add_commands(commands: Any, default_target: str) -> None:
         default="average_vector",
         choices=["average_vector", "best_score", "sum_scores"],
     )
-    recommend.add_argument("--target", default=default_target)
+    add_target(recommend)
     recommend.add_argument("--limit", type=int, default=10)
     recommend.add_argument("--filter")
 
@@ -58,7 +63,7 @@ def add_commands(commands: Any, default_target: str) -> None:
         "action", nargs="?", default="list", choices=["list", "create", "get", "delete"]
     )
     collections.add_argument("name", nargs="?")
-    collections.add_argument("--target", default=default_target)
+    add_target(collections)
     collections.add_argument("--dimensions", type=int)
     collections.add_argument(
         "--distance", default="cosine", choices=["cosine", "dot", "euclid", "manhattan"]
@@ -75,33 +80,39 @@ def add_commands(commands: Any, default_target: str) -> None:
         type=int,
         help="segments smaller than this are scanned exactly, without an HNSW index",
     )
+    ingest.set_defaults(run=client_verb(_ingest))
+    search.set_defaults(run=client_verb(_search))
+    recommend.set_defaults(run=client_verb(_recommend))
+    collections.set_defaults(run=client_verb(_collections))
 
 
-def run(client: Any, args: argparse.Namespace) -> int:
-    if args.command == "ingest":
-        return _ingest(client, args)
-    if args.command == "collections":
-        return _collections(client, args)
+def _search(client: EmbedClient, args: argparse.Namespace) -> None:
     query_filter = json.loads(args.filter) if args.filter else None
-    if args.command == "search":
-        hits = client.search(
-            args.collection, args.text, limit=args.limit, filter=query_filter, exact=args.exact
-        )
-    else:
-        hits = client.recommend(
-            args.collection,
-            args.positive,
-            args.negative,
-            strategy=args.strategy,
-            limit=args.limit,
-            filter=query_filter,
-        )
+    hits = client.search(
+        args.collection, args.text, limit=args.limit, filter=query_filter, exact=args.exact
+    )
+    _print_hits(hits)
+
+
+def _recommend(client: EmbedClient, args: argparse.Namespace) -> None:
+    query_filter = json.loads(args.filter) if args.filter else None
+    hits = client.recommend(
+        args.collection,
+        args.positive,
+        args.negative,
+        strategy=args.strategy,
+        limit=args.limit,
+        filter=query_filter,
+    )
+    _print_hits(hits)
+
+
+def _print_hits(hits: list[Hit]) -> None:
     for hit in hits:
         print(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
-    return 0
 
 
-def _collections(client: Any, args: argparse.Namespace) -> int:
+def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
     if args.action == "list":
         for name in client.list_collections():
             print(name)
@@ -162,7 +173,7 @@ class _Progress:
         print(line + "   ", end="", file=sys.stderr, flush=True)
 
 
-def _ingest(client: Any, args: argparse.Namespace) -> int:
+def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     from_stdin = args.file == "-"
     checkpoint = None if from_stdin else Path(args.checkpoint or args.file + ".progress")
     skip = 0
@@ -205,7 +216,3 @@ def _write_checkpoint(path: Path, acknowledged: int, last_id: str) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps({"acknowledged": acknowledged, "last_id": last_id}))
     os.replace(temporary, path)
-
-
-def is_vector_command(command: str) -> bool:
-    return command in {"ingest", "search", "recommend", "collections"}

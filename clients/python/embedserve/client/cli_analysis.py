@@ -7,17 +7,19 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 
-COMMANDS = ("export", "cluster", "duplicates")
+from embedserve.client.cli_connect import add_target, client_verb
+
 # Widest histogram bar, in characters.
 BAR = 40
 
 
-def add_commands(commands: Any, default_target: str) -> None:
+def add_parser(commands: Any) -> None:
     export = commands.add_parser(
         "export", help="write a collection's documents to JSONL, or vectors to .npy plus ids"
     )
@@ -29,7 +31,8 @@ def add_commands(commands: Any, default_target: str) -> None:
         help="FILE.jsonl ({id, vector, payload} a line; '-' for stdout) or FILE.npy "
         "(vectors; ids and payloads go to FILE.ids.jsonl, row by row)",
     )
-    export.add_argument("--target", default=default_target)
+    add_target(export)
+    export.set_defaults(run=client_verb(_verb(_export)))
     export.add_argument("--filter", help="JSON filter, as for search")
     export.add_argument("--no-vectors", action="store_true", help="JSONL without vectors")
     export.add_argument("--page-size", type=int, default=1024)
@@ -40,7 +43,8 @@ def add_commands(commands: Any, default_target: str) -> None:
     source = cluster.add_mutually_exclusive_group(required=True)
     source.add_argument("collection", nargs="?")
     source.add_argument("--texts", help="a file of texts, one a line, instead of a collection")
-    cluster.add_argument("--target", default=default_target)
+    add_target(cluster)
+    cluster.set_defaults(run=client_verb(_verb(_cluster)))
     cluster.add_argument("--algorithm", default="kmeans", choices=["kmeans", "hdbscan"])
     cluster.add_argument("--k", type=int, help="number of clusters (default: chosen)")
     cluster.add_argument("--k-min", type=int, default=2)
@@ -60,7 +64,8 @@ def add_commands(commands: Any, default_target: str) -> None:
         "duplicates", help="near-duplicate pairs and groups in a collection"
     )
     duplicates.add_argument("collection")
-    duplicates.add_argument("--target", default=default_target)
+    add_target(duplicates)
+    duplicates.set_defaults(run=client_verb(_verb(_duplicates)))
     duplicates.add_argument("--threshold", type=float, default=0.92, help="cosine, in [-1, 1]")
     duplicates.add_argument("--max-neighbors", type=int, default=10)
     duplicates.add_argument("--max-pairs", type=int, default=1000)
@@ -71,13 +76,15 @@ def add_commands(commands: Any, default_target: str) -> None:
     duplicates.add_argument("--json", action="store_true", help="print the full response as JSON")
 
 
-def run(client: Any, args: argparse.Namespace) -> int:
-    query_filter = json.loads(args.filter) if args.filter else None
-    if args.command == "export":
-        return _export(client, args, query_filter)
-    if args.command == "cluster":
-        return _cluster(client, args, query_filter)
-    return _duplicates(client, args, query_filter)
+def _verb(
+    command: Callable[[Any, argparse.Namespace, Any], int],
+) -> Callable[[Any, argparse.Namespace], int]:
+    """A command with its --filter parsed."""
+
+    def run(client: Any, args: argparse.Namespace) -> int:
+        return command(client, args, json.loads(args.filter) if args.filter else None)
+
+    return run
 
 
 def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:

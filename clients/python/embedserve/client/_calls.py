@@ -1,0 +1,137 @@
+"""EmbeddingService and health methods, as plans shared by both clients (see _steps)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, Iterable, Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2
+
+from embedserve.client._options import (
+    Vectors,
+    as_list,
+    batches,
+    build_options,
+    task_value,
+    vectors_of,
+)
+from embedserve.client._ordered import StreamCall, StreamPlan
+from embedserve.client._steps import Pipelined, Plan, Sleep, Unary
+from embedserve.v1 import embedding_pb2 as pb
+
+_EMBED_STREAM = StreamCall("embedding", "EmbedStream", "request_id")
+
+
+def embed(
+    texts: str | Sequence[str],
+    *,
+    batch_size: int = 256,
+    max_in_flight: int = 4,
+    **options: Any,
+) -> Plan[Vectors]:
+    """Embed texts, ``batch_size`` per request with up to ``max_in_flight`` requests at once.
+
+    Returns an array of shape (len(texts), dimensions), rows in input order.
+    """
+    built = build_options(**options)
+    requests = [
+        pb.EmbedRequest(inputs=chunk, options=built)
+        for chunk in batches(as_list(texts), batch_size)
+    ]
+    if not requests:
+        raise ValueError("texts must not be empty")
+    responses: list[pb.EmbedResponse] = yield Pipelined(
+        "embedding", "Embed", requests, max_in_flight
+    )
+    return np.concatenate([vectors_of(r.embeddings, r.dimensions) for r in responses])
+
+
+def embed_iter(
+    texts: Iterable[str] | AsyncIterable[str],
+    *,
+    batch_size: int = 32,
+    max_in_flight: int = 8,
+    **options: Any,
+) -> StreamPlan[str, Vectors]:
+    """Stream texts through EmbedStream; yields one vector per text, in order.
+
+    At most ``max_in_flight`` requests of ``batch_size`` texts are outstanding, so any
+    (endless, slow) iterable works; the asyncio client also takes an async iterable.
+    """
+    built = build_options(**options)
+
+    def request(number: int, batch: list[str]) -> pb.EmbedStreamRequest:
+        return pb.EmbedStreamRequest(request_id=str(number), inputs=batch, options=built)
+
+    def vectors(_: pb.EmbedStreamRequest, answer: pb.EmbedStreamResponse) -> Vectors:
+        return vectors_of(answer.embeddings, answer.dimensions)
+
+    return StreamPlan(_EMBED_STREAM, texts, batch_size, max_in_flight, request, vectors)
+
+
+def embed_tokens(texts: str | Sequence[str], **options: Any) -> Plan[pb.EmbedTokensResponse]:
+    """Per-token vectors with token strings and character offsets."""
+    request = pb.EmbedTokensRequest(inputs=as_list(texts), options=build_options(**options))
+    response: pb.EmbedTokensResponse = yield Unary("embedding", "EmbedTokens", request)
+    return response
+
+
+def tokenize(
+    texts: str | Sequence[str], *, task: Any = None, prompt: str | None = None
+) -> Plan[pb.TokenizeResponse]:
+    """Token ids and strings as the model sees them (prompt included)."""
+    request = pb.TokenizeRequest(inputs=as_list(texts), task=task_value(task))
+    if prompt is not None:
+        request.prompt = prompt
+    response: pb.TokenizeResponse = yield Unary("embedding", "Tokenize", request)
+    return response
+
+
+def similarity(
+    query: str | None = None,
+    candidates: Sequence[str] | None = None,
+    *,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    **options: Any,
+) -> Plan[Vectors]:
+    """Cosine scores of ``query`` against ``candidates``, or of each of ``pairs``."""
+    request = pb.SimilarityRequest(options=build_options(**options))
+    if pairs is not None:
+        request.pairs.pairs.extend(pb.TextPair(a=a, b=b) for a, b in pairs)
+    else:
+        request.query_candidates.query = query or ""
+        request.query_candidates.candidates.extend(candidates or [])
+    response: pb.SimilarityResponse = yield Unary("embedding", "Similarity", request)
+    return np.array(response.scores, dtype=np.float32)
+
+
+def model_info() -> Plan[pb.GetModelInfoResponse]:
+    """What the server serves: model, dimensions, pooling, prompts, limits."""
+    response: pb.GetModelInfoResponse = yield Unary(
+        "embedding", "GetModelInfo", pb.GetModelInfoRequest()
+    )
+    return response
+
+
+def health(service: str = "") -> Plan[str]:
+    """'SERVING', 'NOT_SERVING', ... as the standard health service reports it."""
+    request = health_pb2.HealthCheckRequest(service=service)
+    reply = yield Unary("health", "Check", request, timeout=10)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def wait_until_serving(timeout: float = 300.0) -> Plan[None]:
+    """Return once health reports SERVING (the model is loaded and warm)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if (yield from health()) == "SERVING":
+                return
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"server not SERVING after {timeout} s")
+        yield Sleep(0.2)

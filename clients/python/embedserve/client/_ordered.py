@@ -1,0 +1,156 @@
+"""The bounded, ordered, acknowledged stream both clients run their streaming calls on.
+
+A stream sends numbered messages (``0``, ``1``, ...) built from batches of the caller's
+items; at most ``max_in_flight`` of them await their answer, so the caller's iterable
+is read only as fast as the server answers. Answers must come in the order sent; each
+one is checked against its message and turned into the caller's outputs. Leaving the
+iteration early stops the sender and cancels the call.
+
+:class:`StreamPlan` says what one stream sends and returns (shared by both clients);
+:func:`run_blocking` and :func:`run_async` run it on a grpc or grpc.aio stream call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import threading
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import Any, Generic, TypeVar
+
+from embedserve.client._options import Batcher, batches
+
+Item = TypeVar("Item")
+Out = TypeVar("Out")
+
+# Sender threads of the blocking client look this often whether the stream is over.
+_POLL_S = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamCall:
+    """A stream-stream method and the field that carries its messages' ids."""
+
+    service: str
+    method: str
+    id_field: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamPlan(Generic[Item, Out]):
+    """One streaming call: how items become numbered messages and what each answer yields."""
+
+    call: StreamCall
+    items: Iterable[Item] | AsyncIterable[Item]
+    batch_size: int
+    max_in_flight: int
+    # (message number, batch of items) -> request message
+    request: Callable[[int, list[Item]], Any]
+    # (request, answer) -> outputs; raises when the answer does not match the request
+    outputs: Callable[[Any, Any], Iterable[Out]]
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+
+
+class _Sent:
+    """Messages sent and not yet answered, oldest first (shared by both runners)."""
+
+    def __init__(self, plan: StreamPlan[Any, Any]) -> None:
+        self._plan = plan
+        self._numbers = 0
+        self._waiting: collections.deque[tuple[str, Any]] = collections.deque()
+
+    def next_request(self, batch: list[Any]) -> Any:
+        number = self._numbers
+        self._numbers += 1
+        request = self._plan.request(number, batch)
+        self._waiting.append((str(number), request))
+        return request
+
+    def answered(self, answer: Any) -> Sequence[Any]:
+        expected, request = self._waiting.popleft()
+        field = self._plan.call.id_field
+        got = getattr(answer, field)
+        if got != expected:
+            raise RuntimeError(f"stream out of order: got {field} {got!r}, expected {expected!r}")
+        return list(self._plan.outputs(request, answer))
+
+
+async def _abatches(
+    items: Iterable[Item] | AsyncIterable[Item], size: int
+) -> AsyncIterator[list[Item]]:
+    if not isinstance(items, AsyncIterable):
+        for whole in batches(items, size):
+            yield whole
+        return
+    batcher = Batcher[Item](size)
+    async for item in items:
+        if (full := batcher.add(item)) is not None:
+            yield full
+    if rest := batcher.rest():
+        yield rest
+
+
+def run_blocking(
+    call: Callable[..., Any], plan: StreamPlan[Item, Out], **kwargs: Any
+) -> Iterator[Out]:
+    """Runs ``plan`` on a grpc stream-stream callable; grpc reads the requests on its own
+    thread, which waits here for a free slot."""
+    items = plan.items
+    if isinstance(items, AsyncIterable):
+        raise TypeError("the blocking client streams a (synchronous) iterable")
+    sent = _Sent(plan)
+    slots = threading.Semaphore(plan.max_in_flight)
+    over = threading.Event()
+
+    def requests() -> Iterator[Any]:
+        for batch in batches(items, plan.batch_size):
+            while not slots.acquire(timeout=_POLL_S):
+                if over.is_set():
+                    return
+            yield sent.next_request(batch)
+
+    answers = call(requests(), **kwargs)
+    try:
+        for answer in answers:
+            outputs = sent.answered(answer)
+            slots.release()
+            yield from outputs
+    finally:
+        over.set()
+        answers.cancel()
+
+
+async def run_async(
+    call: Callable[..., Any], plan: StreamPlan[Item, Out], **kwargs: Any
+) -> AsyncIterator[Out]:
+    """Runs ``plan`` on a grpc.aio stream-stream callable (items may be an async iterable)."""
+    sent = _Sent(plan)
+    slots = asyncio.Semaphore(plan.max_in_flight)
+
+    async def requests() -> AsyncIterator[Any]:
+        async for batch in _abatches(plan.items, plan.batch_size):
+            await slots.acquire()
+            yield sent.next_request(batch)
+
+    stream = call(requests(), **kwargs)
+    try:
+        async for answer in stream:
+            outputs = sent.answered(answer)
+            slots.release()
+            for output in outputs:
+                yield output
+    finally:
+        stream.cancel()

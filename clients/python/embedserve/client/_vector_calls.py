@@ -1,0 +1,227 @@
+"""VectorService methods (collections, ingestion, search, recommend), as plans shared by
+both clients (see _steps)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from typing import Any
+
+from embedserve.client import _documents as docs
+from embedserve.client._options import build_options
+from embedserve.client._ordered import StreamCall, StreamPlan
+from embedserve.client._steps import LastOf, Plan, Unary
+from embedserve.v1 import vector_pb2 as pb
+
+_DISTANCES = {
+    "cosine": pb.DISTANCE_COSINE,
+    "dot": pb.DISTANCE_DOT,
+    "euclid": pb.DISTANCE_EUCLID,
+    "manhattan": pb.DISTANCE_MANHATTAN,
+}
+_INDEX_KINDS = {
+    "keyword": pb.PAYLOAD_INDEX_KIND_KEYWORD,
+    "integer": pb.PAYLOAD_INDEX_KIND_INTEGER,
+    "float": pb.PAYLOAD_INDEX_KIND_FLOAT,
+    "bool": pb.PAYLOAD_INDEX_KIND_BOOL,
+    "text": pb.PAYLOAD_INDEX_KIND_TEXT,
+}
+_STRATEGIES = {
+    "average_vector": pb.RECOMMEND_STRATEGY_AVERAGE_VECTOR,
+    "best_score": pb.RECOMMEND_STRATEGY_BEST_SCORE,
+    "sum_scores": pb.RECOMMEND_STRATEGY_SUM_SCORES,
+}
+_INGEST_STREAM = StreamCall("vectors", "IngestStream", "batch_id")
+_QUERY_PARAMS = (
+    "limit",
+    "offset",
+    "score_threshold",
+    "with_payload",
+    "with_vectors",
+    "exact",
+    "hnsw_ef",
+    "read_consistency",
+)
+
+
+def _split_params(options: dict[str, Any]) -> tuple[pb.QueryParams, dict[str, Any]]:
+    params = {k: options.pop(k) for k in _QUERY_PARAMS if k in options}
+    return docs.query_params(**params), options
+
+
+def collection_config(
+    dimensions: int | None = None,
+    distance: str = "cosine",
+    payload_indexes: Mapping[str, str] | None = None,
+    quantization: str | None = None,
+    **numbers: Any,
+) -> pb.CollectionConfig:
+    config = pb.CollectionConfig(
+        distance=_DISTANCES[distance], on_disk=numbers.pop("on_disk", False)
+    )
+    if dimensions is not None:
+        config.dimensions = dimensions
+    if quantization == "scalar_int8":
+        config.quantization = pb.QUANTIZATION_SCALAR_INT8
+    for name, value in numbers.items():
+        setattr(config, name, value)  # hnsw_m, hnsw_ef_construct, hnsw_ef, shard_number, ...
+    for key, kind in (payload_indexes or {}).items():
+        config.payload_indexes[key] = _INDEX_KINDS[kind]
+    return config
+
+
+def write_options(store_text: bool, embed: Mapping[str, Any]) -> pb.WriteOptions:
+    return pb.WriteOptions(store_text=store_text, embed=build_options(**embed))
+
+
+def _with_filter(request: Any, value: docs.FilterLike | None) -> Any:
+    query = docs.query_filter(value)
+    if query is not None:
+        request.filter.CopyFrom(query)
+    return request
+
+
+def create_collection(name: str, **config: Any) -> Plan[pb.CollectionInfo]:
+    """Create a collection. ``dimensions`` defaults to the model's width; also ``distance``,
+    ``payload_indexes={"field": "keyword"}``, ``hnsw_m``, ``hnsw_ef``, ``shard_number``..."""
+    request = pb.CreateCollectionRequest(name=name, config=collection_config(**config))
+    response = yield Unary("vectors", "CreateCollection", request)
+    info: pb.CollectionInfo = response.collection
+    return info
+
+
+def list_collections() -> Plan[list[str]]:
+    response = yield Unary("vectors", "ListCollections", pb.ListCollectionsRequest())
+    return list(response.names)
+
+
+def get_collection(name: str) -> Plan[pb.CollectionInfo]:
+    response = yield Unary("vectors", "GetCollection", pb.GetCollectionRequest(name=name))
+    info: pb.CollectionInfo = response.collection
+    return info
+
+
+def delete_collection(name: str) -> Plan[None]:
+    yield Unary("vectors", "DeleteCollection", pb.DeleteCollectionRequest(name=name))
+
+
+def upsert(
+    collection: str,
+    documents: Iterable[docs.DocumentLike],
+    *,
+    store_text: bool = False,
+    **embed: Any,
+) -> Plan[int]:
+    """Write documents (dicts with id, text or vector, payload); returns once durable."""
+    request = pb.UpsertRequest(
+        collection=collection,
+        documents=docs.documents(documents),
+        options=write_options(store_text, embed),
+    )
+    response = yield Unary("vectors", "Upsert", request)
+    return int(response.upserted)
+
+
+def ingest_iter(
+    collection: str,
+    documents: Iterable[docs.DocumentLike] | AsyncIterable[docs.DocumentLike],
+    *,
+    batch_size: int = 64,
+    max_in_flight: int = 8,
+    store_text: bool = False,
+    **embed: Any,
+) -> StreamPlan[docs.DocumentLike, pb.IngestStreamResponse]:
+    """Stream any iterable of documents; yields one acknowledgement per batch, in order,
+    each sent by the server only once the batch is durable."""
+    options = write_options(store_text, embed)
+
+    def request(number: int, batch: list[docs.DocumentLike]) -> pb.IngestStreamRequest:
+        return pb.IngestStreamRequest(
+            batch_id=str(number),
+            collection=collection,
+            documents=docs.documents(batch),
+            options=options,
+        )
+
+    def acknowledged(
+        _: pb.IngestStreamRequest, ack: pb.IngestStreamResponse
+    ) -> list[pb.IngestStreamResponse]:
+        return [ack]
+
+    return StreamPlan(_INGEST_STREAM, documents, batch_size, max_in_flight, request, acknowledged)
+
+
+def ingest(
+    collection: str,
+    documents: Iterable[docs.DocumentLike] | AsyncIterable[docs.DocumentLike],
+    **options: Any,
+) -> Plan[int]:
+    """Like ingest_iter, returning the number of acknowledged documents."""
+    last = yield LastOf(ingest_iter(collection, documents, **options))
+    return 0 if last is None else int(last.total_acknowledged)
+
+
+def search(
+    collection: str,
+    text: str | None = None,
+    *,
+    vector: Sequence[float] | None = None,
+    filter: docs.FilterLike | None = None,
+    **options: Any,
+) -> Plan[list[docs.Hit]]:
+    """Nearest documents to a text (embedded as a query) or a vector.
+
+    Options: limit, offset, score_threshold, with_payload, with_vectors, exact, hnsw_ef,
+    read_consistency, and embedding options (task, prompt, ...) for the text.
+    """
+    params, embed = _split_params(options)
+    request = pb.SearchRequest(collection=collection, params=params, embed=build_options(**embed))
+    if text is not None:
+        request.text = text
+    elif vector is not None:
+        request.vector.values.extend(float(x) for x in vector)
+    response = yield Unary("vectors", "Search", _with_filter(request, filter))
+    return docs.hits(response.results)
+
+
+def recommend(
+    collection: str,
+    positive: Sequence[docs.ExampleLike],
+    negative: Sequence[docs.ExampleLike] = (),
+    *,
+    strategy: str = "average_vector",
+    filter: docs.FilterLike | None = None,
+    **options: Any,
+) -> Plan[list[docs.Hit]]:
+    """Documents like ``positive`` and unlike ``negative`` (ids, vectors or {"text": ...})."""
+    params, embed = _split_params(options)
+    request = pb.RecommendRequest(
+        collection=collection,
+        positive=[docs.example(e) for e in positive],
+        negative=[docs.example(e) for e in negative],
+        strategy=_STRATEGIES[strategy],
+        params=params,
+        embed=build_options(**embed),
+    )
+    response = yield Unary("vectors", "Recommend", _with_filter(request, filter))
+    return docs.hits(response.results)
+
+
+def get(
+    collection: str, ids: Sequence[str], *, with_vectors: bool = False
+) -> Plan[list[docs.StoredDocument]]:
+    request = pb.GetRequest(collection=collection, ids=list(ids), with_vectors=with_vectors)
+    response = yield Unary("vectors", "Get", request)
+    return docs.stored(response.documents)
+
+
+def delete(
+    collection: str, ids: Sequence[str] = (), *, filter: docs.FilterLike | None = None
+) -> Plan[None]:
+    request = pb.DeleteRequest(collection=collection, ids=list(ids))
+    yield Unary("vectors", "Delete", _with_filter(request, filter))
+
+
+def count(collection: str, *, filter: docs.FilterLike | None = None) -> Plan[int]:
+    request = pb.CountRequest(collection=collection)
+    response = yield Unary("vectors", "Count", _with_filter(request, filter))
+    return int(response.count)

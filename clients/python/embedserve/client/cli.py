@@ -1,0 +1,137 @@
+"""``embedserve`` command line: embed, info, health, tokenize, ingest, search, recommend,
+collections. With the server installed, ``embedserve serve`` runs the server too.
+
+Each verb is a subparser whose ``run`` default takes the parsed arguments and returns
+the exit code; modules add theirs through ``build_parser(module.add_parser, ...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from embedserve.client import cli_analysis, cli_vectors
+from embedserve.client._sync import EmbedClient
+from embedserve.client.cli_connect import add_target, client_verb
+
+# argparse's subparsers action (the type is private to argparse).
+Commands = Any
+AddParser = Callable[[Commands], None]
+
+
+def build_parser(
+    *add_parsers: AddParser, description: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of every client verb, after the verbs ``add_parsers`` register first."""
+    summary = (description or __doc__ or "").split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog="embedserve", description=summary)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in add_parsers:
+        add(commands)
+    add_parser(commands)
+    cli_vectors.add_parser(commands)
+    cli_analysis.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    args = (parser or build_parser()).parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def add_parser(commands: Commands) -> None:
+    """embed, info, health, tokenize."""
+    embed = commands.add_parser("embed", help="embed texts (arguments, or stdin lines)")
+    embed.add_argument("texts", nargs="*", help="texts; read from stdin, one per line, if none")
+    add_target(embed)
+    embed.add_argument("--task", choices=["query", "document", "none"])
+    embed.add_argument("--prompt")
+    embed.add_argument("--dimensions", type=int)
+    embed.add_argument("--overflow", choices=["truncate_right", "truncate_left", "error", "chunk"])
+    embed.add_argument("--batch-size", type=int, default=64)
+    embed.add_argument(
+        "--output",
+        "-o",
+        default="-",
+        help="'-' for JSONL on stdout, a .npy path for a numpy array, else JSONL",
+    )
+    embed.set_defaults(run=client_verb(_embed))
+
+    info = commands.add_parser("info", help="show what the server serves")
+    add_target(info)
+    info.set_defaults(run=client_verb(_info))
+
+    health = commands.add_parser("health", help="exit 0 when the server reports SERVING")
+    add_target(health)
+    health.set_defaults(run=client_verb(_health))
+
+    tokenize = commands.add_parser("tokenize", help="show how the model tokenises texts")
+    tokenize.add_argument("texts", nargs="*")
+    add_target(tokenize)
+    tokenize.add_argument("--task", choices=["query", "document", "none"])
+    tokenize.set_defaults(run=client_verb(_tokenize))
+
+
+def read_texts(texts: list[str]) -> list[str]:
+    if texts:
+        return texts
+    return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+
+
+def _health(client: EmbedClient, args: argparse.Namespace) -> int:
+    status = client.health()
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
+def _info(client: EmbedClient, args: argparse.Namespace) -> None:
+    from google.protobuf.json_format import MessageToDict
+
+    print(json.dumps(MessageToDict(client.model_info()), indent=2))
+
+
+def _tokenize(client: EmbedClient, args: argparse.Namespace) -> None:
+    response = client.tokenize(read_texts(args.texts), task=args.task)
+    for result in response.results:
+        row = {
+            "ids": list(result.ids),
+            "tokens": list(result.tokens),
+            "token_count": result.token_count,
+        }
+        print(json.dumps(row))
+
+
+def _embed(client: EmbedClient, args: argparse.Namespace) -> None:
+    import numpy as np
+
+    texts = read_texts(args.texts)
+    options = {
+        "task": args.task,
+        "prompt": args.prompt,
+        "dimensions": args.dimensions,
+        "overflow": args.overflow,
+    }
+    vectors = client.embed(texts, batch_size=args.batch_size, **options)
+    if args.output.endswith(".npy"):
+        np.save(args.output, vectors)
+        print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} to {args.output}", file=sys.stderr)
+        return
+    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for index, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
+            out.write(
+                json.dumps({"index": index, "text": text, "embedding": vector.tolist()}) + "\n"
+            )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""How every client verb of the command line reaches the server: ``--target``, the API
+key and TLS files from the environment, and one mapping of failures to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from embedserve.client._connection import DEFAULT_TARGET
+from embedserve.client._sync import EmbedClient
+
+ENV_PREFIX = "EMBEDSERVE_"
+
+ClientVerb = Callable[[EmbedClient, argparse.Namespace], int | None]
+Run = Callable[[argparse.Namespace], int]
+
+
+def add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        default=os.environ.get(ENV_PREFIX + "TARGET", DEFAULT_TARGET),
+        help=f"host:port of the server (env {ENV_PREFIX}TARGET; default {DEFAULT_TARGET})",
+    )
+
+
+def security_from_env() -> dict[str, Any]:
+    """Key and TLS for client commands, from the environment only (keys stay out of ``ps``).
+
+    EMBEDSERVE_API_KEY; EMBEDSERVE_TLS_CA (PEM file: use TLS, trusting it) and, for mutual
+    TLS, EMBEDSERVE_TLS_CLIENT_CERT and EMBEDSERVE_TLS_CLIENT_KEY.
+    """
+    options: dict[str, Any] = {}
+    api_key = os.environ.get(ENV_PREFIX + "API_KEY")
+    if api_key:
+        options["api_key"] = api_key
+    ca = os.environ.get(ENV_PREFIX + "TLS_CA")
+    if ca:
+        cert = os.environ.get(ENV_PREFIX + "TLS_CLIENT_CERT")
+        key = os.environ.get(ENV_PREFIX + "TLS_CLIENT_KEY")
+        with open(ca, "rb") as file:
+            root = file.read()
+        chain = private = None
+        if cert and key:
+            with open(cert, "rb") as file:
+                chain = file.read()
+            with open(key, "rb") as file:
+                private = file.read()
+        options["credentials"] = grpc.ssl_channel_credentials(root, private, chain)
+    return options
+
+
+def client_verb(verb: ClientVerb) -> Run:
+    """A verb that talks to the server at ``--target``. Exit codes: the verb's own (None is
+    0); 1 when the server answers with an error; 2 for a bad input or file."""
+
+    @functools.wraps(verb)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            with EmbedClient(args.target, **security_from_env()) as client:
+                return verb(client, args) or 0
+        except grpc.RpcError as exc:
+            print(f"embedserve: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+        except (ValueError, KeyError, OSError) as exc:
+            print(f"embedserve: {exc}", file=sys.stderr)
+            return 2
+
+    return run

@@ -1,0 +1,94 @@
+"""The clients' ordered streams: bounded reading of the caller's iterable, answers in
+order (a server answering out of order is faked: a real one cannot be made to)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+import pytest
+
+from embedserve.client import AsyncEmbedClient, EmbedClient
+from embedserve.v1 import embedding_pb2 as pb
+from embedserve.v1 import embedding_pb2_grpc as pb_grpc
+
+IN_FLIGHT = 2
+TAKEN = 12
+
+
+class Counted:
+    """An endless iterable of texts that counts how many were taken."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for n in itertools.count():
+            self.taken += 1
+            yield f"text {n}"
+
+
+def test_blocking_stream_reads_only_as_fast_as_answers_come(minilm_server) -> None:
+    texts = Counted()
+    with EmbedClient(minilm_server.target) as client:
+        stream = client.embed_iter(texts, batch_size=1, max_in_flight=IN_FLIGHT)
+        for answered, _ in enumerate(stream, 1):
+            # answered + in flight + the one batch waiting for a slot
+            assert texts.taken <= answered + IN_FLIGHT + 1
+            if answered == TAKEN:
+                break
+        stream.close()
+    assert texts.taken <= TAKEN + IN_FLIGHT + 1
+
+
+def test_async_stream_reads_only_as_fast_as_answers_come(minilm_server) -> None:
+    texts = Counted()
+
+    async def run() -> None:
+        async with AsyncEmbedClient(minilm_server.target) as client:
+            answered = 0
+            stream = client.embed_iter(texts, batch_size=1, max_in_flight=IN_FLIGHT)
+            async for _ in stream:
+                answered += 1
+                assert texts.taken <= answered + IN_FLIGHT + 1
+                if answered == TAKEN:
+                    break
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+    assert texts.taken <= TAKEN + IN_FLIGHT + 1
+
+
+class SkipsAnId(pb_grpc.EmbeddingServiceServicer):
+    """Answers the first request with the id of the second."""
+
+    def EmbedStream(self, request_iterator, context):
+        for request in request_iterator:
+            yield pb.EmbedStreamResponse(request_id=str(int(request.request_id) + 1))
+
+
+@pytest.fixture
+def skipping_server() -> Iterator[str]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_EmbeddingServiceServicer_to_server(SkipsAnId(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_an_answer_out_of_order_ends_both_clients_streams(skipping_server: str) -> None:
+    message = "stream out of order: got request_id '1', expected '0'"
+    with EmbedClient(skipping_server) as client, pytest.raises(RuntimeError, match=message):
+        list(client.embed_iter(["a", "b", "c"], batch_size=1))
+
+    async def run() -> None:
+        async with AsyncEmbedClient(skipping_server) as client:
+            async for _ in client.embed_iter(["a", "b", "c"], batch_size=1):
+                pass
+
+    with pytest.raises(RuntimeError, match=message):
+        asyncio.run(run())
