@@ -15,6 +15,7 @@ from typing import Any
 
 from embedserve.server import cli_vectors
 from embedserve.server.config import ENV_PREFIX, Settings
+from embedserve.server.finetune import command as finetune_command
 
 DEFAULT_TARGET = os.environ.get(ENV_PREFIX + "TARGET", "127.0.0.1:50051")
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--target", default=DEFAULT_TARGET)
     tokenize.add_argument("--task", choices=["query", "document", "none"])
     cli_vectors.add_commands(commands, DEFAULT_TARGET)
+    finetune_command.add_command(commands)
     return parser
 
 
@@ -88,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "finetune":
+            return finetune_command.run(args)
         return _client_command(args)
     except KeyboardInterrupt:
         return 130
