@@ -28,7 +28,8 @@ def load_base(name: str, device: str) -> BaseModel:
     modules the server would use for it (its pooling, normalisation), so training optimises
     the vectors that will be served.
     """
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from transformers import AutoConfig
 
     try:

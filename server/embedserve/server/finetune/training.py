@@ -58,7 +58,7 @@ def _datasets(pairs: Sequence[Pair]) -> Any:
 
 
 def _loss(model: Any, settings: TrainSettings) -> Any:
-    from sentence_transformers import losses
+    from sentence_transformers.sentence_transformer import losses
 
     base: Any
     if settings.cached_mini_batch:
@@ -80,6 +80,16 @@ def use_bf16(device: str) -> bool:
     return on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+def last_checkpoint(folder: Path) -> str | None:
+    """The trainer's newest ``checkpoint-STEP`` folder in ``folder``, if any."""
+    steps = [
+        int(path.name.split("-", 1)[1])
+        for path in folder.glob("checkpoint-*")
+        if path.is_dir() and path.name.split("-", 1)[1].isdigit()
+    ]
+    return str(folder / f"checkpoint-{max(steps)}") if steps else None
+
+
 def train(
     model: Any, pairs: Sequence[Pair], prompts: TaskPrompts, settings: TrainSettings
 ) -> TrainOutcome:
@@ -88,8 +98,7 @@ def train(
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
     )
-    from sentence_transformers.training_args import BatchSamplers
-    from transformers.trainer_utils import get_last_checkpoint
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
     served_length = model.max_seq_length
     if settings.max_seq_length:
@@ -117,7 +126,7 @@ def train(
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=_datasets(pairs), loss=_loss(model, settings)
     )
-    checkpoint = get_last_checkpoint(str(settings.checkpoint_dir)) if settings.resume else None
+    checkpoint = last_checkpoint(settings.checkpoint_dir) if settings.resume else None
     if settings.resume and checkpoint is None:
         raise FinetuneError(f"--resume: there are no checkpoints in {settings.checkpoint_dir}")
     trainer.train(resume_from_checkpoint=checkpoint)
