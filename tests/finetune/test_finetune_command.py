@@ -48,7 +48,8 @@ def finetuned(tiny_base: Path, small_pairs: Path, tmp_path_factory: pytest.TempP
     out = tmp_path_factory.mktemp("runs") / "tuned"
     # Evaluated on its own training pairs: the check is that training moved the model.
     args = finetune_args(tiny_base, small_pairs, out, "--eval", str(small_pairs), "--epochs", "3")
-    assert main([*args, "--mine-negatives", "--matryoshka-dims", "64,32"]) == 0
+    extra = ["--mine-negatives", "--matryoshka-dims", "64,32", "--cached-mini-batch", "8"]
+    assert main([*args, *extra]) == 0
     return out
 
 
@@ -64,6 +65,7 @@ def test_training_improves_ranking_and_writes_a_complete_model(
     assert report["mined_negatives"] > 0
     assert report["prompts"] == PROMPTS
     assert report["settings"]["matryoshka_dims"] == [64, 32]
+    assert report["settings"]["cached_mini_batch"] == 8
     modules = [m["type"].rsplit(".", 1)[-1] for m in read_json(finetuned / "modules.json")]
     assert modules == ["Transformer", "Pooling", "Normalize"]
     # The server reads the same usage settings from both folders; trained on 64 tokens,
