@@ -14,6 +14,7 @@ from typing import Any
 
 from embedserve.client import cli as client_cli
 from embedserve.server.config import ENV_PREFIX, Settings
+from embedserve.server.finetune import command as finetune_command
 
 # Secrets: a flag would show them in the process list; environment (or a file) only.
 ENV_ONLY = frozenset({"api_keys"})
@@ -52,7 +53,7 @@ def add_parser(commands: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """``serve`` (and any other server verbs: one ``module.add_parser`` each) on top of the
     client package's verbs."""
-    return client_cli.build_parser(add_parser, description=__doc__)
+    return client_cli.build_parser(add_parser, finetune_command.add_parser, description=__doc__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -106,9 +106,11 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
         pool_cfg = _read_json(
             path / str(module_types["Pooling"].get("path", "1_Pooling")) / "config.json"
         )
-        if pool_cfg.get("pooling_mode_cls_token"):
+        # sentence-transformers >= 6 writes one "pooling_mode" name instead of flags.
+        mode = pool_cfg.get("pooling_mode")
+        if pool_cfg.get("pooling_mode_cls_token") or mode == "cls":
             pooling = PoolingMode.CLS
-        elif pool_cfg.get("pooling_mode_lasttoken"):
+        elif pool_cfg.get("pooling_mode_lasttoken") or mode == "lasttoken":
             pooling = PoolingMode.LAST_TOKEN
         include_prompt = bool(pool_cfg.get("include_prompt", True))
     normalize = "Normalize" in module_types if has_st_files else True
@@ -120,7 +122,13 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
     default_prompt_name = st_cfg.get("default_prompt_name") or None
 
     bert_cfg = _read_json(path / "sentence_bert_config.json")
-    max_tokens = int(bert_cfg.get("max_seq_length") or config_max_positions or 512)
+    seq_length = bert_cfg.get("max_seq_length")
+    if seq_length is None and has_st_files:
+        # sentence-transformers >= 6 keeps it as the tokenizer's model_max_length.
+        tokenizer_max = _read_json(path / "tokenizer_config.json").get("model_max_length")
+        if isinstance(tokenizer_max, int) and tokenizer_max < 1_000_000:
+            seq_length = tokenizer_max
+    max_tokens = int(seq_length or config_max_positions or 512)
     if config_max_positions:
         max_tokens = min(max_tokens, config_max_positions)
     return ModelSpec(

@@ -1,0 +1,271 @@
+"""``embedserve finetune``: flags, input checks, and the run from pairs to a served folder.
+
+Nothing heavy is imported here until the command runs, so ``embedserve --help`` stays fast
+and works without the ``finetune`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from embedserve.server.finetune.errors import FinetuneError
+from embedserve.server.finetune.pairs import corpus_of, read_pairs, split_heldout
+
+EXTRA_HINT = "embedserve finetune needs its extra: pip install 'embedserve[finetune]'"
+REPORT_NAME = "finetune-report.json"
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``finetune`` on the CLI's subparsers."""
+    parser = commands.add_parser(
+        "finetune",
+        help="adapt a model to (query, document) pairs; writes a folder `serve --model` loads",
+        description=(
+            "Contrastive training with in-batch negatives on JSONL lines "
+            '{"query": ..., "positive": ..., "negative": ... (optional)}. Held-out queries '
+            "are scored before and after (recall@1, recall@10, MRR@10, nDCG@10)."
+        ),
+    )
+    parser.set_defaults(run=run)
+    parser.add_argument("--base", required=True, help="alias, local folder or hub id")
+    parser.add_argument("--train", required=True, type=Path, help="training pairs (JSONL)")
+    parser.add_argument("--eval", type=Path, help="held-out pairs; else carved from --train")
+    parser.add_argument("--eval-fraction", type=float, default=0.1, help="default 0.1")
+    parser.add_argument("--out", required=True, type=Path, help="new folder for the model")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32, help="pairs per step")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--max-seq-length", type=int, help="tokens while training")
+    parser.add_argument(
+        "--matryoshka-dims", help="comma-separated widths to train, e.g. 384,256,128"
+    )
+    parser.add_argument(
+        "--cached-mini-batch",
+        type=int,
+        help="gradient caching: --batch-size in-batch negatives, computed this many at a time",
+    )
+    parser.add_argument(
+        "--mine-negatives",
+        action="store_true",
+        help="add a hard negative per pair, picked from the corpus with the base model",
+    )
+    parser.add_argument(
+        "--negative-margin",
+        type=float,
+        default=0.05,
+        help="a mined negative scores at least this share below the positive (default 0.05)",
+    )
+    parser.add_argument("--warmup-ratio", type=float, default=0.1)
+    parser.add_argument("--save-steps", type=int, default=200, help="steps between checkpoints")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--encode-batch-size", type=int, default=64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    out: Path
+    partial: Path  # the model is written here and renamed to ``out`` once complete
+    checkpoints: Path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point from the CLI: 0 on success, 2 on a user error (message on stderr)."""
+    try:
+        report = finetune(args)
+    except FinetuneError as exc:
+        print(f"embedserve finetune: {exc}", file=sys.stderr)
+        return 2
+    from embedserve.server.finetune.metrics import format_table
+
+    print(format_table(report["before"], report["after"]))
+    print(f"model written to {args.out} (report: {args.out / REPORT_NAME})", file=sys.stderr)
+    return 0
+
+
+def _check_flags(args: argparse.Namespace) -> Paths:
+    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--lr": args.lr}
+    for flag, value in positive.items():
+        if value <= 0:
+            raise FinetuneError(f"{flag} must be positive; got {value}")
+    if args.batch_size < 2:
+        raise FinetuneError("--batch-size must be at least 2: the other pairs are the negatives")
+    if args.max_seq_length is not None and args.max_seq_length < 1:
+        raise FinetuneError(f"--max-seq-length must be positive; got {args.max_seq_length}")
+    if args.cached_mini_batch is not None and args.cached_mini_batch < 1:
+        raise FinetuneError(f"--cached-mini-batch must be positive; got {args.cached_mini_batch}")
+    if args.save_steps < 1:
+        raise FinetuneError(f"--save-steps must be positive; got {args.save_steps}")
+    out = Path(args.out)
+    paths = Paths(
+        out, out.with_name(out.name + ".partial"), out.with_name(out.name + ".checkpoints")
+    )
+    if out.exists():
+        raise FinetuneError(
+            f"--out {out} already exists; choose a new folder (nothing was written)"
+        )
+    if not out.parent.is_dir():
+        raise FinetuneError(f"--out {out}: the folder {out.parent} does not exist")
+    if args.resume and not paths.checkpoints.is_dir():
+        raise FinetuneError(f"--resume: there are no checkpoints in {paths.checkpoints}")
+    if not args.resume and paths.checkpoints.exists():
+        raise FinetuneError(
+            f"--out {out}: {paths.checkpoints} holds an earlier run's checkpoints; "
+            "pass --resume to continue it, or delete that folder"
+        )
+    return paths
+
+
+def _matryoshka_dims(text: str | None, width: int) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        dims = tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise FinetuneError(
+            f"--matryoshka-dims: expected integers like 384,256; got {text}"
+        ) from exc
+    bad = [dim for dim in dims if not 1 <= dim <= width]
+    if bad:
+        raise FinetuneError(f"--matryoshka-dims must lie between 1 and {width} (the model's width)")
+    return tuple(sorted(set(dims), reverse=True))
+
+
+def _require_extra() -> None:
+    if any(importlib.util.find_spec(m) is None for m in ("sentence_transformers", "datasets")):
+        raise FinetuneError(EXTRA_HINT)
+
+
+def finetune(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole run; returns the report that is also written next to the model."""
+    started = time.monotonic()
+    paths = _check_flags(args)
+    train_pairs = read_pairs(args.train, "--train")
+    if args.eval is not None:
+        heldout = read_pairs(args.eval, "--eval")
+    else:
+        train_pairs, heldout = split_heldout(train_pairs, args.eval_fraction, args.seed)
+    _require_extra()
+
+    from embedserve.server.finetune.evaluation import encode, evaluate
+    from embedserve.server.finetune.model_io import load_base
+    from embedserve.server.finetune.prompts import task_prompts
+    from embedserve.server.finetune.training import TrainSettings, train, use_bf16
+
+    base = load_base(args.base, _auto_device(args.device))
+    model, spec = base.model, base.spec
+    # Renamed in sentence-transformers 6; the old name still works before it.
+    width_of = getattr(model, "get_embedding_dimension", None)
+    width = int(width_of() if width_of else model.get_sentence_embedding_dimension())
+    dims = _matryoshka_dims(args.matryoshka_dims, width)
+    prompts = task_prompts(spec)
+    corpus = corpus_of(train_pairs, heldout)
+    _log(f"{len(train_pairs)} training pairs, {len(heldout)} held-out pairs, corpus {len(corpus)}")
+
+    corpus_vectors = encode(model, corpus, prompts.document, args.encode_batch_size)
+    before = evaluate(model, heldout, corpus, prompts, args.encode_batch_size, corpus_vectors)
+    _log("before: " + _brief(before))
+
+    mined = 0
+    if args.mine_negatives:
+        from embedserve.server.finetune.negatives import mine_hard_negatives
+
+        train_corpus = corpus_of(train_pairs)
+        query_vectors = encode(
+            model, [p.query for p in train_pairs], prompts.query, args.encode_batch_size
+        )
+        index = {text: i for i, text in enumerate(corpus)}
+        train_pairs, mined = mine_hard_negatives(
+            train_pairs,
+            train_corpus,
+            query_vectors,
+            corpus_vectors[[index[text] for text in train_corpus]],
+            args.negative_margin,
+        )
+        _log(f"mined {mined} hard negatives for {len(train_pairs)} pairs")
+
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_seq_length=args.max_seq_length,
+        matryoshka_dims=dims,
+        cached_mini_batch=args.cached_mini_batch,
+        warmup_ratio=args.warmup_ratio,
+        seed=args.seed,
+        checkpoint_dir=paths.checkpoints,
+        save_steps=args.save_steps,
+        resume=args.resume,
+        device=args.device,
+    )
+    train_started = time.monotonic()
+    outcome = train(model, train_pairs, prompts, settings)
+    train_seconds = time.monotonic() - train_started
+    after = evaluate(model, heldout, corpus, prompts, args.encode_batch_size)
+    _log("after:  " + _brief(after))
+
+    report = {
+        "base": args.base,
+        "base_model_id": spec.model_id,
+        "train_pairs": len(train_pairs),
+        "heldout_pairs": len(heldout),
+        "corpus": len(corpus),
+        "mined_negatives": mined,
+        "prompts": dataclasses.asdict(prompts),
+        "settings": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "max_seq_length": args.max_seq_length,
+            "matryoshka_dims": list(dims),
+            "cached_mini_batch": args.cached_mini_batch,
+            "seed": args.seed,
+            "bf16": use_bf16(args.device),
+        },
+        "before": before,
+        "after": after,
+        "steps": outcome.steps,
+        "resumed_from": outcome.resumed_from,
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.monotonic() - started, 1),
+    }
+    _save(model, report, paths)
+    return report
+
+
+def _save(model: Any, report: dict[str, Any], paths: Paths) -> None:
+    """Write the folder under a temporary name and rename it: ``--out`` is whole or absent."""
+    shutil.rmtree(paths.partial, ignore_errors=True)
+    try:
+        model.save(str(paths.partial))
+        (paths.partial / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        paths.partial.rename(paths.out)
+    except BaseException:
+        shutil.rmtree(paths.partial, ignore_errors=True)
+        raise
+    shutil.rmtree(paths.checkpoints, ignore_errors=True)
+
+
+def _auto_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _brief(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.3f}" for name, value in metrics.items())
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,138 @@
+"""Contrastive training with in-batch negatives, through sentence-transformers' trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from embedserve.server.finetune.errors import FinetuneError
+from embedserve.server.finetune.pairs import Pair
+from embedserve.server.finetune.prompts import TaskPrompts
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOutcome:
+    resumed_from: str | None  # the checkpoint folder a resumed run started from
+    steps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    epochs: float
+    batch_size: int
+    lr: float
+    max_seq_length: int | None
+    matryoshka_dims: tuple[int, ...]
+    # Gradient caching: large effective batches (more in-batch negatives) in small memory.
+    cached_mini_batch: int | None
+    warmup_ratio: float
+    seed: int
+    checkpoint_dir: Path
+    save_steps: int
+    resume: bool
+    device: str
+
+
+def _datasets(pairs: Sequence[Pair]) -> Any:
+    """One dataset of pairs and/or one of triplets: a column must be set in every row."""
+    from datasets import Dataset, DatasetDict
+
+    triplets = [p for p in pairs if p.negative is not None]
+    doubles = [p for p in pairs if p.negative is None]
+    parts: dict[str, Any] = {}
+    if doubles:
+        parts["pairs"] = Dataset.from_dict(
+            {"query": [p.query for p in doubles], "positive": [p.positive for p in doubles]}
+        )
+    if triplets:
+        parts["triplets"] = Dataset.from_dict(
+            {
+                "query": [p.query for p in triplets],
+                "positive": [p.positive for p in triplets],
+                "negative": [p.negative for p in triplets],
+            }
+        )
+    return next(iter(parts.values())) if len(parts) == 1 else DatasetDict(parts)
+
+
+def _loss(model: Any, settings: TrainSettings) -> Any:
+    from sentence_transformers.sentence_transformer import losses
+
+    base: Any
+    if settings.cached_mini_batch:
+        base = losses.CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=settings.cached_mini_batch, show_progress_bar=False
+        )
+    else:
+        base = losses.MultipleNegativesRankingLoss(model)
+    if settings.matryoshka_dims:
+        return losses.MatryoshkaLoss(model, base, matryoshka_dims=list(settings.matryoshka_dims))
+    return base
+
+
+def use_bf16(device: str) -> bool:
+    """bf16 mixed precision on a GPU that has it; CPUs train in float32."""
+    import torch
+
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The trainer's newest ``checkpoint-STEP`` folder in ``folder``, if any."""
+    steps = [
+        int(path.name.split("-", 1)[1])
+        for path in folder.glob("checkpoint-*")
+        if path.is_dir() and path.name.split("-", 1)[1].isdigit()
+    ]
+    return str(folder / f"checkpoint-{max(steps)}") if steps else None
+
+
+def train(
+    model: Any, pairs: Sequence[Pair], prompts: TaskPrompts, settings: TrainSettings
+) -> TrainOutcome:
+    """Train ``model`` in place; checkpoints go to ``settings.checkpoint_dir``."""
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    served_length = model.max_seq_length
+    if settings.max_seq_length:
+        model.max_seq_length = settings.max_seq_length
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(settings.checkpoint_dir),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.lr,
+        warmup_ratio=settings.warmup_ratio,
+        seed=settings.seed,
+        bf16=use_bf16(settings.device),
+        use_cpu=settings.device == "cpu",
+        # A text twice in one batch would be its own "negative".
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        prompts=prompts.by_column() or None,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, settings.save_steps // 5),
+        report_to="none",
+        disable_tqdm=False,
+        dataloader_drop_last=False,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=_datasets(pairs), loss=_loss(model, settings)
+    )
+    checkpoint = last_checkpoint(settings.checkpoint_dir) if settings.resume else None
+    if settings.resume and checkpoint is None:
+        raise FinetuneError(f"--resume: there are no checkpoints in {settings.checkpoint_dir}")
+    trainer.train(resume_from_checkpoint=checkpoint)
+    # The training length is a training setting; the served model keeps its own.
+    model.max_seq_length = served_length
+    return TrainOutcome(
+        resumed_from=Path(checkpoint).name if checkpoint else None,
+        steps=int(trainer.state.global_step),
+    )

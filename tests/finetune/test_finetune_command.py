@@ -1,0 +1,164 @@
+"""``embedserve finetune`` end to end on a tiny random ModernBERT: train, report, serve, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from embedserve.server.cli import main
+from embedserve.server.model_spec import read_model_spec
+
+DATASET = Path(__file__).parents[2] / "docs" / "fine-tuning" / "support-train.jsonl"
+PROMPTS = {"query": "search_query: ", "document": "search_document: "}
+TEXTS = ["how do I set up invoices", "Import payroll runs. Load existing payroll runs."]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tiny_modernbert_path: Path) -> Path:
+    """A random 2-layer ModernBERT with ``PROMPTS`` (built in tests/conftest.py)."""
+    return tiny_modernbert_path
+
+
+@pytest.fixture(scope="module")
+def small_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 48 pairs of the documented (shuffled) dataset."""
+    path = tmp_path_factory.mktemp("pairs") / "train.jsonl"
+    lines = DATASET.read_text(encoding="utf-8").splitlines()[:48]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def finetune_args(base: Path, train: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "finetune", "--base", str(base), "--train", str(train), "--out", str(out),
+        "--device", "cpu", "--batch-size", "16", "--lr", "1e-3", "--max-seq-length", "64",
+        "--encode-batch-size", "16", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finetuned(tiny_base: Path, small_pairs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tuned"
+    # Evaluated on its own training pairs: the check is that training moved the model.
+    args = finetune_args(tiny_base, small_pairs, out, "--eval", str(small_pairs), "--epochs", "3")
+    extra = ["--mine-negatives", "--matryoshka-dims", "64,32", "--cached-mini-batch", "8"]
+    assert main([*args, *extra]) == 0
+    return out
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_training_improves_ranking_and_writes_a_complete_model(
+    finetuned: Path, tiny_base: Path
+) -> None:
+    report = read_json(finetuned / "finetune-report.json")
+    assert report["after"]["mrr@10"] > report["before"]["mrr@10"] + 0.1
+    assert report["mined_negatives"] > 0
+    assert report["prompts"] == PROMPTS
+    assert report["settings"]["matryoshka_dims"] == [64, 32]
+    assert report["settings"]["cached_mini_batch"] == 8
+    modules = [m["type"].rsplit(".", 1)[-1] for m in read_json(finetuned / "modules.json")]
+    assert modules == ["Transformer", "Pooling", "Normalize"]
+    # The server reads the same usage settings from both folders; trained on 64 tokens,
+    # the model keeps its own 512.
+    served = read_model_spec("tuned", finetuned, 512)
+    assert served.prompts == PROMPTS
+    assert served.max_tokens == 512
+    assert dataclasses.replace(served, model_id="", path=tiny_base) == dataclasses.replace(
+        read_model_spec("base", tiny_base, 512), model_id=""
+    )
+    siblings = {p.name for p in finetuned.parent.iterdir()}
+    assert siblings == {"tuned"}, "no partial folder or checkpoints are left behind"
+
+
+def test_finetuned_folder_serves_the_vectors_sentence_transformers_computes(
+    finetuned: Path, tiny_base: Path, start_server: Callable[..., Any]
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from embedserve.client import EmbedClient
+
+    server = start_server(model=str(finetuned), device="cpu")
+    reference = SentenceTransformer(str(finetuned), device="cpu")
+    base = SentenceTransformer(str(tiny_base), device="cpu")
+    with EmbedClient(server.target) as client:
+        for task in ("query", "document"):
+            served = client.embed(TEXTS, task=task)
+            expected = reference.encode(TEXTS, prompt=PROMPTS[task], normalize_embeddings=True)
+            cosine = np.sum(served * expected, axis=1)
+            assert cosine.min() >= 0.99999, (task, cosine)
+            before = base.encode(TEXTS, prompt=PROMPTS[task], normalize_embeddings=True)
+            assert np.sum(served * before, axis=1).max() < 0.999, "served the base model"
+
+
+def test_resume_continues_from_the_last_checkpoint(
+    tiny_base: Path, small_pairs: Path, tmp_path: Path
+) -> None:
+    from embedserve.server.finetune.model_io import load_base
+    from embedserve.server.finetune.pairs import read_pairs
+    from embedserve.server.finetune.prompts import task_prompts
+    from embedserve.server.finetune.training import TrainSettings, train
+
+    out = tmp_path / "resumed"
+    checkpoints = tmp_path / "resumed.checkpoints"
+    # A first run that stops after one epoch (3 steps of 16), as an interrupted one would.
+    base = load_base(str(tiny_base), "cpu")
+    settings = TrainSettings(
+        epochs=1, batch_size=16, lr=1e-3, max_seq_length=64, matryoshka_dims=(),
+        cached_mini_batch=None, warmup_ratio=0.0, seed=0, checkpoint_dir=checkpoints,
+        save_steps=1, resume=False, device="cpu",
+    )  # fmt: skip
+    first = train(base.model, read_pairs(small_pairs, "--train"), task_prompts(base.spec), settings)
+    assert first.resumed_from is None and first.steps == 3
+    assert main(finetune_args(tiny_base, small_pairs, out, "--epochs", "2", "--resume")) == 0
+    report = read_json(out / "finetune-report.json")
+    assert report["resumed_from"] == "checkpoint-3"
+    assert report["steps"] == 6
+    assert not checkpoints.exists()
+
+
+def test_bad_input_is_named_and_nothing_is_written(
+    tiny_base: Path, small_pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model"
+
+    def fails(args: list[str], expected: str) -> None:
+        assert main(args) == 2
+        assert expected in capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("model")) == []
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    fails(finetune_args(tiny_base, empty, out), f"--train {empty}: the file is empty")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"query": "a", "positive": "b"}\n{"query": "c"}\n')
+    fails(finetune_args(tiny_base, broken, out), "line 2: missing field 'positive'")
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text('{"query": "a", "positive": ""}\n')
+    fails(finetune_args(tiny_base, blank, out), "line 1: field 'positive' is an empty text")
+    fails(finetune_args(tmp_path / "no-such-model", small_pairs, out), "--base ")
+    fails(
+        finetune_args(tiny_base, small_pairs, out, "--matryoshka-dims", "128"), "--matryoshka-dims"
+    )
+    fails(finetune_args(tiny_base, small_pairs, out, "--batch-size", "1"), "--batch-size")
+    out.mkdir()
+    assert main(finetune_args(tiny_base, small_pairs, out)) == 2
+    assert f"--out {out} already exists" in capsys.readouterr().err
+
+
+def test_missing_extra_names_it(
+    tiny_base: Path, small_pairs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if it were not installed
+    assert main(finetune_args(tiny_base, small_pairs, tmp_path / "m")) == 2
+    assert "pip install 'embedserve[finetune]'" in capsys.readouterr().err
