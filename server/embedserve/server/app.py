@@ -177,6 +177,7 @@ class EmbedServer:
                     settings.dtype,
                     settings.max_tokens,
                     settings.chunk_overlap_tokens,
+                    settings.modernbert_path,
                 ),
             )
         limits = BatchLimits(

@@ -20,6 +20,9 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     max_tokens: int = 0  # 0: the model's own maximum
+    # ModernBERT forward pass: packed tokens with windowed local attention (fast), or
+    # transformers' own (reference); auto picks fast unless flash-attention 2 runs it.
+    modernbert_path: str = "auto"  # auto | fast | reference
     # Batching
     # Padded cost (longest input x count) of one batch; 0: 16384 on a GPU, 2048 on a CPU,
     # where larger batches run slower per token (bench/model_batch_cost.py).

@@ -22,6 +22,7 @@ from embedserve.server.model_spec import (
     read_model_spec,
     resolve_model_path,
 )
+from embedserve.server.modernbert_paths import pick_modernbert_path
 from embedserve.server.tokenization import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class EncoderModel:
         dtype: str = "auto",
         max_tokens: int = 0,
         chunk_overlap: int = 128,
+        modernbert_path: str = "auto",
     ) -> EncoderModel:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -112,6 +114,7 @@ class EncoderModel:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
+        model = pick_modernbert_path(model, modernbert_path)
         positions = getattr(config, "max_position_embeddings", None)
         spec = read_model_spec(model_id, path, positions)
         if max_tokens:
@@ -204,7 +207,10 @@ def _pool(
     if token_keys:
         key_rows = torch.tensor([row for row, _, _ in token_keys], device=hidden.device)
         picks = torch.tensor(
-            [0 if mode is PoolingMode.CLS else int(lengths[row]) - 1 for row, _, mode in token_keys],
+            [
+                0 if mode is PoolingMode.CLS else int(lengths[row]) - 1
+                for row, _, mode in token_keys
+            ],
             device=hidden.device,
         )
         pooled.update(zip(token_keys, hidden[key_rows, picks].cpu().numpy(), strict=True))
