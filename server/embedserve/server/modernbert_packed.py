@@ -83,12 +83,12 @@ def banded_attention(
     span = block + 2 * reach
 
     def windows(x: torch.Tensor) -> torch.Tensor:
-        # [T, heads, d] -> [blocks, heads, span, d]: overlapping key windows (one copy)
+        # [T, heads, d] -> [blocks, heads, span, d]: overlapping key windows, as a view
         padded = F.pad(x, (0, 0, 0, 0, reach, reach + tail))
         return padded.unfold(0, span, block).permute(0, 1, 3, 2)
 
-    # Padding (before, after and between blocks) belongs to no sequence: -1. Padded
-    # queries then see padded keys only, so no row of the softmax is empty.
+    # Padding before the first and after the last token belongs to no sequence: -1.
+    # Padded queries then see padded keys only, so no row of the softmax is empty.
     key_segment = F.pad(segment, (reach, reach + tail), value=-1).unfold(0, span, block)
     query_segment = F.pad(segment, (0, tail), value=-1).view(blocks, block)
     offsets = (
