@@ -52,6 +52,14 @@ LARGE: dict[str, Any] = {
     "mlp_bias": False,
     "norm_bias": False,
 }
+# lightonai/modernbert-embed-base (ModernBERT-base) as published.
+BASE: dict[str, Any] = {
+    **LARGE,
+    "hidden_size": 768,
+    "intermediate_size": 1152,
+    "num_hidden_layers": 22,
+    "num_attention_heads": 12,
+}
 # Same family, small enough for CPU smoke tests.
 TINY: dict[str, Any] = {
     **LARGE,
@@ -80,12 +88,14 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def build(folder: Path, *, tiny: bool = False, dtype: str = "float32", seed: int = 0) -> Path:
+def build(
+    folder: Path, *, tiny: bool = False, dtype: str = "float32", seed: int = 0, base: bool = False
+) -> Path:
     import torch
     from transformers import AutoTokenizer, ModernBertConfig, ModernBertModel
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_tokenizer_path())
-    shape = TINY if tiny else LARGE
+    shape = TINY if tiny else BASE if base else LARGE
     if tokenizer.vocab_size > shape["vocab_size"]:
         raise SystemExit("the tokenizer's vocabulary does not fit the embedding table")
     config = ModernBertConfig(
@@ -157,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         help="3 layers x 64 hidden, same vocabulary, positions and attention",
     )
     parser.add_argument(
+        "--base", action="store_true", help="modernbert-embed-base's shape: 22 layers x 768"
+    )
+    parser.add_argument(
         "--dtype",
         default="float32",
         choices=["float32", "bfloat16", "float16"],
@@ -164,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    build(args.folder, tiny=args.tiny, dtype=args.dtype, seed=args.seed)
+    build(args.folder, tiny=args.tiny, dtype=args.dtype, seed=args.seed, base=args.base)
     return 0
 
 

@@ -186,6 +186,7 @@ class EmbedServer:
                     settings.max_tokens,
                     settings.chunk_overlap_tokens,
                     settings.backend,
+                    settings.modernbert_path,
                 ),
             )
         limits = BatchLimits(

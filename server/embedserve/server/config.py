@@ -21,6 +21,9 @@ class Settings:
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     backend: str = "torch"  # torch | torch-int8 (CPU: int8 linear layers, bench/backends.py)
     max_tokens: int = 0  # 0: the model's own maximum
+    # ModernBERT forward pass: packed tokens with windowed local attention (fast), or
+    # transformers' own (reference); auto picks fast unless flash-attention 2 runs it.
+    modernbert_path: str = "auto"  # auto | fast | reference
     # Batching
     # Padded cost (longest input x count) of one batch; 0: 16384 on a GPU, 2048 on a CPU,
     # where larger batches run slower per token (bench/model_batch_cost.py).

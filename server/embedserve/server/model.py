@@ -21,6 +21,7 @@ from embedserve.server.model_spec import (
     read_model_spec,
     resolve_model_path,
 )
+from embedserve.server.modernbert_paths import pick_modernbert_path
 from embedserve.server.tokenization import TextTokenizer
 from embedserve.server.windows import FloatArray, Window
 
@@ -83,6 +84,7 @@ class EncoderModel:
         max_tokens: int = 0,
         chunk_overlap: int = 128,
         backend: str = "torch",
+        modernbert_path: str = "auto",
     ) -> EncoderModel:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -102,6 +104,7 @@ class EncoderModel:
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
         model = apply_backend(model, backend, torch_device, torch_dtype)
+        model = pick_modernbert_path(model, modernbert_path)
         positions = getattr(config, "max_position_embeddings", None)
         spec = read_model_spec(model_id, path, positions)
         if max_tokens:

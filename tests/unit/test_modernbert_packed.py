@@ -1,0 +1,145 @@
+"""The packed ModernBERT pass against transformers' own forward pass, on the same weights.
+
+A small ``local_attention`` (16) makes sequences of a few hundred tokens span many
+windows. Weights drawn with a wide ``initializer_range`` make attention sharp, so a
+window one token too wide or a token that sees another sequence shows up in the
+outputs (checked below): with transformers' default 0.02 it barely would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from embedserve.server.errors import ModelLoadError
+from embedserve.server.model import EncoderModel
+from embedserve.server.modernbert_packed import PackedModernBert, Packing, full_attention
+from embedserve.server.modernbert_paths import pick_modernbert_path
+from embedserve.server.windows import Window
+
+MIN_COSINE = 0.9999
+MIXED_LENGTHS = [5, 300, 17, 16, 90, 1, 33]  # around and far past the 16-token window
+
+
+@pytest.fixture(scope="module")
+def sharp_modernbert() -> torch.nn.Module:
+    from transformers import ModernBertConfig, ModernBertModel
+
+    config = ModernBertConfig(
+        vocab_size=1000,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=8192,
+        local_attention=16,
+        global_attn_every_n_layers=3,
+        initializer_range=0.2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        cls_token_id=1,
+        sep_token_id=2,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(0)
+    return ModernBertModel(config).eval()
+
+
+def padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = torch.randint(3, 1000, (length,), generator=generator)
+        mask[row, :length] = 1
+    return ids, mask
+
+
+def per_text_cosines(model, packed, lengths: list[int]) -> list[float]:
+    ids, mask = padded_batch(lengths)
+    with torch.inference_mode():
+        reference = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        fast = packed(ids, mask).last_hidden_state
+    cosines = []
+    for row, length in enumerate(lengths):
+        token_cos = F.cosine_similarity(reference[row, :length], fast[row, :length], dim=-1)
+        cosines.append(float(token_cos.min()))
+        assert not fast[row, length:].any(), "padding positions come back as zeros"
+    return cosines
+
+
+def test_mixed_length_batch_equals_reference_per_token(sharp_modernbert) -> None:
+    cosines = per_text_cosines(sharp_modernbert, PackedModernBert(sharp_modernbert), MIXED_LENGTHS)
+    assert min(cosines) >= MIN_COSINE, cosines
+
+
+@pytest.mark.parametrize("block", [4, 8, 64])
+def test_block_size_changes_nothing(sharp_modernbert, block: int) -> None:
+    packed = PackedModernBert(sharp_modernbert, block=block)
+    assert min(per_text_cosines(sharp_modernbert, packed, [300, 47, 9])) >= MIN_COSINE
+
+
+def test_one_input_of_8192_tokens_equals_reference(sharp_modernbert) -> None:
+    cosines = per_text_cosines(sharp_modernbert, PackedModernBert(sharp_modernbert), [8192])
+    assert cosines[0] >= MIN_COSINE
+
+
+def test_comparison_detects_a_window_one_token_too_wide(sharp_modernbert) -> None:
+    packed = PackedModernBert(sharp_modernbert)
+    packed.reach += 1
+    assert min(per_text_cosines(sharp_modernbert, packed, [120])) < 0.99
+
+
+def test_padded_and_per_sequence_global_attention_agree() -> None:
+    torch.manual_seed(1)
+    lengths = [7, 40, 1, 23]
+    packing = Packing.of(lengths, torch.device("cpu"))
+    query, key, value = (torch.randn(packing.total, 4, 8) for _ in range(3))
+    apart = full_attention(query, key, value, packing, per_sequence=True)
+    padded = full_attention(query, key, value, packing, per_sequence=False)
+    assert torch.allclose(apart, padded, atol=1e-5)
+    # and each sequence saw only itself: the first one alone gives the same rows
+    alone = full_attention(query[:7], key[:7], value[:7], Packing.of([7], torch.device("cpu")))
+    assert torch.allclose(apart[:7], alone, atol=1e-6)
+
+
+def test_encoder_model_paths_give_the_same_vectors(tiny_modernbert_path: Path) -> None:
+    fast = EncoderModel.load(str(tiny_modernbert_path), device="cpu", modernbert_path="fast")
+    reference = EncoderModel.load(
+        str(tiny_modernbert_path), device="cpu", modernbert_path="reference"
+    )
+    assert isinstance(fast._model, PackedModernBert)
+    assert not isinstance(reference._model, PackedModernBert)
+    windows = [
+        Window(tuple(range(1000, 1000 + length)), pool_start=start)
+        for length, start in [(500, 0), (12, 2), (77, 0), (3, 0)]
+    ]
+    windows.append(Window(windows[2].ids, pooling=None))  # per-token vectors too
+    for got, want in zip(fast.compute(windows), reference.compute(windows), strict=True):
+        cosine = F.cosine_similarity(torch.from_numpy(got), torch.from_numpy(want), dim=-1)
+        assert float(cosine.min()) >= MIN_COSINE
+
+
+def test_auto_picks_packed_for_modernbert_only(sharp_modernbert, minilm_model) -> None:
+    assert isinstance(pick_modernbert_path(sharp_modernbert, "auto"), PackedModernBert)
+    assert pick_modernbert_path(sharp_modernbert, "reference") is sharp_modernbert
+    bert = minilm_model._model
+    assert pick_modernbert_path(bert, "auto") is bert
+    assert pick_modernbert_path(bert, "fast") is bert  # nothing to pack outside ModernBERT
+    with pytest.raises(ModelLoadError, match="modernbert_path"):
+        pick_modernbert_path(sharp_modernbert, "quick")
+
+
+def test_auto_leaves_flash_attention_to_transformers(sharp_modernbert) -> None:
+    config = sharp_modernbert.config
+    original = config._attn_implementation
+    config._attn_implementation = "flash_attention_2"
+    try:
+        assert pick_modernbert_path(sharp_modernbert, "auto") is sharp_modernbert
+        assert isinstance(pick_modernbert_path(sharp_modernbert, "fast"), PackedModernBert)
+    finally:
+        config._attn_implementation = original
