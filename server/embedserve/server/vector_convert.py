@@ -14,7 +14,7 @@ from embedserve.connectors.errors import InvalidRequest
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.vectors import DocumentIn, WriteSettings
+from embedserve.server.vectors import DocumentIn, ExampleIn, TextExample, WriteSettings
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import vector_pb2 as pb
 
@@ -50,7 +50,7 @@ STRATEGIES = {
 }
 
 
-def _store_value(make: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def store_value(make: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Build a store-layer value; its validation errors become INVALID_ARGUMENT."""
     try:
         return make(*args, **kwargs)
@@ -76,7 +76,7 @@ def spec_from_proto(name: str, config: pb.CollectionConfig, model_width: int) ->
             fields[optional] = getattr(config, optional)
     if fields["vector_size"] == 0:
         raise InvalidArgument("config.dimensions must be at least 1")
-    return _store_value(st.CollectionSpec, name, **fields)
+    return store_value(st.CollectionSpec, name, **fields)
 
 
 def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
@@ -157,7 +157,7 @@ def documents_from_proto(documents: Sequence[pb.Document]) -> list[DocumentIn]:
 
 
 def filter_from_proto(message: pb.Filter, field: str = "filter") -> st.Filter:
-    return _store_value(
+    return store_value(
         st.Filter,
         must=[_condition(c, f"{field}.must[{i}]") for i, c in enumerate(message.must)],
         should=[_condition(c, f"{field}.should[{i}]") for i, c in enumerate(message.should)],
@@ -178,7 +178,7 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         kind = message.match.WhichOneof("value")
         if kind is None:
             raise InvalidArgument(f"{field}.match needs a text, integer or boolean value")
-        return _store_value(st.MatchValue, message.match.key, getattr(message.match, kind))
+        return store_value(st.MatchValue, message.match.key, getattr(message.match, kind))
     if which == "match_any":
         any_of = message.match_any
         if any_of.texts and any_of.integers:
@@ -186,18 +186,18 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         values: tuple[str, ...] | tuple[int, ...] = (
             tuple(any_of.texts) if any_of.texts else tuple(any_of.integers)
         )
-        return _store_value(st.MatchAny, any_of.key, values)
+        return store_value(st.MatchAny, any_of.key, values)
     if which == "range":
         bounds = {
             name: getattr(message.range, name)
             for name in ("gt", "gte", "lt", "lte")
             if message.range.HasField(name)
         }
-        return _store_value(st.Range, message.range.key, **bounds)
+        return store_value(st.Range, message.range.key, **bounds)
     if which == "is_null":
-        return _store_value(st.IsNull, message.is_null.key)
+        return store_value(st.IsNull, message.is_null.key)
     if which == "has_id":
-        return _store_value(st.HasId, tuple(message.has_id.ids))
+        return store_value(st.HasId, tuple(message.has_id.ids))
     if which == "filter":
         return filter_from_proto(message.filter, f"{field}.filter")
     raise InvalidArgument(f"{field} has no condition set")
@@ -222,7 +222,7 @@ def search_params(message: pb.QueryParams) -> st.SearchParams:
         if message.hnsw_ef == 0:
             raise InvalidArgument("params.hnsw_ef must be at least 1")
         fields["hnsw_ef"] = message.hnsw_ef
-    return _store_value(st.SearchParams, **fields)
+    return store_value(st.SearchParams, **fields)
 
 
 def scored_to_proto(points: Sequence[st.ScoredPoint]) -> list[pb.ScoredDocument]:
@@ -243,3 +243,14 @@ def record_to_proto(record: st.Record) -> pb.StoredDocument:
         payload=payload_to_proto(record.payload),
         vector=pb.Vector(values=record.vector) if record.vector is not None else None,
     )
+
+
+def example_from_proto(message: pb.Example, field: str) -> ExampleIn:
+    which = message.WhichOneof("example")
+    if which == "id":
+        return message.id
+    if which == "vector":
+        return list(message.vector.values)
+    if which == "text":
+        return TextExample(message.text)
+    raise InvalidArgument(f"{field} has none of id, text or vector")

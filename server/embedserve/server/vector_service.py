@@ -7,12 +7,11 @@ from typing import Any
 
 import grpc
 
-from embedserve.connectors.types import Example
 from embedserve.server import convert
 from embedserve.server import vector_convert as vc
 from embedserve.server.drain import Drain
-from embedserve.server.embedder import Task, Timings
-from embedserve.server.errors import InvalidArgument, NotReady
+from embedserve.server.embedder import Task
+from embedserve.server.errors import NotReady
 from embedserve.server.ingestion import IngestMessage, IngestPipeline
 from embedserve.server.status import streaming, unary
 from embedserve.server.vectors import VectorCore
@@ -140,30 +139,20 @@ class VectorService(pb_grpc.VectorServiceServicer):
 
     @unary
     async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
-        params = vc.search_params(request.params)
-        query_filter = vc.optional_filter(request)
         which = request.WhichOneof("query")
-        timings = Timings()
-        tokens = 0
-        if which == "text":
-            if not request.text:
-                raise InvalidArgument("text must not be empty")
-            embed = vc.embed_params(request.embed, Task.QUERY, "embed")
-            embedded = await self._core.embed_query(request.collection, request.text, embed)
-            query: Any = embedded.vectors[0]
-            tokens, timings = embedded.total_tokens, embedded.timings
-        elif which == "vector":
-            query = list(request.vector.values)
-        else:
-            raise InvalidArgument("one of text or vector must be set")
-        results, search_ms = await self._core.search(
-            request.collection, query, query_filter, params
+        outcome = await self._core.search_query(
+            request.collection,
+            request.text if which == "text" else None,
+            list(request.vector.values) if which == "vector" else None,
+            vc.embed_params(request.embed, Task.QUERY, "embed"),
+            vc.optional_filter(request),
+            vc.search_params(request.params),
         )
         return pb.SearchResponse(
-            results=vc.scored_to_proto(results),
-            usage=epb.Usage(total_tokens=tokens),
-            timings=convert.timings_to_proto(timings),
-            search_ms=search_ms,
+            results=vc.scored_to_proto(outcome.results),
+            usage=epb.Usage(total_tokens=outcome.tokens),
+            timings=convert.timings_to_proto(outcome.timings),
+            search_ms=outcome.search_ms,
         )
 
     @unary
@@ -174,31 +163,19 @@ class VectorService(pb_grpc.VectorServiceServicer):
         query_filter = vc.optional_filter(request)
         strategy = convert.enum_value(vc.STRATEGIES, request.strategy, "strategy")
         embed = vc.embed_params(request.embed, Task.QUERY, "embed")
-        tokens = 0
-
-        async def example(message: pb.Example, field: str) -> Example:
-            nonlocal tokens
-            which = message.WhichOneof("example")
-            if which == "id":
-                return message.id
-            if which == "vector":
-                return list(message.vector.values)
-            if which == "text":
-                embedded = await self._core.embed_query(request.collection, message.text, embed)
-                tokens += embedded.total_tokens
-                vector: Example = embedded.vectors[0]
-                return vector
-            raise InvalidArgument(f"{field} has none of id, text or vector")
-
-        positive = [await example(e, f"positive[{i}]") for i, e in enumerate(request.positive)]
-        negative = [await example(e, f"negative[{i}]") for i, e in enumerate(request.negative)]
-        results, search_ms = await self._core.recommend(
-            request.collection, positive, negative, strategy, query_filter, params
+        outcome = await self._core.recommend_examples(
+            request.collection,
+            [vc.example_from_proto(e, f"positive[{i}]") for i, e in enumerate(request.positive)],
+            [vc.example_from_proto(e, f"negative[{i}]") for i, e in enumerate(request.negative)],
+            strategy,
+            query_filter,
+            params,
+            embed,
         )
         return pb.RecommendResponse(
-            results=vc.scored_to_proto(results),
-            usage=epb.Usage(total_tokens=tokens),
-            search_ms=search_ms,
+            results=vc.scored_to_proto(outcome.results),
+            usage=epb.Usage(total_tokens=outcome.tokens),
+            search_ms=outcome.search_ms,
         )
 
     @unary

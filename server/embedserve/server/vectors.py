@@ -26,7 +26,7 @@ from embedserve.connectors.types import (
     ScoredPoint,
     SearchParams,
 )
-from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task
+from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task, Timings
 from embedserve.server.errors import (
     AlreadyExists,
     EmbedServeError,
@@ -58,6 +58,25 @@ class DocumentIn:
 class WriteSettings:
     embed: EmbedParams = dataclasses.field(default_factory=lambda: EmbedParams(Task.DOCUMENT))
     store_text: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TextExample:
+    """A recommendation example given as text: embedded as a query first."""
+
+    text: str
+
+
+# A recommendation example: a stored document's id, a vector, or a text to embed.
+ExampleIn = str | Sequence[float] | TextExample
+
+
+@dataclasses.dataclass
+class QueryOutcome:
+    results: list[ScoredPoint]
+    tokens: int
+    timings: Timings
+    search_ms: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +251,60 @@ class VectorCore:
             self.store.recommend, collection, positive, negative, strategy, filter, params
         )
         return results, (time.monotonic() - started) * 1000.0
+
+    async def search_query(
+        self,
+        collection: str,
+        text: str | None,
+        vector: Sequence[float] | None,
+        embed: EmbedParams,
+        filter: Filter | None,
+        params: SearchParams,
+    ) -> QueryOutcome:
+        """Search by a text (embedded as a query first) or by a vector: exactly one."""
+        timings = Timings()
+        tokens = 0
+        if text is not None and vector is None:
+            if not text:
+                raise InvalidArgument("text must not be empty")
+            embedded = await self.embed_query(collection, text, embed)
+            query: Sequence[float] | FloatArray = embedded.vectors[0]
+            tokens, timings = embedded.total_tokens, embedded.timings
+        elif vector is not None and text is None:
+            query = vector
+        else:
+            raise InvalidArgument("one of text or vector must be set")
+        results, search_ms = await self.search(collection, query, filter, params)
+        return QueryOutcome(results, tokens, timings, search_ms)
+
+    async def recommend_examples(
+        self,
+        collection: str,
+        positive: Sequence[ExampleIn],
+        negative: Sequence[ExampleIn],
+        strategy: RecommendStrategy,
+        filter: Filter | None,
+        params: SearchParams,
+        embed: EmbedParams,
+    ) -> QueryOutcome:
+        """Recommend from ids, vectors or texts (texts are embedded as queries first)."""
+        tokens = 0
+
+        async def resolve(example: ExampleIn) -> Example:
+            nonlocal tokens
+            if not isinstance(example, TextExample):
+                return example
+            embedded = await self.embed_query(collection, example.text, embed)
+            tokens += embedded.total_tokens
+            vector: Example = embedded.vectors[0]
+            return vector
+
+        resolved_positive = [await resolve(e) for e in positive]
+        resolved_negative = [await resolve(e) for e in negative]
+        results, search_ms = await self.recommend(
+            collection, resolved_positive, resolved_negative, strategy, filter, params
+        )
+        return QueryOutcome(results, tokens, Timings(), search_ms)
 
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool) -> list[Record]:
         if not ids:
