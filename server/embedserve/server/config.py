@@ -17,6 +17,7 @@ class Settings:
     model: str = "modernbert-embed-large"
     host: str = "127.0.0.1"
     port: int = 50051
+    http_port: int = 8080  # HTTP/1.1 JSON API (OpenAI-compatible and REST), same host; 0: off
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     max_tokens: int = 0  # 0: the model's own maximum
