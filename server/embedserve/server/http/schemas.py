@@ -23,12 +23,16 @@ class Body(BaseModel):
 class EmbedOptions(Body):
     """embedserve's embedding options; every field optional (the model's own defaults)."""
 
-    task: TaskName | None = Field(None, description="picks the model's prompt for the task")
-    prompt: str | None = Field(None, description="a free prompt string, instead of the task's")
-    dimensions: int | None = Field(None, ge=1, description="Matryoshka truncation")
+    task: TaskName | None = Field(default=None, description="picks the model's prompt for the task")
+    prompt: str | None = Field(
+        default=None, description="a free prompt string, instead of the task's"
+    )
+    dimensions: int | None = Field(default=None, ge=1, description="Matryoshka truncation")
     pooling: PoolingName | None = None
     normalize: bool | None = None
-    overflow: OverflowName | None = Field(None, description="what to do past the model's maximum")
+    overflow: OverflowName | None = Field(
+        default=None, description="what to do past the model's maximum"
+    )
 
     def params(self, default_task: Task = Task.DEFAULT) -> EmbedParams:
         task = Task(self.task) if self.task else default_task
@@ -50,10 +54,12 @@ class OpenAIEmbeddingRequest(Body):
     input: str | list[str] | list[int] | list[list[int]] = Field(
         description="a text, a list of texts, a list of token ids, or a list of such lists"
     )
-    model: str | None = Field(None, description="the served model's id (see GET /v1/models)")
-    dimensions: int | None = Field(None, ge=1)
+    model: str | None = Field(
+        default=None, description="the served model's id (see GET /v1/models)"
+    )
+    dimensions: int | None = Field(default=None, ge=1)
     encoding_format: Literal["float", "base64"] = "float"
-    user: str | None = Field(None, description="accepted and ignored")
+    user: str | None = Field(default=None, description="accepted and ignored")
     task: TaskName | None = None
     prompt: str | None = None
     pooling: PoolingName | None = None
@@ -101,7 +107,7 @@ class SimilarityRequest(Body):
 
 
 class CollectionConfig(Body):
-    dimensions: int | None = Field(None, ge=1, description="default: the model's width")
+    dimensions: int | None = Field(default=None, ge=1, description="default: the model's width")
     distance: Literal["cosine", "dot", "euclid", "manhattan"] = "cosine"
     on_disk: bool = False
     quantization: Literal["none", "scalar_int8"] = "none"
@@ -131,7 +137,7 @@ class Document(Body):
 
 class WriteOptions(Body):
     embed: EmbedOptions = EmbedOptions()
-    store_text: bool = Field(False, description="keep the text in the payload under 'text'")
+    store_text: bool = Field(default=False, description="keep the text in the payload under 'text'")
 
 
 class UpsertRequest(Body):
@@ -148,13 +154,13 @@ class IngestLine(Body):
 
 
 class QueryParams(Body):
-    limit: int | None = Field(None, ge=1)
-    offset: int = Field(0, ge=0)
+    limit: int | None = Field(default=None, ge=1)
+    offset: int = Field(default=0, ge=0)
     score_threshold: float | None = None
     with_payload: bool | None = None
     with_vectors: bool = False
     exact: bool = False
-    hnsw_ef: int | None = Field(None, ge=1)
+    hnsw_ef: int | None = Field(default=None, ge=1)
     read_consistency: str | None = None
 
 

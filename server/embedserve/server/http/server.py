@@ -53,6 +53,7 @@ class HttpServer:
             timeout_graceful_shutdown=math.ceil(settings.grace_period_s),
             **tls,  # type: ignore[arg-type]
         )
+        self.app = app
         self._server = _HostedServer(config)
         self._socket = _bind(settings.host, port)
         self.port: int = self._socket.getsockname()[1]
