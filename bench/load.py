@@ -86,7 +86,12 @@ class Server:
     def __init__(self, work: Path, extra: Sequence[str]) -> None:
         self.target = f"127.0.0.1:{free_port()}"
         self.log_path = work / "server.log"
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        env = dict(
+            os.environ,
+            HF_HUB_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+            EMBEDSERVE_HTTP_PORT="0",  # gRPC only: benches may run side by side
+        )
         command = [
             str(REPO / ".venv/bin/embedserve"),
             "serve",

@@ -60,6 +60,8 @@ def build_settings(model: str, device: str, port: int, assignments: list[tuple[s
         "port": port,
         "log_level": "WARNING",
     }
+    if "http_port" in kinds:
+        overrides["http_port"] = 0  # gRPC only: several bench servers may run at once
     if "data_dir" in kinds:
         # A private vector-store folder: several bench servers may run at once, and the
         # repository's ./data may be held by someone else's server.

@@ -57,7 +57,12 @@ def free_port() -> int:
 class Server:
     def __init__(self, data_dir: Path) -> None:
         self.target = f"127.0.0.1:{free_port()}"
-        env = dict(os.environ, HF_HUB_OFFLINE="1", EMBEDSERVE_DATA_DIR=str(data_dir))
+        env = dict(
+            os.environ,
+            HF_HUB_OFFLINE="1",
+            EMBEDSERVE_DATA_DIR=str(data_dir),
+            EMBEDSERVE_HTTP_PORT="0",  # gRPC only: benches may run side by side
+        )
         command = [
             str(REPO / ".venv/bin/embedserve"),
             "serve",

@@ -170,6 +170,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     def start(loaded: Any = None, wait: bool = True, **overrides: Any) -> RunningServer:
         """``loaded``: an already loaded EncoderModel to reuse; else ``model`` is loaded."""
         overrides.setdefault("port", 0)
+        overrides.setdefault("http_port", 0)  # HTTP tests pass a free port
         overrides.setdefault("model", "minilm")
         overrides.setdefault("data_dir", str(tmp_path / f"data-{len(started)}"))
         running = RunningServer(Settings(**overrides), loaded)

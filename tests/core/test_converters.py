@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embedserve.connectors import types as st
-from embedserve.server import convert
+from embedserve.server import convert, similarity
 from embedserve.server import vector_convert as vc
 from embedserve.server.embedder import EmbedParams, EmbedResult, Task, Timings
 from embedserve.server.errors import InvalidArgument, NotFound
@@ -63,7 +63,7 @@ def test_embed_results_and_timings_to_proto() -> None:
 def test_cosine_is_row_wise_and_scale_free() -> None:
     a = np.array([[1.0, 0.0], [3.0, 4.0]], dtype=np.float32)
     b = np.array([[10.0, 0.0], [-4.0, 3.0]], dtype=np.float32)
-    np.testing.assert_allclose(convert.cosine(a, b), [1.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(similarity.cosine(a, b), [1.0, 0.0], atol=1e-7)
 
 
 def test_collection_config_round_trips_through_the_store_spec() -> None:

@@ -57,10 +57,11 @@ def test_metrics_endpoint(start_server: Callable[..., Any], minilm_model: Any) -
     def value(name: str, **labels: str) -> float:
         return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
 
-    assert value("embedserve_rpc_total", method=EMBED, code="OK") == 3
-    assert value("embedserve_rpc_total", method=EMBED, code="INVALID_ARGUMENT") == 1
-    assert value("embedserve_rpc_total", method=INGEST, code="OK") == 1
-    assert value("embedserve_rpc_seconds_count", method=EMBED) == 4
+    grpc_call = {"transport": "grpc"}
+    assert value("embedserve_rpc_total", method=EMBED, code="OK", **grpc_call) == 3
+    assert value("embedserve_rpc_total", method=EMBED, code="INVALID_ARGUMENT", **grpc_call) == 1
+    assert value("embedserve_rpc_total", method=INGEST, code="OK", **grpc_call) == 1
+    assert value("embedserve_rpc_seconds_count", method=EMBED, **grpc_call) == 4
     assert value("embedserve_batch_size_count") >= 4  # warm-up, 3 calls, ingestion
     assert value("embedserve_batch_size_bucket", le="+Inf") == value("embedserve_batch_size_count")
     assert value("embedserve_ingest_documents_total") == 10
@@ -88,7 +89,7 @@ def test_refusals_are_counted(start_server: Callable[..., Any], minilm_model: An
             reader.model_info()
     metrics = scrape(port)
     for code, count in (("UNAUTHENTICATED", 1), ("OK", 1), ("RESOURCE_EXHAUSTED", 1)):
-        key = ("embedserve_rpc_total", (("code", code), ("method", info)))
+        key = ("embedserve_rpc_total", (("code", code), ("method", info), ("transport", "grpc")))
         assert metrics.get(key) == count, code
 
 
@@ -139,6 +140,7 @@ def test_cli_flags_json_logs_and_metrics(tmp_path: Path) -> None:
     env = {
         "PATH": "/usr/bin:/bin",
         "HF_HUB_OFFLINE": "1",
+        "EMBEDSERVE_HTTP_PORT": "0",
         "PYTHONPATH": ":".join(str(repo / r) for r in roots),
     }
     port, metrics_port = free_port(), free_port()

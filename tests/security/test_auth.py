@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from http_routes import REQUESTS, status_of
 from rpcs import CALLS, bearer, code_of
 
 from embedserve.client import EmbedClient
-from embedserve.server.auth import METHOD_ROLES, Role, load_keys
+from embedserve.server.auth import METHOD_ROLES, ROUTE_METHODS, Role, load_keys
 from embedserve.server.errors import FailedPrecondition
 from embedserve.v1 import embedding_pb2, vector_pb2
 
@@ -25,6 +28,12 @@ LIMITED = "l-secret-4"  # write role, only collection "mine"
 ADMIN_ONLY = {"CreateCollection", "DeleteCollection"}
 # Cluster can write labels into payloads.
 WRITE_ONLY = {"Upsert", "Ingest", "IngestStream", "Delete", "Cluster"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def needed(method: str) -> str:
@@ -42,7 +51,7 @@ def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def server(start_server: Callable[..., Any], minilm_model: Any, keys_file: Path) -> Any:
-    running = start_server(loaded=minilm_model, api_keys_file=str(keys_file))
+    running = start_server(loaded=minilm_model, api_keys_file=str(keys_file), http_port=free_port())
     with EmbedClient(running.target, api_key=KEYS["admin"]) as admin:
         for name in ("docs", "mine"):
             admin.create_collection(name)
@@ -53,6 +62,22 @@ def server(start_server: Callable[..., Any], minilm_model: Any, keys_file: Path)
 def channel(server: Any) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(server.target) as ch:
         yield ch
+
+
+@pytest.fixture
+def http(server: Any) -> Iterator[httpx.Client]:
+    assert server.server.http is not None
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.server.http.port}", timeout=60) as c:
+        yield c
+
+
+def test_table_covers_every_route(server: Any) -> None:
+    """Every HTTP route in the OpenAPI document mirrors an RPC of the one role table."""
+    assert server.server.http is not None
+    paths = server.server.http.app.openapi()["paths"]
+    routes = {f"{verb.upper()} {path}" for path, ops in paths.items() for verb in ops}
+    assert routes - {"GET /health"} == set(ROUTE_METHODS) == set(REQUESTS)
+    assert set(ROUTE_METHODS.values()) <= set(METHOD_ROLES)
 
 
 def test_table_covers_every_rpc() -> None:
@@ -87,6 +112,47 @@ def test_role_matrix(channel: grpc.Channel) -> None:
             if allowed and works and code != grpc.StatusCode.OK:
                 failures.append((role, method, code))
     assert failures == []
+
+
+def test_role_matrix_over_http(http: httpx.Client) -> None:
+    rank = {"read": 1, "write": 2, "admin": 3}
+    failures = []
+    for role, key in KEYS.items():
+        for route in REQUESTS:
+            status = status_of(http, route, "docs", key)
+            allowed = rank[role] >= rank[needed(ROUTE_METHODS[route])]
+            # Permitted calls get through; these ones must really work, not just "not denied".
+            works = route.endswith(("/embeddings", "/embed", "/search", "/upsert", "/ingest"))
+            if allowed and (status in {401, 403} or status >= 500 or (works and status != 200)):
+                failures.append((role, route, status))
+            if not allowed and status != 403:
+                failures.append((role, route, status))
+    assert failures == []
+
+
+def test_http_missing_and_wrong_keys(http: httpx.Client) -> None:
+    for route in REQUESTS:
+        for key, scheme in ((None, ""), ("wrong", "Bearer"), (KEYS["admin"], "Basic")):
+            assert status_of(http, route, "docs", key, scheme) == 401, (route, key, scheme)
+    reply = http.post("/v1/embeddings", json={"input": "x"})
+    assert reply.json()["error"]["type"] == "authentication_error"
+    denied = http.post("/api/v1/collections", json={"name": "x"}, headers=_auth(KEYS["read"]))
+    assert denied.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert "needs role admin" in denied.json()["error"]["message"]
+
+
+def test_http_collection_allow_list(http: httpx.Client) -> None:
+    for route in REQUESTS:
+        if needed(ROUTE_METHODS[route]) == "admin" or "{name}" not in route:
+            continue
+        assert status_of(http, route, "mine", LIMITED) not in {401, 403}, route
+        assert status_of(http, route, "docs", LIMITED) == 403, route
+    names = http.get("/api/v1/collections", headers=_auth(LIMITED)).json()["names"]
+    assert names == ["mine"]
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
 
 
 def test_missing_and_wrong_keys_are_unauthenticated(channel: grpc.Channel) -> None:

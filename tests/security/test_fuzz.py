@@ -461,7 +461,12 @@ def free_port() -> int:
 def server_env() -> dict[str, str]:
     repo = Path(__file__).resolve().parents[2]
     paths = [str(repo / root) for root in ("server", "connectors", "clients/python")]
-    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(paths))
+    return dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        EMBEDSERVE_HTTP_PORT="0",
+        PYTHONPATH=os.pathsep.join(paths),
+    )
 
 
 @dataclass

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from certs import CA
 
@@ -75,6 +78,33 @@ def test_mutual_tls(
     foreign_cert = grpc.ssl_channel_credentials(root, stranger.key, stranger.cert)
     assert embed_code(running.target, foreign_cert) in FAILS
     assert embed_code(running.target, None) in FAILS
+
+
+def test_mutual_tls_over_http(
+    start_server: Callable[..., Any], minilm_model: Any, pki: dict[str, Any], tmp_path: Path
+) -> None:
+    """The HTTP port speaks TLS with the same certificate and checks client certificates."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        http_port = sock.getsockname()[1]
+    start_server(
+        loaded=minilm_model,
+        http_port=http_port,
+        tls_cert=pki["server_cert"],
+        tls_key=pki["server_key"],
+        tls_client_ca=pki["ca_file"],
+    )
+    client_cert, client_key = pki["client"].write(tmp_path, "client")
+    with_cert = ssl.create_default_context(cafile=pki["ca_file"])
+    with_cert.load_cert_chain(client_cert, client_key)
+    url = f"https://localhost:{http_port}/health"
+    with httpx.Client(verify=with_cert) as client:
+        assert client.get(url).json() == {"status": "SERVING"}
+    without_cert = ssl.create_default_context(cafile=pki["ca_file"])
+    with pytest.raises(httpx.HTTPError), httpx.Client(verify=without_cert) as anonymous:
+        anonymous.get(url)
+    with pytest.raises(httpx.HTTPError), httpx.Client() as plain:
+        plain.get(f"http://localhost:{http_port}/health")
 
 
 def test_tls_with_api_key(

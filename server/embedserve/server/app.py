@@ -28,6 +28,9 @@ from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder, EmbedParams, RequestLimits
 from embedserve.server.embedding_service import EmbeddingService
 from embedserve.server.errors import FailedPrecondition
+from embedserve.server.http.app import build_app
+from embedserve.server.http.backend import Backend
+from embedserve.server.http.server import HttpServer
 from embedserve.server.metrics import Metrics
 from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
@@ -79,12 +82,14 @@ class EmbedServer:
             interceptors.append(TracingInterceptor())
         if len(self.keys):
             interceptors.append(AuthInterceptor(self.keys, settings.auth_health))
-        if settings.rate_limit_rps > 0:
-            interceptors.append(
-                RateLimitInterceptor(
-                    RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
-                )
-            )
+        # One limiter for both transports: a key's budget covers its gRPC and HTTP calls.
+        limiter = (
+            RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
+            if settings.rate_limit_rps > 0
+            else None
+        )
+        if limiter is not None:
+            interceptors.append(RateLimitInterceptor(limiter))
         self.metrics_endpoint: MetricsEndpoint | None = None
         # The transport ceiling sits above our own limit so oversized requests get a clear
         # INVALID_ARGUMENT from the handler instead of a bare transport error.
@@ -102,6 +107,8 @@ class EmbedServer:
         self._tokenize_executor = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
         self._store_executor = ThreadPoolExecutor(2, thread_name_prefix="store")
         self.drain = Drain()
+        self.http_backend = Backend(settings, self.keys, self.drain, limiter)
+        self.http: HttpServer | None = None
         self.embedding_service = EmbeddingService(
             stream_inflight=settings.stream_inflight, drain=self.drain
         )
@@ -143,6 +150,10 @@ class EmbedServer:
                 self.metrics.registry, self.settings.host, self.settings.metrics_port
             )
         await self._grpc.start()
+        if self.settings.http_port:
+            app = build_app(self.http_backend, self.metrics)
+            self.http = HttpServer(app, self.settings, self.settings.http_port)
+            await self.http.start()
         log.info(
             "listening on %s:%d (%s, auth %s; NOT_SERVING until warm)",
             self.settings.host,
@@ -150,6 +161,8 @@ class EmbedServer:
             "plaintext" if self._credentials is None else "TLS",
             f"on, {len(self.keys)} keys" if len(self.keys) else "off",
         )
+        if self.http is not None:
+            log.info("HTTP API on %s:%d", self.settings.host, self.http.port)
         self._warmup = asyncio.get_running_loop().create_task(self._load_and_warm())
         return self.port
 
@@ -222,9 +235,9 @@ class EmbedServer:
             raise FailedPrecondition(f"cannot open the vector store: {exc}") from exc
         self.embedder = embedder
         self.embedding_service.attach(embedder)
-        self.vector_service.attach(
-            VectorCore(self.store, embedder, self._store_executor, self.metrics)
-        )
+        vectors = VectorCore(self.store, embedder, self._store_executor, self.metrics)
+        self.vector_service.attach(vectors)
+        self.http_backend.attach(embedder, vectors)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready.set()
         log.info("SERVING %s", self.model.spec.model_id)
@@ -269,7 +282,11 @@ class EmbedServer:
     async def _shut_down(self, grace: float | None) -> None:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.drain.start()
-        await self._grpc.stop(self.settings.grace_period_s if grace is None else grace)
+        grace_s = self.settings.grace_period_s if grace is None else grace
+        await asyncio.gather(
+            self._grpc.stop(grace_s),
+            *([self.http.stop(grace_s)] if self.http is not None else []),
+        )
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
         if self._warmup is not None and not self._warmup.done():

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from embedserve.server.errors import FailedPrecondition
+from embedserve.server.errors import FailedPrecondition, PermissionDenied, Unauthenticated
 from embedserve.v1 import embedding_pb2, vector_pb2
 
 
@@ -69,6 +69,31 @@ METHOD_ROLES: dict[str, Role] = _method_roles()
 VECTOR_SERVICE_PREFIX = (
     "/" + vector_pb2.DESCRIPTOR.services_by_name["VectorService"].full_name + "/"
 )
+# HTTP routes ("VERB /path/template") -> the RPC each mirrors, so one table gives both
+# transports their roles. A route missing here needs ADMIN (fail closed).
+_E = "/" + embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name + "/"
+_V = VECTOR_SERVICE_PREFIX
+ROUTE_METHODS: dict[str, str] = {
+    "POST /v1/embeddings": _E + "Embed",
+    "GET /v1/models": _E + "GetModelInfo",
+    "GET /v1/models/{model}": _E + "GetModelInfo",
+    "POST /api/v1/embed": _E + "Embed",
+    "POST /api/v1/embed-tokens": _E + "EmbedTokens",
+    "POST /api/v1/tokenize": _E + "Tokenize",
+    "POST /api/v1/similarity": _E + "Similarity",
+    "GET /api/v1/model": _E + "GetModelInfo",
+    "GET /api/v1/collections": _V + "ListCollections",
+    "POST /api/v1/collections": _V + "CreateCollection",
+    "GET /api/v1/collections/{name}": _V + "GetCollection",
+    "DELETE /api/v1/collections/{name}": _V + "DeleteCollection",
+    "POST /api/v1/collections/{name}/upsert": _V + "Upsert",
+    "POST /api/v1/collections/{name}/ingest": _V + "IngestStream",
+    "POST /api/v1/collections/{name}/search": _V + "Search",
+    "POST /api/v1/collections/{name}/recommend": _V + "Recommend",
+    "POST /api/v1/collections/{name}/get": _V + "Get",
+    "POST /api/v1/collections/{name}/delete": _V + "Delete",
+    "POST /api/v1/collections/{name}/count": _V + "Count",
+}
 # Health and reflection: open unless --auth-health; then any valid key may call them.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -78,6 +103,33 @@ def required_role(method: str, auth_health: bool) -> Role | None:
     if method.startswith(OPEN_PREFIXES):
         return Role.READ if auth_health else None
     return METHOD_ROLES.get(method, Role.ADMIN)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The key in an ``authorization`` value; ``None`` when absent. A wrong scheme counts as
+    an invalid key (""), not a missing one."""
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def authorize(keys: KeyRing, token: str | None, role: Role, method: str) -> ApiKey:
+    """The caller's key, if it may call ``method``; else Unauthenticated or PermissionDenied."""
+    key = keys.lookup(token) if token is not None else None
+    if key is None:
+        reason = "missing" if token is None else "invalid"
+        raise Unauthenticated(f"{reason} API key: send 'authorization: Bearer <key>'")
+    if key.role < role:
+        raise PermissionDenied(
+            f"{method} needs role {role.name.lower()}; this key has role {key.role.name.lower()}"
+        )
+    return key
+
+
+def check_collection(key: ApiKey, name: str) -> None:
+    if name and not key.allows_collection(name):
+        raise PermissionDenied(f"this key may not use collection {name!r}")
 
 
 class KeyRing:

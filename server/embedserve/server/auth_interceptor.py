@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from embedserve.server import callctx
-from embedserve.server.auth import VECTOR_SERVICE_PREFIX, ApiKey, KeyRing, Role, required_role
+from embedserve.server.auth import (
+    VECTOR_SERVICE_PREFIX,
+    ApiKey,
+    KeyRing,
+    Role,
+    authorize,
+    bearer_token,
+    check_collection,
+    required_role,
+)
 from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor
+from embedserve.server.errors import EmbedServeError
+from embedserve.server.status import status_of
 from embedserve.v1 import vector_pb2
 
 
@@ -23,20 +32,11 @@ class _Check(CallHooks):
         self._check_collection = method.startswith(VECTOR_SERVICE_PREFIX)
 
     async def begin(self, context: Context) -> Any:
-        key = self._keys.lookup(self._token) if self._token is not None else None
-        if key is None:
-            reason = "missing" if self._token is None else "invalid"
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"{reason} API key: send metadata 'authorization: Bearer <key>'",
-            )
-            return None  # unreachable: abort raises
-        if key.role < self._role:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{self._method} needs role {self._role.name.lower()}; "
-                f"this key has role {key.role.name.lower()}",
-            )
+        try:
+            key = authorize(self._keys, self._token, self._role, self._method)
+        except EmbedServeError as exc:
+            await context.abort(status_of(exc), exc.message)
+            raise  # unreachable: abort raises
         self._key = key
         return callctx.caller.set(key.key_id)
 
@@ -46,11 +46,11 @@ class _Check(CallHooks):
         # CreateCollection/GetCollection/DeleteCollection name it 'name'; the rest 'collection'.
         for field in ("collection", "name"):
             name = getattr(request, field, None)
-            if isinstance(name, str) and name and not self._key.allows_collection(name):
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"this key may not use collection {name!r}",
-                )
+            if isinstance(name, str):
+                try:
+                    check_collection(self._key, name)
+                except EmbedServeError as exc:
+                    await context.abort(status_of(exc), exc.message)
 
     def on_response(self, response: Any) -> Any:
         # ListCollections names no collection: show a restricted key only its own.
@@ -73,10 +73,5 @@ class AuthInterceptor(HookInterceptor):
         role = required_role(method, self._auth_health)
         if role is None:
             return None
-        header = metadata.get("authorization")
-        token: str | None = None
-        if header is not None:
-            scheme, _, value = header.partition(" ")
-            # A wrong scheme counts as an invalid key, not a missing one.
-            token = value.strip() if scheme.lower() == "bearer" else ""
+        token = bearer_token(metadata.get("authorization"))
         return _Check(self._keys, role, method, token)

@@ -17,6 +17,7 @@ class Settings:
     model: str = "modernbert-embed-large"
     host: str = "127.0.0.1"
     port: int = 50051
+    http_port: int = 8080  # HTTP/1.1 JSON API (OpenAI-compatible and REST), same host; 0: off
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     backend: str = "torch"  # torch | torch-int8 (CPU: int8 linear layers, bench/backends.py)

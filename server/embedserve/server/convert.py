@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import numpy as np
-
 from embedserve.server.embedder import EmbedParams, EmbedResult, Task, Timings
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.tokenization import Overflow
-from embedserve.server.windows import FloatArray
 from embedserve.v1 import embedding_pb2 as pb
 
 K = TypeVar("K")
@@ -79,10 +76,3 @@ def embeddings_to_proto(result: EmbedResult) -> list[pb.Embedding]:
             strict=True,
         )
     ]
-
-
-def cosine(a: FloatArray, b: FloatArray) -> FloatArray:
-    """Row-wise cosine similarity of two (n, d) matrices."""
-    a_norm = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b_norm = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.asarray((a_norm * b_norm).sum(axis=1), dtype=np.float32)

@@ -168,6 +168,52 @@ class Embedder:
         self.validate_params(params)
         prompt = self.prompt_for(params.task, params.prompt)
         tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, field)
+        return await self._embed_tokenized(
+            tokenized, tokenize_ms, params, deadline, wait_for_room, started
+        )
+
+    async def embed_token_ids(
+        self,
+        id_lists: Sequence[Sequence[int]],
+        params: EmbedParams,
+        deadline: float | None = None,
+        field: str = "input",
+    ) -> EmbedResult:
+        """Embed inputs already given as token ids (without the model's special tokens)."""
+        started = time.monotonic()
+        if not id_lists:
+            raise InvalidArgument(f"{field} must not be empty")
+        if len(id_lists) > self.limits.max_inputs_per_request:
+            raise InvalidArgument(
+                f"{field} has {len(id_lists)} items; the limit is "
+                f"{self.limits.max_inputs_per_request} per request"
+            )
+        for index, ids in enumerate(id_lists):
+            if not ids:
+                raise InvalidArgument(f"{field}[{index}] is empty")
+        self.validate_params(params)
+        prompt = self.prompt_for(params.task, params.prompt)
+        loop = asyncio.get_running_loop()
+        tokenized = await loop.run_in_executor(
+            self._tokenize_executor,
+            self.model.tokenizer.encode_ids,
+            id_lists,
+            prompt,
+            params.overflow,
+            field,
+        )
+        tokenize_ms = (time.monotonic() - started) * 1000.0
+        return await self._embed_tokenized(tokenized, tokenize_ms, params, deadline, False, started)
+
+    async def _embed_tokenized(
+        self,
+        tokenized: list[TokenizedText],
+        tokenize_ms: float,
+        params: EmbedParams,
+        deadline: float | None,
+        wait_for_room: bool,
+        started: float,
+    ) -> EmbedResult:
         pooling = params.pooling or self.model.spec.pooling
         windows = [
             Window(ids, text.pool_start, pooling) for text in tokenized for ids in text.windows

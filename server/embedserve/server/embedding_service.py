@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import grpc
-import numpy as np
 
-from embedserve.server import convert
+from embedserve.server import convert, similarity
 from embedserve.server.drain import Drain
-from embedserve.server.embedder import Embedder, EmbedParams, Task
+from embedserve.server.embedder import Embedder
 from embedserve.server.errors import EmbedServeError, InvalidArgument, NotReady
+from embedserve.server.model_info import model_info
 from embedserve.server.ordered import OrderedStream
 from embedserve.server.status import streaming, unary
 from embedserve.v1 import embedding_pb2 as pb
@@ -169,77 +167,46 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
         deadline = deadline_of(context)
         which = request.WhichOneof("input")
         if which == "pairs":
-            pairs = request.pairs.pairs
-            if not pairs:
-                raise InvalidArgument("pairs.pairs must not be empty")
-            texts = [p.a for p in pairs] + [p.b for p in pairs]
-            result = await self._embedder.embed(texts, params, deadline, field="pairs (a, then b)")
-            half = len(pairs)
-            scores = convert.cosine(result.vectors[:half], result.vectors[half:])
-            results = [result]
+            pairs = [(p.a, p.b) for p in request.pairs.pairs]
+            scored = await similarity.score_pairs(self._embedder, pairs, params, deadline)
         elif which == "query_candidates":
             query = request.query_candidates
-            if not query.query:
-                raise InvalidArgument("query_candidates.query is empty")
-            query_params, candidate_params = _query_and_candidate_params(params)
-            query_result, candidate_result = await asyncio.gather(
-                self._embedder.embed([query.query], query_params, deadline, field="query"),
-                self._embedder.embed(
-                    list(query.candidates),
-                    candidate_params,
-                    deadline,
-                    field="query_candidates.candidates",
-                ),
+            scored = await similarity.score_candidates(
+                self._embedder, query.query, list(query.candidates), params, deadline
             )
-            repeated = np.repeat(query_result.vectors, len(query.candidates), axis=0)
-            scores = convert.cosine(repeated, candidate_result.vectors)
-            results = [query_result, candidate_result]
         else:
             raise InvalidArgument("one of pairs or query_candidates must be set")
-        timings = results[0].timings
-        for other in results[1:]:
-            timings.merge(other.timings)
         return pb.SimilarityResponse(
-            scores=scores.tolist(),
-            usage=pb.Usage(total_tokens=sum(r.total_tokens for r in results)),
-            timings=convert.timings_to_proto(timings),
+            scores=scored.scores.tolist(),
+            usage=pb.Usage(total_tokens=scored.total_tokens),
+            timings=convert.timings_to_proto(scored.timings),
         )
 
     @unary
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: Context
     ) -> pb.GetModelInfoResponse:
-        model = self._embedder.model
-        spec = model.spec
-        batching = self._embedder.batcher.limits
-        limits = self._embedder.limits
+        info = model_info(self._embedder)
         return pb.GetModelInfoResponse(
-            model_id=spec.model_id,
-            dimensions=model.dimensions,
-            max_tokens=spec.max_tokens,
-            pooling=convert.POOLING_TO_PROTO[spec.pooling],
-            normalize=spec.normalize,
-            prompts=spec.prompts,
-            default_prompt_name=spec.default_prompt_name or "",
-            dtype=str(model.dtype).removeprefix("torch."),
-            device=str(model.device),
-            model_type=model.model_type,
+            model_id=info.model_id,
+            dimensions=info.dimensions,
+            max_tokens=info.max_tokens,
+            pooling=convert.POOLING_TO_PROTO[info.pooling],
+            normalize=info.normalize,
+            prompts=info.prompts,
+            default_prompt_name=info.default_prompt_name,
+            dtype=info.dtype,
+            device=info.device,
+            model_type=info.model_type,
             batching=pb.BatchingLimits(
-                max_batch_tokens=batching.max_batch_tokens,
-                max_batch_size=batching.max_batch_size,
-                max_wait_ms=batching.max_wait_ms,
-                max_queue_items=batching.max_queue_items,
+                max_batch_tokens=info.batching.max_batch_tokens,
+                max_batch_size=info.batching.max_batch_size,
+                max_wait_ms=info.batching.max_wait_ms,
+                max_queue_items=info.batching.max_queue_items,
             ),
             limits=pb.RequestLimits(
-                max_inputs_per_request=limits.max_inputs_per_request,
-                max_input_chars=limits.max_input_chars,
-                max_message_bytes=limits.max_message_bytes,
+                max_inputs_per_request=info.limits.max_inputs_per_request,
+                max_input_chars=info.limits.max_input_chars,
+                max_message_bytes=info.limits.max_message_bytes,
             ),
         )
-
-
-def _query_and_candidate_params(params: EmbedParams) -> tuple[EmbedParams, EmbedParams]:
-    """With no task or prompt chosen, queries get the QUERY prompt and candidates DOCUMENT."""
-    if params.task is not Task.DEFAULT or params.prompt is not None:
-        return params, params
-    return replace(params, task=Task.QUERY), replace(params, task=Task.DOCUMENT)

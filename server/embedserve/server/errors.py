@@ -19,6 +19,8 @@ class ErrorKind(enum.Enum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
+    UNAUTHENTICATED = "unauthenticated"
+    PERMISSION_DENIED = "permission_denied"
 
 
 class EmbedServeError(Exception):
@@ -53,6 +55,26 @@ class Overloaded(EmbedServeError):
     """The queue is full; unary callers should retry later."""
 
     kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
+class RateLimited(Overloaded):
+    """The caller is over its rate limit; it may retry after ``retry_after_ms``."""
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class Unauthenticated(EmbedServeError):
+    """No API key, or one the server does not know."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class PermissionDenied(EmbedServeError):
+    """A known key whose role or collection list does not cover the call."""
+
+    kind = ErrorKind.PERMISSION_DENIED
 
 
 class NotReady(EmbedServeError):

@@ -38,12 +38,15 @@ class Metrics:
             "embedserve_batch_seconds", "Model time per batch", registry=self.registry
         )
         self.rpc_seconds = Histogram(
-            "embedserve_rpc_seconds", "RPC latency", ["method"], registry=self.registry
+            "embedserve_rpc_seconds",
+            "Call latency (gRPC or HTTP)",
+            ["method", "transport"],
+            registry=self.registry,
         )
         self.rpc_total = Counter(
             "embedserve_rpc",
-            "RPCs by method and status code",
-            ["method", "code"],
+            "Calls by method (the RPC an HTTP route mirrors), status code and transport",
+            ["method", "code", "transport"],
             registry=self.registry,
         )
 

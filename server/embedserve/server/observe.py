@@ -31,8 +31,8 @@ class _Observe(CallHooks):
         token, started = state
         seconds = time.perf_counter() - started
         code = code_name(context, error)
-        self._metrics.rpc_seconds.labels(self._method).observe(seconds)
-        self._metrics.rpc_total.labels(self._method, code).inc()
+        self._metrics.rpc_seconds.labels(self._method, "grpc").observe(seconds)
+        self._metrics.rpc_total.labels(self._method, code, "grpc").inc()
         # A caller's mistake is not the server's: only server-side failures log louder.
         level = logging.ERROR if code in {"UNKNOWN", "INTERNAL"} else logging.INFO
         log.log(level, "%s %s %.1f ms", self._method, code, seconds * 1000)

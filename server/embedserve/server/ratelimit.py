@@ -15,6 +15,7 @@ import grpc
 
 from embedserve.server import callctx
 from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor
+from embedserve.server.errors import RateLimited
 
 RETRY_AFTER_KEY = "retry-after-ms"
 
@@ -58,6 +59,15 @@ class RateLimiter:
             bucket = self._buckets[caller] = TokenBucket(self.rate, self.burst, now)
         return bucket.take(now)
 
+    def check(self, caller: str) -> None:
+        """Take one call from ``caller``'s bucket, or raise RateLimited with the wait."""
+        wait_s = self.take(caller)
+        if wait_s > 0:
+            retry_ms = max(1, math.ceil(wait_s * 1000))
+            raise RateLimited(
+                f"rate limit of {self.rate:g} calls/s exceeded; retry in {retry_ms} ms", retry_ms
+            )
+
 
 class _Limit(CallHooks):
     def __init__(self, limiter: RateLimiter) -> None:
@@ -65,13 +75,13 @@ class _Limit(CallHooks):
 
     async def begin(self, context: Context) -> Any:
         caller = callctx.caller.get() or _peer_host(context.peer())
-        wait_s = self._limiter.take(caller)
-        if wait_s > 0:
-            retry_ms = max(1, math.ceil(wait_s * 1000))
+        try:
+            self._limiter.check(caller)
+        except RateLimited as exc:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"rate limit of {self._limiter.rate:g} calls/s exceeded; retry in {retry_ms} ms",
-                trailing_metadata=((RETRY_AFTER_KEY, str(retry_ms)),),
+                exc.message,
+                trailing_metadata=((RETRY_AFTER_KEY, str(exc.retry_after_ms)),),
             )
         return None
 

@@ -1,4 +1,5 @@
-"""The one table from core errors to gRPC status codes, and the handler wrappers that apply it."""
+"""The one table from core errors to gRPC status codes (and HTTP statuses), and the handler
+wrappers that apply it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,28 @@ STATUS_OF: dict[ErrorKind, grpc.StatusCode] = {
     ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorKind.CANCELLED: grpc.StatusCode.CANCELLED,
     ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
+    ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorKind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+}
+# The same codes over HTTP (as grpc-gateway maps them), so both transports agree.
+HTTP_STATUS_OF: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 
 Req = TypeVar("Req")
@@ -31,6 +54,10 @@ Resp = TypeVar("Resp")
 
 def status_of(error: EmbedServeError) -> grpc.StatusCode:
     return STATUS_OF[error.kind]
+
+
+def http_status_of(error: EmbedServeError) -> int:
+    return HTTP_STATUS_OF[status_of(error)]
 
 
 def unary(

@@ -67,6 +67,10 @@ class TextTokenizer:
         mask = list(probe["special_tokens_mask"])
         self._n_prefix = mask.index(0) if 0 in mask else len(mask)
         self._n_suffix = len(mask) - self._n_prefix - 1
+        # The special tokens around any text, for inputs given as token ids.
+        probe_ids = [int(i) for i in probe["input_ids"]]
+        self._prefix_ids = probe_ids[: self._n_prefix]
+        self._suffix_ids = probe_ids[len(probe_ids) - self._n_suffix :] if self._n_suffix else []
         if self._n_prefix + self._n_suffix >= max_tokens:
             raise ValueError("max_tokens leaves no room for text")
         self._chunk_overlap = chunk_overlap
@@ -88,6 +92,34 @@ class TextTokenizer:
             self._apply_overflow(list(ids), head_len, pool_start, overflow, f"{field}[{index}]")
             for index, ids in enumerate(encoded)
         ]
+
+    def encode_ids(
+        self,
+        id_lists: Sequence[Sequence[int]],
+        prompt: str,
+        overflow: Overflow,
+        field: str = "input",
+    ) -> list[TokenizedText]:
+        """Inputs given as token ids: the model's special tokens and the prompt go around them."""
+        vocabulary = len(self._tok)
+        prompt_ids = (
+            list(self._tok(prompt, add_special_tokens=False)["input_ids"]) if prompt else []
+        )
+        head_len = self._n_prefix + len(prompt_ids)
+        pool_start = 0 if self._include_prompt else head_len
+        out = []
+        for index, ids in enumerate(id_lists):
+            bad = next((i for i in ids if not 0 <= i < vocabulary), None)
+            if bad is not None:
+                raise InvalidArgument(
+                    f"{field}[{index}] holds token id {bad}; the model's vocabulary has "
+                    f"ids 0 to {vocabulary - 1}"
+                )
+            full = [*self._prefix_ids, *prompt_ids, *ids, *self._suffix_ids]
+            out.append(
+                self._apply_overflow(full, head_len, pool_start, overflow, f"{field}[{index}]")
+            )
+        return out
 
     def _apply_overflow(
         self, ids: list[int], head_len: int, pool_start: int, overflow: Overflow, where: str

@@ -50,7 +50,7 @@ STRATEGIES = {
 }
 
 
-def _store_value(make: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def store_value(make: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Build a store-layer value; its validation errors join the core's status table."""
     try:
         return make(*args, **kwargs)
@@ -84,7 +84,7 @@ def spec_from_proto(
             fields[optional] = defaults[optional]
     if fields["vector_size"] == 0:
         raise InvalidArgument("config.dimensions must be at least 1")
-    return _store_value(st.CollectionSpec, name, **fields)
+    return store_value(st.CollectionSpec, name, **fields)
 
 
 def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
@@ -165,7 +165,7 @@ def documents_from_proto(documents: Sequence[pb.Document]) -> list[DocumentIn]:
 
 
 def filter_from_proto(message: pb.Filter, field: str = "filter") -> st.Filter:
-    return _store_value(
+    return store_value(
         st.Filter,
         must=[_condition(c, f"{field}.must[{i}]") for i, c in enumerate(message.must)],
         should=[_condition(c, f"{field}.should[{i}]") for i, c in enumerate(message.should)],
@@ -186,7 +186,7 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         kind = message.match.WhichOneof("value")
         if kind is None:
             raise InvalidArgument(f"{field}.match needs a text, integer or boolean value")
-        return _store_value(st.MatchValue, message.match.key, getattr(message.match, kind))
+        return store_value(st.MatchValue, message.match.key, getattr(message.match, kind))
     if which == "match_any":
         any_of = message.match_any
         if any_of.texts and any_of.integers:
@@ -194,18 +194,18 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         values: tuple[str, ...] | tuple[int, ...] = (
             tuple(any_of.texts) if any_of.texts else tuple(any_of.integers)
         )
-        return _store_value(st.MatchAny, any_of.key, values)
+        return store_value(st.MatchAny, any_of.key, values)
     if which == "range":
         bounds = {
             name: getattr(message.range, name)
             for name in ("gt", "gte", "lt", "lte")
             if message.range.HasField(name)
         }
-        return _store_value(st.Range, message.range.key, **bounds)
+        return store_value(st.Range, message.range.key, **bounds)
     if which == "is_null":
-        return _store_value(st.IsNull, message.is_null.key)
+        return store_value(st.IsNull, message.is_null.key)
     if which == "has_id":
-        return _store_value(st.HasId, tuple(message.has_id.ids))
+        return store_value(st.HasId, tuple(message.has_id.ids))
     if which == "filter":
         return filter_from_proto(message.filter, f"{field}.filter")
     raise InvalidArgument(f"{field} has no condition set")
@@ -247,7 +247,7 @@ def search_params(message: pb.QueryParams) -> st.SearchParams:
         if message.hnsw_ef == 0:
             raise InvalidArgument("params.hnsw_ef must be at least 1")
         fields["hnsw_ef"] = message.hnsw_ef
-    return _store_value(st.SearchParams, **fields)
+    return store_value(st.SearchParams, **fields)
 
 
 def scored_to_proto(points: Sequence[st.ScoredPoint]) -> list[pb.ScoredDocument]:

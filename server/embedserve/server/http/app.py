@@ -1,0 +1,59 @@
+"""The FastAPI application: routes, error handlers, observability, health and docs."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from embedserve.server.auth import Role, authorize, bearer_token
+from embedserve.server.http import (
+    docs,
+    handlers,
+    ingest_route,
+    openai_routes,
+    rest_embed,
+    rest_vectors,
+)
+from embedserve.server.http.backend import Backend
+from embedserve.server.http.observe import ObserveMiddleware
+from embedserve.server.http.responses import json_response
+from embedserve.server.metrics import Metrics
+
+DESCRIPTION = """\
+Text embeddings and a vector store over HTTP/JSON: an OpenAI-compatible
+`/v1/embeddings`, and under `/api/v1` a mirror of the gRPC API. Send API keys as
+`Authorization: Bearer KEY`. Errors under `/v1` have OpenAI's shape, elsewhere
+`{"error": {"code", "status", "message"}}`.
+"""
+
+
+def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
+    app = FastAPI(
+        title="embedserve",
+        description=DESCRIPTION,
+        version="1",
+        docs_url=None,  # served by docs.install from local assets
+        redoc_url=None,
+    )
+    app.state.backend = backend
+    app.include_router(openai_routes.router)
+    app.include_router(rest_embed.router)
+    app.include_router(rest_vectors.router)
+    app.include_router(ingest_route.router)
+    handlers.install(app)
+    docs.install(app)
+    app.add_middleware(
+        ObserveMiddleware, metrics=metrics, max_body_bytes=backend.settings.max_message_bytes
+    )
+
+    @app.get("/health", tags=["Health"], summary="200 when serving, 503 while loading or draining")
+    async def health(request: Request) -> Response:
+        if backend.settings.auth_health and len(backend.keys):
+            token = bearer_token(request.headers.get("authorization"))
+            authorize(backend.keys, token, Role.READ, "health")
+        serving = backend.ready
+        return json_response(
+            {"status": "SERVING" if serving else "NOT_SERVING"}, 200 if serving else 503
+        )
+
+    return app

@@ -1,0 +1,47 @@
+"""What the HTTP routes reach: the core (attached once warm) and the server's policies."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from embedserve.server.auth import KeyRing
+from embedserve.server.config import Settings
+from embedserve.server.drain import Drain
+from embedserve.server.embedder import Embedder
+from embedserve.server.errors import NotReady
+from embedserve.server.ratelimit import RateLimiter
+from embedserve.server.vectors import VectorCore
+
+
+@dataclasses.dataclass
+class Backend:
+    settings: Settings
+    keys: KeyRing
+    drain: Drain
+    limiter: RateLimiter | None = None
+    _embedder: Embedder | None = None
+    _vectors: VectorCore | None = None
+
+    def attach(self, embedder: Embedder, vectors: VectorCore) -> None:
+        self._embedder = embedder
+        self._vectors = vectors
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            raise NotReady("the model is still loading; wait for GET /health to answer 200")
+        return self._embedder
+
+    @property
+    def vectors(self) -> VectorCore:
+        if self._vectors is None:
+            raise NotReady("the server is still starting; wait for GET /health to answer 200")
+        return self._vectors
+
+    @property
+    def ready(self) -> bool:
+        return self._vectors is not None and not self.drain.started
+
+    def model_names(self) -> set[str]:
+        """Names a request's ``model`` may use: the model's id or the name it was served by."""
+        return {self.embedder.model.spec.model_id, self.settings.model}

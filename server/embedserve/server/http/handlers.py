@@ -1,0 +1,74 @@
+"""Exception handlers: every failure leaves as a status from the one table, never a bare 500."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from embedserve.server.errors import EmbedServeError
+from embedserve.server.http.responses import core_error_response, error_response
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def _field(location: tuple[object, ...]) -> str:
+    # ('body', 'options', 'dimensions') -> 'options.dimensions'; list positions as [i].
+    parts = [p for p in location if p != "body"]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "body"
+
+
+async def on_core_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EmbedServeError)
+    return core_error_response(request, exc)
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """The first problem pydantic found, naming its field; a count of the others."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    message = f"{_field(tuple(first.get('loc', ())))}: {first.get('msg', 'invalid')}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problems)"
+    return message
+
+
+async def on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(
+        request, grpc.StatusCode.INVALID_ARGUMENT, validation_message(exc.errors())
+    )
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, grpc.StatusCode.INVALID_ARGUMENT)
+    return error_response(request, code, str(exc.detail))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(request, grpc.StatusCode.INTERNAL, "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(EmbedServeError, on_core_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

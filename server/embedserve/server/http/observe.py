@@ -1,0 +1,104 @@
+"""Per-request observability and size limit for HTTP, as one pure ASGI middleware.
+
+Request id (``x-request-id`` in, echoed back, stamped on log lines), latency and count
+metrics labelled with the RPC a route mirrors and ``transport="http"``, one access log
+line per request, and the ``max_message_bytes`` limit on declared body sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import grpc
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from embedserve.server import callctx
+from embedserve.server.auth import ROUTE_METHODS
+from embedserve.server.http.responses import CODE_KEY, error_body, json_response
+from embedserve.server.metrics import Metrics
+
+log = logging.getLogger("embedserve.access")
+
+_MAX_REQUEST_ID = 128  # a client's id is echoed into logs: bound it
+
+
+def _code_name(scope: Scope, status: int) -> str:
+    code = scope.get(CODE_KEY)
+    if isinstance(code, str):
+        return code
+    return "OK" if status < 400 else "INTERNAL" if status >= 500 else "INVALID_ARGUMENT"
+
+
+def _method_label(scope: Scope) -> str:
+    """The RPC a route mirrors (bounded label values); the route itself for the others."""
+    route = scope.get("route")
+    if route is None:
+        return "unmatched"
+    key = f"{scope['method']} {getattr(route, 'path_format', '')}"
+    return ROUTE_METHODS.get(key, key)
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self._app = app
+        self._metrics = metrics
+        self._max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")[:_MAX_REQUEST_ID]
+        request_id = given or uuid.uuid4().hex
+        token = callctx.request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
+            if self._too_large(headers):
+                await self._refuse_size(scope, receive, send_with_id)
+            else:
+                await self._app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+            callctx.reset(callctx.request_id, token)
+
+    def _too_large(self, headers: dict[bytes, bytes]) -> bool:
+        length = headers.get(b"content-length", b"")
+        return length.isdigit() and int(length) > self._max_body
+
+    async def _refuse_size(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[CODE_KEY] = grpc.StatusCode.INVALID_ARGUMENT.name
+        message = f"the request body is over {self._max_body} bytes (max_message_bytes)"
+        body: Any = error_body(scope["path"], grpc.StatusCode.INVALID_ARGUMENT, message)
+        await json_response(body, 400, {"connection": "close"})(scope, receive, send)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        method = _method_label(scope)
+        code = _code_name(scope, status)
+        self._metrics.rpc_seconds.labels(method, "http").observe(seconds)
+        self._metrics.rpc_total.labels(method, code, "http").inc()
+        level = logging.ERROR if code in {"UNKNOWN", "INTERNAL"} else logging.INFO
+        log.log(
+            level,
+            "HTTP %s %s %s %d %.1f ms",
+            scope["method"],
+            scope["path"],
+            code,
+            status,
+            seconds * 1000,
+        )

@@ -1,0 +1,89 @@
+"""OpenAI-compatible routes: POST /v1/embeddings and GET /v1/models, in OpenAI's shapes."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from embedserve.server.auth import ApiKey
+from embedserve.server.embedder import EmbedResult
+from embedserve.server.errors import NotFound
+from embedserve.server.http.backend import Backend
+from embedserve.server.http.guard import guard
+from embedserve.server.http.responses import json_response
+from embedserve.server.http.schemas import OpenAIEmbeddingRequest
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+Caller = Annotated[ApiKey | None, Depends(guard)]
+# /v1/models has no creation time to report; the process start stands in for it.
+_STARTED = int(time.time())
+
+
+def _backend(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def _check_model(backend: Backend, name: str | None) -> str:
+    served = backend.embedder.model.spec.model_id
+    if name and name not in backend.model_names():
+        raise NotFound(f"model {name!r} is not served here; this server serves {served!r}")
+    return served
+
+
+def _encode(result: EmbedResult, encoding: str) -> list[Any]:
+    if encoding == "base64":
+        little = result.vectors.astype("<f4", copy=False)
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+    rows: list[Any] = result.vectors.tolist()
+    return rows
+
+
+@router.post("/embeddings", summary="Create embeddings (OpenAI's API)")
+async def create_embeddings(
+    body: OpenAIEmbeddingRequest, request: Request, caller: Caller
+) -> Response:
+    backend = _backend(request)
+    served = _check_model(backend, body.model)
+    params = body.options().params()
+    data = body.input
+    if isinstance(data, str):
+        result = await backend.embedder.embed([data], params, field="input")
+    elif data and all(isinstance(item, int) for item in data):
+        result = await backend.embedder.embed_token_ids([data], params)  # type: ignore[list-item]
+    elif data and all(isinstance(item, list) for item in data):
+        result = await backend.embedder.embed_token_ids(data, params)  # type: ignore[arg-type]
+    else:
+        result = await backend.embedder.embed(data, params, field="input")  # type: ignore[arg-type]
+    embeddings = _encode(result, body.encoding_format)
+    tokens = result.total_tokens
+    return json_response(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": index, "embedding": vector}
+                for index, vector in enumerate(embeddings)
+            ],
+            "model": served,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+def _model_entry(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": _STARTED, "owned_by": "embedserve"}
+
+
+@router.get("/models", summary="List the served model (OpenAI's API)")
+async def list_models(request: Request, caller: Caller) -> Response:
+    served = _backend(request).embedder.model.spec.model_id
+    return json_response({"object": "list", "data": [_model_entry(served)]})
+
+
+@router.get("/models/{model:path}", summary="Describe the served model (OpenAI's API)")
+async def get_model(model: str, request: Request, caller: Caller) -> Response:
+    return json_response(_model_entry(_check_model(_backend(request), model)))

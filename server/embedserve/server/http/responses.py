@@ -1,0 +1,65 @@
+"""JSON responses and the two error shapes: OpenAI's under /v1, embedserve's elsewhere.
+
+Bodies are serialised here with the standard library rather than through FastAPI's
+recursive encoder: a response of 64 vectors holds tens of thousands of floats.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import Response
+
+from embedserve.server.errors import EmbedServeError, RateLimited
+from embedserve.server.status import HTTP_STATUS_OF, status_of
+
+# Set in the request scope by whoever answers with an error, for metrics and the access log.
+CODE_KEY = "embedserve.code"
+
+_OPENAI_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    429: "rate_limit_error",
+}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    content = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return Response(content, status, headers, media_type="application/json")
+
+
+def is_openai_path(path: str) -> bool:
+    return path.startswith("/v1/")
+
+
+def error_body(path: str, code: grpc.StatusCode, message: str, param: str | None = None) -> Any:
+    status = HTTP_STATUS_OF[code]
+    if is_openai_path(path):
+        kind = _OPENAI_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        )
+        return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    return {"error": {"code": status, "status": code.name, "message": message}}
+
+
+def error_response(
+    request: Request, code: grpc.StatusCode, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    request.scope[CODE_KEY] = code.name
+    return json_response(error_body(request.url.path, code, message), HTTP_STATUS_OF[code], headers)
+
+
+def core_error_response(request: Request, error: EmbedServeError) -> Response:
+    headers = None
+    if isinstance(error, RateLimited):
+        # Whole seconds for HTTP's Retry-After; the exact wait in milliseconds too.
+        headers = {
+            "Retry-After": str(max(1, -(-error.retry_after_ms // 1000))),
+            "retry-after-ms": str(error.retry_after_ms),
+        }
+    return error_response(request, status_of(error), error.message, headers)

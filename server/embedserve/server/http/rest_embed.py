@@ -1,0 +1,133 @@
+"""REST mirror of EmbeddingService: embed, embed-tokens, tokenize, similarity, model info."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from embedserve.server import similarity
+from embedserve.server.auth import ApiKey
+from embedserve.server.embedder import Task, Timings
+from embedserve.server.errors import InvalidArgument
+from embedserve.server.http.backend import Backend
+from embedserve.server.http.guard import guard
+from embedserve.server.http.responses import json_response
+from embedserve.server.http.schemas import EmbedRequest, SimilarityRequest, TokenizeRequest
+from embedserve.server.model_info import model_info
+
+router = APIRouter(prefix="/api/v1", tags=["Embeddings"])
+Caller = Annotated[ApiKey | None, Depends(guard)]
+
+
+def _backend(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def timings_json(timings: Timings) -> dict[str, float]:
+    return dataclasses.asdict(timings)
+
+
+@router.post("/embed", summary="Embed texts with every option (gRPC Embed)")
+async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Response:
+    embedder = _backend(request).embedder
+    result = await embedder.embed(body.inputs, body.options.params())
+    embeddings = [
+        {"values": values, "token_count": tokens, "truncated": cut, "chunk_count": chunks}
+        for values, tokens, cut, chunks in zip(
+            result.vectors.tolist(),
+            result.token_counts,
+            result.truncated,
+            result.chunk_counts,
+            strict=True,
+        )
+    ]
+    return json_response(
+        {
+            "embeddings": embeddings,
+            "usage": {"total_tokens": result.total_tokens},
+            "timings": timings_json(result.timings),
+            "model": embedder.model.spec.model_id,
+            "dimensions": int(result.vectors.shape[1]),
+        }
+    )
+
+
+@router.post("/embed-tokens", summary="Per-token vectors (gRPC EmbedTokens)")
+async def embed_tokens(body: EmbedRequest, request: Request, caller: Caller) -> Response:
+    result = await _backend(request).embedder.embed_tokens(body.inputs, body.options.params())
+    items: list[dict[str, Any]] = []
+    for detail, matrix, truncated in zip(
+        result.details, result.vectors, result.truncated, strict=True
+    ):
+        tokens = [
+            {"token": tok, "token_id": tid, "start": start, "end": end, "values": row}
+            for tok, tid, (start, end), row in zip(
+                detail.tokens, detail.ids, detail.offsets, matrix.tolist(), strict=True
+            )
+        ]
+        items.append({"tokens": tokens, "truncated": truncated})
+    return json_response(
+        {
+            "results": items,
+            "usage": {"total_tokens": sum(len(d.ids) for d in result.details)},
+            "timings": timings_json(result.timings),
+            "dimensions": int(result.vectors[0].shape[1]),
+        }
+    )
+
+
+@router.post("/tokenize", summary="Tokens as the model sees them (gRPC Tokenize)")
+async def tokenize(body: TokenizeRequest, request: Request, caller: Caller) -> Response:
+    embedder = _backend(request).embedder
+    task = Task(body.task) if body.task else Task.DEFAULT
+    details = await embedder.tokenize(body.inputs, task, body.prompt)
+    limit = embedder.model.spec.max_tokens
+    return json_response(
+        {
+            "results": [
+                {
+                    "ids": d.ids,
+                    "tokens": d.tokens,
+                    "token_count": len(d.ids),
+                    "exceeds_max_tokens": len(d.ids) > limit,
+                }
+                for d in details
+            ],
+            "usage": {"total_tokens": sum(len(d.ids) for d in details)},
+            "max_tokens": limit,
+        }
+    )
+
+
+@router.post("/similarity", summary="Cosine similarity of pairs or query/candidates")
+async def score(body: SimilarityRequest, request: Request, caller: Caller) -> Response:
+    embedder = _backend(request).embedder
+    params = body.options.params()
+    if (body.pairs is None) == (body.query_candidates is None):
+        raise InvalidArgument("exactly one of pairs or query_candidates must be set")
+    if body.pairs is not None:
+        pairs = [(pair.a, pair.b) for pair in body.pairs]
+        scored = await similarity.score_pairs(embedder, pairs, params)
+    else:
+        assert body.query_candidates is not None
+        qc = body.query_candidates
+        scored = await similarity.score_candidates(embedder, qc.query, qc.candidates, params)
+    return json_response(
+        {
+            "scores": scored.scores.tolist(),
+            "usage": {"total_tokens": scored.total_tokens},
+            "timings": timings_json(scored.timings),
+        }
+    )
+
+
+@router.get("/model", summary="What is served: model, pooling, prompts, limits")
+async def get_model_info(request: Request, caller: Caller) -> Response:
+    info = model_info(_backend(request).embedder)
+    body = dataclasses.asdict(info)
+    body["pooling"] = info.pooling.value
+    return json_response(body)

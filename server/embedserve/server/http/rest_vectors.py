@@ -1,0 +1,224 @@
+"""REST mirror of VectorService: collections, upsert, search, recommend, get, delete, count.
+
+Filters keep the JSON form of the gRPC ``Filter`` message, parsed by the same converter.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from google.protobuf.json_format import ParseDict, ParseError
+from starlette.responses import Response
+
+from embedserve.connectors import types as st
+from embedserve.server import vector_convert as vc
+from embedserve.server.auth import ApiKey, check_collection
+from embedserve.server.embedder import Task
+from embedserve.server.errors import InvalidArgument
+from embedserve.server.http.backend import Backend
+from embedserve.server.http.guard import guard
+from embedserve.server.http.responses import json_response
+from embedserve.server.http.rest_embed import timings_json
+from embedserve.server.http.schemas import (
+    CountRequest,
+    CreateCollectionRequest,
+    DeleteRequest,
+    Document,
+    Example,
+    FilterJson,
+    GetRequest,
+    QueryParams,
+    RecommendRequest,
+    SearchRequest,
+    UpsertRequest,
+    WriteOptions,
+)
+from embedserve.server.vectors import DocumentIn, QueryIn, VectorCore, WriteSettings
+from embedserve.v1 import vector_pb2 as pb
+
+router = APIRouter(prefix="/api/v1/collections", tags=["Vector store"])
+Caller = Annotated[ApiKey | None, Depends(guard)]
+
+
+def _core(request: Request) -> VectorCore:
+    backend: Backend = request.app.state.backend
+    return backend.vectors
+
+
+# -- JSON to core types ----------------------------------------------------------------
+
+
+def parse_filter(value: FilterJson | None, field: str = "filter") -> st.Filter | None:
+    if value is None:
+        return None
+    try:
+        message = ParseDict(value, pb.Filter())
+    except ParseError as exc:
+        raise InvalidArgument(f"{field}: {exc}") from exc
+    parsed = vc.filter_from_proto(message, field)
+    return None if parsed.is_empty() else parsed
+
+
+def spec_of(body: CreateCollectionRequest, model_width: int) -> st.CollectionSpec:
+    config = body.config
+    tuning = {name: getattr(config, name) for name in st.TUNING_FIELDS}
+    return vc.store_value(
+        st.CollectionSpec,
+        body.name,
+        vector_size=config.dimensions or model_width,
+        distance=st.Distance(config.distance),
+        on_disk=config.on_disk,
+        quantization=st.Quantization(config.quantization),
+        payload_indexes={k: st.PayloadIndexKind(v) for k, v in config.payload_indexes.items()},
+        **{name: value for name, value in tuning.items() if value is not None},
+    )
+
+
+def search_params(params: QueryParams) -> st.SearchParams:
+    fields = params.model_dump(exclude_none=True)
+    return vc.store_value(st.SearchParams, **fields)
+
+
+def documents_in(documents: list[Document]) -> list[DocumentIn]:
+    return [DocumentIn(d.id, d.text, d.vector, dict(d.payload)) for d in documents]
+
+
+def write_settings(options: WriteOptions) -> WriteSettings:
+    return WriteSettings(options.embed.params(Task.DOCUMENT), options.store_text)
+
+
+def example_in(example: Example) -> QueryIn:
+    return QueryIn(text=example.text, vector=example.vector, id=example.id)
+
+
+# -- core types to JSON ----------------------------------------------------------------
+
+
+def info_json(info: st.CollectionInfo) -> dict[str, Any]:
+    spec = info.spec
+    config: dict[str, Any] = {
+        "dimensions": spec.vector_size,
+        "distance": spec.distance.value,
+        "on_disk": spec.on_disk,
+        "quantization": spec.quantization.value,
+        "payload_indexes": {k: v.value for k, v in spec.payload_indexes.items()},
+    }
+    config |= {name: getattr(spec, name) for name in st.TUNING_FIELDS}
+    return {"name": spec.name, "points_count": info.points_count, "config": config}
+
+
+def scored_json(points: list[st.ScoredPoint]) -> list[dict[str, Any]]:
+    return [
+        {"id": p.id, "score": p.score, "payload": p.payload or {}, "vector": p.vector}
+        for p in points
+    ]
+
+
+# -- routes ------------------------------------------------------------------------------
+
+
+@router.get("", summary="List collections")
+async def list_collections(request: Request, caller: Caller) -> Response:
+    core = _core(request)
+    names = await core.list_collections()
+    if caller is not None:
+        names = [n for n in names if caller.allows_collection(n)]
+    return json_response({"names": names})
+
+
+@router.post("", summary="Create a collection (admin)")
+async def create_collection(
+    body: CreateCollectionRequest, request: Request, caller: Caller
+) -> Response:
+    if caller is not None:
+        check_collection(caller, body.name)
+    core = _core(request)
+    info = await core.create_collection(spec_of(body, core.model_width))
+    return json_response({"collection": info_json(info)})
+
+
+@router.get("/{name}", summary="Describe a collection")
+async def get_collection(name: str, request: Request, caller: Caller) -> Response:
+    core = _core(request)
+    info = await core.get_collection(name)
+    return json_response({"collection": info_json(info)})
+
+
+@router.delete("/{name}", summary="Delete a collection (admin)")
+async def delete_collection(name: str, request: Request, caller: Caller) -> Response:
+    await _core(request).delete_collection(name)
+    return json_response({})
+
+
+@router.post("/{name}/upsert", summary="Write one batch of documents (write)")
+async def upsert(name: str, body: UpsertRequest, request: Request, caller: Caller) -> Response:
+    core = _core(request)
+    prepared = await core.prepare(name, documents_in(body.documents), write_settings(body.options))
+    await core.write(name, prepared.points)
+    return json_response(
+        {"upserted": len(prepared.points), "usage": {"total_tokens": prepared.tokens}}
+    )
+
+
+@router.post("/{name}/search", summary="kNN search by text or vector")
+async def search(name: str, body: SearchRequest, request: Request, caller: Caller) -> Response:
+    outcome = await _core(request).search(
+        name,
+        QueryIn(text=body.text, vector=body.vector),
+        parse_filter(body.filter),
+        search_params(body.params),
+        body.embed.params(Task.QUERY),
+    )
+    return json_response(
+        {
+            "results": scored_json(outcome.results),
+            "usage": {"total_tokens": outcome.tokens},
+            "timings": timings_json(outcome.timings),
+            "search_ms": outcome.search_ms,
+        }
+    )
+
+
+@router.post("/{name}/recommend", summary="Recommend from example ids, texts or vectors")
+async def recommend(
+    name: str, body: RecommendRequest, request: Request, caller: Caller
+) -> Response:
+    outcome = await _core(request).recommend(
+        name,
+        [example_in(e) for e in body.positive],
+        [example_in(e) for e in body.negative],
+        st.RecommendStrategy(body.strategy),
+        parse_filter(body.filter),
+        search_params(body.params),
+        body.embed.params(Task.QUERY),
+    )
+    return json_response(
+        {
+            "results": scored_json(outcome.results),
+            "usage": {"total_tokens": outcome.tokens},
+            "search_ms": outcome.search_ms,
+        }
+    )
+
+
+@router.post("/{name}/get", summary="Fetch documents by id")
+async def get_documents(name: str, body: GetRequest, request: Request, caller: Caller) -> Response:
+    records = await _core(request).get(name, body.ids, body.with_vectors)
+    return json_response(
+        {"documents": [{"id": r.id, "payload": r.payload, "vector": r.vector} for r in records]}
+    )
+
+
+@router.post("/{name}/delete", summary="Delete documents by ids and/or filter (write)")
+async def delete_documents(
+    name: str, body: DeleteRequest, request: Request, caller: Caller
+) -> Response:
+    await _core(request).delete(name, body.ids, parse_filter(body.filter))
+    return json_response({})
+
+
+@router.post("/{name}/count", summary="Count documents, optionally filtered")
+async def count(name: str, body: CountRequest, request: Request, caller: Caller) -> Response:
+    total = await _core(request).count(name, parse_filter(body.filter))
+    return json_response({"count": total})

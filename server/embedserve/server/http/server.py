@@ -1,0 +1,81 @@
+"""Runs the HTTP app with uvicorn on the event loop that already runs grpc.aio.
+
+One loop, one batcher: HTTP handlers await the same core as the gRPC servicers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import socket
+import ssl
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from embedserve.server.config import Settings
+
+
+class _HostedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The hosting process owns SIGTERM/SIGINT and drains both transports itself.
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class HttpServer:
+    def __init__(self, app: FastAPI, settings: Settings, port: int) -> None:
+        tls: dict[str, object] = {}
+        if settings.tls_cert:
+            tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+        if settings.tls_client_ca:
+            tls |= {"ssl_ca_certs": settings.tls_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # the server's own logging setup applies
+            access_log=False,  # ObserveMiddleware writes the access lines
+            lifespan="off",
+            timeout_graceful_shutdown=math.ceil(settings.grace_period_s),
+            **tls,  # type: ignore[arg-type]
+        )
+        self.app = app
+        self._server = _HostedServer(config)
+        self._socket = _bind(settings.host, port)
+        self.port: int = self._socket.getsockname()[1]
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._server.serve(sockets=[self._socket])
+        )
+        while not self._server.started:
+            if self._task.done():
+                await self._task  # surfaces a failed start (e.g. a bad certificate)
+                raise OSError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; requests in flight get ``grace`` seconds to finish."""
+        if self._task is None:
+            return
+        # Whole seconds, at least one: idle keep-alive connections close within it.
+        self._server.config.timeout_graceful_shutdown = max(1, math.ceil(grace))
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._socket.close()

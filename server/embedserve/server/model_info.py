@@ -1,0 +1,44 @@
+"""What the server serves: the model, its settings and the limits, for every transport."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from embedserve.server.batcher import BatchLimits
+from embedserve.server.embedder import Embedder, RequestLimits
+from embedserve.server.model_spec import PoolingMode
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    model_id: str
+    dimensions: int
+    max_tokens: int
+    pooling: PoolingMode
+    normalize: bool
+    prompts: dict[str, str]
+    default_prompt_name: str
+    dtype: str
+    device: str
+    model_type: str
+    batching: BatchLimits
+    limits: RequestLimits
+
+
+def model_info(embedder: Embedder) -> ModelInfo:
+    model = embedder.model
+    spec = model.spec
+    return ModelInfo(
+        model_id=spec.model_id,
+        dimensions=model.dimensions,
+        max_tokens=spec.max_tokens,
+        pooling=spec.pooling,
+        normalize=spec.normalize,
+        prompts=dict(spec.prompts),
+        default_prompt_name=spec.default_prompt_name or "",
+        dtype=str(model.dtype).removeprefix("torch."),
+        device=str(model.device),
+        model_type=model.model_type,
+        batching=embedder.batcher.limits,
+        limits=embedder.limits,
+    )

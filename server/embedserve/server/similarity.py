@@ -1,0 +1,77 @@
+"""Similarity scoring, shared by every transport: pairs, or one query against candidates."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task, Timings
+from embedserve.server.errors import InvalidArgument
+from embedserve.server.windows import FloatArray
+
+
+@dataclasses.dataclass
+class SimilarityResult:
+    scores: FloatArray
+    total_tokens: int
+    timings: Timings
+
+
+def cosine(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Row-wise cosine similarity of two (n, d) matrices."""
+    a_norm = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b_norm = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return np.asarray((a_norm * b_norm).sum(axis=1), dtype=np.float32)
+
+
+def _combine(scores: FloatArray, results: Sequence[EmbedResult]) -> SimilarityResult:
+    timings = results[0].timings
+    for other in results[1:]:
+        timings.merge(other.timings)
+    return SimilarityResult(scores, sum(r.total_tokens for r in results), timings)
+
+
+async def score_pairs(
+    embedder: Embedder,
+    pairs: Sequence[tuple[str, str]],
+    params: EmbedParams,
+    deadline: float | None = None,
+) -> SimilarityResult:
+    if not pairs:
+        raise InvalidArgument("pairs.pairs must not be empty")
+    texts = [a for a, _ in pairs] + [b for _, b in pairs]
+    result = await embedder.embed(texts, params, deadline, field="pairs (a, then b)")
+    half = len(pairs)
+    return _combine(cosine(result.vectors[:half], result.vectors[half:]), [result])
+
+
+async def score_candidates(
+    embedder: Embedder,
+    query: str,
+    candidates: Sequence[str],
+    params: EmbedParams,
+    deadline: float | None = None,
+) -> SimilarityResult:
+    if not query:
+        raise InvalidArgument("query_candidates.query is empty")
+    query_params, candidate_params = query_and_candidate_params(params)
+    query_result, candidate_result = await asyncio.gather(
+        embedder.embed([query], query_params, deadline, field="query"),
+        embedder.embed(
+            list(candidates), candidate_params, deadline, field="query_candidates.candidates"
+        ),
+    )
+    repeated = np.repeat(query_result.vectors, len(candidates), axis=0)
+    return _combine(cosine(repeated, candidate_result.vectors), [query_result, candidate_result])
+
+
+def query_and_candidate_params(params: EmbedParams) -> tuple[EmbedParams, EmbedParams]:
+    """With no task or prompt chosen, queries get the QUERY prompt and candidates DOCUMENT."""
+    if params.task is not Task.DEFAULT or params.prompt is not None:
+        return params, params
+    return dataclasses.replace(params, task=Task.QUERY), dataclasses.replace(
+        params, task=Task.DOCUMENT
+    )

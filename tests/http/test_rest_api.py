@@ -1,0 +1,193 @@
+"""The REST mirror against a live server: the same answers as gRPC, statuses from one table."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from embedserve.client import EmbedClient
+
+TOLERANCE = 1e-6
+
+
+@pytest.fixture
+def http(both: Any) -> Any:
+    with httpx.Client(base_url=both.url, timeout=60) as client:
+        yield client
+
+
+def test_embed_with_options_matches_grpc(both: Any, http: httpx.Client) -> None:
+    options = {"task": "query", "dimensions": 32, "overflow": "chunk", "normalize": True}
+    texts = ["short text", "long " * 700]
+    reply = http.post("/api/v1/embed", json={"inputs": texts, "options": options})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    with EmbedClient(both.target) as client:
+        expected = client.embed(texts, **options)
+    got = np.array([e["values"] for e in body["embeddings"]])
+    assert np.abs(got - expected).max() <= TOLERANCE
+    assert body["dimensions"] == 32
+    assert [e["chunk_count"] for e in body["embeddings"]][1] > 1
+    assert body["usage"]["total_tokens"] == sum(e["token_count"] for e in body["embeddings"])
+    assert body["timings"]["total_ms"] > 0
+
+
+def test_tokenize_similarity_and_model_info(both: Any, http: httpx.Client) -> None:
+    with EmbedClient(both.target) as client:
+        tokens = client.tokenize("Hello world").results[0]
+        scores = client.similarity("a cat", ["a kitten", "a truck"])
+        info = client.model_info()
+    body = http.post("/api/v1/tokenize", json={"inputs": ["Hello world"]}).json()
+    assert body["results"][0]["ids"] == list(tokens.ids)
+    assert body["results"][0]["tokens"] == list(tokens.tokens)
+    similar = http.post(
+        "/api/v1/similarity",
+        json={"query_candidates": {"query": "a cat", "candidates": ["a kitten", "a truck"]}},
+    ).json()
+    assert np.abs(np.array(similar["scores"]) - scores).max() <= TOLERANCE
+    pairs = http.post("/api/v1/similarity", json={"pairs": [{"a": "x", "b": "x"}]}).json()
+    assert pairs["scores"][0] == pytest.approx(1.0, abs=1e-5)
+    model = http.get("/api/v1/model").json()
+    assert model["model_id"] == info.model_id
+    assert model["dimensions"] == info.dimensions == 384
+    assert model["pooling"] == "mean"
+    assert model["batching"]["max_batch_size"] == info.batching.max_batch_size
+    tokens_reply = http.post("/api/v1/embed-tokens", json={"inputs": ["Hello world"]}).json()
+    assert [t["token"] for t in tokens_reply["results"][0]["tokens"]] == list(tokens.tokens)
+
+
+def test_vector_store_round_trip(both: Any, http: httpx.Client) -> None:
+    created = http.post(
+        "/api/v1/collections",
+        json={"name": "news", "config": {"payload_indexes": {"topic": "keyword"}}},
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["collection"]["config"]["dimensions"] == 384
+    again = http.post("/api/v1/collections", json={"name": "news"})
+    assert again.status_code == 409
+    assert again.json()["error"]["status"] == "ALREADY_EXISTS"
+    docs = [
+        {"id": "a1", "text": "The rocket reached orbit.", "payload": {"topic": "space"}},
+        {"id": "a2", "text": "Bake the bread for 40 minutes.", "payload": {"topic": "food"}},
+        {"id": "a3", "text": "The probe landed on Mars.", "payload": {"topic": "space"}},
+    ]
+    upserted = http.post(
+        "/api/v1/collections/news/upsert",
+        json={"documents": docs, "options": {"store_text": True}},
+    ).json()
+    assert upserted["upserted"] == 3
+    assert http.get("/api/v1/collections").json()["names"] == ["news"]
+    search = http.post(
+        "/api/v1/collections/news/search",
+        json={"text": "missions to planets", "params": {"limit": 2}},
+    ).json()
+    with EmbedClient(both.target) as client:
+        grpc_hits = client.search("news", "missions to planets", limit=2)
+    assert [h["id"] for h in search["results"]] == [h.id for h in grpc_hits]
+    assert search["results"][0]["payload"]["text"].startswith("The ")
+    space = {"must": [{"match": {"key": "topic", "text": "space"}}]}
+    filtered = http.post(
+        "/api/v1/collections/news/search", json={"text": "oven", "filter": space}
+    ).json()
+    assert {h["id"] for h in filtered["results"]} == {"a1", "a3"}
+    recommended = http.post(
+        "/api/v1/collections/news/recommend",
+        json={"positive": [{"id": "a1"}], "negative": [{"text": "bread"}]},
+    ).json()
+    assert recommended["results"][0]["id"] == "a3"
+    assert "a1" not in [h["id"] for h in recommended["results"]]
+    got = http.post("/api/v1/collections/news/get", json={"ids": ["a2"], "with_vectors": True})
+    assert got.json()["documents"][0]["payload"]["topic"] == "food"
+    assert len(got.json()["documents"][0]["vector"]) == 384
+    count = http.post("/api/v1/collections/news/count", json={"filter": space}).json()
+    assert count["count"] == 2
+    assert http.post("/api/v1/collections/news/delete", json={"filter": space}).status_code == 200
+    assert http.post("/api/v1/collections/news/count", json={}).json()["count"] == 1
+    assert http.get("/api/v1/collections/news").json()["collection"]["points_count"] == 1
+    assert http.delete("/api/v1/collections/news").status_code == 200
+    missing = http.post("/api/v1/collections/news/count", json={})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["status"] == "NOT_FOUND"
+
+
+def test_ndjson_ingestion_acknowledges_each_batch(both: Any, http: httpx.Client) -> None:
+    http.post("/api/v1/collections", json={"name": "feed"}).raise_for_status()
+    batches = [
+        {
+            "batch_id": f"b{n}",
+            "documents": [{"id": f"d{n}-{i}", "text": f"item {n} {i}"} for i in range(3)],
+        }
+        for n in range(4)
+    ]
+    body = "".join(json.dumps(batch) + "\n" for batch in batches)
+    with http.stream(
+        "POST",
+        "/api/v1/collections/feed/ingest",
+        content=body,
+        headers={"content-type": "application/x-ndjson"},
+    ) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"] == "application/x-ndjson"
+        acks = [json.loads(line) for line in reply.iter_lines() if line]
+    assert [a["batch_id"] for a in acks] == ["b0", "b1", "b2", "b3"]
+    assert acks[-1]["total_acknowledged"] == 12
+    assert acks[1]["ids"] == ["d1-0", "d1-1", "d1-2"]
+    assert http.post("/api/v1/collections/feed/count", json={}).json()["count"] == 12
+    # A bad line: the good ones before it are acknowledged, then one error line.
+    bad = json.dumps(batches[0]) + "\n" + '{"documents": [{"id": "x"}]}\n'
+    lines = [
+        json.loads(line)
+        for line in http.post("/api/v1/collections/feed/ingest", content=bad).text.splitlines()
+    ]
+    assert lines[0]["batch_id"] == "b0"
+    assert lines[-1]["error"]["status"] == "INVALID_ARGUMENT"
+    assert "needs exactly one of text or vector" in lines[-1]["error"]["message"]
+    assert http.post("/api/v1/collections/nope/ingest", content=bad).status_code == 404
+
+
+def test_validation_and_limits(start_http_server: Any, minilm_model: Any) -> None:
+    running = start_http_server(loaded=minilm_model, max_message_bytes=2000)
+    with httpx.Client(base_url=running.url) as http:
+        wrong_type = http.post("/api/v1/embed", json={"inputs": ["a"], "options": {"task": "x"}})
+        assert wrong_type.status_code == 400
+        assert wrong_type.json()["error"]["message"].startswith("options.task:")
+        too_big = http.post("/api/v1/embed", json={"inputs": ["a" * 3000]})
+        assert too_big.status_code == 400
+        assert "max_message_bytes" in too_big.json()["error"]["message"]
+        dims = http.post("/api/v1/embed", json={"inputs": ["a"], "options": {"dimensions": 999}})
+        assert dims.status_code == 400
+        assert "options.dimensions must be between 1 and 384" in dims.json()["error"]["message"]
+        assert http.get("/nowhere").status_code == 404
+
+
+def test_openapi_and_offline_docs(both: Any, http: httpx.Client) -> None:
+    spec = http.get("/openapi.json").json()
+    for path in ("/v1/embeddings", "/api/v1/embed", "/api/v1/collections/{name}/ingest"):
+        assert path in spec["paths"]
+    page = http.get("/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in page
+    assert "cdn" not in page.lower()
+    script = http.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200
+    assert len(script.content) > 100_000
+
+
+def test_request_id_health_and_drain(both: Any, http: httpx.Client) -> None:
+    reply = http.get("/health", headers={"x-request-id": "trace-me"})
+    assert reply.json() == {"status": "SERVING"}
+    assert reply.headers["x-request-id"] == "trace-me"
+    assert len(http.get("/health").headers["x-request-id"]) == 32  # generated
+    both.loop.call_soon_threadsafe(both.server.drain.start)
+    both.run(_nothing())
+    assert http.get("/health").status_code == 503
+    refused = http.post("/api/v1/embed", json={"inputs": ["a"]})
+    assert refused.status_code == 503
+    assert refused.json()["error"]["status"] == "UNAVAILABLE"
+
+
+async def _nothing() -> None:
+    return None
