@@ -68,11 +68,5 @@ def timings_to_proto(timings: Timings) -> pb.Timings:
 def embeddings_to_proto(result: EmbedResult) -> list[pb.Embedding]:
     return [
         pb.Embedding(values=vector, token_count=tokens, truncated=cut, chunk_count=chunks)
-        for vector, tokens, cut, chunks in zip(
-            result.vectors.tolist(),
-            result.token_counts,
-            result.truncated,
-            result.chunk_counts,
-            strict=True,
-        )
+        for vector, tokens, cut, chunks in result.rows()
     ]

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 
 import numpy as np
@@ -79,6 +79,16 @@ class EmbedResult:
     @property
     def total_tokens(self) -> int:
         return sum(self.token_counts)
+
+    def rows(self) -> Iterator[tuple[list[float], int, bool, int]]:
+        """Per input: its vector, token count, truncation flag and chunk count."""
+        return zip(
+            self.vectors.tolist(),
+            self.token_counts,
+            self.truncated,
+            self.chunk_counts,
+            strict=True,
+        )
 
 
 @dataclasses.dataclass

@@ -37,13 +37,7 @@ async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Respons
     result = await embedder.embed(body.inputs, body.options.params())
     embeddings = [
         {"values": values, "token_count": tokens, "truncated": cut, "chunk_count": chunks}
-        for values, tokens, cut, chunks in zip(
-            result.vectors.tolist(),
-            result.token_counts,
-            result.truncated,
-            result.chunk_counts,
-            strict=True,
-        )
+        for values, tokens, cut, chunks in result.rows()
     ]
     return json_response(
         {
