@@ -14,6 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# Every server started here or by the Go and Java tests speaks gRPC only: several run at
+# once, and none may take the HTTP port another one holds.
+export EMBEDSERVE_HTTP_PORT=${EMBEDSERVE_HTTP_PORT:-0}
 PY=${EMBEDSERVE_PYTHON:-$ROOT/.venv/bin/python}
 BIN=${EMBEDSERVE_BIN:-$ROOT/.venv/bin/embedserve}
 started=$SECONDS

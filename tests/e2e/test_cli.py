@@ -138,6 +138,7 @@ def test_ingest_resumes_search_recommend_and_collections(served: str, tmp_path: 
     assert "docs/s" in first.stderr
     write_jsonl(source, 60, 90)  # the producer appended more; the re-run sends only those
     second = run_cli("ingest", str(source), "-c", "cli", "--target", served)
+    assert second.returncode == 0, second.stderr
     assert "resuming after 60 acknowledged documents" in second.stderr
     assert "ingested 30 documents" in second.stderr
     assert json.loads((tmp_path / "docs.jsonl.progress").read_text())["acknowledged"] == 90
@@ -165,3 +166,35 @@ def test_ingest_resumes_search_recommend_and_collections(served: str, tmp_path: 
     config = json.loads(made.stdout)["config"]
     assert config["quantization"] == "QUANTIZATION_SCALAR_INT8"
     assert config["fullScanThresholdKb"] == 20000
+
+
+def test_ingest_resumes_after_a_failure_mid_stream_and_restart_starts_over(
+    served: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "broken.jsonl"
+    write_jsonl(source, 0, 48)
+    lines = source.read_text().splitlines()
+    good = lines[40]
+    bad = json.loads(good) | {"payload": {"_embedserve_id": "not yours"}}
+    lines[40] = json.dumps(bad)
+    source.write_text("\n".join(lines) + "\n")
+    ingest = ["ingest", str(source), "-c", "resume", "--target", served, "--batch-size", "16"]
+
+    first = run_cli(*ingest)
+    # The third batch (documents 32-47) holds the bad one; the two before it are durable.
+    assert first.returncode == 1
+    assert "documents[8]" in first.stderr and "reserved" in first.stderr
+    assert json.loads((tmp_path / "broken.jsonl.progress").read_text())["acknowledged"] == 32
+
+    lines[40] = good
+    source.write_text("\n".join(lines) + "\n")
+    second = run_cli(*ingest)
+    assert second.returncode == 0, second.stderr
+    assert "resuming after 32 acknowledged documents" in second.stderr
+    assert "ingested 16 documents" in second.stderr
+
+    again = run_cli(*ingest, "--restart")
+    assert again.returncode == 0, again.stderr
+    assert "resuming" not in again.stderr and "ingested 48 documents" in again.stderr
+    with EmbedClient(served) as client:
+        assert client.count("resume") == 48  # re-sent documents overwrite, never duplicate

@@ -26,7 +26,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, minilm_model: Any) -> Itera
 
     from embedserve.server.config import Settings
 
-    settings = Settings(port=0, model="minilm", data_dir=str(tmp_path_factory.mktemp("data")))
+    settings = Settings(
+        port=0, http_port=0, model="minilm", data_dir=str(tmp_path_factory.mktemp("data"))
+    )
     running = RunningServer(settings, minilm_model).wait_ready()
     with EmbedClient(running.target) as client:
         client.create_collection("corpus", payload_indexes={"topic": "keyword"})

@@ -25,6 +25,14 @@ _INDEX_KINDS = {
     "bool": pb.PAYLOAD_INDEX_KIND_BOOL,
     "text": pb.PAYLOAD_INDEX_KIND_TEXT,
 }
+
+
+def index_kind_names(indexes: Mapping[str, pb.PayloadIndexKind.ValueType]) -> dict[str, str]:
+    """A collection's payload indexes by the names ``create_collection`` takes."""
+    names = {kind: name for name, kind in _INDEX_KINDS.items()}
+    return {field: names[kind] for field, kind in indexes.items()}
+
+
 _STRATEGIES = {
     "average_vector": pb.RECOMMEND_STRATEGY_AVERAGE_VECTOR,
     "best_score": pb.RECOMMEND_STRATEGY_BEST_SCORE,

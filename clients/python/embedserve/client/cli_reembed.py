@@ -1,0 +1,78 @@
+"""``embedserve reembed``: a collection's stored texts, embedded again by the served model.
+
+After a model change (a fine-tuned folder, a new version), the old collection's vectors
+no longer match new queries. ``reembed`` reads every document's stored text (written
+with ``--store-text``), sends it through the ingestion path of the server, which embeds
+it with the model it serves now, and writes a new collection; the old one stays as it
+is until clients have switched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from embedserve.client._sync import EmbedClient
+from embedserve.client._vector_calls import index_kind_names
+from embedserve.client.cli_connect import add_target, client_verb
+
+TEXT_KEY = "text"  # where ``store_text`` keeps a document's text
+
+
+def add_parser(commands: Any) -> None:
+    reembed = commands.add_parser(
+        "reembed", help="embed a collection's stored texts again, into a new collection"
+    )
+    reembed.add_argument("collection", help="the collection to read (texts stored in it)")
+    reembed.add_argument("--to", required=True, dest="new_collection", help="a new collection")
+    add_target(reembed)
+    reembed.add_argument("--batch-size", type=int, default=64)
+    reembed.add_argument("--filter", help="JSON filter: only the matching documents")
+    reembed.set_defaults(run=client_verb(_reembed))
+
+
+def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
+    if args.new_collection == args.collection:
+        raise ValueError("--to must name a new collection, not the one being read")
+    if args.new_collection in client.list_collections():
+        raise ValueError(f"collection {args.new_collection!r} exists already; pick a new name")
+    source = client.get_collection(args.collection)
+    query_filter = json.loads(args.filter) if args.filter else None
+    stored = client.scroll_iter(args.collection, filter=query_filter, page_size=args.batch_size)
+    documents = _with_texts(stored)
+    # The first document is checked before anything is created: a collection written
+    # without its texts fails here, leaving no empty new collection behind.
+    first = next(documents, None)
+    client.create_collection(
+        args.new_collection,
+        payload_indexes=index_kind_names(source.config.payload_indexes),
+    )
+    if first is not None:
+        documents = itertools.chain([first], documents)
+    written = 0
+    for ack in client.ingest_iter(
+        args.new_collection, documents, batch_size=args.batch_size, store_text=True
+    ):
+        written = int(ack.total_acknowledged)
+        print(f"\r{written} documents re-embedded", end="", file=sys.stderr)
+    print(
+        f"\nre-embedded {written} documents from {args.collection!r} into {args.new_collection!r}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _with_texts(stored: Iterator[Any]) -> Iterator[dict[str, Any]]:
+    for document in stored:
+        payload = dict(document.payload)
+        text = payload.pop(TEXT_KEY, None)
+        if not isinstance(text, str) or not text:
+            raise ValueError(
+                f"document {document.id!r} has no stored text: re-embedding needs collections "
+                "ingested with --store-text"
+            )
+        yield {"id": document.id, "text": text, "payload": payload}

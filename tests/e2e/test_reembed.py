@@ -1,0 +1,62 @@
+"""`embedserve reembed`: a collection written by one model, embedded again by the next one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedserve.client import EmbedClient
+from embedserve.client.cli import main as cli_main
+
+DOCS = [
+    {"id": f"d{i}", "text": text, "payload": {"topic": topic}}
+    for i, (text, topic) in enumerate(
+        [
+            ("the rocket reached orbit after a long countdown", "space"),
+            ("the probe landed on a frozen moon", "space"),
+            ("bake the bread until the crust is brown", "food"),
+            ("simmer the tomato sauce with garlic", "food"),
+            ("the striker scored in the final minute", "sport"),
+            ("the team trained on a muddy pitch", "sport"),
+        ]
+    )
+]
+
+
+def test_reembed_writes_the_served_models_vectors(
+    start_server, minilm_model, build_tiny_model, tmp_path, capsys
+) -> None:
+    data = str(tmp_path / "shared-data")
+    old = start_server(loaded=minilm_model, data_dir=data)
+    with EmbedClient(old.target) as client:
+        client.create_collection("articles", payload_indexes={"topic": "keyword"})
+        list(client.ingest_iter("articles", DOCS, store_text=True))
+        client.create_collection("bare")
+        client.upsert("bare", [{"id": "x", "text": "no text kept"}])
+    old.run(old.server.stop(0))  # closes the store; the fixture ends its loop later
+
+    # The next model (here a tiny ModernBERT) serves the same store.
+    new = start_server(model=str(build_tiny_model()), data_dir=data)
+    assert cli_main(["reembed", "articles", "--to", "articles-v2", "--target", new.target]) == 0
+    assert "re-embedded 6 documents" in capsys.readouterr().err
+    with EmbedClient(new.target) as client:
+        info = client.get_collection("articles-v2")
+        assert info.points_count == 6 and info.config.dimensions == 64
+        assert dict(info.config.payload_indexes) == dict(
+            client.get_collection("articles").config.payload_indexes
+        )
+        stored = {d.id: d.payload for d in client.scroll_iter("articles-v2")}
+        assert stored == {d["id"]: {**d["payload"], "text": d["text"]} for d in DOCS}
+        # The new collection ranks as the served model does, by brute force over its vectors.
+        documents = client.embed([d["text"] for d in DOCS], task="document")
+        for query in ("a spacecraft in orbit", "cooking dinner", "a football match"):
+            vector = client.embed(query, task="query")[0]
+            expected = [DOCS[i]["id"] for i in np.argsort(-(documents @ vector))]
+            hits = client.search("articles-v2", query, limit=6, exact=True)
+            assert [h.id for h in hits] == expected
+
+    assert cli_main(["reembed", "articles", "--to", "articles-v2", "--target", new.target]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert cli_main(["reembed", "bare", "--to", "bare-v2", "--target", new.target]) == 2
+    assert "has no stored text" in capsys.readouterr().err
+    with EmbedClient(new.target) as client:
+        assert "bare-v2" not in client.list_collections()  # nothing half-made
