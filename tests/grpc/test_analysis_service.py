@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import pytest
 from analysis_corpus import TOPIC_WORDS, documents, planted_pairs, rows
+from running_server import RunningServer
 from sklearn.metrics import adjusted_rand_score
 
 from embedserve.client import EmbedClient
@@ -22,8 +23,6 @@ from embedserve.server import cli
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, minilm_model: Any) -> Iterator[str]:
-    from conftest import RunningServer
-
     from embedserve.server.config import Settings
 
     settings = Settings(
