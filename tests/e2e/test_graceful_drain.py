@@ -91,8 +91,13 @@ def test_sigterm_during_a_10k_text_stream(tmp_path: Path, sentence_transformer: 
     assert cosines.min() > 0.9999
 
 
-def test_sigterm_during_ingestion_acknowledges_only_what_is_durable(tmp_path: Path) -> None:
-    process, target = start(tmp_path)
+# A known transport race, not the server's answer: the producer's next message can meet the
+# socket the exiting server closed before the client read the trailers that carry the status.
+TRANSPORT_RACE = "Stream removed"
+
+
+def sigterm_during_ingestion(data_dir: Path) -> tuple[list[str], grpc.RpcError]:
+    process, target = start(data_dir)
     acknowledged: list[str] = []
     documents = ({"id": f"doc-{i}", "text": text(i)} for i in range(TEXTS))
     try:
@@ -108,14 +113,23 @@ def test_sigterm_during_ingestion_acknowledges_only_what_is_durable(tmp_path: Pa
     finally:
         process.kill()
         process.wait(30)
-    code, details = error.value.code(), error.value.details()
+    return acknowledged, error.value
+
+
+def test_sigterm_during_ingestion_acknowledges_only_what_is_durable(tmp_path: Path) -> None:
+    for attempt in range(3):  # a fresh server and store each time the race hides the status
+        acknowledged, error = sigterm_during_ingestion(tmp_path / f"run-{attempt}")
+        if TRANSPORT_RACE not in (error.details() or ""):
+            break
+    code, details = error.code(), error.details()
     assert code == grpc.StatusCode.UNAVAILABLE, details
     assert "shutting down" in details
     # The server names the last document it acknowledged: the producer resumes after it.
     assert f"last acknowledged document: {acknowledged[-1]!r}" in details
     assert f"({len(acknowledged)} acknowledged on this stream)" in details
 
-    process, target = start(tmp_path)  # the same data directory
+    data_dir = tmp_path / f"run-{attempt}"
+    process, target = start(data_dir)  # the same data directory
     try:
         with EmbedClient(target) as client:
             assert {d.id for d in client.get("docs", acknowledged)} == set(acknowledged)
