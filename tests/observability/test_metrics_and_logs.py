@@ -8,6 +8,7 @@ import logging
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +32,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(port: int) -> Samples:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     samples = {}
@@ -39,6 +43,21 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
+
+
+def scrape_settled(port: int, expected: Samples) -> Samples:
+    """Scrape until ``expected`` holds or 5 s pass.
+
+    A call's metrics are recorded when its handler finishes, which can be just after the
+    client has read the status: a scrape right after the call may come a moment early.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        metrics = scrape(port)
+        settled = all(metrics.get(key) == value for key, value in expected.items())
+        if settled or time.monotonic() > deadline:
+            return metrics
+        time.sleep(0.05)
 
 
 def test_metrics_endpoint(start_server: Callable[..., Any], minilm_model: Any) -> None:
@@ -52,7 +71,12 @@ def test_metrics_endpoint(start_server: Callable[..., Any], minilm_model: Any) -
         client.create_collection("news")
         docs = [{"id": f"n{i}", "text": f"news item {i}"} for i in range(10)]
         assert len(list(client.ingest_iter("news", docs, batch_size=4))) == 3
-    metrics = scrape(port)
+
+    def rpc_total(method: str, code: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return ("embedserve_rpc_total", (("code", code), ("method", method), ("transport", "grpc")))
+
+    last_calls = {rpc_total(EMBED, "INVALID_ARGUMENT"): 1.0, rpc_total(INGEST, "OK"): 1.0}
+    metrics = scrape_settled(port, last_calls)
 
     def value(name: str, **labels: str) -> float:
         return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
@@ -87,10 +111,13 @@ def test_refusals_are_counted(start_server: Callable[..., Any], minilm_model: An
         reader.model_info()
         with pytest.raises(grpc.RpcError):
             reader.model_info()
-    metrics = scrape(port)
-    for code, count in (("UNAUTHENTICATED", 1), ("OK", 1), ("RESOURCE_EXHAUSTED", 1)):
-        key = ("embedserve_rpc_total", (("code", code), ("method", info), ("transport", "grpc")))
-        assert metrics.get(key) == count, code
+    expected: Samples = {
+        ("embedserve_rpc_total", (("code", code), ("method", info), ("transport", "grpc"))): 1.0
+        for code in ("UNAUTHENTICATED", "OK", "RESOURCE_EXHAUSTED")
+    }
+    metrics = scrape_settled(port, expected)
+    for key, count in expected.items():
+        assert metrics.get(key) == count, key
 
 
 def test_metrics_off_by_default(minilm_server: Any) -> None:
