@@ -143,3 +143,29 @@ def test_blocks_find_the_same_pairs_as_the_full_matrix() -> None:
     assert {(a, b) for a, b, _ in collector.ranked_pairs()} == expected and expected
     np.fill_diagonal(full, -np.inf)
     assert collector.best == pytest.approx({ids[i]: float(full[i].max()) for i in range(n)})
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(7, 16), (32, 32), (1024, 4096)])
+def test_tiles_keep_each_rows_strongest_neighbours(rows: int, columns: int) -> None:
+    """Tiled, each pair scored once, the result equals a row-by-row reading of the full
+    matrix: every row's best other row, and its ``max_neighbors`` strongest rows above the
+    threshold (tight groups of near-copies make the cap bind)."""
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((12, 16))
+    x = np.repeat(centres, 9, axis=0) + 0.05 * rng.standard_normal((108, 16))
+    x = np.vstack([x, rng.standard_normal((41, 16))]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"d{i:03d}" for i in range(len(x))]
+    collector = PairCollector(threshold=0.95)
+    compare_in_blocks(ids, x, collector, max_neighbors=3, rows=rows, columns=columns)
+
+    full = x @ x.T
+    np.fill_diagonal(full, -np.inf)
+    expected: dict[tuple[str, str], float] = {}
+    for i, row in enumerate(full):
+        above = [j for j in np.argsort(-row, kind="stable")[:3] if row[j] >= 0.95]
+        for j in above:
+            expected[(min(ids[i], ids[j]), max(ids[i], ids[j]))] = float(row[j])
+    assert len(expected) > 108  # the cap bound: 9 copies have 8 partners each
+    assert collector.pairs == pytest.approx(expected)
+    assert collector.best == pytest.approx({ids[i]: float(full[i].max()) for i in range(len(x))})
