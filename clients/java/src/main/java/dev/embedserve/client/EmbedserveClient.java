@@ -719,8 +719,8 @@ public final class EmbedserveClient implements AutoCloseable {
    * min_cluster_size}; {@code write_label} writes each document's label into its payload. {@link
    * Vectors#labelsById} reads the labels back as a map.
    *
-   * <p>Unlike the other reads, Cluster is never retried on another server ({@link Balancing}):
-   * with {@code write_label} it is a write.
+   * <p>A balanced client never retries Cluster on another server, unlike Scroll and
+   * FindDuplicates: with {@code write_label} it writes, and the retry policy is per method.
    */
   public ClusterResponse cluster(ClusterRequest request) {
     return vectors.cluster(request);
