@@ -16,7 +16,9 @@ import (
 // NOT_SERVING (warming up, draining) left out of the rotation, and UNAVAILABLE
 // retried on the idempotent calls only. Upsert, Delete, the ingestion streams
 // and collection changes are never retried: ingestion resumes through its own
-// acknowledgements. The Python and Java clients use the same JSON.
+// acknowledgements. Scroll and FindDuplicates are reads; Cluster is not listed,
+// since a Cluster with write_label writes payloads and the policy cannot tell
+// the two apart. The Python and Java clients use the same JSON.
 const balancingServiceConfig = `{
   "loadBalancingConfig": [{"round_robin": {}}],
   "healthCheckConfig": {"serviceName": ""},
@@ -32,7 +34,9 @@ const balancingServiceConfig = `{
       {"service": "embedserve.v1.VectorService", "method": "Get"},
       {"service": "embedserve.v1.VectorService", "method": "Count"},
       {"service": "embedserve.v1.VectorService", "method": "ListCollections"},
-      {"service": "embedserve.v1.VectorService", "method": "GetCollection"}
+      {"service": "embedserve.v1.VectorService", "method": "GetCollection"},
+      {"service": "embedserve.v1.VectorService", "method": "Scroll"},
+      {"service": "embedserve.v1.VectorService", "method": "FindDuplicates"}
     ],
     "retryPolicy": {
       "maxAttempts": 5,

@@ -13,7 +13,8 @@ from typing import Any
 
 # Calls that may run twice without changing anything. Upsert, Delete, the ingestion
 # streams and collection changes are not retried: ingestion resumes through its own
-# acknowledgements, and a retried write could land after a later one.
+# acknowledgements, and a retried write could land after a later one. Cluster is left out
+# too: with write_label it writes payloads, and the policy is per method, not per request.
 IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
     "embedserve.v1.EmbeddingService": (
         "Embed",
@@ -29,6 +30,8 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "Count",
         "ListCollections",
         "GetCollection",
+        "Scroll",
+        "FindDuplicates",
     ),
 }
 

@@ -19,7 +19,10 @@ import java.util.Map;
  * round_robin over every address, a server reporting NOT_SERVING (warming up, draining) left out
  * of the rotation, and UNAVAILABLE retried on the idempotent calls only. Upsert, Delete, the
  * ingestion streams and collection changes are never retried: ingestion resumes through its own
- * acknowledgements. The Go and Python clients use the same service config.
+ * acknowledgements. Scroll (the same cursor gives the same page) and FindDuplicates are reads and
+ * are retried; Cluster is not: the policy is chosen per method, not per request, and a Cluster
+ * with write_label rewrites payloads (the server's roles count it as a write), so a caller retries
+ * a read-only Cluster itself. The Go and Python clients use the same service config.
  */
 final class Balancing {
   static final String STATIC_SCHEME = "embedserve-static";
@@ -36,6 +39,8 @@ final class Balancing {
     {"embedserve.v1.VectorService", "Count"},
     {"embedserve.v1.VectorService", "ListCollections"},
     {"embedserve.v1.VectorService", "GetCollection"},
+    {"embedserve.v1.VectorService", "Scroll"},
+    {"embedserve.v1.VectorService", "FindDuplicates"},
   };
 
   static {

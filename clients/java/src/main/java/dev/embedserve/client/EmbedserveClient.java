@@ -1,5 +1,7 @@
 package dev.embedserve.client;
 
+import dev.embedserve.v1.ClusterRequest;
+import dev.embedserve.v1.ClusterResponse;
 import dev.embedserve.v1.CollectionConfig;
 import dev.embedserve.v1.CollectionInfo;
 import dev.embedserve.v1.CountRequest;
@@ -16,6 +18,8 @@ import dev.embedserve.v1.Embedding;
 import dev.embedserve.v1.EmbeddingServiceGrpc;
 import dev.embedserve.v1.Example;
 import dev.embedserve.v1.Filter;
+import dev.embedserve.v1.FindDuplicatesRequest;
+import dev.embedserve.v1.FindDuplicatesResponse;
 import dev.embedserve.v1.GetCollectionRequest;
 import dev.embedserve.v1.GetModelInfoRequest;
 import dev.embedserve.v1.GetModelInfoResponse;
@@ -27,6 +31,8 @@ import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.RecommendRequest;
 import dev.embedserve.v1.RecommendStrategy;
 import dev.embedserve.v1.ScoredDocument;
+import dev.embedserve.v1.ScrollRequest;
+import dev.embedserve.v1.ScrollResponse;
 import dev.embedserve.v1.SearchRequest;
 import dev.embedserve.v1.StoredDocument;
 import dev.embedserve.v1.UpsertRequest;
@@ -73,6 +79,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.function.Consumer;
+import java.util.stream.Stream;
 
 /**
  * Thin client for the embedserve gRPC server.
@@ -85,8 +92,9 @@ import java.util.function.Consumer;
  *
  * <p>The VectorService calls are on the same client: collections ({@link #createCollection},
  * ...), acknowledged streaming ingestion ({@link #ingest}), {@link #search}, {@link #recommend},
- * {@link #get}, {@link #delete} and {@link #count}; {@link Vectors} builds their documents,
- * examples and filters.
+ * {@link #get}, {@link #delete} and {@link #count}, and export and analysis: {@link #scroll}
+ * (one page), {@link #scrollAll} (every document, following the cursor), {@link #cluster} and
+ * {@link #findDuplicates}; {@link Vectors} builds their documents, examples and filters.
  *
  * <p>Failed calls throw {@link StatusRuntimeException} carrying the server's status
  * ({@code INVALID_ARGUMENT}, {@code DEADLINE_EXCEEDED}, ...). Unary calls get the client's
@@ -152,7 +160,7 @@ public final class EmbedserveClient implements AutoCloseable {
   /**
    * Starts configuring a client for {@code target} ("host:port" or any gRPC target URI). Several
    * servers ("host:port,host:port") or a {@code dns:///} target get round_robin balancing, and
-   * idempotent calls (Embed, Search, Get, Count, ...) are retried on UNAVAILABLE.
+   * idempotent calls (Embed, Search, Get, Count, Scroll, ...) are retried on UNAVAILABLE.
    */
   public static Builder builder(String target) {
     return new Builder(target);
@@ -621,15 +629,7 @@ public final class EmbedserveClient implements AutoCloseable {
                     .setWithVectors(withVectors)
                     .build())
             .getDocumentsList();
-    List<Stored> stored = new ArrayList<>(documents.size());
-    for (StoredDocument document : documents) {
-      stored.add(
-          new Stored(
-              document.getId(),
-              Vectors.toMap(document.getPayload()),
-              document.hasVector() ? floats(document.getVector()) : null));
-    }
-    return Collections.unmodifiableList(stored);
+    return stored(documents);
   }
 
   /** Deletes the documents with the given ids. */
@@ -661,6 +661,97 @@ public final class EmbedserveClient implements AutoCloseable {
       request.setFilter(filter);
     }
     return vectors.count(request.build()).getCount();
+  }
+
+  // ---- Export and analysis -------------------------------------------------------------------
+
+  /**
+   * One page of {@code limit} stored documents with their payloads, in a stable order; {@code
+   * cursor} is null for the first page, then the previous page's {@link ScrollPage#nextCursor}.
+   */
+  public ScrollPage scroll(String collection, String cursor, int limit) {
+    return scroll(
+        ScrollRequest.newBuilder()
+            .setCollection(collection)
+            .setCursor(cursor == null ? "" : cursor)
+            .setLimit(limit)
+            .build());
+  }
+
+  /** One page of any scroll request (filter, page size, payloads and vectors or not). */
+  public ScrollPage scroll(ScrollRequest request) {
+    ScrollResponse response = vectors.scroll(request);
+    String next = response.getNextCursor();
+    return new ScrollPage(stored(response.getDocumentsList()), next.isEmpty() ? null : next);
+  }
+
+  /** Every document of a collection with its payload, fetched 256 a page. */
+  public Stream<Stored> scrollAll(String collection) {
+    return scrollAll(ScrollRequest.newBuilder().setCollection(collection).build());
+  }
+
+  /**
+   * Every document {@code request} matches, from its cursor on (empty: the start), read lazily:
+   * the next page is asked for when the stream has consumed the current one, each request under
+   * the default deadline. Filter, page size ({@code limit}), payloads and vectors come from
+   * {@code request}. Use {@code .iterator()} for an {@link Iterator}.
+   *
+   * @throws StatusRuntimeException from the stream's terminal operation (or the iterator's
+   *     {@code hasNext}) when a page request fails, e.g. {@code NOT_FOUND} for a missing collection
+   */
+  public Stream<Stored> scrollAll(ScrollRequest request) {
+    return ScrollCursor.stream(this::scroll, request);
+  }
+
+  /** Groups a collection's documents by k-means, k chosen by silhouette over 2..12. */
+  public ClusterResponse cluster(String collection) {
+    return cluster(ClusterRequest.newBuilder().setCollection(collection).build());
+  }
+
+  /** Groups texts (embedded as documents; ids are their indexes), k chosen by silhouette. */
+  public ClusterResponse clusterTexts(List<String> texts) {
+    return cluster(ClusterRequest.newBuilder().setTexts(Vectors.textList(texts)).build());
+  }
+
+  /**
+   * Groups a collection's documents or a list of texts ({@link Vectors#textList}): k-means with
+   * {@code k}, or k chosen by silhouette over {@code k_min..k_max}; or HDBSCAN with {@code
+   * min_cluster_size}; {@code write_label} writes each document's label into its payload. {@link
+   * Vectors#labelsById} reads the labels back as a map.
+   *
+   * <p>A balanced client never retries Cluster on another server, unlike Scroll and
+   * FindDuplicates: with {@code write_label} it writes, and the retry policy is per method.
+   */
+  public ClusterResponse cluster(ClusterRequest request) {
+    return vectors.cluster(request);
+  }
+
+  /** Near-duplicate pairs and groups of a collection at or above a cosine {@code threshold}. */
+  public FindDuplicatesResponse findDuplicates(String collection, float threshold) {
+    return findDuplicates(
+        FindDuplicatesRequest.newBuilder().setCollection(collection).setThreshold(threshold).build());
+  }
+
+  /**
+   * Near-duplicate pairs (best first) and groups, each document's best-neighbour score as a
+   * histogram, and the stored texts of the paired ids.
+   *
+   * @throws StatusRuntimeException {@code INVALID_ARGUMENT} for a threshold outside [-1, 1]
+   */
+  public FindDuplicatesResponse findDuplicates(FindDuplicatesRequest request) {
+    return vectors.findDuplicates(request);
+  }
+
+  private static List<Stored> stored(List<StoredDocument> documents) {
+    List<Stored> stored = new ArrayList<>(documents.size());
+    for (StoredDocument document : documents) {
+      stored.add(
+          new Stored(
+              document.getId(),
+              Vectors.toMap(document.getPayload()),
+              document.hasVector() ? floats(document.getVector()) : null));
+    }
+    return Collections.unmodifiableList(stored);
   }
 
   private static List<Hit> hits(List<ScoredDocument> results) {
@@ -732,8 +823,19 @@ public final class EmbedserveClient implements AutoCloseable {
    */
   public record Hit(String id, float score, Map<String, Object> payload, float[] vector) {}
 
-  /** A stored document returned by {@link #get} ({@code vector} null unless asked for). */
+  /**
+   * A stored document returned by {@link #get} and {@link #scroll} ({@code payload} empty when
+   * none was asked for, {@code vector} null unless asked for).
+   */
   public record Stored(String id, Map<String, Object> payload, float[] vector) {}
+
+  /** One page of {@link #scroll}; {@code nextCursor} is null after the last page. */
+  public record ScrollPage(List<Stored> documents, String nextCursor) {
+    /** Whether no page follows this one. */
+    public boolean isLast() {
+      return nextCursor == null;
+    }
+  }
 
   /** Gives unary calls without a deadline the client's default one. */
   private static final class DefaultDeadline implements ClientInterceptor {

@@ -4,6 +4,7 @@ import com.google.protobuf.ListValue;
 import com.google.protobuf.NullValue;
 import com.google.protobuf.Struct;
 import com.google.protobuf.Value;
+import dev.embedserve.v1.ClusterResponse;
 import dev.embedserve.v1.Condition;
 import dev.embedserve.v1.Document;
 import dev.embedserve.v1.Example;
@@ -12,6 +13,7 @@ import dev.embedserve.v1.HasId;
 import dev.embedserve.v1.MatchAny;
 import dev.embedserve.v1.MatchValue;
 import dev.embedserve.v1.QueryParams;
+import dev.embedserve.v1.TextList;
 import dev.embedserve.v1.Vector;
 import io.grpc.Status;
 import java.util.ArrayList;
@@ -22,7 +24,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Builders for the VectorService messages: documents, examples, filters and payloads.
+ * Builders for the VectorService messages: documents, examples, filters, payloads and cluster
+ * texts; and readers of payloads and cluster labels.
  *
  * <pre>{@code
  * import static dev.embedserve.client.Vectors.*;
@@ -98,6 +101,20 @@ public final class Vectors {
   /** Query parameters asking for {@code n} results (other parameters: the server's defaults). */
   public static QueryParams limit(int n) {
     return QueryParams.newBuilder().setLimit(n).build();
+  }
+
+  /** Texts to cluster: {@code ClusterRequest.newBuilder().setTexts(textList(texts))}. */
+  public static TextList textList(List<String> texts) {
+    return TextList.newBuilder().addAllTexts(texts).build();
+  }
+
+  /** Each clustered id's label (-1: HDBSCAN noise), in the response's order. */
+  public static Map<String, Integer> labelsById(ClusterResponse response) {
+    Map<String, Integer> labels = new LinkedHashMap<>();
+    for (int i = 0; i < response.getIdsCount(); i++) {
+      labels.put(response.getIds(i), response.getLabels(i));
+    }
+    return Collections.unmodifiableMap(labels);
   }
 
   /** A filter that every condition must match. */

@@ -9,10 +9,8 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
+import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 
@@ -45,24 +43,16 @@ class EmbedExampleTest {
   /** clients/java/README.md shows exactly the marked snippets of EmbedExample. */
   @Test
   void readmeSnippetsAreTheExample() throws Exception {
-    String source =
-        Files.readString(Path.of("src/test/java/dev/embedserve/examples/EmbedExample.java"));
+    Map<String, String> snippets =
+        Snippets.of(Path.of("src/test/java/dev/embedserve/examples/EmbedExample.java"));
     String readme = Files.readString(Path.of("README.md"));
-    Matcher snippet =
-        Pattern.compile("(?s)\\n( *)// snippet: (\\w+)\\n(.*?)\\n *// end snippet").matcher(source);
-    List<String> names = new ArrayList<>();
-    while (snippet.find()) {
-      String indent = snippet.group(1);
-      StringBuilder block = new StringBuilder("```java\n");
-      for (String line : snippet.group(3).split("\n")) {
-        block.append(line.startsWith(indent) ? line.substring(indent.length()) : line).append('\n');
-      }
-      block.append("```");
-      names.add(snippet.group(2));
-      assertTrue(
-          readme.contains(block),
-          "README.md lacks the " + snippet.group(2) + " snippet of EmbedExample:\n" + block);
-    }
-    assertEquals(List.of("connect", "embed", "stream", "ingest", "search", "recommend"), names);
+    snippets.forEach(
+        (name, block) ->
+            assertTrue(
+                readme.contains(block),
+                "README.md lacks the " + name + " snippet of EmbedExample:\n" + block));
+    assertEquals(
+        List.of("connect", "embed", "stream", "ingest", "search", "recommend"),
+        List.copyOf(snippets.keySet()));
   }
 }
