@@ -15,6 +15,7 @@ import pytest
 from running_server import RunningServer
 
 from embedserve.client import EmbedClient
+from embedserve.server import cli
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "data" / "catalogue.jsonl"
 STRATEGIES = ("average_vector", "best_score", "sum_scores")
@@ -48,7 +49,7 @@ CATEGORY = {item["id"]: item["category"] for item in items()}
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, minilm_model: Any) -> Iterator[EmbedClient]:
+def server(tmp_path_factory: pytest.TempPathFactory, minilm_model: Any) -> Iterator[str]:
     from embedserve.server.config import Settings
 
     settings = Settings(
@@ -56,14 +57,20 @@ def client(tmp_path_factory: pytest.TempPathFactory, minilm_model: Any) -> Itera
     )
     running = RunningServer(settings, minilm_model).wait_ready()
     try:
-        with EmbedClient(running.target) as opened:
-            opened.create_collection(
+        with EmbedClient(running.target) as client:
+            client.create_collection(
                 "catalogue", payload_indexes={"category": "keyword", "price": "float"}
             )
-            assert opened.ingest("catalogue", documents(), batch_size=64) == len(CATEGORY)
-            yield opened
+            assert client.ingest("catalogue", documents(), batch_size=64) == len(CATEGORY)
+        yield running.target
     finally:
         running.stop()
+
+
+@pytest.fixture
+def client(server: str) -> Iterator[EmbedClient]:
+    with EmbedClient(server) as opened:
+        yield opened
 
 
 def ranking(
@@ -200,3 +207,24 @@ def test_a_text_example_and_a_filter(client: EmbedClient) -> None:
         h.id for h in everything if h.payload["category"] == "running" and h.payload["price"] <= 160
     ]
     assert [h.id for h in hits] == expected[:5]
+
+
+def test_cli_takes_ids_and_texts_and_names_the_missing_flag(
+    server: str, client: EmbedClient, capsys: Any
+) -> None:
+    args = ["recommend", "catalogue", "--target", server, "--strategy", "best_score"]
+    examples = ["--positive-text", "shoes for muddy forest trails", "-n", "ridge-mid-hiking-boot"]
+    assert cli.main([*args, *examples, "--limit", "4"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = client.recommend(
+        "catalogue",
+        [{"text": "shoes for muddy forest trails"}],
+        ["ridge-mid-hiking-boot"],
+        strategy="best_score",
+        limit=4,
+    )
+    assert [p["id"] for p in printed] == [h.id for h in expected]
+    assert printed[0]["payload"]["name"] == "Mudrunner Waterproof Trail Shoe"
+
+    assert cli.main([*args, "--negative-text", "hiking boots"]) == 2
+    assert "--positive ID or --positive-text TEXT" in capsys.readouterr().err
