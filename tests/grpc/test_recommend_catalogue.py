@@ -150,7 +150,7 @@ def test_unrelated_positives_best_score_serves_both_average_neither(client: Embe
     positive = ["ridgecamp-2-tent", "quiet-700-anc-headphones"]
     best = ranking(client, positive, [], "best_score", limit=8)
     average = ranking(client, positive, [], "average_vector", limit=8)
-    # best_score: neighbours of each positive (measured 8 of 8, four of each category);
+    # best_score: neighbours of each positive (measured 8 of 8: five audio, three camping);
     # the average of a tent and headphones lands near neither (measured 5 of 8).
     assert share(best, {"camping", "audio"}) == 1.0, best
     assert {CATEGORY[i] for i in best} == {"camping", "audio"}
@@ -168,8 +168,8 @@ def test_best_score_vetoes_average_vector_reshuffles(client: EmbedClient) -> Non
             assert top == kept
             assert top[0] == without[0] == "mudrunner-waterproof-trail-shoe"
         else:
-            # The query moves away from the negative: the waterproof trail shoe, which
-            # shares a membrane with the boot, falls from 2nd to 10th (measured).
+            # The query moves away from the negative: the waterproof trail shoe, about as
+            # close to the boot as to the positives, falls from 2nd to 10th (measured).
             assert top != kept
             assert top.index("mudrunner-waterproof-trail-shoe") > 5
 
