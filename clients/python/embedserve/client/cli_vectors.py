@@ -46,9 +46,19 @@ def add_parser(commands: Any) -> None:
     recommend = commands.add_parser("recommend", help="documents like some and unlike others")
     recommend.add_argument("collection")
     recommend.add_argument(
-        "--positive", "-p", action="append", required=True, help="a document id (repeatable)"
+        "--positive", "-p", action="append", default=[], help="a document id (repeatable)"
     )
-    recommend.add_argument("--negative", "-n", action="append", default=[])
+    recommend.add_argument(
+        "--negative", "-n", action="append", default=[], help="a document id (repeatable)"
+    )
+    recommend.add_argument(
+        "--positive-text",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a text example, embedded as a query (repeatable)",
+    )
+    recommend.add_argument("--negative-text", action="append", default=[], metavar="TEXT")
     recommend.add_argument(
         "--strategy",
         default="average_vector",
@@ -94,17 +104,21 @@ def _search(client: EmbedClient, args: argparse.Namespace) -> None:
     _print_hits(hits)
 
 
-def _recommend(client: EmbedClient, args: argparse.Namespace) -> None:
+def _recommend(client: EmbedClient, args: argparse.Namespace) -> int:
+    if not (args.positive or args.positive_text):
+        print("embedserve: recommend needs --positive ID or --positive-text TEXT", file=sys.stderr)
+        return 2
     query_filter = json.loads(args.filter) if args.filter else None
     hits = client.recommend(
         args.collection,
-        args.positive,
-        args.negative,
+        [*args.positive, *({"text": t} for t in args.positive_text)],
+        [*args.negative, *({"text": t} for t in args.negative_text)],
         strategy=args.strategy,
         limit=args.limit,
         filter=query_filter,
     )
     _print_hits(hits)
+    return 0
 
 
 def _print_hits(hits: list[Hit]) -> None:
