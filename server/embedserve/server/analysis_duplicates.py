@@ -143,27 +143,30 @@ def compare_in_blocks(
 ) -> None:
     """For each row: its best other row (for the histogram) and up to ``max_neighbors``
     rows at or above the threshold, exactly, one block of rows at a time. Selecting by
-    threshold and argmax instead of a per-row top-k sort keeps a block to one matrix
-    product and two linear passes."""
+    threshold and argmax keeps a block to one matrix product and a few linear passes; only
+    rows with more hits than ``max_neighbors`` (all of them at a threshold of -1, as in a
+    top-k pair search) pay for a partition to their best ``max_neighbors``."""
     n = len(ids)
     if n < 2:
         return
+    keep = min(max_neighbors, n - 1)
     for start in range(0, n, BLOCK_ROWS):
         scores = vectors[start : start + BLOCK_ROWS] @ vectors.T
         rows = np.arange(scores.shape[0])
         scores[rows, rows + start] = -np.inf  # a document is not its own duplicate
         best = np.argmax(scores, axis=1)
-        hit_rows, hit_columns = np.nonzero(scores >= collector.threshold)
+        hits = scores >= collector.threshold
+        crowded = np.flatnonzero(hits.sum(axis=1) > keep)
+        if crowded.size:
+            top = np.argpartition(scores[crowded], -keep, axis=1)[:, -keep:]
+            hits[crowded] = False
+            hits[crowded[:, None], top] = True
         above: dict[int, list[int]] = {}
+        hit_rows, hit_columns = np.nonzero(hits)
         for row, column in zip(hit_rows.tolist(), hit_columns.tolist(), strict=True):
             above.setdefault(row, []).append(column)
         for row in rows.tolist():
-            columns = above.get(row, [])
-            if len(columns) > max_neighbors:
-                candidates = np.asarray(columns)
-                order = np.argsort(-scores[row, candidates], kind="stable")[:max_neighbors]
-                columns = candidates[order].tolist()
-            chosen = {int(best[row]), *columns}
+            chosen = {int(best[row]), *above.get(row, [])}
             collector.add_neighbours(
                 ids[start + row], [(ids[c], float(scores[row, c])) for c in chosen]
             )
