@@ -107,7 +107,7 @@ def find_duplicates(
         method=_METHODS[method],
     )
     if texts is not None:
-        request.texts.texts.extend(texts)
+        request.texts.CopyFrom(pb.TextList(texts=texts))  # set even when empty
     _with_filter(request, filter)
     response: pb.FindDuplicatesResponse = yield Unary("vectors", "FindDuplicates", request)
     return response
