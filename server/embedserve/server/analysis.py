@@ -102,13 +102,13 @@ class DuplicateReport:
     method: Method
 
 
-def _check_texts(texts: Sequence[str], verb: str) -> None:
+def _check_texts(texts: Sequence[str]) -> None:
     if not texts:
         raise InvalidArgument("texts must not be empty")
     if len(texts) > MAX_TEXTS:
         raise InvalidArgument(
             f"texts holds {len(texts)} texts; at most {MAX_TEXTS} (store more in a "
-            f"collection and {verb} that)"
+            "collection and analyse that)"
         )
 
 
@@ -116,7 +116,7 @@ def _check_job(job: ClusterJob) -> None:
     if (job.collection is None) == (job.texts is None):
         raise InvalidArgument("give exactly one of collection or texts")
     if job.texts is not None:
-        _check_texts(job.texts, "cluster")
+        _check_texts(job.texts)
         if job.write_label:
             raise InvalidArgument("write_label needs a collection, not texts")
     if job.write_label in (TEXT_PAYLOAD_KEY, RESERVED_KEY):
@@ -284,7 +284,7 @@ class AnalysisCore:
             raise InvalidArgument("filter needs a collection, not texts")
         if settings.method is Method.STORE_QUERIES:
             raise InvalidArgument("method STORE_QUERIES needs a collection, not texts")
-        _check_texts(texts, "compare")
+        _check_texts(texts)
         points = from_texts(list(texts), await self._vectors.embed_documents(texts, "texts"))
         await asyncio.to_thread(
             compare_in_blocks, points.ids, points.vectors, collector, settings.max_neighbors
