@@ -1,5 +1,9 @@
 """Every shell and Python block of docs/tutorials runs, in order, against a live server, so
-the tutorials cannot drift from the product."""
+the tutorials cannot drift from the product. Other fences (```console) are shown, not run.
+
+A page runs against a server on the embedded store; pages listed in BACKENDS run once per
+backend named there ("qdrant-server": a real Qdrant server from QDRANT_BIN, skipped when
+it is unset)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_cli import CLI, cli_env, free_port
@@ -19,18 +24,25 @@ from embedserve.client import EmbedClient
 REPO = Path(__file__).resolve().parents[2]
 TUTORIALS = sorted((REPO / "docs" / "tutorials").glob("*.md"))
 BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+BACKENDS = {"vector-databases": ("embedded", "qdrant-server")}
+RUNS = [
+    pytest.param(page, backend, id=f"{page.stem}-{backend}")
+    for page in TUTORIALS
+    for backend in BACKENDS.get(page.stem, ("embedded",))
+]
 
 
 def blocks(page: Path) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in BLOCK.finditer(page.read_text(encoding="utf-8"))]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def serve(tmp_path_factory: pytest.TempPathFactory, settings: dict[str, str]) -> Iterator[str]:
+    """A server on a free port; ``settings`` are EMBEDSERVE_* variables."""
     port = free_port()
     env = cli_env() | {
         "EMBEDSERVE_MODEL": "minilm",
         "EMBEDSERVE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        **settings,
     }
     process = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), "--grace-period-s", "1"], env=env
@@ -45,6 +57,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert process.wait(120) == 0
 
 
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from serve(tmp_path_factory, {})
+
+
+@pytest.fixture(scope="module")
+def served_on_qdrant(
+    tmp_path_factory: pytest.TempPathFactory, qdrant_session: Any
+) -> Iterator[str]:
+    """A server whose store is the session's real Qdrant server; no HTTP port, as the
+    embedded-store server may hold the default one."""
+    qdrant_session.delete_all_collections()
+    settings = {f"EMBEDSERVE_{k.upper()}": str(v) for k, v in qdrant_session.settings().items()}
+    yield from serve(tmp_path_factory, settings | {"EMBEDSERVE_HTTP_PORT": "0"})
+
+
 def test_every_page_has_blocks() -> None:
     assert TUTORIALS
     for page in TUTORIALS:
@@ -52,8 +80,11 @@ def test_every_page_has_blocks() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_blocks_run(page: Path, served: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("page", "backend"), RUNS)
+def test_tutorial_blocks_run(
+    page: Path, backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    served = request.getfixturevalue("served_on_qdrant" if backend == "qdrant-server" else "served")
     # A scratch folder that looks like the repository root for the paths the pages use.
     shutil.copytree(REPO / "docs" / "data", tmp_path / "docs" / "data")
     bin_dir = Path(sys.executable).parent

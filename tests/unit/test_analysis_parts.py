@@ -169,3 +169,24 @@ def test_tiles_keep_each_rows_strongest_neighbours(rows: int, columns: int) -> N
     assert len(expected) > 108  # the cap bound: 9 copies have 8 partners each
     assert collector.pairs == pytest.approx(expected)
     assert collector.best == pytest.approx({ids[i]: float(full[i].max()) for i in range(len(x))})
+
+
+def test_blocks_at_threshold_minus_one_keep_each_rows_best_and_find_the_top_pairs() -> None:
+    rng = np.random.default_rng(6)
+    n, k = BLOCK_ROWS + 50, 7
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"d{i:05d}" for i in range(n)]
+    collector = PairCollector(threshold=-1.0)
+    compare_in_blocks(ids, x, collector, max_neighbors=k)
+    full = x @ x.T
+    np.fill_diagonal(full, -np.inf)
+    # Every row kept exactly its k best, so the pairs are at most n * k, never n^2 / 2.
+    for i in (0, BLOCK_ROWS + 3):
+        mine = {b if a == ids[i] else a for a, b in collector.pairs if ids[i] in (a, b)}
+        assert {ids[j] for j in np.argsort(-full[i])[:k]} <= mine
+    assert len(collector.pairs) <= n * k
+    upper = np.triu_indices(n, 1)
+    best = np.argsort(-full[upper])[:k]
+    expected = [(ids[upper[0][i]], ids[upper[1][i]]) for i in best]
+    assert [(a, b) for a, b, _ in collector.ranked_pairs()[:k]] == expected

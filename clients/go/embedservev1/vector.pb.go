@@ -3668,8 +3668,9 @@ func (x *ClusterResponse) GetElapsedMs() float64 {
 }
 
 type FindDuplicatesRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored collection to search; or leave it empty and give texts.
+	Collection string `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
 	// Cosine similarity at or above which two documents are near-duplicates,
 	// in [-1, 1]. Default: 0.92.
 	Threshold *float32 `protobuf:"fixed32,2,opt,name=threshold,proto3,oneof" json:"threshold,omitempty"`
@@ -3682,7 +3683,11 @@ type FindDuplicatesRequest struct {
 	// Include each document's stored text. Default: true.
 	WithText *bool `protobuf:"varint,6,opt,name=with_text,json=withText,proto3,oneof" json:"with_text,omitempty"`
 	// Default: AUTO.
-	Method        DuplicateMethod `protobuf:"varint,7,opt,name=method,proto3,enum=embedserve.v1.DuplicateMethod" json:"method,omitempty"`
+	Method DuplicateMethod `protobuf:"varint,7,opt,name=method,proto3,enum=embedserve.v1.DuplicateMethod" json:"method,omitempty"`
+	// Texts to embed (DOCUMENT prompt) and compare instead of a collection; ids
+	// are their indexes. Always EXACT_BLOCKS; no filter. With threshold -1 and
+	// max_neighbors = max_pairs = k, the pairs are the k most similar overall.
+	Texts         *TextList `protobuf:"bytes,8,opt,name=texts,proto3" json:"texts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3764,6 +3769,13 @@ func (x *FindDuplicatesRequest) GetMethod() DuplicateMethod {
 		return x.Method
 	}
 	return DuplicateMethod_DUPLICATE_METHOD_UNSPECIFIED
+}
+
+func (x *FindDuplicatesRequest) GetTexts() *TextList {
+	if x != nil {
+		return x.Texts
+	}
+	return nil
 }
 
 type DuplicatePair struct {
@@ -4336,7 +4348,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	" \x01(\x01R\telapsedMs\x1a@\n" +
 	"\x12SilhouetteByKEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xeb\x02\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\x9a\x03\n" +
 	"\x15FindDuplicatesRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -4346,7 +4358,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\rmax_neighbors\x18\x04 \x01(\rH\x01R\fmaxNeighbors\x88\x01\x01\x12 \n" +
 	"\tmax_pairs\x18\x05 \x01(\rH\x02R\bmaxPairs\x88\x01\x01\x12 \n" +
 	"\twith_text\x18\x06 \x01(\bH\x03R\bwithText\x88\x01\x01\x126\n" +
-	"\x06method\x18\a \x01(\x0e2\x1e.embedserve.v1.DuplicateMethodR\x06methodB\f\n" +
+	"\x06method\x18\a \x01(\x0e2\x1e.embedserve.v1.DuplicateMethodR\x06method\x12-\n" +
+	"\x05texts\x18\b \x01(\v2\x17.embedserve.v1.TextListR\x05textsB\f\n" +
 	"\n" +
 	"_thresholdB\x10\n" +
 	"\x0e_max_neighborsB\f\n" +
@@ -4573,47 +4586,48 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	60, // 59: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
 	31, // 60: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
 	5,  // 61: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	55, // 62: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	56, // 63: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	57, // 64: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	61, // 65: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	5,  // 66: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,  // 67: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	11, // 68: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	13, // 69: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	15, // 70: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	17, // 71: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	19, // 72: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	21, // 73: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	23, // 74: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	34, // 75: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	37, // 76: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	40, // 77: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	42, // 78: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	44, // 79: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	46, // 80: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	49, // 81: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	54, // 82: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	12, // 83: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	14, // 84: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	16, // 85: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	18, // 86: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	20, // 87: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	22, // 88: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	24, // 89: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	35, // 90: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	38, // 91: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	41, // 92: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	43, // 93: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	45, // 94: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	47, // 95: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	53, // 96: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	58, // 97: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	83, // [83:98] is the sub-list for method output_type
-	68, // [68:83] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	48, // 62: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	55, // 63: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	56, // 64: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	57, // 65: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	61, // 66: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	5,  // 67: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 68: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	11, // 69: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	13, // 70: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	15, // 71: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	17, // 72: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	19, // 73: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	21, // 74: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	23, // 75: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	34, // 76: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	37, // 77: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	40, // 78: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	42, // 79: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	44, // 80: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	46, // 81: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	49, // 82: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	54, // 83: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	12, // 84: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	14, // 85: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	16, // 86: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	18, // 87: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	20, // 88: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	22, // 89: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	24, // 90: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	35, // 91: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	38, // 92: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	41, // 93: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	43, // 94: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	45, // 95: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	47, // 96: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	53, // 97: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	58, // 98: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	84, // [84:99] is the sub-list for method output_type
+	69, // [69:84] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }

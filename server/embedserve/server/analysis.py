@@ -102,17 +102,21 @@ class DuplicateReport:
     method: Method
 
 
+def _check_texts(texts: Sequence[str]) -> None:
+    if not texts:
+        raise InvalidArgument("texts must not be empty")
+    if len(texts) > MAX_TEXTS:
+        raise InvalidArgument(
+            f"texts holds {len(texts)} texts; at most {MAX_TEXTS} (store more in a "
+            "collection and analyse that)"
+        )
+
+
 def _check_job(job: ClusterJob) -> None:
     if (job.collection is None) == (job.texts is None):
         raise InvalidArgument("give exactly one of collection or texts")
     if job.texts is not None:
-        if not job.texts:
-            raise InvalidArgument("texts must not be empty")
-        if len(job.texts) > MAX_TEXTS:
-            raise InvalidArgument(
-                f"texts holds {len(job.texts)} texts; at most {MAX_TEXTS} (store more in a "
-                "collection and cluster that)"
-            )
+        _check_texts(job.texts)
         if job.write_label:
             raise InvalidArgument("write_label needs a collection, not texts")
     if job.write_label in (TEXT_PAYLOAD_KEY, RESERVED_KEY):
@@ -205,11 +209,53 @@ class AnalysisCore:
                 return written
 
     async def find_duplicates(
-        self, collection: str, filter: Filter | None, settings: DuplicateSettings, with_text: bool
+        self,
+        collection: str,
+        filter: Filter | None,
+        settings: DuplicateSettings,
+        with_text: bool,
+        texts: Sequence[str] | None = None,
     ) -> DuplicateReport:
+        """Near-duplicates in a collection, or in ``texts`` (ids: their positions)."""
         started = time.monotonic()
+        collector = PairCollector(settings.threshold)
+        if texts is not None:
+            scanned, method = await self._compare_texts(
+                texts, collection, filter, settings, collector
+            )
+        else:
+            scanned, method = await self._compare_collection(
+                collection, filter, settings, collector
+            )
+        ranked = collector.ranked_pairs()
+        shown = ranked[: settings.max_pairs]
+        found: dict[str, str] = {}
+        if with_text and shown:
+            ids = sorted({i for a, b, _ in shown for i in (a, b)})
+            if texts is not None:
+                found = {i: texts[int(i)] for i in ids}
+            else:
+                found = await self._texts(collection, ids)
+        return DuplicateReport(
+            pairs=shown,
+            pairs_total=len(ranked),
+            groups=groups_of(ranked),
+            histogram=histogram(collector.best.values()),
+            points_scanned=scanned,
+            texts=found,
+            elapsed_ms=(time.monotonic() - started) * 1000.0,
+            method=method,
+        )
+
+    async def _compare_collection(
+        self,
+        collection: str,
+        filter: Filter | None,
+        settings: DuplicateSettings,
+        collector: PairCollector,
+    ) -> tuple[int, Method]:
         if not collection:
-            raise InvalidArgument("collection must be set")
+            raise InvalidArgument("one of collection or texts must be set")
         info = await self._vectors.call(self._store.get_collection, collection)
         if info.spec.distance not in (Distance.COSINE, Distance.DOT):
             raise FailedPrecondition(
@@ -217,28 +263,33 @@ class AnalysisCore:
                 "near-duplicates by cosine threshold need a cosine (or dot, on unit vectors) "
                 "collection"
             )
-        collector = PairCollector(settings.threshold)
         matching = await self._vectors.count(collection, filter)
         method = choose_method(settings.method, matching, info.spec.vector_size)
         if method is Method.EXACT_BLOCKS:
-            scanned = await self._compare_in_blocks(collection, filter, settings, collector)
-        else:
-            scanned = await self._query_store(collection, filter, settings, collector)
-        ranked = collector.ranked_pairs()
-        shown = ranked[: settings.max_pairs]
-        texts: dict[str, str] = {}
-        if with_text and shown:
-            texts = await self._texts(collection, sorted({i for a, b, _ in shown for i in (a, b)}))
-        return DuplicateReport(
-            pairs=shown,
-            pairs_total=len(ranked),
-            groups=groups_of(ranked),
-            histogram=histogram(collector.best.values()),
-            points_scanned=scanned,
-            texts=texts,
-            elapsed_ms=(time.monotonic() - started) * 1000.0,
-            method=method,
+            return await self._compare_in_blocks(collection, filter, settings, collector), method
+        return await self._query_store(collection, filter, settings, collector), method
+
+    async def _compare_texts(
+        self,
+        texts: Sequence[str],
+        collection: str,
+        filter: Filter | None,
+        settings: DuplicateSettings,
+        collector: PairCollector,
+    ) -> tuple[int, Method]:
+        """Free texts are in no store to query: embedded, then compared in exact blocks."""
+        if collection:
+            raise InvalidArgument("give exactly one of collection or texts")
+        if filter is not None:
+            raise InvalidArgument("filter needs a collection, not texts")
+        if settings.method is Method.STORE_QUERIES:
+            raise InvalidArgument("method STORE_QUERIES needs a collection, not texts")
+        _check_texts(texts)
+        points = from_texts(list(texts), await self._vectors.embed_documents(texts, "texts"))
+        await asyncio.to_thread(
+            compare_in_blocks, points.ids, points.vectors, collector, settings.max_neighbors
         )
+        return len(points), Method.EXACT_BLOCKS
 
     async def _compare_in_blocks(
         self,

@@ -152,29 +152,30 @@ def compare_in_blocks(
 
     Each unordered pair is scored once: a block of rows against the columns from its own
     first row on, in tiles small enough to stay in cache while they are scanned. A tile
-    updates the best score of its rows and of its columns; only rows whose best in the tile
-    reaches the threshold are searched for hits. Half the products of a full pass, and no
-    per-row sort."""
+    serves both sides of its pairs: its rows and its columns each raise their best score
+    and keep at most ``max_neighbors`` hits from the tile (a partition, only for points
+    with more hits than that, as at a threshold of -1 in a top-k pair search). Candidates
+    are cut back to each point's best ``max_neighbors`` as they pile up, so memory stays
+    near ``n * max_neighbors`` pairs, never ``n^2``."""
     n = len(ids)
     if n < 2:
         return
+    keep = min(max_neighbors, n - 1)
     best = np.full(n, -np.inf, dtype=np.float32)
     best_at = np.zeros(n, dtype=np.int64)
-    hits: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    found = _Candidates(keep, limit=4 * n * keep + (1 << 20))
     for row0 in range(0, n, rows):
         block = vectors[row0 : row0 + rows]
         for col0 in range(row0, n, columns):
             scores = block @ vectors[col0 : col0 + columns].T
             if col0 == row0:  # the diagonal tile: keep pairs (r, c) with c > r only
                 scores[np.tril_indices(scores.shape[0], m=scores.shape[1])] = -np.inf
-            _raise_best(best, best_at, row0, scores, col0, axis=0)
-            _raise_best(best, best_at, col0, scores, row0, axis=1)
-            candidates = np.flatnonzero(scores.max(axis=1) >= collector.threshold)
-            if candidates.size:
-                sub = scores[candidates]
-                r, c = np.nonzero(sub >= collector.threshold)
-                hits.append((row0 + candidates[r], col0 + c, sub[r, c]))
-    chosen = _top_neighbours(hits, max_neighbors)
+            for side, first, other_first in ((scores, row0, col0), (scores.T, col0, row0)):
+                top = side.max(axis=1)
+                _raise_best(best, best_at, first, top, side, other_first)
+                found.add(first, other_first, side, top, collector.threshold)
+        found.compact_if_large()
+    chosen = found.per_point()
     for i in range(n):
         neighbours = [(ids[j], score) for j, score in chosen.get(i, ())]
         if np.isfinite(best[i]):
@@ -186,38 +187,70 @@ def _raise_best(
     best: np.ndarray,
     best_at: np.ndarray,
     first: int,
-    scores: np.ndarray,
+    top: np.ndarray,
+    side: np.ndarray,
     other_first: int,
-    axis: int,
 ) -> None:
-    """Raise ``best`` for the points ``first..`` along ``axis`` of ``scores`` to their
-    maxima in this tile. The position of a maximum is looked up only where it beats the
-    best so far: a plain max is far cheaper than argmax across rows."""
-    top = scores.max(axis=1 - axis)
+    """Raise ``best`` for the points ``first..`` (the rows of ``side``) to ``top``, their
+    maxima in this tile. Where a maximum is found is looked up only where it beats the
+    best so far: argmax across a transposed tile costs far more than a plain max."""
     own = slice(first, first + top.shape[0])
     better = np.flatnonzero(top > best[own])
     if better.size:
-        lines = scores[better] if axis == 0 else scores[:, better]
         best[first + better] = top[better]
-        best_at[first + better] = other_first + np.argmax(lines, axis=1 - axis)
+        best_at[first + better] = other_first + np.argmax(side[better], axis=1)
 
 
-def _top_neighbours(
-    hits: list[tuple[np.ndarray, np.ndarray, np.ndarray]], max_neighbors: int
-) -> dict[int, list[tuple[int, float]]]:
-    """Every point's highest-scoring ``max_neighbors`` partners among the pairs found."""
-    if not hits:
-        return {}
-    a = np.concatenate([h[0] for h in hits])
-    b = np.concatenate([h[1] for h in hits])
-    score = np.concatenate([h[2] for h in hits])
-    source, other, score = np.r_[a, b], np.r_[b, a], np.r_[score, score]
-    order = np.lexsort((other, -score, source))
-    chosen: dict[int, list[tuple[int, float]]] = {}
-    for i, j, s in zip(
-        source[order].tolist(), other[order].tolist(), score[order].tolist(), strict=True
-    ):
-        partners = chosen.setdefault(i, [])
-        if len(partners) < max_neighbors:
-            partners.append((j, s))
-    return chosen
+class _Candidates:
+    """Directed (point, partner, score) hits, at most ``keep`` per point once compacted."""
+
+    def __init__(self, keep: int, limit: int) -> None:
+        self._keep = keep
+        self._limit = limit
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._size = 0
+
+    def add(
+        self, first: int, other_first: int, side: np.ndarray, top: np.ndarray, threshold: float
+    ) -> None:
+        """The hits of the rows of ``side`` (only rows whose ``top`` reaches the threshold
+        are scanned), each row's cut to its best ``keep`` in this tile."""
+        rows = np.flatnonzero(top >= threshold)
+        if not rows.size:
+            return
+        sub = side[rows]
+        hits = sub >= threshold
+        crowded = np.flatnonzero(hits.sum(axis=1) > self._keep)
+        if crowded.size:
+            best = np.argpartition(sub[crowded], -self._keep, axis=1)[:, -self._keep :]
+            hits[crowded] = False
+            hits[crowded[:, None], best] = True
+        r, c = np.nonzero(hits)
+        self._parts.append((first + rows[r], other_first + c, sub[r, c]))
+        self._size += r.size
+
+    def compact_if_large(self) -> None:
+        if self._size > self._limit:
+            self._compact()
+
+    def _compact(self) -> None:
+        if not self._parts:
+            return
+        columns = zip(*self._parts, strict=True)
+        point, partner, score = (np.concatenate(column) for column in columns)
+        order = np.lexsort((partner, -score, point))
+        point, partner, score = point[order], partner[order], score[order]
+        starts = np.r_[True, point[1:] != point[:-1]]
+        group_start = np.maximum.accumulate(np.where(starts, np.arange(point.size), 0))
+        kept = np.arange(point.size) - group_start < self._keep
+        self._parts = [(point[kept], partner[kept], score[kept])]
+        self._size = int(kept.sum())
+
+    def per_point(self) -> dict[int, list[tuple[int, float]]]:
+        """Every point's best ``keep`` partners, strongest first."""
+        self._compact()
+        chosen: dict[int, list[tuple[int, float]]] = {}
+        for parts in self._parts:
+            for i, j, s in zip(*(column.tolist() for column in parts), strict=True):
+                chosen.setdefault(i, []).append((j, s))
+        return chosen

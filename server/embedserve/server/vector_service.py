@@ -207,6 +207,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
             vc.optional_filter(request),
             ac.duplicate_settings(request),
             request.with_text if request.HasField("with_text") else True,
+            list(request.texts.texts) if request.HasField("texts") else None,
         )
         return ac.duplicates_response(report)
 

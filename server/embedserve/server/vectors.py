@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+import numpy as np
+
 from embedserve.connectors import errors as store_errors
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
@@ -355,6 +357,21 @@ class VectorCore:
         )
 
     async def embed_documents(self, texts: Sequence[str], field: str) -> FloatArray:
-        """Embed free texts (not bound for a collection) with the DOCUMENT prompt."""
-        result = await self._embedder.embed(texts, EmbedParams(Task.DOCUMENT), field=field)
-        return result.vectors
+        """Embed free texts (not bound for a collection) with the DOCUMENT prompt, in
+        slices of the per-request input limit, so an analysis may hold more texts than one
+        Embed call. Errors name an item within its slice: texts[2048:4096][3]."""
+        step = self._embedder.limits.max_inputs_per_request
+        if len(texts) <= step:
+            result = await self._embedder.embed(texts, EmbedParams(Task.DOCUMENT), field=field)
+            return result.vectors
+        results = await asyncio.gather(
+            *(
+                self._embedder.embed(
+                    texts[start : start + step],
+                    EmbedParams(Task.DOCUMENT),
+                    field=f"{field}[{start}:{min(start + step, len(texts))}]",
+                )
+                for start in range(0, len(texts), step)
+            )
+        )
+        return np.concatenate([r.vectors for r in results])

@@ -84,8 +84,9 @@ def cluster(
 
 
 def find_duplicates(
-    collection: str,
+    collection: str | None = None,
     *,
+    texts: Sequence[str] | None = None,
     threshold: float = 0.92,
     filter: docs.FilterLike | None = None,
     max_neighbors: int = 10,
@@ -93,16 +94,20 @@ def find_duplicates(
     with_text: bool = True,
     method: str = "auto",
 ) -> Plan[pb.FindDuplicatesResponse]:
-    """Near-duplicate pairs and groups at or above a cosine ``threshold``. ``method``:
-    "auto", "store_queries" (a neighbour query per document) or "exact_blocks"."""
+    """Near-duplicate pairs and groups at or above a cosine ``threshold`` in a collection,
+    or in ``texts`` (ids: their indexes). ``method``: "auto", "store_queries" (a neighbour
+    query per document) or "exact_blocks". The k most similar pairs of texts:
+    ``threshold=-1, max_neighbors=k, max_pairs=k``."""
     request = pb.FindDuplicatesRequest(
-        collection=collection,
+        collection=collection or "",
         threshold=threshold,
         max_neighbors=max_neighbors,
         max_pairs=max_pairs,
         with_text=with_text,
         method=_METHODS[method],
     )
+    if texts is not None:
+        request.texts.CopyFrom(pb.TextList(texts=texts))  # set even when empty
     _with_filter(request, filter)
     response: pb.FindDuplicatesResponse = yield Unary("vectors", "FindDuplicates", request)
     return response

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from google.protobuf.json_format import MessageToDict
 
 from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_texts import read_texts
 
 # Widest histogram bar, in characters.
 BAR = 40
@@ -123,21 +124,6 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
     return 0
 
 
-def read_texts(path: str) -> list[str]:
-    """Texts from a file: JSONL lines with "text", or plain lines."""
-    texts = []
-    with open(path, encoding="utf-8") as file:
-        for line in file:
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith("{"):
-                texts.append(str(json.loads(line)["text"]))
-            else:
-                texts.append(line)
-    return texts
-
-
 def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
     numbers = {
         "k_min": args.k_min,
@@ -152,7 +138,7 @@ def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
         numbers["k"] = args.k
     response = client.cluster(
         args.collection,
-        texts=read_texts(args.texts) if args.texts else None,
+        texts=[t.text for t in read_texts(args.texts)] if args.texts else None,
         filter=query_filter,
         algorithm=args.algorithm,
         write_label=args.write_label,

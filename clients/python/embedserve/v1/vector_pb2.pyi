@@ -1747,7 +1747,9 @@ class FindDuplicatesRequest(_message.Message):
     MAX_PAIRS_FIELD_NUMBER: _builtins.int
     WITH_TEXT_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
+    """The stored collection to search; or leave it empty and give texts."""
     threshold: _builtins.float
     """Cosine similarity at or above which two documents are near-duplicates,
     in [-1, 1]. Default: 0.92.
@@ -1764,6 +1766,13 @@ class FindDuplicatesRequest(_message.Message):
     def filter(self) -> Global___Filter:
         """Only documents matching this filter. Default: all."""
 
+    @_builtins.property
+    def texts(self) -> Global___TextList:
+        """Texts to embed (DOCUMENT prompt) and compare instead of a collection; ids
+        are their indexes. Always EXACT_BLOCKS; no filter. With threshold -1 and
+        max_neighbors = max_pairs = k, the pairs are the k most similar overall.
+        """
+
     def __init__(
         self,
         *,
@@ -1774,10 +1783,11 @@ class FindDuplicatesRequest(_message.Message):
         max_pairs: _builtins.int | None = ...,
         with_text: _builtins.bool | None = ...,
         method: Global___DuplicateMethod.ValueType = ...,
+        texts: Global___TextList | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors", "_max_pairs", b"_max_pairs", "_threshold", b"_threshold", "_with_text", b"_with_text", "filter", b"filter", "max_neighbors", b"max_neighbors", "max_pairs", b"max_pairs", "threshold", b"threshold", "with_text", b"with_text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors", "_max_pairs", b"_max_pairs", "_threshold", b"_threshold", "_with_text", b"_with_text", "filter", b"filter", "max_neighbors", b"max_neighbors", "max_pairs", b"max_pairs", "texts", b"texts", "threshold", b"threshold", "with_text", b"with_text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors", "_max_pairs", b"_max_pairs", "_threshold", b"_threshold", "_with_text", b"_with_text", "collection", b"collection", "filter", b"filter", "max_neighbors", b"max_neighbors", "max_pairs", b"max_pairs", "method", b"method", "threshold", b"threshold", "with_text", b"with_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors", "_max_pairs", b"_max_pairs", "_threshold", b"_threshold", "_with_text", b"_with_text", "collection", b"collection", "filter", b"filter", "max_neighbors", b"max_neighbors", "max_pairs", b"max_pairs", "method", b"method", "texts", b"texts", "threshold", b"threshold", "with_text", b"with_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_neighbors: _TypeAlias = _typing.Literal["max_neighbors"]  # noqa: Y015
     _WhichOneofArgType__max_neighbors: _TypeAlias = _typing.Literal["_max_neighbors", b"_max_neighbors"]  # noqa: Y015

@@ -1,0 +1,53 @@
+"""Files of texts for the commands that analyse texts (``cluster --texts``, ``similarity``):
+one text a line, or JSONL with a "text" field (and, optionally, an "id")."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+
+@dataclasses.dataclass(frozen=True)
+class TextLine:
+    text: str
+    # 1-based line number in the file.
+    line: int
+    # The JSONL line's "id", when it has one.
+    id: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.id if self.id is not None else f"line {self.line}"
+
+
+def read_texts(path: str) -> list[TextLine]:
+    """The file's texts. A file whose first line starts with "{" is JSONL: every line must be
+    a JSON object with a non-empty string "text". In a plain file, blank lines are skipped.
+    Errors (ValueError) name the file and line."""
+    with open(path, encoding="utf-8") as file:
+        lines = [line.strip() for line in file]
+    jsonl = bool(lines) and lines[0].startswith("{")
+    texts = []
+    for number, line in enumerate(lines, 1):
+        if jsonl:
+            texts.append(_json_line(path, number, line))
+        elif line:
+            texts.append(TextLine(line, number))
+    if not texts:
+        raise ValueError(f"{path} holds no texts (one text a line, or JSONL with a 'text' field)")
+    return texts
+
+
+def _json_line(path: str, number: int, line: str) -> TextLine:
+    where = f"{path} line {number}"
+    if not line:
+        raise ValueError(f"{where} is empty: every line of a JSONL file must be a JSON object")
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not valid JSON: {exc}") from None
+    text = record.get("text") if isinstance(record, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where} has no non-empty string 'text' field")
+    identifier = record.get("id")
+    return TextLine(text, number, None if identifier is None else str(identifier))
