@@ -19,6 +19,7 @@ from embedserve.server.analysis_duplicates import (
     BLOCK_ROWS,
     DuplicateSettings,
     PairCollector,
+    _Candidates,
     compare_in_blocks,
     groups_of,
     histogram,
@@ -190,3 +191,21 @@ def test_blocks_at_threshold_minus_one_keep_each_rows_best_and_find_the_top_pair
     best = np.argsort(-full[upper])[:k]
     expected = [(ids[upper[0][i]], ids[upper[1][i]]) for i in best]
     assert [(a, b) for a, b, _ in collector.ranked_pairs()[:k]] == expected
+
+
+def test_candidates_cut_back_mid_way_keep_each_points_best() -> None:
+    """Compacting while tiles still arrive loses nothing a point's final best would keep."""
+    rng = np.random.default_rng(8)
+    n, keep = 60, 4
+    scores = rng.uniform(-1, 1, (n, n)).astype(np.float32)
+    scores = np.triu(scores, 1) + np.triu(scores, 1).T
+    np.fill_diagonal(scores, -np.inf)
+    found = _Candidates(keep, limit=0)  # compacts after every call
+    for first in range(0, n, 7):
+        side = scores[first : first + 7]
+        found.add(first, 0, side, side.max(axis=1), threshold=-1.0)
+        found.compact_if_large()
+    chosen = found.per_point()
+    for i in range(n):
+        expected = np.argsort(-scores[i], kind="stable")[:keep]
+        assert [j for j, _ in chosen[i]] == expected.tolist()
