@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from embedserve.client import cli_analysis, cli_reembed, cli_vectors
+from embedserve.client import cli_analysis, cli_map, cli_reembed, cli_vectors
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb
 
@@ -34,6 +34,7 @@ def build_parser(
     add_parser(commands)
     cli_vectors.add_parser(commands)
     cli_analysis.add_parser(commands)
+    cli_map.add_parser(commands)
     cli_reembed.add_parser(commands)
     return parser
 

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from google.protobuf.json_format import MessageToDict
 
 from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.text_files import read_texts
 
 # Widest histogram bar, in characters.
 BAR = 40
@@ -42,7 +43,9 @@ def add_parser(commands: Any) -> None:
     )
     source = cluster.add_mutually_exclusive_group(required=True)
     source.add_argument("collection", nargs="?")
-    source.add_argument("--texts", help="a file of texts, one a line, instead of a collection")
+    source.add_argument(
+        "--texts", help='a file of texts (one a line, or JSONL with "text") instead of a collection'
+    )
     add_target(cluster)
     cluster.set_defaults(run=client_verb(_verb(_cluster)))
     cluster.add_argument("--algorithm", default="kmeans", choices=["kmeans", "hdbscan"])
@@ -121,21 +124,6 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             written += 1
     print(f"{written} documents -> {args.output}", file=sys.stderr)
     return 0
-
-
-def read_texts(path: str) -> list[str]:
-    """Texts from a file: JSONL lines with "text", or plain lines."""
-    texts = []
-    with open(path, encoding="utf-8") as file:
-        for line in file:
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith("{"):
-                texts.append(str(json.loads(line)["text"]))
-            else:
-                texts.append(line)
-    return texts
 
 
 def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
