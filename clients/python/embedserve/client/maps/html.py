@@ -54,14 +54,14 @@ def write_html(
 
 def hover(points: MapPoints, i: int) -> str:
     """Plotly hover labels take a little HTML: escape the data, break lines with <br>."""
-    lines = [f"<b>{html.escape(points.ids[i])}</b>"]
+    lines = [f"<b>{html.escape(points.ids[i], quote=False)}</b>"]
     text = points.texts[i]
     if text:
         short = textwrap.shorten(text, HOVER_TEXT_CHARS, placeholder=" ...")
-        lines += [html.escape(line) for line in textwrap.wrap(short, 80)]
+        lines += [html.escape(line, quote=False) for line in textwrap.wrap(short, 80)]
     if points.payloads[i]:
         payload = json.dumps(points.payloads[i], ensure_ascii=False, default=str)
-        lines.append(html.escape(_clip(payload, HOVER_PAYLOAD_CHARS)))
+        lines.append(html.escape(_clip(payload, HOVER_PAYLOAD_CHARS), quote=False))
     return "<br>".join(lines)
 
 
