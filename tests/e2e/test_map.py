@@ -144,6 +144,31 @@ def test_map_of_a_file_coloured_by_cluster_matches_cluster(
     assert ratio >= 1.5
 
 
+def test_a_sample_above_max_points_is_seeded_and_is_the_clustered_sample(
+    served: str, tmp_path: Path
+) -> None:
+    def sample(seed: str, name: str) -> list[dict[str, str]]:
+        done = map_cli(
+            served,
+            *("topics_map", "--method", "pca", "--max-points", "100", "--seed", seed),
+            *("--color-by", "cluster", "--k", "6", "--coords", f"{name}.csv"),
+            *("--html", f"{name}.html"),
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        return read_coords(tmp_path / f"{name}.csv")
+
+    first, again, other = sample("3", "first"), sample("3", "again"), sample("4", "other")
+    assert len(first) == 100
+    assert first == again
+    assert {r["id"] for r in other} != {r["id"] for r in first}
+    with EmbedClient(served) as client:
+        clustered = client.cluster("topics_map", k=6, max_points=100, seed=3)
+    # The map shows exactly the points the Cluster RPC sampled and labelled.
+    assert {r["id"] for r in first} == set(clustered.ids)
+    assert "a sample of 100 of 336 points" in (tmp_path / "first.html").read_text()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -68,9 +68,10 @@ def build_map(client: EmbedClient, request: MapRequest, progress: Progress) -> M
         limit = DEFAULT_MAX_POINTS[options.method]
     if limit < MIN_POINTS:
         raise ValueError(f"--max-points {limit}: must be at least {MIN_POINTS}")
-    if request.filter is not None and is_file(request.source):
+    source_is_file = is_file(request.source)
+    if request.filter is not None and source_is_file:
         raise ValueError("--filter applies to collections, not files")
-    points, labels = _points_and_labels(client, request, limit, progress)
+    points, labels = _points_and_labels(client, request, source_is_file, limit, progress)
     options.check_points(len(points))
     coords = project(points.vectors, options, progress)
     progress(f"projected {len(points):,} points")
@@ -78,14 +79,18 @@ def build_map(client: EmbedClient, request: MapRequest, progress: Progress) -> M
 
 
 def _points_and_labels(
-    client: EmbedClient, request: MapRequest, limit: int, progress: Progress
+    client: EmbedClient,
+    request: MapRequest,
+    source_is_file: bool,
+    limit: int,
+    progress: Progress,
 ) -> tuple[MapPoints, list[str]]:
     seed = request.projection.seed
     by_cluster = request.color_by == CLUSTER
     cluster_options: dict[str, Any] = {"seed": seed, "max_points": limit}
     # Three words name each cluster in the legend.
     cluster_options |= {"top_documents": 1, "top_words": 3, **request.cluster}
-    if is_file(request.source):
+    if source_is_file:
         points = from_file(client, request.source, max_points=limit, seed=seed, progress=progress)
         if not by_cluster:
             return points, _field_or_none(points, request.color_by)

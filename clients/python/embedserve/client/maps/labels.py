@@ -16,12 +16,13 @@ NOISE = "noise"
 # Groups drawn with a colour and a legend entry; the rarer rest share one grey group.
 MAX_GROUPS = 20
 OTHER_COLOR = "#b0b0b0"
-# matplotlib's tab10, then tab20's lighter shades: distinct, and the same in both outputs.
+# matplotlib's tab10, then tab20's lighter shades, the same in both outputs; its greys are
+# swapped for tab20b's dark blue and olive, since grey means "no group" here.
 PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#8c564b", "#e377c2", "#393b79", "#bcbd22", "#17becf",
     "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
-    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+    "#c49c94", "#f7b6d2", "#637939", "#dbdb8d", "#9edae5",
 ]  # fmt: skip
 
 

@@ -19,7 +19,3 @@ def stderr_progress() -> Progress:
         )
 
     return report
-
-
-def quiet(message: str) -> None:
-    del message
