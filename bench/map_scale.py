@@ -106,7 +106,8 @@ def run_map(target: str, collection: str, method: str, folder: Path) -> dict[str
         "ratio": separation(Path(f"{out}.csv")),
         "png_kb": Path(f"{out}.png").stat().st_size / 1024,
         "html_mb": Path(f"{out}.html").stat().st_size / 2**20,
-        "progress": done.stderr.strip().splitlines(),
+        # The command's progress lines, the scratch folder's name left out.
+        "progress": done.stderr.replace(str(folder), "SCRATCH").strip().splitlines(),
     }
 
 
