@@ -105,3 +105,13 @@ def test_embed_ingest_and_search_from_the_client_package(
     assert hits[0]["id"] == "space-0"
     assert [h["payload"]["topic"] for h in hits[:3]] == ["space"] * 3
     assert run(client_venv, "collections", "--target", target).stdout.split() == ["notes"]
+
+
+def test_map_without_the_maps_extra_names_the_extra(client_venv: Path) -> None:
+    # The client package alone has no scikit-learn, umap or matplotlib: the command says
+    # what to install before it reaches for a server.
+    done = run(client_venv, "map", "notes", "--method", "umap", "-o", "notes.png")
+    assert done.returncode == 2
+    assert "pip install 'embedserve[maps]'" in done.stderr
+    assert "sklearn, umap, matplotlib" in done.stderr
+    assert not (client_venv / "notes.png").exists()

@@ -13,7 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from embedserve.client import cli_analysis, cli_reembed, cli_similarity, cli_vectors
+from embedserve.client import (
+    cli_analysis,
+    cli_map,
+    cli_reembed,
+    cli_similarity,
+    cli_vectors,
+)
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb
 
@@ -35,6 +41,7 @@ def build_parser(
     cli_vectors.add_parser(commands)
     cli_analysis.add_parser(commands)
     cli_similarity.add_parser(commands)
+    cli_map.add_parser(commands)
     cli_reembed.add_parser(commands)
     return parser
 

@@ -43,7 +43,9 @@ def add_parser(commands: Any) -> None:
     )
     source = cluster.add_mutually_exclusive_group(required=True)
     source.add_argument("collection", nargs="?")
-    source.add_argument("--texts", help="a file of texts, one a line, instead of a collection")
+    source.add_argument(
+        "--texts", help='a file of texts (one a line, or JSONL with "text") instead of a collection'
+    )
     add_target(cluster)
     cluster.set_defaults(run=client_verb(_verb(_cluster)))
     cluster.add_argument("--algorithm", default="kmeans", choices=["kmeans", "hdbscan"])

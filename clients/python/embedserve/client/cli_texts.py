@@ -1,10 +1,12 @@
-"""Files of texts for the commands that analyse texts (``cluster --texts``, ``similarity``):
-one text a line, or JSONL with a "text" field (and, optionally, an "id")."""
+"""Files of texts for the commands that analyse texts (``cluster --texts``, ``similarity``,
+``map``): one text a line, or JSONL with a "text" field (and, optionally, an "id" and a
+"payload" object)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,6 +16,7 @@ class TextLine:
     line: int
     # The JSONL line's "id", when it has one.
     id: str | None = None
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -49,5 +52,8 @@ def _json_line(path: str, number: int, line: str) -> TextLine:
     text = record.get("text") if isinstance(record, dict) else None
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{where} has no non-empty string 'text' field")
+    payload = record.get("payload") or {}
+    if not isinstance(payload, dict):
+        raise ValueError(f"{where}: 'payload' must be a JSON object")
     identifier = record.get("id")
-    return TextLine(text, number, None if identifier is None else str(identifier))
+    return TextLine(text, number, None if identifier is None else str(identifier), payload)
