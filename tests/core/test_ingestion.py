@@ -15,7 +15,7 @@ from harness import running_embedder
 
 from embedserve.connectors import CollectionSpec, EdgeStore
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.ingestion import Ack, IngestMessage, IngestPipeline
+from embedserve.server.ingestion import Ack, IngestMessage, IngestPipeline, IngestSettings
 from embedserve.server.metrics import Metrics
 from embedserve.server.vectors import DocumentIn, VectorCore, WriteSettings
 
@@ -47,7 +47,7 @@ async def ingest(
     async with running_embedder(encoder) as embedder:
         core = VectorCore(store, embedder, executor, Metrics())
         try:
-            async for ack in IngestPipeline(core, **pipeline).run(source()):
+            async for ack in IngestPipeline(core, IngestSettings(**pipeline)).run(source()):
                 acks.append(ack)
                 # Acknowledged means written (ready messages share one write, so maybe more).
                 assert store.count("docs") >= ack.total_acknowledged
@@ -96,7 +96,7 @@ def test_a_bad_document_is_refused_before_any_model_call(
 def test_good_messages_before_a_bad_one_are_acknowledged(tmp_path) -> None:
     bad = DocumentIn("x", text="fine", payload={"_embedserve_id": "y"})
     messages = [message(0, texts(0)), message(1, texts(1)), message(2, [bad])]
-    acks, error, stored = asyncio.run(ingest(tmp_path, FakeEncoder(), messages, max_inflight=1))
+    acks, error, stored = asyncio.run(ingest(tmp_path, FakeEncoder(), messages, ingest_inflight=1))
     assert isinstance(error, InvalidArgument)
     assert [a.batch_id for a in acks] == ["b0", "b1"]
     assert stored == 6
