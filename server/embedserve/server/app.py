@@ -17,12 +17,12 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from embedserve.connectors import StoreError, StoreSettings, VectorStore, open_store
-from embedserve.server.auth import load_keys
+from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batch_cost import calibrate_model
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.config import Settings
-from embedserve.server.connlimit import ConnectionLimitInterceptor
+from embedserve.server.connlimit import ConnectionLimitInterceptor, ConnectionLimits
 from embedserve.server.decode_guard import DecodeGuardInterceptor
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder, EmbedParams, RequestLimits
@@ -38,7 +38,7 @@ from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.observe import ObserveInterceptor
-from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor
+from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
 from embedserve.server.tls import TlsSettings, server_credentials
 from embedserve.server.tracing import TracingInterceptor
 from embedserve.server.vector_convert import CollectionLayout
@@ -70,25 +70,22 @@ class EmbedServer:
         self.health = HealthServicer()
         self.tls = settings.section(TlsSettings)
         self._credentials = server_credentials(self.tls)
-        self.keys = load_keys(settings.api_keys_file, settings.api_keys)
+        self.keys = load_keys(settings.section(AuthSettings))
         # Outermost first: every call is observed (auth failures too), undecodable requests
         # refused, then calls are counted per connection, traced, authenticated, and
         # rate-limited by the key they authenticated as.
         interceptors: list[grpc.aio.ServerInterceptor] = [
             ObserveInterceptor(self.metrics),
             DecodeGuardInterceptor(),
-            ConnectionLimitInterceptor(settings.max_streams_per_connection),
+            ConnectionLimitInterceptor(settings.section(ConnectionLimits)),
         ]
         if settings.otel_tracing:
             interceptors.append(TracingInterceptor())
         if len(self.keys):
             interceptors.append(AuthInterceptor(self.keys, settings.auth_health))
         # One limiter for both transports: a key's budget covers its gRPC and HTTP calls.
-        limiter = (
-            RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
-            if settings.rate_limit_rps > 0
-            else None
-        )
+        rate_limits = settings.section(RateLimitSettings)
+        limiter = RateLimiter(rate_limits) if rate_limits.rate_limit_rps > 0 else None
         if limiter is not None:
             interceptors.append(RateLimitInterceptor(limiter))
         self.metrics_endpoint: MetricsEndpoint | None = None

@@ -76,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     try:
-        logs.configure(settings.log_level, settings.log_format)
+        logs.configure(settings.section(logs.LogSettings))
     except ValueError as exc:
         print(f"embedserve: {exc}", file=sys.stderr)
         return 2

@@ -14,12 +14,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from embedserve.connectors.settings import StoreSettings
+from embedserve.server.auth import AuthSettings
 from embedserve.server.batcher import BatchLimits
+from embedserve.server.connlimit import ConnectionLimits
 from embedserve.server.embedder import RequestLimits
 from embedserve.server.embedding_service import EmbedStreamLimits
 from embedserve.server.http.settings import HttpSettings
 from embedserve.server.ingestion import IngestSettings
+from embedserve.server.logs import LogSettings
 from embedserve.server.model_settings import ModelSettings
+from embedserve.server.ratelimit import RateLimitSettings
 from embedserve.server.tls import TlsSettings
 from embedserve.server.vector_convert import CollectionLayout
 
@@ -57,11 +61,11 @@ class Settings:
     sort_window: int = BatchLimits.sort_window
     max_padding_share: float = BatchLimits.max_padding_share
     calibrate_batches: bool = BatchLimits.calibrate_batches
-    # Request limits (RequestLimits, EmbedStreamLimits)
+    # Request limits (RequestLimits, ConnectionLimits, EmbedStreamLimits)
     max_inputs_per_request: int = RequestLimits.max_inputs_per_request
     max_input_chars: int = RequestLimits.max_input_chars
     max_message_bytes: int = RequestLimits.max_message_bytes
-    max_streams_per_connection: int = 256  # concurrent calls on one client connection
+    max_streams_per_connection: int = ConnectionLimits.max_streams_per_connection
     stream_inflight: int = EmbedStreamLimits.stream_inflight
     # Vector store (StoreSettings)
     data_dir: str = StoreSettings.data_dir
@@ -80,18 +84,19 @@ class Settings:
     default_replication_factor: int = CollectionLayout.default_replication_factor
     default_write_consistency_factor: int = CollectionLayout.default_write_consistency_factor
     grace_period_s: float = 10.0  # how long calls in flight may finish on shutdown
-    log_level: str = "INFO"
-    log_format: str = "text"  # text | json (one JSON object per line, with request_id)
-    # Security. No keys: auth is off. Keys: file (JSON or 'key role [collections...]' lines)
-    # and/or EMBEDSERVE_API_KEYS (the same lines, ';'-separated). Never logged.
-    api_keys_file: str = ""
-    api_keys: str = dataclasses.field(default="", repr=False)
-    auth_health: bool = False  # also require a key for health and reflection
+    # Logging (LogSettings)
+    log_level: str = LogSettings.log_level
+    log_format: str = LogSettings.log_format
+    # Security (AuthSettings, TlsSettings, RateLimitSettings). Keys are never logged, and
+    # api_keys has no flag: environment (EMBEDSERVE_API_KEYS) or the file only.
+    api_keys_file: str = AuthSettings.api_keys_file
+    api_keys: str = dataclasses.field(default=AuthSettings.api_keys, repr=False)
+    auth_health: bool = AuthSettings.auth_health
     tls_cert: str = TlsSettings.tls_cert
     tls_key: str = TlsSettings.tls_key
     tls_client_ca: str = TlsSettings.tls_client_ca
-    rate_limit_rps: float = 0.0  # calls per second per key (or per peer without auth); 0: off
-    rate_limit_burst: int = 0  # bucket size; 0: ceil(rate_limit_rps)
+    rate_limit_rps: float = RateLimitSettings.rate_limit_rps
+    rate_limit_burst: int = RateLimitSettings.rate_limit_burst
     # Observability
     metrics_port: int = 0  # Prometheus /metrics on this port (same host); 0: off
     otel_tracing: bool = False  # an OpenTelemetry span per RPC (needs embedserve[otel])
