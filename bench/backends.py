@@ -79,10 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from embedserve.server.model import EncoderModel
+    from embedserve.server.model_settings import ModelSettings
     from embedserve.server.windows import Window
 
     backends = args.backends.split(",")
-    models = {b: EncoderModel.load(args.model, device="cpu", backend=b) for b in backends}
+    models = {
+        b: EncoderModel.load(ModelSettings(model=args.model, device="cpu", backend=b))
+        for b in backends
+    }
     texts = make_corpus(args.texts, seed=20261101)
     vectors = {b: embed_all(m, texts) for b, m in models.items()}
 

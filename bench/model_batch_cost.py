@@ -48,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from embedserve.server.model import EncoderModel
+    from embedserve.server.model_settings import ModelSettings
     from embedserve.server.windows import Window
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    model = EncoderModel.load(args.model, device=args.device, dtype=args.dtype)
+    model = EncoderModel.load(ModelSettings(model=args.model, device=args.device, dtype=args.dtype))
 
     def sync() -> None:
         if model.device.type == "cuda":

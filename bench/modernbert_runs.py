@@ -25,9 +25,12 @@ import numpy as np
 def load_paths(folder: str, device: str, dtype: str = "auto") -> dict[str, Any]:
     """{"reference": EncoderModel, "fast": EncoderModel} over one set of weights."""
     from embedserve.server.model import EncoderModel
+    from embedserve.server.model_settings import ModelSettings
     from embedserve.server.modernbert_packed import PackedModernBert
 
-    reference = EncoderModel.load(folder, device=device, dtype=dtype, modernbert_path="reference")
+    reference = EncoderModel.load(
+        ModelSettings(model=folder, device=device, dtype=dtype, modernbert_path="reference")
+    )
     fast = copy.copy(reference)
     fast._model = PackedModernBert(reference._model)
     return {"reference": reference, "fast": fast}

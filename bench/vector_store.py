@@ -136,13 +136,19 @@ INDEXED_EFS = (512, 2048)
 
 
 def search_latency(count: int, queries: int, data_dir: Path, indexed: bool) -> dict[str, Any]:
-    from embedserve.connectors import CollectionSpec, PointRecord, SearchParams, open_store
+    from embedserve.connectors import (
+        CollectionSpec,
+        PointRecord,
+        SearchParams,
+        StoreSettings,
+        open_store,
+    )
 
     dim = 384
     vectors = random_unit(count, dim, seed=1)
     probes = random_unit(queries, dim, seed=2)
     exact_top = np.argsort(-(probes @ vectors.T), axis=1)[:, :10]
-    store = open_store(data_dir=str(data_dir))
+    store = open_store(StoreSettings(data_dir=str(data_dir), store_process=False))
 
     def load(spec: CollectionSpec) -> float:
         started = time.perf_counter()

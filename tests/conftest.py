@@ -28,8 +28,9 @@ def minilm_path() -> Path:
 @pytest.fixture(scope="session")
 def minilm_model(minilm_path: Path) -> Any:
     from embedserve.server.model import EncoderModel
+    from embedserve.server.model_settings import ModelSettings
 
-    return EncoderModel.load(str(minilm_path), device="cpu")
+    return EncoderModel.load(ModelSettings(model=str(minilm_path), device="cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from embedserve.connectors import (
     RetryingStore,
     SearchParams,
     StoreLocked,
+    StoreSettings,
     VectorStore,
     open_store,
     point_id,
@@ -32,38 +33,44 @@ from embedserve.connectors import (
 
 
 def test_open_store_embedded(tmp_path: Path) -> None:
-    with open_store(None, str(tmp_path / "data")) as store:
+    in_process = StoreSettings(data_dir=str(tmp_path / "data"), store_process=False)
+    with open_store(in_process) as store:
         assert isinstance(store, RetryingStore)
         assert isinstance(store.inner, EdgeStore)
         assert isinstance(store, VectorStore)
         store.create_collection(CollectionSpec("c", vector_size=2))
     assert (tmp_path / "data" / "collections" / "c" / "collection.json").is_file()
-    with open_store(None, str(tmp_path / "data"), retry=None) as store:
+    with open_store(in_process, retry=False) as store:
         assert isinstance(store, EdgeStore)
         assert store.list_collections() == ["c"]
 
 
 def test_open_store_qdrant_local_modes(tmp_path: Path) -> None:
-    with open_store(":memory:", str(tmp_path), retry=None) as store:
+    with open_store(StoreSettings(qdrant_url=":memory:"), retry=False) as store:
         assert isinstance(store, RemoteStore)
         store.create_collection(CollectionSpec("m", vector_size=2))
         assert store.list_collections() == ["m"]
 
     folder = tmp_path / "qlocal"
     spec = CollectionSpec("p", vector_size=3, distance=Distance.DOT, hnsw_ef=33)
-    with open_store(f"local:{folder}") as store:
+    local = StoreSettings(qdrant_url=f"local:{folder}")
+    with open_store(local) as store:
         store.create_collection(spec)
         store.upsert("p", [PointRecord("a", [1.0, 2.0, 3.0], {"k": 1})])
         with pytest.raises(StoreLocked):
-            open_store(f"local:{folder}")
-    with open_store(f"local:{folder}") as store:
+            open_store(local)
+    with open_store(local) as store:
         assert store.get_collection("p").spec == spec  # kept in the collection's metadata
         assert store.retrieve("p", ["a"])[0].payload == {"k": 1}
 
 
 def test_open_store_server_url_is_lazy() -> None:
     # No server is needed to build the client; failures surface on the first call.
-    store = open_store("https://qdrant.example:6333", "unused", api_key="k", timeout_s=3)
+    store = open_store(
+        StoreSettings(
+            qdrant_url="https://qdrant.example:6333", qdrant_api_key="k", qdrant_timeout_s=3
+        )
+    )
     assert isinstance(store, RetryingStore)
     assert isinstance(store.inner, RemoteStore)
     store.close()
@@ -72,14 +79,14 @@ def test_open_store_server_url_is_lazy() -> None:
 @pytest.mark.parametrize("port", [-1, 65536])
 def test_open_store_rejects_a_grpc_port_out_of_range(port: int) -> None:
     # The port in use is checked for real by the tests against a Qdrant server on free ports.
-    with pytest.raises(InvalidRequest, match=f"grpc_port must be 0-65535, got {port}"):
-        open_store("http://127.0.0.1:6333", "unused", grpc_port=port)
+    with pytest.raises(InvalidRequest, match=f"qdrant_grpc_port must be 0-65535, got {port}"):
+        open_store(StoreSettings(qdrant_url="http://127.0.0.1:6333", qdrant_grpc_port=port))
 
 
 @pytest.mark.parametrize("url", ["ftp://host", "qdrant:6333", "memory"])
 def test_open_store_rejects_unknown_urls(url: str) -> None:
     with pytest.raises(InvalidRequest, match="unsupported vector store url"):
-        open_store(url, "unused")
+        open_store(StoreSettings(qdrant_url=url))
 
 
 def test_point_ids_are_deterministic_uuids() -> None:

@@ -80,7 +80,7 @@ class FakeEncoder:
         self,
         dimensions: int = 16,
         max_tokens: int = 32,
-        chunk_overlap: int = 4,
+        chunk_overlap_tokens: int = 4,
         include_prompt: bool = True,
         normalize: bool = True,
         pooling: PoolingMode = PoolingMode.MEAN,
@@ -96,7 +96,9 @@ class FakeEncoder:
             max_tokens=max_tokens,
             include_prompt=include_prompt,
         )
-        self.tokenizer = TextTokenizer(WordTokenizer(), max_tokens, include_prompt, chunk_overlap)
+        self.tokenizer = TextTokenizer(
+            WordTokenizer(), max_tokens, include_prompt, chunk_overlap_tokens
+        )
         self.batches: list[list[Window]] = []
         self._lock = threading.Lock()
 

@@ -1,4 +1,5 @@
-"""The core (batcher, embedder, ingestion, converters) loads without torch or transformers."""
+"""The core (batcher, embedder, ingestion, converters) and the settings built from their
+sections load without torch or transformers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ CORE_MODULES = [
     "embedserve.server.convert",
     "embedserve.server.vector_convert",
     "embedserve.server.windows",
+    "embedserve.server.config",
 ]
 
 

@@ -85,7 +85,7 @@ def test_error_policy_names_the_input_and_the_limit() -> None:
 
 
 def test_chunks_overlap_and_pool_weighted_by_their_token_counts() -> None:
-    encoder = FakeEncoder(max_tokens=32, chunk_overlap=4)
+    encoder = FakeEncoder(max_tokens=32, chunk_overlap_tokens=4)
     words = ids_of(encoder, LONG)
     result = embed(encoder, [LONG], task=Task.NONE, overflow=Overflow.CHUNK)
     room, step = 30, 26  # 32 minus CLS and SEP; overlap 4

@@ -14,8 +14,9 @@ from fakes import FakeEncoder
 from harness import running_embedder
 
 from embedserve.connectors import CollectionSpec, EdgeStore
+from embedserve.server.config import Settings
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.ingestion import Ack, IngestMessage, IngestPipeline
+from embedserve.server.ingestion import Ack, IngestMessage, IngestPipeline, IngestSettings
 from embedserve.server.metrics import Metrics
 from embedserve.server.vectors import DocumentIn, VectorCore, WriteSettings
 
@@ -31,7 +32,11 @@ def texts(batch: int, count: int = 3) -> list[DocumentIn]:
 
 
 async def ingest(
-    tmp_path: Path, encoder: FakeEncoder, messages: list[IngestMessage], **pipeline: Any
+    tmp_path: Path,
+    encoder: FakeEncoder,
+    messages: list[IngestMessage],
+    settings: IngestSettings | None = None,
+    core_type: type[VectorCore] = VectorCore,
 ) -> tuple[list[Ack], BaseException | None, int]:
     """Run one stream; return its acks, the error that ended it (if any) and the stored count."""
     store = EdgeStore(tmp_path / "data")
@@ -45,9 +50,9 @@ async def ingest(
     acks: list[Ack] = []
     error: BaseException | None = None
     async with running_embedder(encoder) as embedder:
-        core = VectorCore(store, embedder, executor, Metrics())
+        core = core_type(store, embedder, executor, Metrics())
         try:
-            async for ack in IngestPipeline(core, **pipeline).run(source()):
+            async for ack in IngestPipeline(core, settings or IngestSettings()).run(source()):
                 acks.append(ack)
                 # Acknowledged means written (ready messages share one write, so maybe more).
                 assert store.count("docs") >= ack.total_acknowledged
@@ -96,7 +101,37 @@ def test_a_bad_document_is_refused_before_any_model_call(
 def test_good_messages_before_a_bad_one_are_acknowledged(tmp_path) -> None:
     bad = DocumentIn("x", text="fine", payload={"_embedserve_id": "y"})
     messages = [message(0, texts(0)), message(1, texts(1)), message(2, [bad])]
-    acks, error, stored = asyncio.run(ingest(tmp_path, FakeEncoder(), messages, max_inflight=1))
+    acks, error, stored = asyncio.run(
+        ingest(tmp_path, FakeEncoder(), messages, IngestSettings(ingest_inflight=1))
+    )
     assert isinstance(error, InvalidArgument)
     assert [a.batch_id for a in acks] == ["b0", "b1"]
     assert stored == 6
+
+
+@pytest.mark.parametrize(("env", "bound"), [({}, 6), ({"EMBEDSERVE_INGEST_INFLIGHT": "2"}, 2)])
+def test_ingest_inflight_bounds_the_messages_being_embedded(
+    tmp_path, env: dict[str, str], bound: int
+) -> None:
+    class PeakCountingCore(VectorCore):
+        """The real core, counting the messages being prepared at once."""
+
+        active = peak = 0
+
+        async def prepare(self, *args: Any, **kwargs: Any) -> Any:
+            kind = type(self)
+            kind.active += 1
+            kind.peak = max(kind.peak, kind.active)
+            try:
+                await asyncio.sleep(0.01)  # the stream reads on and starts what its bound allows
+                return await super().prepare(*args, **kwargs)
+            finally:
+                kind.active -= 1
+
+    settings = Settings.from_sources(env=env).section(IngestSettings)
+    messages = [message(i, texts(i)) for i in range(6)]  # fewer than the default of 16
+    acks, error, stored = asyncio.run(
+        ingest(tmp_path, FakeEncoder(), messages, settings, PeakCountingCore)
+    )
+    assert error is None and len(acks) == 6 and stored == 18
+    assert PeakCountingCore.peak == bound

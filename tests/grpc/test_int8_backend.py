@@ -9,6 +9,7 @@ from labelled_corpus import QUERIES, documents
 from embedserve.client import EmbedClient
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
+from embedserve.server.model_settings import ModelSettings
 
 
 def normalised(vectors: np.ndarray) -> np.ndarray:
@@ -55,9 +56,13 @@ def _embed_local(model: EncoderModel, texts: list[str]) -> list[np.ndarray]:
 
 def test_int8_is_refused_off_float32(minilm_path) -> None:
     with pytest.raises(ModelLoadError, match="torch-int8"):
-        EncoderModel.load(str(minilm_path), device="cpu", dtype="bfloat16", backend="torch-int8")
+        EncoderModel.load(
+            ModelSettings(
+                model=str(minilm_path), device="cpu", dtype="bfloat16", backend="torch-int8"
+            )
+        )
 
 
 def test_unknown_backend_is_refused(minilm_path) -> None:
     with pytest.raises(ModelLoadError, match="onnx"):
-        EncoderModel.load(str(minilm_path), device="cpu", backend="onnx")
+        EncoderModel.load(ModelSettings(model=str(minilm_path), device="cpu", backend="onnx"))

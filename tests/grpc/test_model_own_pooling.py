@@ -14,6 +14,7 @@ import pytest
 
 from embedserve.client import EmbedClient
 from embedserve.server.model import EncoderModel
+from embedserve.server.model_settings import ModelSettings
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.windows import Window
 from embedserve.v1 import embedding_pb2 as pb
@@ -31,7 +32,7 @@ def sentence_transformers_vectors(folder: Path, texts: list[str], **encode: Any)
 
 def test_same_ids_with_different_pool_starts_pool_separately(build_tiny_model) -> None:
     folder = build_tiny_model(prompts=PROMPTS, pooling={"include_prompt": False})
-    model = EncoderModel.load(str(folder), device="cpu")
+    model = EncoderModel.load(ModelSettings(model=str(folder), device="cpu"))
     ids = model.tokenizer.encode(["search_query: " + TEXTS[0]], "", _overflow())[0].windows[0]
     windows = [
         Window(ids, 0, PoolingMode.MEAN),

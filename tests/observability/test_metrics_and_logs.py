@@ -129,7 +129,7 @@ def json_log() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     stream = io.StringIO()
-    logs.configure("INFO", "json", stream)
+    logs.configure(logs.LogSettings(log_level="INFO", log_format="json"), stream)
     try:
         yield stream
     finally:

@@ -18,7 +18,7 @@ from http_routes import REQUESTS, status_of
 from rpcs import CALLS, bearer, code_of
 
 from embedserve.client import EmbedClient
-from embedserve.server.auth import METHOD_ROLES, ROUTE_METHODS, Role, load_keys
+from embedserve.server.auth import METHOD_ROLES, ROUTE_METHODS, AuthSettings, Role, load_keys
 from embedserve.server.errors import FailedPrecondition
 from embedserve.v1 import embedding_pb2, vector_pb2
 
@@ -249,7 +249,7 @@ def test_key_formats(tmp_path: Path) -> None:
             ]
         )
     )
-    ring = load_keys(str(path), "k3 write c;  k4 read ")
+    ring = load_keys(AuthSettings(api_keys_file=str(path), api_keys="k3 write c;  k4 read "))
     assert len(ring) == 4
     assert ring.lookup("k1").role == Role.ADMIN  # type: ignore[union-attr]
     assert ring.lookup("k2").collections == {"a", "b"}  # type: ignore[union-attr]
@@ -258,9 +258,9 @@ def test_key_formats(tmp_path: Path) -> None:
     assert ring.lookup("k") is None
     assert ring.lookup("") is None
     with pytest.raises(FailedPrecondition, match="unknown role"):
-        load_keys("", "k5 superuser")
+        load_keys(AuthSettings(api_keys="k5 superuser"))
     with pytest.raises(FailedPrecondition) as info:
-        load_keys("", "lonely-secret")
+        load_keys(AuthSettings(api_keys="lonely-secret"))
     assert "lonely-secret" not in info.value.message
 
 

@@ -9,19 +9,21 @@ import grpc
 import pytest
 
 from embedserve.client import EmbedClient
-from embedserve.server.ratelimit import RETRY_AFTER_KEY, RateLimiter
+from embedserve.server.ratelimit import RETRY_AFTER_KEY, RateLimiter, RateLimitSettings
 
 
 def test_bucket_refills_at_the_rate() -> None:
     now = [0.0]
-    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    limiter = RateLimiter(RateLimitSettings(2.0, 3), clock=lambda: now[0])
     assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.take("a") == pytest.approx(0.5)
     assert limiter.take("b") == 0.0  # its own bucket
     now[0] = 0.5
     assert limiter.take("a") == 0.0
     assert limiter.take("a") > 0
-    assert RateLimiter(rate=0.5, burst=0).burst == 1  # default burst: ceil(rate), at least 1
+    assert (
+        RateLimiter(RateLimitSettings(0.5, 0)).burst == 1
+    )  # default burst: ceil(rate), at least 1
 
 
 def retry_after_ms(exc: grpc.RpcError) -> int:

@@ -14,9 +14,8 @@ import pytest
 from certs import CA
 
 from embedserve.client import EmbedClient
-from embedserve.server.config import Settings
 from embedserve.server.errors import FailedPrecondition
-from embedserve.server.tls import server_credentials
+from embedserve.server.tls import TlsSettings, server_credentials
 
 FAILS = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -133,10 +132,10 @@ def test_half_configured_tls_is_an_error(pki: dict[str, Any], tmp_path: Path) ->
     """EmbedServer builds its credentials with this before binding anything."""
     cert, key, ca = pki["server_cert"], pki["server_key"], pki["ca_file"]
     with pytest.raises(FailedPrecondition, match="together"):
-        server_credentials(Settings(tls_cert=cert))
+        server_credentials(TlsSettings(tls_cert=cert))
     with pytest.raises(FailedPrecondition, match="tls_client_ca needs"):
-        server_credentials(Settings(tls_client_ca=ca))
+        server_credentials(TlsSettings(tls_client_ca=ca))
     with pytest.raises(FailedPrecondition, match="cannot read"):
-        server_credentials(Settings(tls_cert=str(tmp_path / "nope"), tls_key=key))
-    assert server_credentials(Settings()) is None
-    assert server_credentials(Settings(tls_cert=cert, tls_key=key, tls_client_ca=ca)) is not None
+        server_credentials(TlsSettings(tls_cert=str(tmp_path / "nope"), tls_key=key))
+    assert server_credentials(TlsSettings()) is None
+    assert server_credentials(TlsSettings(tls_cert=cert, tls_key=key, tls_client_ca=ca)) is not None

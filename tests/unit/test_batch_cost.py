@@ -72,7 +72,7 @@ def run_batches(model, windows, limits, cost):
 
     async def body():
         executor = ThreadPoolExecutor(1)
-        batcher = Batcher(compute, limits, executor, Metrics(), cost)
+        batcher = Batcher(compute, limits.for_device("cpu"), executor, Metrics(), cost)
         batcher.start()
         try:
             results = await asyncio.gather(*batcher.submit(windows))

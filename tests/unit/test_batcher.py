@@ -28,7 +28,8 @@ def _truncate():
 async def run_with(compute, limits, body):
     executor = ThreadPoolExecutor(1)
     metrics = Metrics()
-    batcher = Batcher(compute, limits, executor, metrics)
+    # The token budget the server picks on a CPU, unless the test sets its own.
+    batcher = Batcher(compute, limits.for_device("cpu"), executor, metrics)
     batcher.start()
     try:
         return await body(batcher), metrics

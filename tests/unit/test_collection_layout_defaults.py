@@ -7,11 +7,13 @@ from embedserve.server import vector_convert as vc
 from embedserve.server.config import Settings
 from embedserve.v1 import vector_pb2 as pb
 
-DEFAULTS = {"shard_number": 3, "replication_factor": 2, "write_consistency_factor": 1}
+LAYOUT = vc.CollectionLayout(
+    default_shard_number=3, default_replication_factor=2, default_write_consistency_factor=1
+)
 
 
 def layout(config: pb.CollectionConfig) -> tuple[int, int, int]:
-    spec = vc.spec_from_proto("docs", config, model_width=384, defaults=DEFAULTS)
+    spec = vc.spec_from_proto("docs", config, model_width=384, layout=LAYOUT)
     return spec.shard_number, spec.replication_factor, spec.write_consistency_factor
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
+from embedserve.server.model_settings import ModelSettings
 from embedserve.server.modernbert_packed import PackedModernBert, Packing, full_attention
 from embedserve.server.modernbert_paths import pick_modernbert_path
 from embedserve.server.windows import Window
@@ -108,9 +109,11 @@ def test_padded_and_per_sequence_global_attention_agree() -> None:
 
 
 def test_encoder_model_paths_give_the_same_vectors(tiny_modernbert_path: Path) -> None:
-    fast = EncoderModel.load(str(tiny_modernbert_path), device="cpu", modernbert_path="fast")
-    reference = EncoderModel.load(
-        str(tiny_modernbert_path), device="cpu", modernbert_path="reference"
+    fast, reference = (
+        EncoderModel.load(
+            ModelSettings(model=str(tiny_modernbert_path), device="cpu", modernbert_path=path)
+        )
+        for path in ("fast", "reference")
     )
     assert isinstance(fast._model, PackedModernBert)
     assert not isinstance(reference._model, PackedModernBert)

@@ -1,7 +1,7 @@
 """Transport-free vector-store layer: one protocol, an embedded and a server backend.
 
->>> from embedserve.connectors import open_store, CollectionSpec, PointRecord
->>> store = open_store(url=None, data_dir="/var/lib/embedserve")   # embedded engine
+>>> from embedserve.connectors import open_store, CollectionSpec, PointRecord, StoreSettings
+>>> store = open_store(StoreSettings(data_dir="/var/lib/embedserve"))   # embedded engine
 >>> store.create_collection(CollectionSpec("docs", vector_size=384))
 """
 
@@ -24,6 +24,7 @@ from .errors import (
 from .factory import open_store
 from .ids import RESERVED_KEY, point_id
 from .retry import RetryingStore, RetryPolicy, call_with_retry
+from .settings import StoreSettings
 from .store import VectorStore
 from .types import (
     DEFAULT_HNSW_EF,
@@ -102,6 +103,7 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StoreLocked",
+    "StoreSettings",
     "StoreUnavailable",
     "TransientStoreError",
     "VectorStore",

@@ -5,59 +5,59 @@ from __future__ import annotations
 from .edge import EdgeStore
 from .errors import InvalidRequest
 from .process import ProcessStore
-from .retry import RetryingStore, RetryPolicy
+from .retry import RetryingStore
+from .settings import DEFAULT_GRPC_PORT, StoreSettings
 from .store import VectorStore
 
-_DEFAULT_RETRY = RetryPolicy()
-DEFAULT_GRPC_PORT = 6334  # qdrant-client's own default
 
+def open_store(settings: StoreSettings | None = None, *, retry: bool = True) -> VectorStore:
+    """Open the vector store that ``settings.qdrant_url`` names.
 
-def open_store(
-    url: str | None = None,
-    data_dir: str = "data",
-    api_key: str | None = None,
-    prefer_grpc: bool = True,
-    timeout_s: float = 10.0,
-    *,
-    grpc_port: int = 0,
-    retry: RetryPolicy | None = _DEFAULT_RETRY,
-    isolate: bool = False,
-) -> VectorStore:
-    """Open the vector store that ``url`` names.
-
-    - no url: the embedded engine, persisted in ``data_dir``;
+    - no url: the embedded engine, persisted in ``data_dir`` (in a child process when
+      ``store_process``, see ``process.py``);
     - ``:memory:``: qdrant-client's in-memory local mode (nothing persisted);
     - ``local:PATH``: qdrant-client's local mode persisted in PATH (``data_dir`` if empty);
-    - ``http://`` or ``https://``: a Qdrant server or cluster (gRPC when ``prefer_grpc``,
-      on ``grpc_port``; 0 means Qdrant's default, 6334, whatever port the url names).
+    - ``http://`` or ``https://``: a Qdrant server or cluster (gRPC when
+      ``qdrant_prefer_grpc``, on ``qdrant_grpc_port``; 0 means Qdrant's default, 6334,
+      whatever port the url names).
 
-    Transient failures are retried under ``retry``; pass None to get the bare store.
-    ``isolate`` runs the embedded engine in a child process (see ``process.py``).
+    Transient failures are retried as ``store_retry_*`` allow; ``retry=False`` gives the
+    bare store.
     """
     from .remote import RemoteStore  # imported on demand: qdrant-client is slow to import
 
+    settings = settings or StoreSettings()
+    url = settings.qdrant_url
     store: VectorStore
     if not url:
-        store = ProcessStore(data_dir) if isolate else EdgeStore(data_dir)
+        store = (
+            ProcessStore(settings.data_dir)
+            if settings.store_process
+            else EdgeStore(settings.data_dir)
+        )
     elif url == ":memory:":
         store = RemoteStore.local()
     elif url.startswith("local:"):
-        store = RemoteStore.local(url.removeprefix("local:") or data_dir)
+        store = RemoteStore.local(url.removeprefix("local:") or settings.data_dir)
     elif url.startswith(("http://", "https://")):
-        if timeout_s <= 0:
-            raise InvalidRequest(f"timeout_s must be positive, got {timeout_s}")
-        if not 0 <= grpc_port <= 65535:
-            raise InvalidRequest(f"grpc_port must be 0-65535, got {grpc_port}")
+        if settings.qdrant_timeout_s <= 0:
+            raise InvalidRequest(
+                f"qdrant_timeout_s must be positive, got {settings.qdrant_timeout_s}"
+            )
+        if not 0 <= settings.qdrant_grpc_port <= 65535:
+            raise InvalidRequest(
+                f"qdrant_grpc_port must be 0-65535, got {settings.qdrant_grpc_port}"
+            )
         store = RemoteStore.connect(
             url,
-            api_key=api_key,
-            prefer_grpc=prefer_grpc,
-            timeout_s=timeout_s,
-            grpc_port=grpc_port or DEFAULT_GRPC_PORT,
+            api_key=settings.qdrant_api_key or None,
+            prefer_grpc=settings.qdrant_prefer_grpc,
+            timeout_s=settings.qdrant_timeout_s,
+            grpc_port=settings.qdrant_grpc_port or DEFAULT_GRPC_PORT,
         )
     else:
         raise InvalidRequest(
             f"unsupported vector store url {url!r}: use http(s)://host:port, ':memory:', "
             "'local:PATH', or no url for the embedded store"
         )
-    return store if retry is None else RetryingStore(store, retry)
+    return RetryingStore(store, settings.retry_policy()) if retry else store

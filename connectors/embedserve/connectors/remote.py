@@ -40,6 +40,7 @@ from .errors import (
     StoreLocked,
 )
 from .ids import RESERVED_KEY, check_external_id, point_id, point_ids
+from .settings import DEFAULT_GRPC_PORT, StoreSettings
 from .store import ContextManagerMixin
 from .types import (
     CollectionInfo,
@@ -90,9 +91,9 @@ class RemoteStore(ContextManagerMixin):
         url: str,
         *,
         api_key: str | None = None,
-        prefer_grpc: bool = True,
-        timeout_s: float = 10.0,
-        grpc_port: int = 6334,
+        prefer_grpc: bool = StoreSettings.qdrant_prefer_grpc,
+        timeout_s: float = StoreSettings.qdrant_timeout_s,
+        grpc_port: int = DEFAULT_GRPC_PORT,
     ) -> RemoteStore:
         """A server or cluster at ``url`` (REST); gRPC, when preferred, uses ``grpc_port``."""
         client = QdrantClient(

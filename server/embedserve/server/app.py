@@ -16,28 +16,32 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from embedserve.connectors import RetryPolicy, StoreError, VectorStore, open_store
-from embedserve.server.auth import load_keys
+from embedserve.connectors import StoreError, StoreSettings, VectorStore, open_store
+from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batch_cost import calibrate_model
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.config import Settings
-from embedserve.server.connlimit import ConnectionLimitInterceptor
+from embedserve.server.connlimit import ConnectionLimitInterceptor, ConnectionLimits
 from embedserve.server.decode_guard import DecodeGuardInterceptor
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder, EmbedParams, RequestLimits
-from embedserve.server.embedding_service import EmbeddingService
+from embedserve.server.embedding_service import EmbeddingService, EmbedStreamLimits
 from embedserve.server.errors import FailedPrecondition
 from embedserve.server.http.app import build_app
 from embedserve.server.http.backend import Backend
 from embedserve.server.http.server import HttpServer
+from embedserve.server.http.settings import HttpSettings
+from embedserve.server.ingestion import IngestSettings
 from embedserve.server.metrics import Metrics
 from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
+from embedserve.server.model_settings import ModelSettings
 from embedserve.server.observe import ObserveInterceptor
-from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor
-from embedserve.server.tls import server_credentials
+from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
+from embedserve.server.tls import TlsSettings, server_credentials
 from embedserve.server.tracing import TracingInterceptor
+from embedserve.server.vector_convert import CollectionLayout
 from embedserve.server.vector_service import VectorService
 from embedserve.server.vectors import VectorCore
 from embedserve.v1 import embedding_pb2, embedding_pb2_grpc, vector_pb2, vector_pb2_grpc
@@ -55,10 +59,6 @@ SERVICE_NAMES = (
 )
 
 
-def default_batch_tokens(model: EncoderModel) -> int:
-    return 16384 if model.device.type == "cuda" else 2048
-
-
 class EmbedServer:
     """One server instance. ``start()`` binds the port; ``ready`` completes when SERVING."""
 
@@ -68,32 +68,31 @@ class EmbedServer:
         self.model = model
         self.embedder: Embedder | None = None
         self.health = HealthServicer()
-        self._credentials = server_credentials(settings)
-        self.keys = load_keys(settings.api_keys_file, settings.api_keys)
+        self.tls = settings.section(TlsSettings)
+        self._credentials = server_credentials(self.tls)
+        self.keys = load_keys(settings.section(AuthSettings))
         # Outermost first: every call is observed (auth failures too), undecodable requests
         # refused, then calls are counted per connection, traced, authenticated, and
         # rate-limited by the key they authenticated as.
         interceptors: list[grpc.aio.ServerInterceptor] = [
             ObserveInterceptor(self.metrics),
             DecodeGuardInterceptor(),
-            ConnectionLimitInterceptor(settings.max_streams_per_connection),
+            ConnectionLimitInterceptor(settings.section(ConnectionLimits)),
         ]
         if settings.otel_tracing:
             interceptors.append(TracingInterceptor())
         if len(self.keys):
             interceptors.append(AuthInterceptor(self.keys, settings.auth_health))
         # One limiter for both transports: a key's budget covers its gRPC and HTTP calls.
-        limiter = (
-            RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
-            if settings.rate_limit_rps > 0
-            else None
-        )
+        rate_limits = settings.section(RateLimitSettings)
+        limiter = RateLimiter(rate_limits) if rate_limits.rate_limit_rps > 0 else None
         if limiter is not None:
             interceptors.append(RateLimitInterceptor(limiter))
         self.metrics_endpoint: MetricsEndpoint | None = None
         # The transport ceiling sits above our own limit so oversized requests get a clear
         # INVALID_ARGUMENT from the handler instead of a bare transport error.
-        transport_limit = min(2 * settings.max_message_bytes, 2**31 - 1)
+        self.request_limits = settings.section(RequestLimits)
+        transport_limit = min(2 * self.request_limits.max_message_bytes, 2**31 - 1)
         self._grpc = grpc.aio.server(
             interceptors=interceptors,
             options=[
@@ -109,18 +108,9 @@ class EmbedServer:
         self.drain = Drain()
         self.http_backend = Backend(settings, self.keys, self.drain, limiter)
         self.http: HttpServer | None = None
-        self.embedding_service = EmbeddingService(
-            stream_inflight=settings.stream_inflight, drain=self.drain
-        )
+        self.embedding_service = EmbeddingService(settings.section(EmbedStreamLimits), self.drain)
         self.vector_service = VectorService(
-            settings.ingest_inflight,
-            settings.max_write_points,
-            self.drain,
-            collection_defaults={
-                "shard_number": settings.default_shard_number,
-                "replication_factor": settings.default_replication_factor,
-                "write_consistency_factor": settings.default_write_consistency_factor,
-            },
+            settings.section(IngestSettings), settings.section(CollectionLayout), self.drain
         )
         self.store: VectorStore | None = None
         self.port = 0
@@ -150,9 +140,12 @@ class EmbedServer:
                 self.metrics.registry, self.settings.host, self.settings.metrics_port
             )
         await self._grpc.start()
-        if self.settings.http_port:
+        http_port = self.settings.section(HttpSettings).http_port
+        if http_port:
             app = build_app(self.http_backend, self.metrics)
-            self.http = HttpServer(app, self.settings, self.settings.http_port)
+            self.http = HttpServer(
+                app, self.settings.host, http_port, self.tls, self.settings.grace_period_s
+            )
             await self.http.start()
         log.info(
             "listening on %s:%d (%s, auth %s; NOT_SERVING until warm)",
@@ -185,52 +178,30 @@ class EmbedServer:
     async def _load_and_warm(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
-        if settings.torch_threads > 0:
+        model_settings = settings.section(ModelSettings)
+        if model_settings.torch_threads > 0:
             import torch
 
-            torch.set_num_threads(settings.torch_threads)
+            torch.set_num_threads(model_settings.torch_threads)
         if self.model is None:
             self.model = await loop.run_in_executor(
-                self._model_executor,
-                lambda: EncoderModel.load(
-                    settings.model,
-                    settings.device,
-                    settings.dtype,
-                    settings.max_tokens,
-                    settings.chunk_overlap_tokens,
-                    settings.backend,
-                    settings.modernbert_path,
-                ),
+                self._model_executor, EncoderModel.load, model_settings
             )
-        limits = BatchLimits(
-            max_batch_tokens=settings.max_batch_tokens or default_batch_tokens(self.model),
-            max_batch_size=settings.max_batch_size,
-            max_wait_ms=settings.max_wait_ms,
-            max_queue_items=settings.max_queue_items,
-            sort_window=settings.sort_window,
-            max_padding_share=settings.max_padding_share,
-        )
+        limits = settings.section(BatchLimits).for_device(self.model.device.type)
         cost = None
-        if settings.calibrate_batches:
+        if limits.calibrate_batches:
             cost = await loop.run_in_executor(self._model_executor, calibrate_model, self.model)
             self.metrics.observe_pass_cost(cost.fixed_s, cost.per_token_s)
         self._batcher = Batcher(
             self.model.compute, limits, self._model_executor, self.metrics, cost
         )
         self._batcher.start()
-        embedder = Embedder(
-            self.model,
-            self._batcher,
-            self._tokenize_executor,
-            RequestLimits(
-                settings.max_inputs_per_request,
-                settings.max_input_chars,
-                settings.max_message_bytes,
-            ),
-        )
+        embedder = Embedder(self.model, self._batcher, self._tokenize_executor, self.request_limits)
         await embedder.embed(["warm-up", "a somewhat longer warm-up input " * 8], EmbedParams())
         try:
-            self.store = await loop.run_in_executor(self._store_executor, self._open_store)
+            self.store = await loop.run_in_executor(
+                self._store_executor, open_store, settings.section(StoreSettings)
+            )
         except StoreError as exc:
             raise FailedPrecondition(f"cannot open the vector store: {exc}") from exc
         self.embedder = embedder
@@ -241,22 +212,6 @@ class EmbedServer:
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready.set()
         log.info("SERVING %s", self.model.spec.model_id)
-
-    def _open_store(self) -> VectorStore:
-        settings = self.settings
-        return open_store(
-            url=settings.qdrant_url or None,
-            data_dir=settings.data_dir,
-            api_key=settings.qdrant_api_key or None,
-            prefer_grpc=settings.qdrant_prefer_grpc,
-            grpc_port=settings.qdrant_grpc_port,
-            timeout_s=settings.qdrant_timeout_s,
-            isolate=settings.store_process,
-            retry=RetryPolicy(
-                max_attempts=settings.store_retry_attempts,
-                max_total_s=settings.store_retry_max_s,
-            ),
-        )
 
     async def wait_ready(self) -> None:
         """Wait for SERVING; re-raise a failed model load."""

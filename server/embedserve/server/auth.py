@@ -199,9 +199,18 @@ def parse_json(text: str, where: str) -> list[ApiKey]:
     return keys
 
 
-def load_keys(path: str, env_value: str) -> KeyRing:
+@dataclasses.dataclass(frozen=True)
+class AuthSettings:
+    """The auth section of the settings. No keys: auth is off."""
+
+    api_keys_file: str = ""  # JSON, or 'key role [collections...]' lines
+    api_keys: str = dataclasses.field(default="", repr=False)  # the same lines, ';'-separated
+    auth_health: bool = False  # also require a key for health and reflection
+
+
+def load_keys(settings: AuthSettings) -> KeyRing:
     keys: list[ApiKey] = []
-    if path:
+    if path := settings.api_keys_file:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
@@ -210,8 +219,8 @@ def load_keys(path: str, env_value: str) -> KeyRing:
             keys += parse_json(text, path)
         else:
             keys += parse_lines(text.splitlines(), path)
-    if env_value:
-        keys += parse_lines(env_value.split(";"), "EMBEDSERVE_API_KEYS")
+    if settings.api_keys:
+        keys += parse_lines(settings.api_keys.split(";"), "EMBEDSERVE_API_KEYS")
     if any(not k.key for k in keys):
         raise FailedPrecondition("api keys must not be empty")
     return KeyRing(keys)

@@ -32,15 +32,35 @@ log = logging.getLogger(__name__)
 ComputeFn = Callable[[Sequence[Window]], list[FloatArray]]
 
 
+# Padded token budgets per batch when max_batch_tokens is 0: on a CPU larger batches run
+# slower per token (bench/model_batch_cost.py).
+GPU_BATCH_TOKENS = 16384
+CPU_BATCH_TOKENS = 2048
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchLimits:
-    max_batch_tokens: int = 16384
+    """The batching section of the settings."""
+
+    # Padded cost (longest input x count) of one batch; 0: picked for the device by
+    # ``for_device`` (GPU_BATCH_TOKENS on a GPU, CPU_BATCH_TOKENS on a CPU).
+    max_batch_tokens: int = 0
     max_batch_size: int = 256
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 2.0  # wait for company when the model is idle and the batch small
     max_queue_items: int = 100_000
-    sort_window: int = 2048
-    # A batch stops growing when padding would exceed this share of its padded cost.
+    sort_window: int = 2048  # queued inputs considered together when cutting a batch
+    # Without a calibrated pass cost, a batch stops growing past this share of padding.
     max_padding_share: float = 0.10
+    # Time a few passes at warm-up and size batches by that cost (fixed per pass + per
+    # token); max_padding_share then applies only if calibration is off.
+    calibrate_batches: bool = True
+
+    def for_device(self, device_type: str) -> BatchLimits:
+        """These limits with an automatic token budget (0) replaced by the device's."""
+        if self.max_batch_tokens:
+            return self
+        budget = GPU_BATCH_TOKENS if device_type == "cuda" else CPU_BATCH_TOKENS
+        return dataclasses.replace(self, max_batch_tokens=budget)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +91,11 @@ class Batcher:
         metrics: Metrics,
         cost: PassCost | None = None,
     ) -> None:
+        if limits.max_batch_tokens < 1:
+            raise ValueError(
+                f"max_batch_tokens must be at least 1, got {limits.max_batch_tokens} "
+                "(0, the automatic budget, is resolved by BatchLimits.for_device)"
+            )
         self._compute = compute
         self.limits = limits
         self.cost = cost

@@ -60,18 +60,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return client_cli.main(argv, build_parser())
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from embedserve.server import logs
-    from embedserve.server.errors import EmbedServeError
-
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Defaults, then EMBEDSERVE_* variables, then the flags ``serve`` was given."""
     overrides = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(Settings)
         if f.name not in ENV_ONLY
     }
-    settings = Settings.from_sources(overrides=overrides)
+    return Settings.from_sources(overrides=overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from embedserve.server import logs
+    from embedserve.server.errors import EmbedServeError
+
+    settings = settings_from(args)
     try:
-        logs.configure(settings.log_level, settings.log_format)
+        logs.configure(settings.section(logs.LogSettings))
     except ValueError as exc:
         print(f"embedserve: {exc}", file=sys.stderr)
         return 2

@@ -1,85 +1,109 @@
-"""One frozen settings object, filled from ``EMBEDSERVE_*`` variables and CLI flags."""
+"""One frozen settings object, filled from ``EMBEDSERVE_*`` variables and CLI flags.
+
+``Settings`` is the public layer: one field per flag and variable, with the same names.
+The modules own their sections (a frozen dataclass next to the code that uses it, with
+the defaults); ``Settings`` takes each default from its section and builds each section
+whole from its own fields (``section``), so a setting has one name and one default.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from embedserve.connectors.settings import StoreSettings
+from embedserve.server.auth import AuthSettings
+from embedserve.server.batcher import BatchLimits
+from embedserve.server.connlimit import ConnectionLimits
+from embedserve.server.embedder import RequestLimits
+from embedserve.server.embedding_service import EmbedStreamLimits
+from embedserve.server.http.settings import HttpSettings
+from embedserve.server.ingestion import IngestSettings
+from embedserve.server.logs import LogSettings
+from embedserve.server.model_settings import ModelSettings
+from embedserve.server.ratelimit import RateLimitSettings
+from embedserve.server.tls import TlsSettings
+from embedserve.server.vector_convert import CollectionLayout
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ENV_PREFIX = "EMBEDSERVE_"
+
+Section = TypeVar("Section", bound="DataclassInstance")
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Server settings. Each field can be set as ``EMBEDSERVE_<FIELD>`` or ``--<field>``."""
+    """Server settings. Each field can be set as ``EMBEDSERVE_<FIELD>`` or ``--<field>``;
+    what each means is documented in its section."""
 
-    model: str = "modernbert-embed-large"
+    # Model (ModelSettings)
+    model: str = ModelSettings.model
+    device: str = ModelSettings.device
+    dtype: str = ModelSettings.dtype
+    backend: str = ModelSettings.backend
+    max_tokens: int = ModelSettings.max_tokens
+    modernbert_path: str = ModelSettings.modernbert_path
+    chunk_overlap_tokens: int = ModelSettings.chunk_overlap_tokens
+    torch_threads: int = ModelSettings.torch_threads
+    # Where to listen: gRPC here, HTTP (HttpSettings) and metrics on the same host
     host: str = "127.0.0.1"
     port: int = 50051
-    http_port: int = 8080  # HTTP/1.1 JSON API (OpenAI-compatible and REST), same host; 0: off
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
-    backend: str = "torch"  # torch | torch-int8 (CPU: int8 linear layers, bench/backends.py)
-    max_tokens: int = 0  # 0: the model's own maximum
-    # ModernBERT forward pass: packed tokens with windowed local attention (fast), or
-    # transformers' own (reference); auto picks fast unless flash-attention 2 runs it.
-    modernbert_path: str = "auto"  # auto | fast | reference
-    # Batching
-    # Padded cost (longest input x count) of one batch; 0: 16384 on a GPU, 2048 on a CPU,
-    # where larger batches run slower per token (bench/model_batch_cost.py).
-    max_batch_tokens: int = 0
-    max_batch_size: int = 256
-    max_wait_ms: float = 2.0  # wait for company when the model is idle and the batch small
-    max_queue_items: int = 100_000
-    sort_window: int = 2048  # queued inputs considered together when cutting a batch
-    max_padding_share: float = 0.10  # a batch stops growing past this share of padding
-    # Time a few passes at warm-up and size batches by that cost (fixed per pass + per
-    # token); max_padding_share then applies only if calibration is off.
-    calibrate_batches: bool = True
-    chunk_overlap_tokens: int = 128
-    # Request limits
-    max_inputs_per_request: int = 2048
-    max_input_chars: int = 1_000_000
-    max_message_bytes: int = 64 * 1024 * 1024
-    max_streams_per_connection: int = 256  # concurrent calls on one client connection
-    stream_inflight: int = 32  # requests of one EmbedStream embedded at once; more wait
-    # Threads used by torch on CPU; 0 lets torch decide.
-    torch_threads: int = 0
-    # Vector store: the embedded engine in data_dir unless qdrant_url names a server
-    # (http(s)://host:port), ':memory:' or 'local:PATH' (qdrant-client's local mode).
-    data_dir: str = "./data"
-    qdrant_url: str = ""
-    qdrant_api_key: str = dataclasses.field(default="", repr=False)
-    qdrant_prefer_grpc: bool = True
-    qdrant_grpc_port: int = 0  # the server's gRPC port when preferred; 0: 6334
-    qdrant_timeout_s: float = 10.0
-    # Run the embedded engine in a child process, so its index builds never stall the server.
-    store_process: bool = True
-    store_retry_attempts: int = 5
-    store_retry_max_s: float = 15.0
-    ingest_inflight: int = 16  # messages of one ingestion stream being embedded at once
-    # Cluster layout of collections created without their own (Qdrant server/cluster only).
-    default_shard_number: int = 1
-    default_replication_factor: int = 1
-    default_write_consistency_factor: int = 1
-    max_write_points: int = 1024  # points joined into one store write
-    grace_period_s: float = 10.0
-    log_level: str = "INFO"
-    log_format: str = "text"  # text | json (one JSON object per line, with request_id)
-    # Security. No keys: auth is off. Keys: file (JSON or 'key role [collections...]' lines)
-    # and/or EMBEDSERVE_API_KEYS (the same lines, ';'-separated). Never logged.
-    api_keys_file: str = ""
-    api_keys: str = dataclasses.field(default="", repr=False)
-    auth_health: bool = False  # also require a key for health and reflection
-    tls_cert: str = ""  # PEM server certificate (chain); with tls_key, the port speaks TLS
-    tls_key: str = ""
-    tls_client_ca: str = ""  # PEM CA: require client certificates signed by it (mTLS)
-    rate_limit_rps: float = 0.0  # calls per second per key (or per peer without auth); 0: off
-    rate_limit_burst: int = 0  # bucket size; 0: ceil(rate_limit_rps)
+    http_port: int = HttpSettings.http_port
+    # Batching (BatchLimits)
+    max_batch_tokens: int = BatchLimits.max_batch_tokens
+    max_batch_size: int = BatchLimits.max_batch_size
+    max_wait_ms: float = BatchLimits.max_wait_ms
+    max_queue_items: int = BatchLimits.max_queue_items
+    sort_window: int = BatchLimits.sort_window
+    max_padding_share: float = BatchLimits.max_padding_share
+    calibrate_batches: bool = BatchLimits.calibrate_batches
+    # Request limits (RequestLimits, ConnectionLimits, EmbedStreamLimits)
+    max_inputs_per_request: int = RequestLimits.max_inputs_per_request
+    max_input_chars: int = RequestLimits.max_input_chars
+    max_message_bytes: int = RequestLimits.max_message_bytes
+    max_streams_per_connection: int = ConnectionLimits.max_streams_per_connection
+    stream_inflight: int = EmbedStreamLimits.stream_inflight
+    # Vector store (StoreSettings)
+    data_dir: str = StoreSettings.data_dir
+    qdrant_url: str = StoreSettings.qdrant_url
+    qdrant_api_key: str = dataclasses.field(default=StoreSettings.qdrant_api_key, repr=False)
+    qdrant_prefer_grpc: bool = StoreSettings.qdrant_prefer_grpc
+    qdrant_grpc_port: int = StoreSettings.qdrant_grpc_port
+    qdrant_timeout_s: float = StoreSettings.qdrant_timeout_s
+    store_process: bool = StoreSettings.store_process
+    store_retry_attempts: int = StoreSettings.store_retry_attempts
+    store_retry_max_s: float = StoreSettings.store_retry_max_s
+    # Ingestion (IngestSettings) and the layout of new collections (CollectionLayout)
+    ingest_inflight: int = IngestSettings.ingest_inflight
+    max_write_points: int = IngestSettings.max_write_points
+    default_shard_number: int = CollectionLayout.default_shard_number
+    default_replication_factor: int = CollectionLayout.default_replication_factor
+    default_write_consistency_factor: int = CollectionLayout.default_write_consistency_factor
+    grace_period_s: float = 10.0  # how long calls in flight may finish on shutdown
+    # Logging (LogSettings)
+    log_level: str = LogSettings.log_level
+    log_format: str = LogSettings.log_format
+    # Security (AuthSettings, TlsSettings, RateLimitSettings). Keys are never logged, and
+    # api_keys has no flag: environment (EMBEDSERVE_API_KEYS) or the file only.
+    api_keys_file: str = AuthSettings.api_keys_file
+    api_keys: str = dataclasses.field(default=AuthSettings.api_keys, repr=False)
+    auth_health: bool = AuthSettings.auth_health
+    tls_cert: str = TlsSettings.tls_cert
+    tls_key: str = TlsSettings.tls_key
+    tls_client_ca: str = TlsSettings.tls_client_ca
+    rate_limit_rps: float = RateLimitSettings.rate_limit_rps
+    rate_limit_burst: int = RateLimitSettings.rate_limit_burst
     # Observability
     metrics_port: int = 0  # Prometheus /metrics on this port (same host); 0: off
     otel_tracing: bool = False  # an OpenTelemetry span per RPC (needs embedserve[otel])
+
+    def section(self, kind: type[Section]) -> Section:
+        """The section ``kind``, built whole from the settings of its fields' names."""
+        return kind(**{f.name: getattr(self, f.name) for f in dataclasses.fields(kind)})
 
     @classmethod
     def from_sources(

@@ -7,6 +7,7 @@ raise. A connection is the peer address (host and port): each channel has its ow
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import grpc
@@ -38,11 +39,18 @@ class _Count(CallHooks):
             del self._open[state]  # no entry per connection ever seen: bounded memory
 
 
+@dataclasses.dataclass(frozen=True)
+class ConnectionLimits:
+    """The per-connection section of the settings."""
+
+    max_streams_per_connection: int = 256  # concurrent calls on one client connection
+
+
 class ConnectionLimitInterceptor(HookInterceptor):
     """All access is on the event loop thread: no lock needed."""
 
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self._limit = limits.max_streams_per_connection
         self._open: dict[str, int] = {}
 
     def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:

@@ -43,6 +43,9 @@ class EmbedParams:
 
 @dataclasses.dataclass(frozen=True)
 class RequestLimits:
+    """The request-limits section of the settings: inputs and characters are checked here,
+    message bytes by both transports before decoding work starts."""
+
     max_inputs_per_request: int = 2048
     max_input_chars: int = 1_000_000
     max_message_bytes: int = 64 * 1024 * 1024

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,16 +27,18 @@ def deadline_of(context: Context) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+@dataclasses.dataclass(frozen=True)
+class EmbedStreamLimits:
+    """The EmbedStream section of the settings."""
+
+    stream_inflight: int = 32  # requests of one EmbedStream embedded at once; more wait
+
+
 class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
-    def __init__(
-        self,
-        embedder: Embedder | None = None,
-        stream_inflight: int = 32,
-        drain: Drain | None = None,
-    ) -> None:
-        self._attached = embedder
-        self._stream_inflight = stream_inflight
-        self._drain = drain or Drain()
+    def __init__(self, stream_limits: EmbedStreamLimits, drain: Drain) -> None:
+        self._attached: Embedder | None = None
+        self.stream_limits = stream_limits
+        self._drain = drain
 
     def attach(self, embedder: Embedder) -> None:
         self._attached = embedder
@@ -80,7 +83,7 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
         async with OrderedStream(
             request_iterator,
             lambda request: self._stream_one(request, deadline),
-            self._stream_inflight,
+            self.stream_limits.stream_inflight,
             self._drain,
         ) as stream:
             while (started := await stream.next()) is not None:

@@ -1,6 +1,6 @@
 """Streaming ingestion: embedding and store writes overlap; acks only after durable writes.
 
-Per stream, up to ``max_inflight`` messages are embedded at once (later ones wait:
+Per stream, up to ``ingest_inflight`` messages are embedded at once (later ones wait:
 backpressure reaches the producer because the stream stops reading). A single writer
 takes the embedded messages in order, joins those already ready into one store write
 (up to ``max_write_points``), and acknowledges each only after that write returned.
@@ -17,6 +17,14 @@ from embedserve.server.drain import Drain
 from embedserve.server.errors import EmbedServeError, InvalidArgument, StoreDown
 from embedserve.server.ordered import OrderedStream, Started
 from embedserve.server.vectors import DocumentIn, PreparedBatch, VectorCore, WriteSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSettings:
+    """The ingestion section of the settings, for both transports' ingestion streams."""
+
+    ingest_inflight: int = 16  # messages of one ingestion stream being embedded at once
+    max_write_points: int = 1024  # points joined into one store write
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,23 +48,19 @@ _Stream = OrderedStream[IngestMessage, PreparedBatch]
 
 
 class IngestPipeline:
-    def __init__(
-        self,
-        core: VectorCore,
-        max_inflight: int = 16,
-        max_write_points: int = 1024,
-        drain: Drain | None = None,
-    ):
+    def __init__(self, core: VectorCore, settings: IngestSettings, drain: Drain | None = None):
         self._core = core
         self._drain = drain or Drain()
-        self._max_inflight = max_inflight
-        self._max_write_points = max_write_points
+        self.settings = settings
         self.acknowledged = 0
         self.last_id = ""
 
     async def run(self, messages: AsyncIterator[IngestMessage]) -> AsyncIterator[Ack]:
         async with OrderedStream(
-            self._with_collection(messages), self._prepare, self._max_inflight, self._drain
+            self._with_collection(messages),
+            self._prepare,
+            self.settings.ingest_inflight,
+            self._drain,
         ) as stream:
             while (first := await stream.next()) is not None:
                 group = [first, *self._ready_followers(stream)]
@@ -106,7 +110,9 @@ class IngestPipeline:
         size = 0
 
         def fits(started: _Started) -> bool:
-            return not followers or size + len(started.result.points) <= self._max_write_points
+            return (
+                not followers or size + len(started.result.points) <= self.settings.max_write_points
+            )
 
         while (follower := stream.next_ready(fits)) is not None:
             size += len(follower.result.points)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -46,8 +47,17 @@ class TextFormatter(logging.Formatter):
         return f"{line} [request_id={request_id}]" if request_id else line
 
 
-def configure(level: str, fmt: str, stream: IO[str] | None = None) -> logging.Handler:
-    """Replace the root logger's handlers with one writing ``fmt`` ('text' or 'json')."""
+@dataclasses.dataclass(frozen=True)
+class LogSettings:
+    """The logging section of the settings."""
+
+    log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one JSON object per line, with request_id)
+
+
+def configure(settings: LogSettings, stream: IO[str] | None = None) -> logging.Handler:
+    """Replace the root logger's handlers with one writing ``log_format`` lines."""
+    fmt = settings.log_format
     if fmt not in {"text", "json"}:
         raise ValueError(f"log_format must be 'text' or 'json', got {fmt!r}")
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -58,5 +68,5 @@ def configure(level: str, fmt: str, stream: IO[str] | None = None) -> logging.Ha
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    root.setLevel(settings.log_level.upper())
     return handler

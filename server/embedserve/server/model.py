@@ -15,6 +15,7 @@ import torch
 
 from embedserve.server.backends import apply_backend
 from embedserve.server.errors import InferenceFailed, ModelLoadError
+from embedserve.server.model_settings import ModelSettings
 from embedserve.server.model_spec import (
     ModelSpec,
     PoolingMode,
@@ -76,24 +77,15 @@ class EncoderModel:
         self._model = model
 
     @classmethod
-    def load(
-        cls,
-        name: str,
-        device: str = "auto",
-        dtype: str = "auto",
-        max_tokens: int = 0,
-        chunk_overlap: int = 128,
-        backend: str = "torch",
-        modernbert_path: str = "auto",
-    ) -> EncoderModel:
+    def load(cls, settings: ModelSettings) -> EncoderModel:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
-        model_id, path = resolve_model_path(name)
-        torch_device = pick_device(device)
-        torch_dtype = pick_dtype(dtype, torch_device)
+        model_id, path = resolve_model_path(settings.model)
+        torch_device = pick_device(settings.device)
+        torch_dtype = pick_dtype(settings.dtype, torch_device)
         try:
             config = AutoConfig.from_pretrained(path)
             hf_tokenizer = AutoTokenizer.from_pretrained(path)
@@ -103,20 +95,22 @@ class EncoderModel:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
-        model = apply_backend(model, backend, torch_device, torch_dtype)
-        model = pick_modernbert_path(model, modernbert_path)
+        model = apply_backend(model, settings.backend, torch_device, torch_dtype)
+        model = pick_modernbert_path(model, settings.modernbert_path)
         positions = getattr(config, "max_position_embeddings", None)
         spec = read_model_spec(model_id, path, positions)
-        if max_tokens:
+        if max_tokens := settings.max_tokens:
             spec = dataclasses.replace(spec, max_tokens=min(max_tokens, positions or max_tokens))
-        tokenizer = TextTokenizer(hf_tokenizer, spec.max_tokens, spec.include_prompt, chunk_overlap)
+        tokenizer = TextTokenizer(
+            hf_tokenizer, spec.max_tokens, spec.include_prompt, settings.chunk_overlap_tokens
+        )
         log.info(
             "loaded %s (%s) on %s as %s (backend %s), max %d tokens, %s pooling",
             model_id,
             config.model_type,
             torch_device,
             torch_dtype,
-            backend,
+            settings.backend,
             spec.max_tokens,
             spec.pooling.value,
         )

@@ -6,6 +6,7 @@ Over the limit: RESOURCE_EXHAUSTED with trailing metadata ``retry-after-ms``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -37,16 +38,25 @@ class TokenBucket:
         return (1 - self._tokens) / self._rate
 
 
+@dataclasses.dataclass(frozen=True)
+class RateLimitSettings:
+    """The rate-limit section of the settings; one limiter serves both transports."""
+
+    rate_limit_rps: float = 0.0  # calls per second per key (or per peer without auth); 0: off
+    rate_limit_burst: int = 0  # bucket size; 0: ceil(rate_limit_rps), at least 1
+
+
 class RateLimiter:
     """Buckets by caller. All access is on the event loop thread: no lock needed."""
 
     MAX_CALLERS = 100_000  # forget idle callers past this, so peers cannot grow memory
 
     def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self, settings: RateLimitSettings, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.rate = rate
-        self.burst = float(burst if burst > 0 else max(1, math.ceil(rate)))
+        self.rate = settings.rate_limit_rps
+        burst = settings.rate_limit_burst
+        self.burst = float(burst if burst > 0 else max(1, math.ceil(self.rate)))
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import grpc
 
-from embedserve.server.config import Settings
 from embedserve.server.errors import FailedPrecondition
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsSettings:
+    """The TLS section of the settings, for both transports."""
+
+    tls_cert: str = ""  # PEM server certificate (chain); with tls_key, the port speaks TLS
+    tls_key: str = ""
+    tls_client_ca: str = ""  # PEM CA: require client certificates signed by it (mTLS)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -17,7 +26,7 @@ def _read(path: str, what: str) -> bytes:
         raise FailedPrecondition(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+def server_credentials(settings: TlsSettings) -> grpc.ServerCredentials | None:
     """``None`` for plaintext. Half a configuration is an error, never a silent plaintext."""
     if not settings.tls_cert and not settings.tls_key:
         if settings.tls_client_ca:

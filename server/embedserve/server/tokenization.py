@@ -56,7 +56,7 @@ class TokenDetail:
 
 class TextTokenizer:
     def __init__(
-        self, hf_tokenizer: Any, max_tokens: int, include_prompt: bool, chunk_overlap: int
+        self, hf_tokenizer: Any, max_tokens: int, include_prompt: bool, chunk_overlap_tokens: int
     ) -> None:
         self._tok = hf_tokenizer
         # The limit is ours to enforce; silence the tokenizer's own warning about long inputs.
@@ -73,7 +73,7 @@ class TextTokenizer:
         self._suffix_ids = probe_ids[len(probe_ids) - self._n_suffix :] if self._n_suffix else []
         if self._n_prefix + self._n_suffix >= max_tokens:
             raise ValueError("max_tokens leaves no room for text")
-        self._chunk_overlap = chunk_overlap
+        self.chunk_overlap_tokens = chunk_overlap_tokens
         self.pad_token_id = int(self._tok.pad_token_id if self._tok.pad_token_id is not None else 0)
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - few distinct prompts, tokenizer lives as long as the server
@@ -146,7 +146,7 @@ class TextTokenizer:
         elif overflow is Overflow.TRUNCATE_RIGHT:
             starts = [0]
         else:
-            step = max(1, room - min(self._chunk_overlap, room // 2))
+            step = max(1, room - min(self.chunk_overlap_tokens, room // 2))
             starts = range(0, max(1, len(body) - room + step), step)
         windows = tuple(tuple(head + body[start : start + room] + tail) for start in starts)
         span = (head_len + starts[0], head_len + min(len(body), starts[0] + room))

@@ -58,13 +58,32 @@ def store_value(make: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise translate_store_error(exc) from exc
 
 
+@dataclasses.dataclass(frozen=True)
+class CollectionLayout:
+    """The settings section for the cluster layout of collections created without their
+    own (it matters on a Qdrant server or cluster). Both transports' create calls use it."""
+
+    default_shard_number: int = st.CollectionSpec.shard_number
+    default_replication_factor: int = st.CollectionSpec.replication_factor
+    default_write_consistency_factor: int = st.CollectionSpec.write_consistency_factor
+
+    def spec_fields(self) -> dict[str, int]:
+        """The defaults under the CollectionSpec field names they fill."""
+        return {
+            "shard_number": self.default_shard_number,
+            "replication_factor": self.default_replication_factor,
+            "write_consistency_factor": self.default_write_consistency_factor,
+        }
+
+
 def spec_from_proto(
     name: str,
     config: pb.CollectionConfig,
     model_width: int,
-    defaults: Mapping[str, int] | None = None,
+    layout: CollectionLayout | None = None,
 ) -> st.CollectionSpec:
-    """``defaults``: values for tuning fields the request leaves unset (server settings)."""
+    """``layout``: the cluster layout for the fields the request leaves unset."""
+    defaults = (layout or CollectionLayout()).spec_fields()
     fields: dict[str, Any] = {
         "vector_size": config.dimensions if config.HasField("dimensions") else model_width,
         "distance": convert.enum_value(DISTANCES, config.distance, "config.distance"),
@@ -80,7 +99,7 @@ def spec_from_proto(
     for optional in st.TUNING_FIELDS:
         if config.HasField(optional):
             fields[optional] = getattr(config, optional)
-        elif defaults and optional in defaults:
+        elif optional in defaults:
             fields[optional] = defaults[optional]
     if fields["vector_size"] == 0:
         raise InvalidArgument("config.dimensions must be at least 1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -14,7 +14,7 @@ from embedserve.server.analysis import AnalysisCore
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Task
 from embedserve.server.errors import NotReady
-from embedserve.server.ingestion import IngestMessage, IngestPipeline
+from embedserve.server.ingestion import IngestMessage, IngestPipeline, IngestSettings
 from embedserve.server.status import streaming, unary
 from embedserve.server.vectors import VectorCore
 from embedserve.v1 import embedding_pb2 as epb
@@ -25,19 +25,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class VectorService(pb_grpc.VectorServiceServicer):
-    def __init__(
-        self,
-        stream_inflight: int = 16,
-        max_write_points: int = 1024,
-        drain: Drain | None = None,
-        collection_defaults: Mapping[str, int] | None = None,
-    ) -> None:
+    def __init__(self, ingest: IngestSettings, layout: vc.CollectionLayout, drain: Drain) -> None:
         self._attached: VectorCore | None = None
-        # Tuning fields a CreateCollection request leaves unset take these (cluster layout).
-        self._collection_defaults = dict(collection_defaults or {})
-        self._stream_inflight = stream_inflight
-        self._max_write_points = max_write_points
-        self._drain = drain or Drain()
+        self.ingest = ingest
+        self.layout = layout
+        self._drain = drain
 
     def attach(self, core: VectorCore) -> None:
         self._attached = core
@@ -49,9 +41,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
         return self._attached
 
     def _pipeline(self) -> IngestPipeline:
-        return IngestPipeline(
-            self._core, self._stream_inflight, self._max_write_points, self._drain
-        )
+        return IngestPipeline(self._core, self.ingest, self._drain)
 
     # -- collections -------------------------------------------------------------
 
@@ -59,9 +49,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
     async def CreateCollection(
         self, request: pb.CreateCollectionRequest, context: Context
     ) -> pb.CreateCollectionResponse:
-        spec = vc.spec_from_proto(
-            request.name, request.config, self._core.model_width, self._collection_defaults
-        )
+        spec = vc.spec_from_proto(request.name, request.config, self._core.model_width, self.layout)
         info = await self._core.create_collection(spec)
         return pb.CreateCollectionResponse(collection=vc.info_to_proto(info))
 

@@ -25,7 +25,7 @@ from embedserve.server.http.handlers import validation_message
 from embedserve.server.http.responses import CODE_KEY, error_body
 from embedserve.server.http.rest_vectors import documents_in, write_settings
 from embedserve.server.http.schemas import IngestLine
-from embedserve.server.ingestion import IngestMessage, IngestPipeline
+from embedserve.server.ingestion import IngestMessage, IngestPipeline, IngestSettings
 from embedserve.server.status import status_of
 
 router = APIRouter(prefix="/api/v1/collections", tags=["Vector store"])
@@ -97,9 +97,7 @@ async def ingest(name: str, request: Request, caller: Caller) -> DuplexStreaming
     core = backend.vectors
     await core.vector_size(name)  # a missing collection is a plain 404, before the stream
     settings = backend.settings
-    pipeline = IngestPipeline(
-        core, settings.ingest_inflight, settings.max_write_points, backend.drain
-    )
+    pipeline = IngestPipeline(core, settings.section(IngestSettings), backend.drain)
     lines = body_lines(request, settings.max_message_bytes)
 
     async def acknowledgements() -> AsyncIterator[bytes]:

@@ -60,9 +60,12 @@ def parse_filter(value: FilterJson | None, field: str = "filter") -> st.Filter |
     return None if parsed.is_empty() else parsed
 
 
-def spec_of(body: CreateCollectionRequest, model_width: int) -> st.CollectionSpec:
+def spec_of(
+    body: CreateCollectionRequest, model_width: int, layout: vc.CollectionLayout
+) -> st.CollectionSpec:
     config = body.config
-    tuning = {name: getattr(config, name) for name in st.TUNING_FIELDS}
+    given = {name: getattr(config, name) for name in st.TUNING_FIELDS}
+    tuning = layout.spec_fields() | {name: v for name, v in given.items() if v is not None}
     return vc.store_value(
         st.CollectionSpec,
         body.name,
@@ -71,7 +74,7 @@ def spec_of(body: CreateCollectionRequest, model_width: int) -> st.CollectionSpe
         on_disk=config.on_disk,
         quantization=st.Quantization(config.quantization),
         payload_indexes={k: st.PayloadIndexKind(v) for k, v in config.payload_indexes.items()},
-        **{name: value for name, value in tuning.items() if value is not None},
+        **tuning,
     )
 
 
@@ -134,7 +137,9 @@ async def create_collection(
     if caller is not None:
         check_collection(caller, body.name)
     core = _core(request)
-    info = await core.create_collection(spec_of(body, core.model_width))
+    backend: Backend = request.app.state.backend
+    layout = backend.settings.section(vc.CollectionLayout)
+    info = await core.create_collection(spec_of(body, core.model_width, layout))
     return json_response({"collection": info_json(info)})
 
 

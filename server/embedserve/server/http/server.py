@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
-from embedserve.server.config import Settings
+from embedserve.server.tls import TlsSettings
 
 
 class _HostedServer(uvicorn.Server):
@@ -39,23 +39,25 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class HttpServer:
-    def __init__(self, app: FastAPI, settings: Settings, port: int) -> None:
-        tls: dict[str, object] = {}
-        if settings.tls_cert:
-            tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
-        if settings.tls_client_ca:
-            tls |= {"ssl_ca_certs": settings.tls_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    def __init__(
+        self, app: FastAPI, host: str, port: int, tls: TlsSettings, grace_period_s: float
+    ) -> None:
+        ssl_options: dict[str, object] = {}
+        if tls.tls_cert:
+            ssl_options = {"ssl_certfile": tls.tls_cert, "ssl_keyfile": tls.tls_key}
+        if tls.tls_client_ca:
+            ssl_options |= {"ssl_ca_certs": tls.tls_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
         config = uvicorn.Config(
             app,
             log_config=None,  # the server's own logging setup applies
             access_log=False,  # ObserveMiddleware writes the access lines
             lifespan="off",
-            timeout_graceful_shutdown=math.ceil(settings.grace_period_s),
-            **tls,  # type: ignore[arg-type]
+            timeout_graceful_shutdown=math.ceil(grace_period_s),
+            **ssl_options,  # type: ignore[arg-type]
         )
         self.app = app
         self._server = _HostedServer(config)
-        self._socket = _bind(settings.host, port)
+        self._socket = _bind(host, port)
         self.port: int = self._socket.getsockname()[1]
         self._task: asyncio.Task[None] | None = None
 

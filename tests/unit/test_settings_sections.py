@@ -1,0 +1,192 @@
+"""Each module owns its settings section and its defaults: Settings, the help of
+``embedserve serve`` and the README's settings tables show those same defaults, and a
+setting given as a flag or an environment variable reaches the module that uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from embedserve.connectors import EdgeStore, RetryingStore, StoreSettings, open_store
+from embedserve.connectors.process import ProcessStore
+from embedserve.server.auth import AuthSettings
+from embedserve.server.batcher import BatchLimits
+from embedserve.server.cli import ENV_ONLY, build_parser, settings_from
+from embedserve.server.config import Settings
+from embedserve.server.connlimit import ConnectionLimits
+from embedserve.server.embedder import RequestLimits
+from embedserve.server.embedding_service import EmbedStreamLimits
+from embedserve.server.http.settings import HttpSettings
+from embedserve.server.ingestion import IngestSettings
+from embedserve.server.logs import LogSettings
+from embedserve.server.model_settings import ModelSettings
+from embedserve.server.ratelimit import RateLimitSettings
+from embedserve.server.tls import TlsSettings
+from embedserve.server.vector_convert import CollectionLayout
+
+SECTIONS = (
+    ModelSettings,
+    BatchLimits,
+    RequestLimits,
+    ConnectionLimits,
+    EmbedStreamLimits,
+    HttpSettings,
+    StoreSettings,
+    IngestSettings,
+    CollectionLayout,
+    LogSettings,
+    AuthSettings,
+    TlsSettings,
+    RateLimitSettings,
+)
+# The server assembly's own settings (app.py, cli.py), defined in Settings itself.
+SERVER_OWN = {"host", "port", "grace_period_s", "metrics_port", "otel_tracing"}
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def names_of(kind: Any) -> list[str]:
+    return [field.name for field in dataclasses.fields(kind)]
+
+
+def test_every_setting_is_in_one_section_or_the_servers_own() -> None:
+    in_sections = [name for kind in SECTIONS for name in names_of(kind)]
+    assert len(in_sections) == len(set(in_sections)), "a setting in two sections"
+    assert not set(in_sections) & SERVER_OWN
+    assert set(in_sections) | SERVER_OWN == set(names_of(Settings))
+
+
+@pytest.mark.parametrize("kind", SECTIONS, ids=lambda kind: kind.__name__)
+def test_settings_defaults_are_the_section_defaults(kind: Any) -> None:
+    defaults = Settings()
+    assert defaults.section(kind) == kind()
+    for name in names_of(kind):
+        # Same type too: a flag or variable is parsed with the type of Settings' default.
+        assert type(getattr(defaults, name)) is type(getattr(kind(), name)), name
+
+
+def serve_help() -> str:
+    """``embedserve serve --help``, with its line wrapping undone."""
+    commands = next(a for a in build_parser()._actions if a.choices and "serve" in a.choices)
+    return " ".join(commands.choices["serve"].format_help().split())
+
+
+@pytest.mark.parametrize("kind", SECTIONS, ids=lambda kind: kind.__name__)
+def test_serve_help_documents_each_section_default(kind: Any) -> None:
+    text = serve_help()
+    for name in names_of(kind):
+        default = getattr(kind(), name)
+        if name in ENV_ONLY:  # secrets: never a flag, so never in the process list
+            assert "--" + name.replace("_", "-") + " " not in text
+            continue
+        assert "--" + name.replace("_", "-") in text
+        assert f"env EMBEDSERVE_{name.upper()}; default {default!r}" in text, name
+
+
+# README wordings of defaults that are not literal values.
+README_WORDS: dict[str, Any] = {
+    "true": True,
+    "false": False,
+    "(none)": "",
+    "none": "",
+    "model's own": 0,
+    "0 (torch decides)": 0,
+    "64 MiB": 64 * 1024 * 1024,
+}
+
+
+def readme_defaults() -> dict[str, str]:
+    """Setting name -> its default as the README's "setting | default | meaning" tables
+    write it. A row may name several settings, with one default each or one for all."""
+    defaults: dict[str, str] = {}
+    in_table = False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells == ["setting", "default", "meaning"]:
+            in_table = True
+            continue
+        if not line.startswith("|"):
+            in_table = False
+        if not in_table or cells[0].startswith("---"):
+            continue
+        names = re.findall(r"`([^`]+)`", cells[0])
+        values = cells[1].split(", ")
+        if len(values) != len(names):
+            values = [cells[1]] * len(names)
+        for name, value in zip(names, values, strict=True):
+            defaults[name.removeprefix("EMBEDSERVE_").lower()] = value.strip("`")
+    return defaults
+
+
+def test_readme_settings_tables_show_the_defaults() -> None:
+    written = readme_defaults()
+    section_names = {name for kind in SECTIONS for name in names_of(kind)}
+    assert section_names <= set(written), section_names - set(written)
+    settings = Settings()
+    for name, text in written.items():
+        default = getattr(settings, name)
+        if name == "max_batch_tokens":
+            cpu, gpu = map(int, re.fullmatch(r"(\d+) on CPU, (\d+) on GPU", text).groups())  # type: ignore[union-attr]
+            assert default == 0  # picked for the device:
+            assert BatchLimits().for_device("cpu").max_batch_tokens == cpu
+            assert BatchLimits().for_device("cuda").max_batch_tokens == gpu
+            continue
+        value = README_WORDS[text] if text in README_WORDS else type(default)(text)
+        assert value == default, f"README says {name} = {text!r}; Settings has {default!r}"
+
+
+def test_ingest_inflight_and_other_flags_reach_the_services(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from embedserve.server.app import EmbedServer
+
+    monkeypatch.setenv("EMBEDSERVE_INGEST_INFLIGHT", "3")
+    monkeypatch.setenv("EMBEDSERVE_DEFAULT_SHARD_NUMBER", "4")
+    monkeypatch.setenv("EMBEDSERVE_STREAM_INFLIGHT", "9")  # the flag below wins
+    flags = ["serve", "--stream-inflight", "5", "--max-write-points", "7", "--port", "0"]
+    settings = settings_from(build_parser().parse_args(flags))
+
+    async def build() -> EmbedServer:
+        return EmbedServer(settings)  # not started: the services exist, nothing is bound
+
+    server = asyncio.run(build())
+    ingest = IngestSettings(ingest_inflight=3, max_write_points=7)
+    assert server.vector_service.ingest == ingest  # gRPC Ingest and IngestStream
+    assert server.http_backend.settings.section(IngestSettings) == ingest  # HTTP ingest
+    assert server.vector_service.layout == CollectionLayout(default_shard_number=4)
+    assert server.embedding_service.stream_limits == EmbedStreamLimits(stream_inflight=5)
+
+
+def test_store_flags_reach_open_store(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    flags = ["serve", "--data-dir", data, "--no-store-process", "--store-retry-attempts", "2"]
+    settings = settings_from(build_parser().parse_args(flags))
+    with open_store(settings.section(StoreSettings)) as store:
+        assert isinstance(store, RetryingStore) and isinstance(store.inner, EdgeStore)
+        assert store.inner.data_dir == Path(data)
+        assert store.policy.max_attempts == 2
+        assert store.policy.max_total_s == StoreSettings.store_retry_max_s
+    # The default runs the embedded engine in a child process, as the server does.
+    with open_store(StoreSettings(data_dir=data), retry=False) as store:
+        assert isinstance(store, ProcessStore)
+
+
+def test_chunk_overlap_tokens_reaches_the_tokenizer(minilm_path: Path) -> None:
+    from embedserve.server.model import EncoderModel
+    from embedserve.server.tokenization import Overflow
+
+    flags = ["serve", "--model", str(minilm_path), "--device", "cpu", "--max-tokens", "16"]
+    settings = settings_from(build_parser().parse_args([*flags, "--chunk-overlap-tokens", "5"]))
+    model = EncoderModel.load(settings.section(ModelSettings))
+    text = (
+        "apple river stone cloud tiger piano candle forest mirror ocean garden rocket "
+        "window bridge castle engine violin meadow harbor lantern desert glacier"
+    )  # distinct words: windows share exactly the overlap
+    encoded = model.tokenizer.encode([text], "", Overflow.CHUNK)[0]
+    first, second = (window[1:-1] for window in encoded.windows[:2])  # without [CLS], [SEP]
+    shared = max(k for k in range(len(first)) if first[len(first) - k :] == second[:k])
+    assert shared == 5  # the default, 128, would be capped at half the window: 7
