@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${EMBEDSERVE_VENV:-.venv}/bin/python
 "$PY" -m pip install --quiet "mutmut==3.8.1"
 rm -rf mutants
-HF_HUB_OFFLINE=1 "$PY" -m mutmut run "$@" || true
-"$PY" -m mutmut results --all true > mutants/results.txt || true
+# scripts/mutmut_cli.py is mutmut with mutant names that match the import names (see there).
+HF_HUB_OFFLINE=1 "$PY" scripts/mutmut_cli.py run "$@" || true
+"$PY" scripts/mutmut_cli.py results --all true > mutants/results.txt || true
 "$PY" scripts/mutation_report.py mutants/results.txt docs/mutation.md
