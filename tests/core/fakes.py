@@ -24,13 +24,27 @@ PROMPTS = {"query": "query: ", "document": "passage: "}
 
 
 class WordTokenizer:
-    """The slice of a Hugging Face tokenizer that TextTokenizer uses, one id per word."""
+    """The slice of a Hugging Face tokenizer that TextTokenizer uses, one id per word.
 
-    pad_token_id = PAD
+    By default a BERT-like [CLS] text [SEP]; other special tokens (or none) stand in for
+    models that add only a prefix, or nothing at all.
+    """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        prefix: Sequence[int] = (CLS,),
+        suffix: Sequence[int] = (SEP,),
+        pad_token_id: int | None = PAD,
+    ) -> None:
         self.model_max_length = 512
+        self.pad_token_id = pad_token_id
+        self._prefix = list(prefix)
+        self._suffix = list(suffix)
         self._ids: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """The vocabulary so far: the special ids and every word seen."""
+        return 3 + len(self._ids)
 
     def _word_id(self, word: str) -> int:
         return self._ids.setdefault(word, 3 + len(self._ids))
@@ -42,8 +56,10 @@ class WordTokenizer:
         ids = [self._word_id(text[a:b]) for a, b in spans]
         mask = [0] * len(ids)
         if add_special_tokens:
-            ids, mask = [CLS, *ids, SEP], [1, *mask, 1]
-            spans = [(0, 0), *spans, (0, 0)]
+            before, after = self._prefix, self._suffix
+            ids = [*before, *ids, *after]
+            mask = [1] * len(before) + mask + [1] * len(after)
+            spans = [(0, 0)] * len(before) + spans + [(0, 0)] * len(after)
         out: dict[str, Any] = {"input_ids": ids}
         if with_mask:
             out["special_tokens_mask"] = mask
