@@ -41,6 +41,7 @@ class WordTokenizer:
         self._prefix = list(prefix)
         self._suffix = list(suffix)
         self._ids: dict[str, int] = {}
+        self.threads: set[str] = set()  # the threads that called it
 
     def __len__(self) -> int:
         """The vocabulary so far: the special ids and every word seen."""
@@ -74,6 +75,7 @@ class WordTokenizer:
         return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
     ) -> dict[str, Any]:
+        self.threads.add(threading.current_thread().name)
         options = (add_special_tokens, return_special_tokens_mask, return_offsets_mapping)
         if isinstance(text, str):
             return self._one(text, *options)

@@ -13,6 +13,8 @@ from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.embedder import Embedder, RequestLimits
 from embedserve.server.metrics import Metrics
 
+TOKENIZE_THREADS = "tokenize"
+
 
 def limits(**overrides: Any) -> BatchLimits:
     values: dict[str, Any] = {
@@ -45,7 +47,7 @@ async def running_batcher(
 async def running_embedder(
     encoder: FakeEncoder, batch_limits: BatchLimits | None = None, **request_limits: Any
 ) -> AsyncIterator[Embedder]:
-    tokenize = ThreadPoolExecutor(1)
+    tokenize = ThreadPoolExecutor(1, thread_name_prefix=TOKENIZE_THREADS)
     async with running_batcher(encoder.compute, batch_limits or limits()) as (batcher, _):
         values = {"max_inputs_per_request": 64, "max_input_chars": 10_000}
         values |= request_limits
