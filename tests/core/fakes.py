@@ -140,3 +140,39 @@ class FakeEncoder:
     @property
     def calls(self) -> int:
         return len(self.batches)
+
+
+class RecordingModel:
+    """Records each batch; can hold the first batch until released, so a queue builds up."""
+
+    def __init__(self, hold_first: bool = False) -> None:
+        self.batches: list[list[Window]] = []
+        self.threads: set[str] = set()
+        self.first_started = threading.Event()
+        self._release = threading.Event()
+        if not hold_first:
+            self._release.set()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def hold_next(self) -> None:
+        """Hold the next batch until released, as the first one is with ``hold_first``."""
+        self.first_started.clear()
+        self._release.clear()
+
+    def __call__(self, windows: Sequence[Window]) -> list[FloatArray]:
+        self.threads.add(threading.current_thread().name)
+        self.batches.append(list(windows))
+        self.first_started.set()
+        self._release.wait(10)
+        return [np.full(2, len(w.ids), dtype=np.float32) for w in windows]
+
+
+def numbered_windows(lengths: Sequence[int]) -> list[Window]:
+    """Window i starts with token id i, so a batch tells which inputs it holds."""
+    return [Window((i, *range(1000, 1000 + n - 1))) for i, n in enumerate(lengths)]
+
+
+def index_of(window: Window) -> int:
+    return window.ids[0]

@@ -9,11 +9,13 @@ from typing import Any
 
 from fakes import FakeEncoder
 
+from embedserve.server.batch_cost import PassCost
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.embedder import Embedder, RequestLimits
 from embedserve.server.metrics import Metrics
 
 TOKENIZE_THREADS = "tokenize"
+MODEL_THREADS = "model"
 
 
 def limits(**overrides: Any) -> BatchLimits:
@@ -30,11 +32,11 @@ def limits(**overrides: Any) -> BatchLimits:
 
 @asynccontextmanager
 async def running_batcher(
-    compute: Callable[..., Any], batch_limits: BatchLimits
+    compute: Callable[..., Any], batch_limits: BatchLimits, cost: PassCost | None = None
 ) -> AsyncIterator[tuple[Batcher, Metrics]]:
-    executor = ThreadPoolExecutor(1)
+    executor = ThreadPoolExecutor(1, thread_name_prefix=MODEL_THREADS)
     metrics = Metrics()
-    batcher = Batcher(compute, batch_limits, executor, metrics)
+    batcher = Batcher(compute, batch_limits, executor, metrics, cost)
     batcher.start()
     try:
         yield batcher, metrics
