@@ -151,6 +151,23 @@ def test_what_a_cut_leaves_waits_for_company() -> None:
     assert [sorted(len(w.ids) for w in b) for b in model.batches] == [[20] * 5, [50, 50]]
 
 
+def test_windows_beyond_the_sort_window_keep_counting_towards_a_full_batch() -> None:
+    # The view holds two windows: the third stays queued through the first cut, and with
+    # one more it fills the budget again.
+    model = RecordingModel()
+
+    async def body() -> None:
+        batch_limits = limits(max_wait_ms=FOREVER_MS, max_batch_tokens=100, sort_window=2)
+        async with running_batcher(model, batch_limits) as (batcher, _):
+            first = batcher.submit(windows(50, 50, 50))
+            await settle(asyncio.gather(*first[:2]))
+            second = batcher.submit(windows(50))
+            await settle(asyncio.gather(first[2], *second))
+
+    asyncio.run(body())
+    assert [len(b) for b in model.batches] == [2, 2]
+
+
 def test_skipped_windows_do_not_split_the_batch_around_them() -> None:
     model = RecordingModel(hold_first=True)
 

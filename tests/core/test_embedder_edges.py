@@ -286,6 +286,19 @@ def test_timings_keep_the_largest_of_each_part() -> None:
     assert dataclasses.astuple(timings) == pytest.approx((4.0, 5.0, 9.0, 7.0))
 
 
+def test_timings_cover_the_time_tokenising_took() -> None:
+    encoder = FakeEncoder()
+    encoder.tokenizer._tok.delay_s = 0.02  # each tokenizer call takes 20 ms or more
+    params = EmbedParams(task=Task.QUERY)  # token ids too go through the tokenizer, for the prompt
+    for result in (
+        run(encoder, lambda e: e.embed(["a"], params)),
+        run(encoder, lambda e: e.embed_token_ids([[1]], params)),
+        run(encoder, lambda e: e.embed_tokens(["a"], params)),
+    ):
+        assert result.timings.tokenize_ms >= 20
+        assert result.timings.total_ms >= result.timings.tokenize_ms
+
+
 def test_result_rows_refuse_columns_of_different_lengths() -> None:
     vectors = np.zeros((2, 3), dtype=np.float32)
     result = EmbedResult(vectors, [1], [False, False], [1, 1], Timings())
