@@ -187,7 +187,7 @@ def test_tokenising_runs_on_the_embedders_own_pool() -> None:
         params = EmbedParams()
         await embedder.embed(["a b"], params)
         await embedder.embed_tokens(["a b"], params)
-        await embedder.embed_token_ids([[3]], params)
+        await embedder.embed_token_ids([[3]], EmbedParams(task=Task.QUERY))  # prompt: tokenized
         await embedder.tokenize(["a b"], Task.NONE, None)
 
     run(encoder, every_door)
@@ -235,8 +235,14 @@ def test_an_expired_deadline_fails_the_call(wait_for_room: bool) -> None:
 def test_a_full_queue_fails_unary_calls_and_makes_streams_wait() -> None:
     encoder = FakeEncoder()
     texts = ["a", "b", "c"]  # three windows, the queue holds two
-    with pytest.raises(Overloaded, match="queue is full"):
-        run(encoder, lambda e: e.embed(texts, EmbedParams()), max_queue_items=2)
+    unary: list[Callable[[Embedder], Awaitable[Any]]] = [
+        lambda e: e.embed(texts, EmbedParams()),
+        lambda e: e.embed_tokens(texts, EmbedParams()),
+        lambda e: e.embed_token_ids([[1], [1], [1]], EmbedParams()),
+    ]
+    for call in unary:
+        with pytest.raises(Overloaded, match="queue is full"):
+            run(encoder, call, max_queue_items=2)
     waited = run(
         encoder, lambda e: e.embed(texts, EmbedParams(), wait_for_room=True), max_queue_items=2
     )
@@ -290,13 +296,16 @@ def test_timings_cover_the_time_tokenising_took() -> None:
     encoder = FakeEncoder()
     encoder.tokenizer._tok.delay_s = 0.02  # each tokenizer call takes 20 ms or more
     params = EmbedParams(task=Task.QUERY)  # token ids too go through the tokenizer, for the prompt
-    for result in (
-        run(encoder, lambda e: e.embed(["a"], params)),
-        run(encoder, lambda e: e.embed_token_ids([[1]], params)),
-        run(encoder, lambda e: e.embed_tokens(["a"], params)),
-    ):
-        assert result.timings.tokenize_ms >= 20
-        assert result.timings.total_ms >= result.timings.tokenize_ms
+    calls: list[Callable[[Embedder], Awaitable[Any]]] = [
+        lambda e: e.embed(["a"], params),
+        lambda e: e.embed_token_ids([[1]], params),
+        lambda e: e.embed_tokens(["a"], params),
+    ]
+    for call in calls:
+        started = time.monotonic()
+        result = run(encoder, call)
+        wall_ms = (time.monotonic() - started) * 1000
+        assert wall_ms >= result.timings.total_ms >= result.timings.tokenize_ms >= 20
 
 
 def test_result_rows_refuse_columns_of_different_lengths() -> None:
@@ -304,3 +313,36 @@ def test_result_rows_refuse_columns_of_different_lengths() -> None:
     result = EmbedResult(vectors, [1], [False, False], [1, 1], Timings())
     with pytest.raises(ValueError):
         list(result.rows())
+
+
+def test_explicit_prompts_reach_every_door() -> None:
+    encoder = FakeEncoder()
+    prompted = EmbedParams(prompt="find ")
+    text = run(encoder, lambda e: e.embed(["cats"], prompted)).vectors
+    plain = run(encoder, lambda e: e.embed(["cats"], EmbedParams(task=Task.NONE))).vectors
+    ids = run(encoder, lambda e: e.embed_token_ids([ids_of(encoder, "cats")], prompted)).vectors
+    np.testing.assert_allclose(ids, text, atol=1e-6)
+    assert np.abs(text - plain).max() > 1e-3
+    tokens = run(encoder, lambda e: e.embed_tokens(["cats"], prompted))
+    assert tokens.details[0].tokens == ["[CLS]", "find", "cats", "[SEP]"]
+
+
+def test_overflow_errors_name_the_callers_field() -> None:
+    encoder = FakeEncoder()
+    error = EmbedParams(overflow=Overflow.ERROR)
+    tail = (
+        "more than the model's maximum of 32; "
+        "shorten it or choose the TRUNCATE or CHUNK overflow policy"
+    )
+    with pytest.raises(InvalidArgument, match=exactly(f"texts[0] has 42 tokens, {tail}")):
+        run(encoder, lambda e: e.embed([LONG], error, field="texts"))
+    with pytest.raises(InvalidArgument, match=exactly(f"inputs[0] has 42 tokens, {tail}")):
+        run(encoder, lambda e: e.embed_tokens([LONG], error))
+
+
+def test_normalised_token_vectors_have_unit_length_even_from_short_rows() -> None:
+    # One dimension: most rows are shorter than 1 before normalising.
+    encoder = FakeEncoder()
+    params = EmbedParams(task=Task.NONE, dimensions=1)
+    result = run(encoder, lambda e: e.embed_tokens([" ".join(f"t{i}" for i in range(20))], params))
+    np.testing.assert_allclose(np.abs(result.vectors[0]), 1.0, atol=1e-6)

@@ -145,7 +145,7 @@ def test_token_ids_get_the_special_tokens_and_the_prompt_around_them() -> None:
     assert chunked.windows == ((CLS, 3, 4, 5, 6, 3, 4, SEP), (CLS, 3, 4, 5, SEP))
 
 
-@pytest.mark.parametrize("bad", [7, -1])
+@pytest.mark.parametrize("bad", [5, 7, -1])
 def test_token_ids_outside_the_vocabulary_are_named(bad: int) -> None:
     tokenizer = make()
     tokenizer.encode(["a b"], "", Overflow.ERROR)  # vocabulary: 0 to 4
@@ -154,6 +154,8 @@ def test_token_ids_outside_the_vocabulary_are_named(bad: int) -> None:
     assert caught.value.message == (
         f"data[1] holds token id {bad}; the model's vocabulary has ids 0 to 4"
     )
+    # The vocabulary's first and last ids are in it.
+    assert tokenizer.encode_ids([[0, 4]], "", Overflow.ERROR)[0].windows == ((CLS, 0, 4, SEP),)
     with pytest.raises(InvalidArgument, match=r"^input\[0\] has 13 tokens"):
         tokenizer.encode_ids([[3] * 11], "", Overflow.ERROR)
 
