@@ -145,6 +145,11 @@ class FakeEncoder:
         return len(self.batches)
 
 
+def ids_of(encoder: FakeEncoder, text: str) -> list[int]:
+    """The word ids of ``text`` (no special tokens), as the encoder's tokenizer gives them."""
+    return list(encoder.tokenizer._tok(text, add_special_tokens=False)["input_ids"])
+
+
 class RecordingModel:
     """Records each batch; can hold the first batch until released, so a queue builds up."""
 

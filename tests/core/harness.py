@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -16,6 +17,11 @@ from embedserve.server.metrics import Metrics
 
 TOKENIZE_THREADS = "tokenize"
 MODEL_THREADS = "model"
+
+
+def exactly(message: str) -> str:
+    """A pattern for pytest.raises that takes the whole message, not a part of it."""
+    return f"^{re.escape(message)}$"
 
 
 def limits(**overrides: Any) -> BatchLimits:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,7 @@ from typing import TypeVar
 
 import pytest
 from fakes import RecordingModel
-from harness import MODEL_THREADS, limits, running_batcher
+from harness import MODEL_THREADS, exactly, limits, running_batcher
 
 from embedserve.server.batch_cost import PassCost
 from embedserve.server.batcher import Batcher, WindowResult
@@ -46,10 +45,6 @@ async def hold_model(batcher: Batcher, model: RecordingModel) -> list[asyncio.Fu
     blocker = batcher.submit(windows(2))
     await asyncio.get_running_loop().run_in_executor(None, model.first_started.wait, 10)
     return blocker
-
-
-def exactly(message: str) -> str:
-    return f"^{re.escape(message)}$"
 
 
 def test_a_full_queue_refuses_unary_windows_and_says_how_full() -> None:

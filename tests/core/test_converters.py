@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from harness import exactly
 
 from embedserve.connectors import types as st
 from embedserve.server import convert, similarity
@@ -234,11 +234,6 @@ def test_store_errors_join_the_status_table() -> None:
 
     assert isinstance(translate_store_error(store_errors.CollectionNotFound("c")), NotFound)
     assert isinstance(translate_store_error(store_errors.InvalidRequest("x")), InvalidArgument)
-
-
-def exactly(message: str) -> str:
-    """A pattern for pytest.raises that takes the whole message, not a part of it."""
-    return f"^{re.escape(message)}$"
 
 
 def test_every_error_names_its_field_in_full() -> None:

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from fakes import CLS, SEP, FakeEncoder
-from harness import TOKENIZE_THREADS, limits, running_embedder
+from fakes import CLS, SEP, FakeEncoder, ids_of
+from harness import TOKENIZE_THREADS, exactly, limits, running_embedder
 
 from embedserve.server.batcher import WindowResult
 from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task, Timings
@@ -33,16 +33,8 @@ def run(encoder: FakeEncoder, call: Callable[[Embedder], Awaitable[T]], **batch_
     return asyncio.run(body())
 
 
-def ids_of(encoder: FakeEncoder, text: str) -> list[int]:
-    return list(encoder.tokenizer._tok(text, add_special_tokens=False)["input_ids"])
-
-
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.linalg.norm(matrix, axis=-1, keepdims=True)
-
-
-def exactly(message: str) -> str:
-    return f"^{re.escape(message)}$"
 
 
 # -- token vectors ---------------------------------------------------------------

@@ -7,11 +7,11 @@ window is written out in full.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 from fakes import CLS, SEP, WordTokenizer
+from harness import exactly
 
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.tokenization import Overflow, TextTokenizer, TokenizedText
@@ -29,10 +29,6 @@ def words(count: int) -> str:
 
 def one(tokenizer: TextTokenizer, text: str, overflow: Overflow, prompt: str = "") -> TokenizedText:
     return tokenizer.encode([text], prompt, overflow)[0]
-
-
-def exactly(message: str) -> str:
-    return f"^{re.escape(message)}$"
 
 
 BODY = tuple(range(4, 14))  # the ids of words(10) on a fresh tokenizer
