@@ -236,3 +236,37 @@ def test_any_other_model_error_becomes_inference_failed_and_is_logged(
     assert isinstance(outcomes[0], InferenceFailed)
     assert outcomes[0].message == "the model failed on this batch: out of memory"
     assert [r.getMessage() for r in caplog.records] == ["model failure on a batch of 2"]
+
+
+def test_reported_times_lie_within_the_call() -> None:
+    model = RecordingModel()
+
+    async def body() -> tuple[list[WindowResult], float]:
+        async with running_batcher(model, limits()) as (batcher, metrics):
+            started = time.monotonic()
+            results = await settle(asyncio.gather(*batcher.submit(windows(2, 3))))
+            wall_s = time.monotonic() - started
+            batch_s = metrics.registry.get_sample_value("embedserve_batch_seconds_sum")
+            assert batch_s is not None and 0 <= batch_s <= wall_s
+            return results, wall_s
+
+    results, wall_s = asyncio.run(body())
+    for result in results:
+        assert 0 <= result.queue_s <= wall_s and 0 <= result.inference_s <= wall_s
+
+
+def test_stop_finishes_what_is_queued_first() -> None:
+    model = RecordingModel(hold_first=True)
+
+    async def body() -> None:
+        async with running_batcher(model, limits(max_wait_ms=0)) as (batcher, _):
+            blocker = await hold_model(batcher, model)
+            queued = batcher.submit(windows(3, 4))
+            stopping = asyncio.ensure_future(batcher.stop())
+            await asyncio.sleep(0.02)
+            assert not stopping.done()  # the model still holds the first batch
+            model.release()
+            await settle(stopping)
+            assert all(f.done() and not f.cancelled() for f in [*blocker, *queued])
+
+    asyncio.run(body())
