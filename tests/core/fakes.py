@@ -2,7 +2,8 @@
 
 Each token id has a fixed random vector; a window's vector is the mean (or the first or
 last) of its tokens' vectors, so every expectation can be computed by hand, and every
-batch the batcher hands to the model is recorded.
+batch the batcher hands to the model is recorded. RecordingModel is a bare model function
+for the batcher tests: it records batches and can hold one until released.
 """
 
 from __future__ import annotations
