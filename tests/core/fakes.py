@@ -2,13 +2,15 @@
 
 Each token id has a fixed random vector; a window's vector is the mean (or the first or
 last) of its tokens' vectors, so every expectation can be computed by hand, and every
-batch the batcher hands to the model is recorded.
+batch the batcher hands to the model is recorded. RecordingModel is a bare model function
+for the batcher tests: it records batches and can hold one until released.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,13 +26,29 @@ PROMPTS = {"query": "query: ", "document": "passage: "}
 
 
 class WordTokenizer:
-    """The slice of a Hugging Face tokenizer that TextTokenizer uses, one id per word."""
+    """The slice of a Hugging Face tokenizer that TextTokenizer uses, one id per word.
 
-    pad_token_id = PAD
+    By default a BERT-like [CLS] text [SEP]; other special tokens (or none) stand in for
+    models that add only a prefix, or nothing at all.
+    """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        prefix: Sequence[int] = (CLS,),
+        suffix: Sequence[int] = (SEP,),
+        pad_token_id: int | None = PAD,
+    ) -> None:
         self.model_max_length = 512
+        self.pad_token_id = pad_token_id
+        self._prefix = list(prefix)
+        self._suffix = list(suffix)
         self._ids: dict[str, int] = {}
+        self.threads: set[str] = set()  # the threads that called it
+        self.delay_s = 0.0  # how long each call takes, at least
+
+    def __len__(self) -> int:
+        """The vocabulary so far: the special ids and every word seen."""
+        return 3 + len(self._ids)
 
     def _word_id(self, word: str) -> int:
         return self._ids.setdefault(word, 3 + len(self._ids))
@@ -42,8 +60,10 @@ class WordTokenizer:
         ids = [self._word_id(text[a:b]) for a, b in spans]
         mask = [0] * len(ids)
         if add_special_tokens:
-            ids, mask = [CLS, *ids, SEP], [1, *mask, 1]
-            spans = [(0, 0), *spans, (0, 0)]
+            before, after = self._prefix, self._suffix
+            ids = [*before, *ids, *after]
+            mask = [1] * len(before) + mask + [1] * len(after)
+            spans = [(0, 0)] * len(before) + spans + [(0, 0)] * len(after)
         out: dict[str, Any] = {"input_ids": ids}
         if with_mask:
             out["special_tokens_mask"] = mask
@@ -58,6 +78,8 @@ class WordTokenizer:
         return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
     ) -> dict[str, Any]:
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay_s)
         options = (add_special_tokens, return_special_tokens_mask, return_offsets_mapping)
         if isinstance(text, str):
             return self._one(text, *options)
@@ -124,3 +146,44 @@ class FakeEncoder:
     @property
     def calls(self) -> int:
         return len(self.batches)
+
+
+def ids_of(encoder: FakeEncoder, text: str) -> list[int]:
+    """The word ids of ``text`` (no special tokens), as the encoder's tokenizer gives them."""
+    return list(encoder.tokenizer._tok(text, add_special_tokens=False)["input_ids"])
+
+
+class RecordingModel:
+    """Records each batch; can hold the first batch until released, so a queue builds up."""
+
+    def __init__(self, hold_first: bool = False) -> None:
+        self.batches: list[list[Window]] = []
+        self.threads: set[str] = set()
+        self.first_started = threading.Event()
+        self._release = threading.Event()
+        if not hold_first:
+            self._release.set()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def hold_next(self) -> None:
+        """Hold the next batch until released, as the first one is with ``hold_first``."""
+        self.first_started.clear()
+        self._release.clear()
+
+    def __call__(self, windows: Sequence[Window]) -> list[FloatArray]:
+        self.threads.add(threading.current_thread().name)
+        self.batches.append(list(windows))
+        self.first_started.set()
+        self._release.wait(10)
+        return [np.full(2, len(w.ids), dtype=np.float32) for w in windows]
+
+
+def numbered_windows(lengths: Sequence[int]) -> list[Window]:
+    """Window i starts with token id i, so a batch tells which inputs it holds."""
+    return [Window((i, *range(1000, 1000 + n - 1))) for i, n in enumerate(lengths)]
+
+
+def index_of(window: Window) -> int:
+    return window.ids[0]

@@ -3,54 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from fakes import RecordingModel, index_of, numbered_windows
 from harness import limits, running_batcher
 
+from embedserve.server.batch_cost import PassCost
 from embedserve.server.errors import DeadlineExpired
-from embedserve.server.windows import FloatArray, Window
-
-
-class RecordingModel:
-    """Records each batch; can hold the first batch until released, so a queue builds up."""
-
-    def __init__(self, hold_first: bool = False) -> None:
-        self.batches: list[list[Window]] = []
-        self.first_started = threading.Event()
-        self._release = threading.Event()
-        if not hold_first:
-            self._release.set()
-
-    def release(self) -> None:
-        self._release.set()
-
-    def __call__(self, windows: Sequence[Window]) -> list[FloatArray]:
-        self.batches.append(list(windows))
-        self.first_started.set()
-        self._release.wait(10)
-        return [np.full(2, len(w.ids), dtype=np.float32) for w in windows]
-
-
-def numbered_windows(lengths: Sequence[int]) -> list[Window]:
-    """Window i starts with token id i, so a batch tells which inputs it holds."""
-    return [Window((i, *range(1000, 1000 + n - 1))) for i, n in enumerate(lengths)]
-
-
-def index_of(window: Window) -> int:
-    return window.ids[0]
+from embedserve.server.windows import Window
 
 
 def padded_cost(batch: Sequence[Window]) -> int:
     return len(batch) * max(len(w.ids) for w in batch)
 
 
-async def run_all(model: RecordingModel, windows: list[Window], **overrides: object) -> object:
+async def run_all(
+    model: RecordingModel, windows: list[Window], cost: PassCost | None = None, **overrides: object
+) -> object:
     """Queue every window while the model holds a first batch, then let everything run."""
-    async with running_batcher(model, limits(**overrides)) as (batcher, metrics):
+    async with running_batcher(model, limits(**overrides), cost) as (batcher, metrics):
         blocker = batcher.submit([Window((9999, 9998))])
         await asyncio.get_running_loop().run_in_executor(None, model.first_started.wait, 10)
         futures = batcher.submit(windows)
@@ -178,3 +152,61 @@ def test_waiting_callers_join_one_batch_when_the_model_is_idle() -> None:
 
     asyncio.run(body())
     assert [len(b) for b in model.batches] == [2]
+
+
+def batch_lengths(model: RecordingModel) -> list[list[int]]:
+    """The lengths in each batch after the blocker, sorted within the batch."""
+    return [sorted(len(w.ids) for w in batch) for batch in model.batches[1:]]
+
+
+def test_no_batch_exceeds_max_batch_size() -> None:
+    model = RecordingModel(hold_first=True)
+    asyncio.run(run_all(model, numbered_windows([5] * 10), max_batch_size=3))
+    assert [len(b) for b in model.batches[1:]] == [3, 3, 3, 1]
+
+
+def test_a_batch_grows_both_ways_from_the_oldest_in_the_middle_of_the_order() -> None:
+    model = RecordingModel(hold_first=True)
+    lengths = [20, 10, 10, 10, 30, 30, 30]
+    asyncio.run(run_all(model, numbered_windows(lengths), max_batch_size=3, max_padding_share=1))
+    assert batch_lengths(model)[0] == [10, 10, 20]  # a 10 adds less padding than a 30
+
+
+@pytest.mark.parametrize("lengths", [[20, 10, 30], [20, 5, 10, 30]])
+def test_the_neighbour_that_adds_the_least_padding_joins(lengths: list[int]) -> None:
+    # Below the oldest (20) a 10 wastes 10 tokens; above it a 30 pads the 20 by 10 too: the
+    # tie goes to the shorter one. The 5 is not a neighbour of the 20.
+    model = RecordingModel(hold_first=True)
+    asyncio.run(run_all(model, numbered_windows(lengths), max_batch_size=2, max_padding_share=1))
+    assert batch_lengths(model)[0] == [10, 20]
+
+
+def test_a_batch_may_fill_the_token_budget_exactly() -> None:
+    model = RecordingModel(hold_first=True)
+    asyncio.run(run_all(model, numbered_windows([10] * 6), max_batch_tokens=30))
+    assert batch_lengths(model) == [[10, 10, 10], [10, 10, 10]]
+
+
+def test_padding_of_exactly_the_allowed_share_is_accepted() -> None:
+    # [4, 4, 1] pads the 1 by 3 tokens: 3 of 12, exactly a share of 0.25.
+    model = RecordingModel(hold_first=True)
+    asyncio.run(run_all(model, numbered_windows([4, 4, 1]), max_padding_share=0.25))
+    assert batch_lengths(model) == [[1, 4, 4]]
+
+
+def test_with_a_pass_cost_the_best_rate_wins_and_ties_go_to_the_larger_batch() -> None:
+    # Cost per padded token only: three 10s run at the rate of one (a tie, so all three);
+    # the 100 would pad them to 400 tokens for 130 real ones, so it runs alone.
+    model = RecordingModel(hold_first=True)
+    per_token = PassCost(fixed_s=0.0, per_token_s=1.0)
+    asyncio.run(run_all(model, numbered_windows([10, 10, 100, 10]), per_token))
+    assert batch_lengths(model) == [[10, 10, 10], [100]]
+
+
+def test_with_a_large_fixed_cost_padding_is_traded_for_company() -> None:
+    # Without a cost this queue would split at 10% padding; a pass costing a second
+    # before its first token makes one padded batch the fastest.
+    model = RecordingModel(hold_first=True)
+    fixed = PassCost(fixed_s=1.0, per_token_s=1e-6)
+    asyncio.run(run_all(model, numbered_windows([10] * 5 + [100] * 5), fixed))
+    assert batch_lengths(model) == [[10] * 5 + [100] * 5]

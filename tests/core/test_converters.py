@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
+from harness import exactly
 
 from embedserve.connectors import types as st
 from embedserve.server import convert, similarity
@@ -232,3 +234,113 @@ def test_store_errors_join_the_status_table() -> None:
 
     assert isinstance(translate_store_error(store_errors.CollectionNotFound("c")), NotFound)
     assert isinstance(translate_store_error(store_errors.InvalidRequest("x")), InvalidArgument)
+
+
+def test_every_error_names_its_field_in_full() -> None:
+    cases: list[tuple[Callable[[], object], str]] = [
+        (
+            lambda: vc.spec_from_proto("c", pb.CollectionConfig(quantization=7), 384),  # type: ignore[arg-type]
+            "config.quantization has the unknown value 7",
+        ),
+        (
+            lambda: vc.spec_from_proto(
+                "c",
+                pb.CollectionConfig(payload_indexes={"topic": 9}),
+                384,  # type: ignore[dict-item]
+            ),
+            "config.payload_indexes['topic'] has the unknown value 9",
+        ),
+        (
+            lambda: vc.spec_from_proto("c", pb.CollectionConfig(dimensions=0), 384),
+            "config.dimensions must be at least 1",
+        ),
+        (
+            lambda: vc.payload_from_proto(vc.payload_to_proto({"bad": math.inf})),
+            "payload: ",
+        ),
+        (
+            lambda: vc.write_settings(pb.WriteOptions(embed=epb.EmbedOptions(pooling=5))),  # type: ignore[arg-type]
+            "options.embed.pooling has the unknown value 5",
+        ),
+        (
+            lambda: vc.documents_from_proto(
+                [
+                    pb.Document(id="a"),
+                    pb.Document(id="b", payload=vc.payload_to_proto({"x": math.nan})),
+                ]
+            ),
+            "documents[1].payload: ",
+        ),
+        (lambda: vc.search_params(pb.QueryParams(limit=0)), "params.limit must be at least 1"),
+        (lambda: vc.search_params(pb.QueryParams(hnsw_ef=0)), "params.hnsw_ef must be at least 1"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InvalidArgument) as caught:
+            call()
+        # The message starts with the field, spelled in full (the payload cases then quote
+        # the JSON error, which is protobuf's wording).
+        assert caught.value.message.startswith(message), caught.value.message
+        if not message.endswith(": "):
+            assert caught.value.message == message
+
+
+def test_nested_filter_errors_name_their_full_path() -> None:
+    empty = pb.Condition()
+    nested = pb.Condition(filter=pb.Filter(must_not=[empty]))
+    for message, path in [
+        (pb.Filter(should=[empty]), "filter.should[0]"),
+        (pb.Filter(must_not=[empty]), "filter.must_not[0]"),
+        (
+            pb.Filter(must=[pb.Condition(is_null=pb.IsNull(key="k")), nested]),
+            "filter.must[1].filter.must_not[0]",
+        ),
+    ]:
+        with pytest.raises(InvalidArgument, match=exactly(f"{path} has no condition set")):
+            vc.optional_filter(pb.SearchRequest(filter=message))
+
+
+def test_optional_filter_keeps_a_filter_that_has_conditions() -> None:
+    condition = pb.Condition(match=pb.MatchValue(key="topic", text="space"))
+    parsed = vc.optional_filter(pb.SearchRequest(filter=pb.Filter(must=[condition])))
+    assert parsed == st.Filter(must=(st.MatchValue("topic", "space"),))
+
+
+def test_match_any_takes_texts_or_integers() -> None:
+    texts = pb.Filter(must=[pb.Condition(match_any=pb.MatchAny(key="t", texts=["a", "b"]))])
+    assert vc.filter_from_proto(texts).must == (st.MatchAny("t", ("a", "b")),)
+
+
+def test_server_defaults_fill_only_the_tuning_fields_a_request_leaves_unset() -> None:
+    layout = vc.CollectionLayout(default_shard_number=3, default_replication_factor=2)
+    spec = vc.spec_from_proto("c", pb.CollectionConfig(shard_number=5), 384, layout)
+    assert spec.shard_number == 5  # the request wins
+    assert spec.replication_factor == 2  # the server's default
+    assert spec.hnsw_m == st.CollectionSpec("c", 384).hnsw_m  # neither: the store's own
+
+
+def test_stored_records_keep_their_vectors() -> None:
+    record = vc.record_to_proto(st.Record("r", None, [0.25, -1.0]))
+    assert record.HasField("vector") and list(record.vector.values) == [0.25, -1.0]
+
+
+def test_queries_and_examples_convert_each_kind() -> None:
+    by_text = vc.query_from_proto(pb.SearchRequest(text="planets"))
+    by_vector = vc.query_from_proto(pb.SearchRequest(vector=pb.Vector(values=[1.0, 2.0])))
+    assert (by_text.text, by_text.vector, by_text.id) == ("planets", None, None)
+    assert (by_vector.text, by_vector.vector, by_vector.id) == (None, [1.0, 2.0], None)
+    examples = [
+        pb.Example(text="moons"),
+        pb.Example(vector=pb.Vector(values=[0.5])),
+        pb.Example(id="doc-7"),
+    ]
+    converted = [vc.example_from_proto(e) for e in examples]
+    assert [(e.text, e.vector, e.id) for e in converted] == [
+        ("moons", None, None),
+        (None, [0.5], None),
+        (None, None, "doc-7"),
+    ]
+
+
+def test_params_name_the_default_field() -> None:
+    with pytest.raises(InvalidArgument, match=exactly("options.task has the unknown value 99")):
+        convert.params_from_proto(epb.EmbedOptions(task=99))  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fakes import CLS, SEP, FakeEncoder
+from fakes import CLS, SEP, FakeEncoder, ids_of
 from harness import running_embedder
 
 from embedserve.server.embedder import EmbedParams, EmbedResult, Task
@@ -25,10 +25,6 @@ def embed(encoder: FakeEncoder, texts: list[str], **params: Any) -> EmbedResult:
             return await embedder.embed(texts, EmbedParams(**params))
 
     return asyncio.run(body())
-
-
-def ids_of(encoder: FakeEncoder, text: str) -> list[int]:
-    return list(encoder.tokenizer._tok(text, add_special_tokens=False)["input_ids"])
 
 
 def unit(vector: np.ndarray) -> np.ndarray:

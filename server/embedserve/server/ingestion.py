@@ -63,7 +63,7 @@ class IngestPipeline:
             self._drain,
         ) as stream:
             while (first := await stream.next()) is not None:
-                group = [first, *self._ready_followers(stream)]
+                group = [first, *self._ready_followers(stream, len(first.result.points))]
                 async for ack in self._write_group(group):
                     stream.release()
                     yield ack
@@ -104,15 +104,13 @@ class IngestPipeline:
             )
         return message.collection
 
-    def _ready_followers(self, stream: _Stream) -> list[_Started]:
-        """Messages right behind the first whose embedding is done: written together."""
+    def _ready_followers(self, stream: _Stream, size: int) -> list[_Started]:
+        """Messages right behind the first whose embedding is done, written together while
+        the write stays within ``max_write_points`` (``size``: the first message's points)."""
         followers: list[_Started] = []
-        size = 0
 
         def fits(started: _Started) -> bool:
-            return (
-                not followers or size + len(started.result.points) <= self.settings.max_write_points
-            )
+            return size + len(started.result.points) <= self.settings.max_write_points
 
         while (follower := stream.next_ready(fits)) is not None:
             size += len(follower.result.points)
