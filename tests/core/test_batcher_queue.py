@@ -238,6 +238,28 @@ def test_any_other_model_error_becomes_inference_failed_and_is_logged(
     assert [r.getMessage() for r in caplog.records] == ["model failure on a batch of 2"]
 
 
+class ShortModel(FailingModel):
+    """Returns one vector too few for its first batch, then computes as RecordingModel does."""
+
+    def __call__(self, batch: Sequence[Window]) -> list[FloatArray]:
+        if self.error is not None:
+            self.error = None
+            return self.model(batch)[:-1]
+        return self.model(batch)
+
+
+def test_a_model_that_returns_too_few_vectors_fails_the_whole_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="embedserve.server.batcher")
+    outcomes = run_failing(ShortModel(RuntimeError("unused")))
+    assert len(outcomes) == 2 and all(isinstance(o, InferenceFailed) for o in outcomes)
+    assert str(outcomes[0].message) == "the model returned 1 vectors for 2 inputs"
+    assert [r.getMessage() for r in caplog.records] == [
+        "the model returned 1 vectors for a batch of 2"
+    ]
+
+
 def test_reported_times_lie_within_the_call() -> None:
     model = RecordingModel()
 

@@ -105,6 +105,8 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._room = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        # A batch cut from the queue and not yet answered (stop waits for it too).
+        self._executing = False
         self._queued_cost = 0
 
     @property
@@ -115,8 +117,9 @@ class Batcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the owner task."""
-        while self._queue:
+        """Finish what is queued and the batch the model is running, then stop the owner
+        task: cancelling it mid-batch would leave that batch's callers waiting forever."""
+        while self._queue or self._executing:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
@@ -168,7 +171,11 @@ class Batcher:
                 await self._wait_for_work()
                 batch = self._cut()
                 if batch:
-                    await self._execute(batch)
+                    self._executing = True
+                    try:
+                        await self._execute(batch)
+                    finally:
+                        self._executing = False
                 await self._notify_room()
             except asyncio.CancelledError:
                 raise
@@ -285,6 +292,16 @@ class Batcher:
         except Exception as exc:
             log.exception("model failure on a batch of %d", len(batch))
             self._fail(batch, InferenceFailed(f"the model failed on this batch: {exc}"))
+            return
+        if len(vectors) != len(batch):
+            # Zipping would leave some callers waiting forever: fail the whole batch instead.
+            log.error("the model returned %d vectors for a batch of %d", len(vectors), len(batch))
+            self._fail(
+                batch,
+                InferenceFailed(
+                    f"the model returned {len(vectors)} vectors for {len(batch)} inputs"
+                ),
+            )
             return
         finished = time.monotonic()
         self._metrics.observe_batch(
