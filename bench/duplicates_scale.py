@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from embedding_throughput import cpu_model, replace_section
+from embedding_throughput import cpu_model, write_json, write_section
 from vector_store import Server
 
 from embedserve.client import EmbedClient
@@ -177,12 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "store_queries": {**queries, "median_s": queries["seconds"]},
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    out = Path(args.out)
-    out.write_text(
-        replace_section(out.read_text() if out.exists() else "", TITLE, markdown(report))
-    )
+    write_json(args.json, report)
+    write_section(args.out, TITLE, markdown(report))
     print(markdown(report))
     return 0
 

@@ -47,7 +47,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -496,6 +496,19 @@ def portable(text: str) -> str:
 
     text = text.replace(str(BENCH_DIR.parent) + "/", "")
     return text.replace(tempfile.gettempdir() + "/", "<tmp>/")
+
+
+def write_section(path: str | Path, title: str, section: str) -> None:
+    """Write ``section`` as the ``## title`` section of the Markdown file at ``path``."""
+    out = Path(path)
+    out.write_text(replace_section(out.read_text() if out.exists() else "", title, section))
+
+
+def write_json(path: str | Path, data: Any, text: Callable[[str], str] = str) -> None:
+    """Write ``data`` as indented JSON (through ``text``, e.g. ``portable``), folders made."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text(json.dumps(data, indent=2)) + "\n")
 
 
 def replace_section(document: str, title: str, section: str) -> str:

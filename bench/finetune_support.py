@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from embedding_throughput import machine_info, portable, replace_section
+from embedding_throughput import machine_info, portable, write_json, write_section
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "docs" / "fine-tuning"
@@ -143,13 +143,9 @@ def main() -> int:
         result["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         result["machine"] = machine_info("cpu")
         result["report"] = json.loads(portable(json.dumps(result["report"])))
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     if args.out:
-        out = Path(args.out)
-        out.write_text(
-            replace_section(out.read_text() if out.exists() else "", TITLE, markdown(result))
-        )
+        write_section(args.out, TITLE, markdown(result))
     print(markdown(result))
     return 0
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from embedding_throughput import cpu_model, replace_section
+from embedding_throughput import cpu_model, write_json, write_section
 from vector_store import Server
 
 from embedserve.client import EmbedClient
@@ -183,12 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_after": ", ".join(f"{x:.1f}" for x in os.getloadavg()),
         "methods": results,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    out = Path(args.out)
-    out.write_text(
-        replace_section(out.read_text() if out.exists() else "", TITLE, markdown(report))
-    )
+    write_json(args.json, report)
+    write_section(args.out, TITLE, markdown(report))
     print(markdown(report))
     return 0
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import socket
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from embedding_throughput import machine_info, make_corpus, portable, replace_section
+from embedding_throughput import machine_info, make_corpus, portable, write_json, write_section
 
 from embedserve.client import EmbedClient
 
@@ -301,12 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(portable(json.dumps(report, indent=2)) + "\n")
-    out = Path(args.out)
-    out.write_text(
-        replace_section(out.read_text() if out.exists() else "", TITLE, markdown(report))
-    )
+    write_json(args.json, report, portable)
+    write_section(args.out, TITLE, markdown(report))
     print(markdown(report))
     return 0
 
