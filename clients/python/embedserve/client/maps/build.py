@@ -98,23 +98,18 @@ def _points_and_labels(
         response = client.cluster(texts=[t or "" for t in points.texts], **cluster_options)
         positions = [str(i) for i in range(len(points))]
         return points, cluster_labels(response, positions)
-    if not by_cluster:
+    clustering: Any = None  # the ClusterResponse, when colouring by cluster
+    only: set[str] | None = None
+    if by_cluster:
+        # Cluster first, then map exactly the points it labelled (its own seeded sample
+        # when the collection holds more than max_points).
+        progress(f"clustering {request.source}")
+        clustering = client.cluster(request.source, filter=request.filter, **cluster_options)
+        if clustering.points_clustered < clustering.points_total:
+            only = set(clustering.ids)
+        progress(f"reading the {clustering.points_clustered:,} clustered points")
+    else:
         progress(f"reading {request.source}")
-        points = from_collection(
-            client,
-            request.source,
-            max_points=limit,
-            seed=seed,
-            progress=progress,
-            filter=request.filter,
-        )
-        return points, _field_or_none(points, request.color_by)
-    # Cluster first, then map exactly the points it labelled (its own seeded sample when
-    # the collection holds more than max_points).
-    progress(f"clustering {request.source}")
-    response = client.cluster(request.source, filter=request.filter, **cluster_options)
-    sampled = response.points_clustered < response.points_total
-    progress(f"reading the {response.points_clustered:,} clustered points")
     points = from_collection(
         client,
         request.source,
@@ -122,9 +117,11 @@ def _points_and_labels(
         seed=seed,
         progress=progress,
         filter=request.filter,
-        only=set(response.ids) if sampled else None,
+        only=only,
     )
-    return points, cluster_labels(response, points.ids)
+    if clustering is None:
+        return points, _field_or_none(points, request.color_by)
+    return points, cluster_labels(clustering, points.ids)
 
 
 def _field_or_none(points: MapPoints, field: str | None) -> list[str]:
