@@ -291,6 +291,18 @@ public final class EmbedserveClient implements AutoCloseable {
             }
             EmbedRequest request =
                 EmbedRequest.newBuilder().addAllInputs(chunks.get(index)).setOptions(options).build();
+            try {
+              start(index, request);
+            } catch (RuntimeException e) {
+              // Another request's failure may cancel this call between its start and its message
+              // (grpc-java then throws "call was cancelled"): the result already holds that
+              // failure, and this completion is a no-op. Anything else is this call's own.
+              result.completeExceptionally(
+                  e instanceof StatusRuntimeException ? e : Status.fromThrowable(e).asRuntimeException());
+            }
+          }
+
+          private void start(int index, EmbedRequest request) {
             Runnable launchNext = this;
             stub.embed(
                 request,
