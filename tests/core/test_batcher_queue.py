@@ -292,3 +292,21 @@ def test_stop_finishes_what_is_queued_first() -> None:
             assert all(f.done() and not f.cancelled() for f in [*blocker, *queued])
 
     asyncio.run(body())
+
+
+def test_stop_waits_for_the_batch_the_model_is_running() -> None:
+    # Nothing is queued: only the running batch keeps stop() from cancelling the owner task,
+    # which would leave that batch's callers waiting for ever.
+    model = RecordingModel(hold_first=True)
+
+    async def body() -> None:
+        async with running_batcher(model, limits(max_wait_ms=0)) as (batcher, _):
+            blocker = await hold_model(batcher, model)
+            stopping = asyncio.ensure_future(batcher.stop())
+            await asyncio.sleep(0.05)
+            assert not stopping.done()
+            model.release()
+            await settle(stopping)
+            assert [f.result().vector.tolist() for f in blocker] == [[2.0, 2.0]]
+
+    asyncio.run(body())
