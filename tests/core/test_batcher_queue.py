@@ -310,3 +310,28 @@ def test_stop_waits_for_the_batch_the_model_is_running() -> None:
             assert [f.result().vector.tolist() for f in blocker] == [[2.0, 2.0]]
 
     asyncio.run(body())
+
+
+def test_a_batcher_needs_a_token_budget_of_at_least_one() -> None:
+    # 0 means "automatic" in the settings; the batcher must receive the resolved budget.
+    model = RecordingModel()
+    with ThreadPoolExecutor(1) as executor:
+        with pytest.raises(
+            ValueError,
+            match=exactly(
+                "max_batch_tokens must be at least 1, got 0 "
+                "(0, the automatic budget, is resolved by BatchLimits.for_device)"
+            ),
+        ):
+            Batcher(model, limits(max_batch_tokens=0), executor, Metrics())
+
+        async def one_token_budget() -> list[list[int]]:
+            async with running_batcher(model, limits(max_batch_tokens=1, max_wait_ms=0)) as (
+                batcher,
+                _,
+            ):
+                await settle(asyncio.gather(*batcher.submit(windows(1, 1))))
+            return [[len(w.ids) for w in batch] for batch in model.batches]
+
+        # A budget of one token still serves: one-token windows, one per batch.
+        assert asyncio.run(one_token_budget()) == [[1], [1]]
