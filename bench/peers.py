@@ -9,7 +9,10 @@ traffic; ``mixed``: 5 to 300 tokens, log-uniform) and the packaged MiniLM:
   once per ``--backends`` entry;
 - ``Infinity`` (``infinity-emb``, HTTP, in its own virtualenv under
   ``--cache-dir``, created on first use; it runs offline from the model
-  folder), once per ``--infinity-engines`` entry;
+  folder), once per ``--infinity-engines`` entry: ``torch``, or ``optimum``
+  (ONNX Runtime, on an ONNX export of the model made once under ``--cache-dir``;
+  see ``bench/infinity_peer.py``); an engine that cannot be set up or started
+  is listed under "Did not run" with the reason;
 
 each server with two loads: one batching client (256 texts per request, 4
 requests in flight) and 64 clients, each with its own connection, sending one
@@ -21,7 +24,11 @@ with ratios to sentence-transformers and to the best Infinity engine, and
 shared).
 
     .venv/bin/python bench/peers.py [--seconds 25] [--backends torch,torch-int8]
-        [--infinity-engines torch] [--out docs/benchmarks.md] [--json bench/results/peers.json]
+        [--infinity-engines torch,optimum] [--out docs/benchmarks.md]
+        [--json bench/results/peers.json]
+
+``--backends ''`` or ``--infinity-engines ''`` leaves those servers out (sentence-transformers
+always runs: it is the reference).
 """
 
 from __future__ import annotations
@@ -32,10 +39,8 @@ import datetime as dt
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,10 +59,18 @@ from embedding_throughput import (
     replace_section,
     resolve_model,
 )
+from infinity_peer import (
+    ENGINE_REQUIREMENTS,
+    INFINITY_VERSION,
+    InfinityServer,
+    SetupError,
+    infinity_python,
+    installed_versions,
+    model_for,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-INFINITY_VERSION = "0.0.78"
 SECTION = "Peers: sentence-transformers, Infinity, embedserve (CPU)"
 CLIENTS = 64
 BATCH_REQUEST = 256  # texts per request of the batching client
@@ -205,68 +218,6 @@ def http_opener(port: int, model: str) -> Callable[[], Awaitable[EmbedFn]]:
     return open_one
 
 
-def infinity_python(cache_dir: Path) -> Path:
-    """The Infinity virtualenv's interpreter; created and installed on first use."""
-    venv = cache_dir / f"infinity-{INFINITY_VERSION}"
-    python = venv / "bin" / "python"
-    stamp = venv / ".installed"
-    if not stamp.exists():
-        log(f"installing infinity-emb {INFINITY_VERSION} into its own virtualenv (once)")
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        spec = f"infinity-emb[server,torch]=={INFINITY_VERSION}"
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", spec], check=True)
-        stamp.touch()
-    return python
-
-
-class InfinityServer:
-    def __init__(self, python: Path, model_path: str, engine: str, port: int) -> None:
-        self.port = port
-        self.name = "bench-model"
-        command = [
-            str(python.parent / "infinity_emb"),
-            "v2",
-            "--model-id",
-            model_path,
-            "--served-model-name",
-            self.name,
-            "--engine",
-            engine,
-            "--device",
-            "cpu",
-            "--batch-size",
-            "64",
-            "--port",
-            str(port),
-            "--no-model-warmup",
-        ]
-        env = dict(os.environ, HF_HUB_OFFLINE="1", INFINITY_ANONYMOUS_USAGE_STATS="0")
-        self._log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"infinity-{engine}.log", "w")  # noqa: SIM115
-        self._proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def wait_ready(self, timeout: float = 300.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"Infinity exited with code {self._proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(1.0)
-        raise TimeoutError("Infinity did not become healthy")
-
-    def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._log.close()
-
-
 def free_port() -> int:
     import socket
 
@@ -361,6 +312,17 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
+    packages = ", ".join(f"{k} {v}" for k, v in report["infinity_packages"].items())
+    infinity_packages = f" ({packages})" if packages else ""
+    onnx_note = ""
+    if any(r["engine"] == "Infinity optimum" for r in report["rows"]):
+        onnx_note = (
+            " Infinity's `optimum` engine (ONNX Runtime, float32) runs an ONNX export of it "
+            "made once by `optimum-cli` from the model folder, with mean pooling and inputs "
+            "cut at 256 tokens as sentence-transformers does; Infinity's own graph "
+            "optimisation step is skipped (it fails with optimum-onnx 0.1.0), ONNX Runtime's "
+            "load-time graph optimisations still apply."
+        )
     lines = [
         f"## {SECTION}",
         "",
@@ -370,8 +332,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs: see the load "
         f"averages); Python {m['python']}, torch {m['torch']}, transformers "
         f"{m['transformers']}, sentence-transformers {m['sentence_transformers']}, "
-        f"Infinity {INFINITY_VERSION} in its own virtualenv.",
-        "- Model: the packaged all-MiniLM-L6-v2 for every engine, on the CPU.",
+        f"Infinity {INFINITY_VERSION} in its own virtualenv{infinity_packages}.",
+        f"- Model: the packaged all-MiniLM-L6-v2 for every engine, on the CPU.{onnx_note}",
         f"- Corpora: {report['corpora_note']}",
         f"- Loads: sentence-transformers `encode(batch_size=64)` in-process over the whole "
         "corpus per call (it sorts by length first; its latency is per call); for the servers, "
@@ -402,14 +364,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--texts", type=int, default=2000, help="texts per corpus")
     parser.add_argument("--backends", default="torch", help="embedserve backends, comma-separated")
-    parser.add_argument("--infinity-engines", default="torch", help="comma-separated; '' skips")
+    parser.add_argument(
+        "--infinity-engines",
+        default="torch,optimum",
+        help=f"comma-separated, of {', '.join(ENGINE_REQUIREMENTS)}; '' skips Infinity",
+    )
     parser.add_argument(
         "--cache-dir", type=Path, default=Path.home() / ".cache" / "embedserve-bench"
     )
     parser.add_argument("--server-set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "peers.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.infinity_engines = [e for e in args.infinity_engines.split(",") if e]
+    unknown = [e for e in args.infinity_engines if e not in ENGINE_REQUIREMENTS]
+    if unknown:
+        parser.error(f"--infinity-engines: unknown engine(s) {', '.join(unknown)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -451,16 +422,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             server.stop()
 
-    for engine in [e for e in args.infinity_engines.split(",") if e]:
+    infinity_packages: dict[str, str] = {}
+    for engine in args.infinity_engines:
         name = f"Infinity {engine}"
+        server_inf: InfinityServer | None = None
         try:
-            python = infinity_python(args.cache_dir)
-            server_inf = InfinityServer(python, model_path, engine, free_port())
-        except (OSError, subprocess.CalledProcessError) as exc:
-            failures[name] = f"could not be installed: {exc}"
-            continue
-        try:
+            started = time.perf_counter()
+            python = infinity_python(args.cache_dir, engine, log)
+            location = model_for(engine, python, model_path, args.cache_dir, log)
+            infinity_packages = installed_versions(python)
+            server_inf = InfinityServer(python, location, engine, free_port())
             server_inf.wait_ready()
+            log(f"{name} ready after {time.perf_counter() - started:.0f} s (setup and start)")
             port, served = server_inf.port, server_inf.name
             rows += measure_server(
                 name,
@@ -470,11 +443,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reference,
                 args.seconds,
             )
-        except (RuntimeError, TimeoutError) as exc:
+        except (SetupError, RuntimeError, TimeoutError, OSError) as exc:
             failures[name] = str(exc)
             log(f"{name} failed: {exc}")
         finally:
-            server_inf.stop()
+            if server_inf is not None:
+                server_inf.stop()
 
     add_ratios(rows)
     report = {
@@ -487,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{means['mixed']:.1f}, cut at 256); English-like words of MiniLM's vocabulary, "
             "cycled when a configuration needs more."
         ),
+        "infinity_packages": infinity_packages,
         "rows": rows,
         "failures": failures,
     }
