@@ -8,9 +8,9 @@ run time with one scale per tensor. Kept in float32 (``keeps_float_in_int8``): t
 feed-forward output projections, as for ``torch-int8``, and the feed-forward input
 projections of the first half of the layers. On MiniLM, with batches of 16, 32 and 64
 texts, that kept every text's cosine to float32 >= 0.992; the feed-forward outputs alone
-gave 0.987 on long texts in batches of 64 (a batch's one activation scale is set by its
-largest value, so the bound depends on the batch), and the whole feed-forward block in
-float32 gave 0.995 at a measured tenth less speed.
+gave 0.988 on long texts in batches of 32 and 64 (a batch's one activation scale is set
+by its largest value, so the bound depends on the batch), and the whole feed-forward
+block in float32 gave 0.995 but ran slower in the probes (docs/benchmarks.md).
 """
 
 from __future__ import annotations
