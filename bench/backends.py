@@ -1,7 +1,9 @@
-"""Inference backends side by side: float32 torch against int8 torch, speed and quality.
+"""Inference backends side by side: float32 torch against torch int8 and ONNX Runtime
+(float32 and int8), speed and quality.
 
 Loads the model once per backend with the server's own ``EncoderModel`` (no
-gRPC, no batcher) and measures, in this process:
+gRPC, no batcher; the ONNX backends export into their cache at the first run) and
+measures, in this process:
 
 - speed: forward passes over batch shapes the batcher produces on a CPU (16 x
   32, 8 x 128 and 4 x 256 padded tokens), shapes interleaved between the
@@ -14,6 +16,7 @@ gRPC, no batcher) and measures, in this process:
 It writes a Markdown section into docs/benchmarks.md and JSON into bench/results/.
 
     .venv/bin/python bench/backends.py [--model minilm] [--rounds 5] [--texts 600]
+        [--backends torch,torch-int8,onnx,onnx-int8]
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def recall_at_10(reference: np.ndarray, candidate: np.ndarray, queries: int) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="minilm")
-    parser.add_argument("--backends", default="torch,torch-int8")
+    parser.add_argument("--backends", default="torch,torch-int8,onnx,onnx-int8")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--texts", type=int, default=600)
     parser.add_argument("--queries", type=int, default=100)

@@ -64,5 +64,5 @@ def test_int8_is_refused_off_float32(minilm_path) -> None:
 
 
 def test_unknown_backend_is_refused(minilm_path) -> None:
-    with pytest.raises(ModelLoadError, match="onnx"):
-        EncoderModel.load(ModelSettings(model=str(minilm_path), device="cpu", backend="onnx"))
+    with pytest.raises(ModelLoadError, match="onnx-int8; got 'tensorrt'"):
+        EncoderModel.load(ModelSettings(model=str(minilm_path), device="cpu", backend="tensorrt"))

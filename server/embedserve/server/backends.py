@@ -8,12 +8,20 @@
   (on MiniLM, quantizing them too took the lowest per-text cosine to float32
   from 0.98 to 0.97, per-tensor weights to 0.87). ``bench/backends.py``
   measures speed and quality against float32.
+- ``onnx``: the model exported to ONNX (float32) and run by ONNX Runtime with all its
+  graph optimizations; CPU only, needs the ``onnx`` extra.
+- ``onnx-int8``: that export with ONNX Runtime's dynamic int8 quantization of the
+  MatMuls (per output channel; the feed-forward output projections again in float32).
+
+The ONNX files are built at the first load and kept under ``cache_dir`` (see
+``onnx_cache``), so later loads of the same model folder skip the export.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,11 +30,19 @@ from embedserve.server.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "torch-int8")
+BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
 
 
-def apply_backend(model: Any, backend: str, device: torch.device, dtype: torch.dtype) -> Any:
-    """Return the module that runs forward passes for ``backend``."""
+def apply_backend(
+    model: Any,
+    backend: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    source: Path,
+    cache_dir: str,
+) -> Any:
+    """Return what runs forward passes for ``backend``: a torch module, or for the ONNX
+    backends an ``OnnxEncoder`` built from ``model``, loaded from the folder ``source``."""
     if backend not in BACKENDS:
         raise ModelLoadError(f"backend must be one of {', '.join(BACKENDS)}; got '{backend}'")
     if backend == "torch":
@@ -36,7 +52,11 @@ def apply_backend(model: Any, backend: str, device: torch.device, dtype: torch.d
             f"backend '{backend}' runs on a CPU in float32; got {device.type} with "
             f"{str(dtype).removeprefix('torch.')}"
         )
-    return quantize_int8(model)
+    if backend == "torch-int8":
+        return quantize_int8(model)
+    from embedserve.server.onnx_backend import load_onnx
+
+    return load_onnx(model, backend, source, cache_dir)
 
 
 # Feed-forward output projections: BERT-style ("layer.N.output.dense", not the

@@ -49,6 +49,7 @@ class Settings:
     modernbert_path: str = ModelSettings.modernbert_path
     chunk_overlap_tokens: int = ModelSettings.chunk_overlap_tokens
     torch_threads: int = ModelSettings.torch_threads
+    cache_dir: str = ModelSettings.cache_dir
     # Where to listen: gRPC here, HTTP (HttpSettings) and metrics on the same host
     host: str = "127.0.0.1"
     port: int = 50051

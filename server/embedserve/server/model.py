@@ -95,7 +95,9 @@ class EncoderModel:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
-        model = apply_backend(model, settings.backend, torch_device, torch_dtype)
+        model = apply_backend(
+            model, settings.backend, torch_device, torch_dtype, path, settings.cache_dir
+        )
         model = pick_modernbert_path(model, settings.modernbert_path)
         positions = getattr(config, "max_position_embeddings", None)
         spec = read_model_spec(model_id, path, positions)

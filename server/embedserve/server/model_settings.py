@@ -14,10 +14,15 @@ class ModelSettings:
     model: str = "modernbert-embed-large"  # alias, hub id or local folder
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
-    backend: str = "torch"  # torch | torch-int8 (CPU: int8 linear layers, bench/backends.py)
+    # torch | torch-int8 (int8 linear layers) | onnx | onnx-int8 (ONNX Runtime); all but
+    # torch run on a CPU in float32 only; bench/backends.py compares them
+    backend: str = "torch"
     max_tokens: int = 0  # 0: the model's own maximum
     # ModernBERT forward pass: packed tokens with windowed local attention (fast), or
     # transformers' own (reference); auto picks fast unless flash-attention 2 runs it.
     modernbert_path: str = "auto"  # auto | fast | reference
     chunk_overlap_tokens: int = 128  # overlap between the windows of a CHUNK input
-    torch_threads: int = 0  # CPU threads used by torch; 0 lets torch decide
+    torch_threads: int = 0  # CPU threads used by torch (and ONNX Runtime); 0 lets torch decide
+    # where the ONNX backends keep their exported models; "": $XDG_CACHE_HOME/embedserve,
+    # else ~/.cache/embedserve
+    cache_dir: str = ""
