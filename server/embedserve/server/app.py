@@ -39,6 +39,7 @@ from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.observe import ObserveInterceptor
 from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
+from embedserve.server.thread_names import namer
 from embedserve.server.tls import TlsSettings, server_credentials
 from embedserve.server.tracing import TracingInterceptor
 from embedserve.server.vector_convert import CollectionLayout
@@ -47,6 +48,11 @@ from embedserve.server.vectors import VectorCore
 from embedserve.v1 import embedding_pb2, embedding_pb2_grpc, vector_pb2, vector_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+# The worker threads' names as the OS shows them (top -H, /proc/<pid>/task/*/comm).
+MODEL_THREAD = "es-model"
+TOKENIZE_THREAD = "es-tokenize"
+STORE_THREAD = "es-store"
 
 API_SERVICES = (
     embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
@@ -102,9 +108,15 @@ class EmbedServer:
                 ("grpc.max_send_message_length", transport_limit),
             ],
         )
-        self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")
-        self._tokenize_executor = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
-        self._store_executor = ThreadPoolExecutor(2, thread_name_prefix="store")
+        self._model_executor = ThreadPoolExecutor(
+            1, thread_name_prefix="model", initializer=namer(MODEL_THREAD)
+        )
+        self._tokenize_executor = ThreadPoolExecutor(
+            1, thread_name_prefix="tokenize", initializer=namer(TOKENIZE_THREAD)
+        )
+        self._store_executor = ThreadPoolExecutor(
+            2, thread_name_prefix="store", initializer=namer(STORE_THREAD)
+        )
         self.drain = Drain()
         self.http_backend = Backend(settings, self.keys, self.drain, limiter)
         self.http: HttpServer | None = None
