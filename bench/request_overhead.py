@@ -221,10 +221,13 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def _commit() -> str:
-    done = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    """The checkout's commit, with ``+changes`` when tracked files differ from it."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
     )
-    return done.stdout.strip() or "unknown"
+    return (head.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
 
 
 # -- report -------------------------------------------------------------------------------------
