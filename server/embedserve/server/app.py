@@ -21,6 +21,7 @@ from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batch_cost import calibrate_model
 from embedserve.server.batcher import Batcher, BatchLimits
+from embedserve.server.call_hooks import HookChain, HookInterceptor
 from embedserve.server.config import Settings
 from embedserve.server.connlimit import ConnectionLimitInterceptor, ConnectionLimits
 from embedserve.server.decode_guard import DecodeGuardInterceptor
@@ -80,7 +81,7 @@ class EmbedServer:
         # Outermost first: every call is observed (auth failures too), undecodable requests
         # refused, then calls are counted per connection, traced, authenticated, and
         # rate-limited by the key they authenticated as.
-        interceptors: list[grpc.aio.ServerInterceptor] = [
+        interceptors: list[HookInterceptor] = [
             ObserveInterceptor(self.metrics),
             DecodeGuardInterceptor(),
             ConnectionLimitInterceptor(settings.section(ConnectionLimits)),
@@ -100,7 +101,7 @@ class EmbedServer:
         self.request_limits = settings.section(RequestLimits)
         transport_limit = min(2 * self.request_limits.max_message_bytes, 2**31 - 1)
         self._grpc = grpc.aio.server(
-            interceptors=interceptors,
+            interceptors=[HookChain(interceptors)],
             options=[
                 # gRPC shares ports by default: a second server would split the traffic.
                 ("grpc.so_reuseport", 0),
