@@ -73,10 +73,10 @@ _Begun = list[tuple[CallHooks, Any]]
 
 
 def _wrap(inner: Any, chain: tuple[CallHooks, ...], request_streaming: bool) -> Any:
-    """One wrapper for the whole chain, doing what one wrapper per hook, nested, would do:
-    each hook's ``begin`` then (unary request) ``on_request`` in order, so a hook refusing
-    the call stops the ones after it; every begun hook's ``end``, last first; responses
-    through ``on_response``, last first."""
+    """One wrapper for the whole chain, in the order nested wrappers would keep: each
+    hook's ``begin`` then (unary request) ``on_request`` in order, so a hook refusing the
+    call stops the ones after it; responses through ``on_response``, last hook first; then
+    every begun hook's ``end``, last first."""
     reversed_chain = chain[::-1]
 
     def requests_of(request: Any, context: Context) -> Any:
