@@ -81,19 +81,29 @@ def log(message: str) -> None:
 
 
 class Server:
-    """``embedserve serve`` in a subprocess, its log kept in the work folder."""
+    """``embedserve serve`` in a subprocess, its log kept in the work folder.
+
+    It runs the sources of this checkout (first on ``PYTHONPATH``), whichever checkout the
+    interpreter was installed from, so two checkouts can be measured with one virtualenv.
+    """
 
     def __init__(self, work: Path, extra: Sequence[str]) -> None:
         self.target = f"127.0.0.1:{free_port()}"
         self.log_path = work / "server.log"
+        roots = [str(REPO / root) for root in ("server", "connectors", "clients/python")]
         env = dict(
             os.environ,
             HF_HUB_OFFLINE="1",
             TOKENIZERS_PARALLELISM="false",
             EMBEDSERVE_HTTP_PORT="0",  # gRPC only: benches may run side by side
+            PYTHONPATH=os.pathsep.join([*roots, os.environ.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            ),
         )
         command = [
-            str(REPO / ".venv/bin/embedserve"),
+            sys.executable,
+            "-m",
+            "embedserve.server.cli",
             "serve",
             "--model",
             "minilm",

@@ -21,6 +21,7 @@ from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batch_cost import calibrate_model
 from embedserve.server.batcher import Batcher, BatchLimits
+from embedserve.server.call_hooks import HookChain, HookInterceptor
 from embedserve.server.config import Settings
 from embedserve.server.connlimit import ConnectionLimitInterceptor, ConnectionLimits
 from embedserve.server.decode_guard import DecodeGuardInterceptor
@@ -39,6 +40,7 @@ from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.observe import ObserveInterceptor
 from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
+from embedserve.server.thread_names import namer
 from embedserve.server.tls import TlsSettings, server_credentials
 from embedserve.server.tracing import TracingInterceptor
 from embedserve.server.vector_convert import CollectionLayout
@@ -47,6 +49,11 @@ from embedserve.server.vectors import VectorCore
 from embedserve.v1 import embedding_pb2, embedding_pb2_grpc, vector_pb2, vector_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+# The worker threads' names as the OS shows them (top -H, /proc/<pid>/task/*/comm).
+MODEL_THREAD = "es-model"
+TOKENIZE_THREAD = "es-tokenize"
+STORE_THREAD = "es-store"
 
 API_SERVICES = (
     embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
@@ -74,7 +81,7 @@ class EmbedServer:
         # Outermost first: every call is observed (auth failures too), undecodable requests
         # refused, then calls are counted per connection, traced, authenticated, and
         # rate-limited by the key they authenticated as.
-        interceptors: list[grpc.aio.ServerInterceptor] = [
+        interceptors: list[HookInterceptor] = [
             ObserveInterceptor(self.metrics),
             DecodeGuardInterceptor(),
             ConnectionLimitInterceptor(settings.section(ConnectionLimits)),
@@ -94,7 +101,7 @@ class EmbedServer:
         self.request_limits = settings.section(RequestLimits)
         transport_limit = min(2 * self.request_limits.max_message_bytes, 2**31 - 1)
         self._grpc = grpc.aio.server(
-            interceptors=interceptors,
+            interceptors=[HookChain(interceptors)],
             options=[
                 # gRPC shares ports by default: a second server would split the traffic.
                 ("grpc.so_reuseport", 0),
@@ -102,9 +109,15 @@ class EmbedServer:
                 ("grpc.max_send_message_length", transport_limit),
             ],
         )
-        self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")
-        self._tokenize_executor = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
-        self._store_executor = ThreadPoolExecutor(2, thread_name_prefix="store")
+        self._model_executor = ThreadPoolExecutor(
+            1, thread_name_prefix="model", initializer=namer(MODEL_THREAD)
+        )
+        self._tokenize_executor = ThreadPoolExecutor(
+            1, thread_name_prefix="tokenize", initializer=namer(TOKENIZE_THREAD)
+        )
+        self._store_executor = ThreadPoolExecutor(
+            2, thread_name_prefix="store", initializer=namer(STORE_THREAD)
+        )
         self.drain = Drain()
         self.http_backend = Backend(settings, self.keys, self.drain, limiter)
         self.http: HttpServer | None = None

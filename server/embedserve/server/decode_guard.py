@@ -8,7 +8,7 @@ INVALID_ARGUMENT before any other hook or handler sees it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -47,13 +47,8 @@ class DecodeGuardInterceptor(HookInterceptor):
     def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:
         return _Refuse(method)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await super().intercept_service(continuation, handler_call_details)
-        if handler is None or handler.request_deserializer is None:
+    def adapt(self, handler: Handler) -> Handler:
+        if handler.request_deserializer is None:
             return handler
         guarded: Handler = handler._replace(  # type: ignore[attr-defined]
             request_deserializer=_never_raising(handler.request_deserializer)

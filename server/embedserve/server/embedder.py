@@ -15,6 +15,7 @@ from embedserve.server.batcher import Batcher, WindowResult
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.tokenization import Overflow, TokenDetail, TokenizedText
+from embedserve.server.tokenize_queue import TokenizeQueue
 from embedserve.server.windows import Encoder, FloatArray, Window
 
 
@@ -114,6 +115,8 @@ class Embedder:
         self.batcher = batcher
         self.limits = limits
         self._tokenize_executor = tokenize_executor
+        # Embed's tokenising, the hot path of many small requests, goes over in bursts.
+        self._tokenizing = TokenizeQueue(tokenize_executor)
 
     # -- validation and options -------------------------------------------------
 
@@ -161,9 +164,9 @@ class Embedder:
         self, inputs: Sequence[str], prompt: str, overflow: Overflow, field: str
     ) -> tuple[list[TokenizedText], float]:
         started = time.monotonic()
-        loop = asyncio.get_running_loop()
-        tokenized = await loop.run_in_executor(
-            self._tokenize_executor, self.model.tokenizer.encode, inputs, prompt, overflow, field
+        encode = self.model.tokenizer.encode
+        tokenized: list[TokenizedText] = await self._tokenizing.run(
+            lambda: encode(inputs, prompt, overflow, field)
         )
         return tokenized, (time.monotonic() - started) * 1000.0
 
@@ -252,6 +255,8 @@ class Embedder:
         else:
             futures = self.batcher.submit(windows, deadline)
         try:
+            if len(futures) == 1:  # one text: no gathering future
+                return [await futures[0]]
             return list(await asyncio.gather(*futures))
         except BaseException:
             # Caller gone or a batch failed: drop whatever has not been computed yet.
