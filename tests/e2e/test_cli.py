@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,24 +33,40 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def cli_server(
+    data_dir: Path,
+    settings: Mapping[str, str] | None = None,
+    *,
+    args: Sequence[str] = (),
+    ready_s: float = 300,
+    stop_s: float = 60,
+) -> Iterator[str]:
+    """`embedserve serve` with the packaged MiniLM on a free port, serving within
+    ``ready_s``; ``settings`` are EMBEDSERVE_* variables. Yields its target; on leaving, the
+    server must stop cleanly within ``stop_s``."""
     port = free_port()
-    env = cli_env() | {
-        "EMBEDSERVE_MODEL": "minilm",
-        "EMBEDSERVE_MAX_BATCH_SIZE": "32",
-        "EMBEDSERVE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-    }
-    process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env)
+    env = cli_env() | {"EMBEDSERVE_MODEL": "minilm", "EMBEDSERVE_DATA_DIR": str(data_dir)}
+    process = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), *args], env=env | dict(settings or {})
+    )
     target = f"127.0.0.1:{port}"
     try:
         with EmbedClient(target) as client:
-            client.wait_until_serving(timeout=120)
-            assert client.model_info().batching.max_batch_size == 32  # env var reached the server
+            client.wait_until_serving(timeout=ready_s)
         yield target
     finally:
         process.terminate()
-        assert process.wait(30) == 0
+        assert process.wait(stop_s) == 0
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = {"EMBEDSERVE_MAX_BATCH_SIZE": "32"}
+    with cli_server(tmp_path_factory.mktemp("data"), settings, ready_s=120, stop_s=30) as target:
+        with EmbedClient(target) as client:
+            assert client.model_info().batching.max_batch_size == 32  # env var reached the server
+        yield target
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from chromium_page import CHROMIUM, render
-from test_cli import CLI, cli_env, free_port
+from test_cli import CLI, cli_env, cli_server
 
 from embedserve.client import EmbedClient
 
@@ -27,23 +27,12 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = cli_env() | {
-        "EMBEDSERVE_MODEL": "minilm",
-        "EMBEDSERVE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-    }
-    process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env)
-    target = f"127.0.0.1:{port}"
-    try:
+    with cli_server(tmp_path_factory.mktemp("data")) as target:
         with EmbedClient(target) as client:
-            client.wait_until_serving(timeout=300)
             client.create_collection("topics_map")
             client.ingest("topics_map", DOCUMENTS, store_text=True)
             client.create_collection("empty_map", dimensions=384)
         yield target
-    finally:
-        process.terminate()
-        assert process.wait(60) == 0
 
 
 def map_cli(target: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import CLI, cli_env, free_port
-
-from embedserve.client import EmbedClient
+from test_cli import cli_env, cli_server
 
 REPO = Path(__file__).resolve().parents[2]
 TUTORIALS = sorted((REPO / "docs" / "tutorials").glob("*.md"))
@@ -38,23 +36,9 @@ def blocks(page: Path) -> list[tuple[str, str]]:
 
 def serve(tmp_path_factory: pytest.TempPathFactory, settings: dict[str, str]) -> Iterator[str]:
     """A server on a free port; ``settings`` are EMBEDSERVE_* variables."""
-    port = free_port()
-    env = cli_env() | {
-        "EMBEDSERVE_MODEL": "minilm",
-        "EMBEDSERVE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-        **settings,
-    }
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--grace-period-s", "1"], env=env
-    )
-    target = f"127.0.0.1:{port}"
-    try:
-        with EmbedClient(target) as client:
-            client.wait_until_serving(timeout=300)
+    data_dir = tmp_path_factory.mktemp("data")
+    with cli_server(data_dir, settings, args=("--grace-period-s", "1"), stop_s=120) as target:
         yield target
-    finally:
-        process.terminate()
-        assert process.wait(120) == 0
 
 
 @pytest.fixture(scope="module")
