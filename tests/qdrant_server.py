@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -27,10 +28,36 @@ SKIP_REASON = (
 )
 
 
+# Ports handed out in this session: a node's ports are picked before it starts, and a
+# restarted node binds the same ones again, so none may go to two nodes.
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now and not handed out before, below the kernel's ephemeral
+    range: the picks are made before Qdrant binds them, and a port in that range can be
+    taken meanwhile as the local end of any outgoing connection (the readiness probes'
+    included), which leaves Qdrant running without its REST server."""
+    picker = random.Random()
+    high = _ephemeral_low()
+    while True:
+        port = picker.randrange(max(1024, high - 12000), high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 @dataclasses.dataclass(frozen=True)
