@@ -15,7 +15,7 @@ measures, in this process:
 
 It writes a Markdown section into docs/benchmarks.md and JSON into bench/results/.
 
-    .venv/bin/python bench/backends.py [--model minilm] [--rounds 5] [--texts 600]
+    .venv/bin/python bench/backends.py [--model minilm] [--label NAME] [--rounds 5] [--texts 600]
         [--backends torch,torch-int8,onnx,onnx-int8]
 """
 
@@ -73,6 +73,11 @@ def recall_at_10(reference: np.ndarray, candidate: np.ndarray, queries: int) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="minilm")
+    parser.add_argument(
+        "--label",
+        help="how the section names the model (a folder's path is no name); any other model "
+        "than minilm gets a section of its own",
+    )
     parser.add_argument("--backends", default="torch,torch-int8,onnx,onnx-int8")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--texts", type=int, default=600)
@@ -130,10 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         row["speedup"] = {k: v / base[k] for k, v in row["tokens_per_s"].items()}
 
+    label = args.label or args.model
+    title = SECTION if args.model == "minilm" else f"{SECTION}, {label}"
     report = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info("cpu"),
-        "model": args.model,
+        "model": label,
         "rounds": args.rounds,
         "texts": args.texts,
         "queries": args.queries,
@@ -143,11 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     m = report["machine"]
     shape_names = [f"{c}x{n}" for c, n in SHAPES]
     lines = [
-        f"## {SECTION}",
+        f"## {title}",
         "",
         f"Measured {report['date']} by `bench/backends.py`: {m['cpu']}, {m['cores']} cores "
         f"(shared; load average {' '.join(report['loadavg'])} at the end), torch {m['torch']}, "
-        f"torch threads {m['torch_threads_bench']}; model `{args.model}`. Tokens/s are medians "
+        f"torch threads {m['torch_threads_bench']}; model {args.label or f'`{args.model}`'}. "
+        "Tokens/s are medians "
         f"of {args.rounds} interleaved rounds of one forward pass per shape (count x length). "
         f"Quality is against {backends[0]} on {args.texts} mixed-length texts (5 to 300 tokens); "
         f"recall@10: {args.queries} of them as queries against the rest.",
@@ -169,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(portable(json.dumps(report, indent=2)) + "\n")
     document = args.out.read_text() if args.out.exists() else ""
-    args.out.write_text(replace_section(document, SECTION, portable(section)))
+    args.out.write_text(replace_section(document, title, portable(section)))
     print(section)
     return 0
 

@@ -1,4 +1,4 @@
-"""Peers: sentence-transformers, Infinity and embedserve on the same model and texts, one run.
+"""Peers: sentence-transformers, Infinity and embedserve on the same model and texts.
 
 For each corpus (``short``: ~20 tokens per text, the shape of online search
 traffic; ``mixed``: 5 to 300 tokens, log-uniform) and the packaged MiniLM:
@@ -21,9 +21,11 @@ runs for ``--seconds`` after a short warm-up; texts/s, tokens/s (real tokens,
 MiniLM's tokenizer, cut at 256) and per-request p50/p99 latency are reported,
 with ratios to sentence-transformers and to the best Infinity engine, and
 ``/proc/loadavg`` before and after each configuration (the machine may be
-shared).
+shared). ``--runs N`` repeats the whole set N times, one configuration after
+another, and reports medians over the runs; ratios are taken within each run,
+between configurations measured minutes apart, before their median.
 
-    .venv/bin/python bench/peers.py [--seconds 25] [--backends torch,torch-int8]
+    .venv/bin/python bench/peers.py [--seconds 25] [--runs 1] [--backends torch,torch-int8]
         [--infinity-engines torch,optimum] [--out docs/benchmarks.md]
         [--json bench/results/peers.json]
 
@@ -310,6 +312,13 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         r["vs_best_infinity"] = r["texts_per_s"] / best if best else None
 
 
+def per_run(ratios: Sequence[float | None]) -> str:
+    """Each run's ratio, in brackets after the median, when there was more than one run."""
+    if len(ratios) < 2:
+        return ""
+    return " (" + ", ".join("-" if v is None else f"{v:.2f}" for v in ratios) + ")"
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in report["infinity_packages"].items())
@@ -323,11 +332,19 @@ def markdown(report: dict[str, Any]) -> str:
             "optimisation step is skipped (it fails with optimum-onnx 0.1.0), ONNX Runtime's "
             "load-time graph optimisations still apply."
         )
+    runs = report.get("runs", 1)
+    runs_note = "one run"
+    if runs > 1:
+        runs_note = (
+            f"{runs} runs of every configuration in turn; figures are medians over the runs, "
+            "ratios taken within each run (each run's in brackets), load averages before "
+            "the first run and after the last"
+        )
     lines = [
         f"## {SECTION}",
         "",
-        f"Measured {report['date']} by `bench/peers.py`, one run, {report['seconds']:.0f} s per "
-        f"configuration after a {WARMUP_S:.0f} s warm-up.",
+        f"Measured {report['date']} by `bench/peers.py`, {runs_note}, {report['seconds']:.0f} s "
+        f"per configuration after a {WARMUP_S:.0f} s warm-up.",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs: see the load "
         f"averages); Python {m['python']}, torch {m['torch']}, transformers "
@@ -346,11 +363,14 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["rows"]:
-        vs_inf = "" if r["vs_best_infinity"] is None else f"{r['vs_best_infinity']:.2f}x"
+        vs_st = f"{r['vs_st']:.2f}x" + per_run(r.get("runs_vs_st", []))
+        vs_inf = ""
+        if r["vs_best_infinity"] is not None:
+            vs_inf = f"{r['vs_best_infinity']:.2f}x" + per_run(r.get("runs_vs_best_infinity", []))
         lines.append(
             f"| {r['corpus']} | {r['engine']} | {r['load']} | {r['texts_per_s']:,.1f} | "
             f"{r['tokens_per_s']:,.0f} | {r['p50_ms']:,.1f} | {r['p99_ms']:,.1f} | "
-            f"{r['vs_st']:.2f}x | {vs_inf} | {r['min_cosine']:.4f} | "
+            f"{vs_st} | {vs_inf} | {r['min_cosine']:.4f} | "
             f"{r['loadavg_before']} / {r['loadavg_after']} |"
         )
     if report["failures"]:
@@ -363,6 +383,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--texts", type=int, default=2000, help="texts per corpus")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="repeat every configuration; medians are reported"
+    )
     parser.add_argument("--backends", default="torch", help="embedserve backends, comma-separated")
     parser.add_argument(
         "--infinity-engines",
@@ -376,6 +399,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "peers.json")
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     args.infinity_engines = [e for e in args.infinity_engines.split(",") if e]
     unknown = [e for e in args.infinity_engines if e not in ENGINE_REQUIREMENTS]
     if unknown:
@@ -383,22 +408,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_once(
+    args: argparse.Namespace,
+    model_path: str,
+    corpora: dict[str, list[str]],
+    tokens: dict[str, int],
+) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, str]]:
+    """Every configuration once: rows with their ratios, failures, Infinity's packages."""
     from sentence_transformers import SentenceTransformer
-    from transformers import AutoTokenizer
-
-    model_path = resolve_model("minilm")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    corpora = {
-        "short": make_corpus(args.texts, seed=20261202, min_tokens=15, max_tokens=25),
-        "mixed": make_corpus(args.texts, seed=20261101),
-    }
-    tokens: dict[str, int] = {}
-    for texts in corpora.values():
-        counts = tokenizer(texts)["input_ids"]
-        tokens.update((t, min(len(ids), 256)) for t, ids in zip(texts, counts, strict=True))
-    means = {c: statistics.mean(tokens[t] for t in texts) for c, texts in corpora.items()}
 
     st = SentenceTransformer(model_path, device="cpu")
     rows, reference = measure_st(st, corpora, tokens, args.seconds)
@@ -449,12 +466,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if server_inf is not None:
                 server_inf.stop()
-
     add_ratios(rows)
+    return rows, failures, infinity_packages
+
+
+# Figures a combined row takes as the median over runs; ratios are taken within each run
+# (side by side, under that run's load) before their median.
+MEDIAN_FIELDS = ("texts_per_s", "tokens_per_s", "p50_ms", "p99_ms", "vs_st", "vs_best_infinity")
+
+
+def combine(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per configuration: medians over the runs that measured it, and each
+    run's ratios (``runs_vs_st``, ``runs_vs_best_infinity``)."""
+    keyed: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for rows in runs:
+        for row in rows:
+            keyed.setdefault((row["corpus"], row["engine"], row["load"]), []).append(row)
+    combined = []
+    for same in keyed.values():
+        row = dict(same[0])
+        for field in MEDIAN_FIELDS:
+            values = [r[field] for r in same if r[field] is not None]
+            row[field] = statistics.median(values) if values else None
+        row["min_cosine"] = min(r["min_cosine"] for r in same)
+        row["loadavg_before"], row["loadavg_after"] = (
+            same[0]["loadavg_before"],
+            same[-1]["loadavg_after"],
+        )
+        row["runs_vs_st"] = [r["vs_st"] for r in same]
+        row["runs_vs_best_infinity"] = [r["vs_best_infinity"] for r in same]
+        combined.append(row)
+    return combined
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from transformers import AutoTokenizer
+
+    model_path = resolve_model("minilm")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    corpora = {
+        "short": make_corpus(args.texts, seed=20261202, min_tokens=15, max_tokens=25),
+        "mixed": make_corpus(args.texts, seed=20261101),
+    }
+    tokens: dict[str, int] = {}
+    for texts in corpora.values():
+        counts = tokenizer(texts)["input_ids"]
+        tokens.update((t, min(len(ids), 256)) for t, ids in zip(texts, counts, strict=True))
+    means = {c: statistics.mean(tokens[t] for t in texts) for c, texts in corpora.items()}
+
+    runs: list[list[dict[str, Any]]] = []
+    failures: dict[str, str] = {}
+    infinity_packages: dict[str, str] = {}
+    for number in range(1, args.runs + 1):
+        log(f"run {number} of {args.runs}")
+        rows, failed, packages = run_once(args, model_path, corpora, tokens)
+        runs.append(rows)
+        failures.update({name: f"run {number}: {reason}" for name, reason in failed.items()})
+        infinity_packages = packages or infinity_packages
     report = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info("cpu"),
         "seconds": args.seconds,
+        "runs": args.runs,
         "corpora_note": (
             f"`short`: {args.texts} texts of 15 to 25 tokens (mean {means['short']:.1f}); "
             f"`mixed`: {args.texts} texts of 5 to 300 tokens, log-uniform (mean "
@@ -462,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cycled when a configuration needs more."
         ),
         "infinity_packages": infinity_packages,
-        "rows": rows,
+        "rows": combine(runs),
         "failures": failures,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
