@@ -475,9 +475,14 @@ def run_once(
 MEDIAN_FIELDS = ("texts_per_s", "tokens_per_s", "p50_ms", "p99_ms", "vs_st", "vs_best_infinity")
 
 
+# Counts of one run's measurement: a combined row sums them over its runs.
+SUMMED_FIELDS = ("requests", "texts", "seconds")
+
+
 def combine(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per configuration: medians over the runs that measured it, and each
-    run's ratios (``runs_vs_st``, ``runs_vs_best_infinity``)."""
+    """One row per configuration: medians over the runs that measured it, counts summed,
+    and each run's texts/s and ratios (``runs_texts_per_s``, ``runs_vs_st``,
+    ``runs_vs_best_infinity``)."""
     keyed: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rows in runs:
         for row in rows:
@@ -488,11 +493,14 @@ def combine(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         for field in MEDIAN_FIELDS:
             values = [r[field] for r in same if r[field] is not None]
             row[field] = statistics.median(values) if values else None
+        for field in SUMMED_FIELDS:
+            row[field] = sum(r[field] for r in same)
         row["min_cosine"] = min(r["min_cosine"] for r in same)
         row["loadavg_before"], row["loadavg_after"] = (
             same[0]["loadavg_before"],
             same[-1]["loadavg_after"],
         )
+        row["runs_texts_per_s"] = [r["texts_per_s"] for r in same]
         row["runs_vs_st"] = [r["vs_st"] for r in same]
         row["runs_vs_best_infinity"] = [r["vs_best_infinity"] for r in same]
         combined.append(row)

@@ -21,6 +21,9 @@ def row(engine: str, texts_per_s: float, loadavg: str = "1.00 1.00 1.00") -> dic
         "tokens_per_s": 20 * texts_per_s,
         "p50_ms": 1000 / texts_per_s,
         "p99_ms": 3000 / texts_per_s,
+        "requests": int(10 * texts_per_s),
+        "texts": int(10 * texts_per_s),
+        "seconds": 10.0,
         "min_cosine": 1.0,
         "loadavg_before": loadavg,
         "loadavg_after": loadavg,
@@ -53,6 +56,8 @@ def test_combine_takes_ratios_within_runs_then_their_median() -> None:
     assert ours["runs_vs_best_infinity"] == pytest.approx([1.8, 2.5, 1.6])
     assert ours["vs_best_infinity"] == pytest.approx(1.8)
     assert ours["texts_per_s"] == 180
+    assert ours["runs_texts_per_s"] == [180, 100, 200]
+    assert (ours["requests"], ours["seconds"]) == (4800, 30.0)  # summed over the runs
     assert (ours["loadavg_before"], ours["loadavg_after"]) == ("1.00 1.00 1.00", "3.00 3.00 3.00")
     assert combined["sentence-transformers"]["vs_best_infinity"] is None
 
