@@ -1,7 +1,9 @@
-"""Inference backends side by side: float32 torch against torch int8 and ONNX Runtime
-(float32 and int8), speed and quality.
+"""Inference backends side by side: float32 torch against torch bfloat16, torch int8 and
+ONNX Runtime (float32 and int8), speed and quality.
 
-Loads the model once per backend with the server's own ``EncoderModel`` (no
+A backend is named as ``--backend`` names it, with ``:DTYPE`` for another dtype than
+float32 (``torch:bfloat16``, what ``--dtype auto`` picks on CPUs with AMX). Loads the
+model once per backend with the server's own ``EncoderModel`` (no
 gRPC, no batcher; the ONNX backends export into their cache at the first run) and
 measures, in this process:
 
@@ -16,7 +18,7 @@ measures, in this process:
 It writes a Markdown section into docs/benchmarks.md and JSON into bench/results/.
 
     .venv/bin/python bench/backends.py [--model minilm] [--label NAME] [--rounds 5] [--texts 600]
-        [--backends torch,torch-int8,onnx,onnx-int8]
+        [--backends torch,torch:bfloat16,torch-int8,onnx,onnx-int8]
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from embedding_throughput import machine_info, make_corpus, portable, replace_se
 
 BENCH_DIR = Path(__file__).resolve().parent
 SHAPES = ((16, 32), (8, 128), (4, 256))
-SECTION = "Inference backends (CPU): float32 and int8"
+SECTION = "Inference backends (CPU): float32, bfloat16 and int8"
 
 
 def embed_all(model: Any, texts: Sequence[str], batch: int = 32) -> np.ndarray:
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how the section names the model (a folder's path is no name); any other model "
         "than minilm gets a section of its own",
     )
-    parser.add_argument("--backends", default="torch,torch-int8,onnx,onnx-int8")
+    parser.add_argument("--backends", default="torch,torch:bfloat16,torch-int8,onnx,onnx-int8")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--texts", type=int, default=600)
     parser.add_argument("--queries", type=int, default=100)
@@ -90,11 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from embedserve.server.model_settings import ModelSettings
     from embedserve.server.windows import Window
 
+    def load(name: str) -> EncoderModel:
+        backend, _, dtype = name.partition(":")
+        settings = ModelSettings(
+            model=args.model, device="cpu", backend=backend, dtype=dtype or "float32"
+        )
+        return EncoderModel.load(settings)
+
     backends = args.backends.split(",")
-    models = {
-        b: EncoderModel.load(ModelSettings(model=args.model, device="cpu", backend=b))
-        for b in backends
-    }
+    models = {b: load(b) for b in backends}
     texts = make_corpus(args.texts, seed=20261101)
     vectors = {b: embed_all(m, texts) for b, m in models.items()}
 

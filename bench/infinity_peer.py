@@ -31,6 +31,7 @@ INFINITY_VERSION = "0.0.78"
 # 2.1 with optimum-onnx 0.1.0 (the same classes, moved) skips it on torch >= 2.9.
 ENGINE_REQUIREMENTS = {
     "torch": [f"infinity-emb[server,torch]=={INFINITY_VERSION}"],
+    "torch-bf16": [f"infinity-emb[server,torch]=={INFINITY_VERSION}"],
     "optimum": [
         f"infinity-emb[server,optimum]=={INFINITY_VERSION}",
         "optimum-onnx[onnxruntime]==0.1.0",
@@ -44,7 +45,12 @@ REPORTED_PACKAGES = ["torch", "transformers", "sentence-transformers", "optimum"
 # optimisation fails with optimum-onnx 0.1.0 (OptimizationConfig no longer takes
 # `optimize_with_onnxruntime_only`) and falls back to the exported graph, so it is skipped;
 # ONNX Runtime still applies its session-level graph optimisations when it loads the file.
-ENGINE_FLAGS = {"optimum": ["--pooling-method", "mean", "--onnx-disable-optimize"]}
+ENGINE_FLAGS = {
+    "optimum": ["--pooling-method", "mean", "--onnx-disable-optimize"],
+    "torch-bf16": ["--dtype", "bfloat16"],
+}
+# Engine names of ours that are another engine of Infinity's with flags.
+INFINITY_ENGINE = {"torch-bf16": "torch"}
 
 EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception): ")
 
@@ -193,7 +199,7 @@ class InfinityServer:
             "--served-model-name",
             self.name,
             "--engine",
-            engine,
+            INFINITY_ENGINE.get(engine, engine),
             *ENGINE_FLAGS.get(engine, []),
             "--device",
             "cpu",

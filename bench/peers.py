@@ -5,11 +5,15 @@ traffic; ``mixed``: 5 to 300 tokens, log-uniform) and the packaged MiniLM:
 
 - ``sentence-transformers``: ``encode(batch_size=64)`` of the whole corpus in this process, the
   offline reference;
+- ``sentence-transformers`` again in bfloat16 (``--st-bfloat16``), the offline
+  reference for a server that runs bfloat16;
 - ``embedserve`` over gRPC (``bench/metrics_server.py`` in its own process),
-  once per ``--backends`` entry;
+  once per ``--backends`` entry (``BACKEND`` or ``BACKEND:DTYPE``; without a
+  dtype the server picks its own, named in the row);
 - ``Infinity`` (``infinity-emb``, HTTP, in its own virtualenv under
   ``--cache-dir``, created on first use; it runs offline from the model
-  folder), once per ``--infinity-engines`` entry: ``torch``, or ``optimum``
+  folder), once per ``--infinity-engines`` entry: ``torch``, ``torch-bf16`` (its
+  torch engine with ``--dtype bfloat16``), or ``optimum``
   (ONNX Runtime, on an ONNX export of the model made once under ``--cache-dir``;
   see ``bench/infinity_peer.py``); an engine that cannot be set up or started
   is listed under "Did not run" with the reason;
@@ -267,14 +271,19 @@ def measure_server(
 
 
 def measure_st(
-    st: Any, corpora: dict[str, list[str]], tokens: dict[str, int], seconds: float
+    st: Any,
+    corpora: dict[str, list[str]],
+    tokens: dict[str, int],
+    seconds: float,
+    name: str = "sentence-transformers",
+    reference: dict[str, np.ndarray] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Rows for ``st``, and its vectors of each corpus's first texts; with a ``reference``
+    (float32's vectors) the rows carry the lowest cosine to it."""
     rows: list[dict[str, Any]] = []
-    reference: dict[str, np.ndarray] = {}
+    vectors: dict[str, np.ndarray] = {}
     for corpus, texts in corpora.items():
-        reference[corpus] = st.encode(
-            texts[:BATCH_REQUEST], batch_size=64, normalize_embeddings=True
-        )
+        vectors[corpus] = st.encode(texts[:BATCH_REQUEST], batch_size=64, normalize_embeddings=True)
         before = loadavg()
         tally = Tally(tokens)
         position = 0
@@ -287,16 +296,20 @@ def measure_st(
             sent = time.perf_counter()
             st.encode(chunk, batch_size=64, normalize_embeddings=True)
             tally.add(chunk, time.perf_counter() - sent)
-        row = {
-            "engine": "sentence-transformers",
-            "corpus": corpus,
-            "load": "in-process, whole corpus, batch 64",
-        }
+        row = {"engine": name, "corpus": corpus, "load": "in-process, whole corpus, batch 64"}
         row.update(tally.row(time.perf_counter() - started))
-        row.update(min_cosine=1.0, loadavg_before=before, loadavg_after=loadavg())
-        log(f"sentence-transformers {corpus}: {row['texts_per_s']:.1f} texts/s")
+        cosine = 1.0 if reference is None else min_cosine(reference[corpus], vectors[corpus])
+        row.update(min_cosine=cosine, loadavg_before=before, loadavg_after=loadavg())
+        log(f"{name} {corpus}: {row['texts_per_s']:.1f} texts/s")
         rows.append(row)
-    return rows, reference
+    return rows, vectors
+
+
+def served_dtype(target: str) -> str:
+    from embedserve.client import EmbedClient
+
+    with EmbedClient(target) as client:
+        return str(client.model_info().dtype)
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -396,6 +409,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--cache-dir", type=Path, default=Path.home() / ".cache" / "embedserve-bench"
     )
     parser.add_argument("--server-set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--st-bfloat16", action="store_true", help="also run sentence-transformers in bfloat16"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "peers.json")
     args = parser.parse_args(argv)
@@ -420,16 +436,25 @@ def run_once(
     st = SentenceTransformer(model_path, device="cpu")
     rows, reference = measure_st(st, corpora, tokens, args.seconds)
     del st
+    if args.st_bfloat16:
+        import torch
+
+        st = SentenceTransformer(model_path, device="cpu", model_kwargs={"dtype": torch.bfloat16})
+        name = "sentence-transformers bfloat16"
+        rows += measure_st(st, corpora, tokens, args.seconds, name, reference)[0]
+        del st
     failures: dict[str, str] = {}
 
-    for backend in [b for b in args.backends.split(",") if b]:
-        settings = [f"backend={backend}", *args.server_set]
+    for entry in [b for b in args.backends.split(",") if b]:
+        backend, _, dtype = entry.partition(":")
+        settings = [f"backend={backend}", *([f"dtype={dtype}"] if dtype else []), *args.server_set]
         server = ServerProcess("minilm", "cpu", settings, 0)
         try:
             server.wait_ready()
             target = server.target
+            picked = "" if dtype else f" (auto: {served_dtype(target)})"
             rows += measure_server(
-                f"embedserve {backend}",
+                f"embedserve {backend}{':' + dtype if dtype else ''}{picked}",
                 lambda target=target: grpc_opener(target),
                 corpora,
                 tokens,

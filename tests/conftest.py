@@ -30,7 +30,8 @@ def minilm_model(minilm_path: Path) -> Any:
     from embedserve.server.model import EncoderModel
     from embedserve.server.model_settings import ModelSettings
 
-    return EncoderModel.load(ModelSettings(model=str(minilm_path), device="cpu"))
+    # float32 on every CPU: the reference the tests compare with (auto is bfloat16 on AMX).
+    return EncoderModel.load(ModelSettings(model=str(minilm_path), device="cpu", dtype="float32"))
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +141,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
         overrides.setdefault("port", 0)
         overrides.setdefault("http_port", 0)  # HTTP tests pass a free port
         overrides.setdefault("model", "minilm")
+        # float32 on every CPU: tests compare with float32 references (on CPUs with AMX the
+        # default, dtype auto, is bfloat16: tests/grpc/test_bfloat16_cpu.py).
+        overrides.setdefault("dtype", "float32")
         overrides.setdefault("data_dir", str(tmp_path / f"data-{len(started)}"))
         running = RunningServer(Settings(**overrides), loaded)
         started.append(running)

@@ -29,6 +29,7 @@ def cli_env() -> dict[str, str]:
     roots = ["server", "connectors", "clients/python"]
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, HF_HUB_OFFLINE="1", EMBEDSERVE_HTTP_PORT="0")
+    env["EMBEDSERVE_DTYPE"] = "float32"  # vectors are compared with float32 references
     env["PYTHONPATH"] = os.pathsep.join(str(repo / r) for r in roots)
     return env
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
+
+import numpy as np
 
 TOPICS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "cooking": (
@@ -150,3 +153,24 @@ def documents(per_topic: int = 45) -> list[dict[str, object]]:
                 }
             )
     return docs
+
+
+def normalised(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def precision_at_10(docs: np.ndarray, queries: np.ndarray) -> float:
+    """Share of each query's 10 nearest documents that are from the query's topic."""
+    topics = np.array([str(d["payload"]["topic"]) for d in documents()])  # type: ignore[index]
+    nearest = np.argsort(-(queries @ docs.T), axis=1)[:, :10]
+    wanted = np.array([topic for _, topic in QUERIES])
+    return float((topics[nearest] == wanted[:, None]).mean())
+
+
+def embed_local(model: Any, texts: list[str]) -> list[np.ndarray]:
+    """``texts`` through an ``EncoderModel`` in one batch, without a server."""
+    from embedserve.server.tokenization import Overflow
+    from embedserve.server.windows import Window
+
+    encoded = model.tokenizer.encode(texts, "", Overflow.TRUNCATE_RIGHT)
+    return model.compute([Window(t.windows[0], t.pool_start) for t in encoded])

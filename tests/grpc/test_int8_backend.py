@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from labelled_corpus import QUERIES, documents
+from labelled_corpus import QUERIES, documents, embed_local, normalised, precision_at_10
 
 from embedserve.client import EmbedClient
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
-
-
-def normalised(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def precision_at_10(docs: np.ndarray, queries: np.ndarray) -> float:
-    """Share of each query's 10 nearest documents that are from the query's topic."""
-    topics = np.array([str(d["payload"]["topic"]) for d in documents()])  # type: ignore[index]
-    nearest = np.argsort(-(queries @ docs.T), axis=1)[:, :10]
-    wanted = np.array([topic for _, topic in QUERIES])
-    return float((topics[nearest] == wanted[:, None]).mean())
 
 
 def test_int8_vectors_match_float32_and_keep_retrieval_quality(start_server, minilm_model) -> None:
@@ -31,8 +19,8 @@ def test_int8_vectors_match_float32_and_keep_retrieval_quality(start_server, min
     with EmbedClient(server.target) as client:
         int8_docs = normalised(client.embed(texts, task="document"))
         int8_queries = normalised(client.embed(queries, task="query"))
-    fp32_docs = normalised(np.stack([r for r in _embed_local(minilm_model, texts)]))
-    fp32_queries = normalised(np.stack([r for r in _embed_local(minilm_model, queries)]))
+    fp32_docs = normalised(np.stack([r for r in embed_local(minilm_model, texts)]))
+    fp32_queries = normalised(np.stack([r for r in embed_local(minilm_model, queries)]))
 
     cosines = np.concatenate(
         [(int8_docs * fp32_docs).sum(axis=1), (int8_queries * fp32_queries).sum(axis=1)]
@@ -44,14 +32,6 @@ def test_int8_vectors_match_float32_and_keep_retrieval_quality(start_server, min
     fp32 = precision_at_10(fp32_docs, fp32_queries)
     int8 = precision_at_10(int8_docs, int8_queries)
     assert int8 >= fp32 - 0.01
-
-
-def _embed_local(model: EncoderModel, texts: list[str]) -> list[np.ndarray]:
-    from embedserve.server.tokenization import Overflow
-    from embedserve.server.windows import Window
-
-    encoded = model.tokenizer.encode(texts, "", Overflow.TRUNCATE_RIGHT)
-    return model.compute([Window(t.windows[0], t.pool_start) for t in encoded])
 
 
 def test_int8_is_refused_off_float32(minilm_path) -> None:

@@ -20,7 +20,7 @@ from embedserve.connectors import StoreError, StoreSettings, VectorStore, open_s
 from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batch_cost import calibrate_model
-from embedserve.server.batcher import Batcher, BatchLimits
+from embedserve.server.batcher import Batcher, BatchLimits, SidePasses
 from embedserve.server.call_hooks import HookChain, HookInterceptor
 from embedserve.server.config import Settings
 from embedserve.server.connlimit import ConnectionLimitInterceptor, ConnectionLimits
@@ -39,6 +39,7 @@ from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.observe import ObserveInterceptor
+from embedserve.server.pass_threads import on_threads, side_passes
 from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
 from embedserve.server.thread_names import namer
 from embedserve.server.tls import TlsSettings, server_credentials
@@ -118,6 +119,7 @@ class EmbedServer:
         self._store_executor = ThreadPoolExecutor(
             2, thread_name_prefix="store", initializer=namer(STORE_THREAD)
         )
+        self._side_executor: ThreadPoolExecutor | None = None  # narrow passes under load
         self.drain = Drain()
         self.http_backend = Backend(settings, self.keys, self.drain, limiter)
         self.http: HttpServer | None = None
@@ -206,7 +208,12 @@ class EmbedServer:
             cost = await loop.run_in_executor(self._model_executor, calibrate_model, self.model)
             self.metrics.observe_pass_cost(cost.fixed_s, cost.per_token_s)
         self._batcher = Batcher(
-            self.model.compute, limits, self._model_executor, self.metrics, cost
+            self.model.compute,
+            limits,
+            self._model_executor,
+            self.metrics,
+            cost,
+            self._side_passes(limits, model_settings.backend),
         )
         self._batcher.start()
         embedder = Embedder(self.model, self._batcher, self._tokenize_executor, self.request_limits)
@@ -263,8 +270,30 @@ class EmbedServer:
             await self._batcher.stop()
         if self.store is not None:
             await asyncio.get_running_loop().run_in_executor(self._store_executor, self.store.close)
-        for executor in (self._model_executor, self._tokenize_executor, self._store_executor):
+        executors = [self._model_executor, self._tokenize_executor, self._store_executor]
+        if self._side_executor is not None:
+            executors.append(self._side_executor)
+        for executor in executors:
             executor.shutdown(wait=False, cancel_futures=True)
+
+    def _side_passes(self, limits: BatchLimits, backend: str) -> SidePasses | None:
+        import torch
+
+        assert self.model is not None
+        threads = torch.get_num_threads()
+        passes = side_passes(limits.parallel_passes, self.model.device.type, backend, threads)
+        if passes < 2:
+            return None
+        log.info(
+            "under load up to %d passes run side by side, %d threads each",
+            passes,
+            max(1, threads // passes),
+        )
+        self._side_executor = ThreadPoolExecutor(
+            passes, thread_name_prefix="model", initializer=namer(MODEL_THREAD)
+        )
+        compute = on_threads(self.model.compute, max(1, threads // passes))
+        return SidePasses(compute, self._side_executor, passes)
 
     async def wait_for_termination(self) -> None:
         await self._grpc.wait_for_termination()

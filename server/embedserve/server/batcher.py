@@ -7,9 +7,10 @@ With a calibrated ``PassCost`` the batch size is the one that maximises real
 tokens per second (a fixed cost per pass favours company, padding costs per
 token); without one, a batch stops growing at ``max_padding_share`` of
 padding. The model runs on its own thread; tokenisation of later requests
-proceeds on the event loop's executor meanwhile. Every window has a future
-that is always resolved: with its vector, with the batch's error, or with
-DEADLINE_EXCEEDED.
+proceeds on the event loop's executor meanwhile. Under load on a CPU, passes
+run side by side (``SidePasses``), each on a share of the cores. Every window
+has a future that is always resolved: with its vector, with the batch's
+error, or with DEADLINE_EXCEEDED.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class BatchLimits:
     # Time a few passes at warm-up and size batches by that cost (fixed per pass + per
     # token); max_padding_share then applies only if calibration is off.
     calibrate_batches: bool = True
+    # Under load, passes that may run side by side, each on an equal share of the CPU
+    # threads; 0: picked for the model (2 for torch on a CPU with 2 or more threads, else 1).
+    parallel_passes: int = 0
 
     def for_device(self, device_type: str) -> BatchLimits:
         """These limits with an automatic token budget (0) replaced by the device's."""
@@ -61,6 +65,20 @@ class BatchLimits:
             return self
         budget = GPU_BATCH_TOKENS if device_type == "cuda" else CPU_BATCH_TOKENS
         return dataclasses.replace(self, max_batch_tokens=budget)
+
+
+@dataclasses.dataclass(frozen=True)
+class SidePasses:
+    """Narrow passes for busy times: ``compute`` on ``executor``, up to ``passes`` at once.
+
+    While work waits, narrow passes side by side beat one wide pass: a wide pass's
+    threads wait for each other at every operation, and the small batches of many
+    one-text clients give them little to share.
+    """
+
+    compute: ComputeFn
+    executor: Executor
+    passes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +108,7 @@ class Batcher:
         executor: Executor,
         metrics: Metrics,
         cost: PassCost | None = None,
+        side: SidePasses | None = None,
     ) -> None:
         if limits.max_batch_tokens < 1:
             raise ValueError(
@@ -105,8 +124,13 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._room = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
-        # A batch cut from the queue and not yet answered (stop waits for it too).
-        self._executing = False
+        self._side = side if side is not None and side.passes > 1 else None
+        # Batches cut from the queue and not yet answered (stop waits for them too).
+        self._running: set[asyncio.Task[None]] = set()
+        self._wide_running = False
+        self._pass_ended = asyncio.Event()
+        # The last pass ended with work waiting or beside another: the next runs narrow.
+        self._busy = False
         self._queued_cost = 0
 
     @property
@@ -119,7 +143,7 @@ class Batcher:
     async def stop(self) -> None:
         """Finish what is queued and the batch the model is running, then stop the owner
         task: cancelling it mid-batch would leave that batch's callers waiting forever."""
-        while self._queue or self._executing:
+        while self._queue or self._running:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
@@ -168,22 +192,47 @@ class Batcher:
     async def _run(self) -> None:
         while True:
             try:
+                await self._wait_for_slot()
                 await self._wait_for_work()
                 batch = self._cut()
                 if batch:
-                    self._executing = True
-                    try:
-                        await self._execute(batch)
-                    finally:
-                        self._executing = False
+                    self._launch(batch)
                 await self._notify_room()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the owner must never die: log and go on
                 log.exception("batcher loop error")
 
+    def _slot_free(self) -> bool:
+        """Nothing runs, or only narrow passes and fewer than allowed."""
+        if not self._running:
+            return True
+        side = self._side
+        return side is not None and not self._wide_running and len(self._running) < side.passes
+
+    async def _wait_for_slot(self) -> None:
+        while not self._slot_free():
+            self._pass_ended.clear()
+            await self._pass_ended.wait()
+
+    def _launch(self, batch: list[_Pending]) -> None:
+        # Alone and without a backlog a pass takes every thread (the latency of one
+        # request); otherwise it runs narrow, so that the next batch can start beside it.
+        narrow = self._side is not None and bool(self._running or self._busy or self._queue)
+        self._wide_running = not narrow
+        task = asyncio.get_running_loop().create_task(self._execute(batch, narrow))
+        self._running.add(task)
+        task.add_done_callback(self._pass_done)
+
+    def _pass_done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if not self._running:
+            self._wide_running = False
+        self._busy = bool(self._queue or self._running)
+        self._pass_ended.set()
+
     async def _wait_for_work(self) -> None:
-        idle = not self._queue
+        idle = not self._queue and not self._running
         while not self._queue:
             self._arrived.clear()
             await self._arrived.wait()
@@ -282,12 +331,21 @@ class Batcher:
     def _rate(self, real_tokens: int, padded_tokens: int) -> float:
         return 0.0 if self.cost is None else self.cost.rate(real_tokens, padded_tokens)
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    async def _execute(self, batch: list[_Pending], narrow: bool) -> None:
+        try:
+            await self._answer(batch, narrow)
+        finally:
+            await self._notify_room()
+
+    async def _answer(self, batch: list[_Pending], narrow: bool) -> None:
         started = time.monotonic()
         windows = [item.window for item in batch]
-        loop = asyncio.get_running_loop()
+        compute, executor = self._compute, self._executor
+        if narrow and self._side is not None:
+            compute, executor = self._side.compute, self._side.executor
         try:
-            vectors = await loop.run_in_executor(self._executor, self._compute, windows)
+            loop = asyncio.get_running_loop()
+            vectors = await loop.run_in_executor(executor, compute, windows)
         except EmbedServeError as exc:
             self._fail(batch, exc)
             return

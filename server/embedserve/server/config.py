@@ -62,6 +62,7 @@ class Settings:
     sort_window: int = BatchLimits.sort_window
     max_padding_share: float = BatchLimits.max_padding_share
     calibrate_batches: bool = BatchLimits.calibrate_batches
+    parallel_passes: int = BatchLimits.parallel_passes
     # Request limits (RequestLimits, ConnectionLimits, EmbedStreamLimits)
     max_inputs_per_request: int = RequestLimits.max_inputs_per_request
     max_input_chars: int = RequestLimits.max_input_chars

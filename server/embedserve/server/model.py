@@ -38,15 +38,33 @@ def pick_device(requested: str) -> torch.device:
     return device
 
 
-def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+def pick_dtype(requested: str, device: torch.device, backend: str = "torch") -> torch.dtype:
+    """``auto``: bfloat16 (or float16) on a GPU; on a CPU bfloat16 where the cores multiply
+    it in hardware (Intel AMX) and the backend is torch, else float32."""
     if requested == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if backend == "torch" and cpu_has_bf16_matrix_units():
+            return torch.bfloat16
+        return torch.float32
     names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if requested not in names:
         raise ModelLoadError(f"dtype must be one of auto, {', '.join(names)}; got '{requested}'")
     return names[requested]
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU has AMX bfloat16 tiles the OS lets torch use: there a bfloat16
+    pass runs about 2x float32's (docs/benchmarks.md), elsewhere it may run slower."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:  # not Linux: no way to tell, keep float32
+        return False
+    if "amx_bf16" not in flags.split():
+        return False
+    init_amx = getattr(torch._C._cpu, "_init_amx", None)  # asks the kernel for the tiles
+    return bool(init_amx()) if init_amx is not None else True
 
 
 def pick_attention(device: torch.device) -> str:
@@ -85,7 +103,7 @@ class EncoderModel:
 
         model_id, path = resolve_model_path(settings.model)
         torch_device = pick_device(settings.device)
-        torch_dtype = pick_dtype(settings.dtype, torch_device)
+        torch_dtype = pick_dtype(settings.dtype, torch_device, settings.backend)
         try:
             config = AutoConfig.from_pretrained(path)
             hf_tokenizer = AutoTokenizer.from_pretrained(path)
