@@ -12,6 +12,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -195,8 +196,6 @@ class EmbedServer:
         loop = asyncio.get_running_loop()
         model_settings = settings.section(ModelSettings)
         if model_settings.torch_threads > 0:
-            import torch
-
             torch.set_num_threads(model_settings.torch_threads)
         if self.model is None:
             self.model = await loop.run_in_executor(
@@ -207,14 +206,11 @@ class EmbedServer:
         if limits.calibrate_batches:
             cost = await loop.run_in_executor(self._model_executor, calibrate_model, self.model)
             self.metrics.observe_pass_cost(cost.fixed_s, cost.per_token_s)
-        self._batcher = Batcher(
-            self.model.compute,
-            limits,
-            self._model_executor,
-            self.metrics,
-            cost,
-            self._side_passes(limits, model_settings.backend),
-        )
+        threads = torch.get_num_threads()  # read before a narrow pass sets its own count
+        side = self._side_passes(limits, model_settings.backend, threads)
+        # With narrow passes about, a wide one sets its thread count too.
+        compute = self.model.compute if side is None else on_threads(self.model.compute, threads)
+        self._batcher = Batcher(compute, limits, self._model_executor, self.metrics, cost, side)
         self._batcher.start()
         embedder = Embedder(self.model, self._batcher, self._tokenize_executor, self.request_limits)
         await embedder.embed(["warm-up", "a somewhat longer warm-up input " * 8], EmbedParams())
@@ -276,11 +272,8 @@ class EmbedServer:
         for executor in executors:
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def _side_passes(self, limits: BatchLimits, backend: str) -> SidePasses | None:
-        import torch
-
+    def _side_passes(self, limits: BatchLimits, backend: str, threads: int) -> SidePasses | None:
         assert self.model is not None
-        threads = torch.get_num_threads()
         passes = side_passes(limits.parallel_passes, self.model.device.type, backend, threads)
         if passes < 2:
             return None

@@ -2,23 +2,22 @@
 
 torch's CPU thread count is per OS thread (OpenMP's setting of the calling
 thread, and MKL's), so passes on two executor threads can each use a share of
-the cores. The server's own threads (gRPC, tokenizer) stay on the process
-default.
+the cores. Every pass sets its own thread's count before it runs: a thread
+that starts later takes the count set last by any thread, whichever that was.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
+from embedserve.server.batcher import ComputeFn
 from embedserve.server.windows import FloatArray, Window
 
 # Backends whose CPU threads torch sets per calling thread; ONNX Runtime keeps one thread
 # pool per session, so two passes there would run on each other's cores.
 TORCH_BACKENDS = ("torch", "torch-int8")
-
-ComputeFn = Callable[[Sequence[Window]], list[FloatArray]]
 
 
 def side_passes(requested: int, device_type: str, backend: str, threads: int) -> int:
