@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from labelled_corpus import QUERIES, documents
+from labelled_corpus import QUERIES, documents, normalised
+from labelled_corpus import precision_at_10 as labelled_precision
 
 from embedserve.client import EmbedClient
 from embedserve.server.backends import apply_backend
@@ -29,10 +30,6 @@ pytest.importorskip("onnxruntime")
 INT8_MIN_COSINE = 0.99
 
 
-def unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
 def embed(model: EncoderModel, texts: list[str], batch: int = 16) -> np.ndarray:
     """Mean-pooled unit vectors, in batches of mixed lengths (shapes the export never saw)."""
     encoded = model.tokenizer.encode(texts, "", Overflow.TRUNCATE_RIGHT)
@@ -40,7 +37,7 @@ def embed(model: EncoderModel, texts: list[str], batch: int = 16) -> np.ndarray:
     out: list[np.ndarray] = []
     for start in range(0, len(windows), batch):
         out.extend(model.compute(windows[start : start + batch]))
-    return unit(np.stack(out))
+    return normalised(np.stack(out))
 
 
 def texts() -> list[str]:
@@ -101,13 +98,9 @@ def test_onnx_int8_stays_within_the_quality_bound(onnx_int8: EncoderModel, fp32_
 
 
 def precision_at_10(vectors: np.ndarray) -> float:
-    """Share of each labelled query's 10 nearest documents that are of the query's topic."""
-    docs = documents()
-    topics = np.array([str(d["payload"]["topic"]) for d in docs])  # type: ignore[index]
-    queries = vectors[len(docs) : len(docs) + len(QUERIES)]
-    nearest = np.argsort(-(queries @ vectors[: len(docs)].T), axis=1)[:, :10]
-    wanted = np.array([topic for _, topic in QUERIES])
-    return float((topics[nearest] == wanted[:, None]).mean())
+    """The labelled queries' precision@10 over ``texts()``'s vectors (documents first)."""
+    docs = len(documents())
+    return labelled_precision(vectors[:docs], vectors[docs : docs + len(QUERIES)])
 
 
 def test_a_second_load_reuses_the_cache(
@@ -175,7 +168,7 @@ def test_server_serves_onnx_int8_over_grpc(
     server = start_server(backend="onnx-int8", cache_dir=str(cache))
     sample = texts()[::7]
     with EmbedClient(server.target) as client:
-        served = unit(client.embed(sample, task="document"))
+        served = normalised(client.embed(sample, task="document"))
     cosines = (served * embed(minilm_model, sample)).sum(axis=1)
     assert cosines.min() >= INT8_MIN_COSINE
     assert len(entries(cache)) == 2  # the server loaded from the cache
