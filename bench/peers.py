@@ -113,10 +113,12 @@ class Tally:
         self.token_sum += sum(self._tokens[t] for t in texts)
         self.latencies.append(seconds)
 
-    def row(self, seconds: float) -> dict[str, Any]:
+    def row(self, seconds: float, cpu_seconds: float) -> dict[str, Any]:
+        """``cpu_seconds``: this process's CPU time over the same ``seconds`` (all threads)."""
         lat = sorted(self.latencies)
         return {
             "texts_per_s": self.texts / seconds,
+            "bench_cores": cpu_seconds / seconds,
             "tokens_per_s": self.token_sum / seconds,
             "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
@@ -132,8 +134,11 @@ async def drive(
     per_request: int,
     seconds: float,
     tally: Tally,
-) -> float:
-    """Each worker sends the next ``per_request`` texts when its last answer is back."""
+) -> tuple[float, float]:
+    """Each worker sends the next ``per_request`` texts when its last answer is back.
+
+    Returns the measured wall seconds and this process's CPU seconds over them: the
+    clients' own share of the cores the servers run on."""
     embedders = [await open_one() for open_one in openers]
     position = 0
 
@@ -153,10 +158,10 @@ async def drive(
 
     warm_until = time.perf_counter() + WARMUP_S
     await asyncio.gather(*(worker(e, warm_until, False) for e in embedders))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     until = started + seconds
     await asyncio.gather(*(worker(e, until, True) for e in embedders))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu_started
 
 
 # -- embedserve over gRPC -----------------------------------------------------------------------
@@ -260,10 +265,10 @@ def measure_server(
         ):
             before = loadavg()
             tally = Tally(tokens)
-            elapsed = asyncio.run(
+            elapsed, cpu = asyncio.run(
                 drive([opener() for _ in range(workers)], texts, per_request, seconds, tally)
             )
-            row = {"engine": name, "corpus": corpus, "load": load, **tally.row(elapsed)}
+            row = {"engine": name, "corpus": corpus, "load": load, **tally.row(elapsed, cpu)}
             row.update(min_cosine=cosine, loadavg_before=before, loadavg_after=loadavg())
             log(f"{name} {corpus} {load}: {row['texts_per_s']:.1f} texts/s")
             rows.append(row)
@@ -287,7 +292,7 @@ def measure_st(
         before = loadavg()
         tally = Tally(tokens)
         position = 0
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds:
             # The whole corpus per call, as an offline job would encode it: encode() sorts
             # its texts by length before it cuts batches of 64, so batches pad little.
@@ -297,7 +302,7 @@ def measure_st(
             st.encode(chunk, batch_size=64, normalize_embeddings=True)
             tally.add(chunk, time.perf_counter() - sent)
         row = {"engine": name, "corpus": corpus, "load": "in-process, whole corpus, batch 64"}
-        row.update(tally.row(time.perf_counter() - started))
+        row.update(tally.row(time.perf_counter() - started, time.process_time() - cpu_started))
         cosine = 1.0 if reference is None else min_cosine(reference[corpus], vectors[corpus])
         row.update(min_cosine=cosine, loadavg_before=before, loadavg_after=loadavg())
         log(f"{name} {corpus}: {row['texts_per_s']:.1f} texts/s")
@@ -369,21 +374,25 @@ def markdown(report: dict[str, Any]) -> str:
         "corpus per call (it sorts by length first; its latency is per call); for the servers, "
         f"one batching client ({BATCH_REQUEST} texts per request, {BATCH_INFLIGHT} in flight), "
         f"or {CLIENTS} clients with a connection each and one text per request. Latency is per "
-        "request.",
+        "request. Bench cores: the CPU time of this benchmark's own process over the "
+        "measured seconds, in cores: for sentence-transformers the engine itself, for the "
+        "servers the clients, which share the machine's cores with the server under test.",
         "",
-        "| corpus | engine | load | texts/s | tokens/s | p50 ms | p99 ms "
+        "| corpus | engine | load | texts/s | tokens/s | p50 ms | p99 ms | bench cores "
         "| vs sentence-transformers | vs best Infinity | min cosine | loadavg before / after |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["rows"]:
         vs_st = f"{r['vs_st']:.2f}x" + per_run(r.get("runs_vs_st", []))
         vs_inf = ""
+        # Rows from reports written before the column existed have no figure.
+        cores = f"{r['bench_cores']:.2f}" if r.get("bench_cores") is not None else ""
         if r["vs_best_infinity"] is not None:
             vs_inf = f"{r['vs_best_infinity']:.2f}x" + per_run(r.get("runs_vs_best_infinity", []))
         lines.append(
             f"| {r['corpus']} | {r['engine']} | {r['load']} | {r['texts_per_s']:,.1f} | "
             f"{r['tokens_per_s']:,.0f} | {r['p50_ms']:,.1f} | {r['p99_ms']:,.1f} | "
-            f"{vs_st} | {vs_inf} | {r['min_cosine']:.4f} | "
+            f"{cores} | {vs_st} | {vs_inf} | {r['min_cosine']:.4f} | "
             f"{r['loadavg_before']} / {r['loadavg_after']} |"
         )
     if report["failures"]:
@@ -497,7 +506,15 @@ def run_once(
 
 # Figures a combined row takes as the median over runs; ratios are taken within each run
 # (side by side, under that run's load) before their median.
-MEDIAN_FIELDS = ("texts_per_s", "tokens_per_s", "p50_ms", "p99_ms", "vs_st", "vs_best_infinity")
+MEDIAN_FIELDS = (
+    "texts_per_s",
+    "tokens_per_s",
+    "p50_ms",
+    "p99_ms",
+    "bench_cores",
+    "vs_st",
+    "vs_best_infinity",
+)
 
 
 # Counts of one run's measurement: a combined row sums them over its runs.
@@ -516,7 +533,7 @@ def combine(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     for same in keyed.values():
         row = dict(same[0])
         for field in MEDIAN_FIELDS:
-            values = [r[field] for r in same if r[field] is not None]
+            values = [r[field] for r in same if r.get(field) is not None]
             row[field] = statistics.median(values) if values else None
         for field in SUMMED_FIELDS:
             row[field] = sum(r[field] for r in same)

@@ -21,6 +21,7 @@ def row(engine: str, texts_per_s: float, loadavg: str = "1.00 1.00 1.00") -> dic
         "tokens_per_s": 20 * texts_per_s,
         "p50_ms": 1000 / texts_per_s,
         "p99_ms": 3000 / texts_per_s,
+        "bench_cores": texts_per_s / 400,
         "requests": int(10 * texts_per_s),
         "texts": int(10 * texts_per_s),
         "seconds": 10.0,
@@ -83,7 +84,8 @@ def test_markdown_shows_each_runs_ratio_only_with_several_runs() -> None:
     }
     text = peers.markdown(report)
     assert "2 runs of every configuration" in text
-    assert "| 0.95x (0.90, 1.00) | 2.15x (1.80, 2.50) |" in text
+    # bench cores 0.35 is the median of 0.45 and 0.25, the runs' client CPU
+    assert "| 0.35 | 0.95x (0.90, 1.00) | 2.15x (1.80, 2.50) |" in text
     report["runs"], report["rows"] = 1, peers.combine(runs[:1])
     single = peers.markdown(report)
     assert "one run" in single and "(0.90" not in single
