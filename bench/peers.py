@@ -385,14 +385,12 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["rows"]:
         vs_st = f"{r['vs_st']:.2f}x" + per_run(r.get("runs_vs_st", []))
         vs_inf = ""
-        # Rows from reports written before the column existed have no figure.
-        cores = f"{r['bench_cores']:.2f}" if r.get("bench_cores") is not None else ""
         if r["vs_best_infinity"] is not None:
             vs_inf = f"{r['vs_best_infinity']:.2f}x" + per_run(r.get("runs_vs_best_infinity", []))
         lines.append(
             f"| {r['corpus']} | {r['engine']} | {r['load']} | {r['texts_per_s']:,.1f} | "
             f"{r['tokens_per_s']:,.0f} | {r['p50_ms']:,.1f} | {r['p99_ms']:,.1f} | "
-            f"{cores} | {vs_st} | {vs_inf} | {r['min_cosine']:.4f} | "
+            f"{r['bench_cores']:.2f} | {vs_st} | {vs_inf} | {r['min_cosine']:.4f} | "
             f"{r['loadavg_before']} / {r['loadavg_after']} |"
         )
     if report["failures"]:
@@ -533,7 +531,7 @@ def combine(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     for same in keyed.values():
         row = dict(same[0])
         for field in MEDIAN_FIELDS:
-            values = [r[field] for r in same if r.get(field) is not None]
+            values = [r[field] for r in same if r[field] is not None]
             row[field] = statistics.median(values) if values else None
         for field in SUMMED_FIELDS:
             row[field] = sum(r[field] for r in same)
