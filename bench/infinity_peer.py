@@ -32,6 +32,7 @@ INFINITY_VERSION = "0.0.78"
 ENGINE_REQUIREMENTS = {
     "torch": [f"infinity-emb[server,torch]=={INFINITY_VERSION}"],
     "torch-bf16": [f"infinity-emb[server,torch]=={INFINITY_VERSION}"],
+    "torch-bf16-compile": [f"infinity-emb[server,torch]=={INFINITY_VERSION}"],
     "optimum": [
         f"infinity-emb[server,optimum]=={INFINITY_VERSION}",
         "optimum-onnx[onnxruntime]==0.1.0",
@@ -48,9 +49,10 @@ REPORTED_PACKAGES = ["torch", "transformers", "sentence-transformers", "optimum"
 ENGINE_FLAGS = {
     "optimum": ["--pooling-method", "mean", "--onnx-disable-optimize"],
     "torch-bf16": ["--dtype", "bfloat16"],
+    "torch-bf16-compile": ["--dtype", "bfloat16", "--compile"],
 }
 # Engine names of ours that are another engine of Infinity's with flags.
-INFINITY_ENGINE = {"torch-bf16": "torch"}
+INFINITY_ENGINE = {"torch-bf16": "torch", "torch-bf16-compile": "torch"}
 
 EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception): ")
 

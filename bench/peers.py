@@ -9,11 +9,13 @@ traffic; ``mixed``: 5 to 300 tokens, log-uniform) and the packaged MiniLM:
   reference for a server that runs bfloat16;
 - ``embedserve`` over gRPC (``bench/metrics_server.py`` in its own process),
   once per ``--backends`` entry (``BACKEND`` or ``BACKEND:DTYPE``; without a
-  dtype the server picks its own, named in the row);
+  dtype the server picks its own, named in the row; a ``+compile`` suffix serves
+  with ``torch_compile`` on);
 - ``Infinity`` (``infinity-emb``, HTTP, in its own virtualenv under
   ``--cache-dir``, created on first use; it runs offline from the model
   folder), once per ``--infinity-engines`` entry: ``torch``, ``torch-bf16`` (its
-  torch engine with ``--dtype bfloat16``), or ``optimum``
+  torch engine with ``--dtype bfloat16``), ``torch-bf16-compile`` (that, with its
+  ``--compile``: torch.compile), or ``optimum``
   (ONNX Runtime, on an ONNX export of the model made once under ``--cache-dir``;
   see ``bench/infinity_peer.py``); an engine that cannot be set up or started
   is listed under "Did not run" with the reason;
@@ -82,6 +84,7 @@ CLIENTS = 64
 BATCH_REQUEST = 256  # texts per request of the batching client
 BATCH_INFLIGHT = 4
 WARMUP_S = 3.0
+COMPILED = "+compile"  # a --backends suffix: serve with torch_compile on
 
 
 def log(message: str) -> None:
@@ -245,6 +248,10 @@ async def quality(
 ) -> float:
     """The lowest cosine between a server's vectors and sentence-transformers' ones."""
     embed = await open_one()
+    # One text alone and a few first: an engine that compiles per shape (torch.compile
+    # treats a batch of one apart) then does it here, not in a measured window.
+    for count in (1, 3):
+        await embed(texts[:count])
     return min_cosine(await embed(texts), reference)
 
 
@@ -453,15 +460,18 @@ def run_once(
     failures: dict[str, str] = {}
 
     for entry in [b for b in args.backends.split(",") if b]:
+        entry, compiled = entry.removesuffix(COMPILED), entry.endswith(COMPILED)
         backend, _, dtype = entry.partition(":")
         settings = [f"backend={backend}", *([f"dtype={dtype}"] if dtype else []), *args.server_set]
+        settings += ["torch_compile=true"] if compiled else []
         server = ServerProcess("minilm", "cpu", settings, 0)
         try:
             server.wait_ready()
             target = server.target
             picked = "" if dtype else f" (auto: {served_dtype(target)})"
             rows += measure_server(
-                f"embedserve {backend}{':' + dtype if dtype else ''}{picked}",
+                f"embedserve {backend}{':' + dtype if dtype else ''}{picked}"
+                + (", compiled" if compiled else ""),
                 lambda target=target: grpc_opener(target),
                 corpora,
                 tokens,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -40,7 +41,7 @@ from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.observe import ObserveInterceptor
-from embedserve.server.pass_threads import on_threads, side_passes
+from embedserve.server.pass_threads import narrow_threads, on_threads, side_passes
 from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
 from embedserve.server.thread_names import namer
 from embedserve.server.tls import TlsSettings, server_credentials
@@ -202,12 +203,17 @@ class EmbedServer:
                 self._model_executor, EncoderModel.load, model_settings
             )
         limits = settings.section(BatchLimits).for_device(self.model.device.type)
+        threads = torch.get_num_threads()  # read before a narrow pass sets its own count
+        side = self._side_passes(limits, model_settings.backend, threads)
+        if model_settings.torch_compile:
+            counts = [threads] if side is None else [threads, narrow_threads(threads, side.passes)]
+            started = time.perf_counter()
+            await loop.run_in_executor(self._model_executor, self.model.warm_up_compiled, counts)
+            log.info("forward pass compiled in %.1f s", time.perf_counter() - started)
         cost = None
         if limits.calibrate_batches:
             cost = await loop.run_in_executor(self._model_executor, calibrate_model, self.model)
             self.metrics.observe_pass_cost(cost.fixed_s, cost.per_token_s)
-        threads = torch.get_num_threads()  # read before a narrow pass sets its own count
-        side = self._side_passes(limits, model_settings.backend, threads)
         # With narrow passes about, a wide one sets its thread count too.
         compute = self.model.compute if side is None else on_threads(self.model.compute, threads)
         self._batcher = Batcher(compute, limits, self._model_executor, self.metrics, cost, side)
@@ -280,12 +286,12 @@ class EmbedServer:
         log.info(
             "under load up to %d passes run side by side, %d threads each",
             passes,
-            max(1, threads // passes),
+            narrow_threads(threads, passes),
         )
         self._side_executor = ThreadPoolExecutor(
             passes, thread_name_prefix="model", initializer=namer(MODEL_THREAD)
         )
-        compute = on_threads(self.model.compute, max(1, threads // passes))
+        compute = on_threads(self.model.compute, narrow_threads(threads, passes))
         return SidePasses(compute, self._side_executor, passes)
 
     async def wait_for_termination(self) -> None:

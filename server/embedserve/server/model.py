@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from embedserve.server.backends import apply_backend
+from embedserve.server.compiled import CompiledEncoder, compile_encoder
 from embedserve.server.errors import InferenceFailed, ModelLoadError
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.model_spec import (
@@ -117,6 +118,8 @@ class EncoderModel:
             model, settings.backend, torch_device, torch_dtype, path, settings.cache_dir
         )
         model = pick_modernbert_path(model, settings.modernbert_path)
+        if settings.torch_compile:
+            model = compile_encoder(model, settings.backend)
         positions = getattr(config, "max_position_embeddings", None)
         spec = read_model_spec(model_id, path, positions)
         if max_tokens := settings.max_tokens:
@@ -143,6 +146,11 @@ class EncoderModel:
             int(config.hidden_size),
             str(config.model_type),
         )
+
+    def warm_up_compiled(self, thread_counts: Sequence[int]) -> None:
+        """Compile now, for each thread count passes will run on (see compiled.py)."""
+        if isinstance(self._model, CompiledEncoder):
+            self._model.warm_up(thread_counts, self.device)
 
     @torch.inference_mode()
     def compute(self, windows: Sequence[Window]) -> list[FloatArray]:

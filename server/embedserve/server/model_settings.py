@@ -21,6 +21,9 @@ class ModelSettings:
     # ModernBERT forward pass: packed tokens with windowed local attention (fast), or
     # transformers' own (reference); auto picks fast unless flash-attention 2 runs it.
     modernbert_path: str = "auto"  # auto | fast | reference
+    # Compile the forward pass with torch.compile at load (torch backend, transformers'
+    # own forward): faster passes, a slower start (see compiled.py)
+    torch_compile: bool = False
     chunk_overlap_tokens: int = 128  # overlap between the windows of a CHUNK input
     torch_threads: int = 0  # CPU threads used by torch (and ONNX Runtime); 0 lets torch decide
     # where the ONNX backends keep their exported models; "": $XDG_CACHE_HOME/embedserve,

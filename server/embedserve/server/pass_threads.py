@@ -29,6 +29,11 @@ def side_passes(requested: int, device_type: str, backend: str, threads: int) ->
     return 2 if threads >= 2 else 1
 
 
+def narrow_threads(threads: int, passes: int) -> int:
+    """Torch threads of each of ``passes`` side-by-side passes sharing ``threads``."""
+    return max(1, threads // passes)
+
+
 def on_threads(compute: ComputeFn, threads: int) -> ComputeFn:
     """``compute`` on ``threads`` torch threads of whichever thread calls it."""
 

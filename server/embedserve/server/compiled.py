@@ -1,0 +1,76 @@
+"""``torch_compile``: the encoder's forward pass compiled by torch.compile (inductor).
+
+On a CPU most of a small pass is spent around the matrix products rather than in
+them (bias copies, GELU and layer norms as separate passes over memory, weights
+reordered for oneDNN on every call); inductor fuses those and, with freezing, packs
+the weights once. Passes of MiniLM in bfloat16 took 1.1x to 1.5x less CPU, most on
+small batches (docs/benchmarks.md, "Compiled forward pass (CPU)"). The price is paid
+at load: one compilation per torch thread count the server uses, 20 to 70 s each on
+2 CPU cores (inductor keeps its kernels on disk, so later starts are quicker), and
+the frozen weights are a second copy of the model's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from embedserve.server.errors import ModelLoadError
+from embedserve.server.modernbert_packed import PackedModernBert
+
+# Shape of the warm-up passes: any batch size and any length >= 2 reuse their compilation.
+WARM_UP_SHAPE = (2, 8)
+
+
+class CompiledEncoder:
+    """Calls ``model`` through torch.compile with the batch dimension left open.
+
+    With ``dynamic=True`` torch still specialises a dimension of size 1, so a lone
+    text would compile the model a second time; marking the batch dimension unbacked
+    keeps one graph for every batch size. Each call marks its inputs the same way.
+    """
+
+    def __init__(self, model: Any) -> None:
+        # Freezing is read from inductor's global config when a graph compiles (the
+        # ``options`` argument of torch.compile does not reach it): without it the
+        # weights are not packed for oneDNN, which is most of the gain on a CPU.
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        self.model = model
+        self._compiled = torch.compile(model, dynamic=True)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        for tensor in (input_ids, attention_mask):
+            torch._dynamo.decorators.mark_unbacked(tensor, 0)
+        return self._compiled(input_ids=input_ids, attention_mask=attention_mask)  # type: ignore[no-untyped-call]
+
+    @torch.inference_mode()
+    def warm_up(self, thread_counts: Iterable[int], device: torch.device) -> None:
+        """Compile now for each torch thread count the server's passes will run on.
+
+        Inductor builds its CPU kernels for the calling thread's thread count and
+        compiles again when it changes, so every count used later is visited here.
+        """
+        previous = torch.get_num_threads()
+        ids = torch.ones(WARM_UP_SHAPE, dtype=torch.long, device=device)
+        try:
+            for count in sorted(set(thread_counts), reverse=True):
+                torch.set_num_threads(count)
+                self(ids, torch.ones_like(ids))
+        finally:
+            torch.set_num_threads(previous)
+
+
+def compile_encoder(model: Any, backend: str) -> CompiledEncoder:
+    """``model`` compiled, or a clear error where compiling it is not supported."""
+    if backend != "torch":
+        raise ModelLoadError(f"torch_compile runs the torch backend only; got '{backend}'")
+    if isinstance(model, PackedModernBert):
+        raise ModelLoadError(
+            "torch_compile compiles transformers' own forward pass, not ModernBERT's packed "
+            "one: add --modernbert-path reference, or leave torch_compile off"
+        )
+    return CompiledEncoder(model)

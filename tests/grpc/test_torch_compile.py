@@ -1,0 +1,80 @@
+"""``torch_compile``: the compiled forward pass gives the vectors of the plain one, compiles
+at warm-up only (for every batch size and both thread counts, not again while serving),
+and is refused where it does not apply."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch._dynamo.utils import counters
+
+from embedserve.client import EmbedClient
+from embedserve.server.compiled import CompiledEncoder
+from embedserve.server.errors import ModelLoadError
+from embedserve.server.model import EncoderModel
+from embedserve.server.model_settings import ModelSettings
+
+MIN_COSINE = 0.9999
+TEXTS = [
+    "a lone short text",
+    "a longer text about vector search, batching and the cost of padding " * 6,
+    "query",
+]
+
+
+def graphs_compiled() -> int:
+    return int(counters["stats"]["unique_graphs"])
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    cosines = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return float(cosines.min())
+
+
+def test_compiled_server_matches_plain_model_and_compiles_only_at_warm_up(
+    start_server, tiny_modernbert_path: Path
+) -> None:
+    settings = {"model": str(tiny_modernbert_path), "modernbert_path": "reference"}
+    plain = start_server(**settings)
+    with EmbedClient(plain.target) as client:
+        want = [client.embed(TEXTS)] + [client.embed([t]) for t in TEXTS]
+
+    compiled = start_server(torch_compile=True, parallel_passes=2, torch_threads=2, **settings)
+    assert isinstance(compiled.server.model._model, CompiledEncoder)
+    after_warm_up = graphs_compiled()
+    with EmbedClient(compiled.target) as client:
+        got = [client.embed(TEXTS)] + [client.embed([t]) for t in TEXTS]
+        # many at once: passes side by side, each on its narrower thread count
+        with ThreadPoolExecutor(8) as pool:
+            busy = list(pool.map(lambda text: client.embed([text]), TEXTS * 8))
+    assert graphs_compiled() == after_warm_up
+    got += busy
+    want += [want[1 + i % len(TEXTS)] for i in range(len(busy))]
+
+    for got_batch, want_batch in zip(got, want, strict=True):
+        assert min_cosine(np.asarray(got_batch), np.asarray(want_batch)) >= MIN_COSINE
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"backend": "torch-int8"}, "torch backend only"),
+        ({"modernbert_path": "fast"}, "--modernbert-path reference"),
+    ],
+)
+def test_compile_is_refused_where_it_does_not_apply(
+    tiny_modernbert_path: Path, settings: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        EncoderModel.load(
+            ModelSettings(
+                model=str(tiny_modernbert_path),
+                device="cpu",
+                dtype="float32",
+                torch_compile=True,
+                **settings,
+            )
+        )
