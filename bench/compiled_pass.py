@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from embedding_throughput import machine_info, portable, write_json, write_section
+from embedding_throughput import machine_info, publish
 from peers import loadavg
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -176,11 +176,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = measure(args)
-    section = markdown(report)
-    print(section)
-    write_json(args.json, report, portable)
-    if args.out:
-        write_section(args.out, SECTION, portable(section))
+    publish(SECTION, markdown(report), report, args.json, args.out)
     return 0
 
 

@@ -504,6 +504,17 @@ def write_section(path: str | Path, title: str, section: str) -> None:
     out.write_text(replace_section(out.read_text() if out.exists() else "", title, section))
 
 
+def publish(
+    title: str, section: str, report: Any, json_path: Path | None, out: Path | None
+) -> None:
+    """Print ``section``; write ``report`` as JSON and the section into ``out``, portably."""
+    print(section)
+    if json_path:
+        write_json(json_path, report, portable)
+    if out:
+        write_section(out, title, portable(section))
+
+
 def write_json(path: str | Path, data: Any, text: Callable[[str], str] = str) -> None:
     """Write ``data`` as indented JSON (through ``text``, e.g. ``portable``), folders made."""
     target = Path(path)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from embedding_throughput import make_corpus, portable, write_json, write_section
+from embedding_throughput import make_corpus, publish
 from load import Server, free_port, log
 from peers import EmbedFn, grpc_opener, loadavg
 
@@ -302,12 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="request-overhead-") as work:
         report = measure(args, Path(work))
-    section = markdown(report)
-    print(section)
-    if args.json:
-        write_json(args.json, report, portable)
-    if args.out:
-        write_section(args.out, SECTION, portable(section))
+    publish(SECTION, markdown(report), report, args.json, args.out)
     return 0
 
 

@@ -39,7 +39,6 @@ class CompiledEncoder:
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True
-        self.model = model
         self._compiled = torch.compile(model, dynamic=True)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
