@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from embedding_throughput import machine_info, publish
+from embedding_throughput import machine_info, min_cosine, publish
 from peers import loadavg
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,12 +51,6 @@ def timed(run: Callable[[], object], repeats: int) -> tuple[float, float]:
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     return statistics.median(walls), statistics.median(cpus)
-
-
-def min_cosine(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
-    x, y = np.stack(a), np.stack(b)
-    cosines = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
-    return float(cosines.min())
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,7 +75,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     batches = {shape: batch(*shape) for shape in SHAPES}
     cosine = min(
-        min_cosine(plain.compute(windows), compiled.compute(windows))
+        min_cosine(np.stack(plain.compute(windows)), np.stack(compiled.compute(windows)))
         for windows in batches.values()
     )
     before = loadavg()

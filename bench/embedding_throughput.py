@@ -505,7 +505,7 @@ def write_section(path: str | Path, title: str, section: str) -> None:
 
 
 def publish(
-    title: str, section: str, report: Any, json_path: Path | None, out: Path | None
+    title: str, section: str, report: Any, json_path: str | Path | None, out: str | Path | None
 ) -> None:
     """Print ``section``; write ``report`` as JSON and the section into ``out``, portably."""
     print(section)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import subprocess
@@ -41,7 +40,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from embedding_throughput import machine_info, make_corpus, replace_section  # noqa: E402
+from embedding_throughput import machine_info, make_corpus, publish  # noqa: E402
 
 from embedserve.client import EmbedClient  # noqa: E402
 
@@ -203,14 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=str(BENCH_DIR / "results/http_vs_grpc.json"))
     args = parser.parse_args(argv)
     report = run(args)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    if args.out:
-        path = Path(args.out)
-        document = path.read_text() if path.exists() else ""
-        path.write_text(replace_section(document, TITLE, markdown(report)))
-    print(markdown(report))
+    publish(TITLE, markdown(report), report, args.json, args.out)
     return 0
 
 

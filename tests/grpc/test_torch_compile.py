@@ -16,6 +16,7 @@ from embedserve.server.compiled import CompiledEncoder
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
+from embedserve.server.similarity import cosine
 
 MIN_COSINE = 0.9999
 TEXTS = [
@@ -27,11 +28,6 @@ TEXTS = [
 
 def graphs_compiled() -> int:
     return int(counters["stats"]["unique_graphs"])
-
-
-def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    cosines = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return float(cosines.min())
 
 
 def test_compiled_server_matches_plain_model_and_compiles_only_at_warm_up(
@@ -55,7 +51,7 @@ def test_compiled_server_matches_plain_model_and_compiles_only_at_warm_up(
     want += [want[1 + i % len(TEXTS)] for i in range(len(busy))]
 
     for got_batch, want_batch in zip(got, want, strict=True):
-        assert min_cosine(np.asarray(got_batch), np.asarray(want_batch)) >= MIN_COSINE
+        assert cosine(np.asarray(got_batch), np.asarray(want_batch)).min() >= MIN_COSINE
 
 
 @pytest.mark.parametrize(

@@ -283,15 +283,12 @@ class EmbedServer:
         passes = side_passes(limits.parallel_passes, self.model.device.type, backend, threads)
         if passes < 2:
             return None
-        log.info(
-            "under load up to %d passes run side by side, %d threads each",
-            passes,
-            narrow_threads(threads, passes),
-        )
+        narrow = narrow_threads(threads, passes)
+        log.info("under load up to %d passes run side by side, %d threads each", passes, narrow)
         self._side_executor = ThreadPoolExecutor(
             passes, thread_name_prefix="model", initializer=namer(MODEL_THREAD)
         )
-        compute = on_threads(self.model.compute, narrow_threads(threads, passes))
+        compute = on_threads(self.model.compute, narrow)
         return SidePasses(compute, self._side_executor, passes)
 
     async def wait_for_termination(self) -> None:
