@@ -42,6 +42,7 @@ def test_calibrate_times_every_shape_on_distinct_rows() -> None:
         now[0] += 0.005 + 1e-4 * len(windows) * max(len(w.ids) for w in windows)
 
     cost = calibrate(compute, list(range(1000, 1100)), max_length=64, clock=lambda: now[0])
+    assert cost is not None
     assert cost.fixed_s == pytest.approx(0.005)
     assert cost.per_token_s == pytest.approx(1e-4)
     for windows in seen:
@@ -63,12 +64,25 @@ def test_calibrate_times_again_when_a_stall_tilts_the_line() -> None:
 
     cost = calibrate(compute, list(range(1000, 1100)), max_length=512, clock=lambda: now[0])
     assert small_passes[0] == 7  # a second attempt was timed
+    assert cost is not None
     assert cost.fixed_s == pytest.approx(0.005)
     assert cost.per_token_s == pytest.approx(1e-4)
 
 
+def test_calibrate_gives_no_line_when_every_attempt_is_disturbed() -> None:
+    """Passes that get cheaper as they grow fit no line with both terms positive."""
+    now = [0.0]
+
+    def compute(windows):
+        now[0] += 0.1 / (len(windows) * max(len(w.ids) for w in windows))
+
+    cost = calibrate(compute, list(range(1000, 1100)), max_length=512, clock=lambda: now[0])
+    assert cost is None
+
+
 def test_calibrating_minilm_finds_both_costs_once_per_model(minilm_model) -> None:
     cost = calibrate_model(minilm_model)
+    assert cost is not None
     assert cost.fixed_s > 0 and cost.per_token_s > 0
     assert calibrate_model(minilm_model) is cost
 

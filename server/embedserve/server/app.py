@@ -213,7 +213,8 @@ class EmbedServer:
         cost = None
         if limits.calibrate_batches:
             cost = await loop.run_in_executor(self._model_executor, calibrate_model, self.model)
-            self.metrics.observe_pass_cost(cost.fixed_s, cost.per_token_s)
+            if cost is not None:
+                self.metrics.observe_pass_cost(cost.fixed_s, cost.per_token_s)
         # With narrow passes about, a wide one sets its thread count too.
         compute = self.model.compute if side is None else on_threads(self.model.compute, threads)
         self._batcher = Batcher(compute, limits, self._model_executor, self.metrics, cost, side)

@@ -75,13 +75,14 @@ def calibrate(
     shapes: Sequence[tuple[int, int]] = CALIBRATION_SHAPES,
     clock: Callable[[], float] = time.perf_counter,
     attempts: int = 3,
-) -> PassCost:
+) -> PassCost | None:
     """Time ``rounds`` passes per shape (fastest kept: noise only adds) and fit the line.
 
     Each shape first gets one untimed pass, since the first pass at a new shape also
     pays for allocating its buffers. A stall on a busy machine can still tilt the line
     so that one term fits to zero; then every shape is timed again, keeping the fastest
-    pass of all attempts, up to ``attempts`` times. Rows are random draws from
+    pass of all attempts, up to ``attempts`` times; if none fits both terms, there is no
+    line (None), and the batcher keeps to its padding share. Rows are random draws from
     ``token_pool``, so that no two rows are equal (the model computes identical
     sequences once); lengths are capped at ``max_length``.
     """
@@ -108,9 +109,9 @@ def calibrate(
             ]
         )
         if cost.fixed_s > 0 and cost.per_token_s > 0:
-            break
+            return cost
         log.warning("pass-cost calibration disturbed (%s); timing again", cost)
-    return cost
+    return None
 
 
 CALIBRATION_TEXT = (
@@ -120,10 +121,10 @@ CALIBRATION_TEXT = (
 
 
 # One calibration per loaded model, however many servers share it.
-_calibrated: weakref.WeakKeyDictionary[Encoder, PassCost] = weakref.WeakKeyDictionary()
+_calibrated: weakref.WeakKeyDictionary[Encoder, PassCost | None] = weakref.WeakKeyDictionary()
 
 
-def calibrate_model(model: Encoder) -> PassCost:
+def calibrate_model(model: Encoder) -> PassCost | None:
     """Calibrate ``model`` on token ids of its own vocabulary; logs the fitted line."""
     from embedserve.server.tokenization import Overflow
 
@@ -132,11 +133,15 @@ def calibrate_model(model: Encoder) -> PassCost:
     encoded = model.tokenizer.encode([CALIBRATION_TEXT], "", Overflow.TRUNCATE_RIGHT)
     pool = sorted(set(encoded[0].windows[0]))
     cost = calibrate(model.compute, pool, model.spec.max_tokens)
-    log.info(
-        "forward pass cost: %.2f ms fixed + %.4f ms per padded token (efficient from %d tokens)",
-        cost.fixed_s * 1000,
-        cost.per_token_s * 1000,
-        cost.efficient_tokens,
-    )
+    if cost is None:
+        log.warning("no pass-cost line fitted: batches are cut by the padding share")
+    else:
+        log.info(
+            "forward pass cost: %.2f ms fixed + %.4f ms per padded token "
+            "(efficient from %d tokens)",
+            cost.fixed_s * 1000,
+            cost.per_token_s * 1000,
+            cost.efficient_tokens,
+        )
     _calibrated[model] = cost
     return cost
