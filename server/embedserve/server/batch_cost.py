@@ -110,7 +110,7 @@ def calibrate(
         )
         if cost.fixed_s > 0 and cost.per_token_s > 0:
             return cost
-        log.warning("pass-cost calibration disturbed (%s); timing again", cost)
+        log.warning("pass-cost calibration disturbed: %s", cost)
     return None
 
 
