@@ -52,15 +52,21 @@ class CompiledEncoder:
 
         Inductor builds its CPU kernels for the calling thread's thread count and
         compiles again when it changes, so every count used later is visited here.
+        After it, a call that would compile again runs uncompiled instead: dynamo is
+        not thread-safe, and two passes side by side occasionally failed its guards
+        (pytorch/pytorch#118260), which compiled anew for up to a minute while every
+        request waited. The stance is process-wide: a process serves one model.
         """
         previous = torch.get_num_threads()
         ids = torch.ones(WARM_UP_SHAPE, dtype=torch.long, device=device)
+        torch.compiler.set_stance("default")
         try:
             for count in sorted(set(thread_counts), reverse=True):
                 torch.set_num_threads(count)
                 self(ids, torch.ones_like(ids))
         finally:
             torch.set_num_threads(previous)
+            torch.compiler.set_stance("eager_on_recompile")
 
 
 def compile_encoder(model: Any, backend: str) -> CompiledEncoder:
