@@ -27,13 +27,16 @@ runs for ``--seconds`` after a short warm-up; texts/s, tokens/s (real tokens,
 MiniLM's tokenizer, cut at 256) and per-request p50/p99 latency are reported,
 with ratios to sentence-transformers and to the best Infinity engine, and
 ``/proc/loadavg`` before and after each configuration (the machine may be
-shared). ``--runs N`` repeats the whole set N times, one configuration after
-another, and reports medians over the runs; ratios are taken within each run,
-between configurations measured minutes apart, before their median.
+shared). The servers are all up at once (idle, each used under 1% of a core),
+and each corpus and load is measured on every server back to back, so a ratio
+compares windows seconds apart: this machine's speed drifts over minutes.
+``--runs N`` repeats the whole set N times, the servers' order reversed every
+other run, and reports medians over the runs; ratios are taken within each run
+before their median.
 
     .venv/bin/python bench/peers.py [--seconds 25] [--runs 1] [--backends torch,torch-int8]
         [--infinity-engines torch,optimum] [--out docs/benchmarks.md]
-        [--json bench/results/peers.json]
+        [--json bench/results/peers.json] [--section TITLE]
 
 ``--backends ''`` or ``--infinity-engines ''`` leaves those servers out (sentence-transformers
 always runs: it is the reference).
@@ -43,13 +46,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
+import functools
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -255,30 +261,70 @@ async def quality(
     return min_cosine(await embed(texts), reference)
 
 
-def measure_server(
-    name: str,
-    opener: Callable[[], Callable[[], Awaitable[EmbedFn]]],
+@dataclasses.dataclass
+class Peer:
+    """A started server: its row name, a client opener, and how to stop it."""
+
+    name: str
+    opener: Callable[[], Callable[[], Awaitable[EmbedFn]]]
+    stop: Callable[[], None]
+    fails_softly: bool  # a peer engine's failure is reported; embedserve's ends the run
+
+
+LOADS = (
+    ("1 batching client", BATCH_INFLIGHT, BATCH_REQUEST),
+    (f"{CLIENTS} one-text clients", CLIENTS, 1),
+)
+
+
+def measure_side_by_side(
+    peers: list[Peer],
     corpora: dict[str, list[str]],
     tokens: dict[str, int],
     reference: dict[str, np.ndarray],
     seconds: float,
+    failures: dict[str, str],
 ) -> list[dict[str, Any]]:
+    """Each corpus and load on every server in turn, back to back, so that a ratio compares
+    windows seconds apart rather than minutes (the machine's speed drifts over minutes).
+    The servers all stay up; an idle one used under 1% of a core here. A peer that fails
+    is reported in ``failures`` and measured no further."""
     rows: list[dict[str, Any]] = []
+    live = list(peers)
+
+    def attempt(peer: Peer, measurement: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return asyncio.run(measurement)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            if not peer.fails_softly:
+                raise
+            failures[peer.name] = str(exc)
+            log(f"{peer.name} failed: {exc}")
+            live.remove(peer)
+            return None
+
     for corpus, texts in corpora.items():
-        cosine = asyncio.run(quality(opener(), texts[:BATCH_REQUEST], reference[corpus]))
-        for load, workers, per_request in (
-            ("1 batching client", BATCH_INFLIGHT, BATCH_REQUEST),
-            (f"{CLIENTS} one-text clients", CLIENTS, 1),
-        ):
-            before = loadavg()
-            tally = Tally(tokens)
-            elapsed, cpu = asyncio.run(
-                drive([opener() for _ in range(workers)], texts, per_request, seconds, tally)
-            )
-            row = {"engine": name, "corpus": corpus, "load": load, **tally.row(elapsed, cpu)}
-            row.update(min_cosine=cosine, loadavg_before=before, loadavg_after=loadavg())
-            log(f"{name} {corpus} {load}: {row['texts_per_s']:.1f} texts/s")
-            rows.append(row)
+        cosines: dict[str, float] = {}
+        for peer in list(live):
+            cosine = attempt(peer, quality(peer.opener(), texts[:BATCH_REQUEST], reference[corpus]))
+            if cosine is not None:
+                cosines[peer.name] = cosine
+        for load, workers, per_request in LOADS:
+            for peer in list(live):
+                before = loadavg()
+                tally = Tally(tokens)
+                openers = [peer.opener() for _ in range(workers)]
+                measured = attempt(peer, drive(openers, texts, per_request, seconds, tally))
+                if measured is None:
+                    continue
+                elapsed, cpu = measured
+                row: dict[str, Any] = {"engine": peer.name, "corpus": corpus, "load": load}
+                row.update(tally.row(elapsed, cpu))
+                row.update(
+                    min_cosine=cosines[peer.name], loadavg_before=before, loadavg_after=loadavg()
+                )
+                log(f"{peer.name} {corpus} {load}: {row['texts_per_s']:.1f} texts/s")
+                rows.append(row)
     return rows
 
 
@@ -361,15 +407,18 @@ def markdown(report: dict[str, Any]) -> str:
     runs_note = "one run"
     if runs > 1:
         runs_note = (
-            f"{runs} runs of every configuration in turn; figures are medians over the runs, "
-            "ratios taken within each run (each run's in brackets), load averages before "
-            "the first run and after the last"
+            f"{runs} runs of every configuration in turn, the servers' order reversed every "
+            "other run; figures are medians over the runs, ratios taken within each run (each "
+            "run's in brackets), load averages before the first run and after the last"
         )
+    command = shlex.join(["bench/peers.py", *report.get("arguments", [])])
     lines = [
-        f"## {SECTION}",
+        f"## {report.get('section', SECTION)}",
         "",
-        f"Measured {report['date']} by `bench/peers.py`, {runs_note}, {report['seconds']:.0f} s "
-        f"per configuration after a {WARMUP_S:.0f} s warm-up.",
+        f"Measured {report['date']} by `{command}`, {runs_note}, {report['seconds']:.0f} s "
+        f"per configuration after a {WARMUP_S:.0f} s warm-up. The servers run side by side "
+        "(idle, each used under 1% of a core) and each load is measured on one after the "
+        "other, seconds apart, so that ratios compare the machine at the same speed.",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs: see the load "
         f"averages); Python {m['python']}, torch {m['torch']}, transformers "
@@ -428,6 +477,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "peers.json")
+    parser.add_argument("--section", default=SECTION, help="title of the section written")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -443,8 +493,13 @@ def run_once(
     model_path: str,
     corpora: dict[str, list[str]],
     tokens: dict[str, int],
+    number: int,
 ) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, str]]:
-    """Every configuration once: rows with their ratios, failures, Infinity's packages."""
+    """Every configuration once: rows with their ratios, failures, Infinity's packages.
+
+    sentence-transformers runs first, alone; then every server starts and each
+    configuration is measured on all of them back to back, in reverse order on even
+    runs, so that neither side is always measured first."""
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(model_path, device="cpu")
@@ -458,58 +513,70 @@ def run_once(
         rows += measure_st(st, corpora, tokens, args.seconds, name, reference)[0]
         del st
     failures: dict[str, str] = {}
+    infinity_packages: dict[str, str] = {}
+    peers: list[Peer] = []
+    try:
+        peers += start_embedserve(args.backends, args.server_set)
+        for engine in args.infinity_engines:
+            peer, packages = start_infinity(engine, args.cache_dir, model_path, failures)
+            if peer is not None:
+                peers.append(peer)
+                infinity_packages = packages
+        ordered = peers if number % 2 else peers[::-1]
+        rows += measure_side_by_side(ordered, corpora, tokens, reference, args.seconds, failures)
+    finally:
+        for peer in peers:
+            peer.stop()
+    add_ratios(rows)
+    return rows, failures, infinity_packages
 
-    for entry in [b for b in args.backends.split(",") if b]:
+
+def start_embedserve(backends: str, server_set: Sequence[str]) -> list[Peer]:
+    """One started server per ``--backends`` entry."""
+    peers: list[Peer] = []
+    for entry in [b for b in backends.split(",") if b]:
         entry, compiled = entry.removesuffix(COMPILED), entry.endswith(COMPILED)
         backend, _, dtype = entry.partition(":")
-        settings = [f"backend={backend}", *([f"dtype={dtype}"] if dtype else []), *args.server_set]
+        settings = [f"backend={backend}", *([f"dtype={dtype}"] if dtype else []), *server_set]
         settings += ["torch_compile=true"] if compiled else []
         server = ServerProcess("minilm", "cpu", settings, 0)
         try:
             server.wait_ready()
-            target = server.target
-            picked = "" if dtype else f" (auto: {served_dtype(target)})"
-            rows += measure_server(
-                f"embedserve {backend}{':' + dtype if dtype else ''}{picked}"
-                + (", compiled" if compiled else ""),
-                lambda target=target: grpc_opener(target),
-                corpora,
-                tokens,
-                reference,
-                args.seconds,
-            )
-        finally:
+        except BaseException:
             server.stop()
+            raise
+        target = server.target
+        picked = "" if dtype else f" (auto: {served_dtype(target)})"
+        name = f"embedserve {backend}{':' + dtype if dtype else ''}{picked}"
+        name += ", compiled" if compiled else ""
+        peers.append(Peer(name, functools.partial(grpc_opener, target), server.stop, False))
+        log(f"{name} ready")
+    return peers
 
-    infinity_packages: dict[str, str] = {}
-    for engine in args.infinity_engines:
-        name = f"Infinity {engine}"
-        server_inf: InfinityServer | None = None
-        try:
-            started = time.perf_counter()
-            python = infinity_python(args.cache_dir, engine, log)
-            location = model_for(engine, python, model_path, args.cache_dir, log)
-            infinity_packages = installed_versions(python)
-            server_inf = InfinityServer(python, location, engine, free_port())
-            server_inf.wait_ready()
-            log(f"{name} ready after {time.perf_counter() - started:.0f} s (setup and start)")
-            port, served = server_inf.port, server_inf.name
-            rows += measure_server(
-                name,
-                lambda port=port, served=served: http_opener(port, served),
-                corpora,
-                tokens,
-                reference,
-                args.seconds,
-            )
-        except (SetupError, RuntimeError, TimeoutError, OSError) as exc:
-            failures[name] = str(exc)
-            log(f"{name} failed: {exc}")
-        finally:
-            if server_inf is not None:
-                server_inf.stop()
-    add_ratios(rows)
-    return rows, failures, infinity_packages
+
+def start_infinity(
+    engine: str, cache_dir: Path, model_path: str, failures: dict[str, str]
+) -> tuple[Peer | None, dict[str, str]]:
+    """Infinity's ``engine`` set up and started, with its packages; or None, the reason
+    in ``failures``."""
+    name = f"Infinity {engine}"
+    server: InfinityServer | None = None
+    try:
+        started = time.perf_counter()
+        python = infinity_python(cache_dir, engine, log)
+        location = model_for(engine, python, model_path, cache_dir, log)
+        packages = installed_versions(python)
+        server = InfinityServer(python, location, engine, free_port())
+        server.wait_ready()
+    except (SetupError, RuntimeError, TimeoutError, OSError) as exc:
+        failures[name] = str(exc)
+        log(f"{name} failed: {exc}")
+        if server is not None:
+            server.stop()
+        return None, {}
+    log(f"{name} ready after {time.perf_counter() - started:.0f} s (setup and start)")
+    port, served = server.port, server.name
+    return Peer(name, functools.partial(http_opener, port, served), server.stop, True), packages
 
 
 # Figures a combined row takes as the median over runs; ratios are taken within each run
@@ -578,12 +645,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     infinity_packages: dict[str, str] = {}
     for number in range(1, args.runs + 1):
         log(f"run {number} of {args.runs}")
-        rows, failed, packages = run_once(args, model_path, corpora, tokens)
+        rows, failed, packages = run_once(args, model_path, corpora, tokens, number)
         runs.append(rows)
         failures.update({name: f"run {number}: {reason}" for name, reason in failed.items()})
         infinity_packages = packages or infinity_packages
     report = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "section": args.section,
+        "arguments": list(sys.argv[1:] if argv is None else argv),
         "machine": machine_info("cpu"),
         "seconds": args.seconds,
         "runs": args.runs,
@@ -601,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.write_text(portable(json.dumps(report, indent=2)) + "\n")
     section = markdown(report)
     document = args.out.read_text() if args.out.exists() else ""
-    args.out.write_text(replace_section(document, SECTION, portable(section)))
+    args.out.write_text(replace_section(document, args.section, portable(section)))
     print(section)
     return 0
 

@@ -1,11 +1,14 @@
-"""bench/peers.py --runs: medians over runs, ratios taken within each run."""
+"""bench/peers.py: medians over runs, ratios taken within each run, servers measured
+back to back."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -83,9 +86,80 @@ def test_markdown_shows_each_runs_ratio_only_with_several_runs() -> None:
         "failures": {},
     }
     text = peers.markdown(report)
+    assert text.startswith(f"## {peers.SECTION}\n")
     assert "2 runs of every configuration" in text
     # bench cores 0.35 is the median of 0.45 and 0.25, the runs' client CPU
     assert "| 0.35 | 0.95x (0.90, 1.00) | 2.15x (1.80, 2.50) |" in text
     report["runs"], report["rows"] = 1, peers.combine(runs[:1])
     single = peers.markdown(report)
     assert "one run" in single and "(0.90" not in single
+    report.update(section="Peers: compiled", arguments=["--runs", "1"])
+    titled = peers.markdown(report)
+    assert titled.startswith("## Peers: compiled\n")
+    assert "by `bench/peers.py --runs 1`" in titled
+
+
+def fake_peer(name: str, calls: list[str], fails_at: int | None = None) -> peers.Peer:
+    """A server stand-in whose client records each request; ``fails_at``: the request
+    number (from 1) that raises, as a server that died would."""
+
+    def opener() -> Any:
+        async def open_one() -> peers.EmbedFn:
+            async def embed(texts: list[str]) -> np.ndarray:
+                calls.append(name)
+                if fails_at is not None and calls.count(name) >= fails_at:
+                    raise RuntimeError(f"{name} went away")
+                await asyncio.sleep(0.001)
+                return np.ones((len(texts), 4), dtype=np.float32)
+
+            return embed
+
+        return open_one
+
+    return peers.Peer(name, opener, lambda: None, fails_softly=name != "embedserve")
+
+
+def test_side_by_side_measures_each_load_on_every_server_back_to_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(peers, "WARMUP_S", 0.01)
+    calls: list[str] = []
+    servers = [fake_peer("embedserve", calls), fake_peer("Infinity", calls)]
+    corpora = {"short": ["a b", "c d"], "mixed": ["e f g", "h"]}
+    tokens = {text: len(text.split()) for texts in corpora.values() for text in texts}
+    reference = {corpus: np.ones((2, 4), dtype=np.float32) for corpus in corpora}
+    failures: dict[str, str] = {}
+    rows = peers.measure_side_by_side(servers, corpora, tokens, reference, 0.05, failures)
+    order = [(r["corpus"], r["load"], r["engine"]) for r in rows]
+    expected = [
+        (corpus, load, engine)
+        for corpus in corpora
+        for load, _, _ in peers.LOADS
+        for engine in ("embedserve", "Infinity")
+    ]
+    assert order == expected
+    assert all(r["texts"] > 0 and r["min_cosine"] == pytest.approx(1.0) for r in rows)
+    assert failures == {}
+
+
+def test_side_by_side_drops_a_failed_peer_and_keeps_measuring_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(peers, "WARMUP_S", 0.01)
+    calls: list[str] = []
+    # Infinity answers its quality check (3 requests), then fails in its first load.
+    servers = [fake_peer("Infinity", calls, fails_at=5), fake_peer("embedserve", calls)]
+    corpora = {"short": ["a b", "c d"], "mixed": ["e f g", "h"]}
+    tokens = {text: len(text.split()) for texts in corpora.values() for text in texts}
+    reference = {corpus: np.ones((2, 4), dtype=np.float32) for corpus in corpora}
+    failures: dict[str, str] = {}
+    rows = peers.measure_side_by_side(servers, corpora, tokens, reference, 0.05, failures)
+    assert {r["engine"] for r in rows} == {"embedserve"}
+    assert len(rows) == len(corpora) * len(peers.LOADS)
+    assert failures == {"Infinity": "Infinity went away"}
+
+    # embedserve's own failure ends the run instead.
+    calls.clear()
+    broken = [fake_peer("embedserve", calls, fails_at=5)]
+    with pytest.raises(RuntimeError, match="embedserve went away"):
+        peers.measure_side_by_side(broken, corpora, tokens, reference, 0.05, {})

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from embedserve.server.attention import register_aligned_sdpa
 from embedserve.server.backends import apply_backend
 from embedserve.server.compiled import CompiledEncoder, compile_encoder
 from embedserve.server.errors import InferenceFailed, ModelLoadError
@@ -71,6 +72,8 @@ def cpu_has_bf16_matrix_units() -> bool:
 def pick_attention(device: torch.device) -> str:
     if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
+    if device.type == "cpu":
+        return register_aligned_sdpa()  # sdpa, with bfloat16 keys aligned (attention.py)
     return "sdpa"
 
 
