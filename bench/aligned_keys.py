@@ -3,11 +3,11 @@
 Two measurements on one torch thread (the side-by-side passes' width on 2 cores),
 plain and aligned alternating, in shuffled rounds:
 
-- kernel: ``F.scaled_dot_product_attention`` with MiniLM's heads (12 x 32) on
-  about 1,440 tokens per batch, at ``--lengths`` random lengths from 12 to 256
-  (all rows but the first masked to 3/4 of it), as it is and through
-  ``align_keys``, in bfloat16 and float32: the median time per length and the
-  sum over lengths;
+- kernel: ``F.scaled_dot_product_attention`` with 12 heads of each of
+  ``--head-dims`` (32: MiniLM's, 64: a base model's) on about 1,440 tokens per
+  batch, at ``--lengths`` random lengths from 12 to 256 (all rows but the first
+  masked to 3/4 of it), as it is and through ``align_keys``, in bfloat16 and
+  float32: the median time per length and the sum over lengths;
 - pass: the server's own ``EncoderModel.compute`` on MiniLM in bfloat16 (with
   ``torch_compile`` unless ``--no-compile``), loaded with transformers' ``sdpa``
   and with ``sdpa_aligned_keys``, on batches shaped like those of
@@ -15,7 +15,8 @@ plain and aligned alternating, in shuffled rounds:
   batches of mixed texts up to 256 tokens (one batching client); CPU ms per pass
   and the ratio taken within each round, and the lowest cosine between the two.
 
-    .venv/bin/python bench/aligned_keys.py [--rounds 5] [--lengths 40] [--no-compile]
+    .venv/bin/python bench/aligned_keys.py [--rounds 5] [--lengths 40] [--head-dims 32,64]
+        [--no-compile]
         [--out docs/benchmarks.md] [--json bench/results/aligned_keys.json]
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import os
 import random
 import statistics
@@ -41,7 +43,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 BENCH_DIR = Path(__file__).resolve().parent
 SECTION = "Attention with aligned keys (CPU)"
-HEADS, HEAD_DIM, BATCH_TOKENS = 12, 32, 1440
+HEADS, BATCH_TOKENS = 12, 1440
 # (texts, shortest, longest): the batches the peers benchmark's loads make.
 PASS_SHAPES = ((18, 15, 25), (40, 30, 40), (16, 80, 100), (10, 120, 140), (6, 200, 250))
 
@@ -55,7 +57,9 @@ def cpu_ms(run: Callable[[], object], repeats: int = 3) -> float:
     return 1000 * (time.process_time() - started) / repeats
 
 
-def kernel_rows(lengths: Sequence[int], rounds: int, seed: int) -> list[dict[str, Any]]:
+def kernel_rows(
+    lengths: Sequence[int], head_dims: Sequence[int], rounds: int, seed: int
+) -> list[dict[str, Any]]:
     import torch
     import torch.nn.functional as F
 
@@ -63,11 +67,11 @@ def kernel_rows(lengths: Sequence[int], rounds: int, seed: int) -> list[dict[str
 
     rng = random.Random(seed)
     rows = []
-    for dtype in (torch.bfloat16, torch.float32):
+    for head_dim, dtype in itertools.product(head_dims, (torch.bfloat16, torch.float32)):
         for length in lengths:
             batch = max(1, BATCH_TOKENS // length)
             query, key, value = (
-                torch.randn(batch, HEADS, length, HEAD_DIM).to(dtype) for _ in range(3)
+                torch.randn(batch, HEADS, length, head_dim).to(dtype) for _ in range(3)
             )
             keep = torch.ones(batch, length, dtype=torch.bool)
             keep[1:, length * 3 // 4 :] = False
@@ -89,6 +93,7 @@ def kernel_rows(lengths: Sequence[int], rounds: int, seed: int) -> list[dict[str
             rows.append(
                 {
                     "dtype": str(dtype).removeprefix("torch."),
+                    "head_dim": head_dim,
                     "length": length,
                     "batch": batch,
                     "plain_ms": statistics.median(times["plain"]),
@@ -165,7 +170,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     lengths = sorted(random.Random(args.seed).sample(range(12, 257), args.lengths))
     before = loadavg()
-    kernel = kernel_rows(lengths, args.rounds, args.seed)
+    kernel = kernel_rows(lengths, args.head_dims, args.rounds, args.seed)
     passes, cosine = pass_rows(args)
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -193,20 +198,22 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['loadavg_before']} before, {report['loadavg_after']} after; torch "
         f"{machine['torch']}, transformers {machine['transformers']}.",
         "",
-        "Kernel: `F.scaled_dot_product_attention`, 12 heads x 32, about 1,440 tokens per "
+        "Kernel: `F.scaled_dot_product_attention`, 12 heads, about 1,440 tokens per "
         "batch, keys padded to a multiple of 16 by `align_keys`, summed over "
-        f"{len(report['kernel']) // 2} lengths from 12 to 256 tokens:",
+        f"{len({r['length'] for r in report['kernel']})} lengths from 12 to 256 tokens:",
         "",
-        "| dtype | plain ms | aligned ms | plain / aligned | lengths aligned was faster at |",
-        "|---|---:|---:|---:|---:|",
+        "| head dim | dtype | plain ms | aligned ms | plain / aligned "
+        "| lengths aligned was faster at |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
-    for dtype in ("bfloat16", "float32"):
-        rows = [r for r in report["kernel"] if r["dtype"] == dtype]
+    groups = dict.fromkeys((r["head_dim"], r["dtype"]) for r in report["kernel"])
+    for head_dim, dtype in groups:
+        rows = [r for r in report["kernel"] if (r["head_dim"], r["dtype"]) == (head_dim, dtype)]
         plain = sum(r["plain_ms"] for r in rows)
         aligned = sum(r["aligned_ms"] for r in rows)
         faster = sum(r["aligned_ms"] < r["plain_ms"] for r in rows)
         lines.append(
-            f"| {dtype} | {plain:.1f} | {aligned:.1f} | {plain / aligned:.2f}x | "
+            f"| {head_dim} | {dtype} | {plain:.1f} | {aligned:.1f} | {plain / aligned:.2f}x | "
             f"{faster} of {len(rows)} |"
         )
     compiled = "compiled (`torch_compile`)" if report["compiled"] else "not compiled"
@@ -235,11 +242,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--lengths", type=int, default=40, help="key lengths in the kernel part")
+    parser.add_argument("--head-dims", default="32,64", help="comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--out", type=Path, help="write the Markdown section into this file")
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "aligned_keys.json")
     args = parser.parse_args(argv)
+    args.head_dims = [int(d) for d in args.head_dims.split(",") if d]
     if args.rounds < 1 or not 1 <= args.lengths <= 245:
         parser.error("--rounds must be at least 1 and --lengths 1 to 245")
     return args
