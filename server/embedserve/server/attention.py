@@ -1,11 +1,12 @@
 """Attention on a CPU in bfloat16 with the key length padded to a multiple of 16.
 
 torch's CPU flash-attention kernel runs bfloat16 products much slower when the
-key length is not a multiple of 16: at 40 lengths from 12 to 256 tokens (MiniLM's
-12 heads of 32, about 1,440 tokens per batch, one thread) the same attention took
-1.36x less CPU time in all with its keys and values padded to the next multiple
-of 16 and the padding masked out; float32 gained 1.03x, so it is left as it is
-(docs/benchmarks.md, "Attention with aligned keys (CPU)"). Masked keys get no weight,
+key length is not a multiple of 16: at 40 lengths from 12 to 256 tokens (12 heads,
+about 1,440 tokens per batch, one thread) the same attention took 1.31x less CPU
+time in all with heads of 32 and 1.30x with heads of 64 when its keys and values
+were padded to the next multiple of 16 and the padding masked out. float32 gained
+nothing (1.00x and 0.90x), so it is left as it is (docs/benchmarks.md, "Attention
+with aligned keys (CPU)"). Masked keys get no weight,
 so the output is the same up to rounding.
 
 ``ALIGNED_SDPA`` is registered with transformers as an attention implementation
