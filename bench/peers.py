@@ -516,7 +516,7 @@ def run_once(
     infinity_packages: dict[str, str] = {}
     peers: list[Peer] = []
     try:
-        peers += start_embedserve(args.backends, args.server_set)
+        start_embedserve(args.backends, args.server_set, peers)
         for engine in args.infinity_engines:
             peer, packages = start_infinity(engine, args.cache_dir, model_path, failures)
             if peer is not None:
@@ -531,9 +531,9 @@ def run_once(
     return rows, failures, infinity_packages
 
 
-def start_embedserve(backends: str, server_set: Sequence[str]) -> list[Peer]:
-    """One started server per ``--backends`` entry."""
-    peers: list[Peer] = []
+def start_embedserve(backends: str, server_set: Sequence[str], peers: list[Peer]) -> None:
+    """Start one server per ``--backends`` entry, each added to ``peers`` once ready (so
+    that the caller stops those already up if a later one fails)."""
     for entry in [b for b in backends.split(",") if b]:
         entry, compiled = entry.removesuffix(COMPILED), entry.endswith(COMPILED)
         backend, _, dtype = entry.partition(":")
@@ -542,16 +542,15 @@ def start_embedserve(backends: str, server_set: Sequence[str]) -> list[Peer]:
         server = ServerProcess("minilm", "cpu", settings, 0)
         try:
             server.wait_ready()
+            picked = "" if dtype else f" (auto: {served_dtype(server.target)})"
         except BaseException:
             server.stop()
             raise
         target = server.target
-        picked = "" if dtype else f" (auto: {served_dtype(target)})"
         name = f"embedserve {backend}{':' + dtype if dtype else ''}{picked}"
         name += ", compiled" if compiled else ""
         peers.append(Peer(name, functools.partial(grpc_opener, target), server.stop, False))
         log(f"{name} ready")
-    return peers
 
 
 def start_infinity(
