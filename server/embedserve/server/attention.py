@@ -6,8 +6,8 @@ about 1,440 tokens per batch, one thread) the same attention took 1.31x less CPU
 time in all with heads of 32 and 1.30x with heads of 64 when its keys and values
 were padded to the next multiple of 16 and the padding masked out. float32 gained
 nothing (1.00x and 0.90x), so it is left as it is (docs/benchmarks.md, "Attention
-with aligned keys (CPU)"). Masked keys get no weight,
-so the output is the same up to rounding.
+with aligned keys (CPU)"). Masked keys get no weight, so the output is the same up
+to rounding.
 
 ``ALIGNED_SDPA`` is registered with transformers as an attention implementation
 (and its masks as sdpa's), so any model with sdpa support can load with it.
