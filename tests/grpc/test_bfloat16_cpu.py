@@ -7,7 +7,8 @@ import torch
 from labelled_corpus import QUERIES, documents, embed_local, normalised, precision_at_10
 
 from embedserve.client import EmbedClient
-from embedserve.server.model import cpu_has_bf16_matrix_units, pick_dtype
+from embedserve.server.model import EncoderModel, cpu_has_bf16_matrix_units, pick_dtype
+from embedserve.server.model_settings import ModelSettings
 
 CPU = torch.device("cpu")
 
@@ -55,3 +56,30 @@ def test_the_default_server_reports_the_dtype_it_runs(start_server, minilm_path)
         vector = np.asarray(client.embed(["a short sentence about cooking"])[0])
     assert vector.dtype == np.float32 and np.isfinite(vector).all()
     assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3
+
+
+def batch_drift(model: EncoderModel, texts: list[str]) -> tuple[float, float]:
+    """How far each text's vector moves between being embedded alone and in batches of
+    2 to 32 other texts: the largest component difference and the lowest cosine."""
+    alone = normalised(np.stack([embed_local(model, [text])[0] for text in texts]))
+    worst, lowest = 0.0, 1.0
+    for size in (2, 5, 12, 32):
+        order = np.random.default_rng(size).permutation(len(texts))
+        for start in range(0, len(texts), size):
+            part = order[start : start + size]
+            batched = normalised(np.stack(embed_local(model, [texts[i] for i in part])))
+            worst = max(worst, float(np.abs(batched - alone[part]).max()))
+            lowest = min(lowest, float((batched * alone[part]).sum(axis=1).min()))
+    return worst, lowest
+
+
+def test_a_texts_vector_moves_with_its_batch_only_by_rounding(minilm_model, minilm_path) -> None:
+    # Matrix kernels round differently with the batch's shape, so the same text in
+    # another batch gets a vector that differs in its last bits: in float32 by about
+    # 1e-7, in bfloat16 by up to about 2e-3 (README, "Same text, another batch").
+    texts = [str(d["text"]) for d in documents(per_topic=8)] + [q for q, _ in QUERIES[:8]]
+    worst, lowest = batch_drift(minilm_model, texts)
+    assert worst <= 1e-6 and lowest >= 0.999999
+    bf16 = EncoderModel.load(ModelSettings(model=str(minilm_path), device="cpu", dtype="bfloat16"))
+    worst, lowest = batch_drift(bf16, texts)
+    assert worst <= 5e-3 and lowest >= 0.9998
