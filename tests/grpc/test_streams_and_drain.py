@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -83,6 +84,58 @@ def test_drain_ends_an_open_stream_and_refuses_new_calls(
         with pytest.raises(grpc.RpcError) as refused:
             embed(channel)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_new_calls_are_refused_by_the_server_until_callers_stop_before_the_transport_stops(
+    start_server: Callable[..., Any], minilm_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gRPC's own shutdown would end calls caught between arrival and handler with
+    # CANCELLED, which retry policies do not retry; the drain refuses them first.
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from embedserve.server import app
+
+    monkeypatch.setattr(app, "DRAIN_CALM_S", 1.0)
+    server = start_server(loaded=minilm_model)
+    with grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        stopping = asyncio.run_coroutine_threadsafe(server.server.stop(30), server.loop)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        while health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == serving:
+            pass  # until the drain starts
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as refused:
+                embed(channel)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert refused.value.details() == "the server is shutting down"
+        last_refused = time.monotonic()
+        assert not stopping.done()  # the transport waits for a calm second
+        stopping.result(15)
+        assert time.monotonic() - last_refused >= 0.9
+
+
+def test_the_drain_waits_for_calm_at_most_its_limit() -> None:
+    from embedserve.server.drain import Drain
+
+    async def keep_calling(drain: Drain) -> float:
+        async def caller() -> None:
+            while True:
+                drain.refused()
+                await asyncio.sleep(0.01)
+
+        calling = asyncio.ensure_future(caller())
+        started = time.monotonic()
+        await drain.quiet(gap_s=0.2, limit_s=0.5)
+        calling.cancel()
+        return time.monotonic() - started
+
+    async def no_callers(drain: Drain) -> float:
+        started = time.monotonic()
+        await drain.quiet(gap_s=0.2, limit_s=5)
+        return time.monotonic() - started
+
+    assert 0.5 <= asyncio.run(keep_calling(Drain())) < 5  # callers never calm down
+    assert 0.2 <= asyncio.run(no_callers(Drain())) < 5  # calm at once: one gap
 
 
 def test_a_second_server_cannot_take_a_port_in_use(

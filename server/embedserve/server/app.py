@@ -27,7 +27,7 @@ from embedserve.server.call_hooks import HookChain, HookInterceptor
 from embedserve.server.config import Settings
 from embedserve.server.connlimit import ConnectionLimitInterceptor, ConnectionLimits
 from embedserve.server.decode_guard import DecodeGuardInterceptor
-from embedserve.server.drain import Drain
+from embedserve.server.drain import Drain, RefuseWhileDraining
 from embedserve.server.embedder import Embedder, EmbedParams, RequestLimits
 from embedserve.server.embedding_service import EmbeddingService, EmbedStreamLimits
 from embedserve.server.errors import FailedPrecondition
@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 MODEL_THREAD = "es-model"
 TOKENIZE_THREAD = "es-tokenize"
 STORE_THREAD = "es-store"
+# On shutdown the transport stops once no new call was refused for DRAIN_CALM_S, or after
+# DRAIN_CALM_LIMIT_S (within the grace period) at the most.
+DRAIN_CALM_S = 0.1
+DRAIN_CALM_LIMIT_S = 1.0
 
 API_SERVICES = (
     embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
@@ -81,11 +85,13 @@ class EmbedServer:
         self.tls = settings.section(TlsSettings)
         self._credentials = server_credentials(self.tls)
         self.keys = load_keys(settings.section(AuthSettings))
-        # Outermost first: every call is observed (auth failures too), undecodable requests
-        # refused, then calls are counted per connection, traced, authenticated, and
-        # rate-limited by the key they authenticated as.
+        self.drain = Drain()
+        # Outermost first: every call is observed (auth failures too), refused while the
+        # server drains, undecodable requests refused, then calls are counted per
+        # connection, traced, authenticated, and rate-limited by the key they authenticated as.
         interceptors: list[HookInterceptor] = [
             ObserveInterceptor(self.metrics),
+            RefuseWhileDraining(self.drain),
             DecodeGuardInterceptor(),
             ConnectionLimitInterceptor(settings.section(ConnectionLimits)),
         ]
@@ -122,7 +128,6 @@ class EmbedServer:
             2, thread_name_prefix="store", initializer=namer(STORE_THREAD)
         )
         self._side_executor: ThreadPoolExecutor | None = None  # narrow passes under load
-        self.drain = Drain()
         self.http_backend = Backend(settings, self.keys, self.drain, limiter)
         self.http: HttpServer | None = None
         self.embedding_service = EmbeddingService(settings.section(EmbedStreamLimits), self.drain)
@@ -258,9 +263,12 @@ class EmbedServer:
         await asyncio.shield(self._stopping)
 
     async def _shut_down(self, grace: float | None) -> None:
+        self.drain.start()  # first: once health says NOT_SERVING, new calls are refused
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.drain.start()
         grace_s = self.settings.grace_period_s if grace is None else grace
+        # New calls are refused (UNAVAILABLE, retried elsewhere) until callers notice; only
+        # then does the transport stop, which would cancel calls caught in between.
+        await self.drain.quiet(DRAIN_CALM_S, min(DRAIN_CALM_LIMIT_S, grace_s))
         await asyncio.gather(
             self._grpc.stop(grace_s),
             *([self.http.stop(grace_s)] if self.http is not None else []),

@@ -4,14 +4,23 @@ A stream that is cut mid-way by the transport would leave its producer unsure of
 was done. Instead, once the drain starts, each streaming handler stops reading, answers
 (or writes and acknowledges) every message it already accepted, then ends with
 UNAVAILABLE; the producer knows exactly which messages to send again elsewhere.
+
+New calls are refused with UNAVAILABLE by ``RefuseWhileDraining`` until callers stop
+sending them, and only then does the transport shut down: gRPC's own shutdown ends the
+calls that reached the server but no handler yet with CANCELLED, which no retry policy
+retries (grpc/grpc#41785).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import grpc
+
+from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor
 from embedserve.server.errors import NotReady
 from embedserve.server.tasks import discard
 
@@ -25,6 +34,7 @@ class ServerDraining(NotReady):
 class Drain:
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._last_refused = 0.0
 
     @property
     def started(self) -> bool:
@@ -35,6 +45,22 @@ class Drain:
 
     async def wait(self) -> None:
         await self._event.wait()
+
+    def refused(self) -> None:
+        """A new call was refused because of the drain."""
+        self._last_refused = time.monotonic()
+
+    async def quiet(self, gap_s: float, limit_s: float) -> None:
+        """Return once no call was refused for ``gap_s`` (counted from now at the earliest),
+        or after ``limit_s``: a caller that never stops calling must not hold the shutdown."""
+        since = time.monotonic()
+        give_up = since + limit_s
+        while True:
+            now = time.monotonic()
+            calm_at = max(self._last_refused, since) + gap_s
+            if calm_at <= now or now >= give_up:
+                return
+            await asyncio.sleep(min(calm_at, give_up) - now)
 
     async def messages(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
         """Yield from ``source`` until it ends or the drain starts (then ServerDraining)."""
@@ -59,3 +85,22 @@ class Drain:
             drained.cancel()
             if following is not None:
                 discard(following)  # the stream was closed while a read was pending
+
+
+class _Refuse(CallHooks):
+    async def begin(self, context: Context) -> Any:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+
+
+class RefuseWhileDraining(HookInterceptor):
+    """Once the drain started, new calls end UNAVAILABLE before any work; health checks
+    still answer (NOT_SERVING), so that balancers take the server out."""
+
+    def __init__(self, drain: Drain) -> None:
+        self._drain = drain
+
+    def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:
+        if not self._drain.started or method.startswith("/grpc.health.v1.Health/"):
+            return None
+        self._drain.refused()
+        return _Refuse()
