@@ -10,7 +10,8 @@ traffic; ``mixed``: 5 to 300 tokens, log-uniform) and the packaged MiniLM:
 - ``embedserve`` over gRPC (``bench/metrics_server.py`` in its own process),
   once per ``--backends`` entry (``BACKEND`` or ``BACKEND:DTYPE``; without a
   dtype the server picks its own, named in the row; a ``+compile`` suffix serves
-  with ``torch_compile`` on);
+  with ``torch_compile`` on; ``@NAME=VALUE`` suffixes set that server's settings,
+  e.g. ``torch@bert_path=reference``, and are named in the row);
 - ``Infinity`` (``infinity-emb``, HTTP, in its own virtualenv under
   ``--cache-dir``, created on first use; it runs offline from the model
   folder), once per ``--infinity-engines`` entry: ``torch``, ``torch-bf16`` (its
@@ -91,6 +92,7 @@ BATCH_REQUEST = 256  # texts per request of the batching client
 BATCH_INFLIGHT = 4
 WARMUP_S = 3.0
 COMPILED = "+compile"  # a --backends suffix: serve with torch_compile on
+SETTING = "@"  # a --backends suffix: @NAME=VALUE sets one setting of that server
 
 
 def log(message: str) -> None:
@@ -535,10 +537,12 @@ def start_embedserve(backends: str, server_set: Sequence[str], peers: list[Peer]
     """Start one server per ``--backends`` entry, each added to ``peers`` once ready (so
     that the caller stops those already up if a later one fails)."""
     for entry in [b for b in backends.split(",") if b]:
+        entry, *own = entry.split(SETTING)
         entry, compiled = entry.removesuffix(COMPILED), entry.endswith(COMPILED)
         backend, _, dtype = entry.partition(":")
         settings = [f"backend={backend}", *([f"dtype={dtype}"] if dtype else []), *server_set]
         settings += ["torch_compile=true"] if compiled else []
+        settings += own
         server = ServerProcess("minilm", "cpu", settings, 0)
         try:
             server.wait_ready()
@@ -549,6 +553,7 @@ def start_embedserve(backends: str, server_set: Sequence[str], peers: list[Peer]
         target = server.target
         name = f"embedserve {backend}{':' + dtype if dtype else ''}{picked}"
         name += ", compiled" if compiled else ""
+        name += "".join(f", {setting}" for setting in own)
         peers.append(Peer(name, functools.partial(grpc_opener, target), server.stop, False))
         log(f"{name} ready")
 

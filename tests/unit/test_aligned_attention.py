@@ -111,7 +111,11 @@ def test_a_bfloat16_model_on_the_cpu_loads_with_aligned_keys_and_gives_sdpas_vec
     # ModernBERT's reference pass: transformers' layers, local ones under a band mask.
     folder = minilm_path if encoder == "minilm" else tiny_modernbert_path
     settings = ModelSettings(
-        model=str(folder), device="cpu", dtype="bfloat16", modernbert_path="reference"
+        model=str(folder),
+        device="cpu",
+        dtype="bfloat16",
+        modernbert_path="reference",
+        bert_path="reference",
     )
     aligned = EncoderModel.load(settings)
     assert aligned._model.config._attn_implementation == ALIGNED_SDPA

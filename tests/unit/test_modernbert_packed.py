@@ -18,7 +18,7 @@ from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.modernbert_packed import PackedModernBert, Packing, full_attention
-from embedserve.server.modernbert_paths import pick_modernbert_path
+from embedserve.server.packed_paths import pick_modernbert_path
 from embedserve.server.windows import Window
 
 MIN_COSINE = 0.9999

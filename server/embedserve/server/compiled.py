@@ -12,11 +12,12 @@ the frozen weights are a second copy of the model's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
+from embedserve.server.bert_packed import PackedBert
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.modernbert_packed import PackedModernBert
 
@@ -28,8 +29,10 @@ class CompiledEncoder:
     """Calls ``model`` through torch.compile with the batch dimension left open.
 
     With ``dynamic=True`` torch still specialises a dimension of size 1, so a lone
-    text would compile the model a second time; marking the batch dimension unbacked
-    keeps one graph for every batch size. Each call marks its inputs the same way.
+    text would compile the model a second time; marking the first dimension of every
+    input unbacked keeps one graph for every batch size. A packed BERT compiles its
+    packed layers (tensors in, so they compile whole); the packing around them runs
+    as it is.
     """
 
     def __init__(self, model: Any) -> None:
@@ -39,12 +42,14 @@ class CompiledEncoder:
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True
-        self._compiled = torch.compile(model, dynamic=True)
+        if isinstance(model, PackedBert):
+            model.run = _open_first_dims(torch.compile(model.layers, dynamic=True))
+            self._run: Any = model
+        else:
+            self._run = _open_first_dims(torch.compile(model, dynamic=True))
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-        for tensor in (input_ids, attention_mask):
-            torch._dynamo.decorators.mark_unbacked(tensor, 0)
-        return self._compiled(input_ids=input_ids, attention_mask=attention_mask)  # type: ignore[no-untyped-call]
+        return self._run(input_ids=input_ids, attention_mask=attention_mask)
 
     @torch.inference_mode()
     def warm_up(self, thread_counts: Iterable[int], device: torch.device) -> None:
@@ -67,6 +72,18 @@ class CompiledEncoder:
         finally:
             torch.set_num_threads(previous)
             torch.compiler.set_stance("eager_on_recompile")
+
+
+def _open_first_dims(compiled: Callable[..., Any]) -> Callable[..., Any]:
+    """``compiled``, with the first dimension of each tensor it is called with unbacked."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, torch.Tensor):
+                torch._dynamo.decorators.mark_unbacked(value, 0)
+        return compiled(*args, **kwargs)
+
+    return call
 
 
 def compile_encoder(model: Any, backend: str) -> CompiledEncoder:

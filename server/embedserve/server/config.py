@@ -47,6 +47,7 @@ class Settings:
     backend: str = ModelSettings.backend
     max_tokens: int = ModelSettings.max_tokens
     modernbert_path: str = ModelSettings.modernbert_path
+    bert_path: str = ModelSettings.bert_path
     torch_compile: bool = ModelSettings.torch_compile
     chunk_overlap_tokens: int = ModelSettings.chunk_overlap_tokens
     torch_threads: int = ModelSettings.torch_threads

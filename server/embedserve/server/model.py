@@ -16,6 +16,7 @@ import torch
 from embedserve.server.attention import register_aligned_sdpa
 from embedserve.server.backends import apply_backend
 from embedserve.server.compiled import CompiledEncoder, compile_encoder
+from embedserve.server.cpu_features import cpu_flags
 from embedserve.server.errors import InferenceFailed, ModelLoadError
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.model_spec import (
@@ -24,7 +25,7 @@ from embedserve.server.model_spec import (
     read_model_spec,
     resolve_model_path,
 )
-from embedserve.server.modernbert_paths import pick_modernbert_path
+from embedserve.server.packed_paths import pick_bert_path, pick_modernbert_path
 from embedserve.server.tokenization import TextTokenizer
 from embedserve.server.windows import FloatArray, Window
 
@@ -58,12 +59,7 @@ def pick_dtype(requested: str, device: torch.device, backend: str = "torch") -> 
 def cpu_has_bf16_matrix_units() -> bool:
     """Whether this CPU has AMX bfloat16 tiles the OS lets torch use: there a bfloat16
     pass runs about 2x float32's (docs/benchmarks.md), elsewhere it may run slower."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
-    except OSError:  # not Linux: no way to tell, keep float32
-        return False
-    if "amx_bf16" not in flags.split():
+    if "amx_bf16" not in cpu_flags():
         return False
     init_amx = getattr(torch._C._cpu, "_init_amx", None)  # asks the kernel for the tiles
     return bool(init_amx()) if init_amx is not None else True
@@ -121,6 +117,7 @@ class EncoderModel:
             model, settings.backend, torch_device, torch_dtype, path, settings.cache_dir
         )
         model = pick_modernbert_path(model, settings.modernbert_path)
+        model = pick_bert_path(model, settings.bert_path)
         if settings.torch_compile:
             model = compile_encoder(model, settings.backend)
         positions = getattr(config, "max_position_embeddings", None)

@@ -21,6 +21,9 @@ class ModelSettings:
     # ModernBERT forward pass: packed tokens with windowed local attention (fast), or
     # transformers' own (reference); auto picks fast unless flash-attention 2 runs it.
     modernbert_path: str = "auto"  # auto | fast | reference
+    # BERT's forward pass: projections and feed-forward layers on the real tokens only,
+    # packed (fast; auto is fast), or transformers' own (reference).
+    bert_path: str = "auto"  # auto | fast | reference
     # Compile the forward pass with torch.compile at load (torch backend, transformers'
     # own forward): faster passes, a slower start (see compiled.py)
     torch_compile: bool = False

@@ -160,7 +160,7 @@ class PackedModernBert:
     def __init__(self, model: Any, block: int = DEFAULT_BLOCK) -> None:
         self.model = model
         self.block = block
-        config = model.config
+        self.config = config = model.config
         # transformers' sliding-window mask: |i - j| <= local_attention // 2
         self.reach = int(config.local_attention) // 2
         self.heads = int(config.num_attention_heads)

@@ -1,0 +1,65 @@
+"""Which forward pass runs an encoder: a packed one (padding skipped) or transformers' own.
+
+ModernBERT (``modernbert_path``) and BERT (``bert_path``) have packed passes; each
+setting is ``auto``, ``fast`` (the packed pass) or ``reference`` (transformers').
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from embedserve.server.bert_packed import PackedBert, packs
+from embedserve.server.errors import ModelLoadError
+from embedserve.server.modernbert_packed import PackedModernBert
+
+log = logging.getLogger(__name__)
+
+PATHS = ("auto", "fast", "reference")
+
+
+def _packable(setting: str, requested: str, model: Any, family: bool) -> bool:
+    """Whether to run ``model`` (of the setting's family or not) on its packed pass.
+
+    Refuses unknown values, and ``fast`` where the model is not a torch module: an
+    ONNX backend's session, exported from transformers' own forward, has no layers
+    to pack. ``fast`` on a model of another family has nothing to pack.
+    """
+    if requested not in PATHS:
+        raise ModelLoadError(f"{setting} must be one of {', '.join(PATHS)}; got '{requested}'")
+    if not family or requested == "reference":
+        return False
+    if isinstance(model, torch.nn.Module):
+        return True
+    if requested == "fast":
+        flag = setting.replace("_", "-")
+        raise ModelLoadError(
+            f"{setting} 'fast' runs on the torch backends; the ONNX backends run "
+            f"transformers' reference forward: use --{flag} auto or reference"
+        )
+    return False
+
+
+def pick_modernbert_path(model: Any, requested: str) -> Any:
+    """The callable that runs ``model``: ``model`` itself or its packed pass.
+
+    ``auto`` packs unless flash-attention 2 runs the model: that kernel already
+    skips padding and computes only the window of a local layer.
+    """
+    config = model.config
+    if not _packable("modernbert_path", requested, model, config.model_type == "modernbert"):
+        return model
+    if requested == "auto" and config._attn_implementation == "flash_attention_2":
+        return model
+    log.info("ModernBERT runs on packed tokens with windowed local attention")
+    return PackedModernBert(model)
+
+
+def pick_bert_path(model: Any, requested: str) -> Any:
+    """``model`` itself or its packed pass (``auto`` and ``fast`` alike) for a BERT."""
+    if not _packable("bert_path", requested, model, packs(model.config)):
+        return model
+    log.info("BERT runs its projections and feed-forward layers on packed tokens")
+    return PackedBert(model)

@@ -1,0 +1,118 @@
+"""The packed BERT pass computes what transformers' BERT computes, compiled or not, and
+runs only where it applies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from embedserve.server.bert_packed import PackedBert
+from embedserve.server.compiled import CompiledEncoder
+from embedserve.server.errors import ModelLoadError
+from embedserve.server.model import EncoderModel
+from embedserve.server.model_settings import ModelSettings
+from embedserve.server.packed_paths import pick_bert_path
+from embedserve.server.similarity import cosine
+from embedserve.server.windows import Window
+
+# Lengths of similar short texts and of one long one padded onto short ones.
+LENGTHS = (2, 9, 17, 18, 25, 120)
+
+
+def windows() -> list[Window]:
+    rows = [Window(tuple(range(2000 + n, 2000 + 2 * n))) for n in LENGTHS]
+    rows.append(Window(rows[2].ids, pool_start=1))
+    rows.append(Window(rows[1].ids, pooling=None))  # per-token vectors too
+    return rows
+
+
+def load(minilm_path: Path, dtype: str, path: str) -> EncoderModel:
+    return EncoderModel.load(
+        ModelSettings(model=str(minilm_path), device="cpu", dtype=dtype, bert_path=path)
+    )
+
+
+def test_the_packed_pass_gives_transformers_vectors_in_float32(
+    minilm_model: EncoderModel, minilm_path: Path
+) -> None:
+    assert isinstance(minilm_model._model, PackedBert)  # auto packs a BERT
+    reference = load(minilm_path, "float32", "reference")
+    assert not isinstance(reference._model, PackedBert)
+    for got, want in zip(
+        minilm_model.compute(windows()), reference.compute(windows()), strict=True
+    ):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=2e-5, rtol=0)
+
+
+def test_the_packed_pass_gives_transformers_vectors_in_bfloat16(minilm_path: Path) -> None:
+    packed, reference = (load(minilm_path, "bfloat16", path) for path in ("fast", "reference"))
+    assert isinstance(packed._model, PackedBert)
+    got = packed.compute(windows())
+    want = reference.compute(windows())
+    for got_vector, want_vector in zip(got, want, strict=True):
+        assert cosine(np.atleast_2d(got_vector), np.atleast_2d(want_vector)).min() >= 0.9999
+
+
+def tiny_bert() -> torch.nn.Module:
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        vocab_size=500,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    return BertModel(config).eval()
+
+
+def padded_batch(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(lengths)
+    ids = torch.zeros(len(lengths), longest, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = torch.randint(5, 500, (length,))
+    mask = (torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return ids, mask
+
+
+@torch.inference_mode()
+def test_compiled_packed_pass_matches_transformers_and_compiles_only_at_warm_up() -> None:
+    model = tiny_bert()
+    compiled = CompiledEncoder(PackedBert(model))
+    compiled.warm_up([torch.get_num_threads()], torch.device("cpu"))
+    # Nothing compiles after the warm-up: a call that would needs fails here.
+    with torch.compiler.set_stance("fail_on_recompile"):
+        for lengths in ([7], [2, 40, 13], [int(n) for n in torch.randint(2, 60, (17,))]):
+            ids, mask = padded_batch(lengths)
+            got = compiled(ids, mask).last_hidden_state
+            want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            keep = mask.bool()
+            torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=0)
+            assert not got[~keep].any()  # padding stays zero
+
+
+def test_only_a_plain_bert_encoder_is_packed(tiny_modernbert_path: Path) -> None:
+    from transformers import AutoModel, BertConfig, BertModel
+
+    model = tiny_bert()
+    assert isinstance(pick_bert_path(model, "auto"), PackedBert)
+    assert isinstance(pick_bert_path(model, "fast"), PackedBert)
+    assert pick_bert_path(model, "reference") is model
+    modernbert = AutoModel.from_pretrained(tiny_modernbert_path)
+    assert pick_bert_path(modernbert, "fast") is modernbert  # nothing to pack
+    decoder = BertModel(BertConfig(hidden_size=32, num_attention_heads=4, is_decoder=True))
+    assert pick_bert_path(decoder, "auto") is decoder
+    with pytest.raises(ModelLoadError, match="bert_path must be one of auto, fast, reference"):
+        pick_bert_path(model, "quick")
+    # An ONNX backend's session (no torch layers) runs as exported; fast is refused there.
+    session = SimpleNamespace(config=model.config)
+    assert pick_bert_path(session, "auto") is session
+    with pytest.raises(ModelLoadError, match="use --bert-path auto or reference"):
+        pick_bert_path(session, "fast")
