@@ -53,6 +53,27 @@ def timed(run: Callable[[], object], repeats: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+def paired_medians(runs: Sequence[dict[str, float]], base: str, other: str) -> dict[str, Any]:
+    """Medians of each timing over the rounds, and the ratios ``base`` / ``other`` of wall
+    and CPU milliseconds taken within each round (``*_ratios``) with their medians."""
+    row: dict[str, Any] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    for kind in ("wall", "cpu"):
+        ratios = [run[f"{base}_{kind}_ms"] / run[f"{other}_{kind}_ms"] for run in runs]
+        row[f"{kind}_ratio"] = statistics.median(ratios)
+        row[f"{kind}_ratios"] = ratios
+    return row
+
+
+def machine_line(report: dict[str, Any]) -> str:
+    """The Markdown bullet that names the machine, its load and the library versions."""
+    machine = report["machine"]
+    return (
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores, load average "
+        f"{report['loadavg_before']} before, {report['loadavg_after']} after; torch "
+        f"{machine['torch']}, transformers {machine['transformers']}."
+    )
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -98,13 +119,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         samples.items(), key=lambda kv: (-kv[0][0], SHAPES.index(kv[0][1:]))
     ):
         row: dict[str, Any] = {"threads": threads, "texts": count, "tokens": length}
-        for key in runs[0]:
-            row[key] = statistics.median(run[key] for run in runs)
-        for kind in ("wall", "cpu"):
-            ratios = [run[f"plain_{kind}_ms"] / run[f"compiled_{kind}_ms"] for run in runs]
-            row[f"{kind}_ratio"] = statistics.median(ratios)
-            row[f"{kind}_ratios"] = ratios
-        rows.append(row)
+        rows.append(row | paired_medians(runs, "plain", "compiled"))
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "model": args.model,
@@ -121,7 +136,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    machine = report["machine"]
     lines = [
         f"## {SECTION}",
         "",
@@ -130,9 +144,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"`torch_compile`, alternating on the same batches, {report['rounds']} rounds in a "
         f"shuffled order; medians per pass, ratios (plain / compiled) taken within each round.",
         "",
-        f"- Machine: {machine['cpu']}, {machine['cores']} cores, load average "
-        f"{report['loadavg_before']} before, {report['loadavg_after']} after; torch "
-        f"{machine['torch']}, transformers {machine['transformers']}.",
+        machine_line(report),
         f"- Compiling for thread counts {', '.join(map(str, report['threads']))}: "
         f"{report['compile_s']:.1f} s (inductor's on-disk cache as this machine had it). "
         f"Lowest per-text cosine between the two: {report['min_cosine']:.5f}.",

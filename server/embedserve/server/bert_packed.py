@@ -6,9 +6,9 @@ length (short queries from many clients: 17 to 20% padding) pays in full. Here
 the model's own modules run on the real tokens only, packed end to end ([T,
 hidden]); attention, the one step that needs the batch's shape, scatters its
 queries, keys and values into the padded layout and gathers the result back.
-That pass took 1.05x to 1.22x less time on batches of 15 to 25 tokens and 1.46x
-on 5 to 120 tokens (MiniLM, float32, compiled, one thread; docs/benchmarks.md,
-"Packed BERT pass (CPU)").
+That pass took 1.10x to 1.26x less time on batches of 15 to 25 tokens, 1.43x to
+1.56x on mixed lengths and 0.98x on batches without padding (MiniLM, float32, one
+thread; docs/benchmarks.md, "Packed BERT pass (CPU)").
 
 It computes what the model computes, up to float rounding (the tests compare it
 with transformers' own forward pass).
