@@ -64,6 +64,16 @@ def paired_medians(runs: Sequence[dict[str, float]], base: str, other: str) -> d
     return row
 
 
+def paired_cells(row: dict[str, Any], base: str, other: str) -> str:
+    """The table cells of ``paired_medians``: wall and CPU ms of both, then the ratios."""
+    rounds = ", ".join(f"{x:.2f}" for x in row["cpu_ratios"])
+    return (
+        f"{row[f'{base}_wall_ms']:.1f} | {row[f'{other}_wall_ms']:.1f} | "
+        f"{row[f'{base}_cpu_ms']:.1f} | {row[f'{other}_cpu_ms']:.1f} | "
+        f"{row['wall_ratio']:.2f}x | {row['cpu_ratio']:.2f}x ({rounds}) |"
+    )
+
+
 def machine_line(report: dict[str, Any]) -> str:
     """The Markdown bullet that names the machine, its load and the library versions."""
     machine = report["machine"]
@@ -154,12 +164,9 @@ def markdown(report: dict[str, Any]) -> str:
         "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["rows"]:
-        rounds = ", ".join(f"{x:.2f}" for x in r["cpu_ratios"])
         lines.append(
-            f"| {r['threads']} | {r['texts']} x {r['tokens']} | {r['plain_wall_ms']:.1f} | "
-            f"{r['compiled_wall_ms']:.1f} | {r['plain_cpu_ms']:.1f} | "
-            f"{r['compiled_cpu_ms']:.1f} | {r['wall_ratio']:.2f}x | "
-            f"{r['cpu_ratio']:.2f}x ({rounds}) |"
+            f"| {r['threads']} | {r['texts']} x {r['tokens']} | "
+            + paired_cells(r, "plain", "compiled")
         )
     return "\n".join(lines) + "\n"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from compiled_pass import machine_line, paired_medians, timed
+from compiled_pass import machine_line, paired_cells, paired_medians, timed
 from embedding_throughput import machine_info, min_cosine, publish
 from peers import loadavg
 
@@ -139,12 +139,9 @@ def markdown(report: dict[str, Any]) -> str:
         "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["rows"]:
-        rounds = ", ".join(f"{x:.2f}" for x in r["cpu_ratios"])
         lines.append(
             f"| {r['texts']} | {r['tokens']} | {r['padding']:.0%} | "
-            f"{r['reference_wall_ms']:.1f} | {r['fast_wall_ms']:.1f} | "
-            f"{r['reference_cpu_ms']:.1f} | {r['fast_cpu_ms']:.1f} | {r['wall_ratio']:.2f}x | "
-            f"{r['cpu_ratio']:.2f}x ({rounds}) |"
+            + paired_cells(r, "reference", "fast")
         )
     return "\n".join(lines) + "\n"
 

@@ -106,7 +106,4 @@ class PackedBert:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PackedOutput:
         keep = attention_mask.bool()
         rows, cols = keep.nonzero(as_tuple=True)
-        hidden = self.run(input_ids[keep], rows, cols, keep)
-        out = hidden.new_zeros(*input_ids.shape, hidden.shape[-1])
-        out[keep] = hidden
-        return PackedOutput(out)
+        return PackedOutput.unpacked(self.run(input_ids[keep], rows, cols, keep), keep)

@@ -37,6 +37,14 @@ class PackedOutput:
 
     last_hidden_state: torch.Tensor
 
+    @classmethod
+    def unpacked(cls, hidden: torch.Tensor, keep: torch.Tensor) -> PackedOutput:
+        """Packed ``hidden`` [T, d] laid out as the padded batch ``keep`` [B, L] marks
+        (zeros at padding)."""
+        out = hidden.new_zeros(*keep.shape, hidden.shape[-1])
+        out[keep] = hidden
+        return cls(out)
+
 
 @dataclasses.dataclass(frozen=True)
 class Packing:
@@ -169,10 +177,7 @@ class PackedModernBert:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PackedOutput:
         keep = attention_mask.bool()
         lengths = [int(n) for n in keep.sum(dim=1).tolist()]
-        hidden = self.forward_packed(input_ids[keep], lengths)
-        out = hidden.new_zeros(*input_ids.shape, hidden.shape[-1])
-        out[keep] = hidden
-        return PackedOutput(out)
+        return PackedOutput.unpacked(self.forward_packed(input_ids[keep], lengths), keep)
 
     def forward_packed(self, ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """Hidden states [T, hidden] of sequences packed end to end in ``ids`` [T]."""
