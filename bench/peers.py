@@ -26,11 +26,13 @@ requests in flight) and 64 clients, each with its own connection, sending one
 text per request and the next when the answer arrives. Every configuration
 runs for ``--seconds`` after a short warm-up; texts/s, tokens/s (real tokens,
 MiniLM's tokenizer, cut at 256) and per-request p50/p99 latency are reported,
-with ratios to sentence-transformers and to the best Infinity engine, and
-``/proc/loadavg`` before and after each configuration (the machine may be
-shared). The servers are all up at once (idle, each used under 1% of a core),
-and each corpus and load is measured on every server back to back, so a ratio
-compares windows seconds apart: this machine's speed drifts over minutes.
+for embedserve with its own counters (texts per forward pass, padding, passes
+running at once: whether it waited on its model or on work), with ratios to
+sentence-transformers and to the best Infinity engine, and ``/proc/loadavg``
+before and after each configuration (the machine may be shared). The servers
+are all up at once (idle, each used under 1% of a core), and each corpus and
+load is measured on every server back to back, so a ratio compares windows
+seconds apart: this machine's speed drifts over minutes.
 ``--runs N`` repeats the whole set N times, the servers' order reversed every
 other run, and reports medians over the runs; ratios are taken within each run
 before their median.
@@ -73,6 +75,7 @@ from embedding_throughput import (
     portable,
     replace_section,
     resolve_model,
+    server_delta,
 )
 from infinity_peer import (
     ENGINE_REQUIREMENTS,
@@ -271,6 +274,23 @@ class Peer:
     opener: Callable[[], Callable[[], Awaitable[EmbedFn]]]
     stop: Callable[[], None]
     fails_softly: bool  # a peer engine's failure is reported; embedserve's ends the run
+    # The server's own counters (bench/metrics_server.py's snapshot); embedserve only.
+    snapshot: Callable[[], dict[str, Any]] | None = None
+
+
+def server_figures(
+    before: dict[str, Any], after: dict[str, Any], seconds: float
+) -> dict[str, float]:
+    """What the server did between two snapshots ``seconds`` apart: texts per forward
+    pass, the share of padded tokens, and forward passes running at once on average (2
+    with two side-by-side passes always busy: the server then waits on its model only)."""
+    delta = server_delta(before, after)
+    batches, padded = delta["batches"], delta["padded_tokens"]
+    return {
+        "server_texts_per_pass": delta["sequences"] / batches if batches else 0.0,
+        "server_padding": 1 - delta["real_tokens"] / padded if padded else 0.0,
+        "server_passes_at_once": delta["model_seconds"] / seconds,
+    }
 
 
 LOADS = (
@@ -316,12 +336,18 @@ def measure_side_by_side(
                 before = loadavg()
                 tally = Tally(tokens)
                 openers = [peer.opener() for _ in range(workers)]
+                counters = peer.snapshot() if peer.snapshot else None
+                started = time.perf_counter()
                 measured = attempt(peer, drive(openers, texts, per_request, seconds, tally))
                 if measured is None:
                     continue
                 elapsed, cpu = measured
                 row: dict[str, Any] = {"engine": peer.name, "corpus": corpus, "load": load}
                 row.update(tally.row(elapsed, cpu))
+                if peer.snapshot and counters:
+                    # Over warm-up and measured seconds alike: every figure is a ratio.
+                    wall = time.perf_counter() - started
+                    row.update(server_figures(counters, peer.snapshot(), wall))
                 row.update(
                     min_cosine=cosines[peer.name], loadavg_before=before, loadavg_after=loadavg()
                 )
@@ -434,22 +460,32 @@ def markdown(report: dict[str, Any]) -> str:
         f"or {CLIENTS} clients with a connection each and one text per request. Latency is per "
         "request. Bench cores: the CPU time of this benchmark's own process over the "
         "measured seconds, in cores: for sentence-transformers the engine itself, for the "
-        "servers the clients, which share the machine's cores with the server under test.",
+        "servers the clients, which share the machine's cores with the server under test. "
+        "Passes (embedserve's own counters, warm-up included): texts per forward pass, the "
+        "share of padding in them, and forward passes running at once on average (with two "
+        "side-by-side passes, 2.00 means the model never waited for work).",
         "",
         "| corpus | engine | load | texts/s | tokens/s | p50 ms | p99 ms | bench cores "
-        "| vs sentence-transformers | vs best Infinity | min cosine | loadavg before / after |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| vs sentence-transformers | vs best Infinity | min cosine | passes: texts / padding "
+        "/ at once | loadavg before / after |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in report["rows"]:
         vs_st = f"{r['vs_st']:.2f}x" + per_run(r.get("runs_vs_st", []))
         vs_inf = ""
         if r["vs_best_infinity"] is not None:
             vs_inf = f"{r['vs_best_infinity']:.2f}x" + per_run(r.get("runs_vs_best_infinity", []))
+        passes = ""
+        if r.get("server_texts_per_pass") is not None:
+            passes = (
+                f"{r['server_texts_per_pass']:.1f} / {r['server_padding']:.1%} / "
+                f"{r['server_passes_at_once']:.2f}"
+            )
         lines.append(
             f"| {r['corpus']} | {r['engine']} | {r['load']} | {r['texts_per_s']:,.1f} | "
             f"{r['tokens_per_s']:,.0f} | {r['p50_ms']:,.1f} | {r['p99_ms']:,.1f} | "
             f"{r['bench_cores']:.2f} | {vs_st} | {vs_inf} | {r['min_cosine']:.4f} | "
-            f"{r['loadavg_before']} / {r['loadavg_after']} |"
+            f"{passes} | {r['loadavg_before']} / {r['loadavg_after']} |"
         )
     if report["failures"]:
         lines += ["", "Did not run:", ""]
@@ -554,7 +590,8 @@ def start_embedserve(backends: str, server_set: Sequence[str], peers: list[Peer]
         name = f"embedserve {backend}{':' + dtype if dtype else ''}{picked}"
         name += ", compiled" if compiled else ""
         name += "".join(f", {setting}" for setting in own)
-        peers.append(Peer(name, functools.partial(grpc_opener, target), server.stop, False))
+        opener = functools.partial(grpc_opener, target)
+        peers.append(Peer(name, opener, server.stop, False, server.snapshot))
         log(f"{name} ready")
 
 
@@ -583,6 +620,9 @@ def start_infinity(
     return Peer(name, functools.partial(http_opener, port, served), server.stop, True), packages
 
 
+SERVER_FIELDS = ("server_texts_per_pass", "server_padding", "server_passes_at_once")
+
+
 # Figures a combined row takes as the median over runs; ratios are taken within each run
 # (side by side, under that run's load) before their median.
 MEDIAN_FIELDS = (
@@ -593,6 +633,7 @@ MEDIAN_FIELDS = (
     "bench_cores",
     "vs_st",
     "vs_best_infinity",
+    *SERVER_FIELDS,
 )
 
 
@@ -612,7 +653,7 @@ def combine(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     for same in keyed.values():
         row = dict(same[0])
         for field in MEDIAN_FIELDS:
-            values = [r[field] for r in same if r[field] is not None]
+            values = [r[field] for r in same if r.get(field) is not None]
             row[field] = statistics.median(values) if values else None
         for field in SUMMED_FIELDS:
             row[field] = sum(r[field] for r in same)

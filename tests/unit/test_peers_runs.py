@@ -90,6 +90,11 @@ def test_markdown_shows_each_runs_ratio_only_with_several_runs() -> None:
     assert "2 runs of every configuration" in text
     # bench cores 0.35 is the median of 0.45 and 0.25, the runs' client CPU
     assert "| 0.35 | 0.95x (0.90, 1.00) | 2.15x (1.80, 2.50) |" in text
+    assert "| 1.0000 |  | 1 1 1 / 2 2 2 |" in text  # no server counters: empty cell
+    for run in runs:
+        run[1].update(server_texts_per_pass=12.5, server_padding=0.031, server_passes_at_once=1.96)
+    report["rows"] = peers.combine(runs)
+    assert "| 1.0000 | 12.5 / 3.1% / 1.96 |" in peers.markdown(report)
     report["runs"], report["rows"] = 1, peers.combine(runs[:1])
     single = peers.markdown(report)
     assert "one run" in single and "(0.90" not in single
@@ -97,6 +102,35 @@ def test_markdown_shows_each_runs_ratio_only_with_several_runs() -> None:
     titled = peers.markdown(report)
     assert titled.startswith("## Peers: compiled\n")
     assert "by `bench/peers.py --runs 1`" in titled
+
+
+def snapshot(
+    batches: int, sequences: int, real: int, padded: int, model_s: float
+) -> dict[str, Any]:
+    return {
+        "batches": batches,
+        "sequences": sequences,
+        "real_tokens": real,
+        "padded_tokens": padded,
+        "model_seconds": model_s,
+        "process_cpu_seconds": 0.0,
+        "threads": {},
+    }
+
+
+def test_server_figures_are_per_pass_ratios_between_two_snapshots() -> None:
+    before = snapshot(10, 100, 2000, 2200, 4.0)
+    after = snapshot(30, 500, 10000, 12200, 23.0)
+    figures = peers.server_figures(before, after, seconds=10.0)
+    assert figures["server_texts_per_pass"] == pytest.approx(20.0)  # 400 texts, 20 passes
+    assert figures["server_padding"] == pytest.approx(0.2)  # 8000 real of 10000 padded
+    assert figures["server_passes_at_once"] == pytest.approx(1.9)  # 19 pass-seconds in 10 s
+    idle = peers.server_figures(after, after, seconds=10.0)
+    assert idle == {
+        "server_texts_per_pass": 0.0,
+        "server_padding": 0.0,
+        "server_passes_at_once": 0.0,
+    }
 
 
 def fake_peer(name: str, calls: list[str], fails_at: int | None = None) -> peers.Peer:
@@ -116,7 +150,13 @@ def fake_peer(name: str, calls: list[str], fails_at: int | None = None) -> peers
 
         return open_one
 
-    return peers.Peer(name, opener, lambda: None, fails_softly=name != "embedserve")
+    def counters() -> dict[str, Any]:
+        # One pass of two texts, 3 real of 4 padded tokens, per request so far.
+        done = calls.count(name)
+        return snapshot(done, 2 * done, 3 * done, 4 * done, 0.0)
+
+    ours = name == "embedserve"
+    return peers.Peer(name, opener, lambda: None, not ours, counters if ours else None)
 
 
 def test_side_by_side_measures_each_load_on_every_server_back_to_back(
@@ -140,6 +180,11 @@ def test_side_by_side_measures_each_load_on_every_server_back_to_back(
     assert order == expected
     assert all(r["texts"] > 0 and r["min_cosine"] == pytest.approx(1.0) for r in rows)
     assert failures == {}
+    for r in rows:  # the server's own counters: embedserve's rows only
+        if r["engine"] == "embedserve":
+            assert (r["server_texts_per_pass"], r["server_padding"]) == (2.0, 0.25)
+        else:
+            assert "server_texts_per_pass" not in r
 
 
 def test_side_by_side_drops_a_failed_peer_and_keeps_measuring_the_others(

@@ -19,6 +19,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from embedserve.connectors import StoreError, StoreSettings, VectorStore, open_store
+from embedserve.server.allocator import keep_freed_memory
 from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batch_cost import calibrate_model
@@ -203,6 +204,8 @@ class EmbedServer:
         model_settings = settings.section(ModelSettings)
         if model_settings.torch_threads > 0:
             torch.set_num_threads(model_settings.torch_threads)
+        if model_settings.keep_freed_memory and keep_freed_memory():
+            log.info("freed memory is kept for later passes (glibc trim threshold raised)")
         if self.model is None:
             self.model = await loop.run_in_executor(
                 self._model_executor, EncoderModel.load, model_settings

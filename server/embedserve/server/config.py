@@ -51,6 +51,7 @@ class Settings:
     torch_compile: bool = ModelSettings.torch_compile
     chunk_overlap_tokens: int = ModelSettings.chunk_overlap_tokens
     torch_threads: int = ModelSettings.torch_threads
+    keep_freed_memory: bool = ModelSettings.keep_freed_memory
     cache_dir: str = ModelSettings.cache_dir
     # Where to listen: gRPC here, HTTP (HttpSettings) and metrics on the same host
     host: str = "127.0.0.1"
