@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from compiled_pass import machine_line
 from embedding_throughput import machine_info, publish
 from peers import loadavg
 
@@ -134,7 +135,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
     lines = [
         f"## {SECTION}",
         "",
@@ -147,9 +147,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['repeat']} times after one warm-up. Medians over the rounds; ratios "
         "taken within each round.",
         "",
-        f"- Machine: {m['cpu']}, {m['cores']} cores, load average "
-        f"{report['loadavg_before']} before, {report['loadavg_after']} after; torch "
-        f"{m['torch']}, transformers {m['transformers']}.",
+        machine_line(report),
         "",
         "| allocator | tokens/s | user CPU ms per pass | kernel CPU ms per pass "
         "| page faults per pass | peak RSS MB | RSS at the end MB |",
