@@ -344,7 +344,7 @@ def measure_side_by_side(
                 elapsed, cpu = measured
                 row: dict[str, Any] = {"engine": peer.name, "corpus": corpus, "load": load}
                 row.update(tally.row(elapsed, cpu))
-                if peer.snapshot and counters:
+                if peer.snapshot and counters is not None:
                     # Over warm-up and measured seconds alike: every figure is a ratio.
                     wall = time.perf_counter() - started
                     row.update(server_figures(counters, peer.snapshot(), wall))

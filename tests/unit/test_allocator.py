@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import subprocess
 import sys
 
 import pytest
 
-from embedserve.server.allocator import keep_freed_memory
+from embedserve.server.allocator import glibc_mallopt, keep_freed_memory
 
 # One "pass": ten 8 MB buffers live at once, written through, then all freed; the page
 # faults of the later passes are counted (the first one's are the heap's growth).
@@ -36,15 +35,7 @@ def faults_over_five_passes(mode: str) -> tuple[bool, int]:
     return kept == "True", int(faults)
 
 
-def has_mallopt() -> bool:
-    try:
-        ctypes.CDLL(None).mallopt  # noqa: B018
-    except (AttributeError, OSError):
-        return False
-    return True
-
-
-@pytest.mark.skipif(not has_mallopt(), reason="the allocator is not glibc's")
+@pytest.mark.skipif(glibc_mallopt() is None, reason="the allocator is not glibc's")
 def test_kept_memory_spares_the_page_faults_of_every_pass() -> None:
     kept, kept_faults = faults_over_five_passes("keep")
     plain, plain_faults = faults_over_five_passes("default")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,17 @@ ALLOCATOR_VARIABLES = (
 )
 
 
+def glibc_mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt``, or None where the allocator is another (musl, macOS)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt
+
+
 def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
     """Raise glibc's trim and mmap thresholds; whether they were set.
 
@@ -52,12 +63,9 @@ def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
     if tuned:
         log.info("allocator left as %s sets it", ", ".join(tuned))
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
+    mallopt = glibc_mallopt()
+    if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     return bool(
         mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
