@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 
 import grpc
@@ -92,3 +92,50 @@ def test_an_answer_out_of_order_ends_both_clients_streams(skipping_server: str) 
 
     with pytest.raises(RuntimeError, match=message):
         asyncio.run(run())
+
+
+class ReaderFailed(Exception):
+    """What the caller's own iterable raises part-way."""
+
+
+def texts_then_failure(count: int) -> Iterator[str]:
+    for n in range(count):
+        yield f"text {n}"
+    raise ReaderFailed(f"read {count} texts, then the source failed")
+
+
+def test_blocking_stream_answers_what_was_sent_then_raises_the_callers_error(
+    minilm_server,
+) -> None:
+    answered: list[object] = []
+    with (
+        EmbedClient(minilm_server.target) as client,
+        pytest.raises(ReaderFailed, match="read 5 texts"),
+    ):
+        answered.extend(client.embed_iter(texts_then_failure(5), batch_size=2))
+    assert len(answered) == 5  # every text sent before the failure came back
+
+
+def test_async_stream_answers_what_was_sent_then_raises_the_callers_error(minilm_server) -> None:
+    async def texts() -> AsyncIterator[str]:
+        for text in texts_then_failure(3):
+            yield text
+
+    async def run() -> int:
+        answered = 0
+        async with AsyncEmbedClient(minilm_server.target) as client:
+            # grpc.aio alone ends such a call as cancelled (asyncio.CancelledError)
+            with pytest.raises(ReaderFailed, match="read 3 texts"):
+                async for _ in client.embed_iter(texts(), batch_size=1):
+                    answered += 1
+        return answered
+
+    assert asyncio.run(run()) == 3
+
+
+def test_a_text_that_is_not_a_string_is_named_by_its_position(minilm_server) -> None:
+    with EmbedClient(minilm_server.target) as client:
+        with pytest.raises(TypeError, match="text 1 is NoneType"):
+            client.embed(["fine", None])  # type: ignore[list-item]
+        with pytest.raises(TypeError, match="text 5 is int"):
+            list(client.embed_iter(["a", "b", "c", "d", "e", 7], batch_size=2))  # type: ignore[list-item]

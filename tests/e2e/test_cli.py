@@ -216,3 +216,32 @@ def test_ingest_resumes_after_a_failure_mid_stream_and_restart_starts_over(
     assert "resuming" not in again.stderr and "ingested 48 documents" in again.stderr
     with EmbedClient(served) as client:
         assert client.count("resume") == 48  # re-sent documents overwrite, never duplicate
+
+
+def test_ingest_names_the_line_a_file_of_the_wrong_shape_fails_on(
+    served: str, tmp_path: Path
+) -> None:
+    raw = tmp_path / "raw.jsonl"  # items as exported, before they were made into documents
+    raw.write_text(json.dumps({"id": "a", "name": "Glide 4", "description": "A trainer."}) + "\n")
+    result = run_cli("ingest", str(raw), "-c", "never", "--target", served)
+    assert result.returncode == 2
+    assert "line 1: a document needs an id and a text or a vector" in result.stderr
+    assert "this one has id, name, description" in result.stderr
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,name\n1,Glide 4\n")
+    result = run_cli("ingest", str(rows), "-c", "never", "--target", served)
+    assert result.returncode == 2
+    assert "CSV needs the columns id and text; missing text (header: id, name)" in result.stderr
+    with EmbedClient(served) as client:
+        assert "never" not in client.list_collections()  # nothing was created for them
+
+    # A bad line after good ones: what was sent before it is acknowledged and kept.
+    source = tmp_path / "tail.jsonl"
+    write_jsonl(source, 0, 20)
+    source.write_text(source.read_text() + "[1, 2]\n")
+    result = run_cli("ingest", str(source), "-c", "tail", "--target", served, "--batch-size", "4")
+    assert result.returncode == 2
+    assert "line 21: a JSON object expected, got list" in result.stderr
+    assert json.loads((tmp_path / "tail.jsonl.progress").read_text())["acknowledged"] == 20
+    with EmbedClient(served) as client:
+        assert client.count("tail") == 20

@@ -15,6 +15,7 @@ from embedserve.client._options import (
     as_list,
     batches,
     build_options,
+    checked_texts,
     task_value,
     vectors_of,
 )
@@ -64,7 +65,9 @@ def embed_iter(
     built = build_options(**options)
 
     def request(number: int, batch: list[str]) -> pb.EmbedStreamRequest:
-        return pb.EmbedStreamRequest(request_id=str(number), inputs=batch, options=built)
+        return pb.EmbedStreamRequest(
+            request_id=str(number), inputs=checked_texts(batch, number * batch_size), options=built
+        )
 
     def vectors(_: pb.EmbedStreamRequest, answer: pb.EmbedStreamResponse) -> Vectors:
         return vectors_of(answer.embeddings, answer.dimensions)

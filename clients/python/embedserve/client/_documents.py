@@ -38,13 +38,17 @@ def document(value: DocumentLike) -> pb.Document:
     """``{"id": ..., "text": ... | "vector": [...], "payload": {...}}`` as a Document."""
     if isinstance(value, pb.Document):
         return value
+    if "id" not in value:
+        raise ValueError(f"a document needs an id; this one has {', '.join(value) or 'no fields'}")
     doc = pb.Document(id=str(value["id"]))
     if value.get("text") is not None:
         doc.text = str(value["text"])
     elif value.get("vector") is not None:
         doc.vector.values.extend(float(x) for x in value["vector"])
     else:
-        raise ValueError(f"document {value.get('id')!r} needs a text or a vector")
+        raise ValueError(
+            f"document {value['id']!r} needs a text or a vector; it has {', '.join(value)}"
+        )
     payload = value.get("payload")
     if payload:
         doc.payload.update(dict(payload))

@@ -109,4 +109,13 @@ def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def as_list(texts: str | Sequence[str]) -> list[str]:
-    return [texts] if isinstance(texts, str) else list(texts)
+    return [texts] if isinstance(texts, str) else checked_texts(list(texts))
+
+
+def checked_texts(texts: list[str], first: int = 0) -> list[str]:
+    """``texts`` (numbered from ``first``), or a TypeError naming the first that is not a
+    string (protobuf's own error names neither the value nor where it is)."""
+    for position, text in enumerate(texts, first):
+        if not isinstance(text, str):
+            raise TypeError(f"texts must be strings; text {position} is {type(text).__name__}")
+    return texts

@@ -4,7 +4,12 @@ A stream sends numbered messages (``0``, ``1``, ...) built from batches of the c
 items; at most ``max_in_flight`` of them await their answer, so the caller's iterable
 is read only as fast as the server answers. Answers must come in the order sent; each
 one is checked against its message and turned into the caller's outputs. Leaving the
-iteration early stops the sender and cancels the call.
+iteration early stops the sender and cancels the call. An error raised while reading the
+caller's items ends the sending: the items read before it are sent and answered, then
+the error is raised as it was. One raised while making a batch into a message (a
+document with neither text nor vector) does the same, that batch unsent. (grpc alone
+would cancel the call, report an UNKNOWN status or a cancellation, and lose the answers
+to what was sent.)
 
 :class:`StreamPlan` says what one stream sends and returns (shared by both clients);
 :func:`run_blocking` and :func:`run_async` run it on a grpc or grpc.aio stream call.
@@ -26,7 +31,7 @@ from collections.abc import (
 )
 from typing import Any, Generic, TypeVar
 
-from embedserve.client._options import Batcher, batches
+from embedserve.client._options import Batcher
 
 Item = TypeVar("Item")
 Out = TypeVar("Out")
@@ -71,6 +76,11 @@ class _Sent:
         self._plan = plan
         self._numbers = 0
         self._waiting: collections.deque[tuple[str, Any]] = collections.deque()
+        self.failure: Exception | None = None  # what the caller's items raised
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
     def next_request(self, batch: list[Any]) -> Any:
         number = self._numbers
@@ -88,17 +98,35 @@ class _Sent:
         return list(self._plan.outputs(request, answer))
 
 
-async def _abatches(
-    items: Iterable[Item] | AsyncIterable[Item], size: int
+def _read(items: Iterable[Item], size: int, sent: _Sent) -> Iterator[list[Item]]:
+    """``items`` in batches of ``size``. If reading them raises, the error is kept in
+    ``sent`` and the items read before it still come, as the last batch."""
+    batcher = Batcher[Item](size)
+    try:
+        for item in items:
+            if (full := batcher.add(item)) is not None:
+                yield full
+    except Exception as exc:
+        sent.failure = exc
+    if rest := batcher.rest():
+        yield rest
+
+
+async def _aread(
+    items: Iterable[Item] | AsyncIterable[Item], size: int, sent: _Sent
 ) -> AsyncIterator[list[Item]]:
+    """:func:`_read` of a sync or an async iterable."""
     if not isinstance(items, AsyncIterable):
-        for whole in batches(items, size):
-            yield whole
+        for batch in _read(items, size, sent):
+            yield batch
         return
     batcher = Batcher[Item](size)
-    async for item in items:
-        if (full := batcher.add(item)) is not None:
-            yield full
+    try:
+        async for item in items:
+            if (full := batcher.add(item)) is not None:
+                yield full
+    except Exception as exc:
+        sent.failure = exc
     if rest := batcher.rest():
         yield rest
 
@@ -116,11 +144,14 @@ def run_blocking(
     over = threading.Event()
 
     def requests() -> Iterator[Any]:
-        for batch in batches(items, plan.batch_size):
-            while not slots.acquire(timeout=_POLL_S):
-                if over.is_set():
-                    return
-            yield sent.next_request(batch)
+        try:
+            for batch in _read(items, plan.batch_size, sent):
+                while not slots.acquire(timeout=_POLL_S):
+                    if over.is_set():
+                        return
+                yield sent.next_request(batch)
+        except Exception as exc:  # building a message: raised once what was sent is answered
+            sent.failure = exc
 
     answers = call(requests(), **kwargs)
     try:
@@ -128,6 +159,7 @@ def run_blocking(
             outputs = sent.answered(answer)
             slots.release()
             yield from outputs
+        sent.raise_failure()
     finally:
         over.set()
         answers.cancel()
@@ -141,9 +173,12 @@ async def run_async(
     slots = asyncio.Semaphore(plan.max_in_flight)
 
     async def requests() -> AsyncIterator[Any]:
-        async for batch in _abatches(plan.items, plan.batch_size):
-            await slots.acquire()
-            yield sent.next_request(batch)
+        try:
+            async for batch in _aread(plan.items, plan.batch_size, sent):
+                await slots.acquire()
+                yield sent.next_request(batch)
+        except Exception as exc:  # building a message: raised once what was sent is answered
+            sent.failure = exc
 
     stream = call(requests(), **kwargs)
     try:
@@ -152,5 +187,6 @@ async def run_async(
             slots.release()
             for output in outputs:
                 yield output
+        sent.raise_failure()
     finally:
         stream.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import sys
@@ -160,7 +161,14 @@ def read_documents(stream: TextIO, csv_format: bool) -> Iterator[dict[str, Any]]
     """JSONL objects {id, text|vector, payload}, or CSV rows with id and text columns; other
     CSV columns (or a JSON 'payload' column) become the payload."""
     if csv_format:
-        for row in csv.DictReader(stream):
+        reader = csv.DictReader(stream)
+        missing = {"id", "text"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(
+                f"CSV needs the columns id and text; missing {', '.join(sorted(missing))}"
+                f" (header: {', '.join(reader.fieldnames or ()) or 'empty'})"
+            )
+        for row in reader:
             payload = json.loads(row.pop("payload") or "{}") if "payload" in row else {}
             doc_id, text = row.pop("id"), row.pop("text")
             payload.update({k: v for k, v in row.items() if k})
@@ -169,14 +177,28 @@ def read_documents(stream: TextIO, csv_format: bool) -> Iterator[dict[str, Any]]
     for number, line in enumerate(stream, 1):
         if line.strip():
             try:
-                yield json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
+            yield _checked_document(number, value)
+
+
+def _checked_document(number: int, value: Any) -> dict[str, Any]:
+    """``value`` if it is a document, else an error that names the line and what it holds."""
+    if not isinstance(value, dict):
+        raise ValueError(f"line {number}: a JSON object expected, got {type(value).__name__}")
+    if "id" not in value or (value.get("text") is None and value.get("vector") is None):
+        raise ValueError(
+            f"line {number}: a document needs an id and a text or a vector;"
+            f" this one has {', '.join(value) or 'no fields'}"
+        )
+    return value
 
 
 class _Progress:
     def __init__(self, total: int | None, done: int) -> None:
         self.total, self.done, self._start, self._base = total, done, time.monotonic(), done
+        self.shown = False
 
     def update(self, done: int) -> None:
         self.done = done
@@ -185,6 +207,13 @@ class _Progress:
         if self.total and rate > 0:
             line += f"  ETA {max(self.total - done, 0) / rate:,.0f}s"
         print(line + "   ", end="", file=sys.stderr, flush=True)
+        self.shown = True
+
+    def end(self) -> None:
+        """Ends the progress line, so that what is printed next starts a line of its own."""
+        if self.shown:
+            print(file=sys.stderr)
+            self.shown = False
 
 
 def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
@@ -196,25 +225,32 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         print(f"resuming after {skip} acknowledged documents ({checkpoint})", file=sys.stderr)
     stream = sys.stdin if from_stdin else open(args.file, encoding="utf-8")  # noqa: SIM115
     total = None if from_stdin else _count_documents(args.file)
+    progress = _Progress(total, skip)
     try:
-        if args.collection not in client.list_collections():
-            client.create_collection(args.collection)
-            print(f"created collection {args.collection!r}", file=sys.stderr)
         documents = read_documents(stream, args.file.endswith(".csv"))
         for _ in range(skip):
             next(documents, None)
-        progress = _Progress(total, skip)
+        # One document read (and checked) first: a file of the wrong shape creates nothing.
+        first = list(itertools.islice(documents, 1))
+        if args.collection not in client.list_collections():
+            client.create_collection(args.collection)
+            print(f"created collection {args.collection!r}", file=sys.stderr)
         for ack in client.ingest_iter(
-            args.collection, documents, batch_size=args.batch_size, store_text=args.store_text
+            args.collection,
+            itertools.chain(first, documents),
+            batch_size=args.batch_size,
+            store_text=args.store_text,
         ):
             done = skip + int(ack.total_acknowledged)
             if checkpoint is not None:
                 _write_checkpoint(checkpoint, done, ack.ids[-1])
             progress.update(done)
+        progress.end()
         print(
-            f"\ningested {progress.done - skip} documents into {args.collection!r}", file=sys.stderr
+            f"ingested {progress.done - skip} documents into {args.collection!r}", file=sys.stderr
         )
     finally:
+        progress.end()
         if stream is not sys.stdin:
             stream.close()
     return 0
