@@ -100,6 +100,15 @@ def test_openai_errors_have_openai_shape(both: Any, client: openai.OpenAI) -> No
     reply = httpx.post(f"{both.url}/v1/embeddings", json={"input": "x", "dimension": 3})
     assert reply.status_code == 400
     assert reply.json()["error"]["message"].startswith("dimension:")
+    # One error naming the first wrong item, not one per shape `input` may take.
+    for wrong, problem in (
+        (["ok", None], "input[1] is null, unlike input[0] (a string); input takes a text"),
+        ([[101, 102], [101, "x"]], "input[1][1] is a string, not a token id;"),
+        ({"text": "x"}, "input is an object;"),
+    ):
+        reply = httpx.post(f"{both.url}/v1/embeddings", json={"input": wrong})
+        assert reply.status_code == 400
+        assert reply.json()["error"]["message"].startswith(problem), reply.json()
 
 
 def test_langchain_embeddings_match_grpc(both: Any) -> None:

@@ -43,7 +43,8 @@ async def on_core_error(request: Request, exc: Exception) -> Response:
 def validation_message(errors: Sequence[Any]) -> str:
     """The first problem pydantic found, naming its field; a count of the others."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    message = f"{_field(tuple(first.get('loc', ())))}: {first.get('msg', 'invalid')}"
+    field, problem = _field(tuple(first.get("loc", ()))), str(first.get("msg", "invalid"))
+    message = problem if problem.startswith(field) else f"{field}: {problem}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problems)"
     return message

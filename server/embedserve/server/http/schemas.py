@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.model_spec import PoolingMode
@@ -54,6 +56,16 @@ class OpenAIEmbeddingRequest(Body):
     input: str | list[str] | list[int] | list[list[int]] = Field(
         description="a text, a list of texts, a list of token ids, or a list of such lists"
     )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_input_error(cls, value: Any) -> Any:
+        # pydantic would report one problem per member of the union, the first of them
+        # about the wrong member; name the first wrong item instead.
+        if (problem := input_problem(value)) is not None:
+            raise PydanticCustomError("input_shape", problem + "; " + INPUT_SHAPES)
+        return value
+
     model: str | None = Field(
         default=None, description="the served model's id (see GET /v1/models)"
     )
@@ -207,3 +219,55 @@ class DeleteRequest(Body):
 
 class CountRequest(Body):
     filter: FilterJson | None = None
+
+
+INPUT_SHAPES = "input takes a text, a list of texts, a list of token ids or a list of such lists"
+_JSON_KINDS = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fits_like(first: Any) -> Callable[[Any], bool] | None:
+    """The test every item of an input list passes: being of the kind of its first."""
+    if isinstance(first, str):
+        return lambda item: isinstance(item, str)
+    if _is_token(first):
+        return _is_token
+    if isinstance(first, list):
+        return lambda item: isinstance(item, list)
+    return None
+
+
+def input_problem(value: Any) -> str | None:
+    """What is wrong with an OpenAI ``input``, naming the first wrong item; None if
+    nothing is (its items all of the kind of its first: texts, token ids or lists)."""
+    if isinstance(value, str) or (isinstance(value, list) and not value):
+        return None
+    if not isinstance(value, list):
+        return f"input is {_kind(value)}"
+    first = value[0]
+    fits = _fits_like(first)
+    for index, item in enumerate(value):
+        if fits is None or not fits(item):
+            return f"input[{index}] is {_kind(item)}" + (
+                f", unlike input[0] ({_kind(first)})" if index else ""
+            )
+        if isinstance(item, list):
+            for position, token in enumerate(item):
+                if not _is_token(token):
+                    return f"input[{index}][{position}] is {_kind(token)}, not a token id"
+    return None
