@@ -38,21 +38,24 @@ def document(value: DocumentLike) -> pb.Document:
     """``{"id": ..., "text": ... | "vector": [...], "payload": {...}}`` as a Document."""
     if isinstance(value, pb.Document):
         return value
-    if "id" not in value:
-        raise ValueError(f"a document needs an id; this one has {', '.join(value) or 'no fields'}")
+    if (problem := document_problem(value)) is not None:
+        raise ValueError(f"document {value.get('id')!r} {problem}")
     doc = pb.Document(id=str(value["id"]))
     if value.get("text") is not None:
         doc.text = str(value["text"])
-    elif value.get("vector") is not None:
-        doc.vector.values.extend(float(x) for x in value["vector"])
     else:
-        raise ValueError(
-            f"document {value['id']!r} needs a text or a vector; it has {', '.join(value)}"
-        )
+        doc.vector.values.extend(float(x) for x in value["vector"])
     payload = value.get("payload")
     if payload:
         doc.payload.update(dict(payload))
     return doc
+
+
+def document_problem(value: Mapping[str, Any]) -> str | None:
+    """What a document lacks (an id; a text or a vector), naming the fields it has."""
+    if "id" in value and (value.get("text") is not None or value.get("vector") is not None):
+        return None
+    return f"needs an id and a text or a vector; this one has {', '.join(value) or 'no fields'}"
 
 
 def documents(values: Iterable[DocumentLike]) -> list[pb.Document]:

@@ -31,7 +31,7 @@ from collections.abc import (
 )
 from typing import Any, Generic, TypeVar
 
-from embedserve.client._options import Batcher
+from embedserve.client._options import Batcher, batches
 
 Item = TypeVar("Item")
 Out = TypeVar("Out")
@@ -98,35 +98,35 @@ class _Sent:
         return list(self._plan.outputs(request, answer))
 
 
-def _read(items: Iterable[Item], size: int, sent: _Sent) -> Iterator[list[Item]]:
-    """``items`` in batches of ``size``. If reading them raises, the error is kept in
-    ``sent`` and the items read before it still come, as the last batch."""
-    batcher = Batcher[Item](size)
+def _until_failure(items: Iterable[Item], sent: _Sent) -> Iterator[Item]:
+    """``items`` until reading them raises; the error is kept in ``sent``, so the items
+    read before it are still sent."""
     try:
-        for item in items:
-            if (full := batcher.add(item)) is not None:
-                yield full
+        yield from items
     except Exception as exc:
         sent.failure = exc
-    if rest := batcher.rest():
-        yield rest
 
 
-async def _aread(
-    items: Iterable[Item] | AsyncIterable[Item], size: int, sent: _Sent
-) -> AsyncIterator[list[Item]]:
-    """:func:`_read` of a sync or an async iterable."""
-    if not isinstance(items, AsyncIterable):
-        for batch in _read(items, size, sent):
-            yield batch
-        return
-    batcher = Batcher[Item](size)
+async def _async_until_failure(items: AsyncIterable[Item], sent: _Sent) -> AsyncIterator[Item]:
+    """:func:`_until_failure` of an async iterable."""
     try:
         async for item in items:
-            if (full := batcher.add(item)) is not None:
-                yield full
+            yield item
     except Exception as exc:
         sent.failure = exc
+
+
+async def _abatches(
+    items: Iterable[Item] | AsyncIterable[Item], size: int
+) -> AsyncIterator[list[Item]]:
+    if not isinstance(items, AsyncIterable):
+        for whole in batches(items, size):
+            yield whole
+        return
+    batcher = Batcher[Item](size)
+    async for item in items:
+        if (full := batcher.add(item)) is not None:
+            yield full
     if rest := batcher.rest():
         yield rest
 
@@ -145,7 +145,7 @@ def run_blocking(
 
     def requests() -> Iterator[Any]:
         try:
-            for batch in _read(items, plan.batch_size, sent):
+            for batch in batches(_until_failure(items, sent), plan.batch_size):
                 while not slots.acquire(timeout=_POLL_S):
                     if over.is_set():
                         return
@@ -171,10 +171,15 @@ async def run_async(
     """Runs ``plan`` on a grpc.aio stream-stream callable (items may be an async iterable)."""
     sent = _Sent(plan)
     slots = asyncio.Semaphore(plan.max_in_flight)
+    items = (
+        _async_until_failure(plan.items, sent)
+        if isinstance(plan.items, AsyncIterable)
+        else _until_failure(plan.items, sent)
+    )
 
     async def requests() -> AsyncIterator[Any]:
         try:
-            async for batch in _aread(plan.items, plan.batch_size, sent):
+            async for batch in _abatches(items, plan.batch_size):
                 await slots.acquire()
                 yield sent.next_request(batch)
         except Exception as exc:  # building a message: raised once what was sent is answered

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 
-from embedserve.client._documents import Hit
+from embedserve.client._documents import Hit, document_problem
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb
 
@@ -187,11 +187,8 @@ def _checked_document(number: int, value: Any) -> dict[str, Any]:
     """``value`` if it is a document, else an error that names the line and what it holds."""
     if not isinstance(value, dict):
         raise ValueError(f"line {number}: a JSON object expected, got {type(value).__name__}")
-    if "id" not in value or (value.get("text") is None and value.get("vector") is None):
-        raise ValueError(
-            f"line {number}: a document needs an id and a text or a vector;"
-            f" this one has {', '.join(value) or 'no fields'}"
-        )
+    if (problem := document_problem(value)) is not None:
+        raise ValueError(f"line {number}: a document {problem}")
     return value
 
 
@@ -213,7 +210,6 @@ class _Progress:
         """Ends the progress line, so that what is printed next starts a line of its own."""
         if self.shown:
             print(file=sys.stderr)
-            self.shown = False
 
 
 def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
@@ -245,14 +241,11 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             if checkpoint is not None:
                 _write_checkpoint(checkpoint, done, ack.ids[-1])
             progress.update(done)
-        progress.end()
-        print(
-            f"ingested {progress.done - skip} documents into {args.collection!r}", file=sys.stderr
-        )
     finally:
         progress.end()
         if stream is not sys.stdin:
             stream.close()
+    print(f"ingested {progress.done - skip} documents into {args.collection!r}", file=sys.stderr)
     return 0
 
 
