@@ -15,10 +15,14 @@ measures, in this process:
   (the first ``--queries`` texts against the rest: the share of float32's ten
   nearest that the backend's ten nearest contain).
 
+- the int8 ceiling of this CPU: one linear layer's product (512 tokens, 384 to 1,536
+  and back, MiniLM's feed-forward shapes) in float32 against torch's dynamic int8,
+  the most an int8 backend can gain on its matrix products here.
+
 It writes a Markdown section into docs/benchmarks.md and JSON into bench/results/.
 
     .venv/bin/python bench/backends.py [--model minilm] [--label NAME] [--rounds 5] [--texts 600]
-        [--backends torch,torch:bfloat16,torch-int8,onnx,onnx-int8]
+        [--backends torch,torch:bfloat16,torch-int8,onnx,onnx-int8] [--section TITLE]
 """
 
 from __future__ import annotations
@@ -72,6 +76,33 @@ def recall_at_10(reference: np.ndarray, candidate: np.ndarray, queries: int) -> 
     return float(np.mean([len(set(w) & set(g)) / 10 for w, g in zip(want, got, strict=True)]))
 
 
+def linear_int8_speedup(rounds: int = 30) -> dict[str, float]:
+    """float32 over dynamic int8 time of one linear layer's product, per shape (median)."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    speedups: dict[str, float] = {}
+    for inputs, outputs in ((384, 1536), (1536, 384)):
+        x = torch.randn(512, inputs)
+        layer = torch.nn.Sequential(torch.nn.Linear(inputs, outputs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+            int8 = quantize_dynamic(layer, {torch.nn.Linear: per_channel_dynamic_qconfig})
+        seconds: dict[str, list[float]] = {"float32": [], "int8": []}
+        with torch.inference_mode():
+            for _ in range(rounds):
+                for name, module in (("float32", layer), ("int8", int8)):
+                    started = time.perf_counter()
+                    module(x)
+                    seconds[name].append(time.perf_counter() - started)
+        speedups[f"512x{inputs}x{outputs}"] = statistics.median(
+            seconds["float32"]
+        ) / statistics.median(seconds["int8"])
+    return speedups
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="minilm")
@@ -86,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--out", type=Path, default=BENCH_DIR.parent / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "backends.json")
+    parser.add_argument("--section", help="the section's title (default: from the model)")
     args = parser.parse_args(argv)
 
     from embedserve.server.model import EncoderModel
@@ -142,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         row["speedup"] = {k: v / base[k] for k, v in row["tokens_per_s"].items()}
 
     label = args.label or args.model
-    title = SECTION if args.model == "minilm" else f"{SECTION}, {label}"
+    title = args.section or (SECTION if args.model == "minilm" else f"{SECTION}, {label}")
+    linear_speedup = linear_int8_speedup()
     report = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info("cpu"),
@@ -152,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "queries": args.queries,
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         "rows": rows,
+        "linear_int8_speedup": linear_speedup,
     }
     m = report["machine"]
     shape_names = [f"{c}x{n}" for c, n in SHAPES]
@@ -179,6 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             + f" | {speedup:.2f}x | {row['min_cosine']:.4f} | {row['p1_cosine']:.4f} | "
             f"{row['recall_at_10']:.3f} |"
         )
+    lines += [
+        "",
+        "The int8 ceiling of this CPU, one linear layer's product of 512 tokens, float32 time "
+        "over torch's dynamic int8: "
+        + ", ".join(f"{shape} {value:.2f}x" for shape, value in linear_speedup.items())
+        + ".",
+    ]
     section = "\n".join(lines) + "\n"
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(portable(json.dumps(report, indent=2)) + "\n")

@@ -1,15 +1,77 @@
-"""The int8 CPU backend end to end: a server on --backend torch-int8 against float32 MiniLM."""
+"""The int8 CPU backend: its smoothing, and a server on --backend torch-int8 against
+float32 MiniLM."""
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from labelled_corpus import QUERIES, documents, embed_local, normalised, precision_at_10
 
 from embedserve.client import EmbedClient
+from embedserve.server.backends import keeps_float
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
+from embedserve.server.smoothing import SmoothedLinear, calibration_inputs, input_ranges, smooth
+from embedserve.server.windows import Window
+
+
+def quantized_layers(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and not keeps_float(name)
+    }
+
+
+def test_smoothing_keeps_float_outputs_and_narrows_the_outlier_channels(minilm_path) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    model = AutoModel.from_pretrained(minilm_path).eval()
+    original = copy.deepcopy(model)
+    layers = quantized_layers(model)
+    before = input_ranges(model, layers, calibration_inputs(tokenizer, len(tokenizer), 512))
+
+    wrapped = smooth(model, layers, tokenizer)
+
+    assert len(wrapped) == len(layers) == 31  # 6 layers x 5, and the pooler
+    assert all(isinstance(model.get_submodule(name), SmoothedLinear) for name in layers)
+    inner = {name: model.get_submodule(name) for name in wrapped}
+    after = input_ranges(model, inner, calibration_inputs(tokenizer, len(tokenizer), 512))
+    # The first feed-forward input: one channel 15x the median before, under 4x after.
+    spread = {
+        name: float(ranges.max() / ranges.median())
+        for name, ranges in (*before.items(), *after.items())
+    }
+    first_ffn = "encoder.layer.0.intermediate.dense"
+    assert spread[first_ffn] > 10 and spread[f"{first_ffn}.linear"] < 4
+    # In float32 the scaling is exact: the same hidden states.
+    encoded = tokenizer(["a short text", "another, longer than the first one"], padding=True)
+    inputs = {key: torch.tensor(value) for key, value in encoded.items()}
+    with torch.no_grad():
+        smoothed = model(**inputs).last_hidden_state
+        plain = original(**inputs).last_hidden_state
+    assert float((smoothed - plain).abs().max()) < 1e-4
+
+
+def test_int8_runs_modernbert_close_to_float32(tiny_modernbert_path: Path) -> None:
+    def load(backend: str) -> EncoderModel:
+        return EncoderModel.load(
+            ModelSettings(model=str(tiny_modernbert_path), device="cpu", backend=backend)
+        )
+
+    windows = [Window(tuple(range(1000, 1000 + n)), 0) for n in (7, 40, 130)]
+    int8, fp32 = load("torch-int8"), load("torch")
+    got, want = np.stack(int8.compute(windows)), np.stack(fp32.compute(windows))
+    cosines = (normalised(got) * normalised(want)).sum(axis=1)
+    # Random weights have no outlier channels: int8 stays very close (measured 0.99999).
+    assert cosines.min() > 0.999
+    assert not np.allclose(got, want, atol=1e-6)  # int8 products really ran
 
 
 def test_int8_vectors_match_float32_and_keep_retrieval_quality(start_server, minilm_model) -> None:
@@ -25,9 +87,10 @@ def test_int8_vectors_match_float32_and_keep_retrieval_quality(start_server, min
     cosines = np.concatenate(
         [(int8_docs * fp32_docs).sum(axis=1), (int8_queries * fp32_queries).sum(axis=1)]
     )
-    # Measured on MiniLM: lowest 0.98, mean 0.9875 (the 0.99 goal is not met: int8 is opt-in).
-    assert cosines.min() >= 0.97
-    assert cosines.mean() >= 0.98
+    # The quality bound for int8: every text at 0.99 or more. Without smoothing the
+    # lowest was 0.98 (0.95 on longer texts).
+    assert cosines.min() >= 0.99
+    assert cosines.mean() >= 0.995
     assert cosines.min() < 0.99999  # the weights really are int8: vectors moved a little
     fp32 = precision_at_10(fp32_docs, fp32_queries)
     int8 = precision_at_10(int8_docs, int8_queries)

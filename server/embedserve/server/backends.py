@@ -3,11 +3,12 @@
 - ``torch``: the model as loaded, in its dtype (float32 on a CPU).
 - ``torch-int8``: torch's dynamic int8 quantization of the ``nn.Linear``
   layers (weights stored in int8 per output channel, activations quantized per
-  batch); CPU only, no export step. The feed-forward output projections stay
-  in float32: their inputs carry outliers that a per-batch int8 scale flattens
-  (on MiniLM, quantizing them too took the lowest per-text cosine to float32
-  from 0.98 to 0.97, per-tensor weights to 0.87). ``bench/backends.py``
-  measures speed and quality against float32.
+  batch), their inputs smoothed first (``smoothing.py``); CPU only, no export
+  step. The feed-forward output projections stay in float32: their inputs (after
+  the GELU) carry outliers that neither a per-batch int8 scale nor smoothing
+  tames (on MiniLM, quantizing them too, smoothed or not, took the lowest
+  per-text cosine to float32 below 0.97). ``bench/backends.py`` measures speed
+  and quality against float32.
 - ``onnx``: the model exported to ONNX (float32) and run by ONNX Runtime with all its
   graph optimizations; CPU only, needs the ``onnx`` extra.
 - ``onnx-int8``: that export with ONNX Runtime's dynamic int8 quantization of the
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 from embedserve.server.errors import ModelLoadError
+from embedserve.server.smoothing import smooth
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,11 @@ def apply_backend(
     dtype: torch.dtype,
     source: Path,
     cache_dir: str,
+    tokenizer: Any,
 ) -> Any:
     """Return what runs forward passes for ``backend``: a torch module, or for the ONNX
-    backends an ``OnnxEncoder`` built from ``model``, loaded from the folder ``source``."""
+    backends an ``OnnxEncoder`` built from ``model``, loaded from the folder ``source``.
+    ``tokenizer`` frames the calibration sequences of ``torch-int8``."""
     if backend not in BACKENDS:
         raise ModelLoadError(f"backend must be one of {', '.join(BACKENDS)}; got '{backend}'")
     if backend == "torch":
@@ -53,7 +57,7 @@ def apply_backend(
             f"{str(dtype).removeprefix('torch.')}"
         )
     if backend == "torch-int8":
-        return quantize_int8(model)
+        return quantize_int8(model, tokenizer)
     from embedserve.server.onnx_backend import load_onnx
 
     return load_onnx(model, backend, source, cache_dir)
@@ -66,15 +70,17 @@ def keeps_float(layer_name: str) -> bool:
     return bert_ffn_out or layer_name.endswith("mlp.Wo")
 
 
-def quantize_int8(model: Any) -> Any:
-    """Dynamic int8 quantization of the linear layers (weights now, activations per batch)."""
+def quantize_int8(model: Any, tokenizer: Any) -> Any:
+    """Dynamic int8 quantization of the smoothed linear layers (weights now, activations
+    per batch)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    layers = {
-        name: per_channel_dynamic_qconfig
+    linear = {
+        name: module
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear) and not keeps_float(name)
     }
+    layers = {name: per_channel_dynamic_qconfig for name in smooth(model, linear, tokenizer)}
     with warnings.catch_warnings():
         # torch.ao.quantization warns that it is deprecated in favour of torchao, an
         # extra dependency; its dynamic int8 linear path is still the one torch ships.

@@ -114,7 +114,13 @@ class EncoderModel:
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
         model = apply_backend(
-            model, settings.backend, torch_device, torch_dtype, path, settings.cache_dir
+            model,
+            settings.backend,
+            torch_device,
+            torch_dtype,
+            path,
+            settings.cache_dir,
+            hf_tokenizer,
         )
         model = pick_modernbert_path(model, settings.modernbert_path)
         model = pick_bert_path(model, settings.bert_path)
