@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import httpx
@@ -162,6 +163,28 @@ def test_validation_and_limits(start_http_server: Any, minilm_model: Any) -> Non
         assert dims.status_code == 400
         assert "options.dimensions must be between 1 and 384" in dims.json()["error"]["message"]
         assert http.get("/nowhere").status_code == 404
+
+
+def test_a_refused_body_gets_its_answer_not_a_reset(
+    start_http_server: Any, minilm_model: Any
+) -> None:
+    # A megabyte against a 2,000-byte limit: the server stops reading after 64 KB, so
+    # answering without reading the rest closed the connection with a TCP reset, and the
+    # client lost the answer (every time, at this size).
+    running = start_http_server(loaded=minilm_model, max_message_bytes=2000)
+    body = json.dumps({"inputs": ["a" * 1_000_000]}).encode()
+    head = (
+        "POST /api/v1/embed HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", running.server.http.port)) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while chunk := sock.recv(65536):  # a reset raises ConnectionResetError
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert b"max_message_bytes" in rest
 
 
 def test_openapi_and_offline_docs(both: Any, http: httpx.Client) -> None:

@@ -17,6 +17,7 @@ these gave the same quality as calibrating on real text (docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -89,6 +90,7 @@ def smooth(
 ) -> list[str]:
     """Wrap each of ``layers`` in a ``SmoothedLinear`` with its weight scaled to match;
     returns the names of the wrapped ``nn.Linear`` modules (``NAME.linear``)."""
+    started = time.perf_counter()
     config = model.config
     vocab_size = min(len(tokenizer), config.vocab_size)
     max_tokens = getattr(config, "max_position_embeddings", None) or 512
@@ -106,5 +108,10 @@ def smooth(
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, SmoothedLinear(layer, (1 / scale).to(layer.weight.dtype)))
         wrapped.append(f"{name}.linear")
-    log.info("smoothed the inputs of %d linear layers (alpha %.2f)", len(wrapped), alpha)
+    log.info(
+        "smoothed the inputs of %d linear layers (alpha %.2f) in %.1f s",
+        len(wrapped),
+        alpha,
+        time.perf_counter() - started,
+    )
     return wrapped
