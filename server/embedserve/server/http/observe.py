@@ -23,9 +23,11 @@ from embedserve.server.metrics import Metrics
 log = logging.getLogger("embedserve.access")
 
 _MAX_REQUEST_ID = 128  # a client's id is echoed into logs: bound it
-# A refused body is read (up to twice the limit, and at least this much) before the
-# answer: closing a connection with unread bytes sends a TCP reset, which can reach the
-# client before the answer does. Reading it costs no more than two accepted bodies.
+# A body left unread by an answer sent whole (a refusal, a 404) is read, up to twice the
+# limit and at least this much, before the answer goes out: else the server neither reads
+# nor closes, and a client still writing the body waits for ever; or closing with unread
+# bytes sends a TCP reset that can reach the client before the answer. Reading it costs
+# no more than two accepted bodies.
 _DRAIN_BYTES = 1 << 20
 
 
@@ -62,21 +64,36 @@ class ObserveMiddleware:
         started = time.perf_counter()
         status = 500
 
+        body_read = False  # the request body's last message has been received
+        answered_whole = True  # the response so far is one message of body at most
+
+        async def receive_tracked() -> Message:
+            nonlocal body_read
+            message = await receive()
+            body_read = body_read or not message.get("more_body", False)
+            return message
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered_whole
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode("latin-1")),
                 ]
+            elif message["type"] == "http.response.body":
+                # An answer sent whole (an error, a JSON body) before the request body was
+                # read: read the rest first. Streamed answers read their own bodies.
+                if answered_whole and not message.get("more_body", False) and not body_read:
+                    await _drain(receive_tracked, max(2 * self._max_body, _DRAIN_BYTES))
+                answered_whole = False
             await send(message)
 
         try:
             if self._too_large(headers):
-                await self._refuse_size(scope, receive, send_with_id)
+                await self._refuse_size(scope, receive_tracked, send_with_id)
             else:
-                await self._app(scope, receive, send_with_id)
+                await self._app(scope, receive_tracked, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - started)
             callctx.reset(callctx.request_id, token)
@@ -89,7 +106,6 @@ class ObserveMiddleware:
         scope[CODE_KEY] = grpc.StatusCode.INVALID_ARGUMENT.name
         message = f"the request body is over {self._max_body} bytes (max_message_bytes)"
         body: Any = error_body(scope["path"], grpc.StatusCode.INVALID_ARGUMENT, message)
-        await _drain(receive, max(2 * self._max_body, _DRAIN_BYTES))
         await json_response(body, 400, {"connection": "close"})(scope, receive, send)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
