@@ -12,20 +12,12 @@ import torch
 from labelled_corpus import QUERIES, documents, embed_local, normalised, precision_at_10
 
 from embedserve.client import EmbedClient
-from embedserve.server.backends import keeps_float
+from embedserve.server.backends import int8_layers
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.smoothing import SmoothedLinear, calibration_inputs, input_ranges, smooth
 from embedserve.server.windows import Window
-
-
-def quantized_layers(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
-    return {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and not keeps_float(name)
-    }
 
 
 def test_smoothing_keeps_float_outputs_and_narrows_the_outlier_channels(minilm_path) -> None:
@@ -34,7 +26,7 @@ def test_smoothing_keeps_float_outputs_and_narrows_the_outlier_channels(minilm_p
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     model = AutoModel.from_pretrained(minilm_path).eval()
     original = copy.deepcopy(model)
-    layers = quantized_layers(model)
+    layers = int8_layers(model)
     before = input_ranges(model, layers, calibration_inputs(tokenizer, len(tokenizer), 512))
 
     wrapped = smooth(model, layers, tokenizer)

@@ -70,17 +70,22 @@ def keeps_float(layer_name: str) -> bool:
     return bert_ffn_out or layer_name.endswith("mlp.Wo")
 
 
+def int8_layers(model: Any) -> dict[str, torch.nn.Linear]:
+    """The linear layers ``torch-int8`` quantizes, by name: all but ``keeps_float``'s."""
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and not keeps_float(name)
+    }
+
+
 def quantize_int8(model: Any, tokenizer: Any) -> Any:
     """Dynamic int8 quantization of the smoothed linear layers (weights now, activations
     per batch)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    linear = {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and not keeps_float(name)
-    }
-    layers = {name: per_channel_dynamic_qconfig for name in smooth(model, linear, tokenizer)}
+    smoothed = smooth(model, int8_layers(model), tokenizer)
+    layers = {name: per_channel_dynamic_qconfig for name in smoothed}
     with warnings.catch_warnings():
         # torch.ao.quantization warns that it is deprecated in favour of torchao, an
         # extra dependency; its dynamic int8 linear path is still the one torch ships.
