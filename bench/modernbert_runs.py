@@ -50,9 +50,13 @@ def log_uniform_lengths(count: int, low: int, high: int, seed: int) -> list[int]
 
 
 def run_batcher(
-    model: Any, windows: Sequence[Any], max_batch_tokens: int
+    model: Any, windows: Sequence[Any], max_batch_tokens: int, cost: Any = None
 ) -> tuple[list[np.ndarray], float, int]:
-    """(vectors in order, seconds, batches) for all windows queued at once."""
+    """(vectors in order, seconds, batches) for all windows queued at once.
+
+    ``cost``: the pass cost the server calibrates at warm-up (``calibrate_model``);
+    None cuts batches by the padding share, as with calibration off.
+    """
     from embedserve.server.batcher import Batcher, BatchLimits
     from embedserve.server.metrics import Metrics
 
@@ -60,7 +64,11 @@ def run_batcher(
         metrics = Metrics()
         with ThreadPoolExecutor(1, thread_name_prefix="model") as executor:
             batcher = Batcher(
-                model.compute, BatchLimits(max_batch_tokens=max_batch_tokens), executor, metrics
+                model.compute,
+                BatchLimits(max_batch_tokens=max_batch_tokens),
+                executor,
+                metrics,
+                cost,
             )
             batcher.start()
             started = time.perf_counter()

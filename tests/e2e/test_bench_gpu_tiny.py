@@ -61,6 +61,10 @@ def test_tiny_gpu_bench_writes_json_and_table(tmp_path: Path) -> None:
             assert result["mfu"] is None
         # float32 on CPU: the packed pass gives transformers' vectors
         assert case["fast_vs_reference_min_cosine"] >= 0.9999
+    # float32: the packed pass matches the sharp model; a band one token wider does not
+    window = report["window_check"]
+    assert window["packed"] >= 0.9999
+    assert window["window one token wider"] < 0.99
     mixed = report["cases"]["mixed"]
     assert mixed["min_length"] < mixed["max_length"]
     table = out_md.read_text()

@@ -1,7 +1,7 @@
 """``torch_compile``: the compiled forward pass gives the vectors of the plain one, compiles
 at warm-up only (for every batch size and both thread counts, not again while serving:
-a pass that would need another compilation runs uncompiled), and is refused where it
-does not apply."""
+a pass that would need another compilation runs uncompiled), also for the packed
+ModernBERT pass, and is refused where it does not apply."""
 
 from __future__ import annotations
 
@@ -79,23 +79,48 @@ def test_compiled_server_matches_plain_model_and_compiles_only_at_warm_up(
         assert cosine(np.asarray(got_batch), np.asarray(want_batch)).min() >= MIN_COSINE
 
 
-@pytest.mark.parametrize(
-    ("settings", "message"),
-    [
-        ({"backend": "torch-int8"}, "torch backend only"),
-        ({"modernbert_path": "fast"}, "--modernbert-path reference"),
-    ],
-)
-def test_compile_is_refused_where_it_does_not_apply(
-    tiny_modernbert_path: Path, settings: dict[str, str], message: str
+def test_packed_modernbert_compiles_its_layer_steps_once_for_all_layers(
+    tiny_modernbert_path: Path,
 ) -> None:
-    with pytest.raises(ModelLoadError, match=message):
+    """The packed pass compiles its token-wise steps as functions of the weights: a few
+    graphs serve every layer and every batch, and the vectors are the eager pass's."""
+
+    def load(torch_compile: bool) -> EncoderModel:
+        return EncoderModel.load(
+            ModelSettings(
+                model=str(tiny_modernbert_path),
+                device="cpu",
+                dtype="float32",
+                modernbert_path="fast",
+                torch_compile=torch_compile,
+            )
+        )
+
+    plain, compiled = load(False), load(True)
+    assert isinstance(compiled._model, CompiledEncoder)
+    before = graphs_compiled()
+    compiled.warm_up_compiled([torch.get_num_threads()])
+    after_warm_up = graphs_compiled()
+    # project (with and without the first layer's identity norm) and finish: 3 graphs
+    # for the model's 3 layers; compiled per module, each layer would have its own
+    assert after_warm_up - before == 3
+    for lengths in ((5, 300, 17, 1), (2, 40), (129,)):
+        windows = [Window(tuple(range(1000, 1000 + n))) for n in lengths]
+        with torch.compiler.set_stance("fail_on_recompile"):  # not eager in its place
+            got_vectors = compiled.compute(windows)
+        for got, want in zip(got_vectors, plain.compute(windows), strict=True):
+            assert cosine(np.atleast_2d(got), np.atleast_2d(want)).min() >= MIN_COSINE
+    assert graphs_compiled() == after_warm_up
+
+
+def test_compile_is_refused_where_it_does_not_apply(tiny_modernbert_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="torch backend only"):
         EncoderModel.load(
             ModelSettings(
                 model=str(tiny_modernbert_path),
                 device="cpu",
                 dtype="float32",
                 torch_compile=True,
-                **settings,
+                backend="torch-int8",
             )
         )

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from embedserve.server import varlen
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
@@ -106,6 +107,25 @@ def test_padded_and_per_sequence_global_attention_agree() -> None:
     # and each sequence saw only itself: the first one alone gives the same rows
     alone = full_attention(query[:7], key[:7], value[:7], Packing.of([7], torch.device("cpu")))
     assert torch.allclose(apart[:7], alone, atol=1e-6)
+
+
+def test_packing_layout_matches_flash_attention_cumulative_starts() -> None:
+    packing = Packing.of([3, 1, 4], torch.device("cpu"))
+    assert packing.starts == (0, 3, 4)
+    assert packing.cu_seqlens.tolist() == [0, 3, 4, 8]
+    assert packing.cu_seqlens.dtype == torch.int32
+    assert packing.positions.tolist() == [0, 1, 2, 0, 0, 1, 2, 3]
+    assert packing.segment.tolist() == [0, 0, 0, 1, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_flash_varlen_attention_is_left_to_gpus(dtype: torch.dtype) -> None:
+    """On a CPU the masked attention runs: varlen answers None, never a wrong result."""
+    packing = Packing.of([5, 9], torch.device("cpu"))
+    query = torch.randn(packing.total, 2, 8, dtype=dtype)
+    for reach in (None, 2):
+        assert not varlen.usable(query.device, dtype, 8, local=reach is not None)
+        assert varlen.varlen_attention(query, query, query, packing.cu_seqlens, 9, reach) is None
 
 
 def test_encoder_model_paths_give_the_same_vectors(tiny_modernbert_path: Path) -> None:

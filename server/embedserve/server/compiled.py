@@ -45,6 +45,9 @@ class CompiledEncoder:
         if isinstance(model, PackedBert):
             model.run = _open_first_dims(torch.compile(model.layers, dynamic=True))
             self._run: Any = model
+        elif isinstance(model, PackedModernBert):
+            model.compile_steps()
+            self._run = model
         else:
             self._run = _open_first_dims(torch.compile(model, dynamic=True))
 
@@ -90,9 +93,4 @@ def compile_encoder(model: Any, backend: str) -> CompiledEncoder:
     """``model`` compiled, or a clear error where compiling it is not supported."""
     if backend != "torch":
         raise ModelLoadError(f"torch_compile runs the torch backend only; got '{backend}'")
-    if isinstance(model, PackedModernBert):
-        raise ModelLoadError(
-            "torch_compile compiles transformers' own forward pass, not ModernBERT's packed "
-            "one: add --modernbert-path reference, or leave torch_compile off"
-        )
     return CompiledEncoder(model)

@@ -11,7 +11,9 @@ norms) on the batch's real tokens only, packed end to end:
 - a local layer cuts the packed tokens into blocks; each block attends to
   itself and ``reach`` tokens on either side under a band mask that also
   keeps sequences apart (``banded_attention``);
-- a global layer attends over each whole sequence (``full_attention``).
+- a global layer attends over each whole sequence (``full_attention``);
+- on a GPU in bfloat16 or float16, both run in torch's variable-length flash
+  attention instead (``varlen.py``), the band given as the kernel's window.
 
 It computes what the model computes, up to float rounding (the tests compare
 it with transformers' own forward pass).
@@ -24,6 +26,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from embedserve.server.modernbert_steps import CompiledSteps
+from embedserve.server.varlen import varlen_attention
 
 # Queries per block of a local layer. Each block reads block + 2 * reach keys, so
 # smaller blocks waste fewer keys but make more, smaller matrix products; 64 keeps
@@ -54,17 +59,19 @@ class Packing:
     starts: tuple[int, ...]
     positions: torch.Tensor  # [T] position of each token inside its own sequence
     segment: torch.Tensor  # [T] index of each token's sequence
+    cu_seqlens: torch.Tensor  # [N + 1] int32: each sequence's start, then T (flash's layout)
 
     @classmethod
     def of(cls, lengths: list[int], device: torch.device) -> Packing:
         starts = [0]
-        for length in lengths[:-1]:
+        for length in lengths:
             starts.append(starts[-1] + length)
         counts = torch.tensor(lengths, device=device)
         segment = torch.repeat_interleave(torch.arange(len(lengths), device=device), counts)
-        begin = torch.repeat_interleave(torch.tensor(starts, device=device), counts)
-        positions = torch.arange(int(counts.sum()), device=device) - begin
-        return cls(tuple(lengths), tuple(starts), positions, segment)
+        begin = torch.repeat_interleave(torch.tensor(starts[:-1], device=device), counts)
+        positions = torch.arange(starts[-1], device=device) - begin
+        cu_seqlens = torch.tensor(starts, dtype=torch.int32, device=device)
+        return cls(tuple(lengths), tuple(starts[:-1]), positions, segment, cu_seqlens)
 
     @property
     def total(self) -> int:
@@ -173,6 +180,11 @@ class PackedModernBert:
         self.reach = int(config.local_attention) // 2
         self.heads = int(config.num_attention_heads)
         self.layer_types = list(config.layer_types)
+        self.steps: CompiledSteps | None = None
+
+    def compile_steps(self) -> None:
+        """Run each layer's token-wise parts through torch.compile (``modernbert_steps``)."""
+        self.steps = CompiledSteps(self.model)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PackedOutput:
         keep = attention_mask.bool()
@@ -193,6 +205,11 @@ class PackedModernBert:
         for layer, kind in zip(model.layers, self.layer_types, strict=True):
             cos, sin = rotary[kind]
             local = windowed and kind == "sliding_attention"
+            if self.steps is not None:
+                query, key, value = self.steps.project(layer, hidden, cos[0], sin[0])
+                attended = self._attend(query, key, value, packing, local)
+                hidden = self.steps.finish(layer, hidden, attended)
+                continue
             normed = layer.attn_norm(hidden)
             hidden = hidden + self._attention(layer, normed, cos[0], sin[0], packing, local)
             hidden = hidden + layer.mlp(layer.mlp_norm(hidden))
@@ -214,8 +231,22 @@ class PackedModernBert:
         qkv = attn.Wqkv(hidden).view(total, 3, self.heads, attn.head_dim)
         query, key, value = qkv.unbind(dim=1)  # [T, heads, d]
         query, key = apply_rotary_pos_emb(query, key, cos, sin, unsqueeze_dim=1)
-        if local:
-            out = banded_attention(query, key, value, packing.segment, self.reach, self.block)
-        else:
-            out = full_attention(query, key, value, packing)
+        out = self._attend(query, key, value, packing, local)
         return attn.out_drop(attn.Wo(out.reshape(total, -1)))  # type: ignore[no-any-return]
+
+    def _attend(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        packing: Packing,
+        local: bool,
+    ) -> torch.Tensor:
+        """Each token's attention within its sequence (its band in a local layer)."""
+        reach = self.reach if local else None
+        out = varlen_attention(query, key, value, packing.cu_seqlens, max(packing.lengths), reach)
+        if out is not None:
+            return out
+        if local:  # no flash kernel for this device or dtype
+            return banded_attention(query, key, value, packing.segment, self.reach, self.block)
+        return full_attention(query, key, value, packing)

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from embedserve.server import varlen
 from embedserve.server.bert_packed import PackedBert, packs
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.modernbert_packed import PackedModernBert
@@ -53,7 +54,13 @@ def pick_modernbert_path(model: Any, requested: str) -> Any:
         return model
     if requested == "auto" and config._attn_implementation == "flash_attention_2":
         return model
-    log.info("ModernBERT runs on packed tokens with windowed local attention")
+    weight = next(model.parameters())
+    head_dim = config.hidden_size // config.num_attention_heads
+    flash = varlen.usable(weight.device, weight.dtype, head_dim, local=True)
+    log.info(
+        "ModernBERT runs on packed tokens with windowed local attention (%s)",
+        "flash varlen attention" if flash else "masked attention",
+    )
     return PackedModernBert(model)
 
 
