@@ -202,13 +202,13 @@ class PackedModernBert:
         }
         # A window that covers every sequence whole is plain full attention.
         windowed = max(lengths) - 1 > self.reach
-        for layer, kind in zip(model.layers, self.layer_types, strict=True):
+        for index, (layer, kind) in enumerate(zip(model.layers, self.layer_types, strict=True)):
             cos, sin = rotary[kind]
             local = windowed and kind == "sliding_attention"
             if self.steps is not None:
-                query, key, value = self.steps.project(layer, hidden, cos[0], sin[0])
+                query, key, value = self.steps.project(index, hidden, cos[0], sin[0])
                 attended = self._attend(query, key, value, packing, local)
-                hidden = self.steps.finish(layer, hidden, attended)
+                hidden = self.steps.finish(index, hidden, attended)
                 continue
             normed = layer.attn_norm(hidden)
             hidden = hidden + self._attention(layer, normed, cos[0], sin[0], packing, local)

@@ -76,9 +76,9 @@ def make_steps(config: Any, act: Callable[[Tensor], Tensor]) -> tuple[ProjectFn,
 
 
 def plain(weight: Tensor | None) -> Tensor | None:
-    """A parameter as a plain tensor: dynamo guards on a parameter's identity when
-    inductor freezes weights (``compiled.py`` turns that on), which would compile
-    the steps once per layer again."""
+    """A parameter as a plain tensor (same storage): dynamo guards on a parameter's
+    identity when inductor freezes weights (``compiled.py`` turns that on), which
+    would compile the steps once per layer again."""
     return None if weight is None else weight.detach()
 
 
@@ -89,42 +89,47 @@ class CompiledSteps:
         project, finish = make_steps(model.config, model.layers[0].mlp.act)
         self._project = torch.compile(project)
         self._finish = torch.compile(finish)
-
-    def project(
-        self, layer: Any, hidden: Tensor, cos: Tensor, sin: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        for tensor in (hidden, cos, sin):
-            torch._dynamo.maybe_mark_dynamic(tensor, 0)  # the packed token count varies
-        attn, norm = layer.attn, layer.attn_norm
-        return self._project(
-            hidden,
-            plain(getattr(norm, "weight", None)),
-            plain(getattr(norm, "bias", None)),
-            plain(attn.Wqkv.weight),
-            plain(attn.Wqkv.bias),
-            cos,
-            sin,
-        )
-
-    def finish(self, layer: Any, hidden: Tensor, attended: Tensor) -> Tensor:
-        for tensor in (hidden, attended):
-            torch._dynamo.maybe_mark_dynamic(tensor, 0)
-        mlp = layer.mlp
-        out: Tensor = self._finish(
-            hidden,
-            attended,
-            *(
+        self._project_weights = [
+            tuple(
+                plain(weight)
+                for weight in (
+                    getattr(layer.attn_norm, "weight", None),  # the first layer has no norm
+                    getattr(layer.attn_norm, "bias", None),
+                    layer.attn.Wqkv.weight,
+                    layer.attn.Wqkv.bias,
+                )
+            )
+            for layer in model.layers
+        ]
+        self._finish_weights = [
+            tuple(
                 plain(weight)
                 for weight in (
                     layer.attn.Wo.weight,
                     layer.attn.Wo.bias,
                     layer.mlp_norm.weight,
                     layer.mlp_norm.bias,
-                    mlp.Wi.weight,
-                    mlp.Wi.bias,
-                    mlp.Wo.weight,
-                    mlp.Wo.bias,
+                    layer.mlp.Wi.weight,
+                    layer.mlp.Wi.bias,
+                    layer.mlp.Wo.weight,
+                    layer.mlp.Wo.bias,
                 )
-            ),
-        )
+            )
+            for layer in model.layers
+        ]
+
+    def project(
+        self, index: int, hidden: Tensor, cos: Tensor, sin: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Layer ``index``'s queries, keys and values [T, heads, d] of ``hidden``."""
+        for tensor in (hidden, cos, sin):
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)  # the packed token count varies
+        norm_weight, norm_bias, qkv_weight, qkv_bias = self._project_weights[index]
+        return self._project(hidden, norm_weight, norm_bias, qkv_weight, qkv_bias, cos, sin)
+
+    def finish(self, index: int, hidden: Tensor, attended: Tensor) -> Tensor:
+        """Layer ``index``'s output, given its attention's output ``attended``."""
+        for tensor in (hidden, attended):
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
+        out: Tensor = self._finish(hidden, attended, *self._finish_weights[index])
         return out
