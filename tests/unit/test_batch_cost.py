@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from embedserve.server.batch_cost import PassCost, calibrate, calibrate_model, fit
+from embedserve.server.batch_cost import PassCost, calibrate, calibrate_model, fit, shapes_for
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.metrics import Metrics
 from embedserve.server.windows import Window
@@ -78,6 +78,29 @@ def test_calibrate_gives_no_line_when_every_attempt_is_disturbed() -> None:
 
     cost = calibrate(compute, list(range(1000, 1100)), max_length=512, clock=lambda: now[0])
     assert cost is None
+
+
+def test_gpu_shapes_see_the_per_token_cost_of_a_launch_bound_pass() -> None:
+    """A GPU pass: 16 ms of kernel launches until its work outgrows them (~6,000 tokens)."""
+    now = [0.0]
+
+    def compute(windows):
+        padded = len(windows) * max(len(w.ids) for w in windows)
+        now[0] += max(0.016, 2.7e-6 * padded)
+
+    def calibrate_on(device: str):
+        shapes = shapes_for(device)
+        return calibrate(
+            compute, list(range(1000, 1100)), 8192, clock=lambda: now[0], shapes=shapes
+        )
+
+    # flat over 16 to 512 tokens: at best a rounding error of a per-token cost
+    small = calibrate_on("cpu")
+    assert small is None or small.per_token_s < 1e-12
+    cost = calibrate_on("cuda:0")
+    assert cost is not None and cost.per_token_s > 1e-6
+    # the fitted line still says: fill batches far past the small shapes
+    assert cost.efficient_tokens > 4096
 
 
 def test_calibrating_minilm_finds_both_costs_once_per_model(minilm_model) -> None:

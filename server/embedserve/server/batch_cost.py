@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 # (count, length) of the timed passes: small, so warm-up stays short even for large
 # models, but spread over padded sizes (16 to 512 tokens) so both terms are visible.
 CALIBRATION_SHAPES: tuple[tuple[int, int], ...] = ((1, 16), (8, 32), (4, 128))
+# A GPU pass costs the same from 16 to thousands of tokens (launching its kernels
+# takes longer than running them: 16 to 18 ms for modernbert-embed-large's shape on
+# an H200), so the small shapes fit no per-token cost; these reach 16,384 tokens.
+GPU_CALIBRATION_SHAPES: tuple[tuple[int, int], ...] = ((1, 16), (16, 256), (32, 512))
 # A pass whose fixed part is at most this share of its cost counts as efficient.
 EFFICIENT_FIXED_SHARE = 0.10
 
@@ -120,6 +124,11 @@ CALIBRATION_TEXT = (
 )
 
 
+def shapes_for(device: object) -> tuple[tuple[int, int], ...]:
+    """The calibration shapes for a model on ``device`` (``cpu``, ``cuda:0``, ...)."""
+    return GPU_CALIBRATION_SHAPES if str(device).startswith("cuda") else CALIBRATION_SHAPES
+
+
 # One calibration per loaded model, however many servers share it.
 _calibrated: weakref.WeakKeyDictionary[Encoder, PassCost | None] = weakref.WeakKeyDictionary()
 
@@ -132,7 +141,7 @@ def calibrate_model(model: Encoder) -> PassCost | None:
         return _calibrated[model]
     encoded = model.tokenizer.encode([CALIBRATION_TEXT], "", Overflow.TRUNCATE_RIGHT)
     pool = sorted(set(encoded[0].windows[0]))
-    cost = calibrate(model.compute, pool, model.spec.max_tokens)
+    cost = calibrate(model.compute, pool, model.spec.max_tokens, shapes=shapes_for(model.device))
     if cost is None:
         log.warning("no pass-cost line fitted: batches are cut by the padding share")
     else:
