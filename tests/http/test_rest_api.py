@@ -195,6 +195,32 @@ def test_an_early_answer_reaches_a_client_still_sending(
     assert says in rest
 
 
+def test_an_ingest_stream_ending_on_an_error_reaches_a_producer_still_sending(
+    start_http_server: Any, minilm_model: Any
+) -> None:
+    # The stream stops at its first bad line while a megabyte of lines is still on the
+    # way: the acknowledgements and the error line must reach the producer, not a reset.
+    running = start_http_server(loaded=minilm_model)
+    with httpx.Client(base_url=running.url) as http:
+        http.post("/api/v1/collections", json={"name": "feed"}).raise_for_status()
+    good = json.dumps({"batch_id": "b0", "documents": [{"id": "d0", "text": "one"}]})
+    filler = json.dumps({"documents": [{"id": "z", "text": "z" * 1000}]})
+    body = "\n".join([good, '{"documents": [{"id": "x"}]}', *[filler] * 1000]).encode()
+    head = (
+        "POST /api/v1/collections/feed/ingest HTTP/1.1\r\nHost: test\r\n"
+        f"Content-Type: application/x-ndjson\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", running.server.http.port), timeout=30) as sock:
+        sock.sendall(head + body)  # a hang raises TimeoutError
+        answer = b""
+        while chunk := sock.recv(65536):  # a reset raises ConnectionResetError
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b'"batch_id": "b0"' in answer or b'"batch_id":"b0"' in answer
+    assert b"needs exactly one of text or vector" in answer
+
+
 def test_openapi_and_offline_docs(both: Any, http: httpx.Client) -> None:
     spec = http.get("/openapi.json").json()
     for path in ("/v1/embeddings", "/api/v1/embed", "/api/v1/collections/{name}/ingest"):

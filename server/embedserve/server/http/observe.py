@@ -7,6 +7,7 @@ line per request, and the ``max_message_bytes`` limit on declared body sizes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -23,12 +24,15 @@ from embedserve.server.metrics import Metrics
 log = logging.getLogger("embedserve.access")
 
 _MAX_REQUEST_ID = 128  # a client's id is echoed into logs: bound it
-# A body left unread by an answer sent whole (a refusal, a 404) is read, up to twice the
-# limit and at least this much, before the answer goes out: else the server neither reads
-# nor closes, and a client still writing the body waits for ever; or closing with unread
-# bytes sends a TCP reset that can reach the client before the answer. Reading it costs
-# no more than two accepted bodies.
+# A body left unread when the answer ends (a refusal, a 404, an ingest stream stopped by
+# a bad line) is read, up to twice the limit and at least this much, for at most
+# _DRAIN_SECONDS, before the answer's last message goes out: else the server neither
+# reads nor closes, and a client still writing the body waits for ever; or closing with
+# unread bytes sends a TCP reset that can reach the client before the answer. Reading
+# it costs no more than two accepted bodies; the time bound keeps a slow producer from
+# holding the connection.
 _DRAIN_BYTES = 1 << 20
+_DRAIN_SECONDS = 5.0
 
 
 def _code_name(scope: Scope, status: int) -> str:
@@ -65,7 +69,6 @@ class ObserveMiddleware:
         status = 500
 
         body_read = False  # the request body's last message has been received
-        answered_whole = True  # the response so far is one message of body at most
 
         async def receive_tracked() -> Message:
             nonlocal body_read
@@ -74,19 +77,19 @@ class ObserveMiddleware:
             return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, answered_whole
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode("latin-1")),
                 ]
-            elif message["type"] == "http.response.body":
-                # An answer sent whole (an error, a JSON body) before the request body was
-                # read: read the rest first. Streamed answers read their own bodies.
-                if answered_whole and not message.get("more_body", False) and not body_read:
-                    await _drain(receive_tracked, max(2 * self._max_body, _DRAIN_BYTES))
-                answered_whole = False
+            elif (
+                message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and not body_read
+            ):  # the answer's last message, with the request body not read to its end
+                await _drain(receive_tracked, max(2 * self._max_body, _DRAIN_BYTES))
             await send(message)
 
         try:
@@ -126,12 +129,16 @@ class ObserveMiddleware:
 
 
 async def _drain(receive: Receive, limit: int) -> None:
-    """Read and drop the request body, until its end or ``limit`` bytes."""
+    """Read and drop the request body: until its end, ``limit`` bytes or _DRAIN_SECONDS."""
     read = 0
-    while read <= limit:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            return
-        read += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while read <= limit:
+                message = await receive()
+                if message["type"] != "http.request":  # the client went away
+                    return
+                read += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
