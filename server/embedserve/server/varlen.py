@@ -86,7 +86,7 @@ def varlen_attention(
 
 
 def describe() -> str:
-    """Which layers this process runs in flash varlen attention (for reports and logs)."""
+    """Which layers this process runs in flash varlen attention (for benchmark reports)."""
     kernel = _kernel()
     if kernel is None:
         return "not in this torch"
