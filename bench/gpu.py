@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                     took, outputs[path] = runners.run(path, lengths, seed=round_index)
                     seconds.setdefault((case, path), []).append(took)
                     print(f"round {round_index} {case} {path}: {took:.3f} s", file=sys.stderr)
-                for path in paths[3:]:  # embedserve's other paths against its reference
+                # embedserve's other paths (those after its reference), each against it
+                for path in paths[paths.index("embedserve reference") + 1 :]:
                     cosines[case, path] = min(
                         cosines.get((case, path), 1.0),
                         min_cosine(outputs["embedserve reference"], outputs[path]),
