@@ -165,6 +165,21 @@ def test_validation_and_limits(start_http_server: Any, minilm_model: Any) -> Non
         assert http.get("/nowhere").status_code == 404
 
 
+def post_whole_body(port: int, path: str, content_type: str, body: bytes) -> bytes:
+    """The raw answer to a POST whose whole body is written before anything is read, as
+    a client still sending sees it."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+        f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body)  # a hang raises TimeoutError
+        answer = b""
+        while chunk := sock.recv(65536):  # a reset raises ConnectionResetError
+            answer += chunk
+    return answer
+
+
 @pytest.mark.parametrize(
     ("path", "limit", "status", "says"),
     [
@@ -181,15 +196,7 @@ def test_an_early_answer_reaches_a_client_still_sending(
     # this size) and the 404s left the client blocked in its write for ever.
     running = start_http_server(loaded=minilm_model, max_message_bytes=limit)
     body = json.dumps({"inputs": ["a" * 1_000_000]}).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    with socket.create_connection(("127.0.0.1", running.server.http.port), timeout=30) as sock:
-        sock.sendall(head + body)  # a hang raises TimeoutError
-        answer = b""
-        while chunk := sock.recv(65536):  # a reset raises ConnectionResetError
-            answer += chunk
+    answer = post_whole_body(running.server.http.port, path, "application/json", body)
     first_line, _, rest = answer.partition(b"\r\n")
     assert first_line == b"HTTP/1.1 " + status
     assert says in rest
@@ -206,16 +213,8 @@ def test_an_ingest_stream_ending_on_an_error_reaches_a_producer_still_sending(
     good = json.dumps({"batch_id": "b0", "documents": [{"id": "d0", "text": "one"}]})
     filler = json.dumps({"documents": [{"id": "z", "text": "z" * 1000}]})
     body = "\n".join([good, '{"documents": [{"id": "x"}]}', *[filler] * 1000]).encode()
-    head = (
-        "POST /api/v1/collections/feed/ingest HTTP/1.1\r\nHost: test\r\n"
-        f"Content-Type: application/x-ndjson\r\nConnection: close\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    with socket.create_connection(("127.0.0.1", running.server.http.port), timeout=30) as sock:
-        sock.sendall(head + body)  # a hang raises TimeoutError
-        answer = b""
-        while chunk := sock.recv(65536):  # a reset raises ConnectionResetError
-            answer += chunk
+    path = "/api/v1/collections/feed/ingest"
+    answer = post_whole_body(running.server.http.port, path, "application/x-ndjson", body)
     assert answer.startswith(b"HTTP/1.1 200 OK")
     assert b'"batch_id": "b0"' in answer or b'"batch_id":"b0"' in answer
     assert b"needs exactly one of text or vector" in answer

@@ -75,11 +75,11 @@ def make_steps(config: Any, act: Callable[[Tensor], Tensor]) -> tuple[ProjectFn,
     return project, finish
 
 
-def plain(weight: Tensor | None) -> Tensor | None:
-    """A parameter as a plain tensor (same storage): dynamo guards on a parameter's
+def plain_all(*weights: Tensor | None) -> tuple[Tensor | None, ...]:
+    """Parameters as plain tensors (same storage): dynamo guards on a parameter's
     identity when inductor freezes weights (``compiled.py`` turns that on), which
     would compile the steps once per layer again."""
-    return None if weight is None else weight.detach()
+    return tuple(None if weight is None else weight.detach() for weight in weights)
 
 
 class CompiledSteps:
@@ -89,31 +89,26 @@ class CompiledSteps:
         project, finish = make_steps(model.config, model.layers[0].mlp.act)
         self._project = torch.compile(project)
         self._finish = torch.compile(finish)
+        # Each layer's weights in the order the steps take them, gathered once.
         self._project_weights = [
-            tuple(
-                plain(weight)
-                for weight in (
-                    getattr(layer.attn_norm, "weight", None),  # the first layer has no norm
-                    getattr(layer.attn_norm, "bias", None),
-                    layer.attn.Wqkv.weight,
-                    layer.attn.Wqkv.bias,
-                )
+            plain_all(
+                getattr(layer.attn_norm, "weight", None),  # the first layer has no norm
+                getattr(layer.attn_norm, "bias", None),
+                layer.attn.Wqkv.weight,
+                layer.attn.Wqkv.bias,
             )
             for layer in model.layers
         ]
         self._finish_weights = [
-            tuple(
-                plain(weight)
-                for weight in (
-                    layer.attn.Wo.weight,
-                    layer.attn.Wo.bias,
-                    layer.mlp_norm.weight,
-                    layer.mlp_norm.bias,
-                    layer.mlp.Wi.weight,
-                    layer.mlp.Wi.bias,
-                    layer.mlp.Wo.weight,
-                    layer.mlp.Wo.bias,
-                )
+            plain_all(
+                layer.attn.Wo.weight,
+                layer.attn.Wo.bias,
+                layer.mlp_norm.weight,
+                layer.mlp_norm.bias,
+                layer.mlp.Wi.weight,
+                layer.mlp.Wi.bias,
+                layer.mlp.Wo.weight,
+                layer.mlp.Wo.bias,
             )
             for layer in model.layers
         ]
