@@ -79,6 +79,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=420.0,
         help="seconds after which no further round starts (default 420: under 8 minutes)",
     )
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        help="padded tokens per batch for transformers and embedserve (default: the server's "
+        "budget on a GPU, 2,048 on a CPU); larger batches spread a pass's launches over "
+        "more tokens",
+    )
     parser.add_argument("--tokenizer", type=Path, help=TOKENIZER_HELP)
     parser.add_argument(
         "--profile",
@@ -331,13 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     shape = TINY if args.tiny else FULL
     rounds = args.rounds or shape["rounds"]
     from embedserve.server import varlen
+    from embedserve.server.batcher import GPU_BATCH_TOKENS
 
     info = machine(args.device)
     peak = peak_flops(args, info)
     with tempfile.TemporaryDirectory(prefix="modernbert-random-") as tmp:
         dtype = "float32" if args.tiny else "bfloat16"
         folder = build(Path(tmp), tiny=args.tiny, dtype=dtype, tokenizer_path=args.tokenizer)
-        batch_tokens = 2048 if args.device == "cpu" else 16384
+        batch_tokens = args.batch_tokens or (2048 if args.device == "cpu" else GPU_BATCH_TOKENS)
         runners = Runners(folder, args.device, dtype, batch_tokens, args.compile)
         paths = PATHS + ((COMPILED,) if args.compile else ())
         cases = make_cases(shape, seed=7)

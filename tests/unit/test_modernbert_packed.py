@@ -18,6 +18,7 @@ from embedserve.server import varlen
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
+from embedserve.server.modernbert_layer import add_product, rotate
 from embedserve.server.modernbert_packed import PackedModernBert, Packing, full_attention
 from embedserve.server.packed_paths import pick_modernbert_path
 from embedserve.server.windows import Window
@@ -26,8 +27,7 @@ MIN_COSINE = 0.9999
 MIXED_LENGTHS = [5, 300, 17, 16, 90, 1, 33]  # around and far past the 16-token window
 
 
-@pytest.fixture(scope="module")
-def sharp_modernbert() -> torch.nn.Module:
+def build_sharp_modernbert(**overrides: object) -> torch.nn.Module:
     from transformers import ModernBertConfig, ModernBertModel
 
     config = ModernBertConfig(
@@ -46,9 +46,15 @@ def sharp_modernbert() -> torch.nn.Module:
         cls_token_id=1,
         sep_token_id=2,
         attn_implementation="sdpa",
+        **overrides,
     )
     torch.manual_seed(0)
     return ModernBertModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def sharp_modernbert() -> torch.nn.Module:
+    return build_sharp_modernbert()
 
 
 def padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +83,40 @@ def per_text_cosines(model, packed, lengths: list[int]) -> list[float]:
 def test_mixed_length_batch_equals_reference_per_token(sharp_modernbert) -> None:
     cosines = per_text_cosines(sharp_modernbert, PackedModernBert(sharp_modernbert), MIXED_LENGTHS)
     assert min(cosines) >= MIN_COSINE, cosines
+
+
+def test_layers_with_biases_equal_reference() -> None:
+    """Biased linear layers take the module path of ``add_product``, not ``addmm``."""
+    model = build_sharp_modernbert(attention_bias=True, mlp_bias=True, norm_bias=True)
+    assert model.layers[0].attn.Wo.bias is not None
+    cosines = per_text_cosines(model, PackedModernBert(model), MIXED_LENGTHS)
+    assert min(cosines) >= MIN_COSINE, cosines
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rotate_computes_transformers_rotary_embedding(dtype: torch.dtype) -> None:
+    from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
+
+    torch.manual_seed(2)
+    qkv = torch.randn(50, 3, 4, 16).to(dtype)  # a fused projection's layout
+    cos, sin = (torch.randn(50, 16).to(dtype) for _ in range(2))
+    want = apply_rotary_pos_emb(qkv[:, 0], qkv[:, 1], cos, sin, unsqueeze_dim=1)
+    got = rotate(qkv[:, :2].transpose(0, 1), cos, sin)
+    assert got.dtype == dtype and got.is_contiguous()
+    for rotated, expected in zip(got, want, strict=True):
+        # Both round a float32 result to dtype; the float32 results may differ in their
+        # last bit (a multiply-add against a multiply and an add): one unit apart at most.
+        ulp = expected.float().abs() * (2**-7 if dtype == torch.bfloat16 else 2**-23)
+        assert ((rotated.float() - expected.float()).abs() <= ulp + 1e-6).all()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_add_product_adds_the_layer_output(bias: bool) -> None:
+    torch.manual_seed(3)
+    linear = torch.nn.Linear(8, 6, bias=bias)
+    hidden, x = torch.randn(5, 6), torch.randn(5, 8)
+    with torch.inference_mode():
+        assert torch.allclose(add_product(hidden, linear, x), hidden + linear(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("block", [4, 8, 64])

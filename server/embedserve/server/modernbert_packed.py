@@ -4,10 +4,11 @@ transformers' sdpa path runs a padded batch and gives every local-attention
 layer (two of every three, a window of ``local_attention`` tokens) full
 attention under a band mask: at 8,192 tokens almost all of that work is
 masked out, and padding tokens go through every layer. This pass runs the
-model's own modules (embeddings, ``Wqkv``, rotary embedding, ``Wo``, MLP,
-norms) on the batch's real tokens only, packed end to end:
+model's own embeddings, rotary embedding and weights on the batch's real tokens
+only, packed end to end:
 
-- token-wise parts (projections, MLP, norms) see no padding at all;
+- token-wise parts (projections, MLP, norms; ``modernbert_layer.py``) see no
+  padding at all;
 - a local layer cuts the packed tokens into blocks; each block attends to
   itself and ``reach`` tokens on either side under a band mask that also
   keeps sequences apart (``banded_attention``);
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from embedserve.server.modernbert_layer import EagerSteps
 from embedserve.server.modernbert_steps import CompiledSteps
 from embedserve.server.varlen import varlen_attention
 
@@ -178,9 +180,8 @@ class PackedModernBert:
         self.config = config = model.config
         # transformers' sliding-window mask: |i - j| <= local_attention // 2
         self.reach = int(config.local_attention) // 2
-        self.heads = int(config.num_attention_heads)
         self.layer_types = list(config.layer_types)
-        self.steps: CompiledSteps | None = None
+        self.steps: EagerSteps | CompiledSteps = EagerSteps(model)
 
     def compile_steps(self) -> None:
         """Run each layer's token-wise parts through torch.compile (``modernbert_steps``)."""
@@ -202,37 +203,13 @@ class PackedModernBert:
         }
         # A window that covers every sequence whole is plain full attention.
         windowed = max(lengths) - 1 > self.reach
-        for index, (layer, kind) in enumerate(zip(model.layers, self.layer_types, strict=True)):
+        for index, kind in enumerate(self.layer_types):
             cos, sin = rotary[kind]
             local = windowed and kind == "sliding_attention"
-            if self.steps is not None:
-                query, key, value = self.steps.project(index, hidden, cos[0], sin[0])
-                attended = self._attend(query, key, value, packing, local)
-                hidden = self.steps.finish(index, hidden, attended)
-                continue
-            normed = layer.attn_norm(hidden)
-            hidden = hidden + self._attention(layer, normed, cos[0], sin[0], packing, local)
-            hidden = hidden + layer.mlp(layer.mlp_norm(hidden))
+            query, key, value = self.steps.project(index, hidden, cos[0], sin[0])
+            attended = self._attend(query, key, value, packing, local)
+            hidden = self.steps.finish(index, hidden, attended)
         return model.final_norm(hidden)  # type: ignore[no-any-return]
-
-    def _attention(
-        self,
-        layer: Any,
-        hidden: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        packing: Packing,
-        local: bool,
-    ) -> torch.Tensor:
-        from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
-
-        attn = layer.attn
-        total = packing.total
-        qkv = attn.Wqkv(hidden).view(total, 3, self.heads, attn.head_dim)
-        query, key, value = qkv.unbind(dim=1)  # [T, heads, d]
-        query, key = apply_rotary_pos_emb(query, key, cos, sin, unsqueeze_dim=1)
-        out = self._attend(query, key, value, packing, local)
-        return attn.out_drop(attn.Wo(out.reshape(total, -1)))  # type: ignore[no-any-return]
 
     def _attend(
         self,
