@@ -197,8 +197,12 @@ class PackedModernBert:
         model = self.model
         packing = Packing.of(lengths, ids.device)
         hidden = model.embeddings(input_ids=ids[None])[0]
+        # cos and sin [T, head_dim] as the rotary module gives them (rounded to the
+        # model's dtype, as transformers uses them), in float32 once for all layers.
         rotary = {
-            kind: model.rotary_emb(hidden, packing.positions[None], kind)
+            kind: tuple(
+                part[0].float() for part in model.rotary_emb(hidden, packing.positions[None], kind)
+            )
             for kind in set(self.layer_types)
         }
         # A window that covers every sequence whole is plain full attention.
@@ -206,7 +210,7 @@ class PackedModernBert:
         for index, kind in enumerate(self.layer_types):
             cos, sin = rotary[kind]
             local = windowed and kind == "sliding_attention"
-            query, key, value = self.steps.project(index, hidden, cos[0], sin[0])
+            query, key, value = self.steps.project(index, hidden, cos, sin)
             attended = self._attend(query, key, value, packing, local)
             hidden = self.steps.finish(index, hidden, attended)
         return model.final_norm(hidden)  # type: ignore[no-any-return]
