@@ -18,7 +18,7 @@ from embedserve.server import varlen
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
-from embedserve.server.modernbert_layer import add_product, rotate
+from embedserve.server.modernbert_layer import add_product, rotate, rotated_float32
 from embedserve.server.modernbert_packed import PackedModernBert, Packing, full_attention
 from embedserve.server.packed_paths import pick_modernbert_path
 from embedserve.server.windows import Window
@@ -101,13 +101,18 @@ def test_rotate_computes_transformers_rotary_embedding(dtype: torch.dtype) -> No
     qkv = torch.randn(50, 3, 4, 16).to(dtype)  # a fused projection's layout
     cos, sin = (torch.randn(50, 16).to(dtype) for _ in range(2))
     want = apply_rotary_pos_emb(qkv[:, 0], qkv[:, 1], cos, sin, unsqueeze_dim=1)
-    got = rotate(qkv[:, :2].transpose(0, 1), cos, sin)
+    pairs = qkv[:, :2].transpose(0, 1)
+    got = rotate(pairs, cos, sin)
+    # On a GPU the kernels take bfloat16 and float32 inputs together (on a CPU,
+    # ``rotate`` copies to float32 first): the same arithmetic, checked here on a CPU.
+    mixed = rotated_float32(pairs, cos, sin).to(dtype)
     assert got.dtype == dtype and got.is_contiguous()
-    for rotated, expected in zip(got, want, strict=True):
-        # Both round a float32 result to dtype; the float32 results may differ in their
-        # last bit (a multiply-add against a multiply and an add): one unit apart at most.
-        ulp = expected.float().abs() * (2**-7 if dtype == torch.bfloat16 else 2**-23)
-        assert ((rotated.float() - expected.float()).abs() <= ulp + 1e-6).all()
+    for rotated in (got, mixed):
+        for one, expected in zip(rotated, want, strict=True):
+            # Both round a float32 result to dtype; the float32 results may differ in
+            # their last bit (a multiply-add against a multiply and an add).
+            ulp = expected.float().abs() * (2**-7 if dtype == torch.bfloat16 else 2**-23)
+            assert ((one.float() - expected.float()).abs() <= ulp + 1e-6).all()
 
 
 @pytest.mark.parametrize("bias", [False, True])

@@ -30,15 +30,21 @@ Tensor = torch.Tensor
 def rotate(pairs: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """transformers' ``apply_rotary_pos_emb`` of queries and keys stacked in ``pairs``.
 
-    ``pairs``: [n, T, heads, d] (any strides); ``cos``, ``sin``: [T, d]. Computes
-    ``x * cos + rotate_half(x) * sin`` in float32 and returns it in ``pairs``' dtype,
+    ``pairs``: [n, T, heads, d] (any strides); ``cos``, ``sin``: [T, d]. Returns
+    ``x * cos + rotate_half(x) * sin``, computed in float32, in ``pairs``' dtype and
     contiguous, so that each ``out[i]`` is a whole tensor.
     """
-    dtype, half = pairs.dtype, pairs.shape[-1] // 2
+    dtype = pairs.dtype
     if pairs.device.type == "cpu":
         # CPU kernels that mix bfloat16 and float32 inputs run slower than a copy to
         # float32 and float32 kernels (4,096 tokens x 12 heads: 23 ms against 18 ms).
         pairs = pairs.float()
+    return rotated_float32(pairs, cos, sin).to(dtype)
+
+
+def rotated_float32(pairs: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """``rotate``'s result in float32, each input promoted inside the kernels."""
+    half = pairs.shape[-1] // 2
     cos = cos.float()[:, None]  # [T, 1, d], against [n, T, heads, d]
     sin = sin.float()[:, None]
     low, high = pairs[..., :half], pairs[..., half:]
@@ -49,7 +55,7 @@ def rotate(pairs: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     out_low.addcmul_(high, sin[..., :half], value=-1)
     torch.mul(high, cos[..., half:], out=out_high)
     out_high.addcmul_(low, sin[..., half:])
-    return out.to(dtype)
+    return out
 
 
 def add_product(hidden: Tensor, linear: Any, x: Tensor) -> Tensor:
