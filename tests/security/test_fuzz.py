@@ -699,6 +699,8 @@ FOUND: dict[str, list[list[Message]]] = {
         ],
     ],
     "Count": [[vpb.CountRequest(collection="docs", filter=bad_path_filter())]],
+    # a sample of 3 points leaves k at most 2, below k_min
+    "Cluster": [[vpb.ClusterRequest(collection="docs", k_min=3, max_points=3)]],
     "Delete": [[vpb.DeleteRequest(collection="docs", filter=bad_path_filter())]],
 }
 

@@ -117,6 +117,7 @@ def test_central_members_are_closest_to_the_mean_direction() -> None:
     [
         (ClusterSettings(k=10), 4, "k is 10 but there are only 4 points"),
         (ClusterSettings(k_min=5, k_max=3), 40, "k_min <= k_max"),
+        (ClusterSettings(k_min=3, k_max=8), 3, "k_min is 3 but there are only 3 points"),
         (ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=50), 40, "min_cluster_size is 50"),
     ],
 )

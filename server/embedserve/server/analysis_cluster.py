@@ -78,6 +78,12 @@ def check_settings(settings: ClusterSettings, points: int) -> None:
         )
     if points < 3:
         raise InvalidArgument(f"choosing k needs at least 3 points, there are {points}")
+    # The silhouette that picks k needs fewer clusters than points.
+    if settings.k_min >= points:
+        raise InvalidArgument(
+            f"k_min is {settings.k_min} but there are only {points} points: choosing k "
+            "needs k_min below the number of points"
+        )
 
 
 def _silhouette(vectors: FloatArray, labels: Labels, seed: int) -> float:
@@ -130,7 +136,7 @@ def cluster_vectors(vectors: FloatArray, settings: ClusterSettings) -> Clusterin
         by_k[k] = score
         if best is None or score > best[0]:
             best = (score, k, labels, centres)
-    assert best is not None  # check_settings guarantees at least k_min
+    assert best is not None  # check_settings keeps k_min below the number of points
     score, k, labels, centres = best
     return Clustering(labels, k, score, by_k, centres)
 
