@@ -154,6 +154,9 @@ def test_dimension_mismatch_names_both_numbers(filled: tuple[VectorStore, Array]
     [
         PointRecord("nan", [float("nan")] * DIM),
         PointRecord("inf", [float("inf")] + [0.0] * (DIM - 1)),
+        # finite, but its dot products overflow 32-bit floats (and 1e300 is no float32)
+        PointRecord("huge", [3.4e38] + [0.0] * (DIM - 1)),
+        PointRecord("beyond-float32", [1e300] + [0.0] * (DIM - 1)),
         PointRecord("matrix", np.zeros((2, DIM))),
         PointRecord("", [0.0] * DIM),
         PointRecord("reserved", [0.0] * DIM, {"_embedserve_id": "x"}),

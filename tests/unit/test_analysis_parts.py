@@ -56,6 +56,12 @@ def test_histogram_bins_cover_minus_one_to_one() -> None:
     ]
 
 
+def test_histogram_places_scores_of_vectors_not_of_unit_length() -> None:
+    """A dot collection's scores can leave [-1, 1]; they count at its ends, NaN nowhere."""
+    bins = histogram([math.inf, 7.5, -math.inf, math.nan, 0.5])
+    assert [(b.lower, b.count) for b in bins] == [(-1.0, 1), (0.5, 1), (0.95, 2)]
+
+
 @pytest.mark.parametrize("threshold", [1.01, -1.5, math.nan])
 def test_threshold_outside_cosine_range_is_rejected(threshold: float) -> None:
     with pytest.raises(

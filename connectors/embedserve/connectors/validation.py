@@ -23,6 +23,10 @@ from .types import (
 )
 
 _INT64 = (-(2**63), 2**63 - 1)
+# Stores score and compare in 32-bit floats. Below this length, every dot product and
+# squared distance between two vectors stays finite (|a . b| <= |a| |b|, and
+# |a - b|^2 <= (|a| + |b|)^2 = 4 x this^2 = the largest float32).
+MAX_VECTOR_NORM = math.sqrt(float(np.finfo(np.float32).max) / 4)
 
 
 def as_vector(vector: VectorLike, size: int, collection: str) -> list[float]:
@@ -37,6 +41,13 @@ def as_vector(vector: VectorLike, size: int, collection: str) -> list[float]:
         raise DimensionMismatch(size, int(arr.shape[0]), collection=collection)
     if not np.isfinite(arr).all():
         raise InvalidRequest("vector values must be finite (no NaN or infinity)")
+    with np.errstate(over="ignore"):  # a length past float64's range is inf: refused
+        length = float(np.linalg.norm(arr))
+    if not length < MAX_VECTOR_NORM:
+        raise InvalidRequest(
+            f"vector length (L2 norm) must be below {MAX_VECTOR_NORM:.3g}, so that its "
+            "scores and distances fit 32-bit floats"
+        )
     values: list[float] = arr.tolist()
     return values
 

@@ -123,8 +123,10 @@ def histogram(scores: Iterable[float]) -> list[Bin]:
     """Counts in bins of BIN_WIDTH over [-1, 1]; empty bins are left out."""
     counts = [0] * BIN_COUNT
     for score in scores:
-        index = min(BIN_COUNT - 1, max(0, math.floor((score + 1.0) / BIN_WIDTH)))
-        counts[index] += 1
+        if math.isnan(score):  # no similarity to place (vectors stored too large)
+            continue
+        clamped = min(1.0, max(-1.0, score))  # dot scores of vectors not of unit length
+        counts[min(BIN_COUNT - 1, math.floor((clamped + 1.0) / BIN_WIDTH))] += 1
     return [
         Bin(round(-1.0 + i * BIN_WIDTH, 4), round(-1.0 + (i + 1) * BIN_WIDTH, 4), n)
         for i, n in enumerate(counts)
