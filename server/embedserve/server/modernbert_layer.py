@@ -7,8 +7,8 @@ float32 through about eight kernels (two casts, a negation, a concatenation,
 two multiplies, an add, a cast back). Here:
 
 - the queries and keys are rotated together, each half by one multiply and one
-  multiply-add computed in float32 (the inputs are promoted inside the kernel;
-  no float32 copy is made), then cast back once;
+  multiply-add computed in float32, then cast back once (on a GPU the inputs are
+  promoted inside the kernels, so no float32 copy is made);
 - a residual add rides in its matrix product (``addmm``) where the layer is a
   plain linear layer without a bias.
 

@@ -75,10 +75,6 @@ class Packing:
         cu_seqlens = torch.tensor(starts, dtype=torch.int32, device=device)
         return cls(tuple(lengths), tuple(starts[:-1]), positions, segment, cu_seqlens)
 
-    @property
-    def total(self) -> int:
-        return int(self.segment.shape[0])
-
 
 def banded_attention(
     query: torch.Tensor,
