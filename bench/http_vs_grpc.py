@@ -1,8 +1,8 @@
-"""HTTP vs. gRPC throughput: one client sending batches of 64 texts to one server.
+"""HTTP vs. gRPC throughput: one client sending batches of texts (64 by default) to one server.
 
 One server process serves both transports (packaged MiniLM on CPU by default). One
 client, one request at a time, sends the same seeded mixed-length corpus in batches of
-64 texts through:
+``--batch`` texts through:
 
   (g) gRPC ``EmbeddingService/Embed`` (the reference);
   (f) HTTP ``POST /v1/embeddings`` with ``encoding_format="float"`` (JSON numbers);
@@ -13,7 +13,7 @@ client, one request at a time, sends the same seeded mixed-length corpus in batc
 Rounds are interleaved g, f, b, r, g, f, ... and medians are reported, with each HTTP
 variant's ratio to gRPC per round. The target is (f) / (g) >= 0.9.
 
-    .venv/bin/python bench/http_vs_grpc.py [--texts 512] [--rounds 3]
+    .venv/bin/python bench/http_vs_grpc.py [--texts 512] [--rounds 3] [--batch 64]
         [--out docs/benchmarks.md] [--json bench/results/http_vs_grpc.json]
 """
 
@@ -44,10 +44,12 @@ from embedding_throughput import machine_info, make_corpus, publish  # noqa: E40
 
 from embedserve.client import EmbedClient  # noqa: E402
 
-BATCH = 64
 TARGET = 0.9
 SEED = 20261202
-TITLE = "HTTP vs gRPC: one client, batches of 64 (CPU)"
+
+
+def title(batch: int) -> str:
+    return f"HTTP vs gRPC: one client, batches of {batch} (CPU)"
 
 
 def free_port() -> int:
@@ -70,8 +72,8 @@ def start_server(model: str, data_dir: str) -> tuple[subprocess.Popen[bytes], in
     return process, grpc_port, http_port
 
 
-def batches(texts: Sequence[str]) -> list[list[str]]:
-    return [list(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
+def batches(texts: Sequence[str], size: int) -> list[list[str]]:
+    return [list(texts[i : i + size]) for i in range(0, len(texts), size)]
 
 
 def timed(send: Callable[[list[str]], int], corpus: list[list[str]]) -> dict[str, float]:
@@ -83,7 +85,7 @@ def timed(send: Callable[[list[str]], int], corpus: list[list[str]]) -> dict[str
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     texts = make_corpus(args.texts, SEED)
-    corpus = batches(texts)
+    corpus = batches(texts, args.batch)
     with tempfile.TemporaryDirectory() as data_dir:
         process, grpc_port, http_port = start_server(args.model, data_dir)
         try:
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info("cpu"),
         "model": args.model,
         "texts": args.texts,
-        "batch": BATCH,
+        "batch": args.batch,
         "rounds": rounds,
         "median_texts_per_s": medians,
         "ratio_per_round": ratios,
@@ -160,9 +162,9 @@ LABELS = {
 def markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
-        f"## {TITLE}",
+        f"## {title(report['batch'])}",
         "",
-        f"Measured {report['when']} by `bench/http_vs_grpc.py` "
+        f"Measured {report['when']} by `bench/http_vs_grpc.py --batch {report['batch']}` "
         f"({len(report['rounds'])} interleaved rounds, medians).",
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, shared with other jobs "
@@ -198,11 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64, help="texts per request")
     parser.add_argument("--out", default=str(REPO / "docs/benchmarks.md"))
     parser.add_argument("--json", default=str(BENCH_DIR / "results/http_vs_grpc.json"))
     args = parser.parse_args(argv)
     report = run(args)
-    publish(TITLE, markdown(report), report, args.json, args.out)
+    publish(title(args.batch), markdown(report), report, args.json, args.out)
     return 0
 
 
