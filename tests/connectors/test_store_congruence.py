@@ -122,7 +122,9 @@ def test_missing_collection(store: VectorStore, call: Callable[[VectorStore], ob
         call(store)
 
 
-@pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden", "x" * 200, "sp ace"])
+@pytest.mark.parametrize(
+    "name", ["", "../escape", "a/b", ".hidden", "x" * 200, "sp ace", "trailing\n", "nul\x00"]
+)
 def test_invalid_collection_name(store: VectorStore, name: str) -> None:
     with pytest.raises(InvalidRequest):
         store.create_collection(CollectionSpec(name, vector_size=4))

@@ -91,7 +91,7 @@ class Pool:
 
 SEEDED = ("docs", "small")
 SCRATCH = ("scratch", "scratch-2", "Scratch.v1_x")
-BAD_NAMES = ("missing", "", "-bad", ".hidden", "a" * 129, "a/b")
+BAD_NAMES = ("missing", "", "-bad", ".hidden", "a" * 129, "a/b", "newline\n")
 TOPICS = ("space", "food", "sport")
 TEXTS = (
     "hello world",

@@ -39,8 +39,11 @@ TUNING_FIELDS: Final = (
     "full_scan_threshold_kb",
 )
 
-# Collection names become directory names for the embedded backend.
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Collection names become directory names for the embedded backend. Matched whole
+# (fullmatch): re's "$" also matches before a final newline. The same pattern is in the
+# HTTP API's OpenAPI document, where "$" is JSON Schema's (the end of the string).
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+_NAME_RE = re.compile(COLLECTION_NAME_PATTERN)
 
 VectorLike: TypeAlias = Sequence[float] | npt.NDArray[np.floating[Any]]
 PayloadValue: TypeAlias = str | int | bool
@@ -73,7 +76,7 @@ class RecommendStrategy(StrEnum):
 
 
 def validate_collection_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise InvalidRequest(
             f"invalid collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
             "not starting with '.' or '-'"
