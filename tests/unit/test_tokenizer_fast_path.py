@@ -82,3 +82,22 @@ def test_the_copy_neither_truncates_nor_pads_and_leaves_the_wrappers_own_alone(
     assert plain.truncation is None and plain.padding is None
     assert len(plain.encode(TEXTS[-1]).ids) > 700
     assert hf._tokenizer.truncation is not None and hf._tokenizer.padding is not None
+
+
+def test_a_prompt_whose_last_word_runs_into_the_text(minilm_path: Path) -> None:
+    """Prompt and text are tokenised together: "qwertyuiop" alone is several word pieces,
+    joined to a character outside the vocabulary it is one [UNK]. The head counted on the
+    prompt alone is then longer than the whole input; windows and token details must still
+    agree, as the model's token vectors are paired with them."""
+    hf = AutoTokenizer.from_pretrained(minilm_path)
+    tokenizer = TextTokenizer(hf, 512, False, 0)
+    prompt, text = "qwertyuiop", "\U000a7691"
+    assert tokenizer.prompt_token_count(prompt) > 1
+    encoded = tokenizer.encode([text], prompt, Overflow.TRUNCATE_RIGHT)[0]
+    window = encoded.windows[0]
+    assert hf.convert_ids_to_tokens(list(window)) == ["[CLS]", "[UNK]", "[SEP]"]
+    assert encoded.head_len == 2 and encoded.body_span == (2, 2)
+    assert encoded.pool_start == 2  # the prompt stays out of pooling; [SEP] is left
+    detail = tokenizer.details(text, prompt)
+    assert detail.ids == list(window)
+    assert detail.offsets == [(0, 0)] * 3

@@ -133,6 +133,8 @@ class TextTokenizer:
         self, ids: list[int], head_len: int, pool_start: int, overflow: Overflow, where: str
     ) -> TokenizedText:
         full = len(ids)
+        head_len = self._head_within(head_len, full)
+        pool_start = min(pool_start, head_len)
         if full <= self.max_tokens:
             span = (head_len, full - self._n_suffix)
             return TokenizedText((tuple(ids),), pool_start, False, full, head_len, span)
@@ -161,11 +163,17 @@ class TextTokenizer:
         truncated = overflow is not Overflow.CHUNK
         return TokenizedText(windows, pool_start, truncated, full, head_len, span)
 
+    def _head_within(self, head_len: int, full: int) -> int:
+        """The head's length, at most all but the trailing specials. The prompt's tokens
+        are counted on the prompt alone; with the text right after it, a word across the
+        seam can take fewer ([UNK] for a whole word with one unknown character)."""
+        return min(head_len, full - self._n_suffix)
+
     def details(self, text: str, prompt: str) -> TokenDetail:
         encoded = self._tok(prompt + text, add_special_tokens=True, return_offsets_mapping=True)
         ids = [int(i) for i in encoded["input_ids"]]
         shift = len(prompt)
-        head_len = self._n_prefix + self.prompt_token_count(prompt)
+        head_len = self._head_within(self._n_prefix + self.prompt_token_count(prompt), len(ids))
         offsets: list[tuple[int, int]] = []
         for position, (start, end) in enumerate(encoded["offset_mapping"]):
             special = position < head_len or position >= len(ids) - self._n_suffix
