@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from typing import Any
 
@@ -163,6 +164,35 @@ def test_validation_and_limits(start_http_server: Any, minilm_model: Any) -> Non
         assert dims.status_code == 400
         assert "options.dimensions must be between 1 and 384" in dims.json()["error"]["message"]
         assert http.get("/nowhere").status_code == 404
+        # Strict types: what pydantic would coerce is refused, naming the field.
+        for options, field in (
+            ({"normalize": 0}, "normalize"),
+            ({"dimensions": "4"}, "dimensions"),
+        ):
+            coerced = http.post("/api/v1/embed", json={"inputs": ["a"], "options": options})
+            assert coerced.status_code == 400, coerced.text
+            assert coerced.json()["error"]["message"].startswith(f"options.{field}:")
+        # The gRPC fields mirrored are uint32: a larger JSON integer is the caller's error,
+        # not the store's (it was 503 UNAVAILABLE, which clients retry).
+        http.post("/api/v1/collections", json={"name": "big"}).raise_for_status()
+        huge = {"text": "a", "params": {"hnsw_ef": 2**70}}
+        refused = http.post("/api/v1/collections/big/search", json=huge)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["message"].startswith("params.hnsw_ef:")
+
+
+def test_a_verb_a_path_does_not_take_is_405_with_all_its_verbs(
+    both: Any, http: httpx.Client
+) -> None:
+    # GET and POST on /api/v1/collections are two routes; Allow names both (it was 501).
+    for verb, path, allow in (
+        ("PUT", "/api/v1/collections", "GET, POST"),
+        ("PATCH", "/api/v1/collections/docs", "DELETE, GET"),
+        ("GET", "/v1/embeddings", "POST"),
+    ):
+        reply = http.request(verb, path)
+        assert reply.status_code == 405, reply.text
+        assert reply.headers["allow"] == allow
 
 
 def post_whole_body(port: int, path: str, content_type: str, body: bytes) -> bytes:
@@ -224,6 +254,18 @@ def test_openapi_and_offline_docs(both: Any, http: httpx.Client) -> None:
     spec = http.get("/openapi.json").json()
     for path in ("/v1/embeddings", "/api/v1/embed", "/api/v1/collections/{name}/ingest"):
         assert path in spec["paths"]
+    # Errors as sent: 400 and the error shapes, not FastAPI's 422 and its validation body.
+    embed = spec["paths"]["/api/v1/embed"]["post"]["responses"]
+    assert "422" not in embed and {"400", "401", "403", "429", "500", "503"} <= set(embed)
+    error_schema = embed["400"]["content"]["application/json"]["schema"]["$ref"]
+    assert error_schema == "#/components/schemas/Error"
+    openai = spec["paths"]["/v1/embeddings"]["post"]["responses"]["404"]
+    assert openai["content"]["application/json"]["schema"]["$ref"].endswith("/OpenAIError")
+    # Every reference resolves (the ingestion body's pointed at a missing $defs).
+    text = json.dumps(spec)
+    for name in set(re.findall(r'"#/components/schemas/([^"]+)"', text)):
+        assert name in spec["components"]["schemas"], name
+    assert "#/$defs/" not in text
     page = http.get("/docs").text
     assert "/docs-assets/swagger-ui-bundle.js" in page
     assert "cdn" not in page.lower()

@@ -11,6 +11,7 @@ from embedserve.server.http import (
     handlers,
     ingest_route,
     openai_routes,
+    openapi,
     rest_embed,
     rest_vectors,
 )
@@ -25,6 +26,23 @@ Text embeddings and a vector store over HTTP/JSON: an OpenAI-compatible
 `Authorization: Bearer KEY`. Errors under `/v1` have OpenAI's shape, elsewhere
 `{"error": {"code", "status", "message"}}`.
 """
+_HEALTH = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"type": "string", "enum": ["SERVING", "NOT_SERVING"]}},
+}
+_ERROR = {"$ref": "#/components/schemas/Error"}
+HEALTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "serving", "content": {"application/json": {"schema": _HEALTH}}},
+    503: {
+        "description": "loading or draining",
+        "content": {"application/json": {"schema": _HEALTH}},
+    },
+    401: {
+        "description": "with auth_health on: no API key or an unknown one",
+        "content": {"application/json": {"schema": _ERROR}},
+    },
+}
 
 
 def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
@@ -42,11 +60,17 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     app.include_router(ingest_route.router)
     handlers.install(app)
     docs.install(app)
+    openapi.install(app)
     app.add_middleware(
         ObserveMiddleware, metrics=metrics, max_body_bytes=backend.settings.max_message_bytes
     )
 
-    @app.get("/health", tags=["Health"], summary="200 when serving, 503 while loading or draining")
+    @app.get(
+        "/health",
+        tags=["Health"],
+        summary="200 when serving, 503 while loading or draining",
+        responses=HEALTH_RESPONSES,
+    )
     async def health(request: Request) -> Response:
         if backend.settings.auth_health and len(backend.keys):
             token = bearer_token(request.headers.get("authorization"))

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from embedserve.server.errors import EmbedServeError
 from embedserve.server.http.responses import core_error_response, error_response
@@ -22,7 +23,6 @@ _HTTP_CODES = {
     404: grpc.StatusCode.NOT_FOUND,
     405: grpc.StatusCode.UNIMPLEMENTED,
     400: grpc.StatusCode.INVALID_ARGUMENT,
-    413: grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 
@@ -60,7 +60,28 @@ async def on_validation_error(request: Request, exc: Exception) -> Response:
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, grpc.StatusCode.INVALID_ARGUMENT)
+    if exc.status_code == 405:
+        # A path that exists, called with another verb: 405 and the verbs it takes, not
+        # the 501 of an RPC the server lacks.
+        allow = {"Allow": ", ".join(allowed_methods(request))}
+        return error_response(request, code, str(exc.detail), allow, status=405)
     return error_response(request, code, str(exc.detail))
+
+
+_VERBS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The verbs some route takes on the request's path. Starlette's own Allow header
+    names only the first route that matched (GET, where GET and POST share a path)."""
+    routes = request.app.routes
+    return [
+        verb
+        for verb in _VERBS
+        if any(
+            route.matches({**request.scope, "method": verb})[0] is Match.FULL for route in routes
+        )
+    ]
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

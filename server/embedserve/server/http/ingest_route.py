@@ -24,7 +24,7 @@ from embedserve.server.http.guard import guard
 from embedserve.server.http.handlers import validation_message
 from embedserve.server.http.responses import CODE_KEY, error_body
 from embedserve.server.http.rest_vectors import documents_in, write_settings
-from embedserve.server.http.schemas import IngestLine
+from embedserve.server.http.schemas import CollectionName, IngestLine
 from embedserve.server.ingestion import IngestMessage, IngestPipeline, IngestSettings
 from embedserve.server.status import status_of
 
@@ -81,18 +81,24 @@ async def ingest_messages(
         )
 
 
+INGEST_LINE_SCHEMA = IngestLine.model_json_schema(ref_template="#/components/schemas/{model}")
+INGEST_LINE_SCHEMA.pop("$defs", None)
+
+
 @router.post(
     "/{name}/ingest",
     summary="Stream documents in as NDJSON; one acknowledgement per batch once durable (write)",
     response_class=DuplexStreamingResponse,
     openapi_extra={
         "requestBody": {
-            "required": True,
-            "content": {NDJSON: {"schema": IngestLine.model_json_schema()}},
+            "required": False,  # an empty stream acknowledges nothing
+            # Its parts (Document, WriteOptions...) are components of the document
+            # already, through the routes that take them.
+            "content": {NDJSON: {"schema": INGEST_LINE_SCHEMA}},
         }
     },
 )
-async def ingest(name: str, request: Request, caller: Caller) -> DuplexStreamingResponse:
+async def ingest(name: CollectionName, request: Request, caller: Caller) -> DuplexStreamingResponse:
     backend: Backend = request.app.state.backend
     core = backend.vectors
     await core.vector_size(name)  # a missing collection is a plain 404, before the stream

@@ -37,21 +37,27 @@ def is_openai_path(path: str) -> bool:
     return path.startswith("/v1/")
 
 
-def error_body(path: str, code: grpc.StatusCode, message: str, param: str | None = None) -> Any:
-    status = HTTP_STATUS_OF[code]
+def error_body(path: str, code: grpc.StatusCode, message: str, status: int | None = None) -> Any:
+    status = status or HTTP_STATUS_OF[code]
     if is_openai_path(path):
         kind = _OPENAI_TYPES.get(
             status, "server_error" if status >= 500 else "invalid_request_error"
         )
-        return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
     return {"error": {"code": status, "status": code.name, "message": message}}
 
 
 def error_response(
-    request: Request, code: grpc.StatusCode, message: str, headers: dict[str, str] | None = None
+    request: Request,
+    code: grpc.StatusCode,
+    message: str,
+    headers: dict[str, str] | None = None,
+    status: int | None = None,
 ) -> Response:
+    """``status`` overrides the code's HTTP status where HTTP has a closer one (405)."""
     request.scope[CODE_KEY] = code.name
-    return json_response(error_body(request.url.path, code, message), HTTP_STATUS_OF[code], headers)
+    status = status or HTTP_STATUS_OF[code]
+    return json_response(error_body(request.url.path, code, message, status), status, headers)
 
 
 def core_error_response(request: Request, error: EmbedServeError) -> Response:

@@ -21,6 +21,7 @@ from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.rest_embed import timings_json
 from embedserve.server.http.schemas import (
+    CollectionName,
     CountRequest,
     CreateCollectionRequest,
     DeleteRequest,
@@ -144,20 +145,22 @@ async def create_collection(
 
 
 @router.get("/{name}", summary="Describe a collection")
-async def get_collection(name: str, request: Request, caller: Caller) -> Response:
+async def get_collection(name: CollectionName, request: Request, caller: Caller) -> Response:
     core = _core(request)
     info = await core.get_collection(name)
     return json_response({"collection": info_json(info)})
 
 
 @router.delete("/{name}", summary="Delete a collection (admin)")
-async def delete_collection(name: str, request: Request, caller: Caller) -> Response:
+async def delete_collection(name: CollectionName, request: Request, caller: Caller) -> Response:
     await _core(request).delete_collection(name)
     return json_response({})
 
 
 @router.post("/{name}/upsert", summary="Write one batch of documents (write)")
-async def upsert(name: str, body: UpsertRequest, request: Request, caller: Caller) -> Response:
+async def upsert(
+    name: CollectionName, body: UpsertRequest, request: Request, caller: Caller
+) -> Response:
     core = _core(request)
     prepared = await core.prepare(name, documents_in(body.documents), write_settings(body.options))
     await core.write(name, prepared.points)
@@ -167,7 +170,9 @@ async def upsert(name: str, body: UpsertRequest, request: Request, caller: Calle
 
 
 @router.post("/{name}/search", summary="kNN search by text or vector")
-async def search(name: str, body: SearchRequest, request: Request, caller: Caller) -> Response:
+async def search(
+    name: CollectionName, body: SearchRequest, request: Request, caller: Caller
+) -> Response:
     outcome = await _core(request).search(
         name,
         QueryIn(text=body.text, vector=body.vector),
@@ -187,7 +192,7 @@ async def search(name: str, body: SearchRequest, request: Request, caller: Calle
 
 @router.post("/{name}/recommend", summary="Recommend from example ids, texts or vectors")
 async def recommend(
-    name: str, body: RecommendRequest, request: Request, caller: Caller
+    name: CollectionName, body: RecommendRequest, request: Request, caller: Caller
 ) -> Response:
     outcome = await _core(request).recommend(
         name,
@@ -208,7 +213,9 @@ async def recommend(
 
 
 @router.post("/{name}/get", summary="Fetch documents by id")
-async def get_documents(name: str, body: GetRequest, request: Request, caller: Caller) -> Response:
+async def get_documents(
+    name: CollectionName, body: GetRequest, request: Request, caller: Caller
+) -> Response:
     records = await _core(request).get(name, body.ids, body.with_vectors)
     return json_response(
         {"documents": [{"id": r.id, "payload": r.payload, "vector": r.vector} for r in records]}
@@ -217,13 +224,15 @@ async def get_documents(name: str, body: GetRequest, request: Request, caller: C
 
 @router.post("/{name}/delete", summary="Delete documents by ids and/or filter (write)")
 async def delete_documents(
-    name: str, body: DeleteRequest, request: Request, caller: Caller
+    name: CollectionName, body: DeleteRequest, request: Request, caller: Caller
 ) -> Response:
     await _core(request).delete(name, body.ids, parse_filter(body.filter))
     return json_response({})
 
 
 @router.post("/{name}/count", summary="Count documents, optionally filtered")
-async def count(name: str, body: CountRequest, request: Request, caller: Caller) -> Response:
+async def count(
+    name: CollectionName, body: CountRequest, request: Request, caller: Caller
+) -> Response:
     total = await _core(request).count(name, parse_filter(body.filter))
     return json_response({"count": total})

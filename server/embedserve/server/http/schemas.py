@@ -3,23 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
+from embedserve.connectors.types import COLLECTION_NAME_PATTERN
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.tokenization import Overflow
 
+# The gRPC fields these mirror are uint32: JSON's integers are not bounded.
+U32_MAX = 2**32 - 1
 TaskName = Literal["query", "document", "none"]
 PoolingName = Literal["mean", "cls", "last_token"]
 OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
 
 
+# Rules the core checks, stated in the OpenAPI document as well (json_schema_extra
+# documents without validating: the core's checks and messages stay the only ones).
+TEXT: JsonDict = {"minLength": 1}  # JSON Schema applies it to strings only: null stays valid
+TEXTS: JsonDict = {"minItems": 1, "items": {"type": "string", "minLength": 1}}
+NOT_EMPTY: JsonDict = {"minItems": 1}
+TOKENS: JsonDict = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}
+NAME: JsonDict = {"pattern": COLLECTION_NAME_PATTERN}
+CollectionName = Annotated[str, Path(description="a collection's name", json_schema_extra=NAME)]
+
+
+def exactly_one(*fields: str, types: dict[str, str]) -> JsonDict:
+    """JSON Schema for "exactly one of ``fields`` set": a branch per field, each needing
+    that field with a value of its type (so that an explicit null does not count)."""
+    branches: list[JsonValue] = [
+        {"required": [field], "properties": {field: {"type": types[field]}}} for field in fields
+    ]
+    return {"oneOf": branches}
+
+
 class Body(BaseModel):
-    # A misspelt option is the caller's mistake: say so instead of ignoring it.
-    model_config = ConfigDict(extra="forbid")
+    # A misspelt option is the caller's mistake: say so instead of ignoring it. Values
+    # are taken as the document types them (strict): 0 is no boolean, "4" and 4.0 are no
+    # integers; an integer is a number.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class EmbedOptions(Body):
@@ -29,7 +55,9 @@ class EmbedOptions(Body):
     prompt: str | None = Field(
         default=None, description="a free prompt string, instead of the task's"
     )
-    dimensions: int | None = Field(default=None, ge=1, description="Matryoshka truncation")
+    dimensions: int | None = Field(
+        default=None, ge=1, le=U32_MAX, description="Matryoshka truncation"
+    )
     pooling: PoolingName | None = None
     normalize: bool | None = None
     overflow: OverflowName | None = Field(
@@ -54,7 +82,15 @@ class OpenAIEmbeddingRequest(Body):
     """OpenAI's embeddings request, plus embedserve's options as extra fields."""
 
     input: str | list[str] | list[int] | list[list[int]] = Field(
-        description="a text, a list of texts, a list of token ids, or a list of such lists"
+        description="a text, a list of texts, a list of token ids, or a list of such lists",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                TOKENS,
+                {"type": "array", "minItems": 1, "items": TOKENS},
+            ]
+        },
     )
 
     @field_validator("input", mode="before")
@@ -69,7 +105,7 @@ class OpenAIEmbeddingRequest(Body):
     model: str | None = Field(
         default=None, description="the served model's id (see GET /v1/models)"
     )
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=U32_MAX)
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = Field(default=None, description="accepted and ignored")
     task: TaskName | None = None
@@ -90,60 +126,70 @@ class OpenAIEmbeddingRequest(Body):
 
 
 class EmbedRequest(Body):
-    inputs: list[str]
+    inputs: list[str] = Field(json_schema_extra=TEXTS)
     options: EmbedOptions = EmbedOptions()
 
 
 class TokenizeRequest(Body):
-    inputs: list[str]
+    inputs: list[str] = Field(json_schema_extra=TEXTS)
     task: TaskName | None = None
     prompt: str | None = None
 
 
 class Pair(Body):
-    a: str
-    b: str
+    a: str = Field(json_schema_extra=TEXT)
+    b: str = Field(json_schema_extra=TEXT)
 
 
 class QueryCandidates(Body):
-    query: str
-    candidates: list[str]
+    query: str = Field(json_schema_extra=TEXT)
+    candidates: list[str] = Field(json_schema_extra=TEXTS)
 
 
 class SimilarityRequest(Body):
     """Exactly one of ``pairs`` or ``query_candidates``."""
 
-    pairs: list[Pair] | None = None
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one(
+            "pairs", "query_candidates", types={"pairs": "array", "query_candidates": "object"}
+        )
+    )
+    pairs: list[Pair] | None = Field(default=None, json_schema_extra=NOT_EMPTY)
     query_candidates: QueryCandidates | None = None
     options: EmbedOptions = EmbedOptions()
 
 
 class CollectionConfig(Body):
-    dimensions: int | None = Field(default=None, ge=1, description="default: the model's width")
+    dimensions: int | None = Field(
+        default=None, ge=1, le=U32_MAX, description="default: the model's width"
+    )
     distance: Literal["cosine", "dot", "euclid", "manhattan"] = "cosine"
     on_disk: bool = False
     quantization: Literal["none", "scalar_int8"] = "none"
     payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool", "text"]] = {}
-    hnsw_m: int | None = None
-    hnsw_ef_construct: int | None = None
-    hnsw_ef: int | None = None
-    shard_number: int | None = None
-    replication_factor: int | None = None
-    write_consistency_factor: int | None = None
-    full_scan_threshold_kb: int | None = None
+    hnsw_m: int | None = Field(default=None, ge=0, le=U32_MAX)
+    hnsw_ef_construct: int | None = Field(default=None, ge=0, le=U32_MAX)
+    hnsw_ef: int | None = Field(default=None, ge=0, le=U32_MAX)
+    shard_number: int | None = Field(default=None, ge=0, le=U32_MAX)
+    replication_factor: int | None = Field(default=None, ge=0, le=U32_MAX)
+    write_consistency_factor: int | None = Field(default=None, ge=0, le=U32_MAX)
+    full_scan_threshold_kb: int | None = Field(default=None, ge=0, le=U32_MAX)
 
 
 class CreateCollectionRequest(Body):
-    name: str
+    name: str = Field(json_schema_extra=NAME)
     config: CollectionConfig = CollectionConfig()
 
 
 class Document(Body):
     """A document: exactly one of ``text`` (embedded on write) or ``vector``."""
 
-    id: str
-    text: str | None = None
-    vector: list[float] | None = None
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one("text", "vector", types={"text": "string", "vector": "array"})
+    )
+    id: str = Field(json_schema_extra=TEXT)
+    text: str | None = Field(default=None, json_schema_extra=TEXT)
+    vector: list[float] | None = Field(default=None, json_schema_extra=NOT_EMPTY)
     payload: dict[str, Any] = {}
 
 
@@ -153,7 +199,7 @@ class WriteOptions(Body):
 
 
 class UpsertRequest(Body):
-    documents: list[Document]
+    documents: list[Document] = Field(json_schema_extra=NOT_EMPTY)
     options: WriteOptions = WriteOptions()
 
 
@@ -161,18 +207,18 @@ class IngestLine(Body):
     """One NDJSON line of an ingestion body: a batch of documents."""
 
     batch_id: str = ""
-    documents: list[Document]
+    documents: list[Document] = Field(json_schema_extra=NOT_EMPTY)
     options: WriteOptions = WriteOptions()
 
 
 class QueryParams(Body):
-    limit: int | None = Field(default=None, ge=1)
-    offset: int = Field(default=0, ge=0)
+    limit: int | None = Field(default=None, ge=1, le=U32_MAX)
+    offset: int = Field(default=0, ge=0, le=U32_MAX)
     score_threshold: float | None = None
     with_payload: bool | None = None
     with_vectors: bool = False
     exact: bool = False
-    hnsw_ef: int | None = Field(default=None, ge=1)
+    hnsw_ef: int | None = Field(default=None, ge=1, le=U32_MAX)
     read_consistency: str | None = None
 
 
@@ -183,8 +229,11 @@ FilterJson = dict[str, Any]
 class SearchRequest(Body):
     """Exactly one of ``text`` (embedded as a query) or ``vector``."""
 
-    text: str | None = None
-    vector: list[float] | None = None
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one("text", "vector", types={"text": "string", "vector": "array"})
+    )
+    text: str | None = Field(default=None, json_schema_extra=TEXT)
+    vector: list[float] | None = Field(default=None, json_schema_extra=NOT_EMPTY)
     filter: FilterJson | None = None
     params: QueryParams = QueryParams()
     embed: EmbedOptions = EmbedOptions()
@@ -193,13 +242,18 @@ class SearchRequest(Body):
 class Example(Body):
     """Exactly one of ``id``, ``text`` or ``vector``."""
 
-    id: str | None = None
-    text: str | None = None
-    vector: list[float] | None = None
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one(
+            "id", "text", "vector", types={"id": "string", "text": "string", "vector": "array"}
+        )
+    )
+    id: str | None = Field(default=None, json_schema_extra=TEXT)
+    text: str | None = Field(default=None, json_schema_extra=TEXT)
+    vector: list[float] | None = Field(default=None, json_schema_extra=NOT_EMPTY)
 
 
 class RecommendRequest(Body):
-    positive: list[Example]
+    positive: list[Example] = Field(json_schema_extra=NOT_EMPTY)
     negative: list[Example] = []
     strategy: Literal["average_vector", "best_score", "sum_scores"] = "average_vector"
     filter: FilterJson | None = None
@@ -208,12 +262,27 @@ class RecommendRequest(Body):
 
 
 class GetRequest(Body):
-    ids: list[str]
+    ids: list[str] = Field(json_schema_extra=TEXTS)
     with_vectors: bool = False
 
 
 class DeleteRequest(Body):
-    ids: list[str] = []
+    """``ids``, a ``filter`` or both: deleting everything takes DeleteCollection."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["ids"], "properties": {"ids": NOT_EMPTY}},
+                {
+                    "required": ["filter"],
+                    "properties": {"filter": {"type": "object", "minProperties": 1}},
+                },
+            ]
+        }
+    )
+    ids: list[str] = Field(
+        default=[], json_schema_extra={"items": {"type": "string", "minLength": 1}}
+    )
     filter: FilterJson | None = None
 
 

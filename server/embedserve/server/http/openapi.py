@@ -1,0 +1,110 @@
+"""The OpenAPI document: FastAPI's, with the error responses this API really sends.
+
+FastAPI documents a 422 with its own validation body for every route that takes one;
+this API answers 400 with one of its two error shapes instead (OpenAI's under /v1,
+embedserve's elsewhere), and every route can also refuse a caller (401, 403, 429) or be
+unable to serve (500, 503). Clients generated from the document see those.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from embedserve.server.http.responses import is_openai_path
+
+_NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+ERROR_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "status", "message"],
+                "properties": {
+                    "code": {"type": "integer", "description": "the HTTP status"},
+                    "status": {"type": "string", "description": "the gRPC status code's name"},
+                    "message": {"type": "string"},
+                },
+            }
+        },
+    },
+    "OpenAIError": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": _NULLABLE_STRING,
+                    "code": _NULLABLE_STRING,
+                },
+            }
+        },
+    },
+}
+# Every route: a malformed or oversized request, a refused caller, a server that cannot
+# answer. Rate limits and a full queue are both 429.
+COMMON = {
+    400: "invalid request (a field, a limit, or a body over max_message_bytes)",
+    401: "no API key or an unknown one (when keys are configured)",
+    403: "the key's role or collections do not cover this call",
+    429: "rate limited (see Retry-After) or the queue is full",
+    500: "internal error",
+    503: "loading, draining, or the vector store is unreachable",
+}
+NOT_FOUND = "the named model or collection does not exist"
+CONFLICT = "a collection of that name exists"
+
+
+def _statuses(path: str, verb: str) -> dict[int, str]:
+    statuses = dict(COMMON)
+    if "{" in path or path == "/v1/embeddings":  # names a collection or a model
+        statuses[404] = NOT_FOUND
+    if (verb, path) == ("post", "/api/v1/collections"):
+        statuses[409] = CONFLICT
+    return statuses
+
+
+def _error_response(path: str, description: str) -> dict[str, Any]:
+    schema = "OpenAIError" if is_openai_path(path) else "Error"
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
+def with_error_responses(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with 422 replaced by the statuses each operation can answer."""
+    for path, operations in document.get("paths", {}).items():
+        for verb, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            if path == "/health":
+                continue  # documented on its route: 503 while loading or draining
+            for status, description in _statuses(path, verb).items():
+                responses.setdefault(str(status), _error_response(path, description))
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas.update(ERROR_SCHEMAS)
+    return document
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = with_error_responses(document)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
