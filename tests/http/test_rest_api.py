@@ -301,3 +301,20 @@ def test_connections_send_without_nagles_delay(both: Any, http: httpx.Client) ->
     for connection in connections:
         sock = connection.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_an_unexpected_fault_is_a_500_the_client_receives(
+    both: Any, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault no request can cause for real: a bug inside the core.
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(both.server.http.app.state.backend.embedder, "tokenize", broken)
+    for _ in range(3):  # on one kept-alive connection
+        reply = http.post("/api/v1/tokenize", json={"inputs": ["a"]})
+        assert reply.status_code == 500
+        assert reply.json() == {
+            "error": {"code": 500, "status": "INTERNAL", "message": "internal error"}
+        }
+    assert http.get("/health").status_code == 200

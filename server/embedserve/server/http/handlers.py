@@ -1,8 +1,8 @@
-"""Exception handlers: every failure leaves as a status from the one table, never a bare 500."""
+"""Exception handlers: every failure leaves as a status from the one table (an unexpected
+exception is answered by ObserveMiddleware: 500, INTERNAL)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,8 +16,6 @@ from starlette.routing import Match
 
 from embedserve.server.errors import EmbedServeError
 from embedserve.server.http.responses import core_error_response, error_response
-
-log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
     404: grpc.StatusCode.NOT_FOUND,
@@ -84,13 +82,7 @@ def allowed_methods(request: Request) -> list[str]:
     ]
 
 
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(request, grpc.StatusCode.INTERNAL, "internal error")
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(EmbedServeError, on_core_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)

@@ -2,7 +2,8 @@
 
 Request id (``x-request-id`` in, echoed back, stamped on log lines), latency and count
 metrics labelled with the RPC a route mirrors and ``transport="http"``, one access log
-line per request, and the ``max_message_bytes`` limit on declared body sizes.
+line per request, the ``max_message_bytes`` limit on declared body sizes, and the 500
+answer to an unexpected exception.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from embedserve.server.http.responses import CODE_KEY, error_body, json_response
 from embedserve.server.metrics import Metrics
 
 log = logging.getLogger("embedserve.access")
+log_faults = logging.getLogger("embedserve.server.http")
 
 _MAX_REQUEST_ID = 128  # a client's id is echoed into logs: bound it
 # A body left unread when the answer ends (a refusal, a 404, an ingest stream stopped by
@@ -76,10 +78,12 @@ class ObserveMiddleware:
             body_read = body_read or not message.get("more_body", False)
             return message
 
+        response_started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode("latin-1")),
@@ -97,6 +101,17 @@ class ObserveMiddleware:
                 await self._refuse_size(scope, receive_tracked, send_with_id)
             else:
                 await self._app(scope, receive_tracked, send_with_id)
+        except Exception:
+            # A bug, not a caller's mistake. Answered here, not re-raised: past this
+            # middleware Starlette re-raises after its own 500 and uvicorn then drops the
+            # connection, so the client got a reset instead of the answer. Mid-response
+            # (a stream), only dropping the connection tells the client it is cut short.
+            log_faults.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if response_started:
+                raise
+            scope[CODE_KEY] = grpc.StatusCode.INTERNAL.name
+            body = error_body(scope["path"], grpc.StatusCode.INTERNAL, "internal error")
+            await json_response(body, 500)(scope, receive_tracked, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - started)
             callctx.reset(callctx.request_id, token)
