@@ -60,6 +60,11 @@ def test_openai_client_default_encoding_and_dimensions(both: Any, client: openai
     expected = grpc_vectors(both.target, ["one"], dimensions=64)[0]
     assert got.shape == (64,)
     assert np.abs(got - expected).max() <= TOLERANCE
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model=served_model(both.url), input="one", dimensions=999)
+    # The field as this request names it (top-level), not the REST mirror's options.
+    message = refused.value.body["message"]
+    assert message.startswith("dimensions must be between 1 and 384"), message
 
 
 def test_token_id_inputs_equal_text_inputs(both: Any, client: openai.OpenAI) -> None:

@@ -138,10 +138,12 @@ class Embedder:
                 )
 
     def validate_params(self, params: EmbedParams, field: str = "options") -> None:
+        """``field``: where the request keeps its options ("" where they are top-level)."""
         width = self.model.dimensions
         if params.dimensions is not None and not 1 <= params.dimensions <= width:
+            where = f"{field}.dimensions" if field else "dimensions"
             raise InvalidArgument(
-                f"{field}.dimensions must be between 1 and {width} (the model's width); "
+                f"{where} must be between 1 and {width} (the model's width); "
                 f"got {params.dimensions}"
             )
 

@@ -50,6 +50,7 @@ async def create_embeddings(
     backend = _backend(request)
     served = _check_model(backend, body.model)
     params = body.options().params()
+    backend.embedder.validate_params(params, field="")  # OpenAI's options are top-level
     data = body.input
     if isinstance(data, str):
         result = await backend.embedder.embed([data], params, field="input")
