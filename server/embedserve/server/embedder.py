@@ -179,11 +179,13 @@ class Embedder:
         deadline: float | None = None,
         wait_for_room: bool = False,
         field: str = "inputs",
+        options_field: str = "options",
     ) -> EmbedResult:
-        """Embed inputs in order. Streams wait for queue room; unary calls fail fast."""
+        """Embed inputs in order. Streams wait for queue room; unary calls fail fast.
+        ``field`` and ``options_field`` name the inputs and options in error messages."""
         started = time.monotonic()
         self.validate_inputs(inputs, field)
-        self.validate_params(params)
+        self.validate_params(params, options_field)
         prompt = self.prompt_for(params.task, params.prompt)
         tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, field)
         return await self._embed_tokenized(
@@ -196,6 +198,7 @@ class Embedder:
         params: EmbedParams,
         deadline: float | None = None,
         field: str = "input",
+        options_field: str = "options",
     ) -> EmbedResult:
         """Embed inputs already given as token ids (without the model's special tokens)."""
         started = time.monotonic()
@@ -209,7 +212,7 @@ class Embedder:
         for index, ids in enumerate(id_lists):
             if not ids:
                 raise InvalidArgument(f"{field}[{index}] is empty")
-        self.validate_params(params)
+        self.validate_params(params, options_field)
         prompt = self.prompt_for(params.task, params.prompt)
         loop = asyncio.get_running_loop()
         tokenized = await loop.run_in_executor(

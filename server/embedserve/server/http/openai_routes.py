@@ -50,16 +50,16 @@ async def create_embeddings(
     backend = _backend(request)
     served = _check_model(backend, body.model)
     params = body.options().params()
-    backend.embedder.validate_params(params, field="")  # OpenAI's options are top-level
-    data = body.input
+    # OpenAI's options are top-level fields: errors name them so (options_field "").
+    data, embedder = body.input, backend.embedder
     if isinstance(data, str):
-        result = await backend.embedder.embed([data], params, field="input")
+        result = await embedder.embed([data], params, field="input", options_field="")
     elif data and all(isinstance(item, int) for item in data):
-        result = await backend.embedder.embed_token_ids([data], params)  # type: ignore[list-item]
+        result = await embedder.embed_token_ids([data], params, options_field="")  # type: ignore[list-item]
     elif data and all(isinstance(item, list) for item in data):
-        result = await backend.embedder.embed_token_ids(data, params)  # type: ignore[arg-type]
+        result = await embedder.embed_token_ids(data, params, options_field="")  # type: ignore[arg-type]
     else:
-        result = await backend.embedder.embed(data, params, field="input")  # type: ignore[arg-type]
+        result = await embedder.embed(data, params, field="input", options_field="")  # type: ignore[arg-type]
     embeddings = _encode(result, body.encoding_format)
     tokens = result.total_tokens
     return json_response(
