@@ -31,16 +31,11 @@ _HEALTH = {
     "required": ["status"],
     "properties": {"status": {"type": "string", "enum": ["SERVING", "NOT_SERVING"]}},
 }
-_ERROR = {"$ref": "#/components/schemas/Error"}
 HEALTH_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"description": "serving", "content": {"application/json": {"schema": _HEALTH}}},
     503: {
         "description": "loading or draining",
         "content": {"application/json": {"schema": _HEALTH}},
-    },
-    401: {
-        "description": "with auth_health on: no API key or an unknown one",
-        "content": {"application/json": {"schema": _ERROR}},
     },
 }
 

@@ -64,6 +64,8 @@ CONFLICT = "a collection of that name exists"
 
 
 def _statuses(path: str, verb: str) -> dict[int, str]:
+    if path == "/health":  # its 200 and 503 are documented on its route
+        return {401: "with auth_health on: no API key or an unknown one"}
     statuses = dict(COMMON)
     if "{" in path or path == "/v1/embeddings":  # names a collection or a model
         statuses[404] = NOT_FOUND
@@ -84,8 +86,6 @@ def with_error_responses(document: dict[str, Any]) -> dict[str, Any]:
         for verb, operation in operations.items():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
-            if path == "/health":
-                continue  # documented on its route: 503 while loading or draining
             for status, description in _statuses(path, verb).items():
                 responses.setdefault(str(status), _error_response(path, description))
     schemas = document.setdefault("components", {}).setdefault("schemas", {})

@@ -17,6 +17,8 @@ from embedserve.server.tokenization import Overflow
 
 # The gRPC fields these mirror are uint32: JSON's integers are not bounded.
 U32_MAX = 2**32 - 1
+U32 = Annotated[int, Field(ge=0, le=U32_MAX)]
+PositiveU32 = Annotated[int, Field(ge=1, le=U32_MAX)]
 TaskName = Literal["query", "document", "none"]
 PoolingName = Literal["mean", "cls", "last_token"]
 OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
@@ -25,7 +27,8 @@ OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
 # Rules the core checks, stated in the OpenAPI document as well (json_schema_extra
 # documents without validating: the core's checks and messages stay the only ones).
 TEXT: JsonDict = {"minLength": 1}  # JSON Schema applies it to strings only: null stays valid
-TEXTS: JsonDict = {"minItems": 1, "items": {"type": "string", "minLength": 1}}
+TEXT_ITEM: JsonDict = {"type": "string", "minLength": 1}
+TEXTS: JsonDict = {"minItems": 1, "items": TEXT_ITEM}
 NOT_EMPTY: JsonDict = {"minItems": 1}
 TOKENS: JsonDict = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}
 NAME: JsonDict = {"pattern": COLLECTION_NAME_PATTERN}
@@ -55,9 +58,7 @@ class EmbedOptions(Body):
     prompt: str | None = Field(
         default=None, description="a free prompt string, instead of the task's"
     )
-    dimensions: int | None = Field(
-        default=None, ge=1, le=U32_MAX, description="Matryoshka truncation"
-    )
+    dimensions: PositiveU32 | None = Field(default=None, description="Matryoshka truncation")
     pooling: PoolingName | None = None
     normalize: bool | None = None
     overflow: OverflowName | None = Field(
@@ -85,8 +86,8 @@ class OpenAIEmbeddingRequest(Body):
         description="a text, a list of texts, a list of token ids, or a list of such lists",
         json_schema_extra={
             "anyOf": [
-                {"type": "string", "minLength": 1},
-                {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                TEXT_ITEM,
+                {"type": "array", **TEXTS},
                 TOKENS,
                 {"type": "array", "minItems": 1, "items": TOKENS},
             ]
@@ -105,7 +106,7 @@ class OpenAIEmbeddingRequest(Body):
     model: str | None = Field(
         default=None, description="the served model's id (see GET /v1/models)"
     )
-    dimensions: int | None = Field(default=None, ge=1, le=U32_MAX)
+    dimensions: PositiveU32 | None = None
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = Field(default=None, description="accepted and ignored")
     task: TaskName | None = None
@@ -160,20 +161,18 @@ class SimilarityRequest(Body):
 
 
 class CollectionConfig(Body):
-    dimensions: int | None = Field(
-        default=None, ge=1, le=U32_MAX, description="default: the model's width"
-    )
+    dimensions: PositiveU32 | None = Field(default=None, description="default: the model's width")
     distance: Literal["cosine", "dot", "euclid", "manhattan"] = "cosine"
     on_disk: bool = False
     quantization: Literal["none", "scalar_int8"] = "none"
     payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool", "text"]] = {}
-    hnsw_m: int | None = Field(default=None, ge=0, le=U32_MAX)
-    hnsw_ef_construct: int | None = Field(default=None, ge=0, le=U32_MAX)
-    hnsw_ef: int | None = Field(default=None, ge=0, le=U32_MAX)
-    shard_number: int | None = Field(default=None, ge=0, le=U32_MAX)
-    replication_factor: int | None = Field(default=None, ge=0, le=U32_MAX)
-    write_consistency_factor: int | None = Field(default=None, ge=0, le=U32_MAX)
-    full_scan_threshold_kb: int | None = Field(default=None, ge=0, le=U32_MAX)
+    hnsw_m: U32 | None = None
+    hnsw_ef_construct: U32 | None = None
+    hnsw_ef: U32 | None = None
+    shard_number: U32 | None = None
+    replication_factor: U32 | None = None
+    write_consistency_factor: U32 | None = None
+    full_scan_threshold_kb: U32 | None = None
 
 
 class CreateCollectionRequest(Body):
@@ -212,13 +211,13 @@ class IngestLine(Body):
 
 
 class QueryParams(Body):
-    limit: int | None = Field(default=None, ge=1, le=U32_MAX)
-    offset: int = Field(default=0, ge=0, le=U32_MAX)
+    limit: PositiveU32 | None = None
+    offset: U32 = 0
     score_threshold: float | None = None
     with_payload: bool | None = None
     with_vectors: bool = False
     exact: bool = False
-    hnsw_ef: int | None = Field(default=None, ge=1, le=U32_MAX)
+    hnsw_ef: PositiveU32 | None = None
     read_consistency: str | None = None
 
 
@@ -280,9 +279,7 @@ class DeleteRequest(Body):
             ]
         }
     )
-    ids: list[str] = Field(
-        default=[], json_schema_extra={"items": {"type": "string", "minLength": 1}}
-    )
+    ids: list[str] = Field(default=[], json_schema_extra={"items": TEXT_ITEM})
     filter: FilterJson | None = None
 
 
