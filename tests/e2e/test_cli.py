@@ -124,6 +124,24 @@ def test_client_errors_are_one_line_not_a_traceback(served: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly(served: str) -> None:
+    """`embedserve embed ... | head -1`: a closed stdout is SIGPIPE's exit, not an error."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        result = subprocess.run(
+            [*CLI, "embed", "--target", served, "one", "two"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (128 + 13, "")
+
+
 def test_unavailable_model_names_it_and_the_offline_alternative() -> None:
     result = run_cli("serve", "--port", str(free_port()), "--model", "acme/no-such-model")
     assert result.returncode == 2
@@ -234,6 +252,15 @@ def test_ingest_names_the_line_a_file_of_the_wrong_shape_fails_on(
     assert "CSV needs the columns id and text; missing text (header: id, name)" in result.stderr
     with EmbedClient(served) as client:
         assert "never" not in client.list_collections()  # nothing was created for them
+    # An empty id or text, which the server refuses too, is named by its line here.
+    rows.write_text('id,text\n1,"a text\nover two lines"\n2,\n')  # row 2's text is empty
+    result = run_cli("ingest", str(rows), "-c", "empties", "--target", served)
+    assert result.returncode == 2
+    assert "line 4: a document's text must not be empty" in result.stderr
+    raw.write_text('{"id": "a", "text": "fine"}\n\n{"id": "", "text": ""}\n')
+    result = run_cli("ingest", str(raw), "-c", "empties", "--target", served)
+    assert result.returncode == 2
+    assert "line 3: a document's id and text must not be empty" in result.stderr
 
     # A bad line after good ones: what was sent before it is acknowledged and kept.
     source = tmp_path / "tail.jsonl"

@@ -131,6 +131,68 @@ def test_bad_input_is_invalid_argument_naming_the_field(
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_texts_gathered_from_several_fields_are_named_where_the_request_put_them(
+    minilm_server,
+) -> None:
+    """Upserts, recommendations and similarity pairs embed their texts in one call; an
+    error names the document, example or pair side, not the text's place among the texts."""
+    long = "word " * 400  # 402 tokens with [CLS] and [SEP]; MiniLM takes 256
+    vector = [0.1] * 384
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("named")
+        client.upsert("named", [{"id": "v", "vector": vector}])
+        cases = [
+            (
+                lambda: client.upsert(
+                    "named",
+                    [
+                        {"id": "a", "vector": vector},
+                        {"id": "b", "text": "ok"},
+                        {"id": "c", "text": long},
+                    ],
+                    overflow="error",
+                ),
+                "documents[2].text has 402 tokens",
+            ),
+            (
+                lambda: client.upsert(
+                    "named", [{"id": "a", "vector": vector}, {"id": "b", "text": ""}]
+                ),
+                "documents[1].text is empty",
+            ),
+            (
+                lambda: client.recommend(
+                    "named",
+                    positive=["v", {"text": long}],
+                    negative=[{"text": "x"}],
+                    overflow="error",
+                ),
+                "positive[1].text has 402 tokens",
+            ),
+            (
+                lambda: client.recommend(
+                    "named", positive=[{"text": "x"}], negative=[{"text": long}], overflow="error"
+                ),
+                "negative[0].text has 402 tokens",
+            ),
+            (lambda: client.search("named", long, overflow="error"), "text has 402 tokens"),
+            (
+                lambda: client.similarity(pairs=[("a", "b"), ("c", long)], overflow="error"),
+                "pairs.pairs[1].b has 402 tokens",
+            ),
+            (lambda: client.similarity(pairs=[("a", "b"), ("", "c")]), "pairs.pairs[1].a is empty"),
+            (
+                lambda: client.similarity(long, ["a"], overflow="error"),
+                "query_candidates.query has 402 tokens",
+            ),
+        ]
+        for call, named in cases:
+            with pytest.raises(grpc.RpcError) as error:
+                call()
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error.value.details().startswith(named), error.value.details()
+
+
 def test_bad_stream_message_ends_stream_naming_its_request_id(minilm_server) -> None:
     def requests():
         yield pb.EmbedStreamRequest(request_id="good", inputs=["fine"])

@@ -53,6 +53,10 @@ def test_tokenize_similarity_and_model_info(both: Any, http: httpx.Client) -> No
     assert np.abs(np.array(similar["scores"]) - scores).max() <= TOLERANCE
     pairs = http.post("/api/v1/similarity", json={"pairs": [{"a": "x", "b": "x"}]}).json()
     assert pairs["scores"][0] == pytest.approx(1.0, abs=1e-5)
+    too_long = {"pairs": [{"a": "x", "b": "x"}, {"a": "x", "b": "word " * 400}]}
+    refused = http.post("/api/v1/similarity", json={**too_long, "options": {"overflow": "error"}})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"].startswith("pairs[1].b has 402 tokens")
     model = http.get("/api/v1/model").json()
     assert model["model_id"] == info.model_id
     assert model["dimensions"] == info.dimensions == 384
@@ -140,14 +144,15 @@ def test_ndjson_ingestion_acknowledges_each_batch(both: Any, http: httpx.Client)
     assert acks[1]["ids"] == ["d1-0", "d1-1", "d1-2"]
     assert http.post("/api/v1/collections/feed/count", json={}).json()["count"] == 12
     # A bad line: the good ones before it are acknowledged, then one error line.
-    bad = json.dumps(batches[0]) + "\n" + '{"documents": [{"id": "x"}]}\n'
+    bad = json.dumps(batches[0]) + "\n" + '{"batch_id": "b9", "documents": [{"id": "x"}]}\n'
     lines = [
         json.loads(line)
         for line in http.post("/api/v1/collections/feed/ingest", content=bad).text.splitlines()
     ]
     assert lines[0]["batch_id"] == "b0"
     assert lines[-1]["error"]["status"] == "INVALID_ARGUMENT"
-    assert "needs exactly one of text or vector" in lines[-1]["error"]["message"]
+    message = lines[-1]["error"]["message"]
+    assert message == "batch_id 'b9': documents[0] needs exactly one of text or vector"
     assert http.post("/api/v1/collections/nope/ingest", content=bad).status_code == 404
 
 

@@ -1349,7 +1349,9 @@ func (x *IngestResponse) GetUsage() *Usage {
 
 type IngestStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Chosen by the producer, echoed on the acknowledgement.
+	// Chosen by the producer, echoed on the acknowledgement, and named by the
+	// error that ends a stream on a bad message ("batch_id 'b7': documents[3]
+	// ...", with documents indexed within that message).
 	BatchId string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	// Required on the first message; later messages may leave it empty or
 	// repeat it.

@@ -13,6 +13,7 @@ import numpy as np
 
 from embedserve.server.batcher import Batcher, WindowResult
 from embedserve.server.errors import InvalidArgument
+from embedserve.server.input_names import InputNames
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.tokenization import Overflow, TokenDetail, TokenizedText
 from embedserve.server.tokenize_queue import TokenizeQueue
@@ -120,7 +121,8 @@ class Embedder:
 
     # -- validation and options -------------------------------------------------
 
-    def validate_inputs(self, inputs: Sequence[str], field: str = "inputs") -> None:
+    def validate_inputs(self, inputs: Sequence[str], field: str | InputNames = "inputs") -> None:
+        names = InputNames.of(field)
         if not inputs:
             raise InvalidArgument(f"{field} must not be empty")
         if len(inputs) > self.limits.max_inputs_per_request:
@@ -130,10 +132,10 @@ class Embedder:
             )
         for index, text in enumerate(inputs):
             if not text:
-                raise InvalidArgument(f"{field}[{index}] is empty")
+                raise InvalidArgument(f"{names.item(index)} is empty")
             if len(text) > self.limits.max_input_chars:
                 raise InvalidArgument(
-                    f"{field}[{index}] has {len(text)} characters; the limit is "
+                    f"{names.item(index)} has {len(text)} characters; the limit is "
                     f"{self.limits.max_input_chars}"
                 )
 
@@ -163,7 +165,7 @@ class Embedder:
     # -- embedding -------------------------------------------------------------
 
     async def _tokenize(
-        self, inputs: Sequence[str], prompt: str, overflow: Overflow, field: str
+        self, inputs: Sequence[str], prompt: str, overflow: Overflow, field: str | InputNames
     ) -> tuple[list[TokenizedText], float]:
         started = time.monotonic()
         encode = self.model.tokenizer.encode
@@ -178,7 +180,7 @@ class Embedder:
         params: EmbedParams,
         deadline: float | None = None,
         wait_for_room: bool = False,
-        field: str = "inputs",
+        field: str | InputNames = "inputs",
         options_field: str = "options",
     ) -> EmbedResult:
         """Embed inputs in order. Streams wait for queue room; unary calls fail fast.

@@ -11,7 +11,7 @@ a server that drains for shutdown, after writing and acknowledging what it had a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from embedserve.server.drain import Drain
 from embedserve.server.errors import EmbedServeError, InvalidArgument, StoreDown
@@ -78,10 +78,15 @@ class IngestPipeline:
             collection = self._collection_of(message, collection)
             yield dataclasses.replace(message, collection=collection)
 
-    def _prepare(self, message: IngestMessage) -> Awaitable[PreparedBatch]:
-        return self._core.prepare(
-            message.collection, message.documents, message.settings, wait_for_room=True
-        )
+    async def _prepare(self, message: IngestMessage) -> PreparedBatch:
+        try:
+            return await self._core.prepare(
+                message.collection, message.documents, message.settings, wait_for_room=True
+            )
+        except EmbedServeError as exc:  # "documents[3].text is empty": of which batch
+            if message.batch_id:
+                exc.message = f"batch_id {message.batch_id!r}: {exc.message}"
+            raise
 
     def _progress(self) -> str:
         return (

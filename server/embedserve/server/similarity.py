@@ -10,6 +10,7 @@ import numpy as np
 
 from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task, Timings
 from embedserve.server.errors import InvalidArgument
+from embedserve.server.input_names import InputNames
 from embedserve.server.windows import FloatArray
 
 
@@ -39,12 +40,15 @@ async def score_pairs(
     pairs: Sequence[tuple[str, str]],
     params: EmbedParams,
     deadline: float | None = None,
+    field: str = "pairs.pairs",
 ) -> SimilarityResult:
+    """``field``: where the request keeps its pairs, for error messages."""
     if not pairs:
-        raise InvalidArgument("pairs.pairs must not be empty")
+        raise InvalidArgument(f"{field} must not be empty")
     texts = [a for a, _ in pairs] + [b for _, b in pairs]
-    result = await embedder.embed(texts, params, deadline, field="pairs (a, then b)")
     half = len(pairs)
+    names = InputNames(field, lambda i: f"{field}[{i}].a" if i < half else f"{field}[{i - half}].b")
+    result = await embedder.embed(texts, params, deadline, field=names)
     return _combine(cosine(result.vectors[:half], result.vectors[half:]), [result])
 
 
@@ -59,7 +63,9 @@ async def score_candidates(
         raise InvalidArgument("query_candidates.query is empty")
     query_params, candidate_params = query_and_candidate_params(params)
     query_result, candidate_result = await asyncio.gather(
-        embedder.embed([query], query_params, deadline, field="query"),
+        embedder.embed(
+            [query], query_params, deadline, field=InputNames.single("query_candidates.query")
+        ),
         embedder.embed(
             list(candidates), candidate_params, deadline, field="query_candidates.candidates"
         ),

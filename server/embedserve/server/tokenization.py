@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from embedserve.server.errors import InvalidArgument
+from embedserve.server.input_names import InputNames
 
 
 class Overflow(enum.Enum):
@@ -87,7 +88,11 @@ class TextTokenizer:
         return len(self._tok(prompt, add_special_tokens=False)["input_ids"])
 
     def encode(
-        self, texts: Sequence[str], prompt: str, overflow: Overflow, field: str = "inputs"
+        self,
+        texts: Sequence[str],
+        prompt: str,
+        overflow: Overflow,
+        field: str | InputNames = "inputs",
     ) -> list[TokenizedText]:
         strings = [prompt + text for text in texts]
         if self.backend is not None:
@@ -96,8 +101,9 @@ class TextTokenizer:
             encoded = self._tok(strings, add_special_tokens=True)["input_ids"]
         head_len = self._n_prefix + self.prompt_token_count(prompt)
         pool_start = 0 if self._include_prompt else head_len
+        names = InputNames.of(field)
         return [
-            self._apply_overflow(list(ids), head_len, pool_start, overflow, f"{field}[{index}]")
+            self._apply_overflow(list(ids), head_len, pool_start, overflow, names.item(index))
             for index, ids in enumerate(encoded)
         ]
 

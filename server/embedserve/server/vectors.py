@@ -40,6 +40,7 @@ from embedserve.server.errors import (
     NotReady,
     StoreDown,
 )
+from embedserve.server.input_names import InputNames
 from embedserve.server.metrics import Metrics
 from embedserve.server.windows import FloatArray
 
@@ -198,6 +199,7 @@ class VectorCore:
             raise InvalidArgument("documents must not be empty")
         size = await self.vector_size(collection)
         texts: list[str] = []
+        text_names: list[str] = []
         for index, doc in enumerate(documents):
             if not doc.id:
                 raise InvalidArgument(f"documents[{index}].id must not be empty")
@@ -214,12 +216,16 @@ class VectorCore:
                 )
             if doc.text is not None:
                 texts.append(doc.text)
+                text_names.append(f"documents[{index}].text")
         vectors: FloatArray | None = None
         tokens = 0
         if texts:
             params = self._params_for(collection, size, settings.embed)
             result = await self._embedder.embed(
-                texts, params, wait_for_room=wait_for_room, field="documents (texts)"
+                texts,
+                params,
+                wait_for_room=wait_for_room,
+                field=InputNames.listed("documents", text_names),
             )
             vectors, tokens = result.vectors, result.total_tokens
         points: list[PointRecord] = []
@@ -311,16 +317,20 @@ class VectorCore:
     ) -> _EmbeddedExamples:
         """Check each example holds one thing; embed all texts in one call."""
         texts: list[str] = []
+        text_names: list[str] = []
         for index, example in enumerate(examples):
             field = fields if isinstance(fields, str) else fields[index]
             example.check(field)
             if example.text is not None:
                 texts.append(example.text)
+                text_names.append(f"{field}.text" if field else "text")
         if not texts:
             return _EmbeddedExamples([e.value() for e in examples], 0, Timings())
         size = await self.vector_size(collection)
         result = await self._embedder.embed(
-            texts, self._params_for(collection, size, params), field="text"
+            texts,
+            self._params_for(collection, size, params),
+            field=InputNames.listed("examples", text_names),
         )
         rows = iter(result.vectors)
         chosen: list[Example] = [next(rows) if e.text is not None else e.value() for e in examples]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from embedserve.client import (
 )
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb
+
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 
 # argparse's subparsers action (the type is private to argparse).
 Commands = Any
@@ -49,9 +52,17 @@ def build_parser(
 def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     args = (parser or build_parser()).parse_args(argv)
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # here, so that a reader gone early is seen below, not at exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `embedserve search ... | head -1`: the reader closed stdout. End silently with the
+        # status a shell gives a writer killed by SIGPIPE; stdout goes to /dev/null so that
+        # the interpreter's own flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def add_parser(commands: Commands) -> None:

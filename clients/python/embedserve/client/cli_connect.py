@@ -67,6 +67,8 @@ def client_verb(verb: ClientVerb) -> Run:
         except grpc.RpcError as exc:
             print(f"embedserve: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
+        except BrokenPipeError:
+            raise  # the reader of stdout left: main() ends quietly, as a pipe's writer should
         except (ValueError, KeyError, OSError) as exc:
             print(f"embedserve: {exc}", file=sys.stderr)
             return 2

@@ -172,7 +172,10 @@ def read_documents(stream: TextIO, csv_format: bool) -> Iterator[dict[str, Any]]
             payload = json.loads(row.pop("payload") or "{}") if "payload" in row else {}
             doc_id, text = row.pop("id"), row.pop("text")
             payload.update({k: v for k, v in row.items() if k})
-            yield {"id": doc_id, "text": text, "payload": payload}
+            # The header is line 1; a quoted field may span lines, so the reader counts.
+            yield _checked_document(
+                reader.line_num, {"id": doc_id, "text": text, "payload": payload}
+            )
         return
     for number, line in enumerate(stream, 1):
         if line.strip():
@@ -189,6 +192,9 @@ def _checked_document(number: int, value: Any) -> dict[str, Any]:
         raise ValueError(f"line {number}: a JSON object expected, got {type(value).__name__}")
     if (problem := document_problem(value)) is not None:
         raise ValueError(f"line {number}: a document {problem}")
+    empty = [field for field in ("id", "text") if value.get(field) == ""]
+    if empty:  # the server refuses these too, but could name only the batch, not the line
+        raise ValueError(f"line {number}: a document's {' and '.join(empty)} must not be empty")
     return value
 
 

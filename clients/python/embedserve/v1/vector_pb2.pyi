@@ -674,7 +674,10 @@ class IngestStreamRequest(_message.Message):
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
-    """Chosen by the producer, echoed on the acknowledgement."""
+    """Chosen by the producer, echoed on the acknowledgement, and named by the
+    error that ends a stream on a bad message ("batch_id 'b7': documents[3]
+    ...", with documents indexed within that message).
+    """
     collection: _builtins.str
     """Required on the first message; later messages may leave it empty or
     repeat it.

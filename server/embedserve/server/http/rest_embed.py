@@ -105,7 +105,7 @@ async def score(body: SimilarityRequest, request: Request, caller: Caller) -> Re
         raise InvalidArgument("exactly one of pairs or query_candidates must be set")
     if body.pairs is not None:
         pairs = [(pair.a, pair.b) for pair in body.pairs]
-        scored = await similarity.score_pairs(embedder, pairs, params)
+        scored = await similarity.score_pairs(embedder, pairs, params, field="pairs")
     else:
         assert body.query_candidates is not None
         qc = body.query_candidates
