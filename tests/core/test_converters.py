@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from harness import exactly
 
+from embedserve.client._vector_calls import collection_config, config_kwargs
 from embedserve.connectors import types as st
 from embedserve.server import convert, similarity
 from embedserve.server import vector_convert as vc
@@ -98,6 +99,10 @@ def test_collection_config_round_trips_through_the_store_spec() -> None:
     back = vc.info_to_proto(st.CollectionInfo(spec, points_count=5))
     assert back.name == "c" and back.points_count == 5
     assert back.config == config
+    # The client's inverse (what `embedserve reembed` copies): every field, set or not.
+    assert collection_config(**config_kwargs(config)) == config
+    bare = pb.CollectionConfig(distance=pb.DISTANCE_EUCLID)
+    assert collection_config(**config_kwargs(bare)) == bare
 
 
 def test_collection_defaults_and_bad_configs() -> None:

@@ -28,7 +28,15 @@ def test_reembed_writes_the_served_models_vectors(
     data = str(tmp_path / "shared-data")
     old = start_server(loaded=minilm_model, data_dir=data)
     with EmbedClient(old.target) as client:
-        client.create_collection("articles", payload_indexes={"topic": "keyword"})
+        client.create_collection(
+            "articles",
+            payload_indexes={"topic": "keyword"},
+            dimensions=128,  # Matryoshka: the new model's width replaces it unless asked
+            distance="dot",
+            hnsw_m=16,
+            hnsw_ef=64,
+            full_scan_threshold_kb=5000,
+        )
         list(client.ingest_iter("articles", DOCS, store_text=True))
         client.create_collection("bare")
         client.upsert("bare", [{"id": "x", "text": "no text kept"}])
@@ -37,13 +45,15 @@ def test_reembed_writes_the_served_models_vectors(
     # The next model (here a tiny ModernBERT) serves the same store.
     new = start_server(model=str(build_tiny_model()), data_dir=data)
     assert cli_main(["reembed", "articles", "--to", "articles-v2", "--target", new.target]) == 0
-    assert "re-embedded 6 documents" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "re-embedded 6 documents" in err
+    assert "'articles-v2' stores 64 dimensions, 'articles' 128" in err
     with EmbedClient(new.target) as client:
         info = client.get_collection("articles-v2")
         assert info.points_count == 6 and info.config.dimensions == 64
-        assert dict(info.config.payload_indexes) == dict(
-            client.get_collection("articles").config.payload_indexes
-        )
+        source = client.get_collection("articles").config
+        source.dimensions = 64
+        assert info.config == source  # every other setting carried over
         stored = {d.id: d.payload for d in client.scroll_iter("articles-v2")}
         assert stored == {d["id"]: {**d["payload"], "text": d["text"]} for d in DOCS}
         # The new collection ranks as the served model does, by brute force over its vectors.
@@ -56,6 +66,10 @@ def test_reembed_writes_the_served_models_vectors(
 
     assert cli_main(["reembed", "articles", "--to", "articles-v2", "--target", new.target]) == 2
     assert "exists already" in capsys.readouterr().err
+    small = ["reembed", "articles", "--to", "articles-32", "--dimensions", "32"]
+    assert cli_main([*small, "--target", new.target]) == 0
+    with EmbedClient(new.target) as client:
+        assert client.get_collection("articles-32").config.dimensions == 32
     assert cli_main(["reembed", "bare", "--to", "bare-v2", "--target", new.target]) == 2
     assert "has no stored text" in capsys.readouterr().err
     with EmbedClient(new.target) as client:

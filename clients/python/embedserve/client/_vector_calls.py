@@ -77,6 +77,35 @@ def collection_config(
     return config
 
 
+_OPTIONAL_NUMBERS = (
+    "dimensions",
+    "hnsw_m",
+    "hnsw_ef_construct",
+    "hnsw_ef",
+    "shard_number",
+    "replication_factor",
+    "write_consistency_factor",
+    "full_scan_threshold_kb",
+)
+
+
+def config_kwargs(config: pb.CollectionConfig) -> dict[str, Any]:
+    """``create_collection``'s keyword arguments for a collection configured as ``config``
+    (the inverse of ``collection_config``)."""
+    distances = {kind: name for name, kind in _DISTANCES.items()}
+    kwargs: dict[str, Any] = {
+        "distance": distances.get(config.distance, "cosine"),
+        "on_disk": config.on_disk,
+        "payload_indexes": index_kind_names(config.payload_indexes),
+    }
+    if config.quantization == pb.QUANTIZATION_SCALAR_INT8:
+        kwargs["quantization"] = "scalar_int8"
+    kwargs.update(
+        {f.name: value for f, value in config.ListFields() if f.name in _OPTIONAL_NUMBERS}
+    )
+    return kwargs
+
+
 def write_options(store_text: bool, embed: Mapping[str, Any]) -> pb.WriteOptions:
     return pb.WriteOptions(store_text=store_text, embed=build_options(**embed))
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from embedserve.client._sync import EmbedClient
-from embedserve.client._vector_calls import index_kind_names
+from embedserve.client._vector_calls import config_kwargs
 from embedserve.client.cli_connect import add_target, client_verb
 
 TEXT_KEY = "text"  # where ``store_text`` keeps a document's text
@@ -32,6 +32,11 @@ def add_parser(commands: Any) -> None:
     add_target(reembed)
     reembed.add_argument("--batch-size", type=int, default=64)
     reembed.add_argument("--filter", help="JSON filter: only the matching documents")
+    reembed.add_argument(
+        "--dimensions",
+        type=int,
+        help="vector size of the new collection (default: the served model's width)",
+    )
     reembed.set_defaults(run=client_verb(_reembed))
 
 
@@ -47,10 +52,16 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     # The first document is checked before anything is created: a collection written
     # without its texts fails here, leaving no empty new collection behind.
     first = next(documents, None)
-    client.create_collection(
-        args.new_collection,
-        payload_indexes=index_kind_names(source.config.payload_indexes),
-    )
+    # Every setting of the source carries over (distance, indexes, quantization, HNSW,
+    # sharding) but its size, which belongs to the model that wrote it.
+    settings = {**config_kwargs(source.config), "dimensions": args.dimensions}
+    created = client.create_collection(args.new_collection, **settings)
+    if created.config.dimensions != source.config.dimensions:
+        print(
+            f"{args.new_collection!r} stores {created.config.dimensions} dimensions, "
+            f"{args.collection!r} {source.config.dimensions} (--dimensions sets the size)",
+            file=sys.stderr,
+        )
     if first is not None:
         documents = itertools.chain([first], documents)
     written = 0
@@ -59,8 +70,10 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     ):
         written = int(ack.total_acknowledged)
         print(f"\r{written} documents re-embedded", end="", file=sys.stderr)
+    if written:
+        print(file=sys.stderr)  # ends the progress line
     print(
-        f"\nre-embedded {written} documents from {args.collection!r} into {args.new_collection!r}",
+        f"re-embedded {written} documents from {args.collection!r} into {args.new_collection!r}",
         file=sys.stderr,
     )
     return 0
