@@ -47,8 +47,41 @@ def document(value: DocumentLike) -> pb.Document:
         doc.vector.values.extend(float(x) for x in value["vector"])
     payload = value.get("payload")
     if payload:
-        doc.payload.update(dict(payload))
+        try:
+            doc.payload.update({str(k): _plain(v) for k, v in dict(payload).items()})
+        except (TypeError, ValueError) as exc:  # protobuf says only "Unexpected type"
+            raise ValueError(
+                f"document {value.get('id')!r}: a payload holds JSON values only "
+                f"(str, int, float, bool, None, lists and dicts of them): {exc}"
+            ) from None
     return doc
+
+
+def _plain(value: Any) -> Any:
+    """numpy numbers and arrays (as pandas and numpy hand them out) as Python's own."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def payload_dict(struct: Any) -> dict[str, Any]:
+    """A payload as written. A Struct's numbers are doubles on the wire; the store keeps
+    whole ones as integers (integer filters match them), and so they come back here."""
+    return {key: _whole_to_int(value) for key, value in json_format.MessageToDict(struct).items()}
+
+
+def _whole_to_int(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_to_int(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_to_int(v) for v in value]
+    return value
 
 
 def document_problem(value: Mapping[str, Any]) -> str | None:
@@ -112,8 +145,8 @@ def _vector(message: pb.ScoredDocument | pb.StoredDocument) -> Vectors | None:
 
 
 def hits(results: Sequence[pb.ScoredDocument]) -> list[Hit]:
-    return [Hit(r.id, r.score, json_format.MessageToDict(r.payload), _vector(r)) for r in results]
+    return [Hit(r.id, r.score, payload_dict(r.payload), _vector(r)) for r in results]
 
 
 def stored(results: Sequence[pb.StoredDocument]) -> list[StoredDocument]:
-    return [StoredDocument(r.id, json_format.MessageToDict(r.payload), _vector(r)) for r in results]
+    return [StoredDocument(r.id, payload_dict(r.payload), _vector(r)) for r in results]

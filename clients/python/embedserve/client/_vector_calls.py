@@ -199,17 +199,22 @@ def ingest(
 
 def search(
     collection: str,
-    text: str | None = None,
+    text: str | Sequence[float] | None = None,
     *,
     vector: Sequence[float] | None = None,
     filter: docs.FilterLike | None = None,
     **options: Any,
 ) -> Plan[list[docs.Hit]]:
-    """Nearest documents to a text (embedded as a query) or a vector.
+    """Nearest documents to a text (embedded as a query) or a vector (``vector=``, or a
+    list or array of numbers in the text's place).
 
     Options: limit, offset, score_threshold, with_payload, with_vectors, exact, hnsw_ef,
     read_consistency, and embedding options (task, prompt, ...) for the text.
     """
+    if text is not None and not isinstance(text, str):
+        if vector is not None:
+            raise TypeError("search takes a text or a vector, not both")
+        text, vector = None, text
     params, embed = _split_params(options)
     request = pb.SearchRequest(collection=collection, params=params, embed=build_options(**embed))
     if text is not None:

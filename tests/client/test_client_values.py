@@ -1,0 +1,57 @@
+"""Python values through the client: payloads come back as written, numpy values go in,
+and a vector query may stand where the text does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedserve.client import EmbedClient
+
+
+def test_payloads_come_back_as_written_and_take_numpy_values(minilm_server) -> None:
+    payload = {
+        "year": np.int64(2024),  # as pandas hands out a column's values
+        "score": np.float32(2.5),
+        "ratings": np.array([4, 5]),
+        "pair": (1, "a"),
+        "nested": {"whole": 4.0, "list": [1, 2.5, {"deep": 7}]},
+        "flag": True,
+        "none": None,
+    }
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("values", payload_indexes={"year": "integer"})
+        client.upsert("values", [{"id": "d", "text": "a review", "payload": payload}])
+        (stored,) = client.get("values", ["d"])
+        (hit,) = client.search("values", "a review")
+        year = {"must": [{"match": {"key": "year", "integer": 2024}}]}
+        matched = client.count("values", filter=year)
+        with pytest.raises(ValueError, match="document 'bad': a payload holds JSON values"):
+            client.upsert("values", [{"id": "bad", "text": "x", "payload": {"s": {1, 2}}}])
+    expected = {
+        "year": 2024,
+        "score": 2.5,
+        "ratings": [4, 5],
+        "pair": [1, "a"],
+        "nested": {"whole": 4, "list": [1, 2.5, {"deep": 7}]},
+        "flag": True,
+        "none": None,
+    }
+    assert stored.payload == expected and hit.payload == expected
+    # Whole numbers are ints again (the store keeps them so), not the wire's doubles.
+    assert type(stored.payload["year"]) is int and type(hit.payload["nested"]["whole"]) is int
+    assert matched == 1
+
+
+def test_a_vector_may_stand_in_the_texts_place(minilm_server) -> None:
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("by-vector")
+        texts = ["the rocket reached orbit", "bake the bread", "the striker scored"]
+        client.upsert("by-vector", [{"id": str(i), "text": t} for i, t in enumerate(texts)])
+        query = client.embed("a spacecraft", task="query")[0]
+        named = [h.id for h in client.search("by-vector", vector=query.tolist())]
+        assert [h.id for h in client.search("by-vector", query)] == named
+        assert [h.id for h in client.search("by-vector", query.tolist())] == named
+        assert named[0] == "0"
+        with pytest.raises(TypeError, match="a text or a vector, not both"):
+            client.search("by-vector", query, vector=query)
