@@ -198,3 +198,35 @@ def test_timeout_is_transient(black_hole: int, prefer_grpc: bool) -> None:
         with pytest.raises(TransientStoreError, match=r"(?i)timeout|deadline|unavailable"):
             store.list_collections()
         assert time.monotonic() - started < 10
+
+
+def test_calls_succeed_soon_after_a_long_qdrant_outage(tmp_path: Path) -> None:
+    """gRPC spaces its attempts to reconnect further and further apart while the server is
+    down; the store's channel caps that gap, so calls work again once Qdrant is back."""
+    from qdrant_server import qdrant_binary, start_single
+
+    qdrant = start_single(qdrant_binary(), tmp_path / "qdrant")
+    endpoint = qdrant.endpoint
+    try:
+        with RemoteStore.connect(
+            endpoint.url, api_key=endpoint.api_key, grpc_port=endpoint.grpc_port, timeout_s=2
+        ) as store:
+            store.list_collections()
+            qdrant.kill()
+            # With gRPC's defaults the next attempt after 20 s down comes about 6 s later.
+            down_until = time.monotonic() + 20
+            while time.monotonic() < down_until:
+                with pytest.raises(TransientStoreError):
+                    store.list_collections()
+                time.sleep(0.2)
+            qdrant.start()  # the same ports; returns once the server answers
+            back = time.monotonic()
+            while True:
+                try:
+                    store.list_collections()
+                    break
+                except TransientStoreError:
+                    assert time.monotonic() - back < 3, "still failing 3 s after Qdrant came back"
+                    time.sleep(0.02)
+    finally:
+        qdrant.stop()

@@ -16,7 +16,13 @@ from collections.abc import AsyncIterator, Sequence
 from embedserve.server.drain import Drain
 from embedserve.server.errors import EmbedServeError, InvalidArgument, StoreDown
 from embedserve.server.ordered import OrderedStream, Started
-from embedserve.server.vectors import DocumentIn, PreparedBatch, VectorCore, WriteSettings
+from embedserve.server.vectors import (
+    DocumentIn,
+    PreparedBatch,
+    SizeChanged,
+    VectorCore,
+    WriteSettings,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,20 +129,22 @@ class IngestPipeline:
         return followers
 
     async def _write_group(self, group: list[_Started]) -> AsyncIterator[Ack]:
-        points = [point for started in group for point in started.result.points]
+        batches = [started.result for started in group]
         collection = group[0].message.collection
         try:
-            await self._core.write(collection, points)
+            try:
+                await self._core.write(collection, [p for b in batches for p in b.points])
+            except SizeChanged:  # another server re-made the collection: embed at its size
+                batches = [await self._prepare(started.message) for started in group]
+                await self._core.write(collection, [p for b in batches for p in b.points])
         except StoreDown as exc:
             raise StoreDown(f"{exc.message}; {self._progress()}") from exc
-        except EmbedServeError:
-            raise
         metrics = self._core.metrics
-        for started in group:
+        for started, batch in zip(group, batches, strict=True):
             message = started.message
             ids = [doc.id for doc in message.documents]
             self.acknowledged += len(ids)
             self.last_id = ids[-1]
             metrics.ingest_documents.inc(len(ids))
             metrics.ingest_acks.inc()
-            yield Ack(message.batch_id, ids, self.acknowledged, started.result.tokens)
+            yield Ack(message.batch_id, ids, self.acknowledged, batch.tokens)

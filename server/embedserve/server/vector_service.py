@@ -79,10 +79,9 @@ class VectorService(pb_grpc.VectorServiceServicer):
     @unary
     async def Upsert(self, request: pb.UpsertRequest, context: Context) -> pb.UpsertResponse:
         documents = vc.documents_from_proto(request.documents)
-        prepared = await self._core.prepare(
+        prepared = await self._core.upsert(
             request.collection, documents, vc.write_settings(request.options)
         )
-        await self._core.write(request.collection, prepared.points)
         return pb.UpsertResponse(
             upserted=len(prepared.points), usage=epb.Usage(total_tokens=prepared.tokens)
         )

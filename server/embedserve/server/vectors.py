@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -117,6 +117,12 @@ class _EmbeddedExamples:
         return QueryResult(results, self.tokens, self.timings, search_ms)
 
 
+class SizeChanged(FailedPrecondition):
+    """The store holds a collection at another vector size than this server had cached:
+    another server on the same Qdrant deleted and re-created it. The entry is dropped, so
+    the same call, run again, embeds at the new size."""
+
+
 def translate_store_error(exc: store_errors.StoreError) -> EmbedServeError:
     """The vector store's errors in the core's terms (and so in the one status table)."""
     message = str(exc)
@@ -151,8 +157,26 @@ class VectorCore:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
+        except store_errors.DimensionMismatch as exc:
+            cached = self._sizes.get(exc.collection or "")
+            if cached is None or cached == exc.expected:
+                raise translate_store_error(exc) from exc
+            self._sizes.pop(exc.collection or "", None)
+            raise SizeChanged(
+                f"collection {exc.collection!r} was re-created with {exc.expected}-d vectors "
+                f"while this call ran with {cached}-d ones; send it again"
+            ) from exc
         except store_errors.StoreError as exc:
             raise translate_store_error(exc) from exc
+
+    @staticmethod
+    async def at_current_size(run: Callable[[], Awaitable[T]]) -> T:
+        """``run`` embeds at a collection's cached size, then calls the store; if another
+        server re-created the collection at another size meanwhile, it runs once more."""
+        try:
+            return await run()
+        except SizeChanged:
+            return await run()
 
     # -- collections -------------------------------------------------------------
 
@@ -177,7 +201,10 @@ class VectorCore:
         self._sizes.pop(name, None)
         await self.call(self.store.delete_collection, name)
 
-    async def vector_size(self, collection: str) -> int:
+    async def vector_size(self, collection: str, fresh: bool = False) -> int:
+        """The collection's vector size, cached; ``fresh`` asks the store again."""
+        if fresh:
+            self._sizes.pop(collection, None)
         if collection not in self._sizes:
             info = await self.call(self.store.get_collection, collection)
             self._sizes[collection] = info.spec.vector_size
@@ -209,6 +236,8 @@ class VectorCore:
                 raise InvalidArgument(f"documents[{index}]: {exc}") from exc
             if (doc.text is None) == (doc.vector is None):
                 raise InvalidArgument(f"documents[{index}] needs exactly one of text or vector")
+            if doc.vector is not None and len(doc.vector) != size:
+                size = await self.vector_size(collection, fresh=True)  # re-created elsewhere?
             if doc.vector is not None and len(doc.vector) != size:
                 raise InvalidArgument(
                     f"documents[{index}].vector has {len(doc.vector)} dimensions; collection "
@@ -253,6 +282,18 @@ class VectorCore:
             )
         return dataclasses.replace(params, dimensions=size if size < width else None)
 
+    async def upsert(
+        self, collection: str, documents: Sequence[DocumentIn], settings: WriteSettings
+    ) -> PreparedBatch:
+        """Embed and write one batch; returns once it is durable."""
+
+        async def once() -> PreparedBatch:
+            prepared = await self.prepare(collection, documents, settings)
+            await self.write(collection, prepared.points)
+            return prepared
+
+        return await self.at_current_size(once)
+
     async def write(self, collection: str, points: Sequence[PointRecord]) -> None:
         """Returns once the points are durable (retries of transient errors included)."""
         started = time.perf_counter()
@@ -273,12 +314,16 @@ class VectorCore:
         """Neighbours of a text (embedded with the query prompt) or of a vector."""
         if query.id is not None:
             raise InvalidArgument("a search takes a text or a vector, not an id")
-        embedded = await self._embed_examples(collection, [query], embed, "")
-        started = time.monotonic()
-        results = await self.call(
-            self.store.search, collection, embedded.examples[0], filter, params
-        )
-        return embedded.result(results, started)
+
+        async def once() -> QueryResult:
+            embedded = await self._embed_examples(collection, [query], embed, "")
+            started = time.monotonic()
+            results = await self.call(
+                self.store.search, collection, embedded.examples[0], filter, params
+            )
+            return embedded.result(results, started)
+
+        return await self.at_current_size(once)
 
     async def recommend(
         self,
@@ -295,18 +340,23 @@ class VectorCore:
             raise InvalidArgument("positive must hold at least one example")
         fields = [f"positive[{i}]" for i in range(len(positive))]
         fields += [f"negative[{i}]" for i in range(len(negative))]
-        embedded = await self._embed_examples(collection, [*positive, *negative], embed, fields)
-        started = time.monotonic()
-        results = await self.call(
-            self.store.recommend,
-            collection,
-            embedded.examples[: len(positive)],
-            embedded.examples[len(positive) :],
-            strategy,
-            filter,
-            params,
-        )
-        return embedded.result(results, started)
+
+        async def once() -> QueryResult:
+            examples = [*positive, *negative]
+            embedded = await self._embed_examples(collection, examples, embed, fields)
+            started = time.monotonic()
+            results = await self.call(
+                self.store.recommend,
+                collection,
+                embedded.examples[: len(positive)],
+                embedded.examples[len(positive) :],
+                strategy,
+                filter,
+                params,
+            )
+            return embedded.result(results, started)
+
+        return await self.at_current_size(once)
 
     async def _embed_examples(
         self,

@@ -162,8 +162,7 @@ async def upsert(
     name: CollectionName, body: UpsertRequest, request: Request, caller: Caller
 ) -> Response:
     core = _core(request)
-    prepared = await core.prepare(name, documents_in(body.documents), write_settings(body.options))
-    await core.write(name, prepared.points)
+    prepared = await core.upsert(name, documents_in(body.documents), write_settings(body.options))
     return json_response(
         {"upserted": len(prepared.points), "usage": {"total_tokens": prepared.tokens}}
     )
