@@ -175,6 +175,13 @@ def test_texts_gathered_from_several_fields_are_named_where_the_request_put_them
                 ),
                 "negative[0].text has 402 tokens",
             ),
+            (
+                lambda: client.upsert(
+                    "named",
+                    [{"id": "a", "text": "ok"}, {"id": "b", "vector": [float("nan")] * 384}],
+                ),
+                "documents[1]: vector values must be finite",
+            ),
             (lambda: client.search("named", long, overflow="error"), "text has 402 tokens"),
             (
                 lambda: client.similarity(pairs=[("a", "b"), ("c", long)], overflow="error"),

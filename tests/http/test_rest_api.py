@@ -186,6 +186,42 @@ def test_validation_and_limits(start_http_server: Any, minilm_model: Any) -> Non
         assert refused.json()["error"]["message"].startswith("params.hnsw_ef:")
 
 
+def test_a_body_that_is_not_text_is_a_400_naming_where(
+    start_http_server: Any, minilm_model: Any
+) -> None:
+    """Python's json turns a lone surrogate escape into a string no tokenizer or store
+    takes (it was a 500 on /v1/embeddings and a 503, which clients retry, on upsert)."""
+    running = start_http_server(loaded=minilm_model)
+    json_body = {"content-type": "application/json"}
+    with httpx.Client(base_url=running.url, headers=json_body) as http:
+        http.post("/api/v1/collections", json={"name": "notes"}).raise_for_status()
+        lone = (
+            ("/v1/embeddings", '{"input": "a \\ud800 b"}', "\\ud800"),
+            ("/api/v1/tokenize", '{"inputs": ["\\udc00"]}', "\\udc00"),
+            (
+                "/api/v1/collections/notes/upsert",
+                '{"documents": [{"id": "1", "text": "t", "payload": {"k": "\\ud83d"}}]}',
+                "\\ud83d",
+            ),
+        )
+        for path, body, escape in lone:
+            refused = http.post(path, content=body)
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["message"] == (
+                f"body is not valid JSON: {escape} is half of a surrogate pair, "
+                f"not a character (at character {body.index(escape)})"
+            )
+        assert http.post("/api/v1/collections/notes/count", json={}).json()["count"] == 0
+        # A pair is one character, and an escaped backslash before "ud800" is text.
+        escaped = http.post("/api/v1/embed", content='{"inputs": ["\\ud83d\\ude00", "\\\\ud800"]}')
+        plain = http.post("/api/v1/embed", json={"inputs": ["\U0001f600", "\\ud800"]})
+        assert escaped.json()["embeddings"] == plain.json()["embeddings"]
+        not_utf8 = http.post("/v1/embeddings", content=b'{"input": "\xff"}')
+        assert not_utf8.status_code == 400
+        assert not_utf8.json()["error"]["message"].startswith("body is not valid JSON: the body")
+
+
 def test_a_verb_a_path_does_not_take_is_405_with_all_its_verbs(
     both: Any, http: httpx.Client
 ) -> None:

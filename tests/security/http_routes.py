@@ -51,6 +51,19 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
         {"ids": ["nope"]},
     ),
     "POST /api/v1/collections/{name}/count": ("POST", "/api/v1/collections/{c}/count", {}),
+    "POST /api/v1/collections/{name}/scroll": ("POST", "/api/v1/collections/{c}/scroll", {}),
+    "POST /api/v1/collections/{name}/cluster": (
+        "POST",
+        "/api/v1/collections/{c}/cluster",
+        {"k": 1},
+    ),
+    "POST /api/v1/cluster": ("POST", "/api/v1/cluster", {"texts": ["a", "b"], "k": 1}),
+    "POST /api/v1/collections/{name}/find-duplicates": (
+        "POST",
+        "/api/v1/collections/{c}/find-duplicates",
+        {},
+    ),
+    "POST /api/v1/find-duplicates": ("POST", "/api/v1/find-duplicates", {"texts": ["a", "b"]}),
 }
 
 

@@ -93,6 +93,11 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /api/v1/collections/{name}/get": _V + "Get",
     "POST /api/v1/collections/{name}/delete": _V + "Delete",
     "POST /api/v1/collections/{name}/count": _V + "Count",
+    "POST /api/v1/collections/{name}/scroll": _V + "Scroll",
+    "POST /api/v1/collections/{name}/cluster": _V + "Cluster",
+    "POST /api/v1/cluster": _V + "Cluster",
+    "POST /api/v1/collections/{name}/find-duplicates": _V + "FindDuplicates",
+    "POST /api/v1/find-duplicates": _V + "FindDuplicates",
 }
 # Health and reflection: open unless --auth-health; then any valid key may call them.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

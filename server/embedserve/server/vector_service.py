@@ -16,7 +16,7 @@ from embedserve.server.embedder import Task
 from embedserve.server.errors import NotReady
 from embedserve.server.ingestion import IngestMessage, IngestPipeline, IngestSettings
 from embedserve.server.status import streaming, unary
-from embedserve.server.vectors import VectorCore
+from embedserve.server.vectors import SCROLL_PAGE, VectorCore
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import vector_pb2 as pb
 from embedserve.v1 import vector_pb2_grpc as pb_grpc
@@ -170,7 +170,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
         page = await self._core.scroll(
             request.collection,
             vc.optional_filter(request),
-            request.limit if request.HasField("limit") else 256,
+            request.limit if request.HasField("limit") else SCROLL_PAGE,
             request.cursor or None,
             request.with_payload if request.HasField("with_payload") else True,
             request.with_vectors,

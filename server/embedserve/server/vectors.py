@@ -29,7 +29,7 @@ from embedserve.connectors.types import (
     ScrollPage,
     SearchParams,
 )
-from embedserve.connectors.validation import check_document
+from embedserve.connectors.validation import as_vector, check_document
 from embedserve.server.embedder import Embedder, EmbedParams, Task, Timings
 from embedserve.server.errors import (
     AlreadyExists,
@@ -115,6 +115,9 @@ class _EmbeddedExamples:
     def result(self, results: list[ScoredPoint], started: float) -> QueryResult:
         search_ms = (time.monotonic() - started) * 1000.0
         return QueryResult(results, self.tokens, self.timings, search_ms)
+
+
+SCROLL_PAGE = 256  # documents per Scroll page when the caller names no limit
 
 
 class SizeChanged(FailedPrecondition):
@@ -238,11 +241,16 @@ class VectorCore:
                 raise InvalidArgument(f"documents[{index}] needs exactly one of text or vector")
             if doc.vector is not None and len(doc.vector) != size:
                 size = await self.vector_size(collection, fresh=True)  # re-created elsewhere?
-            if doc.vector is not None and len(doc.vector) != size:
-                raise InvalidArgument(
-                    f"documents[{index}].vector has {len(doc.vector)} dimensions; collection "
-                    f"{collection!r} stores {size}"
-                )
+            if doc.vector is not None:
+                try:
+                    as_vector(doc.vector, size, collection)
+                except store_errors.DimensionMismatch:
+                    raise InvalidArgument(
+                        f"documents[{index}].vector has {len(doc.vector)} dimensions; "
+                        f"collection {collection!r} stores {size}"
+                    ) from None
+                except store_errors.InvalidRequest as exc:
+                    raise InvalidArgument(f"documents[{index}]: {exc}") from exc
             if doc.text is not None:
                 texts.append(doc.text)
                 text_names.append(f"documents[{index}].text")
@@ -405,10 +413,10 @@ class VectorCore:
         self,
         collection: str,
         filter: Filter | None,
-        limit: int,
-        cursor: str | None,
-        with_payload: bool,
-        with_vectors: bool,
+        limit: int = SCROLL_PAGE,
+        cursor: str | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
     ) -> ScrollPage:
         if not collection:
             raise InvalidArgument("collection must be set")

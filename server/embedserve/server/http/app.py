@@ -12,6 +12,7 @@ from embedserve.server.http import (
     ingest_route,
     openai_routes,
     openapi,
+    rest_analysis,
     rest_embed,
     rest_vectors,
 )
@@ -53,6 +54,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     app.include_router(rest_embed.router)
     app.include_router(rest_vectors.router)
     app.include_router(ingest_route.router)
+    app.include_router(rest_analysis.router)
     handlers.install(app)
     docs.install(app)
     openapi.install(app)

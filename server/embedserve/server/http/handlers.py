@@ -40,7 +40,10 @@ async def on_core_error(request: Request, exc: Exception) -> Response:
 
 def validation_message(errors: Sequence[Any]) -> str:
     """The first problem pydantic found, naming its field; a count of the others."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    first: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":  # FastAPI's loc: ("body", character offset)
+        where = [f" (at character {p})" for p in first.get("loc", ()) if isinstance(p, int)]
+        return f"body is not valid JSON: {first.get('ctx', {}).get('error', '')}{''.join(where)}"
     field, problem = _field(tuple(first.get("loc", ()))), str(first.get("msg", "invalid"))
     message = problem if problem.startswith(field) else f"{field}: {problem}"
     if len(errors) > 1:

@@ -16,8 +16,9 @@ from embedserve.server.http.backend import Backend
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.schemas import OpenAIEmbeddingRequest
+from embedserve.server.http.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
 # /v1/models has no creation time to report; the process start stands in for it.
 _STARTED = int(time.time())

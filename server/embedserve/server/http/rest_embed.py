@@ -16,9 +16,10 @@ from embedserve.server.http.backend import Backend
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.schemas import EmbedRequest, SimilarityRequest, TokenizeRequest
+from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.model_info import model_info
 
-router = APIRouter(prefix="/api/v1", tags=["Embeddings"])
+router = APIRouter(prefix="/api/v1", tags=["Embeddings"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
 
 

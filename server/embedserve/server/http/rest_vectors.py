@@ -31,14 +31,16 @@ from embedserve.server.http.schemas import (
     GetRequest,
     QueryParams,
     RecommendRequest,
+    ScrollRequest,
     SearchRequest,
     UpsertRequest,
     WriteOptions,
 )
+from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.vectors import DocumentIn, QueryIn, VectorCore, WriteSettings
 from embedserve.v1 import vector_pb2 as pb
 
-router = APIRouter(prefix="/api/v1/collections", tags=["Vector store"])
+router = APIRouter(prefix="/api/v1/collections", tags=["Vector store"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
 
 
@@ -110,6 +112,10 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
     }
     config |= {name: getattr(spec, name) for name in st.TUNING_FIELDS}
     return {"name": spec.name, "points_count": info.points_count, "config": config}
+
+
+def record_json(record: st.Record) -> dict[str, Any]:
+    return {"id": record.id, "payload": record.payload, "vector": record.vector}
 
 
 def scored_json(points: list[st.ScoredPoint]) -> list[dict[str, Any]]:
@@ -216,9 +222,7 @@ async def get_documents(
     name: CollectionName, body: GetRequest, request: Request, caller: Caller
 ) -> Response:
     records = await _core(request).get(name, body.ids, body.with_vectors)
-    return json_response(
-        {"documents": [{"id": r.id, "payload": r.payload, "vector": r.vector} for r in records]}
-    )
+    return json_response({"documents": [record_json(r) for r in records]})
 
 
 @router.post("/{name}/delete", summary="Delete documents by ids and/or filter (write)")
@@ -235,3 +239,21 @@ async def count(
 ) -> Response:
     total = await _core(request).count(name, parse_filter(body.filter))
     return json_response({"count": total})
+
+
+@router.post("/{name}/scroll", summary="Page through documents in id order (export)")
+async def scroll(
+    name: CollectionName, body: ScrollRequest, request: Request, caller: Caller
+) -> Response:
+    limit = {"limit": body.limit} if body.limit is not None else {}
+    page = await _core(request).scroll(
+        name,
+        parse_filter(body.filter),
+        cursor=body.cursor or None,
+        with_payload=body.with_payload,
+        with_vectors=body.with_vectors,
+        **limit,
+    )
+    return json_response(
+        {"documents": [record_json(r) for r in page.records], "next_cursor": page.next_cursor or ""}
+    )

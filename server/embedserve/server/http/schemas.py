@@ -287,6 +287,16 @@ class CountRequest(Body):
     filter: FilterJson | None = None
 
 
+class ScrollRequest(Body):
+    """One page of a collection's documents, in id order."""
+
+    filter: FilterJson | None = None
+    limit: PositiveU32 | None = Field(default=None, description="default 256; at most 10000")
+    cursor: str = Field(default="", description="empty for the first page, then next_cursor")
+    with_payload: bool = True
+    with_vectors: bool = False
+
+
 INPUT_SHAPES = "input takes a text, a list of texts, a list of token ids or a list of such lists"
 _JSON_KINDS = {
     type(None): "null",
