@@ -20,6 +20,7 @@ from embedserve.connectors import (
     Distance,
     EdgeStore,
     Filter,
+    InvalidRequest,
     MatchValue,
     PayloadIndexKind,
     PointRecord,
@@ -168,3 +169,26 @@ def test_interrupted_create_and_delete_are_cleaned_up(tmp_path: Path) -> None:
         assert store.list_collections() == ["half", "ok"]
     with EdgeStore(tmp_path) as store:
         assert store.get_collection("half").spec.vector_size == 3
+
+
+def test_a_payload_nested_too_deep_is_refused_before_the_log_keeps_it(tmp_path: Path) -> None:
+    """The engine acknowledges a payload nested 126 deep, then cannot replay its log: the
+    whole store would stay closed. Payloads nest at most 32 deep, which every layer reads."""
+
+    def nested(levels: int) -> dict[str, object]:
+        payload: dict[str, object] = {"leaf": [1, 2]}  # an array: one level more
+        for _ in range(levels - 2):
+            payload = {"a": payload}
+        return payload
+
+    vector = np.ones(4, dtype=np.float32)
+    with EdgeStore(tmp_path) as store:
+        store.create_collection(CollectionSpec("c", vector_size=4))
+        for levels in (33, 200):
+            with pytest.raises(InvalidRequest, match=r"payload\.a\.a.*nest at most 32 deep"):
+                store.upsert("c", [PointRecord("deep", vector, nested(levels))])
+        store.upsert("c", [PointRecord("deepest", vector, nested(32))])
+    with EdgeStore(tmp_path) as reopened:
+        [kept] = reopened.retrieve("c", ["deepest"])
+        assert kept.payload == nested(32)
+        assert reopened.count("c") == 1

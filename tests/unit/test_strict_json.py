@@ -40,5 +40,7 @@ def test_loads_refuses_them_with_a_json_error() -> None:
     assert loads(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}  # a UTF-8 byte order mark
     with pytest.raises(json.JSONDecodeError, match=r"\\ud83d is half of a surrogate pair"):
         loads(f'{{"a": "{HIGH}"}}'.encode())
+    with pytest.raises(json.JSONDecodeError, match="nested too deeply"):
+        loads(b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(json.JSONDecodeError, match="not UTF-8"):
         loads('{"a": "é"}'.encode("latin-1"))

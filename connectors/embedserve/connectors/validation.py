@@ -29,6 +29,11 @@ _INT64 = (-(2**63), 2**63 - 1)
 MAX_VECTOR_NORM = math.sqrt(float(np.finfo(np.float32).max) / 4)
 
 
+# protobuf parses messages nested at most 100 deep, and each level of a payload (a Struct
+# inside a Value) takes three: deeper payloads would be stored but unreadable over gRPC.
+MAX_PAYLOAD_DEPTH = 32
+
+
 def as_vector(vector: VectorLike, size: int, collection: str) -> list[float]:
     """A finite float vector of the collection's size, as a plain list."""
     try:
@@ -52,8 +57,10 @@ def as_vector(vector: VectorLike, size: int, collection: str) -> list[float]:
     return values
 
 
-def check_payload(value: Any, path: str = "payload") -> None:
+def check_payload(value: Any, path: str = "payload", depth: int = 0) -> None:
     """Reject what JSON (and so Qdrant) cannot hold, naming the offending field."""
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_PAYLOAD_DEPTH:
+        raise InvalidRequest(f"{path}: objects and arrays nest at most {MAX_PAYLOAD_DEPTH} deep")
     if value is None or isinstance(value, bool | str):
         return
     if isinstance(value, int):
@@ -68,11 +75,11 @@ def check_payload(value: Any, path: str = "payload") -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InvalidRequest(f"{path}: keys must be strings, got {k!r}")
-            check_payload(v, f"{path}.{k}")
+            check_payload(v, f"{path}.{k}", depth + 1)
         return
     if isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            check_payload(v, f"{path}[{i}]")
+            check_payload(v, f"{path}[{i}]", depth + 1)
         return
     raise InvalidRequest(f"{path}: unsupported payload type {type(value).__name__}")
 

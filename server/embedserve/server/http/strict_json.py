@@ -47,12 +47,16 @@ def lone_surrogate_at(text: str) -> int | None:
 
 
 def loads(body: bytes) -> Any:
-    """``json.loads`` of a UTF-8 body, refusing a lone surrogate escape."""
+    """``json.loads`` of a UTF-8 body, refusing a lone surrogate escape; every failure is
+    a JSONDecodeError, which FastAPI answers as a 400 naming it."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError("the body is not UTF-8", "", exc.start) from exc
-    value = json.loads(text)
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("arrays or objects nested too deeply", "", 0) from None
     # Only a body with a surrogate escape can hold one; the scan is skipped otherwise.
     if "\\u" in text and (position := lone_surrogate_at(text)) is not None:
         escape = text[position : position + 6]
