@@ -1,5 +1,5 @@
-"""``embedserve`` command line: serve, and the client verbs (embed, info, health, tokenize,
-ingest, search, recommend, collections) of the client package."""
+"""``embedserve`` command line: serve and finetune, and the client package's verbs (they
+call a running server)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(commands: Any) -> None:
-    serve = commands.add_parser("serve", help="run the gRPC server")
+    serve = commands.add_parser("serve", help="run the server: gRPC, and HTTP on --http-port")
     _add_settings_flags(serve)
     serve.set_defaults(run=_serve)
 
