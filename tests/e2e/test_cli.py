@@ -236,6 +236,31 @@ def test_ingest_resumes_after_a_failure_mid_stream_and_restart_starts_over(
         assert client.count("resume") == 48  # re-sent documents overwrite, never duplicate
 
 
+def test_ingest_starts_over_when_its_checkpoint_is_stale(served: str, tmp_path: Path) -> None:
+    """A checkpoint says what one collection acknowledged: a collection made again (or
+    another one, or one on another server) gets every document, not none."""
+    source = tmp_path / "kept.jsonl"
+    write_jsonl(source, 0, 20)
+    ingest = ["ingest", str(source), "--target", served]
+    assert run_cli(*ingest, "-c", "stale").returncode == 0
+    saved = json.loads((tmp_path / "kept.jsonl.progress").read_text())
+    assert saved == {"acknowledged": 20, "last_id": "d19", "collection": "stale"}
+    with EmbedClient(served) as client:
+        for change, reason in (
+            (lambda: client.delete_collection("stale"), "collection 'stale' does not exist"),
+            (lambda: client.delete("stale", ids=["d19"]), "lacks its last acknowledged document"),
+        ):
+            change()
+            again = run_cli(*ingest, "-c", "stale")
+            assert again.returncode == 0, again.stderr
+            assert reason in again.stderr and "ingested 20 documents" in again.stderr
+            assert client.count("stale") == 20
+        other = run_cli(*ingest, "-c", "other")
+        assert "it is the checkpoint of collection 'stale'" in other.stderr
+        assert client.count("other") == 20
+    assert "resuming after 20" in run_cli(*ingest, "-c", "other").stderr
+
+
 def test_ingest_names_the_line_a_file_of_the_wrong_shape_fails_on(
     served: str, tmp_path: Path
 ) -> None:

@@ -223,8 +223,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     checkpoint = None if from_stdin else Path(args.checkpoint or args.file + ".progress")
     skip = 0
     if checkpoint is not None and checkpoint.exists() and not args.restart:
-        skip = int(json.loads(checkpoint.read_text())["acknowledged"])
-        print(f"resuming after {skip} acknowledged documents ({checkpoint})", file=sys.stderr)
+        skip = _resume_point(client, checkpoint, args.collection)
     stream = sys.stdin if from_stdin else open(args.file, encoding="utf-8")  # noqa: SIM115
     total = None if from_stdin else _count_documents(args.file)
     progress = _Progress(total, skip)
@@ -245,7 +244,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         ):
             done = skip + int(ack.total_acknowledged)
             if checkpoint is not None:
-                _write_checkpoint(checkpoint, done, ack.ids[-1])
+                _write_checkpoint(checkpoint, done, ack.ids[-1], args.collection)
             progress.update(done)
     finally:
         progress.end()
@@ -261,7 +260,29 @@ def _count_documents(path: str) -> int:
     return lines - 1 if path.endswith(".csv") else lines
 
 
-def _write_checkpoint(path: Path, acknowledged: int, last_id: str) -> None:
+def _write_checkpoint(path: Path, acknowledged: int, last_id: str, collection: str) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps({"acknowledged": acknowledged, "last_id": last_id}))
+    saved = {"acknowledged": acknowledged, "last_id": last_id, "collection": collection}
+    temporary.write_text(json.dumps(saved))
     os.replace(temporary, path)
+
+
+def _resume_point(client: EmbedClient, checkpoint: Path, collection: str) -> int:
+    """How many documents an earlier run acknowledged into this collection; 0 (start over,
+    saying why) when the checkpoint is not this collection's, or the collection no longer
+    holds what it acknowledged (deleted and made again, or on another server)."""
+    saved = json.loads(checkpoint.read_text())
+    last_id, named = str(saved["last_id"]), saved.get("collection", collection)
+    stale = None
+    if named != collection:
+        stale = f"it is the checkpoint of collection {named!r}"
+    elif collection not in client.list_collections():
+        stale = f"collection {collection!r} does not exist"
+    elif not client.get(collection, [last_id]):
+        stale = f"collection {collection!r} lacks its last acknowledged document {last_id!r}"
+    if stale is not None:
+        print(f"{checkpoint}: {stale}; starting from the first document", file=sys.stderr)
+        return 0
+    acknowledged = int(saved["acknowledged"])
+    print(f"resuming after {acknowledged} acknowledged documents ({checkpoint})", file=sys.stderr)
+    return acknowledged
