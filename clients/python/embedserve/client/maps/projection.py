@@ -61,6 +61,11 @@ def project(vectors: np.ndarray, options: Projection, progress: Progress) -> np.
     # Unit rows: Euclidean distances then order pairs as cosine similarity does.
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     x = (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+    if np.allclose(x, x[0], rtol=0, atol=1e-6):
+        # Nothing to lay out; t-SNE's start (PCA scaled by its spread) would divide by zero
+        # and its Barnes-Hut tree then crash the process.
+        progress(f"all {len(x):,} points are the same vector: one spot on the map")
+        return np.zeros((len(x), 2))
     from sklearn.decomposition import PCA
 
     if options.method == "pca":
@@ -80,8 +85,16 @@ def _umap(x: np.ndarray, options: Projection, progress: Progress) -> np.ndarray:
 
     neighbors = options.neighbors or min(15, len(x) - 1)
     progress(f"UMAP of {len(x):,} points ({neighbors} neighbours)")
-    # A seed makes UMAP single-threaded anyway; saying so keeps its warning away.
-    reducer = umap.UMAP(n_components=2, n_neighbors=neighbors, random_state=options.seed, n_jobs=1)
+    # UMAP starts from a spectral layout, which needs more points than dimensions + 1; a
+    # smaller map starts from random positions. A seed makes UMAP single-threaded anyway;
+    # saying so keeps its warning away.
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=neighbors,
+        init="spectral" if len(x) > 3 else "random",
+        random_state=options.seed,
+        n_jobs=1,
+    )
     return np.asarray(reducer.fit_transform(x))
 
 
