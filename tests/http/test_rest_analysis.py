@@ -123,6 +123,10 @@ def test_find_duplicates_answers_what_grpc_answers(
     expected = client.find_duplicates(texts=texts, threshold=-1, max_neighbors=2, max_pairs=2)
     assert [(p["a"], p["b"]) for p in best["pairs"]] == [(p.a, p.b) for p in expected.pairs]
     assert {(p["a"], p["b"]) for p in best["pairs"]} == {("0", "2"), ("1", "3")}
+    # Equal texts score 1 (their dot product in float32 is a few 1e-7 above), so a
+    # threshold of 1 finds exact duplicates and no score leaves [-1, 1].
+    same = http.post("/api/v1/find-duplicates", json={"texts": ["same"] * 3, "threshold": 1})
+    assert [p["score"] for p in same.json()["pairs"]] == [1.0, 1.0, 1.0]
 
 
 def test_analysis_errors_name_their_field(topics: tuple[EmbedClient, httpx.Client]) -> None:

@@ -80,6 +80,8 @@ class PairCollector:
         for other, score in neighbours:
             if other == source:
                 continue
+            if score > 1.0:  # rounding: the dot product of two equal unit vectors is ~1 + 5e-7
+                score = 1.0
             if score > self.best.get(source, -math.inf):
                 self.best[source] = score
             if score >= self.threshold:
