@@ -85,6 +85,21 @@ def test_ctfidf_prefers_words_specific_to_a_cluster() -> None:
     assert distinguishing_words({0: ["the and of"]}, top=3) == {}
 
 
+def test_ctfidf_finds_words_in_text_written_without_spaces() -> None:
+    """A Chinese sentence was one "word"; its character pairs carry its words instead."""
+    words = distinguishing_words(
+        {
+            0: ["我喜欢吃苹果", "他喜欢吃香蕉", "火箭"],  # likes to eat apples / bananas
+            1: ["火箭进入轨道", "卫星进入太空"],  # a rocket / a satellite enters orbit / space
+            2: ["東京タワーの夜景", "東京の夜"],  # Tokyo tower at night, Tokyo's night
+        },
+        top=2,
+    )
+    assert [w for w, _ in words[0]] == ["喜欢", "欢吃"]
+    assert words[1][0][0] == "进入"
+    assert {w for w, _ in words[2]} == {"東京", "の夜"}
+
+
 def blobs(per: int = 20) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     centres = np.eye(8, dtype=np.float32)[:3]

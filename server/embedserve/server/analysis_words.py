@@ -7,13 +7,26 @@ occurrences of word in all clusters).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 # Words of three or more letters; digits and underscores are not words here.
-WORD_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
+WORD = re.compile(r"\b[^\W\d_]{3,}\b")
+# Chinese and Japanese write words without spaces between them: a run of Han or kana
+# would be one "word" the length of a sentence. Such runs count by their pairs of
+# neighbouring characters (as CJK search analyzers do), which hold most of their words.
+UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def words_of(text: str) -> list[str]:
+    """The terms of one text: its words, and the character pairs of its unspaced runs."""
+    lowered = text.lower()
+    pairs = [run[i : i + 2] for run in UNSPACED.findall(lowered) for i in range(len(run) - 1)]
+    spaced = WORD.findall(UNSPACED.sub(" ", lowered))
+    return [w for w in spaced if w not in ENGLISH_STOP_WORDS] + pairs
 
 
 def distinguishing_words(
@@ -24,7 +37,7 @@ def distinguishing_words(
     if not labels or top <= 0:
         return {}
     documents = [" ".join(texts_by_cluster[label]) for label in labels]
-    vectorizer = CountVectorizer(stop_words="english", token_pattern=WORD_PATTERN)
+    vectorizer = CountVectorizer(analyzer=words_of)
     try:
         counts = vectorizer.fit_transform(documents).toarray().astype(np.float64)
     except ValueError:  # no words at all (only stop words, digits or symbols)
