@@ -37,6 +37,7 @@ from embedserve.server.http.backend import Backend
 from embedserve.server.http.server import HttpServer
 from embedserve.server.http.settings import HttpSettings
 from embedserve.server.ingestion import IngestSettings
+from embedserve.server.key_reload import KeyReloader
 from embedserve.server.metrics import Metrics
 from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
@@ -85,7 +86,14 @@ class EmbedServer:
         self.health = HealthServicer()
         self.tls = settings.section(TlsSettings)
         self._credentials = server_credentials(self.tls)
-        self.keys = load_keys(settings.section(AuthSettings))
+        auth = settings.section(AuthSettings)
+        self.keys = load_keys(auth)
+        # A keys file may change while serving; keys only in the environment cannot, and
+        # auth that is off stays off (its interceptor is not installed).
+        self.key_reloader = (
+            KeyReloader(auth, self.keys) if auth.api_keys_file and len(self.keys) else None
+        )
+        self._key_watch: asyncio.Task[None] | None = None
         self.drain = Drain()
         # Outermost first: every call is observed (auth failures too), refused while the
         # server drains, undecodable requests refused, then calls are counted per
@@ -179,8 +187,20 @@ class EmbedServer:
         )
         if self.http is not None:
             log.info("HTTP API on %s:%d", self.settings.host, self.http.port)
-        self._warmup = asyncio.get_running_loop().create_task(self._load_and_warm())
+        loop = asyncio.get_running_loop()
+        self._warmup = loop.create_task(self._load_and_warm())
+        if self.key_reloader is not None:
+            self._key_watch = loop.create_task(self.key_reloader.watch())
         return self.port
+
+    def reload_keys(self) -> None:
+        """SIGHUP: read the API keys file again."""
+        if self.key_reloader is not None:
+            self.key_reloader.reload()
+        elif len(self.keys):
+            log.warning("keys not reloaded: they come from EMBEDSERVE_API_KEYS only")
+        else:
+            log.warning("keys not reloaded: auth is off, and turning it on takes a restart")
 
     def _warn_if_exposed(self) -> None:
         host = self.settings.host
@@ -278,8 +298,9 @@ class EmbedServer:
         )
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
-        if self._warmup is not None and not self._warmup.done():
-            self._warmup.cancel()
+        for task in (self._warmup, self._key_watch):
+            if task is not None and not task.done():
+                task.cancel()
         if self._batcher is not None:
             await self._batcher.stop()
         if self.store is not None:

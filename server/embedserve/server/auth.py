@@ -139,12 +139,16 @@ def check_collection(key: ApiKey, name: str) -> None:
 
 class KeyRing:
     def __init__(self, keys: Iterable[ApiKey]) -> None:
-        self._keys = list(keys)
         # Compared as SHA-256 digests: equal lengths, so not even a key's length leaks.
-        self._digests = [(_digest(k.key), k) for k in self._keys]
+        # One tuple, so that ``replace`` swaps the whole set at once for calls in flight.
+        self._digests = tuple((_digest(k.key), k) for k in keys)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._digests)
+
+    def replace(self, other: KeyRing) -> None:
+        """Take ``other``'s keys (a reload); every holder of this ring sees them."""
+        self._digests = other._digests
 
     def lookup(self, presented: str) -> ApiKey | None:
         """Constant time in the key's content: every key is compared, no early exit."""

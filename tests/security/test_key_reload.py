@@ -1,0 +1,113 @@
+"""API keys change while the server runs: on SIGHUP and when the keys file changes, over
+gRPC and HTTP; a file that cannot be used leaves the keys in force."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from test_auth import free_port
+from test_cli_security import CLI
+
+from embedserve.client import EmbedClient
+
+OLD, NEW = "old-secret-1", "new-secret-2"
+
+
+def works(target: str, http_url: str, key: str) -> tuple[bool, bool]:
+    """Whether ``key`` may embed, over gRPC and over HTTP."""
+    with EmbedClient(target, api_key=key) as client:
+        try:
+            client.embed(["hello"])
+            over_grpc = True
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAUTHENTICATED, exc
+            over_grpc = False
+    reply = httpx.post(
+        f"{http_url}/v1/embeddings",
+        json={"input": "hello"},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert reply.status_code in {200, 401}, reply.text
+    return over_grpc, reply.status_code == 200
+
+
+def test_keys_are_reloaded_and_an_unusable_file_keeps_them(
+    start_server: Callable[..., Any],
+    minilm_model: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"{OLD} write\n")
+    running = start_server(loaded=minilm_model, api_keys_file=str(keys), http_port=free_port())
+    http_url = f"http://127.0.0.1:{running.server.http.port}"
+
+    async def sighup() -> None:
+        running.server.reload_keys()
+
+    assert works(running.target, http_url, OLD) == (True, True)
+    assert works(running.target, http_url, NEW) == (False, False)
+    keys.write_text(f"{NEW} read\n")  # OLD revoked, NEW added
+    running.run(sighup())
+    assert works(running.target, http_url, OLD) == (False, False)
+    assert works(running.target, http_url, NEW) == (True, True)
+
+    caplog.set_level(logging.ERROR, logger="embedserve.server.key_reload")
+    for unusable, why in (
+        (f"{OLD} superuser\n", "superuser"),
+        ("# every key removed\n", "would turn auth off"),
+    ):
+        keys.write_text(unusable)
+        running.run(sighup())
+        assert why in caplog.text
+        assert works(running.target, http_url, NEW) == (True, True)
+        assert works(running.target, http_url, OLD) == (False, False)
+    keys.unlink()
+    running.run(sighup())
+    assert "cannot read api keys file" in caplog.text
+    assert works(running.target, http_url, NEW) == (True, True)
+
+    # Written in place (as a Kubernetes Secret is): in force within the watch's interval.
+    keys.write_text(f"{OLD} read\n")
+    deadline = time.monotonic() + 15
+    while works(running.target, http_url, OLD) != (True, True):
+        assert time.monotonic() < deadline, "the changed file was not reloaded"
+        time.sleep(0.2)
+    assert works(running.target, http_url, NEW) == (False, False)
+
+
+def test_sighup_reloads_the_keys_of_embedserve_serve(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"{OLD} read\n")
+    log = tmp_path / "serve.log"
+    port = free_port()
+    repo = Path(__file__).resolve().parents[2]
+    paths = os.pathsep.join(str(repo / root) for root in ("server", "connectors", "clients/python"))
+    env = dict(os.environ, PYTHONPATH=paths, EMBEDSERVE_MODEL="minilm")
+    command = [*CLI, "serve", "--port", str(port), "--http-port", "0", "--metrics-port", "0"]
+    command += ["--api-keys-file", str(keys), "--data-dir", str(tmp_path / "data")]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=env, stderr=output, stdout=output)
+    try:
+        with EmbedClient(f"127.0.0.1:{port}", api_key=OLD) as client:
+            client.wait_until_serving(timeout=300)
+            # Unchanged, so the file watch does nothing; only the signal reloads it.
+            process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "API keys reloaded: 1 in force" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.1)
+            assert client.embed(["still served"]).shape == (1, 384)
+    finally:
+        process.terminate()
+        assert process.wait(60) == 0, log.read_text()[-2000:]
