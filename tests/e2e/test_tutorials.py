@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import cli_env, cli_server
+from test_cli import cli_env, cli_server, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TUTORIALS = sorted((REPO / "docs" / "tutorials").glob("*.md"))
@@ -34,27 +34,31 @@ def blocks(page: Path) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in BLOCK.finditer(page.read_text(encoding="utf-8"))]
 
 
-def serve(tmp_path_factory: pytest.TempPathFactory, settings: dict[str, str]) -> Iterator[str]:
-    """A server on a free port; ``settings`` are EMBEDSERVE_* variables."""
+def serve(
+    tmp_path_factory: pytest.TempPathFactory, settings: dict[str, str]
+) -> Iterator[dict[str, str]]:
+    """A server on free ports; ``settings`` are EMBEDSERVE_* variables. Yields what the
+    pages read: EMBEDSERVE_TARGET, and EMBEDSERVE_HTTP (host:port) when HTTP is on."""
     data_dir = tmp_path_factory.mktemp("data")
     with cli_server(data_dir, settings, args=("--grace-period-s", "1"), stop_s=120) as target:
-        yield target
+        http_port = settings.get("EMBEDSERVE_HTTP_PORT", "0")
+        http = {} if http_port == "0" else {"EMBEDSERVE_HTTP": f"127.0.0.1:{http_port}"}
+        yield {"EMBEDSERVE_TARGET": target, **http}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from serve(tmp_path_factory, {})
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    yield from serve(tmp_path_factory, {"EMBEDSERVE_HTTP_PORT": str(free_port())})
 
 
 @pytest.fixture(scope="module")
 def served_on_qdrant(
     tmp_path_factory: pytest.TempPathFactory, qdrant_session: Any
-) -> Iterator[str]:
-    """A server whose store is the session's real Qdrant server; no HTTP port, as the
-    embedded-store server may hold the default one."""
+) -> Iterator[dict[str, str]]:
+    """A server whose store is the session's real Qdrant server (and no HTTP port)."""
     qdrant_session.delete_all_collections()
     settings = {f"EMBEDSERVE_{k.upper()}": str(v) for k, v in qdrant_session.settings().items()}
-    yield from serve(tmp_path_factory, settings | {"EMBEDSERVE_HTTP_PORT": "0"})
+    yield from serve(tmp_path_factory, settings)
 
 
 def test_every_page_has_blocks() -> None:
@@ -72,10 +76,7 @@ def test_tutorial_blocks_run(
     # A scratch folder that looks like the repository root for the paths the pages use.
     shutil.copytree(REPO / "docs" / "data", tmp_path / "docs" / "data")
     bin_dir = Path(sys.executable).parent
-    env = cli_env() | {
-        "EMBEDSERVE_TARGET": served,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-    }
+    env = cli_env() | served | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     for number, (language, code) in enumerate(blocks(page), 1):
         command = (
             ["bash", "-euo", "pipefail", "-c", code]
