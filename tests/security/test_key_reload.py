@@ -53,7 +53,7 @@ def test_keys_are_reloaded_and_an_unusable_file_keeps_them(
     http_url = f"http://127.0.0.1:{running.server.http.port}"
 
     async def sighup() -> None:
-        running.server.reload_keys()
+        running.server.reload()
 
     assert works(running.target, http_url, OLD) == (True, True)
     assert works(running.target, http_url, NEW) == (False, False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from certs import CA
 
 from embedserve.client import EmbedClient
 from embedserve.server.errors import FailedPrecondition
-from embedserve.server.tls import TlsSettings, server_credentials
+from embedserve.server.tls import Certificates, TlsSettings, tls_enabled
 
 FAILS = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -129,13 +131,64 @@ def test_tls_with_api_key(
 
 
 def test_half_configured_tls_is_an_error(pki: dict[str, Any], tmp_path: Path) -> None:
-    """EmbedServer builds its credentials with this before binding anything."""
+    """EmbedServer checks its settings and reads its certificates before binding anything."""
     cert, key, ca = pki["server_cert"], pki["server_key"], pki["ca_file"]
     with pytest.raises(FailedPrecondition, match="together"):
-        server_credentials(TlsSettings(tls_cert=cert))
+        tls_enabled(TlsSettings(tls_cert=cert))
     with pytest.raises(FailedPrecondition, match="tls_client_ca needs"):
-        server_credentials(TlsSettings(tls_client_ca=ca))
+        tls_enabled(TlsSettings(tls_client_ca=ca))
     with pytest.raises(FailedPrecondition, match="cannot read"):
-        server_credentials(TlsSettings(tls_cert=str(tmp_path / "nope"), tls_key=key))
-    assert server_credentials(TlsSettings()) is None
-    assert server_credentials(TlsSettings(tls_cert=cert, tls_key=key, tls_client_ca=ca)) is not None
+        Certificates(TlsSettings(tls_cert=str(tmp_path / "nope"), tls_key=key))
+    assert tls_enabled(TlsSettings()) is False
+    assert tls_enabled(TlsSettings(tls_cert=cert, tls_key=key, tls_client_ca=ca)) is True
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    start_server: Callable[..., Any],
+    minilm_model: Any,
+    pki: dict[str, Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """New connections over both transports get the certificate written in place of the
+    old one: after SIGHUP, or within the watch's interval. A key that does not match its
+    certificate keeps the pair in force."""
+    first, renewing = pki["ca"], CA("renewing CA")
+    cert, key = first.issue("localhost", server=True).write(tmp_path, "live")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        http_port = sock.getsockname()[1]
+    running = start_server(loaded=minilm_model, http_port=http_port, tls_cert=cert, tls_key=key)
+
+    def trusted_by(ca: CA) -> tuple[bool, bool]:
+        """Whether a client trusting only ``ca`` gets through, over gRPC and HTTP."""
+        over_grpc = embed_code(running.target, grpc.ssl_channel_credentials(ca.pem))
+        verify = ssl.create_default_context(cadata=ca.pem.decode())
+        try:
+            with httpx.Client(verify=verify) as client:
+                client.get(f"https://localhost:{http_port}/health")
+            over_http = True
+        except httpx.ConnectError:
+            over_http = False
+        return over_grpc == grpc.StatusCode.OK, over_http
+
+    async def sighup() -> None:
+        running.server.reload()
+
+    assert (trusted_by(first), trusted_by(renewing)) == ((True, True), (False, False))
+    renewing.issue("localhost", server=True).write(tmp_path, "live")
+    running.run(sighup())
+    assert (trusted_by(first), trusted_by(renewing)) == ((False, False), (True, True))
+
+    caplog.set_level(logging.ERROR, logger="embedserve.server.tls")
+    Path(key).write_bytes(first.issue("localhost", server=True).key)  # not this cert's key
+    running.run(sighup())
+    assert "TLS certificate not reloaded" in caplog.text
+    assert trusted_by(renewing) == (True, True)
+
+    first.issue("localhost", server=True).write(tmp_path, "live")  # renewed back, no signal
+    deadline = time.monotonic() + 15
+    while trusted_by(first) != (True, True):
+        assert time.monotonic() < deadline, "the changed files were not reloaded"
+        time.sleep(0.2)
+    assert trusted_by(renewing) == (False, False)

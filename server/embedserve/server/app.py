@@ -46,7 +46,7 @@ from embedserve.server.observe import ObserveInterceptor
 from embedserve.server.pass_threads import narrow_threads, on_threads, side_passes
 from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
 from embedserve.server.thread_names import namer
-from embedserve.server.tls import TlsSettings, server_credentials
+from embedserve.server.tls import Certificates, TlsSettings, tls_enabled
 from embedserve.server.tracing import TracingInterceptor
 from embedserve.server.vector_convert import CollectionLayout
 from embedserve.server.vector_service import VectorService
@@ -85,7 +85,8 @@ class EmbedServer:
         self.embedder: Embedder | None = None
         self.health = HealthServicer()
         self.tls = settings.section(TlsSettings)
-        self._credentials = server_credentials(self.tls)
+        self.certificates = Certificates(self.tls) if tls_enabled(self.tls) else None
+        self._credentials = self.certificates.grpc_credentials() if self.certificates else None
         auth = settings.section(AuthSettings)
         self.keys = load_keys(auth)
         # A keys file may change while serving; keys only in the environment cannot, and
@@ -93,7 +94,7 @@ class EmbedServer:
         self.key_reloader = (
             KeyReloader(auth, self.keys) if auth.api_keys_file and len(self.keys) else None
         )
-        self._key_watch: asyncio.Task[None] | None = None
+        self._watches: list[asyncio.Task[None]] = []
         self.drain = Drain()
         # Outermost first: every call is observed (auth failures too), refused while the
         # server drains, undecodable requests refused, then calls are counted per
@@ -178,6 +179,8 @@ class EmbedServer:
                 app, self.settings.host, http_port, self.tls, self.settings.grace_period_s
             )
             await self.http.start()
+            if self.certificates is not None and self.http.ssl_context is not None:
+                self.certificates.serve_http(self.http.ssl_context)
         log.info(
             "listening on %s:%d (%s, auth %s; NOT_SERVING until warm)",
             self.settings.host,
@@ -189,18 +192,21 @@ class EmbedServer:
             log.info("HTTP API on %s:%d", self.settings.host, self.http.port)
         loop = asyncio.get_running_loop()
         self._warmup = loop.create_task(self._load_and_warm())
-        if self.key_reloader is not None:
-            self._key_watch = loop.create_task(self.key_reloader.watch())
+        for watched in (self.key_reloader, self.certificates):
+            if watched is not None:
+                self._watches.append(loop.create_task(watched.watch()))
         return self.port
 
-    def reload_keys(self) -> None:
-        """SIGHUP: read the API keys file again."""
+    def reload(self) -> None:
+        """SIGHUP: read the API keys file and the TLS certificate and key again."""
         if self.key_reloader is not None:
             self.key_reloader.reload()
         elif len(self.keys):
             log.warning("keys not reloaded: they come from EMBEDSERVE_API_KEYS only")
         else:
             log.warning("keys not reloaded: auth is off, and turning it on takes a restart")
+        if self.certificates is not None:
+            self.certificates.reload()
 
     def _warn_if_exposed(self) -> None:
         host = self.settings.host
@@ -298,7 +304,7 @@ class EmbedServer:
         )
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
-        for task in (self._warmup, self._key_watch):
+        for task in (self._warmup, *self._watches):
             if task is not None and not task.done():
                 task.cancel()
         if self._batcher is not None:

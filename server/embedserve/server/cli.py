@@ -97,7 +97,7 @@ async def _run_server(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload_keys)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
     ready = asyncio.ensure_future(server.wait_ready())
     stop = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({ready, stop}, return_when=asyncio.FIRST_COMPLETED)

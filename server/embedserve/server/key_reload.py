@@ -1,43 +1,25 @@
-"""API keys reloaded while serving: on SIGHUP, and when the keys file changes.
-
-A key can then be added, revoked or rotated without a restart (a Kubernetes Secret mounted
-as the keys file changes in place). A file that cannot be read or parsed, or that holds no
-key (which would turn auth off), leaves the keys in force as they were, and says why.
-"""
+"""API keys read again while serving (see file_watch): a key is added, revoked or rotated
+without a restart. A file that cannot be read or parsed, or that holds no key (which would
+turn auth off), leaves the keys in force as they were, and the log says why."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
-from pathlib import Path
 
 from embedserve.server.auth import AuthSettings, KeyRing, load_keys
 from embedserve.server.errors import EmbedServeError
+from embedserve.server.file_watch import WatchedFiles
 
 log = logging.getLogger(__name__)
 
-WATCH_INTERVAL_S = 5.0
 
-
-class KeyReloader:
-    def __init__(
-        self, settings: AuthSettings, ring: KeyRing, interval_s: float = WATCH_INTERVAL_S
-    ) -> None:
+class KeyReloader(WatchedFiles):
+    def __init__(self, settings: AuthSettings, ring: KeyRing) -> None:
         self._settings = settings
         self._ring = ring
-        self._interval_s = interval_s
-        self._seen = self._fingerprint()
+        super().__init__([settings.api_keys_file])
 
-    def _fingerprint(self) -> bytes | None:
-        try:
-            return hashlib.sha256(Path(self._settings.api_keys_file).read_bytes()).digest()
-        except OSError:
-            return None
-
-    def reload(self) -> bool:
-        """Load the keys again; True when the new set is in force."""
-        self._seen = self._fingerprint()
+    def _load(self) -> bool:
         kept = len(self._ring)
         try:
             fresh = load_keys(self._settings)
@@ -54,11 +36,3 @@ class KeyReloader:
         self._ring.replace(fresh)
         log.info("API keys reloaded: %d in force (%d before)", len(fresh), kept)
         return True
-
-    async def watch(self) -> None:
-        """Reload whenever the file's content changes (checked every ``interval_s``)."""
-        while True:
-            await asyncio.sleep(self._interval_s)
-            seen = await asyncio.to_thread(self._fingerprint)
-            if seen is not None and seen != self._seen:
-                self.reload()

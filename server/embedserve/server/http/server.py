@@ -65,6 +65,11 @@ class HttpServer:
         self.port: int = self._socket.getsockname()[1]
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context new connections are served with, once started."""
+        return self._server.config.ssl
+
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
             self._server.serve(sockets=[self._socket])

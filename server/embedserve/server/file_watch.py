@@ -1,0 +1,48 @@
+"""Files read again while serving: on SIGHUP, and when their content changes.
+
+Kubernetes updates a mounted Secret in place, with no signal; the watch checks the
+files' content every few seconds, so keys and certificates change without a restart.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+WATCH_INTERVAL_S = 5.0
+
+
+class WatchedFiles(abc.ABC):
+    def __init__(self, paths: Sequence[str], interval_s: float = WATCH_INTERVAL_S) -> None:
+        self._paths = list(paths)
+        self._interval_s = interval_s
+        self._seen = self._fingerprint()
+
+    def _fingerprint(self) -> bytes | None:
+        """A digest of every file's content; None while one cannot be read."""
+        digest = hashlib.sha256()
+        try:
+            for path in self._paths:
+                digest.update(Path(path).read_bytes())
+        except OSError:
+            return None
+        return digest.digest()
+
+    @abc.abstractmethod
+    def _load(self) -> bool:
+        """Read the files and put them in force; False (logged) keeps what was in force."""
+
+    def reload(self) -> bool:
+        self._seen = self._fingerprint()
+        return self._load()
+
+    async def watch(self) -> None:
+        """Reload whenever the files' content changes (checked every ``interval_s``)."""
+        while True:
+            await asyncio.sleep(self._interval_s)
+            seen = await asyncio.to_thread(self._fingerprint)
+            if seen is not None and seen != self._seen:
+                self.reload()
