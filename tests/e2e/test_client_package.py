@@ -97,7 +97,7 @@ def test_embed_ingest_and_search_from_the_client_package(
     assert ingested.returncode == 0, ingested.stderr
     assert "ingested 5 documents" in ingested.stderr
     checkpoint = json.loads((tmp_path / "notes.jsonl.progress").read_text())
-    assert checkpoint == {"acknowledged": 5, "last_id": "space-4"}
+    assert checkpoint == {"acknowledged": 5, "last_id": "space-4", "collection": "notes"}
 
     found = run(client_venv, "search", "notes", "astronauts in orbit", "--target", target)
     assert found.returncode == 0, found.stderr
