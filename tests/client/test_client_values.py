@@ -55,3 +55,18 @@ def test_a_vector_may_stand_in_the_texts_place(minilm_server) -> None:
         assert named[0] == "0"
         with pytest.raises(TypeError, match="a text or a vector, not both"):
             client.search("by-vector", query, vector=query)
+
+
+def test_arguments_the_messages_cannot_hold_are_named_before_sending(minilm_server) -> None:
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("args")
+        for options, name in (({"offset": -1}, "offset"), ({"limit": 2**32}, "limit")):
+            with pytest.raises(ValueError, match=f"^{name} must be a whole number"):
+                client.search("args", "x", **options)
+        for call in (
+            lambda: client.similarity(),
+            lambda: client.similarity("q", ["c"], pairs=[("a", "b")]),
+        ):
+            with pytest.raises(ValueError, match="a query and its candidates, or pairs"):
+                call()
+        assert client.similarity(pairs=[("a cat", "a cat")])[0] == pytest.approx(1.0, abs=1e-5)

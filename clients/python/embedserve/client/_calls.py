@@ -101,6 +101,8 @@ def similarity(
     **options: Any,
 ) -> Plan[Vectors]:
     """Cosine scores of ``query`` against ``candidates``, or of each of ``pairs``."""
+    if (pairs is None) == (query is None and candidates is None):
+        raise ValueError("give a query and its candidates, or pairs (not both)")
     request = pb.SimilarityRequest(options=build_options(**options))
     if pairs is not None:
         request.pairs.pairs.extend(pb.TextPair(a=a, b=b) for a, b in pairs)

@@ -124,6 +124,9 @@ def query_params(
     hnsw_ef: int | None = None,
     read_consistency: str = "",
 ) -> pb.QueryParams:
+    for name, number in (("limit", limit), ("offset", offset), ("hnsw_ef", hnsw_ef)):
+        if number is not None and not 0 <= number < 2**32:  # uint32 fields
+            raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {number}")
     params = pb.QueryParams(
         offset=offset, with_vectors=with_vectors, exact=exact, read_consistency=read_consistency
     )
