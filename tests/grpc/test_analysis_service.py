@@ -178,6 +178,12 @@ def test_cli_export_jsonl_and_npy(server: str, tmp_path: Path, capsys: Any) -> N
         (stored,) = client.get("corpus", [ids[7]["id"]], with_vectors=True)
     assert np.allclose(matrix[7], stored.vector, atol=1e-6)
     assert "336 vectors" in capsys.readouterr().err
+    # A filter that matches nothing still gives a matrix of the collection's width.
+    nothing = '{"must":[{"match":{"key":"topic","text":"no such topic"}}]}'
+    assert (
+        cli.main(["export", "corpus", "-o", str(npy), "--target", server, "--filter", nothing]) == 0
+    )
+    assert np.load(npy).shape == (0, 384)
 
 
 def test_cli_cluster_and_duplicates(server: str, tmp_path: Path, capsys: Any) -> None:

@@ -107,7 +107,12 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             for doc in documents:
                 rows.append(doc.vector)
                 ids.write(json.dumps({"id": doc.id, "payload": doc.payload}) + "\n")
-        np.save(args.output, np.asarray(rows, dtype=np.float32))
+        if rows:
+            matrix = np.asarray(rows, dtype=np.float32)
+        else:  # still (rows, dimensions): (0, d), not numpy's (0,)
+            dimensions = client.get_collection(args.collection).config.dimensions
+            matrix = np.zeros((0, dimensions), dtype=np.float32)
+        np.save(args.output, matrix)
         print(f"{len(rows)} vectors -> {args.output}, ids -> {ids_path}", file=sys.stderr)
         return 0
     with contextlib.ExitStack() as stack:
