@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -22,3 +24,20 @@ def test_every_method_maps_small_and_repeated_points(method: str, points: np.nda
     coordinates = project(points.astype(np.float32), Projection(method=method), lambda _: None)
     assert coordinates.shape == (len(points), 2)
     assert np.isfinite(coordinates).all()
+
+
+def test_the_html_map_shows_names_and_texts_as_text(tmp_path: Path) -> None:
+    """Plotly reads a little HTML in its labels; a payload value, a text or a title that
+    looks like markup is shown as written."""
+    from embedserve.client.maps.html import write_html
+    from embedserve.client.maps.labels import Group
+    from embedserve.client.maps.points import MapPoints
+
+    markup = "<b>bold</b> & <a href='x'>link</a>"
+    points = MapPoints(["<i>id</i>"], np.zeros((1, 2)), [markup], [{"k": markup}], total=1)
+    page = tmp_path / "map.html"
+    write_html(np.zeros((1, 2)), points, [Group(markup, "#123456", [0])], markup, str(page))
+    escaped = "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;a href='x'&gt;link&lt;/a&gt;"
+    figure = page.read_text(encoding="utf-8").replace("\\u002f", "/")  # plotly's JSON
+    assert figure.count(escaped) >= 3  # the legend's name, the title, the hover text
+    assert "<b>bold</b>" not in figure and "&lt;i&gt;id&lt;/i&gt;" in figure

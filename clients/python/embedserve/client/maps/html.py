@@ -33,7 +33,7 @@ def write_html(
                 x=coords[index, 0],
                 y=coords[index, 1],
                 mode="markers",
-                name=f"{group.name} ({len(index):,})",
+                name=f"{html.escape(group.name, quote=False)} ({len(index):,})",
                 marker={"color": group.color, "size": 6 if len(coords) <= SVG_LIMIT else 3},
                 hovertext=[hover(points, i) for i in index],
                 hoverinfo="text",
@@ -41,7 +41,7 @@ def write_html(
         )
     hidden = {"showticklabels": False, "showgrid": False, "zeroline": False, "title": None}
     figure.update_layout(
-        title=title,
+        title=html.escape(title, quote=False),
         template="plotly_white",
         xaxis=hidden,
         yaxis=hidden,
@@ -53,7 +53,8 @@ def write_html(
 
 
 def hover(points: MapPoints, i: int) -> str:
-    """Plotly hover labels take a little HTML: escape the data, break lines with <br>."""
+    """Plotly's labels (hover, legend, title) take a little HTML: the data is escaped, lines
+    break with <br>."""
     lines = [f"<b>{html.escape(points.ids[i], quote=False)}</b>"]
     text = points.texts[i]
     if text:
