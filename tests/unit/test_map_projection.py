@@ -41,3 +41,16 @@ def test_the_html_map_shows_names_and_texts_as_text(tmp_path: Path) -> None:
     figure = page.read_text(encoding="utf-8").replace("\\u002f", "/")  # plotly's JSON
     assert figure.count(escaped) >= 3  # the legend's name, the title, the hover text
     assert "<b>bold</b>" not in figure and "&lt;i&gt;id&lt;/i&gt;" in figure
+
+
+def test_the_png_map_shows_dollar_signs_as_written(tmp_path: Path) -> None:
+    """matplotlib reads $...$ as math: a payload value "$\\frac$" failed the whole map, and
+    "costs $5 and $10" lost its dollars and spaces."""
+    from embedserve.client.maps.labels import Group
+    from embedserve.client.maps.png import write_png
+
+    names = ["costs $5 and $10", "$\\frac$", "$\\nosuchcommand$"]
+    groups = [Group(name, "#123456", [i]) for i, name in enumerate(names)]
+    page = tmp_path / "map.png"
+    write_png(np.zeros((3, 2)), groups, "prices in $", str(page))
+    assert page.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

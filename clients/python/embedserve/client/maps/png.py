@@ -13,6 +13,12 @@ from embedserve.client.maps.labels import Group
 LARGE_MAP = 5_000
 
 
+def _plain(text: str) -> str:
+    """``text`` as written: matplotlib reads $...$ as math (and fails on what it cannot
+    parse, such as a payload value "$\\frac$")."""
+    return text.replace("$", r"\$")
+
+
 def write_png(coords: np.ndarray, groups: Sequence[Group], title: str, path: str) -> None:
     import matplotlib
 
@@ -29,11 +35,11 @@ def write_png(coords: np.ndarray, groups: Sequence[Group], title: str, path: str
                 xy[:, 1],
                 s=size,
                 color=group.color,
-                label=f"{group.name} ({len(group.members):,})",
+                label=f"{_plain(group.name)} ({len(group.members):,})",
                 alpha=0.8,
                 linewidths=0,
             )
-        axes.set_title(title, fontsize=13)
+        axes.set_title(_plain(title), fontsize=13)
         axes.set_xticks([])
         axes.set_yticks([])
         for spine in axes.spines.values():
