@@ -261,6 +261,32 @@ def test_ingest_starts_over_when_its_checkpoint_is_stale(served: str, tmp_path: 
     assert "resuming after 20" in run_cli(*ingest, "-c", "other").stderr
 
 
+def test_input_that_is_not_utf8_is_named_by_its_line(served: str, tmp_path: Path) -> None:
+    """A decoder error names a position in a read buffer; the line's number helps more."""
+    latin1 = "café".encode("latin-1")  # byte 0xe9: not UTF-8
+    stdin = subprocess.run(
+        [*CLI, "embed", "--target", served],
+        input=b"fine\n" + latin1 + b"\n",
+        capture_output=True,
+        env=cli_env(),
+        timeout=120,
+    )
+    assert stdin.returncode == 2
+    assert b"stdin line 2 is not UTF-8 text (byte 0xe9 at character 4)" in stdin.stderr
+    for name, content, message in (
+        ("docs.jsonl", b'{"id": "1", "text": "' + latin1 + b'"}\n', "line 1 is not UTF-8"),
+        ("rows.csv", b"id,text\n1,fine\n2," + latin1 + b"\n", "line 3 is not UTF-8"),
+    ):
+        (tmp_path / name).write_bytes(content)
+        result = run_cli("ingest", str(tmp_path / name), "-c", "latin", "--target", served)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes(b"one\ntwo\n" + latin1 + b"\n")
+    result = run_cli("similarity", str(texts), "--target", served)
+    assert result.returncode == 2
+    assert f"{texts} line 3 is not UTF-8 text (byte 0xe9 at character 4)" in result.stderr
+
+
 def test_ingest_names_the_line_a_file_of_the_wrong_shape_fails_on(
     served: str, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from embedserve.client import (
 )
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_lines import stdin_text, utf8_lines
 
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 
@@ -100,8 +101,8 @@ def add_parser(commands: Commands) -> None:
 
 def read_texts(texts: list[str]) -> list[str]:
     if texts:
-        return texts
-    return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        return list(utf8_lines(texts, "argument {}"))
+    return [line.rstrip("\n") for line in utf8_lines(stdin_text(), "stdin line {}") if line.strip()]
 
 
 def _health(client: EmbedClient, args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ import dataclasses
 import json
 from typing import Any
 
+from embedserve.client.cli_lines import open_text, utf8_lines
+
 
 @dataclasses.dataclass(frozen=True)
 class TextLine:
@@ -27,8 +29,8 @@ def read_texts(path: str) -> list[TextLine]:
     """The file's texts. A file whose first line starts with "{" is JSONL: every line must be
     a JSON object with a non-empty string "text". In a plain file, blank lines are skipped.
     Errors (ValueError) name the file and line."""
-    with open(path, encoding="utf-8") as file:
-        lines = [line.strip() for line in file]
+    with open_text(path) as file:
+        lines = [line.strip() for line in utf8_lines(file, f"{path} line {{}}")]
     jsonl = bool(lines) and lines[0].startswith("{")
     texts = []
     for number, line in enumerate(lines, 1):

@@ -18,6 +18,7 @@ from google.protobuf.json_format import MessageToDict
 from embedserve.client._documents import Hit, document_problem
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_lines import open_text, stdin_text, utf8_lines
 
 
 def add_parser(commands: Any) -> None:
@@ -160,8 +161,9 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
 def read_documents(stream: TextIO, csv_format: bool) -> Iterator[dict[str, Any]]:
     """JSONL objects {id, text|vector, payload}, or CSV rows with id and text columns; other
     CSV columns (or a JSON 'payload' column) become the payload."""
+    lines = utf8_lines(stream)
     if csv_format:
-        reader = csv.DictReader(stream)
+        reader = csv.DictReader(lines)
         missing = {"id", "text"} - set(reader.fieldnames or ())
         if missing:
             raise ValueError(
@@ -177,7 +179,7 @@ def read_documents(stream: TextIO, csv_format: bool) -> Iterator[dict[str, Any]]
                 reader.line_num, {"id": doc_id, "text": text, "payload": payload}
             )
         return
-    for number, line in enumerate(stream, 1):
+    for number, line in enumerate(lines, 1):
         if line.strip():
             try:
                 value = json.loads(line)
@@ -224,7 +226,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     skip = 0
     if checkpoint is not None and checkpoint.exists() and not args.restart:
         skip = _resume_point(client, checkpoint, args.collection)
-    stream = sys.stdin if from_stdin else open(args.file, encoding="utf-8")  # noqa: SIM115
+    stream = stdin_text() if from_stdin else open_text(args.file)
     total = None if from_stdin else _count_documents(args.file)
     progress = _Progress(total, skip)
     try:
@@ -255,7 +257,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
 
 
 def _count_documents(path: str) -> int:
-    with open(path, encoding="utf-8") as handle:
+    with open_text(path) as handle:
         lines = sum(1 for line in handle if line.strip())
     return lines - 1 if path.endswith(".csv") else lines
 
