@@ -63,6 +63,9 @@ def test_arguments_the_messages_cannot_hold_are_named_before_sending(minilm_serv
         for options, name in (({"offset": -1}, "offset"), ({"limit": 2**32}, "limit")):
             with pytest.raises(ValueError, match=f"^{name} must be a whole number"):
                 client.search("args", "x", **options)
+        for config, name in (({"dimensions": -5}, "dimensions"), ({"hnsw_m": -1}, "hnsw_m")):
+            with pytest.raises(ValueError, match=f"^{name} must be a whole number"):
+                client.create_collection("args2", **config)
         for call in (
             lambda: client.similarity(),
             lambda: client.similarity("q", ["c"], pairs=[("a", "b")]),

@@ -261,6 +261,18 @@ def test_ingest_starts_over_when_its_checkpoint_is_stale(served: str, tmp_path: 
     assert "resuming after 20" in run_cli(*ingest, "-c", "other").stderr
 
 
+def test_a_bad_filter_is_named_before_any_call(served: str) -> None:
+    for value, message in (
+        ("{bad", "--filter: not valid JSON (Expecting property name"),
+        ("[1]", "--filter: a JSON object expected"),
+        ('{"must": [{"nope": 1}]}', "--filter: not a filter (Failed to parse must field"),
+    ):
+        for verb in (["search", "any", "text"], ["cluster", "any"], ["export", "any", "-o", "-"]):
+            result = run_cli(*verb, "--filter", value, "--target", served)
+            assert result.returncode == 2 and message in result.stderr, (verb, result.stderr)
+            assert "NOT_FOUND" not in result.stderr  # refused before asking for "any"
+
+
 def test_input_that_is_not_utf8_is_named_by_its_line(served: str, tmp_path: Path) -> None:
     """A decoder error names a position in a read buffer; the line's number helps more."""
     latin1 = "café".encode("latin-1")  # byte 0xe9: not UTF-8

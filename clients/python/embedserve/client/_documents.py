@@ -114,6 +114,12 @@ def example(value: ExampleLike) -> pb.Example:
     return pb.Example(vector=pb.Vector(values=[float(x) for x in value]))
 
 
+def check_uint32(name: str, number: int | None) -> None:
+    """The message's uint32 fields: protobuf's own error would not name the field."""
+    if number is not None and not 0 <= number < 2**32:
+        raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {number}")
+
+
 def query_params(
     limit: int | None = None,
     offset: int = 0,
@@ -125,8 +131,7 @@ def query_params(
     read_consistency: str = "",
 ) -> pb.QueryParams:
     for name, number in (("limit", limit), ("offset", offset), ("hnsw_ef", hnsw_ef)):
-        if number is not None and not 0 <= number < 2**32:  # uint32 fields
-            raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {number}")
+        check_uint32(name, number)
     params = pb.QueryParams(
         offset=offset, with_vectors=with_vectors, exact=exact, read_consistency=read_consistency
     )

@@ -66,6 +66,8 @@ def collection_config(
     config = pb.CollectionConfig(
         distance=_DISTANCES[distance], on_disk=numbers.pop("on_disk", False)
     )
+    for name, number in {"dimensions": dimensions, **numbers}.items():
+        docs.check_uint32(name, number)
     if dimensions is not None:
         config.dimensions = dimensions
     if quantization == "scalar_int8":

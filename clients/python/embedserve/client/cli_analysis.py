@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 
-from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.cli_texts import read_texts
 
 # Widest histogram bar, in characters.
@@ -85,7 +85,7 @@ def _verb(
     """A command with its --filter parsed."""
 
     def run(client: Any, args: argparse.Namespace) -> int:
-        return command(client, args, json.loads(args.filter) if args.filter else None)
+        return command(client, args, filter_arg(args.filter))
 
     return run
 

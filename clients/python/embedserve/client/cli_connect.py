@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from embedserve.client._connection import DEFAULT_TARGET
+from embedserve.client._documents import query_filter
 from embedserve.client._sync import EmbedClient
 
 ENV_PREFIX = "EMBEDSERVE_"
@@ -53,6 +56,24 @@ def security_from_env() -> dict[str, Any]:
                 private = file.read()
         options["credentials"] = grpc.ssl_channel_credentials(root, private, chain)
     return options
+
+
+def filter_arg(text: str | None) -> dict[str, Any] | None:
+    """``--filter``: the JSON form of a Filter message, checked before any call."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--filter: not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ValueError('--filter: a JSON object expected, like {"must": [...]}')
+    try:
+        query_filter(value)
+    except (json_format.ParseError, TypeError, ValueError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ValueError(f"--filter: not a filter ({first})") from None
+    return value
 
 
 def client_verb(verb: ClientVerb) -> Run:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from typing import Any
 
 from embedserve.client._sync import EmbedClient
-from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.maps.build import CLUSTER, Map, MapRequest, build_map
 from embedserve.client.maps.extra import MissingExtra, require
 from embedserve.client.maps.projection import METHODS, Projection
@@ -101,18 +100,9 @@ def _request(args: argparse.Namespace) -> MapRequest:
         projection=projection,
         color_by=args.color_by,
         max_points=args.max_points,
-        filter=_filter(args.filter),
+        filter=filter_arg(args.filter),
         cluster=cluster,
     )
-
-
-def _filter(text: str | None) -> Any:
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--filter: not valid JSON ({exc.msg})") from None
 
 
 def _modules(args: argparse.Namespace) -> list[str]:

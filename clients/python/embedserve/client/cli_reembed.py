@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from embedserve.client._sync import EmbedClient
 from embedserve.client._vector_calls import config_kwargs
-from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 
 TEXT_KEY = "text"  # where ``store_text`` keeps a document's text
 
@@ -46,7 +45,7 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     if args.new_collection in client.list_collections():
         raise ValueError(f"collection {args.new_collection!r} exists already; pick a new name")
     source = client.get_collection(args.collection)
-    query_filter = json.loads(args.filter) if args.filter else None
+    query_filter = filter_arg(args.filter)
     stored = client.scroll_iter(args.collection, filter=query_filter, page_size=args.batch_size)
     documents = _with_texts(stored)
     # The first document is checked before anything is created: a collection written

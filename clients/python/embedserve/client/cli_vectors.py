@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 
 from embedserve.client._documents import Hit, document_problem
 from embedserve.client._sync import EmbedClient
-from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.cli_lines import open_text, stdin_text, utf8_lines
 
 
@@ -99,7 +99,7 @@ def add_parser(commands: Any) -> None:
 
 
 def _search(client: EmbedClient, args: argparse.Namespace) -> None:
-    query_filter = json.loads(args.filter) if args.filter else None
+    query_filter = filter_arg(args.filter)
     hits = client.search(
         args.collection, args.text, limit=args.limit, filter=query_filter, exact=args.exact
     )
@@ -110,7 +110,7 @@ def _recommend(client: EmbedClient, args: argparse.Namespace) -> int:
     if not (args.positive or args.positive_text):
         print("embedserve: recommend needs --positive ID or --positive-text TEXT", file=sys.stderr)
         return 2
-    query_filter = json.loads(args.filter) if args.filter else None
+    query_filter = filter_arg(args.filter)
     hits = client.recommend(
         args.collection,
         [*args.positive, *({"text": t} for t in args.positive_text)],
