@@ -101,8 +101,8 @@ def add_parser(commands: Commands) -> None:
 
 def read_texts(texts: list[str]) -> list[str]:
     if texts:
-        return list(utf8_lines(texts, "argument {}"))
-    return [line.rstrip("\n") for line in utf8_lines(stdin_text(), "stdin line {}") if line.strip()]
+        return list(utf8_lines(texts, "argument"))
+    return [line.rstrip("\n") for line in utf8_lines(stdin_text(), "stdin line") if line.strip()]
 
 
 def _health(client: EmbedClient, args: argparse.Namespace) -> int:

@@ -20,10 +20,9 @@ def stdin_text() -> TextIO:
     return sys.stdin
 
 
-def utf8_lines(lines: Iterable[str], name: str = "line {}") -> Iterator[str]:
+def utf8_lines(lines: Iterable[str], name: str = "line") -> Iterator[str]:
     """``lines`` (read with errors="surrogateescape"), refusing the first one that is not
-    UTF-8: "line 3 is not UTF-8 text (byte 0xff at character 7)", the line named by
-    ``name`` with its number."""
+    UTF-8: "{name} 3 is not UTF-8 text (byte 0xff at character 7)"."""
     for number, line in enumerate(lines, 1):
         if not line.isascii():
             try:
@@ -31,7 +30,7 @@ def utf8_lines(lines: Iterable[str], name: str = "line {}") -> Iterator[str]:
             except UnicodeEncodeError as exc:
                 byte = ord(line[exc.start]) - 0xDC00  # surrogateescape's stand-in for it
                 raise ValueError(
-                    f"{name.format(number)} is not UTF-8 text "
+                    f"{name} {number} is not UTF-8 text "
                     f"(byte 0x{byte:02x} at character {exc.start + 1})"
                 ) from None
         yield line

@@ -30,7 +30,7 @@ def read_texts(path: str) -> list[TextLine]:
     a JSON object with a non-empty string "text". In a plain file, blank lines are skipped.
     Errors (ValueError) name the file and line."""
     with open_text(path) as file:
-        lines = [line.strip() for line in utf8_lines(file, f"{path} line {{}}")]
+        lines = [line.strip() for line in utf8_lines(file, f"{path} line")]
     jsonl = bool(lines) and lines[0].startswith("{")
     texts = []
     for number, line in enumerate(lines, 1):
