@@ -73,8 +73,8 @@ T = TypeVar("T")
 
 # gRPC waits longer and longer between attempts to reconnect a channel whose server is down
 # (1.6x each time, up to 120 s); until the next attempt every call fails at once. After a
-# 45 s Qdrant outage, calls kept failing for 18.6 s after the server was back; with
-# attempts at least once a second, for 0.6 s.
+# 45 s Qdrant outage, calls kept failing for about 18.5 s after the server was back; with
+# attempts at least once a second, for under a second.
 RECONNECT_OPTIONS = {
     "grpc.initial_reconnect_backoff_ms": 100,
     "grpc.min_reconnect_backoff_ms": 100,
