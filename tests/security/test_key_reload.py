@@ -84,6 +84,15 @@ def test_keys_are_reloaded_and_an_unusable_file_keeps_them(
         assert time.monotonic() < deadline, "the changed file was not reloaded"
         time.sleep(0.2)
     assert works(running.target, http_url, NEW) == (False, False)
+    # Each outcome is counted, so a refused reload can raise an alert.
+    registry = running.server.metrics.registry
+
+    def reloads(result: str) -> float | None:
+        labels = {"file": "api_keys", "result": result}
+        return registry.get_sample_value("embedserve_reloads_total", labels)
+
+    # (At least: the file watch may also have seen a change before its SIGHUP.)
+    assert (reloads("applied") or 0) >= 2 and (reloads("refused") or 0) >= 3
 
 
 def test_sighup_reloads_the_keys_of_embedserve_serve(tmp_path: Path) -> None:

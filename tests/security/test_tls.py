@@ -192,3 +192,11 @@ def test_a_renewed_certificate_is_served_without_a_restart(
         assert time.monotonic() < deadline, "the changed files were not reloaded"
         time.sleep(0.2)
     assert trusted_by(renewing) == (False, False)
+    counted = {
+        result: running.server.metrics.registry.get_sample_value(
+            "embedserve_reloads_total", {"file": "tls", "result": result}
+        )
+        for result in ("applied", "refused")
+    }
+    # (At least: the file watch may also have seen a change before a SIGHUP.)
+    assert (counted["applied"] or 0) >= 2 and (counted["refused"] or 0) >= 1

@@ -85,14 +85,17 @@ class EmbedServer:
         self.embedder: Embedder | None = None
         self.health = HealthServicer()
         self.tls = settings.section(TlsSettings)
-        self.certificates = Certificates(self.tls) if tls_enabled(self.tls) else None
+        record = self.metrics.reload_recorder
+        self.certificates = Certificates(self.tls, record("tls")) if tls_enabled(self.tls) else None
         self._credentials = self.certificates.grpc_credentials() if self.certificates else None
         auth = settings.section(AuthSettings)
         self.keys = load_keys(auth)
         # A keys file may change while serving; keys only in the environment cannot, and
         # auth that is off stays off (its interceptor is not installed).
         self.key_reloader = (
-            KeyReloader(auth, self.keys) if auth.api_keys_file and len(self.keys) else None
+            KeyReloader(auth, self.keys, record("api_keys"))
+            if auth.api_keys_file and len(self.keys)
+            else None
         )
         self._watches: list[asyncio.Task[None]] = []
         self.drain = Drain()

@@ -9,15 +9,22 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 WATCH_INTERVAL_S = 5.0
 
 
 class WatchedFiles(abc.ABC):
-    def __init__(self, paths: Sequence[str], interval_s: float = WATCH_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        record: Callable[[bool], None] | None = None,
+        interval_s: float = WATCH_INTERVAL_S,
+    ) -> None:
+        """``record`` is told each reload's outcome (a metric)."""
         self._paths = list(paths)
+        self._record = record
         self._interval_s = interval_s
         self._seen = self._fingerprint()
 
@@ -37,7 +44,10 @@ class WatchedFiles(abc.ABC):
 
     def reload(self) -> bool:
         self._seen = self._fingerprint()
-        return self._load()
+        applied = self._load()
+        if self._record is not None:
+            self._record(applied)
+        return applied
 
     async def watch(self) -> None:
         """Reload whenever the files' content changes (checked every ``interval_s``)."""

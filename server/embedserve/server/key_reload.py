@@ -5,6 +5,7 @@ turn auth off), leaves the keys in force as they were, and the log says why."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from embedserve.server.auth import AuthSettings, KeyRing, load_keys
 from embedserve.server.errors import EmbedServeError
@@ -14,10 +15,12 @@ log = logging.getLogger(__name__)
 
 
 class KeyReloader(WatchedFiles):
-    def __init__(self, settings: AuthSettings, ring: KeyRing) -> None:
+    def __init__(
+        self, settings: AuthSettings, ring: KeyRing, record: Callable[[bool], None] | None = None
+    ) -> None:
         self._settings = settings
         self._ring = ring
-        super().__init__([settings.api_keys_file])
+        super().__init__([settings.api_keys_file], record)
 
     def _load(self) -> bool:
         kept = len(self._ring)

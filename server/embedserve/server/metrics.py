@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -78,6 +80,18 @@ class Metrics:
             buckets=(*_SIZE_BUCKETS, 1024, 2048, 4096),
             registry=self.registry,
         )
+
+        self.reloads = Counter(
+            "embedserve_reloads",
+            "Files read again while serving (SIGHUP or a change): applied, or refused and "
+            "the old ones kept",
+            ["file", "result"],
+            registry=self.registry,
+        )
+
+    def reload_recorder(self, file: str) -> Callable[[bool], None]:
+        """Counts the reloads of ``file`` ("api_keys", "tls") by their outcome."""
+        return lambda applied: self.reloads.labels(file, "applied" if applied else "refused").inc()
 
     def observe_batch(
         self, size: int, real_tokens: int, padded_tokens: int, seconds: float

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -48,7 +49,7 @@ class Certificates(WatchedFiles):
     """The server's certificate and key for both transports. A reload reaches the
     connections made after it (open ones keep theirs); the client CA is read at start."""
 
-    def __init__(self, settings: TlsSettings) -> None:
+    def __init__(self, settings: TlsSettings, record: Callable[[bool], None] | None = None) -> None:
         self._settings = settings
         ca = settings.tls_client_ca
         self._client_ca = _read(ca, "client CA") if ca else None
@@ -56,7 +57,7 @@ class Certificates(WatchedFiles):
         self._pending: grpc.ServerCertificateConfiguration | None = None
         self._lock = threading.Lock()  # gRPC fetches from its own threads
         self._contexts: list[ssl.SSLContext] = []
-        super().__init__([settings.tls_cert, settings.tls_key])
+        super().__init__([settings.tls_cert, settings.tls_key], record)
 
     def _configuration(self) -> grpc.ServerCertificateConfiguration:
         pair = (
