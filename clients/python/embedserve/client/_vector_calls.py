@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
+
 from embedserve.client import _documents as docs
 from embedserve.client._options import build_options
 from embedserve.client._ordered import StreamCall, StreamPlan
@@ -79,15 +81,12 @@ def collection_config(
     return config
 
 
-_OPTIONAL_NUMBERS = (
-    "dimensions",
-    "hnsw_m",
-    "hnsw_ef_construct",
-    "hnsw_ef",
-    "shard_number",
-    "replication_factor",
-    "write_consistency_factor",
-    "full_scan_threshold_kb",
+# The config's numbers (every one optional: unset means the server's default), read from
+# the message so that a field added to the proto needs no change here.
+_OPTIONAL_NUMBERS = frozenset(
+    field.name
+    for field in pb.CollectionConfig.DESCRIPTOR.fields
+    if field.type == FieldDescriptor.TYPE_UINT32
 )
 
 
