@@ -150,6 +150,20 @@ def test_bad_input_is_named_and_nothing_is_written(
         finetune_args(tiny_base, small_pairs, out, "--matryoshka-dims", "128"), "--matryoshka-dims"
     )
     fails(finetune_args(tiny_base, small_pairs, out, "--batch-size", "1"), "--batch-size")
+    # Each of these reached torch or the trainer before, and ended in a traceback or
+    # trained with a nonsensical setting.
+    refused = {
+        ("--lr", "nan"): "--lr must be positive; got nan",
+        ("--epochs", "inf"): "--epochs must be positive; got inf",
+        ("--encode-batch-size", "0"): "--encode-batch-size must be positive; got 0",
+        ("--warmup-ratio", "5"): "--warmup-ratio must be at least 0 and below 1; got 5.0",
+        ("--negative-margin", "-1"): "--negative-margin must be at least 0 and below 1",
+        ("--device", "tpu"): "--device must be auto, cpu, cuda or cuda:N; got 'tpu'",
+        ("--device", "cuda:99"): "--device cuda:99: ",
+        ("--max-seq-length", "100000"): "--max-seq-length 100000 is more than the model's maximum",
+    }
+    for (flag, value), expected in refused.items():
+        fails(finetune_args(tiny_base, small_pairs, out, flag, value), expected)
     out.mkdir()
     assert main(finetune_args(tiny_base, small_pairs, out)) == 2
     assert f"--out {out} already exists" in capsys.readouterr().err

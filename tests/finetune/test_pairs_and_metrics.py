@@ -45,6 +45,10 @@ def test_reads_pairs_and_optional_negatives(tmp_path: Path) -> None:
         ('{"query": 3, "positive": "d"}', "line 2: field 'query' must be a string"),
         ('{"query": "q", "positive": ', "line 2: not valid JSON"),
         ('["q", "d"]', "line 2: expected a JSON object"),
+        (
+            '{"query": "q", "positive": "d\\ud800"}',
+            "line 2: field 'positive' holds \\ud800 at character 2, half of a surrogate pair",
+        ),
     ],
 )
 def test_bad_lines_are_named_by_flag_file_and_line(
@@ -55,6 +59,15 @@ def test_bad_lines_are_named_by_flag_file_and_line(
         read_pairs(path, "--eval")
     assert str(caught.value).startswith(f"--eval {path} ")
     assert expected in str(caught.value)
+
+
+def test_bytes_that_are_not_utf8_are_named_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"query": "q0", "positive": "d0"}\n{"query": "caf\xe9", "positive": "d"}\n')
+    with pytest.raises(FinetuneError) as caught:
+        read_pairs(path, "--train")
+    expected = f"--train {path} line 2 is not UTF-8 text (byte 0xe9 at character 15)"
+    assert str(caught.value) == expected
 
 
 def test_empty_or_missing_file_is_an_error(tmp_path: Path) -> None:

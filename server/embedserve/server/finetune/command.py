@@ -10,6 +10,8 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import math
+import re
 import shutil
 import sys
 import time
@@ -93,18 +95,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_flags(args: argparse.Namespace) -> Paths:
-    positive = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--lr": args.lr}
+    positive = {
+        "--epochs": args.epochs,
+        "--batch-size": args.batch_size,
+        "--lr": args.lr,
+        "--max-seq-length": args.max_seq_length,
+        "--cached-mini-batch": args.cached_mini_batch,
+        "--save-steps": args.save_steps,
+        "--encode-batch-size": args.encode_batch_size,
+    }
     for flag, value in positive.items():
-        if value <= 0:
+        # ``not value > 0`` also refuses nan, which compares false with everything.
+        if value is not None and not (math.isfinite(value) and value > 0):
             raise FinetuneError(f"{flag} must be positive; got {value}")
     if args.batch_size < 2:
         raise FinetuneError("--batch-size must be at least 2: the other pairs are the negatives")
-    if args.max_seq_length is not None and args.max_seq_length < 1:
-        raise FinetuneError(f"--max-seq-length must be positive; got {args.max_seq_length}")
-    if args.cached_mini_batch is not None and args.cached_mini_batch < 1:
-        raise FinetuneError(f"--cached-mini-batch must be positive; got {args.cached_mini_batch}")
-    if args.save_steps < 1:
-        raise FinetuneError(f"--save-steps must be positive; got {args.save_steps}")
+    shares = {"--warmup-ratio": args.warmup_ratio, "--negative-margin": args.negative_margin}
+    for flag, value in shares.items():
+        if not 0 <= value < 1:
+            raise FinetuneError(f"{flag} must be at least 0 and below 1; got {value}")
+    _check_device(args.device)
     out = Path(args.out)
     paths = Paths(
         out, out.with_name(out.name + ".partial"), out.with_name(out.name + ".checkpoints")
@@ -167,6 +177,7 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
     width_of = getattr(model, "get_embedding_dimension", None)
     width = int(width_of() if width_of else model.get_sentence_embedding_dimension())
     dims = _matryoshka_dims(args.matryoshka_dims, width)
+    _check_max_seq_length(args.max_seq_length, spec.max_tokens)
     prompts = task_prompts(spec)
     corpus = corpus_of(train_pairs, heldout)
     _log(f"{len(train_pairs)} training pairs, {len(heldout)} held-out pairs, corpus {len(corpus)}")
@@ -253,6 +264,29 @@ def _save(model: Any, report: dict[str, Any], paths: Paths) -> None:
         shutil.rmtree(paths.partial, ignore_errors=True)
         raise
     shutil.rmtree(paths.checkpoints, ignore_errors=True)
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device torch would fail on halfway through loading, with the flag's name."""
+    match = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", device)
+    if match is None:
+        raise FinetuneError(f"--device must be auto, cpu, cuda or cuda:N; got {device!r}")
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise FinetuneError(f"--device {device}: torch sees no CUDA device here; use cpu or auto")
+    if match.group(1) is not None and int(match.group(1)) >= count:
+        raise FinetuneError(f"--device {device}: there are {count} CUDA devices (cuda:0 first)")
+
+
+def _check_max_seq_length(requested: int | None, model_max: int) -> None:
+    if requested is not None and requested > model_max:
+        raise FinetuneError(
+            f"--max-seq-length {requested} is more than the model's maximum of {model_max} tokens"
+        )
 
 
 def _auto_device(device: str) -> str:

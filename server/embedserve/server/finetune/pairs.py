@@ -8,6 +8,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from embedserve.client.cli_lines import utf8_lines
 from embedserve.server.finetune.errors import FinetuneError
 
 TEXT_FIELDS = ("query", "positive", "negative")
@@ -29,11 +30,15 @@ def read_pairs(path: Path, flag: str) -> list[Pair]:
     Every problem is reported as ``FLAG FILE line N: ...`` so the user can go to it.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
     except FileNotFoundError as exc:
         raise FinetuneError(f"{flag} {path}: no such file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise FinetuneError(f"{flag} {path}: cannot read it ({exc})") from exc
+    try:
+        lines = list(utf8_lines(text.splitlines(), f"{flag} {path} line"))
+    except ValueError as exc:
+        raise FinetuneError(str(exc)) from None
     pairs = [
         _parse_line(line, f"{flag} {path} line {number}")
         for number, line in enumerate(lines, start=1)
@@ -64,8 +69,22 @@ def _parse_line(line: str, where: str) -> Pair:
             raise FinetuneError(f"{where}: field '{name}' must be a string")
         if not value.strip():
             raise FinetuneError(f"{where}: field '{name}' is an empty text")
+        _require_text(value, f"{where}: field '{name}'")
         texts[name] = value
     return Pair(str(texts["query"]), str(texts["positive"]), texts["negative"])
+
+
+def _require_text(value: str, where: str) -> None:
+    """Refuse what JSON's escapes allow but is no text: a lone surrogate such as ``\\ud800``
+    (the tokenizer and the training data's encoder fail on it with a traceback)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        raise FinetuneError(
+            f"{where} holds \\u{code:04x} at character {exc.start + 1}, "
+            "half of a surrogate pair and not a character"
+        ) from None
 
 
 def split_heldout(
