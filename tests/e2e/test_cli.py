@@ -299,6 +299,38 @@ def test_input_that_is_not_utf8_is_named_by_its_line(served: str, tmp_path: Path
     assert f"{texts} line 3 is not UTF-8 text (byte 0xe9 at character 4)" in result.stderr
 
 
+def test_json_escapes_that_are_no_text_are_named_by_file_line_and_field(
+    served: str, tmp_path: Path
+) -> None:
+    """JSON allows a lone surrogate escape; protobuf refuses the string it becomes, and the
+    CLI said only "'utf-8' codec can't encode character '\\ud800' in position 1"."""
+    half = "half of a surrogate pair"
+    cases = {
+        "text.jsonl": ('{"id": "a", "text": "x\\ud800"}\n', "line 1: field 'text' holds \\ud800"),
+        "payload.jsonl": (
+            '{"id": "a", "text": "ok"}\n{"id": "b", "text": "ok", "payload": {"n": ["\\udc00"]}}\n',
+            "line 2: field 'payload.n[0]' holds \\udc00",
+        ),
+        "rows.csv": ('id,text,payload\n1,ok,"{""k"": ""\\ud83d""}"\n', "line 2: field 'payload.k'"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_text(content)
+        result = run_cli("ingest", str(tmp_path / name), "-c", "halves", "--target", served)
+        assert result.returncode == 2, result.stderr
+        assert f"{tmp_path / name} {message}" in result.stderr and half in result.stderr
+    with EmbedClient(served) as client:
+        assert client.count("halves") == 1  # the good line before the bad one is kept
+    (tmp_path / "rows.csv").write_text("id,text,payload\n1,ok,{not json}\n")
+    result = run_cli("ingest", str(tmp_path / "rows.csv"), "-c", "halves", "--target", served)
+    assert f"{tmp_path / 'rows.csv'} line 2: the payload column is not JSON" in result.stderr
+    result = run_cli("similarity", str(tmp_path / "text.jsonl"), "--target", served)
+    assert f"{tmp_path / 'text.jsonl'} line 1: field 'text' holds \\ud800" in result.stderr
+    bad_filter = '{"must": [{"match": {"key": "k", "text": "\\ud800"}}]}'
+    result = run_cli("search", "halves", "q", "--filter", bad_filter, "--target", served)
+    assert result.returncode == 2
+    assert "--filter: field 'must[0].match.text' holds \\ud800" in result.stderr
+
+
 def test_ingest_names_the_line_a_file_of_the_wrong_shape_fails_on(
     served: str, tmp_path: Path
 ) -> None:

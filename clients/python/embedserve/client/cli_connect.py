@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from embedserve.client._connection import DEFAULT_TARGET
 from embedserve.client._documents import query_filter
 from embedserve.client._sync import EmbedClient
+from embedserve.client.cli_lines import lone_surrogate
 
 ENV_PREFIX = "EMBEDSERVE_"
 
@@ -68,6 +69,8 @@ def filter_arg(text: str | None) -> dict[str, Any] | None:
         raise ValueError(f"--filter: not valid JSON ({exc.msg})") from None
     if not isinstance(value, dict):
         raise ValueError('--filter: a JSON object expected, like {"must": [...]}')
+    if (problem := lone_surrogate(value)) is not None:
+        raise ValueError(f"--filter: {problem}")
     try:
         query_filter(value)
     except (json_format.ParseError, TypeError, ValueError) as exc:

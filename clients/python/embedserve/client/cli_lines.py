@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 
 def open_text(path: str) -> TextIO:
@@ -34,3 +34,27 @@ def utf8_lines(lines: Iterable[str], name: str = "line") -> Iterator[str]:
                     f"(byte 0x{byte:02x} at character {exc.start + 1})"
                 ) from None
         yield line
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """Where a parsed JSON value holds a string that is no text, e.g.
+    "field 'payload.note' holds \\ud800, half of a surrogate pair": JSON's escapes allow a
+    lone surrogate, which protobuf then refuses with no hint of the line or field."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            name = f"field '{path}'" if path else "the value"
+            return f"{name} holds \\u{code:04x}, half of a surrogate pair and not a character"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if (problem := lone_surrogate(key, inner) or lone_surrogate(item, inner)) is not None:
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (problem := lone_surrogate(item, f"{path}[{index}]")) is not None:
+                return problem
+    return None

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from typing import Any
 
-from embedserve.client.cli_lines import open_text, utf8_lines
+from embedserve.client.cli_lines import lone_surrogate, open_text, utf8_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,8 @@ def _json_line(path: str, number: int, line: str) -> TextLine:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where} is not valid JSON: {exc}") from None
+    if (problem := lone_surrogate(record)) is not None:
+        raise ValueError(f"{where}: {problem}")
     text = record.get("text") if isinstance(record, dict) else None
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{where} has no non-empty string 'text' field")

@@ -18,7 +18,7 @@ from google.protobuf.json_format import MessageToDict
 from embedserve.client._documents import Hit, document_problem
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
-from embedserve.client.cli_lines import open_text, stdin_text, utf8_lines
+from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
 
 
 def add_parser(commands: Any) -> None:
@@ -158,10 +158,11 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def read_documents(stream: TextIO, csv_format: bool) -> Iterator[dict[str, Any]]:
+def read_documents(stream: TextIO, csv_format: bool, source: str) -> Iterator[dict[str, Any]]:
     """JSONL objects {id, text|vector, payload}, or CSV rows with id and text columns; other
-    CSV columns (or a JSON 'payload' column) become the payload."""
-    lines = utf8_lines(stream)
+    CSV columns (or a JSON 'payload' column) become the payload. Errors name ``source``
+    (the file, or stdin) and the line."""
+    lines = utf8_lines(stream, f"{source} line")
     if csv_format:
         reader = csv.DictReader(lines)
         missing = {"id", "text"} - set(reader.fieldnames or ())
@@ -171,32 +172,46 @@ def read_documents(stream: TextIO, csv_format: bool) -> Iterator[dict[str, Any]]
                 f" (header: {', '.join(reader.fieldnames or ()) or 'empty'})"
             )
         for row in reader:
-            payload = json.loads(row.pop("payload") or "{}") if "payload" in row else {}
+            where = f"{source} line {reader.line_num}"
+            payload = _payload_column(where, row.pop("payload", None))
             doc_id, text = row.pop("id"), row.pop("text")
             payload.update({k: v for k, v in row.items() if k})
             # The header is line 1; a quoted field may span lines, so the reader counts.
-            yield _checked_document(
-                reader.line_num, {"id": doc_id, "text": text, "payload": payload}
-            )
+            yield _checked_document(where, {"id": doc_id, "text": text, "payload": payload})
         return
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
-            yield _checked_document(number, value)
+                raise ValueError(f"{source} line {number}: not JSON ({exc.msg})") from None
+            yield _checked_document(f"{source} line {number}", value)
 
 
-def _checked_document(number: int, value: Any) -> dict[str, Any]:
+def _payload_column(where: str, text: str | None) -> dict[str, Any]:
+    """A CSV row's 'payload' column: a JSON object, or empty."""
+    if not text:
+        return {}
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: the payload column is not JSON ({exc.msg})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{where}: the payload column must hold a JSON object")
+    return payload
+
+
+def _checked_document(where: str, value: Any) -> dict[str, Any]:
     """``value`` if it is a document, else an error that names the line and what it holds."""
     if not isinstance(value, dict):
-        raise ValueError(f"line {number}: a JSON object expected, got {type(value).__name__}")
+        raise ValueError(f"{where}: a JSON object expected, got {type(value).__name__}")
     if (problem := document_problem(value)) is not None:
-        raise ValueError(f"line {number}: a document {problem}")
+        raise ValueError(f"{where}: a document {problem}")
+    if (problem := lone_surrogate(value)) is not None:
+        raise ValueError(f"{where}: {problem}")
     empty = [field for field in ("id", "text") if value.get(field) == ""]
     if empty:  # the server refuses these too, but could name only the batch, not the line
-        raise ValueError(f"line {number}: a document's {' and '.join(empty)} must not be empty")
+        raise ValueError(f"{where}: a document's {' and '.join(empty)} must not be empty")
     return value
 
 
@@ -230,7 +245,8 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     total = None if from_stdin else _count_documents(args.file)
     progress = _Progress(total, skip)
     try:
-        documents = read_documents(stream, args.file.endswith(".csv"))
+        source = "stdin" if from_stdin else args.file
+        documents = read_documents(stream, args.file.endswith(".csv"), source)
         for _ in range(skip):
             next(documents, None)
         # One document read (and checked) first: a file of the wrong shape creates nothing.
