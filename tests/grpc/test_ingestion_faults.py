@@ -9,7 +9,7 @@ import pytest
 from labelled_corpus import documents
 
 from embedserve.client import EmbedClient
-from embedserve.connectors import RetryingStore, RetryPolicy, TransientStoreError
+from embedserve.connectors import RetryingStore, RetryPolicy, StoreFull, TransientStoreError
 
 
 class FlakyStore:
@@ -22,6 +22,7 @@ class FlakyStore:
         self.inner = inner
         self.failures = failures
         self.attempts = 0
+        self.error: Exception = TransientStoreError("connection reset by peer (injected)")
         self._lock = threading.Lock()
 
     def upsert(self, collection, points):
@@ -29,7 +30,7 @@ class FlakyStore:
             self.attempts += 1
             if self.failures > 0:
                 self.failures -= 1
-                raise TransientStoreError("connection reset by peer (injected)")
+                raise self.error
         return self.inner.upsert(collection, points)
 
     def __getattr__(self, name):
@@ -74,6 +75,27 @@ def test_a_store_that_stays_down_ends_the_stream_naming_the_last_ack(minilm_serv
         flaky.failures = 0
         assert client.count("docs") >= 30
         assert len(client.get("docs", acked)) == 30
+
+
+def test_a_full_disk_ends_the_stream_at_once_with_resource_exhausted(minilm_server) -> None:
+    """A full disk is produced for real in tests/connectors/test_process_store.py; here, how
+    the stream reports it: not retried, not UNAVAILABLE (which clients retry), the last ack."""
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("docs")
+        flaky = inject(minilm_server, failures=0, policy=FAST_RETRY)
+        flaky.error = StoreFull("the file system of the data directory is full (injected)")
+        acked: list[str] = []
+        with pytest.raises(grpc.RpcError) as error:
+            for ack in client.ingest_iter("docs", documents(20), batch_size=10, max_in_flight=1):
+                acked.extend(ack.ids)
+                if len(acked) == 20:
+                    flaky.failures, flaky.attempts = 10**6, 0
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "is full (injected)" in error.value.details()
+        assert f"last acknowledged document: {acked[-1]!r}" in error.value.details()
+        assert flaky.attempts == 1
+        flaky.failures = 0
+        assert len(client.get("docs", acked)) == 20
 
 
 def test_a_killed_qdrant_server_ends_the_stream_and_keeps_every_acknowledged_document(

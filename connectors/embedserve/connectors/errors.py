@@ -11,6 +11,7 @@ never see an engine- or transport-specific type::
     ├── CollectionExists
     ├── PointNotFound             an example id given to recommend() does not exist
     ├── StoreLocked               the data directory is held by another process
+    ├── StoreFull                 the data directory's file system is out of space
     ├── StoreClosed
     ├── TransientStoreError       retryable: timeouts, connection and I/O hiccups
     └── StoreUnavailable          retries ran out; carries .attempts
@@ -66,6 +67,11 @@ class PointNotFound(StoreError):
 
 class StoreLocked(StoreError):
     """Another process (or another store object) already holds the data directory."""
+
+
+class StoreFull(StoreError):
+    """The data directory's file system ran out of space. Not retried: it takes an operator
+    (or a delete) to free space; the next call after that works again."""
 
 
 class StoreClosed(StoreError):

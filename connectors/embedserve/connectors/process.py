@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,12 +43,36 @@ from .types import (
 
 _PR_SET_PDEATHSIG = 1
 _START_TIMEOUT_S = 120.0
+# Below this much free space a dead engine is taken to have run out of it: a segment or a
+# write-ahead log file grows by tens of MiB at a time.
+LOW_SPACE_BYTES = 64 * 1024 * 1024
 
 
 def _die_with_parent() -> None:
     # Not on Linux: the child still exits once the pipe closes.
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "its pipe closed"
+    if code >= 0:
+        return f"exit status {code}"
+    with contextlib.suppress(ValueError):
+        return f"killed by {signal.Signals(-code).name}"
+    return f"killed by signal {-code}"
+
+
+def _free_bytes(path: str) -> int | None:
+    """Free bytes on ``path``'s file system (of the nearest folder that exists)."""
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def _flatten(exc: BaseException) -> tuple[str, str, dict[str, Any]]:
@@ -132,14 +157,32 @@ class ProcessStore(ContextManagerMixin):
         if not parent.poll(_START_TIMEOUT_S):
             process.kill()
             raise errors.TransientStoreError("the store process did not start in time")
+        self._process = process
         try:
             status, value = parent.recv()
         except EOFError:
-            raise errors.TransientStoreError("the store process exited while starting") from None
+            raise self._death("while starting") from None
         if status != "ok":
             process.wait(5)
             raise _rebuild(*value)
         self._conn, self._process = parent, process
+
+    def _death(self, when: str) -> errors.StoreError:
+        """Why the child died, as the error to raise. The engine maps its files, so writing
+        to a full file system kills it with SIGBUS instead of returning an error."""
+        code = None
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self._process.wait(1)  # a dying child exits as its pipe closes
+        how = _exit_description(code)
+        free = _free_bytes(self._data_dir)
+        if free is not None and free < LOW_SPACE_BYTES:
+            return errors.StoreFull(
+                f"the store process died {when} ({how}): the file system of the data "
+                f"directory {self._data_dir!r} is full ({free // 1024} KiB free). Free space "
+                "there or give the server another --data-dir; acknowledged writes are kept"
+            )
+        return errors.TransientStoreError(f"the store process exited {when} ({how})")
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
@@ -153,9 +196,7 @@ class ProcessStore(ContextManagerMixin):
                 status, value = self._conn.recv()
             except (EOFError, OSError) as exc:
                 self._conn = None
-                raise errors.TransientStoreError(
-                    f"the store process exited during {method}: {exc or 'connection closed'}"
-                ) from exc
+                raise self._death(f"during {method}") from exc
         if status == "err":
             raise _rebuild(*value)
         return value

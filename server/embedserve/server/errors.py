@@ -103,6 +103,12 @@ class ModelLoadError(EmbedServeError):
     kind = ErrorKind.FAILED_PRECONDITION
 
 
+class OutOfSpace(EmbedServeError):
+    """The store's disk is full: retrying will not help until space is freed."""
+
+    kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
 class StoreDown(EmbedServeError):
     """The vector store failed or stayed unreachable after retries."""
 

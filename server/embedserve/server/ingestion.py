@@ -4,8 +4,9 @@ Per stream, up to ``ingest_inflight`` messages are embedded at once (later ones 
 backpressure reaches the producer because the stream stops reading). A single writer
 takes the embedded messages in order, joins those already ready into one store write
 (up to ``max_write_points``), and acknowledges each only after that write returned.
-If the store stays down, the stream fails naming the last acknowledged document; so does
-a server that drains for shutdown, after writing and acknowledging what it had accepted.
+If the store stays down or its disk is full, the stream fails naming the last acknowledged
+document; so does a server that drains for shutdown, after writing and acknowledging what
+it had accepted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Sequence
 
 from embedserve.server.drain import Drain
-from embedserve.server.errors import EmbedServeError, InvalidArgument, StoreDown
+from embedserve.server.errors import EmbedServeError, InvalidArgument, OutOfSpace, StoreDown
 from embedserve.server.ordered import OrderedStream, Started
 from embedserve.server.vectors import (
     DocumentIn,
@@ -137,8 +138,9 @@ class IngestPipeline:
             except SizeChanged:  # another server re-made the collection: embed at its size
                 batches = [await self._prepare(started.message) for started in group]
                 await self._core.write(collection, [p for b in batches for p in b.points])
-        except StoreDown as exc:
-            raise StoreDown(f"{exc.message}; {self._progress()}") from exc
+        except (StoreDown, OutOfSpace) as exc:
+            exc.message = f"{exc.message}; {self._progress()}"
+            raise
         metrics = self._core.metrics
         for started, batch in zip(group, batches, strict=True):
             message = started.message

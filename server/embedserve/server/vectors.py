@@ -38,6 +38,7 @@ from embedserve.server.errors import (
     InvalidArgument,
     NotFound,
     NotReady,
+    OutOfSpace,
     StoreDown,
 )
 from embedserve.server.input_names import InputNames
@@ -137,6 +138,8 @@ def translate_store_error(exc: store_errors.StoreError) -> EmbedServeError:
         return AlreadyExists(message)
     if isinstance(exc, store_errors.StoreLocked):
         return FailedPrecondition(message)
+    if isinstance(exc, store_errors.StoreFull):
+        return OutOfSpace(message)
     if isinstance(exc, store_errors.StoreClosed):
         return NotReady(message)
     return StoreDown(message)
