@@ -6,11 +6,13 @@ cases skip, naming the variable to set.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from connectors_testdata import StoreFactory
+from connectors_testdata import SmallDisk, StoreFactory
 
 from embedserve.connectors import EdgeStore, RemoteStore, VectorStore
 
@@ -47,3 +49,17 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
 def store(request: pytest.FixtureRequest, make_store: StoreFactory) -> VectorStore:
     opened: VectorStore = make_store(request.param)
     return opened
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 2 MiB tmpfs at ``tmp_path/disk``; skips where mounting is not allowed."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(path)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root with CAP_SYS_ADMIN")
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

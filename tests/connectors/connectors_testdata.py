@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,3 +34,13 @@ def clustered(
     x = centres[labels] + spread * rng.standard_normal((len(labels), dim)) / np.sqrt(dim)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     return x.astype(np.float32), labels, centres
+
+
+class SmallDisk:
+    """A tmpfs of a few MiB: a file system that really fills up."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def resize(self, size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True)

@@ -96,44 +96,6 @@ def test_the_child_dies_with_its_parent_and_frees_the_directory(tmp_path: Path) 
         assert reopened.list_collections() == []
 
 
-def fill(store: ProcessStore, acknowledged: list[str]) -> None:
-    """Upsert 64-point batches with 4 KB payloads until one fails; ``acknowledged`` gets the
-    ids of every batch whose upsert returned."""
-    rng = np.random.default_rng(0)
-    for batch in range(100):  # about 26 MB in all
-        ids = [f"b{batch}-{i}" for i in range(64)]
-        vectors = rng.standard_normal((64, 16)).astype(np.float32)
-        payload = {"blob": "x" * 4096}
-        store.upsert("c", [PointRecord(i, v, payload) for i, v in zip(ids, vectors, strict=True)])
-        acknowledged += ids
-
-
-def test_a_full_file_system_is_named_and_acknowledged_writes_survive_it(tmp_path: Path) -> None:
-    """The engine maps its files: on a full file system it dies by SIGBUS, not an error."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)]
-    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root with CAP_SYS_ADMIN")
-    try:
-        store = ProcessStore(str(disk / "data"))
-        store.create_collection(CollectionSpec("c", vector_size=16))
-        acknowledged: list[str] = []
-        with pytest.raises(StoreFull) as full:
-            fill(store, acknowledged)
-        message = str(full.value)
-        assert "killed by SIGBUS" in message and "is full (" in message
-        assert "acknowledged writes are kept" in message and len(acknowledged) >= 64
-        with pytest.raises(StoreFull):  # a new child cannot even replay its log yet
-            store.count("c")
-        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
-        records = store.retrieve("c", acknowledged)  # the next call starts a child again
-        assert len(records) == len(acknowledged)
-        store.close()
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
 def test_a_child_killed_by_sigbus_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where no small file system can be mounted: a real SIGBUS, read with both answers of
     the free-space rule (this disk has room, so the rule's threshold is moved instead)."""

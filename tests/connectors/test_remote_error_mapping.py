@@ -19,6 +19,7 @@ from embedserve.connectors import (
     InvalidRequest,
     PointNotFound,
     StoreError,
+    StoreFull,
     TransientStoreError,
     point_id,
 )
@@ -45,6 +46,9 @@ class ServerRpcError(grpc.RpcError):
         return self._details
 
 
+# As Qdrant 1.18 words a write it has no room to log.
+NO_SPACE = "No space left on device: WAL buffer size exceeds available disk space"
+
 CASES: list[tuple[BaseException, type[StoreError]]] = [
     (http_error(404, "Not found: Collection `docs` doesn't exist!"), CollectionNotFound),
     (http_error(409, "Wrong input: Collection `docs` already exists!"), CollectionExists),
@@ -57,6 +61,8 @@ CASES: list[tuple[BaseException, type[StoreError]]] = [
     (http_error(503, "Service unavailable"), TransientStoreError),
     (http_error(429, "Too many requests"), TransientStoreError),
     (http_error(500, "Service internal error: boom"), StoreError),
+    (http_error(500, f"Service internal error: {NO_SPACE}"), StoreFull),
+    (ServerRpcError(grpc.StatusCode.INTERNAL, f"Service internal error: {NO_SPACE}"), StoreFull),
     (ResponseHandlingException(httpx.ReadTimeout("timed out")), TransientStoreError),
     (httpx.ConnectError("refused"), TransientStoreError),
     (

@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from .errors import DimensionMismatch, InvalidRequest, StoreError, TransientStoreError
+from .errors import (
+    DimensionMismatch,
+    InvalidRequest,
+    StoreError,
+    StoreFull,
+    TransientStoreError,
+    out_of_space,
+)
 from .ids import point_ids
 from .types import (
     CollectionSpec,
@@ -62,9 +69,13 @@ def engine_errors() -> Iterator[None]:
     except (TypeError, ValueError) as exc:  # argument conversion in the bindings
         raise InvalidRequest(str(exc).splitlines()[0]) from exc
     except OSError as exc:
+        if out_of_space(exc):
+            raise StoreFull(f"embedded engine: {exc}") from exc
         raise TransientStoreError(f"embedded engine I/O error: {exc}") from exc
     except Exception as exc:
         message = str(exc)
+        if out_of_space(message):
+            raise StoreFull(f"embedded engine: {message}") from exc
         if m := _DIM_RE.search(message):
             raise DimensionMismatch(int(m.group(1)), int(m.group(2))) from exc
         if any(marker in message for marker in _TRANSIENT_MARKERS):

@@ -19,7 +19,9 @@ from .errors import (
     InvalidRequest,
     PointNotFound,
     StoreError,
+    StoreFull,
     TransientStoreError,
+    out_of_space,
 )
 from .ids import point_ids
 from .types import (
@@ -100,6 +102,8 @@ class ErrorContext:
 
     def translate(self, message: str, exc: BaseException) -> StoreError:
         lowered = message.lower()
+        if out_of_space(message):
+            return StoreFull(f"the Qdrant server's disk is full: {message}")
         if m := _DIM_RE.search(message):
             return DimensionMismatch(int(m.group(1)), int(m.group(2)), collection=self.collection)
         missing = [self.ids[u] for u in _UUID_RE.findall(lowered) if u in self.ids]

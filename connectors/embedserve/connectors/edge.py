@@ -43,6 +43,7 @@ from .errors import (
     PointNotFound,
     StoreClosed,
     StoreError,
+    os_failure,
 )
 from .ids import RESERVED_KEY, point_id, point_ids
 from .store import ContextManagerMixin
@@ -146,7 +147,7 @@ class EdgeStore(ContextManagerMixin):
             self._root = self.data_dir / "collections"
             self._root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot use data directory {str(self.data_dir)!r}: {exc}") from exc
+            raise os_failure(f"cannot use data directory {str(self.data_dir)!r}", exc) from exc
         self._dir_lock = DirectoryLock(self.data_dir)
         try:
             self._load_all()
@@ -154,7 +155,7 @@ class EdgeStore(ContextManagerMixin):
             self._close_all()
             self._dir_lock.release()
             if isinstance(exc, OSError):
-                raise StoreError(f"cannot load {str(self.data_dir)!r}: {exc}") from exc
+                raise os_failure(f"cannot load {str(self.data_dir)!r}", exc) from exc
             raise
 
     # ------------------------------------------------------------------ lifecycle
@@ -253,7 +254,7 @@ class EdgeStore(ContextManagerMixin):
                     shard.close()
                 shutil.rmtree(path, ignore_errors=True)
                 if isinstance(exc, OSError):
-                    raise StoreError(f"cannot create collection {spec.name!r}: {exc}") from exc
+                    raise os_failure(f"cannot create collection {spec.name!r}", exc) from exc
                 raise
             self._collections[spec.name] = _Collection(spec, shard, path)
 
@@ -280,7 +281,7 @@ class EdgeStore(ContextManagerMixin):
         try:
             os.replace(col.path, trash)
         except OSError as exc:
-            raise StoreError(f"cannot remove collection {name!r}: {exc}") from exc
+            raise os_failure(f"cannot remove collection {name!r}", exc) from exc
         shutil.rmtree(trash, ignore_errors=True)
 
     # --------------------------------------------------------------------- writes

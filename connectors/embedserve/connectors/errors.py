@@ -19,6 +19,7 @@ never see an engine- or transport-specific type::
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 
@@ -72,6 +73,24 @@ class StoreLocked(StoreError):
 class StoreFull(StoreError):
     """The data directory's file system ran out of space. Not retried: it takes an operator
     (or a delete) to free space; the next call after that works again."""
+
+
+# How the engines and the OS word it: "No space left on device (os error 28)".
+_NO_SPACE = ("no space left on device", "os error 28")
+
+
+def out_of_space(error: BaseException | str) -> bool:
+    """Whether ``error`` (an exception or a server's message) says the disk is full."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    lowered = str(error).lower()
+    return any(marker in lowered for marker in _NO_SPACE)
+
+
+def os_failure(what: str, exc: OSError) -> StoreError:
+    """``what`` failed with ``exc``: StoreFull for a full disk, else a plain StoreError."""
+    cls = StoreFull if out_of_space(exc) else StoreError
+    return cls(f"{what}: {exc}")
 
 
 class StoreClosed(StoreError):

@@ -96,6 +96,8 @@ class IngestPipeline:
             raise
 
     def _progress(self) -> str:
+        if not self.acknowledged:
+            return "no document was acknowledged on this stream"
         return (
             f"last acknowledged document: {self.last_id!r} "
             f"({self.acknowledged} acknowledged on this stream)"
