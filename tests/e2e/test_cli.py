@@ -150,6 +150,30 @@ def test_unavailable_model_names_it_and_the_offline_alternative() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_port_that_is_taken_is_named_by_its_flag() -> None:
+    """Each was a traceback (gRPC's "Failed to bind", an OSError from HTTP or metrics),
+    and the HTTP one also "Event loop is closed" from the gRPC server left behind."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flags, expected in (
+            (["--port", str(port)], f"cannot listen for gRPC on 127.0.0.1:{port} (--host, --port)"),
+            (
+                ["--port", str(free_port()), "--http-port", str(port)],
+                f"cannot listen for HTTP on 127.0.0.1:{port} (--host, --http-port): Address",
+            ),
+            (
+                ["--port", str(free_port()), "--metrics-port", str(port)],
+                f"cannot listen for metrics on 127.0.0.1:{port} (--host, --metrics-port): Address",
+            ),
+        ):
+            result = run_cli("serve", "--model", "minilm", *flags)
+            assert result.returncode == 2, result.stderr
+            assert f"embedserve: {expected}" in result.stderr
+            assert "Traceback" not in result.stderr and "Event loop" not in result.stderr
+
+
 def write_jsonl(path: Path, start: int, stop: int) -> None:
     with path.open("a", encoding="utf-8") as handle:
         for i in range(start, stop):

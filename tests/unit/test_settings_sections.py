@@ -190,3 +190,58 @@ def test_chunk_overlap_tokens_reaches_the_tokenizer(minilm_path: Path) -> None:
     first, second = (window[1:-1] for window in encoded.windows[:2])  # without [CLS], [SEP]
     shared = max(k for k in range(len(first)) if first[len(first) - k :] == second[:k])
     assert shared == 5  # the default, 128, would be capped at half the window: 7
+
+
+def test_every_numeric_setting_has_a_range() -> None:
+    from embedserve.server.settings_bounds import BOUNDS
+
+    numeric = {f.name for f in dataclasses.fields(Settings) if type(f.default) in (int, float)}
+    assert numeric == set(BOUNDS)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (
+            ["--max-queue-items", "0"],
+            "--max-queue-items (EMBEDSERVE_MAX_QUEUE_ITEMS) must be at least 1; got 0",
+        ),
+        (
+            ["--max-batch-size", "0"],
+            "--max-batch-size (EMBEDSERVE_MAX_BATCH_SIZE) must be at least 1",
+        ),
+        (["--port", "70000"], "--port (EMBEDSERVE_PORT) must be from 0 to 65535; got 70000"),
+        (
+            ["--max-padding-share", "2"],
+            "--max-padding-share (EMBEDSERVE_MAX_PADDING_SHARE) must be from 0 to 1",
+        ),
+        (
+            ["--max-wait-ms", "nan"],
+            "--max-wait-ms (EMBEDSERVE_MAX_WAIT_MS) must be a finite number; got nan",
+        ),
+        (
+            ["--grace-period-s", "-1"],
+            "--grace-period-s (EMBEDSERVE_GRACE_PERIOD_S) must be at least 0",
+        ),
+    ],
+)
+def test_a_setting_out_of_range_stops_serve_naming_it(
+    flags: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Out of range, these failed far from their flag or not at all: queue items 0 as "the
+    queue is full" at warm-up, batch size 0 as batches of one, port 70000 as port 4464."""
+    from embedserve.server.cli import main
+
+    assert main(["serve", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("embedserve: ") and expected in err
+
+
+def test_a_setting_out_of_range_in_the_environment_is_named_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EMBEDSERVE_STORE_RETRY_ATTEMPTS", "0")
+    with pytest.raises(
+        ValueError, match=r"--store-retry-attempts \(EMBEDSERVE_STORE_RETRY_ATTEMPTS\)"
+    ):
+        settings_from(build_parser().parse_args(["serve"]))

@@ -38,6 +38,7 @@ from embedserve.server.http.server import HttpServer
 from embedserve.server.http.settings import HttpSettings
 from embedserve.server.ingestion import IngestSettings
 from embedserve.server.key_reload import KeyReloader
+from embedserve.server.listening import CannotListen, cannot_listen
 from embedserve.server.metrics import Metrics
 from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
@@ -162,25 +163,28 @@ class EmbedServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection(SERVICE_NAMES, self._grpc)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        address = f"{self.settings.host}:{self.settings.port}"
-        if self._credentials is None:
-            self.port = self._grpc.add_insecure_port(address)
-        else:
-            self.port = self._grpc.add_secure_port(address, self._credentials)
-        if self.port == 0:
-            raise OSError(f"cannot bind {address}")
+        self._listen_grpc()
         self._warn_if_exposed()
-        if self.settings.metrics_port:
-            self.metrics_endpoint = MetricsEndpoint(
-                self.metrics.registry, self.settings.host, self.settings.metrics_port
-            )
-        await self._grpc.start()
+        host = self.settings.host
         http_port = self.settings.section(HttpSettings).http_port
-        if http_port:
-            app = build_app(self.http_backend, self.metrics)
-            self.http = HttpServer(
-                app, self.settings.host, http_port, self.tls, self.settings.grace_period_s
-            )
+        try:
+            if self.settings.metrics_port:
+                port = self.settings.metrics_port
+                with cannot_listen("metrics", host, port, "--metrics-port"):
+                    self.metrics_endpoint = MetricsEndpoint(self.metrics.registry, host, port)
+            if http_port:
+                app = build_app(self.http_backend, self.metrics)
+                with cannot_listen("HTTP", host, http_port, "--http-port"):
+                    self.http = HttpServer(
+                        app, host, http_port, self.tls, self.settings.grace_period_s
+                    )
+        except CannotListen:
+            if self.metrics_endpoint is not None:
+                self.metrics_endpoint.close()
+            await self._grpc.stop(0)
+            raise
+        await self._grpc.start()
+        if self.http is not None:
             await self.http.start()
             if self.certificates is not None and self.http.ssl_context is not None:
                 self.certificates.serve_http(self.http.ssl_context)
@@ -199,6 +203,21 @@ class EmbedServer:
             if watched is not None:
                 self._watches.append(loop.create_task(watched.watch()))
         return self.port
+
+    def _listen_grpc(self) -> None:
+        address = f"{self.settings.host}:{self.settings.port}"
+        try:
+            if self._credentials is None:
+                self.port = self._grpc.add_insecure_port(address)
+            else:
+                self.port = self._grpc.add_secure_port(address, self._credentials)
+        except RuntimeError:  # "Failed to bind", with no reason given
+            self.port = 0
+        if self.port == 0:
+            raise CannotListen(
+                f"cannot listen for gRPC on {address} (--host, --port): the port is in use, "
+                "or the host is not an address of this machine"
+            )
 
     def reload(self) -> None:
         """SIGHUP: read the API keys file and the TLS certificate and key again."""

@@ -74,8 +74,8 @@ def _serve(args: argparse.Namespace) -> int:
     from embedserve.server import logs
     from embedserve.server.errors import EmbedServeError
 
-    settings = settings_from(args)
     try:
+        settings = settings_from(args)
         logs.configure(settings.section(logs.LogSettings))
     except ValueError as exc:
         print(f"embedserve: {exc}", file=sys.stderr)

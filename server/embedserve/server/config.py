@@ -24,6 +24,7 @@ from embedserve.server.ingestion import IngestSettings
 from embedserve.server.logs import LogSettings
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.ratelimit import RateLimitSettings
+from embedserve.server.settings_bounds import check_bounds
 from embedserve.server.tls import TlsSettings
 from embedserve.server.vector_convert import CollectionLayout
 
@@ -105,6 +106,9 @@ class Settings:
     # Observability
     metrics_port: int = 0  # Prometheus /metrics on this port (same host); 0: off
     otel_tracing: bool = False  # an OpenTelemetry span per RPC (needs embedserve[otel])
+
+    def __post_init__(self) -> None:
+        check_bounds({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     def section(self, kind: type[Section]) -> Section:
         """The section ``kind``, built whole from the settings of its fields' names."""

@@ -1,0 +1,58 @@
+"""The range of each numeric setting, checked once when the settings are made.
+
+Out of range, a setting failed far from its flag or not at all: ``--max-queue-items 0``
+refused the warm-up pass as "the queue is full", ``--max-batch-size 0`` quietly ran
+batches of one, and ``--port 70000`` listened on port 4464 (gRPC keeps the low 16 bits).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+PORT = (0, 65535)
+# field: (lowest, highest or None). Where 0 means "off" or "the default", 0 is allowed.
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "max_tokens": (0, None),  # 0: the model's own maximum
+    "chunk_overlap_tokens": (0, None),
+    "torch_threads": (0, None),  # 0: torch decides
+    "port": PORT,  # 0: any free port
+    "http_port": PORT,  # 0: no HTTP
+    "metrics_port": PORT,  # 0: no metrics endpoint
+    "qdrant_grpc_port": PORT,  # 0: Qdrant's default
+    "max_batch_tokens": (0, None),  # 0: picked for the device
+    "max_batch_size": (1, None),
+    "max_wait_ms": (0, None),
+    "max_queue_items": (1, None),
+    "sort_window": (1, None),
+    "max_padding_share": (0, 1),
+    "parallel_passes": (0, None),  # 0: picked for the model
+    "max_inputs_per_request": (1, None),
+    "max_input_chars": (1, None),
+    "max_message_bytes": (1, None),
+    "max_streams_per_connection": (1, None),
+    "stream_inflight": (1, None),
+    "qdrant_timeout_s": (0.001, None),
+    "store_retry_attempts": (1, None),
+    "store_retry_max_s": (0, None),
+    "ingest_inflight": (1, None),
+    "max_write_points": (1, None),
+    "default_shard_number": (1, None),
+    "default_replication_factor": (1, None),
+    "default_write_consistency_factor": (1, None),
+    "grace_period_s": (0, None),
+    "rate_limit_rps": (0, None),  # 0: off
+    "rate_limit_burst": (0, None),  # 0: from the rate
+}
+
+
+def check_bounds(values: dict[str, Any]) -> None:
+    """Raise ValueError naming the first setting out of its range, as its flag."""
+    for name, (lowest, highest) in BOUNDS.items():
+        value = values[name]
+        flag = f"--{name.replace('_', '-')} (EMBEDSERVE_{name.upper()})"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{flag} must be a finite number; got {value}")
+        if value < lowest or (highest is not None and value > highest):
+            span = f"at least {lowest}" if highest is None else f"from {lowest} to {highest}"
+            raise ValueError(f"{flag} must be {span}; got {value}")
