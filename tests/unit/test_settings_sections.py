@@ -223,6 +223,10 @@ def test_every_numeric_setting_has_a_range() -> None:
             ["--grace-period-s", "-1"],
             "--grace-period-s (EMBEDSERVE_GRACE_PERIOD_S) must be at least 0",
         ),
+        (
+            ["--log-level", "loud"],
+            "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got 'loud'",
+        ),
     ],
 )
 def test_a_setting_out_of_range_stops_serve_naming_it(
@@ -245,3 +249,16 @@ def test_a_setting_out_of_range_in_the_environment_is_named_too(
         ValueError, match=r"--store-retry-attempts \(EMBEDSERVE_STORE_RETRY_ATTEMPTS\)"
     ):
         settings_from(build_parser().parse_args(["serve"]))
+
+
+def test_a_device_torch_does_not_know_is_named_without_torch_s_list() -> None:
+    from embedserve.server.errors import ModelLoadError
+    from embedserve.server.model import pick_device
+
+    with pytest.raises(ModelLoadError) as error:
+        pick_device("tpu")
+    assert str(error.value) == (
+        "device must be auto, cpu, cuda or cuda:N (or another torch device); got 'tpu'"
+    )
+    with pytest.raises(ModelLoadError, match="cuda:99"):
+        pick_device("cuda:99")

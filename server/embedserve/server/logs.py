@@ -47,6 +47,9 @@ class TextFormatter(logging.Formatter):
         return f"{line} [request_id={request_id}]" if request_id else line
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 @dataclasses.dataclass(frozen=True)
 class LogSettings:
     """The logging section of the settings."""
@@ -60,6 +63,11 @@ def configure(settings: LogSettings, stream: IO[str] | None = None) -> logging.H
     fmt = settings.log_format
     if fmt not in {"text", "json"}:
         raise ValueError(f"log_format must be 'text' or 'json', got {fmt!r}")
+    level = settings.log_level.upper()
+    if level not in LEVELS:
+        raise ValueError(
+            f"log_level must be one of {', '.join(LEVELS)}; got {settings.log_level!r}"
+        )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     # On the handler, not a logger: records of every logger pass through it.
@@ -68,5 +76,5 @@ def configure(settings: LogSettings, stream: IO[str] | None = None) -> logging.H
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(level)
     return handler

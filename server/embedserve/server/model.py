@@ -35,9 +35,17 @@ log = logging.getLogger(__name__)
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:  # torch lists every device type it knows, most of them not ours
+        raise ModelLoadError(
+            f"device must be auto, cpu, cuda or cuda:N (or another torch device); got {requested!r}"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"device '{requested}' was requested but no CUDA device is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ModelLoadError(f"device '{requested}': there are {count} CUDA devices (cuda:0 first)")
     return device
 
 
