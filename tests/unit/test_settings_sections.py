@@ -262,3 +262,16 @@ def test_a_device_torch_does_not_know_is_named_without_torch_s_list() -> None:
     )
     with pytest.raises(ModelLoadError, match="cuda:99"):
         pick_device("cuda:99")
+
+
+def test_max_tokens_above_the_models_positions_is_capped_and_said(
+    minilm_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from embedserve.server.model import EncoderModel
+
+    flags = ["serve", "--model", str(minilm_path), "--device", "cpu", "--max-tokens", "100000"]
+    settings = settings_from(build_parser().parse_args(flags))
+    with caplog.at_level("WARNING", logger="embedserve.server.model"):
+        model = EncoderModel.load(settings.section(ModelSettings))
+    assert model.spec.max_tokens == 512  # MiniLM's position embeddings
+    assert "max_tokens 100000 is more than the model's 512 positions; using 512" in caplog.text

@@ -137,6 +137,13 @@ class EncoderModel:
         positions = getattr(config, "max_position_embeddings", None)
         spec = read_model_spec(model_id, path, positions)
         if max_tokens := settings.max_tokens:
+            if positions and max_tokens > positions:
+                log.warning(
+                    "max_tokens %d is more than the model's %d positions; using %d",
+                    max_tokens,
+                    positions,
+                    positions,
+                )
             spec = dataclasses.replace(spec, max_tokens=min(max_tokens, positions or max_tokens))
         tokenizer = TextTokenizer(
             hf_tokenizer, spec.max_tokens, spec.include_prompt, settings.chunk_overlap_tokens
