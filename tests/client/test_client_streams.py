@@ -139,3 +139,16 @@ def test_a_text_that_is_not_a_string_is_named_by_its_position(minilm_server) -> 
             client.embed(["fine", None])  # type: ignore[list-item]
         with pytest.raises(TypeError, match="text 5 is int"):
             list(client.embed_iter(["a", "b", "c", "d", "e", 7], batch_size=2))  # type: ignore[list-item]
+
+
+def test_a_text_that_is_no_text_is_named_by_its_position(minilm_server) -> None:
+    """A lone surrogate was protobuf's "'utf-8' codec can't encode character '\\ud800' in
+    position 1", which names neither the text nor where it is in the list."""
+    with EmbedClient(minilm_server.target) as client:
+        with pytest.raises(ValueError, match=r"text 1 holds \\ud800 at character 2, half of"):
+            client.embed(["café", "a\ud800"])
+        with pytest.raises(ValueError, match=r"text 0 holds \\udc00"):
+            client.embed("x\udc00")
+        with pytest.raises(ValueError, match=r"text 3 holds \\ud83d"):
+            list(client.embed_iter(["a", "b", "c", "\ud83d"], batch_size=2))
+        assert client.embed(["café"]).shape == (1, 384)

@@ -109,13 +109,22 @@ def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def as_list(texts: str | Sequence[str]) -> list[str]:
-    return [texts] if isinstance(texts, str) else checked_texts(list(texts))
+    return checked_texts([texts] if isinstance(texts, str) else list(texts))
 
 
 def checked_texts(texts: list[str], first: int = 0) -> list[str]:
-    """``texts`` (numbered from ``first``), or a TypeError naming the first that is not a
-    string (protobuf's own error names neither the value nor where it is)."""
+    """``texts`` (numbered from ``first``), or an error naming the first that is not a
+    string, or not text: protobuf's own errors name neither the value nor where it is."""
     for position, text in enumerate(texts, first):
         if not isinstance(text, str):
             raise TypeError(f"texts must be strings; text {position} is {type(text).__name__}")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                code = ord(text[exc.start])
+                raise ValueError(
+                    f"text {position} holds \\u{code:04x} at character {exc.start + 1}, "
+                    "half of a surrogate pair and not a character"
+                ) from None
     return texts
