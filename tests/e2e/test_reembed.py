@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 
 from embedserve.client import EmbedClient
 from embedserve.client.cli import main as cli_main
@@ -74,3 +79,40 @@ def test_reembed_writes_the_served_models_vectors(
     assert "has no stored text" in capsys.readouterr().err
     with EmbedClient(new.target) as client:
         assert "bare-v2" not in client.list_collections()  # nothing half-made
+
+
+def test_an_interrupted_reembed_resumes_where_it_stopped(minilm_server, capsys) -> None:
+    """Ctrl-C (a real SIGINT to the command) leaves the new collection part-filled; a rerun
+    said only "exists already; pick a new name". With --resume it adds the missing ones."""
+    target = minilm_server.target
+    count = 4000
+    documents = [{"id": f"n{i}", "text": f"note {i} on topic {i % 17}"} for i in range(count)]
+    with EmbedClient(target) as client:
+        client.create_collection("notes")
+        list(client.ingest_iter("notes", documents, batch_size=500, store_text=True))
+    command = [sys.executable, "-m", "embedserve.server.cli", "reembed", "notes"]
+    command += ["--to", "notes-v2", "--target", target, "--batch-size", "32"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, bufsize=1)
+    assert process.stderr is not None
+    shown = ""
+    while "documents re-embedded" not in shown:  # the first acknowledgement
+        shown += process.stderr.read(1) or pytest.fail(f"reembed ended early: {shown}")
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=120)[1]
+    assert process.returncode == 130
+    assert "run the same command with --resume to continue" in rest
+    with EmbedClient(target) as client:
+        written = client.count("notes-v2")
+    assert 0 < written < count, "the run ended before it was interrupted: make it longer"
+
+    args = ["reembed", "notes", "--to", "notes-v2", "--target", target]
+    assert cli_main(args) == 2
+    assert f"exists already ({written} documents); pass --resume" in capsys.readouterr().err
+    assert cli_main([*args, "--resume"]) == 0
+    assert f"re-embedded {count - written} documents" in capsys.readouterr().err
+    with EmbedClient(target) as client:
+        assert client.count("notes-v2") == count
+        stored = {d.id: d.payload["text"] for d in client.scroll_iter("notes-v2")}
+    assert stored == {d["id"]: d["text"] for d in documents}
+    assert cli_main(["reembed", "notes", "--to", "nowhere", "--resume", "--target", target]) == 2
+    assert "--resume: there is no collection 'nowhere' to continue" in capsys.readouterr().err

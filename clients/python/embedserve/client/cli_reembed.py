@@ -36,23 +36,65 @@ def add_parser(commands: Any) -> None:
         type=int,
         help="vector size of the new collection (default: the served model's width)",
     )
+    reembed.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: documents already in --to are skipped",
+    )
     reembed.set_defaults(run=client_verb(_reembed))
 
 
 def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     if args.new_collection == args.collection:
         raise ValueError("--to must name a new collection, not the one being read")
-    if args.new_collection in client.list_collections():
-        raise ValueError(f"collection {args.new_collection!r} exists already; pick a new name")
+    exists = args.new_collection in client.list_collections()
+    if exists and not args.resume:
+        held = client.count(args.new_collection)
+        raise ValueError(
+            f"collection {args.new_collection!r} exists already ({held} documents); pass "
+            "--resume to continue an interrupted run into it, or pick a new name"
+        )
+    if args.resume and not exists:
+        raise ValueError(f"--resume: there is no collection {args.new_collection!r} to continue")
     source = client.get_collection(args.collection)
     query_filter = filter_arg(args.filter)
     stored = client.scroll_iter(args.collection, filter=query_filter, page_size=args.batch_size)
     documents = _with_texts(stored)
+    if exists:
+        documents = _not_in(client, args.new_collection, documents, args.batch_size)
     # The first document is checked before anything is created: a collection written
     # without its texts fails here, leaving no empty new collection behind.
     first = next(documents, None)
-    # Every setting of the source carries over (distance, indexes, quantization, HNSW,
-    # sharding) but its size, which belongs to the model that wrote it.
+    if not exists:
+        _create_like(client, source, args)
+    if first is not None:
+        documents = itertools.chain([first], documents)
+    written = 0
+    try:
+        for ack in client.ingest_iter(
+            args.new_collection, documents, batch_size=args.batch_size, store_text=True
+        ):
+            written = int(ack.total_acknowledged)
+            print(f"\r{written} documents re-embedded", end="", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted after {written} documents; run the same command with --resume "
+            "to continue",
+            file=sys.stderr,
+        )
+        raise
+    if written:
+        print(file=sys.stderr)  # ends the progress line
+    print(
+        f"re-embedded {written} documents from {args.collection!r} into {args.new_collection!r}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _create_like(client: EmbedClient, source: Any, args: argparse.Namespace) -> None:
+    """The new collection with every setting of the source (distance, indexes,
+    quantization, HNSW, sharding) but its size, which belongs to the model that wrote it."""
     settings = {**config_kwargs(source.config), "dimensions": args.dimensions}
     created = client.create_collection(args.new_collection, **settings)
     if created.config.dimensions != source.config.dimensions:
@@ -61,21 +103,15 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
             f"{args.collection!r} {source.config.dimensions} (--dimensions sets the size)",
             file=sys.stderr,
         )
-    if first is not None:
-        documents = itertools.chain([first], documents)
-    written = 0
-    for ack in client.ingest_iter(
-        args.new_collection, documents, batch_size=args.batch_size, store_text=True
-    ):
-        written = int(ack.total_acknowledged)
-        print(f"\r{written} documents re-embedded", end="", file=sys.stderr)
-    if written:
-        print(file=sys.stderr)  # ends the progress line
-    print(
-        f"re-embedded {written} documents from {args.collection!r} into {args.new_collection!r}",
-        file=sys.stderr,
-    )
-    return 0
+
+
+def _not_in(
+    client: EmbedClient, collection: str, documents: Iterator[dict[str, Any]], page: int
+) -> Iterator[dict[str, Any]]:
+    """``documents`` less those ``collection`` holds already, looked up a page at a time."""
+    while batch := list(itertools.islice(documents, page)):
+        held = {stored.id for stored in client.get(collection, [doc["id"] for doc in batch])}
+        yield from (doc for doc in batch if doc["id"] not in held)
 
 
 def _with_texts(stored: Iterator[Any]) -> Iterator[dict[str, Any]]:
