@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 from google.protobuf.json_format import MessageToDict
 
@@ -102,23 +102,24 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
         import numpy as np
 
         rows: list[Any] = []
-        ids_path = Path(args.output[: -len(".npy")] + ".ids.jsonl")
-        with open(ids_path, "w", encoding="utf-8") as ids:
+        ids_path = args.output[: -len(".npy")] + ".ids.jsonl"
+        with replaced_when_done(ids_path) as ids:
             for doc in documents:
                 rows.append(doc.vector)
                 ids.write(json.dumps({"id": doc.id, "payload": doc.payload}) + "\n")
-        if rows:
-            matrix = np.asarray(rows, dtype=np.float32)
-        else:  # still (rows, dimensions): (0, d), not numpy's (0,)
-            dimensions = client.get_collection(args.collection).config.dimensions
-            matrix = np.zeros((0, dimensions), dtype=np.float32)
-        np.save(args.output, matrix)
+            if rows:
+                matrix = np.asarray(rows, dtype=np.float32)
+            else:  # still (rows, dimensions): (0, d), not numpy's (0,)
+                dimensions = client.get_collection(args.collection).config.dimensions
+                matrix = np.zeros((0, dimensions), dtype=np.float32)
+            with replaced_when_done(args.output, binary=True) as vectors:
+                np.save(vectors, matrix)
         print(f"{len(rows)} vectors -> {args.output}, ids -> {ids_path}", file=sys.stderr)
         return 0
     with contextlib.ExitStack() as stack:
-        out: TextIO = sys.stdout
+        out: IO[Any] = sys.stdout
         if args.output != "-":
-            out = stack.enter_context(open(args.output, "w", encoding="utf-8"))
+            out = stack.enter_context(replaced_when_done(args.output))
         written = 0
         for doc in documents:
             line: dict[str, Any] = {"id": doc.id}
@@ -129,6 +130,22 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             written += 1
     print(f"{written} documents -> {args.output}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def replaced_when_done(path: str, binary: bool = False) -> Iterator[IO[Any]]:
+    """A file written beside ``path`` (``path.partial``) and moved onto it once the block
+    ends well: an export that fails or is interrupted half-way leaves the earlier file
+    (yesterday's backup, say) as it was, and no truncated one in its place."""
+    partial = f"{path}.partial"
+    try:
+        with open(partial, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
+            yield f
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+        raise
+    os.replace(partial, path)
 
 
 def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
