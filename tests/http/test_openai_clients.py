@@ -67,7 +67,23 @@ def test_openai_client_default_encoding_and_dimensions(both: Any, client: openai
     assert message.startswith("dimensions must be between 1 and 384"), message
 
 
-def test_token_id_inputs_equal_text_inputs(both: Any, client: openai.OpenAI) -> None:
+def test_token_ids_are_refused_by_default_naming_the_fix(both: Any) -> None:
+    """LangChain's OpenAIEmbeddings sends its texts as ids of OpenAI's tokenizer by default
+    (this body is what it sends for two words); embedded as MiniLM's own ids, they gave a
+    vector of two unrelated word pieces, with no error."""
+    langchain_default = {"input": [[15339, 1917]], "model": "minilm", "encoding_format": "base64"}
+    for body in (langchain_default, {"input": [15339, 1917]}):
+        reply = httpx.post(f"{both.url}/v1/embeddings", json=body)
+        assert reply.status_code == 400
+        message = reply.json()["error"]["message"]
+        assert message.startswith("input holds token ids. OpenAI's clients make these with")
+        assert "OpenAIEmbeddings(check_embedding_ctx_length=False)" in message
+        assert "--openai-token-ids model" in message
+
+
+def test_token_id_inputs_equal_text_inputs(start_http_server: Any, minilm_model: Any) -> None:
+    both = start_http_server(loaded=minilm_model, openai_token_ids="model")
+    client = openai.OpenAI(base_url=f"{both.url}/v1", api_key="unused", max_retries=0)
     with EmbedClient(both.target) as grpc_client:
         ids = [list(r.ids)[1:-1] for r in grpc_client.tokenize(TEXTS[:2]).results]  # no specials
     model = served_model(both.url)

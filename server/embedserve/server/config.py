@@ -58,6 +58,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 50051
     http_port: int = HttpSettings.http_port
+    openai_token_ids: str = HttpSettings.openai_token_ids
     # Batching (BatchLimits)
     max_batch_tokens: int = BatchLimits.max_batch_tokens
     max_batch_size: int = BatchLimits.max_batch_size

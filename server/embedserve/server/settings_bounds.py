@@ -1,4 +1,5 @@
-"""The range of each numeric setting, checked once when the settings are made.
+"""The range of each numeric setting (and the values of a choice), checked once when the
+settings are made.
 
 Out of range, a setting failed far from its flag or not at all: ``--max-queue-items 0``
 refused the warm-up pass as "the queue is full", ``--max-batch-size 0`` quietly ran
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+from embedserve.server.http.settings import OPENAI_TOKEN_IDS
 
 PORT = (0, 65535)
 # field: (lowest, highest or None). Where 0 means "off" or "the default", 0 is allowed.
@@ -46,11 +49,24 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
 }
 
 
+# field: the values it takes, where it is a choice (the others are checked where used).
+CHOICES: dict[str, tuple[str, ...]] = {"openai_token_ids": OPENAI_TOKEN_IDS}
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')} (EMBEDSERVE_{name.upper()})"
+
+
 def check_bounds(values: dict[str, Any]) -> None:
     """Raise ValueError naming the first setting out of its range, as its flag."""
+    for name, choices in CHOICES.items():
+        if values[name] not in choices:
+            raise ValueError(
+                f"{_flag(name)} must be one of {', '.join(choices)}; got {values[name]!r}"
+            )
     for name, (lowest, highest) in BOUNDS.items():
         value = values[name]
-        flag = f"--{name.replace('_', '-')} (EMBEDSERVE_{name.upper()})"
+        flag = _flag(name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{flag} must be a finite number; got {value}")
         if value < lowest or (highest is not None and value > highest):

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import EmbedResult
-from embedserve.server.errors import NotFound
+from embedserve.server.errors import InvalidArgument, NotFound
 from embedserve.server.http.backend import Backend
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
@@ -22,6 +22,14 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=StrictJ
 Caller = Annotated[ApiKey | None, Depends(guard)]
 # /v1/models has no creation time to report; the process start stands in for it.
 _STARTED = int(time.time())
+
+
+TOKEN_IDS_REFUSED = (
+    "input holds token ids. OpenAI's clients make these with OpenAI's tokenizer, which this "
+    "model does not share, so its vectors would be wrong: send the texts instead (LangChain: "
+    "OpenAIEmbeddings(check_embedding_ctx_length=False)). For ids of this model's own "
+    "tokenizer, start the server with --openai-token-ids model, or use /api/v1/embed-tokens"
+)
 
 
 def _backend(request: Request) -> Backend:
@@ -53,6 +61,9 @@ async def create_embeddings(
     params = body.options().params()
     # OpenAI's options are top-level fields: errors name them so (options_field "").
     data, embedder = body.input, backend.embedder
+    token_ids = bool(data) and not isinstance(data, str) and not isinstance(data[0], str)
+    if token_ids and backend.settings.openai_token_ids == "refuse":
+        raise InvalidArgument(TOKEN_IDS_REFUSED)
     if isinstance(data, str):
         result = await embedder.embed([data], params, field="input", options_field="")
     elif data and all(isinstance(item, int) for item in data):

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
+# What /v1/embeddings does with token ids for input. OpenAI's clients send ids of OpenAI's
+# tokenizer (LangChain's OpenAIEmbeddings does by default), which no served model shares:
+# embedded as this model's ids they give wrong vectors, so by default they are refused.
+OPENAI_TOKEN_IDS = ("refuse", "model")
+
 
 @dataclasses.dataclass(frozen=True)
 class HttpSettings:
     # HTTP/1.1 JSON API (OpenAI-compatible and REST) on the gRPC port's host; 0: off.
     http_port: int = 8080
+    # refuse: token-id input on /v1/embeddings is a 400 naming the fix; model: the ids are
+    # the served model's own (as /api/v1/embed-tokens takes them).
+    openai_token_ids: str = "refuse"
