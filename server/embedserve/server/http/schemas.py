@@ -83,7 +83,10 @@ class OpenAIEmbeddingRequest(Body):
     """OpenAI's embeddings request, plus embedserve's options as extra fields."""
 
     input: str | list[str] | list[int] | list[list[int]] = Field(
-        description="a text, a list of texts, a list of token ids, or a list of such lists",
+        description=(
+            "a text, a list of texts, or (with --openai-token-ids model) a list of the served "
+            "model's token ids, or a list of such lists"
+        ),
         json_schema_extra={
             "anyOf": [
                 TEXT_ITEM,
