@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from embedserve.client import EmbedClient
 
 TOLERANCE = 1e-6
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -184,6 +186,44 @@ def test_validation_and_limits(start_http_server: Any, minilm_model: Any) -> Non
         refused = http.post("/api/v1/collections/big/search", json=huge)
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"]["message"].startswith("params.hnsw_ef:")
+
+
+def test_the_body_limit_counts_chunked_bodies_and_spares_ingestion_streams(
+    start_http_server: Any, minilm_model: Any
+) -> None:
+    """The limit read only Content-Length: a body sent in chunks was read whole, however
+    large; and an NDJSON ingestion over the limit in all was refused though each of its
+    batches was small (a 74 MB file sent with curl --data-binary)."""
+    running = start_http_server(loaded=minilm_model, max_message_bytes=4000)
+    big = json.dumps({"inputs": ["a"] * 3000}).encode()  # 15 KB
+
+    def chunks() -> Iterator[bytes]:  # no length: httpx sends it chunked
+        yield from (big[i : i + 1000] for i in range(0, len(big), 1000))
+
+    with httpx.Client(base_url=running.url, timeout=60) as http:
+        for path in ("/api/v1/embed", "/v1/embeddings"):
+            body = big if path == "/api/v1/embed" else big.replace(b"inputs", b"input")
+            answer = http.post(path, content=iter([body]), headers=JSON)
+            assert answer.status_code == 400, answer.text
+            assert "over 4000 bytes (max_message_bytes)" in answer.text
+        answer = http.post("/api/v1/embed", content=chunks(), headers=JSON)
+        assert answer.status_code == 400 and "max_message_bytes" in answer.text
+
+        http.post("/api/v1/collections", json={"name": "feed"}).raise_for_status()
+        lines = [
+            json.dumps({"batch_id": str(b), "documents": [{"id": f"d{b}", "text": "x" * 900}]})
+            for b in range(20)
+        ]
+        ndjson = ("\n".join(lines) + "\n").encode()  # 19 KB, declared: each line under 1 KB
+        answer = http.post(
+            "/api/v1/collections/feed/ingest",
+            content=ndjson,
+            headers={"content-type": "application/x-ndjson"},
+        )
+        assert answer.status_code == 200
+        acks = [json.loads(line) for line in answer.text.splitlines()]
+        assert [ack.get("batch_id") for ack in acks] == [str(b) for b in range(20)], acks[-1]
+        assert http.post("/api/v1/collections/feed/count", json={}).json()["count"] == 20
 
 
 def test_a_body_that_is_not_text_is_a_400_naming_where(

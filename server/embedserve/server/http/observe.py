@@ -2,19 +2,22 @@
 
 Request id (``x-request-id`` in, echoed back, stamped on log lines), latency and count
 metrics labelled with the RPC a route mirrors and ``transport="http"``, one access log
-line per request, the ``max_message_bytes`` limit on declared body sizes, and the 500
-answer to an unexpected exception.
+line per request, the ``max_message_bytes`` limit on bodies (declared or counted as they
+arrive; not on an ingestion stream, whose lines have their own), and the 500 answer to an
+unexpected exception.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from typing import Any
 
 import grpc
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedserve.server import callctx
@@ -35,6 +38,8 @@ _MAX_REQUEST_ID = 128  # a client's id is echoed into logs: bound it
 # holding the connection.
 _DRAIN_BYTES = 1 << 20
 _DRAIN_SECONDS = 5.0
+# The one route whose body is a stream of any length: NDJSON ingestion.
+_STREAMED_BODY = re.compile(r"/api/v1/collections/[^/]+/ingest")
 
 
 def _code_name(scope: Scope, status: int) -> str:
@@ -58,6 +63,7 @@ class ObserveMiddleware:
         self._app = app
         self._metrics = metrics
         self._max_body = max_body_bytes
+        self._size_message = f"the request body is over {max_body_bytes} bytes (max_message_bytes)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,11 +77,23 @@ class ObserveMiddleware:
         status = 500
 
         body_read = False  # the request body's last message has been received
+        # An ingestion stream's body has no total limit (each line has its own); any other
+        # body is counted as it arrives, for one sent in chunks declares no length.
+        limited = not _STREAMED_BODY.fullmatch(scope["path"])
+        received = 0
 
         async def receive_tracked() -> Message:
             nonlocal body_read
             message = await receive()
             body_read = body_read or not message.get("more_body", False)
+            return message
+
+        async def receive_counted() -> Message:
+            nonlocal received
+            message = await receive_tracked()
+            received += len(message.get("body", b""))
+            if limited and received > self._max_body:
+                raise HTTPException(400, self._size_message)  # answered as INVALID_ARGUMENT
             return message
 
         response_started = False
@@ -97,10 +115,10 @@ class ObserveMiddleware:
             await send(message)
 
         try:
-            if self._too_large(headers):
+            if limited and self._too_large(headers):
                 await self._refuse_size(scope, receive_tracked, send_with_id)
             else:
-                await self._app(scope, receive_tracked, send_with_id)
+                await self._app(scope, receive_counted, send_with_id)
         except Exception:
             # A bug, not a caller's mistake. Answered here, not re-raised: past this
             # middleware Starlette re-raises after its own 500 and uvicorn then drops the
@@ -122,8 +140,7 @@ class ObserveMiddleware:
 
     async def _refuse_size(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[CODE_KEY] = grpc.StatusCode.INVALID_ARGUMENT.name
-        message = f"the request body is over {self._max_body} bytes (max_message_bytes)"
-        body: Any = error_body(scope["path"], grpc.StatusCode.INVALID_ARGUMENT, message)
+        body: Any = error_body(scope["path"], grpc.StatusCode.INVALID_ARGUMENT, self._size_message)
         await json_response(body, 400, {"connection": "close"})(scope, receive, send)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
