@@ -1,4 +1,4 @@
-"""Rate limit and metrics on the HTTP side: the same policies as gRPC."""
+"""Rate limit, metrics and CORS on the HTTP side: the same policies as gRPC, and browsers."""
 
 from __future__ import annotations
 
@@ -23,3 +23,47 @@ def test_rate_limit_429_with_retry_after_and_metrics(
     for code in ("OK", "RESOURCE_EXHAUSTED"):
         labels = {"method": info, "code": code, "transport": "http"}
         assert registry.get_sample_value("embedserve_rpc_total", labels) == 1, code
+
+
+def test_cors_lets_listed_origins_call_with_a_key(
+    start_http_server: Any, minilm_model: Any
+) -> None:
+    """A page on a listed origin may call the API from a browser: the preflight (sent
+    without credentials) passes, the call itself still needs its key."""
+    page = "https://search.example.com"
+    running = start_http_server(
+        loaded=minilm_model,
+        api_keys="k-read read",
+        cors_allow_origins=f"{page}, https://other.example.com",
+    )
+    preflight_headers = {
+        "origin": page,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type",
+    }
+    with httpx.Client(base_url=running.url) as http:
+        preflight = http.options("/v1/embeddings", headers=preflight_headers)
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == page
+        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+        call = {"origin": page, "authorization": "Bearer k-read"}
+        answer = http.post("/v1/embeddings", json={"input": "hello"}, headers=call)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == page
+        assert "x-request-id" in answer.headers["access-control-expose-headers"]
+        keyless = http.post("/v1/embeddings", json={"input": "hello"}, headers={"origin": page})
+        assert keyless.status_code == 401
+        assert keyless.headers["access-control-allow-origin"] == page  # the page reads why
+        stranger = {**preflight_headers, "origin": "https://evil.example.net"}
+        refused = http.options("/v1/embeddings", headers=stranger)
+        assert refused.status_code == 400
+        assert "access-control-allow-origin" not in refused.headers
+
+
+def test_no_cors_headers_unless_asked(both: Any) -> None:
+    with httpx.Client(base_url=both.url) as http:
+        answer = http.post(
+            "/v1/embeddings", json={"input": "hello"}, headers={"origin": "https://a.example"}
+        )
+    assert answer.status_code == 200
+    assert "access-control-allow-origin" not in answer.headers

@@ -59,6 +59,7 @@ class Settings:
     port: int = 50051
     http_port: int = HttpSettings.http_port
     openai_token_ids: str = HttpSettings.openai_token_ids
+    cors_allow_origins: str = HttpSettings.cors_allow_origins
     # Batching (BatchLimits)
     max_batch_tokens: int = BatchLimits.max_batch_tokens
     max_batch_size: int = BatchLimits.max_batch_size

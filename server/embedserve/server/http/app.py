@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from embedserve.server.auth import Role, authorize, bearer_token
@@ -19,6 +20,7 @@ from embedserve.server.http import (
 from embedserve.server.http.backend import Backend
 from embedserve.server.http.observe import ObserveMiddleware
 from embedserve.server.http.responses import json_response
+from embedserve.server.http.settings import HttpSettings
 from embedserve.server.metrics import Metrics
 
 DESCRIPTION = """\
@@ -61,6 +63,17 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     app.add_middleware(
         ObserveMiddleware, metrics=metrics, max_body_bytes=backend.settings.max_message_bytes
     )
+    if origins := backend.settings.section(HttpSettings).cors_origins():
+        # Outermost: a preflight is answered before routing and keys (browsers send it
+        # without credentials); every answer, errors included, carries the headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "retry-after", "retry-after-ms"],
+            max_age=600,
+        )
 
     @app.get(
         "/health",

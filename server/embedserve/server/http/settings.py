@@ -17,3 +17,8 @@ class HttpSettings:
     # refuse: token-id input on /v1/embeddings is a 400 naming the fix; model: the ids are
     # the served model's own (as /api/v1/embed-tokens takes them).
     openai_token_ids: str = "refuse"
+    # Browser pages on these origins may call the API (comma-separated, or "*"); empty: none.
+    cors_allow_origins: str = ""
+
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_allow_origins.split(",") if origin.strip()]
