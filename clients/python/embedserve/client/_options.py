@@ -8,6 +8,7 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from embedserve.client._unicode import surrogate_problem
 from embedserve.v1 import embedding_pb2 as pb
 
 TaskName = Literal["query", "document", "none"]
@@ -118,13 +119,6 @@ def checked_texts(texts: list[str], first: int = 0) -> list[str]:
     for position, text in enumerate(texts, first):
         if not isinstance(text, str):
             raise TypeError(f"texts must be strings; text {position} is {type(text).__name__}")
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                code = ord(text[exc.start])
-                raise ValueError(
-                    f"text {position} holds \\u{code:04x} at character {exc.start + 1}, "
-                    "half of a surrogate pair and not a character"
-                ) from None
+        if (problem := surrogate_problem(text)) is not None:
+            raise ValueError(f"text {position} {problem}")
     return texts

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
+from embedserve.client._unicode import surrogate_problem
+
 
 def open_text(path: str) -> TextIO:
     """``path`` for reading lines through ``utf8_lines``."""
@@ -37,17 +39,11 @@ def utf8_lines(lines: Iterable[str], name: str = "line") -> Iterator[str]:
 
 
 def lone_surrogate(value: Any, path: str = "") -> str | None:
-    """Where a parsed JSON value holds a string that is no text, e.g.
-    "field 'payload.note' holds \\ud800, half of a surrogate pair": JSON's escapes allow a
-    lone surrogate, which protobuf then refuses with no hint of the line or field."""
+    """Where a parsed JSON value holds a string that is no text, e.g. "field 'payload.note'
+    holds \\ud800 at character 1, half of a surrogate pair and not a character"."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            code = ord(value[exc.start])
-            name = f"field '{path}'" if path else "the value"
-            return f"{name} holds \\u{code:04x}, half of a surrogate pair and not a character"
-        return None
+        problem = surrogate_problem(value)
+        return None if problem is None else f"field '{path}' {problem}" if path else problem
     if isinstance(value, dict):
         for key, item in value.items():
             inner = f"{path}.{key}" if path else str(key)

@@ -8,6 +8,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from embedserve.client._unicode import surrogate_problem
 from embedserve.client.cli_lines import utf8_lines
 from embedserve.server.finetune.errors import FinetuneError
 
@@ -69,22 +70,10 @@ def _parse_line(line: str, where: str) -> Pair:
             raise FinetuneError(f"{where}: field '{name}' must be a string")
         if not value.strip():
             raise FinetuneError(f"{where}: field '{name}' is an empty text")
-        _require_text(value, f"{where}: field '{name}'")
+        if (problem := surrogate_problem(value)) is not None:
+            raise FinetuneError(f"{where}: field '{name}' {problem}")
         texts[name] = value
     return Pair(str(texts["query"]), str(texts["positive"]), texts["negative"])
-
-
-def _require_text(value: str, where: str) -> None:
-    """Refuse what JSON's escapes allow but is no text: a lone surrogate such as ``\\ud800``
-    (the tokenizer and the training data's encoder fail on it with a traceback)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        code = ord(value[exc.start])
-        raise FinetuneError(
-            f"{where} holds \\u{code:04x} at character {exc.start + 1}, "
-            "half of a surrogate pair and not a character"
-        ) from None
 
 
 def split_heldout(
