@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
+from embedserve.server.listening import CannotListen
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import embedding_pb2_grpc as epb_grpc
 
@@ -142,5 +143,5 @@ def test_a_second_server_cannot_take_a_port_in_use(
     start_server: Callable[..., Any], minilm_model: Any
 ) -> None:
     server = start_server(loaded=minilm_model)
-    with pytest.raises((OSError, RuntimeError), match=f"{server.port}"):
+    with pytest.raises(CannotListen, match=rf"127\.0\.0\.1:{server.port} \(--host, --port\)"):
         start_server(loaded=minilm_model, port=server.port)
