@@ -105,6 +105,10 @@ def test_only_a_plain_bert_encoder_is_packed(tiny_modernbert_path: Path) -> None
     assert isinstance(pick_bert_path(model, "auto"), PackedBert)
     assert isinstance(pick_bert_path(model, "fast"), PackedBert)
     assert pick_bert_path(model, "reference") is model
+    # In bfloat16 (AMX's default) transformers' padded pass served more: auto keeps it.
+    half = tiny_bert().to(torch.bfloat16)
+    assert pick_bert_path(half, "auto") is half
+    assert isinstance(pick_bert_path(half, "fast"), PackedBert)
     modernbert = AutoModel.from_pretrained(tiny_modernbert_path)
     assert pick_bert_path(modernbert, "fast") is modernbert  # nothing to pack
     decoder = BertModel(BertConfig(hidden_size=32, num_attention_heads=4, is_decoder=True))
