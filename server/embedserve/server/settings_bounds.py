@@ -3,7 +3,8 @@ settings are made.
 
 Out of range, a setting failed far from its flag or not at all: ``--max-queue-items 0``
 refused the warm-up pass as "the queue is full", ``--max-batch-size 0`` quietly ran
-batches of one, and ``--port 70000`` listened on port 4464 (gRPC keeps the low 16 bits).
+batches of one, ``--sort-window 0`` made a server that did not stop on SIGTERM, and
+``--port 70000`` listened on port 4464 (gRPC keeps the low 16 bits).
 """
 
 from __future__ import annotations
