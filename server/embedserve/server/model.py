@@ -41,10 +41,11 @@ def pick_device(requested: str) -> torch.device:
         raise ModelLoadError(
             f"device must be auto, cpu, cuda or cuda:N (or another torch device); got {requested!r}"
         ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise ModelLoadError(f"device '{requested}' was requested but no CUDA device is available")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
+    if (device.index or 0) >= (count := torch.cuda.device_count()):
         raise ModelLoadError(f"device '{requested}': there are {count} CUDA devices (cuda:0 first)")
     return device
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import IO, Any
 
 from google.protobuf.json_format import MessageToDict
 
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
+from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.cli_texts import read_texts
 
 # Widest histogram bar, in characters.
@@ -130,22 +130,6 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             written += 1
     print(f"{written} documents -> {args.output}", file=sys.stderr)
     return 0
-
-
-@contextlib.contextmanager
-def replaced_when_done(path: str, binary: bool = False) -> Iterator[IO[Any]]:
-    """A file written beside ``path`` (``path.partial``) and moved onto it once the block
-    ends well: an export that fails or is interrupted half-way leaves the earlier file
-    (yesterday's backup, say) as it was, and no truncated one in its place."""
-    partial = f"{path}.partial"
-    try:
-        with open(partial, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
-            yield f
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(partial)
-        raise
-    os.replace(partial, path)
 
 
 def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:

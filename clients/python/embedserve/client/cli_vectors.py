@@ -6,7 +6,6 @@ import argparse
 import csv
 import itertools
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from embedserve.client._documents import Hit, document_problem
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
+from embedserve.client.cli_output import replaced_when_done
 
 
 def add_parser(commands: Any) -> None:
@@ -279,10 +279,9 @@ def _count_documents(path: str) -> int:
 
 
 def _write_checkpoint(path: Path, acknowledged: int, last_id: str, collection: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
     saved = {"acknowledged": acknowledged, "last_id": last_id, "collection": collection}
-    temporary.write_text(json.dumps(saved))
-    os.replace(temporary, path)
+    with replaced_when_done(str(path)) as checkpoint:
+        checkpoint.write(json.dumps(saved))
 
 
 def _resume_point(client: EmbedClient, checkpoint: Path, collection: str) -> int:
