@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from packed_rows import check_bucketed_rows
 
 from embedserve.server import varlen
 from embedserve.server.errors import ModelLoadError
@@ -83,6 +84,12 @@ def per_text_cosines(model, packed, lengths: list[int]) -> list[float]:
 def test_mixed_length_batch_equals_reference_per_token(sharp_modernbert) -> None:
     cosines = per_text_cosines(sharp_modernbert, PackedModernBert(sharp_modernbert), MIXED_LENGTHS)
     assert min(cosines) >= MIN_COSINE, cosines
+
+
+def test_bfloat16_products_run_on_bucketed_rows_that_change_nothing() -> None:
+    model = build_sharp_modernbert().to(torch.bfloat16)
+    ids, mask = padded_batch(MIXED_LENGTHS)
+    check_bucketed_rows(PackedModernBert(model), model.layers[1].mlp.Wi, ids, mask)
 
 
 def test_layers_with_biases_equal_reference() -> None:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from embedserve.server.attention import align_keys, pads_keys
 from embedserve.server.modernbert_packed import PackedOutput
+from embedserve.server.row_buckets import bucket_rows, bucketed
 
 
 def packs(config: Any) -> bool:
@@ -39,9 +40,11 @@ def packs(config: Any) -> bool:
 class PackedBertLayers(torch.nn.Module):
     """Embeddings and encoder layers of a transformers ``BertModel`` on packed tokens.
 
-    Its inputs are tensors only, so torch.compile can take it whole: ``ids``,
-    ``rows`` and ``cols`` [T] give each real token's id and its place in the padded
-    batch; ``keep`` [B, L] is the padded batch's attention mask.
+    Its inputs are tensors only, so torch.compile can take it whole: ``rows`` and
+    ``cols`` [T] give each real token's place in the padded batch; ``ids`` and
+    ``positions`` [R >= T] each row's token id and position, the real tokens first and
+    then filler rows that only make the token-wise products' shape a known one
+    (row_buckets.py); ``keep`` [B, L] is the padded batch's attention mask.
     """
 
     def __init__(self, model: Any) -> None:
@@ -50,11 +53,18 @@ class PackedBertLayers(torch.nn.Module):
         self.heads = int(model.config.num_attention_heads)
 
     def forward(
-        self, ids: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, keep: torch.Tensor
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        keep: torch.Tensor,
     ) -> torch.Tensor:
         model = self.model
         hidden = model.embeddings(
-            input_ids=ids[None], token_type_ids=torch.zeros_like(ids)[None], position_ids=cols[None]
+            input_ids=ids[None],
+            token_type_ids=torch.zeros_like(ids)[None],
+            position_ids=positions[None],
         )[0]
         for layer in model.encoder.layer:
             attended = self._attention(layer.attention.self, hidden, rows, cols, keep)
@@ -70,13 +80,14 @@ class PackedBertLayers(torch.nn.Module):
         cols: torch.Tensor,
         keep: torch.Tensor,
     ) -> torch.Tensor:
-        total = hidden.shape[0]
+        total = rows.shape[0]
+        filler = hidden.shape[0] - total
         count, longest = keep.shape
         head_dim = attention.attention_head_size
 
         def padded(x: torch.Tensor) -> torch.Tensor:
             out = x.new_zeros(count, longest, self.heads, head_dim)
-            out[rows, cols] = x.view(total, self.heads, head_dim)
+            out[rows, cols] = x[:total].view(total, self.heads, head_dim)
             return out.transpose(1, 2)  # [B, heads, L, d]
 
         query = padded(attention.query(hidden))
@@ -86,7 +97,7 @@ class PackedBertLayers(torch.nn.Module):
         if pads_keys(query):  # bfloat16 on a CPU: see attention.py
             key, value, mask = align_keys(key, value, mask)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
-        return out.transpose(1, 2)[rows, cols].reshape(total, -1)
+        return F.pad(out.transpose(1, 2)[rows, cols].reshape(total, -1), (0, 0, 0, filler))
 
 
 class PackedBert:
@@ -102,8 +113,16 @@ class PackedBert:
         self.config = model.config
         self.layers = PackedBertLayers(model)
         self.run: Any = self.layers
+        weight = next(model.parameters())
+        self.bucketed = bucketed(weight.device, weight.dtype)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PackedOutput:
         keep = attention_mask.bool()
         rows, cols = keep.nonzero(as_tuple=True)
-        return PackedOutput.unpacked(self.run(input_ids[keep], rows, cols, keep), keep)
+        total = rows.shape[0]
+        filler = bucket_rows(total) - total if self.bucketed else 0
+        # Filler rows: token 0 at position 0, dropped before attention and after the pass.
+        ids = F.pad(input_ids[keep], (0, filler))
+        positions = F.pad(cols, (0, filler))
+        hidden = self.run(ids, positions, rows, cols, keep)
+        return PackedOutput.unpacked(hidden[:total], keep)

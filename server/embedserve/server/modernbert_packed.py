@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from embedserve.server.modernbert_layer import EagerSteps
 from embedserve.server.modernbert_steps import CompiledSteps
+from embedserve.server.row_buckets import bucket_rows, bucketed
 from embedserve.server.varlen import varlen_attention
 
 # Queries per block of a local layer. Each block reads block + 2 * reach keys, so
@@ -178,6 +179,8 @@ class PackedModernBert:
         self.reach = int(config.local_attention) // 2
         self.layer_types = list(config.layer_types)
         self.steps: EagerSteps | CompiledSteps = EagerSteps(model)
+        weight = next(model.parameters())
+        self.bucketed = bucketed(weight.device, weight.dtype)
 
     def compile_steps(self) -> None:
         """Run each layer's token-wise parts through torch.compile (``modernbert_steps``)."""
@@ -189,16 +192,22 @@ class PackedModernBert:
         return PackedOutput.unpacked(self.forward_packed(input_ids[keep], lengths), keep)
 
     def forward_packed(self, ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-        """Hidden states [T, hidden] of sequences packed end to end in ``ids`` [T]."""
+        """Hidden states [T, hidden] of sequences packed end to end in ``ids`` [T].
+
+        The token-wise parts may run on filler rows after the real tokens (token 0 at
+        position 0), so that their products meet known shapes (row_buckets.py);
+        attention never sees them.
+        """
         model = self.model
         packing = Packing.of(lengths, ids.device)
-        hidden = model.embeddings(input_ids=ids[None])[0]
+        total = ids.shape[0]
+        filler = bucket_rows(total) - total if self.bucketed else 0
+        positions = F.pad(packing.positions, (0, filler))
+        hidden = model.embeddings(input_ids=F.pad(ids, (0, filler))[None])[0]
         # cos and sin [T, head_dim] as the rotary module gives them (rounded to the
         # model's dtype, as transformers uses them), in float32 once for all layers.
         rotary = {
-            kind: tuple(
-                part[0].float() for part in model.rotary_emb(hidden, packing.positions[None], kind)
-            )
+            kind: tuple(part[0].float() for part in model.rotary_emb(hidden, positions[None], kind))
             for kind in set(self.layer_types)
         }
         # A window that covers every sequence whole is plain full attention.
@@ -206,10 +215,12 @@ class PackedModernBert:
         for index, kind in enumerate(self.layer_types):
             cos, sin = rotary[kind]
             local = windowed and kind == "sliding_attention"
-            query, key, value = self.steps.project(index, hidden, cos, sin)
+            query, key, value = (
+                part[:total] for part in self.steps.project(index, hidden, cos, sin)
+            )
             attended = self._attend(query, key, value, packing, local)
-            hidden = self.steps.finish(index, hidden, attended)
-        return model.final_norm(hidden)  # type: ignore[no-any-return]
+            hidden = self.steps.finish(index, hidden, F.pad(attended, (0, 0, 0, 0, 0, filler)))
+        return model.final_norm(hidden)[:total]  # type: ignore[no-any-return]
 
     def _attend(
         self,

@@ -67,14 +67,13 @@ def pick_modernbert_path(model: Any, requested: str) -> Any:
 def pick_bert_path(model: Any, requested: str) -> Any:
     """``model`` itself or its packed pass for a BERT.
 
-    ``auto`` packs in float32 only: there skipping the padding paid for the gather and
-    scatter around attention; in bfloat16 on a CPU with AMX the matrix products are so
-    much faster that transformers' padded pass served more texts in every load measured
-    (docs/benchmarks.md, "Peers: packed BERT pass, compiled, with AMX").
+    ``auto`` packs: skipping the padding pays for the gather and scatter around
+    attention. In bfloat16 on a CPU that holds only with the packed rows bucketed
+    (row_buckets.py); before, kernels built for each new token count made the packed
+    pass serve fewer texts than transformers' padded one (docs/benchmarks.md,
+    "Bucketed row counts in bfloat16 (CPU)").
     """
     if not _packable("bert_path", requested, model, packs(model.config)):
-        return model
-    if requested == "auto" and next(model.parameters()).dtype != torch.float32:
         return model
     log.info("BERT runs its projections and feed-forward layers on packed tokens")
     return PackedBert(model)
