@@ -74,9 +74,27 @@ def tiny_bert() -> torch.nn.Module:
     return BertModel(config).eval()
 
 
-def padded_batch(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def tiny_roberta(model_type: str) -> torch.nn.Module:
+    """A random RoBERTa or XLM-RoBERTa: positions start after the padding id (here 1)."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=500,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=130,
+        pad_token_id=1,
+    )
+    torch.manual_seed(0)
+    return AutoModel.from_config(config).eval()
+
+
+def padded_batch(lengths: list[int], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     longest = max(lengths)
-    ids = torch.zeros(len(lengths), longest, dtype=torch.long)
+    ids = torch.full((len(lengths), longest), pad_id, dtype=torch.long)
     for row, length in enumerate(lengths):
         ids[row, :length] = torch.randint(5, 500, (length,))
     mask = (torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]).long()
@@ -121,6 +139,20 @@ def test_compiled_packed_pass_in_bfloat16_compiles_only_at_warm_up() -> None:
                 got[keep].float(), want[keep].float(), dim=-1
             )
             assert float(cosines.min()) >= 0.999
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "xlm-roberta"])
+@torch.inference_mode()
+def test_roberta_family_packs_with_positions_after_the_padding_id(model_type: str) -> None:
+    model = tiny_roberta(model_type)
+    packed = pick_bert_path(model, "auto")
+    assert isinstance(packed, PackedBert)
+    # The longest text reaches the last position: one off and the table would run out.
+    ids, mask = padded_batch([3, 17, 128, 40], pad_id=1)
+    got = packed(ids, mask).last_hidden_state
+    want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=0)
 
 
 def test_only_a_plain_bert_encoder_is_packed(tiny_modernbert_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""A BERT forward pass whose token-wise work skips the batch's padding.
+"""A BERT (or RoBERTa, XLM-RoBERTa) forward pass whose token-wise work skips the padding.
 
 transformers runs a padded batch: every projection, feed-forward and layer norm
 also computes the padding rows, which a batch of texts of similar but unequal
@@ -25,12 +25,17 @@ from embedserve.server.attention import align_keys, pads_keys
 from embedserve.server.modernbert_packed import PackedOutput
 from embedserve.server.row_buckets import bucket_rows, bucketed
 
+# RoBERTa and XLM-RoBERTa (multilingual-e5, bge-m3) are BERT's layers with positions
+# counted from the padding id + 1 instead of 0.
+SHIFTED_POSITIONS = ("roberta", "xlm-roberta")
+PACKED_TYPES = ("bert", *SHIFTED_POSITIONS)
+
 
 def packs(config: Any) -> bool:
-    """Whether a model with ``config`` is a plain BERT encoder this pass reproduces:
-    absolute positions, no decoder or cross-attention parts."""
+    """Whether a model with ``config`` is a plain BERT-style encoder this pass
+    reproduces: absolute positions, no decoder or cross-attention parts."""
     return (
-        config.model_type == "bert"
+        config.model_type in PACKED_TYPES
         and not getattr(config, "is_decoder", False)
         and not getattr(config, "add_cross_attention", False)
         and getattr(config, "position_embedding_type", "absolute") == "absolute"
@@ -38,7 +43,7 @@ def packs(config: Any) -> bool:
 
 
 class PackedBertLayers(torch.nn.Module):
-    """Embeddings and encoder layers of a transformers ``BertModel`` on packed tokens.
+    """Embeddings and encoder layers of a transformers ``BertModel`` (or RoBERTa) on packed tokens.
 
     Its inputs are tensors only, so torch.compile can take it whole: ``rows`` and
     ``cols`` [T] give each real token's place in the padded batch; ``ids`` and
@@ -101,7 +106,7 @@ class PackedBertLayers(torch.nn.Module):
 
 
 class PackedBert:
-    """Runs a transformers ``BertModel`` on packed tokens; called like the model.
+    """Runs a transformers ``BertModel`` (or RoBERTa) on packed tokens; called like the model.
 
     Takes the right-padded ``input_ids`` and ``attention_mask`` that
     ``EncoderModel.compute`` builds and returns ``last_hidden_state`` in the same
@@ -115,14 +120,16 @@ class PackedBert:
         self.run: Any = self.layers
         weight = next(model.parameters())
         self.bucketed = bucketed(weight.device, weight.dtype)
+        shifted = self.config.model_type in SHIFTED_POSITIONS
+        self.first_position = int(model.embeddings.padding_idx) + 1 if shifted else 0
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PackedOutput:
         keep = attention_mask.bool()
         rows, cols = keep.nonzero(as_tuple=True)
         total = rows.shape[0]
         filler = bucket_rows(total) - total if self.bucketed else 0
-        # Filler rows: token 0 at position 0, dropped before attention and after the pass.
+        # Filler rows: token 0 at the first position, dropped before attention and after.
         ids = F.pad(input_ids[keep], (0, filler))
-        positions = F.pad(cols, (0, filler))
+        positions = F.pad(cols + self.first_position, (0, filler))
         hidden = self.run(ids, positions, rows, cols, keep)
         return PackedOutput.unpacked(hidden[:total], keep)
