@@ -74,19 +74,19 @@ def tiny_bert() -> torch.nn.Module:
     return BertModel(config).eval()
 
 
-def tiny_roberta(model_type: str) -> torch.nn.Module:
-    """A random RoBERTa or XLM-RoBERTa: positions start after the padding id (here 1)."""
+def tiny_roberta(model_type: str, vocab_size: int = 500, pad_id: int = 1) -> torch.nn.Module:
+    """A random RoBERTa or XLM-RoBERTa: positions start after the padding id."""
     from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.for_model(
         model_type,
-        vocab_size=500,
+        vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=130,
-        pad_token_id=1,
+        pad_token_id=pad_id,
     )
     torch.manual_seed(0)
     return AutoModel.from_config(config).eval()
@@ -153,6 +153,25 @@ def test_roberta_family_packs_with_positions_after_the_padding_id(model_type: st
     want = model(input_ids=ids, attention_mask=mask).last_hidden_state
     keep = mask.bool()
     torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("path", ["fast", "reference"])
+def test_a_roberta_takes_texts_as_long_as_its_positions_allow(
+    tmp_path: Path, minilm_path: Path, path: str
+) -> None:
+    """130 position rows, the first (padding id 0) + 1 never a text's: 129 tokens, not 130
+    (which failed every such text with 'index out of range')."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    model = tiny_roberta("xlm-roberta", tokenizer.vocab_size, tokenizer.pad_token_id)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = load(tmp_path, "float32", path)
+    assert loaded.spec.max_tokens == 129
+    longest = Window(tuple(range(2000, 2000 + loaded.spec.max_tokens)))
+    (vector,) = loaded.compute([longest])
+    assert np.isfinite(vector).all() and np.linalg.norm(vector) > 0
 
 
 def test_only_a_plain_bert_encoder_is_packed(tiny_modernbert_path: Path) -> None:

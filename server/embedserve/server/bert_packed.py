@@ -26,9 +26,15 @@ from embedserve.server.modernbert_packed import PackedOutput
 from embedserve.server.row_buckets import bucket_rows, bucketed
 
 # RoBERTa and XLM-RoBERTa (multilingual-e5, bge-m3) are BERT's layers with positions
-# counted from the padding id + 1 instead of 0.
-SHIFTED_POSITIONS = ("roberta", "xlm-roberta")
-PACKED_TYPES = ("bert", *SHIFTED_POSITIONS)
+# counted from the padding id + 1 instead of 0 (first_position).
+PACKED_TYPES = ("bert", "roberta", "xlm-roberta")
+
+
+def first_position(model: Any) -> int:
+    """The position id of a text's first token: 0, or for embeddings that count from
+    the padding id (RoBERTa, XLM-RoBERTa, CamemBERT, MPNet) that id + 1."""
+    padding_idx = getattr(getattr(model, "embeddings", None), "padding_idx", None)
+    return 0 if padding_idx is None else int(padding_idx) + 1
 
 
 def packs(config: Any) -> bool:
@@ -120,8 +126,7 @@ class PackedBert:
         self.run: Any = self.layers
         weight = next(model.parameters())
         self.bucketed = bucketed(weight.device, weight.dtype)
-        shifted = self.config.model_type in SHIFTED_POSITIONS
-        self.first_position = int(model.embeddings.padding_idx) + 1 if shifted else 0
+        self.first_position = first_position(model)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PackedOutput:
         keep = attention_mask.bool()

@@ -15,6 +15,7 @@ import torch
 
 from embedserve.server.attention import register_aligned_sdpa
 from embedserve.server.backends import apply_backend
+from embedserve.server.bert_packed import first_position
 from embedserve.server.compiled import CompiledEncoder, compile_encoder
 from embedserve.server.cpu_features import cpu_flags
 from embedserve.server.errors import InferenceFailed, ModelLoadError
@@ -122,6 +123,9 @@ class EncoderModel:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions is not None:  # the rows a real token can use
+            positions -= first_position(model)
         model = apply_backend(
             model,
             settings.backend,
@@ -135,7 +139,6 @@ class EncoderModel:
         model = pick_bert_path(model, settings.bert_path)
         if settings.torch_compile:
             model = compile_encoder(model, settings.backend)
-        positions = getattr(config, "max_position_embeddings", None)
         spec = read_model_spec(model_id, path, positions)
         if max_tokens := settings.max_tokens:
             if positions and max_tokens > positions:
