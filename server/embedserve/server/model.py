@@ -83,6 +83,23 @@ def pick_attention(device: torch.device) -> str:
     return "sdpa"
 
 
+def load_weights(path: Any, dtype: torch.dtype, attention: str) -> Any:
+    """The model in ``path`` with ``attention``, or with its own default attention where
+    its architecture has no such implementation (MPNet, DeBERTa: eager only)."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attention)
+    except ValueError as exc:
+        try:
+            model = AutoModel.from_pretrained(path, dtype=dtype)
+        except ValueError:
+            raise exc from None  # not the attention, then: the first error says what
+        implementation = model.config._attn_implementation
+        log.info("%s has no %s attention; it runs %s", path, attention, implementation)
+        return model
+
+
 class EncoderModel:
     """A Hugging Face encoder with its tokenizer and its own usage settings."""
 
@@ -106,7 +123,7 @@ class EncoderModel:
 
     @classmethod
     def load(cls, settings: ModelSettings) -> EncoderModel:
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -117,9 +134,7 @@ class EncoderModel:
         try:
             config = AutoConfig.from_pretrained(path)
             hf_tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModel.from_pretrained(
-                path, dtype=torch_dtype, attn_implementation=pick_attention(torch_device)
-            )
+            model = load_weights(path, torch_dtype, pick_attention(torch_device))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
