@@ -4,7 +4,8 @@ the longest text their positions allow.
 XLM-RoBERTa (multilingual-e5, bge-m3) counts positions from the padding id + 1, so its
 last usable one is not ``max_position_embeddings``; MPNet (all-mpnet-base-v2) counts the
 same way and, like DeBERTa-v2, has no sdpa attention in transformers, which the loader
-asked for and which failed the load.
+asked for and which failed the load; T5 (sentence-t5, gtr-t5) is an encoder-decoder,
+whose encoder alone serves.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def build(folder: Path, minilm_path: Path, model_type: str) -> Path:
         ("xlm-roberta", POSITIONS - 1),  # from the padding id (here 0) + 1
         ("mpnet", POSITIONS - 2),  # from its fixed padding index 1, + 1
         ("deberta-v2", POSITIONS),
+        ("t5", POSITIONS),  # an encoder-decoder: its encoder serves
     ],
 )
 def test_architecture_serves_sentence_transformers_vectors_up_to_its_last_position(

@@ -33,7 +33,10 @@ PACKED_TYPES = ("bert", "roberta", "xlm-roberta")
 def first_position(model: Any) -> int:
     """The position id of a text's first token: 0, or for embeddings that count from
     the padding id (RoBERTa, XLM-RoBERTa, CamemBERT, MPNet) that id + 1."""
-    padding_idx = getattr(getattr(model, "embeddings", None), "padding_idx", None)
+    embeddings = getattr(model, "embeddings", None)
+    if isinstance(embeddings, torch.nn.Embedding):  # XLM's word table: positions from 0
+        return 0
+    padding_idx = getattr(embeddings, "padding_idx", None)
     return 0 if padding_idx is None else int(padding_idx) + 1
 
 

@@ -84,12 +84,13 @@ def pick_attention(device: torch.device) -> str:
 
 
 def load_weights(path: Any, dtype: torch.dtype, attention: str) -> Any:
-    """The model in ``path`` with ``attention``, or with its own default attention where
-    its architecture has no such implementation (MPNet, DeBERTa: eager only)."""
+    """The encoder in ``path`` with ``attention``, or with its own default attention where
+    its architecture has no such implementation (MPNet, DeBERTa: eager only). Of an
+    encoder-decoder (T5, as in sentence-t5 and gtr-t5) only the encoder is kept."""
     from transformers import AutoModel
 
     try:
-        return AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attention)
+        model = AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attention)
     except ValueError as exc:
         try:
             model = AutoModel.from_pretrained(path, dtype=dtype)
@@ -97,7 +98,9 @@ def load_weights(path: Any, dtype: torch.dtype, attention: str) -> Any:
             raise exc from None  # not the attention, then: the first error says what
         implementation = model.config._attn_implementation
         log.info("%s has no %s attention; it runs %s", path, attention, implementation)
-        return model
+    if getattr(model.config, "is_encoder_decoder", False):
+        return model.get_encoder()
+    return model
 
 
 class EncoderModel:
