@@ -11,7 +11,7 @@ import pytest
 import torch
 from packed_rows import check_bucketed_rows
 
-from embedserve.server.bert_packed import PackedBert
+from embedserve.server.bert_packed import PackedBert, first_position
 from embedserve.server.compiled import CompiledEncoder
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
@@ -172,6 +172,21 @@ def test_a_roberta_takes_texts_as_long_as_its_positions_allow(
     longest = Window(tuple(range(2000, 2000 + loaded.spec.max_tokens)))
     (vector,) = loaded.compute([longest])
     assert np.isfinite(vector).all() and np.linalg.norm(vector) > 0
+
+
+def test_first_position_follows_each_embeddings_counting() -> None:
+    from transformers import AutoConfig, AutoModel
+
+    def tiny(model_type: str) -> torch.nn.Module:
+        config = AutoConfig.for_model(
+            model_type, vocab_size=100, hidden_size=32, num_attention_heads=4, pad_token_id=3
+        )
+        return AutoModel.from_config(config)
+
+    assert first_position(tiny_bert()) == 0
+    assert first_position(tiny("xlm-roberta")) == 4  # the padding id + 1
+    assert first_position(tiny("mpnet")) == 2  # its padding index is always 1
+    assert first_position(tiny("xlm")) == 0  # its `embeddings` is the word table
 
 
 def test_only_a_plain_bert_encoder_is_packed(tiny_modernbert_path: Path) -> None:
