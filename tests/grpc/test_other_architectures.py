@@ -5,17 +5,22 @@ XLM-RoBERTa (multilingual-e5, bge-m3) counts positions from the padding id + 1, 
 last usable one is not ``max_position_embeddings``; MPNet (all-mpnet-base-v2) counts the
 same way and, like DeBERTa-v2, has no sdpa attention in transformers, which the loader
 asked for and which failed the load; T5 (sentence-t5, gtr-t5) is an encoder-decoder,
-whose encoder alone serves.
+whose encoder alone serves. A folder with code of its own (nomic-embed, jina-embeddings)
+loads only with ``trust_remote_code``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from embedserve.client import EmbedClient
+from embedserve.server.errors import ModelLoadError
+from embedserve.server.model import EncoderModel
+from embedserve.server.model_settings import ModelSettings
 from embedserve.server.similarity import cosine
 
 POSITIONS = 130
@@ -66,4 +71,50 @@ def test_architecture_serves_sentence_transformers_vectors_up_to_its_last_positi
     reference = SentenceTransformer(str(folder), device="cpu")
     reference.max_seq_length = max_tokens  # its own default, the table's size, fails here
     want = reference.encode([*TEXTS, LONG_TEXT])
+    assert cosine(np.asarray(got), np.asarray(want)).min() >= 0.9999
+
+
+# A model type transformers does not know, defined by the folder's own code.
+CUSTOM_CONFIG = """from transformers import BertConfig
+
+
+class TinyCustomConfig(BertConfig):
+    model_type = "tiny-custom-encoder"
+"""
+CUSTOM_MODEL = """from transformers import BertModel
+
+from .configuration_tiny import TinyCustomConfig
+
+
+class TinyCustomModel(BertModel):
+    config_class = TinyCustomConfig
+"""
+
+
+def test_a_folder_with_its_own_code_loads_only_when_trusted(
+    start_server, tmp_path: Path, minilm_path: Path
+) -> None:
+    plain = build(tmp_path / "plain", minilm_path, "bert")
+    custom = build(tmp_path / "custom", minilm_path, "bert")  # the same weights
+    (custom / "configuration_tiny.py").write_text(CUSTOM_CONFIG)
+    (custom / "modeling_tiny.py").write_text(CUSTOM_MODEL)
+    config = json.loads((custom / "config.json").read_text())
+    config["model_type"] = "tiny-custom-encoder"
+    config["architectures"] = ["TinyCustomModel"]
+    config["auto_map"] = {
+        "AutoConfig": "configuration_tiny.TinyCustomConfig",
+        "AutoModel": "modeling_tiny.TinyCustomModel",
+    }
+    (custom / "config.json").write_text(json.dumps(config))
+
+    with pytest.raises(ModelLoadError, match="loads only with --trust-remote-code"):
+        EncoderModel.load(ModelSettings(model=str(custom), device="cpu"))
+
+    trusted = start_server(model=str(custom), trust_remote_code=True)
+    assert type(trusted.server.model._model).__name__ == "TinyCustomModel"
+    reference = start_server(model=str(plain))
+    with EmbedClient(trusted.target) as client:
+        got = client.embed([*TEXTS, LONG_TEXT])
+    with EmbedClient(reference.target) as client:
+        want = client.embed([*TEXTS, LONG_TEXT])
     assert cosine(np.asarray(got), np.asarray(want)).min() >= 0.9999

@@ -83,17 +83,18 @@ def pick_attention(device: torch.device) -> str:
     return "sdpa"
 
 
-def load_weights(path: Any, dtype: torch.dtype, attention: str) -> Any:
+def load_weights(path: Any, dtype: torch.dtype, attention: str, trust_remote_code: bool) -> Any:
     """The encoder in ``path`` with ``attention``, or with its own default attention where
     its architecture has no such implementation (MPNet, DeBERTa: eager only). Of an
     encoder-decoder (T5, as in sentence-t5 and gtr-t5) only the encoder is kept."""
     from transformers import AutoModel
 
+    options: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     try:
-        model = AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attention)
+        model = AutoModel.from_pretrained(path, attn_implementation=attention, **options)
     except ValueError as exc:
         try:
-            model = AutoModel.from_pretrained(path, dtype=dtype)
+            model = AutoModel.from_pretrained(path, **options)
         except ValueError:
             raise exc from None  # not the attention, then: the first error says what
         implementation = model.config._attn_implementation
@@ -134,11 +135,18 @@ class EncoderModel:
         model_id, path = resolve_model_path(settings.model)
         torch_device = pick_device(settings.device)
         torch_dtype = pick_dtype(settings.dtype, torch_device, settings.backend)
+        trusted = settings.trust_remote_code
         try:
-            config = AutoConfig.from_pretrained(path)
-            hf_tokenizer = AutoTokenizer.from_pretrained(path)
-            model = load_weights(path, torch_dtype, pick_attention(torch_device))
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trusted)
+            hf_tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trusted)
+            model = load_weights(path, torch_dtype, pick_attention(torch_device), trusted)
         except (OSError, ValueError) as exc:
+            if not trusted and "trust_remote_code" in str(exc):
+                raise ModelLoadError(
+                    f"model '{model_id}' runs Python code of its own (config.json's auto_map, "
+                    f"in {path}); it loads only with --trust-remote-code, which runs that code "
+                    "in this process: pass it for a folder you trust"
+                ) from exc
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
         positions = getattr(config, "max_position_embeddings", None)

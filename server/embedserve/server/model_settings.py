@@ -12,6 +12,9 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class ModelSettings:
     model: str = "modernbert-embed-large"  # alias, hub id or local folder
+    # Run the Python code a model folder brings (config.json's auto_map: nomic-embed,
+    # jina-embeddings, gte v1.5); it runs in this process, so only for folders one trusts.
+    trust_remote_code: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     # torch | torch-int8 (int8 linear layers) | onnx | onnx-int8 (ONNX Runtime); all but
