@@ -18,6 +18,7 @@ from embedserve.server.backends import apply_backend
 from embedserve.server.bert_packed import first_position
 from embedserve.server.compiled import CompiledEncoder, compile_encoder
 from embedserve.server.cpu_features import cpu_flags
+from embedserve.server.dense_head import DenseHead
 from embedserve.server.errors import InferenceFailed, ModelLoadError
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.model_spec import (
@@ -116,12 +117,15 @@ class EncoderModel:
         dtype: torch.dtype,
         hidden_size: int,
         model_type: str,
+        head: DenseHead | None = None,
     ) -> None:
         self.spec = spec
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
-        self.dimensions = hidden_size
+        # The model's Dense layers after pooling (none: the pooled vector as it is).
+        self._head = head or DenseHead(spec.path, (), device)
+        self.dimensions = self._head.width(hidden_size)
         self.model_type = model_type
         self._model = model
 
@@ -196,6 +200,7 @@ class EncoderModel:
             torch_dtype,
             int(config.hidden_size),
             str(config.model_type),
+            DenseHead(path, spec.dense, torch_device),
         )
 
     def warm_up_compiled(self, thread_counts: Sequence[int]) -> None:
@@ -227,7 +232,7 @@ class EncoderModel:
             raise InferenceFailed(
                 f"the model failed on a batch of {len(sequences)}: {exc}"
             ) from exc
-        pooled = _pool(hidden, lengths, windows, rows)
+        pooled = _pool(hidden, lengths, windows, rows, self._head)
         results: list[FloatArray] = []
         for window, row in zip(windows, rows, strict=True):
             if window.pooling is None:
@@ -245,8 +250,10 @@ def _pool(
     lengths: torch.Tensor,
     windows: Sequence[Window],
     rows: Sequence[int],
+    head: DenseHead,
 ) -> dict[PoolKey, FloatArray]:
-    """One pooled vector per distinct (row, start, mode) among the windows."""
+    """One pooled vector per distinct (row, start, mode) among the windows, through
+    ``head``."""
     keys = list(
         dict.fromkeys(
             (row, window.pool_start, window.pooling)
@@ -264,7 +271,7 @@ def _pool(
         mask = (positions[None, :] < ends[:, None]) & (positions[None, :] >= starts[:, None])
         mask_f = mask.to(hidden.device, hidden.dtype).unsqueeze(-1)
         summed = (hidden[key_rows.to(hidden.device)] * mask_f).sum(dim=1)
-        means = (summed / mask_f.sum(dim=1).clamp(min=1e-9)).cpu().numpy()
+        means = head(summed / mask_f.sum(dim=1).clamp(min=1e-9)).cpu().numpy()
         pooled.update(zip(mean_keys, means, strict=True))
     # CLS and LAST_TOKEN each take one token: its position is all that differs.
     token_keys = [key for key in keys if key[2] is not PoolingMode.MEAN]
@@ -277,5 +284,6 @@ def _pool(
             ],
             device=hidden.device,
         )
-        pooled.update(zip(token_keys, hidden[key_rows, picks].cpu().numpy(), strict=True))
+        picked = head(hidden[key_rows, picks]).cpu().numpy()
+        pooled.update(zip(token_keys, picked, strict=True))
     return pooled

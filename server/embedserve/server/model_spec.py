@@ -2,8 +2,9 @@
 
 Reads the sentence-transformers files next to the weights (``modules.json``,
 ``1_Pooling/config.json``, ``config_sentence_transformers.json``,
-``sentence_bert_config.json``) so pooling, normalisation, prompts and the
-maximum length are the model's own.
+``sentence_bert_config.json``) so pooling, Dense layers, normalisation, prompts and the
+maximum length are the model's own; a module or pooling this server does not run is
+refused rather than skipped.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class ModelSpec:
     default_prompt_name: str | None
     max_tokens: int
     include_prompt: bool
+    # Folders of the sentence-transformers Dense modules after pooling, in order.
+    dense: tuple[str, ...] = ()
 
 
 def resolve_model_path(name: str) -> tuple[str, Path]:
@@ -95,9 +98,65 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"_list": data}
 
 
+# sentence-transformers modules this server runs: the encoder, then these on its output.
+SERVED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
+# Pooling config flags (older files) and "pooling_mode" names (sentence-transformers >= 6).
+_POOLING_FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+_SERVED_POOLING = {
+    "cls": PoolingMode.CLS,
+    "mean": PoolingMode.MEAN,
+    "lasttoken": PoolingMode.LAST_TOKEN,
+}
+
+
+def _module_kind(module: dict[str, Any]) -> str:
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
+def _check_modules(model_id: str, modules: list[dict[str, Any]]) -> None:
+    """Refuse modules this server would skip: their vectors would not be the model's."""
+    kinds = [_module_kind(module) for module in modules]
+    unknown = [kind for kind in kinds if kind not in SERVED_MODULES]
+    if unknown:
+        raise ModelLoadError(
+            f"model '{model_id}' has sentence-transformers modules this server does not run "
+            f"({', '.join(unknown)}; it runs {', '.join(SERVED_MODULES)}): its vectors would "
+            "differ from the model's"
+        )
+    # The order they run in here: each module after those before it in SERVED_MODULES.
+    ranks = [SERVED_MODULES.index(kind) for kind in kinds]
+    if ranks != sorted(ranks):
+        raise ModelLoadError(
+            f"model '{model_id}' runs its sentence-transformers modules in the order "
+            f"{', '.join(kinds)}; this server runs them as {', '.join(SERVED_MODULES)}"
+        )
+
+
+def _pooling(model_id: str, config: dict[str, Any]) -> PoolingMode:
+    modes = [mode for flag, mode in _POOLING_FLAGS.items() if config.get(flag)]
+    if isinstance(config.get("pooling_mode"), str):
+        modes = [config["pooling_mode"]]
+    if not modes:
+        return PoolingMode.MEAN
+    if len(modes) > 1 or modes[0] not in _SERVED_POOLING:
+        raise ModelLoadError(
+            f"model '{model_id}' pools by {' + '.join(modes)}; this server pools by one of "
+            f"{', '.join(_SERVED_POOLING)}: its vectors would differ from the model's"
+        )
+    return _SERVED_POOLING[modes[0]]
+
+
 def read_model_spec(model_id: str, path: Path, config_max_positions: int | None) -> ModelSpec:
     modules = _read_json(path / "modules.json").get("_list", [])
-    module_types = {str(m.get("type", "")).rsplit(".", 1)[-1]: m for m in modules}
+    _check_modules(model_id, modules)
+    module_types = {_module_kind(m): m for m in modules}
     has_st_files = bool(modules)
 
     pooling = PoolingMode.MEAN
@@ -106,14 +165,10 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
         pool_cfg = _read_json(
             path / str(module_types["Pooling"].get("path", "1_Pooling")) / "config.json"
         )
-        # sentence-transformers >= 6 writes one "pooling_mode" name instead of flags.
-        mode = pool_cfg.get("pooling_mode")
-        if pool_cfg.get("pooling_mode_cls_token") or mode == "cls":
-            pooling = PoolingMode.CLS
-        elif pool_cfg.get("pooling_mode_lasttoken") or mode == "lasttoken":
-            pooling = PoolingMode.LAST_TOKEN
+        pooling = _pooling(model_id, pool_cfg)
         include_prompt = bool(pool_cfg.get("include_prompt", True))
     normalize = "Normalize" in module_types if has_st_files else True
+    dense = tuple(str(m.get("path", "")) for m in modules if _module_kind(m) == "Dense")
 
     st_cfg = _read_json(path / "config_sentence_transformers.json")
     prompts = {str(k): str(v) for k, v in (st_cfg.get("prompts") or {}).items()}
@@ -140,4 +195,5 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
         default_prompt_name=default_prompt_name,
         max_tokens=max_tokens,
         include_prompt=include_prompt,
+        dense=dense,
     )
