@@ -4,6 +4,8 @@ Loads the model with each path (``EncoderModel``, the server's own loader and
 ``compute``), plain and, with ``--compiled``, compiled, then times reference and packed
 on the same padded batches of mixed lengths, alternating, ``--rounds`` times in a
 shuffled order, on ``--threads`` torch threads (1: a pass beside another on 2 cores).
+Each batch is timed over and over, so kernels built per shape (oneDNN's, in bfloat16)
+are built once: what new shapes cost a server is ``bench/row_buckets.py``'s to measure.
 Reports per batch the padding share, median wall and CPU milliseconds of each path,
 and the ratio reference / packed taken within each round, then its median; the lowest
 cosine between the two paths' vectors; the load averages.
