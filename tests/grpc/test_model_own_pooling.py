@@ -6,6 +6,7 @@ batch case with the same windows computed one by one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,32 @@ def _overflow() -> Any:
     from embedserve.server.tokenization import Overflow
 
     return Overflow.TRUNCATE_RIGHT
+
+
+def test_do_lower_case_lowercases_texts_and_prompts(start_server, tmp_path, minilm_path) -> None:
+    """A cased tokenizer over an uncased vocabulary: capitals are unknown tokens unless the
+    text is lowercased first, as sentence-transformers does for do_lower_case."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+    from transformers import BertTokenizerFast
+
+    cased = tmp_path / "cased"
+    BertTokenizerFast(str(minilm_path / "vocab.txt"), do_lower_case=False).save_pretrained(cased)
+    for name in ("config.json", "model.safetensors"):
+        (cased / name).write_bytes((minilm_path / name).read_bytes())
+    transformer = modules.Transformer(str(cased))
+    pooling = modules.Pooling(transformer.get_embedding_dimension())
+    folder = tmp_path / "model"
+    SentenceTransformer(modules=[transformer, pooling]).save(str(folder), create_model_card=False)
+    # As models saved by sentence-transformers 2 to 5 say it (BAAI's bge, for one).
+    config = json.loads((folder / "sentence_bert_config.json").read_text())
+    config["do_lower_case"] = True
+    (folder / "sentence_bert_config.json").write_text(json.dumps(config))
+    capitals = ["What Is A Vector Database", "CATS SLEEP MOST OF THE DAY"]
+    server = start_server(model=str(folder))
+    with EmbedClient(server.target) as client:
+        got = client.embed(capitals, task="none", prompt="Query: ")
+        lower = client.embed([t.lower() for t in capitals], task="none", prompt="query: ")
+    want = SentenceTransformer(str(folder), device="cpu").encode(capitals, prompt="Query: ")
+    assert np.abs(got - want).max() < 1e-5
+    assert np.abs(got - lower).max() < 1e-6  # capitals and the prompt's alike

@@ -180,7 +180,11 @@ class EncoderModel:
                 )
             spec = dataclasses.replace(spec, max_tokens=min(max_tokens, positions or max_tokens))
         tokenizer = TextTokenizer(
-            hf_tokenizer, spec.max_tokens, spec.include_prompt, settings.chunk_overlap_tokens
+            hf_tokenizer,
+            spec.max_tokens,
+            spec.include_prompt,
+            settings.chunk_overlap_tokens,
+            spec.lowercase,
         )
         log.info(
             "loaded %s (%s) on %s as %s (backend %s), max %d tokens, %s pooling",

@@ -2,8 +2,8 @@
 
 Reads the sentence-transformers files next to the weights (``modules.json``,
 ``1_Pooling/config.json``, ``config_sentence_transformers.json``,
-``sentence_bert_config.json``) so pooling, Dense layers, normalisation, prompts and the
-maximum length are the model's own; a module or pooling this server does not run is
+``sentence_bert_config.json``) so pooling, Dense layers, normalisation, prompts,
+lowercasing and the maximum length are the model's own; a module or pooling this server does not run is
 refused rather than skipped.
 """
 
@@ -64,6 +64,8 @@ class ModelSpec:
     include_prompt: bool
     # Folders of the sentence-transformers Dense modules after pooling, in order.
     dense: tuple[str, ...] = ()
+    # sentence-transformers' do_lower_case: texts lowercased before tokenising.
+    lowercase: bool = False
 
 
 def resolve_model_path(name: str) -> tuple[str, Path]:
@@ -196,4 +198,5 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
         max_tokens=max_tokens,
         include_prompt=include_prompt,
         dense=dense,
+        lowercase=bool(bert_cfg.get("do_lower_case", False)),
     )

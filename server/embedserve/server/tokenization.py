@@ -57,9 +57,17 @@ class TokenDetail:
 
 class TextTokenizer:
     def __init__(
-        self, hf_tokenizer: Any, max_tokens: int, include_prompt: bool, chunk_overlap_tokens: int
+        self,
+        hf_tokenizer: Any,
+        max_tokens: int,
+        include_prompt: bool,
+        chunk_overlap_tokens: int,
+        lowercase: bool = False,
     ) -> None:
         self._tok = hf_tokenizer
+        # sentence-transformers' do_lower_case: the whole string, prompt too, lowercased
+        # before the tokenizer sees it (a cased tokenizer would otherwise see capitals).
+        self._lowercase = lowercase
         # The limit is ours to enforce; silence the tokenizer's own warning about long inputs.
         self._tok.model_max_length = 1 << 30
         self.max_tokens = max_tokens
@@ -85,7 +93,11 @@ class TextTokenizer:
     def prompt_token_count(self, prompt: str) -> int:
         if not prompt:
             return 0
-        return len(self._tok(prompt, add_special_tokens=False)["input_ids"])
+        return len(self._tok(self._cased(prompt), add_special_tokens=False)["input_ids"])
+
+    def _cased(self, string: str) -> str:
+        """``string`` as the model's tokenizer is to see it."""
+        return string.lower() if self._lowercase else string
 
     def encode(
         self,
@@ -94,7 +106,7 @@ class TextTokenizer:
         overflow: Overflow,
         field: str | InputNames = "inputs",
     ) -> list[TokenizedText]:
-        strings = [prompt + text for text in texts]
+        strings = [self._cased(prompt + text) for text in texts]
         if self.backend is not None:
             encoded = [e.ids for e in self.backend.encode_batch(strings, add_special_tokens=True)]
         else:
@@ -117,7 +129,9 @@ class TextTokenizer:
         """Inputs given as token ids: the model's special tokens and the prompt go around them."""
         vocabulary = len(self._tok)
         prompt_ids = (
-            list(self._tok(prompt, add_special_tokens=False)["input_ids"]) if prompt else []
+            list(self._tok(self._cased(prompt), add_special_tokens=False)["input_ids"])
+            if prompt
+            else []
         )
         head_len = self._n_prefix + len(prompt_ids)
         pool_start = 0 if self._include_prompt else head_len
@@ -176,7 +190,9 @@ class TextTokenizer:
         return min(head_len, full - self._n_suffix)
 
     def details(self, text: str, prompt: str) -> TokenDetail:
-        encoded = self._tok(prompt + text, add_special_tokens=True, return_offsets_mapping=True)
+        encoded = self._tok(
+            self._cased(prompt + text), add_special_tokens=True, return_offsets_mapping=True
+        )
         ids = [int(i) for i in encoded["input_ids"]]
         shift = len(prompt)
         head_len = self._head_within(self._n_prefix + self.prompt_token_count(prompt), len(ids))
