@@ -3,8 +3,8 @@
 Reads the sentence-transformers files next to the weights (``modules.json``,
 ``1_Pooling/config.json``, ``config_sentence_transformers.json``,
 ``sentence_bert_config.json``) so pooling, Dense layers, normalisation, prompts,
-lowercasing and the maximum length are the model's own; a module or pooling this server does not run is
-refused rather than skipped.
+lowercasing and the maximum length are the model's own; a module or pooling this
+server does not run is refused rather than skipped.
 """
 
 from __future__ import annotations
