@@ -117,15 +117,14 @@ class EncoderModel:
         dtype: torch.dtype,
         hidden_size: int,
         model_type: str,
-        head: DenseHead | None = None,
+        head: DenseHead,
     ) -> None:
         self.spec = spec
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
-        # The model's Dense layers after pooling (none: the pooled vector as it is).
-        self._head = head or DenseHead(spec.path, (), device)
-        self.dimensions = self._head.width(hidden_size)
+        self._head = head  # the model's Dense layers after pooling, if any
+        self.dimensions = head.width(hidden_size)
         self.model_type = model_type
         self._model = model
 
