@@ -20,6 +20,8 @@ from embedserve.server.tokenization import Overflow
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import vector_pb2 as pb
 
+COSINE = st.Distance.COSINE
+
 
 def test_embed_options_map_every_enum_and_optional_field() -> None:
     assert convert.params_from_proto(epb.EmbedOptions()) == EmbedParams()
@@ -87,7 +89,7 @@ def test_collection_config_round_trips_through_the_store_spec() -> None:
             "n": pb.PAYLOAD_INDEX_KIND_INTEGER,
         },
     )
-    spec = vc.spec_from_proto("c", config, model_width=384)
+    spec = vc.spec_from_proto("c", config, model_width=384, model_distance=COSINE)
     assert (spec.vector_size, spec.distance, spec.on_disk) == (64, st.Distance.DOT, True)
     assert (spec.hnsw_m, spec.hnsw_ef_construct, spec.hnsw_ef) == (8, 50, 77)
     assert spec.quantization is st.Quantization.SCALAR_INT8
@@ -106,14 +108,14 @@ def test_collection_config_round_trips_through_the_store_spec() -> None:
 
 
 def test_collection_defaults_and_bad_configs() -> None:
-    spec = vc.spec_from_proto("c", pb.CollectionConfig(), model_width=384)
-    assert spec == st.CollectionSpec("c", 384)
+    spec = vc.spec_from_proto("c", pb.CollectionConfig(), model_width=384, model_distance=COSINE)
+    assert spec == st.CollectionSpec("c", 384, COSINE)
     with pytest.raises(InvalidArgument, match=r"config\.dimensions must be at least 1"):
-        vc.spec_from_proto("c", pb.CollectionConfig(dimensions=0), 384)
+        vc.spec_from_proto("c", pb.CollectionConfig(dimensions=0), 384, COSINE)
     with pytest.raises(InvalidArgument, match=r"config\.distance has the unknown value 42"):
-        vc.spec_from_proto("c", pb.CollectionConfig(distance=42), 384)  # type: ignore[arg-type]
+        vc.spec_from_proto("c", pb.CollectionConfig(distance=42), 384, COSINE)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="hnsw_m"):
-        vc.spec_from_proto("c", pb.CollectionConfig(hnsw_m=0), 384)
+        vc.spec_from_proto("c", pb.CollectionConfig(hnsw_m=0), 384, COSINE)
 
 
 def test_payloads_round_trip_with_whole_numbers_as_integers() -> None:
@@ -244,19 +246,20 @@ def test_store_errors_join_the_status_table() -> None:
 def test_every_error_names_its_field_in_full() -> None:
     cases: list[tuple[Callable[[], object], str]] = [
         (
-            lambda: vc.spec_from_proto("c", pb.CollectionConfig(quantization=7), 384),  # type: ignore[arg-type]
+            lambda: vc.spec_from_proto("c", pb.CollectionConfig(quantization=7), 384, COSINE),  # type: ignore[arg-type]
             "config.quantization has the unknown value 7",
         ),
         (
             lambda: vc.spec_from_proto(
                 "c",
-                pb.CollectionConfig(payload_indexes={"topic": 9}),
-                384,  # type: ignore[dict-item]
+                pb.CollectionConfig(payload_indexes={"topic": 9}),  # type: ignore[dict-item]
+                384,
+                COSINE,
             ),
             "config.payload_indexes['topic'] has the unknown value 9",
         ),
         (
-            lambda: vc.spec_from_proto("c", pb.CollectionConfig(dimensions=0), 384),
+            lambda: vc.spec_from_proto("c", pb.CollectionConfig(dimensions=0), 384, COSINE),
             "config.dimensions must be at least 1",
         ),
         (
@@ -317,10 +320,10 @@ def test_match_any_takes_texts_or_integers() -> None:
 
 def test_server_defaults_fill_only_the_tuning_fields_a_request_leaves_unset() -> None:
     layout = vc.CollectionLayout(default_shard_number=3, default_replication_factor=2)
-    spec = vc.spec_from_proto("c", pb.CollectionConfig(shard_number=5), 384, layout)
+    spec = vc.spec_from_proto("c", pb.CollectionConfig(shard_number=5), 384, COSINE, layout)
     assert spec.shard_number == 5  # the request wins
     assert spec.replication_factor == 2  # the server's default
-    assert spec.hnsw_m == st.CollectionSpec("c", 384).hnsw_m  # neither: the store's own
+    assert spec.hnsw_m == st.CollectionSpec("c", 384, COSINE).hnsw_m  # neither: the store's own
 
 
 def test_stored_records_keep_their_vectors() -> None:

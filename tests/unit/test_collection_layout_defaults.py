@@ -3,6 +3,7 @@ shard_number, replication_factor and write_consistency_factor win."""
 
 from __future__ import annotations
 
+from embedserve.connectors.types import Distance
 from embedserve.server import vector_convert as vc
 from embedserve.server.config import Settings
 from embedserve.v1 import vector_pb2 as pb
@@ -13,7 +14,9 @@ LAYOUT = vc.CollectionLayout(
 
 
 def layout(config: pb.CollectionConfig) -> tuple[int, int, int]:
-    spec = vc.spec_from_proto("docs", config, model_width=384, layout=LAYOUT)
+    spec = vc.spec_from_proto(
+        "docs", config, model_width=384, model_distance=Distance.COSINE, layout=LAYOUT
+    )
     return spec.shard_number, spec.replication_factor, spec.write_consistency_factor
 
 
@@ -27,7 +30,9 @@ def test_fields_the_request_sets_win() -> None:
 
 
 def test_no_defaults_keeps_one_shard_one_copy() -> None:
-    spec = vc.spec_from_proto("docs", pb.CollectionConfig(), model_width=384)
+    spec = vc.spec_from_proto(
+        "docs", pb.CollectionConfig(), model_width=384, model_distance=Distance.COSINE
+    )
     assert (spec.shard_number, spec.replication_factor) == (1, 1)
 
 

@@ -1432,7 +1432,9 @@ func (*SimilarityRequest_QueryCandidates) isSimilarityRequest_Input() {}
 
 type SimilarityResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Cosine similarities, one per pair or candidate, in order.
+	// Scores, one per pair or candidate, in order; higher is more similar. By
+	// the model's similarity function: cosine, dot product, or the negated
+	// Euclidean or Manhattan distance (as sentence-transformers scores).
 	Scores        []float32 `protobuf:"fixed32,1,rep,packed,name=scores,proto3" json:"scores,omitempty"`
 	Usage         *Usage    `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
 	Timings       *Timings  `protobuf:"bytes,3,opt,name=timings,proto3" json:"timings,omitempty"`
@@ -1670,8 +1672,13 @@ type GetModelInfoResponse struct {
 	Batching          *BatchingLimits   `protobuf:"bytes,10,opt,name=batching,proto3" json:"batching,omitempty"`
 	Limits            *RequestLimits    `protobuf:"bytes,11,opt,name=limits,proto3" json:"limits,omitempty"`
 	ModelType         string            `protobuf:"bytes,12,opt,name=model_type,json=modelType,proto3" json:"model_type,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The similarity function the model was trained for, from its
+	// sentence-transformers files: "cosine" (also when they say none), "dot",
+	// "euclidean" or "manhattan". Similarity scores by it, and a collection
+	// created without a distance takes the matching one.
+	Similarity    string `protobuf:"bytes,13,opt,name=similarity,proto3" json:"similarity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetModelInfoResponse) Reset() {
@@ -1784,6 +1791,13 @@ func (x *GetModelInfoResponse) GetLimits() *RequestLimits {
 func (x *GetModelInfoResponse) GetModelType() string {
 	if x != nil {
 		return x.ModelType
+	}
+	return ""
+}
+
+func (x *GetModelInfoResponse) GetSimilarity() string {
+	if x != nil {
+		return x.Similarity
 	}
 	return ""
 }
@@ -1913,7 +1927,7 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\rRequestLimits\x123\n" +
 	"\x16max_inputs_per_request\x18\x01 \x01(\rR\x13maxInputsPerRequest\x12&\n" +
 	"\x0fmax_input_chars\x18\x02 \x01(\rR\rmaxInputChars\x12*\n" +
-	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xb6\x04\n" +
+	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xd6\x04\n" +
 	"\x14GetModelInfoResponse\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1e\n" +
 	"\n" +
@@ -1931,7 +1945,10 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	" \x01(\v2\x1d.embedserve.v1.BatchingLimitsR\bbatching\x124\n" +
 	"\x06limits\x18\v \x01(\v2\x1c.embedserve.v1.RequestLimitsR\x06limits\x12\x1d\n" +
 	"\n" +
-	"model_type\x18\f \x01(\tR\tmodelType\x1a:\n" +
+	"model_type\x18\f \x01(\tR\tmodelType\x12\x1e\n" +
+	"\n" +
+	"similarity\x18\r \x01(\tR\n" +
+	"similarity\x1a:\n" +
 	"\fPromptsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*N\n" +

@@ -49,7 +49,8 @@ type EmbeddingServiceClient interface {
 	EmbedTokens(ctx context.Context, in *EmbedTokensRequest, opts ...grpc.CallOption) (*EmbedTokensResponse, error)
 	// Tokenise inputs exactly as the model sees them (prompt included).
 	Tokenize(ctx context.Context, in *TokenizeRequest, opts ...grpc.CallOption) (*TokenizeResponse, error)
-	// Cosine similarity for text pairs, or for one query against candidates.
+	// Similarity of text pairs, or of one query against candidates, by the
+	// model's own similarity function (GetModelInfoResponse.similarity).
 	Similarity(ctx context.Context, in *SimilarityRequest, opts ...grpc.CallOption) (*SimilarityResponse, error)
 	// What is being served and how.
 	GetModelInfo(ctx context.Context, in *GetModelInfoRequest, opts ...grpc.CallOption) (*GetModelInfoResponse, error)
@@ -148,7 +149,8 @@ type EmbeddingServiceServer interface {
 	EmbedTokens(context.Context, *EmbedTokensRequest) (*EmbedTokensResponse, error)
 	// Tokenise inputs exactly as the model sees them (prompt included).
 	Tokenize(context.Context, *TokenizeRequest) (*TokenizeResponse, error)
-	// Cosine similarity for text pairs, or for one query against candidates.
+	// Similarity of text pairs, or of one query against candidates, by the
+	// model's own similarity function (GetModelInfoResponse.similarity).
 	Similarity(context.Context, *SimilarityRequest) (*SimilarityResponse, error)
 	// What is being served and how.
 	GetModelInfo(context.Context, *GetModelInfoRequest) (*GetModelInfoResponse, error)

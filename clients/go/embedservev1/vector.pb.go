@@ -25,7 +25,7 @@ const (
 type Distance int32
 
 const (
-	// COSINE.
+	// The served model's own (see CollectionConfig.distance).
 	Distance_DISTANCE_UNSPECIFIED Distance = 0
 	Distance_DISTANCE_COSINE      Distance = 1
 	Distance_DISTANCE_DOT         Distance = 2
@@ -352,7 +352,9 @@ type CollectionConfig struct {
 	// Vector size. Default: the served model's width. A smaller size stores
 	// Matryoshka-truncated vectors; a larger one is FAILED_PRECONDITION.
 	Dimensions *uint32 `protobuf:"varint,1,opt,name=dimensions,proto3,oneof" json:"dimensions,omitempty"`
-	// Default: COSINE.
+	// Default: the one matching the served model's similarity function
+	// (GetModelInfoResponse.similarity): COSINE for "cosine", DOT for "dot",
+	// EUCLID for "euclidean", MANHATTAN for "manhattan".
 	Distance Distance `protobuf:"varint,2,opt,name=distance,proto3,enum=embedserve.v1.Distance" json:"distance,omitempty"`
 	// Keep vectors on disk instead of in memory. Default: false.
 	OnDisk bool `protobuf:"varint,3,opt,name=on_disk,json=onDisk,proto3" json:"on_disk,omitempty"`

@@ -201,6 +201,7 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
             dtype=info.dtype,
             device=info.device,
             model_type=info.model_type,
+            similarity=info.similarity.value,
             batching=pb.BatchingLimits(
                 max_batch_tokens=info.batching.max_batch_tokens,
                 max_batch_size=info.batching.max_batch_size,

@@ -141,6 +141,8 @@ class EncoderModel:
         trusted = settings.trust_remote_code
         try:
             config = AutoConfig.from_pretrained(path, trust_remote_code=trusted)
+            # Before the weights: a model this server would serve wrongly fails fast.
+            spec = read_model_spec(model_id, path, getattr(config, "max_position_embeddings", None))
             hf_tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trusted)
             model = load_weights(path, torch_dtype, pick_attention(torch_device), trusted)
         except (OSError, ValueError) as exc:
@@ -155,6 +157,7 @@ class EncoderModel:
         positions = getattr(config, "max_position_embeddings", None)
         if positions is not None:  # the rows a real token can use
             positions -= first_position(model)
+            spec = dataclasses.replace(spec, max_tokens=min(spec.max_tokens, positions))
         model = apply_backend(
             model,
             settings.backend,
@@ -168,7 +171,6 @@ class EncoderModel:
         model = pick_bert_path(model, settings.bert_path)
         if settings.torch_compile:
             model = compile_encoder(model, settings.backend)
-        spec = read_model_spec(model_id, path, positions)
         if max_tokens := settings.max_tokens:
             if positions and max_tokens > positions:
                 log.warning(

@@ -6,7 +6,7 @@ import dataclasses
 
 from embedserve.server.batcher import BatchLimits
 from embedserve.server.embedder import Embedder, RequestLimits
-from embedserve.server.model_spec import PoolingMode
+from embedserve.server.model_spec import PoolingMode, SimilarityFunction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +21,7 @@ class ModelInfo:
     dtype: str
     device: str
     model_type: str
+    similarity: SimilarityFunction
     batching: BatchLimits
     limits: RequestLimits
 
@@ -39,6 +40,7 @@ def model_info(embedder: Embedder) -> ModelInfo:
         dtype=str(model.dtype).removeprefix("torch."),
         device=str(model.device),
         model_type=model.model_type,
+        similarity=spec.similarity,
         batching=embedder.batcher.limits,
         limits=embedder.limits,
     )

@@ -3,8 +3,8 @@
 Reads the sentence-transformers files next to the weights (``modules.json``,
 ``1_Pooling/config.json``, ``config_sentence_transformers.json``,
 ``sentence_bert_config.json``) so pooling, Dense layers, normalisation, prompts,
-lowercasing and the maximum length are the model's own; a module or pooling this
-server does not run is refused rather than skipped.
+lowercasing, the maximum length and the similarity function are the model's own;
+a module or pooling this server does not run is refused rather than skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +23,15 @@ class PoolingMode(enum.Enum):
     MEAN = "mean"
     CLS = "cls"
     LAST_TOKEN = "last_token"
+
+
+class SimilarityFunction(enum.Enum):
+    """How the model's vectors are compared, named as sentence-transformers names them."""
+
+    COSINE = "cosine"
+    DOT = "dot"
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +75,8 @@ class ModelSpec:
     dense: tuple[str, ...] = ()
     # sentence-transformers' do_lower_case: texts lowercased before tokenising.
     lowercase: bool = False
+    # The score the model was trained for (similarity_fn_name); cosine when unsaid.
+    similarity: SimilarityFunction = SimilarityFunction.COSINE
 
 
 def resolve_model_path(name: str) -> tuple[str, Path]:
@@ -155,6 +166,19 @@ def _pooling(model_id: str, config: dict[str, Any]) -> PoolingMode:
     return _SERVED_POOLING[modes[0]]
 
 
+def _similarity(model_id: str, config: dict[str, Any]) -> SimilarityFunction:
+    name = config.get("similarity_fn_name") or "cosine"
+    name = "dot" if name == "dot_product" else name  # sentence-transformers' alias
+    try:
+        return SimilarityFunction(name)
+    except ValueError:
+        served = ", ".join(f.value for f in SimilarityFunction)
+        raise ModelLoadError(
+            f"model '{model_id}' scores by similarity_fn_name {name!r}; this server scores by "
+            f"one of {served}"
+        ) from None
+
+
 def read_model_spec(model_id: str, path: Path, config_max_positions: int | None) -> ModelSpec:
     modules = _read_json(path / "modules.json").get("_list", [])
     _check_modules(model_id, modules)
@@ -199,4 +223,5 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
         include_prompt=include_prompt,
         dense=dense,
         lowercase=bool(bert_cfg.get("do_lower_case", False)),
+        similarity=_similarity(model_id, st_cfg),
     )

@@ -1,4 +1,7 @@
-"""Similarity scoring, shared by every transport: pairs, or one query against candidates."""
+"""Similarity scoring, shared by every transport: pairs, or one query against candidates.
+
+Scores use the model's own similarity function (cosine unless its files say otherwise).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import numpy as np
 from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task, Timings
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.input_names import InputNames
+from embedserve.server.model_spec import SimilarityFunction
 from embedserve.server.windows import FloatArray
 
 
@@ -26,6 +30,24 @@ def cosine(a: FloatArray, b: FloatArray) -> FloatArray:
     a_norm = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b_norm = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return np.asarray((a_norm * b_norm).sum(axis=1), dtype=np.float32)
+
+
+def pairwise_scores(a: FloatArray, b: FloatArray, function: SimilarityFunction) -> FloatArray:
+    """Row-wise scores as sentence-transformers computes them: higher is more similar, so
+    the distances are negated."""
+    if function is SimilarityFunction.COSINE:
+        return cosine(a, b)
+    if function is SimilarityFunction.DOT:
+        scores = (a * b).sum(axis=1)
+    elif function is SimilarityFunction.EUCLIDEAN:
+        scores = -np.linalg.norm(a - b, axis=1)
+    else:
+        scores = -np.abs(a - b).sum(axis=1)
+    return np.asarray(scores, dtype=np.float32)
+
+
+def _scores(embedder: Embedder, a: FloatArray, b: FloatArray) -> FloatArray:
+    return pairwise_scores(a, b, embedder.model.spec.similarity)
 
 
 def _combine(scores: FloatArray, results: Sequence[EmbedResult]) -> SimilarityResult:
@@ -49,7 +71,8 @@ async def score_pairs(
     half = len(pairs)
     names = InputNames(field, lambda i: f"{field}[{i}].a" if i < half else f"{field}[{i - half}].b")
     result = await embedder.embed(texts, params, deadline, field=names)
-    return _combine(cosine(result.vectors[:half], result.vectors[half:]), [result])
+    scores = _scores(embedder, result.vectors[:half], result.vectors[half:])
+    return _combine(scores, [result])
 
 
 async def score_candidates(
@@ -71,7 +94,8 @@ async def score_candidates(
         ),
     )
     repeated = np.repeat(query_result.vectors, len(candidates), axis=0)
-    return _combine(cosine(repeated, candidate_result.vectors), [query_result, candidate_result])
+    scores = _scores(embedder, repeated, candidate_result.vectors)
+    return _combine(scores, [query_result, candidate_result])
 
 
 def query_and_candidate_params(params: EmbedParams) -> tuple[EmbedParams, EmbedParams]:

@@ -21,13 +21,12 @@ from embedserve.v1 import vector_pb2 as pb
 T = TypeVar("T")
 
 DISTANCES = {
-    pb.DISTANCE_UNSPECIFIED: st.Distance.COSINE,
     pb.DISTANCE_COSINE: st.Distance.COSINE,
     pb.DISTANCE_DOT: st.Distance.DOT,
     pb.DISTANCE_EUCLID: st.Distance.EUCLID,
     pb.DISTANCE_MANHATTAN: st.Distance.MANHATTAN,
 }
-DISTANCE_TO_PROTO = {v: k for k, v in DISTANCES.items() if k != pb.DISTANCE_UNSPECIFIED}
+DISTANCE_TO_PROTO = {v: k for k, v in DISTANCES.items()}
 QUANTIZATIONS = {
     pb.QUANTIZATION_UNSPECIFIED: st.Quantization.NONE,
     pb.QUANTIZATION_NONE: st.Quantization.NONE,
@@ -80,13 +79,19 @@ def spec_from_proto(
     name: str,
     config: pb.CollectionConfig,
     model_width: int,
+    model_distance: st.Distance,
     layout: CollectionLayout | None = None,
 ) -> st.CollectionSpec:
-    """``layout``: the cluster layout for the fields the request leaves unset."""
+    """``model_width``, ``model_distance`` and ``layout`` (the cluster layout): the values of
+    the fields the request leaves unset."""
     defaults = (layout or CollectionLayout()).spec_fields()
     fields: dict[str, Any] = {
         "vector_size": config.dimensions if config.HasField("dimensions") else model_width,
-        "distance": convert.enum_value(DISTANCES, config.distance, "config.distance"),
+        "distance": (
+            convert.enum_value(DISTANCES, config.distance, "config.distance")
+            if config.distance != pb.DISTANCE_UNSPECIFIED
+            else model_distance
+        ),
         "on_disk": config.on_disk,
         "quantization": convert.enum_value(
             QUANTIZATIONS, config.quantization, "config.quantization"

@@ -49,7 +49,10 @@ class VectorService(pb_grpc.VectorServiceServicer):
     async def CreateCollection(
         self, request: pb.CreateCollectionRequest, context: Context
     ) -> pb.CreateCollectionResponse:
-        spec = vc.spec_from_proto(request.name, request.config, self._core.model_width, self.layout)
+        core = self._core
+        spec = vc.spec_from_proto(
+            request.name, request.config, core.model_width, core.model_distance, self.layout
+        )
         info = await self._core.create_collection(spec)
         return pb.CreateCollectionResponse(collection=vc.info_to_proto(info))
 

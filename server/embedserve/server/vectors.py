@@ -20,6 +20,7 @@ from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
     CollectionSpec,
+    Distance,
     Example,
     Filter,
     PointRecord,
@@ -43,11 +44,19 @@ from embedserve.server.errors import (
 )
 from embedserve.server.input_names import InputNames
 from embedserve.server.metrics import Metrics
+from embedserve.server.model_spec import SimilarityFunction
 from embedserve.server.windows import FloatArray
 
 T = TypeVar("T")
 
 TEXT_PAYLOAD_KEY = "text"
+# A collection created without a distance ranks as the model's similarity function does.
+MODEL_DISTANCES = {
+    SimilarityFunction.COSINE: Distance.COSINE,
+    SimilarityFunction.DOT: Distance.DOT,
+    SimilarityFunction.EUCLIDEAN: Distance.EUCLID,
+    SimilarityFunction.MANHATTAN: Distance.MANHATTAN,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +167,11 @@ class VectorCore:
     @property
     def model_width(self) -> int:
         return self._embedder.model.dimensions
+
+    @property
+    def model_distance(self) -> Distance:
+        """The distance that ranks as the model's similarity function does."""
+        return MODEL_DISTANCES[self._embedder.model.spec.similarity]
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

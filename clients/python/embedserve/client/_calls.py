@@ -100,7 +100,8 @@ def similarity(
     pairs: Sequence[tuple[str, str]] | None = None,
     **options: Any,
 ) -> Plan[Vectors]:
-    """Cosine scores of ``query`` against ``candidates``, or of each of ``pairs``."""
+    """Scores of ``query`` against ``candidates``, or of each of ``pairs``, by the model's
+    similarity function (``model_info().similarity``; cosine for most models)."""
     if (pairs is None) == (query is None and candidates is None):
         raise ValueError("give a query and its candidates, or pairs (not both)")
     request = pb.SimilarityRequest(options=build_options(**options))

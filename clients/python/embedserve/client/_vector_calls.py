@@ -60,13 +60,14 @@ def _split_params(options: dict[str, Any]) -> tuple[pb.QueryParams, dict[str, An
 
 def collection_config(
     dimensions: int | None = None,
-    distance: str = "cosine",
+    distance: str | None = None,
     payload_indexes: Mapping[str, str] | None = None,
     quantization: str | None = None,
     **numbers: Any,
 ) -> pb.CollectionConfig:
     config = pb.CollectionConfig(
-        distance=_DISTANCES[distance], on_disk=numbers.pop("on_disk", False)
+        distance=_DISTANCES[distance] if distance else pb.DISTANCE_UNSPECIFIED,
+        on_disk=numbers.pop("on_disk", False),
     )
     for name, number in {"dimensions": dimensions, **numbers}.items():
         docs.check_uint32(name, number)
@@ -95,7 +96,7 @@ def config_kwargs(config: pb.CollectionConfig) -> dict[str, Any]:
     (the inverse of ``collection_config``)."""
     distances = {kind: name for name, kind in _DISTANCES.items()}
     kwargs: dict[str, Any] = {
-        "distance": distances.get(config.distance, "cosine"),
+        "distance": distances.get(config.distance),
         "on_disk": config.on_disk,
         "payload_indexes": index_kind_names(config.payload_indexes),
     }
@@ -119,8 +120,9 @@ def _with_filter(request: Any, value: docs.FilterLike | None) -> Any:
 
 
 def create_collection(name: str, **config: Any) -> Plan[pb.CollectionInfo]:
-    """Create a collection. ``dimensions`` defaults to the model's width; also ``distance``,
-    ``payload_indexes={"field": "keyword"}``, ``hnsw_m``, ``hnsw_ef``, ``shard_number``..."""
+    """Create a collection. ``dimensions`` defaults to the model's width and ``distance`` to
+    the one matching its similarity function; also ``payload_indexes={"field": "keyword"}``,
+    ``hnsw_m``, ``hnsw_ef``, ``shard_number``..."""
     request = pb.CreateCollectionRequest(name=name, config=collection_config(**config))
     response = yield Unary("vectors", "CreateCollection", request)
     info: pb.CollectionInfo = response.collection

@@ -78,7 +78,9 @@ def add_parser(commands: Any) -> None:
     add_target(collections)
     collections.add_argument("--dimensions", type=int)
     collections.add_argument(
-        "--distance", default="cosine", choices=["cosine", "dot", "euclid", "manhattan"]
+        "--distance",
+        choices=["cosine", "dot", "euclid", "manhattan"],
+        help="default: the one matching the model's similarity function",
     )
     collections.add_argument(
         "--index",

@@ -697,7 +697,10 @@ class SimilarityResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def scores(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Cosine similarities, one per pair or candidate, in order."""
+        """Scores, one per pair or candidate, in order; higher is more similar. By
+        the model's similarity function: cosine, dot product, or the negated
+        Euclidean or Manhattan distance (as sentence-transformers scores).
+        """
 
     @_builtins.property
     def usage(self) -> Global___Usage: ...
@@ -822,6 +825,7 @@ class GetModelInfoResponse(_message.Message):
     BATCHING_FIELD_NUMBER: _builtins.int
     LIMITS_FIELD_NUMBER: _builtins.int
     MODEL_TYPE_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     dimensions: _builtins.int
     max_tokens: _builtins.int
@@ -831,6 +835,12 @@ class GetModelInfoResponse(_message.Message):
     dtype: _builtins.str
     device: _builtins.str
     model_type: _builtins.str
+    similarity: _builtins.str
+    """The similarity function the model was trained for, from its
+    sentence-transformers files: "cosine" (also when they say none), "dot",
+    "euclidean" or "manhattan". Similarity scores by it, and a collection
+    created without a distance takes the matching one.
+    """
     @_builtins.property
     def prompts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Prompt name to prompt text (e.g. "query", "document")."""
@@ -854,10 +864,11 @@ class GetModelInfoResponse(_message.Message):
         batching: Global___BatchingLimits | None = ...,
         limits: Global___RequestLimits | None = ...,
         model_type: _builtins.str = ...,
+        similarity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -114,7 +114,8 @@ class EmbeddingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Similarity(self, request, context):
-        """Cosine similarity for text pairs, or for one query against candidates.
+        """Similarity of text pairs, or of one query against candidates, by the
+        model's own similarity function (GetModelInfoResponse.similarity).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -54,7 +54,9 @@ class EmbeddingServiceStub:
     Tokenize: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.TokenizeRequest, _embedding_pb2.TokenizeResponse]
     """Tokenise inputs exactly as the model sees them (prompt included)."""
     Similarity: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.SimilarityRequest, _embedding_pb2.SimilarityResponse]
-    """Cosine similarity for text pairs, or for one query against candidates."""
+    """Similarity of text pairs, or of one query against candidates, by the
+    model's own similarity function (GetModelInfoResponse.similarity).
+    """
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.GetModelInfoRequest, _embedding_pb2.GetModelInfoResponse]
     """What is being served and how."""
 
@@ -83,7 +85,9 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
     Tokenize: _aio.UnaryUnaryMultiCallable[_embedding_pb2.TokenizeRequest, _embedding_pb2.TokenizeResponse]  # type: ignore[assignment]
     """Tokenise inputs exactly as the model sees them (prompt included)."""
     Similarity: _aio.UnaryUnaryMultiCallable[_embedding_pb2.SimilarityRequest, _embedding_pb2.SimilarityResponse]  # type: ignore[assignment]
-    """Cosine similarity for text pairs, or for one query against candidates."""
+    """Similarity of text pairs, or of one query against candidates, by the
+    model's own similarity function (GetModelInfoResponse.similarity).
+    """
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_embedding_pb2.GetModelInfoRequest, _embedding_pb2.GetModelInfoResponse]  # type: ignore[assignment]
     """What is being served and how."""
 
@@ -139,7 +143,9 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _embedding_pb2.SimilarityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_pb2.SimilarityResponse, _abc.Awaitable[_embedding_pb2.SimilarityResponse]]:
-        """Cosine similarity for text pairs, or for one query against candidates."""
+        """Similarity of text pairs, or of one query against candidates, by the
+        model's own similarity function (GetModelInfoResponse.similarity).
+        """
 
     @_abc_1.abstractmethod
     def GetModelInfo(

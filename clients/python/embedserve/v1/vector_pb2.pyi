@@ -29,7 +29,7 @@ class _Distance:
 class _DistanceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Distance.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     DISTANCE_UNSPECIFIED: _Distance.ValueType  # 0
-    """COSINE."""
+    """The served model's own (see CollectionConfig.distance)."""
     DISTANCE_COSINE: _Distance.ValueType  # 1
     DISTANCE_DOT: _Distance.ValueType  # 2
     DISTANCE_EUCLID: _Distance.ValueType  # 3
@@ -38,7 +38,7 @@ class _DistanceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Distance.Val
 class Distance(_Distance, metaclass=_DistanceEnumTypeWrapper): ...
 
 DISTANCE_UNSPECIFIED: Distance.ValueType  # 0
-"""COSINE."""
+"""The served model's own (see CollectionConfig.distance)."""
 DISTANCE_COSINE: Distance.ValueType  # 1
 DISTANCE_DOT: Distance.ValueType  # 2
 DISTANCE_EUCLID: Distance.ValueType  # 3
@@ -210,7 +210,10 @@ class CollectionConfig(_message.Message):
     Matryoshka-truncated vectors; a larger one is FAILED_PRECONDITION.
     """
     distance: Global___Distance.ValueType
-    """Default: COSINE."""
+    """Default: the one matching the served model's similarity function
+    (GetModelInfoResponse.similarity): COSINE for "cosine", DOT for "dot",
+    EUCLID for "euclidean", MANHATTAN for "manhattan".
+    """
     on_disk: _builtins.bool
     """Keep vectors on disk instead of in memory. Default: false."""
     hnsw_m: _builtins.int

@@ -98,7 +98,10 @@ async def tokenize(body: TokenizeRequest, request: Request, caller: Caller) -> R
     )
 
 
-@router.post("/similarity", summary="Cosine similarity of pairs or query/candidates")
+@router.post(
+    "/similarity",
+    summary="Similarity of pairs or query/candidates, by the model's similarity function",
+)
 async def score(body: SimilarityRequest, request: Request, caller: Caller) -> Response:
     embedder = _backend(request).embedder
     params = body.options.params()
@@ -125,4 +128,5 @@ async def get_model_info(request: Request, caller: Caller) -> Response:
     info = model_info(_backend(request).embedder)
     body = dataclasses.asdict(info)
     body["pooling"] = info.pooling.value
+    body["similarity"] = info.similarity.value
     return json_response(body)

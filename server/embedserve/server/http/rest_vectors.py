@@ -64,7 +64,10 @@ def parse_filter(value: FilterJson | None, field: str = "filter") -> st.Filter |
 
 
 def spec_of(
-    body: CreateCollectionRequest, model_width: int, layout: vc.CollectionLayout
+    body: CreateCollectionRequest,
+    model_width: int,
+    model_distance: st.Distance,
+    layout: vc.CollectionLayout,
 ) -> st.CollectionSpec:
     config = body.config
     given = {name: getattr(config, name) for name in st.TUNING_FIELDS}
@@ -73,7 +76,7 @@ def spec_of(
         st.CollectionSpec,
         body.name,
         vector_size=config.dimensions or model_width,
-        distance=st.Distance(config.distance),
+        distance=st.Distance(config.distance) if config.distance else model_distance,
         on_disk=config.on_disk,
         quantization=st.Quantization(config.quantization),
         payload_indexes={k: st.PayloadIndexKind(v) for k, v in config.payload_indexes.items()},
@@ -146,7 +149,9 @@ async def create_collection(
     core = _core(request)
     backend: Backend = request.app.state.backend
     layout = backend.settings.section(vc.CollectionLayout)
-    info = await core.create_collection(spec_of(body, core.model_width, layout))
+    info = await core.create_collection(
+        spec_of(body, core.model_width, core.model_distance, layout)
+    )
     return json_response({"collection": info_json(info)})
 
 

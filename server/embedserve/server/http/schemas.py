@@ -165,7 +165,9 @@ class SimilarityRequest(Body):
 
 class CollectionConfig(Body):
     dimensions: PositiveU32 | None = Field(default=None, description="default: the model's width")
-    distance: Literal["cosine", "dot", "euclid", "manhattan"] = "cosine"
+    distance: Literal["cosine", "dot", "euclid", "manhattan"] | None = Field(
+        default=None, description="default: the one matching the model's similarity function"
+    )
     on_disk: bool = False
     quantization: Literal["none", "scalar_int8"] = "none"
     payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool", "text"]] = {}
