@@ -1,5 +1,8 @@
 """Packed BERT pass: ``bert_path fast`` (padding skipped) against ``reference``, per pass.
 
+``--model``: the packaged MiniLM, or random weights in the shape of all-mpnet-base-v2
+(``mpnet-base``) or of msmarco-distilbert-base-tas-b (``distilbert-base``), built in a
+temporary folder with MiniLM's tokenizer: speed depends on the shape, not the weights.
 Loads the model with each path (``EncoderModel``, the server's own loader and
 ``compute``), plain and, with ``--compiled``, compiled, then times reference and packed
 on the same padded batches of mixed lengths, alternating, ``--rounds`` times in a
@@ -10,8 +13,9 @@ Reports per batch the padding share, median wall and CPU milliseconds of each pa
 and the ratio reference / packed taken within each round, then its median; the lowest
 cosine between the two paths' vectors; the load averages.
 
-    .venv/bin/python bench/packed_bert.py [--dtype auto] [--rounds 5] [--threads 1]
-        [--compiled] [--out docs/benchmarks.md] [--json bench/results/packed_bert.json]
+    .venv/bin/python bench/packed_bert.py [--model minilm] [--dtype auto] [--rounds 5]
+        [--threads 1] [--compiled] [--out docs/benchmarks.md]
+        [--json bench/results/packed_bert.json]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import datetime as dt
 import os
 import random
 import sys
+import tempfile
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -38,6 +43,31 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 BENCH_DIR = Path(__file__).resolve().parent
 SECTION = "Packed BERT pass (CPU)"
 COMPILED_SECTION = "Packed BERT pass, compiled (CPU)"
+# --model: (model type, sizes) of random-weight stand-ins for popular encoders.
+RANDOM_SHAPES: dict[str, tuple[str, dict[str, int]]] = {
+    "mpnet-base": (  # all-mpnet-base-v2
+        "mpnet",
+        {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "max_position_embeddings": 514,
+            "vocab_size": 30527,
+        },
+    ),
+    "distilbert-base": (  # msmarco-distilbert-base-tas-b
+        "distilbert",
+        {
+            "dim": 768,
+            "hidden_dim": 3072,
+            "n_layers": 6,
+            "n_heads": 12,
+            "max_position_embeddings": 512,
+            "vocab_size": 30522,
+        },
+    ),
+}
 # (texts, fewest tokens, most tokens): batches of many one-text clients' short queries,
 # a full batch of them, mixed lengths as documents come, and batches without padding
 # (what packing costs where it saves nothing).
@@ -52,7 +82,27 @@ SHAPES = (
 )
 
 
+def build_random(name: str, folder: Path) -> str:
+    """A random-weight model of ``RANDOM_SHAPES[name]`` with MiniLM's tokenizer, in ``folder``."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from embedserve.server.model_spec import resolve_model_path
+
+    model_type, sizes = RANDOM_SHAPES[name]
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.for_model(model_type, **sizes)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve_model_path("minilm")[1]).save_pretrained(folder)
+    return str(folder)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        model = args.model if args.model == "minilm" else build_random(args.model, Path(folder))
+        return measure_model(args, model)
+
+
+def measure_model(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
     import torch
 
     from embedserve.server.model import EncoderModel
@@ -61,7 +111,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     base = ModelSettings(
-        model="minilm", device="cpu", dtype=args.dtype, torch_compile=args.compiled
+        model=model_name, device="cpu", dtype=args.dtype, torch_compile=args.compiled
     )
     models = {
         path: EncoderModel.load(dataclasses.replace(base, bert_path=path))
@@ -109,6 +159,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(row | paired_medians(runs, "reference", "fast"))
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "model": args.model,
         "dtype": str(models["fast"].dtype).removeprefix("torch."),
         "compiled": args.compiled,
         "threads": args.threads,
@@ -121,12 +172,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def title(report: dict[str, Any]) -> str:
+    section = COMPILED_SECTION if report["compiled"] else SECTION
+    model = report.get("model", "minilm")
+    return section if model == "minilm" else f"{section}: {model} shape, {report['dtype']}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     compiled = ", both compiled (`torch_compile`)" if report["compiled"] else ""
+    model = report.get("model", "minilm")
+    described = (
+        "the packaged MiniLM"
+        if model == "minilm"
+        else f"random weights in {model}'s shape (`--model {model}`)"
+    )
     lines = [
-        f"## {COMPILED_SECTION if report['compiled'] else SECTION}",
+        f"## {title(report)}",
         "",
-        f"Measured {report['date']} by `bench/packed_bert.py`: the packaged MiniLM in "
+        f"Measured {report['date']} by `bench/packed_bert.py`: {described} in "
         f"{report['dtype']} through the server's own `EncoderModel.compute`, `bert_path "
         f"reference` (transformers' padded pass) and `fast` (packed){compiled}, on "
         f"{report['threads']} torch thread(s), alternating on the same batches, "
@@ -150,19 +213,24 @@ def markdown(report: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="minilm", choices=["minilm", *RANDOM_SHAPES])
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--compiled", action="store_true", help="compile both paths")
     parser.add_argument("--out", type=Path, help="write the Markdown section into this file")
     parser.add_argument(
-        "--json", type=Path, help="default: bench/results/packed_bert[_compiled].json"
+        "--json",
+        type=Path,
+        help="default: bench/results/packed_bert[_compiled][_MODEL][_DTYPE].json",
     )
     args = parser.parse_args(argv)
     if args.json is None:
-        args.json = (
-            BENCH_DIR / "results" / f"packed_bert{'_compiled' if args.compiled else ''}.json"
+        suffix = ("_compiled" if args.compiled else "") + (
+            "" if args.model == "minilm" else f"_{args.model.replace('-', '_')}"
         )
+        suffix += "" if args.dtype == "auto" else f"_{args.dtype}"
+        args.json = BENCH_DIR / "results" / f"packed_bert{suffix}.json"
     if args.rounds < 1 or args.threads < 1:
         parser.error("--rounds and --threads must be at least 1")
     return args
@@ -171,8 +239,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = measure(args)
-    title = COMPILED_SECTION if args.compiled else SECTION
-    publish(title, markdown(report), report, args.json, args.out)
+    publish(title(report), markdown(report), report, args.json, args.out)
     return 0
 
 

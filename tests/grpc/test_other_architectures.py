@@ -5,8 +5,9 @@ XLM-RoBERTa (multilingual-e5, bge-m3) counts positions from the padding id + 1, 
 last usable one is not ``max_position_embeddings``; MPNet (all-mpnet-base-v2) counts the
 same way and, like DeBERTa-v2, has no sdpa attention in transformers, which the loader
 asked for and which failed the load; T5 (sentence-t5, gtr-t5) is an encoder-decoder,
-whose encoder alone serves. A folder with code of its own (nomic-embed, jina-embeddings)
-loads only with ``trust_remote_code``.
+whose encoder alone serves. DistilBERT, MPNet and XLM-RoBERTa run on the packed pass
+(bert_packed.py), the others on transformers' own. A folder with code of its own
+(nomic-embed, jina-embeddings) loads only with ``trust_remote_code``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from embedserve.client import EmbedClient
+from embedserve.server.bert_packed import PACKED_TYPES, PackedBert
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
@@ -54,6 +56,7 @@ def build(folder: Path, minilm_path: Path, model_type: str) -> Path:
     [
         ("xlm-roberta", POSITIONS - 1),  # from the padding id (here 0) + 1
         ("mpnet", POSITIONS - 2),  # from its fixed padding index 1, + 1
+        ("distilbert", POSITIONS),
         ("deberta-v2", POSITIONS),
         ("t5", POSITIONS),  # an encoder-decoder: its encoder serves
     ],
@@ -66,6 +69,8 @@ def test_architecture_serves_sentence_transformers_vectors_up_to_its_last_positi
     folder = build(tmp_path / model_type, minilm_path, model_type)
     server = start_server(model=str(folder))
     assert server.server.model.spec.max_tokens == max_tokens
+    # bert_path auto: the BERT-style families run packed, the others as transformers does.
+    assert isinstance(server.server.model._model, PackedBert) == (model_type in PACKED_TYPES)
     with EmbedClient(server.target) as client:
         got = client.embed([*TEXTS, LONG_TEXT])
     reference = SentenceTransformer(str(folder), device="cpu")

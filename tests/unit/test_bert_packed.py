@@ -92,6 +92,30 @@ def tiny_roberta(model_type: str, vocab_size: int = 500, pad_id: int = 1) -> tor
     return AutoModel.from_config(config).eval()
 
 
+def tiny_family(model_type: str) -> torch.nn.Module:
+    """A random DistilBERT or MPNet (its padding id is always 1, its positions start at 2)."""
+    from transformers import AutoConfig, AutoModel
+
+    sizes: dict[str, dict[str, int]] = {
+        "distilbert": {"dim": 32, "hidden_dim": 64, "n_layers": 2, "n_heads": 4, "pad_token_id": 0},
+        "mpnet": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "pad_token_id": 1,
+        },
+    }
+    config = AutoConfig.for_model(
+        model_type, vocab_size=500, max_position_embeddings=130, **sizes[model_type]
+    )
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config).eval()
+    if model_type == "mpnet":  # its bias starts at zero: make it count
+        torch.nn.init.normal_(model.encoder.relative_attention_bias.weight, std=1.0)
+    return model
+
+
 def padded_batch(lengths: list[int], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     longest = max(lengths)
     ids = torch.full((len(lengths), longest), pad_id, dtype=torch.long)
@@ -101,13 +125,17 @@ def padded_batch(lengths: list[int], pad_id: int = 0) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("family", "dtype"),
+    [("bert", torch.float32), ("bert", torch.bfloat16), ("mpnet", torch.float32)],
+)
 @torch.inference_mode()
 def test_compiled_packed_pass_matches_transformers_and_compiles_only_at_warm_up(
-    dtype: torch.dtype,
+    family: str, dtype: torch.dtype
 ) -> None:
-    """In bfloat16 the filler rows vary with the batch too: no compiling for them either."""
-    model = tiny_bert().to(dtype)
+    """In bfloat16 the filler rows vary with the batch too, and MPNet's position bias with
+    its length: no compiling for them either."""
+    model = (tiny_bert() if family == "bert" else tiny_family(family)).to(dtype)
     compiled = CompiledEncoder(PackedBert(model))
     compiled.warm_up([torch.get_num_threads()], torch.device("cpu"))
     # Nothing compiles after the warm-up: a call that would needs fails here.
@@ -146,6 +174,32 @@ def test_roberta_family_packs_with_positions_after_the_padding_id(model_type: st
     want = model(input_ids=ids, attention_mask=mask).last_hidden_state
     keep = mask.bool()
     torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "mpnet"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@torch.inference_mode()
+def test_distilbert_and_mpnet_pack_as_transformers_runs_them(
+    model_type: str, dtype: torch.dtype
+) -> None:
+    """Their own module names; MPNet's relative position bias in every block's attention."""
+    model = tiny_family(model_type).to(dtype)
+    packed = pick_bert_path(model, "auto")
+    assert isinstance(packed, PackedBert)
+    pad_id = model.config.pad_token_id
+    longest = 128 if model_type == "mpnet" else 130  # MPNet's positions start at 2
+    ids, mask = padded_batch([3, 17, longest, 40, 1], pad_id=pad_id)
+    got = packed(ids, mask).last_hidden_state
+    want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    if dtype == torch.float32:
+        torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=0)
+    else:
+        cosines = torch.nn.functional.cosine_similarity(
+            got[keep].float(), want[keep].float(), dim=-1
+        )
+        assert float(cosines.min()) >= 0.999
+    assert not got[~keep].any()
 
 
 @pytest.mark.parametrize("path", ["fast", "reference"])

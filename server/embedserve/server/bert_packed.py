@@ -1,4 +1,4 @@
-"""A BERT (or RoBERTa, XLM-RoBERTa) forward pass whose token-wise work skips the padding.
+"""A BERT-style forward pass whose token-wise work skips the padding.
 
 transformers runs a padded batch: every projection, feed-forward and layer norm
 also computes the padding rows, which a batch of texts of similar but unequal
@@ -10,12 +10,16 @@ That pass took 1.10x to 1.26x less time on batches of 15 to 25 tokens, 1.43x to
 1.56x on mixed lengths and 0.98x on batches without padding (MiniLM, float32, one
 thread; docs/benchmarks.md, "Packed BERT pass (CPU)").
 
-It computes what the model computes, up to float rounding (the tests compare it
-with transformers' own forward pass).
+The families share that shape and differ in module names: BERT, RoBERTa and
+XLM-RoBERTa (MiniLM, bge, e5, bge-m3), DistilBERT (msmarco-distilbert-base-tas-b,
+multi-qa-distilbert, distiluse) and MPNet (all-mpnet-base-v2), whose attention adds
+a relative position bias. Each computes what the model computes, up to float
+rounding (the tests compare it with transformers' own forward pass).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,8 +30,9 @@ from embedserve.server.modernbert_packed import PackedOutput
 from embedserve.server.row_buckets import bucket_rows, bucketed
 
 # RoBERTa and XLM-RoBERTa (multilingual-e5, bge-m3) are BERT's layers with positions
-# counted from the padding id + 1 instead of 0 (first_position).
-PACKED_TYPES = ("bert", "roberta", "xlm-roberta")
+# counted from the padding id + 1 instead of 0 (first_position); so are MPNet's.
+BERT_TYPES = ("bert", "roberta", "xlm-roberta")
+PACKED_TYPES = (*BERT_TYPES, "distilbert", "mpnet")
 
 
 def first_position(model: Any) -> int:
@@ -59,12 +64,37 @@ class PackedBertLayers(torch.nn.Module):
     ``positions`` [R >= T] each row's token id and position, the real tokens first and
     then filler rows that only make the token-wise products' shape a known one
     (row_buckets.py); ``keep`` [B, L] is the padded batch's attention mask.
+    Subclasses name another family's modules.
     """
 
     def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
         self.heads = int(model.config.num_attention_heads)
+
+    def embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.model.embeddings(  # type: ignore[no-any-return]
+            input_ids=ids[None],
+            token_type_ids=torch.zeros_like(ids)[None],
+            position_ids=positions[None],
+        )[0]
+
+    def blocks(self) -> Sequence[Any]:
+        return self.model.encoder.layer  # type: ignore[no-any-return]
+
+    def projections(self, block: Any) -> tuple[Any, Any, Any]:
+        """The block's query, key and value projections."""
+        attention = block.attention.self
+        return attention.query, attention.key, attention.value
+
+    def finish(self, block: Any, attended: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """The rest of the block after attention: output projection, feed-forward, norms."""
+        hidden = block.attention.output(attended, hidden)
+        return block.output(block.intermediate(hidden), hidden)  # type: ignore[no-any-return]
+
+    def position_bias(self, keep: torch.Tensor) -> torch.Tensor | None:
+        """An additive [1, heads, L, L] bias on the attention scores, where the family has one."""
+        return None
 
     def forward(
         self,
@@ -74,48 +104,101 @@ class PackedBertLayers(torch.nn.Module):
         cols: torch.Tensor,
         keep: torch.Tensor,
     ) -> torch.Tensor:
-        model = self.model
-        hidden = model.embeddings(
-            input_ids=ids[None],
-            token_type_ids=torch.zeros_like(ids)[None],
-            position_ids=positions[None],
-        )[0]
-        for layer in model.encoder.layer:
-            attended = self._attention(layer.attention.self, hidden, rows, cols, keep)
-            hidden = layer.attention.output(attended, hidden)
-            hidden = layer.output(layer.intermediate(hidden), hidden)
-        return hidden  # type: ignore[no-any-return]
+        hidden = self.embed(ids, positions)
+        bias = self.position_bias(keep)
+        mask = keep[:, None, None, :]
+        if bias is not None:
+            mask = bias.masked_fill(~mask, torch.finfo(bias.dtype).min)
+        for block in self.blocks():
+            attended = self._attention(block, hidden, rows, cols, mask)
+            hidden = self.finish(block, attended, hidden)
+        return hidden
 
     def _attention(
         self,
-        attention: Any,
+        block: Any,
         hidden: torch.Tensor,
         rows: torch.Tensor,
         cols: torch.Tensor,
-        keep: torch.Tensor,
+        mask: torch.Tensor,
     ) -> torch.Tensor:
+        """``mask``: boolean or additive, broadcast over [B, heads, L, L]."""
         total = rows.shape[0]
         filler = hidden.shape[0] - total
-        count, longest = keep.shape
-        head_dim = attention.attention_head_size
+        count, longest = mask.shape[0], mask.shape[-1]
+        head_dim = hidden.shape[-1] // self.heads
 
         def padded(x: torch.Tensor) -> torch.Tensor:
             out = x.new_zeros(count, longest, self.heads, head_dim)
             out[rows, cols] = x[:total].view(total, self.heads, head_dim)
             return out.transpose(1, 2)  # [B, heads, L, d]
 
-        query = padded(attention.query(hidden))
-        key = padded(attention.key(hidden))
-        value = padded(attention.value(hidden))
-        mask: torch.Tensor | None = keep[:, None, None, :]
+        query, key, value = (padded(project(hidden)) for project in self.projections(block))
+        attn_mask: torch.Tensor | None = mask
         if pads_keys(query):  # bfloat16 on a CPU: see attention.py
-            key, value, mask = align_keys(key, value, mask)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+            key, value, attn_mask = align_keys(key, value, attn_mask)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
         return F.pad(out.transpose(1, 2)[rows, cols].reshape(total, -1), (0, 0, 0, filler))
 
 
+class PackedDistilBertLayers(PackedBertLayers):
+    """DistilBERT: no token types; projections and norms under its own names."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__(model)
+        self.heads = int(model.config.n_heads)
+
+    def embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.model.embeddings(  # type: ignore[no-any-return]
+            input_ids=ids[None], position_ids=positions[None]
+        )[0]
+
+    def blocks(self) -> Sequence[Any]:
+        return self.model.transformer.layer  # type: ignore[no-any-return]
+
+    def projections(self, block: Any) -> tuple[Any, Any, Any]:
+        attention = block.attention
+        return attention.q_lin, attention.k_lin, attention.v_lin
+
+    def finish(self, block: Any, attended: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        hidden = block.sa_layer_norm(block.attention.out_lin(attended) + hidden)
+        return block.output_layer_norm(block.ffn(hidden) + hidden)  # type: ignore[no-any-return]
+
+
+class PackedMPNetLayers(PackedBertLayers):
+    """MPNet: BERT's blocks under other names, with a relative position bias in attention
+    (the same for every block and, being relative, for every text of the batch)."""
+
+    def embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.model.embeddings(  # type: ignore[no-any-return]
+            input_ids=ids[None], position_ids=positions[None]
+        )[0]
+
+    def projections(self, block: Any) -> tuple[Any, Any, Any]:
+        attention = block.attention.attn
+        return attention.q, attention.k, attention.v
+
+    def finish(self, block: Any, attended: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        attention = block.attention
+        hidden = attention.LayerNorm(attention.attn.o(attended) + hidden)
+        return block.output(block.intermediate(hidden), hidden)  # type: ignore[no-any-return]
+
+    def position_bias(self, keep: torch.Tensor) -> torch.Tensor | None:
+        # compute_position_bias reads only the shape of its argument: one row of [1, L]
+        # (keep[0][None] has a batch of exactly 1 where keep[:1] has min(1, B) to compile).
+        return self.model.encoder.compute_position_bias(keep[0][None])  # type: ignore[no-any-return]
+
+
+_LAYERS: dict[str, type[PackedBertLayers]] = {
+    **dict.fromkeys(BERT_TYPES, PackedBertLayers),
+    "distilbert": PackedDistilBertLayers,
+    "mpnet": PackedMPNetLayers,
+}
+
+
 class PackedBert:
-    """Runs a transformers ``BertModel`` (or RoBERTa) on packed tokens; called like the model.
+    """Runs a transformers BERT-style model (``PACKED_TYPES``) on packed tokens; called like
+    the model.
 
     Takes the right-padded ``input_ids`` and ``attention_mask`` that
     ``EncoderModel.compute`` builds and returns ``last_hidden_state`` in the same
@@ -125,7 +208,7 @@ class PackedBert:
 
     def __init__(self, model: Any) -> None:
         self.config = model.config
-        self.layers = PackedBertLayers(model)
+        self.layers = _LAYERS[model.config.model_type](model)
         self.run: Any = self.layers
         weight = next(model.parameters())
         self.bucketed = bucketed(weight.device, weight.dtype)

@@ -1,6 +1,6 @@
 """Which forward pass runs an encoder: a packed one (padding skipped) or transformers' own.
 
-ModernBERT (``modernbert_path``) and BERT (``bert_path``) have packed passes; each
+ModernBERT (``modernbert_path``) and BERT-style models (``bert_path``) have packed passes; each
 setting is ``auto``, ``fast`` (the packed pass) or ``reference`` (transformers').
 """
 
@@ -65,7 +65,8 @@ def pick_modernbert_path(model: Any, requested: str) -> Any:
 
 
 def pick_bert_path(model: Any, requested: str) -> Any:
-    """``model`` itself or its packed pass for a BERT.
+    """``model`` itself or its packed pass for a BERT-style model (BERT, RoBERTa,
+    XLM-RoBERTa, DistilBERT, MPNet: bert_packed.py).
 
     ``auto`` packs: skipping the padding pays for the gather and scatter around
     attention. In bfloat16 on a CPU that holds only with the packed rows bucketed
@@ -75,5 +76,8 @@ def pick_bert_path(model: Any, requested: str) -> Any:
     """
     if not _packable("bert_path", requested, model, packs(model.config)):
         return model
-    log.info("BERT runs its projections and feed-forward layers on packed tokens")
+    log.info(
+        "%s runs its projections and feed-forward layers on packed tokens",
+        model.config.model_type,
+    )
     return PackedBert(model)
