@@ -64,6 +64,15 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
         {},
     ),
     "POST /api/v1/find-duplicates": ("POST", "/api/v1/find-duplicates", {"texts": ["a", "b"]}),
+    "POST /": ("POST", "/", {"inputs": "hi"}),
+    "POST /embed": ("POST", "/embed", {"inputs": "hi"}),
+    "POST /embed_all": ("POST", "/embed_all", {"inputs": "hi"}),
+    "POST /similarity": (
+        "POST",
+        "/similarity",
+        {"inputs": {"source_sentence": "x", "sentences": ["y"]}},
+    ),
+    "GET /info": ("GET", "/info", None),
 }
 
 

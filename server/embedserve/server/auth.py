@@ -98,6 +98,12 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /api/v1/cluster": _V + "Cluster",
     "POST /api/v1/collections/{name}/find-duplicates": _V + "FindDuplicates",
     "POST /api/v1/find-duplicates": _V + "FindDuplicates",
+    # text-embeddings-inference's routes (http/tei_routes.py)
+    "POST /": _E + "Embed",
+    "POST /embed": _E + "Embed",
+    "POST /embed_all": _E + "EmbedTokens",
+    "POST /similarity": _E + "Similarity",
+    "GET /info": _E + "GetModelInfo",
 }
 # Health and reflection: open unless --auth-health; then any valid key may call them.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

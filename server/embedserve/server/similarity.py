@@ -81,17 +81,22 @@ async def score_candidates(
     candidates: Sequence[str],
     params: EmbedParams,
     deadline: float | None = None,
+    *,
+    split_prompts: bool = True,
+    fields: tuple[str, str] = ("query_candidates.query", "query_candidates.candidates"),
 ) -> SimilarityResult:
+    """``split_prompts``: the query and candidate prompt rule (query_and_candidate_params);
+    off, both sides take ``params`` as they are. ``fields``: where the request keeps the
+    query and the candidates, for error messages."""
+    query_field, candidates_field = fields
     if not query:
-        raise InvalidArgument("query_candidates.query is empty")
-    query_params, candidate_params = query_and_candidate_params(params)
+        raise InvalidArgument(f"{query_field} is empty")
+    query_params, candidate_params = (
+        query_and_candidate_params(params) if split_prompts else (params, params)
+    )
     query_result, candidate_result = await asyncio.gather(
-        embedder.embed(
-            [query], query_params, deadline, field=InputNames.single("query_candidates.query")
-        ),
-        embedder.embed(
-            list(candidates), candidate_params, deadline, field="query_candidates.candidates"
-        ),
+        embedder.embed([query], query_params, deadline, field=InputNames.single(query_field)),
+        embedder.embed(list(candidates), candidate_params, deadline, field=candidates_field),
     )
     repeated = np.repeat(query_result.vectors, len(candidates), axis=0)
     scores = _scores(embedder, repeated, candidate_result.vectors)

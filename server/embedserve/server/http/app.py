@@ -16,6 +16,7 @@ from embedserve.server.http import (
     rest_analysis,
     rest_embed,
     rest_vectors,
+    tei_routes,
 )
 from embedserve.server.http.backend import Backend
 from embedserve.server.http.observe import ObserveMiddleware
@@ -25,8 +26,10 @@ from embedserve.server.metrics import Metrics
 
 DESCRIPTION = """\
 Text embeddings and a vector store over HTTP/JSON: an OpenAI-compatible
-`/v1/embeddings`, and under `/api/v1` a mirror of the gRPC API. Send API keys as
-`Authorization: Bearer KEY`. Errors under `/v1` have OpenAI's shape, elsewhere
+`/v1/embeddings`, under `/api/v1` a mirror of the gRPC API, and text-embeddings-inference's
+`/embed`, `/embed_all`, `/similarity` and `/info`. Send API keys as
+`Authorization: Bearer KEY`. Errors under `/v1` have OpenAI's shape, on TEI's routes TEI's
+(`{"error", "error_type"}`, 413 for a refused request), elsewhere
 `{"error": {"code", "status", "message"}}`.
 """
 _HEALTH = {
@@ -57,6 +60,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     app.include_router(rest_vectors.router)
     app.include_router(ingest_route.router)
     app.include_router(rest_analysis.router)
+    app.include_router(tei_routes.router)
     handlers.install(app)
     docs.install(app)
     openapi.install(app)

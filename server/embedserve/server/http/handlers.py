@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from embedserve.server.errors import EmbedServeError
-from embedserve.server.http.responses import core_error_response, error_response
+from embedserve.server.http.responses import TEI_PATHS, core_error_response, error_response
 
 _HTTP_CODES = {
     404: grpc.StatusCode.NOT_FOUND,
@@ -53,8 +53,10 @@ def validation_message(errors: Sequence[Any]) -> str:
 
 async def on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    # TEI answers a body it cannot read as its request with 422 (413: one it refuses).
+    status = 422 if request.url.path in TEI_PATHS else None
     return error_response(
-        request, grpc.StatusCode.INVALID_ARGUMENT, validation_message(exc.errors())
+        request, grpc.StatusCode.INVALID_ARGUMENT, validation_message(exc.errors()), status=status
     )
 
 

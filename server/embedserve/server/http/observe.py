@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedserve.server import callctx
 from embedserve.server.auth import ROUTE_METHODS
-from embedserve.server.http.responses import CODE_KEY, error_body, json_response
+from embedserve.server.http.responses import CODE_KEY, error_body, http_status, json_response
 from embedserve.server.metrics import Metrics
 
 log = logging.getLogger("embedserve.access")
@@ -140,8 +140,10 @@ class ObserveMiddleware:
 
     async def _refuse_size(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[CODE_KEY] = grpc.StatusCode.INVALID_ARGUMENT.name
-        body: Any = error_body(scope["path"], grpc.StatusCode.INVALID_ARGUMENT, self._size_message)
-        await json_response(body, 400, {"connection": "close"})(scope, receive, send)
+        code = grpc.StatusCode.INVALID_ARGUMENT
+        body: Any = error_body(scope["path"], code, self._size_message)
+        status = http_status(scope["path"], code)
+        await json_response(body, status, {"connection": "close"})(scope, receive, send)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         method = _method_label(scope)

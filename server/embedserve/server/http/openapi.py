@@ -1,9 +1,10 @@
 """The OpenAPI document: FastAPI's, with the error responses this API really sends.
 
 FastAPI documents a 422 with its own validation body for every route that takes one;
-this API answers 400 with one of its two error shapes instead (OpenAI's under /v1,
-embedserve's elsewhere), and every route can also refuse a caller (401, 403, 429) or be
-unable to serve (500, 503). Clients generated from the document see those.
+this API answers 400 with one of its error shapes instead (OpenAI's under /v1, TEI's
+413 on its routes, embedserve's elsewhere), and every route can also refuse a caller
+(401, 403, 429) or be unable to serve (500, 503). Clients generated from the document
+see those.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from embedserve.server.http.responses import is_openai_path
+from embedserve.server.http.responses import TEI_PATHS, is_openai_path
 
 _NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 ERROR_SCHEMAS: dict[str, Any] = {
@@ -30,6 +31,17 @@ ERROR_SCHEMAS: dict[str, Any] = {
                     "message": {"type": "string"},
                 },
             }
+        },
+    },
+    "TeiError": {
+        "type": "object",
+        "required": ["error", "error_type"],
+        "properties": {
+            "error": {"type": "string"},
+            "error_type": {
+                "type": "string",
+                "enum": ["Validation", "Overloaded", "Unhealthy", "Backend"],
+            },
         },
     },
     "OpenAIError": {
@@ -67,6 +79,10 @@ def _statuses(path: str, verb: str) -> dict[int, str]:
     if path == "/health":  # its 200 and 503 are documented on its route
         return {401: "with auth_health on: no API key or an unknown one"}
     statuses = dict(COMMON)
+    if path in TEI_PATHS:  # TEI's statuses for a refused request
+        del statuses[400]
+        statuses[413] = "a request refused: a text too long, an unknown prompt, a limit"
+        statuses[422] = "a body not of this schema"
     if "{" in path or path == "/v1/embeddings":  # names a collection or a model
         statuses[404] = NOT_FOUND
     if (verb, path) == ("post", "/api/v1/collections"):
@@ -75,7 +91,7 @@ def _statuses(path: str, verb: str) -> dict[int, str]:
 
 
 def _error_response(path: str, description: str) -> dict[str, Any]:
-    schema = "OpenAIError" if is_openai_path(path) else "Error"
+    schema = "TeiError" if path in TEI_PATHS else "OpenAIError" if is_openai_path(path) else "Error"
     ref = {"$ref": f"#/components/schemas/{schema}"}
     return {"description": description, "content": {"application/json": {"schema": ref}}}
 

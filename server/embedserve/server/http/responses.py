@@ -1,4 +1,5 @@
-"""JSON responses and the two error shapes: OpenAI's under /v1, embedserve's elsewhere.
+"""JSON responses and the error shapes: OpenAI's under /v1, TEI's on its routes,
+embedserve's elsewhere.
 
 Bodies are serialised here with the standard library rather than through FastAPI's
 recursive encoder: a response of 64 vectors holds tens of thousands of floats.
@@ -33,12 +34,33 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(content, status, headers, media_type="application/json")
 
 
+# The TEI-compatible routes (tei_routes.py) answer errors as TEI does.
+TEI_PATHS = frozenset({"/", "/embed", "/embed_all", "/similarity", "/info"})
+
+
 def is_openai_path(path: str) -> bool:
     return path.startswith("/v1/")
 
 
+def http_status(path: str, code: grpc.StatusCode) -> int:
+    """The HTTP status of ``code`` on ``path``: TEI answers a request it refuses with 413
+    (and one whose body it cannot read with 422: handlers.py)."""
+    status = HTTP_STATUS_OF[code]
+    return 413 if status == 400 and path in TEI_PATHS else status
+
+
+def _tei_error_type(status: int) -> str:
+    if status == 429:
+        return "Overloaded"
+    if status == 503:
+        return "Unhealthy"
+    return "Backend" if status >= 500 else "Validation"
+
+
 def error_body(path: str, code: grpc.StatusCode, message: str, status: int | None = None) -> Any:
-    status = status or HTTP_STATUS_OF[code]
+    status = status or http_status(path, code)
+    if path in TEI_PATHS:
+        return {"error": message, "error_type": _tei_error_type(status)}
     if is_openai_path(path):
         kind = _OPENAI_TYPES.get(
             status, "server_error" if status >= 500 else "invalid_request_error"
@@ -56,7 +78,7 @@ def error_response(
 ) -> Response:
     """``status`` overrides the code's HTTP status where HTTP has a closer one (405)."""
     request.scope[CODE_KEY] = code.name
-    status = status or HTTP_STATUS_OF[code]
+    status = status or http_status(request.url.path, code)
     return json_response(error_body(request.url.path, code, message, status), status, headers)
 
 

@@ -314,7 +314,7 @@ _JSON_KINDS = {
 }
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     return _JSON_KINDS.get(type(value), type(value).__name__)
 
 
@@ -339,16 +339,16 @@ def input_problem(value: Any) -> str | None:
     if isinstance(value, str) or (isinstance(value, list) and not value):
         return None
     if not isinstance(value, list):
-        return f"input is {_kind(value)}"
+        return f"input is {json_kind(value)}"
     first = value[0]
     fits = _fits_like(first)
     for index, item in enumerate(value):
         if fits is None or not fits(item):
-            return f"input[{index}] is {_kind(item)}" + (
-                f", unlike input[0] ({_kind(first)})" if index else ""
+            return f"input[{index}] is {json_kind(item)}" + (
+                f", unlike input[0] ({json_kind(first)})" if index else ""
             )
         if isinstance(item, list):
             for position, token in enumerate(item):
                 if not _is_token(token):
-                    return f"input[{index}][{position}] is {_kind(token)}, not a token id"
+                    return f"input[{index}][{position}] is {json_kind(token)}, not a token id"
     return None

@@ -1,0 +1,105 @@
+"""TEI-compatible routes: text-embeddings-inference's /embed, /embed_all, /similarity and
+/info, in its shapes, so that its clients (huggingface_hub's InferenceClient, LlamaIndex's
+TextEmbeddingsInference, LangChain's HuggingFaceEndpointEmbeddings) point here unchanged.
+
+As in TEI, POST / embeds (InferenceClient posts an endpoint's feature extraction there),
+vectors are normalised unless ``normalize`` is false, and errors are
+``{"error", "error_type"}`` (responses.py). Unlike TEI, a text past the model's maximum is
+cut unless ``truncate`` is false, as everywhere in this server.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from embedserve.server import similarity
+from embedserve.server.auth import ApiKey
+from embedserve.server.embedder import Embedder
+from embedserve.server.http.backend import Backend
+from embedserve.server.http.guard import guard
+from embedserve.server.http.responses import json_response
+from embedserve.server.http.strict_json import StrictJsonRoute
+from embedserve.server.http.tei_schemas import (
+    TeiEmbedAllRequest,
+    TeiEmbedRequest,
+    TeiSimilarityRequest,
+    TruncationOptions,
+)
+from embedserve.server.model_info import model_info
+
+router = APIRouter(tags=["TEI-compatible"], route_class=StrictJsonRoute)
+Caller = Annotated[ApiKey | None, Depends(guard)]
+
+
+def _embedder(request: Request) -> Embedder:
+    backend: Backend = request.app.state.backend
+    return backend.embedder
+
+
+def _texts(inputs: str | list[str]) -> list[str]:
+    return [inputs] if isinstance(inputs, str) else inputs
+
+
+@router.post("/embed", summary="Embed texts (TEI's /embed)")
+async def embed(body: TeiEmbedRequest, request: Request, caller: Caller) -> Response:
+    embedder = _embedder(request)
+    params = body.params(embedder.model.spec.prompts)
+    result = await embedder.embed(_texts(body.inputs), params)
+    return json_response(result.vectors.tolist())
+
+
+@router.post("/", summary="Embed texts (TEI's default route for an embedding model)")
+async def embed_at_root(body: TeiEmbedRequest, request: Request, caller: Caller) -> Response:
+    return await embed(body, request, caller)
+
+
+@router.post("/embed_all", summary="Per-token vectors (TEI's /embed_all)")
+async def embed_all(body: TeiEmbedAllRequest, request: Request, caller: Caller) -> Response:
+    embedder = _embedder(request)
+    params = body.params(embedder.model.spec.prompts)
+    result = await embedder.embed_tokens(_texts(body.inputs), params)
+    return json_response([matrix.tolist() for matrix in result.vectors])
+
+
+@router.post(
+    "/similarity",
+    summary="Similarity of sentences to a source sentence (TEI's /similarity), by the "
+    "model's similarity function",
+)
+async def score(body: TeiSimilarityRequest, request: Request, caller: Caller) -> Response:
+    embedder = _embedder(request)
+    options = body.parameters or TruncationOptions()
+    scored = await similarity.score_candidates(
+        embedder,
+        body.inputs.source_sentence,
+        body.inputs.sentences,
+        options.params(embedder.model.spec.prompts),
+        split_prompts=False,  # TEI embeds both sides alike
+        fields=("inputs.source_sentence", "inputs.sentences"),
+    )
+    return json_response(scored.scores.tolist())
+
+
+@router.get("/info", summary="What is served (TEI's /info)")
+async def info(request: Request, caller: Caller) -> Response:
+    served = model_info(_embedder(request))
+    return json_response(
+        {
+            "model_id": served.model_id,
+            "model_sha": None,
+            "model_dtype": served.dtype,
+            "model_type": {"embedding": {"pooling": served.pooling.value}},
+            "prompts": served.prompts,
+            "default_prompt_name": served.default_prompt_name or None,
+            "max_input_length": served.max_tokens,
+            "max_batch_tokens": served.batching.max_batch_tokens,
+            "max_batch_requests": served.batching.max_batch_size,
+            "max_client_batch_size": served.limits.max_inputs_per_request,
+            "auto_truncate": True,
+            "version": metadata.version("embedserve"),
+        }
+    )

@@ -1,0 +1,104 @@
+"""Request bodies of the TEI-compatible routes, in text-embeddings-inference's own shapes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from embedserve.server.embedder import EmbedParams, Task
+from embedserve.server.errors import InvalidArgument
+from embedserve.server.http.schemas import Body, PositiveU32, json_kind
+from embedserve.server.tokenization import Overflow
+
+# TEI takes both spellings.
+Direction = Literal["right", "left", "Right", "Left"]
+# Checked here, not only documented: TEI's routes answer a body against them with 422.
+Text = Annotated[str, Field(min_length=1)]
+Texts = Annotated[list[Text], Field(min_length=1)]
+INPUTS_SHAPE = "inputs takes a text or a list of texts, none of them empty"
+
+
+def inputs_problem(value: Any) -> str | None:
+    """What is wrong with ``inputs``, naming the first wrong item; None if nothing is."""
+    if value == "" or value == []:
+        return "inputs is empty"
+    if isinstance(value, str):
+        return None
+    if not isinstance(value, list):
+        return f"inputs is {json_kind(value)}"
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            return f"inputs[{index}] is {json_kind(item) if item != '' else 'empty'}"
+    return None
+
+
+class TruncationOptions(Body):
+    truncate: bool | None = Field(
+        default=None,
+        description="false: a text past the model's maximum is refused; true or unset: cut",
+    )
+    truncation_direction: Direction = "right"
+    prompt_name: str | None = Field(
+        default=None,
+        description="a key of the model's prompts; unset: the model's default prompt, if any",
+    )
+
+    def params(self, prompts: dict[str, str]) -> EmbedParams:
+        if self.truncate is False:
+            overflow = Overflow.ERROR
+        elif self.truncation_direction.lower() == "left":
+            overflow = Overflow.TRUNCATE_LEFT
+        else:
+            overflow = Overflow.TRUNCATE_RIGHT
+        return EmbedParams(
+            task=Task.DEFAULT,
+            prompt=None if self.prompt_name is None else prompt_named(self.prompt_name, prompts),
+            overflow=overflow,
+        )
+
+
+def prompt_named(name: str, prompts: dict[str, str]) -> str:
+    if name in prompts:
+        return prompts[name]
+    if not prompts:
+        raise InvalidArgument(f"prompt_name {name!r}: the model has no prompts")
+    known = ", ".join(sorted(prompts))
+    raise InvalidArgument(f"prompt_name {name!r} is not one of the model's prompts ({known})")
+
+
+class TeiInputs(TruncationOptions):
+    inputs: Text | Texts
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _one_inputs_error(cls, value: Any) -> Any:
+        # pydantic would report one problem per member of the union; name the first instead.
+        if (problem := inputs_problem(value)) is not None:
+            raise PydanticCustomError("inputs_shape", problem + "; " + INPUTS_SHAPE)
+        return value
+
+
+class TeiEmbedRequest(TeiInputs):
+    normalize: bool = True
+    dimensions: PositiveU32 | None = Field(default=None, description="Matryoshka truncation")
+
+    def params(self, prompts: dict[str, str]) -> EmbedParams:
+        options = super().params(prompts)
+        return dataclasses.replace(options, normalize=self.normalize, dimensions=self.dimensions)
+
+
+class TeiEmbedAllRequest(TeiInputs):
+    pass
+
+
+class SimilarityInput(Body):
+    source_sentence: Text
+    sentences: Texts
+
+
+class TeiSimilarityRequest(Body):
+    inputs: SimilarityInput
+    parameters: TruncationOptions | None = None

@@ -1,0 +1,128 @@
+"""text-embeddings-inference's routes answer its clients as TEI would: huggingface_hub's
+InferenceClient and LlamaIndex's TextEmbeddingsInference, pointed at this server, get the
+vectors and scores gRPC gives, and TEI's error shape and statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from embedserve.client import EmbedClient
+
+TEXTS = ["what is a vector database", "cats sleep for most of the day, often in the sun"]
+QUERY = "where do vectors live?"
+LONG_TEXT = " ".join(f"word{i % 50}" for i in range(2000))  # past every test model's maximum
+
+
+@pytest.fixture
+def hub_client_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests run with the hub offline, which huggingface_hub's client takes to mean no
+    request at all, even to this loopback server."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.mark.usefixtures("hub_client_on_loopback")
+def test_tei_clients_get_the_vectors_grpc_gives(both: Any) -> None:
+    from huggingface_hub import InferenceClient
+    from llama_index.embeddings.text_embeddings_inference import TextEmbeddingsInference
+
+    endpoint = InferenceClient(model=both.url)  # an endpoint's feature extraction: POST /
+    plain = endpoint.feature_extraction(TEXTS)
+    short = endpoint.feature_extraction(TEXTS, normalize=False, dimensions=64)
+    llama = TextEmbeddingsInference(model_name="minilm", base_url=both.url)
+    batch = np.asarray(llama.get_text_embedding_batch(TEXTS))
+    with EmbedClient(both.target) as client:
+        want = client.embed(TEXTS, normalize=True)
+        want_short = client.embed(TEXTS, normalize=False, dimensions=64)
+    assert plain.shape == batch.shape == (2, 384)
+    assert np.abs(plain - want).max() <= 1e-6
+    assert np.abs(batch - want).max() <= 1e-6
+    assert short.shape == (2, 64)
+    assert np.abs(short - want_short).max() <= 1e-6
+    assert abs(float(np.linalg.norm(short[0])) - 1.0) > 1e-3  # not normalised, as asked
+
+
+@pytest.mark.usefixtures("hub_client_on_loopback")
+def test_similarity_embed_all_and_info(both: Any) -> None:
+    from huggingface_hub import InferenceClient
+
+    # InferenceClient posts sentence similarity to the model's URL itself.
+    scores = InferenceClient(model=f"{both.url}/similarity").sentence_similarity(QUERY, TEXTS)
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        per_token = http.post("/embed_all", json={"inputs": TEXTS[:1]}).json()
+        mirrored = http.post("/api/v1/embed-tokens", json={"inputs": TEXTS[:1]}).json()
+        info = http.get("/info").json()
+    with EmbedClient(both.target) as client:
+        want = client.similarity(QUERY, TEXTS, task="none")
+        served = client.model_info()
+    np.testing.assert_allclose(scores, want, atol=1e-6)
+    tokens = mirrored["results"][0]["tokens"]
+    assert np.asarray(per_token).shape == (1, len(tokens), 384)
+    assert np.abs(np.asarray(per_token[0]) - [t["values"] for t in tokens]).max() <= 1e-6
+    assert info["model_id"] == served.model_id
+    assert info["max_input_length"] == served.max_tokens
+    assert info["model_type"] == {"embedding": {"pooling": "mean"}}
+
+
+def test_prompt_names_truncation_and_errors(
+    start_http_server: Any, tiny_modernbert_path: Any
+) -> None:
+    running = start_http_server(model=str(tiny_modernbert_path))
+    with httpx.Client(base_url=running.url, timeout=60) as http:
+        query = http.post("/embed", json={"inputs": TEXTS, "prompt_name": "query"}).json()
+        left = http.post(
+            "/embed",
+            json={"inputs": LONG_TEXT, "truncate": True, "truncation_direction": "Left"},
+        ).json()
+        scored = http.post(
+            "/similarity",
+            json={
+                "inputs": {"source_sentence": QUERY, "sentences": TEXTS},
+                "parameters": {"prompt_name": "document"},
+            },
+        ).json()
+        unknown = http.post("/embed", json={"inputs": "hi", "prompt_name": "passage"})
+        too_long = http.post("/embed", json={"inputs": LONG_TEXT, "truncate": False})
+        empty = http.post("/embed", json={"inputs": []})
+        misspelt = http.post("/embed", json={"inputs": "hi", "normalise": True})
+    with EmbedClient(running.target) as client:
+        want_query = client.embed(TEXTS, task="query", normalize=True)
+        want_left = client.embed(LONG_TEXT, overflow="truncate_left", normalize=True)
+        documents = client.embed([QUERY, *TEXTS], task="document", normalize=True)
+    assert np.abs(np.asarray(query) - want_query).max() <= 1e-6
+    assert np.abs(np.asarray(left) - want_left).max() <= 1e-6
+    # Both sides with the prompt asked for (TEI's rule), not query and document prompts.
+    np.testing.assert_allclose(scored, documents[1:] @ documents[0], atol=1e-5)
+
+    # TEI's statuses: 413 for a request refused, 422 for a body not of its schema.
+    for answer, status, needle in [
+        (unknown, 413, "prompt_name 'passage' is not one of the model's prompts (document, query)"),
+        (too_long, 413, "tokens"),
+        (empty, 422, "inputs is empty"),
+        (misspelt, 422, "normalise"),
+    ]:
+        assert answer.status_code == status, answer.text
+        body = answer.json()
+        assert body["error_type"] == "Validation"
+        assert needle in body["error"]
+
+
+@pytest.mark.parametrize("path", ["/embed", "/"])
+def test_tei_routes_take_the_same_keys(
+    start_http_server: Any, minilm_model: Any, path: str
+) -> None:
+    running = start_http_server(loaded=minilm_model, api_keys="k-read read")
+    with httpx.Client(base_url=running.url, timeout=60) as http:
+        keyless = http.post(path, json={"inputs": "hello"})
+        keyed = http.post(
+            path, json={"inputs": "hello"}, headers={"authorization": "Bearer k-read"}
+        )
+    assert keyless.status_code == 401
+    assert set(keyless.json()) == {"error", "error_type"}
+    assert keyed.status_code == 200
+    assert np.asarray(keyed.json()).shape == (1, 384)
