@@ -43,6 +43,7 @@ class Settings:
 
     # Model (ModelSettings)
     model: str = ModelSettings.model
+    model_revision: str = ModelSettings.model_revision
     trust_remote_code: bool = ModelSettings.trust_remote_code
     device: str = ModelSettings.device
     dtype: str = ModelSettings.dtype

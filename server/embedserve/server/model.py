@@ -135,7 +135,7 @@ class EncoderModel:
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
-        model_id, path = resolve_model_path(settings.model)
+        model_id, path = resolve_model_path(settings.model, settings.model_revision)
         torch_device = pick_device(settings.device)
         torch_dtype = pick_dtype(settings.dtype, torch_device, settings.backend)
         trusted = settings.trust_remote_code

