@@ -112,6 +112,13 @@ def test_prompt_names_truncation_and_errors(
         assert needle in body["error"]
 
 
+def test_tei_error_shape_covers_exactly_the_tei_routes() -> None:
+    from embedserve.server.http import tei_routes
+    from embedserve.server.http.responses import TEI_PATHS
+
+    assert {route.path for route in tei_routes.router.routes} == TEI_PATHS
+
+
 @pytest.mark.parametrize("path", ["/embed", "/"])
 def test_tei_routes_take_the_same_keys(
     start_http_server: Any, minilm_model: Any, path: str

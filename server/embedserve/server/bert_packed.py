@@ -144,10 +144,6 @@ class PackedBertLayers(torch.nn.Module):
 class PackedDistilBertLayers(PackedBertLayers):
     """DistilBERT: no token types; projections and norms under its own names."""
 
-    def __init__(self, model: Any) -> None:
-        super().__init__(model)
-        self.heads = int(model.config.n_heads)
-
     def embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self.model.embeddings(  # type: ignore[no-any-return]
             input_ids=ids[None], position_ids=positions[None]

@@ -1,6 +1,6 @@
 """TEI-compatible routes: text-embeddings-inference's /embed, /embed_all, /similarity and
 /info, in its shapes, so that its clients (huggingface_hub's InferenceClient, LlamaIndex's
-TextEmbeddingsInference, LangChain's HuggingFaceEndpointEmbeddings) point here unchanged.
+TextEmbeddingsInference) point here unchanged.
 
 As in TEI, POST / embeds (InferenceClient posts an endpoint's feature extraction there),
 vectors are normalised unless ``normalize`` is false, and errors are
