@@ -166,3 +166,16 @@ def test_llamaindex_embeddings_match_grpc(both: Any) -> None:
     assert np.abs(one - expected[0]).max() <= TOLERANCE
     expected_query = grpc_vectors(both.target, ["where do rockets go?"])[0]
     assert np.abs(query - expected_query).max() <= TOLERANCE
+
+
+def test_openai_routes_also_answer_at_infinitys_paths(both: Any) -> None:
+    """Infinity serves /embeddings and /models without /v1, and its clients post there."""
+    at_root = openai.OpenAI(base_url=both.url, api_key="unused", max_retries=0)
+    model = served_model(both.url)
+    reply = at_root.embeddings.create(model=model, input=TEXTS, encoding_format="float")
+    got = np.array([item.embedding for item in reply.data], dtype=np.float64)
+    assert np.abs(got - grpc_vectors(both.target, TEXTS)).max() <= TOLERANCE
+    assert [m.id for m in at_root.models.list()] == [model]
+    with pytest.raises(openai.BadRequestError) as refused:  # OpenAI's error shape there too
+        at_root.embeddings.create(model=model, input="one", dimensions=999)
+    assert refused.value.body["message"].startswith("dimensions must be between 1 and 384")

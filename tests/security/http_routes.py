@@ -15,6 +15,8 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
     "POST /v1/embeddings": ("POST", "/v1/embeddings", {"input": "hi"}),
     "GET /v1/models": ("GET", "/v1/models", None),
     "GET /v1/models/{model}": ("GET", "/v1/models/minilm", None),
+    "POST /embeddings": ("POST", "/embeddings", {"input": "hi"}),
+    "GET /models": ("GET", "/models", None),
     "POST /api/v1/embed": ("POST", "/api/v1/embed", {"inputs": ["hi"]}),
     "POST /api/v1/embed-tokens": ("POST", "/api/v1/embed-tokens", {"inputs": ["hi"]}),
     "POST /api/v1/tokenize": ("POST", "/api/v1/tokenize", {"inputs": ["hi"]}),

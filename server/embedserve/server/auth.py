@@ -77,6 +77,8 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /v1/embeddings": _E + "Embed",
     "GET /v1/models": _E + "GetModelInfo",
     "GET /v1/models/{model}": _E + "GetModelInfo",
+    "POST /embeddings": _E + "Embed",
+    "GET /models": _E + "GetModelInfo",
     "POST /api/v1/embed": _E + "Embed",
     "POST /api/v1/embed-tokens": _E + "EmbedTokens",
     "POST /api/v1/tokenize": _E + "Tokenize",

@@ -26,11 +26,11 @@ from embedserve.server.metrics import Metrics
 
 DESCRIPTION = """\
 Text embeddings and a vector store over HTTP/JSON: an OpenAI-compatible
-`/v1/embeddings`, under `/api/v1` a mirror of the gRPC API, and text-embeddings-inference's
-`/embed`, `/embed_all`, `/similarity` and `/info`. Send API keys as
-`Authorization: Bearer KEY`. Errors under `/v1` have OpenAI's shape, on TEI's routes TEI's
-(`{"error", "error_type"}`, 413 for a refused request), elsewhere
-`{"error": {"code", "status", "message"}}`.
+`/v1/embeddings` (also at `/embeddings`, as Infinity serves it), under `/api/v1` a
+mirror of the gRPC API, and text-embeddings-inference's `/embed`, `/embed_all`,
+`/similarity` and `/info`. Send API keys as `Authorization: Bearer KEY`. Errors of
+OpenAI's routes have OpenAI's shape, on TEI's routes TEI's (`{"error", "error_type"}`,
+413 for a refused request), elsewhere `{"error": {"code", "status", "message"}}`.
 """
 _HEALTH = {
     "type": "object",
@@ -56,6 +56,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     )
     app.state.backend = backend
     app.include_router(openai_routes.router)
+    app.include_router(openai_routes.unprefixed)
     app.include_router(rest_embed.router)
     app.include_router(rest_vectors.router)
     app.include_router(ingest_route.router)

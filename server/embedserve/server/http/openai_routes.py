@@ -1,4 +1,8 @@
-"""OpenAI-compatible routes: POST /v1/embeddings and GET /v1/models, in OpenAI's shapes."""
+"""OpenAI-compatible routes: POST /v1/embeddings and GET /v1/models, in OpenAI's shapes.
+
+Infinity serves the same two without the /v1 prefix (TEI serves /embeddings so too), and
+its clients (LangChain's InfinityEmbeddings) post there: ``unprefixed`` answers them.
+"""
 
 from __future__ import annotations
 
@@ -100,3 +104,15 @@ async def list_models(request: Request, caller: Caller) -> Response:
 @router.get("/models/{model:path}", summary="Describe the served model (OpenAI's API)")
 async def get_model(model: str, request: Request, caller: Caller) -> Response:
     return json_response(_model_entry(_check_model(_backend(request), model)))
+
+
+unprefixed = APIRouter(tags=["OpenAI-compatible"], route_class=StrictJsonRoute)
+unprefixed.add_api_route(
+    "/embeddings",
+    create_embeddings,
+    methods=["POST"],
+    summary="Create embeddings (OpenAI's API, at Infinity's path)",
+)
+unprefixed.add_api_route(
+    "/models", list_models, methods=["GET"], summary="List the served model (at Infinity's path)"
+)

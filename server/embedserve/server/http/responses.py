@@ -38,8 +38,12 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 TEI_PATHS = frozenset({"/", "/embed", "/embed_all", "/similarity", "/info"})
 
 
+# OpenAI's routes at Infinity's paths (openai_routes.unprefixed).
+OPENAI_ALIASES = frozenset({"/embeddings", "/models"})
+
+
 def is_openai_path(path: str) -> bool:
-    return path.startswith("/v1/")
+    return path.startswith("/v1/") or path in OPENAI_ALIASES
 
 
 def http_status(path: str, code: grpc.StatusCode) -> int:
