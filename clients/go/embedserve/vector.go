@@ -240,7 +240,8 @@ func Nested(filter *pb.Filter) *pb.Condition {
 }
 
 // CollectionOption configures CreateCollection. Unset settings take the
-// server's defaults (the model's width, cosine distance, ...).
+// server's defaults (the model's width, the distance matching its similarity
+// function, ...).
 type CollectionOption func(*pb.CollectionConfig)
 
 // WithCollectionConfig starts from a full configuration (the options after
@@ -255,7 +256,8 @@ func WithVectorSize(n uint32) CollectionOption {
 	return func(c *pb.CollectionConfig) { c.Dimensions = &n }
 }
 
-// WithDistance sets the distance (default COSINE).
+// WithDistance sets the distance (default: the one matching the model's
+// similarity function, ModelInfo's Similarity; COSINE for most models).
 func WithDistance(distance pb.Distance) CollectionOption {
 	return func(c *pb.CollectionConfig) { c.Distance = distance }
 }

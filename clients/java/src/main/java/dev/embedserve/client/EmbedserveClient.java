@@ -399,7 +399,10 @@ public final class EmbedserveClient implements AutoCloseable {
 
   // ---- VectorService -------------------------------------------------------------------------
 
-  /** Creates a collection with the server's defaults (the model's width, cosine distance). */
+  /**
+   * Creates a collection with the server's defaults (the model's width, the distance matching
+   * its similarity function).
+   */
   public CollectionInfo createCollection(String name) {
     return createCollection(name, CollectionConfig.getDefaultInstance());
   }
