@@ -125,3 +125,37 @@ def test_an_unknown_similarity_function_is_refused(tmp_path: Path, minilm_path: 
     (folder / "model.safetensors").unlink()  # refused before the weights load
     with pytest.raises(ModelLoadError, match="similarity_fn_name 'jaccard'"):
         EncoderModel.load(ModelSettings(model=str(folder), device="cpu"))
+
+
+def test_near_duplicates_in_a_dot_collection_are_found_by_direction(
+    start_server, tmp_path: Path, minilm_path: Path
+) -> None:
+    """A dot model's collection holds vectors not of unit length: the store's scores there
+    are dot products, which a cosine threshold cannot judge, so store queries are refused
+    and exact blocks (which compare directions) find the pairs a cosine collection gives."""
+    import grpc
+
+    save(tmp_path / "dot", minilm_path, "dot")
+    server = start_server(model=str(tmp_path / "dot"))
+    texts = [
+        "the rocket reached orbit on its first try",
+        "the rocket reached orbit on its very first try",
+        "bake the bread for forty minutes",
+        "cats sleep for most of the day",
+    ]
+    documents = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
+    with EmbedClient(server.target) as client:
+        client.create_collection("dot")  # the model's distance: dot
+        client.create_collection("cos", distance="cosine")
+        for name in ("dot", "cos"):
+            client.upsert(name, documents)
+        with pytest.raises(grpc.RpcError) as refused:
+            client.find_duplicates("dot", threshold=0.9, method="store_queries")
+        exact = client.find_duplicates("dot", threshold=0.9, method="exact_blocks")
+        by_cosine = client.find_duplicates("cos", threshold=0.9, method="store_queries")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not of unit length" in refused.value.details()
+    assert "EXACT_BLOCKS" in refused.value.details()
+    pairs = [(min(p.a, p.b), max(p.a, p.b), round(p.score, 4)) for p in exact.pairs]
+    assert pairs == [(min(p.a, p.b), max(p.a, p.b), round(p.score, 4)) for p in by_cosine.pairs]
+    assert pairs and pairs[0][:2] == ("0", "1")

@@ -44,6 +44,8 @@ from embedserve.server.errors import FailedPrecondition, InvalidArgument
 from embedserve.server.vectors import TEXT_PAYLOAD_KEY, VectorCore
 
 DUPLICATE_PAGE = 256
+# A float32 unit vector's norm strays from 1 by rounding alone: far less than this.
+UNIT_TOLERANCE = 1e-3
 MAX_TEXTS = 50_000
 
 
@@ -267,7 +269,9 @@ class AnalysisCore:
         method = choose_method(settings.method, matching, info.spec.vector_size)
         if method is Method.EXACT_BLOCKS:
             return await self._compare_in_blocks(collection, filter, settings, collector), method
-        return await self._query_store(collection, filter, settings, collector), method
+        unit_only = info.spec.distance is Distance.DOT
+        scanned = await self._query_store(collection, filter, settings, collector, unit_only)
+        return scanned, method
 
     async def _compare_texts(
         self,
@@ -312,7 +316,10 @@ class AnalysisCore:
         filter: Filter | None,
         settings: DuplicateSettings,
         collector: PairCollector,
+        unit_only: bool,
     ) -> int:
+        """``unit_only``: refuse vectors not of unit length, whose store scores (a dot
+        product collection's, as a model trained for dot product gets) are no cosines."""
         params = SearchParams(limit=settings.max_neighbors + 1, with_payload=False)
         scanned = 0
         cursor: str | None = None
@@ -320,6 +327,8 @@ class AnalysisCore:
             page = await self._vectors.scroll(
                 collection, filter, DUPLICATE_PAGE, cursor, False, True
             )
+            if unit_only:
+                _check_unit_length(collection, page.records)
             found = await self._vectors.call(
                 _neighbours, self._store, collection, page.records, filter, params
             )
@@ -371,3 +380,16 @@ def _neighbours(
         hits = store.search(collection, record.vector, filter, params)
         results.append([(h.id, h.score) for h in hits])
     return results
+
+
+def _check_unit_length(collection: str, records: Sequence[Record]) -> None:
+    for record in records:
+        if record.vector is None:
+            continue
+        norm = float(np.linalg.norm(record.vector))
+        if abs(norm - 1.0) > UNIT_TOLERANCE:
+            raise FailedPrecondition(
+                f"collection {collection!r} uses dot distance and holds vectors not of unit "
+                f"length ({record.id!r}: {norm:.4g}), whose store scores are no cosines: use "
+                "method EXACT_BLOCKS, which compares directions, or a cosine collection"
+            )
