@@ -5,9 +5,10 @@ XLM-RoBERTa (multilingual-e5, bge-m3) counts positions from the padding id + 1, 
 last usable one is not ``max_position_embeddings``; MPNet (all-mpnet-base-v2) counts the
 same way and, like DeBERTa-v2, has no sdpa attention in transformers, which the loader
 asked for and which failed the load; T5 (sentence-t5, gtr-t5) is an encoder-decoder,
-whose encoder alone serves. DistilBERT, MPNet and XLM-RoBERTa run on the packed pass
-(bert_packed.py), the others on transformers' own. A folder with code of its own
-(nomic-embed, jina-embeddings) loads only with ``trust_remote_code``.
+whose encoder alone serves; Qwen3 (Qwen3-Embedding) is a decoder, pooled by its last
+token. DistilBERT, MPNet and XLM-RoBERTa run on the packed pass (bert_packed.py), the
+others on transformers' own. A folder with code of its own (nomic-embed,
+jina-embeddings) loads only with ``trust_remote_code``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
 from embedserve.server.similarity import cosine
+from embedserve.v1 import embedding_pb2 as pb
 
 POSITIONS = 130
 TEXTS = ["what is a vector database", "cats sleep for most of the day, often in the sun"]
 LONG_TEXT = " ".join(f"word{i % 50}" for i in range(400))  # far past every model's positions
+# Sizes an architecture does not derive from the shared ones (grouped-query attention).
+OWN_SIZES = {"qwen3": {"num_key_value_heads": 2, "head_dim": 8}}
 
 
 def build(folder: Path, minilm_path: Path, model_type: str) -> Path:
@@ -44,6 +48,7 @@ def build(folder: Path, minilm_path: Path, model_type: str) -> Path:
         num_attention_heads=4,
         max_position_embeddings=POSITIONS,
         pad_token_id=tokenizer.pad_token_id,
+        **OWN_SIZES.get(model_type, {}),
     )
     torch.manual_seed(0)
     AutoModel.from_config(config).save_pretrained(folder)
@@ -59,6 +64,7 @@ def build(folder: Path, minilm_path: Path, model_type: str) -> Path:
         ("distilbert", POSITIONS),
         ("deberta-v2", POSITIONS),
         ("t5", POSITIONS),  # an encoder-decoder: its encoder serves
+        ("qwen3", POSITIONS),  # a decoder (Qwen3-Embedding): causal attention
     ],
 )
 def test_architecture_serves_sentence_transformers_vectors_up_to_its_last_position(
@@ -77,6 +83,27 @@ def test_architecture_serves_sentence_transformers_vectors_up_to_its_last_positi
     reference.max_seq_length = max_tokens  # its own default, the table's size, fails here
     want = reference.encode([*TEXTS, LONG_TEXT])
     assert cosine(np.asarray(got), np.asarray(want)).min() >= 0.9999
+
+
+def test_a_decoder_pooled_by_its_last_token_serves_sentence_transformers_vectors(
+    start_server, tmp_path: Path, minilm_path: Path
+) -> None:
+    """Texts of different lengths in one batch: each pooled at its own last real token,
+    not at the batch's padding."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
+
+    folder = build(tmp_path / "qwen3", minilm_path, "qwen3")
+    transformer = models.Transformer(str(folder))
+    pool = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="lasttoken")
+    reference = SentenceTransformer(modules=[transformer, pool, models.Normalize()])
+    reference.save(str(folder))
+    server = start_server(model=str(folder))
+    texts = [*TEXTS, "hi"]
+    with EmbedClient(server.target) as client:
+        assert client.model_info().pooling == pb.POOLING_LAST_TOKEN
+        got = client.embed(texts)
+    assert np.abs(got - reference.encode(texts)).max() < 1e-5
 
 
 # A model type transformers does not know, defined by the folder's own code.
