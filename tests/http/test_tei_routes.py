@@ -112,6 +112,32 @@ def test_prompt_names_truncation_and_errors(
         assert needle in body["error"]
 
 
+def test_tokenize_gives_tei_tokens(start_http_server: Any, tiny_modernbert_path: Any) -> None:
+    """Spans into the text, the text under them; the tokenizer's added tokens (and the
+    prompt's) have none, and add_special_tokens false leaves the added ones out."""
+    running = start_http_server(model=str(tiny_modernbert_path))
+    text = "Hello vector world"
+    with httpx.Client(base_url=running.url, timeout=60) as http:
+        (plain,) = http.post("/tokenize", json={"inputs": text}).json()
+        (bare,) = http.post(
+            "/tokenize", json={"inputs": [text], "add_special_tokens": False}
+        ).json()
+        (prompted,) = http.post("/tokenize", json={"inputs": text, "prompt_name": "query"}).json()
+        mirrored = http.post("/api/v1/tokenize", json={"inputs": [text]}).json()
+    assert [t["id"] for t in plain] == mirrored["results"][0]["ids"]
+    assert [t["special"] for t in plain] == [True, False, False, False, True]
+    assert [(t["text"], t["start"], t["stop"]) for t in plain[1:-1]] == [
+        ("Hello", 0, 5),
+        ("vector", 6, 12),
+        ("world", 13, 18),
+    ]
+    assert plain[0]["start"] is None and plain[0]["text"] == "[CLS]"
+    assert bare == plain[1:-1]
+    prompt_tokens = prompted[1 : len(prompted) - len(plain) + 1]  # "search_query: "
+    assert prompt_tokens and all(t["start"] is None and not t["special"] for t in prompt_tokens)
+    assert prompted[-4:-1] == plain[1:-1]  # the text's own spans, not shifted by the prompt
+
+
 def test_tei_error_shape_covers_exactly_the_tei_routes() -> None:
     from embedserve.server.http import tei_routes
     from embedserve.server.http.responses import TEI_PATHS

@@ -74,6 +74,7 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
         "/similarity",
         {"inputs": {"source_sentence": "x", "sentences": ["y"]}},
     ),
+    "POST /tokenize": ("POST", "/tokenize", {"inputs": "hi"}),
     "GET /info": ("GET", "/info", None),
 }
 

@@ -346,4 +346,5 @@ def _cut_detail(detail: TokenDetail, text: TokenizedText) -> TokenDetail:
         [detail.ids[i] for i in keep],
         [detail.tokens[i] for i in keep],
         [detail.offsets[i] for i in keep],
+        [detail.special[i] for i in keep],
     )

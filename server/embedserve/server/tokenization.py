@@ -53,6 +53,8 @@ class TokenDetail:
     tokens: list[str]
     # Character spans into the input without its prompt; (0, 0) for special and prompt tokens.
     offsets: list[tuple[int, int]]
+    # The tokenizer's own added tokens ([CLS], [SEP], <s>...), not the prompt's or the text's.
+    special: list[bool]
 
 
 class TextTokenizer:
@@ -197,11 +199,14 @@ class TextTokenizer:
         shift = len(prompt)
         head_len = self._head_within(self._n_prefix + self.prompt_token_count(prompt), len(ids))
         offsets: list[tuple[int, int]] = []
+        special: list[bool] = []
         for position, (start, end) in enumerate(encoded["offset_mapping"]):
-            special = position < head_len or position >= len(ids) - self._n_suffix
-            offsets.append((0, 0) if special else (max(0, start - shift), max(0, end - shift)))
+            added = position < self._n_prefix or position >= len(ids) - self._n_suffix
+            outside = added or position < head_len  # a special or a prompt token
+            offsets.append((0, 0) if outside else (max(0, start - shift), max(0, end - shift)))
+            special.append(added)
         tokens = [str(t) for t in self._tok.convert_ids_to_tokens(ids)]
-        return TokenDetail(ids, tokens, offsets)
+        return TokenDetail(ids, tokens, offsets, special)
 
 
 def plain_backend(hf_tokenizer: Any) -> Any | None:

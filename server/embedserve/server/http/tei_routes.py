@@ -1,6 +1,6 @@
-"""TEI-compatible routes: text-embeddings-inference's /embed, /embed_all, /similarity and
-/info, in its shapes, so that its clients (huggingface_hub's InferenceClient, LlamaIndex's
-TextEmbeddingsInference) point here unchanged.
+"""TEI-compatible routes: text-embeddings-inference's /embed, /embed_all, /similarity,
+/tokenize and /info, in its shapes, so that its clients (huggingface_hub's
+InferenceClient, LlamaIndex's TextEmbeddingsInference) point here unchanged.
 
 As in TEI, POST / embeds (InferenceClient posts an endpoint's feature extraction there),
 vectors are normalised unless ``normalize`` is false, and errors are
@@ -11,14 +11,14 @@ cut unless ``truncate`` is false, as everywhere in this server.
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from embedserve.server import similarity
 from embedserve.server.auth import ApiKey
-from embedserve.server.embedder import Embedder
+from embedserve.server.embedder import Embedder, Task
 from embedserve.server.http.backend import Backend
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
@@ -27,9 +27,12 @@ from embedserve.server.http.tei_schemas import (
     TeiEmbedAllRequest,
     TeiEmbedRequest,
     TeiSimilarityRequest,
+    TeiTokenizeRequest,
     TruncationOptions,
+    prompt_named,
 )
 from embedserve.server.model_info import model_info
+from embedserve.server.tokenization import TokenDetail
 
 router = APIRouter(tags=["TEI-compatible"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
@@ -40,15 +43,11 @@ def _embedder(request: Request) -> Embedder:
     return backend.embedder
 
 
-def _texts(inputs: str | list[str]) -> list[str]:
-    return [inputs] if isinstance(inputs, str) else inputs
-
-
 @router.post("/embed", summary="Embed texts (TEI's /embed)")
 async def embed(body: TeiEmbedRequest, request: Request, caller: Caller) -> Response:
     embedder = _embedder(request)
     params = body.params(embedder.model.spec.prompts)
-    result = await embedder.embed(_texts(body.inputs), params)
+    result = await embedder.embed(body.texts(), params)
     return json_response(result.vectors.tolist())
 
 
@@ -61,7 +60,7 @@ async def embed_at_root(body: TeiEmbedRequest, request: Request, caller: Caller)
 async def embed_all(body: TeiEmbedAllRequest, request: Request, caller: Caller) -> Response:
     embedder = _embedder(request)
     params = body.params(embedder.model.spec.prompts)
-    result = await embedder.embed_tokens(_texts(body.inputs), params)
+    result = await embedder.embed_tokens(body.texts(), params)
     return json_response([matrix.tolist() for matrix in result.vectors])
 
 
@@ -82,6 +81,43 @@ async def score(body: TeiSimilarityRequest, request: Request, caller: Caller) ->
         fields=("inputs.source_sentence", "inputs.sentences"),
     )
     return json_response(scored.scores.tolist())
+
+
+def _tei_tokens(text: str, detail: TokenDetail, with_special: bool) -> list[dict[str, Any]]:
+    """TEI's tokens: a text token's span and the text under it; the tokenizer's added
+    tokens and the prompt's have no span in the text."""
+    tokens: list[dict[str, Any]] = []
+    for token_id, token, (start, stop), special in zip(
+        detail.ids, detail.tokens, detail.offsets, detail.special, strict=True
+    ):
+        if special and not with_special:
+            continue
+        in_text = not special and stop > start
+        tokens.append(
+            {
+                "id": token_id,
+                "text": text[start:stop] if in_text else token,
+                "special": special,
+                "start": start if in_text else None,
+                "stop": stop if in_text else None,
+            }
+        )
+    return tokens
+
+
+@router.post("/tokenize", summary="Tokens as the model sees them (TEI's /tokenize)")
+async def tokenize(body: TeiTokenizeRequest, request: Request, caller: Caller) -> Response:
+    embedder = _embedder(request)
+    prompts = embedder.model.spec.prompts
+    prompt = None if body.prompt_name is None else prompt_named(body.prompt_name, prompts)
+    texts = body.texts()
+    details = await embedder.tokenize(texts, Task.DEFAULT, prompt)
+    return json_response(
+        [
+            _tei_tokens(text, detail, body.add_special_tokens)
+            for text, detail in zip(texts, details, strict=True)
+        ]
+    )
 
 
 @router.get("/info", summary="What is served (TEI's /info)")

@@ -69,7 +69,7 @@ def prompt_named(name: str, prompts: dict[str, str]) -> str:
     raise InvalidArgument(f"prompt_name {name!r} is not one of the model's prompts ({known})")
 
 
-class TeiInputs(TruncationOptions):
+class TeiInputs(Body):
     inputs: Text | Texts
 
     @field_validator("inputs", mode="before")
@@ -80,8 +80,15 @@ class TeiInputs(TruncationOptions):
             raise PydanticCustomError("inputs_shape", problem + "; " + INPUTS_SHAPE)
         return value
 
+    def texts(self) -> list[str]:
+        return [self.inputs] if isinstance(self.inputs, str) else self.inputs
 
-class TeiEmbedRequest(TeiInputs):
+
+class TeiEmbedAllRequest(TeiInputs, TruncationOptions):
+    pass
+
+
+class TeiEmbedRequest(TeiEmbedAllRequest):
     normalize: bool = True
     dimensions: PositiveU32 | None = Field(default=None, description="Matryoshka truncation")
 
@@ -90,8 +97,14 @@ class TeiEmbedRequest(TeiInputs):
         return dataclasses.replace(options, normalize=self.normalize, dimensions=self.dimensions)
 
 
-class TeiEmbedAllRequest(TeiInputs):
-    pass
+class TeiTokenizeRequest(TeiInputs):
+    add_special_tokens: bool = Field(
+        default=True, description="false: the tokenizer's added tokens left out of the answer"
+    )
+    prompt_name: str | None = Field(
+        default=None,
+        description="a key of the model's prompts; unset: the model's default prompt, if any",
+    )
 
 
 class SimilarityInput(Body):
