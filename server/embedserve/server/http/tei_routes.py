@@ -29,7 +29,6 @@ from embedserve.server.http.tei_schemas import (
     TeiSimilarityRequest,
     TeiTokenizeRequest,
     TruncationOptions,
-    prompt_named,
 )
 from embedserve.server.model_info import model_info
 from embedserve.server.tokenization import TokenDetail
@@ -108,10 +107,8 @@ def _tei_tokens(text: str, detail: TokenDetail, with_special: bool) -> list[dict
 @router.post("/tokenize", summary="Tokens as the model sees them (TEI's /tokenize)")
 async def tokenize(body: TeiTokenizeRequest, request: Request, caller: Caller) -> Response:
     embedder = _embedder(request)
-    prompts = embedder.model.spec.prompts
-    prompt = None if body.prompt_name is None else prompt_named(body.prompt_name, prompts)
     texts = body.texts()
-    details = await embedder.tokenize(texts, Task.DEFAULT, prompt)
+    details = await embedder.tokenize(texts, Task.DEFAULT, body.prompt(embedder.model.spec.prompts))
     return json_response(
         [
             _tei_tokens(text, detail, body.add_special_tokens)

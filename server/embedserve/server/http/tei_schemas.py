@@ -35,16 +35,23 @@ def inputs_problem(value: Any) -> str | None:
     return None
 
 
-class TruncationOptions(Body):
+class PromptChoice(Body):
+    prompt_name: str | None = Field(
+        default=None,
+        description="a key of the model's prompts; unset: the model's default prompt, if any",
+    )
+
+    def prompt(self, prompts: dict[str, str]) -> str | None:
+        """The prompt text named, or None for the model's default."""
+        return None if self.prompt_name is None else prompt_named(self.prompt_name, prompts)
+
+
+class TruncationOptions(PromptChoice):
     truncate: bool | None = Field(
         default=None,
         description="false: a text past the model's maximum is refused; true or unset: cut",
     )
     truncation_direction: Direction = "right"
-    prompt_name: str | None = Field(
-        default=None,
-        description="a key of the model's prompts; unset: the model's default prompt, if any",
-    )
 
     def params(self, prompts: dict[str, str]) -> EmbedParams:
         if self.truncate is False:
@@ -55,7 +62,7 @@ class TruncationOptions(Body):
             overflow = Overflow.TRUNCATE_RIGHT
         return EmbedParams(
             task=Task.DEFAULT,
-            prompt=None if self.prompt_name is None else prompt_named(self.prompt_name, prompts),
+            prompt=self.prompt(prompts),
             overflow=overflow,
         )
 
@@ -97,13 +104,9 @@ class TeiEmbedRequest(TeiEmbedAllRequest):
         return dataclasses.replace(options, normalize=self.normalize, dimensions=self.dimensions)
 
 
-class TeiTokenizeRequest(TeiInputs):
+class TeiTokenizeRequest(TeiInputs, PromptChoice):
     add_special_tokens: bool = Field(
         default=True, description="false: the tokenizer's added tokens left out of the answer"
-    )
-    prompt_name: str | None = Field(
-        default=None,
-        description="a key of the model's prompts; unset: the model's default prompt, if any",
     )
 
 
