@@ -90,6 +90,7 @@ def test_prompt_names_truncation_and_errors(
         too_long = http.post("/embed", json={"inputs": LONG_TEXT, "truncate": False})
         empty = http.post("/embed", json={"inputs": []})
         misspelt = http.post("/embed", json={"inputs": "hi", "normalise": True})
+        too_wide = http.post("/embed", json={"inputs": "hi", "dimensions": 999})
     with EmbedClient(running.target) as client:
         want_query = client.embed(TEXTS, task="query", normalize=True)
         want_left = client.embed(LONG_TEXT, overflow="truncate_left", normalize=True)
@@ -105,11 +106,13 @@ def test_prompt_names_truncation_and_errors(
         (too_long, 413, "tokens"),
         (empty, 422, "inputs is empty"),
         (misspelt, 422, "normalise"),
+        (too_wide, 413, "dimensions must be between 1 and 64"),
     ]:
         assert answer.status_code == status, answer.text
         body = answer.json()
         assert body["error_type"] == "Validation"
         assert needle in body["error"]
+    assert too_wide.json()["error"].startswith("dimensions")  # named as the body names it
 
 
 def test_tokenize_gives_tei_tokens(start_http_server: Any, tiny_modernbert_path: Any) -> None:

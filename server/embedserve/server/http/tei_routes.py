@@ -46,7 +46,8 @@ def _embedder(request: Request) -> Embedder:
 async def embed(body: TeiEmbedRequest, request: Request, caller: Caller) -> Response:
     embedder = _embedder(request)
     params = body.params(embedder.model.spec.prompts)
-    result = await embedder.embed(body.texts(), params)
+    # TEI's options are top-level fields: errors name them so (options_field "").
+    result = await embedder.embed(body.texts(), params, options_field="")
     return json_response(result.vectors.tolist())
 
 
