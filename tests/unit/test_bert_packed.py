@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,6 +126,24 @@ def padded_batch(lengths: list[int], pad_id: int = 0) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
+def check_like_transformers(
+    packed: Any, model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor
+) -> None:
+    """The packed pass's tokens are transformers' (to float rounding in float32, cosine
+    0.999 in bfloat16), and its padding stays zero."""
+    got = packed(ids, mask).last_hidden_state
+    want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    if got.dtype == torch.float32:
+        torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=0)
+    else:
+        cosines = torch.nn.functional.cosine_similarity(
+            got[keep].float(), want[keep].float(), dim=-1
+        )
+        assert float(cosines.min()) >= 0.999
+    assert not got[~keep].any()
+
+
 @pytest.mark.parametrize(
     ("family", "dtype"),
     [("bert", torch.float32), ("bert", torch.bfloat16), ("mpnet", torch.float32)],
@@ -143,17 +162,7 @@ def test_compiled_packed_pass_matches_transformers_and_compiles_only_at_warm_up(
     with torch.compiler.set_stance("fail_on_recompile"):
         for lengths in ([7], [2, 40, 13], random_lengths, [33, 5, 5, 60, 1, 18]):
             ids, mask = padded_batch(lengths)
-            got = compiled(ids, mask).last_hidden_state
-            want = model(input_ids=ids, attention_mask=mask).last_hidden_state
-            keep = mask.bool()
-            if dtype == torch.float32:
-                torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=0)
-            else:
-                cosines = torch.nn.functional.cosine_similarity(
-                    got[keep].float(), want[keep].float(), dim=-1
-                )
-                assert float(cosines.min()) >= 0.999
-            assert not got[~keep].any()  # padding stays zero
+            check_like_transformers(compiled, model, ids, mask)
 
 
 def test_bfloat16_products_run_on_bucketed_rows_that_change_nothing() -> None:
@@ -189,17 +198,7 @@ def test_distilbert_and_mpnet_pack_as_transformers_runs_them(
     pad_id = model.config.pad_token_id
     longest = 128 if model_type == "mpnet" else 130  # MPNet's positions start at 2
     ids, mask = padded_batch([3, 17, longest, 40, 1], pad_id=pad_id)
-    got = packed(ids, mask).last_hidden_state
-    want = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    keep = mask.bool()
-    if dtype == torch.float32:
-        torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=0)
-    else:
-        cosines = torch.nn.functional.cosine_similarity(
-            got[keep].float(), want[keep].float(), dim=-1
-        )
-        assert float(cosines.min()) >= 0.999
-    assert not got[~keep].any()
+    check_like_transformers(packed, model, ids, mask)
 
 
 @pytest.mark.parametrize("path", ["fast", "reference"])
