@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from embedserve.client import EmbedClient
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings
@@ -42,6 +46,12 @@ def hub_cache(tmp_path: Path, minilm_path: Path, monkeypatch: pytest.MonkeyPatch
     return repo
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_each_revision_resolves_to_its_own_snapshot(hub_cache: Path) -> None:
     assert resolve_model_path(REPO) == (REPO, hub_cache / "snapshots" / MAIN)
     assert resolve_model_path(REPO, "v2") == (REPO, hub_cache / "snapshots" / TAGGED)
@@ -50,10 +60,19 @@ def test_each_revision_resolves_to_its_own_snapshot(hub_cache: Path) -> None:
         resolve_model_path(REPO, "v9")
 
 
-def test_the_server_loads_the_pinned_revision(hub_cache: Path) -> None:
+def test_the_server_loads_the_pinned_revision_and_says_which(
+    hub_cache: Path, start_server: Any, minilm_server: Any
+) -> None:
     pinned = EncoderModel.load(ModelSettings(model=REPO, model_revision="v2", device="cpu"))
     assert pinned.spec.model_id == REPO
     assert pinned.spec.max_tokens == 64  # v2's own files, not main's 128
+    server = start_server(loaded=pinned, http_port=free_port())
+    with EmbedClient(server.target) as client:
+        assert client.model_info().model_revision == TAGGED  # the commit the tag named
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.server.http.port}") as http:
+        assert http.get("/info").json()["model_sha"] == TAGGED  # TEI's name for it
+    with EmbedClient(minilm_server.target) as client:
+        assert client.model_info().model_revision == ""  # no hub cache: no commit
 
 
 @pytest.mark.parametrize("name", ["minilm", "local"])

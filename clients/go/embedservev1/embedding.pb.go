@@ -1676,7 +1676,10 @@ type GetModelInfoResponse struct {
 	// sentence-transformers files: "cosine" (also when they say none), "dot",
 	// "euclidean" or "manhattan". Similarity scores by it, and a collection
 	// created without a distance takes the matching one.
-	Similarity    string `protobuf:"bytes,13,opt,name=similarity,proto3" json:"similarity,omitempty"`
+	Similarity string `protobuf:"bytes,13,opt,name=similarity,proto3" json:"similarity,omitempty"`
+	// The hub commit served, for a model loaded from the hub's cache (see
+	// --model-revision); "" for a local folder or the packaged MiniLM.
+	ModelRevision string `protobuf:"bytes,14,opt,name=model_revision,json=modelRevision,proto3" json:"model_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1798,6 +1801,13 @@ func (x *GetModelInfoResponse) GetModelType() string {
 func (x *GetModelInfoResponse) GetSimilarity() string {
 	if x != nil {
 		return x.Similarity
+	}
+	return ""
+}
+
+func (x *GetModelInfoResponse) GetModelRevision() string {
+	if x != nil {
+		return x.ModelRevision
 	}
 	return ""
 }
@@ -1927,7 +1937,7 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\rRequestLimits\x123\n" +
 	"\x16max_inputs_per_request\x18\x01 \x01(\rR\x13maxInputsPerRequest\x12&\n" +
 	"\x0fmax_input_chars\x18\x02 \x01(\rR\rmaxInputChars\x12*\n" +
-	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xd6\x04\n" +
+	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xfd\x04\n" +
 	"\x14GetModelInfoResponse\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1e\n" +
 	"\n" +
@@ -1948,7 +1958,8 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"model_type\x18\f \x01(\tR\tmodelType\x12\x1e\n" +
 	"\n" +
 	"similarity\x18\r \x01(\tR\n" +
-	"similarity\x1a:\n" +
+	"similarity\x12%\n" +
+	"\x0emodel_revision\x18\x0e \x01(\tR\rmodelRevision\x1a:\n" +
 	"\fPromptsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*N\n" +

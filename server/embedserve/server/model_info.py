@@ -6,7 +6,7 @@ import dataclasses
 
 from embedserve.server.batcher import BatchLimits
 from embedserve.server.embedder import Embedder, RequestLimits
-from embedserve.server.model_spec import PoolingMode, SimilarityFunction
+from embedserve.server.model_spec import PoolingMode, SimilarityFunction, hub_commit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +22,7 @@ class ModelInfo:
     device: str
     model_type: str
     similarity: SimilarityFunction
+    model_revision: str  # the hub commit served; "" for other folders
     batching: BatchLimits
     limits: RequestLimits
 
@@ -41,6 +42,7 @@ def model_info(embedder: Embedder) -> ModelInfo:
         device=str(model.device),
         model_type=model.model_type,
         similarity=spec.similarity,
+        model_revision=hub_commit(spec.path),
         batching=embedder.batcher.limits,
         limits=embedder.limits,
     )

@@ -110,6 +110,12 @@ def resolve_model_path(name: str, revision: str = "") -> tuple[str, Path]:
         ) from exc
 
 
+def hub_commit(path: Path) -> str:
+    """The commit of a model folder in the hub's cache (``.../snapshots/<commit>``); "" for
+    any other folder."""
+    return path.name if path.parent.name == "snapshots" else ""
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}

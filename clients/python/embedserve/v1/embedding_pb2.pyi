@@ -826,6 +826,7 @@ class GetModelInfoResponse(_message.Message):
     LIMITS_FIELD_NUMBER: _builtins.int
     MODEL_TYPE_FIELD_NUMBER: _builtins.int
     SIMILARITY_FIELD_NUMBER: _builtins.int
+    MODEL_REVISION_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     dimensions: _builtins.int
     max_tokens: _builtins.int
@@ -840,6 +841,10 @@ class GetModelInfoResponse(_message.Message):
     sentence-transformers files: "cosine" (also when they say none), "dot",
     "euclidean" or "manhattan". Similarity scores by it, and a collection
     created without a distance takes the matching one.
+    """
+    model_revision: _builtins.str
+    """The hub commit served, for a model loaded from the hub's cache (see
+    --model-revision); "" for a local folder or the packaged MiniLM.
     """
     @_builtins.property
     def prompts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -865,10 +870,11 @@ class GetModelInfoResponse(_message.Message):
         limits: Global___RequestLimits | None = ...,
         model_type: _builtins.str = ...,
         similarity: _builtins.str = ...,
+        model_revision: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "similarity", b"similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

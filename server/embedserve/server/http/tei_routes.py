@@ -124,7 +124,7 @@ async def info(request: Request, caller: Caller) -> Response:
     return json_response(
         {
             "model_id": served.model_id,
-            "model_sha": None,
+            "model_sha": served.model_revision or None,
             "model_dtype": served.dtype,
             "model_type": {"embedding": {"pooling": served.pooling.value}},
             "prompts": served.prompts,
