@@ -57,6 +57,7 @@ def test_similarity_embed_all_and_info(both: Any) -> None:
         per_token = http.post("/embed_all", json={"inputs": TEXTS[:1]}).json()
         mirrored = http.post("/api/v1/embed-tokens", json={"inputs": TEXTS[:1]}).json()
         info = http.get("/info").json()
+        health = http.get("/")  # TEI's health check, as load balancers probe it
     with EmbedClient(both.target) as client:
         want = client.similarity(QUERY, TEXTS, task="none")
         served = client.model_info()
@@ -67,6 +68,7 @@ def test_similarity_embed_all_and_info(both: Any) -> None:
     assert info["model_id"] == served.model_id
     assert info["max_input_length"] == served.max_tokens
     assert info["model_type"] == {"embedding": {"pooling": "mean"}}
+    assert (health.status_code, health.json()) == (200, {"status": "SERVING"})
 
 
 def test_prompt_names_truncation_and_errors(

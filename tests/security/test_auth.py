@@ -76,7 +76,7 @@ def test_table_covers_every_route(server: Any) -> None:
     assert server.server.http is not None
     paths = server.server.http.app.openapi()["paths"]
     routes = {f"{verb.upper()} {path}" for path, ops in paths.items() for verb in ops}
-    assert routes - {"GET /health"} == set(ROUTE_METHODS) == set(REQUESTS)
+    assert routes - {"GET /health", "GET /"} == set(ROUTE_METHODS) == set(REQUESTS)
     assert set(ROUTE_METHODS.values()) <= set(METHOD_ROLES)
 
 

@@ -95,4 +95,13 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
             {"status": "SERVING" if serving else "NOT_SERVING"}, 200 if serving else 503
         )
 
+    # TEI answers GET / as its health check, and load balancers probe / by default.
+    app.add_api_route(
+        "/",
+        health,
+        methods=["GET"],
+        tags=["Health"],
+        summary="As /health (TEI's health check)",
+        responses=HEALTH_RESPONSES,
+    )
     return app

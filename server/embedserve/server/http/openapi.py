@@ -76,7 +76,7 @@ CONFLICT = "a collection of that name exists"
 
 
 def _statuses(path: str, verb: str) -> dict[int, str]:
-    if path == "/health":  # its 200 and 503 are documented on its route
+    if path == "/health" or (verb, path) == ("get", "/"):  # 200 and 503: on the route
         return {401: "with auth_health on: no API key or an unknown one"}
     statuses = dict(COMMON)
     if path in TEI_PATHS:  # TEI's statuses for a refused request
