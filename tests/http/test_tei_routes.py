@@ -143,6 +143,19 @@ def test_tokenize_gives_tei_tokens(start_http_server: Any, tiny_modernbert_path:
     assert prompted[-4:-1] == plain[1:-1]  # the text's own spans, not shifted by the prompt
 
 
+def test_decode_gives_back_the_text(both: Any) -> None:
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        (tokens,) = http.post("/tokenize", json={"inputs": "Hello vector world"}).json()
+        ids = [t["id"] for t in tokens]
+        plain = http.post("/decode", json={"ids": ids}).json()
+        with_added = http.post("/decode", json={"ids": [ids], "skip_special_tokens": False})
+        bad = http.post("/decode", json={"ids": [ids, [5, 99999999]]})
+    assert plain == ["hello vector world"]  # MiniLM's tokenizer lowercases
+    assert with_added.json() == ["[CLS] hello vector world [SEP]"]
+    assert bad.status_code == 413
+    assert bad.json()["error"].startswith("ids[1] holds token id 99999999")
+
+
 def test_tei_error_shape_covers_exactly_the_tei_routes() -> None:
     from embedserve.server.http import tei_routes
     from embedserve.server.http.responses import TEI_PATHS

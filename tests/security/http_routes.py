@@ -75,6 +75,7 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
         {"inputs": {"source_sentence": "x", "sentences": ["y"]}},
     ),
     "POST /tokenize": ("POST", "/tokenize", {"inputs": "hi"}),
+    "POST /decode": ("POST", "/decode", {"ids": [7592]}),
     "GET /info": ("GET", "/info", None),
 }
 

@@ -106,6 +106,7 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /embed_all": _E + "EmbedTokens",
     "POST /similarity": _E + "Similarity",
     "POST /tokenize": _E + "Tokenize",
+    "POST /decode": _E + "Tokenize",
     "GET /info": _E + "GetModelInfo",
 }
 # Health and reflection: open unless --auth-health; then any valid key may call them.

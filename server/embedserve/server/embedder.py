@@ -204,16 +204,7 @@ class Embedder:
     ) -> EmbedResult:
         """Embed inputs already given as token ids (without the model's special tokens)."""
         started = time.monotonic()
-        if not id_lists:
-            raise InvalidArgument(f"{field} must not be empty")
-        if len(id_lists) > self.limits.max_inputs_per_request:
-            raise InvalidArgument(
-                f"{field} has {len(id_lists)} items; the limit is "
-                f"{self.limits.max_inputs_per_request} per request"
-            )
-        for index, ids in enumerate(id_lists):
-            if not ids:
-                raise InvalidArgument(f"{field}[{index}] is empty")
+        self._validate_id_lists(id_lists, field)
         self.validate_params(params, options_field)
         prompt = self.prompt_for(params.task, params.prompt)
         loop = asyncio.get_running_loop()
@@ -227,6 +218,28 @@ class Embedder:
         )
         tokenize_ms = (time.monotonic() - started) * 1000.0
         return await self._embed_tokenized(tokenized, tokenize_ms, params, deadline, False, started)
+
+    def _validate_id_lists(self, id_lists: Sequence[Sequence[int]], field: str) -> None:
+        if not id_lists:
+            raise InvalidArgument(f"{field} must not be empty")
+        if len(id_lists) > self.limits.max_inputs_per_request:
+            raise InvalidArgument(
+                f"{field} has {len(id_lists)} items; the limit is "
+                f"{self.limits.max_inputs_per_request} per request"
+            )
+        for index, ids in enumerate(id_lists):
+            if not ids:
+                raise InvalidArgument(f"{field}[{index}] is empty")
+
+    async def decode(
+        self, id_lists: Sequence[Sequence[int]], skip_special: bool, field: str = "ids"
+    ) -> list[str]:
+        """The text each list of the model's token ids stands for."""
+        self._validate_id_lists(id_lists, field)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._tokenize_executor, self.model.tokenizer.decode, id_lists, skip_special, field
+        )
 
     async def _embed_tokenized(
         self,

@@ -139,17 +139,30 @@ class TextTokenizer:
         pool_start = 0 if self._include_prompt else head_len
         out = []
         for index, ids in enumerate(id_lists):
-            bad = next((i for i in ids if not 0 <= i < vocabulary), None)
-            if bad is not None:
-                raise InvalidArgument(
-                    f"{field}[{index}] holds token id {bad}; the model's vocabulary has "
-                    f"ids 0 to {vocabulary - 1}"
-                )
+            self._check_ids(ids, vocabulary, f"{field}[{index}]")
             full = [*self._prefix_ids, *prompt_ids, *ids, *self._suffix_ids]
             out.append(
                 self._apply_overflow(full, head_len, pool_start, overflow, f"{field}[{index}]")
             )
         return out
+
+    def decode(
+        self, id_lists: Sequence[Sequence[int]], skip_special: bool, field: str
+    ) -> list[str]:
+        """The text of each list of token ids; ``skip_special``: without the added tokens."""
+        vocabulary = len(self._tok)
+        for index, ids in enumerate(id_lists):
+            self._check_ids(ids, vocabulary, f"{field}[{index}]")
+        return [str(self._tok.decode(ids, skip_special_tokens=skip_special)) for ids in id_lists]
+
+    @staticmethod
+    def _check_ids(ids: Sequence[int], vocabulary: int, where: str) -> None:
+        bad = next((i for i in ids if not 0 <= i < vocabulary), None)
+        if bad is not None:
+            raise InvalidArgument(
+                f"{where} holds token id {bad}; the model's vocabulary has ids 0 to "
+                f"{vocabulary - 1}"
+            )
 
     def _apply_overflow(
         self, ids: list[int], head_len: int, pool_start: int, overflow: Overflow, where: str

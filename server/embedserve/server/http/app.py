@@ -28,9 +28,10 @@ DESCRIPTION = """\
 Text embeddings and a vector store over HTTP/JSON: an OpenAI-compatible
 `/v1/embeddings` (also at `/embeddings`, as Infinity serves it), under `/api/v1` a
 mirror of the gRPC API, and text-embeddings-inference's `/embed`, `/embed_all`,
-`/similarity`, `/tokenize` and `/info`. Send API keys as `Authorization: Bearer KEY`. Errors of
-OpenAI's routes have OpenAI's shape, on TEI's routes TEI's (`{"error", "error_type"}`,
-413 for a refused request), elsewhere `{"error": {"code", "status", "message"}}`.
+`/similarity`, `/tokenize`, `/decode` and `/info`. Send API keys as
+`Authorization: Bearer KEY`. Errors of OpenAI's routes have OpenAI's shape, on TEI's
+routes TEI's (`{"error", "error_type"}`, 413 for a refused request), elsewhere
+`{"error": {"code", "status", "message"}}`.
 """
 _HEALTH = {
     "type": "object",

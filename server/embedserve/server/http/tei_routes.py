@@ -1,5 +1,5 @@
 """TEI-compatible routes: text-embeddings-inference's /embed, /embed_all, /similarity,
-/tokenize and /info, in its shapes, so that its clients (huggingface_hub's
+/tokenize, /decode and /info, in its shapes, so that its clients (huggingface_hub's
 InferenceClient, LlamaIndex's TextEmbeddingsInference) point here unchanged.
 
 As in TEI, POST / embeds (InferenceClient posts an endpoint's feature extraction there),
@@ -24,6 +24,7 @@ from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.http.tei_schemas import (
+    TeiDecodeRequest,
     TeiEmbedAllRequest,
     TeiEmbedRequest,
     TeiSimilarityRequest,
@@ -116,6 +117,12 @@ async def tokenize(body: TeiTokenizeRequest, request: Request, caller: Caller) -
             for text, detail in zip(texts, details, strict=True)
         ]
     )
+
+
+@router.post("/decode", summary="The text of token ids (TEI's /decode)")
+async def decode(body: TeiDecodeRequest, request: Request, caller: Caller) -> Response:
+    texts = await _embedder(request).decode(body.id_lists(), body.skip_special_tokens)
+    return json_response(texts)
 
 
 @router.get("/info", summary="What is served (TEI's /info)")

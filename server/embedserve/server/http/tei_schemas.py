@@ -110,6 +110,20 @@ class TeiTokenizeRequest(TeiInputs, PromptChoice):
     )
 
 
+TokenId = Annotated[int, Field(ge=0)]
+TokenIds = Annotated[list[TokenId], Field(min_length=1)]
+
+
+class TeiDecodeRequest(Body):
+    ids: TokenIds | Annotated[list[TokenIds], Field(min_length=1)] = Field(
+        description="the model's token ids, or a list of such lists"
+    )
+    skip_special_tokens: bool = True
+
+    def id_lists(self) -> list[list[int]]:
+        return [self.ids] if isinstance(self.ids[0], int) else self.ids
+
+
 class SimilarityInput(Body):
     source_sentence: Text
     sentences: Texts
