@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import free_port
+from running_server import free_port
 
 BIN_VARIABLE = "QDRANT_BIN"
 

@@ -13,16 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from running_server import free_port
 
 from embedserve.client import EmbedClient
 
 CLI = [sys.executable, "-m", "embedserve.server.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli_env() -> dict[str, str]:

@@ -9,13 +9,13 @@ Normalize, so that dot product and cosine rank differently.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from running_server import free_port
 
 from embedserve.client import EmbedClient
 from embedserve.server.errors import ModelLoadError
@@ -44,12 +44,6 @@ def save(folder: Path, minilm_path: Path, similarity_fn_name: str) -> Any:
     )
     model.save(str(folder))
     return model
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_dot_product_model_scores_and_stores_by_dot_product(

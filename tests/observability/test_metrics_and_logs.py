@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from running_server import free_port
 
 from embedserve.client import EmbedClient
 from embedserve.server import logs
@@ -24,12 +24,6 @@ from embedserve.v1 import embedding_pb2, embedding_pb2_grpc
 
 EMBED = "/embedserve.v1.EmbeddingService/Embed"
 INGEST = "/embedserve.v1.VectorService/IngestStream"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from http_routes import REQUESTS, status_of
 from rpcs import CALLS, bearer, code_of
+from running_server import free_port
 
 from embedserve.client import EmbedClient
 from embedserve.server.auth import METHOD_ROLES, ROUTE_METHODS, AuthSettings, Role, load_keys
@@ -28,12 +28,6 @@ LIMITED = "l-secret-4"  # write role, only collection "mine"
 ADMIN_ONLY = {"CreateCollection", "DeleteCollection"}
 # Cluster can write labels into payloads.
 WRITE_ONLY = {"Upsert", "Ingest", "IngestStream", "Delete", "Cluster"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def needed(method: str) -> str:

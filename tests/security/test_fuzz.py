@@ -14,7 +14,6 @@ import enum
 import functools
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from running_server import free_port
 
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import embedding_pb2_grpc as epb_grpc
@@ -450,12 +450,6 @@ def calls(method: MethodDescriptor) -> st.SearchStrategy[list[Message]]:
 
 
 # -- the server ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env() -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from test_auth import free_port
+from running_server import free_port
 from test_cli_security import CLI
 
 from embedserve.client import EmbedClient

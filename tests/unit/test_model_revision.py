@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from running_server import free_port
 
 from embedserve.client import EmbedClient
 from embedserve.server.errors import ModelLoadError
@@ -44,12 +44,6 @@ def hub_cache(tmp_path: Path, minilm_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return repo
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_each_revision_resolves_to_its_own_snapshot(hub_cache: Path) -> None:
