@@ -123,13 +123,7 @@ class Embedder:
 
     def validate_inputs(self, inputs: Sequence[str], field: str | InputNames = "inputs") -> None:
         names = InputNames.of(field)
-        if not inputs:
-            raise InvalidArgument(f"{field} must not be empty")
-        if len(inputs) > self.limits.max_inputs_per_request:
-            raise InvalidArgument(
-                f"{field} has {len(inputs)} items; the limit is "
-                f"{self.limits.max_inputs_per_request} per request"
-            )
+        self._check_count(len(inputs), field)
         for index, text in enumerate(inputs):
             if not text:
                 raise InvalidArgument(f"{names.item(index)} is empty")
@@ -219,14 +213,18 @@ class Embedder:
         tokenize_ms = (time.monotonic() - started) * 1000.0
         return await self._embed_tokenized(tokenized, tokenize_ms, params, deadline, False, started)
 
-    def _validate_id_lists(self, id_lists: Sequence[Sequence[int]], field: str) -> None:
-        if not id_lists:
+    def _check_count(self, count: int, field: str | InputNames) -> None:
+        """A request's inputs: at least one, at most the request limit."""
+        if not count:
             raise InvalidArgument(f"{field} must not be empty")
-        if len(id_lists) > self.limits.max_inputs_per_request:
+        if count > self.limits.max_inputs_per_request:
             raise InvalidArgument(
-                f"{field} has {len(id_lists)} items; the limit is "
+                f"{field} has {count} items; the limit is "
                 f"{self.limits.max_inputs_per_request} per request"
             )
+
+    def _validate_id_lists(self, id_lists: Sequence[Sequence[int]], field: str) -> None:
+        self._check_count(len(id_lists), field)
         for index, ids in enumerate(id_lists):
             if not ids:
                 raise InvalidArgument(f"{field}[{index}] is empty")

@@ -141,8 +141,9 @@ class EncoderModel:
         trusted = settings.trust_remote_code
         try:
             config = AutoConfig.from_pretrained(path, trust_remote_code=trusted)
+            positions = getattr(config, "max_position_embeddings", None)
             # Before the weights: a model this server would serve wrongly fails fast.
-            spec = read_model_spec(model_id, path, getattr(config, "max_position_embeddings", None))
+            spec = read_model_spec(model_id, path, positions)
             hf_tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trusted)
             model = load_weights(path, torch_dtype, pick_attention(torch_device), trusted)
         except (OSError, ValueError) as exc:
@@ -154,7 +155,6 @@ class EncoderModel:
                 ) from exc
             raise ModelLoadError(f"cannot load model '{model_id}' from {path}: {exc}") from exc
         model.to(torch_device).eval()
-        positions = getattr(config, "max_position_embeddings", None)
         if positions is not None:  # the rows a real token can use
             positions -= first_position(model)
             spec = dataclasses.replace(spec, max_tokens=min(spec.max_tokens, positions))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from starlette.requests import Request
+
 from embedserve.server.auth import KeyRing
 from embedserve.server.config import Settings
 from embedserve.server.drain import Drain
@@ -45,3 +47,9 @@ class Backend:
     def model_names(self) -> set[str]:
         """Names a request's ``model`` may use: the model's id or the name it was served by."""
         return {self.embedder.model.spec.model_id, self.settings.model}
+
+
+def backend_of(request: Request) -> Backend:
+    """The backend the application serving ``request`` was built with."""
+    backend: Backend = request.app.state.backend
+    return backend

@@ -18,7 +18,7 @@ from embedserve.server.auth import (
     check_collection,
 )
 from embedserve.server.drain import ServerDraining
-from embedserve.server.http.backend import Backend
+from embedserve.server.http.backend import backend_of
 
 
 def route_key(request: Request) -> str:
@@ -33,7 +33,7 @@ def rpc_of(request: Request) -> str:
 
 async def guard(request: Request) -> ApiKey | None:
     """The caller's key (``None`` with auth off), once every policy let the request in."""
-    backend: Backend = request.app.state.backend
+    backend = backend_of(request)
     if backend.drain.started:
         raise ServerDraining("the server is shutting down; send the request elsewhere")
     key: ApiKey | None = None

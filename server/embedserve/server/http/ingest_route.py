@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from embedserve.server.auth import ApiKey
 from embedserve.server.errors import EmbedServeError, InvalidArgument
-from embedserve.server.http.backend import Backend
+from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.handlers import validation_message
 from embedserve.server.http.responses import CODE_KEY, error_body
@@ -99,7 +99,7 @@ INGEST_LINE_SCHEMA.pop("$defs", None)
     },
 )
 async def ingest(name: CollectionName, request: Request, caller: Caller) -> DuplexStreamingResponse:
-    backend: Backend = request.app.state.backend
+    backend = backend_of(request)
     core = backend.vectors
     await core.vector_size(name)  # a missing collection is a plain 404, before the stream
     settings = backend.settings

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import EmbedResult
 from embedserve.server.errors import InvalidArgument, NotFound
-from embedserve.server.http.backend import Backend
+from embedserve.server.http.backend import Backend, backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.schemas import OpenAIEmbeddingRequest
@@ -34,11 +34,6 @@ TOKEN_IDS_REFUSED = (
     "OpenAIEmbeddings(check_embedding_ctx_length=False)). For ids of this model's own "
     "tokenizer, start the server with --openai-token-ids model, or use /api/v1/embed-tokens"
 )
-
-
-def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
 
 
 def _check_model(backend: Backend, name: str | None) -> str:
@@ -60,7 +55,7 @@ def _encode(result: EmbedResult, encoding: str) -> list[Any]:
 async def create_embeddings(
     body: OpenAIEmbeddingRequest, request: Request, caller: Caller
 ) -> Response:
-    backend = _backend(request)
+    backend = backend_of(request)
     served = _check_model(backend, body.model)
     params = body.options().params()
     # OpenAI's options are top-level fields: errors name them so (options_field "").
@@ -97,13 +92,13 @@ def _model_entry(model_id: str) -> dict[str, Any]:
 
 @router.get("/models", summary="List the served model (OpenAI's API)")
 async def list_models(request: Request, caller: Caller) -> Response:
-    served = _backend(request).embedder.model.spec.model_id
+    served = backend_of(request).embedder.model.spec.model_id
     return json_response({"object": "list", "data": [_model_entry(served)]})
 
 
 @router.get("/models/{model:path}", summary="Describe the served model (OpenAI's API)")
 async def get_model(model: str, request: Request, caller: Caller) -> Response:
-    return json_response(_model_entry(_check_model(_backend(request), model)))
+    return json_response(_model_entry(_check_model(backend_of(request), model)))
 
 
 unprefixed = APIRouter(tags=["OpenAI-compatible"], route_class=StrictJsonRoute)

@@ -16,7 +16,7 @@ from embedserve.server.analysis import AnalysisCore, ClusterJob, ClusterReport, 
 from embedserve.server.analysis_cluster import Algorithm, ClusterSettings
 from embedserve.server.analysis_duplicates import DuplicateSettings, Method
 from embedserve.server.auth import ApiKey
-from embedserve.server.http.backend import Backend
+from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.rest_vectors import parse_filter
@@ -155,8 +155,7 @@ def duplicates_json(report: DuplicateReport) -> dict[str, Any]:
 
 
 def _analysis(request: Request) -> AnalysisCore:
-    backend: Backend = request.app.state.backend
-    return AnalysisCore(backend.vectors)
+    return AnalysisCore(backend_of(request).vectors)
 
 
 # -- routes ------------------------------------------------------------------------------

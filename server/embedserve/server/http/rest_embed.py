@@ -12,7 +12,7 @@ from embedserve.server import similarity
 from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import Task, Timings
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.http.backend import Backend
+from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.schemas import EmbedRequest, SimilarityRequest, TokenizeRequest
@@ -23,18 +23,13 @@ router = APIRouter(prefix="/api/v1", tags=["Embeddings"], route_class=StrictJson
 Caller = Annotated[ApiKey | None, Depends(guard)]
 
 
-def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
-
-
 def timings_json(timings: Timings) -> dict[str, float]:
     return dataclasses.asdict(timings)
 
 
 @router.post("/embed", summary="Embed texts with every option (gRPC Embed)")
 async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Response:
-    embedder = _backend(request).embedder
+    embedder = backend_of(request).embedder
     result = await embedder.embed(body.inputs, body.options.params())
     embeddings = [
         {"values": values, "token_count": tokens, "truncated": cut, "chunk_count": chunks}
@@ -53,7 +48,7 @@ async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Respons
 
 @router.post("/embed-tokens", summary="Per-token vectors (gRPC EmbedTokens)")
 async def embed_tokens(body: EmbedRequest, request: Request, caller: Caller) -> Response:
-    result = await _backend(request).embedder.embed_tokens(body.inputs, body.options.params())
+    result = await backend_of(request).embedder.embed_tokens(body.inputs, body.options.params())
     items: list[dict[str, Any]] = []
     for detail, matrix, truncated in zip(
         result.details, result.vectors, result.truncated, strict=True
@@ -77,7 +72,7 @@ async def embed_tokens(body: EmbedRequest, request: Request, caller: Caller) -> 
 
 @router.post("/tokenize", summary="Tokens as the model sees them (gRPC Tokenize)")
 async def tokenize(body: TokenizeRequest, request: Request, caller: Caller) -> Response:
-    embedder = _backend(request).embedder
+    embedder = backend_of(request).embedder
     task = Task(body.task) if body.task else Task.DEFAULT
     details = await embedder.tokenize(body.inputs, task, body.prompt)
     limit = embedder.model.spec.max_tokens
@@ -103,7 +98,7 @@ async def tokenize(body: TokenizeRequest, request: Request, caller: Caller) -> R
     summary="Similarity of pairs or query/candidates, by the model's similarity function",
 )
 async def score(body: SimilarityRequest, request: Request, caller: Caller) -> Response:
-    embedder = _backend(request).embedder
+    embedder = backend_of(request).embedder
     params = body.options.params()
     if (body.pairs is None) == (body.query_candidates is None):
         raise InvalidArgument("exactly one of pairs or query_candidates must be set")
@@ -125,7 +120,7 @@ async def score(body: SimilarityRequest, request: Request, caller: Caller) -> Re
 
 @router.get("/model", summary="What is served: model, pooling, prompts, limits")
 async def get_model_info(request: Request, caller: Caller) -> Response:
-    info = model_info(_backend(request).embedder)
+    info = model_info(backend_of(request).embedder)
     body = dataclasses.asdict(info)
     body["pooling"] = info.pooling.value
     body["similarity"] = info.similarity.value

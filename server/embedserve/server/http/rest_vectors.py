@@ -16,7 +16,7 @@ from embedserve.server import vector_convert as vc
 from embedserve.server.auth import ApiKey, check_collection
 from embedserve.server.embedder import Task
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.http.backend import Backend
+from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.rest_embed import timings_json
@@ -45,8 +45,7 @@ Caller = Annotated[ApiKey | None, Depends(guard)]
 
 
 def _core(request: Request) -> VectorCore:
-    backend: Backend = request.app.state.backend
-    return backend.vectors
+    return backend_of(request).vectors
 
 
 # -- JSON to core types ----------------------------------------------------------------
@@ -147,8 +146,7 @@ async def create_collection(
     if caller is not None:
         check_collection(caller, body.name)
     core = _core(request)
-    backend: Backend = request.app.state.backend
-    layout = backend.settings.section(vc.CollectionLayout)
+    layout = backend_of(request).settings.section(vc.CollectionLayout)
     info = await core.create_collection(
         spec_of(body, core.model_width, core.model_distance, layout)
     )

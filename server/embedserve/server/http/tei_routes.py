@@ -18,8 +18,8 @@ from starlette.responses import Response
 
 from embedserve.server import similarity
 from embedserve.server.auth import ApiKey
-from embedserve.server.embedder import Embedder, Task
-from embedserve.server.http.backend import Backend
+from embedserve.server.embedder import Task
+from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.strict_json import StrictJsonRoute
@@ -38,14 +38,9 @@ router = APIRouter(tags=["TEI-compatible"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
 
 
-def _embedder(request: Request) -> Embedder:
-    backend: Backend = request.app.state.backend
-    return backend.embedder
-
-
 @router.post("/embed", summary="Embed texts (TEI's /embed)")
 async def embed(body: TeiEmbedRequest, request: Request, caller: Caller) -> Response:
-    embedder = _embedder(request)
+    embedder = backend_of(request).embedder
     params = body.params(embedder.model.spec.prompts)
     # TEI's options are top-level fields: errors name them so (options_field "").
     result = await embedder.embed(body.texts(), params, options_field="")
@@ -59,7 +54,7 @@ async def embed_at_root(body: TeiEmbedRequest, request: Request, caller: Caller)
 
 @router.post("/embed_all", summary="Per-token vectors (TEI's /embed_all)")
 async def embed_all(body: TeiEmbedAllRequest, request: Request, caller: Caller) -> Response:
-    embedder = _embedder(request)
+    embedder = backend_of(request).embedder
     params = body.params(embedder.model.spec.prompts)
     result = await embedder.embed_tokens(body.texts(), params)
     return json_response([matrix.tolist() for matrix in result.vectors])
@@ -71,7 +66,7 @@ async def embed_all(body: TeiEmbedAllRequest, request: Request, caller: Caller) 
     "model's similarity function",
 )
 async def score(body: TeiSimilarityRequest, request: Request, caller: Caller) -> Response:
-    embedder = _embedder(request)
+    embedder = backend_of(request).embedder
     options = body.parameters or TruncationOptions()
     scored = await similarity.score_candidates(
         embedder,
@@ -108,7 +103,7 @@ def _tei_tokens(text: str, detail: TokenDetail, with_special: bool) -> list[dict
 
 @router.post("/tokenize", summary="Tokens as the model sees them (TEI's /tokenize)")
 async def tokenize(body: TeiTokenizeRequest, request: Request, caller: Caller) -> Response:
-    embedder = _embedder(request)
+    embedder = backend_of(request).embedder
     texts = body.texts()
     details = await embedder.tokenize(texts, Task.DEFAULT, body.prompt(embedder.model.spec.prompts))
     return json_response(
@@ -121,13 +116,13 @@ async def tokenize(body: TeiTokenizeRequest, request: Request, caller: Caller) -
 
 @router.post("/decode", summary="The text of token ids (TEI's /decode)")
 async def decode(body: TeiDecodeRequest, request: Request, caller: Caller) -> Response:
-    texts = await _embedder(request).decode(body.id_lists(), body.skip_special_tokens)
+    texts = await backend_of(request).embedder.decode(body.id_lists(), body.skip_special_tokens)
     return json_response(texts)
 
 
 @router.get("/info", summary="What is served (TEI's /info)")
 async def info(request: Request, caller: Caller) -> Response:
-    served = model_info(_embedder(request))
+    served = model_info(backend_of(request).embedder)
     return json_response(
         {
             "model_id": served.model_id,
