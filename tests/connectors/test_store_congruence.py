@@ -100,6 +100,7 @@ def test_full_spec_round_trips(store: VectorStore) -> None:
         replication_factor=1,
         write_consistency_factor=1,
         payload_indexes={"group": PayloadIndexKind.KEYWORD, "n": PayloadIndexKind.INTEGER},
+        bm25=True,
     )
     store.create_collection(spec)
     assert store.get_collection("tuned").spec == spec

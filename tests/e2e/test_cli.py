@@ -223,6 +223,26 @@ def test_ingest_resumes_search_recommend_and_collections(served: str, tmp_path: 
     assert config["fullScanThresholdKb"] == 20000
 
 
+def test_keyword_and_hybrid_search_from_the_shell(served: str, tmp_path: Path) -> None:
+    rows = tmp_path / "codes.csv"
+    rows.write_text(
+        "id,text\nk1,part QX-4411 is out of stock\nk2,the warehouse ships parts daily\n"
+        "k3,a recipe for apple pie\n"
+    )
+    made = run_cli("ingest", str(rows), "-c", "codes", "--bm25", "--target", served)
+    assert made.returncode == 0, made.stderr
+    info = json.loads(run_cli("collections", "get", "codes", "--target", served).stdout)
+    assert info["config"]["bm25"] is True
+    by_words = run_cli("search", "codes", "QX-4411 parts", "--mode", "keyword", "--target", served)
+    assert [json.loads(line)["id"] for line in by_words.stdout.splitlines()] == ["k1", "k2"]
+    fused = run_cli("search", "codes", "QX-4411", "--mode", "hybrid", "--target", served)
+    assert json.loads(fused.stdout.splitlines()[0])["id"] == "k1"
+    plain = run_cli("collections", "create", "no-words", "--target", served)
+    assert plain.returncode == 0
+    refused = run_cli("search", "no-words", "QX", "--mode", "keyword", "--target", served)
+    assert refused.returncode == 1 and "created without bm25" in refused.stderr
+
+
 def test_ingest_resumes_after_a_failure_mid_stream_and_restart_starts_over(
     served: str, tmp_path: Path
 ) -> None:

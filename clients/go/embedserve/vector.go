@@ -132,6 +132,7 @@ type queryConfig struct {
 	filter   *pb.Filter
 	embed    *pb.EmbedOptions
 	strategy pb.RecommendStrategy
+	mode     pb.SearchMode
 }
 
 func newQueryConfig(opts []QueryOption) queryConfig {
@@ -192,6 +193,13 @@ func WithFilter(filter *pb.Filter) QueryOption {
 // WithStrategy sets how Recommend combines its examples (default AVERAGE_VECTOR).
 func WithStrategy(strategy pb.RecommendStrategy) QueryOption {
 	return func(c *queryConfig) { c.strategy = strategy }
+}
+
+// WithSearchMode sets how Search ranks a text query: SEARCH_MODE_KEYWORD by
+// BM25, SEARCH_MODE_HYBRID by both rankings fused (collections created
+// WithBM25); default SEARCH_MODE_DENSE.
+func WithSearchMode(mode pb.SearchMode) QueryOption {
+	return func(c *queryConfig) { c.mode = mode }
 }
 
 // WithQueryEmbedding sets the embedding options of text queries and text
@@ -270,6 +278,12 @@ func WithPayloadIndex(key string, kind pb.PayloadIndexKind) CollectionOption {
 		}
 		c.PayloadIndexes[key] = kind
 	}
+}
+
+// WithBM25 also keeps a BM25 keyword vector of each text, for keyword and
+// hybrid search (WithSearchMode).
+func WithBM25() CollectionOption {
+	return func(c *pb.CollectionConfig) { c.Bm25 = true }
 }
 
 // CreateCollection creates a collection and returns its settings; an existing
@@ -429,10 +443,11 @@ func FromChannel[T any](ch <-chan T) iter.Seq[T] {
 	}
 }
 
-// Search returns the documents nearest to query (Text or Vector), best first.
+// Search returns the documents nearest to query (Text or Vector), best first;
+// WithSearchMode ranks a Text query by keywords or by both.
 func (c *Client) Search(ctx context.Context, collection string, query Query, opts ...QueryOption) ([]Hit, error) {
 	cfg := newQueryConfig(opts)
-	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed}
+	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Mode: cfg.mode}
 	switch query.kind {
 	case queryText:
 		request.Query = &pb.SearchRequest_Text{Text: query.text}

@@ -329,6 +329,45 @@ func TestUpsertVectorsAndStoredText(t *testing.T) {
 	}
 }
 
+func TestKeywordAndHybridSearch(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client, embedserve.WithBM25())
+	info, err := client.GetCollection(ctx, name)
+	if err != nil || !info.GetConfig().GetBm25() {
+		t.Fatalf("collection created WithBM25: %+v, %v", info.GetConfig(), err)
+	}
+	_, err = client.Upsert(ctx, name, []embedserve.Document{
+		{ID: "code", Text: "Firmware TX-5531 fixes the charging fault"},
+		{ID: "charging", Text: "Charging a phone overnight is safe"},
+		{ID: "cake", Text: "A lemon cake with poppy seeds"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyword := embedserve.WithSearchMode(pb.SearchMode_SEARCH_MODE_KEYWORD)
+	hits, err := client.Search(ctx, name, embedserve.Text("TX-5531 charging"), keyword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) != 2 || hits[0].ID != "code" || hits[1].ID != "charging" || hits[0].Score <= hits[1].Score {
+		t.Fatalf("keyword search: %+v", hits)
+	}
+	hybrid := embedserve.WithSearchMode(pb.SearchMode_SEARCH_MODE_HYBRID)
+	hits, err = client.Search(ctx, name, embedserve.Text("TX-5531"), hybrid, embedserve.WithLimit(3))
+	if err != nil || len(hits) != 3 || hits[0].ID != "code" {
+		t.Fatalf("hybrid search: %+v, %v", hits, err)
+	}
+	vector, err := client.Embed(ctx, []string{"charging"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Search(ctx, name, embedserve.Vector(vector[0]), keyword)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("keyword search by vector: %v, want InvalidArgument", err)
+	}
+}
+
 func TestIngestEndsWithTheServerStatus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -186,6 +186,65 @@ func (PayloadIndexKind) EnumDescriptor() ([]byte, []int) {
 	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{2}
 }
 
+// How Search ranks documents. Keyword and hybrid modes need a text query and a
+// collection created with bm25.
+type SearchMode int32
+
+const (
+	// DENSE.
+	SearchMode_SEARCH_MODE_UNSPECIFIED SearchMode = 0
+	// Nearest vectors to the query's embedding (or to the vector given).
+	SearchMode_SEARCH_MODE_DENSE SearchMode = 1
+	// BM25 over the documents' words; scores are BM25 scores. Embeds nothing.
+	SearchMode_SEARCH_MODE_KEYWORD SearchMode = 2
+	// Both rankings fused by reciprocal rank (k = 60): a document at rank r
+	// (from 0) of a list gains 1 / (60 + r). Scores are the fused ones.
+	SearchMode_SEARCH_MODE_HYBRID SearchMode = 3
+)
+
+// Enum value maps for SearchMode.
+var (
+	SearchMode_name = map[int32]string{
+		0: "SEARCH_MODE_UNSPECIFIED",
+		1: "SEARCH_MODE_DENSE",
+		2: "SEARCH_MODE_KEYWORD",
+		3: "SEARCH_MODE_HYBRID",
+	}
+	SearchMode_value = map[string]int32{
+		"SEARCH_MODE_UNSPECIFIED": 0,
+		"SEARCH_MODE_DENSE":       1,
+		"SEARCH_MODE_KEYWORD":     2,
+		"SEARCH_MODE_HYBRID":      3,
+	}
+)
+
+func (x SearchMode) Enum() *SearchMode {
+	p := new(SearchMode)
+	*p = x
+	return p
+}
+
+func (x SearchMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SearchMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_embedserve_v1_vector_proto_enumTypes[3].Descriptor()
+}
+
+func (SearchMode) Type() protoreflect.EnumType {
+	return &file_embedserve_v1_vector_proto_enumTypes[3]
+}
+
+func (x SearchMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SearchMode.Descriptor instead.
+func (SearchMode) EnumDescriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{3}
+}
+
 type RecommendStrategy int32
 
 const (
@@ -223,11 +282,11 @@ func (x RecommendStrategy) String() string {
 }
 
 func (RecommendStrategy) Descriptor() protoreflect.EnumDescriptor {
-	return file_embedserve_v1_vector_proto_enumTypes[3].Descriptor()
+	return file_embedserve_v1_vector_proto_enumTypes[4].Descriptor()
 }
 
 func (RecommendStrategy) Type() protoreflect.EnumType {
-	return &file_embedserve_v1_vector_proto_enumTypes[3]
+	return &file_embedserve_v1_vector_proto_enumTypes[4]
 }
 
 func (x RecommendStrategy) Number() protoreflect.EnumNumber {
@@ -236,7 +295,7 @@ func (x RecommendStrategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RecommendStrategy.Descriptor instead.
 func (RecommendStrategy) EnumDescriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{3}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{4}
 }
 
 type ClusterAlgorithm int32
@@ -274,11 +333,11 @@ func (x ClusterAlgorithm) String() string {
 }
 
 func (ClusterAlgorithm) Descriptor() protoreflect.EnumDescriptor {
-	return file_embedserve_v1_vector_proto_enumTypes[4].Descriptor()
+	return file_embedserve_v1_vector_proto_enumTypes[5].Descriptor()
 }
 
 func (ClusterAlgorithm) Type() protoreflect.EnumType {
-	return &file_embedserve_v1_vector_proto_enumTypes[4]
+	return &file_embedserve_v1_vector_proto_enumTypes[5]
 }
 
 func (x ClusterAlgorithm) Number() protoreflect.EnumNumber {
@@ -287,7 +346,7 @@ func (x ClusterAlgorithm) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClusterAlgorithm.Descriptor instead.
 func (ClusterAlgorithm) EnumDescriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{4}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{5}
 }
 
 type DuplicateMethod int32
@@ -330,11 +389,11 @@ func (x DuplicateMethod) String() string {
 }
 
 func (DuplicateMethod) Descriptor() protoreflect.EnumDescriptor {
-	return file_embedserve_v1_vector_proto_enumTypes[5].Descriptor()
+	return file_embedserve_v1_vector_proto_enumTypes[6].Descriptor()
 }
 
 func (DuplicateMethod) Type() protoreflect.EnumType {
-	return &file_embedserve_v1_vector_proto_enumTypes[5]
+	return &file_embedserve_v1_vector_proto_enumTypes[6]
 }
 
 func (x DuplicateMethod) Number() protoreflect.EnumNumber {
@@ -343,7 +402,7 @@ func (x DuplicateMethod) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DuplicateMethod.Descriptor instead.
 func (DuplicateMethod) EnumDescriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{5}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{6}
 }
 
 // Collection settings. Unset fields take the defaults named here.
@@ -376,8 +435,13 @@ type CollectionConfig struct {
 	// by a full scan, and get no HNSW index. Default: 160000 (about 100k vectors
 	// of 384 dimensions).
 	FullScanThresholdKb *uint32 `protobuf:"varint,12,opt,name=full_scan_threshold_kb,json=fullScanThresholdKb,proto3,oneof" json:"full_scan_threshold_kb,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Also keep a BM25 keyword vector of each document given as text (Qdrant's
+	// tokenizer: English words, stemmed, stop words dropped; IDF over the stored
+	// documents), so that Search can match keywords (SEARCH_MODE_KEYWORD) or
+	// fuse both rankings (SEARCH_MODE_HYBRID). Default: false.
+	Bm25          bool `protobuf:"varint,13,opt,name=bm25,proto3" json:"bm25,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CollectionConfig) Reset() {
@@ -492,6 +556,13 @@ func (x *CollectionConfig) GetFullScanThresholdKb() uint32 {
 		return *x.FullScanThresholdKb
 	}
 	return 0
+}
+
+func (x *CollectionConfig) GetBm25() bool {
+	if x != nil {
+		return x.Bm25
+	}
+	return false
 }
 
 type CollectionInfo struct {
@@ -2209,6 +2280,7 @@ type SearchRequest struct {
 	Params *QueryParams          `protobuf:"bytes,5,opt,name=params,proto3" json:"params,omitempty"`
 	// For a text query; task defaults to QUERY here.
 	Embed         *EmbedOptions `protobuf:"bytes,6,opt,name=embed,proto3" json:"embed,omitempty"`
+	Mode          SearchMode    `protobuf:"varint,7,opt,name=mode,proto3,enum=embedserve.v1.SearchMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2294,6 +2366,13 @@ func (x *SearchRequest) GetEmbed() *EmbedOptions {
 		return x.Embed
 	}
 	return nil
+}
+
+func (x *SearchRequest) GetMode() SearchMode {
+	if x != nil {
+		return x.Mode
+	}
+	return SearchMode_SEARCH_MODE_UNSPECIFIED
 }
 
 type isSearchRequest_Query interface {
@@ -4065,7 +4144,7 @@ var File_embedserve_v1_vector_proto protoreflect.FileDescriptor
 
 const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\n" +
-	"\x1aembedserve/v1/vector.proto\x12\rembedserve.v1\x1a\x1dembedserve/v1/embedding.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xe4\x06\n" +
+	"\x1aembedserve/v1/vector.proto\x12\rembedserve.v1\x1a\x1dembedserve/v1/embedding.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xf8\x06\n" +
 	"\x10CollectionConfig\x12#\n" +
 	"\n" +
 	"dimensions\x18\x01 \x01(\rH\x00R\n" +
@@ -4081,7 +4160,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x18write_consistency_factor\x18\n" +
 	" \x01(\rH\x06R\x16writeConsistencyFactor\x88\x01\x01\x12\\\n" +
 	"\x0fpayload_indexes\x18\v \x03(\v23.embedserve.v1.CollectionConfig.PayloadIndexesEntryR\x0epayloadIndexes\x128\n" +
-	"\x16full_scan_threshold_kb\x18\f \x01(\rH\aR\x13fullScanThresholdKb\x88\x01\x01\x1ab\n" +
+	"\x16full_scan_threshold_kb\x18\f \x01(\rH\aR\x13fullScanThresholdKb\x88\x01\x01\x12\x12\n" +
+	"\x04bm25\x18\r \x01(\bR\x04bm25\x1ab\n" +
 	"\x13PayloadIndexesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
 	"\x05value\x18\x02 \x01(\x0e2\x1f.embedserve.v1.PayloadIndexKindR\x05value:\x028\x01B\r\n" +
@@ -4216,7 +4296,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x121\n" +
 	"\apayload\x18\x03 \x01(\v2\x17.google.protobuf.StructR\apayload\x12-\n" +
-	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\x95\x02\n" +
+	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\xc4\x02\n" +
 	"\rSearchRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -4225,7 +4305,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06vector\x18\x03 \x01(\v2\x15.embedserve.v1.VectorH\x00R\x06vector\x12-\n" +
 	"\x06filter\x18\x04 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x122\n" +
 	"\x06params\x18\x05 \x01(\v2\x1a.embedserve.v1.QueryParamsR\x06params\x121\n" +
-	"\x05embed\x18\x06 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embedB\a\n" +
+	"\x05embed\x18\x06 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\x12-\n" +
+	"\x04mode\x18\a \x01(\x0e2\x19.embedserve.v1.SearchModeR\x04modeB\a\n" +
 	"\x05query\"\xc4\x01\n" +
 	"\x0eSearchResponse\x127\n" +
 	"\aresults\x18\x01 \x03(\v2\x1d.embedserve.v1.ScoredDocumentR\aresults\x12*\n" +
@@ -4413,7 +4494,13 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x1aPAYLOAD_INDEX_KIND_INTEGER\x10\x02\x12\x1c\n" +
 	"\x18PAYLOAD_INDEX_KIND_FLOAT\x10\x03\x12\x1b\n" +
 	"\x17PAYLOAD_INDEX_KIND_BOOL\x10\x04\x12\x1b\n" +
-	"\x17PAYLOAD_INDEX_KIND_TEXT\x10\x05*\xa4\x01\n" +
+	"\x17PAYLOAD_INDEX_KIND_TEXT\x10\x05*q\n" +
+	"\n" +
+	"SearchMode\x12\x1b\n" +
+	"\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11SEARCH_MODE_DENSE\x10\x01\x12\x17\n" +
+	"\x13SEARCH_MODE_KEYWORD\x10\x02\x12\x16\n" +
+	"\x12SEARCH_MODE_HYBRID\x10\x03*\xa4\x01\n" +
 	"\x11RecommendStrategy\x12\"\n" +
 	"\x1eRECOMMEND_STRATEGY_UNSPECIFIED\x10\x00\x12%\n" +
 	"!RECOMMEND_STRATEGY_AVERAGE_VECTOR\x10\x01\x12!\n" +
@@ -4457,181 +4544,183 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 	return file_embedserve_v1_vector_proto_rawDescData
 }
 
-var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
 	(PayloadIndexKind)(0),            // 2: embedserve.v1.PayloadIndexKind
-	(RecommendStrategy)(0),           // 3: embedserve.v1.RecommendStrategy
-	(ClusterAlgorithm)(0),            // 4: embedserve.v1.ClusterAlgorithm
-	(DuplicateMethod)(0),             // 5: embedserve.v1.DuplicateMethod
-	(*CollectionConfig)(nil),         // 6: embedserve.v1.CollectionConfig
-	(*CollectionInfo)(nil),           // 7: embedserve.v1.CollectionInfo
-	(*Vector)(nil),                   // 8: embedserve.v1.Vector
-	(*Document)(nil),                 // 9: embedserve.v1.Document
-	(*WriteOptions)(nil),             // 10: embedserve.v1.WriteOptions
-	(*CreateCollectionRequest)(nil),  // 11: embedserve.v1.CreateCollectionRequest
-	(*CreateCollectionResponse)(nil), // 12: embedserve.v1.CreateCollectionResponse
-	(*ListCollectionsRequest)(nil),   // 13: embedserve.v1.ListCollectionsRequest
-	(*ListCollectionsResponse)(nil),  // 14: embedserve.v1.ListCollectionsResponse
-	(*GetCollectionRequest)(nil),     // 15: embedserve.v1.GetCollectionRequest
-	(*GetCollectionResponse)(nil),    // 16: embedserve.v1.GetCollectionResponse
-	(*DeleteCollectionRequest)(nil),  // 17: embedserve.v1.DeleteCollectionRequest
-	(*DeleteCollectionResponse)(nil), // 18: embedserve.v1.DeleteCollectionResponse
-	(*UpsertRequest)(nil),            // 19: embedserve.v1.UpsertRequest
-	(*UpsertResponse)(nil),           // 20: embedserve.v1.UpsertResponse
-	(*IngestRequest)(nil),            // 21: embedserve.v1.IngestRequest
-	(*IngestResponse)(nil),           // 22: embedserve.v1.IngestResponse
-	(*IngestStreamRequest)(nil),      // 23: embedserve.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),     // 24: embedserve.v1.IngestStreamResponse
-	(*MatchValue)(nil),               // 25: embedserve.v1.MatchValue
-	(*MatchAny)(nil),                 // 26: embedserve.v1.MatchAny
-	(*RangeCondition)(nil),           // 27: embedserve.v1.RangeCondition
-	(*IsNull)(nil),                   // 28: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 29: embedserve.v1.HasId
-	(*Condition)(nil),                // 30: embedserve.v1.Condition
-	(*Filter)(nil),                   // 31: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 32: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 33: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 34: embedserve.v1.SearchRequest
-	(*SearchResponse)(nil),           // 35: embedserve.v1.SearchResponse
-	(*Example)(nil),                  // 36: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 37: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 38: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 39: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 40: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 41: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 42: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 43: embedserve.v1.DeleteResponse
-	(*CountRequest)(nil),             // 44: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 45: embedserve.v1.CountResponse
-	(*ScrollRequest)(nil),            // 46: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 47: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 48: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 49: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 50: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 51: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 52: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 53: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 54: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 55: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 56: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 57: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 58: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 59: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 60: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 61: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 62: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 63: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 64: embedserve.v1.Usage
-	(*Timings)(nil),                  // 65: embedserve.v1.Timings
+	(SearchMode)(0),                  // 3: embedserve.v1.SearchMode
+	(RecommendStrategy)(0),           // 4: embedserve.v1.RecommendStrategy
+	(ClusterAlgorithm)(0),            // 5: embedserve.v1.ClusterAlgorithm
+	(DuplicateMethod)(0),             // 6: embedserve.v1.DuplicateMethod
+	(*CollectionConfig)(nil),         // 7: embedserve.v1.CollectionConfig
+	(*CollectionInfo)(nil),           // 8: embedserve.v1.CollectionInfo
+	(*Vector)(nil),                   // 9: embedserve.v1.Vector
+	(*Document)(nil),                 // 10: embedserve.v1.Document
+	(*WriteOptions)(nil),             // 11: embedserve.v1.WriteOptions
+	(*CreateCollectionRequest)(nil),  // 12: embedserve.v1.CreateCollectionRequest
+	(*CreateCollectionResponse)(nil), // 13: embedserve.v1.CreateCollectionResponse
+	(*ListCollectionsRequest)(nil),   // 14: embedserve.v1.ListCollectionsRequest
+	(*ListCollectionsResponse)(nil),  // 15: embedserve.v1.ListCollectionsResponse
+	(*GetCollectionRequest)(nil),     // 16: embedserve.v1.GetCollectionRequest
+	(*GetCollectionResponse)(nil),    // 17: embedserve.v1.GetCollectionResponse
+	(*DeleteCollectionRequest)(nil),  // 18: embedserve.v1.DeleteCollectionRequest
+	(*DeleteCollectionResponse)(nil), // 19: embedserve.v1.DeleteCollectionResponse
+	(*UpsertRequest)(nil),            // 20: embedserve.v1.UpsertRequest
+	(*UpsertResponse)(nil),           // 21: embedserve.v1.UpsertResponse
+	(*IngestRequest)(nil),            // 22: embedserve.v1.IngestRequest
+	(*IngestResponse)(nil),           // 23: embedserve.v1.IngestResponse
+	(*IngestStreamRequest)(nil),      // 24: embedserve.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),     // 25: embedserve.v1.IngestStreamResponse
+	(*MatchValue)(nil),               // 26: embedserve.v1.MatchValue
+	(*MatchAny)(nil),                 // 27: embedserve.v1.MatchAny
+	(*RangeCondition)(nil),           // 28: embedserve.v1.RangeCondition
+	(*IsNull)(nil),                   // 29: embedserve.v1.IsNull
+	(*HasId)(nil),                    // 30: embedserve.v1.HasId
+	(*Condition)(nil),                // 31: embedserve.v1.Condition
+	(*Filter)(nil),                   // 32: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 33: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 34: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 35: embedserve.v1.SearchRequest
+	(*SearchResponse)(nil),           // 36: embedserve.v1.SearchResponse
+	(*Example)(nil),                  // 37: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 38: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 39: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 40: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 41: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 42: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 43: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 44: embedserve.v1.DeleteResponse
+	(*CountRequest)(nil),             // 45: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 46: embedserve.v1.CountResponse
+	(*ScrollRequest)(nil),            // 47: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 48: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 49: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 50: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 51: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 52: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 53: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 54: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 55: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 56: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 57: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 58: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 59: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 60: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 61: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 62: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 63: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 64: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 65: embedserve.v1.Usage
+	(*Timings)(nil),                  // 66: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	59, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	6,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
-	8,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	62, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	63, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
-	6,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
-	7,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	7,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	9,  // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
-	10, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	64, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	65, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
-	9,  // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
-	10, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	64, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
-	9,  // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
-	10, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	25, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	26, // 20: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	27, // 21: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	28, // 22: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	29, // 23: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	31, // 24: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	30, // 25: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	30, // 26: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	30, // 27: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	62, // 28: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	8,  // 29: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	8,  // 30: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	31, // 31: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	32, // 32: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	63, // 33: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	33, // 34: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	64, // 35: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	65, // 36: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	8,  // 37: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	36, // 38: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	36, // 39: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	3,  // 40: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	31, // 41: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	32, // 42: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	63, // 43: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	33, // 44: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	64, // 45: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	62, // 46: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	8,  // 47: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	39, // 48: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	31, // 49: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	31, // 50: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	31, // 51: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	39, // 52: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	48, // 53: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	31, // 54: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	4,  // 55: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	50, // 56: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	51, // 57: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	52, // 58: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	60, // 59: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	31, // 60: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	5,  // 61: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	48, // 62: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	55, // 63: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	56, // 64: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	57, // 65: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	61, // 66: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	5,  // 67: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,  // 68: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	11, // 69: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	13, // 70: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	15, // 71: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	17, // 72: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	19, // 73: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	21, // 74: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	23, // 75: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	34, // 76: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	37, // 77: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	40, // 78: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	42, // 79: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	44, // 80: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	46, // 81: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	49, // 82: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	54, // 83: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	12, // 84: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	14, // 85: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	16, // 86: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	18, // 87: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	20, // 88: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	22, // 89: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	24, // 90: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	35, // 91: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	38, // 92: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	41, // 93: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	43, // 94: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	45, // 95: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	47, // 96: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	53, // 97: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	58, // 98: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	84, // [84:99] is the sub-list for method output_type
-	69, // [69:84] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	60, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	7,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
+	9,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
+	63, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	64, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	7,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
+	8,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	8,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	10, // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
+	11, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
+	65, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	66, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	10, // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
+	11, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
+	65, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	10, // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
+	11, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
+	26, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	27, // 20: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	28, // 21: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	29, // 22: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	30, // 23: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	32, // 24: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	31, // 25: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	31, // 26: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	31, // 27: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	63, // 28: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	9,  // 29: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	9,  // 30: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	32, // 31: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	33, // 32: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	64, // 33: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	3,  // 34: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	34, // 35: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	65, // 36: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	66, // 37: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	9,  // 38: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	37, // 39: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	37, // 40: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,  // 41: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	32, // 42: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	33, // 43: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	64, // 44: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	34, // 45: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	65, // 46: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	63, // 47: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,  // 48: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	40, // 49: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	32, // 50: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	32, // 51: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	32, // 52: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	40, // 53: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	49, // 54: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	32, // 55: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,  // 56: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	51, // 57: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	52, // 58: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	53, // 59: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	61, // 60: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	32, // 61: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,  // 62: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	49, // 63: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	56, // 64: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	57, // 65: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	58, // 66: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	62, // 67: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,  // 68: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 69: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	12, // 70: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	14, // 71: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	16, // 72: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	18, // 73: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	20, // 74: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	22, // 75: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	24, // 76: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	35, // 77: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	38, // 78: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	41, // 79: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	43, // 80: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	45, // 81: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	47, // 82: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	50, // 83: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	55, // 84: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	13, // 85: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	15, // 86: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	17, // 87: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	19, // 88: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	21, // 89: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	23, // 90: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	25, // 91: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	36, // 92: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	39, // 93: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	42, // 94: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	44, // 95: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	46, // 96: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	48, // 97: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	54, // 98: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	59, // 99: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	85, // [85:100] is the sub-list for method output_type
+	70, // [70:85] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -4680,7 +4769,7 @@ func file_embedserve_v1_vector_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      7,
 			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,

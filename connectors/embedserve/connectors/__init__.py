@@ -24,6 +24,7 @@ from .errors import (
 )
 from .factory import open_store
 from .ids import RESERVED_KEY, point_id
+from .keywords import document_terms, query_terms
 from .retry import RetryingStore, RetryPolicy, call_with_retry
 from .settings import StoreSettings
 from .store import VectorStore
@@ -51,6 +52,7 @@ from .types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
+    SparseTerms,
 )
 
 if TYPE_CHECKING:
@@ -101,6 +103,7 @@ __all__ = [
     "ScoredPoint",
     "ScrollPage",
     "SearchParams",
+    "SparseTerms",
     "StoreClosed",
     "StoreError",
     "StoreFull",
@@ -110,6 +113,8 @@ __all__ = [
     "TransientStoreError",
     "VectorStore",
     "call_with_retry",
+    "document_terms",
     "open_store",
     "point_id",
+    "query_terms",
 ]

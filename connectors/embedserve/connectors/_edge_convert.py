@@ -19,6 +19,7 @@ from .errors import (
     out_of_space,
 )
 from .ids import point_ids
+from .keywords import KEYWORD_VECTOR
 from .types import (
     CollectionSpec,
     Distance,
@@ -30,6 +31,7 @@ from .types import (
     PayloadIndexKind,
     Quantization,
     Range,
+    SparseTerms,
 )
 
 DISTANCES = {
@@ -123,6 +125,18 @@ def condition(c: Any) -> Any:
     raise InvalidRequest(f"unsupported filter condition: {c!r}")
 
 
+def sparse_vector(terms: SparseTerms) -> qe.SparseVector:
+    return qe.SparseVector(list(terms.indices), list(terms.values))
+
+
+def point_vector(dense: list[float], keywords: SparseTerms | None) -> Any:
+    """The dense vector alone, or with the keyword vector as named vectors ("" is the
+    default, unnamed one)."""
+    if keywords is None:
+        return dense
+    return {"": dense, KEYWORD_VECTOR: sparse_vector(keywords)}
+
+
 def engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
     quantization = (
         qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
@@ -142,4 +156,9 @@ def engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
         ),
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=spec.full_scan_threshold_kb),
         quantization_config=quantization,
+        sparse_vectors=(
+            {KEYWORD_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+            if spec.bm25
+            else None
+        ),
     )

@@ -24,6 +24,7 @@ from .errors import (
     out_of_space,
 )
 from .ids import point_ids
+from .keywords import KEYWORD_VECTOR
 from .types import (
     CollectionSpec,
     Distance,
@@ -35,6 +36,7 @@ from .types import (
     PayloadIndexKind,
     Quantization,
     Range,
+    SparseTerms,
 )
 from .validation import check_filter
 
@@ -81,6 +83,18 @@ def _condition(c: Any) -> Any:
     if isinstance(c, Filter):
         return remote_filter(c)
     raise InvalidRequest(f"unsupported filter condition: {c!r}")
+
+
+def sparse_vector(terms: SparseTerms) -> qm.SparseVector:
+    return qm.SparseVector(indices=list(terms.indices), values=list(terms.values))
+
+
+def point_vector(dense: list[float], keywords: SparseTerms | None) -> Any:
+    """The dense vector alone, or with the keyword vector as named vectors ("" is the
+    default, unnamed one)."""
+    if keywords is None:
+        return dense
+    return {"": dense, KEYWORD_VECTOR: sparse_vector(keywords)}
 
 
 def optional_filter(f: Filter | None) -> qm.Filter | None:
@@ -197,4 +211,5 @@ def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
         replication_factor=params.replication_factor or 1,
         write_consistency_factor=params.write_consistency_factor or 1,
         payload_indexes=indexes,
+        bm25=KEYWORD_VECTOR in (params.sparse_vectors or {}),
     )

@@ -33,7 +33,14 @@ from typing import Any, Literal
 import numpy as np
 import qdrant_edge as qe
 
-from ._edge_convert import INDEX_KINDS, edge_filter, engine_config, engine_errors
+from ._edge_convert import (
+    INDEX_KINDS,
+    edge_filter,
+    engine_config,
+    engine_errors,
+    point_vector,
+    sparse_vector,
+)
 from ._locks import DirectoryLock, RWLock
 from ._results import records_in_order, records_of, scored_points, vector_of
 from .errors import (
@@ -46,6 +53,7 @@ from .errors import (
     os_failure,
 )
 from .ids import RESERVED_KEY, point_id, point_ids
+from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .store import ContextManagerMixin
 from .types import (
     CollectionInfo,
@@ -59,17 +67,18 @@ from .types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
+    SparseTerms,
     VectorLike,
     check_scroll_limit,
     validate_collection_name,
 )
 from .validation import (
-    as_vector,
     check_filter,
     check_id_list,
     engine_cursor,
     prepare_points,
     search_params,
+    search_vector,
     split_examples,
     strategy_of,
 )
@@ -292,7 +301,7 @@ class EdgeStore(ContextManagerMixin):
         if not prepared:
             return
         op = qe.UpdateOperation.upsert_points(
-            [qe.Point(p.point_id, p.vector, p.payload) for p in prepared]
+            [qe.Point(p.point_id, point_vector(p.vector, p.keywords), p.payload) for p in prepared]
         )
         with self._writing(collection) as col, engine_errors():
             col.shard.update(op)
@@ -340,13 +349,23 @@ class EdgeStore(ContextManagerMixin):
     def search(
         self,
         collection: str,
-        vector: VectorLike,
+        vector: VectorLike | None,
         filter: Filter | None = None,
         params: SearchParams | None = None,
+        *,
+        keywords: SparseTerms | None = None,
     ) -> list[ScoredPoint]:
         col = self._get(collection)
-        query = qe.Query.Nearest(as_vector(vector, col.spec.vector_size, col.spec.name))
-        return self._query(collection, query, filter, search_params(params))
+        params = search_params(params)
+        dense = search_vector(col.spec, vector, keywords)
+        queries = []
+        if dense is not None:
+            queries.append(qe.Query.Nearest(dense))
+        if keywords is not None:
+            queries.append(qe.Query.Nearest(sparse_vector(keywords), using=KEYWORD_VECTOR))
+        if len(queries) == 1:
+            return self._query(collection, queries[0], filter, params)
+        return self._query(collection, qe.Fusion.Rrf(k=RRF_K), filter, params, queries)
 
     def recommend(
         self,
@@ -409,20 +428,31 @@ class EdgeStore(ContextManagerMixin):
         return found
 
     def _query(
-        self, collection: str, query: Any, filter: Filter | None, params: SearchParams
+        self,
+        collection: str,
+        query: Any,
+        filter: Filter | None,
+        params: SearchParams,
+        fused: Sequence[Any] = (),
     ) -> list[ScoredPoint]:
+        """Run ``query``; with ``fused`` queries, ``query`` fuses their results."""
         with self._reading(collection) as col:
+            engine_filter = edge_filter(filter) if (filter := check_filter(filter)) else None
+            search = qe.SearchParams(hnsw_ef=params.hnsw_ef or col.spec.hnsw_ef, exact=params.exact)
             request = qe.QueryRequest(
                 limit=params.limit,
                 offset=params.offset or None,
                 query=query,
-                filter=edge_filter(filter) if (filter := check_filter(filter)) else None,
+                prefetches=[
+                    qe.Prefetch(fusion_depth(params), query=q, params=search, filter=engine_filter)
+                    for q in fused
+                ]
+                or None,
+                filter=engine_filter,
                 score_threshold=params.score_threshold,
                 with_payload=_with_payload(params),
                 with_vector=params.with_vectors,
-                params=qe.SearchParams(
-                    hnsw_ef=params.hnsw_ef or col.spec.hnsw_ef, exact=params.exact
-                ),
+                params=None if fused else search,
             )
             with engine_errors():
                 points = col.shard.query(request)

@@ -38,6 +38,7 @@ from .types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
+    SparseTerms,
     VectorLike,
 )
 
@@ -221,11 +222,15 @@ class ProcessStore(ContextManagerMixin):
     def search(
         self,
         collection: str,
-        vector: VectorLike,
+        vector: VectorLike | None,
         filter: Filter | None = None,
         params: SearchParams | None = None,
+        *,
+        keywords: SparseTerms | None = None,
     ) -> list[ScoredPoint]:
-        result: list[ScoredPoint] = self._call("search", collection, vector, filter, params)
+        result: list[ScoredPoint] = self._call(
+            "search", collection, vector, filter, params, keywords=keywords
+        )
         return result
 
     def recommend(

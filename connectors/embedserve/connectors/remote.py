@@ -26,8 +26,10 @@ from ._remote_convert import (
     ErrorContext,
     client_errors,
     optional_filter,
+    point_vector,
     read_consistency_of,
     remote_filter,
+    sparse_vector,
     spec_from_info,
 )
 from ._results import records_in_order, records_of, scored_points
@@ -40,6 +42,7 @@ from .errors import (
     StoreLocked,
 )
 from .ids import RESERVED_KEY, check_external_id, point_id, point_ids
+from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .settings import DEFAULT_GRPC_PORT, StoreSettings
 from .store import ContextManagerMixin
 from .types import (
@@ -54,6 +57,7 @@ from .types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
+    SparseTerms,
     VectorLike,
     check_scroll_limit,
     validate_collection_name,
@@ -65,6 +69,7 @@ from .validation import (
     engine_cursor,
     prepare_points,
     search_params,
+    search_vector,
     strategy_of,
 )
 
@@ -207,6 +212,11 @@ class RemoteStore(ContextManagerMixin):
                 shard_number=spec.shard_number,
                 replication_factor=spec.replication_factor,
                 write_consistency_factor=spec.write_consistency_factor,
+                sparse_vectors_config=(
+                    {KEYWORD_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)}
+                    if spec.bm25
+                    else None
+                ),
                 metadata={SPEC_METADATA_KEY: spec.to_dict()},
             )
             # Local mode has no payload indexes (and warns about them); the spec keeps them.
@@ -250,7 +260,10 @@ class RemoteStore(ContextManagerMixin):
         if not prepared:
             return
         structs = [
-            qm.PointStruct(id=p.point_id, vector=p.vector, payload=p.payload) for p in prepared
+            qm.PointStruct(
+                id=p.point_id, vector=point_vector(p.vector, p.keywords), payload=p.payload
+            )
+            for p in prepared
         ]
         with self._call(ErrorContext(collection)):
             self._client.upsert(collection, points=structs, wait=True)
@@ -289,15 +302,26 @@ class RemoteStore(ContextManagerMixin):
     def search(
         self,
         collection: str,
-        vector: VectorLike,
+        vector: VectorLike | None,
         filter: Filter | None = None,
         params: SearchParams | None = None,
+        *,
+        keywords: SparseTerms | None = None,
     ) -> list[ScoredPoint]:
-        spec, query = self._validated(
-            collection, lambda spec: as_vector(vector, spec.vector_size, spec.name)
+        spec, dense = self._validated(
+            collection, lambda spec: search_vector(spec, vector, keywords)
         )
-        ctx = ErrorContext(collection)
-        return self._query(spec, query, filter, search_params(params), ctx)
+        params, ctx = search_params(params), ErrorContext(collection)
+        queries: list[tuple[Any, str | None]] = []
+        if dense is not None:
+            queries.append((dense, None))
+        if keywords is not None:
+            queries.append((sparse_vector(keywords), KEYWORD_VECTOR))
+        if len(queries) == 1:
+            query, using = queries[0]
+            return self._query(spec, query, filter, params, ctx, using=using)
+        fusion = qm.RrfQuery(rrf=qm.Rrf(k=RRF_K))
+        return self._query(spec, fusion, filter, params, ctx, fused=queries)
 
     def recommend(
         self,
@@ -347,19 +371,36 @@ class RemoteStore(ContextManagerMixin):
         filter: Filter | None,
         params: SearchParams,
         ctx: ErrorContext,
+        using: str | None = None,
+        fused: Sequence[tuple[Any, str | None]] = (),
     ) -> list[ScoredPoint]:
+        """Run ``query``; with ``fused`` (query, vector name) pairs, ``query`` fuses
+        their results."""
         # Local mode always searches exactly and warns when given search params.
         search_params = (
             None
             if self._local
             else qm.SearchParams(hnsw_ef=params.hnsw_ef or spec.hnsw_ef, exact=params.exact)
         )
+        query_filter = optional_filter(filter)
+        prefetch = [
+            qm.Prefetch(
+                query=q,
+                using=name,
+                filter=query_filter,
+                params=search_params,
+                limit=fusion_depth(params),
+            )
+            for q, name in fused
+        ]
         with self._call(ctx):
             response = self._client.query_points(
                 spec.name,
                 query=query,
-                query_filter=optional_filter(filter),
-                search_params=search_params,
+                using=using,
+                prefetch=prefetch or None,
+                query_filter=query_filter,
+                search_params=None if fused else search_params,
                 limit=params.limit,
                 offset=params.offset or None,
                 with_payload=True if params.with_payload else [RESERVED_KEY],

@@ -28,6 +28,7 @@ from .types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
+    SparseTerms,
     VectorLike,
 )
 
@@ -138,11 +139,16 @@ class RetryingStore(ContextManagerMixin):
     def search(
         self,
         collection: str,
-        vector: VectorLike,
+        vector: VectorLike | None,
         filter: Filter | None = None,
         params: SearchParams | None = None,
+        *,
+        keywords: SparseTerms | None = None,
     ) -> list[ScoredPoint]:
-        return self._retry("search", lambda: self.inner.search(collection, vector, filter, params))
+        return self._retry(
+            "search",
+            lambda: self.inner.search(collection, vector, filter, params, keywords=keywords),
+        )
 
     def recommend(
         self,

@@ -16,6 +16,7 @@ from .types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
+    SparseTerms,
     VectorLike,
 )
 
@@ -45,10 +46,15 @@ class VectorStore(Protocol):
     def search(
         self,
         collection: str,
-        vector: VectorLike,
+        vector: VectorLike | None,
         filter: Filter | None = None,
         params: SearchParams | None = None,
-    ) -> list[ScoredPoint]: ...
+        *,
+        keywords: SparseTerms | None = None,
+    ) -> list[ScoredPoint]:
+        """Nearest points to ``vector``, best BM25 matches of ``keywords`` (collections
+        created with ``bm25``), or both lists fused by reciprocal rank."""
+        ...
 
     def recommend(
         self,

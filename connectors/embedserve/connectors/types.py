@@ -105,6 +105,9 @@ class CollectionSpec:
     write_consistency_factor: int = 1
     full_scan_threshold_kb: int = DEFAULT_FULL_SCAN_THRESHOLD_KB
     payload_indexes: Mapping[str, PayloadIndexKind] = field(default_factory=dict, hash=False)
+    # Keep a BM25 sparse vector of each document's text beside its dense vector, for
+    # keyword and hybrid search (see keywords.py).
+    bm25: bool = False
 
     def __post_init__(self) -> None:
         validate_collection_name(self.name)
@@ -116,6 +119,8 @@ class CollectionSpec:
             indexes = {str(k): PayloadIndexKind(v) for k, v in self.payload_indexes.items()}
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+        if not isinstance(self.bm25, bool):
+            raise InvalidRequest(f"bm25 must be true or false, got {self.bm25!r}")
         if any(not k for k in indexes):
             raise InvalidRequest("payload index field names must not be empty")
         object.__setattr__(self, "payload_indexes", indexes)
@@ -135,6 +140,7 @@ class CollectionSpec:
             "write_consistency_factor": self.write_consistency_factor,
             "full_scan_threshold_kb": self.full_scan_threshold_kb,
             "payload_indexes": {k: v.value for k, v in self.payload_indexes.items()},
+            "bm25": self.bm25,
         }
 
     @classmethod
@@ -153,12 +159,26 @@ class CollectionInfo:
 
 
 @dataclass(frozen=True)
+class SparseTerms:
+    """A sparse vector: term ids (hashes) and their weights, ids in increasing order."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.indices) != len(self.values):
+            raise InvalidRequest("a sparse vector needs as many values as indices")
+
+
+@dataclass(frozen=True)
 class PointRecord:
-    """A point to write: the caller's string id, its vector and a JSON-like payload."""
+    """A point to write: the caller's string id, its vector and a JSON-like payload;
+    ``keywords``, the BM25 terms of its text, for collections created with ``bm25``."""
 
     id: str
     vector: VectorLike
     payload: Mapping[str, Any] = field(default_factory=dict)
+    keywords: SparseTerms | None = None
 
 
 Document = PointRecord

@@ -19,6 +19,7 @@ from .types import (
     PointRecord,
     RecommendStrategy,
     SearchParams,
+    SparseTerms,
     VectorLike,
 )
 
@@ -89,6 +90,7 @@ class PreparedPoint:
     point_id: str
     vector: list[float]
     payload: dict[str, Any]
+    keywords: SparseTerms | None = None
 
 
 def check_document(external_id: str, payload: Any) -> None:
@@ -107,14 +109,31 @@ def prepare_points(spec: CollectionSpec, points: Sequence[PointRecord]) -> list[
         if not isinstance(p, PointRecord):
             raise InvalidRequest(f"expected PointRecord, got {type(p).__name__}")
         check_document(p.id, p.payload)
+        if p.keywords is not None and not spec.bm25:
+            raise InvalidRequest(f"collection {spec.name!r} was created without bm25")
         prepared.append(
             PreparedPoint(
                 point_id=point_id(p.id),
                 vector=as_vector(p.vector, spec.vector_size, spec.name),
                 payload=stored_payload(p.id, p.payload),
+                keywords=p.keywords,
             )
         )
     return prepared
+
+
+def search_vector(
+    spec: CollectionSpec, vector: VectorLike | None, keywords: SparseTerms | None
+) -> list[float] | None:
+    """The checked dense query vector of a search by vector, keywords or both."""
+    if vector is None and keywords is None:
+        raise InvalidRequest("a search needs a vector, keywords or both")
+    if keywords is not None and not spec.bm25:
+        raise InvalidRequest(
+            f"collection {spec.name!r} was created without bm25, so it has no keyword "
+            "vectors to search"
+        )
+    return None if vector is None else as_vector(vector, spec.vector_size, spec.name)
 
 
 def split_examples(

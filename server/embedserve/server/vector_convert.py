@@ -14,7 +14,13 @@ from embedserve.connectors.errors import StoreError
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.vectors import DocumentIn, QueryIn, WriteSettings, translate_store_error
+from embedserve.server.vectors import (
+    DocumentIn,
+    QueryIn,
+    SearchMode,
+    WriteSettings,
+    translate_store_error,
+)
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import vector_pb2 as pb
 
@@ -46,6 +52,13 @@ STRATEGIES = {
     pb.RECOMMEND_STRATEGY_AVERAGE_VECTOR: st.RecommendStrategy.AVERAGE_VECTOR,
     pb.RECOMMEND_STRATEGY_BEST_SCORE: st.RecommendStrategy.BEST_SCORE,
     pb.RECOMMEND_STRATEGY_SUM_SCORES: st.RecommendStrategy.SUM_SCORES,
+}
+
+SEARCH_MODES = {
+    pb.SEARCH_MODE_UNSPECIFIED: SearchMode.DENSE,
+    pb.SEARCH_MODE_DENSE: SearchMode.DENSE,
+    pb.SEARCH_MODE_KEYWORD: SearchMode.KEYWORD,
+    pb.SEARCH_MODE_HYBRID: SearchMode.HYBRID,
 }
 
 
@@ -93,6 +106,7 @@ def spec_from_proto(
             else model_distance
         ),
         "on_disk": config.on_disk,
+        "bm25": config.bm25,
         "quantization": convert.enum_value(
             QUANTIZATIONS, config.quantization, "config.quantization"
         ),
@@ -129,6 +143,7 @@ def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
             write_consistency_factor=spec.write_consistency_factor,
             full_scan_threshold_kb=spec.full_scan_threshold_kb,
             payload_indexes={k: INDEX_KIND_TO_PROTO[v] for k, v in spec.payload_indexes.items()},
+            bm25=spec.bm25,
         ),
     )
 

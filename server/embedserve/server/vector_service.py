@@ -124,6 +124,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
             vc.optional_filter(request),
             vc.search_params(request.params),
             vc.embed_params(request.embed, Task.QUERY, "embed"),
+            convert.enum_value(vc.SEARCH_MODES, request.mode, "mode"),
         )
         return pb.SearchResponse(
             results=vc.scored_to_proto(found.results),

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import numpy as np
 
 from embedserve.connectors import errors as store_errors
+from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
@@ -130,6 +133,14 @@ class _EmbeddedExamples:
 SCROLL_PAGE = 256  # documents per Scroll page when the caller names no limit
 
 
+class SearchMode(StrEnum):
+    """How a search ranks: by embedding, by BM25 keywords, or both fused by rank."""
+
+    DENSE = "dense"
+    KEYWORD = "keyword"
+    HYBRID = "hybrid"
+
+
 class SizeChanged(FailedPrecondition):
     """The store holds a collection at another vector size than this server had cached:
     another server on the same Qdrant deleted and re-created it. The entry is dropped, so
@@ -162,7 +173,7 @@ class VectorCore:
         self.metrics = metrics
         self._embedder = embedder
         self._executor = executor
-        self._sizes: dict[str, int] = {}
+        self._specs: dict[str, CollectionSpec] = {}
 
     @property
     def model_width(self) -> int:
@@ -178,13 +189,13 @@ class VectorCore:
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
         except store_errors.DimensionMismatch as exc:
-            cached = self._sizes.get(exc.collection or "")
-            if cached is None or cached == exc.expected:
+            cached = self._specs.get(exc.collection or "")
+            if cached is None or cached.vector_size == exc.expected:
                 raise translate_store_error(exc) from exc
-            self._sizes.pop(exc.collection or "", None)
+            self._specs.pop(exc.collection or "", None)
             raise SizeChanged(
                 f"collection {exc.collection!r} was re-created with {exc.expected}-d vectors "
-                f"while this call ran with {cached}-d ones; send it again"
+                f"while this call ran with {cached.vector_size}-d ones; send it again"
             ) from exc
         except store_errors.StoreError as exc:
             raise translate_store_error(exc) from exc
@@ -208,7 +219,7 @@ class VectorCore:
                 f"model gives {width}-d vectors; use dimensions <= {width}"
             )
         await self.call(self.store.create_collection, spec)
-        self._sizes[spec.name] = spec.vector_size
+        self._specs[spec.name] = spec
         return await self.call(self.store.get_collection, spec.name)
 
     async def list_collections(self) -> list[str]:
@@ -218,17 +229,20 @@ class VectorCore:
         return await self.call(self.store.get_collection, name)
 
     async def delete_collection(self, name: str) -> None:
-        self._sizes.pop(name, None)
+        self._specs.pop(name, None)
         await self.call(self.store.delete_collection, name)
 
-    async def vector_size(self, collection: str, fresh: bool = False) -> int:
-        """The collection's vector size, cached; ``fresh`` asks the store again."""
+    async def collection_spec(self, collection: str, fresh: bool = False) -> CollectionSpec:
+        """The collection's settings, cached; ``fresh`` asks the store again."""
         if fresh:
-            self._sizes.pop(collection, None)
-        if collection not in self._sizes:
+            self._specs.pop(collection, None)
+        if collection not in self._specs:
             info = await self.call(self.store.get_collection, collection)
-            self._sizes[collection] = info.spec.vector_size
-        return self._sizes[collection]
+            self._specs[collection] = info.spec
+        return self._specs[collection]
+
+    async def vector_size(self, collection: str, fresh: bool = False) -> int:
+        return (await self.collection_spec(collection, fresh)).vector_size
 
     # -- writes ------------------------------------------------------------------
 
@@ -244,7 +258,8 @@ class VectorCore:
             raise InvalidArgument("collection must be set")
         if not documents:
             raise InvalidArgument("documents must not be empty")
-        size = await self.vector_size(collection)
+        spec = await self.collection_spec(collection)
+        size = spec.vector_size
         texts: list[str] = []
         text_names: list[str] = []
         for index, doc in enumerate(documents):
@@ -257,7 +272,8 @@ class VectorCore:
             if (doc.text is None) == (doc.vector is None):
                 raise InvalidArgument(f"documents[{index}] needs exactly one of text or vector")
             if doc.vector is not None and len(doc.vector) != size:
-                size = await self.vector_size(collection, fresh=True)  # re-created elsewhere?
+                spec = await self.collection_spec(collection, fresh=True)  # re-created?
+                size = spec.vector_size
             if doc.vector is not None:
                 try:
                     as_vector(doc.vector, size, collection)
@@ -286,16 +302,19 @@ class VectorCore:
         text_row = 0
         for doc in documents:
             payload = dict(doc.payload)
+            keywords = None
             if doc.text is not None:
                 assert vectors is not None
                 vector: Sequence[float] | FloatArray = vectors[text_row]
                 text_row += 1
                 if settings.store_text:
                     payload[TEXT_PAYLOAD_KEY] = doc.text
+                if spec.bm25:
+                    keywords = document_terms(doc.text)
             else:
                 assert doc.vector is not None
                 vector = doc.vector
-            points.append(PointRecord(doc.id, vector, payload))
+            points.append(PointRecord(doc.id, vector, payload, keywords))
         return PreparedBatch(points, tokens)
 
     def _params_for(self, collection: str, size: int, params: EmbedParams) -> EmbedParams:
@@ -335,17 +354,34 @@ class VectorCore:
         filter: Filter | None,
         params: SearchParams,
         embed: EmbedParams,
+        mode: SearchMode = SearchMode.DENSE,
     ) -> QueryResult:
-        """Neighbours of a text (embedded with the query prompt) or of a vector."""
+        """Neighbours of a text (embedded with the query prompt) or of a vector; in
+        keyword and hybrid modes, the text's BM25 matches, alone or fused with those."""
         if query.id is not None:
             raise InvalidArgument("a search takes a text or a vector, not an id")
+        query.check("")
+        keywords = None
+        if mode is not SearchMode.DENSE:
+            if query.text is None:
+                raise InvalidArgument(f"a {mode} search needs a text query, not a vector")
+            if not (await self.collection_spec(collection)).bm25:
+                raise FailedPrecondition(
+                    f"collection {collection!r} was created without bm25, so it has no "
+                    f"keyword vectors for a {mode} search; create it with bm25 set"
+                )
+            keywords = query_terms(query.text)
+        search = functools.partial(self.store.search, keywords=keywords)
 
         async def once() -> QueryResult:
-            embedded = await self._embed_examples(collection, [query], embed, "")
+            if mode is SearchMode.KEYWORD:
+                embedded = _EmbeddedExamples([], 0, Timings())
+                vector: Example | None = None
+            else:
+                embedded = await self._embed_examples(collection, [query], embed, "")
+                vector = embedded.examples[0]
             started = time.monotonic()
-            results = await self.call(
-                self.store.search, collection, embedded.examples[0], filter, params
-            )
+            results = await self.call(search, collection, vector, filter, params)
             return embedded.result(results, started)
 
         return await self.at_current_size(once)

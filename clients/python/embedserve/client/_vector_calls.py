@@ -40,6 +40,11 @@ _STRATEGIES = {
     "best_score": pb.RECOMMEND_STRATEGY_BEST_SCORE,
     "sum_scores": pb.RECOMMEND_STRATEGY_SUM_SCORES,
 }
+_SEARCH_MODES = {
+    "dense": pb.SEARCH_MODE_DENSE,
+    "keyword": pb.SEARCH_MODE_KEYWORD,
+    "hybrid": pb.SEARCH_MODE_HYBRID,
+}
 _INGEST_STREAM = StreamCall("vectors", "IngestStream", "batch_id")
 _QUERY_PARAMS = (
     "limit",
@@ -68,6 +73,7 @@ def collection_config(
     config = pb.CollectionConfig(
         distance=_DISTANCES[distance] if distance else pb.DISTANCE_UNSPECIFIED,
         on_disk=numbers.pop("on_disk", False),
+        bm25=numbers.pop("bm25", False),
     )
     for name, number in {"dimensions": dimensions, **numbers}.items():
         docs.check_uint32(name, number)
@@ -98,6 +104,7 @@ def config_kwargs(config: pb.CollectionConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "distance": distances.get(config.distance),
         "on_disk": config.on_disk,
+        "bm25": config.bm25,
         "payload_indexes": index_kind_names(config.payload_indexes),
     }
     if config.quantization == pb.QUANTIZATION_SCALAR_INT8:
@@ -121,8 +128,9 @@ def _with_filter(request: Any, value: docs.FilterLike | None) -> Any:
 
 def create_collection(name: str, **config: Any) -> Plan[pb.CollectionInfo]:
     """Create a collection. ``dimensions`` defaults to the model's width and ``distance`` to
-    the one matching its similarity function; also ``payload_indexes={"field": "keyword"}``,
-    ``hnsw_m``, ``hnsw_ef``, ``shard_number``..."""
+    the one matching its similarity function; also ``bm25=True`` (keep keyword vectors for
+    keyword and hybrid search), ``payload_indexes={"field": "keyword"}``, ``hnsw_m``,
+    ``hnsw_ef``, ``shard_number``..."""
     request = pb.CreateCollectionRequest(name=name, config=collection_config(**config))
     response = yield Unary("vectors", "CreateCollection", request)
     info: pb.CollectionInfo = response.collection
@@ -206,10 +214,13 @@ def search(
     *,
     vector: Sequence[float] | None = None,
     filter: docs.FilterLike | None = None,
+    mode: str = "dense",
     **options: Any,
 ) -> Plan[list[docs.Hit]]:
     """Nearest documents to a text (embedded as a query) or a vector (``vector=``, or a
-    list or array of numbers in the text's place).
+    list or array of numbers in the text's place). ``mode="keyword"`` ranks a text's BM25
+    matches instead, ``mode="hybrid"`` fuses both rankings (collections created with
+    ``bm25=True``).
 
     Options: limit, offset, score_threshold, with_payload, with_vectors, exact, hnsw_ef,
     read_consistency, and embedding options (task, prompt, ...) for the text.
@@ -219,7 +230,14 @@ def search(
             raise TypeError("search takes a text or a vector, not both")
         text, vector = None, text
     params, embed = _split_params(options)
-    request = pb.SearchRequest(collection=collection, params=params, embed=build_options(**embed))
+    if mode not in _SEARCH_MODES:
+        raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(_SEARCH_MODES)}")
+    request = pb.SearchRequest(
+        collection=collection,
+        params=params,
+        embed=build_options(**embed),
+        mode=_SEARCH_MODES[mode],
+    )
     if text is not None:
         request.text = text
     elif vector is not None:

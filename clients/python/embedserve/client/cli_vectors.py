@@ -36,14 +36,25 @@ def add_parser(commands: Any) -> None:
         help="progress file (default: FILE.progress); a re-run skips what it acknowledged",
     )
     ingest.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    ingest.add_argument(
+        "--bm25",
+        action="store_true",
+        help="create a missing collection with BM25 keyword vectors (keyword and hybrid search)",
+    )
 
-    search = commands.add_parser("search", help="nearest documents to a text")
+    search = commands.add_parser("search", help="nearest or best-matching documents to a text")
     search.add_argument("collection")
     search.add_argument("text")
     add_target(search)
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--filter", help='JSON, e.g. {"must":[{"match":{"key":"k","text":"v"}}]}')
     search.add_argument("--exact", action="store_true")
+    search.add_argument(
+        "--mode",
+        default="dense",
+        choices=["dense", "keyword", "hybrid"],
+        help="keyword: BM25 matches; hybrid: both rankings fused (collections made with --bm25)",
+    )
 
     recommend = commands.add_parser("recommend", help="documents like some and unlike others")
     recommend.add_argument("collection")
@@ -94,6 +105,11 @@ def add_parser(commands: Any) -> None:
         type=int,
         help="segments smaller than this are scanned exactly, without an HNSW index",
     )
+    collections.add_argument(
+        "--bm25",
+        action="store_true",
+        help="also keep BM25 keyword vectors, for search --mode keyword or hybrid",
+    )
     ingest.set_defaults(run=client_verb(_ingest))
     search.set_defaults(run=client_verb(_search))
     recommend.set_defaults(run=client_verb(_recommend))
@@ -103,7 +119,12 @@ def add_parser(commands: Any) -> None:
 def _search(client: EmbedClient, args: argparse.Namespace) -> None:
     query_filter = filter_arg(args.filter)
     hits = client.search(
-        args.collection, args.text, limit=args.limit, filter=query_filter, exact=args.exact
+        args.collection,
+        args.text,
+        limit=args.limit,
+        filter=query_filter,
+        exact=args.exact,
+        mode=args.mode,
     )
     _print_hits(hits)
 
@@ -152,6 +173,7 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
             distance=args.distance,
             payload_indexes=indexes,
             quantization=args.quantization,
+            bm25=args.bm25,
             **extra,
         )
     else:
@@ -254,7 +276,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         # One document read (and checked) first: a file of the wrong shape creates nothing.
         first = list(itertools.islice(documents, 1))
         if args.collection not in client.list_collections():
-            client.create_collection(args.collection)
+            client.create_collection(args.collection, bm25=args.bm25)
             print(f"created collection {args.collection!r}", file=sys.stderr)
         for ack in client.ingest_iter(
             args.collection,

@@ -87,6 +87,40 @@ PAYLOAD_INDEX_KIND_BOOL: PayloadIndexKind.ValueType  # 4
 PAYLOAD_INDEX_KIND_TEXT: PayloadIndexKind.ValueType  # 5
 Global___PayloadIndexKind: _TypeAlias = PayloadIndexKind  # noqa: Y015
 
+class _SearchMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SearchModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SearchMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SEARCH_MODE_UNSPECIFIED: _SearchMode.ValueType  # 0
+    """DENSE."""
+    SEARCH_MODE_DENSE: _SearchMode.ValueType  # 1
+    """Nearest vectors to the query's embedding (or to the vector given)."""
+    SEARCH_MODE_KEYWORD: _SearchMode.ValueType  # 2
+    """BM25 over the documents' words; scores are BM25 scores. Embeds nothing."""
+    SEARCH_MODE_HYBRID: _SearchMode.ValueType  # 3
+    """Both rankings fused by reciprocal rank (k = 60): a document at rank r
+    (from 0) of a list gains 1 / (60 + r). Scores are the fused ones.
+    """
+
+class SearchMode(_SearchMode, metaclass=_SearchModeEnumTypeWrapper):
+    """How Search ranks documents. Keyword and hybrid modes need a text query and a
+    collection created with bm25.
+    """
+
+SEARCH_MODE_UNSPECIFIED: SearchMode.ValueType  # 0
+"""DENSE."""
+SEARCH_MODE_DENSE: SearchMode.ValueType  # 1
+"""Nearest vectors to the query's embedding (or to the vector given)."""
+SEARCH_MODE_KEYWORD: SearchMode.ValueType  # 2
+"""BM25 over the documents' words; scores are BM25 scores. Embeds nothing."""
+SEARCH_MODE_HYBRID: SearchMode.ValueType  # 3
+"""Both rankings fused by reciprocal rank (k = 60): a document at rank r
+(from 0) of a list gains 1 / (60 + r). Scores are the fused ones.
+"""
+Global___SearchMode: _TypeAlias = SearchMode  # noqa: Y015
+
 class _RecommendStrategy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -205,6 +239,7 @@ class CollectionConfig(_message.Message):
     WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _builtins.int
     PAYLOAD_INDEXES_FIELD_NUMBER: _builtins.int
     FULL_SCAN_THRESHOLD_KB_FIELD_NUMBER: _builtins.int
+    BM25_FIELD_NUMBER: _builtins.int
     dimensions: _builtins.int
     """Vector size. Default: the served model's width. A smaller size stores
     Matryoshka-truncated vectors; a larger one is FAILED_PRECONDITION.
@@ -233,6 +268,12 @@ class CollectionConfig(_message.Message):
     by a full scan, and get no HNSW index. Default: 160000 (about 100k vectors
     of 384 dimensions).
     """
+    bm25: _builtins.bool
+    """Also keep a BM25 keyword vector of each document given as text (Qdrant's
+    tokenizer: English words, stemmed, stop words dropped; IDF over the stored
+    documents), so that Search can match keywords (SEARCH_MODE_KEYWORD) or
+    fuse both rankings (SEARCH_MODE_HYBRID). Default: false.
+    """
     @_builtins.property
     def payload_indexes(self) -> _containers.ScalarMap[_builtins.str, Global___PayloadIndexKind.ValueType]:
         """Payload fields to index, by kind."""
@@ -252,10 +293,11 @@ class CollectionConfig(_message.Message):
         write_consistency_factor: _builtins.int | None = ...,
         payload_indexes: _abc.Mapping[_builtins.str, Global___PayloadIndexKind.ValueType] | None = ...,
         full_scan_threshold_kb: _builtins.int | None = ...,
+        bm25: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "dimensions", b"dimensions", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "dimensions", b"dimensions", "distance", b"distance", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "on_disk", b"on_disk", "payload_indexes", b"payload_indexes", "quantization", b"quantization", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "bm25", b"bm25", "dimensions", b"dimensions", "distance", b"distance", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "on_disk", b"on_disk", "payload_indexes", b"payload_indexes", "quantization", b"quantization", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimensions: _TypeAlias = _typing.Literal["dimensions"]  # noqa: Y015
     _WhichOneofArgType__dimensions: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions"]  # noqa: Y015
@@ -1053,8 +1095,10 @@ class SearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     EMBED_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     text: _builtins.str
+    mode: Global___SearchMode.ValueType
     @_builtins.property
     def vector(self) -> Global___Vector: ...
     @_builtins.property
@@ -1074,10 +1118,11 @@ class SearchRequest(_message.Message):
         filter: Global___Filter | None = ...,
         params: Global___QueryParams | None = ...,
         embed: _embedding_pb2.EmbedOptions | None = ...,
+        mode: Global___SearchMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "params", b"params", "query", b"query", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "params", b"params", "query", b"query", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "mode", b"mode", "params", b"params", "query", b"query", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_query: _TypeAlias = _typing.Literal["text", "vector"]  # noqa: Y015
     _WhichOneofArgType_query: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015

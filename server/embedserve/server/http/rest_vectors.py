@@ -37,7 +37,7 @@ from embedserve.server.http.schemas import (
     WriteOptions,
 )
 from embedserve.server.http.strict_json import StrictJsonRoute
-from embedserve.server.vectors import DocumentIn, QueryIn, VectorCore, WriteSettings
+from embedserve.server.vectors import DocumentIn, QueryIn, SearchMode, VectorCore, WriteSettings
 from embedserve.v1 import vector_pb2 as pb
 
 router = APIRouter(prefix="/api/v1/collections", tags=["Vector store"], route_class=StrictJsonRoute)
@@ -77,6 +77,7 @@ def spec_of(
         vector_size=config.dimensions or model_width,
         distance=st.Distance(config.distance) if config.distance else model_distance,
         on_disk=config.on_disk,
+        bm25=config.bm25,
         quantization=st.Quantization(config.quantization),
         payload_indexes={k: st.PayloadIndexKind(v) for k, v in config.payload_indexes.items()},
         **tuning,
@@ -109,6 +110,7 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
         "dimensions": spec.vector_size,
         "distance": spec.distance.value,
         "on_disk": spec.on_disk,
+        "bm25": spec.bm25,
         "quantization": spec.quantization.value,
         "payload_indexes": {k: v.value for k, v in spec.payload_indexes.items()},
     }
@@ -177,7 +179,7 @@ async def upsert(
     )
 
 
-@router.post("/{name}/search", summary="kNN search by text or vector")
+@router.post("/{name}/search", summary="kNN, keyword (BM25) or hybrid search by text or vector")
 async def search(
     name: CollectionName, body: SearchRequest, request: Request, caller: Caller
 ) -> Response:
@@ -187,6 +189,7 @@ async def search(
         parse_filter(body.filter),
         search_params(body.params),
         body.embed.params(Task.QUERY),
+        SearchMode(body.mode),
     )
     return json_response(
         {

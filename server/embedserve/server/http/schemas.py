@@ -178,6 +178,10 @@ class CollectionConfig(Body):
     replication_factor: U32 | None = None
     write_consistency_factor: U32 | None = None
     full_scan_threshold_kb: U32 | None = None
+    bm25: bool = Field(
+        default=False,
+        description="also keep a BM25 keyword vector of each text, for keyword and hybrid search",
+    )
 
 
 class CreateCollectionRequest(Body):
@@ -231,7 +235,8 @@ FilterJson = dict[str, Any]
 
 
 class SearchRequest(Body):
-    """Exactly one of ``text`` (embedded as a query) or ``vector``."""
+    """Exactly one of ``text`` (embedded as a query) or ``vector``; keyword and hybrid
+    modes take a text, on a collection created with ``bm25``."""
 
     model_config = ConfigDict(
         json_schema_extra=exactly_one("text", "vector", types={"text": "string", "vector": "array"})
@@ -241,6 +246,10 @@ class SearchRequest(Body):
     filter: FilterJson | None = None
     params: QueryParams = QueryParams()
     embed: EmbedOptions = EmbedOptions()
+    mode: Literal["dense", "keyword", "hybrid"] = Field(
+        default="dense",
+        description="dense: nearest embeddings; keyword: BM25; hybrid: both, fused by rank",
+    )
 
 
 class Example(Body):

@@ -33,6 +33,7 @@ import dev.embedserve.v1.RecommendStrategy;
 import dev.embedserve.v1.ScoredDocument;
 import dev.embedserve.v1.ScrollRequest;
 import dev.embedserve.v1.ScrollResponse;
+import dev.embedserve.v1.SearchMode;
 import dev.embedserve.v1.SearchRequest;
 import dev.embedserve.v1.StoredDocument;
 import dev.embedserve.v1.UpsertRequest;
@@ -562,6 +563,15 @@ public final class EmbedserveClient implements AutoCloseable {
    */
   public List<Hit> search(String collection, String text, Filter filter, QueryParams params) {
     return search(searchRequest(collection, filter, params).setText(text).build());
+  }
+
+  /**
+   * Documents ranked for {@code text} by {@code mode}: {@code SEARCH_MODE_KEYWORD} by BM25, {@code
+   * SEARCH_MODE_HYBRID} by both rankings fused (collections created with {@code bm25}).
+   */
+  public List<Hit> search(
+      String collection, String text, SearchMode mode, Filter filter, QueryParams params) {
+    return search(searchRequest(collection, filter, params).setText(text).setMode(mode).build());
   }
 
   /** Documents nearest to {@code vector}, best first (filter and params may be null). */

@@ -26,6 +26,7 @@ import dev.embedserve.v1.EmbedOptions;
 import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.RecommendStrategy;
+import dev.embedserve.v1.SearchMode;
 import dev.embedserve.v1.Task;
 import dev.embedserve.v1.WriteOptions;
 import io.grpc.Status;
@@ -264,6 +265,31 @@ class VectorServiceTest {
     assertEquals(CORPUS.size() - 2, client.count(collection));
     client.delete(collection, List.of(), must(match("topic", "finance")));
     assertEquals(CORPUS.size() - 2 - PER_TOPIC, client.count(collection));
+  }
+
+  @Test
+  void keywordAndHybridSearch() {
+    String name = uniqueName("keywords");
+    CollectionInfo info = client.createCollection(name, CollectionConfig.newBuilder().setBm25(true).build());
+    assertTrue(info.getConfig().getBm25());
+    try {
+      client.upsert(
+          name,
+          List.of(
+              document("code", "Error E-2207 means the filter is clogged"),
+              document("filter", "Clean the coffee filter every week"),
+              document("tea", "Green tea steeps for two minutes")));
+      List<Hit> keyword =
+          client.search(name, "E-2207 filter", SearchMode.SEARCH_MODE_KEYWORD, null, null);
+      assertEquals(List.of("code", "filter"), keyword.stream().map(Hit::id).toList());
+      assertTrue(keyword.get(0).score() > keyword.get(1).score());
+      List<Hit> hybrid =
+          client.search(name, "E-2207", SearchMode.SEARCH_MODE_HYBRID, null, Vectors.limit(3));
+      assertEquals(3, hybrid.size());
+      assertEquals("code", hybrid.get(0).id());
+    } finally {
+      client.deleteCollection(name);
+    }
   }
 
   @Test

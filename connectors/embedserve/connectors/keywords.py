@@ -1,0 +1,44 @@
+"""BM25 keyword vectors: Qdrant's own tokenizer and weighting, the same for every engine.
+
+A document's text becomes a sparse vector of its stemmed words (English stop words
+dropped), each weighted by BM25's term-frequency saturation (k=1.2, b=0.75, average
+length 256 words, Qdrant's defaults). The collection's sparse vector carries Qdrant's IDF
+modifier, so the engine multiplies in each term's inverse document frequency at query
+time, over the documents stored then. A query is its words with weight 1. Scores are
+BM25 scores, as Qdrant's server-side ``qdrant/bm25`` inference gives them.
+"""
+
+from __future__ import annotations
+
+import qdrant_edge as qe
+
+from .types import SearchParams, SparseTerms
+
+# The name of the sparse vector in the engine's collection.
+KEYWORD_VECTOR = "bm25"
+# Reciprocal rank fusion's constant (Cormack et al.'s 60): a hit at rank r of either list
+# adds 1 / (k + r), so the two lists weigh alike and no single top rank dominates.
+RRF_K = 60
+# Each list that a hybrid search fuses holds at least this many candidates, so that a
+# document ranked moderately by both lists can still make the fused page.
+MIN_FUSION_DEPTH = 100
+
+_BM25 = qe.Bm25(qe.Bm25Config())
+
+
+def _terms(vector: qe.SparseVector) -> SparseTerms:
+    pairs = sorted(zip(vector.indices, vector.values, strict=True))
+    return SparseTerms(tuple(i for i, _ in pairs), tuple(float(v) for _, v in pairs))
+
+
+def fusion_depth(params: SearchParams) -> int:
+    """How many candidates each list of a hybrid search contributes."""
+    return max(MIN_FUSION_DEPTH, params.limit + params.offset)
+
+
+def document_terms(text: str) -> SparseTerms:
+    return _terms(_BM25.embed_document(text))
+
+
+def query_terms(text: str) -> SparseTerms:
+    return _terms(_BM25.embed_query(text))

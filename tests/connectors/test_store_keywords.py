@@ -1,0 +1,170 @@
+"""Keyword (BM25) and hybrid search, the same on every backend.
+
+Expected scores are computed here from the documents' own BM25 term weights and the
+corpus's document frequencies, so an engine that lost the IDF modifier, a term weight or
+a list in the fusion would fail.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from connectors_testdata import unit_vectors
+
+from embedserve.connectors import (
+    CollectionSpec,
+    EdgeStore,
+    Filter,
+    InvalidRequest,
+    MatchValue,
+    PointRecord,
+    SearchParams,
+    VectorStore,
+    document_terms,
+    query_terms,
+)
+from embedserve.connectors.keywords import RRF_K
+
+DIM = 8
+TEXTS = [
+    "The cat sat on the mat",
+    "Dogs chase cats around the garden",
+    "A lecture on quantum physics",
+    "The cat and the dog are friends",
+    "Quantum computers factor numbers",
+    "Gardening tips for spring",
+    "Cats sleep most of the day, cats purr",
+]
+
+
+def bm25_scores(query: str) -> dict[str, float]:
+    """Qdrant's BM25: each shared term's document weight times its IDF over the corpus."""
+    docs = [document_terms(t) for t in TEXTS]
+    weights = [dict(zip(d.indices, d.values, strict=True)) for d in docs]
+    scores: dict[str, float] = {}
+    for term in query_terms(query).indices:
+        having = sum(term in w for w in weights)
+        idf = math.log(1 + (len(TEXTS) - having + 0.5) / (having + 0.5))
+        for i, w in enumerate(weights):
+            if term in w:
+                scores[f"d{i}"] = scores.get(f"d{i}", 0.0) + idf * w[term]
+    return scores
+
+
+@pytest.fixture
+def corpus(store: VectorStore) -> tuple[VectorStore, np.ndarray]:
+    vectors = unit_vectors(np.random.default_rng(3), len(TEXTS), DIM)
+    store.create_collection(CollectionSpec("docs", vector_size=DIM, bm25=True))
+    store.upsert(
+        "docs",
+        [
+            PointRecord(f"d{i}", vectors[i], {"even": i % 2 == 0}, keywords=document_terms(t))
+            for i, t in enumerate(TEXTS)
+        ],
+    )
+    return store, vectors
+
+
+def test_keyword_search_scores_as_bm25(corpus: tuple[VectorStore, np.ndarray]) -> None:
+    store, _ = corpus
+    expected = bm25_scores("cat")
+    assert set(expected) == {"d0", "d1", "d3", "d6"}  # stemmed: cat, cats
+    hits = store.search("docs", None, keywords=query_terms("cat"), params=SearchParams(limit=10))
+    assert {h.id: pytest.approx(h.score, rel=1e-4) for h in hits} == expected
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0].id == "d6"  # the only document that says it twice
+
+
+def test_keyword_search_with_filter_and_no_match(corpus: tuple[VectorStore, np.ndarray]) -> None:
+    store, _ = corpus
+    even = Filter(must=(MatchValue("even", True),))
+    hits = store.search("docs", None, even, keywords=query_terms("cats"))
+    assert {h.id for h in hits} == {"d0", "d6"}
+    assert store.search("docs", None, keywords=query_terms("the")) == []  # a stop word only
+
+
+def test_hybrid_search_fuses_both_rankings(corpus: tuple[VectorStore, np.ndarray]) -> None:
+    store, vectors = corpus
+    query = vectors[2] + 0.1 * vectors[4]
+    dense = store.search("docs", query, params=SearchParams(limit=10, exact=True))
+    keyword = store.search("docs", None, keywords=query_terms("quantum cats"))
+    expected: dict[str, float] = {}
+    for ranking in (dense, keyword):
+        for rank, hit in enumerate(ranking):
+            expected[hit.id] = expected.get(hit.id, 0.0) + 1 / (RRF_K + rank)
+
+    fused = store.search(
+        "docs", query, keywords=query_terms("quantum cats"), params=SearchParams(limit=3)
+    )
+    best = sorted(expected.values(), reverse=True)[:3]
+    assert [h.score for h in fused] == pytest.approx(best, rel=1e-5)
+    assert all(expected[h.id] == pytest.approx(h.score, rel=1e-5) for h in fused)
+    # Both quantum documents lead: each ranks high in both lists.
+    assert {h.id for h in fused[:2]} == {"d2", "d4"}
+
+
+def test_hybrid_search_applies_the_filter_and_pages(
+    corpus: tuple[VectorStore, np.ndarray],
+) -> None:
+    store, vectors = corpus
+    even = Filter(must=(MatchValue("even", True),))
+    terms = query_terms("cats quantum")
+    everything = store.search("docs", vectors[0], even, SearchParams(limit=10), keywords=terms)
+    assert {h.id for h in everything} == {"d0", "d2", "d4", "d6"}
+    second = store.search("docs", vectors[0], even, SearchParams(limit=2, offset=2), keywords=terms)
+    assert [h.id for h in second] == [h.id for h in everything[2:4]]
+
+
+def test_points_without_keywords_and_their_vectors(store: VectorStore) -> None:
+    """A bm25 collection also takes points given by vector alone; reads return the dense
+    vector, and recommendation by id still finds it."""
+    vectors = unit_vectors(np.random.default_rng(5), 3, DIM)
+    store.create_collection(CollectionSpec("mixed", vector_size=DIM, bm25=True))
+    store.upsert(
+        "mixed",
+        [
+            PointRecord("text", vectors[0], keywords=document_terms("solar panels")),
+            PointRecord("plain", vectors[1]),
+            PointRecord("other", vectors[2], keywords=document_terms("wind turbines")),
+        ],
+    )
+    assert [h.id for h in store.search("mixed", None, keywords=query_terms("solar"))] == ["text"]
+    [record] = store.retrieve("mixed", ["text"], with_vectors=True)
+    assert record.vector == pytest.approx(vectors[0].tolist(), abs=1e-6)
+    hits = store.search("mixed", vectors[1], params=SearchParams(with_vectors=True, limit=1))
+    assert hits[0].id == "plain" and hits[0].vector == pytest.approx(vectors[1], abs=1e-6)
+    assert store.recommend("mixed", ["text"], params=SearchParams(limit=2))[0].id in {
+        "plain",
+        "other",
+    }
+
+
+def test_keyword_requests_need_a_bm25_collection(store: VectorStore) -> None:
+    store.create_collection(CollectionSpec("dense", vector_size=DIM))
+    with pytest.raises(InvalidRequest, match="without bm25"):
+        store.search("dense", None, keywords=query_terms("cat"))
+    with pytest.raises(InvalidRequest, match="without bm25"):
+        store.upsert("dense", [PointRecord("a", [0.1] * DIM, keywords=document_terms("cat"))])
+    with pytest.raises(InvalidRequest, match="a vector, keywords or both"):
+        store.search("dense", None)
+    assert store.count("dense") == 0
+
+
+def test_keywords_survive_reopening_the_embedded_store(tmp_path: Path) -> None:
+    vectors = unit_vectors(np.random.default_rng(9), 2, DIM)
+    with EdgeStore(tmp_path) as store:
+        store.create_collection(CollectionSpec("kept", vector_size=DIM, bm25=True))
+        store.upsert(
+            "kept",
+            [
+                PointRecord("a", vectors[0], keywords=document_terms("river boats")),
+                PointRecord("b", vectors[1], keywords=document_terms("mountain goats")),
+            ],
+        )
+    with EdgeStore(tmp_path) as store:
+        assert store.get_collection("kept").spec.bm25
+        hits = store.search("kept", None, keywords=query_terms("goat"))
+        assert [h.id for h in hits] == ["b"]

@@ -1,0 +1,101 @@
+"""Keyword (BM25) and hybrid search end to end, over gRPC and HTTP, with MiniLM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from embedserve.client import EmbedClient
+from embedserve.connectors.keywords import RRF_K
+
+TEXTS = {
+    "battery": "Recall notice: laptop model ZQ7734 has a faulty battery pack",
+    "laptops": "Choosing a laptop for travel: weight, screen and battery life",
+    "phones": "The new phone has a bright screen and a long battery life",
+    "bread": "Sourdough bread needs a lively starter and a slow rise",
+    "pasta": "Fresh pasta dough rests for thirty minutes before rolling",
+    "stars": "Amateur astronomers photograph distant galaxies with small telescopes",
+}
+
+
+@pytest.fixture
+def client(both: Any) -> Any:
+    with EmbedClient(both.target) as client:
+        client.create_collection("kb", bm25=True)
+        client.create_collection("plain")
+        documents = [
+            {"id": k, "text": t, "payload": {"n": i}} for i, (k, t) in enumerate(TEXTS.items())
+        ]
+        assert client.ingest("kb", documents[:3], batch_size=2) == 3  # streamed
+        assert client.upsert("kb", documents[3:]) == 3
+        client.upsert("kb", [{"id": "by-vector", "vector": client.embed("a laptop battery")[0]}])
+        yield client
+
+
+def test_keyword_search_ranks_bm25_matches_without_embedding(client: Any) -> None:
+    hits = client.search("kb", "ZQ7734 battery", mode="keyword", limit=10)
+    # Every document with a query word, the rare code first; no vector-only point.
+    assert hits[0].id == "battery"
+    assert {h.id for h in hits} == {"battery", "laptops", "phones"}
+    assert hits[0].score > hits[1].score >= hits[2].score > 0
+    assert client.search("kb", "pizza", mode="keyword") == []
+
+
+def test_hybrid_search_fuses_the_dense_and_keyword_rankings(client: Any) -> None:
+    query = "ZQ7734 battery"
+    dense = client.search("kb", query, limit=10, exact=True)
+    keyword = client.search("kb", query, mode="keyword", limit=10)
+    expected: dict[str, float] = {}
+    for ranking in (dense, keyword):
+        for rank, hit in enumerate(ranking):
+            expected[hit.id] = expected.get(hit.id, 0.0) + 1 / (RRF_K + rank)
+    fused = client.search("kb", query, mode="hybrid", limit=4, exact=True)
+    assert [h.score for h in fused] == pytest.approx(sorted(expected.values())[::-1][:4])
+    assert all(h.score == pytest.approx(expected[h.id]) for h in fused)
+    assert fused[0].id == "battery"
+    only_late = {"must": [{"range": {"key": "n", "gte": 2}}]}
+    filtered = client.search("kb", query, mode="hybrid", filter=only_late)
+    assert {h.id for h in filtered} == {"phones", "bread", "pasta", "stars"}
+
+
+def test_collection_reports_bm25_and_refuses_what_cannot_work(client: Any) -> None:
+    assert client.get_collection("kb").config.bm25
+    assert not client.get_collection("plain").config.bm25
+    with pytest.raises(grpc.RpcError) as refused:
+        client.search("plain", "battery", mode="keyword")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "created without bm25" in refused.value.details()
+    vector = client.embed("battery")[0]
+    with pytest.raises(grpc.RpcError) as refused:
+        client.search("kb", vector=vector, mode="hybrid")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "needs a text query" in refused.value.details()
+    with pytest.raises(ValueError, match="unknown search mode"):
+        client.search("kb", "battery", mode="sparse")
+
+
+def test_http_matches_grpc(both: Any, client: Any) -> None:
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        created = http.post("/api/v1/collections", json={"name": "web", "config": {"bm25": True}})
+        assert created.status_code == 200, created.text
+        assert created.json()["collection"]["config"]["bm25"] is True
+        for mode in ("keyword", "hybrid"):
+            reply = http.post(
+                "/api/v1/collections/kb/search",
+                json={"text": "laptop battery", "mode": mode, "params": {"exact": True}},
+            )
+            assert reply.status_code == 200, reply.text
+            grpc_hits = client.search("kb", "laptop battery", mode=mode, exact=True)
+            got = [(h["id"], h["score"]) for h in reply.json()["results"]]
+            assert got == [(h.id, pytest.approx(h.score)) for h in grpc_hits]
+        keyword_tokens = http.post(
+            "/api/v1/collections/kb/search", json={"text": "battery", "mode": "keyword"}
+        ).json()["usage"]["total_tokens"]
+        assert keyword_tokens == 0
+        refused = http.post(
+            "/api/v1/collections/kb/search", json={"text": "battery", "mode": "sparse"}
+        )
+        assert refused.status_code == 400 and "mode" in refused.text
