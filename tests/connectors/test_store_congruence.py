@@ -21,6 +21,7 @@ from embedserve.connectors import (
     InvalidRequest,
     IsNull,
     MatchAny,
+    MatchText,
     MatchValue,
     PayloadIndexKind,
     PointNotFound,
@@ -328,6 +329,50 @@ def test_filter_on_indexed_fields(store: VectorStore) -> None:
     }
     assert store.count("idx", flt) == len(want) > 0
     assert {h.id for h in store.search("idx", vectors[0], flt, SearchParams(limit=N))} == want
+
+
+def test_match_text_matches_whole_words_in_any_case(store: VectorStore) -> None:
+    indexes = {"title": PayloadIndexKind.TEXT}
+    store.create_collection(CollectionSpec("titles", vector_size=DIM, payload_indexes=indexes))
+    titles = ["The Quick brown fox", "quickly moving foxes", "a lazy dog", "Brown bread"]
+    vectors = unit_vectors(np.random.default_rng(2), len(titles), DIM)
+    store.upsert(
+        "titles",
+        [PointRecord(f"t{i}", vectors[i], {"title": t}) for i, t in enumerate(titles)]
+        + [PointRecord("untitled", vectors[0], {"n": 1})],
+    )
+
+    def matching(text: str) -> set[str]:
+        flt = Filter(must=(MatchText("title", text),))
+        hits = store.search("titles", vectors[0], flt, SearchParams(limit=10, exact=True))
+        assert store.count("titles", flt) == len(hits)
+        return {h.id for h in hits}
+
+    assert matching("quick") == {"t0"}  # not "quickly": words, not substrings
+    assert matching("BROWN") == {"t0", "t3"}
+    assert matching("fox brown") == {"t0"}  # every word, in any order
+    assert matching("fox dog") == set()
+    assert matching("uick") == set()
+    with pytest.raises(InvalidRequest, match="at least one word"):
+        MatchText("title", "  ")
+
+
+def test_match_text_needs_a_text_index(filled: tuple[VectorStore, Array]) -> None:
+    """Without one a Qdrant server matches substrings, case-sensitively: refused alike."""
+    store, vectors = filled
+    nested = Filter(should=(Filter(must=(MatchText("group", "a"),)),))
+    calls = [
+        lambda: store.search("items", vectors[0], nested),
+        lambda: store.count("items", nested),
+        lambda: store.scroll("items", nested),
+        lambda: store.delete("items", filter=nested),
+    ]
+    for call in calls:
+        with pytest.raises(
+            InvalidRequest, match="match_text needs a text payload index on 'group'"
+        ):
+            call()
+    assert store.count("items") == N
 
 
 # --------------------------------------------------------------------------- search

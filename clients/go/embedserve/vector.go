@@ -237,6 +237,13 @@ func MatchAny(key string, values ...string) *pb.Condition {
 	return &pb.Condition{Condition: &pb.Condition_MatchAny{MatchAny: &pb.MatchAny{Key: key, Texts: values}}}
 }
 
+// MatchText is the condition that the text at payload[key] holds every word
+// of text, in any order (lowercased, not stemmed); the field needs a text
+// payload index (WithPayloadIndex with PAYLOAD_INDEX_KIND_TEXT).
+func MatchText(key, text string) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_MatchText{MatchText: &pb.MatchText{Key: key, Text: text}}}
+}
+
 // HasID is the condition that the document's id is one of ids.
 func HasID(ids ...string) *pb.Condition {
 	return &pb.Condition{Condition: &pb.Condition_HasId{HasId: &pb.HasId{Ids: ids}}}

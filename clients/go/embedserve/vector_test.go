@@ -332,15 +332,15 @@ func TestUpsertVectorsAndStoredText(t *testing.T) {
 func TestKeywordAndHybridSearch(t *testing.T) {
 	client := dial(t)
 	ctx := context.Background()
-	name := newCollection(t, client, embedserve.WithBM25())
+	name := newCollection(t, client, embedserve.WithBM25(), embedserve.WithPayloadIndex("title", pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_TEXT))
 	info, err := client.GetCollection(ctx, name)
 	if err != nil || !info.GetConfig().GetBm25() {
 		t.Fatalf("collection created WithBM25: %+v, %v", info.GetConfig(), err)
 	}
 	_, err = client.Upsert(ctx, name, []embedserve.Document{
-		{ID: "code", Text: "Firmware TX-5531 fixes the charging fault"},
-		{ID: "charging", Text: "Charging a phone overnight is safe"},
-		{ID: "cake", Text: "A lemon cake with poppy seeds"},
+		{ID: "code", Text: "Firmware TX-5531 fixes the charging fault", Payload: map[string]any{"title": "Firmware Notes"}},
+		{ID: "charging", Text: "Charging a phone overnight is safe", Payload: map[string]any{"title": "Phone care"}},
+		{ID: "cake", Text: "A lemon cake with poppy seeds", Payload: map[string]any{"title": "Cake notes"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -357,6 +357,11 @@ func TestKeywordAndHybridSearch(t *testing.T) {
 	hits, err = client.Search(ctx, name, embedserve.Text("TX-5531"), hybrid, embedserve.WithLimit(3))
 	if err != nil || len(hits) != 3 || hits[0].ID != "code" {
 		t.Fatalf("hybrid search: %+v, %v", hits, err)
+	}
+	titled := embedserve.WithFilter(embedserve.Must(embedserve.MatchText("title", "NOTES")))
+	hits, err = client.Search(ctx, name, embedserve.Text("charging"), titled)
+	if err != nil || len(hits) != 2 || hits[0].ID == "charging" || hits[1].ID == "charging" {
+		t.Fatalf("search with a full-text filter: %+v, %v", hits, err)
 	}
 	vector, err := client.Embed(ctx, []string{"charging"})
 	if err != nil {

@@ -1722,6 +1722,62 @@ func (x *MatchAny) GetIntegers() []int64 {
 	return nil
 }
 
+// payload[key], a text, holds every word of text, in any order: words as
+// Qdrant's word tokenizer splits them, lowercased, not stemmed ("fox" does not
+// match "foxes"). A `text` payload index (PAYLOAD_INDEX_KIND_TEXT) makes it
+// fast on large collections.
+type MatchText struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatchText) Reset() {
+	*x = MatchText{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatchText) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatchText) ProtoMessage() {}
+
+func (x *MatchText) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatchText.ProtoReflect.Descriptor instead.
+func (*MatchText) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *MatchText) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MatchText) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 type RangeCondition struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1735,7 +1791,7 @@ type RangeCondition struct {
 
 func (x *RangeCondition) Reset() {
 	*x = RangeCondition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1803,7 @@ func (x *RangeCondition) String() string {
 func (*RangeCondition) ProtoMessage() {}
 
 func (x *RangeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1816,7 @@ func (x *RangeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCondition.ProtoReflect.Descriptor instead.
 func (*RangeCondition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{21}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RangeCondition) GetKey() string {
@@ -1807,7 +1863,7 @@ type IsNull struct {
 
 func (x *IsNull) Reset() {
 	*x = IsNull{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1875,7 @@ func (x *IsNull) String() string {
 func (*IsNull) ProtoMessage() {}
 
 func (x *IsNull) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +1888,7 @@ func (x *IsNull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IsNull.ProtoReflect.Descriptor instead.
 func (*IsNull) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{22}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IsNull) GetKey() string {
@@ -1851,7 +1907,7 @@ type HasId struct {
 
 func (x *HasId) Reset() {
 	*x = HasId{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1919,7 @@ func (x *HasId) String() string {
 func (*HasId) ProtoMessage() {}
 
 func (x *HasId) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1932,7 @@ func (x *HasId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasId.ProtoReflect.Descriptor instead.
 func (*HasId) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{23}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HasId) GetIds() []string {
@@ -1896,6 +1952,7 @@ type Condition struct {
 	//	*Condition_IsNull
 	//	*Condition_HasId
 	//	*Condition_Filter
+	//	*Condition_MatchText
 	Condition     isCondition_Condition `protobuf_oneof:"condition"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1903,7 +1960,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +1972,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +1985,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{24}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Condition) GetCondition() isCondition_Condition {
@@ -1992,6 +2049,15 @@ func (x *Condition) GetFilter() *Filter {
 	return nil
 }
 
+func (x *Condition) GetMatchText() *MatchText {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_MatchText); ok {
+			return x.MatchText
+		}
+	}
+	return nil
+}
+
 type isCondition_Condition interface {
 	isCondition_Condition()
 }
@@ -2020,6 +2086,10 @@ type Condition_Filter struct {
 	Filter *Filter `protobuf:"bytes,6,opt,name=filter,proto3,oneof"`
 }
 
+type Condition_MatchText struct {
+	MatchText *MatchText `protobuf:"bytes,7,opt,name=match_text,json=matchText,proto3,oneof"`
+}
+
 func (*Condition_Match) isCondition_Condition() {}
 
 func (*Condition_MatchAny) isCondition_Condition() {}
@@ -2031,6 +2101,8 @@ func (*Condition_IsNull) isCondition_Condition() {}
 func (*Condition_HasId) isCondition_Condition() {}
 
 func (*Condition_Filter) isCondition_Condition() {}
+
+func (*Condition_MatchText) isCondition_Condition() {}
 
 // All of must, at least one of should (when any), none of must_not.
 type Filter struct {
@@ -2044,7 +2116,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2128,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2141,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{25}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Filter) GetMust() []*Condition {
@@ -2116,7 +2188,7 @@ type QueryParams struct {
 
 func (x *QueryParams) Reset() {
 	*x = QueryParams{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2200,7 @@ func (x *QueryParams) String() string {
 func (*QueryParams) ProtoMessage() {}
 
 func (x *QueryParams) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2213,7 @@ func (x *QueryParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParams.ProtoReflect.Descriptor instead.
 func (*QueryParams) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{26}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *QueryParams) GetLimit() uint32 {
@@ -2212,7 +2284,7 @@ type ScoredDocument struct {
 
 func (x *ScoredDocument) Reset() {
 	*x = ScoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2296,7 @@ func (x *ScoredDocument) String() string {
 func (*ScoredDocument) ProtoMessage() {}
 
 func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2309,7 @@ func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredDocument.ProtoReflect.Descriptor instead.
 func (*ScoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{27}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ScoredDocument) GetId() string {
@@ -2287,7 +2359,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2371,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2384,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{28}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -2405,7 +2477,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2489,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2502,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -2475,7 +2547,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2559,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2572,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -2577,7 +2649,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2661,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2674,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -2665,7 +2737,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2749,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2762,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -2725,7 +2797,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2737,7 +2809,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2750,7 +2822,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -2785,7 +2857,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +2869,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +2882,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -2844,7 +2916,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +2928,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +2941,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -2892,7 +2964,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +2976,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +2989,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -2949,7 +3021,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3033,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3046,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
 type CountRequest struct {
@@ -2987,7 +3059,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3071,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3084,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -3038,7 +3110,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +3122,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +3135,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -3091,7 +3163,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3175,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3188,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -3172,7 +3244,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +3256,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +3269,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -3223,7 +3295,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3307,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3320,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -3295,7 +3367,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +3379,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +3392,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -3456,7 +3528,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +3540,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +3553,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -3515,7 +3587,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3527,7 +3599,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3540,7 +3612,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WordScore) GetWord() string {
@@ -3571,7 +3643,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3583,7 +3655,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3596,7 +3668,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -3652,7 +3724,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3664,7 +3736,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3677,7 +3749,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -3777,7 +3849,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3789,7 +3861,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3802,7 +3874,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -3872,7 +3944,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3884,7 +3956,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3897,7 +3969,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -3933,7 +4005,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3945,7 +4017,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3958,7 +4030,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -3986,7 +4058,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3998,7 +4070,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4011,7 +4083,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -4056,7 +4128,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4068,7 +4140,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4081,7 +4153,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -4251,7 +4323,10 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\bMatchAny\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05texts\x18\x02 \x03(\tR\x05texts\x12\x1a\n" +
-	"\bintegers\x18\x03 \x03(\x03R\bintegers\"\x98\x01\n" +
+	"\bintegers\x18\x03 \x03(\x03R\bintegers\"1\n" +
+	"\tMatchText\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"\x98\x01\n" +
 	"\x0eRangeCondition\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x13\n" +
 	"\x02gt\x18\x02 \x01(\x01H\x00R\x02gt\x88\x01\x01\x12\x15\n" +
@@ -4265,14 +4340,16 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06IsNull\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"\x19\n" +
 	"\x05HasId\x12\x10\n" +
-	"\x03ids\x18\x01 \x03(\tR\x03ids\"\xcc\x02\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x87\x03\n" +
 	"\tCondition\x121\n" +
 	"\x05match\x18\x01 \x01(\v2\x19.embedserve.v1.MatchValueH\x00R\x05match\x126\n" +
 	"\tmatch_any\x18\x02 \x01(\v2\x17.embedserve.v1.MatchAnyH\x00R\bmatchAny\x125\n" +
 	"\x05range\x18\x03 \x01(\v2\x1d.embedserve.v1.RangeConditionH\x00R\x05range\x120\n" +
 	"\ais_null\x18\x04 \x01(\v2\x15.embedserve.v1.IsNullH\x00R\x06isNull\x12-\n" +
 	"\x06has_id\x18\x05 \x01(\v2\x14.embedserve.v1.HasIdH\x00R\x05hasId\x12/\n" +
-	"\x06filter\x18\x06 \x01(\v2\x15.embedserve.v1.FilterH\x00R\x06filterB\v\n" +
+	"\x06filter\x18\x06 \x01(\v2\x15.embedserve.v1.FilterH\x00R\x06filter\x129\n" +
+	"\n" +
+	"match_text\x18\a \x01(\v2\x18.embedserve.v1.MatchTextH\x00R\tmatchTextB\v\n" +
 	"\tcondition\"\x9d\x01\n" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
@@ -4545,7 +4622,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -4575,152 +4652,154 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*IngestStreamResponse)(nil),     // 25: embedserve.v1.IngestStreamResponse
 	(*MatchValue)(nil),               // 26: embedserve.v1.MatchValue
 	(*MatchAny)(nil),                 // 27: embedserve.v1.MatchAny
-	(*RangeCondition)(nil),           // 28: embedserve.v1.RangeCondition
-	(*IsNull)(nil),                   // 29: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 30: embedserve.v1.HasId
-	(*Condition)(nil),                // 31: embedserve.v1.Condition
-	(*Filter)(nil),                   // 32: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 33: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 34: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 35: embedserve.v1.SearchRequest
-	(*SearchResponse)(nil),           // 36: embedserve.v1.SearchResponse
-	(*Example)(nil),                  // 37: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 38: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 39: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 40: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 41: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 42: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 43: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 44: embedserve.v1.DeleteResponse
-	(*CountRequest)(nil),             // 45: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 46: embedserve.v1.CountResponse
-	(*ScrollRequest)(nil),            // 47: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 48: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 49: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 50: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 51: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 52: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 53: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 54: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 55: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 56: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 57: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 58: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 59: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 60: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 61: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 62: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 63: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 64: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 65: embedserve.v1.Usage
-	(*Timings)(nil),                  // 66: embedserve.v1.Timings
+	(*MatchText)(nil),                // 28: embedserve.v1.MatchText
+	(*RangeCondition)(nil),           // 29: embedserve.v1.RangeCondition
+	(*IsNull)(nil),                   // 30: embedserve.v1.IsNull
+	(*HasId)(nil),                    // 31: embedserve.v1.HasId
+	(*Condition)(nil),                // 32: embedserve.v1.Condition
+	(*Filter)(nil),                   // 33: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 34: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 35: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 36: embedserve.v1.SearchRequest
+	(*SearchResponse)(nil),           // 37: embedserve.v1.SearchResponse
+	(*Example)(nil),                  // 38: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 39: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 40: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 41: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 42: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 43: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 44: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 45: embedserve.v1.DeleteResponse
+	(*CountRequest)(nil),             // 46: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 47: embedserve.v1.CountResponse
+	(*ScrollRequest)(nil),            // 48: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 49: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 50: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 51: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 52: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 53: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 54: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 55: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 56: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 57: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 58: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 59: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 60: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 61: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 62: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 63: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 64: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 65: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 66: embedserve.v1.Usage
+	(*Timings)(nil),                  // 67: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	60, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	61, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	63, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	64, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	64, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	65, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	7,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	10, // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	65, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	66, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	66, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	67, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10, // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	65, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	66, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10, // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	26, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
 	27, // 20: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	28, // 21: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	29, // 22: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	30, // 23: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	32, // 24: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	31, // 25: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	31, // 26: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	31, // 27: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	63, // 28: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	9,  // 29: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	9,  // 30: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	32, // 31: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 32: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	64, // 33: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	3,  // 34: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	34, // 35: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	65, // 36: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	66, // 37: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	9,  // 38: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	37, // 39: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	37, // 40: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,  // 41: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	32, // 42: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 43: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	64, // 44: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	34, // 45: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	65, // 46: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	63, // 47: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,  // 48: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	40, // 49: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	32, // 50: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	32, // 51: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	32, // 52: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	40, // 53: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	49, // 54: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	32, // 55: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,  // 56: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	51, // 57: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	52, // 58: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	53, // 59: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	61, // 60: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	32, // 61: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,  // 62: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	49, // 63: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	56, // 64: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	57, // 65: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	58, // 66: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	62, // 67: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,  // 68: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,  // 69: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	12, // 70: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	14, // 71: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	16, // 72: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	18, // 73: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	20, // 74: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	22, // 75: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	24, // 76: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	35, // 77: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	38, // 78: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	41, // 79: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	43, // 80: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	45, // 81: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	47, // 82: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	50, // 83: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	55, // 84: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	13, // 85: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	15, // 86: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	17, // 87: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	19, // 88: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	21, // 89: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	23, // 90: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	25, // 91: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	36, // 92: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	39, // 93: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	42, // 94: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	44, // 95: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	46, // 96: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	48, // 97: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	54, // 98: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	59, // 99: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	85, // [85:100] is the sub-list for method output_type
-	70, // [70:85] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	29, // 21: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	30, // 22: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	31, // 23: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	33, // 24: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	28, // 25: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
+	32, // 26: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	32, // 27: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	32, // 28: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	64, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	9,  // 30: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	9,  // 31: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	33, // 32: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	34, // 33: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	65, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	3,  // 35: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	35, // 36: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	66, // 37: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	67, // 38: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	9,  // 39: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	38, // 40: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	38, // 41: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,  // 42: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	33, // 43: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	34, // 44: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	65, // 45: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	35, // 46: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	66, // 47: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	64, // 48: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,  // 49: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	41, // 50: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	33, // 51: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	33, // 52: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	33, // 53: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	41, // 54: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	50, // 55: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	33, // 56: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,  // 57: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	52, // 58: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	53, // 59: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	54, // 60: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	62, // 61: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	33, // 62: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,  // 63: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	50, // 64: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	57, // 65: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	58, // 66: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	59, // 67: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	63, // 68: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,  // 69: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 70: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	12, // 71: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	14, // 72: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	16, // 73: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	18, // 74: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	20, // 75: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	22, // 76: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	24, // 77: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	36, // 78: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	39, // 79: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	42, // 80: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	44, // 81: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	46, // 82: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	48, // 83: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	51, // 84: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	56, // 85: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	13, // 86: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	15, // 87: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	17, // 88: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	19, // 89: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	21, // 90: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	23, // 91: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	25, // 92: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	37, // 93: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	40, // 94: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	43, // 95: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	45, // 96: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	47, // 97: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	49, // 98: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	55, // 99: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	60, // 100: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	86, // [86:101] is the sub-list for method output_type
+	71, // [71:86] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -4739,38 +4818,39 @@ func file_embedserve_v1_vector_proto_init() {
 		(*MatchValue_Integer)(nil),
 		(*MatchValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[21].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[24].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[22].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[25].OneofWrappers = []any{
 		(*Condition_Match)(nil),
 		(*Condition_MatchAny)(nil),
 		(*Condition_Range)(nil),
 		(*Condition_IsNull)(nil),
 		(*Condition_HasId)(nil),
 		(*Condition_Filter)(nil),
+		(*Condition_MatchText)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[26].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[28].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[27].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[29].OneofWrappers = []any{
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[31].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[40].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   56,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

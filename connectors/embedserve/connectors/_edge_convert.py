@@ -27,6 +27,7 @@ from .types import (
     HasId,
     IsNull,
     MatchAny,
+    MatchText,
     MatchValue,
     PayloadIndexKind,
     Quantization,
@@ -110,6 +111,8 @@ def condition(c: Any) -> Any:
     if isinstance(c, MatchAny):
         values: list[Any] = list(c.values)
         return qe.FieldCondition(c.key, match=qe.MatchAny(values))
+    if isinstance(c, MatchText):
+        return qe.FieldCondition(c.key, match=qe.MatchText(c.text))
     if isinstance(c, Range):
         bounds = {
             k: None if v is None else float(v)

@@ -32,6 +32,7 @@ from .types import (
     HasId,
     IsNull,
     MatchAny,
+    MatchText,
     MatchValue,
     PayloadIndexKind,
     Quantization,
@@ -74,6 +75,8 @@ def _condition(c: Any) -> Any:
     if isinstance(c, MatchAny):
         values: list[Any] = list(c.values)
         return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=values))
+    if isinstance(c, MatchText):
+        return qm.FieldCondition(key=c.key, match=qm.MatchText(text=c.text))
     if isinstance(c, Range):
         return qm.FieldCondition(key=c.key, range=qm.Range(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte))
     if isinstance(c, IsNull):

@@ -77,10 +77,12 @@ from .validation import (
     check_id_list,
     engine_cursor,
     prepare_points,
+    require_text_indexes,
     search_params,
     search_vector,
     split_examples,
     strategy_of,
+    text_match_keys,
 )
 
 log = logging.getLogger(__name__)
@@ -322,6 +324,7 @@ class EdgeStore(ContextManagerMixin):
         if filter is None:
             op = qe.UpdateOperation.delete_points(list(point_ids(ids or ())))
         else:
+            require_text_indexes(self._get(collection).spec, text_match_keys(filter))
             scope: list[Any] = [edge_filter(filter)]
             if ids is not None:
                 scope.append(qe.HasIdCondition(set(point_ids(ids))))
@@ -437,7 +440,8 @@ class EdgeStore(ContextManagerMixin):
     ) -> list[ScoredPoint]:
         """Run ``query``; with ``fused`` queries, ``query`` fuses their results."""
         with self._reading(collection) as col:
-            engine_filter = edge_filter(filter) if (filter := check_filter(filter)) else None
+            require_text_indexes(col.spec, text_match_keys(filter := check_filter(filter)))
+            engine_filter = edge_filter(filter) if filter else None
             search = qe.SearchParams(hnsw_ef=params.hnsw_ef or col.spec.hnsw_ef, exact=params.exact)
             request = qe.QueryRequest(
                 limit=params.limit,
@@ -472,6 +476,7 @@ class EdgeStore(ContextManagerMixin):
         return records_in_order(records, wanted, with_vectors)
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
+        require_text_indexes(self._get(collection).spec, text_match_keys(filter))
         request = qe.CountRequest(
             exact=exact, filter=edge_filter(filter) if (filter := check_filter(filter)) else None
         )
@@ -487,6 +492,7 @@ class EdgeStore(ContextManagerMixin):
         with_payload: bool = True,
         with_vectors: bool = False,
     ) -> ScrollPage:
+        require_text_indexes(self._get(collection).spec, text_match_keys(filter))
         request = qe.ScrollRequest(
             offset=engine_cursor(cursor),
             limit=check_scroll_limit(limit),

@@ -68,9 +68,11 @@ from .validation import (
     check_id_list,
     engine_cursor,
     prepare_points,
+    require_text_indexes,
     search_params,
     search_vector,
     strategy_of,
+    text_match_keys,
 )
 
 T = TypeVar("T")
@@ -164,6 +166,11 @@ class RemoteStore(ContextManagerMixin):
         if cached is not None:
             return cached
         return self.get_collection(name).spec
+
+    def _check_text_matches(self, collection: str, filter: Filter | None) -> None:
+        # Most filters have no match_text: the spec is looked up only for those that do.
+        if keys := text_match_keys(check_filter(filter)):
+            require_text_indexes(self._spec(collection), keys)
 
     def _validated(
         self, name: str, check: Callable[[CollectionSpec], T]
@@ -285,6 +292,7 @@ class RemoteStore(ContextManagerMixin):
         if filter is None:
             selector = qm.PointIdsList(points=list(point_ids(ids or ())))
         else:
+            self._check_text_matches(collection, filter)
             scope: list[Any] = [remote_filter(filter)]
             if ids is not None:
                 scope.append(qm.HasIdCondition(has_id=list(point_ids(ids))))
@@ -382,6 +390,7 @@ class RemoteStore(ContextManagerMixin):
             if self._local
             else qm.SearchParams(hnsw_ef=params.hnsw_ef or spec.hnsw_ef, exact=params.exact)
         )
+        require_text_indexes(spec, text_match_keys(filter))
         query_filter = optional_filter(filter)
         prefetch = [
             qm.Prefetch(
@@ -427,6 +436,7 @@ class RemoteStore(ContextManagerMixin):
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         validate_collection_name(collection)
+        self._check_text_matches(collection, filter)
         with self._call(ErrorContext(collection)):
             return int(
                 self._client.count(
@@ -444,6 +454,7 @@ class RemoteStore(ContextManagerMixin):
         with_vectors: bool = False,
     ) -> ScrollPage:
         validate_collection_name(collection)
+        self._check_text_matches(collection, filter)
         offset = engine_cursor(cursor)
         with self._call(ErrorContext(collection)):
             records, next_offset = self._client.scroll(

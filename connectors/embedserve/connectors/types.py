@@ -230,6 +230,19 @@ class MatchAny:
 
 
 @dataclass(frozen=True)
+class MatchText:
+    """The text at ``key`` holds every word of ``text`` (lowercased, not stemmed)."""
+
+    key: str
+    text: str
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise InvalidFilter(f"MatchText({self.key!r}) needs a text with at least one word")
+
+
+@dataclass(frozen=True)
 class Range:
     key: str
     gt: float | None = None
@@ -272,8 +285,8 @@ class HasId:
         object.__setattr__(self, "ids", ids)
 
 
-Condition: TypeAlias = "MatchValue | MatchAny | Range | IsNull | HasId | Filter"
-_CONDITION_TYPES = (MatchValue, MatchAny, Range, IsNull, HasId)
+Condition: TypeAlias = "MatchValue | MatchAny | MatchText | Range | IsNull | HasId | Filter"
+_CONDITION_TYPES = (MatchValue, MatchAny, MatchText, Range, IsNull, HasId)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from .types import (
     CollectionSpec,
     Example,
     Filter,
+    MatchText,
+    PayloadIndexKind,
     PointRecord,
     RecommendStrategy,
     SearchParams,
@@ -173,6 +175,29 @@ def check_filter(f: Filter | None) -> Filter | None:
     if not isinstance(f, Filter):
         raise InvalidFilter(f"expected a Filter, got {type(f).__name__}")
     return None if f.is_empty() else f
+
+
+def text_match_keys(f: Filter | None) -> set[str]:
+    """The payload keys of the filter's match_text conditions, nested ones included."""
+    keys: set[str] = set()
+    for c in (*f.must, *f.should, *f.must_not) if f is not None else ():
+        if isinstance(c, MatchText):
+            keys.add(c.key)
+        elif isinstance(c, Filter):
+            keys |= text_match_keys(c)
+    return keys
+
+
+def require_text_indexes(spec: CollectionSpec, keys: set[str]) -> None:
+    """match_text only on fields with a text index: without one, a Qdrant server matches
+    substrings, case-sensitively, where every other engine matches words."""
+    missing = sorted(k for k in keys if spec.payload_indexes.get(k) is not PayloadIndexKind.TEXT)
+    if missing:
+        raise InvalidFilter(
+            f"match_text needs a text payload index on {', '.join(map(repr, missing))}; "
+            f"collection {spec.name!r} has none there (create it with "
+            f"payload_indexes {{{missing[0]!r}: 'text'}})"
+        )
 
 
 def strategy_of(value: RecommendStrategy | str) -> RecommendStrategy:

@@ -234,6 +234,8 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
             tuple(any_of.texts) if any_of.texts else tuple(any_of.integers)
         )
         return store_value(st.MatchAny, any_of.key, values)
+    if which == "match_text":
+        return store_value(st.MatchText, message.match_text.key, message.match_text.text)
     if which == "range":
         bounds = {
             name: getattr(message.range, name)

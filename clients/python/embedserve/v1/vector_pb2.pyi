@@ -836,6 +836,34 @@ class MatchAny(_message.Message):
 Global___MatchAny: _TypeAlias = MatchAny  # noqa: Y015
 
 @_typing.final
+class MatchText(_message.Message):
+    """payload[key], a text, holds every word of text, in any order: words as
+    Qdrant's word tokenizer splits them, lowercased, not stemmed ("fox" does not
+    match "foxes"). A `text` payload index (PAYLOAD_INDEX_KIND_TEXT) makes it
+    fast on large collections.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatchText: _TypeAlias = MatchText  # noqa: Y015
+
+@_typing.final
 class RangeCondition(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -930,6 +958,7 @@ class Condition(_message.Message):
     IS_NULL_FIELD_NUMBER: _builtins.int
     HAS_ID_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    MATCH_TEXT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def match(self) -> Global___MatchValue: ...
     @_builtins.property
@@ -942,6 +971,8 @@ class Condition(_message.Message):
     def has_id(self) -> Global___HasId: ...
     @_builtins.property
     def filter(self) -> Global___Filter: ...
+    @_builtins.property
+    def match_text(self) -> Global___MatchText: ...
     def __init__(
         self,
         *,
@@ -951,12 +982,13 @@ class Condition(_message.Message):
         is_null: Global___IsNull | None = ...,
         has_id: Global___HasId | None = ...,
         filter: Global___Filter | None = ...,
+        match_text: Global___MatchText | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "range", b"range"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "range", b"range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter"]  # noqa: Y015
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text"]  # noqa: Y015
     _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
 

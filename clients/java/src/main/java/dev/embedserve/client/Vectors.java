@@ -11,6 +11,7 @@ import dev.embedserve.v1.Example;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.HasId;
 import dev.embedserve.v1.MatchAny;
+import dev.embedserve.v1.MatchText;
 import dev.embedserve.v1.MatchValue;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.TextList;
@@ -157,6 +158,16 @@ public final class Vectors {
   public static Condition matchAny(String key, String... values) {
     return Condition.newBuilder()
         .setMatchAny(MatchAny.newBuilder().setKey(key).addAllTexts(Arrays.asList(values)))
+        .build();
+  }
+
+  /**
+   * The text at payload[key] holds every word of text, in any order (lowercased, not stemmed);
+   * the field needs a text payload index.
+   */
+  public static Condition matchText(String key, String text) {
+    return Condition.newBuilder()
+        .setMatchText(MatchText.newBuilder().setKey(key).setText(text))
         .build();
   }
 

@@ -5,6 +5,7 @@ import static dev.embedserve.client.Vectors.hasId;
 import static dev.embedserve.client.Vectors.ids;
 import static dev.embedserve.client.Vectors.limit;
 import static dev.embedserve.client.Vectors.match;
+import static dev.embedserve.client.Vectors.matchText;
 import static dev.embedserve.client.Vectors.must;
 import static dev.embedserve.client.Vectors.mustNot;
 import static dev.embedserve.client.Vectors.textExample;
@@ -270,15 +271,21 @@ class VectorServiceTest {
   @Test
   void keywordAndHybridSearch() {
     String name = uniqueName("keywords");
-    CollectionInfo info = client.createCollection(name, CollectionConfig.newBuilder().setBm25(true).build());
+    CollectionInfo info =
+        client.createCollection(
+            name,
+            CollectionConfig.newBuilder()
+                .setBm25(true)
+                .putPayloadIndexes("title", PayloadIndexKind.PAYLOAD_INDEX_KIND_TEXT)
+                .build());
     assertTrue(info.getConfig().getBm25());
     try {
       client.upsert(
           name,
           List.of(
-              document("code", "Error E-2207 means the filter is clogged"),
-              document("filter", "Clean the coffee filter every week"),
-              document("tea", "Green tea steeps for two minutes")));
+              document("code", "Error E-2207 means the filter is clogged", Map.of("title", "Error Codes")),
+              document("filter", "Clean the coffee filter every week", Map.of("title", "Cleaning")),
+              document("tea", "Green tea steeps for two minutes", Map.of("title", "Tea codes"))));
       List<Hit> keyword =
           client.search(name, "E-2207 filter", SearchMode.SEARCH_MODE_KEYWORD, null, null);
       assertEquals(List.of("code", "filter"), keyword.stream().map(Hit::id).toList());
@@ -287,6 +294,8 @@ class VectorServiceTest {
           client.search(name, "E-2207", SearchMode.SEARCH_MODE_HYBRID, null, Vectors.limit(3));
       assertEquals(3, hybrid.size());
       assertEquals("code", hybrid.get(0).id());
+      List<Hit> titled = client.search(name, "clogged", must(matchText("title", "codes")), null);
+      assertEquals(List.of("code", "tea"), titled.stream().map(Hit::id).sorted().toList());
     } finally {
       client.deleteCollection(name);
     }

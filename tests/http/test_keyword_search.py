@@ -1,4 +1,5 @@
-"""Keyword (BM25) and hybrid search end to end, over gRPC and HTTP, with MiniLM."""
+"""Keyword (BM25) and hybrid search, and full-text filters, end to end over gRPC and HTTP,
+with MiniLM."""
 
 from __future__ import annotations
 
@@ -99,3 +100,32 @@ def test_http_matches_grpc(both: Any, client: Any) -> None:
             "/api/v1/collections/kb/search", json={"text": "battery", "mode": "sparse"}
         )
         assert refused.status_code == 400 and "mode" in refused.text
+
+
+def test_match_text_filters_by_words_over_both_transports(both: Any, client: Any) -> None:
+    client.create_collection("titled", payload_indexes={"title": "text"})
+    client.upsert(
+        "titled",
+        [
+            {"id": "a", "text": "x", "payload": {"title": "Battery Recall Notice"}},
+            {"id": "b", "text": "y", "payload": {"title": "Battery life tips"}},
+            {"id": "c", "text": "z", "payload": {"title": "Recall of a batch of bread"}},
+        ],
+    )
+    recall = {"must": [{"match_text": {"key": "title", "text": "recall battery"}}]}
+    assert [h.id for h in client.search("titled", "anything", filter=recall)] == ["a"]
+    assert client.count("titled", filter=recall) == 1
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        reply = http.post(
+            "/api/v1/collections/titled/search", json={"text": "anything", "filter": recall}
+        )
+        assert [h["id"] for h in reply.json()["results"]] == ["a"]
+        unindexed = {"must": [{"match_text": {"key": "topic", "text": "recall"}}]}
+        refused = http.post(
+            "/api/v1/collections/titled/search", json={"text": "anything", "filter": unindexed}
+        )
+        assert refused.status_code == 400 and "text payload index" in refused.text
+    with pytest.raises(grpc.RpcError) as refused_grpc:
+        client.search("titled", "anything", filter={"must": [{"match_text": {"key": "title"}}]})
+    assert refused_grpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at least one word" in refused_grpc.value.details()
