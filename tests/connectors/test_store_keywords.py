@@ -168,3 +168,30 @@ def test_keywords_survive_reopening_the_embedded_store(tmp_path: Path) -> None:
         assert store.get_collection("kept").spec.bm25
         hits = store.search("kept", None, keywords=query_terms("goat"))
         assert [h.id for h in hits] == ["b"]
+
+
+def test_the_collection_language_picks_stop_words_and_stemmer(store: VectorStore) -> None:
+    text = "Die Häuser und die Hunde"
+    for name, language in (("en", "english"), ("de", "german")):
+        store.create_collection(
+            CollectionSpec(name, vector_size=DIM, bm25=True, bm25_language=language)
+        )
+        assert store.get_collection(name).spec.bm25_language == language
+        terms = document_terms(text, language)
+        store.upsert(name, [PointRecord("doc", [0.5] * DIM, keywords=terms)])
+    # "die" and "und" are German stop words, and German stems "Häuser" to "Haus".
+    assert document_terms(text, "german") == document_terms("Haus Hund", "german")
+    assert [h.id for h in store.search("en", None, keywords=query_terms("die", "english"))] == [
+        "doc"
+    ]
+    assert store.search("de", None, keywords=query_terms("die", "german")) == []
+    assert [h.id for h in store.search("de", None, keywords=query_terms("haus", "german"))] == [
+        "doc"
+    ]
+
+
+def test_unknown_or_unused_languages_are_refused() -> None:
+    with pytest.raises(InvalidRequest, match="unknown bm25_language 'klingon'"):
+        CollectionSpec("x", vector_size=DIM, bm25=True, bm25_language="klingon")
+    with pytest.raises(InvalidRequest, match="bm25_language applies to collections created"):
+        CollectionSpec("x", vector_size=DIM, bm25_language="german")

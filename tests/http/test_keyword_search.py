@@ -129,3 +129,19 @@ def test_match_text_filters_by_words_over_both_transports(both: Any, client: Any
         client.search("titled", "anything", filter={"must": [{"match_text": {"key": "title"}}]})
     assert refused_grpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "at least one word" in refused_grpc.value.details()
+
+
+def test_keywords_in_the_collection_language(both: Any, client: Any) -> None:
+    client.create_collection("de", bm25=True, bm25_language="german")
+    client.upsert("de", [{"id": "h", "text": "Die alten Häuser am Fluss"}])
+    # German stems both "Häuser" and "Hauses" to "haus"; "die" is a German stop word.
+    assert [h.id for h in client.search("de", "des Hauses", mode="keyword")] == ["h"]
+    assert client.search("de", "die", mode="keyword") == []
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        info = http.get("/api/v1/collections/de").json()["collection"]["config"]
+        assert (info["bm25"], info["bm25_language"]) == (True, "german")
+        refused = http.post(
+            "/api/v1/collections",
+            json={"name": "xx", "config": {"bm25": True, "bm25_language": "klingon"}},
+        )
+        assert refused.status_code == 400 and "unknown bm25_language" in refused.text

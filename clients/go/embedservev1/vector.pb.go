@@ -439,7 +439,14 @@ type CollectionConfig struct {
 	// tokenizer: English words, stemmed, stop words dropped; IDF over the stored
 	// documents), so that Search can match keywords (SEARCH_MODE_KEYWORD) or
 	// fuse both rankings (SEARCH_MODE_HYBRID). Default: false.
-	Bm25          bool `protobuf:"varint,13,opt,name=bm25,proto3" json:"bm25,omitempty"`
+	Bm25 bool `protobuf:"varint,13,opt,name=bm25,proto3" json:"bm25,omitempty"`
+	// The language whose stop words and stemmer the BM25 vectors use (with bm25
+	// only): arabic, azerbaijani, basque, bengali, catalan, chinese, danish,
+	// dutch, english, finnish, french, german, greek, hebrew, hinglish,
+	// hungarian, indonesian, italian, japanese, kazakh, nepali, norwegian,
+	// portuguese, romanian, russian, slovene, spanish, swedish, tajik, turkish.
+	// Default: english.
+	Bm25Language  string `protobuf:"bytes,14,opt,name=bm25_language,json=bm25Language,proto3" json:"bm25_language,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -563,6 +570,13 @@ func (x *CollectionConfig) GetBm25() bool {
 		return x.Bm25
 	}
 	return false
+}
+
+func (x *CollectionConfig) GetBm25Language() string {
+	if x != nil {
+		return x.Bm25Language
+	}
+	return ""
 }
 
 type CollectionInfo struct {
@@ -4216,7 +4230,7 @@ var File_embedserve_v1_vector_proto protoreflect.FileDescriptor
 
 const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\n" +
-	"\x1aembedserve/v1/vector.proto\x12\rembedserve.v1\x1a\x1dembedserve/v1/embedding.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xf8\x06\n" +
+	"\x1aembedserve/v1/vector.proto\x12\rembedserve.v1\x1a\x1dembedserve/v1/embedding.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x9d\a\n" +
 	"\x10CollectionConfig\x12#\n" +
 	"\n" +
 	"dimensions\x18\x01 \x01(\rH\x00R\n" +
@@ -4233,7 +4247,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	" \x01(\rH\x06R\x16writeConsistencyFactor\x88\x01\x01\x12\\\n" +
 	"\x0fpayload_indexes\x18\v \x03(\v23.embedserve.v1.CollectionConfig.PayloadIndexesEntryR\x0epayloadIndexes\x128\n" +
 	"\x16full_scan_threshold_kb\x18\f \x01(\rH\aR\x13fullScanThresholdKb\x88\x01\x01\x12\x12\n" +
-	"\x04bm25\x18\r \x01(\bR\x04bm25\x1ab\n" +
+	"\x04bm25\x18\r \x01(\bR\x04bm25\x12#\n" +
+	"\rbm25_language\x18\x0e \x01(\tR\fbm25Language\x1ab\n" +
 	"\x13PayloadIndexesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
 	"\x05value\x18\x02 \x01(\x0e2\x1f.embedserve.v1.PayloadIndexKindR\x05value:\x028\x01B\r\n" +

@@ -1,17 +1,21 @@
 """BM25 keyword vectors: Qdrant's own tokenizer and weighting, the same for every engine.
 
-A document's text becomes a sparse vector of its stemmed words (English stop words
-dropped), each weighted by BM25's term-frequency saturation (k=1.2, b=0.75, average
-length 256 words, Qdrant's defaults). The collection's sparse vector carries Qdrant's IDF
-modifier, so the engine multiplies in each term's inverse document frequency at query
-time, over the documents stored then. A query is its words with weight 1. Scores are
-BM25 scores, as Qdrant's server-side ``qdrant/bm25`` inference gives them.
+A document's text becomes a sparse vector of its stemmed words (stop words dropped; the
+collection's language, English by default), each weighted by BM25's term-frequency
+saturation (k=1.2, b=0.75, average length 256 words, Qdrant's defaults). The collection's
+sparse vector carries Qdrant's IDF modifier, so the engine multiplies in each term's
+inverse document frequency at query time, over the documents stored then. A query is its
+words with weight 1. Scores are BM25 scores, as Qdrant's server-side ``qdrant/bm25``
+inference gives them.
 """
 
 from __future__ import annotations
 
+import functools
+
 import qdrant_edge as qe
 
+from .errors import InvalidRequest
 from .types import SearchParams, SparseTerms
 
 # The name of the sparse vector in the engine's collection.
@@ -23,7 +27,25 @@ RRF_K = 60
 # document ranked moderately by both lists can still make the fused page.
 MIN_FUSION_DEPTH = 100
 
-_BM25 = qe.Bm25(qe.Bm25Config())
+# The languages Qdrant has stop words and a stemmer for.
+LANGUAGES = (
+    "arabic", "azerbaijani", "basque", "bengali", "catalan", "chinese", "danish", "dutch",
+    "english", "finnish", "french", "german", "greek", "hebrew", "hinglish", "hungarian",
+    "indonesian", "italian", "japanese", "kazakh", "nepali", "norwegian", "portuguese",
+    "romanian", "russian", "slovene", "spanish", "swedish", "tajik", "turkish",
+)  # fmt: skip
+
+
+def check_language(language: str) -> None:
+    if language not in LANGUAGES:
+        raise InvalidRequest(
+            f"unknown bm25_language {language!r}; use one of {', '.join(LANGUAGES)}"
+        )
+
+
+@functools.cache
+def _model(language: str) -> qe.Bm25:
+    return qe.Bm25(qe.Bm25Config(language=language))
 
 
 def _terms(vector: qe.SparseVector) -> SparseTerms:
@@ -36,9 +58,9 @@ def fusion_depth(params: SearchParams) -> int:
     return max(MIN_FUSION_DEPTH, params.limit + params.offset)
 
 
-def document_terms(text: str) -> SparseTerms:
-    return _terms(_BM25.embed_document(text))
+def document_terms(text: str, language: str = "english") -> SparseTerms:
+    return _terms(_model(language).embed_document(text))
 
 
-def query_terms(text: str) -> SparseTerms:
-    return _terms(_BM25.embed_query(text))
+def query_terms(text: str, language: str = "english") -> SparseTerms:
+    return _terms(_model(language).embed_query(text))

@@ -106,8 +106,10 @@ class CollectionSpec:
     full_scan_threshold_kb: int = DEFAULT_FULL_SCAN_THRESHOLD_KB
     payload_indexes: Mapping[str, PayloadIndexKind] = field(default_factory=dict, hash=False)
     # Keep a BM25 sparse vector of each document's text beside its dense vector, for
-    # keyword and hybrid search (see keywords.py).
+    # keyword and hybrid search (see keywords.py), with this language's stop words and
+    # stemmer.
     bm25: bool = False
+    bm25_language: str = "english"
 
     def __post_init__(self) -> None:
         validate_collection_name(self.name)
@@ -121,6 +123,11 @@ class CollectionSpec:
             raise InvalidRequest(str(exc)) from None
         if not isinstance(self.bm25, bool):
             raise InvalidRequest(f"bm25 must be true or false, got {self.bm25!r}")
+        from .keywords import check_language  # keywords imports this module's types
+
+        check_language(self.bm25_language)
+        if self.bm25_language != "english" and not self.bm25:
+            raise InvalidRequest("bm25_language applies to collections created with bm25")
         if any(not k for k in indexes):
             raise InvalidRequest("payload index field names must not be empty")
         object.__setattr__(self, "payload_indexes", indexes)
@@ -141,6 +148,7 @@ class CollectionSpec:
             "full_scan_threshold_kb": self.full_scan_threshold_kb,
             "payload_indexes": {k: v.value for k, v in self.payload_indexes.items()},
             "bm25": self.bm25,
+            "bm25_language": self.bm25_language,
         }
 
     @classmethod

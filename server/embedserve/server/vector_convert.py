@@ -107,6 +107,7 @@ def spec_from_proto(
         ),
         "on_disk": config.on_disk,
         "bm25": config.bm25,
+        "bm25_language": config.bm25_language or st.CollectionSpec.bm25_language,
         "quantization": convert.enum_value(
             QUANTIZATIONS, config.quantization, "config.quantization"
         ),
@@ -144,6 +145,7 @@ def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
             full_scan_threshold_kb=spec.full_scan_threshold_kb,
             payload_indexes={k: INDEX_KIND_TO_PROTO[v] for k, v in spec.payload_indexes.items()},
             bm25=spec.bm25,
+            bm25_language=spec.bm25_language,
         ),
     )
 

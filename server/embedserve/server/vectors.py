@@ -310,7 +310,7 @@ class VectorCore:
                 if settings.store_text:
                     payload[TEXT_PAYLOAD_KEY] = doc.text
                 if spec.bm25:
-                    keywords = document_terms(doc.text)
+                    keywords = document_terms(doc.text, spec.bm25_language)
             else:
                 assert doc.vector is not None
                 vector = doc.vector
@@ -365,12 +365,13 @@ class VectorCore:
         if mode is not SearchMode.DENSE:
             if query.text is None:
                 raise InvalidArgument(f"a {mode} search needs a text query, not a vector")
-            if not (await self.collection_spec(collection)).bm25:
+            spec = await self.collection_spec(collection)
+            if not spec.bm25:
                 raise FailedPrecondition(
                     f"collection {collection!r} was created without bm25, so it has no "
                     f"keyword vectors for a {mode} search; create it with bm25 set"
                 )
-            keywords = query_terms(query.text)
+            keywords = query_terms(query.text, spec.bm25_language)
         search = functools.partial(self.store.search, keywords=keywords)
 
         async def once() -> QueryResult:

@@ -74,6 +74,7 @@ def collection_config(
         distance=_DISTANCES[distance] if distance else pb.DISTANCE_UNSPECIFIED,
         on_disk=numbers.pop("on_disk", False),
         bm25=numbers.pop("bm25", False),
+        bm25_language=numbers.pop("bm25_language", ""),
     )
     for name, number in {"dimensions": dimensions, **numbers}.items():
         docs.check_uint32(name, number)
@@ -105,6 +106,7 @@ def config_kwargs(config: pb.CollectionConfig) -> dict[str, Any]:
         "distance": distances.get(config.distance),
         "on_disk": config.on_disk,
         "bm25": config.bm25,
+        "bm25_language": config.bm25_language,
         "payload_indexes": index_kind_names(config.payload_indexes),
     }
     if config.quantization == pb.QUANTIZATION_SCALAR_INT8:
@@ -129,8 +131,8 @@ def _with_filter(request: Any, value: docs.FilterLike | None) -> Any:
 def create_collection(name: str, **config: Any) -> Plan[pb.CollectionInfo]:
     """Create a collection. ``dimensions`` defaults to the model's width and ``distance`` to
     the one matching its similarity function; also ``bm25=True`` (keep keyword vectors for
-    keyword and hybrid search), ``payload_indexes={"field": "keyword"}``, ``hnsw_m``,
-    ``hnsw_ef``, ``shard_number``..."""
+    keyword and hybrid search; ``bm25_language="german"``...), ``payload_indexes={"field":
+    "keyword"}``, ``hnsw_m``, ``hnsw_ef``, ``shard_number``..."""
     request = pb.CreateCollectionRequest(name=name, config=collection_config(**config))
     response = yield Unary("vectors", "CreateCollection", request)
     info: pb.CollectionInfo = response.collection

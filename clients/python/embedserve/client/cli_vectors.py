@@ -110,6 +110,9 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="also keep BM25 keyword vectors, for search --mode keyword or hybrid",
     )
+    collections.add_argument(
+        "--bm25-language", default="", help="stop words and stemmer of the BM25 vectors"
+    )
     ingest.set_defaults(run=client_verb(_ingest))
     search.set_defaults(run=client_verb(_search))
     recommend.set_defaults(run=client_verb(_recommend))
@@ -174,6 +177,7 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
             payload_indexes=indexes,
             quantization=args.quantization,
             bm25=args.bm25,
+            bm25_language=args.bm25_language,
             **extra,
         )
     else:

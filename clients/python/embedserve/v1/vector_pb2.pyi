@@ -240,6 +240,7 @@ class CollectionConfig(_message.Message):
     PAYLOAD_INDEXES_FIELD_NUMBER: _builtins.int
     FULL_SCAN_THRESHOLD_KB_FIELD_NUMBER: _builtins.int
     BM25_FIELD_NUMBER: _builtins.int
+    BM25_LANGUAGE_FIELD_NUMBER: _builtins.int
     dimensions: _builtins.int
     """Vector size. Default: the served model's width. A smaller size stores
     Matryoshka-truncated vectors; a larger one is FAILED_PRECONDITION.
@@ -274,6 +275,14 @@ class CollectionConfig(_message.Message):
     documents), so that Search can match keywords (SEARCH_MODE_KEYWORD) or
     fuse both rankings (SEARCH_MODE_HYBRID). Default: false.
     """
+    bm25_language: _builtins.str
+    """The language whose stop words and stemmer the BM25 vectors use (with bm25
+    only): arabic, azerbaijani, basque, bengali, catalan, chinese, danish,
+    dutch, english, finnish, french, german, greek, hebrew, hinglish,
+    hungarian, indonesian, italian, japanese, kazakh, nepali, norwegian,
+    portuguese, romanian, russian, slovene, spanish, swedish, tajik, turkish.
+    Default: english.
+    """
     @_builtins.property
     def payload_indexes(self) -> _containers.ScalarMap[_builtins.str, Global___PayloadIndexKind.ValueType]:
         """Payload fields to index, by kind."""
@@ -294,10 +303,11 @@ class CollectionConfig(_message.Message):
         payload_indexes: _abc.Mapping[_builtins.str, Global___PayloadIndexKind.ValueType] | None = ...,
         full_scan_threshold_kb: _builtins.int | None = ...,
         bm25: _builtins.bool = ...,
+        bm25_language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "dimensions", b"dimensions", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "bm25", b"bm25", "dimensions", b"dimensions", "distance", b"distance", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "on_disk", b"on_disk", "payload_indexes", b"payload_indexes", "quantization", b"quantization", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "bm25", b"bm25", "bm25_language", b"bm25_language", "dimensions", b"dimensions", "distance", b"distance", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "on_disk", b"on_disk", "payload_indexes", b"payload_indexes", "quantization", b"quantization", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimensions: _TypeAlias = _typing.Literal["dimensions"]  # noqa: Y015
     _WhichOneofArgType__dimensions: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions"]  # noqa: Y015

@@ -78,6 +78,7 @@ def spec_of(
         distance=st.Distance(config.distance) if config.distance else model_distance,
         on_disk=config.on_disk,
         bm25=config.bm25,
+        bm25_language=config.bm25_language,
         quantization=st.Quantization(config.quantization),
         payload_indexes={k: st.PayloadIndexKind(v) for k, v in config.payload_indexes.items()},
         **tuning,
@@ -111,6 +112,7 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
         "distance": spec.distance.value,
         "on_disk": spec.on_disk,
         "bm25": spec.bm25,
+        "bm25_language": spec.bm25_language,
         "quantization": spec.quantization.value,
         "payload_indexes": {k: v.value for k, v in spec.payload_indexes.items()},
     }

@@ -182,6 +182,9 @@ class CollectionConfig(Body):
         default=False,
         description="also keep a BM25 keyword vector of each text, for keyword and hybrid search",
     )
+    bm25_language: str = Field(
+        default="english", description="the language of the BM25 stop words and stemmer"
+    )
 
 
 class CreateCollectionRequest(Body):
