@@ -80,6 +80,15 @@ def test_reembed_writes_the_served_models_vectors(
     with EmbedClient(new.target) as client:
         assert "bare-v2" not in client.list_collections()  # nothing half-made
 
+    # A dense collection becomes one for keyword and hybrid search.
+    hybrid = ["reembed", "articles", "--to", "articles-kw", "--bm25-language", "french"]
+    assert cli_main([*hybrid, "--target", new.target]) == 0
+    with EmbedClient(new.target) as client:
+        config = client.get_collection("articles-kw").config
+        assert (config.bm25, config.bm25_language) == (True, "french")
+        hits = client.search("articles-kw", "garlic tomato", mode="keyword")
+        assert [h.id for h in hits] == ["d3"]
+
 
 def test_an_interrupted_reembed_resumes_where_it_stopped(minilm_server, capsys) -> None:
     """Ctrl-C (a real SIGINT to the command) leaves the new collection part-filled; a rerun

@@ -37,6 +37,14 @@ def add_parser(commands: Any) -> None:
         help="vector size of the new collection (default: the served model's width)",
     )
     reembed.add_argument(
+        "--bm25",
+        action="store_true",
+        help="the new collection also keeps BM25 keyword vectors, for keyword and hybrid search",
+    )
+    reembed.add_argument(
+        "--bm25-language", help="stop words and stemmer of those vectors (default: the source's)"
+    )
+    reembed.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted run: documents already in --to are skipped",
@@ -94,8 +102,12 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
 
 def _create_like(client: EmbedClient, source: Any, args: argparse.Namespace) -> None:
     """The new collection with every setting of the source (distance, indexes,
-    quantization, HNSW, sharding) but its size, which belongs to the model that wrote it."""
+    quantization, HNSW, sharding, keywords) but its size, which belongs to the model that
+    wrote it; ``--bm25`` adds keyword vectors."""
     settings = {**config_kwargs(source.config), "dimensions": args.dimensions}
+    settings["bm25"] = settings["bm25"] or args.bm25 or args.bm25_language is not None
+    if args.bm25_language is not None:
+        settings["bm25_language"] = args.bm25_language
     created = client.create_collection(args.new_collection, **settings)
     if created.config.dimensions != source.config.dimensions:
         print(
