@@ -88,8 +88,11 @@ def test_collection_config_round_trips_through_the_store_spec() -> None:
             "topic": pb.PAYLOAD_INDEX_KIND_KEYWORD,
             "n": pb.PAYLOAD_INDEX_KIND_INTEGER,
         },
+        bm25=True,
+        bm25_language="german",
     )
     spec = vc.spec_from_proto("c", config, model_width=384, model_distance=COSINE)
+    assert (spec.bm25, spec.bm25_language) == (True, "german")
     assert (spec.vector_size, spec.distance, spec.on_disk) == (64, st.Distance.DOT, True)
     assert (spec.hnsw_m, spec.hnsw_ef_construct, spec.hnsw_ef) == (8, 50, 77)
     assert spec.quantization is st.Quantization.SCALAR_INT8

@@ -237,6 +237,14 @@ def test_keyword_and_hybrid_search_from_the_shell(served: str, tmp_path: Path) -
     assert [json.loads(line)["id"] for line in by_words.stdout.splitlines()] == ["k1", "k2"]
     fused = run_cli("search", "codes", "QX-4411", "--mode", "hybrid", "--target", served)
     assert json.loads(fused.stdout.splitlines()[0])["id"] == "k1"
+    diverse = ["search", "codes", "parts", "--diversity", "0.9", "--limit", "2"]
+    shown = run_cli(*diverse, "--target", served)
+    assert shown.returncode == 0, shown.stderr
+    assert len(shown.stdout.splitlines()) == 2
+    out_of_range = run_cli("search", "codes", "parts", "--diversity", "3", "--target", served)
+    assert out_of_range.returncode == 1 and "diversity must be a number from 0 to 1" in (
+        out_of_range.stderr
+    )
     plain = run_cli("collections", "create", "no-words", "--target", served)
     assert plain.returncode == 0
     refused = run_cli("search", "no-words", "QX", "--mode", "keyword", "--target", served)

@@ -195,6 +195,19 @@ func WithStrategy(strategy pb.RecommendStrategy) QueryOption {
 	return func(c *queryConfig) { c.strategy = strategy }
 }
 
+// WithDiversity re-ranks a dense Search by maximal marginal relevance, from 0
+// (the order of relevance) to 1 (unlikeness to the results before alone);
+// scores stay the similarities to the query.
+func WithDiversity(diversity float32) QueryOption {
+	return func(c *queryConfig) { c.params.Diversity = &diversity }
+}
+
+// WithDiversityCandidates sets how many of the nearest documents WithDiversity
+// re-ranks (default 100, or limit + offset if more).
+func WithDiversityCandidates(n uint32) QueryOption {
+	return func(c *queryConfig) { c.params.DiversityCandidates = &n }
+}
+
 // WithSearchMode sets how Search ranks a text query: SEARCH_MODE_KEYWORD by
 // BM25, SEARCH_MODE_HYBRID by both rankings fused (collections created
 // WithBM25); default SEARCH_MODE_DENSE.

@@ -363,6 +363,14 @@ func TestKeywordAndHybridSearch(t *testing.T) {
 	if err != nil || len(hits) != 2 || hits[0].ID == "charging" || hits[1].ID == "charging" {
 		t.Fatalf("search with a full-text filter: %+v, %v", hits, err)
 	}
+	diverse, err := client.Search(ctx, name, embedserve.Text("charging"), embedserve.WithDiversity(0.5), embedserve.WithLimit(3))
+	if err != nil || len(diverse) != 3 {
+		t.Fatalf("diverse search: %+v, %v", diverse, err)
+	}
+	_, err = client.Search(ctx, name, embedserve.Text("charging"), hybrid, embedserve.WithDiversity(0.5))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("diverse hybrid search: %v, want InvalidArgument", err)
+	}
 	vector, err := client.Embed(ctx, []string{"charging"})
 	if err != nil {
 		t.Fatal(err)

@@ -2196,8 +2196,16 @@ type QueryParams struct {
 	HnswEf *uint32 `protobuf:"varint,7,opt,name=hnsw_ef,json=hnswEf,proto3,oneof" json:"hnsw_ef,omitempty"`
 	// Qdrant server only: "all", "majority", "quorum" or a replica count.
 	ReadConsistency string `protobuf:"bytes,8,opt,name=read_consistency,json=readConsistency,proto3" json:"read_consistency,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Search in dense mode only: maximal marginal relevance, from 0 to 1. The
+	// nearest diversity_candidates documents are re-ranked so that each next
+	// result is also unlike the results before it: 0 keeps the order of
+	// relevance, 1 weighs unlikeness alone (0.5 is a common start). Scores stay
+	// the similarities to the query. Default: unset (no re-ranking).
+	Diversity *float32 `protobuf:"fixed32,9,opt,name=diversity,proto3,oneof" json:"diversity,omitempty"`
+	// Default: 100, or limit + offset if more; at least limit + offset.
+	DiversityCandidates *uint32 `protobuf:"varint,10,opt,name=diversity_candidates,json=diversityCandidates,proto3,oneof" json:"diversity_candidates,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *QueryParams) Reset() {
@@ -2284,6 +2292,20 @@ func (x *QueryParams) GetReadConsistency() string {
 		return x.ReadConsistency
 	}
 	return ""
+}
+
+func (x *QueryParams) GetDiversity() float32 {
+	if x != nil && x.Diversity != nil {
+		return *x.Diversity
+	}
+	return 0
+}
+
+func (x *QueryParams) GetDiversityCandidates() uint32 {
+	if x != nil && x.DiversityCandidates != nil {
+		return *x.DiversityCandidates
+	}
+	return 0
 }
 
 type ScoredDocument struct {
@@ -4369,7 +4391,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
 	"\x06should\x18\x02 \x03(\v2\x18.embedserve.v1.ConditionR\x06should\x123\n" +
-	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\"\xd3\x02\n" +
+	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\"\xd5\x03\n" +
 	"\vQueryParams\x12\x19\n" +
 	"\x05limit\x18\x01 \x01(\rH\x00R\x05limit\x88\x01\x01\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\rR\x06offset\x12,\n" +
@@ -4378,12 +4400,18 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\fwith_vectors\x18\x05 \x01(\bR\vwithVectors\x12\x14\n" +
 	"\x05exact\x18\x06 \x01(\bR\x05exact\x12\x1c\n" +
 	"\ahnsw_ef\x18\a \x01(\rH\x03R\x06hnswEf\x88\x01\x01\x12)\n" +
-	"\x10read_consistency\x18\b \x01(\tR\x0freadConsistencyB\b\n" +
+	"\x10read_consistency\x18\b \x01(\tR\x0freadConsistency\x12!\n" +
+	"\tdiversity\x18\t \x01(\x02H\x04R\tdiversity\x88\x01\x01\x126\n" +
+	"\x14diversity_candidates\x18\n" +
+	" \x01(\rH\x05R\x13diversityCandidates\x88\x01\x01B\b\n" +
 	"\x06_limitB\x12\n" +
 	"\x10_score_thresholdB\x0f\n" +
 	"\r_with_payloadB\n" +
 	"\n" +
-	"\b_hnsw_ef\"\x98\x01\n" +
+	"\b_hnsw_efB\f\n" +
+	"\n" +
+	"_diversityB\x17\n" +
+	"\x15_diversity_candidates\"\x98\x01\n" +
 	"\x0eScoredDocument\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x121\n" +

@@ -70,6 +70,7 @@ from .types import (
     SparseTerms,
     VectorLike,
     check_scroll_limit,
+    diversity_candidates,
     validate_collection_name,
 )
 from .validation import (
@@ -83,6 +84,7 @@ from .validation import (
     split_examples,
     strategy_of,
     text_match_keys,
+    without_diversity,
 )
 
 log = logging.getLogger(__name__)
@@ -360,9 +362,13 @@ class EdgeStore(ContextManagerMixin):
     ) -> list[ScoredPoint]:
         col = self._get(collection)
         params = search_params(params)
-        dense = search_vector(col.spec, vector, keywords)
-        queries = []
-        if dense is not None:
+        dense = search_vector(col.spec, vector, keywords, params)
+        queries: list[Any] = []
+        if dense is not None and params.diversity is not None:
+            # The engine's lambda weighs relevance: 1 - diversity.
+            candidates = diversity_candidates(params)
+            queries.append(qe.Mmr(dense, 1.0 - params.diversity, candidates))
+        elif dense is not None:
             queries.append(qe.Query.Nearest(dense))
         if keywords is not None:
             queries.append(qe.Query.Nearest(sparse_vector(keywords), using=KEYWORD_VECTOR))
@@ -381,6 +387,7 @@ class EdgeStore(ContextManagerMixin):
     ) -> list[ScoredPoint]:
         strategy = strategy_of(strategy)
         filter = check_filter(filter)
+        params = without_diversity(search_params(params))
         col = self._get(collection)
         size, name = col.spec.vector_size, col.spec.name
         pos_ids, pos_vecs = split_examples(positive, size, name)
@@ -411,7 +418,7 @@ class EdgeStore(ContextManagerMixin):
         examples = sorted(set(pos_ids) | set(neg_ids))
         if examples:
             filter = Filter(must=(filter,) if filter else (), must_not=(HasId(tuple(examples)),))
-        return self._query(collection, query, filter, search_params(params))
+        return self._query(collection, query, filter, params)
 
     def _vectors_by_id(self, collection: str, ids: Sequence[str]) -> dict[str, list[float]]:
         if not ids:
@@ -476,10 +483,10 @@ class EdgeStore(ContextManagerMixin):
         return records_in_order(records, wanted, with_vectors)
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
-        require_text_indexes(self._get(collection).spec, text_match_keys(filter))
-        request = qe.CountRequest(
-            exact=exact, filter=edge_filter(filter) if (filter := check_filter(filter)) else None
+        require_text_indexes(
+            self._get(collection).spec, text_match_keys(filter := check_filter(filter))
         )
+        request = qe.CountRequest(exact=exact, filter=edge_filter(filter) if filter else None)
         with self._reading(collection) as col, engine_errors():
             return int(col.shard.count(request))
 
@@ -492,11 +499,13 @@ class EdgeStore(ContextManagerMixin):
         with_payload: bool = True,
         with_vectors: bool = False,
     ) -> ScrollPage:
-        require_text_indexes(self._get(collection).spec, text_match_keys(filter))
+        require_text_indexes(
+            self._get(collection).spec, text_match_keys(filter := check_filter(filter))
+        )
         request = qe.ScrollRequest(
             offset=engine_cursor(cursor),
             limit=check_scroll_limit(limit),
-            filter=edge_filter(filter) if (filter := check_filter(filter)) else None,
+            filter=edge_filter(filter) if filter else None,
             # The external id lives in the payload, so it is always fetched.
             with_payload=True if with_payload else [RESERVED_KEY],
             with_vector=with_vectors,

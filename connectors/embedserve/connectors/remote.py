@@ -60,6 +60,7 @@ from .types import (
     SparseTerms,
     VectorLike,
     check_scroll_limit,
+    diversity_candidates,
     validate_collection_name,
 )
 from .validation import (
@@ -73,6 +74,7 @@ from .validation import (
     search_vector,
     strategy_of,
     text_match_keys,
+    without_diversity,
 )
 
 T = TypeVar("T")
@@ -316,12 +318,15 @@ class RemoteStore(ContextManagerMixin):
         *,
         keywords: SparseTerms | None = None,
     ) -> list[ScoredPoint]:
-        spec, dense = self._validated(
-            collection, lambda spec: search_vector(spec, vector, keywords)
-        )
         params, ctx = search_params(params), ErrorContext(collection)
+        spec, dense = self._validated(
+            collection, lambda spec: search_vector(spec, vector, keywords, params)
+        )
         queries: list[tuple[Any, str | None]] = []
-        if dense is not None:
+        if dense is not None and params.diversity is not None:
+            mmr = qm.Mmr(diversity=params.diversity, candidates_limit=diversity_candidates(params))
+            queries.append((qm.NearestQuery(nearest=dense, mmr=mmr), None))
+        elif dense is not None:
             queries.append((dense, None))
         if keywords is not None:
             queries.append((sparse_vector(keywords), KEYWORD_VECTOR))
@@ -341,6 +346,7 @@ class RemoteStore(ContextManagerMixin):
         params: SearchParams | None = None,
     ) -> list[ScoredPoint]:
         strategy = strategy_of(strategy)
+        params = without_diversity(search_params(params))
         by_point: dict[str, str] = {}
 
         def examples(given: Sequence[Example], spec: CollectionSpec) -> list[Any]:
@@ -370,7 +376,7 @@ class RemoteStore(ContextManagerMixin):
             )
         )
         ctx = ErrorContext(collection, by_point)
-        return self._query(spec, query, filter, search_params(params), ctx)
+        return self._query(spec, query, filter, params, ctx)
 
     def _query(
         self,
@@ -390,7 +396,7 @@ class RemoteStore(ContextManagerMixin):
             if self._local
             else qm.SearchParams(hnsw_ef=params.hnsw_ef or spec.hnsw_ef, exact=params.exact)
         )
-        require_text_indexes(spec, text_match_keys(filter))
+        require_text_indexes(spec, text_match_keys(filter := check_filter(filter)))
         query_filter = optional_filter(filter)
         prefetch = [
             qm.Prefetch(

@@ -336,9 +336,16 @@ class SearchParams:
     hnsw_ef: int | None = None
     # Server clusters only: "all", "majority", "quorum" or a replica count as digits.
     read_consistency: str | None = None
+    # Searches by vector only: maximal marginal relevance. The nearest
+    # ``diversity_candidates`` (default: 100, or limit + offset if more) are re-ranked so
+    # that each next hit is also unlike the hits before it: 0 keeps the order of
+    # relevance, 1 weighs unlikeness alone. Scores stay the similarities to the query.
+    diversity: float | None = None
+    diversity_candidates: int | None = None
 
     def __post_init__(self) -> None:
         _positive("limit", self.limit)
+        _check_diversity(self)
         if isinstance(self.offset, bool) or not isinstance(self.offset, int) or self.offset < 0:
             raise InvalidRequest(f"offset must be a non-negative integer, got {self.offset!r}")
         if self.hnsw_ef is not None:
@@ -351,6 +358,34 @@ class SearchParams:
                 f"read_consistency must be one of {_READ_CONSISTENCY} or a positive integer, "
                 f"got {rc!r}"
             )
+
+
+MIN_DIVERSITY_CANDIDATES = 100
+
+
+def _check_diversity(params: SearchParams) -> None:
+    d, candidates = params.diversity, params.diversity_candidates
+    if d is not None and (
+        isinstance(d, bool) or not isinstance(d, int | float) or not 0.0 <= d <= 1.0
+    ):
+        raise InvalidRequest(f"diversity must be a number from 0 to 1, got {d!r}")
+    if candidates is None:
+        return
+    if d is None:
+        raise InvalidRequest("diversity_candidates applies to searches with a diversity")
+    _positive("diversity_candidates", candidates)
+    if candidates < params.limit + params.offset:
+        raise InvalidRequest(
+            f"diversity_candidates ({candidates}) must be at least limit + offset "
+            f"({params.limit + params.offset})"
+        )
+
+
+def diversity_candidates(params: SearchParams) -> int:
+    """How many of the nearest points a diverse search re-ranks."""
+    if params.diversity_candidates is not None:
+        return params.diversity_candidates
+    return max(MIN_DIVERSITY_CANDIDATES, params.limit + params.offset)
 
 
 Example: TypeAlias = str | VectorLike

@@ -125,17 +125,28 @@ def prepare_points(spec: CollectionSpec, points: Sequence[PointRecord]) -> list[
 
 
 def search_vector(
-    spec: CollectionSpec, vector: VectorLike | None, keywords: SparseTerms | None
+    spec: CollectionSpec,
+    vector: VectorLike | None,
+    keywords: SparseTerms | None,
+    params: SearchParams,
 ) -> list[float] | None:
     """The checked dense query vector of a search by vector, keywords or both."""
     if vector is None and keywords is None:
         raise InvalidRequest("a search needs a vector, keywords or both")
+    if params.diversity is not None and (vector is None or keywords is not None):
+        raise InvalidRequest("diversity applies to searches by vector alone")
     if keywords is not None and not spec.bm25:
         raise InvalidRequest(
             f"collection {spec.name!r} was created without bm25, so it has no keyword "
             "vectors to search"
         )
     return None if vector is None else as_vector(vector, spec.vector_size, spec.name)
+
+
+def without_diversity(params: SearchParams) -> SearchParams:
+    if params.diversity is not None:
+        raise InvalidRequest("diversity applies to searches by vector, not recommendations")
+    return params
 
 
 def split_examples(

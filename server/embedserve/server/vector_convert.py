@@ -290,6 +290,9 @@ def search_params(message: pb.QueryParams) -> st.SearchParams:
         if message.hnsw_ef == 0:
             raise InvalidArgument("params.hnsw_ef must be at least 1")
         fields["hnsw_ef"] = message.hnsw_ef
+    for optional in ("diversity", "diversity_candidates"):
+        if message.HasField(optional):
+            fields[optional] = getattr(message, optional)
     return store_value(st.SearchParams, **fields)
 
 

@@ -129,8 +129,16 @@ def query_params(
     exact: bool = False,
     hnsw_ef: int | None = None,
     read_consistency: str = "",
+    diversity: float | None = None,
+    diversity_candidates: int | None = None,
 ) -> pb.QueryParams:
-    for name, number in (("limit", limit), ("offset", offset), ("hnsw_ef", hnsw_ef)):
+    numbers = {
+        "limit": limit,
+        "offset": offset,
+        "hnsw_ef": hnsw_ef,
+        "diversity_candidates": diversity_candidates,
+    }
+    for name, number in numbers.items():
         check_uint32(name, number)
     params = pb.QueryParams(
         offset=offset, with_vectors=with_vectors, exact=exact, read_consistency=read_consistency
@@ -143,6 +151,10 @@ def query_params(
         params.with_payload = with_payload
     if hnsw_ef is not None:
         params.hnsw_ef = hnsw_ef
+    if diversity is not None:
+        params.diversity = diversity
+    if diversity_candidates is not None:
+        params.diversity_candidates = diversity_candidates
     return params
 
 

@@ -55,6 +55,8 @@ _QUERY_PARAMS = (
     "exact",
     "hnsw_ef",
     "read_consistency",
+    "diversity",
+    "diversity_candidates",
 )
 
 
@@ -225,7 +227,8 @@ def search(
     ``bm25=True``).
 
     Options: limit, offset, score_threshold, with_payload, with_vectors, exact, hnsw_ef,
-    read_consistency, and embedding options (task, prompt, ...) for the text.
+    read_consistency, diversity (0 to 1: maximal marginal relevance, dense mode),
+    diversity_candidates, and embedding options (task, prompt, ...) for the text.
     """
     if text is not None and not isinstance(text, str):
         if vector is not None:

@@ -55,6 +55,11 @@ def add_parser(commands: Any) -> None:
         choices=["dense", "keyword", "hybrid"],
         help="keyword: BM25 matches; hybrid: both rankings fused (collections made with --bm25)",
     )
+    search.add_argument(
+        "--diversity",
+        type=float,
+        help="0 to 1: re-rank by maximal marginal relevance, so near-copies do not fill the list",
+    )
 
     recommend = commands.add_parser("recommend", help="documents like some and unlike others")
     recommend.add_argument("collection")
@@ -128,6 +133,7 @@ def _search(client: EmbedClient, args: argparse.Namespace) -> None:
         filter=query_filter,
         exact=args.exact,
         mode=args.mode,
+        **({} if args.diversity is None else {"diversity": args.diversity}),
     )
     _print_hits(hits)
 

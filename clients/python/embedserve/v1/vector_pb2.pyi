@@ -1048,6 +1048,8 @@ class QueryParams(_message.Message):
     EXACT_FIELD_NUMBER: _builtins.int
     HNSW_EF_FIELD_NUMBER: _builtins.int
     READ_CONSISTENCY_FIELD_NUMBER: _builtins.int
+    DIVERSITY_FIELD_NUMBER: _builtins.int
+    DIVERSITY_CANDIDATES_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """Default: 10."""
     offset: _builtins.int
@@ -1062,6 +1064,15 @@ class QueryParams(_message.Message):
     """Search-time HNSW beam. Default: the collection's."""
     read_consistency: _builtins.str
     """Qdrant server only: "all", "majority", "quorum" or a replica count."""
+    diversity: _builtins.float
+    """Search in dense mode only: maximal marginal relevance, from 0 to 1. The
+    nearest diversity_candidates documents are re-ranked so that each next
+    result is also unlike the results before it: 0 keeps the order of
+    relevance, 1 weighs unlikeness alone (0.5 is a common start). Scores stay
+    the similarities to the query. Default: unset (no re-ranking).
+    """
+    diversity_candidates: _builtins.int
+    """Default: 100, or limit + offset if more; at least limit + offset."""
     def __init__(
         self,
         *,
@@ -1073,11 +1084,17 @@ class QueryParams(_message.Message):
         exact: _builtins.bool = ...,
         hnsw_ef: _builtins.int | None = ...,
         read_consistency: _builtins.str = ...,
+        diversity: _builtins.float | None = ...,
+        diversity_candidates: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_hnsw_ef", b"_hnsw_ef", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "hnsw_ef", b"hnsw_ef", "limit", b"limit", "score_threshold", b"score_threshold", "with_payload", b"with_payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "hnsw_ef", b"hnsw_ef", "limit", b"limit", "score_threshold", b"score_threshold", "with_payload", b"with_payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hnsw_ef", b"_hnsw_ef", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "exact", b"exact", "hnsw_ef", b"hnsw_ef", "limit", b"limit", "offset", b"offset", "read_consistency", b"read_consistency", "score_threshold", b"score_threshold", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "exact", b"exact", "hnsw_ef", b"hnsw_ef", "limit", b"limit", "offset", b"offset", "read_consistency", b"read_consistency", "score_threshold", b"score_threshold", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__diversity: _TypeAlias = _typing.Literal["diversity"]  # noqa: Y015
+    _WhichOneofArgType__diversity: _TypeAlias = _typing.Literal["_diversity", b"_diversity"]  # noqa: Y015
+    _WhichOneofReturnType__diversity_candidates: _TypeAlias = _typing.Literal["diversity_candidates"]  # noqa: Y015
+    _WhichOneofArgType__diversity_candidates: _TypeAlias = _typing.Literal["_diversity_candidates", b"_diversity_candidates"]  # noqa: Y015
     _WhichOneofReturnType__hnsw_ef: _TypeAlias = _typing.Literal["hnsw_ef"]  # noqa: Y015
     _WhichOneofArgType__hnsw_ef: _TypeAlias = _typing.Literal["_hnsw_ef", b"_hnsw_ef"]  # noqa: Y015
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
@@ -1086,6 +1103,10 @@ class QueryParams(_message.Message):
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
     _WhichOneofReturnType__with_payload: _TypeAlias = _typing.Literal["with_payload"]  # noqa: Y015
     _WhichOneofArgType__with_payload: _TypeAlias = _typing.Literal["_with_payload", b"_with_payload"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__diversity) -> _WhichOneofReturnType__diversity | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__diversity_candidates) -> _WhichOneofReturnType__diversity_candidates | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hnsw_ef) -> _WhichOneofReturnType__hnsw_ef | None: ...
     @_typing.overload

@@ -231,6 +231,13 @@ class QueryParams(Body):
     exact: bool = False
     hnsw_ef: PositiveU32 | None = None
     read_consistency: str | None = None
+    diversity: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="search by vector or in dense mode: re-rank by maximal marginal relevance",
+    )
+    diversity_candidates: PositiveU32 | None = None
 
 
 # Filters keep the JSON form of the gRPC Filter message (must / should / must_not).
