@@ -52,6 +52,11 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
         "/api/v1/collections/{c}/delete",
         {"ids": ["nope"]},
     ),
+    "POST /api/v1/collections/{name}/payload": (
+        "POST",
+        "/api/v1/collections/{c}/payload",
+        {"filter": {"must": [{"has_id": {"ids": ["nope"]}}]}, "payload": {"seen": True}},
+    ),
     "POST /api/v1/collections/{name}/count": ("POST", "/api/v1/collections/{c}/count", {}),
     "POST /api/v1/collections/{name}/scroll": ("POST", "/api/v1/collections/{c}/scroll", {}),
     "POST /api/v1/collections/{name}/cluster": (

@@ -534,6 +534,22 @@ func (c *Client) Delete(ctx context.Context, collection string, ids []string, fi
 	return err
 }
 
+// UpdatePayload sets the top-level keys of payload (a key set to nil is
+// removed) and removes deleteKeys, vectors kept, on the documents named by ids
+// (every id must exist), matching filter, or both.
+func (c *Client) UpdatePayload(ctx context.Context, collection string, ids []string, filter *pb.Filter, payload map[string]any, deleteKeys ...string) error {
+	request := &pb.UpdatePayloadRequest{Collection: collection, Ids: ids, Filter: filter, DeleteKeys: deleteKeys}
+	if len(payload) > 0 {
+		values, err := structpb.NewStruct(payload)
+		if err != nil {
+			return status.Errorf(codes.InvalidArgument, "embedserve: payload: %v", err)
+		}
+		request.Payload = values
+	}
+	_, err := c.vectors.UpdatePayload(ctx, request)
+	return err
+}
+
 // Count returns the number of documents in a collection, or of those
 // matching filter (nil: all).
 func (c *Client) Count(ctx context.Context, collection string, filter *pb.Filter) (uint64, error) {

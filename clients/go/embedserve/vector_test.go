@@ -371,6 +371,17 @@ func TestKeywordAndHybridSearch(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("diverse hybrid search: %v, want InvalidArgument", err)
 	}
+	if err := client.UpdatePayload(ctx, name, []string{"cake"}, nil, map[string]any{"stock": 4}, "title"); err != nil {
+		t.Fatal(err)
+	}
+	cake, err := client.Get(ctx, name, []string{"cake"}, false)
+	if err != nil || len(cake) != 1 || cake[0].Payload["stock"] != 4.0 || cake[0].Payload["title"] != nil {
+		t.Fatalf("after UpdatePayload: %+v, %v", cake, err)
+	}
+	err = client.UpdatePayload(ctx, name, []string{"no-such-id"}, nil, map[string]any{"stock": 1})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("UpdatePayload of a missing id: %v, want NotFound", err)
+	}
 	vector, err := client.Embed(ctx, []string{"charging"})
 	if err != nil {
 		t.Fatal(err)

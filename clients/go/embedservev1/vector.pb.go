@@ -3085,6 +3085,125 @@ func (*DeleteResponse) Descriptor() ([]byte, []int) {
 	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
+type UpdatePayloadRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	// The documents to change: these ids, the documents matching filter, or the
+	// ids that also match the filter. With ids alone, every id must exist:
+	// NOT_FOUND names the missing ones, and nothing changes.
+	Ids    []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	Filter *Filter  `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Top-level keys to set; a key given replaces its whole value, and a key set
+	// to null is removed. Changing "text" (the stored text) does not embed it
+	// again: upsert for that.
+	Payload *structpb.Struct `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Top-level keys to remove.
+	DeleteKeys    []string `protobuf:"bytes,5,rep,name=delete_keys,json=deleteKeys,proto3" json:"delete_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePayloadRequest) Reset() {
+	*x = UpdatePayloadRequest{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePayloadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePayloadRequest) ProtoMessage() {}
+
+func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
+func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *UpdatePayloadRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *UpdatePayloadRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *UpdatePayloadRequest) GetFilter() *Filter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *UpdatePayloadRequest) GetPayload() *structpb.Struct {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *UpdatePayloadRequest) GetDeleteKeys() []string {
+	if x != nil {
+		return x.DeleteKeys
+	}
+	return nil
+}
+
+type UpdatePayloadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePayloadResponse) Reset() {
+	*x = UpdatePayloadResponse{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePayloadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePayloadResponse) ProtoMessage() {}
+
+func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
+func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+}
+
 type CountRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
@@ -3095,7 +3214,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3107,7 +3226,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3120,7 +3239,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -3146,7 +3265,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3158,7 +3277,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3171,7 +3290,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -3199,7 +3318,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3211,7 +3330,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3224,7 +3343,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -3280,7 +3399,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3292,7 +3411,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3305,7 +3424,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -3331,7 +3450,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3343,7 +3462,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3356,7 +3475,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -3403,7 +3522,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3415,7 +3534,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3428,7 +3547,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -3564,7 +3683,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3576,7 +3695,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3589,7 +3708,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -3623,7 +3742,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +3754,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +3767,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *WordScore) GetWord() string {
@@ -3679,7 +3798,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3691,7 +3810,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3704,7 +3823,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -3760,7 +3879,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +3891,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +3904,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -3885,7 +4004,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3897,7 +4016,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3910,7 +4029,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -3980,7 +4099,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3992,7 +4111,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4005,7 +4124,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -4041,7 +4160,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4053,7 +4172,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4066,7 +4185,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -4094,7 +4213,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4106,7 +4225,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4119,7 +4238,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -4164,7 +4283,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4176,7 +4295,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4189,7 +4308,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -4471,7 +4590,17 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"collection\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\x12-\n" +
 	"\x06filter\x18\x03 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\"\x10\n" +
-	"\x0eDeleteResponse\"]\n" +
+	"\x0eDeleteResponse\"\xcb\x01\n" +
+	"\x14UpdatePayloadRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\x12-\n" +
+	"\x06filter\x18\x03 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x121\n" +
+	"\apayload\x18\x04 \x01(\v2\x17.google.protobuf.StructR\apayload\x12\x1f\n" +
+	"\vdelete_keys\x18\x05 \x03(\tR\n" +
+	"deleteKeys\"\x17\n" +
+	"\x15UpdatePayloadResponse\"]\n" +
 	"\fCountRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -4633,7 +4762,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x0fDuplicateMethod\x12 \n" +
 	"\x1cDUPLICATE_METHOD_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eDUPLICATE_METHOD_STORE_QUERIES\x10\x01\x12!\n" +
-	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xd4\t\n" +
+	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xb0\n" +
+	"\n" +
 	"\rVectorService\x12c\n" +
 	"\x10CreateCollection\x12&.embedserve.v1.CreateCollectionRequest\x1a'.embedserve.v1.CreateCollectionResponse\x12`\n" +
 	"\x0fListCollections\x12%.embedserve.v1.ListCollectionsRequest\x1a&.embedserve.v1.ListCollectionsResponse\x12Z\n" +
@@ -4645,7 +4775,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06Search\x12\x1c.embedserve.v1.SearchRequest\x1a\x1d.embedserve.v1.SearchResponse\x12N\n" +
 	"\tRecommend\x12\x1f.embedserve.v1.RecommendRequest\x1a .embedserve.v1.RecommendResponse\x12<\n" +
 	"\x03Get\x12\x19.embedserve.v1.GetRequest\x1a\x1a.embedserve.v1.GetResponse\x12E\n" +
-	"\x06Delete\x12\x1c.embedserve.v1.DeleteRequest\x1a\x1d.embedserve.v1.DeleteResponse\x12B\n" +
+	"\x06Delete\x12\x1c.embedserve.v1.DeleteRequest\x1a\x1d.embedserve.v1.DeleteResponse\x12Z\n" +
+	"\rUpdatePayload\x12#.embedserve.v1.UpdatePayloadRequest\x1a$.embedserve.v1.UpdatePayloadResponse\x12B\n" +
 	"\x05Count\x12\x1b.embedserve.v1.CountRequest\x1a\x1c.embedserve.v1.CountResponse\x12E\n" +
 	"\x06Scroll\x12\x1c.embedserve.v1.ScrollRequest\x1a\x1d.embedserve.v1.ScrollResponse\x12H\n" +
 	"\aCluster\x12\x1d.embedserve.v1.ClusterRequest\x1a\x1e.embedserve.v1.ClusterResponse\x12]\n" +
@@ -4665,7 +4796,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -4713,47 +4844,49 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*GetResponse)(nil),              // 43: embedserve.v1.GetResponse
 	(*DeleteRequest)(nil),            // 44: embedserve.v1.DeleteRequest
 	(*DeleteResponse)(nil),           // 45: embedserve.v1.DeleteResponse
-	(*CountRequest)(nil),             // 46: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 47: embedserve.v1.CountResponse
-	(*ScrollRequest)(nil),            // 48: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 49: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 50: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 51: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 52: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 53: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 54: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 55: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 56: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 57: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 58: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 59: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 60: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 61: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 62: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 63: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 64: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 65: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 66: embedserve.v1.Usage
-	(*Timings)(nil),                  // 67: embedserve.v1.Timings
+	(*UpdatePayloadRequest)(nil),     // 46: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 47: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 48: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 49: embedserve.v1.CountResponse
+	(*ScrollRequest)(nil),            // 50: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 51: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 52: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 53: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 54: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 55: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 56: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 57: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 58: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 59: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 60: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 61: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 62: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 63: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 64: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 65: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 66: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 67: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 68: embedserve.v1.Usage
+	(*Timings)(nil),                  // 69: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	61, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	63, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	64, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	65, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	66, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	67, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	7,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	10, // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	66, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	67, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	68, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	69, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10, // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	66, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	68, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10, // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	26, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
@@ -4766,83 +4899,87 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	32, // 26: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
 	32, // 27: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
 	32, // 28: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	64, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	66, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
 	9,  // 30: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
 	9,  // 31: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
 	33, // 32: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
 	34, // 33: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	65, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	67, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	3,  // 35: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
 	35, // 36: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	66, // 37: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	67, // 38: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	68, // 37: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	69, // 38: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
 	9,  // 39: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
 	38, // 40: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
 	38, // 41: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
 	4,  // 42: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
 	33, // 43: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
 	34, // 44: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	65, // 45: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	67, // 45: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	35, // 46: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	66, // 47: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	64, // 48: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	68, // 47: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	66, // 48: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
 	9,  // 49: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
 	41, // 50: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
 	33, // 51: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 52: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 53: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	41, // 54: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	50, // 55: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	33, // 56: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,  // 57: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	52, // 58: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	53, // 59: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	54, // 60: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	62, // 61: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	33, // 62: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,  // 63: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	50, // 64: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	57, // 65: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	58, // 66: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	59, // 67: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	63, // 68: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,  // 69: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,  // 70: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	12, // 71: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	14, // 72: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	16, // 73: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	18, // 74: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	20, // 75: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	22, // 76: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	24, // 77: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	36, // 78: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	39, // 79: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	42, // 80: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	44, // 81: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	46, // 82: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	48, // 83: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	51, // 84: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	56, // 85: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	13, // 86: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	15, // 87: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	17, // 88: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	19, // 89: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	21, // 90: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	23, // 91: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	25, // 92: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	37, // 93: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	40, // 94: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	43, // 95: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	45, // 96: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	47, // 97: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	49, // 98: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	55, // 99: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	60, // 100: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	86, // [86:101] is the sub-list for method output_type
-	71, // [71:86] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	33, // 52: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	66, // 53: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	33, // 54: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	33, // 55: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	41, // 56: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	52, // 57: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	33, // 58: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,  // 59: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	54, // 60: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	55, // 61: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	56, // 62: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	64, // 63: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	33, // 64: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,  // 65: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	52, // 66: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	59, // 67: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	60, // 68: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	61, // 69: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	65, // 70: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,  // 71: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 72: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	12, // 73: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	14, // 74: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	16, // 75: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	18, // 76: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	20, // 77: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	22, // 78: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	24, // 79: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	36, // 80: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	39, // 81: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	42, // 82: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	44, // 83: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	46, // 84: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	48, // 85: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	50, // 86: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	53, // 87: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	58, // 88: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	13, // 89: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	15, // 90: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	17, // 91: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	19, // 92: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	21, // 93: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	23, // 94: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	25, // 95: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	37, // 96: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	40, // 97: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	43, // 98: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	45, // 99: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	47, // 100: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	49, // 101: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	51, // 102: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	57, // 103: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	62, // 104: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	89, // [89:105] is the sub-list for method output_type
+	73, // [73:89] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -4881,19 +5018,19 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[51].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	VectorService_Recommend_FullMethodName        = "/embedserve.v1.VectorService/Recommend"
 	VectorService_Get_FullMethodName              = "/embedserve.v1.VectorService/Get"
 	VectorService_Delete_FullMethodName           = "/embedserve.v1.VectorService/Delete"
+	VectorService_UpdatePayload_FullMethodName    = "/embedserve.v1.VectorService/UpdatePayload"
 	VectorService_Count_FullMethodName            = "/embedserve.v1.VectorService/Count"
 	VectorService_Scroll_FullMethodName           = "/embedserve.v1.VectorService/Scroll"
 	VectorService_Cluster_FullMethodName          = "/embedserve.v1.VectorService/Cluster"
@@ -68,6 +69,9 @@ type VectorServiceClient interface {
 	Recommend(ctx context.Context, in *RecommendRequest, opts ...grpc.CallOption) (*RecommendResponse, error)
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
+	// Sets and removes payload keys of stored documents; their vectors stay as
+	// they are, nothing is embedded again.
+	UpdatePayload(ctx context.Context, in *UpdatePayloadRequest, opts ...grpc.CallOption) (*UpdatePayloadResponse, error)
 	Count(ctx context.Context, in *CountRequest, opts ...grpc.CallOption) (*CountResponse, error)
 	// One page of a collection's documents, in a stable order; pass next_cursor
 	// back to get the next page.
@@ -204,6 +208,16 @@ func (c *vectorServiceClient) Delete(ctx context.Context, in *DeleteRequest, opt
 	return out, nil
 }
 
+func (c *vectorServiceClient) UpdatePayload(ctx context.Context, in *UpdatePayloadRequest, opts ...grpc.CallOption) (*UpdatePayloadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdatePayloadResponse)
+	err := c.cc.Invoke(ctx, VectorService_UpdatePayload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *vectorServiceClient) Count(ctx context.Context, in *CountRequest, opts ...grpc.CallOption) (*CountResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CountResponse)
@@ -276,6 +290,9 @@ type VectorServiceServer interface {
 	Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error)
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	// Sets and removes payload keys of stored documents; their vectors stay as
+	// they are, nothing is embedded again.
+	UpdatePayload(context.Context, *UpdatePayloadRequest) (*UpdatePayloadResponse, error)
 	Count(context.Context, *CountRequest) (*CountResponse, error)
 	// One page of a collection's documents, in a stable order; pass next_cursor
 	// back to get the next page.
@@ -328,6 +345,9 @@ func (UnimplementedVectorServiceServer) Get(context.Context, *GetRequest) (*GetR
 }
 func (UnimplementedVectorServiceServer) Delete(context.Context, *DeleteRequest) (*DeleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedVectorServiceServer) UpdatePayload(context.Context, *UpdatePayloadRequest) (*UpdatePayloadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdatePayload not implemented")
 }
 func (UnimplementedVectorServiceServer) Count(context.Context, *CountRequest) (*CountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Count not implemented")
@@ -538,6 +558,24 @@ func _VectorService_Delete_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VectorService_UpdatePayload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdatePayloadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).UpdatePayload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_UpdatePayload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).UpdatePayload(ctx, req.(*UpdatePayloadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _VectorService_Count_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CountRequest)
 	if err := dec(in); err != nil {
@@ -652,6 +690,10 @@ var VectorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Delete",
 			Handler:    _VectorService_Delete_Handler,
+		},
+		{
+			MethodName: "UpdatePayload",
+			Handler:    _VectorService_UpdatePayload_Handler,
 		},
 		{
 			MethodName: "Count",

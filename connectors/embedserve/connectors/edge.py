@@ -25,7 +25,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +76,7 @@ from .types import (
 from .validation import (
     check_filter,
     check_id_list,
+    check_payload_update,
     engine_cursor,
     prepare_points,
     require_text_indexes,
@@ -334,6 +335,54 @@ class EdgeStore(ContextManagerMixin):
         with self._writing(collection) as col, engine_errors():
             col.shard.update(op)
             self._after_write(col)
+
+    def update_payload(
+        self,
+        collection: str,
+        ids: Sequence[str] | None = None,
+        filter: Filter | None = None,
+        *,
+        values: Mapping[str, Any] | None = None,
+        delete_keys: Sequence[str] = (),
+    ) -> None:
+        filter = check_filter(filter)
+        values, keys = check_payload_update(ids, filter, values, delete_keys)
+        col = self._get(collection)
+        if ids is not None and not ids:
+            return
+        require_text_indexes(col.spec, text_match_keys(filter))
+        with self._writing(collection) as col, engine_errors():
+            if filter is None:
+                self._check_exist(col, ids or ())
+                targets: list[Any] = point_ids(ids or ())
+                ops = [
+                    qe.UpdateOperation.set_payload(targets, values) if values else None,
+                    qe.UpdateOperation.delete_payload(targets, keys) if keys else None,
+                ]
+            else:
+                scope: list[Any] = [edge_filter(filter)]
+                if ids is not None:
+                    scope.append(qe.HasIdCondition(set(point_ids(ids))))
+                matching = qe.Filter(must=scope)
+                ops = [
+                    qe.UpdateOperation.set_payload_by_filter(matching, values) if values else None,
+                    qe.UpdateOperation.delete_payload_by_filter(matching, keys) if keys else None,
+                ]
+            for op in ops:
+                if op is not None:
+                    col.shard.update(op)
+            self._after_write(col)
+
+    @staticmethod
+    def _check_exist(col: _Collection, ids: Sequence[str]) -> None:
+        """Before an update by ids: the engine would apply it to the points it has, then
+        fail on the first it lacks."""
+        wanted = {point_id(i): i for i in ids}
+        keys: list[Any] = list(wanted)
+        found = {str(r.id) for r in col.shard.retrieve(keys, False, False)}
+        missing = [external for pid, external in wanted.items() if pid not in found]
+        if missing:
+            raise PointNotFound(col.spec.name, missing)
 
     def _after_write(self, col: _Collection) -> None:
         if self._durability == "flush":

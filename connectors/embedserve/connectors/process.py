@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -257,6 +257,24 @@ class ProcessStore(ContextManagerMixin):
         self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None
     ) -> None:
         self._call("delete", collection, None if ids is None else list(ids), filter)
+
+    def update_payload(
+        self,
+        collection: str,
+        ids: Sequence[str] | None = None,
+        filter: Filter | None = None,
+        *,
+        values: Mapping[str, Any] | None = None,
+        delete_keys: Sequence[str] = (),
+    ) -> None:
+        self._call(
+            "update_payload",
+            collection,
+            None if ids is None else list(ids),
+            filter,
+            values=None if values is None else dict(values),
+            delete_keys=list(delete_keys),
+        )
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         result: int = self._call("count", collection, filter, exact)

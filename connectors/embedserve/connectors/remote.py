@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from qdrant_client import QdrantClient
@@ -38,6 +38,7 @@ from .errors import (
     CollectionNotFound,
     DimensionMismatch,
     InvalidRequest,
+    PointNotFound,
     StoreClosed,
     StoreLocked,
 )
@@ -67,6 +68,7 @@ from .validation import (
     as_vector,
     check_filter,
     check_id_list,
+    check_payload_update,
     engine_cursor,
     prepare_points,
     require_text_indexes,
@@ -301,6 +303,41 @@ class RemoteStore(ContextManagerMixin):
             selector = qm.FilterSelector(filter=qm.Filter(must=scope))
         with self._call(ErrorContext(collection)):
             self._client.delete(collection, points_selector=selector, wait=True)
+
+    def update_payload(
+        self,
+        collection: str,
+        ids: Sequence[str] | None = None,
+        filter: Filter | None = None,
+        *,
+        values: Mapping[str, Any] | None = None,
+        delete_keys: Sequence[str] = (),
+    ) -> None:
+        filter = check_filter(filter)
+        values, keys = check_payload_update(ids, filter, values, delete_keys)
+        spec = self._spec(collection)
+        if ids is not None and not ids:
+            return
+        require_text_indexes(spec, text_match_keys(filter))
+        selector: qm.PointIdsList | qm.FilterSelector
+        if filter is None:
+            wanted = {point_id(i): i for i in ids or ()}
+            with self._call(ErrorContext(collection)):
+                found = self._client.retrieve(collection, list(wanted), False, False)
+            missing = [e for pid, e in wanted.items() if pid not in {str(r.id) for r in found}]
+            if missing:  # the server would apply the update to the others first
+                raise PointNotFound(collection, missing)
+            selector = qm.PointIdsList(points=list(wanted))
+        else:
+            scope: list[Any] = [remote_filter(filter)]
+            if ids is not None:
+                scope.append(qm.HasIdCondition(has_id=list(point_ids(ids))))
+            selector = qm.FilterSelector(filter=qm.Filter(must=scope))
+        with self._call(ErrorContext(collection)):
+            if values:
+                self._client.set_payload(collection, values, selector, wait=True)
+            if keys:
+                self._client.delete_payload(collection, keys, selector, wait=True)
 
     def optimize(self, collection: str) -> bool:
         """Servers optimise in the background and local mode has no index: nothing to do."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import (
     CollectionExists,
@@ -173,6 +173,22 @@ class RetryingStore(ContextManagerMixin):
         self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None
     ) -> None:
         self._retry("delete", lambda: self.inner.delete(collection, ids, filter))
+
+    def update_payload(
+        self,
+        collection: str,
+        ids: Sequence[str] | None = None,
+        filter: Filter | None = None,
+        *,
+        values: Mapping[str, Any] | None = None,
+        delete_keys: Sequence[str] = (),
+    ) -> None:
+        self._retry(
+            "update_payload",
+            lambda: self.inner.update_payload(
+                collection, ids, filter, values=values, delete_keys=delete_keys
+            ),
+        )
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         return self._retry("count", lambda: self.inner.count(collection, filter, exact))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, Self, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, Self, runtime_checkable
 
 from .types import (
     CollectionInfo,
@@ -41,6 +41,20 @@ class VectorStore(Protocol):
 
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
         """Insert or overwrite points; returns once the write is durable."""
+        ...
+
+    def update_payload(
+        self,
+        collection: str,
+        ids: Sequence[str] | None = None,
+        filter: Filter | None = None,
+        *,
+        values: Mapping[str, Any] | None = None,
+        delete_keys: Sequence[str] = (),
+    ) -> None:
+        """Set top-level payload keys to ``values`` and remove ``delete_keys``, vectors
+        untouched, on the points named by ``ids`` (all must exist: PointNotFound names the
+        missing, and nothing changes) or matching ``filter`` (with ids: both)."""
         ...
 
     def search(

@@ -105,6 +105,35 @@ def check_document(external_id: str, payload: Any) -> None:
     check_payload(payload)
 
 
+def check_payload_update(
+    ids: Sequence[str] | None,
+    f: Filter | None,
+    values: Mapping[str, Any] | None,
+    delete_keys: Sequence[str],
+) -> tuple[dict[str, Any], list[str]]:
+    """The checked top-level keys to set and to remove, for points named by ids and/or
+    a filter; the external-id key is the store's own."""
+    if ids is None and f is None:
+        raise InvalidRequest("a payload update needs ids or a non-empty filter")
+    if ids is not None:
+        check_id_list(ids)
+    values = dict(values or {})
+    if isinstance(delete_keys, str):
+        raise InvalidRequest("delete_keys must be a list of keys, not a single string")
+    keys = list(dict.fromkeys(delete_keys))
+    if not values and not keys:
+        raise InvalidRequest("a payload update needs keys to set or to delete")
+    for key in [*values, *keys]:
+        if not isinstance(key, str) or not key:
+            raise InvalidRequest(f"payload keys must be non-empty strings, got {key!r}")
+        if key == RESERVED_KEY:
+            raise InvalidRequest(f"payload key {RESERVED_KEY!r} is reserved")
+    if both := sorted(set(values) & set(keys)):
+        raise InvalidRequest(f"keys both set and deleted: {', '.join(both)}")
+    check_payload(values)
+    return values, keys
+
+
 def prepare_points(spec: CollectionSpec, points: Sequence[PointRecord]) -> list[PreparedPoint]:
     prepared = []
     for p in points:

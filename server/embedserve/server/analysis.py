@@ -18,7 +18,7 @@ import numpy as np
 
 from embedserve.connectors.ids import RESERVED_KEY
 from embedserve.connectors.store import VectorStore
-from embedserve.connectors.types import Distance, Filter, PointRecord, Record, SearchParams
+from embedserve.connectors.types import Distance, Filter, HasId, Record, SearchParams
 from embedserve.server.analysis_cluster import (
     NOISE,
     Clustering,
@@ -187,9 +187,9 @@ class AnalysisCore:
     async def _write_labels(
         self, collection: str, job: ClusterJob, points: PointSet, clustering: Clustering
     ) -> int:
-        """Rewrite every matching point with its label in the payload. Points left out of a
-        sample get their nearest k-means centre; HDBSCAN cannot place them, so they keep
-        their payload as it was."""
+        """Set every matching point's label in its payload, vectors untouched. Points left
+        out of a sample get their nearest k-means centre; HDBSCAN cannot place them, so they
+        keep their payload as it was. A point deleted meanwhile stays deleted."""
         assert job.write_label
         known = dict(zip(points.ids, clustering.labels.tolist(), strict=True))
         written = 0
@@ -198,14 +198,16 @@ class AnalysisCore:
             page = await self._vectors.scroll(collection, job.filter, PAGE_SIZE, cursor, True, True)
             records = [r for r in page.records if r.vector is not None]
             labels = _labels_for(records, known, clustering)
-            updates = [
-                PointRecord(r.id, r.vector, {**r.payload, job.write_label: label})
-                for r, label in zip(records, labels, strict=True)
-                if r.vector is not None and label is not None
-            ]
-            if updates:
-                await self._vectors.write(collection, updates)
-                written += len(updates)
+            by_label: dict[int, list[str]] = {}
+            for record, label in zip(records, labels, strict=True):
+                if label is not None:
+                    by_label.setdefault(label, []).append(record.id)
+            for label, ids in by_label.items():
+                present = Filter(must=(HasId(tuple(ids)),))
+                await self._vectors.update_payload(
+                    collection, [], present, {job.write_label: label}, []
+                )
+                written += len(ids)
             cursor = page.next_cursor
             if cursor is None:
                 return written

@@ -47,7 +47,7 @@ def _method_roles() -> dict[str, Role]:
     embedding = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]
     vectors = vector_pb2.DESCRIPTOR.services_by_name["VectorService"]
     # Cluster can write labels into payloads (write_label).
-    writes = {"Upsert", "Ingest", "IngestStream", "Delete", "Cluster"}
+    writes = {"Upsert", "Ingest", "IngestStream", "Delete", "UpdatePayload", "Cluster"}
     admin = {"CreateCollection", "DeleteCollection"}
     table: dict[str, Role] = {}
     for method in embedding.methods:
@@ -94,6 +94,7 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /api/v1/collections/{name}/recommend": _V + "Recommend",
     "POST /api/v1/collections/{name}/get": _V + "Get",
     "POST /api/v1/collections/{name}/delete": _V + "Delete",
+    "POST /api/v1/collections/{name}/payload": _V + "UpdatePayload",
     "POST /api/v1/collections/{name}/count": _V + "Count",
     "POST /api/v1/collections/{name}/scroll": _V + "Scroll",
     "POST /api/v1/collections/{name}/cluster": _V + "Cluster",

@@ -163,6 +163,19 @@ class VectorService(pb_grpc.VectorServiceServicer):
         return pb.DeleteResponse()
 
     @unary
+    async def UpdatePayload(
+        self, request: pb.UpdatePayloadRequest, context: Context
+    ) -> pb.UpdatePayloadResponse:
+        await self._core.update_payload(
+            request.collection,
+            list(request.ids),
+            vc.optional_filter(request),
+            vc.payload_from_proto(request.payload),
+            list(request.delete_keys),
+        )
+        return pb.UpdatePayloadResponse()
+
+    @unary
     async def Count(self, request: pb.CountRequest, context: Context) -> pb.CountResponse:
         count = await self._core.count(request.collection, vc.optional_filter(request))
         return pb.CountResponse(count=count)

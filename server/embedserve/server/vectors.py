@@ -460,6 +460,22 @@ class VectorCore:
             )
         await self.call(self.store.delete, collection, ids or None, filter)
 
+    async def update_payload(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        filter: Filter | None,
+        values: dict[str, Any],
+        delete_keys: Sequence[str],
+    ) -> None:
+        """Set and remove top-level payload keys; vectors (and keywords) stay as they are."""
+        if not ids and filter is None:
+            raise InvalidArgument("give ids, a filter or both")
+        update = functools.partial(
+            self.store.update_payload, values=values, delete_keys=list(delete_keys)
+        )
+        await self.call(update, collection, ids or None, filter)
+
     async def count(self, collection: str, filter: Filter | None) -> int:
         return await self.call(self.store.count, collection, filter)
 

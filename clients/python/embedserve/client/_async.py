@@ -86,6 +86,7 @@ class AsyncEmbedClient:
     recommend = awaiting(vector_calls.recommend)
     get = awaiting(vector_calls.get)
     delete = awaiting(vector_calls.delete)
+    update_payload = awaiting(vector_calls.update_payload)
     count = awaiting(vector_calls.count)
     scroll = awaiting(analysis_calls.scroll)
     cluster = awaiting(analysis_calls.cluster)

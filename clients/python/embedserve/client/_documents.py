@@ -47,14 +47,19 @@ def document(value: DocumentLike) -> pb.Document:
         doc.vector.values.extend(float(x) for x in value["vector"])
     payload = value.get("payload")
     if payload:
-        try:
-            doc.payload.update({str(k): _plain(v) for k, v in dict(payload).items()})
-        except (TypeError, ValueError) as exc:  # protobuf says only "Unexpected type"
-            raise ValueError(
-                f"document {value.get('id')!r}: a payload holds JSON values only "
-                f"(str, int, float, bool, None, lists and dicts of them): {exc}"
-            ) from None
+        fill_payload(doc.payload, payload, f"document {value.get('id')!r}")
     return doc
+
+
+def fill_payload(struct: Any, payload: Mapping[str, Any], what: str) -> None:
+    """Copy a JSON-like payload into a Struct, naming ``what`` when it is not JSON."""
+    try:
+        struct.update({str(k): _plain(v) for k, v in dict(payload).items()})
+    except (TypeError, ValueError) as exc:  # protobuf says only "Unexpected type"
+        raise ValueError(
+            f"{what}: a payload holds JSON values only "
+            f"(str, int, float, bool, None, lists and dicts of them): {exc}"
+        ) from None
 
 
 def _plain(value: Any) -> Any:

@@ -96,6 +96,7 @@ class EmbedClient:
     recommend = blocking(vector_calls.recommend)
     get = blocking(vector_calls.get)
     delete = blocking(vector_calls.delete)
+    update_payload = blocking(vector_calls.update_payload)
     count = blocking(vector_calls.count)
     scroll = blocking(analysis_calls.scroll)
     cluster = blocking(analysis_calls.cluster)

@@ -289,6 +289,25 @@ def delete(
     yield Unary("vectors", "Delete", _with_filter(request, filter))
 
 
+def update_payload(
+    collection: str,
+    ids: Sequence[str] = (),
+    *,
+    filter: docs.FilterLike | None = None,
+    payload: Mapping[str, Any] | None = None,
+    delete_keys: Sequence[str] = (),
+) -> Plan[None]:
+    """Set the top-level keys of ``payload`` and remove ``delete_keys`` on the documents
+    named by ``ids`` (all must exist), matching ``filter``, or both; vectors are kept."""
+    if isinstance(delete_keys, str):
+        raise TypeError("delete_keys takes a list of keys, not a single string")
+    request = pb.UpdatePayloadRequest(
+        collection=collection, ids=list(ids), delete_keys=list(delete_keys)
+    )
+    docs.fill_payload(request.payload, payload or {}, "update_payload")
+    yield Unary("vectors", "UpdatePayload", _with_filter(request, filter))
+
+
 def count(collection: str, *, filter: docs.FilterLike | None = None) -> Plan[int]:
     request = pb.CountRequest(collection=collection)
     response = yield Unary("vectors", "Count", _with_filter(request, filter))

@@ -1450,6 +1450,68 @@ class DeleteResponse(_message.Message):
 Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
 
 @_typing.final
+class UpdatePayloadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    DELETE_KEYS_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The documents to change: these ids, the documents matching filter, or the
+        ids that also match the filter. With ids alone, every id must exist:
+        NOT_FOUND names the missing ones, and nothing changes.
+        """
+
+    @_builtins.property
+    def filter(self) -> Global___Filter: ...
+    @_builtins.property
+    def payload(self) -> _struct_pb2.Struct:
+        """Top-level keys to set; a key given replaces its whole value, and a key set
+        to null is removed. Changing "text" (the stored text) does not embed it
+        again: upsert for that.
+        """
+
+    @_builtins.property
+    def delete_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Top-level keys to remove."""
+
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        filter: Global___Filter | None = ...,
+        payload: _struct_pb2.Struct | None = ...,
+        delete_keys: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "delete_keys", b"delete_keys", "filter", b"filter", "ids", b"ids", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePayloadRequest: _TypeAlias = UpdatePayloadRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePayloadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePayloadResponse: _TypeAlias = UpdatePayloadResponse  # noqa: Y015
+
+@_typing.final
 class CountRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

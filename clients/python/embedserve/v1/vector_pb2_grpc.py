@@ -99,6 +99,11 @@ class VectorServiceStub:
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=embedserve_dot_v1_dot_vector__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.UpdatePayload = channel.unary_unary(
+                '/embedserve.v1.VectorService/UpdatePayload',
+                request_serializer=embedserve_dot_v1_dot_vector__pb2.UpdatePayloadRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_vector__pb2.UpdatePayloadResponse.FromString,
+                _registered_method=True)
         self.Count = channel.unary_unary(
                 '/embedserve.v1.VectorService/Count',
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.CountRequest.SerializeToString,
@@ -206,6 +211,14 @@ class VectorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdatePayload(self, request, context):
+        """Sets and removes payload keys of stored documents; their vectors stay as
+        they are, nothing is embedded again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Count(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -293,6 +306,11 @@ def add_VectorServiceServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=embedserve_dot_v1_dot_vector__pb2.DeleteRequest.FromString,
                     response_serializer=embedserve_dot_v1_dot_vector__pb2.DeleteResponse.SerializeToString,
+            ),
+            'UpdatePayload': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePayload,
+                    request_deserializer=embedserve_dot_v1_dot_vector__pb2.UpdatePayloadRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_vector__pb2.UpdatePayloadResponse.SerializeToString,
             ),
             'Count': grpc.unary_unary_rpc_method_handler(
                     servicer.Count,
@@ -621,6 +639,33 @@ class VectorService:
             '/embedserve.v1.VectorService/Delete',
             embedserve_dot_v1_dot_vector__pb2.DeleteRequest.SerializeToString,
             embedserve_dot_v1_dot_vector__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePayload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.VectorService/UpdatePayload',
+            embedserve_dot_v1_dot_vector__pb2.UpdatePayloadRequest.SerializeToString,
+            embedserve_dot_v1_dot_vector__pb2.UpdatePayloadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,10 @@ class VectorServiceStub:
     """
     Get: _grpc.UnaryUnaryMultiCallable[_vector_pb2.GetRequest, _vector_pb2.GetResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_vector_pb2.DeleteRequest, _vector_pb2.DeleteResponse]
+    UpdatePayload: _grpc.UnaryUnaryMultiCallable[_vector_pb2.UpdatePayloadRequest, _vector_pb2.UpdatePayloadResponse]
+    """Sets and removes payload keys of stored documents; their vectors stay as
+    they are, nothing is embedded again.
+    """
     Count: _grpc.UnaryUnaryMultiCallable[_vector_pb2.CountRequest, _vector_pb2.CountResponse]
     Scroll: _grpc.UnaryUnaryMultiCallable[_vector_pb2.ScrollRequest, _vector_pb2.ScrollResponse]
     """One page of a collection's documents, in a stable order; pass next_cursor
@@ -111,6 +115,10 @@ class VectorServiceAsyncStub(VectorServiceStub):
     """
     Get: _aio.UnaryUnaryMultiCallable[_vector_pb2.GetRequest, _vector_pb2.GetResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_vector_pb2.DeleteRequest, _vector_pb2.DeleteResponse]  # type: ignore[assignment]
+    UpdatePayload: _aio.UnaryUnaryMultiCallable[_vector_pb2.UpdatePayloadRequest, _vector_pb2.UpdatePayloadResponse]  # type: ignore[assignment]
+    """Sets and removes payload keys of stored documents; their vectors stay as
+    they are, nothing is embedded again.
+    """
     Count: _aio.UnaryUnaryMultiCallable[_vector_pb2.CountRequest, _vector_pb2.CountResponse]  # type: ignore[assignment]
     Scroll: _aio.UnaryUnaryMultiCallable[_vector_pb2.ScrollRequest, _vector_pb2.ScrollResponse]  # type: ignore[assignment]
     """One page of a collection's documents, in a stable order; pass next_cursor
@@ -222,6 +230,16 @@ class VectorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vector_pb2.DeleteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vector_pb2.DeleteResponse, _abc.Awaitable[_vector_pb2.DeleteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdatePayload(
+        self,
+        request: _vector_pb2.UpdatePayloadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.UpdatePayloadResponse, _abc.Awaitable[_vector_pb2.UpdatePayloadResponse]]:
+        """Sets and removes payload keys of stored documents; their vectors stay as
+        they are, nothing is embedded again.
+        """
 
     @_abc_1.abstractmethod
     def Count(

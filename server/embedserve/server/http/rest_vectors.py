@@ -33,6 +33,7 @@ from embedserve.server.http.schemas import (
     RecommendRequest,
     ScrollRequest,
     SearchRequest,
+    UpdatePayloadRequest,
     UpsertRequest,
     WriteOptions,
 )
@@ -238,6 +239,16 @@ async def delete_documents(
     name: CollectionName, body: DeleteRequest, request: Request, caller: Caller
 ) -> Response:
     await _core(request).delete(name, body.ids, parse_filter(body.filter))
+    return json_response({})
+
+
+@router.post("/{name}/payload", summary="Set and remove payload keys, vectors kept (write)")
+async def update_payload(
+    name: CollectionName, body: UpdatePayloadRequest, request: Request, caller: Caller
+) -> Response:
+    await _core(request).update_payload(
+        name, body.ids, parse_filter(body.filter), dict(body.payload), body.delete_keys
+    )
     return json_response({})
 
 

@@ -307,6 +307,26 @@ class DeleteRequest(Body):
     filter: FilterJson | None = None
 
 
+class UpdatePayloadRequest(Body):
+    """``ids``, a ``filter`` or both; keys to set (``payload``) and keys to remove."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["ids"], "properties": {"ids": NOT_EMPTY}},
+                {
+                    "required": ["filter"],
+                    "properties": {"filter": {"type": "object", "minProperties": 1}},
+                },
+            ]
+        }
+    )
+    ids: list[str] = Field(default=[], json_schema_extra={"items": TEXT_ITEM})
+    filter: FilterJson | None = None
+    payload: dict[str, Any] = Field(default={}, description="top-level keys to set")
+    delete_keys: list[str] = Field(default=[], description="top-level keys to remove")
+
+
 class CountRequest(Body):
     filter: FilterJson | None = None
 

@@ -36,6 +36,7 @@ import dev.embedserve.v1.ScrollResponse;
 import dev.embedserve.v1.SearchMode;
 import dev.embedserve.v1.SearchRequest;
 import dev.embedserve.v1.StoredDocument;
+import dev.embedserve.v1.UpdatePayloadRequest;
 import dev.embedserve.v1.UpsertRequest;
 import dev.embedserve.v1.Vector;
 import dev.embedserve.v1.VectorServiceGrpc;
@@ -672,6 +673,30 @@ public final class EmbedserveClient implements AutoCloseable {
       request.setFilter(filter);
     }
     vectors.delete(request.build());
+  }
+
+  /**
+   * Sets the top-level keys of {@code payload} (a key set to null is removed) and removes {@code
+   * deleteKeys}, vectors kept, on the documents with the given ids (every one must exist), those
+   * matching {@code filter}, or the ids that also match it (ids may be empty, filter null; not
+   * both).
+   */
+  public void updatePayload(
+      String collection,
+      List<String> ids,
+      Filter filter,
+      Map<String, ?> payload,
+      List<String> deleteKeys) {
+    UpdatePayloadRequest.Builder request =
+        UpdatePayloadRequest.newBuilder()
+            .setCollection(collection)
+            .addAllIds(ids)
+            .setPayload(Vectors.struct(payload))
+            .addAllDeleteKeys(deleteKeys);
+    if (filter != null) {
+      request.setFilter(filter);
+    }
+    vectors.updatePayload(request.build());
   }
 
   /** The number of documents in a collection. */

@@ -296,6 +296,9 @@ class VectorServiceTest {
       assertEquals("code", hybrid.get(0).id());
       List<Hit> titled = client.search(name, "clogged", must(matchText("title", "codes")), null);
       assertEquals(List.of("code", "tea"), titled.stream().map(Hit::id).sorted().toList());
+      client.updatePayload(name, List.of("tea"), null, Map.of("stock", 3), List.of("title"));
+      Stored tea = client.get(name, List.of("tea"), false).get(0);
+      assertEquals(Map.of("stock", 3.0), tea.payload());
     } finally {
       client.deleteCollection(name);
     }
