@@ -1,5 +1,6 @@
-"""UpdatePayload end to end: payload keys changed without embedding again, over gRPC and
-HTTP; and Cluster's labels written the same way, keyword vectors kept."""
+"""UpdatePayload and Facet end to end over gRPC and HTTP: payload keys changed without
+embedding again (Cluster's labels written the same way, keyword vectors kept), and the
+counts of a field's values."""
 
 from __future__ import annotations
 
@@ -78,3 +79,20 @@ def test_cluster_labels_leave_vectors_and_keywords(client: Any) -> None:
     for document in client.get("items", list("abcd"), with_vectors=True):
         assert document.vector == pytest.approx(before[document.id])
     assert [h.id for h in client.search("items", "comet", mode="keyword")] == ["b"]
+
+
+def test_facet_counts_over_both_transports(both: Any, client: Any) -> None:
+    client.create_collection("shelf", payload_indexes={"topic": "keyword", "stock": "integer"})
+    client.upsert("shelf", DOCS)
+    counts = client.facet("shelf", "topic")
+    assert [(c.value, c.count) for c in counts] == [("food", 2), ("space", 2)]
+    in_stock = {"must": [{"range": {"key": "stock", "gte": 1}}]}
+    assert [(c.value, c.count) for c in client.facet("shelf", "topic", filter=in_stock)] == [
+        ("food", 2),
+        ("space", 1),
+    ]
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        reply = http.post("/api/v1/collections/shelf/facet", json={"key": "stock", "limit": 2})
+        assert reply.json() == {"values": [{"value": 0, "count": 1}, {"value": 2, "count": 1}]}
+        refused = http.post("/api/v1/collections/items/facet", json={"key": "topic"})
+        assert refused.status_code == 400 and "needs a keyword, integer or bool" in refused.text

@@ -58,6 +58,11 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
         {"filter": {"must": [{"has_id": {"ids": ["nope"]}}]}, "payload": {"seen": True}},
     ),
     "POST /api/v1/collections/{name}/count": ("POST", "/api/v1/collections/{c}/count", {}),
+    "POST /api/v1/collections/{name}/facet": (
+        "POST",
+        "/api/v1/collections/{c}/facet",
+        {"key": "topic"},
+    ),
     "POST /api/v1/collections/{name}/scroll": ("POST", "/api/v1/collections/{c}/scroll", {}),
     "POST /api/v1/collections/{name}/cluster": (
         "POST",

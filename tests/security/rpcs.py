@@ -85,6 +85,17 @@ CALLS: dict[str, Call] = {
         vpb.DeleteRequest(collection=c, ids=["nope"]), metadata=md
     ),
     V + "Count": lambda ch, md, c: _v(ch).Count(vpb.CountRequest(collection=c), metadata=md),
+    V + "Facet": lambda ch, md, c: _v(ch).Facet(
+        vpb.FacetRequest(collection=c, key="topic"), metadata=md
+    ),
+    V + "UpdatePayload": lambda ch, md, c: _v(ch).UpdatePayload(
+        vpb.UpdatePayloadRequest(
+            collection=c,
+            filter=vpb.Filter(must=[vpb.Condition(has_id=vpb.HasId(ids=["nope"]))]),
+            payload={"seen": True},
+        ),
+        metadata=md,
+    ),
     V + "Scroll": lambda ch, md, c: _v(ch).Scroll(vpb.ScrollRequest(collection=c), metadata=md),
     V + "Cluster": lambda ch, md, c: _v(ch).Cluster(
         vpb.ClusterRequest(collection=c, k=1), metadata=md

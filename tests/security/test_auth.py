@@ -27,7 +27,7 @@ LIMITED = "l-secret-4"  # write role, only collection "mine"
 
 ADMIN_ONLY = {"CreateCollection", "DeleteCollection"}
 # Cluster can write labels into payloads.
-WRITE_ONLY = {"Upsert", "Ingest", "IngestStream", "Delete", "Cluster"}
+WRITE_ONLY = {"Upsert", "Ingest", "IngestStream", "Delete", "UpdatePayload", "Cluster"}
 
 
 def needed(method: str) -> str:

@@ -550,6 +550,40 @@ func (c *Client) UpdatePayload(ctx context.Context, collection string, ids []str
 	return err
 }
 
+// FacetCount is a payload value (string, int64 or bool) and how many
+// documents hold it.
+type FacetCount struct {
+	Value any
+	Count uint64
+}
+
+// Facet counts the documents (matching filter; nil: all) holding each value
+// of the payload field key, most frequent first, at most limit values (0: the
+// server's default, 10). The field needs a keyword, integer or bool index.
+func (c *Client) Facet(ctx context.Context, collection, key string, filter *pb.Filter, limit uint32) ([]FacetCount, error) {
+	request := &pb.FacetRequest{Collection: collection, Key: key, Filter: filter}
+	if limit > 0 {
+		request.Limit = &limit
+	}
+	resp, err := c.vectors.Facet(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	counts := make([]FacetCount, len(resp.GetValues()))
+	for i, v := range resp.GetValues() {
+		counts[i] = FacetCount{Count: v.GetCount()}
+		switch value := v.GetValue().(type) {
+		case *pb.FacetValue_Text:
+			counts[i].Value = value.Text
+		case *pb.FacetValue_Integer:
+			counts[i].Value = value.Integer
+		case *pb.FacetValue_Boolean:
+			counts[i].Value = value.Boolean
+		}
+	}
+	return counts, nil
+}
+
 // Count returns the number of documents in a collection, or of those
 // matching filter (nil: all).
 func (c *Client) Count(ctx context.Context, collection string, filter *pb.Filter) (uint64, error) {

@@ -140,6 +140,10 @@ func TestVectorScenario(t *testing.T) {
 	if len(acks) != (len(docs)+31)/32 || acks[len(acks)-1].TotalAcknowledged != uint64(len(docs)) {
 		t.Fatalf("%d acknowledgements, last total %d, for %d documents", len(acks), acks[len(acks)-1].TotalAcknowledged, len(docs))
 	}
+	topics, err := client.Facet(ctx, name, "topic", embedserve.Must(embedserve.MatchInt("n", 3)), 2)
+	if err != nil || len(topics) != 2 || topics[0].Count != 1 || topics[0].Value != "cooking" || topics[1].Value != "finance" {
+		t.Fatalf("Facet of topics where n == 3: %+v, %v", topics, err)
+	}
 	for i, ack := range acks {
 		if ack.Index != i || ack.Response.GetBatchId() != fmt.Sprint(i) || ack.IDs[0] != docs[32*i].ID {
 			t.Fatalf("acknowledgement %d: index %d, batch_id %q, first id %q", i, ack.Index, ack.Response.GetBatchId(), ack.IDs[0])
@@ -377,6 +381,10 @@ func TestKeywordAndHybridSearch(t *testing.T) {
 	cake, err := client.Get(ctx, name, []string{"cake"}, false)
 	if err != nil || len(cake) != 1 || cake[0].Payload["stock"] != 4.0 || cake[0].Payload["title"] != nil {
 		t.Fatalf("after UpdatePayload: %+v, %v", cake, err)
+	}
+	counts, err := client.Facet(ctx, name, "kind", nil, 0)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Facet on a field without an index: %+v, %v, want InvalidArgument", counts, err)
 	}
 	err = client.UpdatePayload(ctx, name, []string{"no-such-id"}, nil, map[string]any{"stock": 1})
 	if status.Code(err) != codes.NotFound {

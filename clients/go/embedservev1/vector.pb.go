@@ -3300,6 +3300,228 @@ func (x *CountResponse) GetCount() uint64 {
 	return 0
 }
 
+type FacetRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	// The payload field; it needs a keyword, integer or bool payload index.
+	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// Count only the documents matching it.
+	Filter *Filter `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
+	// How many values. Default: 10; at most 10000.
+	Limit         *uint32 `protobuf:"varint,4,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FacetRequest) Reset() {
+	*x = FacetRequest{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FacetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FacetRequest) ProtoMessage() {}
+
+func (x *FacetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
+func (*FacetRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *FacetRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *FacetRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *FacetRequest) GetFilter() *Filter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *FacetRequest) GetLimit() uint32 {
+	if x != nil && x.Limit != nil {
+		return *x.Limit
+	}
+	return 0
+}
+
+type FacetValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Value:
+	//
+	//	*FacetValue_Text
+	//	*FacetValue_Integer
+	//	*FacetValue_Boolean
+	Value         isFacetValue_Value `protobuf_oneof:"value"`
+	Count         uint64             `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FacetValue) Reset() {
+	*x = FacetValue{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FacetValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FacetValue) ProtoMessage() {}
+
+func (x *FacetValue) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
+func (*FacetValue) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *FacetValue) GetValue() isFacetValue_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *FacetValue) GetText() string {
+	if x != nil {
+		if x, ok := x.Value.(*FacetValue_Text); ok {
+			return x.Text
+		}
+	}
+	return ""
+}
+
+func (x *FacetValue) GetInteger() int64 {
+	if x != nil {
+		if x, ok := x.Value.(*FacetValue_Integer); ok {
+			return x.Integer
+		}
+	}
+	return 0
+}
+
+func (x *FacetValue) GetBoolean() bool {
+	if x != nil {
+		if x, ok := x.Value.(*FacetValue_Boolean); ok {
+			return x.Boolean
+		}
+	}
+	return false
+}
+
+func (x *FacetValue) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type isFacetValue_Value interface {
+	isFacetValue_Value()
+}
+
+type FacetValue_Text struct {
+	Text string `protobuf:"bytes,1,opt,name=text,proto3,oneof"`
+}
+
+type FacetValue_Integer struct {
+	Integer int64 `protobuf:"varint,2,opt,name=integer,proto3,oneof"`
+}
+
+type FacetValue_Boolean struct {
+	Boolean bool `protobuf:"varint,3,opt,name=boolean,proto3,oneof"`
+}
+
+func (*FacetValue_Text) isFacetValue_Value() {}
+
+func (*FacetValue_Integer) isFacetValue_Value() {}
+
+func (*FacetValue_Boolean) isFacetValue_Value() {}
+
+type FacetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most frequent first; equal counts in the order of their values.
+	Values        []*FacetValue `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FacetResponse) Reset() {
+	*x = FacetResponse{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FacetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FacetResponse) ProtoMessage() {}
+
+func (x *FacetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
+func (*FacetResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *FacetResponse) GetValues() []*FacetValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 type ScrollRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
@@ -3318,7 +3540,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3330,7 +3552,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3343,7 +3565,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -3399,7 +3621,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +3633,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +3646,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -3450,7 +3672,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3462,7 +3684,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3475,7 +3697,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -3522,7 +3744,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3534,7 +3756,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3547,7 +3769,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -3683,7 +3905,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3695,7 +3917,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3708,7 +3930,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -3742,7 +3964,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3754,7 +3976,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3767,7 +3989,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WordScore) GetWord() string {
@@ -3798,7 +4020,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3810,7 +4032,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3823,7 +4045,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -3879,7 +4101,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3891,7 +4113,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3904,7 +4126,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -4004,7 +4226,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4016,7 +4238,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4029,7 +4251,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -4099,7 +4321,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4111,7 +4333,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4124,7 +4346,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -4160,7 +4382,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4172,7 +4394,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4185,7 +4407,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -4213,7 +4435,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4225,7 +4447,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4238,7 +4460,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -4283,7 +4505,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4295,7 +4517,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4308,7 +4530,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -4607,7 +4829,24 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"collection\x12-\n" +
 	"\x06filter\x18\x02 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\"%\n" +
 	"\rCountResponse\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x04R\x05count\"\xf7\x01\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\"\x94\x01\n" +
+	"\fFacetRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12-\n" +
+	"\x06filter\x18\x03 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x12\x19\n" +
+	"\x05limit\x18\x04 \x01(\rH\x00R\x05limit\x88\x01\x01B\b\n" +
+	"\x06_limit\"y\n" +
+	"\n" +
+	"FacetValue\x12\x14\n" +
+	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x1a\n" +
+	"\ainteger\x18\x02 \x01(\x03H\x00R\ainteger\x12\x1a\n" +
+	"\aboolean\x18\x03 \x01(\bH\x00R\aboolean\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x04R\x05countB\a\n" +
+	"\x05value\"B\n" +
+	"\rFacetResponse\x121\n" +
+	"\x06values\x18\x01 \x03(\v2\x19.embedserve.v1.FacetValueR\x06values\"\xf7\x01\n" +
 	"\rScrollRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -4762,7 +5001,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x0fDuplicateMethod\x12 \n" +
 	"\x1cDUPLICATE_METHOD_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eDUPLICATE_METHOD_STORE_QUERIES\x10\x01\x12!\n" +
-	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xb0\n" +
+	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xf4\n" +
 	"\n" +
 	"\rVectorService\x12c\n" +
 	"\x10CreateCollection\x12&.embedserve.v1.CreateCollectionRequest\x1a'.embedserve.v1.CreateCollectionResponse\x12`\n" +
@@ -4777,7 +5016,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x03Get\x12\x19.embedserve.v1.GetRequest\x1a\x1a.embedserve.v1.GetResponse\x12E\n" +
 	"\x06Delete\x12\x1c.embedserve.v1.DeleteRequest\x1a\x1d.embedserve.v1.DeleteResponse\x12Z\n" +
 	"\rUpdatePayload\x12#.embedserve.v1.UpdatePayloadRequest\x1a$.embedserve.v1.UpdatePayloadResponse\x12B\n" +
-	"\x05Count\x12\x1b.embedserve.v1.CountRequest\x1a\x1c.embedserve.v1.CountResponse\x12E\n" +
+	"\x05Count\x12\x1b.embedserve.v1.CountRequest\x1a\x1c.embedserve.v1.CountResponse\x12B\n" +
+	"\x05Facet\x12\x1b.embedserve.v1.FacetRequest\x1a\x1c.embedserve.v1.FacetResponse\x12E\n" +
 	"\x06Scroll\x12\x1c.embedserve.v1.ScrollRequest\x1a\x1d.embedserve.v1.ScrollResponse\x12H\n" +
 	"\aCluster\x12\x1d.embedserve.v1.ClusterRequest\x1a\x1e.embedserve.v1.ClusterResponse\x12]\n" +
 	"\x0eFindDuplicates\x12$.embedserve.v1.FindDuplicatesRequest\x1a%.embedserve.v1.FindDuplicatesResponseBi\n" +
@@ -4796,7 +5036,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -4848,45 +5088,48 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*UpdatePayloadResponse)(nil),    // 47: embedserve.v1.UpdatePayloadResponse
 	(*CountRequest)(nil),             // 48: embedserve.v1.CountRequest
 	(*CountResponse)(nil),            // 49: embedserve.v1.CountResponse
-	(*ScrollRequest)(nil),            // 50: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 51: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 52: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 53: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 54: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 55: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 56: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 57: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 58: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 59: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 60: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 61: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 62: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 63: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 64: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 65: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 66: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 67: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 68: embedserve.v1.Usage
-	(*Timings)(nil),                  // 69: embedserve.v1.Timings
+	(*FacetRequest)(nil),             // 50: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 51: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 52: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 53: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 54: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 55: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 56: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 57: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 58: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 59: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 60: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 61: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 62: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 63: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 64: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 65: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 66: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 67: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 68: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 69: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 70: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 71: embedserve.v1.Usage
+	(*Timings)(nil),                  // 72: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	63, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	66, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	66, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	67, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	69, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	70, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	7,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	10, // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	68, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	69, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	71, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	72, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10, // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	68, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	71, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10, // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	26, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
@@ -4899,87 +5142,91 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	32, // 26: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
 	32, // 27: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
 	32, // 28: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	66, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	69, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
 	9,  // 30: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
 	9,  // 31: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
 	33, // 32: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
 	34, // 33: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	67, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	70, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	3,  // 35: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
 	35, // 36: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	68, // 37: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	69, // 38: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	71, // 37: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	72, // 38: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
 	9,  // 39: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
 	38, // 40: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
 	38, // 41: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
 	4,  // 42: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
 	33, // 43: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
 	34, // 44: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	67, // 45: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	70, // 45: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	35, // 46: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	68, // 47: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	66, // 48: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	71, // 47: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	69, // 48: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
 	9,  // 49: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
 	41, // 50: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
 	33, // 51: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
 	33, // 52: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	66, // 53: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	69, // 53: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
 	33, // 54: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 55: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	41, // 56: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	52, // 57: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	33, // 58: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,  // 59: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	54, // 60: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	55, // 61: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	56, // 62: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	64, // 63: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	33, // 64: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,  // 65: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	52, // 66: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	59, // 67: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	60, // 68: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	61, // 69: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	65, // 70: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,  // 71: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,  // 72: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	12, // 73: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	14, // 74: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	16, // 75: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	18, // 76: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	20, // 77: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	22, // 78: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	24, // 79: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	36, // 80: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	39, // 81: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	42, // 82: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	44, // 83: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	46, // 84: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	48, // 85: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	50, // 86: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	53, // 87: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	58, // 88: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	13, // 89: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	15, // 90: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	17, // 91: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	19, // 92: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	21, // 93: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	23, // 94: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	25, // 95: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	37, // 96: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	40, // 97: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	43, // 98: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	45, // 99: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	47, // 100: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	49, // 101: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	51, // 102: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	57, // 103: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	62, // 104: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	89, // [89:105] is the sub-list for method output_type
-	73, // [73:89] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	33, // 55: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	51, // 56: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	33, // 57: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	41, // 58: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	55, // 59: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	33, // 60: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,  // 61: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	57, // 62: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	58, // 63: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	59, // 64: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	67, // 65: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	33, // 66: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,  // 67: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	55, // 68: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	62, // 69: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	63, // 70: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	64, // 71: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	68, // 72: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,  // 73: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 74: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	12, // 75: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	14, // 76: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	16, // 77: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	18, // 78: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	20, // 79: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	22, // 80: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	24, // 81: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	36, // 82: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	39, // 83: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	42, // 84: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	44, // 85: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	46, // 86: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	48, // 87: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	50, // 88: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	53, // 89: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	56, // 90: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	61, // 91: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	13, // 92: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	15, // 93: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	17, // 94: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	19, // 95: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	21, // 96: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	23, // 97: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	25, // 98: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	37, // 99: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	40, // 100: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	43, // 101: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	45, // 102: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	47, // 103: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	49, // 104: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	52, // 105: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	54, // 106: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	60, // 107: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	65, // 108: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	92, // [92:109] is the sub-list for method output_type
+	75, // [75:92] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -5019,18 +5266,24 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Example_Vector)(nil),
 	}
 	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{
+		(*FacetValue_Text)(nil),
+		(*FacetValue_Integer)(nil),
+		(*FacetValue_Boolean)(nil),
+	}
+	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[51].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[54].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   59,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	VectorService_Delete_FullMethodName           = "/embedserve.v1.VectorService/Delete"
 	VectorService_UpdatePayload_FullMethodName    = "/embedserve.v1.VectorService/UpdatePayload"
 	VectorService_Count_FullMethodName            = "/embedserve.v1.VectorService/Count"
+	VectorService_Facet_FullMethodName            = "/embedserve.v1.VectorService/Facet"
 	VectorService_Scroll_FullMethodName           = "/embedserve.v1.VectorService/Scroll"
 	VectorService_Cluster_FullMethodName          = "/embedserve.v1.VectorService/Cluster"
 	VectorService_FindDuplicates_FullMethodName   = "/embedserve.v1.VectorService/FindDuplicates"
@@ -73,6 +74,9 @@ type VectorServiceClient interface {
 	// they are, nothing is embedded again.
 	UpdatePayload(ctx context.Context, in *UpdatePayloadRequest, opts ...grpc.CallOption) (*UpdatePayloadResponse, error)
 	Count(ctx context.Context, in *CountRequest, opts ...grpc.CallOption) (*CountResponse, error)
+	// How many documents hold each value of a payload field, most frequent
+	// first: the counts behind a search page's filters.
+	Facet(ctx context.Context, in *FacetRequest, opts ...grpc.CallOption) (*FacetResponse, error)
 	// One page of a collection's documents, in a stable order; pass next_cursor
 	// back to get the next page.
 	Scroll(ctx context.Context, in *ScrollRequest, opts ...grpc.CallOption) (*ScrollResponse, error)
@@ -228,6 +232,16 @@ func (c *vectorServiceClient) Count(ctx context.Context, in *CountRequest, opts 
 	return out, nil
 }
 
+func (c *vectorServiceClient) Facet(ctx context.Context, in *FacetRequest, opts ...grpc.CallOption) (*FacetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FacetResponse)
+	err := c.cc.Invoke(ctx, VectorService_Facet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *vectorServiceClient) Scroll(ctx context.Context, in *ScrollRequest, opts ...grpc.CallOption) (*ScrollResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ScrollResponse)
@@ -294,6 +308,9 @@ type VectorServiceServer interface {
 	// they are, nothing is embedded again.
 	UpdatePayload(context.Context, *UpdatePayloadRequest) (*UpdatePayloadResponse, error)
 	Count(context.Context, *CountRequest) (*CountResponse, error)
+	// How many documents hold each value of a payload field, most frequent
+	// first: the counts behind a search page's filters.
+	Facet(context.Context, *FacetRequest) (*FacetResponse, error)
 	// One page of a collection's documents, in a stable order; pass next_cursor
 	// back to get the next page.
 	Scroll(context.Context, *ScrollRequest) (*ScrollResponse, error)
@@ -351,6 +368,9 @@ func (UnimplementedVectorServiceServer) UpdatePayload(context.Context, *UpdatePa
 }
 func (UnimplementedVectorServiceServer) Count(context.Context, *CountRequest) (*CountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Count not implemented")
+}
+func (UnimplementedVectorServiceServer) Facet(context.Context, *FacetRequest) (*FacetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Facet not implemented")
 }
 func (UnimplementedVectorServiceServer) Scroll(context.Context, *ScrollRequest) (*ScrollResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Scroll not implemented")
@@ -594,6 +614,24 @@ func _VectorService_Count_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VectorService_Facet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FacetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).Facet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_Facet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).Facet(ctx, req.(*FacetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _VectorService_Scroll_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ScrollRequest)
 	if err := dec(in); err != nil {
@@ -698,6 +736,10 @@ var VectorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Count",
 			Handler:    _VectorService_Count_Handler,
+		},
+		{
+			MethodName: "Facet",
+			Handler:    _VectorService_Facet_Handler,
 		},
 		{
 			MethodName: "Scroll",

@@ -56,9 +56,11 @@ from .ids import RESERVED_KEY, point_id, point_ids
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .store import ContextManagerMixin
 from .types import (
+    MAX_FACET_LIMIT,
     CollectionInfo,
     CollectionSpec,
     Example,
+    FacetHit,
     Filter,
     HasId,
     PointRecord,
@@ -74,10 +76,12 @@ from .types import (
     validate_collection_name,
 )
 from .validation import (
+    check_facet,
     check_filter,
     check_id_list,
     check_payload_update,
     engine_cursor,
+    facet_hits,
     prepare_points,
     require_text_indexes,
     search_params,
@@ -538,6 +542,21 @@ class EdgeStore(ContextManagerMixin):
         request = qe.CountRequest(exact=exact, filter=edge_filter(filter) if filter else None)
         with self._reading(collection) as col, engine_errors():
             return int(col.shard.count(request))
+
+    def facet(
+        self, collection: str, key: str, filter: Filter | None = None, limit: int = 10
+    ) -> list[FacetHit]:
+        filter = check_filter(filter)
+        spec = self._get(collection).spec
+        check_facet(spec, key, limit)
+        require_text_indexes(spec, text_match_keys(filter))
+        # All values: the engine's own cut at the limit breaks count ties arbitrarily.
+        request = qe.FacetRequest(
+            key, limit=MAX_FACET_LIMIT, exact=True, filter=edge_filter(filter) if filter else None
+        )
+        with self._reading(collection) as col, engine_errors():
+            hits = col.shard.facet(request).hits
+        return facet_hits(hits, limit)
 
     def scroll(
         self,

@@ -31,6 +31,7 @@ from .types import (
     CollectionInfo,
     CollectionSpec,
     Example,
+    FacetHit,
     Filter,
     PointRecord,
     RecommendStrategy,
@@ -275,6 +276,12 @@ class ProcessStore(ContextManagerMixin):
             values=None if values is None else dict(values),
             delete_keys=list(delete_keys),
         )
+
+    def facet(
+        self, collection: str, key: str, filter: Filter | None = None, limit: int = 10
+    ) -> list[FacetHit]:
+        result: list[FacetHit] = self._call("facet", collection, key, filter, limit)
+        return result
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         result: int = self._call("count", collection, filter, exact)

@@ -47,9 +47,11 @@ from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .settings import DEFAULT_GRPC_PORT, StoreSettings
 from .store import ContextManagerMixin
 from .types import (
+    MAX_FACET_LIMIT,
     CollectionInfo,
     CollectionSpec,
     Example,
+    FacetHit,
     Filter,
     PointRecord,
     Quantization,
@@ -66,10 +68,12 @@ from .types import (
 )
 from .validation import (
     as_vector,
+    check_facet,
     check_filter,
     check_id_list,
     check_payload_update,
     engine_cursor,
+    facet_hits,
     prepare_points,
     require_text_indexes,
     search_params,
@@ -486,6 +490,23 @@ class RemoteStore(ContextManagerMixin):
                     collection, count_filter=optional_filter(filter), exact=exact
                 ).count
             )
+
+    def facet(
+        self, collection: str, key: str, filter: Filter | None = None, limit: int = 10
+    ) -> list[FacetHit]:
+        filter = check_filter(filter)
+        spec = self._spec(collection)
+        check_facet(spec, key, limit)
+        require_text_indexes(spec, text_match_keys(filter))
+        with self._call(ErrorContext(collection)):
+            response = self._client.facet(
+                collection,
+                key,
+                facet_filter=optional_filter(filter),
+                limit=MAX_FACET_LIMIT,  # ties at the limit are cut by value, here
+                exact=True,
+            )
+        return facet_hits(response.hits, limit)
 
     def scroll(
         self,

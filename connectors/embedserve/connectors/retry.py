@@ -21,6 +21,7 @@ from .types import (
     CollectionInfo,
     CollectionSpec,
     Example,
+    FacetHit,
     Filter,
     PointRecord,
     RecommendStrategy,
@@ -189,6 +190,11 @@ class RetryingStore(ContextManagerMixin):
                 collection, ids, filter, values=values, delete_keys=delete_keys
             ),
         )
+
+    def facet(
+        self, collection: str, key: str, filter: Filter | None = None, limit: int = 10
+    ) -> list[FacetHit]:
+        return self._retry("facet", lambda: self.inner.facet(collection, key, filter, limit))
 
     def count(self, collection: str, filter: Filter | None = None, exact: bool = True) -> int:
         return self._retry("count", lambda: self.inner.count(collection, filter, exact))

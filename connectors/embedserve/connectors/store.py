@@ -9,6 +9,7 @@ from .types import (
     CollectionInfo,
     CollectionSpec,
     Example,
+    FacetHit,
     Filter,
     PointRecord,
     RecommendStrategy,
@@ -55,6 +56,13 @@ class VectorStore(Protocol):
         """Set top-level payload keys to ``values`` and remove ``delete_keys``, vectors
         untouched, on the points named by ``ids`` (all must exist: PointNotFound names the
         missing, and nothing changes) or matching ``filter`` (with ids: both)."""
+        ...
+
+    def facet(
+        self, collection: str, key: str, filter: Filter | None = None, limit: int = 10
+    ) -> list[FacetHit]:
+        """How many points (matching ``filter``) hold each value of the payload field
+        ``key``, most frequent first; the field needs a keyword, integer or bool index."""
         ...
 
     def search(

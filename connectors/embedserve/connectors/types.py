@@ -410,6 +410,20 @@ class Record:
     vector: list[float] | None = None
 
 
+@dataclass(frozen=True)
+class FacetHit:
+    """One value of a payload field and how many points hold it."""
+
+    value: PayloadValue
+    count: int
+
+
+# Payload indexes that can count their values (Qdrant facets on these only).
+FACET_INDEX_KINDS = frozenset(
+    {PayloadIndexKind.KEYWORD, PayloadIndexKind.INTEGER, PayloadIndexKind.BOOL}
+)
+MAX_FACET_LIMIT = 10_000
+
 MAX_SCROLL_LIMIT = 10_000
 
 

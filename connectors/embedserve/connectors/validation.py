@@ -13,8 +13,11 @@ import numpy as np
 from .errors import DimensionMismatch, InvalidFilter, InvalidRequest
 from .ids import RESERVED_KEY, check_external_id, point_id, stored_payload
 from .types import (
+    FACET_INDEX_KINDS,
+    MAX_FACET_LIMIT,
     CollectionSpec,
     Example,
+    FacetHit,
     Filter,
     MatchText,
     PayloadIndexKind,
@@ -238,6 +241,27 @@ def require_text_indexes(spec: CollectionSpec, keys: set[str]) -> None:
             f"collection {spec.name!r} has none there (create it with "
             f"payload_indexes {{{missing[0]!r}: 'text'}})"
         )
+
+
+def check_facet(spec: CollectionSpec, key: str, limit: int) -> None:
+    """A facet over a field with an index that counts values, the same on every engine
+    (local mode would count fields without one)."""
+    if not isinstance(key, str) or not key:
+        raise InvalidRequest(f"a facet needs a payload key, got {key!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FACET_LIMIT:
+        raise InvalidRequest(f"limit must be in [1, {MAX_FACET_LIMIT}], got {limit!r}")
+    if spec.payload_indexes.get(key) not in FACET_INDEX_KINDS:
+        raise InvalidRequest(
+            f"a facet on {key!r} needs a keyword, integer or bool payload index there; "
+            f"collection {spec.name!r} has none"
+        )
+
+
+def facet_hits(hits: Sequence[Any], limit: int) -> list[FacetHit]:
+    """The engine's hits, most frequent first, ties by value, so engines agree."""
+    plain = [FacetHit(h.value, int(h.count)) for h in hits]
+    plain.sort(key=lambda h: (-h.count, str(type(h.value)), h.value))
+    return plain[:limit]
 
 
 def strategy_of(value: RecommendStrategy | str) -> RecommendStrategy:

@@ -96,6 +96,7 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /api/v1/collections/{name}/delete": _V + "Delete",
     "POST /api/v1/collections/{name}/payload": _V + "UpdatePayload",
     "POST /api/v1/collections/{name}/count": _V + "Count",
+    "POST /api/v1/collections/{name}/facet": _V + "Facet",
     "POST /api/v1/collections/{name}/scroll": _V + "Scroll",
     "POST /api/v1/collections/{name}/cluster": _V + "Cluster",
     "POST /api/v1/cluster": _V + "Cluster",

@@ -296,6 +296,22 @@ def search_params(message: pb.QueryParams) -> st.SearchParams:
     return store_value(st.SearchParams, **fields)
 
 
+def facet_limit(request: pb.FacetRequest) -> int:
+    if not request.HasField("limit"):
+        return 10
+    if request.limit == 0:
+        raise InvalidArgument("limit must be at least 1")
+    return request.limit
+
+
+def facet_value_to_proto(hit: st.FacetHit) -> pb.FacetValue:
+    if isinstance(hit.value, bool):
+        return pb.FacetValue(boolean=hit.value, count=hit.count)
+    if isinstance(hit.value, int):
+        return pb.FacetValue(integer=hit.value, count=hit.count)
+    return pb.FacetValue(text=str(hit.value), count=hit.count)
+
+
 def scored_to_proto(points: Sequence[st.ScoredPoint]) -> list[pb.ScoredDocument]:
     return [
         pb.ScoredDocument(

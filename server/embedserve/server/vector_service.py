@@ -163,6 +163,16 @@ class VectorService(pb_grpc.VectorServiceServicer):
         return pb.DeleteResponse()
 
     @unary
+    async def Facet(self, request: pb.FacetRequest, context: Context) -> pb.FacetResponse:
+        hits = await self._core.facet(
+            request.collection,
+            request.key,
+            vc.optional_filter(request),
+            vc.facet_limit(request),
+        )
+        return pb.FacetResponse(values=[vc.facet_value_to_proto(h) for h in hits])
+
+    @unary
     async def UpdatePayload(
         self, request: pb.UpdatePayloadRequest, context: Context
     ) -> pb.UpdatePayloadResponse:

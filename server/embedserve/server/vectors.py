@@ -25,6 +25,7 @@ from embedserve.connectors.types import (
     CollectionSpec,
     Distance,
     Example,
+    FacetHit,
     Filter,
     PointRecord,
     RecommendStrategy,
@@ -475,6 +476,11 @@ class VectorCore:
             self.store.update_payload, values=values, delete_keys=list(delete_keys)
         )
         await self.call(update, collection, ids or None, filter)
+
+    async def facet(
+        self, collection: str, key: str, filter: Filter | None, limit: int
+    ) -> list[FacetHit]:
+        return await self.call(self.store.facet, collection, key, filter, limit)
 
     async def count(self, collection: str, filter: Filter | None) -> int:
         return await self.call(self.store.count, collection, filter)

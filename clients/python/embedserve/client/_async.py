@@ -87,6 +87,7 @@ class AsyncEmbedClient:
     get = awaiting(vector_calls.get)
     delete = awaiting(vector_calls.delete)
     update_payload = awaiting(vector_calls.update_payload)
+    facet = awaiting(vector_calls.facet)
     count = awaiting(vector_calls.count)
     scroll = awaiting(analysis_calls.scroll)
     cluster = awaiting(analysis_calls.cluster)

@@ -28,6 +28,18 @@ class Hit:
 
 
 @dataclasses.dataclass(frozen=True)
+class FacetCount:
+    """A payload value and how many documents hold it."""
+
+    value: str | int | bool
+    count: int
+
+
+def facet_counts(values: Iterable[Any]) -> list[FacetCount]:
+    return [FacetCount(getattr(v, v.WhichOneof("value")), int(v.count)) for v in values]
+
+
+@dataclasses.dataclass(frozen=True)
 class StoredDocument:
     id: str
     payload: dict[str, Any]

@@ -97,6 +97,7 @@ class EmbedClient:
     get = blocking(vector_calls.get)
     delete = blocking(vector_calls.delete)
     update_payload = blocking(vector_calls.update_payload)
+    facet = blocking(vector_calls.facet)
     count = blocking(vector_calls.count)
     scroll = blocking(analysis_calls.scroll)
     cluster = blocking(analysis_calls.cluster)

@@ -308,6 +308,17 @@ def update_payload(
     yield Unary("vectors", "UpdatePayload", _with_filter(request, filter))
 
 
+def facet(
+    collection: str, key: str, *, filter: docs.FilterLike | None = None, limit: int = 10
+) -> Plan[list[docs.FacetCount]]:
+    """How many documents hold each value of the payload field ``key`` (it needs a keyword,
+    integer or bool index), most frequent first."""
+    docs.check_uint32("limit", limit)
+    request = pb.FacetRequest(collection=collection, key=key, limit=limit)
+    response = yield Unary("vectors", "Facet", _with_filter(request, filter))
+    return docs.facet_counts(response.values)
+
+
 def count(collection: str, *, filter: docs.FilterLike | None = None) -> Plan[int]:
     request = pb.CountRequest(collection=collection)
     response = yield Unary("vectors", "Count", _with_filter(request, filter))

@@ -109,6 +109,11 @@ class VectorServiceStub:
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.CountRequest.SerializeToString,
                 response_deserializer=embedserve_dot_v1_dot_vector__pb2.CountResponse.FromString,
                 _registered_method=True)
+        self.Facet = channel.unary_unary(
+                '/embedserve.v1.VectorService/Facet',
+                request_serializer=embedserve_dot_v1_dot_vector__pb2.FacetRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_vector__pb2.FacetResponse.FromString,
+                _registered_method=True)
         self.Scroll = channel.unary_unary(
                 '/embedserve.v1.VectorService/Scroll',
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.ScrollRequest.SerializeToString,
@@ -225,6 +230,14 @@ class VectorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Facet(self, request, context):
+        """How many documents hold each value of a payload field, most frequent
+        first: the counts behind a search page's filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Scroll(self, request, context):
         """One page of a collection's documents, in a stable order; pass next_cursor
         back to get the next page.
@@ -316,6 +329,11 @@ def add_VectorServiceServicer_to_server(servicer, server):
                     servicer.Count,
                     request_deserializer=embedserve_dot_v1_dot_vector__pb2.CountRequest.FromString,
                     response_serializer=embedserve_dot_v1_dot_vector__pb2.CountResponse.SerializeToString,
+            ),
+            'Facet': grpc.unary_unary_rpc_method_handler(
+                    servicer.Facet,
+                    request_deserializer=embedserve_dot_v1_dot_vector__pb2.FacetRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_vector__pb2.FacetResponse.SerializeToString,
             ),
             'Scroll': grpc.unary_unary_rpc_method_handler(
                     servicer.Scroll,
@@ -693,6 +711,33 @@ class VectorService:
             '/embedserve.v1.VectorService/Count',
             embedserve_dot_v1_dot_vector__pb2.CountRequest.SerializeToString,
             embedserve_dot_v1_dot_vector__pb2.CountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Facet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.VectorService/Facet',
+            embedserve_dot_v1_dot_vector__pb2.FacetRequest.SerializeToString,
+            embedserve_dot_v1_dot_vector__pb2.FacetResponse.FromString,
             options,
             channel_credentials,
             insecure,

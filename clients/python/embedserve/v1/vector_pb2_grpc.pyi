@@ -68,6 +68,10 @@ class VectorServiceStub:
     they are, nothing is embedded again.
     """
     Count: _grpc.UnaryUnaryMultiCallable[_vector_pb2.CountRequest, _vector_pb2.CountResponse]
+    Facet: _grpc.UnaryUnaryMultiCallable[_vector_pb2.FacetRequest, _vector_pb2.FacetResponse]
+    """How many documents hold each value of a payload field, most frequent
+    first: the counts behind a search page's filters.
+    """
     Scroll: _grpc.UnaryUnaryMultiCallable[_vector_pb2.ScrollRequest, _vector_pb2.ScrollResponse]
     """One page of a collection's documents, in a stable order; pass next_cursor
     back to get the next page.
@@ -120,6 +124,10 @@ class VectorServiceAsyncStub(VectorServiceStub):
     they are, nothing is embedded again.
     """
     Count: _aio.UnaryUnaryMultiCallable[_vector_pb2.CountRequest, _vector_pb2.CountResponse]  # type: ignore[assignment]
+    Facet: _aio.UnaryUnaryMultiCallable[_vector_pb2.FacetRequest, _vector_pb2.FacetResponse]  # type: ignore[assignment]
+    """How many documents hold each value of a payload field, most frequent
+    first: the counts behind a search page's filters.
+    """
     Scroll: _aio.UnaryUnaryMultiCallable[_vector_pb2.ScrollRequest, _vector_pb2.ScrollResponse]  # type: ignore[assignment]
     """One page of a collection's documents, in a stable order; pass next_cursor
     back to get the next page.
@@ -247,6 +255,16 @@ class VectorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vector_pb2.CountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vector_pb2.CountResponse, _abc.Awaitable[_vector_pb2.CountResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Facet(
+        self,
+        request: _vector_pb2.FacetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.FacetResponse, _abc.Awaitable[_vector_pb2.FacetResponse]]:
+        """How many documents hold each value of a payload field, most frequent
+        first: the counts behind a search page's filters.
+        """
 
     @_abc_1.abstractmethod
     def Scroll(

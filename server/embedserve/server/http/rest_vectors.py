@@ -27,6 +27,7 @@ from embedserve.server.http.schemas import (
     DeleteRequest,
     Document,
     Example,
+    FacetRequest,
     FilterJson,
     GetRequest,
     QueryParams,
@@ -250,6 +251,14 @@ async def update_payload(
         name, body.ids, parse_filter(body.filter), dict(body.payload), body.delete_keys
     )
     return json_response({})
+
+
+@router.post("/{name}/facet", summary="Count the values of a payload field")
+async def facet(
+    name: CollectionName, body: FacetRequest, request: Request, caller: Caller
+) -> Response:
+    hits = await _core(request).facet(name, body.key, parse_filter(body.filter), body.limit)
+    return json_response({"values": [{"value": h.value, "count": h.count} for h in hits]})
 
 
 @router.post("/{name}/count", summary="Count documents, optionally filtered")

@@ -331,6 +331,14 @@ class CountRequest(Body):
     filter: FilterJson | None = None
 
 
+class FacetRequest(Body):
+    """Counts of a payload field's values (keyword, integer or bool index needed)."""
+
+    key: str = Field(json_schema_extra=TEXT)
+    filter: FilterJson | None = None
+    limit: int = Field(default=10, ge=1, le=10_000)
+
+
 class ScrollRequest(Body):
     """One page of a collection's documents, in id order."""
 

@@ -17,6 +17,8 @@ import dev.embedserve.v1.EmbedStreamResponse;
 import dev.embedserve.v1.Embedding;
 import dev.embedserve.v1.EmbeddingServiceGrpc;
 import dev.embedserve.v1.Example;
+import dev.embedserve.v1.FacetRequest;
+import dev.embedserve.v1.FacetValue;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.FindDuplicatesRequest;
 import dev.embedserve.v1.FindDuplicatesResponse;
@@ -697,6 +699,20 @@ public final class EmbedserveClient implements AutoCloseable {
       request.setFilter(filter);
     }
     vectors.updatePayload(request.build());
+  }
+
+  /**
+   * How many documents (matching {@code filter}, or all when null) hold each value of the payload
+   * field {@code key}, most frequent first, at most {@code limit} values. The field needs a
+   * keyword, integer or bool payload index.
+   */
+  public List<FacetValue> facet(String collection, String key, Filter filter, int limit) {
+    FacetRequest.Builder request =
+        FacetRequest.newBuilder().setCollection(collection).setKey(key).setLimit(limit);
+    if (filter != null) {
+      request.setFilter(filter);
+    }
+    return vectors.facet(request.build()).getValuesList();
   }
 
   /** The number of documents in a collection. */

@@ -5,6 +5,7 @@ import static dev.embedserve.client.Vectors.hasId;
 import static dev.embedserve.client.Vectors.ids;
 import static dev.embedserve.client.Vectors.limit;
 import static dev.embedserve.client.Vectors.match;
+import static dev.embedserve.client.Vectors.matchAny;
 import static dev.embedserve.client.Vectors.matchText;
 import static dev.embedserve.client.Vectors.must;
 import static dev.embedserve.client.Vectors.mustNot;
@@ -24,6 +25,8 @@ import dev.embedserve.v1.CollectionConfig;
 import dev.embedserve.v1.CollectionInfo;
 import dev.embedserve.v1.Document;
 import dev.embedserve.v1.EmbedOptions;
+import dev.embedserve.v1.FacetValue;
+import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.RecommendStrategy;
@@ -266,6 +269,15 @@ class VectorServiceTest {
     assertEquals(CORPUS.size() - 2, client.count(collection));
     client.delete(collection, List.of(), must(match("topic", "finance")));
     assertEquals(CORPUS.size() - 2 - PER_TOPIC, client.count(collection));
+  }
+
+  @Test
+  void facetCountsTheTopicsOfAFilter() {
+    // Finance may have been deleted by another test: left out of the filter.
+    Filter kept = must(match("n", 3L), matchAny("topic", "cooking", "football", "space"));
+    List<FacetValue> topics = client.facet(collection, "topic", kept, 2);
+    assertEquals(List.of("cooking", "football"), topics.stream().map(FacetValue::getText).toList());
+    assertEquals(List.of(1L, 1L), topics.stream().map(FacetValue::getCount).toList());
   }
 
   @Test
