@@ -289,20 +289,19 @@ class GetRequest(Body):
     with_vectors: bool = False
 
 
+# Calls on stored documents that name them by ids, a filter or both.
+IDS_OR_FILTER: JsonDict = {
+    "anyOf": [
+        {"required": ["ids"], "properties": {"ids": NOT_EMPTY}},
+        {"required": ["filter"], "properties": {"filter": {"type": "object", "minProperties": 1}}},
+    ]
+}
+
+
 class DeleteRequest(Body):
     """``ids``, a ``filter`` or both: deleting everything takes DeleteCollection."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["ids"], "properties": {"ids": NOT_EMPTY}},
-                {
-                    "required": ["filter"],
-                    "properties": {"filter": {"type": "object", "minProperties": 1}},
-                },
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=IDS_OR_FILTER)
     ids: list[str] = Field(default=[], json_schema_extra={"items": TEXT_ITEM})
     filter: FilterJson | None = None
 
@@ -310,17 +309,7 @@ class DeleteRequest(Body):
 class UpdatePayloadRequest(Body):
     """``ids``, a ``filter`` or both; keys to set (``payload``) and keys to remove."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["ids"], "properties": {"ids": NOT_EMPTY}},
-                {
-                    "required": ["filter"],
-                    "properties": {"filter": {"type": "object", "minProperties": 1}},
-                },
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=IDS_OR_FILTER)
     ids: list[str] = Field(default=[], json_schema_extra={"items": TEXT_ITEM})
     filter: FilterJson | None = None
     payload: dict[str, Any] = Field(default={}, description="top-level keys to set")
