@@ -357,6 +357,20 @@ def test_match_text_matches_whole_words_in_any_case(store: VectorStore) -> None:
         MatchText("title", "  ")
 
 
+def test_payload_keys_select_what_hits_carry(filled: tuple[VectorStore, Array]) -> None:
+    store, vectors = filled
+    params = SearchParams(limit=3, exact=True, payload_keys=("group", "meta", "absent"))
+    hits = store.search("items", vectors[5], params=params)
+    assert hits[0].id == "id-5"
+    for hit in hits:
+        full = payload_of(int(hit.id.split("-")[1]))
+        assert hit.payload == {"group": full["group"], "meta": full["meta"]}
+    liked = store.recommend("items", ["id-5"], params=params)
+    assert all(set(h.payload or {}) == {"group", "meta"} for h in liked)
+    with pytest.raises(InvalidRequest, match="payload_keys"):
+        SearchParams(payload_keys="group")  # type: ignore[arg-type]
+
+
 def test_match_text_needs_a_text_index(filled: tuple[VectorStore, Array]) -> None:
     """Without one a Qdrant server matches substrings, case-sensitively: refused alike."""
     store, vectors = filled

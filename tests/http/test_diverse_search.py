@@ -1,4 +1,5 @@
-"""Diverse search (maximal marginal relevance) end to end with MiniLM, gRPC and HTTP."""
+"""Search options end to end with MiniLM, over gRPC and HTTP: diversity (maximal marginal
+relevance) and the payload keys the hits carry."""
 
 from __future__ import annotations
 
@@ -71,3 +72,22 @@ def test_http_matches_grpc_and_misuse_is_refused(both: Any, client: Any) -> None
             call()
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "diversity applies to searches by vector" in refused.value.details()
+
+
+def test_payload_keys_leave_out_the_rest(both: Any, client: Any) -> None:
+    documents = [
+        {"id": k, "text": t, "payload": {"title": k.upper(), "year": 2024}}
+        for k, t in TEXTS.items()
+    ]
+    client.create_collection("docs")
+    client.upsert("docs", documents, store_text=True)
+    hits = client.search("docs", "battery", limit=2, payload_keys=["title"])
+    assert [h.payload for h in hits] == [{"title": h.id.upper()} for h in hits]
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        reply = http.post(
+            "/api/v1/collections/docs/search",
+            json={"text": "battery", "params": {"limit": 2, "payload_keys": ["year", "text"]}},
+        )
+        results = reply.json()["results"]
+        assert [set(r["payload"]) for r in results] == [{"year", "text"}] * 2
+        assert results[0]["payload"]["text"] == TEXTS[results[0]["id"]]

@@ -163,6 +163,12 @@ func WithPayload(include bool) QueryOption {
 	return func(c *queryConfig) { c.params.WithPayload = &include }
 }
 
+// WithPayloadKeys returns only these top-level payload keys of each result
+// (say, to leave out a long stored "text").
+func WithPayloadKeys(keys ...string) QueryOption {
+	return func(c *queryConfig) { c.params.PayloadKeys = keys }
+}
+
 // WithVectors includes the stored vectors in the results.
 func WithVectors(include bool) QueryOption {
 	return func(c *queryConfig) { c.params.WithVectors = include }

@@ -362,6 +362,10 @@ func TestKeywordAndHybridSearch(t *testing.T) {
 	if err != nil || len(hits) != 3 || hits[0].ID != "code" {
 		t.Fatalf("hybrid search: %+v, %v", hits, err)
 	}
+	picked, err := client.Search(ctx, name, embedserve.Text("cake"), embedserve.WithLimit(1), embedserve.WithPayloadKeys("title"))
+	if err != nil || len(picked) != 1 || len(picked[0].Payload) != 1 || picked[0].Payload["title"] != "Cake notes" {
+		t.Fatalf("search WithPayloadKeys: %+v, %v", picked, err)
+	}
 	titled := embedserve.WithFilter(embedserve.Must(embedserve.MatchText("title", "NOTES")))
 	hits, err = client.Search(ctx, name, embedserve.Text("charging"), titled)
 	if err != nil || len(hits) != 2 || hits[0].ID == "charging" || hits[1].ID == "charging" {

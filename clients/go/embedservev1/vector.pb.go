@@ -2204,8 +2204,11 @@ type QueryParams struct {
 	Diversity *float32 `protobuf:"fixed32,9,opt,name=diversity,proto3,oneof" json:"diversity,omitempty"`
 	// Default: 100, or limit + offset if more; at least limit + offset.
 	DiversityCandidates *uint32 `protobuf:"varint,10,opt,name=diversity_candidates,json=diversityCandidates,proto3,oneof" json:"diversity_candidates,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Only these top-level payload keys in the results (say, to leave out a
+	// long stored "text"). Default: all of them.
+	PayloadKeys   []string `protobuf:"bytes,11,rep,name=payload_keys,json=payloadKeys,proto3" json:"payload_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryParams) Reset() {
@@ -2306,6 +2309,13 @@ func (x *QueryParams) GetDiversityCandidates() uint32 {
 		return *x.DiversityCandidates
 	}
 	return 0
+}
+
+func (x *QueryParams) GetPayloadKeys() []string {
+	if x != nil {
+		return x.PayloadKeys
+	}
+	return nil
 }
 
 type ScoredDocument struct {
@@ -4732,7 +4742,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
 	"\x06should\x18\x02 \x03(\v2\x18.embedserve.v1.ConditionR\x06should\x123\n" +
-	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\"\xd5\x03\n" +
+	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\"\xf8\x03\n" +
 	"\vQueryParams\x12\x19\n" +
 	"\x05limit\x18\x01 \x01(\rH\x00R\x05limit\x88\x01\x01\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\rR\x06offset\x12,\n" +
@@ -4744,7 +4754,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x10read_consistency\x18\b \x01(\tR\x0freadConsistency\x12!\n" +
 	"\tdiversity\x18\t \x01(\x02H\x04R\tdiversity\x88\x01\x01\x126\n" +
 	"\x14diversity_candidates\x18\n" +
-	" \x01(\rH\x05R\x13diversityCandidates\x88\x01\x01B\b\n" +
+	" \x01(\rH\x05R\x13diversityCandidates\x88\x01\x01\x12!\n" +
+	"\fpayload_keys\x18\v \x03(\tR\vpayloadKeysB\b\n" +
 	"\x06_limitB\x12\n" +
 	"\x10_score_thresholdB\x0f\n" +
 	"\r_with_payloadB\n" +

@@ -82,6 +82,7 @@ from .validation import (
     check_payload_update,
     engine_cursor,
     facet_hits,
+    payload_selector,
     prepare_points,
     require_text_indexes,
     search_params,
@@ -97,11 +98,6 @@ log = logging.getLogger(__name__)
 SPEC_FILE = "collection.json"
 SHARD_DIR = "shard"
 _FORMAT = 1
-
-
-def _with_payload(params: SearchParams) -> bool | list[str]:
-    # The external id lives in the payload, so it is fetched even when the caller opts out.
-    return True if params.with_payload else [RESERVED_KEY]
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -514,7 +510,7 @@ class EdgeStore(ContextManagerMixin):
                 or None,
                 filter=engine_filter,
                 score_threshold=params.score_threshold,
-                with_payload=_with_payload(params),
+                with_payload=payload_selector(params),
                 with_vector=params.with_vectors,
                 params=None if fused else search,
             )

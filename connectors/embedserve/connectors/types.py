@@ -342,9 +342,16 @@ class SearchParams:
     # relevance, 1 weighs unlikeness alone. Scores stay the similarities to the query.
     diversity: float | None = None
     diversity_candidates: int | None = None
+    # Only these top-level payload keys in the hits (None: all of them).
+    payload_keys: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _positive("limit", self.limit)
+        if self.payload_keys is not None:
+            keys = self.payload_keys
+            if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
+                raise InvalidRequest("payload_keys must be a list of non-empty strings")
+            object.__setattr__(self, "payload_keys", tuple(keys))
         _check_diversity(self)
         if isinstance(self.offset, bool) or not isinstance(self.offset, int) or self.offset < 0:
             raise InvalidRequest(f"offset must be a non-negative integer, got {self.offset!r}")

@@ -203,6 +203,16 @@ def check_id_list(ids: Sequence[str]) -> None:
         raise InvalidRequest("ids must be a list of strings, not a single string")
 
 
+def payload_selector(params: SearchParams) -> bool | list[str]:
+    """What the engine returns of each hit's payload; the external id lives there, so it
+    is fetched even when the caller wants none of it."""
+    if not params.with_payload:
+        return [RESERVED_KEY]
+    if params.payload_keys is not None:
+        return [*params.payload_keys, RESERVED_KEY]
+    return True
+
+
 def search_params(params: SearchParams | None) -> SearchParams:
     if params is None:
         return SearchParams()

@@ -293,6 +293,8 @@ def search_params(message: pb.QueryParams) -> st.SearchParams:
     for optional in ("diversity", "diversity_candidates"):
         if message.HasField(optional):
             fields[optional] = getattr(message, optional)
+    if message.payload_keys:
+        fields["payload_keys"] = tuple(message.payload_keys)
     return store_value(st.SearchParams, **fields)
 
 

@@ -148,6 +148,7 @@ def query_params(
     read_consistency: str = "",
     diversity: float | None = None,
     diversity_candidates: int | None = None,
+    payload_keys: Sequence[str] = (),
 ) -> pb.QueryParams:
     numbers = {
         "limit": limit,
@@ -172,6 +173,9 @@ def query_params(
         params.diversity = diversity
     if diversity_candidates is not None:
         params.diversity_candidates = diversity_candidates
+    if isinstance(payload_keys, str):
+        raise TypeError("payload_keys takes a list of keys, not a single string")
+    params.payload_keys.extend(payload_keys)
     return params
 
 

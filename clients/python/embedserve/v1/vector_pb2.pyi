@@ -1050,6 +1050,7 @@ class QueryParams(_message.Message):
     READ_CONSISTENCY_FIELD_NUMBER: _builtins.int
     DIVERSITY_FIELD_NUMBER: _builtins.int
     DIVERSITY_CANDIDATES_FIELD_NUMBER: _builtins.int
+    PAYLOAD_KEYS_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """Default: 10."""
     offset: _builtins.int
@@ -1073,6 +1074,12 @@ class QueryParams(_message.Message):
     """
     diversity_candidates: _builtins.int
     """Default: 100, or limit + offset if more; at least limit + offset."""
+    @_builtins.property
+    def payload_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these top-level payload keys in the results (say, to leave out a
+        long stored "text"). Default: all of them.
+        """
+
     def __init__(
         self,
         *,
@@ -1086,10 +1093,11 @@ class QueryParams(_message.Message):
         read_consistency: _builtins.str = ...,
         diversity: _builtins.float | None = ...,
         diversity_candidates: _builtins.int | None = ...,
+        payload_keys: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "hnsw_ef", b"hnsw_ef", "limit", b"limit", "score_threshold", b"score_threshold", "with_payload", b"with_payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "exact", b"exact", "hnsw_ef", b"hnsw_ef", "limit", b"limit", "offset", b"offset", "read_consistency", b"read_consistency", "score_threshold", b"score_threshold", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "exact", b"exact", "hnsw_ef", b"hnsw_ef", "limit", b"limit", "offset", b"offset", "payload_keys", b"payload_keys", "read_consistency", b"read_consistency", "score_threshold", b"score_threshold", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__diversity: _TypeAlias = _typing.Literal["diversity"]  # noqa: Y015
     _WhichOneofArgType__diversity: _TypeAlias = _typing.Literal["_diversity", b"_diversity"]  # noqa: Y015

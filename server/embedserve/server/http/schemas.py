@@ -238,6 +238,9 @@ class QueryParams(Body):
         description="search by vector or in dense mode: re-rank by maximal marginal relevance",
     )
     diversity_candidates: PositiveU32 | None = None
+    payload_keys: list[str] | None = Field(
+        default=None, description="only these top-level payload keys (default: all)"
+    )
 
 
 # Filters keep the JSON form of the gRPC Filter message (must / should / must_not).
