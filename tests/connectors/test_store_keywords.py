@@ -86,24 +86,28 @@ def test_keyword_search_with_filter_and_no_match(corpus: tuple[VectorStore, np.n
     assert store.search("docs", None, keywords=query_terms("the")) == []  # a stop word only
 
 
-def test_hybrid_search_fuses_both_rankings(corpus: tuple[VectorStore, np.ndarray]) -> None:
+@pytest.mark.parametrize("weight", [1.0, 4.0])
+def test_hybrid_search_fuses_both_rankings(
+    corpus: tuple[VectorStore, np.ndarray], weight: float
+) -> None:
     store, vectors = corpus
     query = vectors[2] + 0.1 * vectors[4]
     dense = store.search("docs", query, params=SearchParams(limit=10, exact=True))
     keyword = store.search("docs", None, keywords=query_terms("quantum cats"))
     expected: dict[str, float] = {}
-    for ranking in (dense, keyword):
+    for ranking, w in ((dense, 1.0), (keyword, weight)):
         for rank, hit in enumerate(ranking):
-            expected[hit.id] = expected.get(hit.id, 0.0) + 1 / (RRF_K + rank)
+            # Qdrant's weighted RRF scales the rank: rank r of a list of weight w counts
+            # as rank (r + 1) / w - 1 of an unweighted one.
+            expected[hit.id] = expected.get(hit.id, 0.0) + 1 / ((rank + 1) / w + RRF_K - 1)
 
-    fused = store.search(
-        "docs", query, keywords=query_terms("quantum cats"), params=SearchParams(limit=3)
-    )
+    params = SearchParams(limit=3, keyword_weight=weight)
+    fused = store.search("docs", query, keywords=query_terms("quantum cats"), params=params)
     best = sorted(expected.values(), reverse=True)[:3]
     assert [h.score for h in fused] == pytest.approx(best, rel=1e-5)
     assert all(expected[h.id] == pytest.approx(h.score, rel=1e-5) for h in fused)
-    # Both quantum documents lead: each ranks high in both lists.
-    assert {h.id for h in fused[:2]} == {"d2", "d4"}
+    if weight == 1.0:  # both quantum documents lead: each ranks high in both lists
+        assert {h.id for h in fused[:2]} == {"d2", "d4"}
 
 
 def test_hybrid_search_applies_the_filter_and_pages(

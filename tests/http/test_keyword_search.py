@@ -57,6 +57,16 @@ def test_hybrid_search_fuses_the_dense_and_keyword_rankings(client: Any) -> None
     assert [h.score for h in fused] == pytest.approx(sorted(expected.values())[::-1][:4])
     assert all(h.score == pytest.approx(expected[h.id]) for h in fused)
     assert fused[0].id == "battery"
+    # A weighted keyword list: rank r counts as rank (r + 1) / w - 1 of the dense one.
+    weighted = client.search("kb", query, mode="hybrid", limit=4, exact=True, keyword_weight=5)
+    tilted: dict[str, float] = {}
+    for ranking, weight in ((dense, 1.0), (keyword, 5.0)):
+        for rank, hit in enumerate(ranking):
+            tilted[hit.id] = tilted.get(hit.id, 0.0) + 1 / ((rank + 1) / weight + RRF_K - 1)
+    assert all(h.score == pytest.approx(tilted[h.id]) for h in weighted)
+    with pytest.raises(grpc.RpcError) as refused:
+        client.search("kb", query, keyword_weight=5)
+    assert "keyword_weight applies to hybrid searches" in refused.value.details()
     only_late = {"must": [{"range": {"key": "n", "gte": 2}}]}
     filtered = client.search("kb", query, mode="hybrid", filter=only_late)
     assert {h.id for h in filtered} == {"phones", "bread", "pasta", "stars"}

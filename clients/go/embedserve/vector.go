@@ -214,6 +214,13 @@ func WithDiversityCandidates(n uint32) QueryOption {
 	return func(c *queryConfig) { c.params.DiversityCandidates = &n }
 }
 
+// WithKeywordWeight sets how much the keyword ranking counts against the dense
+// one in a hybrid Search (default 1): keyword rank r scores as dense rank
+// (r+1)/weight - 1 would.
+func WithKeywordWeight(weight float32) QueryOption {
+	return func(c *queryConfig) { c.params.KeywordWeight = &weight }
+}
+
 // WithSearchMode sets how Search ranks a text query: SEARCH_MODE_KEYWORD by
 // BM25, SEARCH_MODE_HYBRID by both rankings fused (collections created
 // WithBM25); default SEARCH_MODE_DENSE.

@@ -2206,7 +2206,12 @@ type QueryParams struct {
 	DiversityCandidates *uint32 `protobuf:"varint,10,opt,name=diversity_candidates,json=diversityCandidates,proto3,oneof" json:"diversity_candidates,omitempty"`
 	// Only these top-level payload keys in the results (say, to leave out a
 	// long stored "text"). Default: all of them.
-	PayloadKeys   []string `protobuf:"bytes,11,rep,name=payload_keys,json=payloadKeys,proto3" json:"payload_keys,omitempty"`
+	PayloadKeys []string `protobuf:"bytes,11,rep,name=payload_keys,json=payloadKeys,proto3" json:"payload_keys,omitempty"`
+	// Search in hybrid mode only: how much the keyword ranking counts against
+	// the dense one, above 0 and at most 100. Qdrant's weighted reciprocal rank
+	// fusion: rank r (from 0) of the keyword list scores as rank
+	// (r + 1) / keyword_weight - 1 of the dense list would. Default: 1.
+	KeywordWeight *float32 `protobuf:"fixed32,12,opt,name=keyword_weight,json=keywordWeight,proto3,oneof" json:"keyword_weight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2316,6 +2321,13 @@ func (x *QueryParams) GetPayloadKeys() []string {
 		return x.PayloadKeys
 	}
 	return nil
+}
+
+func (x *QueryParams) GetKeywordWeight() float32 {
+	if x != nil && x.KeywordWeight != nil {
+		return *x.KeywordWeight
+	}
+	return 0
 }
 
 type ScoredDocument struct {
@@ -4742,7 +4754,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
 	"\x06should\x18\x02 \x03(\v2\x18.embedserve.v1.ConditionR\x06should\x123\n" +
-	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\"\xf8\x03\n" +
+	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\"\xb7\x04\n" +
 	"\vQueryParams\x12\x19\n" +
 	"\x05limit\x18\x01 \x01(\rH\x00R\x05limit\x88\x01\x01\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\rR\x06offset\x12,\n" +
@@ -4755,7 +4767,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\tdiversity\x18\t \x01(\x02H\x04R\tdiversity\x88\x01\x01\x126\n" +
 	"\x14diversity_candidates\x18\n" +
 	" \x01(\rH\x05R\x13diversityCandidates\x88\x01\x01\x12!\n" +
-	"\fpayload_keys\x18\v \x03(\tR\vpayloadKeysB\b\n" +
+	"\fpayload_keys\x18\v \x03(\tR\vpayloadKeys\x12*\n" +
+	"\x0ekeyword_weight\x18\f \x01(\x02H\x06R\rkeywordWeight\x88\x01\x01B\b\n" +
 	"\x06_limitB\x12\n" +
 	"\x10_score_thresholdB\x0f\n" +
 	"\r_with_payloadB\n" +
@@ -4763,7 +4776,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\b_hnsw_efB\f\n" +
 	"\n" +
 	"_diversityB\x17\n" +
-	"\x15_diversity_candidates\"\x98\x01\n" +
+	"\x15_diversity_candidatesB\x11\n" +
+	"\x0f_keyword_weight\"\x98\x01\n" +
 	"\x0eScoredDocument\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x121\n" +

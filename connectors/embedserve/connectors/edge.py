@@ -84,13 +84,13 @@ from .validation import (
     facet_hits,
     payload_selector,
     prepare_points,
+    recommend_params,
     require_text_indexes,
     search_params,
     search_vector,
     split_examples,
     strategy_of,
     text_match_keys,
-    without_diversity,
 )
 
 log = logging.getLogger(__name__)
@@ -423,7 +423,8 @@ class EdgeStore(ContextManagerMixin):
             queries.append(qe.Query.Nearest(sparse_vector(keywords), using=KEYWORD_VECTOR))
         if len(queries) == 1:
             return self._query(collection, queries[0], filter, params)
-        return self._query(collection, qe.Fusion.Rrf(k=RRF_K), filter, params, queries)
+        fusion = qe.Fusion.Rrf(k=RRF_K, weights=[1.0, params.keyword_weight])
+        return self._query(collection, fusion, filter, params, queries)
 
     def recommend(
         self,
@@ -436,7 +437,7 @@ class EdgeStore(ContextManagerMixin):
     ) -> list[ScoredPoint]:
         strategy = strategy_of(strategy)
         filter = check_filter(filter)
-        params = without_diversity(search_params(params))
+        params = recommend_params(params)
         col = self._get(collection)
         size, name = col.spec.vector_size, col.spec.name
         pos_ids, pos_vecs = split_examples(positive, size, name)

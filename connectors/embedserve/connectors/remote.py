@@ -76,12 +76,12 @@ from .validation import (
     facet_hits,
     payload_selector,
     prepare_points,
+    recommend_params,
     require_text_indexes,
     search_params,
     search_vector,
     strategy_of,
     text_match_keys,
-    without_diversity,
 )
 
 T = TypeVar("T")
@@ -375,7 +375,7 @@ class RemoteStore(ContextManagerMixin):
         if len(queries) == 1:
             query, using = queries[0]
             return self._query(spec, query, filter, params, ctx, using=using)
-        fusion = qm.RrfQuery(rrf=qm.Rrf(k=RRF_K))
+        fusion = qm.RrfQuery(rrf=qm.Rrf(k=RRF_K, weights=[1.0, params.keyword_weight]))
         return self._query(spec, fusion, filter, params, ctx, fused=queries)
 
     def recommend(
@@ -388,7 +388,7 @@ class RemoteStore(ContextManagerMixin):
         params: SearchParams | None = None,
     ) -> list[ScoredPoint]:
         strategy = strategy_of(strategy)
-        params = without_diversity(search_params(params))
+        params = recommend_params(params)
         by_point: dict[str, str] = {}
 
         def examples(given: Sequence[Example], spec: CollectionSpec) -> list[Any]:

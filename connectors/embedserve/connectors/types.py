@@ -344,6 +344,10 @@ class SearchParams:
     diversity_candidates: int | None = None
     # Only these top-level payload keys in the hits (None: all of them).
     payload_keys: tuple[str, ...] | None = None
+    # Hybrid searches only: how much the keyword ranking counts against the dense one.
+    # Qdrant's weighted reciprocal rank fusion: rank r (from 0) of the keyword list
+    # scores as rank (r + 1) / keyword_weight - 1 of the dense list would.
+    keyword_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _positive("limit", self.limit)
@@ -353,6 +357,11 @@ class SearchParams:
                 raise InvalidRequest("payload_keys must be a list of non-empty strings")
             object.__setattr__(self, "payload_keys", tuple(keys))
         _check_diversity(self)
+        w = self.keyword_weight
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0 < w <= MAX_KEYWORD_WEIGHT:
+            raise InvalidRequest(
+                f"keyword_weight must be above 0 and at most {MAX_KEYWORD_WEIGHT}, got {w!r}"
+            )
         if isinstance(self.offset, bool) or not isinstance(self.offset, int) or self.offset < 0:
             raise InvalidRequest(f"offset must be a non-negative integer, got {self.offset!r}")
         if self.hnsw_ef is not None:
@@ -368,6 +377,7 @@ class SearchParams:
 
 
 MIN_DIVERSITY_CANDIDATES = 100
+MAX_KEYWORD_WEIGHT = 100.0
 
 
 def _check_diversity(params: SearchParams) -> None:

@@ -167,6 +167,8 @@ def search_vector(
         raise InvalidRequest("a search needs a vector, keywords or both")
     if params.diversity is not None and (vector is None or keywords is not None):
         raise InvalidRequest("diversity applies to searches by vector alone")
+    if params.keyword_weight != 1.0 and (vector is None or keywords is None):
+        raise InvalidRequest("keyword_weight applies to hybrid searches (a vector and keywords)")
     if keywords is not None and not spec.bm25:
         raise InvalidRequest(
             f"collection {spec.name!r} was created without bm25, so it has no keyword "
@@ -175,9 +177,12 @@ def search_vector(
     return None if vector is None else as_vector(vector, spec.vector_size, spec.name)
 
 
-def without_diversity(params: SearchParams) -> SearchParams:
+def recommend_params(params: SearchParams | None) -> SearchParams:
+    params = search_params(params)
     if params.diversity is not None:
         raise InvalidRequest("diversity applies to searches by vector, not recommendations")
+    if params.keyword_weight != 1.0:
+        raise InvalidRequest("keyword_weight applies to hybrid searches, not recommendations")
     return params
 
 

@@ -290,7 +290,7 @@ def search_params(message: pb.QueryParams) -> st.SearchParams:
         if message.hnsw_ef == 0:
             raise InvalidArgument("params.hnsw_ef must be at least 1")
         fields["hnsw_ef"] = message.hnsw_ef
-    for optional in ("diversity", "diversity_candidates"):
+    for optional in ("diversity", "diversity_candidates", "keyword_weight"):
         if message.HasField(optional):
             fields[optional] = getattr(message, optional)
     if message.payload_keys:

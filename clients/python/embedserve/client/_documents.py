@@ -149,6 +149,7 @@ def query_params(
     diversity: float | None = None,
     diversity_candidates: int | None = None,
     payload_keys: Sequence[str] = (),
+    keyword_weight: float | None = None,
 ) -> pb.QueryParams:
     numbers = {
         "limit": limit,
@@ -176,6 +177,8 @@ def query_params(
     if isinstance(payload_keys, str):
         raise TypeError("payload_keys takes a list of keys, not a single string")
     params.payload_keys.extend(payload_keys)
+    if keyword_weight is not None:
+        params.keyword_weight = keyword_weight
     return params
 
 

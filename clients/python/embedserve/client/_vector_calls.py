@@ -58,6 +58,7 @@ _QUERY_PARAMS = (
     "diversity",
     "diversity_candidates",
     "payload_keys",
+    "keyword_weight",
 )
 
 
@@ -229,8 +230,8 @@ def search(
 
     Options: limit, offset, score_threshold, with_payload, with_vectors, exact, hnsw_ef,
     read_consistency, diversity (0 to 1: maximal marginal relevance, dense mode),
-    diversity_candidates, payload_keys (only these keys of each payload), and embedding
-    options (task, prompt, ...) for the text.
+    diversity_candidates, payload_keys (only these keys of each payload), keyword_weight
+    (hybrid mode), and embedding options (task, prompt, ...) for the text.
     """
     if text is not None and not isinstance(text, str):
         if vector is not None:

@@ -1051,6 +1051,7 @@ class QueryParams(_message.Message):
     DIVERSITY_FIELD_NUMBER: _builtins.int
     DIVERSITY_CANDIDATES_FIELD_NUMBER: _builtins.int
     PAYLOAD_KEYS_FIELD_NUMBER: _builtins.int
+    KEYWORD_WEIGHT_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """Default: 10."""
     offset: _builtins.int
@@ -1074,6 +1075,12 @@ class QueryParams(_message.Message):
     """
     diversity_candidates: _builtins.int
     """Default: 100, or limit + offset if more; at least limit + offset."""
+    keyword_weight: _builtins.float
+    """Search in hybrid mode only: how much the keyword ranking counts against
+    the dense one, above 0 and at most 100. Qdrant's weighted reciprocal rank
+    fusion: rank r (from 0) of the keyword list scores as rank
+    (r + 1) / keyword_weight - 1 of the dense list would. Default: 1.
+    """
     @_builtins.property
     def payload_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these top-level payload keys in the results (say, to leave out a
@@ -1094,10 +1101,11 @@ class QueryParams(_message.Message):
         diversity: _builtins.float | None = ...,
         diversity_candidates: _builtins.int | None = ...,
         payload_keys: _abc.Iterable[_builtins.str] | None = ...,
+        keyword_weight: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "hnsw_ef", b"hnsw_ef", "limit", b"limit", "score_threshold", b"score_threshold", "with_payload", b"with_payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_keyword_weight", b"_keyword_weight", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "hnsw_ef", b"hnsw_ef", "keyword_weight", b"keyword_weight", "limit", b"limit", "score_threshold", b"score_threshold", "with_payload", b"with_payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "exact", b"exact", "hnsw_ef", b"hnsw_ef", "limit", b"limit", "offset", b"offset", "payload_keys", b"payload_keys", "read_consistency", b"read_consistency", "score_threshold", b"score_threshold", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_keyword_weight", b"_keyword_weight", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "exact", b"exact", "hnsw_ef", b"hnsw_ef", "keyword_weight", b"keyword_weight", "limit", b"limit", "offset", b"offset", "payload_keys", b"payload_keys", "read_consistency", b"read_consistency", "score_threshold", b"score_threshold", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__diversity: _TypeAlias = _typing.Literal["diversity"]  # noqa: Y015
     _WhichOneofArgType__diversity: _TypeAlias = _typing.Literal["_diversity", b"_diversity"]  # noqa: Y015
@@ -1105,6 +1113,8 @@ class QueryParams(_message.Message):
     _WhichOneofArgType__diversity_candidates: _TypeAlias = _typing.Literal["_diversity_candidates", b"_diversity_candidates"]  # noqa: Y015
     _WhichOneofReturnType__hnsw_ef: _TypeAlias = _typing.Literal["hnsw_ef"]  # noqa: Y015
     _WhichOneofArgType__hnsw_ef: _TypeAlias = _typing.Literal["_hnsw_ef", b"_hnsw_ef"]  # noqa: Y015
+    _WhichOneofReturnType__keyword_weight: _TypeAlias = _typing.Literal["keyword_weight"]  # noqa: Y015
+    _WhichOneofArgType__keyword_weight: _TypeAlias = _typing.Literal["_keyword_weight", b"_keyword_weight"]  # noqa: Y015
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
@@ -1117,6 +1127,8 @@ class QueryParams(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__diversity_candidates) -> _WhichOneofReturnType__diversity_candidates | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hnsw_ef) -> _WhichOneofReturnType__hnsw_ef | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keyword_weight) -> _WhichOneofReturnType__keyword_weight | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
     @_typing.overload

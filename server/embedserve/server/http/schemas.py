@@ -238,6 +238,12 @@ class QueryParams(Body):
         description="search by vector or in dense mode: re-rank by maximal marginal relevance",
     )
     diversity_candidates: PositiveU32 | None = None
+    keyword_weight: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description="hybrid mode: how much the keyword ranking counts (default 1)",
+    )
     payload_keys: list[str] | None = Field(
         default=None, description="only these top-level payload keys (default: all)"
     )
