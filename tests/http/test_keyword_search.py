@@ -155,3 +155,30 @@ def test_keywords_in_the_collection_language(both: Any, client: Any) -> None:
             json={"name": "xx", "config": {"bm25": True, "bm25_language": "klingon"}},
         )
         assert refused.status_code == 400 and "unknown bm25_language" in refused.text
+
+
+def test_search_batch_equals_one_search_each(both: Any, client: Any) -> None:
+    queries = ["laptop battery", "bread dough", "galaxies"]
+    batch = client.search_batch("kb", queries, limit=3, exact=True, mode="hybrid")
+    for query, hits in zip(queries, batch, strict=True):
+        alone = client.search("kb", query, limit=3, exact=True, mode="hybrid")
+        assert [(h.id, h.score) for h in hits] == [(h.id, pytest.approx(h.score)) for h in alone]
+    vector = client.embed("telescope", task="query")[0]
+    assert client.search_batch("kb", [vector], limit=1)[0][0].id == "stars"
+    with pytest.raises(grpc.RpcError) as refused:
+        client.search_batch("kb", ["bread", vector], mode="keyword")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("searches[1]: a keyword search needs a text")
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        reply = http.post(
+            "/api/v1/collections/kb/search-batch",
+            json={"searches": [{"text": q, "mode": "keyword"} for q in queries]},
+        ).json()
+        keyword = [client.search("kb", q, mode="keyword") for q in queries]
+        got = [[r["id"] for r in one["results"]] for one in reply["responses"]]
+        assert got == [[h.id for h in hits] for hits in keyword]
+        elsewhere = http.post(
+            "/api/v1/collections/kb/search-batch",
+            json={"searches": [{"text": "x", "filter": {"must": [{"nope": {}}]}}]},
+        )
+        assert elsewhere.status_code == 400 and "searches[0]: filter" in elsewhere.text

@@ -41,6 +41,11 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
         "/api/v1/collections/{c}/search",
         {"text": "document"},
     ),
+    "POST /api/v1/collections/{name}/search-batch": (
+        "POST",
+        "/api/v1/collections/{c}/search-batch",
+        {"searches": [{"text": "document"}]},
+    ),
     "POST /api/v1/collections/{name}/recommend": (
         "POST",
         "/api/v1/collections/{c}/recommend",

@@ -77,6 +77,10 @@ CALLS: dict[str, Call] = {
     V + "Search": lambda ch, md, c: _v(ch).Search(
         vpb.SearchRequest(collection=c, text="number"), metadata=md
     ),
+    V + "SearchBatch": lambda ch, md, c: _v(ch).SearchBatch(
+        vpb.SearchBatchRequest(collection=c, searches=[vpb.SearchRequest(text="number")]),
+        metadata=md,
+    ),
     V + "Recommend": lambda ch, md, c: _v(ch).Recommend(
         vpb.RecommendRequest(collection=c, positive=[vpb.Example(text="number")]), metadata=md
     ),

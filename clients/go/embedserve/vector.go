@@ -479,7 +479,42 @@ func FromChannel[T any](ch <-chan T) iter.Seq[T] {
 // Search returns the documents nearest to query (Text or Vector), best first;
 // WithSearchMode ranks a Text query by keywords or by both.
 func (c *Client) Search(ctx context.Context, collection string, query Query, opts ...QueryOption) ([]Hit, error) {
+	request, err := searchRequest(collection, query, newQueryConfig(opts))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.vectors.Search(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	return hitsOf(resp.GetResults()), nil
+}
+
+// SearchBatch runs one Search per query, all with the same options, in one
+// call (their texts are embedded together); it returns the hits of each, in
+// order. The first search that fails fails the call, its index named.
+func (c *Client) SearchBatch(ctx context.Context, collection string, queries []Query, opts ...QueryOption) ([][]Hit, error) {
 	cfg := newQueryConfig(opts)
+	batch := &pb.SearchBatchRequest{Collection: collection}
+	for _, query := range queries {
+		request, err := searchRequest("", query, cfg)
+		if err != nil {
+			return nil, err
+		}
+		batch.Searches = append(batch.Searches, request)
+	}
+	resp, err := c.vectors.SearchBatch(ctx, batch)
+	if err != nil {
+		return nil, err
+	}
+	hits := make([][]Hit, len(resp.GetResponses()))
+	for i, r := range resp.GetResponses() {
+		hits[i] = hitsOf(r.GetResults())
+	}
+	return hits, nil
+}
+
+func searchRequest(collection string, query Query, cfg queryConfig) (*pb.SearchRequest, error) {
 	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Mode: cfg.mode}
 	switch query.kind {
 	case queryText:
@@ -491,11 +526,7 @@ func (c *Client) Search(ctx context.Context, collection string, query Query, opt
 	default:
 		return nil, status.Error(codes.InvalidArgument, "embedserve: empty query: use Text or Vector")
 	}
-	resp, err := c.vectors.Search(ctx, request)
-	if err != nil {
-		return nil, err
-	}
-	return hitsOf(resp.GetResults()), nil
+	return request, nil
 }
 
 // Recommend returns documents like the positive examples and unlike the

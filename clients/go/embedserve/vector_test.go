@@ -366,6 +366,10 @@ func TestKeywordAndHybridSearch(t *testing.T) {
 	if err != nil || len(picked) != 1 || len(picked[0].Payload) != 1 || picked[0].Payload["title"] != "Cake notes" {
 		t.Fatalf("search WithPayloadKeys: %+v, %v", picked, err)
 	}
+	batch, err := client.SearchBatch(ctx, name, []embedserve.Query{embedserve.Text("TX-5531"), embedserve.Text("lemon")}, keyword)
+	if err != nil || len(batch) != 2 || len(batch[0]) != 1 || batch[0][0].ID != "code" || batch[1][0].ID != "cake" {
+		t.Fatalf("SearchBatch: %+v, %v", batch, err)
+	}
 	titled := embedserve.WithFilter(embedserve.Must(embedserve.MatchText("title", "NOTES")))
 	hits, err = client.Search(ctx, name, embedserve.Text("charging"), titled)
 	if err != nil || len(hits) != 2 || hits[0].ID == "charging" || hits[1].ID == "charging" {

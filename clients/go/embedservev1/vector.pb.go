@@ -2591,6 +2591,105 @@ func (x *SearchResponse) GetSearchMs() float64 {
 	return 0
 }
 
+type SearchBatchRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	// At most max_inputs_per_request (default 2048). Each search's collection
+	// is left empty or names the same collection.
+	Searches      []*SearchRequest `protobuf:"bytes,2,rep,name=searches,proto3" json:"searches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchBatchRequest) Reset() {
+	*x = SearchBatchRequest{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchBatchRequest) ProtoMessage() {}
+
+func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
+func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SearchBatchRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *SearchBatchRequest) GetSearches() []*SearchRequest {
+	if x != nil {
+		return x.Searches
+	}
+	return nil
+}
+
+type SearchBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per search, in order.
+	Responses     []*SearchResponse `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchBatchResponse) Reset() {
+	*x = SearchBatchResponse{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchBatchResponse) ProtoMessage() {}
+
+func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
+func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
 type Example struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Example:
@@ -2605,7 +2704,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +2716,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +2729,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -2707,7 +2806,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2818,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2831,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -2795,7 +2894,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2906,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2919,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -2855,7 +2954,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +2966,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +2979,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -2915,7 +3014,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3026,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3039,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -2974,7 +3073,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3085,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3098,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -3022,7 +3121,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3034,7 +3133,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3047,7 +3146,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -3079,7 +3178,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3190,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3203,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 type UpdatePayloadRequest struct {
@@ -3127,7 +3226,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3238,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3251,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -3198,7 +3297,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3309,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3322,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 type CountRequest struct {
@@ -3236,7 +3335,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3347,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3360,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -3287,7 +3386,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3299,7 +3398,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3312,7 +3411,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -3337,7 +3436,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3349,7 +3448,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3362,7 +3461,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -3408,7 +3507,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3420,7 +3519,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3433,7 +3532,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -3509,7 +3608,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3521,7 +3620,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3534,7 +3633,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -3562,7 +3661,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3574,7 +3673,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3587,7 +3686,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -3643,7 +3742,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3655,7 +3754,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3668,7 +3767,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -3694,7 +3793,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3706,7 +3805,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3719,7 +3818,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -3766,7 +3865,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3778,7 +3877,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3791,7 +3890,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -3927,7 +4026,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3939,7 +4038,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3952,7 +4051,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -3986,7 +4085,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3998,7 +4097,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4011,7 +4110,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *WordScore) GetWord() string {
@@ -4042,7 +4141,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4054,7 +4153,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4067,7 +4166,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -4123,7 +4222,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4135,7 +4234,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4148,7 +4247,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -4248,7 +4347,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4260,7 +4359,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4273,7 +4372,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -4343,7 +4442,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4355,7 +4454,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4368,7 +4467,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -4404,7 +4503,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4416,7 +4515,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4429,7 +4528,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -4457,7 +4556,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4469,7 +4568,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4482,7 +4581,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -4527,7 +4626,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4539,7 +4638,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4552,7 +4651,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -4798,7 +4897,14 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x1d.embedserve.v1.ScoredDocumentR\aresults\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.embedserve.v1.UsageR\x05usage\x120\n" +
 	"\atimings\x18\x03 \x01(\v2\x16.embedserve.v1.TimingsR\atimings\x12\x1b\n" +
-	"\tsearch_ms\x18\x04 \x01(\x01R\bsearchMs\"m\n" +
+	"\tsearch_ms\x18\x04 \x01(\x01R\bsearchMs\"n\n" +
+	"\x12SearchBatchRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x128\n" +
+	"\bsearches\x18\x02 \x03(\v2\x1c.embedserve.v1.SearchRequestR\bsearches\"R\n" +
+	"\x13SearchBatchResponse\x12;\n" +
+	"\tresponses\x18\x01 \x03(\v2\x1d.embedserve.v1.SearchResponseR\tresponses\"m\n" +
 	"\aExample\x12\x10\n" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x12\x14\n" +
 	"\x04text\x18\x02 \x01(\tH\x00R\x04text\x12/\n" +
@@ -5026,8 +5132,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x0fDuplicateMethod\x12 \n" +
 	"\x1cDUPLICATE_METHOD_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eDUPLICATE_METHOD_STORE_QUERIES\x10\x01\x12!\n" +
-	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xf4\n" +
-	"\n" +
+	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xca\v\n" +
 	"\rVectorService\x12c\n" +
 	"\x10CreateCollection\x12&.embedserve.v1.CreateCollectionRequest\x1a'.embedserve.v1.CreateCollectionResponse\x12`\n" +
 	"\x0fListCollections\x12%.embedserve.v1.ListCollectionsRequest\x1a&.embedserve.v1.ListCollectionsResponse\x12Z\n" +
@@ -5036,7 +5141,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06Upsert\x12\x1c.embedserve.v1.UpsertRequest\x1a\x1d.embedserve.v1.UpsertResponse\x12G\n" +
 	"\x06Ingest\x12\x1c.embedserve.v1.IngestRequest\x1a\x1d.embedserve.v1.IngestResponse(\x01\x12[\n" +
 	"\fIngestStream\x12\".embedserve.v1.IngestStreamRequest\x1a#.embedserve.v1.IngestStreamResponse(\x010\x01\x12E\n" +
-	"\x06Search\x12\x1c.embedserve.v1.SearchRequest\x1a\x1d.embedserve.v1.SearchResponse\x12N\n" +
+	"\x06Search\x12\x1c.embedserve.v1.SearchRequest\x1a\x1d.embedserve.v1.SearchResponse\x12T\n" +
+	"\vSearchBatch\x12!.embedserve.v1.SearchBatchRequest\x1a\".embedserve.v1.SearchBatchResponse\x12N\n" +
 	"\tRecommend\x12\x1f.embedserve.v1.RecommendRequest\x1a .embedserve.v1.RecommendResponse\x12<\n" +
 	"\x03Get\x12\x19.embedserve.v1.GetRequest\x1a\x1a.embedserve.v1.GetResponse\x12E\n" +
 	"\x06Delete\x12\x1c.embedserve.v1.DeleteRequest\x1a\x1d.embedserve.v1.DeleteResponse\x12Z\n" +
@@ -5061,7 +5167,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -5101,60 +5207,62 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*ScoredDocument)(nil),           // 35: embedserve.v1.ScoredDocument
 	(*SearchRequest)(nil),            // 36: embedserve.v1.SearchRequest
 	(*SearchResponse)(nil),           // 37: embedserve.v1.SearchResponse
-	(*Example)(nil),                  // 38: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 39: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 40: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 41: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 42: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 43: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 44: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 45: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 46: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 47: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 48: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 49: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 50: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 51: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 52: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 53: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 54: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 55: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 56: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 57: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 58: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 59: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 60: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 61: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 62: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 63: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 64: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 65: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 66: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 67: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 68: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 69: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 70: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 71: embedserve.v1.Usage
-	(*Timings)(nil),                  // 72: embedserve.v1.Timings
+	(*SearchBatchRequest)(nil),       // 38: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 39: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 40: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 41: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 42: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 43: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 44: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 45: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 46: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 47: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 48: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 49: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 50: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 51: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 52: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 53: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 54: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 55: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 56: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 57: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 58: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 59: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 60: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 61: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 62: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 63: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 64: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 65: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 66: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 67: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 68: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 69: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 70: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 71: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 72: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 73: embedserve.v1.Usage
+	(*Timings)(nil),                  // 74: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	66, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	68, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	69, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	70, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	71, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	72, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	7,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	10, // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	71, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	72, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	73, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	74, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10, // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	71, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	73, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10, // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	26, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
@@ -5167,91 +5275,95 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	32, // 26: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
 	32, // 27: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
 	32, // 28: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	69, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	71, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
 	9,  // 30: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
 	9,  // 31: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
 	33, // 32: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
 	34, // 33: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	70, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	72, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	3,  // 35: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
 	35, // 36: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	71, // 37: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	72, // 38: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	9,  // 39: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	38, // 40: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	38, // 41: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,  // 42: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	33, // 43: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	34, // 44: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	70, // 45: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	35, // 46: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	71, // 47: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	69, // 48: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,  // 49: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	41, // 50: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	33, // 51: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 52: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	69, // 53: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	33, // 54: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 55: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	51, // 56: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	33, // 57: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	41, // 58: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	55, // 59: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	33, // 60: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,  // 61: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	57, // 62: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	58, // 63: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	59, // 64: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	67, // 65: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	33, // 66: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,  // 67: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	55, // 68: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	62, // 69: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	63, // 70: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	64, // 71: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	68, // 72: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,  // 73: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,  // 74: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	12, // 75: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	14, // 76: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	16, // 77: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	18, // 78: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	20, // 79: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	22, // 80: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	24, // 81: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	36, // 82: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	39, // 83: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	42, // 84: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	44, // 85: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	46, // 86: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	48, // 87: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	50, // 88: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	53, // 89: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	56, // 90: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	61, // 91: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	13, // 92: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	15, // 93: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	17, // 94: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	19, // 95: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	21, // 96: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	23, // 97: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	25, // 98: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	37, // 99: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	40, // 100: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	43, // 101: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	45, // 102: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	47, // 103: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	49, // 104: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	52, // 105: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	54, // 106: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	60, // 107: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	65, // 108: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	92, // [92:109] is the sub-list for method output_type
-	75, // [75:92] is the sub-list for method input_type
-	75, // [75:75] is the sub-list for extension type_name
-	75, // [75:75] is the sub-list for extension extendee
-	0,  // [0:75] is the sub-list for field type_name
+	73, // 37: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	74, // 38: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	36, // 39: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	37, // 40: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,  // 41: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	40, // 42: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	40, // 43: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,  // 44: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	33, // 45: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	34, // 46: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	72, // 47: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	35, // 48: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	73, // 49: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	71, // 50: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,  // 51: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	43, // 52: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	33, // 53: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	33, // 54: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	71, // 55: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	33, // 56: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	33, // 57: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	53, // 58: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	33, // 59: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	43, // 60: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	57, // 61: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	33, // 62: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,  // 63: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	59, // 64: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	60, // 65: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	61, // 66: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	69, // 67: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	33, // 68: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,  // 69: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	57, // 70: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	64, // 71: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	65, // 72: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	66, // 73: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	70, // 74: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,  // 75: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 76: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	12, // 77: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	14, // 78: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	16, // 79: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	18, // 80: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	20, // 81: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	22, // 82: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	24, // 83: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	36, // 84: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	38, // 85: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	41, // 86: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	44, // 87: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	46, // 88: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	48, // 89: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	50, // 90: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	52, // 91: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	55, // 92: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	58, // 93: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	63, // 94: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	13, // 95: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	15, // 96: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	17, // 97: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	19, // 98: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	21, // 99: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	23, // 100: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	25, // 101: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	37, // 102: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	39, // 103: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	42, // 104: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	45, // 105: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	47, // 106: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	49, // 107: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	51, // 108: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	54, // 109: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	56, // 110: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	62, // 111: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	67, // 112: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	95, // [95:113] is the sub-list for method output_type
+	77, // [77:95] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -5285,30 +5397,30 @@ func file_embedserve_v1_vector_proto_init() {
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[31].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[33].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[51].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[54].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[56].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   62,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	VectorService_Ingest_FullMethodName           = "/embedserve.v1.VectorService/Ingest"
 	VectorService_IngestStream_FullMethodName     = "/embedserve.v1.VectorService/IngestStream"
 	VectorService_Search_FullMethodName           = "/embedserve.v1.VectorService/Search"
+	VectorService_SearchBatch_FullMethodName      = "/embedserve.v1.VectorService/SearchBatch"
 	VectorService_Recommend_FullMethodName        = "/embedserve.v1.VectorService/Recommend"
 	VectorService_Get_FullMethodName              = "/embedserve.v1.VectorService/Get"
 	VectorService_Delete_FullMethodName           = "/embedserve.v1.VectorService/Delete"
@@ -65,6 +66,10 @@ type VectorServiceClient interface {
 	IngestStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[IngestStreamRequest, IngestStreamResponse], error)
 	// Nearest neighbours of a text or a vector.
 	Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*SearchResponse, error)
+	// Several searches of one collection in one call; their query texts are
+	// embedded together. The first search that fails fails the call, its index
+	// named.
+	SearchBatch(ctx context.Context, in *SearchBatchRequest, opts ...grpc.CallOption) (*SearchBatchResponse, error)
 	// Documents like the positive examples and unlike the negative ones. The
 	// examples themselves never come back as results.
 	Recommend(ctx context.Context, in *RecommendRequest, opts ...grpc.CallOption) (*RecommendResponse, error)
@@ -176,6 +181,16 @@ func (c *vectorServiceClient) Search(ctx context.Context, in *SearchRequest, opt
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SearchResponse)
 	err := c.cc.Invoke(ctx, VectorService_Search_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *vectorServiceClient) SearchBatch(ctx context.Context, in *SearchBatchRequest, opts ...grpc.CallOption) (*SearchBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SearchBatchResponse)
+	err := c.cc.Invoke(ctx, VectorService_SearchBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +314,10 @@ type VectorServiceServer interface {
 	IngestStream(grpc.BidiStreamingServer[IngestStreamRequest, IngestStreamResponse]) error
 	// Nearest neighbours of a text or a vector.
 	Search(context.Context, *SearchRequest) (*SearchResponse, error)
+	// Several searches of one collection in one call; their query texts are
+	// embedded together. The first search that fails fails the call, its index
+	// named.
+	SearchBatch(context.Context, *SearchBatchRequest) (*SearchBatchResponse, error)
 	// Documents like the positive examples and unlike the negative ones. The
 	// examples themselves never come back as results.
 	Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error)
@@ -353,6 +372,9 @@ func (UnimplementedVectorServiceServer) IngestStream(grpc.BidiStreamingServer[In
 }
 func (UnimplementedVectorServiceServer) Search(context.Context, *SearchRequest) (*SearchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Search not implemented")
+}
+func (UnimplementedVectorServiceServer) SearchBatch(context.Context, *SearchBatchRequest) (*SearchBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchBatch not implemented")
 }
 func (UnimplementedVectorServiceServer) Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Recommend not implemented")
@@ -520,6 +542,24 @@ func _VectorService_Search_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(VectorServiceServer).Search(ctx, req.(*SearchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VectorService_SearchBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).SearchBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_SearchBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).SearchBatch(ctx, req.(*SearchBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -716,6 +756,10 @@ var VectorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Search",
 			Handler:    _VectorService_Search_Handler,
+		},
+		{
+			MethodName: "SearchBatch",
+			Handler:    _VectorService_SearchBatch_Handler,
 		},
 		{
 			MethodName: "Recommend",

@@ -91,6 +91,7 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /api/v1/collections/{name}/upsert": _V + "Upsert",
     "POST /api/v1/collections/{name}/ingest": _V + "IngestStream",
     "POST /api/v1/collections/{name}/search": _V + "Search",
+    "POST /api/v1/collections/{name}/search-batch": _V + "SearchBatch",
     "POST /api/v1/collections/{name}/recommend": _V + "Recommend",
     "POST /api/v1/collections/{name}/get": _V + "Get",
     "POST /api/v1/collections/{name}/delete": _V + "Delete",

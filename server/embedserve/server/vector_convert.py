@@ -17,6 +17,7 @@ from embedserve.server.errors import InvalidArgument
 from embedserve.server.vectors import (
     DocumentIn,
     QueryIn,
+    SearchIn,
     SearchMode,
     WriteSettings,
     translate_store_error,
@@ -259,6 +260,22 @@ def query_from_proto(request: pb.SearchRequest) -> QueryIn:
     return QueryIn(
         text=request.text if which == "text" else None,
         vector=list(request.vector.values) if which == "vector" else None,
+    )
+
+
+def search_in(collection: str, request: pb.SearchRequest, field: str) -> SearchIn:
+    """A SearchRequest (``field``: where it sits in a batch, or "" alone) as the core's."""
+    prefix = f"{field}." if field else ""
+    if field and request.collection not in ("", collection):
+        raise InvalidArgument(
+            f"{prefix}collection is {request.collection!r}; a batch searches {collection!r}"
+        )
+    return SearchIn(
+        query_from_proto(request),
+        optional_filter(request),
+        search_params(request.params),
+        embed_params(request.embed, Task.QUERY, f"{prefix}embed"),
+        convert.enum_value(SEARCH_MODES, request.mode, f"{prefix}mode"),
     )
 
 

@@ -16,7 +16,7 @@ from embedserve.server.embedder import Task
 from embedserve.server.errors import NotReady
 from embedserve.server.ingestion import IngestMessage, IngestPipeline, IngestSettings
 from embedserve.server.status import streaming, unary
-from embedserve.server.vectors import SCROLL_PAGE, VectorCore
+from embedserve.server.vectors import SCROLL_PAGE, QueryResult, VectorCore
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import vector_pb2 as pb
 from embedserve.v1 import vector_pb2_grpc as pb_grpc
@@ -118,20 +118,27 @@ class VectorService(pb_grpc.VectorServiceServicer):
 
     @unary
     async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
+        search = vc.search_in(request.collection, request, "")
         found = await self._core.search(
             request.collection,
-            vc.query_from_proto(request),
-            vc.optional_filter(request),
-            vc.search_params(request.params),
-            vc.embed_params(request.embed, Task.QUERY, "embed"),
-            convert.enum_value(vc.SEARCH_MODES, request.mode, "mode"),
+            search.query,
+            search.filter,
+            search.params,
+            search.embed,
+            search.mode,
         )
-        return pb.SearchResponse(
-            results=vc.scored_to_proto(found.results),
-            usage=epb.Usage(total_tokens=found.tokens),
-            timings=convert.timings_to_proto(found.timings),
-            search_ms=found.search_ms,
-        )
+        return _search_response(found)
+
+    @unary
+    async def SearchBatch(
+        self, request: pb.SearchBatchRequest, context: Context
+    ) -> pb.SearchBatchResponse:
+        searches = [
+            vc.search_in(request.collection, search, f"searches[{i}]")
+            for i, search in enumerate(request.searches)
+        ]
+        found = await self._core.search_batch(request.collection, searches)
+        return pb.SearchBatchResponse(responses=[_search_response(f) for f in found])
 
     @unary
     async def Recommend(
@@ -241,3 +248,12 @@ async def _ingest_messages(
             vc.documents_from_proto(request.documents),
             vc.write_settings(request.options),
         )
+
+
+def _search_response(found: QueryResult) -> pb.SearchResponse:
+    return pb.SearchResponse(
+        results=vc.scored_to_proto(found.results),
+        usage=epb.Usage(total_tokens=found.tokens),
+        timings=convert.timings_to_proto(found.timings),
+        search_ms=found.search_ms,
+    )

@@ -113,6 +113,17 @@ class QueryIn:
 
 
 @dataclasses.dataclass(frozen=True)
+class SearchIn:
+    """One search of a batch: what ``VectorCore.search`` takes besides the collection."""
+
+    query: QueryIn
+    filter: Filter | None
+    params: SearchParams
+    embed: EmbedParams
+    mode: SearchMode
+
+
+@dataclasses.dataclass(frozen=True)
 class QueryResult:
     results: list[ScoredPoint]
     tokens: int  # spent embedding the query texts
@@ -387,6 +398,32 @@ class VectorCore:
             return embedded.result(results, started)
 
         return await self.at_current_size(once)
+
+    async def search_batch(
+        self, collection: str, searches: Sequence[SearchIn]
+    ) -> list[QueryResult]:
+        """Several searches of one collection at once: their query texts meet in the
+        batcher and embed together; the first failure, named by its index, ends them all."""
+        if not searches:
+            raise InvalidArgument("searches must not be empty")
+        most = self._embedder.limits.max_inputs_per_request
+        if len(searches) > most:
+            raise InvalidArgument(f"{len(searches)} searches; at most {most} per request")
+
+        async def one(index: int, s: SearchIn) -> QueryResult:
+            try:
+                return await self.search(collection, s.query, s.filter, s.params, s.embed, s.mode)
+            except EmbedServeError as exc:
+                exc.message = f"searches[{index}]: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(i, s)) for i, s in enumerate(searches)]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
     async def recommend(
         self,

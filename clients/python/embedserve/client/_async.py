@@ -88,6 +88,7 @@ class AsyncEmbedClient:
     delete = awaiting(vector_calls.delete)
     update_payload = awaiting(vector_calls.update_payload)
     facet = awaiting(vector_calls.facet)
+    search_batch = awaiting(vector_calls.search_batch)
     count = awaiting(vector_calls.count)
     scroll = awaiting(analysis_calls.scroll)
     cluster = awaiting(analysis_calls.cluster)

@@ -98,6 +98,7 @@ class EmbedClient:
     delete = blocking(vector_calls.delete)
     update_payload = blocking(vector_calls.update_payload)
     facet = blocking(vector_calls.facet)
+    search_batch = blocking(vector_calls.search_batch)
     count = blocking(vector_calls.count)
     scroll = blocking(analysis_calls.scroll)
     cluster = blocking(analysis_calls.cluster)

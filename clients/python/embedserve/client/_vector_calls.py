@@ -237,9 +237,45 @@ def search(
         if vector is not None:
             raise TypeError("search takes a text or a vector, not both")
         text, vector = None, text
-    params, embed = _split_params(options)
+    request = _search_request(collection, text, vector, filter, mode, options)
+    response = yield Unary("vectors", "Search", request)
+    return docs.hits(response.results)
+
+
+def search_batch(
+    collection: str,
+    queries: Sequence[str | Sequence[float]],
+    *,
+    filter: docs.FilterLike | None = None,
+    mode: str = "dense",
+    **options: Any,
+) -> Plan[list[list[docs.Hit]]]:
+    """One search per query (a text or a vector), the same options for all, in one call;
+    the hits of each, in order."""
+    if isinstance(queries, str):
+        raise TypeError("search_batch takes a list of queries, not a single text")
+    searches = [
+        _search_request("", q, None, filter, mode, dict(options))
+        if isinstance(q, str)
+        else _search_request("", None, q, filter, mode, dict(options))
+        for q in queries
+    ]
+    request = pb.SearchBatchRequest(collection=collection, searches=searches)
+    response = yield Unary("vectors", "SearchBatch", request)
+    return [docs.hits(r.results) for r in response.responses]
+
+
+def _search_request(
+    collection: str,
+    text: str | None,
+    vector: Sequence[float] | None,
+    filter: docs.FilterLike | None,
+    mode: str,
+    options: dict[str, Any],
+) -> pb.SearchRequest:
     if mode not in _SEARCH_MODES:
         raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(_SEARCH_MODES)}")
+    params, embed = _split_params(options)
     request = pb.SearchRequest(
         collection=collection,
         params=params,
@@ -250,8 +286,8 @@ def search(
         request.text = text
     elif vector is not None:
         request.vector.values.extend(float(x) for x in vector)
-    response = yield Unary("vectors", "Search", _with_filter(request, filter))
-    return docs.hits(response.results)
+    _with_filter(request, filter)
+    return request
 
 
 def recommend(

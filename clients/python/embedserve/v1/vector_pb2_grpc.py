@@ -84,6 +84,11 @@ class VectorServiceStub:
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.SearchRequest.SerializeToString,
                 response_deserializer=embedserve_dot_v1_dot_vector__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchBatch = channel.unary_unary(
+                '/embedserve.v1.VectorService/SearchBatch',
+                request_serializer=embedserve_dot_v1_dot_vector__pb2.SearchBatchRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_vector__pb2.SearchBatchResponse.FromString,
+                _registered_method=True)
         self.Recommend = channel.unary_unary(
                 '/embedserve.v1.VectorService/Recommend',
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.RecommendRequest.SerializeToString,
@@ -191,6 +196,15 @@ class VectorServiceServicer:
 
     def Search(self, request, context):
         """Nearest neighbours of a text or a vector.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchBatch(self, request, context):
+        """Several searches of one collection in one call; their query texts are
+        embedded together. The first search that fails fails the call, its index
+        named.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -304,6 +318,11 @@ def add_VectorServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=embedserve_dot_v1_dot_vector__pb2.SearchRequest.FromString,
                     response_serializer=embedserve_dot_v1_dot_vector__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBatch,
+                    request_deserializer=embedserve_dot_v1_dot_vector__pb2.SearchBatchRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_vector__pb2.SearchBatchResponse.SerializeToString,
             ),
             'Recommend': grpc.unary_unary_rpc_method_handler(
                     servicer.Recommend,
@@ -576,6 +595,33 @@ class VectorService:
             '/embedserve.v1.VectorService/Search',
             embedserve_dot_v1_dot_vector__pb2.SearchRequest.SerializeToString,
             embedserve_dot_v1_dot_vector__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.VectorService/SearchBatch',
+            embedserve_dot_v1_dot_vector__pb2.SearchBatchRequest.SerializeToString,
+            embedserve_dot_v1_dot_vector__pb2.SearchBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

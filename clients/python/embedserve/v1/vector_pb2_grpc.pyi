@@ -57,6 +57,11 @@ class VectorServiceStub:
     """
     Search: _grpc.UnaryUnaryMultiCallable[_vector_pb2.SearchRequest, _vector_pb2.SearchResponse]
     """Nearest neighbours of a text or a vector."""
+    SearchBatch: _grpc.UnaryUnaryMultiCallable[_vector_pb2.SearchBatchRequest, _vector_pb2.SearchBatchResponse]
+    """Several searches of one collection in one call; their query texts are
+    embedded together. The first search that fails fails the call, its index
+    named.
+    """
     Recommend: _grpc.UnaryUnaryMultiCallable[_vector_pb2.RecommendRequest, _vector_pb2.RecommendResponse]
     """Documents like the positive examples and unlike the negative ones. The
     examples themselves never come back as results.
@@ -113,6 +118,11 @@ class VectorServiceAsyncStub(VectorServiceStub):
     """
     Search: _aio.UnaryUnaryMultiCallable[_vector_pb2.SearchRequest, _vector_pb2.SearchResponse]  # type: ignore[assignment]
     """Nearest neighbours of a text or a vector."""
+    SearchBatch: _aio.UnaryUnaryMultiCallable[_vector_pb2.SearchBatchRequest, _vector_pb2.SearchBatchResponse]  # type: ignore[assignment]
+    """Several searches of one collection in one call; their query texts are
+    embedded together. The first search that fails fails the call, its index
+    named.
+    """
     Recommend: _aio.UnaryUnaryMultiCallable[_vector_pb2.RecommendRequest, _vector_pb2.RecommendResponse]  # type: ignore[assignment]
     """Documents like the positive examples and unlike the negative ones. The
     examples themselves never come back as results.
@@ -214,6 +224,17 @@ class VectorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_vector_pb2.SearchResponse, _abc.Awaitable[_vector_pb2.SearchResponse]]:
         """Nearest neighbours of a text or a vector."""
+
+    @_abc_1.abstractmethod
+    def SearchBatch(
+        self,
+        request: _vector_pb2.SearchBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.SearchBatchResponse, _abc.Awaitable[_vector_pb2.SearchBatchResponse]]:
+        """Several searches of one collection in one call; their query texts are
+        embedded together. The first search that fails fails the call, its index
+        named.
+        """
 
     @_abc_1.abstractmethod
     def Recommend(

@@ -33,13 +33,22 @@ from embedserve.server.http.schemas import (
     QueryParams,
     RecommendRequest,
     ScrollRequest,
+    SearchBatchRequest,
     SearchRequest,
     UpdatePayloadRequest,
     UpsertRequest,
     WriteOptions,
 )
 from embedserve.server.http.strict_json import StrictJsonRoute
-from embedserve.server.vectors import DocumentIn, QueryIn, SearchMode, VectorCore, WriteSettings
+from embedserve.server.vectors import (
+    DocumentIn,
+    QueryIn,
+    QueryResult,
+    SearchIn,
+    SearchMode,
+    VectorCore,
+    WriteSettings,
+)
 from embedserve.v1 import vector_pb2 as pb
 
 router = APIRouter(prefix="/api/v1/collections", tags=["Vector store"], route_class=StrictJsonRoute)
@@ -87,6 +96,16 @@ def spec_of(
     )
 
 
+def search_in(body: SearchRequest) -> SearchIn:
+    return SearchIn(
+        QueryIn(text=body.text, vector=body.vector),
+        parse_filter(body.filter),
+        search_params(body.params),
+        body.embed.params(Task.QUERY),
+        SearchMode(body.mode),
+    )
+
+
 def search_params(params: QueryParams) -> st.SearchParams:
     fields = params.model_dump(exclude_none=True)
     return vc.store_value(st.SearchParams, **fields)
@@ -120,6 +139,15 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
     }
     config |= {name: getattr(spec, name) for name in st.TUNING_FIELDS}
     return {"name": spec.name, "points_count": info.points_count, "config": config}
+
+
+def search_json(outcome: QueryResult) -> dict[str, Any]:
+    return {
+        "results": scored_json(outcome.results),
+        "usage": {"total_tokens": outcome.tokens},
+        "timings": timings_json(outcome.timings),
+        "search_ms": outcome.search_ms,
+    }
 
 
 def record_json(record: st.Record) -> dict[str, Any]:
@@ -187,22 +215,25 @@ async def upsert(
 async def search(
     name: CollectionName, body: SearchRequest, request: Request, caller: Caller
 ) -> Response:
+    search = search_in(body)
     outcome = await _core(request).search(
-        name,
-        QueryIn(text=body.text, vector=body.vector),
-        parse_filter(body.filter),
-        search_params(body.params),
-        body.embed.params(Task.QUERY),
-        SearchMode(body.mode),
+        name, search.query, search.filter, search.params, search.embed, search.mode
     )
-    return json_response(
-        {
-            "results": scored_json(outcome.results),
-            "usage": {"total_tokens": outcome.tokens},
-            "timings": timings_json(outcome.timings),
-            "search_ms": outcome.search_ms,
-        }
-    )
+    return json_response(search_json(outcome))
+
+
+@router.post("/{name}/search-batch", summary="Several searches in one call")
+async def search_batch(
+    name: CollectionName, body: SearchBatchRequest, request: Request, caller: Caller
+) -> Response:
+    searches = []
+    for index, search in enumerate(body.searches):
+        try:
+            searches.append(search_in(search))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"searches[{index}]: {exc.message}") from exc
+    outcomes = await _core(request).search_batch(name, searches)
+    return json_response({"responses": [search_json(o) for o in outcomes]})
 
 
 @router.post("/{name}/recommend", summary="Recommend from example ids, texts or vectors")

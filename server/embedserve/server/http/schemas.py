@@ -271,6 +271,10 @@ class SearchRequest(Body):
     )
 
 
+class SearchBatchRequest(Body):
+    searches: list[SearchRequest] = Field(json_schema_extra=NOT_EMPTY)
+
+
 class Example(Body):
     """Exactly one of ``id``, ``text`` or ``vector``."""
 

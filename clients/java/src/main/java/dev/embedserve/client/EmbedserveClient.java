@@ -35,6 +35,7 @@ import dev.embedserve.v1.RecommendStrategy;
 import dev.embedserve.v1.ScoredDocument;
 import dev.embedserve.v1.ScrollRequest;
 import dev.embedserve.v1.ScrollResponse;
+import dev.embedserve.v1.SearchBatchRequest;
 import dev.embedserve.v1.SearchMode;
 import dev.embedserve.v1.SearchRequest;
 import dev.embedserve.v1.StoredDocument;
@@ -580,6 +581,16 @@ public final class EmbedserveClient implements AutoCloseable {
   /** Documents nearest to {@code vector}, best first (filter and params may be null). */
   public List<Hit> search(String collection, float[] vector, Filter filter, QueryParams params) {
     return search(searchRequest(collection, filter, params).setVector(Vectors.vector(vector)).build());
+  }
+
+  /**
+   * Several searches of one collection in one call (their texts are embedded together): the hits
+   * of each, in order. The first search that fails fails the call, its index named.
+   */
+  public List<List<Hit>> searchBatch(SearchBatchRequest request) {
+    return vectors.searchBatch(request).getResponsesList().stream()
+        .map(response -> hits(response.getResultsList()))
+        .toList();
   }
 
   /** Any search request (embedding options for the query included). */

@@ -30,7 +30,9 @@ import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.RecommendStrategy;
+import dev.embedserve.v1.SearchBatchRequest;
 import dev.embedserve.v1.SearchMode;
+import dev.embedserve.v1.SearchRequest;
 import dev.embedserve.v1.Task;
 import dev.embedserve.v1.WriteOptions;
 import io.grpc.Status;
@@ -306,6 +308,14 @@ class VectorServiceTest {
           client.search(name, "E-2207", SearchMode.SEARCH_MODE_HYBRID, null, Vectors.limit(3));
       assertEquals(3, hybrid.size());
       assertEquals("code", hybrid.get(0).id());
+      List<List<Hit>> batch =
+          client.searchBatch(
+              SearchBatchRequest.newBuilder()
+                  .setCollection(name)
+                  .addSearches(SearchRequest.newBuilder().setText("E-2207").setMode(SearchMode.SEARCH_MODE_KEYWORD))
+                  .addSearches(SearchRequest.newBuilder().setText("green tea").setMode(SearchMode.SEARCH_MODE_KEYWORD))
+                  .build());
+      assertEquals(List.of("code", "tea"), batch.stream().map(hits -> hits.get(0).id()).toList());
       List<Hit> titled = client.search(name, "clogged", must(matchText("title", "codes")), null);
       assertEquals(List.of("code", "tea"), titled.stream().map(Hit::id).sorted().toList());
       client.updatePayload(name, List.of("tea"), null, Map.of("stock", 3), List.of("title"));
