@@ -241,10 +241,26 @@ def test_keyword_and_hybrid_search_from_the_shell(served: str, tmp_path: Path) -
     shown = run_cli(*diverse, "--target", served)
     assert shown.returncode == 0, shown.stderr
     assert len(shown.stdout.splitlines()) == 2
+    picked = ["search", "codes", "QX", "--mode", "hybrid", "--keyword-weight", "2"]
+    shown = run_cli(*picked, "--payload-key", "missing", "--limit", "1", "--target", served)
+    assert shown.returncode == 0, shown.stderr
+    hit = json.loads(shown.stdout)
+    # Above 2 / 60, the most an unweighted fusion gives: the keyword list counts double.
+    assert (hit["id"], hit["payload"]) == ("k1", {}) and hit["score"] > 2 / 60
     out_of_range = run_cli("search", "codes", "parts", "--diversity", "3", "--target", served)
     assert out_of_range.returncode == 1 and "diversity must be a number from 0 to 1" in (
         out_of_range.stderr
     )
+    shelf = ["collections", "create", "shelf", "--index", "kind:keyword"]
+    assert run_cli(*shelf, "--target", served).returncode == 0
+    stock = tmp_path / "stock.csv"
+    stock.write_text("id,text,kind\ns1,oak table,wood\ns2,pine shelf,wood\ns3,steel rack,metal\n")
+    assert run_cli("ingest", str(stock), "-c", "shelf", "--target", served).returncode == 0
+    counted = run_cli("facet", "shelf", "kind", "--target", served)
+    assert [json.loads(line) for line in counted.stdout.splitlines()] == [
+        {"value": "wood", "count": 2},
+        {"value": "metal", "count": 1},
+    ]
     plain = run_cli("collections", "create", "no-words", "--target", served)
     assert plain.returncode == 0
     refused = run_cli("search", "no-words", "QX", "--mode", "keyword", "--target", served)

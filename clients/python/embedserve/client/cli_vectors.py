@@ -1,4 +1,5 @@
-"""``embedserve ingest | search | recommend | collections``: the VectorService from a shell."""
+"""``embedserve ingest | search | facet | recommend | collections``: the VectorService from a
+shell."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from embedserve.client.cli_output import replaced_when_done
 
 
 def add_parser(commands: Any) -> None:
-    """ingest, search, recommend, collections."""
+    """ingest, search, facet, recommend, collections."""
     ingest = commands.add_parser(
         "ingest", help="stream documents from JSONL or CSV into a collection"
     )
@@ -60,6 +61,23 @@ def add_parser(commands: Any) -> None:
         type=float,
         help="0 to 1: re-rank by maximal marginal relevance, so near-copies do not fill the list",
     )
+    search.add_argument(
+        "--keyword-weight", type=float, help="hybrid mode: how much the keyword ranking counts"
+    )
+    search.add_argument(
+        "--payload-key",
+        action="append",
+        dest="payload_keys",
+        metavar="KEY",
+        help="print only this payload key (repeatable)",
+    )
+
+    facet = commands.add_parser("facet", help="how many documents hold each value of a field")
+    facet.add_argument("collection")
+    facet.add_argument("key", help="a payload field with a keyword, integer or bool index")
+    add_target(facet)
+    facet.add_argument("--limit", type=int, default=10)
+    facet.add_argument("--filter", help="JSON filter: count only the matching documents")
 
     recommend = commands.add_parser("recommend", help="documents like some and unlike others")
     recommend.add_argument("collection")
@@ -120,6 +138,7 @@ def add_parser(commands: Any) -> None:
     )
     ingest.set_defaults(run=client_verb(_ingest))
     search.set_defaults(run=client_verb(_search))
+    facet.set_defaults(run=client_verb(_facet))
     recommend.set_defaults(run=client_verb(_recommend))
     collections.set_defaults(run=client_verb(_collections))
 
@@ -133,9 +152,26 @@ def _search(client: EmbedClient, args: argparse.Namespace) -> None:
         filter=query_filter,
         exact=args.exact,
         mode=args.mode,
-        **({} if args.diversity is None else {"diversity": args.diversity}),
+        **_given(
+            diversity=args.diversity,
+            keyword_weight=args.keyword_weight,
+            payload_keys=args.payload_keys,
+        ),
     )
     _print_hits(hits)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the command line set; the others keep the server's defaults."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _facet(client: EmbedClient, args: argparse.Namespace) -> None:
+    counts = client.facet(
+        args.collection, args.key, filter=filter_arg(args.filter), limit=args.limit
+    )
+    for count in counts:
+        print(json.dumps({"value": count.value, "count": count.count}))
 
 
 def _recommend(client: EmbedClient, args: argparse.Namespace) -> int:
