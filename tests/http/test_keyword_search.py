@@ -12,6 +12,7 @@ import pytest
 
 from embedserve.client import EmbedClient
 from embedserve.connectors.keywords import RRF_K
+from embedserve.v1 import vector_pb2, vector_pb2_grpc
 
 TEXTS = {
     "battery": "Recall notice: laptop model ZQ7734 has a faulty battery pack",
@@ -178,6 +179,15 @@ def test_search_batch_equals_one_search_each(both: Any, client: Any) -> None:
         client.search_batch("kb", ["bread", vector], mode="keyword")
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.details().startswith("searches[1]: a keyword search needs a text")
+    with grpc.insecure_channel(both.target) as channel:
+        stub = vector_pb2_grpc.VectorServiceStub(channel)
+        other = vector_pb2.SearchRequest(collection="plain", text="bread")
+        with pytest.raises(grpc.RpcError) as elsewhere_grpc:
+            stub.SearchBatch(vector_pb2.SearchBatchRequest(collection="kb", searches=[other]))
+    assert elsewhere_grpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert elsewhere_grpc.value.details() == (
+        "searches[0]: collection is 'plain'; a batch searches 'kb'"
+    )
     with httpx.Client(base_url=both.url, timeout=60) as http:
         reply = http.post(
             "/api/v1/collections/kb/search-batch",

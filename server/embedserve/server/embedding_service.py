@@ -12,7 +12,7 @@ import grpc
 from embedserve.server import convert, similarity
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder
-from embedserve.server.errors import EmbedServeError, InvalidArgument, NotReady
+from embedserve.server.errors import InvalidArgument, NotReady, named
 from embedserve.server.model_info import model_info
 from embedserve.server.ordered import OrderedStream
 from embedserve.server.status import streaming, unary
@@ -95,15 +95,12 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
     async def _stream_one(
         self, request: pb.EmbedStreamRequest, deadline: float | None
     ) -> pb.EmbedStreamResponse:
-        try:
+        with named(f"request_id {request.request_id!r}"):
             self._check_size(request)
             params = convert.params_from_proto(request.options)
             result = await self._embedder.embed(
                 list(request.inputs), params, deadline, wait_for_room=True
             )
-        except EmbedServeError as exc:
-            exc.message = f"request_id {request.request_id!r}: {exc.message}"
-            raise
         return pb.EmbedStreamResponse(
             request_id=request.request_id,
             embeddings=convert.embeddings_to_proto(result),

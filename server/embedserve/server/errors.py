@@ -6,7 +6,9 @@ Servicers raise or receive ``EmbedServeError`` subclasses; the handler wrappers 
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 
 
 class ErrorKind(enum.Enum):
@@ -31,6 +33,17 @@ class EmbedServeError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+@contextlib.contextmanager
+def named(what: str) -> Iterator[None]:
+    """Errors raised inside begin with what they are about (``what: message``): which
+    item of a batch or a stream failed."""
+    try:
+        yield
+    except EmbedServeError as exc:
+        exc.message = f"{what}: {exc.message}"
+        raise
 
 
 class InvalidArgument(EmbedServeError):

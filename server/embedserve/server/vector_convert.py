@@ -263,20 +263,23 @@ def query_from_proto(request: pb.SearchRequest) -> QueryIn:
     )
 
 
-def search_in(collection: str, request: pb.SearchRequest, field: str) -> SearchIn:
-    """A SearchRequest (``field``: where it sits in a batch, or "" alone) as the core's."""
-    prefix = f"{field}." if field else ""
-    if field and request.collection not in ("", collection):
-        raise InvalidArgument(
-            f"{prefix}collection is {request.collection!r}; a batch searches {collection!r}"
-        )
+def search_in(request: pb.SearchRequest) -> SearchIn:
     return SearchIn(
         query_from_proto(request),
         optional_filter(request),
         search_params(request.params),
-        embed_params(request.embed, Task.QUERY, f"{prefix}embed"),
-        convert.enum_value(SEARCH_MODES, request.mode, f"{prefix}mode"),
+        embed_params(request.embed, Task.QUERY, "embed"),
+        convert.enum_value(SEARCH_MODES, request.mode, "mode"),
     )
+
+
+def batch_search_in(collection: str, request: pb.SearchRequest) -> SearchIn:
+    """A search of a batch, which leaves its collection empty or names the batch's."""
+    if request.collection not in ("", collection):
+        raise InvalidArgument(
+            f"collection is {request.collection!r}; a batch searches {collection!r}"
+        )
+    return search_in(request)
 
 
 def example_from_proto(example: pb.Example) -> QueryIn:

@@ -13,7 +13,7 @@ from embedserve.server import vector_convert as vc
 from embedserve.server.analysis import AnalysisCore
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Task
-from embedserve.server.errors import NotReady
+from embedserve.server.errors import NotReady, named
 from embedserve.server.ingestion import IngestMessage, IngestPipeline, IngestSettings
 from embedserve.server.status import streaming, unary
 from embedserve.server.vectors import SCROLL_PAGE, QueryResult, VectorCore
@@ -118,7 +118,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
 
     @unary
     async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
-        search = vc.search_in(request.collection, request, "")
+        search = vc.search_in(request)
         found = await self._core.search(
             request.collection,
             search.query,
@@ -133,10 +133,10 @@ class VectorService(pb_grpc.VectorServiceServicer):
     async def SearchBatch(
         self, request: pb.SearchBatchRequest, context: Context
     ) -> pb.SearchBatchResponse:
-        searches = [
-            vc.search_in(request.collection, search, f"searches[{i}]")
-            for i, search in enumerate(request.searches)
-        ]
+        searches = []
+        for index, search in enumerate(request.searches):
+            with named(f"searches[{index}]"):
+                searches.append(vc.batch_search_in(request.collection, search))
         found = await self._core.search_batch(request.collection, searches)
         return pb.SearchBatchResponse(responses=[_search_response(f) for f in found])
 

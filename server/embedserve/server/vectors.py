@@ -45,6 +45,7 @@ from embedserve.server.errors import (
     NotReady,
     OutOfSpace,
     StoreDown,
+    named,
 )
 from embedserve.server.input_names import InputNames
 from embedserve.server.metrics import Metrics
@@ -411,12 +412,8 @@ class VectorCore:
             raise InvalidArgument(f"{len(searches)} searches; at most {most} per request")
 
         async def one(index: int, s: SearchIn) -> QueryResult:
-            try:
+            with named(f"searches[{index}]"):
                 return await self.search(collection, s.query, s.filter, s.params, s.embed, s.mode)
-            except EmbedServeError as exc:
-                exc.message = f"searches[{index}]: {exc.message}"
-                exc.args = (exc.message,)
-                raise
 
         try:
             async with asyncio.TaskGroup() as group:

@@ -15,7 +15,7 @@ from embedserve.connectors import types as st
 from embedserve.server import vector_convert as vc
 from embedserve.server.auth import ApiKey, check_collection
 from embedserve.server.embedder import Task
-from embedserve.server.errors import InvalidArgument
+from embedserve.server.errors import InvalidArgument, named
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
@@ -228,10 +228,8 @@ async def search_batch(
 ) -> Response:
     searches = []
     for index, search in enumerate(body.searches):
-        try:
+        with named(f"searches[{index}]"):
             searches.append(search_in(search))
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"searches[{index}]: {exc.message}") from exc
     outcomes = await _core(request).search_batch(name, searches)
     return json_response({"responses": [search_json(o) for o in outcomes]})
 
