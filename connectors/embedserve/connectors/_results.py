@@ -6,7 +6,7 @@ qdrant-edge and qdrant-client return points of different classes with the same f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .ids import split_payload
@@ -17,6 +17,12 @@ def vector_of(raw: Any) -> list[float] | None:
     if isinstance(raw, dict):  # named-vector form; ours is the default, unnamed one
         raw = raw.get("")
     return None if raw is None else [float(x) for x in raw]
+
+
+def missing_ids(wanted: Mapping[str, str], records: Iterable[Any]) -> list[str]:
+    """The external ids of ``wanted`` (point id -> external id) that no record has."""
+    found = {str(r.id) for r in records}
+    return [external for pid, external in wanted.items() if pid not in found]
 
 
 def scored_points(points: Iterable[Any], params: SearchParams) -> list[ScoredPoint]:

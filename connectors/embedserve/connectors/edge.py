@@ -42,7 +42,7 @@ from ._edge_convert import (
     sparse_vector,
 )
 from ._locks import DirectoryLock, RWLock
-from ._results import records_in_order, records_of, scored_points, vector_of
+from ._results import missing_ids, records_in_order, records_of, scored_points, vector_of
 from .errors import (
     CollectionExists,
     CollectionNotFound,
@@ -98,6 +98,14 @@ log = logging.getLogger(__name__)
 SPEC_FILE = "collection.json"
 SHARD_DIR = "shard"
 _FORMAT = 1
+
+
+def _narrowed(filter: Filter, ids: Sequence[str] | None) -> qe.Filter:
+    """The engine's filter, restricted to ``ids`` when they are given too."""
+    scope: list[Any] = [edge_filter(filter)]
+    if ids is not None:
+        scope.append(qe.HasIdCondition(set(point_ids(ids))))
+    return qe.Filter(must=scope)
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -328,10 +336,7 @@ class EdgeStore(ContextManagerMixin):
             op = qe.UpdateOperation.delete_points(list(point_ids(ids or ())))
         else:
             require_text_indexes(self._get(collection).spec, text_match_keys(filter))
-            scope: list[Any] = [edge_filter(filter)]
-            if ids is not None:
-                scope.append(qe.HasIdCondition(set(point_ids(ids))))
-            op = qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=scope))
+            op = qe.UpdateOperation.delete_points_by_filter(_narrowed(filter, ids))
         with self._writing(collection) as col, engine_errors():
             col.shard.update(op)
             self._after_write(col)
@@ -360,10 +365,7 @@ class EdgeStore(ContextManagerMixin):
                     qe.UpdateOperation.delete_payload(targets, keys) if keys else None,
                 ]
             else:
-                scope: list[Any] = [edge_filter(filter)]
-                if ids is not None:
-                    scope.append(qe.HasIdCondition(set(point_ids(ids))))
-                matching = qe.Filter(must=scope)
+                matching = _narrowed(filter, ids)
                 ops = [
                     qe.UpdateOperation.set_payload_by_filter(matching, values) if values else None,
                     qe.UpdateOperation.delete_payload_by_filter(matching, keys) if keys else None,
@@ -379,9 +381,7 @@ class EdgeStore(ContextManagerMixin):
         fail on the first it lacks."""
         wanted = {point_id(i): i for i in ids}
         keys: list[Any] = list(wanted)
-        found = {str(r.id) for r in col.shard.retrieve(keys, False, False)}
-        missing = [external for pid, external in wanted.items() if pid not in found]
-        if missing:
+        if missing := missing_ids(wanted, col.shard.retrieve(keys, False, False)):
             raise PointNotFound(col.spec.name, missing)
 
     def _after_write(self, col: _Collection) -> None:

@@ -32,7 +32,7 @@ from ._remote_convert import (
     sparse_vector,
     spec_from_info,
 )
-from ._results import records_in_order, records_of, scored_points
+from ._results import missing_ids, records_in_order, records_of, scored_points
 from .errors import (
     CollectionExists,
     CollectionNotFound,
@@ -85,6 +85,18 @@ from .validation import (
 )
 
 T = TypeVar("T")
+
+
+def _selector(
+    ids: Sequence[str] | None, filter: Filter | None
+) -> qm.PointIdsList | qm.FilterSelector:
+    """The points named by ids, those matching the filter, or the ids that also match it."""
+    if filter is None:
+        return qm.PointIdsList(points=list(point_ids(ids or ())))
+    scope: list[Any] = [remote_filter(filter)]
+    if ids is not None:
+        scope.append(qm.HasIdCondition(has_id=list(point_ids(ids))))
+    return qm.FilterSelector(filter=qm.Filter(must=scope))
 
 
 # gRPC waits longer and longer between attempts to reconnect a channel whose server is down
@@ -297,17 +309,9 @@ class RemoteStore(ContextManagerMixin):
         if ids is not None and not ids:
             self._spec(collection)  # still report a missing collection
             return
-        selector: qm.PointIdsList | qm.FilterSelector
-        if filter is None:
-            selector = qm.PointIdsList(points=list(point_ids(ids or ())))
-        else:
-            self._check_text_matches(collection, filter)
-            scope: list[Any] = [remote_filter(filter)]
-            if ids is not None:
-                scope.append(qm.HasIdCondition(has_id=list(point_ids(ids))))
-            selector = qm.FilterSelector(filter=qm.Filter(must=scope))
+        self._check_text_matches(collection, filter)
         with self._call(ErrorContext(collection)):
-            self._client.delete(collection, points_selector=selector, wait=True)
+            self._client.delete(collection, points_selector=_selector(ids, filter), wait=True)
 
     def update_payload(
         self,
@@ -324,20 +328,13 @@ class RemoteStore(ContextManagerMixin):
         if ids is not None and not ids:
             return
         require_text_indexes(spec, text_match_keys(filter))
-        selector: qm.PointIdsList | qm.FilterSelector
         if filter is None:
             wanted = {point_id(i): i for i in ids or ()}
             with self._call(ErrorContext(collection)):
                 found = self._client.retrieve(collection, list(wanted), False, False)
-            missing = [e for pid, e in wanted.items() if pid not in {str(r.id) for r in found}]
-            if missing:  # the server would apply the update to the others first
+            if missing := missing_ids(wanted, found):  # the server would update the others
                 raise PointNotFound(collection, missing)
-            selector = qm.PointIdsList(points=list(wanted))
-        else:
-            scope: list[Any] = [remote_filter(filter)]
-            if ids is not None:
-                scope.append(qm.HasIdCondition(has_id=list(point_ids(ids))))
-            selector = qm.FilterSelector(filter=qm.Filter(must=scope))
+        selector = _selector(ids, filter)
         with self._call(ErrorContext(collection)):
             if values:
                 self._client.set_payload(collection, values, selector, wait=True)
