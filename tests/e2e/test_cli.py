@@ -261,6 +261,15 @@ def test_keyword_and_hybrid_search_from_the_shell(served: str, tmp_path: Path) -
         {"value": "wood", "count": 2},
         {"value": "metal", "count": 1},
     ]
+    grouped = ["search", "shelf", "a wooden table", "--group-by", "kind", "--group-size", "1"]
+    lines = run_cli(*grouped, "--target", served).stdout.splitlines()
+    groups = [json.loads(line) for line in lines]
+    assert [(g["key"], [h["id"] for h in g["hits"]]) for g in groups] == [
+        ("wood", ["s1"]),
+        ("metal", ["s3"]),
+    ]
+    lone = run_cli("search", "shelf", "oak", "--group-size", "2", "--target", served)
+    assert lone.returncode == 2 and "--group-size needs --group-by" in lone.stderr
     plain = run_cli("collections", "create", "no-words", "--target", served)
     assert plain.returncode == 0
     refused = run_cli("search", "no-words", "QX", "--mode", "keyword", "--target", served)

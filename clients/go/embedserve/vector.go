@@ -123,16 +123,17 @@ func (q Query) example() (*pb.Example, error) {
 	return nil, status.Error(codes.InvalidArgument, "embedserve: empty query: use Text, Vector or ID")
 }
 
-// QueryOption configures one Search or Recommend call. Unset options take the
-// server's defaults (limit 10, payload included, no vectors).
+// QueryOption configures one Search, SearchGroups or Recommend call. Unset
+// options take the server's defaults (limit 10, payload included, no vectors).
 type QueryOption func(*queryConfig)
 
 type queryConfig struct {
-	params   *pb.QueryParams
-	filter   *pb.Filter
-	embed    *pb.EmbedOptions
-	strategy pb.RecommendStrategy
-	mode     pb.SearchMode
+	params    *pb.QueryParams
+	filter    *pb.Filter
+	embed     *pb.EmbedOptions
+	strategy  pb.RecommendStrategy
+	mode      pb.SearchMode
+	groupSize *uint32
 }
 
 func newQueryConfig(opts []QueryOption) queryConfig {
@@ -226,6 +227,12 @@ func WithKeywordWeight(weight float32) QueryOption {
 // WithBM25); default SEARCH_MODE_DENSE.
 func WithSearchMode(mode pb.SearchMode) QueryOption {
 	return func(c *queryConfig) { c.mode = mode }
+}
+
+// WithGroupSize sets the most hits per group of SearchGroups, from 1 to 100
+// (default 3); other calls ignore it.
+func WithGroupSize(n uint32) QueryOption {
+	return func(c *queryConfig) { c.groupSize = &n }
 }
 
 // WithQueryEmbedding sets the embedding options of text queries and text
@@ -488,6 +495,44 @@ func (c *Client) Search(ctx context.Context, collection string, query Query, opt
 		return nil, err
 	}
 	return hitsOf(resp.GetResults()), nil
+}
+
+// HitGroup is the best hits, best first, sharing one value of the payload
+// field SearchGroups groups by.
+type HitGroup struct {
+	// Key is the field's value: a string or an int64.
+	Key  any
+	Hits []Hit
+}
+
+// SearchGroups is Search grouped by the payload field groupBy (a dotted path
+// reaches into objects), which holds a string or an integer, or a list of
+// them (a hit joins each value's group); hits without one are left out. It
+// returns the groups, ranked by their best hit, each with its best hits
+// (WithGroupSize, default 3); WithLimit counts groups. WithOffset and
+// WithDiversity are refused (INVALID_ARGUMENT).
+func (c *Client) SearchGroups(ctx context.Context, collection string, query Query, groupBy string, opts ...QueryOption) ([]HitGroup, error) {
+	cfg := newQueryConfig(opts)
+	request, err := searchRequest(collection, query, cfg)
+	if err != nil {
+		return nil, err
+	}
+	request.GroupBy = &pb.GroupBy{Key: groupBy, Size: cfg.groupSize}
+	resp, err := c.vectors.Search(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	groups := make([]HitGroup, len(resp.GetGroups()))
+	for i, g := range resp.GetGroups() {
+		groups[i] = HitGroup{Hits: hitsOf(g.GetHits())}
+		switch key := g.GetKey().(type) {
+		case *pb.HitGroup_Text:
+			groups[i].Key = key.Text
+		case *pb.HitGroup_Integer:
+			groups[i].Key = key.Integer
+		}
+	}
+	return groups, nil
 }
 
 // SearchBatch runs one Search per query, all with the same options, in one

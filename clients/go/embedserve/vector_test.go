@@ -477,3 +477,84 @@ func TestIngestStopsEarly(t *testing.T) {
 		t.Fatalf("count = %d, want %d", n, len(docs))
 	}
 }
+
+func TestSearchGroups(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client)
+	passages := map[string][]string{
+		"rockets": {"The rocket lifted off into orbit.", "Astronauts docked with the space station.", "A telescope watched the launch.", "The capsule splashed down."},
+		"pasta":   {"Boil the pasta in salted water.", "Garlic and olive oil make the sauce.", "Grate parmesan over the spaghetti.", "Fresh basil goes in last."},
+		"stocks":  {"The stock market fell on inflation fears.", "Bond yields rose sharply.", "Investors sold bank shares.", "Dividends were cut."},
+	}
+	var docs []embedserve.Document
+	for doc, texts := range passages {
+		for part, text := range texts {
+			docs = append(docs, embedserve.Document{ID: fmt.Sprintf("%s-%d", doc, part), Text: text, Payload: map[string]any{"doc": doc, "part": part}})
+		}
+	}
+	if _, err := client.Upsert(ctx, name, docs); err != nil {
+		t.Fatal(err)
+	}
+	query := embedserve.Text("astronauts launching a rocket into space")
+	groups, err := client.SearchGroups(ctx, name, query, "doc", embedserve.WithGroupSize(2), embedserve.WithLimit(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 2 || groups[0].Key != "rockets" {
+		t.Fatalf("2 groups by doc, rockets first: %+v", groups)
+	}
+	if groups[0].Key == groups[1].Key {
+		t.Fatalf("two groups with key %v", groups[0].Key)
+	}
+	for _, g := range groups {
+		if _, ok := g.Key.(string); !ok {
+			t.Fatalf("group key %#v is not a string", g.Key)
+		}
+		if len(g.Hits) != 2 { // every doc has 4 passages: the groups are full
+			t.Fatalf("group %v: %d hits, want 2", g.Key, len(g.Hits))
+		}
+		for i, hit := range g.Hits {
+			if hit.Payload["doc"] != g.Key || !strings.HasPrefix(hit.ID, g.Key.(string)+"-") {
+				t.Fatalf("group %v holds %s (payload %v)", g.Key, hit.ID, hit.Payload)
+			}
+			if i > 0 && hit.Score > g.Hits[i-1].Score {
+				t.Fatalf("group %v: hits not sorted by score: %+v", g.Key, g.Hits)
+			}
+		}
+	}
+	if groups[1].Hits[0].Score > groups[0].Hits[0].Score {
+		t.Fatalf("groups not ranked by their best hit: %v, then %v", groups[0].Hits[0].Score, groups[1].Hits[0].Score)
+	}
+	best, err := client.Search(ctx, name, query, embedserve.WithLimit(1))
+	if err != nil || len(best) != 1 || best[0].ID != groups[0].Hits[0].ID {
+		t.Fatalf("best hit %+v (%v), best group's %s", best, err, groups[0].Hits[0].ID)
+	}
+
+	// Integer keys come back as int64; the default group size is 3.
+	parts, err := client.SearchGroups(ctx, name, query, "part")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 4 {
+		t.Fatalf("%d groups by part, want 4: %+v", len(parts), parts)
+	}
+	for _, g := range parts {
+		part, ok := g.Key.(int64)
+		if !ok || len(g.Hits) != 3 {
+			t.Fatalf("group %v (%T): %d hits, want an int64 key and 3 hits", g.Key, g.Key, len(g.Hits))
+		}
+		for _, hit := range g.Hits {
+			if hit.Payload["part"] != float64(part) {
+				t.Fatalf("group %d holds %s (payload %v)", part, hit.ID, hit.Payload)
+			}
+		}
+	}
+
+	for option, refused := range map[string]embedserve.QueryOption{"offset": embedserve.WithOffset(1), "diversity": embedserve.WithDiversity(0.5)} {
+		_, err := client.SearchGroups(ctx, name, query, "doc", refused)
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("grouped search with %s: %v, want InvalidArgument", option, err)
+		}
+	}
+}

@@ -2409,8 +2409,11 @@ type SearchRequest struct {
 	Filter *Filter               `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	Params *QueryParams          `protobuf:"bytes,5,opt,name=params,proto3" json:"params,omitempty"`
 	// For a text query; task defaults to QUERY here.
-	Embed         *EmbedOptions `protobuf:"bytes,6,opt,name=embed,proto3" json:"embed,omitempty"`
-	Mode          SearchMode    `protobuf:"varint,7,opt,name=mode,proto3,enum=embedserve.v1.SearchMode" json:"mode,omitempty"`
+	Embed *EmbedOptions `protobuf:"bytes,6,opt,name=embed,proto3" json:"embed,omitempty"`
+	Mode  SearchMode    `protobuf:"varint,7,opt,name=mode,proto3,enum=embedserve.v1.SearchMode" json:"mode,omitempty"`
+	// The best hits per value of a payload field, in groups instead of results;
+	// params.limit counts groups. Takes no offset and no diversity.
+	GroupBy       *GroupBy `protobuf:"bytes,8,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2505,6 +2508,13 @@ func (x *SearchRequest) GetMode() SearchMode {
 	return SearchMode_SEARCH_MODE_UNSPECIFIED
 }
 
+func (x *SearchRequest) GetGroupBy() *GroupBy {
+	if x != nil {
+		return x.GroupBy
+	}
+	return nil
+}
+
 type isSearchRequest_Query interface {
 	isSearchRequest_Query()
 }
@@ -2521,21 +2531,172 @@ func (*SearchRequest_Text) isSearchRequest_Query() {}
 
 func (*SearchRequest_Vector) isSearchRequest_Query() {}
 
+// Group hits by a payload field holding a string or an integer (or a list of
+// them: a hit joins each value's group); hits without one are left out. Groups
+// rank by their best hit and are built from the nearest 10,000 hits at most.
+type GroupBy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A payload key; a dotted path ("meta.source") reaches into objects.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Hits per group, from 1 to 100. Default: 3.
+	Size          *uint32 `protobuf:"varint,2,opt,name=size,proto3,oneof" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupBy) Reset() {
+	*x = GroupBy{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupBy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupBy) ProtoMessage() {}
+
+func (x *GroupBy) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
+func (*GroupBy) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GroupBy) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GroupBy) GetSize() uint32 {
+	if x != nil && x.Size != nil {
+		return *x.Size
+	}
+	return 0
+}
+
+type HitGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Key:
+	//
+	//	*HitGroup_Text
+	//	*HitGroup_Integer
+	Key isHitGroup_Key `protobuf_oneof:"key"`
+	// Best first.
+	Hits          []*ScoredDocument `protobuf:"bytes,3,rep,name=hits,proto3" json:"hits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HitGroup) Reset() {
+	*x = HitGroup{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HitGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HitGroup) ProtoMessage() {}
+
+func (x *HitGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
+func (*HitGroup) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *HitGroup) GetKey() isHitGroup_Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *HitGroup) GetText() string {
+	if x != nil {
+		if x, ok := x.Key.(*HitGroup_Text); ok {
+			return x.Text
+		}
+	}
+	return ""
+}
+
+func (x *HitGroup) GetInteger() int64 {
+	if x != nil {
+		if x, ok := x.Key.(*HitGroup_Integer); ok {
+			return x.Integer
+		}
+	}
+	return 0
+}
+
+func (x *HitGroup) GetHits() []*ScoredDocument {
+	if x != nil {
+		return x.Hits
+	}
+	return nil
+}
+
+type isHitGroup_Key interface {
+	isHitGroup_Key()
+}
+
+type HitGroup_Text struct {
+	Text string `protobuf:"bytes,1,opt,name=text,proto3,oneof"`
+}
+
+type HitGroup_Integer struct {
+	Integer int64 `protobuf:"varint,2,opt,name=integer,proto3,oneof"`
+}
+
+func (*HitGroup_Text) isHitGroup_Key() {}
+
+func (*HitGroup_Integer) isHitGroup_Key() {}
+
 type SearchResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Results []*ScoredDocument      `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
-	Usage   *Usage                 `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty for a grouped search.
+	Results []*ScoredDocument `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Usage   *Usage            `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Time to embed the query (zero for a vector query).
 	Timings *Timings `protobuf:"bytes,3,opt,name=timings,proto3" json:"timings,omitempty"`
 	// Time spent in the vector store.
-	SearchMs      float64 `protobuf:"fixed64,4,opt,name=search_ms,json=searchMs,proto3" json:"search_ms,omitempty"`
+	SearchMs float64 `protobuf:"fixed64,4,opt,name=search_ms,json=searchMs,proto3" json:"search_ms,omitempty"`
+	// A grouped search's groups, best first.
+	Groups        []*HitGroup `protobuf:"bytes,5,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2547,7 +2708,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2560,7 +2721,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -2591,6 +2752,13 @@ func (x *SearchResponse) GetSearchMs() float64 {
 	return 0
 }
 
+func (x *SearchResponse) GetGroups() []*HitGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 type SearchBatchRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
@@ -2603,7 +2771,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2783,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2796,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -2655,7 +2823,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2835,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2848,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -2704,7 +2872,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2716,7 +2884,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2729,7 +2897,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -2806,7 +2974,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +2986,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +2999,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -2894,7 +3062,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2906,7 +3074,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2919,7 +3087,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -2954,7 +3122,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +3134,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +3147,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -3014,7 +3182,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3026,7 +3194,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3039,7 +3207,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -3073,7 +3241,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3253,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3266,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -3121,7 +3289,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3133,7 +3301,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3146,7 +3314,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -3178,7 +3346,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3358,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3371,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 type UpdatePayloadRequest struct {
@@ -3226,7 +3394,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3406,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3419,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -3297,7 +3465,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3309,7 +3477,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3322,7 +3490,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 type CountRequest struct {
@@ -3335,7 +3503,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3347,7 +3515,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3360,7 +3528,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -3386,7 +3554,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3398,7 +3566,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3411,7 +3579,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -3436,7 +3604,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +3616,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +3629,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -3507,7 +3675,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3687,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3700,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -3608,7 +3776,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3620,7 +3788,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3633,7 +3801,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -3661,7 +3829,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3673,7 +3841,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3686,7 +3854,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -3742,7 +3910,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3754,7 +3922,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3767,7 +3935,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -3793,7 +3961,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3805,7 +3973,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3818,7 +3986,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -3865,7 +4033,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3877,7 +4045,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3890,7 +4058,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -4026,7 +4194,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4206,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4219,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -4085,7 +4253,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4097,7 +4265,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4110,7 +4278,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *WordScore) GetWord() string {
@@ -4141,7 +4309,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4153,7 +4321,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4166,7 +4334,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -4222,7 +4390,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4234,7 +4402,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4247,7 +4415,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -4347,7 +4515,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4359,7 +4527,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4372,7 +4540,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -4442,7 +4610,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4454,7 +4622,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4467,7 +4635,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -4503,7 +4671,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4515,7 +4683,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4528,7 +4696,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -4556,7 +4724,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4568,7 +4736,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4581,7 +4749,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -4626,7 +4794,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4638,7 +4806,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4651,7 +4819,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -4881,7 +5049,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x121\n" +
 	"\apayload\x18\x03 \x01(\v2\x17.google.protobuf.StructR\apayload\x12-\n" +
-	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\xc4\x02\n" +
+	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\xf7\x02\n" +
 	"\rSearchRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -4891,13 +5059,24 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06filter\x18\x04 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x122\n" +
 	"\x06params\x18\x05 \x01(\v2\x1a.embedserve.v1.QueryParamsR\x06params\x121\n" +
 	"\x05embed\x18\x06 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\x12-\n" +
-	"\x04mode\x18\a \x01(\x0e2\x19.embedserve.v1.SearchModeR\x04modeB\a\n" +
-	"\x05query\"\xc4\x01\n" +
+	"\x04mode\x18\a \x01(\x0e2\x19.embedserve.v1.SearchModeR\x04mode\x121\n" +
+	"\bgroup_by\x18\b \x01(\v2\x16.embedserve.v1.GroupByR\agroupByB\a\n" +
+	"\x05query\"=\n" +
+	"\aGroupBy\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x17\n" +
+	"\x04size\x18\x02 \x01(\rH\x00R\x04size\x88\x01\x01B\a\n" +
+	"\x05_size\"v\n" +
+	"\bHitGroup\x12\x14\n" +
+	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x1a\n" +
+	"\ainteger\x18\x02 \x01(\x03H\x00R\ainteger\x121\n" +
+	"\x04hits\x18\x03 \x03(\v2\x1d.embedserve.v1.ScoredDocumentR\x04hitsB\x05\n" +
+	"\x03key\"\xf5\x01\n" +
 	"\x0eSearchResponse\x127\n" +
 	"\aresults\x18\x01 \x03(\v2\x1d.embedserve.v1.ScoredDocumentR\aresults\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.embedserve.v1.UsageR\x05usage\x120\n" +
 	"\atimings\x18\x03 \x01(\v2\x16.embedserve.v1.TimingsR\atimings\x12\x1b\n" +
-	"\tsearch_ms\x18\x04 \x01(\x01R\bsearchMs\"n\n" +
+	"\tsearch_ms\x18\x04 \x01(\x01R\bsearchMs\x12/\n" +
+	"\x06groups\x18\x05 \x03(\v2\x17.embedserve.v1.HitGroupR\x06groups\"n\n" +
 	"\x12SearchBatchRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -5167,7 +5346,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -5206,63 +5385,65 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*QueryParams)(nil),              // 34: embedserve.v1.QueryParams
 	(*ScoredDocument)(nil),           // 35: embedserve.v1.ScoredDocument
 	(*SearchRequest)(nil),            // 36: embedserve.v1.SearchRequest
-	(*SearchResponse)(nil),           // 37: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 38: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 39: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 40: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 41: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 42: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 43: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 44: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 45: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 46: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 47: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 48: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 49: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 50: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 51: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 52: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 53: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 54: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 55: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 56: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 57: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 58: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 59: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 60: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 61: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 62: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 63: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 64: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 65: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 66: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 67: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 68: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 69: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 70: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 71: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 72: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 73: embedserve.v1.Usage
-	(*Timings)(nil),                  // 74: embedserve.v1.Timings
+	(*GroupBy)(nil),                  // 37: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 38: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 39: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 40: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 41: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 42: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 43: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 44: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 45: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 46: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 47: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 48: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 49: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 50: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 51: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 52: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 53: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 54: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 55: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 56: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 57: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 58: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 59: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 60: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 61: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 62: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 63: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 64: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 65: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 66: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 67: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 68: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 69: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 70: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 71: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 72: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 73: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 74: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 75: embedserve.v1.Usage
+	(*Timings)(nil),                  // 76: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	68, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	70, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	71, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	72, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	73, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	74, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	7,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	10, // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	73, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	74, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	75, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	76, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10, // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	73, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	75, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10, // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	26, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
@@ -5275,95 +5456,98 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	32, // 26: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
 	32, // 27: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
 	32, // 28: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	71, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	73, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
 	9,  // 30: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
 	9,  // 31: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
 	33, // 32: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
 	34, // 33: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	72, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	74, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	3,  // 35: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	35, // 36: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	73, // 37: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	74, // 38: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	36, // 39: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	37, // 40: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,  // 41: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	40, // 42: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	40, // 43: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,  // 44: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	33, // 45: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	34, // 46: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	72, // 47: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	35, // 48: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	73, // 49: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	71, // 50: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,  // 51: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	43, // 52: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	33, // 53: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 54: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	71, // 55: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	33, // 56: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 57: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	53, // 58: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	33, // 59: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	43, // 60: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	57, // 61: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	33, // 62: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,  // 63: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	59, // 64: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	60, // 65: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	61, // 66: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	69, // 67: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	33, // 68: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,  // 69: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	57, // 70: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	64, // 71: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	65, // 72: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	66, // 73: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	70, // 74: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,  // 75: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,  // 76: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	12, // 77: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	14, // 78: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	16, // 79: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	18, // 80: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	20, // 81: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	22, // 82: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	24, // 83: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	36, // 84: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	38, // 85: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	41, // 86: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	44, // 87: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	46, // 88: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	48, // 89: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	50, // 90: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	52, // 91: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	55, // 92: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	58, // 93: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	63, // 94: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	13, // 95: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	15, // 96: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	17, // 97: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	19, // 98: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	21, // 99: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	23, // 100: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	25, // 101: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	37, // 102: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	39, // 103: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	42, // 104: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	45, // 105: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	47, // 106: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	49, // 107: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	51, // 108: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	54, // 109: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	56, // 110: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	62, // 111: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	67, // 112: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	95, // [95:113] is the sub-list for method output_type
-	77, // [77:95] is the sub-list for method input_type
-	77, // [77:77] is the sub-list for extension type_name
-	77, // [77:77] is the sub-list for extension extendee
-	0,  // [0:77] is the sub-list for field type_name
+	37, // 36: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	35, // 37: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	35, // 38: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	75, // 39: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	76, // 40: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	38, // 41: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	36, // 42: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	39, // 43: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,  // 44: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	42, // 45: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	42, // 46: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,  // 47: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	33, // 48: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	34, // 49: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	74, // 50: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	35, // 51: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	75, // 52: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	73, // 53: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,  // 54: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	45, // 55: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	33, // 56: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	33, // 57: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	73, // 58: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	33, // 59: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	33, // 60: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	55, // 61: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	33, // 62: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	45, // 63: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	59, // 64: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	33, // 65: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,  // 66: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	61, // 67: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	62, // 68: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	63, // 69: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	71, // 70: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	33, // 71: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,  // 72: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	59, // 73: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	66, // 74: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	67, // 75: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	68, // 76: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	72, // 77: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,  // 78: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 79: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	12, // 80: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	14, // 81: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	16, // 82: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	18, // 83: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	20, // 84: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	22, // 85: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	24, // 86: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	36, // 87: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	40, // 88: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	43, // 89: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	46, // 90: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	48, // 91: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	50, // 92: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	52, // 93: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	54, // 94: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	57, // 95: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	60, // 96: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	65, // 97: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	13, // 98: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	15, // 99: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	17, // 100: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	19, // 101: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	21, // 102: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	23, // 103: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	25, // 104: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	39, // 105: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	41, // 106: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	44, // 107: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	47, // 108: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	49, // 109: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	51, // 110: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	53, // 111: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	56, // 112: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	58, // 113: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	64, // 114: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	69, // 115: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	98, // [98:116] is the sub-list for method output_type
+	80, // [80:98] is the sub-list for method input_type
+	80, // [80:80] is the sub-list for extension type_name
+	80, // [80:80] is the sub-list for extension extendee
+	0,  // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -5397,30 +5581,35 @@ func file_embedserve_v1_vector_proto_init() {
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[33].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[31].OneofWrappers = []any{
+		(*HitGroup_Text)(nil),
+		(*HitGroup_Integer)(nil),
+	}
+	file_embedserve_v1_vector_proto_msgTypes[35].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[47].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[51].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[50].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[53].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[56].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[58].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   64,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ from .errors import (
     TransientStoreError,
 )
 from .factory import open_store
+from .groups import GroupBy, HitGroup, search_groups
 from .ids import RESERVED_KEY, point_id
 from .keywords import document_terms, query_terms
 from .retry import RetryingStore, RetryPolicy, call_with_retry
@@ -87,7 +88,9 @@ __all__ = [
     "Example",
     "FacetHit",
     "Filter",
+    "GroupBy",
     "HasId",
+    "HitGroup",
     "InvalidFilter",
     "InvalidRequest",
     "IsNull",
@@ -121,4 +124,5 @@ __all__ = [
     "open_store",
     "point_id",
     "query_terms",
+    "search_groups",
 ]

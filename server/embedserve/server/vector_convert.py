@@ -11,6 +11,7 @@ from google.protobuf.json_format import MessageToDict
 
 from embedserve.connectors import types as st
 from embedserve.connectors.errors import StoreError
+from embedserve.connectors.groups import GroupBy, HitGroup
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
@@ -270,7 +271,25 @@ def search_in(request: pb.SearchRequest) -> SearchIn:
         search_params(request.params),
         embed_params(request.embed, Task.QUERY, "embed"),
         convert.enum_value(SEARCH_MODES, request.mode, "mode"),
+        group_by(request.group_by) if request.HasField("group_by") else None,
     )
+
+
+def group_by(message: pb.GroupBy) -> GroupBy:
+    size = {"size": message.size} if message.HasField("size") else {}
+    return store_value(GroupBy, message.key, **size)
+
+
+def groups_to_proto(groups: Sequence[HitGroup]) -> list[pb.HitGroup]:
+    messages = []
+    for group in groups:
+        message = pb.HitGroup(hits=scored_to_proto(group.hits))
+        if isinstance(group.key, str):
+            message.text = group.key
+        else:
+            message.integer = group.key
+        messages.append(message)
+    return messages
 
 
 def batch_search_in(collection: str, request: pb.SearchRequest) -> SearchIn:

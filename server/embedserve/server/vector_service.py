@@ -118,15 +118,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
 
     @unary
     async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
-        search = vc.search_in(request)
-        found = await self._core.search(
-            request.collection,
-            search.query,
-            search.filter,
-            search.params,
-            search.embed,
-            search.mode,
-        )
+        found = await self._core.search(request.collection, vc.search_in(request))
         return _search_response(found)
 
     @unary
@@ -256,4 +248,5 @@ def _search_response(found: QueryResult) -> pb.SearchResponse:
         usage=epb.Usage(total_tokens=found.tokens),
         timings=convert.timings_to_proto(found.timings),
         search_ms=found.search_ms,
+        groups=vc.groups_to_proto(found.groups or ()),
     )

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from embedserve.connectors import errors as store_errors
+from embedserve.connectors.groups import GroupBy, HitGroup, check_grouping, search_groups
 from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
@@ -33,6 +34,7 @@ from embedserve.connectors.types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
+    VectorLike,
 )
 from embedserve.connectors.validation import as_vector, check_document
 from embedserve.server.embedder import Embedder, EmbedParams, Task, Timings
@@ -113,6 +115,14 @@ class QueryIn:
         return self.id if self.id is not None else list(self.vector or ())
 
 
+class SearchMode(StrEnum):
+    """How a search ranks: by embedding, by BM25 keywords, or both fused by rank."""
+
+    DENSE = "dense"
+    KEYWORD = "keyword"
+    HYBRID = "hybrid"
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchIn:
     """One search of a batch: what ``VectorCore.search`` takes besides the collection."""
@@ -121,15 +131,17 @@ class SearchIn:
     filter: Filter | None
     params: SearchParams
     embed: EmbedParams
-    mode: SearchMode
+    mode: SearchMode = SearchMode.DENSE
+    group: GroupBy | None = None  # the best hits per value of a payload field
 
 
 @dataclasses.dataclass(frozen=True)
 class QueryResult:
-    results: list[ScoredPoint]
+    results: list[ScoredPoint]  # empty for a grouped search
     tokens: int  # spent embedding the query texts
     timings: Timings  # of that embedding
     search_ms: float
+    groups: list[HitGroup] | None = None  # a grouped search's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,20 +150,14 @@ class _EmbeddedExamples:
     tokens: int
     timings: Timings
 
-    def result(self, results: list[ScoredPoint], started: float) -> QueryResult:
+    def result(
+        self, results: list[ScoredPoint], started: float, groups: list[HitGroup] | None = None
+    ) -> QueryResult:
         search_ms = (time.monotonic() - started) * 1000.0
-        return QueryResult(results, self.tokens, self.timings, search_ms)
+        return QueryResult(results, self.tokens, self.timings, search_ms, groups)
 
 
 SCROLL_PAGE = 256  # documents per Scroll page when the caller names no limit
-
-
-class SearchMode(StrEnum):
-    """How a search ranks: by embedding, by BM25 keywords, or both fused by rank."""
-
-    DENSE = "dense"
-    KEYWORD = "keyword"
-    HYBRID = "hybrid"
 
 
 class SizeChanged(FailedPrecondition):
@@ -360,20 +366,19 @@ class VectorCore:
 
     # -- queries -----------------------------------------------------------------
 
-    async def search(
-        self,
-        collection: str,
-        query: QueryIn,
-        filter: Filter | None,
-        params: SearchParams,
-        embed: EmbedParams,
-        mode: SearchMode = SearchMode.DENSE,
-    ) -> QueryResult:
+    async def search(self, collection: str, search: SearchIn) -> QueryResult:
         """Neighbours of a text (embedded with the query prompt) or of a vector; in
-        keyword and hybrid modes, the text's BM25 matches, alone or fused with those."""
+        keyword and hybrid modes, the text's BM25 matches, alone or fused with those;
+        grouped by a payload field when ``search.group`` says so."""
+        query, mode, group = search.query, search.mode, search.group
         if query.id is not None:
             raise InvalidArgument("a search takes a text or a vector, not an id")
         query.check("")
+        if group is not None:
+            try:  # before the query costs model time
+                check_grouping(search.params, group)
+            except store_errors.InvalidRequest as exc:
+                raise InvalidArgument(str(exc)) from exc
         keywords = None
         if mode is not SearchMode.DENSE:
             if query.text is None:
@@ -385,18 +390,24 @@ class VectorCore:
                     f"keyword vectors for a {mode} search; create it with bm25 set"
                 )
             keywords = query_terms(query.text, spec.bm25_language)
-        search = functools.partial(self.store.search, keywords=keywords)
 
         async def once() -> QueryResult:
+            vector: VectorLike | None = None
             if mode is SearchMode.KEYWORD:
                 embedded = _EmbeddedExamples([], 0, Timings())
-                vector: Example | None = None
             else:
-                embedded = await self._embed_examples(collection, [query], embed, "")
-                vector = embedded.examples[0]
+                embedded = await self._embed_examples(collection, [query], search.embed, "")
+                example = embedded.examples[0]
+                assert not isinstance(example, str)  # a search has no id example
+                vector = example
+            ranked = functools.partial(
+                self.store.search, collection, vector, search.filter, keywords=keywords
+            )
             started = time.monotonic()
-            results = await self.call(search, collection, vector, filter, params)
-            return embedded.result(results, started)
+            if group is None:
+                return embedded.result(await self.call(ranked, search.params), started)
+            groups = await self.call(search_groups, ranked, search.params, group)
+            return embedded.result([], started, groups)
 
         return await self.at_current_size(once)
 
@@ -413,7 +424,7 @@ class VectorCore:
 
         async def one(index: int, s: SearchIn) -> QueryResult:
             with named(f"searches[{index}]"):
-                return await self.search(collection, s.query, s.filter, s.params, s.embed, s.mode)
+                return await self.search(collection, s)
 
         try:
             async with asyncio.TaskGroup() as group:

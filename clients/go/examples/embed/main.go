@@ -1,6 +1,6 @@
 // Command embed embeds texts with an embedserve server, once with a unary
 // call and once through a bidirectional stream, then ingests them into a
-// temporary collection, searches it and asks for recommendations.
+// temporary collection, searches it (also in groups) and asks for recommendations.
 //
 //	go run ./examples/embed -target 127.0.0.1:50051 "first text" "second text"
 //
@@ -94,6 +94,18 @@ func run(target, apiKey string, texts []string) error {
 	}
 	for _, hit := range hits {
 		fmt.Printf("search: %s %.3f %v\n", hit.ID, hit.Score, hit.Payload["lang"])
+	}
+	// end snippet
+
+	// snippet: groups
+	// The best 2 hits per value of the payload field "lang"; WithLimit counts groups.
+	groups, err := client.SearchGroups(ctx, collection, embedserve.Text(texts[0]), "lang",
+		embedserve.WithGroupSize(2), embedserve.WithLimit(3))
+	if err != nil {
+		return err
+	}
+	for _, group := range groups {
+		fmt.Printf("group %v: %d hits, best %s\n", group.Key, len(group.Hits), group.Hits[0].ID)
 	}
 	// end snippet
 

@@ -6,7 +6,7 @@
 """
 
 from embedserve.client._async import AsyncEmbedClient
-from embedserve.client._documents import FacetCount, Hit, StoredDocument
+from embedserve.client._documents import FacetCount, Hit, HitGroup, StoredDocument
 from embedserve.client._sync import EmbedClient
 
-__all__ = ["AsyncEmbedClient", "EmbedClient", "FacetCount", "Hit", "StoredDocument"]
+__all__ = ["AsyncEmbedClient", "EmbedClient", "FacetCount", "Hit", "HitGroup", "StoredDocument"]

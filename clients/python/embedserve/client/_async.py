@@ -83,6 +83,7 @@ class AsyncEmbedClient:
     ingest_iter = async_stream(vector_calls.ingest_iter)
     ingest = awaiting(vector_calls.ingest)
     search = awaiting(vector_calls.search)
+    search_groups = awaiting(vector_calls.search_groups)
     recommend = awaiting(vector_calls.recommend)
     get = awaiting(vector_calls.get)
     delete = awaiting(vector_calls.delete)

@@ -28,6 +28,14 @@ class Hit:
 
 
 @dataclasses.dataclass(frozen=True)
+class HitGroup:
+    """The best hits that share one value of the grouping payload field."""
+
+    key: str | int
+    hits: list[Hit]
+
+
+@dataclasses.dataclass(frozen=True)
 class FacetCount:
     """A payload value and how many documents hold it."""
 
@@ -190,6 +198,10 @@ def _vector(message: pb.ScoredDocument | pb.StoredDocument) -> Vectors | None:
 
 def hits(results: Sequence[pb.ScoredDocument]) -> list[Hit]:
     return [Hit(r.id, r.score, payload_dict(r.payload), _vector(r)) for r in results]
+
+
+def hit_groups(groups: Sequence[pb.HitGroup]) -> list[HitGroup]:
+    return [HitGroup(getattr(g, g.WhichOneof("key") or "text"), hits(g.hits)) for g in groups]
 
 
 def stored(results: Sequence[pb.StoredDocument]) -> list[StoredDocument]:

@@ -93,6 +93,7 @@ class EmbedClient:
     ingest_iter = blocking_stream(vector_calls.ingest_iter)
     ingest = blocking(vector_calls.ingest)
     search = blocking(vector_calls.search)
+    search_groups = blocking(vector_calls.search_groups)
     recommend = blocking(vector_calls.recommend)
     get = blocking(vector_calls.get)
     delete = blocking(vector_calls.delete)

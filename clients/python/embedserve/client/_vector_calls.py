@@ -242,6 +242,32 @@ def search(
     return docs.hits(response.results)
 
 
+def search_groups(
+    collection: str,
+    text: str | Sequence[float] | None = None,
+    *,
+    group_by: str,
+    group_size: int | None = None,
+    vector: Sequence[float] | None = None,
+    filter: docs.FilterLike | None = None,
+    mode: str = "dense",
+    **options: Any,
+) -> Plan[list[docs.HitGroup]]:
+    """The best hits per value of the payload field ``group_by`` (say, the best passages
+    of each document): ``limit`` groups of at most ``group_size`` hits (default 3), best
+    first. Takes the options of ``search`` except offset and diversity."""
+    if text is not None and not isinstance(text, str):
+        if vector is not None:
+            raise TypeError("search_groups takes a text or a vector, not both")
+        text, vector = None, text
+    request = _search_request(collection, text, vector, filter, mode, options)
+    request.group_by.key = group_by
+    if group_size is not None:
+        request.group_by.size = group_size
+    response = yield Unary("vectors", "Search", request)
+    return docs.hit_groups(response.groups)
+
+
 def search_batch(
     collection: str,
     queries: Sequence[str | Sequence[float]],

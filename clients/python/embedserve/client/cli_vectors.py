@@ -71,6 +71,12 @@ def add_parser(commands: Any) -> None:
         metavar="KEY",
         help="print only this payload key (repeatable)",
     )
+    search.add_argument(
+        "--group-by",
+        metavar="KEY",
+        help="print one line per value of this payload field, with its best hits",
+    )
+    search.add_argument("--group-size", type=int, help="hits per group (default 3)")
 
     facet = commands.add_parser("facet", help="how many documents hold each value of a field")
     facet.add_argument("collection")
@@ -143,22 +149,34 @@ def add_parser(commands: Any) -> None:
     collections.set_defaults(run=client_verb(_collections))
 
 
-def _search(client: EmbedClient, args: argparse.Namespace) -> None:
-    query_filter = filter_arg(args.filter)
-    hits = client.search(
-        args.collection,
-        args.text,
-        limit=args.limit,
-        filter=query_filter,
-        exact=args.exact,
-        mode=args.mode,
+def _search(client: EmbedClient, args: argparse.Namespace) -> int:
+    options = {
+        "limit": args.limit,
+        "filter": filter_arg(args.filter),
+        "exact": args.exact,
+        "mode": args.mode,
         **_given(
             diversity=args.diversity,
             keyword_weight=args.keyword_weight,
             payload_keys=args.payload_keys,
         ),
+    }
+    if args.group_by is None:
+        if args.group_size is not None:
+            print("embedserve: --group-size needs --group-by", file=sys.stderr)
+            return 2
+        _print_hits(client.search(args.collection, args.text, **options))
+        return 0
+    groups = client.search_groups(
+        args.collection,
+        args.text,
+        group_by=args.group_by,
+        **_given(group_size=args.group_size),
+        **options,
     )
-    _print_hits(hits)
+    for group in groups:
+        print(json.dumps({"key": group.key, "hits": [_hit_json(h) for h in group.hits]}))
+    return 0
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -193,7 +211,11 @@ def _recommend(client: EmbedClient, args: argparse.Namespace) -> int:
 
 def _print_hits(hits: list[Hit]) -> None:
     for hit in hits:
-        print(json.dumps({"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}))
+        print(json.dumps(_hit_json(hit)))
+
+
+def _hit_json(hit: Hit) -> dict[str, Any]:
+    return {"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}
 
 
 def _collections(client: EmbedClient, args: argparse.Namespace) -> int:

@@ -1179,6 +1179,7 @@ class SearchRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _builtins.int
     EMBED_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     text: _builtins.str
     mode: Global___SearchMode.ValueType
@@ -1192,6 +1193,12 @@ class SearchRequest(_message.Message):
     def embed(self) -> _embedding_pb2.EmbedOptions:
         """For a text query; task defaults to QUERY here."""
 
+    @_builtins.property
+    def group_by(self) -> Global___GroupBy:
+        """The best hits per value of a payload field, in groups instead of results;
+        params.limit counts groups. Takes no offset and no diversity.
+        """
+
     def __init__(
         self,
         *,
@@ -1202,16 +1209,78 @@ class SearchRequest(_message.Message):
         params: Global___QueryParams | None = ...,
         embed: _embedding_pb2.EmbedOptions | None = ...,
         mode: Global___SearchMode.ValueType = ...,
+        group_by: Global___GroupBy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "params", b"params", "query", b"query", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "query", b"query", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "mode", b"mode", "params", b"params", "query", b"query", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "mode", b"mode", "params", b"params", "query", b"query", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_query: _TypeAlias = _typing.Literal["text", "vector"]  # noqa: Y015
     _WhichOneofArgType_query: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_query) -> _WhichOneofReturnType_query | None: ...
 
 Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
+
+@_typing.final
+class GroupBy(_message.Message):
+    """Group hits by a payload field holding a string or an integer (or a list of
+    them: a hit joins each value's group); hits without one are left out. Groups
+    rank by their best hit and are built from the nearest 10,000 hits at most.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """A payload key; a dotted path ("meta.source") reaches into objects."""
+    size: _builtins.int
+    """Hits per group, from 1 to 100. Default: 3."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        size: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_size", b"_size", "size", b"size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size", b"_size", "key", b"key", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__size: _TypeAlias = _typing.Literal["size"]  # noqa: Y015
+    _WhichOneofArgType__size: _TypeAlias = _typing.Literal["_size", b"_size"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__size) -> _WhichOneofReturnType__size | None: ...
+
+Global___GroupBy: _TypeAlias = GroupBy  # noqa: Y015
+
+@_typing.final
+class HitGroup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    INTEGER_FIELD_NUMBER: _builtins.int
+    HITS_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    integer: _builtins.int
+    @_builtins.property
+    def hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoredDocument]:
+        """Best first."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        integer: _builtins.int = ...,
+        hits: _abc.Iterable[Global___ScoredDocument] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["integer", b"integer", "key", b"key", "text", b"text"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hits", b"hits", "integer", b"integer", "key", b"key", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_key: _TypeAlias = _typing.Literal["text", "integer"]  # noqa: Y015
+    _WhichOneofArgType_key: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_key) -> _WhichOneofReturnType_key | None: ...
+
+Global___HitGroup: _TypeAlias = HitGroup  # noqa: Y015
 
 @_typing.final
 class SearchResponse(_message.Message):
@@ -1221,15 +1290,22 @@ class SearchResponse(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     TIMINGS_FIELD_NUMBER: _builtins.int
     SEARCH_MS_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
     search_ms: _builtins.float
     """Time spent in the vector store."""
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoredDocument]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoredDocument]:
+        """Empty for a grouped search."""
+
     @_builtins.property
     def usage(self) -> _embedding_pb2.Usage: ...
     @_builtins.property
     def timings(self) -> _embedding_pb2.Timings:
         """Time to embed the query (zero for a vector query)."""
+
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___HitGroup]:
+        """A grouped search's groups, best first."""
 
     def __init__(
         self,
@@ -1238,10 +1314,11 @@ class SearchResponse(_message.Message):
         usage: _embedding_pb2.Usage | None = ...,
         timings: _embedding_pb2.Timings | None = ...,
         search_ms: _builtins.float = ...,
+        groups: _abc.Iterable[Global___HitGroup] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results", "search_ms", b"search_ms", "timings", b"timings", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "results", b"results", "search_ms", b"search_ms", "timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -12,6 +12,7 @@ from google.protobuf.json_format import ParseDict, ParseError
 from starlette.responses import Response
 
 from embedserve.connectors import types as st
+from embedserve.connectors.groups import GroupBy
 from embedserve.server import vector_convert as vc
 from embedserve.server.auth import ApiKey, check_collection
 from embedserve.server.embedder import Task
@@ -103,6 +104,9 @@ def search_in(body: SearchRequest) -> SearchIn:
         search_params(body.params),
         body.embed.params(Task.QUERY),
         SearchMode(body.mode),
+        vc.store_value(GroupBy, **body.group_by.model_dump(exclude_none=True))
+        if body.group_by
+        else None,
     )
 
 
@@ -144,6 +148,7 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
 def search_json(outcome: QueryResult) -> dict[str, Any]:
     return {
         "results": scored_json(outcome.results),
+        "groups": [{"key": g.key, "hits": scored_json(g.hits)} for g in outcome.groups or ()],
         "usage": {"total_tokens": outcome.tokens},
         "timings": timings_json(outcome.timings),
         "search_ms": outcome.search_ms,
@@ -215,10 +220,7 @@ async def upsert(
 async def search(
     name: CollectionName, body: SearchRequest, request: Request, caller: Caller
 ) -> Response:
-    search = search_in(body)
-    outcome = await _core(request).search(
-        name, search.query, search.filter, search.params, search.embed, search.mode
-    )
+    outcome = await _core(request).search(name, search_in(body))
     return json_response(search_json(outcome))
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
+from embedserve.connectors.groups import MAX_GROUP_SIZE
 from embedserve.connectors.types import COLLECTION_NAME_PATTERN
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.model_spec import PoolingMode
@@ -253,6 +254,19 @@ class QueryParams(Body):
 FilterJson = dict[str, Any]
 
 
+class GroupBy(Body):
+    """The best hits per value of a payload field (a string or an integer, or a list of
+    them); ``params.limit`` counts groups."""
+
+    key: str = Field(
+        description='a payload key; a dotted path ("meta.source") reaches inside',
+        json_schema_extra=TEXT,
+    )
+    size: int | None = Field(
+        default=None, ge=1, le=MAX_GROUP_SIZE, description="hits per group (default 3)"
+    )
+
+
 class SearchRequest(Body):
     """Exactly one of ``text`` (embedded as a query) or ``vector``; keyword and hybrid
     modes take a text, on a collection created with ``bm25``."""
@@ -268,6 +282,9 @@ class SearchRequest(Body):
     mode: Literal["dense", "keyword", "hybrid"] = Field(
         default="dense",
         description="dense: nearest embeddings; keyword: BM25; hybrid: both, fused by rank",
+    )
+    group_by: GroupBy | None = Field(
+        default=None, description="answer in groups: the best hits per value of a payload field"
     )
 
 

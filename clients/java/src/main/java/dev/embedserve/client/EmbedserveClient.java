@@ -26,6 +26,7 @@ import dev.embedserve.v1.GetCollectionRequest;
 import dev.embedserve.v1.GetModelInfoRequest;
 import dev.embedserve.v1.GetModelInfoResponse;
 import dev.embedserve.v1.GetRequest;
+import dev.embedserve.v1.GroupBy;
 import dev.embedserve.v1.IngestStreamRequest;
 import dev.embedserve.v1.IngestStreamResponse;
 import dev.embedserve.v1.ListCollectionsRequest;
@@ -96,10 +97,11 @@ import java.util.stream.Stream;
  * }</pre>
  *
  * <p>The VectorService calls are on the same client: collections ({@link #createCollection},
- * ...), acknowledged streaming ingestion ({@link #ingest}), {@link #search}, {@link #recommend},
- * {@link #get}, {@link #delete} and {@link #count}, and export and analysis: {@link #scroll}
- * (one page), {@link #scrollAll} (every document, following the cursor), {@link #cluster} and
- * {@link #findDuplicates}; {@link Vectors} builds their documents, examples and filters.
+ * ...), acknowledged streaming ingestion ({@link #ingest}), {@link #search}, {@link
+ * #searchGroups}, {@link #recommend}, {@link #get}, {@link #delete} and {@link #count}, and export
+ * and analysis: {@link #scroll} (one page), {@link #scrollAll} (every document, following the
+ * cursor), {@link #cluster} and {@link #findDuplicates}; {@link Vectors} builds their documents,
+ * examples and filters.
  *
  * <p>Failed calls throw {@link StatusRuntimeException} carrying the server's status
  * ({@code INVALID_ARGUMENT}, {@code DEADLINE_EXCEEDED}, ...). Unary calls get the client's
@@ -593,9 +595,102 @@ public final class EmbedserveClient implements AutoCloseable {
         .toList();
   }
 
-  /** Any search request (embedding options for the query included). */
+  /**
+   * Any search request (embedding options for the query included); one with {@code group_by}
+   * answers in groups: see {@link #searchGroups(SearchRequest)}.
+   */
   public List<Hit> search(SearchRequest request) {
     return hits(vectors.search(request).getResultsList());
+  }
+
+  /**
+   * The best hits for {@code text} (embedded with the query prompt) grouped by the payload field
+   * {@code groupBy} (a string or an integer, or a list of them; a dotted path reaches into
+   * objects): at most {@code groupSize} hits (1 to 100) per value, groups ranked by their best
+   * hit. Hits without such a value are left out.
+   *
+   * @param filter restricts the hits; null for none
+   * @param params {@code limit} counts groups; no offset or diversity ({@code INVALID_ARGUMENT});
+   *     null for the server's defaults
+   */
+  public List<HitGroup> searchGroups(
+      String collection,
+      String text,
+      String groupBy,
+      int groupSize,
+      Filter filter,
+      QueryParams params) {
+    return searchGroups(
+        searchRequest(collection, filter, params)
+            .setText(text)
+            .setGroupBy(groupBy(groupBy, groupSize))
+            .build());
+  }
+
+  /**
+   * As {@link #searchGroups(String, String, String, int, Filter, QueryParams)}, ranked by {@code
+   * mode}: keyword and hybrid modes need a collection created with {@code bm25}.
+   */
+  public List<HitGroup> searchGroups(
+      String collection,
+      String text,
+      SearchMode mode,
+      String groupBy,
+      int groupSize,
+      Filter filter,
+      QueryParams params) {
+    return searchGroups(
+        searchRequest(collection, filter, params)
+            .setText(text)
+            .setMode(mode)
+            .setGroupBy(groupBy(groupBy, groupSize))
+            .build());
+  }
+
+  /**
+   * As {@link #searchGroups(String, String, String, int, Filter, QueryParams)}, by {@code vector}.
+   */
+  public List<HitGroup> searchGroups(
+      String collection,
+      float[] vector,
+      String groupBy,
+      int groupSize,
+      Filter filter,
+      QueryParams params) {
+    return searchGroups(
+        searchRequest(collection, filter, params)
+            .setVector(Vectors.vector(vector))
+            .setGroupBy(groupBy(groupBy, groupSize))
+            .build());
+  }
+
+  /**
+   * Any grouped search request: its groups, best first.
+   *
+   * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when {@code request} has no {@code
+   *     group_by}, or (from the server) with an offset or diversity
+   */
+  public List<HitGroup> searchGroups(SearchRequest request) {
+    if (!request.hasGroupBy()) {
+      throw Status.INVALID_ARGUMENT
+          .withDescription("searchGroups needs a request with group_by")
+          .asRuntimeException();
+    }
+    List<HitGroup> groups = new ArrayList<>();
+    for (dev.embedserve.v1.HitGroup group : vectors.search(request).getGroupsList()) {
+      Object key =
+          switch (group.getKeyCase()) {
+            case TEXT -> group.getText();
+            case INTEGER -> group.getInteger();
+            case KEY_NOT_SET -> null;
+          };
+      groups.add(new HitGroup(key, hits(group.getHitsList())));
+    }
+    return Collections.unmodifiableList(groups);
+  }
+
+  private static GroupBy groupBy(String key, int size) {
+    return GroupBy.newBuilder().setKey(key).setSize(size).build();
   }
 
   private static SearchRequest.Builder searchRequest(
@@ -899,6 +994,12 @@ public final class EmbedserveClient implements AutoCloseable {
    * (numbers come back as Double); {@code vector} is null unless vectors were asked for.
    */
   public record Hit(String id, float score, Map<String, Object> payload, float[] vector) {}
+
+  /**
+   * One group of {@link #searchGroups}: the value of the grouping field ({@code key}, a String or
+   * a Long) and its best hits, best first.
+   */
+  public record HitGroup(Object key, List<Hit> hits) {}
 
   /**
    * A stored document returned by {@link #get} and {@link #scroll} ({@code payload} empty when

@@ -19,6 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.embedserve.client.EmbedserveClient.Hit;
+import dev.embedserve.client.EmbedserveClient.HitGroup;
 import dev.embedserve.client.EmbedserveClient.IngestAck;
 import dev.embedserve.client.EmbedserveClient.Stored;
 import dev.embedserve.v1.CollectionConfig;
@@ -45,6 +46,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.NoSuchElementException;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -321,6 +323,87 @@ class VectorServiceTest {
       client.updatePayload(name, List.of("tea"), null, Map.of("stock", 3), List.of("title"));
       Stored tea = client.get(name, List.of("tea"), false).get(0);
       assertEquals(Map.of("stock", 3.0), tea.payload());
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  @Test
+  void searchGroupsGivesTheBestPassagesPerDocument() {
+    String name = uniqueName("groups");
+    client.createCollection(name, CollectionConfig.newBuilder().setBm25(true).build());
+    try {
+      Map<String, List<String>> passages = new LinkedHashMap<>();
+      passages.put("space", List.of(
+          "The rocket lifted off and reached orbit.",
+          "Astronauts trained for the long flight to the moon.",
+          "A telescope photographed a distant galaxy."));
+      passages.put("cooking", List.of(
+          "Boil the pasta and stir in the garlic sauce.",
+          "Bake the bread in a hot oven.",
+          "Season the soup with fresh herbs."));
+      passages.put("football", List.of(
+          "The striker scored a late penalty goal.",
+          "The goalkeeper saved a shot in the stadium.",
+          "The referee showed the defender a red card."));
+      List<Document> docs = new ArrayList<>();
+      passages.forEach(
+          (doc, texts) -> {
+            for (int part = 0; part < texts.size(); part++) {
+              docs.add(document(doc + "-" + part, texts.get(part), Map.of("doc", doc, "part", part)));
+            }
+          });
+      client.upsert(name, docs);
+
+      String query = "a rocket launch into orbit";
+      List<HitGroup> groups = client.searchGroups(name, query, "doc", 2, null, limit(2));
+      assertEquals(2, groups.size(), groups.toString());
+      assertEquals("space", groups.get(0).key());
+      assertEquals(2, groups.stream().map(HitGroup::key).distinct().count(), "distinct keys");
+      // The same hits as a plain search, taken per document in rank order.
+      List<Hit> ranked = client.search(name, query, docs.size());
+      for (HitGroup group : groups) {
+        String doc = (String) group.key();
+        assertEquals(2, group.hits().size(), doc);
+        group.hits().forEach(hit -> assertEquals(doc, hit.payload().get("doc"), hit.id()));
+        List<String> best =
+            ranked.stream().map(Hit::id).filter(id -> id.startsWith(doc + "-")).limit(2).toList();
+        assertEquals(best, group.hits().stream().map(Hit::id).toList(), doc);
+      }
+      assertTrue(groups.get(0).hits().get(0).score() >= groups.get(1).hits().get(0).score(), "groups by best score");
+      assertEquals(
+          ranked.stream().map(hit -> hit.payload().get("doc")).distinct().limit(2).toList(),
+          groups.stream().map(HitGroup::key).toList());
+
+      // Integer keys come back as Long; by vector, the stored document is its group's best hit.
+      float[] vector = client.get(name, List.of("cooking-1"), true).get(0).vector();
+      List<HitGroup> byPart = client.searchGroups(name, vector, "part", 2, null, limit(3));
+      assertEquals(Long.valueOf(1), byPart.get(0).key());
+      assertEquals(Set.of(0L, 1L, 2L), Set.copyOf(byPart.stream().map(HitGroup::key).toList()));
+      assertEquals("cooking-1", byPart.get(0).hits().get(0).id());
+      for (HitGroup group : byPart) {
+        assertTrue(group.key() instanceof Long, String.valueOf(group.key()));
+        assertEquals(2, group.hits().size());
+        group.hits().forEach(hit -> assertEquals(((Long) group.key()).doubleValue(), hit.payload().get("part")));
+      }
+
+      // Keyword mode: only the documents holding the word form groups.
+      List<HitGroup> keyword =
+          client.searchGroups(name, "rocket", SearchMode.SEARCH_MODE_KEYWORD, "doc", 2, null, limit(3));
+      assertEquals(List.of("space"), keyword.stream().map(HitGroup::key).toList());
+      assertEquals(List.of("space-0"), keyword.get(0).hits().stream().map(Hit::id).toList());
+
+      StatusRuntimeException offset =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> client.searchGroups(
+                  name, query, "doc", 2, null, QueryParams.newBuilder().setLimit(2).setOffset(1).build()));
+      assertEquals(Status.Code.INVALID_ARGUMENT, offset.getStatus().getCode());
+      StatusRuntimeException ungrouped =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> client.searchGroups(SearchRequest.newBuilder().setCollection(name).setText(query).build()));
+      assertEquals(Status.Code.INVALID_ARGUMENT, ungrouped.getStatus().getCode());
     } finally {
       client.deleteCollection(name);
     }

@@ -8,6 +8,7 @@ import static dev.embedserve.client.Vectors.must;
 
 import dev.embedserve.client.EmbedserveClient;
 import dev.embedserve.client.EmbedserveClient.Hit;
+import dev.embedserve.client.EmbedserveClient.HitGroup;
 import dev.embedserve.v1.Document;
 import dev.embedserve.v1.RecommendStrategy;
 import dev.embedserve.v1.WriteOptions;
@@ -19,8 +20,8 @@ import java.util.Map;
 
 /**
  * Embeds texts with an embedserve server, once with a unary call and once through a
- * bidirectional stream, then ingests them into a temporary collection, searches it and asks for
- * recommendations.
+ * bidirectional stream, then ingests them into a temporary collection, searches it (also in groups)
+ * and asks for recommendations.
  *
  * <pre>
  * mvn -q test-compile exec:java -Dexec.classpathScope=test \
@@ -72,6 +73,11 @@ public final class EmbedExample {
         // snippet: search
         List<Hit> hits = client.search(collection, texts.get(0), must(match("lang", "en")), limit(3));
         hits.forEach(hit -> System.out.printf("search: %s %.3f %s%n", hit.id(), hit.score(), hit.payload().get("lang")));
+        // end snippet
+        // snippet: groups
+        // The best 2 hits per value of the payload field "lang"; the limit counts groups.
+        List<HitGroup> groups = client.searchGroups(collection, texts.get(0), "lang", 2, null, limit(3));
+        groups.forEach(group -> System.out.printf("group %s: %s%n", group.key(), group.hits().stream().map(Hit::id).toList()));
         // end snippet
         // snippet: recommend
         // Like document 0 (Vectors.id/textExample/vectorExample); never returns the examples.

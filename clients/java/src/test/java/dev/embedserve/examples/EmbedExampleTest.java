@@ -36,8 +36,9 @@ class EmbedExampleTest {
         lines.subList(0, 4));
     assertTrue(lines.get(4).matches("search: 0 1[.,]000 en"), lines.get(4));
     assertTrue(lines.get(5).matches("search: 1 \\S+ en"), lines.get(5));
-    assertTrue(lines.get(6).matches("recommend: 1 \\S+"), lines.get(6));
-    assertEquals(7, lines.size(), String.join("\n", lines));
+    assertEquals("group en: [0, 1]", lines.get(6));
+    assertTrue(lines.get(7).matches("recommend: 1 \\S+"), lines.get(7));
+    assertEquals(8, lines.size(), String.join("\n", lines));
   }
 
   /** clients/java/README.md shows exactly the marked snippets of EmbedExample. */
@@ -52,7 +53,7 @@ class EmbedExampleTest {
                 readme.contains(block),
                 "README.md lacks the " + name + " snippet of EmbedExample:\n" + block));
     assertEquals(
-        List.of("connect", "embed", "stream", "ingest", "search", "recommend"),
+        List.of("connect", "embed", "stream", "ingest", "search", "groups", "recommend"),
         List.copyOf(snippets.keySet()));
   }
 }

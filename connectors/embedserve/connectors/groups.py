@@ -1,0 +1,131 @@
+"""Grouped search: the best hits per value of a payload field (say, the best passages of
+each document), built from a ranked search of any engine.
+
+The embedded engine has no grouping query, so grouping happens here for every engine and
+they all agree. Hits arrive in rank order; a group ranks by its first (best) hit. The
+ranked list is fetched in growing pages until the first ``limit`` groups are full or the
+matches run out, up to ``MAX_GROUP_CANDIDATES`` hits: past that, a group may hold fewer
+hits than asked although more would match, as with Qdrant's own grouping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidRequest
+from .types import ScoredPoint, SearchParams
+
+MAX_GROUP_CANDIDATES = 10_000
+MAX_GROUP_SIZE = 100
+DEFAULT_GROUP_SIZE = 3  # as Qdrant's
+# The first page holds this many times the hits the groups could hold at most.
+FIRST_PAGE_FACTOR = 4
+GroupKey = str | int
+
+
+@dataclass(frozen=True)
+class GroupBy:
+    """Group hits by ``key``, a payload field (a dotted path reaches into objects) holding
+    a string or an integer, or a list of them (the hit joins each value's group); hits
+    without such a value are left out. At most ``size`` hits per group."""
+
+    key: str
+    size: int = DEFAULT_GROUP_SIZE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not self.key or "" in self.key.split("."):
+            raise InvalidRequest(f"group_by.key must be a payload key, got {self.key!r}")
+        s = self.size
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_GROUP_SIZE:
+            raise InvalidRequest(f"group_by.size must be from 1 to {MAX_GROUP_SIZE}, got {s!r}")
+
+    @property
+    def top_key(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    def values(self, payload: dict[str, Any] | None) -> Iterator[GroupKey]:
+        """The group keys of a hit with this payload, each once."""
+        value: Any = payload
+        for part in self.key.split("."):
+            if not isinstance(value, dict):
+                return
+            value = value.get(part)
+        items = value if isinstance(value, list) else [value]
+        seen: set[GroupKey] = set()
+        for item in items:
+            # bool is an int to Python, not to a payload index.
+            if isinstance(item, str | int) and not isinstance(item, bool) and item not in seen:
+                seen.add(item)
+                yield item
+
+
+@dataclass(frozen=True)
+class HitGroup:
+    key: GroupKey
+    hits: list[ScoredPoint]
+
+
+def check_grouping(params: SearchParams, group: GroupBy) -> None:
+    if params.offset:
+        raise InvalidRequest("a grouped search takes no offset")
+    if params.diversity is not None:
+        raise InvalidRequest("a grouped search takes no diversity")
+    if params.limit * group.size > MAX_GROUP_CANDIDATES:
+        raise InvalidRequest(
+            f"limit x group_by.size is {params.limit * group.size}; at most "
+            f"{MAX_GROUP_CANDIDATES} hits in the groups of one search"
+        )
+
+
+def search_groups(
+    search: Callable[[SearchParams], list[ScoredPoint]],
+    params: SearchParams,
+    group: GroupBy,
+) -> list[HitGroup]:
+    """The first ``params.limit`` groups of the hits ``search`` ranks, each with its best
+    ``group.size`` hits in rank order. ``search`` runs the caller's query with the params
+    it is given (limits and payload keys chosen here)."""
+    check_grouping(params, group)
+    fetch = min(MAX_GROUP_CANDIDATES, max(params.limit * group.size * FIRST_PAGE_FACTOR, 64))
+    while True:
+        hits = search(dataclasses.replace(params, limit=fetch, **_payload_fields(params, group)))
+        groups = _group(hits, params.limit, group)
+        exhausted = len(hits) < fetch
+        full = len(groups) == params.limit and all(len(g.hits) == group.size for g in groups)
+        if exhausted or full or fetch >= MAX_GROUP_CANDIDATES:
+            return [HitGroup(g.key, [_as_asked(h, params, group) for h in g.hits]) for g in groups]
+        fetch = min(MAX_GROUP_CANDIDATES, fetch * FIRST_PAGE_FACTOR)
+
+
+def _payload_fields(params: SearchParams, group: GroupBy) -> dict[str, Any]:
+    """The group key's field is fetched whatever the caller asked for."""
+    if params.with_payload and params.payload_keys is None:
+        return {}
+    kept = params.payload_keys if params.with_payload and params.payload_keys else ()
+    return {"with_payload": True, "payload_keys": tuple(dict.fromkeys((*kept, group.top_key)))}
+
+
+def _group(hits: list[ScoredPoint], limit: int, group: GroupBy) -> list[HitGroup]:
+    groups: dict[GroupKey, HitGroup] = {}
+    for hit in hits:
+        for key in group.values(hit.payload):
+            if key not in groups:
+                if len(groups) == limit:
+                    continue
+                groups[key] = HitGroup(key, [])
+            if len(groups[key].hits) < group.size:
+                groups[key].hits.append(hit)
+    return list(groups.values())
+
+
+def _as_asked(hit: ScoredPoint, params: SearchParams, group: GroupBy) -> ScoredPoint:
+    """The hit with the payload the caller asked for, not the one fetched for grouping."""
+    if not params.with_payload:
+        return dataclasses.replace(hit, payload=None)
+    keys = params.payload_keys
+    if keys is None or group.top_key in keys or hit.payload is None:
+        return hit
+    return dataclasses.replace(hit, payload={k: v for k, v in hit.payload.items() if k in keys})

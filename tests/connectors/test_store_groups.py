@@ -1,0 +1,152 @@
+"""Grouped search: the best hits per payload value, the same on every backend, against
+groups formed here from the exact ranking of every point."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import pytest
+from connectors_testdata import unit_vectors
+
+from embedserve.connectors import (
+    CollectionSpec,
+    Filter,
+    GroupBy,
+    HitGroup,
+    InvalidRequest,
+    MatchValue,
+    PointRecord,
+    SearchParams,
+    VectorStore,
+    search_groups,
+)
+
+DIM = 8
+N = 300
+DOCS = 12
+
+
+def payload_of(n: int) -> dict[str, Any]:
+    """Passages of 12 documents; some carry a list of tags or an integer key, some none."""
+    payload: dict[str, Any] = {"doc": f"d{n % DOCS}", "meta": {"part": n % 5}, "n": n}
+    if n % 7 == 0:
+        payload["tags"] = ["a", "b"] if n % 2 else ["b", "b"]
+    if n % 11 == 0:
+        del payload["doc"]  # a passage without a document: in no group
+    return payload
+
+
+@pytest.fixture
+def passages(store: VectorStore) -> tuple[VectorStore, np.ndarray, np.ndarray]:
+    vectors = unit_vectors(np.random.default_rng(3), N, DIM)
+    store.create_collection(CollectionSpec("p", vector_size=DIM))
+    store.upsert("p", [PointRecord(f"p{n}", v, payload_of(n)) for n, v in enumerate(vectors)])
+    query = unit_vectors(np.random.default_rng(4), 1, DIM)[0]
+    return store, vectors, query
+
+
+def expected_groups(
+    vectors: np.ndarray, query: np.ndarray, key: Any, limit: int, size: int, keep: Any = None
+) -> list[tuple[Any, list[str]]]:
+    """Every point ranked exactly; groups in the order their first member appears."""
+    groups: dict[Any, list[str]] = {}
+    for n in np.argsort(-(vectors @ query)):
+        if keep is not None and not keep(int(n)):
+            continue
+        value = key(payload_of(int(n)))
+        for k in dict.fromkeys(value if isinstance(value, list) else [value]):
+            if k is None or (k not in groups and len(groups) == limit):
+                continue
+            members = groups.setdefault(k, [])
+            if len(members) < size:
+                members.append(f"p{n}")
+    return list(groups.items())
+
+
+def grouped(
+    store: VectorStore,
+    query: np.ndarray,
+    group: GroupBy,
+    pages: list[int] | None = None,
+    **params: Any,
+) -> Any:
+    """``pages`` collects the limit of each page fetched."""
+    ranked = functools.partial(store.search, "p", query, params.pop("filter", None))
+
+    def page(p: SearchParams) -> Any:
+        (pages if pages is not None else []).append(p.limit)
+        return ranked(p)
+
+    return search_groups(page, SearchParams(exact=True, **params), group)
+
+
+def shape(groups: list[HitGroup]) -> list[tuple[Any, list[str]]]:
+    return [(g.key, [h.id for h in g.hits]) for g in groups]
+
+
+@pytest.mark.parametrize(("limit", "size", "page_count"), [(3, 2, 1), (12, 1, 1), (2, 10, 2)])
+def test_groups_hold_the_best_hits_of_each_value(
+    passages: tuple[VectorStore, np.ndarray, np.ndarray], limit: int, size: int, page_count: int
+) -> None:
+    store, vectors, query = passages
+    pages: list[int] = []
+    groups = grouped(store, query, GroupBy("doc", size), pages, limit=limit)
+    expected = expected_groups(vectors, query, lambda p: p.get("doc"), limit, size)
+    assert shape(groups) == expected
+    assert all(len(members) == size for _, members in expected)
+    # (2, 10): the first page (80 hits) holds about 7 passages of each document, so a
+    # second one is fetched; it takes all 300 and ends there.
+    assert len(pages) == page_count, pages
+    scores = [h.score for g in groups for h in g.hits[:1]]
+    assert scores == sorted(scores, reverse=True)
+    for group in groups:
+        assert all(h.payload and h.payload["doc"] == group.key for h in group.hits)
+
+
+def test_lists_nested_and_integer_values(
+    passages: tuple[VectorStore, np.ndarray, np.ndarray],
+) -> None:
+    store, vectors, query = passages
+    tags = grouped(store, query, GroupBy("tags", 4), limit=5)
+    # Only "a" and "b" exist: the matches run out before five groups fill.
+    assert shape(tags) == expected_groups(vectors, query, lambda p: p.get("tags"), 5, 4)
+    assert {g.key for g in tags} == {"a", "b"}
+    parts = grouped(store, query, GroupBy("meta.part", 2), limit=3)
+    assert shape(parts) == expected_groups(vectors, query, lambda p: p["meta"]["part"], 3, 2)
+    assert all(isinstance(g.key, int) for g in parts)
+
+
+def test_filter_threshold_and_payload_as_asked(
+    passages: tuple[VectorStore, np.ndarray, np.ndarray],
+) -> None:
+    store, vectors, query = passages
+    even = Filter(must=(MatchValue("meta.part", 0),))
+    groups = grouped(store, query, GroupBy("doc", 2), limit=4, filter=even)
+    expected = expected_groups(vectors, query, lambda p: p.get("doc"), 4, 2, lambda n: n % 5 == 0)
+    assert shape(groups) == expected
+    threshold = float(np.sort(vectors @ query)[-20])
+    near = grouped(store, query, GroupBy("doc", 3), limit=10, score_threshold=threshold)
+    hits = [h for g in near for h in g.hits]
+    assert hits and all(h.score >= threshold - 1e-5 for h in hits)
+    # The grouping field is fetched, but the hits carry what the caller asked for.
+    bare = grouped(store, query, GroupBy("doc", 1), limit=2, with_payload=False)
+    assert [h.payload for g in bare for h in g.hits] == [None, None]
+    only_n = grouped(store, query, GroupBy("doc", 1), limit=2, payload_keys=("n",))
+    assert [set(h.payload or ()) for g in only_n for h in g.hits] == [{"n"}, {"n"}]
+    assert shape(only_n) == shape(grouped(store, query, GroupBy("doc", 1), limit=2))
+
+
+def test_misuse_is_refused(passages: tuple[VectorStore, np.ndarray, np.ndarray]) -> None:
+    store, _, query = passages
+    for group, params, message in [
+        (GroupBy("doc"), {"offset": 2}, "takes no offset"),
+        (GroupBy("doc"), {"diversity": 0.5}, "takes no diversity"),
+        (GroupBy("doc", 100), {"limit": 101}, "at most 10000 hits"),
+    ]:
+        with pytest.raises(InvalidRequest, match=message):
+            grouped(store, query, group, **params)
+    for key, size in [("", 1), ("a..b", 1), ("doc", 0), ("doc", 101)]:
+        with pytest.raises(InvalidRequest, match="group_by"):
+            GroupBy(key, size)
