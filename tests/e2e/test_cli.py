@@ -223,6 +223,31 @@ def test_ingest_resumes_search_recommend_and_collections(served: str, tmp_path: 
     assert config["fullScanThresholdKb"] == 20000
 
 
+def test_ingest_splits_long_texts_into_passages_and_resumes(served: str, tmp_path: Path) -> None:
+    source = tmp_path / "guides.jsonl"
+    long = "The ferry leaves the harbour at dawn and returns at dusk. " * 40
+    rows = [
+        {"id": "ferry", "text": long + "Bring a warm coat for the crossing."},
+        {"id": "bread", "text": "Rye bread needs a sour starter. " * 40},
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows[:1]))
+    split = ["--passage-tokens", "48", "--passage-overlap", "4", "--store-text"]
+    first = run_cli("ingest", str(source), "-c", "guides", *split, "--target", served)
+    assert first.returncode == 0, first.stderr
+    assert "ingested 1 documents" in first.stderr
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    second = run_cli("ingest", str(source), "-c", "guides", *split, "--target", served)
+    assert "resuming after 1 acknowledged documents" in second.stderr, second.stderr
+    grouped = ["search", "guides", "a warm coat", "--group-by", "doc_id", "--group-size", "1"]
+    groups = [
+        json.loads(line) for line in run_cli(*grouped, "--target", served).stdout.splitlines()
+    ]
+    assert [g["key"] for g in groups] == ["ferry", "bread"]
+    best = groups[0]["hits"][0]
+    assert best["payload"]["passage"] == best["payload"]["passages"] - 1 > 3
+    assert best["payload"]["text"].endswith("Bring a warm coat for the crossing.")
+
+
 def test_keyword_and_hybrid_search_from_the_shell(served: str, tmp_path: Path) -> None:
     rows = tmp_path / "codes.csv"
     rows.write_text(

@@ -14,6 +14,7 @@ type callConfig struct {
 	batchSize   int
 	maxInFlight int
 	storeText   bool
+	split       *pb.PassageSplit
 }
 
 const (
@@ -41,7 +42,7 @@ func newCallConfigWith(batchSize, maxInFlight int, opts []EmbedOption) callConfi
 
 // writeOptions are the WriteOptions of an Ingest or Upsert call.
 func (c callConfig) writeOptions() *pb.WriteOptions {
-	return &pb.WriteOptions{Embed: c.options, StoreText: c.storeText}
+	return &pb.WriteOptions{Embed: c.options, StoreText: c.storeText, Split: c.split}
 }
 
 // WithTask selects the model's prompt (pb.Task_TASK_QUERY, pb.Task_TASK_DOCUMENT, ...).
@@ -97,8 +98,29 @@ func WithMaxInFlight(n int) EmbedOption {
 	}
 }
 
-// WithStoreText keeps each document's text in its payload under "text"
-// (Ingest and Upsert; ignored by the embedding calls).
+// WithStoreText keeps each document's text (with WithSplit, each passage's)
+// in its payload under "text" (Ingest and Upsert; ignored by the embedding
+// calls).
 func WithStoreText(store bool) EmbedOption {
 	return func(c *callConfig) { c.storeText = store }
+}
+
+// WithSplit stores each text document as passages of the model's maximum
+// length, each repeating an eighth of the one before (Ingest and Upsert;
+// ignored by the embedding calls). A document "<id>" becomes the points
+// "<id>#0", "<id>#1", ..., each with the document's payload plus "doc_id" (the
+// id), "passage" (its number), "passages" (how many) and "span" ([start, end)
+// character offsets in the text); SearchGroups by "doc_id" answers once per
+// document. Upsert then counts passages; Ingest still acknowledges document ids.
+func WithSplit() EmbedOption {
+	return func(c *callConfig) { c.split = &pb.PassageSplit{} }
+}
+
+// WithSplitTokens is WithSplit with passages of at most maxTokens tokens of
+// text (from 1 to the model's maximum less the prompt and special tokens),
+// each repeating overlapTokens of the one before (at most maxTokens/2).
+func WithSplitTokens(maxTokens, overlapTokens uint32) EmbedOption {
+	return func(c *callConfig) {
+		c.split = &pb.PassageSplit{MaxTokens: &maxTokens, OverlapTokens: &overlapTokens}
+	}
 }

@@ -366,7 +366,9 @@ func (c *Client) DeleteCollection(ctx context.Context, name string) error {
 }
 
 // Upsert writes documents in one call and returns once they are durable.
-// Options: the embedding options for text documents and WithStoreText.
+// It returns the number of points written: one per document, or one per
+// passage with WithSplit or WithSplitTokens. Options: the embedding options
+// for text documents, WithStoreText and WithSplit/WithSplitTokens.
 func (c *Client) Upsert(ctx context.Context, collection string, documents []Document, opts ...EmbedOption) (uint64, error) {
 	cfg := newCallConfig(opts)
 	docs := make([]*pb.Document, len(documents))
@@ -415,7 +417,8 @@ type Ack struct {
 // documents is consumed on another goroutine: any iter.Seq[Document], such as
 // slices.Values(docs) or FromChannel(ch). The stream has no default
 // deadline: bound it with ctx. Embedding options apply to text documents;
-// WithStoreText keeps their text in the payload.
+// WithStoreText keeps their text in the payload; WithSplit or WithSplitTokens
+// stores them as passages (the acknowledgements still name the documents).
 func (c *Client) Ingest(ctx context.Context, collection string, documents iter.Seq[Document], opts ...EmbedOption) iter.Seq2[Ack, error] {
 	cfg := newCallConfigWith(DefaultIngestBatchSize, DefaultIngestMaxInFlight, opts)
 	write := cfg.writeOptions()

@@ -558,3 +558,100 @@ func TestSearchGroups(t *testing.T) {
 		}
 	}
 }
+
+// longText is about 600 words: a paragraph repeated, each copy numbered.
+func longText(topic string) string {
+	var b strings.Builder
+	for n := range 10 {
+		fmt.Fprintf(&b, "Part %d about %s. The %s team met early in the morning to review the plan for the week, "+
+			"checking every step twice, writing down the open questions, and agreeing on who would follow up with whom "+
+			"before the next meeting; afterwards they walked to the old harbour, talked about the weather, the "+
+			"long winter ahead and the small things that make a working day pleasant. ", n, topic, topic)
+	}
+	return b.String()
+}
+
+func TestUpsertAndIngestSplitIntoPassages(t *testing.T) {
+	client := dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	name := newCollection(t, client)
+	text := longText("harbour")
+	if words := len(strings.Fields(text)); words < 500 {
+		t.Fatalf("the long text has %d words", words)
+	}
+	n, err := client.Upsert(ctx, name, []embedserve.Document{{ID: "long", Text: text, Payload: map[string]any{"lang": "en"}}},
+		embedserve.WithSplitTokens(64, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n <= 5 {
+		t.Fatalf("upserted %d points for ~600 words in passages of 64 tokens, want more than 5", n)
+	}
+	if stored := count(t, client, name, nil); stored != n {
+		t.Fatalf("%d points stored, %d upserted", stored, n)
+	}
+	if unsplit, err := client.Get(ctx, name, []string{"long"}, false); err != nil || len(unsplit) != 0 {
+		t.Fatalf("Get of the document's own id: %+v, %v; want no point", unsplit, err)
+	}
+	stored, err := client.Get(ctx, name, []string{"long#0", "long#1"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 2 || stored[0].ID != "long#0" || stored[1].ID != "long#1" {
+		t.Fatalf("Get of the first two passages: %+v", stored)
+	}
+	var spans [2][]any
+	for i, passage := range stored {
+		p := passage.Payload
+		if p["doc_id"] != "long" || p["passage"] != float64(i) || p["passages"] != float64(n) || p["lang"] != "en" {
+			t.Fatalf("passage %d payload %v: want doc_id long, passage %d, passages %d, lang en", i, p, i, n)
+		}
+		span, ok := p["span"].([]any)
+		if !ok || len(span) != 2 {
+			t.Fatalf("passage %d span %#v, want [start, end]", i, p["span"])
+		}
+		spans[i] = span
+	}
+	first, second := spans[0], spans[1]
+	if first[0] != 0.0 || first[1].(float64) <= 0 || second[0].(float64) <= 0 || second[0].(float64) >= first[1].(float64) || second[1].(float64) > float64(len(text)) {
+		t.Fatalf("spans %v and %v: want the first from 0 and the second starting inside it", first, second)
+	}
+
+	groups, err := client.SearchGroups(ctx, name, embedserve.Text("a walk to the old harbour"), "doc_id", embedserve.WithLimit(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 1 || groups[0].Key != "long" || len(groups[0].Hits) != 3 {
+		t.Fatalf("groups by doc_id: %+v; want one, long, with 3 passages", groups)
+	}
+	for _, hit := range groups[0].Hits {
+		if !strings.HasPrefix(hit.ID, "long#") || hit.Payload["doc_id"] != "long" {
+			t.Fatalf("group long holds %s (payload %v)", hit.ID, hit.Payload)
+		}
+	}
+
+	docs := []embedserve.Document{{ID: "garden", Text: longText("garden")}, {ID: "kitchen", Text: longText("kitchen")}}
+	var acked []string
+	// The model's own maximum: fewer, longer passages than 64 tokens give.
+	for ack, err := range client.Ingest(ctx, name, slices.Values(docs), embedserve.WithSplit(), embedserve.WithBatchSize(1)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, ack.Response.GetIds()...)
+	}
+	if !slices.Equal(acked, []string{"garden", "kitchen"}) {
+		t.Fatalf("Ingest acknowledged %v, want the document ids", acked)
+	}
+	for _, doc := range docs {
+		passages := count(t, client, name, embedserve.Must(embedserve.Match("doc_id", doc.ID)))
+		got, err := client.Get(ctx, name, []string{doc.ID + "#0"}, false)
+		if err != nil || len(got) != 1 || passages < 2 || passages >= n || got[0].Payload["passages"] != float64(passages) {
+			t.Fatalf("ingested %s: %d passages (64 tokens gave %d), first %+v (%v)", doc.ID, passages, n, got, err)
+		}
+	}
+	groups, err = client.SearchGroups(ctx, name, embedserve.Text("planting flowers in the garden"), "doc_id", embedserve.WithGroupSize(1))
+	if err != nil || len(groups) != 3 {
+		t.Fatalf("groups by doc_id after ingesting: %+v, %v; want 3", groups, err)
+	}
+}

@@ -789,8 +789,13 @@ type WriteOptions struct {
 	// Embedding options for text documents; task defaults to DOCUMENT here.
 	// dimensions is ignored (the collection's size is used).
 	Embed *EmbedOptions `protobuf:"bytes,1,opt,name=embed,proto3" json:"embed,omitempty"`
-	// Keep each document's text in its payload under "text".
-	StoreText     bool `protobuf:"varint,2,opt,name=store_text,json=storeText,proto3" json:"store_text,omitempty"`
+	// Keep each document's text in its payload under "text" (a passage's own
+	// text, when split).
+	StoreText bool `protobuf:"varint,2,opt,name=store_text,json=storeText,proto3" json:"store_text,omitempty"`
+	// Store each text document as passages, one point per window of its tokens,
+	// so that text past the model's maximum is searched instead of cut. Default:
+	// unset (one point per document).
+	Split         *PassageSplit `protobuf:"bytes,3,opt,name=split,proto3" json:"split,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -839,6 +844,77 @@ func (x *WriteOptions) GetStoreText() bool {
 	return false
 }
 
+func (x *WriteOptions) GetSplit() *PassageSplit {
+	if x != nil {
+		return x.Split
+	}
+	return nil
+}
+
+// A document split into passages is stored as points "<id>#0", "<id>#1", ...,
+// each with the document's payload and doc_id (the document's id), passage
+// (its number), passages (how many) and span ([start, end): its characters in
+// the text; text past the last span is whitespace). Writing it again replaces
+// them all: passages past the new count and a point written unsplit under its
+// id are deleted first. Search with group_by "doc_id" answers once per
+// document; delete with a filter on doc_id removes one. Documents given as
+// vectors are stored as they are.
+type PassageSplit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tokens of text per passage, not counting the prompt and special tokens.
+	// Default and most: what the model takes besides those.
+	MaxTokens *uint32 `protobuf:"varint,1,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
+	// Tokens each passage repeats from the end of the one before; at most half of
+	// max_tokens. Default: an eighth of max_tokens.
+	OverlapTokens *uint32 `protobuf:"varint,2,opt,name=overlap_tokens,json=overlapTokens,proto3,oneof" json:"overlap_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PassageSplit) Reset() {
+	*x = PassageSplit{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PassageSplit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PassageSplit) ProtoMessage() {}
+
+func (x *PassageSplit) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PassageSplit.ProtoReflect.Descriptor instead.
+func (*PassageSplit) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PassageSplit) GetMaxTokens() uint32 {
+	if x != nil && x.MaxTokens != nil {
+		return *x.MaxTokens
+	}
+	return 0
+}
+
+func (x *PassageSplit) GetOverlapTokens() uint32 {
+	if x != nil && x.OverlapTokens != nil {
+		return *x.OverlapTokens
+	}
+	return 0
+}
+
 type CreateCollectionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -849,7 +925,7 @@ type CreateCollectionRequest struct {
 
 func (x *CreateCollectionRequest) Reset() {
 	*x = CreateCollectionRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[5]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +937,7 @@ func (x *CreateCollectionRequest) String() string {
 func (*CreateCollectionRequest) ProtoMessage() {}
 
 func (x *CreateCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[5]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +950,7 @@ func (x *CreateCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCollectionRequest.ProtoReflect.Descriptor instead.
 func (*CreateCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{5}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateCollectionRequest) GetName() string {
@@ -900,7 +976,7 @@ type CreateCollectionResponse struct {
 
 func (x *CreateCollectionResponse) Reset() {
 	*x = CreateCollectionResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[6]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +988,7 @@ func (x *CreateCollectionResponse) String() string {
 func (*CreateCollectionResponse) ProtoMessage() {}
 
 func (x *CreateCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[6]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1001,7 @@ func (x *CreateCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCollectionResponse.ProtoReflect.Descriptor instead.
 func (*CreateCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{6}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateCollectionResponse) GetCollection() *CollectionInfo {
@@ -943,7 +1019,7 @@ type ListCollectionsRequest struct {
 
 func (x *ListCollectionsRequest) Reset() {
 	*x = ListCollectionsRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[7]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1031,7 @@ func (x *ListCollectionsRequest) String() string {
 func (*ListCollectionsRequest) ProtoMessage() {}
 
 func (x *ListCollectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[7]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1044,7 @@ func (x *ListCollectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListCollectionsRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{7}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{8}
 }
 
 type ListCollectionsResponse struct {
@@ -980,7 +1056,7 @@ type ListCollectionsResponse struct {
 
 func (x *ListCollectionsResponse) Reset() {
 	*x = ListCollectionsResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[8]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1068,7 @@ func (x *ListCollectionsResponse) String() string {
 func (*ListCollectionsResponse) ProtoMessage() {}
 
 func (x *ListCollectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[8]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1081,7 @@ func (x *ListCollectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListCollectionsResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{8}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListCollectionsResponse) GetNames() []string {
@@ -1024,7 +1100,7 @@ type GetCollectionRequest struct {
 
 func (x *GetCollectionRequest) Reset() {
 	*x = GetCollectionRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[9]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1112,7 @@ func (x *GetCollectionRequest) String() string {
 func (*GetCollectionRequest) ProtoMessage() {}
 
 func (x *GetCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[9]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1125,7 @@ func (x *GetCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCollectionRequest.ProtoReflect.Descriptor instead.
 func (*GetCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{9}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetCollectionRequest) GetName() string {
@@ -1068,7 +1144,7 @@ type GetCollectionResponse struct {
 
 func (x *GetCollectionResponse) Reset() {
 	*x = GetCollectionResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[10]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1156,7 @@ func (x *GetCollectionResponse) String() string {
 func (*GetCollectionResponse) ProtoMessage() {}
 
 func (x *GetCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[10]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1169,7 @@ func (x *GetCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCollectionResponse.ProtoReflect.Descriptor instead.
 func (*GetCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{10}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCollectionResponse) GetCollection() *CollectionInfo {
@@ -1112,7 +1188,7 @@ type DeleteCollectionRequest struct {
 
 func (x *DeleteCollectionRequest) Reset() {
 	*x = DeleteCollectionRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[11]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1200,7 @@ func (x *DeleteCollectionRequest) String() string {
 func (*DeleteCollectionRequest) ProtoMessage() {}
 
 func (x *DeleteCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[11]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1213,7 @@ func (x *DeleteCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCollectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{11}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteCollectionRequest) GetName() string {
@@ -1155,7 +1231,7 @@ type DeleteCollectionResponse struct {
 
 func (x *DeleteCollectionResponse) Reset() {
 	*x = DeleteCollectionResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[12]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1243,7 @@ func (x *DeleteCollectionResponse) String() string {
 func (*DeleteCollectionResponse) ProtoMessage() {}
 
 func (x *DeleteCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[12]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1256,7 @@ func (x *DeleteCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCollectionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{12}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{13}
 }
 
 type UpsertRequest struct {
@@ -1194,7 +1270,7 @@ type UpsertRequest struct {
 
 func (x *UpsertRequest) Reset() {
 	*x = UpsertRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[13]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1282,7 @@ func (x *UpsertRequest) String() string {
 func (*UpsertRequest) ProtoMessage() {}
 
 func (x *UpsertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[13]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1295,7 @@ func (x *UpsertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertRequest.ProtoReflect.Descriptor instead.
 func (*UpsertRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{13}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpsertRequest) GetCollection() string {
@@ -1244,17 +1320,18 @@ func (x *UpsertRequest) GetOptions() *WriteOptions {
 }
 
 type UpsertResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Upserted      uint64                 `protobuf:"varint,1,opt,name=upserted,proto3" json:"upserted,omitempty"`
-	Usage         *Usage                 `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
-	Timings       *Timings               `protobuf:"bytes,3,opt,name=timings,proto3" json:"timings,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Points written: one per document, or one per passage when split.
+	Upserted      uint64   `protobuf:"varint,1,opt,name=upserted,proto3" json:"upserted,omitempty"`
+	Usage         *Usage   `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
+	Timings       *Timings `protobuf:"bytes,3,opt,name=timings,proto3" json:"timings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpsertResponse) Reset() {
 	*x = UpsertResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1343,7 @@ func (x *UpsertResponse) String() string {
 func (*UpsertResponse) ProtoMessage() {}
 
 func (x *UpsertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1356,7 @@ func (x *UpsertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertResponse.ProtoReflect.Descriptor instead.
 func (*UpsertResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{14}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpsertResponse) GetUpserted() uint64 {
@@ -1316,7 +1393,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1405,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1418,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{15}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *IngestRequest) GetCollection() string {
@@ -1378,7 +1455,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1467,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1480,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{16}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *IngestResponse) GetDocumentsWritten() uint64 {
@@ -1451,7 +1528,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1540,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1553,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{17}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IngestStreamRequest) GetBatchId() string {
@@ -1520,7 +1597,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1609,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1622,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{18}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IngestStreamResponse) GetBatchId() string {
@@ -1584,7 +1661,7 @@ type MatchValue struct {
 
 func (x *MatchValue) Reset() {
 	*x = MatchValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1673,7 @@ func (x *MatchValue) String() string {
 func (*MatchValue) ProtoMessage() {}
 
 func (x *MatchValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1686,7 @@ func (x *MatchValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchValue.ProtoReflect.Descriptor instead.
 func (*MatchValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{19}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MatchValue) GetKey() string {
@@ -1687,7 +1764,7 @@ type MatchAny struct {
 
 func (x *MatchAny) Reset() {
 	*x = MatchAny{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1776,7 @@ func (x *MatchAny) String() string {
 func (*MatchAny) ProtoMessage() {}
 
 func (x *MatchAny) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1789,7 @@ func (x *MatchAny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchAny.ProtoReflect.Descriptor instead.
 func (*MatchAny) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{20}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MatchAny) GetKey() string {
@@ -1750,7 +1827,7 @@ type MatchText struct {
 
 func (x *MatchText) Reset() {
 	*x = MatchText{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +1839,7 @@ func (x *MatchText) String() string {
 func (*MatchText) ProtoMessage() {}
 
 func (x *MatchText) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +1852,7 @@ func (x *MatchText) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchText.ProtoReflect.Descriptor instead.
 func (*MatchText) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{21}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MatchText) GetKey() string {
@@ -1805,7 +1882,7 @@ type RangeCondition struct {
 
 func (x *RangeCondition) Reset() {
 	*x = RangeCondition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1894,7 @@ func (x *RangeCondition) String() string {
 func (*RangeCondition) ProtoMessage() {}
 
 func (x *RangeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1907,7 @@ func (x *RangeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCondition.ProtoReflect.Descriptor instead.
 func (*RangeCondition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{22}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RangeCondition) GetKey() string {
@@ -1877,7 +1954,7 @@ type IsNull struct {
 
 func (x *IsNull) Reset() {
 	*x = IsNull{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1966,7 @@ func (x *IsNull) String() string {
 func (*IsNull) ProtoMessage() {}
 
 func (x *IsNull) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +1979,7 @@ func (x *IsNull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IsNull.ProtoReflect.Descriptor instead.
 func (*IsNull) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{23}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *IsNull) GetKey() string {
@@ -1921,7 +1998,7 @@ type HasId struct {
 
 func (x *HasId) Reset() {
 	*x = HasId{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2010,7 @@ func (x *HasId) String() string {
 func (*HasId) ProtoMessage() {}
 
 func (x *HasId) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2023,7 @@ func (x *HasId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasId.ProtoReflect.Descriptor instead.
 func (*HasId) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{24}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HasId) GetIds() []string {
@@ -1974,7 +2051,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2063,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2076,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{25}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Condition) GetCondition() isCondition_Condition {
@@ -2130,7 +2207,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2219,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2232,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{26}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Filter) GetMust() []*Condition {
@@ -2218,7 +2295,7 @@ type QueryParams struct {
 
 func (x *QueryParams) Reset() {
 	*x = QueryParams{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2307,7 @@ func (x *QueryParams) String() string {
 func (*QueryParams) ProtoMessage() {}
 
 func (x *QueryParams) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2320,7 @@ func (x *QueryParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParams.ProtoReflect.Descriptor instead.
 func (*QueryParams) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{27}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *QueryParams) GetLimit() uint32 {
@@ -2342,7 +2419,7 @@ type ScoredDocument struct {
 
 func (x *ScoredDocument) Reset() {
 	*x = ScoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2431,7 @@ func (x *ScoredDocument) String() string {
 func (*ScoredDocument) ProtoMessage() {}
 
 func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2444,7 @@ func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredDocument.ProtoReflect.Descriptor instead.
 func (*ScoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{28}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ScoredDocument) GetId() string {
@@ -2420,7 +2497,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2509,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2522,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -2546,7 +2623,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2635,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2648,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -2603,7 +2680,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2692,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2705,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -2696,7 +2773,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2785,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2798,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -2771,7 +2848,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2860,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +2873,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -2823,7 +2900,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +2912,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +2925,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -2872,7 +2949,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +2961,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +2974,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -2974,7 +3051,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3063,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3076,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -3062,7 +3139,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3151,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3164,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -3122,7 +3199,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3211,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3147,7 +3224,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -3182,7 +3259,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3271,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3284,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -3241,7 +3318,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3330,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3343,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -3289,7 +3366,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3301,7 +3378,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3314,7 +3391,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -3346,7 +3423,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3358,7 +3435,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3371,7 +3448,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 type UpdatePayloadRequest struct {
@@ -3394,7 +3471,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3483,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3496,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -3465,7 +3542,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3477,7 +3554,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3490,7 +3567,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 type CountRequest struct {
@@ -3503,7 +3580,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3515,7 +3592,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3528,7 +3605,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -3554,7 +3631,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3566,7 +3643,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3579,7 +3656,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -3604,7 +3681,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3616,7 +3693,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3629,7 +3706,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -3675,7 +3752,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3687,7 +3764,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3700,7 +3777,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -3776,7 +3853,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +3865,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +3878,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -3829,7 +3906,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3841,7 +3918,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3854,7 +3931,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -3910,7 +3987,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3922,7 +3999,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3935,7 +4012,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -3961,7 +4038,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3973,7 +4050,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3986,7 +4063,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -4033,7 +4110,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4045,7 +4122,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4058,7 +4135,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -4194,7 +4271,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4206,7 +4283,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4219,7 +4296,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -4253,7 +4330,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4265,7 +4342,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4278,7 +4355,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *WordScore) GetWord() string {
@@ -4309,7 +4386,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4321,7 +4398,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4334,7 +4411,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -4390,7 +4467,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4402,7 +4479,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4415,7 +4492,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -4515,7 +4592,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4527,7 +4604,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4540,7 +4617,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -4610,7 +4687,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4622,7 +4699,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4635,7 +4712,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -4671,7 +4748,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4683,7 +4760,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4696,7 +4773,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -4724,7 +4801,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4736,7 +4813,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4749,7 +4826,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -4794,7 +4871,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4806,7 +4883,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4819,7 +4896,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -4924,11 +5001,18 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x04text\x18\x02 \x01(\tH\x00R\x04text\x12/\n" +
 	"\x06vector\x18\x03 \x01(\v2\x15.embedserve.v1.VectorH\x00R\x06vector\x121\n" +
 	"\apayload\x18\x04 \x01(\v2\x17.google.protobuf.StructR\apayloadB\t\n" +
-	"\acontent\"`\n" +
+	"\acontent\"\x93\x01\n" +
 	"\fWriteOptions\x121\n" +
 	"\x05embed\x18\x01 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\x12\x1d\n" +
 	"\n" +
-	"store_text\x18\x02 \x01(\bR\tstoreText\"f\n" +
+	"store_text\x18\x02 \x01(\bR\tstoreText\x121\n" +
+	"\x05split\x18\x03 \x01(\v2\x1b.embedserve.v1.PassageSplitR\x05split\"\x80\x01\n" +
+	"\fPassageSplit\x12\"\n" +
+	"\n" +
+	"max_tokens\x18\x01 \x01(\rH\x00R\tmaxTokens\x88\x01\x01\x12*\n" +
+	"\x0eoverlap_tokens\x18\x02 \x01(\rH\x01R\roverlapTokens\x88\x01\x01B\r\n" +
+	"\v_max_tokensB\x11\n" +
+	"\x0f_overlap_tokens\"f\n" +
 	"\x17CreateCollectionRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\x06config\x18\x02 \x01(\v2\x1f.embedserve.v1.CollectionConfigR\x06config\"Y\n" +
@@ -5346,7 +5430,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -5360,194 +5444,196 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*Vector)(nil),                   // 9: embedserve.v1.Vector
 	(*Document)(nil),                 // 10: embedserve.v1.Document
 	(*WriteOptions)(nil),             // 11: embedserve.v1.WriteOptions
-	(*CreateCollectionRequest)(nil),  // 12: embedserve.v1.CreateCollectionRequest
-	(*CreateCollectionResponse)(nil), // 13: embedserve.v1.CreateCollectionResponse
-	(*ListCollectionsRequest)(nil),   // 14: embedserve.v1.ListCollectionsRequest
-	(*ListCollectionsResponse)(nil),  // 15: embedserve.v1.ListCollectionsResponse
-	(*GetCollectionRequest)(nil),     // 16: embedserve.v1.GetCollectionRequest
-	(*GetCollectionResponse)(nil),    // 17: embedserve.v1.GetCollectionResponse
-	(*DeleteCollectionRequest)(nil),  // 18: embedserve.v1.DeleteCollectionRequest
-	(*DeleteCollectionResponse)(nil), // 19: embedserve.v1.DeleteCollectionResponse
-	(*UpsertRequest)(nil),            // 20: embedserve.v1.UpsertRequest
-	(*UpsertResponse)(nil),           // 21: embedserve.v1.UpsertResponse
-	(*IngestRequest)(nil),            // 22: embedserve.v1.IngestRequest
-	(*IngestResponse)(nil),           // 23: embedserve.v1.IngestResponse
-	(*IngestStreamRequest)(nil),      // 24: embedserve.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),     // 25: embedserve.v1.IngestStreamResponse
-	(*MatchValue)(nil),               // 26: embedserve.v1.MatchValue
-	(*MatchAny)(nil),                 // 27: embedserve.v1.MatchAny
-	(*MatchText)(nil),                // 28: embedserve.v1.MatchText
-	(*RangeCondition)(nil),           // 29: embedserve.v1.RangeCondition
-	(*IsNull)(nil),                   // 30: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 31: embedserve.v1.HasId
-	(*Condition)(nil),                // 32: embedserve.v1.Condition
-	(*Filter)(nil),                   // 33: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 34: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 35: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 36: embedserve.v1.SearchRequest
-	(*GroupBy)(nil),                  // 37: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 38: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 39: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 40: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 41: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 42: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 43: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 44: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 45: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 46: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 47: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 48: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 49: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 50: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 51: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 52: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 53: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 54: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 55: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 56: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 57: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 58: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 59: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 60: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 61: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 62: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 63: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 64: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 65: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 66: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 67: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 68: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 69: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 70: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 71: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 72: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 73: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 74: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 75: embedserve.v1.Usage
-	(*Timings)(nil),                  // 76: embedserve.v1.Timings
+	(*PassageSplit)(nil),             // 12: embedserve.v1.PassageSplit
+	(*CreateCollectionRequest)(nil),  // 13: embedserve.v1.CreateCollectionRequest
+	(*CreateCollectionResponse)(nil), // 14: embedserve.v1.CreateCollectionResponse
+	(*ListCollectionsRequest)(nil),   // 15: embedserve.v1.ListCollectionsRequest
+	(*ListCollectionsResponse)(nil),  // 16: embedserve.v1.ListCollectionsResponse
+	(*GetCollectionRequest)(nil),     // 17: embedserve.v1.GetCollectionRequest
+	(*GetCollectionResponse)(nil),    // 18: embedserve.v1.GetCollectionResponse
+	(*DeleteCollectionRequest)(nil),  // 19: embedserve.v1.DeleteCollectionRequest
+	(*DeleteCollectionResponse)(nil), // 20: embedserve.v1.DeleteCollectionResponse
+	(*UpsertRequest)(nil),            // 21: embedserve.v1.UpsertRequest
+	(*UpsertResponse)(nil),           // 22: embedserve.v1.UpsertResponse
+	(*IngestRequest)(nil),            // 23: embedserve.v1.IngestRequest
+	(*IngestResponse)(nil),           // 24: embedserve.v1.IngestResponse
+	(*IngestStreamRequest)(nil),      // 25: embedserve.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),     // 26: embedserve.v1.IngestStreamResponse
+	(*MatchValue)(nil),               // 27: embedserve.v1.MatchValue
+	(*MatchAny)(nil),                 // 28: embedserve.v1.MatchAny
+	(*MatchText)(nil),                // 29: embedserve.v1.MatchText
+	(*RangeCondition)(nil),           // 30: embedserve.v1.RangeCondition
+	(*IsNull)(nil),                   // 31: embedserve.v1.IsNull
+	(*HasId)(nil),                    // 32: embedserve.v1.HasId
+	(*Condition)(nil),                // 33: embedserve.v1.Condition
+	(*Filter)(nil),                   // 34: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 35: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 36: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 37: embedserve.v1.SearchRequest
+	(*GroupBy)(nil),                  // 38: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 39: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 40: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 41: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 42: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 43: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 44: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 45: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 46: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 47: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 48: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 49: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 50: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 51: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 52: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 53: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 54: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 55: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 56: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 57: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 58: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 59: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 60: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 61: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 62: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 63: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 64: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 65: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 66: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 67: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 68: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 69: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 70: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 71: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 72: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 73: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 74: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 75: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 76: embedserve.v1.Usage
+	(*Timings)(nil),                  // 77: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	70, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	71, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	73, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	74, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
-	7,  // 7: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
-	8,  // 8: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	8,  // 9: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	10, // 10: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
-	11, // 11: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	75, // 12: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	76, // 13: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
-	10, // 14: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
-	11, // 15: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	75, // 16: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
-	10, // 17: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
-	11, // 18: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	26, // 19: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	27, // 20: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	29, // 21: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	30, // 22: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	31, // 23: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	33, // 24: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	28, // 25: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
-	32, // 26: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	32, // 27: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	32, // 28: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	73, // 29: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	9,  // 30: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	9,  // 31: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	33, // 32: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	34, // 33: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	74, // 34: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	3,  // 35: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	37, // 36: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	35, // 37: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	35, // 38: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	75, // 39: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	76, // 40: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	38, // 41: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	36, // 42: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	39, // 43: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,  // 44: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	42, // 45: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	42, // 46: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,  // 47: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	33, // 48: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	34, // 49: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	74, // 50: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	35, // 51: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	75, // 52: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	73, // 53: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,  // 54: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	45, // 55: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	33, // 56: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 57: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	73, // 58: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	33, // 59: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	33, // 60: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	55, // 61: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	33, // 62: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	45, // 63: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	59, // 64: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	33, // 65: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,  // 66: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	61, // 67: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	62, // 68: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	63, // 69: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	71, // 70: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	33, // 71: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,  // 72: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	59, // 73: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	66, // 74: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	67, // 75: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	68, // 76: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	72, // 77: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,  // 78: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,  // 79: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	12, // 80: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	14, // 81: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	16, // 82: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	18, // 83: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	20, // 84: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	22, // 85: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	24, // 86: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	36, // 87: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	40, // 88: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	43, // 89: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	46, // 90: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	48, // 91: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	50, // 92: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	52, // 93: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	54, // 94: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	57, // 95: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	60, // 96: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	65, // 97: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	13, // 98: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	15, // 99: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	17, // 100: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	19, // 101: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	21, // 102: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	23, // 103: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	25, // 104: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	39, // 105: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	41, // 106: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	44, // 107: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	47, // 108: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	49, // 109: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	51, // 110: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	53, // 111: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	56, // 112: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	58, // 113: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	64, // 114: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	69, // 115: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	98, // [98:116] is the sub-list for method output_type
-	80, // [80:98] is the sub-list for method input_type
-	80, // [80:80] is the sub-list for extension type_name
-	80, // [80:80] is the sub-list for extension extendee
-	0,  // [0:80] is the sub-list for field type_name
+	74, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	75, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	12, // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
+	7,  // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
+	8,  // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	8,  // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	10, // 11: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
+	11, // 12: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
+	76, // 13: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	77, // 14: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	10, // 15: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
+	11, // 16: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
+	76, // 17: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	10, // 18: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
+	11, // 19: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
+	27, // 20: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	28, // 21: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	30, // 22: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	31, // 23: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	32, // 24: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	34, // 25: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	29, // 26: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
+	33, // 27: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	33, // 28: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	33, // 29: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	74, // 30: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	9,  // 31: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	9,  // 32: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	34, // 33: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	35, // 34: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	75, // 35: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	3,  // 36: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	38, // 37: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	36, // 38: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	36, // 39: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	76, // 40: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	77, // 41: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	39, // 42: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	37, // 43: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	40, // 44: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,  // 45: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	43, // 46: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	43, // 47: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,  // 48: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	34, // 49: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	35, // 50: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	75, // 51: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	36, // 52: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	76, // 53: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	74, // 54: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,  // 55: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	46, // 56: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	34, // 57: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	34, // 58: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	74, // 59: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	34, // 60: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	34, // 61: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	56, // 62: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	34, // 63: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	46, // 64: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	60, // 65: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	34, // 66: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,  // 67: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	62, // 68: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	63, // 69: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	64, // 70: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	72, // 71: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	34, // 72: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,  // 73: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	60, // 74: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	67, // 75: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	68, // 76: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	69, // 77: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	73, // 78: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,  // 79: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,  // 80: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13, // 81: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15, // 82: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17, // 83: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19, // 84: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	21, // 85: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	23, // 86: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	25, // 87: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	37, // 88: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	41, // 89: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	44, // 90: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	47, // 91: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	49, // 92: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	51, // 93: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	53, // 94: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	55, // 95: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	58, // 96: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	61, // 97: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	66, // 98: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14, // 99: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16, // 100: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18, // 101: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20, // 102: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	22, // 103: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	24, // 104: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	26, // 105: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	40, // 106: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	42, // 107: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	45, // 108: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	48, // 109: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	50, // 110: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	52, // 111: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	54, // 112: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	57, // 113: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	59, // 114: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	65, // 115: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	70, // 116: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	99, // [99:117] is the sub-list for method output_type
+	81, // [81:99] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -5561,13 +5647,14 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Document_Text)(nil),
 		(*Document_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[19].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[5].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[20].OneofWrappers = []any{
 		(*MatchValue_Text)(nil),
 		(*MatchValue_Integer)(nil),
 		(*MatchValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[22].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[25].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[23].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[26].OneofWrappers = []any{
 		(*Condition_Match)(nil),
 		(*Condition_MatchAny)(nil),
 		(*Condition_Range)(nil),
@@ -5576,40 +5663,40 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Condition_Filter)(nil),
 		(*Condition_MatchText)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[27].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[29].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[28].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[31].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[31].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[32].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[35].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[36].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[47].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[50].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[53].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[51].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[54].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[58].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[59].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   66,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -15,6 +15,7 @@ from embedserve.server.batcher import Batcher, WindowResult
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.input_names import InputNames
 from embedserve.server.model_spec import PoolingMode
+from embedserve.server.passages import PassageSplit
 from embedserve.server.tokenization import Overflow, TokenDetail, TokenizedText
 from embedserve.server.tokenize_queue import TokenizeQueue
 from embedserve.server.windows import Encoder, FloatArray, Window
@@ -155,6 +156,19 @@ class Embedder:
             return prompts.get(name, "") if name else ""
         # A model without a prompt for this task gets none: the task is a hint, not a demand.
         return next((prompts[n] for n in _PROMPT_NAMES[task] if n in prompts), "")
+
+    async def passage_spans(
+        self, texts: Sequence[str], split: PassageSplit, params: EmbedParams, field: str
+    ) -> list[list[tuple[int, int]]]:
+        """Each text's passages as character spans, sized for the prompt ``params`` picks."""
+        tokenizer = self.model.tokenizer
+        room = tokenizer.text_room(self.prompt_for(params.task, params.prompt))
+        size, overlap = split.resolved(room, field)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._tokenize_executor,
+            lambda: [tokenizer.passage_spans(text, size, overlap) for text in texts],
+        )
 
     # -- embedding -------------------------------------------------------------
 

@@ -136,10 +136,10 @@ class IngestPipeline:
         collection = group[0].message.collection
         try:
             try:
-                await self._core.write(collection, [p for b in batches for p in b.points])
+                await self._core.write(collection, batches)
             except SizeChanged:  # another server re-made the collection: embed at its size
                 batches = [await self._prepare(started.message) for started in group]
-                await self._core.write(collection, [p for b in batches for p in b.points])
+                await self._core.write(collection, batches)
         except (StoreDown, OutOfSpace) as exc:
             exc.message = f"{exc.message}; {self._progress()}"
             raise

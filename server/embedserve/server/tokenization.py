@@ -14,7 +14,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from embedserve.server.errors import InvalidArgument
+from embedserve.server.errors import FailedPrecondition, InvalidArgument
 from embedserve.server.input_names import InputNames
 
 
@@ -96,6 +96,54 @@ class TextTokenizer:
         if not prompt:
             return 0
         return len(self._tok(self._cased(prompt), add_special_tokens=False)["input_ids"])
+
+    def text_room(self, prompt: str) -> int:
+        """Tokens of text that fit one window after the special tokens and the prompt."""
+        return self.max_tokens - self._n_prefix - self._n_suffix - self.prompt_token_count(prompt)
+
+    def passage_spans(self, text: str, max_tokens: int, overlap: int) -> list[tuple[int, int]]:
+        """Character spans of ``text`` cut into passages of at most ``max_tokens`` of its
+        tokens, each repeating at least ``overlap`` tokens of the one before. A cut falls
+        between words where one lies within half a window of the token limit (or of the
+        overlap), else between characters; a text that fits whole is one passage."""
+        cased = self._cased(text)
+        # A lowercasing that changes the length ("İ") would shift the offsets.
+        source = cased if len(cased) == len(text) else text
+        if self.backend is None:
+            raise FailedPrecondition(
+                "the served model's tokenizer is not a fast (Rust) tokenizer, so it gives no "
+                "character offsets to split documents by"
+            )
+        offsets = self.backend.encode(source, add_special_tokens=False).offsets
+        count = len(offsets)
+        if count <= max_tokens:
+            return [(0, len(text))]
+        # Where a passage may begin: at a character boundary (byte-level tokens may share
+        # a character), best at a word: a token after a space or holding one (byte-level
+        # BPE keeps a word's space in its first token).
+        whole = [True] * (count + 1)
+        word = [True] * (count + 1)
+        for i in range(1, count):
+            at = offsets[i][0]
+            whole[i] = at >= offsets[i - 1][1]
+            word[i] = whole[i] and any(c.isspace() for c in source[at - 1 : at + 1])
+
+        def back_to(index: int, floor: int) -> int:
+            """The nearest place at or before ``index`` and above ``floor`` to cut."""
+            for marks, lowest in ((word, max(floor, index - max_tokens // 2)), (whole, floor)):
+                cut = next((i for i in range(index, lowest, -1) if marks[i]), None)
+                if cut is not None:
+                    return cut
+            return index
+
+        spans: list[tuple[int, int]] = []
+        start = 0
+        while True:
+            end = back_to(min(count, start + max_tokens), start)
+            spans.append((offsets[start][0], offsets[end - 1][1]))
+            if end == count:
+                return spans
+            start = back_to(max(start + 1, end - overlap), start)
 
     def _cased(self, string: str) -> str:
         """``string`` as the model's tokenizer is to see it."""

@@ -15,6 +15,7 @@ from embedserve.connectors.groups import GroupBy, HitGroup
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
+from embedserve.server.passages import PassageSplit
 from embedserve.server.vectors import (
     DocumentIn,
     QueryIn,
@@ -186,9 +187,17 @@ def embed_params(options: epb.EmbedOptions, default_task: Task, field: str) -> E
 
 
 def write_settings(options: pb.WriteOptions) -> WriteSettings:
+    split = None
+    if options.HasField("split"):
+        given = options.split
+        split = PassageSplit(
+            given.max_tokens if given.HasField("max_tokens") else None,
+            given.overlap_tokens if given.HasField("overlap_tokens") else None,
+        )
     return WriteSettings(
         embed=embed_params(options.embed, Task.DOCUMENT, "options.embed"),
         store_text=options.store_text,
+        split=split,
     )
 
 

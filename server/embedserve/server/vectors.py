@@ -52,6 +52,13 @@ from embedserve.server.errors import (
 from embedserve.server.input_names import InputNames
 from embedserve.server.metrics import Metrics
 from embedserve.server.model_spec import SimilarityFunction
+from embedserve.server.passages import (
+    PassageSplit,
+    check_passage_payload,
+    passage_id,
+    passage_payload,
+    replaced_ids,
+)
 from embedserve.server.windows import FloatArray
 
 T = TypeVar("T")
@@ -80,6 +87,7 @@ class DocumentIn:
 class WriteSettings:
     embed: EmbedParams = dataclasses.field(default_factory=lambda: EmbedParams(Task.DOCUMENT))
     store_text: bool = False
+    split: PassageSplit | None = None  # store texts as passages, one point each
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +96,8 @@ class PreparedBatch:
 
     points: list[PointRecord]
     tokens: int
+    # The documents stored as passages, and how many each has now.
+    passage_counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,11 +289,17 @@ class VectorCore:
             raise InvalidArgument("documents must not be empty")
         spec = await self.collection_spec(collection)
         size = spec.vector_size
-        texts: list[str] = []
-        text_names: list[str] = []
+        split = settings.split
+        written_as_text: list[tuple[int, DocumentIn]] = []
+        first_index: dict[str, int] = {}
         for index, doc in enumerate(documents):
             if not doc.id:
                 raise InvalidArgument(f"documents[{index}].id must not be empty")
+            if split is not None and first_index.setdefault(doc.id, index) != index:
+                raise InvalidArgument(
+                    f"documents[{index}].id {doc.id!r} repeats documents[{first_index[doc.id]}]"
+                    "'s; a write split into passages takes each document once"
+                )
             try:  # the store's own checks, run here so a bad document costs no model time
                 check_document(doc.id, doc.payload)
             except store_errors.InvalidRequest as exc:
@@ -303,38 +319,63 @@ class VectorCore:
                     ) from None
                 except store_errors.InvalidRequest as exc:
                     raise InvalidArgument(f"documents[{index}]: {exc}") from exc
-            if doc.text is not None:
-                texts.append(doc.text)
-                text_names.append(f"documents[{index}].text")
-        vectors: FloatArray | None = None
-        tokens = 0
+            else:
+                if split is not None:
+                    check_passage_payload(doc.payload, f"documents[{index}]")
+                written_as_text.append((index, doc))
+        texts = [doc.text or "" for _, doc in written_as_text]
+        text_names = [f"documents[{index}].text" for index, _ in written_as_text]
+        params = settings.embed
+        spans = [[(0, len(text))] for text in texts]
         if texts:
             params = self._params_for(collection, size, settings.embed)
-            result = await self._embedder.embed(
-                texts,
-                params,
-                wait_for_room=wait_for_room,
-                field=InputNames.listed("documents", text_names),
+            # The request's limits hold for its documents, however many passages they make.
+            self._embedder.validate_inputs(texts, InputNames.listed("documents", text_names))
+        if split is not None and texts:
+            spans = await self._split(written_as_text, split, params)
+        passages = [text[a:b] for text, cuts in zip(texts, spans, strict=True) for a, b in cuts]
+        names = [name for name, cuts in zip(text_names, spans, strict=True) for _ in cuts]
+        vectors: FloatArray | None = None
+        tokens = 0
+        if passages:
+            vectors, tokens = await self._embed_texts(passages, names, params, wait_for_room)
+        points, counts = _points(documents, spans, vectors, settings, spec)
+        return PreparedBatch(points, tokens, counts)
+
+    async def _split(
+        self,
+        written_as_text: Sequence[tuple[int, DocumentIn]],
+        split: PassageSplit,
+        params: EmbedParams,
+    ) -> list[list[tuple[int, int]]]:
+        """The passage spans of each document given as text, their ids checked."""
+        texts = [doc.text or "" for _, doc in written_as_text]
+        spans = await self._embedder.passage_spans(texts, split, params, "options.split")
+        for (index, doc), cuts in zip(written_as_text, spans, strict=True):
+            try:  # the longest passage id
+                check_document(passage_id(doc.id, len(cuts) - 1), {})
+            except store_errors.InvalidRequest as exc:
+                raise InvalidArgument(f"documents[{index}]: {exc}") from exc
+        return spans
+
+    async def _embed_texts(
+        self, texts: Sequence[str], names: Sequence[str], params: EmbedParams, wait_for_room: bool
+    ) -> tuple[FloatArray, int]:
+        """Embed a write's texts in slices of the per-request input limit (a batch of
+        documents split into passages may hold more), side by side in the batcher."""
+        step = self._embedder.limits.max_inputs_per_request
+        results = await asyncio.gather(
+            *(
+                self._embedder.embed(
+                    texts[start : start + step],
+                    params,
+                    wait_for_room=wait_for_room,
+                    field=InputNames.listed("documents", names[start : start + step]),
+                )
+                for start in range(0, len(texts), step)
             )
-            vectors, tokens = result.vectors, result.total_tokens
-        points: list[PointRecord] = []
-        text_row = 0
-        for doc in documents:
-            payload = dict(doc.payload)
-            keywords = None
-            if doc.text is not None:
-                assert vectors is not None
-                vector: Sequence[float] | FloatArray = vectors[text_row]
-                text_row += 1
-                if settings.store_text:
-                    payload[TEXT_PAYLOAD_KEY] = doc.text
-                if spec.bm25:
-                    keywords = document_terms(doc.text, spec.bm25_language)
-            else:
-                assert doc.vector is not None
-                vector = doc.vector
-            points.append(PointRecord(doc.id, vector, payload, keywords))
-        return PreparedBatch(points, tokens)
+        )
+        return np.concatenate([r.vectors for r in results]), sum(r.total_tokens for r in results)
 
     def _params_for(self, collection: str, size: int, params: EmbedParams) -> EmbedParams:
         width = self._embedder.model.dimensions
@@ -352,14 +393,29 @@ class VectorCore:
 
         async def once() -> PreparedBatch:
             prepared = await self.prepare(collection, documents, settings)
-            await self.write(collection, prepared.points)
+            await self.write(collection, [prepared])
             return prepared
 
         return await self.at_current_size(once)
 
-    async def write(self, collection: str, points: Sequence[PointRecord]) -> None:
-        """Returns once the points are durable (retries of transient errors included)."""
+    async def write(self, collection: str, batches: Sequence[PreparedBatch]) -> None:
+        """Returns once the batches' points are durable (retries of transient errors
+        included), in one store write where no document split into passages repeats."""
+        for run in _runs_without_repeats(batches):
+            await self._write_run(collection, run)
+
+    async def _write_run(self, collection: str, batches: Sequence[PreparedBatch]) -> None:
+        """A document split into passages replaces what its id held: the unsplit point and
+        passages past the new count go before the new passages are written, so a write cut
+        short and sent again leaves nothing stale behind."""
+        points = [point for batch in batches for point in batch.points]
+        counts = {doc: n for batch in batches for doc, n in batch.passage_counts.items()}
         started = time.perf_counter()
+        if counts:
+            firsts = [passage_id(doc, 0) for doc in counts]
+            stored = await self.call(self.store.retrieve, collection, firsts)
+            replaced = replaced_ids(counts, {r.id: r.payload for r in stored})
+            await self.call(self.store.delete, collection, replaced)
         await self.call(self.store.upsert, collection, points)
         self.metrics.store_write_seconds.observe(time.perf_counter() - started)
         self.metrics.store_write_points.observe(len(points))
@@ -564,3 +620,53 @@ class VectorCore:
             )
         )
         return np.concatenate([r.vectors for r in results])
+
+
+def _runs_without_repeats(batches: Sequence[PreparedBatch]) -> list[list[PreparedBatch]]:
+    """Consecutive batches grouped so that no document split into passages meets, in one
+    write, a document of the same id written before it: its replacement runs first."""
+    runs: list[list[PreparedBatch]] = []
+    seen: set[str] = set()
+    for batch in batches:
+        if not runs or seen & batch.passage_counts.keys():
+            runs.append([])
+            seen = set()
+        runs[-1].append(batch)
+        seen |= batch.passage_counts.keys() | {p.id for p in batch.points}
+    return runs
+
+
+def _points(
+    documents: Sequence[DocumentIn],
+    spans: Sequence[Sequence[tuple[int, int]]],
+    vectors: FloatArray | None,
+    settings: WriteSettings,
+    spec: CollectionSpec,
+) -> tuple[list[PointRecord], dict[str, int]]:
+    """The points of a write: one per document given as a vector, one per span (each
+    embedded, in order, in ``vectors``) of a document given as text; and each split
+    document's passage count."""
+    embedded = iter(vectors if vectors is not None else ())
+    spans_in_order = iter(spans)  # one per document given as text
+    points: list[PointRecord] = []
+    counts: dict[str, int] = {}
+    for doc in documents:
+        if doc.text is None:
+            assert doc.vector is not None
+            points.append(PointRecord(doc.id, doc.vector, dict(doc.payload)))
+            continue
+        cuts = next(spans_in_order)
+        if settings.split is not None:
+            counts[doc.id] = len(cuts)
+        for number, (start, end) in enumerate(cuts):
+            text = doc.text[start:end]
+            payload = dict(doc.payload)
+            point_id = doc.id
+            if settings.split is not None:
+                payload = passage_payload(payload, doc.id, number, cuts)
+                point_id = passage_id(doc.id, number)
+            if settings.store_text:
+                payload[TEXT_PAYLOAD_KEY] = text
+            keywords = document_terms(text, spec.bm25_language) if spec.bm25 else None
+            points.append(PointRecord(point_id, next(embedded), payload, keywords))
+    return points, counts

@@ -1,6 +1,6 @@
 // Command embed embeds texts with an embedserve server, once with a unary
 // call and once through a bidirectional stream, then ingests them into a
-// temporary collection, searches it (also in groups) and asks for recommendations.
+// temporary collection (a long text split into passages), searches it (also in groups) and asks for recommendations.
 //
 //	go run ./examples/embed -target 127.0.0.1:50051 "first text" "second text"
 //
@@ -15,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/embedserve/embedserve/clients/go/embedserve"
@@ -84,6 +85,18 @@ func run(target, apiKey string, texts []string) error {
 		}
 		fmt.Printf("batch %d durable: %d documents in total\n", ack.Index, ack.TotalAcknowledged)
 	}
+	// end snippet
+
+	// snippet: split
+	// Long texts as passages "<id>#0", "<id>#1", ... of at most 128 tokens, each
+	// repeating 16 of the one before (WithSplit(): the model's maximum, an eighth);
+	// payloads gain doc_id, passage, passages and span. Upsert counts passages.
+	long := embedserve.Document{ID: "long", Text: strings.Repeat(texts[0]+" ", 100), Payload: map[string]any{"lang": "en"}}
+	passages, err := client.Upsert(ctx, collection, []embedserve.Document{long}, embedserve.WithSplitTokens(128, 16))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("split: %d passages\n", passages)
 	// end snippet
 
 	// snippet: search

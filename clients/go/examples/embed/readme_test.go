@@ -24,7 +24,7 @@ func TestReadmeSnippetsAreTheExample(t *testing.T) {
 	for _, s := range snippets {
 		names = append(names, s[1])
 	}
-	if want := []string{"connect", "embed", "stream", "ingest", "search", "groups", "recommend"}; !slices.Equal(names, want) {
+	if want := []string{"connect", "embed", "stream", "ingest", "split", "search", "groups", "recommend"}; !slices.Equal(names, want) {
 		t.Fatalf("snippets in main.go: %v, want %v", names, want)
 	}
 	for _, s := range snippets {

@@ -121,8 +121,27 @@ def config_kwargs(config: pb.CollectionConfig) -> dict[str, Any]:
     return kwargs
 
 
-def write_options(store_text: bool, embed: Mapping[str, Any]) -> pb.WriteOptions:
-    return pb.WriteOptions(store_text=store_text, embed=build_options(**embed))
+SplitLike = bool | Mapping[str, int]
+
+
+def write_options(
+    store_text: bool, embed: Mapping[str, Any], split: SplitLike = False
+) -> pb.WriteOptions:
+    """``split``: True, or {"max_tokens": ..., "overlap_tokens": ...}, stores each text as
+    passages (points "<id>#0", ... with doc_id, passage, passages and span payloads)."""
+    options = pb.WriteOptions(store_text=store_text, embed=build_options(**embed))
+    if split is True:
+        options.split.SetInParent()
+    elif isinstance(split, Mapping):
+        unknown = set(split) - {"max_tokens", "overlap_tokens"}
+        if unknown:
+            raise ValueError(f"split takes max_tokens and overlap_tokens, not {sorted(unknown)}")
+        options.split.SetInParent()
+        for name, value in split.items():
+            setattr(options.split, name, value)
+    elif split is not False:
+        raise TypeError(f"split is True, False or a mapping, got {split!r}")
+    return options
 
 
 def _with_filter(request: Any, value: docs.FilterLike | None) -> Any:
@@ -163,13 +182,15 @@ def upsert(
     documents: Iterable[docs.DocumentLike],
     *,
     store_text: bool = False,
+    split: SplitLike = False,
     **embed: Any,
 ) -> Plan[int]:
-    """Write documents (dicts with id, text or vector, payload); returns once durable."""
+    """Write documents (dicts with id, text or vector, payload); returns once durable, with
+    the number of points written (passages, with ``split``: see ``write_options``)."""
     request = pb.UpsertRequest(
         collection=collection,
         documents=docs.documents(documents),
-        options=write_options(store_text, embed),
+        options=write_options(store_text, embed, split),
     )
     response = yield Unary("vectors", "Upsert", request)
     return int(response.upserted)
@@ -182,11 +203,13 @@ def ingest_iter(
     batch_size: int = 64,
     max_in_flight: int = 8,
     store_text: bool = False,
+    split: SplitLike = False,
     **embed: Any,
 ) -> StreamPlan[docs.DocumentLike, pb.IngestStreamResponse]:
     """Stream any iterable of documents; yields one acknowledgement per batch, in order,
-    each sent by the server only once the batch is durable."""
-    options = write_options(store_text, embed)
+    each sent by the server only once the batch is durable. ``split``: see
+    ``write_options``."""
+    options = write_options(store_text, embed, split)
 
     def request(number: int, batch: list[docs.DocumentLike]) -> pb.IngestStreamRequest:
         return pb.IngestStreamRequest(

@@ -38,6 +38,19 @@ def add_parser(commands: Any) -> None:
     )
     ingest.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     ingest.add_argument(
+        "--split",
+        action="store_true",
+        help="store each text as passages ('<id>#0', ...; payload doc_id), none of it cut off",
+    )
+    ingest.add_argument(
+        "--passage-tokens", type=int, help="tokens per passage (implies --split; default: most)"
+    )
+    ingest.add_argument(
+        "--passage-overlap",
+        type=int,
+        help="tokens a passage repeats from the one before (implies --split; default: 1/8)",
+    )
+    ingest.add_argument(
         "--bm25",
         action="store_true",
         help="create a missing collection with BM25 keyword vectors (keyword and hybrid search)",
@@ -351,6 +364,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             itertools.chain(first, documents),
             batch_size=args.batch_size,
             store_text=args.store_text,
+            split=_split(args),
         ):
             done = skip + int(ack.total_acknowledged)
             if checkpoint is not None:
@@ -362,6 +376,11 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             stream.close()
     print(f"ingested {progress.done - skip} documents into {args.collection!r}", file=sys.stderr)
     return 0
+
+
+def _split(args: argparse.Namespace) -> bool | dict[str, int]:
+    sizes = _given(max_tokens=args.passage_tokens, overlap_tokens=args.passage_overlap)
+    return sizes or args.split
 
 
 def _count_documents(path: str) -> int:
@@ -387,7 +406,7 @@ def _resume_point(client: EmbedClient, checkpoint: Path, collection: str) -> int
         stale = f"it is the checkpoint of collection {named!r}"
     elif collection not in client.list_collections():
         stale = f"collection {collection!r} does not exist"
-    elif not client.get(collection, [last_id]):
+    elif not client.get(collection, [last_id, f"{last_id}#0"]):  # whole, or as passages
         stale = f"collection {collection!r} lacks its last acknowledged document {last_id!r}"
     if stale is not None:
         print(f"{checkpoint}: {stale}; starting from the first document", file=sys.stderr)

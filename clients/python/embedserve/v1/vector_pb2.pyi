@@ -433,12 +433,22 @@ class WriteOptions(_message.Message):
 
     EMBED_FIELD_NUMBER: _builtins.int
     STORE_TEXT_FIELD_NUMBER: _builtins.int
+    SPLIT_FIELD_NUMBER: _builtins.int
     store_text: _builtins.bool
-    """Keep each document's text in its payload under "text"."""
+    """Keep each document's text in its payload under "text" (a passage's own
+    text, when split).
+    """
     @_builtins.property
     def embed(self) -> _embedding_pb2.EmbedOptions:
         """Embedding options for text documents; task defaults to DOCUMENT here.
         dimensions is ignored (the collection's size is used).
+        """
+
+    @_builtins.property
+    def split(self) -> Global___PassageSplit:
+        """Store each text document as passages, one point per window of its tokens,
+        so that text past the model's maximum is searched instead of cut. Default:
+        unset (one point per document).
         """
 
     def __init__(
@@ -446,14 +456,60 @@ class WriteOptions(_message.Message):
         *,
         embed: _embedding_pb2.EmbedOptions | None = ...,
         store_text: _builtins.bool = ...,
+        split: Global___PassageSplit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "split", b"split"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "store_text", b"store_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "split", b"split", "store_text", b"store_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WriteOptions: _TypeAlias = WriteOptions  # noqa: Y015
+
+@_typing.final
+class PassageSplit(_message.Message):
+    """A document split into passages is stored as points "<id>#0", "<id>#1", ...,
+    each with the document's payload and doc_id (the document's id), passage
+    (its number), passages (how many) and span ([start, end): its characters in
+    the text; text past the last span is whitespace). Writing it again replaces
+    them all: passages past the new count and a point written unsplit under its
+    id are deleted first. Search with group_by "doc_id" answers once per
+    document; delete with a filter on doc_id removes one. Documents given as
+    vectors are stored as they are.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    OVERLAP_TOKENS_FIELD_NUMBER: _builtins.int
+    max_tokens: _builtins.int
+    """Tokens of text per passage, not counting the prompt and special tokens.
+    Default and most: what the model takes besides those.
+    """
+    overlap_tokens: _builtins.int
+    """Tokens each passage repeats from the end of the one before; at most half of
+    max_tokens. Default: an eighth of max_tokens.
+    """
+    def __init__(
+        self,
+        *,
+        max_tokens: _builtins.int | None = ...,
+        overlap_tokens: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_overlap_tokens", b"_overlap_tokens", "max_tokens", b"max_tokens", "overlap_tokens", b"overlap_tokens"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_overlap_tokens", b"_overlap_tokens", "max_tokens", b"max_tokens", "overlap_tokens", b"overlap_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
+    _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__overlap_tokens: _TypeAlias = _typing.Literal["overlap_tokens"]  # noqa: Y015
+    _WhichOneofArgType__overlap_tokens: _TypeAlias = _typing.Literal["_overlap_tokens", b"_overlap_tokens"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_tokens) -> _WhichOneofReturnType__max_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap_tokens) -> _WhichOneofReturnType__overlap_tokens | None: ...
+
+Global___PassageSplit: _TypeAlias = PassageSplit  # noqa: Y015
 
 @_typing.final
 class CreateCollectionRequest(_message.Message):
@@ -641,6 +697,7 @@ class UpsertResponse(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     TIMINGS_FIELD_NUMBER: _builtins.int
     upserted: _builtins.int
+    """Points written: one per document, or one per passage when split."""
     @_builtins.property
     def usage(self) -> _embedding_pb2.Usage: ...
     @_builtins.property

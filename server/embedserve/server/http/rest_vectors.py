@@ -41,6 +41,7 @@ from embedserve.server.http.schemas import (
     WriteOptions,
 )
 from embedserve.server.http.strict_json import StrictJsonRoute
+from embedserve.server.passages import PassageSplit
 from embedserve.server.vectors import (
     DocumentIn,
     QueryIn,
@@ -120,7 +121,12 @@ def documents_in(documents: list[Document]) -> list[DocumentIn]:
 
 
 def write_settings(options: WriteOptions) -> WriteSettings:
-    return WriteSettings(options.embed.params(Task.DOCUMENT), options.store_text)
+    split = options.split
+    return WriteSettings(
+        options.embed.params(Task.DOCUMENT),
+        options.store_text,
+        PassageSplit(split.max_tokens, split.overlap_tokens) if split else None,
+    )
 
 
 def example_in(example: Example) -> QueryIn:

@@ -205,9 +205,24 @@ class Document(Body):
     payload: dict[str, Any] = {}
 
 
+class PassageSplit(Body):
+    """Store each text as passages, one point each ("<id>#0", ...), with doc_id,
+    passage, passages and span in their payloads."""
+
+    max_tokens: PositiveU32 | None = Field(
+        default=None, description="tokens of text per passage (default: the model's most)"
+    )
+    overlap_tokens: U32 | None = Field(
+        default=None, description="tokens repeated from the passage before (default: 1/8)"
+    )
+
+
 class WriteOptions(Body):
     embed: EmbedOptions = EmbedOptions()
     store_text: bool = Field(default=False, description="keep the text in the payload under 'text'")
+    split: PassageSplit | None = Field(
+        default=None, description="store each text as passages, one point each"
+    )
 
 
 class UpsertRequest(Body):

@@ -436,12 +436,21 @@ public final class EmbedserveClient implements AutoCloseable {
     vectors.deleteCollection(DeleteCollectionRequest.newBuilder().setName(name).build());
   }
 
-  /** Writes documents in one call, returning once they are durable; the same id overwrites. */
+  /**
+   * Writes documents in one call, returning once they are durable; the same id overwrites.
+   *
+   * @return the number of points written: one per document
+   */
   public long upsert(String collection, List<Document> documents) {
     return upsert(collection, documents, WriteOptions.getDefaultInstance());
   }
 
-  /** As {@link #upsert(String, List)}, with embedding options and {@code store_text}. */
+  /**
+   * As {@link #upsert(String, List)}, with embedding options, {@code store_text} and {@code split}
+   * (text documents stored as passages: {@link Vectors#split(int, int)}).
+   *
+   * @return the number of points written: one per document, or per passage when split
+   */
   public long upsert(String collection, List<Document> documents, WriteOptions options) {
     return vectors
         .upsert(
@@ -477,6 +486,8 @@ public final class EmbedserveClient implements AutoCloseable {
    * {@code Iterator<Document> it} is passed as {@code () -> it}). Each
    * acknowledgement is handed to {@code onAck} in order, on the calling thread, once the server
    * has made its documents durable; its batch_id and ids are checked against what was sent.
+   * With {@code split} in {@code options} ({@link Vectors#split(int, int)}) each text document is
+   * stored as passages; acknowledgements still name and count documents.
    *
    * <p>On failure, documents of unacknowledged messages may or may not have been written;
    * ingesting them again is safe (the same id overwrites). The stream has no default deadline.

@@ -13,9 +13,11 @@ import dev.embedserve.v1.HasId;
 import dev.embedserve.v1.MatchAny;
 import dev.embedserve.v1.MatchText;
 import dev.embedserve.v1.MatchValue;
+import dev.embedserve.v1.PassageSplit;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.TextList;
 import dev.embedserve.v1.Vector;
+import dev.embedserve.v1.WriteOptions;
 import io.grpc.Status;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -25,13 +27,14 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Builders for the VectorService messages: documents, examples, filters, payloads and cluster
- * texts; and readers of payloads and cluster labels.
+ * Builders for the VectorService messages: documents, write options, examples, filters, payloads
+ * and cluster texts; and readers of payloads and cluster labels.
  *
  * <pre>{@code
  * import static dev.embedserve.client.Vectors.*;
  *
  * client.ingest("notes", List.of(document("1", "some text", Map.of("lang", "en"))));
+ * client.upsert("notes", List.of(document("2", longText)), split(256, 32)); // as passages
  * client.search("notes", "a query", must(match("lang", "en")), limit(5));
  * }</pre>
  */
@@ -68,6 +71,38 @@ public final class Vectors {
       vector.addValues(value);
     }
     return vector.build();
+  }
+
+  /**
+   * Write options that store each text document as passages of {@code maxTokens} tokens of text,
+   * each repeating {@code overlapTokens} tokens from the end of the one before (at most half of
+   * {@code maxTokens}): points {@code "<id>#0"}, {@code "<id>#1"}, ... holding the document's
+   * payload plus {@code doc_id}, {@code passage}, {@code passages} and {@code span} ({@code [start,
+   * end)}, its characters in the text). Group searches by {@code "doc_id"} to get one answer per
+   * document. Documents given as vectors are stored as they are. Other options go on {@code
+   * split(256, 32).toBuilder()}, e.g. {@code .setStoreText(true)} (the passage's text).
+   *
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a negative count (the server
+   *     answers the same for a count past the model's maximum or an overlap past half)
+   */
+  public static WriteOptions split(int maxTokens, int overlapTokens) {
+    if (maxTokens < 0 || overlapTokens < 0) {
+      throw Status.INVALID_ARGUMENT
+          .withDescription(
+              "split needs counts of tokens of at least 0, got " + maxTokens + " and " + overlapTokens)
+          .asRuntimeException();
+    }
+    return WriteOptions.newBuilder()
+        .setSplit(PassageSplit.newBuilder().setMaxTokens(maxTokens).setOverlapTokens(overlapTokens))
+        .build();
+  }
+
+  /**
+   * As {@link #split(int, int)} with the server's defaults: passages of as many tokens as the
+   * model takes, each repeating an eighth of them.
+   */
+  public static WriteOptions split() {
+    return WriteOptions.newBuilder().setSplit(PassageSplit.getDefaultInstance()).build();
   }
 
   /** A stored document as a recommendation example. */

@@ -9,6 +9,7 @@ import static dev.embedserve.client.Vectors.matchAny;
 import static dev.embedserve.client.Vectors.matchText;
 import static dev.embedserve.client.Vectors.must;
 import static dev.embedserve.client.Vectors.mustNot;
+import static dev.embedserve.client.Vectors.split;
 import static dev.embedserve.client.Vectors.textExample;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -407,6 +408,109 @@ class VectorServiceTest {
     } finally {
       client.deleteCollection(name);
     }
+  }
+
+  /** A long text of {@code sentences} sentences of about 14 words, on the topics in turn. */
+  private static String essay(int sentences) {
+    List<String> topics = List.copyOf(TOPICS.keySet());
+    List<String> text = new ArrayList<>();
+    for (int i = 0; i < sentences; i++) {
+      String topic = topics.get(i % topics.size());
+      List<String> words = TOPICS.get(topic);
+      text.add("Paragraph " + i + " is about " + topic + ": the " + words.get(i % words.size())
+          + " and the " + words.get((i + 3) % words.size()) + " were discussed at length.");
+    }
+    return String.join(" ", text);
+  }
+
+  /** A passage's span, [start, end) in its document's text. */
+  private static int[] spanOf(Stored passage) {
+    List<?> span = (List<?>) passage.payload().get("span");
+    assertEquals(2, span.size(), passage.id() + ": " + span);
+    return new int[] {((Double) span.get(0)).intValue(), ((Double) span.get(1)).intValue()};
+  }
+
+  @Test
+  void splitStoresALongDocumentAsPassages() {
+    String name = uniqueName("passages");
+    client.createCollection(name);
+    try {
+      String essay = essay(43); // about 600 words
+      long points =
+          client.upsert(
+              name,
+              List.of(document("essay", essay, Map.of("lang", "en"))),
+              split(64, 8).toBuilder().setStoreText(true).build());
+      assertTrue(points > 5, "passages written: " + points);
+      assertEquals(points, client.count(name));
+
+      // Passages only: the document's own id holds nothing.
+      List<Stored> stored = client.get(name, List.of("essay", "essay#0", "essay#1"), false);
+      assertEquals(List.of("essay#0", "essay#1"), stored.stream().map(Stored::id).toList());
+      for (int n = 0; n < 2; n++) {
+        Map<String, Object> payload = stored.get(n).payload();
+        assertEquals("essay", payload.get("doc_id"), payload.toString());
+        assertEquals((double) n, payload.get("passage"), payload.toString());
+        assertEquals((double) points, payload.get("passages"), payload.toString());
+        assertEquals("en", payload.get("lang"), payload.toString());
+        int[] span = spanOf(stored.get(n));
+        assertEquals(essay.substring(span[0], span[1]), payload.get("text"), "store_text: the passage's text");
+      }
+      int[] first = spanOf(stored.get(0));
+      int[] second = spanOf(stored.get(1));
+      assertEquals(0, first[0]);
+      assertTrue(first[0] < second[0] && second[0] < first[1], "overlapping spans: "
+          + List.of(first[0], first[1]) + ", " + List.of(second[0], second[1]));
+      assertTrue(first[1] < second[1], "the second passage goes further");
+      Stored last = client.get(name, List.of("essay#" + (points - 1), "essay#" + points), false).get(0);
+      assertEquals("essay#" + (points - 1), last.id());
+      assertEquals(essay.length(), spanOf(last)[1], "the last passage ends the text");
+
+      // Grouped by doc_id: one group for the document, of its passages.
+      List<HitGroup> groups =
+          client.searchGroups(name, "the striker scored a penalty goal", "doc_id", 3, null, limit(5));
+      assertEquals(List.of("essay"), groups.stream().map(HitGroup::key).toList());
+      assertEquals(3, groups.get(0).hits().size(), groups.toString());
+      groups.get(0).hits().forEach(hit -> {
+        assertTrue(hit.id().startsWith("essay#"), hit.id());
+        assertEquals("essay", hit.payload().get("doc_id"), hit.id());
+      });
+
+      // Ingest acknowledges documents; writing the essay again, shorter, replaces its passages.
+      String shorter = essay(10);
+      List<IngestAck> acks = new ArrayList<>();
+      long acknowledged =
+          client.ingest(
+              name,
+              List.of(document("essay", shorter), document("note", "A short note about the moon.")),
+              split(64, 8),
+              1,
+              2,
+              acks::add);
+      assertEquals(2, acknowledged);
+      assertEquals(List.of(List.of("essay"), List.of("note")), acks.stream().map(IngestAck::ids).toList());
+      Map<String, Object> rewritten = client.get(name, List.of("essay#0"), false).get(0).payload();
+      long now = ((Double) rewritten.get("passages")).longValue();
+      assertTrue(now > 1 && now < points, "passages of the shorter text: " + now + " (before: " + points + ")");
+      assertEquals(now, client.count(name, must(match("doc_id", "essay"))));
+      assertEquals(now + 1, client.count(name), "the essay's passages and the note's one");
+      assertTrue(client.get(name, List.of("essay#" + (points - 1)), false).isEmpty(), "stale passage deleted");
+      Stored note = client.get(name, List.of("note#0"), false).get(0);
+      assertEquals(1.0, note.payload().get("passages"));
+      assertEquals(List.of(0.0, 28.0), note.payload().get("span"));
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  @Test
+  void splitRejectsNegativeCounts() {
+    StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> split(-1, 0));
+    assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+    assertEquals(64, split(64, 8).getSplit().getMaxTokens());
+    assertEquals(8, split(64, 8).getSplit().getOverlapTokens());
+    assertTrue(Vectors.split().hasSplit());
+    assertFalse(Vectors.split().getSplit().hasMaxTokens());
   }
 
   @Test

@@ -5,6 +5,7 @@ import static dev.embedserve.client.Vectors.ids;
 import static dev.embedserve.client.Vectors.limit;
 import static dev.embedserve.client.Vectors.match;
 import static dev.embedserve.client.Vectors.must;
+import static dev.embedserve.client.Vectors.split;
 
 import dev.embedserve.client.EmbedserveClient;
 import dev.embedserve.client.EmbedserveClient.Hit;
@@ -20,8 +21,8 @@ import java.util.Map;
 
 /**
  * Embeds texts with an embedserve server, once with a unary call and once through a
- * bidirectional stream, then ingests them into a temporary collection, searches it (also in groups)
- * and asks for recommendations.
+ * bidirectional stream, then ingests them into a temporary collection, searches it (also in groups),
+ * asks for recommendations and stores a long text as passages.
  *
  * <pre>
  * mvn -q test-compile exec:java -Dexec.classpathScope=test \
@@ -84,6 +85,16 @@ public final class EmbedExample {
         List<Hit> recommended = client.recommend(collection, ids("0"), List.of(),
             RecommendStrategy.RECOMMEND_STRATEGY_BEST_SCORE, null, limit(3));
         recommended.forEach(hit -> System.out.printf("recommend: %s %.3f%n", hit.id(), hit.score()));
+        // end snippet
+        // snippet: split
+        // A long text as passages of 64 tokens, each repeating 8 of the one before: points "essay#0",
+        // "essay#1", ... with its payload plus doc_id, passage, passages and span ([start, end) in
+        // the text). upsert counts points; ingest(collection, docs, split(64, 8), ...) documents.
+        String essay = (String.join(" ", texts) + ". ").repeat(40);
+        long passages = client.upsert(collection, List.of(document("essay", essay, Map.of("lang", "en"))), split(64, 8));
+        // Grouped by doc_id: one answer per document split into passages, its best 2 passages.
+        HitGroup best = client.searchGroups(collection, texts.get(0), "doc_id", 2, null, limit(3)).get(0);
+        System.out.printf("%d passages; group %s: %s%n", passages, best.key(), best.hits().stream().map(Hit::id).toList());
         // end snippet
       } finally {
         client.deleteCollection(collection);
