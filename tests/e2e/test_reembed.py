@@ -125,3 +125,33 @@ def test_an_interrupted_reembed_resumes_where_it_stopped(minilm_server, capsys) 
     assert stored == {d["id"]: d["text"] for d in documents}
     assert cli_main(["reembed", "notes", "--to", "nowhere", "--resume", "--target", target]) == 2
     assert "--resume: there is no collection 'nowhere' to continue" in capsys.readouterr().err
+
+
+def test_reembed_splits_whole_documents_into_passages(minilm_server, capsys) -> None:
+    """A collection of whole long documents (texts stored) becomes one of passages; a
+    resumed run skips the documents whose first passage is there."""
+    target = minilm_server.target
+    documents = [
+        {"id": f"g{i}", "text": f"Guide {i}. " + "The ferry crosses the bay at dawn. " * 30}
+        for i in range(3)
+    ]
+    with EmbedClient(target) as client:
+        client.create_collection("guides")
+        client.upsert("guides", documents[:2], store_text=True)
+    args = ["reembed", "guides", "--to", "guide-passages", "--target", target]
+    assert cli_main([*args, "--passage-tokens", "48", "--passage-overlap", "4"]) == 0
+    assert "re-embedded 2 documents" in capsys.readouterr().err
+    with EmbedClient(target) as client:
+        client.upsert("guides", documents[2:], store_text=True)
+        first = {d.id: d.payload for d in client.scroll_iter("guide-passages")}
+        assert {p["doc_id"] for p in first.values()} == {"g0", "g1"}
+        assert all(
+            p["text"] == documents[int(p["doc_id"][1])]["text"][slice(*p["span"])]
+            for p in first.values()
+        )
+    assert cli_main([*args, "--passage-tokens", "48", "--passage-overlap", "4", "--resume"]) == 0
+    assert "re-embedded 1 documents" in capsys.readouterr().err
+    with EmbedClient(target) as client:
+        passages = list(client.scroll_iter("guide-passages"))
+    assert {d.payload["doc_id"] for d in passages} == {"g0", "g1", "g2"}
+    assert len(passages) == 3 * len(first) // 2 > 6

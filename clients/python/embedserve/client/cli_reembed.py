@@ -18,6 +18,7 @@ from typing import Any
 from embedserve.client._sync import EmbedClient
 from embedserve.client._vector_calls import config_kwargs
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
+from embedserve.client.cli_vectors import add_split_arguments, split_option
 
 TEXT_KEY = "text"  # where ``store_text`` keeps a document's text
 
@@ -44,6 +45,7 @@ def add_parser(commands: Any) -> None:
     reembed.add_argument(
         "--bm25-language", help="stop words and stemmer of those vectors (default: the source's)"
     )
+    add_split_arguments(reembed)
     reembed.add_argument(
         "--resume",
         action="store_true",
@@ -68,8 +70,9 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     query_filter = filter_arg(args.filter)
     stored = client.scroll_iter(args.collection, filter=query_filter, page_size=args.batch_size)
     documents = _with_texts(stored)
+    split = split_option(args)
     if exists:
-        documents = _not_in(client, args.new_collection, documents, args.batch_size)
+        documents = _not_in(client, args.new_collection, documents, args.batch_size, bool(split))
     # The first document is checked before anything is created: a collection written
     # without its texts fails here, leaving no empty new collection behind.
     first = next(documents, None)
@@ -80,7 +83,11 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     written = 0
     try:
         for ack in client.ingest_iter(
-            args.new_collection, documents, batch_size=args.batch_size, store_text=True
+            args.new_collection,
+            documents,
+            batch_size=args.batch_size,
+            store_text=True,
+            split=split,
         ):
             written = int(ack.total_acknowledged)
             print(f"\r{written} documents re-embedded", end="", file=sys.stderr)
@@ -118,12 +125,19 @@ def _create_like(client: EmbedClient, source: Any, args: argparse.Namespace) -> 
 
 
 def _not_in(
-    client: EmbedClient, collection: str, documents: Iterator[dict[str, Any]], page: int
+    client: EmbedClient,
+    collection: str,
+    documents: Iterator[dict[str, Any]],
+    page: int,
+    as_passages: bool,
 ) -> Iterator[dict[str, Any]]:
-    """``documents`` less those ``collection`` holds already, looked up a page at a time."""
+    """``documents`` less those ``collection`` holds already (as their first passage,
+    ``as_passages``), looked up a page at a time."""
+    suffix = "#0" if as_passages else ""
     while batch := list(itertools.islice(documents, page)):
-        held = {stored.id for stored in client.get(collection, [doc["id"] for doc in batch])}
-        yield from (doc for doc in batch if doc["id"] not in held)
+        ids = [doc["id"] + suffix for doc in batch]
+        held = {stored.id for stored in client.get(collection, ids)}
+        yield from (doc for doc, id in zip(batch, ids, strict=True) if id not in held)
 
 
 def _with_texts(stored: Iterator[Any]) -> Iterator[dict[str, Any]]:

@@ -37,19 +37,7 @@ def add_parser(commands: Any) -> None:
         help="progress file (default: FILE.progress); a re-run skips what it acknowledged",
     )
     ingest.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    ingest.add_argument(
-        "--split",
-        action="store_true",
-        help="store each text as passages ('<id>#0', ...; payload doc_id), none of it cut off",
-    )
-    ingest.add_argument(
-        "--passage-tokens", type=int, help="tokens per passage (implies --split; default: most)"
-    )
-    ingest.add_argument(
-        "--passage-overlap",
-        type=int,
-        help="tokens a passage repeats from the one before (implies --split; default: 1/8)",
-    )
+    add_split_arguments(ingest)
     ingest.add_argument(
         "--bm25",
         action="store_true",
@@ -364,7 +352,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             itertools.chain(first, documents),
             batch_size=args.batch_size,
             store_text=args.store_text,
-            split=_split(args),
+            split=split_option(args),
         ):
             done = skip + int(ack.total_acknowledged)
             if checkpoint is not None:
@@ -378,7 +366,24 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(args: argparse.Namespace) -> bool | dict[str, int]:
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="store each text as passages ('<id>#0', ...; payload doc_id), none of it cut off",
+    )
+    parser.add_argument(
+        "--passage-tokens", type=int, help="tokens per passage (implies --split; default: most)"
+    )
+    parser.add_argument(
+        "--passage-overlap",
+        type=int,
+        help="tokens a passage repeats from the one before (implies --split; default: 1/8)",
+    )
+
+
+def split_option(args: argparse.Namespace) -> bool | dict[str, int]:
+    """The ``split`` write option of --split, --passage-tokens and --passage-overlap."""
     sizes = _given(max_tokens=args.passage_tokens, overlap_tokens=args.passage_overlap)
     return sizes or args.split
 
