@@ -295,6 +295,12 @@ def test_keyword_and_hybrid_search_from_the_shell(served: str, tmp_path: Path) -
     ]
     lone = run_cli("search", "shelf", "oak", "--group-size", "2", "--target", served)
     assert lone.returncode == 2 and "--group-size needs --group-by" in lone.stderr
+    liked = ["recommend", "shelf", "-p", "s1", "--group-by", "kind", "--group-size", "2"]
+    groups = [json.loads(line) for line in run_cli(*liked, "--target", served).stdout.splitlines()]
+    assert {g["key"]: [h["id"] for h in g["hits"]] for g in groups} == {
+        "wood": ["s2"],
+        "metal": ["s3"],
+    }
     plain = run_cli("collections", "create", "no-words", "--target", served)
     assert plain.returncode == 0
     refused = run_cli("search", "no-words", "QX", "--mode", "keyword", "--target", served)

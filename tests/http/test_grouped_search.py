@@ -119,3 +119,27 @@ def test_misuse_is_refused_before_embedding(client: Any) -> None:
             client.search_groups("passages", "rocket", **options)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert message in refused.value.details()
+
+
+def test_recommendations_in_groups(both: Any, client: Any) -> None:
+    positive, negative = ["moon-0"], [{"text": "baking bread"}]
+    everything = client.recommend("passages", positive, negative, limit=100, exact=True)
+    groups = client.recommend_groups(
+        "passages", positive, negative, group_by="doc", group_size=2, limit=2, exact=True
+    )
+    assert shape(groups) == expected(everything, 2, 2)
+    assert "moon-0" not in {h.id for g in groups for h in g.hits}  # examples never return
+    body = {
+        "positive": [{"id": "moon-0"}],
+        "params": {"limit": 3, "exact": True},
+        "group_by": {"key": "doc", "size": 1},
+    }
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        reply = http.post("/api/v1/collections/passages/recommend", json=body)
+        assert reply.status_code == 200, reply.text
+        alone = client.recommend("passages", ["moon-0"], limit=100, exact=True)
+        assert json_shape(reply.json()["groups"]) == expected(alone, 3, 1)
+        assert reply.json()["results"] == []
+    with pytest.raises(grpc.RpcError) as refused:
+        client.recommend_groups("passages", positive, group_by="doc", offset=2)
+    assert "takes no offset" in refused.value.details()

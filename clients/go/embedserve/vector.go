@@ -123,7 +123,8 @@ func (q Query) example() (*pb.Example, error) {
 	return nil, status.Error(codes.InvalidArgument, "embedserve: empty query: use Text, Vector or ID")
 }
 
-// QueryOption configures one Search, SearchGroups or Recommend call. Unset
+// QueryOption configures one Search, SearchGroups, Recommend or
+// RecommendGroups call. Unset
 // options take the server's defaults (limit 10, payload included, no vectors).
 type QueryOption func(*queryConfig)
 
@@ -197,7 +198,8 @@ func WithFilter(filter *pb.Filter) QueryOption {
 	return func(c *queryConfig) { c.filter = filter }
 }
 
-// WithStrategy sets how Recommend combines its examples (default AVERAGE_VECTOR).
+// WithStrategy sets how Recommend and RecommendGroups combine their examples
+// (default AVERAGE_VECTOR).
 func WithStrategy(strategy pb.RecommendStrategy) QueryOption {
 	return func(c *queryConfig) { c.strategy = strategy }
 }
@@ -229,8 +231,8 @@ func WithSearchMode(mode pb.SearchMode) QueryOption {
 	return func(c *queryConfig) { c.mode = mode }
 }
 
-// WithGroupSize sets the most hits per group of SearchGroups, from 1 to 100
-// (default 3); other calls ignore it.
+// WithGroupSize sets the most hits per group of SearchGroups and
+// RecommendGroups, from 1 to 100 (default 3); other calls ignore it.
 func WithGroupSize(n uint32) QueryOption {
 	return func(c *queryConfig) { c.groupSize = &n }
 }
@@ -501,7 +503,7 @@ func (c *Client) Search(ctx context.Context, collection string, query Query, opt
 }
 
 // HitGroup is the best hits, best first, sharing one value of the payload
-// field SearchGroups groups by.
+// field SearchGroups or RecommendGroups groups by.
 type HitGroup struct {
 	// Key is the field's value: a string or an int64.
 	Key  any
@@ -525,8 +527,13 @@ func (c *Client) SearchGroups(ctx context.Context, collection string, query Quer
 	if err != nil {
 		return nil, err
 	}
-	groups := make([]HitGroup, len(resp.GetGroups()))
-	for i, g := range resp.GetGroups() {
+	return groupsOf(resp.GetGroups()), nil
+}
+
+// groupsOf converts the groups of a grouped search or recommendation.
+func groupsOf(pbGroups []*pb.HitGroup) []HitGroup {
+	groups := make([]HitGroup, len(pbGroups))
+	for i, g := range pbGroups {
 		groups[i] = HitGroup{Hits: hitsOf(g.GetHits())}
 		switch key := g.GetKey().(type) {
 		case *pb.HitGroup_Text:
@@ -535,7 +542,7 @@ func (c *Client) SearchGroups(ctx context.Context, collection string, query Quer
 			groups[i].Key = key.Integer
 		}
 	}
-	return groups, nil
+	return groups
 }
 
 // SearchBatch runs one Search per query, all with the same options, in one
@@ -581,7 +588,37 @@ func searchRequest(collection string, query Query, cfg queryConfig) (*pb.SearchR
 // negative ones (ID, Text or Vector each), best first. Stored examples never
 // come back as results. WithStrategy picks how examples are combined.
 func (c *Client) Recommend(ctx context.Context, collection string, positive, negative []Query, opts ...QueryOption) ([]Hit, error) {
+	request, err := recommendRequest(collection, positive, negative, newQueryConfig(opts))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.vectors.Recommend(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	return hitsOf(resp.GetResults()), nil
+}
+
+// RecommendGroups is Recommend grouped by the payload field groupBy, as
+// SearchGroups groups a search: it returns the groups, ranked by their best
+// hit, each with its best hits (WithGroupSize, default 3); WithLimit counts
+// groups. Stored examples never come back. WithOffset and WithDiversity are
+// refused (INVALID_ARGUMENT).
+func (c *Client) RecommendGroups(ctx context.Context, collection string, positive, negative []Query, groupBy string, opts ...QueryOption) ([]HitGroup, error) {
 	cfg := newQueryConfig(opts)
+	request, err := recommendRequest(collection, positive, negative, cfg)
+	if err != nil {
+		return nil, err
+	}
+	request.GroupBy = &pb.GroupBy{Key: groupBy, Size: cfg.groupSize}
+	resp, err := c.vectors.Recommend(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	return groupsOf(resp.GetGroups()), nil
+}
+
+func recommendRequest(collection string, positive, negative []Query, cfg queryConfig) (*pb.RecommendRequest, error) {
 	request := &pb.RecommendRequest{Collection: collection, Strategy: cfg.strategy, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed}
 	for _, q := range positive {
 		example, err := q.example()
@@ -597,11 +634,7 @@ func (c *Client) Recommend(ctx context.Context, collection string, positive, neg
 		}
 		request.Negative = append(request.Negative, example)
 	}
-	resp, err := c.vectors.Recommend(ctx, request)
-	if err != nil {
-		return nil, err
-	}
-	return hitsOf(resp.GetResults()), nil
+	return request, nil
 }
 
 // Get returns the stored documents among ids, in the order asked; missing ids

@@ -559,6 +559,93 @@ func TestSearchGroups(t *testing.T) {
 	}
 }
 
+func TestRecommendGroups(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client)
+	passages := map[string][]string{
+		"rockets": {"The rocket lifted off into orbit.", "Astronauts docked with the space station.", "A telescope watched the launch.", "The capsule splashed down."},
+		"pasta":   {"Boil the pasta in salted water.", "Garlic and olive oil make the sauce.", "Grate parmesan over the spaghetti.", "Fresh basil goes in last."},
+		"stocks":  {"The stock market fell on inflation fears.", "Bond yields rose sharply.", "Investors sold bank shares.", "Dividends were cut."},
+	}
+	var docs []embedserve.Document
+	for doc, texts := range passages {
+		for part, text := range texts {
+			docs = append(docs, embedserve.Document{ID: fmt.Sprintf("%s-%d", doc, part), Text: text, Payload: map[string]any{"doc": doc, "part": part}})
+		}
+	}
+	if _, err := client.Upsert(ctx, name, docs); err != nil {
+		t.Fatal(err)
+	}
+	positive := embedserve.IDs("rockets-0")
+	groups, err := client.RecommendGroups(ctx, name, positive, nil, "doc",
+		embedserve.WithGroupSize(2), embedserve.WithLimit(2), embedserve.WithExact(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 2 {
+		t.Fatalf("%d groups, want 2: %+v", len(groups), groups)
+	}
+	for _, g := range groups {
+		if len(g.Hits) == 0 || len(g.Hits) > 2 {
+			t.Fatalf("group %v: %d hits, want 1 or 2", g.Key, len(g.Hits))
+		}
+		for _, hit := range g.Hits {
+			if hit.Payload["doc"] != g.Key {
+				t.Fatalf("group %v holds %s (payload %v)", g.Key, hit.ID, hit.Payload)
+			}
+			if hit.ID == "rockets-0" {
+				t.Fatalf("group %v holds the positive example", g.Key)
+			}
+		}
+	}
+
+	// The groups are the plain ranking's first two docs, with their best two hits.
+	ranked, err := client.Recommend(ctx, name, positive, nil, embedserve.WithLimit(100), embedserve.WithExact(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []embedserve.HitGroup
+	index := map[any]int{}
+	for _, hit := range ranked {
+		key := hit.Payload["doc"]
+		i, ok := index[key]
+		if !ok {
+			if len(want) == 2 {
+				continue
+			}
+			i = len(want)
+			index[key] = i
+			want = append(want, embedserve.HitGroup{Key: key})
+		}
+		if len(want[i].Hits) < 2 {
+			want[i].Hits = append(want[i].Hits, hit)
+		}
+	}
+	idsOf := func(hits []embedserve.Hit) []string {
+		ids := make([]string, len(hits))
+		for i, hit := range hits {
+			ids[i] = hit.ID
+		}
+		return ids
+	}
+	if len(want) != len(groups) {
+		t.Fatalf("grouped %d docs, the ranking %d", len(groups), len(want))
+	}
+	for i := range want {
+		if groups[i].Key != want[i].Key || !slices.Equal(idsOf(groups[i].Hits), idsOf(want[i].Hits)) {
+			t.Fatalf("group %d: %v %v, from the ranking %v %v", i, groups[i].Key, idsOf(groups[i].Hits), want[i].Key, idsOf(want[i].Hits))
+		}
+	}
+
+	for option, refused := range map[string]embedserve.QueryOption{"offset": embedserve.WithOffset(1), "diversity": embedserve.WithDiversity(0.5)} {
+		_, err := client.RecommendGroups(ctx, name, positive, nil, "doc", refused)
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("grouped recommendation with %s: %v, want InvalidArgument", option, err)
+		}
+	}
+}
+
 // longText is about 600 words: a paragraph repeated, each copy numbered.
 func longText(topic string) string {
 	var b strings.Builder

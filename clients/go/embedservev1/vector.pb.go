@@ -3044,7 +3044,9 @@ type RecommendRequest struct {
 	Filter     *Filter                `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
 	Params     *QueryParams           `protobuf:"bytes,6,opt,name=params,proto3" json:"params,omitempty"`
 	// For text examples; task defaults to QUERY here.
-	Embed         *EmbedOptions `protobuf:"bytes,7,opt,name=embed,proto3" json:"embed,omitempty"`
+	Embed *EmbedOptions `protobuf:"bytes,7,opt,name=embed,proto3" json:"embed,omitempty"`
+	// As SearchRequest.group_by: groups instead of results, params.limit groups.
+	GroupBy       *GroupBy `protobuf:"bytes,8,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3128,11 +3130,21 @@ func (x *RecommendRequest) GetEmbed() *EmbedOptions {
 	return nil
 }
 
+func (x *RecommendRequest) GetGroupBy() *GroupBy {
+	if x != nil {
+		return x.GroupBy
+	}
+	return nil
+}
+
 type RecommendResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*ScoredDocument      `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
-	Usage         *Usage                 `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
-	SearchMs      float64                `protobuf:"fixed64,3,opt,name=search_ms,json=searchMs,proto3" json:"search_ms,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty for a grouped recommendation.
+	Results  []*ScoredDocument `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Usage    *Usage            `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
+	SearchMs float64           `protobuf:"fixed64,3,opt,name=search_ms,json=searchMs,proto3" json:"search_ms,omitempty"`
+	// A grouped recommendation's groups, best first.
+	Groups        []*HitGroup `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3186,6 +3198,13 @@ func (x *RecommendResponse) GetSearchMs() float64 {
 		return x.SearchMs
 	}
 	return 0
+}
+
+func (x *RecommendResponse) GetGroups() []*HitGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
 }
 
 type StoredDocument struct {
@@ -5172,7 +5191,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x12\x14\n" +
 	"\x04text\x18\x02 \x01(\tH\x00R\x04text\x12/\n" +
 	"\x06vector\x18\x03 \x01(\v2\x15.embedserve.v1.VectorH\x00R\x06vectorB\t\n" +
-	"\aexample\"\xee\x02\n" +
+	"\aexample\"\xa1\x03\n" +
 	"\x10RecommendRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -5182,11 +5201,13 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\bstrategy\x18\x04 \x01(\x0e2 .embedserve.v1.RecommendStrategyR\bstrategy\x12-\n" +
 	"\x06filter\x18\x05 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x122\n" +
 	"\x06params\x18\x06 \x01(\v2\x1a.embedserve.v1.QueryParamsR\x06params\x121\n" +
-	"\x05embed\x18\a \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\"\x95\x01\n" +
+	"\x05embed\x18\a \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\x121\n" +
+	"\bgroup_by\x18\b \x01(\v2\x16.embedserve.v1.GroupByR\agroupBy\"\xc6\x01\n" +
 	"\x11RecommendResponse\x127\n" +
 	"\aresults\x18\x01 \x03(\v2\x1d.embedserve.v1.ScoredDocumentR\aresults\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.embedserve.v1.UsageR\x05usage\x12\x1b\n" +
-	"\tsearch_ms\x18\x03 \x01(\x01R\bsearchMs\"\x82\x01\n" +
+	"\tsearch_ms\x18\x03 \x01(\x01R\bsearchMs\x12/\n" +
+	"\x06groups\x18\x04 \x03(\v2\x17.embedserve.v1.HitGroupR\x06groups\"\x82\x01\n" +
 	"\x0eStoredDocument\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\apayload\x18\x02 \x01(\v2\x17.google.protobuf.StructR\apayload\x12-\n" +
@@ -5512,128 +5533,130 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*Timings)(nil),                  // 77: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
-	0,  // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
-	1,  // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	71, // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	7,  // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
-	9,  // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	74, // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	75, // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
-	12, // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
-	7,  // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
-	8,  // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	8,  // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	10, // 11: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
-	11, // 12: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	76, // 13: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	77, // 14: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
-	10, // 15: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
-	11, // 16: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	76, // 17: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
-	10, // 18: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
-	11, // 19: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	27, // 20: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	28, // 21: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	30, // 22: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	31, // 23: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	32, // 24: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	34, // 25: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	29, // 26: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
-	33, // 27: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	33, // 28: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	33, // 29: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	74, // 30: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	9,  // 31: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	9,  // 32: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	34, // 33: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	35, // 34: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	75, // 35: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	3,  // 36: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	38, // 37: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	36, // 38: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	36, // 39: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	76, // 40: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	77, // 41: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	39, // 42: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	37, // 43: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	40, // 44: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,  // 45: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	43, // 46: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	43, // 47: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,  // 48: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	34, // 49: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	35, // 50: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	75, // 51: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	36, // 52: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	76, // 53: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	74, // 54: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,  // 55: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	46, // 56: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	34, // 57: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	34, // 58: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	74, // 59: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	34, // 60: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	34, // 61: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	56, // 62: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	34, // 63: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	46, // 64: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	60, // 65: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	34, // 66: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,  // 67: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	62, // 68: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	63, // 69: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	64, // 70: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	72, // 71: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	34, // 72: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,  // 73: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	60, // 74: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	67, // 75: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	68, // 76: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	69, // 77: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	73, // 78: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,  // 79: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,  // 80: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13, // 81: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15, // 82: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17, // 83: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19, // 84: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	21, // 85: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	23, // 86: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	25, // 87: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	37, // 88: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	41, // 89: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	44, // 90: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	47, // 91: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	49, // 92: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	51, // 93: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	53, // 94: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	55, // 95: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	58, // 96: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	61, // 97: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	66, // 98: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14, // 99: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16, // 100: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18, // 101: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20, // 102: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	22, // 103: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	24, // 104: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	26, // 105: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	40, // 106: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	42, // 107: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	45, // 108: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	48, // 109: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	50, // 110: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	52, // 111: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	54, // 112: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	57, // 113: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	59, // 114: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	65, // 115: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	70, // 116: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	99, // [99:117] is the sub-list for method output_type
-	81, // [81:99] is the sub-list for method input_type
-	81, // [81:81] is the sub-list for extension type_name
-	81, // [81:81] is the sub-list for extension extendee
-	0,  // [0:81] is the sub-list for field type_name
+	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
+	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
+	71,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
+	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
+	74,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	75,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
+	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
+	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	10,  // 11: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
+	11,  // 12: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
+	76,  // 13: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	77,  // 14: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	10,  // 15: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
+	11,  // 16: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
+	76,  // 17: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	10,  // 18: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
+	11,  // 19: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
+	27,  // 20: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	28,  // 21: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	30,  // 22: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	31,  // 23: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	32,  // 24: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	34,  // 25: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	29,  // 26: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
+	33,  // 27: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	33,  // 28: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	33,  // 29: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	74,  // 30: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 31: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	9,   // 32: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	34,  // 33: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	35,  // 34: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	75,  // 35: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	3,   // 36: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	38,  // 37: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	36,  // 38: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	36,  // 39: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	76,  // 40: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	77,  // 41: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	39,  // 42: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	37,  // 43: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	40,  // 44: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,   // 45: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	43,  // 46: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	43,  // 47: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,   // 48: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	34,  // 49: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	35,  // 50: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	75,  // 51: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	38,  // 52: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	36,  // 53: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	76,  // 54: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	39,  // 55: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	74,  // 56: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 57: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	46,  // 58: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	34,  // 59: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	34,  // 60: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	74,  // 61: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	34,  // 62: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	34,  // 63: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	56,  // 64: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	34,  // 65: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	46,  // 66: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	60,  // 67: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	34,  // 68: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 69: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	62,  // 70: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	63,  // 71: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	64,  // 72: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	72,  // 73: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	34,  // 74: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 75: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	60,  // 76: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	67,  // 77: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	68,  // 78: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	69,  // 79: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	73,  // 80: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 81: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 82: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 83: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 84: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 85: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 86: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	21,  // 87: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	23,  // 88: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	25,  // 89: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	37,  // 90: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	41,  // 91: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	44,  // 92: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	47,  // 93: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	49,  // 94: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	51,  // 95: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	53,  // 96: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	55,  // 97: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	58,  // 98: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	61,  // 99: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	66,  // 100: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 101: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 102: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 103: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 104: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	22,  // 105: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	24,  // 106: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	26,  // 107: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	40,  // 108: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	42,  // 109: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	45,  // 110: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	48,  // 111: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	50,  // 112: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	52,  // 113: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	54,  // 114: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	57,  // 115: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	59,  // 116: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	65,  // 117: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	70,  // 118: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	101, // [101:119] is the sub-list for method output_type
+	83,  // [83:101] is the sub-list for method input_type
+	83,  // [83:83] is the sub-list for extension type_name
+	83,  // [83:83] is the sub-list for extension extendee
+	0,   // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }

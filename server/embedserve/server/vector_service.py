@@ -144,11 +144,13 @@ class VectorService(pb_grpc.VectorServiceServicer):
             vc.optional_filter(request),
             vc.search_params(request.params),
             vc.embed_params(request.embed, Task.QUERY, "embed"),
+            vc.group_by(request.group_by) if request.HasField("group_by") else None,
         )
         return pb.RecommendResponse(
             results=vc.scored_to_proto(found.results),
             usage=epb.Usage(total_tokens=found.tokens),
             search_ms=found.search_ms,
+            groups=vc.groups_to_proto(found.groups or ()),
         )
 
     @unary

@@ -430,11 +430,7 @@ class VectorCore:
         if query.id is not None:
             raise InvalidArgument("a search takes a text or a vector, not an id")
         query.check("")
-        if group is not None:
-            try:  # before the query costs model time
-                check_grouping(search.params, group)
-            except store_errors.InvalidRequest as exc:
-                raise InvalidArgument(str(exc)) from exc
+        _check_grouping(search.params, group)
         keywords = None
         if mode is not SearchMode.DENSE:
             if query.text is None:
@@ -459,11 +455,7 @@ class VectorCore:
             ranked = functools.partial(
                 self.store.search, collection, vector, search.filter, keywords=keywords
             )
-            started = time.monotonic()
-            if group is None:
-                return embedded.result(await self.call(ranked, search.params), started)
-            groups = await self.call(search_groups, ranked, search.params, group)
-            return embedded.result([], started, groups)
+            return await self._rank(ranked, search.params, group, embedded)
 
         return await self.at_current_size(once)
 
@@ -498,29 +490,44 @@ class VectorCore:
         filter: Filter | None,
         params: SearchParams,
         embed: EmbedParams,
+        group: GroupBy | None = None,
     ) -> QueryResult:
-        """More like the positive examples, less like the negative ones; texts in one batch."""
+        """More like the positive examples, less like the negative ones; texts in one batch;
+        grouped by a payload field when ``group`` says so."""
         if not positive:
             raise InvalidArgument("positive must hold at least one example")
+        _check_grouping(params, group)
         fields = [f"positive[{i}]" for i in range(len(positive))]
         fields += [f"negative[{i}]" for i in range(len(negative))]
 
         async def once() -> QueryResult:
             examples = [*positive, *negative]
             embedded = await self._embed_examples(collection, examples, embed, fields)
-            started = time.monotonic()
-            results = await self.call(
+            ranked = functools.partial(
                 self.store.recommend,
                 collection,
                 embedded.examples[: len(positive)],
                 embedded.examples[len(positive) :],
                 strategy,
                 filter,
-                params,
             )
-            return embedded.result(results, started)
+            return await self._rank(ranked, params, group, embedded)
 
         return await self.at_current_size(once)
+
+    async def _rank(
+        self,
+        ranked: Callable[[SearchParams], list[ScoredPoint]],
+        params: SearchParams,
+        group: GroupBy | None,
+        embedded: _EmbeddedExamples,
+    ) -> QueryResult:
+        """Run a store query: its hits, or its groups when ``group`` is set."""
+        started = time.monotonic()
+        if group is None:
+            return embedded.result(await self.call(ranked, params), started)
+        groups = await self.call(search_groups, ranked, params, group)
+        return embedded.result([], started, groups)
 
     async def _embed_examples(
         self,
@@ -620,6 +627,16 @@ class VectorCore:
             )
         )
         return np.concatenate([r.vectors for r in results])
+
+
+def _check_grouping(params: SearchParams, group: GroupBy | None) -> None:
+    """Refuse a grouping the params rule out before the query costs model time."""
+    if group is None:
+        return
+    try:
+        check_grouping(params, group)
+    except store_errors.InvalidRequest as exc:
+        raise InvalidArgument(str(exc)) from exc
 
 
 def _runs_without_repeats(batches: Sequence[PreparedBatch]) -> list[list[PreparedBatch]]:

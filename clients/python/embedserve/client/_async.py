@@ -85,6 +85,7 @@ class AsyncEmbedClient:
     search = awaiting(vector_calls.search)
     search_groups = awaiting(vector_calls.search_groups)
     recommend = awaiting(vector_calls.recommend)
+    recommend_groups = awaiting(vector_calls.recommend_groups)
     get = awaiting(vector_calls.get)
     delete = awaiting(vector_calls.delete)
     update_payload = awaiting(vector_calls.update_payload)

@@ -95,6 +95,7 @@ class EmbedClient:
     search = blocking(vector_calls.search)
     search_groups = blocking(vector_calls.search_groups)
     recommend = blocking(vector_calls.recommend)
+    recommend_groups = blocking(vector_calls.recommend_groups)
     get = blocking(vector_calls.get)
     delete = blocking(vector_calls.delete)
     update_payload = blocking(vector_calls.update_payload)

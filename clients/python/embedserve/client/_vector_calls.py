@@ -284,9 +284,7 @@ def search_groups(
             raise TypeError("search_groups takes a text or a vector, not both")
         text, vector = None, text
     request = _search_request(collection, text, vector, filter, mode, options)
-    request.group_by.key = group_by
-    if group_size is not None:
-        request.group_by.size = group_size
+    _set_group(request.group_by, group_by, group_size)
     response = yield Unary("vectors", "Search", request)
     return docs.hit_groups(response.groups)
 
@@ -349,6 +347,38 @@ def recommend(
     **options: Any,
 ) -> Plan[list[docs.Hit]]:
     """Documents like ``positive`` and unlike ``negative`` (ids, vectors or {"text": ...})."""
+    request = _recommend_request(collection, positive, negative, strategy, filter, options)
+    response = yield Unary("vectors", "Recommend", request)
+    return docs.hits(response.results)
+
+
+def recommend_groups(
+    collection: str,
+    positive: Sequence[docs.ExampleLike],
+    negative: Sequence[docs.ExampleLike] = (),
+    *,
+    group_by: str,
+    group_size: int | None = None,
+    strategy: str = "average_vector",
+    filter: docs.FilterLike | None = None,
+    **options: Any,
+) -> Plan[list[docs.HitGroup]]:
+    """``recommend`` in groups, as ``search_groups``: the best hits per value of the
+    payload field ``group_by`` (say, documents like a passage, once each by doc_id)."""
+    request = _recommend_request(collection, positive, negative, strategy, filter, options)
+    _set_group(request.group_by, group_by, group_size)
+    response = yield Unary("vectors", "Recommend", request)
+    return docs.hit_groups(response.groups)
+
+
+def _recommend_request(
+    collection: str,
+    positive: Sequence[docs.ExampleLike],
+    negative: Sequence[docs.ExampleLike],
+    strategy: str,
+    filter: docs.FilterLike | None,
+    options: dict[str, Any],
+) -> pb.RecommendRequest:
     params, embed = _split_params(options)
     request = pb.RecommendRequest(
         collection=collection,
@@ -358,8 +388,14 @@ def recommend(
         params=params,
         embed=build_options(**embed),
     )
-    response = yield Unary("vectors", "Recommend", _with_filter(request, filter))
-    return docs.hits(response.results)
+    _with_filter(request, filter)
+    return request
+
+
+def _set_group(message: pb.GroupBy, key: str, size: int | None) -> None:
+    message.key = key
+    if size is not None:
+        message.size = size
 
 
 def get(

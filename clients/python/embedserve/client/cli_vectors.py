@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 
-from embedserve.client._documents import Hit, document_problem
+from embedserve.client._documents import Hit, HitGroup, document_problem
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
@@ -72,12 +72,7 @@ def add_parser(commands: Any) -> None:
         metavar="KEY",
         help="print only this payload key (repeatable)",
     )
-    search.add_argument(
-        "--group-by",
-        metavar="KEY",
-        help="print one line per value of this payload field, with its best hits",
-    )
-    search.add_argument("--group-size", type=int, help="hits per group (default 3)")
+    add_group_arguments(search)
 
     facet = commands.add_parser("facet", help="how many documents hold each value of a field")
     facet.add_argument("collection")
@@ -110,6 +105,7 @@ def add_parser(commands: Any) -> None:
     add_target(recommend)
     recommend.add_argument("--limit", type=int, default=10)
     recommend.add_argument("--filter")
+    add_group_arguments(recommend)
 
     collections = commands.add_parser("collections", help="list, create, show or delete")
     collections.add_argument(
@@ -162,22 +158,10 @@ def _search(client: EmbedClient, args: argparse.Namespace) -> int:
             payload_keys=args.payload_keys,
         ),
     }
-    if args.group_by is None:
-        if args.group_size is not None:
-            print("embedserve: --group-size needs --group-by", file=sys.stderr)
-            return 2
-        _print_hits(client.search(args.collection, args.text, **options))
-        return 0
-    groups = client.search_groups(
-        args.collection,
-        args.text,
-        group_by=args.group_by,
-        **_given(group_size=args.group_size),
-        **options,
-    )
-    for group in groups:
-        print(json.dumps({"key": group.key, "hits": [_hit_json(h) for h in group.hits]}))
-    return 0
+    grouping = _grouping(args)
+    if grouping is None:
+        return _print_hits(client.search(args.collection, args.text, **options))
+    return _print_groups(client.search_groups(args.collection, args.text, **grouping, **options))
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -197,22 +181,44 @@ def _recommend(client: EmbedClient, args: argparse.Namespace) -> int:
     if not (args.positive or args.positive_text):
         print("embedserve: recommend needs --positive ID or --positive-text TEXT", file=sys.stderr)
         return 2
-    query_filter = filter_arg(args.filter)
-    hits = client.recommend(
-        args.collection,
-        [*args.positive, *({"text": t} for t in args.positive_text)],
-        [*args.negative, *({"text": t} for t in args.negative_text)],
-        strategy=args.strategy,
-        limit=args.limit,
-        filter=query_filter,
+    positive = [*args.positive, *({"text": t} for t in args.positive_text)]
+    negative = [*args.negative, *({"text": t} for t in args.negative_text)]
+    options = {"strategy": args.strategy, "limit": args.limit, "filter": filter_arg(args.filter)}
+    grouping = _grouping(args)
+    if grouping is None:
+        return _print_hits(client.recommend(args.collection, positive, negative, **options))
+    found = client.recommend_groups(args.collection, positive, negative, **grouping, **options)
+    return _print_groups(found)
+
+
+def add_group_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--group-by",
+        metavar="KEY",
+        help="print one line per value of this payload field, with its best hits",
     )
-    _print_hits(hits)
+    parser.add_argument("--group-size", type=int, help="hits per group (default 3)")
+
+
+def _grouping(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The grouping options of --group-by and --group-size; None: no groups."""
+    if args.group_by is None:
+        if args.group_size is not None:
+            raise ValueError("--group-size needs --group-by")
+        return None
+    return {"group_by": args.group_by, **_given(group_size=args.group_size)}
+
+
+def _print_hits(hits: list[Hit]) -> int:
+    for hit in hits:
+        print(json.dumps(_hit_json(hit)))
     return 0
 
 
-def _print_hits(hits: list[Hit]) -> None:
-    for hit in hits:
-        print(json.dumps(_hit_json(hit)))
+def _print_groups(groups: list[HitGroup]) -> int:
+    for group in groups:
+        print(json.dumps({"key": group.key, "hits": [_hit_json(h) for h in group.hits]}))
+    return 0
 
 
 def _hit_json(hit: Hit) -> dict[str, Any]:

@@ -1471,6 +1471,7 @@ class RecommendRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     EMBED_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     strategy: Global___RecommendStrategy.ValueType
     @_builtins.property
@@ -1485,6 +1486,10 @@ class RecommendRequest(_message.Message):
     def embed(self) -> _embedding_pb2.EmbedOptions:
         """For text examples; task defaults to QUERY here."""
 
+    @_builtins.property
+    def group_by(self) -> Global___GroupBy:
+        """As SearchRequest.group_by: groups instead of results, params.limit groups."""
+
     def __init__(
         self,
         *,
@@ -1495,10 +1500,11 @@ class RecommendRequest(_message.Message):
         filter: Global___Filter | None = ...,
         params: Global___QueryParams | None = ...,
         embed: _embedding_pb2.EmbedOptions | None = ...,
+        group_by: Global___GroupBy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "params", b"params"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "negative", b"negative", "params", b"params", "positive", b"positive", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "negative", b"negative", "params", b"params", "positive", b"positive", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1511,21 +1517,29 @@ class RecommendResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     SEARCH_MS_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
     search_ms: _builtins.float
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoredDocument]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoredDocument]:
+        """Empty for a grouped recommendation."""
+
     @_builtins.property
     def usage(self) -> _embedding_pb2.Usage: ...
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___HitGroup]:
+        """A grouped recommendation's groups, best first."""
+
     def __init__(
         self,
         *,
         results: _abc.Iterable[Global___ScoredDocument] | None = ...,
         usage: _embedding_pb2.Usage | None = ...,
         search_ms: _builtins.float = ...,
+        groups: _abc.Iterable[Global___HitGroup] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results", "search_ms", b"search_ms", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "results", b"results", "search_ms", b"search_ms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Request
 from google.protobuf.json_format import ParseDict, ParseError
 from starlette.responses import Response
 
+from embedserve.connectors import groups
 from embedserve.connectors import types as st
-from embedserve.connectors.groups import GroupBy
 from embedserve.server import vector_convert as vc
 from embedserve.server.auth import ApiKey, check_collection
 from embedserve.server.embedder import Task
@@ -31,6 +31,7 @@ from embedserve.server.http.schemas import (
     FacetRequest,
     FilterJson,
     GetRequest,
+    GroupBy,
     QueryParams,
     RecommendRequest,
     ScrollRequest,
@@ -105,10 +106,12 @@ def search_in(body: SearchRequest) -> SearchIn:
         search_params(body.params),
         body.embed.params(Task.QUERY),
         SearchMode(body.mode),
-        vc.store_value(GroupBy, **body.group_by.model_dump(exclude_none=True))
-        if body.group_by
-        else None,
+        group_by(body.group_by),
     )
+
+
+def group_by(body: GroupBy | None) -> groups.GroupBy | None:
+    return vc.store_value(groups.GroupBy, **body.model_dump(exclude_none=True)) if body else None
 
 
 def search_params(params: QueryParams) -> st.SearchParams:
@@ -154,11 +157,15 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
 def search_json(outcome: QueryResult) -> dict[str, Any]:
     return {
         "results": scored_json(outcome.results),
-        "groups": [{"key": g.key, "hits": scored_json(g.hits)} for g in outcome.groups or ()],
+        "groups": groups_json(outcome.groups),
         "usage": {"total_tokens": outcome.tokens},
         "timings": timings_json(outcome.timings),
         "search_ms": outcome.search_ms,
     }
+
+
+def groups_json(found: list[groups.HitGroup] | None) -> list[dict[str, Any]]:
+    return [{"key": g.key, "hits": scored_json(g.hits)} for g in found or ()]
 
 
 def record_json(record: st.Record) -> dict[str, Any]:
@@ -254,10 +261,12 @@ async def recommend(
         parse_filter(body.filter),
         search_params(body.params),
         body.embed.params(Task.QUERY),
+        group_by(body.group_by),
     )
     return json_response(
         {
             "results": scored_json(outcome.results),
+            "groups": groups_json(outcome.groups),
             "usage": {"total_tokens": outcome.tokens},
             "search_ms": outcome.search_ms,
         }

@@ -327,6 +327,9 @@ class RecommendRequest(Body):
     filter: FilterJson | None = None
     params: QueryParams = QueryParams()
     embed: EmbedOptions = EmbedOptions()
+    group_by: GroupBy | None = Field(
+        default=None, description="answer in groups: the best hits per value of a payload field"
+    )
 
 
 class GetRequest(Body):

@@ -98,10 +98,10 @@ import java.util.stream.Stream;
  *
  * <p>The VectorService calls are on the same client: collections ({@link #createCollection},
  * ...), acknowledged streaming ingestion ({@link #ingest}), {@link #search}, {@link
- * #searchGroups}, {@link #recommend}, {@link #get}, {@link #delete} and {@link #count}, and export
- * and analysis: {@link #scroll} (one page), {@link #scrollAll} (every document, following the
- * cursor), {@link #cluster} and {@link #findDuplicates}; {@link Vectors} builds their documents,
- * examples and filters.
+ * #searchGroups}, {@link #recommend}, {@link #recommendGroups}, {@link #get}, {@link #delete} and
+ * {@link #count}, and export and analysis: {@link #scroll} (one page), {@link #scrollAll} (every
+ * document, following the cursor), {@link #cluster} and {@link #findDuplicates}; {@link Vectors}
+ * builds their documents, examples and filters.
  *
  * <p>Failed calls throw {@link StatusRuntimeException} carrying the server's status
  * ({@code INVALID_ARGUMENT}, {@code DEADLINE_EXCEEDED}, ...). Unary calls get the client's
@@ -687,8 +687,13 @@ public final class EmbedserveClient implements AutoCloseable {
           .withDescription("searchGroups needs a request with group_by")
           .asRuntimeException();
     }
-    List<HitGroup> groups = new ArrayList<>();
-    for (dev.embedserve.v1.HitGroup group : vectors.search(request).getGroupsList()) {
+    return groups(vectors.search(request).getGroupsList());
+  }
+
+  /** The groups of a grouped search or recommendation, keys as String or Long. */
+  private static List<HitGroup> groups(List<dev.embedserve.v1.HitGroup> found) {
+    List<HitGroup> groups = new ArrayList<>(found.size());
+    for (dev.embedserve.v1.HitGroup group : found) {
       Object key =
           switch (group.getKeyCase()) {
             case TEXT -> group.getText();
@@ -743,6 +748,91 @@ public final class EmbedserveClient implements AutoCloseable {
       RecommendStrategy strategy,
       Filter filter,
       QueryParams params) {
+    return recommend(
+        recommendRequest(collection, positive, negative, strategy, filter, params).build());
+  }
+
+  /**
+   * Any recommendation request (embedding options for text examples included); one with {@code
+   * group_by} answers in groups: see {@link #recommendGroups(RecommendRequest)}.
+   */
+  public List<Hit> recommend(RecommendRequest request) {
+    return hits(vectors.recommend(request).getResultsList());
+  }
+
+  /**
+   * The documents most like the stored {@code positiveIds} and unlike {@code negativeIds}, grouped
+   * by the payload field {@code groupBy}: at most {@code groupSize} hits (1 to 100) per value, the
+   * best {@code limit} groups; the examples never come back. See {@link #recommendGroups(String,
+   * List, List, RecommendStrategy, String, int, Filter, QueryParams)}.
+   */
+  public List<HitGroup> recommendGroups(
+      String collection,
+      List<String> positiveIds,
+      List<String> negativeIds,
+      String groupBy,
+      int groupSize,
+      int limit) {
+    return recommendGroups(
+        collection,
+        Vectors.ids(positiveIds),
+        Vectors.ids(negativeIds),
+        RecommendStrategy.RECOMMEND_STRATEGY_UNSPECIFIED,
+        groupBy,
+        groupSize,
+        null,
+        Vectors.limit(limit));
+  }
+
+  /**
+   * Documents like the positive examples and unlike the negative ones (as {@link #recommend(String,
+   * List, List, RecommendStrategy, Filter, QueryParams)}) grouped by the payload field {@code
+   * groupBy} (a string or an integer, or a list of them; a dotted path reaches into objects), as
+   * {@link #searchGroups(String, String, String, int, Filter, QueryParams)} groups a search: at
+   * most {@code groupSize} hits (1 to 100) per value, groups ranked by their best hit. Hits without
+   * such a value are left out; stored examples never come back.
+   *
+   * @param filter restricts the hits; null for none
+   * @param params {@code limit} counts groups; no offset or diversity ({@code INVALID_ARGUMENT});
+   *     null for the server's defaults
+   */
+  public List<HitGroup> recommendGroups(
+      String collection,
+      List<Example> positive,
+      List<Example> negative,
+      RecommendStrategy strategy,
+      String groupBy,
+      int groupSize,
+      Filter filter,
+      QueryParams params) {
+    return recommendGroups(
+        recommendRequest(collection, positive, negative, strategy, filter, params)
+            .setGroupBy(groupBy(groupBy, groupSize))
+            .build());
+  }
+
+  /**
+   * Any grouped recommendation request: its groups, best first.
+   *
+   * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when {@code request} has no {@code
+   *     group_by}, or (from the server) with an offset or diversity
+   */
+  public List<HitGroup> recommendGroups(RecommendRequest request) {
+    if (!request.hasGroupBy()) {
+      throw Status.INVALID_ARGUMENT
+          .withDescription("recommendGroups needs a request with group_by")
+          .asRuntimeException();
+    }
+    return groups(vectors.recommend(request).getGroupsList());
+  }
+
+  private static RecommendRequest.Builder recommendRequest(
+      String collection,
+      List<Example> positive,
+      List<Example> negative,
+      RecommendStrategy strategy,
+      Filter filter,
+      QueryParams params) {
     RecommendRequest.Builder request =
         RecommendRequest.newBuilder()
             .setCollection(collection)
@@ -755,12 +845,7 @@ public final class EmbedserveClient implements AutoCloseable {
     if (params != null) {
       request.setParams(params);
     }
-    return recommend(request.build());
-  }
-
-  /** Any recommendation request (embedding options for text examples included). */
-  public List<Hit> recommend(RecommendRequest request) {
-    return hits(vectors.recommend(request).getResultsList());
+    return request;
   }
 
   /** The stored documents among {@code ids}, in the order asked; missing ids are skipped. */
@@ -1007,8 +1092,8 @@ public final class EmbedserveClient implements AutoCloseable {
   public record Hit(String id, float score, Map<String, Object> payload, float[] vector) {}
 
   /**
-   * One group of {@link #searchGroups}: the value of the grouping field ({@code key}, a String or
-   * a Long) and its best hits, best first.
+   * One group of {@link #searchGroups} or {@link #recommendGroups}: the value of the grouping
+   * field ({@code key}, a String or a Long) and its best hits, best first.
    */
   public record HitGroup(Object key, List<Hit> hits) {}
 

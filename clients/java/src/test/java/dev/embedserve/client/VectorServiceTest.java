@@ -31,6 +31,7 @@ import dev.embedserve.v1.FacetValue;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.QueryParams;
+import dev.embedserve.v1.RecommendRequest;
 import dev.embedserve.v1.RecommendStrategy;
 import dev.embedserve.v1.SearchBatchRequest;
 import dev.embedserve.v1.SearchMode;
@@ -404,6 +405,96 @@ class VectorServiceTest {
           assertThrows(
               StatusRuntimeException.class,
               () -> client.searchGroups(SearchRequest.newBuilder().setCollection(name).setText(query).build()));
+      assertEquals(Status.Code.INVALID_ARGUMENT, ungrouped.getStatus().getCode());
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  @Test
+  void recommendGroupsGroupsTheRecommendRanking() {
+    String name = uniqueName("recommend_groups");
+    client.createCollection(name, CollectionConfig.getDefaultInstance());
+    try {
+      Map<String, List<String>> passages = new LinkedHashMap<>();
+      passages.put("space", List.of(
+          "The rocket lifted off and reached orbit.",
+          "Astronauts trained for the long flight to the moon.",
+          "A telescope photographed a distant galaxy.",
+          "The capsule splashed down in the ocean."));
+      passages.put("cooking", List.of(
+          "Boil the pasta and stir in the garlic sauce.",
+          "Bake the bread in a hot oven.",
+          "Season the soup with fresh herbs.",
+          "Grate parmesan over the spaghetti."));
+      passages.put("football", List.of(
+          "The striker scored a late penalty goal.",
+          "The goalkeeper saved a shot in the stadium.",
+          "The referee showed the defender a red card.",
+          "The league table changed after the derby."));
+      List<Document> docs = new ArrayList<>();
+      passages.forEach(
+          (doc, texts) -> {
+            for (int part = 0; part < texts.size(); part++) {
+              docs.add(document(doc + "-" + part, texts.get(part), Map.of("doc", doc, "part", part)));
+            }
+          });
+      client.upsert(name, docs);
+
+      List<String> positive = List.of("space-0");
+      QueryParams exact = QueryParams.newBuilder().setLimit(2).setExact(true).build();
+      List<HitGroup> groups =
+          client.recommendGroups(
+              name, ids(positive), List.of(), RecommendStrategy.RECOMMEND_STRATEGY_UNSPECIFIED,
+              "doc", 2, null, exact);
+      assertEquals(2, groups.size(), groups.toString());
+      for (HitGroup group : groups) {
+        assertTrue(group.hits().size() >= 1 && group.hits().size() <= 2, group.toString());
+        group.hits().forEach(
+            hit -> {
+              assertEquals(group.key(), hit.payload().get("doc"), hit.id());
+              assertFalse(positive.contains(hit.id()), "example came back: " + hit.id());
+            });
+      }
+
+      // The plain ranking grouped here: its first two docs, their best two hits each.
+      List<Hit> ranked =
+          client.recommend(
+              name, ids(positive), List.of(), RecommendStrategy.RECOMMEND_STRATEGY_UNSPECIFIED, null,
+              QueryParams.newBuilder().setLimit(100).setExact(true).build());
+      Map<Object, List<String>> expected = new LinkedHashMap<>();
+      for (Hit hit : ranked) {
+        Object doc = hit.payload().get("doc");
+        if (!expected.containsKey(doc) && expected.size() == 2) {
+          continue;
+        }
+        List<String> best = expected.computeIfAbsent(doc, key -> new ArrayList<>());
+        if (best.size() < 2) {
+          best.add(hit.id());
+        }
+      }
+      Map<Object, List<String>> actual = new LinkedHashMap<>();
+      groups.forEach(group -> actual.put(group.key(), group.hits().stream().map(Hit::id).toList()));
+      assertEquals(List.copyOf(expected.keySet()), List.copyOf(actual.keySet()));
+      assertEquals(expected, actual);
+
+      // By ids and a limit (not exact): the same docs, twelve points rank alike.
+      List<HitGroup> byIds = client.recommendGroups(name, positive, List.of(), "doc", 2, 2);
+      assertEquals(
+          groups.stream().map(HitGroup::key).toList(), byIds.stream().map(HitGroup::key).toList());
+
+      StatusRuntimeException offset =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> client.recommendGroups(
+                  name, ids(positive), List.of(), RecommendStrategy.RECOMMEND_STRATEGY_UNSPECIFIED,
+                  "doc", 2, null, QueryParams.newBuilder().setLimit(2).setOffset(1).build()));
+      assertEquals(Status.Code.INVALID_ARGUMENT, offset.getStatus().getCode());
+      StatusRuntimeException ungrouped =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> client.recommendGroups(
+                  RecommendRequest.newBuilder().setCollection(name).addAllPositive(ids(positive)).build()));
       assertEquals(Status.Code.INVALID_ARGUMENT, ungrouped.getStatus().getCode());
     } finally {
       client.deleteCollection(name);
