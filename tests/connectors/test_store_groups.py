@@ -79,7 +79,8 @@ def grouped(
         (pages if pages is not None else []).append(p.limit)
         return ranked(p)
 
-    return search_groups(page, SearchParams(exact=True, **params), group)
+    retrieve = functools.partial(store.retrieve, "p")
+    return search_groups(page, SearchParams(exact=True, **params), group, retrieve)
 
 
 def shape(groups: list[HitGroup]) -> list[tuple[Any, list[str]]]:
@@ -136,6 +137,12 @@ def test_filter_threshold_and_payload_as_asked(
     only_n = grouped(store, query, GroupBy("doc", 1), limit=2, payload_keys=("n",))
     assert [set(h.payload or ()) for g in only_n for h in g.hits] == [{"n"}, {"n"}]
     assert shape(only_n) == shape(grouped(store, query, GroupBy("doc", 1), limit=2))
+    # Payloads and vectors come from the store for the hits kept, as a search gives them.
+    full = grouped(store, query, GroupBy("doc", 2), limit=3, with_vectors=True)
+    for hit in (h for g in full for h in g.hits):
+        n = int(hit.id[1:])
+        assert hit.payload == payload_of(n)
+        assert np.allclose(hit.vector, vectors[n], atol=1e-5)
 
 
 def test_misuse_is_refused(passages: tuple[VectorStore, np.ndarray, np.ndarray]) -> None:

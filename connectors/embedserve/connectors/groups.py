@@ -5,7 +5,9 @@ The embedded engine has no grouping query, so grouping happens here for every en
 they all agree. Hits arrive in rank order; a group ranks by its first (best) hit. The
 ranked list is fetched in growing pages until the first ``limit`` groups are full or the
 matches run out, up to ``MAX_GROUP_CANDIDATES`` hits: past that, a group may hold fewer
-hits than asked although more would match, as with Qdrant's own grouping.
+hits than asked although more would match, as with Qdrant's own grouping. The pages carry
+the grouping field alone; the payloads and vectors asked for are fetched for the hits
+kept, so a deep page of long stored texts costs no more than one of ids.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidRequest
-from .types import ScoredPoint, SearchParams
+from .types import Record, ScoredPoint, SearchParams
 
 MAX_GROUP_CANDIDATES = 10_000
 MAX_GROUP_SIZE = 100
@@ -84,28 +86,29 @@ def search_groups(
     search: Callable[[SearchParams], list[ScoredPoint]],
     params: SearchParams,
     group: GroupBy,
+    retrieve: Callable[[list[str], bool], list[Record]],
 ) -> list[HitGroup]:
     """The first ``params.limit`` groups of the hits ``search`` ranks, each with its best
     ``group.size`` hits in rank order. ``search`` runs the caller's query with the params
-    it is given (limits and payload keys chosen here)."""
+    it is given; the pages carry only the grouping field, and ``retrieve`` (ids, with
+    vectors) fetches the payloads and vectors asked for, of the hits kept alone."""
     check_grouping(params, group)
     fetch = min(MAX_GROUP_CANDIDATES, max(params.limit * group.size * FIRST_PAGE_FACTOR, 64))
     while True:
-        hits = search(dataclasses.replace(params, limit=fetch, **_payload_fields(params, group)))
+        page = dataclasses.replace(
+            params,
+            limit=fetch,
+            with_payload=True,
+            payload_keys=(group.top_key,),
+            with_vectors=False,
+        )
+        hits = search(page)
         groups = _group(hits, params.limit, group)
         exhausted = len(hits) < fetch
         full = len(groups) == params.limit and all(len(g.hits) == group.size for g in groups)
         if exhausted or full or fetch >= MAX_GROUP_CANDIDATES:
-            return [HitGroup(g.key, [_as_asked(h, params, group) for h in g.hits]) for g in groups]
+            return _as_asked(groups, params, group, retrieve)
         fetch = min(MAX_GROUP_CANDIDATES, fetch * FIRST_PAGE_FACTOR)
-
-
-def _payload_fields(params: SearchParams, group: GroupBy) -> dict[str, Any]:
-    """The group key's field is fetched whatever the caller asked for."""
-    if params.with_payload and params.payload_keys is None:
-        return {}
-    kept = params.payload_keys if params.with_payload and params.payload_keys else ()
-    return {"with_payload": True, "payload_keys": tuple(dict.fromkeys((*kept, group.top_key)))}
 
 
 def _group(hits: list[ScoredPoint], limit: int, group: GroupBy) -> list[HitGroup]:
@@ -121,11 +124,40 @@ def _group(hits: list[ScoredPoint], limit: int, group: GroupBy) -> list[HitGroup
     return list(groups.values())
 
 
-def _as_asked(hit: ScoredPoint, params: SearchParams, group: GroupBy) -> ScoredPoint:
-    """The hit with the payload the caller asked for, not the one fetched for grouping."""
-    if not params.with_payload:
-        return dataclasses.replace(hit, payload=None)
+def _as_asked(
+    groups: list[HitGroup],
+    params: SearchParams,
+    group: GroupBy,
+    retrieve: Callable[[list[str], bool], list[Record]],
+) -> list[HitGroup]:
+    """The groups' hits with the payloads and vectors the caller asked for. A hit deleted
+    since its page was read is left out."""
     keys = params.payload_keys
-    if keys is None or group.top_key in keys or hit.payload is None:
-        return hit
-    return dataclasses.replace(hit, payload={k: v for k, v in hit.payload.items() if k in keys})
+    if not params.with_vectors and (not params.with_payload or keys == (group.top_key,)):
+        payload = params.with_payload
+        return [
+            HitGroup(
+                g.key,
+                [dataclasses.replace(h, payload=h.payload if payload else None) for h in g.hits],
+            )
+            for g in groups
+        ]
+    ids = list(dict.fromkeys(h.id for g in groups for h in g.hits))
+    records = {r.id: r for r in retrieve(ids, params.with_vectors)} if ids else {}
+
+    def full(hit: ScoredPoint) -> ScoredPoint | None:
+        record = records.get(hit.id)
+        if record is None:
+            return None
+        payload: dict[str, Any] | None = None
+        if params.with_payload:
+            payload = (
+                record.payload
+                if keys is None
+                else {k: v for k, v in record.payload.items() if k in keys}
+            )
+        vector = record.vector if params.with_vectors else None
+        return ScoredPoint(hit.id, hit.score, payload, vector)
+
+    asked = [HitGroup(g.key, [f for h in g.hits if (f := full(h)) is not None]) for g in groups]
+    return [g for g in asked if g.hits]

@@ -455,7 +455,7 @@ class VectorCore:
             ranked = functools.partial(
                 self.store.search, collection, vector, search.filter, keywords=keywords
             )
-            return await self._rank(ranked, search.params, group, embedded)
+            return await self._rank(collection, ranked, search.params, group, embedded)
 
         return await self.at_current_size(once)
 
@@ -511,12 +511,13 @@ class VectorCore:
                 strategy,
                 filter,
             )
-            return await self._rank(ranked, params, group, embedded)
+            return await self._rank(collection, ranked, params, group, embedded)
 
         return await self.at_current_size(once)
 
     async def _rank(
         self,
+        collection: str,
         ranked: Callable[[SearchParams], list[ScoredPoint]],
         params: SearchParams,
         group: GroupBy | None,
@@ -526,7 +527,8 @@ class VectorCore:
         started = time.monotonic()
         if group is None:
             return embedded.result(await self.call(ranked, params), started)
-        groups = await self.call(search_groups, ranked, params, group)
+        retrieve = functools.partial(self.store.retrieve, collection)
+        groups = await self.call(search_groups, ranked, params, group, retrieve)
         return embedded.result([], started, groups)
 
     async def _embed_examples(
