@@ -57,7 +57,12 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
         sys.stdout.flush()  # here, so that a reader gone early is seen below, not at exit
         return code
     except KeyboardInterrupt:
-        return 130
+        # Ctrl-C: the verb's own cleanup has run (files replaced whole or not at all,
+        # checkpoints written as acknowledged), but an RPC still in flight can hold the
+        # interpreter's exit inside grpc's shutdown for minutes. Leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except BrokenPipeError:
         # `embedserve search ... | head -1`: the reader closed stdout. End silently with the
         # status a shell gives a writer killed by SIGPIPE; stdout goes to /dev/null so that
