@@ -17,6 +17,7 @@ from embedserve.connectors import (
     HitGroup,
     InvalidRequest,
     MatchValue,
+    PayloadIndexKind,
     PointRecord,
     SearchParams,
     VectorStore,
@@ -26,11 +27,16 @@ from embedserve.connectors import (
 DIM = 8
 N = 300
 DOCS = 12
+# Fields with a payload index: their groups' further members come from filtered searches.
+INDEXED = ("doc", "labels")
 
 
 def payload_of(n: int) -> dict[str, Any]:
     """Passages of 12 documents; some carry a list of tags or an integer key, some none."""
     payload: dict[str, Any] = {"doc": f"d{n % DOCS}", "meta": {"part": n % 5}, "n": n}
+    payload["bucket"] = n % DOCS
+    payload["labels"] = [f"l{n % DOCS}", f"l{(n + 1) % DOCS}"]
+    payload["mixed"] = n % DOCS if n % 2 else f"m{n % DOCS}"
     if n % 7 == 0:
         payload["tags"] = ["a", "b"] if n % 2 else ["b", "b"]
     if n % 11 == 0:
@@ -41,7 +47,8 @@ def payload_of(n: int) -> dict[str, Any]:
 @pytest.fixture
 def passages(store: VectorStore) -> tuple[VectorStore, np.ndarray, np.ndarray]:
     vectors = unit_vectors(np.random.default_rng(3), N, DIM)
-    store.create_collection(CollectionSpec("p", vector_size=DIM))
+    indexes = {k: PayloadIndexKind.KEYWORD for k in INDEXED} | {"bucket": PayloadIndexKind.INTEGER}
+    store.create_collection(CollectionSpec("p", vector_size=DIM, payload_indexes=indexes))
     store.upsert("p", [PointRecord(f"p{n}", v, payload_of(n)) for n, v in enumerate(vectors)])
     query = unit_vectors(np.random.default_rng(4), 1, DIM)[0]
     return store, vectors, query
@@ -73,14 +80,16 @@ def grouped(
     **params: Any,
 ) -> Any:
     """``pages`` collects the limit of each page fetched."""
-    ranked = functools.partial(store.search, "p", query, params.pop("filter", None))
+    query_filter = params.pop("filter", None)
 
-    def page(p: SearchParams) -> Any:
+    def page(f: Filter | None, p: SearchParams) -> Any:
         (pages if pages is not None else []).append(p.limit)
-        return ranked(p)
+        return store.search("p", query, f, p)
 
     retrieve = functools.partial(store.retrieve, "p")
-    return search_groups(page, SearchParams(exact=True, **params), group, retrieve)
+    indexed = group.key in (*INDEXED, "bucket")
+    params = SearchParams(exact=True, **params)
+    return search_groups(page, query_filter, params, group, retrieve, indexed)
 
 
 def shape(groups: list[HitGroup]) -> list[tuple[Any, list[str]]]:
@@ -97,13 +106,32 @@ def test_groups_hold_the_best_hits_of_each_value(
     expected = expected_groups(vectors, query, lambda p: p.get("doc"), limit, size)
     assert shape(groups) == expected
     assert all(len(members) == size for _, members in expected)
-    # (2, 10): the first page (80 hits) holds about 7 passages of each document, so a
-    # second one is fetched; it takes all 300 and ends there.
+    # (2, 10): the first page (80 hits) holds about 7 passages of each document: the
+    # rest come from one search filtered to the two documents.
     assert len(pages) == page_count, pages
-    scores = [h.score for g in groups for h in g.hits[:1]]
-    assert scores == sorted(scores, reverse=True)
-    for group in groups:
-        assert all(h.payload and h.payload["doc"] == group.key for h in group.hits)
+
+
+@pytest.mark.parametrize(
+    ("key", "limit", "size"), [("bucket", 2, 15), ("labels", 1, 30), ("mixed", 2, 10)]
+)
+def test_members_past_the_first_page_come_from_searches_within_the_groups(
+    passages: tuple[VectorStore, np.ndarray, np.ndarray], key: str, limit: int, size: int
+) -> None:
+    """Integer values (12, of 25 hits each), lists (a hit in two of 12 labels, 50 hits
+    each) and values of both kinds in one field (24, 12 or 13 hits each): the first page
+    (limit x size x 4 hits) holds fewer than ``size`` of each."""
+    store, vectors, query = passages
+    pages: list[int] = []
+    groups = grouped(store, query, GroupBy(key, size), pages, limit=limit)
+    assert shape(groups) == expected_groups(vectors, query, lambda p: p[key], limit, size)
+    assert all(len(g.hits) == size for g in groups)
+    # Indexed: the first page, then searches as small as the groups' missing members;
+    # unindexed ("mixed"): pages four times larger each until the groups are full.
+    first = limit * size * 4
+    if key == "mixed":
+        assert pages[:2] == [first, first * 4]
+    else:
+        assert pages[0] == first and len(pages) >= 2 and max(pages[1:]) <= limit * size
 
 
 def test_lists_nested_and_integer_values(

@@ -235,6 +235,8 @@ def test_ingest_splits_long_texts_into_passages_and_resumes(served: str, tmp_pat
     first = run_cli("ingest", str(source), "-c", "guides", *split, "--target", served)
     assert first.returncode == 0, first.stderr
     assert "ingested 1 documents" in first.stderr
+    info = json.loads(run_cli("collections", "get", "guides", "--target", served).stdout)
+    assert info["config"]["payloadIndexes"] == {"doc_id": "PAYLOAD_INDEX_KIND_KEYWORD"}
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     second = run_cli("ingest", str(source), "-c", "guides", *split, "--target", served)
     assert "resuming after 1 acknowledged documents" in second.stderr, second.stderr

@@ -11,6 +11,7 @@ import pytest
 
 from embedserve.client import EmbedClient
 from embedserve.client.cli import main as cli_main
+from embedserve.v1 import vector_pb2 as pb
 
 DOCS = [
     {"id": f"d{i}", "text": text, "payload": {"topic": topic}}
@@ -145,6 +146,8 @@ def test_reembed_splits_whole_documents_into_passages(minilm_server, capsys) -> 
         client.upsert("guides", documents[2:], store_text=True)
         first = {d.id: d.payload for d in client.scroll_iter("guide-passages")}
         assert {p["doc_id"] for p in first.values()} == {"g0", "g1"}
+        config = client.get_collection("guide-passages").config
+        assert dict(config.payload_indexes) == {"doc_id": pb.PAYLOAD_INDEX_KIND_KEYWORD}
         assert all(
             p["text"] == documents[int(p["doc_id"][1])]["text"][slice(*p["span"])]
             for p in first.values()

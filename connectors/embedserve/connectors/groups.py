@@ -2,12 +2,13 @@
 each document), built from a ranked search of any engine.
 
 The embedded engine has no grouping query, so grouping happens here for every engine and
-they all agree. Hits arrive in rank order; a group ranks by its first (best) hit. The
-ranked list is fetched in growing pages until the first ``limit`` groups are full or the
-matches run out, up to ``MAX_GROUP_CANDIDATES`` hits: past that, a group may hold fewer
-hits than asked although more would match, as with Qdrant's own grouping. The pages carry
-the grouping field alone; the payloads and vectors asked for are fetched for the hits
-kept, so a deep page of long stored texts costs no more than one of ids.
+they all agree. Hits arrive in rank order; a group ranks by its first (best) hit, so the
+groups are the first ``limit`` values met, and their further members the best hits
+within them, found by searches filtered to them where the field has a payload index (as
+Qdrant's own grouping does), else by reading the ranking deeper. At most
+``MAX_GROUP_CANDIDATES`` hits are read: past that, a group may hold fewer hits than asked
+although more would match. Hits are read with the grouping field alone; the payloads and
+vectors asked for are fetched for the hits kept, so deep pages cost no long stored texts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidRequest
-from .types import Record, ScoredPoint, SearchParams
+from .types import Condition, Filter, HasId, MatchAny, Record, ScoredPoint, SearchParams
 
 MAX_GROUP_CANDIDATES = 10_000
 MAX_GROUP_SIZE = 100
@@ -26,6 +27,8 @@ DEFAULT_GROUP_SIZE = 3  # as Qdrant's
 # The first page holds this many times the hits the groups could hold at most.
 FIRST_PAGE_FACTOR = 4
 GroupKey = str | int
+# A ranked query of the store (a search or a recommendation) under a filter.
+Ranked = Callable[[Filter | None, SearchParams], list[ScoredPoint]]
 
 
 @dataclass(frozen=True)
@@ -83,32 +86,69 @@ def check_grouping(params: SearchParams, group: GroupBy) -> None:
 
 
 def search_groups(
-    search: Callable[[SearchParams], list[ScoredPoint]],
+    search: Ranked,
+    filter: Filter | None,
     params: SearchParams,
     group: GroupBy,
     retrieve: Callable[[list[str], bool], list[Record]],
+    indexed: bool,
 ) -> list[HitGroup]:
-    """The first ``params.limit`` groups of the hits ``search`` ranks, each with its best
-    ``group.size`` hits in rank order. ``search`` runs the caller's query with the params
-    it is given; the pages carry only the grouping field, and ``retrieve`` (ids, with
-    vectors) fetches the payloads and vectors asked for, of the hits kept alone."""
+    """The first ``params.limit`` groups of the hits ``search`` ranks under ``filter``,
+    each with its best ``group.size`` hits in rank order. ``search`` runs the caller's
+    query with the filter and params it is given; its hits carry the grouping field alone,
+    and ``retrieve`` (ids, with vectors) fetches what the caller asked for of those kept.
+
+    The groups are the first ``limit`` values met in rank order, read in growing pages.
+    Where the field has a payload index (``indexed``), their further members come from
+    searches within those groups only (the filter gains the groups' values and leaves out
+    the hits already read), so members that rank far apart cost a filtered search, not a
+    page deep enough to reach them. Without an index such a filter would read every
+    point's payload, so the pages grow on until the groups are full."""
     check_grouping(params, group)
     fetch = min(MAX_GROUP_CANDIDATES, max(params.limit * group.size * FIRST_PAGE_FACTOR, 64))
     while True:
-        page = dataclasses.replace(
-            params,
-            limit=fetch,
-            with_payload=True,
-            payload_keys=(group.top_key,),
-            with_vectors=False,
-        )
-        hits = search(page)
+        hits = search(filter, _keys_only(params, group, fetch))
         groups = _group(hits, params.limit, group)
         exhausted = len(hits) < fetch
-        full = len(groups) == params.limit and all(len(g.hits) == group.size for g in groups)
-        if exhausted or full or fetch >= MAX_GROUP_CANDIDATES:
-            return _as_asked(groups, params, group, retrieve)
+        full = all(len(g.hits) == group.size for g in groups)
+        found = len(groups) == params.limit and (indexed or full)
+        if exhausted or found or fetch >= MAX_GROUP_CANDIDATES:
+            break
         fetch = min(MAX_GROUP_CANDIDATES, fetch * FIRST_PAGE_FACTOR)
+    read = len(hits)
+    while indexed and not exhausted and read < MAX_GROUP_CANDIDATES:
+        open_groups = {g.key: g for g in groups if len(g.hits) < group.size}
+        if not open_groups:
+            break
+        missing = sum(group.size - len(g.hits) for g in open_groups.values())
+        within = _within(filter, group, open_groups)
+        more = search(within, _keys_only(params, group, missing))
+        read += len(more)
+        exhausted = len(more) < missing
+        for hit in more:
+            for key in group.values(hit.payload):
+                member = open_groups.get(key)
+                if member is not None and len(member.hits) < group.size:
+                    member.hits.append(hit)
+    return _as_asked(groups, params, group, retrieve)
+
+
+def _keys_only(params: SearchParams, group: GroupBy, limit: int) -> SearchParams:
+    """``params`` for a page of ``limit`` hits carrying the grouping field alone."""
+    return dataclasses.replace(
+        params, limit=limit, with_payload=True, payload_keys=(group.top_key,), with_vectors=False
+    )
+
+
+def _within(filter: Filter | None, group: GroupBy, open_groups: dict[GroupKey, HitGroup]) -> Filter:
+    """``filter`` narrowed to the open groups' values, less the hits they hold."""
+    texts = tuple(k for k in open_groups if isinstance(k, str))
+    numbers = tuple(k for k in open_groups if isinstance(k, int))
+    values: list[Condition] = [MatchAny(group.key, v) for v in (texts, numbers) if v]
+    held = tuple(dict.fromkeys(h.id for g in open_groups.values() for h in g.hits))
+    in_groups: Condition = values[0] if len(values) == 1 else Filter(should=tuple(values))
+    must: tuple[Condition, ...] = (in_groups,) if filter is None else (filter, in_groups)
+    return Filter(must=must, must_not=(HasId(held),) if held else ())
 
 
 def _group(hits: list[ScoredPoint], limit: int, group: GroupBy) -> list[HitGroup]:

@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from embedserve.connectors import errors as store_errors
-from embedserve.connectors.groups import GroupBy, HitGroup, check_grouping, search_groups
+from embedserve.connectors.groups import (
+    GroupBy,
+    HitGroup,
+    Ranked,
+    check_grouping,
+    search_groups,
+)
 from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
@@ -28,6 +34,7 @@ from embedserve.connectors.types import (
     Example,
     FacetHit,
     Filter,
+    PayloadIndexKind,
     PointRecord,
     RecommendStrategy,
     Record,
@@ -452,10 +459,10 @@ class VectorCore:
                 example = embedded.examples[0]
                 assert not isinstance(example, str)  # a search has no id example
                 vector = example
-            ranked = functools.partial(
-                self.store.search, collection, vector, search.filter, keywords=keywords
+            ranked = functools.partial(self.store.search, collection, vector, keywords=keywords)
+            return await self._rank(
+                collection, ranked, search.filter, search.params, group, embedded
             )
-            return await self._rank(collection, ranked, search.params, group, embedded)
 
         return await self.at_current_size(once)
 
@@ -509,26 +516,30 @@ class VectorCore:
                 embedded.examples[: len(positive)],
                 embedded.examples[len(positive) :],
                 strategy,
-                filter,
             )
-            return await self._rank(collection, ranked, params, group, embedded)
+            return await self._rank(collection, ranked, filter, params, group, embedded)
 
         return await self.at_current_size(once)
 
     async def _rank(
         self,
         collection: str,
-        ranked: Callable[[SearchParams], list[ScoredPoint]],
+        ranked: Ranked,
+        filter: Filter | None,
         params: SearchParams,
         group: GroupBy | None,
         embedded: _EmbeddedExamples,
     ) -> QueryResult:
-        """Run a store query: its hits, or its groups when ``group`` is set."""
+        """Run a store query (``ranked`` under ``filter``): its hits, or its groups when
+        ``group`` is set."""
         started = time.monotonic()
         if group is None:
-            return embedded.result(await self.call(ranked, params), started)
+            return embedded.result(await self.call(ranked, filter, params), started)
         retrieve = functools.partial(self.store.retrieve, collection)
-        groups = await self.call(search_groups, ranked, params, group, retrieve)
+        indexes = (await self.collection_spec(collection)).payload_indexes
+        indexed = indexes.get(group.key) in (PayloadIndexKind.KEYWORD, PayloadIndexKind.INTEGER)
+        grouping = functools.partial(search_groups, retrieve=retrieve, indexed=indexed)
+        groups = await self.call(grouping, ranked, filter, params, group)
         return embedded.result([], started, groups)
 
     async def _embed_examples(

@@ -113,6 +113,8 @@ def _create_like(client: EmbedClient, source: Any, args: argparse.Namespace) -> 
     wrote it; ``--bm25`` adds keyword vectors."""
     settings = {**config_kwargs(source.config), "dimensions": args.dimensions}
     settings["bm25"] = settings["bm25"] or args.bm25 or args.bm25_language is not None
+    if split_option(args):
+        settings["payload_indexes"] = {"doc_id": "keyword", **settings["payload_indexes"]}
     if args.bm25_language is not None:
         settings["bm25_language"] = args.bm25_language
     created = client.create_collection(args.new_collection, **settings)

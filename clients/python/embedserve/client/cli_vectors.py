@@ -351,7 +351,8 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         # One document read (and checked) first: a file of the wrong shape creates nothing.
         first = list(itertools.islice(documents, 1))
         if args.collection not in client.list_collections():
-            client.create_collection(args.collection, bm25=args.bm25)
+            indexes = {"doc_id": "keyword"} if split_option(args) else {}
+            client.create_collection(args.collection, bm25=args.bm25, payload_indexes=indexes)
             print(f"created collection {args.collection!r}", file=sys.stderr)
         for ack in client.ingest_iter(
             args.collection,
@@ -389,7 +390,9 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def split_option(args: argparse.Namespace) -> bool | dict[str, int]:
-    """The ``split`` write option of --split, --passage-tokens and --passage-overlap."""
+    """The ``split`` write option of --split, --passage-tokens and --passage-overlap. A
+    collection these commands create for passages gets a keyword index on doc_id, which
+    grouped search by document uses."""
     sizes = _given(max_tokens=args.passage_tokens, overlap_tokens=args.passage_overlap)
     return sizes or args.split
 
