@@ -369,6 +369,15 @@ def test_payload_keys_select_what_hits_carry(filled: tuple[VectorStore, Array]) 
     assert all(set(h.payload or {}) == {"group", "meta"} for h in liked)
     with pytest.raises(InvalidRequest, match="payload_keys"):
         SearchParams(payload_keys="group")  # type: ignore[arg-type]
+    # Paths as Qdrant parses them: nested keys and arrays, other keys "quoted".
+    nested = SearchParams(limit=1, exact=True, payload_keys=("meta.depth", '"group"'))
+    assert store.search("items", vectors[5], params=nested)[0].payload == {
+        "meta": {"depth": payload_of(5)["meta"]["depth"]},
+        "group": payload_of(5)["group"],
+    }
+    for key in ("a b", "a..b", "a:b", "$x"):
+        with pytest.raises(InvalidRequest, match="is no payload path"):
+            SearchParams(payload_keys=(key,))
 
 
 def test_match_text_needs_a_text_index(filled: tuple[VectorStore, Array]) -> None:

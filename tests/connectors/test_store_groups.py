@@ -182,6 +182,6 @@ def test_misuse_is_refused(passages: tuple[VectorStore, np.ndarray, np.ndarray])
     ]:
         with pytest.raises(InvalidRequest, match=message):
             grouped(store, query, group, **params)
-    for key, size in [("", 1), ("a..b", 1), ("doc", 0), ("doc", 101)]:
+    for key, size in [("", 1), ("a..b", 1), ("a b", 1), ('"doc"', 1), ("doc", 0), ("doc", 101)]:
         with pytest.raises(InvalidRequest, match="group_by"):
             GroupBy(key, size)

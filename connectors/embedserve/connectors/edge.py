@@ -500,22 +500,26 @@ class EdgeStore(ContextManagerMixin):
             require_text_indexes(col.spec, text_match_keys(filter := check_filter(filter)))
             engine_filter = edge_filter(filter) if filter else None
             search = qe.SearchParams(hnsw_ef=params.hnsw_ef or col.spec.hnsw_ef, exact=params.exact)
-            request = qe.QueryRequest(
-                limit=params.limit,
-                offset=params.offset or None,
-                query=query,
-                prefetches=[
-                    qe.Prefetch(fusion_depth(params), query=q, params=search, filter=engine_filter)
-                    for q in fused
-                ]
-                or None,
-                filter=engine_filter,
-                score_threshold=params.score_threshold,
-                with_payload=payload_selector(params),
-                with_vector=params.with_vectors,
-                params=None if fused else search,
-            )
+            # The bindings' own argument checks (a payload path they cannot parse) are the
+            # caller's mistake: InvalidRequest, as the engine's.
             with engine_errors():
+                request = qe.QueryRequest(
+                    limit=params.limit,
+                    offset=params.offset or None,
+                    query=query,
+                    prefetches=[
+                        qe.Prefetch(
+                            fusion_depth(params), query=q, params=search, filter=engine_filter
+                        )
+                        for q in fused
+                    ]
+                    or None,
+                    filter=engine_filter,
+                    score_threshold=params.score_threshold,
+                    with_payload=payload_selector(params),
+                    with_vector=params.with_vectors,
+                    params=None if fused else search,
+                )
                 points = col.shard.query(request)
         return scored_points(points, params)
 

@@ -14,6 +14,7 @@ vectors asked for are fetched for the hits kept, so deep pages cost no long stor
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ DEFAULT_GROUP_SIZE = 3  # as Qdrant's
 # The first page holds this many times the hits the groups could hold at most.
 FIRST_PAGE_FACTOR = 4
 GroupKey = str | int
+_GROUP_KEY = re.compile(r"[\w-]+(?:\.[\w-]+)*")
 # A ranked query of the store (a search or a recommendation) under a filter.
 Ranked = Callable[[Filter | None, SearchParams], list[ScoredPoint]]
 
@@ -41,8 +43,11 @@ class GroupBy:
     size: int = DEFAULT_GROUP_SIZE
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or not self.key or "" in self.key.split("."):
-            raise InvalidRequest(f"group_by.key must be a payload key, got {self.key!r}")
+        if not isinstance(self.key, str) or not _GROUP_KEY.fullmatch(self.key):
+            raise InvalidRequest(
+                "group_by.key must be a payload key, or keys joined by dots into objects "
+                f"(letters, digits, _ and -), got {self.key!r}"
+            )
         s = self.size
         if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_GROUP_SIZE:
             raise InvalidRequest(f"group_by.size must be from 1 to {MAX_GROUP_SIZE}, got {s!r}")

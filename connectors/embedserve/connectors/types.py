@@ -45,6 +45,11 @@ TUNING_FIELDS: Final = (
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 _NAME_RE = re.compile(COLLECTION_NAME_PATTERN)
 
+# Qdrant's JSON paths into a payload: keys of letters, digits, _ and - (or "quoted"), each
+# optionally followed by [] or [n] for arrays, joined by dots.
+_PATH_PART = r'(?:[\w-]+|"[^"]*")(?:\[\d*\])*'
+PAYLOAD_PATH = re.compile(rf"{_PATH_PART}(?:\.{_PATH_PART})*")
+
 VectorLike: TypeAlias = Sequence[float] | npt.NDArray[np.floating[Any]]
 PayloadValue: TypeAlias = str | int | bool
 
@@ -355,6 +360,12 @@ class SearchParams:
             keys = self.payload_keys
             if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
                 raise InvalidRequest("payload_keys must be a list of non-empty strings")
+            for key in keys:
+                if not PAYLOAD_PATH.fullmatch(key):
+                    raise InvalidRequest(
+                        f"payload_keys: {key!r} is no payload path (keys of letters, digits, _ "
+                        'and -, or "quoted", joined by dots, with [] or [n] for arrays)'
+                    )
             object.__setattr__(self, "payload_keys", tuple(keys))
         _check_diversity(self)
         w = self.keyword_weight
