@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
-import os
 import sys
 import tempfile
 import time
@@ -30,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from embedding_throughput import cpu_model, publish
-from hybrid_search import latency, unit_vectors
+from embedding_throughput import publish
+from hybrid_search import cpu_machine, latency, unit_vectors
 
 from embedserve.connectors import (
     CollectionSpec,
@@ -185,11 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="Markdown file to write the section into")
     parser.add_argument("--json", help="JSON results file")
     args = parser.parse_args(argv)
-    machine = {
-        "cpu": cpu_model(),
-        "cores": len(os.sched_getaffinity(0)),
-        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
+    machine = cpu_machine()
     with tempfile.TemporaryDirectory() as folder:
         report = measure(args.passages, args.per_doc, args.text_chars, args.queries, Path(folder))
     report |= {"date": dt.date.today().isoformat(), "machine": machine}

@@ -164,6 +164,15 @@ def markdown(report: dict[str, Any]) -> str:
     )
 
 
+def cpu_machine() -> dict[str, Any]:
+    """The CPU, its cores and the load before the run, for the report's first line."""
+    return {
+        "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)),
+        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
@@ -171,11 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="Markdown file to write the section into")
     parser.add_argument("--json", help="JSON results file")
     args = parser.parse_args(argv)
-    machine = {
-        "cpu": cpu_model(),
-        "cores": len(os.sched_getaffinity(0)),
-        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
+    machine = cpu_machine()
     with tempfile.TemporaryDirectory() as folder:
         report = measure(args.docs, args.queries, Path(folder))
     report |= {"date": dt.date.today().isoformat(), "machine": machine}
