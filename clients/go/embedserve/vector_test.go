@@ -478,10 +478,10 @@ func TestIngestStopsEarly(t *testing.T) {
 	}
 }
 
-func TestSearchGroups(t *testing.T) {
-	client := dial(t)
-	ctx := context.Background()
-	name := newCollection(t, client)
+// upsertPassages writes three documents of four passages each ("rockets-0" ...),
+// with payload {"doc", "part"}, for the grouped calls.
+func upsertPassages(t *testing.T, ctx context.Context, client *embedserve.Client, name string) {
+	t.Helper()
 	passages := map[string][]string{
 		"rockets": {"The rocket lifted off into orbit.", "Astronauts docked with the space station.", "A telescope watched the launch.", "The capsule splashed down."},
 		"pasta":   {"Boil the pasta in salted water.", "Garlic and olive oil make the sauce.", "Grate parmesan over the spaghetti.", "Fresh basil goes in last."},
@@ -496,6 +496,13 @@ func TestSearchGroups(t *testing.T) {
 	if _, err := client.Upsert(ctx, name, docs); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestSearchGroups(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client)
+	upsertPassages(t, ctx, client, name)
 	query := embedserve.Text("astronauts launching a rocket into space")
 	groups, err := client.SearchGroups(ctx, name, query, "doc", embedserve.WithGroupSize(2), embedserve.WithLimit(2))
 	if err != nil {
@@ -563,20 +570,7 @@ func TestRecommendGroups(t *testing.T) {
 	client := dial(t)
 	ctx := context.Background()
 	name := newCollection(t, client)
-	passages := map[string][]string{
-		"rockets": {"The rocket lifted off into orbit.", "Astronauts docked with the space station.", "A telescope watched the launch.", "The capsule splashed down."},
-		"pasta":   {"Boil the pasta in salted water.", "Garlic and olive oil make the sauce.", "Grate parmesan over the spaghetti.", "Fresh basil goes in last."},
-		"stocks":  {"The stock market fell on inflation fears.", "Bond yields rose sharply.", "Investors sold bank shares.", "Dividends were cut."},
-	}
-	var docs []embedserve.Document
-	for doc, texts := range passages {
-		for part, text := range texts {
-			docs = append(docs, embedserve.Document{ID: fmt.Sprintf("%s-%d", doc, part), Text: text, Payload: map[string]any{"doc": doc, "part": part}})
-		}
-	}
-	if _, err := client.Upsert(ctx, name, docs); err != nil {
-		t.Fatal(err)
-	}
+	upsertPassages(t, ctx, client, name)
 	positive := embedserve.IDs("rockets-0")
 	groups, err := client.RecommendGroups(ctx, name, positive, nil, "doc",
 		embedserve.WithGroupSize(2), embedserve.WithLimit(2), embedserve.WithExact(true))

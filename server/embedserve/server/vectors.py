@@ -339,24 +339,32 @@ class VectorCore:
             # The request's limits hold for its documents, however many passages they make.
             self._embedder.validate_inputs(texts, InputNames.listed("documents", text_names))
         if split is not None and texts:
-            spans = await self._split(written_as_text, split, params)
+            spans = await self._split(written_as_text, texts, split, params)
         passages = [text[a:b] for text, cuts in zip(texts, spans, strict=True) for a, b in cuts]
         names = [name for name, cuts in zip(text_names, spans, strict=True) for _ in cuts]
         vectors: FloatArray | None = None
         tokens = 0
         if passages:
-            vectors, tokens = await self._embed_texts(passages, names, params, wait_for_room)
+            # A batch of documents split into passages may hold more than one request's
+            # inputs; each passage is named as its document's text.
+            vectors, tokens = await self._embed_in_slices(
+                passages,
+                params,
+                lambda start, end: InputNames.listed("documents", names[start:end]),
+                wait_for_room,
+            )
         points, counts = _points(documents, spans, vectors, settings, spec)
         return PreparedBatch(points, tokens, counts)
 
     async def _split(
         self,
         written_as_text: Sequence[tuple[int, DocumentIn]],
+        texts: Sequence[str],
         split: PassageSplit,
         params: EmbedParams,
     ) -> list[list[tuple[int, int]]]:
-        """The passage spans of each document given as text, their ids checked."""
-        texts = [doc.text or "" for _, doc in written_as_text]
+        """The passage spans of each document given as text (``texts``, in order), their
+        ids checked."""
         spans = await self._embedder.passage_spans(texts, split, params, "options.split")
         for (index, doc), cuts in zip(written_as_text, spans, strict=True):
             try:  # the longest passage id
@@ -365,11 +373,16 @@ class VectorCore:
                 raise InvalidArgument(f"documents[{index}]: {exc}") from exc
         return spans
 
-    async def _embed_texts(
-        self, texts: Sequence[str], names: Sequence[str], params: EmbedParams, wait_for_room: bool
+    async def _embed_in_slices(
+        self,
+        texts: Sequence[str],
+        params: EmbedParams,
+        field_of: Callable[[int, int], str | InputNames],
+        wait_for_room: bool = False,
     ) -> tuple[FloatArray, int]:
-        """Embed a write's texts in slices of the per-request input limit (a batch of
-        documents split into passages may hold more), side by side in the batcher."""
+        """Embed ``texts`` in slices of the per-request input limit, side by side in the
+        batcher; ``field_of(start, end)`` names a slice's texts in errors. Returns the
+        vectors and the tokens spent."""
         step = self._embedder.limits.max_inputs_per_request
         results = await asyncio.gather(
             *(
@@ -377,9 +390,10 @@ class VectorCore:
                     texts[start : start + step],
                     params,
                     wait_for_room=wait_for_room,
-                    field=InputNames.listed("documents", names[start : start + step]),
+                    field=field_of(start, min(start + step, len(texts))),
                 )
-                for start in range(0, len(texts), step)
+                # No texts: one call, which refuses them as an empty request does.
+                for start in range(0, max(1, len(texts)), step)
             )
         )
         return np.concatenate([r.vectors for r in results]), sum(r.total_tokens for r in results)
@@ -625,21 +639,13 @@ class VectorCore:
         """Embed free texts (not bound for a collection) with the DOCUMENT prompt, in
         slices of the per-request input limit, so an analysis may hold more texts than one
         Embed call. Errors name an item within its slice: texts[2048:4096][3]."""
-        step = self._embedder.limits.max_inputs_per_request
-        if len(texts) <= step:
-            result = await self._embedder.embed(texts, EmbedParams(Task.DOCUMENT), field=field)
-            return result.vectors
-        results = await asyncio.gather(
-            *(
-                self._embedder.embed(
-                    texts[start : start + step],
-                    EmbedParams(Task.DOCUMENT),
-                    field=f"{field}[{start}:{min(start + step, len(texts))}]",
-                )
-                for start in range(0, len(texts), step)
-            )
+        whole = len(texts) <= self._embedder.limits.max_inputs_per_request
+        vectors, _ = await self._embed_in_slices(
+            texts,
+            EmbedParams(Task.DOCUMENT),
+            lambda start, end: field if whole else f"{field}[{start}:{end}]",
         )
-        return np.concatenate([r.vectors for r in results])
+        return vectors
 
 
 def _check_grouping(params: SearchParams, group: GroupBy | None) -> None:

@@ -348,13 +348,7 @@ class VectorServiceTest {
           "The striker scored a late penalty goal.",
           "The goalkeeper saved a shot in the stadium.",
           "The referee showed the defender a red card."));
-      List<Document> docs = new ArrayList<>();
-      passages.forEach(
-          (doc, texts) -> {
-            for (int part = 0; part < texts.size(); part++) {
-              docs.add(document(doc + "-" + part, texts.get(part), Map.of("doc", doc, "part", part)));
-            }
-          });
+      List<Document> docs = passageDocuments(passages);
       client.upsert(name, docs);
 
       String query = "a rocket launch into orbit";
@@ -432,14 +426,7 @@ class VectorServiceTest {
           "The goalkeeper saved a shot in the stadium.",
           "The referee showed the defender a red card.",
           "The league table changed after the derby."));
-      List<Document> docs = new ArrayList<>();
-      passages.forEach(
-          (doc, texts) -> {
-            for (int part = 0; part < texts.size(); part++) {
-              docs.add(document(doc + "-" + part, texts.get(part), Map.of("doc", doc, "part", part)));
-            }
-          });
-      client.upsert(name, docs);
+      client.upsert(name, passageDocuments(passages));
 
       List<String> positive = List.of("space-0");
       QueryParams exact = QueryParams.newBuilder().setLimit(2).setExact(true).build();
@@ -699,5 +686,17 @@ class VectorServiceTest {
     } finally {
       client.deleteCollection(name);
     }
+  }
+
+  /** Each document's texts as passages "doc-part" with payload {"doc", "part"}. */
+  private static List<Document> passageDocuments(Map<String, List<String>> passages) {
+    List<Document> docs = new ArrayList<>();
+    passages.forEach(
+        (doc, texts) -> {
+          for (int part = 0; part < texts.size(); part++) {
+            docs.add(document(doc + "-" + part, texts.get(part), Map.of("doc", doc, "part", part)));
+          }
+        });
+    return docs;
   }
 }
