@@ -158,3 +158,41 @@ def test_reembed_splits_whole_documents_into_passages(minilm_server, capsys) -> 
         passages = list(client.scroll_iter("guide-passages"))
     assert {d.payload["doc_id"] for d in passages} == {"g0", "g1", "g2"}
     assert len(passages) == 3 * len(first) // 2 > 6
+
+
+def test_reembed_then_swap_the_alias_clients_use(minilm_server, tmp_path, capsys) -> None:
+    """Clients search "articles", an alias; reembed --alias moves it to the new collection
+    once every document is written, and ingest writes through it without creating one."""
+    target = ["--target", minilm_server.target]
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("articles-v1", dimensions=64)
+        list(client.ingest_iter("articles-v1", DOCS, store_text=True))
+    assert cli_main(["collections", "alias", "articles", "--to", "articles-v1", *target]) == 0
+    assert cli_main(["collections", "aliases", *target]) == 0
+    assert capsys.readouterr().out == "articles -> articles-v1\n"
+
+    refused = ["reembed", "articles", "--to", "articles-v2", "--alias", "articles-v1"]
+    assert cli_main([*refused, *target]) == 2
+    assert "is a collection's name" in capsys.readouterr().err
+    with EmbedClient(minilm_server.target) as client:
+        assert "articles-v2" not in client.list_collections()  # refused before any work
+
+    moved = ["reembed", "articles", "--to", "articles-v2", "--alias", "articles"]
+    assert cli_main([*moved, *target]) == 0
+    assert "alias 'articles' now names 'articles-v2'" in capsys.readouterr().err
+    with EmbedClient(minilm_server.target) as client:
+        info = client.get_collection("articles")
+        assert (info.name, info.config.dimensions, info.points_count) == ("articles-v2", 384, 6)
+
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text('{"id": "d9", "text": "the comet passed the sun"}\n')
+    assert cli_main(["ingest", str(extra), "-c", "articles", *target]) == 0
+    assert "created collection" not in capsys.readouterr().err
+    with EmbedClient(minilm_server.target) as client:
+        assert client.count("articles-v2") == 7
+
+    assert cli_main(["collections", "unalias", "articles", *target]) == 0
+    assert cli_main(["collections", "aliases", *target]) == 0
+    assert capsys.readouterr().out == ""
+    assert cli_main(["collections", "alias", "articles", *target]) == 2
+    assert "needs --to COLLECTION" in capsys.readouterr().err

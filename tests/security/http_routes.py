@@ -81,6 +81,8 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
         {},
     ),
     "POST /api/v1/find-duplicates": ("POST", "/api/v1/find-duplicates", {"texts": ["a", "b"]}),
+    "GET /api/v1/aliases": ("GET", "/api/v1/aliases", None),
+    "POST /api/v1/aliases": ("POST", "/api/v1/aliases", {"set": {"alias-{c}": "{c}"}}),
     "POST /": ("POST", "/", {"inputs": "hi"}),
     "POST /embed": ("POST", "/embed", {"inputs": "hi"}),
     "POST /embed_all": ("POST", "/embed_all", {"inputs": "hi"}),

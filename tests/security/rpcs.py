@@ -107,6 +107,12 @@ CALLS: dict[str, Call] = {
     V + "FindDuplicates": lambda ch, md, c: _v(ch).FindDuplicates(
         vpb.FindDuplicatesRequest(collection=c), metadata=md
     ),
+    V + "UpdateAliases": lambda ch, md, c: _v(ch).UpdateAliases(
+        vpb.UpdateAliasesRequest(set={"alias-" + c: c}), metadata=md
+    ),
+    V + "ListAliases": lambda ch, md, c: _v(ch).ListAliases(
+        vpb.ListAliasesRequest(collection=c), metadata=md
+    ),
 }
 
 

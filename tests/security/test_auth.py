@@ -24,8 +24,10 @@ from embedserve.v1 import embedding_pb2, vector_pb2
 
 KEYS = {"read": "r-secret-1", "write": "w-secret-2", "admin": "a-secret-3"}
 LIMITED = "l-secret-4"  # write role, only collection "mine"
+# admin role, only "mine" and the aliases "mine-latest" and "docs-latest"
+LIMITED_ADMIN = "la-secret-5"
 
-ADMIN_ONLY = {"CreateCollection", "DeleteCollection"}
+ADMIN_ONLY = {"CreateCollection", "DeleteCollection", "UpdateAliases"}
 # Cluster can write labels into payloads.
 WRITE_ONLY = {"Upsert", "Ingest", "IngestStream", "Delete", "UpdatePayload", "Cluster"}
 
@@ -39,7 +41,8 @@ def needed(method: str) -> str:
 def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("keys") / "keys.txt"
     lines = [f"{key} {role}" for role, key in KEYS.items()]
-    path.write_text("# comment\n" + "\n".join(lines) + f"\n{LIMITED} write mine\n")
+    limited = f"{LIMITED} write mine\n{LIMITED_ADMIN} admin mine mine-latest docs-latest\n"
+    path.write_text("# comment\n" + "\n".join(lines) + "\n" + limited)
     return path
 
 
@@ -187,6 +190,38 @@ def test_list_collections_shows_only_allowed(server: Any) -> None:
         assert client.list_collections() == ["mine"]
     with EmbedClient(server.target, api_key=KEYS["read"]) as client:
         assert {"docs", "mine"} <= set(client.list_collections())
+
+
+def test_a_limited_key_changes_and_sees_only_the_aliases_its_list_names(server: Any) -> None:
+    """Its list names both the aliases it may use and the collections they may name."""
+    with (
+        EmbedClient(server.target, api_key=LIMITED_ADMIN) as limited,
+        EmbedClient(server.target, api_key=KEYS["admin"]) as admin,
+    ):
+        limited.update_aliases(set={"mine-latest": "mine"})
+        for change in ({"docs-latest": "docs"}, {"docs-other": "mine"}):
+            with pytest.raises(grpc.RpcError) as info:
+                limited.update_aliases(set=change)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED, change
+        admin.update_aliases(set={"docs-latest": "docs", "docs-other": "docs"})
+        with pytest.raises(grpc.RpcError) as info:
+            limited.update_aliases(delete=["docs-other"])
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # "docs-latest" is on its list, though what it names is not.
+        assert limited.list_aliases() == {"docs-latest": "docs", "mine-latest": "mine"}
+        assert limited.count("docs-latest") == 0
+        assert admin.list_aliases() == {
+            "docs-latest": "docs",
+            "docs-other": "docs",
+            "mine-latest": "mine",
+        }
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.server.http.port}") as http:
+        shown = http.get("/api/v1/aliases", headers=_auth(LIMITED)).json()["aliases"]
+        assert shown == []
+        denied = http.post(
+            "/api/v1/aliases", json={"set": {"mine-latest": "docs"}}, headers=_auth(LIMITED_ADMIN)
+        )
+        assert denied.status_code == 403
 
 
 def test_ingest_stream_collection_checked_per_message(server: Any) -> None:

@@ -113,6 +113,9 @@ POOLS: dict[str, Pool] = {
     "collection": Pool(SEEDED, BAD_NAMES),
     "name": Pool((*SEEDED, *SCRATCH), BAD_NAMES),
     "name@DeleteCollection": Pool(SCRATCH, BAD_NAMES),  # never the seeded collections
+    # UpdateAliases: its map's keys and its deletes are aliases, its map's values collections.
+    "key@UpdateAliases": Pool(("latest", "docs-alias", "v.2"), (*BAD_NAMES, *SEEDED)),
+    "label@UpdateAliases": Pool(SEEDED, (*BAD_NAMES, "latest")),
     "id": Pool(("d0", "d1", "d2", "s0", "s1", "new-1", "ünï/cødé id"), ("", "nope", "x" * 1025)),
     "key": Pool(
         ("topic", "n", "flag", "score", "nested.a", "é"),
@@ -152,6 +155,7 @@ STRING_POOLS = {
     "b": "text",
     "prompt": "prompt",
     "read_consistency": "read_consistency",
+    "delete": "key",
 }
 # Repeated fields that a useful request needs at least one of.
 NON_EMPTY = ("inputs", "candidates", "documents", "ids", "positive", "pairs")

@@ -580,10 +580,13 @@ func (x *CollectionConfig) GetBm25Language() string {
 }
 
 type CollectionInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Config        *CollectionConfig      `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
-	PointsCount   uint64                 `protobuf:"varint,3,opt,name=points_count,json=pointsCount,proto3" json:"points_count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The collection's own name, also when it was asked for by an alias.
+	Name        string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Config      *CollectionConfig `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	PointsCount uint64            `protobuf:"varint,3,opt,name=points_count,json=pointsCount,proto3" json:"points_count,omitempty"`
+	// The aliases that name it, sorted.
+	Aliases       []string `protobuf:"bytes,4,rep,name=aliases,proto3" json:"aliases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -637,6 +640,13 @@ func (x *CollectionInfo) GetPointsCount() uint64 {
 		return x.PointsCount
 	}
 	return 0
+}
+
+func (x *CollectionInfo) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
 }
 
 type Vector struct {
@@ -1259,6 +1269,240 @@ func (*DeleteCollectionResponse) Descriptor() ([]byte, []int) {
 	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{13}
 }
 
+type UpdateAliasesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Alias -> collection: a new alias, or one that moves to this collection. An
+	// alias names a collection, never another alias, and no alias may take a
+	// collection's name (ALREADY_EXISTS).
+	Set map[string]string `protobuf:"bytes,1,rep,name=set,proto3" json:"set,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Aliases to remove; each must exist (NOT_FOUND).
+	Delete        []string `protobuf:"bytes,2,rep,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAliasesRequest) Reset() {
+	*x = UpdateAliasesRequest{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAliasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAliasesRequest) ProtoMessage() {}
+
+func (x *UpdateAliasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAliasesRequest.ProtoReflect.Descriptor instead.
+func (*UpdateAliasesRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpdateAliasesRequest) GetSet() map[string]string {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *UpdateAliasesRequest) GetDelete() []string {
+	if x != nil {
+		return x.Delete
+	}
+	return nil
+}
+
+type UpdateAliasesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAliasesResponse) Reset() {
+	*x = UpdateAliasesResponse{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAliasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAliasesResponse) ProtoMessage() {}
+
+func (x *UpdateAliasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAliasesResponse.ProtoReflect.Descriptor instead.
+func (*UpdateAliasesResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{15}
+}
+
+type ListAliasesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the aliases of this collection. Default: every alias.
+	Collection    string `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAliasesRequest) Reset() {
+	*x = ListAliasesRequest{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAliasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAliasesRequest) ProtoMessage() {}
+
+func (x *ListAliasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAliasesRequest.ProtoReflect.Descriptor instead.
+func (*ListAliasesRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListAliasesRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+type Alias struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alias         string                 `protobuf:"bytes,1,opt,name=alias,proto3" json:"alias,omitempty"`
+	Collection    string                 `protobuf:"bytes,2,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alias) Reset() {
+	*x = Alias{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alias) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alias) ProtoMessage() {}
+
+func (x *Alias) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alias.ProtoReflect.Descriptor instead.
+func (*Alias) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Alias) GetAlias() string {
+	if x != nil {
+		return x.Alias
+	}
+	return ""
+}
+
+func (x *Alias) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+type ListAliasesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by alias.
+	Aliases       []*Alias `protobuf:"bytes,1,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAliasesResponse) Reset() {
+	*x = ListAliasesResponse{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAliasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAliasesResponse) ProtoMessage() {}
+
+func (x *ListAliasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAliasesResponse.ProtoReflect.Descriptor instead.
+func (*ListAliasesResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListAliasesResponse) GetAliases() []*Alias {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
 type UpsertRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
@@ -1270,7 +1514,7 @@ type UpsertRequest struct {
 
 func (x *UpsertRequest) Reset() {
 	*x = UpsertRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1526,7 @@ func (x *UpsertRequest) String() string {
 func (*UpsertRequest) ProtoMessage() {}
 
 func (x *UpsertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1539,7 @@ func (x *UpsertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertRequest.ProtoReflect.Descriptor instead.
 func (*UpsertRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{14}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpsertRequest) GetCollection() string {
@@ -1331,7 +1575,7 @@ type UpsertResponse struct {
 
 func (x *UpsertResponse) Reset() {
 	*x = UpsertResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1587,7 @@ func (x *UpsertResponse) String() string {
 func (*UpsertResponse) ProtoMessage() {}
 
 func (x *UpsertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1600,7 @@ func (x *UpsertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertResponse.ProtoReflect.Descriptor instead.
 func (*UpsertResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{15}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpsertResponse) GetUpserted() uint64 {
@@ -1393,7 +1637,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1649,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1662,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{16}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *IngestRequest) GetCollection() string {
@@ -1455,7 +1699,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1711,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1724,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{17}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IngestResponse) GetDocumentsWritten() uint64 {
@@ -1528,7 +1772,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1784,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1797,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{18}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IngestStreamRequest) GetBatchId() string {
@@ -1597,7 +1841,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1853,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1866,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{19}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *IngestStreamResponse) GetBatchId() string {
@@ -1661,7 +1905,7 @@ type MatchValue struct {
 
 func (x *MatchValue) Reset() {
 	*x = MatchValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1673,7 +1917,7 @@ func (x *MatchValue) String() string {
 func (*MatchValue) ProtoMessage() {}
 
 func (x *MatchValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1686,7 +1930,7 @@ func (x *MatchValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchValue.ProtoReflect.Descriptor instead.
 func (*MatchValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{20}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MatchValue) GetKey() string {
@@ -1764,7 +2008,7 @@ type MatchAny struct {
 
 func (x *MatchAny) Reset() {
 	*x = MatchAny{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +2020,7 @@ func (x *MatchAny) String() string {
 func (*MatchAny) ProtoMessage() {}
 
 func (x *MatchAny) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +2033,7 @@ func (x *MatchAny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchAny.ProtoReflect.Descriptor instead.
 func (*MatchAny) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{21}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MatchAny) GetKey() string {
@@ -1827,7 +2071,7 @@ type MatchText struct {
 
 func (x *MatchText) Reset() {
 	*x = MatchText{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2083,7 @@ func (x *MatchText) String() string {
 func (*MatchText) ProtoMessage() {}
 
 func (x *MatchText) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2096,7 @@ func (x *MatchText) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchText.ProtoReflect.Descriptor instead.
 func (*MatchText) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{22}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MatchText) GetKey() string {
@@ -1882,7 +2126,7 @@ type RangeCondition struct {
 
 func (x *RangeCondition) Reset() {
 	*x = RangeCondition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2138,7 @@ func (x *RangeCondition) String() string {
 func (*RangeCondition) ProtoMessage() {}
 
 func (x *RangeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2151,7 @@ func (x *RangeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCondition.ProtoReflect.Descriptor instead.
 func (*RangeCondition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{23}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RangeCondition) GetKey() string {
@@ -1954,7 +2198,7 @@ type IsNull struct {
 
 func (x *IsNull) Reset() {
 	*x = IsNull{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2210,7 @@ func (x *IsNull) String() string {
 func (*IsNull) ProtoMessage() {}
 
 func (x *IsNull) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2223,7 @@ func (x *IsNull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IsNull.ProtoReflect.Descriptor instead.
 func (*IsNull) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{24}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IsNull) GetKey() string {
@@ -1998,7 +2242,7 @@ type HasId struct {
 
 func (x *HasId) Reset() {
 	*x = HasId{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2254,7 @@ func (x *HasId) String() string {
 func (*HasId) ProtoMessage() {}
 
 func (x *HasId) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2267,7 @@ func (x *HasId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasId.ProtoReflect.Descriptor instead.
 func (*HasId) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{25}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HasId) GetIds() []string {
@@ -2051,7 +2295,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2307,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2320,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{26}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Condition) GetCondition() isCondition_Condition {
@@ -2207,7 +2451,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2463,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2476,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{27}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Filter) GetMust() []*Condition {
@@ -2295,7 +2539,7 @@ type QueryParams struct {
 
 func (x *QueryParams) Reset() {
 	*x = QueryParams{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +2551,7 @@ func (x *QueryParams) String() string {
 func (*QueryParams) ProtoMessage() {}
 
 func (x *QueryParams) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +2564,7 @@ func (x *QueryParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParams.ProtoReflect.Descriptor instead.
 func (*QueryParams) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{28}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueryParams) GetLimit() uint32 {
@@ -2419,7 +2663,7 @@ type ScoredDocument struct {
 
 func (x *ScoredDocument) Reset() {
 	*x = ScoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2675,7 @@ func (x *ScoredDocument) String() string {
 func (*ScoredDocument) ProtoMessage() {}
 
 func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2688,7 @@ func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredDocument.ProtoReflect.Descriptor instead.
 func (*ScoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ScoredDocument) GetId() string {
@@ -2497,7 +2741,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2753,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2766,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -2623,7 +2867,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2879,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2892,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -2680,7 +2924,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2692,7 +2936,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2705,7 +2949,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -2773,7 +3017,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2785,7 +3029,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2798,7 +3042,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -2848,7 +3092,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2860,7 +3104,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2873,7 +3117,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -2900,7 +3144,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2912,7 +3156,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2925,7 +3169,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -2949,7 +3193,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3205,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3218,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -3053,7 +3297,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3309,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3322,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -3151,7 +3395,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3163,7 +3407,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3176,7 +3420,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -3218,7 +3462,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3230,7 +3474,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3243,7 +3487,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -3278,7 +3522,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3534,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3547,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -3337,7 +3581,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3349,7 +3593,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3362,7 +3606,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -3385,7 +3629,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3397,7 +3641,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3410,7 +3654,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -3442,7 +3686,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3454,7 +3698,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3467,7 +3711,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 type UpdatePayloadRequest struct {
@@ -3490,7 +3734,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3746,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3759,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -3561,7 +3805,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3573,7 +3817,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3586,7 +3830,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 type CountRequest struct {
@@ -3599,7 +3843,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +3855,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +3868,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -3650,7 +3894,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3662,7 +3906,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3675,7 +3919,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -3700,7 +3944,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3712,7 +3956,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3725,7 +3969,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -3771,7 +4015,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3783,7 +4027,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3796,7 +4040,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -3872,7 +4116,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3884,7 +4128,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3897,7 +4141,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -3925,7 +4169,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3937,7 +4181,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3950,7 +4194,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -4006,7 +4250,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4018,7 +4262,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4031,7 +4275,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -4057,7 +4301,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4069,7 +4313,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4082,7 +4326,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -4129,7 +4373,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4141,7 +4385,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4154,7 +4398,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -4290,7 +4534,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4302,7 +4546,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4315,7 +4559,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -4349,7 +4593,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4361,7 +4605,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4374,7 +4618,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *WordScore) GetWord() string {
@@ -4405,7 +4649,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4417,7 +4661,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4430,7 +4674,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -4486,7 +4730,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4498,7 +4742,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4511,7 +4755,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -4611,7 +4855,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4623,7 +4867,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4636,7 +4880,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -4706,7 +4950,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4718,7 +4962,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4731,7 +4975,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -4767,7 +5011,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4779,7 +5023,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4792,7 +5036,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -4820,7 +5064,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4832,7 +5076,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4845,7 +5089,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -4890,7 +5134,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4902,7 +5146,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4915,7 +5159,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -5008,11 +5252,12 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\r_shard_numberB\x15\n" +
 	"\x13_replication_factorB\x1b\n" +
 	"\x19_write_consistency_factorB\x19\n" +
-	"\x17_full_scan_threshold_kb\"\x80\x01\n" +
+	"\x17_full_scan_threshold_kb\"\x9a\x01\n" +
 	"\x0eCollectionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\x06config\x18\x02 \x01(\v2\x1f.embedserve.v1.CollectionConfigR\x06config\x12!\n" +
-	"\fpoints_count\x18\x03 \x01(\x04R\vpointsCount\" \n" +
+	"\fpoints_count\x18\x03 \x01(\x04R\vpointsCount\x12\x18\n" +
+	"\aaliases\x18\x04 \x03(\tR\aaliases\" \n" +
 	"\x06Vector\x12\x16\n" +
 	"\x06values\x18\x01 \x03(\x02R\x06values\"\x9f\x01\n" +
 	"\bDocument\x12\x0e\n" +
@@ -5050,7 +5295,25 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"collection\"-\n" +
 	"\x17DeleteCollectionRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x1a\n" +
-	"\x18DeleteCollectionResponse\"\x9d\x01\n" +
+	"\x18DeleteCollectionResponse\"\xa6\x01\n" +
+	"\x14UpdateAliasesRequest\x12>\n" +
+	"\x03set\x18\x01 \x03(\v2,.embedserve.v1.UpdateAliasesRequest.SetEntryR\x03set\x12\x16\n" +
+	"\x06delete\x18\x02 \x03(\tR\x06delete\x1a6\n" +
+	"\bSetEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x17\n" +
+	"\x15UpdateAliasesResponse\"4\n" +
+	"\x12ListAliasesRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\"=\n" +
+	"\x05Alias\x12\x14\n" +
+	"\x05alias\x18\x01 \x01(\tR\x05alias\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x02 \x01(\tR\n" +
+	"collection\"E\n" +
+	"\x13ListAliasesResponse\x12.\n" +
+	"\aaliases\x18\x01 \x03(\v2\x14.embedserve.v1.AliasR\aaliases\"\x9d\x01\n" +
 	"\rUpsertRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -5416,12 +5679,14 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x0fDuplicateMethod\x12 \n" +
 	"\x1cDUPLICATE_METHOD_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eDUPLICATE_METHOD_STORE_QUERIES\x10\x01\x12!\n" +
-	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xca\v\n" +
+	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xfc\f\n" +
 	"\rVectorService\x12c\n" +
 	"\x10CreateCollection\x12&.embedserve.v1.CreateCollectionRequest\x1a'.embedserve.v1.CreateCollectionResponse\x12`\n" +
 	"\x0fListCollections\x12%.embedserve.v1.ListCollectionsRequest\x1a&.embedserve.v1.ListCollectionsResponse\x12Z\n" +
 	"\rGetCollection\x12#.embedserve.v1.GetCollectionRequest\x1a$.embedserve.v1.GetCollectionResponse\x12c\n" +
-	"\x10DeleteCollection\x12&.embedserve.v1.DeleteCollectionRequest\x1a'.embedserve.v1.DeleteCollectionResponse\x12E\n" +
+	"\x10DeleteCollection\x12&.embedserve.v1.DeleteCollectionRequest\x1a'.embedserve.v1.DeleteCollectionResponse\x12Z\n" +
+	"\rUpdateAliases\x12#.embedserve.v1.UpdateAliasesRequest\x1a$.embedserve.v1.UpdateAliasesResponse\x12T\n" +
+	"\vListAliases\x12!.embedserve.v1.ListAliasesRequest\x1a\".embedserve.v1.ListAliasesResponse\x12E\n" +
 	"\x06Upsert\x12\x1c.embedserve.v1.UpsertRequest\x1a\x1d.embedserve.v1.UpsertResponse\x12G\n" +
 	"\x06Ingest\x12\x1c.embedserve.v1.IngestRequest\x1a\x1d.embedserve.v1.IngestResponse(\x01\x12[\n" +
 	"\fIngestStream\x12\".embedserve.v1.IngestStreamRequest\x1a#.embedserve.v1.IngestStreamResponse(\x010\x01\x12E\n" +
@@ -5451,7 +5716,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -5474,189 +5739,201 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*GetCollectionResponse)(nil),    // 18: embedserve.v1.GetCollectionResponse
 	(*DeleteCollectionRequest)(nil),  // 19: embedserve.v1.DeleteCollectionRequest
 	(*DeleteCollectionResponse)(nil), // 20: embedserve.v1.DeleteCollectionResponse
-	(*UpsertRequest)(nil),            // 21: embedserve.v1.UpsertRequest
-	(*UpsertResponse)(nil),           // 22: embedserve.v1.UpsertResponse
-	(*IngestRequest)(nil),            // 23: embedserve.v1.IngestRequest
-	(*IngestResponse)(nil),           // 24: embedserve.v1.IngestResponse
-	(*IngestStreamRequest)(nil),      // 25: embedserve.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),     // 26: embedserve.v1.IngestStreamResponse
-	(*MatchValue)(nil),               // 27: embedserve.v1.MatchValue
-	(*MatchAny)(nil),                 // 28: embedserve.v1.MatchAny
-	(*MatchText)(nil),                // 29: embedserve.v1.MatchText
-	(*RangeCondition)(nil),           // 30: embedserve.v1.RangeCondition
-	(*IsNull)(nil),                   // 31: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 32: embedserve.v1.HasId
-	(*Condition)(nil),                // 33: embedserve.v1.Condition
-	(*Filter)(nil),                   // 34: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 35: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 36: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 37: embedserve.v1.SearchRequest
-	(*GroupBy)(nil),                  // 38: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 39: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 40: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 41: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 42: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 43: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 44: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 45: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 46: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 47: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 48: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 49: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 50: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 51: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 52: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 53: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 54: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 55: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 56: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 57: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 58: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 59: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 60: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 61: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 62: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 63: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 64: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 65: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 66: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 67: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 68: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 69: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 70: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 71: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 72: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 73: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 74: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 75: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 76: embedserve.v1.Usage
-	(*Timings)(nil),                  // 77: embedserve.v1.Timings
+	(*UpdateAliasesRequest)(nil),     // 21: embedserve.v1.UpdateAliasesRequest
+	(*UpdateAliasesResponse)(nil),    // 22: embedserve.v1.UpdateAliasesResponse
+	(*ListAliasesRequest)(nil),       // 23: embedserve.v1.ListAliasesRequest
+	(*Alias)(nil),                    // 24: embedserve.v1.Alias
+	(*ListAliasesResponse)(nil),      // 25: embedserve.v1.ListAliasesResponse
+	(*UpsertRequest)(nil),            // 26: embedserve.v1.UpsertRequest
+	(*UpsertResponse)(nil),           // 27: embedserve.v1.UpsertResponse
+	(*IngestRequest)(nil),            // 28: embedserve.v1.IngestRequest
+	(*IngestResponse)(nil),           // 29: embedserve.v1.IngestResponse
+	(*IngestStreamRequest)(nil),      // 30: embedserve.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),     // 31: embedserve.v1.IngestStreamResponse
+	(*MatchValue)(nil),               // 32: embedserve.v1.MatchValue
+	(*MatchAny)(nil),                 // 33: embedserve.v1.MatchAny
+	(*MatchText)(nil),                // 34: embedserve.v1.MatchText
+	(*RangeCondition)(nil),           // 35: embedserve.v1.RangeCondition
+	(*IsNull)(nil),                   // 36: embedserve.v1.IsNull
+	(*HasId)(nil),                    // 37: embedserve.v1.HasId
+	(*Condition)(nil),                // 38: embedserve.v1.Condition
+	(*Filter)(nil),                   // 39: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 40: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 41: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 42: embedserve.v1.SearchRequest
+	(*GroupBy)(nil),                  // 43: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 44: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 45: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 46: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 47: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 48: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 49: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 50: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 51: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 52: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 53: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 54: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 55: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 56: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 57: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 58: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 59: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 60: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 61: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 62: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 63: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 64: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 65: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 66: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 67: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 68: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 69: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 70: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 71: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 72: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 73: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 74: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 75: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 76: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 77: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 78: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 79: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 80: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 81: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 82: embedserve.v1.Usage
+	(*Timings)(nil),                  // 83: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	71,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	76,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	74,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	75,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	80,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	81,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	10,  // 11: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
-	11,  // 12: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	76,  // 13: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	77,  // 14: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
-	10,  // 15: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
-	11,  // 16: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	76,  // 17: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
-	10,  // 18: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
-	11,  // 19: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	27,  // 20: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	28,  // 21: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	30,  // 22: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	31,  // 23: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	32,  // 24: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	34,  // 25: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	29,  // 26: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
-	33,  // 27: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	33,  // 28: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	33,  // 29: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	74,  // 30: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 31: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	9,   // 32: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	34,  // 33: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	35,  // 34: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	75,  // 35: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	3,   // 36: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	38,  // 37: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	36,  // 38: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	36,  // 39: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	76,  // 40: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	77,  // 41: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	39,  // 42: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	37,  // 43: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	40,  // 44: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,   // 45: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	43,  // 46: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	43,  // 47: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,   // 48: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	34,  // 49: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	35,  // 50: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	75,  // 51: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	38,  // 52: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	36,  // 53: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	76,  // 54: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	39,  // 55: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	74,  // 56: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 57: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	46,  // 58: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	34,  // 59: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	34,  // 60: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	74,  // 61: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	34,  // 62: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	34,  // 63: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	56,  // 64: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	34,  // 65: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	46,  // 66: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	60,  // 67: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	34,  // 68: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 69: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	62,  // 70: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	63,  // 71: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	64,  // 72: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	72,  // 73: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	34,  // 74: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 75: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	60,  // 76: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	67,  // 77: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	68,  // 78: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	69,  // 79: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	73,  // 80: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 81: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 82: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 83: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 84: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 85: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 86: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	21,  // 87: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	23,  // 88: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	25,  // 89: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	37,  // 90: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	41,  // 91: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	44,  // 92: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	47,  // 93: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	49,  // 94: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	51,  // 95: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	53,  // 96: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	55,  // 97: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	58,  // 98: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	61,  // 99: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	66,  // 100: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 101: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 102: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 103: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 104: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	22,  // 105: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	24,  // 106: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	26,  // 107: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	40,  // 108: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	42,  // 109: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	45,  // 110: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	48,  // 111: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	50,  // 112: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	52,  // 113: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	54,  // 114: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	57,  // 115: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	59,  // 116: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	65,  // 117: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	70,  // 118: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	101, // [101:119] is the sub-list for method output_type
-	83,  // [83:101] is the sub-list for method input_type
-	83,  // [83:83] is the sub-list for extension type_name
-	83,  // [83:83] is the sub-list for extension extendee
-	0,   // [0:83] is the sub-list for field type_name
+	77,  // 11: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	24,  // 12: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
+	10,  // 13: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
+	11,  // 14: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
+	82,  // 15: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	83,  // 16: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	10,  // 17: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
+	11,  // 18: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
+	82,  // 19: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	10,  // 20: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
+	11,  // 21: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
+	32,  // 22: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	33,  // 23: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	35,  // 24: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	36,  // 25: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	37,  // 26: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	39,  // 27: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	34,  // 28: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
+	38,  // 29: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	38,  // 30: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	38,  // 31: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	80,  // 32: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 33: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	9,   // 34: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	39,  // 35: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	40,  // 36: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	81,  // 37: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	3,   // 38: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	43,  // 39: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	41,  // 40: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	41,  // 41: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	82,  // 42: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	83,  // 43: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	44,  // 44: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	42,  // 45: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	45,  // 46: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,   // 47: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	48,  // 48: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	48,  // 49: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,   // 50: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	39,  // 51: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	40,  // 52: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	81,  // 53: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	43,  // 54: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	41,  // 55: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	82,  // 56: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	44,  // 57: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	80,  // 58: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 59: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	51,  // 60: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	39,  // 61: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	39,  // 62: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	80,  // 63: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	39,  // 64: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	39,  // 65: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	61,  // 66: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	39,  // 67: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	51,  // 68: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	65,  // 69: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	39,  // 70: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 71: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	67,  // 72: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	68,  // 73: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	69,  // 74: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	78,  // 75: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	39,  // 76: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 77: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	65,  // 78: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	72,  // 79: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	73,  // 80: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	74,  // 81: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	79,  // 82: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 83: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 84: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 85: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 86: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 87: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 88: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	21,  // 89: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	23,  // 90: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	26,  // 91: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	28,  // 92: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	30,  // 93: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	42,  // 94: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	46,  // 95: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	49,  // 96: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	52,  // 97: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	54,  // 98: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	56,  // 99: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	58,  // 100: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	60,  // 101: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	63,  // 102: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	66,  // 103: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	71,  // 104: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 105: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 106: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 107: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 108: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	22,  // 109: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	25,  // 110: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	27,  // 111: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	29,  // 112: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	31,  // 113: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	45,  // 114: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	47,  // 115: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	50,  // 116: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	53,  // 117: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	55,  // 118: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	57,  // 119: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	59,  // 120: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	62,  // 121: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	64,  // 122: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	70,  // 123: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	75,  // 124: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	105, // [105:125] is the sub-list for method output_type
+	85,  // [85:105] is the sub-list for method input_type
+	85,  // [85:85] is the sub-list for extension type_name
+	85,  // [85:85] is the sub-list for extension extendee
+	0,   // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -5671,13 +5948,13 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Document_Vector)(nil),
 	}
 	file_embedserve_v1_vector_proto_msgTypes[5].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[20].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[25].OneofWrappers = []any{
 		(*MatchValue_Text)(nil),
 		(*MatchValue_Integer)(nil),
 		(*MatchValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[23].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[26].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[28].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[31].OneofWrappers = []any{
 		(*Condition_Match)(nil),
 		(*Condition_MatchAny)(nil),
 		(*Condition_Range)(nil),
@@ -5686,40 +5963,40 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Condition_Filter)(nil),
 		(*Condition_MatchText)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[28].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[33].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[35].OneofWrappers = []any{
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[31].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[32].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[36].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[37].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[36].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[53].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[54].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[51].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[54].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[56].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[59].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[59].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[64].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   67,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

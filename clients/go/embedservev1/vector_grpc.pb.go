@@ -23,6 +23,8 @@ const (
 	VectorService_ListCollections_FullMethodName  = "/embedserve.v1.VectorService/ListCollections"
 	VectorService_GetCollection_FullMethodName    = "/embedserve.v1.VectorService/GetCollection"
 	VectorService_DeleteCollection_FullMethodName = "/embedserve.v1.VectorService/DeleteCollection"
+	VectorService_UpdateAliases_FullMethodName    = "/embedserve.v1.VectorService/UpdateAliases"
+	VectorService_ListAliases_FullMethodName      = "/embedserve.v1.VectorService/ListAliases"
 	VectorService_Upsert_FullMethodName           = "/embedserve.v1.VectorService/Upsert"
 	VectorService_Ingest_FullMethodName           = "/embedserve.v1.VectorService/Ingest"
 	VectorService_IngestStream_FullMethodName     = "/embedserve.v1.VectorService/IngestStream"
@@ -56,7 +58,15 @@ type VectorServiceClient interface {
 	CreateCollection(ctx context.Context, in *CreateCollectionRequest, opts ...grpc.CallOption) (*CreateCollectionResponse, error)
 	ListCollections(ctx context.Context, in *ListCollectionsRequest, opts ...grpc.CallOption) (*ListCollectionsResponse, error)
 	GetCollection(ctx context.Context, in *GetCollectionRequest, opts ...grpc.CallOption) (*GetCollectionResponse, error)
+	// Deletes a collection and its aliases; an alias's name is refused
+	// (FAILED_PRECONDITION): delete the alias, or the collection it names.
 	DeleteCollection(ctx context.Context, in *DeleteCollectionRequest, opts ...grpc.CallOption) (*DeleteCollectionResponse, error)
+	// Other names for collections. Every call that names a collection also takes
+	// an alias of it, so clients keep one name while the collection behind it is
+	// rebuilt and swapped. Every change of one request is checked before any is
+	// made: a request is made whole or not at all.
+	UpdateAliases(ctx context.Context, in *UpdateAliasesRequest, opts ...grpc.CallOption) (*UpdateAliasesResponse, error)
+	ListAliases(ctx context.Context, in *ListAliasesRequest, opts ...grpc.CallOption) (*ListAliasesResponse, error)
 	// Write a batch of documents; returns once they are durable.
 	Upsert(ctx context.Context, in *UpsertRequest, opts ...grpc.CallOption) (*UpsertResponse, error)
 	// Client-streaming ingestion with one summary at the end.
@@ -135,6 +145,26 @@ func (c *vectorServiceClient) DeleteCollection(ctx context.Context, in *DeleteCo
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteCollectionResponse)
 	err := c.cc.Invoke(ctx, VectorService_DeleteCollection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *vectorServiceClient) UpdateAliases(ctx context.Context, in *UpdateAliasesRequest, opts ...grpc.CallOption) (*UpdateAliasesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateAliasesResponse)
+	err := c.cc.Invoke(ctx, VectorService_UpdateAliases_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *vectorServiceClient) ListAliases(ctx context.Context, in *ListAliasesRequest, opts ...grpc.CallOption) (*ListAliasesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAliasesResponse)
+	err := c.cc.Invoke(ctx, VectorService_ListAliases_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +334,15 @@ type VectorServiceServer interface {
 	CreateCollection(context.Context, *CreateCollectionRequest) (*CreateCollectionResponse, error)
 	ListCollections(context.Context, *ListCollectionsRequest) (*ListCollectionsResponse, error)
 	GetCollection(context.Context, *GetCollectionRequest) (*GetCollectionResponse, error)
+	// Deletes a collection and its aliases; an alias's name is refused
+	// (FAILED_PRECONDITION): delete the alias, or the collection it names.
 	DeleteCollection(context.Context, *DeleteCollectionRequest) (*DeleteCollectionResponse, error)
+	// Other names for collections. Every call that names a collection also takes
+	// an alias of it, so clients keep one name while the collection behind it is
+	// rebuilt and swapped. Every change of one request is checked before any is
+	// made: a request is made whole or not at all.
+	UpdateAliases(context.Context, *UpdateAliasesRequest) (*UpdateAliasesResponse, error)
+	ListAliases(context.Context, *ListAliasesRequest) (*ListAliasesResponse, error)
 	// Write a batch of documents; returns once they are durable.
 	Upsert(context.Context, *UpsertRequest) (*UpsertResponse, error)
 	// Client-streaming ingestion with one summary at the end.
@@ -360,6 +398,12 @@ func (UnimplementedVectorServiceServer) GetCollection(context.Context, *GetColle
 }
 func (UnimplementedVectorServiceServer) DeleteCollection(context.Context, *DeleteCollectionRequest) (*DeleteCollectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteCollection not implemented")
+}
+func (UnimplementedVectorServiceServer) UpdateAliases(context.Context, *UpdateAliasesRequest) (*UpdateAliasesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateAliases not implemented")
+}
+func (UnimplementedVectorServiceServer) ListAliases(context.Context, *ListAliasesRequest) (*ListAliasesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAliases not implemented")
 }
 func (UnimplementedVectorServiceServer) Upsert(context.Context, *UpsertRequest) (*UpsertResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Upsert not implemented")
@@ -492,6 +536,42 @@ func _VectorService_DeleteCollection_Handler(srv interface{}, ctx context.Contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(VectorServiceServer).DeleteCollection(ctx, req.(*DeleteCollectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VectorService_UpdateAliases_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateAliasesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).UpdateAliases(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_UpdateAliases_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).UpdateAliases(ctx, req.(*UpdateAliasesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VectorService_ListAliases_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAliasesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).ListAliases(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_ListAliases_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).ListAliases(ctx, req.(*ListAliasesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -748,6 +828,14 @@ var VectorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteCollection",
 			Handler:    _VectorService_DeleteCollection_Handler,
+		},
+		{
+			MethodName: "UpdateAliases",
+			Handler:    _VectorService_UpdateAliases_Handler,
+		},
+		{
+			MethodName: "ListAliases",
+			Handler:    _VectorService_ListAliases_Handler,
 		},
 		{
 			MethodName: "Upsert",

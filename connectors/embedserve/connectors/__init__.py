@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from .edge import EdgeStore
 from .errors import (
+    AliasNotFound,
     CollectionExists,
     CollectionNotFound,
     DimensionMismatch,
     InvalidFilter,
     InvalidRequest,
+    NameIsAlias,
     PointNotFound,
     StoreClosed,
     StoreError,
@@ -76,6 +78,7 @@ __all__ = [
     "DEFAULT_HNSW_EF_CONSTRUCT",
     "DEFAULT_HNSW_M",
     "RESERVED_KEY",
+    "AliasNotFound",
     "CollectionExists",
     "CollectionInfo",
     "CollectionNotFound",
@@ -97,6 +100,7 @@ __all__ = [
     "MatchAny",
     "MatchText",
     "MatchValue",
+    "NameIsAlias",
     "PayloadIndexKind",
     "PointNotFound",
     "PointRecord",

@@ -5,6 +5,7 @@ Layout of the data directory::
     <data_dir>/.lock                              held while a store has it open
     <data_dir>/collections/<name>/collection.json the CollectionSpec; written last on create
     <data_dir>/collections/<name>/shard/          the engine's shard (segments + WAL)
+    <data_dir>/aliases.json                       alias -> collection, replaced whole on change
 
 Every update goes through the engine's write-ahead log before ``update()`` returns, so an
 acknowledged upsert survives the process being killed; ``durability="flush"`` also
@@ -43,10 +44,12 @@ from ._edge_convert import (
 )
 from ._locks import DirectoryLock, RWLock
 from ._results import missing_ids, records_in_order, records_of, scored_points, vector_of
+from .aliases import aliases_after, check_alias_changes
 from .errors import (
     CollectionExists,
     CollectionNotFound,
     InvalidRequest,
+    NameIsAlias,
     PointNotFound,
     StoreClosed,
     StoreError,
@@ -97,6 +100,7 @@ log = logging.getLogger(__name__)
 
 SPEC_FILE = "collection.json"
 SHARD_DIR = "shard"
+ALIASES_FILE = "aliases.json"
 _FORMAT = 1
 
 
@@ -164,6 +168,7 @@ class EdgeStore(ContextManagerMixin):
         self._auto_optimize = auto_optimize
         self._lock = threading.RLock()
         self._collections: dict[str, _Collection] = {}
+        self._aliases: dict[str, str] = {}
         self._closed = False
         try:
             self._root = self.data_dir / "collections"
@@ -200,6 +205,28 @@ class EdgeStore(ContextManagerMixin):
             with engine_errors():
                 shard = qe.EdgeShard.load(str(entry / SHARD_DIR))
             self._collections[spec.name] = _Collection(spec, shard, entry)
+        self._aliases = self._load_aliases()
+
+    def _load_aliases(self) -> dict[str, str]:
+        path = self.data_dir / ALIASES_FILE
+        if not path.is_file():
+            return {}
+        try:
+            aliases = json.loads(path.read_text("utf-8"))["aliases"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"unreadable aliases file {str(path)!r}: {exc}") from exc
+        # A delete cut short after its aliases were written may leave none dangling, but
+        # keep the table exact whatever happened to the folders.
+        return {a: c for a, c in aliases.items() if c in self._collections}
+
+    def _save_aliases(self, aliases: dict[str, str]) -> None:
+        try:
+            _write_json_atomic(
+                self.data_dir / ALIASES_FILE, {"format": _FORMAT, "aliases": aliases}
+            )
+        except OSError as exc:
+            raise os_failure("cannot write the aliases", exc) from exc
+        self._aliases = aliases
 
     def _close_all(self) -> None:
         errors = []
@@ -229,7 +256,8 @@ class EdgeStore(ContextManagerMixin):
     def _get(self, name: str) -> _Collection:
         with self._lock:
             self._check_open()
-            col = self._collections.get(validate_collection_name(name))
+            validate_collection_name(name)
+            col = self._collections.get(self._aliases.get(name, name))
         if col is None:
             raise CollectionNotFound(name)
         return col
@@ -255,7 +283,7 @@ class EdgeStore(ContextManagerMixin):
     def create_collection(self, spec: CollectionSpec) -> None:
         with self._lock:
             self._check_open()
-            if spec.name in self._collections:
+            if spec.name in self._collections or spec.name in self._aliases:
                 raise CollectionExists(spec.name)
             path = self._root / spec.name
             if path.exists():  # leftovers of an interrupted create: no spec file
@@ -295,7 +323,11 @@ class EdgeStore(ContextManagerMixin):
 
     def delete_collection(self, name: str) -> None:
         with self._lock:
+            if name in self._aliases:
+                raise NameIsAlias(name, self._aliases[name])
             col = self._get(name)
+            if any(c == name for c in self._aliases.values()):
+                self._save_aliases({a: c for a, c in self._aliases.items() if c != name})
             del self._collections[name]
         col.close()
         # Rename first so a crash mid-removal never leaves a half-deleted collection.
@@ -305,6 +337,17 @@ class EdgeStore(ContextManagerMixin):
         except OSError as exc:
             raise os_failure(f"cannot remove collection {name!r}", exc) from exc
         shutil.rmtree(trash, ignore_errors=True)
+
+    def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
+        with self._lock:
+            self._check_open()
+            check_alias_changes(assign, remove, self._collections, self._aliases)
+            self._save_aliases(aliases_after(self._aliases, assign, remove))
+
+    def list_aliases(self) -> dict[str, str]:
+        with self._lock:
+            self._check_open()
+            return dict(sorted(self._aliases.items()))
 
     # --------------------------------------------------------------------- writes
 

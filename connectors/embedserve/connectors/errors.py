@@ -53,9 +53,29 @@ class CollectionNotFound(StoreError):
 
 
 class CollectionExists(StoreError):
+    """The name is taken, by a collection or by an alias (they share one namespace)."""
+
     def __init__(self, name: str) -> None:
         self.name = name
-        super().__init__(f"collection {name!r} already exists")
+        super().__init__(f"a collection or alias named {name!r} already exists")
+
+
+class AliasNotFound(StoreError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"alias {name!r} not found")
+
+
+class NameIsAlias(StoreError):
+    """A collection-only operation (delete) named an alias."""
+
+    def __init__(self, name: str, collection: str) -> None:
+        self.name = name
+        self.collection = collection
+        super().__init__(
+            f"{name!r} is an alias of collection {collection!r}: delete the alias, "
+            f"or the collection {collection!r} itself"
+        )
 
 
 class PointNotFound(StoreError):

@@ -217,6 +217,13 @@ class ProcessStore(ContextManagerMixin):
     def delete_collection(self, name: str) -> None:
         self._call("delete_collection", name)
 
+    def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
+        self._call("update_aliases", dict(assign), list(remove))
+
+    def list_aliases(self) -> dict[str, str]:
+        result: dict[str, str] = self._call("list_aliases")
+        return result
+
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
         self._call("upsert", collection, list(points))
 

@@ -33,11 +33,13 @@ from ._remote_convert import (
     spec_from_info,
 )
 from ._results import missing_ids, records_in_order, records_of, scored_points
+from .aliases import check_alias_changes
 from .errors import (
     CollectionExists,
     CollectionNotFound,
     DimensionMismatch,
     InvalidRequest,
+    NameIsAlias,
     PointNotFound,
     StoreClosed,
     StoreLocked,
@@ -277,9 +279,39 @@ class RemoteStore(ContextManagerMixin):
         with self._specs_lock:
             self._specs.pop(name, None)
         with self._call(ErrorContext(name)):
+            # The server resolves an alias here and answers "not deleted"; say why instead.
+            if (collection := self._aliases().get(name)) is not None:
+                raise NameIsAlias(name, collection)
             if not self._client.collection_exists(name):
                 raise CollectionNotFound(name)
             self._client.delete_collection(name)
+
+    def _aliases(self) -> dict[str, str]:
+        found = self._client.get_aliases().aliases
+        return {a.alias_name: a.collection_name for a in sorted(found, key=lambda a: a.alias_name)}
+
+    def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
+        with self._call(ErrorContext()):
+            collections = {c.name for c in self._client.get_collections().collections}
+            check_alias_changes(assign, remove, collections, self._aliases())
+            # The server applies its operations one by one; the checks above make a batch
+            # whole or not at all, short of a change made meanwhile by another client.
+            removals = [
+                qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=a)) for a in remove
+            ]
+            creations = [
+                qm.CreateAliasOperation(
+                    create_alias=qm.CreateAlias(collection_name=c, alias_name=a)
+                )
+                for a, c in assign.items()
+            ]
+            self._client.update_collection_aliases([*removals, *creations])
+        with self._specs_lock:
+            self._specs.clear()  # specs cached under an alias may be another collection's now
+
+    def list_aliases(self) -> dict[str, str]:
+        with self._call(ErrorContext()):
+            return self._aliases()
 
     # --------------------------------------------------------------------- writes
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .errors import (
+    AliasNotFound,
     CollectionExists,
     CollectionNotFound,
     InvalidRequest,
@@ -133,6 +134,20 @@ class RetryingStore(ContextManagerMixin):
                     raise
 
         call_with_retry(attempt, self.policy, what="delete_collection")
+
+    def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
+        def attempt(n: int) -> None:
+            try:
+                self.inner.update_aliases(assign, remove)
+            except AliasNotFound:
+                # An earlier attempt whose reply was lost made the change already.
+                if n == 1 or any(self.inner.list_aliases().get(a) != c for a, c in assign.items()):
+                    raise
+
+        call_with_retry(attempt, self.policy, what="update_aliases")
+
+    def list_aliases(self) -> dict[str, str]:
+        return self._retry("list_aliases", self.inner.list_aliases)
 
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
         self._retry("upsert", lambda: self.inner.upsert(collection, points))

@@ -40,6 +40,17 @@ class VectorStore(Protocol):
 
     def delete_collection(self, name: str) -> None: ...
 
+    def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
+        """Point each alias in ``assign`` at its collection (a new alias, or one that moves)
+        and delete the aliases in ``remove``; every change is checked before any is made.
+        Every method that takes a collection name also takes an alias of it, except
+        ``delete_collection`` (NameIsAlias)."""
+        ...
+
+    def list_aliases(self) -> dict[str, str]:
+        """Alias -> collection, sorted by alias."""
+        ...
+
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
         """Insert or overwrite points; returns once the write is durable."""
         ...

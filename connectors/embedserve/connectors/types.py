@@ -80,10 +80,11 @@ class RecommendStrategy(StrEnum):
     SUM_SCORES = "sum_scores"
 
 
-def validate_collection_name(name: str) -> str:
+def validate_collection_name(name: str, kind: str = "collection") -> str:
+    """``kind`` names what the name is for in the error ("alias" names share the rule)."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise InvalidRequest(
-            f"invalid collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
+            f"invalid {kind} name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
             "not starting with '.' or '-'"
         )
     return name
@@ -169,6 +170,8 @@ class CollectionInfo:
     points_count: int
     # How many vectors sit in an ANN index; None where the backend does not say.
     indexed_vectors_count: int | None = None
+    # The aliases that name it (filled in by the service, not by the stores).
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

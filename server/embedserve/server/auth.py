@@ -48,7 +48,7 @@ def _method_roles() -> dict[str, Role]:
     vectors = vector_pb2.DESCRIPTOR.services_by_name["VectorService"]
     # Cluster can write labels into payloads (write_label).
     writes = {"Upsert", "Ingest", "IngestStream", "Delete", "UpdatePayload", "Cluster"}
-    admin = {"CreateCollection", "DeleteCollection"}
+    admin = {"CreateCollection", "DeleteCollection", "UpdateAliases"}
     table: dict[str, Role] = {}
     for method in embedding.methods:
         table[f"/{embedding.full_name}/{method.name}"] = Role.READ
@@ -103,6 +103,8 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /api/v1/cluster": _V + "Cluster",
     "POST /api/v1/collections/{name}/find-duplicates": _V + "FindDuplicates",
     "POST /api/v1/find-duplicates": _V + "FindDuplicates",
+    "GET /api/v1/aliases": _V + "ListAliases",
+    "POST /api/v1/aliases": _V + "UpdateAliases",
     # text-embeddings-inference's routes (http/tei_routes.py)
     "POST /": _E + "Embed",
     "POST /embed": _E + "Embed",
@@ -148,6 +150,18 @@ def authorize(keys: KeyRing, token: str | None, role: Role, method: str) -> ApiK
 def check_collection(key: ApiKey, name: str) -> None:
     if name and not key.allows_collection(name):
         raise PermissionDenied(f"this key may not use collection {name!r}")
+
+
+def check_alias_change(key: ApiKey, assign: dict[str, str], remove: list[str]) -> None:
+    """A key limited to some collections changes only aliases among them, pointing at
+    them: its list names both the aliases it may use and what they may name."""
+    for name in (*assign, *assign.values(), *remove):
+        check_collection(key, name)
+
+
+def visible_aliases(key: ApiKey, aliases: dict[str, str]) -> dict[str, str]:
+    """The aliases a limited key may use: those whose own name its list holds."""
+    return {a: c for a, c in aliases.items() if key.allows_collection(a)}
 
 
 class KeyRing:

@@ -12,8 +12,10 @@ from embedserve.server.auth import (
     Role,
     authorize,
     bearer_token,
+    check_alias_change,
     check_collection,
     required_role,
+    visible_aliases,
 )
 from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor
 from embedserve.server.errors import EmbedServeError
@@ -43,20 +45,28 @@ class _Check(CallHooks):
     async def on_request(self, request: Any, context: Context) -> None:
         if self._key is None or not self._check_collection or not self._key.collections:
             return
-        # CreateCollection/GetCollection/DeleteCollection name it 'name'; the rest 'collection'.
-        for field in ("collection", "name"):
-            name = getattr(request, field, None)
-            if isinstance(name, str):
-                try:
+        try:
+            if isinstance(request, vector_pb2.UpdateAliasesRequest):
+                check_alias_change(self._key, dict(request.set), list(request.delete))
+            # CreateCollection/GetCollection/DeleteCollection name it 'name'; the rest
+            # 'collection'.
+            for field in ("collection", "name"):
+                name = getattr(request, field, None)
+                if isinstance(name, str):
                     check_collection(self._key, name)
-                except EmbedServeError as exc:
-                    await context.abort(status_of(exc), exc.message)
+        except EmbedServeError as exc:
+            await context.abort(status_of(exc), exc.message)
 
     def on_response(self, response: Any) -> Any:
         # ListCollections names no collection: show a restricted key only its own.
         if isinstance(response, vector_pb2.ListCollectionsResponse) and self._key is not None:
             allowed = [n for n in response.names if self._key.allows_collection(n)]
             return vector_pb2.ListCollectionsResponse(names=allowed)
+        if isinstance(response, vector_pb2.ListAliasesResponse) and self._key is not None:
+            shown = visible_aliases(self._key, {a.alias: a.collection for a in response.aliases})
+            return vector_pb2.ListAliasesResponse(
+                aliases=[vector_pb2.Alias(alias=a, collection=c) for a, c in shown.items()]
+            )
         return response
 
     def end(self, state: Any, context: Context, error: BaseException | None) -> None:

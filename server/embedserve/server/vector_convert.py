@@ -134,6 +134,7 @@ def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
     return pb.CollectionInfo(
         name=spec.name,
         points_count=info.points_count,
+        aliases=info.aliases,
         config=pb.CollectionConfig(
             dimensions=spec.vector_size,
             distance=DISTANCE_TO_PROTO[spec.distance],

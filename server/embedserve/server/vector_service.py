@@ -77,6 +77,22 @@ class VectorService(pb_grpc.VectorServiceServicer):
         await self._core.delete_collection(request.name)
         return pb.DeleteCollectionResponse()
 
+    @unary
+    async def UpdateAliases(
+        self, request: pb.UpdateAliasesRequest, context: Context
+    ) -> pb.UpdateAliasesResponse:
+        await self._core.update_aliases(dict(request.set), list(request.delete))
+        return pb.UpdateAliasesResponse()
+
+    @unary
+    async def ListAliases(
+        self, request: pb.ListAliasesRequest, context: Context
+    ) -> pb.ListAliasesResponse:
+        aliases = await self._core.list_aliases(request.collection)
+        return pb.ListAliasesResponse(
+            aliases=[pb.Alias(alias=a, collection=c) for a, c in aliases.items()]
+        )
+
     # -- writes ------------------------------------------------------------------
 
     @unary

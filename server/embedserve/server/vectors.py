@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -188,11 +188,14 @@ def translate_store_error(exc: store_errors.StoreError) -> EmbedServeError:
     message = str(exc)
     if isinstance(exc, store_errors.InvalidRequest):
         return InvalidArgument(message)
-    if isinstance(exc, store_errors.CollectionNotFound | store_errors.PointNotFound):
+    if isinstance(
+        exc,
+        store_errors.CollectionNotFound | store_errors.PointNotFound | store_errors.AliasNotFound,
+    ):
         return NotFound(message)
     if isinstance(exc, store_errors.CollectionExists):
         return AlreadyExists(message)
-    if isinstance(exc, store_errors.StoreLocked):
+    if isinstance(exc, store_errors.StoreLocked | store_errors.NameIsAlias):
         return FailedPrecondition(message)
     if isinstance(exc, store_errors.StoreFull):
         return OutOfSpace(message)
@@ -262,11 +265,30 @@ class VectorCore:
         return await self.call(self.store.list_collections)
 
     async def get_collection(self, name: str) -> CollectionInfo:
-        return await self.call(self.store.get_collection, name)
+        """The collection ``name`` names (itself or by an alias), with its own name and
+        the aliases that name it."""
+        aliases = await self.list_aliases()
+        own_name = aliases.get(name, name)
+        info = await self.call(self.store.get_collection, own_name)
+        named_by = tuple(a for a, c in aliases.items() if c == own_name)
+        return dataclasses.replace(info, aliases=named_by)
 
     async def delete_collection(self, name: str) -> None:
-        self._specs.pop(name, None)
+        self._specs.clear()  # entries cached under its aliases go too
         await self.call(self.store.delete_collection, name)
+
+    async def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str]) -> None:
+        try:
+            await self.call(self.store.update_aliases, assign, remove)
+        finally:
+            self._specs.clear()  # an alias may name another collection now
+
+    async def list_aliases(self, collection: str = "") -> dict[str, str]:
+        """Alias -> collection, sorted by alias; only ``collection``'s when given (by its
+        name or by one of its aliases)."""
+        aliases = await self.call(self.store.list_aliases)
+        own_name = aliases.get(collection, collection)
+        return {a: c for a, c in aliases.items() if not collection or c == own_name}
 
     async def collection_spec(self, collection: str, fresh: bool = False) -> CollectionSpec:
         """The collection's settings, cached; ``fresh`` asks the store again."""

@@ -79,6 +79,8 @@ class AsyncEmbedClient:
     list_collections = awaiting(vector_calls.list_collections)
     get_collection = awaiting(vector_calls.get_collection)
     delete_collection = awaiting(vector_calls.delete_collection)
+    update_aliases = awaiting(vector_calls.update_aliases)
+    list_aliases = awaiting(vector_calls.list_aliases)
     upsert = awaiting(vector_calls.upsert)
     ingest_iter = async_stream(vector_calls.ingest_iter)
     ingest = awaiting(vector_calls.ingest)

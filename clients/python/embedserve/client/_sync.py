@@ -89,6 +89,8 @@ class EmbedClient:
     list_collections = blocking(vector_calls.list_collections)
     get_collection = blocking(vector_calls.get_collection)
     delete_collection = blocking(vector_calls.delete_collection)
+    update_aliases = blocking(vector_calls.update_aliases)
+    list_aliases = blocking(vector_calls.list_aliases)
     upsert = blocking(vector_calls.upsert)
     ingest_iter = blocking_stream(vector_calls.ingest_iter)
     ingest = blocking(vector_calls.ingest)

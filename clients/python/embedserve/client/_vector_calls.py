@@ -177,6 +177,21 @@ def delete_collection(name: str) -> Plan[None]:
     yield Unary("vectors", "DeleteCollection", pb.DeleteCollectionRequest(name=name))
 
 
+def update_aliases(set: Mapping[str, str] | None = None, delete: Sequence[str] = ()) -> Plan[None]:
+    """Point aliases at collections (``set={"news": "news_v2"}``: new, or moved) and remove
+    others (``delete=["old"]``), all in one change that is made whole or not at all. Every
+    call that takes a collection's name also takes an alias of it."""
+    request = pb.UpdateAliasesRequest(set=dict(set or {}), delete=list(delete))
+    yield Unary("vectors", "UpdateAliases", request)
+
+
+def list_aliases(collection: str = "") -> Plan[dict[str, str]]:
+    """Alias -> collection, sorted by alias; only ``collection``'s aliases when given."""
+    request = pb.ListAliasesRequest(collection=collection)
+    response = yield Unary("vectors", "ListAliases", request)
+    return {a.alias: a.collection for a in response.aliases}
+
+
 def upsert(
     collection: str,
     documents: Iterable[docs.DocumentLike],

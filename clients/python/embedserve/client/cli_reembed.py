@@ -18,7 +18,7 @@ from typing import Any
 from embedserve.client._sync import EmbedClient
 from embedserve.client._vector_calls import config_kwargs
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
-from embedserve.client.cli_vectors import add_split_arguments, split_option
+from embedserve.client.cli_vectors import add_split_arguments, collection_exists, split_option
 
 TEXT_KEY = "text"  # where ``store_text`` keeps a document's text
 
@@ -47,6 +47,11 @@ def add_parser(commands: Any) -> None:
     )
     add_split_arguments(reembed)
     reembed.add_argument(
+        "--alias",
+        help="once every document is written, point this alias at the new collection: "
+        "clients that use the alias switch to it at once",
+    )
+    reembed.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted run: documents already in --to are skipped",
@@ -57,7 +62,13 @@ def add_parser(commands: Any) -> None:
 def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     if args.new_collection == args.collection:
         raise ValueError("--to must name a new collection, not the one being read")
-    exists = args.new_collection in client.list_collections()
+    if args.alias and args.alias in client.list_collections():
+        # Checked first: an alias cannot take a collection's name, and the run would
+        # only find out at its end.
+        raise ValueError(
+            f"--alias {args.alias!r} is a collection's name; an alias needs a name of its own"
+        )
+    exists = collection_exists(client, args.new_collection)
     if exists and not args.resume:
         held = client.count(args.new_collection)
         raise ValueError(
@@ -104,6 +115,9 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
         f"re-embedded {written} documents from {args.collection!r} into {args.new_collection!r}",
         file=sys.stderr,
     )
+    if args.alias:
+        client.update_aliases(set={args.alias: args.new_collection})
+        print(f"alias {args.alias!r} now names {args.new_collection!r}", file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+import grpc
 from google.protobuf.json_format import MessageToDict
 
 from embedserve.client._documents import Hit, HitGroup, document_problem
@@ -107,12 +108,20 @@ def add_parser(commands: Any) -> None:
     recommend.add_argument("--filter")
     add_group_arguments(recommend)
 
-    collections = commands.add_parser("collections", help="list, create, show or delete")
+    collections = commands.add_parser(
+        "collections", help="list, create, show or delete; aliases: alias, unalias, aliases"
+    )
     collections.add_argument(
-        "action", nargs="?", default="list", choices=["list", "create", "get", "delete"]
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "create", "get", "delete", "alias", "unalias", "aliases"],
     )
     collections.add_argument("name", nargs="?")
     add_target(collections)
+    collections.add_argument(
+        "--to", dest="alias_target", help="alias: the collection the alias NAME is to name"
+    )
     collections.add_argument("--dimensions", type=int)
     collections.add_argument(
         "--distance",
@@ -225,16 +234,41 @@ def _hit_json(hit: Hit) -> dict[str, Any]:
     return {"id": hit.id, "score": round(hit.score, 6), "payload": hit.payload}
 
 
+def collection_exists(client: EmbedClient, name: str) -> bool:
+    """Whether ``name`` names a collection, itself or by an alias."""
+    try:
+        client.get_collection(name)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
 def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
     if args.action == "list":
         for name in client.list_collections():
             print(name)
+        return 0
+    if args.action == "aliases":
+        for alias, collection in client.list_aliases(args.name or "").items():
+            print(f"{alias} -> {collection}")
         return 0
     if not args.name:
         print(f"embedserve: collections {args.action} needs a NAME", file=sys.stderr)
         return 2
     if args.action == "delete":
         client.delete_collection(args.name)
+        return 0
+    if args.action == "alias":
+        if not args.alias_target:
+            print("embedserve: collections alias NAME needs --to COLLECTION", file=sys.stderr)
+            return 2
+        client.update_aliases(set={args.name: args.alias_target})
+        print(f"{args.name} -> {args.alias_target}", file=sys.stderr)
+        return 0
+    if args.action == "unalias":
+        client.update_aliases(delete=[args.name])
         return 0
     if args.action == "create":
         indexes = dict(spec.split(":", 1) for spec in args.index)
@@ -350,7 +384,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             next(documents, None)
         # One document read (and checked) first: a file of the wrong shape creates nothing.
         first = list(itertools.islice(documents, 1))
-        if args.collection not in client.list_collections():
+        if not collection_exists(client, args.collection):
             indexes = {"doc_id": "keyword"} if split_option(args) else {}
             client.create_collection(args.collection, bm25=args.bm25, payload_indexes=indexes)
             print(f"created collection {args.collection!r}", file=sys.stderr)
@@ -418,7 +452,7 @@ def _resume_point(client: EmbedClient, checkpoint: Path, collection: str) -> int
     stale = None
     if named != collection:
         stale = f"it is the checkpoint of collection {named!r}"
-    elif collection not in client.list_collections():
+    elif not collection_exists(client, collection):
         stale = f"collection {collection!r} does not exist"
     elif not client.get(collection, [last_id, f"{last_id}#0"]):  # whole, or as passages
         stale = f"collection {collection!r} lacks its last acknowledged document {last_id!r}"

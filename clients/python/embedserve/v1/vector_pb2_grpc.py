@@ -64,6 +64,16 @@ class VectorServiceStub:
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.DeleteCollectionRequest.SerializeToString,
                 response_deserializer=embedserve_dot_v1_dot_vector__pb2.DeleteCollectionResponse.FromString,
                 _registered_method=True)
+        self.UpdateAliases = channel.unary_unary(
+                '/embedserve.v1.VectorService/UpdateAliases',
+                request_serializer=embedserve_dot_v1_dot_vector__pb2.UpdateAliasesRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_vector__pb2.UpdateAliasesResponse.FromString,
+                _registered_method=True)
+        self.ListAliases = channel.unary_unary(
+                '/embedserve.v1.VectorService/ListAliases',
+                request_serializer=embedserve_dot_v1_dot_vector__pb2.ListAliasesRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_vector__pb2.ListAliasesResponse.FromString,
+                _registered_method=True)
         self.Upsert = channel.unary_unary(
                 '/embedserve.v1.VectorService/Upsert',
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.UpsertRequest.SerializeToString,
@@ -167,6 +177,24 @@ class VectorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteCollection(self, request, context):
+        """Deletes a collection and its aliases; an alias's name is refused
+        (FAILED_PRECONDITION): delete the alias, or the collection it names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAliases(self, request, context):
+        """Other names for collections. Every call that names a collection also takes
+        an alias of it, so clients keep one name while the collection behind it is
+        rebuilt and swapped. Every change of one request is checked before any is
+        made: a request is made whole or not at all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliases(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -298,6 +326,16 @@ def add_VectorServiceServicer_to_server(servicer, server):
                     servicer.DeleteCollection,
                     request_deserializer=embedserve_dot_v1_dot_vector__pb2.DeleteCollectionRequest.FromString,
                     response_serializer=embedserve_dot_v1_dot_vector__pb2.DeleteCollectionResponse.SerializeToString,
+            ),
+            'UpdateAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAliases,
+                    request_deserializer=embedserve_dot_v1_dot_vector__pb2.UpdateAliasesRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_vector__pb2.UpdateAliasesResponse.SerializeToString,
+            ),
+            'ListAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliases,
+                    request_deserializer=embedserve_dot_v1_dot_vector__pb2.ListAliasesRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_vector__pb2.ListAliasesResponse.SerializeToString,
             ),
             'Upsert': grpc.unary_unary_rpc_method_handler(
                     servicer.Upsert,
@@ -487,6 +525,60 @@ class VectorService:
             '/embedserve.v1.VectorService/DeleteCollection',
             embedserve_dot_v1_dot_vector__pb2.DeleteCollectionRequest.SerializeToString,
             embedserve_dot_v1_dot_vector__pb2.DeleteCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.VectorService/UpdateAliases',
+            embedserve_dot_v1_dot_vector__pb2.UpdateAliasesRequest.SerializeToString,
+            embedserve_dot_v1_dot_vector__pb2.UpdateAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.VectorService/ListAliases',
+            embedserve_dot_v1_dot_vector__pb2.ListAliasesRequest.SerializeToString,
+            embedserve_dot_v1_dot_vector__pb2.ListAliasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,16 @@ class VectorServiceStub:
     ListCollections: _grpc.UnaryUnaryMultiCallable[_vector_pb2.ListCollectionsRequest, _vector_pb2.ListCollectionsResponse]
     GetCollection: _grpc.UnaryUnaryMultiCallable[_vector_pb2.GetCollectionRequest, _vector_pb2.GetCollectionResponse]
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_vector_pb2.DeleteCollectionRequest, _vector_pb2.DeleteCollectionResponse]
+    """Deletes a collection and its aliases; an alias's name is refused
+    (FAILED_PRECONDITION): delete the alias, or the collection it names.
+    """
+    UpdateAliases: _grpc.UnaryUnaryMultiCallable[_vector_pb2.UpdateAliasesRequest, _vector_pb2.UpdateAliasesResponse]
+    """Other names for collections. Every call that names a collection also takes
+    an alias of it, so clients keep one name while the collection behind it is
+    rebuilt and swapped. Every change of one request is checked before any is
+    made: a request is made whole or not at all.
+    """
+    ListAliases: _grpc.UnaryUnaryMultiCallable[_vector_pb2.ListAliasesRequest, _vector_pb2.ListAliasesResponse]
     Upsert: _grpc.UnaryUnaryMultiCallable[_vector_pb2.UpsertRequest, _vector_pb2.UpsertResponse]
     """Write a batch of documents; returns once they are durable."""
     Ingest: _grpc.StreamUnaryMultiCallable[_vector_pb2.IngestRequest, _vector_pb2.IngestResponse]
@@ -108,6 +118,16 @@ class VectorServiceAsyncStub(VectorServiceStub):
     ListCollections: _aio.UnaryUnaryMultiCallable[_vector_pb2.ListCollectionsRequest, _vector_pb2.ListCollectionsResponse]  # type: ignore[assignment]
     GetCollection: _aio.UnaryUnaryMultiCallable[_vector_pb2.GetCollectionRequest, _vector_pb2.GetCollectionResponse]  # type: ignore[assignment]
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_vector_pb2.DeleteCollectionRequest, _vector_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
+    """Deletes a collection and its aliases; an alias's name is refused
+    (FAILED_PRECONDITION): delete the alias, or the collection it names.
+    """
+    UpdateAliases: _aio.UnaryUnaryMultiCallable[_vector_pb2.UpdateAliasesRequest, _vector_pb2.UpdateAliasesResponse]  # type: ignore[assignment]
+    """Other names for collections. Every call that names a collection also takes
+    an alias of it, so clients keep one name while the collection behind it is
+    rebuilt and swapped. Every change of one request is checked before any is
+    made: a request is made whole or not at all.
+    """
+    ListAliases: _aio.UnaryUnaryMultiCallable[_vector_pb2.ListAliasesRequest, _vector_pb2.ListAliasesResponse]  # type: ignore[assignment]
     Upsert: _aio.UnaryUnaryMultiCallable[_vector_pb2.UpsertRequest, _vector_pb2.UpsertResponse]  # type: ignore[assignment]
     """Write a batch of documents; returns once they are durable."""
     Ingest: _aio.StreamUnaryMultiCallable[_vector_pb2.IngestRequest, _vector_pb2.IngestResponse]  # type: ignore[assignment]
@@ -189,7 +209,29 @@ class VectorServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _vector_pb2.DeleteCollectionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_vector_pb2.DeleteCollectionResponse, _abc.Awaitable[_vector_pb2.DeleteCollectionResponse]]: ...
+    ) -> _typing.Union[_vector_pb2.DeleteCollectionResponse, _abc.Awaitable[_vector_pb2.DeleteCollectionResponse]]:
+        """Deletes a collection and its aliases; an alias's name is refused
+        (FAILED_PRECONDITION): delete the alias, or the collection it names.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateAliases(
+        self,
+        request: _vector_pb2.UpdateAliasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.UpdateAliasesResponse, _abc.Awaitable[_vector_pb2.UpdateAliasesResponse]]:
+        """Other names for collections. Every call that names a collection also takes
+        an alias of it, so clients keep one name while the collection behind it is
+        rebuilt and swapped. Every change of one request is checked before any is
+        made: a request is made whole or not at all.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAliases(
+        self,
+        request: _vector_pb2.ListAliasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.ListAliasesResponse, _abc.Awaitable[_vector_pb2.ListAliasesResponse]]: ...
 
     @_abc_1.abstractmethod
     def Upsert(

@@ -13,6 +13,7 @@ from embedserve.server.http import (
     ingest_route,
     openai_routes,
     openapi,
+    rest_aliases,
     rest_analysis,
     rest_embed,
     rest_vectors,
@@ -60,6 +61,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     app.include_router(openai_routes.unprefixed)
     app.include_router(rest_embed.router)
     app.include_router(rest_vectors.router)
+    app.include_router(rest_aliases.router)
     app.include_router(ingest_route.router)
     app.include_router(rest_analysis.router)
     app.include_router(tei_routes.router)

@@ -72,7 +72,7 @@ COMMON = {
     503: "loading, draining, or the vector store is unreachable",
 }
 NOT_FOUND = "the named model or collection does not exist"
-CONFLICT = "a collection of that name exists"
+CONFLICT = "a collection or alias of that name exists"
 
 
 def _statuses(path: str, verb: str) -> dict[int, str]:
@@ -87,6 +87,9 @@ def _statuses(path: str, verb: str) -> dict[int, str]:
         statuses[404] = NOT_FOUND
     if (verb, path) == ("post", "/api/v1/collections"):
         statuses[409] = CONFLICT
+    if (verb, path) == ("post", "/api/v1/aliases"):
+        statuses[404] = "an alias to delete, or a collection to name, does not exist"
+        statuses[409] = "an alias would take a collection's name"
     return statuses
 
 

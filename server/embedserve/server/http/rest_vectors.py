@@ -151,7 +151,12 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
         "payload_indexes": {k: v.value for k, v in spec.payload_indexes.items()},
     }
     config |= {name: getattr(spec, name) for name in st.TUNING_FIELDS}
-    return {"name": spec.name, "points_count": info.points_count, "config": config}
+    return {
+        "name": spec.name,
+        "points_count": info.points_count,
+        "aliases": list(info.aliases),
+        "config": config,
+    }
 
 
 def search_json(outcome: QueryResult) -> dict[str, Any]:

@@ -193,6 +193,14 @@ class CreateCollectionRequest(Body):
     config: CollectionConfig = CollectionConfig()
 
 
+class UpdateAliasesRequest(Body):
+    set: dict[str, str] = Field(
+        default_factory=dict,
+        description="alias -> collection: a new alias, or one that moves to this collection",
+    )
+    delete: list[str] = Field(default_factory=list, description="aliases to remove")
+
+
 class Document(Body):
     """A document: exactly one of ``text`` (embedded on write) or ``vector``."""
 
