@@ -12,6 +12,7 @@ from typing import Any, cast
 import pytest
 
 from embedserve.connectors import (
+    AliasNotFound,
     CollectionExists,
     CollectionNotFound,
     CollectionSpec,
@@ -117,6 +118,15 @@ def test_lost_replies_of_create_and_delete_are_recognised(edge: EdgeStore) -> No
     edge.create_collection(CollectionSpec("other", vector_size=5))
     with pytest.raises(CollectionExists):
         retrying(Faulty(edge, 0)).create_collection(CollectionSpec("other", vector_size=3))
+
+
+def test_a_lost_reply_of_an_alias_change_is_recognised(edge: EdgeStore) -> None:
+    edge.update_aliases({"old": "c"})
+    # Made on the first attempt; the second finds "old" gone and the rest in place.
+    retrying(Faulty(edge, 1, after=True)).update_aliases({"new": "c"}, ["old"])
+    assert edge.list_aliases() == {"new": "c"}
+    with pytest.raises(AliasNotFound):  # missing on the first attempt: the caller's mistake
+        retrying(Faulty(edge, 0)).update_aliases({"new": "c"}, ["old"])
 
 
 def test_backoff_grows_capped_with_full_jitter() -> None:

@@ -351,8 +351,9 @@ func (c *Client) ListCollections(ctx context.Context) ([]string, error) {
 	return resp.GetNames(), nil
 }
 
-// GetCollection returns a collection's settings and point count (NOT_FOUND
-// when missing).
+// GetCollection returns a collection's settings, point count and aliases
+// (NOT_FOUND when missing); given an alias, it answers with the collection's
+// own name.
 func (c *Client) GetCollection(ctx context.Context, name string) (*pb.CollectionInfo, error) {
 	resp, err := c.vectors.GetCollection(ctx, &pb.GetCollectionRequest{Name: name})
 	if err != nil {
@@ -361,10 +362,36 @@ func (c *Client) GetCollection(ctx context.Context, name string) (*pb.Collection
 	return resp.GetCollection(), nil
 }
 
-// DeleteCollection deletes a collection and its documents.
+// DeleteCollection deletes a collection, its documents and its aliases. An
+// alias's name is refused (FAILED_PRECONDITION): delete the alias, or the
+// collection it names.
 func (c *Client) DeleteCollection(ctx context.Context, name string) error {
 	_, err := c.vectors.DeleteCollection(ctx, &pb.DeleteCollectionRequest{Name: name})
 	return err
+}
+
+// UpdateAliases points each alias of set at its collection (new, or moved)
+// and deletes the aliases in remove. Every call that names a collection also
+// takes an alias of it, so readers keep one name while the collection behind
+// it is rebuilt and swapped; the whole change is checked before any of it is
+// made, so a swap never half happens. The server's errors: an alias named
+// like a collection is ALREADY_EXISTS; a missing collection, or an alias to
+// remove that does not exist, NOT_FOUND; a target that is itself an alias,
+// an invalid name or an empty change, INVALID_ARGUMENT.
+func (c *Client) UpdateAliases(ctx context.Context, set map[string]string, remove []string) error {
+	_, err := c.vectors.UpdateAliases(ctx, &pb.UpdateAliasesRequest{Set: set, Delete: remove})
+	return err
+}
+
+// ListAliases returns the aliases of collection (its name or one of its
+// aliases), or every alias when collection is "". It keeps the server's list,
+// sorted by alias, rather than a map, which would lose that order.
+func (c *Client) ListAliases(ctx context.Context, collection string) ([]*pb.Alias, error) {
+	resp, err := c.vectors.ListAliases(ctx, &pb.ListAliasesRequest{Collection: collection})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetAliases(), nil
 }
 
 // Upsert writes documents in one call and returns once they are durable.

@@ -297,6 +297,100 @@ func TestVectorScenario(t *testing.T) {
 	})
 }
 
+// aliasPairs writes aliases as "alias=collection", to compare them at once.
+func aliasPairs(aliases []*pb.Alias) []string {
+	pairs := make([]string, len(aliases))
+	for i, a := range aliases {
+		pairs[i] = a.GetAlias() + "=" + a.GetCollection()
+	}
+	return pairs
+}
+
+func listAliases(t *testing.T, client *embedserve.Client, collection string) []string {
+	t.Helper()
+	aliases, err := client.ListAliases(context.Background(), collection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aliasPairs(aliases)
+}
+
+func TestAliases(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	first, second := newCollection(t, client), newCollection(t, client)
+	alias := collectionName(t) + "_alias"
+	if n, err := client.Upsert(ctx, first, corpus()[:3]); err != nil || n != 3 {
+		t.Fatalf("upserted %d: %v", n, err)
+	}
+
+	if err := client.UpdateAliases(ctx, map[string]string{alias: first}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, client, alias, nil); n != 3 {
+		t.Fatalf("count through the alias = %d, want 3", n)
+	}
+	hits, err := client.Search(ctx, alias, embedserve.Text("a recipe with garlic"), embedserve.WithLimit(1))
+	if err != nil || len(hits) != 1 || topicOf(hits[0]) != "cooking" {
+		t.Fatalf("search through the alias: %+v, %v", hits, err)
+	}
+	info, err := client.GetCollection(ctx, alias)
+	if err != nil || info.GetName() != first || !slices.Equal(info.GetAliases(), []string{alias}) {
+		t.Fatalf("GetCollection(alias): name %q, aliases %v, %v; want %s, [%s]", info.GetName(), info.GetAliases(), err, first, alias)
+	}
+
+	// Moved: the alias's readers reach the other collection, empty.
+	if err := client.UpdateAliases(ctx, map[string]string{alias: second}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, client, alias, nil); n != 0 {
+		t.Fatalf("count through the moved alias = %d, want 0", n)
+	}
+	want := []string{alias + "=" + second}
+	if got := listAliases(t, client, second); !slices.Equal(got, want) {
+		t.Fatalf("aliases of %s: %v, want %v", second, got, want)
+	}
+	if got := listAliases(t, client, alias); !slices.Equal(got, want) {
+		t.Fatalf("aliases of %s, by its alias: %v, want %v", second, got, want)
+	}
+	if got := listAliases(t, client, first); len(got) != 0 {
+		t.Fatalf("aliases of %s after the move: %v", first, got)
+	}
+	// The server may be shared: other tests' aliases may be listed too.
+	all := listAliases(t, client, "")
+	if !slices.Contains(all, want[0]) || !slices.IsSorted(all) {
+		t.Fatalf("all aliases: %v; want %v among them, sorted", all, want[0])
+	}
+
+	// Refused, and nothing of a refused change is made.
+	if err := client.DeleteCollection(ctx, alias); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("DeleteCollection(alias): %v, want FailedPrecondition", err)
+	}
+	missing := collectionName(t) + "_missing"
+	if err := client.UpdateAliases(ctx, map[string]string{alias: first, missing + "_alias": missing}, nil); status.Code(err) != codes.NotFound {
+		t.Fatalf("alias of a missing collection: %v, want NotFound", err)
+	}
+	if err := client.UpdateAliases(ctx, map[string]string{first: second}, nil); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("alias named like a collection: %v, want AlreadyExists", err)
+	}
+	if got := listAliases(t, client, second); !slices.Equal(got, want) {
+		t.Fatalf("aliases of %s after refused changes: %v, want %v", second, got, want)
+	}
+
+	if err := client.UpdateAliases(ctx, nil, []string{alias}); err != nil {
+		t.Fatal(err)
+	}
+	if got := listAliases(t, client, second); len(got) != 0 {
+		t.Fatalf("aliases of %s after deleting: %v", second, got)
+	}
+	if _, err := client.GetCollection(ctx, alias); status.Code(err) != codes.NotFound {
+		t.Fatalf("GetCollection of a deleted alias: %v, want NotFound", err)
+	}
+	if err := client.UpdateAliases(ctx, nil, []string{alias}); status.Code(err) != codes.NotFound {
+		t.Fatalf("deleting a missing alias: %v, want NotFound", err)
+	}
+}
+
 func TestUpsertVectorsAndStoredText(t *testing.T) {
 	client := dial(t)
 	ctx := context.Background()

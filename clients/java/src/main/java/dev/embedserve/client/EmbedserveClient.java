@@ -1,5 +1,6 @@
 package dev.embedserve.client;
 
+import dev.embedserve.v1.Alias;
 import dev.embedserve.v1.ClusterRequest;
 import dev.embedserve.v1.ClusterResponse;
 import dev.embedserve.v1.CollectionConfig;
@@ -29,6 +30,7 @@ import dev.embedserve.v1.GetRequest;
 import dev.embedserve.v1.GroupBy;
 import dev.embedserve.v1.IngestStreamRequest;
 import dev.embedserve.v1.IngestStreamResponse;
+import dev.embedserve.v1.ListAliasesRequest;
 import dev.embedserve.v1.ListCollectionsRequest;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.RecommendRequest;
@@ -40,6 +42,7 @@ import dev.embedserve.v1.SearchBatchRequest;
 import dev.embedserve.v1.SearchMode;
 import dev.embedserve.v1.SearchRequest;
 import dev.embedserve.v1.StoredDocument;
+import dev.embedserve.v1.UpdateAliasesRequest;
 import dev.embedserve.v1.UpdatePayloadRequest;
 import dev.embedserve.v1.UpsertRequest;
 import dev.embedserve.v1.Vector;
@@ -426,14 +429,48 @@ public final class EmbedserveClient implements AutoCloseable {
     return vectors.listCollections(ListCollectionsRequest.getDefaultInstance()).getNamesList();
   }
 
-  /** A collection's settings and point count ({@code NOT_FOUND} when missing). */
+  /**
+   * A collection's settings, point count and aliases ({@code NOT_FOUND} when missing); given an
+   * alias, it answers with the collection's own name.
+   */
   public CollectionInfo getCollection(String name) {
     return vectors.getCollection(GetCollectionRequest.newBuilder().setName(name).build()).getCollection();
   }
 
-  /** Deletes a collection and its documents. */
+  /**
+   * Deletes a collection, its documents and its aliases. An alias's name is refused ({@code
+   * FAILED_PRECONDITION}): delete the alias, or the collection it names.
+   */
   public void deleteCollection(String name) {
     vectors.deleteCollection(DeleteCollectionRequest.newBuilder().setName(name).build());
+  }
+
+  /**
+   * Points each alias of {@code set} at its collection (new, or moved) and deletes the aliases in
+   * {@code delete}. Every call that names a collection also takes an alias of it, so readers keep
+   * one name while the collection behind it is rebuilt and swapped; the whole change is checked
+   * before any of it is made, so a swap never half happens.
+   *
+   * @throws StatusRuntimeException {@code ALREADY_EXISTS} for an alias named like a collection;
+   *     {@code NOT_FOUND} for a missing collection, or an alias to delete that does not exist;
+   *     {@code INVALID_ARGUMENT} for a target that is itself an alias, an invalid name or an
+   *     empty change
+   */
+  public void updateAliases(Map<String, String> set, List<String> delete) {
+    vectors.updateAliases(
+        UpdateAliasesRequest.newBuilder().putAllSet(set).addAllDelete(delete).build());
+  }
+
+  /** Every alias, sorted by alias. */
+  public List<Alias> listAliases() {
+    return listAliases("");
+  }
+
+  /** The aliases of a collection (by its name or one of its aliases), sorted by alias. */
+  public List<Alias> listAliases(String collection) {
+    return vectors
+        .listAliases(ListAliasesRequest.newBuilder().setCollection(collection).build())
+        .getAliasesList();
   }
 
   /**

@@ -23,6 +23,7 @@ import dev.embedserve.client.EmbedserveClient.Hit;
 import dev.embedserve.client.EmbedserveClient.HitGroup;
 import dev.embedserve.client.EmbedserveClient.IngestAck;
 import dev.embedserve.client.EmbedserveClient.Stored;
+import dev.embedserve.v1.Alias;
 import dev.embedserve.v1.CollectionConfig;
 import dev.embedserve.v1.CollectionInfo;
 import dev.embedserve.v1.Document;
@@ -620,6 +621,67 @@ class VectorServiceTest {
       assertEquals(0, client.ingest(name, List.of()));
     } finally {
       client.deleteCollection(name);
+    }
+  }
+
+  /** Aliases as "alias=collection", to compare them at once. */
+  private static List<String> aliasPairs(List<Alias> aliases) {
+    return aliases.stream().map(a -> a.getAlias() + "=" + a.getCollection()).toList();
+  }
+
+  private static void assertRefused(Status.Code code, Runnable call) {
+    StatusRuntimeException e = assertThrows(StatusRuntimeException.class, call::run);
+    assertEquals(code, e.getStatus().getCode(), e.getMessage());
+  }
+
+  @Test
+  void aliasesNameCollections() {
+    String first = uniqueName("alias_first");
+    String second = uniqueName("alias_second");
+    String alias = uniqueName("alias");
+    client.createCollection(first);
+    try {
+      client.createCollection(second);
+      try {
+        assertEquals(3, client.upsert(first, CORPUS.subList(0, 3)));
+        client.updateAliases(Map.of(alias, first), List.of());
+        assertEquals(3, client.count(alias));
+        assertEquals("cooking", topicOf(client.search(alias, "a recipe with garlic", 1).get(0).payload()));
+        CollectionInfo info = client.getCollection(alias);
+        assertEquals(first, info.getName());
+        assertEquals(List.of(alias), info.getAliasesList());
+
+        // Moved: the alias's readers reach the other collection, empty.
+        client.updateAliases(Map.of(alias, second), List.of());
+        assertEquals(0, client.count(alias));
+        List<String> want = List.of(alias + "=" + second);
+        assertEquals(want, aliasPairs(client.listAliases(second)));
+        assertEquals(want, aliasPairs(client.listAliases(alias)));
+        assertEquals(List.of(), client.listAliases(first));
+        // The server may be shared: other tests' aliases may be listed too.
+        List<String> all = aliasPairs(client.listAliases());
+        assertTrue(all.contains(want.get(0)), all.toString());
+        assertEquals(all.stream().sorted().toList(), all);
+
+        // Refused, and nothing of a refused change is made.
+        assertRefused(Status.Code.FAILED_PRECONDITION, () -> client.deleteCollection(alias));
+        String missing = uniqueName("missing");
+        assertRefused(
+            Status.Code.NOT_FOUND,
+            () -> client.updateAliases(Map.of(alias, first, missing + "_alias", missing), List.of()));
+        assertRefused(
+            Status.Code.ALREADY_EXISTS, () -> client.updateAliases(Map.of(first, second), List.of()));
+        assertEquals(want, aliasPairs(client.listAliases(second)));
+
+        client.updateAliases(Map.of(), List.of(alias));
+        assertEquals(List.of(), client.listAliases(second));
+        assertRefused(Status.Code.NOT_FOUND, () -> client.getCollection(alias));
+        assertRefused(Status.Code.NOT_FOUND, () -> client.updateAliases(Map.of(), List.of(alias)));
+      } finally {
+        client.deleteCollection(second);
+      }
+    } finally {
+      client.deleteCollection(first);
     }
   }
 
