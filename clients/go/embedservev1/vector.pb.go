@@ -438,7 +438,9 @@ type CollectionConfig struct {
 	// Also keep a BM25 keyword vector of each document given as text (Qdrant's
 	// tokenizer: English words, stemmed, stop words dropped; IDF over the stored
 	// documents), so that Search can match keywords (SEARCH_MODE_KEYWORD) or
-	// fuse both rankings (SEARCH_MODE_HYBRID). Default: false.
+	// fuse both rankings (SEARCH_MODE_HYBRID). A document given as a vector gets
+	// the keyword vector of its payload's "text" (where store_text keeps a text),
+	// so an exported collection written back keeps its keywords. Default: false.
 	Bm25 bool `protobuf:"varint,13,opt,name=bm25,proto3" json:"bm25,omitempty"`
 	// The language whose stop words and stemmer the BM25 vectors use (with bm25
 	// only): arabic, azerbaijani, basque, bengali, catalan, chinese, danish,

@@ -711,7 +711,13 @@ def _points(
     for doc in documents:
         if doc.text is None:
             assert doc.vector is not None
-            points.append(PointRecord(doc.id, doc.vector, dict(doc.payload)))
+            stored_text = doc.payload.get(TEXT_PAYLOAD_KEY)
+            keywords = (
+                document_terms(stored_text, spec.bm25_language)
+                if spec.bm25 and isinstance(stored_text, str)
+                else None
+            )
+            points.append(PointRecord(doc.id, doc.vector, dict(doc.payload), keywords))
             continue
         cuts = next(spans_in_order)
         if settings.split is not None:

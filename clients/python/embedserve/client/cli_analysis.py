@@ -14,6 +14,7 @@ from google.protobuf.json_format import MessageToDict
 
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.cli_output import replaced_when_done
+from embedserve.client.cli_settings_file import write_settings
 from embedserve.client.cli_texts import read_texts
 
 # Widest histogram bar, in characters.
@@ -29,8 +30,9 @@ def add_parser(commands: Any) -> None:
         "--output",
         "-o",
         required=True,
-        help="FILE.jsonl ({id, vector, payload} a line; '-' for stdout) or FILE.npy "
-        "(vectors; ids and payloads go to FILE.ids.jsonl, row by row)",
+        help="FILE.jsonl ({id, vector, payload} a line, and the collection's settings in "
+        "FILE.jsonl.collection.json; '-' for stdout) or FILE.npy (vectors; ids and payloads "
+        "go to FILE.ids.jsonl, row by row)",
     )
     add_target(export)
     export.set_defaults(run=client_verb(_verb(_export)))
@@ -129,6 +131,11 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             out.write(json.dumps(line) + "\n")
             written += 1
     print(f"{written} documents -> {args.output}", file=sys.stderr)
+    if args.output != "-":
+        settings = write_settings(args.output, client.get_collection(args.collection))
+        print(
+            f"its settings -> {settings} (ingest makes the collection with them)", file=sys.stderr
+        )
     return 0
 
 

@@ -21,6 +21,7 @@ from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
 from embedserve.client.cli_output import replaced_when_done
+from embedserve.client.cli_settings_file import read_settings, settings_path
 
 
 def add_parser(commands: Any) -> None:
@@ -385,9 +386,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         # One document read (and checked) first: a file of the wrong shape creates nothing.
         first = list(itertools.islice(documents, 1))
         if not collection_exists(client, args.collection):
-            indexes = {"doc_id": "keyword"} if split_option(args) else {}
-            client.create_collection(args.collection, bm25=args.bm25, payload_indexes=indexes)
-            print(f"created collection {args.collection!r}", file=sys.stderr)
+            _create_for(client, args, None if from_stdin else read_settings(args.file))
         for ack in client.ingest_iter(
             args.collection,
             itertools.chain(first, documents),
@@ -441,6 +440,20 @@ def _write_checkpoint(path: Path, acknowledged: int, last_id: str, collection: s
     saved = {"acknowledged": acknowledged, "last_id": last_id, "collection": collection}
     with replaced_when_done(str(path)) as checkpoint:
         checkpoint.write(json.dumps(saved))
+
+
+def _create_for(
+    client: EmbedClient, args: argparse.Namespace, saved: dict[str, Any] | None
+) -> None:
+    """The collection ``ingest`` writes into: with the settings ``export`` saved beside the
+    file, else the server's defaults; --bm25 and --split add what they need."""
+    settings = saved or {}
+    if split_option(args):
+        settings["payload_indexes"] = {"doc_id": "keyword", **settings.get("payload_indexes", {})}
+    settings["bm25"] = settings.get("bm25", False) or args.bm25
+    client.create_collection(args.collection, **settings)
+    source = f" with the settings in {settings_path(args.file)}" if saved else ""
+    print(f"created collection {args.collection!r}{source}", file=sys.stderr)
 
 
 def _resume_point(client: EmbedClient, checkpoint: Path, collection: str) -> int:

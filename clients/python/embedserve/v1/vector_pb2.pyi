@@ -273,7 +273,9 @@ class CollectionConfig(_message.Message):
     """Also keep a BM25 keyword vector of each document given as text (Qdrant's
     tokenizer: English words, stemmed, stop words dropped; IDF over the stored
     documents), so that Search can match keywords (SEARCH_MODE_KEYWORD) or
-    fuse both rankings (SEARCH_MODE_HYBRID). Default: false.
+    fuse both rankings (SEARCH_MODE_HYBRID). A document given as a vector gets
+    the keyword vector of its payload's "text" (where store_text keeps a text),
+    so an exported collection written back keeps its keywords. Default: false.
     """
     bm25_language: _builtins.str
     """The language whose stop words and stemmer the BM25 vectors use (with bm25

@@ -1,0 +1,74 @@
+"""`embedserve export` then `embedserve ingest`: a collection restored as it was, settings too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedserve.client import EmbedClient
+from embedserve.client.cli import main as cli_main
+
+DOCS = [
+    {"id": f"d{i}", "text": text, "payload": {"topic": topic, "n": i}}
+    for i, (text, topic) in enumerate(
+        [
+            ("the rocket reached orbit after a long countdown", "space"),
+            ("the probe landed on a frozen moon", "space"),
+            ("bake the bread until the crust is brown", "food"),
+            ("simmer the tomato sauce with garlic", "food"),
+            ("the striker scored in the final minute", "sport"),
+        ]
+    )
+]
+
+
+def test_a_restored_collection_has_its_settings_vectors_and_payloads(
+    minilm_server: Any, tmp_path: Path, capsys: Any
+) -> None:
+    target = ["--target", minilm_server.target]
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection(
+            "articles",
+            dimensions=128,  # not the model's width: a default collection could not take them
+            distance="dot",
+            payload_indexes={"topic": "keyword", "n": "integer"},
+            bm25=True,
+            hnsw_m=8,
+            full_scan_threshold_kb=2000,
+        )
+        client.upsert("articles", DOCS, store_text=True)
+    backup = tmp_path / "articles.jsonl"
+    assert cli_main(["export", "articles", "-o", str(backup), *target]) == 0
+    assert "ingest makes the collection with them" in capsys.readouterr().err
+    saved = json.loads((tmp_path / "articles.jsonl.collection.json").read_text())
+    assert saved["collection"] == "articles" and saved["config"]["dimensions"] == 128
+
+    assert cli_main(["ingest", str(backup), "-c", "restored", *target]) == 0
+    assert "with the settings in" in capsys.readouterr().err
+    with EmbedClient(minilm_server.target) as client:
+        original, restored = client.get_collection("articles"), client.get_collection("restored")
+        assert restored.config == original.config
+        ids = [d["id"] for d in DOCS]
+        before = {d.id: d for d in client.get("articles", ids, with_vectors=True)}
+        after = {d.id: d for d in client.get("restored", ids, with_vectors=True)}
+        assert {i: d.payload for i, d in after.items()} == {i: d.payload for i, d in before.items()}
+        for i in ids:
+            assert np.allclose(after[i].vector, before[i].vector, atol=1e-6)
+        keyword = client.search("restored", "tomato garlic", mode="keyword", limit=1)
+        assert [h.id for h in keyword] == ["d3"]  # its BM25 vectors came along
+
+    # Without the settings file, the server's defaults (the model's width): these 128-d
+    # vectors do not fit, and the error says so.
+    (tmp_path / "articles.jsonl.collection.json").unlink()
+    (tmp_path / "articles.jsonl.progress").unlink(missing_ok=True)
+    assert cli_main(["ingest", str(backup), "-c", "plain", *target]) != 0
+    assert "128" in capsys.readouterr().err
+
+    (tmp_path / "articles.jsonl.collection.json").write_text('{"config": {"dimensions": "x"}}')
+    assert cli_main(["ingest", str(backup), "-c", "broken", *target]) == 2
+    assert "not a collection's settings" in capsys.readouterr().err
+    with EmbedClient(minilm_server.target) as client:
+        assert "broken" not in client.list_collections()
