@@ -60,6 +60,17 @@ def test_a_restored_collection_has_its_settings_vectors_and_payloads(
         keyword = client.search("restored", "tomato garlic", mode="keyword", limit=1)
         assert [h.id for h in keyword] == ["d3"]  # its BM25 vectors came along
 
+    # Vectors of another model: refused before anything is made.
+    sidecar = tmp_path / "articles.jsonl.collection.json"
+    other = {**saved, "model_id": "other-model", "model_fingerprint": "0123456789abcdef"}
+    sidecar.write_text(json.dumps(other))
+    (tmp_path / "articles.jsonl.progress").unlink(missing_ok=True)
+    assert cli_main(["ingest", str(backup), "-c", "elsewhere", *target]) == 2
+    assert "embeddings of model 'other-model'" in capsys.readouterr().err
+    with EmbedClient(minilm_server.target) as client:
+        assert "elsewhere" not in client.list_collections()
+        assert saved["model_fingerprint"] == client.model_info().fingerprint
+
     # Without the settings file, the server's defaults (the model's width): these 128-d
     # vectors do not fit, and the error says so.
     (tmp_path / "articles.jsonl.collection.json").unlink()

@@ -1680,6 +1680,10 @@ type GetModelInfoResponse struct {
 	// The hub commit served, for a model loaded from the hub's cache (see
 	// --model-revision); "" for a local folder or the packaged MiniLM.
 	ModelRevision string `protobuf:"bytes,14,opt,name=model_revision,json=modelRevision,proto3" json:"model_revision,omitempty"`
+	// A fingerprint of the model's files (weights, tokenizer, configs): the same
+	// for the same model in any folder and on any backend. Collections record
+	// the fingerprint of the model that created them.
+	Fingerprint   string `protobuf:"bytes,15,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1812,6 +1816,13 @@ func (x *GetModelInfoResponse) GetModelRevision() string {
 	return ""
 }
 
+func (x *GetModelInfoResponse) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
 var File_embedserve_v1_embedding_proto protoreflect.FileDescriptor
 
 const file_embedserve_v1_embedding_proto_rawDesc = "" +
@@ -1937,7 +1948,7 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\rRequestLimits\x123\n" +
 	"\x16max_inputs_per_request\x18\x01 \x01(\rR\x13maxInputsPerRequest\x12&\n" +
 	"\x0fmax_input_chars\x18\x02 \x01(\rR\rmaxInputChars\x12*\n" +
-	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xfd\x04\n" +
+	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\x9f\x05\n" +
 	"\x14GetModelInfoResponse\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1e\n" +
 	"\n" +
@@ -1959,7 +1970,8 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\n" +
 	"similarity\x18\r \x01(\tR\n" +
 	"similarity\x12%\n" +
-	"\x0emodel_revision\x18\x0e \x01(\tR\rmodelRevision\x1a:\n" +
+	"\x0emodel_revision\x18\x0e \x01(\tR\rmodelRevision\x12 \n" +
+	"\vfingerprint\x18\x0f \x01(\tR\vfingerprint\x1a:\n" +
 	"\fPromptsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*N\n" +

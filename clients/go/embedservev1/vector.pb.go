@@ -588,9 +588,16 @@ type CollectionInfo struct {
 	Config      *CollectionConfig `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
 	PointsCount uint64            `protobuf:"varint,3,opt,name=points_count,json=pointsCount,proto3" json:"points_count,omitempty"`
 	// The aliases that name it, sorted.
-	Aliases       []string `protobuf:"bytes,4,rep,name=aliases,proto3" json:"aliases,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Aliases []string `protobuf:"bytes,4,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// The model whose embeddings it holds, recorded when it was created: texts
+	// are embedded for it only by a model with the same fingerprint (the same
+	// files, whichever backend runs them); another is FAILED_PRECONDITION, and
+	// searches by vector stay open. Empty for a collection made outside
+	// embedserve or before it recorded them: any model embeds for it.
+	ModelId          string `protobuf:"bytes,5,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	ModelFingerprint string `protobuf:"bytes,6,opt,name=model_fingerprint,json=modelFingerprint,proto3" json:"model_fingerprint,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CollectionInfo) Reset() {
@@ -649,6 +656,20 @@ func (x *CollectionInfo) GetAliases() []string {
 		return x.Aliases
 	}
 	return nil
+}
+
+func (x *CollectionInfo) GetModelId() string {
+	if x != nil {
+		return x.ModelId
+	}
+	return ""
+}
+
+func (x *CollectionInfo) GetModelFingerprint() string {
+	if x != nil {
+		return x.ModelFingerprint
+	}
+	return ""
 }
 
 type Vector struct {
@@ -5254,12 +5275,14 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\r_shard_numberB\x15\n" +
 	"\x13_replication_factorB\x1b\n" +
 	"\x19_write_consistency_factorB\x19\n" +
-	"\x17_full_scan_threshold_kb\"\x9a\x01\n" +
+	"\x17_full_scan_threshold_kb\"\xe2\x01\n" +
 	"\x0eCollectionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\x06config\x18\x02 \x01(\v2\x1f.embedserve.v1.CollectionConfigR\x06config\x12!\n" +
 	"\fpoints_count\x18\x03 \x01(\x04R\vpointsCount\x12\x18\n" +
-	"\aaliases\x18\x04 \x03(\tR\aaliases\" \n" +
+	"\aaliases\x18\x04 \x03(\tR\aaliases\x12\x19\n" +
+	"\bmodel_id\x18\x05 \x01(\tR\amodelId\x12+\n" +
+	"\x11model_fingerprint\x18\x06 \x01(\tR\x10modelFingerprint\" \n" +
 	"\x06Vector\x12\x16\n" +
 	"\x06values\x18\x01 \x03(\x02R\x06values\"\x9f\x01\n" +
 	"\bDocument\x12\x0e\n" +

@@ -116,6 +116,10 @@ class CollectionSpec:
     # stemmer.
     bm25: bool = False
     bm25_language: str = "english"
+    # The model whose embeddings it holds: its id (for messages) and a fingerprint of its
+    # files; "" where unknown (made outside the service, or before it recorded them).
+    model_id: str = ""
+    model_fingerprint: str = ""
 
     def __post_init__(self) -> None:
         validate_collection_name(self.name)
@@ -155,6 +159,8 @@ class CollectionSpec:
             "payload_indexes": {k: v.value for k, v in self.payload_indexes.items()},
             "bm25": self.bm25,
             "bm25_language": self.bm25_language,
+            "model_id": self.model_id,
+            "model_fingerprint": self.model_fingerprint,
         }
 
     @classmethod

@@ -200,6 +200,7 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
             model_type=info.model_type,
             similarity=info.similarity.value,
             model_revision=info.model_revision,
+            fingerprint=info.fingerprint,
             batching=pb.BatchingLimits(
                 max_batch_tokens=info.batching.max_batch_tokens,
                 max_batch_size=info.batching.max_batch_size,

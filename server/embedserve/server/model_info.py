@@ -6,6 +6,7 @@ import dataclasses
 
 from embedserve.server.batcher import BatchLimits
 from embedserve.server.embedder import Embedder, RequestLimits
+from embedserve.server.model_identity import model_fingerprint
 from embedserve.server.model_spec import PoolingMode, SimilarityFunction, hub_commit
 
 
@@ -23,6 +24,7 @@ class ModelInfo:
     model_type: str
     similarity: SimilarityFunction
     model_revision: str  # the hub commit served; "" for other folders
+    fingerprint: str  # of the model's files (model_identity.py)
     batching: BatchLimits
     limits: RequestLimits
 
@@ -43,6 +45,7 @@ def model_info(embedder: Embedder) -> ModelInfo:
         model_type=model.model_type,
         similarity=spec.similarity,
         model_revision=hub_commit(spec.path),
+        fingerprint=model_fingerprint(spec.path),
         batching=embedder.batcher.limits,
         limits=embedder.limits,
     )

@@ -135,6 +135,8 @@ def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
         name=spec.name,
         points_count=info.points_count,
         aliases=info.aliases,
+        model_id=spec.model_id,
+        model_fingerprint=spec.model_fingerprint,
         config=pb.CollectionConfig(
             dimensions=spec.vector_size,
             distance=DISTANCE_TO_PROTO[spec.distance],

@@ -58,6 +58,7 @@ from embedserve.server.errors import (
 )
 from embedserve.server.input_names import InputNames
 from embedserve.server.metrics import Metrics
+from embedserve.server.model_identity import model_fingerprint
 from embedserve.server.model_spec import SimilarityFunction
 from embedserve.server.passages import (
     PassageSplit,
@@ -251,6 +252,10 @@ class VectorCore:
     # -- collections -------------------------------------------------------------
 
     async def create_collection(self, spec: CollectionSpec) -> CollectionInfo:
+        model = self._embedder.model.spec
+        spec = dataclasses.replace(
+            spec, model_id=model.model_id, model_fingerprint=model_fingerprint(model.path)
+        )
         width = self._embedder.model.dimensions
         if spec.vector_size > width:
             raise FailedPrecondition(
@@ -357,7 +362,7 @@ class VectorCore:
         params = settings.embed
         spans = [[(0, len(text))] for text in texts]
         if texts:
-            params = self._params_for(collection, size, settings.embed)
+            params = self._params_for(spec, settings.embed)
             # The request's limits hold for its documents, however many passages they make.
             self._embedder.validate_inputs(texts, InputNames.listed("documents", text_names))
         if split is not None and texts:
@@ -420,7 +425,19 @@ class VectorCore:
         )
         return np.concatenate([r.vectors for r in results]), sum(r.total_tokens for r in results)
 
-    def _params_for(self, collection: str, size: int, params: EmbedParams) -> EmbedParams:
+    def _params_for(self, spec: CollectionSpec, params: EmbedParams) -> EmbedParams:
+        """``params`` for texts embedded into (or to query) the collection of ``spec``,
+        at its size, by the model whose embeddings it holds."""
+        collection, size = spec.name, spec.vector_size
+        model = self._embedder.model.spec
+        if spec.model_fingerprint and spec.model_fingerprint != model_fingerprint(model.path):
+            raise FailedPrecondition(
+                f"collection {collection!r} holds embeddings of model {spec.model_id!r} "
+                f"(fingerprint {spec.model_fingerprint}); this server serves {model.model_id!r} "
+                f"({model_fingerprint(model.path)}), whose embeddings do not compare with "
+                f"them. Embed its texts again: embedserve reembed {collection} --to NEW_NAME; "
+                "searches by vector still work"
+            )
         width = self._embedder.model.dimensions
         if size > width:
             raise FailedPrecondition(
@@ -596,10 +613,10 @@ class VectorCore:
                 text_names.append(f"{field}.text" if field else "text")
         if not texts:
             return _EmbeddedExamples([e.value() for e in examples], 0, Timings())
-        size = await self.vector_size(collection)
+        spec = await self.collection_spec(collection)
         result = await self._embedder.embed(
             texts,
-            self._params_for(collection, size, params),
+            self._params_for(spec, params),
             field=InputNames.listed("examples", text_names),
         )
         rows = iter(result.vectors)

@@ -5,6 +5,7 @@ indexes, keyword vectors, quantization, HNSW and sharding) instead of with the d
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +24,36 @@ def settings_path(data_file: str) -> Path:
 
 def write_settings(data_file: str, info: pb.CollectionInfo) -> Path:
     path = settings_path(data_file)
-    saved = {"collection": info.name, "config": MessageToDict(info.config)}
+    saved = {
+        "collection": info.name,
+        "model_id": info.model_id,
+        "model_fingerprint": info.model_fingerprint,
+        "config": MessageToDict(info.config),
+    }
     with replaced_when_done(str(path)) as out:
         out.write(json.dumps(saved, indent=2) + "\n")
     return path
 
 
-def read_settings(data_file: str) -> dict[str, Any] | None:
-    """``create_collection``'s keyword arguments saved beside ``data_file``; None without."""
+@dataclass(frozen=True)
+class SavedSettings:
+    create_kwargs: dict[str, Any]  # create_collection's keyword arguments
+    model_id: str
+    model_fingerprint: str  # "" where the collection had none recorded
+
+
+def read_settings(data_file: str) -> SavedSettings | None:
+    """The settings saved beside ``data_file``; None without."""
     path = settings_path(data_file)
     if not path.is_file():
         return None
     try:
-        config = ParseDict(json.loads(path.read_text("utf-8"))["config"], pb.CollectionConfig())
-    except (ValueError, KeyError, TypeError, ParseError) as exc:
+        saved = json.loads(path.read_text("utf-8"))
+        config = ParseDict(saved["config"], pb.CollectionConfig())
+        model_id, fingerprint = (
+            str(saved.get("model_id", "")),
+            str(saved.get("model_fingerprint", "")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, ParseError) as exc:
         raise ValueError(f"{path}: not a collection's settings ({exc})") from exc
-    return config_kwargs(config)
+    return SavedSettings(config_kwargs(config), model_id, fingerprint)

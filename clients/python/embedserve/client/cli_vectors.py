@@ -21,7 +21,7 @@ from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
 from embedserve.client.cli_output import replaced_when_done
-from embedserve.client.cli_settings_file import read_settings, settings_path
+from embedserve.client.cli_settings_file import SavedSettings, read_settings, settings_path
 
 
 def add_parser(commands: Any) -> None:
@@ -442,12 +442,20 @@ def _write_checkpoint(path: Path, acknowledged: int, last_id: str, collection: s
         checkpoint.write(json.dumps(saved))
 
 
-def _create_for(
-    client: EmbedClient, args: argparse.Namespace, saved: dict[str, Any] | None
-) -> None:
+def _create_for(client: EmbedClient, args: argparse.Namespace, saved: SavedSettings | None) -> None:
     """The collection ``ingest`` writes into: with the settings ``export`` saved beside the
     file, else the server's defaults; --bm25 and --split add what they need."""
-    settings = saved or {}
+    settings: dict[str, Any] = {}
+    if saved is not None:
+        served = client.model_info()
+        if saved.model_fingerprint and saved.model_fingerprint != served.fingerprint:
+            raise ValueError(
+                f"{args.file} holds embeddings of model {saved.model_id!r} (fingerprint "
+                f"{saved.model_fingerprint}, in {settings_path(args.file)}); this server serves "
+                f"{served.model_id!r} ({served.fingerprint}), whose queries would not compare "
+                "with them: restore it on a server of that model"
+            )
+        settings = saved.create_kwargs
     if split_option(args):
         settings["payload_indexes"] = {"doc_id": "keyword", **settings.get("payload_indexes", {})}
     settings["bm25"] = settings.get("bm25", False) or args.bm25

@@ -827,6 +827,7 @@ class GetModelInfoResponse(_message.Message):
     MODEL_TYPE_FIELD_NUMBER: _builtins.int
     SIMILARITY_FIELD_NUMBER: _builtins.int
     MODEL_REVISION_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     dimensions: _builtins.int
     max_tokens: _builtins.int
@@ -845,6 +846,11 @@ class GetModelInfoResponse(_message.Message):
     model_revision: _builtins.str
     """The hub commit served, for a model loaded from the hub's cache (see
     --model-revision); "" for a local folder or the packaged MiniLM.
+    """
+    fingerprint: _builtins.str
+    """A fingerprint of the model's files (weights, tokenizer, configs): the same
+    for the same model in any folder and on any backend. Collections record
+    the fingerprint of the model that created them.
     """
     @_builtins.property
     def prompts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -871,10 +877,11 @@ class GetModelInfoResponse(_message.Message):
         model_type: _builtins.str = ...,
         similarity: _builtins.str = ...,
         model_revision: _builtins.str = ...,
+        fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "similarity", b"similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "fingerprint", b"fingerprint", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

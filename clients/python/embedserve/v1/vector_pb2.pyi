@@ -354,9 +354,19 @@ class CollectionInfo(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     POINTS_COUNT_FIELD_NUMBER: _builtins.int
     ALIASES_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FINGERPRINT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The collection's own name, also when it was asked for by an alias."""
     points_count: _builtins.int
+    model_id: _builtins.str
+    """The model whose embeddings it holds, recorded when it was created: texts
+    are embedded for it only by a model with the same fingerprint (the same
+    files, whichever backend runs them); another is FAILED_PRECONDITION, and
+    searches by vector stay open. Empty for a collection made outside
+    embedserve or before it recorded them: any model embeds for it.
+    """
+    model_fingerprint: _builtins.str
     @_builtins.property
     def config(self) -> Global___CollectionConfig: ...
     @_builtins.property
@@ -370,10 +380,12 @@ class CollectionInfo(_message.Message):
         config: Global___CollectionConfig | None = ...,
         points_count: _builtins.int = ...,
         aliases: _abc.Iterable[_builtins.str] | None = ...,
+        model_id: _builtins.str = ...,
+        model_fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "config", b"config", "name", b"name", "points_count", b"points_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "config", b"config", "model_fingerprint", b"model_fingerprint", "model_id", b"model_id", "name", b"name", "points_count", b"points_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

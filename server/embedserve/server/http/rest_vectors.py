@@ -155,6 +155,8 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
         "name": spec.name,
         "points_count": info.points_count,
         "aliases": list(info.aliases),
+        "model_id": spec.model_id,
+        "model_fingerprint": spec.model_fingerprint,
         "config": config,
     }
 
