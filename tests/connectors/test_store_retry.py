@@ -16,7 +16,10 @@ from embedserve.connectors import (
     CollectionExists,
     CollectionNotFound,
     CollectionSpec,
+    CollectionUpdate,
     EdgeStore,
+    InvalidRequest,
+    PayloadIndexKind,
     PointRecord,
     RemoteStore,
     RetryingStore,
@@ -127,6 +130,17 @@ def test_a_lost_reply_of_an_alias_change_is_recognised(edge: EdgeStore) -> None:
     assert edge.list_aliases() == {"new": "c"}
     with pytest.raises(AliasNotFound):  # missing on the first attempt: the caller's mistake
         retrying(Faulty(edge, 0)).update_aliases({"new": "c"}, ["old"])
+
+
+def test_a_lost_reply_of_an_index_drop_is_recognised(edge: EdgeStore) -> None:
+    edge.update_collection(
+        "c", CollectionUpdate(add_payload_indexes={"k": PayloadIndexKind.KEYWORD})
+    )
+    drop = CollectionUpdate(drop_payload_indexes=("k",))
+    retrying(Faulty(edge, 1, after=True)).update_collection("c", drop)
+    assert edge.get_collection("c").spec.payload_indexes == {}
+    with pytest.raises(InvalidRequest, match="no payload index"):  # the caller's mistake
+        retrying(Faulty(edge, 0)).update_collection("c", drop)
 
 
 def test_backoff_grows_capped_with_full_jitter() -> None:

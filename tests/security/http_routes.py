@@ -25,6 +25,7 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
     "GET /api/v1/collections": ("GET", "/api/v1/collections", None),
     "POST /api/v1/collections": ("POST", "/api/v1/collections", {"name": "scratch-{c}"}),
     "GET /api/v1/collections/{name}": ("GET", "/api/v1/collections/{c}", None),
+    "PATCH /api/v1/collections/{name}": ("PATCH", "/api/v1/collections/{c}", {"hnsw_ef": 64}),
     "DELETE /api/v1/collections/{name}": ("DELETE", "/api/v1/collections/scratch-{c}", None),
     "POST /api/v1/collections/{name}/upsert": (
         "POST",

@@ -53,6 +53,9 @@ CALLS: dict[str, Call] = {
     V + "CreateCollection": lambda ch, md, c: _v(ch).CreateCollection(
         vpb.CreateCollectionRequest(name="scratch-" + c), metadata=md
     ),
+    V + "UpdateCollection": lambda ch, md, c: _v(ch).UpdateCollection(
+        vpb.UpdateCollectionRequest(name=c, hnsw_ef=64), metadata=md
+    ),
     V + "DeleteCollection": lambda ch, md, c: _v(ch).DeleteCollection(
         vpb.DeleteCollectionRequest(name="scratch-" + c), metadata=md
     ),

@@ -27,7 +27,7 @@ LIMITED = "l-secret-4"  # write role, only collection "mine"
 # admin role, only "mine" and the aliases "mine-latest" and "docs-latest"
 LIMITED_ADMIN = "la-secret-5"
 
-ADMIN_ONLY = {"CreateCollection", "DeleteCollection", "UpdateAliases"}
+ADMIN_ONLY = {"CreateCollection", "UpdateCollection", "DeleteCollection", "UpdateAliases"}
 # Cluster can write labels into payloads.
 WRITE_ONLY = {"Upsert", "Ingest", "IngestStream", "Delete", "UpdatePayload", "Cluster"}
 

@@ -113,6 +113,7 @@ POOLS: dict[str, Pool] = {
     "collection": Pool(SEEDED, BAD_NAMES),
     "name": Pool((*SEEDED, *SCRATCH), BAD_NAMES),
     "name@DeleteCollection": Pool(SCRATCH, BAD_NAMES),  # never the seeded collections
+    "name@UpdateCollection": Pool(("small",), BAD_NAMES),  # "docs" keeps its indexes
     # UpdateAliases: its map's keys and its deletes are aliases, its map's values collections.
     "key@UpdateAliases": Pool(("latest", "docs-alias", "v.2"), (*BAD_NAMES, *SEEDED)),
     "label@UpdateAliases": Pool(SEEDED, (*BAD_NAMES, "latest")),
@@ -156,6 +157,7 @@ STRING_POOLS = {
     "prompt": "prompt",
     "read_consistency": "read_consistency",
     "delete": "key",
+    "drop_payload_indexes": "key",
 }
 # Repeated fields that a useful request needs at least one of.
 NON_EMPTY = ("inputs", "candidates", "documents", "ids", "positive", "pairs")

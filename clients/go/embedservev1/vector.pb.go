@@ -1212,6 +1212,122 @@ func (x *GetCollectionResponse) GetCollection() *CollectionInfo {
 	return nil
 }
 
+type UpdateCollectionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Payload fields to index, by kind; a field indexed as another kind is
+	// indexed again as this one.
+	AddPayloadIndexes map[string]PayloadIndexKind `protobuf:"bytes,2,rep,name=add_payload_indexes,json=addPayloadIndexes,proto3" json:"add_payload_indexes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value,enum=embedserve.v1.PayloadIndexKind"`
+	// Payload indexes to remove; each must exist (INVALID_ARGUMENT).
+	DropPayloadIndexes []string `protobuf:"bytes,3,rep,name=drop_payload_indexes,json=dropPayloadIndexes,proto3" json:"drop_payload_indexes,omitempty"`
+	// The HNSW search beam of searches that do not set hnsw_ef.
+	HnswEf        *uint32 `protobuf:"varint,4,opt,name=hnsw_ef,json=hnswEf,proto3,oneof" json:"hnsw_ef,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateCollectionRequest) Reset() {
+	*x = UpdateCollectionRequest{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateCollectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateCollectionRequest) ProtoMessage() {}
+
+func (x *UpdateCollectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateCollectionRequest.ProtoReflect.Descriptor instead.
+func (*UpdateCollectionRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UpdateCollectionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateCollectionRequest) GetAddPayloadIndexes() map[string]PayloadIndexKind {
+	if x != nil {
+		return x.AddPayloadIndexes
+	}
+	return nil
+}
+
+func (x *UpdateCollectionRequest) GetDropPayloadIndexes() []string {
+	if x != nil {
+		return x.DropPayloadIndexes
+	}
+	return nil
+}
+
+func (x *UpdateCollectionRequest) GetHnswEf() uint32 {
+	if x != nil && x.HnswEf != nil {
+		return *x.HnswEf
+	}
+	return 0
+}
+
+type UpdateCollectionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Collection    *CollectionInfo        `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateCollectionResponse) Reset() {
+	*x = UpdateCollectionResponse{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateCollectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateCollectionResponse) ProtoMessage() {}
+
+func (x *UpdateCollectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateCollectionResponse.ProtoReflect.Descriptor instead.
+func (*UpdateCollectionResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UpdateCollectionResponse) GetCollection() *CollectionInfo {
+	if x != nil {
+		return x.Collection
+	}
+	return nil
+}
+
 type DeleteCollectionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1221,7 +1337,7 @@ type DeleteCollectionRequest struct {
 
 func (x *DeleteCollectionRequest) Reset() {
 	*x = DeleteCollectionRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[12]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1349,7 @@ func (x *DeleteCollectionRequest) String() string {
 func (*DeleteCollectionRequest) ProtoMessage() {}
 
 func (x *DeleteCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[12]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1362,7 @@ func (x *DeleteCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCollectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{12}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteCollectionRequest) GetName() string {
@@ -1264,7 +1380,7 @@ type DeleteCollectionResponse struct {
 
 func (x *DeleteCollectionResponse) Reset() {
 	*x = DeleteCollectionResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[13]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1392,7 @@ func (x *DeleteCollectionResponse) String() string {
 func (*DeleteCollectionResponse) ProtoMessage() {}
 
 func (x *DeleteCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[13]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1405,7 @@ func (x *DeleteCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCollectionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{13}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{15}
 }
 
 type UpdateAliasesRequest struct {
@@ -1306,7 +1422,7 @@ type UpdateAliasesRequest struct {
 
 func (x *UpdateAliasesRequest) Reset() {
 	*x = UpdateAliasesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1434,7 @@ func (x *UpdateAliasesRequest) String() string {
 func (*UpdateAliasesRequest) ProtoMessage() {}
 
 func (x *UpdateAliasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[14]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1447,7 @@ func (x *UpdateAliasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAliasesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAliasesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{14}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateAliasesRequest) GetSet() map[string]string {
@@ -1356,7 +1472,7 @@ type UpdateAliasesResponse struct {
 
 func (x *UpdateAliasesResponse) Reset() {
 	*x = UpdateAliasesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1484,7 @@ func (x *UpdateAliasesResponse) String() string {
 func (*UpdateAliasesResponse) ProtoMessage() {}
 
 func (x *UpdateAliasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[15]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1497,7 @@ func (x *UpdateAliasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAliasesResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAliasesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{15}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{17}
 }
 
 type ListAliasesRequest struct {
@@ -1394,7 +1510,7 @@ type ListAliasesRequest struct {
 
 func (x *ListAliasesRequest) Reset() {
 	*x = ListAliasesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1522,7 @@ func (x *ListAliasesRequest) String() string {
 func (*ListAliasesRequest) ProtoMessage() {}
 
 func (x *ListAliasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[16]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1535,7 @@ func (x *ListAliasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAliasesRequest.ProtoReflect.Descriptor instead.
 func (*ListAliasesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{16}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListAliasesRequest) GetCollection() string {
@@ -1439,7 +1555,7 @@ type Alias struct {
 
 func (x *Alias) Reset() {
 	*x = Alias{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1567,7 @@ func (x *Alias) String() string {
 func (*Alias) ProtoMessage() {}
 
 func (x *Alias) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[17]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1580,7 @@ func (x *Alias) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alias.ProtoReflect.Descriptor instead.
 func (*Alias) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{17}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Alias) GetAlias() string {
@@ -1491,7 +1607,7 @@ type ListAliasesResponse struct {
 
 func (x *ListAliasesResponse) Reset() {
 	*x = ListAliasesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1619,7 @@ func (x *ListAliasesResponse) String() string {
 func (*ListAliasesResponse) ProtoMessage() {}
 
 func (x *ListAliasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[18]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1632,7 @@ func (x *ListAliasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAliasesResponse.ProtoReflect.Descriptor instead.
 func (*ListAliasesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{18}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAliasesResponse) GetAliases() []*Alias {
@@ -1537,7 +1653,7 @@ type UpsertRequest struct {
 
 func (x *UpsertRequest) Reset() {
 	*x = UpsertRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1665,7 @@ func (x *UpsertRequest) String() string {
 func (*UpsertRequest) ProtoMessage() {}
 
 func (x *UpsertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[19]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1678,7 @@ func (x *UpsertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertRequest.ProtoReflect.Descriptor instead.
 func (*UpsertRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{19}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpsertRequest) GetCollection() string {
@@ -1598,7 +1714,7 @@ type UpsertResponse struct {
 
 func (x *UpsertResponse) Reset() {
 	*x = UpsertResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1726,7 @@ func (x *UpsertResponse) String() string {
 func (*UpsertResponse) ProtoMessage() {}
 
 func (x *UpsertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[20]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1739,7 @@ func (x *UpsertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertResponse.ProtoReflect.Descriptor instead.
 func (*UpsertResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{20}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpsertResponse) GetUpserted() uint64 {
@@ -1660,7 +1776,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1788,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[21]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1801,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{21}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IngestRequest) GetCollection() string {
@@ -1722,7 +1838,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1850,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[22]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1863,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{22}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *IngestResponse) GetDocumentsWritten() uint64 {
@@ -1795,7 +1911,7 @@ type IngestStreamRequest struct {
 
 func (x *IngestStreamRequest) Reset() {
 	*x = IngestStreamRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1923,7 @@ func (x *IngestStreamRequest) String() string {
 func (*IngestStreamRequest) ProtoMessage() {}
 
 func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[23]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1936,7 @@ func (x *IngestStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamRequest.ProtoReflect.Descriptor instead.
 func (*IngestStreamRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{23}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IngestStreamRequest) GetBatchId() string {
@@ -1864,7 +1980,7 @@ type IngestStreamResponse struct {
 
 func (x *IngestStreamResponse) Reset() {
 	*x = IngestStreamResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1992,7 @@ func (x *IngestStreamResponse) String() string {
 func (*IngestStreamResponse) ProtoMessage() {}
 
 func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[24]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2005,7 @@ func (x *IngestStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestStreamResponse.ProtoReflect.Descriptor instead.
 func (*IngestStreamResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{24}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *IngestStreamResponse) GetBatchId() string {
@@ -1928,7 +2044,7 @@ type MatchValue struct {
 
 func (x *MatchValue) Reset() {
 	*x = MatchValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2056,7 @@ func (x *MatchValue) String() string {
 func (*MatchValue) ProtoMessage() {}
 
 func (x *MatchValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[25]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2069,7 @@ func (x *MatchValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchValue.ProtoReflect.Descriptor instead.
 func (*MatchValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{25}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MatchValue) GetKey() string {
@@ -2031,7 +2147,7 @@ type MatchAny struct {
 
 func (x *MatchAny) Reset() {
 	*x = MatchAny{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2159,7 @@ func (x *MatchAny) String() string {
 func (*MatchAny) ProtoMessage() {}
 
 func (x *MatchAny) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[26]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2172,7 @@ func (x *MatchAny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchAny.ProtoReflect.Descriptor instead.
 func (*MatchAny) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{26}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MatchAny) GetKey() string {
@@ -2094,7 +2210,7 @@ type MatchText struct {
 
 func (x *MatchText) Reset() {
 	*x = MatchText{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2222,7 @@ func (x *MatchText) String() string {
 func (*MatchText) ProtoMessage() {}
 
 func (x *MatchText) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[27]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2235,7 @@ func (x *MatchText) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchText.ProtoReflect.Descriptor instead.
 func (*MatchText) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{27}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MatchText) GetKey() string {
@@ -2149,7 +2265,7 @@ type RangeCondition struct {
 
 func (x *RangeCondition) Reset() {
 	*x = RangeCondition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2277,7 @@ func (x *RangeCondition) String() string {
 func (*RangeCondition) ProtoMessage() {}
 
 func (x *RangeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[28]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2290,7 @@ func (x *RangeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCondition.ProtoReflect.Descriptor instead.
 func (*RangeCondition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{28}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RangeCondition) GetKey() string {
@@ -2221,7 +2337,7 @@ type IsNull struct {
 
 func (x *IsNull) Reset() {
 	*x = IsNull{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2349,7 @@ func (x *IsNull) String() string {
 func (*IsNull) ProtoMessage() {}
 
 func (x *IsNull) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2362,7 @@ func (x *IsNull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IsNull.ProtoReflect.Descriptor instead.
 func (*IsNull) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *IsNull) GetKey() string {
@@ -2265,7 +2381,7 @@ type HasId struct {
 
 func (x *HasId) Reset() {
 	*x = HasId{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2393,7 @@ func (x *HasId) String() string {
 func (*HasId) ProtoMessage() {}
 
 func (x *HasId) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2406,7 @@ func (x *HasId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasId.ProtoReflect.Descriptor instead.
 func (*HasId) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HasId) GetIds() []string {
@@ -2318,7 +2434,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2446,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2459,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Condition) GetCondition() isCondition_Condition {
@@ -2474,7 +2590,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2602,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2615,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Filter) GetMust() []*Condition {
@@ -2562,7 +2678,7 @@ type QueryParams struct {
 
 func (x *QueryParams) Reset() {
 	*x = QueryParams{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2690,7 @@ func (x *QueryParams) String() string {
 func (*QueryParams) ProtoMessage() {}
 
 func (x *QueryParams) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2703,7 @@ func (x *QueryParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParams.ProtoReflect.Descriptor instead.
 func (*QueryParams) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *QueryParams) GetLimit() uint32 {
@@ -2686,7 +2802,7 @@ type ScoredDocument struct {
 
 func (x *ScoredDocument) Reset() {
 	*x = ScoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +2814,7 @@ func (x *ScoredDocument) String() string {
 func (*ScoredDocument) ProtoMessage() {}
 
 func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +2827,7 @@ func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredDocument.ProtoReflect.Descriptor instead.
 func (*ScoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ScoredDocument) GetId() string {
@@ -2764,7 +2880,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +2892,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +2905,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -2890,7 +3006,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2902,7 +3018,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2915,7 +3031,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -2947,7 +3063,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3075,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3088,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -3040,7 +3156,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +3168,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +3181,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -3115,7 +3231,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3127,7 +3243,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3140,7 +3256,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -3167,7 +3283,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3179,7 +3295,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3192,7 +3308,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -3216,7 +3332,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3228,7 +3344,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3241,7 +3357,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -3320,7 +3436,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3448,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3461,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -3418,7 +3534,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3430,7 +3546,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3443,7 +3559,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -3485,7 +3601,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3497,7 +3613,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3510,7 +3626,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -3545,7 +3661,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +3673,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +3686,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -3604,7 +3720,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3616,7 +3732,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3629,7 +3745,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -3652,7 +3768,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3664,7 +3780,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3677,7 +3793,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -3709,7 +3825,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +3837,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +3850,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 type UpdatePayloadRequest struct {
@@ -3757,7 +3873,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3769,7 +3885,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3782,7 +3898,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -3828,7 +3944,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3840,7 +3956,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3853,7 +3969,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 type CountRequest struct {
@@ -3866,7 +3982,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3878,7 +3994,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3891,7 +4007,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -3917,7 +4033,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3929,7 +4045,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3942,7 +4058,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -3967,7 +4083,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3979,7 +4095,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3992,7 +4108,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -4038,7 +4154,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4050,7 +4166,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4063,7 +4179,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -4139,7 +4255,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4151,7 +4267,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4164,7 +4280,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -4192,7 +4308,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4204,7 +4320,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4217,7 +4333,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -4273,7 +4389,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4285,7 +4401,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4298,7 +4414,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -4324,7 +4440,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4336,7 +4452,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4349,7 +4465,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -4396,7 +4512,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4408,7 +4524,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4421,7 +4537,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -4557,7 +4673,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4569,7 +4685,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4582,7 +4698,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -4616,7 +4732,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4628,7 +4744,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4641,7 +4757,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *WordScore) GetWord() string {
@@ -4672,7 +4788,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4684,7 +4800,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4697,7 +4813,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -4753,7 +4869,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4765,7 +4881,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4778,7 +4894,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -4878,7 +4994,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4890,7 +5006,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4903,7 +5019,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -4973,7 +5089,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4985,7 +5101,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4998,7 +5114,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -5034,7 +5150,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5046,7 +5162,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5059,7 +5175,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -5087,7 +5203,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5099,7 +5215,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5112,7 +5228,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -5157,7 +5273,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5169,7 +5285,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5182,7 +5298,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -5315,6 +5431,20 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x14GetCollectionRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"V\n" +
 	"\x15GetCollectionResponse\x12=\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\v2\x1d.embedserve.v1.CollectionInfoR\n" +
+	"collection\"\xdf\x02\n" +
+	"\x17UpdateCollectionRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12m\n" +
+	"\x13add_payload_indexes\x18\x02 \x03(\v2=.embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntryR\x11addPayloadIndexes\x120\n" +
+	"\x14drop_payload_indexes\x18\x03 \x03(\tR\x12dropPayloadIndexes\x12\x1c\n" +
+	"\ahnsw_ef\x18\x04 \x01(\rH\x00R\x06hnswEf\x88\x01\x01\x1ae\n" +
+	"\x16AddPayloadIndexesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
+	"\x05value\x18\x02 \x01(\x0e2\x1f.embedserve.v1.PayloadIndexKindR\x05value:\x028\x01B\n" +
+	"\n" +
+	"\b_hnsw_ef\"Y\n" +
+	"\x18UpdateCollectionResponse\x12=\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\v2\x1d.embedserve.v1.CollectionInfoR\n" +
 	"collection\"-\n" +
@@ -5704,11 +5834,12 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x0fDuplicateMethod\x12 \n" +
 	"\x1cDUPLICATE_METHOD_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eDUPLICATE_METHOD_STORE_QUERIES\x10\x01\x12!\n" +
-	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xfc\f\n" +
+	"\x1dDUPLICATE_METHOD_EXACT_BLOCKS\x10\x022\xe1\r\n" +
 	"\rVectorService\x12c\n" +
 	"\x10CreateCollection\x12&.embedserve.v1.CreateCollectionRequest\x1a'.embedserve.v1.CreateCollectionResponse\x12`\n" +
 	"\x0fListCollections\x12%.embedserve.v1.ListCollectionsRequest\x1a&.embedserve.v1.ListCollectionsResponse\x12Z\n" +
 	"\rGetCollection\x12#.embedserve.v1.GetCollectionRequest\x1a$.embedserve.v1.GetCollectionResponse\x12c\n" +
+	"\x10UpdateCollection\x12&.embedserve.v1.UpdateCollectionRequest\x1a'.embedserve.v1.UpdateCollectionResponse\x12c\n" +
 	"\x10DeleteCollection\x12&.embedserve.v1.DeleteCollectionRequest\x1a'.embedserve.v1.DeleteCollectionResponse\x12Z\n" +
 	"\rUpdateAliases\x12#.embedserve.v1.UpdateAliasesRequest\x1a$.embedserve.v1.UpdateAliasesResponse\x12T\n" +
 	"\vListAliases\x12!.embedserve.v1.ListAliasesRequest\x1a\".embedserve.v1.ListAliasesResponse\x12E\n" +
@@ -5741,7 +5872,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -5762,203 +5893,211 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*ListCollectionsResponse)(nil),  // 16: embedserve.v1.ListCollectionsResponse
 	(*GetCollectionRequest)(nil),     // 17: embedserve.v1.GetCollectionRequest
 	(*GetCollectionResponse)(nil),    // 18: embedserve.v1.GetCollectionResponse
-	(*DeleteCollectionRequest)(nil),  // 19: embedserve.v1.DeleteCollectionRequest
-	(*DeleteCollectionResponse)(nil), // 20: embedserve.v1.DeleteCollectionResponse
-	(*UpdateAliasesRequest)(nil),     // 21: embedserve.v1.UpdateAliasesRequest
-	(*UpdateAliasesResponse)(nil),    // 22: embedserve.v1.UpdateAliasesResponse
-	(*ListAliasesRequest)(nil),       // 23: embedserve.v1.ListAliasesRequest
-	(*Alias)(nil),                    // 24: embedserve.v1.Alias
-	(*ListAliasesResponse)(nil),      // 25: embedserve.v1.ListAliasesResponse
-	(*UpsertRequest)(nil),            // 26: embedserve.v1.UpsertRequest
-	(*UpsertResponse)(nil),           // 27: embedserve.v1.UpsertResponse
-	(*IngestRequest)(nil),            // 28: embedserve.v1.IngestRequest
-	(*IngestResponse)(nil),           // 29: embedserve.v1.IngestResponse
-	(*IngestStreamRequest)(nil),      // 30: embedserve.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),     // 31: embedserve.v1.IngestStreamResponse
-	(*MatchValue)(nil),               // 32: embedserve.v1.MatchValue
-	(*MatchAny)(nil),                 // 33: embedserve.v1.MatchAny
-	(*MatchText)(nil),                // 34: embedserve.v1.MatchText
-	(*RangeCondition)(nil),           // 35: embedserve.v1.RangeCondition
-	(*IsNull)(nil),                   // 36: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 37: embedserve.v1.HasId
-	(*Condition)(nil),                // 38: embedserve.v1.Condition
-	(*Filter)(nil),                   // 39: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 40: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 41: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 42: embedserve.v1.SearchRequest
-	(*GroupBy)(nil),                  // 43: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 44: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 45: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 46: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 47: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 48: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 49: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 50: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 51: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 52: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 53: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 54: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 55: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 56: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 57: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 58: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 59: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 60: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 61: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 62: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 63: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 64: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 65: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 66: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 67: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 68: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 69: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 70: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 71: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 72: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 73: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 74: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 75: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 76: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 77: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 78: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 79: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 80: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 81: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 82: embedserve.v1.Usage
-	(*Timings)(nil),                  // 83: embedserve.v1.Timings
+	(*UpdateCollectionRequest)(nil),  // 19: embedserve.v1.UpdateCollectionRequest
+	(*UpdateCollectionResponse)(nil), // 20: embedserve.v1.UpdateCollectionResponse
+	(*DeleteCollectionRequest)(nil),  // 21: embedserve.v1.DeleteCollectionRequest
+	(*DeleteCollectionResponse)(nil), // 22: embedserve.v1.DeleteCollectionResponse
+	(*UpdateAliasesRequest)(nil),     // 23: embedserve.v1.UpdateAliasesRequest
+	(*UpdateAliasesResponse)(nil),    // 24: embedserve.v1.UpdateAliasesResponse
+	(*ListAliasesRequest)(nil),       // 25: embedserve.v1.ListAliasesRequest
+	(*Alias)(nil),                    // 26: embedserve.v1.Alias
+	(*ListAliasesResponse)(nil),      // 27: embedserve.v1.ListAliasesResponse
+	(*UpsertRequest)(nil),            // 28: embedserve.v1.UpsertRequest
+	(*UpsertResponse)(nil),           // 29: embedserve.v1.UpsertResponse
+	(*IngestRequest)(nil),            // 30: embedserve.v1.IngestRequest
+	(*IngestResponse)(nil),           // 31: embedserve.v1.IngestResponse
+	(*IngestStreamRequest)(nil),      // 32: embedserve.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),     // 33: embedserve.v1.IngestStreamResponse
+	(*MatchValue)(nil),               // 34: embedserve.v1.MatchValue
+	(*MatchAny)(nil),                 // 35: embedserve.v1.MatchAny
+	(*MatchText)(nil),                // 36: embedserve.v1.MatchText
+	(*RangeCondition)(nil),           // 37: embedserve.v1.RangeCondition
+	(*IsNull)(nil),                   // 38: embedserve.v1.IsNull
+	(*HasId)(nil),                    // 39: embedserve.v1.HasId
+	(*Condition)(nil),                // 40: embedserve.v1.Condition
+	(*Filter)(nil),                   // 41: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 42: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 43: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 44: embedserve.v1.SearchRequest
+	(*GroupBy)(nil),                  // 45: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 46: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 47: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 48: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 49: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 50: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 51: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 52: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 53: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 54: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 55: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 56: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 57: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 58: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 59: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 60: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 61: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 62: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 63: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 64: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 65: embedserve.v1.ScrollRequest
+	(*ScrollResponse)(nil),           // 66: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 67: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 68: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 69: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 70: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 71: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 72: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 73: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 74: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 75: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 76: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 77: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 78: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 79: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 80: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 81: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 82: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 83: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 84: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 85: embedserve.v1.Usage
+	(*Timings)(nil),                  // 86: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	76,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	78,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	80,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	81,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	83,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	84,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	77,  // 11: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
-	24,  // 12: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
-	10,  // 13: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
-	11,  // 14: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	82,  // 15: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	83,  // 16: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
-	10,  // 17: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
-	11,  // 18: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	82,  // 19: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
-	10,  // 20: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
-	11,  // 21: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	32,  // 22: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	33,  // 23: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	35,  // 24: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	36,  // 25: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	37,  // 26: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	39,  // 27: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	34,  // 28: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
-	38,  // 29: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	38,  // 30: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	38,  // 31: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	80,  // 32: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 33: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	9,   // 34: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	39,  // 35: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	40,  // 36: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	81,  // 37: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	3,   // 38: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	43,  // 39: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	41,  // 40: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	41,  // 41: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	82,  // 42: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	83,  // 43: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	44,  // 44: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	42,  // 45: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	45,  // 46: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,   // 47: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	48,  // 48: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	48,  // 49: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,   // 50: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	39,  // 51: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	40,  // 52: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	81,  // 53: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	43,  // 54: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	41,  // 55: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	82,  // 56: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	44,  // 57: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	80,  // 58: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 59: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	51,  // 60: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	39,  // 61: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	39,  // 62: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	80,  // 63: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	39,  // 64: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	39,  // 65: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	61,  // 66: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	39,  // 67: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	51,  // 68: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	65,  // 69: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	39,  // 70: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 71: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	67,  // 72: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	68,  // 73: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	69,  // 74: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	78,  // 75: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	39,  // 76: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 77: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	65,  // 78: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	72,  // 79: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	73,  // 80: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	74,  // 81: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	79,  // 82: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 83: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 84: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 85: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 86: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 87: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 88: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	21,  // 89: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	23,  // 90: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	26,  // 91: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	28,  // 92: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	30,  // 93: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	42,  // 94: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	46,  // 95: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	49,  // 96: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	52,  // 97: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	54,  // 98: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	56,  // 99: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	58,  // 100: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	60,  // 101: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	63,  // 102: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	66,  // 103: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	71,  // 104: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 105: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 106: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 107: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 108: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	22,  // 109: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	25,  // 110: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	27,  // 111: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	29,  // 112: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	31,  // 113: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	45,  // 114: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	47,  // 115: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	50,  // 116: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	53,  // 117: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	55,  // 118: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	57,  // 119: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	59,  // 120: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	62,  // 121: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	64,  // 122: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	70,  // 123: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	75,  // 124: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	105, // [105:125] is the sub-list for method output_type
-	85,  // [85:105] is the sub-list for method input_type
-	85,  // [85:85] is the sub-list for extension type_name
-	85,  // [85:85] is the sub-list for extension extendee
-	0,   // [0:85] is the sub-list for field type_name
+	79,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	8,   // 12: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	80,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	26,  // 14: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
+	10,  // 15: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
+	11,  // 16: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
+	85,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	86,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	10,  // 19: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
+	11,  // 20: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
+	85,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	10,  // 22: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
+	11,  // 23: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
+	34,  // 24: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	35,  // 25: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	37,  // 26: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	38,  // 27: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	39,  // 28: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	41,  // 29: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	36,  // 30: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
+	40,  // 31: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	40,  // 32: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	40,  // 33: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	83,  // 34: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 35: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	9,   // 36: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	41,  // 37: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	42,  // 38: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	84,  // 39: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	3,   // 40: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	45,  // 41: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	43,  // 42: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	43,  // 43: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	85,  // 44: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	86,  // 45: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	46,  // 46: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	44,  // 47: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	47,  // 48: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,   // 49: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	50,  // 50: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	50,  // 51: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,   // 52: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	41,  // 53: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	42,  // 54: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	84,  // 55: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	45,  // 56: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	43,  // 57: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	85,  // 58: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	46,  // 59: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	83,  // 60: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 61: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	53,  // 62: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	41,  // 63: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	41,  // 64: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	83,  // 65: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	41,  // 66: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	41,  // 67: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	63,  // 68: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	41,  // 69: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	53,  // 70: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	67,  // 71: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	41,  // 72: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 73: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	69,  // 74: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	70,  // 75: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	71,  // 76: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	81,  // 77: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	41,  // 78: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 79: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	67,  // 80: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	74,  // 81: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	75,  // 82: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	76,  // 83: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	82,  // 84: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 85: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 86: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	2,   // 87: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 88: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 89: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 90: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 91: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	21,  // 92: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	23,  // 93: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	25,  // 94: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	28,  // 95: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	30,  // 96: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	32,  // 97: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	44,  // 98: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	48,  // 99: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	51,  // 100: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	54,  // 101: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	56,  // 102: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	58,  // 103: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	60,  // 104: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	62,  // 105: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	65,  // 106: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	68,  // 107: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	73,  // 108: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 109: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 110: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 111: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 112: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	22,  // 113: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	24,  // 114: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	27,  // 115: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	29,  // 116: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	31,  // 117: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	33,  // 118: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	47,  // 119: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	49,  // 120: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	52,  // 121: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	55,  // 122: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	57,  // 123: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	59,  // 124: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	61,  // 125: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	64,  // 126: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	66,  // 127: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	72,  // 128: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	77,  // 129: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	109, // [109:130] is the sub-list for method output_type
+	88,  // [88:109] is the sub-list for method input_type
+	88,  // [88:88] is the sub-list for extension type_name
+	88,  // [88:88] is the sub-list for extension extendee
+	0,   // [0:88] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -5973,13 +6112,14 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Document_Vector)(nil),
 	}
 	file_embedserve_v1_vector_proto_msgTypes[5].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[25].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[12].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[27].OneofWrappers = []any{
 		(*MatchValue_Text)(nil),
 		(*MatchValue_Integer)(nil),
 		(*MatchValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[28].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[31].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[33].OneofWrappers = []any{
 		(*Condition_Match)(nil),
 		(*Condition_MatchAny)(nil),
 		(*Condition_Range)(nil),
@@ -5988,40 +6128,40 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Condition_Filter)(nil),
 		(*Condition_MatchText)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[33].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[35].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[35].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[37].OneofWrappers = []any{
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[36].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[37].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[38].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[39].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[53].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[54].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[55].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[56].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[56].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[59].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[58].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[61].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[64].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[66].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   73,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

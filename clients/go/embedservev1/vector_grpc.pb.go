@@ -22,6 +22,7 @@ const (
 	VectorService_CreateCollection_FullMethodName = "/embedserve.v1.VectorService/CreateCollection"
 	VectorService_ListCollections_FullMethodName  = "/embedserve.v1.VectorService/ListCollections"
 	VectorService_GetCollection_FullMethodName    = "/embedserve.v1.VectorService/GetCollection"
+	VectorService_UpdateCollection_FullMethodName = "/embedserve.v1.VectorService/UpdateCollection"
 	VectorService_DeleteCollection_FullMethodName = "/embedserve.v1.VectorService/DeleteCollection"
 	VectorService_UpdateAliases_FullMethodName    = "/embedserve.v1.VectorService/UpdateAliases"
 	VectorService_ListAliases_FullMethodName      = "/embedserve.v1.VectorService/ListAliases"
@@ -58,6 +59,9 @@ type VectorServiceClient interface {
 	CreateCollection(ctx context.Context, in *CreateCollectionRequest, opts ...grpc.CallOption) (*CreateCollectionResponse, error)
 	ListCollections(ctx context.Context, in *ListCollectionsRequest, opts ...grpc.CallOption) (*ListCollectionsResponse, error)
 	GetCollection(ctx context.Context, in *GetCollectionRequest, opts ...grpc.CallOption) (*GetCollectionResponse, error)
+	// Changes what needs no new vectors: payload indexes (an added one indexes
+	// the documents already stored) and the default search beam.
+	UpdateCollection(ctx context.Context, in *UpdateCollectionRequest, opts ...grpc.CallOption) (*UpdateCollectionResponse, error)
 	// Deletes a collection and its aliases; an alias's name is refused
 	// (FAILED_PRECONDITION): delete the alias, or the collection it names.
 	DeleteCollection(ctx context.Context, in *DeleteCollectionRequest, opts ...grpc.CallOption) (*DeleteCollectionResponse, error)
@@ -135,6 +139,16 @@ func (c *vectorServiceClient) GetCollection(ctx context.Context, in *GetCollecti
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetCollectionResponse)
 	err := c.cc.Invoke(ctx, VectorService_GetCollection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *vectorServiceClient) UpdateCollection(ctx context.Context, in *UpdateCollectionRequest, opts ...grpc.CallOption) (*UpdateCollectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateCollectionResponse)
+	err := c.cc.Invoke(ctx, VectorService_UpdateCollection_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -334,6 +348,9 @@ type VectorServiceServer interface {
 	CreateCollection(context.Context, *CreateCollectionRequest) (*CreateCollectionResponse, error)
 	ListCollections(context.Context, *ListCollectionsRequest) (*ListCollectionsResponse, error)
 	GetCollection(context.Context, *GetCollectionRequest) (*GetCollectionResponse, error)
+	// Changes what needs no new vectors: payload indexes (an added one indexes
+	// the documents already stored) and the default search beam.
+	UpdateCollection(context.Context, *UpdateCollectionRequest) (*UpdateCollectionResponse, error)
 	// Deletes a collection and its aliases; an alias's name is refused
 	// (FAILED_PRECONDITION): delete the alias, or the collection it names.
 	DeleteCollection(context.Context, *DeleteCollectionRequest) (*DeleteCollectionResponse, error)
@@ -395,6 +412,9 @@ func (UnimplementedVectorServiceServer) ListCollections(context.Context, *ListCo
 }
 func (UnimplementedVectorServiceServer) GetCollection(context.Context, *GetCollectionRequest) (*GetCollectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCollection not implemented")
+}
+func (UnimplementedVectorServiceServer) UpdateCollection(context.Context, *UpdateCollectionRequest) (*UpdateCollectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateCollection not implemented")
 }
 func (UnimplementedVectorServiceServer) DeleteCollection(context.Context, *DeleteCollectionRequest) (*DeleteCollectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteCollection not implemented")
@@ -518,6 +538,24 @@ func _VectorService_GetCollection_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(VectorServiceServer).GetCollection(ctx, req.(*GetCollectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VectorService_UpdateCollection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateCollectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).UpdateCollection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_UpdateCollection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).UpdateCollection(ctx, req.(*UpdateCollectionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -824,6 +862,10 @@ var VectorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCollection",
 			Handler:    _VectorService_GetCollection_Handler,
+		},
+		{
+			MethodName: "UpdateCollection",
+			Handler:    _VectorService_UpdateCollection_Handler,
 		},
 		{
 			MethodName: "DeleteCollection",

@@ -62,6 +62,7 @@ from .types import (
     MAX_FACET_LIMIT,
     CollectionInfo,
     CollectionSpec,
+    CollectionUpdate,
     Example,
     FacetHit,
     Filter,
@@ -337,6 +338,23 @@ class EdgeStore(ContextManagerMixin):
         except OSError as exc:
             raise os_failure(f"cannot remove collection {name!r}", exc) from exc
         shutil.rmtree(trash, ignore_errors=True)
+
+    def update_collection(self, name: str, update: CollectionUpdate) -> None:
+        with self._writing(name) as col:
+            spec = update.applied_to(col.spec)
+            with engine_errors():
+                for key in update.indexes_to_drop(col.spec):
+                    col.shard.update(qe.UpdateOperation.delete_field_index(key))
+                for key, kind in update.indexes_to_build(col.spec).items():
+                    col.shard.update(qe.UpdateOperation.create_field_index(key, INDEX_KINDS[kind]))
+                col.shard.flush()
+            try:
+                _write_json_atomic(
+                    col.path / SPEC_FILE, {"format": _FORMAT, "spec": spec.to_dict()}
+                )
+            except OSError as exc:
+                raise os_failure(f"cannot update collection {name!r}", exc) from exc
+            col.spec = spec
 
     def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
         with self._lock:

@@ -30,6 +30,7 @@ from .store import ContextManagerMixin
 from .types import (
     CollectionInfo,
     CollectionSpec,
+    CollectionUpdate,
     Example,
     FacetHit,
     Filter,
@@ -216,6 +217,9 @@ class ProcessStore(ContextManagerMixin):
 
     def delete_collection(self, name: str) -> None:
         self._call("delete_collection", name)
+
+    def update_collection(self, name: str, update: CollectionUpdate) -> None:
+        self._call("update_collection", name, update)
 
     def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
         self._call("update_aliases", dict(assign), list(remove))

@@ -52,6 +52,7 @@ from .types import (
     MAX_FACET_LIMIT,
     CollectionInfo,
     CollectionSpec,
+    CollectionUpdate,
     Example,
     FacetHit,
     Filter,
@@ -285,6 +286,21 @@ class RemoteStore(ContextManagerMixin):
             if not self._client.collection_exists(name):
                 raise CollectionNotFound(name)
             self._client.delete_collection(name)
+
+    def update_collection(self, name: str, update: CollectionUpdate) -> None:
+        current = self.get_collection(name).spec
+        spec = update.applied_to(current)
+        with self._call(ErrorContext(name)):
+            if not self._local:  # local mode has no payload indexes (see create_collection)
+                for key in update.indexes_to_drop(current):
+                    self._client.delete_payload_index(name, key, wait=True)
+                for key, kind in update.indexes_to_build(current).items():
+                    self._client.create_payload_index(
+                        name, key, field_schema=INDEX_KINDS[kind], wait=True
+                    )
+            self._client.update_collection(name, metadata={SPEC_METADATA_KEY: spec.to_dict()})
+        with self._specs_lock:
+            self._specs[name] = spec
 
     def _aliases(self) -> dict[str, str]:
         found = self._client.get_aliases().aliases

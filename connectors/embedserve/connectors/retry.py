@@ -21,6 +21,7 @@ from .store import ContextManagerMixin, VectorStore
 from .types import (
     CollectionInfo,
     CollectionSpec,
+    CollectionUpdate,
     Example,
     FacetHit,
     Filter,
@@ -134,6 +135,17 @@ class RetryingStore(ContextManagerMixin):
                     raise
 
         call_with_retry(attempt, self.policy, what="delete_collection")
+
+    def update_collection(self, name: str, update: CollectionUpdate) -> None:
+        def attempt(n: int) -> None:
+            try:
+                self.inner.update_collection(name, update)
+            except InvalidRequest:
+                # An earlier attempt whose reply was lost dropped the index already.
+                if n == 1 or not update.made_in(self.inner.get_collection(name).spec):
+                    raise
+
+        call_with_retry(attempt, self.policy, what="update_collection")
 
     def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
         def attempt(n: int) -> None:

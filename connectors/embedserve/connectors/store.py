@@ -8,6 +8,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 from .types import (
     CollectionInfo,
     CollectionSpec,
+    CollectionUpdate,
     Example,
     FacetHit,
     Filter,
@@ -39,6 +40,11 @@ class VectorStore(Protocol):
     def get_collection(self, name: str) -> CollectionInfo: ...
 
     def delete_collection(self, name: str) -> None: ...
+
+    def update_collection(self, name: str, update: CollectionUpdate) -> None:
+        """Add or drop payload indexes (built over the points already stored) and set the
+        default search beam; nothing is embedded again."""
+        ...
 
     def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
         """Point each alias in ``assign`` at its collection (a new alias, or one that moves)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final, TypeAlias
 
@@ -168,6 +168,56 @@ class CollectionSpec:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known.setdefault("full_scan_threshold_kb", LEGACY_FULL_SCAN_THRESHOLD_KB)
         return cls(**known)
+
+
+@dataclass(frozen=True)
+class CollectionUpdate:
+    """Changes to a collection that need no new vectors: payload indexes (one added
+    indexes the points already stored; one of another kind replaces it) and the default
+    search beam."""
+
+    add_payload_indexes: Mapping[str, PayloadIndexKind] = field(default_factory=dict)
+    drop_payload_indexes: tuple[str, ...] = ()
+    hnsw_ef: int | None = None
+
+    def applied_to(self, spec: CollectionSpec) -> CollectionSpec:
+        """``spec`` with the changes made; InvalidRequest for one that cannot be."""
+        if not self.add_payload_indexes and not self.drop_payload_indexes and not self.hnsw_ef:
+            raise InvalidRequest("nothing to update: add or drop payload indexes, or set hnsw_ef")
+        if self.hnsw_ef is not None:
+            _positive("hnsw_ef", self.hnsw_ef)
+        if both := sorted(set(self.add_payload_indexes) & set(self.drop_payload_indexes)):
+            raise InvalidRequest(f"payload index {both[0]!r} is both added and dropped")
+        for key in self.drop_payload_indexes:
+            if key not in spec.payload_indexes:
+                raise InvalidRequest(f"collection {spec.name!r} has no payload index on {key!r}")
+        kept = {k: v for k, v in spec.payload_indexes.items() if k not in self.drop_payload_indexes}
+        return replace(
+            spec,
+            payload_indexes={**kept, **self.add_payload_indexes},
+            hnsw_ef=self.hnsw_ef or spec.hnsw_ef,
+        )
+
+    def made_in(self, spec: CollectionSpec) -> bool:
+        """Whether ``spec`` already shows every change."""
+        indexes = spec.payload_indexes
+        return (
+            all(indexes.get(k) == v for k, v in self.add_payload_indexes.items())
+            and not any(k in indexes for k in self.drop_payload_indexes)
+            and self.hnsw_ef in (None, spec.hnsw_ef)
+        )
+
+    def indexes_to_drop(self, spec: CollectionSpec) -> list[str]:
+        """The engine's indexes to remove first: dropped ones, and ones changing kind."""
+        changed = [
+            k for k, v in self.add_payload_indexes.items() if spec.payload_indexes.get(k, v) != v
+        ]
+        return [*self.drop_payload_indexes, *changed]
+
+    def indexes_to_build(self, spec: CollectionSpec) -> dict[str, PayloadIndexKind]:
+        return {
+            k: v for k, v in self.add_payload_indexes.items() if spec.payload_indexes.get(k) != v
+        }
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def _method_roles() -> dict[str, Role]:
     vectors = vector_pb2.DESCRIPTOR.services_by_name["VectorService"]
     # Cluster can write labels into payloads (write_label).
     writes = {"Upsert", "Ingest", "IngestStream", "Delete", "UpdatePayload", "Cluster"}
-    admin = {"CreateCollection", "DeleteCollection", "UpdateAliases"}
+    admin = {"CreateCollection", "UpdateCollection", "DeleteCollection", "UpdateAliases"}
     table: dict[str, Role] = {}
     for method in embedding.methods:
         table[f"/{embedding.full_name}/{method.name}"] = Role.READ
@@ -87,6 +87,7 @@ ROUTE_METHODS: dict[str, str] = {
     "GET /api/v1/collections": _V + "ListCollections",
     "POST /api/v1/collections": _V + "CreateCollection",
     "GET /api/v1/collections/{name}": _V + "GetCollection",
+    "PATCH /api/v1/collections/{name}": _V + "UpdateCollection",
     "DELETE /api/v1/collections/{name}": _V + "DeleteCollection",
     "POST /api/v1/collections/{name}/upsert": _V + "Upsert",
     "POST /api/v1/collections/{name}/ingest": _V + "IngestStream",

@@ -129,6 +129,17 @@ def spec_from_proto(
     return store_value(st.CollectionSpec, name, **fields)
 
 
+def update_from_proto(request: pb.UpdateCollectionRequest) -> st.CollectionUpdate:
+    return st.CollectionUpdate(
+        add_payload_indexes={
+            key: convert.enum_value(INDEX_KINDS, kind, f"add_payload_indexes[{key!r}]")
+            for key, kind in request.add_payload_indexes.items()
+        },
+        drop_payload_indexes=tuple(request.drop_payload_indexes),
+        hnsw_ef=request.hnsw_ef if request.HasField("hnsw_ef") else None,
+    )
+
+
 def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
     spec = info.spec
     return pb.CollectionInfo(

@@ -71,6 +71,13 @@ class VectorService(pb_grpc.VectorServiceServicer):
         return pb.GetCollectionResponse(collection=vc.info_to_proto(info))
 
     @unary
+    async def UpdateCollection(
+        self, request: pb.UpdateCollectionRequest, context: Context
+    ) -> pb.UpdateCollectionResponse:
+        info = await self._core.update_collection(request.name, vc.update_from_proto(request))
+        return pb.UpdateCollectionResponse(collection=vc.info_to_proto(info))
+
+    @unary
     async def DeleteCollection(
         self, request: pb.DeleteCollectionRequest, context: Context
     ) -> pb.DeleteCollectionResponse:

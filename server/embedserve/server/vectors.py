@@ -30,6 +30,7 @@ from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
     CollectionSpec,
+    CollectionUpdate,
     Distance,
     Example,
     FacetHit,
@@ -277,6 +278,11 @@ class VectorCore:
         info = await self.call(self.store.get_collection, own_name)
         named_by = tuple(a for a, c in aliases.items() if c == own_name)
         return dataclasses.replace(info, aliases=named_by)
+
+    async def update_collection(self, name: str, update: CollectionUpdate) -> CollectionInfo:
+        await self.call(self.store.update_collection, name, update)
+        self._specs.clear()  # cached under its name and its aliases
+        return await self.get_collection(name)
 
     async def delete_collection(self, name: str) -> None:
         self._specs.clear()  # entries cached under its aliases go too

@@ -78,6 +78,7 @@ class AsyncEmbedClient:
     create_collection = awaiting(vector_calls.create_collection)
     list_collections = awaiting(vector_calls.list_collections)
     get_collection = awaiting(vector_calls.get_collection)
+    update_collection = awaiting(vector_calls.update_collection)
     delete_collection = awaiting(vector_calls.delete_collection)
     update_aliases = awaiting(vector_calls.update_aliases)
     list_aliases = awaiting(vector_calls.list_aliases)

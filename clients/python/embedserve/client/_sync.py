@@ -88,6 +88,7 @@ class EmbedClient:
     create_collection = blocking(vector_calls.create_collection)
     list_collections = blocking(vector_calls.list_collections)
     get_collection = blocking(vector_calls.get_collection)
+    update_collection = blocking(vector_calls.update_collection)
     delete_collection = blocking(vector_calls.delete_collection)
     update_aliases = blocking(vector_calls.update_aliases)
     list_aliases = blocking(vector_calls.list_aliases)

@@ -177,6 +177,29 @@ def delete_collection(name: str) -> Plan[None]:
     yield Unary("vectors", "DeleteCollection", pb.DeleteCollectionRequest(name=name))
 
 
+def update_collection(
+    name: str,
+    *,
+    add_payload_indexes: Mapping[str, str] | None = None,
+    drop_payload_indexes: Sequence[str] = (),
+    hnsw_ef: int | None = None,
+) -> Plan[pb.CollectionInfo]:
+    """Index payload fields of a collection's stored documents (``{"topic": "keyword"}``),
+    drop indexes, or set the search beam of searches that do not set one; nothing is
+    embedded again."""
+    request = pb.UpdateCollectionRequest(
+        name=name,
+        add_payload_indexes={k: _INDEX_KINDS[v] for k, v in (add_payload_indexes or {}).items()},
+        drop_payload_indexes=list(drop_payload_indexes),
+    )
+    if hnsw_ef is not None:
+        docs.check_uint32("hnsw_ef", hnsw_ef)
+        request.hnsw_ef = hnsw_ef
+    response = yield Unary("vectors", "UpdateCollection", request)
+    info: pb.CollectionInfo = response.collection
+    return info
+
+
 def update_aliases(set: Mapping[str, str] | None = None, delete: Sequence[str] = ()) -> Plan[None]:
     """Point aliases at collections (``set={"news": "news_v2"}``: new, or moved) and remove
     others (``delete=["old"]``), all in one change that is made whole or not at all. Every

@@ -116,7 +116,7 @@ def add_parser(commands: Any) -> None:
         "action",
         nargs="?",
         default="list",
-        choices=["list", "create", "get", "delete", "alias", "unalias", "aliases"],
+        choices=["list", "create", "get", "update", "delete", "alias", "unalias", "aliases"],
     )
     collections.add_argument("name", nargs="?")
     add_target(collections)
@@ -133,7 +133,14 @@ def add_parser(commands: Any) -> None:
         "--index",
         action="append",
         default=[],
-        help="payload index FIELD:KIND, KIND in keyword integer float bool text",
+        help="payload index FIELD:KIND, KIND in keyword integer float bool text "
+        "(update: indexes the documents already stored)",
+    )
+    collections.add_argument(
+        "--drop-index", action="append", default=[], help="update: remove this payload index"
+    )
+    collections.add_argument(
+        "--hnsw-ef", type=int, help="the search beam of searches that do not set one"
     )
     collections.add_argument("--quantization", choices=["none", "scalar_int8"])
     collections.add_argument(
@@ -260,6 +267,15 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
         return 2
     if args.action == "delete":
         client.delete_collection(args.name)
+        return 0
+    if args.action == "update":
+        info = client.update_collection(
+            args.name,
+            add_payload_indexes=dict(spec.split(":", 1) for spec in args.index),
+            drop_payload_indexes=args.drop_index,
+            hnsw_ef=args.hnsw_ef,
+        )
+        print(json.dumps(MessageToDict(info), indent=2))
         return 0
     if args.action == "alias":
         if not args.alias_target:

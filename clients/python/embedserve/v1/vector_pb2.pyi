@@ -650,6 +650,85 @@ class GetCollectionResponse(_message.Message):
 Global___GetCollectionResponse: _TypeAlias = GetCollectionResponse  # noqa: Y015
 
 @_typing.final
+class UpdateCollectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AddPayloadIndexesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: Global___PayloadIndexKind.ValueType
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___PayloadIndexKind.ValueType = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ADD_PAYLOAD_INDEXES_FIELD_NUMBER: _builtins.int
+    DROP_PAYLOAD_INDEXES_FIELD_NUMBER: _builtins.int
+    HNSW_EF_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    hnsw_ef: _builtins.int
+    """The HNSW search beam of searches that do not set hnsw_ef."""
+    @_builtins.property
+    def add_payload_indexes(self) -> _containers.ScalarMap[_builtins.str, Global___PayloadIndexKind.ValueType]:
+        """Payload fields to index, by kind; a field indexed as another kind is
+        indexed again as this one.
+        """
+
+    @_builtins.property
+    def drop_payload_indexes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Payload indexes to remove; each must exist (INVALID_ARGUMENT)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        add_payload_indexes: _abc.Mapping[_builtins.str, Global___PayloadIndexKind.ValueType] | None = ...,
+        drop_payload_indexes: _abc.Iterable[_builtins.str] | None = ...,
+        hnsw_ef: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_hnsw_ef", b"_hnsw_ef", "hnsw_ef", b"hnsw_ef"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hnsw_ef", b"_hnsw_ef", "add_payload_indexes", b"add_payload_indexes", "drop_payload_indexes", b"drop_payload_indexes", "hnsw_ef", b"hnsw_ef", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__hnsw_ef: _TypeAlias = _typing.Literal["hnsw_ef"]  # noqa: Y015
+    _WhichOneofArgType__hnsw_ef: _TypeAlias = _typing.Literal["_hnsw_ef", b"_hnsw_ef"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hnsw_ef) -> _WhichOneofReturnType__hnsw_ef | None: ...
+
+Global___UpdateCollectionRequest: _TypeAlias = UpdateCollectionRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCollectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def collection(self) -> Global___CollectionInfo: ...
+    def __init__(
+        self,
+        *,
+        collection: Global___CollectionInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCollectionResponse: _TypeAlias = UpdateCollectionResponse  # noqa: Y015
+
+@_typing.final
 class DeleteCollectionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -59,6 +59,11 @@ class VectorServiceStub:
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.GetCollectionRequest.SerializeToString,
                 response_deserializer=embedserve_dot_v1_dot_vector__pb2.GetCollectionResponse.FromString,
                 _registered_method=True)
+        self.UpdateCollection = channel.unary_unary(
+                '/embedserve.v1.VectorService/UpdateCollection',
+                request_serializer=embedserve_dot_v1_dot_vector__pb2.UpdateCollectionRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_vector__pb2.UpdateCollectionResponse.FromString,
+                _registered_method=True)
         self.DeleteCollection = channel.unary_unary(
                 '/embedserve.v1.VectorService/DeleteCollection',
                 request_serializer=embedserve_dot_v1_dot_vector__pb2.DeleteCollectionRequest.SerializeToString,
@@ -172,6 +177,14 @@ class VectorServiceServicer:
 
     def GetCollection(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCollection(self, request, context):
+        """Changes what needs no new vectors: payload indexes (an added one indexes
+        the documents already stored) and the default search beam.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -321,6 +334,11 @@ def add_VectorServiceServicer_to_server(servicer, server):
                     servicer.GetCollection,
                     request_deserializer=embedserve_dot_v1_dot_vector__pb2.GetCollectionRequest.FromString,
                     response_serializer=embedserve_dot_v1_dot_vector__pb2.GetCollectionResponse.SerializeToString,
+            ),
+            'UpdateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCollection,
+                    request_deserializer=embedserve_dot_v1_dot_vector__pb2.UpdateCollectionRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_vector__pb2.UpdateCollectionResponse.SerializeToString,
             ),
             'DeleteCollection': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteCollection,
@@ -498,6 +516,33 @@ class VectorService:
             '/embedserve.v1.VectorService/GetCollection',
             embedserve_dot_v1_dot_vector__pb2.GetCollectionRequest.SerializeToString,
             embedserve_dot_v1_dot_vector__pb2.GetCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.VectorService/UpdateCollection',
+            embedserve_dot_v1_dot_vector__pb2.UpdateCollectionRequest.SerializeToString,
+            embedserve_dot_v1_dot_vector__pb2.UpdateCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

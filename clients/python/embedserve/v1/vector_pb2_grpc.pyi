@@ -46,6 +46,10 @@ class VectorServiceStub:
     CreateCollection: _grpc.UnaryUnaryMultiCallable[_vector_pb2.CreateCollectionRequest, _vector_pb2.CreateCollectionResponse]
     ListCollections: _grpc.UnaryUnaryMultiCallable[_vector_pb2.ListCollectionsRequest, _vector_pb2.ListCollectionsResponse]
     GetCollection: _grpc.UnaryUnaryMultiCallable[_vector_pb2.GetCollectionRequest, _vector_pb2.GetCollectionResponse]
+    UpdateCollection: _grpc.UnaryUnaryMultiCallable[_vector_pb2.UpdateCollectionRequest, _vector_pb2.UpdateCollectionResponse]
+    """Changes what needs no new vectors: payload indexes (an added one indexes
+    the documents already stored) and the default search beam.
+    """
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_vector_pb2.DeleteCollectionRequest, _vector_pb2.DeleteCollectionResponse]
     """Deletes a collection and its aliases; an alias's name is refused
     (FAILED_PRECONDITION): delete the alias, or the collection it names.
@@ -117,6 +121,10 @@ class VectorServiceAsyncStub(VectorServiceStub):
     CreateCollection: _aio.UnaryUnaryMultiCallable[_vector_pb2.CreateCollectionRequest, _vector_pb2.CreateCollectionResponse]  # type: ignore[assignment]
     ListCollections: _aio.UnaryUnaryMultiCallable[_vector_pb2.ListCollectionsRequest, _vector_pb2.ListCollectionsResponse]  # type: ignore[assignment]
     GetCollection: _aio.UnaryUnaryMultiCallable[_vector_pb2.GetCollectionRequest, _vector_pb2.GetCollectionResponse]  # type: ignore[assignment]
+    UpdateCollection: _aio.UnaryUnaryMultiCallable[_vector_pb2.UpdateCollectionRequest, _vector_pb2.UpdateCollectionResponse]  # type: ignore[assignment]
+    """Changes what needs no new vectors: payload indexes (an added one indexes
+    the documents already stored) and the default search beam.
+    """
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_vector_pb2.DeleteCollectionRequest, _vector_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
     """Deletes a collection and its aliases; an alias's name is refused
     (FAILED_PRECONDITION): delete the alias, or the collection it names.
@@ -203,6 +211,16 @@ class VectorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vector_pb2.GetCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vector_pb2.GetCollectionResponse, _abc.Awaitable[_vector_pb2.GetCollectionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateCollection(
+        self,
+        request: _vector_pb2.UpdateCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.UpdateCollectionResponse, _abc.Awaitable[_vector_pb2.UpdateCollectionResponse]]:
+        """Changes what needs no new vectors: payload indexes (an added one indexes
+        the documents already stored) and the default search beam.
+        """
 
     @_abc_1.abstractmethod
     def DeleteCollection(

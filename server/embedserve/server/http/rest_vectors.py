@@ -37,6 +37,7 @@ from embedserve.server.http.schemas import (
     ScrollRequest,
     SearchBatchRequest,
     SearchRequest,
+    UpdateCollectionRequest,
     UpdatePayloadRequest,
     UpsertRequest,
     WriteOptions,
@@ -216,6 +217,21 @@ async def create_collection(
 async def get_collection(name: CollectionName, request: Request, caller: Caller) -> Response:
     core = _core(request)
     info = await core.get_collection(name)
+    return json_response({"collection": info_json(info)})
+
+
+@router.patch("/{name}", summary="Add or drop payload indexes, set the default hnsw_ef (admin)")
+async def update_collection(
+    name: CollectionName, body: UpdateCollectionRequest, request: Request, caller: Caller
+) -> Response:
+    update = st.CollectionUpdate(
+        add_payload_indexes={
+            k: st.PayloadIndexKind(v) for k, v in body.add_payload_indexes.items()
+        },
+        drop_payload_indexes=tuple(body.drop_payload_indexes),
+        hnsw_ef=body.hnsw_ef,
+    )
+    info = await _core(request).update_collection(name, update)
     return json_response({"collection": info_json(info)})
 
 

@@ -193,6 +193,17 @@ class CreateCollectionRequest(Body):
     config: CollectionConfig = CollectionConfig()
 
 
+class UpdateCollectionRequest(Body):
+    add_payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool", "text"]] = Field(
+        default_factory=dict,
+        description="fields to index, by kind (indexes the documents already stored)",
+    )
+    drop_payload_indexes: list[str] = Field(default_factory=list, description="indexes to remove")
+    hnsw_ef: PositiveU32 | None = Field(
+        default=None, description="the search beam of searches that do not set one"
+    )
+
+
 class UpdateAliasesRequest(Body):
     set: dict[str, str] = Field(
         default_factory=dict,
