@@ -351,11 +351,54 @@ func (c *Client) ListCollections(ctx context.Context) ([]string, error) {
 	return resp.GetNames(), nil
 }
 
-// GetCollection returns a collection's settings, point count and aliases
-// (NOT_FOUND when missing); given an alias, it answers with the collection's
-// own name.
+// GetCollection returns a collection's settings, point count, aliases and the
+// model that created it (ModelId, ModelFingerprint), NOT_FOUND when missing;
+// given an alias, it answers with the collection's own name.
 func (c *Client) GetCollection(ctx context.Context, name string) (*pb.CollectionInfo, error) {
 	resp, err := c.vectors.GetCollection(ctx, &pb.GetCollectionRequest{Name: name})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetCollection(), nil
+}
+
+// UpdateCollectionOption is one change UpdateCollection makes: an index added
+// or dropped, or the default search beam.
+type UpdateCollectionOption func(*pb.UpdateCollectionRequest)
+
+// AddPayloadIndex indexes a payload field of a collection, documents already
+// stored included; a field indexed as another kind is indexed again as kind.
+func AddPayloadIndex(key string, kind pb.PayloadIndexKind) UpdateCollectionOption {
+	return func(r *pb.UpdateCollectionRequest) {
+		if r.AddPayloadIndexes == nil {
+			r.AddPayloadIndexes = map[string]pb.PayloadIndexKind{}
+		}
+		r.AddPayloadIndexes[key] = kind
+	}
+}
+
+// DropPayloadIndex removes the payload indexes of keys; each must exist.
+func DropPayloadIndex(keys ...string) UpdateCollectionOption {
+	return func(r *pb.UpdateCollectionRequest) { r.DropPayloadIndexes = append(r.DropPayloadIndexes, keys...) }
+}
+
+// WithDefaultHNSWEf sets the HNSW beam of the searches that do not set one
+// (WithHNSWEf).
+func WithDefaultHNSWEf(ef uint32) UpdateCollectionOption {
+	return func(r *pb.UpdateCollectionRequest) { r.HnswEf = &ef }
+}
+
+// UpdateCollection changes what needs no new vectors (payload indexes, the
+// default search beam) and returns the collection's settings; nothing is
+// embedded again. The server's errors: a missing collection is NOT_FOUND; an
+// index to drop that does not exist, a field both added and dropped, or no
+// change at all, INVALID_ARGUMENT.
+func (c *Client) UpdateCollection(ctx context.Context, name string, opts ...UpdateCollectionOption) (*pb.CollectionInfo, error) {
+	request := &pb.UpdateCollectionRequest{Name: name}
+	for _, opt := range opts {
+		opt(request)
+	}
+	resp, err := c.vectors.UpdateCollection(ctx, request)
 	if err != nil {
 		return nil, err
 	}

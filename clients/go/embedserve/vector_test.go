@@ -391,6 +391,108 @@ func TestAliases(t *testing.T) {
 	}
 }
 
+// facetCounts writes facet counts as "value=count", to compare them at once.
+func facetCounts(counts []embedserve.FacetCount) []string {
+	pairs := make([]string, len(counts))
+	for i, c := range counts {
+		pairs[i] = fmt.Sprintf("%v=%d", c.Value, c.Count)
+	}
+	return pairs
+}
+
+func TestUpdateCollection(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client)
+	docs := corpus() // perTopic documents of each topic, in topicNames order
+	sample := []embedserve.Document{docs[0], docs[1], docs[2], docs[perTopic], docs[2*perTopic]}
+	if n, err := client.Upsert(ctx, name, sample); err != nil || n != uint64(len(sample)) {
+		t.Fatalf("upserted %d: %v", n, err)
+	}
+
+	// The collection records the model that created it.
+	model, err := client.ModelInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := client.GetCollection(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.GetModelFingerprint() == "" || info.GetModelFingerprint() != model.GetFingerprint() || info.GetModelId() != model.GetModelId() {
+		t.Fatalf("collection's model %q (fingerprint %q), served model %q (fingerprint %q)",
+			info.GetModelId(), info.GetModelFingerprint(), model.GetModelId(), model.GetFingerprint())
+	}
+
+	// Facets need an index: one added now indexes the documents already stored.
+	if counts, err := client.Facet(ctx, name, "topic", nil, 0); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Facet on a field without an index: %+v, %v, want InvalidArgument", counts, err)
+	}
+	info, err = client.UpdateCollection(ctx, name, embedserve.AddPayloadIndex("topic", pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_KEYWORD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kinds := info.GetConfig().GetPayloadIndexes(); info.GetName() != name || len(kinds) != 1 || kinds["topic"] != pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_KEYWORD {
+		t.Fatalf("UpdateCollection returned %q with payload indexes %v, want topic: KEYWORD", info.GetName(), kinds)
+	}
+	counts, err := client.Facet(ctx, name, "topic", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := facetCounts(counts)
+	if len(got) > 1 {
+		slices.Sort(got[1:]) // the topics held once tie
+	}
+	if want := []string{"cooking=3", "finance=1", "football=1"}; !slices.Equal(got, want) {
+		t.Fatalf("facet of topics: %v, want %v", got, want)
+	}
+
+	info, err = client.UpdateCollection(ctx, name, embedserve.WithDefaultHNSWEf(48))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.GetConfig().GetHnswEf() != 48 || info.GetPointsCount() != uint64(len(sample)) {
+		t.Fatalf("after setting hnsw_ef: hnsw_ef %d, %d points; want 48, %d", info.GetConfig().GetHnswEf(), info.GetPointsCount(), len(sample))
+	}
+	if _, ok := info.GetConfig().GetPayloadIndexes()["topic"]; !ok {
+		t.Fatalf("setting hnsw_ef lost the topic index: %v", info.GetConfig().GetPayloadIndexes())
+	}
+
+	// Refused, and nothing of a refused change is made.
+	if _, err := client.UpdateCollection(ctx, name, embedserve.DropPayloadIndex("nope")); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("dropping a missing index: %v, want InvalidArgument", err)
+	}
+	if _, err := client.UpdateCollection(ctx, name); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("an empty change: %v, want InvalidArgument", err)
+	}
+	both := []embedserve.UpdateCollectionOption{
+		embedserve.AddPayloadIndex("n", pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_INTEGER), embedserve.DropPayloadIndex("n"),
+	}
+	if _, err := client.UpdateCollection(ctx, name, both...); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("an index both added and dropped: %v, want InvalidArgument", err)
+	}
+	missing := collectionName(t) + "_missing"
+	if _, err := client.UpdateCollection(ctx, missing, embedserve.WithDefaultHNSWEf(8)); status.Code(err) != codes.NotFound {
+		t.Fatalf("UpdateCollection of a missing collection: %v, want NotFound", err)
+	}
+	info, err = client.GetCollection(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kinds := info.GetConfig().GetPayloadIndexes(); len(kinds) != 1 || info.GetConfig().GetHnswEf() != 48 {
+		t.Fatalf("after refused changes: payload indexes %v, hnsw_ef %d", kinds, info.GetConfig().GetHnswEf())
+	}
+
+	// Dropped: facets are refused again.
+	info, err = client.UpdateCollection(ctx, name, embedserve.DropPayloadIndex("topic"))
+	if err != nil || len(info.GetConfig().GetPayloadIndexes()) != 0 {
+		t.Fatalf("after dropping topic: payload indexes %v, %v", info.GetConfig().GetPayloadIndexes(), err)
+	}
+	if counts, err := client.Facet(ctx, name, "topic", nil, 0); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Facet after dropping the index: %+v, %v, want InvalidArgument", counts, err)
+	}
+}
+
 func TestUpsertVectorsAndStoredText(t *testing.T) {
 	client := dial(t)
 	ctx := context.Background()

@@ -32,6 +32,7 @@ import dev.embedserve.v1.IngestStreamRequest;
 import dev.embedserve.v1.IngestStreamResponse;
 import dev.embedserve.v1.ListAliasesRequest;
 import dev.embedserve.v1.ListCollectionsRequest;
+import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.RecommendRequest;
 import dev.embedserve.v1.RecommendStrategy;
@@ -43,6 +44,7 @@ import dev.embedserve.v1.SearchMode;
 import dev.embedserve.v1.SearchRequest;
 import dev.embedserve.v1.StoredDocument;
 import dev.embedserve.v1.UpdateAliasesRequest;
+import dev.embedserve.v1.UpdateCollectionRequest;
 import dev.embedserve.v1.UpdatePayloadRequest;
 import dev.embedserve.v1.UpsertRequest;
 import dev.embedserve.v1.Vector;
@@ -430,11 +432,38 @@ public final class EmbedserveClient implements AutoCloseable {
   }
 
   /**
-   * A collection's settings, point count and aliases ({@code NOT_FOUND} when missing); given an
-   * alias, it answers with the collection's own name.
+   * A collection's settings, point count, aliases and the model that created it ({@code
+   * getModelId}, {@code getModelFingerprint}); {@code NOT_FOUND} when missing. Given an alias, it
+   * answers with the collection's own name.
    */
   public CollectionInfo getCollection(String name) {
     return vectors.getCollection(GetCollectionRequest.newBuilder().setName(name).build()).getCollection();
+  }
+
+  /**
+   * Changes what needs no new vectors and returns the collection's settings: payload indexes added
+   * (the documents already stored are indexed; a field indexed as another kind is indexed again as
+   * this one) or dropped, and the HNSW beam of searches that do not set one ({@code hnsw_ef}).
+   * Nothing is embedded again.
+   *
+   * @throws StatusRuntimeException {@code NOT_FOUND} for a missing collection; {@code
+   *     INVALID_ARGUMENT} for an index to drop that does not exist, a field both added and
+   *     dropped, or an empty change
+   */
+  public CollectionInfo updateCollection(UpdateCollectionRequest request) {
+    return vectors.updateCollection(request).getCollection();
+  }
+
+  /** Indexes a payload field of a collection, the documents already stored included. */
+  public CollectionInfo addPayloadIndex(String collection, String key, PayloadIndexKind kind) {
+    return updateCollection(
+        UpdateCollectionRequest.newBuilder().setName(collection).putAddPayloadIndexes(key, kind).build());
+  }
+
+  /** Removes the payload index of a field ({@code INVALID_ARGUMENT} when it has none). */
+  public CollectionInfo dropPayloadIndex(String collection, String key) {
+    return updateCollection(
+        UpdateCollectionRequest.newBuilder().setName(collection).addDropPayloadIndexes(key).build());
   }
 
   /**

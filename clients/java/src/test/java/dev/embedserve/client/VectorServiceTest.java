@@ -29,6 +29,7 @@ import dev.embedserve.v1.CollectionInfo;
 import dev.embedserve.v1.Document;
 import dev.embedserve.v1.EmbedOptions;
 import dev.embedserve.v1.FacetValue;
+import dev.embedserve.v1.GetModelInfoResponse;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.QueryParams;
@@ -38,6 +39,7 @@ import dev.embedserve.v1.SearchBatchRequest;
 import dev.embedserve.v1.SearchMode;
 import dev.embedserve.v1.SearchRequest;
 import dev.embedserve.v1.Task;
+import dev.embedserve.v1.UpdateCollectionRequest;
 import dev.embedserve.v1.WriteOptions;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -682,6 +684,80 @@ class VectorServiceTest {
       }
     } finally {
       client.deleteCollection(first);
+    }
+  }
+
+  /** Facet counts as "value=count", the values held equally often sorted, to compare at once. */
+  private static List<String> facetCounts(List<FacetValue> values) {
+    List<String> counts = new ArrayList<>();
+    for (FacetValue v : values) {
+      counts.add(v.getText() + "=" + v.getCount());
+    }
+    if (counts.size() > 1) {
+      counts.subList(1, counts.size()).sort(null); // the topics held once tie
+    }
+    return counts;
+  }
+
+  @Test
+  void updateCollectionIndexesTheStoredDocuments() {
+    String name = uniqueName("update");
+    client.createCollection(name);
+    try {
+      // PER_TOPIC documents of each topic, in TOPICS order: cooking, finance, football, space.
+      List<Document> sample =
+          List.of(CORPUS.get(0), CORPUS.get(1), CORPUS.get(2), CORPUS.get(PER_TOPIC), CORPUS.get(2 * PER_TOPIC));
+      assertEquals(sample.size(), client.upsert(name, sample));
+
+      // The collection records the model that created it.
+      GetModelInfoResponse model = client.modelInfo();
+      CollectionInfo info = client.getCollection(name);
+      assertFalse(info.getModelFingerprint().isEmpty());
+      assertEquals(model.getFingerprint(), info.getModelFingerprint());
+      assertEquals(model.getModelId(), info.getModelId());
+
+      // Facets need an index: one added now indexes the documents already stored.
+      assertRefused(Status.Code.INVALID_ARGUMENT, () -> client.facet(name, "topic", null, 10));
+      info = client.addPayloadIndex(name, "topic", PayloadIndexKind.PAYLOAD_INDEX_KIND_KEYWORD);
+      assertEquals(name, info.getName());
+      assertEquals(
+          Map.of("topic", PayloadIndexKind.PAYLOAD_INDEX_KIND_KEYWORD), info.getConfig().getPayloadIndexesMap());
+      assertEquals(
+          List.of("cooking=3", "finance=1", "football=1"), facetCounts(client.facet(name, "topic", null, 10)));
+
+      info = client.updateCollection(UpdateCollectionRequest.newBuilder().setName(name).setHnswEf(48).build());
+      assertEquals(48, info.getConfig().getHnswEf());
+      assertEquals(sample.size(), info.getPointsCount());
+      assertEquals(Set.of("topic"), info.getConfig().getPayloadIndexesMap().keySet());
+
+      // Refused, and nothing of a refused change is made.
+      assertRefused(Status.Code.INVALID_ARGUMENT, () -> client.dropPayloadIndex(name, "nope"));
+      assertRefused(
+          Status.Code.INVALID_ARGUMENT,
+          () -> client.updateCollection(UpdateCollectionRequest.newBuilder().setName(name).build()));
+      assertRefused(
+          Status.Code.INVALID_ARGUMENT,
+          () ->
+              client.updateCollection(
+                  UpdateCollectionRequest.newBuilder()
+                      .setName(name)
+                      .putAddPayloadIndexes("n", PayloadIndexKind.PAYLOAD_INDEX_KIND_INTEGER)
+                      .addDropPayloadIndexes("n")
+                      .build()));
+      String missing = uniqueName("missing");
+      assertRefused(
+          Status.Code.NOT_FOUND,
+          () -> client.addPayloadIndex(missing, "topic", PayloadIndexKind.PAYLOAD_INDEX_KIND_KEYWORD));
+      info = client.getCollection(name);
+      assertEquals(Set.of("topic"), info.getConfig().getPayloadIndexesMap().keySet());
+      assertEquals(48, info.getConfig().getHnswEf());
+
+      // Dropped: facets are refused again.
+      info = client.dropPayloadIndex(name, "topic");
+      assertEquals(Map.of(), info.getConfig().getPayloadIndexesMap());
+      assertRefused(Status.Code.INVALID_ARGUMENT, () -> client.facet(name, "topic", null, 10));
+    } finally {
+      client.deleteCollection(name);
     }
   }
 
