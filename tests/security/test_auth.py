@@ -218,6 +218,8 @@ def test_a_limited_key_changes_and_sees_only_the_aliases_its_list_names(server: 
     with httpx.Client(base_url=f"http://127.0.0.1:{server.server.http.port}") as http:
         shown = http.get("/api/v1/aliases", headers=_auth(LIMITED)).json()["aliases"]
         assert shown == []
+        other = http.get("/api/v1/aliases?collection=docs", headers=_auth(LIMITED))
+        assert other.status_code == 403
         denied = http.post(
             "/api/v1/aliases", json={"set": {"mine-latest": "docs"}}, headers=_auth(LIMITED_ADMIN)
         )

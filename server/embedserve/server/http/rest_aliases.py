@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from embedserve.server.auth import ApiKey, check_alias_change, visible_aliases
+from embedserve.server.auth import ApiKey, check_alias_change, check_collection, visible_aliases
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
@@ -20,6 +20,8 @@ Caller = Annotated[ApiKey | None, Depends(guard)]
 
 @router.get("", summary="List aliases, sorted (only one collection's with ?collection=)")
 async def list_aliases(request: Request, caller: Caller, collection: str = Query("")) -> Response:
+    if caller is not None:
+        check_collection(caller, collection)  # as gRPC checks the request's collection
     aliases = await backend_of(request).vectors.list_aliases(collection)
     if caller is not None:
         aliases = visible_aliases(caller, aliases)
