@@ -67,6 +67,7 @@ from .types import (
     FacetHit,
     Filter,
     HasId,
+    PayloadIndexKind,
     PointRecord,
     RecommendStrategy,
     Record,
@@ -121,6 +122,15 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _write_spec(folder: Path, spec: CollectionSpec) -> None:
+    _write_json_atomic(folder / SPEC_FILE, {"format": _FORMAT, "spec": spec.to_dict()})
+
+
+def _index_fields(shard: qe.EdgeShard, indexes: Mapping[str, PayloadIndexKind]) -> None:
+    for key, kind in indexes.items():
+        shard.update(qe.UpdateOperation.create_field_index(key, INDEX_KINDS[kind]))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -294,12 +304,10 @@ class EdgeStore(ContextManagerMixin):
                 path.mkdir(parents=True)
                 with engine_errors():
                     shard = qe.EdgeShard.create(str(path / SHARD_DIR), engine_config(spec))
-                    for field, kind in spec.payload_indexes.items():
-                        op = qe.UpdateOperation.create_field_index(field, INDEX_KINDS[kind])
-                        shard.update(op)
+                    _index_fields(shard, spec.payload_indexes)
                     shard.flush()
                 # The spec file is the commit point: without it the folder is not a collection.
-                _write_json_atomic(path / SPEC_FILE, {"format": _FORMAT, "spec": spec.to_dict()})
+                _write_spec(path, spec)
             except BaseException as exc:
                 if shard is not None:
                     shard.close()
@@ -345,13 +353,10 @@ class EdgeStore(ContextManagerMixin):
             with engine_errors():
                 for key in update.indexes_to_drop(col.spec):
                     col.shard.update(qe.UpdateOperation.delete_field_index(key))
-                for key, kind in update.indexes_to_build(col.spec).items():
-                    col.shard.update(qe.UpdateOperation.create_field_index(key, INDEX_KINDS[kind]))
+                _index_fields(col.shard, update.indexes_to_build(col.spec))
                 col.shard.flush()
             try:
-                _write_json_atomic(
-                    col.path / SPEC_FILE, {"format": _FORMAT, "spec": spec.to_dict()}
-                )
+                _write_spec(col.path, spec)
             except OSError as exc:
                 raise os_failure(f"cannot update collection {name!r}", exc) from exc
             col.spec = spec

@@ -56,6 +56,7 @@ from .types import (
     Example,
     FacetHit,
     Filter,
+    PayloadIndexKind,
     PointRecord,
     Quantization,
     RecommendStrategy,
@@ -252,12 +253,13 @@ class RemoteStore(ContextManagerMixin):
             )
             # Local mode has no payload indexes (and warns about them); the spec keeps them.
             if not self._local:
-                for field, kind in spec.payload_indexes.items():
-                    self._client.create_payload_index(
-                        spec.name, field, field_schema=INDEX_KINDS[kind], wait=True
-                    )
+                self._index_fields(spec.name, spec.payload_indexes)
         with self._specs_lock:
             self._specs[spec.name] = spec
+
+    def _index_fields(self, name: str, indexes: Mapping[str, PayloadIndexKind]) -> None:
+        for key, kind in indexes.items():
+            self._client.create_payload_index(name, key, field_schema=INDEX_KINDS[kind], wait=True)
 
     def list_collections(self) -> list[str]:
         with self._call(ErrorContext()):
@@ -294,10 +296,7 @@ class RemoteStore(ContextManagerMixin):
             if not self._local:  # local mode has no payload indexes (see create_collection)
                 for key in update.indexes_to_drop(current):
                     self._client.delete_payload_index(name, key, wait=True)
-                for key, kind in update.indexes_to_build(current).items():
-                    self._client.create_payload_index(
-                        name, key, field_schema=INDEX_KINDS[kind], wait=True
-                    )
+                self._index_fields(name, update.indexes_to_build(current))
             self._client.update_collection(name, metadata={SPEC_METADATA_KEY: spec.to_dict()})
         with self._specs_lock:
             self._specs[name] = spec
