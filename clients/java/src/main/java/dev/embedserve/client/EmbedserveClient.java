@@ -748,12 +748,17 @@ public final class EmbedserveClient implements AutoCloseable {
    *     group_by}, or (from the server) with an offset or diversity
    */
   public List<HitGroup> searchGroups(SearchRequest request) {
-    if (!request.hasGroupBy()) {
+    requireGroupBy(request.hasGroupBy(), "searchGroups");
+    return groups(vectors.search(request).getGroupsList());
+  }
+
+  /** A grouped call's request without group_by would answer with no groups at all. */
+  private static void requireGroupBy(boolean hasGroupBy, String method) {
+    if (!hasGroupBy) {
       throw Status.INVALID_ARGUMENT
-          .withDescription("searchGroups needs a request with group_by")
+          .withDescription(method + " needs a request with group_by")
           .asRuntimeException();
     }
-    return groups(vectors.search(request).getGroupsList());
   }
 
   /** The groups of a grouped search or recommendation, keys as String or Long. */
@@ -884,11 +889,7 @@ public final class EmbedserveClient implements AutoCloseable {
    *     group_by}, or (from the server) with an offset or diversity
    */
   public List<HitGroup> recommendGroups(RecommendRequest request) {
-    if (!request.hasGroupBy()) {
-      throw Status.INVALID_ARGUMENT
-          .withDescription("recommendGroups needs a request with group_by")
-          .asRuntimeException();
-    }
+    requireGroupBy(request.hasGroupBy(), "recommendGroups");
     return groups(vectors.recommend(request).getGroupsList());
   }
 
