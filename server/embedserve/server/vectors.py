@@ -436,11 +436,12 @@ class VectorCore:
         at its size, by the model whose embeddings it holds."""
         collection, size = spec.name, spec.vector_size
         model = self._embedder.model.spec
-        if spec.model_fingerprint and spec.model_fingerprint != model_fingerprint(model.path):
+        served = model_fingerprint(model.path)
+        if spec.model_fingerprint and spec.model_fingerprint != served:
             raise FailedPrecondition(
                 f"collection {collection!r} holds embeddings of model {spec.model_id!r} "
                 f"(fingerprint {spec.model_fingerprint}); this server serves {model.model_id!r} "
-                f"({model_fingerprint(model.path)}), whose embeddings do not compare with "
+                f"({served}), whose embeddings do not compare with "
                 f"them. Embed its texts again: embedserve reembed {collection} --to NEW_NAME; "
                 "searches by vector still work"
             )
