@@ -19,11 +19,14 @@ from embedserve.connectors import (
     EdgeStore,
     Filter,
     MatchValue,
+    PayloadIndexKind,
     PointRecord,
     RetryingStore,
+    ScrollOrder,
     SearchParams,
     StoreFull,
     TransientStoreError,
+    ordered_page,
     process,
 )
 from embedserve.connectors.process import ProcessStore
@@ -35,14 +38,22 @@ def points(count: int = 200) -> list[PointRecord]:
     return [PointRecord(f"p{i}", v, {"group": i % 3}) for i, v in enumerate(vectors)]
 
 
-def scenario(store) -> tuple[list[str], list[str], int]:
-    store.create_collection(CollectionSpec("c", vector_size=16))
+def scenario(store) -> tuple[list[str], list[str], int, list[str]]:
+    indexes = {"group": PayloadIndexKind.INTEGER}
+    store.create_collection(CollectionSpec("c", vector_size=16, payload_indexes=indexes))
     store.upsert("c", points())
     query = points()[7].vector
     group = Filter(must=[MatchValue("group", 1)])
     found = [h.id for h in store.search("c", query, group, SearchParams(limit=5, exact=True))]
     liked = [h.id for h in store.recommend("c", ["p7"], ["p8"], params=SearchParams(limit=5))]
-    return found, liked, store.count("c", group)
+    by_group, cursor = [], None
+    while True:
+        page = ordered_page(
+            store, "c", ScrollOrder("group", True), indexes["group"], None, 64, cursor
+        )
+        by_group += [r.id for r in page.records]
+        if (cursor := page.next_cursor) is None:
+            return found, liked, store.count("c", group), by_group
 
 
 def test_same_answers_as_the_in_process_engine(tmp_path: Path) -> None:

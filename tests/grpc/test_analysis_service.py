@@ -65,6 +65,41 @@ def test_scroll_pages_filters_and_vectors(client: EmbedClient) -> None:
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_scroll_in_a_fields_order(client: EmbedClient, server: str, capsys: Any) -> None:
+    years = {f"r{k}": 2000 + k % 4 for k in range(11)} | {"undated": None}
+    client.create_collection("dated", payload_indexes={"year": "integer", "topic": "keyword"})
+    client.upsert(
+        "dated",
+        [
+            {"id": i, "text": f"report {i}", "payload": {} if y is None else {"year": y}}
+            for i, y in years.items()
+        ],
+    )
+    newest = list(client.scroll_iter("dated", page_size=2, order_by="year", descending=True))
+    assert [d.payload["year"] for d in newest] == sorted(
+        (y for y in years.values() if y is not None), reverse=True
+    )
+    assert sorted(d.id for d in newest) == sorted(i for i, y in years.items() if y is not None)
+    page, cursor = client.scroll("dated", limit=3, order_by="year")
+    assert [d.payload["year"] for d in page] == [2000, 2000, 2000] and cursor is not None
+
+    with pytest.raises(grpc.RpcError) as other_order:
+        client.scroll("dated", cursor=cursor, order_by="year", descending=True)
+    assert other_order.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "another order_by" in other_order.value.details()
+    with pytest.raises(grpc.RpcError) as keyword:
+        client.scroll("dated", order_by="topic")
+    assert keyword.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "needs an integer or float payload index" in keyword.value.details()
+
+    command = ["scroll", "dated", "--order-by", "year", "--desc", "--limit", "3"]
+    assert cli.main([*command, "--target", server]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["payload"]["year"] for line in lines] == [2003, 2003, 2002]
+    assert cli.main(["scroll", "dated", "--desc", "--target", server]) == 2
+    assert "descending needs order_by" in capsys.readouterr().err
+
+
 def test_cluster_with_chosen_k_recovers_the_topics(client: EmbedClient) -> None:
     response = client.cluster("corpus")
     topic = {r["id"]: r["topic"] for r in rows()}

@@ -64,6 +64,29 @@ def test_scroll_pages_through_what_grpc_pages_through(
     assert filtered["next_cursor"] == ""
 
 
+def test_an_ordered_scroll_pages_as_grpc_does(topics: tuple[EmbedClient, httpx.Client]) -> None:
+    client, http = topics
+    client.update_collection("topics", add_payload_indexes={"rank": "float"})
+    client.update_payload("topics", ["d1", "d4", "d7"], payload={"rank": 0.5})
+    client.update_payload("topics", ["d2"], payload={"rank": 2.25})
+    over_grpc = list(client.scroll_iter("topics", page_size=2, order_by="rank", descending=True))
+    over_http, cursor = [], ""
+    order = {"key": "rank", "descending": True}
+    while True:
+        body = {"limit": 2, "cursor": cursor, "order_by": order}
+        page = http.post("/api/v1/collections/topics/scroll", json=body).json()
+        over_http += page["documents"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert [d["id"] for d in over_http] == [d.id for d in over_grpc]
+    assert over_http[0]["id"] == "d2" and {d["id"] for d in over_http[1:]} == {"d1", "d4", "d7"}
+    unordered = http.post(
+        "/api/v1/collections/topics/scroll", json={"order_by": {"key": "kind"}}
+    ).json()
+    assert "needs an integer or float payload index" in unordered["error"]["message"]
+
+
 def test_cluster_answers_what_grpc_answers(topics: tuple[EmbedClient, httpx.Client]) -> None:
     client, http = topics
     options = {"k": 2, "top_documents": 2, "top_words": 3, "seed": 7}

@@ -11,7 +11,10 @@ import (
 )
 
 // Scroll returns one page of stored documents and the cursor of the next page
-// ("" after the last). req.Cursor is "" for the first page.
+// ("" after the last). req.Cursor is "" for the first page. req.OrderBy pages
+// in the order of a field with an integer or float payload index (documents
+// without it are left out) instead of id order; a cursor only goes with the
+// order_by it was handed out with.
 func (c *Client) Scroll(ctx context.Context, req *pb.ScrollRequest) ([]Document, string, error) {
 	resp, err := c.vectors.Scroll(ctx, req)
 	if err != nil {
@@ -24,13 +27,15 @@ func (c *Client) Scroll(ctx context.Context, req *pb.ScrollRequest) ([]Document,
 	return docs, resp.GetNextCursor(), nil
 }
 
-// ScrollAll yields every stored document matching req.Filter, one page request
-// at a time; it stops at the first error, which it yields.
+// ScrollAll yields every stored document matching req.Filter, in req.OrderBy's
+// order when set, one page request at a time; it stops at the first error,
+// which it yields.
 func (c *Client) ScrollAll(ctx context.Context, req *pb.ScrollRequest) iter.Seq2[Document, error] {
 	return func(yield func(Document, error) bool) {
 		page := &pb.ScrollRequest{
 			Collection: req.GetCollection(), Filter: req.GetFilter(), Limit: req.Limit,
 			WithPayload: req.WithPayload, WithVectors: req.GetWithVectors(), Cursor: req.GetCursor(),
+			OrderBy: req.GetOrderBy(),
 		}
 		for {
 			docs, next, err := c.Scroll(ctx, page)

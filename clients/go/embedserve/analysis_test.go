@@ -3,6 +3,7 @@ package embedserve_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -74,5 +75,61 @@ func TestScrollClusterAndDuplicates(t *testing.T) {
 	_, err = client.FindDuplicates(ctx, &pb.FindDuplicatesRequest{Collection: name, Threshold: proto.Float32(2)})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("threshold 2: %v, want InvalidArgument", err)
+	}
+}
+
+func TestScrollOrderBy(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client, embedserve.WithVectorSize(dims),
+		embedserve.WithPayloadIndex("year", pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_INTEGER))
+	years := map[string]int{"d0": 2019, "d1": 2021, "d2": 2020, "d3": 2021, "d4": 2018, "d5": 2020, "d6": 2021, "d7": 2017}
+	var docs []embedserve.Document
+	for i := range 9 {
+		id := fmt.Sprintf("d%d", i)
+		v := make([]float32, dims)
+		v[i] = 1
+		doc := embedserve.Document{ID: id, Vector: v}
+		if year, ok := years[id]; ok {
+			doc.Payload = map[string]any{"year": year}
+		}
+		docs = append(docs, doc)
+	}
+	if _, err := client.Upsert(ctx, name, docs); err != nil {
+		t.Fatal(err)
+	}
+
+	// Descending, two to a page: every dated document once, years non-increasing; d8 has none.
+	order := &pb.ScrollOrder{Key: "year", Descending: true}
+	seen := map[string]int{}
+	last := float64(1 << 30)
+	for doc, err := range client.ScrollAll(ctx, &pb.ScrollRequest{Collection: name, Limit: proto.Uint32(2), OrderBy: order}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		year, ok := doc.Payload["year"].(float64)
+		if !ok || year > last {
+			t.Fatalf("%s (year %v) after year %v", doc.ID, doc.Payload["year"], last)
+		}
+		last = year
+		seen[doc.ID]++
+	}
+	if len(seen) != len(years) {
+		t.Fatalf("saw %v, want each of %v", seen, years)
+	}
+	for id, n := range seen {
+		if _, dated := years[id]; !dated || n != 1 {
+			t.Fatalf("%s seen %d times (dated: %v)", id, n, dated)
+		}
+	}
+
+	// A cursor belongs to the order it was handed out with.
+	_, next, err := client.Scroll(ctx, &pb.ScrollRequest{Collection: name, Limit: proto.Uint32(2), OrderBy: &pb.ScrollOrder{Key: "year"}})
+	if err != nil || next == "" {
+		t.Fatalf("ascending first page: next %q, %v", next, err)
+	}
+	_, _, err = client.Scroll(ctx, &pb.ScrollRequest{Collection: name, Limit: proto.Uint32(2), OrderBy: order, Cursor: next})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "another order_by") {
+		t.Fatalf("ascending cursor with descending order: %v, want InvalidArgument about another order_by", err)
 	}
 }

@@ -4301,7 +4301,10 @@ type ScrollRequest struct {
 	// Default: true.
 	WithPayload *bool `protobuf:"varint,5,opt,name=with_payload,json=withPayload,proto3,oneof" json:"with_payload,omitempty"`
 	// Default: false.
-	WithVectors   bool `protobuf:"varint,6,opt,name=with_vectors,json=withVectors,proto3" json:"with_vectors,omitempty"`
+	WithVectors bool `protobuf:"varint,6,opt,name=with_vectors,json=withVectors,proto3" json:"with_vectors,omitempty"`
+	// Pages in the order of a numeric field's values instead of the engine's id
+	// order. A cursor belongs to the order it was handed out with.
+	OrderBy       *ScrollOrder `protobuf:"bytes,7,opt,name=order_by,json=orderBy,proto3" json:"order_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4378,6 +4381,72 @@ func (x *ScrollRequest) GetWithVectors() bool {
 	return false
 }
 
+func (x *ScrollRequest) GetOrderBy() *ScrollOrder {
+	if x != nil {
+		return x.OrderBy
+	}
+	return nil
+}
+
+// Order by the values of a payload field with an integer or float index
+// (UpdateCollection adds one to a filled collection). Documents without a value
+// there are left out; one holding a list of values comes once per value.
+// Documents sharing a value come in a fixed order, and a page boundary among
+// them neither repeats nor skips one.
+type ScrollOrder struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A payload key; a dotted path ("meta.year") reaches into objects.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Largest first. Default: smallest first.
+	Descending    bool `protobuf:"varint,2,opt,name=descending,proto3" json:"descending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScrollOrder) Reset() {
+	*x = ScrollOrder{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScrollOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScrollOrder) ProtoMessage() {}
+
+func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScrollOrder.ProtoReflect.Descriptor instead.
+func (*ScrollOrder) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ScrollOrder) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ScrollOrder) GetDescending() bool {
+	if x != nil {
+		return x.Descending
+	}
+	return false
+}
+
 type ScrollResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Documents []*StoredDocument      `protobuf:"bytes,1,rep,name=documents,proto3" json:"documents,omitempty"`
@@ -4389,7 +4458,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4401,7 +4470,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4414,7 +4483,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -4440,7 +4509,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4452,7 +4521,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4465,7 +4534,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -4512,7 +4581,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4524,7 +4593,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4537,7 +4606,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -4673,7 +4742,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4685,7 +4754,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4698,7 +4767,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -4732,7 +4801,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4744,7 +4813,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4757,7 +4826,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *WordScore) GetWord() string {
@@ -4788,7 +4857,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4800,7 +4869,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4813,7 +4882,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -4869,7 +4938,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4881,7 +4950,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4894,7 +4963,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -4994,7 +5063,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5006,7 +5075,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5019,7 +5088,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -5089,7 +5158,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5101,7 +5170,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5114,7 +5183,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -5150,7 +5219,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5162,7 +5231,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5175,7 +5244,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -5203,7 +5272,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5215,7 +5284,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5228,7 +5297,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -5273,7 +5342,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5285,7 +5354,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5298,7 +5367,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -5679,7 +5748,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x05count\x18\x04 \x01(\x04R\x05countB\a\n" +
 	"\x05value\"B\n" +
 	"\rFacetResponse\x121\n" +
-	"\x06values\x18\x01 \x03(\v2\x19.embedserve.v1.FacetValueR\x06values\"\xf7\x01\n" +
+	"\x06values\x18\x01 \x03(\v2\x19.embedserve.v1.FacetValueR\x06values\"\xae\x02\n" +
 	"\rScrollRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -5688,9 +5757,15 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\rH\x00R\x05limit\x88\x01\x01\x12\x16\n" +
 	"\x06cursor\x18\x04 \x01(\tR\x06cursor\x12&\n" +
 	"\fwith_payload\x18\x05 \x01(\bH\x01R\vwithPayload\x88\x01\x01\x12!\n" +
-	"\fwith_vectors\x18\x06 \x01(\bR\vwithVectorsB\b\n" +
+	"\fwith_vectors\x18\x06 \x01(\bR\vwithVectors\x125\n" +
+	"\border_by\x18\a \x01(\v2\x1a.embedserve.v1.ScrollOrderR\aorderByB\b\n" +
 	"\x06_limitB\x0f\n" +
-	"\r_with_payload\"n\n" +
+	"\r_with_payload\"?\n" +
+	"\vScrollOrder\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1e\n" +
+	"\n" +
+	"descending\x18\x02 \x01(\bR\n" +
+	"descending\"n\n" +
 	"\x0eScrollResponse\x12;\n" +
 	"\tdocuments\x18\x01 \x03(\v2\x1d.embedserve.v1.StoredDocumentR\tdocuments\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
@@ -5872,7 +5947,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -5940,51 +6015,52 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*FacetValue)(nil),               // 63: embedserve.v1.FacetValue
 	(*FacetResponse)(nil),            // 64: embedserve.v1.FacetResponse
 	(*ScrollRequest)(nil),            // 65: embedserve.v1.ScrollRequest
-	(*ScrollResponse)(nil),           // 66: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 67: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 68: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 69: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 70: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 71: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 72: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 73: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 74: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 75: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 76: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 77: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 78: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 79: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 80: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 81: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 82: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 83: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 84: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 85: embedserve.v1.Usage
-	(*Timings)(nil),                  // 86: embedserve.v1.Timings
+	(*ScrollOrder)(nil),              // 66: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 67: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 68: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 69: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 70: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 71: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 72: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 73: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 74: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 75: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 76: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 77: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 78: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 79: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 80: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 81: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 82: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 83: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 84: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 85: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 86: embedserve.v1.Usage
+	(*Timings)(nil),                  // 87: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	78,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	79,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	83,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	84,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	84,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	85,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	79,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	80,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
 	8,   // 12: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	80,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	81,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
 	26,  // 14: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
 	10,  // 15: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 16: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	85,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	86,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	86,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	87,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10,  // 19: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 20: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	85,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	86,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10,  // 22: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 23: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	34,  // 24: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
@@ -5997,18 +6073,18 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	40,  // 31: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
 	40,  // 32: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
 	40,  // 33: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	83,  // 34: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	84,  // 34: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
 	9,   // 35: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
 	9,   // 36: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
 	41,  // 37: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
 	42,  // 38: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	84,  // 39: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	85,  // 39: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	3,   // 40: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
 	45,  // 41: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
 	43,  // 42: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
 	43,  // 43: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	85,  // 44: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	86,  // 45: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	86,  // 44: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	87,  // 45: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
 	46,  // 46: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
 	44,  // 47: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
 	47,  // 48: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
@@ -6018,86 +6094,87 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	4,   // 52: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
 	41,  // 53: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
 	42,  // 54: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	84,  // 55: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	85,  // 55: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	45,  // 56: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
 	43,  // 57: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	85,  // 58: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	86,  // 58: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
 	46,  // 59: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	83,  // 60: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	84,  // 60: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
 	9,   // 61: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
 	53,  // 62: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
 	41,  // 63: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
 	41,  // 64: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	83,  // 65: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	84,  // 65: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
 	41,  // 66: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
 	41,  // 67: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
 	63,  // 68: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
 	41,  // 69: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	53,  // 70: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	67,  // 71: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	41,  // 72: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 73: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	69,  // 74: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	70,  // 75: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	71,  // 76: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	81,  // 77: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	41,  // 78: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 79: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	67,  // 80: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	74,  // 81: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	75,  // 82: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	76,  // 83: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	82,  // 84: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 85: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 86: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	2,   // 87: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 88: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 89: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 90: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 91: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	21,  // 92: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	23,  // 93: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	25,  // 94: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	28,  // 95: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	30,  // 96: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	32,  // 97: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	44,  // 98: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	48,  // 99: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	51,  // 100: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	54,  // 101: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	56,  // 102: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	58,  // 103: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	60,  // 104: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	62,  // 105: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	65,  // 106: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	68,  // 107: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	73,  // 108: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 109: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 110: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 111: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 112: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	22,  // 113: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	24,  // 114: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	27,  // 115: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	29,  // 116: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	31,  // 117: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	33,  // 118: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	47,  // 119: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	49,  // 120: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	52,  // 121: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	55,  // 122: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	57,  // 123: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	59,  // 124: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	61,  // 125: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	64,  // 126: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	66,  // 127: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	72,  // 128: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	77,  // 129: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	109, // [109:130] is the sub-list for method output_type
-	88,  // [88:109] is the sub-list for method input_type
-	88,  // [88:88] is the sub-list for extension type_name
-	88,  // [88:88] is the sub-list for extension extendee
-	0,   // [0:88] is the sub-list for field type_name
+	66,  // 70: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	53,  // 71: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	68,  // 72: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	41,  // 73: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 74: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	70,  // 75: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	71,  // 76: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	72,  // 77: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	82,  // 78: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	41,  // 79: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 80: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	68,  // 81: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	75,  // 82: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	76,  // 83: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	77,  // 84: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	83,  // 85: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 86: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 87: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	2,   // 88: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 89: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 90: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 91: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 92: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	21,  // 93: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	23,  // 94: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	25,  // 95: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	28,  // 96: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	30,  // 97: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	32,  // 98: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	44,  // 99: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	48,  // 100: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	51,  // 101: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	54,  // 102: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	56,  // 103: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	58,  // 104: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	60,  // 105: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	62,  // 106: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	65,  // 107: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	69,  // 108: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	74,  // 109: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 110: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 111: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 112: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 113: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	22,  // 114: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	24,  // 115: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	27,  // 116: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	29,  // 117: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	31,  // 118: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	33,  // 119: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	47,  // 120: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	49,  // 121: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	52,  // 122: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	55,  // 123: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	57,  // 124: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	59,  // 125: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	61,  // 126: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	64,  // 127: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	67,  // 128: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	73,  // 129: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	78,  // 130: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	110, // [110:131] is the sub-list for method output_type
+	89,  // [89:110] is the sub-list for method input_type
+	89,  // [89:89] is the sub-list for extension type_name
+	89,  // [89:89] is the sub-list for extension extendee
+	0,   // [0:89] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -6150,18 +6227,18 @@ func file_embedserve_v1_vector_proto_init() {
 		(*FacetValue_Boolean)(nil),
 	}
 	file_embedserve_v1_vector_proto_msgTypes[58].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[61].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[62].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[66].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[67].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   76,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ from .factory import open_store
 from .groups import GroupBy, HitGroup, search_groups
 from .ids import RESERVED_KEY, point_id
 from .keywords import document_terms, query_terms
+from .ordered_scroll import ScrollOrder, order_index, ordered_page
 from .retry import RetryingStore, RetryPolicy, call_with_retry
 from .settings import StoreSettings
 from .store import VectorStore
@@ -114,6 +115,7 @@ __all__ = [
     "RetryPolicy",
     "RetryingStore",
     "ScoredPoint",
+    "ScrollOrder",
     "ScrollPage",
     "SearchParams",
     "SparseTerms",
@@ -128,6 +130,8 @@ __all__ = [
     "call_with_retry",
     "document_terms",
     "open_store",
+    "order_index",
+    "ordered_page",
     "point_id",
     "query_terms",
     "search_groups",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .errors import StoreError
 from .ids import split_payload
 from .types import Record, ScoredPoint, SearchParams
 
@@ -53,6 +54,16 @@ def records_of(records: Iterable[Any], with_payload: bool, with_vectors: bool) -
             )
         )
     return out
+
+
+def ordered_records(
+    records: Sequence[Any], with_payload: bool, with_vectors: bool
+) -> list[tuple[Record, int | float]]:
+    """Records of an ordered scroll, each with the value that placed it."""
+    values = [r.order_value for r in records]
+    if any(v is None for v in values):
+        raise StoreError("the engine answered an ordered scroll without order values")
+    return list(zip(records_of(records, with_payload, with_vectors), values, strict=True))
 
 
 def records_in_order(

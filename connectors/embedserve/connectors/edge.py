@@ -43,7 +43,14 @@ from ._edge_convert import (
     sparse_vector,
 )
 from ._locks import DirectoryLock, RWLock
-from ._results import missing_ids, records_in_order, records_of, scored_points, vector_of
+from ._results import (
+    missing_ids,
+    ordered_records,
+    records_in_order,
+    records_of,
+    scored_points,
+    vector_of,
+)
 from .aliases import aliases_after, check_alias_changes
 from .errors import (
     CollectionExists,
@@ -57,6 +64,7 @@ from .errors import (
 )
 from .ids import RESERVED_KEY, point_id, point_ids
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
+from .ordered_scroll import OrderValue, ScrollOrder, order_index
 from .store import ContextManagerMixin
 from .types import (
     MAX_FACET_LIMIT,
@@ -455,6 +463,31 @@ class EdgeStore(ContextManagerMixin):
             col.shard.flush()
         if self._auto_optimize:
             col.shard.optimize()
+
+    def scroll_by_value(
+        self,
+        collection: str,
+        order: ScrollOrder,
+        start_from: OrderValue | None,
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> list[tuple[Record, OrderValue]]:
+        spec = self._get(collection).spec
+        order_index(spec, order)
+        require_text_indexes(spec, text_match_keys(filter := check_filter(filter)))
+        direction = qe.Direction.Desc if order.descending else qe.Direction.Asc
+        request = qe.ScrollRequest(
+            limit=check_scroll_limit(limit),
+            filter=edge_filter(filter) if filter else None,
+            with_payload=True if with_payload else [RESERVED_KEY],
+            with_vector=with_vectors,
+            order_by=qe.OrderBy(order.key, direction=direction, start_from=start_from),
+        )
+        with self._reading(collection) as col, engine_errors():
+            records, _ = col.shard.scroll(request)
+        return ordered_records(records, with_payload, with_vectors)
 
     def optimize(self, collection: str) -> bool:
         with self._writing(collection) as col, engine_errors():

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
+from .ordered_scroll import OrderValue, ScrollOrder
 from .store import ContextManagerMixin
 from .types import (
     CollectionInfo,
@@ -309,6 +310,28 @@ class ProcessStore(ContextManagerMixin):
     ) -> ScrollPage:
         result: ScrollPage = self._call(
             "scroll", collection, filter, limit, cursor, with_payload, with_vectors
+        )
+        return result
+
+    def scroll_by_value(
+        self,
+        collection: str,
+        order: ScrollOrder,
+        start_from: OrderValue | None,
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> list[tuple[Record, OrderValue]]:
+        result: list[tuple[Record, OrderValue]] = self._call(
+            "scroll_by_value",
+            collection,
+            order,
+            start_from,
+            limit,
+            filter,
+            with_payload,
+            with_vectors,
         )
         return result
 

@@ -32,7 +32,13 @@ from ._remote_convert import (
     sparse_vector,
     spec_from_info,
 )
-from ._results import missing_ids, records_in_order, records_of, scored_points
+from ._results import (
+    missing_ids,
+    ordered_records,
+    records_in_order,
+    records_of,
+    scored_points,
+)
 from .aliases import check_alias_changes
 from .errors import (
     CollectionExists,
@@ -46,6 +52,7 @@ from .errors import (
 )
 from .ids import RESERVED_KEY, check_external_id, point_id, point_ids
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
+from .ordered_scroll import OrderValue, ScrollOrder, order_index
 from .settings import DEFAULT_GRPC_PORT, StoreSettings
 from .store import ContextManagerMixin
 from .types import (
@@ -387,6 +394,31 @@ class RemoteStore(ContextManagerMixin):
                 self._client.set_payload(collection, values, selector, wait=True)
             if keys:
                 self._client.delete_payload(collection, keys, selector, wait=True)
+
+    def scroll_by_value(
+        self,
+        collection: str,
+        order: ScrollOrder,
+        start_from: OrderValue | None,
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> list[tuple[Record, OrderValue]]:
+        validate_collection_name(collection)
+        order_index(self._spec(collection), order)
+        self._check_text_matches(collection, filter)
+        direction = qm.Direction.DESC if order.descending else qm.Direction.ASC
+        with self._call(ErrorContext(collection)):
+            records, _ = self._client.scroll(
+                collection,
+                scroll_filter=optional_filter(filter),
+                limit=check_scroll_limit(limit),
+                order_by=qm.OrderBy(key=order.key, direction=direction, start_from=start_from),
+                with_payload=True if with_payload else [RESERVED_KEY],
+                with_vectors=with_vectors,
+            )
+        return ordered_records(records, with_payload, with_vectors)
 
     def optimize(self, collection: str) -> bool:
         """Servers optimise in the background and local mode has no index: nothing to do."""

@@ -17,6 +17,7 @@ from .errors import (
     StoreUnavailable,
     TransientStoreError,
 )
+from .ordered_scroll import OrderValue, ScrollOrder
 from .store import ContextManagerMixin, VectorStore
 from .types import (
     CollectionInfo,
@@ -239,6 +240,23 @@ class RetryingStore(ContextManagerMixin):
             "scroll",
             lambda: self.inner.scroll(
                 collection, filter, limit, cursor, with_payload, with_vectors
+            ),
+        )
+
+    def scroll_by_value(
+        self,
+        collection: str,
+        order: ScrollOrder,
+        start_from: OrderValue | None,
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> list[tuple[Record, OrderValue]]:
+        return self._retry(
+            "scroll_by_value",
+            lambda: self.inner.scroll_by_value(
+                collection, order, start_from, limit, filter, with_payload, with_vectors
             ),
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, Self, runtime_checkable
 
+from .ordered_scroll import OrderValue, ScrollOrder
 from .types import (
     CollectionInfo,
     CollectionSpec,
@@ -134,6 +135,23 @@ class VectorStore(Protocol):
         with_vectors: bool = False,
     ) -> ScrollPage:
         """One page of points in the engine's id order, starting at ``cursor``."""
+        ...
+
+    def scroll_by_value(
+        self,
+        collection: str,
+        order: ScrollOrder,
+        start_from: OrderValue | None,
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> list[tuple[Record, OrderValue]]:
+        """Up to ``limit`` points in the order of ``order.key``'s values, from
+        ``start_from`` on (included), each with the value that placed it: a point comes
+        once per value it holds. Points sharing a value come in no promised order
+        (``ordered_page`` makes pages of this). Needs an integer or float index on the key.
+        """
         ...
 
     def optimize(self, collection: str) -> bool:

@@ -12,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from embedserve.connectors import types as st
 from embedserve.connectors.errors import StoreError
 from embedserve.connectors.groups import GroupBy, HitGroup
+from embedserve.connectors.ordered_scroll import ScrollOrder
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
@@ -301,6 +302,12 @@ def search_in(request: pb.SearchRequest) -> SearchIn:
 def group_by(message: pb.GroupBy) -> GroupBy:
     size = {"size": message.size} if message.HasField("size") else {}
     return store_value(GroupBy, message.key, **size)
+
+
+def scroll_order(request: pb.ScrollRequest) -> ScrollOrder | None:
+    if not request.HasField("order_by"):
+        return None
+    return store_value(ScrollOrder, request.order_by.key, request.order_by.descending)
 
 
 def groups_to_proto(groups: Sequence[HitGroup]) -> list[pb.HitGroup]:

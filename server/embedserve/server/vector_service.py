@@ -225,6 +225,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
             request.cursor or None,
             request.with_payload if request.HasField("with_payload") else True,
             request.with_vectors,
+            vc.scroll_order(request),
         )
         return pb.ScrollResponse(
             documents=[vc.record_to_proto(r) for r in page.records],

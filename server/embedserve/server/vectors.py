@@ -26,6 +26,7 @@ from embedserve.connectors.groups import (
     search_groups,
 )
 from embedserve.connectors.keywords import document_terms, query_terms
+from embedserve.connectors.ordered_scroll import ScrollOrder, order_index, ordered_page
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
@@ -674,12 +675,31 @@ class VectorCore:
         cursor: str | None = None,
         with_payload: bool = True,
         with_vectors: bool = False,
+        order: ScrollOrder | None = None,
     ) -> ScrollPage:
         if not collection:
             raise InvalidArgument("collection must be set")
-        return await self.call(
-            self.store.scroll, collection, filter, limit, cursor, with_payload, with_vectors
-        )
+        if order is None:
+            return await self.call(
+                self.store.scroll, collection, filter, limit, cursor, with_payload, with_vectors
+            )
+        spec = await self.collection_spec(collection)
+
+        def page() -> ScrollPage:
+            kind = order_index(spec, order)
+            return ordered_page(
+                self.store,
+                collection,
+                order,
+                kind,
+                filter,
+                limit,
+                cursor,
+                with_payload,
+                with_vectors,
+            )
+
+        return await self.call(page)
 
     async def embed_documents(self, texts: Sequence[str], field: str) -> FloatArray:
         """Embed free texts (not bound for a collection) with the DOCUMENT prompt, in

@@ -42,8 +42,13 @@ def scroll(
     cursor: str | None = None,
     with_payload: bool = True,
     with_vectors: bool = False,
+    order_by: str | None = None,
+    descending: bool = False,
 ) -> Plan[tuple[list[docs.StoredDocument], str | None]]:
-    """One page of stored documents and the cursor of the next (None after the last)."""
+    """One page of stored documents and the cursor of the next (None after the last).
+    Pages come in the engine's id order, or by the values of ``order_by``, a field with
+    an integer or float index (largest first if ``descending``); the cursor belongs to
+    the order it was handed out with."""
     request = pb.ScrollRequest(
         collection=collection,
         limit=limit,
@@ -51,6 +56,11 @@ def scroll(
         with_payload=with_payload,
         with_vectors=with_vectors,
     )
+    if order_by is not None:
+        request.order_by.key = order_by
+        request.order_by.descending = descending
+    elif descending:
+        raise ValueError("descending needs order_by")
     _with_filter(request, filter)
     response = yield Unary("vectors", "Scroll", request)
     return docs.stored(response.documents), response.next_cursor or None

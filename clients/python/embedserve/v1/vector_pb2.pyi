@@ -2097,6 +2097,7 @@ class ScrollRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     WITH_PAYLOAD_FIELD_NUMBER: _builtins.int
     WITH_VECTORS_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     limit: _builtins.int
     """Documents per page. Default: 256; at most 10000."""
@@ -2108,6 +2109,12 @@ class ScrollRequest(_message.Message):
     """Default: false."""
     @_builtins.property
     def filter(self) -> Global___Filter: ...
+    @_builtins.property
+    def order_by(self) -> Global___ScrollOrder:
+        """Pages in the order of a numeric field's values instead of the engine's id
+        order. A cursor belongs to the order it was handed out with.
+        """
+
     def __init__(
         self,
         *,
@@ -2117,10 +2124,11 @@ class ScrollRequest(_message.Message):
         cursor: _builtins.str = ...,
         with_payload: _builtins.bool | None = ...,
         with_vectors: _builtins.bool = ...,
+        order_by: Global___ScrollOrder | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_with_payload", b"_with_payload", "filter", b"filter", "limit", b"limit", "with_payload", b"with_payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_with_payload", b"_with_payload", "filter", b"filter", "limit", b"limit", "order_by", b"order_by", "with_payload", b"with_payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_with_payload", b"_with_payload", "collection", b"collection", "cursor", b"cursor", "filter", b"filter", "limit", b"limit", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_with_payload", b"_with_payload", "collection", b"collection", "cursor", b"cursor", "filter", b"filter", "limit", b"limit", "order_by", b"order_by", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
@@ -2132,6 +2140,37 @@ class ScrollRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__with_payload) -> _WhichOneofReturnType__with_payload | None: ...
 
 Global___ScrollRequest: _TypeAlias = ScrollRequest  # noqa: Y015
+
+@_typing.final
+class ScrollOrder(_message.Message):
+    """Order by the values of a payload field with an integer or float index
+    (UpdateCollection adds one to a filled collection). Documents without a value
+    there are left out; one holding a list of values comes once per value.
+    Documents sharing a value come in a fixed order, and a page boundary among
+    them neither repeats nor skips one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    DESCENDING_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """A payload key; a dotted path ("meta.year") reaches into objects."""
+    descending: _builtins.bool
+    """Largest first. Default: smallest first."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        descending: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["descending", b"descending", "key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScrollOrder: _TypeAlias = ScrollOrder  # noqa: Y015
 
 @_typing.final
 class ScrollResponse(_message.Message):

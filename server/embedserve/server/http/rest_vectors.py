@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from google.protobuf.json_format import ParseDict, ParseError
 from starlette.responses import Response
 
-from embedserve.connectors import groups
+from embedserve.connectors import groups, ordered_scroll
 from embedserve.connectors import types as st
 from embedserve.server import vector_convert as vc
 from embedserve.server.auth import ApiKey, check_collection
@@ -34,6 +34,7 @@ from embedserve.server.http.schemas import (
     GroupBy,
     QueryParams,
     RecommendRequest,
+    ScrollOrder,
     ScrollRequest,
     SearchBatchRequest,
     SearchRequest,
@@ -109,6 +110,10 @@ def search_in(body: SearchRequest) -> SearchIn:
         SearchMode(body.mode),
         group_by(body.group_by),
     )
+
+
+def scroll_order(body: ScrollOrder | None) -> ordered_scroll.ScrollOrder | None:
+    return vc.store_value(ordered_scroll.ScrollOrder, body.key, body.descending) if body else None
 
 
 def group_by(body: GroupBy | None) -> groups.GroupBy | None:
@@ -338,7 +343,7 @@ async def count(
     return json_response({"count": total})
 
 
-@router.post("/{name}/scroll", summary="Page through documents in id order (export)")
+@router.post("/{name}/scroll", summary="Page through documents in id order or a field's")
 async def scroll(
     name: CollectionName, body: ScrollRequest, request: Request, caller: Caller
 ) -> Response:
@@ -349,6 +354,7 @@ async def scroll(
         cursor=body.cursor or None,
         with_payload=body.with_payload,
         with_vectors=body.with_vectors,
+        order=scroll_order(body.order_by),
         **limit,
     )
     return json_response(

@@ -395,14 +395,27 @@ class FacetRequest(Body):
     limit: int = Field(default=10, ge=1, le=10_000)
 
 
+class ScrollOrder(Body):
+    """Order by a field with an integer or float index; documents without a value there
+    are left out, one with a list of values comes once per value."""
+
+    key: str = Field(
+        description="a payload key; a dotted path reaches inside", json_schema_extra=TEXT
+    )
+    descending: bool = Field(default=False, description="largest first")
+
+
 class ScrollRequest(Body):
-    """One page of a collection's documents, in id order."""
+    """One page of a collection's documents, in id order or a field's."""
 
     filter: FilterJson | None = None
     limit: PositiveU32 | None = Field(default=None, description="default 256; at most 10000")
     cursor: str = Field(default="", description="empty for the first page, then next_cursor")
     with_payload: bool = True
     with_vectors: bool = False
+    order_by: ScrollOrder | None = Field(
+        default=None, description="pages in a numeric field's order instead of id order"
+    )
 
 
 INPUT_SHAPES = "input takes a text, a list of texts, a list of token ids or a list of such lists"

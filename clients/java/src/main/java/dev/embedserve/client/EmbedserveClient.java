@@ -37,6 +37,7 @@ import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.RecommendRequest;
 import dev.embedserve.v1.RecommendStrategy;
 import dev.embedserve.v1.ScoredDocument;
+import dev.embedserve.v1.ScrollOrder;
 import dev.embedserve.v1.ScrollRequest;
 import dev.embedserve.v1.ScrollResponse;
 import dev.embedserve.v1.SearchBatchRequest;
@@ -1005,15 +1006,38 @@ public final class EmbedserveClient implements AutoCloseable {
    * cursor} is null for the first page, then the previous page's {@link ScrollPage#nextCursor}.
    */
   public ScrollPage scroll(String collection, String cursor, int limit) {
-    return scroll(
+    return scroll(collection, cursor, limit, null, false);
+  }
+
+  /**
+   * One page of {@code limit} stored documents with their payloads, in the order of the payload
+   * field {@code orderBy} (smallest first, or largest first when {@code descending}); null {@code
+   * orderBy} means the stable id order of {@link #scroll(String, String, int)}. The field needs an
+   * integer or float payload index; documents without a value there are left out, and documents
+   * sharing a value come in a fixed order. {@code cursor} is null for the first page, then the
+   * previous page's {@link ScrollPage#nextCursor}, which only goes with the same order.
+   *
+   * @throws IllegalArgumentException when {@code descending} is set without {@code orderBy}
+   * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when the field has no integer or float
+   *     index, or the cursor was handed out with another order
+   */
+  public ScrollPage scroll(
+      String collection, String cursor, int limit, String orderBy, boolean descending) {
+    if (orderBy == null && descending) {
+      throw new IllegalArgumentException("descending needs an orderBy field");
+    }
+    ScrollRequest.Builder request =
         ScrollRequest.newBuilder()
             .setCollection(collection)
             .setCursor(cursor == null ? "" : cursor)
-            .setLimit(limit)
-            .build());
+            .setLimit(limit);
+    if (orderBy != null) {
+      request.setOrderBy(ScrollOrder.newBuilder().setKey(orderBy).setDescending(descending));
+    }
+    return scroll(request.build());
   }
 
-  /** One page of any scroll request (filter, page size, payloads and vectors or not). */
+  /** One page of any scroll request (filter, page size, payloads and vectors or not, order). */
   public ScrollPage scroll(ScrollRequest request) {
     ScrollResponse response = vectors.scroll(request);
     String next = response.getNextCursor();
@@ -1028,8 +1052,8 @@ public final class EmbedserveClient implements AutoCloseable {
   /**
    * Every document {@code request} matches, from its cursor on (empty: the start), read lazily:
    * the next page is asked for when the stream has consumed the current one, each request under
-   * the default deadline. Filter, page size ({@code limit}), payloads and vectors come from
-   * {@code request}. Use {@code .iterator()} for an {@link Iterator}.
+   * the default deadline. Filter, page size ({@code limit}), payloads, vectors and order ({@code
+   * order_by}) come from {@code request}. Use {@code .iterator()} for an {@link Iterator}.
    *
    * @throws StatusRuntimeException from the stream's terminal operation (or the iterator's
    *     {@code hasNext}) when a page request fails, e.g. {@code NOT_FOUND} for a missing collection

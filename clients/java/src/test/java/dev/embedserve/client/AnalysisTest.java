@@ -25,6 +25,7 @@ import dev.embedserve.v1.DuplicatePair;
 import dev.embedserve.v1.FindDuplicatesRequest;
 import dev.embedserve.v1.FindDuplicatesResponse;
 import dev.embedserve.v1.PayloadIndexKind;
+import dev.embedserve.v1.ScrollOrder;
 import dev.embedserve.v1.ScrollRequest;
 import dev.embedserve.v1.WriteOptions;
 import io.grpc.Status;
@@ -179,6 +180,71 @@ class AnalysisTest {
     assertEquals(
         Set.of("cooking-0", "cooking-1", "cooking-2", "cooking-3", "cooking-4", COPY),
         cooking.stream().map(Stored::id).collect(Collectors.toSet()));
+  }
+
+  @Test
+  void scrollOrderedByAnIntegerFieldPagesThroughItsValues() {
+    String name = VectorServiceTest.uniqueName("ordered");
+    client.createCollection(
+        name,
+        CollectionConfig.newBuilder()
+            .setDimensions(DIMS)
+            .putPayloadIndexes("year", PayloadIndexKind.PAYLOAD_INDEX_KIND_INTEGER)
+            .build());
+    try {
+      Map<String, Integer> years =
+          Map.of(
+              "d0", 2019, "d1", 2021, "d2", 2020, "d3", 2021, "d4", 2018, "d5", 2020, "d6", 2021,
+              "d7", 2017);
+      List<Document> docs = new ArrayList<>();
+      for (int i = 0; i < 9; i++) { // d8 has no year
+        String id = "d" + i;
+        float[] vector = new float[DIMS];
+        vector[i] = 1;
+        Map<String, Integer> payload = years.containsKey(id) ? Map.of("year", years.get(id)) : null;
+        docs.add(document(id, vector, payload));
+      }
+      assertEquals(9, client.upsert(name, docs));
+
+      // Largest first, two a page: every dated document once, years never increasing.
+      List<String> seen = new ArrayList<>();
+      double last = Double.POSITIVE_INFINITY;
+      String cursor = null;
+      do {
+        ScrollPage page = client.scroll(name, cursor, 2, "year", true);
+        assertTrue(page.documents().size() <= 2, "page of " + page.documents().size());
+        for (Stored doc : page.documents()) {
+          double year = ((Number) doc.payload().get("year")).doubleValue();
+          assertTrue(year <= last, doc.id() + " (" + year + ") after " + last);
+          last = year;
+          seen.add(doc.id());
+        }
+        cursor = page.nextCursor();
+        assertTrue(seen.size() <= 9, "more documents than stored: " + seen);
+      } while (cursor != null);
+      assertEquals(8, seen.size(), seen.toString());
+      assertEquals(years.keySet(), new HashSet<>(seen));
+      // scrollAll keeps the request's order from page to page.
+      ScrollRequest descending =
+          ScrollRequest.newBuilder()
+              .setCollection(name)
+              .setLimit(2)
+              .setOrderBy(ScrollOrder.newBuilder().setKey("year").setDescending(true))
+              .build();
+      assertEquals(seen, client.scrollAll(descending).map(Stored::id).toList());
+
+      // A cursor belongs to the order it was handed out with.
+      String ascending = client.scroll(name, null, 2, "year", false).nextCursor();
+      assertNotNull(ascending);
+      StatusRuntimeException e =
+          assertThrows(
+              StatusRuntimeException.class, () -> client.scroll(name, ascending, 2, "year", true));
+      assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+      assertTrue(e.getStatus().getDescription().contains("another order_by"), e.toString());
+      assertThrows(IllegalArgumentException.class, () -> client.scroll(name, null, 2, null, true));
+    } finally {
+      client.deleteCollection(name);
+    }
   }
 
   @Test
