@@ -140,9 +140,9 @@ def test_orders_need_a_numeric_index_and_their_own_cursor(store: VectorStore) ->
     _fill(store)
     spec = store.get_collection("books").spec
     for key in ("shelf", "missing"):
-        with pytest.raises(InvalidRequest, match="integer or float payload index"):
+        with pytest.raises(InvalidRequest, match="integer, float or datetime payload index"):
             order_index(spec, ScrollOrder(key))
-        with pytest.raises(InvalidRequest, match="integer or float payload index"):
+        with pytest.raises(InvalidRequest, match="integer, float or datetime payload index"):
             store.scroll_by_value("books", ScrollOrder(key), None, 3)
     with pytest.raises(InvalidRequest, match="payload key"):
         ScrollOrder("")
@@ -165,3 +165,25 @@ def test_a_cursor_with_a_value_no_index_holds_is_refused(store: VectorStore, val
     cursor = base64.urlsafe_b64encode(state.encode()).decode()
     with pytest.raises(InvalidRequest, match="not one an ordered scroll handed out"):
         ordered_page(store, "books", ScrollOrder("year"), INTEGER, None, 2, cursor)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_integers_past_two_to_the_53_page_exactly(
+    store: VectorStore, descending: bool, limit: int
+) -> None:
+    # Engines take a scroll's start as a double: 2**60 + 1 reads as 2**60.
+    big = 2**60
+    values = [big, big, big + 1, big + 2, big + 40, 5, big + 1, -big, -big - 3]
+    store.create_collection(CollectionSpec("ids", vector_size=2, payload_indexes={"n": INTEGER}))
+    store.upsert("ids", [PointRecord(f"p{k}", [1.0, 0.0], {"n": v}) for k, v in enumerate(values)])
+    seen, cursor = [], None
+    while True:
+        page = ordered_page(
+            store, "ids", ScrollOrder("n", descending), INTEGER, None, limit, cursor
+        )
+        seen += [(r.id, r.payload["n"]) for r in page.records]
+        if (cursor := page.next_cursor) is None:
+            break
+    assert sorted(seen) == sorted((f"p{k}", v) for k, v in enumerate(values))
+    assert [v for _, v in seen] == sorted(values, reverse=descending)

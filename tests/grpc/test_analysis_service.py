@@ -90,7 +90,7 @@ def test_scroll_in_a_fields_order(client: EmbedClient, server: str, capsys: Any)
     with pytest.raises(grpc.RpcError) as keyword:
         client.scroll("dated", order_by="topic")
     assert keyword.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "needs an integer or float payload index" in keyword.value.details()
+    assert "needs an integer, float or datetime payload index" in keyword.value.details()
 
     command = ["scroll", "dated", "--order-by", "year", "--desc", "--limit", "3"]
     assert cli.main([*command, "--target", server]) == 0

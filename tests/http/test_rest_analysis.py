@@ -84,7 +84,7 @@ def test_an_ordered_scroll_pages_as_grpc_does(topics: tuple[EmbedClient, httpx.C
     unordered = http.post(
         "/api/v1/collections/topics/scroll", json={"order_by": {"key": "kind"}}
     ).json()
-    assert "needs an integer or float payload index" in unordered["error"]["message"]
+    assert "needs an integer, float or datetime payload index" in unordered["error"]["message"]
 
 
 def test_cluster_answers_what_grpc_answers(topics: tuple[EmbedClient, httpx.Client]) -> None:

@@ -119,11 +119,16 @@ POOLS: dict[str, Pool] = {
     "label@UpdateAliases": Pool(SEEDED, (*BAD_NAMES, "latest")),
     "id": Pool(("d0", "d1", "d2", "s0", "s1", "new-1", "ünï/cødé id"), ("", "nope", "x" * 1025)),
     "key": Pool(
-        ("topic", "n", "flag", "score", "nested.a", "é"),
+        ("topic", "n", "when", "flag", "score", "nested.a", "é"),
         # "a b" and on are not valid payload paths for the store.
         ("", "_embedserve_id", "nope", "a b", "x[", "$", "\x07"),
     ),
     "topic": Pool(TOPICS, ("", "SPACE")),
+    # DatetimeRange bounds: RFC 3339 and its relatives, the edges of the years, non-dates.
+    "datetime": Pool(
+        ("2026-12-01T10:00:00Z", "2026-12-01", "2026-12-01T12:00:00+02:00", "2026-12-01 09:00"),
+        ("0001-01-01", "9999-12-31T23:59:59.999999Z", "yesterday", "2026-13-01", "\x00"),
+    ),
     "text": Pool(TEXTS, ODD_TEXTS),
     "prompt": Pool(("", "query: ", "search_document: ", "🙂"), ("long prompt " * 300, "\x00")),
     # "\u00b2" (superscript 2) and "\u0661" (Arabic-Indic 1) pass str.isdigit().
@@ -158,6 +163,10 @@ STRING_POOLS = {
     "read_consistency": "read_consistency",
     "delete": "key",
     "drop_payload_indexes": "key",
+    "gt": "datetime",
+    "gte": "datetime",
+    "lt": "datetime",
+    "lte": "datetime",
 }
 # Repeated fields that a useful request needs at least one of.
 NON_EMPTY = ("inputs", "candidates", "documents", "ids", "positive", "pairs")
@@ -555,6 +564,7 @@ def seed(channel: grpc.Channel) -> None:
                 payload_indexes={
                     "topic": vpb.PAYLOAD_INDEX_KIND_KEYWORD,
                     "n": vpb.PAYLOAD_INDEX_KIND_INTEGER,
+                    "when": vpb.PAYLOAD_INDEX_KIND_DATETIME,
                 }
             ),
         ),
@@ -580,6 +590,7 @@ def seed(channel: grpc.Channel) -> None:
                 {
                     "topic": TOPICS[i % 3],
                     "n": i,
+                    "when": f"2026-12-0{i + 1}T10:00:00Z",
                     "flag": i % 2 == 0,
                     "score": i / 4,
                     "nested": {"a": [i, "x"]},

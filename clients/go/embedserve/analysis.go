@@ -12,7 +12,7 @@ import (
 
 // Scroll returns one page of stored documents and the cursor of the next page
 // ("" after the last). req.Cursor is "" for the first page. req.OrderBy pages
-// in the order of a field with an integer or float payload index (documents
+// in the order of a field with an integer, float or datetime payload index (documents
 // without it are left out) instead of id order; a cursor only goes with the
 // order_by it was handed out with.
 func (c *Client) Scroll(ctx context.Context, req *pb.ScrollRequest) ([]Document, string, error) {

@@ -279,6 +279,16 @@ func MatchText(key, text string) *pb.Condition {
 	return &pb.Condition{Condition: &pb.Condition_MatchText{MatchText: &pb.MatchText{Key: key, Text: text}}}
 }
 
+// DatetimeRange is the condition gte <= payload[key] < lt on a date and time;
+// "" leaves that side open (at least one must be set). Bounds and stored
+// values are RFC 3339 ("2026-12-01T10:00:00Z", "2026-12-01T12:00:00+02:00"),
+// a date ("2026-12-01", midnight UTC) or a time without an offset, read as
+// UTC; a datetime payload index (WithPayloadIndex with
+// PAYLOAD_INDEX_KIND_DATETIME) makes it fast on large collections.
+func DatetimeRange(key, gte, lt string) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_DatetimeRange{DatetimeRange: &pb.DatetimeRange{Key: key, Gte: gte, Lt: lt}}}
+}
+
 // HasID is the condition that the document's id is one of ids.
 func HasID(ids ...string) *pb.Condition {
 	return &pb.Condition{Condition: &pb.Condition_HasId{HasId: &pb.HasId{Ids: ids}}}

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/embedserve/embedserve/clients/go/embedserve"
 	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
@@ -490,6 +491,64 @@ func TestUpdateCollection(t *testing.T) {
 	}
 	if counts, err := client.Facet(ctx, name, "topic", nil, 0); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("Facet after dropping the index: %+v, %v, want InvalidArgument", counts, err)
+	}
+}
+
+func TestDatetimeRangeAndOrder(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client, embedserve.WithVectorSize(dims),
+		embedserve.WithPayloadIndex("published", pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_DATETIME))
+	// In time order: nov (Nov 2, 08:00Z), midnight (Dec 1, 00:00Z), morning
+	// (Dec 1, 08:30Z written with +01:00), evening (Dec 3, 18:45Z); undated has none.
+	published := map[string]string{
+		"nov":      "2026-11-02T08:00:00Z",
+		"morning":  "2026-12-01T09:30:00+01:00",
+		"midnight": "2026-12-01",
+		"evening":  "2026-12-03T18:45:00Z",
+	}
+	var docs []embedserve.Document
+	for i, id := range []string{"nov", "morning", "midnight", "evening", "undated"} {
+		v := make([]float32, dims)
+		v[i] = 1
+		doc := embedserve.Document{ID: id, Vector: v}
+		if when, ok := published[id]; ok {
+			doc.Payload = map[string]any{"published": when}
+		}
+		docs = append(docs, doc)
+	}
+	if _, err := client.Upsert(ctx, name, docs); err != nil {
+		t.Fatal(err)
+	}
+
+	// [Dec 1 00:00Z, ...): midnight (the bound itself), morning and evening.
+	if n := count(t, client, name, embedserve.Must(embedserve.DatetimeRange("published", "2026-12-01T00:00:00Z", ""))); n != 3 {
+		t.Fatalf("published from Dec 1: %d, want 3", n)
+	}
+	// [..., Dec 1 08:30Z): nov and midnight; morning is 08:30Z itself, left out.
+	if n := count(t, client, name, embedserve.Must(embedserve.DatetimeRange("published", "", "2026-12-01T08:30:00Z"))); n != 2 {
+		t.Fatalf("published before Dec 1 08:30Z: %d, want 2", n)
+	}
+	// [Dec 1, Dec 3): midnight and morning.
+	if n := count(t, client, name, embedserve.Must(embedserve.DatetimeRange("published", "2026-12-01", "2026-12-03"))); n != 2 {
+		t.Fatalf("published Dec 1 to Dec 3: %d, want 2", n)
+	}
+
+	var newestFirst []string
+	order := &pb.ScrollOrder{Key: "published", Descending: true}
+	for doc, err := range client.ScrollAll(ctx, &pb.ScrollRequest{Collection: name, Limit: proto.Uint32(2), OrderBy: order}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		newestFirst = append(newestFirst, doc.ID)
+	}
+	if want := []string{"evening", "morning", "midnight", "nov"}; !slices.Equal(newestFirst, want) {
+		t.Fatalf("scrolled by published, descending: %v, want %v", newestFirst, want)
+	}
+
+	_, err := client.Count(ctx, name, embedserve.Must(embedserve.DatetimeRange("published", "yesterday", "")))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "is no date and time") {
+		t.Fatalf("bound \"yesterday\": %v, want InvalidArgument saying it is no date and time", err)
 	}
 }
 

@@ -137,6 +137,8 @@ const (
 	PayloadIndexKind_PAYLOAD_INDEX_KIND_FLOAT       PayloadIndexKind = 3
 	PayloadIndexKind_PAYLOAD_INDEX_KIND_BOOL        PayloadIndexKind = 4
 	PayloadIndexKind_PAYLOAD_INDEX_KIND_TEXT        PayloadIndexKind = 5
+	// RFC 3339 dates and times: fast datetime_range filters, and ordered scrolls.
+	PayloadIndexKind_PAYLOAD_INDEX_KIND_DATETIME PayloadIndexKind = 6
 )
 
 // Enum value maps for PayloadIndexKind.
@@ -148,6 +150,7 @@ var (
 		3: "PAYLOAD_INDEX_KIND_FLOAT",
 		4: "PAYLOAD_INDEX_KIND_BOOL",
 		5: "PAYLOAD_INDEX_KIND_TEXT",
+		6: "PAYLOAD_INDEX_KIND_DATETIME",
 	}
 	PayloadIndexKind_value = map[string]int32{
 		"PAYLOAD_INDEX_KIND_UNSPECIFIED": 0,
@@ -156,6 +159,7 @@ var (
 		"PAYLOAD_INDEX_KIND_FLOAT":       3,
 		"PAYLOAD_INDEX_KIND_BOOL":        4,
 		"PAYLOAD_INDEX_KIND_TEXT":        5,
+		"PAYLOAD_INDEX_KIND_DATETIME":    6,
 	}
 )
 
@@ -2328,6 +2332,86 @@ func (x *RangeCondition) GetLte() float64 {
 	return 0
 }
 
+// payload[key], a date and time, within the bounds set (at least one). Bounds
+// and stored values are RFC 3339 ("2026-12-01T10:00:00Z", "...T12:00:00+02:00"),
+// a date ("2026-12-01") or a time without an offset, read as UTC. A datetime
+// payload index (PAYLOAD_INDEX_KIND_DATETIME) makes it fast on large collections.
+type DatetimeRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Gt            string                 `protobuf:"bytes,2,opt,name=gt,proto3" json:"gt,omitempty"`
+	Gte           string                 `protobuf:"bytes,3,opt,name=gte,proto3" json:"gte,omitempty"`
+	Lt            string                 `protobuf:"bytes,4,opt,name=lt,proto3" json:"lt,omitempty"`
+	Lte           string                 `protobuf:"bytes,5,opt,name=lte,proto3" json:"lte,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DatetimeRange) Reset() {
+	*x = DatetimeRange{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DatetimeRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DatetimeRange) ProtoMessage() {}
+
+func (x *DatetimeRange) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DatetimeRange.ProtoReflect.Descriptor instead.
+func (*DatetimeRange) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DatetimeRange) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DatetimeRange) GetGt() string {
+	if x != nil {
+		return x.Gt
+	}
+	return ""
+}
+
+func (x *DatetimeRange) GetGte() string {
+	if x != nil {
+		return x.Gte
+	}
+	return ""
+}
+
+func (x *DatetimeRange) GetLt() string {
+	if x != nil {
+		return x.Lt
+	}
+	return ""
+}
+
+func (x *DatetimeRange) GetLte() string {
+	if x != nil {
+		return x.Lte
+	}
+	return ""
+}
+
 type IsNull struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -2337,7 +2421,7 @@ type IsNull struct {
 
 func (x *IsNull) Reset() {
 	*x = IsNull{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2433,7 @@ func (x *IsNull) String() string {
 func (*IsNull) ProtoMessage() {}
 
 func (x *IsNull) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2446,7 @@ func (x *IsNull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IsNull.ProtoReflect.Descriptor instead.
 func (*IsNull) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *IsNull) GetKey() string {
@@ -2381,7 +2465,7 @@ type HasId struct {
 
 func (x *HasId) Reset() {
 	*x = HasId{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2477,7 @@ func (x *HasId) String() string {
 func (*HasId) ProtoMessage() {}
 
 func (x *HasId) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2490,7 @@ func (x *HasId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasId.ProtoReflect.Descriptor instead.
 func (*HasId) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HasId) GetIds() []string {
@@ -2427,6 +2511,7 @@ type Condition struct {
 	//	*Condition_HasId
 	//	*Condition_Filter
 	//	*Condition_MatchText
+	//	*Condition_DatetimeRange
 	Condition     isCondition_Condition `protobuf_oneof:"condition"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2434,7 +2519,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2531,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2544,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Condition) GetCondition() isCondition_Condition {
@@ -2532,6 +2617,15 @@ func (x *Condition) GetMatchText() *MatchText {
 	return nil
 }
 
+func (x *Condition) GetDatetimeRange() *DatetimeRange {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_DatetimeRange); ok {
+			return x.DatetimeRange
+		}
+	}
+	return nil
+}
+
 type isCondition_Condition interface {
 	isCondition_Condition()
 }
@@ -2564,6 +2658,10 @@ type Condition_MatchText struct {
 	MatchText *MatchText `protobuf:"bytes,7,opt,name=match_text,json=matchText,proto3,oneof"`
 }
 
+type Condition_DatetimeRange struct {
+	DatetimeRange *DatetimeRange `protobuf:"bytes,8,opt,name=datetime_range,json=datetimeRange,proto3,oneof"`
+}
+
 func (*Condition_Match) isCondition_Condition() {}
 
 func (*Condition_MatchAny) isCondition_Condition() {}
@@ -2578,6 +2676,8 @@ func (*Condition_Filter) isCondition_Condition() {}
 
 func (*Condition_MatchText) isCondition_Condition() {}
 
+func (*Condition_DatetimeRange) isCondition_Condition() {}
+
 // All of must, at least one of should (when any), none of must_not.
 type Filter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2590,7 +2690,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2702,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2715,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Filter) GetMust() []*Condition {
@@ -2678,7 +2778,7 @@ type QueryParams struct {
 
 func (x *QueryParams) Reset() {
 	*x = QueryParams{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2790,7 @@ func (x *QueryParams) String() string {
 func (*QueryParams) ProtoMessage() {}
 
 func (x *QueryParams) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2803,7 @@ func (x *QueryParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParams.ProtoReflect.Descriptor instead.
 func (*QueryParams) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *QueryParams) GetLimit() uint32 {
@@ -2802,7 +2902,7 @@ type ScoredDocument struct {
 
 func (x *ScoredDocument) Reset() {
 	*x = ScoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2914,7 @@ func (x *ScoredDocument) String() string {
 func (*ScoredDocument) ProtoMessage() {}
 
 func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2927,7 @@ func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredDocument.ProtoReflect.Descriptor instead.
 func (*ScoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ScoredDocument) GetId() string {
@@ -2880,7 +2980,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2892,7 +2992,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2905,7 +3005,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -3006,7 +3106,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3018,7 +3118,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3031,7 +3131,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -3063,7 +3163,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3175,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3188,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -3156,7 +3256,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3268,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3281,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -3231,7 +3331,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3343,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3356,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -3283,7 +3383,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3295,7 +3395,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3308,7 +3408,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -3332,7 +3432,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3344,7 +3444,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3357,7 +3457,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -3436,7 +3536,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +3548,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +3561,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -3534,7 +3634,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3546,7 +3646,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3559,7 +3659,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -3601,7 +3701,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3613,7 +3713,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3626,7 +3726,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -3661,7 +3761,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3673,7 +3773,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3686,7 +3786,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -3720,7 +3820,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3732,7 +3832,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3745,7 +3845,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -3768,7 +3868,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3780,7 +3880,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3793,7 +3893,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -3825,7 +3925,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3837,7 +3937,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3850,7 +3950,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 type UpdatePayloadRequest struct {
@@ -3873,7 +3973,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3885,7 +3985,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3898,7 +3998,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -3944,7 +4044,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3956,7 +4056,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3969,7 +4069,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 type CountRequest struct {
@@ -3982,7 +4082,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3994,7 +4094,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4007,7 +4107,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -4033,7 +4133,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4045,7 +4145,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4058,7 +4158,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -4083,7 +4183,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4095,7 +4195,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4108,7 +4208,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -4154,7 +4254,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4166,7 +4266,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4179,7 +4279,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -4255,7 +4355,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4267,7 +4367,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4280,7 +4380,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -4302,8 +4402,8 @@ type ScrollRequest struct {
 	WithPayload *bool `protobuf:"varint,5,opt,name=with_payload,json=withPayload,proto3,oneof" json:"with_payload,omitempty"`
 	// Default: false.
 	WithVectors bool `protobuf:"varint,6,opt,name=with_vectors,json=withVectors,proto3" json:"with_vectors,omitempty"`
-	// Pages in the order of a numeric field's values instead of the engine's id
-	// order. A cursor belongs to the order it was handed out with.
+	// Pages in the order of a field's values (numbers, dates and times) instead
+	// of the engine's id order. A cursor belongs to the order it was handed out with.
 	OrderBy       *ScrollOrder `protobuf:"bytes,7,opt,name=order_by,json=orderBy,proto3" json:"order_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4311,7 +4411,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4423,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4436,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -4388,7 +4488,7 @@ func (x *ScrollRequest) GetOrderBy() *ScrollOrder {
 	return nil
 }
 
-// Order by the values of a payload field with an integer or float index
+// Order by the values of a payload field with an integer, float or datetime index
 // (UpdateCollection adds one to a filled collection). Documents without a value
 // there are left out; one holding a list of values comes once per value.
 // Documents sharing a value come in a fixed order, and a page boundary among
@@ -4405,7 +4505,7 @@ type ScrollOrder struct {
 
 func (x *ScrollOrder) Reset() {
 	*x = ScrollOrder{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4417,7 +4517,7 @@ func (x *ScrollOrder) String() string {
 func (*ScrollOrder) ProtoMessage() {}
 
 func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4430,7 +4530,7 @@ func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollOrder.ProtoReflect.Descriptor instead.
 func (*ScrollOrder) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ScrollOrder) GetKey() string {
@@ -4458,7 +4558,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4470,7 +4570,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4483,7 +4583,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -4509,7 +4609,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4521,7 +4621,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4534,7 +4634,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -4581,7 +4681,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4593,7 +4693,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4606,7 +4706,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -4742,7 +4842,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4754,7 +4854,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4767,7 +4867,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -4801,7 +4901,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4813,7 +4913,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4826,7 +4926,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *WordScore) GetWord() string {
@@ -4857,7 +4957,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4869,7 +4969,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4882,7 +4982,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -4938,7 +5038,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4950,7 +5050,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4963,7 +5063,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -5063,7 +5163,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5075,7 +5175,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5088,7 +5188,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -5158,7 +5258,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5170,7 +5270,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5183,7 +5283,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -5219,7 +5319,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5231,7 +5331,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5244,7 +5344,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -5272,7 +5372,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5284,7 +5384,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5297,7 +5397,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -5342,7 +5442,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5354,7 +5454,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5367,7 +5467,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -5593,11 +5693,17 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x03_gtB\x06\n" +
 	"\x04_gteB\x05\n" +
 	"\x03_ltB\x06\n" +
-	"\x04_lte\"\x1a\n" +
+	"\x04_lte\"e\n" +
+	"\rDatetimeRange\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x0e\n" +
+	"\x02gt\x18\x02 \x01(\tR\x02gt\x12\x10\n" +
+	"\x03gte\x18\x03 \x01(\tR\x03gte\x12\x0e\n" +
+	"\x02lt\x18\x04 \x01(\tR\x02lt\x12\x10\n" +
+	"\x03lte\x18\x05 \x01(\tR\x03lte\"\x1a\n" +
 	"\x06IsNull\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"\x19\n" +
 	"\x05HasId\x12\x10\n" +
-	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x87\x03\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"\xce\x03\n" +
 	"\tCondition\x121\n" +
 	"\x05match\x18\x01 \x01(\v2\x19.embedserve.v1.MatchValueH\x00R\x05match\x126\n" +
 	"\tmatch_any\x18\x02 \x01(\v2\x17.embedserve.v1.MatchAnyH\x00R\bmatchAny\x125\n" +
@@ -5606,7 +5712,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06has_id\x18\x05 \x01(\v2\x14.embedserve.v1.HasIdH\x00R\x05hasId\x12/\n" +
 	"\x06filter\x18\x06 \x01(\v2\x15.embedserve.v1.FilterH\x00R\x06filter\x129\n" +
 	"\n" +
-	"match_text\x18\a \x01(\v2\x18.embedserve.v1.MatchTextH\x00R\tmatchTextB\v\n" +
+	"match_text\x18\a \x01(\v2\x18.embedserve.v1.MatchTextH\x00R\tmatchText\x12E\n" +
+	"\x0edatetime_range\x18\b \x01(\v2\x1c.embedserve.v1.DatetimeRangeH\x00R\rdatetimeRangeB\v\n" +
 	"\tcondition\"\x9d\x01\n" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
@@ -5883,14 +5990,15 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\fQuantization\x12\x1c\n" +
 	"\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11QUANTIZATION_NONE\x10\x01\x12\x1c\n" +
-	"\x18QUANTIZATION_SCALAR_INT8\x10\x02*\xce\x01\n" +
+	"\x18QUANTIZATION_SCALAR_INT8\x10\x02*\xef\x01\n" +
 	"\x10PayloadIndexKind\x12\"\n" +
 	"\x1ePAYLOAD_INDEX_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPAYLOAD_INDEX_KIND_KEYWORD\x10\x01\x12\x1e\n" +
 	"\x1aPAYLOAD_INDEX_KIND_INTEGER\x10\x02\x12\x1c\n" +
 	"\x18PAYLOAD_INDEX_KIND_FLOAT\x10\x03\x12\x1b\n" +
 	"\x17PAYLOAD_INDEX_KIND_BOOL\x10\x04\x12\x1b\n" +
-	"\x17PAYLOAD_INDEX_KIND_TEXT\x10\x05*q\n" +
+	"\x17PAYLOAD_INDEX_KIND_TEXT\x10\x05\x12\x1f\n" +
+	"\x1bPAYLOAD_INDEX_KIND_DATETIME\x10\x06*q\n" +
 	"\n" +
 	"SearchMode\x12\x1b\n" +
 	"\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -5947,7 +6055,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -5987,194 +6095,196 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*MatchAny)(nil),                 // 35: embedserve.v1.MatchAny
 	(*MatchText)(nil),                // 36: embedserve.v1.MatchText
 	(*RangeCondition)(nil),           // 37: embedserve.v1.RangeCondition
-	(*IsNull)(nil),                   // 38: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 39: embedserve.v1.HasId
-	(*Condition)(nil),                // 40: embedserve.v1.Condition
-	(*Filter)(nil),                   // 41: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 42: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 43: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 44: embedserve.v1.SearchRequest
-	(*GroupBy)(nil),                  // 45: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 46: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 47: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 48: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 49: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 50: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 51: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 52: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 53: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 54: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 55: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 56: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 57: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 58: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 59: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 60: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 61: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 62: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 63: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 64: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 65: embedserve.v1.ScrollRequest
-	(*ScrollOrder)(nil),              // 66: embedserve.v1.ScrollOrder
-	(*ScrollResponse)(nil),           // 67: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 68: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 69: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 70: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 71: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 72: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 73: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 74: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 75: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 76: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 77: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 78: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 79: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 80: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 81: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 82: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 83: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 84: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 85: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 86: embedserve.v1.Usage
-	(*Timings)(nil),                  // 87: embedserve.v1.Timings
+	(*DatetimeRange)(nil),            // 38: embedserve.v1.DatetimeRange
+	(*IsNull)(nil),                   // 39: embedserve.v1.IsNull
+	(*HasId)(nil),                    // 40: embedserve.v1.HasId
+	(*Condition)(nil),                // 41: embedserve.v1.Condition
+	(*Filter)(nil),                   // 42: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 43: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 44: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 45: embedserve.v1.SearchRequest
+	(*GroupBy)(nil),                  // 46: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 47: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 48: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 49: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 50: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 51: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 52: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 53: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 54: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 55: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 56: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 57: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 58: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 59: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 60: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 61: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 62: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 63: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 64: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 65: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 66: embedserve.v1.ScrollRequest
+	(*ScrollOrder)(nil),              // 67: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 68: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 69: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 70: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 71: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 72: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 73: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 74: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 75: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 76: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 77: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 78: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 79: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 80: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 81: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 82: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 83: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 84: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 85: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 86: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 87: embedserve.v1.Usage
+	(*Timings)(nil),                  // 88: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	79,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	80,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	84,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	85,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	85,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	86,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	80,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	81,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
 	8,   // 12: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	81,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	82,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
 	26,  // 14: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
 	10,  // 15: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 16: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	86,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	87,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	87,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	88,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10,  // 19: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 20: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	86,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	87,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10,  // 22: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 23: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	34,  // 24: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
 	35,  // 25: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
 	37,  // 26: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	38,  // 27: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	39,  // 28: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	41,  // 29: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	39,  // 27: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	40,  // 28: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	42,  // 29: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
 	36,  // 30: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
-	40,  // 31: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	40,  // 32: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	40,  // 33: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	84,  // 34: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 35: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	9,   // 36: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	41,  // 37: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	42,  // 38: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	85,  // 39: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	3,   // 40: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	45,  // 41: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	43,  // 42: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	43,  // 43: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	86,  // 44: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	87,  // 45: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	46,  // 46: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	44,  // 47: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	47,  // 48: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,   // 49: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	50,  // 50: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	50,  // 51: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,   // 52: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	41,  // 53: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	42,  // 54: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	85,  // 55: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	45,  // 56: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	43,  // 57: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	86,  // 58: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	46,  // 59: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	84,  // 60: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 61: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	53,  // 62: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	41,  // 63: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	41,  // 64: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	84,  // 65: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	41,  // 66: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	41,  // 67: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	63,  // 68: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	41,  // 69: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	66,  // 70: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
-	53,  // 71: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	68,  // 72: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	41,  // 73: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 74: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	70,  // 75: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	71,  // 76: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	72,  // 77: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	82,  // 78: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	41,  // 79: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 80: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	68,  // 81: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	75,  // 82: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	76,  // 83: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	77,  // 84: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	83,  // 85: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 86: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 87: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	2,   // 88: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 89: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 90: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 91: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 92: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	21,  // 93: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	23,  // 94: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	25,  // 95: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	28,  // 96: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	30,  // 97: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	32,  // 98: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	44,  // 99: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	48,  // 100: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	51,  // 101: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	54,  // 102: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	56,  // 103: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	58,  // 104: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	60,  // 105: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	62,  // 106: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	65,  // 107: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	69,  // 108: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	74,  // 109: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 110: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 111: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 112: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 113: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	22,  // 114: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	24,  // 115: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	27,  // 116: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	29,  // 117: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	31,  // 118: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	33,  // 119: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	47,  // 120: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	49,  // 121: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	52,  // 122: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	55,  // 123: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	57,  // 124: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	59,  // 125: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	61,  // 126: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	64,  // 127: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	67,  // 128: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	73,  // 129: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	78,  // 130: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	110, // [110:131] is the sub-list for method output_type
-	89,  // [89:110] is the sub-list for method input_type
-	89,  // [89:89] is the sub-list for extension type_name
-	89,  // [89:89] is the sub-list for extension extendee
-	0,   // [0:89] is the sub-list for field type_name
+	38,  // 31: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
+	41,  // 32: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	41,  // 33: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	41,  // 34: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	85,  // 35: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 36: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	9,   // 37: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	42,  // 38: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	43,  // 39: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	86,  // 40: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	3,   // 41: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	46,  // 42: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	44,  // 43: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	44,  // 44: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	87,  // 45: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	88,  // 46: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	47,  // 47: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	45,  // 48: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	48,  // 49: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,   // 50: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	51,  // 51: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	51,  // 52: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,   // 53: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	42,  // 54: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	43,  // 55: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	86,  // 56: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	46,  // 57: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	44,  // 58: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	87,  // 59: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	47,  // 60: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	85,  // 61: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 62: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	54,  // 63: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	42,  // 64: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	42,  // 65: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	85,  // 66: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	42,  // 67: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	42,  // 68: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	64,  // 69: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	42,  // 70: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	67,  // 71: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	54,  // 72: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	69,  // 73: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	42,  // 74: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 75: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	71,  // 76: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	72,  // 77: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	73,  // 78: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	83,  // 79: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	42,  // 80: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 81: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	69,  // 82: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	76,  // 83: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	77,  // 84: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	78,  // 85: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	84,  // 86: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 87: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 88: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	2,   // 89: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 90: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 91: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 92: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 93: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	21,  // 94: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	23,  // 95: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	25,  // 96: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	28,  // 97: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	30,  // 98: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	32,  // 99: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	45,  // 100: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	49,  // 101: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	52,  // 102: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	55,  // 103: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	57,  // 104: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	59,  // 105: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	61,  // 106: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	63,  // 107: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	66,  // 108: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	70,  // 109: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	75,  // 110: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 111: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 112: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 113: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 114: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	22,  // 115: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	24,  // 116: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	27,  // 117: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	29,  // 118: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	31,  // 119: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	33,  // 120: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	48,  // 121: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	50,  // 122: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	53,  // 123: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	56,  // 124: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	58,  // 125: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	60,  // 126: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	62,  // 127: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	65,  // 128: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	68,  // 129: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	74,  // 130: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	79,  // 131: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	111, // [111:132] is the sub-list for method output_type
+	90,  // [90:111] is the sub-list for method input_type
+	90,  // [90:90] is the sub-list for extension type_name
+	90,  // [90:90] is the sub-list for extension extendee
+	0,   // [0:90] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -6196,7 +6306,7 @@ func file_embedserve_v1_vector_proto_init() {
 		(*MatchValue_Boolean)(nil),
 	}
 	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[33].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[34].OneofWrappers = []any{
 		(*Condition_Match)(nil),
 		(*Condition_MatchAny)(nil),
 		(*Condition_Range)(nil),
@@ -6204,41 +6314,42 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Condition_HasId)(nil),
 		(*Condition_Filter)(nil),
 		(*Condition_MatchText)(nil),
+		(*Condition_DatetimeRange)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[35].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[37].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[36].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[38].OneofWrappers = []any{
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[38].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[39].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[39].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[40].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[55].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[56].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[56].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[57].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[58].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[62].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[59].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[63].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[67].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[68].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   77,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ from .ids import point_ids
 from .keywords import KEYWORD_VECTOR
 from .types import (
     CollectionSpec,
+    DatetimeRange,
     Distance,
     Filter,
     HasId,
@@ -47,6 +48,7 @@ INDEX_KINDS = {
     PayloadIndexKind.FLOAT: qe.PayloadSchemaType.Float,
     PayloadIndexKind.BOOL: qe.PayloadSchemaType.Bool,
     PayloadIndexKind.TEXT: qe.PayloadSchemaType.Text,
+    PayloadIndexKind.DATETIME: qe.PayloadSchemaType.Datetime,
 }
 
 _DIM_RE = re.compile(r"expected dim: (\d+), got (\d+)")
@@ -119,6 +121,8 @@ def condition(c: Any) -> Any:
             for k, v in (("gt", c.gt), ("gte", c.gte), ("lt", c.lt), ("lte", c.lte))
         }
         return qe.FieldCondition(c.key, range=qe.RangeFloat(**bounds))
+    if isinstance(c, DatetimeRange):
+        return qe.FieldCondition(c.key, range=qe.RangeDateTime(**c.bounds()))
     if isinstance(c, IsNull):
         return qe.IsNullCondition(c.key)
     if isinstance(c, HasId):

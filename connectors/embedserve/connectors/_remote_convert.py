@@ -27,6 +27,7 @@ from .ids import point_ids
 from .keywords import KEYWORD_VECTOR
 from .types import (
     CollectionSpec,
+    DatetimeRange,
     Distance,
     Filter,
     HasId,
@@ -38,6 +39,7 @@ from .types import (
     Quantization,
     Range,
     SparseTerms,
+    parse_datetime,
 )
 from .validation import check_filter
 
@@ -55,6 +57,7 @@ INDEX_KINDS = {
     PayloadIndexKind.FLOAT: qm.PayloadSchemaType.FLOAT,
     PayloadIndexKind.BOOL: qm.PayloadSchemaType.BOOL,
     PayloadIndexKind.TEXT: qm.PayloadSchemaType.TEXT,
+    PayloadIndexKind.DATETIME: qm.PayloadSchemaType.DATETIME,
 }
 _TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
 _TRANSIENT_HTTP = {408, 429, 502, 503, 504}
@@ -79,6 +82,9 @@ def _condition(c: Any) -> Any:
         return qm.FieldCondition(key=c.key, match=qm.MatchText(text=c.text))
     if isinstance(c, Range):
         return qm.FieldCondition(key=c.key, range=qm.Range(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte))
+    if isinstance(c, DatetimeRange):
+        moments = {name: parse_datetime(bound) for name, bound in c.bounds().items()}
+        return qm.FieldCondition(key=c.key, range=qm.DatetimeRange(**moments))
     if isinstance(c, IsNull):
         return qm.IsNullCondition(is_null=qm.PayloadField(key=c.key))
     if isinstance(c, HasId):

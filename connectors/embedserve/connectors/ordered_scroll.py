@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 
 from .errors import InvalidRequest
 from .types import (
+    MAX_SCROLL_LIMIT,
     CollectionSpec,
     Condition,
+    DatetimeRange,
     Filter,
     MatchValue,
     PayloadIndexKind,
@@ -31,19 +33,23 @@ from .types import (
     Record,
     ScrollPage,
     check_scroll_limit,
+    datetime_of_micros,
 )
 
 if TYPE_CHECKING:
     from .store import VectorStore
 
 OrderValue = int | float
-ORDER_INDEX_KINDS = (PayloadIndexKind.INTEGER, PayloadIndexKind.FLOAT)
+ORDER_INDEX_KINDS = (PayloadIndexKind.INTEGER, PayloadIndexKind.FLOAT, PayloadIndexKind.DATETIME)
+# Kinds whose values the engines give as integers (datetimes: microseconds since 1970).
+_WHOLE_KINDS = (PayloadIndexKind.INTEGER, PayloadIndexKind.DATETIME)
 
 
 @dataclass(frozen=True)
 class ScrollOrder:
-    """Order by the values of ``key`` (a field with an integer or float index), smallest
-    first unless ``descending``; points without a value there are left out."""
+    """Order by the values of ``key`` (a field with an integer, float or datetime index),
+    smallest (earliest) first unless ``descending``; points without a value there are left
+    out."""
 
     key: str
     descending: bool = False
@@ -59,7 +65,7 @@ def order_index(spec: CollectionSpec, order: ScrollOrder) -> PayloadIndexKind:
     kind = spec.payload_indexes.get(order.key)
     if kind not in ORDER_INDEX_KINDS:
         raise InvalidRequest(
-            f"ordering by {order.key!r} needs an integer or float payload index there; "
+            f"ordering by {order.key!r} needs an integer, float or datetime payload index there; "
             f"collection {spec.name!r} has none (add one with UpdateCollection)"
         )
     return kind
@@ -97,7 +103,7 @@ def ordered_page(
             assert position.value is not None
             run = store.scroll(
                 collection,
-                _at_value(filter, order.key, position.value),
+                _at_value(filter, order.key, position.value, kind),
                 wanted,
                 position.run_cursor,
                 with_payload,
@@ -107,42 +113,94 @@ def ordered_page(
             position = _Position(position.value, run.next_cursor is not None, run.next_cursor)
             continue
         # One more than wanted: the last value met may continue past the page.
-        ranked = store.scroll_by_value(
+        complete, ranked = _ranked_past(
+            store,
             collection,
             order,
-            _after(position.value, kind, order.descending),
+            kind,
+            position.value,
             wanted + 1,
             filter,
             with_payload,
             with_vectors,
         )
-        if len(ranked) <= wanted:
+        if complete and len(ranked) <= wanted:
             records += [record for record, _ in ranked]
             return ScrollPage(records, None)
+        ranked = ranked[: wanted + 1]
         last = ranked[-1][1]
         records += [record for record, value in ranked if value != last]
         position = _Position(last, True, None)
     if not position.in_run:
         # The page ended with a run: look whether any point follows it.
-        start = _after(position.value, kind, order.descending)
-        if not store.scroll_by_value(collection, order, start, 1, filter, False, False):
+        _, ranked = _ranked_past(
+            store, collection, order, kind, position.value, 1, filter, False, False
+        )
+        if not ranked:
             return ScrollPage(records, None)
     return ScrollPage(records, _encode(order, position))
 
 
+def _ranked_past(
+    store: VectorStore,
+    collection: str,
+    order: ScrollOrder,
+    kind: PayloadIndexKind,
+    value: OrderValue | None,
+    limit: int,
+    filter: Filter | None,
+    with_payload: bool,
+    with_vectors: bool,
+) -> tuple[bool, list[tuple[Record, OrderValue]]]:
+    """Points from the first value past ``value`` on, at least ``limit`` unless fewer
+    are left (then the bool is True). Engines take the start as a double, so past 2**53
+    it can fall short of ``value``: those points are dropped, and more are read while
+    only they came."""
+    start = _after(value, kind, order.descending)
+    fetch = limit
+    while True:
+        ranked = store.scroll_by_value(
+            collection, order, start, fetch, filter, with_payload, with_vectors
+        )
+        complete = len(ranked) < fetch
+        if value is not None:
+            ranked = [(r, v) for r, v in ranked if (v < value if order.descending else v > value)]
+        if ranked or complete:
+            return complete, ranked
+        if fetch >= MAX_SCROLL_LIMIT:
+            raise InvalidRequest(
+                f"over {MAX_SCROLL_LIMIT} documents hold values of {order.key!r} that the "
+                f"engine cannot tell from {value} (it compares integers past 2**53 as doubles)"
+            )
+        fetch = min(fetch * 8, MAX_SCROLL_LIMIT)
+
+
 def _after(value: OrderValue | None, kind: PayloadIndexKind, descending: bool) -> OrderValue | None:
-    """The first value past ``value`` in the order."""
+    """Where to start reading past ``value``: the next value in the order, or, where the
+    engines' doubles cannot hold it (past 2**53), the nearest double on ``value``'s side,
+    so that nothing unread is skipped (``_ranked_past`` drops what was read already)."""
     if value is None:
         return None
-    if kind is PayloadIndexKind.INTEGER:
-        return math.ceil(value) - 1 if descending else math.floor(value) + 1
-    return math.nextafter(value, -math.inf if descending else math.inf)
+    if kind not in _WHOLE_KINDS:
+        return math.nextafter(value, -math.inf if descending else math.inf)
+    start = math.ceil(value) - 1 if descending else math.floor(value) + 1
+    rounded = float(start)
+    if descending and rounded < start:
+        rounded = math.nextafter(rounded, math.inf)
+    elif not descending and rounded > start:
+        rounded = math.nextafter(rounded, -math.inf)
+    return int(rounded)
 
 
-def _at_value(filter: Filter | None, key: str, value: OrderValue) -> Filter:
-    exact: Condition = (
-        MatchValue(key, value) if isinstance(value, int) else Range(key, gte=value, lte=value)
-    )
+def _at_value(filter: Filter | None, key: str, value: OrderValue, kind: PayloadIndexKind) -> Filter:
+    exact: Condition
+    if kind is PayloadIndexKind.DATETIME:
+        moment = datetime_of_micros(int(value))
+        exact = DatetimeRange(key, gte=moment, lte=moment)
+    elif isinstance(value, int):
+        exact = MatchValue(key, value)
+    else:
+        exact = Range(key, gte=value, lte=value)
     return Filter(must=(exact,) if filter is None else (filter, exact))
 
 

@@ -150,7 +150,8 @@ class VectorStore(Protocol):
         """Up to ``limit`` points in the order of ``order.key``'s values, from
         ``start_from`` on (included), each with the value that placed it: a point comes
         once per value it holds. Points sharing a value come in no promised order
-        (``ordered_page`` makes pages of this). Needs an integer or float index on the key.
+        (``ordered_page`` makes pages of this). Needs an integer, float or datetime index
+        on the key.
         """
         ...
 

@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, TypeAlias
 
@@ -72,6 +73,7 @@ class PayloadIndexKind(StrEnum):
     FLOAT = "float"
     BOOL = "bool"
     TEXT = "text"
+    DATETIME = "datetime"
 
 
 class RecommendStrategy(StrEnum):
@@ -334,6 +336,59 @@ class Range:
                 raise InvalidFilter(f"Range({self.key!r}) bounds must be numbers, got {b!r}")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_datetime(text: str) -> datetime:
+    """An RFC 3339 date and time ("2026-12-01T10:00:00Z", "...+02:00"), a date
+    ("2026-12-01") or a time without an offset (read as UTC, as Qdrant reads it), in UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise InvalidFilter(
+            f"{text!r} is no date and time; use RFC 3339, such as 2026-12-01T10:00:00Z"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def datetime_text(moment: datetime) -> str:
+    """RFC 3339 in UTC to the microsecond (strftime's %Y would not pad years before 1000)."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def datetime_of_micros(micros: int) -> str:
+    """The text of an engine's datetime value (microseconds since 1970 in UTC)."""
+    return datetime_text(_EPOCH + timedelta(microseconds=micros))
+
+
+@dataclass(frozen=True)
+class DatetimeRange:
+    """A date and time field within bounds, each a text ``parse_datetime`` reads; they are
+    kept in one form, UTC to the microsecond, that every engine reads alike."""
+
+    key: str
+    gt: str | None = None
+    gte: str | None = None
+    lt: str | None = None
+    lte: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+        if not self.bounds():
+            raise InvalidFilter(f"DatetimeRange({self.key!r}) needs at least one bound")
+        for name, bound in self.bounds().items():
+            try:
+                moment = parse_datetime(bound)
+            except InvalidFilter as exc:
+                raise InvalidFilter(f"DatetimeRange({self.key!r}).{name}: {exc}") from None
+            object.__setattr__(self, name, datetime_text(moment))
+
+    def bounds(self) -> dict[str, str]:
+        """The bounds set, by name (gt, gte, lt, lte)."""
+        named = {"gt": self.gt, "gte": self.gte, "lt": self.lt, "lte": self.lte}
+        return {name: bound for name, bound in named.items() if bound is not None}
+
+
 @dataclass(frozen=True)
 class IsNull:
     """Matches points whose payload has the key set to null."""
@@ -357,8 +412,10 @@ class HasId:
         object.__setattr__(self, "ids", ids)
 
 
-Condition: TypeAlias = "MatchValue | MatchAny | MatchText | Range | IsNull | HasId | Filter"
-_CONDITION_TYPES = (MatchValue, MatchAny, MatchText, Range, IsNull, HasId)
+Condition: TypeAlias = (
+    "MatchValue | MatchAny | MatchText | Range | DatetimeRange | IsNull | HasId | Filter"
+)
+_CONDITION_TYPES = (MatchValue, MatchAny, MatchText, Range, DatetimeRange, IsNull, HasId)
 
 
 @dataclass(frozen=True)

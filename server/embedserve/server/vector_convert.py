@@ -49,6 +49,7 @@ INDEX_KINDS = {
     pb.PAYLOAD_INDEX_KIND_FLOAT: st.PayloadIndexKind.FLOAT,
     pb.PAYLOAD_INDEX_KIND_BOOL: st.PayloadIndexKind.BOOL,
     pb.PAYLOAD_INDEX_KIND_TEXT: st.PayloadIndexKind.TEXT,
+    pb.PAYLOAD_INDEX_KIND_DATETIME: st.PayloadIndexKind.DATETIME,
 }
 INDEX_KIND_TO_PROTO = {v: k for k, v in INDEX_KINDS.items()}
 STRATEGIES = {
@@ -271,6 +272,14 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
             if message.range.HasField(name)
         }
         return store_value(st.Range, message.range.key, **bounds)
+    if which == "datetime_range":
+        within = message.datetime_range
+        moments = {
+            name: getattr(within, name)
+            for name in ("gt", "gte", "lt", "lte")
+            if getattr(within, name)
+        }
+        return store_value(st.DatetimeRange, within.key, **moments)
     if which == "is_null":
         return store_value(st.IsNull, message.is_null.key)
     if which == "has_id":

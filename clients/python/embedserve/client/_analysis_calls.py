@@ -47,7 +47,7 @@ def scroll(
 ) -> Plan[tuple[list[docs.StoredDocument], str | None]]:
     """One page of stored documents and the cursor of the next (None after the last).
     Pages come in the engine's id order, or by the values of ``order_by``, a field with
-    an integer or float index (largest first if ``descending``); the cursor belongs to
+    an integer, float or datetime index (largest first if ``descending``); the cursor belongs to
     the order it was handed out with."""
     request = pb.ScrollRequest(
         collection=collection,

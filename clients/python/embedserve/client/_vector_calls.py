@@ -26,6 +26,7 @@ _INDEX_KINDS = {
     "float": pb.PAYLOAD_INDEX_KIND_FLOAT,
     "bool": pb.PAYLOAD_INDEX_KIND_BOOL,
     "text": pb.PAYLOAD_INDEX_KIND_TEXT,
+    "datetime": pb.PAYLOAD_INDEX_KIND_DATETIME,
 }
 
 

@@ -30,7 +30,7 @@ def add_parser(commands: Any) -> None:
     add_target(scroll)
     scroll.set_defaults(run=client_verb(_verb(_scroll)))
     scroll.add_argument(
-        "--order-by", metavar="FIELD", help="a field with an integer or float index"
+        "--order-by", metavar="FIELD", help="a field with an integer, float or datetime index"
     )
     scroll.add_argument("--desc", action="store_true", help="largest values first")
     scroll.add_argument("--limit", type=int, default=10, help="documents to print (default 10)")

@@ -133,7 +133,7 @@ def add_parser(commands: Any) -> None:
         "--index",
         action="append",
         default=[],
-        help="payload index FIELD:KIND, KIND in keyword integer float bool text "
+        help="payload index FIELD:KIND, KIND in keyword integer float bool text datetime "
         "(update: indexes the documents already stored)",
     )
     collections.add_argument(

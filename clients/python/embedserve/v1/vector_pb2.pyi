@@ -76,6 +76,8 @@ class _PayloadIndexKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payl
     PAYLOAD_INDEX_KIND_FLOAT: _PayloadIndexKind.ValueType  # 3
     PAYLOAD_INDEX_KIND_BOOL: _PayloadIndexKind.ValueType  # 4
     PAYLOAD_INDEX_KIND_TEXT: _PayloadIndexKind.ValueType  # 5
+    PAYLOAD_INDEX_KIND_DATETIME: _PayloadIndexKind.ValueType  # 6
+    """RFC 3339 dates and times: fast datetime_range filters, and ordered scrolls."""
 
 class PayloadIndexKind(_PayloadIndexKind, metaclass=_PayloadIndexKindEnumTypeWrapper): ...
 
@@ -85,6 +87,8 @@ PAYLOAD_INDEX_KIND_INTEGER: PayloadIndexKind.ValueType  # 2
 PAYLOAD_INDEX_KIND_FLOAT: PayloadIndexKind.ValueType  # 3
 PAYLOAD_INDEX_KIND_BOOL: PayloadIndexKind.ValueType  # 4
 PAYLOAD_INDEX_KIND_TEXT: PayloadIndexKind.ValueType  # 5
+PAYLOAD_INDEX_KIND_DATETIME: PayloadIndexKind.ValueType  # 6
+"""RFC 3339 dates and times: fast datetime_range filters, and ordered scrolls."""
 Global___PayloadIndexKind: _TypeAlias = PayloadIndexKind  # noqa: Y015
 
 class _SearchMode:
@@ -1207,6 +1211,43 @@ class RangeCondition(_message.Message):
 Global___RangeCondition: _TypeAlias = RangeCondition  # noqa: Y015
 
 @_typing.final
+class DatetimeRange(_message.Message):
+    """payload[key], a date and time, within the bounds set (at least one). Bounds
+    and stored values are RFC 3339 ("2026-12-01T10:00:00Z", "...T12:00:00+02:00"),
+    a date ("2026-12-01") or a time without an offset, read as UTC. A datetime
+    payload index (PAYLOAD_INDEX_KIND_DATETIME) makes it fast on large collections.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    GT_FIELD_NUMBER: _builtins.int
+    GTE_FIELD_NUMBER: _builtins.int
+    LT_FIELD_NUMBER: _builtins.int
+    LTE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    gt: _builtins.str
+    gte: _builtins.str
+    lt: _builtins.str
+    lte: _builtins.str
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        gt: _builtins.str = ...,
+        gte: _builtins.str = ...,
+        lt: _builtins.str = ...,
+        lte: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gt", b"gt", "gte", b"gte", "key", b"key", "lt", b"lt", "lte", b"lte"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatetimeRange: _TypeAlias = DatetimeRange  # noqa: Y015
+
+@_typing.final
 class IsNull(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1256,6 +1297,7 @@ class Condition(_message.Message):
     HAS_ID_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     MATCH_TEXT_FIELD_NUMBER: _builtins.int
+    DATETIME_RANGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def match(self) -> Global___MatchValue: ...
     @_builtins.property
@@ -1270,6 +1312,8 @@ class Condition(_message.Message):
     def filter(self) -> Global___Filter: ...
     @_builtins.property
     def match_text(self) -> Global___MatchText: ...
+    @_builtins.property
+    def datetime_range(self) -> Global___DatetimeRange: ...
     def __init__(
         self,
         *,
@@ -1280,12 +1324,13 @@ class Condition(_message.Message):
         has_id: Global___HasId | None = ...,
         filter: Global___Filter | None = ...,
         match_text: Global___MatchText | None = ...,
+        datetime_range: Global___DatetimeRange | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text"]  # noqa: Y015
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text", "datetime_range"]  # noqa: Y015
     _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
 
@@ -2111,8 +2156,8 @@ class ScrollRequest(_message.Message):
     def filter(self) -> Global___Filter: ...
     @_builtins.property
     def order_by(self) -> Global___ScrollOrder:
-        """Pages in the order of a numeric field's values instead of the engine's id
-        order. A cursor belongs to the order it was handed out with.
+        """Pages in the order of a field's values (numbers, dates and times) instead
+        of the engine's id order. A cursor belongs to the order it was handed out with.
         """
 
     def __init__(
@@ -2143,7 +2188,7 @@ Global___ScrollRequest: _TypeAlias = ScrollRequest  # noqa: Y015
 
 @_typing.final
 class ScrollOrder(_message.Message):
-    """Order by the values of a payload field with an integer or float index
+    """Order by the values of a payload field with an integer, float or datetime index
     (UpdateCollection adds one to a filled collection). Documents without a value
     there are left out; one holding a list of values comes once per value.
     Documents sharing a value come in a fixed order, and a page boundary among

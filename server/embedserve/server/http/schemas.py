@@ -23,6 +23,7 @@ PositiveU32 = Annotated[int, Field(ge=1, le=U32_MAX)]
 TaskName = Literal["query", "document", "none"]
 PoolingName = Literal["mean", "cls", "last_token"]
 OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
+IndexKind = Literal["keyword", "integer", "float", "bool", "text", "datetime"]
 
 
 # Rules the core checks, stated in the OpenAPI document as well (json_schema_extra
@@ -171,7 +172,9 @@ class CollectionConfig(Body):
     )
     on_disk: bool = False
     quantization: Literal["none", "scalar_int8"] = "none"
-    payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool", "text"]] = {}
+    payload_indexes: dict[
+        str, Literal["keyword", "integer", "float", "bool", "text", "datetime"]
+    ] = {}
     hnsw_m: U32 | None = None
     hnsw_ef_construct: U32 | None = None
     hnsw_ef: U32 | None = None
@@ -194,7 +197,9 @@ class CreateCollectionRequest(Body):
 
 
 class UpdateCollectionRequest(Body):
-    add_payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool", "text"]] = Field(
+    add_payload_indexes: dict[
+        str, Literal["keyword", "integer", "float", "bool", "text", "datetime"]
+    ] = Field(
         default_factory=dict,
         description="fields to index, by kind (indexes the documents already stored)",
     )
@@ -396,7 +401,7 @@ class FacetRequest(Body):
 
 
 class ScrollOrder(Body):
-    """Order by a field with an integer or float index; documents without a value there
+    """Order by a field with an integer, float or datetime index; documents without a value there
     are left out, one with a list of values comes once per value."""
 
     key: str = Field(

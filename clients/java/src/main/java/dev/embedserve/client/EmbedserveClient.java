@@ -1013,8 +1013,8 @@ public final class EmbedserveClient implements AutoCloseable {
    * One page of {@code limit} stored documents with their payloads, in the order of the payload
    * field {@code orderBy} (smallest first, or largest first when {@code descending}); null {@code
    * orderBy} means the stable id order of {@link #scroll(String, String, int)}. The field needs an
-   * integer or float payload index; documents without a value there are left out, and documents
-   * sharing a value come in a fixed order. {@code cursor} is null for the first page, then the
+   * integer, float or datetime payload index; documents without a value there are left out, and
+   * documents sharing a value come in a fixed order. {@code cursor} is null for the first page, then the
    * previous page's {@link ScrollPage#nextCursor}, which only goes with the same order.
    *
    * @throws IllegalArgumentException when {@code descending} is set without {@code orderBy}

@@ -6,6 +6,7 @@ import com.google.protobuf.Struct;
 import com.google.protobuf.Value;
 import dev.embedserve.v1.ClusterResponse;
 import dev.embedserve.v1.Condition;
+import dev.embedserve.v1.DatetimeRange;
 import dev.embedserve.v1.Document;
 import dev.embedserve.v1.Example;
 import dev.embedserve.v1.Filter;
@@ -204,6 +205,28 @@ public final class Vectors {
     return Condition.newBuilder()
         .setMatchText(MatchText.newBuilder().setKey(key).setText(text))
         .build();
+  }
+
+  /**
+   * gte <= payload[key] < lt on a date and time; null leaves that side open (not both). Bounds and
+   * stored values are RFC 3339 ("2026-12-01T10:00:00Z", "2026-12-01T12:00:00+02:00"), a date
+   * ("2026-12-01", midnight UTC) or a time without an offset, read as UTC; a datetime payload
+   * index makes it fast on large collections.
+   *
+   * @throws IllegalArgumentException if both bounds are null
+   */
+  public static Condition datetimeRange(String key, String gte, String lt) {
+    if (gte == null && lt == null) {
+      throw new IllegalArgumentException("datetimeRange needs a bound: gte or lt");
+    }
+    DatetimeRange.Builder range = DatetimeRange.newBuilder().setKey(key);
+    if (gte != null) {
+      range.setGte(gte);
+    }
+    if (lt != null) {
+      range.setLt(lt);
+    }
+    return Condition.newBuilder().setDatetimeRange(range).build();
   }
 
   /** The document's id is one of ids. */

@@ -1,5 +1,6 @@
 package dev.embedserve.client;
 
+import static dev.embedserve.client.Vectors.datetimeRange;
 import static dev.embedserve.client.Vectors.document;
 import static dev.embedserve.client.Vectors.hasId;
 import static dev.embedserve.client.Vectors.ids;
@@ -22,6 +23,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.embedserve.client.EmbedserveClient.Hit;
 import dev.embedserve.client.EmbedserveClient.HitGroup;
 import dev.embedserve.client.EmbedserveClient.IngestAck;
+import dev.embedserve.client.EmbedserveClient.ScrollPage;
 import dev.embedserve.client.EmbedserveClient.Stored;
 import dev.embedserve.v1.Alias;
 import dev.embedserve.v1.CollectionConfig;
@@ -621,6 +623,63 @@ class VectorServiceTest {
       assertEquals("pears", hits.get(0).id());
       assertTrue(hits.get(0).payload().isEmpty());
       assertEquals(0, client.ingest(name, List.of()));
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  @Test
+  void datetimeRangeFiltersAndOrders() {
+    String name = uniqueName("datetime");
+    client.createCollection(
+        name,
+        CollectionConfig.newBuilder()
+            .setDimensions(DIMS)
+            .putPayloadIndexes("published", PayloadIndexKind.PAYLOAD_INDEX_KIND_DATETIME)
+            .build());
+    try {
+      // In time order: nov (Nov 2, 08:00Z), midnight (Dec 1, 00:00Z), morning (Dec 1, 08:30Z
+      // written with +01:00), evening (Dec 3, 18:45Z); undated has none.
+      Map<String, String> published =
+          Map.of(
+              "nov", "2026-11-02T08:00:00Z",
+              "morning", "2026-12-01T09:30:00+01:00",
+              "midnight", "2026-12-01",
+              "evening", "2026-12-03T18:45:00Z");
+      List<String> ids = List.of("nov", "morning", "midnight", "evening", "undated");
+      List<Document> docs = new ArrayList<>();
+      for (int i = 0; i < ids.size(); i++) {
+        float[] vector = new float[DIMS];
+        vector[i] = 1;
+        String id = ids.get(i);
+        docs.add(document(id, vector, published.containsKey(id) ? Map.of("published", published.get(id)) : null));
+      }
+      assertEquals(5, client.upsert(name, docs));
+
+      // [Dec 1 00:00Z, ...): midnight (the bound itself), morning and evening.
+      assertEquals(3, client.count(name, must(datetimeRange("published", "2026-12-01T00:00:00Z", null))));
+      // [..., Dec 1 08:30Z): nov and midnight; morning is 08:30Z itself, left out.
+      assertEquals(2, client.count(name, must(datetimeRange("published", null, "2026-12-01T08:30:00Z"))));
+      // [Dec 1, Dec 3): midnight and morning.
+      assertEquals(2, client.count(name, must(datetimeRange("published", "2026-12-01", "2026-12-03"))));
+
+      List<String> newestFirst = new ArrayList<>();
+      String cursor = null;
+      do {
+        ScrollPage page = client.scroll(name, cursor, 2, "published", true);
+        page.documents().forEach(doc -> newestFirst.add(doc.id()));
+        cursor = page.nextCursor();
+        assertTrue(newestFirst.size() <= 5, "more documents than stored: " + newestFirst);
+      } while (cursor != null);
+      assertEquals(List.of("evening", "morning", "midnight", "nov"), newestFirst);
+
+      StatusRuntimeException e =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> client.count(name, must(datetimeRange("published", "yesterday", null))));
+      assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+      assertTrue(e.getStatus().getDescription().contains("is no date and time"), e.toString());
+      assertThrows(IllegalArgumentException.class, () -> datetimeRange("published", null, null));
     } finally {
       client.deleteCollection(name);
     }

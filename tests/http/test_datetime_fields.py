@@ -1,0 +1,65 @@
+"""Dates and times end to end with MiniLM: a datetime index, datetime_range filters in
+searches and counts, and the newest documents first, over gRPC, HTTP and the command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from embedserve.client import EmbedClient
+from embedserve.client.cli import main as cli_main
+
+DOCS = [
+    {"id": i, "text": text, "payload": {"published": stamp}}
+    for i, text, stamp in [
+        ("n1", "the rocket reached orbit", "2026-11-02T08:00:00Z"),
+        ("n2", "a probe landed on the moon", "2026-12-01T09:30:00+01:00"),
+        ("n3", "bake the bread until brown", "2026-12-01"),
+        ("n4", "astronauts trained for a mission to mars", "2026-12-03T18:45:00Z"),
+    ]
+]
+DECEMBER = {"must": [{"datetime_range": {"key": "published", "gte": "2026-12-01T00:00:00Z"}}]}
+
+
+def test_dates_filter_and_order_documents(both: Any, capsys: Any) -> None:
+    with EmbedClient(both.target) as client:
+        client.create_collection("news", payload_indexes={"published": "datetime"})
+        client.upsert("news", DOCS)
+        info = client.get_collection("news")
+        assert dict(info.config.payload_indexes) == {"published": 6}  # DATETIME
+        hits = client.search("news", "space missions", filter=DECEMBER, limit=10)
+        assert [h.id for h in hits][:2] == ["n4", "n2"] and len(hits) == 3
+        assert client.count("news", filter=DECEMBER) == 3
+        newest = [d.id for d in client.scroll_iter("news", order_by="published", descending=True)]
+        assert newest == ["n4", "n2", "n3", "n1"]  # 09:30+01:00 is 08:30Z, after midnight
+        bad = {"must": [{"datetime_range": {"key": "published", "lt": "last week"}}]}
+        with pytest.raises(grpc.RpcError) as error:
+            client.count("news", filter=bad)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "'last week' is no date and time" in error.value.details()
+
+    with httpx.Client(base_url=both.url) as http:
+        body = {"text": "space missions", "filter": DECEMBER, "params": {"limit": 10}}
+        found = http.post("/api/v1/collections/news/search", json=body).json()
+        assert [r["id"] for r in found["results"]] == [h.id for h in hits]
+        oldest = http.post(
+            "/api/v1/collections/news/scroll",
+            json={"limit": 1, "order_by": {"key": "published"}},
+        ).json()
+        assert [d["id"] for d in oldest["documents"]] == ["n1"] and oldest["next_cursor"]
+        made = http.post(
+            "/api/v1/collections",
+            json={"name": "events", "config": {"payload_indexes": {"at": "datetime"}}},
+        )
+        assert made.json()["collection"]["config"]["payload_indexes"] == {"at": "datetime"}
+
+    target = ["--target", both.target]
+    december = json.dumps(DECEMBER)
+    assert cli_main(["search", "news", "bread", "--filter", december, "--limit", "1", *target]) == 0
+    assert "n3" in capsys.readouterr().out
+    assert cli_main(["collections", "update", "events", "--index", "day:datetime", *target]) == 0
+    assert '"day": "PAYLOAD_INDEX_KIND_DATETIME"' in capsys.readouterr().out
