@@ -167,6 +167,7 @@ STRING_POOLS = {
     "gte": "datetime",
     "lt": "datetime",
     "lte": "datetime",
+    "now": "datetime",
 }
 # Repeated fields that a useful request needs at least one of.
 NON_EMPTY = ("inputs", "candidates", "documents", "ids", "positive", "pairs")

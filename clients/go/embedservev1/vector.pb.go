@@ -2973,7 +2973,10 @@ type SearchRequest struct {
 	Mode  SearchMode    `protobuf:"varint,7,opt,name=mode,proto3,enum=embedserve.v1.SearchMode" json:"mode,omitempty"`
 	// The best hits per value of a payload field, in groups instead of results;
 	// params.limit counts groups. Takes no offset and no diversity.
-	GroupBy       *GroupBy `protobuf:"bytes,8,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	GroupBy *GroupBy `protobuf:"bytes,8,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	// Fresher documents first among equally good matches. Takes no diversity
+	// and no group_by.
+	Recency       *Recency `protobuf:"bytes,9,opt,name=recency,proto3" json:"recency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3075,6 +3078,13 @@ func (x *SearchRequest) GetGroupBy() *GroupBy {
 	return nil
 }
 
+func (x *SearchRequest) GetRecency() *Recency {
+	if x != nil {
+		return x.Recency
+	}
+	return nil
+}
+
 type isSearchRequest_Query interface {
 	isSearchRequest_Query()
 }
@@ -3091,6 +3101,96 @@ func (*SearchRequest_Text) isSearchRequest_Query() {}
 
 func (*SearchRequest_Vector) isSearchRequest_Query() {}
 
+// Weigh the best `candidates` hits by the age of a date and time field: each
+// keeps (1 - weight) of its score and earns up to weight more by its freshness,
+// 0.5 ^ (age / half_life): a document one half-life old counts half as fresh
+// as one dated now (or later), one without a date (RFC 3339, or a date) not at
+// all. Positive scores are multiplied, negative ones divided, so a fresher
+// document never ranks lower; hits carry the weighed scores, re-sorted.
+// score_threshold applies before the weighing. For collections whose scores
+// are similarities (cosine, dot; keyword and hybrid searches too).
+type Recency struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A payload key; a dotted path ("meta.published") reaches into objects.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Above 0: 24 for news of the day, 168 for the week.
+	HalfLifeHours float64 `protobuf:"fixed64,2,opt,name=half_life_hours,json=halfLifeHours,proto3" json:"half_life_hours,omitempty"`
+	// Above 0, at most 1. Default: 0.5.
+	Weight *float64 `protobuf:"fixed64,3,opt,name=weight,proto3,oneof" json:"weight,omitempty"`
+	// RFC 3339. Default: the server's clock when the query runs.
+	Now string `protobuf:"bytes,4,opt,name=now,proto3" json:"now,omitempty"`
+	// Hits weighed, the best first. Default: 100, or limit + offset if more; at
+	// most 10000.
+	Candidates    *uint32 `protobuf:"varint,5,opt,name=candidates,proto3,oneof" json:"candidates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Recency) Reset() {
+	*x = Recency{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Recency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Recency) ProtoMessage() {}
+
+func (x *Recency) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Recency.ProtoReflect.Descriptor instead.
+func (*Recency) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *Recency) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Recency) GetHalfLifeHours() float64 {
+	if x != nil {
+		return x.HalfLifeHours
+	}
+	return 0
+}
+
+func (x *Recency) GetWeight() float64 {
+	if x != nil && x.Weight != nil {
+		return *x.Weight
+	}
+	return 0
+}
+
+func (x *Recency) GetNow() string {
+	if x != nil {
+		return x.Now
+	}
+	return ""
+}
+
+func (x *Recency) GetCandidates() uint32 {
+	if x != nil && x.Candidates != nil {
+		return *x.Candidates
+	}
+	return 0
+}
+
 // Group hits by a payload field holding a string or an integer (or a list of
 // them: a hit joins each value's group); hits without one are left out. Groups
 // rank by their best hit and are built from the nearest 10,000 hits at most.
@@ -3106,7 +3206,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3118,7 +3218,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3131,7 +3231,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -3163,7 +3263,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3275,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +3288,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -3256,7 +3356,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3268,7 +3368,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3281,7 +3381,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -3331,7 +3431,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3343,7 +3443,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3356,7 +3456,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -3383,7 +3483,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3495,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3508,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -3432,7 +3532,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3444,7 +3544,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3457,7 +3557,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -3529,14 +3629,16 @@ type RecommendRequest struct {
 	// For text examples; task defaults to QUERY here.
 	Embed *EmbedOptions `protobuf:"bytes,7,opt,name=embed,proto3" json:"embed,omitempty"`
 	// As SearchRequest.group_by: groups instead of results, params.limit groups.
-	GroupBy       *GroupBy `protobuf:"bytes,8,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	GroupBy *GroupBy `protobuf:"bytes,8,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	// As SearchRequest.recency.
+	Recency       *Recency `protobuf:"bytes,9,opt,name=recency,proto3" json:"recency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3548,7 +3650,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3561,7 +3663,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -3620,6 +3722,13 @@ func (x *RecommendRequest) GetGroupBy() *GroupBy {
 	return nil
 }
 
+func (x *RecommendRequest) GetRecency() *Recency {
+	if x != nil {
+		return x.Recency
+	}
+	return nil
+}
+
 type RecommendResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty for a grouped recommendation.
@@ -3634,7 +3743,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3646,7 +3755,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3659,7 +3768,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -3701,7 +3810,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3713,7 +3822,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3726,7 +3835,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -3761,7 +3870,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3773,7 +3882,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3786,7 +3895,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -3820,7 +3929,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3832,7 +3941,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3845,7 +3954,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -3868,7 +3977,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3880,7 +3989,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3893,7 +4002,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -3925,7 +4034,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3937,7 +4046,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3950,7 +4059,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 type UpdatePayloadRequest struct {
@@ -3973,7 +4082,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4094,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4107,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -4044,7 +4153,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4056,7 +4165,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4069,7 +4178,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 type CountRequest struct {
@@ -4082,7 +4191,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4094,7 +4203,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4107,7 +4216,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -4133,7 +4242,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4145,7 +4254,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4158,7 +4267,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -4183,7 +4292,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4195,7 +4304,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4208,7 +4317,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -4254,7 +4363,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4266,7 +4375,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4279,7 +4388,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -4355,7 +4464,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4367,7 +4476,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4380,7 +4489,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -4411,7 +4520,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4423,7 +4532,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4436,7 +4545,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -4505,7 +4614,7 @@ type ScrollOrder struct {
 
 func (x *ScrollOrder) Reset() {
 	*x = ScrollOrder{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4517,7 +4626,7 @@ func (x *ScrollOrder) String() string {
 func (*ScrollOrder) ProtoMessage() {}
 
 func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4530,7 +4639,7 @@ func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollOrder.ProtoReflect.Descriptor instead.
 func (*ScrollOrder) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ScrollOrder) GetKey() string {
@@ -4558,7 +4667,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4570,7 +4679,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4583,7 +4692,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -4609,7 +4718,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4621,7 +4730,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4634,7 +4743,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -4681,7 +4790,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4693,7 +4802,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4706,7 +4815,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -4842,7 +4951,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4854,7 +4963,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4867,7 +4976,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -4901,7 +5010,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4913,7 +5022,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4926,7 +5035,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *WordScore) GetWord() string {
@@ -4957,7 +5066,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4969,7 +5078,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4982,7 +5091,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -5038,7 +5147,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5050,7 +5159,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5063,7 +5172,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -5163,7 +5272,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5175,7 +5284,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5188,7 +5297,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -5258,7 +5367,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5270,7 +5379,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5283,7 +5392,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -5319,7 +5428,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5331,7 +5440,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5344,7 +5453,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -5372,7 +5481,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5384,7 +5493,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5397,7 +5506,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -5442,7 +5551,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5454,7 +5563,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5467,7 +5576,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -5746,7 +5855,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x121\n" +
 	"\apayload\x18\x03 \x01(\v2\x17.google.protobuf.StructR\apayload\x12-\n" +
-	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\xf7\x02\n" +
+	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\xa9\x03\n" +
 	"\rSearchRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -5757,8 +5866,19 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06params\x18\x05 \x01(\v2\x1a.embedserve.v1.QueryParamsR\x06params\x121\n" +
 	"\x05embed\x18\x06 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\x12-\n" +
 	"\x04mode\x18\a \x01(\x0e2\x19.embedserve.v1.SearchModeR\x04mode\x121\n" +
-	"\bgroup_by\x18\b \x01(\v2\x16.embedserve.v1.GroupByR\agroupByB\a\n" +
-	"\x05query\"=\n" +
+	"\bgroup_by\x18\b \x01(\v2\x16.embedserve.v1.GroupByR\agroupBy\x120\n" +
+	"\arecency\x18\t \x01(\v2\x16.embedserve.v1.RecencyR\arecencyB\a\n" +
+	"\x05query\"\xb1\x01\n" +
+	"\aRecency\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
+	"\x0fhalf_life_hours\x18\x02 \x01(\x01R\rhalfLifeHours\x12\x1b\n" +
+	"\x06weight\x18\x03 \x01(\x01H\x00R\x06weight\x88\x01\x01\x12\x10\n" +
+	"\x03now\x18\x04 \x01(\tR\x03now\x12#\n" +
+	"\n" +
+	"candidates\x18\x05 \x01(\rH\x01R\n" +
+	"candidates\x88\x01\x01B\t\n" +
+	"\a_weightB\r\n" +
+	"\v_candidates\"=\n" +
 	"\aGroupBy\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x17\n" +
 	"\x04size\x18\x02 \x01(\rH\x00R\x04size\x88\x01\x01B\a\n" +
@@ -5785,7 +5905,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x12\x14\n" +
 	"\x04text\x18\x02 \x01(\tH\x00R\x04text\x12/\n" +
 	"\x06vector\x18\x03 \x01(\v2\x15.embedserve.v1.VectorH\x00R\x06vectorB\t\n" +
-	"\aexample\"\xa1\x03\n" +
+	"\aexample\"\xd3\x03\n" +
 	"\x10RecommendRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -5796,7 +5916,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06filter\x18\x05 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\x122\n" +
 	"\x06params\x18\x06 \x01(\v2\x1a.embedserve.v1.QueryParamsR\x06params\x121\n" +
 	"\x05embed\x18\a \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\x121\n" +
-	"\bgroup_by\x18\b \x01(\v2\x16.embedserve.v1.GroupByR\agroupBy\"\xc6\x01\n" +
+	"\bgroup_by\x18\b \x01(\v2\x16.embedserve.v1.GroupByR\agroupBy\x120\n" +
+	"\arecency\x18\t \x01(\v2\x16.embedserve.v1.RecencyR\arecency\"\xc6\x01\n" +
 	"\x11RecommendResponse\x127\n" +
 	"\aresults\x18\x01 \x03(\v2\x1d.embedserve.v1.ScoredDocumentR\aresults\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.embedserve.v1.UsageR\x05usage\x12\x1b\n" +
@@ -6055,7 +6176,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -6103,73 +6224,74 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*QueryParams)(nil),              // 43: embedserve.v1.QueryParams
 	(*ScoredDocument)(nil),           // 44: embedserve.v1.ScoredDocument
 	(*SearchRequest)(nil),            // 45: embedserve.v1.SearchRequest
-	(*GroupBy)(nil),                  // 46: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 47: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 48: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 49: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 50: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 51: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 52: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 53: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 54: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 55: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 56: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 57: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 58: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 59: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 60: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 61: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 62: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 63: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 64: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 65: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 66: embedserve.v1.ScrollRequest
-	(*ScrollOrder)(nil),              // 67: embedserve.v1.ScrollOrder
-	(*ScrollResponse)(nil),           // 68: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 69: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 70: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 71: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 72: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 73: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 74: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 75: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 76: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 77: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 78: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 79: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 80: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 81: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 82: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 83: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 84: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 85: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 86: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 87: embedserve.v1.Usage
-	(*Timings)(nil),                  // 88: embedserve.v1.Timings
+	(*Recency)(nil),                  // 46: embedserve.v1.Recency
+	(*GroupBy)(nil),                  // 47: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 48: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 49: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 50: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 51: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 52: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 53: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 54: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 55: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 56: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 57: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 58: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 59: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 60: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 61: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 62: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 63: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 64: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 65: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 66: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 67: embedserve.v1.ScrollRequest
+	(*ScrollOrder)(nil),              // 68: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 69: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 70: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 71: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 72: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 73: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 74: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 75: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 76: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 77: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 78: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 79: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 80: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 81: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 82: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 83: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 84: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 85: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 86: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 87: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 88: embedserve.v1.Usage
+	(*Timings)(nil),                  // 89: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	80,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	81,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	85,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	86,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	86,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	87,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	81,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	82,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
 	8,   // 12: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	82,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	83,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
 	26,  // 14: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
 	10,  // 15: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 16: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	87,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	88,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	88,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	89,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10,  // 19: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 20: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	87,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	88,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10,  // 22: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 23: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	34,  // 24: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
@@ -6183,108 +6305,110 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	41,  // 32: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
 	41,  // 33: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
 	41,  // 34: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	85,  // 35: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	86,  // 35: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
 	9,   // 36: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
 	9,   // 37: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
 	42,  // 38: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
 	43,  // 39: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	86,  // 40: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	87,  // 40: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	3,   // 41: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	46,  // 42: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	44,  // 43: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	44,  // 44: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	87,  // 45: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	88,  // 46: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	47,  // 47: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	45,  // 48: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	48,  // 49: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,   // 50: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	51,  // 51: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	51,  // 52: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,   // 53: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	42,  // 54: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	43,  // 55: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	86,  // 56: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	46,  // 57: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	44,  // 58: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	87,  // 59: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	47,  // 60: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	85,  // 61: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 62: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	54,  // 63: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	42,  // 64: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	42,  // 65: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	85,  // 66: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	42,  // 67: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	42,  // 68: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	64,  // 69: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	42,  // 70: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	67,  // 71: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
-	54,  // 72: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	69,  // 73: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	42,  // 74: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 75: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	71,  // 76: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	72,  // 77: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	73,  // 78: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	83,  // 79: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	42,  // 80: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 81: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	69,  // 82: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	76,  // 83: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	77,  // 84: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	78,  // 85: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	84,  // 86: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 87: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 88: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	2,   // 89: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 90: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 91: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 92: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 93: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	21,  // 94: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	23,  // 95: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	25,  // 96: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	28,  // 97: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	30,  // 98: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	32,  // 99: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	45,  // 100: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	49,  // 101: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	52,  // 102: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	55,  // 103: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	57,  // 104: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	59,  // 105: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	61,  // 106: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	63,  // 107: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	66,  // 108: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	70,  // 109: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	75,  // 110: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 111: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 112: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 113: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 114: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	22,  // 115: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	24,  // 116: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	27,  // 117: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	29,  // 118: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	31,  // 119: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	33,  // 120: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	48,  // 121: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	50,  // 122: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	53,  // 123: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	56,  // 124: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	58,  // 125: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	60,  // 126: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	62,  // 127: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	65,  // 128: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	68,  // 129: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	74,  // 130: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	79,  // 131: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	111, // [111:132] is the sub-list for method output_type
-	90,  // [90:111] is the sub-list for method input_type
-	90,  // [90:90] is the sub-list for extension type_name
-	90,  // [90:90] is the sub-list for extension extendee
-	0,   // [0:90] is the sub-list for field type_name
+	47,  // 42: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	46,  // 43: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
+	44,  // 44: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	44,  // 45: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	88,  // 46: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	89,  // 47: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	48,  // 48: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	45,  // 49: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	49,  // 50: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,   // 51: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	52,  // 52: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	52,  // 53: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,   // 54: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	42,  // 55: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	43,  // 56: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	87,  // 57: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	47,  // 58: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	46,  // 59: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
+	44,  // 60: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	88,  // 61: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	48,  // 62: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	86,  // 63: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 64: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	55,  // 65: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	42,  // 66: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	42,  // 67: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	86,  // 68: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	42,  // 69: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	42,  // 70: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	65,  // 71: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	42,  // 72: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	68,  // 73: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	55,  // 74: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	70,  // 75: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	42,  // 76: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 77: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	72,  // 78: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	73,  // 79: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	74,  // 80: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	84,  // 81: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	42,  // 82: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 83: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	70,  // 84: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	77,  // 85: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	78,  // 86: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	79,  // 87: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	85,  // 88: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 89: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 90: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	2,   // 91: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 92: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 93: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 94: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 95: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	21,  // 96: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	23,  // 97: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	25,  // 98: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	28,  // 99: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	30,  // 100: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	32,  // 101: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	45,  // 102: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	50,  // 103: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	53,  // 104: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	56,  // 105: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	58,  // 106: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	60,  // 107: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	62,  // 108: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	64,  // 109: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	67,  // 110: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	71,  // 111: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	76,  // 112: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 113: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 114: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 115: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 116: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	22,  // 117: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	24,  // 118: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	27,  // 119: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	29,  // 120: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	31,  // 121: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	33,  // 122: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	49,  // 123: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	51,  // 124: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	54,  // 125: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	57,  // 126: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	59,  // 127: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	61,  // 128: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	63,  // 129: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	66,  // 130: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	69,  // 131: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	75,  // 132: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	80,  // 133: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	113, // [113:134] is the sub-list for method output_type
+	92,  // [92:113] is the sub-list for method input_type
+	92,  // [92:92] is the sub-list for extension type_name
+	92,  // [92:92] is the sub-list for extension extendee
+	0,   // [0:92] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -6322,34 +6446,35 @@ func file_embedserve_v1_vector_proto_init() {
 		(*SearchRequest_Vector)(nil),
 	}
 	file_embedserve_v1_vector_proto_msgTypes[39].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[40].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[40].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[56].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[57].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[57].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[58].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[59].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[63].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[60].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[64].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[68].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[69].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   78,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

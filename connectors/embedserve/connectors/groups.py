@@ -14,13 +14,21 @@ vectors asked for are fetched for the hits kept, so deep pages cost no long stor
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidRequest
-from .types import Condition, Filter, HasId, MatchAny, Record, ScoredPoint, SearchParams
+from .types import (
+    OBJECT_PATH,
+    Condition,
+    Filter,
+    HasId,
+    MatchAny,
+    Record,
+    ScoredPoint,
+    SearchParams,
+)
 
 MAX_GROUP_CANDIDATES = 10_000
 MAX_GROUP_SIZE = 100
@@ -28,7 +36,6 @@ DEFAULT_GROUP_SIZE = 3  # as Qdrant's
 # The first page holds this many times the hits the groups could hold at most.
 FIRST_PAGE_FACTOR = 4
 GroupKey = str | int
-_GROUP_KEY = re.compile(r"[\w-]+(?:\.[\w-]+)*")
 # A ranked query of the store (a search or a recommendation) under a filter.
 Ranked = Callable[[Filter | None, SearchParams], list[ScoredPoint]]
 
@@ -43,7 +50,7 @@ class GroupBy:
     size: int = DEFAULT_GROUP_SIZE
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or not _GROUP_KEY.fullmatch(self.key):
+        if not isinstance(self.key, str) or not OBJECT_PATH.fullmatch(self.key):
             raise InvalidRequest(
                 "group_by.key must be a payload key, or keys joined by dots into objects "
                 f"(letters, digits, _ and -), got {self.key!r}"

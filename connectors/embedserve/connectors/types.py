@@ -50,6 +50,8 @@ _NAME_RE = re.compile(COLLECTION_NAME_PATTERN)
 # optionally followed by [] or [n] for arrays, joined by dots.
 _PATH_PART = r'(?:[\w-]+|"[^"]*")(?:\[\d*\])*'
 PAYLOAD_PATH = re.compile(rf"{_PATH_PART}(?:\.{_PATH_PART})*")
+# A field reached through objects only: keys of letters, digits, _ and -, joined by dots.
+OBJECT_PATH = re.compile(r"[\w-]+(?:\.[\w-]+)*")
 
 VectorLike: TypeAlias = Sequence[float] | npt.NDArray[np.floating[Any]]
 PayloadValue: TypeAlias = str | int | bool

@@ -13,6 +13,7 @@ from embedserve.connectors import types as st
 from embedserve.connectors.errors import StoreError
 from embedserve.connectors.groups import GroupBy, HitGroup
 from embedserve.connectors.ordered_scroll import ScrollOrder
+from embedserve.connectors.recency import Recency
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
@@ -305,7 +306,20 @@ def search_in(request: pb.SearchRequest) -> SearchIn:
         embed_params(request.embed, Task.QUERY, "embed"),
         convert.enum_value(SEARCH_MODES, request.mode, "mode"),
         group_by(request.group_by) if request.HasField("group_by") else None,
+        optional_recency(request),
     )
+
+
+def optional_recency(request: pb.SearchRequest | pb.RecommendRequest) -> Recency | None:
+    if not request.HasField("recency"):
+        return None
+    given = request.recency
+    options: dict[str, Any] = {"now": given.now or None}
+    if given.HasField("weight"):
+        options["weight"] = given.weight
+    if given.HasField("candidates"):
+        options["candidates"] = given.candidates
+    return store_value(Recency, given.key, given.half_life_hours, **options)
 
 
 def group_by(message: pb.GroupBy) -> GroupBy:

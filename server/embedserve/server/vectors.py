@@ -27,6 +27,7 @@ from embedserve.connectors.groups import (
 )
 from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.ordered_scroll import ScrollOrder, order_index, ordered_page
+from embedserve.connectors.recency import Recency, check_recency, rank_by_recency
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
@@ -153,6 +154,7 @@ class SearchIn:
     embed: EmbedParams
     mode: SearchMode = SearchMode.DENSE
     group: GroupBy | None = None  # the best hits per value of a payload field
+    recency: Recency | None = None  # fresher documents first among equal matches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -498,7 +500,7 @@ class VectorCore:
         if query.id is not None:
             raise InvalidArgument("a search takes a text or a vector, not an id")
         query.check("")
-        _check_grouping(search.params, group)
+        await self._check_reranking(collection, search.params, group, search.recency)
         keywords = None
         if mode is not SearchMode.DENSE:
             if query.text is None:
@@ -522,7 +524,7 @@ class VectorCore:
                 vector = example
             ranked = functools.partial(self.store.search, collection, vector, keywords=keywords)
             return await self._rank(
-                collection, ranked, search.filter, search.params, group, embedded
+                collection, ranked, search.filter, search.params, group, embedded, search.recency
             )
 
         return await self.at_current_size(once)
@@ -559,12 +561,13 @@ class VectorCore:
         params: SearchParams,
         embed: EmbedParams,
         group: GroupBy | None = None,
+        recency: Recency | None = None,
     ) -> QueryResult:
         """More like the positive examples, less like the negative ones; texts in one batch;
-        grouped by a payload field when ``group`` says so."""
+        grouped by a payload field when ``group`` says so, weighed by ``recency``."""
         if not positive:
             raise InvalidArgument("positive must hold at least one example")
-        _check_grouping(params, group)
+        await self._check_reranking(collection, params, group, recency)
         fields = [f"positive[{i}]" for i in range(len(positive))]
         fields += [f"negative[{i}]" for i in range(len(negative))]
 
@@ -578,7 +581,7 @@ class VectorCore:
                 embedded.examples[len(positive) :],
                 strategy,
             )
-            return await self._rank(collection, ranked, filter, params, group, embedded)
+            return await self._rank(collection, ranked, filter, params, group, embedded, recency)
 
         return await self.at_current_size(once)
 
@@ -590,10 +593,14 @@ class VectorCore:
         params: SearchParams,
         group: GroupBy | None,
         embedded: _EmbeddedExamples,
+        recency: Recency | None = None,
     ) -> QueryResult:
-        """Run a store query (``ranked`` under ``filter``): its hits, or its groups when
-        ``group`` is set."""
+        """Run a store query (``ranked`` under ``filter``): its hits, weighed by ``recency``
+        when set, or its groups when ``group`` is set."""
         started = time.monotonic()
+        if recency is not None:
+            weighing = functools.partial(rank_by_recency, ranked)
+            return embedded.result(await self.call(weighing, filter, params, recency), started)
         if group is None:
             return embedded.result(await self.call(ranked, filter, params), started)
         retrieve = functools.partial(self.store.retrieve, collection)
@@ -602,6 +609,26 @@ class VectorCore:
         grouping = functools.partial(search_groups, retrieve=retrieve, indexed=indexed)
         groups = await self.call(grouping, ranked, filter, params, group)
         return embedded.result([], started, groups)
+
+    async def _check_reranking(
+        self,
+        collection: str,
+        params: SearchParams,
+        group: GroupBy | None,
+        recency: Recency | None,
+    ) -> None:
+        """Refuse a grouping or a recency weighing the params rule out before the query
+        costs model time."""
+        _check_grouping(params, group)
+        if recency is None:
+            return
+        if group is not None:
+            raise InvalidArgument("a grouped search takes no recency")
+        distance = (await self.collection_spec(collection)).distance
+        try:
+            check_recency(params, recency, distance)
+        except store_errors.InvalidRequest as exc:
+            raise InvalidArgument(str(exc)) from exc
 
     async def _embed_examples(
         self,

@@ -3,6 +3,7 @@ both clients (see _steps)."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -293,7 +294,9 @@ def search(
     Options: limit, offset, score_threshold, with_payload, with_vectors, exact, hnsw_ef,
     read_consistency, diversity (0 to 1: maximal marginal relevance, dense mode),
     diversity_candidates, payload_keys (only these keys of each payload), keyword_weight
-    (hybrid mode), and embedding options (task, prompt, ...) for the text.
+    (hybrid mode), recency (fresher documents first: ``{"key": "published",
+    "half_life_hours": 168}``, optionally weight, now and candidates), and embedding
+    options (task, prompt, ...) for the text.
     """
     if text is not None and not isinstance(text, str):
         if vector is not None:
@@ -361,6 +364,7 @@ def _search_request(
 ) -> pb.SearchRequest:
     if mode not in _SEARCH_MODES:
         raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(_SEARCH_MODES)}")
+    recency = options.pop("recency", None)
     params, embed = _split_params(options)
     request = pb.SearchRequest(
         collection=collection,
@@ -373,6 +377,7 @@ def _search_request(
     elif vector is not None:
         request.vector.values.extend(float(x) for x in vector)
     _with_filter(request, filter)
+    _set_recency(request, recency)
     return request
 
 
@@ -418,6 +423,7 @@ def _recommend_request(
     filter: docs.FilterLike | None,
     options: dict[str, Any],
 ) -> pb.RecommendRequest:
+    recency = options.pop("recency", None)
     params, embed = _split_params(options)
     request = pb.RecommendRequest(
         collection=collection,
@@ -428,7 +434,21 @@ def _recommend_request(
         embed=build_options(**embed),
     )
     _with_filter(request, filter)
+    _set_recency(request, recency)
     return request
+
+
+def _set_recency(
+    request: pb.SearchRequest | pb.RecommendRequest, recency: Mapping[str, Any] | None
+) -> None:
+    """``{"key": "published", "half_life_hours": 168}``, optionally with weight, now (a
+    datetime or RFC 3339 text) and candidates."""
+    if recency is None:
+        return
+    fields = dict(recency)
+    if isinstance(fields.get("now"), datetime.datetime):
+        fields["now"] = fields["now"].isoformat()
+    request.recency.CopyFrom(pb.Recency(**fields))
 
 
 def _set_group(message: pb.GroupBy, key: str, size: int | None) -> None:

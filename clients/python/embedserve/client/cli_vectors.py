@@ -74,6 +74,19 @@ def add_parser(commands: Any) -> None:
         metavar="KEY",
         help="print only this payload key (repeatable)",
     )
+    search.add_argument(
+        "--recency",
+        metavar="FIELD",
+        help="fresher documents first: weigh hits by the age of this date and time field",
+    )
+    search.add_argument(
+        "--half-life",
+        type=float,
+        default=168.0,
+        metavar="HOURS",
+        help="with --recency: the age at which freshness halves (default 168, a week)",
+    )
+    search.add_argument("--recency-weight", type=float, help="with --recency: 0 to 1, default 0.5")
     add_group_arguments(search)
 
     facet = commands.add_parser("facet", help="how many documents hold each value of a field")
@@ -175,6 +188,11 @@ def _search(client: EmbedClient, args: argparse.Namespace) -> int:
             payload_keys=args.payload_keys,
         ),
     }
+    if args.recency is not None:
+        options["recency"] = {"key": args.recency, "half_life_hours": args.half_life}
+        options["recency"] |= _given(weight=args.recency_weight)
+    elif args.recency_weight is not None:
+        raise ValueError("--recency-weight needs --recency FIELD")
     grouping = _grouping(args)
     if grouping is None:
         return _print_hits(client.search(args.collection, args.text, **options))

@@ -1512,6 +1512,7 @@ class SearchRequest(_message.Message):
     EMBED_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
     GROUP_BY_FIELD_NUMBER: _builtins.int
+    RECENCY_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     text: _builtins.str
     mode: Global___SearchMode.ValueType
@@ -1531,6 +1532,12 @@ class SearchRequest(_message.Message):
         params.limit counts groups. Takes no offset and no diversity.
         """
 
+    @_builtins.property
+    def recency(self) -> Global___Recency:
+        """Fresher documents first among equally good matches. Takes no diversity
+        and no group_by.
+        """
+
     def __init__(
         self,
         *,
@@ -1542,16 +1549,72 @@ class SearchRequest(_message.Message):
         embed: _embedding_pb2.EmbedOptions | None = ...,
         mode: Global___SearchMode.ValueType = ...,
         group_by: Global___GroupBy | None = ...,
+        recency: Global___Recency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "query", b"query", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "query", b"query", "recency", b"recency", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "mode", b"mode", "params", b"params", "query", b"query", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "mode", b"mode", "params", b"params", "query", b"query", "recency", b"recency", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_query: _TypeAlias = _typing.Literal["text", "vector"]  # noqa: Y015
     _WhichOneofArgType_query: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_query) -> _WhichOneofReturnType_query | None: ...
 
 Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
+
+@_typing.final
+class Recency(_message.Message):
+    """Weigh the best `candidates` hits by the age of a date and time field: each
+    keeps (1 - weight) of its score and earns up to weight more by its freshness,
+    0.5 ^ (age / half_life): a document one half-life old counts half as fresh
+    as one dated now (or later), one without a date (RFC 3339, or a date) not at
+    all. Positive scores are multiplied, negative ones divided, so a fresher
+    document never ranks lower; hits carry the weighed scores, re-sorted.
+    score_threshold applies before the weighing. For collections whose scores
+    are similarities (cosine, dot; keyword and hybrid searches too).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    HALF_LIFE_HOURS_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    NOW_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """A payload key; a dotted path ("meta.published") reaches into objects."""
+    half_life_hours: _builtins.float
+    """Above 0: 24 for news of the day, 168 for the week."""
+    weight: _builtins.float
+    """Above 0, at most 1. Default: 0.5."""
+    now: _builtins.str
+    """RFC 3339. Default: the server's clock when the query runs."""
+    candidates: _builtins.int
+    """Hits weighed, the best first. Default: 100, or limit + offset if more; at
+    most 10000.
+    """
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        half_life_hours: _builtins.float = ...,
+        weight: _builtins.float | None = ...,
+        now: _builtins.str = ...,
+        candidates: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_candidates", b"_candidates", "_weight", b"_weight", "candidates", b"candidates", "weight", b"weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_candidates", b"_candidates", "_weight", b"_weight", "candidates", b"candidates", "half_life_hours", b"half_life_hours", "key", b"key", "now", b"now", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__candidates: _TypeAlias = _typing.Literal["candidates"]  # noqa: Y015
+    _WhichOneofArgType__candidates: _TypeAlias = _typing.Literal["_candidates", b"_candidates"]  # noqa: Y015
+    _WhichOneofReturnType__weight: _TypeAlias = _typing.Literal["weight"]  # noqa: Y015
+    _WhichOneofArgType__weight: _TypeAlias = _typing.Literal["_weight", b"_weight"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__candidates) -> _WhichOneofReturnType__candidates | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weight) -> _WhichOneofReturnType__weight | None: ...
+
+Global___Recency: _TypeAlias = Recency  # noqa: Y015
 
 @_typing.final
 class GroupBy(_message.Message):
@@ -1747,6 +1810,7 @@ class RecommendRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _builtins.int
     EMBED_FIELD_NUMBER: _builtins.int
     GROUP_BY_FIELD_NUMBER: _builtins.int
+    RECENCY_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     strategy: Global___RecommendStrategy.ValueType
     @_builtins.property
@@ -1765,6 +1829,10 @@ class RecommendRequest(_message.Message):
     def group_by(self) -> Global___GroupBy:
         """As SearchRequest.group_by: groups instead of results, params.limit groups."""
 
+    @_builtins.property
+    def recency(self) -> Global___Recency:
+        """As SearchRequest.recency."""
+
     def __init__(
         self,
         *,
@@ -1776,10 +1844,11 @@ class RecommendRequest(_message.Message):
         params: Global___QueryParams | None = ...,
         embed: _embedding_pb2.EmbedOptions | None = ...,
         group_by: Global___GroupBy | None = ...,
+        recency: Global___Recency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "recency", b"recency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "negative", b"negative", "params", b"params", "positive", b"positive", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "negative", b"negative", "params", b"params", "positive", b"positive", "recency", b"recency", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

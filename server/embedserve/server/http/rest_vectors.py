@@ -12,6 +12,7 @@ from google.protobuf.json_format import ParseDict, ParseError
 from starlette.responses import Response
 
 from embedserve.connectors import groups, ordered_scroll
+from embedserve.connectors import recency as weighing
 from embedserve.connectors import types as st
 from embedserve.server import vector_convert as vc
 from embedserve.server.auth import ApiKey, check_collection
@@ -33,6 +34,7 @@ from embedserve.server.http.schemas import (
     GetRequest,
     GroupBy,
     QueryParams,
+    Recency,
     RecommendRequest,
     ScrollOrder,
     ScrollRequest,
@@ -109,11 +111,19 @@ def search_in(body: SearchRequest) -> SearchIn:
         body.embed.params(Task.QUERY),
         SearchMode(body.mode),
         group_by(body.group_by),
+        recency(body.recency),
     )
 
 
 def scroll_order(body: ScrollOrder | None) -> ordered_scroll.ScrollOrder | None:
     return vc.store_value(ordered_scroll.ScrollOrder, body.key, body.descending) if body else None
+
+
+def recency(body: Recency | None) -> weighing.Recency | None:
+    if body is None:
+        return None
+    given = body.model_dump(exclude_none=True)
+    return vc.store_value(weighing.Recency, **given | {"now": body.now or None})
 
 
 def group_by(body: GroupBy | None) -> groups.GroupBy | None:
@@ -290,6 +300,7 @@ async def recommend(
         search_params(body.params),
         body.embed.params(Task.QUERY),
         group_by(body.group_by),
+        recency(body.recency),
     )
     return json_response(
         {

@@ -306,6 +306,26 @@ class GroupBy(Body):
     )
 
 
+class Recency(Body):
+    """Weigh the best ``candidates`` hits by the age of a date and time field: each keeps
+    ``1 - weight`` of its score and earns up to ``weight`` more by its freshness,
+    ``0.5 ** (age / half_life)``."""
+
+    key: str = Field(
+        description='a payload key; a dotted path ("meta.published") reaches inside',
+        json_schema_extra=TEXT,
+    )
+    half_life_hours: float = Field(gt=0, description="age at which freshness halves")
+    weight: float | None = Field(default=None, gt=0, le=1, description="default 0.5")
+    now: str = Field(default="", description="RFC 3339; default: the server's clock")
+    candidates: PositiveU32 | None = Field(
+        default=None, description="hits weighed (default 100, or limit + offset if more)"
+    )
+
+
+RECENCY = "fresher documents first among equally good matches (no diversity, no group_by)"
+
+
 class SearchRequest(Body):
     """Exactly one of ``text`` (embedded as a query) or ``vector``; keyword and hybrid
     modes take a text, on a collection created with ``bm25``."""
@@ -325,6 +345,7 @@ class SearchRequest(Body):
     group_by: GroupBy | None = Field(
         default=None, description="answer in groups: the best hits per value of a payload field"
     )
+    recency: Recency | None = Field(default=None, description=RECENCY)
 
 
 class SearchBatchRequest(Body):
@@ -354,6 +375,7 @@ class RecommendRequest(Body):
     group_by: GroupBy | None = Field(
         default=None, description="answer in groups: the best hits per value of a payload field"
     )
+    recency: Recency | None = Field(default=None, description=RECENCY)
 
 
 class GetRequest(Body):

@@ -1,0 +1,160 @@
+"""Recency weighing: a ranking's best candidates re-ranked by score and freshness, with the
+payloads asked for; on every backend, against scores worked out by hand."""
+
+from __future__ import annotations
+
+import functools
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from embedserve.connectors import (
+    CollectionSpec,
+    Distance,
+    InvalidRequest,
+    PointRecord,
+    SearchParams,
+    VectorStore,
+)
+from embedserve.connectors.recency import Recency, check_recency, rank_by_recency
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+
+def _ago(hours: float) -> str:
+    return (NOW - timedelta(hours=hours)).isoformat()
+
+
+def _unit(angle: float) -> list[float]:
+    return [math.cos(angle), math.sin(angle)]
+
+
+# Query [1, 0]: cosine similarity cos(angle). Dates: fresh, a week, a month, none,
+# a list (the latest counts), a text that is no date, the future, and a negative score.
+POINTS = [
+    ("fresh", 0.5, {"published": _ago(1), "title": "a"}),
+    ("week", 0.1, {"published": _ago(168), "title": "b"}),
+    ("month", 0.0, {"published": _ago(720), "title": "c"}),
+    ("undated", 0.05, {"title": "d"}),
+    ("listed", 0.3, {"published": [_ago(2000), _ago(24)], "title": "e"}),
+    ("garbled", 0.2, {"published": "last tuesday", "title": "f"}),
+    ("future", 0.9, {"published": (NOW + timedelta(days=3)).isoformat(), "title": "g"}),
+    ("opposite", 2.5, {"published": _ago(0), "title": "h"}),
+]
+AGES: dict[str, float | None] = {
+    "fresh": 1,
+    "week": 168,
+    "month": 720,
+    "undated": None,
+    "listed": 24,
+    "garbled": None,
+    "future": 0,
+    "opposite": 0,
+}
+
+
+def _fill(store: VectorStore) -> None:
+    store.create_collection(CollectionSpec("news", vector_size=2))
+    store.upsert("news", [PointRecord(i, _unit(a), dict(p)) for i, a, p in POINTS])
+
+
+def _expected(half_life: float, weight: float) -> list[tuple[str, float]]:
+    scored = []
+    for point, angle, _ in POINTS:
+        age = AGES[point]
+        fresh = 0.0 if age is None else 0.5 ** (age / half_life)
+        factor = 1 - weight + weight * fresh
+        score = math.cos(angle)
+        scored.append((point, score * factor if score >= 0 else score / factor))
+    return sorted(scored, key=lambda s: -s[1])
+
+
+def _rank(store: VectorStore, params: SearchParams, recency: Recency) -> list[Any]:
+    search = functools.partial(store.search, "news", [1.0, 0.0])
+    return rank_by_recency(search, None, params, recency)
+
+
+@pytest.mark.parametrize(("half_life", "weight"), [(24.0, 0.5), (168.0, 0.9), (1.0, 1.0)])
+def test_scores_are_weighed_by_freshness_and_resorted(
+    store: VectorStore, half_life: float, weight: float
+) -> None:
+    _fill(store)
+    recency = Recency("published", half_life, weight, now=NOW.isoformat())
+    hits = _rank(store, SearchParams(limit=8, exact=True), recency)
+    expected = _expected(half_life, weight)
+    assert [h.id for h in hits] == [point for point, _ in expected]
+    assert [h.score for h in hits] == pytest.approx([score for _, score in expected], abs=1e-5)
+
+
+def test_a_stronger_weight_lifts_the_fresh_over_the_close(store: VectorStore) -> None:
+    _fill(store)
+    params = SearchParams(limit=2, exact=True)
+    light = _rank(store, params, Recency("published", 24, 0.02, now=NOW.isoformat()))
+    heavy = _rank(store, params, Recency("published", 24, 1.0, now=NOW.isoformat()))
+    assert [h.id for h in light] == ["month", "undated"]  # the closest still lead
+    assert [h.id for h in heavy] == ["fresh", "future"]  # a day old, 0.88; the future, 0.62
+
+
+def test_pages_and_payloads_are_as_asked(store: VectorStore) -> None:
+    _fill(store)
+    recency = Recency("published", 24, 0.5, now=NOW.isoformat())
+    whole = _rank(store, SearchParams(limit=8, exact=True), recency)
+    page = _rank(store, SearchParams(limit=3, offset=2, exact=True), recency)
+    assert [h.id for h in page] == [h.id for h in whole[2:5]]
+    bare = _rank(store, SearchParams(limit=3, with_payload=False, exact=True), recency)
+    assert [h.id for h in bare] == [h.id for h in whole[:3]]
+    assert all(h.payload is None for h in bare)
+    titled = _rank(store, SearchParams(limit=8, payload_keys=("title",), exact=True), recency)
+    assert [h.id for h in titled] == [h.id for h in whole]
+    assert all(set(h.payload) == {"title"} for h in titled)
+    dated = _rank(store, SearchParams(limit=1, payload_keys=("published",), exact=True), recency)
+    assert set(dated[0].payload) == {"published"}
+
+
+def test_the_clock_is_now_when_no_now_is_given(store: VectorStore) -> None:
+    store.create_collection(CollectionSpec("news", vector_size=2))
+    today = datetime.now(UTC)
+    store.upsert(
+        "news",
+        [
+            PointRecord("old", _unit(0.0), {"at": (today - timedelta(days=400)).isoformat()}),
+            PointRecord("new", _unit(0.2), {"at": today.isoformat()}),
+        ],
+    )
+    search = functools.partial(store.search, "news", [1.0, 0.0])
+    hits = rank_by_recency(search, None, SearchParams(limit=2), Recency("at", 24, 0.5))
+    assert [h.id for h in hits] == ["new", "old"]
+    assert hits[0].score == pytest.approx(math.cos(0.2), abs=1e-3)  # fresh: kept whole
+    assert hits[1].score == pytest.approx(0.5, abs=1e-3)  # 400 days: no freshness left
+
+
+@pytest.mark.parametrize(
+    ("recency", "message"),
+    [
+        ({"key": "a b", "half_life_hours": 1}, "recency.key must be a payload key"),
+        ({"key": "at", "half_life_hours": 0}, "half_life_hours must be above 0"),
+        ({"key": "at", "half_life_hours": math.inf}, "half_life_hours must be above 0"),
+        ({"key": "at", "half_life_hours": 1, "weight": 0}, "weight must be above 0"),
+        ({"key": "at", "half_life_hours": 1, "weight": 1.5}, "at most 1"),
+        ({"key": "at", "half_life_hours": 1, "now": "soon"}, "recency.now: 'soon' is no date"),
+        ({"key": "at", "half_life_hours": 1, "candidates": 0}, "candidates must be from 1"),
+    ],
+)
+def test_settings_out_of_range_are_refused(recency: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        Recency(**recency)
+
+
+def test_what_recency_cannot_weigh_is_refused() -> None:
+    recency = Recency("at", 24)
+    with pytest.raises(InvalidRequest, match="no diversity"):
+        check_recency(SearchParams(diversity=0.5), recency, Distance.COSINE)
+    with pytest.raises(InvalidRequest, match="ranks by euclid distance"):
+        check_recency(SearchParams(), recency, Distance.EUCLID)
+    with pytest.raises(InvalidRequest, match=r"candidates \(5\) must be at least"):
+        check_recency(
+            SearchParams(limit=4, offset=2), Recency("at", 24, candidates=5), Distance.DOT
+        )
+    check_recency(SearchParams(limit=200), recency, Distance.DOT)  # 200 candidates then
