@@ -135,6 +135,7 @@ type queryConfig struct {
 	strategy  pb.RecommendStrategy
 	mode      pb.SearchMode
 	groupSize *uint32
+	recency   *pb.Recency
 }
 
 func newQueryConfig(opts []QueryOption) queryConfig {
@@ -215,6 +216,47 @@ func WithDiversity(diversity float32) QueryOption {
 // re-ranks (default 100, or limit + offset if more).
 func WithDiversityCandidates(n uint32) QueryOption {
 	return func(c *queryConfig) { c.params.DiversityCandidates = &n }
+}
+
+// WithRecency ranks fresher documents first among equally good matches in
+// Search and Recommend: each of the best hits keeps (1 - weight) of its score
+// and earns up to weight more by its freshness, 0.5^(age/halfLifeHours), the
+// age measured from the RFC 3339 date and time at payload[key] (a dotted path
+// reaches into objects; a document without one earns nothing). Hits carry the
+// weighed scores. halfLifeHours is above 0; weight is above 0 and at most 1, 0
+// for the server's default (0.5). Cosine and dot collections only; with
+// WithDiversity, SearchGroups or RecommendGroups it is refused
+// (INVALID_ARGUMENT).
+func WithRecency(key string, halfLifeHours, weight float64) QueryOption {
+	return func(c *queryConfig) {
+		r := c.recencyParams()
+		r.Key, r.HalfLifeHours, r.Weight = key, halfLifeHours, nil
+		if weight != 0 {
+			r.Weight = &weight
+		}
+	}
+}
+
+// WithRecencyNow sets the time WithRecency measures ages from (RFC 3339;
+// default the server's clock when the query runs), say for reproducible
+// rankings.
+func WithRecencyNow(now string) QueryOption {
+	return func(c *queryConfig) { c.recencyParams().Now = now }
+}
+
+// WithRecencyCandidates sets how many of the best hits WithRecency weighs
+// (default 100, or limit + offset if more; at most 10000).
+func WithRecencyCandidates(n uint32) QueryOption {
+	return func(c *queryConfig) { c.recencyParams().Candidates = &n }
+}
+
+// recencyParams is the call's recency weighing, started by whichever recency
+// option comes first.
+func (c *queryConfig) recencyParams() *pb.Recency {
+	if c.recency == nil {
+		c.recency = &pb.Recency{}
+	}
+	return c.recency
 }
 
 // WithKeywordWeight sets how much the keyword ranking counts against the dense
@@ -594,8 +636,8 @@ type HitGroup struct {
 // reaches into objects), which holds a string or an integer, or a list of
 // them (a hit joins each value's group); hits without one are left out. It
 // returns the groups, ranked by their best hit, each with its best hits
-// (WithGroupSize, default 3); WithLimit counts groups. WithOffset and
-// WithDiversity are refused (INVALID_ARGUMENT).
+// (WithGroupSize, default 3); WithLimit counts groups. WithOffset,
+// WithDiversity and WithRecency are refused (INVALID_ARGUMENT).
 func (c *Client) SearchGroups(ctx context.Context, collection string, query Query, groupBy string, opts ...QueryOption) ([]HitGroup, error) {
 	cfg := newQueryConfig(opts)
 	request, err := searchRequest(collection, query, cfg)
@@ -650,7 +692,7 @@ func (c *Client) SearchBatch(ctx context.Context, collection string, queries []Q
 }
 
 func searchRequest(collection string, query Query, cfg queryConfig) (*pb.SearchRequest, error) {
-	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Mode: cfg.mode}
+	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Mode: cfg.mode, Recency: cfg.recency}
 	switch query.kind {
 	case queryText:
 		request.Query = &pb.SearchRequest_Text{Text: query.text}
@@ -682,8 +724,8 @@ func (c *Client) Recommend(ctx context.Context, collection string, positive, neg
 // RecommendGroups is Recommend grouped by the payload field groupBy, as
 // SearchGroups groups a search: it returns the groups, ranked by their best
 // hit, each with its best hits (WithGroupSize, default 3); WithLimit counts
-// groups. Stored examples never come back. WithOffset and WithDiversity are
-// refused (INVALID_ARGUMENT).
+// groups. Stored examples never come back. WithOffset, WithDiversity and
+// WithRecency are refused (INVALID_ARGUMENT).
 func (c *Client) RecommendGroups(ctx context.Context, collection string, positive, negative []Query, groupBy string, opts ...QueryOption) ([]HitGroup, error) {
 	cfg := newQueryConfig(opts)
 	request, err := recommendRequest(collection, positive, negative, cfg)
@@ -699,7 +741,7 @@ func (c *Client) RecommendGroups(ctx context.Context, collection string, positiv
 }
 
 func recommendRequest(collection string, positive, negative []Query, cfg queryConfig) (*pb.RecommendRequest, error) {
-	request := &pb.RecommendRequest{Collection: collection, Strategy: cfg.strategy, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed}
+	request := &pb.RecommendRequest{Collection: collection, Strategy: cfg.strategy, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Recency: cfg.recency}
 	for _, q := range positive {
 		example, err := q.example()
 		if err != nil {

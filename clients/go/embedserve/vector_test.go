@@ -3,6 +3,7 @@ package embedserve_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -549,6 +550,64 @@ func TestDatetimeRangeAndOrder(t *testing.T) {
 	_, err := client.Count(ctx, name, embedserve.Must(embedserve.DatetimeRange("published", "yesterday", "")))
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "is no date and time") {
 		t.Fatalf("bound \"yesterday\": %v, want InvalidArgument saying it is no date and time", err)
+	}
+}
+
+func TestSearchWithRecency(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client, embedserve.WithVectorSize(dims))
+	// old is the query itself (similarity 1), dated eleven months before now;
+	// fresh is 0.8 like it, a day old.
+	query, old, fresh := make([]float32, dims), make([]float32, dims), make([]float32, dims)
+	query[0], old[0], fresh[0], fresh[1] = 1, 1, 0.8, 0.6
+	docs := []embedserve.Document{
+		{ID: "old", Vector: old, Payload: map[string]any{"published": "2026-01-01T00:00:00Z"}},
+		{ID: "fresh", Vector: fresh, Payload: map[string]any{"published": "2026-12-04T12:00:00Z"}},
+	}
+	if _, err := client.Upsert(ctx, name, docs); err != nil {
+		t.Fatal(err)
+	}
+	scores := func(hits []embedserve.Hit) map[string]float32 {
+		byID := map[string]float32{}
+		for _, hit := range hits {
+			byID[hit.ID] = hit.Score
+		}
+		return byID
+	}
+
+	plain, err := client.Search(ctx, name, embedserve.Vector(query))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plain) != 2 || plain[0].ID != "old" {
+		t.Fatalf("without recency: %+v, want old first", plain)
+	}
+	// A week's half-life, half the score at stake: old (48 half-lives back)
+	// keeps half of its score, fresh 0.8 * (0.5 + 0.5 * 0.5^(24/168)) = 0.76.
+	recency := []embedserve.QueryOption{embedserve.WithRecency("published", 168, 0.5), embedserve.WithRecencyNow("2026-12-05T12:00:00Z")}
+	weighed, err := client.Search(ctx, name, embedserve.Vector(query), recency...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(weighed) != 2 || weighed[0].ID != "fresh" {
+		t.Fatalf("with recency: %+v, want fresh first", weighed)
+	}
+	if got, want := scores(weighed)["old"], scores(plain)["old"]/2; math.Abs(float64(got-want)) > 1e-4 {
+		t.Fatalf("old scores %v with recency, want half of %v", got, scores(plain)["old"])
+	}
+	// Recommend takes the same options.
+	recommended, err := client.Recommend(ctx, name, []embedserve.Query{embedserve.Vector(query)}, nil, recency...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recommended) != 2 || recommended[0].ID != "fresh" {
+		t.Fatalf("recommended with recency: %+v, want fresh first", recommended)
+	}
+
+	_, err = client.Search(ctx, name, embedserve.Vector(query), append(recency, embedserve.WithDiversity(0.5))...)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("recency with diversity: %v, want InvalidArgument", err)
 	}
 }
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from embedserve.client import (
     cli_analysis,
+    cli_documents,
     cli_map,
     cli_reembed,
     cli_similarity,
@@ -43,6 +44,7 @@ def build_parser(
         add(commands)
     add_parser(commands)
     cli_vectors.add_parser(commands)
+    cli_documents.add_parser(commands)
     cli_analysis.add_parser(commands)
     cli_similarity.add_parser(commands)
     cli_map.add_parser(commands)

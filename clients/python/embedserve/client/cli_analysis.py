@@ -1,11 +1,10 @@
-"""``embedserve scroll | export | cluster | duplicates``: a collection's contents and their
-analysis from a shell."""
+"""``embedserve export | cluster | duplicates``: a collection's contents and their analysis
+from a shell."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import sys
 from collections.abc import Callable
@@ -23,20 +22,6 @@ BAR = 40
 
 
 def add_parser(commands: Any) -> None:
-    scroll = commands.add_parser(
-        "scroll", help="print a collection's documents as JSONL, in id order or a field's"
-    )
-    scroll.add_argument("collection")
-    add_target(scroll)
-    scroll.set_defaults(run=client_verb(_verb(_scroll)))
-    scroll.add_argument(
-        "--order-by", metavar="FIELD", help="a field with an integer, float or datetime index"
-    )
-    scroll.add_argument("--desc", action="store_true", help="largest values first")
-    scroll.add_argument("--limit", type=int, default=10, help="documents to print (default 10)")
-    scroll.add_argument("--filter", help="JSON filter, as for search")
-    scroll.add_argument("--vectors", action="store_true", help="print the vectors too")
-
     export = commands.add_parser(
         "export", help="write a collection's documents to JSONL, or vectors to .npy plus ids"
     )
@@ -105,25 +90,6 @@ def _verb(
         return command(client, args, filter_arg(args.filter))
 
     return run
-
-
-def _scroll(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
-    if args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    documents = client.scroll_iter(
-        args.collection,
-        page_size=min(args.limit, 1024),
-        filter=query_filter,
-        with_vectors=args.vectors,
-        order_by=args.order_by,
-        descending=args.desc,
-    )
-    for doc in itertools.islice(documents, args.limit):
-        line: dict[str, Any] = {"id": doc.id, "payload": doc.payload}
-        if doc.vector is not None:
-            line["vector"] = [round(float(x), 7) for x in doc.vector]
-        print(json.dumps(line))
-    return 0
 
 
 def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:

@@ -34,6 +34,7 @@ import dev.embedserve.v1.ListAliasesRequest;
 import dev.embedserve.v1.ListCollectionsRequest;
 import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.QueryParams;
+import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.RecommendRequest;
 import dev.embedserve.v1.RecommendStrategy;
 import dev.embedserve.v1.ScoredDocument;
@@ -664,6 +665,31 @@ public final class EmbedserveClient implements AutoCloseable {
   }
 
   /**
+   * As {@link #search(String, String, Filter, QueryParams)}, the best hits weighed by the age of a
+   * date and time field ({@link Vectors#recency}; null for none), fresher documents first among
+   * equally good matches; the hits carry the weighed scores.
+   */
+  public List<Hit> search(
+      String collection, String text, Filter filter, QueryParams params, Recency recency) {
+    return search(withRecency(searchRequest(collection, filter, params).setText(text), recency));
+  }
+
+  /** As {@link #search(String, float[], Filter, QueryParams)}, weighed by {@code recency}. */
+  public List<Hit> search(
+      String collection, float[] vector, Filter filter, QueryParams params, Recency recency) {
+    return search(
+        withRecency(
+            searchRequest(collection, filter, params).setVector(Vectors.vector(vector)), recency));
+  }
+
+  private static SearchRequest withRecency(SearchRequest.Builder request, Recency recency) {
+    if (recency != null) {
+      request.setRecency(recency);
+    }
+    return request.build();
+  }
+
+  /**
    * Several searches of one collection in one call (their texts are embedded together): the hits
    * of each, in order. The first search that fails fails the call, its index named.
    */
@@ -746,7 +772,7 @@ public final class EmbedserveClient implements AutoCloseable {
    * Any grouped search request: its groups, best first.
    *
    * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when {@code request} has no {@code
-   *     group_by}, or (from the server) with an offset or diversity
+   *     group_by}, or (from the server) with an offset, diversity or recency
    */
   public List<HitGroup> searchGroups(SearchRequest request) {
     requireGroupBy(request.hasGroupBy(), "searchGroups");
@@ -887,7 +913,7 @@ public final class EmbedserveClient implements AutoCloseable {
    * Any grouped recommendation request: its groups, best first.
    *
    * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when {@code request} has no {@code
-   *     group_by}, or (from the server) with an offset or diversity
+   *     group_by}, or (from the server) with an offset, diversity or recency
    */
   public List<HitGroup> recommendGroups(RecommendRequest request) {
     requireGroupBy(request.hasGroupBy(), "recommendGroups");

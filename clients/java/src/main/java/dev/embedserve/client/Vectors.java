@@ -16,6 +16,7 @@ import dev.embedserve.v1.MatchText;
 import dev.embedserve.v1.MatchValue;
 import dev.embedserve.v1.PassageSplit;
 import dev.embedserve.v1.QueryParams;
+import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.TextList;
 import dev.embedserve.v1.Vector;
 import dev.embedserve.v1.WriteOptions;
@@ -138,6 +139,21 @@ public final class Vectors {
   /** Query parameters asking for {@code n} results (other parameters: the server's defaults). */
   public static QueryParams limit(int n) {
     return QueryParams.newBuilder().setLimit(n).build();
+  }
+
+  /**
+   * Fresher documents first among equally good matches, for {@code search(..., recency)} or {@code
+   * setRecency} on a {@code SearchRequest} or {@code RecommendRequest}: each of the best hits keeps
+   * (1 - weight) of its score and earns up to weight more by its freshness, 0.5 ^ (age / {@code
+   * halfLifeHours}), the age measured from the RFC 3339 date and time at payload[key] (a dotted
+   * path reaches into objects; a document without one earns nothing). Hits carry the weighed
+   * scores. The weight defaults to 0.5 and the time to the server's clock; set them, and the
+   * number of hits weighed (default 100), on {@code recency(key, hours).toBuilder()}: {@code
+   * .setWeight(0.8).setNow("2026-12-05T12:00:00Z").setCandidates(200)}. Cosine and dot
+   * collections only; with diversity or group_by the server answers {@code INVALID_ARGUMENT}.
+   */
+  public static Recency recency(String key, double halfLifeHours) {
+    return Recency.newBuilder().setKey(key).setHalfLifeHours(halfLifeHours).build();
   }
 
   /** Texts to cluster: {@code ClusterRequest.newBuilder().setTexts(textList(texts))}. */

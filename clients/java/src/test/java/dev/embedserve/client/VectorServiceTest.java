@@ -10,8 +10,10 @@ import static dev.embedserve.client.Vectors.matchAny;
 import static dev.embedserve.client.Vectors.matchText;
 import static dev.embedserve.client.Vectors.must;
 import static dev.embedserve.client.Vectors.mustNot;
+import static dev.embedserve.client.Vectors.recency;
 import static dev.embedserve.client.Vectors.split;
 import static dev.embedserve.client.Vectors.textExample;
+import static dev.embedserve.client.Vectors.vectorExample;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -35,6 +37,7 @@ import dev.embedserve.v1.GetModelInfoResponse;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.QueryParams;
+import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.RecommendRequest;
 import dev.embedserve.v1.RecommendStrategy;
 import dev.embedserve.v1.SearchBatchRequest;
@@ -680,6 +683,55 @@ class VectorServiceTest {
       assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
       assertTrue(e.getStatus().getDescription().contains("is no date and time"), e.toString());
       assertThrows(IllegalArgumentException.class, () -> datetimeRange("published", null, null));
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  @Test
+  void recencyRanksFresherDocumentsFirst() {
+    String name = uniqueName("recency");
+    client.createCollection(name, CollectionConfig.newBuilder().setDimensions(DIMS).build());
+    try {
+      // old is the query itself (similarity 1), dated eleven months before now; fresh is 0.8
+      // like it, a day old.
+      float[] query = new float[DIMS];
+      float[] old = new float[DIMS];
+      float[] fresh = new float[DIMS];
+      query[0] = 1;
+      old[0] = 1;
+      fresh[0] = 0.8f;
+      fresh[1] = 0.6f;
+      assertEquals(
+          2,
+          client.upsert(
+              name,
+              List.of(
+                  document("old", old, Map.of("published", "2026-01-01T00:00:00Z")),
+                  document("fresh", fresh, Map.of("published", "2026-12-04T12:00:00Z")))));
+
+      List<Hit> plain = client.search(name, query, null, null);
+      assertEquals(List.of("old", "fresh"), plain.stream().map(Hit::id).toList());
+      // A week's half-life, half the score at stake: old (48 half-lives back) keeps half of its
+      // score, fresh 0.8 * (0.5 + 0.5 * 0.5^(24/168)) = 0.76.
+      Recency weekly =
+          recency("published", 168).toBuilder().setWeight(0.5).setNow("2026-12-05T12:00:00Z").build();
+      List<Hit> weighed = client.search(name, query, null, null, weekly);
+      assertEquals(List.of("fresh", "old"), weighed.stream().map(Hit::id).toList());
+      assertEquals(plain.get(0).score() / 2, weighed.get(1).score(), 1e-4);
+      // Recommendations take it too.
+      List<Hit> recommended =
+          client.recommend(
+              RecommendRequest.newBuilder()
+                  .setCollection(name)
+                  .addPositive(vectorExample(query))
+                  .setRecency(weekly)
+                  .build());
+      assertEquals("fresh", recommended.get(0).id());
+
+      assertRefused(
+          Status.Code.INVALID_ARGUMENT,
+          () -> client.search(name, query, null, QueryParams.newBuilder().setDiversity(0.5f).build(), weekly));
     } finally {
       client.deleteCollection(name);
     }
