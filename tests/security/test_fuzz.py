@@ -119,7 +119,7 @@ POOLS: dict[str, Pool] = {
     "label@UpdateAliases": Pool(SEEDED, (*BAD_NAMES, "latest")),
     "id": Pool(("d0", "d1", "d2", "s0", "s1", "new-1", "ünï/cødé id"), ("", "nope", "x" * 1025)),
     "key": Pool(
-        ("topic", "n", "when", "flag", "score", "nested.a", "é"),
+        ("topic", "n", "when", "at", "flag", "score", "nested.a", "é"),
         # "a b" and on are not valid payload paths for the store.
         ("", "_embedserve_id", "nope", "a b", "x[", "$", "\x07"),
     ),
@@ -566,6 +566,7 @@ def seed(channel: grpc.Channel) -> None:
                     "topic": vpb.PAYLOAD_INDEX_KIND_KEYWORD,
                     "n": vpb.PAYLOAD_INDEX_KIND_INTEGER,
                     "when": vpb.PAYLOAD_INDEX_KIND_DATETIME,
+                    "at": vpb.PAYLOAD_INDEX_KIND_GEO,
                 }
             ),
         ),
@@ -592,6 +593,7 @@ def seed(channel: grpc.Channel) -> None:
                     "topic": TOPICS[i % 3],
                     "n": i,
                     "when": f"2026-12-0{i + 1}T10:00:00Z",
+                    "at": {"lat": 0.25 * i, "lon": 0.5 * i},
                     "flag": i % 2 == 0,
                     "score": i / 4,
                     "nested": {"a": [i, "x"]},

@@ -139,6 +139,9 @@ const (
 	PayloadIndexKind_PAYLOAD_INDEX_KIND_TEXT        PayloadIndexKind = 5
 	// RFC 3339 dates and times: fast datetime_range filters, and ordered scrolls.
 	PayloadIndexKind_PAYLOAD_INDEX_KIND_DATETIME PayloadIndexKind = 6
+	// Places ({"lat": ..., "lon": ...}): fast geo_radius and geo_bounding_box
+	// filters.
+	PayloadIndexKind_PAYLOAD_INDEX_KIND_GEO PayloadIndexKind = 7
 )
 
 // Enum value maps for PayloadIndexKind.
@@ -151,6 +154,7 @@ var (
 		4: "PAYLOAD_INDEX_KIND_BOOL",
 		5: "PAYLOAD_INDEX_KIND_TEXT",
 		6: "PAYLOAD_INDEX_KIND_DATETIME",
+		7: "PAYLOAD_INDEX_KIND_GEO",
 	}
 	PayloadIndexKind_value = map[string]int32{
 		"PAYLOAD_INDEX_KIND_UNSPECIFIED": 0,
@@ -160,6 +164,7 @@ var (
 		"PAYLOAD_INDEX_KIND_BOOL":        4,
 		"PAYLOAD_INDEX_KIND_TEXT":        5,
 		"PAYLOAD_INDEX_KIND_DATETIME":    6,
+		"PAYLOAD_INDEX_KIND_GEO":         7,
 	}
 )
 
@@ -2412,6 +2417,185 @@ func (x *DatetimeRange) GetLte() string {
 	return ""
 }
 
+// A place on Earth in degrees (WGS 84): lat from -90 to 90, lon from -180 to
+// 180. Payloads hold places as {"lat": ..., "lon": ...} objects (or lists of
+// them), which geo conditions and a geo payload index read.
+type GeoPoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lat           float64                `protobuf:"fixed64,1,opt,name=lat,proto3" json:"lat,omitempty"`
+	Lon           float64                `protobuf:"fixed64,2,opt,name=lon,proto3" json:"lon,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GeoPoint) Reset() {
+	*x = GeoPoint{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GeoPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GeoPoint) ProtoMessage() {}
+
+func (x *GeoPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GeoPoint.ProtoReflect.Descriptor instead.
+func (*GeoPoint) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GeoPoint) GetLat() float64 {
+	if x != nil {
+		return x.Lat
+	}
+	return 0
+}
+
+func (x *GeoPoint) GetLon() float64 {
+	if x != nil {
+		return x.Lon
+	}
+	return 0
+}
+
+// payload[key], a place, lies within radius_m metres of center.
+type GeoRadius struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Key    string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Center *GeoPoint              `protobuf:"bytes,2,opt,name=center,proto3" json:"center,omitempty"`
+	// Above 0.
+	RadiusM       float64 `protobuf:"fixed64,3,opt,name=radius_m,json=radiusM,proto3" json:"radius_m,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GeoRadius) Reset() {
+	*x = GeoRadius{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GeoRadius) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GeoRadius) ProtoMessage() {}
+
+func (x *GeoRadius) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GeoRadius.ProtoReflect.Descriptor instead.
+func (*GeoRadius) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GeoRadius) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GeoRadius) GetCenter() *GeoPoint {
+	if x != nil {
+		return x.Center
+	}
+	return nil
+}
+
+func (x *GeoRadius) GetRadiusM() float64 {
+	if x != nil {
+		return x.RadiusM
+	}
+	return 0
+}
+
+// payload[key], a place, lies within the box from top_left (north-west) to
+// bottom_right (south-east).
+type GeoBoundingBox struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	TopLeft       *GeoPoint              `protobuf:"bytes,2,opt,name=top_left,json=topLeft,proto3" json:"top_left,omitempty"`
+	BottomRight   *GeoPoint              `protobuf:"bytes,3,opt,name=bottom_right,json=bottomRight,proto3" json:"bottom_right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GeoBoundingBox) Reset() {
+	*x = GeoBoundingBox{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GeoBoundingBox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GeoBoundingBox) ProtoMessage() {}
+
+func (x *GeoBoundingBox) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GeoBoundingBox.ProtoReflect.Descriptor instead.
+func (*GeoBoundingBox) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GeoBoundingBox) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GeoBoundingBox) GetTopLeft() *GeoPoint {
+	if x != nil {
+		return x.TopLeft
+	}
+	return nil
+}
+
+func (x *GeoBoundingBox) GetBottomRight() *GeoPoint {
+	if x != nil {
+		return x.BottomRight
+	}
+	return nil
+}
+
 type IsNull struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -2421,7 +2605,7 @@ type IsNull struct {
 
 func (x *IsNull) Reset() {
 	*x = IsNull{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2617,7 @@ func (x *IsNull) String() string {
 func (*IsNull) ProtoMessage() {}
 
 func (x *IsNull) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2630,7 @@ func (x *IsNull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IsNull.ProtoReflect.Descriptor instead.
 func (*IsNull) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IsNull) GetKey() string {
@@ -2465,7 +2649,7 @@ type HasId struct {
 
 func (x *HasId) Reset() {
 	*x = HasId{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2661,7 @@ func (x *HasId) String() string {
 func (*HasId) ProtoMessage() {}
 
 func (x *HasId) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2674,7 @@ func (x *HasId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasId.ProtoReflect.Descriptor instead.
 func (*HasId) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HasId) GetIds() []string {
@@ -2512,6 +2696,8 @@ type Condition struct {
 	//	*Condition_Filter
 	//	*Condition_MatchText
 	//	*Condition_DatetimeRange
+	//	*Condition_GeoRadius
+	//	*Condition_GeoBoundingBox
 	Condition     isCondition_Condition `protobuf_oneof:"condition"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2519,7 +2705,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2531,7 +2717,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2544,7 +2730,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Condition) GetCondition() isCondition_Condition {
@@ -2626,6 +2812,24 @@ func (x *Condition) GetDatetimeRange() *DatetimeRange {
 	return nil
 }
 
+func (x *Condition) GetGeoRadius() *GeoRadius {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_GeoRadius); ok {
+			return x.GeoRadius
+		}
+	}
+	return nil
+}
+
+func (x *Condition) GetGeoBoundingBox() *GeoBoundingBox {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_GeoBoundingBox); ok {
+			return x.GeoBoundingBox
+		}
+	}
+	return nil
+}
+
 type isCondition_Condition interface {
 	isCondition_Condition()
 }
@@ -2662,6 +2866,14 @@ type Condition_DatetimeRange struct {
 	DatetimeRange *DatetimeRange `protobuf:"bytes,8,opt,name=datetime_range,json=datetimeRange,proto3,oneof"`
 }
 
+type Condition_GeoRadius struct {
+	GeoRadius *GeoRadius `protobuf:"bytes,9,opt,name=geo_radius,json=geoRadius,proto3,oneof"`
+}
+
+type Condition_GeoBoundingBox struct {
+	GeoBoundingBox *GeoBoundingBox `protobuf:"bytes,10,opt,name=geo_bounding_box,json=geoBoundingBox,proto3,oneof"`
+}
+
 func (*Condition_Match) isCondition_Condition() {}
 
 func (*Condition_MatchAny) isCondition_Condition() {}
@@ -2678,6 +2890,10 @@ func (*Condition_MatchText) isCondition_Condition() {}
 
 func (*Condition_DatetimeRange) isCondition_Condition() {}
 
+func (*Condition_GeoRadius) isCondition_Condition() {}
+
+func (*Condition_GeoBoundingBox) isCondition_Condition() {}
+
 // All of must, at least one of should (when any), none of must_not.
 type Filter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2690,7 +2906,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2702,7 +2918,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2715,7 +2931,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Filter) GetMust() []*Condition {
@@ -2778,7 +2994,7 @@ type QueryParams struct {
 
 func (x *QueryParams) Reset() {
 	*x = QueryParams{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2790,7 +3006,7 @@ func (x *QueryParams) String() string {
 func (*QueryParams) ProtoMessage() {}
 
 func (x *QueryParams) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2803,7 +3019,7 @@ func (x *QueryParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParams.ProtoReflect.Descriptor instead.
 func (*QueryParams) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *QueryParams) GetLimit() uint32 {
@@ -2902,7 +3118,7 @@ type ScoredDocument struct {
 
 func (x *ScoredDocument) Reset() {
 	*x = ScoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3130,7 @@ func (x *ScoredDocument) String() string {
 func (*ScoredDocument) ProtoMessage() {}
 
 func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3143,7 @@ func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredDocument.ProtoReflect.Descriptor instead.
 func (*ScoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ScoredDocument) GetId() string {
@@ -2983,7 +3199,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2995,7 +3211,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3008,7 +3224,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -3128,7 +3344,7 @@ type Recency struct {
 
 func (x *Recency) Reset() {
 	*x = Recency{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3140,7 +3356,7 @@ func (x *Recency) String() string {
 func (*Recency) ProtoMessage() {}
 
 func (x *Recency) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3153,7 +3369,7 @@ func (x *Recency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recency.ProtoReflect.Descriptor instead.
 func (*Recency) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Recency) GetKey() string {
@@ -3206,7 +3422,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3218,7 +3434,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3231,7 +3447,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -3263,7 +3479,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3275,7 +3491,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3288,7 +3504,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -3356,7 +3572,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3368,7 +3584,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3381,7 +3597,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -3431,7 +3647,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3443,7 +3659,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3456,7 +3672,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -3483,7 +3699,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3495,7 +3711,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3508,7 +3724,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -3532,7 +3748,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3544,7 +3760,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3557,7 +3773,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -3638,7 +3854,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3650,7 +3866,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3663,7 +3879,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -3743,7 +3959,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3755,7 +3971,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3768,7 +3984,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -3810,7 +4026,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +4038,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +4051,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -3870,7 +4086,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +4098,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +4111,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -3929,7 +4145,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3941,7 +4157,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3954,7 +4170,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -3977,7 +4193,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3989,7 +4205,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4002,7 +4218,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -4034,7 +4250,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4046,7 +4262,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4059,7 +4275,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 type UpdatePayloadRequest struct {
@@ -4082,7 +4298,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4094,7 +4310,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4107,7 +4323,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -4153,7 +4369,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4165,7 +4381,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4178,7 +4394,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 type CountRequest struct {
@@ -4191,7 +4407,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4203,7 +4419,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4216,7 +4432,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -4242,7 +4458,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4254,7 +4470,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4267,7 +4483,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -4292,7 +4508,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4304,7 +4520,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4317,7 +4533,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -4363,7 +4579,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4375,7 +4591,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4388,7 +4604,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -4464,7 +4680,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4476,7 +4692,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4489,7 +4705,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -4520,7 +4736,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4532,7 +4748,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4545,7 +4761,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -4614,7 +4830,7 @@ type ScrollOrder struct {
 
 func (x *ScrollOrder) Reset() {
 	*x = ScrollOrder{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4626,7 +4842,7 @@ func (x *ScrollOrder) String() string {
 func (*ScrollOrder) ProtoMessage() {}
 
 func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4639,7 +4855,7 @@ func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollOrder.ProtoReflect.Descriptor instead.
 func (*ScrollOrder) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ScrollOrder) GetKey() string {
@@ -4667,7 +4883,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4679,7 +4895,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4692,7 +4908,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -4718,7 +4934,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4730,7 +4946,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4743,7 +4959,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -4790,7 +5006,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4802,7 +5018,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4815,7 +5031,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -4951,7 +5167,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4963,7 +5179,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4976,7 +5192,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -5010,7 +5226,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5022,7 +5238,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5035,7 +5251,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *WordScore) GetWord() string {
@@ -5066,7 +5282,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5078,7 +5294,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5091,7 +5307,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -5147,7 +5363,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5159,7 +5375,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5172,7 +5388,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -5272,7 +5488,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5284,7 +5500,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5297,7 +5513,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -5367,7 +5583,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5379,7 +5595,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5392,7 +5608,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -5428,7 +5644,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5440,7 +5656,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5453,7 +5669,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -5481,7 +5697,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5493,7 +5709,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5506,7 +5722,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -5551,7 +5767,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5563,7 +5779,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5576,7 +5792,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -5808,11 +6024,22 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x02gt\x18\x02 \x01(\tR\x02gt\x12\x10\n" +
 	"\x03gte\x18\x03 \x01(\tR\x03gte\x12\x0e\n" +
 	"\x02lt\x18\x04 \x01(\tR\x02lt\x12\x10\n" +
-	"\x03lte\x18\x05 \x01(\tR\x03lte\"\x1a\n" +
+	"\x03lte\x18\x05 \x01(\tR\x03lte\".\n" +
+	"\bGeoPoint\x12\x10\n" +
+	"\x03lat\x18\x01 \x01(\x01R\x03lat\x12\x10\n" +
+	"\x03lon\x18\x02 \x01(\x01R\x03lon\"i\n" +
+	"\tGeoRadius\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
+	"\x06center\x18\x02 \x01(\v2\x17.embedserve.v1.GeoPointR\x06center\x12\x19\n" +
+	"\bradius_m\x18\x03 \x01(\x01R\aradiusM\"\x92\x01\n" +
+	"\x0eGeoBoundingBox\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
+	"\btop_left\x18\x02 \x01(\v2\x17.embedserve.v1.GeoPointR\atopLeft\x12:\n" +
+	"\fbottom_right\x18\x03 \x01(\v2\x17.embedserve.v1.GeoPointR\vbottomRight\"\x1a\n" +
 	"\x06IsNull\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"\x19\n" +
 	"\x05HasId\x12\x10\n" +
-	"\x03ids\x18\x01 \x03(\tR\x03ids\"\xce\x03\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"\xd4\x04\n" +
 	"\tCondition\x121\n" +
 	"\x05match\x18\x01 \x01(\v2\x19.embedserve.v1.MatchValueH\x00R\x05match\x126\n" +
 	"\tmatch_any\x18\x02 \x01(\v2\x17.embedserve.v1.MatchAnyH\x00R\bmatchAny\x125\n" +
@@ -5822,7 +6049,11 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06filter\x18\x06 \x01(\v2\x15.embedserve.v1.FilterH\x00R\x06filter\x129\n" +
 	"\n" +
 	"match_text\x18\a \x01(\v2\x18.embedserve.v1.MatchTextH\x00R\tmatchText\x12E\n" +
-	"\x0edatetime_range\x18\b \x01(\v2\x1c.embedserve.v1.DatetimeRangeH\x00R\rdatetimeRangeB\v\n" +
+	"\x0edatetime_range\x18\b \x01(\v2\x1c.embedserve.v1.DatetimeRangeH\x00R\rdatetimeRange\x129\n" +
+	"\n" +
+	"geo_radius\x18\t \x01(\v2\x18.embedserve.v1.GeoRadiusH\x00R\tgeoRadius\x12I\n" +
+	"\x10geo_bounding_box\x18\n" +
+	" \x01(\v2\x1d.embedserve.v1.GeoBoundingBoxH\x00R\x0egeoBoundingBoxB\v\n" +
 	"\tcondition\"\x9d\x01\n" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
@@ -6111,7 +6342,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\fQuantization\x12\x1c\n" +
 	"\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11QUANTIZATION_NONE\x10\x01\x12\x1c\n" +
-	"\x18QUANTIZATION_SCALAR_INT8\x10\x02*\xef\x01\n" +
+	"\x18QUANTIZATION_SCALAR_INT8\x10\x02*\x8b\x02\n" +
 	"\x10PayloadIndexKind\x12\"\n" +
 	"\x1ePAYLOAD_INDEX_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPAYLOAD_INDEX_KIND_KEYWORD\x10\x01\x12\x1e\n" +
@@ -6119,7 +6350,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x18PAYLOAD_INDEX_KIND_FLOAT\x10\x03\x12\x1b\n" +
 	"\x17PAYLOAD_INDEX_KIND_BOOL\x10\x04\x12\x1b\n" +
 	"\x17PAYLOAD_INDEX_KIND_TEXT\x10\x05\x12\x1f\n" +
-	"\x1bPAYLOAD_INDEX_KIND_DATETIME\x10\x06*q\n" +
+	"\x1bPAYLOAD_INDEX_KIND_DATETIME\x10\x06\x12\x1a\n" +
+	"\x16PAYLOAD_INDEX_KIND_GEO\x10\a*q\n" +
 	"\n" +
 	"SearchMode\x12\x1b\n" +
 	"\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -6176,7 +6408,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -6217,198 +6449,206 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*MatchText)(nil),                // 36: embedserve.v1.MatchText
 	(*RangeCondition)(nil),           // 37: embedserve.v1.RangeCondition
 	(*DatetimeRange)(nil),            // 38: embedserve.v1.DatetimeRange
-	(*IsNull)(nil),                   // 39: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 40: embedserve.v1.HasId
-	(*Condition)(nil),                // 41: embedserve.v1.Condition
-	(*Filter)(nil),                   // 42: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 43: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 44: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 45: embedserve.v1.SearchRequest
-	(*Recency)(nil),                  // 46: embedserve.v1.Recency
-	(*GroupBy)(nil),                  // 47: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 48: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 49: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 50: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 51: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 52: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 53: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 54: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 55: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 56: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 57: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 58: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 59: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 60: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 61: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 62: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 63: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 64: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 65: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 66: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 67: embedserve.v1.ScrollRequest
-	(*ScrollOrder)(nil),              // 68: embedserve.v1.ScrollOrder
-	(*ScrollResponse)(nil),           // 69: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 70: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 71: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 72: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 73: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 74: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 75: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 76: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 77: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 78: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 79: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 80: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 81: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 82: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 83: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 84: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 85: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 86: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 87: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 88: embedserve.v1.Usage
-	(*Timings)(nil),                  // 89: embedserve.v1.Timings
+	(*GeoPoint)(nil),                 // 39: embedserve.v1.GeoPoint
+	(*GeoRadius)(nil),                // 40: embedserve.v1.GeoRadius
+	(*GeoBoundingBox)(nil),           // 41: embedserve.v1.GeoBoundingBox
+	(*IsNull)(nil),                   // 42: embedserve.v1.IsNull
+	(*HasId)(nil),                    // 43: embedserve.v1.HasId
+	(*Condition)(nil),                // 44: embedserve.v1.Condition
+	(*Filter)(nil),                   // 45: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 46: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 47: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 48: embedserve.v1.SearchRequest
+	(*Recency)(nil),                  // 49: embedserve.v1.Recency
+	(*GroupBy)(nil),                  // 50: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 51: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 52: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 53: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 54: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 55: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 56: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 57: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 58: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 59: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 60: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 61: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 62: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 63: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 64: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 65: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 66: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 67: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 68: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 69: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 70: embedserve.v1.ScrollRequest
+	(*ScrollOrder)(nil),              // 71: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 72: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 73: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 74: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 75: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 76: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 77: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 78: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 79: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 80: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 81: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 82: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 83: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 84: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 85: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 86: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 87: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 88: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 89: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 90: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 91: embedserve.v1.Usage
+	(*Timings)(nil),                  // 92: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	81,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	84,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	86,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	87,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	89,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	90,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	82,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	85,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
 	8,   // 12: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	83,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	86,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
 	26,  // 14: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
 	10,  // 15: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 16: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	88,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	89,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	91,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	92,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10,  // 19: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 20: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	88,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	91,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10,  // 22: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 23: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	34,  // 24: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	35,  // 25: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	37,  // 26: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	39,  // 27: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	40,  // 28: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	42,  // 29: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	36,  // 30: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
-	38,  // 31: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
-	41,  // 32: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	41,  // 33: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	41,  // 34: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	86,  // 35: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 36: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	9,   // 37: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	42,  // 38: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	43,  // 39: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	87,  // 40: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	3,   // 41: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	47,  // 42: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	46,  // 43: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
-	44,  // 44: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	44,  // 45: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	88,  // 46: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	89,  // 47: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	48,  // 48: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	45,  // 49: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	49,  // 50: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,   // 51: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	52,  // 52: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	52,  // 53: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,   // 54: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	42,  // 55: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	43,  // 56: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	87,  // 57: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	47,  // 58: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	46,  // 59: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
-	44,  // 60: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	88,  // 61: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	48,  // 62: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	86,  // 63: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 64: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	55,  // 65: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	42,  // 66: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	42,  // 67: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	86,  // 68: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	42,  // 69: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	42,  // 70: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	65,  // 71: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	42,  // 72: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	68,  // 73: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
-	55,  // 74: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	70,  // 75: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	42,  // 76: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 77: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	72,  // 78: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	73,  // 79: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	74,  // 80: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	84,  // 81: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	42,  // 82: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 83: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	70,  // 84: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	77,  // 85: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	78,  // 86: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	79,  // 87: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	85,  // 88: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 89: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 90: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	2,   // 91: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 92: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 93: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 94: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 95: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	21,  // 96: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	23,  // 97: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	25,  // 98: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	28,  // 99: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	30,  // 100: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	32,  // 101: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	45,  // 102: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	50,  // 103: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	53,  // 104: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	56,  // 105: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	58,  // 106: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	60,  // 107: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	62,  // 108: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	64,  // 109: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	67,  // 110: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	71,  // 111: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	76,  // 112: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 113: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 114: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 115: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 116: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	22,  // 117: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	24,  // 118: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	27,  // 119: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	29,  // 120: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	31,  // 121: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	33,  // 122: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	49,  // 123: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	51,  // 124: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	54,  // 125: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	57,  // 126: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	59,  // 127: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	61,  // 128: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	63,  // 129: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	66,  // 130: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	69,  // 131: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	75,  // 132: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	80,  // 133: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	113, // [113:134] is the sub-list for method output_type
-	92,  // [92:113] is the sub-list for method input_type
-	92,  // [92:92] is the sub-list for extension type_name
-	92,  // [92:92] is the sub-list for extension extendee
-	0,   // [0:92] is the sub-list for field type_name
+	39,  // 24: embedserve.v1.GeoRadius.center:type_name -> embedserve.v1.GeoPoint
+	39,  // 25: embedserve.v1.GeoBoundingBox.top_left:type_name -> embedserve.v1.GeoPoint
+	39,  // 26: embedserve.v1.GeoBoundingBox.bottom_right:type_name -> embedserve.v1.GeoPoint
+	34,  // 27: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	35,  // 28: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	37,  // 29: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	42,  // 30: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	43,  // 31: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	45,  // 32: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	36,  // 33: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
+	38,  // 34: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
+	40,  // 35: embedserve.v1.Condition.geo_radius:type_name -> embedserve.v1.GeoRadius
+	41,  // 36: embedserve.v1.Condition.geo_bounding_box:type_name -> embedserve.v1.GeoBoundingBox
+	44,  // 37: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	44,  // 38: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	44,  // 39: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	89,  // 40: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 41: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	9,   // 42: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	45,  // 43: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	46,  // 44: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	90,  // 45: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	3,   // 46: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	50,  // 47: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	49,  // 48: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
+	47,  // 49: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	47,  // 50: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	91,  // 51: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	92,  // 52: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	51,  // 53: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	48,  // 54: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	52,  // 55: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,   // 56: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	55,  // 57: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	55,  // 58: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,   // 59: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	45,  // 60: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	46,  // 61: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	90,  // 62: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	50,  // 63: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	49,  // 64: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
+	47,  // 65: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	91,  // 66: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	51,  // 67: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	89,  // 68: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 69: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	58,  // 70: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	45,  // 71: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	45,  // 72: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	89,  // 73: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	45,  // 74: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	45,  // 75: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	68,  // 76: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	45,  // 77: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	71,  // 78: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	58,  // 79: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	73,  // 80: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	45,  // 81: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 82: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	75,  // 83: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	76,  // 84: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	77,  // 85: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	87,  // 86: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	45,  // 87: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 88: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	73,  // 89: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	80,  // 90: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	81,  // 91: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	82,  // 92: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	88,  // 93: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 94: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 95: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	2,   // 96: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 97: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 98: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 99: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 100: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	21,  // 101: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	23,  // 102: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	25,  // 103: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	28,  // 104: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	30,  // 105: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	32,  // 106: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	48,  // 107: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	53,  // 108: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	56,  // 109: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	59,  // 110: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	61,  // 111: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	63,  // 112: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	65,  // 113: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	67,  // 114: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	70,  // 115: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	74,  // 116: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	79,  // 117: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 118: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 119: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 120: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 121: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	22,  // 122: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	24,  // 123: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	27,  // 124: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	29,  // 125: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	31,  // 126: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	33,  // 127: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	52,  // 128: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	54,  // 129: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	57,  // 130: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	60,  // 131: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	62,  // 132: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	64,  // 133: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	66,  // 134: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	69,  // 135: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	72,  // 136: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	78,  // 137: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	83,  // 138: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	118, // [118:139] is the sub-list for method output_type
+	97,  // [97:118] is the sub-list for method input_type
+	97,  // [97:97] is the sub-list for extension type_name
+	97,  // [97:97] is the sub-list for extension extendee
+	0,   // [0:97] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -6430,7 +6670,7 @@ func file_embedserve_v1_vector_proto_init() {
 		(*MatchValue_Boolean)(nil),
 	}
 	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[34].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[37].OneofWrappers = []any{
 		(*Condition_Match)(nil),
 		(*Condition_MatchAny)(nil),
 		(*Condition_Range)(nil),
@@ -6439,42 +6679,44 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Condition_Filter)(nil),
 		(*Condition_MatchText)(nil),
 		(*Condition_DatetimeRange)(nil),
+		(*Condition_GeoRadius)(nil),
+		(*Condition_GeoBoundingBox)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[36].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[38].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[39].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[39].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[40].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[42].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[57].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[58].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[60].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[61].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[60].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[64].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[63].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[67].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[69].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[72].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   79,
+			NumMessages:   82,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

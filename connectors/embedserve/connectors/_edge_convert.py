@@ -25,6 +25,8 @@ from .types import (
     DatetimeRange,
     Distance,
     Filter,
+    GeoBoundingBox,
+    GeoRadius,
     HasId,
     IsNull,
     MatchAny,
@@ -49,6 +51,7 @@ INDEX_KINDS = {
     PayloadIndexKind.BOOL: qe.PayloadSchemaType.Bool,
     PayloadIndexKind.TEXT: qe.PayloadSchemaType.Text,
     PayloadIndexKind.DATETIME: qe.PayloadSchemaType.Datetime,
+    PayloadIndexKind.GEO: qe.PayloadSchemaType.Geo,
 }
 
 _DIM_RE = re.compile(r"expected dim: (\d+), got (\d+)")
@@ -121,6 +124,12 @@ def condition(c: Any) -> Any:
             for k, v in (("gt", c.gt), ("gte", c.gte), ("lt", c.lt), ("lte", c.lte))
         }
         return qe.FieldCondition(c.key, range=qe.RangeFloat(**bounds))
+    if isinstance(c, GeoRadius):
+        center = qe.GeoPoint(lon=c.center.lon, lat=c.center.lat)
+        return qe.FieldCondition(c.key, geo_radius=qe.GeoRadius(center, float(c.radius_m)))
+    if isinstance(c, GeoBoundingBox):
+        corners = (qe.GeoPoint(lon=p.lon, lat=p.lat) for p in (c.top_left, c.bottom_right))
+        return qe.FieldCondition(c.key, geo_bounding_box=qe.GeoBoundingBox(*corners))
     if isinstance(c, DatetimeRange):
         return qe.FieldCondition(c.key, range=qe.RangeDateTime(**c.bounds()))
     if isinstance(c, IsNull):

@@ -30,6 +30,8 @@ from .types import (
     DatetimeRange,
     Distance,
     Filter,
+    GeoBoundingBox,
+    GeoRadius,
     HasId,
     IsNull,
     MatchAny,
@@ -58,6 +60,7 @@ INDEX_KINDS = {
     PayloadIndexKind.BOOL: qm.PayloadSchemaType.BOOL,
     PayloadIndexKind.TEXT: qm.PayloadSchemaType.TEXT,
     PayloadIndexKind.DATETIME: qm.PayloadSchemaType.DATETIME,
+    PayloadIndexKind.GEO: qm.PayloadSchemaType.GEO,
 }
 _TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
 _TRANSIENT_HTTP = {408, 429, 502, 503, 504}
@@ -82,6 +85,17 @@ def _condition(c: Any) -> Any:
         return qm.FieldCondition(key=c.key, match=qm.MatchText(text=c.text))
     if isinstance(c, Range):
         return qm.FieldCondition(key=c.key, range=qm.Range(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte))
+    if isinstance(c, GeoRadius):
+        center = qm.GeoPoint(lon=c.center.lon, lat=c.center.lat)
+        return qm.FieldCondition(
+            key=c.key, geo_radius=qm.GeoRadius(center=center, radius=c.radius_m)
+        )
+    if isinstance(c, GeoBoundingBox):
+        box = qm.GeoBoundingBox(
+            top_left=qm.GeoPoint(lon=c.top_left.lon, lat=c.top_left.lat),
+            bottom_right=qm.GeoPoint(lon=c.bottom_right.lon, lat=c.bottom_right.lat),
+        )
+        return qm.FieldCondition(key=c.key, geo_bounding_box=box)
     if isinstance(c, DatetimeRange):
         moments = {name: parse_datetime(bound) for name, bound in c.bounds().items()}
         return qm.FieldCondition(key=c.key, range=qm.DatetimeRange(**moments))

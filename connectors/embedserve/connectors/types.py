@@ -76,6 +76,7 @@ class PayloadIndexKind(StrEnum):
     BOOL = "bool"
     TEXT = "text"
     DATETIME = "datetime"
+    GEO = "geo"
 
 
 class RecommendStrategy(StrEnum):
@@ -391,6 +392,61 @@ class DatetimeRange:
         return {name: bound for name, bound in named.items() if bound is not None}
 
 
+def _check_degrees(name: str, value: object, most: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -most <= value <= most:
+        raise InvalidFilter(f"{name} must be a number from {-most:g} to {most:g}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class GeoPoint:
+    """A place on Earth in degrees (WGS 84). Stored in a payload as ``{"lat": ..., "lon":
+    ...}``, the form Qdrant's geo filters and indexes read (or a list of such objects)."""
+
+    lat: float
+    lon: float
+
+    def __post_init__(self) -> None:
+        _check_degrees("lat", self.lat, 90)
+        _check_degrees("lon", self.lon, 180)
+
+
+@dataclass(frozen=True)
+class GeoRadius:
+    """The place at ``key`` lies within ``radius_m`` metres of ``center``."""
+
+    key: str
+    center: GeoPoint
+    radius_m: float
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+        if not isinstance(self.center, GeoPoint):
+            raise InvalidFilter(f"GeoRadius({self.key!r}) needs a center point")
+        r = self.radius_m
+        if isinstance(r, bool) or not isinstance(r, int | float) or not 0 < r < math.inf:
+            raise InvalidFilter(f"GeoRadius({self.key!r}).radius_m must be above 0, got {r!r}")
+
+
+@dataclass(frozen=True)
+class GeoBoundingBox:
+    """The place at ``key`` lies within the box from ``top_left`` (north-west) to
+    ``bottom_right`` (south-east)."""
+
+    key: str
+    top_left: GeoPoint
+    bottom_right: GeoPoint
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+        if not (isinstance(self.top_left, GeoPoint) and isinstance(self.bottom_right, GeoPoint)):
+            raise InvalidFilter(f"GeoBoundingBox({self.key!r}) needs top_left and bottom_right")
+        if self.top_left.lat < self.bottom_right.lat:
+            raise InvalidFilter(
+                f"GeoBoundingBox({self.key!r}): top_left (lat {self.top_left.lat}) must not be "
+                f"south of bottom_right (lat {self.bottom_right.lat})"
+            )
+
+
 @dataclass(frozen=True)
 class IsNull:
     """Matches points whose payload has the key set to null."""
@@ -415,9 +471,20 @@ class HasId:
 
 
 Condition: TypeAlias = (
-    "MatchValue | MatchAny | MatchText | Range | DatetimeRange | IsNull | HasId | Filter"
+    "MatchValue | MatchAny | MatchText | Range | DatetimeRange | GeoRadius | GeoBoundingBox"
+    " | IsNull | HasId | Filter"
 )
-_CONDITION_TYPES = (MatchValue, MatchAny, MatchText, Range, DatetimeRange, IsNull, HasId)
+_CONDITION_TYPES = (
+    MatchValue,
+    MatchAny,
+    MatchText,
+    Range,
+    DatetimeRange,
+    GeoRadius,
+    GeoBoundingBox,
+    IsNull,
+    HasId,
+)
 
 
 @dataclass(frozen=True)

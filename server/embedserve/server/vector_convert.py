@@ -51,6 +51,7 @@ INDEX_KINDS = {
     pb.PAYLOAD_INDEX_KIND_BOOL: st.PayloadIndexKind.BOOL,
     pb.PAYLOAD_INDEX_KIND_TEXT: st.PayloadIndexKind.TEXT,
     pb.PAYLOAD_INDEX_KIND_DATETIME: st.PayloadIndexKind.DATETIME,
+    pb.PAYLOAD_INDEX_KIND_GEO: st.PayloadIndexKind.GEO,
 }
 INDEX_KIND_TO_PROTO = {v: k for k, v in INDEX_KINDS.items()}
 STRATEGIES = {
@@ -281,6 +282,18 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
             if getattr(within, name)
         }
         return store_value(st.DatetimeRange, within.key, **moments)
+    if which == "geo_radius":
+        circle = message.geo_radius
+        if not circle.HasField("center"):
+            raise InvalidArgument(f"{field}.geo_radius needs a center")
+        center = store_value(st.GeoPoint, circle.center.lat, circle.center.lon)
+        return store_value(st.GeoRadius, circle.key, center, circle.radius_m)
+    if which == "geo_bounding_box":
+        box = message.geo_bounding_box
+        if not (box.HasField("top_left") and box.HasField("bottom_right")):
+            raise InvalidArgument(f"{field}.geo_bounding_box needs top_left and bottom_right")
+        corners = [store_value(st.GeoPoint, p.lat, p.lon) for p in (box.top_left, box.bottom_right)]
+        return store_value(st.GeoBoundingBox, box.key, *corners)
     if which == "is_null":
         return store_value(st.IsNull, message.is_null.key)
     if which == "has_id":

@@ -28,6 +28,7 @@ _INDEX_KINDS = {
     "bool": pb.PAYLOAD_INDEX_KIND_BOOL,
     "text": pb.PAYLOAD_INDEX_KIND_TEXT,
     "datetime": pb.PAYLOAD_INDEX_KIND_DATETIME,
+    "geo": pb.PAYLOAD_INDEX_KIND_GEO,
 }
 
 

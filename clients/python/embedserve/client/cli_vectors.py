@@ -146,7 +146,7 @@ def add_parser(commands: Any) -> None:
         "--index",
         action="append",
         default=[],
-        help="payload index FIELD:KIND, KIND in keyword integer float bool text datetime "
+        help="payload index FIELD:KIND, KIND in keyword integer float bool text datetime geo "
         "(update: indexes the documents already stored)",
     )
     collections.add_argument(

@@ -78,6 +78,10 @@ class _PayloadIndexKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payl
     PAYLOAD_INDEX_KIND_TEXT: _PayloadIndexKind.ValueType  # 5
     PAYLOAD_INDEX_KIND_DATETIME: _PayloadIndexKind.ValueType  # 6
     """RFC 3339 dates and times: fast datetime_range filters, and ordered scrolls."""
+    PAYLOAD_INDEX_KIND_GEO: _PayloadIndexKind.ValueType  # 7
+    """Places ({"lat": ..., "lon": ...}): fast geo_radius and geo_bounding_box
+    filters.
+    """
 
 class PayloadIndexKind(_PayloadIndexKind, metaclass=_PayloadIndexKindEnumTypeWrapper): ...
 
@@ -89,6 +93,10 @@ PAYLOAD_INDEX_KIND_BOOL: PayloadIndexKind.ValueType  # 4
 PAYLOAD_INDEX_KIND_TEXT: PayloadIndexKind.ValueType  # 5
 PAYLOAD_INDEX_KIND_DATETIME: PayloadIndexKind.ValueType  # 6
 """RFC 3339 dates and times: fast datetime_range filters, and ordered scrolls."""
+PAYLOAD_INDEX_KIND_GEO: PayloadIndexKind.ValueType  # 7
+"""Places ({"lat": ..., "lon": ...}): fast geo_radius and geo_bounding_box
+filters.
+"""
 Global___PayloadIndexKind: _TypeAlias = PayloadIndexKind  # noqa: Y015
 
 class _SearchMode:
@@ -1248,6 +1256,93 @@ class DatetimeRange(_message.Message):
 Global___DatetimeRange: _TypeAlias = DatetimeRange  # noqa: Y015
 
 @_typing.final
+class GeoPoint(_message.Message):
+    """A place on Earth in degrees (WGS 84): lat from -90 to 90, lon from -180 to
+    180. Payloads hold places as {"lat": ..., "lon": ...} objects (or lists of
+    them), which geo conditions and a geo payload index read.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAT_FIELD_NUMBER: _builtins.int
+    LON_FIELD_NUMBER: _builtins.int
+    lat: _builtins.float
+    lon: _builtins.float
+    def __init__(
+        self,
+        *,
+        lat: _builtins.float = ...,
+        lon: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lat", b"lat", "lon", b"lon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeoPoint: _TypeAlias = GeoPoint  # noqa: Y015
+
+@_typing.final
+class GeoRadius(_message.Message):
+    """payload[key], a place, lies within radius_m metres of center."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    CENTER_FIELD_NUMBER: _builtins.int
+    RADIUS_M_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    radius_m: _builtins.float
+    """Above 0."""
+    @_builtins.property
+    def center(self) -> Global___GeoPoint: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        center: Global___GeoPoint | None = ...,
+        radius_m: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["center", b"center"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["center", b"center", "key", b"key", "radius_m", b"radius_m"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeoRadius: _TypeAlias = GeoRadius  # noqa: Y015
+
+@_typing.final
+class GeoBoundingBox(_message.Message):
+    """payload[key], a place, lies within the box from top_left (north-west) to
+    bottom_right (south-east).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    TOP_LEFT_FIELD_NUMBER: _builtins.int
+    BOTTOM_RIGHT_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    @_builtins.property
+    def top_left(self) -> Global___GeoPoint: ...
+    @_builtins.property
+    def bottom_right(self) -> Global___GeoPoint: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        top_left: Global___GeoPoint | None = ...,
+        bottom_right: Global___GeoPoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bottom_right", b"bottom_right", "top_left", b"top_left"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bottom_right", b"bottom_right", "key", b"key", "top_left", b"top_left"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeoBoundingBox: _TypeAlias = GeoBoundingBox  # noqa: Y015
+
+@_typing.final
 class IsNull(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1298,6 +1393,8 @@ class Condition(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     MATCH_TEXT_FIELD_NUMBER: _builtins.int
     DATETIME_RANGE_FIELD_NUMBER: _builtins.int
+    GEO_RADIUS_FIELD_NUMBER: _builtins.int
+    GEO_BOUNDING_BOX_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def match(self) -> Global___MatchValue: ...
     @_builtins.property
@@ -1314,6 +1411,10 @@ class Condition(_message.Message):
     def match_text(self) -> Global___MatchText: ...
     @_builtins.property
     def datetime_range(self) -> Global___DatetimeRange: ...
+    @_builtins.property
+    def geo_radius(self) -> Global___GeoRadius: ...
+    @_builtins.property
+    def geo_bounding_box(self) -> Global___GeoBoundingBox: ...
     def __init__(
         self,
         *,
@@ -1325,12 +1426,14 @@ class Condition(_message.Message):
         filter: Global___Filter | None = ...,
         match_text: Global___MatchText | None = ...,
         datetime_range: Global___DatetimeRange | None = ...,
+        geo_radius: Global___GeoRadius | None = ...,
+        geo_bounding_box: Global___GeoBoundingBox | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text", "datetime_range"]  # noqa: Y015
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text", "datetime_range", "geo_radius", "geo_bounding_box"]  # noqa: Y015
     _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
 

@@ -23,7 +23,7 @@ PositiveU32 = Annotated[int, Field(ge=1, le=U32_MAX)]
 TaskName = Literal["query", "document", "none"]
 PoolingName = Literal["mean", "cls", "last_token"]
 OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
-IndexKind = Literal["keyword", "integer", "float", "bool", "text", "datetime"]
+IndexKind = Literal["keyword", "integer", "float", "bool", "text", "datetime", "geo"]
 
 
 # Rules the core checks, stated in the OpenAPI document as well (json_schema_extra

@@ -1,5 +1,6 @@
-"""Dates and times end to end with MiniLM: a datetime index, datetime_range filters in
-searches and counts, and the newest documents first, over gRPC, HTTP and the command line."""
+"""Dates and places end to end with MiniLM: datetime and geo indexes, datetime_range and
+geo filters in searches and counts, and the newest documents first, over gRPC, HTTP and the
+command line."""
 
 from __future__ import annotations
 
@@ -63,3 +64,58 @@ def test_dates_filter_and_order_documents(both: Any, capsys: Any) -> None:
     assert "n3" in capsys.readouterr().out
     assert cli_main(["collections", "update", "events", "--index", "day:datetime", *target]) == 0
     assert '"day": "PAYLOAD_INDEX_KIND_DATETIME"' in capsys.readouterr().out
+
+
+CAFES = [
+    {"id": i, "text": text, "payload": {"at": {"lat": lat, "lon": lon}}}
+    for i, text, lat, lon in [
+        ("mitte", "a quiet cafe with strong espresso", 52.5200, 13.4050),
+        ("alex", "espresso bar by the tv tower", 52.5219, 13.4132),
+        ("potsdam", "coffee roastery near the palace", 52.3906, 13.0645),
+        ("hamburg", "harbour cafe with espresso", 53.5511, 9.9937),
+    ]
+]
+NEARBY = {
+    "must": [
+        {"geo_radius": {"key": "at", "center": {"lat": 52.52, "lon": 13.405}, "radius_m": 2000}}
+    ]
+}
+
+
+def test_places_filter_searches(both: Any, capsys: Any) -> None:
+    with EmbedClient(both.target) as client:
+        client.create_collection("cafes", payload_indexes={"at": "geo"})
+        client.upsert("cafes", CAFES)
+        hits = client.search("cafes", "espresso", filter=NEARBY, limit=10)
+        assert {h.id for h in hits} == {"mitte", "alex"}
+        box = {
+            "must": [
+                {
+                    "geo_bounding_box": {
+                        "key": "at",
+                        "top_left": {"lat": 53.0, "lon": 12.5},
+                        "bottom_right": {"lat": 52.0, "lon": 14.0},
+                    }
+                }
+            ]
+        }
+        assert client.count("cafes", filter=box) == 3
+        off = {
+            "must": [{"geo_radius": {"key": "at", "center": {"lat": 95, "lon": 0}, "radius_m": 1}}]
+        }
+        with pytest.raises(grpc.RpcError) as error:
+            client.count("cafes", filter=off)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "lat must be a number from -90 to 90" in error.value.details()
+
+    with httpx.Client(base_url=both.url) as http:
+        body = {"text": "espresso", "filter": NEARBY, "params": {"limit": 10}}
+        found = http.post("/api/v1/collections/cafes/search", json=body).json()
+        assert {r["id"] for r in found["results"]} == {"mitte", "alex"}
+        no_center = {"must": [{"geo_radius": {"key": "at", "radius_m": 5}}]}
+        reply = http.post("/api/v1/collections/cafes/count", json={"filter": no_center})
+        assert reply.status_code == 400 and "needs a center" in reply.text
+
+    nearby = json.dumps(NEARBY)
+    assert cli_main(["count", "cafes", "--filter", nearby, "--target", both.target]) == 0
+    assert capsys.readouterr().out.strip() == "2"
