@@ -19,6 +19,7 @@ from embedserve.connectors import (
     Filter,
     HasId,
     InvalidRequest,
+    IsEmpty,
     IsNull,
     MatchAny,
     MatchText,
@@ -46,6 +47,8 @@ def payload_of(i: int) -> dict[str, Any]:
         "flag": i % 2 == 0,
         "maybe": None if i % 4 == 0 else i,
         "meta": {"depth": i % 5},
+        # Missing, an empty list, or tags.
+        **({} if i % 5 == 0 else {"tags": [] if i % 5 == 1 else ["t", str(i)]}),
     }
 
 
@@ -271,6 +274,9 @@ FILTER_CASES: list[tuple[str, Filter, Callable[[int, dict[str, Any]], bool]]] = 
     ),
     ("is-null", Filter(must=(IsNull("maybe"),)), lambda i, p: p["maybe"] is None),
     ("not-null", Filter(must_not=(IsNull("maybe"),)), lambda i, p: p["maybe"] is not None),
+    ("is-empty", Filter(must=(IsEmpty("tags"),)), lambda i, p: not p.get("tags")),
+    ("not-empty", Filter(must_not=(IsEmpty("tags"),)), lambda i, p: bool(p.get("tags"))),
+    ("is-empty-null", Filter(must=(IsEmpty("maybe"),)), lambda i, p: p["maybe"] is None),
     (
         "has-id",
         Filter(must=(HasId(("id-3", "id-9", "id-404")),)),

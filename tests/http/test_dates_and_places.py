@@ -74,7 +74,7 @@ CAFES = [
         ("potsdam", "coffee roastery near the palace", 52.3906, 13.0645),
         ("hamburg", "harbour cafe with espresso", 53.5511, 9.9937),
     ]
-]
+] + [{"id": "online", "text": "espresso beans by post", "payload": {}}]
 NEARBY = {
     "must": [
         {"geo_radius": {"key": "at", "center": {"lat": 52.52, "lon": 13.405}, "radius_m": 2000}}
@@ -100,6 +100,8 @@ def test_places_filter_searches(both: Any, capsys: Any) -> None:
             ]
         }
         assert client.count("cafes", filter=box) == 3
+        nowhere = {"must": [{"is_empty": {"key": "at"}}]}
+        assert [d.id for d in client.scroll_iter("cafes", filter=nowhere)] == ["online"]
         off = {
             "must": [{"geo_radius": {"key": "at", "center": {"lat": 95, "lon": 0}, "radius_m": 1}}]
         }

@@ -2596,6 +2596,7 @@ func (x *GeoBoundingBox) GetBottomRight() *GeoPoint {
 	return nil
 }
 
+// payload[key] is null (set to null, not missing).
 type IsNull struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -2640,6 +2641,51 @@ func (x *IsNull) GetKey() string {
 	return ""
 }
 
+// payload[key] holds no value: missing, null or an empty list.
+type IsEmpty struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IsEmpty) Reset() {
+	*x = IsEmpty{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IsEmpty) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IsEmpty) ProtoMessage() {}
+
+func (x *IsEmpty) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IsEmpty.ProtoReflect.Descriptor instead.
+func (*IsEmpty) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *IsEmpty) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 type HasId struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
@@ -2649,7 +2695,7 @@ type HasId struct {
 
 func (x *HasId) Reset() {
 	*x = HasId{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2707,7 @@ func (x *HasId) String() string {
 func (*HasId) ProtoMessage() {}
 
 func (x *HasId) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2720,7 @@ func (x *HasId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasId.ProtoReflect.Descriptor instead.
 func (*HasId) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HasId) GetIds() []string {
@@ -2698,6 +2744,7 @@ type Condition struct {
 	//	*Condition_DatetimeRange
 	//	*Condition_GeoRadius
 	//	*Condition_GeoBoundingBox
+	//	*Condition_IsEmpty
 	Condition     isCondition_Condition `protobuf_oneof:"condition"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2705,7 +2752,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +2764,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +2777,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Condition) GetCondition() isCondition_Condition {
@@ -2830,6 +2877,15 @@ func (x *Condition) GetGeoBoundingBox() *GeoBoundingBox {
 	return nil
 }
 
+func (x *Condition) GetIsEmpty() *IsEmpty {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_IsEmpty); ok {
+			return x.IsEmpty
+		}
+	}
+	return nil
+}
+
 type isCondition_Condition interface {
 	isCondition_Condition()
 }
@@ -2874,6 +2930,10 @@ type Condition_GeoBoundingBox struct {
 	GeoBoundingBox *GeoBoundingBox `protobuf:"bytes,10,opt,name=geo_bounding_box,json=geoBoundingBox,proto3,oneof"`
 }
 
+type Condition_IsEmpty struct {
+	IsEmpty *IsEmpty `protobuf:"bytes,11,opt,name=is_empty,json=isEmpty,proto3,oneof"`
+}
+
 func (*Condition_Match) isCondition_Condition() {}
 
 func (*Condition_MatchAny) isCondition_Condition() {}
@@ -2894,6 +2954,8 @@ func (*Condition_GeoRadius) isCondition_Condition() {}
 
 func (*Condition_GeoBoundingBox) isCondition_Condition() {}
 
+func (*Condition_IsEmpty) isCondition_Condition() {}
+
 // All of must, at least one of should (when any), none of must_not.
 type Filter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2906,7 +2968,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +2980,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +2993,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Filter) GetMust() []*Condition {
@@ -2994,7 +3056,7 @@ type QueryParams struct {
 
 func (x *QueryParams) Reset() {
 	*x = QueryParams{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3006,7 +3068,7 @@ func (x *QueryParams) String() string {
 func (*QueryParams) ProtoMessage() {}
 
 func (x *QueryParams) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3019,7 +3081,7 @@ func (x *QueryParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParams.ProtoReflect.Descriptor instead.
 func (*QueryParams) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *QueryParams) GetLimit() uint32 {
@@ -3118,7 +3180,7 @@ type ScoredDocument struct {
 
 func (x *ScoredDocument) Reset() {
 	*x = ScoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3130,7 +3192,7 @@ func (x *ScoredDocument) String() string {
 func (*ScoredDocument) ProtoMessage() {}
 
 func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3143,7 +3205,7 @@ func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredDocument.ProtoReflect.Descriptor instead.
 func (*ScoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ScoredDocument) GetId() string {
@@ -3199,7 +3261,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3211,7 +3273,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3224,7 +3286,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -3344,7 +3406,7 @@ type Recency struct {
 
 func (x *Recency) Reset() {
 	*x = Recency{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3356,7 +3418,7 @@ func (x *Recency) String() string {
 func (*Recency) ProtoMessage() {}
 
 func (x *Recency) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3369,7 +3431,7 @@ func (x *Recency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recency.ProtoReflect.Descriptor instead.
 func (*Recency) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Recency) GetKey() string {
@@ -3422,7 +3484,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3434,7 +3496,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3447,7 +3509,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -3479,7 +3541,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3491,7 +3553,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3504,7 +3566,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -3572,7 +3634,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3584,7 +3646,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3597,7 +3659,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -3647,7 +3709,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3659,7 +3721,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3672,7 +3734,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -3699,7 +3761,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3711,7 +3773,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3724,7 +3786,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -3748,7 +3810,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +3822,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +3835,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -3854,7 +3916,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3866,7 +3928,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3879,7 +3941,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -3959,7 +4021,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3971,7 +4033,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3984,7 +4046,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -4026,7 +4088,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4100,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4113,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -4086,7 +4148,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4098,7 +4160,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4111,7 +4173,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -4145,7 +4207,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4157,7 +4219,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4170,7 +4232,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -4193,7 +4255,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4205,7 +4267,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4218,7 +4280,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -4250,7 +4312,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4262,7 +4324,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4275,7 +4337,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 type UpdatePayloadRequest struct {
@@ -4298,7 +4360,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4310,7 +4372,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4323,7 +4385,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -4369,7 +4431,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4381,7 +4443,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4394,7 +4456,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 type CountRequest struct {
@@ -4407,7 +4469,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4419,7 +4481,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4432,7 +4494,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -4458,7 +4520,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4470,7 +4532,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4483,7 +4545,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -4508,7 +4570,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4520,7 +4582,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4533,7 +4595,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -4579,7 +4641,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4591,7 +4653,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4604,7 +4666,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -4680,7 +4742,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4692,7 +4754,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4705,7 +4767,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -4736,7 +4798,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4748,7 +4810,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4761,7 +4823,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -4830,7 +4892,7 @@ type ScrollOrder struct {
 
 func (x *ScrollOrder) Reset() {
 	*x = ScrollOrder{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4842,7 +4904,7 @@ func (x *ScrollOrder) String() string {
 func (*ScrollOrder) ProtoMessage() {}
 
 func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4855,7 +4917,7 @@ func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollOrder.ProtoReflect.Descriptor instead.
 func (*ScrollOrder) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ScrollOrder) GetKey() string {
@@ -4883,7 +4945,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4895,7 +4957,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4908,7 +4970,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -4934,7 +4996,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4946,7 +5008,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4959,7 +5021,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -5006,7 +5068,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5018,7 +5080,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5031,7 +5093,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -5167,7 +5229,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5179,7 +5241,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5192,7 +5254,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -5226,7 +5288,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5238,7 +5300,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5251,7 +5313,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *WordScore) GetWord() string {
@@ -5282,7 +5344,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5294,7 +5356,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5307,7 +5369,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -5363,7 +5425,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5375,7 +5437,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5388,7 +5450,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -5488,7 +5550,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5500,7 +5562,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5513,7 +5575,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -5583,7 +5645,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5595,7 +5657,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5608,7 +5670,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -5644,7 +5706,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5656,7 +5718,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5669,7 +5731,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -5697,7 +5759,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5709,7 +5771,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5722,7 +5784,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -5767,7 +5829,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5779,7 +5841,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5792,7 +5854,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -6037,9 +6099,11 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\btop_left\x18\x02 \x01(\v2\x17.embedserve.v1.GeoPointR\atopLeft\x12:\n" +
 	"\fbottom_right\x18\x03 \x01(\v2\x17.embedserve.v1.GeoPointR\vbottomRight\"\x1a\n" +
 	"\x06IsNull\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\x1b\n" +
+	"\aIsEmpty\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"\x19\n" +
 	"\x05HasId\x12\x10\n" +
-	"\x03ids\x18\x01 \x03(\tR\x03ids\"\xd4\x04\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x89\x05\n" +
 	"\tCondition\x121\n" +
 	"\x05match\x18\x01 \x01(\v2\x19.embedserve.v1.MatchValueH\x00R\x05match\x126\n" +
 	"\tmatch_any\x18\x02 \x01(\v2\x17.embedserve.v1.MatchAnyH\x00R\bmatchAny\x125\n" +
@@ -6053,7 +6117,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\n" +
 	"geo_radius\x18\t \x01(\v2\x18.embedserve.v1.GeoRadiusH\x00R\tgeoRadius\x12I\n" +
 	"\x10geo_bounding_box\x18\n" +
-	" \x01(\v2\x1d.embedserve.v1.GeoBoundingBoxH\x00R\x0egeoBoundingBoxB\v\n" +
+	" \x01(\v2\x1d.embedserve.v1.GeoBoundingBoxH\x00R\x0egeoBoundingBox\x123\n" +
+	"\bis_empty\x18\v \x01(\v2\x16.embedserve.v1.IsEmptyH\x00R\aisEmptyB\v\n" +
 	"\tcondition\"\x9d\x01\n" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
@@ -6408,7 +6473,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -6453,80 +6518,81 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*GeoRadius)(nil),                // 40: embedserve.v1.GeoRadius
 	(*GeoBoundingBox)(nil),           // 41: embedserve.v1.GeoBoundingBox
 	(*IsNull)(nil),                   // 42: embedserve.v1.IsNull
-	(*HasId)(nil),                    // 43: embedserve.v1.HasId
-	(*Condition)(nil),                // 44: embedserve.v1.Condition
-	(*Filter)(nil),                   // 45: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 46: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 47: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 48: embedserve.v1.SearchRequest
-	(*Recency)(nil),                  // 49: embedserve.v1.Recency
-	(*GroupBy)(nil),                  // 50: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 51: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 52: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 53: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 54: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 55: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 56: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 57: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 58: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 59: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 60: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 61: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 62: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 63: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 64: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 65: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 66: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 67: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 68: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 69: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 70: embedserve.v1.ScrollRequest
-	(*ScrollOrder)(nil),              // 71: embedserve.v1.ScrollOrder
-	(*ScrollResponse)(nil),           // 72: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 73: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 74: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 75: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 76: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 77: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 78: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 79: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 80: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 81: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 82: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 83: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 84: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 85: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 86: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 87: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 88: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 89: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 90: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 91: embedserve.v1.Usage
-	(*Timings)(nil),                  // 92: embedserve.v1.Timings
+	(*IsEmpty)(nil),                  // 43: embedserve.v1.IsEmpty
+	(*HasId)(nil),                    // 44: embedserve.v1.HasId
+	(*Condition)(nil),                // 45: embedserve.v1.Condition
+	(*Filter)(nil),                   // 46: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 47: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 48: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 49: embedserve.v1.SearchRequest
+	(*Recency)(nil),                  // 50: embedserve.v1.Recency
+	(*GroupBy)(nil),                  // 51: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 52: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 53: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 54: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 55: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 56: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 57: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 58: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 59: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 60: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 61: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 62: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 63: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 64: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 65: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 66: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 67: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 68: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 69: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 70: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 71: embedserve.v1.ScrollRequest
+	(*ScrollOrder)(nil),              // 72: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 73: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 74: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 75: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 76: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 77: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 78: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 79: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 80: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 81: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 82: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 83: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 84: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 85: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 86: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 87: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 88: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 89: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 90: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 91: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 92: embedserve.v1.Usage
+	(*Timings)(nil),                  // 93: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	84,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	85,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	89,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	90,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	90,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	91,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	85,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	86,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
 	8,   // 12: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	86,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	87,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
 	26,  // 14: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
 	10,  // 15: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 16: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	91,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	92,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	92,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	93,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10,  // 19: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 20: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	91,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	92,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10,  // 22: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 23: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	39,  // 24: embedserve.v1.GeoRadius.center:type_name -> embedserve.v1.GeoPoint
@@ -6536,119 +6602,120 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	35,  // 28: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
 	37,  // 29: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
 	42,  // 30: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	43,  // 31: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	45,  // 32: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	44,  // 31: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	46,  // 32: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
 	36,  // 33: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
 	38,  // 34: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
 	40,  // 35: embedserve.v1.Condition.geo_radius:type_name -> embedserve.v1.GeoRadius
 	41,  // 36: embedserve.v1.Condition.geo_bounding_box:type_name -> embedserve.v1.GeoBoundingBox
-	44,  // 37: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	44,  // 38: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	44,  // 39: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	89,  // 40: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 41: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	9,   // 42: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	45,  // 43: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	46,  // 44: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	90,  // 45: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	3,   // 46: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	50,  // 47: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	49,  // 48: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
-	47,  // 49: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	47,  // 50: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	91,  // 51: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	92,  // 52: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	51,  // 53: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	48,  // 54: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	52,  // 55: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,   // 56: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	55,  // 57: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	55,  // 58: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,   // 59: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	45,  // 60: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	46,  // 61: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	90,  // 62: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	50,  // 63: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	49,  // 64: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
-	47,  // 65: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	91,  // 66: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	51,  // 67: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	89,  // 68: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 69: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	58,  // 70: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	45,  // 71: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	45,  // 72: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	89,  // 73: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	45,  // 74: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	45,  // 75: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	68,  // 76: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	45,  // 77: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	71,  // 78: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
-	58,  // 79: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	73,  // 80: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	45,  // 81: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 82: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	75,  // 83: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	76,  // 84: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	77,  // 85: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	87,  // 86: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	45,  // 87: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 88: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	73,  // 89: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	80,  // 90: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	81,  // 91: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	82,  // 92: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	88,  // 93: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 94: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 95: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	2,   // 96: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 97: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 98: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 99: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 100: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	21,  // 101: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	23,  // 102: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	25,  // 103: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	28,  // 104: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	30,  // 105: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	32,  // 106: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	48,  // 107: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	53,  // 108: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	56,  // 109: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	59,  // 110: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	61,  // 111: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	63,  // 112: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	65,  // 113: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	67,  // 114: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	70,  // 115: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	74,  // 116: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	79,  // 117: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 118: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 119: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 120: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 121: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	22,  // 122: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	24,  // 123: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	27,  // 124: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	29,  // 125: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	31,  // 126: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	33,  // 127: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	52,  // 128: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	54,  // 129: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	57,  // 130: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	60,  // 131: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	62,  // 132: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	64,  // 133: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	66,  // 134: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	69,  // 135: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	72,  // 136: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	78,  // 137: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	83,  // 138: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	118, // [118:139] is the sub-list for method output_type
-	97,  // [97:118] is the sub-list for method input_type
-	97,  // [97:97] is the sub-list for extension type_name
-	97,  // [97:97] is the sub-list for extension extendee
-	0,   // [0:97] is the sub-list for field type_name
+	43,  // 37: embedserve.v1.Condition.is_empty:type_name -> embedserve.v1.IsEmpty
+	45,  // 38: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	45,  // 39: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	45,  // 40: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	90,  // 41: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 42: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	9,   // 43: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	46,  // 44: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	47,  // 45: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	91,  // 46: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	3,   // 47: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	51,  // 48: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	50,  // 49: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
+	48,  // 50: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	48,  // 51: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	92,  // 52: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	93,  // 53: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	52,  // 54: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	49,  // 55: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	53,  // 56: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,   // 57: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	56,  // 58: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	56,  // 59: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,   // 60: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	46,  // 61: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	47,  // 62: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	91,  // 63: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	51,  // 64: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	50,  // 65: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
+	48,  // 66: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	92,  // 67: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	52,  // 68: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	90,  // 69: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 70: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	59,  // 71: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	46,  // 72: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	46,  // 73: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	90,  // 74: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	46,  // 75: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	46,  // 76: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	69,  // 77: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	46,  // 78: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	72,  // 79: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	59,  // 80: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	74,  // 81: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	46,  // 82: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 83: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	76,  // 84: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	77,  // 85: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	78,  // 86: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	88,  // 87: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	46,  // 88: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 89: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	74,  // 90: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	81,  // 91: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	82,  // 92: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	83,  // 93: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	89,  // 94: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 95: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 96: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	2,   // 97: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 98: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 99: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 100: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 101: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	21,  // 102: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	23,  // 103: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	25,  // 104: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	28,  // 105: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	30,  // 106: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	32,  // 107: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	49,  // 108: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	54,  // 109: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	57,  // 110: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	60,  // 111: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	62,  // 112: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	64,  // 113: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	66,  // 114: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	68,  // 115: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	71,  // 116: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	75,  // 117: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	80,  // 118: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 119: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 120: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 121: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 122: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	22,  // 123: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	24,  // 124: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	27,  // 125: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	29,  // 126: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	31,  // 127: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	33,  // 128: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	53,  // 129: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	55,  // 130: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	58,  // 131: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	61,  // 132: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	63,  // 133: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	65,  // 134: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	67,  // 135: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	70,  // 136: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	73,  // 137: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	79,  // 138: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	84,  // 139: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	119, // [119:140] is the sub-list for method output_type
+	98,  // [98:119] is the sub-list for method input_type
+	98,  // [98:98] is the sub-list for extension type_name
+	98,  // [98:98] is the sub-list for extension extendee
+	0,   // [0:98] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -6670,7 +6737,7 @@ func file_embedserve_v1_vector_proto_init() {
 		(*MatchValue_Boolean)(nil),
 	}
 	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[37].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[38].OneofWrappers = []any{
 		(*Condition_Match)(nil),
 		(*Condition_MatchAny)(nil),
 		(*Condition_Range)(nil),
@@ -6681,42 +6748,43 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Condition_DatetimeRange)(nil),
 		(*Condition_GeoRadius)(nil),
 		(*Condition_GeoBoundingBox)(nil),
+		(*Condition_IsEmpty)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[39].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[40].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[42].OneofWrappers = []any{
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[42].OneofWrappers = []any{}
 	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[60].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[61].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[61].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[62].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[63].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[67].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[64].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[68].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[72].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[73].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   82,
+			NumMessages:   83,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

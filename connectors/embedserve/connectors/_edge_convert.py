@@ -28,6 +28,7 @@ from .types import (
     GeoBoundingBox,
     GeoRadius,
     HasId,
+    IsEmpty,
     IsNull,
     MatchAny,
     MatchText,
@@ -134,6 +135,8 @@ def condition(c: Any) -> Any:
         return qe.FieldCondition(c.key, range=qe.RangeDateTime(**c.bounds()))
     if isinstance(c, IsNull):
         return qe.IsNullCondition(c.key)
+    if isinstance(c, IsEmpty):
+        return qe.IsEmptyCondition(c.key)
     if isinstance(c, HasId):
         return qe.HasIdCondition(set(point_ids(c.ids)))
     if isinstance(c, Filter):

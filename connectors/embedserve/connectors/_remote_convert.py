@@ -33,6 +33,7 @@ from .types import (
     GeoBoundingBox,
     GeoRadius,
     HasId,
+    IsEmpty,
     IsNull,
     MatchAny,
     MatchText,
@@ -101,6 +102,8 @@ def _condition(c: Any) -> Any:
         return qm.FieldCondition(key=c.key, range=qm.DatetimeRange(**moments))
     if isinstance(c, IsNull):
         return qm.IsNullCondition(is_null=qm.PayloadField(key=c.key))
+    if isinstance(c, IsEmpty):
+        return qm.IsEmptyCondition(is_empty=qm.PayloadField(key=c.key))
     if isinstance(c, HasId):
         return qm.HasIdCondition(has_id=list(point_ids(c.ids)))
     if isinstance(c, Filter):

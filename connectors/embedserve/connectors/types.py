@@ -458,6 +458,16 @@ class IsNull:
 
 
 @dataclass(frozen=True)
+class IsEmpty:
+    """Matches points with no value at the key: the key missing, null or an empty list."""
+
+    key: str
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+
+
+@dataclass(frozen=True)
 class HasId:
     ids: tuple[str, ...]
 
@@ -472,7 +482,7 @@ class HasId:
 
 Condition: TypeAlias = (
     "MatchValue | MatchAny | MatchText | Range | DatetimeRange | GeoRadius | GeoBoundingBox"
-    " | IsNull | HasId | Filter"
+    " | IsNull | IsEmpty | HasId | Filter"
 )
 _CONDITION_TYPES = (
     MatchValue,
@@ -483,6 +493,7 @@ _CONDITION_TYPES = (
     GeoRadius,
     GeoBoundingBox,
     IsNull,
+    IsEmpty,
     HasId,
 )
 

@@ -296,6 +296,8 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         return store_value(st.GeoBoundingBox, box.key, *corners)
     if which == "is_null":
         return store_value(st.IsNull, message.is_null.key)
+    if which == "is_empty":
+        return store_value(st.IsEmpty, message.is_empty.key)
     if which == "has_id":
         return store_value(st.HasId, tuple(message.has_id.ids))
     if which == "filter":

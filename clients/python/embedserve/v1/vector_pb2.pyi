@@ -1344,6 +1344,8 @@ Global___GeoBoundingBox: _TypeAlias = GeoBoundingBox  # noqa: Y015
 
 @_typing.final
 class IsNull(_message.Message):
+    """payload[key] is null (set to null, not missing)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_FIELD_NUMBER: _builtins.int
@@ -1360,6 +1362,27 @@ class IsNull(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IsNull: _TypeAlias = IsNull  # noqa: Y015
+
+@_typing.final
+class IsEmpty(_message.Message):
+    """payload[key] holds no value: missing, null or an empty list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IsEmpty: _TypeAlias = IsEmpty  # noqa: Y015
 
 @_typing.final
 class HasId(_message.Message):
@@ -1395,6 +1418,7 @@ class Condition(_message.Message):
     DATETIME_RANGE_FIELD_NUMBER: _builtins.int
     GEO_RADIUS_FIELD_NUMBER: _builtins.int
     GEO_BOUNDING_BOX_FIELD_NUMBER: _builtins.int
+    IS_EMPTY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def match(self) -> Global___MatchValue: ...
     @_builtins.property
@@ -1415,6 +1439,8 @@ class Condition(_message.Message):
     def geo_radius(self) -> Global___GeoRadius: ...
     @_builtins.property
     def geo_bounding_box(self) -> Global___GeoBoundingBox: ...
+    @_builtins.property
+    def is_empty(self) -> Global___IsEmpty: ...
     def __init__(
         self,
         *,
@@ -1428,12 +1454,13 @@ class Condition(_message.Message):
         datetime_range: Global___DatetimeRange | None = ...,
         geo_radius: Global___GeoRadius | None = ...,
         geo_bounding_box: Global___GeoBoundingBox | None = ...,
+        is_empty: Global___IsEmpty | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text", "datetime_range", "geo_radius", "geo_bounding_box"]  # noqa: Y015
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text", "datetime_range", "geo_radius", "geo_bounding_box", "is_empty"]  # noqa: Y015
     _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
 
