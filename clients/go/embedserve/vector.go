@@ -331,6 +331,35 @@ func DatetimeRange(key, gte, lt string) *pb.Condition {
 	return &pb.Condition{Condition: &pb.Condition_DatetimeRange{DatetimeRange: &pb.DatetimeRange{Key: key, Gte: gte, Lt: lt}}}
 }
 
+// GeoRadius is the condition that the place at payload[key] (a {"lat": ...,
+// "lon": ...} object, or a list of them) lies within radiusM metres (above 0)
+// of lat, lon, in degrees; a geo payload index (WithPayloadIndex with
+// PAYLOAD_INDEX_KIND_GEO) makes it fast on large collections.
+func GeoRadius(key string, lat, lon, radiusM float64) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_GeoRadius{GeoRadius: &pb.GeoRadius{
+		Key: key, Center: &pb.GeoPoint{Lat: lat, Lon: lon}, RadiusM: radiusM}}}
+}
+
+// GeoBox is the condition that the place at payload[key] (a {"lat": ...,
+// "lon": ...} object, or a list of them) lies within the box from northLat,
+// westLon (its north-west corner) to southLat, eastLon (its south-east one),
+// in degrees; northLat is at least southLat. A geo payload index
+// (WithPayloadIndex with PAYLOAD_INDEX_KIND_GEO) makes it fast on large
+// collections.
+func GeoBox(key string, northLat, westLon, southLat, eastLon float64) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_GeoBoundingBox{GeoBoundingBox: &pb.GeoBoundingBox{
+		Key:         key,
+		TopLeft:     &pb.GeoPoint{Lat: northLat, Lon: westLon},
+		BottomRight: &pb.GeoPoint{Lat: southLat, Lon: eastLon},
+	}}}
+}
+
+// IsEmpty is the condition that payload[key] holds no value: missing, null or
+// an empty list.
+func IsEmpty(key string) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_IsEmpty{IsEmpty: &pb.IsEmpty{Key: key}}}
+}
+
 // HasID is the condition that the document's id is one of ids.
 func HasID(ids ...string) *pb.Condition {
 	return &pb.Condition{Condition: &pb.Condition_HasId{HasId: &pb.HasId{Ids: ids}}}

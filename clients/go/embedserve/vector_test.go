@@ -553,6 +553,49 @@ func TestDatetimeRangeAndOrder(t *testing.T) {
 	}
 }
 
+func TestGeoAndIsEmpty(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client, embedserve.WithVectorSize(dims),
+		embedserve.WithPayloadIndex("at", pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_GEO))
+	places := map[string][2]float64{
+		"mitte":   {52.5200, 13.4050},
+		"alex":    {52.5219, 13.4132},
+		"potsdam": {52.3906, 13.0645},
+		"hamburg": {53.5511, 9.9937},
+	}
+	var docs []embedserve.Document
+	for i, id := range []string{"mitte", "alex", "potsdam", "hamburg", "nowhere"} {
+		v := make([]float32, dims)
+		v[i] = 1
+		doc := embedserve.Document{ID: id, Vector: v}
+		if at, ok := places[id]; ok {
+			doc.Payload = map[string]any{"at": map[string]any{"lat": at[0], "lon": at[1]}}
+		}
+		docs = append(docs, doc)
+	}
+	if _, err := client.Upsert(ctx, name, docs); err != nil {
+		t.Fatal(err)
+	}
+
+	// Within 2 km of Berlin Mitte: mitte itself and alex (about 600 m off).
+	if n := count(t, client, name, embedserve.Must(embedserve.GeoRadius("at", 52.52, 13.405, 2000))); n != 2 {
+		t.Fatalf("within 2 km of Mitte: %d, want 2", n)
+	}
+	// Lat 52 to 53, lon 12.5 to 14: mitte, alex and potsdam, not hamburg.
+	if n := count(t, client, name, embedserve.Must(embedserve.GeoBox("at", 53.0, 12.5, 52.0, 14.0))); n != 3 {
+		t.Fatalf("in the box around Berlin: %d, want 3", n)
+	}
+	if n := count(t, client, name, embedserve.Must(embedserve.IsEmpty("at"))); n != 1 {
+		t.Fatalf("without a place: %d, want 1", n)
+	}
+
+	_, err := client.Count(ctx, name, embedserve.Must(embedserve.GeoRadius("at", 95, 13.405, 2000)))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "lat must be a number from -90 to 90") {
+		t.Fatalf("lat 95: %v, want InvalidArgument saying lat must be from -90 to 90", err)
+	}
+}
+
 func TestSearchWithRecency(t *testing.T) {
 	client := dial(t)
 	ctx := context.Background()

@@ -10,7 +10,11 @@ import dev.embedserve.v1.DatetimeRange;
 import dev.embedserve.v1.Document;
 import dev.embedserve.v1.Example;
 import dev.embedserve.v1.Filter;
+import dev.embedserve.v1.GeoBoundingBox;
+import dev.embedserve.v1.GeoPoint;
+import dev.embedserve.v1.GeoRadius;
 import dev.embedserve.v1.HasId;
+import dev.embedserve.v1.IsEmpty;
 import dev.embedserve.v1.MatchAny;
 import dev.embedserve.v1.MatchText;
 import dev.embedserve.v1.MatchValue;
@@ -243,6 +247,43 @@ public final class Vectors {
       range.setLt(lt);
     }
     return Condition.newBuilder().setDatetimeRange(range).build();
+  }
+
+  /**
+   * The place at payload[key] (a {"lat": ..., "lon": ...} object, or a list of them) lies within
+   * radiusM metres (above 0) of lat, lon, in degrees; a geo payload index makes it fast on large
+   * collections.
+   */
+  public static Condition geoRadius(String key, double lat, double lon, double radiusM) {
+    return Condition.newBuilder()
+        .setGeoRadius(
+            GeoRadius.newBuilder()
+                .setKey(key)
+                .setCenter(GeoPoint.newBuilder().setLat(lat).setLon(lon))
+                .setRadiusM(radiusM))
+        .build();
+  }
+
+  /**
+   * The place at payload[key] (a {"lat": ..., "lon": ...} object, or a list of them) lies within
+   * the box from northLat, westLon (its north-west corner) to southLat, eastLon (its south-east
+   * one), in degrees; northLat is at least southLat. A geo payload index makes it fast on large
+   * collections.
+   */
+  public static Condition geoBox(
+      String key, double northLat, double westLon, double southLat, double eastLon) {
+    return Condition.newBuilder()
+        .setGeoBoundingBox(
+            GeoBoundingBox.newBuilder()
+                .setKey(key)
+                .setTopLeft(GeoPoint.newBuilder().setLat(northLat).setLon(westLon))
+                .setBottomRight(GeoPoint.newBuilder().setLat(southLat).setLon(eastLon)))
+        .build();
+  }
+
+  /** payload[key] holds no value: missing, null or an empty list. */
+  public static Condition isEmpty(String key) {
+    return Condition.newBuilder().setIsEmpty(IsEmpty.newBuilder().setKey(key)).build();
   }
 
   /** The document's id is one of ids. */

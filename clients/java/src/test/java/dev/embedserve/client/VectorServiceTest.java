@@ -2,8 +2,11 @@ package dev.embedserve.client;
 
 import static dev.embedserve.client.Vectors.datetimeRange;
 import static dev.embedserve.client.Vectors.document;
+import static dev.embedserve.client.Vectors.geoBox;
+import static dev.embedserve.client.Vectors.geoRadius;
 import static dev.embedserve.client.Vectors.hasId;
 import static dev.embedserve.client.Vectors.ids;
+import static dev.embedserve.client.Vectors.isEmpty;
 import static dev.embedserve.client.Vectors.limit;
 import static dev.embedserve.client.Vectors.match;
 import static dev.embedserve.client.Vectors.matchAny;
@@ -683,6 +686,52 @@ class VectorServiceTest {
       assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
       assertTrue(e.getStatus().getDescription().contains("is no date and time"), e.toString());
       assertThrows(IllegalArgumentException.class, () -> datetimeRange("published", null, null));
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  @Test
+  void geoAndIsEmptyFilters() {
+    String name = uniqueName("geo");
+    client.createCollection(
+        name,
+        CollectionConfig.newBuilder()
+            .setDimensions(DIMS)
+            .putPayloadIndexes("at", PayloadIndexKind.PAYLOAD_INDEX_KIND_GEO)
+            .build());
+    try {
+      Map<String, double[]> places =
+          Map.of(
+              "mitte", new double[] {52.5200, 13.4050},
+              "alex", new double[] {52.5219, 13.4132},
+              "potsdam", new double[] {52.3906, 13.0645},
+              "hamburg", new double[] {53.5511, 9.9937});
+      List<String> ids = List.of("mitte", "alex", "potsdam", "hamburg", "nowhere");
+      List<Document> docs = new ArrayList<>();
+      for (int i = 0; i < ids.size(); i++) {
+        float[] vector = new float[DIMS];
+        vector[i] = 1;
+        double[] at = places.get(ids.get(i));
+        docs.add(
+            document(
+                ids.get(i), vector, at == null ? null : Map.of("at", Map.of("lat", at[0], "lon", at[1]))));
+      }
+      assertEquals(5, client.upsert(name, docs));
+
+      // Within 2 km of Berlin Mitte: mitte itself and alex (about 600 m off).
+      assertEquals(2, client.count(name, must(geoRadius("at", 52.52, 13.405, 2000))));
+      // Lat 52 to 53, lon 12.5 to 14: mitte, alex and potsdam, not hamburg.
+      assertEquals(3, client.count(name, must(geoBox("at", 53.0, 12.5, 52.0, 14.0))));
+      assertEquals(1, client.count(name, must(isEmpty("at"))));
+
+      StatusRuntimeException e =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> client.count(name, must(geoRadius("at", 95, 13.405, 2000))));
+      assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+      assertTrue(
+          e.getStatus().getDescription().contains("lat must be a number from -90 to 90"), e.toString());
     } finally {
       client.deleteCollection(name);
     }
