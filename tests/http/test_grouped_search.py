@@ -143,3 +143,21 @@ def test_recommendations_in_groups(both: Any, client: Any) -> None:
     with pytest.raises(grpc.RpcError) as refused:
         client.recommend_groups("passages", positive, group_by="doc", offset=2)
     assert "takes no offset" in refused.value.details()
+
+
+def test_a_batch_of_grouped_searches_answers_as_each_alone(client: Any) -> None:
+    queries = ["rocket to the moon", "baking bread"]
+    batch = client.search_batch_groups(
+        "passages", queries, group_by="doc", group_size=2, limit=2, exact=True
+    )
+    alone = [
+        client.search_groups("passages", q, group_by="doc", group_size=2, limit=2, exact=True)
+        for q in queries
+    ]
+    assert [shape(groups) for groups in batch] == [shape(groups) for groups in alone]
+    assert [groups[0].key for groups in batch] == ["moon", "bread"]
+    with pytest.raises(TypeError, match="a list of queries"):
+        client.search_batch_groups("passages", "rocket", group_by="doc")
+    with pytest.raises(grpc.RpcError) as error:
+        client.search_batch_groups("passages", queries, group_by="doc", offset=1)
+    assert "searches[0]" in error.value.details() and "takes no offset" in error.value.details()

@@ -94,6 +94,7 @@ class AsyncEmbedClient:
     update_payload = awaiting(vector_calls.update_payload)
     facet = awaiting(vector_calls.facet)
     search_batch = awaiting(vector_calls.search_batch)
+    search_batch_groups = awaiting(vector_calls.search_batch_groups)
     count = awaiting(vector_calls.count)
     scroll = awaiting(analysis_calls.scroll)
     cluster = awaiting(analysis_calls.cluster)

@@ -104,6 +104,7 @@ class EmbedClient:
     update_payload = blocking(vector_calls.update_payload)
     facet = blocking(vector_calls.facet)
     search_batch = blocking(vector_calls.search_batch)
+    search_batch_groups = blocking(vector_calls.search_batch_groups)
     count = blocking(vector_calls.count)
     scroll = blocking(analysis_calls.scroll)
     cluster = blocking(analysis_calls.cluster)

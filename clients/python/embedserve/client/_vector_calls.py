@@ -342,17 +342,46 @@ def search_batch(
 ) -> Plan[list[list[docs.Hit]]]:
     """One search per query (a text or a vector), the same options for all, in one call;
     the hits of each, in order."""
+    request = _batch_request(collection, queries, filter, mode, options)
+    response = yield Unary("vectors", "SearchBatch", request)
+    return [docs.hits(r.results) for r in response.responses]
+
+
+def search_batch_groups(
+    collection: str,
+    queries: Sequence[str | Sequence[float]],
+    *,
+    group_by: str,
+    group_size: int | None = None,
+    filter: docs.FilterLike | None = None,
+    mode: str = "dense",
+    **options: Any,
+) -> Plan[list[list[docs.HitGroup]]]:
+    """``search_groups`` for each query, in one call (their texts are embedded together):
+    the groups of each, in order."""
+    request = _batch_request(collection, queries, filter, mode, options)
+    for search in request.searches:
+        _set_group(search.group_by, group_by, group_size)
+    response = yield Unary("vectors", "SearchBatch", request)
+    return [docs.hit_groups(r.groups) for r in response.responses]
+
+
+def _batch_request(
+    collection: str,
+    queries: Sequence[str | Sequence[float]],
+    filter: docs.FilterLike | None,
+    mode: str,
+    options: dict[str, Any],
+) -> pb.SearchBatchRequest:
     if isinstance(queries, str):
-        raise TypeError("search_batch takes a list of queries, not a single text")
+        raise TypeError("a batch takes a list of queries, not a single text")
     searches = [
         _search_request("", q, None, filter, mode, dict(options))
         if isinstance(q, str)
         else _search_request("", None, q, filter, mode, dict(options))
         for q in queries
     ]
-    request = pb.SearchBatchRequest(collection=collection, searches=searches)
-    response = yield Unary("vectors", "SearchBatch", request)
-    return [docs.hits(r.results) for r in response.responses]
+    return pb.SearchBatchRequest(collection=collection, searches=searches)
 
 
 def _search_request(
