@@ -100,6 +100,14 @@ def test_places_filter_searches(both: Any, capsys: Any) -> None:
             ]
         }
         assert client.count("cafes", filter=box) == 3
+        # Without a filter, nearness weighs in: the Hamburg cafe sinks below Berlin's.
+        plain = [h.id for h in client.search("cafes", "harbour cafe with espresso", limit=5)]
+        assert plain[0] == "hamburg"
+        near = {"key": "at", "center": {"lat": 52.52, "lon": 13.405}, "half_distance_m": 5000}
+        weighed = client.search("cafes", "harbour cafe with espresso", limit=5, proximity=near)
+        ranks = {h.id: n for n, h in enumerate(weighed)}
+        assert ranks["hamburg"] > ranks["mitte"] and ranks["hamburg"] > ranks["alex"]
+        assert ranks["online"] == 4  # no place: no closeness
         nowhere = {"must": [{"is_empty": {"key": "at"}}]}
         assert [d.id for d in client.scroll_iter("cafes", filter=nowhere)] == ["online"]
         off = {
@@ -114,10 +122,19 @@ def test_places_filter_searches(both: Any, capsys: Any) -> None:
         body = {"text": "espresso", "filter": NEARBY, "params": {"limit": 10}}
         found = http.post("/api/v1/collections/cafes/search", json=body).json()
         assert {r["id"] for r in found["results"]} == {"mitte", "alex"}
+        body["proximity"] = {"key": "at", "center": {"lat": 91, "lon": 0}, "half_distance_m": 9}
+        off_globe = http.post("/api/v1/collections/cafes/search", json=body)
+        assert off_globe.status_code == 400 and "lat" in off_globe.text
         no_center = {"must": [{"geo_radius": {"key": "at", "radius_m": 5}}]}
         reply = http.post("/api/v1/collections/cafes/count", json={"filter": no_center})
         assert reply.status_code == 400 and "needs a center" in reply.text
 
+    command = ["search", "cafes", "harbour cafe with espresso", "--limit", "2"]
+    command += ["--proximity", "at", "--center", "52.52,13.405", "--half-distance", "5000"]
+    assert cli_main([*command, "--target", both.target]) == 0
+    assert '"id": "hamburg"' not in capsys.readouterr().out
+    assert cli_main(["search", "cafes", "x", "--proximity", "at", "--target", both.target]) == 2
+    assert "--proximity needs --center LAT,LON" in capsys.readouterr().err
     nearby = json.dumps(NEARBY)
     assert cli_main(["count", "cafes", "--filter", nearby, "--target", both.target]) == 0
     assert capsys.readouterr().out.strip() == "2"

@@ -55,6 +55,7 @@ def test_fresher_documents_rise_among_close_matches(both: Any, capsys: Any) -> N
             ({"diversity": 0.5}, "takes no diversity"),
             ({"recency": {**WEEK, "weight": 2}}, "weight must be above 0 and at most 1"),
             ({"recency": {"key": "published", "half_life_hours": 0}}, "half_life_hours"),
+            ({"proximity": {"key": "at", "half_distance_m": 5}}, "proximity needs a center"),
         ]:
             with pytest.raises(grpc.RpcError) as error:
                 client.search("news", QUERY, **({"recency": WEEK} | options))

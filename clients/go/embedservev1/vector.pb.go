@@ -3254,7 +3254,10 @@ type SearchRequest struct {
 	GroupBy *GroupBy `protobuf:"bytes,8,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
 	// Fresher documents first among equally good matches. Takes no diversity
 	// and no group_by.
-	Recency       *Recency `protobuf:"bytes,9,opt,name=recency,proto3" json:"recency,omitempty"`
+	Recency *Recency `protobuf:"bytes,9,opt,name=recency,proto3" json:"recency,omitempty"`
+	// Nearer documents first among equally good matches; with recency, both
+	// weigh. Takes no diversity and no group_by.
+	Proximity     *Proximity `protobuf:"bytes,10,opt,name=proximity,proto3" json:"proximity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3363,6 +3366,13 @@ func (x *SearchRequest) GetRecency() *Recency {
 	return nil
 }
 
+func (x *SearchRequest) GetProximity() *Proximity {
+	if x != nil {
+		return x.Proximity
+	}
+	return nil
+}
+
 type isSearchRequest_Query interface {
 	isSearchRequest_Query()
 }
@@ -3387,6 +3397,91 @@ func (*SearchRequest_Vector) isSearchRequest_Query() {}
 // document never ranks lower; hits carry the weighed scores, re-sorted.
 // score_threshold applies before the weighing. For collections whose scores
 // are similarities (cosine, dot; keyword and hybrid searches too).
+// As Recency, by distance: each of the best `candidates` hits keeps
+// (1 - weight) of its score and earns up to weight more by its closeness,
+// 0.5 ^ (distance / half_distance_m), the distance from center to the place at
+// key (a {"lat", "lon"} object; of a list, the nearest; none: no closeness).
+type Proximity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A payload key; a dotted path ("shop.location") reaches into objects.
+	Key    string    `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Center *GeoPoint `protobuf:"bytes,2,opt,name=center,proto3" json:"center,omitempty"`
+	// Above 0: the distance at which closeness halves, in metres.
+	HalfDistanceM float64 `protobuf:"fixed64,3,opt,name=half_distance_m,json=halfDistanceM,proto3" json:"half_distance_m,omitempty"`
+	// Above 0, at most 1. Default: 0.5.
+	Weight *float64 `protobuf:"fixed64,4,opt,name=weight,proto3,oneof" json:"weight,omitempty"`
+	// Hits weighed, the best first. Default: 100, or limit + offset if more
+	// (with recency too, the larger count given); at most 10000.
+	Candidates    *uint32 `protobuf:"varint,5,opt,name=candidates,proto3,oneof" json:"candidates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proximity) Reset() {
+	*x = Proximity{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proximity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proximity) ProtoMessage() {}
+
+func (x *Proximity) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proximity.ProtoReflect.Descriptor instead.
+func (*Proximity) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *Proximity) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Proximity) GetCenter() *GeoPoint {
+	if x != nil {
+		return x.Center
+	}
+	return nil
+}
+
+func (x *Proximity) GetHalfDistanceM() float64 {
+	if x != nil {
+		return x.HalfDistanceM
+	}
+	return 0
+}
+
+func (x *Proximity) GetWeight() float64 {
+	if x != nil && x.Weight != nil {
+		return *x.Weight
+	}
+	return 0
+}
+
+func (x *Proximity) GetCandidates() uint32 {
+	if x != nil && x.Candidates != nil {
+		return *x.Candidates
+	}
+	return 0
+}
+
 type Recency struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A payload key; a dotted path ("meta.published") reaches into objects.
@@ -3406,7 +3501,7 @@ type Recency struct {
 
 func (x *Recency) Reset() {
 	*x = Recency{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3418,7 +3513,7 @@ func (x *Recency) String() string {
 func (*Recency) ProtoMessage() {}
 
 func (x *Recency) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3431,7 +3526,7 @@ func (x *Recency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recency.ProtoReflect.Descriptor instead.
 func (*Recency) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Recency) GetKey() string {
@@ -3484,7 +3579,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3591,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3604,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -3541,7 +3636,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3553,7 +3648,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3566,7 +3661,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -3634,7 +3729,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3646,7 +3741,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3659,7 +3754,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -3709,7 +3804,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +3816,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +3829,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -3761,7 +3856,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3773,7 +3868,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3786,7 +3881,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -3810,7 +3905,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +3917,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +3930,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -3909,14 +4004,16 @@ type RecommendRequest struct {
 	// As SearchRequest.group_by: groups instead of results, params.limit groups.
 	GroupBy *GroupBy `protobuf:"bytes,8,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
 	// As SearchRequest.recency.
-	Recency       *Recency `protobuf:"bytes,9,opt,name=recency,proto3" json:"recency,omitempty"`
+	Recency *Recency `protobuf:"bytes,9,opt,name=recency,proto3" json:"recency,omitempty"`
+	// As SearchRequest.proximity.
+	Proximity     *Proximity `protobuf:"bytes,10,opt,name=proximity,proto3" json:"proximity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3928,7 +4025,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3941,7 +4038,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -4007,6 +4104,13 @@ func (x *RecommendRequest) GetRecency() *Recency {
 	return nil
 }
 
+func (x *RecommendRequest) GetProximity() *Proximity {
+	if x != nil {
+		return x.Proximity
+	}
+	return nil
+}
+
 type RecommendResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty for a grouped recommendation.
@@ -4021,7 +4125,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4033,7 +4137,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4046,7 +4150,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -4088,7 +4192,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4100,7 +4204,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4113,7 +4217,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -4148,7 +4252,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4160,7 +4264,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4173,7 +4277,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -4207,7 +4311,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4219,7 +4323,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4232,7 +4336,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -4255,7 +4359,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4267,7 +4371,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4280,7 +4384,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -4312,7 +4416,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4324,7 +4428,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4337,7 +4441,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 type UpdatePayloadRequest struct {
@@ -4360,7 +4464,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4372,7 +4476,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4385,7 +4489,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -4431,7 +4535,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4443,7 +4547,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4456,7 +4560,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 type CountRequest struct {
@@ -4469,7 +4573,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4481,7 +4585,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4494,7 +4598,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -4520,7 +4624,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4532,7 +4636,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4545,7 +4649,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -4570,7 +4674,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4582,7 +4686,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4595,7 +4699,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -4641,7 +4745,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4653,7 +4757,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4666,7 +4770,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -4742,7 +4846,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4754,7 +4858,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4767,7 +4871,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -4798,7 +4902,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4810,7 +4914,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4823,7 +4927,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -4892,7 +4996,7 @@ type ScrollOrder struct {
 
 func (x *ScrollOrder) Reset() {
 	*x = ScrollOrder{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4904,7 +5008,7 @@ func (x *ScrollOrder) String() string {
 func (*ScrollOrder) ProtoMessage() {}
 
 func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4917,7 +5021,7 @@ func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollOrder.ProtoReflect.Descriptor instead.
 func (*ScrollOrder) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ScrollOrder) GetKey() string {
@@ -4945,7 +5049,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4957,7 +5061,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4970,7 +5074,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -4996,7 +5100,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5008,7 +5112,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5021,7 +5125,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -5068,7 +5172,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5080,7 +5184,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5093,7 +5197,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -5229,7 +5333,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5241,7 +5345,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5254,7 +5358,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -5288,7 +5392,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5300,7 +5404,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5313,7 +5417,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *WordScore) GetWord() string {
@@ -5344,7 +5448,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5356,7 +5460,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5369,7 +5473,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -5425,7 +5529,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5437,7 +5541,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5450,7 +5554,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -5550,7 +5654,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5562,7 +5666,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5575,7 +5679,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -5645,7 +5749,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5657,7 +5761,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5670,7 +5774,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -5706,7 +5810,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5718,7 +5822,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5731,7 +5835,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -5759,7 +5863,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5771,7 +5875,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5784,7 +5888,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -5829,7 +5933,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5841,7 +5945,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5854,7 +5958,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{77}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -6151,7 +6255,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x121\n" +
 	"\apayload\x18\x03 \x01(\v2\x17.google.protobuf.StructR\apayload\x12-\n" +
-	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\xa9\x03\n" +
+	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\xe1\x03\n" +
 	"\rSearchRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -6163,8 +6267,20 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x05embed\x18\x06 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\x12-\n" +
 	"\x04mode\x18\a \x01(\x0e2\x19.embedserve.v1.SearchModeR\x04mode\x121\n" +
 	"\bgroup_by\x18\b \x01(\v2\x16.embedserve.v1.GroupByR\agroupBy\x120\n" +
-	"\arecency\x18\t \x01(\v2\x16.embedserve.v1.RecencyR\arecencyB\a\n" +
-	"\x05query\"\xb1\x01\n" +
+	"\arecency\x18\t \x01(\v2\x16.embedserve.v1.RecencyR\arecency\x126\n" +
+	"\tproximity\x18\n" +
+	" \x01(\v2\x18.embedserve.v1.ProximityR\tproximityB\a\n" +
+	"\x05query\"\xd2\x01\n" +
+	"\tProximity\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
+	"\x06center\x18\x02 \x01(\v2\x17.embedserve.v1.GeoPointR\x06center\x12&\n" +
+	"\x0fhalf_distance_m\x18\x03 \x01(\x01R\rhalfDistanceM\x12\x1b\n" +
+	"\x06weight\x18\x04 \x01(\x01H\x00R\x06weight\x88\x01\x01\x12#\n" +
+	"\n" +
+	"candidates\x18\x05 \x01(\rH\x01R\n" +
+	"candidates\x88\x01\x01B\t\n" +
+	"\a_weightB\r\n" +
+	"\v_candidates\"\xb1\x01\n" +
 	"\aRecency\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
 	"\x0fhalf_life_hours\x18\x02 \x01(\x01R\rhalfLifeHours\x12\x1b\n" +
@@ -6201,7 +6317,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x12\x14\n" +
 	"\x04text\x18\x02 \x01(\tH\x00R\x04text\x12/\n" +
 	"\x06vector\x18\x03 \x01(\v2\x15.embedserve.v1.VectorH\x00R\x06vectorB\t\n" +
-	"\aexample\"\xd3\x03\n" +
+	"\aexample\"\x8b\x04\n" +
 	"\x10RecommendRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -6213,7 +6329,9 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06params\x18\x06 \x01(\v2\x1a.embedserve.v1.QueryParamsR\x06params\x121\n" +
 	"\x05embed\x18\a \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\x121\n" +
 	"\bgroup_by\x18\b \x01(\v2\x16.embedserve.v1.GroupByR\agroupBy\x120\n" +
-	"\arecency\x18\t \x01(\v2\x16.embedserve.v1.RecencyR\arecency\"\xc6\x01\n" +
+	"\arecency\x18\t \x01(\v2\x16.embedserve.v1.RecencyR\arecency\x126\n" +
+	"\tproximity\x18\n" +
+	" \x01(\v2\x18.embedserve.v1.ProximityR\tproximity\"\xc6\x01\n" +
 	"\x11RecommendResponse\x127\n" +
 	"\aresults\x18\x01 \x03(\v2\x1d.embedserve.v1.ScoredDocumentR\aresults\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.embedserve.v1.UsageR\x05usage\x12\x1b\n" +
@@ -6473,7 +6591,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -6525,74 +6643,75 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*QueryParams)(nil),              // 47: embedserve.v1.QueryParams
 	(*ScoredDocument)(nil),           // 48: embedserve.v1.ScoredDocument
 	(*SearchRequest)(nil),            // 49: embedserve.v1.SearchRequest
-	(*Recency)(nil),                  // 50: embedserve.v1.Recency
-	(*GroupBy)(nil),                  // 51: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 52: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 53: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 54: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 55: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 56: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 57: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 58: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 59: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 60: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 61: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 62: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 63: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 64: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 65: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 66: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 67: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 68: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 69: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 70: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 71: embedserve.v1.ScrollRequest
-	(*ScrollOrder)(nil),              // 72: embedserve.v1.ScrollOrder
-	(*ScrollResponse)(nil),           // 73: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 74: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 75: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 76: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 77: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 78: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 79: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 80: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 81: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 82: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 83: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 84: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 85: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 86: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 87: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 88: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 89: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 90: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 91: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 92: embedserve.v1.Usage
-	(*Timings)(nil),                  // 93: embedserve.v1.Timings
+	(*Proximity)(nil),                // 50: embedserve.v1.Proximity
+	(*Recency)(nil),                  // 51: embedserve.v1.Recency
+	(*GroupBy)(nil),                  // 52: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 53: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 54: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 55: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 56: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 57: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 58: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 59: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 60: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 61: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 62: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 63: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 64: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 65: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 66: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 67: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 68: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 69: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 70: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 71: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 72: embedserve.v1.ScrollRequest
+	(*ScrollOrder)(nil),              // 73: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 74: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 75: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 76: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 77: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 78: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 79: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 80: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 81: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 82: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 83: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 84: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 85: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 86: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 87: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 88: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 89: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 90: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 91: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 92: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 93: embedserve.v1.Usage
+	(*Timings)(nil),                  // 94: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	85,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	86,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	90,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	91,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	91,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	92,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	86,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	87,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
 	8,   // 12: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	87,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	88,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
 	26,  // 14: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
 	10,  // 15: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 16: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	92,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	93,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	93,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	94,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10,  // 19: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 20: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	92,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	93,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10,  // 22: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 23: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	39,  // 24: embedserve.v1.GeoRadius.center:type_name -> embedserve.v1.GeoPoint
@@ -6612,110 +6731,113 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	45,  // 38: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
 	45,  // 39: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
 	45,  // 40: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	90,  // 41: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	91,  // 41: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
 	9,   // 42: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
 	9,   // 43: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
 	46,  // 44: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
 	47,  // 45: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	91,  // 46: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	92,  // 46: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	3,   // 47: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	51,  // 48: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	50,  // 49: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
-	48,  // 50: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	48,  // 51: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	92,  // 52: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	93,  // 53: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	52,  // 54: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	49,  // 55: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	53,  // 56: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,   // 57: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	56,  // 58: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	56,  // 59: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,   // 60: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	46,  // 61: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	47,  // 62: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	91,  // 63: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	51,  // 64: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	50,  // 65: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
-	48,  // 66: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	92,  // 67: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	52,  // 68: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	90,  // 69: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 70: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	59,  // 71: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	46,  // 72: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	46,  // 73: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	90,  // 74: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	46,  // 75: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	46,  // 76: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	69,  // 77: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	46,  // 78: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	72,  // 79: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
-	59,  // 80: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	74,  // 81: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	46,  // 82: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 83: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	76,  // 84: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	77,  // 85: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	78,  // 86: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	88,  // 87: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	46,  // 88: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 89: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	74,  // 90: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	81,  // 91: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	82,  // 92: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	83,  // 93: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	89,  // 94: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 95: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 96: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	2,   // 97: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 98: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 99: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 100: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 101: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	21,  // 102: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	23,  // 103: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	25,  // 104: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	28,  // 105: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	30,  // 106: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	32,  // 107: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	49,  // 108: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	54,  // 109: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	57,  // 110: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	60,  // 111: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	62,  // 112: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	64,  // 113: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	66,  // 114: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	68,  // 115: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	71,  // 116: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	75,  // 117: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	80,  // 118: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 119: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 120: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 121: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 122: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	22,  // 123: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	24,  // 124: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	27,  // 125: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	29,  // 126: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	31,  // 127: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	33,  // 128: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	53,  // 129: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	55,  // 130: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	58,  // 131: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	61,  // 132: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	63,  // 133: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	65,  // 134: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	67,  // 135: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	70,  // 136: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	73,  // 137: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	79,  // 138: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	84,  // 139: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	119, // [119:140] is the sub-list for method output_type
-	98,  // [98:119] is the sub-list for method input_type
-	98,  // [98:98] is the sub-list for extension type_name
-	98,  // [98:98] is the sub-list for extension extendee
-	0,   // [0:98] is the sub-list for field type_name
+	52,  // 48: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	51,  // 49: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
+	50,  // 50: embedserve.v1.SearchRequest.proximity:type_name -> embedserve.v1.Proximity
+	39,  // 51: embedserve.v1.Proximity.center:type_name -> embedserve.v1.GeoPoint
+	48,  // 52: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	48,  // 53: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	93,  // 54: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	94,  // 55: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	53,  // 56: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	49,  // 57: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	54,  // 58: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,   // 59: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	57,  // 60: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	57,  // 61: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,   // 62: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	46,  // 63: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	47,  // 64: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	92,  // 65: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	52,  // 66: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	51,  // 67: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
+	50,  // 68: embedserve.v1.RecommendRequest.proximity:type_name -> embedserve.v1.Proximity
+	48,  // 69: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	93,  // 70: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	53,  // 71: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	91,  // 72: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 73: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	60,  // 74: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	46,  // 75: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	46,  // 76: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	91,  // 77: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	46,  // 78: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	46,  // 79: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	70,  // 80: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	46,  // 81: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	73,  // 82: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	60,  // 83: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	75,  // 84: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	46,  // 85: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 86: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	77,  // 87: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	78,  // 88: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	79,  // 89: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	89,  // 90: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	46,  // 91: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 92: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	75,  // 93: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	82,  // 94: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	83,  // 95: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	84,  // 96: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	90,  // 97: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 98: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 99: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	2,   // 100: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 101: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 102: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 103: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 104: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	21,  // 105: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	23,  // 106: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	25,  // 107: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	28,  // 108: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	30,  // 109: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	32,  // 110: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	49,  // 111: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	55,  // 112: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	58,  // 113: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	61,  // 114: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	63,  // 115: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	65,  // 116: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	67,  // 117: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	69,  // 118: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	72,  // 119: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	76,  // 120: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	81,  // 121: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 122: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 123: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 124: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 125: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	22,  // 126: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	24,  // 127: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	27,  // 128: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	29,  // 129: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	31,  // 130: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	33,  // 131: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	54,  // 132: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	56,  // 133: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	59,  // 134: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	62,  // 135: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	64,  // 136: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	66,  // 137: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	68,  // 138: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	71,  // 139: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	74,  // 140: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	80,  // 141: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	85,  // 142: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	122, // [122:143] is the sub-list for method output_type
+	101, // [101:122] is the sub-list for method input_type
+	101, // [101:101] is the sub-list for extension type_name
+	101, // [101:101] is the sub-list for extension extendee
+	0,   // [0:101] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -6757,34 +6879,35 @@ func file_embedserve_v1_vector_proto_init() {
 	}
 	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
 	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[50].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[61].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[62].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[62].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[63].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[64].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[68].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[65].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[69].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[73].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[74].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   83,
+			NumMessages:   84,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -13,7 +13,7 @@ from embedserve.connectors import types as st
 from embedserve.connectors.errors import StoreError
 from embedserve.connectors.groups import GroupBy, HitGroup
 from embedserve.connectors.ordered_scroll import ScrollOrder
-from embedserve.connectors.recency import Recency
+from embedserve.connectors.weighing import Proximity, Recency, Weighing
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
@@ -321,20 +321,30 @@ def search_in(request: pb.SearchRequest) -> SearchIn:
         embed_params(request.embed, Task.QUERY, "embed"),
         convert.enum_value(SEARCH_MODES, request.mode, "mode"),
         group_by(request.group_by) if request.HasField("group_by") else None,
-        optional_recency(request),
+        weighings(request),
     )
 
 
-def optional_recency(request: pb.SearchRequest | pb.RecommendRequest) -> Recency | None:
-    if not request.HasField("recency"):
-        return None
-    given = request.recency
-    options: dict[str, Any] = {"now": given.now or None}
-    if given.HasField("weight"):
-        options["weight"] = given.weight
-    if given.HasField("candidates"):
-        options["candidates"] = given.candidates
-    return store_value(Recency, given.key, given.half_life_hours, **options)
+def weighings(request: pb.SearchRequest | pb.RecommendRequest) -> tuple[Weighing, ...]:
+    """The request's recency and proximity weighings, those it sets."""
+    found: list[Weighing] = []
+    if request.HasField("recency"):
+        given = request.recency
+        options: dict[str, Any] = {"now": given.now or None}
+        options |= _optional(given, "weight", "candidates")
+        found.append(store_value(Recency, given.key, given.half_life_hours, **options))
+    if request.HasField("proximity"):
+        near = request.proximity
+        if not near.HasField("center"):
+            raise InvalidArgument("proximity needs a center")
+        center = store_value(st.GeoPoint, near.center.lat, near.center.lon)
+        options = _optional(near, "weight", "candidates")
+        found.append(store_value(Proximity, near.key, center, near.half_distance_m, **options))
+    return tuple(found)
+
+
+def _optional(message: Any, *names: str) -> dict[str, Any]:
+    return {name: getattr(message, name) for name in names if message.HasField(name)}
 
 
 def group_by(message: pb.GroupBy) -> GroupBy:

@@ -168,7 +168,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
             vc.search_params(request.params),
             vc.embed_params(request.embed, Task.QUERY, "embed"),
             vc.group_by(request.group_by) if request.HasField("group_by") else None,
-            vc.optional_recency(request),
+            vc.weighings(request),
         )
         return pb.RecommendResponse(
             results=vc.scored_to_proto(found.results),

@@ -27,7 +27,6 @@ from embedserve.connectors.groups import (
 )
 from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.ordered_scroll import ScrollOrder, order_index, ordered_page
-from embedserve.connectors.recency import Recency, check_recency, rank_by_recency
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
@@ -47,6 +46,7 @@ from embedserve.connectors.types import (
     VectorLike,
 )
 from embedserve.connectors.validation import as_vector, check_document
+from embedserve.connectors.weighing import Weighing, check_weighings, rank_weighed
 from embedserve.server.embedder import Embedder, EmbedParams, Task, Timings
 from embedserve.server.errors import (
     AlreadyExists,
@@ -154,7 +154,8 @@ class SearchIn:
     embed: EmbedParams
     mode: SearchMode = SearchMode.DENSE
     group: GroupBy | None = None  # the best hits per value of a payload field
-    recency: Recency | None = None  # fresher documents first among equal matches
+    # Fresher or nearer documents first among equally good matches.
+    weighings: tuple[Weighing, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -500,7 +501,7 @@ class VectorCore:
         if query.id is not None:
             raise InvalidArgument("a search takes a text or a vector, not an id")
         query.check("")
-        await self._check_reranking(collection, search.params, group, search.recency)
+        await self._check_reranking(collection, search.params, group, search.weighings)
         keywords = None
         if mode is not SearchMode.DENSE:
             if query.text is None:
@@ -524,7 +525,13 @@ class VectorCore:
                 vector = example
             ranked = functools.partial(self.store.search, collection, vector, keywords=keywords)
             return await self._rank(
-                collection, ranked, search.filter, search.params, group, embedded, search.recency
+                collection,
+                ranked,
+                search.filter,
+                search.params,
+                group,
+                embedded,
+                search.weighings,
             )
 
         return await self.at_current_size(once)
@@ -561,13 +568,13 @@ class VectorCore:
         params: SearchParams,
         embed: EmbedParams,
         group: GroupBy | None = None,
-        recency: Recency | None = None,
+        weighings: Sequence[Weighing] = (),
     ) -> QueryResult:
         """More like the positive examples, less like the negative ones; texts in one batch;
-        grouped by a payload field when ``group`` says so, weighed by ``recency``."""
+        grouped by a payload field when ``group`` says so, weighed by ``weighings``."""
         if not positive:
             raise InvalidArgument("positive must hold at least one example")
-        await self._check_reranking(collection, params, group, recency)
+        await self._check_reranking(collection, params, group, weighings)
         fields = [f"positive[{i}]" for i in range(len(positive))]
         fields += [f"negative[{i}]" for i in range(len(negative))]
 
@@ -581,7 +588,7 @@ class VectorCore:
                 embedded.examples[len(positive) :],
                 strategy,
             )
-            return await self._rank(collection, ranked, filter, params, group, embedded, recency)
+            return await self._rank(collection, ranked, filter, params, group, embedded, weighings)
 
         return await self.at_current_size(once)
 
@@ -593,14 +600,14 @@ class VectorCore:
         params: SearchParams,
         group: GroupBy | None,
         embedded: _EmbeddedExamples,
-        recency: Recency | None = None,
+        weighings: Sequence[Weighing] = (),
     ) -> QueryResult:
-        """Run a store query (``ranked`` under ``filter``): its hits, weighed by ``recency``
-        when set, or its groups when ``group`` is set."""
+        """Run a store query (``ranked`` under ``filter``): its hits, weighed by
+        ``weighings`` when any, or its groups when ``group`` is set."""
         started = time.monotonic()
-        if recency is not None:
-            weighing = functools.partial(rank_by_recency, ranked)
-            return embedded.result(await self.call(weighing, filter, params, recency), started)
+        if weighings:
+            weighed = functools.partial(rank_weighed, ranked)
+            return embedded.result(await self.call(weighed, filter, params, weighings), started)
         if group is None:
             return embedded.result(await self.call(ranked, filter, params), started)
         retrieve = functools.partial(self.store.retrieve, collection)
@@ -615,18 +622,18 @@ class VectorCore:
         collection: str,
         params: SearchParams,
         group: GroupBy | None,
-        recency: Recency | None,
+        weighings: Sequence[Weighing],
     ) -> None:
-        """Refuse a grouping or a recency weighing the params rule out before the query
-        costs model time."""
+        """Refuse a grouping or a weighing the params rule out before the query costs
+        model time."""
         _check_grouping(params, group)
-        if recency is None:
+        if not weighings:
             return
         if group is not None:
-            raise InvalidArgument("a grouped search takes no recency")
+            raise InvalidArgument(f"a grouped search takes no {weighings[0].name}")
         distance = (await self.collection_spec(collection)).distance
         try:
-            check_recency(params, recency, distance)
+            check_weighings(params, weighings, distance)
         except store_errors.InvalidRequest as exc:
             raise InvalidArgument(str(exc)) from exc
 

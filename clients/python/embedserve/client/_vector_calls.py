@@ -296,8 +296,10 @@ def search(
     read_consistency, diversity (0 to 1: maximal marginal relevance, dense mode),
     diversity_candidates, payload_keys (only these keys of each payload), keyword_weight
     (hybrid mode), recency (fresher documents first: ``{"key": "published",
-    "half_life_hours": 168}``, optionally weight, now and candidates), and embedding
-    options (task, prompt, ...) for the text.
+    "half_life_hours": 168}``, optionally weight, now and candidates), proximity (nearer
+    documents first: ``{"key": "at", "center": {"lat": 52.52, "lon": 13.4},
+    "half_distance_m": 2000}``, optionally weight and candidates), and embedding options
+    (task, prompt, ...) for the text.
     """
     if text is not None and not isinstance(text, str):
         if vector is not None:
@@ -394,7 +396,7 @@ def _search_request(
 ) -> pb.SearchRequest:
     if mode not in _SEARCH_MODES:
         raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(_SEARCH_MODES)}")
-    recency = options.pop("recency", None)
+    recency, proximity = options.pop("recency", None), options.pop("proximity", None)
     params, embed = _split_params(options)
     request = pb.SearchRequest(
         collection=collection,
@@ -407,7 +409,7 @@ def _search_request(
     elif vector is not None:
         request.vector.values.extend(float(x) for x in vector)
     _with_filter(request, filter)
-    _set_recency(request, recency)
+    _set_weighings(request, recency, proximity)
     return request
 
 
@@ -453,7 +455,7 @@ def _recommend_request(
     filter: docs.FilterLike | None,
     options: dict[str, Any],
 ) -> pb.RecommendRequest:
-    recency = options.pop("recency", None)
+    recency, proximity = options.pop("recency", None), options.pop("proximity", None)
     params, embed = _split_params(options)
     request = pb.RecommendRequest(
         collection=collection,
@@ -464,21 +466,25 @@ def _recommend_request(
         embed=build_options(**embed),
     )
     _with_filter(request, filter)
-    _set_recency(request, recency)
+    _set_weighings(request, recency, proximity)
     return request
 
 
-def _set_recency(
-    request: pb.SearchRequest | pb.RecommendRequest, recency: Mapping[str, Any] | None
+def _set_weighings(
+    request: pb.SearchRequest | pb.RecommendRequest,
+    recency: Mapping[str, Any] | None,
+    proximity: Mapping[str, Any] | None,
 ) -> None:
-    """``{"key": "published", "half_life_hours": 168}``, optionally with weight, now (a
-    datetime or RFC 3339 text) and candidates."""
-    if recency is None:
-        return
-    fields = dict(recency)
-    if isinstance(fields.get("now"), datetime.datetime):
-        fields["now"] = fields["now"].isoformat()
-    request.recency.CopyFrom(pb.Recency(**fields))
+    """recency ``{"key": "published", "half_life_hours": 168}`` and proximity ``{"key":
+    "at", "center": {"lat": 52.52, "lon": 13.4}, "half_distance_m": 2000}``, each
+    optionally with weight and candidates (recency also now: a datetime or RFC 3339)."""
+    if recency is not None:
+        fields = dict(recency)
+        if isinstance(fields.get("now"), datetime.datetime):
+            fields["now"] = fields["now"].isoformat()
+        request.recency.CopyFrom(pb.Recency(**fields))
+    if proximity is not None:
+        request.proximity.CopyFrom(pb.Proximity(**proximity))
 
 
 def _set_group(message: pb.GroupBy, key: str, size: int | None) -> None:

@@ -87,6 +87,24 @@ def add_parser(commands: Any) -> None:
         help="with --recency: the age at which freshness halves (default 168, a week)",
     )
     search.add_argument("--recency-weight", type=float, help="with --recency: 0 to 1, default 0.5")
+    search.add_argument(
+        "--proximity",
+        metavar="FIELD",
+        help='nearer documents first: weigh hits by the distance to this {"lat", "lon"} field',
+    )
+    search.add_argument(
+        "--center", metavar="LAT,LON", help="with --proximity: the place to be near"
+    )
+    search.add_argument(
+        "--half-distance",
+        type=float,
+        default=1000.0,
+        metavar="METRES",
+        help="with --proximity: the distance at which closeness halves (default 1000)",
+    )
+    search.add_argument(
+        "--proximity-weight", type=float, help="with --proximity: 0 to 1, default 0.5"
+    )
     add_group_arguments(search)
 
     facet = commands.add_parser("facet", help="how many documents hold each value of a field")
@@ -193,10 +211,23 @@ def _search(client: EmbedClient, args: argparse.Namespace) -> int:
         options["recency"] |= _given(weight=args.recency_weight)
     elif args.recency_weight is not None:
         raise ValueError("--recency-weight needs --recency FIELD")
+    if args.proximity is not None:
+        options["proximity"] = _proximity(args)
+    elif args.center is not None or args.proximity_weight is not None:
+        raise ValueError("--center and --proximity-weight need --proximity FIELD")
     grouping = _grouping(args)
     if grouping is None:
         return _print_hits(client.search(args.collection, args.text, **options))
     return _print_groups(client.search_groups(args.collection, args.text, **grouping, **options))
+
+
+def _proximity(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        lat, lon = (float(part) for part in (args.center or "").split(","))
+    except ValueError:
+        raise ValueError("--proximity needs --center LAT,LON, e.g. 52.52,13.405") from None
+    near = {"key": args.proximity, "center": {"lat": lat, "lon": lon}}
+    return near | {"half_distance_m": args.half_distance} | _given(weight=args.proximity_weight)
 
 
 def _given(**options: Any) -> dict[str, Any]:

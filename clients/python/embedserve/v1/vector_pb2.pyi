@@ -1643,6 +1643,7 @@ class SearchRequest(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     GROUP_BY_FIELD_NUMBER: _builtins.int
     RECENCY_FIELD_NUMBER: _builtins.int
+    PROXIMITY_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     text: _builtins.str
     mode: Global___SearchMode.ValueType
@@ -1668,6 +1669,12 @@ class SearchRequest(_message.Message):
         and no group_by.
         """
 
+    @_builtins.property
+    def proximity(self) -> Global___Proximity:
+        """Nearer documents first among equally good matches; with recency, both
+        weigh. Takes no diversity and no group_by.
+        """
+
     def __init__(
         self,
         *,
@@ -1680,10 +1687,11 @@ class SearchRequest(_message.Message):
         mode: Global___SearchMode.ValueType = ...,
         group_by: Global___GroupBy | None = ...,
         recency: Global___Recency | None = ...,
+        proximity: Global___Proximity | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "query", b"query", "recency", b"recency", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "proximity", b"proximity", "query", b"query", "recency", b"recency", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "mode", b"mode", "params", b"params", "query", b"query", "recency", b"recency", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "mode", b"mode", "params", b"params", "proximity", b"proximity", "query", b"query", "recency", b"recency", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_query: _TypeAlias = _typing.Literal["text", "vector"]  # noqa: Y015
     _WhichOneofArgType_query: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
@@ -1692,7 +1700,7 @@ class SearchRequest(_message.Message):
 Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
 
 @_typing.final
-class Recency(_message.Message):
+class Proximity(_message.Message):
     """Weigh the best `candidates` hits by the age of a date and time field: each
     keeps (1 - weight) of its score and earns up to weight more by its freshness,
     0.5 ^ (age / half_life): a document one half-life old counts half as fresh
@@ -1701,8 +1709,57 @@ class Recency(_message.Message):
     document never ranks lower; hits carry the weighed scores, re-sorted.
     score_threshold applies before the weighing. For collections whose scores
     are similarities (cosine, dot; keyword and hybrid searches too).
+    As Recency, by distance: each of the best `candidates` hits keeps
+    (1 - weight) of its score and earns up to weight more by its closeness,
+    0.5 ^ (distance / half_distance_m), the distance from center to the place at
+    key (a {"lat", "lon"} object; of a list, the nearest; none: no closeness).
     """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    CENTER_FIELD_NUMBER: _builtins.int
+    HALF_DISTANCE_M_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """A payload key; a dotted path ("shop.location") reaches into objects."""
+    half_distance_m: _builtins.float
+    """Above 0: the distance at which closeness halves, in metres."""
+    weight: _builtins.float
+    """Above 0, at most 1. Default: 0.5."""
+    candidates: _builtins.int
+    """Hits weighed, the best first. Default: 100, or limit + offset if more
+    (with recency too, the larger count given); at most 10000.
+    """
+    @_builtins.property
+    def center(self) -> Global___GeoPoint: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        center: Global___GeoPoint | None = ...,
+        half_distance_m: _builtins.float = ...,
+        weight: _builtins.float | None = ...,
+        candidates: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_candidates", b"_candidates", "_weight", b"_weight", "candidates", b"candidates", "center", b"center", "weight", b"weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_candidates", b"_candidates", "_weight", b"_weight", "candidates", b"candidates", "center", b"center", "half_distance_m", b"half_distance_m", "key", b"key", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__candidates: _TypeAlias = _typing.Literal["candidates"]  # noqa: Y015
+    _WhichOneofArgType__candidates: _TypeAlias = _typing.Literal["_candidates", b"_candidates"]  # noqa: Y015
+    _WhichOneofReturnType__weight: _TypeAlias = _typing.Literal["weight"]  # noqa: Y015
+    _WhichOneofArgType__weight: _TypeAlias = _typing.Literal["_weight", b"_weight"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__candidates) -> _WhichOneofReturnType__candidates | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weight) -> _WhichOneofReturnType__weight | None: ...
+
+Global___Proximity: _TypeAlias = Proximity  # noqa: Y015
+
+@_typing.final
+class Recency(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_FIELD_NUMBER: _builtins.int
@@ -1941,6 +1998,7 @@ class RecommendRequest(_message.Message):
     EMBED_FIELD_NUMBER: _builtins.int
     GROUP_BY_FIELD_NUMBER: _builtins.int
     RECENCY_FIELD_NUMBER: _builtins.int
+    PROXIMITY_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     strategy: Global___RecommendStrategy.ValueType
     @_builtins.property
@@ -1963,6 +2021,10 @@ class RecommendRequest(_message.Message):
     def recency(self) -> Global___Recency:
         """As SearchRequest.recency."""
 
+    @_builtins.property
+    def proximity(self) -> Global___Proximity:
+        """As SearchRequest.proximity."""
+
     def __init__(
         self,
         *,
@@ -1975,10 +2037,11 @@ class RecommendRequest(_message.Message):
         embed: _embedding_pb2.EmbedOptions | None = ...,
         group_by: Global___GroupBy | None = ...,
         recency: Global___Recency | None = ...,
+        proximity: Global___Proximity | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "recency", b"recency"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "proximity", b"proximity", "recency", b"recency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "negative", b"negative", "params", b"params", "positive", b"positive", "recency", b"recency", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "negative", b"negative", "params", b"params", "positive", b"positive", "proximity", b"proximity", "recency", b"recency", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

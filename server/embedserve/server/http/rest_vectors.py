@@ -11,8 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from google.protobuf.json_format import ParseDict, ParseError
 from starlette.responses import Response
 
-from embedserve.connectors import groups, ordered_scroll
-from embedserve.connectors import recency as weighing
+from embedserve.connectors import groups, ordered_scroll, weighing
 from embedserve.connectors import types as st
 from embedserve.server import vector_convert as vc
 from embedserve.server.auth import ApiKey, check_collection
@@ -33,6 +32,7 @@ from embedserve.server.http.schemas import (
     FilterJson,
     GetRequest,
     GroupBy,
+    Proximity,
     QueryParams,
     Recency,
     RecommendRequest,
@@ -111,7 +111,7 @@ def search_in(body: SearchRequest) -> SearchIn:
         body.embed.params(Task.QUERY),
         SearchMode(body.mode),
         group_by(body.group_by),
-        recency(body.recency),
+        weighings(body.recency, body.proximity),
     )
 
 
@@ -119,11 +119,18 @@ def scroll_order(body: ScrollOrder | None) -> ordered_scroll.ScrollOrder | None:
     return vc.store_value(ordered_scroll.ScrollOrder, body.key, body.descending) if body else None
 
 
-def recency(body: Recency | None) -> weighing.Recency | None:
-    if body is None:
-        return None
-    given = body.model_dump(exclude_none=True)
-    return vc.store_value(weighing.Recency, **given | {"now": body.now or None})
+def weighings(
+    recency: Recency | None, proximity: Proximity | None
+) -> tuple[weighing.Weighing, ...]:
+    found: list[weighing.Weighing] = []
+    if recency is not None:
+        given = recency.model_dump(exclude_none=True) | {"now": recency.now or None}
+        found.append(vc.store_value(weighing.Recency, **given))
+    if proximity is not None:
+        near = proximity.model_dump(exclude_none=True)
+        near["center"] = vc.store_value(st.GeoPoint, **near["center"])
+        found.append(vc.store_value(weighing.Proximity, **near))
+    return tuple(found)
 
 
 def group_by(body: GroupBy | None) -> groups.GroupBy | None:
@@ -300,7 +307,7 @@ async def recommend(
         search_params(body.params),
         body.embed.params(Task.QUERY),
         group_by(body.group_by),
-        recency(body.recency),
+        weighings(body.recency, body.proximity),
     )
     return json_response(
         {

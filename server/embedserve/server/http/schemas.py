@@ -326,6 +326,31 @@ class Recency(Body):
 RECENCY = "fresher documents first among equally good matches (no diversity, no group_by)"
 
 
+class GeoPoint(Body):
+    lat: float = Field(ge=-90, le=90, description="degrees north")
+    lon: float = Field(ge=-180, le=180, description="degrees east")
+
+
+class Proximity(Body):
+    """Weigh the best ``candidates`` hits by the distance from ``center`` to the place at
+    ``key``: each keeps ``1 - weight`` of its score and earns up to ``weight`` more by its
+    closeness, ``0.5 ** (distance / half_distance_m)``."""
+
+    key: str = Field(
+        description='a payload key holding {"lat", "lon"}; a dotted path reaches inside',
+        json_schema_extra=TEXT,
+    )
+    center: GeoPoint
+    half_distance_m: float = Field(gt=0, description="distance at which closeness halves")
+    weight: float | None = Field(default=None, gt=0, le=1, description="default 0.5")
+    candidates: PositiveU32 | None = Field(
+        default=None, description="hits weighed (default 100, or limit + offset if more)"
+    )
+
+
+PROXIMITY = "nearer documents first among equally good matches (no diversity, no group_by)"
+
+
 class SearchRequest(Body):
     """Exactly one of ``text`` (embedded as a query) or ``vector``; keyword and hybrid
     modes take a text, on a collection created with ``bm25``."""
@@ -346,6 +371,7 @@ class SearchRequest(Body):
         default=None, description="answer in groups: the best hits per value of a payload field"
     )
     recency: Recency | None = Field(default=None, description=RECENCY)
+    proximity: Proximity | None = Field(default=None, description=PROXIMITY)
 
 
 class SearchBatchRequest(Body):
@@ -376,6 +402,7 @@ class RecommendRequest(Body):
         default=None, description="answer in groups: the best hits per value of a payload field"
     )
     recency: Recency | None = Field(default=None, description=RECENCY)
+    proximity: Proximity | None = Field(default=None, description=PROXIMITY)
 
 
 class GetRequest(Body):

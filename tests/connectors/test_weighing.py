@@ -1,5 +1,6 @@
-"""Recency weighing: a ranking's best candidates re-ranked by score and freshness, with the
-payloads asked for; on every backend, against scores worked out by hand."""
+"""Recency and proximity weighing: a ranking's best candidates re-ranked by score and
+freshness or nearness, with the payloads asked for; on every backend, against scores
+worked out by hand."""
 
 from __future__ import annotations
 
@@ -13,12 +14,20 @@ import pytest
 from embedserve.connectors import (
     CollectionSpec,
     Distance,
+    GeoPoint,
     InvalidRequest,
     PointRecord,
     SearchParams,
     VectorStore,
 )
-from embedserve.connectors.recency import Recency, check_recency, rank_by_recency
+from embedserve.connectors.weighing import (
+    Proximity,
+    Recency,
+    Weighing,
+    check_weighings,
+    metres_between,
+    rank_weighed,
+)
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
@@ -71,9 +80,9 @@ def _expected(half_life: float, weight: float) -> list[tuple[str, float]]:
     return sorted(scored, key=lambda s: -s[1])
 
 
-def _rank(store: VectorStore, params: SearchParams, recency: Recency) -> list[Any]:
+def _rank(store: VectorStore, params: SearchParams, *weighings: Weighing) -> list[Any]:
     search = functools.partial(store.search, "news", [1.0, 0.0])
-    return rank_by_recency(search, None, params, recency)
+    return rank_weighed(search, None, params, weighings)
 
 
 @pytest.mark.parametrize(("half_life", "weight"), [(24.0, 0.5), (168.0, 0.9), (1.0, 1.0)])
@@ -124,7 +133,7 @@ def test_the_clock_is_now_when_no_now_is_given(store: VectorStore) -> None:
         ],
     )
     search = functools.partial(store.search, "news", [1.0, 0.0])
-    hits = rank_by_recency(search, None, SearchParams(limit=2), Recency("at", 24, 0.5))
+    hits = rank_weighed(search, None, SearchParams(limit=2), [Recency("at", 24, 0.5)])
     assert [h.id for h in hits] == ["new", "old"]
     assert hits[0].score == pytest.approx(math.cos(0.2), abs=1e-3)  # fresh: kept whole
     assert hits[1].score == pytest.approx(0.5, abs=1e-3)  # 400 days: no freshness left
@@ -150,11 +159,80 @@ def test_settings_out_of_range_are_refused(recency: dict[str, Any], message: str
 def test_what_recency_cannot_weigh_is_refused() -> None:
     recency = Recency("at", 24)
     with pytest.raises(InvalidRequest, match="no diversity"):
-        check_recency(SearchParams(diversity=0.5), recency, Distance.COSINE)
+        check_weighings(SearchParams(diversity=0.5), [recency], Distance.COSINE)
     with pytest.raises(InvalidRequest, match="ranks by euclid distance"):
-        check_recency(SearchParams(), recency, Distance.EUCLID)
+        check_weighings(SearchParams(), [recency], Distance.EUCLID)
     with pytest.raises(InvalidRequest, match=r"candidates \(5\) must be at least"):
-        check_recency(
-            SearchParams(limit=4, offset=2), Recency("at", 24, candidates=5), Distance.DOT
+        check_weighings(
+            SearchParams(limit=4, offset=2), [Recency("at", 24, candidates=5)], Distance.DOT
         )
-    check_recency(SearchParams(limit=200), recency, Distance.DOT)  # 200 candidates then
+    check_weighings(SearchParams(limit=200), [recency], Distance.DOT)  # 200 candidates then
+
+
+MITTE = GeoPoint(52.5200, 13.4050)
+# Each at angle 0.2 from the query: equal similarity, so distance alone orders them.
+SHOPS = [
+    ("here", {"at": {"lat": 52.5200, "lon": 13.4050}}),
+    ("near", {"at": {"lat": 52.5219, "lon": 13.4132}}),  # about 600 m
+    ("far", {"at": {"lat": 53.5511, "lon": 9.9937}}),  # Hamburg
+    ("chain", {"at": [{"lat": 48.8566, "lon": 2.3522}, {"lat": 52.5230, "lon": 13.4050}]}),
+    ("nowhere", {"at": {"lat": 95, "lon": 0}}),  # no place on Earth
+    ("online", {}),
+]
+
+
+def _fill_shops(store: VectorStore) -> None:
+    store.create_collection(CollectionSpec("news", vector_size=2))
+    store.upsert("news", [PointRecord(i, _unit(0.2), p) for i, p in SHOPS])
+
+
+def test_nearer_places_rise_by_their_distance(store: VectorStore) -> None:
+    _fill_shops(store)
+    near = Proximity("at", MITTE, half_distance_m=1000, weight=0.5)
+    hits = _rank(store, SearchParams(limit=10, exact=True), near)
+    assert [h.id for h in hits][:3] == ["here", "chain", "near"]  # chain: its Berlin shop
+    similarity = math.cos(0.2)
+    for hit in hits:
+        place = dict(SHOPS)[hit.id].get("at")
+        places = place if isinstance(place, list) else [place] if place else []
+        metres = [
+            metres_between(MITTE, GeoPoint(p["lat"], p["lon"])) for p in places if p["lat"] <= 90
+        ]
+        closeness = 0.5 ** (min(metres) / 1000) if metres else 0.0
+        assert hit.score == pytest.approx(similarity * (0.5 + 0.5 * closeness), abs=1e-5)
+
+
+def test_recency_and_proximity_multiply(store: VectorStore) -> None:
+    store.create_collection(CollectionSpec("news", vector_size=2))
+    at = {"lat": 52.5200, "lon": 13.4050}
+    store.upsert(
+        "news",
+        [
+            PointRecord("old-here", _unit(0.1), {"at": at, "published": _ago(720)}),
+            PointRecord(
+                "new-far", _unit(0.1), {"at": {"lat": 48.1, "lon": 11.6}, "published": _ago(0)}
+            ),
+            PointRecord("new-here", _unit(0.3), {"at": at, "published": _ago(1)}),
+        ],
+    )
+    fresh = Recency("published", 24, 0.5, now=NOW.isoformat())
+    near = Proximity("at", MITTE, 1000, 0.5)
+    hits = _rank(store, SearchParams(limit=3, payload_keys=("at",), exact=True), fresh, near)
+    assert [h.id for h in hits] == ["new-here", "old-here", "new-far"]
+    factor = (0.5 + 0.5 * 0.5 ** (1 / 24)) * 1.0
+    assert hits[0].score == pytest.approx(math.cos(0.3) * factor, abs=1e-5)
+    assert all(set(h.payload) == {"at"} for h in hits)  # the date read, then left out
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Proximity("at", MITTE, 0), "half_distance_m must be above 0"),
+        (lambda: Proximity("at", MITTE, 10, weight=0), "proximity.weight must be above 0"),
+        (lambda: Proximity("a b", MITTE, 10), "proximity.key must be a payload key"),
+        (lambda: Proximity("at", None, 10), "proximity needs a center"),  # type: ignore[arg-type]
+    ],
+)
+def test_proximity_settings_out_of_range_are_refused(make: Any, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        make()

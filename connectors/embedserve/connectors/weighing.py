@@ -1,0 +1,246 @@
+"""Fresher or nearer documents first among equally good matches: a ranking's scores
+weighed by the age of a date field (recency) or the distance to a place (proximity).
+
+Each of the best ``candidates`` hits of any ranking (a dense, keyword or hybrid search, a
+recommendation) keeps ``1 - weight`` of its score and earns up to ``weight`` more by its
+closeness, from 1 down to 0: ``0.5 ** (age / half_life)`` for recency, ``0.5 ** (distance
+/ half_distance)`` for proximity, 0 for a document without a readable date or place. With
+both, the two factors multiply. Scores that are similarities (cosine, dot, the fusions of
+them) grow with relevance, so the weighing multiplies a positive score and divides a
+negative one: a closer document never ranks lower. The candidates are re-sorted by the
+weighed scores, which the hits carry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .errors import InvalidFilter, InvalidRequest
+from .groups import Ranked
+from .types import (
+    OBJECT_PATH,
+    Distance,
+    Filter,
+    GeoPoint,
+    ScoredPoint,
+    SearchParams,
+    datetime_text,
+    parse_datetime,
+)
+
+DEFAULT_CANDIDATES = 100
+MAX_CANDIDATES = 10_000
+DEFAULT_WEIGHT = 0.5
+EARTH_RADIUS_M = 6_371_008.8  # the mean radius, as Qdrant's geo filters measure
+
+
+class Weighing(Protocol):
+    @property
+    def name(self) -> str:
+        """In messages: "recency", "proximity"."""
+        ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def weight(self) -> float: ...
+
+    @property
+    def candidates(self) -> int | None: ...
+
+    def closeness(self, payload: dict[str, Any] | None, now: datetime) -> float:
+        """From 1 (now, here) down to 0 (long ago, far away, or no value)."""
+        ...
+
+
+def _check_common(w: Weighing) -> None:
+    if not isinstance(w.key, str) or not OBJECT_PATH.fullmatch(w.key):
+        raise InvalidRequest(
+            f"{w.name}.key must be a payload key, or keys joined by dots into objects "
+            f"(letters, digits, _ and -), got {w.key!r}"
+        )
+    weight = w.weight
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1:
+        raise InvalidRequest(f"{w.name}.weight must be above 0 and at most 1, got {weight!r}")
+    c = w.candidates
+    if c is not None and (
+        isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= MAX_CANDIDATES
+    ):
+        raise InvalidRequest(f"{w.name}.candidates must be from 1 to {MAX_CANDIDATES}, got {c!r}")
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise InvalidRequest(f"{name} must be above 0, got {value!r}")
+
+
+def _values(payload: dict[str, Any] | None, key: str) -> list[Any]:
+    """The value at ``key`` (a dotted path through objects), a list's items one by one."""
+    value: Any = payload
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, list) else [value]
+
+
+@dataclass(frozen=True)
+class Recency:
+    """Weigh hits by the age of the date and time at ``key`` against ``now`` (default:
+    the clock when the query runs); of several dates, the latest counts."""
+
+    key: str
+    half_life_hours: float
+    weight: float = DEFAULT_WEIGHT
+    now: str | None = None
+    candidates: int | None = None
+    name = "recency"
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        _check_positive("recency.half_life_hours", self.half_life_hours)
+        if self.now is not None:
+            try:
+                object.__setattr__(self, "now", datetime_text(parse_datetime(self.now)))
+            except InvalidFilter as exc:
+                raise InvalidRequest(f"recency.now: {exc}") from None
+
+    def closeness(self, payload: dict[str, Any] | None, now: datetime) -> float:
+        dates = []
+        for item in _values(payload, self.key):
+            try:
+                dates.append(parse_datetime(item))
+            except InvalidFilter:
+                continue  # not a date: no freshness from it
+        if not dates:
+            return 0.0
+        if self.now is not None:
+            now = parse_datetime(self.now)
+        age_hours = max(0.0, (now - max(dates)).total_seconds() / 3600)
+        return float(0.5 ** (age_hours / self.half_life_hours))
+
+
+@dataclass(frozen=True)
+class Proximity:
+    """Weigh hits by the distance from ``center`` to the place at ``key`` (a ``{"lat",
+    "lon"}`` object, or a list of them: the nearest counts)."""
+
+    key: str
+    center: GeoPoint
+    half_distance_m: float
+    weight: float = DEFAULT_WEIGHT
+    candidates: int | None = None
+    name = "proximity"
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if not isinstance(self.center, GeoPoint):
+            raise InvalidRequest("proximity needs a center")
+        _check_positive("proximity.half_distance_m", self.half_distance_m)
+
+    def closeness(self, payload: dict[str, Any] | None, now: datetime) -> float:
+        distances = []
+        for item in _values(payload, self.key):
+            if isinstance(item, dict):
+                try:
+                    place = GeoPoint(item.get("lat"), item.get("lon"))  # type: ignore[arg-type]
+                except InvalidFilter:
+                    continue  # not a place: no closeness from it
+                distances.append(metres_between(self.center, place))
+        if not distances:
+            return 0.0
+        return float(0.5 ** (min(distances) / self.half_distance_m))
+
+
+def metres_between(a: GeoPoint, b: GeoPoint) -> float:
+    """Great-circle distance by the haversine formula."""
+    lat_a, lat_b = math.radians(a.lat), math.radians(b.lat)
+    dlat, dlon = lat_b - lat_a, math.radians(b.lon - a.lon)
+    h = math.sin(dlat / 2) ** 2 + math.cos(lat_a) * math.cos(lat_b) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def check_weighings(
+    params: SearchParams, weighings: Sequence[Weighing], distance: Distance
+) -> None:
+    """Refuse what cannot be weighed before the query costs model time."""
+    for w in weighings:
+        if params.diversity is not None:
+            raise InvalidRequest(f"a search weighed by {w.name} takes no diversity")
+        if distance in (Distance.EUCLID, Distance.MANHATTAN):
+            raise InvalidRequest(
+                f"{w.name} weighs similarities; this collection ranks by {distance} distance"
+            )
+        if w.candidates is not None and params.limit + params.offset > w.candidates:
+            raise InvalidRequest(
+                f"{w.name}.candidates ({w.candidates}) must be at least limit + offset "
+                f"({params.limit + params.offset})"
+            )
+
+
+def candidates_of(params: SearchParams, weighings: Sequence[Weighing]) -> int:
+    given = [w.candidates for w in weighings if w.candidates is not None]
+    return max(given) if given else max(DEFAULT_CANDIDATES, params.limit + params.offset)
+
+
+def weighed_score(score: float, factor: float) -> float:
+    return score * factor if score >= 0 else score / factor
+
+
+def rank_weighed(
+    search: Ranked, filter: Filter | None, params: SearchParams, weighings: Sequence[Weighing]
+) -> list[ScoredPoint]:
+    """The page ``params`` asks for of ``search``'s best candidates, re-ranked by their
+    weighed scores; payloads and vectors as asked (the fields read for the weighing are
+    left out unless asked for)."""
+    now = datetime.now(UTC)
+    keys = [w.key for w in weighings]
+    wide, added = _with_fields(params, keys)
+    hits = search(
+        filter, dataclasses.replace(wide, limit=candidates_of(params, weighings), offset=0)
+    )
+    weighed = []
+    for hit in hits:
+        factor = math.prod(
+            1 - w.weight + w.weight * w.closeness(hit.payload, now) for w in weighings
+        )
+        weighed.append(dataclasses.replace(hit, score=weighed_score(hit.score, factor)))
+    weighed.sort(key=lambda h: -h.score)  # stable: ties keep the ranking's order
+    page = weighed[params.offset : params.offset + params.limit]
+    if not params.with_payload:
+        return [dataclasses.replace(h, payload=None) for h in page]
+    for key in added:
+        page = [dataclasses.replace(h, payload=_without(h.payload, key)) for h in page]
+    return page
+
+
+def _with_fields(params: SearchParams, keys: Sequence[str]) -> tuple[SearchParams, list[str]]:
+    """``params`` whose hits carry the fields at ``keys``, and the keys that were added."""
+    if not params.with_payload:
+        return dataclasses.replace(params, with_payload=True, payload_keys=tuple(keys)), list(keys)
+    asked = params.payload_keys
+    if asked is None:
+        return params, []
+    added = [k for k in keys if not any(k == a or k.startswith(a + ".") for a in asked)]
+    added = list(dict.fromkeys(added))
+    return dataclasses.replace(params, payload_keys=(*asked, *added)), added
+
+
+def _without(payload: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    """``payload`` less the field at ``key``, and the objects only it kept."""
+    if payload is None:
+        return None
+    head, _, rest = key.partition(".")
+    if head not in payload:
+        return payload
+    kept = dict(payload)
+    inner = kept.pop(head)
+    if rest and isinstance(inner, dict):
+        inner = _without(inner, rest)
+        if inner:
+            kept[head] = inner
+    return kept
