@@ -136,6 +136,7 @@ type queryConfig struct {
 	mode      pb.SearchMode
 	groupSize *uint32
 	recency   *pb.Recency
+	proximity *pb.Proximity
 }
 
 func newQueryConfig(opts []QueryOption) queryConfig {
@@ -257,6 +258,42 @@ func (c *queryConfig) recencyParams() *pb.Recency {
 		c.recency = &pb.Recency{}
 	}
 	return c.recency
+}
+
+// WithProximity ranks nearer documents first among equally good matches in
+// Search and Recommend: each of the best hits keeps (1 - weight) of its score
+// and earns up to weight more by its closeness, 0.5^(distance/halfDistanceM),
+// the distance in metres from lat, lon (in degrees) to the place at
+// payload[key] (a {"lat": ..., "lon": ...} object, the nearest of a list of
+// them; a dotted path reaches into objects; a document without one earns
+// nothing). Hits carry the weighed scores; with WithRecency too, freshness and
+// closeness multiply. halfDistanceM is above 0; weight is above 0 and at most
+// 1, 0 for the server's default (0.5). Cosine and dot collections only; with
+// WithDiversity, SearchGroups or RecommendGroups it is refused
+// (INVALID_ARGUMENT).
+func WithProximity(key string, lat, lon, halfDistanceM, weight float64) QueryOption {
+	return func(c *queryConfig) {
+		p := c.proximityParams()
+		p.Key, p.Center, p.HalfDistanceM, p.Weight = key, &pb.GeoPoint{Lat: lat, Lon: lon}, halfDistanceM, nil
+		if weight != 0 {
+			p.Weight = &weight
+		}
+	}
+}
+
+// WithProximityCandidates sets how many of the best hits WithProximity weighs
+// (default 100, or limit + offset if more; at most 10000).
+func WithProximityCandidates(n uint32) QueryOption {
+	return func(c *queryConfig) { c.proximityParams().Candidates = &n }
+}
+
+// proximityParams is the call's proximity weighing, started by whichever
+// proximity option comes first.
+func (c *queryConfig) proximityParams() *pb.Proximity {
+	if c.proximity == nil {
+		c.proximity = &pb.Proximity{}
+	}
+	return c.proximity
 }
 
 // WithKeywordWeight sets how much the keyword ranking counts against the dense
@@ -666,7 +703,7 @@ type HitGroup struct {
 // them (a hit joins each value's group); hits without one are left out. It
 // returns the groups, ranked by their best hit, each with its best hits
 // (WithGroupSize, default 3); WithLimit counts groups. WithOffset,
-// WithDiversity and WithRecency are refused (INVALID_ARGUMENT).
+// WithDiversity, WithRecency and WithProximity are refused (INVALID_ARGUMENT).
 func (c *Client) SearchGroups(ctx context.Context, collection string, query Query, groupBy string, opts ...QueryOption) ([]HitGroup, error) {
 	cfg := newQueryConfig(opts)
 	request, err := searchRequest(collection, query, cfg)
@@ -721,7 +758,7 @@ func (c *Client) SearchBatch(ctx context.Context, collection string, queries []Q
 }
 
 func searchRequest(collection string, query Query, cfg queryConfig) (*pb.SearchRequest, error) {
-	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Mode: cfg.mode, Recency: cfg.recency}
+	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Mode: cfg.mode, Recency: cfg.recency, Proximity: cfg.proximity}
 	switch query.kind {
 	case queryText:
 		request.Query = &pb.SearchRequest_Text{Text: query.text}
@@ -753,8 +790,8 @@ func (c *Client) Recommend(ctx context.Context, collection string, positive, neg
 // RecommendGroups is Recommend grouped by the payload field groupBy, as
 // SearchGroups groups a search: it returns the groups, ranked by their best
 // hit, each with its best hits (WithGroupSize, default 3); WithLimit counts
-// groups. Stored examples never come back. WithOffset, WithDiversity and
-// WithRecency are refused (INVALID_ARGUMENT).
+// groups. Stored examples never come back. WithOffset, WithDiversity,
+// WithRecency and WithProximity are refused (INVALID_ARGUMENT).
 func (c *Client) RecommendGroups(ctx context.Context, collection string, positive, negative []Query, groupBy string, opts ...QueryOption) ([]HitGroup, error) {
 	cfg := newQueryConfig(opts)
 	request, err := recommendRequest(collection, positive, negative, cfg)
@@ -770,7 +807,7 @@ func (c *Client) RecommendGroups(ctx context.Context, collection string, positiv
 }
 
 func recommendRequest(collection string, positive, negative []Query, cfg queryConfig) (*pb.RecommendRequest, error) {
-	request := &pb.RecommendRequest{Collection: collection, Strategy: cfg.strategy, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Recency: cfg.recency}
+	request := &pb.RecommendRequest{Collection: collection, Strategy: cfg.strategy, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Recency: cfg.recency, Proximity: cfg.proximity}
 	for _, q := range positive {
 		example, err := q.example()
 		if err != nil {

@@ -654,6 +654,88 @@ func TestSearchWithRecency(t *testing.T) {
 	}
 }
 
+func TestSearchWithProximity(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client, embedserve.WithVectorSize(dims))
+	// mitte, alex and hamburg are all 0.8 like the query, at different places;
+	// nowhere, 0.6 like it, has no place.
+	query := make([]float32, dims)
+	query[0] = 1
+	places := map[string][2]float64{
+		"mitte":   {52.5200, 13.4050},
+		"alex":    {52.5219, 13.4132},
+		"hamburg": {53.5511, 9.9937},
+	}
+	var docs []embedserve.Document
+	for i, id := range []string{"mitte", "alex", "hamburg", "nowhere"} {
+		at, placed := places[id]
+		v := make([]float32, dims)
+		if placed {
+			v[0], v[i+1] = 0.8, 0.6
+		} else {
+			v[0], v[i+1] = 0.6, 0.8
+		}
+		doc := embedserve.Document{ID: id, Vector: v}
+		if placed {
+			doc.Payload = map[string]any{"at": map[string]any{"lat": at[0], "lon": at[1]}}
+		}
+		docs = append(docs, doc)
+	}
+	if _, err := client.Upsert(ctx, name, docs); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(hits []embedserve.Hit) []string {
+		found := make([]string, len(hits))
+		for i, hit := range hits {
+			found[i] = hit.ID
+		}
+		return found
+	}
+	scores := func(hits []embedserve.Hit) map[string]float32 {
+		byID := map[string]float32{}
+		for _, hit := range hits {
+			byID[hit.ID] = hit.Score
+		}
+		return byID
+	}
+
+	plain, err := client.Search(ctx, name, embedserve.Vector(query))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plain) != 4 || plain[3].ID != "nowhere" {
+		t.Fatalf("without proximity: %+v, want nowhere last", plain)
+	}
+	// A kilometre's half-distance from Mitte, half the score at stake: mitte
+	// keeps all of 0.8, alex (about 600 m off) about 0.66, hamburg (about 255 km
+	// off) about 0.4, nowhere half of its 0.6.
+	near := embedserve.WithProximity("at", 52.52, 13.405, 1000, 0.5)
+	weighed, err := client.Search(ctx, name, embedserve.Vector(query), near)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(weighed), []string{"mitte", "alex", "hamburg", "nowhere"}; !slices.Equal(got, want) {
+		t.Fatalf("with proximity: %v, want %v", got, want)
+	}
+	if got, want := scores(weighed)["nowhere"], scores(plain)["nowhere"]/2; math.Abs(float64(got-want)) > 1e-4 {
+		t.Fatalf("nowhere scores %v with proximity, want half of %v", got, scores(plain)["nowhere"])
+	}
+	// Recommend takes the same options.
+	recommended, err := client.Recommend(ctx, name, []embedserve.Query{embedserve.Vector(query)}, nil, near)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(recommended), []string{"mitte", "alex", "hamburg", "nowhere"}; !slices.Equal(got, want) {
+		t.Fatalf("recommended with proximity: %v, want %v", got, want)
+	}
+
+	_, err = client.Search(ctx, name, embedserve.Vector(query), near, embedserve.WithDiversity(0.5))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("proximity with diversity: %v, want InvalidArgument", err)
+	}
+}
+
 func TestUpsertVectorsAndStoredText(t *testing.T) {
 	client := dial(t)
 	ctx := context.Background()

@@ -3389,14 +3389,6 @@ func (*SearchRequest_Text) isSearchRequest_Query() {}
 
 func (*SearchRequest_Vector) isSearchRequest_Query() {}
 
-// Weigh the best `candidates` hits by the age of a date and time field: each
-// keeps (1 - weight) of its score and earns up to weight more by its freshness,
-// 0.5 ^ (age / half_life): a document one half-life old counts half as fresh
-// as one dated now (or later), one without a date (RFC 3339, or a date) not at
-// all. Positive scores are multiplied, negative ones divided, so a fresher
-// document never ranks lower; hits carry the weighed scores, re-sorted.
-// score_threshold applies before the weighing. For collections whose scores
-// are similarities (cosine, dot; keyword and hybrid searches too).
 // As Recency, by distance: each of the best `candidates` hits keeps
 // (1 - weight) of its score and earns up to weight more by its closeness,
 // 0.5 ^ (distance / half_distance_m), the distance from center to the place at
@@ -3482,6 +3474,14 @@ func (x *Proximity) GetCandidates() uint32 {
 	return 0
 }
 
+// Weigh the best `candidates` hits by the age of a date and time field: each
+// keeps (1 - weight) of its score and earns up to weight more by its freshness,
+// 0.5 ^ (age / half_life): a document one half-life old counts half as fresh
+// as one dated now (or later), one without a date (RFC 3339, or a date) not at
+// all. Positive scores are multiplied, negative ones divided, so a fresher
+// document never ranks lower; hits carry the weighed scores, re-sorted.
+// score_threshold applies before the weighing. For collections whose scores
+// are similarities (cosine, dot; keyword and hybrid searches too).
 type Recency struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A payload key; a dotted path ("meta.published") reaches into objects.

@@ -1701,15 +1701,7 @@ Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
 
 @_typing.final
 class Proximity(_message.Message):
-    """Weigh the best `candidates` hits by the age of a date and time field: each
-    keeps (1 - weight) of its score and earns up to weight more by its freshness,
-    0.5 ^ (age / half_life): a document one half-life old counts half as fresh
-    as one dated now (or later), one without a date (RFC 3339, or a date) not at
-    all. Positive scores are multiplied, negative ones divided, so a fresher
-    document never ranks lower; hits carry the weighed scores, re-sorted.
-    score_threshold applies before the weighing. For collections whose scores
-    are similarities (cosine, dot; keyword and hybrid searches too).
-    As Recency, by distance: each of the best `candidates` hits keeps
+    """As Recency, by distance: each of the best `candidates` hits keeps
     (1 - weight) of its score and earns up to weight more by its closeness,
     0.5 ^ (distance / half_distance_m), the distance from center to the place at
     key (a {"lat", "lon"} object; of a list, the nearest; none: no closeness).
@@ -1760,6 +1752,16 @@ Global___Proximity: _TypeAlias = Proximity  # noqa: Y015
 
 @_typing.final
 class Recency(_message.Message):
+    """Weigh the best `candidates` hits by the age of a date and time field: each
+    keeps (1 - weight) of its score and earns up to weight more by its freshness,
+    0.5 ^ (age / half_life): a document one half-life old counts half as fresh
+    as one dated now (or later), one without a date (RFC 3339, or a date) not at
+    all. Positive scores are multiplied, negative ones divided, so a fresher
+    document never ranks lower; hits carry the weighed scores, re-sorted.
+    score_threshold applies before the weighing. For collections whose scores
+    are similarities (cosine, dot; keyword and hybrid searches too).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_FIELD_NUMBER: _builtins.int

@@ -33,6 +33,7 @@ import dev.embedserve.v1.IngestStreamResponse;
 import dev.embedserve.v1.ListAliasesRequest;
 import dev.embedserve.v1.ListCollectionsRequest;
 import dev.embedserve.v1.PayloadIndexKind;
+import dev.embedserve.v1.Proximity;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.RecommendRequest;
@@ -671,20 +672,57 @@ public final class EmbedserveClient implements AutoCloseable {
    */
   public List<Hit> search(
       String collection, String text, Filter filter, QueryParams params, Recency recency) {
-    return search(withRecency(searchRequest(collection, filter, params).setText(text), recency));
+    return search(collection, text, filter, params, recency, null);
   }
 
   /** As {@link #search(String, float[], Filter, QueryParams)}, weighed by {@code recency}. */
   public List<Hit> search(
       String collection, float[] vector, Filter filter, QueryParams params, Recency recency) {
-    return search(
-        withRecency(
-            searchRequest(collection, filter, params).setVector(Vectors.vector(vector)), recency));
+    return search(collection, vector, filter, params, recency, null);
   }
 
-  private static SearchRequest withRecency(SearchRequest.Builder request, Recency recency) {
+  /**
+   * As {@link #search(String, String, Filter, QueryParams)}, the best hits weighed by the age of a
+   * date and time field ({@link Vectors#recency}) and by the distance to a place ({@link
+   * Vectors#proximity}), each null for none; with both, freshness and closeness multiply. The hits
+   * carry the weighed scores.
+   */
+  public List<Hit> search(
+      String collection,
+      String text,
+      Filter filter,
+      QueryParams params,
+      Recency recency,
+      Proximity proximity) {
+    return search(
+        withWeighings(searchRequest(collection, filter, params).setText(text), recency, proximity));
+  }
+
+  /**
+   * As {@link #search(String, float[], Filter, QueryParams)}, weighed by {@code recency} and
+   * {@code proximity} (each null for none).
+   */
+  public List<Hit> search(
+      String collection,
+      float[] vector,
+      Filter filter,
+      QueryParams params,
+      Recency recency,
+      Proximity proximity) {
+    return search(
+        withWeighings(
+            searchRequest(collection, filter, params).setVector(Vectors.vector(vector)),
+            recency,
+            proximity));
+  }
+
+  private static SearchRequest withWeighings(
+      SearchRequest.Builder request, Recency recency, Proximity proximity) {
     if (recency != null) {
       request.setRecency(recency);
+    }
+    if (proximity != null) {
+      request.setProximity(proximity);
     }
     return request.build();
   }
@@ -772,7 +810,7 @@ public final class EmbedserveClient implements AutoCloseable {
    * Any grouped search request: its groups, best first.
    *
    * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when {@code request} has no {@code
-   *     group_by}, or (from the server) with an offset, diversity or recency
+   *     group_by}, or (from the server) with an offset, diversity, recency or proximity
    */
   public List<HitGroup> searchGroups(SearchRequest request) {
     requireGroupBy(request.hasGroupBy(), "searchGroups");
@@ -913,7 +951,7 @@ public final class EmbedserveClient implements AutoCloseable {
    * Any grouped recommendation request: its groups, best first.
    *
    * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when {@code request} has no {@code
-   *     group_by}, or (from the server) with an offset, diversity or recency
+   *     group_by}, or (from the server) with an offset, diversity, recency or proximity
    */
   public List<HitGroup> recommendGroups(RecommendRequest request) {
     requireGroupBy(request.hasGroupBy(), "recommendGroups");

@@ -19,6 +19,7 @@ import dev.embedserve.v1.MatchAny;
 import dev.embedserve.v1.MatchText;
 import dev.embedserve.v1.MatchValue;
 import dev.embedserve.v1.PassageSplit;
+import dev.embedserve.v1.Proximity;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.TextList;
@@ -158,6 +159,27 @@ public final class Vectors {
    */
   public static Recency recency(String key, double halfLifeHours) {
     return Recency.newBuilder().setKey(key).setHalfLifeHours(halfLifeHours).build();
+  }
+
+  /**
+   * Nearer documents first among equally good matches, for {@code search(..., recency,
+   * proximity)} or {@code setProximity} on a {@code SearchRequest} or {@code RecommendRequest}:
+   * each of the best hits keeps (1 - weight) of its score and earns up to weight more by its
+   * closeness, 0.5 ^ (distance / {@code halfDistanceM}), the distance in metres from lat, lon (in
+   * degrees) to the place at payload[key] (a {"lat": ..., "lon": ...} object, the nearest of a
+   * list of them; a dotted path reaches into objects; a document without one earns nothing). Hits
+   * carry the weighed scores; with a recency weighing too, freshness and closeness multiply. The
+   * weight defaults to 0.5; set it, and the number of hits weighed (default 100), on {@code
+   * proximity(key, lat, lon, metres).toBuilder()}: {@code .setWeight(0.8).setCandidates(200)}.
+   * Cosine and dot collections only; with diversity or group_by the server answers {@code
+   * INVALID_ARGUMENT}.
+   */
+  public static Proximity proximity(String key, double lat, double lon, double halfDistanceM) {
+    return Proximity.newBuilder()
+        .setKey(key)
+        .setCenter(GeoPoint.newBuilder().setLat(lat).setLon(lon))
+        .setHalfDistanceM(halfDistanceM)
+        .build();
   }
 
   /** Texts to cluster: {@code ClusterRequest.newBuilder().setTexts(textList(texts))}. */

@@ -13,6 +13,7 @@ import static dev.embedserve.client.Vectors.matchAny;
 import static dev.embedserve.client.Vectors.matchText;
 import static dev.embedserve.client.Vectors.must;
 import static dev.embedserve.client.Vectors.mustNot;
+import static dev.embedserve.client.Vectors.proximity;
 import static dev.embedserve.client.Vectors.recency;
 import static dev.embedserve.client.Vectors.split;
 import static dev.embedserve.client.Vectors.textExample;
@@ -39,6 +40,7 @@ import dev.embedserve.v1.FacetValue;
 import dev.embedserve.v1.GetModelInfoResponse;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
+import dev.embedserve.v1.Proximity;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.RecommendRequest;
@@ -781,6 +783,66 @@ class VectorServiceTest {
       assertRefused(
           Status.Code.INVALID_ARGUMENT,
           () -> client.search(name, query, null, QueryParams.newBuilder().setDiversity(0.5f).build(), weekly));
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  @Test
+  void proximityRanksNearerDocumentsFirst() {
+    String name = uniqueName("proximity");
+    client.createCollection(name, CollectionConfig.newBuilder().setDimensions(DIMS).build());
+    try {
+      // mitte, alex and hamburg are all 0.8 like the query, at different places; nowhere, 0.6
+      // like it, has no place.
+      float[] query = new float[DIMS];
+      query[0] = 1;
+      Map<String, double[]> places =
+          Map.of(
+              "mitte", new double[] {52.5200, 13.4050},
+              "alex", new double[] {52.5219, 13.4132},
+              "hamburg", new double[] {53.5511, 9.9937});
+      List<String> ids = List.of("mitte", "alex", "hamburg", "nowhere");
+      List<Document> docs = new ArrayList<>();
+      for (int i = 0; i < ids.size(); i++) {
+        double[] at = places.get(ids.get(i));
+        float[] vector = new float[DIMS];
+        vector[0] = at == null ? 0.6f : 0.8f;
+        vector[i + 1] = at == null ? 0.8f : 0.6f;
+        docs.add(
+            document(
+                ids.get(i), vector, at == null ? null : Map.of("at", Map.of("lat", at[0], "lon", at[1]))));
+      }
+      assertEquals(4, client.upsert(name, docs));
+
+      List<Hit> plain = client.search(name, query, null, null);
+      assertEquals(4, plain.size());
+      assertEquals("nowhere", plain.get(3).id());
+      // A kilometre's half-distance from Mitte, half the score at stake: mitte keeps all of 0.8,
+      // alex (about 600 m off) about 0.66, hamburg (about 255 km off) about 0.4, nowhere half of
+      // its 0.6.
+      Proximity near = proximity("at", 52.52, 13.405, 1000).toBuilder().setWeight(0.5).build();
+      List<Hit> weighed = client.search(name, query, null, null, null, near);
+      assertEquals(
+          List.of("mitte", "alex", "hamburg", "nowhere"), weighed.stream().map(Hit::id).toList());
+      assertEquals(plain.get(3).score() / 2, weighed.get(3).score(), 1e-4);
+      // Recommendations take it too.
+      List<Hit> recommended =
+          client.recommend(
+              RecommendRequest.newBuilder()
+                  .setCollection(name)
+                  .addPositive(vectorExample(query))
+                  .setProximity(near)
+                  .build());
+      assertEquals(
+          List.of("mitte", "alex", "hamburg", "nowhere"),
+          recommended.stream().map(Hit::id).toList());
+
+      assertRefused(
+          Status.Code.INVALID_ARGUMENT,
+          () ->
+              client.search(
+                  name, query, null, QueryParams.newBuilder().setDiversity(0.5f).build(), null, near));
     } finally {
       client.deleteCollection(name);
     }
