@@ -151,7 +151,7 @@ def test_bad_search_params(kwargs: dict[str, object]) -> None:
         {"vector_size": 0},
         {"vector_size": 4, "hnsw_m": -1},
         {"vector_size": 4, "distance": "hamming"},
-        {"vector_size": 4, "payload_indexes": {"f": "geo"}},
+        {"vector_size": 4, "payload_indexes": {"f": "uuid"}},
         {"vector_size": 4, "shard_number": 0},
         {"vector_size": 4, "full_scan_threshold_kb": 0},
     ],
