@@ -1,4 +1,5 @@
-"""A three-node Qdrant cluster on loopback: what a write sees when one node is killed.
+"""A three-node Qdrant cluster on loopback: what a write sees when one node is killed, and
+scrolls in a field's order across shards.
 
 Two collections with 3 shards and 2 replicas each, one with write consistency factor 1 and
 one with 2, are written batch by batch through the server backend; one node (not the one the
@@ -19,10 +20,13 @@ from qdrant_server import QdrantCluster, qdrant_binary
 from embedserve.connectors import (
     CollectionSpec,
     InvalidRequest,
+    PayloadIndexKind,
     PointRecord,
     RemoteStore,
+    ScrollOrder,
     SearchParams,
     StoreError,
+    ordered_page,
 )
 
 DIM, BATCH, BATCHES, KILL_AFTER = 8, 20, 12, 4
@@ -88,3 +92,36 @@ def test_a_killed_node_fails_writes_only_under_write_consistency_2(
     assert store.count("wcf2") == BATCH * BATCHES
     store.close()
     print(f"three-node cluster test body: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_an_ordered_scroll_pages_exactly_across_shards(
+    cluster: QdrantCluster, descending: bool
+) -> None:
+    endpoint = cluster.nodes[0].endpoint
+    store = RemoteStore.connect(endpoint.url, grpc_port=endpoint.grpc_port)
+    indexes = {"n": PayloadIndexKind.INTEGER}
+    store.create_collection(
+        CollectionSpec(
+            "ranked", vector_size=DIM, shard_number=3, replication_factor=2, payload_indexes=indexes
+        )
+    )
+    rng = np.random.default_rng(3)
+    values = [int(v) for v in rng.integers(0, 7, 120)]  # long runs of equal values
+    vectors = unit_vectors(rng, len(values), DIM)
+    store.upsert(
+        "ranked", [PointRecord(f"p{k}", vectors[k], {"n": v}) for k, v in enumerate(values)]
+    )
+    for limit in (1, 7, 50):
+        seen: list[tuple[str, int]] = []
+        cursor = None
+        while True:
+            order = ScrollOrder("n", descending)
+            page = ordered_page(
+                store, "ranked", order, PayloadIndexKind.INTEGER, None, limit, cursor
+            )
+            seen += [(r.id, r.payload["n"]) for r in page.records]
+            if (cursor := page.next_cursor) is None:
+                break
+        assert sorted(seen) == sorted((f"p{k}", v) for k, v in enumerate(values))
+        assert [v for _, v in seen] == sorted(values, reverse=descending)
