@@ -125,6 +125,18 @@ def test_places_filter_searches(both: Any, capsys: Any) -> None:
         body["proximity"] = {"key": "at", "center": {"lat": 91, "lon": 0}, "half_distance_m": 9}
         off_globe = http.post("/api/v1/collections/cafes/search", json=body)
         assert off_globe.status_code == 400 and "lat" in off_globe.text
+        made = http.post(
+            "/api/v1/collections",
+            json={"name": "shops", "config": {"payload_indexes": {"at": "geo"}}},
+        )
+        assert made.json()["collection"]["config"]["payload_indexes"] == {"at": "geo"}
+        indexed = http.patch(
+            "/api/v1/collections/shops", json={"add_payload_indexes": {"b": "geo"}}
+        )
+        assert indexed.json()["collection"]["config"]["payload_indexes"] == {
+            "at": "geo",
+            "b": "geo",
+        }
         no_center = {"must": [{"geo_radius": {"key": "at", "radius_m": 5}}]}
         reply = http.post("/api/v1/collections/cafes/count", json={"filter": no_center})
         assert reply.status_code == 400 and "needs a center" in reply.text

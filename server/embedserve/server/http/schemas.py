@@ -172,9 +172,7 @@ class CollectionConfig(Body):
     )
     on_disk: bool = False
     quantization: Literal["none", "scalar_int8"] = "none"
-    payload_indexes: dict[
-        str, Literal["keyword", "integer", "float", "bool", "text", "datetime"]
-    ] = {}
+    payload_indexes: dict[str, IndexKind] = {}
     hnsw_m: U32 | None = None
     hnsw_ef_construct: U32 | None = None
     hnsw_ef: U32 | None = None
@@ -197,9 +195,7 @@ class CreateCollectionRequest(Body):
 
 
 class UpdateCollectionRequest(Body):
-    add_payload_indexes: dict[
-        str, Literal["keyword", "integer", "float", "bool", "text", "datetime"]
-    ] = Field(
+    add_payload_indexes: dict[str, IndexKind] = Field(
         default_factory=dict,
         description="fields to index, by kind (indexes the documents already stored)",
     )
