@@ -14,6 +14,7 @@ weighed scores, which the hits carry.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,6 +110,11 @@ class Recency:
             except InvalidFilter as exc:
                 raise InvalidRequest(f"recency.now: {exc}") from None
 
+    @functools.cached_property
+    def _fixed_now(self) -> datetime | None:
+        """``now`` read once, not for every hit weighed."""
+        return None if self.now is None else parse_datetime(self.now)
+
     def closeness(self, payload: dict[str, Any] | None, now: datetime) -> float:
         dates = []
         for item in _values(payload, self.key):
@@ -118,9 +124,7 @@ class Recency:
                 continue  # not a date: no freshness from it
         if not dates:
             return 0.0
-        if self.now is not None:
-            now = parse_datetime(self.now)
-        age_hours = max(0.0, (now - max(dates)).total_seconds() / 3600)
+        age_hours = max(0.0, ((self._fixed_now or now) - max(dates)).total_seconds() / 3600)
         return float(0.5 ** (age_hours / self.half_life_hours))
 
 
