@@ -13,7 +13,7 @@ from typing import IO, Any
 from google.protobuf.json_format import MessageToDict
 
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
-from embedserve.client.cli_output import replaced_when_done
+from embedserve.client.cli_output import document_line, replaced_when_done
 from embedserve.client.cli_settings_file import write_settings
 from embedserve.client.cli_texts import read_texts
 
@@ -124,11 +124,7 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             out = stack.enter_context(replaced_when_done(args.output))
         written = 0
         for doc in documents:
-            line: dict[str, Any] = {"id": doc.id}
-            if doc.vector is not None:
-                line["vector"] = [round(float(x), 7) for x in doc.vector]
-            line["payload"] = doc.payload
-            out.write(json.dumps(line) + "\n")
+            out.write(document_line(doc) + "\n")
             written += 1
     print(f"{written} documents -> {args.output}", file=sys.stderr)
     if args.output != "-":

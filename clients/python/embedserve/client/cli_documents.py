@@ -12,6 +12,7 @@ from typing import Any
 from embedserve.client._documents import StoredDocument
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
+from embedserve.client.cli_output import document_line
 
 
 def add_parser(commands: Any) -> None:
@@ -69,10 +70,7 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 def _print_documents(documents: Any) -> None:
     for doc in documents:
-        line: dict[str, Any] = {"id": doc.id, "payload": doc.payload}
-        if doc.vector is not None:
-            line["vector"] = [round(float(x), 7) for x in doc.vector]
-        print(json.dumps(line))
+        print(document_line(doc))
 
 
 def _get(client: EmbedClient, args: argparse.Namespace) -> int:

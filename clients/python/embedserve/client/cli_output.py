@@ -1,8 +1,10 @@
-"""Files the command line writes: whole or not at all."""
+"""What the command line writes: files whole or not at all, and stored documents as JSON
+lines."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from typing import IO, Any
@@ -23,3 +25,13 @@ def replaced_when_done(path: str, binary: bool = False) -> Iterator[IO[Any]]:
             os.remove(partial)
         raise
     os.replace(partial, path)
+
+
+def document_line(doc: Any) -> str:
+    """A stored document as one JSON line: id, vector (when fetched) and payload, the form
+    ``ingest`` reads back."""
+    line: dict[str, Any] = {"id": doc.id}
+    if doc.vector is not None:
+        line["vector"] = [round(float(x), 7) for x in doc.vector]
+    line["payload"] = doc.payload
+    return json.dumps(line)
