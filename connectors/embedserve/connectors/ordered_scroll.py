@@ -213,18 +213,18 @@ def _decode(cursor: str, order: ScrollOrder) -> _Position:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key, descending, value, in_run, run_cursor = json.loads(raw)
+        if not (
+            _is_order_value(value)
+            and isinstance(in_run, bool)
+            and (run_cursor is None or isinstance(run_cursor, str))
+        ):
+            raise ValueError("a field of the wrong type")
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidRequest(f"cursor {cursor!r} is not one an ordered scroll handed out") from exc
     if [key, descending] != [order.key, order.descending]:
         raise InvalidRequest(
             "this cursor was handed out for another order_by; send the order it came with"
         )
-    if not (
-        _is_order_value(value)
-        and isinstance(in_run, bool)
-        and (run_cursor is None or isinstance(run_cursor, str))
-    ):
-        raise InvalidRequest(f"cursor {cursor!r} is not one an ordered scroll handed out")
     return _Position(value, in_run, run_cursor)
 
 
