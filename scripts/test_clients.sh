@@ -68,12 +68,16 @@ echo "$(go version); $(java -version 2>&1 | head -1); $(mvn -v 2>/dev/null | hea
 
 # The server warms up while the tools install and the linters run.
 if [ -z "${EMBEDSERVE_TEST_TARGET:-}" ]; then
-  step "starting embedserve serve --model minilm"
+  step "starting embedserve serve --model minilm --reranker (a tiny random cross-encoder)"
   port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  HF_HUB_OFFLINE=1 "$BIN" serve --model minilm --host 127.0.0.1 --port "$port" \
+  HF_HUB_OFFLINE=1 "$PY" tests/tiny_reranker.py "$workdir/reranker" >/dev/null
+  HF_HUB_OFFLINE=1 "$BIN" serve --model minilm --reranker "$workdir/reranker" \
+    --host 127.0.0.1 --port "$port" \
     --data-dir "$workdir/data" --grace-period-s 2 >"$workdir/server.log" 2>&1 &
   server_pid=$!
   export EMBEDSERVE_TEST_TARGET=127.0.0.1:$port
+  # The clients' Rerank tests require the reranker where this is set, and skip elsewhere.
+  export EMBEDSERVE_TEST_RERANKER=1
   echo "server pid $server_pid on $EMBEDSERVE_TEST_TARGET (log: $workdir/server.log)"
 fi
 

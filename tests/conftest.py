@@ -178,3 +178,19 @@ def qdrant_server(qdrant_session: Any) -> Any:
     """The session's Qdrant server, emptied of the collections earlier tests left."""
     qdrant_session.delete_all_collections()
     return qdrant_session
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_path(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> Path:
+    """A random BERT cross-encoder (reads token types) with MiniLM's tokenizer."""
+    from tiny_reranker import build_tiny_reranker
+
+    return build_tiny_reranker(tmp_path_factory.mktemp("tiny-reranker"), minilm_path)
+
+
+@pytest.fixture
+def reranker_server(
+    start_server: Callable[..., RunningServer], minilm_model: Any, tiny_reranker_path: Path
+) -> RunningServer:
+    """MiniLM with the tiny reranker beside it."""
+    return start_server(loaded=minilm_model, reranker=str(tiny_reranker_path))

@@ -22,6 +22,8 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
     "POST /api/v1/tokenize": ("POST", "/api/v1/tokenize", {"inputs": ["hi"]}),
     "POST /api/v1/similarity": ("POST", "/api/v1/similarity", {"pairs": [{"a": "x", "b": "y"}]}),
     "GET /api/v1/model": ("GET", "/api/v1/model", None),
+    "POST /api/v1/rerank": ("POST", "/api/v1/rerank", {"query": "q", "documents": ["a", "b"]}),
+    "POST /v1/rerank": ("POST", "/v1/rerank", {"query": "q", "documents": ["a", "b"]}),
     "GET /api/v1/collections": ("GET", "/api/v1/collections", None),
     "POST /api/v1/collections": ("POST", "/api/v1/collections", {"name": "scratch-{c}"}),
     "GET /api/v1/collections/{name}": ("GET", "/api/v1/collections/{c}", None),
@@ -95,6 +97,7 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
     "POST /tokenize": ("POST", "/tokenize", {"inputs": "hi"}),
     "POST /decode": ("POST", "/decode", {"ids": [7592]}),
     "GET /info": ("GET", "/info", None),
+    "POST /rerank": ("POST", "/rerank", {"query": "q", "texts": ["a", "b"]}),
 }
 
 

@@ -50,6 +50,9 @@ CALLS: dict[str, Call] = {
     E + "GetModelInfo": lambda ch, md, c: _e(ch).GetModelInfo(
         epb.GetModelInfoRequest(), metadata=md
     ),
+    E + "Rerank": lambda ch, md, c: _e(ch).Rerank(
+        epb.RerankRequest(query="a", documents=["b", "c"]), metadata=md
+    ),
     V + "CreateCollection": lambda ch, md, c: _v(ch).CreateCollection(
         vpb.CreateCollectionRequest(name="scratch-" + c), metadata=md
     ),

@@ -47,8 +47,15 @@ def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def server(start_server: Callable[..., Any], minilm_model: Any, keys_file: Path) -> Any:
-    running = start_server(loaded=minilm_model, api_keys_file=str(keys_file), http_port=free_port())
+def server(
+    start_server: Callable[..., Any], minilm_model: Any, keys_file: Path, tiny_reranker_path: Path
+) -> Any:
+    running = start_server(
+        loaded=minilm_model,
+        api_keys_file=str(keys_file),
+        http_port=free_port(),
+        reranker=str(tiny_reranker_path),
+    )
     with EmbedClient(running.target, api_key=KEYS["admin"]) as admin:
         for name in ("docs", "mine"):
             admin.create_collection(name)
@@ -105,7 +112,7 @@ def test_role_matrix(channel: grpc.Channel) -> None:
             ):
                 failures.append((role, method, code))
             # The permitted calls really work, not just "not denied".
-            works = method.endswith(("/Embed", "/Search", "/Upsert", "/IngestStream"))
+            works = method.endswith(("/Embed", "/Search", "/Upsert", "/IngestStream", "/Rerank"))
             if allowed and works and code != grpc.StatusCode.OK:
                 failures.append((role, method, code))
     assert failures == []
@@ -119,7 +126,9 @@ def test_role_matrix_over_http(http: httpx.Client) -> None:
             status = status_of(http, route, "docs", key)
             allowed = rank[role] >= rank[needed(ROUTE_METHODS[route])]
             # Permitted calls get through; these ones must really work, not just "not denied".
-            works = route.endswith(("/embeddings", "/embed", "/search", "/upsert", "/ingest"))
+            works = route.endswith(
+                ("/embeddings", "/embed", "/search", "/upsert", "/ingest", "/rerank")
+            )
             if allowed and (status in {401, 403} or status >= 500 or (works and status != 200)):
                 failures.append((role, route, status))
             if not allowed and status != 403:

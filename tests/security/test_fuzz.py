@@ -51,7 +51,7 @@ CALL_TIMEOUT_S = 20.0
 # out); RPCs that run the model on every input get fewer. See budget().
 EXAMPLES_PER_FIELD = 6
 EXAMPLES_PER_FIELD_HEAVY = 3
-HEAVY = ("Embed", "EmbedStream", "EmbedTokens", "Similarity")
+HEAVY = ("Embed", "EmbedStream", "EmbedTokens", "Similarity", "Rerank")
 RANDOM_SHARE = 0.15  # on top: fresh examples each run (a failure prints its reproduction blob)
 MAX_DEPTH = 4  # nesting of messages below the request (Filter -> Condition -> Filter ...)
 # Lowered limits, so modest fuzz inputs also reach the "too many" / "too long" paths.
@@ -616,12 +616,14 @@ def seed(channel: grpc.Channel) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_reranker_path: Path) -> Iterator[Served]:
     limits = (
         "--max-inputs-per-request",
         str(MAX_INPUTS),
         "--max-input-chars",
         str(MAX_INPUT_CHARS),
+        "--reranker",
+        str(tiny_reranker_path),
     )
     with running_server(tmp_path_factory.mktemp("fuzz"), *limits) as served:
         seed(served.channel)

@@ -24,13 +24,14 @@ from embedserve.server.embedding_service import EmbedStreamLimits
 from embedserve.server.http.settings import HttpSettings
 from embedserve.server.ingestion import IngestSettings
 from embedserve.server.logs import LogSettings
-from embedserve.server.model_settings import ModelSettings
+from embedserve.server.model_settings import ModelSettings, RerankerSettings
 from embedserve.server.ratelimit import RateLimitSettings
 from embedserve.server.tls import TlsSettings
 from embedserve.server.vector_convert import CollectionLayout
 
 SECTIONS = (
     ModelSettings,
+    RerankerSettings,
     BatchLimits,
     RequestLimits,
     ConnectionLimits,

@@ -29,6 +29,7 @@ const balancingServiceConfig = `{
       {"service": "embedserve.v1.EmbeddingService", "method": "Tokenize"},
       {"service": "embedserve.v1.EmbeddingService", "method": "Similarity"},
       {"service": "embedserve.v1.EmbeddingService", "method": "GetModelInfo"},
+      {"service": "embedserve.v1.EmbeddingService", "method": "Rerank"},
       {"service": "embedserve.v1.VectorService", "method": "Search"},
       {"service": "embedserve.v1.VectorService", "method": "Recommend"},
       {"service": "embedserve.v1.VectorService", "method": "Get"},

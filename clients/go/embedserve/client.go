@@ -275,6 +275,37 @@ launch:
 	return out, nil
 }
 
+// Ranked is one document of a Rerank, best first.
+type Ranked struct {
+	// Index is the document's position in the request.
+	Index int
+	// Score is the reranker's score (its raw logit with WithRawScores).
+	Score float32
+	// Document is the document's text with WithReturnDocuments, else "".
+	Document string
+}
+
+// Rerank scores documents against query with the server's reranker (a
+// cross-encoder reading the query and each document together) and returns
+// them best first, ties in request order; WithTopN keeps the best n. A server
+// without a reranker answers codes.FailedPrecondition (ModelInfo's Reranker is
+// nil there); no documents is codes.InvalidArgument.
+func (c *Client) Rerank(ctx context.Context, query string, documents []string, opts ...RerankOption) ([]Ranked, error) {
+	request := &pb.RerankRequest{Query: query, Documents: documents}
+	for _, opt := range opts {
+		opt(request)
+	}
+	resp, err := c.stub.Rerank(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	ranked := make([]Ranked, len(resp.GetResults()))
+	for i, r := range resp.GetResults() {
+		ranked[i] = Ranked{Index: int(r.GetIndex()), Score: r.GetScore(), Document: r.GetDocument()}
+	}
+	return ranked, nil
+}
+
 func vectorsOf(embeddings []*pb.Embedding) [][]float32 {
 	vectors := make([][]float32, len(embeddings))
 	for i, e := range embeddings {

@@ -124,3 +124,34 @@ func WithSplitTokens(maxTokens, overlapTokens uint32) EmbedOption {
 		c.split = &pb.PassageSplit{MaxTokens: &maxTokens, OverlapTokens: &overlapTokens}
 	}
 }
+
+// RerankOption configures one Rerank call. Unset, every document comes back
+// with the reranker's score, without its text, and a pair longer than the
+// reranker's maximum is cut at the end of the longer of the two.
+type RerankOption func(*pb.RerankRequest)
+
+// WithTopN keeps the best n documents (default 0: every document).
+func WithTopN(n uint32) RerankOption {
+	return func(r *pb.RerankRequest) { r.TopN = n }
+}
+
+// WithRawScores returns the reranker's raw logits instead of its scores (the
+// logits through its activation, ModelInfo's Reranker.Activation: a sigmoid,
+// 0 to 1, for most rerankers).
+func WithRawScores(raw bool) RerankOption {
+	return func(r *pb.RerankRequest) { r.RawScores = raw }
+}
+
+// WithReturnDocuments copies each document's text into its result.
+func WithReturnDocuments(include bool) RerankOption {
+	return func(r *pb.RerankRequest) { r.ReturnDocuments = include }
+}
+
+// WithRerankOverflow sets what happens to a query and document longer than
+// the reranker's maximum: OVERFLOW_POLICY_TRUNCATE_RIGHT (default) cuts the
+// end of the longer of the two, TRUNCATE_LEFT its start, ERROR refuses the
+// request, CHUNK reads the document in overlapping windows and scores it by
+// its best one.
+func WithRerankOverflow(policy pb.OverflowPolicy) RerankOption {
+	return func(r *pb.RerankRequest) { r.Overflow = policy }
+}

@@ -1683,7 +1683,9 @@ type GetModelInfoResponse struct {
 	// A fingerprint of the model's files (weights, tokenizer, configs): the same
 	// for the same model in any folder and on any backend. Collections record
 	// the fingerprint of the model that created them.
-	Fingerprint   string `protobuf:"bytes,15,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	Fingerprint string `protobuf:"bytes,15,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// The reranker served beside the model (Rerank); unset when there is none.
+	Reranker      *RerankerInfo `protobuf:"bytes,16,opt,name=reranker,proto3" json:"reranker,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1823,6 +1825,328 @@ func (x *GetModelInfoResponse) GetFingerprint() string {
 	return ""
 }
 
+func (x *GetModelInfoResponse) GetReranker() *RerankerInfo {
+	if x != nil {
+		return x.Reranker
+	}
+	return nil
+}
+
+type RerankerInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ModelId string                 `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	// Tokens of one (query, document) pair, special tokens included.
+	MaxTokens uint32 `protobuf:"varint,2,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
+	ModelType string `protobuf:"bytes,3,opt,name=model_type,json=modelType,proto3" json:"model_type,omitempty"`
+	// What turns the model's logit into its score: "sigmoid", "identity" or "tanh".
+	Activation    string `protobuf:"bytes,4,opt,name=activation,proto3" json:"activation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankerInfo) Reset() {
+	*x = RerankerInfo{}
+	mi := &file_embedserve_v1_embedding_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankerInfo) ProtoMessage() {}
+
+func (x *RerankerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_embedding_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankerInfo.ProtoReflect.Descriptor instead.
+func (*RerankerInfo) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RerankerInfo) GetModelId() string {
+	if x != nil {
+		return x.ModelId
+	}
+	return ""
+}
+
+func (x *RerankerInfo) GetMaxTokens() uint32 {
+	if x != nil {
+		return x.MaxTokens
+	}
+	return 0
+}
+
+func (x *RerankerInfo) GetModelType() string {
+	if x != nil {
+		return x.ModelType
+	}
+	return ""
+}
+
+func (x *RerankerInfo) GetActivation() string {
+	if x != nil {
+		return x.Activation
+	}
+	return ""
+}
+
+type RerankRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Query string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	// Candidates to score against the query, e.g. the hits of a search.
+	Documents []string `protobuf:"bytes,2,rep,name=documents,proto3" json:"documents,omitempty"`
+	// Keep the best N. Default (0): every document.
+	TopN uint32 `protobuf:"varint,3,opt,name=top_n,json=topN,proto3" json:"top_n,omitempty"`
+	// The model's raw logits instead of its scores (the logits through its
+	// activation, a sigmoid for most rerankers: 0 to 1). Default: false.
+	RawScores bool `protobuf:"varint,4,opt,name=raw_scores,json=rawScores,proto3" json:"raw_scores,omitempty"`
+	// Copy each document's text into its result. Default: false.
+	ReturnDocuments bool `protobuf:"varint,5,opt,name=return_documents,json=returnDocuments,proto3" json:"return_documents,omitempty"`
+	// A query and document longer than the reranker's maximum: TRUNCATE_RIGHT
+	// (default) cuts the end of the longer of the two, TRUNCATE_LEFT its start,
+	// ERROR rejects the request, CHUNK reads the document in overlapping windows
+	// beside the whole query and scores it by its best window.
+	Overflow      OverflowPolicy `protobuf:"varint,6,opt,name=overflow,proto3,enum=embedserve.v1.OverflowPolicy" json:"overflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankRequest) Reset() {
+	*x = RerankRequest{}
+	mi := &file_embedserve_v1_embedding_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankRequest) ProtoMessage() {}
+
+func (x *RerankRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_embedding_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankRequest.ProtoReflect.Descriptor instead.
+func (*RerankRequest) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RerankRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *RerankRequest) GetDocuments() []string {
+	if x != nil {
+		return x.Documents
+	}
+	return nil
+}
+
+func (x *RerankRequest) GetTopN() uint32 {
+	if x != nil {
+		return x.TopN
+	}
+	return 0
+}
+
+func (x *RerankRequest) GetRawScores() bool {
+	if x != nil {
+		return x.RawScores
+	}
+	return false
+}
+
+func (x *RerankRequest) GetReturnDocuments() bool {
+	if x != nil {
+		return x.ReturnDocuments
+	}
+	return false
+}
+
+func (x *RerankRequest) GetOverflow() OverflowPolicy {
+	if x != nil {
+		return x.Overflow
+	}
+	return OverflowPolicy_OVERFLOW_POLICY_UNSPECIFIED
+}
+
+// One document's score.
+type RerankResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The document's position in the request.
+	Index uint32  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Score float32 `protobuf:"fixed32,2,opt,name=score,proto3" json:"score,omitempty"`
+	// The document's text, with return_documents.
+	Document string `protobuf:"bytes,3,opt,name=document,proto3" json:"document,omitempty"`
+	// Tokens of the pair as the model read them (every window's under CHUNK).
+	TokenCount uint32 `protobuf:"varint,4,opt,name=token_count,json=tokenCount,proto3" json:"token_count,omitempty"`
+	// Whether tokens were cut off under a TRUNCATE policy.
+	Truncated     bool `protobuf:"varint,5,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankResult) Reset() {
+	*x = RerankResult{}
+	mi := &file_embedserve_v1_embedding_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankResult) ProtoMessage() {}
+
+func (x *RerankResult) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_embedding_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankResult.ProtoReflect.Descriptor instead.
+func (*RerankResult) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RerankResult) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RerankResult) GetScore() float32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *RerankResult) GetDocument() string {
+	if x != nil {
+		return x.Document
+	}
+	return ""
+}
+
+func (x *RerankResult) GetTokenCount() uint32 {
+	if x != nil {
+		return x.TokenCount
+	}
+	return 0
+}
+
+func (x *RerankResult) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+type RerankResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Best first (ties in request order); top_n of them when it is set.
+	Results []*RerankResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// Tokens of every pair, those top_n leaves out included.
+	Usage   *Usage   `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
+	Timings *Timings `protobuf:"bytes,3,opt,name=timings,proto3" json:"timings,omitempty"`
+	// The reranker's id.
+	Model         string `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankResponse) Reset() {
+	*x = RerankResponse{}
+	mi := &file_embedserve_v1_embedding_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankResponse) ProtoMessage() {}
+
+func (x *RerankResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_embedding_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankResponse.ProtoReflect.Descriptor instead.
+func (*RerankResponse) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RerankResponse) GetResults() []*RerankResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *RerankResponse) GetUsage() *Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *RerankResponse) GetTimings() *Timings {
+	if x != nil {
+		return x.Timings
+	}
+	return nil
+}
+
+func (x *RerankResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
 var File_embedserve_v1_embedding_proto protoreflect.FileDescriptor
 
 const file_embedserve_v1_embedding_proto_rawDesc = "" +
@@ -1948,7 +2272,7 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\rRequestLimits\x123\n" +
 	"\x16max_inputs_per_request\x18\x01 \x01(\rR\x13maxInputsPerRequest\x12&\n" +
 	"\x0fmax_input_chars\x18\x02 \x01(\rR\rmaxInputChars\x12*\n" +
-	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\x9f\x05\n" +
+	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xd8\x05\n" +
 	"\x14GetModelInfoResponse\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1e\n" +
 	"\n" +
@@ -1971,10 +2295,40 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"similarity\x18\r \x01(\tR\n" +
 	"similarity\x12%\n" +
 	"\x0emodel_revision\x18\x0e \x01(\tR\rmodelRevision\x12 \n" +
-	"\vfingerprint\x18\x0f \x01(\tR\vfingerprint\x1a:\n" +
+	"\vfingerprint\x18\x0f \x01(\tR\vfingerprint\x127\n" +
+	"\breranker\x18\x10 \x01(\v2\x1b.embedserve.v1.RerankerInfoR\breranker\x1a:\n" +
 	"\fPromptsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*N\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
+	"\fRerankerInfo\x12\x19\n" +
+	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1d\n" +
+	"\n" +
+	"max_tokens\x18\x02 \x01(\rR\tmaxTokens\x12\x1d\n" +
+	"\n" +
+	"model_type\x18\x03 \x01(\tR\tmodelType\x12\x1e\n" +
+	"\n" +
+	"activation\x18\x04 \x01(\tR\n" +
+	"activation\"\xdd\x01\n" +
+	"\rRerankRequest\x12\x14\n" +
+	"\x05query\x18\x01 \x01(\tR\x05query\x12\x1c\n" +
+	"\tdocuments\x18\x02 \x03(\tR\tdocuments\x12\x13\n" +
+	"\x05top_n\x18\x03 \x01(\rR\x04topN\x12\x1d\n" +
+	"\n" +
+	"raw_scores\x18\x04 \x01(\bR\trawScores\x12)\n" +
+	"\x10return_documents\x18\x05 \x01(\bR\x0freturnDocuments\x129\n" +
+	"\boverflow\x18\x06 \x01(\x0e2\x1d.embedserve.v1.OverflowPolicyR\boverflow\"\x95\x01\n" +
+	"\fRerankResult\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x14\n" +
+	"\x05score\x18\x02 \x01(\x02R\x05score\x12\x1a\n" +
+	"\bdocument\x18\x03 \x01(\tR\bdocument\x12\x1f\n" +
+	"\vtoken_count\x18\x04 \x01(\rR\n" +
+	"tokenCount\x12\x1c\n" +
+	"\ttruncated\x18\x05 \x01(\bR\ttruncated\"\xbb\x01\n" +
+	"\x0eRerankResponse\x125\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.embedserve.v1.RerankResultR\aresults\x12*\n" +
+	"\x05usage\x18\x02 \x01(\v2\x14.embedserve.v1.UsageR\x05usage\x120\n" +
+	"\atimings\x18\x03 \x01(\v2\x16.embedserve.v1.TimingsR\atimings\x12\x14\n" +
+	"\x05model\x18\x04 \x01(\tR\x05model*N\n" +
 	"\x04Task\x12\x14\n" +
 	"\x10TASK_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1991,7 +2345,7 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\x1eOVERFLOW_POLICY_TRUNCATE_RIGHT\x10\x01\x12!\n" +
 	"\x1dOVERFLOW_POLICY_TRUNCATE_LEFT\x10\x02\x12\x19\n" +
 	"\x15OVERFLOW_POLICY_ERROR\x10\x03\x12\x19\n" +
-	"\x15OVERFLOW_POLICY_CHUNK\x10\x042\xff\x03\n" +
+	"\x15OVERFLOW_POLICY_CHUNK\x10\x042\xc6\x04\n" +
 	"\x10EmbeddingService\x12B\n" +
 	"\x05Embed\x12\x1b.embedserve.v1.EmbedRequest\x1a\x1c.embedserve.v1.EmbedResponse\x12X\n" +
 	"\vEmbedStream\x12!.embedserve.v1.EmbedStreamRequest\x1a\".embedserve.v1.EmbedStreamResponse(\x010\x01\x12T\n" +
@@ -1999,7 +2353,8 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\bTokenize\x12\x1e.embedserve.v1.TokenizeRequest\x1a\x1f.embedserve.v1.TokenizeResponse\x12Q\n" +
 	"\n" +
 	"Similarity\x12 .embedserve.v1.SimilarityRequest\x1a!.embedserve.v1.SimilarityResponse\x12W\n" +
-	"\fGetModelInfo\x12\".embedserve.v1.GetModelInfoRequest\x1a#.embedserve.v1.GetModelInfoResponseBl\n" +
+	"\fGetModelInfo\x12\".embedserve.v1.GetModelInfoRequest\x1a#.embedserve.v1.GetModelInfoResponse\x12E\n" +
+	"\x06Rerank\x12\x1c.embedserve.v1.RerankRequest\x1a\x1d.embedserve.v1.RerankResponseBl\n" +
 	"\x11dev.embedserve.v1B\x0eEmbeddingProtoP\x01ZEgithub.com/embedserve/embedserve/clients/go/embedservev1;embedservev1b\x06proto3"
 
 var (
@@ -2015,7 +2370,7 @@ func file_embedserve_v1_embedding_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_embedding_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_embedserve_v1_embedding_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_embedserve_v1_embedding_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_embedserve_v1_embedding_proto_goTypes = []any{
 	(Task)(0),                    // 0: embedserve.v1.Task
 	(Pooling)(0),                 // 1: embedserve.v1.Pooling
@@ -2044,7 +2399,11 @@ var file_embedserve_v1_embedding_proto_goTypes = []any{
 	(*BatchingLimits)(nil),       // 24: embedserve.v1.BatchingLimits
 	(*RequestLimits)(nil),        // 25: embedserve.v1.RequestLimits
 	(*GetModelInfoResponse)(nil), // 26: embedserve.v1.GetModelInfoResponse
-	nil,                          // 27: embedserve.v1.GetModelInfoResponse.PromptsEntry
+	(*RerankerInfo)(nil),         // 27: embedserve.v1.RerankerInfo
+	(*RerankRequest)(nil),        // 28: embedserve.v1.RerankRequest
+	(*RerankResult)(nil),         // 29: embedserve.v1.RerankResult
+	(*RerankResponse)(nil),       // 30: embedserve.v1.RerankResponse
+	nil,                          // 31: embedserve.v1.GetModelInfoResponse.PromptsEntry
 }
 var file_embedserve_v1_embedding_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.EmbedOptions.task:type_name -> embedserve.v1.Task
@@ -2073,26 +2432,33 @@ var file_embedserve_v1_embedding_proto_depIdxs = []int32{
 	5,  // 23: embedserve.v1.SimilarityResponse.usage:type_name -> embedserve.v1.Usage
 	6,  // 24: embedserve.v1.SimilarityResponse.timings:type_name -> embedserve.v1.Timings
 	1,  // 25: embedserve.v1.GetModelInfoResponse.pooling:type_name -> embedserve.v1.Pooling
-	27, // 26: embedserve.v1.GetModelInfoResponse.prompts:type_name -> embedserve.v1.GetModelInfoResponse.PromptsEntry
+	31, // 26: embedserve.v1.GetModelInfoResponse.prompts:type_name -> embedserve.v1.GetModelInfoResponse.PromptsEntry
 	24, // 27: embedserve.v1.GetModelInfoResponse.batching:type_name -> embedserve.v1.BatchingLimits
 	25, // 28: embedserve.v1.GetModelInfoResponse.limits:type_name -> embedserve.v1.RequestLimits
-	7,  // 29: embedserve.v1.EmbeddingService.Embed:input_type -> embedserve.v1.EmbedRequest
-	9,  // 30: embedserve.v1.EmbeddingService.EmbedStream:input_type -> embedserve.v1.EmbedStreamRequest
-	11, // 31: embedserve.v1.EmbeddingService.EmbedTokens:input_type -> embedserve.v1.EmbedTokensRequest
-	15, // 32: embedserve.v1.EmbeddingService.Tokenize:input_type -> embedserve.v1.TokenizeRequest
-	21, // 33: embedserve.v1.EmbeddingService.Similarity:input_type -> embedserve.v1.SimilarityRequest
-	23, // 34: embedserve.v1.EmbeddingService.GetModelInfo:input_type -> embedserve.v1.GetModelInfoRequest
-	8,  // 35: embedserve.v1.EmbeddingService.Embed:output_type -> embedserve.v1.EmbedResponse
-	10, // 36: embedserve.v1.EmbeddingService.EmbedStream:output_type -> embedserve.v1.EmbedStreamResponse
-	14, // 37: embedserve.v1.EmbeddingService.EmbedTokens:output_type -> embedserve.v1.EmbedTokensResponse
-	17, // 38: embedserve.v1.EmbeddingService.Tokenize:output_type -> embedserve.v1.TokenizeResponse
-	22, // 39: embedserve.v1.EmbeddingService.Similarity:output_type -> embedserve.v1.SimilarityResponse
-	26, // 40: embedserve.v1.EmbeddingService.GetModelInfo:output_type -> embedserve.v1.GetModelInfoResponse
-	35, // [35:41] is the sub-list for method output_type
-	29, // [29:35] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	27, // 29: embedserve.v1.GetModelInfoResponse.reranker:type_name -> embedserve.v1.RerankerInfo
+	2,  // 30: embedserve.v1.RerankRequest.overflow:type_name -> embedserve.v1.OverflowPolicy
+	29, // 31: embedserve.v1.RerankResponse.results:type_name -> embedserve.v1.RerankResult
+	5,  // 32: embedserve.v1.RerankResponse.usage:type_name -> embedserve.v1.Usage
+	6,  // 33: embedserve.v1.RerankResponse.timings:type_name -> embedserve.v1.Timings
+	7,  // 34: embedserve.v1.EmbeddingService.Embed:input_type -> embedserve.v1.EmbedRequest
+	9,  // 35: embedserve.v1.EmbeddingService.EmbedStream:input_type -> embedserve.v1.EmbedStreamRequest
+	11, // 36: embedserve.v1.EmbeddingService.EmbedTokens:input_type -> embedserve.v1.EmbedTokensRequest
+	15, // 37: embedserve.v1.EmbeddingService.Tokenize:input_type -> embedserve.v1.TokenizeRequest
+	21, // 38: embedserve.v1.EmbeddingService.Similarity:input_type -> embedserve.v1.SimilarityRequest
+	23, // 39: embedserve.v1.EmbeddingService.GetModelInfo:input_type -> embedserve.v1.GetModelInfoRequest
+	28, // 40: embedserve.v1.EmbeddingService.Rerank:input_type -> embedserve.v1.RerankRequest
+	8,  // 41: embedserve.v1.EmbeddingService.Embed:output_type -> embedserve.v1.EmbedResponse
+	10, // 42: embedserve.v1.EmbeddingService.EmbedStream:output_type -> embedserve.v1.EmbedStreamResponse
+	14, // 43: embedserve.v1.EmbeddingService.EmbedTokens:output_type -> embedserve.v1.EmbedTokensResponse
+	17, // 44: embedserve.v1.EmbeddingService.Tokenize:output_type -> embedserve.v1.TokenizeResponse
+	22, // 45: embedserve.v1.EmbeddingService.Similarity:output_type -> embedserve.v1.SimilarityResponse
+	26, // 46: embedserve.v1.EmbeddingService.GetModelInfo:output_type -> embedserve.v1.GetModelInfoResponse
+	30, // 47: embedserve.v1.EmbeddingService.Rerank:output_type -> embedserve.v1.RerankResponse
+	41, // [41:48] is the sub-list for method output_type
+	34, // [34:41] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_embedding_proto_init() }
@@ -2112,7 +2478,7 @@ func file_embedserve_v1_embedding_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_embedding_proto_rawDesc), len(file_embedserve_v1_embedding_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

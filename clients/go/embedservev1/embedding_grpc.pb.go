@@ -25,6 +25,7 @@ const (
 	EmbeddingService_Tokenize_FullMethodName     = "/embedserve.v1.EmbeddingService/Tokenize"
 	EmbeddingService_Similarity_FullMethodName   = "/embedserve.v1.EmbeddingService/Similarity"
 	EmbeddingService_GetModelInfo_FullMethodName = "/embedserve.v1.EmbeddingService/GetModelInfo"
+	EmbeddingService_Rerank_FullMethodName       = "/embedserve.v1.EmbeddingService/Rerank"
 )
 
 // EmbeddingServiceClient is the client API for EmbeddingService service.
@@ -54,6 +55,10 @@ type EmbeddingServiceClient interface {
 	Similarity(ctx context.Context, in *SimilarityRequest, opts ...grpc.CallOption) (*SimilarityResponse, error)
 	// What is being served and how.
 	GetModelInfo(ctx context.Context, in *GetModelInfoRequest, opts ...grpc.CallOption) (*GetModelInfoResponse, error)
+	// Score documents against a query with the served reranker (a cross-encoder
+	// that reads the query and each document together; the server's --reranker),
+	// best first. FAILED_PRECONDITION when the server runs no reranker.
+	Rerank(ctx context.Context, in *RerankRequest, opts ...grpc.CallOption) (*RerankResponse, error)
 }
 
 type embeddingServiceClient struct {
@@ -127,6 +132,16 @@ func (c *embeddingServiceClient) GetModelInfo(ctx context.Context, in *GetModelI
 	return out, nil
 }
 
+func (c *embeddingServiceClient) Rerank(ctx context.Context, in *RerankRequest, opts ...grpc.CallOption) (*RerankResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RerankResponse)
+	err := c.cc.Invoke(ctx, EmbeddingService_Rerank_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EmbeddingServiceServer is the server API for EmbeddingService service.
 // All implementations must embed UnimplementedEmbeddingServiceServer
 // for forward compatibility.
@@ -154,6 +169,10 @@ type EmbeddingServiceServer interface {
 	Similarity(context.Context, *SimilarityRequest) (*SimilarityResponse, error)
 	// What is being served and how.
 	GetModelInfo(context.Context, *GetModelInfoRequest) (*GetModelInfoResponse, error)
+	// Score documents against a query with the served reranker (a cross-encoder
+	// that reads the query and each document together; the server's --reranker),
+	// best first. FAILED_PRECONDITION when the server runs no reranker.
+	Rerank(context.Context, *RerankRequest) (*RerankResponse, error)
 	mustEmbedUnimplementedEmbeddingServiceServer()
 }
 
@@ -181,6 +200,9 @@ func (UnimplementedEmbeddingServiceServer) Similarity(context.Context, *Similari
 }
 func (UnimplementedEmbeddingServiceServer) GetModelInfo(context.Context, *GetModelInfoRequest) (*GetModelInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetModelInfo not implemented")
+}
+func (UnimplementedEmbeddingServiceServer) Rerank(context.Context, *RerankRequest) (*RerankResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rerank not implemented")
 }
 func (UnimplementedEmbeddingServiceServer) mustEmbedUnimplementedEmbeddingServiceServer() {}
 func (UnimplementedEmbeddingServiceServer) testEmbeddedByValue()                          {}
@@ -300,6 +322,24 @@ func _EmbeddingService_GetModelInfo_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EmbeddingService_Rerank_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RerankRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EmbeddingServiceServer).Rerank(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EmbeddingService_Rerank_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EmbeddingServiceServer).Rerank(ctx, req.(*RerankRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EmbeddingService_ServiceDesc is the grpc.ServiceDesc for EmbeddingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -326,6 +366,10 @@ var EmbeddingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetModelInfo",
 			Handler:    _EmbeddingService_GetModelInfo_Handler,
+		},
+		{
+			MethodName: "Rerank",
+			Handler:    _EmbeddingService_Rerank_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -23,7 +24,7 @@ from embedserve.server.allocator import keep_freed_memory
 from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
 from embedserve.server.batch_cost import calibrate_model
-from embedserve.server.batcher import Batcher, BatchLimits, SidePasses
+from embedserve.server.batcher import Batcher, BatchLimits, ComputeFn, SidePasses
 from embedserve.server.call_hooks import HookChain, HookInterceptor
 from embedserve.server.config import Settings
 from embedserve.server.connlimit import ConnectionLimitInterceptor, ConnectionLimits
@@ -42,10 +43,12 @@ from embedserve.server.listening import CannotListen, cannot_listen
 from embedserve.server.metrics import Metrics
 from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
-from embedserve.server.model_settings import ModelSettings
+from embedserve.server.model_settings import ModelSettings, RerankerSettings
 from embedserve.server.observe import ObserveInterceptor
 from embedserve.server.pass_threads import narrow_threads, on_threads, side_passes
 from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
+from embedserve.server.reranker_model import RerankerModel
+from embedserve.server.reranking import Reranker, RerankParams
 from embedserve.server.thread_names import namer
 from embedserve.server.tls import Certificates, TlsSettings, tls_enabled
 from embedserve.server.tracing import TracingInterceptor
@@ -83,6 +86,7 @@ class EmbedServer:
         self.settings = settings
         self.metrics = Metrics()
         self.model = model
+        self.reranker_model: RerankerModel | None = None
         self.embedder: Embedder | None = None
         self.health = HealthServicer()
         self.tls = settings.section(TlsSettings)
@@ -152,6 +156,7 @@ class EmbedServer:
         self.port = 0
         self.ready = asyncio.Event()
         self._batcher: Batcher | None = None
+        self._rerank_batcher: Batcher | None = None
         self._warmup: asyncio.Task[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
 
@@ -271,12 +276,18 @@ class EmbedServer:
             cost = await loop.run_in_executor(self._model_executor, calibrate_model, self.model)
             if cost is not None:
                 self.metrics.observe_pass_cost(cost.fixed_s, cost.per_token_s)
+
         # With narrow passes about, a wide one sets its thread count too.
-        compute = self.model.compute if side is None else on_threads(self.model.compute, threads)
-        self._batcher = Batcher(compute, limits, self._model_executor, self.metrics, cost, side)
+        def wide(compute: ComputeFn) -> ComputeFn:
+            return compute if side is None else on_threads(compute, threads)
+
+        self._batcher = Batcher(
+            wide(self.model.compute), limits, self._model_executor, self.metrics, cost, side
+        )
         self._batcher.start()
         embedder = Embedder(self.model, self._batcher, self._tokenize_executor, self.request_limits)
         await embedder.embed(["warm-up", "a somewhat longer warm-up input " * 8], EmbedParams())
+        reranker = await self._start_reranker(limits, wide)
         try:
             self.store = await loop.run_in_executor(
                 self._store_executor, open_store, settings.section(StoreSettings)
@@ -284,13 +295,41 @@ class EmbedServer:
         except StoreError as exc:
             raise FailedPrecondition(f"cannot open the vector store: {exc}") from exc
         self.embedder = embedder
-        self.embedding_service.attach(embedder)
+        self.embedding_service.attach(embedder, reranker)
         vectors = VectorCore(self.store, embedder, self._store_executor, self.metrics)
         self.vector_service.attach(vectors)
-        self.http_backend.attach(embedder, vectors)
+        self.http_backend.attach(embedder, vectors, reranker)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready.set()
         log.info("SERVING %s", self.model.spec.model_id)
+
+    async def _start_reranker(
+        self, limits: BatchLimits, wide: Callable[[ComputeFn], ComputeFn]
+    ) -> Reranker | None:
+        """The reranker, loaded and warm; None when none is served."""
+        if not self.settings.reranker:
+            return None
+        model_settings = self.settings.section(ModelSettings)
+        self.reranker_model = await asyncio.get_running_loop().run_in_executor(
+            self._model_executor,
+            RerankerModel.load,
+            self.settings.section(RerankerSettings),
+            model_settings,
+        )
+        # A queue and batches of its own, on the encoder's model thread: passes take turns.
+        self._rerank_batcher = Batcher(
+            wide(self.reranker_model.compute), limits, self._model_executor, self.metrics.rerank
+        )
+        self._rerank_batcher.start()
+        reranker = Reranker(
+            self.reranker_model,
+            self._rerank_batcher,
+            self._tokenize_executor,
+            self.request_limits,
+            model_settings.chunk_overlap_tokens,
+        )
+        await reranker.rerank("warm-up", ["a warm-up document " * 8], RerankParams())
+        return reranker
 
     async def wait_ready(self) -> None:
         """Wait for SERVING; re-raise a failed model load."""
@@ -329,8 +368,9 @@ class EmbedServer:
         for task in (self._warmup, *self._watches):
             if task is not None and not task.done():
                 task.cancel()
-        if self._batcher is not None:
-            await self._batcher.stop()
+        for batcher in (self._batcher, self._rerank_batcher):
+            if batcher is not None:
+                await batcher.stop()
         if self.store is not None:
             await asyncio.get_running_loop().run_in_executor(self._store_executor, self.store.close)
         executors = [self._model_executor, self._tokenize_executor, self._store_executor]

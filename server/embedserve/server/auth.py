@@ -84,6 +84,8 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /api/v1/tokenize": _E + "Tokenize",
     "POST /api/v1/similarity": _E + "Similarity",
     "GET /api/v1/model": _E + "GetModelInfo",
+    "POST /api/v1/rerank": _E + "Rerank",
+    "POST /v1/rerank": _E + "Rerank",
     "GET /api/v1/collections": _V + "ListCollections",
     "POST /api/v1/collections": _V + "CreateCollection",
     "GET /api/v1/collections/{name}": _V + "GetCollection",
@@ -114,6 +116,7 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /tokenize": _E + "Tokenize",
     "POST /decode": _E + "Tokenize",
     "GET /info": _E + "GetModelInfo",
+    "POST /rerank": _E + "Rerank",
 }
 # Health and reflection: open unless --auth-health; then any valid key may call them.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

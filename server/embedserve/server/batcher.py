@@ -25,7 +25,7 @@ from concurrent.futures import Executor
 
 from embedserve.server.batch_cost import PassCost
 from embedserve.server.errors import DeadlineExpired, EmbedServeError, InferenceFailed, Overloaded
-from embedserve.server.metrics import Metrics
+from embedserve.server.metrics import BatchMetrics
 from embedserve.server.windows import FloatArray, Window
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class Batcher:
         compute: ComputeFn,
         limits: BatchLimits,
         executor: Executor,
-        metrics: Metrics,
+        metrics: BatchMetrics,
         cost: PassCost | None = None,
         side: SidePasses | None = None,
     ) -> None:

@@ -22,7 +22,7 @@ from embedserve.server.embedding_service import EmbedStreamLimits
 from embedserve.server.http.settings import HttpSettings
 from embedserve.server.ingestion import IngestSettings
 from embedserve.server.logs import LogSettings
-from embedserve.server.model_settings import ModelSettings
+from embedserve.server.model_settings import ModelSettings, RerankerSettings
 from embedserve.server.ratelimit import RateLimitSettings
 from embedserve.server.settings_bounds import check_bounds
 from embedserve.server.tls import TlsSettings
@@ -56,6 +56,10 @@ class Settings:
     torch_threads: int = ModelSettings.torch_threads
     keep_freed_memory: bool = ModelSettings.keep_freed_memory
     cache_dir: str = ModelSettings.cache_dir
+    # Reranker (RerankerSettings)
+    reranker: str = RerankerSettings.reranker
+    reranker_revision: str = RerankerSettings.reranker_revision
+    reranker_max_tokens: int = RerankerSettings.reranker_max_tokens
     # Where to listen: gRPC here, HTTP (HttpSettings) and metrics on the same host
     host: str = "127.0.0.1"
     port: int = 50051

@@ -15,6 +15,7 @@ from embedserve.server.embedder import Embedder
 from embedserve.server.errors import InvalidArgument, NotReady, named
 from embedserve.server.model_info import model_info
 from embedserve.server.ordered import OrderedStream
+from embedserve.server.reranking import Reranker, RerankParams, no_reranker
 from embedserve.server.status import streaming, unary
 from embedserve.v1 import embedding_pb2 as pb
 from embedserve.v1 import embedding_pb2_grpc as pb_grpc
@@ -37,10 +38,12 @@ class EmbedStreamLimits:
 class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
     def __init__(self, stream_limits: EmbedStreamLimits, drain: Drain) -> None:
         self._attached: Embedder | None = None
+        self._reranker: Reranker | None = None
         self.stream_limits = stream_limits
         self._drain = drain
 
-    def attach(self, embedder: Embedder) -> None:
+    def attach(self, embedder: Embedder, reranker: Reranker | None = None) -> None:
+        self._reranker = reranker
         self._attached = embedder
 
     @property
@@ -186,7 +189,7 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: Context
     ) -> pb.GetModelInfoResponse:
-        info = model_info(self._embedder)
+        info = model_info(self._embedder, self._reranker)
         return pb.GetModelInfoResponse(
             model_id=info.model_id,
             dimensions=info.dimensions,
@@ -212,4 +215,40 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
                 max_input_chars=info.limits.max_input_chars,
                 max_message_bytes=info.limits.max_message_bytes,
             ),
+            reranker=None
+            if info.reranker is None
+            else pb.RerankerInfo(
+                model_id=info.reranker.model_id,
+                max_tokens=info.reranker.max_tokens,
+                model_type=info.reranker.model_type,
+                activation=info.reranker.activation,
+            ),
+        )
+
+    @unary
+    async def Rerank(self, request: pb.RerankRequest, context: Context) -> pb.RerankResponse:
+        self._check_size(request)
+        if self._reranker is None:
+            raise no_reranker()
+        params = RerankParams(
+            top_n=request.top_n,
+            raw_scores=request.raw_scores,
+            overflow=convert.enum_value(convert.OVERFLOWS, request.overflow, "overflow"),
+        )
+        documents = list(request.documents)
+        result = await self._reranker.rerank(request.query, documents, params, deadline_of(context))
+        return pb.RerankResponse(
+            results=[
+                pb.RerankResult(
+                    index=doc.index,
+                    score=doc.score,
+                    document=documents[doc.index] if request.return_documents else "",
+                    token_count=doc.token_count,
+                    truncated=doc.truncated,
+                )
+                for doc in result.ranked
+            ],
+            usage=pb.Usage(total_tokens=result.total_tokens),
+            timings=convert.timings_to_proto(result.timings),
+            model=self._reranker.model.spec.reranker_id,
         )

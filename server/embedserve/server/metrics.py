@@ -10,35 +10,60 @@ _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _TOKEN_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536, 262144)
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+class BatchMetrics:
+    """The batches of one batcher: its queue, batch sizes, tokens and model time."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str, what: str) -> None:
+        """``prefix``: the metric names' start; ``what``: what its queue holds."""
         self._real = 0
         self._padded = 0
         self.queue_depth = Gauge(
-            "embedserve_queue_depth", "Inputs waiting for a batch", registry=self.registry
+            f"{prefix}_queue_depth", f"{what} waiting for a batch", registry=registry
         )
         self.batch_size = Histogram(
-            "embedserve_batch_size",
+            f"{prefix}_batch_size",
             "Sequences per model batch",
             buckets=_SIZE_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.batch_tokens = Histogram(
-            "embedserve_batch_tokens",
+            f"{prefix}_batch_tokens",
             "Real (unpadded) tokens per model batch",
             buckets=_TOKEN_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
-        self.real_tokens = Counter(
-            "embedserve_tokens", "Real tokens computed", registry=self.registry
-        )
+        self.real_tokens = Counter(f"{prefix}_tokens", "Real tokens computed", registry=registry)
         self.padded_tokens = Counter(
-            "embedserve_padded_tokens", "Tokens computed including padding", registry=self.registry
+            f"{prefix}_padded_tokens", "Tokens computed including padding", registry=registry
         )
         self.batch_seconds = Histogram(
-            "embedserve_batch_seconds", "Model time per batch", registry=self.registry
+            f"{prefix}_batch_seconds", "Model time per batch", registry=registry
         )
+
+    def observe_batch(
+        self, size: int, real_tokens: int, padded_tokens: int, seconds: float
+    ) -> None:
+        self._real += real_tokens
+        self._padded += padded_tokens
+        self.batch_size.observe(size)
+        self.batch_tokens.observe(real_tokens)
+        self.real_tokens.inc(real_tokens)
+        self.padded_tokens.inc(padded_tokens)
+        self.batch_seconds.observe(seconds)
+
+    def padding_share(self) -> float:
+        """Share of computed tokens that were padding, since start."""
+        return 0.0 if self._padded == 0 else (self._padded - self._real) / self._padded
+
+
+class Metrics(BatchMetrics):
+    """Every metric of one server; the encoder's batches under ``embedserve_``, the
+    reranker's (``rerank``) under ``embedserve_rerank_``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        super().__init__(self.registry, "embedserve", "Inputs")
+        self.rerank = BatchMetrics(self.registry, "embedserve_rerank", "Pairs")
         self.rpc_seconds = Histogram(
             "embedserve_rpc_seconds",
             "Call latency (gRPC or HTTP)",
@@ -93,21 +118,6 @@ class Metrics:
         """Counts the reloads of ``file`` ("api_keys", "tls") by their outcome."""
         return lambda applied: self.reloads.labels(file, "applied" if applied else "refused").inc()
 
-    def observe_batch(
-        self, size: int, real_tokens: int, padded_tokens: int, seconds: float
-    ) -> None:
-        self._real += real_tokens
-        self._padded += padded_tokens
-        self.batch_size.observe(size)
-        self.batch_tokens.observe(real_tokens)
-        self.real_tokens.inc(real_tokens)
-        self.padded_tokens.inc(padded_tokens)
-        self.batch_seconds.observe(seconds)
-
     def observe_pass_cost(self, fixed_s: float, per_token_s: float) -> None:
         self.pass_cost.labels(part="fixed").set(fixed_s)
         self.pass_cost.labels(part="per_token").set(per_token_s)
-
-    def padding_share(self) -> float:
-        """Share of computed tokens that were padding, since start."""
-        return 0.0 if self._padded == 0 else (self._padded - self._real) / self._padded

@@ -84,18 +84,22 @@ def pick_attention(device: torch.device) -> str:
     return "sdpa"
 
 
-def load_weights(path: Any, dtype: torch.dtype, attention: str, trust_remote_code: bool) -> Any:
-    """The encoder in ``path`` with ``attention``, or with its own default attention where
-    its architecture has no such implementation (MPNet, DeBERTa: eager only). Of an
-    encoder-decoder (T5, as in sentence-t5 and gtr-t5) only the encoder is kept."""
-    from transformers import AutoModel
+def load_weights(
+    path: Any, dtype: torch.dtype, attention: str, trust_remote_code: bool, auto: Any = None
+) -> Any:
+    """The encoder in ``path`` (through ``auto``, transformers' AutoModel unless given) with
+    ``attention``, or with its own default attention where its architecture has no such
+    implementation (MPNet, DeBERTa: eager only). Of an encoder-decoder (T5, as in
+    sentence-t5 and gtr-t5) only the encoder is kept."""
+    if auto is None:
+        from transformers import AutoModel as auto
 
     options: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     try:
-        model = AutoModel.from_pretrained(path, attn_implementation=attention, **options)
+        model = auto.from_pretrained(path, attn_implementation=attention, **options)
     except ValueError as exc:
         try:
-            model = AutoModel.from_pretrained(path, **options)
+            model = auto.from_pretrained(path, **options)
         except ValueError:
             raise exc from None  # not the attention, then: the first error says what
         implementation = model.config._attn_implementation

@@ -8,6 +8,7 @@ from embedserve.server.batcher import BatchLimits
 from embedserve.server.embedder import Embedder, RequestLimits
 from embedserve.server.model_identity import model_fingerprint
 from embedserve.server.model_spec import PoolingMode, SimilarityFunction, hub_commit
+from embedserve.server.reranking import Reranker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,9 +28,18 @@ class ModelInfo:
     fingerprint: str  # of the model's files (model_identity.py)
     batching: BatchLimits
     limits: RequestLimits
+    reranker: RerankerInfo | None
 
 
-def model_info(embedder: Embedder) -> ModelInfo:
+@dataclasses.dataclass(frozen=True)
+class RerankerInfo:
+    model_id: str
+    max_tokens: int
+    model_type: str
+    activation: str  # sigmoid, identity or tanh
+
+
+def model_info(embedder: Embedder, reranker: Reranker | None = None) -> ModelInfo:
     model = embedder.model
     spec = model.spec
     return ModelInfo(
@@ -48,4 +58,12 @@ def model_info(embedder: Embedder) -> ModelInfo:
         fingerprint=model_fingerprint(spec.path),
         batching=embedder.batcher.limits,
         limits=embedder.limits,
+        reranker=None if reranker is None else reranker_info(reranker),
+    )
+
+
+def reranker_info(reranker: Reranker) -> RerankerInfo:
+    spec = reranker.model.spec
+    return RerankerInfo(
+        spec.reranker_id, spec.max_tokens, reranker.model.model_type, spec.activation.name.lower()
     )

@@ -41,3 +41,13 @@ class ModelSettings:
     # where the ONNX backends keep their exported models; "": $XDG_CACHE_HOME/embedserve,
     # else ~/.cache/embedserve
     cache_dir: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RerankerSettings:
+    """The reranker section: a cross-encoder served beside the encoder (Rerank), on the
+    encoder's device, number format and model thread."""
+
+    reranker: str = ""  # hub id or local folder of a cross-encoder; "": no reranker
+    reranker_revision: str = ""  # as model_revision, for the reranker
+    reranker_max_tokens: int = 0  # tokens of one (query, document) pair; 0: the model's own

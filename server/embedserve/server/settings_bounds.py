@@ -18,6 +18,7 @@ PORT = (0, 65535)
 # field: (lowest, highest or None). Where 0 means "off" or "the default", 0 is allowed.
 BOUNDS: dict[str, tuple[float, float | None]] = {
     "max_tokens": (0, None),  # 0: the model's own maximum
+    "reranker_max_tokens": (0, None),  # 0: the reranker's own maximum
     "chunk_overlap_tokens": (0, None),
     "torch_threads": (0, None),  # 0: torch decides
     "port": PORT,  # 0: any free port

@@ -23,6 +23,9 @@ class Window:
     pool_start: int = 0
     # None asks for the per-token vectors instead of one pooled vector.
     pooling: PoolingMode | None = PoolingMode.MEAN
+    # A pair's second text starts here (token type 1 from here on, for models that read
+    # token types); 0: one text.
+    second_start: int = 0
 
 
 class Encoder(Protocol):

@@ -6,7 +6,16 @@
 """
 
 from embedserve.client._async import AsyncEmbedClient
+from embedserve.client._calls import Ranked
 from embedserve.client._documents import FacetCount, Hit, HitGroup, StoredDocument
 from embedserve.client._sync import EmbedClient
 
-__all__ = ["AsyncEmbedClient", "EmbedClient", "FacetCount", "Hit", "HitGroup", "StoredDocument"]
+__all__ = [
+    "AsyncEmbedClient",
+    "EmbedClient",
+    "FacetCount",
+    "Hit",
+    "HitGroup",
+    "Ranked",
+    "StoredDocument",
+]

@@ -72,6 +72,7 @@ class AsyncEmbedClient:
     embed_tokens = awaiting(calls.embed_tokens)
     tokenize = awaiting(calls.tokenize)
     similarity = awaiting(calls.similarity)
+    rerank = awaiting(calls.rerank)
     model_info = awaiting(calls.model_info)
     health = awaiting(calls.health)
     wait_until_serving = awaiting(calls.wait_until_serving)

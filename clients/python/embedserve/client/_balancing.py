@@ -22,6 +22,7 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "Tokenize",
         "Similarity",
         "GetModelInfo",
+        "Rerank",
     ),
     "embedserve.v1.VectorService": (
         "Search",

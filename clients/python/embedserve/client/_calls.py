@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterable, Iterable, Sequence
 from typing import Any
@@ -11,11 +12,13 @@ import numpy as np
 from grpc_health.v1 import health_pb2
 
 from embedserve.client._options import (
+    OverflowName,
     Vectors,
     as_list,
     batches,
     build_options,
     checked_texts,
+    overflow_value,
     task_value,
     vectors_of,
 )
@@ -112,6 +115,42 @@ def similarity(
         request.query_candidates.candidates.extend(candidates or [])
     response: pb.SimilarityResponse = yield Unary("embedding", "Similarity", request)
     return np.array(response.scores, dtype=np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranked:
+    """One document of a rerank: its position in the request, its score, and its text when
+    asked for (``return_documents``)."""
+
+    index: int
+    score: float
+    document: str | None = None
+
+
+def rerank(
+    query: str,
+    documents: Sequence[str],
+    *,
+    top_n: int = 0,
+    raw_scores: bool = False,
+    return_documents: bool = False,
+    overflow: OverflowName | None = None,
+) -> Plan[list[Ranked]]:
+    """``documents`` scored against ``query`` by the server's reranker, best first;
+    ``top_n`` keeps the best N (0: all). ``overflow="chunk"`` reads a long document in
+    windows and scores its best one; ``"error"`` refuses it instead of cutting it."""
+    request = pb.RerankRequest(
+        query=query,
+        documents=checked_texts(as_list(documents)),
+        top_n=top_n,
+        raw_scores=raw_scores,
+        return_documents=return_documents,
+        overflow=overflow_value(overflow),
+    )
+    response: pb.RerankResponse = yield Unary("embedding", "Rerank", request)
+    return [
+        Ranked(r.index, r.score, r.document if return_documents else None) for r in response.results
+    ]
 
 
 def model_info() -> Plan[pb.GetModelInfoResponse]:

@@ -44,6 +44,12 @@ def _lookup(table: dict[str, V], name: str, what: str) -> V:
         raise ValueError(f"{what} must be one of {', '.join(table)}; got {name!r}") from None
 
 
+def overflow_value(overflow: OverflowName | None) -> pb.OverflowPolicy.ValueType:
+    if overflow is None:
+        return pb.OVERFLOW_POLICY_UNSPECIFIED
+    return _lookup(_OVERFLOWS, overflow, "overflow")
+
+
 def task_value(task: TaskName | None) -> pb.Task.ValueType:
     return pb.TASK_UNSPECIFIED if task is None else _lookup(_TASKS, task, "task")
 
@@ -66,8 +72,7 @@ def build_options(
         options.normalize = normalize
     if pooling is not None:
         options.pooling = _lookup(_POOLINGS, pooling, "pooling")
-    if overflow is not None:
-        options.overflow = _lookup(_OVERFLOWS, overflow, "overflow")
+    options.overflow = overflow_value(overflow)
     return options
 
 

@@ -82,6 +82,7 @@ class EmbedClient:
     embed_tokens = blocking(calls.embed_tokens)
     tokenize = blocking(calls.tokenize)
     similarity = blocking(calls.similarity)
+    rerank = blocking(calls.rerank)
     model_info = blocking(calls.model_info)
     health = blocking(calls.health)
     wait_until_serving = blocking(calls.wait_until_serving)

@@ -19,6 +19,7 @@ from embedserve.client import (
     cli_documents,
     cli_map,
     cli_reembed,
+    cli_rerank,
     cli_similarity,
     cli_vectors,
 )
@@ -47,6 +48,7 @@ def build_parser(
     cli_documents.add_parser(commands)
     cli_analysis.add_parser(commands)
     cli_similarity.add_parser(commands)
+    cli_rerank.add_parser(commands)
     cli_map.add_parser(commands)
     cli_reembed.add_parser(commands)
     return parser

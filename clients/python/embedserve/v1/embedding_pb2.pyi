@@ -828,6 +828,7 @@ class GetModelInfoResponse(_message.Message):
     SIMILARITY_FIELD_NUMBER: _builtins.int
     MODEL_REVISION_FIELD_NUMBER: _builtins.int
     FINGERPRINT_FIELD_NUMBER: _builtins.int
+    RERANKER_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     dimensions: _builtins.int
     max_tokens: _builtins.int
@@ -860,6 +861,10 @@ class GetModelInfoResponse(_message.Message):
     def batching(self) -> Global___BatchingLimits: ...
     @_builtins.property
     def limits(self) -> Global___RequestLimits: ...
+    @_builtins.property
+    def reranker(self) -> Global___RerankerInfo:
+        """The reranker served beside the model (Rerank); unset when there is none."""
+
     def __init__(
         self,
         *,
@@ -878,11 +883,162 @@ class GetModelInfoResponse(_message.Message):
         similarity: _builtins.str = ...,
         model_revision: _builtins.str = ...,
         fingerprint: _builtins.str = ...,
+        reranker: Global___RerankerInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "limits", b"limits"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "limits", b"limits", "reranker", b"reranker"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "fingerprint", b"fingerprint", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "similarity", b"similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "fingerprint", b"fingerprint", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "reranker", b"reranker", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetModelInfoResponse: _TypeAlias = GetModelInfoResponse  # noqa: Y015
+
+@_typing.final
+class RerankerInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    MODEL_TYPE_FIELD_NUMBER: _builtins.int
+    ACTIVATION_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    max_tokens: _builtins.int
+    """Tokens of one (query, document) pair, special tokens included."""
+    model_type: _builtins.str
+    activation: _builtins.str
+    """What turns the model's logit into its score: "sigmoid", "identity" or "tanh"."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        max_tokens: _builtins.int = ...,
+        model_type: _builtins.str = ...,
+        activation: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_type", b"model_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RerankerInfo: _TypeAlias = RerankerInfo  # noqa: Y015
+
+@_typing.final
+class RerankRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    TOP_N_FIELD_NUMBER: _builtins.int
+    RAW_SCORES_FIELD_NUMBER: _builtins.int
+    RETURN_DOCUMENTS_FIELD_NUMBER: _builtins.int
+    OVERFLOW_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    top_n: _builtins.int
+    """Keep the best N. Default (0): every document."""
+    raw_scores: _builtins.bool
+    """The model's raw logits instead of its scores (the logits through its
+    activation, a sigmoid for most rerankers: 0 to 1). Default: false.
+    """
+    return_documents: _builtins.bool
+    """Copy each document's text into its result. Default: false."""
+    overflow: Global___OverflowPolicy.ValueType
+    """A query and document longer than the reranker's maximum: TRUNCATE_RIGHT
+    (default) cuts the end of the longer of the two, TRUNCATE_LEFT its start,
+    ERROR rejects the request, CHUNK reads the document in overlapping windows
+    beside the whole query and scores it by its best window.
+    """
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Candidates to score against the query, e.g. the hits of a search."""
+
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        documents: _abc.Iterable[_builtins.str] | None = ...,
+        top_n: _builtins.int = ...,
+        raw_scores: _builtins.bool = ...,
+        return_documents: _builtins.bool = ...,
+        overflow: Global___OverflowPolicy.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents", b"documents", "overflow", b"overflow", "query", b"query", "raw_scores", b"raw_scores", "return_documents", b"return_documents", "top_n", b"top_n"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RerankRequest: _TypeAlias = RerankRequest  # noqa: Y015
+
+@_typing.final
+class RerankResult(_message.Message):
+    """One document's score."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    TOKEN_COUNT_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The document's position in the request."""
+    score: _builtins.float
+    document: _builtins.str
+    """The document's text, with return_documents."""
+    token_count: _builtins.int
+    """Tokens of the pair as the model read them (every window's under CHUNK)."""
+    truncated: _builtins.bool
+    """Whether tokens were cut off under a TRUNCATE policy."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        score: _builtins.float = ...,
+        document: _builtins.str = ...,
+        token_count: _builtins.int = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "index", b"index", "score", b"score", "token_count", b"token_count", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RerankResult: _TypeAlias = RerankResult  # noqa: Y015
+
+@_typing.final
+class RerankResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    TIMINGS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """The reranker's id."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RerankResult]:
+        """Best first (ties in request order); top_n of them when it is set."""
+
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """Tokens of every pair, those top_n leaves out included."""
+
+    @_builtins.property
+    def timings(self) -> Global___Timings: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RerankResult] | None = ...,
+        usage: Global___Usage | None = ...,
+        timings: Global___Timings | None = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings", "usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "results", b"results", "timings", b"timings", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RerankResponse: _TypeAlias = RerankResponse  # noqa: Y015

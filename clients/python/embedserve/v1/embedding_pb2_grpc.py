@@ -71,6 +71,11 @@ class EmbeddingServiceStub:
                 request_serializer=embedserve_dot_v1_dot_embedding__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=embedserve_dot_v1_dot_embedding__pb2.GetModelInfoResponse.FromString,
                 _registered_method=True)
+        self.Rerank = channel.unary_unary(
+                '/embedserve.v1.EmbeddingService/Rerank',
+                request_serializer=embedserve_dot_v1_dot_embedding__pb2.RerankRequest.SerializeToString,
+                response_deserializer=embedserve_dot_v1_dot_embedding__pb2.RerankResponse.FromString,
+                _registered_method=True)
 
 
 class EmbeddingServiceServicer:
@@ -128,6 +133,15 @@ class EmbeddingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rerank(self, request, context):
+        """Score documents against a query with the served reranker (a cross-encoder
+        that reads the query and each document together; the server's --reranker),
+        best first. FAILED_PRECONDITION when the server runs no reranker.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbeddingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +174,11 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=embedserve_dot_v1_dot_embedding__pb2.GetModelInfoRequest.FromString,
                     response_serializer=embedserve_dot_v1_dot_embedding__pb2.GetModelInfoResponse.SerializeToString,
+            ),
+            'Rerank': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rerank,
+                    request_deserializer=embedserve_dot_v1_dot_embedding__pb2.RerankRequest.FromString,
+                    response_serializer=embedserve_dot_v1_dot_embedding__pb2.RerankResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -330,6 +349,33 @@ class EmbeddingService:
             '/embedserve.v1.EmbeddingService/GetModelInfo',
             embedserve_dot_v1_dot_embedding__pb2.GetModelInfoRequest.SerializeToString,
             embedserve_dot_v1_dot_embedding__pb2.GetModelInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rerank(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedserve.v1.EmbeddingService/Rerank',
+            embedserve_dot_v1_dot_embedding__pb2.RerankRequest.SerializeToString,
+            embedserve_dot_v1_dot_embedding__pb2.RerankResponse.FromString,
             options,
             channel_credentials,
             insecure,

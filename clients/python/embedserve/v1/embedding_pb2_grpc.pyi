@@ -59,6 +59,11 @@ class EmbeddingServiceStub:
     """
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.GetModelInfoRequest, _embedding_pb2.GetModelInfoResponse]
     """What is being served and how."""
+    Rerank: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.RerankRequest, _embedding_pb2.RerankResponse]
+    """Score documents against a query with the served reranker (a cross-encoder
+    that reads the query and each document together; the server's --reranker),
+    best first. FAILED_PRECONDITION when the server runs no reranker.
+    """
 
 @_typing.type_check_only
 class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
@@ -90,6 +95,11 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
     """
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_embedding_pb2.GetModelInfoRequest, _embedding_pb2.GetModelInfoResponse]  # type: ignore[assignment]
     """What is being served and how."""
+    Rerank: _aio.UnaryUnaryMultiCallable[_embedding_pb2.RerankRequest, _embedding_pb2.RerankResponse]  # type: ignore[assignment]
+    """Score documents against a query with the served reranker (a cross-encoder
+    that reads the query and each document together; the server's --reranker),
+    best first. FAILED_PRECONDITION when the server runs no reranker.
+    """
 
 class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
     """EmbeddingService turns text into vectors with the served encoder model.
@@ -154,5 +164,16 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_pb2.GetModelInfoResponse, _abc.Awaitable[_embedding_pb2.GetModelInfoResponse]]:
         """What is being served and how."""
+
+    @_abc_1.abstractmethod
+    def Rerank(
+        self,
+        request: _embedding_pb2.RerankRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_embedding_pb2.RerankResponse, _abc.Awaitable[_embedding_pb2.RerankResponse]]:
+        """Score documents against a query with the served reranker (a cross-encoder
+        that reads the query and each document together; the server's --reranker),
+        best first. FAILED_PRECONDITION when the server runs no reranker.
+        """
 
 def add_EmbeddingServiceServicer_to_server(servicer: EmbeddingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

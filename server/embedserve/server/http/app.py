@@ -13,6 +13,7 @@ from embedserve.server.http import (
     ingest_route,
     openai_routes,
     openapi,
+    rerank_routes,
     rest_aliases,
     rest_analysis,
     rest_embed,
@@ -65,6 +66,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     app.include_router(ingest_route.router)
     app.include_router(rest_analysis.router)
     app.include_router(tei_routes.router)
+    app.include_router(rerank_routes.router)
     handlers.install(app)
     docs.install(app)
     openapi.install(app)

@@ -12,6 +12,7 @@ from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder
 from embedserve.server.errors import NotReady
 from embedserve.server.ratelimit import RateLimiter
+from embedserve.server.reranking import Reranker, no_reranker
 from embedserve.server.vectors import VectorCore
 
 
@@ -23,10 +24,26 @@ class Backend:
     limiter: RateLimiter | None = None
     _embedder: Embedder | None = None
     _vectors: VectorCore | None = None
+    _reranker: Reranker | None = None
 
-    def attach(self, embedder: Embedder, vectors: VectorCore) -> None:
+    def attach(
+        self, embedder: Embedder, vectors: VectorCore, reranker: Reranker | None = None
+    ) -> None:
         self._embedder = embedder
         self._vectors = vectors
+        self._reranker = reranker
+
+    @property
+    def reranker_if_served(self) -> Reranker | None:
+        return self._reranker
+
+    @property
+    def reranker(self) -> Reranker:
+        if self._reranker is None:
+            if self._embedder is None:
+                raise NotReady("the model is still loading; wait for GET /health to answer 200")
+            raise no_reranker()
+        return self._reranker
 
     @property
     def embedder(self) -> Embedder:

@@ -83,7 +83,7 @@ def _statuses(path: str, verb: str) -> dict[int, str]:
         del statuses[400]
         statuses[413] = "a request refused: a text too long, an unknown prompt, a limit"
         statuses[422] = "a body not of this schema"
-    if "{" in path or path in ("/v1/embeddings", "/embeddings"):  # names a collection or model
+    if "{" in path or path in ("/v1/embeddings", "/embeddings", "/v1/rerank"):  # names one
         statuses[404] = NOT_FOUND
     if (verb, path) == ("post", "/api/v1/collections"):
         statuses[409] = CONFLICT

@@ -35,7 +35,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 # The TEI-compatible routes (tei_routes.py) answer errors as TEI does.
-TEI_PATHS = frozenset({"/", "/embed", "/embed_all", "/similarity", "/tokenize", "/decode", "/info"})
+TEI_PATHS = frozenset(
+    {"/", "/embed", "/embed_all", "/similarity", "/tokenize", "/decode", "/info", "/rerank"}
+)
 
 
 # OpenAI's routes at Infinity's paths (openai_routes.unprefixed).

@@ -120,7 +120,8 @@ async def score(body: SimilarityRequest, request: Request, caller: Caller) -> Re
 
 @router.get("/model", summary="What is served: model, pooling, prompts, limits")
 async def get_model_info(request: Request, caller: Caller) -> Response:
-    info = model_info(backend_of(request).embedder)
+    backend = backend_of(request)
+    info = model_info(backend.embedder, backend.reranker_if_served)
     body = dataclasses.asdict(info)
     body["pooling"] = info.pooling.value
     body["similarity"] = info.similarity.value

@@ -33,6 +33,7 @@ final class Balancing {
     {"embedserve.v1.EmbeddingService", "Tokenize"},
     {"embedserve.v1.EmbeddingService", "Similarity"},
     {"embedserve.v1.EmbeddingService", "GetModelInfo"},
+    {"embedserve.v1.EmbeddingService", "Rerank"},
     {"embedserve.v1.VectorService", "Search"},
     {"embedserve.v1.VectorService", "Recommend"},
     {"embedserve.v1.VectorService", "Get"},

@@ -38,6 +38,8 @@ import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.RecommendRequest;
 import dev.embedserve.v1.RecommendStrategy;
+import dev.embedserve.v1.RerankRequest;
+import dev.embedserve.v1.RerankResult;
 import dev.embedserve.v1.ScoredDocument;
 import dev.embedserve.v1.ScrollOrder;
 import dev.embedserve.v1.ScrollRequest;
@@ -410,6 +412,52 @@ public final class EmbedserveClient implements AutoCloseable {
         (index, id, batch, response) ->
             handler.accept(
                 new StreamResult(index, id, vectorsOf(response.getEmbeddingsList()), response)));
+  }
+
+  /**
+   * Every document scored against {@code query} by the server's reranker (a cross-encoder that
+   * reads the query and each document together), best first, ties in request order.
+   *
+   * @throws StatusRuntimeException {@code FAILED_PRECONDITION} when the server runs no reranker
+   *     ({@link #modelInfo()} has none); {@code INVALID_ARGUMENT} for no documents
+   */
+  public List<Ranked> rerank(String query, List<String> documents) {
+    return rerank(query, documents, 0, false, false);
+  }
+
+  /**
+   * As {@link #rerank(String, List)}, keeping the best {@code topN} documents (0: all), with the
+   * reranker's raw logits instead of its scores when {@code rawScores} (the scores are the logits
+   * through its activation, {@code modelInfo().getReranker().getActivation()}: a sigmoid, 0 to 1,
+   * for most rerankers), and each document's text in its result when {@code returnDocuments}.
+   */
+  public List<Ranked> rerank(
+      String query, List<String> documents, int topN, boolean rawScores, boolean returnDocuments) {
+    return rerank(
+        RerankRequest.newBuilder()
+            .setQuery(query)
+            .addAllDocuments(documents)
+            .setTopN(topN)
+            .setRawScores(rawScores)
+            .setReturnDocuments(returnDocuments)
+            .build());
+  }
+
+  /**
+   * Any rerank request ({@code overflow} included: {@code CHUNK} reads a long document in windows
+   * and scores it by its best one, {@code ERROR} refuses it instead of cutting it).
+   */
+  public List<Ranked> rerank(RerankRequest request) {
+    List<RerankResult> results = blocking.rerank(request).getResultsList();
+    List<Ranked> ranked = new ArrayList<>(results.size());
+    for (RerankResult result : results) {
+      ranked.add(
+          new Ranked(
+              result.getIndex(),
+              result.getScore(),
+              request.getReturnDocuments() ? result.getDocument() : null));
+    }
+    return Collections.unmodifiableList(ranked);
   }
 
   // ---- VectorService -------------------------------------------------------------------------
@@ -1235,6 +1283,12 @@ public final class EmbedserveClient implements AutoCloseable {
   /** The answer to one batch sent by {@link #embedStream}. */
   public record StreamResult(
       long index, String requestId, List<float[]> vectors, EmbedStreamResponse response) {}
+
+  /**
+   * One document of {@link #rerank}: its position in the request, its score, and its text ({@code
+   * document}, null unless asked for).
+   */
+  public record Ranked(int index, float score, String document) {}
 
   /** The acknowledgement of one message sent by {@link #ingest}: its documents are durable. */
   public record IngestAck(

@@ -1,0 +1,67 @@
+"""``embedserve rerank QUERY [DOCUMENT ...]``: documents scored against a query by the
+server's reranker, best first; documents from the arguments, or a file (``--file``, one a
+line or JSONL with a "text" field, as ``similarity`` reads them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from embedserve.client._sync import EmbedClient
+from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_texts import TextLine, read_texts
+
+
+def add_parser(commands: Any) -> None:
+    rerank = commands.add_parser(
+        "rerank", help="score documents against a query with the server's reranker, best first"
+    )
+    rerank.add_argument("query")
+    rerank.add_argument("documents", nargs="*", help="the documents (or --file)")
+    add_target(rerank)
+    rerank.set_defaults(run=client_verb(_rerank))
+    rerank.add_argument(
+        "--file", help="documents: one a line, or JSONL with a 'text' field (and an 'id')"
+    )
+    rerank.add_argument("--top-n", type=int, default=0, help="keep the best N (default: all)")
+    rerank.add_argument("--raw-scores", action="store_true", help="the model's logits")
+    rerank.add_argument(
+        "--overflow",
+        choices=["truncate_right", "truncate_left", "error", "chunk"],
+        help="a document too long with the query: cut it (default), refuse it, or read it in "
+        "windows and keep its best (chunk)",
+    )
+    rerank.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object a line (else: score, id or index, text)",
+    )
+
+
+def _rerank(client: EmbedClient, args: argparse.Namespace) -> int:
+    if args.top_n < 0:
+        raise ValueError(f"--top-n must be 0 (all) or more, got {args.top_n}")
+    if bool(args.documents) == bool(args.file):
+        raise ValueError("give the documents as arguments or with --file (one of them)")
+    documents = (
+        read_texts(args.file)
+        if args.file
+        else [TextLine(text, number) for number, text in enumerate(args.documents, 1)]
+    )
+    ranked = client.rerank(
+        args.query,
+        [d.text for d in documents],
+        top_n=args.top_n,
+        raw_scores=args.raw_scores,
+        overflow=args.overflow,
+    )
+    for result in ranked:
+        document = documents[result.index]
+        if args.json:
+            line = {"score": round(result.score, 6), "index": result.index, "text": document.text}
+            print(json.dumps(line | ({"id": document.id} if document.id is not None else {})))
+        else:
+            label = document.id if document.id is not None else result.index
+            print(f"{result.score:.4f}\t{label}\t{document.text}")
+    return 0

@@ -1,0 +1,93 @@
+"""Rerank over HTTP: embedserve's own route (/api/v1/rerank, the gRPC Rerank), TEI's
+/rerank and the /v1/rerank of Cohere's, Jina's and Infinity's APIs, each in its shapes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from embedserve.server.auth import ApiKey
+from embedserve.server.errors import NotFound
+from embedserve.server.http.backend import Backend, backend_of
+from embedserve.server.http.guard import guard
+from embedserve.server.http.rerank_schemas import (
+    CohereRerankRequest,
+    RerankRequest,
+    TeiRerankRequest,
+)
+from embedserve.server.http.responses import json_response
+from embedserve.server.http.rest_embed import timings_json
+from embedserve.server.http.strict_json import StrictJsonRoute
+
+router = APIRouter(route_class=StrictJsonRoute)
+Caller = Annotated[ApiKey | None, Depends(guard)]
+
+
+@router.post(
+    "/api/v1/rerank", tags=["Embeddings"], summary="Score documents against a query (gRPC Rerank)"
+)
+async def rerank(body: RerankRequest, request: Request, caller: Caller) -> Response:
+    reranker = backend_of(request).reranker
+    result = await reranker.rerank(body.query, body.documents, body.params())
+    results: list[dict[str, Any]] = []
+    for doc in result.ranked:
+        item: dict[str, Any] = {"index": doc.index, "score": doc.score}
+        if body.return_documents:
+            item["document"] = body.documents[doc.index]
+        results.append(item | {"token_count": doc.token_count, "truncated": doc.truncated})
+    return json_response(
+        {
+            "results": results,
+            "usage": {"total_tokens": result.total_tokens},
+            "timings": timings_json(result.timings),
+            "model": reranker.model.spec.reranker_id,
+        }
+    )
+
+
+@router.post("/rerank", tags=["TEI-compatible"], summary="Rerank texts (TEI's /rerank)")
+async def tei_rerank(body: TeiRerankRequest, request: Request, caller: Caller) -> Response:
+    reranker = backend_of(request).reranker
+    result = await reranker.rerank(body.query, body.texts, body.params(), field="texts")
+    return json_response(
+        [
+            {"index": doc.index, "score": doc.score}
+            | ({"text": body.texts[doc.index]} if body.return_text else {})
+            for doc in result.ranked
+        ]
+    )
+
+
+def _check_model(backend: Backend, name: str | None) -> str:
+    served = backend.reranker.model.spec.reranker_id
+    if name and name not in {served, backend.settings.reranker}:
+        raise NotFound(f"reranker {name!r} is not served here; this server serves {served!r}")
+    return served
+
+
+@router.post(
+    "/v1/rerank",
+    tags=["Rerank API (Cohere, Jina, Infinity)"],
+    summary="Rerank documents (the /v1/rerank of Cohere's, Jina's and Infinity's APIs)",
+)
+async def v1_rerank(body: CohereRerankRequest, request: Request, caller: Caller) -> Response:
+    backend = backend_of(request)
+    served = _check_model(backend, body.model)
+    texts = body.texts()
+    result = await backend.reranker.rerank(body.query, texts, body.params())
+    return json_response(
+        {
+            "object": "rerank",
+            "id": str(uuid.uuid4()),
+            "model": served,
+            "results": [
+                {"index": doc.index, "relevance_score": doc.score}
+                | ({"document": {"text": texts[doc.index]}} if body.return_documents else {})
+                for doc in result.ranked
+            ],
+            "usage": {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens},
+        }
+    )

@@ -1,0 +1,77 @@
+"""Request bodies of the rerank routes: embedserve's own (the gRPC RerankRequest), TEI's
+/rerank, and the /v1/rerank shape of Cohere, Jina and Infinity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from embedserve.server.http.schemas import TEXT, TEXTS, U32, Body, OverflowName
+from embedserve.server.http.tei_schemas import Direction, Text, Texts
+from embedserve.server.reranking import RerankParams
+from embedserve.server.tokenization import Overflow
+
+
+class RerankRequest(Body):
+    """The gRPC RerankRequest."""
+
+    query: str = Field(json_schema_extra=TEXT)
+    documents: list[str] = Field(json_schema_extra=TEXTS)
+    top_n: U32 = Field(default=0, description="keep the best N; 0: every document")
+    raw_scores: bool = Field(default=False, description="the model's logits, no activation")
+    return_documents: bool = False
+    overflow: OverflowName | None = Field(
+        default=None, description="a pair past the reranker's maximum: cut, refuse or chunk"
+    )
+
+    def params(self) -> RerankParams:
+        overflow = Overflow(self.overflow) if self.overflow else Overflow.TRUNCATE_RIGHT
+        return RerankParams(self.top_n, self.raw_scores, overflow)
+
+
+class TeiRerankRequest(Body):
+    """text-embeddings-inference's /rerank."""
+
+    query: Text
+    texts: Texts
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool | None = Field(
+        default=None, description="false: a pair past the reranker's maximum is refused"
+    )
+    truncation_direction: Direction = "right"
+
+    def params(self) -> RerankParams:
+        if self.truncate is False:
+            overflow = Overflow.ERROR
+        elif self.truncation_direction.lower() == "left":
+            overflow = Overflow.TRUNCATE_LEFT
+        else:
+            overflow = Overflow.TRUNCATE_RIGHT
+        return RerankParams(raw_scores=self.raw_scores, overflow=overflow)
+
+
+class DocumentText(Body):
+    text: Text
+
+
+class CohereRerankRequest(Body):
+    """The /v1/rerank body of Cohere's, Jina's and Infinity's APIs."""
+
+    model: str | None = Field(default=None, description="the served reranker's id")
+    query: Text
+    documents: Annotated[list[Text | DocumentText], Field(min_length=1)] = Field(
+        description="texts, or objects with a text"
+    )
+    top_n: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="keep the best N; unset: every document"
+    )
+    return_documents: bool = False
+    raw_scores: bool = Field(default=False, description="the model's logits (as Infinity)")
+
+    def texts(self) -> list[str]:
+        return [doc if isinstance(doc, str) else doc.text for doc in self.documents]
+
+    def params(self) -> RerankParams:
+        return RerankParams(top_n=self.top_n or 0, raw_scores=self.raw_scores)

@@ -1,0 +1,244 @@
+"""The transport-free rerank API: a query and its candidate documents, scored together by
+the served cross-encoder and returned best first.
+
+Torch-free: the model behind ``PairScorer`` is ``reranker_model.RerankerModel``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import enum
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from embedserve.server.batcher import Batcher
+from embedserve.server.embedder import RequestLimits, Timings
+from embedserve.server.errors import FailedPrecondition, InvalidArgument
+from embedserve.server.tokenization import Overflow
+from embedserve.server.windows import FloatArray, Window
+
+
+class Activation(enum.Enum):
+    """What turns the model's logit into its score (sentence-transformers' activation_fn)."""
+
+    SIGMOID = "torch.nn.modules.activation.Sigmoid"
+    IDENTITY = "torch.nn.modules.linear.Identity"
+    TANH = "torch.nn.modules.activation.Tanh"
+
+    def apply(self, logits: FloatArray) -> FloatArray:
+        if self is Activation.SIGMOID:
+            return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float32)
+        if self is Activation.TANH:
+            return np.tanh(logits).astype(np.float32)
+        return logits
+
+
+@dataclasses.dataclass(frozen=True)
+class RerankerSpec:
+    reranker_id: str
+    path: Path
+    max_tokens: int  # of one (query, document) pair, special tokens included
+    activation: Activation
+
+
+class PairScorer(Protocol):
+    """What the core needs of a reranker: its settings, tokenizer and one batch step."""
+
+    spec: RerankerSpec
+    tokenizer: Any  # a transformers fast tokenizer
+    model_type: str
+
+    def compute(self, windows: Sequence[Window]) -> list[FloatArray]:
+        """Each window's raw logit (a 1-element array), in order; on the model thread."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RerankParams:
+    top_n: int = 0  # the best N; 0: every document
+    raw_scores: bool = False  # the model's logits, without its activation
+    overflow: Overflow = Overflow.TRUNCATE_RIGHT
+
+
+@dataclasses.dataclass(frozen=True)
+class RankedDocument:
+    index: int  # of the document in the request
+    score: float
+    token_count: int  # tokens of the pair (every window's under CHUNK)
+    truncated: bool
+
+
+@dataclasses.dataclass
+class RerankResult:
+    ranked: list[RankedDocument]  # best first
+    total_tokens: int  # of every pair, including those top_n left out
+    timings: Timings
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pair:
+    windows: tuple[Window, ...]
+    token_count: int
+    truncated: bool
+
+
+class Reranker:
+    def __init__(
+        self,
+        model: PairScorer,
+        batcher: Batcher,
+        tokenize_executor: Executor,
+        limits: RequestLimits,
+        chunk_overlap_tokens: int,
+    ) -> None:
+        self.model = model
+        self.batcher = batcher
+        self.limits = limits
+        self._tokenize_executor = tokenize_executor
+        self._overlap = chunk_overlap_tokens
+        # TRUNCATE_LEFT cuts with a copy that truncates on the left: the tokenizer's side
+        # is its own state, and one tokenizer thread shares it.
+        self._left = copy.deepcopy(model.tokenizer)
+        self._left.truncation_side = "left"
+
+    def validate(
+        self, query: str, documents: Sequence[str], params: RerankParams, field: str
+    ) -> None:
+        if not query:
+            raise InvalidArgument("query is empty")
+        if not documents:
+            raise InvalidArgument(f"{field} must not be empty")
+        if len(documents) > self.limits.max_inputs_per_request:
+            raise InvalidArgument(
+                f"{field} has {len(documents)} items; the limit is "
+                f"{self.limits.max_inputs_per_request} per request"
+            )
+        chars = self.limits.max_input_chars
+        for name, text in [("query", query)] + [
+            (f"{field}[{i}]", doc) for i, doc in enumerate(documents)
+        ]:
+            if not text:
+                raise InvalidArgument(f"{name} is empty")
+            if len(text) > chars:
+                raise InvalidArgument(
+                    f"{name} has {len(text)} characters; the limit is {chars} (max_input_chars)"
+                )
+        if params.top_n < 0:
+            raise InvalidArgument(f"top_n must be 0 (every document) or more; got {params.top_n}")
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        params: RerankParams,
+        deadline: float | None = None,
+        field: str = "documents",
+    ) -> RerankResult:
+        """The documents by their score against ``query``, best first (ties by position).
+        Under CHUNK a long document is read in overlapping windows and scores its best.
+        ``field``: where the request keeps the documents, for error messages."""
+        started = time.monotonic()
+        self.validate(query, documents, params, field)
+        loop = asyncio.get_running_loop()
+        pairs = await loop.run_in_executor(
+            self._tokenize_executor, self._tokenize, query, list(documents), params, field
+        )
+        timings = Timings(tokenize_ms=(time.monotonic() - started) * 1000.0)
+        windows = [window for pair in pairs for window in pair.windows]
+        futures = self.batcher.submit(windows, deadline)
+        try:
+            results = list(await asyncio.gather(*futures))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        timings.absorb(results)
+        logits = np.array([float(result.vector[0]) for result in results], dtype=np.float32)
+        scores = logits if params.raw_scores else self.model.spec.activation.apply(logits)
+        ranked: list[RankedDocument] = []
+        position = 0
+        for index, pair in enumerate(pairs):
+            best = float(scores[position : position + len(pair.windows)].max())
+            position += len(pair.windows)
+            ranked.append(RankedDocument(index, best, pair.token_count, pair.truncated))
+        ranked.sort(key=lambda doc: (-doc.score, doc.index))
+        if params.top_n:
+            ranked = ranked[: params.top_n]
+        timings.total_ms = (time.monotonic() - started) * 1000.0
+        return RerankResult(ranked, sum(pair.token_count for pair in pairs), timings)
+
+    def _tokenize(
+        self, query: str, documents: list[str], params: RerankParams, field: str
+    ) -> list[_Pair]:
+        """Each (query, document) pair as the model reads it; on the tokenizer thread."""
+        overflow = params.overflow
+        tokenizer = self.model.tokenizer
+        limit = self.model.spec.max_tokens
+        whole = tokenizer([query] * len(documents), documents, truncation=False)
+        pairs: list[_Pair] = []
+        for index, ids in enumerate(whole["input_ids"]):
+            if len(ids) <= limit:
+                pairs.append(_Pair((_window(whole, index),), len(ids), False))
+            elif overflow is Overflow.ERROR:
+                raise InvalidArgument(
+                    f"{field}[{index}] with the query is {len(ids)} tokens; the reranker "
+                    f"reads at most {limit} (reranker_max_tokens); shorten it or let it be "
+                    "truncated"
+                )
+            elif overflow is Overflow.CHUNK:
+                pairs.append(self._chunked(query, documents[index], f"{field}[{index}]"))
+            else:
+                cut = self._left if overflow is Overflow.TRUNCATE_LEFT else tokenizer
+                one = cut(query, documents[index], truncation="longest_first", max_length=limit)
+                pairs.append(_Pair((_window(one, None),), len(one["input_ids"]), True))
+        return pairs
+
+    def _chunked(self, query: str, document: str, name: str) -> _Pair:
+        tokenizer = self.model.tokenizer
+        limit = self.model.spec.max_tokens
+        room = (
+            limit
+            - len(tokenizer(query)["input_ids"])
+            - tokenizer.num_special_tokens_to_add(pair=True)
+            + tokenizer.num_special_tokens_to_add(pair=False)
+        )
+        if room < 2:
+            raise InvalidArgument(
+                f"the query leaves no room for {name} in the reranker's {limit} "
+                "tokens; under CHUNK a document is read in windows beside the whole query"
+            )
+        windows = tokenizer(
+            query,
+            document,
+            truncation="only_second",
+            max_length=limit,
+            stride=min(self._overlap, room // 2),
+            return_overflowing_tokens=True,
+        )
+        count = len(windows["input_ids"])
+        chunks = tuple(_window(windows, row) for row in range(count))
+        return _Pair(chunks, sum(len(w.ids) for w in chunks), False)
+
+
+def _window(encoding: Any, row: int | None) -> Window:
+    """Row ``row`` of a batch encoding (None: an encoding of one pair) as a Window; its
+    second text starts at the first token of type 1."""
+    ids = encoding["input_ids"] if row is None else encoding["input_ids"][row]
+    types = encoding.get("token_type_ids")
+    types = None if types is None else types if row is None else types[row]
+    second = types.index(1) if types is not None and 1 in types else 0
+    return Window(tuple(ids), pooling=None, second_start=second)
+
+
+def no_reranker() -> FailedPrecondition:
+    return FailedPrecondition(
+        "this server runs no reranker; start it with --reranker (a cross-encoder's hub id "
+        "or folder) to use Rerank"
+    )

@@ -1,0 +1,281 @@
+"""Rerank: the served cross-encoder scores (query, document) pairs as sentence-transformers'
+CrossEncoder does, over gRPC, batched with other callers, best first."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from tiny_reranker import build_tiny_reranker
+
+from embedserve.client import EmbedClient
+from embedserve.server.errors import ModelLoadError
+from embedserve.server.model_settings import ModelSettings, RerankerSettings
+from embedserve.server.reranker_model import RerankerModel
+from embedserve.v1 import embedding_pb2 as pb
+from embedserve.v1 import embedding_pb2_grpc as pb_grpc
+
+QUERY = "how do rockets reach orbit"
+DOCUMENTS = [
+    "A rocket burns its fuel to climb out of the atmosphere and reach orbit.",
+    "Bake the bread for forty minutes.",
+    "orbit " * 700,  # past the reranker's 512 tokens: cut
+    "Satellites circle the planet.",
+    "The striker scored a penalty.",
+]
+
+
+def cross_encoder_scores(path: Path, pairs: list[tuple[str, str]]) -> Any:
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(str(path), device="cpu").predict(pairs, batch_size=2)
+
+
+def rerank(target: str, **fields: Any) -> pb.RerankResponse:
+    with grpc.insecure_channel(target) as channel:
+        response: pb.RerankResponse = pb_grpc.EmbeddingServiceStub(channel).Rerank(
+            pb.RerankRequest(**fields)
+        )
+    return response
+
+
+@pytest.mark.parametrize("architecture", ["bert", "modernbert"])
+def test_scores_equal_sentence_transformers_cross_encoder(
+    start_server, minilm_model: Any, minilm_path: Path, tmp_path: Path, architecture: str
+) -> None:
+    folder = build_tiny_reranker(tmp_path / "reranker", minilm_path, architecture=architecture)
+    server = start_server(loaded=minilm_model, reranker=str(folder))
+    reply = rerank(server.target, query=QUERY, documents=DOCUMENTS)
+    expected = cross_encoder_scores(folder, [(QUERY, d) for d in DOCUMENTS])
+    got = {r.index: r.score for r in reply.results}
+    assert sorted(got) == list(range(len(DOCUMENTS)))
+    np.testing.assert_allclose([got[i] for i in range(len(DOCUMENTS))], expected, atol=2e-6)
+    assert [r.index for r in reply.results] == list(np.argsort(-expected, kind="stable"))
+    truncated = {r.index for r in reply.results if r.truncated}
+    assert truncated == {2} and {r.index: r.token_count for r in reply.results}[2] == 512
+    assert reply.model == str(folder)
+
+
+def test_bert_pairs_read_their_token_types(reranker_server: Any, tiny_reranker_path: Path) -> None:
+    """The second text's token type is 1: without it a BERT cross-encoder scores otherwise."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_reranker_path)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_reranker_path).eval()
+    inputs = tokenizer(QUERY, DOCUMENTS[0], return_tensors="pt")
+    with torch.no_grad():
+        typed = torch.sigmoid(model(**inputs).logits)[0, 0].item()
+        inputs["token_type_ids"].zero_()
+        untyped = torch.sigmoid(model(**inputs).logits)[0, 0].item()
+    assert abs(typed - untyped) > 1e-4  # 50 times the tolerance below: it tells them apart
+    [result] = rerank(reranker_server.target, query=QUERY, documents=DOCUMENTS[:1]).results
+    assert result.score == pytest.approx(typed, abs=2e-6)
+
+
+def test_top_n_documents_raw_scores_and_usage(reranker_server: Any) -> None:
+    full = rerank(reranker_server.target, query=QUERY, documents=DOCUMENTS)
+    scores = [r.score for r in full.results]
+    assert scores == sorted(scores, reverse=True)
+    assert full.usage.total_tokens == sum(r.token_count for r in full.results)
+    assert not any(r.document for r in full.results)
+    best = rerank(
+        reranker_server.target, query=QUERY, documents=DOCUMENTS, top_n=2, return_documents=True
+    )
+    assert [(r.index, r.score) for r in best.results] == [
+        (r.index, r.score) for r in full.results[:2]
+    ]
+    assert [r.document for r in best.results] == [DOCUMENTS[r.index] for r in best.results]
+    assert best.usage.total_tokens == full.usage.total_tokens  # every pair was read
+    raw = rerank(reranker_server.target, query=QUERY, documents=DOCUMENTS, raw_scores=True)
+    logits = {r.index: r.score for r in raw.results}
+    assert min(logits.values()) < 0 or max(logits.values()) > 1  # logits, not probabilities
+    for result in full.results:
+        assert result.score == pytest.approx(1 / (1 + np.exp(-logits[result.index])), abs=1e-6)
+
+
+def test_python_client_and_model_info(reranker_server: Any, tiny_reranker_path: Path) -> None:
+    with EmbedClient(reranker_server.target) as client:
+        ranked = client.rerank(QUERY, DOCUMENTS, top_n=3, return_documents=True)
+        info = client.model_info()
+    reply = rerank(reranker_server.target, query=QUERY, documents=DOCUMENTS, top_n=3)
+    assert [(r.index, r.score) for r in ranked] == [(r.index, r.score) for r in reply.results]
+    assert [r.document for r in ranked] == [DOCUMENTS[r.index] for r in ranked]
+    assert info.HasField("reranker")
+    assert info.reranker.model_id == str(tiny_reranker_path)
+    assert (info.reranker.max_tokens, info.reranker.activation) == (512, "sigmoid")
+    assert info.reranker.model_type == "bert"
+
+
+def test_overflow_error_left_and_chunk(reranker_server: Any, tiny_reranker_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    long = " ".join(f"word{i % 50} planet" for i in range(400))  # about 1,200 tokens
+    documents = ["short one", long]
+    with pytest.raises(grpc.RpcError) as refused:
+        rerank(reranker_server.target, query=QUERY, documents=documents, overflow=3)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "documents[1]" in (refused.value.details() or "")
+    assert "512" in (refused.value.details() or "")
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_reranker_path)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_reranker_path).eval()
+
+    def scores(encoded: Any) -> list[float]:
+        with torch.no_grad():
+            return torch.sigmoid(model(**encoded).logits[:, 0]).tolist()
+
+    tokenizer.truncation_side = "left"
+    left_expected = scores(
+        tokenizer(QUERY, long, truncation="longest_first", max_length=512, return_tensors="pt")
+    )[0]
+    left = rerank(reranker_server.target, query=QUERY, documents=[long], overflow=2).results[0]
+    assert left.truncated and left.score == pytest.approx(left_expected, abs=2e-6)
+
+    tokenizer.truncation_side = "right"
+    windows = tokenizer(
+        [QUERY],
+        [long],
+        truncation="only_second",
+        max_length=512,
+        stride=128,
+        return_overflowing_tokens=True,
+        padding=True,
+        return_tensors="pt",
+    )
+    windows.pop("overflow_to_sample_mapping")
+    window_scores = scores(windows)
+    assert len(window_scores) >= 3
+    chunk = rerank(reranker_server.target, query=QUERY, documents=[long], overflow=4).results[0]
+    assert not chunk.truncated
+    assert chunk.score == pytest.approx(max(window_scores), abs=2e-6)
+    assert chunk.token_count == int(windows["attention_mask"].sum())
+
+    with pytest.raises(grpc.RpcError) as no_room:
+        rerank(reranker_server.target, query="query " * 600, documents=[long], overflow=4)
+    assert no_room.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "no room" in (no_room.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"query": "", "documents": ["a"]}, "query is empty"),
+        ({"query": "q", "documents": []}, "documents must not be empty"),
+        ({"query": "q", "documents": ["a", ""]}, "documents[1] is empty"),
+        ({"query": "q", "documents": ["a"] * 4}, "documents has 4 items; the limit is 3"),
+    ],
+)
+def test_requests_refused_name_the_field(
+    start_server, minilm_model: Any, tiny_reranker_path: Path, fields: dict[str, Any], named: str
+) -> None:
+    server = start_server(
+        loaded=minilm_model, reranker=str(tiny_reranker_path), max_inputs_per_request=3
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        rerank(server.target, **fields)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert named in (refused.value.details() or "")
+
+
+def test_without_a_reranker_rerank_is_a_failed_precondition(minilm_server: Any) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        rerank(minilm_server.target, query=QUERY, documents=DOCUMENTS)
+    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "--reranker" in (refused.value.details() or "")
+    with EmbedClient(minilm_server.target) as client:
+        assert not client.model_info().HasField("reranker")
+
+
+def test_concurrent_callers_share_batches_and_get_their_own_scores(reranker_server: Any) -> None:
+    requests = [(f"question {i} about orbits", DOCUMENTS[: 1 + i % 4]) for i in range(24)]
+    alone = [rerank(reranker_server.target, query=q, documents=d) for q, d in requests]
+    metrics = reranker_server.server.metrics.registry
+    batches_before = metrics.get_sample_value("embedserve_rerank_batch_size_count")
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        together = list(
+            pool.map(lambda r: rerank(reranker_server.target, query=r[0], documents=r[1]), requests)
+        )
+    batches = metrics.get_sample_value("embedserve_rerank_batch_size_count") - batches_before
+    pairs = sum(len(d) for _, d in requests)
+    assert batches < len(requests)  # callers met in batches
+    for one, shared in zip(alone, together, strict=True):
+        assert [r.index for r in one.results] == [r.index for r in shared.results]
+        np.testing.assert_allclose(
+            [r.score for r in one.results], [r.score for r in shared.results], atol=2e-6
+        )
+    assert metrics.get_sample_value("embedserve_rerank_tokens_total") >= pairs
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_labels": 2}, "has 2 outputs"),
+        ({"activation": "my_package.Softplus"}, "activation 'my_package.Softplus'"),
+    ],
+)
+def test_a_reranker_this_server_would_score_wrongly_is_refused(
+    tmp_path: Path, minilm_path: Path, change: dict[str, Any], message: str
+) -> None:
+    folder = build_tiny_reranker(tmp_path / "reranker", minilm_path, **change)
+    with pytest.raises(ModelLoadError, match=message):
+        RerankerModel.load(RerankerSettings(reranker=str(folder)), ModelSettings(device="cpu"))
+
+
+def test_the_models_own_activation_is_applied(
+    start_server, minilm_model: Any, tmp_path: Path, minilm_path: Path
+) -> None:
+    folder = build_tiny_reranker(
+        tmp_path / "identity", minilm_path, activation="torch.nn.modules.linear.Identity"
+    )
+    assert (
+        "Identity"
+        in json.loads((folder / "config.json").read_text())["sentence_transformers"][
+            "activation_fn"
+        ]
+    )
+    server = start_server(loaded=minilm_model, reranker=str(folder))
+    expected = cross_encoder_scores(folder, [(QUERY, d) for d in DOCUMENTS])
+    assert expected.min() < 0 or expected.max() > 1  # identity: logits, as the model says
+    reply = rerank(server.target, query=QUERY, documents=DOCUMENTS)
+    got = {r.index: r.score for r in reply.results}
+    np.testing.assert_allclose([got[i] for i in range(len(DOCUMENTS))], expected, atol=2e-6)
+
+
+def test_command_line(
+    reranker_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from embedserve.client.cli import main as cli_main
+
+    target = ["--target", reranker_server.target]
+    with EmbedClient(reranker_server.target) as client:
+        expected = client.rerank(QUERY, DOCUMENTS[:4])
+    assert cli_main(["rerank", QUERY, *DOCUMENTS[:4], *target]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [(int(i), text) for _, i, text in rows] == [
+        (r.index, DOCUMENTS[r.index]) for r in expected
+    ]
+    assert [float(score) for score, _, _ in rows] == pytest.approx(
+        [r.score for r in expected], abs=1e-4
+    )
+
+    file = tmp_path / "docs.jsonl"
+    file.write_text(
+        "".join(json.dumps({"id": f"d{i}", "text": d}) + "\n" for i, d in enumerate(DOCUMENTS[:4]))
+    )
+    assert cli_main(["rerank", QUERY, "--file", str(file), "--top-n", "2", "--json", *target]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["id"], line["index"]) for line in lines] == [
+        (f"d{r.index}", r.index) for r in expected[:2]
+    ]
+
+    assert cli_main(["rerank", QUERY, *target]) == 2
+    assert "as arguments or with --file" in capsys.readouterr().err
+    assert cli_main(["rerank", QUERY, "a", "--overflow", "error", *target, "--top-n", "-1"]) == 2
+    assert "--top-n must be 0" in capsys.readouterr().err
