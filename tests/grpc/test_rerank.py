@@ -3,6 +3,7 @@ CrossEncoder does, over gRPC, batched with other callers, best first."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from tiny_reranker import build_tiny_reranker
 
-from embedserve.client import EmbedClient
+from embedserve.client import AsyncEmbedClient, EmbedClient
 from embedserve.server.errors import ModelLoadError
 from embedserve.server.model_settings import ModelSettings, RerankerSettings
 from embedserve.server.reranker_model import RerankerModel
@@ -106,6 +107,12 @@ def test_python_client_and_model_info(reranker_server: Any, tiny_reranker_path: 
     reply = rerank(reranker_server.target, query=QUERY, documents=DOCUMENTS, top_n=3)
     assert [(r.index, r.score) for r in ranked] == [(r.index, r.score) for r in reply.results]
     assert [r.document for r in ranked] == [DOCUMENTS[r.index] for r in ranked]
+
+    async def from_asyncio() -> list[Any]:
+        async with AsyncEmbedClient(reranker_server.target) as client:
+            return await client.rerank(QUERY, DOCUMENTS, top_n=3, return_documents=True)
+
+    assert asyncio.run(from_asyncio()) == ranked
     assert info.HasField("reranker")
     assert info.reranker.model_id == str(tiny_reranker_path)
     assert (info.reranker.max_tokens, info.reranker.activation) == (512, "sigmoid")

@@ -123,7 +123,7 @@ func (q Query) example() (*pb.Example, error) {
 	return nil, status.Error(codes.InvalidArgument, "embedserve: empty query: use Text, Vector or ID")
 }
 
-// QueryOption configures one Search, SearchGroups, Recommend or
+// QueryOption configures one Search, SearchBatch, SearchGroups, Recommend or
 // RecommendGroups call. Unset
 // options take the server's defaults (limit 10, payload included, no vectors).
 type QueryOption func(*queryConfig)
@@ -137,6 +137,7 @@ type queryConfig struct {
 	groupSize *uint32
 	recency   *pb.Recency
 	proximity *pb.Proximity
+	rerank    *pb.SearchRerank
 }
 
 func newQueryConfig(opts []QueryOption) queryConfig {
@@ -294,6 +295,44 @@ func (c *queryConfig) proximityParams() *pb.Proximity {
 		c.proximity = &pb.Proximity{}
 	}
 	return c.proximity
+}
+
+// WithRerank reorders the best candidates hits of a Search or SearchBatch by
+// a text query (dense, keyword or hybrid) with the server's reranker (its
+// --reranker), which reads the query text together with each hit's text,
+// payload["text"] where WithStoreText keeps it (WithRerankTextKey names
+// another field). Hits carry the reranker's scores, best first, ties in the
+// first stage's order; WithLimit and WithOffset cut the page from that order,
+// WithScoreThreshold applies to the first stage. candidates is 0 for the
+// server's default (50, or limit + offset if more), else from limit + offset
+// to 1000. A Vector query, WithDiversity, WithRecency, WithProximity and
+// SearchGroups are refused (INVALID_ARGUMENT); a hit without text, or a server
+// without a reranker, is FAILED_PRECONDITION. Recommend and RecommendGroups
+// take no rerank: with it they fail before calling (INVALID_ARGUMENT).
+func WithRerank(candidates uint32) QueryOption {
+	return func(c *queryConfig) {
+		r := c.rerankParams()
+		r.Candidates = nil
+		if candidates != 0 {
+			r.Candidates = &candidates
+		}
+	}
+}
+
+// WithRerankTextKey sets the payload field WithRerank reads each hit's text
+// from (default "text"; a dotted path reaches into objects); alone, it reranks
+// as WithRerank(0) does.
+func WithRerankTextKey(key string) QueryOption {
+	return func(c *queryConfig) { c.rerankParams().TextKey = key }
+}
+
+// rerankParams is the call's rerank stage, started by whichever rerank option
+// comes first.
+func (c *queryConfig) rerankParams() *pb.SearchRerank {
+	if c.rerank == nil {
+		c.rerank = &pb.SearchRerank{}
+	}
+	return c.rerank
 }
 
 // WithKeywordWeight sets how much the keyword ranking counts against the dense
@@ -677,7 +716,8 @@ func FromChannel[T any](ch <-chan T) iter.Seq[T] {
 }
 
 // Search returns the documents nearest to query (Text or Vector), best first;
-// WithSearchMode ranks a Text query by keywords or by both.
+// WithSearchMode ranks a Text query by keywords or by both, WithRerank reorders
+// the best hits of a Text query with the server's reranker.
 func (c *Client) Search(ctx context.Context, collection string, query Query, opts ...QueryOption) ([]Hit, error) {
 	request, err := searchRequest(collection, query, newQueryConfig(opts))
 	if err != nil {
@@ -703,7 +743,8 @@ type HitGroup struct {
 // them (a hit joins each value's group); hits without one are left out. It
 // returns the groups, ranked by their best hit, each with its best hits
 // (WithGroupSize, default 3); WithLimit counts groups. WithOffset,
-// WithDiversity, WithRecency and WithProximity are refused (INVALID_ARGUMENT).
+// WithDiversity, WithRecency, WithProximity and WithRerank are refused
+// (INVALID_ARGUMENT).
 func (c *Client) SearchGroups(ctx context.Context, collection string, query Query, groupBy string, opts ...QueryOption) ([]HitGroup, error) {
 	cfg := newQueryConfig(opts)
 	request, err := searchRequest(collection, query, cfg)
@@ -758,7 +799,7 @@ func (c *Client) SearchBatch(ctx context.Context, collection string, queries []Q
 }
 
 func searchRequest(collection string, query Query, cfg queryConfig) (*pb.SearchRequest, error) {
-	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Mode: cfg.mode, Recency: cfg.recency, Proximity: cfg.proximity}
+	request := &pb.SearchRequest{Collection: collection, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Mode: cfg.mode, Recency: cfg.recency, Proximity: cfg.proximity, Rerank: cfg.rerank}
 	switch query.kind {
 	case queryText:
 		request.Query = &pb.SearchRequest_Text{Text: query.text}
@@ -791,7 +832,7 @@ func (c *Client) Recommend(ctx context.Context, collection string, positive, neg
 // SearchGroups groups a search: it returns the groups, ranked by their best
 // hit, each with its best hits (WithGroupSize, default 3); WithLimit counts
 // groups. Stored examples never come back. WithOffset, WithDiversity,
-// WithRecency and WithProximity are refused (INVALID_ARGUMENT).
+// WithRecency, WithProximity and WithRerank are refused (INVALID_ARGUMENT).
 func (c *Client) RecommendGroups(ctx context.Context, collection string, positive, negative []Query, groupBy string, opts ...QueryOption) ([]HitGroup, error) {
 	cfg := newQueryConfig(opts)
 	request, err := recommendRequest(collection, positive, negative, cfg)
@@ -807,6 +848,9 @@ func (c *Client) RecommendGroups(ctx context.Context, collection string, positiv
 }
 
 func recommendRequest(collection string, positive, negative []Query, cfg queryConfig) (*pb.RecommendRequest, error) {
+	if cfg.rerank != nil {
+		return nil, status.Error(codes.InvalidArgument, "embedserve: WithRerank reorders a Search; a recommendation takes no rerank")
+	}
 	request := &pb.RecommendRequest{Collection: collection, Strategy: cfg.strategy, Filter: cfg.filter, Params: cfg.params, Embed: cfg.embed, Recency: cfg.recency, Proximity: cfg.proximity}
 	for _, q := range positive {
 		example, err := q.example()

@@ -3257,7 +3257,11 @@ type SearchRequest struct {
 	Recency *Recency `protobuf:"bytes,9,opt,name=recency,proto3" json:"recency,omitempty"`
 	// Nearer documents first among equally good matches; with recency, both
 	// weigh. Takes no diversity and no group_by.
-	Proximity     *Proximity `protobuf:"bytes,10,opt,name=proximity,proto3" json:"proximity,omitempty"`
+	Proximity *Proximity `protobuf:"bytes,10,opt,name=proximity,proto3" json:"proximity,omitempty"`
+	// Reorder the best hits with the server's reranker (its --reranker), which
+	// reads the query text together with each hit's stored text. Needs a text
+	// query; takes no group_by, diversity, recency or proximity.
+	Rerank        *SearchRerank `protobuf:"bytes,11,opt,name=rerank,proto3" json:"rerank,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3373,6 +3377,13 @@ func (x *SearchRequest) GetProximity() *Proximity {
 	return nil
 }
 
+func (x *SearchRequest) GetRerank() *SearchRerank {
+	if x != nil {
+		return x.Rerank
+	}
+	return nil
+}
+
 type isSearchRequest_Query interface {
 	isSearchRequest_Query()
 }
@@ -3388,6 +3399,67 @@ type SearchRequest_Vector struct {
 func (*SearchRequest_Text) isSearchRequest_Query() {}
 
 func (*SearchRequest_Vector) isSearchRequest_Query() {}
+
+// A search's second stage: the best `candidates` hits of the first (dense,
+// keyword or hybrid) are read by the reranker with the query and reordered by
+// its scores, which the hits then carry; params.limit and offset cut the page
+// from that order, and score_threshold applies to the first stage. A hit
+// without text at text_key is FAILED_PRECONDITION, naming it.
+type SearchRerank struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hits read by the reranker, the best first. Default: 50, or limit + offset
+	// if more; at most 1000.
+	Candidates *uint32 `protobuf:"varint,1,opt,name=candidates,proto3,oneof" json:"candidates,omitempty"`
+	// The payload field that holds a document's text. Default: "text", where
+	// WriteOptions.store_text keeps it.
+	TextKey       string `protobuf:"bytes,2,opt,name=text_key,json=textKey,proto3" json:"text_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchRerank) Reset() {
+	*x = SearchRerank{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchRerank) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchRerank) ProtoMessage() {}
+
+func (x *SearchRerank) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchRerank.ProtoReflect.Descriptor instead.
+func (*SearchRerank) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *SearchRerank) GetCandidates() uint32 {
+	if x != nil && x.Candidates != nil {
+		return *x.Candidates
+	}
+	return 0
+}
+
+func (x *SearchRerank) GetTextKey() string {
+	if x != nil {
+		return x.TextKey
+	}
+	return ""
+}
 
 // As Recency, by distance: each of the best `candidates` hits keeps
 // (1 - weight) of its score and earns up to weight more by its closeness,
@@ -3411,7 +3483,7 @@ type Proximity struct {
 
 func (x *Proximity) Reset() {
 	*x = Proximity{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +3495,7 @@ func (x *Proximity) String() string {
 func (*Proximity) ProtoMessage() {}
 
 func (x *Proximity) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +3508,7 @@ func (x *Proximity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proximity.ProtoReflect.Descriptor instead.
 func (*Proximity) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Proximity) GetKey() string {
@@ -3501,7 +3573,7 @@ type Recency struct {
 
 func (x *Recency) Reset() {
 	*x = Recency{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3513,7 +3585,7 @@ func (x *Recency) String() string {
 func (*Recency) ProtoMessage() {}
 
 func (x *Recency) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3526,7 +3598,7 @@ func (x *Recency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recency.ProtoReflect.Descriptor instead.
 func (*Recency) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Recency) GetKey() string {
@@ -3579,7 +3651,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3663,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3676,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -3636,7 +3708,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +3720,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +3733,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -3716,8 +3788,10 @@ type SearchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty for a grouped search.
 	Results []*ScoredDocument `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
-	Usage   *Usage            `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
-	// Time to embed the query (zero for a vector query).
+	// Tokens of the query text; with rerank, also of every pair the reranker read.
+	Usage *Usage `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
+	// Time to embed the query (zero for a vector query); with rerank, the
+	// larger of that and the reranker's.
 	Timings *Timings `protobuf:"bytes,3,opt,name=timings,proto3" json:"timings,omitempty"`
 	// Time spent in the vector store.
 	SearchMs float64 `protobuf:"fixed64,4,opt,name=search_ms,json=searchMs,proto3" json:"search_ms,omitempty"`
@@ -3729,7 +3803,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3741,7 +3815,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3754,7 +3828,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -3804,7 +3878,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3816,7 +3890,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3829,7 +3903,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -3856,7 +3930,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3868,7 +3942,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3881,7 +3955,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -3905,7 +3979,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +3991,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4004,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -4013,7 +4087,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4025,7 +4099,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4038,7 +4112,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -4125,7 +4199,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4137,7 +4211,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4150,7 +4224,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -4192,7 +4266,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4204,7 +4278,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4217,7 +4291,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -4252,7 +4326,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4264,7 +4338,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4277,7 +4351,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -4311,7 +4385,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4397,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4410,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -4359,7 +4433,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4371,7 +4445,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4384,7 +4458,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -4416,7 +4490,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4428,7 +4502,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4441,7 +4515,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 type UpdatePayloadRequest struct {
@@ -4464,7 +4538,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4476,7 +4550,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4489,7 +4563,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -4535,7 +4609,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4547,7 +4621,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4560,7 +4634,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 type CountRequest struct {
@@ -4573,7 +4647,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4585,7 +4659,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4598,7 +4672,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -4624,7 +4698,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4636,7 +4710,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4649,7 +4723,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -4674,7 +4748,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4686,7 +4760,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4699,7 +4773,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -4745,7 +4819,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4757,7 +4831,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4770,7 +4844,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -4846,7 +4920,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4858,7 +4932,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4871,7 +4945,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -4902,7 +4976,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4914,7 +4988,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4927,7 +5001,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -4996,7 +5070,7 @@ type ScrollOrder struct {
 
 func (x *ScrollOrder) Reset() {
 	*x = ScrollOrder{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5008,7 +5082,7 @@ func (x *ScrollOrder) String() string {
 func (*ScrollOrder) ProtoMessage() {}
 
 func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5021,7 +5095,7 @@ func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollOrder.ProtoReflect.Descriptor instead.
 func (*ScrollOrder) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ScrollOrder) GetKey() string {
@@ -5049,7 +5123,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5061,7 +5135,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5074,7 +5148,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -5100,7 +5174,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5112,7 +5186,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5125,7 +5199,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -5172,7 +5246,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5184,7 +5258,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5197,7 +5271,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -5333,7 +5407,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5345,7 +5419,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5358,7 +5432,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -5392,7 +5466,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5404,7 +5478,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5417,7 +5491,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *WordScore) GetWord() string {
@@ -5448,7 +5522,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5460,7 +5534,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5473,7 +5547,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -5529,7 +5603,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5541,7 +5615,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5554,7 +5628,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -5654,7 +5728,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5666,7 +5740,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5679,7 +5753,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -5749,7 +5823,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5761,7 +5835,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5774,7 +5848,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -5810,7 +5884,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5822,7 +5896,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5835,7 +5909,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -5863,7 +5937,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5875,7 +5949,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5888,7 +5962,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{77}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -5933,7 +6007,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5945,7 +6019,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5958,7 +6032,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{78}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -6255,7 +6329,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x121\n" +
 	"\apayload\x18\x03 \x01(\v2\x17.google.protobuf.StructR\apayload\x12-\n" +
-	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\xe1\x03\n" +
+	"\x06vector\x18\x04 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"\x96\x04\n" +
 	"\rSearchRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -6269,8 +6343,15 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\bgroup_by\x18\b \x01(\v2\x16.embedserve.v1.GroupByR\agroupBy\x120\n" +
 	"\arecency\x18\t \x01(\v2\x16.embedserve.v1.RecencyR\arecency\x126\n" +
 	"\tproximity\x18\n" +
-	" \x01(\v2\x18.embedserve.v1.ProximityR\tproximityB\a\n" +
-	"\x05query\"\xd2\x01\n" +
+	" \x01(\v2\x18.embedserve.v1.ProximityR\tproximity\x123\n" +
+	"\x06rerank\x18\v \x01(\v2\x1b.embedserve.v1.SearchRerankR\x06rerankB\a\n" +
+	"\x05query\"]\n" +
+	"\fSearchRerank\x12#\n" +
+	"\n" +
+	"candidates\x18\x01 \x01(\rH\x00R\n" +
+	"candidates\x88\x01\x01\x12\x19\n" +
+	"\btext_key\x18\x02 \x01(\tR\atextKeyB\r\n" +
+	"\v_candidates\"\xd2\x01\n" +
 	"\tProximity\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
 	"\x06center\x18\x02 \x01(\v2\x17.embedserve.v1.GeoPointR\x06center\x12&\n" +
@@ -6591,7 +6672,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -6643,75 +6724,76 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*QueryParams)(nil),              // 47: embedserve.v1.QueryParams
 	(*ScoredDocument)(nil),           // 48: embedserve.v1.ScoredDocument
 	(*SearchRequest)(nil),            // 49: embedserve.v1.SearchRequest
-	(*Proximity)(nil),                // 50: embedserve.v1.Proximity
-	(*Recency)(nil),                  // 51: embedserve.v1.Recency
-	(*GroupBy)(nil),                  // 52: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 53: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 54: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 55: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 56: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 57: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 58: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 59: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 60: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 61: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 62: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 63: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 64: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 65: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 66: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 67: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 68: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 69: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 70: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 71: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 72: embedserve.v1.ScrollRequest
-	(*ScrollOrder)(nil),              // 73: embedserve.v1.ScrollOrder
-	(*ScrollResponse)(nil),           // 74: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 75: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 76: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 77: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 78: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 79: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 80: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 81: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 82: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 83: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 84: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 85: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 86: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 87: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 88: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 89: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 90: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 91: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 92: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 93: embedserve.v1.Usage
-	(*Timings)(nil),                  // 94: embedserve.v1.Timings
+	(*SearchRerank)(nil),             // 50: embedserve.v1.SearchRerank
+	(*Proximity)(nil),                // 51: embedserve.v1.Proximity
+	(*Recency)(nil),                  // 52: embedserve.v1.Recency
+	(*GroupBy)(nil),                  // 53: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 54: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 55: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 56: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 57: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 58: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 59: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 60: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 61: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 62: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 63: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 64: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 65: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 66: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 67: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 68: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 69: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 70: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 71: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 72: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 73: embedserve.v1.ScrollRequest
+	(*ScrollOrder)(nil),              // 74: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 75: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 76: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 77: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 78: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 79: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 80: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 81: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 82: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 83: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 84: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 85: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 86: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 87: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 88: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 89: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 90: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 91: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 92: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 93: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 94: embedserve.v1.Usage
+	(*Timings)(nil),                  // 95: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	86,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	87,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	91,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	92,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	92,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	93,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	87,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	88,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
 	8,   // 12: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	88,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	89,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
 	26,  // 14: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
 	10,  // 15: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 16: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	93,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	94,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	94,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	95,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	10,  // 19: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 20: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	93,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	94,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	10,  // 22: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	11,  // 23: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	39,  // 24: embedserve.v1.GeoRadius.center:type_name -> embedserve.v1.GeoPoint
@@ -6731,113 +6813,114 @@ var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	45,  // 38: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
 	45,  // 39: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
 	45,  // 40: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	91,  // 41: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	92,  // 41: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
 	9,   // 42: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
 	9,   // 43: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
 	46,  // 44: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
 	47,  // 45: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	92,  // 46: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	93,  // 46: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
 	3,   // 47: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	52,  // 48: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	51,  // 49: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
-	50,  // 50: embedserve.v1.SearchRequest.proximity:type_name -> embedserve.v1.Proximity
-	39,  // 51: embedserve.v1.Proximity.center:type_name -> embedserve.v1.GeoPoint
-	48,  // 52: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	48,  // 53: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	93,  // 54: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	94,  // 55: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	53,  // 56: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	49,  // 57: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	54,  // 58: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,   // 59: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	57,  // 60: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	57,  // 61: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,   // 62: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	46,  // 63: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	47,  // 64: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	92,  // 65: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	52,  // 66: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	51,  // 67: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
-	50,  // 68: embedserve.v1.RecommendRequest.proximity:type_name -> embedserve.v1.Proximity
-	48,  // 69: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	93,  // 70: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	53,  // 71: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	91,  // 72: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 73: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	60,  // 74: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	46,  // 75: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	46,  // 76: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	91,  // 77: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	46,  // 78: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	46,  // 79: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	70,  // 80: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	46,  // 81: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	73,  // 82: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
-	60,  // 83: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	75,  // 84: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	46,  // 85: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 86: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	77,  // 87: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	78,  // 88: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	79,  // 89: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	89,  // 90: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	46,  // 91: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 92: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	75,  // 93: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	82,  // 94: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	83,  // 95: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	84,  // 96: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	90,  // 97: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 98: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 99: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	2,   // 100: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 101: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 102: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 103: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 104: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	21,  // 105: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	23,  // 106: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	25,  // 107: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	28,  // 108: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	30,  // 109: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	32,  // 110: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	49,  // 111: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	55,  // 112: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	58,  // 113: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	61,  // 114: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	63,  // 115: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	65,  // 116: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	67,  // 117: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	69,  // 118: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	72,  // 119: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	76,  // 120: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	81,  // 121: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 122: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 123: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 124: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 125: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	22,  // 126: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	24,  // 127: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	27,  // 128: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	29,  // 129: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	31,  // 130: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	33,  // 131: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	54,  // 132: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	56,  // 133: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	59,  // 134: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	62,  // 135: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	64,  // 136: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	66,  // 137: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	68,  // 138: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	71,  // 139: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	74,  // 140: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	80,  // 141: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	85,  // 142: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	122, // [122:143] is the sub-list for method output_type
-	101, // [101:122] is the sub-list for method input_type
-	101, // [101:101] is the sub-list for extension type_name
-	101, // [101:101] is the sub-list for extension extendee
-	0,   // [0:101] is the sub-list for field type_name
+	53,  // 48: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	52,  // 49: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
+	51,  // 50: embedserve.v1.SearchRequest.proximity:type_name -> embedserve.v1.Proximity
+	50,  // 51: embedserve.v1.SearchRequest.rerank:type_name -> embedserve.v1.SearchRerank
+	39,  // 52: embedserve.v1.Proximity.center:type_name -> embedserve.v1.GeoPoint
+	48,  // 53: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	48,  // 54: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	94,  // 55: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	95,  // 56: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	54,  // 57: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	49,  // 58: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	55,  // 59: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	9,   // 60: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	58,  // 61: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	58,  // 62: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	4,   // 63: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	46,  // 64: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	47,  // 65: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	93,  // 66: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	53,  // 67: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	52,  // 68: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
+	51,  // 69: embedserve.v1.RecommendRequest.proximity:type_name -> embedserve.v1.Proximity
+	48,  // 70: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	94,  // 71: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	54,  // 72: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	92,  // 73: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	9,   // 74: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	61,  // 75: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	46,  // 76: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	46,  // 77: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	92,  // 78: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	46,  // 79: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	46,  // 80: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	71,  // 81: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	46,  // 82: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	74,  // 83: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	61,  // 84: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	76,  // 85: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	46,  // 86: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	5,   // 87: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	78,  // 88: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	79,  // 89: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	80,  // 90: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	90,  // 91: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	46,  // 92: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 93: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	76,  // 94: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	83,  // 95: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	84,  // 96: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	85,  // 97: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	91,  // 98: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	6,   // 99: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	2,   // 100: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	2,   // 101: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	13,  // 102: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	15,  // 103: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	17,  // 104: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	19,  // 105: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	21,  // 106: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	23,  // 107: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	25,  // 108: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	28,  // 109: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	30,  // 110: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	32,  // 111: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	49,  // 112: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	56,  // 113: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	59,  // 114: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	62,  // 115: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	64,  // 116: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	66,  // 117: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	68,  // 118: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	70,  // 119: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	73,  // 120: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	77,  // 121: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	82,  // 122: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	14,  // 123: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	16,  // 124: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	18,  // 125: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	20,  // 126: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	22,  // 127: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	24,  // 128: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	27,  // 129: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	29,  // 130: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	31,  // 131: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	33,  // 132: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	55,  // 133: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	57,  // 134: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	60,  // 135: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	63,  // 136: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	65,  // 137: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	67,  // 138: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	69,  // 139: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	72,  // 140: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	75,  // 141: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	81,  // 142: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	86,  // 143: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	123, // [123:144] is the sub-list for method output_type
+	102, // [102:123] is the sub-list for method input_type
+	102, // [102:102] is the sub-list for extension type_name
+	102, // [102:102] is the sub-list for extension extendee
+	0,   // [0:102] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -6880,34 +6963,35 @@ func file_embedserve_v1_vector_proto_init() {
 	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
 	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{}
 	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[47].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[50].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[51].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[62].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[63].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[63].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[64].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[65].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[69].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[66].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[70].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[74].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[75].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   84,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from .errors import InvalidFilter, InvalidRequest
 from .groups import Ranked
+from .payload_fields import as_asked, field_at, with_fields
 from .types import (
     OBJECT_PATH,
     Distance,
@@ -83,9 +84,7 @@ def _check_positive(name: str, value: object) -> None:
 
 def _values(payload: dict[str, Any] | None, key: str) -> list[Any]:
     """The value at ``key`` (a dotted path through objects), a list's items one by one."""
-    value: Any = payload
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+    value = field_at(payload, key)
     return value if isinstance(value, list) else [value]
 
 
@@ -203,7 +202,7 @@ def rank_weighed(
     left out unless asked for)."""
     now = datetime.now(UTC)
     keys = [w.key for w in weighings]
-    wide, added = _with_fields(params, keys)
+    wide, added = with_fields(params, keys)
     hits = search(
         filter, dataclasses.replace(wide, limit=candidates_of(params, weighings), offset=0)
     )
@@ -214,37 +213,4 @@ def rank_weighed(
         )
         weighed.append(dataclasses.replace(hit, score=weighed_score(hit.score, factor)))
     weighed.sort(key=lambda h: -h.score)  # stable: ties keep the ranking's order
-    page = weighed[params.offset : params.offset + params.limit]
-    if not params.with_payload:
-        return [dataclasses.replace(h, payload=None) for h in page]
-    for key in added:
-        page = [dataclasses.replace(h, payload=_without(h.payload, key)) for h in page]
-    return page
-
-
-def _with_fields(params: SearchParams, keys: Sequence[str]) -> tuple[SearchParams, list[str]]:
-    """``params`` whose hits carry the fields at ``keys``, and the keys that were added."""
-    if not params.with_payload:
-        return dataclasses.replace(params, with_payload=True, payload_keys=tuple(keys)), list(keys)
-    asked = params.payload_keys
-    if asked is None:
-        return params, []
-    added = [k for k in keys if not any(k == a or k.startswith(a + ".") for a in asked)]
-    added = list(dict.fromkeys(added))
-    return dataclasses.replace(params, payload_keys=(*asked, *added)), added
-
-
-def _without(payload: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
-    """``payload`` less the field at ``key``, and the objects only it kept."""
-    if payload is None:
-        return None
-    head, _, rest = key.partition(".")
-    if head not in payload:
-        return payload
-    kept = dict(payload)
-    inner = kept.pop(head)
-    if rest and isinstance(inner, dict):
-        inner = _without(inner, rest)
-        if inner:
-            kept[head] = inner
-    return kept
+    return as_asked(weighed[params.offset : params.offset + params.limit], params, added)

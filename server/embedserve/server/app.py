@@ -296,7 +296,7 @@ class EmbedServer:
             raise FailedPrecondition(f"cannot open the vector store: {exc}") from exc
         self.embedder = embedder
         self.embedding_service.attach(embedder, reranker)
-        vectors = VectorCore(self.store, embedder, self._store_executor, self.metrics)
+        vectors = VectorCore(self.store, embedder, self._store_executor, self.metrics, reranker)
         self.vector_service.attach(vectors)
         self.http_backend.attach(embedder, vectors, reranker)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)

@@ -18,7 +18,9 @@ from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.passages import PassageSplit
+from embedserve.server.search_rerank import RerankStage
 from embedserve.server.vectors import (
+    TEXT_PAYLOAD_KEY,
     DocumentIn,
     QueryIn,
     SearchIn,
@@ -322,7 +324,18 @@ def search_in(request: pb.SearchRequest) -> SearchIn:
         convert.enum_value(SEARCH_MODES, request.mode, "mode"),
         group_by(request.group_by) if request.HasField("group_by") else None,
         weighings(request),
+        rerank_from_proto(request.rerank) if request.HasField("rerank") else None,
     )
+
+
+def rerank_stage(text_key: str, candidates: int | None) -> RerankStage:
+    """A search's rerank stage; an empty ``text_key`` is where store_text keeps texts."""
+    return RerankStage(text_key or TEXT_PAYLOAD_KEY, candidates)
+
+
+def rerank_from_proto(message: pb.SearchRerank) -> RerankStage:
+    candidates = message.candidates if message.HasField("candidates") else None
+    return rerank_stage(message.text_key, candidates)
 
 
 def weighings(request: pb.SearchRequest | pb.RecommendRequest) -> tuple[Weighing, ...]:

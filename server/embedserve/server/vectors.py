@@ -27,6 +27,7 @@ from embedserve.connectors.groups import (
 )
 from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.ordered_scroll import ScrollOrder, order_index, ordered_page
+from embedserve.connectors.payload_fields import as_asked, with_fields
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
@@ -70,6 +71,8 @@ from embedserve.server.passages import (
     passage_payload,
     replaced_ids,
 )
+from embedserve.server.reranking import Reranker, RerankParams, no_reranker
+from embedserve.server.search_rerank import RerankStage, hit_texts
 from embedserve.server.windows import FloatArray
 
 T = TypeVar("T")
@@ -156,6 +159,7 @@ class SearchIn:
     group: GroupBy | None = None  # the best hits per value of a payload field
     # Fresher or nearer documents first among equally good matches.
     weighings: tuple[Weighing, ...] = ()
+    rerank: RerankStage | None = None  # the best hits reordered by the reranker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,11 +216,17 @@ def translate_store_error(exc: store_errors.StoreError) -> EmbedServeError:
 
 class VectorCore:
     def __init__(
-        self, store: VectorStore, embedder: Embedder, executor: Executor, metrics: Metrics
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        executor: Executor,
+        metrics: Metrics,
+        reranker: Reranker | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self._embedder = embedder
+        self._reranker = reranker
         self._executor = executor
         self._specs: dict[str, CollectionSpec] = {}
 
@@ -501,6 +511,15 @@ class VectorCore:
         if query.id is not None:
             raise InvalidArgument("a search takes a text or a vector, not an id")
         query.check("")
+        if search.rerank is not None:
+            if self._reranker is None:
+                raise no_reranker()
+            combined = [w.name for w in search.weighings]
+            if group is not None:
+                combined.insert(0, "group_by")
+            if search.params.diversity is not None:
+                combined.insert(0, "diversity")
+            search.rerank.check(search.params, query.text, combined)
         await self._check_reranking(collection, search.params, group, search.weighings)
         keywords = None
         if mode is not SearchMode.DENSE:
@@ -524,6 +543,9 @@ class VectorCore:
                 assert not isinstance(example, str)  # a search has no id example
                 vector = example
             ranked = functools.partial(self.store.search, collection, vector, keywords=keywords)
+            if search.rerank is not None:
+                assert query.text is not None  # checked above
+                return await self._reranked(ranked, search, query.text, embedded)
             return await self._rank(
                 collection,
                 ranked,
@@ -616,6 +638,29 @@ class VectorCore:
         grouping = functools.partial(search_groups, retrieve=retrieve, indexed=indexed)
         groups = await self.call(grouping, ranked, filter, params, group)
         return embedded.result([], started, groups)
+
+    async def _reranked(
+        self, ranked: Ranked, search: SearchIn, text: str, embedded: _EmbeddedExamples
+    ) -> QueryResult:
+        """The best hits of ``ranked`` reordered by the reranker, and the page cut from them."""
+        assert self._reranker is not None and search.rerank is not None
+        started = time.monotonic()
+        stage, params = search.rerank, search.params
+        wide, added = with_fields(params, [stage.text_key])
+        first = dataclasses.replace(wide, limit=stage.count(params), offset=0)
+        hits = await self.call(ranked, search.filter, first)
+        found = embedded.result([], started)  # the store's time, before the reranker's
+        if not hits:
+            return found
+        texts = hit_texts(hits, stage.text_key)
+        read = await self._reranker.rerank(text, texts, RerankParams(), field="hits")
+        order = [dataclasses.replace(hits[r.index], score=r.score) for r in read.ranked]
+        page = as_asked(order[params.offset : params.offset + params.limit], params, added)
+        timings = dataclasses.replace(embedded.timings)
+        timings.merge(read.timings)
+        return dataclasses.replace(
+            found, results=page, tokens=found.tokens + read.total_tokens, timings=timings
+        )
 
     async def _check_reranking(
         self,

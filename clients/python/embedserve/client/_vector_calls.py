@@ -298,8 +298,10 @@ def search(
     (hybrid mode), recency (fresher documents first: ``{"key": "published",
     "half_life_hours": 168}``, optionally weight, now and candidates), proximity (nearer
     documents first: ``{"key": "at", "center": {"lat": 52.52, "lon": 13.4},
-    "half_distance_m": 2000}``, optionally weight and candidates), and embedding options
-    (task, prompt, ...) for the text.
+    "half_distance_m": 2000}``, optionally weight and candidates), rerank (``True``, or
+    ``{"candidates": 100, "text_key": "body"}``: the best hits reordered by the server's
+    reranker, which reads each hit's stored text), and embedding options (task, prompt,
+    ...) for the text.
     """
     if text is not None and not isinstance(text, str):
         if vector is not None:
@@ -397,6 +399,7 @@ def _search_request(
     if mode not in _SEARCH_MODES:
         raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(_SEARCH_MODES)}")
     recency, proximity = options.pop("recency", None), options.pop("proximity", None)
+    rerank = options.pop("rerank", None)
     params, embed = _split_params(options)
     request = pb.SearchRequest(
         collection=collection,
@@ -410,6 +413,10 @@ def _search_request(
         request.vector.values.extend(float(x) for x in vector)
     _with_filter(request, filter)
     _set_weighings(request, recency, proximity)
+    if rerank:  # True, or {"candidates": 100, "text_key": "body"}
+        request.rerank.SetInParent()
+        if rerank is not True:
+            request.rerank.MergeFrom(pb.SearchRerank(**rerank))
     return request
 
 

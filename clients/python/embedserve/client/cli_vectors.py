@@ -105,6 +105,18 @@ def add_parser(commands: Any) -> None:
     search.add_argument(
         "--proximity-weight", type=float, help="with --proximity: 0 to 1, default 0.5"
     )
+    search.add_argument(
+        "--rerank",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="CANDIDATES",
+        help="reorder the best hits (default 50) with the server's reranker, which reads "
+        "their stored text",
+    )
+    search.add_argument(
+        "--rerank-text-key", metavar="KEY", help="with --rerank: the payload key of the text"
+    )
     add_group_arguments(search)
 
     facet = commands.add_parser("facet", help="how many documents hold each value of a field")
@@ -215,6 +227,11 @@ def _search(client: EmbedClient, args: argparse.Namespace) -> int:
         options["proximity"] = _proximity(args)
     elif args.center is not None or args.proximity_weight is not None:
         raise ValueError("--center and --proximity-weight need --proximity FIELD")
+    if args.rerank is not None:
+        options["rerank"] = _given(candidates=args.rerank or None, text_key=args.rerank_text_key)
+        options["rerank"] = options["rerank"] or True
+    elif args.rerank_text_key is not None:
+        raise ValueError("--rerank-text-key needs --rerank")
     grouping = _grouping(args)
     if grouping is None:
         return _print_hits(client.search(args.collection, args.text, **options))

@@ -1644,6 +1644,7 @@ class SearchRequest(_message.Message):
     GROUP_BY_FIELD_NUMBER: _builtins.int
     RECENCY_FIELD_NUMBER: _builtins.int
     PROXIMITY_FIELD_NUMBER: _builtins.int
+    RERANK_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     text: _builtins.str
     mode: Global___SearchMode.ValueType
@@ -1675,6 +1676,13 @@ class SearchRequest(_message.Message):
         weigh. Takes no diversity and no group_by.
         """
 
+    @_builtins.property
+    def rerank(self) -> Global___SearchRerank:
+        """Reorder the best hits with the server's reranker (its --reranker), which
+        reads the query text together with each hit's stored text. Needs a text
+        query; takes no group_by, diversity, recency or proximity.
+        """
+
     def __init__(
         self,
         *,
@@ -1688,16 +1696,54 @@ class SearchRequest(_message.Message):
         group_by: Global___GroupBy | None = ...,
         recency: Global___Recency | None = ...,
         proximity: Global___Proximity | None = ...,
+        rerank: Global___SearchRerank | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "proximity", b"proximity", "query", b"query", "recency", b"recency", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embed", b"embed", "filter", b"filter", "group_by", b"group_by", "params", b"params", "proximity", b"proximity", "query", b"query", "recency", b"recency", "rerank", b"rerank", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "mode", b"mode", "params", b"params", "proximity", b"proximity", "query", b"query", "recency", b"recency", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "embed", b"embed", "filter", b"filter", "group_by", b"group_by", "mode", b"mode", "params", b"params", "proximity", b"proximity", "query", b"query", "recency", b"recency", "rerank", b"rerank", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_query: _TypeAlias = _typing.Literal["text", "vector"]  # noqa: Y015
     _WhichOneofArgType_query: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_query) -> _WhichOneofReturnType_query | None: ...
 
 Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
+
+@_typing.final
+class SearchRerank(_message.Message):
+    """A search's second stage: the best `candidates` hits of the first (dense,
+    keyword or hybrid) are read by the reranker with the query and reordered by
+    its scores, which the hits then carry; params.limit and offset cut the page
+    from that order, and score_threshold applies to the first stage. A hit
+    without text at text_key is FAILED_PRECONDITION, naming it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    TEXT_KEY_FIELD_NUMBER: _builtins.int
+    candidates: _builtins.int
+    """Hits read by the reranker, the best first. Default: 50, or limit + offset
+    if more; at most 1000.
+    """
+    text_key: _builtins.str
+    """The payload field that holds a document's text. Default: "text", where
+    WriteOptions.store_text keeps it.
+    """
+    def __init__(
+        self,
+        *,
+        candidates: _builtins.int | None = ...,
+        text_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_candidates", b"_candidates", "candidates", b"candidates"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_candidates", b"_candidates", "candidates", b"candidates", "text_key", b"text_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__candidates: _TypeAlias = _typing.Literal["candidates"]  # noqa: Y015
+    _WhichOneofArgType__candidates: _TypeAlias = _typing.Literal["_candidates", b"_candidates"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__candidates) -> _WhichOneofReturnType__candidates | None: ...
+
+Global___SearchRerank: _TypeAlias = SearchRerank  # noqa: Y015
 
 @_typing.final
 class Proximity(_message.Message):
@@ -1882,10 +1928,14 @@ class SearchResponse(_message.Message):
         """Empty for a grouped search."""
 
     @_builtins.property
-    def usage(self) -> _embedding_pb2.Usage: ...
+    def usage(self) -> _embedding_pb2.Usage:
+        """Tokens of the query text; with rerank, also of every pair the reranker read."""
+
     @_builtins.property
     def timings(self) -> _embedding_pb2.Timings:
-        """Time to embed the query (zero for a vector query)."""
+        """Time to embed the query (zero for a vector query); with rerank, the
+        larger of that and the reranker's.
+        """
 
     @_builtins.property
     def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___HitGroup]:

@@ -1,5 +1,6 @@
-"""Rerank over HTTP: embedserve's own route (/api/v1/rerank, the gRPC Rerank), TEI's
-/rerank and the /v1/rerank of Cohere's, Jina's and Infinity's APIs, each in its shapes."""
+"""Rerank over HTTP: embedserve's own route (/api/v1/rerank, the gRPC Rerank) and the
+/v1/rerank of Cohere's, Jina's and Infinity's APIs, in their shapes (TEI's /rerank is
+with TEI's other routes, tei_routes.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,7 @@ from embedserve.server.auth import ApiKey
 from embedserve.server.errors import NotFound
 from embedserve.server.http.backend import Backend, backend_of
 from embedserve.server.http.guard import guard
-from embedserve.server.http.rerank_schemas import (
-    CohereRerankRequest,
-    RerankRequest,
-    TeiRerankRequest,
-)
+from embedserve.server.http.rerank_schemas import CohereRerankRequest, RerankRequest
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.rest_embed import timings_json
 from embedserve.server.http.strict_json import StrictJsonRoute
@@ -45,19 +42,6 @@ async def rerank(body: RerankRequest, request: Request, caller: Caller) -> Respo
             "timings": timings_json(result.timings),
             "model": reranker.model.spec.reranker_id,
         }
-    )
-
-
-@router.post("/rerank", tags=["TEI-compatible"], summary="Rerank texts (TEI's /rerank)")
-async def tei_rerank(body: TeiRerankRequest, request: Request, caller: Caller) -> Response:
-    reranker = backend_of(request).reranker
-    result = await reranker.rerank(body.query, body.texts, body.params(), field="texts")
-    return json_response(
-        [
-            {"index": doc.index, "score": doc.score}
-            | ({"text": body.texts[doc.index]} if body.return_text else {})
-            for doc in result.ranked
-        ]
     )
 
 

@@ -1,5 +1,5 @@
-"""Request bodies of the rerank routes: embedserve's own (the gRPC RerankRequest), TEI's
-/rerank, and the /v1/rerank shape of Cohere, Jina and Infinity."""
+"""Request bodies of the rerank routes: embedserve's own (the gRPC RerankRequest) and the
+/v1/rerank shape of Cohere, Jina and Infinity (TEI's is in tei_schemas.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from embedserve.server.http.schemas import TEXT, TEXTS, U32, Body, OverflowName
-from embedserve.server.http.tei_schemas import Direction, Text, Texts
+from embedserve.server.http.tei_schemas import Text
 from embedserve.server.reranking import RerankParams
 from embedserve.server.tokenization import Overflow
 
@@ -28,28 +28,6 @@ class RerankRequest(Body):
     def params(self) -> RerankParams:
         overflow = Overflow(self.overflow) if self.overflow else Overflow.TRUNCATE_RIGHT
         return RerankParams(self.top_n, self.raw_scores, overflow)
-
-
-class TeiRerankRequest(Body):
-    """text-embeddings-inference's /rerank."""
-
-    query: Text
-    texts: Texts
-    raw_scores: bool = False
-    return_text: bool = False
-    truncate: bool | None = Field(
-        default=None, description="false: a pair past the reranker's maximum is refused"
-    )
-    truncation_direction: Direction = "right"
-
-    def params(self) -> RerankParams:
-        if self.truncate is False:
-            overflow = Overflow.ERROR
-        elif self.truncation_direction.lower() == "left":
-            overflow = Overflow.TRUNCATE_LEFT
-        else:
-            overflow = Overflow.TRUNCATE_RIGHT
-        return RerankParams(raw_scores=self.raw_scores, overflow=overflow)
 
 
 class DocumentText(Body):

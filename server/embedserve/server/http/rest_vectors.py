@@ -40,6 +40,7 @@ from embedserve.server.http.schemas import (
     ScrollRequest,
     SearchBatchRequest,
     SearchRequest,
+    SearchRerank,
     UpdateCollectionRequest,
     UpdatePayloadRequest,
     UpsertRequest,
@@ -47,6 +48,7 @@ from embedserve.server.http.schemas import (
 )
 from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.passages import PassageSplit
+from embedserve.server.search_rerank import RerankStage
 from embedserve.server.vectors import (
     DocumentIn,
     QueryIn,
@@ -112,7 +114,12 @@ def search_in(body: SearchRequest) -> SearchIn:
         SearchMode(body.mode),
         group_by(body.group_by),
         weighings(body.recency, body.proximity),
+        rerank_stage(body.rerank),
     )
+
+
+def rerank_stage(body: SearchRerank | None) -> RerankStage | None:
+    return None if body is None else vc.rerank_stage(body.text_key, body.candidates)
 
 
 def scroll_order(body: ScrollOrder | None) -> ordered_scroll.ScrollOrder | None:

@@ -347,6 +347,18 @@ class Proximity(Body):
 PROXIMITY = "nearer documents first among equally good matches (no diversity, no group_by)"
 
 
+class SearchRerank(Body):
+    """The best ``candidates`` hits reordered by the server's reranker, which reads the
+    query text with each hit's text; the hits carry its scores."""
+
+    candidates: PositiveU32 | None = Field(
+        default=None, description="hits read (default 50, or limit + offset if more)"
+    )
+    text_key: str = Field(
+        default="", description='the payload key holding the text; "": "text" (store_text)'
+    )
+
+
 class SearchRequest(Body):
     """Exactly one of ``text`` (embedded as a query) or ``vector``; keyword and hybrid
     modes take a text, on a collection created with ``bm25``."""
@@ -368,6 +380,11 @@ class SearchRequest(Body):
     )
     recency: Recency | None = Field(default=None, description=RECENCY)
     proximity: Proximity | None = Field(default=None, description=PROXIMITY)
+    rerank: SearchRerank | None = Field(
+        default=None,
+        description="reorder the best hits with the server's reranker (a text query; no "
+        "group_by, diversity, recency or proximity)",
+    )
 
 
 class SearchBatchRequest(Body):

@@ -1,5 +1,5 @@
 """TEI-compatible routes: text-embeddings-inference's /embed, /embed_all, /similarity,
-/tokenize, /decode and /info, in its shapes, so that its clients (huggingface_hub's
+/tokenize, /decode, /rerank and /info, in its shapes, so that its clients (huggingface_hub's
 InferenceClient, LlamaIndex's TextEmbeddingsInference) point here unchanged.
 
 As in TEI, POST / embeds (InferenceClient posts an endpoint's feature extraction there),
@@ -27,6 +27,7 @@ from embedserve.server.http.tei_schemas import (
     TeiDecodeRequest,
     TeiEmbedAllRequest,
     TeiEmbedRequest,
+    TeiRerankRequest,
     TeiSimilarityRequest,
     TeiTokenizeRequest,
     TruncationOptions,
@@ -118,6 +119,19 @@ async def tokenize(body: TeiTokenizeRequest, request: Request, caller: Caller) -
 async def decode(body: TeiDecodeRequest, request: Request, caller: Caller) -> Response:
     texts = await backend_of(request).embedder.decode(body.id_lists(), body.skip_special_tokens)
     return json_response(texts)
+
+
+@router.post("/rerank", summary="Rerank texts with the server's --reranker (TEI's /rerank)")
+async def tei_rerank(body: TeiRerankRequest, request: Request, caller: Caller) -> Response:
+    reranker = backend_of(request).reranker
+    result = await reranker.rerank(body.query, body.texts, body.params(), field="texts")
+    return json_response(
+        [
+            {"index": doc.index, "score": doc.score}
+            | ({"text": body.texts[doc.index]} if body.return_text else {})
+            for doc in result.ranked
+        ]
+    )
 
 
 @router.get("/info", summary="What is served (TEI's /info)")

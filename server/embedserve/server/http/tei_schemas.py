@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.schemas import Body, PositiveU32, json_kind
+from embedserve.server.reranking import RerankParams
 from embedserve.server.tokenization import Overflow
 
 # TEI takes both spellings.
@@ -54,17 +55,15 @@ class TruncationOptions(PromptChoice):
     truncation_direction: Direction = "right"
 
     def params(self, prompts: dict[str, str]) -> EmbedParams:
-        if self.truncate is False:
-            overflow = Overflow.ERROR
-        elif self.truncation_direction.lower() == "left":
-            overflow = Overflow.TRUNCATE_LEFT
-        else:
-            overflow = Overflow.TRUNCATE_RIGHT
-        return EmbedParams(
-            task=Task.DEFAULT,
-            prompt=self.prompt(prompts),
-            overflow=overflow,
-        )
+        overflow = tei_overflow(self.truncate, self.truncation_direction)
+        return EmbedParams(task=Task.DEFAULT, prompt=self.prompt(prompts), overflow=overflow)
+
+
+def tei_overflow(truncate: bool | None, direction: str) -> Overflow:
+    """TEI's truncate and truncation_direction as an overflow policy: false refuses."""
+    if truncate is False:
+        return Overflow.ERROR
+    return Overflow.TRUNCATE_LEFT if direction.lower() == "left" else Overflow.TRUNCATE_RIGHT
 
 
 def prompt_named(name: str, prompts: dict[str, str]) -> str:
@@ -132,3 +131,20 @@ class SimilarityInput(Body):
 class TeiSimilarityRequest(Body):
     inputs: SimilarityInput
     parameters: TruncationOptions | None = None
+
+
+class TeiRerankRequest(Body):
+    """text-embeddings-inference's /rerank."""
+
+    query: Text
+    texts: Texts
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool | None = Field(
+        default=None, description="false: a pair past the reranker's maximum is refused"
+    )
+    truncation_direction: Direction = "right"
+
+    def params(self) -> RerankParams:
+        overflow = tei_overflow(self.truncate, self.truncation_direction)
+        return RerankParams(raw_scores=self.raw_scores, overflow=overflow)

@@ -47,6 +47,7 @@ import dev.embedserve.v1.ScrollResponse;
 import dev.embedserve.v1.SearchBatchRequest;
 import dev.embedserve.v1.SearchMode;
 import dev.embedserve.v1.SearchRequest;
+import dev.embedserve.v1.SearchRerank;
 import dev.embedserve.v1.StoredDocument;
 import dev.embedserve.v1.UpdateAliasesRequest;
 import dev.embedserve.v1.UpdateCollectionRequest;
@@ -764,6 +765,43 @@ public final class EmbedserveClient implements AutoCloseable {
             proximity));
   }
 
+  /**
+   * As {@link #search(String, String, Filter, QueryParams)}, the best hits reordered by the
+   * server's reranker ({@link Vectors#rerank}; null for none), which reads the query text together
+   * with each hit's stored text; the hits carry the reranker's scores.
+   *
+   * @throws StatusRuntimeException {@code FAILED_PRECONDITION} for a hit without text at the
+   *     rerank's text key, or from a server that runs no reranker; {@code INVALID_ARGUMENT} with
+   *     diversity
+   */
+  public List<Hit> search(
+      String collection, String text, Filter filter, QueryParams params, SearchRerank rerank) {
+    return search(withRerank(searchRequest(collection, filter, params).setText(text), rerank));
+  }
+
+  /**
+   * As {@link #search(String, String, SearchMode, Filter, QueryParams)}, the best hits of the
+   * dense, keyword or hybrid ranking reordered by {@code rerank} (null for none), as {@link
+   * #search(String, String, Filter, QueryParams, SearchRerank)} reorders them.
+   */
+  public List<Hit> search(
+      String collection,
+      String text,
+      SearchMode mode,
+      Filter filter,
+      QueryParams params,
+      SearchRerank rerank) {
+    return search(
+        withRerank(searchRequest(collection, filter, params).setText(text).setMode(mode), rerank));
+  }
+
+  private static SearchRequest withRerank(SearchRequest.Builder request, SearchRerank rerank) {
+    if (rerank != null) {
+      request.setRerank(rerank);
+    }
+    return request.build();
+  }
+
   private static SearchRequest withWeighings(
       SearchRequest.Builder request, Recency recency, Proximity proximity) {
     if (recency != null) {
@@ -858,7 +896,7 @@ public final class EmbedserveClient implements AutoCloseable {
    * Any grouped search request: its groups, best first.
    *
    * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when {@code request} has no {@code
-   *     group_by}, or (from the server) with an offset, diversity, recency or proximity
+   *     group_by}, or (from the server) with an offset, diversity, recency, proximity or rerank
    */
   public List<HitGroup> searchGroups(SearchRequest request) {
     requireGroupBy(request.hasGroupBy(), "searchGroups");

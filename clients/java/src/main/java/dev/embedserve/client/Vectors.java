@@ -22,6 +22,7 @@ import dev.embedserve.v1.PassageSplit;
 import dev.embedserve.v1.Proximity;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.Recency;
+import dev.embedserve.v1.SearchRerank;
 import dev.embedserve.v1.TextList;
 import dev.embedserve.v1.Vector;
 import dev.embedserve.v1.WriteOptions;
@@ -180,6 +181,44 @@ public final class Vectors {
         .setCenter(GeoPoint.newBuilder().setLat(lat).setLon(lon))
         .setHalfDistanceM(halfDistanceM)
         .build();
+  }
+
+  /**
+   * A search's second stage, for {@code search(..., rerank)} or {@code setRerank} on a {@code
+   * SearchRequest} (those of a {@code SearchBatchRequest} too): the best {@code candidates} hits of
+   * a text query (0: the server's default, 50, or limit + offset if more; at most 1000) are read by
+   * the server's reranker (its {@code --reranker}) together with the query text and reordered by
+   * its scores, which the hits then carry, ties in the first stage's order; the limit and offset
+   * cut the page from that order, the score threshold applies to the first stage. Each hit's text
+   * is the string at payload[{@code textKey}] (null or empty: {@code "text"}, where {@code
+   * WriteOptions.setStoreText(true)} keeps it; a dotted path reaches into objects). With a vector
+   * query, diversity, recency, proximity or group_by the server answers {@code INVALID_ARGUMENT};
+   * for a hit without text, or without a reranker, {@code FAILED_PRECONDITION}.
+   *
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a negative {@code candidates}
+   */
+  public static SearchRerank rerank(int candidates, String textKey) {
+    if (candidates < 0) {
+      throw Status.INVALID_ARGUMENT
+          .withDescription("rerank needs a count of candidates of at least 0, got " + candidates)
+          .asRuntimeException();
+    }
+    SearchRerank.Builder rerank = SearchRerank.newBuilder();
+    if (candidates > 0) {
+      rerank.setCandidates(candidates);
+    }
+    if (textKey != null) {
+      rerank.setTextKey(textKey);
+    }
+    return rerank.build();
+  }
+
+  /**
+   * As {@link #rerank(int, String)} with the server's defaults: the best 50 hits (or limit +
+   * offset if more), their text at payload["text"].
+   */
+  public static SearchRerank rerank() {
+    return SearchRerank.getDefaultInstance();
   }
 
   /** Texts to cluster: {@code ClusterRequest.newBuilder().setTexts(textList(texts))}. */

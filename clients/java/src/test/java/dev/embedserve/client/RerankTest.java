@@ -1,5 +1,8 @@
 package dev.embedserve.client;
 
+import static dev.embedserve.client.Vectors.document;
+import static dev.embedserve.client.Vectors.limit;
+import static dev.embedserve.client.Vectors.rerank;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -7,15 +10,28 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.embedserve.client.EmbedserveClient.Hit;
 import dev.embedserve.client.EmbedserveClient.Ranked;
+import dev.embedserve.v1.Document;
+import dev.embedserve.v1.EmbedOptions;
 import dev.embedserve.v1.GetModelInfoResponse;
 import dev.embedserve.v1.OverflowPolicy;
 import dev.embedserve.v1.RerankRequest;
+import dev.embedserve.v1.SearchBatchRequest;
+import dev.embedserve.v1.SearchMode;
+import dev.embedserve.v1.SearchRequest;
+import dev.embedserve.v1.SearchRerank;
+import dev.embedserve.v1.Task;
+import dev.embedserve.v1.WriteOptions;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -124,5 +140,161 @@ class RerankTest {
     StatusRuntimeException e =
         assertThrows(StatusRuntimeException.class, () -> client.rerank(QUERY, List.of()));
     assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+  }
+
+  /** The documents of the reranked searches, ids "d0", "d1", ... */
+  private static final List<String> SEARCH_TEXTS =
+      List.of(
+          "The cat sat on the mat.",
+          "A cat is a small domesticated feline.",
+          "Dogs bark at the postman.",
+          "Paris is the capital of France.",
+          "The stock market fell sharply today.",
+          "Kittens sleep most of the day.",
+          "A recipe for garlic pasta.",
+          "The rocket reached orbit at dawn.");
+
+  /** A hit's id and score, to compare reranked hits. */
+  private record Scored(String id, float score) {}
+
+  /**
+   * What a search reranking {@code hits} (a first stage, best first) should answer: them scored by
+   * rerank on their texts at payload[key], best first, ties in the first stage's order.
+   */
+  private static List<Scored> rerankedHits(String query, List<Hit> hits, String key) {
+    List<String> texts = new ArrayList<>();
+    for (Hit hit : hits) {
+      Object text = hit.payload().get(key);
+      assertTrue(text instanceof String s && !s.isEmpty(), hit.id() + " has no text at " + key);
+      texts.add((String) text);
+    }
+    List<Scored> want = new ArrayList<>();
+    for (Ranked r : client.rerank(query, texts)) {
+      want.add(new Scored(hits.get(r.index()).id(), r.score()));
+    }
+    return want;
+  }
+
+  /**
+   * {@code got} are the first {@code n} of {@code want}, as far as ties allow: the same scores
+   * position by position (within 1e-5), each hit with its own score in want, no id twice, scores
+   * not increasing. The tiny bfloat16 test reranker ties often, and a tie at the cut may take any
+   * of the tied hits.
+   */
+  private static void assertReranked(String what, List<Hit> got, List<Scored> want, int n) {
+    String both = what + ": got " + got.stream().map(h -> h.id() + "=" + h.score()).toList()
+        + ", want the first " + n + " of " + want;
+    assertEquals(n, got.size(), both);
+    Map<String, Float> wantScores = new HashMap<>();
+    want.forEach(w -> wantScores.put(w.id(), w.score()));
+    Set<String> seen = new HashSet<>();
+    for (int i = 0; i < n; i++) {
+      Hit hit = got.get(i);
+      assertEquals(want.get(i).score(), hit.score(), 1e-5, both);
+      assertTrue(wantScores.containsKey(hit.id()), both);
+      assertEquals(wantScores.get(hit.id()), hit.score(), 1e-5, both);
+      assertTrue(seen.add(hit.id()), both);
+      if (i > 0) {
+        assertTrue(hit.score() <= got.get(i - 1).score(), both);
+      }
+    }
+  }
+
+  private static void assertRefused(Status.Code code, Executable call) {
+    StatusRuntimeException e = assertThrows(StatusRuntimeException.class, call);
+    assertEquals(code, e.getStatus().getCode(), e.getMessage());
+  }
+
+  @Test
+  void searchRerankReordersTheBestHits() {
+    String query = "a cat on a mat";
+    String stored = VectorServiceTest.uniqueName("search_rerank");
+    String bare = VectorServiceTest.uniqueName("search_rerank_bare");
+    List<Document> docs = new ArrayList<>();
+    for (int i = 0; i < SEARCH_TEXTS.size(); i++) {
+      docs.add(document("d" + i, SEARCH_TEXTS.get(i), Map.of("body", SEARCH_TEXTS.get(i))));
+    }
+    client.createCollection(stored);
+    try {
+      client.createCollection(bare);
+      try {
+        client.upsert(stored, docs, WriteOptions.newBuilder().setStoreText(true).build());
+        client.upsert(bare, docs);
+
+        // Every document, by the first stage alone, then reranked here.
+        List<Hit> plain = client.search(stored, query, null, limit(docs.size()));
+        assertEquals(docs.size(), plain.size());
+        List<Scored> want = rerankedHits(query, plain, "text");
+
+        assertReranked(
+            "rerank()", client.search(stored, query, null, limit(3), rerank()), want, 3);
+        assertReranked(
+            "rerank(0, null)",
+            client.search(stored, query, SearchMode.SEARCH_MODE_DENSE, null, limit(3), rerank(0, null)),
+            want,
+            3);
+        // A batch's searches take it too.
+        SearchRequest one =
+            SearchRequest.newBuilder().setText(query).setParams(limit(3)).setRerank(rerank()).build();
+        List<List<Hit>> batch =
+            client.searchBatch(
+                SearchBatchRequest.newBuilder()
+                    .setCollection(stored)
+                    .addSearches(one)
+                    .addSearches(one)
+                    .build());
+        assertEquals(2, batch.size());
+        for (List<Hit> hits : batch) {
+          assertReranked("searchBatch", hits, want, 3);
+        }
+
+        // Four candidates: the reranker reads the first stage's best four alone.
+        assertReranked(
+            "rerank(4, null)",
+            client.search(stored, query, null, limit(3), rerank(4, null)),
+            rerankedHits(query, plain.subList(0, 4), "text"),
+            3);
+
+        // The reranker reads the query's text: a vector query is refused, and so is diversity.
+        float[] vector =
+            client
+                .embed(List.of(query), EmbedOptions.newBuilder().setTask(Task.TASK_QUERY).build())
+                .get(0);
+        assertRefused(
+            Status.Code.INVALID_ARGUMENT,
+            () ->
+                client.search(
+                    SearchRequest.newBuilder()
+                        .setCollection(stored)
+                        .setVector(Vectors.vector(vector))
+                        .setRerank(rerank())
+                        .build()));
+        assertRefused(
+            Status.Code.INVALID_ARGUMENT,
+            () ->
+                client.search(
+                    stored, query, null, limit(3).toBuilder().setDiversity(0.5f).build(), rerank()));
+        assertRefused(Status.Code.INVALID_ARGUMENT, () -> rerank(-1, null));
+
+        // Written without store_text, the documents keep no "text" to read; a text key names the
+        // field that holds it.
+        assertRefused(
+            Status.Code.FAILED_PRECONDITION,
+            () -> client.search(bare, query, null, limit(3), rerank()));
+        List<Hit> bodies = client.search(bare, query, null, limit(docs.size()));
+        SearchRerank byBody = rerank(0, "body");
+        assertEquals("body", byBody.getTextKey());
+        assertFalse(byBody.hasCandidates());
+        assertReranked(
+            "rerank(0, \"body\")",
+            client.search(bare, query, null, limit(3), byBody),
+            rerankedHits(query, bodies, "body"),
+            3);
+      } finally {
+        client.deleteCollection(bare);
+      }
+    } finally {
+      client.deleteCollection(stored);
+    }
   }
 }

@@ -1,0 +1,62 @@
+"""A search's second stage: its best hits read by the reranker together with the query
+text, reordered by the reranker's scores, which the hits then carry."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from embedserve.connectors.payload_fields import field_at
+from embedserve.connectors.types import PAYLOAD_PATH, ScoredPoint, SearchParams
+from embedserve.server.errors import FailedPrecondition, InvalidArgument
+
+DEFAULT_CANDIDATES = 50
+MAX_CANDIDATES = 1000  # each is a pass of the cross-encoder over query and text
+
+
+@dataclasses.dataclass(frozen=True)
+class RerankStage:
+    text_key: str  # the payload field holding a document's text
+    candidates: int | None = None  # None: DEFAULT_CANDIDATES, or limit + offset if more
+
+    def count(self, params: SearchParams) -> int:
+        """The hits the reranker reads."""
+        if self.candidates is not None:
+            return self.candidates
+        return max(DEFAULT_CANDIDATES, params.limit + params.offset)
+
+    def check(self, params: SearchParams, query_text: str | None, combined: Sequence[str]) -> None:
+        """Refuse what the stage cannot do; ``combined``: the names of the other re-rankings
+        the search asks for (grouping, diversity, weighings)."""
+        if query_text is None:
+            raise InvalidArgument("rerank needs a text query: the reranker reads the query's text")
+        if combined:
+            raise InvalidArgument(f"a reranked search takes no {combined[0]}")
+        if not PAYLOAD_PATH.fullmatch(self.text_key):
+            raise InvalidArgument(f"rerank.text_key {self.text_key!r} is not a payload key")
+        if self.candidates is not None:
+            if not 1 <= self.candidates <= MAX_CANDIDATES:
+                raise InvalidArgument(
+                    f"rerank.candidates must be between 1 and {MAX_CANDIDATES}; "
+                    f"got {self.candidates}"
+                )
+            if self.candidates < params.limit + params.offset:
+                raise InvalidArgument(
+                    f"rerank.candidates ({self.candidates}) must be at least limit + offset "
+                    f"({params.limit + params.offset}): the page is cut from them"
+                )
+
+
+def hit_texts(hits: Sequence[ScoredPoint], key: str) -> list[str]:
+    """Each hit's text at ``key``, or FAILED_PRECONDITION naming the first without one."""
+    texts = []
+    for hit in hits:
+        text = field_at(hit.payload, key)
+        if not isinstance(text, str) or not text:
+            raise FailedPrecondition(
+                f"document {hit.id!r} has no text at payload key {key!r} for the reranker to "
+                "read: write documents with store_text, or name the payload key that holds "
+                "their text (rerank.text_key)"
+            )
+        texts.append(text)
+    return texts
