@@ -86,7 +86,6 @@ class EmbedServer:
         self.settings = settings
         self.metrics = Metrics()
         self.model = model
-        self.reranker_model: RerankerModel | None = None
         self.embedder: Embedder | None = None
         self.health = HealthServicer()
         self.tls = settings.section(TlsSettings)
@@ -310,7 +309,7 @@ class EmbedServer:
         if not self.settings.reranker:
             return None
         model_settings = self.settings.section(ModelSettings)
-        self.reranker_model = await asyncio.get_running_loop().run_in_executor(
+        model = await asyncio.get_running_loop().run_in_executor(
             self._model_executor,
             RerankerModel.load,
             self.settings.section(RerankerSettings),
@@ -318,11 +317,11 @@ class EmbedServer:
         )
         # A queue and batches of its own, on the encoder's model thread: passes take turns.
         self._rerank_batcher = Batcher(
-            wide(self.reranker_model.compute), limits, self._model_executor, self.metrics.rerank
+            wide(model.compute), limits, self._model_executor, self.metrics.rerank
         )
         self._rerank_batcher.start()
         reranker = Reranker(
-            self.reranker_model,
+            model,
             self._rerank_batcher,
             self._tokenize_executor,
             self.request_limits,
