@@ -7,6 +7,7 @@ while the server drains on shutdown.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import time
@@ -23,7 +24,7 @@ from embedserve.connectors import StoreError, StoreSettings, VectorStore, open_s
 from embedserve.server.allocator import keep_freed_memory
 from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
-from embedserve.server.batch_cost import calibrate_model
+from embedserve.server.batch_cost import CALIBRATION_TEXT, calibrate_logged, calibrate_model
 from embedserve.server.batcher import Batcher, BatchLimits, ComputeFn, SidePasses
 from embedserve.server.call_hooks import HookChain, HookInterceptor
 from embedserve.server.config import Settings
@@ -286,7 +287,7 @@ class EmbedServer:
         self._batcher.start()
         embedder = Embedder(self.model, self._batcher, self._tokenize_executor, self.request_limits)
         await embedder.embed(["warm-up", "a somewhat longer warm-up input " * 8], EmbedParams())
-        reranker = await self._start_reranker(limits, wide)
+        reranker = await self._start_reranker(limits, wide, side, threads)
         try:
             self.store = await loop.run_in_executor(
                 self._store_executor, open_store, settings.section(StoreSettings)
@@ -303,21 +304,36 @@ class EmbedServer:
         log.info("SERVING %s", self.model.spec.model_id)
 
     async def _start_reranker(
-        self, limits: BatchLimits, wide: Callable[[ComputeFn], ComputeFn]
+        self,
+        limits: BatchLimits,
+        wide: Callable[[ComputeFn], ComputeFn],
+        side: SidePasses | None,
+        threads: int,
     ) -> Reranker | None:
         """The reranker, loaded and warm; None when none is served."""
         if not self.settings.reranker:
             return None
         model_settings = self.settings.section(ModelSettings)
-        model = await asyncio.get_running_loop().run_in_executor(
+        loop = asyncio.get_running_loop()
+        model = await loop.run_in_executor(
             self._model_executor,
             RerankerModel.load,
             self.settings.section(RerankerSettings),
             model_settings,
         )
-        # A queue and batches of its own, on the encoder's model thread: passes take turns.
+        cost = None
+        if limits.calibrate_batches:
+            pool = sorted(set(model.tokenizer(CALIBRATION_TEXT)["input_ids"]))
+            calibrating = functools.partial(
+                calibrate_logged, model.compute, pool, model.spec.max_tokens, model.device
+            )
+            cost = await loop.run_in_executor(self._model_executor, calibrating, "reranker")
+        # A queue and batches of its own, on the encoder's model thread and side threads.
+        if side is not None:
+            narrow = on_threads(model.compute, narrow_threads(threads, side.passes))
+            side = SidePasses(narrow, side.executor, side.passes)
         self._rerank_batcher = Batcher(
-            wide(model.compute), limits, self._model_executor, self.metrics.rerank
+            wide(model.compute), limits, self._model_executor, self.metrics.rerank, cost, side
         )
         self._rerank_batcher.start()
         reranker = Reranker(

@@ -141,16 +141,28 @@ def calibrate_model(model: Encoder) -> PassCost | None:
         return _calibrated[model]
     encoded = model.tokenizer.encode([CALIBRATION_TEXT], "", Overflow.TRUNCATE_RIGHT)
     pool = sorted(set(encoded[0].windows[0]))
-    cost = calibrate(model.compute, pool, model.spec.max_tokens, shapes=shapes_for(model.device))
+    cost = calibrate_logged(model.compute, pool, model.spec.max_tokens, model.device, "forward")
+    _calibrated[model] = cost
+    return cost
+
+
+def calibrate_logged(
+    compute: Callable[[Sequence[Window]], object],
+    token_pool: Sequence[int],
+    max_length: int,
+    device: object,
+    what: str,
+) -> PassCost | None:
+    """``calibrate`` at the shapes for ``device``; logs the fitted line of the ``what`` pass."""
+    cost = calibrate(compute, token_pool, max_length, shapes=shapes_for(device))
     if cost is None:
-        log.warning("no pass-cost line fitted: batches are cut by the padding share")
+        log.warning("no %s pass-cost line fitted: batches are cut by the padding share", what)
     else:
         log.info(
-            "forward pass cost: %.2f ms fixed + %.4f ms per padded token "
-            "(efficient from %d tokens)",
+            "%s pass cost: %.2f ms fixed + %.4f ms per padded token (efficient from %d tokens)",
+            what,
             cost.fixed_s * 1000,
             cost.per_token_s * 1000,
             cost.efficient_tokens,
         )
-    _calibrated[model] = cost
     return cost
