@@ -286,3 +286,9 @@ def test_command_line(
     assert "as arguments or with --file" in capsys.readouterr().err
     assert cli_main(["rerank", QUERY, "a", "--overflow", "error", *target, "--top-n", "-1"]) == 2
     assert "--top-n must be 0" in capsys.readouterr().err
+
+
+def test_a_reranker_that_is_not_there_is_named_as_the_reranker(tmp_path: Path) -> None:
+    settings = RerankerSettings(reranker=str(tmp_path / "missing"))
+    with pytest.raises(ModelLoadError, match=r"cannot load reranker .*--reranker takes"):
+        RerankerModel.load(settings, ModelSettings(device="cpu"))

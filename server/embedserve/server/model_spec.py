@@ -79,9 +79,11 @@ class ModelSpec:
     similarity: SimilarityFunction = SimilarityFunction.COSINE
 
 
-def resolve_model_path(name: str, revision: str = "") -> tuple[str, Path]:
+def resolve_model_path(
+    name: str, revision: str = "", what: str = "model", hint: str = OFFLINE_HINT
+) -> tuple[str, Path]:
     """Turn an alias, a local folder or a hub id (at ``revision``: a branch, tag or commit;
-    "": main) into (model id, local folder)."""
+    "": main) into (model id, local folder). ``what`` and ``hint`` word a failure."""
     if revision and (name == "minilm" or os.path.isdir(name)):
         raise ModelLoadError(
             f"model_revision {revision!r} names a version of a hub model; '{name}' is "
@@ -105,8 +107,8 @@ def resolve_model_path(name: str, revision: str = "") -> tuple[str, Path]:
         return repo_id, Path(snapshot_download(repo_id, revision=revision or None))
     except Exception as exc:
         raise ModelLoadError(
-            f"cannot load model '{repo_id}'{at}: its weights are neither cached nor "
-            f"downloadable ({type(exc).__name__}). {OFFLINE_HINT}"
+            f"cannot load {what} '{repo_id}'{at}: its weights are neither cached nor "
+            f"downloadable ({type(exc).__name__}). {hint}"
         ) from exc
 
 

@@ -24,6 +24,8 @@ from embedserve.server.windows import FloatArray, Window
 
 log = logging.getLogger(__name__)
 
+RERANKER_HINT = "--reranker takes a hub id (fetched once, then cached) or a local folder."
+
 
 def read_activation(reranker_id: str, config: Any) -> Activation:
     """The activation the model's sentence-transformers config names (under
@@ -73,7 +75,9 @@ class RerankerModel:
     def load(cls, reranker: RerankerSettings, model: ModelSettings) -> RerankerModel:
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-        reranker_id, path = resolve_model_path(reranker.reranker, reranker.reranker_revision)
+        reranker_id, path = resolve_model_path(
+            reranker.reranker, reranker.reranker_revision, "reranker", RERANKER_HINT
+        )
         device = pick_device(model.device)
         dtype = pick_dtype(model.dtype, device)
         trusted = model.trust_remote_code
