@@ -131,3 +131,24 @@ def test_without_a_reranker(both: Any) -> None:
             assert reply.status_code in {400, 413}, (path, reply.text)
             assert "--reranker" in reply.text
         assert http.get("/api/v1/model").json()["reranker"] is None
+
+
+def test_infinity_clients_body_at_rerank(
+    http: httpx.Client, grpc_ranking: list[tuple[int, float]], tiny_reranker_path: Path
+) -> None:
+    """Infinity serves its rerank at /rerank, with /v1/rerank's body; its clients (LiteLLM's
+    infinity provider, LangChain's InfinityRerank) post there."""
+    body = {"query": QUERY, "documents": DOCUMENTS, "return_documents": True, "top_n": 3}
+    reply = http.post("/rerank", json={"model": str(tiny_reranker_path), **body})
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    assert answer["object"] == "rerank" and isinstance(answer["created"], int)
+    got = [(r["index"], r["relevance_score"]) for r in answer["results"]]
+    assert same_ranking(got, grpc_ranking[:3])
+    # Infinity's document is the text itself; Cohere's and Jina's an object.
+    assert [r["document"] for r in answer["results"]] == [DOCUMENTS[i] for i, _ in got]
+    # A mistake in either shape is named in that shape's terms.
+    wrong = http.post("/rerank", json={"query": QUERY, "documents": [], "top_n": 1})
+    assert wrong.status_code == 422 and "documents" in wrong.json()["error"]
+    tei = http.post("/rerank", json={"query": QUERY, "texts": [""]})
+    assert tei.status_code == 422 and "texts" in tei.json()["error"]

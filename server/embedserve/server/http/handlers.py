@@ -25,8 +25,9 @@ _HTTP_CODES = {
 
 
 def _field(location: tuple[object, ...]) -> str:
-    # ('body', 'options', 'dimensions') -> 'options.dimensions'; list positions as [i].
-    parts = [p for p in location if p != "body"]
+    # ('body', 'options', 'dimensions') -> 'options.dimensions'; list positions as [i];
+    # the branch of a tagged union (a tag with a space, "TEI's body") is left out.
+    parts = [p for p in location if p != "body" and not (isinstance(p, str) and " " in p)]
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
@@ -45,7 +46,10 @@ def validation_message(errors: Sequence[Any]) -> str:
         where = [f" (at character {p})" for p in first.get("loc", ()) if isinstance(p, int)]
         return f"body is not valid JSON: {first.get('ctx', {}).get('error', '')}{''.join(where)}"
     field, problem = _field(tuple(first.get("loc", ()))), str(first.get("msg", "invalid"))
+    branch = [p for p in first.get("loc", ()) if isinstance(p, str) and " " in p]
     message = problem if problem.startswith(field) else f"{field}: {problem}"
+    if branch:
+        message += f" ({branch[0]})"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problems)"
     return message

@@ -4,6 +4,7 @@ with TEI's other routes, tei_routes.py)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -58,20 +59,31 @@ def _check_model(backend: Backend, name: str | None) -> str:
     summary="Rerank documents (the /v1/rerank of Cohere's, Jina's and Infinity's APIs)",
 )
 async def v1_rerank(body: CohereRerankRequest, request: Request, caller: Caller) -> Response:
-    backend = backend_of(request)
+    return await cohere_rerank(backend_of(request), body, document_object=True)
+
+
+async def cohere_rerank(
+    backend: Backend, body: CohereRerankRequest, document_object: bool
+) -> Response:
+    """The answer of Cohere's and Jina's rerank APIs (a returned document is ``{"text"}``),
+    or with ``document_object`` false of Infinity's /rerank (the text itself)."""
     served = _check_model(backend, body.model)
     texts = body.texts()
     result = await backend.reranker.rerank(body.query, texts, body.params())
+    results = []
+    for doc in result.ranked:
+        item: dict[str, Any] = {"index": doc.index, "relevance_score": doc.score}
+        if body.return_documents:
+            text = texts[doc.index]
+            item["document"] = {"text": text} if document_object else text
+        results.append(item)
     return json_response(
         {
             "object": "rerank",
             "id": str(uuid.uuid4()),
+            "created": int(time.time()),
             "model": served,
-            "results": [
-                {"index": doc.index, "relevance_score": doc.score}
-                | ({"document": {"text": texts[doc.index]}} if body.return_documents else {})
-                for doc in result.ranked
-            ],
+            "results": results,
             "usage": {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens},
         }
     )

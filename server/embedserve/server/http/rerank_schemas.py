@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from embedserve.server.http.schemas import TEXT, TEXTS, U32, Body, OverflowName
-from embedserve.server.http.tei_schemas import Text
+from embedserve.server.http.tei_schemas import TeiRerankRequest, Text
 from embedserve.server.reranking import RerankParams
 from embedserve.server.tokenization import Overflow
 
@@ -53,3 +53,19 @@ class CohereRerankRequest(Body):
 
     def params(self) -> RerankParams:
         return RerankParams(top_n=self.top_n or 0, raw_scores=self.raw_scores)
+
+
+# Tags with a space: error messages name them after the field, not in its path.
+TEI_BODY = "TEI's body, with texts"
+INFINITY_BODY = "Infinity's body, with documents"
+
+
+def _rerank_shape(body: Any) -> str:
+    return INFINITY_BODY if isinstance(body, dict) and "documents" in body else TEI_BODY
+
+
+# /rerank takes TEI's body (texts) and Infinity's (documents, as /v1/rerank's).
+AnyRerankRequest = Annotated[
+    Annotated[TeiRerankRequest, Tag(TEI_BODY)] | Annotated[CohereRerankRequest, Tag(INFINITY_BODY)],
+    Discriminator(_rerank_shape),
+]

@@ -21,13 +21,14 @@ from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import Task
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
+from embedserve.server.http.rerank_routes import cohere_rerank
+from embedserve.server.http.rerank_schemas import AnyRerankRequest, CohereRerankRequest
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.http.tei_schemas import (
     TeiDecodeRequest,
     TeiEmbedAllRequest,
     TeiEmbedRequest,
-    TeiRerankRequest,
     TeiSimilarityRequest,
     TeiTokenizeRequest,
     TruncationOptions,
@@ -121,8 +122,13 @@ async def decode(body: TeiDecodeRequest, request: Request, caller: Caller) -> Re
     return json_response(texts)
 
 
-@router.post("/rerank", summary="Rerank texts with the server's --reranker (TEI's /rerank)")
-async def tei_rerank(body: TeiRerankRequest, request: Request, caller: Caller) -> Response:
+@router.post(
+    "/rerank",
+    summary="Rerank with the server's --reranker: TEI's /rerank (texts), or Infinity's (documents)",
+)
+async def tei_rerank(body: AnyRerankRequest, request: Request, caller: Caller) -> Response:
+    if isinstance(body, CohereRerankRequest):  # Infinity's clients post its body here
+        return await cohere_rerank(backend_of(request), body, document_object=False)
     reranker = backend_of(request).reranker
     result = await reranker.rerank(body.query, body.texts, body.params(), field="texts")
     return json_response(
