@@ -117,11 +117,29 @@ def test_refused_before_any_work(served: Any, options: dict[str, Any], message: 
     assert message in (refused.value.details() or "")
 
 
-def test_grouped_search_takes_no_rerank(served: Any) -> None:
-    with EmbedClient(served.target) as client, pytest.raises(grpc.RpcError) as refused:
-        client.search_groups("news", QUERY, group_by="topic", rerank=True)
-    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "takes no group_by" in (refused.value.details() or "")
+def test_grouped_search_groups_in_the_rerankers_order(served: Any) -> None:
+    with EmbedClient(served.target) as client:
+        order = [i for i, _ in expected(client, len(TEXTS))]
+        scores = dict(expected(client, len(TEXTS)))
+        groups = client.search_groups(
+            "news", QUERY, group_by="topic", group_size=2, limit=2, rerank=True
+        )
+        bare = client.search_groups(
+            "news", QUERY, group_by="topic", limit=1, rerank=True, with_payload=False
+        )
+        keyed = client.search_groups(
+            "news", QUERY, group_by="topic", limit=1, rerank=True, payload_keys=["topic"]
+        )
+        plain = client.search_groups("news", QUERY, group_by="topic", group_size=2, limit=2)
+    topics = list(dict.fromkeys(i[0] for i in order))[:2]
+    want = [(t, [i for i in order if i[0] == t][:2]) for t in topics]
+    assert [(g.key, [h.id for h in g.hits]) for g in groups] == want
+    assert all(h.score == pytest.approx(scores[h.id], abs=1e-6) for g in groups for h in g.hits)
+    # Payloads as asked: the text read for the reranker is left out where none was asked.
+    assert all(set(h.payload) == {"topic", "body", "text"} for g in groups for h in g.hits)
+    assert [h.payload for g in bare for h in g.hits] == [{}] * len(bare[0].hits)
+    assert all(set(h.payload) == {"topic"} for g in keyed for h in g.hits)
+    assert [(g.key, [h.id for h in g.hits]) for g in plain] != want  # the order is the reranker's
 
 
 def test_without_a_reranker(minilm_server: Any) -> None:

@@ -290,9 +290,9 @@ func TestSearchWithRerank(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("rerank with diversity: %v, want InvalidArgument", err)
 	}
-	_, err = client.SearchGroups(ctx, stored, embedserve.Text(query), "body", embedserve.WithRerank(0))
-	if status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("grouped search with rerank: %v, want InvalidArgument", err)
+	groups, err := client.SearchGroups(ctx, stored, embedserve.Text(query), "body", embedserve.WithRerank(0), embedserve.WithLimit(2))
+	if err != nil || len(groups) != 2 {
+		t.Fatalf("grouped search with rerank: %d groups, %v; want 2", len(groups), err)
 	}
 	_, err = client.Recommend(ctx, stored, embedserve.IDs("d0"), nil, embedserve.WithRerank(0))
 	if status.Code(err) != codes.InvalidArgument {

@@ -305,8 +305,9 @@ func (c *queryConfig) proximityParams() *pb.Proximity {
 // first stage's order; WithLimit and WithOffset cut the page from that order,
 // WithScoreThreshold applies to the first stage. candidates is 0 for the
 // server's default (50, or limit + offset if more), else from limit + offset
-// to 1000. A Vector query, WithDiversity, WithRecency, WithProximity and
-// SearchGroups are refused (INVALID_ARGUMENT); a hit without text, or a server
+// to 1000; in SearchGroups the groups come from the reranker's order. A Vector
+// query, WithDiversity, WithRecency and WithProximity are refused
+// (INVALID_ARGUMENT); a hit without text, or a server
 // without a reranker, is FAILED_PRECONDITION. Recommend and RecommendGroups
 // take no rerank: with it they fail before calling (INVALID_ARGUMENT).
 func WithRerank(candidates uint32) QueryOption {
@@ -742,9 +743,9 @@ type HitGroup struct {
 // reaches into objects), which holds a string or an integer, or a list of
 // them (a hit joins each value's group); hits without one are left out. It
 // returns the groups, ranked by their best hit, each with its best hits
-// (WithGroupSize, default 3); WithLimit counts groups. WithOffset,
-// WithDiversity, WithRecency, WithProximity and WithRerank are refused
-// (INVALID_ARGUMENT).
+// (WithGroupSize, default 3); WithLimit counts groups; with WithRerank, the
+// groups come from the reranked candidates. WithOffset, WithDiversity,
+// WithRecency and WithProximity are refused (INVALID_ARGUMENT).
 func (c *Client) SearchGroups(ctx context.Context, collection string, query Query, groupBy string, opts ...QueryOption) ([]HitGroup, error) {
 	cfg := newQueryConfig(opts)
 	request, err := searchRequest(collection, query, cfg)

@@ -3259,8 +3259,9 @@ type SearchRequest struct {
 	// weigh. Takes no diversity and no group_by.
 	Proximity *Proximity `protobuf:"bytes,10,opt,name=proximity,proto3" json:"proximity,omitempty"`
 	// Reorder the best hits with the server's reranker (its --reranker), which
-	// reads the query text together with each hit's stored text. Needs a text
-	// query; takes no group_by, diversity, recency or proximity.
+	// reads the query text together with each hit's stored text; with group_by,
+	// the groups come from its order. Needs a text query; takes no diversity,
+	// recency or proximity.
 	Rerank        *SearchRerank `protobuf:"bytes,11,opt,name=rerank,proto3" json:"rerank,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -145,6 +145,19 @@ def search_groups(
     return _as_asked(groups, params, group, retrieve)
 
 
+def groups_of(
+    hits: list[ScoredPoint],
+    params: SearchParams,
+    group: GroupBy,
+    retrieve: Callable[[list[str], bool], list[Record]],
+) -> list[HitGroup]:
+    """The first ``params.limit`` groups of ``hits`` in their order (a ranking made
+    elsewhere, e.g. by a reranker), each with its first ``group.size`` hits; payloads and
+    vectors as ``params`` asks. The hits carry the grouping field."""
+    check_grouping(params, group)
+    return _as_asked(_group(hits, params.limit, group), params, group, retrieve)
+
+
 def _keys_only(params: SearchParams, group: GroupBy, limit: int) -> SearchParams:
     """``params`` for a page of ``limit`` hits carrying the grouping field alone."""
     return dataclasses.replace(

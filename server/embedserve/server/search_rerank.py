@@ -27,7 +27,7 @@ class RerankStage:
 
     def check(self, params: SearchParams, query_text: str | None, combined: Sequence[str]) -> None:
         """Refuse what the stage cannot do; ``combined``: the names of the other re-rankings
-        the search asks for (grouping, diversity, weighings)."""
+        the search asks for (diversity, weighings)."""
         if query_text is None:
             raise InvalidArgument("rerank needs a text query: the reranker reads the query's text")
         if combined:

@@ -23,11 +23,12 @@ from embedserve.connectors.groups import (
     HitGroup,
     Ranked,
     check_grouping,
+    groups_of,
     search_groups,
 )
 from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.ordered_scroll import ScrollOrder, order_index, ordered_page
-from embedserve.connectors.payload_fields import as_asked, with_fields
+from embedserve.connectors.payload_fields import as_asked, with_fields, without
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
@@ -515,8 +516,6 @@ class VectorCore:
             if self._reranker is None:
                 raise no_reranker()
             combined = [w.name for w in search.weighings]
-            if group is not None:
-                combined.insert(0, "group_by")
             if search.params.diversity is not None:
                 combined.insert(0, "diversity")
             search.rerank.check(search.params, query.text, combined)
@@ -545,7 +544,7 @@ class VectorCore:
             ranked = functools.partial(self.store.search, collection, vector, keywords=keywords)
             if search.rerank is not None:
                 assert query.text is not None  # checked above
-                return await self._reranked(ranked, search, query.text, embedded)
+                return await self._reranked(collection, ranked, search, query.text, embedded)
             return await self._rank(
                 collection,
                 ranked,
@@ -640,27 +639,40 @@ class VectorCore:
         return embedded.result([], started, groups)
 
     async def _reranked(
-        self, ranked: Ranked, search: SearchIn, text: str, embedded: _EmbeddedExamples
+        self,
+        collection: str,
+        ranked: Ranked,
+        search: SearchIn,
+        text: str,
+        embedded: _EmbeddedExamples,
     ) -> QueryResult:
-        """The best hits of ``ranked`` reordered by the reranker, and the page cut from them."""
+        """The best hits of ``ranked`` reordered by the reranker, and the page (or, with
+        ``search.group``, the groups) cut from them."""
         assert self._reranker is not None and search.rerank is not None
         started = time.monotonic()
-        stage, params = search.rerank, search.params
-        wide, added = with_fields(params, [stage.text_key])
+        stage, params, group = search.rerank, search.params, search.group
+        wide, added = with_fields(params, [stage.text_key, *([group.key] if group else [])])
         first = dataclasses.replace(wide, limit=stage.count(params), offset=0)
         hits = await self.call(ranked, search.filter, first)
-        found = embedded.result([], started)  # the store's time, before the reranker's
+        found = embedded.result([], started, [] if group else None)  # the store's time
         if not hits:
             return found
         texts = hit_texts(hits, stage.text_key)
         read = await self._reranker.rerank(text, texts, RerankParams(), field="hits")
         order = [dataclasses.replace(hits[r.index], score=r.score) for r in read.ranked]
-        page = as_asked(order[params.offset : params.offset + params.limit], params, added)
         timings = dataclasses.replace(embedded.timings)
         timings.merge(read.timings)
-        return dataclasses.replace(
-            found, results=page, tokens=found.tokens + read.total_tokens, timings=timings
-        )
+        tokens = found.tokens + read.total_tokens
+        if group is None:
+            page = as_asked(order[params.offset : params.offset + params.limit], params, added)
+            return dataclasses.replace(found, results=page, tokens=tokens, timings=timings)
+        if stage.text_key in added:  # read for the reranker only
+            order = [
+                dataclasses.replace(h, payload=without(h.payload, stage.text_key)) for h in order
+            ]
+        retrieve = functools.partial(self.store.retrieve, collection)
+        groups = await self.call(groups_of, order, params, group, retrieve)
+        return dataclasses.replace(found, groups=groups, tokens=tokens, timings=timings)
 
     async def _check_reranking(
         self,

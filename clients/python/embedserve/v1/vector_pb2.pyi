@@ -1679,8 +1679,9 @@ class SearchRequest(_message.Message):
     @_builtins.property
     def rerank(self) -> Global___SearchRerank:
         """Reorder the best hits with the server's reranker (its --reranker), which
-        reads the query text together with each hit's stored text. Needs a text
-        query; takes no group_by, diversity, recency or proximity.
+        reads the query text together with each hit's stored text; with group_by,
+        the groups come from its order. Needs a text query; takes no diversity,
+        recency or proximity.
         """
 
     def __init__(

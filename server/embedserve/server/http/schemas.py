@@ -383,7 +383,7 @@ class SearchRequest(Body):
     rerank: SearchRerank | None = Field(
         default=None,
         description="reorder the best hits with the server's reranker (a text query; no "
-        "group_by, diversity, recency or proximity)",
+        "diversity, recency or proximity; with group_by, groups in its order)",
     )
 
 
