@@ -119,7 +119,8 @@ class RerankerModel:
     def compute(self, windows: Sequence[Window]) -> list[FloatArray]:
         """One padded pass; each window's score (a 1-element array), in order."""
         longest = max(len(window.ids) for window in windows)
-        input_ids = torch.full((len(windows), longest), self.tokenizer.pad_token_id)
+        # Padding is masked out, so a tokenizer without a pad token pads with id 0.
+        input_ids = torch.full((len(windows), longest), self.tokenizer.pad_token_id or 0)
         attention_mask = torch.zeros((len(windows), longest), dtype=torch.long)
         token_types = torch.zeros((len(windows), longest), dtype=torch.long)
         for row, window in enumerate(windows):
