@@ -7,7 +7,6 @@ while the server drains on shutdown.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import logging
 import time
@@ -24,7 +23,7 @@ from embedserve.connectors import StoreError, StoreSettings, VectorStore, open_s
 from embedserve.server.allocator import keep_freed_memory
 from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
-from embedserve.server.batch_cost import CALIBRATION_TEXT, calibrate_logged, calibrate_model
+from embedserve.server.batch_cost import calibrate_model
 from embedserve.server.batcher import Batcher, BatchLimits, ComputeFn, SidePasses
 from embedserve.server.call_hooks import HookChain, HookInterceptor
 from embedserve.server.config import Settings
@@ -49,7 +48,7 @@ from embedserve.server.observe import ObserveInterceptor
 from embedserve.server.pass_threads import narrow_threads, on_threads, side_passes
 from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
 from embedserve.server.reranker_model import RerankerModel
-from embedserve.server.reranking import Reranker, RerankParams
+from embedserve.server.reranking import Reranker, RerankParams, calibrate_reranker
 from embedserve.server.thread_names import namer
 from embedserve.server.tls import Certificates, TlsSettings, tls_enabled
 from embedserve.server.tracing import TracingInterceptor
@@ -323,11 +322,7 @@ class EmbedServer:
         )
         cost = None
         if limits.calibrate_batches:
-            pool = sorted(set(model.tokenizer(CALIBRATION_TEXT)["input_ids"]))
-            calibrating = functools.partial(
-                calibrate_logged, model.compute, pool, model.spec.max_tokens, model.device
-            )
-            cost = await loop.run_in_executor(self._model_executor, calibrating, "reranker")
+            cost = await loop.run_in_executor(self._model_executor, calibrate_reranker, model)
         # A queue and batches of its own, on the encoder's model thread and side threads.
         if side is not None:
             narrow = on_threads(model.compute, narrow_threads(threads, side.passes))

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from embedserve.server.batch_cost import CALIBRATION_TEXT, PassCost, calibrate_logged
 from embedserve.server.batcher import Batcher
 from embedserve.server.embedder import RequestLimits, Timings
 from embedserve.server.errors import FailedPrecondition, InvalidArgument
@@ -54,6 +55,11 @@ class PairScorer(Protocol):
     spec: RerankerSpec
     tokenizer: Any  # a transformers fast tokenizer
     model_type: str
+
+    @property
+    def device(self) -> object:
+        """Where it runs (shown as text, e.g. ``cpu`` or ``cuda:0``)."""
+        ...
 
     def compute(self, windows: Sequence[Window]) -> list[FloatArray]:
         """Each window's raw logit (a 1-element array), in order; on the model thread."""
@@ -182,6 +188,8 @@ class Reranker:
         tokenizer = self.model.tokenizer
         limit = self.model.spec.max_tokens
         whole = tokenizer([query] * len(documents), documents, truncation=False)
+        # Under CHUNK a window holds the whole query: what is left is the document's.
+        room = self._document_room(query) if overflow is Overflow.CHUNK else 0
         pairs: list[_Pair] = []
         for index, ids in enumerate(whole["input_ids"]):
             if len(ids) <= limit:
@@ -193,22 +201,26 @@ class Reranker:
                     "truncated"
                 )
             elif overflow is Overflow.CHUNK:
-                pairs.append(self._chunked(query, documents[index], f"{field}[{index}]"))
+                pairs.append(self._chunked(query, documents[index], room, f"{field}[{index}]"))
             else:
                 cut = self._left if overflow is Overflow.TRUNCATE_LEFT else tokenizer
                 one = cut(query, documents[index], truncation="longest_first", max_length=limit)
                 pairs.append(_Pair((_window(one, None),), len(one["input_ids"]), True))
         return pairs
 
-    def _chunked(self, query: str, document: str, name: str) -> _Pair:
+    def _document_room(self, query: str) -> int:
+        """Tokens a pair has for its document beside the whole of ``query``."""
         tokenizer = self.model.tokenizer
-        limit = self.model.spec.max_tokens
-        room = (
-            limit
+        return int(
+            self.model.spec.max_tokens
             - len(tokenizer(query)["input_ids"])
             - tokenizer.num_special_tokens_to_add(pair=True)
             + tokenizer.num_special_tokens_to_add(pair=False)
         )
+
+    def _chunked(self, query: str, document: str, room: int, name: str) -> _Pair:
+        tokenizer = self.model.tokenizer
+        limit = self.model.spec.max_tokens
         if room < 2:
             raise InvalidArgument(
                 f"the query leaves no room for {name} in the reranker's {limit} "
@@ -235,6 +247,12 @@ def _window(encoding: Any, row: int | None) -> Window:
     types = None if types is None else types if row is None else types[row]
     second = types.index(1) if types is not None and 1 in types else 0
     return Window(tuple(ids), pooling=None, second_start=second)
+
+
+def calibrate_reranker(model: PairScorer) -> PassCost | None:
+    """The reranker's pass-cost line, timed on token ids of its own vocabulary."""
+    pool = sorted(set(model.tokenizer(CALIBRATION_TEXT)["input_ids"]))
+    return calibrate_logged(model.compute, pool, model.spec.max_tokens, model.device, "reranker")
 
 
 def no_reranker() -> FailedPrecondition:

@@ -25,13 +25,14 @@ class RerankStage:
             return self.candidates
         return max(DEFAULT_CANDIDATES, params.limit + params.offset)
 
-    def check(self, params: SearchParams, query_text: str | None, combined: Sequence[str]) -> None:
-        """Refuse what the stage cannot do; ``combined``: the names of the other re-rankings
-        the search asks for (diversity, weighings)."""
+    def check(self, params: SearchParams, query_text: str | None, weighings: Sequence[str]) -> None:
+        """Refuse what the stage cannot do; ``weighings``: the names of those the search
+        asks for too."""
         if query_text is None:
             raise InvalidArgument("rerank needs a text query: the reranker reads the query's text")
-        if combined:
-            raise InvalidArgument(f"a reranked search takes no {combined[0]}")
+        others = ["diversity"] if params.diversity is not None else []
+        if others := others + list(weighings):
+            raise InvalidArgument(f"a reranked search takes no {others[0]}")
         if not PAYLOAD_PATH.fullmatch(self.text_key):
             raise InvalidArgument(f"rerank.text_key {self.text_key!r} is not a payload key")
         if self.candidates is not None:

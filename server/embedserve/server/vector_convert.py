@@ -288,13 +288,12 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         circle = message.geo_radius
         if not circle.HasField("center"):
             raise InvalidArgument(f"{field}.geo_radius needs a center")
-        center = store_value(st.GeoPoint, circle.center.lat, circle.center.lon)
-        return store_value(st.GeoRadius, circle.key, center, circle.radius_m)
+        return store_value(st.GeoRadius, circle.key, geo_point(circle.center), circle.radius_m)
     if which == "geo_bounding_box":
         box = message.geo_bounding_box
         if not (box.HasField("top_left") and box.HasField("bottom_right")):
             raise InvalidArgument(f"{field}.geo_bounding_box needs top_left and bottom_right")
-        corners = [store_value(st.GeoPoint, p.lat, p.lon) for p in (box.top_left, box.bottom_right)]
+        corners = (geo_point(box.top_left), geo_point(box.bottom_right))
         return store_value(st.GeoBoundingBox, box.key, *corners)
     if which == "is_null":
         return store_value(st.IsNull, message.is_null.key)
@@ -350,10 +349,14 @@ def weighings(request: pb.SearchRequest | pb.RecommendRequest) -> tuple[Weighing
         near = request.proximity
         if not near.HasField("center"):
             raise InvalidArgument("proximity needs a center")
-        center = store_value(st.GeoPoint, near.center.lat, near.center.lon)
         options = _optional(near, "weight", "candidates")
+        center = geo_point(near.center)
         found.append(store_value(Proximity, near.key, center, near.half_distance_m, **options))
     return tuple(found)
+
+
+def geo_point(message: pb.GeoPoint) -> st.GeoPoint:
+    return store_value(st.GeoPoint, message.lat, message.lon)
 
 
 def _optional(message: Any, *names: str) -> dict[str, Any]:

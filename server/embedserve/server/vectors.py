@@ -515,10 +515,8 @@ class VectorCore:
         if search.rerank is not None:
             if self._reranker is None:
                 raise no_reranker()
-            combined = [w.name for w in search.weighings]
-            if search.params.diversity is not None:
-                combined.insert(0, "diversity")
-            search.rerank.check(search.params, query.text, combined)
+            weighings = [w.name for w in search.weighings]
+            search.rerank.check(search.params, query.text, weighings)
         await self._check_reranking(collection, search.params, group, search.weighings)
         keywords = None
         if mode is not SearchMode.DENSE:
