@@ -611,13 +611,6 @@ func TestSearchWithRecency(t *testing.T) {
 	if _, err := client.Upsert(ctx, name, docs); err != nil {
 		t.Fatal(err)
 	}
-	scores := func(hits []embedserve.Hit) map[string]float32 {
-		byID := map[string]float32{}
-		for _, hit := range hits {
-			byID[hit.ID] = hit.Score
-		}
-		return byID
-	}
 
 	plain, err := client.Search(ctx, name, embedserve.Vector(query))
 	if err != nil {
@@ -636,8 +629,8 @@ func TestSearchWithRecency(t *testing.T) {
 	if len(weighed) != 2 || weighed[0].ID != "fresh" {
 		t.Fatalf("with recency: %+v, want fresh first", weighed)
 	}
-	if got, want := scores(weighed)["old"], scores(plain)["old"]/2; math.Abs(float64(got-want)) > 1e-4 {
-		t.Fatalf("old scores %v with recency, want half of %v", got, scores(plain)["old"])
+	if got, want := scoresByID(weighed)["old"], scoresByID(plain)["old"]/2; math.Abs(float64(got-want)) > 1e-4 {
+		t.Fatalf("old scores %v with recency, want half of %v", got, scoresByID(plain)["old"])
 	}
 	// Recommend takes the same options.
 	recommended, err := client.Recommend(ctx, name, []embedserve.Query{embedserve.Vector(query)}, nil, recency...)
@@ -692,13 +685,6 @@ func TestSearchWithProximity(t *testing.T) {
 		}
 		return found
 	}
-	scores := func(hits []embedserve.Hit) map[string]float32 {
-		byID := map[string]float32{}
-		for _, hit := range hits {
-			byID[hit.ID] = hit.Score
-		}
-		return byID
-	}
 
 	plain, err := client.Search(ctx, name, embedserve.Vector(query))
 	if err != nil {
@@ -718,8 +704,8 @@ func TestSearchWithProximity(t *testing.T) {
 	if got, want := ids(weighed), []string{"mitte", "alex", "hamburg", "nowhere"}; !slices.Equal(got, want) {
 		t.Fatalf("with proximity: %v, want %v", got, want)
 	}
-	if got, want := scores(weighed)["nowhere"], scores(plain)["nowhere"]/2; math.Abs(float64(got-want)) > 1e-4 {
-		t.Fatalf("nowhere scores %v with proximity, want half of %v", got, scores(plain)["nowhere"])
+	if got, want := scoresByID(weighed)["nowhere"], scoresByID(plain)["nowhere"]/2; math.Abs(float64(got-want)) > 1e-4 {
+		t.Fatalf("nowhere scores %v with proximity, want half of %v", got, scoresByID(plain)["nowhere"])
 	}
 	// Recommend takes the same options.
 	recommended, err := client.Recommend(ctx, name, []embedserve.Query{embedserve.Vector(query)}, nil, near)
@@ -1174,4 +1160,13 @@ func TestUpsertAndIngestSplitIntoPassages(t *testing.T) {
 	if err != nil || len(groups) != 3 {
 		t.Fatalf("groups by doc_id after ingesting: %+v, %v; want 3", groups, err)
 	}
+}
+
+// scoresByID maps each hit's ID to its score.
+func scoresByID(hits []embedserve.Hit) map[string]float32 {
+	byID := map[string]float32{}
+	for _, hit := range hits {
+		byID[hit.ID] = hit.Score
+	}
+	return byID
 }
