@@ -100,6 +100,26 @@ def test_embed_stdin_to_npy_with_dimensions(served: str, tmp_path: Path) -> None
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+def test_embed_in_fewer_bits(served: str, tmp_path: Path) -> None:
+    texts = ["first text", "second text"]
+    runs = {
+        precision: run_cli("embed", "--target", served, "--precision", precision, *texts)
+        for precision in ("float32", "ubinary")
+    }
+    rows = {}
+    for precision, result in runs.items():
+        assert result.returncode == 0, result.stderr
+        rows[precision] = [json.loads(line)["embedding"] for line in result.stdout.splitlines()]
+    floats = np.array(rows["float32"], dtype=np.float32)
+    assert rows["ubinary"] == np.packbits(floats > 0, axis=1).tolist()
+    out = tmp_path / "signed.npy"
+    result = run_cli("embed", "--target", served, "--precision", "int8", "-o", str(out), *texts)
+    assert result.returncode == 0, result.stderr
+    signed = np.load(out)
+    assert signed.dtype == np.int8 and signed.shape == (2, 384)
+    assert (np.abs(signed.astype(int)).max(axis=1) == 127).all()
+
+
 def test_info_and_tokenize(served: str) -> None:
     info = run_cli("info", "--target", served)
     assert info.returncode == 0, info.stderr

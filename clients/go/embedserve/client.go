@@ -219,16 +219,51 @@ func (c *Client) WaitUntilServing(ctx context.Context) error {
 // deadline (ctx's, else the client's default); the first error cancels the
 // others and is returned as the server's status error.
 func (c *Client) Embed(ctx context.Context, texts []string, opts ...EmbedOption) ([][]float32, error) {
+	return embedInBatches(ctx, c, texts, pb.Precision_PRECISION_UNSPECIFIED, opts, func(embeddings []*pb.Embedding) ([][]float32, error) {
+		return vectorsOf(embeddings), nil
+	})
+}
+
+// EmbedQuantized is Embed with each vector in fewer bits: one byte slice per
+// text, in input order, sent in batches as Embed sends them. precision is one of
+//
+//   - pb.Precision_PRECISION_INT8: one signed byte per dimension (read each as
+//     int8(b)), the vector times 127 over its largest absolute value, rounded;
+//   - pb.Precision_PRECISION_UINT8: INT8's values plus 128, one byte per dimension;
+//   - pb.Precision_PRECISION_BINARY: one bit per dimension, 1 where the value is
+//     above 0, eight to a byte with the first dimension in the highest bit (the
+//     last byte padded with 0 bits), each byte minus 128 as a signed byte
+//     (int8(b)); (dimensions+7)/8 bytes;
+//   - pb.Precision_PRECISION_UBINARY: the same bits unsigned, for Hamming distance.
+//
+// FLOAT32 and UNSPECIFIED are refused with codes.InvalidArgument: Embed gives
+// the floats. A server older than quantized output answers floats, which is
+// reported as codes.Unimplemented.
+func (c *Client) EmbedQuantized(ctx context.Context, texts []string, precision pb.Precision, opts ...EmbedOption) ([][]byte, error) {
+	if precision == pb.Precision_PRECISION_UNSPECIFIED || precision == pb.Precision_PRECISION_FLOAT32 {
+		return nil, status.Errorf(codes.InvalidArgument, "embedserve: EmbedQuantized needs INT8, UINT8, BINARY or UBINARY precision, not %s (Embed gives float32 vectors)", precision)
+	}
+	return embedInBatches(ctx, c, texts, precision, opts, quantizedOf)
+}
+
+// embedInBatches sends texts in Embed requests of precision and puts each
+// answer's rows, made by rows, in input order: one request when they fit in a
+// batch, else batches of BatchSize, MaxInFlight at a time, under one deadline
+// (ctx's, else the client's default); the first error cancels the others.
+func embedInBatches[T any](ctx context.Context, c *Client, texts []string, precision pb.Precision, opts []EmbedOption, rows func([]*pb.Embedding) ([]T, error)) ([]T, error) {
 	if len(texts) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "embedserve: texts must not be empty")
 	}
 	cfg := newCallConfig(opts)
+	request := func(batch []string) *pb.EmbedRequest {
+		return &pb.EmbedRequest{Inputs: batch, Options: cfg.options, Precision: precision}
+	}
 	if len(texts) <= cfg.batchSize {
-		resp, err := c.stub.Embed(ctx, &pb.EmbedRequest{Inputs: texts, Options: cfg.options})
+		resp, err := c.stub.Embed(ctx, request(texts))
 		if err != nil {
 			return nil, err
 		}
-		return vectorsOf(resp.GetEmbeddings()), nil
+		return rows(resp.GetEmbeddings())
 	}
 
 	var cancel context.CancelFunc
@@ -238,7 +273,7 @@ func (c *Client) Embed(ctx context.Context, texts []string, opts ...EmbedOption)
 		ctx, cancel = context.WithCancel(ctx)
 	}
 	defer cancel()
-	out := make([][]float32, len(texts))
+	out := make([]T, len(texts))
 	slots := make(chan struct{}, cfg.maxInFlight)
 	var (
 		wg       sync.WaitGroup
@@ -257,12 +292,16 @@ launch:
 		batch := texts[start:min(start+cfg.batchSize, len(texts))]
 		wg.Go(func() {
 			defer func() { <-slots }()
-			resp, err := c.stub.Embed(ctx, &pb.EmbedRequest{Inputs: batch, Options: cfg.options})
+			resp, err := c.stub.Embed(ctx, request(batch))
+			var answer []T
+			if err == nil {
+				answer, err = rows(resp.GetEmbeddings())
+			}
 			if err != nil {
 				once.Do(func() { firstErr = err; cancel() })
 				return
 			}
-			copy(out[start:], vectorsOf(resp.GetEmbeddings()))
+			copy(out[start:], answer)
 		})
 	}
 	wg.Wait()
@@ -312,6 +351,19 @@ func vectorsOf(embeddings []*pb.Embedding) [][]float32 {
 		vectors[i] = e.GetValues()
 	}
 	return vectors
+}
+
+// quantizedOf is the quantized bytes of each embedding; floats in their place
+// mean a server that does not know Precision (it ignored the field).
+func quantizedOf(embeddings []*pb.Embedding) ([][]byte, error) {
+	rows := make([][]byte, len(embeddings))
+	for i, e := range embeddings {
+		if len(e.GetQuantized()) == 0 && len(e.GetValues()) > 0 {
+			return nil, status.Error(codes.Unimplemented, "embedserve: the server answered float32 vectors: it predates quantized output (Embed's precision)")
+		}
+		rows[i] = e.GetQuantized()
+	}
+	return rows, nil
 }
 
 // deadlineInterceptor gives unary calls without a deadline the default one.

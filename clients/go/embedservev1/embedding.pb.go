@@ -197,6 +197,76 @@ func (OverflowPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{2}
 }
 
+// The number format of the vectors Embed and EmbedStream answer with.
+type Precision int32
+
+const (
+	// FLOAT32.
+	Precision_PRECISION_UNSPECIFIED Precision = 0
+	// 32-bit floats in Embedding.values.
+	Precision_PRECISION_FLOAT32 Precision = 1
+	// One signed byte per dimension in Embedding.quantized: the vector times 127 over its
+	// largest absolute value, rounded. Each vector is scaled by itself, so cosine
+	// similarity is kept up to rounding; its length is not.
+	Precision_PRECISION_INT8 Precision = 2
+	// INT8's values plus 128, one unsigned byte per dimension (as sentence-transformers'
+	// and Cohere's uint8).
+	Precision_PRECISION_UINT8 Precision = 3
+	// One bit per dimension, 1 where the value is above 0, packed eight to a byte with the
+	// first dimension in the highest bit (a last byte short of eight is padded with 0);
+	// each byte minus 128, as a signed byte (sentence-transformers' and Cohere's binary).
+	Precision_PRECISION_BINARY Precision = 4
+	// The same bits as unsigned bytes: compare them by Hamming distance.
+	Precision_PRECISION_UBINARY Precision = 5
+)
+
+// Enum value maps for Precision.
+var (
+	Precision_name = map[int32]string{
+		0: "PRECISION_UNSPECIFIED",
+		1: "PRECISION_FLOAT32",
+		2: "PRECISION_INT8",
+		3: "PRECISION_UINT8",
+		4: "PRECISION_BINARY",
+		5: "PRECISION_UBINARY",
+	}
+	Precision_value = map[string]int32{
+		"PRECISION_UNSPECIFIED": 0,
+		"PRECISION_FLOAT32":     1,
+		"PRECISION_INT8":        2,
+		"PRECISION_UINT8":       3,
+		"PRECISION_BINARY":      4,
+		"PRECISION_UBINARY":     5,
+	}
+)
+
+func (x Precision) Enum() *Precision {
+	p := new(Precision)
+	*p = x
+	return p
+}
+
+func (x Precision) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Precision) Descriptor() protoreflect.EnumDescriptor {
+	return file_embedserve_v1_embedding_proto_enumTypes[3].Descriptor()
+}
+
+func (Precision) Type() protoreflect.EnumType {
+	return &file_embedserve_v1_embedding_proto_enumTypes[3]
+}
+
+func (x Precision) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Precision.Descriptor instead.
+func (Precision) EnumDescriptor() ([]byte, []int) {
+	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{3}
+}
+
 // Options shared by the embedding calls. Every field has a default.
 type EmbedOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -300,7 +370,10 @@ type Embedding struct {
 	// Whether tokens were cut off under a TRUNCATE policy.
 	Truncated bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	// Number of windows embedded (1 unless CHUNK split the input).
-	ChunkCount    uint32 `protobuf:"varint,4,opt,name=chunk_count,json=chunkCount,proto3" json:"chunk_count,omitempty"`
+	ChunkCount uint32 `protobuf:"varint,4,opt,name=chunk_count,json=chunkCount,proto3" json:"chunk_count,omitempty"`
+	// The vector under a precision other than FLOAT32 (values is then empty): dimensions
+	// bytes for INT8 and UINT8, (dimensions + 7) / 8 for BINARY and UBINARY.
+	Quantized     []byte `protobuf:"bytes,5,opt,name=quantized,proto3" json:"quantized,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,6 +434,13 @@ func (x *Embedding) GetChunkCount() uint32 {
 		return x.ChunkCount
 	}
 	return 0
+}
+
+func (x *Embedding) GetQuantized() []byte {
+	if x != nil {
+		return x.Quantized
+	}
+	return nil
 }
 
 // Token counts of one call.
@@ -480,9 +560,11 @@ func (x *Timings) GetTotalMs() float64 {
 }
 
 type EmbedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Inputs        []string               `protobuf:"bytes,1,rep,name=inputs,proto3" json:"inputs,omitempty"`
-	Options       *EmbedOptions          `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Inputs  []string               `protobuf:"bytes,1,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	Options *EmbedOptions          `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	// Default: FLOAT32.
+	Precision     Precision `protobuf:"varint,3,opt,name=precision,proto3,enum=embedserve.v1.Precision" json:"precision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -529,6 +611,13 @@ func (x *EmbedRequest) GetOptions() *EmbedOptions {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *EmbedRequest) GetPrecision() Precision {
+	if x != nil {
+		return x.Precision
+	}
+	return Precision_PRECISION_UNSPECIFIED
 }
 
 type EmbedResponse struct {
@@ -613,9 +702,11 @@ func (x *EmbedResponse) GetDimensions() uint32 {
 type EmbedStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Chosen by the client, echoed on the response.
-	RequestId     string        `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Inputs        []string      `protobuf:"bytes,2,rep,name=inputs,proto3" json:"inputs,omitempty"`
-	Options       *EmbedOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	RequestId string        `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Inputs    []string      `protobuf:"bytes,2,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	Options   *EmbedOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	// Default: FLOAT32.
+	Precision     Precision `protobuf:"varint,4,opt,name=precision,proto3,enum=embedserve.v1.Precision" json:"precision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,6 +760,13 @@ func (x *EmbedStreamRequest) GetOptions() *EmbedOptions {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *EmbedStreamRequest) GetPrecision() Precision {
+	if x != nil {
+		return x.Precision
+	}
+	return Precision_PRECISION_UNSPECIFIED
 }
 
 type EmbedStreamResponse struct {
@@ -2164,14 +2262,15 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\a_promptB\r\n" +
 	"\v_dimensionsB\f\n" +
 	"\n" +
-	"_normalize\"\x83\x01\n" +
+	"_normalize\"\xa1\x01\n" +
 	"\tEmbedding\x12\x16\n" +
 	"\x06values\x18\x01 \x03(\x02R\x06values\x12\x1f\n" +
 	"\vtoken_count\x18\x02 \x01(\rR\n" +
 	"tokenCount\x12\x1c\n" +
 	"\ttruncated\x18\x03 \x01(\bR\ttruncated\x12\x1f\n" +
 	"\vchunk_count\x18\x04 \x01(\rR\n" +
-	"chunkCount\"*\n" +
+	"chunkCount\x12\x1c\n" +
+	"\tquantized\x18\x05 \x01(\fR\tquantized\"*\n" +
 	"\x05Usage\x12!\n" +
 	"\ftotal_tokens\x18\x01 \x01(\x04R\vtotalTokens\"\x83\x01\n" +
 	"\aTimings\x12\x19\n" +
@@ -2179,10 +2278,11 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\vtokenize_ms\x18\x02 \x01(\x01R\n" +
 	"tokenizeMs\x12!\n" +
 	"\finference_ms\x18\x03 \x01(\x01R\vinferenceMs\x12\x19\n" +
-	"\btotal_ms\x18\x04 \x01(\x01R\atotalMs\"]\n" +
+	"\btotal_ms\x18\x04 \x01(\x01R\atotalMs\"\x95\x01\n" +
 	"\fEmbedRequest\x12\x16\n" +
 	"\x06inputs\x18\x01 \x03(\tR\x06inputs\x125\n" +
-	"\aoptions\x18\x02 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\aoptions\"\xdd\x01\n" +
+	"\aoptions\x18\x02 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\aoptions\x126\n" +
+	"\tprecision\x18\x03 \x01(\x0e2\x18.embedserve.v1.PrecisionR\tprecision\"\xdd\x01\n" +
 	"\rEmbedResponse\x128\n" +
 	"\n" +
 	"embeddings\x18\x01 \x03(\v2\x18.embedserve.v1.EmbeddingR\n" +
@@ -2192,12 +2292,13 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12\x1e\n" +
 	"\n" +
 	"dimensions\x18\x05 \x01(\rR\n" +
-	"dimensions\"\x82\x01\n" +
+	"dimensions\"\xba\x01\n" +
 	"\x12EmbedStreamRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
 	"\x06inputs\x18\x02 \x03(\tR\x06inputs\x125\n" +
-	"\aoptions\x18\x03 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\aoptions\"\xec\x01\n" +
+	"\aoptions\x18\x03 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\aoptions\x126\n" +
+	"\tprecision\x18\x04 \x01(\x0e2\x18.embedserve.v1.PrecisionR\tprecision\"\xec\x01\n" +
 	"\x13EmbedStreamResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x128\n" +
@@ -2345,7 +2446,14 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\x1eOVERFLOW_POLICY_TRUNCATE_RIGHT\x10\x01\x12!\n" +
 	"\x1dOVERFLOW_POLICY_TRUNCATE_LEFT\x10\x02\x12\x19\n" +
 	"\x15OVERFLOW_POLICY_ERROR\x10\x03\x12\x19\n" +
-	"\x15OVERFLOW_POLICY_CHUNK\x10\x042\xc6\x04\n" +
+	"\x15OVERFLOW_POLICY_CHUNK\x10\x04*\x93\x01\n" +
+	"\tPrecision\x12\x19\n" +
+	"\x15PRECISION_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11PRECISION_FLOAT32\x10\x01\x12\x12\n" +
+	"\x0ePRECISION_INT8\x10\x02\x12\x13\n" +
+	"\x0fPRECISION_UINT8\x10\x03\x12\x14\n" +
+	"\x10PRECISION_BINARY\x10\x04\x12\x15\n" +
+	"\x11PRECISION_UBINARY\x10\x052\xc6\x04\n" +
 	"\x10EmbeddingService\x12B\n" +
 	"\x05Embed\x12\x1b.embedserve.v1.EmbedRequest\x1a\x1c.embedserve.v1.EmbedResponse\x12X\n" +
 	"\vEmbedStream\x12!.embedserve.v1.EmbedStreamRequest\x1a\".embedserve.v1.EmbedStreamResponse(\x010\x01\x12T\n" +
@@ -2369,96 +2477,99 @@ func file_embedserve_v1_embedding_proto_rawDescGZIP() []byte {
 	return file_embedserve_v1_embedding_proto_rawDescData
 }
 
-var file_embedserve_v1_embedding_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_embedserve_v1_embedding_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_embedserve_v1_embedding_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_embedserve_v1_embedding_proto_goTypes = []any{
 	(Task)(0),                    // 0: embedserve.v1.Task
 	(Pooling)(0),                 // 1: embedserve.v1.Pooling
 	(OverflowPolicy)(0),          // 2: embedserve.v1.OverflowPolicy
-	(*EmbedOptions)(nil),         // 3: embedserve.v1.EmbedOptions
-	(*Embedding)(nil),            // 4: embedserve.v1.Embedding
-	(*Usage)(nil),                // 5: embedserve.v1.Usage
-	(*Timings)(nil),              // 6: embedserve.v1.Timings
-	(*EmbedRequest)(nil),         // 7: embedserve.v1.EmbedRequest
-	(*EmbedResponse)(nil),        // 8: embedserve.v1.EmbedResponse
-	(*EmbedStreamRequest)(nil),   // 9: embedserve.v1.EmbedStreamRequest
-	(*EmbedStreamResponse)(nil),  // 10: embedserve.v1.EmbedStreamResponse
-	(*EmbedTokensRequest)(nil),   // 11: embedserve.v1.EmbedTokensRequest
-	(*TokenEmbedding)(nil),       // 12: embedserve.v1.TokenEmbedding
-	(*TokenEmbeddings)(nil),      // 13: embedserve.v1.TokenEmbeddings
-	(*EmbedTokensResponse)(nil),  // 14: embedserve.v1.EmbedTokensResponse
-	(*TokenizeRequest)(nil),      // 15: embedserve.v1.TokenizeRequest
-	(*Tokenization)(nil),         // 16: embedserve.v1.Tokenization
-	(*TokenizeResponse)(nil),     // 17: embedserve.v1.TokenizeResponse
-	(*TextPair)(nil),             // 18: embedserve.v1.TextPair
-	(*TextPairs)(nil),            // 19: embedserve.v1.TextPairs
-	(*QueryCandidates)(nil),      // 20: embedserve.v1.QueryCandidates
-	(*SimilarityRequest)(nil),    // 21: embedserve.v1.SimilarityRequest
-	(*SimilarityResponse)(nil),   // 22: embedserve.v1.SimilarityResponse
-	(*GetModelInfoRequest)(nil),  // 23: embedserve.v1.GetModelInfoRequest
-	(*BatchingLimits)(nil),       // 24: embedserve.v1.BatchingLimits
-	(*RequestLimits)(nil),        // 25: embedserve.v1.RequestLimits
-	(*GetModelInfoResponse)(nil), // 26: embedserve.v1.GetModelInfoResponse
-	(*RerankerInfo)(nil),         // 27: embedserve.v1.RerankerInfo
-	(*RerankRequest)(nil),        // 28: embedserve.v1.RerankRequest
-	(*RerankResult)(nil),         // 29: embedserve.v1.RerankResult
-	(*RerankResponse)(nil),       // 30: embedserve.v1.RerankResponse
-	nil,                          // 31: embedserve.v1.GetModelInfoResponse.PromptsEntry
+	(Precision)(0),               // 3: embedserve.v1.Precision
+	(*EmbedOptions)(nil),         // 4: embedserve.v1.EmbedOptions
+	(*Embedding)(nil),            // 5: embedserve.v1.Embedding
+	(*Usage)(nil),                // 6: embedserve.v1.Usage
+	(*Timings)(nil),              // 7: embedserve.v1.Timings
+	(*EmbedRequest)(nil),         // 8: embedserve.v1.EmbedRequest
+	(*EmbedResponse)(nil),        // 9: embedserve.v1.EmbedResponse
+	(*EmbedStreamRequest)(nil),   // 10: embedserve.v1.EmbedStreamRequest
+	(*EmbedStreamResponse)(nil),  // 11: embedserve.v1.EmbedStreamResponse
+	(*EmbedTokensRequest)(nil),   // 12: embedserve.v1.EmbedTokensRequest
+	(*TokenEmbedding)(nil),       // 13: embedserve.v1.TokenEmbedding
+	(*TokenEmbeddings)(nil),      // 14: embedserve.v1.TokenEmbeddings
+	(*EmbedTokensResponse)(nil),  // 15: embedserve.v1.EmbedTokensResponse
+	(*TokenizeRequest)(nil),      // 16: embedserve.v1.TokenizeRequest
+	(*Tokenization)(nil),         // 17: embedserve.v1.Tokenization
+	(*TokenizeResponse)(nil),     // 18: embedserve.v1.TokenizeResponse
+	(*TextPair)(nil),             // 19: embedserve.v1.TextPair
+	(*TextPairs)(nil),            // 20: embedserve.v1.TextPairs
+	(*QueryCandidates)(nil),      // 21: embedserve.v1.QueryCandidates
+	(*SimilarityRequest)(nil),    // 22: embedserve.v1.SimilarityRequest
+	(*SimilarityResponse)(nil),   // 23: embedserve.v1.SimilarityResponse
+	(*GetModelInfoRequest)(nil),  // 24: embedserve.v1.GetModelInfoRequest
+	(*BatchingLimits)(nil),       // 25: embedserve.v1.BatchingLimits
+	(*RequestLimits)(nil),        // 26: embedserve.v1.RequestLimits
+	(*GetModelInfoResponse)(nil), // 27: embedserve.v1.GetModelInfoResponse
+	(*RerankerInfo)(nil),         // 28: embedserve.v1.RerankerInfo
+	(*RerankRequest)(nil),        // 29: embedserve.v1.RerankRequest
+	(*RerankResult)(nil),         // 30: embedserve.v1.RerankResult
+	(*RerankResponse)(nil),       // 31: embedserve.v1.RerankResponse
+	nil,                          // 32: embedserve.v1.GetModelInfoResponse.PromptsEntry
 }
 var file_embedserve_v1_embedding_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.EmbedOptions.task:type_name -> embedserve.v1.Task
 	1,  // 1: embedserve.v1.EmbedOptions.pooling:type_name -> embedserve.v1.Pooling
 	2,  // 2: embedserve.v1.EmbedOptions.overflow:type_name -> embedserve.v1.OverflowPolicy
-	3,  // 3: embedserve.v1.EmbedRequest.options:type_name -> embedserve.v1.EmbedOptions
-	4,  // 4: embedserve.v1.EmbedResponse.embeddings:type_name -> embedserve.v1.Embedding
-	5,  // 5: embedserve.v1.EmbedResponse.usage:type_name -> embedserve.v1.Usage
-	6,  // 6: embedserve.v1.EmbedResponse.timings:type_name -> embedserve.v1.Timings
-	3,  // 7: embedserve.v1.EmbedStreamRequest.options:type_name -> embedserve.v1.EmbedOptions
-	4,  // 8: embedserve.v1.EmbedStreamResponse.embeddings:type_name -> embedserve.v1.Embedding
-	5,  // 9: embedserve.v1.EmbedStreamResponse.usage:type_name -> embedserve.v1.Usage
-	6,  // 10: embedserve.v1.EmbedStreamResponse.timings:type_name -> embedserve.v1.Timings
-	3,  // 11: embedserve.v1.EmbedTokensRequest.options:type_name -> embedserve.v1.EmbedOptions
-	12, // 12: embedserve.v1.TokenEmbeddings.tokens:type_name -> embedserve.v1.TokenEmbedding
-	13, // 13: embedserve.v1.EmbedTokensResponse.results:type_name -> embedserve.v1.TokenEmbeddings
-	5,  // 14: embedserve.v1.EmbedTokensResponse.usage:type_name -> embedserve.v1.Usage
-	6,  // 15: embedserve.v1.EmbedTokensResponse.timings:type_name -> embedserve.v1.Timings
-	0,  // 16: embedserve.v1.TokenizeRequest.task:type_name -> embedserve.v1.Task
-	16, // 17: embedserve.v1.TokenizeResponse.results:type_name -> embedserve.v1.Tokenization
-	5,  // 18: embedserve.v1.TokenizeResponse.usage:type_name -> embedserve.v1.Usage
-	18, // 19: embedserve.v1.TextPairs.pairs:type_name -> embedserve.v1.TextPair
-	19, // 20: embedserve.v1.SimilarityRequest.pairs:type_name -> embedserve.v1.TextPairs
-	20, // 21: embedserve.v1.SimilarityRequest.query_candidates:type_name -> embedserve.v1.QueryCandidates
-	3,  // 22: embedserve.v1.SimilarityRequest.options:type_name -> embedserve.v1.EmbedOptions
-	5,  // 23: embedserve.v1.SimilarityResponse.usage:type_name -> embedserve.v1.Usage
-	6,  // 24: embedserve.v1.SimilarityResponse.timings:type_name -> embedserve.v1.Timings
-	1,  // 25: embedserve.v1.GetModelInfoResponse.pooling:type_name -> embedserve.v1.Pooling
-	31, // 26: embedserve.v1.GetModelInfoResponse.prompts:type_name -> embedserve.v1.GetModelInfoResponse.PromptsEntry
-	24, // 27: embedserve.v1.GetModelInfoResponse.batching:type_name -> embedserve.v1.BatchingLimits
-	25, // 28: embedserve.v1.GetModelInfoResponse.limits:type_name -> embedserve.v1.RequestLimits
-	27, // 29: embedserve.v1.GetModelInfoResponse.reranker:type_name -> embedserve.v1.RerankerInfo
-	2,  // 30: embedserve.v1.RerankRequest.overflow:type_name -> embedserve.v1.OverflowPolicy
-	29, // 31: embedserve.v1.RerankResponse.results:type_name -> embedserve.v1.RerankResult
-	5,  // 32: embedserve.v1.RerankResponse.usage:type_name -> embedserve.v1.Usage
-	6,  // 33: embedserve.v1.RerankResponse.timings:type_name -> embedserve.v1.Timings
-	7,  // 34: embedserve.v1.EmbeddingService.Embed:input_type -> embedserve.v1.EmbedRequest
-	9,  // 35: embedserve.v1.EmbeddingService.EmbedStream:input_type -> embedserve.v1.EmbedStreamRequest
-	11, // 36: embedserve.v1.EmbeddingService.EmbedTokens:input_type -> embedserve.v1.EmbedTokensRequest
-	15, // 37: embedserve.v1.EmbeddingService.Tokenize:input_type -> embedserve.v1.TokenizeRequest
-	21, // 38: embedserve.v1.EmbeddingService.Similarity:input_type -> embedserve.v1.SimilarityRequest
-	23, // 39: embedserve.v1.EmbeddingService.GetModelInfo:input_type -> embedserve.v1.GetModelInfoRequest
-	28, // 40: embedserve.v1.EmbeddingService.Rerank:input_type -> embedserve.v1.RerankRequest
-	8,  // 41: embedserve.v1.EmbeddingService.Embed:output_type -> embedserve.v1.EmbedResponse
-	10, // 42: embedserve.v1.EmbeddingService.EmbedStream:output_type -> embedserve.v1.EmbedStreamResponse
-	14, // 43: embedserve.v1.EmbeddingService.EmbedTokens:output_type -> embedserve.v1.EmbedTokensResponse
-	17, // 44: embedserve.v1.EmbeddingService.Tokenize:output_type -> embedserve.v1.TokenizeResponse
-	22, // 45: embedserve.v1.EmbeddingService.Similarity:output_type -> embedserve.v1.SimilarityResponse
-	26, // 46: embedserve.v1.EmbeddingService.GetModelInfo:output_type -> embedserve.v1.GetModelInfoResponse
-	30, // 47: embedserve.v1.EmbeddingService.Rerank:output_type -> embedserve.v1.RerankResponse
-	41, // [41:48] is the sub-list for method output_type
-	34, // [34:41] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	4,  // 3: embedserve.v1.EmbedRequest.options:type_name -> embedserve.v1.EmbedOptions
+	3,  // 4: embedserve.v1.EmbedRequest.precision:type_name -> embedserve.v1.Precision
+	5,  // 5: embedserve.v1.EmbedResponse.embeddings:type_name -> embedserve.v1.Embedding
+	6,  // 6: embedserve.v1.EmbedResponse.usage:type_name -> embedserve.v1.Usage
+	7,  // 7: embedserve.v1.EmbedResponse.timings:type_name -> embedserve.v1.Timings
+	4,  // 8: embedserve.v1.EmbedStreamRequest.options:type_name -> embedserve.v1.EmbedOptions
+	3,  // 9: embedserve.v1.EmbedStreamRequest.precision:type_name -> embedserve.v1.Precision
+	5,  // 10: embedserve.v1.EmbedStreamResponse.embeddings:type_name -> embedserve.v1.Embedding
+	6,  // 11: embedserve.v1.EmbedStreamResponse.usage:type_name -> embedserve.v1.Usage
+	7,  // 12: embedserve.v1.EmbedStreamResponse.timings:type_name -> embedserve.v1.Timings
+	4,  // 13: embedserve.v1.EmbedTokensRequest.options:type_name -> embedserve.v1.EmbedOptions
+	13, // 14: embedserve.v1.TokenEmbeddings.tokens:type_name -> embedserve.v1.TokenEmbedding
+	14, // 15: embedserve.v1.EmbedTokensResponse.results:type_name -> embedserve.v1.TokenEmbeddings
+	6,  // 16: embedserve.v1.EmbedTokensResponse.usage:type_name -> embedserve.v1.Usage
+	7,  // 17: embedserve.v1.EmbedTokensResponse.timings:type_name -> embedserve.v1.Timings
+	0,  // 18: embedserve.v1.TokenizeRequest.task:type_name -> embedserve.v1.Task
+	17, // 19: embedserve.v1.TokenizeResponse.results:type_name -> embedserve.v1.Tokenization
+	6,  // 20: embedserve.v1.TokenizeResponse.usage:type_name -> embedserve.v1.Usage
+	19, // 21: embedserve.v1.TextPairs.pairs:type_name -> embedserve.v1.TextPair
+	20, // 22: embedserve.v1.SimilarityRequest.pairs:type_name -> embedserve.v1.TextPairs
+	21, // 23: embedserve.v1.SimilarityRequest.query_candidates:type_name -> embedserve.v1.QueryCandidates
+	4,  // 24: embedserve.v1.SimilarityRequest.options:type_name -> embedserve.v1.EmbedOptions
+	6,  // 25: embedserve.v1.SimilarityResponse.usage:type_name -> embedserve.v1.Usage
+	7,  // 26: embedserve.v1.SimilarityResponse.timings:type_name -> embedserve.v1.Timings
+	1,  // 27: embedserve.v1.GetModelInfoResponse.pooling:type_name -> embedserve.v1.Pooling
+	32, // 28: embedserve.v1.GetModelInfoResponse.prompts:type_name -> embedserve.v1.GetModelInfoResponse.PromptsEntry
+	25, // 29: embedserve.v1.GetModelInfoResponse.batching:type_name -> embedserve.v1.BatchingLimits
+	26, // 30: embedserve.v1.GetModelInfoResponse.limits:type_name -> embedserve.v1.RequestLimits
+	28, // 31: embedserve.v1.GetModelInfoResponse.reranker:type_name -> embedserve.v1.RerankerInfo
+	2,  // 32: embedserve.v1.RerankRequest.overflow:type_name -> embedserve.v1.OverflowPolicy
+	30, // 33: embedserve.v1.RerankResponse.results:type_name -> embedserve.v1.RerankResult
+	6,  // 34: embedserve.v1.RerankResponse.usage:type_name -> embedserve.v1.Usage
+	7,  // 35: embedserve.v1.RerankResponse.timings:type_name -> embedserve.v1.Timings
+	8,  // 36: embedserve.v1.EmbeddingService.Embed:input_type -> embedserve.v1.EmbedRequest
+	10, // 37: embedserve.v1.EmbeddingService.EmbedStream:input_type -> embedserve.v1.EmbedStreamRequest
+	12, // 38: embedserve.v1.EmbeddingService.EmbedTokens:input_type -> embedserve.v1.EmbedTokensRequest
+	16, // 39: embedserve.v1.EmbeddingService.Tokenize:input_type -> embedserve.v1.TokenizeRequest
+	22, // 40: embedserve.v1.EmbeddingService.Similarity:input_type -> embedserve.v1.SimilarityRequest
+	24, // 41: embedserve.v1.EmbeddingService.GetModelInfo:input_type -> embedserve.v1.GetModelInfoRequest
+	29, // 42: embedserve.v1.EmbeddingService.Rerank:input_type -> embedserve.v1.RerankRequest
+	9,  // 43: embedserve.v1.EmbeddingService.Embed:output_type -> embedserve.v1.EmbedResponse
+	11, // 44: embedserve.v1.EmbeddingService.EmbedStream:output_type -> embedserve.v1.EmbedStreamResponse
+	15, // 45: embedserve.v1.EmbeddingService.EmbedTokens:output_type -> embedserve.v1.EmbedTokensResponse
+	18, // 46: embedserve.v1.EmbeddingService.Tokenize:output_type -> embedserve.v1.TokenizeResponse
+	23, // 47: embedserve.v1.EmbeddingService.Similarity:output_type -> embedserve.v1.SimilarityResponse
+	27, // 48: embedserve.v1.EmbeddingService.GetModelInfo:output_type -> embedserve.v1.GetModelInfoResponse
+	31, // 49: embedserve.v1.EmbeddingService.Rerank:output_type -> embedserve.v1.RerankResponse
+	43, // [43:50] is the sub-list for method output_type
+	36, // [36:43] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_embedding_proto_init() }
@@ -2477,7 +2588,7 @@ func file_embedserve_v1_embedding_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_embedding_proto_rawDesc), len(file_embedserve_v1_embedding_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -7,7 +7,7 @@ Meant for a fresh virtualenv holding only ``pip install ./clients/python``
 client alone (``import torch`` fails, no ``embedserve.server``, ``embedserve`` is a
 namespace package), then checks against a live server (all-MiniLM-L6-v2):
 
-- unary embedding: unit vectors of the model's width;
+- unary embedding: unit vectors of the model's width, and the same in int8;
 - a bidirectional stream of 1,024 texts through ``embed_iter``, in order;
 - a small corpus of four topics ingested with acknowledgements; a text search
   finds the right topic first; a recommendation by ids leaves the examples out;
@@ -116,6 +116,11 @@ def run(target: str) -> None:
             bool(np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)),
             "embed: not unit vectors",
         )
+        # The same vectors in int8: each scaled by 127 over its largest absolute value.
+        signed = client.embed_quantized(texts, "int8")
+        scaled = np.rint(vectors * (127 / np.abs(vectors).max(axis=1, keepdims=True)))
+        check(signed.dtype == np.int8, f"embed_quantized: dtype {signed.dtype}")
+        check(bool((signed == scaled).all()), "embed_quantized: not the scaled vectors")
 
         # A bidirectional stream of 1,024 texts, in order.
         stream_texts = [f"stream text {i}" for i in range(1024)]

@@ -86,6 +86,10 @@ ROUTE_METHODS: dict[str, str] = {
     "GET /api/v1/model": _E + "GetModelInfo",
     "POST /api/v1/rerank": _E + "Rerank",
     "POST /v1/rerank": _E + "Rerank",
+    # Cohere's routes (http/cohere_routes.py)
+    "POST /v1/embed": _E + "Embed",
+    "POST /v2/embed": _E + "Embed",
+    "POST /v2/rerank": _E + "Rerank",
     "GET /api/v1/collections": _V + "ListCollections",
     "POST /api/v1/collections": _V + "CreateCollection",
     "GET /api/v1/collections/{name}": _V + "GetCollection",

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from embedserve.server.embedder import EmbedParams, EmbedResult, Task, Timings
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.model_spec import PoolingMode
+from embedserve.server.precision import Precision
 from embedserve.server.tokenization import Overflow
 from embedserve.v1 import embedding_pb2 as pb
 
@@ -32,6 +33,15 @@ OVERFLOWS: dict[pb.OverflowPolicy.ValueType, Overflow] = {
     pb.OVERFLOW_POLICY_TRUNCATE_LEFT: Overflow.TRUNCATE_LEFT,
     pb.OVERFLOW_POLICY_ERROR: Overflow.ERROR,
     pb.OVERFLOW_POLICY_CHUNK: Overflow.CHUNK,
+}
+
+PRECISIONS: dict[pb.Precision.ValueType, Precision] = {
+    pb.PRECISION_UNSPECIFIED: Precision.FLOAT32,
+    pb.PRECISION_FLOAT32: Precision.FLOAT32,
+    pb.PRECISION_INT8: Precision.INT8,
+    pb.PRECISION_UINT8: Precision.UINT8,
+    pb.PRECISION_BINARY: Precision.BINARY,
+    pb.PRECISION_UBINARY: Precision.UBINARY,
 }
 
 
@@ -65,8 +75,22 @@ def timings_to_proto(timings: Timings) -> pb.Timings:
     )
 
 
-def embeddings_to_proto(result: EmbedResult) -> list[pb.Embedding]:
+def precision_from_proto(value: int) -> Precision:
+    return enum_value(PRECISIONS, value, "precision")
+
+
+def embeddings_to_proto(
+    result: EmbedResult, precision: Precision = Precision.FLOAT32
+) -> list[pb.Embedding]:
+    if precision is Precision.FLOAT32:
+        return [
+            pb.Embedding(values=vector, token_count=tokens, truncated=cut, chunk_count=chunks)
+            for vector, tokens, cut, chunks in result.rows()
+        ]
+    rows = result.vectors_in(precision)
     return [
-        pb.Embedding(values=vector, token_count=tokens, truncated=cut, chunk_count=chunks)
-        for vector, tokens, cut, chunks in result.rows()
+        pb.Embedding(quantized=row.tobytes(), token_count=tokens, truncated=cut, chunk_count=chunks)
+        for row, tokens, cut, chunks in zip(
+            rows, result.token_counts, result.truncated, result.chunk_counts, strict=True
+        )
     ]

@@ -16,6 +16,7 @@ from embedserve.server.errors import InvalidArgument
 from embedserve.server.input_names import InputNames
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.passages import PassageSplit
+from embedserve.server.precision import ByteArray, Precision, quantize
 from embedserve.server.tokenization import Overflow, TokenDetail, TokenizedText
 from embedserve.server.tokenize_queue import TokenizeQueue
 from embedserve.server.windows import Encoder, FloatArray, Window
@@ -86,10 +87,16 @@ class EmbedResult:
     def total_tokens(self) -> int:
         return sum(self.token_counts)
 
-    def rows(self) -> Iterator[tuple[list[float], int, bool, int]]:
+    def vectors_in(self, precision: Precision) -> FloatArray | ByteArray:
+        """The vectors as they are, or in ``precision``'s fewer bits."""
+        return self.vectors if precision is Precision.FLOAT32 else quantize(self.vectors, precision)
+
+    def rows(
+        self, precision: Precision = Precision.FLOAT32
+    ) -> Iterator[tuple[list[float] | list[int], int, bool, int]]:
         """Per input: its vector, token count, truncation flag and chunk count."""
         return zip(
-            self.vectors.tolist(),
+            self.vectors_in(precision).tolist(),
             self.token_counts,
             self.truncated,
             self.chunk_counts,

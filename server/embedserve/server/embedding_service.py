@@ -64,9 +64,10 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
     async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
         self._check_size(request)
         params = convert.params_from_proto(request.options)
+        precision = convert.precision_from_proto(request.precision)
         result = await self._embedder.embed(list(request.inputs), params, deadline_of(context))
         return pb.EmbedResponse(
-            embeddings=convert.embeddings_to_proto(result),
+            embeddings=convert.embeddings_to_proto(result, precision),
             usage=pb.Usage(total_tokens=result.total_tokens),
             timings=convert.timings_to_proto(result.timings),
             model=self._embedder.model.spec.model_id,
@@ -101,12 +102,13 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
         with named(f"request_id {request.request_id!r}"):
             self._check_size(request)
             params = convert.params_from_proto(request.options)
+            precision = convert.precision_from_proto(request.precision)
             result = await self._embedder.embed(
                 list(request.inputs), params, deadline, wait_for_room=True
             )
         return pb.EmbedStreamResponse(
             request_id=request.request_id,
-            embeddings=convert.embeddings_to_proto(result),
+            embeddings=convert.embeddings_to_proto(result, precision),
             usage=pb.Usage(total_tokens=result.total_tokens),
             timings=convert.timings_to_proto(result.timings),
             dimensions=result.vectors.shape[1],

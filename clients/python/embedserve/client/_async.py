@@ -68,6 +68,7 @@ class AsyncEmbedClient:
 
     # Written once in _calls and _vector_calls, shared with the blocking client.
     embed = awaiting(calls.embed)
+    embed_quantized = awaiting(calls.embed_quantized)
     embed_iter = async_stream(calls.embed_iter)
     embed_tokens = awaiting(calls.embed_tokens)
     tokenize = awaiting(calls.tokenize)

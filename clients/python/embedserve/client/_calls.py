@@ -13,12 +13,16 @@ from grpc_health.v1 import health_pb2
 
 from embedserve.client._options import (
     OverflowName,
+    PrecisionName,
+    Quantized,
     Vectors,
     as_list,
     batches,
     build_options,
     checked_texts,
     overflow_value,
+    precision_value,
+    quantized_of,
     task_value,
     vectors_of,
 )
@@ -51,6 +55,34 @@ def embed(
         "embedding", "Embed", requests, max_in_flight
     )
     return np.concatenate([vectors_of(r.embeddings, r.dimensions) for r in responses])
+
+
+def embed_quantized(
+    texts: str | Sequence[str],
+    precision: PrecisionName,
+    *,
+    batch_size: int = 256,
+    max_in_flight: int = 4,
+    **options: Any,
+) -> Plan[Quantized]:
+    """Embed texts in fewer bits: ``"int8"`` (each vector scaled to -127..127 by its own
+    largest value), ``"uint8"`` (int8 plus 128), ``"binary"`` or ``"ubinary"`` (sign bits,
+    eight dimensions to a byte, the first in the highest bit; binary's bytes less 128).
+
+    Returns an int8 array (int8, binary) or a uint8 one (uint8, ubinary), a row per text.
+    """
+    value = precision_value(precision)
+    built = build_options(**options)
+    requests = [
+        pb.EmbedRequest(inputs=chunk, options=built, precision=value)
+        for chunk in batches(as_list(texts), batch_size)
+    ]
+    if not requests:
+        raise ValueError("texts must not be empty")
+    responses: list[pb.EmbedResponse] = yield Pipelined(
+        "embedding", "Embed", requests, max_in_flight
+    )
+    return np.concatenate([quantized_of(r.embeddings, precision) for r in responses])
 
 
 def embed_iter(

@@ -14,7 +14,9 @@ from embedserve.v1 import embedding_pb2 as pb
 TaskName = Literal["query", "document", "none"]
 PoolingName = Literal["mean", "cls", "last_token"]
 OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
+PrecisionName = Literal["int8", "uint8", "binary", "ubinary"]
 Vectors = npt.NDArray[np.float32]
+Quantized = npt.NDArray[np.int8] | npt.NDArray[np.uint8]
 
 V = TypeVar("V", bound=int)
 T = TypeVar("T")
@@ -34,6 +36,14 @@ _OVERFLOWS: dict[str, pb.OverflowPolicy.ValueType] = {
     "truncate_left": pb.OVERFLOW_POLICY_TRUNCATE_LEFT,
     "error": pb.OVERFLOW_POLICY_ERROR,
     "chunk": pb.OVERFLOW_POLICY_CHUNK,
+}
+
+# Each format's proto value and numpy type: the signed ones are int8, the others uint8.
+_PRECISIONS: dict[str, tuple[pb.Precision.ValueType, type[np.integer]]] = {
+    "int8": (pb.PRECISION_INT8, np.int8),
+    "uint8": (pb.PRECISION_UINT8, np.uint8),
+    "binary": (pb.PRECISION_BINARY, np.int8),
+    "ubinary": (pb.PRECISION_UBINARY, np.uint8),
 }
 
 
@@ -81,6 +91,20 @@ def vectors_of(embeddings: Sequence[pb.Embedding], dimensions: int) -> Vectors:
     for row, embedding in enumerate(embeddings):
         out[row] = embedding.values
     return out
+
+
+def precision_value(precision: PrecisionName) -> pb.Precision.ValueType:
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}")
+    return _PRECISIONS[precision][0]
+
+
+def quantized_of(embeddings: Sequence[pb.Embedding], precision: PrecisionName) -> Quantized:
+    """The rows of ``Embedding.quantized`` as one array of ``precision``'s numpy type."""
+    if any(e.values and not e.quantized for e in embeddings):
+        raise RuntimeError("the server answered float32 vectors: it predates Embed's precision")
+    dtype = _PRECISIONS[precision][1]
+    return np.stack([np.frombuffer(e.quantized, dtype=dtype) for e in embeddings])
 
 
 class Batcher(Generic[T]):

@@ -78,6 +78,7 @@ class EmbedClient:
     # The methods, one line each: what they send and return is written once in _calls and
     # _vector_calls, for this client and the asyncio one.
     embed = blocking(calls.embed)
+    embed_quantized = blocking(calls.embed_quantized)
     embed_iter = blocking_stream(calls.embed_iter)
     embed_tokens = blocking(calls.embed_tokens)
     tokenize = blocking(calls.tokenize)

@@ -84,6 +84,13 @@ def add_parser(commands: Commands) -> None:
     embed.add_argument("--prompt")
     embed.add_argument("--dimensions", type=int)
     embed.add_argument("--overflow", choices=["truncate_right", "truncate_left", "error", "chunk"])
+    embed.add_argument(
+        "--precision",
+        choices=["float32", "int8", "uint8", "binary", "ubinary"],
+        default="float32",
+        help="fewer bits per vector: int8 (scaled by its largest value), uint8 (int8 + 128), "
+        "binary or ubinary (sign bits, eight dimensions to a byte)",
+    )
     embed.add_argument("--batch-size", type=int, default=64)
     embed.add_argument(
         "--output",
@@ -147,7 +154,13 @@ def _embed(client: EmbedClient, args: argparse.Namespace) -> None:
         "dimensions": args.dimensions,
         "overflow": args.overflow,
     }
-    vectors = client.embed(texts, batch_size=args.batch_size, **options)
+    vectors: np.ndarray[Any, Any]
+    if args.precision == "float32":
+        vectors = client.embed(texts, batch_size=args.batch_size, **options)
+    else:
+        vectors = client.embed_quantized(
+            texts, args.precision, batch_size=args.batch_size, **options
+        )
     if args.output.endswith(".npy"):
         np.save(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} to {args.output}", file=sys.stderr)

@@ -112,6 +112,58 @@ count, into one vector.
 """
 Global___OverflowPolicy: _TypeAlias = OverflowPolicy  # noqa: Y015
 
+class _Precision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PrecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Precision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRECISION_UNSPECIFIED: _Precision.ValueType  # 0
+    """FLOAT32."""
+    PRECISION_FLOAT32: _Precision.ValueType  # 1
+    """32-bit floats in Embedding.values."""
+    PRECISION_INT8: _Precision.ValueType  # 2
+    """One signed byte per dimension in Embedding.quantized: the vector times 127 over its
+    largest absolute value, rounded. Each vector is scaled by itself, so cosine
+    similarity is kept up to rounding; its length is not.
+    """
+    PRECISION_UINT8: _Precision.ValueType  # 3
+    """INT8's values plus 128, one unsigned byte per dimension (as sentence-transformers'
+    and Cohere's uint8).
+    """
+    PRECISION_BINARY: _Precision.ValueType  # 4
+    """One bit per dimension, 1 where the value is above 0, packed eight to a byte with the
+    first dimension in the highest bit (a last byte short of eight is padded with 0);
+    each byte minus 128, as a signed byte (sentence-transformers' and Cohere's binary).
+    """
+    PRECISION_UBINARY: _Precision.ValueType  # 5
+    """The same bits as unsigned bytes: compare them by Hamming distance."""
+
+class Precision(_Precision, metaclass=_PrecisionEnumTypeWrapper):
+    """The number format of the vectors Embed and EmbedStream answer with."""
+
+PRECISION_UNSPECIFIED: Precision.ValueType  # 0
+"""FLOAT32."""
+PRECISION_FLOAT32: Precision.ValueType  # 1
+"""32-bit floats in Embedding.values."""
+PRECISION_INT8: Precision.ValueType  # 2
+"""One signed byte per dimension in Embedding.quantized: the vector times 127 over its
+largest absolute value, rounded. Each vector is scaled by itself, so cosine
+similarity is kept up to rounding; its length is not.
+"""
+PRECISION_UINT8: Precision.ValueType  # 3
+"""INT8's values plus 128, one unsigned byte per dimension (as sentence-transformers'
+and Cohere's uint8).
+"""
+PRECISION_BINARY: Precision.ValueType  # 4
+"""One bit per dimension, 1 where the value is above 0, packed eight to a byte with the
+first dimension in the highest bit (a last byte short of eight is padded with 0);
+each byte minus 128, as a signed byte (sentence-transformers' and Cohere's binary).
+"""
+PRECISION_UBINARY: Precision.ValueType  # 5
+"""The same bits as unsigned bytes: compare them by Hamming distance."""
+Global___Precision: _TypeAlias = Precision  # noqa: Y015
+
 @_typing.final
 class EmbedOptions(_message.Message):
     """Options shared by the embedding calls. Every field has a default."""
@@ -179,6 +231,7 @@ class Embedding(_message.Message):
     TOKEN_COUNT_FIELD_NUMBER: _builtins.int
     TRUNCATED_FIELD_NUMBER: _builtins.int
     CHUNK_COUNT_FIELD_NUMBER: _builtins.int
+    QUANTIZED_FIELD_NUMBER: _builtins.int
     token_count: _builtins.int
     """Tokens the model saw for this input (prompt and special tokens included;
     all windows added up under CHUNK).
@@ -187,6 +240,10 @@ class Embedding(_message.Message):
     """Whether tokens were cut off under a TRUNCATE policy."""
     chunk_count: _builtins.int
     """Number of windows embedded (1 unless CHUNK split the input)."""
+    quantized: _builtins.bytes
+    """The vector under a precision other than FLOAT32 (values is then empty): dimensions
+    bytes for INT8 and UINT8, (dimensions + 7) / 8 for BINARY and UBINARY.
+    """
     @_builtins.property
     def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -196,10 +253,11 @@ class Embedding(_message.Message):
         token_count: _builtins.int = ...,
         truncated: _builtins.bool = ...,
         chunk_count: _builtins.int = ...,
+        quantized: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "token_count", b"token_count", "truncated", b"truncated", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "quantized", b"quantized", "token_count", b"token_count", "truncated", b"truncated", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -265,6 +323,9 @@ class EmbedRequest(_message.Message):
 
     INPUTS_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    PRECISION_FIELD_NUMBER: _builtins.int
+    precision: Global___Precision.ValueType
+    """Default: FLOAT32."""
     @_builtins.property
     def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -274,10 +335,11 @@ class EmbedRequest(_message.Message):
         *,
         inputs: _abc.Iterable[_builtins.str] | None = ...,
         options: Global___EmbedOptions | None = ...,
+        precision: Global___Precision.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "options", b"options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "options", b"options", "precision", b"precision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -328,8 +390,11 @@ class EmbedStreamRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    PRECISION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Chosen by the client, echoed on the response."""
+    precision: Global___Precision.ValueType
+    """Default: FLOAT32."""
     @_builtins.property
     def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -340,10 +405,11 @@ class EmbedStreamRequest(_message.Message):
         request_id: _builtins.str = ...,
         inputs: _abc.Iterable[_builtins.str] | None = ...,
         options: Global___EmbedOptions | None = ...,
+        precision: Global___Precision.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "options", b"options", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "options", b"options", "precision", b"precision", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

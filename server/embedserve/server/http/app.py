@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from embedserve.server.auth import Role, authorize, bearer_token
 from embedserve.server.http import (
+    cohere_routes,
     docs,
     handlers,
     ingest_route,
@@ -30,10 +31,11 @@ DESCRIPTION = """\
 Text embeddings and a vector store over HTTP/JSON: an OpenAI-compatible
 `/v1/embeddings` (also at `/embeddings`, as Infinity serves it), under `/api/v1` a
 mirror of the gRPC API, and text-embeddings-inference's `/embed`, `/embed_all`,
-`/similarity`, `/tokenize`, `/decode` and `/info`. Send API keys as
-`Authorization: Bearer KEY`. Errors of OpenAI's routes have OpenAI's shape, on TEI's
-routes TEI's (`{"error", "error_type"}`, 413 for a refused request), elsewhere
-`{"error": {"code", "status", "message"}}`.
+`/similarity`, `/tokenize`, `/decode` and `/info`, Cohere's `/v1/embed`, `/v2/embed`
+and `/v2/rerank`, and rerank routes in Cohere's, Jina's, Infinity's and TEI's shapes.
+Send API keys as `Authorization: Bearer KEY`. Errors of OpenAI's routes have OpenAI's
+shape, on TEI's routes TEI's (`{"error", "error_type"}`, 413 for a refused request), on
+Cohere's `{"message"}`, elsewhere `{"error": {"code", "status", "message"}}`.
 """
 _HEALTH = {
     "type": "object",
@@ -67,6 +69,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     app.include_router(rest_analysis.router)
     app.include_router(tei_routes.router)
     app.include_router(rerank_routes.router)
+    app.include_router(cohere_routes.router)
     handlers.install(app)
     docs.install(app)
     openapi.install(app)

@@ -6,7 +6,6 @@ its clients (LangChain's InfinityEmbeddings) post there: ``unprefixed`` answers 
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.schemas import OpenAIEmbeddingRequest
 from embedserve.server.http.strict_json import StrictJsonRoute
+from embedserve.server.precision import float32_base64
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
@@ -45,8 +45,7 @@ def _check_model(backend: Backend, name: str | None) -> str:
 
 def _encode(result: EmbedResult, encoding: str) -> list[Any]:
     if encoding == "base64":
-        little = result.vectors.astype("<f4", copy=False)
-        return [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+        return float32_base64(result.vectors)
     rows: list[Any] = result.vectors.tolist()
     return rows
 

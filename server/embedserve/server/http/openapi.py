@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from embedserve.server.http.responses import TEI_PATHS, is_openai_path
+from embedserve.server.http.responses import COHERE_PATHS, TEI_PATHS, is_openai_path
 
 _NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 ERROR_SCHEMAS: dict[str, Any] = {
@@ -43,6 +43,11 @@ ERROR_SCHEMAS: dict[str, Any] = {
                 "enum": ["Validation", "Overloaded", "Unhealthy", "Backend"],
             },
         },
+    },
+    "CohereError": {
+        "type": "object",
+        "required": ["message"],
+        "properties": {"message": {"type": "string"}},
     },
     "OpenAIError": {
         "type": "object",
@@ -75,6 +80,10 @@ NOT_FOUND = "the named model or collection does not exist"
 CONFLICT = "a collection or alias of that name exists"
 
 
+# Bodies that name a model: another one is 404.
+_NAMING_A_MODEL = frozenset({"/v1/embeddings", "/embeddings", "/v1/rerank"}) | COHERE_PATHS
+
+
 def _statuses(path: str, verb: str) -> dict[int, str]:
     if path == "/health" or (verb, path) == ("get", "/"):  # 200 and 503: on the route
         return {401: "with auth_health on: no API key or an unknown one"}
@@ -83,7 +92,7 @@ def _statuses(path: str, verb: str) -> dict[int, str]:
         del statuses[400]
         statuses[413] = "a request refused: a text too long, an unknown prompt, a limit"
         statuses[422] = "a body not of this schema"
-    if "{" in path or path in ("/v1/embeddings", "/embeddings", "/v1/rerank"):  # names one
+    if "{" in path or path in _NAMING_A_MODEL:
         statuses[404] = NOT_FOUND
     if (verb, path) == ("post", "/api/v1/collections"):
         statuses[409] = CONFLICT
@@ -94,7 +103,12 @@ def _statuses(path: str, verb: str) -> dict[int, str]:
 
 
 def _error_response(path: str, description: str) -> dict[str, Any]:
-    schema = "TeiError" if path in TEI_PATHS else "OpenAIError" if is_openai_path(path) else "Error"
+    if path in TEI_PATHS:
+        schema = "TeiError"
+    elif path in COHERE_PATHS:
+        schema = "CohereError"
+    else:
+        schema = "OpenAIError" if is_openai_path(path) else "Error"
     ref = {"$ref": f"#/components/schemas/{schema}"}
     return {"description": description, "content": {"application/json": {"schema": ref}}}
 

@@ -63,10 +63,11 @@ async def v1_rerank(body: CohereRerankRequest, request: Request, caller: Caller)
 
 
 async def cohere_rerank(
-    backend: Backend, body: CohereRerankRequest, document_object: bool
+    backend: Backend, body: CohereRerankRequest, document_object: bool, **extra: Any
 ) -> Response:
     """The answer of Cohere's and Jina's rerank APIs (a returned document is ``{"text"}``),
-    or with ``document_object`` false of Infinity's /rerank (the text itself)."""
+    or with ``document_object`` false of Infinity's /rerank (the text itself); ``extra``:
+    more top-level fields."""
     served = _check_model(backend, body.model)
     texts = body.texts()
     result = await backend.reranker.rerank(body.query, texts, body.params())
@@ -86,4 +87,5 @@ async def cohere_rerank(
             "results": results,
             "usage": {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens},
         }
+        | extra
     )

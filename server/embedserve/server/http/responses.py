@@ -1,5 +1,5 @@
-"""JSON responses and the error shapes: OpenAI's under /v1, TEI's on its routes,
-embedserve's elsewhere.
+"""JSON responses and the error shapes: OpenAI's under /v1, TEI's and Cohere's on their
+routes, embedserve's elsewhere.
 
 Bodies are serialised here with the standard library rather than through FastAPI's
 recursive encoder: a response of 64 vectors holds tens of thousands of floats.
@@ -40,6 +40,10 @@ TEI_PATHS = frozenset(
 )
 
 
+# Cohere's routes (cohere_routes.py) answer errors as Cohere does: {"message"}.
+COHERE_PATHS = frozenset({"/v1/embed", "/v2/embed", "/v2/rerank"})
+
+
 # OpenAI's routes at Infinity's paths (openai_routes.unprefixed).
 OPENAI_ALIASES = frozenset({"/embeddings", "/models"})
 
@@ -67,6 +71,8 @@ def error_body(path: str, code: grpc.StatusCode, message: str, status: int | Non
     status = status or http_status(path, code)
     if path in TEI_PATHS:
         return {"error": message, "error_type": _tei_error_type(status)}
+    if path in COHERE_PATHS:
+        return {"message": message}
     if is_openai_path(path):
         kind = _OPENAI_TYPES.get(
             status, "server_error" if status >= 500 else "invalid_request_error"

@@ -15,9 +15,15 @@ from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
-from embedserve.server.http.schemas import EmbedRequest, SimilarityRequest, TokenizeRequest
+from embedserve.server.http.schemas import (
+    EmbedRequest,
+    EmbedTokensRequest,
+    SimilarityRequest,
+    TokenizeRequest,
+)
 from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.model_info import model_info
+from embedserve.server.precision import Precision
 
 router = APIRouter(prefix="/api/v1", tags=["Embeddings"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
@@ -31,9 +37,11 @@ def timings_json(timings: Timings) -> dict[str, float]:
 async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Response:
     embedder = backend_of(request).embedder
     result = await embedder.embed(body.inputs, body.options.params())
+    precision = Precision(body.precision)
+    field = "values" if precision is Precision.FLOAT32 else "quantized"
     embeddings = [
-        {"values": values, "token_count": tokens, "truncated": cut, "chunk_count": chunks}
-        for values, tokens, cut, chunks in result.rows()
+        {field: values, "token_count": tokens, "truncated": cut, "chunk_count": chunks}
+        for values, tokens, cut, chunks in result.rows(precision)
     ]
     return json_response(
         {
@@ -47,7 +55,7 @@ async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Respons
 
 
 @router.post("/embed-tokens", summary="Per-token vectors (gRPC EmbedTokens)")
-async def embed_tokens(body: EmbedRequest, request: Request, caller: Caller) -> Response:
+async def embed_tokens(body: EmbedTokensRequest, request: Request, caller: Caller) -> Response:
     result = await backend_of(request).embedder.embed_tokens(body.inputs, body.options.params())
     items: list[dict[str, Any]] = []
     for detail, matrix, truncated in zip(

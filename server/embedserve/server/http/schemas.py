@@ -23,6 +23,7 @@ PositiveU32 = Annotated[int, Field(ge=1, le=U32_MAX)]
 TaskName = Literal["query", "document", "none"]
 PoolingName = Literal["mean", "cls", "last_token"]
 OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
+PrecisionName = Literal["float32", "int8", "uint8", "binary", "ubinary"]
 IndexKind = Literal["keyword", "integer", "float", "bool", "text", "datetime", "geo"]
 
 
@@ -131,9 +132,18 @@ class OpenAIEmbeddingRequest(Body):
         )
 
 
-class EmbedRequest(Body):
+class EmbedTokensRequest(Body):
     inputs: list[str] = Field(json_schema_extra=TEXTS)
     options: EmbedOptions = EmbedOptions()
+
+
+class EmbedRequest(EmbedTokensRequest):
+    precision: PrecisionName = Field(
+        default="float32",
+        description="float32 (values), or each vector in fewer bits (quantized): int8 "
+        "(scaled to -127..127 by its largest value), uint8 (int8 + 128), binary or ubinary "
+        "(sign bits, eight dimensions to a byte)",
+    )
 
 
 class TokenizeRequest(Body):

@@ -33,6 +33,7 @@ import dev.embedserve.v1.IngestStreamResponse;
 import dev.embedserve.v1.ListAliasesRequest;
 import dev.embedserve.v1.ListCollectionsRequest;
 import dev.embedserve.v1.PayloadIndexKind;
+import dev.embedserve.v1.Precision;
 import dev.embedserve.v1.Proximity;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.Recency;
@@ -96,6 +97,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.function.Consumer;
+import java.util.function.Function;
 import java.util.stream.Stream;
 
 /**
@@ -250,7 +252,62 @@ public final class EmbedserveClient implements AutoCloseable {
    * @throws StatusRuntimeException with the server's status when a request fails
    */
   public List<float[]> embed(List<String> texts, EmbedOptions options) {
-    CompletableFuture<List<float[]>> result = embedAsync(texts, options);
+    return await(embedAsync(texts, options));
+  }
+
+  /**
+   * {@link #embedQuantized(List, Precision, EmbedOptions)} with the model's default options.
+   *
+   * @throws IllegalArgumentException for {@code PRECISION_FLOAT32} or {@code
+   *     PRECISION_UNSPECIFIED}: floats come from {@link #embed}
+   */
+  public byte[][] embedQuantized(List<String> texts, Precision precision) {
+    return embedQuantized(texts, precision, EmbedOptions.getDefaultInstance());
+  }
+
+  /**
+   * One vector per text, in input order, in fewer bits: the server's {@code
+   * Embedding.quantized} bytes as they come. {@code PRECISION_INT8}: one signed byte per
+   * dimension, the vector times 127 over its largest absolute value, rounded ({@code
+   * PRECISION_UINT8}: the same plus 128, read with {@link Byte#toUnsignedInt}). {@code
+   * PRECISION_BINARY}: one bit per dimension, 1 where the value is above 0, eight to a byte with
+   * the first dimension in the highest bit, the last byte padded with 0 bits, each byte minus
+   * 128 as a signed byte ({@code PRECISION_UBINARY}: the same bits unsigned, to compare by
+   * Hamming distance), so a row is (dimensions + 7) / 8 bytes. Inputs longer than {@link
+   * #DEFAULT_BATCH_SIZE} are sent as several requests, {@link #DEFAULT_MAX_IN_FLIGHT} at a time,
+   * under one deadline.
+   *
+   * @throws IllegalArgumentException for {@code PRECISION_FLOAT32} or {@code
+   *     PRECISION_UNSPECIFIED}: floats come from {@link #embed}
+   * @throws StatusRuntimeException with the server's status when a request fails ({@code
+   *     UNIMPLEMENTED} when the server answers floats: it predates quantized output)
+   */
+  public byte[][] embedQuantized(List<String> texts, Precision precision, EmbedOptions options) {
+    Objects.requireNonNull(precision, "precision");
+    switch (precision) {
+      case PRECISION_INT8, PRECISION_UINT8, PRECISION_BINARY, PRECISION_UBINARY -> {}
+      default ->
+          throw new IllegalArgumentException(
+              "precision must be PRECISION_INT8, PRECISION_UINT8, PRECISION_BINARY or"
+                  + " PRECISION_UBINARY (embed gives float32 vectors); got "
+                  + precision);
+    }
+    boolean packed =
+        precision == Precision.PRECISION_BINARY || precision == Precision.PRECISION_UBINARY;
+    List<byte[]> rows =
+        await(
+            embedBatches(
+                texts,
+                options,
+                precision,
+                DEFAULT_BATCH_SIZE,
+                DEFAULT_MAX_IN_FLIGHT,
+                response -> quantizedOf(response, packed)));
+    return rows.toArray(new byte[0][]);
+  }
+
+  /** The result of an embedding future, its failure rethrown as a StatusRuntimeException. */
+  private static <T> T await(CompletableFuture<T> result) {
     try {
       return result.get();
     } catch (InterruptedException e) {
@@ -283,8 +340,29 @@ public final class EmbedserveClient implements AutoCloseable {
   /** As {@link #embedAsync(List, EmbedOptions)}, with explicit batch size and concurrency. */
   public CompletableFuture<List<float[]>> embedAsync(
       List<String> texts, EmbedOptions options, int batchSize, int maxInFlight) {
+    return embedBatches(
+        texts,
+        options,
+        Precision.PRECISION_UNSPECIFIED,
+        batchSize,
+        maxInFlight,
+        response -> vectorsOf(response.getEmbeddingsList()));
+  }
+
+  /**
+   * Sends {@code texts} as Embed requests of {@code batchSize}, {@code maxInFlight} at a time,
+   * and joins each answer's {@code rows} in input order. {@code rows} may throw a
+   * StatusRuntimeException, which fails the result and cancels the other requests.
+   */
+  private <T> CompletableFuture<List<T>> embedBatches(
+      List<String> texts,
+      EmbedOptions options,
+      Precision precision,
+      int batchSize,
+      int maxInFlight,
+      Function<EmbedResponse, List<T>> rows) {
     Objects.requireNonNull(options, "options");
-    CompletableFuture<List<float[]>> result = new CompletableFuture<>();
+    CompletableFuture<List<T>> result = new CompletableFuture<>();
     if (texts.isEmpty()) {
       result.completeExceptionally(
           Status.INVALID_ARGUMENT.withDescription("texts must not be empty").asRuntimeException());
@@ -295,7 +373,7 @@ public final class EmbedserveClient implements AutoCloseable {
         timeout == null || timeout.isZero()
             ? async
             : async.withDeadline(Deadline.after(timeout.toNanos(), TimeUnit.NANOSECONDS));
-    AtomicReferenceArray<List<float[]>> parts = new AtomicReferenceArray<>(chunks.size());
+    AtomicReferenceArray<List<T>> parts = new AtomicReferenceArray<>(chunks.size());
     AtomicInteger next = new AtomicInteger();
     AtomicInteger remaining = new AtomicInteger(chunks.size());
     Set<ClientCallStreamObserver<?>> running = ConcurrentHashMap.newKeySet();
@@ -308,7 +386,11 @@ public final class EmbedserveClient implements AutoCloseable {
               return;
             }
             EmbedRequest request =
-                EmbedRequest.newBuilder().addAllInputs(chunks.get(index)).setOptions(options).build();
+                EmbedRequest.newBuilder()
+                    .addAllInputs(chunks.get(index))
+                    .setOptions(options)
+                    .setPrecision(precision)
+                    .build();
             try {
               start(index, request);
             } catch (RuntimeException e) {
@@ -335,7 +417,13 @@ public final class EmbedserveClient implements AutoCloseable {
 
                   @Override
                   public void onNext(EmbedResponse response) {
-                    parts.set(index, vectorsOf(response.getEmbeddingsList()));
+                    try {
+                      parts.set(index, rows.apply(response));
+                    } catch (StatusRuntimeException e) {
+                      if (result.completeExceptionally(e)) {
+                        running.forEach(other -> other.cancel("an answer was refused", null));
+                      }
+                    }
                   }
 
                   @Override
@@ -349,8 +437,11 @@ public final class EmbedserveClient implements AutoCloseable {
                   @Override
                   public void onCompleted() {
                     running.remove(call);
+                    if (result.isDone()) {
+                      return;
+                    }
                     if (remaining.decrementAndGet() == 0) {
-                      List<float[]> all = new ArrayList<>(texts.size());
+                      List<T> all = new ArrayList<>(texts.size());
                       for (int i = 0; i < parts.length(); i++) {
                         all.addAll(parts.get(i));
                       }
@@ -1294,6 +1385,38 @@ public final class EmbedserveClient implements AutoCloseable {
       vectors.add(values);
     }
     return Collections.unmodifiableList(vectors);
+  }
+
+  /**
+   * The Embedding.quantized rows of one answer, each checked to be as long as {@code packed}
+   * (one bit per dimension) or not (one byte per dimension) makes it.
+   */
+  private static List<byte[]> quantizedOf(EmbedResponse response, boolean packed) {
+    int dimensions = response.getDimensions();
+    int width = packed ? (dimensions + 7) / 8 : dimensions;
+    List<byte[]> rows = new ArrayList<>(response.getEmbeddingsCount());
+    for (Embedding embedding : response.getEmbeddingsList()) {
+      if (embedding.getQuantized().isEmpty() && embedding.getValuesCount() > 0) {
+        throw Status.UNIMPLEMENTED
+            .withDescription(
+                "the server answered float vectors: it predates quantized Embed output")
+            .asRuntimeException();
+      }
+      if (embedding.getQuantized().size() != width) {
+        throw Status.INTERNAL
+            .withDescription(
+                "a quantized vector of "
+                    + embedding.getQuantized().size()
+                    + " bytes; "
+                    + width
+                    + " expected for "
+                    + dimensions
+                    + " dimensions")
+            .asRuntimeException();
+      }
+      rows.add(embedding.getQuantized().toByteArray());
+    }
+    return rows;
   }
 
   private static <T> List<List<T>> partition(List<T> items, int size) {

@@ -11,6 +11,7 @@ import dev.embedserve.client.EmbedserveClient;
 import dev.embedserve.client.EmbedserveClient.Hit;
 import dev.embedserve.client.EmbedserveClient.HitGroup;
 import dev.embedserve.v1.Document;
+import dev.embedserve.v1.Precision;
 import dev.embedserve.v1.RecommendStrategy;
 import dev.embedserve.v1.WriteOptions;
 import java.time.Duration;
@@ -20,8 +21,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Embeds texts with an embedserve server, once with a unary call and once through a
- * bidirectional stream, then ingests them into a temporary collection, searches it (also in groups),
+ * Embeds texts with an embedserve server, once with a unary call (also as int8) and once through
+ * a bidirectional stream, then ingests them into a temporary collection, searches it (also in groups),
  * asks for recommendations and stores a long text as passages.
  *
  * <pre>
@@ -51,6 +52,13 @@ public final class EmbedExample {
       // snippet: embed
       List<float[]> vectors = client.embed(texts); // or client.embedAsync(texts)
       System.out.printf("%d vectors of %d dimensions%n", vectors.size(), vectors.get(0).length);
+      // end snippet
+      // snippet: quantized
+      // int8: each vector times 127 over its largest |value|, rounded; PRECISION_UINT8 is int8 + 128
+      // (read with Byte.toUnsignedInt); PRECISION_BINARY / PRECISION_UBINARY pack the sign bits,
+      // eight dimensions to a byte. PRECISION_FLOAT32 throws IllegalArgumentException: use embed.
+      byte[][] int8 = client.embedQuantized(texts, Precision.PRECISION_INT8); // options as for embed
+      System.out.printf("%d int8 vectors of %d bytes%n", int8.length, int8[0].length);
       // end snippet
       // snippet: stream
       List<List<String>> batches = texts.stream().map(List::of).toList(); // any Iterable

@@ -30,17 +30,18 @@ class EmbedExampleTest {
     assertEquals(
         List.of(
             "2 vectors of 384 dimensions",
+            "2 int8 vectors of 384 bytes",
             "request 0: 1 vectors",
             "request 1: 1 vectors",
             "batch 0 durable: 2 documents in total"),
-        lines.subList(0, 4));
-    assertTrue(lines.get(4).matches("search: 0 1[.,]000 en"), lines.get(4));
-    assertTrue(lines.get(5).matches("search: 1 \\S+ en"), lines.get(5));
-    assertEquals("group en: [0, 1]", lines.get(6));
-    assertTrue(lines.get(7).matches("recommend: 1 \\S+"), lines.get(7));
+        lines.subList(0, 5));
+    assertTrue(lines.get(5).matches("search: 0 1[.,]000 en"), lines.get(5));
+    assertTrue(lines.get(6).matches("search: 1 \\S+ en"), lines.get(6));
+    assertEquals("group en: [0, 1]", lines.get(7));
+    assertTrue(lines.get(8).matches("recommend: 1 \\S+"), lines.get(8));
     // "one two. " 40 times cut by MiniLM's tokens; the group holds 2 distinct passages.
-    assertTrue(lines.get(8).matches("3 passages; group essay: \\[essay#([0-2]), essay#(?!\\1)[0-2]\\]"), lines.get(8));
-    assertEquals(9, lines.size(), String.join("\n", lines));
+    assertTrue(lines.get(9).matches("3 passages; group essay: \\[essay#([0-2]), essay#(?!\\1)[0-2]\\]"), lines.get(9));
+    assertEquals(10, lines.size(), String.join("\n", lines));
   }
 
   /** clients/java/README.md shows exactly the marked snippets of EmbedExample. */
@@ -55,7 +56,7 @@ class EmbedExampleTest {
                 readme.contains(block),
                 "README.md lacks the " + name + " snippet of EmbedExample:\n" + block));
     assertEquals(
-        List.of("connect", "embed", "stream", "ingest", "search", "groups", "recommend", "split"),
+        List.of("connect", "embed", "quantized", "stream", "ingest", "search", "groups", "recommend", "split"),
         List.copyOf(snippets.keySet()));
   }
 }

@@ -1,0 +1,171 @@
+package embedserve_test
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/embedserve/embedserve/clients/go/embedserve"
+	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
+)
+
+var quantizedTexts = []string{
+	"The cat sat on the mat.",
+	"Vectors for everyone.",
+	"ünïcødé ✓",
+	"Paris is the capital of France.",
+	"12345 67890",
+}
+
+// int8Of is INT8's value of each dimension of v, reckoned in float32 as the
+// server reckons it: rint(v * (127 / max|v|)), halves to even. scaled holds
+// v * (127 / max|v|) before rounding.
+func int8Of(v []float32) (want []int8, scaled []float32) {
+	var largest float32
+	for _, x := range v {
+		largest = max(largest, float32(math.Abs(float64(x))))
+	}
+	scale := float32(127)
+	if largest > 0 {
+		scale = float32(127) / largest
+	}
+	want = make([]int8, len(v))
+	scaled = make([]float32, len(v))
+	for i, x := range v {
+		scaled[i] = float32(x * scale) // the conversion keeps the product in float32
+		want[i] = int8(min(127, max(-127, math.RoundToEven(float64(scaled[i])))))
+	}
+	return want, scaled
+}
+
+// embedBoth embeds texts as float32 vectors and in precision, with the same options.
+func embedBoth(t *testing.T, client *embedserve.Client, texts []string, precision pb.Precision, opts ...embedserve.EmbedOption) ([][]float32, [][]byte) {
+	t.Helper()
+	vectors, err := client.Embed(context.Background(), texts, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quantized, err := client.EmbedQuantized(context.Background(), texts, precision, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vectors) != len(texts) || len(quantized) != len(texts) {
+		t.Fatalf("%d texts: %d vectors, %d quantized", len(texts), len(vectors), len(quantized))
+	}
+	return vectors, quantized
+}
+
+// checkInt8 compares INT8 rows with int8Of the float vectors of the same texts.
+// They are equal: both answers come from the same vectors. A value whose scaled
+// float lies within 1e-3 of a rounding tie (x.5) may differ by 1, in case the
+// two requests' vectors differ in their last bits; there is none in practice.
+func checkInt8(t *testing.T, vectors [][]float32, rows [][]byte) {
+	t.Helper()
+	for i, v := range vectors {
+		if len(rows[i]) != len(v) {
+			t.Fatalf("text %d: %d bytes for %d dimensions", i, len(rows[i]), len(v))
+		}
+		want, scaled := int8Of(v)
+		full := false
+		for j, b := range rows[i] {
+			got := int8(b)
+			full = full || got == 127 || got == -127
+			if got == want[j] {
+				continue
+			}
+			nearTie := math.Abs(math.Abs(float64(scaled[j])-math.Trunc(float64(scaled[j])))-0.5) < 1e-3
+			if !nearTie || math.Abs(float64(got)-float64(want[j])) > 1 {
+				t.Fatalf("text %d, dimension %d: int8 %d, want %d (rint of %v)", i, j, got, want[j], scaled[j])
+			}
+			t.Logf("text %d, dimension %d: int8 %d, want %d (%v is a near tie)", i, j, got, want[j], scaled[j])
+		}
+		if !full {
+			t.Fatalf("text %d: no value is ±127", i)
+		}
+	}
+}
+
+func TestEmbedQuantizedInt8(t *testing.T) {
+	vectors, rows := embedBoth(t, dial(t), quantizedTexts, pb.Precision_PRECISION_INT8)
+	for i, v := range vectors {
+		if len(v) != dims {
+			t.Fatalf("text %d: %d dimensions, want %d", i, len(v), dims)
+		}
+	}
+	checkInt8(t, vectors, rows)
+}
+
+func TestEmbedQuantizedSplitsLargeInputsInOrder(t *testing.T) {
+	// Batches of 2, one at a time: Embed's vectors come from the same batches.
+	opts := []embedserve.EmbedOption{embedserve.WithBatchSize(2), embedserve.WithMaxInFlight(1)}
+	vectors, rows := embedBoth(t, dial(t), quantizedTexts, pb.Precision_PRECISION_INT8, opts...)
+	checkInt8(t, vectors, rows)
+}
+
+func TestEmbedQuantizedUint8IsInt8Plus128(t *testing.T) {
+	client := dial(t)
+	signed, err := client.EmbedQuantized(context.Background(), quantizedTexts, pb.Precision_PRECISION_INT8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsigned, err := client.EmbedQuantized(context.Background(), quantizedTexts, pb.Precision_PRECISION_UINT8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range quantizedTexts {
+		if len(signed[i]) != dims || len(unsigned[i]) != dims {
+			t.Fatalf("text %d: int8 %d bytes, uint8 %d, want %d", i, len(signed[i]), len(unsigned[i]), dims)
+		}
+		for j := range signed[i] {
+			if want := int(int8(signed[i][j])) + 128; int(unsigned[i][j]) != want {
+				t.Fatalf("text %d, dimension %d: uint8 %d, want int8 %d + 128", i, j, unsigned[i][j], int8(signed[i][j]))
+			}
+		}
+	}
+}
+
+func TestEmbedQuantizedBinaryIsTheSignBits(t *testing.T) {
+	client := dial(t)
+	const width = 100
+	truncate := embedserve.WithDimensions(width)
+	vectors, ubinary := embedBoth(t, client, quantizedTexts, pb.Precision_PRECISION_UBINARY, truncate)
+	binary, err := client.EmbedQuantized(context.Background(), quantizedTexts, pb.Precision_PRECISION_BINARY, truncate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range vectors {
+		if len(v) != width || len(ubinary[i]) != 13 || len(binary[i]) != 13 {
+			t.Fatalf("text %d: %d dimensions, ubinary %d bytes, binary %d, want %d and 13", i, len(v), len(ubinary[i]), len(binary[i]), width)
+		}
+		for j := range 13 * 8 {
+			bit := ubinary[i][j/8]>>(7-j%8)&1 == 1 // the first dimension is the highest bit
+			if want := j < width && v[j] > 0; bit != want {
+				t.Fatalf("text %d, bit %d: %v, want %v (value %v)", i, j, bit, want, v[min(j, width-1)])
+			}
+		}
+		flipped := make([]byte, len(ubinary[i]))
+		for j, b := range ubinary[i] {
+			flipped[j] = b ^ 0x80 // b - 128 as a signed byte
+		}
+		if !bytes.Equal(binary[i], flipped) {
+			t.Fatalf("text %d: binary %v, want ubinary XOR 0x80 %v", i, binary[i], flipped)
+		}
+	}
+}
+
+func TestEmbedQuantizedRefusesFloat32(t *testing.T) {
+	client := dial(t)
+	for _, precision := range []pb.Precision{pb.Precision_PRECISION_FLOAT32, pb.Precision_PRECISION_UNSPECIFIED} {
+		rows, err := client.EmbedQuantized(context.Background(), quantizedTexts, precision)
+		if status.Code(err) != codes.InvalidArgument || rows != nil {
+			t.Fatalf("%s: %d rows, err %v, want InvalidArgument", precision, len(rows), err)
+		}
+	}
+	if _, err := client.EmbedQuantized(context.Background(), nil, pb.Precision_PRECISION_INT8); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("no texts: err %v, want InvalidArgument", err)
+	}
+}

@@ -1,0 +1,88 @@
+"""Request bodies of Cohere's embed API (/v1/embed, /v2/embed) and of its /v2/rerank."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from embedserve.server.embedder import EmbedParams, Task
+from embedserve.server.errors import InvalidArgument
+from embedserve.server.http.rerank_schemas import CohereRerankRequest
+from embedserve.server.http.schemas import Body, PositiveU32
+from embedserve.server.http.tei_schemas import Texts
+from embedserve.server.tokenization import Overflow
+
+InputType = Literal["search_document", "search_query", "classification", "clustering", "image"]
+EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
+
+_TASKS = {"search_query": Task.QUERY, "search_document": Task.DOCUMENT}
+_OVERFLOWS = {
+    "END": Overflow.TRUNCATE_RIGHT,
+    "START": Overflow.TRUNCATE_LEFT,
+    "NONE": Overflow.ERROR,
+}
+_UNSERVED = "only texts are embedded here"
+
+
+class CohereEmbedRequest(Body):
+    """Cohere's embed body (v1 and v2 share it); texts only."""
+
+    model: str | None = Field(default=None, description="the served model's id")
+    texts: Texts = Field(description="the texts to embed")
+    input_type: InputType | None = Field(
+        default=None,
+        description="search_query and search_document pick the model's query and document "
+        "prompts; classification and clustering the model's prompt of that name if it has one",
+    )
+    embedding_types: Annotated[list[EmbeddingType], Field(min_length=1)] | None = Field(
+        default=None, description="the formats to answer with; default float"
+    )
+    truncate: Literal["NONE", "START", "END"] | None = Field(
+        default=None,
+        description="past the model's maximum: refuse, or cut the start or the end (default)",
+    )
+    output_dimension: PositiveU32 | None = Field(default=None, description="Matryoshka truncation")
+    max_tokens: PositiveU32 | None = Field(
+        default=None, description="accepted at the model's maximum or above"
+    )
+    priority: int | None = Field(default=None, description="accepted and ignored")
+    images: Any = Field(default=None, description="refused: " + _UNSERVED)
+    inputs: Any = Field(default=None, description="refused: " + _UNSERVED)
+
+    def params(self, prompts: dict[str, str], max_tokens: int) -> EmbedParams:
+        """The core's parameters; ``prompts`` and ``max_tokens`` are the served model's."""
+        if self.images is not None or self.inputs is not None or self.input_type == "image":
+            raise InvalidArgument(f"images and inputs are not served: {_UNSERVED} (texts)")
+        if self.max_tokens is not None and self.max_tokens < max_tokens:
+            raise InvalidArgument(
+                f"max_tokens {self.max_tokens} is below the model's maximum of {max_tokens}, "
+                "which is where inputs are cut (truncate); leave it out"
+            )
+        task, prompt = Task.DEFAULT, None
+        if self.input_type in _TASKS:
+            task = _TASKS[self.input_type]
+        elif self.input_type is not None and self.input_type in prompts:
+            prompt = prompts[self.input_type]
+        return EmbedParams(
+            task=task,
+            prompt=prompt,
+            dimensions=self.output_dimension,
+            overflow=_OVERFLOWS[self.truncate or "END"],
+        )
+
+
+class CohereV2RerankRequest(CohereRerankRequest):
+    """Cohere's /v2/rerank body: /v1/rerank's, with a per-document token limit."""
+
+    max_tokens_per_doc: PositiveU32 | None = Field(
+        default=None, description="accepted at the reranker's maximum or above"
+    )
+    priority: int | None = Field(default=None, description="accepted and ignored")
+
+    def check_limit(self, max_tokens: int) -> None:
+        if self.max_tokens_per_doc is not None and self.max_tokens_per_doc < max_tokens:
+            raise InvalidArgument(
+                f"max_tokens_per_doc {self.max_tokens_per_doc} is below the reranker's "
+                f"maximum of {max_tokens} per pair, which is where pairs are cut; leave it out"
+            )
