@@ -108,6 +108,12 @@ def test_collection_config_round_trips_through_the_store_spec() -> None:
     assert collection_config(**config_kwargs(config)) == config
     bare = pb.CollectionConfig(distance=pb.DISTANCE_EUCLID)
     assert collection_config(**config_kwargs(bare)) == bare
+    binary = pb.CollectionConfig(quantization=pb.QUANTIZATION_BINARY)
+    spec = vc.spec_from_proto("b", binary, model_width=384, model_distance=COSINE)
+    assert spec.quantization is st.Quantization.BINARY
+    back = vc.info_to_proto(st.CollectionInfo(spec, points_count=0))
+    assert back.config.quantization == pb.QUANTIZATION_BINARY
+    assert collection_config(**config_kwargs(binary)) == binary
 
 
 def test_collection_defaults_and_bad_configs() -> None:
@@ -206,6 +212,7 @@ def test_query_params_defaults_and_bounds() -> None:
             exact=True,
             hnsw_ef=64,
             read_consistency="majority",
+            oversampling=2.5,
         )
     )
     assert params == st.SearchParams(
@@ -217,7 +224,10 @@ def test_query_params_defaults_and_bounds() -> None:
         exact=True,
         hnsw_ef=64,
         read_consistency="majority",
+        oversampling=2.5,
     )
+    with pytest.raises(InvalidArgument, match="oversampling must be from 1 to 100"):
+        vc.search_params(pb.QueryParams(oversampling=101))
     with pytest.raises(InvalidArgument, match=r"params\.limit must be at least 1"):
         vc.search_params(pb.QueryParams(limit=0))
     with pytest.raises(InvalidArgument, match=r"params\.hnsw_ef must be at least 1"):

@@ -242,6 +242,14 @@ def test_ingest_resumes_search_recommend_and_collections(served: str, tmp_path: 
     assert config["quantization"] == "QUANTIZATION_SCALAR_INT8"
     assert config["fullScanThresholdKb"] == 20000
 
+    made = run_cli("collections", "create", "bits", "--quantization", "binary", "--target", served)
+    assert json.loads(made.stdout)["config"]["quantization"] == "QUANTIZATION_BINARY"
+    assert run_cli("ingest", str(rows), "-c", "bits", "--target", served).returncode == 0
+    found = run_cli("search", "bits", "bread", "--oversampling", "5", "--target", served)
+    assert json.loads(found.stdout.splitlines()[0])["id"] == "c2", found.stderr
+    refused = run_cli("search", "tuned", "bread", "--oversampling", "0.5", "--target", served)
+    assert refused.returncode == 1 and "oversampling must be from 1 to 100" in refused.stderr
+
 
 def test_ingest_splits_long_texts_into_passages_and_resumes(served: str, tmp_path: Path) -> None:
     source = tmp_path / "guides.jsonl"

@@ -102,6 +102,22 @@ def test_vector_store_round_trip(both: Any, http: httpx.Client) -> None:
         "/api/v1/collections/news/search", json={"text": "oven", "filter": space}
     ).json()
     assert {h["id"] for h in filtered["results"]} == {"a1", "a3"}
+    unquantized = http.post(
+        "/api/v1/collections/news/search", json={"text": "oven", "params": {"oversampling": 2}}
+    )
+    assert unquantized.status_code == 400
+    assert "'news' has no quantization" in unquantized.json()["error"]["message"]
+    bits = http.post(
+        "/api/v1/collections", json={"name": "bits", "config": {"quantization": "binary"}}
+    )
+    assert bits.json()["collection"]["config"]["quantization"] == "binary"
+    http.post("/api/v1/collections/bits/upsert", json={"documents": docs})
+    oversampled = http.post(
+        "/api/v1/collections/bits/search",
+        json={"text": "missions to planets", "params": {"limit": 2, "oversampling": 4}},
+    ).json()
+    assert [h["id"] for h in oversampled["results"]] == [h.id for h in grpc_hits]
+    assert http.delete("/api/v1/collections/bits").status_code == 200
     recommended = http.post(
         "/api/v1/collections/news/recommend",
         json={"positive": [{"id": "a1"}], "negative": [{"text": "bread"}]},

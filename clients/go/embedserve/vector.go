@@ -343,6 +343,14 @@ func WithKeywordWeight(weight float32) QueryOption {
 	return func(c *queryConfig) { c.params.KeywordWeight = &weight }
 }
 
+// WithOversampling sets, for a collection with quantization, how many times
+// limit + offset candidates the search reads by the quantized vectors before
+// scoring them again with the float vectors (1 to 100; default 3 under BINARY,
+// 1 under SCALAR_INT8). A collection without quantization refuses it.
+func WithOversampling(factor float32) QueryOption {
+	return func(c *queryConfig) { c.params.Oversampling = &factor }
+}
+
 // WithSearchMode sets how Search ranks a text query: SEARCH_MODE_KEYWORD by
 // BM25, SEARCH_MODE_HYBRID by both rankings fused (collections created
 // WithBM25); default SEARCH_MODE_DENSE.

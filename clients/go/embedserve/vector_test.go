@@ -1170,3 +1170,35 @@ func scoresByID(hits []embedserve.Hit) map[string]float32 {
 	}
 	return byID
 }
+
+func TestBinaryQuantizationAndOversampling(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client, embedserve.WithCollectionConfig(&pb.CollectionConfig{Quantization: pb.Quantization_QUANTIZATION_BINARY}))
+	info, err := client.GetCollection(ctx, name)
+	if err != nil || info.GetConfig().GetQuantization() != pb.Quantization_QUANTIZATION_BINARY {
+		t.Fatalf("GetCollection: quantization %v, %v; want BINARY", info.GetConfig().GetQuantization(), err)
+	}
+	docs := corpus()
+	if _, err := client.Upsert(ctx, name, docs); err != nil {
+		t.Fatal(err)
+	}
+	exact, err := client.Search(ctx, name, embedserve.Text(docs[0].Text), embedserve.WithLimit(3), embedserve.WithExact(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oversampled, err := client.Search(ctx, name, embedserve.Text(docs[0].Text), embedserve.WithLimit(3), embedserve.WithOversampling(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A collection this small is scanned: with ten times the candidates rescored, the
+	// order is the exact one.
+	if len(exact) != 3 || len(oversampled) != 3 || exact[0].ID != docs[0].ID || oversampled[0].ID != exact[0].ID {
+		t.Fatalf("exact %v, oversampled %v; want %s first in both", exact, oversampled, docs[0].ID)
+	}
+	plain := newCollection(t, client)
+	_, err = client.Search(ctx, plain, embedserve.Text("anything"), embedserve.WithOversampling(2))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "has no quantization") {
+		t.Fatalf("oversampling on a collection without quantization: %v, want InvalidArgument", err)
+	}
+}

@@ -85,6 +85,11 @@ const (
 	Quantization_QUANTIZATION_UNSPECIFIED Quantization = 0
 	Quantization_QUANTIZATION_NONE        Quantization = 1
 	Quantization_QUANTIZATION_SCALAR_INT8 Quantization = 2
+	// One bit per dimension (a thirty-second of float32's memory), kept in RAM beside
+	// the float vectors: a search reads three times its limit by the bits and scores
+	// those again with the floats. For wide models (768 dimensions and more); an exact
+	// search reads the floats alone.
+	Quantization_QUANTIZATION_BINARY Quantization = 3
 )
 
 // Enum value maps for Quantization.
@@ -93,11 +98,13 @@ var (
 		0: "QUANTIZATION_UNSPECIFIED",
 		1: "QUANTIZATION_NONE",
 		2: "QUANTIZATION_SCALAR_INT8",
+		3: "QUANTIZATION_BINARY",
 	}
 	Quantization_value = map[string]int32{
 		"QUANTIZATION_UNSPECIFIED": 0,
 		"QUANTIZATION_NONE":        1,
 		"QUANTIZATION_SCALAR_INT8": 2,
+		"QUANTIZATION_BINARY":      3,
 	}
 )
 
@@ -3050,6 +3057,11 @@ type QueryParams struct {
 	// fusion: rank r (from 0) of the keyword list scores as rank
 	// (r + 1) / keyword_weight - 1 of the dense list would. Default: 1.
 	KeywordWeight *float32 `protobuf:"fixed32,12,opt,name=keyword_weight,json=keywordWeight,proto3,oneof" json:"keyword_weight,omitempty"`
+	// A collection with quantization only: the search reads this many times limit +
+	// offset candidates by the quantized vectors and scores them again with the float
+	// vectors; higher finds more of the true nearest, slower. From 1 to 100. Default: 3
+	// under BINARY, 1 under SCALAR_INT8.
+	Oversampling  *float32 `protobuf:"fixed32,13,opt,name=oversampling,proto3,oneof" json:"oversampling,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3164,6 +3176,13 @@ func (x *QueryParams) GetPayloadKeys() []string {
 func (x *QueryParams) GetKeywordWeight() float32 {
 	if x != nil && x.KeywordWeight != nil {
 		return *x.KeywordWeight
+	}
+	return 0
+}
+
+func (x *QueryParams) GetOversampling() float32 {
+	if x != nil && x.Oversampling != nil {
+		return *x.Oversampling
 	}
 	return 0
 }
@@ -6302,7 +6321,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
 	"\x06should\x18\x02 \x03(\v2\x18.embedserve.v1.ConditionR\x06should\x123\n" +
-	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\"\xb7\x04\n" +
+	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\"\xf1\x04\n" +
 	"\vQueryParams\x12\x19\n" +
 	"\x05limit\x18\x01 \x01(\rH\x00R\x05limit\x88\x01\x01\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\rR\x06offset\x12,\n" +
@@ -6316,7 +6335,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x14diversity_candidates\x18\n" +
 	" \x01(\rH\x05R\x13diversityCandidates\x88\x01\x01\x12!\n" +
 	"\fpayload_keys\x18\v \x03(\tR\vpayloadKeys\x12*\n" +
-	"\x0ekeyword_weight\x18\f \x01(\x02H\x06R\rkeywordWeight\x88\x01\x01B\b\n" +
+	"\x0ekeyword_weight\x18\f \x01(\x02H\x06R\rkeywordWeight\x88\x01\x01\x12'\n" +
+	"\foversampling\x18\r \x01(\x02H\aR\foversampling\x88\x01\x01B\b\n" +
 	"\x06_limitB\x12\n" +
 	"\x10_score_thresholdB\x0f\n" +
 	"\r_with_payloadB\n" +
@@ -6325,7 +6345,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\n" +
 	"_diversityB\x17\n" +
 	"\x15_diversity_candidatesB\x11\n" +
-	"\x0f_keyword_weight\"\x98\x01\n" +
+	"\x0f_keyword_weightB\x0f\n" +
+	"\r_oversampling\"\x98\x01\n" +
 	"\x0eScoredDocument\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x121\n" +
@@ -6603,11 +6624,12 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x0fDISTANCE_COSINE\x10\x01\x12\x10\n" +
 	"\fDISTANCE_DOT\x10\x02\x12\x13\n" +
 	"\x0fDISTANCE_EUCLID\x10\x03\x12\x16\n" +
-	"\x12DISTANCE_MANHATTAN\x10\x04*a\n" +
+	"\x12DISTANCE_MANHATTAN\x10\x04*z\n" +
 	"\fQuantization\x12\x1c\n" +
 	"\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11QUANTIZATION_NONE\x10\x01\x12\x1c\n" +
-	"\x18QUANTIZATION_SCALAR_INT8\x10\x02*\x8b\x02\n" +
+	"\x18QUANTIZATION_SCALAR_INT8\x10\x02\x12\x17\n" +
+	"\x13QUANTIZATION_BINARY\x10\x03*\x8b\x02\n" +
 	"\x10PayloadIndexKind\x12\"\n" +
 	"\x1ePAYLOAD_INDEX_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPAYLOAD_INDEX_KIND_KEYWORD\x10\x01\x12\x1e\n" +

@@ -20,6 +20,7 @@ from .errors import (
 )
 from .ids import point_ids
 from .keywords import KEYWORD_VECTOR
+from .quantization import quantized_search
 from .types import (
     CollectionSpec,
     DatetimeRange,
@@ -36,6 +37,7 @@ from .types import (
     PayloadIndexKind,
     Quantization,
     Range,
+    SearchParams,
     SparseTerms,
 )
 
@@ -156,12 +158,25 @@ def point_vector(dense: list[float], keywords: SparseTerms | None) -> Any:
     return {"": dense, KEYWORD_VECTOR: sparse_vector(keywords)}
 
 
-def engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
-    quantization = (
-        qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
-        if spec.quantization is Quantization.SCALAR_INT8
-        else None
+def engine_search_params(spec: CollectionSpec, params: SearchParams) -> qe.SearchParams:
+    quantized = quantized_search(spec, params)
+    return qe.SearchParams(
+        hnsw_ef=params.hnsw_ef or spec.hnsw_ef,
+        exact=params.exact,
+        quantization=None
+        if quantized is None
+        else qe.QuantizationSearchParams(
+            ignore=quantized.ignore, rescore=True, oversampling=quantized.oversampling
+        ),
     )
+
+
+def engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
+    quantization: Any = None
+    if spec.quantization is Quantization.SCALAR_INT8:
+        quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99)
+    elif spec.quantization is Quantization.BINARY:
+        quantization = qe.BinaryQuantizationConfig(always_ram=True)
     return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(
             size=spec.vector_size,

@@ -25,6 +25,7 @@ from .errors import (
 )
 from .ids import point_ids
 from .keywords import KEYWORD_VECTOR
+from .quantization import quantized_search
 from .types import (
     CollectionSpec,
     DatetimeRange,
@@ -41,6 +42,7 @@ from .types import (
     PayloadIndexKind,
     Quantization,
     Range,
+    SearchParams,
     SparseTerms,
     parse_datetime,
 )
@@ -195,6 +197,40 @@ def client_errors(ctx: ErrorContext) -> Iterator[None]:
         raise (InvalidRequest(str(exc)) if type(err) is StoreError else err) from exc
 
 
+def quantization_config(quantization: Quantization) -> qm.QuantizationConfig | None:
+    """The server's config for ``quantization``: the quantized vectors kept in RAM."""
+    if quantization is Quantization.SCALAR_INT8:
+        return qm.ScalarQuantization(
+            scalar=qm.ScalarQuantizationConfig(
+                type=qm.ScalarType.INT8, quantile=0.99, always_ram=True
+            )
+        )
+    if quantization is Quantization.BINARY:
+        return qm.BinaryQuantization(binary=qm.BinaryQuantizationConfig(always_ram=True))
+    return None
+
+
+def quantization_of(config: Any) -> Quantization:
+    if isinstance(config, qm.ScalarQuantization):
+        return Quantization.SCALAR_INT8
+    if isinstance(config, qm.BinaryQuantization):
+        return Quantization.BINARY
+    return Quantization.NONE
+
+
+def engine_search_params(spec: CollectionSpec, params: SearchParams) -> qm.SearchParams:
+    quantized = quantized_search(spec, params)
+    return qm.SearchParams(
+        hnsw_ef=params.hnsw_ef or spec.hnsw_ef,
+        exact=params.exact,
+        quantization=None
+        if quantized is None
+        else qm.QuantizationSearchParams(
+            ignore=quantized.ignore, rescore=True, oversampling=quantized.oversampling
+        ),
+    )
+
+
 def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
     metadata = info.config.metadata or {}
     stored = metadata.get(SPEC_METADATA_KEY)
@@ -228,11 +264,7 @@ def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
         full_scan_threshold_kb=(
             hnsw.full_scan_threshold or info.config.hnsw_config.full_scan_threshold
         ),
-        quantization=(
-            Quantization.SCALAR_INT8
-            if isinstance(quantization, qm.ScalarQuantization)
-            else Quantization.NONE
-        ),
+        quantization=quantization_of(quantization),
         shard_number=params.shard_number or 1,
         replication_factor=params.replication_factor or 1,
         write_consistency_factor=params.write_consistency_factor or 1,

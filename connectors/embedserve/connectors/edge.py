@@ -39,6 +39,7 @@ from ._edge_convert import (
     edge_filter,
     engine_config,
     engine_errors,
+    engine_search_params,
     point_vector,
     sparse_vector,
 )
@@ -598,7 +599,7 @@ class EdgeStore(ContextManagerMixin):
         with self._reading(collection) as col:
             require_text_indexes(col.spec, text_match_keys(filter := check_filter(filter)))
             engine_filter = edge_filter(filter) if filter else None
-            search = qe.SearchParams(hnsw_ef=params.hnsw_ef or col.spec.hnsw_ef, exact=params.exact)
+            search = engine_search_params(col.spec, params)
             # The bindings' own argument checks (a payload path they cannot parse) are the
             # caller's mistake: InvalidRequest, as the engine's.
             with engine_errors():

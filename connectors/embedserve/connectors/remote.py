@@ -25,8 +25,10 @@ from ._remote_convert import (
     SPEC_METADATA_KEY,
     ErrorContext,
     client_errors,
+    engine_search_params,
     optional_filter,
     point_vector,
+    quantization_config,
     read_consistency_of,
     remote_filter,
     sparse_vector,
@@ -65,7 +67,6 @@ from .types import (
     Filter,
     PayloadIndexKind,
     PointRecord,
-    Quantization,
     RecommendStrategy,
     Record,
     ScoredPoint,
@@ -220,15 +221,6 @@ class RemoteStore(ContextManagerMixin):
 
     def create_collection(self, spec: CollectionSpec) -> None:
         ctx = ErrorContext(spec.name)
-        quantization = (
-            qm.ScalarQuantization(
-                scalar=qm.ScalarQuantizationConfig(
-                    type=qm.ScalarType.INT8, quantile=0.99, always_ram=True
-                )
-            )
-            if spec.quantization is Quantization.SCALAR_INT8
-            else None
-        )
         with self._call(ctx):
             if self._client.collection_exists(spec.name):
                 raise CollectionExists(spec.name)
@@ -247,7 +239,7 @@ class RemoteStore(ContextManagerMixin):
                 optimizers_config=qm.OptimizersConfigDiff(
                     indexing_threshold=spec.full_scan_threshold_kb
                 ),
-                quantization_config=quantization,
+                quantization_config=quantization_config(spec.quantization),
                 shard_number=spec.shard_number,
                 replication_factor=spec.replication_factor,
                 write_consistency_factor=spec.write_consistency_factor,
@@ -509,11 +501,7 @@ class RemoteStore(ContextManagerMixin):
         """Run ``query``; with ``fused`` (query, vector name) pairs, ``query`` fuses
         their results."""
         # Local mode always searches exactly and warns when given search params.
-        search_params = (
-            None
-            if self._local
-            else qm.SearchParams(hnsw_ef=params.hnsw_ef or spec.hnsw_ef, exact=params.exact)
-        )
+        search_params = None if self._local else engine_search_params(spec, params)
         require_text_indexes(spec, text_match_keys(filter := check_filter(filter)))
         query_filter = optional_filter(filter)
         prefetch = [

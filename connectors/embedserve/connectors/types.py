@@ -67,6 +67,7 @@ class Distance(StrEnum):
 class Quantization(StrEnum):
     NONE = "none"
     SCALAR_INT8 = "scalar_int8"
+    BINARY = "binary"
 
 
 class PayloadIndexKind(StrEnum):
@@ -549,9 +550,18 @@ class SearchParams:
     # Qdrant's weighted reciprocal rank fusion: rank r (from 0) of the keyword list
     # scores as rank (r + 1) / keyword_weight - 1 of the dense list would.
     keyword_weight: float = 1.0
+    # Quantized collections only: candidates read by the quantized vectors, as a multiple
+    # of limit + offset, then scored again with the float vectors (None: the default
+    # for the collection's quantization).
+    oversampling: float | None = None
 
     def __post_init__(self) -> None:
         _positive("limit", self.limit)
+        o = self.oversampling
+        if o is not None and (
+            isinstance(o, bool) or not isinstance(o, int | float) or not 1 <= o <= MAX_OVERSAMPLING
+        ):
+            raise InvalidRequest(f"oversampling must be from 1 to {MAX_OVERSAMPLING}, got {o!r}")
         if self.payload_keys is not None:
             keys = self.payload_keys
             if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
@@ -584,6 +594,7 @@ class SearchParams:
 
 
 MIN_DIVERSITY_CANDIDATES = 100
+MAX_OVERSAMPLING = 100.0
 MAX_KEYWORD_WEIGHT = 100.0
 
 

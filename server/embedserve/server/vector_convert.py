@@ -44,6 +44,7 @@ QUANTIZATIONS = {
     pb.QUANTIZATION_UNSPECIFIED: st.Quantization.NONE,
     pb.QUANTIZATION_NONE: st.Quantization.NONE,
     pb.QUANTIZATION_SCALAR_INT8: st.Quantization.SCALAR_INT8,
+    pb.QUANTIZATION_BINARY: st.Quantization.BINARY,
 }
 QUANTIZATION_TO_PROTO = {v: k for k, v in QUANTIZATIONS.items() if k != pb.QUANTIZATION_UNSPECIFIED}
 INDEX_KINDS = {
@@ -423,7 +424,7 @@ def search_params(message: pb.QueryParams) -> st.SearchParams:
         if message.hnsw_ef == 0:
             raise InvalidArgument("params.hnsw_ef must be at least 1")
         fields["hnsw_ef"] = message.hnsw_ef
-    for optional in ("diversity", "diversity_candidates", "keyword_weight"):
+    for optional in ("diversity", "diversity_candidates", "keyword_weight", "oversampling"):
         if message.HasField(optional):
             fields[optional] = getattr(message, optional)
     if message.payload_keys:

@@ -158,6 +158,7 @@ def query_params(
     diversity_candidates: int | None = None,
     payload_keys: Sequence[str] = (),
     keyword_weight: float | None = None,
+    oversampling: float | None = None,
 ) -> pb.QueryParams:
     numbers = {
         "limit": limit,
@@ -187,6 +188,8 @@ def query_params(
     params.payload_keys.extend(payload_keys)
     if keyword_weight is not None:
         params.keyword_weight = keyword_weight
+    if oversampling is not None:
+        params.oversampling = oversampling
     return params
 
 

@@ -48,6 +48,11 @@ _SEARCH_MODES = {
     "keyword": pb.SEARCH_MODE_KEYWORD,
     "hybrid": pb.SEARCH_MODE_HYBRID,
 }
+_QUANTIZATIONS = {
+    "none": pb.QUANTIZATION_NONE,
+    "scalar_int8": pb.QUANTIZATION_SCALAR_INT8,
+    "binary": pb.QUANTIZATION_BINARY,
+}
 _INGEST_STREAM = StreamCall("vectors", "IngestStream", "batch_id")
 _QUERY_PARAMS = (
     "limit",
@@ -62,6 +67,7 @@ _QUERY_PARAMS = (
     "diversity_candidates",
     "payload_keys",
     "keyword_weight",
+    "oversampling",
 )
 
 
@@ -87,8 +93,12 @@ def collection_config(
         docs.check_uint32(name, number)
     if dimensions is not None:
         config.dimensions = dimensions
-    if quantization == "scalar_int8":
-        config.quantization = pb.QUANTIZATION_SCALAR_INT8
+    if quantization is not None:
+        if quantization not in _QUANTIZATIONS:
+            raise ValueError(
+                f"quantization must be one of {', '.join(_QUANTIZATIONS)}; got {quantization!r}"
+            )
+        config.quantization = _QUANTIZATIONS[quantization]
     for name, value in numbers.items():
         setattr(config, name, value)  # hnsw_m, hnsw_ef_construct, hnsw_ef, shard_number, ...
     for key, kind in (payload_indexes or {}).items():
@@ -116,8 +126,9 @@ def config_kwargs(config: pb.CollectionConfig) -> dict[str, Any]:
         "bm25_language": config.bm25_language,
         "payload_indexes": index_kind_names(config.payload_indexes),
     }
-    if config.quantization == pb.QUANTIZATION_SCALAR_INT8:
-        kwargs["quantization"] = "scalar_int8"
+    names = {value: name for name, value in _QUANTIZATIONS.items() if name != "none"}
+    if config.quantization in names:
+        kwargs["quantization"] = names[config.quantization]
     kwargs.update(
         {f.name: value for f, value in config.ListFields() if f.name in _OPTIONAL_NUMBERS}
     )

@@ -68,6 +68,12 @@ def add_parser(commands: Any) -> None:
         "--keyword-weight", type=float, help="hybrid mode: how much the keyword ranking counts"
     )
     search.add_argument(
+        "--oversampling",
+        type=float,
+        help="quantized collections: candidates read by the quantized vectors, as a multiple "
+        "of the limit, then scored with the floats (default 3 binary, 1 scalar_int8)",
+    )
+    search.add_argument(
         "--payload-key",
         action="append",
         dest="payload_keys",
@@ -185,7 +191,7 @@ def add_parser(commands: Any) -> None:
     collections.add_argument(
         "--hnsw-ef", type=int, help="the search beam of searches that do not set one"
     )
-    collections.add_argument("--quantization", choices=["none", "scalar_int8"])
+    collections.add_argument("--quantization", choices=["none", "scalar_int8", "binary"])
     collections.add_argument(
         "--full-scan-threshold-kb",
         type=int,
@@ -215,6 +221,7 @@ def _search(client: EmbedClient, args: argparse.Namespace) -> int:
         **_given(
             diversity=args.diversity,
             keyword_weight=args.keyword_weight,
+            oversampling=args.oversampling,
             payload_keys=args.payload_keys,
         ),
     }

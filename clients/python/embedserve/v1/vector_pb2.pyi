@@ -55,6 +55,12 @@ class _QuantizationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Quantiza
     """NONE."""
     QUANTIZATION_NONE: _Quantization.ValueType  # 1
     QUANTIZATION_SCALAR_INT8: _Quantization.ValueType  # 2
+    QUANTIZATION_BINARY: _Quantization.ValueType  # 3
+    """One bit per dimension (a thirty-second of float32's memory), kept in RAM beside
+    the float vectors: a search reads three times its limit by the bits and scores
+    those again with the floats. For wide models (768 dimensions and more); an exact
+    search reads the floats alone.
+    """
 
 class Quantization(_Quantization, metaclass=_QuantizationEnumTypeWrapper): ...
 
@@ -62,6 +68,12 @@ QUANTIZATION_UNSPECIFIED: Quantization.ValueType  # 0
 """NONE."""
 QUANTIZATION_NONE: Quantization.ValueType  # 1
 QUANTIZATION_SCALAR_INT8: Quantization.ValueType  # 2
+QUANTIZATION_BINARY: Quantization.ValueType  # 3
+"""One bit per dimension (a thirty-second of float32's memory), kept in RAM beside
+the float vectors: a search reads three times its limit by the bits and scores
+those again with the floats. For wide models (768 dimensions and more); an exact
+search reads the floats alone.
+"""
 Global___Quantization: _TypeAlias = Quantization  # noqa: Y015
 
 class _PayloadIndexKind:
@@ -1514,6 +1526,7 @@ class QueryParams(_message.Message):
     DIVERSITY_CANDIDATES_FIELD_NUMBER: _builtins.int
     PAYLOAD_KEYS_FIELD_NUMBER: _builtins.int
     KEYWORD_WEIGHT_FIELD_NUMBER: _builtins.int
+    OVERSAMPLING_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """Default: 10."""
     offset: _builtins.int
@@ -1543,6 +1556,12 @@ class QueryParams(_message.Message):
     fusion: rank r (from 0) of the keyword list scores as rank
     (r + 1) / keyword_weight - 1 of the dense list would. Default: 1.
     """
+    oversampling: _builtins.float
+    """A collection with quantization only: the search reads this many times limit +
+    offset candidates by the quantized vectors and scores them again with the float
+    vectors; higher finds more of the true nearest, slower. From 1 to 100. Default: 3
+    under BINARY, 1 under SCALAR_INT8.
+    """
     @_builtins.property
     def payload_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these top-level payload keys in the results (say, to leave out a
@@ -1564,10 +1583,11 @@ class QueryParams(_message.Message):
         diversity_candidates: _builtins.int | None = ...,
         payload_keys: _abc.Iterable[_builtins.str] | None = ...,
         keyword_weight: _builtins.float | None = ...,
+        oversampling: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_keyword_weight", b"_keyword_weight", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "hnsw_ef", b"hnsw_ef", "keyword_weight", b"keyword_weight", "limit", b"limit", "score_threshold", b"score_threshold", "with_payload", b"with_payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_keyword_weight", b"_keyword_weight", "_limit", b"_limit", "_oversampling", b"_oversampling", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "hnsw_ef", b"hnsw_ef", "keyword_weight", b"keyword_weight", "limit", b"limit", "oversampling", b"oversampling", "score_threshold", b"score_threshold", "with_payload", b"with_payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_keyword_weight", b"_keyword_weight", "_limit", b"_limit", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "exact", b"exact", "hnsw_ef", b"hnsw_ef", "keyword_weight", b"keyword_weight", "limit", b"limit", "offset", b"offset", "payload_keys", b"payload_keys", "read_consistency", b"read_consistency", "score_threshold", b"score_threshold", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_diversity_candidates", b"_diversity_candidates", "_hnsw_ef", b"_hnsw_ef", "_keyword_weight", b"_keyword_weight", "_limit", b"_limit", "_oversampling", b"_oversampling", "_score_threshold", b"_score_threshold", "_with_payload", b"_with_payload", "diversity", b"diversity", "diversity_candidates", b"diversity_candidates", "exact", b"exact", "hnsw_ef", b"hnsw_ef", "keyword_weight", b"keyword_weight", "limit", b"limit", "offset", b"offset", "oversampling", b"oversampling", "payload_keys", b"payload_keys", "read_consistency", b"read_consistency", "score_threshold", b"score_threshold", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__diversity: _TypeAlias = _typing.Literal["diversity"]  # noqa: Y015
     _WhichOneofArgType__diversity: _TypeAlias = _typing.Literal["_diversity", b"_diversity"]  # noqa: Y015
@@ -1579,6 +1599,8 @@ class QueryParams(_message.Message):
     _WhichOneofArgType__keyword_weight: _TypeAlias = _typing.Literal["_keyword_weight", b"_keyword_weight"]  # noqa: Y015
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__oversampling: _TypeAlias = _typing.Literal["oversampling"]  # noqa: Y015
+    _WhichOneofArgType__oversampling: _TypeAlias = _typing.Literal["_oversampling", b"_oversampling"]  # noqa: Y015
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
     _WhichOneofReturnType__with_payload: _TypeAlias = _typing.Literal["with_payload"]  # noqa: Y015
@@ -1593,6 +1615,8 @@ class QueryParams(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__keyword_weight) -> _WhichOneofReturnType__keyword_weight | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__oversampling) -> _WhichOneofReturnType__oversampling | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__score_threshold) -> _WhichOneofReturnType__score_threshold | None: ...
     @_typing.overload

@@ -181,7 +181,7 @@ class CollectionConfig(Body):
         default=None, description="default: the one matching the model's similarity function"
     )
     on_disk: bool = False
-    quantization: Literal["none", "scalar_int8"] = "none"
+    quantization: Literal["none", "scalar_int8", "binary"] = "none"
     payload_indexes: dict[str, IndexKind] = {}
     hnsw_m: U32 | None = None
     hnsw_ef_construct: U32 | None = None
@@ -292,6 +292,14 @@ class QueryParams(Body):
     )
     payload_keys: list[str] | None = Field(
         default=None, description="only these top-level payload keys (default: all)"
+    )
+    oversampling: float | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="quantized collections: candidates read by the quantized vectors, "
+        "as a multiple of limit + offset, then scored with the floats (default 3 binary, "
+        "1 scalar_int8)",
     )
 
 

@@ -1,0 +1,108 @@
+"""Binary quantization as both engines apply it: one bit per dimension kept beside the
+float vectors, searches that read an oversampled candidate set by the bits and score it
+again with the floats, and exact searches that read the floats alone.
+
+The vectors are clustered noise in 64 dimensions, the hardest case for bits (the
+neighbours of a point differ from the others of its cluster by noise alone), so the
+recall at each oversampling is far from 1 and grows with it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from connectors_testdata import clustered
+
+from embedserve.connectors import (
+    CollectionSpec,
+    EdgeStore,
+    InvalidRequest,
+    PointRecord,
+    Quantization,
+    RemoteStore,
+    SearchParams,
+)
+
+DIM, K = 64, 10
+DATA, _, _ = clustered(np.random.default_rng(7), 12, 100, DIM, spread=1.0)
+QUERIES, _, _ = clustered(np.random.default_rng(8), 12, 1, DIM, spread=1.0)
+TRUTH = np.argsort(-(QUERIES @ DATA.T), axis=1)[:, :K]
+BITS = CollectionSpec(
+    "bits", vector_size=DIM, quantization=Quantization.BINARY, full_scan_threshold_kb=1
+)
+FLOATS = CollectionSpec("floats", vector_size=DIM, full_scan_threshold_kb=1)
+
+
+def _fill(store: Any, spec: CollectionSpec) -> None:
+    store.create_collection(spec)
+    store.upsert(spec.name, [PointRecord(str(i), DATA[i]) for i in range(len(DATA))])
+
+
+def _ids(store: Any, query: np.ndarray, **params: Any) -> list[int]:
+    hits = store.search("bits", query, params=SearchParams(limit=K, with_payload=False, **params))
+    return [int(hit.id) for hit in hits]
+
+
+def _recall(store: Any, **params: Any) -> float:
+    pairs = zip(QUERIES, TRUTH, strict=True)
+    found = [len(set(_ids(store, q, **params)) & set(t.tolist())) for q, t in pairs]
+    return sum(found) / (K * len(QUERIES))
+
+
+def _check_searches(store: Any) -> None:
+    # An exact search reads the float vectors: the true order, with the true scores.
+    for query, truth in zip(QUERIES, TRUTH, strict=True):
+        assert _ids(store, query, exact=True) == truth.tolist()
+    hit = store.search("bits", QUERIES[0], params=SearchParams(limit=1))[0]
+    assert hit.score == pytest.approx(float(DATA[int(hit.id)] @ QUERIES[0]), abs=1e-5)
+    # Candidates by the bits, rescored: more of them find more of the true neighbours.
+    one, default, thirty = (
+        _recall(store, oversampling=1),
+        _recall(store),
+        _recall(store, oversampling=30),
+    )
+    assert one < default < thirty, (one, default, thirty)
+    assert thirty >= 0.7
+    assert [_ids(store, q) for q in QUERIES] == [_ids(store, q, oversampling=3) for q in QUERIES]
+    with pytest.raises(InvalidRequest, match="oversampling must be from 1 to 100"):
+        SearchParams(oversampling=0.5)
+    with pytest.raises(InvalidRequest, match="'floats' has no quantization"):
+        store.search("floats", QUERIES[0], params=SearchParams(oversampling=2))
+    assert store.get_collection("bits").spec.quantization is Quantization.BINARY
+
+
+def test_embedded_engine_keeps_bits_and_rescores(tmp_path: Path) -> None:
+    with EdgeStore(tmp_path) as store:
+        for spec in (BITS, FLOATS):
+            _fill(store, spec)
+            store.optimize(spec.name)
+        store.flush("bits")
+        segments = (tmp_path / "collections" / "bits" / "shard").glob("segments/*/segment.json")
+        configs = [json.loads(path.read_text())["config"]["vector_data"][""] for path in segments]
+        [indexed] = [c for c in configs if c["index"]["type"] == "hnsw"]
+        assert indexed["quantization_config"] == {"binary": {"always_ram": True}}
+        assert store.get_collection("bits").indexed_vectors_count == len(DATA)
+        _check_searches(store)
+
+
+def test_server_keeps_bits_and_rescores(qdrant_server: Any) -> None:
+    store = RemoteStore.connect(
+        qdrant_server.url, api_key=qdrant_server.api_key, grpc_port=qdrant_server.grpc_port
+    )
+    for spec in (BITS, FLOATS):
+        _fill(store, spec)
+    deadline = time.monotonic() + 60
+    while True:
+        info = qdrant_server.request("GET", "/collections/bits")
+        if info["status"] == "green" and info["indexed_vectors_count"] >= len(DATA):
+            break
+        assert time.monotonic() < deadline, info
+        time.sleep(0.2)
+    assert info["config"]["quantization_config"] == {"binary": {"always_ram": True}}
+    _check_searches(store)
+    store.close()
