@@ -80,6 +80,7 @@ def test_collection_config_round_trips_through_the_store_spec() -> None:
         hnsw_ef_construct=50,
         hnsw_ef=77,
         quantization=pb.QUANTIZATION_SCALAR_INT8,
+        vector_datatype=pb.VECTOR_DATATYPE_FLOAT16,
         shard_number=3,
         replication_factor=2,
         write_consistency_factor=2,
@@ -96,6 +97,7 @@ def test_collection_config_round_trips_through_the_store_spec() -> None:
     assert (spec.vector_size, spec.distance, spec.on_disk) == (64, st.Distance.DOT, True)
     assert (spec.hnsw_m, spec.hnsw_ef_construct, spec.hnsw_ef) == (8, 50, 77)
     assert spec.quantization is st.Quantization.SCALAR_INT8
+    assert spec.datatype is st.VectorDatatype.FLOAT16
     assert (spec.shard_number, spec.replication_factor, spec.write_consistency_factor) == (3, 2, 2)
     assert spec.payload_indexes == {
         "topic": st.PayloadIndexKind.KEYWORD,

@@ -242,8 +242,11 @@ def test_ingest_resumes_search_recommend_and_collections(served: str, tmp_path: 
     assert config["quantization"] == "QUANTIZATION_SCALAR_INT8"
     assert config["fullScanThresholdKb"] == 20000
 
-    made = run_cli("collections", "create", "bits", "--quantization", "binary", "--target", served)
-    assert json.loads(made.stdout)["config"]["quantization"] == "QUANTIZATION_BINARY"
+    compact = ["--quantization", "binary", "--vector-datatype", "float16"]
+    made = run_cli("collections", "create", "bits", *compact, "--target", served)
+    config = json.loads(made.stdout)["config"]
+    assert config["quantization"] == "QUANTIZATION_BINARY"
+    assert config["vectorDatatype"] == "VECTOR_DATATYPE_FLOAT16"
     assert run_cli("ingest", str(rows), "-c", "bits", "--target", served).returncode == 0
     found = run_cli("search", "bits", "bread", "--oversampling", "5", "--target", served)
     assert json.loads(found.stdout.splitlines()[0])["id"] == "c2", found.stderr

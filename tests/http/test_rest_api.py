@@ -107,10 +107,9 @@ def test_vector_store_round_trip(both: Any, http: httpx.Client) -> None:
     )
     assert unquantized.status_code == 400
     assert "'news' has no quantization" in unquantized.json()["error"]["message"]
-    bits = http.post(
-        "/api/v1/collections", json={"name": "bits", "config": {"quantization": "binary"}}
-    )
-    assert bits.json()["collection"]["config"]["quantization"] == "binary"
+    compact = {"quantization": "binary", "vector_datatype": "float16"}
+    bits = http.post("/api/v1/collections", json={"name": "bits", "config": compact})
+    assert {k: bits.json()["collection"]["config"][k] for k in compact} == compact
     http.post("/api/v1/collections/bits/upsert", json={"documents": docs})
     oversampled = http.post(
         "/api/v1/collections/bits/search",

@@ -86,9 +86,9 @@ const (
 	Quantization_QUANTIZATION_NONE        Quantization = 1
 	Quantization_QUANTIZATION_SCALAR_INT8 Quantization = 2
 	// One bit per dimension (a thirty-second of float32's memory), kept in RAM beside
-	// the float vectors: a search reads three times its limit by the bits and scores
-	// those again with the floats. For wide models (768 dimensions and more); an exact
-	// search reads the floats alone.
+	// the float vectors: a search reads QueryParams.oversampling (default 3) times its
+	// limit by the bits and scores those again with the floats. For wide models (768
+	// dimensions and more); an exact search reads the floats alone.
 	Quantization_QUANTIZATION_BINARY Quantization = 3
 )
 
@@ -133,6 +133,59 @@ func (x Quantization) Number() protoreflect.EnumNumber {
 // Deprecated: Use Quantization.Descriptor instead.
 func (Quantization) EnumDescriptor() ([]byte, []int) {
 	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{1}
+}
+
+type VectorDatatype int32
+
+const (
+	// FLOAT32.
+	VectorDatatype_VECTOR_DATATYPE_UNSPECIFIED VectorDatatype = 0
+	VectorDatatype_VECTOR_DATATYPE_FLOAT32     VectorDatatype = 1
+	// Half the memory (or disk) of FLOAT32: each value rounded to 16 bits (an
+	// embedding's values keep about three decimal digits; similarities move by
+	// about 1e-3 at most). Vectors read back are the rounded ones.
+	VectorDatatype_VECTOR_DATATYPE_FLOAT16 VectorDatatype = 2
+)
+
+// Enum value maps for VectorDatatype.
+var (
+	VectorDatatype_name = map[int32]string{
+		0: "VECTOR_DATATYPE_UNSPECIFIED",
+		1: "VECTOR_DATATYPE_FLOAT32",
+		2: "VECTOR_DATATYPE_FLOAT16",
+	}
+	VectorDatatype_value = map[string]int32{
+		"VECTOR_DATATYPE_UNSPECIFIED": 0,
+		"VECTOR_DATATYPE_FLOAT32":     1,
+		"VECTOR_DATATYPE_FLOAT16":     2,
+	}
+)
+
+func (x VectorDatatype) Enum() *VectorDatatype {
+	p := new(VectorDatatype)
+	*p = x
+	return p
+}
+
+func (x VectorDatatype) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VectorDatatype) Descriptor() protoreflect.EnumDescriptor {
+	return file_embedserve_v1_vector_proto_enumTypes[2].Descriptor()
+}
+
+func (VectorDatatype) Type() protoreflect.EnumType {
+	return &file_embedserve_v1_vector_proto_enumTypes[2]
+}
+
+func (x VectorDatatype) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VectorDatatype.Descriptor instead.
+func (VectorDatatype) EnumDescriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{2}
 }
 
 type PayloadIndexKind int32
@@ -186,11 +239,11 @@ func (x PayloadIndexKind) String() string {
 }
 
 func (PayloadIndexKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_embedserve_v1_vector_proto_enumTypes[2].Descriptor()
+	return file_embedserve_v1_vector_proto_enumTypes[3].Descriptor()
 }
 
 func (PayloadIndexKind) Type() protoreflect.EnumType {
-	return &file_embedserve_v1_vector_proto_enumTypes[2]
+	return &file_embedserve_v1_vector_proto_enumTypes[3]
 }
 
 func (x PayloadIndexKind) Number() protoreflect.EnumNumber {
@@ -199,7 +252,7 @@ func (x PayloadIndexKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PayloadIndexKind.Descriptor instead.
 func (PayloadIndexKind) EnumDescriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{2}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{3}
 }
 
 // How Search ranks documents. Keyword and hybrid modes need a text query and a
@@ -245,11 +298,11 @@ func (x SearchMode) String() string {
 }
 
 func (SearchMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_embedserve_v1_vector_proto_enumTypes[3].Descriptor()
+	return file_embedserve_v1_vector_proto_enumTypes[4].Descriptor()
 }
 
 func (SearchMode) Type() protoreflect.EnumType {
-	return &file_embedserve_v1_vector_proto_enumTypes[3]
+	return &file_embedserve_v1_vector_proto_enumTypes[4]
 }
 
 func (x SearchMode) Number() protoreflect.EnumNumber {
@@ -258,7 +311,7 @@ func (x SearchMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SearchMode.Descriptor instead.
 func (SearchMode) EnumDescriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{3}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{4}
 }
 
 type RecommendStrategy int32
@@ -298,11 +351,11 @@ func (x RecommendStrategy) String() string {
 }
 
 func (RecommendStrategy) Descriptor() protoreflect.EnumDescriptor {
-	return file_embedserve_v1_vector_proto_enumTypes[4].Descriptor()
+	return file_embedserve_v1_vector_proto_enumTypes[5].Descriptor()
 }
 
 func (RecommendStrategy) Type() protoreflect.EnumType {
-	return &file_embedserve_v1_vector_proto_enumTypes[4]
+	return &file_embedserve_v1_vector_proto_enumTypes[5]
 }
 
 func (x RecommendStrategy) Number() protoreflect.EnumNumber {
@@ -311,7 +364,7 @@ func (x RecommendStrategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RecommendStrategy.Descriptor instead.
 func (RecommendStrategy) EnumDescriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{4}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{5}
 }
 
 type ClusterAlgorithm int32
@@ -349,11 +402,11 @@ func (x ClusterAlgorithm) String() string {
 }
 
 func (ClusterAlgorithm) Descriptor() protoreflect.EnumDescriptor {
-	return file_embedserve_v1_vector_proto_enumTypes[5].Descriptor()
+	return file_embedserve_v1_vector_proto_enumTypes[6].Descriptor()
 }
 
 func (ClusterAlgorithm) Type() protoreflect.EnumType {
-	return &file_embedserve_v1_vector_proto_enumTypes[5]
+	return &file_embedserve_v1_vector_proto_enumTypes[6]
 }
 
 func (x ClusterAlgorithm) Number() protoreflect.EnumNumber {
@@ -362,7 +415,7 @@ func (x ClusterAlgorithm) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClusterAlgorithm.Descriptor instead.
 func (ClusterAlgorithm) EnumDescriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{5}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{6}
 }
 
 type DuplicateMethod int32
@@ -405,11 +458,11 @@ func (x DuplicateMethod) String() string {
 }
 
 func (DuplicateMethod) Descriptor() protoreflect.EnumDescriptor {
-	return file_embedserve_v1_vector_proto_enumTypes[6].Descriptor()
+	return file_embedserve_v1_vector_proto_enumTypes[7].Descriptor()
 }
 
 func (DuplicateMethod) Type() protoreflect.EnumType {
-	return &file_embedserve_v1_vector_proto_enumTypes[6]
+	return &file_embedserve_v1_vector_proto_enumTypes[7]
 }
 
 func (x DuplicateMethod) Number() protoreflect.EnumNumber {
@@ -418,7 +471,7 @@ func (x DuplicateMethod) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DuplicateMethod.Descriptor instead.
 func (DuplicateMethod) EnumDescriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{6}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{7}
 }
 
 // Collection settings. Unset fields take the defaults named here.
@@ -464,9 +517,11 @@ type CollectionConfig struct {
 	// hungarian, indonesian, italian, japanese, kazakh, nepali, norwegian,
 	// portuguese, romanian, russian, slovene, spanish, swedish, tajik, turkish.
 	// Default: english.
-	Bm25Language  string `protobuf:"bytes,14,opt,name=bm25_language,json=bm25Language,proto3" json:"bm25_language,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Bm25Language string `protobuf:"bytes,14,opt,name=bm25_language,json=bm25Language,proto3" json:"bm25_language,omitempty"`
+	// How the stored vectors are kept. Default: FLOAT32.
+	VectorDatatype VectorDatatype `protobuf:"varint,15,opt,name=vector_datatype,json=vectorDatatype,proto3,enum=embedserve.v1.VectorDatatype" json:"vector_datatype,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CollectionConfig) Reset() {
@@ -595,6 +650,13 @@ func (x *CollectionConfig) GetBm25Language() string {
 		return x.Bm25Language
 	}
 	return ""
+}
+
+func (x *CollectionConfig) GetVectorDatatype() VectorDatatype {
+	if x != nil {
+		return x.VectorDatatype
+	}
+	return VectorDatatype_VECTOR_DATATYPE_UNSPECIFIED
 }
 
 type CollectionInfo struct {
@@ -6115,7 +6177,7 @@ var File_embedserve_v1_vector_proto protoreflect.FileDescriptor
 
 const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\n" +
-	"\x1aembedserve/v1/vector.proto\x12\rembedserve.v1\x1a\x1dembedserve/v1/embedding.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x9d\a\n" +
+	"\x1aembedserve/v1/vector.proto\x12\rembedserve.v1\x1a\x1dembedserve/v1/embedding.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xe5\a\n" +
 	"\x10CollectionConfig\x12#\n" +
 	"\n" +
 	"dimensions\x18\x01 \x01(\rH\x00R\n" +
@@ -6133,7 +6195,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x0fpayload_indexes\x18\v \x03(\v23.embedserve.v1.CollectionConfig.PayloadIndexesEntryR\x0epayloadIndexes\x128\n" +
 	"\x16full_scan_threshold_kb\x18\f \x01(\rH\aR\x13fullScanThresholdKb\x88\x01\x01\x12\x12\n" +
 	"\x04bm25\x18\r \x01(\bR\x04bm25\x12#\n" +
-	"\rbm25_language\x18\x0e \x01(\tR\fbm25Language\x1ab\n" +
+	"\rbm25_language\x18\x0e \x01(\tR\fbm25Language\x12F\n" +
+	"\x0fvector_datatype\x18\x0f \x01(\x0e2\x1d.embedserve.v1.VectorDatatypeR\x0evectorDatatype\x1ab\n" +
 	"\x13PayloadIndexesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
 	"\x05value\x18\x02 \x01(\x0e2\x1f.embedserve.v1.PayloadIndexKindR\x05value:\x028\x01B\r\n" +
@@ -6629,7 +6692,11 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11QUANTIZATION_NONE\x10\x01\x12\x1c\n" +
 	"\x18QUANTIZATION_SCALAR_INT8\x10\x02\x12\x17\n" +
-	"\x13QUANTIZATION_BINARY\x10\x03*\x8b\x02\n" +
+	"\x13QUANTIZATION_BINARY\x10\x03*k\n" +
+	"\x0eVectorDatatype\x12\x1f\n" +
+	"\x1bVECTOR_DATATYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17VECTOR_DATATYPE_FLOAT32\x10\x01\x12\x1b\n" +
+	"\x17VECTOR_DATATYPE_FLOAT16\x10\x02*\x8b\x02\n" +
 	"\x10PayloadIndexKind\x12\"\n" +
 	"\x1ePAYLOAD_INDEX_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPAYLOAD_INDEX_KIND_KEYWORD\x10\x01\x12\x1e\n" +
@@ -6694,256 +6761,258 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 	return file_embedserve_v1_vector_proto_rawDescData
 }
 
-var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
 var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
-	(PayloadIndexKind)(0),            // 2: embedserve.v1.PayloadIndexKind
-	(SearchMode)(0),                  // 3: embedserve.v1.SearchMode
-	(RecommendStrategy)(0),           // 4: embedserve.v1.RecommendStrategy
-	(ClusterAlgorithm)(0),            // 5: embedserve.v1.ClusterAlgorithm
-	(DuplicateMethod)(0),             // 6: embedserve.v1.DuplicateMethod
-	(*CollectionConfig)(nil),         // 7: embedserve.v1.CollectionConfig
-	(*CollectionInfo)(nil),           // 8: embedserve.v1.CollectionInfo
-	(*Vector)(nil),                   // 9: embedserve.v1.Vector
-	(*Document)(nil),                 // 10: embedserve.v1.Document
-	(*WriteOptions)(nil),             // 11: embedserve.v1.WriteOptions
-	(*PassageSplit)(nil),             // 12: embedserve.v1.PassageSplit
-	(*CreateCollectionRequest)(nil),  // 13: embedserve.v1.CreateCollectionRequest
-	(*CreateCollectionResponse)(nil), // 14: embedserve.v1.CreateCollectionResponse
-	(*ListCollectionsRequest)(nil),   // 15: embedserve.v1.ListCollectionsRequest
-	(*ListCollectionsResponse)(nil),  // 16: embedserve.v1.ListCollectionsResponse
-	(*GetCollectionRequest)(nil),     // 17: embedserve.v1.GetCollectionRequest
-	(*GetCollectionResponse)(nil),    // 18: embedserve.v1.GetCollectionResponse
-	(*UpdateCollectionRequest)(nil),  // 19: embedserve.v1.UpdateCollectionRequest
-	(*UpdateCollectionResponse)(nil), // 20: embedserve.v1.UpdateCollectionResponse
-	(*DeleteCollectionRequest)(nil),  // 21: embedserve.v1.DeleteCollectionRequest
-	(*DeleteCollectionResponse)(nil), // 22: embedserve.v1.DeleteCollectionResponse
-	(*UpdateAliasesRequest)(nil),     // 23: embedserve.v1.UpdateAliasesRequest
-	(*UpdateAliasesResponse)(nil),    // 24: embedserve.v1.UpdateAliasesResponse
-	(*ListAliasesRequest)(nil),       // 25: embedserve.v1.ListAliasesRequest
-	(*Alias)(nil),                    // 26: embedserve.v1.Alias
-	(*ListAliasesResponse)(nil),      // 27: embedserve.v1.ListAliasesResponse
-	(*UpsertRequest)(nil),            // 28: embedserve.v1.UpsertRequest
-	(*UpsertResponse)(nil),           // 29: embedserve.v1.UpsertResponse
-	(*IngestRequest)(nil),            // 30: embedserve.v1.IngestRequest
-	(*IngestResponse)(nil),           // 31: embedserve.v1.IngestResponse
-	(*IngestStreamRequest)(nil),      // 32: embedserve.v1.IngestStreamRequest
-	(*IngestStreamResponse)(nil),     // 33: embedserve.v1.IngestStreamResponse
-	(*MatchValue)(nil),               // 34: embedserve.v1.MatchValue
-	(*MatchAny)(nil),                 // 35: embedserve.v1.MatchAny
-	(*MatchText)(nil),                // 36: embedserve.v1.MatchText
-	(*RangeCondition)(nil),           // 37: embedserve.v1.RangeCondition
-	(*DatetimeRange)(nil),            // 38: embedserve.v1.DatetimeRange
-	(*GeoPoint)(nil),                 // 39: embedserve.v1.GeoPoint
-	(*GeoRadius)(nil),                // 40: embedserve.v1.GeoRadius
-	(*GeoBoundingBox)(nil),           // 41: embedserve.v1.GeoBoundingBox
-	(*IsNull)(nil),                   // 42: embedserve.v1.IsNull
-	(*IsEmpty)(nil),                  // 43: embedserve.v1.IsEmpty
-	(*HasId)(nil),                    // 44: embedserve.v1.HasId
-	(*Condition)(nil),                // 45: embedserve.v1.Condition
-	(*Filter)(nil),                   // 46: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 47: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 48: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 49: embedserve.v1.SearchRequest
-	(*SearchRerank)(nil),             // 50: embedserve.v1.SearchRerank
-	(*Proximity)(nil),                // 51: embedserve.v1.Proximity
-	(*Recency)(nil),                  // 52: embedserve.v1.Recency
-	(*GroupBy)(nil),                  // 53: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 54: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 55: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 56: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 57: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 58: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 59: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 60: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 61: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 62: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 63: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 64: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 65: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 66: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 67: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 68: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 69: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 70: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 71: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 72: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 73: embedserve.v1.ScrollRequest
-	(*ScrollOrder)(nil),              // 74: embedserve.v1.ScrollOrder
-	(*ScrollResponse)(nil),           // 75: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 76: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 77: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 78: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 79: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 80: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 81: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 82: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 83: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 84: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 85: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 86: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 87: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 88: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 89: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 90: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 91: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 92: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 93: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 94: embedserve.v1.Usage
-	(*Timings)(nil),                  // 95: embedserve.v1.Timings
+	(VectorDatatype)(0),              // 2: embedserve.v1.VectorDatatype
+	(PayloadIndexKind)(0),            // 3: embedserve.v1.PayloadIndexKind
+	(SearchMode)(0),                  // 4: embedserve.v1.SearchMode
+	(RecommendStrategy)(0),           // 5: embedserve.v1.RecommendStrategy
+	(ClusterAlgorithm)(0),            // 6: embedserve.v1.ClusterAlgorithm
+	(DuplicateMethod)(0),             // 7: embedserve.v1.DuplicateMethod
+	(*CollectionConfig)(nil),         // 8: embedserve.v1.CollectionConfig
+	(*CollectionInfo)(nil),           // 9: embedserve.v1.CollectionInfo
+	(*Vector)(nil),                   // 10: embedserve.v1.Vector
+	(*Document)(nil),                 // 11: embedserve.v1.Document
+	(*WriteOptions)(nil),             // 12: embedserve.v1.WriteOptions
+	(*PassageSplit)(nil),             // 13: embedserve.v1.PassageSplit
+	(*CreateCollectionRequest)(nil),  // 14: embedserve.v1.CreateCollectionRequest
+	(*CreateCollectionResponse)(nil), // 15: embedserve.v1.CreateCollectionResponse
+	(*ListCollectionsRequest)(nil),   // 16: embedserve.v1.ListCollectionsRequest
+	(*ListCollectionsResponse)(nil),  // 17: embedserve.v1.ListCollectionsResponse
+	(*GetCollectionRequest)(nil),     // 18: embedserve.v1.GetCollectionRequest
+	(*GetCollectionResponse)(nil),    // 19: embedserve.v1.GetCollectionResponse
+	(*UpdateCollectionRequest)(nil),  // 20: embedserve.v1.UpdateCollectionRequest
+	(*UpdateCollectionResponse)(nil), // 21: embedserve.v1.UpdateCollectionResponse
+	(*DeleteCollectionRequest)(nil),  // 22: embedserve.v1.DeleteCollectionRequest
+	(*DeleteCollectionResponse)(nil), // 23: embedserve.v1.DeleteCollectionResponse
+	(*UpdateAliasesRequest)(nil),     // 24: embedserve.v1.UpdateAliasesRequest
+	(*UpdateAliasesResponse)(nil),    // 25: embedserve.v1.UpdateAliasesResponse
+	(*ListAliasesRequest)(nil),       // 26: embedserve.v1.ListAliasesRequest
+	(*Alias)(nil),                    // 27: embedserve.v1.Alias
+	(*ListAliasesResponse)(nil),      // 28: embedserve.v1.ListAliasesResponse
+	(*UpsertRequest)(nil),            // 29: embedserve.v1.UpsertRequest
+	(*UpsertResponse)(nil),           // 30: embedserve.v1.UpsertResponse
+	(*IngestRequest)(nil),            // 31: embedserve.v1.IngestRequest
+	(*IngestResponse)(nil),           // 32: embedserve.v1.IngestResponse
+	(*IngestStreamRequest)(nil),      // 33: embedserve.v1.IngestStreamRequest
+	(*IngestStreamResponse)(nil),     // 34: embedserve.v1.IngestStreamResponse
+	(*MatchValue)(nil),               // 35: embedserve.v1.MatchValue
+	(*MatchAny)(nil),                 // 36: embedserve.v1.MatchAny
+	(*MatchText)(nil),                // 37: embedserve.v1.MatchText
+	(*RangeCondition)(nil),           // 38: embedserve.v1.RangeCondition
+	(*DatetimeRange)(nil),            // 39: embedserve.v1.DatetimeRange
+	(*GeoPoint)(nil),                 // 40: embedserve.v1.GeoPoint
+	(*GeoRadius)(nil),                // 41: embedserve.v1.GeoRadius
+	(*GeoBoundingBox)(nil),           // 42: embedserve.v1.GeoBoundingBox
+	(*IsNull)(nil),                   // 43: embedserve.v1.IsNull
+	(*IsEmpty)(nil),                  // 44: embedserve.v1.IsEmpty
+	(*HasId)(nil),                    // 45: embedserve.v1.HasId
+	(*Condition)(nil),                // 46: embedserve.v1.Condition
+	(*Filter)(nil),                   // 47: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 48: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 49: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 50: embedserve.v1.SearchRequest
+	(*SearchRerank)(nil),             // 51: embedserve.v1.SearchRerank
+	(*Proximity)(nil),                // 52: embedserve.v1.Proximity
+	(*Recency)(nil),                  // 53: embedserve.v1.Recency
+	(*GroupBy)(nil),                  // 54: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 55: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 56: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 57: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 58: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 59: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 60: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 61: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 62: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 63: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 64: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 65: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 66: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 67: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 68: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 69: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 70: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 71: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 72: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 73: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 74: embedserve.v1.ScrollRequest
+	(*ScrollOrder)(nil),              // 75: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 76: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 77: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 78: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 79: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 80: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 81: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 82: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 83: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 84: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 85: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 86: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 87: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 88: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 89: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 90: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 91: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 92: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 93: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 94: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 95: embedserve.v1.Usage
+	(*Timings)(nil),                  // 96: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	87,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	7,   // 3: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
-	9,   // 4: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	92,  // 5: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	93,  // 6: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
-	12,  // 7: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
-	7,   // 8: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
-	8,   // 9: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	8,   // 10: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	88,  // 11: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	8,   // 12: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	89,  // 13: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
-	26,  // 14: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
-	10,  // 15: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
-	11,  // 16: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	94,  // 17: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	95,  // 18: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
-	10,  // 19: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
-	11,  // 20: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	94,  // 21: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
-	10,  // 22: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
-	11,  // 23: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	39,  // 24: embedserve.v1.GeoRadius.center:type_name -> embedserve.v1.GeoPoint
-	39,  // 25: embedserve.v1.GeoBoundingBox.top_left:type_name -> embedserve.v1.GeoPoint
-	39,  // 26: embedserve.v1.GeoBoundingBox.bottom_right:type_name -> embedserve.v1.GeoPoint
-	34,  // 27: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	35,  // 28: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	37,  // 29: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	42,  // 30: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	44,  // 31: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	46,  // 32: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	36,  // 33: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
-	38,  // 34: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
-	40,  // 35: embedserve.v1.Condition.geo_radius:type_name -> embedserve.v1.GeoRadius
-	41,  // 36: embedserve.v1.Condition.geo_bounding_box:type_name -> embedserve.v1.GeoBoundingBox
-	43,  // 37: embedserve.v1.Condition.is_empty:type_name -> embedserve.v1.IsEmpty
-	45,  // 38: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	45,  // 39: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	45,  // 40: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	92,  // 41: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 42: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	9,   // 43: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	46,  // 44: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	47,  // 45: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	93,  // 46: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	3,   // 47: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	53,  // 48: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	52,  // 49: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
-	51,  // 50: embedserve.v1.SearchRequest.proximity:type_name -> embedserve.v1.Proximity
-	50,  // 51: embedserve.v1.SearchRequest.rerank:type_name -> embedserve.v1.SearchRerank
-	39,  // 52: embedserve.v1.Proximity.center:type_name -> embedserve.v1.GeoPoint
-	48,  // 53: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	48,  // 54: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	94,  // 55: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	95,  // 56: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	54,  // 57: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	49,  // 58: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	55,  // 59: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	9,   // 60: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	58,  // 61: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	58,  // 62: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	4,   // 63: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	46,  // 64: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	47,  // 65: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	93,  // 66: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	53,  // 67: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	52,  // 68: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
-	51,  // 69: embedserve.v1.RecommendRequest.proximity:type_name -> embedserve.v1.Proximity
-	48,  // 70: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	94,  // 71: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	54,  // 72: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	92,  // 73: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	9,   // 74: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	61,  // 75: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	46,  // 76: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	46,  // 77: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	92,  // 78: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	46,  // 79: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	46,  // 80: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	71,  // 81: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	46,  // 82: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	74,  // 83: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
-	61,  // 84: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	76,  // 85: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	46,  // 86: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	5,   // 87: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	78,  // 88: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	79,  // 89: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	80,  // 90: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	90,  // 91: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	46,  // 92: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 93: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	76,  // 94: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	83,  // 95: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	84,  // 96: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	85,  // 97: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	91,  // 98: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	6,   // 99: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	2,   // 100: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	2,   // 101: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	13,  // 102: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	15,  // 103: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	17,  // 104: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	19,  // 105: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	21,  // 106: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	23,  // 107: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	25,  // 108: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	28,  // 109: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	30,  // 110: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	32,  // 111: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	49,  // 112: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	56,  // 113: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	59,  // 114: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	62,  // 115: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	64,  // 116: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	66,  // 117: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	68,  // 118: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	70,  // 119: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	73,  // 120: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	77,  // 121: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	82,  // 122: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	14,  // 123: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	16,  // 124: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	18,  // 125: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	20,  // 126: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	22,  // 127: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	24,  // 128: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	27,  // 129: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	29,  // 130: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	31,  // 131: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	33,  // 132: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	55,  // 133: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	57,  // 134: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	60,  // 135: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	63,  // 136: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	65,  // 137: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	67,  // 138: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	69,  // 139: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	72,  // 140: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	75,  // 141: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	81,  // 142: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	86,  // 143: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	123, // [123:144] is the sub-list for method output_type
-	102, // [102:123] is the sub-list for method input_type
-	102, // [102:102] is the sub-list for extension type_name
-	102, // [102:102] is the sub-list for extension extendee
-	0,   // [0:102] is the sub-list for field type_name
+	88,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	2,   // 3: embedserve.v1.CollectionConfig.vector_datatype:type_name -> embedserve.v1.VectorDatatype
+	8,   // 4: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
+	10,  // 5: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
+	93,  // 6: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	94,  // 7: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	13,  // 8: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
+	8,   // 9: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
+	9,   // 10: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	9,   // 11: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	89,  // 12: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	9,   // 13: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
+	90,  // 14: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	27,  // 15: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
+	11,  // 16: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
+	12,  // 17: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
+	95,  // 18: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	96,  // 19: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	11,  // 20: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
+	12,  // 21: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
+	95,  // 22: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	11,  // 23: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
+	12,  // 24: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
+	40,  // 25: embedserve.v1.GeoRadius.center:type_name -> embedserve.v1.GeoPoint
+	40,  // 26: embedserve.v1.GeoBoundingBox.top_left:type_name -> embedserve.v1.GeoPoint
+	40,  // 27: embedserve.v1.GeoBoundingBox.bottom_right:type_name -> embedserve.v1.GeoPoint
+	35,  // 28: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	36,  // 29: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	38,  // 30: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	43,  // 31: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	45,  // 32: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	47,  // 33: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	37,  // 34: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
+	39,  // 35: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
+	41,  // 36: embedserve.v1.Condition.geo_radius:type_name -> embedserve.v1.GeoRadius
+	42,  // 37: embedserve.v1.Condition.geo_bounding_box:type_name -> embedserve.v1.GeoBoundingBox
+	44,  // 38: embedserve.v1.Condition.is_empty:type_name -> embedserve.v1.IsEmpty
+	46,  // 39: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	46,  // 40: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	46,  // 41: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	93,  // 42: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	10,  // 43: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	10,  // 44: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	47,  // 45: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	48,  // 46: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	94,  // 47: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	4,   // 48: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	54,  // 49: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	53,  // 50: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
+	52,  // 51: embedserve.v1.SearchRequest.proximity:type_name -> embedserve.v1.Proximity
+	51,  // 52: embedserve.v1.SearchRequest.rerank:type_name -> embedserve.v1.SearchRerank
+	40,  // 53: embedserve.v1.Proximity.center:type_name -> embedserve.v1.GeoPoint
+	49,  // 54: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	49,  // 55: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	95,  // 56: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	96,  // 57: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	55,  // 58: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	50,  // 59: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	56,  // 60: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	10,  // 61: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	59,  // 62: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	59,  // 63: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	5,   // 64: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	47,  // 65: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	48,  // 66: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	94,  // 67: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	54,  // 68: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	53,  // 69: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
+	52,  // 70: embedserve.v1.RecommendRequest.proximity:type_name -> embedserve.v1.Proximity
+	49,  // 71: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	95,  // 72: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	55,  // 73: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	93,  // 74: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	10,  // 75: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	62,  // 76: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	47,  // 77: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	47,  // 78: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	93,  // 79: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	47,  // 80: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	47,  // 81: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	72,  // 82: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	47,  // 83: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	75,  // 84: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	62,  // 85: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	77,  // 86: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	47,  // 87: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 88: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	79,  // 89: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	80,  // 90: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	81,  // 91: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	91,  // 92: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	47,  // 93: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	7,   // 94: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	77,  // 95: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	84,  // 96: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	85,  // 97: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	86,  // 98: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	92,  // 99: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	7,   // 100: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	3,   // 101: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	3,   // 102: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	14,  // 103: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	16,  // 104: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	18,  // 105: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	20,  // 106: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	22,  // 107: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	24,  // 108: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	26,  // 109: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	29,  // 110: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	31,  // 111: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	33,  // 112: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	50,  // 113: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	57,  // 114: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	60,  // 115: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	63,  // 116: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	65,  // 117: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	67,  // 118: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	69,  // 119: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	71,  // 120: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	74,  // 121: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	78,  // 122: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	83,  // 123: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	15,  // 124: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	17,  // 125: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	19,  // 126: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	21,  // 127: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	23,  // 128: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	25,  // 129: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	28,  // 130: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	30,  // 131: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	32,  // 132: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	34,  // 133: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	56,  // 134: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	58,  // 135: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	61,  // 136: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	64,  // 137: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	66,  // 138: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	68,  // 139: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	70,  // 140: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	73,  // 141: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	76,  // 142: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	82,  // 143: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	87,  // 144: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	124, // [124:145] is the sub-list for method output_type
+	103, // [103:124] is the sub-list for method input_type
+	103, // [103:103] is the sub-list for extension type_name
+	103, // [103:103] is the sub-list for extension extendee
+	0,   // [0:103] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -7013,7 +7082,7 @@ func file_embedserve_v1_vector_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
-			NumEnums:      7,
+			NumEnums:      8,
 			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   1,

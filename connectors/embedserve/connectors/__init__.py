@@ -65,6 +65,7 @@ from .types import (
     ScrollPage,
     SearchParams,
     SparseTerms,
+    VectorDatatype,
 )
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ __all__ = [
     "StoreSettings",
     "StoreUnavailable",
     "TransientStoreError",
+    "VectorDatatype",
     "VectorStore",
     "call_with_retry",
     "document_terms",

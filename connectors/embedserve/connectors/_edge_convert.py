@@ -39,6 +39,7 @@ from .types import (
     Range,
     SearchParams,
     SparseTerms,
+    VectorDatatype,
 )
 
 DISTANCES = {
@@ -46,6 +47,10 @@ DISTANCES = {
     Distance.DOT: qe.Distance.Dot,
     Distance.EUCLID: qe.Distance.Euclid,
     Distance.MANHATTAN: qe.Distance.Manhattan,
+}
+DATATYPES = {
+    VectorDatatype.FLOAT32: qe.VectorStorageDatatype.Float32,
+    VectorDatatype.FLOAT16: qe.VectorStorageDatatype.Float16,
 }
 INDEX_KINDS = {
     PayloadIndexKind.KEYWORD: qe.PayloadSchemaType.Keyword,
@@ -182,6 +187,7 @@ def engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
             size=spec.vector_size,
             distance=DISTANCES[spec.distance],
             memory=qe.Memory.Cold if spec.on_disk else None,
+            datatype=DATATYPES[spec.datatype],
         ),
         hnsw_config=qe.HnswIndexConfig(
             m=spec.hnsw_m,

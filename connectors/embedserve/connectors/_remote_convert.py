@@ -44,6 +44,7 @@ from .types import (
     Range,
     SearchParams,
     SparseTerms,
+    VectorDatatype,
     parse_datetime,
 )
 from .validation import check_filter
@@ -55,6 +56,10 @@ DISTANCES = {
     Distance.DOT: qm.Distance.DOT,
     Distance.EUCLID: qm.Distance.EUCLID,
     Distance.MANHATTAN: qm.Distance.MANHATTAN,
+}
+DATATYPES = {
+    VectorDatatype.FLOAT32: qm.Datatype.FLOAT32,
+    VectorDatatype.FLOAT16: qm.Datatype.FLOAT16,
 }
 INDEX_KINDS = {
     PayloadIndexKind.KEYWORD: qm.PayloadSchemaType.KEYWORD,
@@ -259,6 +264,9 @@ def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
         vector_size=vectors.size,
         distance=distances[vectors.distance],
         on_disk=bool(vectors.on_disk),
+        datatype=VectorDatatype.FLOAT16
+        if vectors.datatype == qm.Datatype.FLOAT16
+        else VectorDatatype.FLOAT32,
         hnsw_m=hnsw.m or info.config.hnsw_config.m,
         hnsw_ef_construct=hnsw.ef_construct or info.config.hnsw_config.ef_construct,
         full_scan_threshold_kb=(

@@ -20,6 +20,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from ._remote_convert import (
+    DATATYPES,
     DISTANCES,
     INDEX_KINDS,
     SPEC_METADATA_KEY,
@@ -230,6 +231,7 @@ class RemoteStore(ContextManagerMixin):
                     size=spec.vector_size,
                     distance=DISTANCES[spec.distance],
                     on_disk=spec.on_disk,
+                    datatype=DATATYPES[spec.datatype],
                 ),
                 hnsw_config=qm.HnswConfigDiff(
                     m=spec.hnsw_m,

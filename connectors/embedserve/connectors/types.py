@@ -70,6 +70,11 @@ class Quantization(StrEnum):
     BINARY = "binary"
 
 
+class VectorDatatype(StrEnum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"  # half the memory; values rounded to 16 bits
+
+
 class PayloadIndexKind(StrEnum):
     KEYWORD = "keyword"
     INTEGER = "integer"
@@ -112,6 +117,7 @@ class CollectionSpec:
     # Default ef for searches that do not set SearchParams.hnsw_ef.
     hnsw_ef: int = DEFAULT_HNSW_EF
     quantization: Quantization = Quantization.NONE
+    datatype: VectorDatatype = VectorDatatype.FLOAT32
     shard_number: int = 1
     replication_factor: int = 1
     write_consistency_factor: int = 1
@@ -134,6 +140,7 @@ class CollectionSpec:
         try:
             object.__setattr__(self, "distance", Distance(self.distance))
             object.__setattr__(self, "quantization", Quantization(self.quantization))
+            object.__setattr__(self, "datatype", VectorDatatype(self.datatype))
             indexes = {str(k): PayloadIndexKind(v) for k, v in self.payload_indexes.items()}
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
@@ -158,6 +165,7 @@ class CollectionSpec:
             "hnsw_ef_construct": self.hnsw_ef_construct,
             "hnsw_ef": self.hnsw_ef,
             "quantization": self.quantization.value,
+            "datatype": self.datatype.value,
             "shard_number": self.shard_number,
             "replication_factor": self.replication_factor,
             "write_consistency_factor": self.write_consistency_factor,

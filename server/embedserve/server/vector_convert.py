@@ -46,7 +46,13 @@ QUANTIZATIONS = {
     pb.QUANTIZATION_SCALAR_INT8: st.Quantization.SCALAR_INT8,
     pb.QUANTIZATION_BINARY: st.Quantization.BINARY,
 }
+DATATYPES: dict[pb.VectorDatatype.ValueType, st.VectorDatatype] = {
+    pb.VECTOR_DATATYPE_UNSPECIFIED: st.VectorDatatype.FLOAT32,
+    pb.VECTOR_DATATYPE_FLOAT32: st.VectorDatatype.FLOAT32,
+    pb.VECTOR_DATATYPE_FLOAT16: st.VectorDatatype.FLOAT16,
+}
 QUANTIZATION_TO_PROTO = {v: k for k, v in QUANTIZATIONS.items() if k != pb.QUANTIZATION_UNSPECIFIED}
+DATATYPE_TO_PROTO = {v: k for k, v in DATATYPES.items() if k != pb.VECTOR_DATATYPE_UNSPECIFIED}
 INDEX_KINDS = {
     pb.PAYLOAD_INDEX_KIND_KEYWORD: st.PayloadIndexKind.KEYWORD,
     pb.PAYLOAD_INDEX_KIND_INTEGER: st.PayloadIndexKind.INTEGER,
@@ -121,6 +127,7 @@ def spec_from_proto(
         "quantization": convert.enum_value(
             QUANTIZATIONS, config.quantization, "config.quantization"
         ),
+        "datatype": convert.enum_value(DATATYPES, config.vector_datatype, "config.vector_datatype"),
         "payload_indexes": {
             key: convert.enum_value(INDEX_KINDS, kind, f"config.payload_indexes[{key!r}]")
             for key, kind in config.payload_indexes.items()
@@ -163,6 +170,7 @@ def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
             hnsw_ef_construct=spec.hnsw_ef_construct,
             hnsw_ef=spec.hnsw_ef,
             quantization=QUANTIZATION_TO_PROTO[spec.quantization],
+            vector_datatype=DATATYPE_TO_PROTO[spec.datatype],
             shard_number=spec.shard_number,
             replication_factor=spec.replication_factor,
             write_consistency_factor=spec.write_consistency_factor,

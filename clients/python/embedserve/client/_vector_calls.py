@@ -53,6 +53,7 @@ _QUANTIZATIONS = {
     "scalar_int8": pb.QUANTIZATION_SCALAR_INT8,
     "binary": pb.QUANTIZATION_BINARY,
 }
+_DATATYPES = {"float32": pb.VECTOR_DATATYPE_FLOAT32, "float16": pb.VECTOR_DATATYPE_FLOAT16}
 _INGEST_STREAM = StreamCall("vectors", "IngestStream", "batch_id")
 _QUERY_PARAMS = (
     "limit",
@@ -81,6 +82,7 @@ def collection_config(
     distance: str | None = None,
     payload_indexes: Mapping[str, str] | None = None,
     quantization: str | None = None,
+    vector_datatype: str | None = None,
     **numbers: Any,
 ) -> pb.CollectionConfig:
     config = pb.CollectionConfig(
@@ -99,6 +101,12 @@ def collection_config(
                 f"quantization must be one of {', '.join(_QUANTIZATIONS)}; got {quantization!r}"
             )
         config.quantization = _QUANTIZATIONS[quantization]
+    if vector_datatype is not None:
+        if vector_datatype not in _DATATYPES:
+            raise ValueError(
+                f"vector_datatype must be one of {', '.join(_DATATYPES)}; got {vector_datatype!r}"
+            )
+        config.vector_datatype = _DATATYPES[vector_datatype]
     for name, value in numbers.items():
         setattr(config, name, value)  # hnsw_m, hnsw_ef_construct, hnsw_ef, shard_number, ...
     for key, kind in (payload_indexes or {}).items():
@@ -129,6 +137,8 @@ def config_kwargs(config: pb.CollectionConfig) -> dict[str, Any]:
     names = {value: name for name, value in _QUANTIZATIONS.items() if name != "none"}
     if config.quantization in names:
         kwargs["quantization"] = names[config.quantization]
+    if config.vector_datatype == pb.VECTOR_DATATYPE_FLOAT16:
+        kwargs["vector_datatype"] = "float16"
     kwargs.update(
         {f.name: value for f, value in config.ListFields() if f.name in _OPTIONAL_NUMBERS}
     )
@@ -169,7 +179,8 @@ def create_collection(name: str, **config: Any) -> Plan[pb.CollectionInfo]:
     """Create a collection. ``dimensions`` defaults to the model's width and ``distance`` to
     the one matching its similarity function; also ``bm25=True`` (keep keyword vectors for
     keyword and hybrid search; ``bm25_language="german"``...), ``payload_indexes={"field":
-    "keyword"}``, ``hnsw_m``, ``hnsw_ef``, ``shard_number``..."""
+    "keyword"}``, ``quantization`` (``"scalar_int8"``, ``"binary"``), ``vector_datatype``
+    (``"float16"``: half the memory), ``hnsw_m``, ``hnsw_ef``, ``shard_number``..."""
     request = pb.CreateCollectionRequest(name=name, config=collection_config(**config))
     response = yield Unary("vectors", "CreateCollection", request)
     info: pb.CollectionInfo = response.collection

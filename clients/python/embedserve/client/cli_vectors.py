@@ -193,6 +193,11 @@ def add_parser(commands: Any) -> None:
     )
     collections.add_argument("--quantization", choices=["none", "scalar_int8", "binary"])
     collections.add_argument(
+        "--vector-datatype",
+        choices=["float32", "float16"],
+        help="float16: half the memory, values rounded to 16 bits",
+    )
+    collections.add_argument(
         "--full-scan-threshold-kb",
         type=int,
         help="segments smaller than this are scanned exactly, without an HNSW index",
@@ -371,6 +376,7 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
             distance=args.distance,
             payload_indexes=indexes,
             quantization=args.quantization,
+            vector_datatype=args.vector_datatype,
             bm25=args.bm25,
             bm25_language=args.bm25_language,
             **extra,

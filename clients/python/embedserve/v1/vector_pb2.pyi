@@ -57,9 +57,9 @@ class _QuantizationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Quantiza
     QUANTIZATION_SCALAR_INT8: _Quantization.ValueType  # 2
     QUANTIZATION_BINARY: _Quantization.ValueType  # 3
     """One bit per dimension (a thirty-second of float32's memory), kept in RAM beside
-    the float vectors: a search reads three times its limit by the bits and scores
-    those again with the floats. For wide models (768 dimensions and more); an exact
-    search reads the floats alone.
+    the float vectors: a search reads QueryParams.oversampling (default 3) times its
+    limit by the bits and scores those again with the floats. For wide models (768
+    dimensions and more); an exact search reads the floats alone.
     """
 
 class Quantization(_Quantization, metaclass=_QuantizationEnumTypeWrapper): ...
@@ -70,11 +70,38 @@ QUANTIZATION_NONE: Quantization.ValueType  # 1
 QUANTIZATION_SCALAR_INT8: Quantization.ValueType  # 2
 QUANTIZATION_BINARY: Quantization.ValueType  # 3
 """One bit per dimension (a thirty-second of float32's memory), kept in RAM beside
-the float vectors: a search reads three times its limit by the bits and scores
-those again with the floats. For wide models (768 dimensions and more); an exact
-search reads the floats alone.
+the float vectors: a search reads QueryParams.oversampling (default 3) times its
+limit by the bits and scores those again with the floats. For wide models (768
+dimensions and more); an exact search reads the floats alone.
 """
 Global___Quantization: _TypeAlias = Quantization  # noqa: Y015
+
+class _VectorDatatype:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VectorDatatypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VectorDatatype.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VECTOR_DATATYPE_UNSPECIFIED: _VectorDatatype.ValueType  # 0
+    """FLOAT32."""
+    VECTOR_DATATYPE_FLOAT32: _VectorDatatype.ValueType  # 1
+    VECTOR_DATATYPE_FLOAT16: _VectorDatatype.ValueType  # 2
+    """Half the memory (or disk) of FLOAT32: each value rounded to 16 bits (an
+    embedding's values keep about three decimal digits; similarities move by
+    about 1e-3 at most). Vectors read back are the rounded ones.
+    """
+
+class VectorDatatype(_VectorDatatype, metaclass=_VectorDatatypeEnumTypeWrapper): ...
+
+VECTOR_DATATYPE_UNSPECIFIED: VectorDatatype.ValueType  # 0
+"""FLOAT32."""
+VECTOR_DATATYPE_FLOAT32: VectorDatatype.ValueType  # 1
+VECTOR_DATATYPE_FLOAT16: VectorDatatype.ValueType  # 2
+"""Half the memory (or disk) of FLOAT32: each value rounded to 16 bits (an
+embedding's values keep about three decimal digits; similarities move by
+about 1e-3 at most). Vectors read back are the rounded ones.
+"""
+Global___VectorDatatype: _TypeAlias = VectorDatatype  # noqa: Y015
 
 class _PayloadIndexKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -265,6 +292,7 @@ class CollectionConfig(_message.Message):
     FULL_SCAN_THRESHOLD_KB_FIELD_NUMBER: _builtins.int
     BM25_FIELD_NUMBER: _builtins.int
     BM25_LANGUAGE_FIELD_NUMBER: _builtins.int
+    VECTOR_DATATYPE_FIELD_NUMBER: _builtins.int
     dimensions: _builtins.int
     """Vector size. Default: the served model's width. A smaller size stores
     Matryoshka-truncated vectors; a larger one is FAILED_PRECONDITION.
@@ -309,6 +337,8 @@ class CollectionConfig(_message.Message):
     portuguese, romanian, russian, slovene, spanish, swedish, tajik, turkish.
     Default: english.
     """
+    vector_datatype: Global___VectorDatatype.ValueType
+    """How the stored vectors are kept. Default: FLOAT32."""
     @_builtins.property
     def payload_indexes(self) -> _containers.ScalarMap[_builtins.str, Global___PayloadIndexKind.ValueType]:
         """Payload fields to index, by kind."""
@@ -330,10 +360,11 @@ class CollectionConfig(_message.Message):
         full_scan_threshold_kb: _builtins.int | None = ...,
         bm25: _builtins.bool = ...,
         bm25_language: _builtins.str = ...,
+        vector_datatype: Global___VectorDatatype.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "dimensions", b"dimensions", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "bm25", b"bm25", "bm25_language", b"bm25_language", "dimensions", b"dimensions", "distance", b"distance", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "on_disk", b"on_disk", "payload_indexes", b"payload_indexes", "quantization", b"quantization", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_full_scan_threshold_kb", b"_full_scan_threshold_kb", "_hnsw_ef", b"_hnsw_ef", "_hnsw_ef_construct", b"_hnsw_ef_construct", "_hnsw_m", b"_hnsw_m", "_replication_factor", b"_replication_factor", "_shard_number", b"_shard_number", "_write_consistency_factor", b"_write_consistency_factor", "bm25", b"bm25", "bm25_language", b"bm25_language", "dimensions", b"dimensions", "distance", b"distance", "full_scan_threshold_kb", b"full_scan_threshold_kb", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "on_disk", b"on_disk", "payload_indexes", b"payload_indexes", "quantization", b"quantization", "replication_factor", b"replication_factor", "shard_number", b"shard_number", "vector_datatype", b"vector_datatype", "write_consistency_factor", b"write_consistency_factor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimensions: _TypeAlias = _typing.Literal["dimensions"]  # noqa: Y015
     _WhichOneofArgType__dimensions: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions"]  # noqa: Y015

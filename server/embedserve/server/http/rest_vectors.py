@@ -100,6 +100,7 @@ def spec_of(
         bm25=config.bm25,
         bm25_language=config.bm25_language,
         quantization=st.Quantization(config.quantization),
+        datatype=st.VectorDatatype(config.vector_datatype),
         payload_indexes={k: st.PayloadIndexKind(v) for k, v in config.payload_indexes.items()},
         **tuning,
     )
@@ -178,6 +179,7 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
         "bm25": spec.bm25,
         "bm25_language": spec.bm25_language,
         "quantization": spec.quantization.value,
+        "vector_datatype": spec.datatype.value,
         "payload_indexes": {k: v.value for k, v in spec.payload_indexes.items()},
     }
     config |= {name: getattr(spec, name) for name in st.TUNING_FIELDS}

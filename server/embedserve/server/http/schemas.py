@@ -182,6 +182,9 @@ class CollectionConfig(Body):
     )
     on_disk: bool = False
     quantization: Literal["none", "scalar_int8", "binary"] = "none"
+    vector_datatype: Literal["float32", "float16"] = Field(
+        default="float32", description="float16: half the memory, values rounded to 16 bits"
+    )
     payload_indexes: dict[str, IndexKind] = {}
     hnsw_m: U32 | None = None
     hnsw_ef_construct: U32 | None = None

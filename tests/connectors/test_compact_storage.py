@@ -1,6 +1,7 @@
-"""Binary quantization as both engines apply it: one bit per dimension kept beside the
-float vectors, searches that read an oversampled candidate set by the bits and score it
-again with the floats, and exact searches that read the floats alone.
+"""Vectors in fewer bits, as both engines keep them: binary quantization (one bit per
+dimension kept beside the float vectors, searches that read an oversampled candidate set
+by the bits and score it again with the floats, exact searches that read the floats
+alone) and float16 storage (each value rounded to 16 bits).
 
 The vectors are clustered noise in 64 dimensions, the hardest case for bits (the
 neighbours of a point differ from the others of its cluster by noise alone), so the
@@ -26,6 +27,7 @@ from embedserve.connectors import (
     Quantization,
     RemoteStore,
     SearchParams,
+    VectorDatatype,
 )
 
 DIM, K = 64, 10
@@ -36,6 +38,7 @@ BITS = CollectionSpec(
     "bits", vector_size=DIM, quantization=Quantization.BINARY, full_scan_threshold_kb=1
 )
 FLOATS = CollectionSpec("floats", vector_size=DIM, full_scan_threshold_kb=1)
+HALVES = CollectionSpec("halves", vector_size=DIM, datatype=VectorDatatype.FLOAT16)
 
 
 def _fill(store: Any, spec: CollectionSpec) -> None:
@@ -76,9 +79,23 @@ def _check_searches(store: Any) -> None:
     assert store.get_collection("bits").spec.quantization is Quantization.BINARY
 
 
+def _check_halves(store: Any) -> None:
+    """Stored, read back and scored as float16 values: the engine rounded them."""
+    rounded = DATA.astype(np.float16).astype(np.float32)
+    assert np.abs(rounded - DATA).max() > 1e-5  # the rounding is visible at this size
+    [record] = store.retrieve("halves", ["7"], with_vectors=True)
+    np.testing.assert_array_equal(np.asarray(record.vector, dtype=np.float32), rounded[7])
+    hits = store.search("halves", QUERIES[0], params=SearchParams(limit=K, exact=True))
+    # The engine compares the query in float16 too.
+    exact = rounded @ QUERIES[0].astype(np.float16).astype(np.float32)
+    assert [int(h.id) for h in hits] == np.argsort(-exact)[:K].tolist()
+    np.testing.assert_allclose([h.score for h in hits], np.sort(exact)[::-1][:K], atol=2e-6)
+    assert store.get_collection("halves").spec.datatype is VectorDatatype.FLOAT16
+
+
 def test_embedded_engine_keeps_bits_and_rescores(tmp_path: Path) -> None:
     with EdgeStore(tmp_path) as store:
-        for spec in (BITS, FLOATS):
+        for spec in (BITS, FLOATS, HALVES):
             _fill(store, spec)
             store.optimize(spec.name)
         store.flush("bits")
@@ -88,13 +105,14 @@ def test_embedded_engine_keeps_bits_and_rescores(tmp_path: Path) -> None:
         assert indexed["quantization_config"] == {"binary": {"always_ram": True}}
         assert store.get_collection("bits").indexed_vectors_count == len(DATA)
         _check_searches(store)
+        _check_halves(store)
 
 
 def test_server_keeps_bits_and_rescores(qdrant_server: Any) -> None:
     store = RemoteStore.connect(
         qdrant_server.url, api_key=qdrant_server.api_key, grpc_port=qdrant_server.grpc_port
     )
-    for spec in (BITS, FLOATS):
+    for spec in (BITS, FLOATS, HALVES):
         _fill(store, spec)
     deadline = time.monotonic() + 60
     while True:
@@ -105,4 +123,7 @@ def test_server_keeps_bits_and_rescores(qdrant_server: Any) -> None:
         time.sleep(0.2)
     assert info["config"]["quantization_config"] == {"binary": {"always_ram": True}}
     _check_searches(store)
+    halves = qdrant_server.request("GET", "/collections/halves")["config"]["params"]["vectors"]
+    assert halves["datatype"] == "float16"
+    _check_halves(store)
     store.close()
