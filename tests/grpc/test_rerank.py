@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,10 @@ def test_the_models_own_activation_is_applied(
 
 
 def test_command_line(
-    reranker_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    reranker_server: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from embedserve.client.cli import main as cli_main
 
@@ -281,6 +285,11 @@ def test_command_line(
     assert [(line["id"], line["index"]) for line in lines] == [
         (f"d{r.index}", r.index) for r in expected[:2]
     ]
+    # The same documents one a line on standard input.
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(DOCUMENTS[:4]) + "\n"))
+    assert cli_main(["rerank", QUERY, "--file", "-", "--top-n", "1", *target]) == 0
+    [(_, index, text)] = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert (int(index), text) == (expected[0].index, DOCUMENTS[expected[0].index])
 
     assert cli_main(["rerank", QUERY, *target]) == 2
     assert "as arguments or with --file" in capsys.readouterr().err

@@ -22,7 +22,8 @@ def add_parser(commands: Any) -> None:
     add_target(rerank)
     rerank.set_defaults(run=client_verb(_rerank))
     rerank.add_argument(
-        "--file", help="documents: one a line, or JSONL with a 'text' field (and an 'id')"
+        "--file",
+        help="documents: one a line, or JSONL with a 'text' field (and an 'id'); - for stdin",
     )
     rerank.add_argument("--top-n", type=int, default=0, help="keep the best N (default: all)")
     rerank.add_argument("--raw-scores", action="store_true", help="the model's logits")

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from typing import Any
 
-from embedserve.client.cli_lines import lone_surrogate, open_text, utf8_lines
+from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,11 +26,15 @@ class TextLine:
 
 
 def read_texts(path: str) -> list[TextLine]:
-    """The file's texts. A file whose first line starts with "{" is JSONL: every line must be
-    a JSON object with a non-empty string "text". In a plain file, blank lines are skipped.
-    Errors (ValueError) name the file and line."""
-    with open_text(path) as file:
-        lines = [line.strip() for line in utf8_lines(file, f"{path} line")]
+    """The file's texts ("-": standard input's). A file whose first line starts with "{" is
+    JSONL: every line must be a JSON object with a non-empty string "text". In a plain file,
+    blank lines are skipped. Errors (ValueError) name the file and line."""
+    if path == "-":
+        path = "stdin"
+        lines = [line.strip() for line in utf8_lines(stdin_text(), "stdin line")]
+    else:
+        with open_text(path) as file:
+            lines = [line.strip() for line in utf8_lines(file, f"{path} line")]
     jsonl = bool(lines) and lines[0].startswith("{")
     texts = []
     for number, line in enumerate(lines, 1):
