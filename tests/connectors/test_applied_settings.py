@@ -24,6 +24,7 @@ from embedserve.connectors import (
     PointRecord,
     Quantization,
     RemoteStore,
+    VectorDatatype,
 )
 
 DIM, N = 12, 300  # 300 x 12 floats is ~14 KB: past a 1 KB threshold, so an index gets built
@@ -118,7 +119,8 @@ def test_server_applies_index_quantization_storage_sharding_and_payload_indexes(
 
     tuned = _wait_indexed(qdrant_server, "tuned")
     config = tuned["config"]
-    assert config["params"]["vectors"] == {"size": DIM, "distance": "Dot", "on_disk": True}
+    vectors = {"size": DIM, "distance": "Dot", "on_disk": True, "datatype": "float32"}
+    assert config["params"]["vectors"] == vectors
     assert config["hnsw_config"]["m"] == 8
     assert config["hnsw_config"]["ef_construct"] == 64
     assert config["hnsw_config"]["full_scan_threshold"] == 1
@@ -177,4 +179,12 @@ def test_a_collection_made_by_another_tool_reads_back_as_the_server_reports_it(
         shard_number=2,
         payload_indexes={"tag": PayloadIndexKind.KEYWORD},
     )
+    compact = {"size": 8, "distance": "Cosine", "datatype": "float16"}
+    qdrant_server.request(
+        "PUT",
+        "/collections/compact",
+        {"vectors": compact, "quantization_config": {"binary": {"always_ram": True}}},
+    )
+    spec = store.get_collection("compact").spec
+    assert (spec.quantization, spec.datatype) == (Quantization.BINARY, VectorDatatype.FLOAT16)
     store.close()
