@@ -30,10 +30,6 @@ class Precision(enum.Enum):
     def packed(self) -> bool:
         return self in (Precision.BINARY, Precision.UBINARY)
 
-    def width(self, dimensions: int) -> int:
-        """Values per vector: one per dimension, or one per eight when bits are packed."""
-        return (dimensions + 7) // 8 if self.packed else dimensions
-
 
 def quantize(vectors: FloatArray, precision: Precision) -> ByteArray:
     """``vectors`` (rows) in ``precision``; not for FLOAT32, which needs nothing done."""

@@ -10,7 +10,7 @@ from embedserve.server.auth import KeyRing
 from embedserve.server.config import Settings
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder
-from embedserve.server.errors import NotReady
+from embedserve.server.errors import NotFound, NotReady
 from embedserve.server.ratelimit import RateLimiter
 from embedserve.server.reranking import Reranker, no_reranker
 from embedserve.server.vectors import VectorCore
@@ -61,9 +61,13 @@ class Backend:
     def ready(self) -> bool:
         return self._vectors is not None and not self.drain.started
 
-    def model_names(self) -> set[str]:
-        """Names a request's ``model`` may use: the model's id or the name it was served by."""
-        return {self.embedder.model.spec.model_id, self.settings.model}
+    def served_model(self, name: str | None) -> str:
+        """The served model's id; NotFound where a request's ``model`` names another (it
+        may use the model's id or the name it was served by)."""
+        served = self.embedder.model.spec.model_id
+        if name and name not in {served, self.settings.model}:
+            raise NotFound(f"model {name!r} is not served here; this server serves {served!r}")
+        return served
 
 
 def backend_of(request: Request) -> Backend:

@@ -1,6 +1,6 @@
 """Cohere's embed API (/v1/embed, /v2/embed) and its /v2/rerank, in Cohere's shapes, so
-that Cohere's SDKs and the frameworks built on them (LangChain's and LlamaIndex's Cohere
-embeddings) can be pointed here. /v1/rerank is with the other rerank routes."""
+that Cohere's SDKs and what is built on them (LangChain's CohereEmbeddings) can be
+pointed here. /v1/rerank is with the other rerank routes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from starlette.responses import Response
 
 from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import EmbedResult
-from embedserve.server.errors import NotFound
 from embedserve.server.http.backend import Backend, backend_of
 from embedserve.server.http.cohere_schemas import CohereEmbedRequest, CohereV2RerankRequest
 from embedserve.server.http.guard import guard
@@ -27,10 +26,8 @@ Caller = Annotated[ApiKey | None, Depends(guard)]
 
 
 async def _embed(backend: Backend, body: CohereEmbedRequest) -> EmbedResult:
+    backend.served_model(body.model)
     embedder = backend.embedder
-    if body.model and body.model not in backend.model_names():
-        served = embedder.model.spec.model_id
-        raise NotFound(f"model {body.model!r} is not served here; this server serves {served!r}")
     spec = embedder.model.spec
     params = body.params(spec.prompts, spec.max_tokens)
     return await embedder.embed(body.texts, params, field="texts", options_field="")

@@ -14,8 +14,8 @@ from starlette.responses import Response
 
 from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import EmbedResult
-from embedserve.server.errors import InvalidArgument, NotFound
-from embedserve.server.http.backend import Backend, backend_of
+from embedserve.server.errors import InvalidArgument
+from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.schemas import OpenAIEmbeddingRequest
@@ -36,13 +36,6 @@ TOKEN_IDS_REFUSED = (
 )
 
 
-def _check_model(backend: Backend, name: str | None) -> str:
-    served = backend.embedder.model.spec.model_id
-    if name and name not in backend.model_names():
-        raise NotFound(f"model {name!r} is not served here; this server serves {served!r}")
-    return served
-
-
 def _encode(result: EmbedResult, encoding: str) -> list[Any]:
     if encoding == "base64":
         return float32_base64(result.vectors)
@@ -55,7 +48,7 @@ async def create_embeddings(
     body: OpenAIEmbeddingRequest, request: Request, caller: Caller
 ) -> Response:
     backend = backend_of(request)
-    served = _check_model(backend, body.model)
+    served = backend.served_model(body.model)
     params = body.options().params()
     # OpenAI's options are top-level fields: errors name them so (options_field "").
     data, embedder = body.input, backend.embedder
@@ -97,7 +90,7 @@ async def list_models(request: Request, caller: Caller) -> Response:
 
 @router.get("/models/{model:path}", summary="Describe the served model (OpenAI's API)")
 async def get_model(model: str, request: Request, caller: Caller) -> Response:
-    return json_response(_model_entry(_check_model(backend_of(request), model)))
+    return json_response(_model_entry(backend_of(request).served_model(model)))
 
 
 unprefixed = APIRouter(tags=["OpenAI-compatible"], route_class=StrictJsonRoute)
