@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import numpy as np
 import pytest
 from sentence_transformers.util.quantization import quantize_embeddings
 
-from embedserve.client import EmbedClient
+from embedserve.client import AsyncEmbedClient, EmbedClient
 from embedserve.v1 import embedding_pb2 as pb
 from embedserve.v1 import embedding_pb2_grpc as pb_grpc
 
@@ -106,3 +108,31 @@ def test_raw_rpcs_carry_bytes_and_the_vector_width(minilm_server) -> None:
 def test_client_refuses_an_unknown_precision_before_sending(minilm_server) -> None:
     with EmbedClient(minilm_server.target) as client, pytest.raises(ValueError, match="int8"):
         client.embed_quantized(TEXTS, "int4")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("precision", ["int8", "ubinary"])
+def test_streams_yield_the_rows_embed_quantized_returns(minilm_server, precision) -> None:
+    with EmbedClient(minilm_server.target) as client:
+        expected = client.embed_quantized(TEXTS, precision, task="query")
+        streamed = list(
+            client.embed_quantized_iter(
+                iter(TEXTS), precision, batch_size=2, max_in_flight=2, task="query"
+            )
+        )
+        floats = list(client.embed_iter(iter(TEXTS), batch_size=2))
+    assert [row.dtype for row in streamed] == [expected.dtype] * len(TEXTS)
+    np.testing.assert_array_equal(np.stack(streamed), expected)
+    assert all(row.dtype == np.float32 and row.shape == (384,) for row in floats)
+
+
+def test_the_async_stream_yields_quantized_rows(minilm_server) -> None:
+    async def run() -> tuple[np.ndarray, list[np.ndarray]]:
+        async with AsyncEmbedClient(minilm_server.target) as client:
+            expected = await client.embed_quantized(TEXTS, "binary")
+            streamed = [row async for row in client.embed_quantized_iter(TEXTS, "binary")]
+            with pytest.raises(ValueError, match="int8"):
+                client.embed_quantized_iter(TEXTS, "float32")  # type: ignore[arg-type]
+        return expected, streamed
+
+    expected, streamed = asyncio.run(run())
+    np.testing.assert_array_equal(np.stack(streamed), expected)

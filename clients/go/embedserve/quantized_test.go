@@ -3,9 +3,12 @@ package embedserve_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"math"
+	"net"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -167,5 +170,148 @@ func TestEmbedQuantizedRefusesFloat32(t *testing.T) {
 	}
 	if _, err := client.EmbedQuantized(context.Background(), nil, pb.Precision_PRECISION_INT8); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("no texts: err %v, want InvalidArgument", err)
+	}
+}
+
+// streamQuantized sends texts to EmbedQuantizedStream in batches of batchSize and
+// joins the results' rows, checking each result's index, vectors and row count.
+func streamQuantized(t *testing.T, client *embedserve.Client, texts []string, batchSize int, precision pb.Precision, opts ...embedserve.EmbedOption) [][]byte {
+	t.Helper()
+	var rows [][]byte
+	next := 0
+	for result, err := range client.EmbedQuantizedStream(context.Background(), embedserve.Batches(texts, batchSize), precision, opts...) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := min(batchSize, len(texts)-next*batchSize)
+		if result.Index != next || result.Vectors != nil || len(result.Quantized) != want {
+			t.Fatalf("%s result %d: index %d, %d vectors, %d rows, want %d rows", precision, next, result.Index, len(result.Vectors), len(result.Quantized), want)
+		}
+		rows = append(rows, result.Quantized...)
+		next++
+	}
+	if len(rows) != len(texts) {
+		t.Fatalf("%s: %d rows for %d texts", precision, len(rows), len(texts))
+	}
+	return rows
+}
+
+func TestEmbedQuantizedStream(t *testing.T) {
+	client := dial(t)
+	// Batches of 2, one at a time, for the stream and the unary calls alike: each
+	// text's floats then come from the same batch, so the bytes are the same.
+	const batchSize = 2
+	opts := []embedserve.EmbedOption{embedserve.WithBatchSize(batchSize), embedserve.WithMaxInFlight(1)}
+	vectors, err := client.Embed(context.Background(), quantizedTexts, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	int8Rows := streamQuantized(t, client, quantizedTexts, batchSize, pb.Precision_PRECISION_INT8, opts...)
+	checkInt8(t, vectors, int8Rows)
+	binaryRows := streamQuantized(t, client, quantizedTexts, batchSize, pb.Precision_PRECISION_BINARY, opts...)
+	for i, v := range vectors {
+		if len(binaryRows[i]) != dims/8 {
+			t.Fatalf("text %d: binary %d bytes, want %d", i, len(binaryRows[i]), dims/8)
+		}
+		for j := range dims {
+			// The first dimension is the highest bit; binary is each byte minus 128.
+			bit := (binaryRows[i][j/8]^0x80)>>(7-j%8)&1 == 1
+			if want := v[j] > 0; bit != want {
+				t.Fatalf("text %d, bit %d: %v, want %v (value %v)", i, j, bit, want, v[j])
+			}
+		}
+	}
+
+	for precision, streamed := range map[pb.Precision][][]byte{pb.Precision_PRECISION_INT8: int8Rows, pb.Precision_PRECISION_BINARY: binaryRows} {
+		unary, err := client.EmbedQuantized(context.Background(), quantizedTexts, precision, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range quantizedTexts {
+			if !bytes.Equal(streamed[i], unary[i]) {
+				t.Fatalf("%s, text %d: stream %v, EmbedQuantized %v", precision, i, streamed[i], unary[i])
+			}
+		}
+	}
+}
+
+func TestEmbedQuantizedStreamRefusesFloat32(t *testing.T) {
+	client := dial(t)
+	for _, precision := range []pb.Precision{pb.Precision_PRECISION_FLOAT32, pb.Precision_PRECISION_UNSPECIFIED} {
+		pulled := 0
+		batches := func(yield func([]string) bool) {
+			pulled++
+			yield(quantizedTexts)
+		}
+		var errs []error
+		for result, err := range client.EmbedQuantizedStream(context.Background(), batches, precision) {
+			if err == nil {
+				t.Fatalf("%s: result %d with no error", precision, result.Index)
+			}
+			errs = append(errs, err)
+		}
+		if len(errs) != 1 || status.Code(errs[0]) != codes.InvalidArgument || pulled != 0 {
+			t.Fatalf("%s: errors %v, batches pulled %d; want one InvalidArgument and none pulled", precision, errs, pulled)
+		}
+	}
+}
+
+// floatStream is an EmbedStream from before quantized output: it ignores
+// precision and answers each text with a float vector, recording the precision
+// each request carried.
+type floatStream struct {
+	pb.UnimplementedEmbeddingServiceServer
+	precisions chan pb.Precision
+}
+
+func (f *floatStream) EmbedStream(stream grpc.BidiStreamingServer[pb.EmbedStreamRequest, pb.EmbedStreamResponse]) error {
+	for {
+		request, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		f.precisions <- request.GetPrecision()
+		answer := &pb.EmbedStreamResponse{RequestId: request.GetRequestId(), Dimensions: 2}
+		for range request.GetInputs() {
+			answer.Embeddings = append(answer.Embeddings, &pb.Embedding{Values: []float32{1, 2}})
+		}
+		if err := stream.Send(answer); err != nil {
+			return err
+		}
+	}
+}
+
+func TestEmbedQuantizedStreamFloatAnswerIsUnimplemented(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer()
+	fake := &floatStream{precisions: make(chan pb.Precision, 100)}
+	pb.RegisterEmbeddingServiceServer(server, fake)
+	go server.Serve(listener)
+	t.Cleanup(server.Stop)
+	client, err := embedserve.Dial(listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+
+	var errs []error
+	for _, err := range client.EmbedQuantizedStream(context.Background(), embedserve.Batches(quantizedTexts, 2), pb.Precision_PRECISION_UINT8) {
+		if err == nil {
+			t.Fatal("a result from floats")
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) != 1 || status.Code(errs[0]) != codes.Unimplemented {
+		t.Fatalf("errors %v, want one Unimplemented", errs)
+	}
+	if got := <-fake.precisions; got != pb.Precision_PRECISION_UINT8 {
+		t.Fatalf("the request carried precision %s, want UINT8", got)
 	}
 }

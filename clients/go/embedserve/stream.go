@@ -5,18 +5,25 @@ import (
 	"iter"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
 )
 
-// StreamResult is the answer to one batch sent by EmbedStream.
+// StreamResult is the answer to one batch sent by EmbedStream or EmbedQuantizedStream.
 type StreamResult struct {
 	// Index is the batch's position in the input sequence (0, 1, 2, ...).
 	Index int
 	// RequestID is the id sent with the batch and echoed by the server.
 	RequestID string
-	// Vectors holds one vector per text of the batch, in order.
+	// Vectors holds one vector per text of the batch, in order (nil from
+	// EmbedQuantizedStream).
 	Vectors [][]float32
+	// Quantized holds one quantized vector per text of the batch, in order, from
+	// EmbedQuantizedStream (nil from EmbedStream); the bytes are as EmbedQuantized
+	// describes them.
+	Quantized [][]byte
 	// Response is the server's full message (usage, timings, token counts).
 	Response *pb.EmbedStreamResponse
 }
@@ -31,16 +38,50 @@ type StreamResult struct {
 // batches sequence is consumed on another goroutine; FromChannel(ch) adapts
 // a channel. The stream has no default deadline: bound it with ctx.
 func (c *Client) EmbedStream(ctx context.Context, batches iter.Seq[[]string], opts ...EmbedOption) iter.Seq2[StreamResult, error] {
+	return embedStream(ctx, c, batches, pb.Precision_PRECISION_UNSPECIFIED, opts, func(result *StreamResult, embeddings []*pb.Embedding) error {
+		result.Vectors = vectorsOf(embeddings)
+		return nil
+	})
+}
+
+// EmbedQuantizedStream is EmbedStream with each vector in fewer bits: every
+// request carries precision, and each result's Quantized holds one byte slice
+// per text of its batch, in order (Vectors is nil). The precisions and their
+// bytes are EmbedQuantized's.
+//
+// FLOAT32 and UNSPECIFIED are refused with codes.InvalidArgument (yielded once,
+// before anything is sent): EmbedStream gives the floats. A server older than
+// quantized output answers floats, which ends the iteration with
+// codes.Unimplemented.
+func (c *Client) EmbedQuantizedStream(ctx context.Context, batches iter.Seq[[]string], precision pb.Precision, opts ...EmbedOption) iter.Seq2[StreamResult, error] {
+	if precision == pb.Precision_PRECISION_UNSPECIFIED || precision == pb.Precision_PRECISION_FLOAT32 {
+		err := status.Errorf(codes.InvalidArgument, "embedserve: EmbedQuantizedStream needs INT8, UINT8, BINARY or UBINARY precision, not %s (EmbedStream gives float32 vectors)", precision)
+		return func(yield func(StreamResult, error) bool) { yield(StreamResult{}, err) }
+	}
+	return embedStream(ctx, c, batches, precision, opts, func(result *StreamResult, embeddings []*pb.Embedding) (err error) {
+		result.Quantized, err = quantizedOf(embeddings)
+		return err
+	})
+}
+
+// embedStream is one EmbedStream call sending batches in requests of
+// precision; rows fills each result's vectors from its answer's embeddings,
+// and an error from it ends the iteration.
+func embedStream(ctx context.Context, c *Client, batches iter.Seq[[]string], precision pb.Precision, opts []EmbedOption, rows func(*StreamResult, []*pb.Embedding) error) iter.Seq2[StreamResult, error] {
 	cfg := newCallConfig(opts)
 	stream := orderedStream[[]string, pb.EmbedStreamRequest, pb.EmbedStreamResponse, StreamResult]{
 		batches:     withoutErrors(batches),
 		maxInFlight: cfg.maxInFlight,
 		request: func(_ int, id string, batch []string) *pb.EmbedStreamRequest {
-			return &pb.EmbedStreamRequest{RequestId: id, Inputs: batch, Options: cfg.options}
+			return &pb.EmbedStreamRequest{RequestId: id, Inputs: batch, Options: cfg.options, Precision: precision}
 		},
 		answerID: (*pb.EmbedStreamResponse).GetRequestId,
 		result: func(index int, id string, _ []string, resp *pb.EmbedStreamResponse) (StreamResult, error) {
-			return StreamResult{Index: index, RequestID: id, Vectors: vectorsOf(resp.GetEmbeddings()), Response: resp}, nil
+			result := StreamResult{Index: index, RequestID: id, Response: resp}
+			if err := rows(&result, resp.GetEmbeddings()); err != nil {
+				return StreamResult{}, err
+			}
+			return result, nil
 		},
 		name: "stream", idField: "request_id", answerOf: "the answer to request", strayAnswer: "an answer to no request",
 	}
@@ -60,7 +101,8 @@ func withoutErrors[T any](seq iter.Seq[T]) iter.Seq2[T, error] {
 	}
 }
 
-// Batches cuts texts into consecutive batches of at most size texts, for EmbedStream.
+// Batches cuts texts into consecutive batches of at most size texts, for
+// EmbedStream and EmbedQuantizedStream.
 func Batches(texts []string, size int) iter.Seq[[]string] {
 	return func(yield func([]string) bool) {
 		if size < 1 {

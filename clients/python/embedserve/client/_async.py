@@ -70,6 +70,7 @@ class AsyncEmbedClient:
     embed = awaiting(calls.embed)
     embed_quantized = awaiting(calls.embed_quantized)
     embed_iter = async_stream(calls.embed_iter)
+    embed_quantized_iter = async_stream(calls.embed_quantized_iter)
     embed_tokens = awaiting(calls.embed_tokens)
     tokenize = awaiting(calls.tokenize)
     similarity = awaiting(calls.similarity)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterable, Iterable, Sequence
-from typing import Any
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -31,6 +31,7 @@ from embedserve.client._steps import Pipelined, Plan, Sleep, Unary
 from embedserve.v1 import embedding_pb2 as pb
 
 _EMBED_STREAM = StreamCall("embedding", "EmbedStream", "request_id")
+Rows = TypeVar("Rows", Vectors, Quantized)
 
 
 def embed(
@@ -97,17 +98,53 @@ def embed_iter(
     At most ``max_in_flight`` requests of ``batch_size`` texts are outstanding, so any
     (endless, slow) iterable works; the asyncio client also takes an async iterable.
     """
+
+    def rows(answer: pb.EmbedStreamResponse) -> Vectors:
+        return vectors_of(answer.embeddings, answer.dimensions)
+
+    return _embed_stream(texts, pb.PRECISION_UNSPECIFIED, rows, batch_size, max_in_flight, options)
+
+
+def embed_quantized_iter(
+    texts: Iterable[str] | AsyncIterable[str],
+    precision: PrecisionName,
+    *,
+    batch_size: int = 32,
+    max_in_flight: int = 8,
+    **options: Any,
+) -> StreamPlan[str, Quantized]:
+    """:meth:`embed_iter` in fewer bits: yields one row of ``precision`` per text, in
+    order, as :meth:`embed_quantized` returns them."""
+    value = precision_value(precision)
+
+    def rows(answer: pb.EmbedStreamResponse) -> Quantized:
+        return quantized_of(answer.embeddings, precision)
+
+    return _embed_stream(texts, value, rows, batch_size, max_in_flight, options)
+
+
+def _embed_stream(
+    texts: Iterable[str] | AsyncIterable[str],
+    precision: pb.Precision.ValueType,
+    rows: Callable[[pb.EmbedStreamResponse], Rows],
+    batch_size: int,
+    max_in_flight: int,
+    options: dict[str, Any],
+) -> StreamPlan[str, Rows]:
     built = build_options(**options)
 
     def request(number: int, batch: list[str]) -> pb.EmbedStreamRequest:
         return pb.EmbedStreamRequest(
-            request_id=str(number), inputs=checked_texts(batch, number * batch_size), options=built
+            request_id=str(number),
+            inputs=checked_texts(batch, number * batch_size),
+            options=built,
+            precision=precision,
         )
 
-    def vectors(_: pb.EmbedStreamRequest, answer: pb.EmbedStreamResponse) -> Vectors:
-        return vectors_of(answer.embeddings, answer.dimensions)
+    def outputs(_: pb.EmbedStreamRequest, answer: pb.EmbedStreamResponse) -> Rows:
+        return rows(answer)
 
-    return StreamPlan(_EMBED_STREAM, texts, batch_size, max_in_flight, request, vectors)
+    return StreamPlan(_EMBED_STREAM, texts, batch_size, max_in_flight, request, outputs)
 
 
 def embed_tokens(texts: str | Sequence[str], **options: Any) -> Plan[pb.EmbedTokensResponse]:

@@ -80,6 +80,7 @@ class EmbedClient:
     embed = blocking(calls.embed)
     embed_quantized = blocking(calls.embed_quantized)
     embed_iter = blocking_stream(calls.embed_iter)
+    embed_quantized_iter = blocking_stream(calls.embed_quantized_iter)
     embed_tokens = blocking(calls.embed_tokens)
     tokenize = blocking(calls.tokenize)
     similarity = blocking(calls.similarity)

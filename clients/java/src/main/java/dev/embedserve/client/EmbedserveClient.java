@@ -128,7 +128,10 @@ public final class EmbedserveClient implements AutoCloseable {
   public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(300);
   /** Texts per request when {@link #embed} splits a large input. */
   public static final int DEFAULT_BATCH_SIZE = 256;
-  /** Requests outstanding at once in {@link #embed} and {@link #embedStream}. */
+  /**
+   * Requests outstanding at once in {@link #embed}, {@link #embedStream} and {@link
+   * #embedQuantizedStream}.
+   */
   public static final int DEFAULT_MAX_IN_FLIGHT = 4;
   /** Documents per message in {@link #ingest}. */
   public static final int DEFAULT_INGEST_BATCH_SIZE = 64;
@@ -136,6 +139,8 @@ public final class EmbedserveClient implements AutoCloseable {
   public static final int DEFAULT_INGEST_MAX_IN_FLIGHT = 8;
 
   private static final int MAX_MESSAGE_BYTES = 256 << 20;
+  /** The quantized rows of a float32 {@link StreamResult}: none. */
+  private static final byte[][] NO_QUANTIZED = new byte[0][];
   private static final Metadata.Key<String> AUTHORIZATION =
       Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
   private static final OrderedStream.Words EMBED_STREAM_WORDS =
@@ -283,17 +288,7 @@ public final class EmbedserveClient implements AutoCloseable {
    *     UNIMPLEMENTED} when the server answers floats: it predates quantized output)
    */
   public byte[][] embedQuantized(List<String> texts, Precision precision, EmbedOptions options) {
-    Objects.requireNonNull(precision, "precision");
-    switch (precision) {
-      case PRECISION_INT8, PRECISION_UINT8, PRECISION_BINARY, PRECISION_UBINARY -> {}
-      default ->
-          throw new IllegalArgumentException(
-              "precision must be PRECISION_INT8, PRECISION_UINT8, PRECISION_BINARY or"
-                  + " PRECISION_UBINARY (embed gives float32 vectors); got "
-                  + precision);
-    }
-    boolean packed =
-        precision == Precision.PRECISION_BINARY || precision == Precision.PRECISION_UBINARY;
+    boolean packed = packedBits(precision, "embed");
     List<byte[]> rows =
         await(
             embedBatches(
@@ -302,8 +297,32 @@ public final class EmbedserveClient implements AutoCloseable {
                 precision,
                 DEFAULT_BATCH_SIZE,
                 DEFAULT_MAX_IN_FLIGHT,
-                response -> quantizedOf(response, packed)));
+                response ->
+                    quantizedOf(response.getEmbeddingsList(), response.getDimensions(), packed)));
     return rows.toArray(new byte[0][]);
+  }
+
+  /**
+   * Whether {@code precision}, one of the quantized ones, packs one bit per dimension (BINARY,
+   * UBINARY) rather than one byte (INT8, UINT8).
+   *
+   * @param floats the method that gives float32 vectors, named in the refusal
+   * @throws IllegalArgumentException for {@code PRECISION_FLOAT32} or {@code
+   *     PRECISION_UNSPECIFIED}
+   */
+  private static boolean packedBits(Precision precision, String floats) {
+    Objects.requireNonNull(precision, "precision");
+    return switch (precision) {
+      case PRECISION_INT8, PRECISION_UINT8 -> false;
+      case PRECISION_BINARY, PRECISION_UBINARY -> true;
+      default ->
+          throw new IllegalArgumentException(
+              "precision must be PRECISION_INT8, PRECISION_UINT8, PRECISION_BINARY or"
+                  + " PRECISION_UBINARY ("
+                  + floats
+                  + " gives float32 vectors); got "
+                  + precision);
+    };
   }
 
   /** The result of an embedding future, its failure rethrown as a StatusRuntimeException. */
@@ -486,6 +505,84 @@ public final class EmbedserveClient implements AutoCloseable {
       EmbedOptions options,
       int maxInFlight,
       Consumer<StreamResult> handler) {
+    return streamEmbed(
+        batches,
+        options,
+        Precision.PRECISION_UNSPECIFIED,
+        maxInFlight,
+        handler,
+        (index, id, response) ->
+            new StreamResult(
+                index, id, vectorsOf(response.getEmbeddingsList()), NO_QUANTIZED, response));
+  }
+
+  /**
+   * {@link #embedQuantizedStream(Iterable, Precision, EmbedOptions, int, Consumer)} with default
+   * options.
+   *
+   * @throws IllegalArgumentException for {@code PRECISION_FLOAT32} or {@code
+   *     PRECISION_UNSPECIFIED}: floats come from {@link #embedStream}
+   */
+  public long embedQuantizedStream(
+      Iterable<? extends List<String>> batches,
+      Precision precision,
+      Consumer<StreamResult> handler) {
+    return embedQuantizedStream(
+        batches, precision, EmbedOptions.getDefaultInstance(), DEFAULT_MAX_IN_FLIGHT, handler);
+  }
+
+  /**
+   * {@link #embedStream(Iterable, EmbedOptions, int, Consumer)} with each vector in fewer bits:
+   * every request carries {@code precision}, and each result's {@link StreamResult#quantized()}
+   * holds one row per text of its batch, in order, the bytes as {@link #embedQuantized(List,
+   * Precision, EmbedOptions)} describes them ({@link StreamResult#vectors()} is empty).
+   *
+   * @return the number of batches sent
+   * @throws IllegalArgumentException for {@code PRECISION_FLOAT32} or {@code
+   *     PRECISION_UNSPECIFIED}, before anything is sent: floats come from {@link #embedStream}
+   * @throws StatusRuntimeException with the server's status when the stream fails ({@code
+   *     UNIMPLEMENTED} when the server answers floats: it predates quantized output); an
+   *     exception thrown by {@code handler} cancels the stream and propagates unchanged
+   */
+  public long embedQuantizedStream(
+      Iterable<? extends List<String>> batches,
+      Precision precision,
+      EmbedOptions options,
+      int maxInFlight,
+      Consumer<StreamResult> handler) {
+    boolean packed = packedBits(precision, "embedStream");
+    return streamEmbed(
+        batches,
+        options,
+        precision,
+        maxInFlight,
+        handler,
+        (index, id, response) ->
+            new StreamResult(
+                index,
+                id,
+                List.of(),
+                quantizedOf(response.getEmbeddingsList(), response.getDimensions(), packed)
+                    .toArray(new byte[0][]),
+                response));
+  }
+
+  /** Makes the result of one answer of {@link #streamEmbed}, throwing when it is refused. */
+  private interface StreamRows {
+    StreamResult of(long index, String id, EmbedStreamResponse response);
+  }
+
+  /**
+   * One EmbedStream call sending {@code batches} in requests of {@code precision}, each answer
+   * made into a result by {@code rows} and handed to {@code handler} in order.
+   */
+  private long streamEmbed(
+      Iterable<? extends List<String>> batches,
+      EmbedOptions options,
+      Precision precision,
+      int maxInFlight,
+      Consumer<StreamResult> handler,
+      StreamRows rows) {
     Objects.requireNonNull(options, "options");
     OrderedStream<List<String>, EmbedStreamRequest, EmbedStreamResponse> stream =
         new OrderedStream<>(
@@ -495,15 +592,14 @@ public final class EmbedserveClient implements AutoCloseable {
                     .setRequestId(id)
                     .addAllInputs(batch)
                     .setOptions(options)
+                    .setPrecision(precision)
                     .build(),
             EmbedStreamResponse::getRequestId,
             EMBED_STREAM_WORDS);
     return stream.run(
         batches.iterator(),
         maxInFlight,
-        (index, id, batch, response) ->
-            handler.accept(
-                new StreamResult(index, id, vectorsOf(response.getEmbeddingsList()), response)));
+        (index, id, batch, response) -> handler.accept(rows.of(index, id, response)));
   }
 
   /**
@@ -1388,14 +1484,14 @@ public final class EmbedserveClient implements AutoCloseable {
   }
 
   /**
-   * The Embedding.quantized rows of one answer, each checked to be as long as {@code packed}
-   * (one bit per dimension) or not (one byte per dimension) makes it.
+   * The Embedding.quantized rows of one answer of {@code dimensions}, each checked to be as long
+   * as {@code packed} (one bit per dimension) or not (one byte per dimension) makes it.
    */
-  private static List<byte[]> quantizedOf(EmbedResponse response, boolean packed) {
-    int dimensions = response.getDimensions();
+  private static List<byte[]> quantizedOf(
+      List<Embedding> embeddings, int dimensions, boolean packed) {
     int width = packed ? (dimensions + 7) / 8 : dimensions;
-    List<byte[]> rows = new ArrayList<>(response.getEmbeddingsCount());
-    for (Embedding embedding : response.getEmbeddingsList()) {
+    List<byte[]> rows = new ArrayList<>(embeddings.size());
+    for (Embedding embedding : embeddings) {
       if (embedding.getQuantized().isEmpty() && embedding.getValuesCount() > 0) {
         throw Status.UNIMPLEMENTED
             .withDescription(
@@ -1441,9 +1537,25 @@ public final class EmbedserveClient implements AutoCloseable {
     }
   }
 
-  /** The answer to one batch sent by {@link #embedStream}. */
+  /**
+   * The answer to one batch sent by {@link #embedStream} or {@link #embedQuantizedStream}: its
+   * position in the input ({@code index}), the {@code requestId} sent with it, one row per text
+   * of the batch, in order, and the server's full message ({@code response}: usage, timings).
+   * The rows are {@code vectors} (float32, from embedStream; empty from embedQuantizedStream) or
+   * {@code quantized} (from embedQuantizedStream; empty from embedStream).
+   */
   public record StreamResult(
-      long index, String requestId, List<float[]> vectors, EmbedStreamResponse response) {}
+      long index,
+      String requestId,
+      List<float[]> vectors,
+      byte[][] quantized,
+      EmbedStreamResponse response) {
+    /** A result of float32 {@code vectors} (no quantized rows). */
+    public StreamResult(
+        long index, String requestId, List<float[]> vectors, EmbedStreamResponse response) {
+      this(index, requestId, vectors, NO_QUANTIZED, response);
+    }
+  }
 
   /**
    * One document of {@link #rerank}: its position in the request, its score, and its text ({@code

@@ -1,13 +1,17 @@
 package dev.embedserve.client;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 import com.google.protobuf.ByteString;
 import dev.embedserve.v1.EmbedOptions;
 import dev.embedserve.v1.EmbedRequest;
 import dev.embedserve.v1.EmbedResponse;
+import dev.embedserve.v1.EmbedStreamRequest;
+import dev.embedserve.v1.EmbedStreamResponse;
 import dev.embedserve.v1.Embedding;
 import dev.embedserve.v1.EmbeddingServiceGrpc;
 import dev.embedserve.v1.Precision;
@@ -18,7 +22,9 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
@@ -67,7 +73,12 @@ class QuantizedTest {
     List<float[]> floats = client.embed(TEXTS);
     byte[][] int8 = client.embedQuantized(TEXTS, Precision.PRECISION_INT8);
     assertEquals(TEXTS.size(), int8.length);
-    for (int row = 0; row < TEXTS.size(); row++) {
+    assertInt8Of(floats, int8);
+  }
+
+  /** Each int8 row is its float vector times 127 over its largest absolute value, rounded. */
+  private static void assertInt8Of(List<float[]> floats, byte[][] int8) {
+    for (int row = 0; row < floats.size(); row++) {
       float[] v = floats.get(row);
       assertEquals(DIMS, int8[row].length);
       double largest = maxAbs(v);
@@ -110,7 +121,12 @@ class QuantizedTest {
     byte[][] binary = client.embedQuantized(TEXTS, Precision.PRECISION_BINARY);
     assertEquals(TEXTS.size(), ubinary.length);
     assertEquals(TEXTS.size(), binary.length);
-    for (int row = 0; row < TEXTS.size(); row++) {
+    assertBinaryOf(floats, ubinary, binary);
+  }
+
+  /** The ubinary rows are the floats' sign bits, and the binary rows the same bytes minus 128. */
+  private static void assertBinaryOf(List<float[]> floats, byte[][] ubinary, byte[][] binary) {
+    for (int row = 0; row < floats.size(); row++) {
       float[] v = floats.get(row);
       assertEquals(DIMS / 8, ubinary[row].length);
       for (int i = 0; i < DIMS; i++) {
@@ -157,6 +173,88 @@ class QuantizedTest {
     }
   }
 
+  /**
+   * The texts in batches of 2 over embedQuantizedStream (one batch in flight), checking each
+   * result's index and rows.
+   */
+  private static byte[][] streamQuantized(Precision precision) {
+    List<List<String>> batches = batchesOf2();
+    List<byte[]> rows = new ArrayList<>();
+    long[] next = {0};
+    long sent =
+        client.embedQuantizedStream(
+            batches,
+            precision,
+            EmbedOptions.getDefaultInstance(),
+            1,
+            result -> {
+              int index = (int) next[0]++;
+              assertEquals(index, result.index());
+              assertEquals(Long.toString(index), result.requestId());
+              assertTrue(result.vectors().isEmpty(), "float vectors in a quantized result");
+              assertEquals(batches.get(index).size(), result.quantized().length);
+              rows.addAll(List.of(result.quantized()));
+            });
+    assertEquals(batches.size(), sent);
+    assertEquals(TEXTS.size(), rows.size());
+    return rows.toArray(new byte[0][]);
+  }
+
+  private static List<List<String>> batchesOf2() {
+    List<List<String>> batches = new ArrayList<>();
+    for (int start = 0; start < TEXTS.size(); start += 2) {
+      batches.add(TEXTS.subList(start, Math.min(start + 2, TEXTS.size())));
+    }
+    return batches;
+  }
+
+  /**
+   * What {@code each} gives for the texts, one request per batch of {@link #batchesOf2}: the
+   * server embeds each text in the same batch as the stream does, so the floats are the same.
+   */
+  private static <T> List<T> perBatch(Function<List<String>, List<T>> each) {
+    List<T> all = new ArrayList<>();
+    for (List<String> batch : batchesOf2()) {
+      all.addAll(each.apply(batch));
+    }
+    return all;
+  }
+
+  @Test
+  void streamGivesTheRowsOfEmbedQuantized() {
+    List<float[]> floats = perBatch(client::embed);
+    byte[][] int8 = streamQuantized(Precision.PRECISION_INT8);
+    byte[][] binary = streamQuantized(Precision.PRECISION_BINARY);
+    byte[][] ubinary = streamQuantized(Precision.PRECISION_UBINARY);
+    assertInt8Of(floats, int8);
+    assertBinaryOf(floats, ubinary, binary);
+    Map<Precision, byte[][]> streamed =
+        Map.of(Precision.PRECISION_INT8, int8, Precision.PRECISION_BINARY, binary);
+    streamed.forEach(
+        (precision, rows) -> {
+          List<byte[]> unary = perBatch(batch -> List.of(client.embedQuantized(batch, precision)));
+          for (int row = 0; row < TEXTS.size(); row++) {
+            assertArrayEquals(unary.get(row), rows[row], precision + " text " + row);
+          }
+        });
+  }
+
+  @Test
+  void streamRefusesFloat32() {
+    for (Precision precision :
+        List.of(Precision.PRECISION_FLOAT32, Precision.PRECISION_UNSPECIFIED)) {
+      Iterable<List<String>> untouched =
+          () -> {
+            throw new AssertionError("batches taken for " + precision);
+          };
+      IllegalArgumentException e =
+          assertThrows(
+              IllegalArgumentException.class,
+              () -> client.embedQuantizedStream(untouched, precision, result -> {}));
+      assertTrue(e.getMessage().contains(precision.name()), e.getMessage());
+    }
+  }
+
   @Test
   void emptyInputIsInvalidArgument() {
     StatusRuntimeException e =
@@ -167,11 +265,12 @@ class QuantizedTest {
   }
 
   /**
-   * An in-process fake Embed (no model) that answers each input "text N" with {@code row(N)} as
-   * its Embedding, 4 dimensions wide.
+   * An in-process fake Embed and EmbedStream (no model) that answers each input "text N" with
+   * {@code row(N)} as its Embedding, 4 dimensions wide.
    */
   private static final class FakeEmbed extends EmbeddingServiceGrpc.EmbeddingServiceImplBase {
     final List<EmbedRequest> received = new CopyOnWriteArrayList<>();
+    final List<EmbedStreamRequest> streamed = new CopyOnWriteArrayList<>();
     private final Function<Integer, Embedding> row;
 
     FakeEmbed(Function<Integer, Embedding> row) {
@@ -187,6 +286,33 @@ class QuantizedTest {
       }
       responses.onNext(response.build());
       responses.onCompleted();
+    }
+
+    @Override
+    public StreamObserver<EmbedStreamRequest> embedStream(
+        StreamObserver<EmbedStreamResponse> responses) {
+      return new StreamObserver<>() {
+        @Override
+        public void onNext(EmbedStreamRequest request) {
+          streamed.add(request);
+          EmbedStreamResponse.Builder response =
+              EmbedStreamResponse.newBuilder()
+                  .setRequestId(request.getRequestId())
+                  .setDimensions(4);
+          for (String input : request.getInputsList()) {
+            response.addEmbeddings(row.apply(Integer.parseInt(input.substring("text ".length()))));
+          }
+          responses.onNext(response.build());
+        }
+
+        @Override
+        public void onError(Throwable t) {}
+
+        @Override
+        public void onCompleted() {
+          responses.onCompleted();
+        }
+      };
     }
   }
 
@@ -243,6 +369,24 @@ class QuantizedTest {
                     StatusRuntimeException.class,
                     () -> c.embedQuantized(texts(3), Precision.PRECISION_INT8)));
     assertEquals(Status.Code.UNIMPLEMENTED, e.getStatus().getCode());
+  }
+
+  @Test
+  void floatStreamAnswerIsUnimplemented() throws Exception {
+    FakeEmbed fake =
+        new FakeEmbed(i -> Embedding.newBuilder().addAllValues(List.of(1f, 2f, 3f, 4f)).build());
+    List<List<String>> batches = List.of(texts(2), texts(2));
+    StatusRuntimeException e =
+        withFake(
+            fake,
+            c ->
+                assertThrows(
+                    StatusRuntimeException.class,
+                    () ->
+                        c.embedQuantizedStream(
+                            batches, Precision.PRECISION_UINT8, result -> fail("a result"))));
+    assertEquals(Status.Code.UNIMPLEMENTED, e.getStatus().getCode());
+    assertEquals(Precision.PRECISION_UINT8, fake.streamed.get(0).getPrecision());
   }
 
   @Test
