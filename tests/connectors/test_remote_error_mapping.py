@@ -10,14 +10,17 @@ import json
 import grpc
 import httpx
 import pytest
+from connectors_testdata import StoreFactory
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from embedserve.connectors import (
     CollectionExists,
     CollectionNotFound,
+    CollectionSpec,
     DimensionMismatch,
     InvalidRequest,
     PointNotFound,
+    RemoteStore,
     StoreError,
     StoreFull,
     TransientStoreError,
@@ -102,3 +105,21 @@ def test_server_errors_map_to_store_errors(
     if expected is PointNotFound:
         assert isinstance(err.value, PointNotFound)
         assert err.value.ids == ("ghost",)
+
+
+def test_a_call_the_server_cancels_by_deleting_its_collection_reports_it_missing(
+    make_store: StoreFactory,
+) -> None:
+    """A Qdrant server cancels the calls in flight on a collection it deletes (a race a
+    test cannot time, so the cancellation is raised here); others stay StoreErrors."""
+    store = make_store("qdrant-server")
+    assert isinstance(store, RemoteStore)
+    store.create_collection(CollectionSpec("kept", vector_size=2))
+    cancelled = ServerRpcError(grpc.StatusCode.CANCELLED, "Stream removed")
+    for name, expected in [("kept", StoreError), ("never-made", CollectionNotFound)]:
+        with pytest.raises(StoreError) as err, store._call(ErrorContext(name)):
+            raise cancelled
+        assert type(err.value) is expected
+    with pytest.raises(StoreError) as other, store._call(ErrorContext("never-made")):
+        raise ServerRpcError(grpc.StatusCode.INTERNAL, "Service internal error")
+    assert type(other.value) is StoreError

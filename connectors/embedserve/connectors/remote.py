@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+import grpc
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
@@ -51,6 +52,7 @@ from .errors import (
     NameIsAlias,
     PointNotFound,
     StoreClosed,
+    StoreError,
     StoreLocked,
 )
 from .ids import RESERVED_KEY, check_external_id, point_id, point_ids
@@ -184,12 +186,28 @@ class RemoteStore(ContextManagerMixin):
             if self._closed:
                 raise StoreClosed()
             try:
-                with client_errors(ctx):
-                    yield
+                try:
+                    with client_errors(ctx):
+                        yield
+                except StoreError as exc:
+                    if ctx.collection and self._cancelled_by_a_delete(exc, ctx.collection):
+                        raise CollectionNotFound(ctx.collection) from exc
+                    raise
             except CollectionNotFound as exc:
                 with self._specs_lock:
                     self._specs.pop(exc.name, None)
                 raise
+
+    def _cancelled_by_a_delete(self, exc: StoreError, collection: str) -> bool:
+        """A server cancels the calls in flight on a collection it deletes (gRPC
+        CANCELLED, "Stream removed"); this client never cancels its own calls."""
+        cause = exc.__cause__
+        if not isinstance(cause, grpc.RpcError) or cause.code() != grpc.StatusCode.CANCELLED:
+            return False
+        try:
+            return not self._client.collection_exists(collection)
+        except Exception:  # the original error says more than a failed second look
+            return False
 
     # ---------------------------------------------------------------- collections
 
