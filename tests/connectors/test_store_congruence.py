@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,8 @@ from embedserve.connectors import (
     MatchAny,
     MatchText,
     MatchValue,
+    MinShould,
+    Nested,
     PayloadIndexKind,
     PointNotFound,
     PointRecord,
@@ -32,6 +35,7 @@ from embedserve.connectors import (
     RecommendStrategy,
     SearchParams,
     StoreClosed,
+    ValuesCount,
     VectorStore,
 )
 
@@ -49,6 +53,8 @@ def payload_of(i: int) -> dict[str, Any]:
         "meta": {"depth": i % 5},
         # Missing, an empty list, or tags.
         **({} if i % 5 == 0 else {"tags": [] if i % 5 == 1 else ["t", str(i)]}),
+        # A list of objects, for nested conditions: (kind, size) pairs.
+        "parts": [{"kind": "abc"[i % 3], "size": i % 4}, {"kind": "abc"[(i + 1) % 3], "size": 3}],
     }
 
 
@@ -295,6 +301,73 @@ FILTER_CASES: list[tuple[str, Filter, Callable[[int, dict[str, Any]], bool]]] = 
         Filter(must=(MatchValue("group", "a"), Range("n", gte=6)), must_not=(IsNull("maybe"),)),
         lambda i, p: p["group"] == "a" and p["n"] >= 6 and p["maybe"] is not None,
     ),
+    (
+        "values-count",
+        Filter(must=(ValuesCount("tags", gte=2),)),
+        lambda i, p: len(p.get("tags", [])) >= 2,
+    ),
+    (
+        # One value counts as one; a missing key as none.
+        "values-count-of-one-value-or-none",
+        Filter(must=(ValuesCount("maybe", gte=1), ValuesCount("tags", lt=1))),
+        lambda i, p: p["maybe"] is not None and not p.get("tags"),
+    ),
+    (
+        "values-count-null-and-missing",
+        Filter(must=(ValuesCount("maybe", lte=0),), must_not=(ValuesCount("tags", gte=1),)),
+        lambda i, p: p["maybe"] is None and not p.get("tags"),
+    ),
+    (
+        "nested",
+        Filter(
+            must=(Nested("parts", Filter(must=(MatchValue("kind", "a"), Range("size", lt=3)))),)
+        ),
+        lambda i, p: any(part["kind"] == "a" and part["size"] < 3 for part in p["parts"]),
+    ),
+    (
+        # Outside a Nested, each condition may be met by a different object of the list.
+        "flattened-list",
+        Filter(must=(MatchValue("parts[].kind", "a"), Range("parts[].size", lt=3))),
+        lambda i, p: (
+            any(part["kind"] == "a" for part in p["parts"])
+            and any(part["size"] < 3 for part in p["parts"])
+        ),
+    ),
+    (
+        "nested-must-not",
+        Filter(must_not=(Nested("parts", Filter(must=(MatchValue("kind", "b"),))),)),
+        lambda i, p: all(part["kind"] != "b" for part in p["parts"]),
+    ),
+    (
+        "min-should",
+        Filter(
+            min_should=MinShould(
+                (MatchValue("group", "a"), Range("n", lt=10), MatchValue("flag", True)), 2
+            )
+        ),
+        lambda i, p: (p["group"] == "a") + (p["n"] < 10) + p["flag"] >= 2,
+    ),
+    (
+        "min-should-with-must-and-nested",
+        Filter(
+            must=(Range("n", gte=5),),
+            min_should=MinShould(
+                (
+                    MatchValue("group", "b"),
+                    Nested("parts", Filter(must=(MatchValue("kind", "c"), Range("size", lte=1)))),
+                    IsEmpty("tags"),
+                ),
+                2,
+            ),
+        ),
+        lambda i, p: (
+            p["n"] >= 5
+            and (p["group"] == "b")
+            + any(part["kind"] == "c" and part["size"] <= 1 for part in p["parts"])
+            + (not p.get("tags"))
+            >= 2
+        ),
+    ),
     ("empty", Filter(), lambda i, p: True),
 ]
 
@@ -401,7 +474,35 @@ def test_match_text_needs_a_text_index(filled: tuple[VectorStore, Array]) -> Non
             InvalidRequest, match="match_text needs a text payload index on 'group'"
         ):
             call()
+    least = Filter(min_should=MinShould((MatchText("group", "a"), IsEmpty("tags")), 1))
+    inside = Filter(must=(Nested("parts", Filter(must=(MatchText("kind", "a"),))),))
+    for flt, key in [(least, "group"), (inside, "parts[].kind")]:
+        with pytest.raises(InvalidRequest, match=re.escape(f"text payload index on '{key}'")):
+            store.count("items", flt)
     assert store.count("items") == N
+
+
+def test_match_text_inside_a_nested_filter_uses_the_full_path_index(store: VectorStore) -> None:
+    notes = {
+        "a": [{"text": "The red fox jumps", "by": "bo"}, {"text": "a blue whale", "by": "ana"}],
+        "b": [{"text": "red paint", "by": "bo"}, {"text": "a fox den", "by": "ana"}],
+        "c": [{"text": "nothing here", "by": "ana"}],
+    }
+    spec = CollectionSpec(
+        "notes", vector_size=DIM, payload_indexes={"notes[].text": PayloadIndexKind.TEXT}
+    )
+    store.create_collection(spec)
+    vectors = unit_vectors(np.random.default_rng(3), len(notes), DIM)
+    store.upsert(
+        "notes",
+        [PointRecord(k, v, {"notes": n}) for (k, n), v in zip(notes.items(), vectors, strict=True)],
+    )
+    one_note = Filter(must=(Nested("notes", Filter(must=(MatchText("text", "fox red"),))),))
+    by_ana = Filter(
+        must=(Nested("notes", Filter(must=(MatchText("text", "fox"), MatchValue("by", "ana")))),)
+    )
+    assert {r.id for r in store.scroll("notes", one_note).records} == {"a"}
+    assert {r.id for r in store.scroll("notes", by_ana).records} == {"b"}
 
 
 # --------------------------------------------------------------------------- search

@@ -328,6 +328,82 @@ def test_optional_filter_keeps_a_filter_that_has_conditions() -> None:
     assert parsed == st.Filter(must=(st.MatchValue("topic", "space"),))
 
 
+def test_values_count_nested_and_min_should_convert() -> None:
+    inner = pb.Filter(must=[pb.Condition(match=pb.MatchValue(key="by", text="ana"))])
+    message = pb.Filter(
+        must=[pb.Condition(values_count=pb.ValuesCount(key="tags", gte=2, lt=5))],
+        min_should=pb.MinShould(
+            conditions=[
+                pb.Condition(nested=pb.Nested(key="reviews", filter=inner)),
+                pb.Condition(is_empty=pb.IsEmpty(key="tags")),
+            ],
+            min_count=1,
+        ),
+    )
+    parsed = vc.filter_from_proto(message)
+    assert parsed.must == (st.ValuesCount("tags", gte=2, lt=5),)
+    assert parsed.min_should == st.MinShould(
+        (st.Nested("reviews", st.Filter(must=(st.MatchValue("by", "ana"),))), st.IsEmpty("tags")),
+        1,
+    )
+    assert not parsed.is_empty()
+    only_least = pb.Filter(min_should=message.min_should)
+    assert vc.optional_filter(pb.SearchRequest(filter=only_least)) is not None
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        (pb.Filter(must=[pb.Condition(values_count=pb.ValuesCount(key="k"))]), "at least one"),
+        (
+            pb.Filter(
+                must=[
+                    pb.Condition(
+                        nested=pb.Nested(
+                            key="r",
+                            filter=pb.Filter(must=[pb.Condition(has_id=pb.HasId(ids=["a"]))]),
+                        )
+                    )
+                ]
+            ),
+            "has_id cannot be used inside a nested filter",
+        ),
+        (pb.Filter(must=[pb.Condition(nested=pb.Nested(key="r"))]), "needs a filter"),
+        (
+            pb.Filter(
+                min_should=pb.MinShould(
+                    conditions=[pb.Condition(is_null=pb.IsNull(key="k"))], min_count=2
+                )
+            ),
+            "min_count must be from 1 to its 1 conditions, got 2",
+        ),
+        (
+            pb.Filter(min_should=pb.MinShould(conditions=[pb.Condition()], min_count=1)),
+            r"filter\.min_should\.conditions\[0\] has no condition set",
+        ),
+        (
+            pb.Filter(
+                must=[
+                    pb.Condition(nested=pb.Nested(key="r", filter=pb.Filter(must=[pb.Condition()])))
+                ]
+            ),
+            r"filter\.must\[0\]\.nested\.filter\.must\[0\] has no condition set",
+        ),
+    ],
+)
+def test_bad_counts_nests_and_least_counts_are_refused(message: pb.Filter, error: str) -> None:
+    with pytest.raises(InvalidArgument, match=error):
+        vc.filter_from_proto(message)
+
+
+def test_values_count_admits_zero_only_where_its_bounds_do() -> None:
+    assert st.ValuesCount("k", lt=1).admits_zero()
+    assert st.ValuesCount("k", lte=0, gte=0).admits_zero()
+    assert not st.ValuesCount("k", gte=1).admits_zero()
+    assert not st.ValuesCount("k", gt=0, lt=3).admits_zero()
+    assert not st.ValuesCount("k", lt=0).admits_zero()
+
+
 def test_match_any_takes_texts_or_integers() -> None:
     texts = pb.Filter(must=[pb.Condition(match_any=pb.MatchAny(key="t", texts=["a", "b"]))])
     assert vc.filter_from_proto(texts).must == (st.MatchAny("t", ("a", "b")),)

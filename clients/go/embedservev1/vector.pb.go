@@ -2799,6 +2799,193 @@ func (x *HasId) GetIds() []string {
 	return nil
 }
 
+// The number of values at payload[key] (a list's length; 1 for a single
+// value, 0 when missing) within the bounds set (at least one).
+type ValuesCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Gt            *uint32                `protobuf:"varint,2,opt,name=gt,proto3,oneof" json:"gt,omitempty"`
+	Gte           *uint32                `protobuf:"varint,3,opt,name=gte,proto3,oneof" json:"gte,omitempty"`
+	Lt            *uint32                `protobuf:"varint,4,opt,name=lt,proto3,oneof" json:"lt,omitempty"`
+	Lte           *uint32                `protobuf:"varint,5,opt,name=lte,proto3,oneof" json:"lte,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValuesCount) Reset() {
+	*x = ValuesCount{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValuesCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValuesCount) ProtoMessage() {}
+
+func (x *ValuesCount) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValuesCount.ProtoReflect.Descriptor instead.
+func (*ValuesCount) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ValuesCount) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ValuesCount) GetGt() uint32 {
+	if x != nil && x.Gt != nil {
+		return *x.Gt
+	}
+	return 0
+}
+
+func (x *ValuesCount) GetGte() uint32 {
+	if x != nil && x.Gte != nil {
+		return *x.Gte
+	}
+	return 0
+}
+
+func (x *ValuesCount) GetLt() uint32 {
+	if x != nil && x.Lt != nil {
+		return *x.Lt
+	}
+	return 0
+}
+
+func (x *ValuesCount) GetLte() uint32 {
+	if x != nil && x.Lte != nil {
+		return *x.Lte
+	}
+	return 0
+}
+
+// payload[key] is a list of objects and one of them, alone, matches filter,
+// whose keys are read inside each object ("by", not "reviews[].by").
+// Conditions on "reviews[].by" and "reviews[].stars" outside a Nested may be
+// met by two different objects. has_id is refused inside.
+type Nested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Filter        *Filter                `protobuf:"bytes,2,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Nested) Reset() {
+	*x = Nested{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Nested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Nested) ProtoMessage() {}
+
+func (x *Nested) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Nested.ProtoReflect.Descriptor instead.
+func (*Nested) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *Nested) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Nested) GetFilter() *Filter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+// At least min_count of conditions (from 1 to their number).
+type MinShould struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conditions    []*Condition           `protobuf:"bytes,1,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	MinCount      uint32                 `protobuf:"varint,2,opt,name=min_count,json=minCount,proto3" json:"min_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MinShould) Reset() {
+	*x = MinShould{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MinShould) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MinShould) ProtoMessage() {}
+
+func (x *MinShould) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MinShould.ProtoReflect.Descriptor instead.
+func (*MinShould) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *MinShould) GetConditions() []*Condition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+func (x *MinShould) GetMinCount() uint32 {
+	if x != nil {
+		return x.MinCount
+	}
+	return 0
+}
+
 type Condition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Condition:
@@ -2814,6 +3001,8 @@ type Condition struct {
 	//	*Condition_GeoRadius
 	//	*Condition_GeoBoundingBox
 	//	*Condition_IsEmpty
+	//	*Condition_ValuesCount
+	//	*Condition_Nested
 	Condition     isCondition_Condition `protobuf_oneof:"condition"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2821,7 +3010,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +3022,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +3035,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Condition) GetCondition() isCondition_Condition {
@@ -2955,6 +3144,24 @@ func (x *Condition) GetIsEmpty() *IsEmpty {
 	return nil
 }
 
+func (x *Condition) GetValuesCount() *ValuesCount {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_ValuesCount); ok {
+			return x.ValuesCount
+		}
+	}
+	return nil
+}
+
+func (x *Condition) GetNested() *Nested {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_Nested); ok {
+			return x.Nested
+		}
+	}
+	return nil
+}
+
 type isCondition_Condition interface {
 	isCondition_Condition()
 }
@@ -3003,6 +3210,14 @@ type Condition_IsEmpty struct {
 	IsEmpty *IsEmpty `protobuf:"bytes,11,opt,name=is_empty,json=isEmpty,proto3,oneof"`
 }
 
+type Condition_ValuesCount struct {
+	ValuesCount *ValuesCount `protobuf:"bytes,12,opt,name=values_count,json=valuesCount,proto3,oneof"`
+}
+
+type Condition_Nested struct {
+	Nested *Nested `protobuf:"bytes,13,opt,name=nested,proto3,oneof"`
+}
+
 func (*Condition_Match) isCondition_Condition() {}
 
 func (*Condition_MatchAny) isCondition_Condition() {}
@@ -3025,19 +3240,25 @@ func (*Condition_GeoBoundingBox) isCondition_Condition() {}
 
 func (*Condition_IsEmpty) isCondition_Condition() {}
 
-// All of must, at least one of should (when any), none of must_not.
+func (*Condition_ValuesCount) isCondition_Condition() {}
+
+func (*Condition_Nested) isCondition_Condition() {}
+
+// All of must, at least one of should (when any), none of must_not, and at
+// least min_should.min_count of min_should.conditions (when set).
 type Filter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Must          []*Condition           `protobuf:"bytes,1,rep,name=must,proto3" json:"must,omitempty"`
 	Should        []*Condition           `protobuf:"bytes,2,rep,name=should,proto3" json:"should,omitempty"`
 	MustNot       []*Condition           `protobuf:"bytes,3,rep,name=must_not,json=mustNot,proto3" json:"must_not,omitempty"`
+	MinShould     *MinShould             `protobuf:"bytes,4,opt,name=min_should,json=minShould,proto3" json:"min_should,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3049,7 +3270,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3062,7 +3283,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Filter) GetMust() []*Condition {
@@ -3082,6 +3303,13 @@ func (x *Filter) GetShould() []*Condition {
 func (x *Filter) GetMustNot() []*Condition {
 	if x != nil {
 		return x.MustNot
+	}
+	return nil
+}
+
+func (x *Filter) GetMinShould() *MinShould {
+	if x != nil {
+		return x.MinShould
 	}
 	return nil
 }
@@ -3130,7 +3358,7 @@ type QueryParams struct {
 
 func (x *QueryParams) Reset() {
 	*x = QueryParams{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3370,7 @@ func (x *QueryParams) String() string {
 func (*QueryParams) ProtoMessage() {}
 
 func (x *QueryParams) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3383,7 @@ func (x *QueryParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParams.ProtoReflect.Descriptor instead.
 func (*QueryParams) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *QueryParams) GetLimit() uint32 {
@@ -3261,7 +3489,7 @@ type ScoredDocument struct {
 
 func (x *ScoredDocument) Reset() {
 	*x = ScoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3273,7 +3501,7 @@ func (x *ScoredDocument) String() string {
 func (*ScoredDocument) ProtoMessage() {}
 
 func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3286,7 +3514,7 @@ func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredDocument.ProtoReflect.Descriptor instead.
 func (*ScoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ScoredDocument) GetId() string {
@@ -3350,7 +3578,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3590,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3603,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -3501,7 +3729,7 @@ type SearchRerank struct {
 
 func (x *SearchRerank) Reset() {
 	*x = SearchRerank{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3513,7 +3741,7 @@ func (x *SearchRerank) String() string {
 func (*SearchRerank) ProtoMessage() {}
 
 func (x *SearchRerank) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3526,7 +3754,7 @@ func (x *SearchRerank) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRerank.ProtoReflect.Descriptor instead.
 func (*SearchRerank) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SearchRerank) GetCandidates() uint32 {
@@ -3565,7 +3793,7 @@ type Proximity struct {
 
 func (x *Proximity) Reset() {
 	*x = Proximity{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3577,7 +3805,7 @@ func (x *Proximity) String() string {
 func (*Proximity) ProtoMessage() {}
 
 func (x *Proximity) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3590,7 +3818,7 @@ func (x *Proximity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proximity.ProtoReflect.Descriptor instead.
 func (*Proximity) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Proximity) GetKey() string {
@@ -3655,7 +3883,7 @@ type Recency struct {
 
 func (x *Recency) Reset() {
 	*x = Recency{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3667,7 +3895,7 @@ func (x *Recency) String() string {
 func (*Recency) ProtoMessage() {}
 
 func (x *Recency) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3680,7 +3908,7 @@ func (x *Recency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recency.ProtoReflect.Descriptor instead.
 func (*Recency) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Recency) GetKey() string {
@@ -3733,7 +3961,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3745,7 +3973,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3758,7 +3986,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -3790,7 +4018,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3802,7 +4030,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3815,7 +4043,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -3885,7 +4113,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3897,7 +4125,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3910,7 +4138,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -3960,7 +4188,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3972,7 +4200,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3985,7 +4213,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -4012,7 +4240,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4024,7 +4252,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4037,7 +4265,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -4061,7 +4289,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4073,7 +4301,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4086,7 +4314,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -4169,7 +4397,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4181,7 +4409,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4194,7 +4422,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -4281,7 +4509,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4293,7 +4521,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4306,7 +4534,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -4348,7 +4576,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4360,7 +4588,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4373,7 +4601,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -4408,7 +4636,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4420,7 +4648,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4433,7 +4661,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -4467,7 +4695,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4479,7 +4707,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4492,7 +4720,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -4515,7 +4743,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4527,7 +4755,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4540,7 +4768,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -4572,7 +4800,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4584,7 +4812,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4597,7 +4825,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 type UpdatePayloadRequest struct {
@@ -4620,7 +4848,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4632,7 +4860,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4645,7 +4873,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -4691,7 +4919,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4703,7 +4931,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4716,7 +4944,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 type CountRequest struct {
@@ -4729,7 +4957,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4741,7 +4969,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4754,7 +4982,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -4780,7 +5008,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4792,7 +5020,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4805,7 +5033,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -4830,7 +5058,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4842,7 +5070,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4855,7 +5083,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -4901,7 +5129,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4913,7 +5141,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4926,7 +5154,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -5002,7 +5230,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5014,7 +5242,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5027,7 +5255,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -5058,7 +5286,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5070,7 +5298,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5083,7 +5311,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -5152,7 +5380,7 @@ type ScrollOrder struct {
 
 func (x *ScrollOrder) Reset() {
 	*x = ScrollOrder{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5164,7 +5392,7 @@ func (x *ScrollOrder) String() string {
 func (*ScrollOrder) ProtoMessage() {}
 
 func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5177,7 +5405,7 @@ func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollOrder.ProtoReflect.Descriptor instead.
 func (*ScrollOrder) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ScrollOrder) GetKey() string {
@@ -5205,7 +5433,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5217,7 +5445,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5230,7 +5458,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -5256,7 +5484,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5268,7 +5496,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5281,7 +5509,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -5328,7 +5556,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5340,7 +5568,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5353,7 +5581,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -5489,7 +5717,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5501,7 +5729,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5514,7 +5742,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -5548,7 +5776,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5560,7 +5788,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5573,7 +5801,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *WordScore) GetWord() string {
@@ -5604,7 +5832,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5616,7 +5844,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5629,7 +5857,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -5685,7 +5913,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5697,7 +5925,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5710,7 +5938,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -5810,7 +6038,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5822,7 +6050,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5835,7 +6063,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -5905,7 +6133,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5917,7 +6145,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5930,7 +6158,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -5966,7 +6194,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5978,7 +6206,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5991,7 +6219,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{77}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -6019,7 +6247,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6031,7 +6259,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6044,7 +6272,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{78}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -6089,7 +6317,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6101,7 +6329,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6114,7 +6342,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{79}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -6364,7 +6592,25 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\aIsEmpty\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"\x19\n" +
 	"\x05HasId\x12\x10\n" +
-	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x89\x05\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x95\x01\n" +
+	"\vValuesCount\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x13\n" +
+	"\x02gt\x18\x02 \x01(\rH\x00R\x02gt\x88\x01\x01\x12\x15\n" +
+	"\x03gte\x18\x03 \x01(\rH\x01R\x03gte\x88\x01\x01\x12\x13\n" +
+	"\x02lt\x18\x04 \x01(\rH\x02R\x02lt\x88\x01\x01\x12\x15\n" +
+	"\x03lte\x18\x05 \x01(\rH\x03R\x03lte\x88\x01\x01B\x05\n" +
+	"\x03_gtB\x06\n" +
+	"\x04_gteB\x05\n" +
+	"\x03_ltB\x06\n" +
+	"\x04_lte\"I\n" +
+	"\x06Nested\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x06filter\x18\x02 \x01(\v2\x15.embedserve.v1.FilterR\x06filter\"b\n" +
+	"\tMinShould\x128\n" +
+	"\n" +
+	"conditions\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\n" +
+	"conditions\x12\x1b\n" +
+	"\tmin_count\x18\x02 \x01(\rR\bminCount\"\xfb\x05\n" +
 	"\tCondition\x121\n" +
 	"\x05match\x18\x01 \x01(\v2\x19.embedserve.v1.MatchValueH\x00R\x05match\x126\n" +
 	"\tmatch_any\x18\x02 \x01(\v2\x17.embedserve.v1.MatchAnyH\x00R\bmatchAny\x125\n" +
@@ -6379,12 +6625,16 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"geo_radius\x18\t \x01(\v2\x18.embedserve.v1.GeoRadiusH\x00R\tgeoRadius\x12I\n" +
 	"\x10geo_bounding_box\x18\n" +
 	" \x01(\v2\x1d.embedserve.v1.GeoBoundingBoxH\x00R\x0egeoBoundingBox\x123\n" +
-	"\bis_empty\x18\v \x01(\v2\x16.embedserve.v1.IsEmptyH\x00R\aisEmptyB\v\n" +
-	"\tcondition\"\x9d\x01\n" +
+	"\bis_empty\x18\v \x01(\v2\x16.embedserve.v1.IsEmptyH\x00R\aisEmpty\x12?\n" +
+	"\fvalues_count\x18\f \x01(\v2\x1a.embedserve.v1.ValuesCountH\x00R\vvaluesCount\x12/\n" +
+	"\x06nested\x18\r \x01(\v2\x15.embedserve.v1.NestedH\x00R\x06nestedB\v\n" +
+	"\tcondition\"\xd6\x01\n" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
 	"\x06should\x18\x02 \x03(\v2\x18.embedserve.v1.ConditionR\x06should\x123\n" +
-	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\"\xf1\x04\n" +
+	"\bmust_not\x18\x03 \x03(\v2\x18.embedserve.v1.ConditionR\amustNot\x127\n" +
+	"\n" +
+	"min_should\x18\x04 \x01(\v2\x18.embedserve.v1.MinShouldR\tminShould\"\xf1\x04\n" +
 	"\vQueryParams\x12\x19\n" +
 	"\x05limit\x18\x01 \x01(\rH\x00R\x05limit\x88\x01\x01\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\rR\x06offset\x12,\n" +
@@ -6762,7 +7012,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -6810,209 +7060,217 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*IsNull)(nil),                   // 43: embedserve.v1.IsNull
 	(*IsEmpty)(nil),                  // 44: embedserve.v1.IsEmpty
 	(*HasId)(nil),                    // 45: embedserve.v1.HasId
-	(*Condition)(nil),                // 46: embedserve.v1.Condition
-	(*Filter)(nil),                   // 47: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 48: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 49: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 50: embedserve.v1.SearchRequest
-	(*SearchRerank)(nil),             // 51: embedserve.v1.SearchRerank
-	(*Proximity)(nil),                // 52: embedserve.v1.Proximity
-	(*Recency)(nil),                  // 53: embedserve.v1.Recency
-	(*GroupBy)(nil),                  // 54: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 55: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 56: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 57: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 58: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 59: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 60: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 61: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 62: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 63: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 64: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 65: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 66: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 67: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 68: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 69: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 70: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 71: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 72: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 73: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 74: embedserve.v1.ScrollRequest
-	(*ScrollOrder)(nil),              // 75: embedserve.v1.ScrollOrder
-	(*ScrollResponse)(nil),           // 76: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 77: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 78: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 79: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 80: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 81: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 82: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 83: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 84: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 85: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 86: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 87: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 88: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 89: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 90: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 91: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 92: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 93: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 94: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 95: embedserve.v1.Usage
-	(*Timings)(nil),                  // 96: embedserve.v1.Timings
+	(*ValuesCount)(nil),              // 46: embedserve.v1.ValuesCount
+	(*Nested)(nil),                   // 47: embedserve.v1.Nested
+	(*MinShould)(nil),                // 48: embedserve.v1.MinShould
+	(*Condition)(nil),                // 49: embedserve.v1.Condition
+	(*Filter)(nil),                   // 50: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 51: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 52: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 53: embedserve.v1.SearchRequest
+	(*SearchRerank)(nil),             // 54: embedserve.v1.SearchRerank
+	(*Proximity)(nil),                // 55: embedserve.v1.Proximity
+	(*Recency)(nil),                  // 56: embedserve.v1.Recency
+	(*GroupBy)(nil),                  // 57: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 58: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 59: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 60: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 61: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 62: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 63: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 64: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 65: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 66: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 67: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 68: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 69: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 70: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 71: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 72: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 73: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 74: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 75: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 76: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 77: embedserve.v1.ScrollRequest
+	(*ScrollOrder)(nil),              // 78: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 79: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 80: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 81: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 82: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 83: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 84: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 85: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 86: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 87: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 88: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 89: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 90: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 91: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 92: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 93: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 94: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 95: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 96: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 97: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 98: embedserve.v1.Usage
+	(*Timings)(nil),                  // 99: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	88,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	91,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	2,   // 3: embedserve.v1.CollectionConfig.vector_datatype:type_name -> embedserve.v1.VectorDatatype
 	8,   // 4: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	10,  // 5: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	93,  // 6: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	94,  // 7: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	96,  // 6: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	97,  // 7: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	13,  // 8: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	8,   // 9: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 10: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	9,   // 11: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	89,  // 12: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	92,  // 12: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
 	9,   // 13: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	90,  // 14: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	93,  // 14: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
 	27,  // 15: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
 	11,  // 16: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	12,  // 17: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	95,  // 18: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	96,  // 19: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	98,  // 18: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	99,  // 19: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	11,  // 20: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	12,  // 21: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	95,  // 22: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	98,  // 22: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	11,  // 23: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	12,  // 24: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
 	40,  // 25: embedserve.v1.GeoRadius.center:type_name -> embedserve.v1.GeoPoint
 	40,  // 26: embedserve.v1.GeoBoundingBox.top_left:type_name -> embedserve.v1.GeoPoint
 	40,  // 27: embedserve.v1.GeoBoundingBox.bottom_right:type_name -> embedserve.v1.GeoPoint
-	35,  // 28: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	36,  // 29: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	38,  // 30: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	43,  // 31: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	45,  // 32: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	47,  // 33: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	37,  // 34: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
-	39,  // 35: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
-	41,  // 36: embedserve.v1.Condition.geo_radius:type_name -> embedserve.v1.GeoRadius
-	42,  // 37: embedserve.v1.Condition.geo_bounding_box:type_name -> embedserve.v1.GeoBoundingBox
-	44,  // 38: embedserve.v1.Condition.is_empty:type_name -> embedserve.v1.IsEmpty
-	46,  // 39: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	46,  // 40: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	46,  // 41: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	93,  // 42: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	10,  // 43: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	10,  // 44: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	47,  // 45: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	48,  // 46: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	94,  // 47: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	4,   // 48: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	54,  // 49: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	53,  // 50: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
-	52,  // 51: embedserve.v1.SearchRequest.proximity:type_name -> embedserve.v1.Proximity
-	51,  // 52: embedserve.v1.SearchRequest.rerank:type_name -> embedserve.v1.SearchRerank
-	40,  // 53: embedserve.v1.Proximity.center:type_name -> embedserve.v1.GeoPoint
-	49,  // 54: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	49,  // 55: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	95,  // 56: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	96,  // 57: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	55,  // 58: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	50,  // 59: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	56,  // 60: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	10,  // 61: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	59,  // 62: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	59,  // 63: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	5,   // 64: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	47,  // 65: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	48,  // 66: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	94,  // 67: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	54,  // 68: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	53,  // 69: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
-	52,  // 70: embedserve.v1.RecommendRequest.proximity:type_name -> embedserve.v1.Proximity
-	49,  // 71: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	95,  // 72: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	55,  // 73: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	93,  // 74: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	10,  // 75: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	62,  // 76: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	47,  // 77: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	47,  // 78: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	93,  // 79: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	47,  // 80: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	47,  // 81: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	72,  // 82: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	47,  // 83: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	75,  // 84: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
-	62,  // 85: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	77,  // 86: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	47,  // 87: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 88: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	79,  // 89: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	80,  // 90: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	81,  // 91: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	91,  // 92: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	47,  // 93: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	7,   // 94: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	77,  // 95: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	84,  // 96: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	85,  // 97: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	86,  // 98: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	92,  // 99: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	7,   // 100: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	3,   // 101: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	3,   // 102: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	14,  // 103: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	16,  // 104: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	18,  // 105: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	20,  // 106: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	22,  // 107: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	24,  // 108: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	26,  // 109: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	29,  // 110: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	31,  // 111: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	33,  // 112: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	50,  // 113: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	57,  // 114: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	60,  // 115: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	63,  // 116: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	65,  // 117: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	67,  // 118: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	69,  // 119: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	71,  // 120: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	74,  // 121: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	78,  // 122: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	83,  // 123: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	15,  // 124: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	17,  // 125: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	19,  // 126: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	21,  // 127: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	23,  // 128: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	25,  // 129: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	28,  // 130: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	30,  // 131: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	32,  // 132: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	34,  // 133: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	56,  // 134: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	58,  // 135: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	61,  // 136: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	64,  // 137: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	66,  // 138: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	68,  // 139: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	70,  // 140: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	73,  // 141: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	76,  // 142: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	82,  // 143: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	87,  // 144: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	124, // [124:145] is the sub-list for method output_type
-	103, // [103:124] is the sub-list for method input_type
-	103, // [103:103] is the sub-list for extension type_name
-	103, // [103:103] is the sub-list for extension extendee
-	0,   // [0:103] is the sub-list for field type_name
+	50,  // 28: embedserve.v1.Nested.filter:type_name -> embedserve.v1.Filter
+	49,  // 29: embedserve.v1.MinShould.conditions:type_name -> embedserve.v1.Condition
+	35,  // 30: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	36,  // 31: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	38,  // 32: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	43,  // 33: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	45,  // 34: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	50,  // 35: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	37,  // 36: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
+	39,  // 37: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
+	41,  // 38: embedserve.v1.Condition.geo_radius:type_name -> embedserve.v1.GeoRadius
+	42,  // 39: embedserve.v1.Condition.geo_bounding_box:type_name -> embedserve.v1.GeoBoundingBox
+	44,  // 40: embedserve.v1.Condition.is_empty:type_name -> embedserve.v1.IsEmpty
+	46,  // 41: embedserve.v1.Condition.values_count:type_name -> embedserve.v1.ValuesCount
+	47,  // 42: embedserve.v1.Condition.nested:type_name -> embedserve.v1.Nested
+	49,  // 43: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	49,  // 44: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	49,  // 45: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	48,  // 46: embedserve.v1.Filter.min_should:type_name -> embedserve.v1.MinShould
+	96,  // 47: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	10,  // 48: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	10,  // 49: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	50,  // 50: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	51,  // 51: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	97,  // 52: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	4,   // 53: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	57,  // 54: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	56,  // 55: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
+	55,  // 56: embedserve.v1.SearchRequest.proximity:type_name -> embedserve.v1.Proximity
+	54,  // 57: embedserve.v1.SearchRequest.rerank:type_name -> embedserve.v1.SearchRerank
+	40,  // 58: embedserve.v1.Proximity.center:type_name -> embedserve.v1.GeoPoint
+	52,  // 59: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	52,  // 60: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	98,  // 61: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	99,  // 62: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	58,  // 63: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	53,  // 64: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	59,  // 65: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	10,  // 66: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	62,  // 67: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	62,  // 68: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	5,   // 69: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	50,  // 70: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	51,  // 71: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	97,  // 72: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	57,  // 73: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	56,  // 74: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
+	55,  // 75: embedserve.v1.RecommendRequest.proximity:type_name -> embedserve.v1.Proximity
+	52,  // 76: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	98,  // 77: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	58,  // 78: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	96,  // 79: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	10,  // 80: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	65,  // 81: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	50,  // 82: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	50,  // 83: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	96,  // 84: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	50,  // 85: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	50,  // 86: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	75,  // 87: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	50,  // 88: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	78,  // 89: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	65,  // 90: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	80,  // 91: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	50,  // 92: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 93: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	82,  // 94: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	83,  // 95: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	84,  // 96: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	94,  // 97: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	50,  // 98: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	7,   // 99: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	80,  // 100: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	87,  // 101: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	88,  // 102: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	89,  // 103: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	95,  // 104: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	7,   // 105: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	3,   // 106: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	3,   // 107: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	14,  // 108: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	16,  // 109: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	18,  // 110: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	20,  // 111: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	22,  // 112: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	24,  // 113: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	26,  // 114: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	29,  // 115: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	31,  // 116: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	33,  // 117: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	53,  // 118: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	60,  // 119: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	63,  // 120: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	66,  // 121: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	68,  // 122: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	70,  // 123: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	72,  // 124: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	74,  // 125: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	77,  // 126: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	81,  // 127: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	86,  // 128: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	15,  // 129: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	17,  // 130: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	19,  // 131: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	21,  // 132: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	23,  // 133: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	25,  // 134: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	28,  // 135: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	30,  // 136: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	32,  // 137: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	34,  // 138: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	59,  // 139: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	61,  // 140: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	64,  // 141: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	67,  // 142: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	69,  // 143: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	71,  // 144: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	73,  // 145: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	76,  // 146: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	79,  // 147: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	85,  // 148: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	90,  // 149: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	129, // [129:150] is the sub-list for method output_type
+	108, // [108:129] is the sub-list for method input_type
+	108, // [108:108] is the sub-list for extension type_name
+	108, // [108:108] is the sub-list for extension extendee
+	0,   // [0:108] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -7034,7 +7292,8 @@ func file_embedserve_v1_vector_proto_init() {
 		(*MatchValue_Boolean)(nil),
 	}
 	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[38].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[38].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{
 		(*Condition_Match)(nil),
 		(*Condition_MatchAny)(nil),
 		(*Condition_Range)(nil),
@@ -7046,44 +7305,46 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Condition_GeoRadius)(nil),
 		(*Condition_GeoBoundingBox)(nil),
 		(*Condition_IsEmpty)(nil),
+		(*Condition_ValuesCount)(nil),
+		(*Condition_Nested)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[40].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[42].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[44].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{}
 	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[47].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[47].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[50].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[51].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[54].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[63].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[64].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[66].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[67].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[66].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[70].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[69].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[73].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[75].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[78].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   85,
+			NumMessages:   88,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,11 +34,13 @@ from .types import (
     MatchAny,
     MatchText,
     MatchValue,
+    Nested,
     PayloadIndexKind,
     Quantization,
     Range,
     SearchParams,
     SparseTerms,
+    ValuesCount,
     VectorDatatype,
 )
 
@@ -112,7 +114,15 @@ def _filter(f: Filter) -> qe.Filter:
     def part(conditions: Sequence[Any]) -> list[Any] | None:
         return [condition(c) for c in conditions] or None
 
-    return qe.Filter(must=part(f.must), should=part(f.should), must_not=part(f.must_not))
+    least = f.min_should
+    return qe.Filter(
+        must=part(f.must),
+        should=part(f.should),
+        must_not=part(f.must_not),
+        min_should=None
+        if least is None
+        else qe.MinShould([condition(c) for c in least.conditions], least.min_count),
+    )
 
 
 def condition(c: Any) -> Any:
@@ -146,6 +156,11 @@ def condition(c: Any) -> Any:
         return qe.IsEmptyCondition(c.key)
     if isinstance(c, HasId):
         return qe.HasIdCondition(set(point_ids(c.ids)))
+    if isinstance(c, ValuesCount):
+        counts = qe.ValuesCount(lt=c.lt, gt=c.gt, lte=c.lte, gte=c.gte)
+        return qe.FieldCondition(c.key, values_count=counts)
+    if isinstance(c, Nested):
+        return qe.NestedCondition(c.key, _filter(c.filter))
     if isinstance(c, Filter):
         return _filter(c)
     raise InvalidRequest(f"unsupported filter condition: {c!r}")

@@ -39,11 +39,13 @@ from .types import (
     MatchAny,
     MatchText,
     MatchValue,
+    Nested,
     PayloadIndexKind,
     Quantization,
     Range,
     SearchParams,
     SparseTerms,
+    ValuesCount,
     VectorDatatype,
     parse_datetime,
 )
@@ -80,7 +82,17 @@ def remote_filter(f: Filter) -> qm.Filter:
     def part(conditions: Sequence[Any]) -> list[Any] | None:
         return [_condition(c) for c in conditions] or None
 
-    return qm.Filter(must=part(f.must), should=part(f.should), must_not=part(f.must_not))
+    least = f.min_should
+    return qm.Filter(
+        must=part(f.must),
+        should=part(f.should),
+        must_not=part(f.must_not),
+        min_should=None
+        if least is None
+        else qm.MinShould(
+            conditions=[_condition(c) for c in least.conditions], min_count=least.min_count
+        ),
+    )
 
 
 def _condition(c: Any) -> Any:
@@ -113,6 +125,17 @@ def _condition(c: Any) -> Any:
         return qm.IsEmptyCondition(is_empty=qm.PayloadField(key=c.key))
     if isinstance(c, HasId):
         return qm.HasIdCondition(has_id=list(point_ids(c.ids)))
+    if isinstance(c, ValuesCount):
+        counts = qm.ValuesCount(lt=c.lt, gt=c.gt, lte=c.lte, gte=c.gte)
+        counted = qm.FieldCondition(key=c.key, values_count=counts)
+        if not c.admits_zero():
+            return counted
+        # A Qdrant server finds no count at a missing key, where the embedded engine and
+        # local mode count none: the missing keys are added so that every engine agrees.
+        missing = qm.IsEmptyCondition(is_empty=qm.PayloadField(key=c.key))
+        return qm.Filter(should=[counted, missing])
+    if isinstance(c, Nested):
+        return qm.NestedCondition(nested=qm.Nested(key=c.key, filter=remote_filter(c.filter)))
     if isinstance(c, Filter):
         return remote_filter(c)
     raise InvalidRequest(f"unsupported filter condition: {c!r}")

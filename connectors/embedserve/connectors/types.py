@@ -489,9 +489,82 @@ class HasId:
         object.__setattr__(self, "ids", ids)
 
 
+@dataclass(frozen=True)
+class ValuesCount:
+    """The number of values at ``key`` (a list's length, 1 for one value, 0 when missing)
+    lies within the bounds given."""
+
+    key: str
+    gt: int | None = None
+    gte: int | None = None
+    lt: int | None = None
+    lte: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+        bounds = (self.gt, self.gte, self.lt, self.lte)
+        if all(b is None for b in bounds):
+            raise InvalidFilter(f"ValuesCount({self.key!r}) needs at least one bound")
+        for b in bounds:
+            if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 0):
+                raise InvalidFilter(
+                    f"ValuesCount({self.key!r}) bounds must be counts (integers from 0), got {b!r}"
+                )
+
+    def admits_zero(self) -> bool:
+        """Whether a key with no values (missing, null, an empty list) meets the bounds."""
+        return (
+            self.gt is None
+            and (self.gte is None or self.gte <= 0)
+            and (self.lt is None or self.lt > 0)
+            and (self.lte is None or self.lte >= 0)
+        )
+
+
+@dataclass(frozen=True)
+class Nested:
+    """``key`` holds a list of objects and one of them, alone, matches ``filter``, whose
+    keys are read inside each object."""
+
+    key: str
+    filter: Filter
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+        if not isinstance(self.filter, Filter) or self.filter.is_empty():
+            raise InvalidFilter(f"Nested({self.key!r}) needs a filter with conditions")
+        if _has_id_inside(self.filter):
+            # Ids name points, not the objects of a list: Qdrant refuses it there.
+            raise InvalidFilter(
+                f"Nested({self.key!r}): has_id cannot be used inside a nested filter"
+            )
+
+
+@dataclass(frozen=True)
+class MinShould:
+    """At least ``min_count`` of ``conditions``."""
+
+    conditions: tuple[Condition, ...]
+    min_count: int
+
+    def __post_init__(self) -> None:
+        conditions = _conditions(self.conditions, "MinShould.conditions")
+        object.__setattr__(self, "conditions", conditions)
+        count = self.min_count
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, int)
+            or not 1 <= count <= len(conditions)
+        ):
+            raise InvalidFilter(
+                f"MinShould.min_count must be from 1 to its {len(conditions)} conditions, "
+                f"got {count!r}"
+            )
+
+
 Condition: TypeAlias = (
     "MatchValue | MatchAny | MatchText | Range | DatetimeRange | GeoRadius | GeoBoundingBox"
-    " | IsNull | IsEmpty | HasId | Filter"
+    " | IsNull | IsEmpty | HasId | ValuesCount | Nested | Filter"
 )
 _CONDITION_TYPES = (
     MatchValue,
@@ -504,30 +577,50 @@ _CONDITION_TYPES = (
     IsNull,
     IsEmpty,
     HasId,
+    ValuesCount,
+    Nested,
 )
+
+
+def _conditions(conditions: object, where: str) -> tuple[Condition, ...]:
+    if not isinstance(conditions, Sequence):
+        raise InvalidFilter(f"{where} must be a sequence of conditions")
+    for c in conditions:
+        if not isinstance(c, (*_CONDITION_TYPES, Filter)):
+            raise InvalidFilter(f"unsupported filter condition: {c!r}")
+    return tuple(conditions)
 
 
 @dataclass(frozen=True)
 class Filter:
-    """All of ``must``, at least one of ``should`` (if any), none of ``must_not``."""
+    """All of ``must``, at least one of ``should`` (if any), none of ``must_not``, and at
+    least ``min_should.min_count`` of ``min_should.conditions`` (if set)."""
 
     must: tuple[Condition, ...] = ()
     should: tuple[Condition, ...] = ()
     must_not: tuple[Condition, ...] = ()
+    min_should: MinShould | None = None
 
     def __post_init__(self) -> None:
         for part in ("must", "should", "must_not"):
-            conditions = getattr(self, part)
-            if not isinstance(conditions, Sequence):
-                raise InvalidFilter(f"Filter.{part} must be a sequence of conditions")
-            conditions = tuple(conditions)
-            for c in conditions:
-                if not isinstance(c, (*_CONDITION_TYPES, Filter)):
-                    raise InvalidFilter(f"unsupported filter condition: {c!r}")
-            object.__setattr__(self, part, conditions)
+            object.__setattr__(self, part, _conditions(getattr(self, part), f"Filter.{part}"))
+        if self.min_should is not None and not isinstance(self.min_should, MinShould):
+            raise InvalidFilter(f"Filter.min_should must be a MinShould, got {self.min_should!r}")
 
     def is_empty(self) -> bool:
-        return not (self.must or self.should or self.must_not)
+        return not (self.must or self.should or self.must_not or self.min_should)
+
+    def conditions(self) -> tuple[Condition, ...]:
+        """Every condition at this level, min_should's included."""
+        extra = self.min_should.conditions if self.min_should is not None else ()
+        return (*self.must, *self.should, *self.must_not, *extra)
+
+
+def _has_id_inside(f: Filter) -> bool:
+    return any(
+        isinstance(c, HasId) or (isinstance(c, Filter) and _has_id_inside(c))
+        for c in f.conditions()
+    )
 
 
 # ---------------------------------------------------------------------------- queries

@@ -20,6 +20,7 @@ from .types import (
     FacetHit,
     Filter,
     MatchText,
+    Nested,
     PayloadIndexKind,
     PointRecord,
     RecommendStrategy,
@@ -238,11 +239,14 @@ def check_filter(f: Filter | None) -> Filter | None:
 def text_match_keys(f: Filter | None) -> set[str]:
     """The payload keys of the filter's match_text conditions, nested ones included."""
     keys: set[str] = set()
-    for c in (*f.must, *f.should, *f.must_not) if f is not None else ():
+    for c in f.conditions() if f is not None else ():
         if isinstance(c, MatchText):
             keys.add(c.key)
         elif isinstance(c, Filter):
             keys |= text_match_keys(c)
+        elif isinstance(c, Nested):
+            # Inside, keys are read in each object of the list: the index is on the full path.
+            keys |= {f"{c.key}[].{key}" for key in text_match_keys(c.filter)}
     return keys
 
 

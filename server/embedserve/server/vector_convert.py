@@ -246,12 +246,25 @@ def documents_from_proto(documents: Sequence[pb.Document]) -> list[DocumentIn]:
 
 
 def filter_from_proto(message: pb.Filter, field: str = "filter") -> st.Filter:
+    def conditions(part: str) -> list[st.Condition]:
+        listed = getattr(message, part)
+        return [_condition(c, f"{field}.{part}[{i}]") for i, c in enumerate(listed)]
+
     return store_value(
         st.Filter,
-        must=[_condition(c, f"{field}.must[{i}]") for i, c in enumerate(message.must)],
-        should=[_condition(c, f"{field}.should[{i}]") for i, c in enumerate(message.should)],
-        must_not=[_condition(c, f"{field}.must_not[{i}]") for i, c in enumerate(message.must_not)],
+        must=conditions("must"),
+        should=conditions("should"),
+        must_not=conditions("must_not"),
+        min_should=_min_should(message, f"{field}.min_should"),
     )
+
+
+def _min_should(message: pb.Filter, field: str) -> st.MinShould | None:
+    if not message.HasField("min_should"):
+        return None
+    least = message.min_should
+    conditions = [_condition(c, f"{field}.conditions[{i}]") for i, c in enumerate(least.conditions)]
+    return store_value(st.MinShould, conditions, least.min_count)
 
 
 def optional_filter(holder: Any, field: str = "filter") -> st.Filter | None:
@@ -310,6 +323,17 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         return store_value(st.IsEmpty, message.is_empty.key)
     if which == "has_id":
         return store_value(st.HasId, tuple(message.has_id.ids))
+    if which == "values_count":
+        counts = message.values_count
+        bounds = {
+            name: getattr(counts, name)
+            for name in ("gt", "gte", "lt", "lte")
+            if counts.HasField(name)
+        }
+        return store_value(st.ValuesCount, counts.key, **bounds)
+    if which == "nested":
+        inner = filter_from_proto(message.nested.filter, f"{field}.nested.filter")
+        return store_value(st.Nested, message.nested.key, inner)
     if which == "filter":
         return filter_from_proto(message.filter, f"{field}.filter")
     raise InvalidArgument(f"{field} has no condition set")

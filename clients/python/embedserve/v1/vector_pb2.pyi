@@ -1448,6 +1448,110 @@ class HasId(_message.Message):
 Global___HasId: _TypeAlias = HasId  # noqa: Y015
 
 @_typing.final
+class ValuesCount(_message.Message):
+    """The number of values at payload[key] (a list's length; 1 for a single
+    value, 0 when missing) within the bounds set (at least one).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    GT_FIELD_NUMBER: _builtins.int
+    GTE_FIELD_NUMBER: _builtins.int
+    LT_FIELD_NUMBER: _builtins.int
+    LTE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    gt: _builtins.int
+    gte: _builtins.int
+    lt: _builtins.int
+    lte: _builtins.int
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        gt: _builtins.int | None = ...,
+        gte: _builtins.int | None = ...,
+        lt: _builtins.int | None = ...,
+        lte: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gt", b"_gt", "_gte", b"_gte", "_lt", b"_lt", "_lte", b"_lte", "gt", b"gt", "gte", b"gte", "lt", b"lt", "lte", b"lte"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gt", b"_gt", "_gte", b"_gte", "_lt", b"_lt", "_lte", b"_lte", "gt", b"gt", "gte", b"gte", "key", b"key", "lt", b"lt", "lte", b"lte"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__gt: _TypeAlias = _typing.Literal["gt"]  # noqa: Y015
+    _WhichOneofArgType__gt: _TypeAlias = _typing.Literal["_gt", b"_gt"]  # noqa: Y015
+    _WhichOneofReturnType__gte: _TypeAlias = _typing.Literal["gte"]  # noqa: Y015
+    _WhichOneofArgType__gte: _TypeAlias = _typing.Literal["_gte", b"_gte"]  # noqa: Y015
+    _WhichOneofReturnType__lt: _TypeAlias = _typing.Literal["lt"]  # noqa: Y015
+    _WhichOneofArgType__lt: _TypeAlias = _typing.Literal["_lt", b"_lt"]  # noqa: Y015
+    _WhichOneofReturnType__lte: _TypeAlias = _typing.Literal["lte"]  # noqa: Y015
+    _WhichOneofArgType__lte: _TypeAlias = _typing.Literal["_lte", b"_lte"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gt) -> _WhichOneofReturnType__gt | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gte) -> _WhichOneofReturnType__gte | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lt) -> _WhichOneofReturnType__lt | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lte) -> _WhichOneofReturnType__lte | None: ...
+
+Global___ValuesCount: _TypeAlias = ValuesCount  # noqa: Y015
+
+@_typing.final
+class Nested(_message.Message):
+    """payload[key] is a list of objects and one of them, alone, matches filter,
+    whose keys are read inside each object ("by", not "reviews[].by").
+    Conditions on "reviews[].by" and "reviews[].stars" outside a Nested may be
+    met by two different objects. has_id is refused inside.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    @_builtins.property
+    def filter(self) -> Global___Filter: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        filter: Global___Filter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Nested: _TypeAlias = Nested  # noqa: Y015
+
+@_typing.final
+class MinShould(_message.Message):
+    """At least min_count of conditions (from 1 to their number)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONDITIONS_FIELD_NUMBER: _builtins.int
+    MIN_COUNT_FIELD_NUMBER: _builtins.int
+    min_count: _builtins.int
+    @_builtins.property
+    def conditions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]: ...
+    def __init__(
+        self,
+        *,
+        conditions: _abc.Iterable[Global___Condition] | None = ...,
+        min_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "min_count", b"min_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MinShould: _TypeAlias = MinShould  # noqa: Y015
+
+@_typing.final
 class Condition(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1462,6 +1566,8 @@ class Condition(_message.Message):
     GEO_RADIUS_FIELD_NUMBER: _builtins.int
     GEO_BOUNDING_BOX_FIELD_NUMBER: _builtins.int
     IS_EMPTY_FIELD_NUMBER: _builtins.int
+    VALUES_COUNT_FIELD_NUMBER: _builtins.int
+    NESTED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def match(self) -> Global___MatchValue: ...
     @_builtins.property
@@ -1484,6 +1590,10 @@ class Condition(_message.Message):
     def geo_bounding_box(self) -> Global___GeoBoundingBox: ...
     @_builtins.property
     def is_empty(self) -> Global___IsEmpty: ...
+    @_builtins.property
+    def values_count(self) -> Global___ValuesCount: ...
+    @_builtins.property
+    def nested(self) -> Global___Nested: ...
     def __init__(
         self,
         *,
@@ -1498,12 +1608,14 @@ class Condition(_message.Message):
         geo_radius: Global___GeoRadius | None = ...,
         geo_bounding_box: Global___GeoBoundingBox | None = ...,
         is_empty: Global___IsEmpty | None = ...,
+        values_count: Global___ValuesCount | None = ...,
+        nested: Global___Nested | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "nested", b"nested", "range", b"range", "values_count", b"values_count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "range", b"range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "nested", b"nested", "range", b"range", "values_count", b"values_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text", "datetime_range", "geo_radius", "geo_bounding_box", "is_empty"]  # noqa: Y015
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text", "datetime_range", "geo_radius", "geo_bounding_box", "is_empty", "values_count", "nested"]  # noqa: Y015
     _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
 
@@ -1511,29 +1623,35 @@ Global___Condition: _TypeAlias = Condition  # noqa: Y015
 
 @_typing.final
 class Filter(_message.Message):
-    """All of must, at least one of should (when any), none of must_not."""
+    """All of must, at least one of should (when any), none of must_not, and at
+    least min_should.min_count of min_should.conditions (when set).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     MUST_FIELD_NUMBER: _builtins.int
     SHOULD_FIELD_NUMBER: _builtins.int
     MUST_NOT_FIELD_NUMBER: _builtins.int
+    MIN_SHOULD_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def must(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]: ...
     @_builtins.property
     def should(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]: ...
     @_builtins.property
     def must_not(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]: ...
+    @_builtins.property
+    def min_should(self) -> Global___MinShould: ...
     def __init__(
         self,
         *,
         must: _abc.Iterable[Global___Condition] | None = ...,
         should: _abc.Iterable[Global___Condition] | None = ...,
         must_not: _abc.Iterable[Global___Condition] | None = ...,
+        min_should: Global___MinShould | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["min_should", b"min_should"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["must", b"must", "must_not", b"must_not", "should", b"should"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_should", b"min_should", "must", b"must", "must_not", b"must_not", "should", b"should"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
