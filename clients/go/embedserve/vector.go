@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 
 	"google.golang.org/grpc"
@@ -453,6 +454,48 @@ func HasID(ids ...string) *pb.Condition {
 // Nested turns a filter into a condition, to combine filters.
 func Nested(filter *pb.Filter) *pb.Condition {
 	return &pb.Condition{Condition: &pb.Condition_Filter{Filter: filter}}
+}
+
+// AnyObject is the condition that payload[key] is a list of objects and one
+// of them, alone, matches filter, whose keys are read inside each object
+// ("by", not "reviews[].by"): AnyObject("reviews", Must(Match("by", "ana"),
+// ...)) needs ana's review itself to meet the other conditions, where
+// conditions on "reviews[].by" and "reviews[].stars" outside it may be met by
+// two different objects. HasID inside filter is refused (INVALID_ARGUMENT).
+// (Nested, unlike AnyObject, only turns a filter into a condition.)
+func AnyObject(key string, filter *pb.Filter) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_Nested{Nested: &pb.Nested{Key: key, Filter: filter}}}
+}
+
+// ValuesCount is the condition gte <= n <= lte on the number n of values at
+// payload[key]: a list's length, 1 for a single value, 0 when the key is
+// missing, null or an empty list. A negative bound leaves that side open; at
+// least one must be 0 or more, as the server refuses a condition without
+// bounds (INVALID_ARGUMENT).
+func ValuesCount(key string, gte, lte int) *pb.Condition {
+	count := &pb.ValuesCount{Key: key}
+	if gte >= 0 {
+		count.Gte = proto.Uint32(count32(gte))
+	}
+	if lte >= 0 {
+		count.Lte = proto.Uint32(count32(lte))
+	}
+	return &pb.Condition{Condition: &pb.Condition_ValuesCount{ValuesCount: count}}
+}
+
+// AtLeast is a filter that at least n of conditions must match, n from 1 to
+// their number (the server refuses others, INVALID_ARGUMENT). To require it
+// together with other conditions, set its MinShould on their filter:
+//
+//	f := Must(Match("lang", "en"))
+//	f.MinShould = AtLeast(2, Match("tags", "vegan"), Match("tags", "quick"), IsEmpty("reviews")).MinShould
+func AtLeast(n int, conditions ...*pb.Condition) *pb.Filter {
+	return &pb.Filter{MinShould: &pb.MinShould{Conditions: conditions, MinCount: count32(n)}}
+}
+
+// count32 is n as a proto count: 0 below 0, math.MaxUint32 above it.
+func count32(n int) uint32 {
+	return uint32(min(max(int64(n), 0), math.MaxUint32))
 }
 
 // CollectionOption configures CreateCollection. Unset settings take the

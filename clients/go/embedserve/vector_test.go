@@ -596,6 +596,77 @@ func TestGeoAndIsEmpty(t *testing.T) {
 	}
 }
 
+func TestAnyObjectValuesCountAndAtLeast(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client)
+	review := func(by string, stars int) map[string]any { return map[string]any{"by": by, "stars": stars} }
+	_, err := client.Upsert(ctx, name, []embedserve.Document{
+		{ID: "soup", Text: "A quick vegan soup", Payload: map[string]any{
+			"tags": []any{"vegan", "quick", "cheap"}, "reviews": []any{review("ana", 5), review("bo", 2)}}},
+		{ID: "stew", Text: "A hearty stew", Payload: map[string]any{
+			"tags": []any{"hearty"}, "reviews": []any{review("ana", 2), review("bo", 5)}}},
+		{ID: "salad", Text: "A quick vegan salad", Payload: map[string]any{
+			"tags": []any{"vegan", "quick"}, "reviews": []any{}}},
+		{ID: "bread", Text: "A loaf of bread", Payload: map[string]any{
+			"tags": []any{}, "reviews": []any{review("ana", 4)}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	matching := func(filter *pb.Filter) []string {
+		t.Helper()
+		hits, err := client.Search(ctx, name, embedserve.Text("food"), embedserve.WithLimit(10), embedserve.WithFilter(filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, hit := range hits {
+			ids = append(ids, hit.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	check := func(what string, filter *pb.Filter, want ...string) {
+		t.Helper()
+		slices.Sort(want)
+		if got := matching(filter); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", what, got, want)
+		}
+		if n := count(t, client, name, filter); n != uint64(len(want)) {
+			t.Errorf("%s: Count %d, want %d", what, n, len(want))
+		}
+	}
+
+	atLeast4 := func(key string) *pb.Condition {
+		return &pb.Condition{Condition: &pb.Condition_Range{Range: &pb.RangeCondition{Key: key, Gte: proto.Float64(4)}}}
+	}
+	// stew has a review by ana and a five-star one, but not in one object.
+	check("ana's review of 4 stars or more",
+		embedserve.Must(embedserve.AnyObject("reviews", embedserve.Must(embedserve.Match("by", "ana"), atLeast4("stars")))),
+		"soup", "bread")
+	check("a review by ana and one of 4 stars or more",
+		embedserve.Must(embedserve.Match("reviews[].by", "ana"), atLeast4("reviews[].stars")),
+		"soup", "stew", "bread")
+	check("at most one tag", embedserve.Must(embedserve.ValuesCount("tags", -1, 1)), "stew", "bread")
+	check("two tags or more", embedserve.Must(embedserve.ValuesCount("tags", 2, -1)), "soup", "salad")
+	check("two of vegan, quick and two reviews or more",
+		embedserve.AtLeast(2, embedserve.Match("tags", "vegan"), embedserve.Match("tags", "quick"), embedserve.ValuesCount("reviews", 2, -1)),
+		"soup", "salad")
+	veganAndOneOf := embedserve.Must(embedserve.Match("tags", "vegan"))
+	veganAndOneOf.MinShould = embedserve.AtLeast(1, embedserve.Match("tags", "cheap"), embedserve.IsEmpty("reviews")).MinShould
+	check("vegan, and cheap or without reviews", veganAndOneOf, "soup", "salad")
+
+	_, err = client.Count(ctx, name, embedserve.Must(embedserve.AnyObject("reviews", embedserve.Must(embedserve.HasID("soup")))))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "has_id") {
+		t.Fatalf("HasID inside AnyObject: %v, want InvalidArgument about has_id", err)
+	}
+	_, err = client.Count(ctx, name, embedserve.Must(embedserve.ValuesCount("tags", -1, -1)))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("ValuesCount without bounds: %v, want InvalidArgument", err)
+	}
+}
+
 func TestSearchWithRecency(t *testing.T) {
 	client := dial(t)
 	ctx := context.Background()

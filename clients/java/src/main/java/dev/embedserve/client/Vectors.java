@@ -18,12 +18,15 @@ import dev.embedserve.v1.IsEmpty;
 import dev.embedserve.v1.MatchAny;
 import dev.embedserve.v1.MatchText;
 import dev.embedserve.v1.MatchValue;
+import dev.embedserve.v1.MinShould;
+import dev.embedserve.v1.Nested;
 import dev.embedserve.v1.PassageSplit;
 import dev.embedserve.v1.Proximity;
 import dev.embedserve.v1.QueryParams;
 import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.SearchRerank;
 import dev.embedserve.v1.TextList;
+import dev.embedserve.v1.ValuesCount;
 import dev.embedserve.v1.Vector;
 import dev.embedserve.v1.WriteOptions;
 import io.grpc.Status;
@@ -355,6 +358,68 @@ public final class Vectors {
   /** A filter as a condition, to combine filters. */
   public static Condition nested(Filter filter) {
     return Condition.newBuilder().setFilter(filter).build();
+  }
+
+  /**
+   * payload[key] is a list of objects and one of them, alone, matches filter, whose keys are read
+   * inside each object ("by", not "reviews[].by"): {@code anyObject("reviews", must(match("by",
+   * "ana"), ...))} needs ana's review itself to meet the other conditions, where conditions on
+   * "reviews[].by" and "reviews[].stars" outside it may be met by two different objects. hasId
+   * inside filter is refused (INVALID_ARGUMENT). ({@link #nested}, unlike this, only turns a
+   * filter into a condition.)
+   */
+  public static Condition anyObject(String key, Filter filter) {
+    return Condition.newBuilder()
+        .setNested(Nested.newBuilder().setKey(key).setFilter(filter))
+        .build();
+  }
+
+  /**
+   * gte <= n <= lte on the number n of values at payload[key]: a list's length, 1 for a single
+   * value, 0 when the key is missing, null or an empty list; null leaves that side open (not
+   * both).
+   *
+   * @throws IllegalArgumentException if both bounds are null, or one is negative
+   */
+  public static Condition valuesCount(String key, Integer gte, Integer lte) {
+    if (gte == null && lte == null) {
+      throw new IllegalArgumentException("valuesCount needs a bound: gte or lte");
+    }
+    if ((gte != null && gte < 0) || (lte != null && lte < 0)) {
+      throw new IllegalArgumentException(
+          "valuesCount bounds are counts, from 0: gte " + gte + ", lte " + lte);
+    }
+    ValuesCount.Builder count = ValuesCount.newBuilder().setKey(key);
+    if (gte != null) {
+      count.setGte(gte);
+    }
+    if (lte != null) {
+      count.setLte(lte);
+    }
+    return Condition.newBuilder().setValuesCount(count).build();
+  }
+
+  /**
+   * A filter that at least n of conditions must match, n from 1 to their number. To require it
+   * together with other conditions, set its min_should on their filter:
+   *
+   * <pre>{@code
+   * Filter f = must(match("lang", "en")).toBuilder()
+   *     .setMinShould(atLeast(2, match("tags", "vegan"), isEmpty("reviews"), c).getMinShould())
+   *     .build();
+   * }</pre>
+   *
+   * @throws IllegalArgumentException if n is not from 1 to the number of conditions
+   */
+  public static Filter atLeast(int n, Condition... conditions) {
+    if (n < 1 || n > conditions.length) {
+      throw new IllegalArgumentException(
+          "atLeast needs n from 1 to its " + conditions.length + " conditions, got " + n);
+    }
+    return Filter.newBuilder()
+        .setMinShould(
+            MinShould.newBuilder().addAllConditions(Arrays.asList(conditions)).setMinCount(n))
+        .build();
   }
 
   /**

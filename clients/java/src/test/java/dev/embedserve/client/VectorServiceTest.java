@@ -1,5 +1,7 @@
 package dev.embedserve.client;
 
+import static dev.embedserve.client.Vectors.anyObject;
+import static dev.embedserve.client.Vectors.atLeast;
 import static dev.embedserve.client.Vectors.datetimeRange;
 import static dev.embedserve.client.Vectors.document;
 import static dev.embedserve.client.Vectors.geoBox;
@@ -17,6 +19,7 @@ import static dev.embedserve.client.Vectors.proximity;
 import static dev.embedserve.client.Vectors.recency;
 import static dev.embedserve.client.Vectors.split;
 import static dev.embedserve.client.Vectors.textExample;
+import static dev.embedserve.client.Vectors.valuesCount;
 import static dev.embedserve.client.Vectors.vectorExample;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -34,6 +37,7 @@ import dev.embedserve.client.EmbedserveClient.Stored;
 import dev.embedserve.v1.Alias;
 import dev.embedserve.v1.CollectionConfig;
 import dev.embedserve.v1.CollectionInfo;
+import dev.embedserve.v1.Condition;
 import dev.embedserve.v1.Document;
 import dev.embedserve.v1.EmbedOptions;
 import dev.embedserve.v1.FacetValue;
@@ -42,6 +46,7 @@ import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.Proximity;
 import dev.embedserve.v1.QueryParams;
+import dev.embedserve.v1.RangeCondition;
 import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.RecommendRequest;
 import dev.embedserve.v1.RecommendStrategy;
@@ -63,6 +68,7 @@ import java.util.Map;
 import java.util.NoSuchElementException;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Function;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
@@ -734,6 +740,88 @@ class VectorServiceTest {
       assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
       assertTrue(
           e.getStatus().getDescription().contains("lat must be a number from -90 to 90"), e.toString());
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  @Test
+  void anyObjectValuesCountAndAtLeastFilters() {
+    String name = uniqueName("any_object");
+    client.createCollection(name, CollectionConfig.newBuilder().setDimensions(DIMS).build());
+    try {
+      List<Document> docs =
+          List.of(
+              document(
+                  "soup",
+                  "A quick vegan soup",
+                  Map.of(
+                      "tags", List.of("vegan", "quick", "cheap"),
+                      "reviews",
+                      List.of(Map.of("by", "ana", "stars", 5), Map.of("by", "bo", "stars", 2)))),
+              document(
+                  "stew",
+                  "A hearty stew",
+                  Map.of(
+                      "tags", List.of("hearty"),
+                      "reviews",
+                      List.of(Map.of("by", "ana", "stars", 2), Map.of("by", "bo", "stars", 5)))),
+              document(
+                  "salad",
+                  "A quick vegan salad",
+                  Map.of("tags", List.of("vegan", "quick"), "reviews", List.of())),
+              document(
+                  "bread",
+                  "A loaf of bread",
+                  Map.of("tags", List.of(), "reviews", List.of(Map.of("by", "ana", "stars", 4)))));
+      assertEquals(4, client.upsert(name, docs));
+      Function<Filter, Set<String>> matching =
+          filter -> {
+            List<Hit> hits = client.search(name, "food", filter, limit(10));
+            assertEquals(hits.size(), client.count(name, filter), "count and search agree");
+            return Set.copyOf(hits.stream().map(Hit::id).toList());
+          };
+      Function<String, Condition> atLeast4 =
+          key ->
+              Condition.newBuilder()
+                  .setRange(RangeCondition.newBuilder().setKey(key).setGte(4))
+                  .build();
+
+      // stew has a review by ana and a five-star one, but not in one object.
+      assertEquals(
+          Set.of("soup", "bread"),
+          matching.apply(
+              must(anyObject("reviews", must(match("by", "ana"), atLeast4.apply("stars"))))));
+      assertEquals(
+          Set.of("soup", "stew", "bread"),
+          matching.apply(must(match("reviews[].by", "ana"), atLeast4.apply("reviews[].stars"))));
+      assertEquals(Set.of("stew", "bread"), matching.apply(must(valuesCount("tags", null, 1))));
+      assertEquals(Set.of("soup", "salad"), matching.apply(must(valuesCount("tags", 2, null))));
+      assertEquals(
+          Set.of("soup", "salad"),
+          matching.apply(
+              atLeast(
+                  2,
+                  match("tags", "vegan"),
+                  match("tags", "quick"),
+                  valuesCount("reviews", 2, null))));
+      Filter veganAndOneOf =
+          must(match("tags", "vegan")).toBuilder()
+              .setMinShould(atLeast(1, match("tags", "cheap"), isEmpty("reviews")).getMinShould())
+              .build();
+      assertEquals(Set.of("soup", "salad"), matching.apply(veganAndOneOf));
+
+      StatusRuntimeException e =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> client.count(name, must(anyObject("reviews", must(hasId("soup"))))));
+      assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+      assertTrue(e.getStatus().getDescription().contains("has_id"), e.toString());
+      assertThrows(IllegalArgumentException.class, () -> valuesCount("tags", null, null));
+      assertThrows(IllegalArgumentException.class, () -> valuesCount("tags", -1, 1));
+      assertThrows(
+          IllegalArgumentException.class,
+          () -> atLeast(3, match("tags", "vegan"), isEmpty("reviews")));
     } finally {
       client.deleteCollection(name);
     }
