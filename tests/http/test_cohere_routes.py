@@ -79,6 +79,24 @@ def test_v2_embed_answers_every_type_and_maps_input_types(served: Any, grpc_clie
     np.testing.assert_allclose(clustered.embeddings.float_, expected, atol=1e-6)
 
 
+def test_v2_embed_takes_inputs_of_one_text_part(served: Any, grpc_client: Any) -> None:
+    co = cohere.ClientV2(api_key="unused", base_url=served.url)
+    inputs = [cohere.EmbedInput(content=[cohere.TextEmbedContent(text=text)]) for text in TEXTS]
+    answer = co.embed(
+        inputs=inputs,
+        model=str(served.server.settings.model),
+        input_type="search_document",
+        embedding_types=["float", "int8"],
+    )
+    np.testing.assert_allclose(
+        answer.embeddings.float_, grpc_client.embed(TEXTS, task="document"), atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        answer.embeddings.int8, grpc_client.embed_quantized(TEXTS, "int8", task="document")
+    )
+    assert answer.texts == TEXTS
+
+
 def test_v1_embed_answers_floats_or_by_type(served: Any, grpc_client: Any) -> None:
     co = cohere.Client(api_key="unused", base_url=served.url)
     plain = co.embed(texts=TEXTS, input_type="search_document")
@@ -117,6 +135,14 @@ def test_v2_rerank_scores_as_grpc_does(served: Any, grpc_client: Any) -> None:
     assert "max_tokens_per_doc 16 is below the reranker's maximum" in refused.value.body["message"]
 
 
+_TEXT_PART = {"type": "text", "text": "a"}
+_IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+
+
+def _text_input(text: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": text}]}
+
+
 def test_cohere_refusals_speak_cohere(served: Any) -> None:
     with httpx.Client(base_url=served.url, timeout=60) as http:
         cases = [
@@ -127,6 +153,19 @@ def test_cohere_refusals_speak_cohere(served: Any) -> None:
             ({"texts": ["x " * 600], "truncate": "NONE"}, 400, "texts[0] has"),
             ({"texts": TEXTS, "model": "other"}, 404, "not served here"),
             ({"texts": []}, 400, "texts"),
+            ({}, 400, "give texts or inputs"),
+            ({"texts": TEXTS, "inputs": [_text_input("a")]}, 400, "give texts or inputs"),
+            (
+                {"inputs": [_text_input("a"), {"content": [_IMAGE]}]},
+                400,
+                "inputs[1] holds an image",
+            ),
+            (
+                {"inputs": [{"content": [_TEXT_PART, _TEXT_PART]}]},
+                400,
+                "inputs[0] holds 2 text parts",
+            ),
+            ({"inputs": [_text_input("x " * 600)], "truncate": "NONE"}, 400, "inputs[0] has"),
         ]
         for body, status, words in cases:
             for path in ("/v2/embed", "/v1/embed"):

@@ -25,12 +25,13 @@ router = APIRouter(tags=["Cohere-compatible"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
 
 
-async def _embed(backend: Backend, body: CohereEmbedRequest) -> EmbedResult:
+async def _embed(backend: Backend, body: CohereEmbedRequest) -> tuple[list[str], EmbedResult]:
     backend.served_model(body.model)
     embedder = backend.embedder
     spec = embedder.model.spec
     params = body.params(spec.prompts, spec.max_tokens)
-    return await embedder.embed(body.texts, params, field="texts", options_field="")
+    texts, field = body.input_texts()
+    return texts, await embedder.embed(texts, params, field=field, options_field="")
 
 
 def _by_type(result: EmbedResult, types: Sequence[str]) -> dict[str, list[Any]]:
@@ -54,13 +55,13 @@ def _meta(version: str, result: EmbedResult) -> dict[str, Any]:
 
 @router.post("/v2/embed", summary="Embed texts (Cohere's v2 API)")
 async def v2_embed(body: CohereEmbedRequest, request: Request, caller: Caller) -> Response:
-    result = await _embed(backend_of(request), body)
+    texts, result = await _embed(backend_of(request), body)
     return json_response(
         {
             "id": str(uuid.uuid4()),
             "response_type": "embeddings_by_type",
             "embeddings": _by_type(result, body.embedding_types or ["float"]),
-            "texts": body.texts,
+            "texts": texts,
             "meta": _meta("2", result),
         }
     )
@@ -68,8 +69,8 @@ async def v2_embed(body: CohereEmbedRequest, request: Request, caller: Caller) -
 
 @router.post("/v1/embed", summary="Embed texts (Cohere's v1 API)")
 async def v1_embed(body: CohereEmbedRequest, request: Request, caller: Caller) -> Response:
-    result = await _embed(backend_of(request), body)
-    answer: dict[str, Any] = {"id": str(uuid.uuid4()), "texts": body.texts}
+    texts, result = await _embed(backend_of(request), body)
+    answer: dict[str, Any] = {"id": str(uuid.uuid4()), "texts": texts}
     if body.embedding_types is None:  # v1 answers plain floats unless types are asked for
         answer |= {"response_type": "embeddings_floats", "embeddings": result.vectors.tolist()}
     else:

@@ -10,7 +10,7 @@ from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.rerank_schemas import CohereRerankRequest
 from embedserve.server.http.schemas import Body, PositiveU32
-from embedserve.server.http.tei_schemas import Texts
+from embedserve.server.http.tei_schemas import Text, Texts
 from embedserve.server.tokenization import Overflow
 
 InputType = Literal["search_document", "search_query", "classification", "clustering", "image"]
@@ -25,11 +25,35 @@ _OVERFLOWS = {
 _UNSERVED = "only texts are embedded here"
 
 
+class CohereTextPart(Body):
+    type: Literal["text"]
+    text: Text
+
+
+class CohereImagePart(Body):
+    type: Literal["image_url"]
+    image_url: Any = Field(description="refused: " + _UNSERVED)
+
+
+class CohereInput(Body):
+    """One input of v2's ``inputs``: here, one text part."""
+
+    content: Annotated[
+        list[Annotated[CohereTextPart | CohereImagePart, Field(discriminator="type")]],
+        Field(min_length=1),
+    ]
+
+
 class CohereEmbedRequest(Body):
     """Cohere's embed body (v1 and v2 share it); texts only."""
 
     model: str | None = Field(default=None, description="the served model's id")
-    texts: Texts = Field(description="the texts to embed")
+    texts: Texts | None = Field(default=None, description="the texts to embed (or inputs)")
+    inputs: Annotated[list[CohereInput], Field(min_length=1)] | None = Field(
+        default=None,
+        description="v2's inputs, each of one text part ({'type': 'text', 'text': ...}); "
+        "image parts are refused",
+    )
     input_type: InputType | None = Field(
         default=None,
         description="search_query and search_document pick the model's query and document "
@@ -48,12 +72,30 @@ class CohereEmbedRequest(Body):
     )
     priority: int | None = Field(default=None, description="accepted and ignored")
     images: Any = Field(default=None, description="refused: " + _UNSERVED)
-    inputs: Any = Field(default=None, description="refused: " + _UNSERVED)
+
+    def input_texts(self) -> tuple[list[str], str]:
+        """The texts to embed and the field that holds them (texts or inputs)."""
+        if (self.texts is None) == (self.inputs is None):
+            raise InvalidArgument("give texts or inputs (one of them)")
+        if self.texts is not None:
+            return self.texts, "texts"
+        texts = []
+        for number, given in enumerate(self.inputs or ()):
+            parts = [part for part in given.content if isinstance(part, CohereTextPart)]
+            if len(parts) < len(given.content):
+                raise InvalidArgument(f"inputs[{number}] holds an image: {_UNSERVED}")
+            if len(parts) > 1:
+                raise InvalidArgument(
+                    f"inputs[{number}] holds {len(parts)} text parts; "
+                    "one per input here (give each text its own input)"
+                )
+            texts.append(parts[0].text)
+        return texts, "inputs"
 
     def params(self, prompts: dict[str, str], max_tokens: int) -> EmbedParams:
         """The core's parameters; ``prompts`` and ``max_tokens`` are the served model's."""
-        if self.images is not None or self.inputs is not None or self.input_type == "image":
-            raise InvalidArgument(f"images and inputs are not served: {_UNSERVED} (texts)")
+        if self.images is not None or self.input_type == "image":
+            raise InvalidArgument(f"images are not served: {_UNSERVED}")
         if self.max_tokens is not None and self.max_tokens < max_tokens:
             raise InvalidArgument(
                 f"max_tokens {self.max_tokens} is below the model's maximum of {max_tokens}, "
