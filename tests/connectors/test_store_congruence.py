@@ -23,7 +23,9 @@ from embedserve.connectors import (
     IsEmpty,
     IsNull,
     MatchAny,
+    MatchExcept,
     MatchText,
+    MatchTextAny,
     MatchValue,
     MinShould,
     Nested,
@@ -264,6 +266,23 @@ FILTER_CASES: list[tuple[str, Filter, Callable[[int, dict[str, Any]], bool]]] = 
     ),
     ("match-any-int", Filter(must=(MatchAny("n", (1, 2, 30)),)), lambda i, p: p["n"] in (1, 2, 30)),
     (
+        "match-except-str",
+        Filter(must=(MatchExcept("group", ("a", "c")),)),
+        lambda i, p: p["group"] == "b",
+    ),
+    (
+        "match-except-int",
+        Filter(must=(MatchExcept("n", (1, 2, 30)),)),
+        lambda i, p: p["n"] not in (1, 2, 30),
+    ),
+    (
+        # Of a list, any item that is none of them; a key with no value (missing, []) does
+        # not match.
+        "match-except-list-or-nothing",
+        Filter(must=(MatchExcept("tags", ("t",)),)),
+        lambda i, p: any(tag != "t" for tag in p.get("tags", [])),
+    ),
+    (
         "range-int",
         Filter(must=(Range("n", gte=10, lt=20),)),
         lambda i, p: 10 <= p["n"] < 20,
@@ -432,6 +451,9 @@ def test_match_text_matches_whole_words_in_any_case(store: VectorStore) -> None:
     assert matching("fox brown") == {"t0"}  # every word, in any order
     assert matching("fox dog") == set()
     assert matching("uick") == set()
+    any_of = Filter(must=(MatchTextAny("title", "FOX dog cat"),))
+    assert {r.id for r in store.scroll("titles", any_of).records} == {"t0", "t2"}
+    assert store.count("titles", Filter(must_not=(MatchTextAny("title", "brown lazy"),))) == 2
     with pytest.raises(InvalidRequest, match="at least one word"):
         MatchText("title", "  ")
 
@@ -471,7 +493,8 @@ def test_match_text_needs_a_text_index(filled: tuple[VectorStore, Array]) -> Non
     ]
     for call in calls:
         with pytest.raises(
-            InvalidRequest, match="match_text needs a text payload index on 'group'"
+            InvalidRequest,
+            match="match_text and match_text_any need a text payload index on 'group'",
         ):
             call()
     least = Filter(min_should=MinShould((MatchText("group", "a"), IsEmpty("tags")), 1))

@@ -15,6 +15,7 @@ from embedserve.connectors import (
     Filter,
     GeoBoundingBox,
     GeoPoint,
+    GeoPolygon,
     GeoRadius,
     InvalidFilter,
     PayloadIndexKind,
@@ -96,6 +97,38 @@ def test_a_box_keeps_the_places_inside_it(store: VectorStore, indexed: bool) -> 
     assert {r.id for r in found} == {"mitte", "alexanderplatz", "potsdam", "chain"}
 
 
+# A rough ring around Berlin, with Mitte's blocks cut out as a hole, given open (the
+# store closes it).
+BERLIN = (
+    GeoPoint(52.70, 13.05),
+    GeoPoint(52.70, 13.80),
+    GeoPoint(52.33, 13.80),
+    GeoPoint(52.33, 13.05),
+)
+MITTE_BLOCKS = (
+    GeoPoint(52.53, 13.39),
+    GeoPoint(52.53, 13.41),
+    GeoPoint(52.51, 13.41),
+    GeoPoint(52.51, 13.39),
+)
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_a_polygon_keeps_the_places_inside_it_and_outside_its_holes(
+    store: VectorStore, indexed: bool
+) -> None:
+    _fill(store, indexed)
+    berlin = GeoPolygon("at", BERLIN)
+    assert berlin.exterior == (*BERLIN, BERLIN[0])
+    found = store.scroll("shops", Filter(must=(berlin,)), limit=20).records
+    # Potsdam (13.06 E, 52.39 N) is inside the ring; Spandau keeps the chain in.
+    assert {r.id for r in found} == {"mitte", "alexanderplatz", "potsdam", "chain"}
+    holed = GeoPolygon("at", (*BERLIN, BERLIN[0]), (MITTE_BLOCKS,))
+    found = store.scroll("shops", Filter(must=(holed,)), limit=20).records
+    assert {r.id for r in found} == {"alexanderplatz", "potsdam", "chain"}
+    assert store.count("shops", Filter(must_not=(holed,))) == len(PLACES) - 3
+
+
 def test_an_index_added_later_serves_the_places_stored(store: VectorStore) -> None:
     _fill(store, indexed=False)
     store.update_collection(
@@ -116,6 +149,14 @@ def test_an_index_added_later_serves_the_places_stored(store: VectorStore) -> No
         (
             lambda: GeoBoundingBox("at", GeoPoint(52, 13), GeoPoint(53, 14)),
             "must not be south of bottom_right",
+        ),
+        (
+            lambda: GeoPolygon("at", BERLIN[:2]),
+            r"exterior needs 3 or more different corners, got 2",
+        ),
+        (
+            lambda: GeoPolygon("at", BERLIN, ((MITTE, MITTE, MITTE),)),
+            r"interiors\[0\] needs 3 or more different corners, got 1",
         ),
     ],
 )

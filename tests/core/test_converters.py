@@ -396,6 +396,36 @@ def test_bad_counts_nests_and_least_counts_are_refused(message: pb.Filter, error
         vc.filter_from_proto(message)
 
 
+def test_except_any_word_and_polygon_conditions_convert() -> None:
+    ring = pb.GeoRing(
+        corners=[pb.GeoPoint(lat=lat, lon=lon) for lat, lon in [(1, 0), (1, 1), (0, 1)]]
+    )
+    hole = pb.GeoRing(
+        corners=[pb.GeoPoint(lat=lat, lon=lon) for lat, lon in [(0.6, 0.5), (0.6, 0.6), (0.5, 0.6)]]
+    )
+    message = pb.Filter(
+        must=[
+            pb.Condition(match_except=pb.MatchExcept(key="lang", texts=["de", "fr"])),
+            pb.Condition(match_text_any=pb.MatchTextAny(key="title", text="fox dog")),
+            pb.Condition(geo_polygon=pb.GeoPolygon(key="at", exterior=ring, interiors=[hole])),
+        ]
+    )
+    parsed = vc.filter_from_proto(message)
+    corners = (st.GeoPoint(1, 0), st.GeoPoint(1, 1), st.GeoPoint(0, 1))
+    holed = (st.GeoPoint(0.6, 0.5), st.GeoPoint(0.6, 0.6), st.GeoPoint(0.5, 0.6))
+    assert parsed.must == (
+        st.MatchExcept("lang", ("de", "fr")),
+        st.MatchTextAny("title", "fox dog"),
+        st.GeoPolygon("at", (*corners, corners[0]), ((*holed, holed[0]),)),
+    )
+    both = pb.MatchExcept(key="n", texts=["a"], integers=[1])
+    with pytest.raises(InvalidArgument, match=r"filter\.must\[0\]\.match_except takes texts or"):
+        vc.filter_from_proto(pb.Filter(must=[pb.Condition(match_except=both)]))
+    without_ring = pb.Condition(geo_polygon=pb.GeoPolygon(key="at"))
+    with pytest.raises(InvalidArgument, match="exterior needs 3 or more different corners, got 0"):
+        vc.filter_from_proto(pb.Filter(must=[without_ring]))
+
+
 def test_values_count_admits_zero_only_where_its_bounds_do() -> None:
     assert st.ValuesCount("k", lt=1).admits_zero()
     assert st.ValuesCount("k", lte=0, gte=0).admits_zero()

@@ -97,3 +97,59 @@ def test_nested_counted_and_least_filters(both: Any, capsys: Any) -> None:
     liked = json.dumps(ANA_LIKED)
     assert cli_main(["search", "recipes", "bread", "--filter", liked, "--limit", "1", *target]) == 0
     assert "bread" in capsys.readouterr().out
+
+
+CAFES = [
+    {"id": i, "text": name, "payload": {"name": name, "at": {"lat": lat, "lon": lon}, "lang": lang}}
+    for i, name, lat, lon, lang in [
+        ("mitte", "Espresso Bar Mitte", 52.5200, 13.4050, "de"),
+        ("alex", "Tower Coffee", 52.5219, 13.4132, "en"),
+        ("potsdam", "Palace Roastery", 52.3906, 13.0645, "de"),
+        ("hamburg", "Harbour Espresso", 53.5511, 9.9937, "de"),
+    ]
+]
+# A ring around Berlin and Potsdam, open: the server closes it.
+AROUND_BERLIN = {
+    "key": "at",
+    "exterior": {
+        "corners": [
+            {"lat": 52.7, "lon": 13.0},
+            {"lat": 52.7, "lon": 13.8},
+            {"lat": 52.3, "lon": 13.8},
+            {"lat": 52.3, "lon": 13.0},
+        ]
+    },
+}
+
+
+def test_polygons_any_word_and_except(both: Any) -> None:
+    with EmbedClient(both.target) as client:
+        client.create_collection("cafes", payload_indexes={"name": "text", "at": "geo"})
+        client.upsert("cafes", CAFES)
+        inside = {"must": [{"geo_polygon": AROUND_BERLIN}]}
+        assert _ids(client.search("cafes", "coffee", filter=inside)) == {"mitte", "alex", "potsdam"}
+        espresso_or_coffee = {
+            "must": [{"match_text_any": {"key": "name", "text": "coffee ESPRESSO"}}]
+        }
+        found = _ids(client.search("cafes", "coffee", filter=espresso_or_coffee))
+        assert found == {"mitte", "alex", "hamburg"}
+    with httpx.Client(base_url=both.url) as http:
+        body = {
+            "text": "coffee",
+            "filter": {
+                "must": [
+                    {"geo_polygon": AROUND_BERLIN},
+                    {"match_except": {"key": "lang", "texts": ["en"]}},
+                ]
+            },
+        }
+        found = http.post("/api/v1/collections/cafes/search", json=body).json()["results"]
+        assert {r["id"] for r in found} == {"mitte", "potsdam"}
+        line = {
+            "must": [
+                {"geo_polygon": {"key": "at", "exterior": {"corners": [{"lat": 1, "lon": 1}] * 3}}}
+            ]
+        }
+        refused = http.post("/api/v1/collections/cafes/count", json={"filter": line})
+        assert refused.status_code == 400
+        assert "needs 3 or more different corners, got 1" in refused.text

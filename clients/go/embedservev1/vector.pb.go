@@ -2274,6 +2274,123 @@ func (x *MatchAny) GetIntegers() []int64 {
 	return nil
 }
 
+// payload[key] is none of the values (of a list, one item at least is none of
+// them); a key with no value (missing, null, []) does not match: add an
+// is_empty condition in should for those. Either texts or integers.
+type MatchExcept struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Texts         []string               `protobuf:"bytes,2,rep,name=texts,proto3" json:"texts,omitempty"`
+	Integers      []int64                `protobuf:"varint,3,rep,packed,name=integers,proto3" json:"integers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatchExcept) Reset() {
+	*x = MatchExcept{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatchExcept) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatchExcept) ProtoMessage() {}
+
+func (x *MatchExcept) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatchExcept.ProtoReflect.Descriptor instead.
+func (*MatchExcept) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *MatchExcept) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MatchExcept) GetTexts() []string {
+	if x != nil {
+		return x.Texts
+	}
+	return nil
+}
+
+func (x *MatchExcept) GetIntegers() []int64 {
+	if x != nil {
+		return x.Integers
+	}
+	return nil
+}
+
+// payload[key], a text, holds at least one of the words of text, read as
+// MatchText reads them; it needs a text payload index as MatchText does.
+type MatchTextAny struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatchTextAny) Reset() {
+	*x = MatchTextAny{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatchTextAny) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatchTextAny) ProtoMessage() {}
+
+func (x *MatchTextAny) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatchTextAny.ProtoReflect.Descriptor instead.
+func (*MatchTextAny) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *MatchTextAny) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MatchTextAny) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 // payload[key], a text, holds every word of text, in any order: words as
 // Qdrant's word tokenizer splits them, lowercased, not stemmed ("fox" does not
 // match "foxes"). A `text` payload index (PAYLOAD_INDEX_KIND_TEXT) makes it
@@ -2288,7 +2405,7 @@ type MatchText struct {
 
 func (x *MatchText) Reset() {
 	*x = MatchText{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2417,7 @@ func (x *MatchText) String() string {
 func (*MatchText) ProtoMessage() {}
 
 func (x *MatchText) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[29]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2430,7 @@ func (x *MatchText) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchText.ProtoReflect.Descriptor instead.
 func (*MatchText) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{29}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MatchText) GetKey() string {
@@ -2343,7 +2460,7 @@ type RangeCondition struct {
 
 func (x *RangeCondition) Reset() {
 	*x = RangeCondition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2472,7 @@ func (x *RangeCondition) String() string {
 func (*RangeCondition) ProtoMessage() {}
 
 func (x *RangeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[30]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2485,7 @@ func (x *RangeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeCondition.ProtoReflect.Descriptor instead.
 func (*RangeCondition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{30}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RangeCondition) GetKey() string {
@@ -2423,7 +2540,7 @@ type DatetimeRange struct {
 
 func (x *DatetimeRange) Reset() {
 	*x = DatetimeRange{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2552,7 @@ func (x *DatetimeRange) String() string {
 func (*DatetimeRange) ProtoMessage() {}
 
 func (x *DatetimeRange) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[31]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2565,7 @@ func (x *DatetimeRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DatetimeRange.ProtoReflect.Descriptor instead.
 func (*DatetimeRange) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{31}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DatetimeRange) GetKey() string {
@@ -2499,7 +2616,7 @@ type GeoPoint struct {
 
 func (x *GeoPoint) Reset() {
 	*x = GeoPoint{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2511,7 +2628,7 @@ func (x *GeoPoint) String() string {
 func (*GeoPoint) ProtoMessage() {}
 
 func (x *GeoPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[32]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2524,7 +2641,7 @@ func (x *GeoPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeoPoint.ProtoReflect.Descriptor instead.
 func (*GeoPoint) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{32}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GeoPoint) GetLat() float64 {
@@ -2554,7 +2671,7 @@ type GeoRadius struct {
 
 func (x *GeoRadius) Reset() {
 	*x = GeoRadius{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2683,7 @@ func (x *GeoRadius) String() string {
 func (*GeoRadius) ProtoMessage() {}
 
 func (x *GeoRadius) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[33]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2696,7 @@ func (x *GeoRadius) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeoRadius.ProtoReflect.Descriptor instead.
 func (*GeoRadius) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{33}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GeoRadius) GetKey() string {
@@ -2616,7 +2733,7 @@ type GeoBoundingBox struct {
 
 func (x *GeoBoundingBox) Reset() {
 	*x = GeoBoundingBox{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +2745,7 @@ func (x *GeoBoundingBox) String() string {
 func (*GeoBoundingBox) ProtoMessage() {}
 
 func (x *GeoBoundingBox) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[34]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +2758,7 @@ func (x *GeoBoundingBox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeoBoundingBox.ProtoReflect.Descriptor instead.
 func (*GeoBoundingBox) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{34}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GeoBoundingBox) GetKey() string {
@@ -2665,6 +2782,114 @@ func (x *GeoBoundingBox) GetBottomRight() *GeoPoint {
 	return nil
 }
 
+// The corners of a polygon's ring, in order, 3 or more; the ring is closed
+// (its first corner repeated at its end) when it is not already.
+type GeoRing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Corners       []*GeoPoint            `protobuf:"bytes,1,rep,name=corners,proto3" json:"corners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GeoRing) Reset() {
+	*x = GeoRing{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GeoRing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GeoRing) ProtoMessage() {}
+
+func (x *GeoRing) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GeoRing.ProtoReflect.Descriptor instead.
+func (*GeoRing) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GeoRing) GetCorners() []*GeoPoint {
+	if x != nil {
+		return x.Corners
+	}
+	return nil
+}
+
+// payload[key], a place, lies within exterior and outside each of interiors
+// (holes).
+type GeoPolygon struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Exterior      *GeoRing               `protobuf:"bytes,2,opt,name=exterior,proto3" json:"exterior,omitempty"`
+	Interiors     []*GeoRing             `protobuf:"bytes,3,rep,name=interiors,proto3" json:"interiors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GeoPolygon) Reset() {
+	*x = GeoPolygon{}
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GeoPolygon) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GeoPolygon) ProtoMessage() {}
+
+func (x *GeoPolygon) ProtoReflect() protoreflect.Message {
+	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GeoPolygon.ProtoReflect.Descriptor instead.
+func (*GeoPolygon) Descriptor() ([]byte, []int) {
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GeoPolygon) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GeoPolygon) GetExterior() *GeoRing {
+	if x != nil {
+		return x.Exterior
+	}
+	return nil
+}
+
+func (x *GeoPolygon) GetInteriors() []*GeoRing {
+	if x != nil {
+		return x.Interiors
+	}
+	return nil
+}
+
 // payload[key] is null (set to null, not missing).
 type IsNull struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2675,7 +2900,7 @@ type IsNull struct {
 
 func (x *IsNull) Reset() {
 	*x = IsNull{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2912,7 @@ func (x *IsNull) String() string {
 func (*IsNull) ProtoMessage() {}
 
 func (x *IsNull) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[35]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2925,7 @@ func (x *IsNull) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IsNull.ProtoReflect.Descriptor instead.
 func (*IsNull) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{35}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IsNull) GetKey() string {
@@ -2720,7 +2945,7 @@ type IsEmpty struct {
 
 func (x *IsEmpty) Reset() {
 	*x = IsEmpty{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2957,7 @@ func (x *IsEmpty) String() string {
 func (*IsEmpty) ProtoMessage() {}
 
 func (x *IsEmpty) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[36]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2970,7 @@ func (x *IsEmpty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IsEmpty.ProtoReflect.Descriptor instead.
 func (*IsEmpty) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{36}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IsEmpty) GetKey() string {
@@ -2764,7 +2989,7 @@ type HasId struct {
 
 func (x *HasId) Reset() {
 	*x = HasId{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +3001,7 @@ func (x *HasId) String() string {
 func (*HasId) ProtoMessage() {}
 
 func (x *HasId) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[37]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +3014,7 @@ func (x *HasId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasId.ProtoReflect.Descriptor instead.
 func (*HasId) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{37}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *HasId) GetIds() []string {
@@ -2814,7 +3039,7 @@ type ValuesCount struct {
 
 func (x *ValuesCount) Reset() {
 	*x = ValuesCount{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3051,7 @@ func (x *ValuesCount) String() string {
 func (*ValuesCount) ProtoMessage() {}
 
 func (x *ValuesCount) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[38]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3064,7 @@ func (x *ValuesCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValuesCount.ProtoReflect.Descriptor instead.
 func (*ValuesCount) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{38}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ValuesCount) GetKey() string {
@@ -2891,7 +3116,7 @@ type Nested struct {
 
 func (x *Nested) Reset() {
 	*x = Nested{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2903,7 +3128,7 @@ func (x *Nested) String() string {
 func (*Nested) ProtoMessage() {}
 
 func (x *Nested) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[39]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2916,7 +3141,7 @@ func (x *Nested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nested.ProtoReflect.Descriptor instead.
 func (*Nested) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{39}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Nested) GetKey() string {
@@ -2944,7 +3169,7 @@ type MinShould struct {
 
 func (x *MinShould) Reset() {
 	*x = MinShould{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2956,7 +3181,7 @@ func (x *MinShould) String() string {
 func (*MinShould) ProtoMessage() {}
 
 func (x *MinShould) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[40]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2969,7 +3194,7 @@ func (x *MinShould) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MinShould.ProtoReflect.Descriptor instead.
 func (*MinShould) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{40}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MinShould) GetConditions() []*Condition {
@@ -3003,6 +3228,9 @@ type Condition struct {
 	//	*Condition_IsEmpty
 	//	*Condition_ValuesCount
 	//	*Condition_Nested
+	//	*Condition_MatchExcept
+	//	*Condition_MatchTextAny
+	//	*Condition_GeoPolygon
 	Condition     isCondition_Condition `protobuf_oneof:"condition"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3010,7 +3238,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3250,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[41]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3263,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{41}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Condition) GetCondition() isCondition_Condition {
@@ -3162,6 +3390,33 @@ func (x *Condition) GetNested() *Nested {
 	return nil
 }
 
+func (x *Condition) GetMatchExcept() *MatchExcept {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_MatchExcept); ok {
+			return x.MatchExcept
+		}
+	}
+	return nil
+}
+
+func (x *Condition) GetMatchTextAny() *MatchTextAny {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_MatchTextAny); ok {
+			return x.MatchTextAny
+		}
+	}
+	return nil
+}
+
+func (x *Condition) GetGeoPolygon() *GeoPolygon {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_GeoPolygon); ok {
+			return x.GeoPolygon
+		}
+	}
+	return nil
+}
+
 type isCondition_Condition interface {
 	isCondition_Condition()
 }
@@ -3218,6 +3473,18 @@ type Condition_Nested struct {
 	Nested *Nested `protobuf:"bytes,13,opt,name=nested,proto3,oneof"`
 }
 
+type Condition_MatchExcept struct {
+	MatchExcept *MatchExcept `protobuf:"bytes,14,opt,name=match_except,json=matchExcept,proto3,oneof"`
+}
+
+type Condition_MatchTextAny struct {
+	MatchTextAny *MatchTextAny `protobuf:"bytes,15,opt,name=match_text_any,json=matchTextAny,proto3,oneof"`
+}
+
+type Condition_GeoPolygon struct {
+	GeoPolygon *GeoPolygon `protobuf:"bytes,16,opt,name=geo_polygon,json=geoPolygon,proto3,oneof"`
+}
+
 func (*Condition_Match) isCondition_Condition() {}
 
 func (*Condition_MatchAny) isCondition_Condition() {}
@@ -3244,6 +3511,12 @@ func (*Condition_ValuesCount) isCondition_Condition() {}
 
 func (*Condition_Nested) isCondition_Condition() {}
 
+func (*Condition_MatchExcept) isCondition_Condition() {}
+
+func (*Condition_MatchTextAny) isCondition_Condition() {}
+
+func (*Condition_GeoPolygon) isCondition_Condition() {}
+
 // All of must, at least one of should (when any), none of must_not, and at
 // least min_should.min_count of min_should.conditions (when set).
 type Filter struct {
@@ -3258,7 +3531,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3270,7 +3543,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[42]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3283,7 +3556,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{42}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Filter) GetMust() []*Condition {
@@ -3358,7 +3631,7 @@ type QueryParams struct {
 
 func (x *QueryParams) Reset() {
 	*x = QueryParams{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3643,7 @@ func (x *QueryParams) String() string {
 func (*QueryParams) ProtoMessage() {}
 
 func (x *QueryParams) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[43]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3656,7 @@ func (x *QueryParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParams.ProtoReflect.Descriptor instead.
 func (*QueryParams) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{43}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *QueryParams) GetLimit() uint32 {
@@ -3489,7 +3762,7 @@ type ScoredDocument struct {
 
 func (x *ScoredDocument) Reset() {
 	*x = ScoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3501,7 +3774,7 @@ func (x *ScoredDocument) String() string {
 func (*ScoredDocument) ProtoMessage() {}
 
 func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[44]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3514,7 +3787,7 @@ func (x *ScoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredDocument.ProtoReflect.Descriptor instead.
 func (*ScoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{44}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ScoredDocument) GetId() string {
@@ -3578,7 +3851,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3590,7 +3863,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[45]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3603,7 +3876,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{45}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -3729,7 +4002,7 @@ type SearchRerank struct {
 
 func (x *SearchRerank) Reset() {
 	*x = SearchRerank{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3741,7 +4014,7 @@ func (x *SearchRerank) String() string {
 func (*SearchRerank) ProtoMessage() {}
 
 func (x *SearchRerank) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[46]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3754,7 +4027,7 @@ func (x *SearchRerank) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRerank.ProtoReflect.Descriptor instead.
 func (*SearchRerank) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{46}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SearchRerank) GetCandidates() uint32 {
@@ -3793,7 +4066,7 @@ type Proximity struct {
 
 func (x *Proximity) Reset() {
 	*x = Proximity{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3805,7 +4078,7 @@ func (x *Proximity) String() string {
 func (*Proximity) ProtoMessage() {}
 
 func (x *Proximity) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[47]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3818,7 +4091,7 @@ func (x *Proximity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proximity.ProtoReflect.Descriptor instead.
 func (*Proximity) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{47}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Proximity) GetKey() string {
@@ -3883,7 +4156,7 @@ type Recency struct {
 
 func (x *Recency) Reset() {
 	*x = Recency{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3895,7 +4168,7 @@ func (x *Recency) String() string {
 func (*Recency) ProtoMessage() {}
 
 func (x *Recency) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[48]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3908,7 +4181,7 @@ func (x *Recency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recency.ProtoReflect.Descriptor instead.
 func (*Recency) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{48}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Recency) GetKey() string {
@@ -3961,7 +4234,7 @@ type GroupBy struct {
 
 func (x *GroupBy) Reset() {
 	*x = GroupBy{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3973,7 +4246,7 @@ func (x *GroupBy) String() string {
 func (*GroupBy) ProtoMessage() {}
 
 func (x *GroupBy) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[49]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3986,7 +4259,7 @@ func (x *GroupBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
 func (*GroupBy) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{49}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GroupBy) GetKey() string {
@@ -4018,7 +4291,7 @@ type HitGroup struct {
 
 func (x *HitGroup) Reset() {
 	*x = HitGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4030,7 +4303,7 @@ func (x *HitGroup) String() string {
 func (*HitGroup) ProtoMessage() {}
 
 func (x *HitGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[50]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4043,7 +4316,7 @@ func (x *HitGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HitGroup.ProtoReflect.Descriptor instead.
 func (*HitGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{50}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *HitGroup) GetKey() isHitGroup_Key {
@@ -4113,7 +4386,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4125,7 +4398,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[51]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4138,7 +4411,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{51}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SearchResponse) GetResults() []*ScoredDocument {
@@ -4188,7 +4461,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4200,7 +4473,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[52]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4213,7 +4486,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{52}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SearchBatchRequest) GetCollection() string {
@@ -4240,7 +4513,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4252,7 +4525,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[53]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4265,7 +4538,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{53}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SearchBatchResponse) GetResponses() []*SearchResponse {
@@ -4289,7 +4562,7 @@ type Example struct {
 
 func (x *Example) Reset() {
 	*x = Example{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4301,7 +4574,7 @@ func (x *Example) String() string {
 func (*Example) ProtoMessage() {}
 
 func (x *Example) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[54]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4314,7 +4587,7 @@ func (x *Example) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Example.ProtoReflect.Descriptor instead.
 func (*Example) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{54}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Example) GetExample() isExample_Example {
@@ -4397,7 +4670,7 @@ type RecommendRequest struct {
 
 func (x *RecommendRequest) Reset() {
 	*x = RecommendRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4409,7 +4682,7 @@ func (x *RecommendRequest) String() string {
 func (*RecommendRequest) ProtoMessage() {}
 
 func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[55]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4422,7 +4695,7 @@ func (x *RecommendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendRequest.ProtoReflect.Descriptor instead.
 func (*RecommendRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{55}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RecommendRequest) GetCollection() string {
@@ -4509,7 +4782,7 @@ type RecommendResponse struct {
 
 func (x *RecommendResponse) Reset() {
 	*x = RecommendResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4521,7 +4794,7 @@ func (x *RecommendResponse) String() string {
 func (*RecommendResponse) ProtoMessage() {}
 
 func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[56]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4534,7 +4807,7 @@ func (x *RecommendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendResponse.ProtoReflect.Descriptor instead.
 func (*RecommendResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{56}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RecommendResponse) GetResults() []*ScoredDocument {
@@ -4576,7 +4849,7 @@ type StoredDocument struct {
 
 func (x *StoredDocument) Reset() {
 	*x = StoredDocument{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4588,7 +4861,7 @@ func (x *StoredDocument) String() string {
 func (*StoredDocument) ProtoMessage() {}
 
 func (x *StoredDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[57]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4601,7 +4874,7 @@ func (x *StoredDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredDocument.ProtoReflect.Descriptor instead.
 func (*StoredDocument) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{57}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *StoredDocument) GetId() string {
@@ -4636,7 +4909,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4648,7 +4921,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[58]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4661,7 +4934,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{58}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetRequest) GetCollection() string {
@@ -4695,7 +4968,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4707,7 +4980,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[59]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4720,7 +4993,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{59}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetResponse) GetDocuments() []*StoredDocument {
@@ -4743,7 +5016,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4755,7 +5028,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[60]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4768,7 +5041,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{60}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DeleteRequest) GetCollection() string {
@@ -4800,7 +5073,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4812,7 +5085,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[61]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4825,7 +5098,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{61}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
 }
 
 type UpdatePayloadRequest struct {
@@ -4848,7 +5121,7 @@ type UpdatePayloadRequest struct {
 
 func (x *UpdatePayloadRequest) Reset() {
 	*x = UpdatePayloadRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4860,7 +5133,7 @@ func (x *UpdatePayloadRequest) String() string {
 func (*UpdatePayloadRequest) ProtoMessage() {}
 
 func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[62]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4873,7 +5146,7 @@ func (x *UpdatePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{62}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UpdatePayloadRequest) GetCollection() string {
@@ -4919,7 +5192,7 @@ type UpdatePayloadResponse struct {
 
 func (x *UpdatePayloadResponse) Reset() {
 	*x = UpdatePayloadResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4931,7 +5204,7 @@ func (x *UpdatePayloadResponse) String() string {
 func (*UpdatePayloadResponse) ProtoMessage() {}
 
 func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[63]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4944,7 +5217,7 @@ func (x *UpdatePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{63}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
 }
 
 type CountRequest struct {
@@ -4957,7 +5230,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4969,7 +5242,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[64]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4982,7 +5255,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{64}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CountRequest) GetCollection() string {
@@ -5008,7 +5281,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5020,7 +5293,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[65]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5033,7 +5306,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{65}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CountResponse) GetCount() uint64 {
@@ -5058,7 +5331,7 @@ type FacetRequest struct {
 
 func (x *FacetRequest) Reset() {
 	*x = FacetRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5070,7 +5343,7 @@ func (x *FacetRequest) String() string {
 func (*FacetRequest) ProtoMessage() {}
 
 func (x *FacetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[66]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5083,7 +5356,7 @@ func (x *FacetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetRequest.ProtoReflect.Descriptor instead.
 func (*FacetRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{66}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *FacetRequest) GetCollection() string {
@@ -5129,7 +5402,7 @@ type FacetValue struct {
 
 func (x *FacetValue) Reset() {
 	*x = FacetValue{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5141,7 +5414,7 @@ func (x *FacetValue) String() string {
 func (*FacetValue) ProtoMessage() {}
 
 func (x *FacetValue) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[67]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5154,7 +5427,7 @@ func (x *FacetValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
 func (*FacetValue) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{67}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *FacetValue) GetValue() isFacetValue_Value {
@@ -5230,7 +5503,7 @@ type FacetResponse struct {
 
 func (x *FacetResponse) Reset() {
 	*x = FacetResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5242,7 +5515,7 @@ func (x *FacetResponse) String() string {
 func (*FacetResponse) ProtoMessage() {}
 
 func (x *FacetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[68]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5255,7 +5528,7 @@ func (x *FacetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FacetResponse.ProtoReflect.Descriptor instead.
 func (*FacetResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{68}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *FacetResponse) GetValues() []*FacetValue {
@@ -5286,7 +5559,7 @@ type ScrollRequest struct {
 
 func (x *ScrollRequest) Reset() {
 	*x = ScrollRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5298,7 +5571,7 @@ func (x *ScrollRequest) String() string {
 func (*ScrollRequest) ProtoMessage() {}
 
 func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[69]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5311,7 +5584,7 @@ func (x *ScrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollRequest.ProtoReflect.Descriptor instead.
 func (*ScrollRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{69}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ScrollRequest) GetCollection() string {
@@ -5380,7 +5653,7 @@ type ScrollOrder struct {
 
 func (x *ScrollOrder) Reset() {
 	*x = ScrollOrder{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5392,7 +5665,7 @@ func (x *ScrollOrder) String() string {
 func (*ScrollOrder) ProtoMessage() {}
 
 func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[70]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5405,7 +5678,7 @@ func (x *ScrollOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollOrder.ProtoReflect.Descriptor instead.
 func (*ScrollOrder) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{70}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ScrollOrder) GetKey() string {
@@ -5433,7 +5706,7 @@ type ScrollResponse struct {
 
 func (x *ScrollResponse) Reset() {
 	*x = ScrollResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5445,7 +5718,7 @@ func (x *ScrollResponse) String() string {
 func (*ScrollResponse) ProtoMessage() {}
 
 func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[71]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5458,7 +5731,7 @@ func (x *ScrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrollResponse.ProtoReflect.Descriptor instead.
 func (*ScrollResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{71}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ScrollResponse) GetDocuments() []*StoredDocument {
@@ -5484,7 +5757,7 @@ type TextList struct {
 
 func (x *TextList) Reset() {
 	*x = TextList{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5496,7 +5769,7 @@ func (x *TextList) String() string {
 func (*TextList) ProtoMessage() {}
 
 func (x *TextList) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[72]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5509,7 +5782,7 @@ func (x *TextList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextList.ProtoReflect.Descriptor instead.
 func (*TextList) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{72}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *TextList) GetTexts() []string {
@@ -5556,7 +5829,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5568,7 +5841,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[73]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5581,7 +5854,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{73}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ClusterRequest) GetSource() isClusterRequest_Source {
@@ -5717,7 +5990,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5729,7 +6002,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[74]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5742,7 +6015,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{74}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ClusterMember) GetId() string {
@@ -5776,7 +6049,7 @@ type WordScore struct {
 
 func (x *WordScore) Reset() {
 	*x = WordScore{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5788,7 +6061,7 @@ func (x *WordScore) String() string {
 func (*WordScore) ProtoMessage() {}
 
 func (x *WordScore) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[75]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5801,7 +6074,7 @@ func (x *WordScore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordScore.ProtoReflect.Descriptor instead.
 func (*WordScore) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{75}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *WordScore) GetWord() string {
@@ -5832,7 +6105,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5844,7 +6117,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[76]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5857,7 +6130,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{76}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ClusterSummary) GetLabel() int32 {
@@ -5913,7 +6186,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5925,7 +6198,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[77]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5938,7 +6211,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{77}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ClusterResponse) GetClusters() []*ClusterSummary {
@@ -6038,7 +6311,7 @@ type FindDuplicatesRequest struct {
 
 func (x *FindDuplicatesRequest) Reset() {
 	*x = FindDuplicatesRequest{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6050,7 +6323,7 @@ func (x *FindDuplicatesRequest) String() string {
 func (*FindDuplicatesRequest) ProtoMessage() {}
 
 func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[78]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6063,7 +6336,7 @@ func (x *FindDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{78}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *FindDuplicatesRequest) GetCollection() string {
@@ -6133,7 +6406,7 @@ type DuplicatePair struct {
 
 func (x *DuplicatePair) Reset() {
 	*x = DuplicatePair{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6145,7 +6418,7 @@ func (x *DuplicatePair) String() string {
 func (*DuplicatePair) ProtoMessage() {}
 
 func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[79]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6158,7 +6431,7 @@ func (x *DuplicatePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicatePair.ProtoReflect.Descriptor instead.
 func (*DuplicatePair) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{79}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *DuplicatePair) GetA() string {
@@ -6194,7 +6467,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[80]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6206,7 +6479,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[80]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6219,7 +6492,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{80}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *DuplicateGroup) GetIds() []string {
@@ -6247,7 +6520,7 @@ type HistogramBin struct {
 
 func (x *HistogramBin) Reset() {
 	*x = HistogramBin{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[81]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6259,7 +6532,7 @@ func (x *HistogramBin) String() string {
 func (*HistogramBin) ProtoMessage() {}
 
 func (x *HistogramBin) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[81]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6272,7 +6545,7 @@ func (x *HistogramBin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistogramBin.ProtoReflect.Descriptor instead.
 func (*HistogramBin) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{81}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *HistogramBin) GetLower() float32 {
@@ -6317,7 +6590,7 @@ type FindDuplicatesResponse struct {
 
 func (x *FindDuplicatesResponse) Reset() {
 	*x = FindDuplicatesResponse{}
-	mi := &file_embedserve_v1_vector_proto_msgTypes[82]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6329,7 +6602,7 @@ func (x *FindDuplicatesResponse) String() string {
 func (*FindDuplicatesResponse) ProtoMessage() {}
 
 func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_embedserve_v1_vector_proto_msgTypes[82]
+	mi := &file_embedserve_v1_vector_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6342,7 +6615,7 @@ func (x *FindDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*FindDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{82}
+	return file_embedserve_v1_vector_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *FindDuplicatesResponse) GetPairs() []*DuplicatePair {
@@ -6556,7 +6829,14 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\bMatchAny\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05texts\x18\x02 \x03(\tR\x05texts\x12\x1a\n" +
-	"\bintegers\x18\x03 \x03(\x03R\bintegers\"1\n" +
+	"\bintegers\x18\x03 \x03(\x03R\bintegers\"Q\n" +
+	"\vMatchExcept\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05texts\x18\x02 \x03(\tR\x05texts\x12\x1a\n" +
+	"\bintegers\x18\x03 \x03(\x03R\bintegers\"4\n" +
+	"\fMatchTextAny\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"1\n" +
 	"\tMatchText\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\"\x98\x01\n" +
@@ -6586,7 +6866,14 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x0eGeoBoundingBox\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
 	"\btop_left\x18\x02 \x01(\v2\x17.embedserve.v1.GeoPointR\atopLeft\x12:\n" +
-	"\fbottom_right\x18\x03 \x01(\v2\x17.embedserve.v1.GeoPointR\vbottomRight\"\x1a\n" +
+	"\fbottom_right\x18\x03 \x01(\v2\x17.embedserve.v1.GeoPointR\vbottomRight\"<\n" +
+	"\aGeoRing\x121\n" +
+	"\acorners\x18\x01 \x03(\v2\x17.embedserve.v1.GeoPointR\acorners\"\x88\x01\n" +
+	"\n" +
+	"GeoPolygon\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
+	"\bexterior\x18\x02 \x01(\v2\x16.embedserve.v1.GeoRingR\bexterior\x124\n" +
+	"\tinteriors\x18\x03 \x03(\v2\x16.embedserve.v1.GeoRingR\tinteriors\"\x1a\n" +
 	"\x06IsNull\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"\x1b\n" +
 	"\aIsEmpty\x12\x10\n" +
@@ -6610,7 +6897,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\n" +
 	"conditions\x12\x1b\n" +
-	"\tmin_count\x18\x02 \x01(\rR\bminCount\"\xfb\x05\n" +
+	"\tmin_count\x18\x02 \x01(\rR\bminCount\"\xbf\a\n" +
 	"\tCondition\x121\n" +
 	"\x05match\x18\x01 \x01(\v2\x19.embedserve.v1.MatchValueH\x00R\x05match\x126\n" +
 	"\tmatch_any\x18\x02 \x01(\v2\x17.embedserve.v1.MatchAnyH\x00R\bmatchAny\x125\n" +
@@ -6627,7 +6914,11 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	" \x01(\v2\x1d.embedserve.v1.GeoBoundingBoxH\x00R\x0egeoBoundingBox\x123\n" +
 	"\bis_empty\x18\v \x01(\v2\x16.embedserve.v1.IsEmptyH\x00R\aisEmpty\x12?\n" +
 	"\fvalues_count\x18\f \x01(\v2\x1a.embedserve.v1.ValuesCountH\x00R\vvaluesCount\x12/\n" +
-	"\x06nested\x18\r \x01(\v2\x15.embedserve.v1.NestedH\x00R\x06nestedB\v\n" +
+	"\x06nested\x18\r \x01(\v2\x15.embedserve.v1.NestedH\x00R\x06nested\x12?\n" +
+	"\fmatch_except\x18\x0e \x01(\v2\x1a.embedserve.v1.MatchExceptH\x00R\vmatchExcept\x12C\n" +
+	"\x0ematch_text_any\x18\x0f \x01(\v2\x1b.embedserve.v1.MatchTextAnyH\x00R\fmatchTextAny\x12<\n" +
+	"\vgeo_polygon\x18\x10 \x01(\v2\x19.embedserve.v1.GeoPolygonH\x00R\n" +
+	"geoPolygonB\v\n" +
 	"\tcondition\"\xd6\x01\n" +
 	"\x06Filter\x12,\n" +
 	"\x04must\x18\x01 \x03(\v2\x18.embedserve.v1.ConditionR\x04must\x120\n" +
@@ -7012,7 +7303,7 @@ func file_embedserve_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_embedserve_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
+var file_embedserve_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_embedserve_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: embedserve.v1.Distance
 	(Quantization)(0),                // 1: embedserve.v1.Quantization
@@ -7051,226 +7342,236 @@ var file_embedserve_v1_vector_proto_goTypes = []any{
 	(*IngestStreamResponse)(nil),     // 34: embedserve.v1.IngestStreamResponse
 	(*MatchValue)(nil),               // 35: embedserve.v1.MatchValue
 	(*MatchAny)(nil),                 // 36: embedserve.v1.MatchAny
-	(*MatchText)(nil),                // 37: embedserve.v1.MatchText
-	(*RangeCondition)(nil),           // 38: embedserve.v1.RangeCondition
-	(*DatetimeRange)(nil),            // 39: embedserve.v1.DatetimeRange
-	(*GeoPoint)(nil),                 // 40: embedserve.v1.GeoPoint
-	(*GeoRadius)(nil),                // 41: embedserve.v1.GeoRadius
-	(*GeoBoundingBox)(nil),           // 42: embedserve.v1.GeoBoundingBox
-	(*IsNull)(nil),                   // 43: embedserve.v1.IsNull
-	(*IsEmpty)(nil),                  // 44: embedserve.v1.IsEmpty
-	(*HasId)(nil),                    // 45: embedserve.v1.HasId
-	(*ValuesCount)(nil),              // 46: embedserve.v1.ValuesCount
-	(*Nested)(nil),                   // 47: embedserve.v1.Nested
-	(*MinShould)(nil),                // 48: embedserve.v1.MinShould
-	(*Condition)(nil),                // 49: embedserve.v1.Condition
-	(*Filter)(nil),                   // 50: embedserve.v1.Filter
-	(*QueryParams)(nil),              // 51: embedserve.v1.QueryParams
-	(*ScoredDocument)(nil),           // 52: embedserve.v1.ScoredDocument
-	(*SearchRequest)(nil),            // 53: embedserve.v1.SearchRequest
-	(*SearchRerank)(nil),             // 54: embedserve.v1.SearchRerank
-	(*Proximity)(nil),                // 55: embedserve.v1.Proximity
-	(*Recency)(nil),                  // 56: embedserve.v1.Recency
-	(*GroupBy)(nil),                  // 57: embedserve.v1.GroupBy
-	(*HitGroup)(nil),                 // 58: embedserve.v1.HitGroup
-	(*SearchResponse)(nil),           // 59: embedserve.v1.SearchResponse
-	(*SearchBatchRequest)(nil),       // 60: embedserve.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 61: embedserve.v1.SearchBatchResponse
-	(*Example)(nil),                  // 62: embedserve.v1.Example
-	(*RecommendRequest)(nil),         // 63: embedserve.v1.RecommendRequest
-	(*RecommendResponse)(nil),        // 64: embedserve.v1.RecommendResponse
-	(*StoredDocument)(nil),           // 65: embedserve.v1.StoredDocument
-	(*GetRequest)(nil),               // 66: embedserve.v1.GetRequest
-	(*GetResponse)(nil),              // 67: embedserve.v1.GetResponse
-	(*DeleteRequest)(nil),            // 68: embedserve.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 69: embedserve.v1.DeleteResponse
-	(*UpdatePayloadRequest)(nil),     // 70: embedserve.v1.UpdatePayloadRequest
-	(*UpdatePayloadResponse)(nil),    // 71: embedserve.v1.UpdatePayloadResponse
-	(*CountRequest)(nil),             // 72: embedserve.v1.CountRequest
-	(*CountResponse)(nil),            // 73: embedserve.v1.CountResponse
-	(*FacetRequest)(nil),             // 74: embedserve.v1.FacetRequest
-	(*FacetValue)(nil),               // 75: embedserve.v1.FacetValue
-	(*FacetResponse)(nil),            // 76: embedserve.v1.FacetResponse
-	(*ScrollRequest)(nil),            // 77: embedserve.v1.ScrollRequest
-	(*ScrollOrder)(nil),              // 78: embedserve.v1.ScrollOrder
-	(*ScrollResponse)(nil),           // 79: embedserve.v1.ScrollResponse
-	(*TextList)(nil),                 // 80: embedserve.v1.TextList
-	(*ClusterRequest)(nil),           // 81: embedserve.v1.ClusterRequest
-	(*ClusterMember)(nil),            // 82: embedserve.v1.ClusterMember
-	(*WordScore)(nil),                // 83: embedserve.v1.WordScore
-	(*ClusterSummary)(nil),           // 84: embedserve.v1.ClusterSummary
-	(*ClusterResponse)(nil),          // 85: embedserve.v1.ClusterResponse
-	(*FindDuplicatesRequest)(nil),    // 86: embedserve.v1.FindDuplicatesRequest
-	(*DuplicatePair)(nil),            // 87: embedserve.v1.DuplicatePair
-	(*DuplicateGroup)(nil),           // 88: embedserve.v1.DuplicateGroup
-	(*HistogramBin)(nil),             // 89: embedserve.v1.HistogramBin
-	(*FindDuplicatesResponse)(nil),   // 90: embedserve.v1.FindDuplicatesResponse
-	nil,                              // 91: embedserve.v1.CollectionConfig.PayloadIndexesEntry
-	nil,                              // 92: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
-	nil,                              // 93: embedserve.v1.UpdateAliasesRequest.SetEntry
-	nil,                              // 94: embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	nil,                              // 95: embedserve.v1.FindDuplicatesResponse.TextsEntry
-	(*structpb.Struct)(nil),          // 96: google.protobuf.Struct
-	(*EmbedOptions)(nil),             // 97: embedserve.v1.EmbedOptions
-	(*Usage)(nil),                    // 98: embedserve.v1.Usage
-	(*Timings)(nil),                  // 99: embedserve.v1.Timings
+	(*MatchExcept)(nil),              // 37: embedserve.v1.MatchExcept
+	(*MatchTextAny)(nil),             // 38: embedserve.v1.MatchTextAny
+	(*MatchText)(nil),                // 39: embedserve.v1.MatchText
+	(*RangeCondition)(nil),           // 40: embedserve.v1.RangeCondition
+	(*DatetimeRange)(nil),            // 41: embedserve.v1.DatetimeRange
+	(*GeoPoint)(nil),                 // 42: embedserve.v1.GeoPoint
+	(*GeoRadius)(nil),                // 43: embedserve.v1.GeoRadius
+	(*GeoBoundingBox)(nil),           // 44: embedserve.v1.GeoBoundingBox
+	(*GeoRing)(nil),                  // 45: embedserve.v1.GeoRing
+	(*GeoPolygon)(nil),               // 46: embedserve.v1.GeoPolygon
+	(*IsNull)(nil),                   // 47: embedserve.v1.IsNull
+	(*IsEmpty)(nil),                  // 48: embedserve.v1.IsEmpty
+	(*HasId)(nil),                    // 49: embedserve.v1.HasId
+	(*ValuesCount)(nil),              // 50: embedserve.v1.ValuesCount
+	(*Nested)(nil),                   // 51: embedserve.v1.Nested
+	(*MinShould)(nil),                // 52: embedserve.v1.MinShould
+	(*Condition)(nil),                // 53: embedserve.v1.Condition
+	(*Filter)(nil),                   // 54: embedserve.v1.Filter
+	(*QueryParams)(nil),              // 55: embedserve.v1.QueryParams
+	(*ScoredDocument)(nil),           // 56: embedserve.v1.ScoredDocument
+	(*SearchRequest)(nil),            // 57: embedserve.v1.SearchRequest
+	(*SearchRerank)(nil),             // 58: embedserve.v1.SearchRerank
+	(*Proximity)(nil),                // 59: embedserve.v1.Proximity
+	(*Recency)(nil),                  // 60: embedserve.v1.Recency
+	(*GroupBy)(nil),                  // 61: embedserve.v1.GroupBy
+	(*HitGroup)(nil),                 // 62: embedserve.v1.HitGroup
+	(*SearchResponse)(nil),           // 63: embedserve.v1.SearchResponse
+	(*SearchBatchRequest)(nil),       // 64: embedserve.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 65: embedserve.v1.SearchBatchResponse
+	(*Example)(nil),                  // 66: embedserve.v1.Example
+	(*RecommendRequest)(nil),         // 67: embedserve.v1.RecommendRequest
+	(*RecommendResponse)(nil),        // 68: embedserve.v1.RecommendResponse
+	(*StoredDocument)(nil),           // 69: embedserve.v1.StoredDocument
+	(*GetRequest)(nil),               // 70: embedserve.v1.GetRequest
+	(*GetResponse)(nil),              // 71: embedserve.v1.GetResponse
+	(*DeleteRequest)(nil),            // 72: embedserve.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 73: embedserve.v1.DeleteResponse
+	(*UpdatePayloadRequest)(nil),     // 74: embedserve.v1.UpdatePayloadRequest
+	(*UpdatePayloadResponse)(nil),    // 75: embedserve.v1.UpdatePayloadResponse
+	(*CountRequest)(nil),             // 76: embedserve.v1.CountRequest
+	(*CountResponse)(nil),            // 77: embedserve.v1.CountResponse
+	(*FacetRequest)(nil),             // 78: embedserve.v1.FacetRequest
+	(*FacetValue)(nil),               // 79: embedserve.v1.FacetValue
+	(*FacetResponse)(nil),            // 80: embedserve.v1.FacetResponse
+	(*ScrollRequest)(nil),            // 81: embedserve.v1.ScrollRequest
+	(*ScrollOrder)(nil),              // 82: embedserve.v1.ScrollOrder
+	(*ScrollResponse)(nil),           // 83: embedserve.v1.ScrollResponse
+	(*TextList)(nil),                 // 84: embedserve.v1.TextList
+	(*ClusterRequest)(nil),           // 85: embedserve.v1.ClusterRequest
+	(*ClusterMember)(nil),            // 86: embedserve.v1.ClusterMember
+	(*WordScore)(nil),                // 87: embedserve.v1.WordScore
+	(*ClusterSummary)(nil),           // 88: embedserve.v1.ClusterSummary
+	(*ClusterResponse)(nil),          // 89: embedserve.v1.ClusterResponse
+	(*FindDuplicatesRequest)(nil),    // 90: embedserve.v1.FindDuplicatesRequest
+	(*DuplicatePair)(nil),            // 91: embedserve.v1.DuplicatePair
+	(*DuplicateGroup)(nil),           // 92: embedserve.v1.DuplicateGroup
+	(*HistogramBin)(nil),             // 93: embedserve.v1.HistogramBin
+	(*FindDuplicatesResponse)(nil),   // 94: embedserve.v1.FindDuplicatesResponse
+	nil,                              // 95: embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	nil,                              // 96: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	nil,                              // 97: embedserve.v1.UpdateAliasesRequest.SetEntry
+	nil,                              // 98: embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	nil,                              // 99: embedserve.v1.FindDuplicatesResponse.TextsEntry
+	(*structpb.Struct)(nil),          // 100: google.protobuf.Struct
+	(*EmbedOptions)(nil),             // 101: embedserve.v1.EmbedOptions
+	(*Usage)(nil),                    // 102: embedserve.v1.Usage
+	(*Timings)(nil),                  // 103: embedserve.v1.Timings
 }
 var file_embedserve_v1_vector_proto_depIdxs = []int32{
 	0,   // 0: embedserve.v1.CollectionConfig.distance:type_name -> embedserve.v1.Distance
 	1,   // 1: embedserve.v1.CollectionConfig.quantization:type_name -> embedserve.v1.Quantization
-	91,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
+	95,  // 2: embedserve.v1.CollectionConfig.payload_indexes:type_name -> embedserve.v1.CollectionConfig.PayloadIndexesEntry
 	2,   // 3: embedserve.v1.CollectionConfig.vector_datatype:type_name -> embedserve.v1.VectorDatatype
 	8,   // 4: embedserve.v1.CollectionInfo.config:type_name -> embedserve.v1.CollectionConfig
 	10,  // 5: embedserve.v1.Document.vector:type_name -> embedserve.v1.Vector
-	96,  // 6: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
-	97,  // 7: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
+	100, // 6: embedserve.v1.Document.payload:type_name -> google.protobuf.Struct
+	101, // 7: embedserve.v1.WriteOptions.embed:type_name -> embedserve.v1.EmbedOptions
 	13,  // 8: embedserve.v1.WriteOptions.split:type_name -> embedserve.v1.PassageSplit
 	8,   // 9: embedserve.v1.CreateCollectionRequest.config:type_name -> embedserve.v1.CollectionConfig
 	9,   // 10: embedserve.v1.CreateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
 	9,   // 11: embedserve.v1.GetCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	92,  // 12: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
+	96,  // 12: embedserve.v1.UpdateCollectionRequest.add_payload_indexes:type_name -> embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry
 	9,   // 13: embedserve.v1.UpdateCollectionResponse.collection:type_name -> embedserve.v1.CollectionInfo
-	93,  // 14: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
+	97,  // 14: embedserve.v1.UpdateAliasesRequest.set:type_name -> embedserve.v1.UpdateAliasesRequest.SetEntry
 	27,  // 15: embedserve.v1.ListAliasesResponse.aliases:type_name -> embedserve.v1.Alias
 	11,  // 16: embedserve.v1.UpsertRequest.documents:type_name -> embedserve.v1.Document
 	12,  // 17: embedserve.v1.UpsertRequest.options:type_name -> embedserve.v1.WriteOptions
-	98,  // 18: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
-	99,  // 19: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
+	102, // 18: embedserve.v1.UpsertResponse.usage:type_name -> embedserve.v1.Usage
+	103, // 19: embedserve.v1.UpsertResponse.timings:type_name -> embedserve.v1.Timings
 	11,  // 20: embedserve.v1.IngestRequest.documents:type_name -> embedserve.v1.Document
 	12,  // 21: embedserve.v1.IngestRequest.options:type_name -> embedserve.v1.WriteOptions
-	98,  // 22: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
+	102, // 22: embedserve.v1.IngestResponse.usage:type_name -> embedserve.v1.Usage
 	11,  // 23: embedserve.v1.IngestStreamRequest.documents:type_name -> embedserve.v1.Document
 	12,  // 24: embedserve.v1.IngestStreamRequest.options:type_name -> embedserve.v1.WriteOptions
-	40,  // 25: embedserve.v1.GeoRadius.center:type_name -> embedserve.v1.GeoPoint
-	40,  // 26: embedserve.v1.GeoBoundingBox.top_left:type_name -> embedserve.v1.GeoPoint
-	40,  // 27: embedserve.v1.GeoBoundingBox.bottom_right:type_name -> embedserve.v1.GeoPoint
-	50,  // 28: embedserve.v1.Nested.filter:type_name -> embedserve.v1.Filter
-	49,  // 29: embedserve.v1.MinShould.conditions:type_name -> embedserve.v1.Condition
-	35,  // 30: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
-	36,  // 31: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
-	38,  // 32: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
-	43,  // 33: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
-	45,  // 34: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
-	50,  // 35: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
-	37,  // 36: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
-	39,  // 37: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
-	41,  // 38: embedserve.v1.Condition.geo_radius:type_name -> embedserve.v1.GeoRadius
-	42,  // 39: embedserve.v1.Condition.geo_bounding_box:type_name -> embedserve.v1.GeoBoundingBox
-	44,  // 40: embedserve.v1.Condition.is_empty:type_name -> embedserve.v1.IsEmpty
-	46,  // 41: embedserve.v1.Condition.values_count:type_name -> embedserve.v1.ValuesCount
-	47,  // 42: embedserve.v1.Condition.nested:type_name -> embedserve.v1.Nested
-	49,  // 43: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
-	49,  // 44: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
-	49,  // 45: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
-	48,  // 46: embedserve.v1.Filter.min_should:type_name -> embedserve.v1.MinShould
-	96,  // 47: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
-	10,  // 48: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
-	10,  // 49: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
-	50,  // 50: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
-	51,  // 51: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
-	97,  // 52: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	4,   // 53: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
-	57,  // 54: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
-	56,  // 55: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
-	55,  // 56: embedserve.v1.SearchRequest.proximity:type_name -> embedserve.v1.Proximity
-	54,  // 57: embedserve.v1.SearchRequest.rerank:type_name -> embedserve.v1.SearchRerank
-	40,  // 58: embedserve.v1.Proximity.center:type_name -> embedserve.v1.GeoPoint
-	52,  // 59: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
-	52,  // 60: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
-	98,  // 61: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
-	99,  // 62: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
-	58,  // 63: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
-	53,  // 64: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
-	59,  // 65: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
-	10,  // 66: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
-	62,  // 67: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
-	62,  // 68: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
-	5,   // 69: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
-	50,  // 70: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
-	51,  // 71: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
-	97,  // 72: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
-	57,  // 73: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
-	56,  // 74: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
-	55,  // 75: embedserve.v1.RecommendRequest.proximity:type_name -> embedserve.v1.Proximity
-	52,  // 76: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
-	98,  // 77: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
-	58,  // 78: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
-	96,  // 79: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
-	10,  // 80: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
-	65,  // 81: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
-	50,  // 82: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
-	50,  // 83: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
-	96,  // 84: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
-	50,  // 85: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
-	50,  // 86: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
-	75,  // 87: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
-	50,  // 88: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
-	78,  // 89: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
-	65,  // 90: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
-	80,  // 91: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
-	50,  // 92: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
-	6,   // 93: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
-	82,  // 94: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
-	83,  // 95: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
-	84,  // 96: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
-	94,  // 97: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
-	50,  // 98: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
-	7,   // 99: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
-	80,  // 100: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
-	87,  // 101: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
-	88,  // 102: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
-	89,  // 103: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
-	95,  // 104: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
-	7,   // 105: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
-	3,   // 106: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	3,   // 107: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
-	14,  // 108: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
-	16,  // 109: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
-	18,  // 110: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
-	20,  // 111: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
-	22,  // 112: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
-	24,  // 113: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
-	26,  // 114: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
-	29,  // 115: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
-	31,  // 116: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
-	33,  // 117: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
-	53,  // 118: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
-	60,  // 119: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
-	63,  // 120: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
-	66,  // 121: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
-	68,  // 122: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
-	70,  // 123: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
-	72,  // 124: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
-	74,  // 125: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
-	77,  // 126: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
-	81,  // 127: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
-	86,  // 128: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
-	15,  // 129: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
-	17,  // 130: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
-	19,  // 131: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
-	21,  // 132: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
-	23,  // 133: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
-	25,  // 134: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
-	28,  // 135: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
-	30,  // 136: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
-	32,  // 137: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
-	34,  // 138: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
-	59,  // 139: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
-	61,  // 140: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
-	64,  // 141: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
-	67,  // 142: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
-	69,  // 143: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
-	71,  // 144: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
-	73,  // 145: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
-	76,  // 146: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
-	79,  // 147: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
-	85,  // 148: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
-	90,  // 149: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
-	129, // [129:150] is the sub-list for method output_type
-	108, // [108:129] is the sub-list for method input_type
-	108, // [108:108] is the sub-list for extension type_name
-	108, // [108:108] is the sub-list for extension extendee
-	0,   // [0:108] is the sub-list for field type_name
+	42,  // 25: embedserve.v1.GeoRadius.center:type_name -> embedserve.v1.GeoPoint
+	42,  // 26: embedserve.v1.GeoBoundingBox.top_left:type_name -> embedserve.v1.GeoPoint
+	42,  // 27: embedserve.v1.GeoBoundingBox.bottom_right:type_name -> embedserve.v1.GeoPoint
+	42,  // 28: embedserve.v1.GeoRing.corners:type_name -> embedserve.v1.GeoPoint
+	45,  // 29: embedserve.v1.GeoPolygon.exterior:type_name -> embedserve.v1.GeoRing
+	45,  // 30: embedserve.v1.GeoPolygon.interiors:type_name -> embedserve.v1.GeoRing
+	54,  // 31: embedserve.v1.Nested.filter:type_name -> embedserve.v1.Filter
+	53,  // 32: embedserve.v1.MinShould.conditions:type_name -> embedserve.v1.Condition
+	35,  // 33: embedserve.v1.Condition.match:type_name -> embedserve.v1.MatchValue
+	36,  // 34: embedserve.v1.Condition.match_any:type_name -> embedserve.v1.MatchAny
+	40,  // 35: embedserve.v1.Condition.range:type_name -> embedserve.v1.RangeCondition
+	47,  // 36: embedserve.v1.Condition.is_null:type_name -> embedserve.v1.IsNull
+	49,  // 37: embedserve.v1.Condition.has_id:type_name -> embedserve.v1.HasId
+	54,  // 38: embedserve.v1.Condition.filter:type_name -> embedserve.v1.Filter
+	39,  // 39: embedserve.v1.Condition.match_text:type_name -> embedserve.v1.MatchText
+	41,  // 40: embedserve.v1.Condition.datetime_range:type_name -> embedserve.v1.DatetimeRange
+	43,  // 41: embedserve.v1.Condition.geo_radius:type_name -> embedserve.v1.GeoRadius
+	44,  // 42: embedserve.v1.Condition.geo_bounding_box:type_name -> embedserve.v1.GeoBoundingBox
+	48,  // 43: embedserve.v1.Condition.is_empty:type_name -> embedserve.v1.IsEmpty
+	50,  // 44: embedserve.v1.Condition.values_count:type_name -> embedserve.v1.ValuesCount
+	51,  // 45: embedserve.v1.Condition.nested:type_name -> embedserve.v1.Nested
+	37,  // 46: embedserve.v1.Condition.match_except:type_name -> embedserve.v1.MatchExcept
+	38,  // 47: embedserve.v1.Condition.match_text_any:type_name -> embedserve.v1.MatchTextAny
+	46,  // 48: embedserve.v1.Condition.geo_polygon:type_name -> embedserve.v1.GeoPolygon
+	53,  // 49: embedserve.v1.Filter.must:type_name -> embedserve.v1.Condition
+	53,  // 50: embedserve.v1.Filter.should:type_name -> embedserve.v1.Condition
+	53,  // 51: embedserve.v1.Filter.must_not:type_name -> embedserve.v1.Condition
+	52,  // 52: embedserve.v1.Filter.min_should:type_name -> embedserve.v1.MinShould
+	100, // 53: embedserve.v1.ScoredDocument.payload:type_name -> google.protobuf.Struct
+	10,  // 54: embedserve.v1.ScoredDocument.vector:type_name -> embedserve.v1.Vector
+	10,  // 55: embedserve.v1.SearchRequest.vector:type_name -> embedserve.v1.Vector
+	54,  // 56: embedserve.v1.SearchRequest.filter:type_name -> embedserve.v1.Filter
+	55,  // 57: embedserve.v1.SearchRequest.params:type_name -> embedserve.v1.QueryParams
+	101, // 58: embedserve.v1.SearchRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	4,   // 59: embedserve.v1.SearchRequest.mode:type_name -> embedserve.v1.SearchMode
+	61,  // 60: embedserve.v1.SearchRequest.group_by:type_name -> embedserve.v1.GroupBy
+	60,  // 61: embedserve.v1.SearchRequest.recency:type_name -> embedserve.v1.Recency
+	59,  // 62: embedserve.v1.SearchRequest.proximity:type_name -> embedserve.v1.Proximity
+	58,  // 63: embedserve.v1.SearchRequest.rerank:type_name -> embedserve.v1.SearchRerank
+	42,  // 64: embedserve.v1.Proximity.center:type_name -> embedserve.v1.GeoPoint
+	56,  // 65: embedserve.v1.HitGroup.hits:type_name -> embedserve.v1.ScoredDocument
+	56,  // 66: embedserve.v1.SearchResponse.results:type_name -> embedserve.v1.ScoredDocument
+	102, // 67: embedserve.v1.SearchResponse.usage:type_name -> embedserve.v1.Usage
+	103, // 68: embedserve.v1.SearchResponse.timings:type_name -> embedserve.v1.Timings
+	62,  // 69: embedserve.v1.SearchResponse.groups:type_name -> embedserve.v1.HitGroup
+	57,  // 70: embedserve.v1.SearchBatchRequest.searches:type_name -> embedserve.v1.SearchRequest
+	63,  // 71: embedserve.v1.SearchBatchResponse.responses:type_name -> embedserve.v1.SearchResponse
+	10,  // 72: embedserve.v1.Example.vector:type_name -> embedserve.v1.Vector
+	66,  // 73: embedserve.v1.RecommendRequest.positive:type_name -> embedserve.v1.Example
+	66,  // 74: embedserve.v1.RecommendRequest.negative:type_name -> embedserve.v1.Example
+	5,   // 75: embedserve.v1.RecommendRequest.strategy:type_name -> embedserve.v1.RecommendStrategy
+	54,  // 76: embedserve.v1.RecommendRequest.filter:type_name -> embedserve.v1.Filter
+	55,  // 77: embedserve.v1.RecommendRequest.params:type_name -> embedserve.v1.QueryParams
+	101, // 78: embedserve.v1.RecommendRequest.embed:type_name -> embedserve.v1.EmbedOptions
+	61,  // 79: embedserve.v1.RecommendRequest.group_by:type_name -> embedserve.v1.GroupBy
+	60,  // 80: embedserve.v1.RecommendRequest.recency:type_name -> embedserve.v1.Recency
+	59,  // 81: embedserve.v1.RecommendRequest.proximity:type_name -> embedserve.v1.Proximity
+	56,  // 82: embedserve.v1.RecommendResponse.results:type_name -> embedserve.v1.ScoredDocument
+	102, // 83: embedserve.v1.RecommendResponse.usage:type_name -> embedserve.v1.Usage
+	62,  // 84: embedserve.v1.RecommendResponse.groups:type_name -> embedserve.v1.HitGroup
+	100, // 85: embedserve.v1.StoredDocument.payload:type_name -> google.protobuf.Struct
+	10,  // 86: embedserve.v1.StoredDocument.vector:type_name -> embedserve.v1.Vector
+	69,  // 87: embedserve.v1.GetResponse.documents:type_name -> embedserve.v1.StoredDocument
+	54,  // 88: embedserve.v1.DeleteRequest.filter:type_name -> embedserve.v1.Filter
+	54,  // 89: embedserve.v1.UpdatePayloadRequest.filter:type_name -> embedserve.v1.Filter
+	100, // 90: embedserve.v1.UpdatePayloadRequest.payload:type_name -> google.protobuf.Struct
+	54,  // 91: embedserve.v1.CountRequest.filter:type_name -> embedserve.v1.Filter
+	54,  // 92: embedserve.v1.FacetRequest.filter:type_name -> embedserve.v1.Filter
+	79,  // 93: embedserve.v1.FacetResponse.values:type_name -> embedserve.v1.FacetValue
+	54,  // 94: embedserve.v1.ScrollRequest.filter:type_name -> embedserve.v1.Filter
+	82,  // 95: embedserve.v1.ScrollRequest.order_by:type_name -> embedserve.v1.ScrollOrder
+	69,  // 96: embedserve.v1.ScrollResponse.documents:type_name -> embedserve.v1.StoredDocument
+	84,  // 97: embedserve.v1.ClusterRequest.texts:type_name -> embedserve.v1.TextList
+	54,  // 98: embedserve.v1.ClusterRequest.filter:type_name -> embedserve.v1.Filter
+	6,   // 99: embedserve.v1.ClusterRequest.algorithm:type_name -> embedserve.v1.ClusterAlgorithm
+	86,  // 100: embedserve.v1.ClusterSummary.central:type_name -> embedserve.v1.ClusterMember
+	87,  // 101: embedserve.v1.ClusterSummary.words:type_name -> embedserve.v1.WordScore
+	88,  // 102: embedserve.v1.ClusterResponse.clusters:type_name -> embedserve.v1.ClusterSummary
+	98,  // 103: embedserve.v1.ClusterResponse.silhouette_by_k:type_name -> embedserve.v1.ClusterResponse.SilhouetteByKEntry
+	54,  // 104: embedserve.v1.FindDuplicatesRequest.filter:type_name -> embedserve.v1.Filter
+	7,   // 105: embedserve.v1.FindDuplicatesRequest.method:type_name -> embedserve.v1.DuplicateMethod
+	84,  // 106: embedserve.v1.FindDuplicatesRequest.texts:type_name -> embedserve.v1.TextList
+	91,  // 107: embedserve.v1.FindDuplicatesResponse.pairs:type_name -> embedserve.v1.DuplicatePair
+	92,  // 108: embedserve.v1.FindDuplicatesResponse.groups:type_name -> embedserve.v1.DuplicateGroup
+	93,  // 109: embedserve.v1.FindDuplicatesResponse.histogram:type_name -> embedserve.v1.HistogramBin
+	99,  // 110: embedserve.v1.FindDuplicatesResponse.texts:type_name -> embedserve.v1.FindDuplicatesResponse.TextsEntry
+	7,   // 111: embedserve.v1.FindDuplicatesResponse.method:type_name -> embedserve.v1.DuplicateMethod
+	3,   // 112: embedserve.v1.CollectionConfig.PayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	3,   // 113: embedserve.v1.UpdateCollectionRequest.AddPayloadIndexesEntry.value:type_name -> embedserve.v1.PayloadIndexKind
+	14,  // 114: embedserve.v1.VectorService.CreateCollection:input_type -> embedserve.v1.CreateCollectionRequest
+	16,  // 115: embedserve.v1.VectorService.ListCollections:input_type -> embedserve.v1.ListCollectionsRequest
+	18,  // 116: embedserve.v1.VectorService.GetCollection:input_type -> embedserve.v1.GetCollectionRequest
+	20,  // 117: embedserve.v1.VectorService.UpdateCollection:input_type -> embedserve.v1.UpdateCollectionRequest
+	22,  // 118: embedserve.v1.VectorService.DeleteCollection:input_type -> embedserve.v1.DeleteCollectionRequest
+	24,  // 119: embedserve.v1.VectorService.UpdateAliases:input_type -> embedserve.v1.UpdateAliasesRequest
+	26,  // 120: embedserve.v1.VectorService.ListAliases:input_type -> embedserve.v1.ListAliasesRequest
+	29,  // 121: embedserve.v1.VectorService.Upsert:input_type -> embedserve.v1.UpsertRequest
+	31,  // 122: embedserve.v1.VectorService.Ingest:input_type -> embedserve.v1.IngestRequest
+	33,  // 123: embedserve.v1.VectorService.IngestStream:input_type -> embedserve.v1.IngestStreamRequest
+	57,  // 124: embedserve.v1.VectorService.Search:input_type -> embedserve.v1.SearchRequest
+	64,  // 125: embedserve.v1.VectorService.SearchBatch:input_type -> embedserve.v1.SearchBatchRequest
+	67,  // 126: embedserve.v1.VectorService.Recommend:input_type -> embedserve.v1.RecommendRequest
+	70,  // 127: embedserve.v1.VectorService.Get:input_type -> embedserve.v1.GetRequest
+	72,  // 128: embedserve.v1.VectorService.Delete:input_type -> embedserve.v1.DeleteRequest
+	74,  // 129: embedserve.v1.VectorService.UpdatePayload:input_type -> embedserve.v1.UpdatePayloadRequest
+	76,  // 130: embedserve.v1.VectorService.Count:input_type -> embedserve.v1.CountRequest
+	78,  // 131: embedserve.v1.VectorService.Facet:input_type -> embedserve.v1.FacetRequest
+	81,  // 132: embedserve.v1.VectorService.Scroll:input_type -> embedserve.v1.ScrollRequest
+	85,  // 133: embedserve.v1.VectorService.Cluster:input_type -> embedserve.v1.ClusterRequest
+	90,  // 134: embedserve.v1.VectorService.FindDuplicates:input_type -> embedserve.v1.FindDuplicatesRequest
+	15,  // 135: embedserve.v1.VectorService.CreateCollection:output_type -> embedserve.v1.CreateCollectionResponse
+	17,  // 136: embedserve.v1.VectorService.ListCollections:output_type -> embedserve.v1.ListCollectionsResponse
+	19,  // 137: embedserve.v1.VectorService.GetCollection:output_type -> embedserve.v1.GetCollectionResponse
+	21,  // 138: embedserve.v1.VectorService.UpdateCollection:output_type -> embedserve.v1.UpdateCollectionResponse
+	23,  // 139: embedserve.v1.VectorService.DeleteCollection:output_type -> embedserve.v1.DeleteCollectionResponse
+	25,  // 140: embedserve.v1.VectorService.UpdateAliases:output_type -> embedserve.v1.UpdateAliasesResponse
+	28,  // 141: embedserve.v1.VectorService.ListAliases:output_type -> embedserve.v1.ListAliasesResponse
+	30,  // 142: embedserve.v1.VectorService.Upsert:output_type -> embedserve.v1.UpsertResponse
+	32,  // 143: embedserve.v1.VectorService.Ingest:output_type -> embedserve.v1.IngestResponse
+	34,  // 144: embedserve.v1.VectorService.IngestStream:output_type -> embedserve.v1.IngestStreamResponse
+	63,  // 145: embedserve.v1.VectorService.Search:output_type -> embedserve.v1.SearchResponse
+	65,  // 146: embedserve.v1.VectorService.SearchBatch:output_type -> embedserve.v1.SearchBatchResponse
+	68,  // 147: embedserve.v1.VectorService.Recommend:output_type -> embedserve.v1.RecommendResponse
+	71,  // 148: embedserve.v1.VectorService.Get:output_type -> embedserve.v1.GetResponse
+	73,  // 149: embedserve.v1.VectorService.Delete:output_type -> embedserve.v1.DeleteResponse
+	75,  // 150: embedserve.v1.VectorService.UpdatePayload:output_type -> embedserve.v1.UpdatePayloadResponse
+	77,  // 151: embedserve.v1.VectorService.Count:output_type -> embedserve.v1.CountResponse
+	80,  // 152: embedserve.v1.VectorService.Facet:output_type -> embedserve.v1.FacetResponse
+	83,  // 153: embedserve.v1.VectorService.Scroll:output_type -> embedserve.v1.ScrollResponse
+	89,  // 154: embedserve.v1.VectorService.Cluster:output_type -> embedserve.v1.ClusterResponse
+	94,  // 155: embedserve.v1.VectorService.FindDuplicates:output_type -> embedserve.v1.FindDuplicatesResponse
+	135, // [135:156] is the sub-list for method output_type
+	114, // [114:135] is the sub-list for method input_type
+	114, // [114:114] is the sub-list for extension type_name
+	114, // [114:114] is the sub-list for extension extendee
+	0,   // [0:114] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_vector_proto_init() }
@@ -7291,9 +7592,9 @@ func file_embedserve_v1_vector_proto_init() {
 		(*MatchValue_Integer)(nil),
 		(*MatchValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[30].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[38].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[41].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[32].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[42].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{
 		(*Condition_Match)(nil),
 		(*Condition_MatchAny)(nil),
 		(*Condition_Range)(nil),
@@ -7307,44 +7608,47 @@ func file_embedserve_v1_vector_proto_init() {
 		(*Condition_IsEmpty)(nil),
 		(*Condition_ValuesCount)(nil),
 		(*Condition_Nested)(nil),
+		(*Condition_MatchExcept)(nil),
+		(*Condition_MatchTextAny)(nil),
+		(*Condition_GeoPolygon)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[43].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[45].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[47].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{
 		(*SearchRequest_Text)(nil),
 		(*SearchRequest_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[46].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[47].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[48].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[49].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[50].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[50].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[51].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[52].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[53].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[54].OneofWrappers = []any{
 		(*HitGroup_Text)(nil),
 		(*HitGroup_Integer)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[54].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[58].OneofWrappers = []any{
 		(*Example_Id)(nil),
 		(*Example_Text)(nil),
 		(*Example_Vector)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[66].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[67].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[70].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[71].OneofWrappers = []any{
 		(*FacetValue_Text)(nil),
 		(*FacetValue_Integer)(nil),
 		(*FacetValue_Boolean)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[69].OneofWrappers = []any{}
-	file_embedserve_v1_vector_proto_msgTypes[73].OneofWrappers = []any{
+	file_embedserve_v1_vector_proto_msgTypes[73].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[77].OneofWrappers = []any{
 		(*ClusterRequest_Collection)(nil),
 		(*ClusterRequest_Texts)(nil),
 	}
-	file_embedserve_v1_vector_proto_msgTypes[78].OneofWrappers = []any{}
+	file_embedserve_v1_vector_proto_msgTypes[82].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_vector_proto_rawDesc), len(file_embedserve_v1_vector_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   88,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,12 +27,16 @@ from .types import (
     Distance,
     Filter,
     GeoBoundingBox,
+    GeoPoint,
+    GeoPolygon,
     GeoRadius,
     HasId,
     IsEmpty,
     IsNull,
     MatchAny,
+    MatchExcept,
     MatchText,
+    MatchTextAny,
     MatchValue,
     Nested,
     PayloadIndexKind,
@@ -134,8 +138,13 @@ def condition(c: Any) -> Any:
     if isinstance(c, MatchAny):
         values: list[Any] = list(c.values)
         return qe.FieldCondition(c.key, match=qe.MatchAny(values))
+    if isinstance(c, MatchExcept):
+        excluded: list[Any] = list(c.values)
+        return qe.FieldCondition(c.key, match=qe.MatchExcept(excluded))
     if isinstance(c, MatchText):
         return qe.FieldCondition(c.key, match=qe.MatchText(c.text))
+    if isinstance(c, MatchTextAny):
+        return qe.FieldCondition(c.key, match=qe.MatchTextAny(c.text))
     if isinstance(c, Range):
         bounds = {
             k: None if v is None else float(v)
@@ -148,6 +157,8 @@ def condition(c: Any) -> Any:
     if isinstance(c, GeoBoundingBox):
         corners = (qe.GeoPoint(lon=p.lon, lat=p.lat) for p in (c.top_left, c.bottom_right))
         return qe.FieldCondition(c.key, geo_bounding_box=qe.GeoBoundingBox(*corners))
+    if isinstance(c, GeoPolygon):
+        return qe.FieldCondition(c.key, geo_polygon=_polygon(c))
     if isinstance(c, DatetimeRange):
         return qe.FieldCondition(c.key, range=qe.RangeDateTime(**c.bounds()))
     if isinstance(c, IsNull):
@@ -164,6 +175,13 @@ def condition(c: Any) -> Any:
     if isinstance(c, Filter):
         return _filter(c)
     raise InvalidRequest(f"unsupported filter condition: {c!r}")
+
+
+def _polygon(c: GeoPolygon) -> qe.GeoPolygon:
+    def ring(corners: tuple[GeoPoint, ...]) -> list[qe.GeoPoint]:
+        return [qe.GeoPoint(lon=p.lon, lat=p.lat) for p in corners]
+
+    return qe.GeoPolygon(ring(c.exterior), [ring(hole) for hole in c.interiors] or None)
 
 
 def sparse_vector(terms: SparseTerms) -> qe.SparseVector:

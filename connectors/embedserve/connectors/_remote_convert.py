@@ -32,12 +32,16 @@ from .types import (
     Distance,
     Filter,
     GeoBoundingBox,
+    GeoPoint,
+    GeoPolygon,
     GeoRadius,
     HasId,
     IsEmpty,
     IsNull,
     MatchAny,
+    MatchExcept,
     MatchText,
+    MatchTextAny,
     MatchValue,
     Nested,
     PayloadIndexKind,
@@ -101,8 +105,13 @@ def _condition(c: Any) -> Any:
     if isinstance(c, MatchAny):
         values: list[Any] = list(c.values)
         return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=values))
+    if isinstance(c, MatchExcept):
+        excluded: list[Any] = list(c.values)
+        return qm.FieldCondition(key=c.key, match=qm.MatchExcept(**{"except": excluded}))
     if isinstance(c, MatchText):
         return qm.FieldCondition(key=c.key, match=qm.MatchText(text=c.text))
+    if isinstance(c, MatchTextAny):
+        return qm.FieldCondition(key=c.key, match=qm.MatchTextAny(text_any=c.text))
     if isinstance(c, Range):
         return qm.FieldCondition(key=c.key, range=qm.Range(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte))
     if isinstance(c, GeoRadius):
@@ -116,6 +125,8 @@ def _condition(c: Any) -> Any:
             bottom_right=qm.GeoPoint(lon=c.bottom_right.lon, lat=c.bottom_right.lat),
         )
         return qm.FieldCondition(key=c.key, geo_bounding_box=box)
+    if isinstance(c, GeoPolygon):
+        return qm.FieldCondition(key=c.key, geo_polygon=_polygon(c))
     if isinstance(c, DatetimeRange):
         moments = {name: parse_datetime(bound) for name, bound in c.bounds().items()}
         return qm.FieldCondition(key=c.key, range=qm.DatetimeRange(**moments))
@@ -139,6 +150,15 @@ def _condition(c: Any) -> Any:
     if isinstance(c, Filter):
         return remote_filter(c)
     raise InvalidRequest(f"unsupported filter condition: {c!r}")
+
+
+def _polygon(c: GeoPolygon) -> qm.GeoPolygon:
+    def ring(corners: tuple[GeoPoint, ...]) -> qm.GeoLineString:
+        return qm.GeoLineString(points=[qm.GeoPoint(lon=p.lon, lat=p.lat) for p in corners])
+
+    return qm.GeoPolygon(
+        exterior=ring(c.exterior), interiors=[ring(hole) for hole in c.interiors] or None
+    )
 
 
 def sparse_vector(terms: SparseTerms) -> qm.SparseVector:

@@ -302,17 +302,34 @@ class MatchAny:
     values: tuple[str, ...] | tuple[int, ...]
 
     def __post_init__(self) -> None:
-        _check_key(self.key)
-        if isinstance(self.values, str) or not isinstance(self.values, Sequence):
-            raise InvalidFilter(f"MatchAny({self.key!r}) needs a sequence of values")
-        values = tuple(self.values)
-        all_str = all(isinstance(v, str) for v in values)
-        all_int = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-        if not values or not (all_str or all_int):
-            raise InvalidFilter(
-                f"MatchAny({self.key!r}) needs a non-empty list of only strings or only integers"
-            )
-        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "values", _match_values(self, self.values))
+
+
+@dataclass(frozen=True)
+class MatchExcept:
+    """The value at ``key`` is none of ``values`` (of a list, one item at least is none of
+    them); a key with no value (missing, null, ``[]``) does not match."""
+
+    key: str
+    values: tuple[str, ...] | tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", _match_values(self, self.values))
+
+
+def _match_values(
+    condition: MatchAny | MatchExcept, values: object
+) -> tuple[str, ...] | tuple[int, ...]:
+    name = f"{type(condition).__name__}({condition.key!r})"
+    _check_key(condition.key)
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise InvalidFilter(f"{name} needs a sequence of values")
+    checked = tuple(values)
+    all_str = all(isinstance(v, str) for v in checked)
+    all_int = all(isinstance(v, int) and not isinstance(v, bool) for v in checked)
+    if not checked or not (all_str or all_int):
+        raise InvalidFilter(f"{name} needs a non-empty list of only strings or only integers")
+    return checked
 
 
 @dataclass(frozen=True)
@@ -323,9 +340,30 @@ class MatchText:
     text: str
 
     def __post_init__(self) -> None:
-        _check_key(self.key)
-        if not isinstance(self.text, str) or not self.text.strip():
-            raise InvalidFilter(f"MatchText({self.key!r}) needs a text with at least one word")
+        _check_words(self)
+
+
+@dataclass(frozen=True)
+class MatchTextAny:
+    """The text at ``key`` holds at least one word of ``text`` (as MatchText reads words)."""
+
+    key: str
+    text: str
+
+    def __post_init__(self) -> None:
+        _check_words(self)
+
+
+def _check_words(condition: MatchText | MatchTextAny) -> None:
+    _check_key(condition.key)
+    if not isinstance(condition.text, str) or not condition.text.strip():
+        raise InvalidFilter(
+            f"{type(condition).__name__}({condition.key!r}) needs a text with at least one word"
+        )
+
+
+# Text conditions: a Qdrant server without a text index on their key matches substrings.
+TEXT_CONDITIONS = (MatchText, MatchTextAny)
 
 
 @dataclass(frozen=True)
@@ -457,6 +495,40 @@ class GeoBoundingBox:
 
 
 @dataclass(frozen=True)
+class GeoPolygon:
+    """The place at ``key`` lies within the polygon ``exterior`` and outside each of
+    ``interiors`` (holes). Each ring takes 3 or more corners; it is closed here (its first
+    corner repeated at its end) when it is not already."""
+
+    key: str
+    exterior: tuple[GeoPoint, ...]
+    interiors: tuple[tuple[GeoPoint, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_key(self.key)
+        object.__setattr__(self, "exterior", self._ring(self.exterior, "exterior"))
+        if isinstance(self.interiors, str) or not isinstance(self.interiors, Sequence):
+            raise InvalidFilter(f"GeoPolygon({self.key!r}).interiors must be a list of rings")
+        holes = tuple(
+            self._ring(ring, f"interiors[{number}]") for number, ring in enumerate(self.interiors)
+        )
+        object.__setattr__(self, "interiors", holes)
+
+    def _ring(self, ring: object, where: str) -> tuple[GeoPoint, ...]:
+        if not isinstance(ring, Sequence) or not all(isinstance(p, GeoPoint) for p in ring):
+            raise InvalidFilter(f"GeoPolygon({self.key!r}).{where} must be a list of points")
+        corners = tuple(ring)
+        if len(corners) > 1 and corners[0] == corners[-1]:
+            corners = corners[:-1]
+        if len(set(corners)) < 3:
+            raise InvalidFilter(
+                f"GeoPolygon({self.key!r}).{where} needs 3 or more different corners, "
+                f"got {len(set(corners))}"
+            )
+        return (*corners, corners[0])
+
+
+@dataclass(frozen=True)
 class IsNull:
     """Matches points whose payload has the key set to null."""
 
@@ -563,17 +635,21 @@ class MinShould:
 
 
 Condition: TypeAlias = (
-    "MatchValue | MatchAny | MatchText | Range | DatetimeRange | GeoRadius | GeoBoundingBox"
-    " | IsNull | IsEmpty | HasId | ValuesCount | Nested | Filter"
+    "MatchValue | MatchAny | MatchExcept | MatchText | MatchTextAny | Range | DatetimeRange"
+    " | GeoRadius | GeoBoundingBox | GeoPolygon | IsNull | IsEmpty | HasId | ValuesCount"
+    " | Nested | Filter"
 )
 _CONDITION_TYPES = (
     MatchValue,
     MatchAny,
+    MatchExcept,
     MatchText,
+    MatchTextAny,
     Range,
     DatetimeRange,
     GeoRadius,
     GeoBoundingBox,
+    GeoPolygon,
     IsNull,
     IsEmpty,
     HasId,

@@ -15,11 +15,11 @@ from .ids import RESERVED_KEY, check_external_id, point_id, stored_payload
 from .types import (
     FACET_INDEX_KINDS,
     MAX_FACET_LIMIT,
+    TEXT_CONDITIONS,
     CollectionSpec,
     Example,
     FacetHit,
     Filter,
-    MatchText,
     Nested,
     PayloadIndexKind,
     PointRecord,
@@ -237,10 +237,10 @@ def check_filter(f: Filter | None) -> Filter | None:
 
 
 def text_match_keys(f: Filter | None) -> set[str]:
-    """The payload keys of the filter's match_text conditions, nested ones included."""
+    """The payload keys of the filter's text conditions, nested ones included."""
     keys: set[str] = set()
     for c in f.conditions() if f is not None else ():
-        if isinstance(c, MatchText):
+        if isinstance(c, TEXT_CONDITIONS):
             keys.add(c.key)
         elif isinstance(c, Filter):
             keys |= text_match_keys(c)
@@ -256,7 +256,8 @@ def require_text_indexes(spec: CollectionSpec, keys: set[str]) -> None:
     missing = sorted(k for k in keys if spec.payload_indexes.get(k) is not PayloadIndexKind.TEXT)
     if missing:
         raise InvalidFilter(
-            f"match_text needs a text payload index on {', '.join(map(repr, missing))}; "
+            f"match_text and match_text_any need a text payload index on "
+            f"{', '.join(map(repr, missing))}; "
             f"collection {spec.name!r} has none there (create it with "
             f"payload_indexes {{{missing[0]!r}: 'text'}})"
         )

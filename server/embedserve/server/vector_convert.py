@@ -282,15 +282,17 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
             raise InvalidArgument(f"{field}.match needs a text, integer or boolean value")
         return store_value(st.MatchValue, message.match.key, getattr(message.match, kind))
     if which == "match_any":
-        any_of = message.match_any
-        if any_of.texts and any_of.integers:
-            raise InvalidArgument(f"{field}.match_any takes texts or integers, not both")
-        values: tuple[str, ...] | tuple[int, ...] = (
-            tuple(any_of.texts) if any_of.texts else tuple(any_of.integers)
+        return store_value(
+            st.MatchAny, message.match_any.key, _values(message.match_any, f"{field}.match_any")
         )
-        return store_value(st.MatchAny, any_of.key, values)
+    if which == "match_except":
+        none_of = message.match_except
+        return store_value(st.MatchExcept, none_of.key, _values(none_of, f"{field}.match_except"))
     if which == "match_text":
         return store_value(st.MatchText, message.match_text.key, message.match_text.text)
+    if which == "match_text_any":
+        words = message.match_text_any
+        return store_value(st.MatchTextAny, words.key, words.text)
     if which == "range":
         bounds = {
             name: getattr(message.range, name)
@@ -317,6 +319,13 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
             raise InvalidArgument(f"{field}.geo_bounding_box needs top_left and bottom_right")
         corners = (geo_point(box.top_left), geo_point(box.bottom_right))
         return store_value(st.GeoBoundingBox, box.key, *corners)
+    if which == "geo_polygon":
+        polygon = message.geo_polygon
+        rings = [
+            [geo_point(corner) for corner in ring.corners]
+            for ring in (polygon.exterior, *polygon.interiors)
+        ]
+        return store_value(st.GeoPolygon, polygon.key, rings[0], rings[1:])
     if which == "is_null":
         return store_value(st.IsNull, message.is_null.key)
     if which == "is_empty":
@@ -337,6 +346,12 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
     if which == "filter":
         return filter_from_proto(message.filter, f"{field}.filter")
     raise InvalidArgument(f"{field} has no condition set")
+
+
+def _values(message: pb.MatchAny | pb.MatchExcept, field: str) -> tuple[str, ...] | tuple[int, ...]:
+    if message.texts and message.integers:
+        raise InvalidArgument(f"{field} takes texts or integers, not both")
+    return tuple(message.texts) if message.texts else tuple(message.integers)
 
 
 def query_from_proto(request: pb.SearchRequest) -> QueryIn:

@@ -1188,6 +1188,64 @@ class MatchAny(_message.Message):
 Global___MatchAny: _TypeAlias = MatchAny  # noqa: Y015
 
 @_typing.final
+class MatchExcept(_message.Message):
+    """payload[key] is none of the values (of a list, one item at least is none of
+    them); a key with no value (missing, null, []) does not match: add an
+    is_empty condition in should for those. Either texts or integers.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
+    INTEGERS_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    @_builtins.property
+    def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def integers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        texts: _abc.Iterable[_builtins.str] | None = ...,
+        integers: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integers", b"integers", "key", b"key", "texts", b"texts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatchExcept: _TypeAlias = MatchExcept  # noqa: Y015
+
+@_typing.final
+class MatchTextAny(_message.Message):
+    """payload[key], a text, holds at least one of the words of text, read as
+    MatchText reads them; it needs a text payload index as MatchText does.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatchTextAny: _TypeAlias = MatchTextAny  # noqa: Y015
+
+@_typing.final
 class MatchText(_message.Message):
     """payload[key], a text, holds every word of text, in any order: words as
     Qdrant's word tokenizer splits them, lowercased, not stemmed ("fox" does not
@@ -1386,6 +1444,61 @@ class GeoBoundingBox(_message.Message):
 Global___GeoBoundingBox: _TypeAlias = GeoBoundingBox  # noqa: Y015
 
 @_typing.final
+class GeoRing(_message.Message):
+    """The corners of a polygon's ring, in order, 3 or more; the ring is closed
+    (its first corner repeated at its end) when it is not already.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORNERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def corners(self) -> _containers.RepeatedCompositeFieldContainer[Global___GeoPoint]: ...
+    def __init__(
+        self,
+        *,
+        corners: _abc.Iterable[Global___GeoPoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["corners", b"corners"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeoRing: _TypeAlias = GeoRing  # noqa: Y015
+
+@_typing.final
+class GeoPolygon(_message.Message):
+    """payload[key], a place, lies within exterior and outside each of interiors
+    (holes).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    EXTERIOR_FIELD_NUMBER: _builtins.int
+    INTERIORS_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    @_builtins.property
+    def exterior(self) -> Global___GeoRing: ...
+    @_builtins.property
+    def interiors(self) -> _containers.RepeatedCompositeFieldContainer[Global___GeoRing]: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        exterior: Global___GeoRing | None = ...,
+        interiors: _abc.Iterable[Global___GeoRing] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exterior", b"exterior"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exterior", b"exterior", "interiors", b"interiors", "key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeoPolygon: _TypeAlias = GeoPolygon  # noqa: Y015
+
+@_typing.final
 class IsNull(_message.Message):
     """payload[key] is null (set to null, not missing)."""
 
@@ -1568,6 +1681,9 @@ class Condition(_message.Message):
     IS_EMPTY_FIELD_NUMBER: _builtins.int
     VALUES_COUNT_FIELD_NUMBER: _builtins.int
     NESTED_FIELD_NUMBER: _builtins.int
+    MATCH_EXCEPT_FIELD_NUMBER: _builtins.int
+    MATCH_TEXT_ANY_FIELD_NUMBER: _builtins.int
+    GEO_POLYGON_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def match(self) -> Global___MatchValue: ...
     @_builtins.property
@@ -1594,6 +1710,12 @@ class Condition(_message.Message):
     def values_count(self) -> Global___ValuesCount: ...
     @_builtins.property
     def nested(self) -> Global___Nested: ...
+    @_builtins.property
+    def match_except(self) -> Global___MatchExcept: ...
+    @_builtins.property
+    def match_text_any(self) -> Global___MatchTextAny: ...
+    @_builtins.property
+    def geo_polygon(self) -> Global___GeoPolygon: ...
     def __init__(
         self,
         *,
@@ -1610,12 +1732,15 @@ class Condition(_message.Message):
         is_empty: Global___IsEmpty | None = ...,
         values_count: Global___ValuesCount | None = ...,
         nested: Global___Nested | None = ...,
+        match_except: Global___MatchExcept | None = ...,
+        match_text_any: Global___MatchTextAny | None = ...,
+        geo_polygon: Global___GeoPolygon | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "nested", b"nested", "range", b"range", "values_count", b"values_count"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_polygon", b"geo_polygon", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_except", b"match_except", "match_text", b"match_text", "match_text_any", b"match_text_any", "nested", b"nested", "range", b"range", "values_count", b"values_count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_text", b"match_text", "nested", b"nested", "range", b"range", "values_count", b"values_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "datetime_range", b"datetime_range", "filter", b"filter", "geo_bounding_box", b"geo_bounding_box", "geo_polygon", b"geo_polygon", "geo_radius", b"geo_radius", "has_id", b"has_id", "is_empty", b"is_empty", "is_null", b"is_null", "match", b"match", "match_any", b"match_any", "match_except", b"match_except", "match_text", b"match_text", "match_text_any", b"match_text_any", "nested", b"nested", "range", b"range", "values_count", b"values_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text", "datetime_range", "geo_radius", "geo_bounding_box", "is_empty", "values_count", "nested"]  # noqa: Y015
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["match", "match_any", "range", "is_null", "has_id", "filter", "match_text", "datetime_range", "geo_radius", "geo_bounding_box", "is_empty", "values_count", "nested", "match_except", "match_text_any", "geo_polygon"]  # noqa: Y015
     _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
 
