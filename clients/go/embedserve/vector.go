@@ -407,6 +407,28 @@ func MatchText(key, text string) *pb.Condition {
 	return &pb.Condition{Condition: &pb.Condition_MatchText{MatchText: &pb.MatchText{Key: key, Text: text}}}
 }
 
+// MatchExcept is the condition that payload[key] is none of values (of a
+// list, that one item at least is none of them). A key with no value
+// (missing, null or an empty list) does not match: add IsEmpty(key) in a
+// Should for those. Values are texts; MatchExceptInts takes integers.
+func MatchExcept(key string, values ...string) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_MatchExcept{MatchExcept: &pb.MatchExcept{Key: key, Texts: values}}}
+}
+
+// MatchExceptInts is MatchExcept for integers: payload[key] is none of values
+// (of a list, one item at least); a missing key does not match.
+func MatchExceptInts(key string, values ...int64) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_MatchExcept{MatchExcept: &pb.MatchExcept{Key: key, Integers: values}}}
+}
+
+// MatchTextAny is the condition that the text at payload[key] holds at least
+// one of the words of text, read as MatchText reads them (lowercased, not
+// stemmed); like MatchText, the field needs a text payload index
+// (WithPayloadIndex with PAYLOAD_INDEX_KIND_TEXT).
+func MatchTextAny(key, text string) *pb.Condition {
+	return &pb.Condition{Condition: &pb.Condition_MatchTextAny{MatchTextAny: &pb.MatchTextAny{Key: key, Text: text}}}
+}
+
 // DatetimeRange is the condition gte <= payload[key] < lt on a date and time;
 // "" leaves that side open (at least one must be set). Bounds and stored
 // values are RFC 3339 ("2026-12-01T10:00:00Z", "2026-12-01T12:00:00+02:00"),
@@ -438,6 +460,25 @@ func GeoBox(key string, northLat, westLon, southLat, eastLon float64) *pb.Condit
 		TopLeft:     &pb.GeoPoint{Lat: northLat, Lon: westLon},
 		BottomRight: &pb.GeoPoint{Lat: southLat, Lon: eastLon},
 	}}}
+}
+
+// Place is the point at lat, lon, in degrees, a corner for GeoPolygon.
+func Place(lat, lon float64) *pb.GeoPoint { return &pb.GeoPoint{Lat: lat, Lon: lon} }
+
+// GeoPolygon is the condition that the place at payload[key] (a {"lat": ...,
+// "lon": ...} object, or a list of them) lies within the polygon whose ring
+// is exterior and outside each of holes, rings of corners in order (Place).
+// A ring is closed for you (its first corner repeated at its end) when it is
+// not already; each needs 3 or more different corners, else the server
+// refuses the condition (INVALID_ARGUMENT). A geo payload index
+// (WithPayloadIndex with PAYLOAD_INDEX_KIND_GEO) makes it fast on large
+// collections.
+func GeoPolygon(key string, exterior []*pb.GeoPoint, holes ...[]*pb.GeoPoint) *pb.Condition {
+	polygon := &pb.GeoPolygon{Key: key, Exterior: &pb.GeoRing{Corners: exterior}}
+	for _, hole := range holes {
+		polygon.Interiors = append(polygon.Interiors, &pb.GeoRing{Corners: hole})
+	}
+	return &pb.Condition{Condition: &pb.Condition_GeoPolygon{GeoPolygon: polygon}}
 }
 
 // IsEmpty is the condition that payload[key] holds no value: missing, null or

@@ -667,6 +667,70 @@ func TestAnyObjectValuesCountAndAtLeast(t *testing.T) {
 	}
 }
 
+func TestMatchExceptMatchTextAnyAndGeoPolygon(t *testing.T) {
+	client := dial(t)
+	ctx := context.Background()
+	name := newCollection(t, client,
+		embedserve.WithPayloadIndex("name", pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_TEXT),
+		embedserve.WithPayloadIndex("at", pb.PayloadIndexKind_PAYLOAD_INDEX_KIND_GEO))
+	cafe := func(id, cafeName string, lat, lon float64, lang string, stars int) embedserve.Document {
+		return embedserve.Document{ID: id, Text: cafeName + ", a cafe", Payload: map[string]any{
+			"name": cafeName, "at": map[string]any{"lat": lat, "lon": lon}, "lang": lang, "stars": stars}}
+	}
+	_, err := client.Upsert(ctx, name, []embedserve.Document{
+		cafe("mitte", "Espresso Bar Mitte", 52.5200, 13.4050, "de", 5),
+		cafe("alex", "Tower Coffee", 52.5219, 13.4132, "en", 4),
+		cafe("potsdam", "Palace Roastery", 52.3906, 13.0645, "de", 3),
+		cafe("hamburg", "Harbour Espresso", 53.5511, 9.9937, "de", 5),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, filter *pb.Filter, want ...string) {
+		t.Helper()
+		hits, err := client.Search(ctx, name, embedserve.Text("coffee"), embedserve.WithLimit(10), embedserve.WithFilter(filter))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		var got []string
+		for _, hit := range hits {
+			got = append(got, hit.ID)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", what, got, want)
+		}
+		if n := count(t, client, name, filter); n != uint64(len(want)) {
+			t.Errorf("%s: Count %d, want %d", what, n, len(want))
+		}
+	}
+
+	// Around Berlin and Potsdam, an open ring (closed by the server).
+	berlin := []*pb.GeoPoint{
+		embedserve.Place(52.7, 13.0), embedserve.Place(52.7, 13.8),
+		embedserve.Place(52.3, 13.8), embedserve.Place(52.3, 13.0),
+	}
+	// A hole around Mitte, leaving alex (about 600 m east) out of it.
+	mitte := []*pb.GeoPoint{
+		embedserve.Place(52.53, 13.39), embedserve.Place(52.53, 13.41),
+		embedserve.Place(52.51, 13.41), embedserve.Place(52.51, 13.39),
+	}
+	check("in the polygon", embedserve.Must(embedserve.GeoPolygon("at", berlin)), "mitte", "alex", "potsdam")
+	check("in the polygon, not in its hole", embedserve.Must(embedserve.GeoPolygon("at", berlin, mitte)), "alex", "potsdam")
+	check("a name with coffee or espresso", embedserve.Must(embedserve.MatchTextAny("name", "coffee ESPRESSO")), "mitte", "alex", "hamburg")
+	check("in the polygon, lang not en",
+		embedserve.Must(embedserve.GeoPolygon("at", berlin), embedserve.MatchExcept("lang", "en")), "mitte", "potsdam")
+	check("stars not 5", embedserve.Must(embedserve.MatchExceptInts("stars", 5)), "alex", "potsdam")
+	check("a missing key does not match", embedserve.Must(embedserve.MatchExceptInts("missing", 5)))
+
+	line := []*pb.GeoPoint{embedserve.Place(52.7, 13.0), embedserve.Place(52.3, 13.8), embedserve.Place(52.7, 13.0)}
+	_, err = client.Count(ctx, name, embedserve.Must(embedserve.GeoPolygon("at", line)))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "needs 3 or more different corners") {
+		t.Fatalf("a polygon of 2 corners: %v, want InvalidArgument saying it needs 3 or more different corners", err)
+	}
+}
+
 func TestSearchWithRecency(t *testing.T) {
 	client := dial(t)
 	ctx := context.Background()

@@ -563,8 +563,8 @@ class HasId:
 
 @dataclass(frozen=True)
 class ValuesCount:
-    """The number of values at ``key`` (a list's length, 1 for one value, 0 when missing)
-    lies within the bounds given."""
+    """The number of values at ``key`` (a list's length, 1 for one value, 0 when missing,
+    null or ``[]``) lies within the bounds given."""
 
     key: str
     gt: int | None = None

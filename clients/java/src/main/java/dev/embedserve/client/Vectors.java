@@ -12,11 +12,15 @@ import dev.embedserve.v1.Example;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.GeoBoundingBox;
 import dev.embedserve.v1.GeoPoint;
+import dev.embedserve.v1.GeoPolygon;
 import dev.embedserve.v1.GeoRadius;
+import dev.embedserve.v1.GeoRing;
 import dev.embedserve.v1.HasId;
 import dev.embedserve.v1.IsEmpty;
 import dev.embedserve.v1.MatchAny;
+import dev.embedserve.v1.MatchExcept;
 import dev.embedserve.v1.MatchText;
+import dev.embedserve.v1.MatchTextAny;
 import dev.embedserve.v1.MatchValue;
 import dev.embedserve.v1.MinShould;
 import dev.embedserve.v1.Nested;
@@ -292,6 +296,39 @@ public final class Vectors {
   }
 
   /**
+   * payload[key] is none of values (of a list, one item at least is none of them). A key with no
+   * value (missing, null or an empty list) does not match: add {@code isEmpty(key)} in a should
+   * for those.
+   */
+  public static Condition matchExcept(String key, String... values) {
+    return Condition.newBuilder()
+        .setMatchExcept(MatchExcept.newBuilder().setKey(key).addAllTexts(Arrays.asList(values)))
+        .build();
+  }
+
+  /**
+   * payload[key] is none of values, for integers (of a list, one item at least is none of them); a
+   * key with no value (missing, null or an empty list) does not match.
+   */
+  public static Condition matchExcept(String key, long... values) {
+    MatchExcept.Builder except = MatchExcept.newBuilder().setKey(key);
+    for (long value : values) {
+      except.addIntegers(value);
+    }
+    return Condition.newBuilder().setMatchExcept(except).build();
+  }
+
+  /**
+   * The text at payload[key] holds at least one of the words of text, read as {@link #matchText}
+   * reads them (lowercased, not stemmed); like matchText, the field needs a text payload index.
+   */
+  public static Condition matchTextAny(String key, String text) {
+    return Condition.newBuilder()
+        .setMatchTextAny(MatchTextAny.newBuilder().setKey(key).setText(text))
+        .build();
+  }
+
+  /**
    * gte <= payload[key] < lt on a date and time; null leaves that side open (not both). Bounds and
    * stored values are RFC 3339 ("2026-12-01T10:00:00Z", "2026-12-01T12:00:00+02:00"), a date
    * ("2026-12-01", midnight UTC) or a time without an offset, read as UTC; a datetime payload
@@ -343,6 +380,31 @@ public final class Vectors {
                 .setTopLeft(GeoPoint.newBuilder().setLat(northLat).setLon(westLon))
                 .setBottomRight(GeoPoint.newBuilder().setLat(southLat).setLon(eastLon)))
         .build();
+  }
+
+  /** The point at lat, lon, in degrees: a corner for {@link #geoPolygon}. */
+  public static GeoPoint place(double lat, double lon) {
+    return GeoPoint.newBuilder().setLat(lat).setLon(lon).build();
+  }
+
+  /**
+   * The place at payload[key] (a {"lat": ..., "lon": ...} object, or a list of them) lies within
+   * the polygon whose ring is exterior and outside each of holes (null or empty for none), rings
+   * of corners in order ({@link #place}). A ring is closed for you (its first corner repeated at
+   * its end) when it is not already; each needs 3 or more different corners, else the server
+   * refuses the condition (INVALID_ARGUMENT). A geo payload index makes it fast on large
+   * collections.
+   */
+  public static Condition geoPolygon(
+      String key, List<GeoPoint> exterior, List<List<GeoPoint>> holes) {
+    GeoPolygon.Builder polygon =
+        GeoPolygon.newBuilder()
+            .setKey(key)
+            .setExterior(GeoRing.newBuilder().addAllCorners(exterior));
+    for (List<GeoPoint> hole : holes == null ? List.<List<GeoPoint>>of() : holes) {
+      polygon.addInteriors(GeoRing.newBuilder().addAllCorners(hole));
+    }
+    return Condition.newBuilder().setGeoPolygon(polygon).build();
   }
 
   /** payload[key] holds no value: missing, null or an empty list. */

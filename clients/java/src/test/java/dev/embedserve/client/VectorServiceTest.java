@@ -5,6 +5,7 @@ import static dev.embedserve.client.Vectors.atLeast;
 import static dev.embedserve.client.Vectors.datetimeRange;
 import static dev.embedserve.client.Vectors.document;
 import static dev.embedserve.client.Vectors.geoBox;
+import static dev.embedserve.client.Vectors.geoPolygon;
 import static dev.embedserve.client.Vectors.geoRadius;
 import static dev.embedserve.client.Vectors.hasId;
 import static dev.embedserve.client.Vectors.ids;
@@ -12,9 +13,12 @@ import static dev.embedserve.client.Vectors.isEmpty;
 import static dev.embedserve.client.Vectors.limit;
 import static dev.embedserve.client.Vectors.match;
 import static dev.embedserve.client.Vectors.matchAny;
+import static dev.embedserve.client.Vectors.matchExcept;
 import static dev.embedserve.client.Vectors.matchText;
+import static dev.embedserve.client.Vectors.matchTextAny;
 import static dev.embedserve.client.Vectors.must;
 import static dev.embedserve.client.Vectors.mustNot;
+import static dev.embedserve.client.Vectors.place;
 import static dev.embedserve.client.Vectors.proximity;
 import static dev.embedserve.client.Vectors.recency;
 import static dev.embedserve.client.Vectors.split;
@@ -41,6 +45,7 @@ import dev.embedserve.v1.Condition;
 import dev.embedserve.v1.Document;
 import dev.embedserve.v1.EmbedOptions;
 import dev.embedserve.v1.FacetValue;
+import dev.embedserve.v1.GeoPoint;
 import dev.embedserve.v1.GetModelInfoResponse;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
@@ -825,6 +830,79 @@ class VectorServiceTest {
     } finally {
       client.deleteCollection(name);
     }
+  }
+
+  @Test
+  void matchExceptMatchTextAnyAndGeoPolygonFilters() {
+    String name = uniqueName("except_polygon");
+    client.createCollection(
+        name,
+        CollectionConfig.newBuilder()
+            .setDimensions(DIMS)
+            .putPayloadIndexes("name", PayloadIndexKind.PAYLOAD_INDEX_KIND_TEXT)
+            .putPayloadIndexes("at", PayloadIndexKind.PAYLOAD_INDEX_KIND_GEO)
+            .build());
+    try {
+      List<Document> docs =
+          List.of(
+              cafe("mitte", "Espresso Bar Mitte", 52.5200, 13.4050, "de", 5),
+              cafe("alex", "Tower Coffee", 52.5219, 13.4132, "en", 4),
+              cafe("potsdam", "Palace Roastery", 52.3906, 13.0645, "de", 3),
+              cafe("hamburg", "Harbour Espresso", 53.5511, 9.9937, "de", 5));
+      assertEquals(4, client.upsert(name, docs));
+      Function<Filter, Set<String>> matching =
+          filter -> {
+            List<Hit> hits = client.search(name, "coffee", filter, limit(10));
+            assertEquals(hits.size(), client.count(name, filter), "count and search agree");
+            return Set.copyOf(hits.stream().map(Hit::id).toList());
+          };
+
+      // Around Berlin and Potsdam, an open ring (closed by the server).
+      List<GeoPoint> berlin =
+          List.of(place(52.7, 13.0), place(52.7, 13.8), place(52.3, 13.8), place(52.3, 13.0));
+      // A hole around Mitte, leaving alex (about 600 m east) out of it.
+      List<GeoPoint> mitte =
+          List.of(place(52.53, 13.39), place(52.53, 13.41), place(52.51, 13.41), place(52.51, 13.39));
+      assertEquals(
+          Set.of("mitte", "alex", "potsdam"),
+          matching.apply(must(geoPolygon("at", berlin, List.of()))));
+      assertEquals(
+          Set.of("alex", "potsdam"), matching.apply(must(geoPolygon("at", berlin, List.of(mitte)))));
+      assertEquals(
+          Set.of("mitte", "alex", "hamburg"),
+          matching.apply(must(matchTextAny("name", "coffee ESPRESSO"))));
+      assertEquals(
+          Set.of("mitte", "potsdam"),
+          matching.apply(must(geoPolygon("at", berlin, null), matchExcept("lang", "en"))));
+      assertEquals(Set.of("alex", "potsdam"), matching.apply(must(matchExcept("stars", 5L))));
+      // A key with no value does not match.
+      assertEquals(Set.of(), matching.apply(must(matchExcept("missing", 5L))));
+
+      List<GeoPoint> line = List.of(place(52.7, 13.0), place(52.3, 13.8), place(52.7, 13.0));
+      StatusRuntimeException e =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> client.count(name, must(geoPolygon("at", line, List.of()))));
+      assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+      assertTrue(
+          e.getStatus().getDescription().contains("needs 3 or more different corners"),
+          e.toString());
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  /** A cafe: its name in the text and payload, where it is, its lang and its stars. */
+  private static Document cafe(
+      String id, String cafeName, double lat, double lon, String lang, int stars) {
+    return document(
+        id,
+        cafeName + ", a cafe",
+        Map.of(
+            "name", cafeName,
+            "at", Map.of("lat", lat, "lon", lon),
+            "lang", lang,
+            "stars", stars));
   }
 
   @Test
