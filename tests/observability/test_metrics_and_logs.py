@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from running_server import free_port
@@ -217,3 +218,57 @@ def test_token_and_padding_counters_after_known_calls(minilm_server: Any) -> Non
     assert real == sum(lengths)
     # Two inputs of one request run as one batch, the short one padded to the long one.
     assert padded == 2 * max(lengths)
+
+
+def test_queries_run_in_the_interactive_lane_and_writes_in_the_bulk_one(
+    start_server: Callable[..., Any], minilm_model: Any
+) -> None:
+    port, http_port = free_port(), free_port()
+    running = start_server(loaded=minilm_model, metrics_port=port, http_port=http_port)
+    rest = f"http://127.0.0.1:{http_port}"
+
+    def batches() -> tuple[float, float]:
+        metrics = scrape(port)
+        return tuple(  # type: ignore[return-value]
+            metrics.get(("embedserve_lane_batches_total", (("lane", lane),)), 0.0)
+            for lane in ("interactive", "bulk")
+        )
+
+    def grew(before: tuple[float, float], after: tuple[float, float]) -> tuple[bool, bool]:
+        return after[0] > before[0], after[1] > before[1]
+
+    with EmbedClient(running.target) as client:
+        client.create_collection("notes")
+        steps: list[tuple[Callable[[], object], tuple[bool, bool]]] = [
+            (lambda: client.embed(["a query"]), (True, False)),
+            (lambda: list(client.embed_iter(["one", "two", "three"])), (False, True)),
+            (lambda: client.upsert("notes", [{"id": "1", "text": "a note"}]), (False, True)),
+            (lambda: client.search("notes", "a query"), (True, False)),
+            (lambda: client.embed(["offline job"], priority="bulk"), (False, True)),
+            (
+                lambda: client.upsert(
+                    "notes", [{"id": "2", "text": "urgent"}], priority="interactive"
+                ),
+                (True, False),
+            ),
+            (
+                lambda: httpx.post(
+                    f"{rest}/api/v1/embed",
+                    json={"inputs": ["nightly job"], "options": {"priority": "bulk"}},
+                ).raise_for_status(),
+                (False, True),
+            ),
+            (
+                lambda: httpx.post(
+                    f"{rest}/v1/embeddings", json={"input": "job", "priority": "bulk"}
+                ).raise_for_status(),
+                (False, True),
+            ),
+        ]
+        for number, (step, lanes) in enumerate(steps):
+            before = batches()
+            step()
+            assert grew(before, batches()) == lanes, number
+    metrics = scrape(port)
+    for lane in ("interactive", "bulk"):
+        assert metrics[("embedserve_lane_queue_depth", (("lane", lane),))] == 0

@@ -75,6 +75,14 @@ func WithOverflow(policy pb.OverflowPolicy) EmbedOption {
 	return func(c *callConfig) { c.options.Overflow = policy }
 }
 
+// WithPriority sets the queue the texts wait in on the server:
+// PRIORITY_BULK lets queries go first (a large offline job sent as Embed
+// calls); PRIORITY_INTERACTIVE puts a write ahead of queued bulk work. By
+// default writes and EmbedStream are bulk and the rest interactive.
+func WithPriority(priority pb.Priority) EmbedOption {
+	return func(c *callConfig) { c.options.Priority = priority }
+}
+
 // WithBatchSize sets how many texts Embed sends per request (default
 // DefaultBatchSize; the server's limit is GetModelInfo's
 // limits.max_inputs_per_request), or how many documents Ingest sends per

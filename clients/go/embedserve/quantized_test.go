@@ -263,6 +263,7 @@ func TestEmbedQuantizedStreamRefusesFloat32(t *testing.T) {
 type floatStream struct {
 	pb.UnimplementedEmbeddingServiceServer
 	precisions chan pb.Precision
+	priorities chan pb.Priority
 }
 
 func (f *floatStream) EmbedStream(stream grpc.BidiStreamingServer[pb.EmbedStreamRequest, pb.EmbedStreamResponse]) error {
@@ -275,6 +276,7 @@ func (f *floatStream) EmbedStream(stream grpc.BidiStreamingServer[pb.EmbedStream
 			return err
 		}
 		f.precisions <- request.GetPrecision()
+		f.priorities <- request.GetOptions().GetPriority()
 		answer := &pb.EmbedStreamResponse{RequestId: request.GetRequestId(), Dimensions: 2}
 		for range request.GetInputs() {
 			answer.Embeddings = append(answer.Embeddings, &pb.Embedding{Values: []float32{1, 2}})
@@ -291,7 +293,7 @@ func TestEmbedQuantizedStreamFloatAnswerIsUnimplemented(t *testing.T) {
 		t.Fatal(err)
 	}
 	server := grpc.NewServer()
-	fake := &floatStream{precisions: make(chan pb.Precision, 100)}
+	fake := &floatStream{precisions: make(chan pb.Precision, 100), priorities: make(chan pb.Priority, 100)}
 	pb.RegisterEmbeddingServiceServer(server, fake)
 	go server.Serve(listener)
 	t.Cleanup(server.Stop)
@@ -313,5 +315,35 @@ func TestEmbedQuantizedStreamFloatAnswerIsUnimplemented(t *testing.T) {
 	}
 	if got := <-fake.precisions; got != pb.Precision_PRECISION_UINT8 {
 		t.Fatalf("the request carried precision %s, want UINT8", got)
+	}
+}
+
+func TestWithPriorityRidesOnEveryRequest(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer()
+	fake := &floatStream{precisions: make(chan pb.Precision, 100), priorities: make(chan pb.Priority, 100)}
+	pb.RegisterEmbeddingServiceServer(server, fake)
+	go server.Serve(listener)
+	t.Cleanup(server.Stop)
+	client, err := embedserve.Dial(listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+
+	batches := 0
+	for _, err := range client.EmbedStream(context.Background(), embedserve.Batches(quantizedTexts, 2), embedserve.WithPriority(pb.Priority_PRIORITY_INTERACTIVE)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches++
+	}
+	for range batches {
+		if got := <-fake.priorities; got != pb.Priority_PRIORITY_INTERACTIVE {
+			t.Fatalf("a request carried priority %s, want INTERACTIVE", got)
+		}
 	}
 }

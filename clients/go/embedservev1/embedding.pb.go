@@ -197,6 +197,61 @@ func (OverflowPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{2}
 }
 
+// Which of the model's two queues an input waits in. Interactive inputs run
+// before queued bulk ones; while bulk inputs wait, every fifth batch is theirs.
+type Priority int32
+
+const (
+	// The call's own: BULK for documents written (Upsert, Ingest, IngestStream),
+	// EmbedStream and analyses of free texts; INTERACTIVE for everything else.
+	Priority_PRIORITY_UNSPECIFIED Priority = 0
+	// Queries and other work someone waits for.
+	Priority_PRIORITY_INTERACTIVE Priority = 1
+	// Work that may wait: a large offline embedding job sent as Embed calls.
+	Priority_PRIORITY_BULK Priority = 2
+)
+
+// Enum value maps for Priority.
+var (
+	Priority_name = map[int32]string{
+		0: "PRIORITY_UNSPECIFIED",
+		1: "PRIORITY_INTERACTIVE",
+		2: "PRIORITY_BULK",
+	}
+	Priority_value = map[string]int32{
+		"PRIORITY_UNSPECIFIED": 0,
+		"PRIORITY_INTERACTIVE": 1,
+		"PRIORITY_BULK":        2,
+	}
+)
+
+func (x Priority) Enum() *Priority {
+	p := new(Priority)
+	*p = x
+	return p
+}
+
+func (x Priority) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Priority) Descriptor() protoreflect.EnumDescriptor {
+	return file_embedserve_v1_embedding_proto_enumTypes[3].Descriptor()
+}
+
+func (Priority) Type() protoreflect.EnumType {
+	return &file_embedserve_v1_embedding_proto_enumTypes[3]
+}
+
+func (x Priority) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Priority.Descriptor instead.
+func (Priority) EnumDescriptor() ([]byte, []int) {
+	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{3}
+}
+
 // The number format of the vectors Embed and EmbedStream answer with.
 type Precision int32
 
@@ -251,11 +306,11 @@ func (x Precision) String() string {
 }
 
 func (Precision) Descriptor() protoreflect.EnumDescriptor {
-	return file_embedserve_v1_embedding_proto_enumTypes[3].Descriptor()
+	return file_embedserve_v1_embedding_proto_enumTypes[4].Descriptor()
 }
 
 func (Precision) Type() protoreflect.EnumType {
-	return &file_embedserve_v1_embedding_proto_enumTypes[3]
+	return &file_embedserve_v1_embedding_proto_enumTypes[4]
 }
 
 func (x Precision) Number() protoreflect.EnumNumber {
@@ -264,7 +319,7 @@ func (x Precision) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Precision.Descriptor instead.
 func (Precision) EnumDescriptor() ([]byte, []int) {
-	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{3}
+	return file_embedserve_v1_embedding_proto_rawDescGZIP(), []int{4}
 }
 
 // Options shared by the embedding calls. Every field has a default.
@@ -283,7 +338,9 @@ type EmbedOptions struct {
 	// has no sentence-transformers files).
 	Normalize *bool `protobuf:"varint,5,opt,name=normalize,proto3,oneof" json:"normalize,omitempty"`
 	// Default: TRUNCATE_RIGHT.
-	Overflow      OverflowPolicy `protobuf:"varint,6,opt,name=overflow,proto3,enum=embedserve.v1.OverflowPolicy" json:"overflow,omitempty"`
+	Overflow OverflowPolicy `protobuf:"varint,6,opt,name=overflow,proto3,enum=embedserve.v1.OverflowPolicy" json:"overflow,omitempty"`
+	// Default: the call's own (see Priority).
+	Priority      Priority `protobuf:"varint,7,opt,name=priority,proto3,enum=embedserve.v1.Priority" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -358,6 +415,13 @@ func (x *EmbedOptions) GetOverflow() OverflowPolicy {
 		return x.Overflow
 	}
 	return OverflowPolicy_OVERFLOW_POLICY_UNSPECIFIED
+}
+
+func (x *EmbedOptions) GetPriority() Priority {
+	if x != nil {
+		return x.Priority
+	}
+	return Priority_PRIORITY_UNSPECIFIED
 }
 
 // One input's vector.
@@ -2249,7 +2313,7 @@ var File_embedserve_v1_embedding_proto protoreflect.FileDescriptor
 
 const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\n" +
-	"\x1dembedserve/v1/embedding.proto\x12\rembedserve.v1\"\xb1\x02\n" +
+	"\x1dembedserve/v1/embedding.proto\x12\rembedserve.v1\"\xe6\x02\n" +
 	"\fEmbedOptions\x12'\n" +
 	"\x04task\x18\x01 \x01(\x0e2\x13.embedserve.v1.TaskR\x04task\x12\x1b\n" +
 	"\x06prompt\x18\x02 \x01(\tH\x00R\x06prompt\x88\x01\x01\x12#\n" +
@@ -2258,7 +2322,8 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"dimensions\x88\x01\x01\x120\n" +
 	"\apooling\x18\x04 \x01(\x0e2\x16.embedserve.v1.PoolingR\apooling\x12!\n" +
 	"\tnormalize\x18\x05 \x01(\bH\x02R\tnormalize\x88\x01\x01\x129\n" +
-	"\boverflow\x18\x06 \x01(\x0e2\x1d.embedserve.v1.OverflowPolicyR\boverflowB\t\n" +
+	"\boverflow\x18\x06 \x01(\x0e2\x1d.embedserve.v1.OverflowPolicyR\boverflow\x123\n" +
+	"\bpriority\x18\a \x01(\x0e2\x17.embedserve.v1.PriorityR\bpriorityB\t\n" +
 	"\a_promptB\r\n" +
 	"\v_dimensionsB\f\n" +
 	"\n" +
@@ -2446,7 +2511,11 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\x1eOVERFLOW_POLICY_TRUNCATE_RIGHT\x10\x01\x12!\n" +
 	"\x1dOVERFLOW_POLICY_TRUNCATE_LEFT\x10\x02\x12\x19\n" +
 	"\x15OVERFLOW_POLICY_ERROR\x10\x03\x12\x19\n" +
-	"\x15OVERFLOW_POLICY_CHUNK\x10\x04*\x93\x01\n" +
+	"\x15OVERFLOW_POLICY_CHUNK\x10\x04*Q\n" +
+	"\bPriority\x12\x18\n" +
+	"\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14PRIORITY_INTERACTIVE\x10\x01\x12\x11\n" +
+	"\rPRIORITY_BULK\x10\x02*\x93\x01\n" +
 	"\tPrecision\x12\x19\n" +
 	"\x15PRECISION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PRECISION_FLOAT32\x10\x01\x12\x12\n" +
@@ -2477,99 +2546,101 @@ func file_embedserve_v1_embedding_proto_rawDescGZIP() []byte {
 	return file_embedserve_v1_embedding_proto_rawDescData
 }
 
-var file_embedserve_v1_embedding_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_embedserve_v1_embedding_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_embedserve_v1_embedding_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_embedserve_v1_embedding_proto_goTypes = []any{
 	(Task)(0),                    // 0: embedserve.v1.Task
 	(Pooling)(0),                 // 1: embedserve.v1.Pooling
 	(OverflowPolicy)(0),          // 2: embedserve.v1.OverflowPolicy
-	(Precision)(0),               // 3: embedserve.v1.Precision
-	(*EmbedOptions)(nil),         // 4: embedserve.v1.EmbedOptions
-	(*Embedding)(nil),            // 5: embedserve.v1.Embedding
-	(*Usage)(nil),                // 6: embedserve.v1.Usage
-	(*Timings)(nil),              // 7: embedserve.v1.Timings
-	(*EmbedRequest)(nil),         // 8: embedserve.v1.EmbedRequest
-	(*EmbedResponse)(nil),        // 9: embedserve.v1.EmbedResponse
-	(*EmbedStreamRequest)(nil),   // 10: embedserve.v1.EmbedStreamRequest
-	(*EmbedStreamResponse)(nil),  // 11: embedserve.v1.EmbedStreamResponse
-	(*EmbedTokensRequest)(nil),   // 12: embedserve.v1.EmbedTokensRequest
-	(*TokenEmbedding)(nil),       // 13: embedserve.v1.TokenEmbedding
-	(*TokenEmbeddings)(nil),      // 14: embedserve.v1.TokenEmbeddings
-	(*EmbedTokensResponse)(nil),  // 15: embedserve.v1.EmbedTokensResponse
-	(*TokenizeRequest)(nil),      // 16: embedserve.v1.TokenizeRequest
-	(*Tokenization)(nil),         // 17: embedserve.v1.Tokenization
-	(*TokenizeResponse)(nil),     // 18: embedserve.v1.TokenizeResponse
-	(*TextPair)(nil),             // 19: embedserve.v1.TextPair
-	(*TextPairs)(nil),            // 20: embedserve.v1.TextPairs
-	(*QueryCandidates)(nil),      // 21: embedserve.v1.QueryCandidates
-	(*SimilarityRequest)(nil),    // 22: embedserve.v1.SimilarityRequest
-	(*SimilarityResponse)(nil),   // 23: embedserve.v1.SimilarityResponse
-	(*GetModelInfoRequest)(nil),  // 24: embedserve.v1.GetModelInfoRequest
-	(*BatchingLimits)(nil),       // 25: embedserve.v1.BatchingLimits
-	(*RequestLimits)(nil),        // 26: embedserve.v1.RequestLimits
-	(*GetModelInfoResponse)(nil), // 27: embedserve.v1.GetModelInfoResponse
-	(*RerankerInfo)(nil),         // 28: embedserve.v1.RerankerInfo
-	(*RerankRequest)(nil),        // 29: embedserve.v1.RerankRequest
-	(*RerankResult)(nil),         // 30: embedserve.v1.RerankResult
-	(*RerankResponse)(nil),       // 31: embedserve.v1.RerankResponse
-	nil,                          // 32: embedserve.v1.GetModelInfoResponse.PromptsEntry
+	(Priority)(0),                // 3: embedserve.v1.Priority
+	(Precision)(0),               // 4: embedserve.v1.Precision
+	(*EmbedOptions)(nil),         // 5: embedserve.v1.EmbedOptions
+	(*Embedding)(nil),            // 6: embedserve.v1.Embedding
+	(*Usage)(nil),                // 7: embedserve.v1.Usage
+	(*Timings)(nil),              // 8: embedserve.v1.Timings
+	(*EmbedRequest)(nil),         // 9: embedserve.v1.EmbedRequest
+	(*EmbedResponse)(nil),        // 10: embedserve.v1.EmbedResponse
+	(*EmbedStreamRequest)(nil),   // 11: embedserve.v1.EmbedStreamRequest
+	(*EmbedStreamResponse)(nil),  // 12: embedserve.v1.EmbedStreamResponse
+	(*EmbedTokensRequest)(nil),   // 13: embedserve.v1.EmbedTokensRequest
+	(*TokenEmbedding)(nil),       // 14: embedserve.v1.TokenEmbedding
+	(*TokenEmbeddings)(nil),      // 15: embedserve.v1.TokenEmbeddings
+	(*EmbedTokensResponse)(nil),  // 16: embedserve.v1.EmbedTokensResponse
+	(*TokenizeRequest)(nil),      // 17: embedserve.v1.TokenizeRequest
+	(*Tokenization)(nil),         // 18: embedserve.v1.Tokenization
+	(*TokenizeResponse)(nil),     // 19: embedserve.v1.TokenizeResponse
+	(*TextPair)(nil),             // 20: embedserve.v1.TextPair
+	(*TextPairs)(nil),            // 21: embedserve.v1.TextPairs
+	(*QueryCandidates)(nil),      // 22: embedserve.v1.QueryCandidates
+	(*SimilarityRequest)(nil),    // 23: embedserve.v1.SimilarityRequest
+	(*SimilarityResponse)(nil),   // 24: embedserve.v1.SimilarityResponse
+	(*GetModelInfoRequest)(nil),  // 25: embedserve.v1.GetModelInfoRequest
+	(*BatchingLimits)(nil),       // 26: embedserve.v1.BatchingLimits
+	(*RequestLimits)(nil),        // 27: embedserve.v1.RequestLimits
+	(*GetModelInfoResponse)(nil), // 28: embedserve.v1.GetModelInfoResponse
+	(*RerankerInfo)(nil),         // 29: embedserve.v1.RerankerInfo
+	(*RerankRequest)(nil),        // 30: embedserve.v1.RerankRequest
+	(*RerankResult)(nil),         // 31: embedserve.v1.RerankResult
+	(*RerankResponse)(nil),       // 32: embedserve.v1.RerankResponse
+	nil,                          // 33: embedserve.v1.GetModelInfoResponse.PromptsEntry
 }
 var file_embedserve_v1_embedding_proto_depIdxs = []int32{
 	0,  // 0: embedserve.v1.EmbedOptions.task:type_name -> embedserve.v1.Task
 	1,  // 1: embedserve.v1.EmbedOptions.pooling:type_name -> embedserve.v1.Pooling
 	2,  // 2: embedserve.v1.EmbedOptions.overflow:type_name -> embedserve.v1.OverflowPolicy
-	4,  // 3: embedserve.v1.EmbedRequest.options:type_name -> embedserve.v1.EmbedOptions
-	3,  // 4: embedserve.v1.EmbedRequest.precision:type_name -> embedserve.v1.Precision
-	5,  // 5: embedserve.v1.EmbedResponse.embeddings:type_name -> embedserve.v1.Embedding
-	6,  // 6: embedserve.v1.EmbedResponse.usage:type_name -> embedserve.v1.Usage
-	7,  // 7: embedserve.v1.EmbedResponse.timings:type_name -> embedserve.v1.Timings
-	4,  // 8: embedserve.v1.EmbedStreamRequest.options:type_name -> embedserve.v1.EmbedOptions
-	3,  // 9: embedserve.v1.EmbedStreamRequest.precision:type_name -> embedserve.v1.Precision
-	5,  // 10: embedserve.v1.EmbedStreamResponse.embeddings:type_name -> embedserve.v1.Embedding
-	6,  // 11: embedserve.v1.EmbedStreamResponse.usage:type_name -> embedserve.v1.Usage
-	7,  // 12: embedserve.v1.EmbedStreamResponse.timings:type_name -> embedserve.v1.Timings
-	4,  // 13: embedserve.v1.EmbedTokensRequest.options:type_name -> embedserve.v1.EmbedOptions
-	13, // 14: embedserve.v1.TokenEmbeddings.tokens:type_name -> embedserve.v1.TokenEmbedding
-	14, // 15: embedserve.v1.EmbedTokensResponse.results:type_name -> embedserve.v1.TokenEmbeddings
-	6,  // 16: embedserve.v1.EmbedTokensResponse.usage:type_name -> embedserve.v1.Usage
-	7,  // 17: embedserve.v1.EmbedTokensResponse.timings:type_name -> embedserve.v1.Timings
-	0,  // 18: embedserve.v1.TokenizeRequest.task:type_name -> embedserve.v1.Task
-	17, // 19: embedserve.v1.TokenizeResponse.results:type_name -> embedserve.v1.Tokenization
-	6,  // 20: embedserve.v1.TokenizeResponse.usage:type_name -> embedserve.v1.Usage
-	19, // 21: embedserve.v1.TextPairs.pairs:type_name -> embedserve.v1.TextPair
-	20, // 22: embedserve.v1.SimilarityRequest.pairs:type_name -> embedserve.v1.TextPairs
-	21, // 23: embedserve.v1.SimilarityRequest.query_candidates:type_name -> embedserve.v1.QueryCandidates
-	4,  // 24: embedserve.v1.SimilarityRequest.options:type_name -> embedserve.v1.EmbedOptions
-	6,  // 25: embedserve.v1.SimilarityResponse.usage:type_name -> embedserve.v1.Usage
-	7,  // 26: embedserve.v1.SimilarityResponse.timings:type_name -> embedserve.v1.Timings
-	1,  // 27: embedserve.v1.GetModelInfoResponse.pooling:type_name -> embedserve.v1.Pooling
-	32, // 28: embedserve.v1.GetModelInfoResponse.prompts:type_name -> embedserve.v1.GetModelInfoResponse.PromptsEntry
-	25, // 29: embedserve.v1.GetModelInfoResponse.batching:type_name -> embedserve.v1.BatchingLimits
-	26, // 30: embedserve.v1.GetModelInfoResponse.limits:type_name -> embedserve.v1.RequestLimits
-	28, // 31: embedserve.v1.GetModelInfoResponse.reranker:type_name -> embedserve.v1.RerankerInfo
-	2,  // 32: embedserve.v1.RerankRequest.overflow:type_name -> embedserve.v1.OverflowPolicy
-	30, // 33: embedserve.v1.RerankResponse.results:type_name -> embedserve.v1.RerankResult
-	6,  // 34: embedserve.v1.RerankResponse.usage:type_name -> embedserve.v1.Usage
-	7,  // 35: embedserve.v1.RerankResponse.timings:type_name -> embedserve.v1.Timings
-	8,  // 36: embedserve.v1.EmbeddingService.Embed:input_type -> embedserve.v1.EmbedRequest
-	10, // 37: embedserve.v1.EmbeddingService.EmbedStream:input_type -> embedserve.v1.EmbedStreamRequest
-	12, // 38: embedserve.v1.EmbeddingService.EmbedTokens:input_type -> embedserve.v1.EmbedTokensRequest
-	16, // 39: embedserve.v1.EmbeddingService.Tokenize:input_type -> embedserve.v1.TokenizeRequest
-	22, // 40: embedserve.v1.EmbeddingService.Similarity:input_type -> embedserve.v1.SimilarityRequest
-	24, // 41: embedserve.v1.EmbeddingService.GetModelInfo:input_type -> embedserve.v1.GetModelInfoRequest
-	29, // 42: embedserve.v1.EmbeddingService.Rerank:input_type -> embedserve.v1.RerankRequest
-	9,  // 43: embedserve.v1.EmbeddingService.Embed:output_type -> embedserve.v1.EmbedResponse
-	11, // 44: embedserve.v1.EmbeddingService.EmbedStream:output_type -> embedserve.v1.EmbedStreamResponse
-	15, // 45: embedserve.v1.EmbeddingService.EmbedTokens:output_type -> embedserve.v1.EmbedTokensResponse
-	18, // 46: embedserve.v1.EmbeddingService.Tokenize:output_type -> embedserve.v1.TokenizeResponse
-	23, // 47: embedserve.v1.EmbeddingService.Similarity:output_type -> embedserve.v1.SimilarityResponse
-	27, // 48: embedserve.v1.EmbeddingService.GetModelInfo:output_type -> embedserve.v1.GetModelInfoResponse
-	31, // 49: embedserve.v1.EmbeddingService.Rerank:output_type -> embedserve.v1.RerankResponse
-	43, // [43:50] is the sub-list for method output_type
-	36, // [36:43] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	3,  // 3: embedserve.v1.EmbedOptions.priority:type_name -> embedserve.v1.Priority
+	5,  // 4: embedserve.v1.EmbedRequest.options:type_name -> embedserve.v1.EmbedOptions
+	4,  // 5: embedserve.v1.EmbedRequest.precision:type_name -> embedserve.v1.Precision
+	6,  // 6: embedserve.v1.EmbedResponse.embeddings:type_name -> embedserve.v1.Embedding
+	7,  // 7: embedserve.v1.EmbedResponse.usage:type_name -> embedserve.v1.Usage
+	8,  // 8: embedserve.v1.EmbedResponse.timings:type_name -> embedserve.v1.Timings
+	5,  // 9: embedserve.v1.EmbedStreamRequest.options:type_name -> embedserve.v1.EmbedOptions
+	4,  // 10: embedserve.v1.EmbedStreamRequest.precision:type_name -> embedserve.v1.Precision
+	6,  // 11: embedserve.v1.EmbedStreamResponse.embeddings:type_name -> embedserve.v1.Embedding
+	7,  // 12: embedserve.v1.EmbedStreamResponse.usage:type_name -> embedserve.v1.Usage
+	8,  // 13: embedserve.v1.EmbedStreamResponse.timings:type_name -> embedserve.v1.Timings
+	5,  // 14: embedserve.v1.EmbedTokensRequest.options:type_name -> embedserve.v1.EmbedOptions
+	14, // 15: embedserve.v1.TokenEmbeddings.tokens:type_name -> embedserve.v1.TokenEmbedding
+	15, // 16: embedserve.v1.EmbedTokensResponse.results:type_name -> embedserve.v1.TokenEmbeddings
+	7,  // 17: embedserve.v1.EmbedTokensResponse.usage:type_name -> embedserve.v1.Usage
+	8,  // 18: embedserve.v1.EmbedTokensResponse.timings:type_name -> embedserve.v1.Timings
+	0,  // 19: embedserve.v1.TokenizeRequest.task:type_name -> embedserve.v1.Task
+	18, // 20: embedserve.v1.TokenizeResponse.results:type_name -> embedserve.v1.Tokenization
+	7,  // 21: embedserve.v1.TokenizeResponse.usage:type_name -> embedserve.v1.Usage
+	20, // 22: embedserve.v1.TextPairs.pairs:type_name -> embedserve.v1.TextPair
+	21, // 23: embedserve.v1.SimilarityRequest.pairs:type_name -> embedserve.v1.TextPairs
+	22, // 24: embedserve.v1.SimilarityRequest.query_candidates:type_name -> embedserve.v1.QueryCandidates
+	5,  // 25: embedserve.v1.SimilarityRequest.options:type_name -> embedserve.v1.EmbedOptions
+	7,  // 26: embedserve.v1.SimilarityResponse.usage:type_name -> embedserve.v1.Usage
+	8,  // 27: embedserve.v1.SimilarityResponse.timings:type_name -> embedserve.v1.Timings
+	1,  // 28: embedserve.v1.GetModelInfoResponse.pooling:type_name -> embedserve.v1.Pooling
+	33, // 29: embedserve.v1.GetModelInfoResponse.prompts:type_name -> embedserve.v1.GetModelInfoResponse.PromptsEntry
+	26, // 30: embedserve.v1.GetModelInfoResponse.batching:type_name -> embedserve.v1.BatchingLimits
+	27, // 31: embedserve.v1.GetModelInfoResponse.limits:type_name -> embedserve.v1.RequestLimits
+	29, // 32: embedserve.v1.GetModelInfoResponse.reranker:type_name -> embedserve.v1.RerankerInfo
+	2,  // 33: embedserve.v1.RerankRequest.overflow:type_name -> embedserve.v1.OverflowPolicy
+	31, // 34: embedserve.v1.RerankResponse.results:type_name -> embedserve.v1.RerankResult
+	7,  // 35: embedserve.v1.RerankResponse.usage:type_name -> embedserve.v1.Usage
+	8,  // 36: embedserve.v1.RerankResponse.timings:type_name -> embedserve.v1.Timings
+	9,  // 37: embedserve.v1.EmbeddingService.Embed:input_type -> embedserve.v1.EmbedRequest
+	11, // 38: embedserve.v1.EmbeddingService.EmbedStream:input_type -> embedserve.v1.EmbedStreamRequest
+	13, // 39: embedserve.v1.EmbeddingService.EmbedTokens:input_type -> embedserve.v1.EmbedTokensRequest
+	17, // 40: embedserve.v1.EmbeddingService.Tokenize:input_type -> embedserve.v1.TokenizeRequest
+	23, // 41: embedserve.v1.EmbeddingService.Similarity:input_type -> embedserve.v1.SimilarityRequest
+	25, // 42: embedserve.v1.EmbeddingService.GetModelInfo:input_type -> embedserve.v1.GetModelInfoRequest
+	30, // 43: embedserve.v1.EmbeddingService.Rerank:input_type -> embedserve.v1.RerankRequest
+	10, // 44: embedserve.v1.EmbeddingService.Embed:output_type -> embedserve.v1.EmbedResponse
+	12, // 45: embedserve.v1.EmbeddingService.EmbedStream:output_type -> embedserve.v1.EmbedStreamResponse
+	16, // 46: embedserve.v1.EmbeddingService.EmbedTokens:output_type -> embedserve.v1.EmbedTokensResponse
+	19, // 47: embedserve.v1.EmbeddingService.Tokenize:output_type -> embedserve.v1.TokenizeResponse
+	24, // 48: embedserve.v1.EmbeddingService.Similarity:output_type -> embedserve.v1.SimilarityResponse
+	28, // 49: embedserve.v1.EmbeddingService.GetModelInfo:output_type -> embedserve.v1.GetModelInfoResponse
+	32, // 50: embedserve.v1.EmbeddingService.Rerank:output_type -> embedserve.v1.RerankResponse
+	44, // [44:51] is the sub-list for method output_type
+	37, // [37:44] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_embedserve_v1_embedding_proto_init() }
@@ -2588,7 +2659,7 @@ func file_embedserve_v1_embedding_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedserve_v1_embedding_proto_rawDesc), len(file_embedserve_v1_embedding_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,

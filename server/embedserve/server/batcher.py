@@ -1,8 +1,13 @@
 """Dynamic batching: one owner task cuts padded-cost-bounded batches from a queue.
 
-Requests of all clients are queued as windows (one per input or chunk). The
-owner waits briefly for company, then cuts a batch around the oldest window
-from a length-sorted view of the queue, so that similar lengths run together.
+Requests of all clients are queued as windows (one per input or chunk), in one of
+two lanes: interactive work (queries, unary embeds) and bulk work (ingestion,
+embed streams). The owner waits briefly for company, then cuts a batch around the
+oldest window of a lane from a length-sorted view of it, so that similar lengths
+run together. The interactive lane goes first: a query that arrives during a large
+ingestion waits for the pass running, not for the ingestion's queue; while bulk
+work waits, every ``INTERACTIVE_BATCHES_PER_BULK + 1``-th batch is a bulk one, so
+that a steady flow of queries slows an ingestion but never stops it.
 With a calibrated ``PassCost`` the batch size is the one that maximises real
 tokens per second (a fixed cost per pass favours company, padding costs per
 token); without one, a batch stops growing at ``max_padding_share`` of
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +38,15 @@ log = logging.getLogger(__name__)
 
 ComputeFn = Callable[[Sequence[Window]], list[FloatArray]]
 
+
+class Priority(enum.IntEnum):
+    """The lane a window waits in; lower values run first."""
+
+    INTERACTIVE = 0
+    BULK = 1
+
+
+INTERACTIVE_BATCHES_PER_BULK = 4
 
 # Padded token budgets per batch when max_batch_tokens is 0: on a CPU larger batches run
 # slower per token (bench/model_batch_cost.py).
@@ -48,7 +63,7 @@ class BatchLimits:
     max_batch_tokens: int = 0
     max_batch_size: int = 256
     max_wait_ms: float = 2.0  # wait for company when the model is idle and the batch small
-    max_queue_items: int = 100_000
+    max_queue_items: int = 100_000  # per lane
     sort_window: int = 2048  # queued inputs considered together when cutting a batch
     # Without a calibrated pass cost, a batch stops growing past this share of padding.
     max_padding_share: float = 0.10
@@ -120,7 +135,10 @@ class Batcher:
         self.cost = cost
         self._executor = executor
         self._metrics = metrics
-        self._queue: collections.deque[_Pending] = collections.deque()
+        self._lanes = {lane: collections.deque[_Pending]() for lane in Priority}
+        self._lane_costs = dict.fromkeys(Priority, 0)
+        # Interactive batches cut in a row while bulk work waited.
+        self._interactive_run = 0
         self._arrived = asyncio.Event()
         self._room = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -131,11 +149,10 @@ class Batcher:
         self._pass_ended = asyncio.Event()
         # The last pass ended with work waiting or beside another: the next runs narrow.
         self._busy = False
-        self._queued_cost = 0
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return sum(len(lane) for lane in self._lanes.values())
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
@@ -143,7 +160,7 @@ class Batcher:
     async def stop(self) -> None:
         """Finish what is queued and the batch the model is running, then stop the owner
         task: cancelling it mid-batch would leave that batch's callers waiting forever."""
-        while self._queue or self._running:
+        while self.queued or self._running:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
@@ -151,41 +168,48 @@ class Batcher:
             self._task = None
 
     def submit(
-        self, windows: Sequence[Window], deadline: float | None = None
+        self,
+        windows: Sequence[Window],
+        deadline: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> list[asyncio.Future[WindowResult]]:
         """Queue windows at once or raise Overloaded (unary calls)."""
-        if len(self._queue) + len(windows) > self.limits.max_queue_items:
+        waiting = len(self._lanes[priority])
+        if waiting + len(windows) > self.limits.max_queue_items:
             raise Overloaded(
-                f"the server's queue is full ({len(self._queue)} of "
+                f"the server's queue is full ({waiting} of "
                 f"{self.limits.max_queue_items} inputs waiting); retry later"
             )
-        return self._enqueue(windows, deadline)
+        return self._enqueue(windows, deadline, priority)
 
     async def submit_when_room(
-        self, windows: Sequence[Window], deadline: float | None = None
+        self,
+        windows: Sequence[Window],
+        deadline: float | None = None,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> list[asyncio.Future[WindowResult]]:
         """Queue windows, waiting for room first (streams: backpressure)."""
         wanted = min(len(windows), self.limits.max_queue_items)
+        lane = self._lanes[priority]
         async with self._room:
-            await self._room.wait_for(
-                lambda: len(self._queue) + wanted <= self.limits.max_queue_items
-            )
-        return self._enqueue(windows, deadline)
+            await self._room.wait_for(lambda: len(lane) + wanted <= self.limits.max_queue_items)
+        return self._enqueue(windows, deadline, priority)
 
     def _enqueue(
-        self, windows: Sequence[Window], deadline: float | None
+        self, windows: Sequence[Window], deadline: float | None, priority: Priority
     ) -> list[asyncio.Future[WindowResult]]:
         if self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running")
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futures: list[asyncio.Future[WindowResult]] = []
+        lane = self._lanes[priority]
         for window in windows:
             future: asyncio.Future[WindowResult] = loop.create_future()
-            self._queue.append(_Pending(window, future, now, deadline))
-            self._queued_cost += len(window.ids)
+            lane.append(_Pending(window, future, now, deadline))
+            self._lane_costs[priority] += len(window.ids)
             futures.append(future)
-        self._metrics.queue_depth.set(len(self._queue))
+        self._report_depth()
         self._arrived.set()
         return futures
 
@@ -218,7 +242,7 @@ class Batcher:
     def _launch(self, batch: list[_Pending]) -> None:
         # Alone and without a backlog a pass takes every thread (the latency of one
         # request); otherwise it runs narrow, so that the next batch can start beside it.
-        narrow = self._side is not None and bool(self._running or self._busy or self._queue)
+        narrow = self._side is not None and bool(self._running or self._busy or self.queued)
         self._wide_running = not narrow
         task = asyncio.get_running_loop().create_task(self._execute(batch, narrow))
         self._running.add(task)
@@ -228,12 +252,12 @@ class Batcher:
         self._running.discard(task)
         if not self._running:
             self._wide_running = False
-        self._busy = bool(self._queue or self._running)
+        self._busy = bool(self.queued or self._running)
         self._pass_ended.set()
 
     async def _wait_for_work(self) -> None:
-        idle = not self._queue and not self._running
-        while not self._queue:
+        idle = not self.queued and not self._running
+        while not self.queued:
             self._arrived.clear()
             await self._arrived.wait()
         # Idle model: give concurrent callers up to max_wait_ms to join. Busy model (work
@@ -257,20 +281,36 @@ class Batcher:
 
     def _has_full_batch(self) -> bool:
         limits = self.limits
-        if len(self._queue) >= limits.max_batch_size:
+        lane = self._next_lane()
+        if len(self._lanes[lane]) >= limits.max_batch_size:
             return True
         enough = limits.max_batch_tokens
         if self.cost is not None:
             enough = min(enough, self.cost.efficient_tokens)
-        return self._queued_cost >= enough
+        return self._lane_costs[lane] >= enough
+
+    def _next_lane(self) -> Priority:
+        """Interactive work first, except that bulk work waiting gets every
+        ``INTERACTIVE_BATCHES_PER_BULK + 1``-th batch."""
+        interactive, bulk = self._lanes[Priority.INTERACTIVE], self._lanes[Priority.BULK]
+        if interactive and not (bulk and self._interactive_run >= INTERACTIVE_BATCHES_PER_BULK):
+            return Priority.INTERACTIVE
+        return Priority.BULK if bulk else Priority.INTERACTIVE
 
     def _cut(self) -> list[_Pending]:
-        """Take a batch around the oldest live window; put the rest back in front."""
+        """Take a batch around the oldest live window of the next lane; put the rest back
+        in front."""
+        priority = self._next_lane()
+        bulk_waits = bool(self._lanes[Priority.BULK])
+        self._interactive_run = (
+            self._interactive_run + 1 if priority is Priority.INTERACTIVE and bulk_waits else 0
+        )
+        queue = self._lanes[priority]
         now = time.monotonic()
         live: list[_Pending] = []
-        while self._queue and len(live) < self.limits.sort_window:
-            item = self._queue.popleft()
-            self._queued_cost -= item.cost
+        while queue and len(live) < self.limits.sort_window:
+            item = queue.popleft()
+            self._lane_costs[priority] -= item.cost
             if item.future.done():  # cancelled by its caller
                 continue
             if item.deadline is not None and now >= item.deadline:
@@ -283,8 +323,9 @@ class Batcher:
         batch = [live[i] for i in sorted(chosen)]
         # Put the rest back at the front, oldest first, ahead of newer arrivals.
         rest = [live[i] for i in range(len(live)) if i not in chosen]
-        self._queue.extendleft(reversed(rest))
-        self._queued_cost += sum(item.cost for item in rest)
+        queue.extendleft(reversed(rest))
+        self._lane_costs[priority] += sum(item.cost for item in rest)
+        self._metrics.lane_batches.labels(priority.name.lower()).inc()
         return batch
 
     def _choose(self, live: list[_Pending]) -> list[int]:
@@ -375,7 +416,12 @@ class Batcher:
                 item.future.set_result(
                     WindowResult(vector, started - item.enqueued, finished - started)
                 )
-        self._metrics.queue_depth.set(len(self._queue))
+        self._report_depth()
+
+    def _report_depth(self) -> None:
+        self._metrics.queue_depth.set(self.queued)
+        for priority, lane in self._lanes.items():
+            self._metrics.lane_depth.labels(priority.name.lower()).set(len(lane))
 
     @staticmethod
     def _fail(batch: list[_Pending], error: EmbedServeError) -> None:

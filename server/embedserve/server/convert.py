@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from embedserve.server.batcher import Priority
 from embedserve.server.embedder import EmbedParams, EmbedResult, Task, Timings
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.model_spec import PoolingMode
@@ -35,6 +36,12 @@ OVERFLOWS: dict[pb.OverflowPolicy.ValueType, Overflow] = {
     pb.OVERFLOW_POLICY_CHUNK: Overflow.CHUNK,
 }
 
+PRIORITIES: dict[pb.Priority.ValueType, Priority | None] = {
+    pb.PRIORITY_UNSPECIFIED: None,
+    pb.PRIORITY_INTERACTIVE: Priority.INTERACTIVE,
+    pb.PRIORITY_BULK: Priority.BULK,
+}
+
 PRECISIONS: dict[pb.Precision.ValueType, Precision] = {
     pb.PRECISION_UNSPECIFIED: Precision.FLOAT32,
     pb.PRECISION_FLOAT32: Precision.FLOAT32,
@@ -63,6 +70,7 @@ def params_from_proto(options: pb.EmbedOptions, field: str = "options") -> Embed
         pooling=enum_value(POOLINGS, options.pooling, f"{field}.pooling"),
         normalize=options.normalize if options.HasField("normalize") else None,
         overflow=enum_value(OVERFLOWS, options.overflow, f"{field}.overflow"),
+        priority=enum_value(PRIORITIES, options.priority, f"{field}.priority"),
     )
 
 

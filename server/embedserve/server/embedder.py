@@ -11,7 +11,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from embedserve.server.batcher import Batcher, WindowResult
+from embedserve.server.batcher import Batcher, Priority, WindowResult
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.input_names import InputNames
 from embedserve.server.model_spec import PoolingMode
@@ -43,6 +43,8 @@ class EmbedParams:
     pooling: PoolingMode | None = None
     normalize: bool | None = None
     overflow: Overflow = Overflow.TRUNCATE_RIGHT
+    # The batcher's lane; None: the call's own (bulk for writes and embed streams).
+    priority: Priority | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,16 +199,19 @@ class Embedder:
         wait_for_room: bool = False,
         field: str | InputNames = "inputs",
         options_field: str = "options",
+        priority: Priority = Priority.INTERACTIVE,
     ) -> EmbedResult:
         """Embed inputs in order. Streams wait for queue room; unary calls fail fast.
-        ``field`` and ``options_field`` name the inputs and options in error messages."""
+        ``field`` and ``options_field`` name the inputs and options in error messages;
+        ``priority`` is the call's lane unless ``params`` names one."""
         started = time.monotonic()
         self.validate_inputs(inputs, field)
         self.validate_params(params, options_field)
         prompt = self.prompt_for(params.task, params.prompt)
         tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, field)
+        lane = _lane(params, priority)
         return await self._embed_tokenized(
-            tokenized, tokenize_ms, params, deadline, wait_for_room, started
+            tokenized, tokenize_ms, params, deadline, wait_for_room, started, lane
         )
 
     async def embed_token_ids(
@@ -232,7 +237,10 @@ class Embedder:
             field,
         )
         tokenize_ms = (time.monotonic() - started) * 1000.0
-        return await self._embed_tokenized(tokenized, tokenize_ms, params, deadline, False, started)
+        lane = _lane(params, Priority.INTERACTIVE)
+        return await self._embed_tokenized(
+            tokenized, tokenize_ms, params, deadline, False, started, lane
+        )
 
     def _check_count(self, count: int, field: str | InputNames) -> None:
         """A request's inputs: at least one, at most the request limit."""
@@ -268,12 +276,13 @@ class Embedder:
         deadline: float | None,
         wait_for_room: bool,
         started: float,
+        priority: Priority,
     ) -> EmbedResult:
         pooling = params.pooling or self.model.spec.pooling
         windows = [
             Window(ids, text.pool_start, pooling) for text in tokenized for ids in text.windows
         ]
-        results = await self._run(windows, deadline, wait_for_room)
+        results = await self._run(windows, deadline, wait_for_room, priority)
         timings = Timings(tokenize_ms=tokenize_ms)
         timings.absorb(results)
         vectors = self._assemble(tokenized, results, params)
@@ -287,12 +296,16 @@ class Embedder:
         )
 
     async def _run(
-        self, windows: list[Window], deadline: float | None, wait_for_room: bool
+        self,
+        windows: list[Window],
+        deadline: float | None,
+        wait_for_room: bool,
+        priority: Priority,
     ) -> list[WindowResult]:
         if wait_for_room:
-            futures = await self.batcher.submit_when_room(windows, deadline)
+            futures = await self.batcher.submit_when_room(windows, deadline, priority)
         else:
-            futures = self.batcher.submit(windows, deadline)
+            futures = self.batcher.submit(windows, deadline, priority)
         try:
             if len(futures) == 1:  # one text: no gathering future
                 return [await futures[0]]
@@ -335,9 +348,9 @@ class Embedder:
             raise InvalidArgument("options.overflow CHUNK is not available for token vectors")
         prompt = self.prompt_for(params.task, params.prompt)
         tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, "inputs")
-        results = await self._run(
-            [Window(text.windows[0], 0, None) for text in tokenized], deadline, False
-        )
+        lane = _lane(params, Priority.INTERACTIVE)
+        windows = [Window(text.windows[0], 0, None) for text in tokenized]
+        results = await self._run(windows, deadline, False, lane)
         loop = asyncio.get_running_loop()
         details = await loop.run_in_executor(self._tokenize_executor, self._details, inputs, prompt)
         width = params.dimensions or self.model.dimensions
@@ -380,3 +393,8 @@ def _cut_detail(detail: TokenDetail, text: TokenizedText) -> TokenDetail:
         [detail.offsets[i] for i in keep],
         [detail.special[i] for i in keep],
     )
+
+
+def _lane(params: EmbedParams, default: Priority) -> Priority:
+    """The lane ``params`` name, else the call's own."""
+    return default if params.priority is None else params.priority

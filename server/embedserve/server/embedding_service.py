@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from embedserve.server import convert, similarity
+from embedserve.server.batcher import Priority
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder
 from embedserve.server.errors import InvalidArgument, NotReady, named
@@ -104,7 +105,7 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
             params = convert.params_from_proto(request.options)
             precision = convert.precision_from_proto(request.precision)
             result = await self._embedder.embed(
-                list(request.inputs), params, deadline, wait_for_room=True
+                list(request.inputs), params, deadline, wait_for_room=True, priority=Priority.BULK
             )
         return pb.EmbedStreamResponse(
             request_id=request.request_id,

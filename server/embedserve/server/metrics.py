@@ -39,6 +39,15 @@ class BatchMetrics:
         self.batch_seconds = Histogram(
             f"{prefix}_batch_seconds", "Model time per batch", registry=registry
         )
+        self.lane_depth = Gauge(
+            f"{prefix}_lane_queue_depth",
+            f"{what} waiting in each lane (interactive, bulk)",
+            ["lane"],
+            registry=registry,
+        )
+        self.lane_batches = Counter(
+            f"{prefix}_lane_batches", "Batches cut from each lane", ["lane"], registry=registry
+        )
 
     def observe_batch(
         self, size: int, real_tokens: int, padded_tokens: int, seconds: float

@@ -49,6 +49,7 @@ from embedserve.connectors.types import (
 )
 from embedserve.connectors.validation import as_vector, check_document
 from embedserve.connectors.weighing import Weighing, check_weighings, rank_weighed
+from embedserve.server.batcher import Priority
 from embedserve.server.embedder import Embedder, EmbedParams, Task, Timings
 from embedserve.server.errors import (
     AlreadyExists,
@@ -429,8 +430,9 @@ class VectorCore:
         wait_for_room: bool = False,
     ) -> tuple[FloatArray, int]:
         """Embed ``texts`` in slices of the per-request input limit, side by side in the
-        batcher; ``field_of(start, end)`` names a slice's texts in errors. Returns the
-        vectors and the tokens spent."""
+        batcher's bulk lane (documents to write or to analyse, not queries);
+        ``field_of(start, end)`` names a slice's texts in errors. Returns the vectors and
+        the tokens spent."""
         step = self._embedder.limits.max_inputs_per_request
         results = await asyncio.gather(
             *(
@@ -439,6 +441,7 @@ class VectorCore:
                     params,
                     wait_for_room=wait_for_room,
                     field=field_of(start, min(start + step, len(texts))),
+                    priority=Priority.BULK,
                 )
                 # No texts: one call, which refuses them as an empty request does.
                 for start in range(0, max(1, len(texts)), step)

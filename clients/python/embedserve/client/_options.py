@@ -14,6 +14,7 @@ from embedserve.v1 import embedding_pb2 as pb
 TaskName = Literal["query", "document", "none"]
 PoolingName = Literal["mean", "cls", "last_token"]
 OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
+PriorityName = Literal["interactive", "bulk"]
 PrecisionName = Literal["int8", "uint8", "binary", "ubinary"]
 Vectors = npt.NDArray[np.float32]
 Quantized = npt.NDArray[np.int8] | npt.NDArray[np.uint8]
@@ -36,6 +37,10 @@ _OVERFLOWS: dict[str, pb.OverflowPolicy.ValueType] = {
     "truncate_left": pb.OVERFLOW_POLICY_TRUNCATE_LEFT,
     "error": pb.OVERFLOW_POLICY_ERROR,
     "chunk": pb.OVERFLOW_POLICY_CHUNK,
+}
+_PRIORITIES: dict[str, pb.Priority.ValueType] = {
+    "interactive": pb.PRIORITY_INTERACTIVE,
+    "bulk": pb.PRIORITY_BULK,
 }
 
 # Each format's proto value and numpy type: the signed ones are int8, the others uint8.
@@ -71,8 +76,10 @@ def build_options(
     normalize: bool | None = None,
     pooling: PoolingName | None = None,
     overflow: OverflowName | None = None,
+    priority: PriorityName | None = None,
 ) -> pb.EmbedOptions:
-    """Unset arguments keep the server's (the model's) defaults."""
+    """Unset arguments keep the server's (the model's) defaults. ``priority="bulk"`` lets
+    queries go first (writes are bulk already); ``"interactive"`` puts a write first."""
     options = pb.EmbedOptions(task=task_value(task))
     if prompt is not None:
         options.prompt = prompt
@@ -83,6 +90,8 @@ def build_options(
     if pooling is not None:
         options.pooling = _lookup(_POOLINGS, pooling, "pooling")
     options.overflow = overflow_value(overflow)
+    if priority is not None:
+        options.priority = _lookup(_PRIORITIES, priority, "priority")
     return options
 
 

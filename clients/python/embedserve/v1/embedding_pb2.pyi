@@ -112,6 +112,36 @@ count, into one vector.
 """
 Global___OverflowPolicy: _TypeAlias = OverflowPolicy  # noqa: Y015
 
+class _Priority:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Priority.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRIORITY_UNSPECIFIED: _Priority.ValueType  # 0
+    """The call's own: BULK for documents written (Upsert, Ingest, IngestStream),
+    EmbedStream and analyses of free texts; INTERACTIVE for everything else.
+    """
+    PRIORITY_INTERACTIVE: _Priority.ValueType  # 1
+    """Queries and other work someone waits for."""
+    PRIORITY_BULK: _Priority.ValueType  # 2
+    """Work that may wait: a large offline embedding job sent as Embed calls."""
+
+class Priority(_Priority, metaclass=_PriorityEnumTypeWrapper):
+    """Which of the model's two queues an input waits in. Interactive inputs run
+    before queued bulk ones; while bulk inputs wait, every fifth batch is theirs.
+    """
+
+PRIORITY_UNSPECIFIED: Priority.ValueType  # 0
+"""The call's own: BULK for documents written (Upsert, Ingest, IngestStream),
+EmbedStream and analyses of free texts; INTERACTIVE for everything else.
+"""
+PRIORITY_INTERACTIVE: Priority.ValueType  # 1
+"""Queries and other work someone waits for."""
+PRIORITY_BULK: Priority.ValueType  # 2
+"""Work that may wait: a large offline embedding job sent as Embed calls."""
+Global___Priority: _TypeAlias = Priority  # noqa: Y015
+
 class _Precision:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -176,6 +206,7 @@ class EmbedOptions(_message.Message):
     POOLING_FIELD_NUMBER: _builtins.int
     NORMALIZE_FIELD_NUMBER: _builtins.int
     OVERFLOW_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     task: Global___Task.ValueType
     """Prompt selection; ignored when prompt is set. Default: the model's default."""
     prompt: _builtins.str
@@ -192,6 +223,8 @@ class EmbedOptions(_message.Message):
     """
     overflow: Global___OverflowPolicy.ValueType
     """Default: TRUNCATE_RIGHT."""
+    priority: Global___Priority.ValueType
+    """Default: the call's own (see Priority)."""
     def __init__(
         self,
         *,
@@ -201,10 +234,11 @@ class EmbedOptions(_message.Message):
         pooling: Global___Pooling.ValueType = ...,
         normalize: _builtins.bool | None = ...,
         overflow: Global___OverflowPolicy.ValueType = ...,
+        priority: Global___Priority.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_normalize", b"_normalize", "_prompt", b"_prompt", "dimensions", b"dimensions", "normalize", b"normalize", "prompt", b"prompt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_normalize", b"_normalize", "_prompt", b"_prompt", "dimensions", b"dimensions", "normalize", b"normalize", "overflow", b"overflow", "pooling", b"pooling", "prompt", b"prompt", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_normalize", b"_normalize", "_prompt", b"_prompt", "dimensions", b"dimensions", "normalize", b"normalize", "overflow", b"overflow", "pooling", b"pooling", "priority", b"priority", "prompt", b"prompt", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimensions: _TypeAlias = _typing.Literal["dimensions"]  # noqa: Y015
     _WhichOneofArgType__dimensions: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions"]  # noqa: Y015

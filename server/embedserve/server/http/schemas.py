@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from embedserve.connectors.groups import MAX_GROUP_SIZE
 from embedserve.connectors.types import COLLECTION_NAME_PATTERN
+from embedserve.server.batcher import Priority
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.tokenization import Overflow
@@ -23,6 +24,11 @@ PositiveU32 = Annotated[int, Field(ge=1, le=U32_MAX)]
 TaskName = Literal["query", "document", "none"]
 PoolingName = Literal["mean", "cls", "last_token"]
 OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
+PriorityName = Literal["interactive", "bulk"]
+_PRIORITY = (
+    "the queue the inputs wait in: interactive runs before queued bulk work; "
+    "default: bulk for documents written, interactive otherwise"
+)
 PrecisionName = Literal["float32", "int8", "uint8", "binary", "ubinary"]
 IndexKind = Literal["keyword", "integer", "float", "bool", "text", "datetime", "geo"]
 
@@ -67,6 +73,7 @@ class EmbedOptions(Body):
     overflow: OverflowName | None = Field(
         default=None, description="what to do past the model's maximum"
     )
+    priority: PriorityName | None = Field(default=None, description=_PRIORITY)
 
     def params(self, default_task: Task = Task.DEFAULT) -> EmbedParams:
         task = Task(self.task) if self.task else default_task
@@ -79,6 +86,7 @@ class EmbedOptions(Body):
             pooling=PoolingMode(self.pooling) if self.pooling else None,
             normalize=self.normalize,
             overflow=Overflow(self.overflow) if self.overflow else Overflow.TRUNCATE_RIGHT,
+            priority=Priority[self.priority.upper()] if self.priority else None,
         )
 
 
@@ -120,6 +128,7 @@ class OpenAIEmbeddingRequest(Body):
     pooling: PoolingName | None = None
     normalize: bool | None = None
     overflow: OverflowName | None = None
+    priority: PriorityName | None = Field(default=None, description=_PRIORITY)
 
     def options(self) -> EmbedOptions:
         return EmbedOptions(
@@ -129,6 +138,7 @@ class OpenAIEmbeddingRequest(Body):
             pooling=self.pooling,
             normalize=self.normalize,
             overflow=self.overflow,
+            priority=self.priority,
         )
 
 

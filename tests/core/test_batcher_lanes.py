@@ -1,0 +1,86 @@
+"""The batcher's two lanes: interactive work runs before queued bulk work, bulk work keeps
+a share of the passes, and each lane has its own room."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fakes import RecordingModel, index_of, numbered_windows
+from harness import limits, running_batcher
+
+from embedserve.server.batcher import INTERACTIVE_BATCHES_PER_BULK, Priority
+from embedserve.server.errors import Overloaded
+from embedserve.server.windows import Window
+
+SETTLE_S = 30.0
+
+
+async def _held(batcher, model: RecordingModel) -> list[asyncio.Future]:
+    """A first batch the model holds until released, so that what follows queues."""
+    blocker = batcher.submit([Window((999, 1))], priority=Priority.BULK)
+    await asyncio.get_running_loop().run_in_executor(None, model.first_started.wait, 10)
+    return blocker
+
+
+def test_a_query_queued_behind_an_ingestion_runs_next() -> None:
+    model = RecordingModel(hold_first=True)
+    bulk = numbered_windows([5] * 40)
+    query = Window((500, 7, 7))
+
+    async def body() -> None:
+        async with running_batcher(model, limits(max_batch_size=4)) as (batcher, _):
+            blocker = await _held(batcher, model)
+            ingesting = batcher.submit(bulk, priority=Priority.BULK)
+            answered = batcher.submit([query])
+            model.release()
+            await asyncio.wait_for(asyncio.gather(*blocker, *ingesting, *answered), SETTLE_S)
+
+    asyncio.run(body())
+    # The held batch, then the query alone, then the ingestion in batches of 4.
+    assert [index_of(w) for w in model.batches[1]] == [500]
+    assert sorted(index_of(w) for b in model.batches[2:] for w in b) == list(range(40))
+
+
+def test_bulk_work_keeps_one_batch_in_every_few_under_a_flow_of_queries() -> None:
+    model = RecordingModel(hold_first=True)
+    runs = INTERACTIVE_BATCHES_PER_BULK
+
+    async def body() -> None:
+        async with running_batcher(model, limits(max_batch_size=1)) as (batcher, _):
+            blocker = await _held(batcher, model)
+            ingesting = batcher.submit(numbered_windows([3] * 3), priority=Priority.BULK)
+            queries = batcher.submit([Window((100 + i, 4)) for i in range(3 * runs)])
+            model.release()
+            await asyncio.wait_for(asyncio.gather(*blocker, *ingesting, *queries), SETTLE_S)
+
+    asyncio.run(body())
+    lanes = ["bulk" if index_of(b[0]) < 100 else "query" for b in model.batches[1:]]
+    # While bulk work waits, it gets every (INTERACTIVE_BATCHES_PER_BULK + 1)-th batch.
+    assert lanes == (["query"] * runs + ["bulk"]) * 3
+
+
+def test_each_lane_has_its_own_room() -> None:
+    model = RecordingModel(hold_first=True)
+
+    async def body() -> None:
+        async with running_batcher(model, limits(max_queue_items=2)) as (batcher, _):
+            blocker = await _held(batcher, model)
+            ingesting = batcher.submit(numbered_windows([3, 3]), priority=Priority.BULK)
+            with pytest.raises(Overloaded, match=r"\(2 of 2 inputs waiting\)"):
+                batcher.submit(numbered_windows([3]), priority=Priority.BULK)
+            # A full bulk lane does not refuse a query, nor hold a stream of queries.
+            query = batcher.submit([Window((50, 2))])
+            streamed = await asyncio.wait_for(batcher.submit_when_room([Window((51, 2))]), SETTLE_S)
+            waiting = asyncio.ensure_future(
+                batcher.submit_when_room(numbered_windows([4]), priority=Priority.BULK)
+            )
+            await asyncio.sleep(0.05)
+            assert not waiting.done() and batcher.queued == 4
+            model.release()
+            later = await asyncio.wait_for(waiting, SETTLE_S)
+            await asyncio.wait_for(
+                asyncio.gather(*blocker, *ingesting, *query, *streamed, *later), SETTLE_S
+            )
+
+    asyncio.run(body())
