@@ -264,6 +264,18 @@ def test_queries_run_in_the_interactive_lane_and_writes_in_the_bulk_one(
                 ).raise_for_status(),
                 (False, True),
             ),
+            (  # Cohere's priority: 0 is the highest, the default
+                lambda: httpx.post(
+                    f"{rest}/v2/embed", json={"texts": ["later"], "priority": 3}
+                ).raise_for_status(),
+                (False, True),
+            ),
+            (
+                lambda: httpx.post(
+                    f"{rest}/v2/embed", json={"texts": ["now"], "priority": 0}
+                ).raise_for_status(),
+                (True, False),
+            ),
         ]
         for number, (step, lanes) in enumerate(steps):
             before = batches()

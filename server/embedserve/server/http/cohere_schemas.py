@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from embedserve.server.batcher import Priority
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.rerank_schemas import CohereRerankRequest
@@ -70,7 +71,11 @@ class CohereEmbedRequest(Body):
     max_tokens: PositiveU32 | None = Field(
         default=None, description="accepted at the model's maximum or above"
     )
-    priority: int | None = Field(default=None, description="accepted and ignored")
+    priority: int | None = Field(
+        default=None,
+        description="0 (the default) or less: the interactive lane; above 0: the bulk lane, "
+        "behind queries",
+    )
     images: Any = Field(default=None, description="refused: " + _UNSERVED)
 
     def input_texts(self) -> tuple[list[str], str]:
@@ -111,6 +116,7 @@ class CohereEmbedRequest(Body):
             prompt=prompt,
             dimensions=self.output_dimension,
             overflow=_OVERFLOWS[self.truncate or "END"],
+            priority=Priority.BULK if self.priority is not None and self.priority > 0 else None,
         )
 
 
