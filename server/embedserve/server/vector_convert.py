@@ -294,11 +294,7 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         words = message.match_text_any
         return store_value(st.MatchTextAny, words.key, words.text)
     if which == "range":
-        bounds = {
-            name: getattr(message.range, name)
-            for name in ("gt", "gte", "lt", "lte")
-            if message.range.HasField(name)
-        }
+        bounds = _optional(message.range, "gt", "gte", "lt", "lte")
         return store_value(st.Range, message.range.key, **bounds)
     if which == "datetime_range":
         within = message.datetime_range
@@ -334,11 +330,7 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         return store_value(st.HasId, tuple(message.has_id.ids))
     if which == "values_count":
         counts = message.values_count
-        bounds = {
-            name: getattr(counts, name)
-            for name in ("gt", "gte", "lt", "lte")
-            if counts.HasField(name)
-        }
+        bounds = _optional(counts, "gt", "gte", "lt", "lte")
         return store_value(st.ValuesCount, counts.key, **bounds)
     if which == "nested":
         inner = filter_from_proto(message.nested.filter, f"{field}.nested.filter")
