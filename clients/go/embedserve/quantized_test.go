@@ -287,7 +287,9 @@ func (f *floatStream) EmbedStream(stream grpc.BidiStreamingServer[pb.EmbedStream
 	}
 }
 
-func TestEmbedQuantizedStreamFloatAnswerIsUnimplemented(t *testing.T) {
+// startFloatStream serves a floatStream on a loopback port and dials it.
+func startFloatStream(t *testing.T) (*floatStream, *embedserve.Client) {
+	t.Helper()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -302,6 +304,11 @@ func TestEmbedQuantizedStreamFloatAnswerIsUnimplemented(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
+	return fake, client
+}
+
+func TestEmbedQuantizedStreamFloatAnswerIsUnimplemented(t *testing.T) {
+	fake, client := startFloatStream(t)
 
 	var errs []error
 	for _, err := range client.EmbedQuantizedStream(context.Background(), embedserve.Batches(quantizedTexts, 2), pb.Precision_PRECISION_UINT8) {
@@ -319,20 +326,7 @@ func TestEmbedQuantizedStreamFloatAnswerIsUnimplemented(t *testing.T) {
 }
 
 func TestWithPriorityRidesOnEveryRequest(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := grpc.NewServer()
-	fake := &floatStream{precisions: make(chan pb.Precision, 100), priorities: make(chan pb.Priority, 100)}
-	pb.RegisterEmbeddingServiceServer(server, fake)
-	go server.Serve(listener)
-	t.Cleanup(server.Stop)
-	client, err := embedserve.Dial(listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	fake, client := startFloatStream(t)
 
 	batches := 0
 	for _, err := range client.EmbedStream(context.Background(), embedserve.Batches(quantizedTexts, 2), embedserve.WithPriority(pb.Priority_PRIORITY_INTERACTIVE)) {
