@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from running_server import free_port
 
 from embedserve.client import EmbedClient
+from embedserve.client.cli import main as cli_main
 from embedserve.server import logs
 from embedserve.v1 import embedding_pb2, embedding_pb2_grpc
 
@@ -262,6 +263,12 @@ def test_queries_run_in_the_interactive_lane_and_writes_in_the_bulk_one(
                 lambda: httpx.post(
                     f"{rest}/v1/embeddings", json={"input": "job", "priority": "bulk"}
                 ).raise_for_status(),
+                (False, True),
+            ),
+            (
+                lambda: cli_main(
+                    ["embed", "offline", "--priority", "bulk", "--target", running.target]
+                ),
                 (False, True),
             ),
             (  # Cohere's priority: 0 is the highest, the default

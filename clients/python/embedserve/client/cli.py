@@ -91,6 +91,11 @@ def add_parser(commands: Commands) -> None:
         help="fewer bits per vector: int8 (scaled by its largest value), uint8 (int8 + 128), "
         "binary or ubinary (sign bits, eight dimensions to a byte)",
     )
+    embed.add_argument(
+        "--priority",
+        choices=["interactive", "bulk"],
+        help="bulk: let the server's queries go first (a large offline job)",
+    )
     embed.add_argument("--batch-size", type=int, default=64)
     embed.add_argument(
         "--output",
@@ -153,6 +158,7 @@ def _embed(client: EmbedClient, args: argparse.Namespace) -> None:
         "prompt": args.prompt,
         "dimensions": args.dimensions,
         "overflow": args.overflow,
+        "priority": args.priority,
     }
     vectors: np.ndarray[Any, Any]
     if args.precision == "float32":
