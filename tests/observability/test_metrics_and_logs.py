@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from running_server import free_port
@@ -291,3 +292,55 @@ def test_queries_run_in_the_interactive_lane_and_writes_in_the_bulk_one(
     metrics = scrape(port)
     for lane in ("interactive", "bulk"):
         assert metrics[("embedserve_lane_queue_depth", (("lane", lane),))] == 0
+
+
+def test_a_query_asked_again_comes_from_the_query_cache(
+    start_server: Callable[..., Any], minilm_model: Any
+) -> None:
+    port = free_port()
+    running = start_server(loaded=minilm_model, metrics_port=port, query_cache_size=100)
+
+    def cache_counts() -> tuple[float, float]:
+        metrics = scrape(port)
+        return (
+            metrics.get(("embedserve_query_cache_hits_total", ()), 0.0),
+            metrics.get(("embedserve_query_cache_misses_total", ()), 0.0),
+        )
+
+    query = embedding_pb2.EmbedRequest(inputs=["where is my parcel?"])
+    long_text = "a long document about parcels " * 30  # well over 64 tokens
+    with grpc.insecure_channel(running.target) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        before = cache_counts()
+        first = stub.Embed(query)
+        again = stub.Embed(query)
+        assert first.timings.inference_ms > 0
+        assert again.timings.inference_ms == 0 and again.timings.queue_ms == 0
+        assert list(again.embeddings[0].values) == list(first.embeddings[0].values)
+        assert cache_counts() == (before[0] + 1, before[1] + 1)
+        # Another prompt is another text to the model; a long text is not kept.
+        as_query = stub.Embed(
+            embedding_pb2.EmbedRequest(
+                inputs=query.inputs, options=embedding_pb2.EmbedOptions(prompt="query: ")
+            )
+        )
+        assert as_query.timings.inference_ms > 0
+        for _ in range(2):
+            answer = stub.Embed(embedding_pb2.EmbedRequest(inputs=[long_text]))
+            assert answer.timings.inference_ms > 0
+        # Matryoshka and normalisation apply to a kept vector as to a fresh one.
+        short = stub.Embed(
+            embedding_pb2.EmbedRequest(
+                inputs=query.inputs, options=embedding_pb2.EmbedOptions(dimensions=64)
+            )
+        )
+        assert short.timings.inference_ms == 0
+        values = np.array(short.embeddings[0].values)
+        assert values.shape == (64,) and abs(np.linalg.norm(values) - 1) < 1e-5
+    with EmbedClient(running.target) as client:
+        client.create_collection("notes")
+        client.upsert("notes", [{"id": "1", "text": "where is my parcel?"}])
+        hits_before = cache_counts()[0]
+        for _ in range(2):  # a search's next page asks for the same query text
+            client.search("notes", "parcel status", limit=1)
+        assert cache_counts()[0] == hits_before + 1

@@ -25,6 +25,7 @@ from embedserve.server.http.settings import HttpSettings
 from embedserve.server.ingestion import IngestSettings
 from embedserve.server.logs import LogSettings
 from embedserve.server.model_settings import ModelSettings, RerankerSettings
+from embedserve.server.query_cache import QueryCacheSettings
 from embedserve.server.ratelimit import RateLimitSettings
 from embedserve.server.tls import TlsSettings
 from embedserve.server.vector_convert import CollectionLayout
@@ -36,6 +37,7 @@ SECTIONS = (
     RequestLimits,
     ConnectionLimits,
     EmbedStreamLimits,
+    QueryCacheSettings,
     HttpSettings,
     StoreSettings,
     IngestSettings,

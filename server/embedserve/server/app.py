@@ -46,6 +46,7 @@ from embedserve.server.model import EncoderModel
 from embedserve.server.model_settings import ModelSettings, RerankerSettings
 from embedserve.server.observe import ObserveInterceptor
 from embedserve.server.pass_threads import narrow_threads, on_threads, side_passes
+from embedserve.server.query_cache import QueryCache, QueryCacheSettings
 from embedserve.server.ratelimit import RateLimiter, RateLimitInterceptor, RateLimitSettings
 from embedserve.server.reranker_model import RerankerModel
 from embedserve.server.reranking import Reranker, RerankParams, calibrate_reranker
@@ -284,7 +285,10 @@ class EmbedServer:
             wide(self.model.compute), limits, self._model_executor, self.metrics, cost, side
         )
         self._batcher.start()
-        embedder = Embedder(self.model, self._batcher, self._tokenize_executor, self.request_limits)
+        cache = QueryCache(settings.section(QueryCacheSettings), self.metrics)
+        embedder = Embedder(
+            self.model, self._batcher, self._tokenize_executor, self.request_limits, cache
+        )
         await embedder.embed(["warm-up", "a somewhat longer warm-up input " * 8], EmbedParams())
         reranker = await self._start_reranker(limits, wide, side, threads)
         try:

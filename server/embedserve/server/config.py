@@ -23,6 +23,7 @@ from embedserve.server.http.settings import HttpSettings
 from embedserve.server.ingestion import IngestSettings
 from embedserve.server.logs import LogSettings
 from embedserve.server.model_settings import ModelSettings, RerankerSettings
+from embedserve.server.query_cache import QueryCacheSettings
 from embedserve.server.ratelimit import RateLimitSettings
 from embedserve.server.settings_bounds import check_bounds
 from embedserve.server.tls import TlsSettings
@@ -81,6 +82,9 @@ class Settings:
     max_message_bytes: int = RequestLimits.max_message_bytes
     max_streams_per_connection: int = ConnectionLimits.max_streams_per_connection
     stream_inflight: int = EmbedStreamLimits.stream_inflight
+    # The query cache (QueryCacheSettings)
+    query_cache_size: int = QueryCacheSettings.query_cache_size
+    query_cache_max_tokens: int = QueryCacheSettings.query_cache_max_tokens
     # Vector store (StoreSettings)
     data_dir: str = StoreSettings.data_dir
     qdrant_url: str = StoreSettings.qdrant_url

@@ -17,6 +17,7 @@ from embedserve.server.input_names import InputNames
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.passages import PassageSplit
 from embedserve.server.precision import ByteArray, Precision, quantize
+from embedserve.server.query_cache import QueryCache
 from embedserve.server.tokenization import Overflow, TokenDetail, TokenizedText
 from embedserve.server.tokenize_queue import TokenizeQueue
 from embedserve.server.windows import Encoder, FloatArray, Window
@@ -121,10 +122,12 @@ class Embedder:
         batcher: Batcher,
         tokenize_executor: Executor,
         limits: RequestLimits,
+        cache: QueryCache | None = None,
     ) -> None:
         self.model = model
         self.batcher = batcher
         self.limits = limits
+        self._cache = cache
         self._tokenize_executor = tokenize_executor
         # Embed's tokenising, the hot path of many small requests, goes over in bursts.
         self._tokenizing = TokenizeQueue(tokenize_executor)
@@ -302,6 +305,31 @@ class Embedder:
         wait_for_room: bool,
         priority: Priority,
     ) -> list[WindowResult]:
+        cache = self._cache
+        if cache is None:
+            return await self._compute(windows, deadline, wait_for_room, priority)
+        known = [cache.get(window) for window in windows]
+        missing = [window for window, vector in zip(windows, known, strict=True) if vector is None]
+        computed = iter(await self._compute(missing, deadline, wait_for_room, priority))
+        results = []
+        for window, vector in zip(windows, known, strict=True):
+            if vector is None:
+                result = next(computed)
+                cache.put(window, result.vector)
+                results.append(result)
+            else:
+                results.append(WindowResult(vector, 0.0, 0.0))
+        return results
+
+    async def _compute(
+        self,
+        windows: list[Window],
+        deadline: float | None,
+        wait_for_room: bool,
+        priority: Priority,
+    ) -> list[WindowResult]:
+        if not windows:
+            return []
         if wait_for_room:
             futures = await self.batcher.submit_when_room(windows, deadline, priority)
         else:

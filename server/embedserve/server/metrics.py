@@ -93,6 +93,17 @@ class Metrics(BatchMetrics):
             registry=self.registry,
         )
 
+        self.query_cache_hits = Counter(
+            "embedserve_query_cache_hits",
+            "Short windows answered from the query cache (query_cache_size)",
+            registry=self.registry,
+        )
+        self.query_cache_misses = Counter(
+            "embedserve_query_cache_misses",
+            "Short windows the query cache did not hold, computed by the model",
+            registry=self.registry,
+        )
+
         self.ingest_documents = Counter(
             "embedserve_ingest_documents",
             "Documents acknowledged by ingestion streams (durably written)",

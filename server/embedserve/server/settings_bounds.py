@@ -37,6 +37,8 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "max_message_bytes": (1, None),
     "max_streams_per_connection": (1, None),
     "stream_inflight": (1, None),
+    "query_cache_size": (0, None),  # 0: off
+    "query_cache_max_tokens": (1, None),
     "qdrant_timeout_s": (0.001, None),
     "store_retry_attempts": (1, None),
     "store_retry_max_s": (0, None),
