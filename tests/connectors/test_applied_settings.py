@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from connectors_testdata import unit_vectors
 
 from embedserve.connectors import (
     CollectionSpec,
     Distance,
     EdgeStore,
+    InvalidRequest,
     PayloadIndexKind,
     PointRecord,
     Quantization,
@@ -187,4 +189,32 @@ def test_a_collection_made_by_another_tool_reads_back_as_the_server_reports_it(
     )
     spec = store.get_collection("compact").spec
     assert (spec.quantization, spec.datatype) == (Quantization.BINARY, VectorDatatype.FLOAT16)
+    store.close()
+
+
+def test_a_uint8_collection_made_elsewhere_reads_back_and_refuses_float_vectors(
+    qdrant_server: Any, tmp_path: Path
+) -> None:
+    bytes_config = {"vectors": {"size": 3, "distance": "Dot", "datatype": "uint8"}}
+    qdrant_server.request("PUT", "/collections/bytes", bytes_config)
+    points = [{"id": n, "vector": vector} for n, vector in ((1, [9, 0, 0]), (2, [8, 1, 0]))]
+    qdrant_server.request("PUT", "/collections/bytes/points?wait=true", {"points": points})
+    store = RemoteStore.connect(
+        qdrant_server.url, api_key=qdrant_server.api_key, grpc_port=qdrant_server.grpc_port
+    )
+    spec = store.get_collection("bytes").spec
+    assert (spec.datatype, spec.vector_size) == (VectorDatatype.UINT8, 3)
+    refusal = "collection 'bytes' stores uint8 vectors"
+    with pytest.raises(InvalidRequest, match=refusal):
+        store.upsert("bytes", [PointRecord("x", [0.1, 0.2, 0.3])])
+    with pytest.raises(InvalidRequest, match=refusal):
+        store.search("bytes", [0.1, 0.2, 0.3])
+    with pytest.raises(InvalidRequest, match=refusal):
+        store.recommend("bytes", [[0.1, 0.2, 0.3]])
+    assert store.count("bytes") == 2
+    edge = EdgeStore(tmp_path / "edge")
+    for made in (store, edge):
+        with pytest.raises(InvalidRequest, match="uint8 vectors are read back"):
+            made.create_collection(CollectionSpec("new", 3, datatype=VectorDatatype.UINT8))
+    edge.close()
     store.close()

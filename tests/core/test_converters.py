@@ -116,6 +116,11 @@ def test_collection_config_round_trips_through_the_store_spec() -> None:
     back = vc.info_to_proto(st.CollectionInfo(spec, points_count=0))
     assert back.config.quantization == pb.QUANTIZATION_BINARY
     assert collection_config(**config_kwargs(binary)) == binary
+    # A uint8 collection made elsewhere reads back as such; re-embedding it makes a float32 one.
+    made_elsewhere = st.CollectionSpec("u", 8, COSINE, datatype=st.VectorDatatype.UINT8)
+    back = vc.info_to_proto(st.CollectionInfo(made_elsewhere, points_count=0))
+    assert back.config.vector_datatype == pb.VECTOR_DATATYPE_UINT8
+    assert "vector_datatype" not in config_kwargs(back.config)
 
 
 def test_collection_defaults_and_bad_configs() -> None:

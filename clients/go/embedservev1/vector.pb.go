@@ -145,6 +145,11 @@ const (
 	// embedding's values keep about three decimal digits; similarities move by
 	// about 1e-3 at most). Vectors read back are the rounded ones.
 	VectorDatatype_VECTOR_DATATYPE_FLOAT16 VectorDatatype = 2
+	// Integers from 0 to 255: only read back, from a Qdrant collection made by
+	// another tool. The model's float vectors do not fit it, so creating one is
+	// refused, and so are writes and searches with vectors (recommendations by
+	// stored ids work).
+	VectorDatatype_VECTOR_DATATYPE_UINT8 VectorDatatype = 3
 )
 
 // Enum value maps for VectorDatatype.
@@ -153,11 +158,13 @@ var (
 		0: "VECTOR_DATATYPE_UNSPECIFIED",
 		1: "VECTOR_DATATYPE_FLOAT32",
 		2: "VECTOR_DATATYPE_FLOAT16",
+		3: "VECTOR_DATATYPE_UINT8",
 	}
 	VectorDatatype_value = map[string]int32{
 		"VECTOR_DATATYPE_UNSPECIFIED": 0,
 		"VECTOR_DATATYPE_FLOAT32":     1,
 		"VECTOR_DATATYPE_FLOAT16":     2,
+		"VECTOR_DATATYPE_UINT8":       3,
 	}
 )
 
@@ -7233,11 +7240,12 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11QUANTIZATION_NONE\x10\x01\x12\x1c\n" +
 	"\x18QUANTIZATION_SCALAR_INT8\x10\x02\x12\x17\n" +
-	"\x13QUANTIZATION_BINARY\x10\x03*k\n" +
+	"\x13QUANTIZATION_BINARY\x10\x03*\x86\x01\n" +
 	"\x0eVectorDatatype\x12\x1f\n" +
 	"\x1bVECTOR_DATATYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17VECTOR_DATATYPE_FLOAT32\x10\x01\x12\x1b\n" +
-	"\x17VECTOR_DATATYPE_FLOAT16\x10\x02*\x8b\x02\n" +
+	"\x17VECTOR_DATATYPE_FLOAT16\x10\x02\x12\x19\n" +
+	"\x15VECTOR_DATATYPE_UINT8\x10\x03*\x8b\x02\n" +
 	"\x10PayloadIndexKind\x12\"\n" +
 	"\x1ePAYLOAD_INDEX_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPAYLOAD_INDEX_KIND_KEYWORD\x10\x01\x12\x1e\n" +

@@ -66,7 +66,9 @@ DISTANCES = {
 DATATYPES = {
     VectorDatatype.FLOAT32: qm.Datatype.FLOAT32,
     VectorDatatype.FLOAT16: qm.Datatype.FLOAT16,
+    VectorDatatype.UINT8: qm.Datatype.UINT8,
 }
+_DATATYPES_READ = {v: k for k, v in DATATYPES.items()}
 INDEX_KINDS = {
     PayloadIndexKind.KEYWORD: qm.PayloadSchemaType.KEYWORD,
     PayloadIndexKind.INTEGER: qm.PayloadSchemaType.INTEGER,
@@ -307,9 +309,9 @@ def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
         vector_size=vectors.size,
         distance=distances[vectors.distance],
         on_disk=bool(vectors.on_disk),
-        datatype=VectorDatatype.FLOAT16
-        if vectors.datatype == qm.Datatype.FLOAT16
-        else VectorDatatype.FLOAT32,
+        datatype=_DATATYPES_READ.get(
+            vectors.datatype or qm.Datatype.FLOAT32, VectorDatatype.FLOAT32
+        ),
         hnsw_m=hnsw.m or info.config.hnsw_config.m,
         hnsw_ef_construct=hnsw.ef_construct or info.config.hnsw_config.ef_construct,
         full_scan_threshold_kb=(

@@ -93,6 +93,7 @@ from .validation import (
     check_facet,
     check_filter,
     check_id_list,
+    check_new_collection,
     check_payload_update,
     engine_cursor,
     facet_hits,
@@ -301,6 +302,7 @@ class EdgeStore(ContextManagerMixin):
     # ---------------------------------------------------------------- collections
 
     def create_collection(self, spec: CollectionSpec) -> None:
+        check_new_collection(spec)
         with self._lock:
             self._check_open()
             if spec.name in self._collections or spec.name in self._aliases:

@@ -82,10 +82,10 @@ from .types import (
     validate_collection_name,
 )
 from .validation import (
-    as_vector,
     check_facet,
     check_filter,
     check_id_list,
+    check_new_collection,
     check_payload_update,
     engine_cursor,
     facet_hits,
@@ -95,6 +95,7 @@ from .validation import (
     require_text_indexes,
     search_params,
     search_vector,
+    spec_vector,
     strategy_of,
     text_match_keys,
 )
@@ -239,6 +240,7 @@ class RemoteStore(ContextManagerMixin):
             return spec, check(spec)
 
     def create_collection(self, spec: CollectionSpec) -> None:
+        check_new_collection(spec)
         ctx = ErrorContext(spec.name)
         with self._call(ctx):
             if self._client.collection_exists(spec.name):
@@ -489,7 +491,7 @@ class RemoteStore(ContextManagerMixin):
                     by_point[pid] = e
                     out.append(pid)
                 else:
-                    out.append(as_vector(e, spec.vector_size, spec.name))
+                    out.append(spec_vector(e, spec))
             return out
 
         spec, (pos, neg) = self._validated(

@@ -73,6 +73,9 @@ class Quantization(StrEnum):
 class VectorDatatype(StrEnum):
     FLOAT32 = "float32"
     FLOAT16 = "float16"  # half the memory; values rounded to 16 bits
+    # Integers from 0 to 255: read back from a collection made by another tool; float
+    # vectors (the model's) do not fit it, so embedserve neither makes nor fills one.
+    UINT8 = "uint8"
 
 
 class PayloadIndexKind(StrEnum):

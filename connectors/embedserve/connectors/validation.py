@@ -26,6 +26,7 @@ from .types import (
     RecommendStrategy,
     SearchParams,
     SparseTerms,
+    VectorDatatype,
     VectorLike,
 )
 
@@ -149,7 +150,7 @@ def prepare_points(spec: CollectionSpec, points: Sequence[PointRecord]) -> list[
         prepared.append(
             PreparedPoint(
                 point_id=point_id(p.id),
-                vector=as_vector(p.vector, spec.vector_size, spec.name),
+                vector=spec_vector(p.vector, spec),
                 payload=stored_payload(p.id, p.payload),
                 keywords=p.keywords,
             )
@@ -175,7 +176,7 @@ def search_vector(
             f"collection {spec.name!r} was created without bm25, so it has no keyword "
             "vectors to search"
         )
-    return None if vector is None else as_vector(vector, spec.vector_size, spec.name)
+    return None if vector is None else spec_vector(vector, spec)
 
 
 def recommend_params(params: SearchParams | None) -> SearchParams:
@@ -185,6 +186,25 @@ def recommend_params(params: SearchParams | None) -> SearchParams:
     if params.keyword_weight != 1.0:
         raise InvalidRequest("keyword_weight applies to hybrid searches, not recommendations")
     return params
+
+
+def spec_vector(vector: VectorLike, spec: CollectionSpec) -> list[float]:
+    """``as_vector`` for the collection of ``spec``, which must store float vectors."""
+    if spec.datatype is VectorDatatype.UINT8:
+        raise InvalidRequest(
+            f"collection {spec.name!r} stores uint8 vectors (it was made by another tool); "
+            "the float vectors embedserve writes and searches with do not fit it: use a "
+            "float32 or float16 collection"
+        )
+    return as_vector(vector, spec.vector_size, spec.name)
+
+
+def check_new_collection(spec: CollectionSpec) -> None:
+    if spec.datatype is VectorDatatype.UINT8:
+        raise InvalidRequest(
+            f"collection {spec.name!r}: uint8 vectors are read back from collections made "
+            "by other tools, not created here; use float32 or float16"
+        )
 
 
 def split_examples(

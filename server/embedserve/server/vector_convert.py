@@ -50,6 +50,7 @@ DATATYPES: dict[pb.VectorDatatype.ValueType, st.VectorDatatype] = {
     pb.VECTOR_DATATYPE_UNSPECIFIED: st.VectorDatatype.FLOAT32,
     pb.VECTOR_DATATYPE_FLOAT32: st.VectorDatatype.FLOAT32,
     pb.VECTOR_DATATYPE_FLOAT16: st.VectorDatatype.FLOAT16,
+    pb.VECTOR_DATATYPE_UINT8: st.VectorDatatype.UINT8,  # refused by the store, named
 }
 QUANTIZATION_TO_PROTO = {v: k for k, v in QUANTIZATIONS.items() if k != pb.QUANTIZATION_UNSPECIFIED}
 DATATYPE_TO_PROTO = {v: k for k, v in DATATYPES.items() if k != pb.VECTOR_DATATYPE_UNSPECIFIED}

@@ -90,6 +90,12 @@ class _VectorDatatypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Vector
     embedding's values keep about three decimal digits; similarities move by
     about 1e-3 at most). Vectors read back are the rounded ones.
     """
+    VECTOR_DATATYPE_UINT8: _VectorDatatype.ValueType  # 3
+    """Integers from 0 to 255: only read back, from a Qdrant collection made by
+    another tool. The model's float vectors do not fit it, so creating one is
+    refused, and so are writes and searches with vectors (recommendations by
+    stored ids work).
+    """
 
 class VectorDatatype(_VectorDatatype, metaclass=_VectorDatatypeEnumTypeWrapper): ...
 
@@ -100,6 +106,12 @@ VECTOR_DATATYPE_FLOAT16: VectorDatatype.ValueType  # 2
 """Half the memory (or disk) of FLOAT32: each value rounded to 16 bits (an
 embedding's values keep about three decimal digits; similarities move by
 about 1e-3 at most). Vectors read back are the rounded ones.
+"""
+VECTOR_DATATYPE_UINT8: VectorDatatype.ValueType  # 3
+"""Integers from 0 to 255: only read back, from a Qdrant collection made by
+another tool. The model's float vectors do not fit it, so creating one is
+refused, and so are writes and searches with vectors (recommendations by
+stored ids work).
 """
 Global___VectorDatatype: _TypeAlias = VectorDatatype  # noqa: Y015
 
