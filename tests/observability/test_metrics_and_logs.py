@@ -272,6 +272,12 @@ def test_queries_run_in_the_interactive_lane_and_writes_in_the_bulk_one(
                 ),
                 (False, True),
             ),
+            (
+                lambda: httpx.post(
+                    f"{rest}/api/v1/embed-stream", content=b'{"inputs": ["streamed"]}\n'
+                ).raise_for_status(),
+                (False, True),
+            ),
             (  # Cohere's priority: 0 is the highest, the default
                 lambda: httpx.post(
                     f"{rest}/v2/embed", json={"texts": ["later"], "priority": 3}

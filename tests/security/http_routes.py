@@ -37,6 +37,11 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
         "/api/v1/collections/{c}/upsert",
         {"documents": [_DOC]},
     ),
+    "POST /api/v1/embed-stream": (
+        "POST",
+        "/api/v1/embed-stream",
+        json.dumps({"inputs": ["document"]}) + "\n",
+    ),
     "POST /api/v1/collections/{name}/ingest": (
         "POST",
         "/api/v1/collections/{c}/ingest",
@@ -118,7 +123,7 @@ def status_of(
         reply = http.request(verb, path, content=text, headers=headers)
     else:
         reply = http.request(verb, path, headers=headers)
-    if reply.status_code == 200 and route.endswith("/ingest"):
+    if reply.status_code == 200 and route.endswith(("/ingest", "/embed-stream")):
         # Streamed: a refusal after the status line would arrive as an error line.
         assert "error" not in reply.text, reply.text
     return reply.status_code

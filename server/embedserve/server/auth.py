@@ -80,6 +80,7 @@ ROUTE_METHODS: dict[str, str] = {
     "POST /embeddings": _E + "Embed",
     "GET /models": _E + "GetModelInfo",
     "POST /api/v1/embed": _E + "Embed",
+    "POST /api/v1/embed-stream": _E + "EmbedStream",
     "POST /api/v1/embed-tokens": _E + "EmbedTokens",
     "POST /api/v1/tokenize": _E + "Tokenize",
     "POST /api/v1/similarity": _E + "Similarity",

@@ -10,6 +10,7 @@ from embedserve.server.auth import Role, authorize, bearer_token
 from embedserve.server.http import (
     cohere_routes,
     docs,
+    embed_stream_route,
     handlers,
     ingest_route,
     openai_routes,
@@ -63,6 +64,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(openai_routes.unprefixed)
     app.include_router(rest_embed.router)
+    app.include_router(embed_stream_route.router)
     app.include_router(rest_vectors.router)
     app.include_router(rest_aliases.router)
     app.include_router(ingest_route.router)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from embedserve.server import similarity
 from embedserve.server.auth import ApiKey
-from embedserve.server.embedder import Task, Timings
+from embedserve.server.embedder import EmbedResult, Task, Timings
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
@@ -33,25 +33,28 @@ def timings_json(timings: Timings) -> dict[str, float]:
     return dataclasses.asdict(timings)
 
 
-@router.post("/embed", summary="Embed texts with every option (gRPC Embed)")
-async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Response:
-    embedder = backend_of(request).embedder
-    result = await embedder.embed(body.inputs, body.options.params())
-    precision = Precision(body.precision)
+def embed_json(result: EmbedResult, precision: Precision, model_id: str) -> dict[str, Any]:
+    """An Embed answer's JSON form (also each line of an embed stream's answer)."""
     field = "values" if precision is Precision.FLOAT32 else "quantized"
     embeddings = [
         {field: values, "token_count": tokens, "truncated": cut, "chunk_count": chunks}
         for values, tokens, cut, chunks in result.rows(precision)
     ]
-    return json_response(
-        {
-            "embeddings": embeddings,
-            "usage": {"total_tokens": result.total_tokens},
-            "timings": timings_json(result.timings),
-            "model": embedder.model.spec.model_id,
-            "dimensions": int(result.vectors.shape[1]),
-        }
-    )
+    return {
+        "embeddings": embeddings,
+        "usage": {"total_tokens": result.total_tokens},
+        "timings": timings_json(result.timings),
+        "model": model_id,
+        "dimensions": int(result.vectors.shape[1]),
+    }
+
+
+@router.post("/embed", summary="Embed texts with every option (gRPC Embed)")
+async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Response:
+    embedder = backend_of(request).embedder
+    result = await embedder.embed(body.inputs, body.options.params())
+    model_id = embedder.model.spec.model_id
+    return json_response(embed_json(result, Precision(body.precision), model_id))
 
 
 @router.post("/embed-tokens", summary="Per-token vectors (gRPC EmbedTokens)")

@@ -156,6 +156,14 @@ class EmbedRequest(EmbedTokensRequest):
     )
 
 
+class EmbedStreamLine(EmbedRequest):
+    """One NDJSON line of an embed stream: a request of texts, answered in order."""
+
+    request_id: str = Field(
+        default="", description="echoed in its answer; default: the line number"
+    )
+
+
 class TokenizeRequest(Body):
     inputs: list[str] = Field(json_schema_extra=TEXTS)
     task: TaskName | None = None

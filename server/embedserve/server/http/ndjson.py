@@ -1,0 +1,71 @@
+"""NDJSON streams over HTTP: a body read line by line as it arrives, and answers streamed
+while it is still being read (ingestion, embed streams).
+
+The status line (200) goes out before the first answer, so a failure later in a stream
+arrives as its last line, ``{"error": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from embedserve.server.errors import EmbedServeError, InvalidArgument
+from embedserve.server.http.responses import CODE_KEY, error_body
+from embedserve.server.status import status_of
+
+NDJSON = "application/x-ndjson"
+
+
+class DuplexStreamingResponse(StreamingResponse):
+    """Streams while the request body is still being read.
+
+    Starlette's StreamingResponse would also wait on ``receive()`` for a disconnect, taking
+    the body's chunks away from the handler; here the body reader sees the disconnect.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.stream_response(send)
+
+
+async def body_lines(request: Request, max_line_bytes: int) -> AsyncIterator[tuple[int, bytes]]:
+    """Non-blank lines of the body with their 1-based numbers, as they arrive."""
+    pending = b""
+    number = 0
+    async for chunk in request.stream():
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            number += 1
+            if line.strip():
+                yield number, line
+        if len(pending) > max_line_bytes:
+            raise InvalidArgument(
+                f"line {number + 1} is over {max_line_bytes} bytes (max_message_bytes)"
+            )
+    if pending.strip():
+        yield number + 1, pending
+
+
+def json_line(value: Any) -> bytes:
+    return json.dumps(value).encode() + b"\n"
+
+
+def error_line(request: Request, exc: EmbedServeError) -> bytes:
+    """A stream's last line for ``exc``; the call's metrics count its status."""
+    code = status_of(exc)
+    request.scope[CODE_KEY] = code.name
+    return json_line(error_body(request.url.path, code, exc.message))
+
+
+def line_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI schema of one body line; its parts are components of the document."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
