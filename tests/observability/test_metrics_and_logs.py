@@ -297,7 +297,11 @@ def test_queries_run_in_the_interactive_lane_and_writes_in_the_bulk_one(
             assert grew(before, batches()) == lanes, number
     metrics = scrape(port)
     for lane in ("interactive", "bulk"):
-        assert metrics[("embedserve_lane_queue_depth", (("lane", lane),))] == 0
+        labels = (("lane", lane),)
+        assert metrics[("embedserve_lane_queue_depth", labels)] == 0
+        # Every input cut from a lane waited a recorded time, at least one in each.
+        waits = metrics[("embedserve_lane_wait_seconds_count", labels)]
+        assert waits >= metrics[("embedserve_lane_batches_total", labels)] >= 1
 
 
 def test_a_query_asked_again_comes_from_the_query_cache(

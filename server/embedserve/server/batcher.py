@@ -325,7 +325,11 @@ class Batcher:
         rest = [live[i] for i in range(len(live)) if i not in chosen]
         queue.extendleft(reversed(rest))
         self._lane_costs[priority] += sum(item.cost for item in rest)
-        self._metrics.lane_batches.labels(priority.name.lower()).inc()
+        lane = priority.name.lower()
+        self._metrics.lane_batches.labels(lane).inc()
+        waited = self._metrics.lane_wait.labels(lane)
+        for item in batch:
+            waited.observe(now - item.enqueued)
         return batch
 
     def _choose(self, live: list[_Pending]) -> list[int]:

@@ -48,6 +48,12 @@ class BatchMetrics:
         self.lane_batches = Counter(
             f"{prefix}_lane_batches", "Batches cut from each lane", ["lane"], registry=registry
         )
+        self.lane_wait = Histogram(
+            f"{prefix}_lane_wait_seconds",
+            f"Time {what.lower()} waited in each lane before their batch was cut",
+            ["lane"],
+            registry=registry,
+        )
 
     def observe_batch(
         self, size: int, real_tokens: int, padded_tokens: int, seconds: float
