@@ -306,7 +306,7 @@ class Embedder:
         priority: Priority,
     ) -> list[WindowResult]:
         cache = self._cache
-        if cache is None:
+        if cache is None or priority is Priority.BULK:  # documents rarely come twice
             return await self._compute(windows, deadline, wait_for_room, priority)
         known = [cache.get(window) for window in windows]
         missing = [window for window, vector in zip(windows, known, strict=True) if vector is None]

@@ -1,11 +1,12 @@
 """The pooled vectors of short windows computed lately, so that a text asked for again (a
 search's next page, a popular query) skips the queue and the model.
 
-Only short windows are kept (queries, not documents: a document's text rarely comes
-twice, and its key would be long). A window's key is what the model reads (its token ids,
-prompt included) and how it is pooled, so a different prompt, cut or pooling is another
-entry; the vector is the model's own output for it, normalised and truncated afterwards
-per request as a fresh one is. Used on the event loop only, so it needs no lock.
+Only short windows of the interactive lane are kept (queries, not documents written: a
+document's text rarely comes twice, and its key would be long). A window's key is what
+the model reads (its token ids, prompt included) and how it is pooled, so a different
+prompt, cut or pooling is another entry; the vector is the model's own output for it,
+normalised and truncated afterwards per request as a fresh one is. Used on the event
+loop only, so it needs no lock.
 """
 
 from __future__ import annotations
