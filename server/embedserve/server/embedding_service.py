@@ -15,7 +15,7 @@ from embedserve.server.drain import Drain
 from embedserve.server.embedder import Embedder
 from embedserve.server.errors import InvalidArgument, NotReady, named
 from embedserve.server.model_info import model_info
-from embedserve.server.ordered import OrderedStream
+from embedserve.server.ordered import answers_in_order
 from embedserve.server.reranking import Reranker, RerankParams, no_reranker
 from embedserve.server.status import streaming, unary
 from embedserve.v1 import embedding_pb2 as pb
@@ -80,22 +80,13 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
         self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: Context
     ) -> AsyncIterator[pb.EmbedStreamResponse]:
         deadline = deadline_of(context)
-        answered = 0
-
-        def progress() -> str:
-            return f"{answered} requests of this stream were answered, send the rest again"
-
-        async with OrderedStream(
+        async for answer in answers_in_order(
             request_iterator,
             lambda request: self._stream_one(request, deadline),
             self.stream_limits.stream_inflight,
             self._drain,
-        ) as stream:
-            while (started := await stream.next()) is not None:
-                stream.release()
-                answered += 1
-                yield started.result
-            await stream.finish(progress)
+        ):
+            yield answer
 
     async def _stream_one(
         self, request: pb.EmbedStreamRequest, deadline: float | None

@@ -111,3 +111,24 @@ class OrderedStream(Generic[M, R]):
         except ServerDraining as exc:
             exc.message += f"; {progress()}"
             raise
+
+
+async def answers_in_order(
+    messages: AsyncIterator[M],
+    start: Callable[[M], Awaitable[R]],
+    max_inflight: int,
+    drain: Drain,
+) -> AsyncIterator[R]:
+    """Each message's answer, in arrival order, one at a time (an embed stream, over gRPC or
+    HTTP); a drain's error says how many were answered, so the producer resends the rest."""
+    answered = 0
+
+    def progress() -> str:
+        return f"{answered} requests of this stream were answered, send the rest again"
+
+    async with OrderedStream(messages, start, max_inflight, drain) as stream:
+        while (started := await stream.next()) is not None:
+            stream.release()
+            answered += 1
+            yield started.result
+        await stream.finish(progress)

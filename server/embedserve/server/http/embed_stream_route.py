@@ -31,7 +31,7 @@ from embedserve.server.http.ndjson import (
 )
 from embedserve.server.http.rest_embed import embed_json
 from embedserve.server.http.schemas import EmbedStreamLine
-from embedserve.server.ordered import OrderedStream
+from embedserve.server.ordered import answers_in_order
 from embedserve.server.precision import Precision
 
 router = APIRouter(prefix="/api/v1", tags=["Embeddings"])
@@ -79,20 +79,11 @@ async def embed_stream(request: Request, caller: Caller) -> DuplexStreamingRespo
         return {"request_id": line.request_id or str(number)} | body
 
     async def answers() -> AsyncIterator[bytes]:
-        answered = 0
-
-        def progress() -> str:
-            return f"{answered} requests of this stream were answered, send the rest again"
-
         try:
-            async with OrderedStream(
+            async for body in answers_in_order(
                 _requests(lines), answer, settings.stream_inflight, backend.drain
-            ) as stream:
-                while (started := await stream.next()) is not None:
-                    stream.release()
-                    answered += 1
-                    yield json_line(started.result)
-                await stream.finish(progress)
+            ):
+                yield json_line(body)
         except EmbedServeError as exc:
             yield error_line(request, exc)
 
