@@ -52,7 +52,7 @@ _PRECISIONS: dict[str, tuple[pb.Precision.ValueType, type[np.integer]]] = {
 }
 
 
-def _lookup(table: dict[str, V], name: str, what: str) -> V:
+def lookup(table: dict[str, V], name: str, what: str) -> V:
     try:
         return table[name]
     except KeyError:
@@ -62,11 +62,11 @@ def _lookup(table: dict[str, V], name: str, what: str) -> V:
 def overflow_value(overflow: OverflowName | None) -> pb.OverflowPolicy.ValueType:
     if overflow is None:
         return pb.OVERFLOW_POLICY_UNSPECIFIED
-    return _lookup(_OVERFLOWS, overflow, "overflow")
+    return lookup(_OVERFLOWS, overflow, "overflow")
 
 
 def task_value(task: TaskName | None) -> pb.Task.ValueType:
-    return pb.TASK_UNSPECIFIED if task is None else _lookup(_TASKS, task, "task")
+    return pb.TASK_UNSPECIFIED if task is None else lookup(_TASKS, task, "task")
 
 
 def build_options(
@@ -88,10 +88,10 @@ def build_options(
     if normalize is not None:
         options.normalize = normalize
     if pooling is not None:
-        options.pooling = _lookup(_POOLINGS, pooling, "pooling")
+        options.pooling = lookup(_POOLINGS, pooling, "pooling")
     options.overflow = overflow_value(overflow)
     if priority is not None:
-        options.priority = _lookup(_PRIORITIES, priority, "priority")
+        options.priority = lookup(_PRIORITIES, priority, "priority")
     return options
 
 

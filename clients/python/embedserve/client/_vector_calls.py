@@ -10,7 +10,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 
 from embedserve.client import _documents as docs
-from embedserve.client._options import build_options
+from embedserve.client._options import build_options, lookup
 from embedserve.client._ordered import StreamCall, StreamPlan
 from embedserve.client._steps import LastOf, Plan, Unary
 from embedserve.v1 import vector_pb2 as pb
@@ -96,17 +96,9 @@ def collection_config(
     if dimensions is not None:
         config.dimensions = dimensions
     if quantization is not None:
-        if quantization not in _QUANTIZATIONS:
-            raise ValueError(
-                f"quantization must be one of {', '.join(_QUANTIZATIONS)}; got {quantization!r}"
-            )
-        config.quantization = _QUANTIZATIONS[quantization]
+        config.quantization = lookup(_QUANTIZATIONS, quantization, "quantization")
     if vector_datatype is not None:
-        if vector_datatype not in _DATATYPES:
-            raise ValueError(
-                f"vector_datatype must be one of {', '.join(_DATATYPES)}; got {vector_datatype!r}"
-            )
-        config.vector_datatype = _DATATYPES[vector_datatype]
+        config.vector_datatype = lookup(_DATATYPES, vector_datatype, "vector_datatype")
     for name, value in numbers.items():
         setattr(config, name, value)  # hnsw_m, hnsw_ef_construct, hnsw_ef, shard_number, ...
     for key, kind in (payload_indexes or {}).items():
