@@ -240,10 +240,19 @@ func (c *Client) Embed(ctx context.Context, texts []string, opts ...EmbedOption)
 // the floats. A server older than quantized output answers floats, which is
 // reported as codes.Unimplemented.
 func (c *Client) EmbedQuantized(ctx context.Context, texts []string, precision pb.Precision, opts ...EmbedOption) ([][]byte, error) {
-	if precision == pb.Precision_PRECISION_UNSPECIFIED || precision == pb.Precision_PRECISION_FLOAT32 {
-		return nil, status.Errorf(codes.InvalidArgument, "embedserve: EmbedQuantized needs INT8, UINT8, BINARY or UBINARY precision, not %s (Embed gives float32 vectors)", precision)
+	if err := quantizedPrecision(precision, "EmbedQuantized", "Embed"); err != nil {
+		return nil, err
 	}
 	return embedInBatches(ctx, c, texts, precision, opts, quantizedOf)
+}
+
+// quantizedPrecision refuses FLOAT32 and UNSPECIFIED for method, a quantized
+// call, with codes.InvalidArgument naming floats, the call that gives them.
+func quantizedPrecision(precision pb.Precision, method, floats string) error {
+	if precision == pb.Precision_PRECISION_UNSPECIFIED || precision == pb.Precision_PRECISION_FLOAT32 {
+		return status.Errorf(codes.InvalidArgument, "embedserve: %s needs INT8, UINT8, BINARY or UBINARY precision, not %s (%s gives float32 vectors)", method, precision, floats)
+	}
+	return nil
 }
 
 // embedInBatches sends texts in Embed requests of precision and puts each

@@ -5,8 +5,6 @@ import (
 	"iter"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
 )
@@ -54,8 +52,7 @@ func (c *Client) EmbedStream(ctx context.Context, batches iter.Seq[[]string], op
 // quantized output answers floats, which ends the iteration with
 // codes.Unimplemented.
 func (c *Client) EmbedQuantizedStream(ctx context.Context, batches iter.Seq[[]string], precision pb.Precision, opts ...EmbedOption) iter.Seq2[StreamResult, error] {
-	if precision == pb.Precision_PRECISION_UNSPECIFIED || precision == pb.Precision_PRECISION_FLOAT32 {
-		err := status.Errorf(codes.InvalidArgument, "embedserve: EmbedQuantizedStream needs INT8, UINT8, BINARY or UBINARY precision, not %s (EmbedStream gives float32 vectors)", precision)
+	if err := quantizedPrecision(precision, "EmbedQuantizedStream", "EmbedStream"); err != nil {
 		return func(yield func(StreamResult, error) bool) { yield(StreamResult{}, err) }
 	}
 	return embedStream(ctx, c, batches, precision, opts, func(result *StreamResult, embeddings []*pb.Embedding) (err error) {
