@@ -3,6 +3,8 @@ HTTP; the status of each refusal; a swap seen by another server on the same Qdra
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import grpc
@@ -51,6 +53,43 @@ def test_search_writes_and_reads_follow_the_alias_as_it_moves(client: Any) -> No
     client.update_aliases(set={"latest": "news_v2", "old": "news_v1"}, delete=["news"])
     assert client.list_aliases() == {"latest": "news_v2", "old": "news_v1"}
     assert client.list_aliases("latest") == {"latest": "news_v2"}  # by an alias, too
+
+
+def test_calls_in_flight_while_the_alias_moves_use_the_size_it_names_at_the_store(
+    both: Any, client: Any
+) -> None:
+    """Searches and writes through an alias moved back and forth between a 384-d and a
+    128-d collection: a call that embedded its text at the size the alias named when it
+    started is run again at the new size, never refused for its vector's size."""
+    client.update_aliases(set={"news": "news_v1"})
+    stop = threading.Event()
+    failures: list[str] = []
+    calls = [0]
+
+    def caller(number: int) -> None:
+        with EmbedClient(both.target) as own:
+            while not stop.is_set():
+                try:
+                    if number % 2:
+                        own.search("news", "space travel", limit=1)
+                    else:
+                        own.upsert("news", [{"id": f"w{number}", "text": "a comet"}])
+                    calls[0] += 1
+                except grpc.RpcError as exc:
+                    failures.append(f"{exc.code()}: {exc.details()}")
+
+    callers = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+    for thread in callers:
+        thread.start()
+    try:
+        for move in range(12):
+            client.update_aliases(set={"news": "news_v2" if move % 2 == 0 else "news_v1"})
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in callers:
+            thread.join()
+    assert failures == [] and calls[0] > 12
 
 
 def test_each_refusal_has_its_status_and_changes_nothing(client: Any) -> None:

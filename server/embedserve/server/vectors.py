@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -114,6 +114,7 @@ class PreparedBatch:
     tokens: int
     # The documents stored as passages, and how many each has now.
     passage_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    embedded_at: int | None = None  # the vector size its texts were embedded at
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +179,7 @@ class _EmbeddedExamples:
     examples: list[Example]
     tokens: int
     timings: Timings
+    embedded_at: tuple[int, ...] = ()  # the vector size its texts were embedded at, if any
 
     def result(
         self, results: list[ScoredPoint], started: float, groups: list[HitGroup] | None = None
@@ -187,6 +189,9 @@ class _EmbeddedExamples:
 
 
 SCROLL_PAGE = 256  # documents per Scroll page when the caller names no limit
+# Runs of a call again after its collection changed size under it; an alias moved back and
+# forth while the call runs may change it more than once.
+SIZE_CHANGE_RETRIES = 3
 
 
 class SizeChanged(FailedPrecondition):
@@ -241,30 +246,37 @@ class VectorCore:
         """The distance that ranks as the model's similarity function does."""
         return MODEL_DISTANCES[self._embedder.model.spec.similarity]
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def call(self, fn: Callable[..., T], *args: Any, embedded_at: Collection[int] = ()) -> T:
+        """Run a store call off the event loop, its errors in the core's terms.
+        ``embedded_at``: the sizes this call's texts were embedded at, from the cached
+        settings; a store that wants another size has had the collection re-created, or the
+        alias used moved, since they were cached."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
         except store_errors.DimensionMismatch as exc:
-            cached = self._specs.get(exc.collection or "")
-            if cached is None or cached.vector_size == exc.expected:
+            stale = [size for size in embedded_at if size != exc.expected]
+            if not stale:
                 raise translate_store_error(exc) from exc
-            self._specs.pop(exc.collection or "", None)
+            self._specs.clear()  # it may be cached under the collection's name or an alias
             raise SizeChanged(
-                f"collection {exc.collection!r} was re-created with {exc.expected}-d vectors "
-                f"while this call ran with {cached.vector_size}-d ones; send it again"
+                f"collection {exc.collection!r} holds {exc.expected}-d vectors now; this "
+                f"call embedded its texts at {stale[0]} dimensions; send it again"
             ) from exc
         except store_errors.StoreError as exc:
             raise translate_store_error(exc) from exc
 
     @staticmethod
     async def at_current_size(run: Callable[[], Awaitable[T]]) -> T:
-        """``run`` embeds at a collection's cached size, then calls the store; if another
-        server re-created the collection at another size meanwhile, it runs once more."""
-        try:
-            return await run()
-        except SizeChanged:
-            return await run()
+        """``run`` embeds at a collection's cached size, then calls the store; if the
+        collection was re-created at another size meanwhile (by another server), or an
+        alias moved to a collection of another size, it runs again at the new size."""
+        for _ in range(SIZE_CHANGE_RETRIES):
+            try:
+                return await run()
+            except SizeChanged:
+                pass
+        return await run()
 
     # -- collections -------------------------------------------------------------
 
@@ -403,7 +415,7 @@ class VectorCore:
                 wait_for_room,
             )
         points, counts = _points(documents, spans, vectors, settings, spec)
-        return PreparedBatch(points, tokens, counts)
+        return PreparedBatch(points, tokens, counts, spec.vector_size if texts else None)
 
     async def _split(
         self,
@@ -501,7 +513,8 @@ class VectorCore:
             stored = await self.call(self.store.retrieve, collection, firsts)
             replaced = replaced_ids(counts, {r.id: r.payload for r in stored})
             await self.call(self.store.delete, collection, replaced)
-        await self.call(self.store.upsert, collection, points)
+        sizes = {b.embedded_at for b in batches if b.embedded_at is not None}
+        await self.call(self.store.upsert, collection, points, embedded_at=sizes)
         self.metrics.store_write_seconds.observe(time.perf_counter() - started)
         self.metrics.store_write_points.observe(len(points))
 
@@ -627,16 +640,19 @@ class VectorCore:
         """Run a store query (``ranked`` under ``filter``): its hits, weighed by
         ``weighings`` when any, or its groups when ``group`` is set."""
         started = time.monotonic()
+        sizes = embedded.embedded_at
         if weighings:
             weighed = functools.partial(rank_weighed, ranked)
-            return embedded.result(await self.call(weighed, filter, params, weighings), started)
+            hits = await self.call(weighed, filter, params, weighings, embedded_at=sizes)
+            return embedded.result(hits, started)
         if group is None:
-            return embedded.result(await self.call(ranked, filter, params), started)
+            hits = await self.call(ranked, filter, params, embedded_at=sizes)
+            return embedded.result(hits, started)
         retrieve = functools.partial(self.store.retrieve, collection)
         indexes = (await self.collection_spec(collection)).payload_indexes
         indexed = indexes.get(group.key) in (PayloadIndexKind.KEYWORD, PayloadIndexKind.INTEGER)
         grouping = functools.partial(search_groups, retrieve=retrieve, indexed=indexed)
-        groups = await self.call(grouping, ranked, filter, params, group)
+        groups = await self.call(grouping, ranked, filter, params, group, embedded_at=sizes)
         return embedded.result([], started, groups)
 
     async def _reranked(
@@ -654,7 +670,7 @@ class VectorCore:
         stage, params, group = search.rerank, search.params, search.group
         wide, added = with_fields(params, [stage.text_key, *([group.key] if group else [])])
         first = dataclasses.replace(wide, limit=stage.count(params), offset=0)
-        hits = await self.call(ranked, search.filter, first)
+        hits = await self.call(ranked, search.filter, first, embedded_at=embedded.embedded_at)
         found = embedded.result([], started, [] if group else None)  # the store's time
         if not hits:
             return found
@@ -721,7 +737,7 @@ class VectorCore:
         )
         rows = iter(result.vectors)
         chosen: list[Example] = [next(rows) if e.text is not None else e.value() for e in examples]
-        return _EmbeddedExamples(chosen, result.total_tokens, result.timings)
+        return _EmbeddedExamples(chosen, result.total_tokens, result.timings, (spec.vector_size,))
 
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool) -> list[Record]:
         if not ids:
