@@ -380,6 +380,7 @@ def test_ingest_starts_over_when_its_checkpoint_is_stale(served: str, tmp_path: 
     ingest = ["ingest", str(source), "--target", served]
     assert run_cli(*ingest, "-c", "stale").returncode == 0
     saved = json.loads((tmp_path / "kept.jsonl.progress").read_text())
+    assert saved.pop("prefix_sha256")
     assert saved == {"acknowledged": 20, "last_id": "d19", "collection": "stale"}
     with EmbedClient(served) as client:
         for change, reason in (
@@ -395,6 +396,41 @@ def test_ingest_starts_over_when_its_checkpoint_is_stale(served: str, tmp_path: 
         assert "it is the checkpoint of collection 'stale'" in other.stderr
         assert client.count("other") == 20
     assert "resuming after 20" in run_cli(*ingest, "-c", "other").stderr
+
+
+def test_ingest_starts_over_when_the_file_no_longer_begins_with_what_it_sent(
+    served: str, tmp_path: Path
+) -> None:
+    """Only a file that grew at its end is continued: one replaced by another, truncated
+    and written again, or edited before the point reached is sent from its first document."""
+    source = tmp_path / "daily.jsonl"
+    ingest = ["ingest", str(source), "-c", "daily", "--target", served, "--batch-size", "4"]
+
+    def lines(*documents: tuple[str, str]) -> str:
+        return "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in documents)
+
+    source.write_text(lines(("a1", "monday"), ("a2", "tuesday"), ("a3", "wednesday")))
+    assert run_cli(*ingest).returncode == 0
+    replaced = [("b1", "one"), ("b2", "two"), ("b3", "three"), ("b4", "four")]
+    source.write_text(lines(*replaced))  # as many lines and more: a count alone would skip
+    again = run_cli(*ingest)
+    assert again.returncode == 0, again.stderr
+    assert "no longer begins with the 3 documents it acknowledged" in again.stderr
+    assert "ingested 4 documents" in again.stderr
+    source.write_text(lines(("a1", "monday"), ("a2", "an edited tuesday"), *replaced))
+    edited = run_cli(*ingest)
+    assert "no longer begins with the 4 documents" in edited.stderr, edited.stderr
+    assert "ingested 6 documents" in edited.stderr
+    source.write_text(lines(("c1", "cut short")))  # fewer documents than acknowledged
+    assert "ingested 1 documents" in run_cli(*ingest).stderr
+    with EmbedClient(served) as client:
+        assert client.count("daily") == 8  # a1..a3, b1..b4, c1; a2 as edited
+        assert client.get("daily", ["b1", "c1"])
+    with source.open("a") as grown:  # grown at its end: continued
+        grown.write(lines(("c2", "appended")))
+    grown_run = run_cli(*ingest)
+    assert "resuming after 1 acknowledged documents" in grown_run.stderr
+    assert "ingested 1 documents" in grown_run.stderr
 
 
 def test_a_bad_filter_is_named_before_any_call(served: str) -> None:

@@ -18,9 +18,11 @@ from google.protobuf.json_format import MessageToDict
 
 from embedserve.client._documents import Hit, HitGroup, document_problem
 from embedserve.client._sync import EmbedClient
+from embedserve.client.cli_checkpoint import PrefixDigest, digest_of
+from embedserve.client.cli_checkpoint import load as load_checkpoint
+from embedserve.client.cli_checkpoint import save as save_checkpoint
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
-from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.cli_settings_file import SavedSettings, read_settings, settings_path
 
 
@@ -469,13 +471,14 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     checkpoint = None if from_stdin else Path(args.checkpoint or args.file + ".progress")
     skip = 0
     if checkpoint is not None and checkpoint.exists() and not args.restart:
-        skip = _resume_point(client, checkpoint, args.collection)
+        skip = _resume_point(client, checkpoint, args.collection, args.file)
     stream = stdin_text() if from_stdin else open_text(args.file)
     total = None if from_stdin else _count_documents(args.file)
     progress = _Progress(total, skip)
+    prefix = PrefixDigest()
     try:
         source = "stdin" if from_stdin else args.file
-        documents = read_documents(stream, args.file.endswith(".csv"), source)
+        documents = prefix.track(read_documents(stream, args.file.endswith(".csv"), source))
         for _ in range(skip):
             next(documents, None)
         # One document read (and checked) first: a file of the wrong shape creates nothing.
@@ -491,7 +494,8 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         ):
             done = skip + int(ack.total_acknowledged)
             if checkpoint is not None:
-                _write_checkpoint(checkpoint, done, ack.ids[-1], args.collection)
+                last = ack.ids[-1]
+                save_checkpoint(checkpoint, done, last, args.collection, prefix.of_first(done))
             progress.update(done)
     finally:
         progress.end()
@@ -531,12 +535,6 @@ def _count_documents(path: str) -> int:
     return lines - 1 if path.endswith(".csv") else lines
 
 
-def _write_checkpoint(path: Path, acknowledged: int, last_id: str, collection: str) -> None:
-    saved = {"acknowledged": acknowledged, "last_id": last_id, "collection": collection}
-    with replaced_when_done(str(path)) as checkpoint:
-        checkpoint.write(json.dumps(saved))
-
-
 def _create_for(client: EmbedClient, args: argparse.Namespace, saved: SavedSettings | None) -> None:
     """The collection ``ingest`` writes into: with the settings ``export`` saved beside the
     file, else the server's defaults; --bm25 and --split add what they need."""
@@ -559,15 +557,19 @@ def _create_for(client: EmbedClient, args: argparse.Namespace, saved: SavedSetti
     print(f"created collection {args.collection!r}{source}", file=sys.stderr)
 
 
-def _resume_point(client: EmbedClient, checkpoint: Path, collection: str) -> int:
+def _resume_point(client: EmbedClient, checkpoint: Path, collection: str, path: str) -> int:
     """How many documents an earlier run acknowledged into this collection; 0 (start over,
-    saying why) when the checkpoint is not this collection's, or the collection no longer
-    holds what it acknowledged (deleted and made again, or on another server)."""
-    saved = json.loads(checkpoint.read_text())
+    saying why) when the checkpoint is not this collection's, the file no longer begins with
+    the documents it acknowledged (replaced, truncated, edited), or the collection no longer
+    holds them (deleted and made again, or on another server)."""
+    saved = load_checkpoint(checkpoint)
     last_id, named = str(saved["last_id"]), saved.get("collection", collection)
+    acknowledged = int(saved["acknowledged"])
     stale = None
     if named != collection:
         stale = f"it is the checkpoint of collection {named!r}"
+    elif not _begins_with(path, acknowledged, saved.get("prefix_sha256")):
+        stale = f"{path} no longer begins with the {acknowledged} documents it acknowledged"
     elif not collection_exists(client, collection):
         stale = f"collection {collection!r} does not exist"
     elif not client.get(collection, [last_id, f"{last_id}#0"]):  # whole, or as passages
@@ -575,6 +577,17 @@ def _resume_point(client: EmbedClient, checkpoint: Path, collection: str) -> int
     if stale is not None:
         print(f"{checkpoint}: {stale}; starting from the first document", file=sys.stderr)
         return 0
-    acknowledged = int(saved["acknowledged"])
     print(f"resuming after {acknowledged} acknowledged documents ({checkpoint})", file=sys.stderr)
     return acknowledged
+
+
+def _begins_with(path: str, count: int, prefix: str | None) -> bool:
+    """Whether the file's first ``count`` documents have the digest ``prefix`` (a
+    checkpoint saved before digests were kept has none: taken as they are)."""
+    if prefix is None:
+        return True
+    try:
+        with open_text(path) as stream:
+            return digest_of(read_documents(stream, path.endswith(".csv"), path), count) == prefix
+    except ValueError:  # a line before the point reached is no document now
+        return False
