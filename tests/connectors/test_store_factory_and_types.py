@@ -193,4 +193,4 @@ def test_collections_made_by_other_tools_still_open() -> None:
         assert info.spec.full_scan_threshold_kb == 10_000  # Qdrant's own default
         assert info.points_count == 1
         [hit] = store.search("foreign", [1.0, 2.0, 3.0])
-        assert (hit.id, hit.payload) == (foreign_id, {"a": 1})  # no external id: Qdrant's
+        assert (hit.id, hit.payload) == (f"qdrant:{foreign_id}", {"a": 1})  # named by its point

@@ -81,7 +81,6 @@ INDEX_KINDS = {
 _TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
 _TRANSIENT_HTTP = {408, 429, 502, 503, 504}
 _DIM_RE = re.compile(r"expected dim: (\d+), got (\d+)")
-_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def remote_filter(f: Filter) -> qm.Filter:
@@ -198,7 +197,7 @@ class ErrorContext:
             return StoreFull(f"the Qdrant server's disk is full: {message}")
         if m := _DIM_RE.search(message):
             return DimensionMismatch(int(m.group(1)), int(m.group(2)), collection=self.collection)
-        missing = [self.ids[u] for u in _UUID_RE.findall(lowered) if u in self.ids]
+        missing = [e for p, e in self.ids.items() if re.search(rf"\b{re.escape(p)}\b", lowered)]
         if missing and self.collection and "not found" in lowered:
             return PointNotFound(self.collection, list(dict.fromkeys(missing)))
         if self.collection and "collection" in lowered:

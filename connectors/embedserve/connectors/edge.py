@@ -63,7 +63,7 @@ from .errors import (
     StoreError,
     os_failure,
 )
-from .ids import RESERVED_KEY, point_id, point_ids
+from .ids import RESERVED_KEY, point_ids, point_index
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
 from .store import ContextManagerMixin
@@ -456,8 +456,8 @@ class EdgeStore(ContextManagerMixin):
     def _check_exist(col: _Collection, ids: Sequence[str]) -> None:
         """Before an update by ids: the engine would apply it to the points it has, then
         fail on the first it lacks."""
-        wanted = {point_id(i): i for i in ids}
-        keys: list[Any] = list(wanted)
+        wanted = point_index(ids)
+        keys: list[Any] = point_ids(ids)
         if missing := missing_ids(wanted, col.shard.retrieve(keys, False, False)):
             raise PointNotFound(col.spec.name, missing)
 
@@ -575,8 +575,8 @@ class EdgeStore(ContextManagerMixin):
     def _vectors_by_id(self, collection: str, ids: Sequence[str]) -> dict[str, list[float]]:
         if not ids:
             return {}
-        wanted = {point_id(i): i for i in ids}
-        keys: list[Any] = list(wanted)
+        wanted = point_index(ids)
+        keys: list[Any] = point_ids(ids)
         with self._reading(collection) as col, engine_errors():
             records = col.shard.retrieve(keys, False, True)
         found: dict[str, list[float]] = {}

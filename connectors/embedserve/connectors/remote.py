@@ -55,7 +55,7 @@ from .errors import (
     StoreError,
     StoreLocked,
 )
-from .ids import RESERVED_KEY, check_external_id, point_id, point_ids
+from .ids import RESERVED_KEY, check_external_id, point_id, point_ids, point_index
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
 from .settings import DEFAULT_GRPC_PORT, StoreSettings
@@ -397,9 +397,9 @@ class RemoteStore(ContextManagerMixin):
             return
         require_text_indexes(spec, text_match_keys(filter))
         if filter is None:
-            wanted = {point_id(i): i for i in ids or ()}
+            wanted = point_index(ids or ())
             with self._call(ErrorContext(collection)):
-                found = self._client.retrieve(collection, list(wanted), False, False)
+                found = self._client.retrieve(collection, point_ids(ids or ()), False, False)
             if missing := missing_ids(wanted, found):  # the server would update the others
                 raise PointNotFound(collection, missing)
         selector = _selector(ids, filter)
@@ -488,7 +488,7 @@ class RemoteStore(ContextManagerMixin):
             for e in given:
                 if isinstance(e, str):
                     pid = point_id(check_external_id(e))
-                    by_point[pid] = e
+                    by_point[str(pid)] = e
                     out.append(pid)
                 else:
                     out.append(spec_vector(e, spec))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DimensionMismatch, InvalidFilter, InvalidRequest
-from .ids import RESERVED_KEY, check_external_id, point_id, stored_payload
+from .ids import RESERVED_KEY, PointId, check_external_id, point_id, stored_payload
 from .types import (
     FACET_INDEX_KINDS,
     MAX_FACET_LIMIT,
@@ -94,7 +94,7 @@ def check_payload(value: Any, path: str = "payload", depth: int = 0) -> None:
 
 @dataclass(frozen=True)
 class PreparedPoint:
-    point_id: str
+    point_id: PointId
     vector: list[float]
     payload: dict[str, Any]
     keywords: SparseTerms | None = None
