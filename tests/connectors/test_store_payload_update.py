@@ -111,3 +111,16 @@ def test_bad_updates_are_refused(
     with pytest.raises(InvalidRequest, match=message):
         store.update_payload("shop", **kwargs)  # type: ignore[arg-type]
     assert {p["stock"] for p in payloads(store).values()} == {5}
+
+
+def test_deleted_keys_are_top_level_keys_even_with_dots_or_brackets(store: VectorStore) -> None:
+    """A set writes {"a.b": 1} as one key; deleting "a.b" removes that key, not "b" inside
+    "a" (the engines read a deleted key as a path unless it is quoted)."""
+    store.create_collection(CollectionSpec("keys", vector_size=DIM))
+    payload = {"a.b": 1, "a": {"b": 2}, "x[]": 3, "utm.source": "mail", "plain": 4}
+    store.upsert("keys", [PointRecord("p", unit_vectors(np.random.default_rng(1), 1, DIM)[0], {})])
+    store.update_payload("keys", ["p"], values=payload)
+    store.update_payload("keys", ["p"], delete_keys=["a.b", "x[]", "utm.source", "plain"])
+    assert store.retrieve("keys", ["p"])[0].payload == {"a": {"b": 2}}
+    with pytest.raises(InvalidRequest, match="cannot be deleted by name"):
+        store.update_payload("keys", ["p"], delete_keys=['say "hi"'])

@@ -136,7 +136,15 @@ def check_payload_update(
     if both := sorted(set(values) & set(keys)):
         raise InvalidRequest(f"keys both set and deleted: {', '.join(both)}")
     check_payload(values)
-    return values, keys
+    return values, [_top_level_path(key) for key in keys]
+
+
+def _top_level_path(key: str) -> str:
+    """A top-level key as the engines' payload path: quoted, so that a key "a.b" (which a
+    set writes as it is) is removed, not "b" inside "a"."""
+    if '"' in key:
+        raise InvalidRequest(f"payload key {key!r}: a key holding '\"' cannot be deleted by name")
+    return f'"{key}"'
 
 
 def prepare_points(spec: CollectionSpec, points: Sequence[PointRecord]) -> list[PreparedPoint]:
