@@ -359,15 +359,13 @@ class VectorCore:
         size = spec.vector_size
         split = settings.split
         written_as_text: list[tuple[int, DocumentIn]] = []
-        first_index: dict[str, int] = {}
+        # Split into passages, an earlier version of a document is left out, not written
+        # with the last: its passages past the last version's count would stay behind.
+        last_index = {doc.id: index for index, doc in enumerate(documents)}
+        kept = [d for i, d in enumerate(documents) if split is None or last_index[d.id] == i]
         for index, doc in enumerate(documents):
             if not doc.id:
                 raise InvalidArgument(f"documents[{index}].id must not be empty")
-            if split is not None and first_index.setdefault(doc.id, index) != index:
-                raise InvalidArgument(
-                    f"documents[{index}].id {doc.id!r} repeats documents[{first_index[doc.id]}]"
-                    "'s; a write split into passages takes each document once"
-                )
             try:  # the store's own checks, run here so a bad document costs no model time
                 check_document(doc.id, doc.payload)
             except store_errors.InvalidRequest as exc:
@@ -390,7 +388,8 @@ class VectorCore:
             else:
                 if split is not None:
                     check_passage_payload(doc.payload, f"documents[{index}]")
-                written_as_text.append((index, doc))
+                if split is None or last_index[doc.id] == index:
+                    written_as_text.append((index, doc))
         texts = [doc.text or "" for _, doc in written_as_text]
         text_names = [f"documents[{index}].text" for index, _ in written_as_text]
         params = settings.embed
@@ -414,7 +413,7 @@ class VectorCore:
                 lambda start, end: InputNames.listed("documents", names[start:end]),
                 wait_for_room,
             )
-        points, counts = _points(documents, spans, vectors, settings, spec)
+        points, counts = _points(kept, spans, vectors, settings, spec)
         return PreparedBatch(points, tokens, counts, spec.vector_size if texts else None)
 
     async def _split(
