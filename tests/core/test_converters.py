@@ -241,6 +241,9 @@ def test_query_params_defaults_and_bounds() -> None:
         vc.search_params(pb.QueryParams(hnsw_ef=0))
     with pytest.raises(InvalidArgument, match="read_consistency"):
         vc.search_params(pb.QueryParams(read_consistency="most"))
+    for threshold in (math.nan, math.inf):  # NaN would have found nothing, silently
+        with pytest.raises(InvalidArgument, match="score_threshold must be a finite number"):
+            vc.search_params(pb.QueryParams(score_threshold=threshold))
 
 
 def test_results_to_proto() -> None:

@@ -763,6 +763,11 @@ class SearchParams:
             raise InvalidRequest(f"offset must be a non-negative integer, got {self.offset!r}")
         if self.hnsw_ef is not None:
             _positive("hnsw_ef", self.hnsw_ef)
+        t = self.score_threshold
+        if t is not None and (
+            isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
+        ):  # NaN compares false with every score: the search would find nothing
+            raise InvalidRequest(f"score_threshold must be a finite number, got {t!r}")
         rc = self.read_consistency
         # isdigit() alone accepts digits such as '²' that int() rejects.
         count = rc is not None and rc.isascii() and rc.isdigit() and int(rc) > 0
