@@ -120,3 +120,88 @@ def test_sighup_reloads_the_keys_of_embedserve_serve(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(60) == 0, log.read_text()[-2000:]
+
+
+def test_a_stream_opened_before_a_reload_is_held_to_the_new_keys(
+    start_server: Callable[..., Any], minilm_model: Any, tmp_path: Path
+) -> None:
+    """A key revoked, lowered or narrowed to other collections while a stream of it is open
+    gets no further message through; a key the reload left as it was streams on."""
+    import queue
+
+    from embedserve.v1 import embedding_pb2 as epb
+    from embedserve.v1 import embedding_pb2_grpc as epb_grpc
+    from embedserve.v1 import vector_pb2 as vpb
+    from embedserve.v1 import vector_pb2_grpc as vpb_grpc
+
+    keys = tmp_path / "keys.txt"
+    lines = {
+        "revoked": "revoked-key write",
+        "lowered": "lowered-key write",
+        "narrowed": "narrowed-key write news",
+        "kept": "kept-key write news",
+        "admin": "admin-key admin",
+    }
+    keys.write_text("\n".join(lines.values()) + "\n")
+    running = start_server(loaded=minilm_model, api_keys_file=str(keys))
+    with EmbedClient(running.target, api_key="admin-key") as admin:
+        admin.create_collection("news")
+
+    def open_stream(channel: grpc.Channel, key: str) -> tuple[Any, Any]:
+        """An ingestion stream of ``key`` whose messages are put on the returned queue."""
+        sent: queue.Queue[Any] = queue.Queue()
+        call = vpb_grpc.VectorServiceStub(channel).IngestStream(
+            iter(sent.get, None), metadata=[("authorization", f"Bearer {key}")]
+        )
+        return sent, call
+
+    def batch(number: int) -> Any:
+        """The first message names the collection; later ones leave it out, as they may."""
+        documents = [vpb.Document(id=f"d{number}", text="the rocket reached orbit")]
+        collection = "news" if number == 1 else ""
+        return vpb.IngestStreamRequest(
+            batch_id=str(number), collection=collection, documents=documents
+        )
+
+    with grpc.insecure_channel(running.target) as channel:
+        streams = {name: open_stream(channel, f"{name}-key") for name in lines if name != "admin"}
+        for sent, call in streams.values():
+            sent.put(batch(1))
+            assert next(call).batch_id == "1"
+        embed_queue: queue.Queue[Any] = queue.Queue()
+        embeds = epb_grpc.EmbeddingServiceStub(channel).EmbedStream(
+            iter(embed_queue.get, None), metadata=[("authorization", "Bearer revoked-key")]
+        )
+        embed_queue.put(epb.EmbedStreamRequest(request_id="1", inputs=["hello"]))
+        assert next(embeds).request_id == "1"
+
+        lines.pop("revoked")
+        lines["lowered"] = "lowered-key read"
+        lines["narrowed"] = "narrowed-key write archive"
+        keys.write_text("\n".join(lines.values()) + "\n")
+
+        async def sighup() -> None:
+            running.server.reload()
+
+        running.run(sighup())
+        expected = {
+            "revoked": grpc.StatusCode.UNAUTHENTICATED,
+            "lowered": grpc.StatusCode.PERMISSION_DENIED,
+            "narrowed": grpc.StatusCode.PERMISSION_DENIED,
+        }
+        for name, (sent, call) in streams.items():
+            sent.put(batch(2))
+            if name == "kept":
+                assert next(call).batch_id == "2"
+                sent.put(None)
+                continue
+            with pytest.raises(grpc.RpcError) as ended:
+                next(call)
+            assert ended.value.code() == expected[name], name
+            assert "the API keys were reloaded during this call" in (ended.value.details() or "")
+        embed_queue.put(epb.EmbedStreamRequest(request_id="2", inputs=["hello"]))
+        with pytest.raises(grpc.RpcError) as ended:
+            next(embeds)
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with EmbedClient(running.target, api_key="admin-key") as admin:
+        assert sorted(d.id for d in admin.get("news", ["d1", "d2"])) == ["d1", "d2"]

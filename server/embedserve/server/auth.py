@@ -178,6 +178,8 @@ class KeyRing:
         # Compared as SHA-256 digests: equal lengths, so not even a key's length leaks.
         # One tuple, so that ``replace`` swaps the whole set at once for calls in flight.
         self._digests = tuple((_digest(k.key), k) for k in keys)
+        # Counts reloads, so that a stream authorised before one asks again.
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -185,6 +187,7 @@ class KeyRing:
     def replace(self, other: KeyRing) -> None:
         """Take ``other``'s keys (a reload); every holder of this ring sees them."""
         self._digests = other._digests
+        self.generation += 1
 
     def lookup(self, presented: str) -> ApiKey | None:
         """Constant time in the key's content: every key is compared, no early exit."""

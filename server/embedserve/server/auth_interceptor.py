@@ -30,6 +30,8 @@ class _Check(CallHooks):
         self._method = method
         self._token = token
         self._key: ApiKey | None = None
+        self._generation = 0  # of the key ring, when the key was looked up
+        self._collections: set[str] = set()  # named by this call's messages so far
         # Only VectorService requests name a collection subject to the allow-list.
         self._check_collection = method.startswith(VECTOR_SERVICE_PREFIX)
 
@@ -39,23 +41,34 @@ class _Check(CallHooks):
         except EmbedServeError as exc:
             await context.abort(status_of(exc), exc.message)
             raise  # unreachable: abort raises
-        self._key = key
+        self._key, self._generation = key, self._keys.generation
         return callctx.caller.set(key.key_id)
 
     async def on_request(self, request: Any, context: Context) -> None:
-        if self._key is None or not self._check_collection or not self._key.collections:
+        if self._key is None:
             return
+        # A stream opened before a reload gets no further message through with a key that
+        # was revoked, lowered or narrowed to other collections meanwhile.
+        reloaded = self._keys.generation != self._generation
         try:
+            if reloaded:
+                self._generation = self._keys.generation
+                self._key = authorize(self._keys, self._token, self._role, self._method)
+            if not self._check_collection:
+                return
             if isinstance(request, vector_pb2.UpdateAliasesRequest):
                 check_alias_change(self._key, dict(request.set), list(request.delete))
             # CreateCollection/GetCollection/DeleteCollection name it 'name'; the rest
-            # 'collection'.
-            for field in ("collection", "name"):
-                name = getattr(request, field, None)
-                if isinstance(name, str):
-                    check_collection(self._key, name)
+            # 'collection'. A stream's later messages may leave it out: the names used so
+            # far are checked again after a reload.
+            named = [getattr(request, field, None) for field in ("collection", "name")]
+            this_message = [n for n in named if isinstance(n, str) and n]
+            self._collections.update(this_message)
+            for name in self._collections if reloaded else this_message:
+                check_collection(self._key, name)
         except EmbedServeError as exc:
-            await context.abort(status_of(exc), exc.message)
+            reason = "the API keys were reloaded during this call: " if reloaded else ""
+            await context.abort(status_of(exc), reason + exc.message)
 
     def on_response(self, response: Any) -> Any:
         # ListCollections names no collection: show a restricted key only its own.
