@@ -25,6 +25,8 @@ from embedserve.server.windows import FloatArray
 
 BIN_WIDTH = 0.05
 BIN_COUNT = round(2 / BIN_WIDTH)  # over [-1, 1]
+# A cosine this far below the threshold reaches it: float32 rounding of unit vectors.
+ROUNDING = 1e-6
 BLOCK_ROWS = 1024
 BLOCK_COLUMNS = 4096
 # AUTO compares in blocks while the vectors take at most this much memory.
@@ -73,6 +75,9 @@ class PairCollector:
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
+        # What a score is compared with: equal texts' unit vectors score 1 - 6e-8 in
+        # float32 as often as 1, and a threshold of 1 must find them.
+        self.reached_at = threshold - ROUNDING
         self.pairs: dict[tuple[str, str], float] = {}
         self.best: dict[str, float] = {}
 
@@ -84,7 +89,7 @@ class PairCollector:
                 score = 1.0
             if score > self.best.get(source, -math.inf):
                 self.best[source] = score
-            if score >= self.threshold:
+            if score >= self.reached_at:
                 key = (source, other) if source < other else (other, source)
                 self.pairs[key] = max(score, self.pairs.get(key, -math.inf))
 
@@ -177,7 +182,7 @@ def compare_in_blocks(
             for side, first, other_first in ((scores, row0, col0), (scores.T, col0, row0)):
                 top = side.max(axis=1)
                 _raise_best(best, best_at, first, top, side, other_first)
-                found.add(first, other_first, side, top, collector.threshold)
+                found.add(first, other_first, side, top, collector.reached_at)
         found.compact_if_large()
     chosen = found.per_point()
     for i in range(n):
