@@ -126,6 +126,32 @@ def test_resume_continues_from_the_last_checkpoint(
     assert not checkpoints.exists()
 
 
+def test_a_run_of_one_step_trains_with_the_default_warm_up(
+    tiny_base: Path, small_pairs: Path, tmp_path: Path
+) -> None:
+    """One batch, one epoch: the step runs at a learning rate above 0 (the trainer's own
+    rounding gave it to warming up, and the base model was written back unchanged)."""
+    from embedserve.server.finetune.model_io import load_base
+    from embedserve.server.finetune.pairs import read_pairs
+    from embedserve.server.finetune.prompts import task_prompts
+    from embedserve.server.finetune.training import TrainSettings, train, warmup_steps
+
+    pairs = read_pairs(small_pairs, "--train")[:10]
+    settings = TrainSettings(
+        epochs=1, batch_size=16, lr=1e-3, max_seq_length=64, matryoshka_dims=(),
+        cached_mini_batch=None, warmup_ratio=0.1, seed=0, checkpoint_dir=tmp_path / "c",
+        save_steps=100, resume=False, device="cpu",
+    )  # fmt: skip
+    assert warmup_steps(pairs, settings) == 0
+    assert warmup_steps(pairs * 10, dataclasses.replace(settings, epochs=3)) == 2  # of 21
+    base = load_base(str(tiny_base), "cpu")
+    before = [p.detach().clone() for p in base.model.parameters()]
+    assert train(base.model, pairs, task_prompts(base.spec), settings).steps == 1
+    after = list(base.model.parameters())
+    changed = [not (a == b.detach()).all() for a, b in zip(before, after, strict=True)]
+    assert sum(changed) > len(changed) // 2
+
+
 def test_bad_input_is_named_and_nothing_is_written(
     tiny_base: Path, small_pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,16 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(folder / f"checkpoint-{max(steps)}") if steps else None
 
 
+def warmup_steps(pairs: Sequence[Pair], settings: TrainSettings) -> int:
+    """The warm-up's steps: ``warmup_ratio`` of the run's, rounded down. (The trainer rounds
+    a ratio up, so a run of one step spent it warming up, at a learning rate of 0, and
+    wrote the base model back unchanged.)"""
+    triplets = sum(1 for p in pairs if p.negative is not None)
+    sizes = [n for n in (len(pairs) - triplets, triplets) if n]  # one dataset each
+    per_epoch = sum(math.ceil(n / settings.batch_size) for n in sizes)
+    return int(settings.warmup_ratio * math.ceil(settings.epochs * per_epoch))
+
+
 def train(
     model: Any, pairs: Sequence[Pair], prompts: TaskPrompts, settings: TrainSettings
 ) -> TrainOutcome:
@@ -108,7 +119,7 @@ def train(
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.lr,
-        warmup_ratio=settings.warmup_ratio,
+        warmup_steps=warmup_steps(pairs, settings),
         seed=settings.seed,
         bf16=use_bf16(settings.device),
         use_cpu=settings.device == "cpu",
