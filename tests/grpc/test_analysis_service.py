@@ -180,6 +180,13 @@ def test_find_duplicates_recovers_planted_pairs(client: EmbedClient, method: str
         ),
         (lambda c: c.cluster("empty"), "FAILED_PRECONDITION", "'empty' has no points"),
         (lambda c: c.cluster(texts=["a"], write_label="x"), "INVALID_ARGUMENT", "write_label"),
+        (
+            lambda c: c.cluster(
+                texts=["a", "b", "c"], k=2, filter={"must": [{"is_empty": {"key": "x"}}]}
+            ),
+            "INVALID_ARGUMENT",
+            "filter needs a collection, not texts",
+        ),
         (lambda c: c.find_duplicates("corpus", threshold=1.5), "INVALID_ARGUMENT", r"\[-1, 1\]"),
         (lambda c: c.find_duplicates("empty"), "FAILED_PRECONDITION", "'empty' has no points"),
         (lambda c: c.find_duplicates("nope"), "NOT_FOUND", "nope"),

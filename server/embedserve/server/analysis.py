@@ -121,6 +121,8 @@ def _check_job(job: ClusterJob) -> None:
         _check_texts(job.texts)
         if job.write_label:
             raise InvalidArgument("write_label needs a collection, not texts")
+        if job.filter is not None:
+            raise InvalidArgument("filter needs a collection, not texts")
     if job.write_label in (TEXT_PAYLOAD_KEY, RESERVED_KEY):
         raise InvalidArgument(f"write_label must not be {job.write_label!r}: that field is taken")
     if job.max_points < 2:
