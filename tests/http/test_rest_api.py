@@ -280,10 +280,11 @@ def test_a_body_that_is_not_text_is_a_400_naming_where(
 def test_a_verb_a_path_does_not_take_is_405_with_all_its_verbs(
     both: Any, http: httpx.Client
 ) -> None:
-    # GET and POST on /api/v1/collections are two routes; Allow names both (it was 501).
+    # GET and POST on /api/v1/collections are two routes; Allow names both (it was 501),
+    # and HEAD, answered wherever GET is.
     for verb, path, allow in (
-        ("PUT", "/api/v1/collections", "GET, POST"),
-        ("PUT", "/api/v1/collections/docs", "DELETE, GET, PATCH"),
+        ("PUT", "/api/v1/collections", "GET, HEAD, POST"),
+        ("PUT", "/api/v1/collections/docs", "DELETE, GET, HEAD, PATCH"),
         ("GET", "/v1/embeddings", "POST"),
     ):
         reply = http.request(verb, path)

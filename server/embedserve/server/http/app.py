@@ -23,6 +23,7 @@ from embedserve.server.http import (
     tei_routes,
 )
 from embedserve.server.http.backend import Backend
+from embedserve.server.http.head import HeadAsGet
 from embedserve.server.http.observe import ObserveMiddleware
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.settings import HttpSettings
@@ -43,6 +44,8 @@ _HEALTH = {
     "required": ["status"],
     "properties": {"status": {"type": "string", "enum": ["SERVING", "NOT_SERVING"]}},
 }
+# Every verb a route takes (PATCH: UpdateCollection), and HEAD, which GET routes answer.
+CORS_METHODS = ["GET", "HEAD", "POST", "PATCH", "DELETE"]
 HEALTH_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"description": "serving", "content": {"application/json": {"schema": _HEALTH}}},
     503: {
@@ -75,6 +78,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     handlers.install(app)
     docs.install(app)
     openapi.install(app)
+    app.add_middleware(HeadAsGet)  # inside ObserveMiddleware, which records the HEAD
     app.add_middleware(
         ObserveMiddleware, metrics=metrics, max_body_bytes=backend.settings.max_message_bytes
     )
@@ -84,8 +88,11 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["authorization", "content-type", "x-request-id"],
+            allow_methods=CORS_METHODS,
+            # Any request header: the SDKs add their own (OpenAI's x-stainless-* and
+            # openai-project, Cohere's x-fern-* and x-client-name), and a listed origin is
+            # trusted already; the call itself still needs its key.
+            allow_headers=["*"],
             expose_headers=["x-request-id", "retry-after", "retry-after-ms"],
             max_age=600,
         )

@@ -79,14 +79,17 @@ _VERBS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """The verbs some route takes on the request's path. Starlette's own Allow header
-    names only the first route that matched (GET, where GET and POST share a path)."""
+    """The verbs some route takes on the request's path (HEAD wherever GET: head.py).
+    Starlette's own Allow header names only the first route that matched (GET, where GET
+    and POST share a path)."""
     routes = request.app.routes
     return [
         verb
         for verb in _VERBS
         if any(
-            route.matches({**request.scope, "method": verb})[0] is Match.FULL for route in routes
+            route.matches({**request.scope, "method": "GET" if verb == "HEAD" else verb})[0]
+            is Match.FULL
+            for route in routes
         )
     ]
 

@@ -80,8 +80,10 @@ NOT_FOUND = "the named model or collection does not exist"
 CONFLICT = "a collection or alias of that name exists"
 
 
-# Bodies that name a model: another one is 404.
-_NAMING_A_MODEL = frozenset({"/v1/embeddings", "/embeddings", "/v1/rerank"}) | COHERE_PATHS
+# Bodies that name a model: another one is 404 (/rerank: in Infinity's body).
+_NAMING_A_MODEL = (
+    frozenset({"/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank"}) | COHERE_PATHS
+)
 
 
 def _statuses(path: str, verb: str) -> dict[int, str]:
