@@ -13,10 +13,11 @@ from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from embedserve.server.errors import EmbedServeError, InvalidArgument
+from embedserve.server.errors import Cancelled, EmbedServeError, InvalidArgument
 from embedserve.server.http.responses import CODE_KEY, error_body
 from embedserve.server.status import status_of
 
@@ -34,11 +35,21 @@ class DuplexStreamingResponse(StreamingResponse):
         await self.stream_response(send)
 
 
+async def _chunks(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        # The client left before its body's end (a timeout, Ctrl-C): the stream ends as
+        # CANCELLED, as gRPC's do, not as a fault of the server's.
+        raise Cancelled("the client closed the connection before the end of its body") from None
+
+
 async def body_lines(request: Request, max_line_bytes: int) -> AsyncIterator[tuple[int, bytes]]:
     """Non-blank lines of the body with their 1-based numbers, as they arrive."""
     pending = b""
     number = 0
-    async for chunk in request.stream():
+    async for chunk in _chunks(request):
         pending += chunk
         *complete, pending = pending.split(b"\n")
         for line in complete:

@@ -3,8 +3,8 @@
 Request id (``x-request-id`` in, echoed back, stamped on log lines), latency and count
 metrics labelled with the RPC a route mirrors and ``transport="http"``, one access log
 line per request, the ``max_message_bytes`` limit on bodies (declared or counted as they
-arrive; not on an ingestion stream, whose lines have their own), and the 500 answer to an
-unexpected exception.
+arrive; not on an ingestion stream, whose lines have their own), the 500 answer to an
+unexpected exception, and CANCELLED (499) for a call whose client left before its body's end.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from embedserve.server import callctx
 from embedserve.server.auth import ROUTE_METHODS
 from embedserve.server.http.responses import CODE_KEY, error_body, http_status, json_response
 from embedserve.server.metrics import Metrics
+from embedserve.server.status import HTTP_STATUS_OF
 
 log = logging.getLogger("embedserve.access")
 log_faults = logging.getLogger("embedserve.server.http")
@@ -54,7 +55,8 @@ def _method_label(scope: Scope) -> str:
     route = scope.get("route")
     if route is None:
         return "unmatched"
-    key = f"{scope['method']} {getattr(route, 'path_format', '')}"
+    verb = "GET" if scope["method"] == "HEAD" else scope["method"]  # HEAD runs the GET
+    key = f"{verb} {getattr(route, 'path_format', '')}"
     return ROUTE_METHODS.get(key, key)
 
 
@@ -77,6 +79,8 @@ class ObserveMiddleware:
         status = 500
 
         body_read = False  # the request body's last message has been received
+        answered = False  # the answer's last message has gone out
+        client_left = False  # the app found the client gone before that
         # An ingestion stream's body has no total limit (each line has its own); any other
         # body is counted as it arrives, for one sent in chunks declares no length.
         limited = not _STREAMED_BODY.fullmatch(scope["path"])
@@ -89,8 +93,11 @@ class ObserveMiddleware:
             return message
 
         async def receive_counted() -> Message:
-            nonlocal received
+            nonlocal received, client_left
             message = await receive_tracked()
+            # Once answered, the server reports a disconnect to whoever still listens for
+            # one (Starlette's FileResponse does): only one before means the client left.
+            client_left = client_left or (message["type"] == "http.disconnect" and not answered)
             received += len(message.get("body", b""))
             if limited and received > self._max_body:
                 raise HTTPException(400, self._size_message)  # answered as INVALID_ARGUMENT
@@ -99,19 +106,17 @@ class ObserveMiddleware:
         response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, answered
             if message["type"] == "http.response.start":
                 status, response_started = message["status"], True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode("latin-1")),
                 ]
-            elif (
-                message["type"] == "http.response.body"
-                and not message.get("more_body", False)
-                and not body_read
-            ):  # the answer's last message, with the request body not read to its end
-                await _drain(receive_tracked, max(2 * self._max_body, _DRAIN_BYTES))
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True  # its last message
+                if not body_read:  # with the request body not read to its end
+                    await _drain(receive_tracked, max(2 * self._max_body, _DRAIN_BYTES))
             await send(message)
 
         try:
@@ -131,6 +136,8 @@ class ObserveMiddleware:
             body = error_body(scope["path"], grpc.StatusCode.INTERNAL, "internal error")
             await json_response(body, 500)(scope, receive_tracked, send_with_id)
         finally:
+            if client_left:  # whatever was answered, nobody read it: the client cancelled
+                scope[CODE_KEY] = grpc.StatusCode.CANCELLED.name
             self._record(scope, status, time.perf_counter() - started)
             callctx.reset(callctx.request_id, token)
 
@@ -148,6 +155,8 @@ class ObserveMiddleware:
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         method = _method_label(scope)
         code = _code_name(scope, status)
+        if code == grpc.StatusCode.CANCELLED.name:
+            status = HTTP_STATUS_OF[grpc.StatusCode.CANCELLED]  # 499, as nginx logs it
         self._metrics.rpc_seconds.labels(method, "http").observe(seconds)
         self._metrics.rpc_total.labels(method, code, "http").inc()
         level = logging.ERROR if code in {"UNKNOWN", "INTERNAL"} else logging.INFO
