@@ -135,6 +135,20 @@ def test_v2_rerank_scores_as_grpc_does(served: Any, grpc_client: Any) -> None:
     assert "max_tokens_per_doc 16 is below the reranker's maximum" in refused.value.body["message"]
 
 
+def test_v1_rerank_ranks_document_objects_by_their_text(served: Any, grpc_client: Any) -> None:
+    co = cohere.Client(api_key="unused", base_url=served.url)
+    documents = [{"title": f"title {n}", "text": text} for n, text in enumerate(TEXTS)]
+    answer = co.rerank(query=TEXTS[0], documents=documents, top_n=2, return_documents=True)
+    expected = grpc_client.rerank(TEXTS[0], TEXTS, top_n=2)
+    assert [r.index for r in answer.results] == [r.index for r in expected]
+    assert [r.relevance_score for r in answer.results] == pytest.approx(
+        [r.score for r in expected], abs=1e-6
+    )
+    assert [r.document and r.document.text for r in answer.results] == [
+        TEXTS[r.index] for r in expected
+    ]
+
+
 _TEXT_PART = {"type": "text", "text": "a"}
 _IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
 

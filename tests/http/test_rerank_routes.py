@@ -120,6 +120,36 @@ def test_cohere_jina_infinity_rerank(
     assert "not served here" in other.json()["error"]["message"]  # OpenAI's error shape
 
 
+def test_document_objects_are_ranked_by_their_text(
+    http: httpx.Client, grpc_ranking: list[tuple[int, float]]
+) -> None:
+    """Cohere's document objects may carry fields besides the text: it is ranked, they are
+    ignored (they were a 400 naming pydantic's constrained-str)."""
+    documents = [
+        {"id": n, "title": f"document {n}", "text": text, "meta": {"lang": "en"}}
+        for n, text in enumerate(DOCUMENTS)
+    ]
+    for path, returned in (
+        ("/v1/rerank", lambda text: {"text": text}),
+        ("/v2/rerank", lambda text: {"text": text}),
+        ("/rerank", lambda text: text),  # Infinity's shape: the text itself
+    ):
+        body = {"query": QUERY, "documents": documents, "return_documents": True}
+        reply = http.post(path, json=body)
+        assert reply.status_code == 200, (path, reply.text)
+        results = reply.json()["results"]
+        assert same_ranking([(r["index"], r["relevance_score"]) for r in results], grpc_ranking)
+        assert [r["document"] for r in results] == [
+            returned(DOCUMENTS[r["index"]]) for r in results
+        ]
+    untitled = http.post("/v1/rerank", json={"query": QUERY, "documents": [{"title": "t"}]})
+    assert untitled.status_code == 400
+    message = untitled.json()["error"]["message"]
+    assert message == "documents[0].text: Field required (an object with a text)"
+    number = http.post("/v2/rerank", json={"query": QUERY, "documents": [7]})
+    assert number.json() == {"message": "documents[0]: Input should be a valid string (a text)"}
+
+
 def test_without_a_reranker(both: Any) -> None:
     with httpx.Client(base_url=both.url, timeout=60) as http:
         for path, body in [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import ConfigDict, Discriminator, Field, Tag
 
 from embedserve.server.http.schemas import TEXT, TEXTS, U32, Body, OverflowName
 from embedserve.server.http.tei_schemas import TeiRerankRequest, Text
@@ -31,7 +31,26 @@ class RerankRequest(Body):
 
 
 class DocumentText(Body):
+    # Cohere's document objects may carry other fields (a title, an id): the text is ranked
+    # and they are ignored, as Cohere does without rank_fields.
+    model_config = ConfigDict(extra="ignore")
+
     text: Text
+
+
+# Tags with a space: a mistake is named after the field, with the shape it was read as.
+_TEXT = "a text"
+_OBJECT = "an object with a text"
+
+
+def _document_shape(document: Any) -> str:
+    return _OBJECT if isinstance(document, dict) else _TEXT
+
+
+Document = Annotated[
+    Annotated[Text, Tag(_TEXT)] | Annotated[DocumentText, Tag(_OBJECT)],
+    Discriminator(_document_shape),
+]
 
 
 class CohereRerankRequest(Body):
@@ -39,7 +58,7 @@ class CohereRerankRequest(Body):
 
     model: str | None = Field(default=None, description="the served reranker's id")
     query: Text
-    documents: Annotated[list[Text | DocumentText], Field(min_length=1)] = Field(
+    documents: Annotated[list[Document], Field(min_length=1)] = Field(
         description="texts, or objects with a text"
     )
     top_n: Annotated[int, Field(ge=1)] | None = Field(
