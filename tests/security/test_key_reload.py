@@ -3,6 +3,7 @@ gRPC and HTTP; a file that cannot be used leaves the keys in force."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -205,3 +206,72 @@ def test_a_stream_opened_before_a_reload_is_held_to_the_new_keys(
         assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
     with EmbedClient(running.target, api_key="admin-key") as admin:
         assert sorted(d.id for d in admin.get("news", ["d1", "d2"])) == ["d1", "d2"]
+
+
+def test_an_http_stream_opened_before_a_reload_is_held_to_the_new_keys(
+    start_server: Callable[..., Any], minilm_model: Any, tmp_path: Path
+) -> None:
+    """The NDJSON streams as the gRPC ones: a line sent after the key was revoked or
+    narrowed ends the stream with an error line; a key left as it was streams on."""
+    import socket
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("revoked-key write\nnarrowed-key write news\nkept-key write\nadmin admin\n")
+    running = start_server(loaded=minilm_model, api_keys_file=str(keys), http_port=free_port())
+    port = running.server.http.port
+    with EmbedClient(running.target, api_key="admin") as admin:
+        admin.create_collection("news")
+
+    def open_stream(path: str, key: str) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        return sock
+
+    def send_line(sock: socket.socket, line: dict[str, Any], answers: int) -> str:
+        """Send one line; the body read so far once it holds ``answers`` answer lines."""
+        body = json.dumps(line).encode() + b"\n"
+        sock.sendall(b"%x\r\n%s\r\n" % (len(body), body))
+        read = b""
+        while read.count(b"}\n") < answers:
+            more = sock.recv(65536)
+            assert more, read
+            read += more
+        return read.decode()
+
+    ingest = "/api/v1/collections/news/ingest"
+    streams = {
+        "revoked": open_stream(ingest, "revoked-key"),
+        "narrowed": open_stream(ingest, "narrowed-key"),
+        "kept": open_stream(ingest, "kept-key"),
+        "embeds": open_stream("/api/v1/embed-stream", "revoked-key"),
+    }
+    first = {"documents": [{"id": "d1", "text": "the rocket reached orbit"}]}
+    try:
+        for name, sock in streams.items():
+            line = {"inputs": ["hello"]} if name == "embeds" else first
+            assert '"total_acknowledged"' in send_line(sock, line, 1) or name == "embeds"
+        keys.write_text("narrowed-key write archive\nkept-key write\nadmin admin\n")
+
+        async def sighup() -> None:
+            running.server.reload()
+
+        running.run(sighup())
+        second = {"documents": [{"id": "d2", "text": "bake the bread"}]}
+        answers = {
+            name: send_line(sock, {"inputs": ["hi"]} if name == "embeds" else second, 1)
+            for name, sock in streams.items()
+        }
+    finally:
+        for sock in streams.values():
+            sock.close()
+    assert '"total_acknowledged": 2' in answers["kept"], answers["kept"]
+    for name, status in (
+        ("revoked", "UNAUTHENTICATED"),
+        ("narrowed", "PERMISSION_DENIED"),
+        ("embeds", "UNAUTHENTICATED"),
+    ):
+        assert status in answers[name], (name, answers[name])
+        assert "the API keys were reloaded during this call" in answers[name]

@@ -5,6 +5,9 @@ The role comes from the one table in ``auth``: each route names the RPC it mirro
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
 from fastapi import Request
 
 from embedserve.server import callctx
@@ -18,7 +21,10 @@ from embedserve.server.auth import (
     check_collection,
 )
 from embedserve.server.drain import ServerDraining
+from embedserve.server.errors import EmbedServeError
 from embedserve.server.http.backend import backend_of
+
+T = TypeVar("T")
 
 
 def route_key(request: Request) -> str:
@@ -37,14 +43,37 @@ async def guard(request: Request) -> ApiKey | None:
     if backend.drain.started:
         raise ServerDraining("the server is shutting down; send the request elsewhere")
     key: ApiKey | None = None
+    request.state.keys_generation = backend.keys.generation
     if len(backend.keys):
-        method = rpc_of(request)
-        role = METHOD_ROLES.get(method, Role.ADMIN)  # a route missing from the table: fail closed
-        token = bearer_token(request.headers.get("authorization"))
-        key = authorize(backend.keys, token, role, method or route_key(request))
+        key = _authorize(request)
         callctx.caller.set(key.key_id)
-        check_collection(key, request.path_params.get("name", ""))
     if backend.limiter is not None:
         client = request.client.host if request.client else ""
         backend.limiter.check(callctx.caller.get() or client)
     return key
+
+
+def _authorize(request: Request) -> ApiKey:
+    """The request's key, if it may call the route's RPC on the path's collection."""
+    method = rpc_of(request)
+    role = METHOD_ROLES.get(method, Role.ADMIN)  # a route missing from the table: fail closed
+    token = bearer_token(request.headers.get("authorization"))
+    key = authorize(backend_of(request).keys, token, role, method or route_key(request))
+    check_collection(key, request.path_params.get("name", ""))
+    return key
+
+
+async def held_to_reloads(request: Request, lines: AsyncIterator[T]) -> AsyncIterator[T]:
+    """A stream's lines, each let through only while the keys, if they were reloaded since
+    the request was let in, still let it in: a key revoked, lowered or narrowed to other
+    collections meanwhile ends the stream at its next line."""
+    keys = backend_of(request).keys
+    async for line in lines:
+        if len(keys) and keys.generation != request.state.keys_generation:
+            request.state.keys_generation = keys.generation
+            try:
+                _authorize(request)
+            except EmbedServeError as exc:
+                exc.message = f"the API keys were reloaded during this call: {exc.message}"
+                raise
+        yield line
