@@ -123,6 +123,23 @@ def test_kmeans_chooses_k_by_silhouette_and_hdbscan_finds_the_same_groups() -> N
     assert density.k == 3 and same_partition(density.labels, truth)
 
 
+@pytest.mark.parametrize("settings", [ClusterSettings(k=3), ClusterSettings(k_min=2, k_max=3)])
+def test_k_is_the_number_of_clusters_formed_from_fewer_distinct_points(
+    settings: ClusterSettings,
+) -> None:
+    """Two distinct points among four: k-means leaves the other clusters empty, and k said
+    3 (given) or the k tried while the labels held two clusters."""
+    x = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    clustering = cluster_vectors(x, settings)
+    assert clustering.k == 2
+    assert sorted(set(clustering.labels.tolist())) == [0, 1]  # numbered without gaps
+    assert same_partition(clustering.labels, np.array([0, 0, 0, 1]))
+    assert clustering.centres is not None and len(clustering.centres) == 2
+    assert (nearest_centre(x, clustering.centres) == clustering.labels).all()
+    same = cluster_vectors(np.ones((3, 2), dtype=np.float32) / np.sqrt(2), settings)
+    assert (same.k, same.labels.tolist()) == (1, [0, 0, 0])
+
+
 def test_central_members_are_closest_to_the_mean_direction() -> None:
     x = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1]], dtype=np.float32)
     labels = np.array([0, 0, 0, 1])

@@ -45,6 +45,7 @@ class ClusterSettings:
 @dataclasses.dataclass(frozen=True)
 class Clustering:
     labels: Labels
+    # The clusters formed (noise excluded): fewer than asked when points repeat.
     k: int
     silhouette: float
     silhouette_by_k: dict[int, float]
@@ -104,11 +105,15 @@ def _silhouette(vectors: FloatArray, labels: Labels, seed: int) -> float:
 
 
 def _kmeans(vectors: FloatArray, k: int, seed: int) -> tuple[Labels, FloatArray]:
+    """Labels 0 to n - 1 and their centres. n is below ``k`` when the vectors hold fewer
+    than k distinct points: k-means then leaves clusters empty, which are dropped (their
+    centres, copies of others, would take points in ``nearest_centre``)."""
     model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(vectors)
-    centres = np.asarray(model.cluster_centers_, dtype=np.float32)
+    used, labels = np.unique(np.asarray(model.labels_, dtype=np.int64), return_inverse=True)
+    centres = np.asarray(model.cluster_centers_, dtype=np.float32)[used]
     norms = np.linalg.norm(centres, axis=1, keepdims=True)
     unit = (centres / np.where(norms == 0, 1, norms)).astype(np.float32)
-    return np.asarray(model.labels_, dtype=np.int64), unit
+    return labels.astype(np.int64).reshape(-1), unit
 
 
 def cluster_vectors(vectors: FloatArray, settings: ClusterSettings) -> Clustering:
@@ -126,19 +131,19 @@ def cluster_vectors(vectors: FloatArray, settings: ClusterSettings) -> Clusterin
     if settings.k is not None:
         labels, centres = _kmeans(vectors, settings.k, settings.seed)
         return Clustering(
-            labels, settings.k, _silhouette(vectors, labels, settings.seed), {}, centres
+            labels, len(centres), _silhouette(vectors, labels, settings.seed), {}, centres
         )
     by_k: dict[int, float] = {}
-    best: tuple[float, int, Labels, FloatArray] | None = None
+    best: tuple[float, Labels, FloatArray] | None = None
     for k in range(settings.k_min, min(settings.k_max, len(vectors) - 1) + 1):
         labels, centres = _kmeans(vectors, k, settings.seed)
         score = _silhouette(vectors, labels, settings.seed)
         by_k[k] = score
         if best is None or score > best[0]:
-            best = (score, k, labels, centres)
+            best = (score, labels, centres)
     assert best is not None  # check_settings keeps k_min below the number of points
-    score, k, labels, centres = best
-    return Clustering(labels, k, score, by_k, centres)
+    score, labels, centres = best
+    return Clustering(labels, len(centres), score, by_k, centres)
 
 
 def central_members(

@@ -159,6 +159,8 @@ def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
         print(json.dumps(MessageToDict(response, always_print_fields_with_no_presence=True)))
         return 0
     how = "given" if args.k is not None else "chosen by silhouette"
+    if args.k is not None and response.k < args.k:  # fewer distinct points than clusters
+        how = f"{args.k} given: the points form only {response.k}"
     if args.algorithm == "hdbscan":
         how = "found by hdbscan"
     print(
