@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,11 @@ from embedserve.v1 import vector_pb2 as pb
 DocumentLike = Mapping[str, Any] | pb.Document
 FilterLike = Mapping[str, Any] | pb.Filter
 ExampleLike = str | Sequence[float] | Mapping[str, Any] | pb.Example
+# The server's limit (connectors' validation.MAX_PAYLOAD_DEPTH, which README states):
+# objects and arrays nest at most this deep, the payload's own object the first level.
+MAX_PAYLOAD_DEPTH = 32
+_PLAIN_NUMBERS = frozenset({float, int})
+_CONTAINERS = (Mapping, list, tuple, np.ndarray)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +66,9 @@ def document(value: DocumentLike) -> pb.Document:
         return value
     if (problem := document_problem(value)) is not None:
         raise ValueError(f"document {value.get('id')!r} {problem}")
-    doc = pb.Document(id=str(value["id"]))
+    if (problem := field_problem(value)) is not None:
+        raise ValueError(f"document {value.get('id')!r}: {problem}")
+    doc = pb.Document(id=str(value["id"]))  # an integer id: its decimal string
     if value.get("text") is not None:
         doc.text = str(value["text"])
     else:
@@ -71,8 +79,73 @@ def document(value: DocumentLike) -> pb.Document:
     return doc
 
 
+def field_problem(value: Mapping[str, Any]) -> str | None:
+    """What is wrong with a document's fields, by name and type: the id (a string or an
+    integer), text (a string), vector (a list of numbers) or payload (an object of at most
+    MAX_PAYLOAD_DEPTH levels). str() would make "None" or "['a']" of them silently."""
+    doc_id, text = value.get("id"), value.get("text")
+    if not isinstance(doc_id, str | numbers.Integral) or isinstance(doc_id, bool):
+        return f"id must be a string or an integer, not {_type_name(doc_id)}"
+    if text is not None and not isinstance(text, str):
+        return f"text must be a string, not {_type_name(text)}"
+    if text is None and (problem := _vector_problem(value.get("vector"))) is not None:
+        return problem
+    return payload_problem(value.get("payload"))
+
+
+def _vector_problem(vector: Any) -> str | None:
+    if isinstance(vector, np.ndarray) and vector.ndim == 1 and vector.dtype.kind in "iuf":
+        return None
+    not_a_list = isinstance(vector, str | bytes | Mapping) or not isinstance(vector, Iterable)
+    if not_a_list or (isinstance(vector, np.ndarray) and vector.ndim == 0):
+        return f"vector must be a list of numbers, not {_type_name(vector)}"
+    for index, item in enumerate(vector):
+        if type(item) in _PLAIN_NUMBERS:
+            continue
+        # bool is a number to Python and a string passes float(): neither is meant
+        if not isinstance(item, numbers.Real) or isinstance(item, bool | np.bool_):
+            return f"vector must be a list of numbers; item {index} is {_type_name(item)}"
+    return None
+
+
+def payload_problem(payload: Any) -> str | None:
+    """Why ``payload`` cannot be a document's payload: not an object, or nested deeper
+    than the server stores (where protobuf's own copy of the message fails with a
+    DecodeError that names nothing)."""
+    if payload is None:
+        return None
+    if not isinstance(payload, Mapping):
+        return f"payload must be an object, not {_type_name(payload)}"
+    return _nesting_problem(payload, "payload", 0)
+
+
+def _nesting_problem(value: Any, path: str, depth: int) -> str | None:
+    """The first object or array (``value`` is one, at ``depth``; the payload's own is 0)
+    at depth MAX_PAYLOAD_DEPTH or deeper, as the server counts; a numpy array counts its
+    dimensions, as the lists it becomes."""
+    levels = value.ndim if isinstance(value, np.ndarray) else 1
+    if depth + levels > MAX_PAYLOAD_DEPTH:
+        return f"{path}: objects and arrays nest at most {MAX_PAYLOAD_DEPTH} deep"
+    if isinstance(value, np.ndarray):
+        return None  # within the limit, and its items are numbers
+    mapping = isinstance(value, Mapping)
+    items: Iterable[tuple[Any, Any]] = value.items() if mapping else enumerate(value)
+    for key, item in items:
+        if isinstance(item, _CONTAINERS):  # a path is made only for what may go deeper
+            where = f"{path}.{key}" if mapping else f"{path}[{key}]"
+            if (problem := _nesting_problem(item, where, depth + 1)) is not None:
+                return problem
+    return None
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
 def fill_payload(struct: Any, payload: Mapping[str, Any], what: str) -> None:
     """Copy a JSON-like payload into a Struct, naming ``what`` when it is not JSON."""
+    if (problem := payload_problem(payload)) is not None:
+        raise ValueError(f"{what}: {problem}")
     try:
         struct.update({str(k): _plain(v) for k, v in dict(payload).items()})
     except (TypeError, ValueError) as exc:  # protobuf says only "Unexpected type"

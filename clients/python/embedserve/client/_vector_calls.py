@@ -30,6 +30,11 @@ _INDEX_KINDS = {
     "datetime": pb.PAYLOAD_INDEX_KIND_DATETIME,
     "geo": pb.PAYLOAD_INDEX_KIND_GEO,
 }
+INDEX_KIND_NAMES = tuple(_INDEX_KINDS)
+
+
+def _index_kind(field: str, kind: str) -> pb.PayloadIndexKind.ValueType:
+    return lookup(_INDEX_KINDS, kind, f"payload_indexes[{field!r}]")
 
 
 def index_kind_names(indexes: Mapping[str, pb.PayloadIndexKind.ValueType]) -> dict[str, str]:
@@ -102,7 +107,7 @@ def collection_config(
     for name, value in numbers.items():
         setattr(config, name, value)  # hnsw_m, hnsw_ef_construct, hnsw_ef, shard_number, ...
     for key, kind in (payload_indexes or {}).items():
-        config.payload_indexes[key] = _INDEX_KINDS[kind]
+        config.payload_indexes[key] = _index_kind(key, kind)
     return config
 
 
@@ -206,7 +211,7 @@ def update_collection(
     embedded again."""
     request = pb.UpdateCollectionRequest(
         name=name,
-        add_payload_indexes={k: _INDEX_KINDS[v] for k, v in (add_payload_indexes or {}).items()},
+        add_payload_indexes={k: _index_kind(k, v) for k, v in (add_payload_indexes or {}).items()},
         drop_payload_indexes=list(drop_payload_indexes),
     )
     if hnsw_ef is not None:

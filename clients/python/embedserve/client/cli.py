@@ -123,7 +123,9 @@ def add_parser(commands: Commands) -> None:
 def read_texts(texts: list[str]) -> list[str]:
     if texts:
         return list(utf8_lines(texts, "argument"))
-    return [line.rstrip("\n") for line in utf8_lines(stdin_text(), "stdin line") if line.strip()]
+    # "\r\n" too: a text piped from a Windows file kept its "\r" in the JSONL it printed
+    lines = utf8_lines(stdin_text(), "stdin line")
+    return [line.rstrip("\r\n") for line in lines if line.strip()]
 
 
 def _health(client: EmbedClient, args: argparse.Namespace) -> int:

@@ -9,16 +9,21 @@ from typing import Any, TextIO
 
 from embedserve.client._unicode import surrogate_problem
 
+# UTF-8 that drops a byte order mark at the start (Excel's "CSV UTF-8" and other Windows
+# tools write one), which would otherwise be part of the first line's first field.
+ENCODING = "utf-8-sig"
 
-def open_text(path: str) -> TextIO:
-    """``path`` for reading lines through ``utf8_lines``."""
-    return open(path, encoding="utf-8", errors="surrogateescape")
+
+def open_text(path: str, newline: str | None = None) -> TextIO:
+    """``path`` for reading lines through ``utf8_lines``; ``newline=""`` for the csv
+    module, which keeps the line endings inside quoted fields only so."""
+    return open(path, encoding=ENCODING, errors="surrogateescape", newline=newline)
 
 
 def stdin_text() -> TextIO:
     """Standard input for reading lines through ``utf8_lines``."""
     if hasattr(sys.stdin, "reconfigure"):
-        sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
+        sys.stdin.reconfigure(encoding=ENCODING, errors="surrogateescape")
     return sys.stdin
 
 

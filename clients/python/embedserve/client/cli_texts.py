@@ -26,22 +26,22 @@ class TextLine:
 
 
 def read_texts(path: str) -> list[TextLine]:
-    """The file's texts ("-": standard input's). A file whose first line starts with "{" is
-    JSONL: every line must be a JSON object with a non-empty string "text". In a plain file,
-    blank lines are skipped. Errors (ValueError) name the file and line."""
+    """The file's texts ("-": standard input's). A file whose first non-blank line starts
+    with "{" is JSONL: every other non-blank line must be a JSON object with a non-empty
+    string "text". Blank lines are skipped. Errors (ValueError) name the file and line."""
     if path == "-":
         path = "stdin"
         lines = [line.strip() for line in utf8_lines(stdin_text(), "stdin line")]
     else:
         with open_text(path) as file:
             lines = [line.strip() for line in utf8_lines(file, f"{path} line")]
-    jsonl = bool(lines) and lines[0].startswith("{")
+    # Decided by the first non-blank line (open_text and stdin_text drop a byte order mark):
+    # a blank or marked first line made a JSONL file's raw lines its texts.
+    jsonl = next((line for line in lines if line), "").startswith("{")
     texts = []
     for number, line in enumerate(lines, 1):
-        if jsonl:
-            texts.append(_json_line(path, number, line))
-        elif line:
-            texts.append(TextLine(line, number))
+        if line:
+            texts.append(_json_line(path, number, line) if jsonl else TextLine(line, number))
     if not texts:
         raise ValueError(f"{path} holds no texts (one text a line, or JSONL with a 'text' field)")
     return texts
@@ -49,8 +49,6 @@ def read_texts(path: str) -> list[TextLine]:
 
 def _json_line(path: str, number: int, line: str) -> TextLine:
     where = f"{path} line {number}"
-    if not line:
-        raise ValueError(f"{where} is empty: every line of a JSONL file must be a JSON object")
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:

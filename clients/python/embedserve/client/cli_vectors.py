@@ -16,8 +16,9 @@ from typing import Any, TextIO
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from embedserve.client._documents import Hit, HitGroup, document_problem
+from embedserve.client._documents import Hit, HitGroup, document_problem, field_problem
 from embedserve.client._sync import EmbedClient
+from embedserve.client._vector_calls import INDEX_KIND_NAMES
 from embedserve.client.cli_checkpoint import PrefixDigest, digest_of
 from embedserve.client.cli_checkpoint import load as load_checkpoint
 from embedserve.client.cli_checkpoint import save as save_checkpoint
@@ -351,7 +352,7 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
     if args.action == "update":
         info = client.update_collection(
             args.name,
-            add_payload_indexes=dict(spec.split(":", 1) for spec in args.index),
+            add_payload_indexes=_index_specs(args.index),
             drop_payload_indexes=args.drop_index,
             hnsw_ef=args.hnsw_ef,
         )
@@ -368,7 +369,7 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
         client.update_aliases(delete=[args.name])
         return 0
     if args.action == "create":
-        indexes = dict(spec.split(":", 1) for spec in args.index)
+        indexes = _index_specs(args.index)
         extra = {}
         if args.full_scan_threshold_kb is not None:
             extra["full_scan_threshold_kb"] = args.full_scan_threshold_kb
@@ -387,6 +388,19 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
         info = client.get_collection(args.name)
     print(json.dumps(MessageToDict(info), indent=2))
     return 0
+
+
+def _index_specs(specs: list[str]) -> dict[str, str]:
+    """--index FIELD:KIND values by field, each checked before any call."""
+    indexes = {}
+    for spec in specs:
+        field, _, kind = spec.partition(":")
+        if not field or kind not in INDEX_KIND_NAMES:
+            raise ValueError(
+                f"--index {spec!r}: expected FIELD:KIND, KIND one of {', '.join(INDEX_KIND_NAMES)}"
+            )
+        indexes[field] = kind
+    return indexes
 
 
 def read_documents(stream: TextIO, csv_format: bool, source: str) -> Iterator[dict[str, Any]]:
@@ -438,7 +452,9 @@ def _checked_document(where: str, value: Any) -> dict[str, Any]:
         raise ValueError(f"{where}: a JSON object expected, got {type(value).__name__}")
     if (problem := document_problem(value)) is not None:
         raise ValueError(f"{where}: a document {problem}")
-    if (problem := lone_surrogate(value)) is not None:
+    # Checked here as well as when the batch is built, so that the error names the line
+    # and comes before the batch is sent, with the documents before it.
+    if (problem := field_problem(value) or lone_surrogate(value)) is not None:
         raise ValueError(f"{where}: {problem}")
     empty = [field for field in ("id", "text") if value.get(field) == ""]
     if empty:  # the server refuses these too, but could name only the batch, not the line
@@ -472,7 +488,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     skip = 0
     if checkpoint is not None and checkpoint.exists() and not args.restart:
         skip = _resume_point(client, checkpoint, args.collection, args.file)
-    stream = stdin_text() if from_stdin else open_text(args.file)
+    stream = stdin_text() if from_stdin else _open_documents(args.file)
     total = None if from_stdin else _count_documents(args.file)
     progress = _Progress(total, skip)
     prefix = PrefixDigest()
@@ -484,7 +500,8 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         # One document read (and checked) first: a file of the wrong shape creates nothing.
         first = list(itertools.islice(documents, 1))
         if not collection_exists(client, args.collection):
-            _create_for(client, args, None if from_stdin else read_settings(args.file))
+            saved = None if from_stdin else read_settings(args.file)
+            _create_for(client, args, saved, _vector_size(first))
         for ack in client.ingest_iter(
             args.collection,
             itertools.chain(first, documents),
@@ -529,16 +546,40 @@ def split_option(args: argparse.Namespace) -> bool | dict[str, int]:
     return sizes or args.split
 
 
+def _open_documents(path: str) -> TextIO:
+    """A JSONL or CSV file for ``read_documents``."""
+    return open_text(path, newline="" if path.endswith(".csv") else None)
+
+
 def _count_documents(path: str) -> int:
-    with open_text(path) as handle:
-        lines = sum(1 for line in handle if line.strip())
-    return lines - 1 if path.endswith(".csv") else lines
+    """The progress total: JSONL's non-blank lines, or CSV's rows after the header as the
+    csv module reads them (a quoted field may span lines)."""
+    if not path.endswith(".csv"):
+        with open_text(path) as handle:
+            return sum(1 for line in handle if line.strip())
+    with _open_documents(path) as handle:
+        rows = sum(1 for row in csv.reader(handle) if row)  # DictReader skips empty rows
+    return max(rows - 1, 0)
 
 
-def _create_for(client: EmbedClient, args: argparse.Namespace, saved: SavedSettings | None) -> None:
+def _vector_size(first: list[dict[str, Any]]) -> int | None:
+    """The length of the first document's vector, when it has no text to embed instead."""
+    if first and first[0].get("text") is None and first[0].get("vector") is not None:
+        return len(first[0]["vector"])
+    return None
+
+
+def _create_for(
+    client: EmbedClient,
+    args: argparse.Namespace,
+    saved: SavedSettings | None,
+    vector_size: int | None,
+) -> None:
     """The collection ``ingest`` writes into: with the settings ``export`` saved beside the
-    file, else the server's defaults; --bm25 and --split add what they need."""
-    settings: dict[str, Any] = {}
+    file, else the server's defaults, at the size of the first document's vector when it
+    has one (JSONL from stdin has no settings file); --bm25 and --split add what they
+    need."""
+    settings: dict[str, Any] = {} if vector_size is None else {"dimensions": vector_size}
     if saved is not None:
         served = client.model_info()
         if saved.model_fingerprint and saved.model_fingerprint != served.fingerprint:
@@ -548,7 +589,7 @@ def _create_for(client: EmbedClient, args: argparse.Namespace, saved: SavedSetti
                 f"{served.model_id!r} ({served.fingerprint}), whose queries would not compare "
                 "with them: restore it on a server of that model"
             )
-        settings = saved.create_kwargs
+        settings = {**settings, **saved.create_kwargs}
     if split_option(args):
         settings["payload_indexes"] = {"doc_id": "keyword", **settings.get("payload_indexes", {})}
     settings["bm25"] = settings.get("bm25", False) or args.bm25
@@ -587,7 +628,7 @@ def _begins_with(path: str, count: int, prefix: str | None) -> bool:
     if prefix is None:
         return True
     try:
-        with open_text(path) as stream:
+        with _open_documents(path) as stream:
             return digest_of(read_documents(stream, path.endswith(".csv"), path), count) == prefix
     except ValueError:  # a line before the point reached is no document now
         return False

@@ -1,0 +1,262 @@
+"""The console script's reading of awkward input files against a real server: byte order
+marks, blank first lines, values of the wrong JSON type, payloads nested too deep, vectors
+without a settings file, CSV line endings and malformed options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_cli import CLI, cli_env, cli_server, run_cli
+
+from embedserve.client import EmbedClient
+
+BOM = "\ufeff"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with cli_server(tmp_path_factory.mktemp("data"), ready_s=120, stop_s=30) as target:
+        yield target
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """A payload of ``levels`` objects and arrays, itself the outermost."""
+    payload: dict[str, Any] = {"leaf": [1, 2]}  # an array: one level more
+    for _ in range(levels - 2):
+        payload = {"a": payload}
+    return payload
+
+
+def jsonl(*documents: Any) -> str:
+    return "".join(json.dumps(d) + "\n" for d in documents)
+
+
+def ingest(served: str, path: Path, collection: str, *extra: str) -> Any:
+    return run_cli("ingest", str(path), "-c", collection, "--target", served, *extra)
+
+
+def test_a_payload_nested_too_deep_is_named_by_its_line(served: str, tmp_path: Path) -> None:
+    """Past about 33 levels protobuf's own copy of the message failed: a DecodeError
+    traceback, no line named."""
+    source = tmp_path / "deep.jsonl"
+    for levels in (33, 40):
+        good = {"id": "ok", "text": "fine", "payload": nested(32)}  # the deepest allowed
+        source.write_text(jsonl(good, {"id": "deep", "text": "x", "payload": nested(levels)}))
+        result = ingest(served, source, "deep", "--restart")
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"{source} line 2: payload.a.a" in result.stderr
+        assert "objects and arrays nest at most 32 deep" in result.stderr
+    with EmbedClient(served) as client:
+        [kept] = client.get("deep", ["ok"])  # the good line before it is written
+        assert kept.payload == nested(32)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"id": None, "text": "null id"}, "id must be a string or an integer, not null"),
+        ({"id": True, "text": "bool id"}, "id must be a string or an integer, not bool"),
+        ({"id": 1.5, "text": "float id"}, "id must be a string or an integer, not float"),
+        ({"id": ["a"], "text": "list id"}, "id must be a string or an integer, not list"),
+        ({"id": {"k": 1}, "text": "object id"}, "id must be a string or an integer, not dict"),
+        ({"id": "t", "text": ["first", "second"]}, "text must be a string, not list"),
+        ({"id": "t", "text": {"a": 1}}, "text must be a string, not dict"),
+        ({"id": "t", "text": 7}, "text must be a string, not int"),
+    ],
+)
+def test_ids_and_texts_of_other_types_are_refused_not_written_as_python_reprs(
+    served: str, tmp_path: Path, line: dict[str, Any], message: str
+) -> None:
+    source = tmp_path / "types.jsonl"
+    source.write_text(jsonl({"id": 7, "text": "an integer id"}, line))
+    result = ingest(served, source, "types", "--store-text")
+    assert result.returncode == 2, result.stderr
+    assert f"{source} line 2: {message}" in result.stderr
+    with EmbedClient(served) as client:
+        stored = {d.id for d in client.scroll_iter("types")}
+    assert stored == {"7"}  # an integer id is its decimal string; no "None", "True", "['a']"
+
+
+def test_ingest_names_the_line_of_a_bad_vector_or_payload(served: str, tmp_path: Path) -> None:
+    """These failed later, in the batch's conversion: "could not convert string to float:
+    'a'", naming no line, and the good document before it in the batch was not written."""
+    good = [{"id": f"v{i}", "vector": [0.5, 0.5, 0.5, 0.5]} for i in range(5)]
+    with EmbedClient(served) as client:
+        client.create_collection("badvec", dimensions=4)
+    source = tmp_path / "badvec.jsonl"
+    for bad, message in (
+        ({"id": "v6", "vector": "abc"}, "vector must be a list of numbers, not str"),
+        ({"id": "v6", "vector": [1, "2", 3, 4]}, "vector must be a list of numbers; item 1 is str"),
+        ({"id": "v6", "vector": [[1, 2], [3, 4]]}, "vector must be a list of numbers; item 0 is"),
+        ({"id": "v6", "vector": [1, True, 0, 0]}, "vector must be a list of numbers; item 1 is"),
+        ({"id": "v6", "text": "t", "payload": [1]}, "payload must be an object, not list"),
+        ({"id": "v6", "text": "t", "payload": "x"}, "payload must be an object, not str"),
+    ):
+        source.write_text(jsonl(*good, bad))
+        result = ingest(served, source, "badvec", "--batch-size", "2", "--restart")
+        assert result.returncode == 2, result.stderr
+        assert f"{source} line 6: {message}" in result.stderr
+    with EmbedClient(served) as client:
+        assert client.count("badvec") == 5  # v4, in the bad line's batch, is written too
+
+
+def similar_pair(served: str, path: Path | str, stdin: str | None = None) -> dict[str, Any]:
+    result = run_cli("similarity", str(path), "--json", "--target", served, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    found: dict[str, Any] = json.loads(result.stdout)
+    assert found["texts"] == 2
+    [pair] = found["pairs"]
+    return pair
+
+
+def test_jsonl_texts_are_known_by_their_first_non_blank_line(served: str, tmp_path: Path) -> None:
+    """A blank first line or a byte order mark made the file plain text: every JSON line
+    was embedded as a text, with the wrong scores and labels."""
+    rows = jsonl({"id": "a", "text": "a cat"}, {"id": "b", "text": "a kitten"})
+    expected = similar_pair(served, "-", stdin=rows)
+    assert (expected["a"]["text"], expected["b"]["text"]) == ("a cat", "a kitten")
+    first, second = rows.splitlines()
+    for name, content, lines in (
+        ("blank_first.jsonl", "\n" + rows, (2, 3)),
+        ("blank_between.jsonl", f"{first}\n\n  \n{second}\n", (1, 4)),
+        ("bom.jsonl", BOM + rows, (1, 2)),
+    ):
+        path = tmp_path / name
+        path.write_text(content, encoding="utf-8")
+        pair = similar_pair(served, path)
+        assert (pair["a"]["id"], pair["b"]["id"]) == ("a", "b"), name
+        assert (pair["a"]["line"], pair["b"]["line"]) == lines, name
+        assert pair["score"] == pytest.approx(expected["score"], abs=1e-5), name
+    assert similar_pair(served, "-", stdin=BOM + rows)["a"]["text"] == "a cat"
+    cluster = ["cluster", "--texts", str(tmp_path / "bom.jsonl"), "--k", "2", "--json"]
+    clustered = run_cli(*cluster, "--target", served)
+    assert clustered.returncode == 0, clustered.stderr
+    members = [m["text"] for c in json.loads(clustered.stdout)["clusters"] for m in c["central"]]
+    assert sorted(members) == ["a cat", "a kitten"]
+
+
+def test_files_with_a_byte_order_mark_ingest(served: str, tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with one: its first column was "\\ufeffid", "missing"."""
+    rows = tmp_path / "bom.csv"
+    rows.write_bytes((BOM + 'id,text,topic\r\nc1,"hello, world",a\r\n').encode())
+    docs = tmp_path / "bom.jsonl"
+    docs.write_bytes((BOM + jsonl({"id": "j1", "text": "hello"})).encode())
+    for path in (rows, docs):
+        result = ingest(served, path, "bom", "--store-text")
+        assert result.returncode == 0, result.stderr
+    piped = run_cli(
+        "ingest", "-", "-c", "bom", "--target", served, stdin=BOM + jsonl({"id": "s1", "text": "x"})
+    )
+    assert piped.returncode == 0, piped.stderr
+    with EmbedClient(served) as client:
+        stored = {d.id: d.payload for d in client.get("bom", ["c1", "j1", "s1"])}
+    assert stored["c1"] == {"text": "hello, world", "topic": "a"}
+    assert set(stored) == {"c1", "j1", "s1"}
+    # A bad byte after the mark is still named by its line and character.
+    docs.write_bytes(BOM.encode() + b'{"id": "j2", "text": "caf\xe9"}\n')
+    result = ingest(served, docs, "bom")
+    assert result.returncode == 2
+    assert "line 1 is not UTF-8 text (byte 0xe9 at character 26)" in result.stderr
+
+
+def test_ingest_of_vectors_without_settings_creates_their_size(served: str, tmp_path: Path) -> None:
+    """`export -o - | ingest -`: no settings file beside stdin. The collection was made at
+    the model's 384 dimensions, then every 128-dimension vector was refused."""
+    with EmbedClient(served) as client:
+        client.create_collection("small", dimensions=128)
+        client.upsert("small", [{"id": f"r{i}", "text": f"result {i}"} for i in range(3)])
+    exported = run_cli("export", "small", "-o", "-", "--target", served)
+    assert exported.returncode == 0, exported.stderr
+    piped = run_cli("ingest", "-", "-c", "small_pipe", "--target", served, stdin=exported.stdout)
+    assert piped.returncode == 0, piped.stderr
+    # A file without its settings file too, and one whose settings say otherwise.
+    copy = tmp_path / "copy.jsonl"
+    copy.write_text(exported.stdout)
+    assert ingest(served, copy, "small_file").returncode == 0
+    with EmbedClient(served) as client:
+        for name in ("small_pipe", "small_file"):
+            assert client.get_collection(name).config.dimensions == 128
+            assert client.count(name) == 3
+    saved = tmp_path / "saved.jsonl"
+    assert run_cli("export", "small", "-o", str(saved), "--target", served).returncode == 0
+    settings = Path(str(saved) + ".collection.json")
+    edited = json.loads(settings.read_text())
+    edited["config"]["dimensions"] = 256  # the saved settings win; the vectors are refused
+    settings.write_text(json.dumps(edited))
+    refused = ingest(served, saved, "small_saved")
+    assert refused.returncode == 1 and "has 128 dimensions" in refused.stderr
+
+
+def test_cluster_reports_the_clusters_it_formed(served: str, tmp_path: Path) -> None:
+    """Identical texts form one cluster; k said 2 (chosen) or 3 (given) and listed one."""
+    texts = tmp_path / "same.txt"
+    texts.write_text("same\nsame\nsame\n")
+    for options in ([], ["--k", "3"]):
+        shown = run_cli("cluster", "--texts", str(texts), *options, "--target", served)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.startswith("1 clusters ("), shown.stdout
+        assert shown.stdout.count("cluster 0: 3 documents") == 1
+        reply = run_cli("cluster", "--texts", str(texts), *options, "--json", "--target", served)
+        parsed = json.loads(reply.stdout)
+        assert parsed["k"] == len(parsed["clusters"]) == 1 and set(parsed["labels"]) == {0}
+    given = run_cli("cluster", "--texts", str(texts), "--k", "3", "--target", served)
+    assert given.stdout.startswith("1 clusters (3 given: the points form only 1)"), given.stdout
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("same\nsame\nsame\na rocket flew to the moon\n")
+    reply = run_cli("cluster", "--texts", str(mixed), "--k", "3", "--json", "--target", served)
+    parsed = json.loads(reply.stdout)
+    assert parsed["k"] == len(parsed["clusters"]) == 2
+    assert sorted(set(parsed["labels"])) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("topic", "--index 'topic': expected FIELD:KIND"),
+        ("topic:badkind", "--index 'topic:badkind': expected FIELD:KIND"),
+        (":keyword", "--index ':keyword': expected FIELD:KIND"),
+    ],
+)
+def test_a_malformed_index_names_the_value_and_the_kinds(
+    served: str, spec: str, message: str
+) -> None:
+    for action in ("create", "update"):
+        result = run_cli("collections", action, "ix", "--index", spec, "--target", served)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert "keyword, integer, float, bool, text, datetime, geo" in result.stderr
+    with EmbedClient(served) as client:
+        assert "ix" not in client.list_collections()
+        with pytest.raises(ValueError, match=r"payload_indexes\['topic'\] must be one of keyword"):
+            client.create_collection("ix", payload_indexes={"topic": "badkind"})
+
+
+def test_embed_from_stdin_drops_windows_line_endings(served: str) -> None:
+    result = run_cli("embed", "--target", served, stdin="one\r\ntwo\r\n")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["one", "two"]
+
+
+def test_csv_keeps_line_endings_in_quoted_fields_and_counts_rows(
+    served: str, tmp_path: Path
+) -> None:
+    rows = tmp_path / "multi.csv"
+    rows.write_bytes(b'id,text\r\nc1,"multi\r\nline"\r\nc2,"one\ntwo\nthree"\r\nc3,plain\r\n')
+    result = subprocess.run(
+        [*CLI, "ingest", str(rows), "-c", "multi", "--store-text", "--target", served],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3/3 docs" in result.stderr  # rows, not the file's 6 lines
+    with EmbedClient(served) as client:
+        stored = {d.id: d.payload["text"] for d in client.get("multi", ["c1", "c2"])}
+    assert stored == {"c1": "multi\r\nline", "c2": "one\ntwo\nthree"}
