@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
 
+from embedserve.client._struct_numbers import whole_to_int
 from embedserve.connectors import types as st
 from embedserve.connectors.errors import StoreError
 from embedserve.connectors.groups import GroupBy, HitGroup
@@ -184,22 +185,13 @@ def info_to_proto(info: st.CollectionInfo) -> pb.CollectionInfo:
 
 
 def payload_from_proto(struct: struct_pb2.Struct, field: str = "payload") -> dict[str, Any]:
-    """Struct numbers are doubles; whole ones become ints so integer filters match them."""
+    """Struct numbers are doubles; whole ones an int64 holds become ints, so that integer
+    filters match them."""
     try:
         values = MessageToDict(struct)
     except ValueError as exc:  # NaN and infinities have no JSON form
         raise InvalidArgument(f"{field}: {exc}") from exc
-    return {key: _whole_to_int(value) for key, value in values.items()}
-
-
-def _whole_to_int(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_to_int(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_to_int(v) for v in value]
-    return value
+    return {key: whole_to_int(value) for key, value in values.items()}
 
 
 def payload_to_proto(payload: Mapping[str, Any] | None) -> struct_pb2.Struct:

@@ -11,6 +11,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from embedserve.client._options import Vectors
+from embedserve.client._struct_numbers import inexact_integer, whole_to_int
 from embedserve.v1 import vector_pb2 as pb
 
 DocumentLike = Mapping[str, Any] | pb.Document
@@ -146,8 +147,11 @@ def fill_payload(struct: Any, payload: Mapping[str, Any], what: str) -> None:
     """Copy a JSON-like payload into a Struct, naming ``what`` when it is not JSON."""
     if (problem := payload_problem(payload)) is not None:
         raise ValueError(f"{what}: {problem}")
+    plain = {str(k): _plain(v) for k, v in dict(payload).items()}
+    if (problem := inexact_integer(plain)) is not None:
+        raise ValueError(f"{what}: payload {problem}")
     try:
-        struct.update({str(k): _plain(v) for k, v in dict(payload).items()})
+        struct.update(plain)
     except (TypeError, ValueError) as exc:  # protobuf says only "Unexpected type"
         raise ValueError(
             f"{what}: a payload holds JSON values only "
@@ -169,17 +173,7 @@ def _plain(value: Any) -> Any:
 def payload_dict(struct: Any) -> dict[str, Any]:
     """A payload as written. A Struct's numbers are doubles on the wire; the store keeps
     whole ones as integers (integer filters match them), and so they come back here."""
-    return {key: _whole_to_int(value) for key, value in json_format.MessageToDict(struct).items()}
-
-
-def _whole_to_int(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_to_int(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_to_int(v) for v in value]
-    return value
+    return {key: whole_to_int(value) for key, value in json_format.MessageToDict(struct).items()}
 
 
 def document_problem(value: Mapping[str, Any]) -> str | None:
