@@ -158,10 +158,20 @@ def test_a_sample_above_max_points_is_seeded_and_is_the_clustered_sample(
     assert "a sample of 100 of 336 points" in (tmp_path / "first.html").read_text()
 
 
+NOTHING = '{"must": [{"match": {"key": "topic", "text": "no such topic"}}]}'
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["empty_map", "--method", "pca", "-o", "m.png"], "'empty_map' has no points"),
+        # Coloured by cluster, too few points are named before the server clusters them.
+        (["empty_map", "--color-by", "cluster", "-o", "m.png"], "'empty_map' has no points"),
+        (
+            ["topics_map", "--color-by", "cluster", "-o", "m.png", "--filter", NOTHING],
+            "has no points matching the filter",
+        ),
+        (["two.jsonl", "--color-by", "cluster", "-o", "m.png"], "at least 3 points; there are 2"),
         (
             ["topics_map", "--method", "pca", "--color-by", "colour", "-o", "m.png"],
             "--color-by colour: no point has a payload field 'colour' "
@@ -185,6 +195,7 @@ def test_a_sample_above_max_points_is_seeded_and_is_the_clustered_sample(
 )
 def test_bad_input_is_named(served: str, tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"txt": "typo"}\n', encoding="utf-8")
+    (tmp_path / "two.jsonl").write_text("a cat\na dog\n", encoding="utf-8")
     done = map_cli(served, *args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr

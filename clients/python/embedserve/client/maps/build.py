@@ -94,6 +94,7 @@ def _points_and_labels(
         points = from_file(client, request.source, max_points=limit, seed=seed, progress=progress)
         if not by_cluster:
             return points, _field_or_none(points, request.color_by)
+        request.projection.check_points(len(points))  # before the server is asked
         progress(f"clustering {len(points):,} texts")
         response = client.cluster(texts=[t or "" for t in points.texts], **cluster_options)
         positions = [str(i) for i in range(len(points))]
@@ -102,7 +103,13 @@ def _points_and_labels(
     only: set[str] | None = None
     if by_cluster:
         # Cluster first, then map exactly the points it labelled (its own seeded sample
-        # when the collection holds more than max_points).
+        # when the collection holds more than max_points). Too few points are named as a
+        # map names them, before the server is asked to cluster them.
+        count = client.count(request.source, filter=request.filter)
+        if not count:
+            matching = " matching the filter" if request.filter is not None else ""
+            raise ValueError(f"collection {request.source!r} has no points{matching} to map")
+        request.projection.check_points(min(count, limit))
         progress(f"clustering {request.source}")
         clustering = client.cluster(request.source, filter=request.filter, **cluster_options)
         if clustering.points_clustered < clustering.points_total:
