@@ -260,3 +260,26 @@ def test_csv_keeps_line_endings_in_quoted_fields_and_counts_rows(
     with EmbedClient(served) as client:
         stored = {d.id: d.payload["text"] for d in client.get("multi", ["c1", "c2"])}
     assert stored == {"c1": "multi\r\nline", "c2": "one\ntwo\nthree"}
+
+
+def test_cluster_of_a_file_names_its_texts_as_the_file_does(served: str, tmp_path: Path) -> None:
+    """Central members are shown by their JSONL id, or their line number, not by their
+    position in the request."""
+    rows = [("r1", "a rocket flew to the moon"), ("r2", "the rocket reached orbit")]
+    rows += [("b1", "bake the bread for an hour"), ("b2", "knead the dough, then bake")]
+    with_ids = tmp_path / "ids.jsonl"
+    with_ids.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in rows))
+    plain = tmp_path / "plain.txt"
+    plain.write_text("\n" + "\n".join(t for _, t in rows) + "\n")  # its texts: lines 2 to 5
+    for path, names in (
+        (with_ids, ["b1", "b2", "r1", "r2"]),
+        (plain, [f"line {n}" for n in range(2, 6)]),
+    ):
+        shown = run_cli("cluster", "--texts", str(path), "--k", "2", "--target", served)
+        assert shown.returncode == 0, shown.stderr
+        members = [
+            line.removeprefix("  - ").split(" (")[0]
+            for line in shown.stdout.splitlines()
+            if line.startswith("  - ")
+        ]
+        assert sorted(members) == names, shown.stdout

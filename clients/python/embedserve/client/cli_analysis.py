@@ -147,9 +147,12 @@ def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
     }
     if args.k is not None:
         numbers["k"] = args.k
+    lines = read_texts(args.texts) if args.texts else None
+    # Texts are named by their position in the request: shown as the file names them.
+    names = {str(i): line.label for i, line in enumerate(lines or ())}
     response = client.cluster(
         args.collection,
-        texts=[t.text for t in read_texts(args.texts)] if args.texts else None,
+        texts=[t.text for t in lines] if lines is not None else None,
         filter=query_filter,
         algorithm=args.algorithm,
         write_label=args.write_label,
@@ -177,7 +180,7 @@ def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             print("  words: " + ", ".join(w.word for w in c.words))
         for m in c.central:
             text = f"  {m.text[:100]}" if m.text else ""
-            print(f"  - {m.id} ({m.score:.3f}){text}")
+            print(f"  - {names.get(m.id, m.id)} ({m.score:.3f}){text}")
     if response.labels_written:
         print(f"\nlabels written to {response.labels_written} documents ({args.write_label})")
     return 0
