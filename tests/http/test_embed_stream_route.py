@@ -77,3 +77,19 @@ def test_a_bad_line_ends_the_stream_after_the_answers_before_it(both: Any) -> No
             assert lines[1]["error"]["code"] == 400
         empty = http.post("/api/v1/embed-stream", content=b"")
         assert empty.status_code == 200 and empty.text == ""
+
+
+def test_a_byte_order_mark_before_the_first_line_is_dropped(both: Any) -> None:
+    """As a JSON body's is; also when the mark arrives split across the first chunks."""
+
+    def in_pieces() -> Iterator[bytes]:
+        body = b"\xef\xbb\xbf" + _ndjson({"inputs": ["one"]}, {"inputs": ["two"]}).encode()
+        yield body[:1]
+        yield body[1:2]
+        yield body[2:]
+
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        for content in (b"\xef\xbb\xbf" + _ndjson({"inputs": ["one"]}).encode(), in_pieces()):
+            reply = http.post("/api/v1/embed-stream", content=content)
+            answers = _lines(reply)
+            assert answers[0]["request_id"] == "1" and "error" not in answers[-1], answers

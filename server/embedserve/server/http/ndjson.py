@@ -7,6 +7,7 @@ arrives as its last line, ``{"error": {...}}``.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -46,11 +47,15 @@ async def _chunks(request: Request) -> AsyncIterator[bytes]:
 
 
 async def body_lines(request: Request, max_line_bytes: int) -> AsyncIterator[tuple[int, bytes]]:
-    """Non-blank lines of the body with their 1-based numbers, as they arrive."""
+    """Non-blank lines of the body with their 1-based numbers, as they arrive; a byte
+    order mark before the first is dropped, as JSON bodies' is (Windows tools write one)."""
     pending = b""
     number = 0
+    started = False  # the body's first bytes, which may be a byte order mark, were seen
     async for chunk in _chunks(request):
         pending += chunk
+        if not started and len(pending) >= len(codecs.BOM_UTF8):
+            pending, started = pending.removeprefix(codecs.BOM_UTF8), True
         *complete, pending = pending.split(b"\n")
         for line in complete:
             number += 1
