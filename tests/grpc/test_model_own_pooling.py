@@ -55,8 +55,11 @@ def test_include_prompt_false_pools_without_the_prompt(start_server, build_tiny_
         spelled_out = client.embed([PROMPTS["query"] + t for t in TEXTS], task="none")
     want = sentence_transformers_vectors(folder, TEXTS, prompt_name="query")
     assert np.abs(query - want).max() < 1e-5
-    # Same tokens, but here the prompt is text and is pooled with the rest.
+    # Same tokens, but here the prompt is text and is pooled with the rest, [CLS] too:
+    # without a prompt every token is pooled, as sentence-transformers pools them.
     assert np.abs(query - spelled_out).max() > 1e-3
+    plain = sentence_transformers_vectors(folder, [PROMPTS["query"] + t for t in TEXTS])
+    assert np.abs(spelled_out - plain).max() < 1e-5
 
 
 def test_cls_pooling_read_from_the_model_config(start_server, build_tiny_model) -> None:

@@ -162,7 +162,7 @@ class TextTokenizer:
         else:
             encoded = self._tok(strings, add_special_tokens=True)["input_ids"]
         head_len = self._n_prefix + self.prompt_token_count(prompt)
-        pool_start = 0 if self._include_prompt else head_len
+        pool_start = self._pool_start(prompt, head_len)
         names = InputNames.of(field)
         return [
             self._apply_overflow(list(ids), head_len, pool_start, overflow, names.item(index))
@@ -184,7 +184,7 @@ class TextTokenizer:
             else []
         )
         head_len = self._n_prefix + len(prompt_ids)
-        pool_start = 0 if self._include_prompt else head_len
+        pool_start = self._pool_start(prompt, head_len)
         out = []
         for index, ids in enumerate(id_lists):
             self._check_ids(ids, vocabulary, f"{field}[{index}]")
@@ -193,6 +193,13 @@ class TextTokenizer:
                 self._apply_overflow(full, head_len, pool_start, overflow, f"{field}[{index}]")
             )
         return out
+
+    def _pool_start(self, prompt: str, head_len: int) -> int:
+        """The first token pooled. A model that pools without its prompt leaves out the
+        tokens before the text, the leading special ones included, as sentence-transformers
+        does; without a prompt it pools them all (sentence-transformers sets no prompt
+        length then, so the leading special tokens count)."""
+        return head_len if prompt and not self._include_prompt else 0
 
     def decode(
         self, id_lists: Sequence[Sequence[int]], skip_special: bool, field: str
