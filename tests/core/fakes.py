@@ -108,6 +108,7 @@ class FakeEncoder:
         pooling: PoolingMode = PoolingMode.MEAN,
     ) -> None:
         self.dimensions = dimensions
+        self.token_dimensions = dimensions
         self.spec = ModelSpec(
             model_id="fake",
             path=Path("."),

@@ -55,11 +55,22 @@ def test_dense_layers_run_after_pooling(start_server, tmp_path: Path, minilm_pat
         assert client.model_info().dimensions == 8
         got = client.embed(TEXTS)
         shorter = client.embed(TEXTS, dimensions=4)  # Matryoshka on the projection
+        tokens = client.embed_tokens(TEXTS[:1], normalize=False)
+        narrower = client.embed_tokens(TEXTS[:1], dimensions=200)
     want = sentence_transformers_vectors(folder)
     assert got.shape == want.shape == (2, 8)
     assert np.abs(got - want).max() < 1e-5
     cut = want[:, :4] / np.linalg.norm(want[:, :4], axis=1, keepdims=True)
     assert np.abs(shorter - cut).max() < 1e-5
+    # Token vectors are the encoder's, 384 wide: the projection maps only the pooled one.
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(folder), device="cpu")
+    [own] = reference.encode(TEXTS[:1], output_value="token_embeddings")
+    served = np.array([t.values for t in tokens.results[0].tokens])
+    assert tokens.dimensions == 384 and served.shape == tuple(own.shape)
+    assert np.abs(served - own.numpy()).max() < 1e-4
+    assert narrower.dimensions == 200 and len(narrower.results[0].tokens[0].values) == 200
 
 
 @pytest.mark.parametrize(

@@ -146,9 +146,12 @@ class Embedder:
                     f"{self.limits.max_input_chars}"
                 )
 
-    def validate_params(self, params: EmbedParams, field: str = "options") -> None:
-        """``field``: where the request keeps its options ("" where they are top-level)."""
-        width = self.model.dimensions
+    def validate_params(
+        self, params: EmbedParams, field: str = "options", width: int | None = None
+    ) -> None:
+        """``field``: where the request keeps its options ("" where they are top-level);
+        ``width``: the vectors' (default: the model's embeddings')."""
+        width = width or self.model.dimensions
         if params.dimensions is not None and not 1 <= params.dimensions <= width:
             where = f"{field}.dimensions" if field else "dimensions"
             raise InvalidArgument(
@@ -371,7 +374,8 @@ class Embedder:
     ) -> TokenVectorsResult:
         started = time.monotonic()
         self.validate_inputs(inputs)
-        self.validate_params(params)
+        # Token vectors are the encoder's, of its width: a Dense layer maps only the pooled one.
+        self.validate_params(params, width=self.model.token_dimensions)
         if params.overflow is Overflow.CHUNK:
             raise InvalidArgument("options.overflow CHUNK is not available for token vectors")
         prompt = self.prompt_for(params.task, params.prompt)
@@ -381,7 +385,7 @@ class Embedder:
         results = await self._run(windows, deadline, False, lane)
         loop = asyncio.get_running_loop()
         details = await loop.run_in_executor(self._tokenize_executor, self._details, inputs, prompt)
-        width = params.dimensions or self.model.dimensions
+        width = params.dimensions or self.model.token_dimensions
         normalize = self.model.spec.normalize if params.normalize is None else params.normalize
         vectors: list[FloatArray] = []
         for index, (text, result) in enumerate(zip(tokenized, results, strict=True)):

@@ -129,6 +129,7 @@ class EncoderModel:
         self.dtype = dtype
         self._head = head  # the model's Dense layers after pooling, if any
         self.dimensions = head.width(hidden_size)
+        self.token_dimensions = hidden_size
         self.model_type = model_type
         self._model = model
 

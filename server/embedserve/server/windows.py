@@ -34,6 +34,8 @@ class Encoder(Protocol):
     spec: ModelSpec
     tokenizer: TextTokenizer
     dimensions: int
+    # Each token's vector (EmbedTokens): the encoder's width, before any Dense layer.
+    token_dimensions: int
     model_type: str
 
     @property
