@@ -179,6 +179,7 @@ def test_roberta_family_packs_with_positions_after_the_padding_id(model_type: st
     assert isinstance(packed, PackedBert)
     # The longest text reaches the last position: one off and the table would run out.
     ids, mask = padded_batch([3, 17, 128, 40], pad_id=1)
+    ids[3, 5] = ids[3, 9] = 1  # the padding id inside a text: "hello <pad> world"
     got = packed(ids, mask).last_hidden_state
     want = model(input_ids=ids, attention_mask=mask).last_hidden_state
     keep = mask.bool()
@@ -198,6 +199,7 @@ def test_distilbert_and_mpnet_pack_as_transformers_runs_them(
     pad_id = model.config.pad_token_id
     longest = 128 if model_type == "mpnet" else 130  # MPNet's positions start at 2
     ids, mask = padded_batch([3, 17, longest, 40, 1], pad_id=pad_id)
+    ids[3, 7] = pad_id  # the padding id inside a text
     check_like_transformers(packed, model, ids, mask)
 
 

@@ -217,6 +217,19 @@ class PackedBert:
         filler = bucket_rows(total) - total if self.bucketed else 0
         # Filler rows: token 0 at the first position, dropped before attention and after.
         ids = F.pad(input_ids[keep], (0, filler))
-        positions = F.pad(cols + self.first_position, (0, filler))
+        positions = F.pad(self._positions(input_ids, keep, cols), (0, filler))
         hidden = self.run(ids, positions, rows, cols, keep)
         return PackedOutput.unpacked(hidden[:total], keep)
+
+    def _positions(
+        self, input_ids: torch.Tensor, keep: torch.Tensor, cols: torch.Tensor
+    ) -> torch.Tensor:
+        """Each kept token's position id. Embeddings that count from the padding id do as
+        transformers' ``create_position_ids_from_input_ids``: a padding id inside a text
+        (a literal "<pad>") takes the padding position, and the tokens after it count on
+        from the one before it."""
+        if not self.first_position:
+            return cols
+        pad = self.first_position - 1
+        real = input_ids != pad
+        return (torch.cumsum(real, dim=1) * real + pad)[keep]
