@@ -131,6 +131,21 @@ def test_bad_input_is_invalid_argument_naming_the_field(
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_similarity_takes_as_many_pairs_as_a_request_takes_texts(strict_server) -> None:
+    """Each side of the pairs is a request's inputs: 64 pairs pass where 64 texts do (both
+    sides counted together, 33 were refused as 66 items)."""
+    pairs = [(f"first {i}", f"second {i}") for i in range(64)]
+    with EmbedClient(strict_server.target) as client:
+        scores = client.similarity(pairs=pairs)
+        assert len(scores) == 64
+        alone = client.similarity(pairs=pairs[5:6])
+        assert abs(scores[5] - alone[0]) < 1e-4
+        with pytest.raises(grpc.RpcError) as refused:
+            client.similarity(pairs=[*pairs, ("a", "b")])
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "pairs.pairs has 65 items; the limit is 64" in (refused.value.details() or "")
+
+
 def test_texts_gathered_from_several_fields_are_named_where_the_request_put_them(
     minilm_server,
 ) -> None:

@@ -67,12 +67,23 @@ async def score_pairs(
     """``field``: where the request keeps its pairs, for error messages."""
     if not pairs:
         raise InvalidArgument(f"{field} must not be empty")
-    texts = [a for a, _ in pairs] + [b for _, b in pairs]
-    half = len(pairs)
-    names = InputNames(field, lambda i: f"{field}[{i}].a" if i < half else f"{field}[{i - half}].b")
-    result = await embedder.embed(texts, params, deadline, field=names)
-    scores = _scores(embedder, result.vectors[:half], result.vectors[half:])
-    return _combine(scores, [result])
+    # Each side is one request's inputs: as many pairs as a request may hold texts.
+    firsts, seconds = await asyncio.gather(
+        *(
+            embedder.embed([pair[side] for pair in pairs], params, deadline, field=names)
+            for side, names in enumerate(_pair_sides(field, len(pairs)))
+        )
+    )
+    scores = _scores(embedder, firsts.vectors, seconds.vectors)
+    return _combine(scores, [firsts, seconds])
+
+
+def _pair_sides(field: str, count: int) -> tuple[InputNames, InputNames]:
+    """The names of the pairs' first and second texts, in ``field``'s terms."""
+    return (
+        InputNames.listed(field, [f"{field}[{i}].a" for i in range(count)]),
+        InputNames.listed(field, [f"{field}[{i}].b" for i in range(count)]),
+    )
 
 
 async def score_candidates(
