@@ -123,6 +123,11 @@ def test_do_lower_case_lowercases_texts_and_prompts(start_server, tmp_path, mini
     with EmbedClient(server.target) as client:
         got = client.embed(capitals, task="none", prompt="Query: ")
         lower = client.embed([t.lower() for t in capitals], task="none", prompt="query: ")
+        # "İ" lowercases to two characters: offsets still point into the text as sent.
+        text = "İstanbul Big CAT"
+        tokens = client.embed_tokens([text], task="none", prompt="Query: ").results[0].tokens
+    spans = [text[t.start : t.end] for t in tokens if t.end > t.start]
+    assert spans == ["İstanbul", "Big", "CAT"]
     want = SentenceTransformer(str(folder), device="cpu").encode(capitals, prompt="Query: ")
     assert np.abs(got - want).max() < 1e-5
     assert np.abs(got - lower).max() < 1e-6  # capitals and the prompt's alike

@@ -260,21 +260,34 @@ class TextTokenizer:
         return min(head_len, full - self._n_suffix)
 
     def details(self, text: str, prompt: str) -> TokenDetail:
-        encoded = self._tok(
-            self._cased(prompt + text), add_special_tokens=True, return_offsets_mapping=True
-        )
+        cased = self._cased(prompt + text)
+        encoded = self._tok(cased, add_special_tokens=True, return_offsets_mapping=True)
         ids = [int(i) for i in encoded["input_ids"]]
         shift = len(prompt)
         head_len = self._head_within(self._n_prefix + self.prompt_token_count(prompt), len(ids))
+        origin = _origins(prompt + text, cased)
         offsets: list[tuple[int, int]] = []
         special: list[bool] = []
         for position, (start, end) in enumerate(encoded["offset_mapping"]):
             added = position < self._n_prefix or position >= len(ids) - self._n_suffix
             outside = added or position < head_len  # a special or a prompt token
+            if origin is not None:  # offsets into the lowercased string, mapped back
+                start, end = origin[start], origin[end - 1] + 1 if end > start else origin[end]
             offsets.append((0, 0) if outside else (max(0, start - shift), max(0, end - shift)))
             special.append(added)
         tokens = [str(t) for t in self._tok.convert_ids_to_tokens(ids)]
         return TokenDetail(ids, tokens, offsets, special)
+
+
+def _origins(original: str, cased: str) -> list[int] | None:
+    """For each character of ``cased`` (``original`` lowercased), and one past its end,
+    the index in ``original`` it came from; None when lowercasing kept every length ("İ"
+    becomes two characters, which would shift every offset after it)."""
+    if len(cased) == len(original):
+        return None
+    origin = [index for index, char in enumerate(original) for _ in char.lower()]
+    origin.append(len(original))
+    return origin if len(origin) == len(cased) + 1 else None
 
 
 def plain_backend(hf_tokenizer: Any) -> Any | None:
