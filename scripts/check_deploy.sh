@@ -66,6 +66,11 @@ render_and_check() { # description, then helm flags
   helm template demo "$chart" --namespace search "$@" >"$out"
   kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$out"
   echo "$(grep -c '^kind:' "$out") resources valid"
+  last=$out
+}
+expect_env() { # a variable the last rendering must set, its value, and why
+  grep -A1 -F -- "name: $1" "$last" | grep -qF -- "value: $2" ||
+    { echo "the rendering does not set $1=$2 ($3)"; exit 1; }
 }
 render_and_check "defaults"
 render_and_check "GPU nodes, TLS with mTLS, API keys, HPA, external Qdrant with a key" \
@@ -73,6 +78,13 @@ render_and_check "GPU nodes, TLS with mTLS, API keys, HPA, external Qdrant with 
   --set auth.existingSecret=embed-keys --set autoscaling.enabled=true \
   --set qdrant.url=http://qdrant.vector.svc:6333 \
   --set qdrant.apiKeySecret.name=qdrant --set qdrant.apiKeySecret.key=api-key
+own="mTLS probes present the pod's own certificate"
+expect_env EMBEDSERVE_TLS_CLIENT_CERT /etc/embedserve/tls/tls.crt "$own"
+expect_env EMBEDSERVE_TLS_CLIENT_KEY /etc/embedserve/tls/tls.key "$own"
+render_and_check "mTLS with the probes' own client certificate" \
+  --set tls.existingSecret=embed-tls --set tls.clientCA=true --set tls.probeClientSecret=probe
+expect_env EMBEDSERVE_TLS_CLIENT_KEY /etc/embedserve/probe-tls/tls.key "the probes' own Secret"
+grep -qF "secretName: probe" "$last" || { echo "the probes' Secret is not mounted"; exit 1; }
 render_and_check "bundled Qdrant cluster, model cache on a claim" \
   --set qdrant.enabled=true --set modelCache.existingClaim=models
 
