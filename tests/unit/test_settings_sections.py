@@ -254,6 +254,25 @@ def test_a_setting_out_of_range_in_the_environment_is_named_too(
         settings_from(build_parser().parse_args(["serve"]))
 
 
+@pytest.mark.parametrize(
+    ("raw", "read"), [("true", True), (" On ", True), ("0", False), ("no", False)]
+)
+def test_a_switch_in_the_environment_takes_yes_or_no_words(
+    monkeypatch: pytest.MonkeyPatch, raw: str, read: bool
+) -> None:
+    monkeypatch.setenv("EMBEDSERVE_AUTH_HEALTH", raw)
+    assert settings_from(build_parser().parse_args(["serve"])).auth_health is read
+
+
+def test_a_mistyped_switch_in_the_environment_is_refused_not_read_as_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "ture" turned auth_health off: health and reflection open without a key."""
+    monkeypatch.setenv("EMBEDSERVE_AUTH_HEALTH", "ture")
+    with pytest.raises(ValueError, match=r"EMBEDSERVE_AUTH_HEALTH='ture' is not a valid bool"):
+        settings_from(build_parser().parse_args(["serve"]))
+
+
 def test_a_device_torch_does_not_know_is_named_without_torch_s_list() -> None:
     from embedserve.server.errors import ModelLoadError
     from embedserve.server.model import pick_device

@@ -143,12 +143,20 @@ class Settings:
         return cls(**values)
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
 def _coerce(name: str, raw: str, kind: type) -> Any:
     try:
         if kind is bool:
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
+            # A typo ("ture") must not turn a setting off, auth_health for one.
+            word = raw.strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise ValueError(f"expected one of {', '.join(sorted(_TRUE | _FALSE - {''}))}")
+            return word in _TRUE
         return kind(raw)
     except ValueError as exc:
         raise ValueError(
             f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}"
+            + (f" ({exc})" if kind is bool else "")
         ) from exc
