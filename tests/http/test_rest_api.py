@@ -379,6 +379,12 @@ def test_request_id_health_and_drain(both: Any, http: httpx.Client) -> None:
     both.loop.call_soon_threadsafe(both.server.drain.start)
     both.run(_nothing())
     assert http.get("/health").status_code == 503
+    # A probe answered NOT_SERVING is no fault of the server's: counted UNAVAILABLE, not
+    # INTERNAL (which alerts, and was logged as an error on every restart).
+    registry = both.server.metrics.registry
+    labels = {"method": "GET /health", "transport": "http"}
+    assert registry.get_sample_value("embedserve_rpc_total", {**labels, "code": "UNAVAILABLE"})
+    assert not registry.get_sample_value("embedserve_rpc_total", {**labels, "code": "INTERNAL"})
     refused = http.post("/api/v1/embed", json={"inputs": ["a"]})
     assert refused.status_code == 503
     assert refused.json()["error"]["status"] == "UNAVAILABLE"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
@@ -25,7 +26,7 @@ from embedserve.server.http import (
 from embedserve.server.http.backend import Backend
 from embedserve.server.http.head import HeadAsGet
 from embedserve.server.http.observe import ObserveMiddleware
-from embedserve.server.http.responses import json_response
+from embedserve.server.http.responses import CODE_KEY, json_response
 from embedserve.server.http.settings import HttpSettings
 from embedserve.server.metrics import Metrics
 
@@ -108,6 +109,8 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
             token = bearer_token(request.headers.get("authorization"))
             authorize(backend.keys, token, Role.READ, "health")
         serving = backend.ready
+        if not serving:  # loading or draining, as it should: no INTERNAL fault
+            request.scope[CODE_KEY] = grpc.StatusCode.UNAVAILABLE.name
         return json_response(
             {"status": "SERVING" if serving else "NOT_SERVING"}, 200 if serving else 503
         )
