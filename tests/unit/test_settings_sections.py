@@ -230,6 +230,14 @@ def test_every_numeric_setting_has_a_range() -> None:
             ["--log-level", "loud"],
             "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got 'loud'",
         ),
+        # Choices the model's load checked, seconds later and without naming the flag.
+        (
+            ["--dtype", "fp32"],
+            "--dtype (EMBEDSERVE_DTYPE) must be one of auto, float32, float16, bfloat16",
+        ),
+        (["--backend", "tensorrt"], "--backend (EMBEDSERVE_BACKEND) must be one of torch,"),
+        (["--bert-path", "fastest"], "--bert-path (EMBEDSERVE_BERT_PATH) must be one of auto,"),
+        (["--modernbert-path", "x"], "--modernbert-path (EMBEDSERVE_MODERNBERT_PATH) must be"),
     ],
 )
 def test_a_setting_out_of_range_stops_serve_naming_it(

@@ -28,11 +28,10 @@ from typing import Any
 import torch
 
 from embedserve.server.errors import ModelLoadError
+from embedserve.server.model_settings import BACKENDS
 from embedserve.server.smoothing import smooth
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
 
 
 def apply_backend(

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 
+# The settings that are choices, checked with the others before anything loads.
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
+FORWARD_PATHS = ("auto", "fast", "reference")  # bert_path, modernbert_path
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSettings:

@@ -14,11 +14,10 @@ import torch
 from embedserve.server import varlen
 from embedserve.server.bert_packed import PackedBert, packs
 from embedserve.server.errors import ModelLoadError
+from embedserve.server.model_settings import FORWARD_PATHS
 from embedserve.server.modernbert_packed import PackedModernBert
 
 log = logging.getLogger(__name__)
-
-PATHS = ("auto", "fast", "reference")
 
 
 def _packable(setting: str, requested: str, model: Any, family: bool) -> bool:
@@ -28,8 +27,10 @@ def _packable(setting: str, requested: str, model: Any, family: bool) -> bool:
     ONNX backend's session, exported from transformers' own forward, has no layers
     to pack. ``fast`` on a model of another family has nothing to pack.
     """
-    if requested not in PATHS:
-        raise ModelLoadError(f"{setting} must be one of {', '.join(PATHS)}; got '{requested}'")
+    if requested not in FORWARD_PATHS:
+        raise ModelLoadError(
+            f"{setting} must be one of {', '.join(FORWARD_PATHS)}; got '{requested}'"
+        )
     if not family or requested == "reference":
         return False
     if isinstance(model, torch.nn.Module):

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from embedserve.server.http.settings import OPENAI_TOKEN_IDS
+from embedserve.server.model_settings import BACKENDS, DTYPES, FORWARD_PATHS
 
 PORT = (0, 65535)
 # field: (lowest, highest or None). Where 0 means "off" or "the default", 0 is allowed.
@@ -54,7 +55,13 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
 
 
 # field: the values it takes, where it is a choice (the others are checked where used).
-CHOICES: dict[str, tuple[str, ...]] = {"openai_token_ids": OPENAI_TOKEN_IDS}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "openai_token_ids": OPENAI_TOKEN_IDS,
+    "dtype": DTYPES,
+    "backend": BACKENDS,
+    "bert_path": FORWARD_PATHS,
+    "modernbert_path": FORWARD_PATHS,
+}
 
 
 def _flag(name: str) -> str:
