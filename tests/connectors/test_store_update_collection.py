@@ -65,6 +65,7 @@ def test_an_added_index_serves_the_points_already_stored(store: VectorStore) -> 
         ),
         (CollectionUpdate(add_payload_indexes={"": KEYWORD}), "must not be empty"),
         (CollectionUpdate(hnsw_ef=-1), "hnsw_ef"),
+        (CollectionUpdate(hnsw_ef=0), "hnsw_ef must be a positive integer, got 0"),
     ],
 )
 def test_a_change_that_cannot_be_made_changes_nothing(

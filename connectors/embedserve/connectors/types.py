@@ -199,10 +199,10 @@ class CollectionUpdate:
 
     def applied_to(self, spec: CollectionSpec) -> CollectionSpec:
         """``spec`` with the changes made; InvalidRequest for one that cannot be."""
+        if self.hnsw_ef is not None:  # 0 included: named as the mistake it is
+            _positive("hnsw_ef", self.hnsw_ef)
         if not self.add_payload_indexes and not self.drop_payload_indexes and not self.hnsw_ef:
             raise InvalidRequest("nothing to update: add or drop payload indexes, or set hnsw_ef")
-        if self.hnsw_ef is not None:
-            _positive("hnsw_ef", self.hnsw_ef)
         if both := sorted(set(self.add_payload_indexes) & set(self.drop_payload_indexes)):
             raise InvalidRequest(f"payload index {both[0]!r} is both added and dropped")
         for key in self.drop_payload_indexes:
