@@ -29,6 +29,7 @@ from embedserve.connectors.groups import (
 from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.ordered_scroll import ScrollOrder, order_index, ordered_page
 from embedserve.connectors.payload_fields import as_asked, with_fields, without
+from embedserve.connectors.stable_pages import stable_page
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
@@ -645,7 +646,8 @@ class VectorCore:
             hits = await self.call(weighed, filter, params, weighings, embedded_at=sizes)
             return embedded.result(hits, started)
         if group is None:
-            hits = await self.call(ranked, filter, params, embedded_at=sizes)
+            page = functools.partial(stable_page, ranked)
+            hits = await self.call(page, filter, params, embedded_at=sizes)
             return embedded.result(hits, started)
         retrieve = functools.partial(self.store.retrieve, collection)
         indexes = (await self.collection_spec(collection)).payload_indexes
