@@ -73,3 +73,26 @@ def test_arguments_the_messages_cannot_hold_are_named_before_sending(minilm_serv
             with pytest.raises(ValueError, match="a query and its candidates, or pairs"):
                 call()
         assert client.similarity(pairs=[("a cat", "a cat")])[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_misspelled_choice_is_named_with_the_choices(minilm_server) -> None:
+    """As task, pooling or mode are: these four raised a bare KeyError."""
+    with EmbedClient(minilm_server.target) as client:
+        calls = [
+            (lambda: client.create_collection("kx", distance="cosinus"), "distance", "cosine"),
+            (
+                lambda: client.recommend("kx", positive=["1"], strategy="best"),
+                "strategy",
+                "best_score",
+            ),
+            (
+                lambda: client.cluster(texts=["a", "b", "c"], algorithm="dbscan"),
+                "algorithm",
+                "kmeans",
+            ),
+            (lambda: client.find_duplicates(texts=["a", "b"], method="exact"), "method", "auto"),
+        ]
+        for call, what, valid in calls:
+            with pytest.raises(ValueError, match=f"^{what} must be one of .*{valid}"):
+                call()
+        assert "kx" not in client.list_collections()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from embedserve.client import _documents as docs
+from embedserve.client._options import lookup
 from embedserve.client._steps import Plan, Unary
 from embedserve.v1 import vector_pb2 as pb
 
@@ -81,7 +82,8 @@ def cluster(
     unknown = set(numbers) - set(_CLUSTER_NUMBERS)
     if unknown:
         raise TypeError(f"unknown cluster options: {sorted(unknown)}")
-    request = pb.ClusterRequest(algorithm=_ALGORITHMS[algorithm], write_label=write_label or "")
+    algorithm_value = lookup(_ALGORITHMS, algorithm, "algorithm")
+    request = pb.ClusterRequest(algorithm=algorithm_value, write_label=write_label or "")
     for name, value in numbers.items():
         setattr(request, name, value)
     if texts is not None:
@@ -114,7 +116,7 @@ def find_duplicates(
         max_neighbors=max_neighbors,
         max_pairs=max_pairs,
         with_text=with_text,
-        method=_METHODS[method],
+        method=lookup(_METHODS, method, "method"),
     )
     if texts is not None:
         request.texts.CopyFrom(pb.TextList(texts=texts))  # set even when empty

@@ -91,7 +91,7 @@ def collection_config(
     **numbers: Any,
 ) -> pb.CollectionConfig:
     config = pb.CollectionConfig(
-        distance=_DISTANCES[distance] if distance else pb.DISTANCE_UNSPECIFIED,
+        distance=lookup(_DISTANCES, distance, "distance") if distance else pb.DISTANCE_UNSPECIFIED,
         on_disk=numbers.pop("on_disk", False),
         bm25=numbers.pop("bm25", False),
         bm25_language=numbers.pop("bm25_language", ""),
@@ -487,7 +487,7 @@ def _recommend_request(
         collection=collection,
         positive=[docs.example(e) for e in positive],
         negative=[docs.example(e) for e in negative],
-        strategy=_STRATEGIES[strategy],
+        strategy=lookup(_STRATEGIES, strategy, "strategy"),
         params=params,
         embed=build_options(**embed),
     )
