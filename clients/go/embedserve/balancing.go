@@ -37,7 +37,10 @@ const balancingServiceConfig = `{
       {"service": "embedserve.v1.VectorService", "method": "ListCollections"},
       {"service": "embedserve.v1.VectorService", "method": "GetCollection"},
       {"service": "embedserve.v1.VectorService", "method": "Scroll"},
-      {"service": "embedserve.v1.VectorService", "method": "FindDuplicates"}
+      {"service": "embedserve.v1.VectorService", "method": "FindDuplicates"},
+      {"service": "embedserve.v1.VectorService", "method": "SearchBatch"},
+      {"service": "embedserve.v1.VectorService", "method": "Facet"},
+      {"service": "embedserve.v1.VectorService", "method": "ListAliases"}
     ],
     "retryPolicy": {
       "maxAttempts": 5,

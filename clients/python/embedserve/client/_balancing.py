@@ -33,6 +33,9 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "GetCollection",
         "Scroll",
         "FindDuplicates",
+        "SearchBatch",
+        "Facet",
+        "ListAliases",
     ),
 }
 

@@ -42,6 +42,9 @@ final class Balancing {
     {"embedserve.v1.VectorService", "GetCollection"},
     {"embedserve.v1.VectorService", "Scroll"},
     {"embedserve.v1.VectorService", "FindDuplicates"},
+    {"embedserve.v1.VectorService", "SearchBatch"},
+    {"embedserve.v1.VectorService", "Facet"},
+    {"embedserve.v1.VectorService", "ListAliases"},
   };
 
   static {
