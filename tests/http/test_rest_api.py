@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -383,7 +384,10 @@ def test_request_id_health_and_drain(both: Any, http: httpx.Client) -> None:
     # INTERNAL (which alerts, and was logged as an error on every restart).
     registry = both.server.metrics.registry
     labels = {"method": "GET /health", "transport": "http"}
-    assert registry.get_sample_value("embedserve_rpc_total", {**labels, "code": "UNAVAILABLE"})
+    deadline = time.monotonic() + 10  # recorded once the answer has gone out
+    while not registry.get_sample_value("embedserve_rpc_total", {**labels, "code": "UNAVAILABLE"}):
+        assert time.monotonic() < deadline, "the NOT_SERVING answer was not counted UNAVAILABLE"
+        time.sleep(0.05)
     assert not registry.get_sample_value("embedserve_rpc_total", {**labels, "code": "INTERNAL"})
     refused = http.post("/api/v1/embed", json={"inputs": ["a"]})
     assert refused.status_code == 503
