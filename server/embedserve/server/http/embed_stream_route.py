@@ -19,7 +19,7 @@ from embedserve.server.auth import ApiKey
 from embedserve.server.batcher import Priority
 from embedserve.server.errors import EmbedServeError, InvalidArgument
 from embedserve.server.http.backend import backend_of
-from embedserve.server.http.guard import guard, held_to_reloads
+from embedserve.server.http.guard import guard
 from embedserve.server.http.handlers import validation_message
 from embedserve.server.http.ndjson import (
     NDJSON,
@@ -63,7 +63,7 @@ async def embed_stream(request: Request, caller: Caller) -> DuplexStreamingRespo
     backend = backend_of(request)
     embedder = backend.embedder
     settings = backend.settings
-    lines = held_to_reloads(request, body_lines(request, settings.max_message_bytes))
+    lines = body_lines(request)
 
     async def answer(numbered: _Numbered) -> dict[str, Any]:
         number, line = numbered

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from embedserve.server.auth import ApiKey
 from embedserve.server.errors import EmbedServeError, InvalidArgument
 from embedserve.server.http.backend import backend_of
-from embedserve.server.http.guard import guard, held_to_reloads
+from embedserve.server.http.guard import guard
 from embedserve.server.http.handlers import validation_message
 from embedserve.server.http.ndjson import (
     NDJSON,
@@ -69,7 +69,7 @@ async def ingest(name: CollectionName, request: Request, caller: Caller) -> Dupl
     await core.vector_size(name)  # a missing collection is a plain 404, before the stream
     settings = backend.settings
     pipeline = IngestPipeline(core, settings.section(IngestSettings), backend.drain)
-    lines = held_to_reloads(request, body_lines(request, settings.max_message_bytes))
+    lines = body_lines(request)
 
     async def acknowledgements() -> AsyncIterator[bytes]:
         try:

@@ -19,6 +19,8 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from embedserve.server.errors import Cancelled, EmbedServeError, InvalidArgument
+from embedserve.server.http.backend import backend_of
+from embedserve.server.http.guard import held_to_reloads
 from embedserve.server.http.responses import CODE_KEY, error_body
 from embedserve.server.status import status_of
 
@@ -46,9 +48,17 @@ async def _chunks(request: Request) -> AsyncIterator[bytes]:
         raise Cancelled("the client closed the connection before the end of its body") from None
 
 
-async def body_lines(request: Request, max_line_bytes: int) -> AsyncIterator[tuple[int, bytes]]:
-    """Non-blank lines of the body with their 1-based numbers, as they arrive; a byte
-    order mark before the first is dropped, as JSON bodies' is (Windows tools write one)."""
+def body_lines(request: Request) -> AsyncIterator[tuple[int, bytes]]:
+    """Non-blank lines of the body with their 1-based numbers, as they arrive, each at most
+    max_message_bytes; each let through only while the caller's key still admits the call
+    (a stream outlives key reloads: guard.held_to_reloads)."""
+    limit = backend_of(request).settings.max_message_bytes
+    return held_to_reloads(request, _lines(request, limit))
+
+
+async def _lines(request: Request, max_line_bytes: int) -> AsyncIterator[tuple[int, bytes]]:
+    """A byte order mark before the first line is dropped, as JSON bodies' is (Windows
+    tools write one)."""
     pending = b""
     number = 0
     started = False  # the body's first bytes, which may be a byte order mark, were seen
