@@ -77,7 +77,7 @@ def _expected(half_life: float, weight: float) -> list[tuple[str, float]]:
         factor = 1 - weight + weight * fresh
         score = math.cos(angle)
         scored.append((point, score * factor if score >= 0 else score / factor))
-    return sorted(scored, key=lambda s: -s[1])
+    return sorted(scored, key=lambda s: (-s[1], s[0]))  # equal scores by id
 
 
 def _rank(store: VectorStore, params: SearchParams, *weighings: Weighing) -> list[Any]:
@@ -122,6 +122,26 @@ def test_pages_and_payloads_are_as_asked(store: VectorStore) -> None:
     assert set(dated[0].payload) == {"published"}
 
 
+def test_pages_past_the_candidates_re_sort_the_next_window(store: VectorStore) -> None:
+    """Windows of three: the nearest three re-sorted among themselves, then the next three;
+    pages of two cut across them show every point once, in that order."""
+    _fill(store)
+    recency = Recency("published", 24, 0.9, now=NOW.isoformat(), candidates=3)
+    by_angle = [point for point, _, _ in sorted(POINTS, key=lambda p: math.cos(p[1]))[::-1]]
+    weighed = dict(_expected(24, 0.9))
+    want = [
+        point
+        for start in range(0, len(POINTS), 3)
+        for point in sorted(by_angle[start : start + 3], key=lambda p: -weighed[p])
+    ]
+    pages = [
+        _rank(store, SearchParams(limit=2, offset=o, exact=True), recency) for o in (0, 2, 4, 6)
+    ]
+    assert [h.id for page in pages for h in page] == want
+    assert sorted(want) == sorted(AGES)
+    assert want != [point for point, _ in _expected(24, 0.9)]  # not the one whole re-sort
+
+
 def test_the_clock_is_now_when_no_now_is_given(store: VectorStore) -> None:
     store.create_collection(CollectionSpec("news", vector_size=2))
     today = datetime.now(UTC)
@@ -162,10 +182,11 @@ def test_what_recency_cannot_weigh_is_refused() -> None:
         check_weighings(SearchParams(diversity=0.5), [recency], Distance.COSINE)
     with pytest.raises(InvalidRequest, match="ranks by euclid distance"):
         check_weighings(SearchParams(), [recency], Distance.EUCLID)
-    with pytest.raises(InvalidRequest, match=r"candidates \(5\) must be at least"):
-        check_weighings(
-            SearchParams(limit=4, offset=2), [Recency("at", 24, candidates=5)], Distance.DOT
-        )
+    with pytest.raises(InvalidRequest, match=r"candidates \(3\) must be at least the limit"):
+        check_weighings(SearchParams(limit=4), [Recency("at", 24, candidates=3)], Distance.DOT)
+    check_weighings(  # a deeper page re-sorts a later window
+        SearchParams(limit=4, offset=2), [Recency("at", 24, candidates=4)], Distance.DOT
+    )
     check_weighings(SearchParams(limit=200), [recency], Distance.DOT)  # 200 candidates then
 
 

@@ -3990,15 +3990,17 @@ func (*SearchRequest_Text) isSearchRequest_Query() {}
 
 func (*SearchRequest_Vector) isSearchRequest_Query() {}
 
-// A search's second stage: the best `candidates` hits of the first (dense,
-// keyword or hybrid) are read by the reranker with the query and reordered by
-// its scores, which the hits then carry; params.limit and offset cut the page
-// from that order, and score_threshold applies to the first stage. A hit
+// A search's second stage: the hits of the first (dense, keyword or hybrid)
+// are read by the reranker with the query and reordered by its scores, which
+// the hits then carry, in windows of `candidates`: the first stage's best
+// `candidates` among themselves, then the next `candidates`, and so on (equal
+// scores by id). params.limit and offset cut the page from that order, so pages
+// of one limit fit together; score_threshold applies to the first stage. A hit
 // without text at text_key is FAILED_PRECONDITION, naming it.
 type SearchRerank struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Hits read by the reranker, the best first. Default: 50, or limit + offset
-	// if more; at most 1000.
+	// Hits the reranker reorders among themselves. Default: 50, or the limit if
+	// more; at least the limit, at most 1000.
 	Candidates *uint32 `protobuf:"varint,1,opt,name=candidates,proto3,oneof" json:"candidates,omitempty"`
 	// The payload field that holds a document's text. Default: "text", where
 	// WriteOptions.store_text keeps it.
@@ -4064,8 +4066,10 @@ type Proximity struct {
 	HalfDistanceM float64 `protobuf:"fixed64,3,opt,name=half_distance_m,json=halfDistanceM,proto3" json:"half_distance_m,omitempty"`
 	// Above 0, at most 1. Default: 0.5.
 	Weight *float64 `protobuf:"fixed64,4,opt,name=weight,proto3,oneof" json:"weight,omitempty"`
-	// Hits weighed, the best first. Default: 100, or limit + offset if more
-	// (with recency too, the larger count given); at most 10000.
+	// Hits re-sorted among themselves, in windows from the best: the best
+	// `candidates`, then the next, so pages of one limit fit together. Default:
+	// 100, or the limit if more (with recency too, the larger count given); at
+	// least the limit, at most 10000.
 	Candidates    *uint32 `protobuf:"varint,5,opt,name=candidates,proto3,oneof" json:"candidates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4154,8 +4158,9 @@ type Recency struct {
 	Weight *float64 `protobuf:"fixed64,3,opt,name=weight,proto3,oneof" json:"weight,omitempty"`
 	// RFC 3339. Default: the server's clock when the query runs.
 	Now string `protobuf:"bytes,4,opt,name=now,proto3" json:"now,omitempty"`
-	// Hits weighed, the best first. Default: 100, or limit + offset if more; at
-	// most 10000.
+	// Hits re-sorted among themselves, in windows from the best: the best
+	// `candidates`, then the next, so pages of one limit fit together. Default:
+	// 100, or the limit if more; at least the limit, at most 10000.
 	Candidates    *uint32 `protobuf:"varint,5,opt,name=candidates,proto3,oneof" json:"candidates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -7,8 +7,8 @@ closeness, from 1 down to 0: ``0.5 ** (age / half_life)`` for recency, ``0.5 ** 
 / half_distance)`` for proximity, 0 for a document without a readable date or place. With
 both, the two factors multiply. Scores that are similarities (cosine, dot, the fusions of
 them) grow with relevance, so the weighing multiplies a positive score and divides a
-negative one: a closer document never ranks lower. The candidates are re-sorted by the
-weighed scores, which the hits carry.
+negative one: a closer document never ranks lower. The hits are re-sorted by the weighed
+scores, which they carry, in windows of ``candidates`` (rank_windows.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from .errors import InvalidFilter, InvalidRequest
 from .groups import Ranked
 from .payload_fields import as_asked, field_at, with_fields
+from .rank_windows import first_stage_span, in_windows, page_of
+from .stable_pages import stable_page
 from .types import (
     OBJECT_PATH,
     Distance,
@@ -178,16 +180,16 @@ def check_weighings(
             raise InvalidRequest(
                 f"{w.name} weighs similarities; this collection ranks by {distance} distance"
             )
-        if w.candidates is not None and params.limit + params.offset > w.candidates:
+        if w.candidates is not None and params.limit > w.candidates:
             raise InvalidRequest(
-                f"{w.name}.candidates ({w.candidates}) must be at least limit + offset "
-                f"({params.limit + params.offset})"
+                f"{w.name}.candidates ({w.candidates}) must be at least the limit ({params.limit})"
             )
 
 
-def candidates_of(params: SearchParams, weighings: Sequence[Weighing]) -> int:
+def window_of(params: SearchParams, weighings: Sequence[Weighing]) -> int:
+    """How many of the ranking's hits are re-sorted among themselves (rank_windows.py)."""
     given = [w.candidates for w in weighings if w.candidates is not None]
-    return max(given) if given else max(DEFAULT_CANDIDATES, params.limit + params.offset)
+    return max(given) if given else max(DEFAULT_CANDIDATES, params.limit)
 
 
 def weighed_score(score: float, factor: float) -> float:
@@ -203,14 +205,13 @@ def rank_weighed(
     now = datetime.now(UTC)
     keys = [w.key for w in weighings]
     wide, added = with_fields(params, keys)
-    hits = search(
-        filter, dataclasses.replace(wide, limit=candidates_of(params, weighings), offset=0)
-    )
+    window = window_of(params, weighings)
+    start, count = first_stage_span(window, params)
+    hits = stable_page(search, filter, dataclasses.replace(wide, offset=start, limit=count))
     weighed = []
     for hit in hits:
         factor = math.prod(
             1 - w.weight + w.weight * w.closeness(hit.payload, now) for w in weighings
         )
         weighed.append(dataclasses.replace(hit, score=weighed_score(hit.score, factor)))
-    weighed.sort(key=lambda h: -h.score)  # stable: ties keep the ranking's order
-    return as_asked(weighed[params.offset : params.offset + params.limit], params, added)
+    return as_asked(page_of(in_windows(weighed, window), start, params), params, added)

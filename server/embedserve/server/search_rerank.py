@@ -1,5 +1,6 @@
 """A search's second stage: its best hits read by the reranker together with the query
-text, reordered by the reranker's scores, which the hits then carry."""
+text, reordered by the reranker's scores, which the hits then carry.
+It reorders them in windows of ``candidates`` (rank_windows.py)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ MAX_CANDIDATES = 1000  # each is a pass of the cross-encoder over query and text
 @dataclasses.dataclass(frozen=True)
 class RerankStage:
     text_key: str  # the payload field holding a document's text
-    candidates: int | None = None  # None: DEFAULT_CANDIDATES, or limit + offset if more
+    candidates: int | None = None  # None: DEFAULT_CANDIDATES, or the limit if more
 
-    def count(self, params: SearchParams) -> int:
-        """The hits the reranker reads."""
+    def window(self, params: SearchParams) -> int:
+        """How many first-stage hits the reranker reorders among themselves."""
         if self.candidates is not None:
             return self.candidates
-        return max(DEFAULT_CANDIDATES, params.limit + params.offset)
+        return max(DEFAULT_CANDIDATES, params.limit)
 
     def check(self, params: SearchParams, query_text: str | None, weighings: Sequence[str]) -> None:
         """Refuse what the stage cannot do; ``weighings``: the names of those the search
@@ -41,10 +42,10 @@ class RerankStage:
                     f"rerank.candidates must be between 1 and {MAX_CANDIDATES}; "
                     f"got {self.candidates}"
                 )
-            if self.candidates < params.limit + params.offset:
+            if self.candidates < params.limit:
                 raise InvalidArgument(
-                    f"rerank.candidates ({self.candidates}) must be at least limit + offset "
-                    f"({params.limit + params.offset}): the page is cut from them"
+                    f"rerank.candidates ({self.candidates}) must be at least the limit "
+                    f"({params.limit}): a page is cut from them"
                 )
 
 

@@ -29,6 +29,7 @@ from embedserve.connectors.groups import (
 from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.ordered_scroll import ScrollOrder, order_index, ordered_page
 from embedserve.connectors.payload_fields import as_asked, with_fields, without
+from embedserve.connectors.rank_windows import first_stage_span, in_windows, page_of
 from embedserve.connectors.stable_pages import stable_page
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
@@ -670,19 +671,24 @@ class VectorCore:
         started = time.monotonic()
         stage, params, group = search.rerank, search.params, search.group
         wide, added = with_fields(params, [stage.text_key, *([group.key] if group else [])])
-        first = dataclasses.replace(wide, limit=stage.count(params), offset=0)
-        hits = await self.call(ranked, search.filter, first, embedded_at=embedded.embedded_at)
+        window = stage.window(params)
+        start, count = first_stage_span(window, params)
+        first = dataclasses.replace(wide, offset=start, limit=count)
+        read_first = functools.partial(stable_page, ranked)
+        hits = await self.call(read_first, search.filter, first, embedded_at=embedded.embedded_at)
         found = embedded.result([], started, [] if group else None)  # the store's time
         if not hits:
             return found
         texts = hit_texts(hits, stage.text_key)
         read = await self._reranker.rerank(text, texts, RerankParams(), field="hits")
-        order = [dataclasses.replace(hits[r.index], score=r.score) for r in read.ranked]
+        scores = {r.index: r.score for r in read.ranked}
+        scored = [dataclasses.replace(hit, score=scores[i]) for i, hit in enumerate(hits)]
+        order = in_windows(scored, window)
         timings = dataclasses.replace(embedded.timings)
         timings.merge(read.timings)
         tokens = found.tokens + read.total_tokens
         if group is None:
-            page = as_asked(order[params.offset : params.offset + params.limit], params, added)
+            page = as_asked(page_of(order, start, params), params, added)
             return dataclasses.replace(found, results=page, tokens=tokens, timings=timings)
         if stage.text_key in added:  # read for the reranker only
             order = [

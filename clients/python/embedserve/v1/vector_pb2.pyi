@@ -2021,10 +2021,12 @@ Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
 
 @_typing.final
 class SearchRerank(_message.Message):
-    """A search's second stage: the best `candidates` hits of the first (dense,
-    keyword or hybrid) are read by the reranker with the query and reordered by
-    its scores, which the hits then carry; params.limit and offset cut the page
-    from that order, and score_threshold applies to the first stage. A hit
+    """A search's second stage: the hits of the first (dense, keyword or hybrid)
+    are read by the reranker with the query and reordered by its scores, which
+    the hits then carry, in windows of `candidates`: the first stage's best
+    `candidates` among themselves, then the next `candidates`, and so on (equal
+    scores by id). params.limit and offset cut the page from that order, so pages
+    of one limit fit together; score_threshold applies to the first stage. A hit
     without text at text_key is FAILED_PRECONDITION, naming it.
     """
 
@@ -2033,8 +2035,8 @@ class SearchRerank(_message.Message):
     CANDIDATES_FIELD_NUMBER: _builtins.int
     TEXT_KEY_FIELD_NUMBER: _builtins.int
     candidates: _builtins.int
-    """Hits read by the reranker, the best first. Default: 50, or limit + offset
-    if more; at most 1000.
+    """Hits the reranker reorders among themselves. Default: 50, or the limit if
+    more; at least the limit, at most 1000.
     """
     text_key: _builtins.str
     """The payload field that holds a document's text. Default: "text", where
@@ -2078,8 +2080,10 @@ class Proximity(_message.Message):
     weight: _builtins.float
     """Above 0, at most 1. Default: 0.5."""
     candidates: _builtins.int
-    """Hits weighed, the best first. Default: 100, or limit + offset if more
-    (with recency too, the larger count given); at most 10000.
+    """Hits re-sorted among themselves, in windows from the best: the best
+    `candidates`, then the next, so pages of one limit fit together. Default:
+    100, or the limit if more (with recency too, the larger count given); at
+    least the limit, at most 10000.
     """
     @_builtins.property
     def center(self) -> Global___GeoPoint: ...
@@ -2135,8 +2139,9 @@ class Recency(_message.Message):
     now: _builtins.str
     """RFC 3339. Default: the server's clock when the query runs."""
     candidates: _builtins.int
-    """Hits weighed, the best first. Default: 100, or limit + offset if more; at
-    most 10000.
+    """Hits re-sorted among themselves, in windows from the best: the best
+    `candidates`, then the next, so pages of one limit fit together. Default:
+    100, or the limit if more; at least the limit, at most 10000.
     """
     def __init__(
         self,

@@ -354,7 +354,8 @@ class Recency(Body):
     weight: float | None = Field(default=None, gt=0, le=1, description="default 0.5")
     now: str = Field(default="", description="RFC 3339; default: the server's clock")
     candidates: PositiveU32 | None = Field(
-        default=None, description="hits weighed (default 100, or limit + offset if more)"
+        default=None,
+        description="hits re-sorted among themselves (default 100, or the limit if more)",
     )
 
 
@@ -379,7 +380,8 @@ class Proximity(Body):
     half_distance_m: float = Field(gt=0, description="distance at which closeness halves")
     weight: float | None = Field(default=None, gt=0, le=1, description="default 0.5")
     candidates: PositiveU32 | None = Field(
-        default=None, description="hits weighed (default 100, or limit + offset if more)"
+        default=None,
+        description="hits re-sorted among themselves (default 100, or the limit if more)",
     )
 
 
@@ -391,7 +393,8 @@ class SearchRerank(Body):
     query text with each hit's text; the hits carry its scores."""
 
     candidates: PositiveU32 | None = Field(
-        default=None, description="hits read (default 50, or limit + offset if more)"
+        default=None,
+        description="hits reordered among themselves (default 50, or the limit if more)",
     )
     text_key: str = Field(
         default="", description='the payload key holding the text; "": "text" (store_text)'

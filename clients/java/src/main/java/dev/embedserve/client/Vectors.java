@@ -192,14 +192,16 @@ public final class Vectors {
 
   /**
    * A search's second stage, for {@code search(..., rerank)} or {@code setRerank} on a {@code
-   * SearchRequest} (those of a {@code SearchBatchRequest} too): the best {@code candidates} hits of
-   * a text query (0: the server's default, 50, or limit + offset if more; at most 1000) are read by
-   * the server's reranker (its {@code --reranker}) together with the query text and reordered by
-   * its scores, which the hits then carry, ties in the first stage's order; the limit and offset
-   * cut the page from that order, the score threshold applies to the first stage. Each hit's text
-   * is the string at payload[{@code textKey}] (null or empty: {@code "text"}, where {@code
-   * WriteOptions.setStoreText(true)} keeps it; a dotted path reaches into objects). With a vector
-   * query, diversity, recency, proximity or group_by the server answers {@code INVALID_ARGUMENT};
+   * SearchRequest} (those of a {@code SearchBatchRequest} too): the hits of a text query are read
+   * by the server's reranker (its {@code --reranker}) together with the query text and reordered
+   * by its scores, which the hits then carry, in windows of {@code candidates} (0: the server's
+   * default, 50, or the limit if more; at least the limit, at most 1000): the best {@code
+   * candidates} among themselves, then the next, ties by id. The limit and offset cut the page
+   * from that order, so pages of one limit fit together; the score threshold applies to the first
+   * stage. Each hit's text is the string at payload[{@code textKey}] (null or empty: {@code
+   * "text"}, where {@code WriteOptions.setStoreText(true)} keeps it; a dotted path reaches into
+   * objects). With a vector query, diversity, recency or proximity the server answers {@code
+   * INVALID_ARGUMENT};
    * for a hit without text, or without a reranker, {@code FAILED_PRECONDITION}.
    *
    * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a negative {@code candidates}
