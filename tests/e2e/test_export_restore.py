@@ -70,6 +70,12 @@ def test_a_restored_collection_has_its_settings_vectors_and_payloads(
     with EmbedClient(minilm_server.target) as client:
         assert "elsewhere" not in client.list_collections()
         assert saved["model_fingerprint"] == client.model_info().fingerprint
+        client.create_collection("made_first", dimensions=128)
+    # Nor into a collection made first, whose queries embed with this server's model.
+    assert cli_main(["ingest", str(backup), "-c", "made_first", *target]) == 2
+    assert "collection 'made_first' embeds with" in capsys.readouterr().err
+    with EmbedClient(minilm_server.target) as client:
+        assert client.count("made_first") == 0
 
     # Without the settings file, the size of the first vector (not the model's width, which
     # these 128-d vectors would not fit); the other settings are the server's defaults.

@@ -19,6 +19,8 @@ from embedserve.client._options import (
     as_list,
     batches,
     build_options,
+    check_uint32,
+    checked_text,
     checked_texts,
     overflow_value,
     precision_value,
@@ -208,8 +210,9 @@ def rerank(
     """``documents`` scored against ``query`` by the server's reranker, best first;
     ``top_n`` keeps the best N (0: all). ``overflow="chunk"`` reads a long document in
     windows and scores its best one; ``"error"`` refuses it instead of cutting it."""
+    check_uint32("top_n", top_n)
     request = pb.RerankRequest(
-        query=query,
+        query=checked_text("query", query),
         documents=checked_texts(as_list(documents)),
         top_n=top_n,
         raw_scores=raw_scores,

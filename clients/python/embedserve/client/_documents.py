@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from google.protobuf import json_format
 
-from embedserve.client._options import Vectors
+from embedserve.client._options import Vectors, check_uint32
 from embedserve.client._struct_numbers import inexact_integer, whole_to_int
 from embedserve.v1 import vector_pb2 as pb
+
+M = TypeVar("M", pb.Filter, pb.Example)
 
 DocumentLike = Mapping[str, Any] | pb.Document
 FilterLike = Mapping[str, Any] | pb.Filter
@@ -178,7 +180,10 @@ def payload_dict(struct: Any) -> dict[str, Any]:
 
 def document_problem(value: Mapping[str, Any]) -> str | None:
     """What a document lacks (an id; a text or a vector), naming the fields it has."""
-    if "id" in value and (value.get("text") is not None or value.get("vector") is not None):
+    text, vector = value.get("text"), value.get("vector")
+    if text is not None and vector is not None:
+        return "takes a text or a vector, not both"
+    if "id" in value and (text is not None or vector is not None):
         return None
     return f"needs an id and a text or a vector; this one has {', '.join(value) or 'no fields'}"
 
@@ -192,7 +197,16 @@ def query_filter(value: FilterLike | None) -> pb.Filter | None:
     ``{"must": [{"match": {"key": "topic", "text": "space"}}]}``."""
     if value is None or isinstance(value, pb.Filter):
         return value
-    return json_format.ParseDict(dict(value), pb.Filter())
+    return _parsed(value, pb.Filter(), "filter")
+
+
+def _parsed(value: Mapping[str, Any], message: M, name: str) -> M:
+    """``value`` in ``message``'s JSON form, or a ValueError naming what it is: a client
+    mistake, like the other checks made before sending."""
+    try:
+        return json_format.ParseDict(dict(value), message)
+    except json_format.ParseError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
 
 
 def example(value: ExampleLike) -> pb.Example:
@@ -202,14 +216,8 @@ def example(value: ExampleLike) -> pb.Example:
     if isinstance(value, str):
         return pb.Example(id=value)
     if isinstance(value, Mapping):
-        return json_format.ParseDict(dict(value), pb.Example())
+        return _parsed(value, pb.Example(), "example")
     return pb.Example(vector=pb.Vector(values=[float(x) for x in value]))
-
-
-def check_uint32(name: str, number: int | None) -> None:
-    """The message's uint32 fields: protobuf's own error would not name the field."""
-    if number is not None and not 0 <= number < 2**32:
-        raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {number}")
 
 
 def query_params(

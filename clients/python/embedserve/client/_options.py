@@ -84,6 +84,7 @@ def build_options(
     if prompt is not None:
         options.prompt = prompt
     if dimensions is not None:
+        check_uint32("dimensions", dimensions)
         options.dimensions = dimensions
     if normalize is not None:
         options.normalize = normalize
@@ -149,6 +150,22 @@ def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def as_list(texts: str | Sequence[str]) -> list[str]:
     return checked_texts([texts] if isinstance(texts, str) else list(texts))
+
+
+def check_uint32(name: str, number: int | None) -> None:
+    """The message's uint32 fields: protobuf's own error would not name the field."""
+    whole = isinstance(number, int) and not isinstance(number, bool)
+    if number is not None and not (whole and 0 <= number < 2**32):
+        raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {number!r}")
+
+
+def checked_text(name: str, text: str) -> str:
+    """``text``, or an error naming ``name`` when it is not a string, or not text."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a string, got {type(text).__name__}")
+    if (problem := surrogate_problem(text)) is not None:
+        raise ValueError(f"{name} {problem}")
+    return text
 
 
 def checked_texts(texts: list[str], first: int = 0) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 
 from embedserve.client import _documents as docs
-from embedserve.client._options import build_options, lookup
+from embedserve.client._options import build_options, check_uint32, lookup
 from embedserve.client._ordered import StreamCall, StreamPlan
 from embedserve.client._steps import LastOf, Plan, Unary
 from embedserve.v1 import vector_pb2 as pb
@@ -97,7 +97,7 @@ def collection_config(
         bm25_language=numbers.pop("bm25_language", ""),
     )
     for name, number in {"dimensions": dimensions, **numbers}.items():
-        docs.check_uint32(name, number)
+        check_uint32(name, number)
     if dimensions is not None:
         config.dimensions = dimensions
     if quantization is not None:
@@ -215,7 +215,7 @@ def update_collection(
         drop_payload_indexes=list(drop_payload_indexes),
     )
     if hnsw_ef is not None:
-        docs.check_uint32("hnsw_ef", hnsw_ef)
+        check_uint32("hnsw_ef", hnsw_ef)
         request.hnsw_ef = hnsw_ef
     response = yield Unary("vectors", "UpdateCollection", request)
     info: pb.CollectionInfo = response.collection
@@ -558,7 +558,7 @@ def facet(
 ) -> Plan[list[docs.FacetCount]]:
     """How many documents hold each value of the payload field ``key`` (it needs a keyword,
     integer or bool index), most frequent first."""
-    docs.check_uint32("limit", limit)
+    check_uint32("limit", limit)
     request = pb.FacetRequest(collection=collection, key=key, limit=limit)
     response = yield Unary("vectors", "Facet", _with_filter(request, filter))
     return docs.facet_counts(response.values)

@@ -25,6 +25,7 @@ from embedserve.client.cli_checkpoint import save as save_checkpoint
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
 from embedserve.client.cli_settings_file import SavedSettings, read_settings, settings_path
+from embedserve.v1 import vector_pb2 as pb
 
 
 def add_parser(commands: Any) -> None:
@@ -325,13 +326,17 @@ def _hit_json(hit: Hit) -> dict[str, Any]:
 
 def collection_exists(client: EmbedClient, name: str) -> bool:
     """Whether ``name`` names a collection, itself or by an alias."""
+    return _existing(client, name) is not None
+
+
+def _existing(client: EmbedClient, name: str) -> pb.CollectionInfo | None:
+    """The collection ``name`` names, itself or by an alias; None when there is none."""
     try:
-        client.get_collection(name)
+        return client.get_collection(name)
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
-            return False
+            return None
         raise
-    return True
 
 
 def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
@@ -499,9 +504,12 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             next(documents, None)
         # One document read (and checked) first: a file of the wrong shape creates nothing.
         first = list(itertools.islice(documents, 1))
-        if not collection_exists(client, args.collection):
-            saved = None if from_stdin else read_settings(args.file)
+        saved = None if from_stdin else read_settings(args.file)
+        existing = _existing(client, args.collection)
+        if existing is None:
             _create_for(client, args, saved, _vector_size(first))
+        elif saved is not None:  # an export's vectors: only a collection of their model
+            _refuse_other_model(args.file, saved, existing, f"collection {args.collection!r}")
         for ack in client.ingest_iter(
             args.collection,
             itertools.chain(first, documents),
@@ -569,6 +577,22 @@ def _vector_size(first: list[dict[str, Any]]) -> int | None:
     return None
 
 
+def _refuse_other_model(
+    path: str, saved: SavedSettings, target: pb.CollectionInfo, where: str
+) -> None:
+    """ValueError when the export at ``path`` holds another model's vectors than ``target``
+    (the served model, or a collection's) embeds with: its queries would not compare with
+    them. A side without a recorded fingerprint is not checked."""
+    theirs = target.model_fingerprint
+    if saved.model_fingerprint and theirs and saved.model_fingerprint != theirs:
+        raise ValueError(
+            f"{path} holds embeddings of model {saved.model_id!r} (fingerprint "
+            f"{saved.model_fingerprint}, in {settings_path(path)}); {where} embeds with "
+            f"{target.model_id!r} ({theirs}), whose queries would not compare with them: "
+            "restore it on a server of that model"
+        )
+
+
 def _create_for(
     client: EmbedClient,
     args: argparse.Namespace,
@@ -582,13 +606,8 @@ def _create_for(
     settings: dict[str, Any] = {} if vector_size is None else {"dimensions": vector_size}
     if saved is not None:
         served = client.model_info()
-        if saved.model_fingerprint and saved.model_fingerprint != served.fingerprint:
-            raise ValueError(
-                f"{args.file} holds embeddings of model {saved.model_id!r} (fingerprint "
-                f"{saved.model_fingerprint}, in {settings_path(args.file)}); this server serves "
-                f"{served.model_id!r} ({served.fingerprint}), whose queries would not compare "
-                "with them: restore it on a server of that model"
-            )
+        identity = pb.CollectionInfo(model_id=served.model_id, model_fingerprint=served.fingerprint)
+        _refuse_other_model(args.file, saved, identity, "this server")
         settings = {**settings, **saved.create_kwargs}
     if split_option(args):
         settings["payload_indexes"] = {"doc_id": "keyword", **settings.get("payload_indexes", {})}
