@@ -66,14 +66,14 @@ def test_arguments_the_messages_cannot_hold_are_named_before_sending(minilm_serv
         for config, name in (({"dimensions": -5}, "dimensions"), ({"hnsw_m": -1}, "hnsw_m")):
             with pytest.raises(ValueError, match=f"^{name} must be a whole number"):
                 client.create_collection("args2", **config)
-        with pytest.raises(ValueError, match="^dimensions must be a whole number.*-1"):
+        with pytest.raises(ValueError, match=r"^dimensions must be a whole number.*-1"):
             client.embed(["x"], dimensions=-1)
-        with pytest.raises(ValueError, match="^top_n must be a whole number.*-1"):
+        with pytest.raises(ValueError, match=r"^top_n must be a whole number.*-1"):
             client.rerank("q", ["d"], top_n=-1)
         for query in (None, 5):
-            with pytest.raises(TypeError, match="^query must be a string"):
+            with pytest.raises(TypeError, match=r"^query must be a string"):
                 client.rerank(query, ["d"])  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="^filter: .*matchh"):
+        with pytest.raises(ValueError, match=r"^filter: .*matchh"):
             client.search("args", "x", filter={"must": [{"matchh": {"key": "a"}}]})
         both = {"id": "d", "text": "a text", "vector": [0.0] * 384}
         with pytest.raises(ValueError, match="document 'd' takes a text or a vector, not both"):

@@ -99,6 +99,25 @@ def test_token_vectors_refuse_bad_requests(
     assert encoder.calls == 0
 
 
+def test_token_vectors_past_the_message_limit_are_refused_before_the_model_runs() -> None:
+    encoder = FakeEncoder(dimensions=16)  # 16 floats and the framing: 96 bytes a token
+    texts = ["a b c"] * 4  # five tokens each with [CLS] and [SEP]: 20 tokens, 1920 bytes
+
+    async def within_and_past() -> None:
+        async with running_embedder(encoder, max_message_bytes=1920) as embedder:
+            within = await embedder.embed_tokens(texts, EmbedParams())
+            assert [m.shape for m in within.vectors] == [(5, 16)] * 4
+            calls = encoder.calls
+            past = "23 token vectors of 16 dimensions, about 2208 bytes"
+            with pytest.raises(InvalidArgument, match=past):
+                await embedder.embed_tokens([*texts, "d"], EmbedParams())
+            assert encoder.calls == calls
+            smaller = await embedder.embed_tokens([*texts, "d"], EmbedParams(dimensions=8))
+            assert smaller.vectors[-1].shape == (3, 8)  # 23 x (32 + 32) bytes fit
+
+    asyncio.run(within_and_past())
+
+
 # -- token ids and tokenize -------------------------------------------------------
 
 

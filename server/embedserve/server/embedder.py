@@ -30,6 +30,10 @@ class Task(enum.Enum):
     NONE = "none"
 
 
+# Bytes of an EmbedTokens answer per token besides its floats (the token, its id, offsets
+# and framing): about 22 measured for English text, rounded up.
+TOKEN_ANSWER_OVERHEAD_BYTES = 32
+
 _PROMPT_NAMES = {
     Task.QUERY: ("query", "search_query", "Query"),
     Task.DOCUMENT: ("document", "search_document", "passage", "doc", "corpus", "Document"),
@@ -380,12 +384,13 @@ class Embedder:
             raise InvalidArgument("options.overflow CHUNK is not available for token vectors")
         prompt = self.prompt_for(params.task, params.prompt)
         tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, "inputs")
+        width = params.dimensions or self.model.token_dimensions
+        self._check_answer_size(sum(len(text.windows[0]) for text in tokenized), width)
         lane = _lane(params, Priority.INTERACTIVE)
         windows = [Window(text.windows[0], 0, None) for text in tokenized]
         results = await self._run(windows, deadline, False, lane)
         loop = asyncio.get_running_loop()
         details = await loop.run_in_executor(self._tokenize_executor, self._details, inputs, prompt)
-        width = params.dimensions or self.model.token_dimensions
         normalize = self.model.spec.normalize if params.normalize is None else params.normalize
         vectors: list[FloatArray] = []
         for index, (text, result) in enumerate(zip(tokenized, results, strict=True)):
@@ -398,6 +403,17 @@ class Embedder:
         timings.absorb(results)
         timings.total_ms = (time.monotonic() - started) * 1000.0
         return TokenVectorsResult(details, vectors, [t.truncated for t in tokenized], timings)
+
+    def _check_answer_size(self, tokens: int, width: int) -> None:
+        """Refuse, before any model work, token vectors whose answer would pass the message
+        limit: the transport would drop it only after the work was done."""
+        size = tokens * (4 * width + TOKEN_ANSWER_OVERHEAD_BYTES)
+        if size > self.limits.max_message_bytes:
+            raise InvalidArgument(
+                f"the answer would hold {tokens} token vectors of {width} dimensions, about "
+                f"{size} bytes; the limit is {self.limits.max_message_bytes} "
+                "(max_message_bytes): send fewer or shorter inputs, or fewer dimensions"
+            )
 
     def _details(self, inputs: Sequence[str], prompt: str) -> list[TokenDetail]:
         return [self.model.tokenizer.details(text, prompt) for text in inputs]
