@@ -168,6 +168,38 @@ func TestEmbedStreamStopsEarly(t *testing.T) {
 	}
 }
 
+// A producer that has given one batch and waits for more: the context's
+// deadline still ends the stream, after that batch's result.
+func TestEmbedStreamEndsWithItsContextWhileTheProducerWaits(t *testing.T) {
+	client := dial(t)
+	batches := make(chan []string, 1)
+	batches <- []string{"the only batch"}
+	defer close(batches)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	results := make(chan int, 1)
+	var last error
+	go func() {
+		n := 0
+		for _, err := range client.EmbedStream(ctx, embedserve.FromChannel(batches)) {
+			if err != nil {
+				last = err
+				continue
+			}
+			n++
+		}
+		results <- n
+	}()
+	select {
+	case n := <-results:
+		if n != 1 || status.Code(last) != codes.DeadlineExceeded {
+			t.Fatalf("%d results, then %v; want 1, then DeadlineExceeded", n, last)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("EmbedStream still running 12 s after its deadline")
+	}
+}
+
 func TestEmbedStreamReportsServerError(t *testing.T) {
 	client := dial(t)
 	batches := embedserve.Batches([]string{"a", "b", "c"}, 1)

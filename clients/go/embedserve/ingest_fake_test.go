@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"slices"
 	"testing"
@@ -21,11 +22,13 @@ import (
 )
 
 // fakeIngest acknowledges the first okBatches messages, then ends the call
-// with failure; mangle may alter each acknowledgement.
+// with failure (at once with failEarly, else when the next message comes);
+// mangle may alter each acknowledgement.
 type fakeIngest struct {
 	pb.UnimplementedVectorServiceServer
 	okBatches int
 	failure   error
+	failEarly bool
 	mangle    func(*pb.IngestStreamResponse)
 	received  chan *pb.IngestStreamRequest
 }
@@ -55,6 +58,9 @@ func (f *fakeIngest) IngestStream(stream grpc.BidiStreamingServer[pb.IngestStrea
 		}
 		if err := stream.Send(ack); err != nil {
 			return err
+		}
+		if f.failEarly && n+1 == f.okBatches {
+			return f.failure
 		}
 	}
 }
@@ -138,5 +144,119 @@ func TestIngestRejectsAcknowledgementsThatDoNotMatch(t *testing.T) {
 				t.Fatalf("%d acknowledgements, error %v; want an error at once", acks, last)
 			}
 		})
+	}
+}
+
+// stalledDocuments is a producer that hands out n documents and then waits
+// (a live tail with nothing new), until the test ends.
+func stalledDocuments(t *testing.T, n int) iter.Seq[embedserve.Document] {
+	ch := make(chan embedserve.Document, n)
+	for _, doc := range docsNumbered(n) {
+		ch <- doc
+	}
+	t.Cleanup(func() { close(ch) })
+	return embedserve.FromChannel(ch)
+}
+
+// ingestWithin runs the whole ingestion (onAck sees each acknowledgement)
+// and fails the test if it has not ended within limit.
+func ingestWithin(t *testing.T, limit time.Duration, seq iter.Seq2[embedserve.Ack, error], onAck func(embedserve.Ack)) (acks int, last error) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ack, err := range seq {
+			if err != nil {
+				last = err
+				continue
+			}
+			acks++
+			onAck(ack)
+		}
+	}()
+	select {
+	case <-done:
+		return acks, last
+	case <-time.After(limit):
+		t.Fatalf("Ingest still running after %v", limit)
+		return 0, nil
+	}
+}
+
+// The producer has given one full batch and waits for more: the context's
+// deadline or cancellation still ends the call, after the acknowledgement.
+func TestIngestEndsWithItsContextWhileTheProducerWaits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want codes.Code
+	}{{"deadline", codes.DeadlineExceeded}, {"cancel", codes.Canceled}} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := serveFake(t, &fakeIngest{okBatches: 100, received: make(chan *pb.IngestStreamRequest, 100)})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if tc.want == codes.DeadlineExceeded {
+				ctx, cancel = context.WithTimeout(context.Background(), 500*time.Millisecond)
+			}
+			defer cancel()
+			seq := client.Ingest(ctx, "c", stalledDocuments(t, 3), embedserve.WithBatchSize(2))
+			acks, last := ingestWithin(t, 10*time.Second, seq, func(embedserve.Ack) {
+				if tc.want == codes.Canceled {
+					cancel()
+				}
+			})
+			if acks != 1 || status.Code(last) != tc.want {
+				t.Fatalf("%d acknowledgements, then %v; want 1, then %v", acks, last, tc.want)
+			}
+		})
+	}
+}
+
+// A server that fails while nothing awaits an acknowledgement ends the call
+// at once, though the producer waits.
+func TestIngestSeesTheServerFailWhileTheProducerWaits(t *testing.T) {
+	fake := &fakeIngest{okBatches: 1, failEarly: true, failure: status.Error(codes.Unavailable, "store down"), received: make(chan *pb.IngestStreamRequest, 100)}
+	client := serveFake(t, fake)
+	seq := client.Ingest(context.Background(), "c", stalledDocuments(t, 3), embedserve.WithBatchSize(2))
+	acks, last := ingestWithin(t, 10*time.Second, seq, func(embedserve.Ack) {})
+	if acks != 1 || status.Code(last) != codes.Unavailable {
+		t.Fatalf("%d acknowledgements, then %v; want 1, then Unavailable", acks, last)
+	}
+}
+
+// Breaking out of the loop while the producer waits: once it hands over its
+// next document, its yield returns false (nothing is left blocked).
+func TestIngestBreakReleasesAWaitingProducer(t *testing.T) {
+	client := serveFake(t, &fakeIngest{okBatches: 100, received: make(chan *pb.IngestStreamRequest, 100)})
+	release := make(chan struct{})
+	stopped := make(chan int, 1) // documents handed over after the release
+	producer := func(yield func(embedserve.Document) bool) {
+		for _, doc := range docsNumbered(2) {
+			if !yield(doc) {
+				stopped <- -1
+				return
+			}
+		}
+		<-release
+		for i, doc := range docsNumbered(100) {
+			if !yield(doc) {
+				stopped <- i + 1
+				return
+			}
+		}
+		stopped <- 0
+	}
+	for _, err := range client.Ingest(context.Background(), "c", producer, embedserve.WithBatchSize(2)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	close(release)
+	select {
+	case n := <-stopped:
+		if n <= 0 {
+			t.Fatalf("producer: %d (want its yield to return false after the release)", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the producer is still blocked 10 s after the loop ended")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 )
 
 // orderedStream is what one bidirectional call of EmbedStream or Ingest does:
@@ -35,9 +36,10 @@ type sentMessage[B any] struct {
 }
 
 // run opens the call and yields the outputs; the first error is yielded once
-// and ends the iteration (the server's gRPC status error when it failed).
-// Breaking out of the loop cancels the call. The batches are consumed on
-// another goroutine.
+// and ends the iteration (the server's gRPC status error when it failed, ctx's
+// as a status error when it ends first). Breaking out of the loop cancels the
+// call. The batches are consumed on another goroutine, so ctx, the answers and
+// the server's failure are watched even while the producer waits.
 func (s orderedStream[B, Req, Resp, Out]) run(ctx context.Context, open func(context.Context) (grpc.BidiStreamingClient[Req, Resp], error)) iter.Seq2[Out, error] {
 	return func(yield func(Out, error) bool) {
 		var zero Out
@@ -52,22 +54,65 @@ func (s orderedStream[B, Req, Resp, Out]) run(ctx context.Context, open func(con
 		sent := make(chan sentMessage[B], s.maxInFlight)
 		sendErr := make(chan error, 1)
 		go s.send(ctx, stream, slots, sent, sendErr)
+		answers := make(chan answer[Resp])
+		go receive(ctx, stream, answers)
+		// canceled is ctx's end as the status a call ended by it has.
+		canceled := func() error { return status.FromContextError(ctx.Err()).Err() }
 
 		index := 0
-		for m := range sent {
-			resp, err := stream.Recv()
-			if err == io.EOF {
-				err = fmt.Errorf("embedserve: %s ended before %s %s", s.name, s.answerOf, m.id)
+		// early is an answer (or the call's end) that came before the sender
+		// handed over its message, or while it waited for the producer.
+		var early *answer[Resp]
+		for {
+			var m sentMessage[B]
+			ok := true
+			select {
+			case m, ok = <-sent:
+			case <-ctx.Done():
+				yield(zero, canceled())
+				return
+			case a := <-answers:
+				if a.err != nil && a.err != io.EOF {
+					yield(zero, a.err) // the server failed while nothing awaited an answer
+					return
+				}
+				// An answer whose message the sender has sent and is handing
+				// over (sent never blocks it), or the server's end of the call
+				// after the sender's CloseSend.
+				early = &a
+				select {
+				case m, ok = <-sent:
+				case <-ctx.Done():
+					yield(zero, canceled())
+					return
+				}
 			}
-			if err != nil {
-				yield(zero, err)
+			if !ok {
+				break
+			}
+			var a answer[Resp]
+			if early != nil {
+				a, early = *early, nil
+			} else {
+				select {
+				case a = <-answers:
+				case <-ctx.Done():
+					yield(zero, canceled())
+					return
+				}
+			}
+			if a.err == io.EOF {
+				a.err = fmt.Errorf("embedserve: %s ended before %s %s", s.name, s.answerOf, m.id)
+			}
+			if a.err != nil {
+				yield(zero, a.err)
 				return
 			}
-			if got := s.answerID(resp); got != m.id {
+			if got := s.answerID(a.resp); got != m.id {
 				yield(zero, fmt.Errorf("embedserve: %s out of order: got %s %q, expected %q", s.name, s.idField, got, m.id))
 				return
 			}
-			out, err := s.result(index, m.id, m.batch, resp)
+			out, err := s.result(index, m.id, m.batch, a.resp)
 			if err != nil {
 				yield(zero, err)
 				return
@@ -83,11 +128,45 @@ func (s orderedStream[B, Req, Resp, Out]) run(ctx context.Context, open func(con
 			return
 		}
 		// Everything sent was answered: the server's final status decides.
-		if _, err := stream.Recv(); err != io.EOF {
-			if err == nil {
-				err = fmt.Errorf("embedserve: %s sent %s", s.name, s.strayAnswer)
+		var end answer[Resp]
+		if early != nil {
+			end = *early
+		} else {
+			select {
+			case end = <-answers:
+			case <-ctx.Done():
+				yield(zero, canceled())
+				return
 			}
-			yield(zero, err)
+		}
+		if end.err != io.EOF {
+			if end.err == nil {
+				end.err = fmt.Errorf("embedserve: %s sent %s", s.name, s.strayAnswer)
+			}
+			yield(zero, end.err)
+		}
+	}
+}
+
+// answer is what one Recv returned.
+type answer[Resp any] struct {
+	resp *Resp
+	err  error
+}
+
+// receive hands on every answer, and then the error that ended the call
+// (io.EOF for its success), until ctx ends: a Recv is always waiting, so the
+// server's failure is seen even while nothing is in flight.
+func receive[Req, Resp any](ctx context.Context, stream grpc.BidiStreamingClient[Req, Resp], answers chan<- answer[Resp]) {
+	for {
+		resp, err := stream.Recv()
+		select {
+		case answers <- answer[Resp]{resp, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
 }
@@ -95,10 +174,19 @@ func (s orderedStream[B, Req, Resp, Out]) run(ctx context.Context, open func(con
 // send takes a free slot per message (so a slow server slows the producer
 // down), sends it and passes it on to the receiver; it ends with exactly one
 // value on sendErr (nil when the receiver stopped or the server ended the call).
+// It never blocks on the receiver (sendErr holds one value, sent a message per
+// slot), so once the receiver has stopped it ends as soon as the producer
+// hands it something or returns: a producer blocked in its own code (a
+// FromChannel channel that nobody sends to or closes) keeps this goroutine
+// until then, and its yield returns false.
 func (s orderedStream[B, Req, Resp, Out]) send(ctx context.Context, stream grpc.BidiStreamingClient[Req, Resp], slots chan struct{}, sent chan<- sentMessage[B], sendErr chan<- error) {
 	defer close(sent)
 	index := 0
 	for batch, err := range s.batches {
+		if ctx.Err() != nil { // the receiver stopped while the producer waited
+			sendErr <- nil
+			return
+		}
 		if err != nil {
 			sendErr <- err
 			return

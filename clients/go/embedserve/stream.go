@@ -34,7 +34,11 @@ type StreamResult struct {
 // Iteration stops at the first error, which is yielded once (a server failure
 // is its gRPC status error). Breaking out of the loop cancels the call. The
 // batches sequence is consumed on another goroutine; FromChannel(ch) adapts
-// a channel. The stream has no default deadline: bound it with ctx.
+// a channel. The stream has no default deadline: bound it with ctx, which
+// ends the iteration with its status (codes.DeadlineExceeded or
+// codes.Canceled) even while batches waits for its next batch. A producer
+// blocked in its own code then keeps that goroutine until it yields (its
+// yield returns false) or returns: close a FromChannel channel to release it.
 func (c *Client) EmbedStream(ctx context.Context, batches iter.Seq[[]string], opts ...EmbedOption) iter.Seq2[StreamResult, error] {
 	return embedStream(ctx, c, batches, pb.Precision_PRECISION_UNSPECIFIED, opts, func(result *StreamResult, embeddings []*pb.Embedding) error {
 		result.Vectors = vectorsOf(embeddings)

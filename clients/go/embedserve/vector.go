@@ -24,23 +24,35 @@ import (
 type Document struct {
 	ID string
 	// Text is embedded by the served model (with its DOCUMENT prompt unless
-	// the call's options say otherwise). Ignored when Vector is set.
+	// the call's options say otherwise). A document has a Text or a Vector,
+	// not both (refused with codes.InvalidArgument).
 	Text string
 	// Vector is stored as is; its length must be the collection's size.
 	Vector []float32
 	// Payload holds JSON-like values (string, float64, int, bool, nil,
-	// []any, map[string]any), as structpb.NewValue accepts them.
+	// []any, map[string]any), as structpb.NewValue accepts them. Objects and
+	// arrays nest at most 32 deep (the payload's own object the first), and
+	// an integer past 2**53 that a double would change is refused (send it as
+	// a string), with codes.InvalidArgument.
 	Payload map[string]any
 }
 
 func (d Document) proto() (*pb.Document, error) {
 	doc := &pb.Document{Id: d.ID}
-	if d.Vector != nil {
+	switch {
+	case d.Vector != nil && d.Text != "":
+		// The message holds one of them; the HTTP API and the Python client
+		// refuse both rather than drop one.
+		return nil, status.Errorf(codes.InvalidArgument, "embedserve: document %q takes a text or a vector, not both", d.ID)
+	case d.Vector != nil:
 		doc.Content = &pb.Document_Vector{Vector: &pb.Vector{Values: d.Vector}}
-	} else {
+	default:
 		doc.Content = &pb.Document_Text{Text: d.Text}
 	}
 	if len(d.Payload) > 0 {
+		if err := payloadError(fmt.Sprintf("document %q: ", d.ID), d.Payload); err != nil {
+			return nil, err
+		}
 		payload, err := structpb.NewStruct(d.Payload)
 		if err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "embedserve: document %q: payload: %v", d.ID, err)
@@ -738,9 +750,15 @@ type Ack struct {
 //
 // documents is consumed on another goroutine: any iter.Seq[Document], such as
 // slices.Values(docs) or FromChannel(ch). The stream has no default
-// deadline: bound it with ctx. Embedding options apply to text documents;
-// WithStoreText keeps their text in the payload; WithSplit or WithSplitTokens
-// stores them as passages (the acknowledgements still name the documents).
+// deadline: bound it with ctx, which ends the iteration with its status
+// (codes.DeadlineExceeded or codes.Canceled) even while documents waits for
+// its next document, as does the server's failure. A producer blocked in its
+// own code then keeps that goroutine until it yields (its yield returns
+// false) or returns: close a FromChannel channel to release it at once.
+//
+// Embedding options apply to text documents; WithStoreText keeps their text
+// in the payload; WithSplit or WithSplitTokens stores them as passages (the
+// acknowledgements still name the documents).
 func (c *Client) Ingest(ctx context.Context, collection string, documents iter.Seq[Document], opts ...EmbedOption) iter.Seq2[Ack, error] {
 	cfg := newCallConfigWith(DefaultIngestBatchSize, DefaultIngestMaxInFlight, opts)
 	write := cfg.writeOptions()
@@ -986,10 +1004,14 @@ func (c *Client) Delete(ctx context.Context, collection string, ids []string, fi
 
 // UpdatePayload sets the top-level keys of payload (a key set to nil is
 // removed) and removes deleteKeys, vectors kept, on the documents named by ids
-// (every id must exist), matching filter, or both.
+// (every id must exist), matching filter, or both. payload is checked as a
+// Document's is.
 func (c *Client) UpdatePayload(ctx context.Context, collection string, ids []string, filter *pb.Filter, payload map[string]any, deleteKeys ...string) error {
 	request := &pb.UpdatePayloadRequest{Collection: collection, Ids: ids, Filter: filter, DeleteKeys: deleteKeys}
 	if len(payload) > 0 {
+		if err := payloadError("", payload); err != nil {
+			return err
+		}
 		values, err := structpb.NewStruct(payload)
 		if err != nil {
 			return status.Errorf(codes.InvalidArgument, "embedserve: payload: %v", err)

@@ -58,12 +58,20 @@ final class Balancing {
     return target.contains(",") || target.startsWith("dns:");
   }
 
-  /** The channel target for {@code target}: a list becomes the static resolver's target. */
+  /**
+   * The channel target for {@code target}: a list becomes the static resolver's target. The list
+   * is its URI's path, where the brackets of IPv6 addresses ("[::1]:50051") and the '%' of a zone
+   * ("[fe80::1%eth0]") are illegal: they go percent-encoded, and {@link URI#getPath()} decodes
+   * them. (Unencoded, grpc-java cannot parse the URI and looks for a resolver of the whole
+   * string, which none serves.)
+   */
   static String channelTarget(String target) {
     if (!target.contains(",") || target.contains(":///")) {
       return target;
     }
-    return STATIC_SCHEME + ":///" + target.replace(" ", "");
+    String list =
+        target.replace(" ", "").replace("%", "%25").replace("[", "%5B").replace("]", "%5D");
+    return STATIC_SCHEME + ":///" + list;
   }
 
   /** The service config in grpc-java's map form (JSON numbers are doubles). */
@@ -85,7 +93,10 @@ final class Balancing {
         "methodConfig", List.of(Map.of("name", names, "retryPolicy", retry)));
   }
 
-  /** Serves the fixed address list of an {@code embedserve-static:///a:1,b:2} target. */
+  /**
+   * Serves the fixed address list of an {@code embedserve-static:///a:1,b:2} target (IPv6 ones as
+   * {@code [::1]:1}, percent-encoded by {@link #channelTarget}).
+   */
   static final class StaticResolverProvider extends NameResolverProvider {
     @Override
     protected boolean isAvailable() {

@@ -122,6 +122,20 @@ import java.util.stream.Stream;
  * thread-safe; {@link #withTimeout} views share its channel. {@link #stub()} exposes the
  * generated stub (with the API key and default deadline) for the calls not wrapped here, {@link
  * #vectorStub()} the VectorService one.
+ *
+ * <p>The streams ({@link #ingest}, {@link #embedStream}, {@link #embedQuantizedStream}) run in
+ * the caller's {@link io.grpc.Context}, which bounds or cancels them: {@code
+ * Context.current().withDeadlineAfter(10, TimeUnit.MINUTES, scheduler).run(() ->
+ * client.ingest(...))} throws {@code DEADLINE_EXCEEDED} when the deadline passes, and a {@code
+ * withCancellation()} context {@code CANCELLED} when cancelled, even while the iterator waits for
+ * its next item; interrupting the calling thread ends them with {@code CANCELLED} too.
+ *
+ * <p>Checks made before sending: values that the server would refuse (no texts, a document or
+ * payload that cannot be sent as it is, a negative count) throw {@link StatusRuntimeException}
+ * with {@code INVALID_ARGUMENT}, as the server's answer would, so that one handler covers both;
+ * arguments that select no valid call (a float precision for the quantized calls, {@code
+ * descending} without {@code orderBy}, a filter builder's missing or impossible bounds) throw
+ * {@link IllegalArgumentException}.
  */
 public final class EmbedserveClient implements AutoCloseable {
   /** Default deadline of unary calls. */
@@ -196,7 +210,11 @@ public final class EmbedserveClient implements AutoCloseable {
     return new EmbedserveClient(channel, apiKey, timeout);
   }
 
-  /** The generated stub on this client's channel (API key and default deadline applied). */
+  /**
+   * The generated stub on this client's channel (API key and default deadline applied). Its
+   * deadline is its own calls': {@link #embedStream} and {@link #ingest} are bounded by an {@link
+   * io.grpc.Context} instead (see the class documentation).
+   */
   public EmbeddingServiceGrpc.EmbeddingServiceBlockingStub stub() {
     return blocking;
   }
@@ -496,9 +514,17 @@ public final class EmbedserveClient implements AutoCloseable {
    * slow or unbounded producer is fine. Each request carries its batch index as request_id; an
    * answer with another id fails the call.
    *
+   * <p>{@code batches} is read on a thread of its own (a daemon), so answers, failures and the
+   * caller's {@link io.grpc.Context} deadline or cancellation are acted on while it waits for its
+   * next batch. When the stream ends early, that thread is interrupted; an iterator blocked in a
+   * way an interrupt does not end keeps it until it returns, and is then asked for nothing more.
+   *
    * @return the number of batches sent
-   * @throws StatusRuntimeException with the server's status when the stream fails; an exception
-   *     thrown by {@code handler} cancels the stream and propagates unchanged
+   * @throws StatusRuntimeException with the server's status when the stream fails, {@code
+   *     DEADLINE_EXCEEDED} or {@code CANCELLED} when the caller's {@link io.grpc.Context} ends it
+   *     or {@code CANCELLED} when the calling thread is interrupted; an exception thrown by {@code
+   *     handler} cancels the stream and propagates unchanged, and one thrown by the iterator
+   *     does too, once the batches sent before it are answered
    */
   public long embedStream(
       Iterable<? extends List<String>> batches,
@@ -794,14 +820,23 @@ public final class EmbedserveClient implements AutoCloseable {
    * With {@code split} in {@code options} ({@link Vectors#split(int, int)}) each text document is
    * stored as passages; acknowledgements still name and count documents.
    *
+   * <p>{@code documents} is read on a thread of its own (a daemon), so acknowledgements, failures
+   * and the caller's {@link io.grpc.Context} deadline or cancellation are acted on while it waits
+   * for its next document. When the stream ends early, that thread is interrupted; an iterator
+   * blocked in a way an interrupt does not end keeps it until it returns, and is then asked for
+   * nothing more.
+   *
    * <p>On failure, documents of unacknowledged messages may or may not have been written;
-   * ingesting them again is safe (the same id overwrites). The stream has no default deadline.
+   * ingesting them again is safe (the same id overwrites). The stream has no default deadline:
+   * bound it with an {@link io.grpc.Context} (see the class documentation).
    *
    * @return the number of documents acknowledged (durable)
    * @throws StatusRuntimeException with the server's status ({@code NOT_FOUND} for a missing
    *     collection, {@code UNAVAILABLE} when the server or the vector store cannot be reached,
-   *     ...); an exception thrown by {@code onAck} or the iterator cancels the stream and
-   *     propagates unchanged
+   *     ...), {@code DEADLINE_EXCEEDED} or {@code CANCELLED} when the caller's {@link
+   *     io.grpc.Context} ends it, or {@code CANCELLED} when the calling thread is interrupted; an
+   *     exception thrown by {@code onAck} cancels the stream and propagates unchanged, and one
+   *     thrown by the iterator does too, once the messages sent before it are acknowledged
    */
   public long ingest(
       String collection,

@@ -34,12 +34,17 @@ import dev.embedserve.v1.ValuesCount;
 import dev.embedserve.v1.Vector;
 import dev.embedserve.v1.WriteOptions;
 import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.math.BigDecimal;
+import java.math.BigInteger;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * Builders for the VectorService messages: documents, write options, examples, filters, payloads
@@ -56,11 +61,27 @@ import java.util.Map;
 public final class Vectors {
   private Vectors() {}
 
-  /** A text document, embedded by the server (payload may be null or empty). */
+  /**
+   * The server's limit (the Python client's {@code MAX_PAYLOAD_DEPTH}): a payload's objects and
+   * arrays nest at most this deep, its own object the first level. Deeper, the server's protobuf
+   * decoder refuses the whole message with an error that names nothing, and an ingestion stream
+   * may have stored the batch without acknowledging it.
+   */
+  public static final int MAX_PAYLOAD_DEPTH = 32;
+
+  /**
+   * A text document, embedded by the server (payload may be null or empty; see {@link #struct}).
+   *
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a null id or text, or a payload
+   *     {@link #struct} refuses, naming the document
+   */
   public static Document document(String id, String text, Map<String, ?> payload) {
-    Document.Builder doc = Document.newBuilder().setId(id).setText(text);
+    if (text == null) {
+      throw invalid("document " + quoted(id) + " needs a text, got null");
+    }
+    Document.Builder doc = Document.newBuilder().setId(documentId(id)).setText(text);
     if (payload != null && !payload.isEmpty()) {
-      doc.setPayload(struct(payload));
+      doc.setPayload(struct(payload, "document " + quoted(id) + ": "));
     }
     return doc.build();
   }
@@ -70,13 +91,37 @@ public final class Vectors {
     return document(id, text, null);
   }
 
-  /** A document with a ready vector of the collection's size. */
+  /**
+   * A document with a ready vector of the collection's size.
+   *
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT as {@link #document(String, String,
+   *     Map)}, and for a null vector
+   */
   public static Document document(String id, float[] vector, Map<String, ?> payload) {
-    Document.Builder doc = Document.newBuilder().setId(id).setVector(vector(vector));
+    if (vector == null) {
+      throw invalid("document " + quoted(id) + " needs a vector, got null");
+    }
+    Document.Builder doc = Document.newBuilder().setId(documentId(id)).setVector(vector(vector));
     if (payload != null && !payload.isEmpty()) {
-      doc.setPayload(struct(payload));
+      doc.setPayload(struct(payload, "document " + quoted(id) + ": "));
     }
     return doc.build();
+  }
+
+  /** {@code id}, refused when null (protobuf's own refusal is a bare NullPointerException). */
+  private static String documentId(String id) {
+    if (id == null) {
+      throw invalid("a document needs an id, got null");
+    }
+    return id;
+  }
+
+  private static String quoted(String id) {
+    return id == null ? "null" : "'" + id + "'";
+  }
+
+  private static StatusRuntimeException invalid(String description) {
+    return Status.INVALID_ARGUMENT.withDescription(description).asRuntimeException();
   }
 
   /** A Vector message. */
@@ -487,19 +532,45 @@ public final class Vectors {
   }
 
   /**
-   * A payload Struct from JSON-like values: null, String, Number (stored as double), Boolean,
-   * Map with String keys, Iterable or array.
+   * A payload Struct from JSON-like values: null, String, Number, Boolean, Map with String keys,
+   * Iterable or array. A Struct carries every number as a double, so an integer that a double
+   * would change (a {@code Long}, {@code BigInteger} or whole {@code BigDecimal} past 2**53, such
+   * as {@code (1L << 53) + 1}) is refused rather than stored changed: send it as a String. Objects
+   * and arrays nest at most {@link #MAX_PAYLOAD_DEPTH} deep, the payload's own object the first.
    *
-   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for any other value
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for any other value, an inexact
+   *     integer or deeper nesting, naming where in the payload it is (as the Python client does)
    */
   public static Struct struct(Map<String, ?> values) {
-    Struct.Builder struct = Struct.newBuilder();
-    values.forEach((key, value) -> struct.putFields(key, value(value)));
-    return struct.build();
+    return struct(values, "");
   }
 
-  /** A protobuf Value from a JSON-like Java value (see {@link #struct}). */
+  /** {@link #struct}, the errors starting with {@code what} (e.g. "document '7': "). */
+  private static Struct struct(Map<String, ?> values, String what) {
+    try {
+      return value(values, 1).getStructValue();
+    } catch (PayloadProblem problem) {
+      throw invalid(what + problem.describe());
+    }
+  }
+
+  /**
+   * A protobuf Value from a JSON-like Java value (see {@link #struct}), checked as a payload's
+   * field is.
+   */
   public static Value value(Object value) {
+    try {
+      return value(value, 2);
+    } catch (PayloadProblem problem) {
+      throw invalid(problem.describe());
+    }
+  }
+
+  /**
+   * {@code value} as a Value; {@code depth} counts the objects and arrays holding it, and it too
+   * if it is one.
+   */
+  private static Value value(Object value, int depth) {
     if (value == null) {
       return Value.newBuilder().setNullValue(NullValue.NULL_VALUE).build();
     }
@@ -507,36 +578,116 @@ public final class Vectors {
       return Value.newBuilder().setStringValue(s).build();
     }
     if (value instanceof Number n) {
-      return Value.newBuilder().setNumberValue(n.doubleValue()).build();
+      return Value.newBuilder().setNumberValue(exactDouble(n)).build();
     }
     if (value instanceof Boolean b) {
       return Value.newBuilder().setBoolValue(b).build();
+    }
+    if (value instanceof Map<?, ?> || value instanceof Iterable<?> || value instanceof Object[]) {
+      if (depth > MAX_PAYLOAD_DEPTH) {
+        throw new PayloadProblem(
+            false, "objects and arrays nest at most " + MAX_PAYLOAD_DEPTH + " deep");
+      }
     }
     if (value instanceof Map<?, ?> map) {
       Struct.Builder struct = Struct.newBuilder();
       for (Map.Entry<?, ?> entry : map.entrySet()) {
         if (!(entry.getKey() instanceof String key)) {
-          throw Status.INVALID_ARGUMENT
-              .withDescription("payload keys must be strings, got " + entry.getKey())
-              .asRuntimeException();
+          throw new PayloadProblem(false, "keys must be strings, got " + entry.getKey());
         }
-        struct.putFields(key, value(entry.getValue()));
+        try {
+          struct.putFields(key, value(entry.getValue(), depth + 1));
+        } catch (PayloadProblem problem) {
+          throw problem.within("." + key);
+        }
       }
       return Value.newBuilder().setStructValue(struct).build();
     }
     if (value instanceof Iterable<?> items) {
       ListValue.Builder list = ListValue.newBuilder();
+      int index = 0;
       for (Object item : items) {
-        list.addValues(value(item));
+        try {
+          list.addValues(value(item, depth + 1));
+        } catch (PayloadProblem problem) {
+          throw problem.within("[" + index + "]");
+        }
+        index++;
       }
       return Value.newBuilder().setListValue(list).build();
     }
     if (value instanceof Object[] items) {
-      return value(Arrays.asList(items));
+      return value(Arrays.asList(items), depth);
     }
-    throw Status.INVALID_ARGUMENT
-        .withDescription("unsupported payload value of type " + value.getClass().getName())
-        .asRuntimeException();
+    throw new PayloadProblem(
+        false, "unsupported payload value of type " + value.getClass().getName());
+  }
+
+  /**
+   * {@code n} as the double a Struct carries, refusing an integer that the double would change
+   * (past 2**53, and not a multiple of the power of two there), as the Python client does.
+   */
+  private static double exactDouble(Number n) {
+    double d = n.doubleValue();
+    if (n instanceof Long || n instanceof AtomicLong || n instanceof LongAdder) {
+      long v = n.longValue();
+      if (d < 0x1p63 && (long) d == v) { // (long) 2**63 would be Long.MAX_VALUE
+        return d;
+      }
+      throw inexact(BigInteger.valueOf(v), d);
+    }
+    BigInteger integer = null;
+    if (n instanceof BigInteger b) {
+      integer = b;
+    } else if (n instanceof BigDecimal b && b.stripTrailingZeros().scale() <= 0) {
+      integer = b.toBigIntegerExact();
+    }
+    // Integer, Short, Byte and AtomicInteger always fit; a Double or Float is sent as it is.
+    if (integer != null
+        && !(Double.isFinite(d) && new BigDecimal(d).toBigIntegerExact().equals(integer))) {
+      throw inexact(integer, d);
+    }
+    return d;
+  }
+
+  private static PayloadProblem inexact(BigInteger integer, double d) {
+    String changed = Double.isFinite(d) ? new BigDecimal(d).toBigInteger().toString() : "" + d;
+    return new PayloadProblem(
+        true,
+        integer
+            + " is past 2**53, and a protobuf Struct carries numbers as doubles, which would change"
+            + " it to "
+            + changed
+            + "; send it as a string (or over HTTP, whose JSON keeps it)");
+  }
+
+  /**
+   * Why a payload value cannot be sent as it is. Its path is added on the way out of the walk, so
+   * that a payload without problems costs no paths.
+   */
+  private static final class PayloadProblem extends RuntimeException {
+    private final boolean number;
+    private String path = "";
+
+    PayloadProblem(boolean number, String problem) {
+      super(problem, null, false, false);
+      this.number = number;
+    }
+
+    PayloadProblem within(String step) {
+      path = step + path;
+      return this;
+    }
+
+    /** The Python client's words: "payload 'ids[1]': 9007..." or "payload.a.b: objects ...". */
+    String describe() {
+      if (number) {
+        return path.isEmpty()
+            ? getMessage()
+            : "payload '" + path.substring(path.startsWith(".") ? 1 : 0) + "': " + getMessage();
+      }
+      return "payload" + path + ": " + getMessage();
+    }
   }
 
   /** A payload Struct as a Map (numbers as Double, lists as List, structs as Map). */

@@ -7,7 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.embedserve.client.EmbedserveClient.StreamResult;
 import dev.embedserve.v1.EmbedOptions;
+import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.io.ByteArrayOutputStream;
@@ -16,9 +18,18 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
+import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -154,6 +165,53 @@ class EmbedserveClientTest {
                     }));
     assertSame(stop, thrown);
     assertEquals(3, seen[0]);
+  }
+
+  /** One batch, then a source that waits: the context's deadline still ends the stream. */
+  @Test
+  void contextDeadlineEndsTheStreamWhileTheIteratorWaits() throws Exception {
+    BlockingQueue<List<String>> later = new LinkedBlockingQueue<>();
+    Iterable<List<String>> batches =
+        () ->
+            new Iterator<>() {
+              private boolean first = true;
+
+              @Override
+              public boolean hasNext() {
+                return true;
+              }
+
+              @Override
+              public List<String> next() {
+                if (first) {
+                  first = false;
+                  return List.of("the only batch");
+                }
+                try {
+                  return later.take();
+                } catch (InterruptedException e) {
+                  Thread.currentThread().interrupt();
+                  throw new IllegalStateException("interrupted", e);
+                }
+              }
+            };
+    List<StreamResult> results = new CopyOnWriteArrayList<>();
+    ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor();
+    ExecutorService thread = Executors.newSingleThreadExecutor();
+    try {
+      Context context = Context.current().withDeadlineAfter(3, TimeUnit.SECONDS, timer);
+      Future<Long> stream =
+          thread.submit(() -> context.call(() -> client.embedStream(batches, results::add)));
+      ExecutionException e =
+          assertThrows(ExecutionException.class, () -> stream.get(15, TimeUnit.SECONDS));
+      assertEquals(
+          Status.Code.DEADLINE_EXCEEDED,
+          assertInstanceOf(StatusRuntimeException.class, e.getCause()).getStatus().getCode());
+      assertEquals(1, results.size());
+    } finally {
+      thread.shutdownNow();
+      timer.shutdownNow();
+    }
   }
 
   @Test

@@ -1,0 +1,116 @@
+package embedserve
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// maxPayloadDepth is the server's limit (the Python client's
+// MAX_PAYLOAD_DEPTH): objects and arrays nest at most this deep, the
+// payload's own object the first level. Deeper, the server's protobuf decoder
+// refuses the whole message with an error that names nothing, and a stream
+// may have stored the batch without acknowledging it.
+const maxPayloadDepth = 32
+
+// payloadError refuses, as the Python client does and with its words, a
+// payload that cannot be sent as it is: nested past maxPayloadDepth, or
+// holding an integer that a Struct (every number a double) would change.
+// what names the payload's owner ("document \"7\": "), or is empty.
+func payloadError(what string, payload map[string]any) error {
+	if path, deep := findInPayload(payload, 1, tooDeep); deep != "" {
+		return status.Errorf(codes.InvalidArgument, "embedserve: %spayload%s: %s", what, path, deep)
+	}
+	if path, inexact := findInPayload(payload, 1, inexactInteger); inexact != "" {
+		return status.Errorf(codes.InvalidArgument, "embedserve: %spayload '%s': %s", what, strings.TrimPrefix(path, "."), inexact)
+	}
+	return nil
+}
+
+// findInPayload returns the first problem that problem finds in value or
+// under it, and its path (".key" and "[index]" steps); depth counts the
+// objects and arrays holding value, and value itself if it is one. The path
+// is made only on the way back from a problem: most payloads have none.
+func findInPayload(value any, depth int, problem func(value any, depth int) string) (string, string) {
+	if found := problem(value, depth); found != "" {
+		return "", found
+	}
+	switch v := value.(type) {
+	case map[string]any:
+		for key, item := range v {
+			if path, found := findInPayload(item, depth+1, problem); found != "" {
+				return "." + key + path, found
+			}
+		}
+	case []any:
+		for i, item := range v {
+			if path, found := findInPayload(item, depth+1, problem); found != "" {
+				return "[" + strconv.Itoa(i) + "]" + path, found
+			}
+		}
+	}
+	return "", ""
+}
+
+func tooDeep(value any, depth int) string {
+	switch value.(type) {
+	case map[string]any, []any:
+		if depth > maxPayloadDepth {
+			return fmt.Sprintf("objects and arrays nest at most %d deep", maxPayloadDepth)
+		}
+	}
+	return ""
+}
+
+// inexactInteger says why an integer cannot travel as a double, or "". The
+// smaller integer types always fit; a float is sent as it is.
+func inexactInteger(value any, _ int) string {
+	var double float64
+	switch n := value.(type) {
+	case int:
+		if double = float64(n); double < 0x1p63 && int64(double) == int64(n) {
+			return ""
+		}
+		return changedInteger(strconv.FormatInt(int64(n), 10), double)
+	case int64:
+		if double = float64(n); double < 0x1p63 && int64(double) == n {
+			return ""
+		}
+		return changedInteger(strconv.FormatInt(n, 10), double)
+	case uint:
+		if double = float64(n); double < 0x1p64 && uint64(double) == uint64(n) {
+			return ""
+		}
+		return changedInteger(strconv.FormatUint(uint64(n), 10), double)
+	case uint64:
+		if double = float64(n); double < 0x1p64 && uint64(double) == n {
+			return ""
+		}
+		return changedInteger(strconv.FormatUint(n, 10), double)
+	case json.Number: // as json.Decoder.UseNumber hands out large ids
+		integer, ok := new(big.Int).SetString(string(n), 10)
+		if !ok {
+			return "" // not an integer: a float, sent as its nearest double
+		}
+		double, _ = new(big.Float).SetInt(integer).Float64()
+		if math.IsInf(double, 0) {
+			return "" // structpb refuses it itself
+		}
+		if back, _ := big.NewFloat(double).Int(nil); back.Cmp(integer) != 0 {
+			return changedInteger(integer.String(), double)
+		}
+	}
+	return ""
+}
+
+func changedInteger(number string, double float64) string {
+	return fmt.Sprintf("%s is past 2**53, and a protobuf Struct carries numbers as doubles, "+
+		"which would change it to %s; send it as a string (or over HTTP, whose JSON keeps it)",
+		number, big.NewFloat(double).Text('f', 0))
+}
