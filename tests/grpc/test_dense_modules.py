@@ -21,7 +21,9 @@ from embedserve.server.model_settings import ModelSettings
 TEXTS = ["what is a vector database", "cats sleep for most of the day, often in the sun"]
 
 
-def save(folder: Path, minilm_path: Path, *after_pooling: Any, pooling: str = "mean") -> Path:
+def save(
+    folder: Path, minilm_path: Path, *after_pooling: Any, pooling: str | tuple[str, ...] = "mean"
+) -> Path:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import modules as models
 
@@ -77,12 +79,17 @@ def test_dense_layers_run_after_pooling(start_server, tmp_path: Path, minilm_pat
     ("pooling", "after", "message"),
     [
         ("max", (), "pools by max; this server pools by one of cls, mean, lasttoken"),
+        (("cls", "mean"), (), r"pools by cls \+ mean; this server pools by one of"),  # a list
         ("mean", ("LayerNorm",), r"modules this server does not run \(LayerNorm;"),
         ("mean", ("Normalize", "Dense"), "in the order Transformer, Pooling, Normalize, Dense"),
     ],
 )
 def test_what_the_server_would_skip_is_refused(
-    tmp_path: Path, minilm_path: Path, pooling: str, after: tuple[str, ...], message: str
+    tmp_path: Path,
+    minilm_path: Path,
+    pooling: str | tuple[str, ...],
+    after: tuple[str, ...],
+    message: str,
 ) -> None:
     import torch
     from sentence_transformers.sentence_transformer import modules as models

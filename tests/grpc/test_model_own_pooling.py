@@ -77,6 +77,26 @@ def test_cls_pooling_read_from_the_model_config(start_server, build_tiny_model) 
     assert np.abs(got - mean).max() > 1e-3
 
 
+def test_cls_pooling_without_the_prompt_takes_the_texts_first_token(
+    start_server, build_tiny_model
+) -> None:
+    """sentence-transformers masks the prompt ([CLS] with it) and takes the first token
+    left; without a prompt that is [CLS]. The mode as sentence-transformers 6 saves it: a
+    list of names."""
+    pooling = {"pooling_mode": ["cls"], "pooling_mode_mean_tokens": False, "include_prompt": False}
+    folder = build_tiny_model(prompts=PROMPTS, pooling=pooling)
+    server = start_server(model=str(folder))
+    with EmbedClient(server.target) as client:
+        assert client.model_info().pooling == pb.POOLING_CLS
+        query = client.embed(TEXTS, task="query")
+        plain = client.embed(TEXTS, task="none")
+    assert (
+        np.abs(query - sentence_transformers_vectors(folder, TEXTS, prompt_name="query")).max()
+        < 1e-5
+    )
+    assert np.abs(plain - sentence_transformers_vectors(folder, TEXTS)).max() < 1e-5
+
+
 @pytest.mark.parametrize("default_prompt_name", ["query", "document"])
 def test_default_prompt_name_read_from_the_model_files(
     start_server, build_tiny_model, default_prompt_name
@@ -119,9 +139,11 @@ def test_do_lower_case_lowercases_texts_and_prompts(start_server, tmp_path, mini
     config["do_lower_case"] = True
     (folder / "sentence_bert_config.json").write_text(json.dumps(config))
     capitals = ["What Is A Vector Database", "CATS SLEEP MOST OF THE DAY"]
+    greek = "ΟΔΟΣ ΣΟΦΙΑΣ"  # a last capital sigma: str.lower gives the final form, the tokenizer not
     server = start_server(model=str(folder))
     with EmbedClient(server.target) as client:
         got = client.embed(capitals, task="none", prompt="Query: ")
+        got_greek = client.embed([greek], task="none")
         lower = client.embed([t.lower() for t in capitals], task="none", prompt="query: ")
         # "İ" lowercases to two characters: offsets still point into the text as sent.
         text = "İstanbul Big CAT"
@@ -131,3 +153,5 @@ def test_do_lower_case_lowercases_texts_and_prompts(start_server, tmp_path, mini
     want = SentenceTransformer(str(folder), device="cpu").encode(capitals, prompt="Query: ")
     assert np.abs(got - want).max() < 1e-5
     assert np.abs(got - lower).max() < 1e-6  # capitals and the prompt's alike
+    want_greek = SentenceTransformer(str(folder), device="cpu").encode([greek])
+    assert np.abs(got_greek - want_greek).max() < 1e-5

@@ -283,14 +283,16 @@ def _pool(
         summed = (hidden[key_rows.to(hidden.device)] * mask_f).sum(dim=1)
         means = head(summed / mask_f.sum(dim=1).clamp(min=1e-9)).cpu().numpy()
         pooled.update(zip(mean_keys, means, strict=True))
-    # CLS and LAST_TOKEN each take one token: its position is all that differs.
+    # CLS and LAST_TOKEN each take one token: its position is all that differs. CLS is the
+    # first pooled token: [CLS] itself, or the text's first when pooling leaves the prompt
+    # out (sentence-transformers masks the prompt and takes the first token left).
     token_keys = [key for key in keys if key[2] is not PoolingMode.MEAN]
     if token_keys:
         key_rows = torch.tensor([row for row, _, _ in token_keys], device=hidden.device)
         picks = torch.tensor(
             [
-                0 if mode is PoolingMode.CLS else int(lengths[row]) - 1
-                for row, _, mode in token_keys
+                start if mode is PoolingMode.CLS else int(lengths[row]) - 1
+                for row, start, mode in token_keys
             ],
             device=hidden.device,
         )

@@ -169,8 +169,11 @@ def _check_modules(model_id: str, modules: list[dict[str, Any]]) -> None:
 
 def _pooling(model_id: str, config: dict[str, Any]) -> PoolingMode:
     modes = [mode for flag, mode in _POOLING_FLAGS.items() if config.get(flag)]
-    if isinstance(config.get("pooling_mode"), str):
-        modes = [config["pooling_mode"]]
+    named = config.get("pooling_mode")  # sentence-transformers 6: a name, or a list of names
+    if isinstance(named, str):
+        modes = [named]
+    elif isinstance(named, list):
+        modes = [str(mode) for mode in named]
     if not modes:
         return PoolingMode.MEAN
     if len(modes) > 1 or modes[0] not in _SERVED_POOLING:

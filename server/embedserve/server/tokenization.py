@@ -14,8 +14,12 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from tokenizers.normalizers import Lowercase
+
 from embedserve.server.errors import FailedPrecondition, InvalidArgument
 from embedserve.server.input_names import InputNames
+
+_LOWERCASE = Lowercase()
 
 
 class Overflow(enum.Enum):
@@ -147,7 +151,7 @@ class TextTokenizer:
 
     def _cased(self, string: str) -> str:
         """``string`` as the model's tokenizer is to see it."""
-        return string.lower() if self._lowercase else string
+        return lowercased(string) if self._lowercase else string
 
     def encode(
         self,
@@ -279,13 +283,20 @@ class TextTokenizer:
         return TokenDetail(ids, tokens, offsets, special)
 
 
+def lowercased(string: str) -> str:
+    """``string`` lowercased one character at a time, as the tokenizers' Lowercase
+    normaliser does for sentence-transformers' do_lower_case: Python's ``str.lower`` turns a
+    word's final capital sigma into the final form where the model's tokenizer sees the other."""
+    return str(_LOWERCASE.normalize_str(string))
+
+
 def _origins(original: str, cased: str) -> list[int] | None:
     """For each character of ``cased`` (``original`` lowercased), and one past its end,
     the index in ``original`` it came from; None when lowercasing kept every length ("İ"
     becomes two characters, which would shift every offset after it)."""
     if len(cased) == len(original):
         return None
-    origin = [index for index, char in enumerate(original) for _ in char.lower()]
+    origin = [index for index, char in enumerate(original) for _ in lowercased(char)]
     origin.append(len(original))
     return origin if len(origin) == len(cased) + 1 else None
 
