@@ -78,6 +78,7 @@ render_and_check "GPU nodes, TLS with mTLS, API keys, HPA, external Qdrant with 
   --set auth.existingSecret=embed-keys --set autoscaling.enabled=true \
   --set qdrant.url=http://qdrant.vector.svc:6333 \
   --set qdrant.apiKeySecret.name=qdrant --set qdrant.apiKeySecret.key=api-key
+expect_env EMBEDSERVE_TLS_SERVER_NAME '"demo-embedserve.search.svc"' "the probes check the Service's name"
 own="mTLS probes present the pod's own certificate"
 expect_env EMBEDSERVE_TLS_CLIENT_CERT /etc/embedserve/tls/tls.crt "$own"
 expect_env EMBEDSERVE_TLS_CLIENT_KEY /etc/embedserve/tls/tls.key "$own"

@@ -46,3 +46,22 @@ def test_cli_with_key_and_tls(
 
     plaintext = run_cli({"EMBEDSERVE_API_KEY": "cli-secret"}, "info", "--target", running.target)
     assert plaintext.returncode == 1
+
+
+def test_cli_names_the_certificates_server_where_the_target_is_another(
+    start_server: Callable[..., Any], minilm_model: Any, tmp_path: Path
+) -> None:
+    """A probe inside a pod dials localhost; the certificate names the Service."""
+    ca = CA("cli CA")
+    (tmp_path / "ca.crt").write_bytes(ca.pem)
+    issued = ca.issue("embed", server=True, names=("embedserve.search.svc",))
+    cert, key = issued.write(tmp_path, "server")
+    running = start_server(loaded=minilm_model, tls_cert=cert, tls_key=key)
+    tls = {"EMBEDSERVE_TLS_CA": str(tmp_path / "ca.crt")}
+
+    mismatched = run_cli(tls, "health", "--target", running.target)
+    assert mismatched.returncode == 1 and "UNAVAILABLE" in mismatched.stderr
+    named = tls | {"EMBEDSERVE_TLS_SERVER_NAME": "embedserve.search.svc"}
+    served = run_cli(named, "health", "--target", running.target)
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.strip() == "SERVING"

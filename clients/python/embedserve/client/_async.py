@@ -47,8 +47,9 @@ class AsyncEmbedClient:
         timeout: float | None = 300.0,
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
+        server_name: str | None = None,
     ) -> None:
-        address, options = channel_args(target)
+        address, options = channel_args(target, server_name)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(address, options=options)
         else:

@@ -18,10 +18,15 @@ CHANNEL_OPTIONS = [
 Metadata = tuple[tuple[str, str], ...] | None
 
 
-def channel_args(target: str) -> tuple[str, list[tuple[str, Any]]]:
+def channel_args(target: str, server_name: str | None = None) -> tuple[str, list[tuple[str, Any]]]:
     """The address and options of a channel; several addresses or a dns:/// target get
-    round_robin and retries of idempotent calls (_balancing.py)."""
-    return channel_target(target), CHANNEL_OPTIONS + balancing_options(target)
+    round_robin and retries of idempotent calls (_balancing.py). ``server_name``: the
+    name the server's TLS certificate must carry, where the target's host is another
+    (localhost in a pod, an IP address)."""
+    options = CHANNEL_OPTIONS + balancing_options(target)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return channel_target(target), options
 
 
 def metadata(api_key: str | None) -> Metadata:

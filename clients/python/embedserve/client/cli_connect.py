@@ -36,8 +36,10 @@ def add_target(parser: argparse.ArgumentParser) -> None:
 def security_from_env() -> dict[str, Any]:
     """Key and TLS for client commands, from the environment only (keys stay out of ``ps``).
 
-    EMBEDSERVE_API_KEY; EMBEDSERVE_TLS_CA (PEM file: use TLS, trusting it) and, for mutual
-    TLS, EMBEDSERVE_TLS_CLIENT_CERT and EMBEDSERVE_TLS_CLIENT_KEY.
+    EMBEDSERVE_API_KEY; EMBEDSERVE_TLS_CA (PEM file: use TLS, trusting it), for mutual
+    TLS EMBEDSERVE_TLS_CLIENT_CERT and EMBEDSERVE_TLS_CLIENT_KEY, and
+    EMBEDSERVE_TLS_SERVER_NAME (the name the certificate carries, where the target's host
+    is another).
     """
     options: dict[str, Any] = {}
     api_key = os.environ.get(ENV_PREFIX + "API_KEY")
@@ -56,6 +58,7 @@ def security_from_env() -> dict[str, Any]:
             with open(key, "rb") as file:
                 private = file.read()
         options["credentials"] = grpc.ssl_channel_credentials(root, private, chain)
+        options["server_name"] = os.environ.get(ENV_PREFIX + "TLS_SERVER_NAME") or None
     return options
 
 
