@@ -1,5 +1,5 @@
-"""A three-node Qdrant cluster on loopback: what a write sees when one node is killed, and
-scrolls in a field's order across shards.
+"""A three-node Qdrant cluster on loopback: what a write sees when one node is killed,
+scrolls in a field's order across shards, and collection changes while two nodes are down.
 
 Two collections with 3 shards and 2 replicas each, one with write consistency factor 1 and
 one with 2, are written batch by batch through the server backend; one node (not the one the
@@ -19,17 +19,22 @@ from qdrant_server import QdrantCluster, qdrant_binary
 
 from embedserve.connectors import (
     CollectionSpec,
+    CollectionUpdate,
     InvalidRequest,
     PayloadIndexKind,
     PointRecord,
     RemoteStore,
+    RetryingStore,
+    RetryPolicy,
     ScrollOrder,
     SearchParams,
     StoreError,
     ordered_page,
 )
+from embedserve.connectors._remote_convert import OutcomeUnknown
 
 DIM, BATCH, BATCHES, KILL_AFTER = 8, 20, 12, 4
+KEYWORD = PayloadIndexKind.KEYWORD
 
 
 @pytest.fixture
@@ -125,3 +130,42 @@ def test_an_ordered_scroll_pages_exactly_across_shards(
                 break
         assert sorted(seen) == sorted((f"p{k}", v) for k, v in enumerate(values))
         assert [v for _, v in seen] == sorted(values, reverse=descending)
+
+
+def test_collection_changes_without_a_majority_are_reported_in_doubt_not_repeated(
+    cluster: QdrantCluster,
+) -> None:
+    """Two of three nodes killed: a create, delete or alias change cannot be committed, yet
+    is committed when they come back. Each fails at its first timeout saying so, and the
+    create, committed later, claims no payload index that was never built."""
+    endpoint = cluster.nodes[0].endpoint
+    bare = RemoteStore.connect(endpoint.url, grpc_port=endpoint.grpc_port, timeout_s=2)
+    store = RetryingStore(bare, RetryPolicy(max_attempts=5, max_total_s=30))
+    with pytest.raises(InvalidRequest, match=r"^replication_factor .* 3 node"):
+        store.create_collection(CollectionSpec("wide", vector_size=DIM, replication_factor=4))
+    store.create_collection(CollectionSpec("old", vector_size=DIM, replication_factor=3))
+    cluster.nodes[1].kill()
+    cluster.nodes[2].kill()
+
+    indexed = CollectionSpec("k5", vector_size=DIM, payload_indexes={"tag": KEYWORD})
+    started = time.monotonic()
+    with pytest.raises(OutcomeUnknown, match=r"creating collection 'k5'.*GetCollection k5"):
+        store.create_collection(indexed)
+    assert time.monotonic() - started < 5  # one timeout of 2 s: not tried again
+    with pytest.raises(OutcomeUnknown, match=r"deleting collection 'old'.*ListCollections"):
+        store.delete_collection("old")
+    with pytest.raises(OutcomeUnknown, match=r"changing aliases.*ListAliases"):
+        store.update_aliases({"new": "old"})
+
+    cluster.nodes[1].start()
+    cluster.nodes[2].start()
+    deadline = time.monotonic() + 60
+    while store.list_collections() != ["k5"]:
+        assert time.monotonic() < deadline, store.list_collections()
+        time.sleep(0.2)
+    metadata = endpoint.request("GET", "/collections/k5")["config"]["metadata"]
+    assert metadata["embedserve_spec"]["payload_indexes"] == {}
+    assert store.get_collection("k5").spec.payload_indexes == {}
+    store.update_collection("k5", CollectionUpdate(add_payload_indexes={"tag": KEYWORD}))
+    assert store.get_collection("k5").spec == indexed
+    store.close()

@@ -26,7 +26,12 @@ from embedserve.connectors import (
     TransientStoreError,
     point_id,
 )
-from embedserve.connectors._remote_convert import ErrorContext, client_errors
+from embedserve.connectors._remote_convert import (
+    ErrorContext,
+    OutcomeUnknown,
+    change_in_doubt,
+    client_errors,
+)
 
 GHOST = point_id("ghost")
 
@@ -82,6 +87,8 @@ CASES: list[tuple[BaseException, type[StoreError]]] = [
     (ServerRpcError(grpc.StatusCode.INVALID_ARGUMENT, "Wrong input: bad"), InvalidRequest),
     (ServerRpcError(grpc.StatusCode.UNAVAILABLE, "connection reset"), TransientStoreError),
     (ServerRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), TransientStoreError),
+    # The server's side of the same deadline, when it gets there first.
+    (ServerRpcError(grpc.StatusCode.CANCELLED, "Timeout expired"), TransientStoreError),
     (ServerRpcError(grpc.StatusCode.UNAUTHENTICATED, "Invalid api-key"), StoreError),
     (ValueError("Collection docs not found"), CollectionNotFound),
     (ValueError(f"Point {GHOST} is not found in the collection"), PointNotFound),
@@ -123,3 +130,46 @@ def test_a_call_the_server_cancels_by_deleting_its_collection_reports_it_missing
     with pytest.raises(StoreError) as other, store._call(ErrorContext("never-made")):
         raise ServerRpcError(grpc.StatusCode.INTERNAL, "Service internal error")
     assert type(other.value) is StoreError
+
+
+# As Qdrant 1.18 answers a change its cluster cannot commit in time (a majority of nodes down).
+NO_COMMIT = (
+    "Service internal error: Waiting for consensus operation commit failed. "
+    "Timeout set at: 1 seconds"
+)
+SENT_NO_ANSWER = [
+    ServerRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"),
+    ServerRpcError(grpc.StatusCode.CANCELLED, "Timeout expired"),
+    ServerRpcError(grpc.StatusCode.INTERNAL, NO_COMMIT),
+    http_error(500, NO_COMMIT),
+    ResponseHandlingException(httpx.ReadTimeout("timed out")),
+]
+NOT_SENT_OR_REFUSED = [
+    ServerRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"),
+    ResponseHandlingException(httpx.ConnectTimeout("timed out")),
+    httpx.ConnectError("refused"),
+    http_error(409, "Wrong input: Collection `docs` already exists!"),
+]
+
+
+@pytest.mark.parametrize("raised", SENT_NO_ANSWER, ids=lambda v: type(v).__name__)
+def test_a_collection_change_sent_and_not_answered_is_in_doubt(raised: BaseException) -> None:
+    """Not a TransientStoreError: a retry would race the change still pending."""
+    with (
+        pytest.raises(OutcomeUnknown, match=r"^creating 'docs': .*Check it before") as err,
+        client_errors(ErrorContext("docs")),
+        change_in_doubt("creating 'docs'", "it"),
+    ):
+        raise raised
+    assert not isinstance(err.value, TransientStoreError)
+
+
+@pytest.mark.parametrize("raised", NOT_SENT_OR_REFUSED, ids=lambda v: type(v).__name__)
+def test_a_collection_change_not_sent_or_refused_fails_as_before(raised: BaseException) -> None:
+    with (
+        pytest.raises(StoreError) as err,
+        client_errors(ErrorContext("docs")),
+        change_in_doubt("creating 'docs'", "it"),
+    ):
+        raise raised
+    assert not isinstance(err.value, OutcomeUnknown)

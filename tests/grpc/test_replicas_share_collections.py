@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 import numpy as np
+import pytest
 
 from embedserve.client import EmbedClient
+from embedserve.connectors.spec_cache import SETTINGS_TTL_S
 
 DOCS = [
     {"id": "1", "text": "the rocket reached orbit"},
@@ -51,3 +55,46 @@ def test_a_collection_remade_elsewhere_at_another_size_is_used_at_its_new_size(
         vector = np.full(96, 0.1)
         remade_elsewhere(lambda: a.upsert("shared", [{"id": "v", "vector": vector}]))
         assert b.count("shared") == 3
+
+
+def test_a_collection_remade_elsewhere_with_or_without_bm25_is_used_as_it_is_now(
+    start_server, minilm_model, qdrant_server
+) -> None:
+    """Replica B deletes a collection A has written to and makes it again with bm25, then
+    without, then with: A's keyword search, writes and layout checks follow."""
+    first = start_server(loaded=minilm_model, **qdrant_server.settings())
+    second = start_server(loaded=minilm_model, **qdrant_server.settings())
+    with EmbedClient(first.target) as a, EmbedClient(second.target) as b:
+        a.create_collection("k5")
+        a.upsert("k5", DOCS)  # A now knows "k5" as a collection without bm25
+
+        def remade_elsewhere(**config: Any) -> None:
+            b.delete_collection("k5")
+            b.create_collection("k5", **config)
+
+        remade_elsewhere(bm25=True)
+        b.upsert("k5", DOCS)
+        hits = a.search("k5", "rocket", mode="keyword", limit=1)
+        assert [h.id for h in hits] == ["1"]
+
+        # A's next write is made for bm25: made again without keyword vectors, no error.
+        remade_elsewhere()
+        a.upsert("k5", DOCS)
+        assert b.count("k5") == 2
+
+        # A's GetCollection reads the settings afresh for A's next write too.
+        remade_elsewhere(bm25=True)
+        assert a.get_collection("k5").config.bm25
+        a.upsert("k5", [{"id": "3", "text": "a rocket launch"}])
+        assert [h.id for h in b.search("k5", "rocket", mode="keyword")] == ["3"]
+
+        # Unasked, A reads them again after a few seconds: its writes carry keyword vectors.
+        remade_elsewhere(bm25=True)
+        time.sleep(SETTINGS_TTL_S)
+        a.upsert("k5", [{"id": "4", "text": "a rocket launch"}])
+        assert [h.id for h in b.search("k5", "rocket", mode="keyword")] == ["4"]
+
+        with pytest.raises(grpc.RpcError) as refused:
+            a.create_collection("wide", shard_number=257)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "shard_number must be at most" in refused.value.details()

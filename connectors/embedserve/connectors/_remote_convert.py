@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import fields, replace
 from typing import Any
 
 import grpc
@@ -79,6 +80,8 @@ INDEX_KINDS = {
     PayloadIndexKind.GEO: qm.PayloadSchemaType.GEO,
 }
 _TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
+# What a Qdrant server answers when a call's gRPC deadline passes there before it does here.
+_SERVER_TIMEOUT = "timeout expired"
 _TRANSIENT_HTTP = {408, 429, 502, 503, 504}
 _DIM_RE = re.compile(r"expected dim: (\d+), got (\d+)")
 
@@ -219,7 +222,7 @@ def client_errors(ctx: ErrorContext) -> Iterator[None]:
         code = getattr(exc.code(), "name", str(exc.code())) if hasattr(exc, "code") else ""
         details = exc.details() if hasattr(exc, "details") else str(exc)
         message = f"qdrant gRPC {code}: {details}"
-        if code in _TRANSIENT_GRPC:
+        if code in _TRANSIENT_GRPC or _timed_out(exc):
             raise TransientStoreError(message) from exc
         err = ctx.translate(str(details), exc)
         if type(err) is StoreError and code == "INVALID_ARGUMENT":
@@ -244,6 +247,67 @@ def client_errors(ctx: ErrorContext) -> Iterator[None]:
     except ValueError as exc:  # local mode reports bad input and missing things this way
         err = ctx.translate(str(exc), exc)
         raise (InvalidRequest(str(exc)) if type(err) is StoreError else err) from exc
+
+
+class OutcomeUnknown(StoreError):
+    """A change to collections or aliases reached Qdrant but no answer came in time: the
+    cluster may still make it, once a majority of its nodes agree. Not retried, since a
+    repeat would race the first; the caller is told what to check before trying again."""
+
+
+_COMMIT_TIMEOUT = "waiting for consensus operation commit failed"
+
+
+def _timed_out(exc: grpc.RpcError) -> bool:
+    """The call's gRPC deadline passed, here (DEADLINE_EXCEEDED) or first at the server,
+    which cancels it (CANCELLED, "Timeout expired")."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = str(exc.details() if hasattr(exc, "details") else "").lower()
+    return code == grpc.StatusCode.DEADLINE_EXCEEDED or (
+        code == grpc.StatusCode.CANCELLED and details == _SERVER_TIMEOUT
+    )
+
+
+def _in_doubt(exc: BaseException) -> bool:
+    """Whether a failed call may still take effect: it was sent, and the server did not
+    answer in time or gave up waiting for its cluster to commit it."""
+    if isinstance(exc, ResponseHandlingException):
+        exc = exc.source
+    if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+        return True  # a connect or pool timeout sent nothing: retried as transient
+    if isinstance(exc, grpc.RpcError):
+        details = exc.details() if hasattr(exc, "details") else ""
+        return _timed_out(exc) or _COMMIT_TIMEOUT in str(details).lower()
+    if isinstance(exc, UnexpectedResponse):
+        return _COMMIT_TIMEOUT in exc.content.decode("utf-8", errors="replace").lower()
+    return False
+
+
+@contextlib.contextmanager
+def change_in_doubt(change: str, check: str) -> Iterator[None]:
+    """Around a change made through Qdrant's consensus (creating or deleting a collection,
+    changing aliases): one whose answer timed out is OutcomeUnknown, naming ``check``, what
+    to look at before trying again. Seen on a cluster that had lost two of its three nodes:
+    the change timed out, and was made when the nodes came back."""
+    try:
+        yield
+    except Exception as exc:
+        if not _in_doubt(exc):
+            raise
+        raise OutcomeUnknown(
+            f"{change}: no answer from the Qdrant cluster in time ({_cause(exc)}); it may "
+            f"still be made once a majority of its nodes agree. Check {check} before trying "
+            "again"
+        ) from exc
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code") and hasattr(exc, "details"):
+        return f"gRPC {getattr(exc.code(), 'name', exc.code())}: {exc.details()}"
+    if isinstance(exc, UnexpectedResponse):
+        body = exc.content.decode("utf-8", errors="replace")
+        return f"HTTP {exc.status_code}: {body}"
+    return f"HTTP {getattr(exc, 'source', exc)!r}"
 
 
 def quantization_config(quantization: Quantization) -> qm.QuantizationConfig | None:
@@ -280,14 +344,42 @@ def engine_search_params(spec: CollectionSpec, params: SearchParams) -> qm.Searc
     )
 
 
-def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
-    metadata = info.config.metadata or {}
-    stored = metadata.get(SPEC_METADATA_KEY)
-    if isinstance(stored, dict):
-        try:
-            return CollectionSpec.from_dict({**stored, "name": name})
-        except (InvalidRequest, TypeError):
-            pass  # fall back to what the server reports
+# What a Qdrant server does not keep of a collection's settings, read from the spec that
+# embedserve saves in its metadata; the server reports the rest as it is now.
+_KEPT_IN_METADATA = ("hnsw_ef", "bm25_language", "model_id", "model_fingerprint")
+_SPEC_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CollectionSpec)}
+
+
+def saved_spec(spec: CollectionSpec) -> dict[str, Any]:
+    """The metadata that keeps ``spec``."""
+    return {SPEC_METADATA_KEY: spec.to_dict()}
+
+
+def spec_from_info(name: str, info: qm.CollectionInfo, *, server: bool = True) -> CollectionSpec:
+    """The collection's settings. A server reports its layout, HNSW graph, quantization and
+    payload indexes as they are now, whoever changed them since it was made (another client
+    may add an index or patch the replication factor; an index asked for at creation may
+    never have been built): those come from its config. qdrant-client's local mode
+    (``server=False``) reports its defaults instead of what it was given: there the saved
+    spec is taken whole."""
+    stored = (info.config.metadata or {}).get(SPEC_METADATA_KEY)
+    saved: dict[str, Any] = stored if isinstance(stored, dict) else {}
+    if saved and not server:
+        with contextlib.suppress(InvalidRequest, TypeError):
+            return CollectionSpec.from_dict({**saved, "name": name})
+    reported = _reported_spec(name, info, saved)
+    if not saved:
+        return reported
+    kept = {key: saved[key] for key in _KEPT_IN_METADATA if key in saved}
+    if not reported.bm25:
+        kept.pop("bm25_language", None)
+    try:
+        return replace(reported, **kept)
+    except (InvalidRequest, TypeError):
+        return reported  # a damaged metadata entry: what the server reports still holds
+
+
+def _reported_spec(name: str, info: qm.CollectionInfo, saved: Mapping[str, Any]) -> CollectionSpec:
     params = info.config.params
     vectors = params.vectors
     if isinstance(vectors, dict):
@@ -303,6 +395,13 @@ def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
         if schema.data_type in kinds
     }
     distances = {v: k for k, v in DISTANCES.items()}
+
+    def graph(reported: int | None, collection_wide: int | None, key: str) -> int:
+        # 0 (HNSW turned off, which a spec cannot say) falls back to the saved value.
+        value = reported or collection_wide or saved.get(key)
+        return value if isinstance(value, int) and value > 0 else _SPEC_DEFAULTS[key]
+
+    wide = info.config.hnsw_config
     return CollectionSpec(
         name=name,
         vector_size=vectors.size,
@@ -311,10 +410,10 @@ def spec_from_info(name: str, info: qm.CollectionInfo) -> CollectionSpec:
         datatype=_DATATYPES_READ.get(
             vectors.datatype or qm.Datatype.FLOAT32, VectorDatatype.FLOAT32
         ),
-        hnsw_m=hnsw.m or info.config.hnsw_config.m,
-        hnsw_ef_construct=hnsw.ef_construct or info.config.hnsw_config.ef_construct,
-        full_scan_threshold_kb=(
-            hnsw.full_scan_threshold or info.config.hnsw_config.full_scan_threshold
+        hnsw_m=graph(hnsw.m, wide.m, "hnsw_m"),
+        hnsw_ef_construct=graph(hnsw.ef_construct, wide.ef_construct, "hnsw_ef_construct"),
+        full_scan_threshold_kb=graph(
+            hnsw.full_scan_threshold, wide.full_scan_threshold, "full_scan_threshold_kb"
         ),
         quantization=quantization_of(quantization),
         shard_number=params.shard_number or 1,

@@ -4,8 +4,9 @@ The same class drives qdrant-client's local mode (``:memory:`` or a folder), whi
 the same client API with exact numpy search; it stands in for a server in tests.
 
 The CollectionSpec is kept in the collection's metadata, so settings that the server does
-not report back (the default search ``hnsw_ef``, the payload indexes asked for) survive.
-Collections made by other tools still open: their spec is derived from the server config.
+not report back (the default search ``hnsw_ef``, the bm25 language, the model) survive; the
+rest is read from the server's config, which other clients may change. Collections made by
+other tools still open: their spec is derived from the server config alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
@@ -24,8 +26,9 @@ from ._remote_convert import (
     DATATYPES,
     DISTANCES,
     INDEX_KINDS,
-    SPEC_METADATA_KEY,
     ErrorContext,
+    OutcomeUnknown,
+    change_in_doubt,
     client_errors,
     engine_search_params,
     optional_filter,
@@ -33,6 +36,7 @@ from ._remote_convert import (
     quantization_config,
     read_consistency_of,
     remote_filter,
+    saved_spec,
     sparse_vector,
     spec_from_info,
 )
@@ -47,18 +51,19 @@ from .aliases import check_alias_changes
 from .errors import (
     CollectionExists,
     CollectionNotFound,
-    DimensionMismatch,
     InvalidRequest,
     NameIsAlias,
     PointNotFound,
     StoreClosed,
     StoreError,
     StoreLocked,
+    TransientStoreError,
 )
 from .ids import RESERVED_KEY, check_external_id, point_id, point_ids, point_index
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
 from .settings import DEFAULT_GRPC_PORT, StoreSettings
+from .spec_cache import SETTINGS_TTL_S, SpecCache
 from .store import ContextManagerMixin
 from .types import (
     MAX_FACET_LIMIT,
@@ -75,8 +80,10 @@ from .types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
+    SettingsChanged,
     SparseTerms,
     VectorLike,
+    check_layout,
     check_scroll_limit,
     diversity_candidates,
     validate_collection_name,
@@ -101,6 +108,15 @@ from .validation import (
 )
 
 T = TypeVar("T")
+
+
+def _without_bm25(spec: CollectionSpec) -> SettingsChanged:
+    """Keywords for a collection without a bm25 vector: the caller read settings that the
+    collection had, or had not yet, before another client re-created it."""
+    return SettingsChanged(
+        f"collection {spec.name!r} has no bm25 keyword vectors: it was created without bm25 "
+        "(or re-created so since the caller read its settings)"
+    )
 
 
 def _selector(
@@ -136,8 +152,10 @@ class RemoteStore(ContextManagerMixin):
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if local else contextlib.nullcontext()
         )
-        self._specs: dict[str, CollectionSpec] = {}
-        self._specs_lock = threading.Lock()
+        # Local mode's data is this process's alone (its folder is locked); a server's
+        # collections may be changed by any of its clients, so their settings are read again
+        # every few seconds.
+        self._specs = SpecCache(None if local else SETTINGS_TTL_S)
         self._closed = False
 
     @classmethod
@@ -195,13 +213,14 @@ class RemoteStore(ContextManagerMixin):
                         raise CollectionNotFound(ctx.collection) from exc
                     raise
             except CollectionNotFound as exc:
-                with self._specs_lock:
-                    self._specs.pop(exc.name, None)
+                self._specs.drop(exc.name)
                 raise
 
     def _cancelled_by_a_delete(self, exc: StoreError, collection: str) -> bool:
         """A server cancels the calls in flight on a collection it deletes (gRPC
         CANCELLED, "Stream removed"); this client never cancels its own calls."""
+        if isinstance(exc, TransientStoreError | OutcomeUnknown):
+            return False  # cancelled by the server as the call's deadline passed
         cause = exc.__cause__
         if not isinstance(cause, grpc.RpcError) or cause.code() != grpc.StatusCode.CANCELLED:
             return False
@@ -214,69 +233,92 @@ class RemoteStore(ContextManagerMixin):
 
     def _spec(self, name: str) -> CollectionSpec:
         validate_collection_name(name)
-        with self._specs_lock:
-            cached = self._specs.get(name)
-        if cached is not None:
-            return cached
-        return self.get_collection(name).spec
+        return self._specs.get(name) or self._read_spec(name)
+
+    def _read_spec(self, name: str) -> CollectionSpec:
+        validate_collection_name(name)
+        with self._call(ErrorContext(name)):
+            info = self._client.get_collection(name)
+        return self._keep_spec(name, info)
+
+    def _keep_spec(self, name: str, info: qm.CollectionInfo) -> CollectionSpec:
+        spec = spec_from_info(name, info, server=not self._local)
+        self._specs.put(name, spec)
+        return spec
 
     def _check_text_matches(self, collection: str, filter: Filter | None) -> None:
         # Most filters have no match_text: the spec is looked up only for those that do.
         if keys := text_match_keys(check_filter(filter)):
-            require_text_indexes(self._spec(collection), keys)
+            self._validated(collection, lambda spec: require_text_indexes(spec, keys))
 
-    def _validated(
-        self, name: str, check: Callable[[CollectionSpec], T]
-    ) -> tuple[CollectionSpec, T]:
-        """Run a check that needs the spec; a cached spec may be stale, so recheck once."""
+    def _validated(self, name: str, run: Callable[[CollectionSpec], T]) -> T:
+        """``run`` a call with the collection's settings. Cached ones may be stale (another
+        client re-created the collection at another size or without bm25, or added or
+        dropped a payload index): refused on them, it runs once more on settings read anew,
+        if those differ."""
         spec = self._spec(name)
         try:
-            return spec, check(spec)
-        except DimensionMismatch:
-            with self._specs_lock:
-                if self._specs.pop(name, None) is None:
-                    raise
-            spec = self._spec(name)
-            return spec, check(spec)
+            return run(spec)
+        except InvalidRequest:
+            fresh = self._read_spec(name)
+            if fresh == spec:
+                raise
+        return run(fresh)
 
     def create_collection(self, spec: CollectionSpec) -> None:
         check_new_collection(spec)
         ctx = ErrorContext(spec.name)
         with self._call(ctx):
+            # Local mode keeps one copy of everything, however many shards it is asked for.
+            check_layout(spec, None if self._local else self._nodes())
             if self._client.collection_exists(spec.name):
                 raise CollectionExists(spec.name)
-            self._client.create_collection(
-                collection_name=spec.name,
-                vectors_config=qm.VectorParams(
-                    size=spec.vector_size,
-                    distance=DISTANCES[spec.distance],
-                    on_disk=spec.on_disk,
-                    datatype=DATATYPES[spec.datatype],
-                ),
-                hnsw_config=qm.HnswConfigDiff(
-                    m=spec.hnsw_m,
-                    ef_construct=spec.hnsw_ef_construct,
-                    full_scan_threshold=spec.full_scan_threshold_kb,
-                ),
-                optimizers_config=qm.OptimizersConfigDiff(
-                    indexing_threshold=spec.full_scan_threshold_kb
-                ),
-                quantization_config=quantization_config(spec.quantization),
-                shard_number=spec.shard_number,
-                replication_factor=spec.replication_factor,
-                write_consistency_factor=spec.write_consistency_factor,
-                sparse_vectors_config=(
-                    {KEYWORD_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)}
-                    if spec.bm25
-                    else None
-                ),
-                metadata={SPEC_METADATA_KEY: spec.to_dict()},
-            )
-            # Local mode has no payload indexes (and warns about them); the spec keeps them.
-            if not self._local:
-                self._index_fields(spec.name, spec.payload_indexes)
-        with self._specs_lock:
-            self._specs[spec.name] = spec
+            change = f"creating collection {spec.name!r}"
+            check = f"whether it exists, with the settings asked for (GetCollection {spec.name})"
+            with change_in_doubt(change, check):
+                self._create(spec)
+        self._specs.drop(spec.name)  # read back as the server reports it
+
+    def _create(self, spec: CollectionSpec) -> None:
+        # Local mode has no payload indexes (and warns about them): its metadata keeps them.
+        # A server's metadata claims them once they are built, for readers that trust it.
+        unindexed = spec if self._local else replace(spec, payload_indexes={})
+        self._client.create_collection(
+            collection_name=spec.name,
+            vectors_config=qm.VectorParams(
+                size=spec.vector_size,
+                distance=DISTANCES[spec.distance],
+                on_disk=spec.on_disk,
+                datatype=DATATYPES[spec.datatype],
+            ),
+            hnsw_config=qm.HnswConfigDiff(
+                m=spec.hnsw_m,
+                ef_construct=spec.hnsw_ef_construct,
+                full_scan_threshold=spec.full_scan_threshold_kb,
+            ),
+            optimizers_config=qm.OptimizersConfigDiff(
+                indexing_threshold=spec.full_scan_threshold_kb
+            ),
+            quantization_config=quantization_config(spec.quantization),
+            shard_number=spec.shard_number,
+            replication_factor=spec.replication_factor,
+            write_consistency_factor=spec.write_consistency_factor,
+            sparse_vectors_config=(
+                {KEYWORD_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)}
+                if spec.bm25
+                else None
+            ),
+            metadata=saved_spec(unindexed),
+        )
+        if unindexed != spec:
+            self._index_fields(spec.name, spec.payload_indexes)
+            self._client.update_collection(spec.name, metadata=saved_spec(spec))
+
+    def _nodes(self) -> int:
+        """How many nodes the server's cluster has (a server out of distributed mode: 1)."""
+        status = self._client.cluster_status()
+        peers = getattr(status, "peers", None)
+        return len(peers) if peers else 1
 
     def _index_fields(self, name: str, indexes: Mapping[str, PayloadIndexKind]) -> None:
         for key, kind in indexes.items():
@@ -291,36 +333,35 @@ class RemoteStore(ContextManagerMixin):
         with self._call(ErrorContext(name)):
             info = self._client.get_collection(name)
             count = self._client.count(name, exact=True).count
-        spec = spec_from_info(name, info)
-        with self._specs_lock:
-            self._specs[name] = spec
+        spec = self._keep_spec(name, info)
         return CollectionInfo(
             spec=spec, points_count=count, indexed_vectors_count=info.indexed_vectors_count
         )
 
     def delete_collection(self, name: str) -> None:
         validate_collection_name(name)
-        with self._specs_lock:
-            self._specs.pop(name, None)
+        self._specs.drop(name)
         with self._call(ErrorContext(name)):
             # The server resolves an alias here and answers "not deleted"; say why instead.
             if (collection := self._aliases().get(name)) is not None:
                 raise NameIsAlias(name, collection)
             if not self._client.collection_exists(name):
                 raise CollectionNotFound(name)
-            self._client.delete_collection(name)
+            check = f"whether it is gone (ListCollections, GetCollection {name})"
+            with change_in_doubt(f"deleting collection {name!r}", check):
+                self._client.delete_collection(name)
 
     def update_collection(self, name: str, update: CollectionUpdate) -> None:
-        current = self.get_collection(name).spec
+        # Read now: the indexes to build or drop are the server's, not those cached or saved.
+        current = self._read_spec(name)
         spec = update.applied_to(current)
         with self._call(ErrorContext(name)):
             if not self._local:  # local mode has no payload indexes (see create_collection)
                 for key in update.indexes_to_drop(current):
                     self._client.delete_payload_index(name, key, wait=True)
                 self._index_fields(name, update.indexes_to_build(current))
-            self._client.update_collection(name, metadata={SPEC_METADATA_KEY: spec.to_dict()})
-        with self._specs_lock:
-            self._specs[name] = spec
+            self._client.update_collection(name, metadata=saved_spec(spec))
+        self._specs.drop(name)
 
     def _aliases(self) -> dict[str, str]:
         found = self._client.get_aliases().aliases
@@ -341,9 +382,9 @@ class RemoteStore(ContextManagerMixin):
                 )
                 for a, c in assign.items()
             ]
-            self._client.update_collection_aliases([*removals, *creations])
-        with self._specs_lock:
-            self._specs.clear()  # specs cached under an alias may be another collection's now
+            with change_in_doubt("changing aliases", "the aliases (ListAliases)"):
+                self._client.update_collection_aliases([*removals, *creations])
+        self._specs.clear()  # specs cached under an alias may be another collection's now
 
     def list_aliases(self) -> dict[str, str]:
         with self._call(ErrorContext()):
@@ -352,17 +393,22 @@ class RemoteStore(ContextManagerMixin):
     # --------------------------------------------------------------------- writes
 
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
-        _, prepared = self._validated(collection, lambda spec: prepare_points(spec, points))
-        if not prepared:
-            return
-        structs = [
-            qm.PointStruct(
-                id=p.point_id, vector=point_vector(p.vector, p.keywords), payload=p.payload
-            )
-            for p in prepared
-        ]
-        with self._call(ErrorContext(collection)):
-            self._client.upsert(collection, points=structs, wait=True)
+        def write(spec: CollectionSpec) -> None:
+            if not spec.bm25 and any(p.keywords is not None for p in points):
+                raise _without_bm25(spec)
+            prepared = prepare_points(spec, points)
+            if not prepared:
+                return
+            structs = [
+                qm.PointStruct(
+                    id=p.point_id, vector=point_vector(p.vector, p.keywords), payload=p.payload
+                )
+                for p in prepared
+            ]
+            with self._call(ErrorContext(collection)):
+                self._client.upsert(collection, points=structs, wait=True)
+
+        self._validated(collection, write)
 
     def delete(
         self, collection: str, ids: Sequence[str] | None = None, filter: Filter | None = None
@@ -392,10 +438,10 @@ class RemoteStore(ContextManagerMixin):
     ) -> None:
         filter = check_filter(filter)
         values, keys = check_payload_update(ids, filter, values, delete_keys)
-        spec = self._spec(collection)
+        self._spec(collection)
         if ids is not None and not ids:
             return
-        require_text_indexes(spec, text_match_keys(filter))
+        self._check_text_matches(collection, filter)
         if filter is None:
             wanted = point_index(ids or ())
             with self._call(ErrorContext(collection)):
@@ -420,19 +466,24 @@ class RemoteStore(ContextManagerMixin):
         with_vectors: bool = False,
     ) -> list[tuple[Record, OrderValue]]:
         validate_collection_name(collection)
-        order_index(self._spec(collection), order)
-        self._check_text_matches(collection, filter)
+        filter = check_filter(filter)
         direction = qm.Direction.DESC if order.descending else qm.Direction.ASC
-        with self._call(ErrorContext(collection)):
-            records, _ = self._client.scroll(
-                collection,
-                scroll_filter=optional_filter(filter),
-                limit=check_scroll_limit(limit),
-                order_by=qm.OrderBy(key=order.key, direction=direction, start_from=start_from),
-                with_payload=True if with_payload else [RESERVED_KEY],
-                with_vectors=with_vectors,
-            )
-        return ordered_records(records, with_payload, with_vectors)
+
+        def scroll(spec: CollectionSpec) -> list[tuple[Record, OrderValue]]:
+            order_index(spec, order)
+            require_text_indexes(spec, text_match_keys(filter))
+            with self._call(ErrorContext(collection)):
+                records, _ = self._client.scroll(
+                    collection,
+                    scroll_filter=optional_filter(filter),
+                    limit=check_scroll_limit(limit),
+                    order_by=qm.OrderBy(key=order.key, direction=direction, start_from=start_from),
+                    with_payload=True if with_payload else [RESERVED_KEY],
+                    with_vectors=with_vectors,
+                )
+            return ordered_records(records, with_payload, with_vectors)
+
+        return self._validated(collection, scroll)
 
     def optimize(self, collection: str) -> bool:
         """Servers optimise in the background and local mode has no index: nothing to do."""
@@ -451,22 +502,27 @@ class RemoteStore(ContextManagerMixin):
         keywords: SparseTerms | None = None,
     ) -> list[ScoredPoint]:
         params, ctx = search_params(params), ErrorContext(collection)
-        spec, dense = self._validated(
-            collection, lambda spec: search_vector(spec, vector, keywords, params)
-        )
-        queries: list[tuple[Any, str | None]] = []
-        if dense is not None and params.diversity is not None:
-            mmr = qm.Mmr(diversity=params.diversity, candidates_limit=diversity_candidates(params))
-            queries.append((qm.NearestQuery(nearest=dense, mmr=mmr), None))
-        elif dense is not None:
-            queries.append((dense, None))
-        if keywords is not None:
-            queries.append((sparse_vector(keywords), KEYWORD_VECTOR))
-        if len(queries) == 1:
-            query, using = queries[0]
-            return self._query(spec, query, filter, params, ctx, using=using)
-        fusion = qm.RrfQuery(rrf=qm.Rrf(k=RRF_K, weights=[1.0, params.keyword_weight]))
-        return self._query(spec, fusion, filter, params, ctx, fused=queries)
+
+        def run(spec: CollectionSpec) -> list[ScoredPoint]:
+            if keywords is not None and not spec.bm25:
+                raise _without_bm25(spec)
+            dense = search_vector(spec, vector, keywords, params)
+            queries: list[tuple[Any, str | None]] = []
+            if dense is not None and params.diversity is not None:
+                candidates = diversity_candidates(params)
+                mmr = qm.Mmr(diversity=params.diversity, candidates_limit=candidates)
+                queries.append((qm.NearestQuery(nearest=dense, mmr=mmr), None))
+            elif dense is not None:
+                queries.append((dense, None))
+            if keywords is not None:
+                queries.append((sparse_vector(keywords), KEYWORD_VECTOR))
+            if len(queries) == 1:
+                query, using = queries[0]
+                return self._query(spec, query, filter, params, ctx, using=using)
+            fusion = qm.RrfQuery(rrf=qm.Rrf(k=RRF_K, weights=[1.0, params.keyword_weight]))
+            return self._query(spec, fusion, filter, params, ctx, fused=queries)
+
+        return self._validated(collection, run)
 
     def recommend(
         self,
@@ -494,21 +550,21 @@ class RemoteStore(ContextManagerMixin):
                     out.append(spec_vector(e, spec))
             return out
 
-        spec, (pos, neg) = self._validated(
-            collection, lambda spec: (examples(positive, spec), examples(negative, spec))
-        )
-        if not (pos or neg):
-            raise InvalidRequest("recommend needs at least one example")
-        if strategy is RecommendStrategy.AVERAGE_VECTOR and not pos:
-            raise InvalidRequest("the average_vector strategy needs a positive example")
-        # The server looks up id examples itself and leaves them out of the results.
-        query = qm.RecommendQuery(
-            recommend=qm.RecommendInput(
-                positive=pos, negative=neg, strategy=qm.RecommendStrategy(strategy.value)
+        def run(spec: CollectionSpec) -> list[ScoredPoint]:
+            pos, neg = examples(positive, spec), examples(negative, spec)
+            if not (pos or neg):
+                raise InvalidRequest("recommend needs at least one example")
+            if strategy is RecommendStrategy.AVERAGE_VECTOR and not pos:
+                raise InvalidRequest("the average_vector strategy needs a positive example")
+            # The server looks up id examples itself and leaves them out of the results.
+            query = qm.RecommendQuery(
+                recommend=qm.RecommendInput(
+                    positive=pos, negative=neg, strategy=qm.RecommendStrategy(strategy.value)
+                )
             )
-        )
-        ctx = ErrorContext(collection, by_point)
-        return self._query(spec, query, filter, params, ctx)
+            return self._query(spec, query, filter, params, ErrorContext(collection, by_point))
+
+        return self._validated(collection, run)
 
     def _query(
         self,
@@ -582,18 +638,21 @@ class RemoteStore(ContextManagerMixin):
         self, collection: str, key: str, filter: Filter | None = None, limit: int = 10
     ) -> list[FacetHit]:
         filter = check_filter(filter)
-        spec = self._spec(collection)
-        check_facet(spec, key, limit)
-        require_text_indexes(spec, text_match_keys(filter))
-        with self._call(ErrorContext(collection)):
-            response = self._client.facet(
-                collection,
-                key,
-                facet_filter=optional_filter(filter),
-                limit=MAX_FACET_LIMIT,  # ties at the limit are cut by value, here
-                exact=True,
-            )
-        return facet_hits(response.hits, limit)
+
+        def run(spec: CollectionSpec) -> list[FacetHit]:
+            check_facet(spec, key, limit)
+            require_text_indexes(spec, text_match_keys(filter))
+            with self._call(ErrorContext(collection)):
+                response = self._client.facet(
+                    collection,
+                    key,
+                    facet_filter=optional_filter(filter),
+                    limit=MAX_FACET_LIMIT,  # ties at the limit are cut by value, here
+                    exact=True,
+                )
+            return facet_hits(response.hits, limit)
+
+        return self._validated(collection, run)
 
     def scroll(
         self,

@@ -187,6 +187,41 @@ class CollectionSpec:
         return cls(**known)
 
 
+# Shards are what Qdrant spreads over nodes and moves between them; each is a folder with
+# its own write-ahead log and segments on every node that holds it. 100,000 made a server
+# create shard folders by the thousand; a few per node is the usual advice, and this leaves
+# room for clusters of a hundred nodes and more.
+MAX_SHARD_NUMBER: Final = 256
+
+
+def check_layout(spec: CollectionSpec, nodes: int | None) -> None:
+    """Refuse a layout that a Qdrant server would take and not honour. ``nodes``: how many
+    nodes the cluster has (1 for a server out of distributed mode), None where unknown."""
+    if spec.shard_number > MAX_SHARD_NUMBER:
+        raise InvalidRequest(
+            f"shard_number must be at most {MAX_SHARD_NUMBER}, got {spec.shard_number}"
+        )
+    rf, wcf = spec.replication_factor, spec.write_consistency_factor
+    if nodes is not None and rf > nodes:
+        # Qdrant would make fewer replicas than asked, and say nothing.
+        raise InvalidRequest(
+            f"replication_factor must be at most the Qdrant cluster's {nodes} node(s), each "
+            f"replica of a shard being on a node of its own; got {rf}"
+        )
+    if wcf > rf:
+        # Every write would wait for confirmations that no shard has replicas to give.
+        raise InvalidRequest(
+            f"write_consistency_factor must be at most replication_factor ({rf}), the "
+            f"replicas a write can be confirmed by; got {wcf}"
+        )
+
+
+class SettingsChanged(InvalidRequest):
+    """A call was made for settings that its collection no longer has: it carries BM25
+    keyword vectors for a collection now without them (another client re-created it since
+    the caller read its settings). Read them again and make the call anew."""
+
+
 @dataclass(frozen=True)
 class CollectionUpdate:
     """Changes to a collection that need no new vectors: payload indexes (one added

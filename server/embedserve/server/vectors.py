@@ -30,6 +30,7 @@ from embedserve.connectors.keywords import document_terms, query_terms
 from embedserve.connectors.ordered_scroll import ScrollOrder, order_index, ordered_page
 from embedserve.connectors.payload_fields import as_asked, with_fields, without
 from embedserve.connectors.rank_windows import first_stage_span, in_windows, page_of
+from embedserve.connectors.spec_cache import SETTINGS_TTL_S, SpecCache
 from embedserve.connectors.stable_pages import stable_page
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
@@ -47,6 +48,7 @@ from embedserve.connectors.types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
+    SettingsChanged,
     VectorLike,
 )
 from embedserve.connectors.validation import as_vector, check_document
@@ -197,9 +199,9 @@ SIZE_CHANGE_RETRIES = 3
 
 
 class SizeChanged(FailedPrecondition):
-    """The store holds a collection at another vector size than this server had cached:
-    another server on the same Qdrant deleted and re-created it. The entry is dropped, so
-    the same call, run again, embeds at the new size."""
+    """The store holds a collection at another vector size (or without the bm25 vectors)
+    than this server had cached: another server on the same Qdrant deleted and re-created
+    it. The entry is dropped, so the same call, run again, embeds at the new settings."""
 
 
 def translate_store_error(exc: store_errors.StoreError) -> EmbedServeError:
@@ -237,7 +239,10 @@ class VectorCore:
         self._embedder = embedder
         self._reranker = reranker
         self._executor = executor
-        self._specs: dict[str, CollectionSpec] = {}
+        # Settings by collection or alias name. Other servers on the same Qdrant may
+        # re-create or change a collection, so they are read again every few seconds, and
+        # at once where the store refuses a call made for settings it no longer has.
+        self._specs = SpecCache(SETTINGS_TTL_S)
 
     @property
     def model_width(self) -> int:
@@ -265,6 +270,9 @@ class VectorCore:
                 f"collection {exc.collection!r} holds {exc.expected}-d vectors now; this "
                 f"call embedded its texts at {stale[0]} dimensions; send it again"
             ) from exc
+        except SettingsChanged as exc:
+            self._specs.clear()
+            raise SizeChanged(f"{exc}; send it again") from exc
         except store_errors.StoreError as exc:
             raise translate_store_error(exc) from exc
 
@@ -294,8 +302,9 @@ class VectorCore:
                 f"model gives {width}-d vectors; use dimensions <= {width}"
             )
         await self.call(self.store.create_collection, spec)
-        self._specs[spec.name] = spec
-        return await self.call(self.store.get_collection, spec.name)
+        info = await self.call(self.store.get_collection, spec.name)
+        self._specs.put(spec.name, info.spec)
+        return info
 
     async def list_collections(self) -> list[str]:
         return await self.call(self.store.list_collections)
@@ -306,6 +315,8 @@ class VectorCore:
         aliases = await self.list_aliases()
         own_name = aliases.get(name, name)
         info = await self.call(self.store.get_collection, own_name)
+        for known_as in {name, own_name}:  # the caller sees these settings: so does the core
+            self._specs.put(known_as, info.spec)
         named_by = tuple(a for a, c in aliases.items() if c == own_name)
         return dataclasses.replace(info, aliases=named_by)
 
@@ -332,13 +343,13 @@ class VectorCore:
         return {a: c for a, c in aliases.items() if not collection or c == own_name}
 
     async def collection_spec(self, collection: str, fresh: bool = False) -> CollectionSpec:
-        """The collection's settings, cached; ``fresh`` asks the store again."""
-        if fresh:
-            self._specs.pop(collection, None)
-        if collection not in self._specs:
-            info = await self.call(self.store.get_collection, collection)
-            self._specs[collection] = info.spec
-        return self._specs[collection]
+        """The collection's settings, cached for a few seconds; ``fresh`` asks the store
+        again."""
+        spec = None if fresh else self._specs.get(collection)
+        if spec is None:
+            spec = (await self.call(self.store.get_collection, collection)).spec
+            self._specs.put(collection, spec)
+        return spec
 
     async def vector_size(self, collection: str, fresh: bool = False) -> int:
         return (await self.collection_spec(collection, fresh)).vector_size
@@ -540,6 +551,8 @@ class VectorCore:
             if query.text is None:
                 raise InvalidArgument(f"a {mode} search needs a text query, not a vector")
             spec = await self.collection_spec(collection)
+            if not spec.bm25:  # refused on settings read now, not on cached ones
+                spec = await self.collection_spec(collection, fresh=True)
             if not spec.bm25:
                 raise FailedPrecondition(
                     f"collection {collection!r} was created without bm25, so it has no "
