@@ -71,34 +71,21 @@ func tooDeep(value any, depth int) string {
 // inexactInteger says why an integer cannot travel as a double, or "". The
 // smaller integer types always fit; a float is sent as it is.
 func inexactInteger(value any, _ int) string {
-	var double float64
 	switch n := value.(type) {
 	case int:
-		if double = float64(n); double < 0x1p63 && int64(double) == int64(n) {
-			return ""
-		}
-		return changedInteger(strconv.FormatInt(int64(n), 10), double)
+		return inexactSigned(int64(n))
 	case int64:
-		if double = float64(n); double < 0x1p63 && int64(double) == n {
-			return ""
-		}
-		return changedInteger(strconv.FormatInt(n, 10), double)
+		return inexactSigned(n)
 	case uint:
-		if double = float64(n); double < 0x1p64 && uint64(double) == uint64(n) {
-			return ""
-		}
-		return changedInteger(strconv.FormatUint(uint64(n), 10), double)
+		return inexactUnsigned(uint64(n))
 	case uint64:
-		if double = float64(n); double < 0x1p64 && uint64(double) == n {
-			return ""
-		}
-		return changedInteger(strconv.FormatUint(n, 10), double)
+		return inexactUnsigned(n)
 	case json.Number: // as json.Decoder.UseNumber hands out large ids
 		integer, ok := new(big.Int).SetString(string(n), 10)
 		if !ok {
 			return "" // not an integer: a float, sent as its nearest double
 		}
-		double, _ = new(big.Float).SetInt(integer).Float64()
+		double, _ := new(big.Float).SetInt(integer).Float64()
 		if math.IsInf(double, 0) {
 			return "" // structpb refuses it itself
 		}
@@ -107,6 +94,20 @@ func inexactInteger(value any, _ int) string {
 		}
 	}
 	return ""
+}
+
+func inexactSigned(n int64) string {
+	if double := float64(n); double < 0x1p63 && int64(double) == n {
+		return ""
+	}
+	return changedInteger(strconv.FormatInt(n, 10), float64(n))
+}
+
+func inexactUnsigned(n uint64) string {
+	if double := float64(n); double < 0x1p64 && uint64(double) == n {
+		return ""
+	}
+	return changedInteger(strconv.FormatUint(n, 10), float64(n))
 }
 
 func changedInteger(number string, double float64) string {
