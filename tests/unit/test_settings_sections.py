@@ -228,7 +228,8 @@ def test_every_numeric_setting_has_a_range() -> None:
         ),
         (
             ["--log-level", "loud"],
-            "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got 'loud'",
+            "--log-level (EMBEDSERVE_LOG_LEVEL) must be one of DEBUG, INFO, WARNING, ERROR, "
+            "CRITICAL; got 'loud'",
         ),
         # Choices the model's load checked, seconds later and without naming the flag.
         (

@@ -8,6 +8,7 @@ and metrics name a key by ``key_id``, a short hash of it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import hashlib
 import hmac
@@ -212,39 +213,95 @@ def _role(text: str, where: str) -> Role:
         ) from None
 
 
-def parse_lines(lines: Iterable[str], where: str) -> list[ApiKey]:
+def parse_lines(lines: Iterable[str], where: str, unit: str = "line") -> list[ApiKey]:
+    """``key role [collection ...]`` per line; a word starting with ``#`` ends the line (a
+    comment), so a comment after a key's collections is not read as more collections."""
     keys = []
     for number, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+        words = raw.split()
+        comment = next((i for i, word in enumerate(words) if word.startswith("#")), len(words))
+        parts = words[:comment]
+        if not parts:
             continue
-        parts = line.split()
         if len(parts) < 2:
             # The line holds at most the key: do not echo it.
-            raise FailedPrecondition(f"{where} entry {number}: expected 'key role [collections]'")
+            raise FailedPrecondition(f"{where} {unit} {number}: expected 'key role [collections]'")
         keys.append(
-            ApiKey(parts[0], _role(parts[1], f"{where} entry {number}"), frozenset(parts[2:]))
+            ApiKey(parts[0], _role(parts[1], f"{where} {unit} {number}"), frozenset(parts[2:]))
         )
     return keys
+
+
+_JSON_FIELDS = ("key", "role", "collections")
 
 
 def parse_json(text: str, where: str) -> list[ApiKey]:
-    data = json.loads(text)
-    entries = data.get("keys", []) if isinstance(data, dict) else data
-    if not isinstance(entries, list):
-        raise FailedPrecondition(f"{where}: expected a list of {{key, role, collections}}")
-    keys = []
-    for number, entry in enumerate(entries, 1):
-        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
-            raise FailedPrecondition(f"{where} entry {number}: needs a string 'key'")
-        keys.append(
-            ApiKey(
-                entry["key"],
-                _role(str(entry.get("role", "read")), f"{where} entry {number}"),
-                frozenset(entry.get("collections") or ()),
+    """A list of ``{"key", "role", "collections"}`` objects, or ``{"keys": [...]}``.
+
+    Strict, for a lenient reading fails open: a misspelt ``collection`` would have left its
+    key unrestricted, and ``"collections": "news"`` limited it to the letters of "news"."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:  # its message quotes no content: no key is echoed
+        raise FailedPrecondition(f"{where} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    if isinstance(data, dict):
+        if "key" in data:
+            raise FailedPrecondition(
+                f"{where}: holds one key's object; write a list of them, [{{...}}, ...]"
             )
+        if "keys" not in data:
+            raise FailedPrecondition(
+                f"{where}: a JSON object must hold 'keys', a list of {{key, role, collections}}"
+            )
+        if extra := set(data) - {"keys"}:
+            raise FailedPrecondition(f"{where}: {_unknown(extra, ('keys',))} beside 'keys'")
+        data = data["keys"]
+    if not isinstance(data, list):
+        raise FailedPrecondition(
+            f"{where}: expected a list of {{key, role, collections}} objects "
+            f'(or {{"keys": [...]}}); got a JSON {type(data).__name__}'
         )
-    return keys
+    return [_json_key(entry, f"{where} entry {number}") for number, entry in enumerate(data, 1)]
+
+
+def _unknown(names: Iterable[str], known: tuple[str, ...]) -> str:
+    """Says which fields are unknown. One close to a known field is a misspelling and is
+    named; any other might be a key written as a field's name, so it is only counted."""
+    said, hidden = [], 0
+    for name in sorted(names):
+        if close := difflib.get_close_matches(name, known, 1, 0.6):
+            said.append(f"unknown field {name!r} (did you mean {close[0]!r}?)")
+        else:
+            hidden += 1
+    if hidden:
+        said.append(f"{hidden} unknown field{'s' * (hidden > 1)} (not named: it may be a key)")
+    return "; ".join(said)
+
+
+def _json_key(entry: object, where: str) -> ApiKey:
+    if not isinstance(entry, dict):
+        raise FailedPrecondition(f"{where}: expected an object {{key, role, collections}}")
+    if extra := set(entry) - set(_JSON_FIELDS):
+        raise FailedPrecondition(
+            f"{where}: {_unknown(extra, _JSON_FIELDS)}; the fields are {', '.join(_JSON_FIELDS)}"
+        )
+    key, role = entry.get("key"), entry.get("role")
+    if not isinstance(key, str) or not key:
+        raise FailedPrecondition(f"{where}: needs a non-empty string 'key'")
+    # No default role: the README documents none, and a forgotten one is better refused.
+    if not isinstance(role, str):
+        raise FailedPrecondition(f"{where}: needs a 'role': read, write or admin")
+    collections = entry.get("collections", ())
+    if "collections" in entry and (
+        not isinstance(collections, list)
+        or not collections
+        or not all(isinstance(name, str) and name for name in collections)
+    ):
+        raise FailedPrecondition(
+            f"{where}: 'collections' must be a non-empty list of collection names, such as "
+            '["news"]; leave it out for a key that may use every collection'
+        )
+    return ApiKey(key, _role(role, where), frozenset(collections))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,18 +314,36 @@ class AuthSettings:
 
 
 def load_keys(settings: AuthSettings) -> KeyRing:
+    """The keys of the file and the variable. A source that is given but holds no key is
+    refused, at start as on a reload: auth would be off (or, on a reload, the keys thought
+    to be in force would not be)."""
     keys: list[ApiKey] = []
     if path := settings.api_keys_file:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise FailedPrecondition(f"cannot read api keys file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            raise FailedPrecondition(f"api keys file {path} is not UTF-8 text") from None
+        text = text.removeprefix("\ufeff")  # a byte order mark is not part of the first key
         if text.lstrip().startswith(("[", "{")):
-            keys += parse_json(text, path)
+            from_file = parse_json(text, path)
         else:
-            keys += parse_lines(text.splitlines(), path)
-    if settings.api_keys:
-        keys += parse_lines(settings.api_keys.split(";"), "EMBEDSERVE_API_KEYS")
+            from_file = parse_lines(text.splitlines(), path)
+        if not from_file:
+            raise FailedPrecondition(
+                f"api keys file {path} holds no key, which would turn auth off; give at least "
+                "one 'key role [collection ...]' line, or no --api-keys-file to run without auth"
+            )
+        keys += from_file
+    if settings.api_keys.strip():
+        from_env = parse_lines(settings.api_keys.split(";"), "EMBEDSERVE_API_KEYS", "entry")
+        if not from_env:
+            raise FailedPrecondition(
+                "EMBEDSERVE_API_KEYS holds no key, which would turn auth off; give at least "
+                "one 'key role [collection ...]' entry, or leave it unset to run without auth"
+            )
+        keys += from_env
     if any(not k.key for k in keys):
         raise FailedPrecondition("api keys must not be empty")
     return KeyRing(keys)

@@ -42,7 +42,7 @@ class _Check(CallHooks):
             await context.abort(status_of(exc), exc.message)
             raise  # unreachable: abort raises
         self._key, self._generation = key, self._keys.generation
-        return callctx.caller.set(key.key_id)
+        return callctx.set_caller(key.key_id)
 
     async def on_request(self, request: Any, context: Context) -> None:
         if self._key is None:

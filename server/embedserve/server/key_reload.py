@@ -1,6 +1,7 @@
 """API keys read again while serving (see file_watch): a key is added, revoked or rotated
 without a restart. A file that cannot be read or parsed, or that holds no key (which would
-turn auth off), leaves the keys in force as they were, and the log says why."""
+turn auth off), leaves the keys in force as they were, and the log says why: ``load_keys``
+refuses it, as it does at start."""
 
 from __future__ import annotations
 
@@ -28,13 +29,6 @@ class KeyReloader(WatchedFiles):
             fresh = load_keys(self._settings)
         except EmbedServeError as exc:
             log.error("API keys not reloaded, the %d in force kept: %s", kept, exc.message)
-            return False
-        if not len(fresh):
-            log.error(
-                "API keys not reloaded: the file holds none, which would turn auth off; "
-                "the %d in force kept",
-                kept,
-            )
             return False
         self._ring.replace(fresh)
         log.info("API keys reloaded: %d in force (%d before)", len(fresh), kept)

@@ -1,4 +1,5 @@
-"""Log setup: text or JSON lines, each carrying the request id of the call it is about."""
+"""Log setup: text or JSON lines, each carrying the request id of the call it is about
+(and, in JSON, the key_id of the key it was made with)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from embedserve.server import callctx
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps each record with the current call's request id ("" outside calls)."""
+    """Stamps each record with the current call's request id and key_id ("" outside calls,
+    and for a call made without a key). A key_id is a short hash: never the key."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = callctx.request_id.get()
+        record.key_id = callctx.key_id()
         return True
 
 
@@ -32,6 +35,9 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", "")
         if request_id:
             entry["request_id"] = request_id
+        key_id = getattr(record, "key_id", "")
+        if key_id:
+            entry["key_id"] = key_id
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -47,7 +53,8 @@ class TextFormatter(logging.Formatter):
         return f"{line} [request_id={request_id}]" if request_id else line
 
 
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # in any case
+FORMATS = ("text", "json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +68,7 @@ class LogSettings:
 def configure(settings: LogSettings, stream: IO[str] | None = None) -> logging.Handler:
     """Replace the root logger's handlers with one writing ``log_format`` lines."""
     fmt = settings.log_format
-    if fmt not in {"text", "json"}:
+    if fmt not in FORMATS:
         raise ValueError(f"log_format must be 'text' or 'json', got {fmt!r}")
     level = settings.log_level.upper()
     if level not in LEVELS:

@@ -12,6 +12,11 @@ import dataclasses
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
 FORWARD_PATHS = ("auto", "fast", "reference")  # bert_path, modernbert_path
+# The devices, checked before anything starts: a pattern, for cuda:N names any GPU (whether
+# it exists is checked at load). model.pick_device gives torch any device but cuda as it
+# is, so mps (Apple GPUs) is one too.
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?|mps"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +28,7 @@ class ModelSettings:
     # Run the Python code a model folder brings (config.json's auto_map: nomic-embed,
     # jina-embeddings, gte v1.5); it runs in this process, so only for folders one trusts.
     trust_remote_code: bool = False
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     # torch | torch-int8 (int8 linear layers) | onnx | onnx-int8 (ONNX Runtime); all but
     # torch run on a CPU in float32 only; bench/backends.py compares them

@@ -1,4 +1,5 @@
-"""Per-call observability: request id, latency/count metrics by method and code, access log."""
+"""Per-call observability: request id, latency/count metrics by method and code, access log
+(naming the caller's key_id for a call made with a key)."""
 
 from __future__ import annotations
 
@@ -25,17 +26,21 @@ class _Observe(CallHooks):
 
     async def begin(self, context: Context) -> Any:
         token = callctx.request_id.set(self._request_id)
-        return token, time.perf_counter()
+        call = callctx.Call()
+        return token, callctx.call.set(call), call, time.perf_counter()
 
     def end(self, state: Any, context: Context, error: BaseException | None) -> None:
-        token, started = state
+        token, call_token, call, started = state
         seconds = time.perf_counter() - started
         code = code_name(context, error)
         self._metrics.rpc_seconds.labels(self._method, "grpc").observe(seconds)
         self._metrics.rpc_total.labels(self._method, code, "grpc").inc()
         # A caller's mistake is not the server's: only server-side failures log louder.
         level = logging.ERROR if code in {"UNKNOWN", "INTERNAL"} else logging.INFO
-        log.log(level, "%s %s %.1f ms", self._method, code, seconds * 1000)
+        # A call made with a key names it by its key_id, a short hash: never the key.
+        by = f" {call.key_id}" if call.key_id else ""
+        log.log(level, "%s %s %.1f ms%s", self._method, code, seconds * 1000, by)
+        callctx.reset(callctx.call, call_token)
         callctx.reset(callctx.request_id, token)
 
 

@@ -1,14 +1,17 @@
 """Per-caller token-bucket rate limit on calls (a stream counts as one call).
 
-The caller is the API key (its key_id) when auth is on, else the peer's address.
+The caller is the API key (its key_id) when auth is on, else the peer's address: its bare
+IP, the same for a client's gRPC and HTTP calls (one bucket for both).
 Over the limit: RESOURCE_EXHAUSTED with trailing metadata ``retry-after-ms``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -97,8 +100,26 @@ class _Limit(CallHooks):
 
 
 def _peer_host(peer: str) -> str:
-    # "ipv4:127.0.0.1:5000" / "ipv6:[::1]:5000": the port changes per connection.
-    return peer.rsplit(":", 1)[0]
+    """A gRPC peer's address as HTTP names it: "ipv4:127.0.0.1:5000" -> "127.0.0.1",
+    "ipv6:[::1]:5000" -> "::1" (the port changes per connection)."""
+    kind, _, address = peer.partition(":")
+    if kind not in {"ipv4", "ipv6"}:
+        return peer  # a Unix socket ("unix:/path"): no port to drop
+    host = address.rsplit(":", 1)[0]
+    return client_address(urllib.parse.unquote(host).removeprefix("[").removesuffix("]"))
+
+
+def client_address(host: str) -> str:
+    """The one name of a client address for both transports' buckets: without auth, a
+    client's gRPC and HTTP calls share its one budget. An IPv4 address mapped into IPv6
+    (a dual-stack listener's "::ffff:127.0.0.1") is the IPv4 address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 class RateLimitInterceptor(HookInterceptor):

@@ -4,16 +4,26 @@ settings are made.
 Out of range, a setting failed far from its flag or not at all: ``--max-queue-items 0``
 refused the warm-up pass as "the queue is full", ``--max-batch-size 0`` quietly ran
 batches of one, ``--sort-window 0`` made a server that did not stop on SIGTERM, and
-``--port 70000`` listened on port 4464 (gRPC keeps the low 16 bits).
+``--port 70000`` listened on port 4464 (gRPC keeps the low 16 bits). A choice failed
+late too: ``--device foo`` only once the ports were bound, naming neither flag nor variable.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
+from embedserve.connectors.types import MAX_SHARD_NUMBER
 from embedserve.server.http.settings import OPENAI_TOKEN_IDS
-from embedserve.server.model_settings import BACKENDS, DTYPES, FORWARD_PATHS
+from embedserve.server.logs import FORMATS, LEVELS
+from embedserve.server.model_settings import (
+    BACKENDS,
+    DEVICE_PATTERN,
+    DEVICES,
+    DTYPES,
+    FORWARD_PATHS,
+)
 
 PORT = (0, 65535)
 # field: (lowest, highest or None). Where 0 means "off" or "the default", 0 is allowed.
@@ -45,7 +55,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "store_retry_max_s": (0, None),
     "ingest_inflight": (1, None),
     "max_write_points": (1, None),
-    "default_shard_number": (1, None),
+    "default_shard_number": (1, MAX_SHARD_NUMBER),  # every create would refuse more
     "default_replication_factor": (1, None),
     "default_write_consistency_factor": (1, None),
     "grace_period_s": (0, None),
@@ -61,6 +71,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "backend": BACKENDS,
     "bert_path": FORWARD_PATHS,
     "modernbert_path": FORWARD_PATHS,
+    "log_format": FORMATS,
+}
+# field: (the values it takes as a pattern, the values as the message names them).
+PATTERNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "device": (DEVICE_PATTERN, DEVICES),  # else only the model's load refused it
+    "log_level": ("(?i)" + "|".join(LEVELS), LEVELS),  # in any case
 }
 
 
@@ -74,6 +90,11 @@ def check_bounds(values: dict[str, Any]) -> None:
         if values[name] not in choices:
             raise ValueError(
                 f"{_flag(name)} must be one of {', '.join(choices)}; got {values[name]!r}"
+            )
+    for name, (pattern, named) in PATTERNS.items():
+        if not re.fullmatch(pattern, values[name]):
+            raise ValueError(
+                f"{_flag(name)} must be one of {', '.join(named)}; got {values[name]!r}"
             )
     for name, (lowest, highest) in BOUNDS.items():
         value = values[name]

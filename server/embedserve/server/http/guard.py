@@ -23,6 +23,7 @@ from embedserve.server.auth import (
 from embedserve.server.drain import ServerDraining
 from embedserve.server.errors import EmbedServeError
 from embedserve.server.http.backend import backend_of
+from embedserve.server.ratelimit import client_address
 
 T = TypeVar("T")
 
@@ -46,9 +47,9 @@ async def guard(request: Request) -> ApiKey | None:
     request.state.keys_generation = backend.keys.generation
     if len(backend.keys):
         key = _authorize(request)
-        callctx.caller.set(key.key_id)
+        callctx.set_caller(key.key_id)  # noted for the access log line too
     if backend.limiter is not None:
-        client = request.client.host if request.client else ""
+        client = client_address(request.client.host) if request.client else ""
         backend.limiter.check(callctx.caller.get() or client)
     return key
 

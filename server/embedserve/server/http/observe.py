@@ -2,9 +2,10 @@
 
 Request id (``x-request-id`` in, echoed back, stamped on log lines), latency and count
 metrics labelled with the RPC a route mirrors and ``transport="http"``, one access log
-line per request, the ``max_message_bytes`` limit on bodies (declared or counted as they
-arrive; not on an ingestion stream, whose lines have their own), the 500 answer to an
-unexpected exception, and CANCELLED (499) for a call whose client left before its body's end.
+line per request (naming the key_id of the key it was made with, if any), the
+``max_message_bytes`` limit on bodies (declared or counted as they arrive; not on an
+ingestion stream, whose lines have their own), the 500 answer to an unexpected exception,
+and CANCELLED (499) for a call whose client left before its body's end.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class ObserveMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")[:_MAX_REQUEST_ID]
         request_id = given or uuid.uuid4().hex
         token = callctx.request_id.set(request_id)
+        call = callctx.Call()  # the guard notes the caller's key in it
+        call_token = callctx.call.set(call)
         started = time.perf_counter()
         status = 500
 
@@ -138,7 +141,8 @@ class ObserveMiddleware:
         finally:
             if client_left:  # whatever was answered, nobody read it: the client cancelled
                 scope[CODE_KEY] = grpc.StatusCode.CANCELLED.name
-            self._record(scope, status, time.perf_counter() - started)
+            self._record(scope, status, time.perf_counter() - started, call.key_id)
+            callctx.reset(callctx.call, call_token)
             callctx.reset(callctx.request_id, token)
 
     def _too_large(self, headers: dict[bytes, bytes]) -> bool:
@@ -152,7 +156,7 @@ class ObserveMiddleware:
         status = http_status(scope["path"], code)
         await json_response(body, status, {"connection": "close"})(scope, receive, send)
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+    def _record(self, scope: Scope, status: int, seconds: float, key_id: str) -> None:
         method = _method_label(scope)
         code = _code_name(scope, status)
         if code == grpc.StatusCode.CANCELLED.name:
@@ -160,14 +164,16 @@ class ObserveMiddleware:
         self._metrics.rpc_seconds.labels(method, "http").observe(seconds)
         self._metrics.rpc_total.labels(method, code, "http").inc()
         level = logging.ERROR if code in {"UNKNOWN", "INTERNAL"} else logging.INFO
+        # A request made with a key names it by its key_id, a short hash: never the key.
         log.log(
             level,
-            "HTTP %s %s %s %d %.1f ms",
+            "HTTP %s %s %s %d %.1f ms%s",
             scope["method"],
             scope["path"],
             code,
             status,
             seconds * 1000,
+            f" {key_id}" if key_id else "",
         )
 
 
