@@ -80,6 +80,47 @@ def test_training_improves_ranking_and_writes_a_complete_model(
     assert siblings == {"tuned"}, "no partial folder or checkpoints are left behind"
 
 
+def test_the_report_is_no_part_of_the_models_fingerprint(finetuned: Path, tmp_path: Path) -> None:
+    """Its timings differ between runs that write the same weights."""
+    import shutil
+
+    from embedserve.server.model_identity import model_fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finetuned, copy)
+    (copy / "finetune-report.json").unlink()
+    assert model_fingerprint(copy) == model_fingerprint(finetuned)
+    edited = tmp_path / "edited"  # another folder: fingerprints are cached by folder
+    shutil.copytree(finetuned, edited)
+    (edited / "config.json").write_text((edited / "config.json").read_text() + " ")
+    assert model_fingerprint(edited) != model_fingerprint(finetuned)
+
+
+def test_stdout_holds_the_table_alone(
+    tiny_base: Path, small_pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model"
+    assert main(finetune_args(tiny_base, small_pairs, out, "--save-steps", "1")) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("| metric") and all(line.startswith("|") for line in printed)
+
+
+def test_documents_are_embedded_without_the_default_prompt(build_tiny_model: Any) -> None:
+    """As the server embeds them: a model's default prompt (here the query's) is not added
+    where the task has no prompt of its own."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedserve.server.finetune.evaluation import encode
+
+    folder = build_tiny_model(prompts={"query": "search_query: "}, default_prompt_name="query")
+    model = SentenceTransformer(str(folder), device="cpu")
+    got = encode(model, TEXTS, "", 8)
+    bare = model.encode(TEXTS, prompt="", normalize_embeddings=True)
+    prompted = model.encode(TEXTS, normalize_embeddings=True)  # the default prompt added
+    assert np.abs(got - bare).max() < 1e-6
+    assert np.abs(got - prompted).max() > 1e-3
+
+
 def test_finetuned_folder_serves_the_vectors_sentence_transformers_computes(
     finetuned: Path, tiny_base: Path, start_server: Callable[..., Any]
 ) -> None:
@@ -186,6 +227,8 @@ def test_bad_input_is_named_and_nothing_is_written(
         ("--negative-margin", "-1"): "--negative-margin must be at least 0 and below 1",
         ("--device", "tpu"): "--device must be auto, cpu, cuda or cuda:N; got 'tpu'",
         ("--device", "cuda:99"): "--device cuda:99: ",
+        ("--seed", "-1"): "--seed must be from 0 to 2**32 - 1; got -1",
+        ("--seed", str(2**32)): "--seed must be from 0 to 2**32 - 1",
         ("--max-seq-length", "100000"): "--max-seq-length 100000 is more than the model's maximum",
     }
     for (flag, value), expected in refused.items():

@@ -70,6 +70,18 @@ def test_bytes_that_are_not_utf8_are_named_by_line(tmp_path: Path) -> None:
     assert str(caught.value) == expected
 
 
+def test_lines_end_at_newlines_only_and_a_byte_order_mark_may_lead(tmp_path: Path) -> None:
+    """JSON strings may hold U+2028 and its kin raw, as json.dumps(ensure_ascii=False)
+    writes them; str.splitlines would cut the line there."""
+    first = json.dumps({"query": "a\u2028b\x85c", "positive": "d1"}, ensure_ascii=False)
+    path = tmp_path / "raw.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + f'{first}\r\n{{"query": "q2"}}\n'.encode())
+    with pytest.raises(FinetuneError, match="line 2: missing field 'positive'"):
+        read_pairs(path, "--train")
+    path.write_bytes(b"\xef\xbb\xbf" + f"{first}\n".encode())
+    assert read_pairs(path, "--train") == [Pair("a\u2028b\x85c", "d1")]
+
+
 def test_empty_or_missing_file_is_an_error(tmp_path: Path) -> None:
     empty = write_lines(tmp_path / "empty.jsonl", ["", "   "])
     with pytest.raises(FinetuneError, match=r"--train .*empty\.jsonl: the file is empty"):

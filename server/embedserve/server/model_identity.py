@@ -16,6 +16,10 @@ from pathlib import Path
 
 # What makes a model's vectors: weights, tokenizer files, configs (pooling, Dense heads).
 MODEL_FILE_SUFFIXES = frozenset({".safetensors", ".bin", ".json", ".txt", ".model"})
+# Files beside the model that say how it was made, not what it computes (timings differ
+# between runs that write the same weights).
+FINETUNE_REPORT = "finetune-report.json"
+NOT_MODEL_FILES = frozenset({FINETUNE_REPORT})
 # The start of a weights file names and holds its first tensors (embeddings included):
 # enough to tell weights apart without reading gigabytes at every start.
 HEAD_BYTES = 16 << 20
@@ -27,7 +31,8 @@ def model_fingerprint(folder: Path) -> str:
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
         hidden = any(part.startswith(".") for part in relative.split("/"))
-        if hidden or path.suffix not in MODEL_FILE_SUFFIXES or not path.is_file():
+        kept = path.suffix in MODEL_FILE_SUFFIXES and relative not in NOT_MODEL_FILES
+        if hidden or not kept or not path.is_file():
             continue
         digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
         with open(path, "rb") as fh:

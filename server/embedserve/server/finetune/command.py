@@ -7,6 +7,7 @@ and works without the ``finetune`` extra.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -20,9 +21,10 @@ from typing import Any
 
 from embedserve.server.finetune.errors import FinetuneError
 from embedserve.server.finetune.pairs import corpus_of, read_pairs, split_heldout
+from embedserve.server.model_identity import FINETUNE_REPORT
 
 EXTRA_HINT = "embedserve finetune needs its extra: pip install 'embedserve[finetune]'"
-REPORT_NAME = "finetune-report.json"
+REPORT_NAME = FINETUNE_REPORT
 
 
 def add_parser(commands: Any) -> None:
@@ -114,6 +116,8 @@ def _check_flags(args: argparse.Namespace) -> Paths:
     for flag, value in shares.items():
         if not 0 <= value < 1:
             raise FinetuneError(f"{flag} must be at least 0 and below 1; got {value}")
+    if not 0 <= args.seed < 2**32:
+        raise FinetuneError(f"--seed must be from 0 to 2**32 - 1; got {args.seed}")
     _check_device(args.device)
     out = Path(args.out)
     paths = Paths(
@@ -219,7 +223,9 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device,
     )
     train_started = time.monotonic()
-    outcome = train(model, train_pairs, prompts, settings)
+    # The trainer prints its log lines: stdout is for the table alone (`> table.md`).
+    with contextlib.redirect_stdout(sys.stderr):
+        outcome = train(model, train_pairs, prompts, settings)
     train_seconds = time.monotonic() - train_started
     after = evaluate(model, heldout, corpus, prompts, args.encode_batch_size)
     _log("after:  " + _brief(after))
@@ -239,7 +245,12 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
             "max_seq_length": args.max_seq_length,
             "matryoshka_dims": list(dims),
             "cached_mini_batch": args.cached_mini_batch,
+            "warmup_ratio": args.warmup_ratio,
+            "mine_negatives": args.mine_negatives,
+            "negative_margin": args.negative_margin,
+            "eval_fraction": None if args.eval is not None else args.eval_fraction,
             "seed": args.seed,
+            "device": args.device,
             "bf16": use_bf16(args.device),
         },
         "before": before,
@@ -278,8 +289,13 @@ def _check_device(device: str) -> None:
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
         raise FinetuneError(f"--device {device}: torch sees no CUDA device here; use cpu or auto")
-    if match.group(1) is not None and int(match.group(1)) >= count:
-        raise FinetuneError(f"--device {device}: there are {count} CUDA devices (cuda:0 first)")
+    # The trainer trains on the first visible GPU (and on all of them at once, with the
+    # batch multiplied, where several are visible): CUDA_VISIBLE_DEVICES picks one.
+    if match.group(1) is not None and int(match.group(1)) != 0:
+        raise FinetuneError(
+            f"--device {device}: training runs on the first visible GPU; pick that one "
+            f"with CUDA_VISIBLE_DEVICES={match.group(1)} and --device cuda"
+        )
 
 
 def _check_max_seq_length(requested: int | None, model_max: int) -> None:

@@ -13,10 +13,11 @@ from embedserve.server.finetune.prompts import TaskPrompts
 
 
 def encode(model: Any, texts: Sequence[str], prompt: str, batch_size: int) -> FloatArray:
-    """Unit vectors for ``texts`` with ``prompt`` prepended, as the server embeds them."""
+    """Unit vectors for ``texts`` with ``prompt`` prepended, as the server embeds them.
+    No prompt is "", not None: sentence-transformers would use the default prompt then."""
     vectors = model.encode(
         list(texts),
-        prompt=prompt or None,
+        prompt=prompt,
         batch_size=batch_size,
         convert_to_numpy=True,
         normalize_embeddings=True,

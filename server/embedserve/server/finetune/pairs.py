@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from embedserve.client._unicode import surrogate_problem
-from embedserve.client.cli_lines import utf8_lines
+from embedserve.client.cli_lines import open_text, utf8_lines
 from embedserve.server.finetune.errors import FinetuneError
 
 TEXT_FIELDS = ("query", "positive", "negative")
@@ -30,16 +30,17 @@ def read_pairs(path: Path, flag: str) -> list[Pair]:
 
     Every problem is reported as ``FLAG FILE line N: ...`` so the user can go to it.
     """
+    # Lines end at \n alone (and a byte order mark may lead), as ingest reads JSONL:
+    # str.splitlines would also split at U+2028 and the like, which JSON strings may hold.
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        with open_text(str(path)) as handle:
+            lines = list(utf8_lines(handle, f"{flag} {path} line"))
     except FileNotFoundError as exc:
         raise FinetuneError(f"{flag} {path}: no such file") from exc
-    except OSError as exc:
-        raise FinetuneError(f"{flag} {path}: cannot read it ({exc})") from exc
-    try:
-        lines = list(utf8_lines(text.splitlines(), f"{flag} {path} line"))
     except ValueError as exc:
         raise FinetuneError(str(exc)) from None
+    except OSError as exc:
+        raise FinetuneError(f"{flag} {path}: cannot read it ({exc})") from exc
     pairs = [
         _parse_line(line, f"{flag} {path} line {number}")
         for number, line in enumerate(lines, start=1)
