@@ -77,7 +77,7 @@ def filter_arg(text: str | None) -> dict[str, Any] | None:
     try:
         query_filter(value)
     except (json_format.ParseError, TypeError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
+        first = str(exc).splitlines()[0].removeprefix("filter: ")  # the client's own prefix
         raise ValueError(f"--filter: not a filter ({first})") from None
     return value
 
