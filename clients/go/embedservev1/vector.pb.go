@@ -976,7 +976,8 @@ func (x *WriteOptions) GetSplit() *PassageSplit {
 // them all: passages past the new count and a point written unsplit under its
 // id are deleted first. Search with group_by "doc_id" answers once per
 // document; delete with a filter on doc_id removes one. Documents given as
-// vectors are stored as they are.
+// vectors are stored as they are. A split document's id may not end in
+// "#<digits>", as a passage's does (INVALID_ARGUMENT).
 type PassageSplit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tokens of text per passage, not counting the prompt and special tokens.

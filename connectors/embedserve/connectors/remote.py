@@ -442,18 +442,23 @@ class RemoteStore(ContextManagerMixin):
         if ids is not None and not ids:
             return
         self._check_text_matches(collection, filter)
-        if filter is None:
-            wanted = point_index(ids or ())
-            with self._call(ErrorContext(collection)):
-                found = self._client.retrieve(collection, point_ids(ids or ()), False, False)
-            if missing := missing_ids(wanted, found):  # the server would update the others
-                raise PointNotFound(collection, missing)
+        # One set-payload operation, the keys to remove set to null (which removes a
+        # top-level key), so that the server applies both to each point at once: as two
+        # operations (even in one batch request) an upsert could land between them.
+        if keys:  # checked above; the names as given, not the paths delete_payload takes
+            values = {**values, **dict.fromkeys(delete_keys)}
         selector = _selector(ids, filter)
-        with self._call(ErrorContext(collection)):
-            if values:
+        wanted = point_index(ids or ())
+        with self._lock:  # local mode: no other call between the check and the write
+            if filter is None:
+                with self._call(ErrorContext(collection)):
+                    found = self._client.retrieve(collection, point_ids(ids or ()), False, False)
+                if missing := missing_ids(wanted, found):  # the server would update the others
+                    raise PointNotFound(collection, missing)
+            # A server: a point deleted since the check fails the write, after the server
+            # updated the others; NOT_FOUND names it (not an outage, for a client to retry).
+            with self._call(ErrorContext(collection, wanted)):
                 self._client.set_payload(collection, values, selector, wait=True)
-            if keys:
-                self._client.delete_payload(collection, keys, selector, wait=True)
 
     def scroll_by_value(
         self,

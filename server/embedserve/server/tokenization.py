@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,13 +124,14 @@ class TextTokenizer:
         if count <= max_tokens:
             return [(0, len(text))]
         # Where a passage may begin: at a character boundary (byte-level tokens may share
-        # a character), best at a word: a token after a space or holding one (byte-level
-        # BPE keeps a word's space in its first token).
+        # a character) that is no combining mark (it belongs with the letter before it),
+        # best at a word: a token after a space or holding one (byte-level BPE keeps a
+        # word's space in its first token).
         whole = [True] * (count + 1)
         word = [True] * (count + 1)
         for i in range(1, count):
             at = offsets[i][0]
-            whole[i] = at >= offsets[i - 1][1]
+            whole[i] = at >= offsets[i - 1][1] and not unicodedata.combining(source[at])
             word[i] = whole[i] and any(c.isspace() for c in source[at - 1 : at + 1])
 
         def back_to(index: int, floor: int) -> int:
@@ -140,11 +142,21 @@ class TextTokenizer:
                     return cut
             return index
 
+        def end_of(last: int) -> int:
+            """Where a passage whose last token is ``last`` ends: past the combining marks
+            that follow it (a tokenizer that strips accents leaves them out of its tokens'
+            offsets), up to the next token."""
+            at: int = offsets[last][1]
+            limit = offsets[last + 1][0] if last + 1 < count else len(source)
+            while at < limit and unicodedata.combining(source[at]):
+                at += 1
+            return at
+
         spans: list[tuple[int, int]] = []
         start = 0
         while True:
             end = back_to(min(count, start + max_tokens), start)
-            spans.append((offsets[start][0], offsets[end - 1][1]))
+            spans.append((offsets[start][0], end_of(end - 1)))
             if end == count:
                 return spans
             start = back_to(max(start + 1, end - overlap), start)

@@ -563,7 +563,8 @@ class PassageSplit(_message.Message):
     them all: passages past the new count and a point written unsplit under its
     id are deleted first. Search with group_by "doc_id" answers once per
     document; delete with a filter on doc_id removes one. Documents given as
-    vectors are stored as they are.
+    vectors are stored as they are. A split document's id may not end in
+    "#<digits>", as a passage's does (INVALID_ARGUMENT).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
