@@ -15,7 +15,7 @@ from fakes import RecordingModel
 from harness import MODEL_THREADS, exactly, limits, running_batcher
 
 from embedserve.server.batch_cost import PassCost
-from embedserve.server.batcher import Batcher, WindowResult
+from embedserve.server.batcher import Batcher, Priority, WindowResult
 from embedserve.server.errors import (
     DeadlineExpired,
     InferenceFailed,
@@ -181,6 +181,40 @@ def test_skipped_windows_do_not_split_the_batch_around_them() -> None:
 
     asyncio.run(body())
     assert [[w.ids[0] for w in b] for b in model.batches[1:]] == [[11, 17]]
+
+
+def test_the_queue_gauges_fall_to_zero_once_skipped_windows_leave() -> None:
+    """Cancelled and expired windows are dropped by the next cut; with no live window
+    left, no batch follows, and the gauges must not keep counting them."""
+    model = RecordingModel(hold_first=True)
+
+    def depth(metrics: Metrics, name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    async def body() -> Metrics:
+        async with running_batcher(model, limits(max_wait_ms=0)) as (batcher, metrics):
+            blocker = await hold_model(batcher, model)
+            expired = batcher.submit(windows(3, 4), deadline=time.monotonic() + 0.05)
+            cancelled = batcher.submit(windows(5, 6, 7), priority=Priority.BULK)
+            for future in cancelled:
+                future.cancel()
+            assert depth(metrics, "embedserve_queue_depth") == 5
+            await asyncio.sleep(0.1)  # the deadline passes while the model is held
+            model.release()
+            await settle(asyncio.gather(*blocker))
+            with pytest.raises(DeadlineExpired):
+                await settle(asyncio.gather(*expired))
+            for _ in range(100):  # the loop cuts once more, finding nothing live
+                if depth(metrics, "embedserve_queue_depth") == 0:
+                    break
+                await asyncio.sleep(0.01)
+            return metrics
+
+    metrics = asyncio.run(body())
+    assert depth(metrics, "embedserve_queue_depth") == 0
+    for lane in ("interactive", "bulk"):
+        assert depth(metrics, "embedserve_lane_queue_depth", lane=lane) == 0
+    assert len(model.batches) == 1  # only the held one ran
 
 
 def test_the_model_runs_on_the_batchers_executor() -> None:

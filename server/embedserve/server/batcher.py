@@ -317,7 +317,10 @@ class Batcher:
                 item.future.set_exception(DeadlineExpired("deadline expired while queued"))
                 continue
             live.append(item)
+        # Cancelled and expired windows left the lane too: the gauge says so now, not at
+        # the next arrival (an idle server would report them waiting for good).
         if not live:
+            self._report_depth()
             return []
         chosen = set(self._choose(live))
         batch = [live[i] for i in sorted(chosen)]
@@ -325,6 +328,7 @@ class Batcher:
         rest = [live[i] for i in range(len(live)) if i not in chosen]
         queue.extendleft(reversed(rest))
         self._lane_costs[priority] += sum(item.cost for item in rest)
+        self._report_depth()
         lane = priority.name.lower()
         self._metrics.lane_batches.labels(lane).inc()
         waited = self._metrics.lane_wait.labels(lane)
@@ -420,7 +424,6 @@ class Batcher:
                 item.future.set_result(
                     WindowResult(vector, started - item.enqueued, finished - started)
                 )
-        self._report_depth()
 
     def _report_depth(self) -> None:
         self._metrics.queue_depth.set(self.queued)
