@@ -114,6 +114,17 @@ def test_cluster_answers_what_grpc_answers(topics: tuple[EmbedClient, httpx.Clie
     texts = http.post("/api/v1/cluster", json={"texts": TEXTS, "k": 2, "seed": 7}).json()
     assert texts["labels"] == list(client.cluster(texts=TEXTS, k=2, seed=7).labels)
     assert texts["ids"] == [str(i) for i in range(len(TEXTS))]
+    # None of the central members or words, as over gRPC.
+    bare = {"k": 2, "top_documents": 0, "top_words": 0}
+    reply = http.post("/api/v1/collections/topics/cluster", json=bare)
+    assert reply.status_code == 200, reply.text
+    assert all(c["central"] == [] and c["words"] == [] for c in reply.json()["clusters"])
+    # A passage's own fields find it from its document: no label is written over them.
+    for taken in ("doc_id", "passage", "passages", "span"):
+        refused = http.post(
+            "/api/v1/collections/topics/cluster", json={"k": 2, "write_label": taken}
+        )
+        assert refused.status_code == 400 and "that field is taken" in refused.text
 
 
 def test_find_duplicates_answers_what_grpc_answers(

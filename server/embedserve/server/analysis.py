@@ -41,6 +41,7 @@ from embedserve.server.analysis_duplicates import (
 from embedserve.server.analysis_points import PAGE_SIZE, PointSet, collect, from_texts, text_of
 from embedserve.server.analysis_words import distinguishing_words
 from embedserve.server.errors import FailedPrecondition, InvalidArgument
+from embedserve.server.passages import RESERVED_KEYS as PASSAGE_KEYS
 from embedserve.server.vectors import TEXT_PAYLOAD_KEY, VectorCore
 
 DUPLICATE_PAGE = 256
@@ -123,7 +124,9 @@ def _check_job(job: ClusterJob) -> None:
             raise InvalidArgument("write_label needs a collection, not texts")
         if job.filter is not None:
             raise InvalidArgument("filter needs a collection, not texts")
-    if job.write_label in (TEXT_PAYLOAD_KEY, RESERVED_KEY):
+    # The passage fields find a document's passages (a rewrite removes the stale ones by
+    # doc_id): a label written over them would cut passages off their document.
+    if job.write_label in (TEXT_PAYLOAD_KEY, RESERVED_KEY, *PASSAGE_KEYS):
         raise InvalidArgument(f"write_label must not be {job.write_label!r}: that field is taken")
     if job.max_points < 2:
         raise InvalidArgument("max_points must be at least 2")

@@ -49,8 +49,8 @@ class ClusterOptions(Body):
     max_points: PositiveU32 | None = Field(
         default=None, description="cluster a random sample of this many; default 20000"
     )
-    top_documents: PositiveU32 | None = Field(default=None, description="default 5")
-    top_words: PositiveU32 | None = Field(default=None, description="default 10")
+    top_documents: U32 | None = Field(default=None, description="default 5; 0: none")
+    top_words: U32 | None = Field(default=None, description="default 10; 0: none")
     seed: U32 | None = Field(default=None, description="for k-means and sampling; default 0")
 
 
