@@ -76,6 +76,10 @@ def test_vector_store_round_trip(both: Any, http: httpx.Client) -> None:
     )
     assert created.status_code == 200, created.text
     assert created.json()["collection"]["config"]["dimensions"] == 384
+    plain_bm25 = {"name": "worded", "config": {"bm25": True, "bm25_language": ""}}
+    worded = http.post("/api/v1/collections", json=plain_bm25)
+    assert worded.json()["collection"]["config"]["bm25_language"] == "english", worded.text
+    assert http.delete("/api/v1/collections/worded").status_code == 200
     again = http.post("/api/v1/collections", json={"name": "news"})
     assert again.status_code == 409
     assert again.json()["error"]["status"] == "ALREADY_EXISTS"
@@ -129,6 +133,23 @@ def test_vector_store_round_trip(both: Any, http: httpx.Client) -> None:
     assert len(got.json()["documents"][0]["vector"]) == 384
     count = http.post("/api/v1/collections/news/count", json={"filter": space}).json()
     assert count["count"] == 2
+    # Empty values are the defaults, as over gRPC: every payload key, no read consistency.
+    defaults = {"limit": 1, "payload_keys": [], "read_consistency": ""}
+    hit = http.post("/api/v1/collections/news/search", json={"text": "oven", "params": defaults})
+    assert hit.status_code == 200, hit.text
+    assert set(hit.json()["results"][0]["payload"]) == {"topic", "text"}
+    # An empty filter inside one matches every point: no way round the delete guard.
+    everything = {"filter": {"must": [{"filter": {}}]}}
+    refused = http.post("/api/v1/collections/news/delete", json=everything)
+    assert refused.status_code == 400 and "empty filter" in refused.text
+    assert http.post("/api/v1/collections/news/count", json={}).json()["count"] == 3
+    # A JSON body not declared as JSON: the header is what is wrong.
+    form = http.post(
+        "/api/v1/collections/news/count",
+        content=b"{}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 400 and "content-type application/json" in form.text
     assert http.post("/api/v1/collections/news/delete", json={"filter": space}).status_code == 200
     assert http.post("/api/v1/collections/news/count", json={}).json()["count"] == 1
     assert http.get("/api/v1/collections/news").json()["collection"]["points_count"] == 1

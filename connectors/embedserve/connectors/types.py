@@ -702,6 +702,10 @@ def _conditions(conditions: object, where: str) -> tuple[Condition, ...]:
     for c in conditions:
         if not isinstance(c, (*_CONDITION_TYPES, Filter)):
             raise InvalidFilter(f"unsupported filter condition: {c!r}")
+        if isinstance(c, Filter) and c.is_empty():
+            # It matches every point (none under must_not): a delete "by filter" holding
+            # one would remove everything past the guard that an empty filter meets.
+            raise InvalidFilter(f"{where} holds an empty filter, which matches every point")
     return tuple(conditions)
 
 

@@ -59,9 +59,21 @@ async def on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     # TEI answers a body it cannot read as its request with 422 (413: one it refuses).
     status = 422 if request.url.path in TEI_PATHS else None
-    return error_response(
-        request, grpc.StatusCode.INVALID_ARGUMENT, validation_message(exc.errors()), status=status
-    )
+    message = _not_json(request, exc.errors()) or validation_message(exc.errors())
+    return error_response(request, grpc.StatusCode.INVALID_ARGUMENT, message, status=status)
+
+
+def _not_json(request: Request, errors: Sequence[Any]) -> str | None:
+    """The header, where a body arrived as raw bytes because it was not declared JSON
+    (curl -d sends form-urlencoded): pydantic would only say it wanted an object."""
+    declared = request.headers.get("content-type", "")
+    media = declared.split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json") or not errors:
+        return None
+    first = errors[0]
+    if tuple(first.get("loc", ())) != ("body",) or not isinstance(first.get("input"), bytes):
+        return None
+    return f"the body must be JSON, sent with content-type application/json; got {declared!r}"
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:

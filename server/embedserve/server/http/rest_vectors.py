@@ -98,7 +98,7 @@ def spec_of(
         distance=st.Distance(config.distance) if config.distance else model_distance,
         on_disk=config.on_disk,
         bm25=config.bm25,
-        bm25_language=config.bm25_language,
+        bm25_language=config.bm25_language or st.CollectionSpec.bm25_language,  # "" as gRPC
         quantization=st.Quantization(config.quantization),
         datatype=st.VectorDatatype(config.vector_datatype),
         payload_indexes={k: st.PayloadIndexKind(v) for k, v in config.payload_indexes.items()},
@@ -147,6 +147,11 @@ def group_by(body: GroupBy | None) -> groups.GroupBy | None:
 
 def search_params(params: QueryParams) -> st.SearchParams:
     fields = params.model_dump(exclude_none=True)
+    # As over gRPC, an empty value is the default: no keys named (so all of them), no
+    # read consistency asked for.
+    for name in ("payload_keys", "read_consistency"):
+        if name in fields and not fields[name]:
+            del fields[name]
     return vc.store_value(st.SearchParams, **fields)
 
 
