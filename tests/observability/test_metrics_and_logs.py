@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -17,12 +16,12 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+from log_capture import captured_log
 from prometheus_client.parser import text_string_to_metric_families
 from running_server import free_port
 
 from embedserve.client import EmbedClient
 from embedserve.client.cli import main as cli_main
-from embedserve.server import logs
 from embedserve.v1 import embedding_pb2, embedding_pb2_grpc
 
 EMBED = "/embedserve.v1.EmbeddingService/Embed"
@@ -123,18 +122,8 @@ def test_metrics_off_by_default(minilm_server: Any) -> None:
 
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    stream = io.StringIO()
-    logs.configure(logs.LogSettings(log_level="INFO", log_format="json"), stream)
-    try:
+    with captured_log("json") as stream:
         yield stream
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
 
 
 def test_json_log_lines_carry_request_id(

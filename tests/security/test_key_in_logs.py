@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,9 +13,9 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from log_capture import captured_log
 from running_server import free_port
 
-from embedserve.server import logs
 from embedserve.server.auth import ApiKey, Role
 from embedserve.v1 import embedding_pb2, embedding_pb2_grpc
 
@@ -24,26 +23,16 @@ SECRET = "alice-secret-never-logged"
 KEY_ID = ApiKey(SECRET, Role.READ).key_id
 
 
-def log_to(log_format: str) -> Callable[[], Iterator[io.StringIO]]:
-    def fixture() -> Iterator[io.StringIO]:
-        root = logging.getLogger()
-        saved = (list(root.handlers), root.level)
-        stream = io.StringIO()
-        logs.configure(logs.LogSettings(log_level="INFO", log_format=log_format), stream)
-        try:
-            yield stream
-        finally:
-            for handler in list(root.handlers):
-                root.removeHandler(handler)
-            for handler in saved[0]:
-                root.addHandler(handler)
-            root.setLevel(saved[1])
-
-    return fixture
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    with captured_log("json") as stream:
+        yield stream
 
 
-json_log = pytest.fixture(log_to("json"), name="json_log")
-text_log = pytest.fixture(log_to("text"), name="text_log")
+@pytest.fixture
+def text_log() -> Iterator[io.StringIO]:
+    with captured_log("text") as stream:
+        yield stream
 
 
 def access_lines(stream: io.StringIO, request_id: str) -> list[dict[str, Any]]:
