@@ -63,6 +63,20 @@ func (s orderedStream[B, Req, Resp, Out]) run(ctx context.Context, open func(con
 		// early is an answer (or the call's end) that came before the sender
 		// handed over its message, or while it waited for the producer.
 		var early *answer[Resp]
+		// nextAnswer is early, else the next answer; false when ctx ends first.
+		nextAnswer := func() (answer[Resp], bool) {
+			if early != nil {
+				a := *early
+				early = nil
+				return a, true
+			}
+			select {
+			case a := <-answers:
+				return a, true
+			case <-ctx.Done():
+				return answer[Resp]{}, false
+			}
+		}
 		for {
 			var m sentMessage[B]
 			ok := true
@@ -90,16 +104,10 @@ func (s orderedStream[B, Req, Resp, Out]) run(ctx context.Context, open func(con
 			if !ok {
 				break
 			}
-			var a answer[Resp]
-			if early != nil {
-				a, early = *early, nil
-			} else {
-				select {
-				case a = <-answers:
-				case <-ctx.Done():
-					yield(zero, canceled())
-					return
-				}
+			a, live := nextAnswer()
+			if !live {
+				yield(zero, canceled())
+				return
 			}
 			if a.err == io.EOF {
 				a.err = fmt.Errorf("embedserve: %s ended before %s %s", s.name, s.answerOf, m.id)
@@ -128,16 +136,10 @@ func (s orderedStream[B, Req, Resp, Out]) run(ctx context.Context, open func(con
 			return
 		}
 		// Everything sent was answered: the server's final status decides.
-		var end answer[Resp]
-		if early != nil {
-			end = *early
-		} else {
-			select {
-			case end = <-answers:
-			case <-ctx.Done():
-				yield(zero, canceled())
-				return
-			}
+		end, live := nextAnswer()
+		if !live {
+			yield(zero, canceled())
+			return
 		}
 		if end.err != io.EOF {
 			if end.err == nil {
