@@ -203,16 +203,8 @@ class IngestFakeServerTest {
     List<IngestAck> acks = new CopyOnWriteArrayList<>();
     ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor();
     Context context = Context.current().withDeadlineAfter(500, TimeUnit.MILLISECONDS, timer);
-    Iterable<Document> source =
-        waitingSource(Integer.MAX_VALUE, docs(3), new LinkedBlockingQueue<>());
     try {
-      StatusRuntimeException e =
-          withFake(
-              new FakeIngest(100, Status.OK, a -> a),
-              client ->
-                  assertThrows(
-                      StatusRuntimeException.class,
-                      () -> ingestWithin10s(context, client, source, acks::add)));
+      StatusRuntimeException e = endedWhileTheSourceWaits(context, acks::add);
       assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
       assertEquals(1, acks.size());
     } finally {
@@ -229,17 +221,25 @@ class IngestFakeServerTest {
           acks.add(ack);
           context.cancel(null);
         };
-    Iterable<Document> source =
-        waitingSource(Integer.MAX_VALUE, docs(3), new LinkedBlockingQueue<>());
-    StatusRuntimeException e =
-        withFake(
-            new FakeIngest(100, Status.OK, a -> a),
-            client ->
-                assertThrows(
-                    StatusRuntimeException.class,
-                    () -> ingestWithin10s(context, client, source, cancelAtTheFirst)));
+    StatusRuntimeException e = endedWhileTheSourceWaits(context, cancelAtTheFirst);
     assertEquals(Status.Code.CANCELLED, e.getStatus().getCode());
     assertEquals(1, acks.size());
+  }
+
+  /**
+   * How an ingestion run in {@code context} ends when its source gives 3 documents and then waits
+   * for good: its first message of 2 acknowledged, the third document never sent.
+   */
+  private static StatusRuntimeException endedWhileTheSourceWaits(
+      Context context, Consumer<IngestAck> onAck) throws Exception {
+    Iterable<Document> source =
+        waitingSource(Integer.MAX_VALUE, docs(3), new LinkedBlockingQueue<>());
+    return withFake(
+        new FakeIngest(100, Status.OK, a -> a),
+        client ->
+            assertThrows(
+                StatusRuntimeException.class,
+                () -> ingestWithin10s(context, client, source, onAck)));
   }
 
   /**
