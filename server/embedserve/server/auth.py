@@ -320,12 +320,12 @@ def load_keys(settings: AuthSettings) -> KeyRing:
     keys: list[ApiKey] = []
     if path := settings.api_keys_file:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            # utf-8-sig: a byte order mark is not part of the first key.
+            text = Path(path).read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise FailedPrecondition(f"cannot read api keys file {path}: {exc.strerror}") from exc
         except UnicodeDecodeError:
             raise FailedPrecondition(f"api keys file {path} is not UTF-8 text") from None
-        text = text.removeprefix("\ufeff")  # a byte order mark is not part of the first key
         if text.lstrip().startswith(("[", "{")):
             from_file = parse_json(text, path)
         else:
