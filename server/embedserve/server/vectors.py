@@ -531,19 +531,14 @@ class VectorCore:
         counts = {doc: n for batch in batches for doc, n in batch.passage_counts.items()}
         sizes = {b.embedded_at for b in batches if b.embedded_at is not None}
         started = time.perf_counter()
-        if counts:
-            spec = await self.collection_spec(collection)
-            async with self._documents.held(collection, counts):
-                await self._remove_replaced(collection, spec, counts)
-                await self.call(self.store.upsert, collection, points, embedded_at=sizes)
-        else:
+        async with self._documents.held(collection, counts):  # none without split documents
+            if counts:
+                await self._remove_replaced(collection, counts)
             await self.call(self.store.upsert, collection, points, embedded_at=sizes)
         self.metrics.store_write_seconds.observe(time.perf_counter() - started)
         self.metrics.store_write_points.observe(len(points))
 
-    async def _remove_replaced(
-        self, collection: str, spec: CollectionSpec, counts: Mapping[str, int]
-    ) -> None:
+    async def _remove_replaced(self, collection: str, counts: Mapping[str, int]) -> None:
         """Remove what split documents (``counts``: each one's new passage count) replace.
         With a keyword index on ``doc_id``: by filter, in one request, every passage from
         the new count on, whatever count the stored ones say (passages an earlier write
@@ -551,6 +546,7 @@ class VectorCore:
         filter would read every point of the collection (about 200 ms per 200,000 points,
         per write): the first passages are read, and the passages past the new count up to
         the count each first one says are removed by id."""
+        spec = await self.collection_spec(collection)
         if spec.payload_indexes.get(DOC_ID_KEY) is PayloadIndexKind.KEYWORD:
             await self.call(self.store.delete, collection, None, stale_points(counts))
             return
