@@ -116,18 +116,22 @@ def core_over(store: Any) -> VectorCore:
 
 
 @pytest.mark.parametrize("collection", ["docs", "plain"])
+@pytest.mark.parametrize("short_through", ["name", "alias"])
 def test_two_writes_of_one_document_at_once_leave_one_version(
-    store: VectorStore, collection: str
+    store: VectorStore, collection: str, short_through: str
 ) -> None:
     """The short version's write removes what it replaces; the long version's write, run
     in between, must wait for it, else the short one's passages land over the long one's
-    first two and its other fifteen stay, each saying 17."""
+    first two and its other fifteen stay, each saying 17. A write through an alias waits
+    for one by the collection's name as well."""
+    store.update_aliases({"current": collection}, [])
+    short_to = "current" if short_through == "alias" else collection
     calls = Calls(store)
     calls.hold_first_delete = True
     core = core_over(calls)
 
     async def race() -> None:
-        short = asyncio.create_task(core.write(collection, [batch({"r": 2}, version=1)]))
+        short = asyncio.create_task(core.write(short_to, [batch({"r": 2}, version=1)]))
         await asyncio.to_thread(calls.first_deleted.wait, 5)
         long = asyncio.create_task(core.write(collection, [batch({"r": 17}, version=6)]))
         await asyncio.gather(short, long)
@@ -166,7 +170,10 @@ def test_the_unsplit_point_goes_and_other_documents_stay(
 
 @pytest.mark.parametrize(
     ("collection", "requests"),
-    [("docs", ["delete", "upsert"]), ("plain", ["retrieve", "delete", "upsert"])],
+    [
+        ("docs", ["list_aliases", "delete", "upsert"]),
+        ("plain", ["list_aliases", "retrieve", "delete", "upsert"]),
+    ],
 )
 def test_a_write_of_several_documents_removes_in_one_request(
     store: VectorStore, collection: str, requests: list[str]

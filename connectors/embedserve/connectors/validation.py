@@ -25,6 +25,7 @@ from .types import (
     PointRecord,
     RecommendStrategy,
     SearchParams,
+    SettingsChanged,
     SparseTerms,
     VectorDatatype,
     VectorLike,
@@ -154,7 +155,7 @@ def prepare_points(spec: CollectionSpec, points: Sequence[PointRecord]) -> list[
             raise InvalidRequest(f"expected PointRecord, got {type(p).__name__}")
         check_document(p.id, p.payload)
         if p.keywords is not None and not spec.bm25:
-            raise InvalidRequest(f"collection {spec.name!r} was created without bm25")
+            raise SettingsChanged(f"collection {spec.name!r} was created without bm25")
         prepared.append(
             PreparedPoint(
                 point_id=point_id(p.id),

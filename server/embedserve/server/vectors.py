@@ -123,6 +123,8 @@ class PreparedBatch:
     # The documents stored as passages, and how many each has now.
     passage_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     embedded_at: int | None = None  # the vector size its texts were embedded at
+    # The keyword settings (bm25, bm25_language) its points were made for; None: any.
+    keywords_for: tuple[bool, str] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -435,7 +437,10 @@ class VectorCore:
                 wait_for_room,
             )
         points, counts = _points(kept, spans, vectors, settings, spec)
-        return PreparedBatch(points, tokens, counts, spec.vector_size if texts else None)
+        keywords_for = (spec.bm25, spec.bm25_language)
+        return PreparedBatch(
+            points, tokens, counts, spec.vector_size if texts else None, keywords_for
+        )
 
     async def _split(
         self,
@@ -530,13 +535,28 @@ class VectorCore:
         points = [point for batch in batches for point in batch.points]
         counts = {doc: n for batch in batches for doc, n in batch.passage_counts.items()}
         sizes = {b.embedded_at for b in batches if b.embedded_at is not None}
+        await self._check_keywords_for(collection, batches)
+        # Locked by the collection's own name: writes through an alias and by name meet.
+        own_name = (await self.list_aliases()).get(collection, collection) if counts else ""
         started = time.perf_counter()
-        async with self._documents.held(collection, counts):  # none without split documents
+        async with self._documents.held(own_name, counts):  # none without split documents
             if counts:
                 await self._remove_replaced(collection, counts)
             await self.call(self.store.upsert, collection, points, embedded_at=sizes)
         self.metrics.store_write_seconds.observe(time.perf_counter() - started)
         self.metrics.store_write_points.observe(len(points))
+
+    async def _check_keywords_for(self, collection: str, batches: Sequence[PreparedBatch]) -> None:
+        """Points made for other keyword settings than the collection has now (an alias
+        moved between a collection with bm25 and one without since they were made) would
+        go without keyword vectors, or with the wrong language's: made again instead."""
+        spec = await self.collection_spec(collection)
+        current = (spec.bm25, spec.bm25_language)
+        if any(b.keywords_for not in (None, current) for b in batches):
+            raise SizeChanged(
+                f"collection {collection!r} has other bm25 settings than its documents were "
+                "prepared for; send them again"
+            )
 
     async def _remove_replaced(self, collection: str, counts: Mapping[str, int]) -> None:
         """Remove what split documents (``counts``: each one's new passage count) replace.
