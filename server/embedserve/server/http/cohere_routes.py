@@ -15,8 +15,14 @@ from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import EmbedResult
 from embedserve.server.http.backend import Backend, backend_of
 from embedserve.server.http.cohere_schemas import CohereEmbedRequest, CohereV2RerankRequest
+from embedserve.server.http.compat_response_schemas import (
+    CohereEmbedByType,
+    CohereRerankResponse,
+    CohereV1EmbedResponse,
+)
 from embedserve.server.http.guard import guard
 from embedserve.server.http.rerank_routes import cohere_rerank
+from embedserve.server.http.response_schemas import ok
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.precision import Precision, float32_base64
@@ -53,7 +59,7 @@ def _meta(version: str, result: EmbedResult) -> dict[str, Any]:
     }
 
 
-@router.post("/v2/embed", summary="Embed texts (Cohere's v2 API)")
+@router.post("/v2/embed", summary="Embed texts (Cohere's v2 API)", responses=ok(CohereEmbedByType))
 async def v2_embed(body: CohereEmbedRequest, request: Request, caller: Caller) -> Response:
     texts, result = await _embed(backend_of(request), body)
     return json_response(
@@ -67,7 +73,11 @@ async def v2_embed(body: CohereEmbedRequest, request: Request, caller: Caller) -
     )
 
 
-@router.post("/v1/embed", summary="Embed texts (Cohere's v1 API)")
+@router.post(
+    "/v1/embed",
+    summary="Embed texts (Cohere's v1 API)",
+    responses=ok(CohereV1EmbedResponse),
+)
 async def v1_embed(body: CohereEmbedRequest, request: Request, caller: Caller) -> Response:
     texts, result = await _embed(backend_of(request), body)
     answer: dict[str, Any] = {"id": str(uuid.uuid4()), "texts": texts}
@@ -81,7 +91,9 @@ async def v1_embed(body: CohereEmbedRequest, request: Request, caller: Caller) -
     return json_response(answer | {"meta": _meta("1", result)})
 
 
-@router.post("/v2/rerank", summary="Rerank documents (Cohere's v2 API)")
+@router.post(
+    "/v2/rerank", summary="Rerank documents (Cohere's v2 API)", responses=ok(CohereRerankResponse)
+)
 async def v2_rerank(body: CohereV2RerankRequest, request: Request, caller: Caller) -> Response:
     backend = backend_of(request)
     body.check_limit(backend.reranker.model.spec.max_tokens)

@@ -29,6 +29,7 @@ from embedserve.server.http.ndjson import (
     json_line,
     line_schema,
 )
+from embedserve.server.http.response_schemas import EmbedStreamResponse
 from embedserve.server.http.rest_embed import embed_json
 from embedserve.server.http.schemas import EmbedStreamLine
 from embedserve.server.ordered import answers_in_order
@@ -58,6 +59,7 @@ async def _requests(lines: AsyncIterator[tuple[int, bytes]]) -> AsyncIterator[_N
             "content": {NDJSON: {"schema": line_schema(EmbedStreamLine)}},
         }
     },
+    responses={200: {"content": {NDJSON: {"schema": line_schema(EmbedStreamResponse)}}}},
 )
 async def embed_stream(request: Request, caller: Caller) -> DuplexStreamingResponse:
     backend = backend_of(request)

@@ -26,6 +26,7 @@ from embedserve.server.http.ndjson import (
     json_line,
     line_schema,
 )
+from embedserve.server.http.response_schemas import IngestStreamResponse
 from embedserve.server.http.rest_vectors import documents_in, write_settings
 from embedserve.server.http.schemas import CollectionName, IngestLine
 from embedserve.server.ingestion import IngestMessage, IngestPipeline, IngestSettings
@@ -62,6 +63,7 @@ async def ingest_messages(
             "content": {NDJSON: {"schema": line_schema(IngestLine)}},
         }
     },
+    responses={200: {"content": {NDJSON: {"schema": line_schema(IngestStreamResponse)}}}},
 )
 async def ingest(name: CollectionName, request: Request, caller: Caller) -> DuplexStreamingResponse:
     backend = backend_of(request)

@@ -16,7 +16,13 @@ from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import EmbedResult
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.backend import backend_of
+from embedserve.server.http.compat_response_schemas import (
+    OpenAIEmbeddingList,
+    OpenAIModel,
+    OpenAIModelList,
+)
 from embedserve.server.http.guard import guard
+from embedserve.server.http.response_schemas import ok
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.schemas import OpenAIEmbeddingRequest
 from embedserve.server.http.strict_json import StrictJsonRoute
@@ -43,7 +49,11 @@ def _encode(result: EmbedResult, encoding: str) -> list[Any]:
     return rows
 
 
-@router.post("/embeddings", summary="Create embeddings (OpenAI's API)")
+@router.post(
+    "/embeddings",
+    summary="Create embeddings (OpenAI's API)",
+    responses=ok(OpenAIEmbeddingList),
+)
 async def create_embeddings(
     body: OpenAIEmbeddingRequest, request: Request, caller: Caller
 ) -> Response:
@@ -82,13 +92,19 @@ def _model_entry(model_id: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": _STARTED, "owned_by": "embedserve"}
 
 
-@router.get("/models", summary="List the served model (OpenAI's API)")
+@router.get(
+    "/models", summary="List the served model (OpenAI's API)", responses=ok(OpenAIModelList)
+)
 async def list_models(request: Request, caller: Caller) -> Response:
     served = backend_of(request).embedder.model.spec.model_id
     return json_response({"object": "list", "data": [_model_entry(served)]})
 
 
-@router.get("/models/{model:path}", summary="Describe the served model (OpenAI's API)")
+@router.get(
+    "/models/{model:path}",
+    summary="Describe the served model (OpenAI's API)",
+    responses=ok(OpenAIModel),
+)
 async def get_model(model: str, request: Request, caller: Caller) -> Response:
     return json_response(_model_entry(backend_of(request).served_model(model)))
 
@@ -99,7 +115,12 @@ unprefixed.add_api_route(
     create_embeddings,
     methods=["POST"],
     summary="Create embeddings (OpenAI's API, at Infinity's path)",
+    responses=ok(OpenAIEmbeddingList),
 )
 unprefixed.add_api_route(
-    "/models", list_models, methods=["GET"], summary="List the served model (at Infinity's path)"
+    "/models",
+    list_models,
+    methods=["GET"],
+    summary="List the served model (at Infinity's path)",
+    responses=ok(OpenAIModelList),
 )

@@ -14,8 +14,10 @@ from starlette.responses import Response
 from embedserve.server.auth import ApiKey
 from embedserve.server.errors import NotFound
 from embedserve.server.http.backend import Backend, backend_of
+from embedserve.server.http.compat_response_schemas import CohereRerankResponse
 from embedserve.server.http.guard import guard
 from embedserve.server.http.rerank_schemas import CohereRerankRequest, RerankRequest
+from embedserve.server.http.response_schemas import RerankResponse, ok
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.rest_embed import timings_json
 from embedserve.server.http.strict_json import StrictJsonRoute
@@ -25,7 +27,10 @@ Caller = Annotated[ApiKey | None, Depends(guard)]
 
 
 @router.post(
-    "/api/v1/rerank", tags=["Embeddings"], summary="Score documents against a query (gRPC Rerank)"
+    "/api/v1/rerank",
+    tags=["Embeddings"],
+    summary="Score documents against a query (gRPC Rerank)",
+    responses=ok(RerankResponse),
 )
 async def rerank(body: RerankRequest, request: Request, caller: Caller) -> Response:
     reranker = backend_of(request).reranker
@@ -57,6 +62,7 @@ def _check_model(backend: Backend, name: str | None) -> str:
     "/v1/rerank",
     tags=["Rerank API (Cohere, Jina, Infinity)"],
     summary="Rerank documents (the /v1/rerank of Cohere's, Jina's and Infinity's APIs)",
+    responses=ok(CohereRerankResponse),
 )
 async def v1_rerank(body: CohereRerankRequest, request: Request, caller: Caller) -> Response:
     return await cohere_rerank(backend_of(request), body, document_object=True)

@@ -18,6 +18,7 @@ from embedserve.server.analysis_duplicates import DuplicateSettings, Method
 from embedserve.server.auth import ApiKey
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
+from embedserve.server.http.response_schemas import ClusterResponse, FindDuplicatesResponse, ok
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.rest_vectors import parse_filter
 from embedserve.server.http.schemas import (
@@ -164,6 +165,7 @@ def _analysis(request: Request) -> AnalysisCore:
 @router.post(
     "/collections/{name}/cluster",
     summary="Cluster a collection's documents (write: write_label updates payloads)",
+    responses=ok(ClusterResponse),
 )
 async def cluster_collection(
     name: CollectionName, body: CollectionClusterRequest, request: Request, caller: Caller
@@ -172,13 +174,21 @@ async def cluster_collection(
     return json_response(cluster_json(await _analysis(request).cluster(job)))
 
 
-@router.post("/cluster", summary="Embed texts and cluster them (ids: their positions)")
+@router.post(
+    "/cluster",
+    summary="Embed texts and cluster them (ids: their positions)",
+    responses=ok(ClusterResponse),
+)
 async def cluster_texts(body: TextsClusterRequest, request: Request, caller: Caller) -> Response:
     job = cluster_job(body, texts=body.texts)
     return json_response(cluster_json(await _analysis(request).cluster(job)))
 
 
-@router.post("/collections/{name}/find-duplicates", summary="Near-duplicate documents")
+@router.post(
+    "/collections/{name}/find-duplicates",
+    summary="Near-duplicate documents",
+    responses=ok(FindDuplicatesResponse),
+)
 async def find_duplicates_in_collection(
     name: CollectionName, body: CollectionDuplicatesRequest, request: Request, caller: Caller
 ) -> Response:
@@ -188,7 +198,11 @@ async def find_duplicates_in_collection(
     return json_response(duplicates_json(report))
 
 
-@router.post("/find-duplicates", summary="Embed texts and find near-duplicates among them")
+@router.post(
+    "/find-duplicates",
+    summary="Embed texts and find near-duplicates among them",
+    responses=ok(FindDuplicatesResponse),
+)
 async def find_duplicates_in_texts(
     body: TextsDuplicatesRequest, request: Request, caller: Caller
 ) -> Response:

@@ -14,6 +14,14 @@ from embedserve.server.embedder import EmbedResult, Task, Timings
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
+from embedserve.server.http.response_schemas import (
+    EmbedResponse,
+    EmbedTokensResponse,
+    ModelInfo,
+    SimilarityResponse,
+    TokenizeResponse,
+    ok,
+)
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.schemas import (
     EmbedRequest,
@@ -49,7 +57,9 @@ def embed_json(result: EmbedResult, precision: Precision, model_id: str) -> dict
     }
 
 
-@router.post("/embed", summary="Embed texts with every option (gRPC Embed)")
+@router.post(
+    "/embed", summary="Embed texts with every option (gRPC Embed)", responses=ok(EmbedResponse)
+)
 async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Response:
     embedder = backend_of(request).embedder
     result = await embedder.embed(body.inputs, body.options.params())
@@ -57,7 +67,11 @@ async def embed(body: EmbedRequest, request: Request, caller: Caller) -> Respons
     return json_response(embed_json(result, Precision(body.precision), model_id))
 
 
-@router.post("/embed-tokens", summary="Per-token vectors (gRPC EmbedTokens)")
+@router.post(
+    "/embed-tokens",
+    summary="Per-token vectors (gRPC EmbedTokens)",
+    responses=ok(EmbedTokensResponse),
+)
 async def embed_tokens(body: EmbedTokensRequest, request: Request, caller: Caller) -> Response:
     result = await backend_of(request).embedder.embed_tokens(body.inputs, body.options.params())
     items: list[dict[str, Any]] = []
@@ -81,7 +95,11 @@ async def embed_tokens(body: EmbedTokensRequest, request: Request, caller: Calle
     )
 
 
-@router.post("/tokenize", summary="Tokens as the model sees them (gRPC Tokenize)")
+@router.post(
+    "/tokenize",
+    summary="Tokens as the model sees them (gRPC Tokenize)",
+    responses=ok(TokenizeResponse),
+)
 async def tokenize(body: TokenizeRequest, request: Request, caller: Caller) -> Response:
     embedder = backend_of(request).embedder
     task = Task(body.task) if body.task else Task.DEFAULT
@@ -107,6 +125,7 @@ async def tokenize(body: TokenizeRequest, request: Request, caller: Caller) -> R
 @router.post(
     "/similarity",
     summary="Similarity of pairs or query/candidates, by the model's similarity function",
+    responses=ok(SimilarityResponse),
 )
 async def score(body: SimilarityRequest, request: Request, caller: Caller) -> Response:
     embedder = backend_of(request).embedder
@@ -129,7 +148,11 @@ async def score(body: SimilarityRequest, request: Request, caller: Caller) -> Re
     )
 
 
-@router.get("/model", summary="What is served: model, pooling, prompts, limits")
+@router.get(
+    "/model",
+    summary="What is served: model, pooling, prompts, limits",
+    responses=ok(ModelInfo),
+)
 async def get_model_info(request: Request, caller: Caller) -> Response:
     backend = backend_of(request)
     info = model_info(backend.embedder, backend.reranker_if_served)

@@ -19,6 +19,20 @@ from embedserve.server.embedder import Task
 from embedserve.server.errors import InvalidArgument, named
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
+from embedserve.server.http.response_schemas import (
+    CollectionResponse,
+    CountResponse,
+    Empty,
+    FacetResponse,
+    GetResponse,
+    ListCollectionsResponse,
+    RecommendResponse,
+    ScrollResponse,
+    SearchBatchResponse,
+    SearchResponse,
+    UpsertResponse,
+    ok,
+)
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.rest_embed import timings_json
 from embedserve.server.http.schemas import (
@@ -226,7 +240,7 @@ def scored_json(points: list[st.ScoredPoint]) -> list[dict[str, Any]]:
 # -- routes ------------------------------------------------------------------------------
 
 
-@router.get("", summary="List collections")
+@router.get("", summary="List collections", responses=ok(ListCollectionsResponse))
 async def list_collections(request: Request, caller: Caller) -> Response:
     core = _core(request)
     names = await core.list_collections()
@@ -235,7 +249,7 @@ async def list_collections(request: Request, caller: Caller) -> Response:
     return json_response({"names": names})
 
 
-@router.post("", summary="Create a collection (admin)")
+@router.post("", summary="Create a collection (admin)", responses=ok(CollectionResponse))
 async def create_collection(
     body: CreateCollectionRequest, request: Request, caller: Caller
 ) -> Response:
@@ -249,14 +263,18 @@ async def create_collection(
     return json_response({"collection": info_json(info)})
 
 
-@router.get("/{name}", summary="Describe a collection")
+@router.get("/{name}", summary="Describe a collection", responses=ok(CollectionResponse))
 async def get_collection(name: CollectionName, request: Request, caller: Caller) -> Response:
     core = _core(request)
     info = await core.get_collection(name)
     return json_response({"collection": info_json(info)})
 
 
-@router.patch("/{name}", summary="Add or drop payload indexes, set the default hnsw_ef (admin)")
+@router.patch(
+    "/{name}",
+    summary="Add or drop payload indexes, set the default hnsw_ef (admin)",
+    responses=ok(CollectionResponse),
+)
 async def update_collection(
     name: CollectionName, body: UpdateCollectionRequest, request: Request, caller: Caller
 ) -> Response:
@@ -271,13 +289,15 @@ async def update_collection(
     return json_response({"collection": info_json(info)})
 
 
-@router.delete("/{name}", summary="Delete a collection (admin)")
+@router.delete("/{name}", summary="Delete a collection (admin)", responses=ok(Empty))
 async def delete_collection(name: CollectionName, request: Request, caller: Caller) -> Response:
     await _core(request).delete_collection(name)
     return json_response({})
 
 
-@router.post("/{name}/upsert", summary="Write one batch of documents (write)")
+@router.post(
+    "/{name}/upsert", summary="Write one batch of documents (write)", responses=ok(UpsertResponse)
+)
 async def upsert(
     name: CollectionName, body: UpsertRequest, request: Request, caller: Caller
 ) -> Response:
@@ -288,7 +308,11 @@ async def upsert(
     )
 
 
-@router.post("/{name}/search", summary="kNN, keyword (BM25) or hybrid search by text or vector")
+@router.post(
+    "/{name}/search",
+    summary="kNN, keyword (BM25) or hybrid search by text or vector",
+    responses=ok(SearchResponse),
+)
 async def search(
     name: CollectionName, body: SearchRequest, request: Request, caller: Caller
 ) -> Response:
@@ -296,7 +320,11 @@ async def search(
     return json_response(search_json(outcome))
 
 
-@router.post("/{name}/search-batch", summary="Several searches in one call")
+@router.post(
+    "/{name}/search-batch",
+    summary="Several searches in one call",
+    responses=ok(SearchBatchResponse),
+)
 async def search_batch(
     name: CollectionName, body: SearchBatchRequest, request: Request, caller: Caller
 ) -> Response:
@@ -308,7 +336,11 @@ async def search_batch(
     return json_response({"responses": [search_json(o) for o in outcomes]})
 
 
-@router.post("/{name}/recommend", summary="Recommend from example ids, texts or vectors")
+@router.post(
+    "/{name}/recommend",
+    summary="Recommend from example ids, texts or vectors",
+    responses=ok(RecommendResponse),
+)
 async def recommend(
     name: CollectionName, body: RecommendRequest, request: Request, caller: Caller
 ) -> Response:
@@ -333,7 +365,7 @@ async def recommend(
     )
 
 
-@router.post("/{name}/get", summary="Fetch documents by id")
+@router.post("/{name}/get", summary="Fetch documents by id", responses=ok(GetResponse))
 async def get_documents(
     name: CollectionName, body: GetRequest, request: Request, caller: Caller
 ) -> Response:
@@ -341,7 +373,9 @@ async def get_documents(
     return json_response({"documents": [record_json(r) for r in records]})
 
 
-@router.post("/{name}/delete", summary="Delete documents by ids and/or filter (write)")
+@router.post(
+    "/{name}/delete", summary="Delete documents by ids and/or filter (write)", responses=ok(Empty)
+)
 async def delete_documents(
     name: CollectionName, body: DeleteRequest, request: Request, caller: Caller
 ) -> Response:
@@ -349,7 +383,11 @@ async def delete_documents(
     return json_response({})
 
 
-@router.post("/{name}/payload", summary="Set and remove payload keys, vectors kept (write)")
+@router.post(
+    "/{name}/payload",
+    summary="Set and remove payload keys, vectors kept (write)",
+    responses=ok(Empty),
+)
 async def update_payload(
     name: CollectionName, body: UpdatePayloadRequest, request: Request, caller: Caller
 ) -> Response:
@@ -359,7 +397,9 @@ async def update_payload(
     return json_response({})
 
 
-@router.post("/{name}/facet", summary="Count the values of a payload field")
+@router.post(
+    "/{name}/facet", summary="Count the values of a payload field", responses=ok(FacetResponse)
+)
 async def facet(
     name: CollectionName, body: FacetRequest, request: Request, caller: Caller
 ) -> Response:
@@ -367,7 +407,9 @@ async def facet(
     return json_response({"values": [{"value": h.value, "count": h.count} for h in hits]})
 
 
-@router.post("/{name}/count", summary="Count documents, optionally filtered")
+@router.post(
+    "/{name}/count", summary="Count documents, optionally filtered", responses=ok(CountResponse)
+)
 async def count(
     name: CollectionName, body: CountRequest, request: Request, caller: Caller
 ) -> Response:
@@ -375,7 +417,11 @@ async def count(
     return json_response({"count": total})
 
 
-@router.post("/{name}/scroll", summary="Page through documents in id order or a field's")
+@router.post(
+    "/{name}/scroll",
+    summary="Page through documents in id order or a field's",
+    responses=ok(ScrollResponse),
+)
 async def scroll(
     name: CollectionName, body: ScrollRequest, request: Request, caller: Caller
 ) -> Response:

@@ -20,9 +20,19 @@ from embedserve.server import similarity
 from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import Task
 from embedserve.server.http.backend import backend_of
+from embedserve.server.http.compat_response_schemas import (
+    TeiEmbeddings,
+    TeiInfo,
+    TeiRerankResponse,
+    TeiScores,
+    TeiTexts,
+    TeiTokenEmbeddings,
+    TeiTokens,
+)
 from embedserve.server.http.guard import guard
 from embedserve.server.http.rerank_routes import cohere_rerank
 from embedserve.server.http.rerank_schemas import AnyRerankRequest, CohereRerankRequest
+from embedserve.server.http.response_schemas import ok
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.http.tei_schemas import (
@@ -40,7 +50,7 @@ router = APIRouter(tags=["TEI-compatible"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
 
 
-@router.post("/embed", summary="Embed texts (TEI's /embed)")
+@router.post("/embed", summary="Embed texts (TEI's /embed)", responses=ok(TeiEmbeddings))
 async def embed(body: TeiEmbedRequest, request: Request, caller: Caller) -> Response:
     embedder = backend_of(request).embedder
     params = body.params(embedder.model.spec.prompts)
@@ -49,12 +59,18 @@ async def embed(body: TeiEmbedRequest, request: Request, caller: Caller) -> Resp
     return json_response(result.vectors.tolist())
 
 
-@router.post("/", summary="Embed texts (TEI's default route for an embedding model)")
+@router.post(
+    "/",
+    summary="Embed texts (TEI's default route for an embedding model)",
+    responses=ok(TeiEmbeddings),
+)
 async def embed_at_root(body: TeiEmbedRequest, request: Request, caller: Caller) -> Response:
     return await embed(body, request, caller)
 
 
-@router.post("/embed_all", summary="Per-token vectors (TEI's /embed_all)")
+@router.post(
+    "/embed_all", summary="Per-token vectors (TEI's /embed_all)", responses=ok(TeiTokenEmbeddings)
+)
 async def embed_all(body: TeiEmbedAllRequest, request: Request, caller: Caller) -> Response:
     embedder = backend_of(request).embedder
     params = body.params(embedder.model.spec.prompts)
@@ -66,6 +82,7 @@ async def embed_all(body: TeiEmbedAllRequest, request: Request, caller: Caller) 
     "/similarity",
     summary="Similarity of sentences to a source sentence (TEI's /similarity), by the "
     "model's similarity function",
+    responses=ok(TeiScores),
 )
 async def score(body: TeiSimilarityRequest, request: Request, caller: Caller) -> Response:
     embedder = backend_of(request).embedder
@@ -103,7 +120,11 @@ def _tei_tokens(text: str, detail: TokenDetail, with_special: bool) -> list[dict
     return tokens
 
 
-@router.post("/tokenize", summary="Tokens as the model sees them (TEI's /tokenize)")
+@router.post(
+    "/tokenize",
+    summary="Tokens as the model sees them (TEI's /tokenize)",
+    responses=ok(TeiTokens),
+)
 async def tokenize(body: TeiTokenizeRequest, request: Request, caller: Caller) -> Response:
     embedder = backend_of(request).embedder
     texts = body.texts()
@@ -116,7 +137,7 @@ async def tokenize(body: TeiTokenizeRequest, request: Request, caller: Caller) -
     )
 
 
-@router.post("/decode", summary="The text of token ids (TEI's /decode)")
+@router.post("/decode", summary="The text of token ids (TEI's /decode)", responses=ok(TeiTexts))
 async def decode(body: TeiDecodeRequest, request: Request, caller: Caller) -> Response:
     texts = await backend_of(request).embedder.decode(body.id_lists(), body.skip_special_tokens)
     return json_response(texts)
@@ -125,6 +146,7 @@ async def decode(body: TeiDecodeRequest, request: Request, caller: Caller) -> Re
 @router.post(
     "/rerank",
     summary="Rerank with the server's --reranker: TEI's /rerank (texts), or Infinity's (documents)",
+    responses=ok(TeiRerankResponse),
 )
 async def tei_rerank(body: AnyRerankRequest, request: Request, caller: Caller) -> Response:
     if isinstance(body, CohereRerankRequest):  # Infinity's clients post its body here
@@ -140,7 +162,7 @@ async def tei_rerank(body: AnyRerankRequest, request: Request, caller: Caller) -
     )
 
 
-@router.get("/info", summary="What is served (TEI's /info)")
+@router.get("/info", summary="What is served (TEI's /info)", responses=ok(TeiInfo))
 async def info(request: Request, caller: Caller) -> Response:
     served = model_info(backend_of(request).embedder)
     return json_response(
