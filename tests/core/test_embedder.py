@@ -122,8 +122,8 @@ def test_pooling_override_and_the_models_own_pooling() -> None:
     [
         ([], {}, "inputs must not be empty"),
         (["ok", ""], {}, r"inputs\[1\] is empty"),
-        (["x" * 10_001], {}, r"inputs\[0\] has 10001 characters"),
-        (["ok"] * 65, {}, "65 items; the limit is 64"),
+        (["x" * 10_001], {}, r"inputs\[0\] has 10001 characters.*\(max_input_chars\)"),
+        (["ok"] * 65, {}, r"65 items; the limit is 64 per request \(max_inputs_per_request\)"),
         (["ok"], {"dimensions": 17}, "between 1 and 16"),
     ],
 )

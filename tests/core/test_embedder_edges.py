@@ -140,7 +140,11 @@ def test_token_ids_embed_as_the_text_they_spell() -> None:
     ("id_lists", "params", "message"),
     [
         ([], EmbedParams(), "data must not be empty"),
-        ([[3]] * 65, EmbedParams(), "data has 65 items; the limit is 64 per request"),
+        (
+            [[3]] * 65,
+            EmbedParams(),
+            "data has 65 items; the limit is 64 per request (max_inputs_per_request)",
+        ),
         ([[3], []], EmbedParams(), "data[1] is empty"),
         (
             [[3]],

@@ -141,6 +141,21 @@ def test_token_ids_get_the_special_tokens_and_the_prompt_around_them() -> None:
     assert chunked.windows == ((CLS, 3, 4, 5, 6, 3, 4, SEP), (CLS, 3, 4, 5, SEP))
 
 
+def test_token_ids_that_hold_the_special_tokens_already_get_them_once() -> None:
+    """Ids as a tokenizer gives them by default (and /tokenize answers them): framed by
+    the model's special tokens, which are not added a second time."""
+    tokenizer = make()
+    tokenizer.encode(["a b c"], "", Overflow.ERROR)  # ids 3 to 5 now exist
+    framed, bare = tokenizer.encode_ids([[CLS, 4, 5, SEP], [4, 5]], "a ", Overflow.ERROR)
+    assert framed == bare
+    assert framed.windows == ((CLS, 3, 4, 5, SEP),)
+    # Only a whole frame is taken off; the special tokens alone stay text.
+    (lone,) = tokenizer.encode_ids([[CLS, SEP]], "", Overflow.ERROR)
+    assert lone.windows == ((CLS, CLS, SEP, SEP),)
+    (half,) = tokenizer.encode_ids([[CLS, 4]], "", Overflow.ERROR)
+    assert half.windows == ((CLS, CLS, 4, SEP),)
+
+
 @pytest.mark.parametrize("bad", [5, 7, -1])
 def test_token_ids_outside_the_vocabulary_are_named(bad: int) -> None:
     tokenizer = make()

@@ -177,7 +177,10 @@ def test_overflow_error_left_and_chunk(reranker_server: Any, tiny_reranker_path:
         ({"query": "", "documents": ["a"]}, "query is empty"),
         ({"query": "q", "documents": []}, "documents must not be empty"),
         ({"query": "q", "documents": ["a", ""]}, "documents[1] is empty"),
-        ({"query": "q", "documents": ["a"] * 4}, "documents has 4 items; the limit is 3"),
+        (
+            {"query": "q", "documents": ["a"] * 4},
+            "documents has 4 items; the limit is 3 per request (max_inputs_per_request)",
+        ),
     ],
 )
 def test_requests_refused_name_the_field(

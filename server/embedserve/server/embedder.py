@@ -147,7 +147,7 @@ class Embedder:
             if len(text) > self.limits.max_input_chars:
                 raise InvalidArgument(
                     f"{names.item(index)} has {len(text)} characters; the limit is "
-                    f"{self.limits.max_input_chars}"
+                    f"{self.limits.max_input_chars} (max_input_chars)"
                 )
 
     def validate_params(
@@ -259,7 +259,7 @@ class Embedder:
         if count > self.limits.max_inputs_per_request:
             raise InvalidArgument(
                 f"{field} has {count} items; the limit is "
-                f"{self.limits.max_inputs_per_request} per request"
+                f"{self.limits.max_inputs_per_request} per request (max_inputs_per_request)"
             )
 
     def _validate_id_lists(self, id_lists: Sequence[Sequence[int]], field: str) -> None:

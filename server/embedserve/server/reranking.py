@@ -124,7 +124,7 @@ class Reranker:
         if len(documents) > self.limits.max_inputs_per_request:
             raise InvalidArgument(
                 f"{field} has {len(documents)} items; the limit is "
-                f"{self.limits.max_inputs_per_request} per request"
+                f"{self.limits.max_inputs_per_request} per request (max_inputs_per_request)"
             )
         chars = self.limits.max_input_chars
         for name, text in [("query", query)] + [

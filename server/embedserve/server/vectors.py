@@ -639,7 +639,9 @@ class VectorCore:
             raise InvalidArgument("searches must not be empty")
         most = self._embedder.limits.max_inputs_per_request
         if len(searches) > most:
-            raise InvalidArgument(f"{len(searches)} searches; at most {most} per request")
+            raise InvalidArgument(
+                f"{len(searches)} searches; at most {most} per request (max_inputs_per_request)"
+            )
 
         async def one(index: int, s: SearchIn) -> QueryResult:
             with named(f"searches[{index}]"):
