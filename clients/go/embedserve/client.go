@@ -264,6 +264,9 @@ func embedInBatches[T any](ctx context.Context, c *Client, texts []string, preci
 		return nil, status.Error(codes.InvalidArgument, "embedserve: texts must not be empty")
 	}
 	cfg := newCallConfig(opts)
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
 	request := func(batch []string) *pb.EmbedRequest {
 		return &pb.EmbedRequest{Inputs: batch, Options: cfg.options, Precision: precision}
 	}

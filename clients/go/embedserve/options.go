@@ -1,6 +1,9 @@
 package embedserve
 
 import (
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
 )
 
@@ -15,6 +18,9 @@ type callConfig struct {
 	maxInFlight int
 	storeText   bool
 	split       *pb.PassageSplit
+	// err is the first option's refusal (a negative WithBatchSize or
+	// WithMaxInFlight), returned by the calls that use those.
+	err error
 }
 
 const (
@@ -83,26 +89,41 @@ func WithPriority(priority pb.Priority) EmbedOption {
 	return func(c *callConfig) { c.options.Priority = priority }
 }
 
-// WithBatchSize sets how many texts Embed sends per request (default
-// DefaultBatchSize; the server's limit is GetModelInfo's
+// WithBatchSize sets how many texts Embed and EmbedQuantized send per
+// request (default DefaultBatchSize; the server's limit is GetModelInfo's
 // limits.max_inputs_per_request), or how many documents Ingest sends per
-// message (default DefaultIngestBatchSize).
+// message (default DefaultIngestBatchSize). 0 keeps the default; a negative n
+// fails the call (Embed, EmbedQuantized, the streams, Ingest and Upsert) with
+// codes.InvalidArgument before anything is sent.
 func WithBatchSize(n int) EmbedOption {
 	return func(c *callConfig) {
-		if n > 0 {
+		if n < 0 {
+			c.refuse(status.Errorf(codes.InvalidArgument, "embedserve: WithBatchSize needs at least 1 (0 for the default), got %d", n))
+		} else if n > 0 {
 			c.batchSize = n
 		}
 	}
 }
 
-// WithMaxInFlight bounds the requests outstanding at once (default
-// DefaultMaxInFlight), or Ingest's messages awaiting their acknowledgement
-// (default DefaultIngestMaxInFlight).
+// WithMaxInFlight bounds the requests Embed, EmbedQuantized, EmbedStream and
+// EmbedQuantizedStream have outstanding at once (default DefaultMaxInFlight),
+// or Ingest's messages awaiting their acknowledgement (default
+// DefaultIngestMaxInFlight). 0 keeps the default; a negative n fails the call
+// as a negative WithBatchSize does.
 func WithMaxInFlight(n int) EmbedOption {
 	return func(c *callConfig) {
-		if n > 0 {
+		if n < 0 {
+			c.refuse(status.Errorf(codes.InvalidArgument, "embedserve: WithMaxInFlight needs at least 1 (0 for the default), got %d", n))
+		} else if n > 0 {
 			c.maxInFlight = n
 		}
+	}
+}
+
+// refuse keeps the first option's error.
+func (c *callConfig) refuse(err error) {
+	if c.err == nil {
+		c.err = err
 	}
 }
 

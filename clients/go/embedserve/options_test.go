@@ -15,6 +15,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +127,49 @@ func TestTLSAPIKeyAndDefaultDeadline(t *testing.T) {
 func TestBadCAFile(t *testing.T) {
 	if _, err := embedserve.Dial("127.0.0.1:1", embedserve.WithTLSFromCAFile(filepath.Join(t.TempDir(), "missing.pem"), "")); err == nil {
 		t.Fatal("Dial accepted a missing CA file")
+	}
+}
+
+// A negative batch size or in-flight bound fails the call before anything is
+// sent (no server listens here: a call that went out would be Unavailable); 0
+// keeps the default.
+func TestNegativeBatchSizeAndMaxInFlightAreRefused(t *testing.T) {
+	client, err := embedserve.Dial("127.0.0.1:1", embedserve.WithTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	for _, opt := range []struct {
+		name   string
+		option embedserve.EmbedOption
+	}{
+		{"WithBatchSize", embedserve.WithBatchSize(-1)},
+		{"WithMaxInFlight", embedserve.WithMaxInFlight(-1)},
+	} {
+		refused := func(call string, err error) {
+			t.Helper()
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), opt.name+" needs at least 1") {
+				t.Fatalf("%s with %s(-1): %v, want InvalidArgument naming it", call, opt.name, err)
+			}
+		}
+		_, err := client.Embed(ctx, []string{"x"}, opt.option)
+		refused("Embed", err)
+		_, err = client.EmbedQuantized(ctx, []string{"x"}, pb.Precision_PRECISION_INT8, opt.option)
+		refused("EmbedQuantized", err)
+		err = nil
+		for _, err = range client.EmbedStream(ctx, embedserve.Batches([]string{"x"}, 1), opt.option) {
+		}
+		refused("EmbedStream", err)
+		err = nil
+		for _, err = range client.Ingest(ctx, "c", slices.Values([]embedserve.Document{{ID: "1", Text: "x"}}), opt.option) {
+		}
+		refused("Ingest", err)
+		_, err = client.Upsert(ctx, "c", []embedserve.Document{{ID: "1", Text: "x"}}, opt.option)
+		refused("Upsert", err)
+	}
+	// 0 keeps the defaults: the call goes out and finds no server.
+	if _, err := client.Embed(ctx, []string{"x"}, embedserve.WithBatchSize(0), embedserve.WithMaxInFlight(0)); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Embed with 0s: %v, want Unavailable", err)
 	}
 }

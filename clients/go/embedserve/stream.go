@@ -70,6 +70,9 @@ func (c *Client) EmbedQuantizedStream(ctx context.Context, batches iter.Seq[[]st
 // and an error from it ends the iteration.
 func embedStream(ctx context.Context, c *Client, batches iter.Seq[[]string], precision pb.Precision, opts []EmbedOption, rows func(*StreamResult, []*pb.Embedding) error) iter.Seq2[StreamResult, error] {
 	cfg := newCallConfig(opts)
+	if cfg.err != nil {
+		return func(yield func(StreamResult, error) bool) { yield(StreamResult{}, cfg.err) }
+	}
 	stream := orderedStream[[]string, pb.EmbedStreamRequest, pb.EmbedStreamResponse, StreamResult]{
 		batches:     withoutErrors(batches),
 		maxInFlight: cfg.maxInFlight,
@@ -102,8 +105,8 @@ func withoutErrors[T any](seq iter.Seq[T]) iter.Seq2[T, error] {
 	}
 }
 
-// Batches cuts texts into consecutive batches of at most size texts, for
-// EmbedStream and EmbedQuantizedStream.
+// Batches cuts texts into consecutive batches of at most size texts (size
+// below 1: DefaultBatchSize), for EmbedStream and EmbedQuantizedStream.
 func Batches(texts []string, size int) iter.Seq[[]string] {
 	return func(yield func([]string) bool) {
 		if size < 1 {

@@ -66,8 +66,8 @@ func (d Document) proto() (*pb.Document, error) {
 type Hit struct {
 	ID    string
 	Score float32
-	// Payload is the stored payload (numbers come back as float64); nil
-	// when the query asked for none.
+	// Payload is the stored payload (numbers come back as float64); an empty
+	// map when the query asked for none (WithPayload(false)).
 	Payload map[string]any
 	// Vector is set when the query asked for vectors (WithVectors).
 	Vector []float32
@@ -705,6 +705,9 @@ func (c *Client) ListAliases(ctx context.Context, collection string) ([]*pb.Alia
 // for text documents, WithStoreText and WithSplit/WithSplitTokens.
 func (c *Client) Upsert(ctx context.Context, collection string, documents []Document, opts ...EmbedOption) (uint64, error) {
 	cfg := newCallConfig(opts)
+	if cfg.err != nil {
+		return 0, cfg.err
+	}
 	docs := make([]*pb.Document, len(documents))
 	for i, d := range documents {
 		doc, err := d.proto()
@@ -761,6 +764,9 @@ type Ack struct {
 // acknowledgements still name the documents).
 func (c *Client) Ingest(ctx context.Context, collection string, documents iter.Seq[Document], opts ...EmbedOption) iter.Seq2[Ack, error] {
 	cfg := newCallConfigWith(DefaultIngestBatchSize, DefaultIngestMaxInFlight, opts)
+	if cfg.err != nil {
+		return func(yield func(Ack, error) bool) { yield(Ack{}, cfg.err) }
+	}
 	write := cfg.writeOptions()
 	stream := orderedStream[[]*pb.Document, pb.IngestStreamRequest, pb.IngestStreamResponse, Ack]{
 		batches:     documentBatches(documents, cfg.batchSize),

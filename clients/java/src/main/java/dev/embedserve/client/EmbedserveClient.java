@@ -131,11 +131,15 @@ import java.util.stream.Stream;
  * its next item; interrupting the calling thread ends them with {@code CANCELLED} too.
  *
  * <p>Checks made before sending: values that the server would refuse (no texts, a document or
- * payload that cannot be sent as it is, a negative count) throw {@link StatusRuntimeException}
- * with {@code INVALID_ARGUMENT}, as the server's answer would, so that one handler covers both;
- * arguments that select no valid call (a float precision for the quantized calls, {@code
- * descending} without {@code orderBy}, a filter builder's missing or impossible bounds) throw
- * {@link IllegalArgumentException}.
+ * payload that cannot be sent as it is, a negative count, a request whose {@code group_by} does
+ * not suit the method) throw {@link StatusRuntimeException} with {@code INVALID_ARGUMENT}, as the
+ * server's answer would, so that one handler covers both; arguments that select no valid call (a
+ * float precision for the quantized calls, {@code descending} without {@code orderBy}, a filter
+ * builder's missing or impossible bounds, a batch size or in-flight bound below 1, which the
+ * server never sees) throw {@link IllegalArgumentException}. A negative count is any int below 0
+ * given to a count of the client's methods or of the requests that its search, recommend, scroll
+ * and rerank methods take ({@code QueryParams} limit and offset included): the proto fields are
+ * uint32, where -1 would arrive as 4294967295.
  */
 public final class EmbedserveClient implements AutoCloseable {
   /** Default deadline of unary calls. */
@@ -374,9 +378,15 @@ public final class EmbedserveClient implements AutoCloseable {
     return embedAsync(texts, options, DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGHT);
   }
 
-  /** As {@link #embedAsync(List, EmbedOptions)}, with explicit batch size and concurrency. */
+  /**
+   * As {@link #embedAsync(List, EmbedOptions)}, with explicit batch size and concurrency.
+   *
+   * @throws IllegalArgumentException for a {@code batchSize} or {@code maxInFlight} below 1
+   */
   public CompletableFuture<List<float[]>> embedAsync(
       List<String> texts, EmbedOptions options, int batchSize, int maxInFlight) {
+    requireAtLeastOne("batchSize", batchSize);
+    requireAtLeastOne("maxInFlight", maxInFlight);
     return embedBatches(
         texts,
         options,
@@ -405,7 +415,7 @@ public final class EmbedserveClient implements AutoCloseable {
           Status.INVALID_ARGUMENT.withDescription("texts must not be empty").asRuntimeException());
       return result;
     }
-    List<List<String>> chunks = partition(texts, Math.max(1, batchSize));
+    List<List<String>> chunks = partition(texts, batchSize);
     EmbeddingServiceGrpc.EmbeddingServiceStub stub =
         timeout == null || timeout.isZero()
             ? async
@@ -490,7 +500,7 @@ public final class EmbedserveClient implements AutoCloseable {
                 });
           }
         };
-    for (int i = 0; i < Math.min(Math.max(1, maxInFlight), chunks.size()); i++) {
+    for (int i = 0; i < Math.min(maxInFlight, chunks.size()); i++) {
       launch.run();
     }
     result.whenComplete(
@@ -525,6 +535,7 @@ public final class EmbedserveClient implements AutoCloseable {
    *     or {@code CANCELLED} when the calling thread is interrupted; an exception thrown by {@code
    *     handler} cancels the stream and propagates unchanged, and one thrown by the iterator
    *     does too, once the batches sent before it are answered
+   * @throws IllegalArgumentException for a {@code maxInFlight} below 1, before anything is sent
    */
   public long embedStream(
       Iterable<? extends List<String>> batches,
@@ -565,7 +576,8 @@ public final class EmbedserveClient implements AutoCloseable {
    *
    * @return the number of batches sent
    * @throws IllegalArgumentException for {@code PRECISION_FLOAT32} or {@code
-   *     PRECISION_UNSPECIFIED}, before anything is sent: floats come from {@link #embedStream}
+   *     PRECISION_UNSPECIFIED}, or a {@code maxInFlight} below 1, before anything is sent: floats
+   *     come from {@link #embedStream}
    * @throws StatusRuntimeException with the server's status when the stream fails ({@code
    *     UNIMPLEMENTED} when the server answers floats: it predates quantized output); an
    *     exception thrown by {@code handler} cancels the stream and propagates unchanged
@@ -610,6 +622,7 @@ public final class EmbedserveClient implements AutoCloseable {
       Consumer<StreamResult> handler,
       StreamRows rows) {
     Objects.requireNonNull(options, "options");
+    requireAtLeastOne("maxInFlight", maxInFlight);
     OrderedStream<List<String>, EmbedStreamRequest, EmbedStreamResponse> stream =
         new OrderedStream<>(
             async::embedStream,
@@ -662,6 +675,7 @@ public final class EmbedserveClient implements AutoCloseable {
    * and scores it by its best one, {@code ERROR} refuses it instead of cutting it).
    */
   public List<Ranked> rerank(RerankRequest request) {
+    Vectors.requireCount("topN", request.getTopN());
     List<RerankResult> results = blocking.rerank(request).getResultsList();
     List<Ranked> ranked = new ArrayList<>(results.size());
     for (RerankResult result : results) {
@@ -837,6 +851,8 @@ public final class EmbedserveClient implements AutoCloseable {
    *     io.grpc.Context} ends it, or {@code CANCELLED} when the calling thread is interrupted; an
    *     exception thrown by {@code onAck} cancels the stream and propagates unchanged, and one
    *     thrown by the iterator does too, once the messages sent before it are acknowledged
+   * @throws IllegalArgumentException for a {@code batchSize} or {@code maxInFlight} below 1,
+   *     before anything is sent
    */
   public long ingest(
       String collection,
@@ -847,6 +863,8 @@ public final class EmbedserveClient implements AutoCloseable {
       Consumer<IngestAck> onAck) {
     Objects.requireNonNull(options, "options");
     Objects.requireNonNull(onAck, "onAck");
+    requireAtLeastOne("batchSize", batchSize);
+    requireAtLeastOne("maxInFlight", maxInFlight);
     OrderedStream<List<Document>, IngestStreamRequest, IngestStreamResponse> stream =
         new OrderedStream<>(
             vectorsAsync::ingestStream,
@@ -865,7 +883,7 @@ public final class EmbedserveClient implements AutoCloseable {
             INGEST_STREAM_WORDS);
     long[] acknowledged = {0};
     stream.run(
-        batchesOf(documents.iterator(), Math.max(1, batchSize)),
+        batchesOf(documents.iterator(), batchSize),
         maxInFlight,
         (index, id, batch, response) -> {
           List<String> ids = batch.stream().map(Document::getId).toList();
@@ -885,6 +903,17 @@ public final class EmbedserveClient implements AutoCloseable {
           onAck.accept(new IngestAck(index, response.getIdsList(), acknowledged[0], response));
         });
     return acknowledged[0];
+  }
+
+  /**
+   * {@code n}, a batch size or a bound on the messages in flight, refused below 1: the client
+   * alone uses it.
+   */
+  private static int requireAtLeastOne(String what, int n) {
+    if (n < 1) {
+      throw new IllegalArgumentException(what + " must be at least 1, got " + n);
+    }
+    return n;
   }
 
   /** Consecutive batches of {@code size} items, each taken from {@code items} only when asked. */
@@ -1038,18 +1067,41 @@ public final class EmbedserveClient implements AutoCloseable {
   /**
    * Several searches of one collection in one call (their texts are embedded together): the hits
    * of each, in order. The first search that fails fails the call, its index named.
+   *
+   * @throws StatusRuntimeException {@code INVALID_ARGUMENT} for a search with {@code group_by}
+   *     (its answer is groups, which this method has no place for: send grouped searches with
+   *     {@code vectorStub().searchBatch(request)} and read each response's {@code getGroupsList()})
+   *     or a negative count, the search's index named
    */
   public List<List<Hit>> searchBatch(SearchBatchRequest request) {
+    for (int i = 0; i < request.getSearchesCount(); i++) {
+      SearchRequest search = request.getSearches(i);
+      String which = "search " + i + ": ";
+      if (search.hasGroupBy()) {
+        throw Status.INVALID_ARGUMENT
+            .withDescription(
+                which
+                    + "searchBatch answers hits, and a search with group_by answers groups: send"
+                    + " grouped searches with vectorStub().searchBatch")
+            .asRuntimeException();
+      }
+      requireCounts(which, search);
+    }
     return vectors.searchBatch(request).getResponsesList().stream()
         .map(response -> hits(response.getResultsList()))
         .toList();
   }
 
   /**
-   * Any search request (embedding options for the query included); one with {@code group_by}
-   * answers in groups: see {@link #searchGroups(SearchRequest)}.
+   * Any search request without {@code group_by} (embedding options for the query included).
+   *
+   * @throws StatusRuntimeException {@code INVALID_ARGUMENT} for a request with {@code group_by},
+   *     which answers in groups ({@link #searchGroups(SearchRequest)} returns them), or a negative
+   *     count
    */
   public List<Hit> search(SearchRequest request) {
+    refuseGroupBy(request.hasGroupBy(), "search", "searchGroups");
+    requireCounts("", request);
     return hits(vectors.search(request).getResultsList());
   }
 
@@ -1118,10 +1170,12 @@ public final class EmbedserveClient implements AutoCloseable {
    * Any grouped search request: its groups, best first.
    *
    * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when {@code request} has no {@code
-   *     group_by}, or (from the server) with an offset, diversity, recency, proximity or rerank
+   *     group_by} or has a negative count, or (from the server) with an offset, diversity,
+   *     recency, proximity or rerank
    */
   public List<HitGroup> searchGroups(SearchRequest request) {
     requireGroupBy(request.hasGroupBy(), "searchGroups");
+    requireCounts("", request);
     return groups(vectors.search(request).getGroupsList());
   }
 
@@ -1132,6 +1186,42 @@ public final class EmbedserveClient implements AutoCloseable {
           .withDescription(method + " needs a request with group_by")
           .asRuntimeException();
     }
+  }
+
+  /**
+   * A request with group_by answers groups, which {@code method} has no place for: they would
+   * be dropped. {@code grouped} is the method that returns them.
+   */
+  private static void refuseGroupBy(boolean hasGroupBy, String method, String grouped) {
+    if (hasGroupBy) {
+      throw Status.INVALID_ARGUMENT
+          .withDescription(
+              method + " answers hits, and a request with group_by answers groups: use " + grouped)
+          .asRuntimeException();
+    }
+  }
+
+  /** The counts of a search request, each refused when negative ({@code which} prefixes). */
+  private static void requireCounts(String which, SearchRequest request) {
+    requireCounts(which, request.getParams(), request.getGroupBy());
+    Vectors.requireCount(which + "recency candidates", request.getRecency().getCandidates());
+    Vectors.requireCount(which + "proximity candidates", request.getProximity().getCandidates());
+    Vectors.requireCount(which + "rerank candidates", request.getRerank().getCandidates());
+  }
+
+  /** The counts of a recommendation request, each refused when negative. */
+  private static void requireCounts(RecommendRequest request) {
+    requireCounts("", request.getParams(), request.getGroupBy());
+    Vectors.requireCount("recency candidates", request.getRecency().getCandidates());
+    Vectors.requireCount("proximity candidates", request.getProximity().getCandidates());
+  }
+
+  private static void requireCounts(String which, QueryParams params, GroupBy groupBy) {
+    Vectors.requireCount(which + "limit", params.getLimit());
+    Vectors.requireCount(which + "offset", params.getOffset());
+    Vectors.requireCount(which + "hnsw_ef", params.getHnswEf());
+    Vectors.requireCount(which + "diversity_candidates", params.getDiversityCandidates());
+    Vectors.requireCount(which + "group_by size", groupBy.getSize());
   }
 
   /** The groups of a grouped search or recommendation, keys as String or Long. */
@@ -1150,7 +1240,7 @@ public final class EmbedserveClient implements AutoCloseable {
   }
 
   private static GroupBy groupBy(String key, int size) {
-    return GroupBy.newBuilder().setKey(key).setSize(size).build();
+    return GroupBy.newBuilder().setKey(key).setSize(Vectors.requireCount("groupSize", size)).build();
   }
 
   private static SearchRequest.Builder searchRequest(
@@ -1197,10 +1287,16 @@ public final class EmbedserveClient implements AutoCloseable {
   }
 
   /**
-   * Any recommendation request (embedding options for text examples included); one with {@code
-   * group_by} answers in groups: see {@link #recommendGroups(RecommendRequest)}.
+   * Any recommendation request without {@code group_by} (embedding options for text examples
+   * included).
+   *
+   * @throws StatusRuntimeException {@code INVALID_ARGUMENT} for a request with {@code group_by},
+   *     which answers in groups ({@link #recommendGroups(RecommendRequest)} returns them), or a
+   *     negative count
    */
   public List<Hit> recommend(RecommendRequest request) {
+    refuseGroupBy(request.hasGroupBy(), "recommend", "recommendGroups");
+    requireCounts(request);
     return hits(vectors.recommend(request).getResultsList());
   }
 
@@ -1259,10 +1355,12 @@ public final class EmbedserveClient implements AutoCloseable {
    * Any grouped recommendation request: its groups, best first.
    *
    * @throws StatusRuntimeException {@code INVALID_ARGUMENT} when {@code request} has no {@code
-   *     group_by}, or (from the server) with an offset, diversity, recency or proximity
+   *     group_by} or has a negative count, or (from the server) with an offset, diversity, recency
+   *     or proximity
    */
   public List<HitGroup> recommendGroups(RecommendRequest request) {
     requireGroupBy(request.hasGroupBy(), "recommendGroups");
+    requireCounts(request);
     return groups(vectors.recommend(request).getGroupsList());
   }
 
@@ -1350,7 +1448,10 @@ public final class EmbedserveClient implements AutoCloseable {
    */
   public List<FacetValue> facet(String collection, String key, Filter filter, int limit) {
     FacetRequest.Builder request =
-        FacetRequest.newBuilder().setCollection(collection).setKey(key).setLimit(limit);
+        FacetRequest.newBuilder()
+            .setCollection(collection)
+            .setKey(key)
+            .setLimit(Vectors.requireCount("limit", limit));
     if (filter != null) {
       request.setFilter(filter);
     }
@@ -1409,8 +1510,13 @@ public final class EmbedserveClient implements AutoCloseable {
     return scroll(request.build());
   }
 
-  /** One page of any scroll request (filter, page size, payloads and vectors or not, order). */
+  /**
+   * One page of any scroll request (filter, page size, payloads and vectors or not, order).
+   *
+   * @throws StatusRuntimeException {@code INVALID_ARGUMENT} for a negative {@code limit}
+   */
   public ScrollPage scroll(ScrollRequest request) {
+    Vectors.requireCount("limit", request.getLimit());
     ScrollResponse response = vectors.scroll(request);
     String next = response.getNextCursor();
     return new ScrollPage(stored(response.getDocumentsList()), next.isEmpty() ? null : next);

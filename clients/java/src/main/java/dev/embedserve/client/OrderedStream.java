@@ -75,7 +75,7 @@ final class OrderedStream<B, Q, A> {
   }
 
   /**
-   * Runs the call to its end.
+   * Runs the call to its end, with at most {@code maxInFlight} (1 or more) messages unanswered.
    *
    * @return the number of messages sent (all answered)
    */
@@ -114,7 +114,7 @@ final class OrderedStream<B, Q, A> {
     // Batches sent and not yet answered, in order: added before the message is sent, so that
     // its answer always finds it.
     Queue<B> awaiting = new ConcurrentLinkedQueue<>();
-    Semaphore slots = new Semaphore(Math.max(1, maxInFlight));
+    Semaphore slots = new Semaphore(maxInFlight); // at least 1: the client's methods check it
     AtomicBoolean stopped = new AtomicBoolean();
     Thread producer =
         new Thread(

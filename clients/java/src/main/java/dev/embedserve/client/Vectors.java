@@ -124,6 +124,20 @@ public final class Vectors {
     return Status.INVALID_ARGUMENT.withDescription(description).asRuntimeException();
   }
 
+  /**
+   * {@code n}, refused when negative: a count's proto field is a uint32, where a negative int
+   * would arrive as a count past 2**31 (-1 as 4294967295). The int counts of the client's methods
+   * pass here, and those of the search, recommend, scroll and rerank requests it is given.
+   *
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT naming {@code what}
+   */
+  static int requireCount(String what, int n) {
+    if (n < 0) {
+      throw invalid(what + " must be a count of at least 0, got " + n);
+    }
+    return n;
+  }
+
   /** A Vector message. */
   public static Vector vector(float[] values) {
     Vector.Builder vector = Vector.newBuilder();
@@ -146,12 +160,8 @@ public final class Vectors {
    *     answers the same for a count past the model's maximum or an overlap past half)
    */
   public static WriteOptions split(int maxTokens, int overlapTokens) {
-    if (maxTokens < 0 || overlapTokens < 0) {
-      throw Status.INVALID_ARGUMENT
-          .withDescription(
-              "split needs counts of tokens of at least 0, got " + maxTokens + " and " + overlapTokens)
-          .asRuntimeException();
-    }
+    requireCount("split maxTokens", maxTokens);
+    requireCount("split overlapTokens", overlapTokens);
     return WriteOptions.newBuilder()
         .setSplit(PassageSplit.newBuilder().setMaxTokens(maxTokens).setOverlapTokens(overlapTokens))
         .build();
@@ -194,9 +204,13 @@ public final class Vectors {
     return Example.newBuilder().setVector(vector(values)).build();
   }
 
-  /** Query parameters asking for {@code n} results (other parameters: the server's defaults). */
+  /**
+   * Query parameters asking for {@code n} results (other parameters: the server's defaults).
+   *
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a negative {@code n}
+   */
   public static QueryParams limit(int n) {
-    return QueryParams.newBuilder().setLimit(n).build();
+    return QueryParams.newBuilder().setLimit(requireCount("limit", n)).build();
   }
 
   /**
@@ -252,11 +266,7 @@ public final class Vectors {
    * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a negative {@code candidates}
    */
   public static SearchRerank rerank(int candidates, String textKey) {
-    if (candidates < 0) {
-      throw Status.INVALID_ARGUMENT
-          .withDescription("rerank needs a count of candidates of at least 0, got " + candidates)
-          .asRuntimeException();
-    }
+    requireCount("rerank candidates", candidates);
     SearchRerank.Builder rerank = SearchRerank.newBuilder();
     if (candidates > 0) {
       rerank.setCandidates(candidates);

@@ -47,6 +47,7 @@ import dev.embedserve.v1.EmbedOptions;
 import dev.embedserve.v1.FacetValue;
 import dev.embedserve.v1.GeoPoint;
 import dev.embedserve.v1.GetModelInfoResponse;
+import dev.embedserve.v1.GroupBy;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
 import dev.embedserve.v1.Proximity;
@@ -424,6 +425,23 @@ class VectorServiceTest {
               StatusRuntimeException.class,
               () -> client.searchGroups(SearchRequest.newBuilder().setCollection(name).setText(query).build()));
       assertEquals(Status.Code.INVALID_ARGUMENT, ungrouped.getStatus().getCode());
+
+      // searchBatch answers hits and refuses grouped searches; the stub answers their groups.
+      SearchBatchRequest groupedBatch =
+          SearchBatchRequest.newBuilder()
+              .setCollection(name)
+              .addSearches(
+                  SearchRequest.newBuilder()
+                      .setText(query)
+                      .setGroupBy(GroupBy.newBuilder().setKey("doc").setSize(2))
+                      .setParams(limit(2)))
+              .build();
+      assertEquals(
+          groups.stream().map(HitGroup::key).toList(),
+          client.vectorStub().searchBatch(groupedBatch).getResponses(0).getGroupsList().stream()
+              .map(dev.embedserve.v1.HitGroup::getText)
+              .toList());
+      assertRefused(Status.Code.INVALID_ARGUMENT, () -> client.searchBatch(groupedBatch));
     } finally {
       client.deleteCollection(name);
     }
@@ -613,6 +631,114 @@ class VectorServiceTest {
     assertEquals(8, split(64, 8).getSplit().getOverlapTokens());
     assertTrue(Vectors.split().hasSplit());
     assertFalse(Vectors.split().getSplit().hasMaxTokens());
+  }
+
+  /** A client of a port where no server listens: a call that went out would be UNAVAILABLE. */
+  private static EmbedserveClient nobody() throws Exception {
+    int port;
+    try (ServerSocket socket = new ServerSocket(0)) {
+      port = socket.getLocalPort();
+    }
+    return EmbedserveClient.builder("127.0.0.1:" + port).timeout(Duration.ofSeconds(5)).build();
+  }
+
+  private static void assertNegativeCount(String what, Runnable call) {
+    StatusRuntimeException e = assertThrows(StatusRuntimeException.class, call::run, what);
+    assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.getMessage());
+    assertEquals(what + " must be a count of at least 0, got -1", e.getStatus().getDescription());
+  }
+
+  @Test
+  void negativeCountsAreRefusedBeforeSending() throws Exception {
+    // A uint32 field would carry -1 as 4294967295.
+    QueryParams negativeOffset = QueryParams.newBuilder().setLimit(3).setOffset(-1).build();
+    try (EmbedserveClient nobody = nobody()) {
+      assertNegativeCount("limit", () -> limit(-1));
+      assertNegativeCount("limit", () -> nobody.search("c", "q", -1));
+      assertNegativeCount("offset", () -> nobody.search("c", "q", null, negativeOffset));
+      assertNegativeCount(
+          "offset",
+          () -> nobody.search(SearchRequest.newBuilder().setText("q").setParams(negativeOffset).build()));
+      assertNegativeCount(
+          "recency candidates",
+          () -> nobody.search("c", "q", null, null, recency("t", 24).toBuilder().setCandidates(-1).build()));
+      assertNegativeCount(
+          "search 1: offset",
+          () ->
+              nobody.searchBatch(
+                  SearchBatchRequest.newBuilder()
+                      .setCollection("c")
+                      .addSearches(SearchRequest.newBuilder().setText("a"))
+                      .addSearches(SearchRequest.newBuilder().setText("b").setParams(negativeOffset))
+                      .build()));
+      assertNegativeCount("limit", () -> nobody.recommend("c", List.of("a"), List.of(), -1));
+      assertNegativeCount(
+          "offset",
+          () -> nobody.recommend(
+              RecommendRequest.newBuilder().addAllPositive(ids("a")).setParams(negativeOffset).build()));
+      assertNegativeCount("groupSize", () -> nobody.searchGroups("c", "q", "doc", -1, null, limit(2)));
+      assertNegativeCount(
+          "group_by size",
+          () -> nobody.searchGroups(
+              SearchRequest.newBuilder().setText("q").setGroupBy(GroupBy.newBuilder().setKey("doc").setSize(-1)).build()));
+      assertNegativeCount("groupSize", () -> nobody.recommendGroups("c", List.of("a"), List.of(), "doc", -1, 2));
+      assertNegativeCount("limit", () -> nobody.recommendGroups("c", List.of("a"), List.of(), "doc", 2, -1));
+      assertNegativeCount("limit", () -> nobody.scroll("c", null, -1));
+      assertNegativeCount("limit", () -> nobody.facet("c", "topic", null, -1));
+      assertNegativeCount("topN", () -> nobody.rerank("q", List.of("a", "b"), -1, false, false));
+      assertNegativeCount("split maxTokens", () -> split(-1, 0));
+
+      // Batch sizes and in-flight bounds, which the server never sees, are the caller's own.
+      IllegalArgumentException batch =
+          assertThrows(
+              IllegalArgumentException.class,
+              () -> nobody.ingest("c", CORPUS.subList(0, 1), WriteOptions.getDefaultInstance(), 0, 1, ack -> {}));
+      assertEquals("batchSize must be at least 1, got 0", batch.getMessage());
+      assertThrows(
+          IllegalArgumentException.class,
+          () -> nobody.ingest("c", CORPUS.subList(0, 1), WriteOptions.getDefaultInstance(), 1, -1, ack -> {}));
+      assertThrows(
+          IllegalArgumentException.class,
+          () -> nobody.embedStream(List.of(List.of("x")), EmbedOptions.getDefaultInstance(), 0, r -> {}));
+      assertThrows(
+          IllegalArgumentException.class,
+          () -> nobody.embedAsync(List.of("x"), EmbedOptions.getDefaultInstance(), 0, 1));
+      // What passes the checks goes out.
+      assertRefused(Status.Code.UNAVAILABLE, () -> nobody.search("c", "q", 0));
+    }
+  }
+
+  @Test
+  void groupedRequestsAreRefusedByTheUngroupedCalls() throws Exception {
+    GroupBy byDoc = GroupBy.newBuilder().setKey("doc").setSize(2).build();
+    try (EmbedserveClient nobody = nobody()) {
+      StatusRuntimeException search =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> nobody.search(SearchRequest.newBuilder().setCollection("c").setText("q").setGroupBy(byDoc).build()));
+      assertEquals(Status.Code.INVALID_ARGUMENT, search.getStatus().getCode());
+      assertTrue(search.getStatus().getDescription().endsWith("use searchGroups"), search.getMessage());
+      StatusRuntimeException recommend =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> nobody.recommend(
+                  RecommendRequest.newBuilder().setCollection("c").addAllPositive(ids("a")).setGroupBy(byDoc).build()));
+      assertEquals(Status.Code.INVALID_ARGUMENT, recommend.getStatus().getCode());
+      assertTrue(recommend.getStatus().getDescription().endsWith("use recommendGroups"), recommend.getMessage());
+      StatusRuntimeException batch =
+          assertThrows(
+              StatusRuntimeException.class,
+              () ->
+                  nobody.searchBatch(
+                      SearchBatchRequest.newBuilder()
+                          .setCollection("c")
+                          .addSearches(SearchRequest.newBuilder().setText("a"))
+                          .addSearches(SearchRequest.newBuilder().setText("b").setGroupBy(byDoc))
+                          .build()));
+      assertEquals(Status.Code.INVALID_ARGUMENT, batch.getStatus().getCode());
+      assertTrue(batch.getStatus().getDescription().startsWith("search 1: "), batch.getMessage());
+      assertTrue(batch.getStatus().getDescription().contains("vectorStub().searchBatch"), batch.getMessage());
+    }
   }
 
   @Test
