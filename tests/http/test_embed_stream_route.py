@@ -93,3 +93,15 @@ def test_a_byte_order_mark_before_the_first_line_is_dropped(both: Any) -> None:
             reply = http.post("/api/v1/embed-stream", content=content)
             answers = _lines(reply)
             assert answers[0]["request_id"] == "1" and "error" not in answers[-1], answers
+
+
+def test_a_byte_order_mark_after_the_first_line_is_refused_however_the_body_arrives(
+    both: Any,
+) -> None:
+    """Only the body's first bytes may be a byte order mark: one behind a blank first line
+    was dropped or refused depending on where the body's first chunk ended."""
+    body = b"\n\xef\xbb\xbf" + _ndjson({"inputs": ["one"]}).encode()
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        for content in (iter([body]), iter([body[:1], body[1:]])):
+            (only,) = _lines(http.post("/api/v1/embed-stream", content=content))
+            assert "line 2" in only["error"]["message"], only

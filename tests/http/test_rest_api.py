@@ -262,6 +262,20 @@ def test_the_body_limit_counts_chunked_bodies_and_spares_ingestion_streams(
         assert [ack.get("batch_id") for ack in acks] == [str(b) for b in range(20)], acks[-1]
         assert http.post("/api/v1/collections/feed/count", json={}).json()["count"] == 20
 
+        # One line over the limit, arriving whole in one piece with the line before it.
+        over = json.dumps({"documents": [{"id": "big", "text": "y " * 2500}]})
+        answer = http.post(
+            "/api/v1/collections/feed/ingest",
+            content=iter([(lines[0] + "\n" + over + "\n").encode()]),
+            headers={"content-type": "application/x-ndjson"},
+        )
+        *acks, error = [json.loads(line) for line in answer.text.splitlines()]
+        assert [ack["batch_id"] for ack in acks] == ["0"]
+        assert "line 2 is over 4000 bytes (max_message_bytes)" in error["error"]["message"]
+        assert http.post("/api/v1/collections/feed/get", json={"ids": ["big"]}).json() == {
+            "documents": []
+        }
+
 
 def test_a_body_that_is_not_text_is_a_400_naming_where(
     start_http_server: Any, minilm_model: Any

@@ -58,25 +58,30 @@ def body_lines(request: Request) -> AsyncIterator[tuple[int, bytes]]:
 
 async def _lines(request: Request, max_line_bytes: int) -> AsyncIterator[tuple[int, bytes]]:
     """A byte order mark before the first line is dropped, as JSON bodies' is (Windows
-    tools write one)."""
+    tools write one), however the body's first bytes arrive."""
     pending = b""
     number = 0
     started = False  # the body's first bytes, which may be a byte order mark, were seen
     async for chunk in _chunks(request):
         pending += chunk
-        if not started and len(pending) >= len(codecs.BOM_UTF8):
+        if not started:
+            if len(pending) < len(codecs.BOM_UTF8) and codecs.BOM_UTF8.startswith(pending):
+                continue  # may yet be a byte order mark
             pending, started = pending.removeprefix(codecs.BOM_UTF8), True
         *complete, pending = pending.split(b"\n")
         for line in complete:
             number += 1
+            _check_length(line, number, max_line_bytes)
             if line.strip():
                 yield number, line
-        if len(pending) > max_line_bytes:
-            raise InvalidArgument(
-                f"line {number + 1} is over {max_line_bytes} bytes (max_message_bytes)"
-            )
+        _check_length(pending, number + 1, max_line_bytes)
     if pending.strip():
         yield number + 1, pending
+
+
+def _check_length(line: bytes, number: int, max_line_bytes: int) -> None:
+    if len(line) > max_line_bytes:
+        raise InvalidArgument(f"line {number} is over {max_line_bytes} bytes (max_message_bytes)")
 
 
 def json_line(value: Any) -> bytes:
