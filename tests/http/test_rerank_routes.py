@@ -86,6 +86,10 @@ def test_tei_rerank(http: httpx.Client, grpc_ranking: list[tuple[int, float]]) -
     assert "texts[3]" in too_long.json()["error"]
     empty = http.post("/rerank", json={"query": QUERY, "texts": []})
     assert empty.status_code == 422 and "error_type" in empty.json()
+    # Fields TEI does not know (LiteLLM sends top_n) are ignored, as TEI does.
+    extra = http.post("/rerank", json={"query": QUERY, "texts": DOCUMENTS, "top_n": 1})
+    assert extra.status_code == 200, extra.text
+    assert same_ranking([(r["index"], r["score"]) for r in extra.json()], grpc_ranking)
 
 
 def test_cohere_jina_infinity_rerank(

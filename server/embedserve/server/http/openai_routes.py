@@ -38,7 +38,7 @@ TOKEN_IDS_REFUSED = (
     "input holds token ids. OpenAI's clients make these with OpenAI's tokenizer, which this "
     "model does not share, so its vectors would be wrong: send the texts instead (LangChain: "
     "OpenAIEmbeddings(check_embedding_ctx_length=False)). For ids of this model's own "
-    "tokenizer, start the server with --openai-token-ids model, or use /api/v1/embed-tokens"
+    "tokenizer, start the server with --openai-token-ids model"
 )
 
 

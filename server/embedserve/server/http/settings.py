@@ -15,7 +15,7 @@ class HttpSettings:
     # HTTP/1.1 JSON API (OpenAI-compatible and REST) on the gRPC port's host; 0: off.
     http_port: int = 8080
     # refuse: token-id input on /v1/embeddings is a 400 naming the fix; model: the ids are
-    # the served model's own (as /api/v1/embed-tokens takes them).
+    # the served model's own (as its tokenizer and /tokenize give them).
     openai_token_ids: str = "refuse"
     # Browser pages on these origins may call the API (comma-separated, or "*"); empty: none.
     cors_allow_origins: str = ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from embedserve.server.embedder import EmbedParams, Task
@@ -36,7 +36,13 @@ def inputs_problem(value: Any) -> str | None:
     return None
 
 
-class PromptChoice(Body):
+class TeiBody(Body):
+    # TEI reads its bodies without refusing fields it does not know (clients such as
+    # LiteLLM send top_n to /rerank): so do its routes here.
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class PromptChoice(TeiBody):
     prompt_name: str | None = Field(
         default=None,
         description="a key of the model's prompts; unset: the model's default prompt, if any",
@@ -75,7 +81,7 @@ def prompt_named(name: str, prompts: dict[str, str]) -> str:
     raise InvalidArgument(f"prompt_name {name!r} is not one of the model's prompts ({known})")
 
 
-class TeiInputs(Body):
+class TeiInputs(TeiBody):
     inputs: Text | Texts
 
     @field_validator("inputs", mode="before")
@@ -91,7 +97,10 @@ class TeiInputs(Body):
 
 
 class TeiEmbedAllRequest(TeiInputs, TruncationOptions):
-    pass
+    def params(self, prompts: dict[str, str]) -> EmbedParams:
+        # TEI answers the model's hidden states as they are: the normalisation of a
+        # sentence-transformers model applies to its pooled vector only.
+        return dataclasses.replace(super().params(prompts), normalize=False)
 
 
 class TeiEmbedRequest(TeiEmbedAllRequest):
@@ -113,7 +122,7 @@ TokenId = Annotated[int, Field(ge=0)]
 TokenIds = Annotated[list[TokenId], Field(min_length=1)]
 
 
-class TeiDecodeRequest(Body):
+class TeiDecodeRequest(TeiBody):
     ids: TokenIds | Annotated[list[TokenIds], Field(min_length=1)] = Field(
         description="the model's token ids, or a list of such lists"
     )
@@ -123,17 +132,17 @@ class TeiDecodeRequest(Body):
         return [self.ids] if isinstance(self.ids[0], int) else self.ids
 
 
-class SimilarityInput(Body):
+class SimilarityInput(TeiBody):
     source_sentence: Text
     sentences: Texts
 
 
-class TeiSimilarityRequest(Body):
+class TeiSimilarityRequest(TeiBody):
     inputs: SimilarityInput
     parameters: TruncationOptions | None = None
 
 
-class TeiRerankRequest(Body):
+class TeiRerankRequest(TeiBody):
     """text-embeddings-inference's /rerank."""
 
     query: Text
