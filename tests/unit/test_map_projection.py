@@ -54,3 +54,34 @@ def test_the_png_map_shows_dollar_signs_as_written(tmp_path: Path) -> None:
     page = tmp_path / "map.png"
     write_png(np.zeros((3, 2)), groups, "prices in $", str(page))
     assert page.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_long_text_without_spaces_shows_its_start_on_hover() -> None:
+    """textwrap.shorten cuts at words: a text whose first word ran past the cut (Chinese,
+    a long URL) showed nothing but "..."."""
+    from embedserve.client.maps.html import HOVER_TEXT_CHARS, hover
+    from embedserve.client.maps.points import MapPoints
+
+    texts = ["这是一个很长的中文句子没有空格" * 40, "https://example.com/" + "a" * 400 + " tail"]
+    points = MapPoints(["zh", "url"], np.zeros((2, 2)), texts, [{}, {}], total=2)
+    for index, text in enumerate(texts):
+        shown = hover(points, index).split("<br>")[1:]
+        assert "".join(shown).startswith(text[:200]), shown
+        assert sum(map(len, shown)) <= HOVER_TEXT_CHARS
+
+
+def test_a_long_group_name_is_cut_in_the_legend_not_the_image_size(tmp_path: Path) -> None:
+    """One long payload value coloured by made the PNG's legend, and so the image, 800,000
+    pixels wide."""
+    from PIL import Image
+
+    from embedserve.client.maps.labels import LEGEND_CHARS, Group
+    from embedserve.client.maps.png import write_png
+
+    names = ["t0 " + "y" * 100_000, "t1 short"]
+    groups = [Group(name, "#123456", [i]) for i, name in enumerate(names)]
+    assert [len(g.legend_name) for g in groups] == [LEGEND_CHARS, len(names[1])]
+    image = tmp_path / "map.png"
+    write_png(np.zeros((2, 2)), groups, "titles", str(image))
+    with Image.open(image) as drawn:
+        assert drawn.width < 2_000, drawn.size

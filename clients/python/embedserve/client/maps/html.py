@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embedserve.client.maps.labels import Group
+from embedserve.client.maps.labels import Group, clip
 from embedserve.client.maps.points import MapPoints
 
 # Past this many points the browser draws with WebGL; SVG markers get slow.
@@ -33,7 +33,7 @@ def write_html(
                 x=coords[index, 0],
                 y=coords[index, 1],
                 mode="markers",
-                name=f"{html.escape(group.name, quote=False)} ({len(index):,})",
+                name=f"{html.escape(group.legend_name, quote=False)} ({len(index):,})",
                 marker={"color": group.color, "size": 6 if len(coords) <= SVG_LIMIT else 3},
                 hovertext=[hover(points, i) for i in index],
                 hoverinfo="text",
@@ -58,13 +58,11 @@ def hover(points: MapPoints, i: int) -> str:
     lines = [f"<b>{html.escape(points.ids[i], quote=False)}</b>"]
     text = points.texts[i]
     if text:
-        short = textwrap.shorten(text, HOVER_TEXT_CHARS, placeholder=" ...")
+        # Cut by characters, not words: shorten() left only "..." of a text whose first
+        # word is longer than the cut (Chinese, Japanese, a long URL).
+        short = clip(" ".join(text.split()), HOVER_TEXT_CHARS)
         lines += [html.escape(line, quote=False) for line in textwrap.wrap(short, 80)]
     if points.payloads[i]:
         payload = json.dumps(points.payloads[i], ensure_ascii=False, default=str)
-        lines.append(html.escape(_clip(payload, HOVER_PAYLOAD_CHARS), quote=False))
+        lines.append(html.escape(clip(payload, HOVER_PAYLOAD_CHARS), quote=False))
     return "<br>".join(lines)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,11 +26,25 @@ PALETTE = [
 ]  # fmt: skip
 
 
+# Legend entries past this many characters are cut: one long value (a title, a URL) made
+# the legend, and so the image, hundreds of thousands of pixels wide.
+LEGEND_CHARS = 60
+
+
 @dataclasses.dataclass(frozen=True)
 class Group:
     name: str
     color: str
     members: list[int]
+
+    @property
+    def legend_name(self) -> str:
+        return clip(self.name, LEGEND_CHARS)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def field_labels(points: MapPoints, field: str) -> list[str]:

@@ -35,7 +35,7 @@ def write_png(coords: np.ndarray, groups: Sequence[Group], title: str, path: str
                 xy[:, 1],
                 s=size,
                 color=group.color,
-                label=f"{_plain(group.name)} ({len(group.members):,})",
+                label=f"{_plain(group.legend_name)} ({len(group.members):,})",
                 alpha=0.8,
                 linewidths=0,
             )
