@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2
@@ -189,9 +190,28 @@ def payload_from_proto(struct: struct_pb2.Struct, field: str = "payload") -> dic
     filters match them."""
     try:
         values = MessageToDict(struct)
-    except ValueError as exc:  # NaN and infinities have no JSON form
-        raise InvalidArgument(f"{field}: {exc}") from exc
+    except ValueError:  # NaN and infinities have no JSON form
+        where = _non_finite_number(struct, field) or field
+        raise InvalidArgument(f"{where}: numbers must be finite") from None
     return {key: whole_to_int(value) for key, value in values.items()}
+
+
+def _non_finite_number(message: struct_pb2.Struct | struct_pb2.ListValue, path: str) -> str:
+    """Where in ``message`` a NaN or an infinity is, as the store's checks name it."""
+    items: Iterable[tuple[str | int, struct_pb2.Value]] = (
+        message.fields.items()
+        if isinstance(message, struct_pb2.Struct)
+        else enumerate(message.values)
+    )
+    for key, value in items:
+        where = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
+        kind = value.WhichOneof("kind")
+        if kind == "number_value" and not math.isfinite(value.number_value):
+            return where
+        nested = kind in ("struct_value", "list_value")
+        if nested and (found := _non_finite_number(getattr(value, kind), where)):
+            return found
+    return ""
 
 
 def payload_to_proto(payload: Mapping[str, Any] | None) -> struct_pb2.Struct:
