@@ -208,8 +208,8 @@ def _non_finite_number(message: struct_pb2.Struct | struct_pb2.ListValue, path: 
         kind = value.WhichOneof("kind")
         if kind == "number_value" and not math.isfinite(value.number_value):
             return where
-        nested = kind in ("struct_value", "list_value")
-        if nested and (found := _non_finite_number(getattr(value, kind), where)):
+        inner = value.struct_value if kind == "struct_value" else value.list_value
+        if kind in ("struct_value", "list_value") and (found := _non_finite_number(inner, where)):
             return found
     return ""
 
