@@ -16,6 +16,7 @@ from embedserve.server.call_hooks import (
     HookInterceptor,
     code_name,
 )
+from embedserve.server.errors import PermissionDenied
 
 T = TypeVar("T")
 UNARY = "/test.Echo/Unary"
@@ -143,3 +144,49 @@ def test_each_streamed_message_passes_every_hook_in_order() -> None:
     assert events[2:6] == ["a.request 1", "b.request 1", "handler 1", "b.response"]
     assert "a.request 3" in events and "b.request 3" in events and "handler 3" not in events
     assert events[-2:] == ["b.end INVALID_ARGUMENT", "a.end INVALID_ARGUMENT"]
+
+
+class Raiser(Recorder):
+    """Refuses the request ``refuse`` the way the server's hooks do: by raising."""
+
+    async def on_request(self, request: Any, context: Context) -> None:
+        self.events.append(f"{self.name}.request {request.decode()}")
+        if self.refuse == request.decode():
+            raise PermissionDenied(f"{self.name} refused {request.decode()}")
+
+
+class Raising(Member):
+    def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:
+        return Raiser(self.name, self.events, self.refuse)
+
+
+def test_a_refusal_raised_by_a_hook_ends_the_call_with_its_status() -> None:
+    """A unary request refused by raising ends the call before the handler; a stream's
+    message refused so reaches the handler as its requests' error, and one the handler
+    lets through ends the stream, after the answers before it, with the refusal's status."""
+    events: list[str] = []
+    with pytest.raises(grpc.aio.AioRpcError) as unary:
+        serve_and_call(
+            [Raising("a", events, refuse="x")],
+            events,
+            lambda channel: channel.unary_unary(UNARY)(b"x", timeout=10),
+        )
+    assert unary.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert unary.value.details() == "a refused x"
+    assert events == ["a.begin", "a.request x", "a.end PERMISSION_DENIED"]
+
+    events.clear()
+    answers: list[bytes] = []
+
+    async def call(channel: Any) -> None:
+        replies = channel.stream_stream(STREAM)(iter([b"1", b"2", b"3"]), timeout=10)
+        async for reply in replies:
+            answers.append(reply)
+
+    with pytest.raises(grpc.aio.AioRpcError) as stream:
+        serve_and_call([Raising("a", events, refuse="2")], events, call)
+    assert stream.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert stream.value.details() == "a refused 2"
+    assert answers == [b"1a"]
+    assert "handler 2" not in events and "a.request 3" not in events
+    assert events[-1] == "a.end PERMISSION_DENIED"

@@ -104,13 +104,14 @@ class EmbedServer:
         )
         self._watches: list[asyncio.Task[None]] = []
         self.drain = Drain()
+        self.request_limits = settings.section(RequestLimits)
         # Outermost first: every call is observed (auth failures too), refused while the
-        # server drains, undecodable requests refused, then calls are counted per
+        # server drains, oversized or undecodable requests refused, then calls are counted per
         # connection, traced, authenticated, and rate-limited by the key they authenticated as.
         interceptors: list[HookInterceptor] = [
             ObserveInterceptor(self.metrics),
             RefuseWhileDraining(self.drain),
-            DecodeGuardInterceptor(),
+            DecodeGuardInterceptor(self.request_limits.max_message_bytes),
             ConnectionLimitInterceptor(settings.section(ConnectionLimits)),
         ]
         if settings.otel_tracing:
@@ -124,8 +125,7 @@ class EmbedServer:
             interceptors.append(RateLimitInterceptor(limiter))
         self.metrics_endpoint: MetricsEndpoint | None = None
         # The transport ceiling sits above our own limit so oversized requests get a clear
-        # INVALID_ARGUMENT from the handler instead of a bare transport error.
-        self.request_limits = settings.section(RequestLimits)
+        # INVALID_ARGUMENT from the decode guard instead of a bare transport error.
         transport_limit = min(2 * self.request_limits.max_message_bytes, 2**31 - 1)
         self._grpc = grpc.aio.server(
             interceptors=[HookChain(interceptors)],

@@ -67,8 +67,10 @@ class _Check(CallHooks):
             for name in self._collections if reloaded else this_message:
                 check_collection(self._key, name)
         except EmbedServeError as exc:
-            reason = "the API keys were reloaded during this call: " if reloaded else ""
-            await context.abort(status_of(exc), reason + exc.message)
+            # Raised, not aborted: a stream ends with it after the earlier messages' answers.
+            if reloaded:
+                exc.message = "the API keys were reloaded during this call: " + exc.message
+            raise
 
     def on_response(self, response: Any) -> Any:
         # ListCollections names no collection: show a restricted key only its own.

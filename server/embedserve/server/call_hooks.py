@@ -5,6 +5,14 @@ final status code or check each streamed request, the handler's behaviour itself
 to be wrapped. This does it once for the four handler kinds, so each interceptor only
 writes ``begin`` / ``on_request`` / ``end``; a ``HookChain`` runs several such
 interceptors with one wrapper per call, which costs less than one wrapper each.
+
+A hook refuses a request message by raising an ``EmbedServeError`` from ``on_request``,
+never by aborting the call there: a stream's messages are checked as its handler reads
+them, and the ordered streams (``ordered.py``) read ahead of their answers. Raised, the
+refusal reaches the handler as the request iterator's error, which ends the stream after
+every message accepted before it was answered, with the refusal's status; an abort would
+end the call at once, dropping those answers. A unary request's refusal, or one that a
+handler lets through, ends the call with its status here.
 """
 
 from __future__ import annotations
@@ -12,15 +20,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
+
+from embedserve.server.errors import EmbedServeError
+from embedserve.server.status import status_of
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class CallHooks:
-    """Override what you need. ``begin`` may abort the call; ``end`` always runs after it."""
+    """Override what you need. ``begin`` may abort the call; ``on_request`` refuses a message
+    by raising an ``EmbedServeError`` (see the module docstring); ``end`` always runs after
+    ``begin``."""
 
     async def begin(self, context: Context) -> Any:
         return None
@@ -106,11 +119,14 @@ def _wrap(inner: Any, chain: tuple[CallHooks, ...], request_streaming: bool) -> 
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
             begun: _Begun = []
             try:
-                await begin(request, context, begun)
-                async for item in inner(requests_of(request, context), context):
-                    for hooks in reversed_chain:
-                        item = hooks.on_response(item)
-                    yield item
+                try:
+                    await begin(request, context, begun)
+                    async for item in inner(requests_of(request, context), context):
+                        for hooks in reversed_chain:
+                            item = hooks.on_response(item)
+                        yield item
+                except EmbedServeError as exc:
+                    await _refuse(context, exc)
             except BaseException as exc:
                 end(begun, context, exc)
                 raise
@@ -121,8 +137,11 @@ def _wrap(inner: Any, chain: tuple[CallHooks, ...], request_streaming: bool) -> 
     async def single(request: Any, context: Context) -> Any:
         begun: _Begun = []
         try:
-            await begin(request, context, begun)
-            result = await _maybe_await(inner(requests_of(request, context), context))
+            try:
+                await begin(request, context, begun)
+                result = await _maybe_await(inner(requests_of(request, context), context))
+            except EmbedServeError as exc:
+                await _refuse(context, exc)
             if result is not None:
                 for hooks in reversed_chain:
                     result = hooks.on_response(result)
@@ -133,6 +152,12 @@ def _wrap(inner: Any, chain: tuple[CallHooks, ...], request_streaming: bool) -> 
         return result
 
     return single
+
+
+async def _refuse(context: Context, error: EmbedServeError) -> NoReturn:
+    """End the call with ``error``'s status: a hook refused the (unary) request, or the
+    handler let a stream message's refusal through untranslated."""
+    await context.abort(status_of(error), error.message)
 
 
 def code_name(context: Context, error: BaseException | None) -> str:

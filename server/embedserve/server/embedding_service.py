@@ -1,4 +1,6 @@
-"""EmbeddingService: translates protobuf to core calls; the core does the work."""
+"""EmbeddingService: translates protobuf to core calls; the core does the work.
+
+Requests over ``max_message_bytes`` never get here: the decode guard refuses them."""
 
 from __future__ import annotations
 
@@ -53,17 +55,8 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
             raise NotReady("the model is still loading; wait for health SERVING")
         return self._attached
 
-    def _check_size(self, request: Any) -> None:
-        limit = self._embedder.limits.max_message_bytes
-        size = request.ByteSize()
-        if size > limit:
-            raise InvalidArgument(
-                f"the request is {size} bytes; the limit is {limit} (max_message_bytes)"
-            )
-
     @unary
     async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
-        self._check_size(request)
         params = convert.params_from_proto(request.options)
         precision = convert.precision_from_proto(request.precision)
         result = await self._embedder.embed(list(request.inputs), params, deadline_of(context))
@@ -92,7 +85,6 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
         self, request: pb.EmbedStreamRequest, deadline: float | None
     ) -> pb.EmbedStreamResponse:
         with named(f"request_id {request.request_id!r}"):
-            self._check_size(request)
             params = convert.params_from_proto(request.options)
             precision = convert.precision_from_proto(request.precision)
             result = await self._embedder.embed(
@@ -110,7 +102,6 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
     async def EmbedTokens(
         self, request: pb.EmbedTokensRequest, context: Context
     ) -> pb.EmbedTokensResponse:
-        self._check_size(request)
         params = convert.params_from_proto(request.options)
         result = await self._embedder.embed_tokens(
             list(request.inputs), params, deadline_of(context)
@@ -136,7 +127,6 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
 
     @unary
     async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
-        self._check_size(request)
         task = convert.task_from_proto(request.task, "task")
         prompt = request.prompt if request.HasField("prompt") else None
         details = await self._embedder.tokenize(list(request.inputs), task, prompt)
@@ -159,7 +149,6 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
     async def Similarity(
         self, request: pb.SimilarityRequest, context: Context
     ) -> pb.SimilarityResponse:
-        self._check_size(request)
         params = convert.params_from_proto(request.options)
         deadline = deadline_of(context)
         which = request.WhichOneof("input")
@@ -221,7 +210,6 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
 
     @unary
     async def Rerank(self, request: pb.RerankRequest, context: Context) -> pb.RerankResponse:
-        self._check_size(request)
         if self._reranker is None:
             raise no_reranker()
         params = RerankParams(
