@@ -65,6 +65,15 @@ def test_counts_most_frequent_first_ties_by_value(items: VectorStore) -> None:
     assert {h.value: h.count for h in items.facet("items", "sale")} == {True: 4, False: 4}
 
 
+def test_values_no_document_holds_any_more_are_not_counted(items: VectorStore) -> None:
+    """The embedded engine listed them with count 0 after their last holder went."""
+    items.delete("items", ["i6", "i7"])  # teal's and amber's only holders
+    items.update_payload("items", ["i3"], values={"colour": "red", "size": 9})  # green's
+    assert items.facet("items", "colour") == [FacetHit("red", 4), FacetHit("blue", 2)]
+    assert 9 in {h.value for h in items.facet("items", "size")}
+    assert all(h.count > 0 for h in items.facet("items", "size"))
+
+
 def test_counts_under_a_filter(items: VectorStore) -> None:
     on_sale = Filter(must=(MatchValue("sale", True), Range("size", gte=1)))
     expected = Counter(c for n, c in enumerate(COLOURS) if n % 2 == 0 and n % 3 >= 1)

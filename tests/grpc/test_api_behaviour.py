@@ -131,6 +131,26 @@ def test_bad_input_is_invalid_argument_naming_the_field(
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_the_server_starts_under_the_smallest_limits_its_settings_allow(
+    start_server, minilm_model, tiny_reranker_path
+) -> None:
+    """The warm-ups of the model and the reranker went through the callers' limits: one
+    input per request, a few characters or a queue of one stopped the server at start."""
+    server = start_server(
+        loaded=minilm_model,
+        reranker=str(tiny_reranker_path),
+        max_inputs_per_request=1,
+        max_input_chars=8,
+        max_queue_items=1,
+    )
+    with EmbedClient(server.target) as client:
+        assert client.embed(["hello"]).shape == (1, 384)
+        assert len(client.rerank("cats", ["a cat"])) == 1
+        with pytest.raises(grpc.RpcError) as refused:
+            client.embed(["hello", "world"])
+    assert "(max_inputs_per_request)" in (refused.value.details() or "")
+
+
 def test_similarity_takes_as_many_pairs_as_a_request_takes_texts(strict_server) -> None:
     """Each side of the pairs is a request's inputs: 64 pairs pass where 64 texts do (both
     sides counted together, 33 were refused as 66 items)."""

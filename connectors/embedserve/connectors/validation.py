@@ -307,8 +307,9 @@ def check_facet(spec: CollectionSpec, key: str, limit: int) -> None:
 
 
 def facet_hits(hits: Sequence[Any], limit: int) -> list[FacetHit]:
-    """The engine's hits, most frequent first, ties by value, so engines agree."""
-    plain = [FacetHit(h.value, int(h.count)) for h in hits]
+    """The engine's hits, most frequent first, ties by value, so engines agree. The
+    embedded engine's index keeps values whose last holder went (count 0): left out."""
+    plain = [FacetHit(h.value, int(h.count)) for h in hits if h.count > 0]
     plain.sort(key=lambda h: (-h.count, str(type(h.value)), h.value))
     return plain[:limit]
 

@@ -289,7 +289,9 @@ class EmbedServer:
         embedder = Embedder(
             self.model, self._batcher, self._tokenize_executor, self.request_limits, cache
         )
-        await embedder.embed(["warm-up", "a somewhat longer warm-up input " * 8], EmbedParams())
+        # Warmed up outside the callers' limits, which may allow less than this (one input).
+        warm_up = Embedder(self.model, self._batcher, self._tokenize_executor, RequestLimits())
+        await warm_up.embed(["warm-up", "a somewhat longer warm-up input " * 8], EmbedParams())
         reranker = await self._start_reranker(limits, wide, side, threads)
         try:
             self.store = await loop.run_in_executor(
@@ -335,15 +337,11 @@ class EmbedServer:
             wide(model.compute), limits, self._model_executor, self.metrics.rerank, cost, side
         )
         self._rerank_batcher.start()
-        reranker = Reranker(
-            model,
-            self._rerank_batcher,
-            self._tokenize_executor,
-            self.request_limits,
-            model_settings.chunk_overlap_tokens,
-        )
-        await reranker.rerank("warm-up", ["a warm-up document " * 8], RerankParams())
-        return reranker
+        overlap = model_settings.chunk_overlap_tokens
+        batcher, executor = self._rerank_batcher, self._tokenize_executor
+        warm_up = Reranker(model, batcher, executor, RequestLimits(), overlap)
+        await warm_up.rerank("warm-up", ["a warm-up document " * 8], RerankParams())
+        return Reranker(model, batcher, executor, self.request_limits, overlap)
 
     async def wait_ready(self) -> None:
         """Wait for SERVING; re-raise a failed model load."""

@@ -173,9 +173,11 @@ class Batcher:
         deadline: float | None = None,
         priority: Priority = Priority.INTERACTIVE,
     ) -> list[asyncio.Future[WindowResult]]:
-        """Queue windows at once or raise Overloaded (unary calls)."""
+        """Queue windows at once or raise Overloaded (unary calls). A call of more windows
+        than the queue holds goes in when the queue is empty, as a stream's does: refused
+        with "retry later" for ever, it would never be served."""
         waiting = len(self._lanes[priority])
-        if waiting + len(windows) > self.limits.max_queue_items:
+        if waiting + min(len(windows), self.limits.max_queue_items) > self.limits.max_queue_items:
             raise Overloaded(
                 f"the server's queue is full ({waiting} of "
                 f"{self.limits.max_queue_items} inputs waiting); retry later"
