@@ -103,6 +103,7 @@ def test_each_refusal_has_its_status_and_changes_nothing(client: Any) -> None:
         (lambda: client.update_aliases(set={"x": "news"}), grpc.StatusCode.INVALID_ARGUMENT),
         (lambda: client.update_aliases(set={"a b": "news_v1"}), grpc.StatusCode.INVALID_ARGUMENT),
         (lambda: client.update_aliases(), grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda: client.list_aliases("missing"), grpc.StatusCode.NOT_FOUND),
     ]
     for call, code in refused:
         with pytest.raises(grpc.RpcError) as error:

@@ -34,7 +34,7 @@ const (
 //
 // EmbeddingService turns text into vectors with the served encoder model.
 //
-// Every response carries token counts and timings. Errors use standard gRPC
+// Every response that embeds carries token counts and timings. Errors use standard gRPC
 // status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
 // field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
 // get backpressure), a server that is not ready or draining UNAVAILABLE.
@@ -148,7 +148,7 @@ func (c *embeddingServiceClient) Rerank(ctx context.Context, in *RerankRequest, 
 //
 // EmbeddingService turns text into vectors with the served encoder model.
 //
-// Every response carries token counts and timings. Errors use standard gRPC
+// Every response that embeds carries token counts and timings. Errors use standard gRPC
 // status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
 // field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
 // get backpressure), a server that is not ready or draining UNAVAILABLE.

@@ -1852,9 +1852,10 @@ func (x *UpsertResponse) GetTimings() *Timings {
 type IngestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required on the first message; later messages may leave it empty or
-	// repeat it.
-	Collection    string        `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
-	Documents     []*Document   `protobuf:"bytes,2,rep,name=documents,proto3" json:"documents,omitempty"`
+	// repeat it as the first spelt it (not an alias of it, nor its own name).
+	Collection string      `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	Documents  []*Document `protobuf:"bytes,2,rep,name=documents,proto3" json:"documents,omitempty"`
+	// For this message's documents only: send them again with each message.
 	Options       *WriteOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1987,9 +1988,10 @@ type IngestStreamRequest struct {
 	// ...", with documents indexed within that message).
 	BatchId string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	// Required on the first message; later messages may leave it empty or
-	// repeat it.
-	Collection    string        `protobuf:"bytes,2,opt,name=collection,proto3" json:"collection,omitempty"`
-	Documents     []*Document   `protobuf:"bytes,3,rep,name=documents,proto3" json:"documents,omitempty"`
+	// repeat it as the first spelt it (not an alias of it, nor its own name).
+	Collection string      `protobuf:"bytes,2,opt,name=collection,proto3" json:"collection,omitempty"`
+	Documents  []*Document `protobuf:"bytes,3,rep,name=documents,proto3" json:"documents,omitempty"`
+	// For this message's documents only: send them again with each message.
 	Options       *WriteOptions `protobuf:"bytes,4,opt,name=options,proto3" json:"options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2401,8 +2403,8 @@ func (x *MatchTextAny) GetText() string {
 
 // payload[key], a text, holds every word of text, in any order: words as
 // Qdrant's word tokenizer splits them, lowercased, not stemmed ("fox" does not
-// match "foxes"). A `text` payload index (PAYLOAD_INDEX_KIND_TEXT) makes it
-// fast on large collections.
+// match "foxes"). Needs a `text` payload index (PAYLOAD_INDEX_KIND_TEXT) on
+// key: without one the call is INVALID_ARGUMENT, on every engine.
 type MatchText struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -3599,8 +3601,10 @@ func (x *Filter) GetMinShould() *MinShould {
 type QueryParams struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Default: 10.
-	Limit          *uint32  `protobuf:"varint,1,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
-	Offset         uint32   `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Limit  *uint32 `protobuf:"varint,1,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
+	Offset uint32  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Hits scoring below it are left out; on EUCLID and MANHATTAN collections,
+	// whose scores are distances (smallest first), hits farther than it.
 	ScoreThreshold *float32 `protobuf:"fixed32,3,opt,name=score_threshold,json=scoreThreshold,proto3,oneof" json:"score_threshold,omitempty"`
 	// Default: true.
 	WithPayload *bool `protobuf:"varint,4,opt,name=with_payload,json=withPayload,proto3,oneof" json:"with_payload,omitempty"`
@@ -3836,7 +3840,8 @@ type SearchRequest struct {
 	Query  isSearchRequest_Query `protobuf_oneof:"query"`
 	Filter *Filter               `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	Params *QueryParams          `protobuf:"bytes,5,opt,name=params,proto3" json:"params,omitempty"`
-	// For a text query; task defaults to QUERY here.
+	// For a text query; task defaults to QUERY here. dimensions is ignored (the
+	// collection's size is used).
 	Embed *EmbedOptions `protobuf:"bytes,6,opt,name=embed,proto3" json:"embed,omitempty"`
 	Mode  SearchMode    `protobuf:"varint,7,opt,name=mode,proto3,enum=embedserve.v1.SearchMode" json:"mode,omitempty"`
 	// The best hits per value of a payload field, in groups instead of results;
@@ -4466,7 +4471,8 @@ type SearchBatchRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
 	// At most max_inputs_per_request (default 2048). Each search's collection
-	// is left empty or names the same collection.
+	// is left empty or names the collection as this field does (an alias and
+	// its collection's own name do not count as the same).
 	Searches      []*SearchRequest `protobuf:"bytes,2,rep,name=searches,proto3" json:"searches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4669,7 +4675,8 @@ type RecommendRequest struct {
 	Strategy   RecommendStrategy      `protobuf:"varint,4,opt,name=strategy,proto3,enum=embedserve.v1.RecommendStrategy" json:"strategy,omitempty"`
 	Filter     *Filter                `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
 	Params     *QueryParams           `protobuf:"bytes,6,opt,name=params,proto3" json:"params,omitempty"`
-	// For text examples; task defaults to QUERY here.
+	// For text examples; task defaults to QUERY here. dimensions is ignored
+	// (the collection's size is used).
 	Embed *EmbedOptions `protobuf:"bytes,7,opt,name=embed,proto3" json:"embed,omitempty"`
 	// As SearchRequest.group_by: groups instead of results, params.limit groups.
 	GroupBy *GroupBy `protobuf:"bytes,8,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
@@ -5825,8 +5832,8 @@ type ClusterRequest struct {
 	KMax *uint32 `protobuf:"varint,7,opt,name=k_max,json=kMax,proto3,oneof" json:"k_max,omitempty"`
 	// HDBSCAN: the smallest group that counts as a cluster. Default: 5.
 	MinClusterSize *uint32 `protobuf:"varint,8,opt,name=min_cluster_size,json=minClusterSize,proto3,oneof" json:"min_cluster_size,omitempty"`
-	// Cluster a random sample of this many points when there are more.
-	// Default: 20000.
+	// Cluster a random sample of this many points when more match. Default:
+	// 20000. A collection's only: texts are clustered all (at most 50000).
 	MaxPoints *uint32 `protobuf:"varint,9,opt,name=max_points,json=maxPoints,proto3,oneof" json:"max_points,omitempty"`
 	// Most central documents reported per cluster. Default: 5.
 	TopDocuments *uint32 `protobuf:"varint,10,opt,name=top_documents,json=topDocuments,proto3,oneof" json:"top_documents,omitempty"`

@@ -349,7 +349,10 @@ class VectorCore:
         name or by one of its aliases)."""
         aliases = await self.call(self.store.list_aliases)
         own_name = aliases.get(collection, collection)
-        return {a: c for a, c in aliases.items() if not collection or c == own_name}
+        named = {a: c for a, c in aliases.items() if not collection or c == own_name}
+        if collection and not named:
+            await self.collection_spec(collection)  # a collection of no alias, or NOT_FOUND
+        return named
 
     async def collection_spec(self, collection: str, fresh: bool = False) -> CollectionSpec:
         """The collection's settings, cached for a few seconds; ``fresh`` asks the store

@@ -29,7 +29,7 @@ if _version_not_supported:
 class EmbeddingServiceStub:
     """EmbeddingService turns text into vectors with the served encoder model.
 
-    Every response carries token counts and timings. Errors use standard gRPC
+    Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
     field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
     get backpressure), a server that is not ready or draining UNAVAILABLE.
@@ -81,7 +81,7 @@ class EmbeddingServiceStub:
 class EmbeddingServiceServicer:
     """EmbeddingService turns text into vectors with the served encoder model.
 
-    Every response carries token counts and timings. Errors use standard gRPC
+    Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
     field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
     get backpressure), a server that is not ready or draining UNAVAILABLE.
@@ -191,7 +191,7 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
 class EmbeddingService:
     """EmbeddingService turns text into vectors with the served encoder model.
 
-    Every response carries token counts and timings. Errors use standard gRPC
+    Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
     field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
     get backpressure), a server that is not ready or draining UNAVAILABLE.

@@ -30,7 +30,7 @@ GRPC_VERSION: str
 class EmbeddingServiceStub:
     """EmbeddingService turns text into vectors with the served encoder model.
 
-    Every response carries token counts and timings. Errors use standard gRPC
+    Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
     field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
     get backpressure), a server that is not ready or draining UNAVAILABLE.
@@ -69,7 +69,7 @@ class EmbeddingServiceStub:
 class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
     """EmbeddingService turns text into vectors with the served encoder model.
 
-    Every response carries token counts and timings. Errors use standard gRPC
+    Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
     field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
     get backpressure), a server that is not ready or draining UNAVAILABLE.
@@ -104,7 +104,7 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
 class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
     """EmbeddingService turns text into vectors with the served encoder model.
 
-    Every response carries token counts and timings. Errors use standard gRPC
+    Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
     field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
     get backpressure), a server that is not ready or draining UNAVAILABLE.

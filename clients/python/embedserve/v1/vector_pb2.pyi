@@ -1024,12 +1024,14 @@ class IngestRequest(_message.Message):
     OPTIONS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """Required on the first message; later messages may leave it empty or
-    repeat it.
+    repeat it as the first spelt it (not an alias of it, nor its own name).
     """
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
     @_builtins.property
-    def options(self) -> Global___WriteOptions: ...
+    def options(self) -> Global___WriteOptions:
+        """For this message's documents only: send them again with each message."""
+
     def __init__(
         self,
         *,
@@ -1090,12 +1092,14 @@ class IngestStreamRequest(_message.Message):
     """
     collection: _builtins.str
     """Required on the first message; later messages may leave it empty or
-    repeat it.
+    repeat it as the first spelt it (not an alias of it, nor its own name).
     """
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
     @_builtins.property
-    def options(self) -> Global___WriteOptions: ...
+    def options(self) -> Global___WriteOptions:
+        """For this message's documents only: send them again with each message."""
+
     def __init__(
         self,
         *,
@@ -1262,8 +1266,8 @@ Global___MatchTextAny: _TypeAlias = MatchTextAny  # noqa: Y015
 class MatchText(_message.Message):
     """payload[key], a text, holds every word of text, in any order: words as
     Qdrant's word tokenizer splits them, lowercased, not stemmed ("fox" does not
-    match "foxes"). A `text` payload index (PAYLOAD_INDEX_KIND_TEXT) makes it
-    fast on large collections.
+    match "foxes"). Needs a `text` payload index (PAYLOAD_INDEX_KIND_TEXT) on
+    key: without one the call is INVALID_ARGUMENT, on every engine.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1818,6 +1822,9 @@ class QueryParams(_message.Message):
     """Default: 10."""
     offset: _builtins.int
     score_threshold: _builtins.float
+    """Hits scoring below it are left out; on EUCLID and MANHATTAN collections,
+    whose scores are distances (smallest first), hits farther than it.
+    """
     with_payload: _builtins.bool
     """Default: true."""
     with_vectors: _builtins.bool
@@ -1967,7 +1974,9 @@ class SearchRequest(_message.Message):
     def params(self) -> Global___QueryParams: ...
     @_builtins.property
     def embed(self) -> _embedding_pb2.EmbedOptions:
-        """For a text query; task defaults to QUERY here."""
+        """For a text query; task defaults to QUERY here. dimensions is ignored (the
+        collection's size is used).
+        """
 
     @_builtins.property
     def group_by(self) -> Global___GroupBy:
@@ -2285,7 +2294,8 @@ class SearchBatchRequest(_message.Message):
     @_builtins.property
     def searches(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchRequest]:
         """At most max_inputs_per_request (default 2048). Each search's collection
-        is left empty or names the same collection.
+        is left empty or names the collection as this field does (an alias and
+        its collection's own name do not count as the same).
         """
 
     def __init__(
@@ -2380,7 +2390,9 @@ class RecommendRequest(_message.Message):
     def params(self) -> Global___QueryParams: ...
     @_builtins.property
     def embed(self) -> _embedding_pb2.EmbedOptions:
-        """For text examples; task defaults to QUERY here."""
+        """For text examples; task defaults to QUERY here. dimensions is ignored
+        (the collection's size is used).
+        """
 
     @_builtins.property
     def group_by(self) -> Global___GroupBy:
@@ -2924,8 +2936,8 @@ class ClusterRequest(_message.Message):
     min_cluster_size: _builtins.int
     """HDBSCAN: the smallest group that counts as a cluster. Default: 5."""
     max_points: _builtins.int
-    """Cluster a random sample of this many points when there are more.
-    Default: 20000.
+    """Cluster a random sample of this many points when more match. Default:
+    20000. A collection's only: texts are clustered all (at most 50000).
     """
     top_documents: _builtins.int
     """Most central documents reported per cluster. Default: 5."""
