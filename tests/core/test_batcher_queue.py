@@ -56,10 +56,13 @@ def test_a_full_queue_refuses_unary_windows_and_says_how_full() -> None:
             queued = batcher.submit(windows(3, 3))  # exactly the limit
             with pytest.raises(
                 Overloaded,
-                match=exactly("the server's queue is full (2 of 2 inputs waiting); retry later"),
+                match=exactly(
+                    "the server's queue is full (2 inputs waiting; max_queue_items is 2); "
+                    "retry later"
+                ),
             ):
                 batcher.submit(windows(3))
-            with pytest.raises(Overloaded, match=r"\(2 of 2 inputs waiting\)"):
+            with pytest.raises(Overloaded, match=r"\(2 inputs waiting; max_queue_items is 2\)"):
                 batcher.submit(windows(1, 1, 1))
             model.release()
             await settle(asyncio.gather(*blocker, *queued))

@@ -143,11 +143,13 @@ def test_token_ids_get_the_special_tokens_and_the_prompt_around_them() -> None:
 
 def test_token_ids_that_hold_the_special_tokens_already_get_them_once() -> None:
     """Ids as a tokenizer gives them by default (and /tokenize answers them): framed by
-    the model's special tokens, which are not added a second time."""
+    the model's special tokens, with the prompt's after the first, none added twice."""
     tokenizer = make()
     tokenizer.encode(["a b c"], "", Overflow.ERROR)  # ids 3 to 5 now exist
-    framed, bare = tokenizer.encode_ids([[CLS, 4, 5, SEP], [4, 5]], "a ", Overflow.ERROR)
-    assert framed == bare
+    framed, prompted, bare = tokenizer.encode_ids(
+        [[CLS, 4, 5, SEP], [CLS, 3, 4, 5, SEP], [4, 5]], "a ", Overflow.ERROR
+    )
+    assert framed == prompted == bare  # /tokenize gives the prompt's ids too
     assert framed.windows == ((CLS, 3, 4, 5, SEP),)
     # Only a whole frame is taken off; the special tokens alone stay text.
     (lone,) = tokenizer.encode_ids([[CLS, SEP]], "", Overflow.ERROR)

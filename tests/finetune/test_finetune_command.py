@@ -212,7 +212,8 @@ def test_bad_input_is_named_and_nothing_is_written(
     blank = tmp_path / "blank.jsonl"
     blank.write_text('{"query": "a", "positive": ""}\n')
     fails(finetune_args(tiny_base, blank, out), "line 1: field 'positive' is an empty text")
-    fails(finetune_args(tmp_path / "no-such-model", small_pairs, out), "--base ")
+    # The hint names this command's flag, not serve's --model.
+    fails(finetune_args(tmp_path / "no-such-model", small_pairs, out), "and --base minilm)")
     fails(
         finetune_args(tiny_base, small_pairs, out, "--matryoshka-dims", "128"), "--matryoshka-dims"
     )

@@ -281,3 +281,21 @@ def test_tokenize_and_token_vectors(minilm_server, sentence_transformer) -> None
     ]
     mean = np.mean([np.array(t.values) for t in items], axis=0)
     assert float(mean @ pooled / np.linalg.norm(mean)) >= 0.99999
+
+
+def test_upsert_answers_the_timings_of_its_embedding(minilm_server) -> None:
+    """UpsertResponse.timings was declared and never filled."""
+    from embedserve.v1 import vector_pb2 as vpb
+    from embedserve.v1 import vector_pb2_grpc as vpb_grpc
+
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("timed")
+    with grpc.insecure_channel(minilm_server.target) as channel:
+        stub = vpb_grpc.VectorServiceStub(channel)
+        texts = [vpb.Document(id=f"t{n}", text=f"text number {n}") for n in range(3)]
+        embedded = stub.Upsert(vpb.UpsertRequest(collection="timed", documents=texts))
+        vector = vpb.Document(id="v", vector=vpb.Vector(values=[0.1] * 384))
+        given = stub.Upsert(vpb.UpsertRequest(collection="timed", documents=[vector]))
+    assert embedded.upserted == 3 and embedded.usage.total_tokens > 0
+    assert 0 < embedded.timings.inference_ms <= embedded.timings.total_ms
+    assert given.HasField("timings") and given.timings.total_ms == 0  # nothing embedded

@@ -117,3 +117,11 @@ def test_vector_writes_over_the_limit_are_refused_and_nothing_is_written(server:
         ):
             assert time.monotonic() < deadline, name
             time.sleep(0.05)
+
+
+def test_an_answer_larger_than_the_limit_is_sent(server: Any) -> None:
+    """The limit is on requests: an Embed answer over twice it (the transport's send cap,
+    before) failed after the model's work with a bare RESOURCE_EXHAUSTED, logged as OK."""
+    with EmbedClient(server.target) as client:
+        vectors = client.embed([f"text {n}" for n in range(30)])  # 30 x 384 floats: 46 KB
+    assert vectors.shape == (30, 384)

@@ -133,7 +133,9 @@ class EmbedServer:
                 # gRPC shares ports by default: a second server would split the traffic.
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", transport_limit),
-                ("grpc.max_send_message_length", transport_limit),
+                # Answers are bounded by what requests may ask (and EmbedTokens' by the
+                # limit itself): a cap here failed an answer after the work, logged as OK.
+                ("grpc.max_send_message_length", -1),
             ],
         )
         self._model_executor = ThreadPoolExecutor(

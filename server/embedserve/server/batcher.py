@@ -179,8 +179,8 @@ class Batcher:
         waiting = len(self._lanes[priority])
         if waiting + min(len(windows), self.limits.max_queue_items) > self.limits.max_queue_items:
             raise Overloaded(
-                f"the server's queue is full ({waiting} of "
-                f"{self.limits.max_queue_items} inputs waiting); retry later"
+                f"the server's queue is full ({waiting} inputs waiting; max_queue_items is "
+                f"{self.limits.max_queue_items}); retry later"
             )
         return self._enqueue(windows, deadline, priority)
 

@@ -193,8 +193,9 @@ class TextTokenizer:
         field: str = "input",
     ) -> list[TokenizedText]:
         """Inputs given as token ids: the model's special tokens and the prompt go around them.
-        Ids that already begin and end with them (as a tokenizer gives by default, and as
-        /tokenize answers) are taken without them, so that they are not added twice."""
+        Ids that already begin and end with them, and hold the prompt after the first ones
+        (as a tokenizer gives by default, and as /tokenize answers), are taken without
+        them, so that they are not added twice."""
         vocabulary = len(self._tok)
         prompt_ids = (
             list(self._tok(self._cased(prompt), add_special_tokens=False)["input_ids"])
@@ -206,22 +207,29 @@ class TextTokenizer:
         out = []
         for index, ids in enumerate(id_lists):
             self._check_ids(ids, vocabulary, f"{field}[{index}]")
-            full = [*self._prefix_ids, *prompt_ids, *self._without_specials(ids), *self._suffix_ids]
+            text_ids = self._text_of_framed(ids, prompt_ids)
+            full = [*self._prefix_ids, *prompt_ids, *text_ids, *self._suffix_ids]
             out.append(
                 self._apply_overflow(full, head_len, pool_start, overflow, f"{field}[{index}]")
             )
         return out
 
-    def _without_specials(self, ids: Sequence[int]) -> Sequence[int]:
+    def _text_of_framed(self, ids: Sequence[int], prompt_ids: Sequence[int]) -> Sequence[int]:
+        """``ids`` without the special tokens around them, and without the prompt after the
+        leading ones, where they hold them (as the tokenizer and /tokenize give a text's)."""
         prefix, suffix = self._prefix_ids, self._suffix_ids
         framed = len(ids) > len(prefix) + len(suffix) and (prefix or suffix)
-        if (
+        if not (
             framed
             and list(ids[: len(prefix)]) == prefix
             and list(ids[len(ids) - len(suffix) :]) == suffix
         ):
-            return ids[len(prefix) : len(ids) - len(suffix)]
-        return ids
+            return ids
+        inner = ids[len(prefix) : len(ids) - len(suffix)]
+        prompted = prompt_ids and len(inner) > len(prompt_ids)
+        if prompted and list(inner[: len(prompt_ids)]) == list(prompt_ids):
+            return inner[len(prompt_ids) :]
+        return inner
 
     def _pool_start(self, prompt: str, head_len: int) -> int:
         """The first token pooled. A model that pools without its prompt leaves out the

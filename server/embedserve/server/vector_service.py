@@ -109,7 +109,9 @@ class VectorService(pb_grpc.VectorServiceServicer):
             request.collection, documents, vc.write_settings(request.options)
         )
         return pb.UpsertResponse(
-            upserted=len(prepared.points), usage=epb.Usage(total_tokens=prepared.tokens)
+            upserted=len(prepared.points),
+            usage=epb.Usage(total_tokens=prepared.tokens),
+            timings=convert.timings_to_proto(prepared.timings),
         )
 
     @unary

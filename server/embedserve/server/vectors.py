@@ -125,6 +125,7 @@ class PreparedBatch:
     embedded_at: int | None = None  # the vector size its texts were embedded at
     # The keyword settings (bm25, bm25_language) its points were made for; None: any.
     keywords_for: tuple[bool, str] | None = None
+    timings: Timings = dataclasses.field(default_factory=Timings)  # of its embedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,11 +430,11 @@ class VectorCore:
         passages = [text[a:b] for text, cuts in zip(texts, spans, strict=True) for a, b in cuts]
         names = [name for name, cuts in zip(text_names, spans, strict=True) for _ in cuts]
         vectors: FloatArray | None = None
-        tokens = 0
+        tokens, timings = 0, Timings()
         if passages:
             # A batch of documents split into passages may hold more than one request's
             # inputs; each passage is named as its document's text.
-            vectors, tokens = await self._embed_in_slices(
+            vectors, tokens, timings = await self._embed_in_slices(
                 passages,
                 params,
                 lambda start, end: InputNames.listed("documents", names[start:end]),
@@ -441,9 +442,8 @@ class VectorCore:
             )
         points, counts = _points(kept, spans, vectors, settings, spec)
         keywords_for = (spec.bm25, spec.bm25_language)
-        return PreparedBatch(
-            points, tokens, counts, spec.vector_size if texts else None, keywords_for
-        )
+        embedded_at = spec.vector_size if texts else None
+        return PreparedBatch(points, tokens, counts, embedded_at, keywords_for, timings)
 
     async def _split(
         self,
@@ -468,11 +468,11 @@ class VectorCore:
         params: EmbedParams,
         field_of: Callable[[int, int], str | InputNames],
         wait_for_room: bool = False,
-    ) -> tuple[FloatArray, int]:
+    ) -> tuple[FloatArray, int, Timings]:
         """Embed ``texts`` in slices of the per-request input limit, side by side in the
         batcher's bulk lane (documents to write or to analyse, not queries);
-        ``field_of(start, end)`` names a slice's texts in errors. Returns the vectors and
-        the tokens spent."""
+        ``field_of(start, end)`` names a slice's texts in errors. Returns the vectors, the
+        tokens spent and the timings (of the slowest slice, as they ran side by side)."""
         step = self._embedder.limits.max_inputs_per_request
         results = await asyncio.gather(
             *(
@@ -487,7 +487,11 @@ class VectorCore:
                 for start in range(0, max(1, len(texts)), step)
             )
         )
-        return np.concatenate([r.vectors for r in results]), sum(r.total_tokens for r in results)
+        timings = Timings()
+        for result in results:
+            timings.merge(result.timings)
+        vectors = np.concatenate([r.vectors for r in results])
+        return vectors, sum(r.total_tokens for r in results), timings
 
     def _params_for(self, spec: CollectionSpec, params: EmbedParams) -> EmbedParams:
         """``params`` for texts embedded into (or to query) the collection of ``spec``,
@@ -884,7 +888,7 @@ class VectorCore:
         slices of the per-request input limit, so an analysis may hold more texts than one
         Embed call. Errors name an item within its slice: texts[2048:4096][3]."""
         whole = len(texts) <= self._embedder.limits.max_inputs_per_request
-        vectors, _ = await self._embed_in_slices(
+        vectors, _, _ = await self._embed_in_slices(
             texts,
             EmbedParams(Task.DOCUMENT),
             lambda start, end: field if whole else f"{field}[{start}:{end}]",

