@@ -381,7 +381,12 @@ def test_ingest_starts_over_when_its_checkpoint_is_stale(served: str, tmp_path: 
     assert run_cli(*ingest, "-c", "stale").returncode == 0
     saved = json.loads((tmp_path / "kept.jsonl.progress").read_text())
     assert saved.pop("prefix_sha256")
-    assert saved == {"acknowledged": 20, "last_id": "d19", "collection": "stale"}
+    assert saved == {
+        "acknowledged": 20,
+        "last_id": "d19",
+        "collection": "stale",
+        "options": {"store_text": False, "split": False},
+    }
     with EmbedClient(served) as client:
         for change, reason in (
             (lambda: client.delete_collection("stale"), "collection 'stale' does not exist"),
@@ -396,6 +401,13 @@ def test_ingest_starts_over_when_its_checkpoint_is_stale(served: str, tmp_path: 
         assert "it is the checkpoint of collection 'stale'" in other.stderr
         assert client.count("other") == 20
     assert "resuming after 20" in run_cli(*ingest, "-c", "other").stderr
+    # Run again with --store-text: the documents go again, stored with their text now.
+    with_text = run_cli(*ingest, "-c", "other", "--store-text")
+    assert "were written with other options" in with_text.stderr, with_text.stderr
+    assert "ingested 20 documents" in with_text.stderr
+    with EmbedClient(served) as client:
+        assert client.get("other", ["d0"])[0].payload["text"]
+    assert "resuming after 20" in run_cli(*ingest, "-c", "other", "--store-text").stderr
 
 
 def test_ingest_starts_over_when_the_file_no_longer_begins_with_what_it_sent(

@@ -46,12 +46,21 @@ def digest_of(documents: Iterable[dict[str, Any]], count: int) -> str | None:
     return digest.of_first(count) if seen == count else None
 
 
-def save(path: Path, acknowledged: int, last_id: str, collection: str, prefix: str) -> None:
+def save(
+    path: Path,
+    acknowledged: int,
+    last_id: str,
+    collection: str,
+    prefix: str,
+    options: dict[str, Any],
+) -> None:
+    """``options``: the write options the documents went with (stored text, passages)."""
     saved = {
         "acknowledged": acknowledged,
         "last_id": last_id,
         "collection": collection,
         "prefix_sha256": prefix,
+        "options": options,
     }
     with replaced_when_done(str(path)) as checkpoint:
         checkpoint.write(json.dumps(saved))

@@ -491,8 +491,9 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     from_stdin = args.file == "-"
     checkpoint = None if from_stdin else Path(args.checkpoint or args.file + ".progress")
     skip = 0
+    options = {"store_text": args.store_text, "split": split_option(args)}
     if checkpoint is not None and checkpoint.exists() and not args.restart:
-        skip = _resume_point(client, checkpoint, args.collection, args.file)
+        skip = _resume_point(client, checkpoint, args.collection, args.file, options)
     stream = stdin_text() if from_stdin else _open_documents(args.file)
     total = None if from_stdin else _count_documents(args.file)
     progress = _Progress(total, skip)
@@ -514,13 +515,13 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             args.collection,
             itertools.chain(first, documents),
             batch_size=args.batch_size,
-            store_text=args.store_text,
-            split=split_option(args),
+            store_text=options["store_text"],
+            split=options["split"],
         ):
             done = skip + int(ack.total_acknowledged)
             if checkpoint is not None:
-                last = ack.ids[-1]
-                save_checkpoint(checkpoint, done, last, args.collection, prefix.of_first(done))
+                last, digest = ack.ids[-1], prefix.of_first(done)
+                save_checkpoint(checkpoint, done, last, args.collection, digest, options)
             progress.update(done)
     finally:
         progress.end()
@@ -617,17 +618,22 @@ def _create_for(
     print(f"created collection {args.collection!r}{source}", file=sys.stderr)
 
 
-def _resume_point(client: EmbedClient, checkpoint: Path, collection: str, path: str) -> int:
+def _resume_point(
+    client: EmbedClient, checkpoint: Path, collection: str, path: str, options: dict[str, Any]
+) -> int:
     """How many documents an earlier run acknowledged into this collection; 0 (start over,
-    saying why) when the checkpoint is not this collection's, the file no longer begins with
-    the documents it acknowledged (replaced, truncated, edited), or the collection no longer
-    holds them (deleted and made again, or on another server)."""
+    saying why) when the checkpoint is not this collection's, its documents went with other
+    write options (--store-text, --split: sent again, they are stored with these), the file
+    no longer begins with the documents it acknowledged (replaced, truncated, edited), or
+    the collection no longer holds them (deleted and made again, or on another server)."""
     saved = load_checkpoint(checkpoint)
     last_id, named = str(saved["last_id"]), saved.get("collection", collection)
     acknowledged = int(saved["acknowledged"])
     stale = None
     if named != collection:
         stale = f"it is the checkpoint of collection {named!r}"
+    elif saved.get("options", options) != options:
+        stale = f"its documents were written with other options ({saved['options']})"
     elif not _begins_with(path, acknowledged, saved.get("prefix_sha256")):
         stale = f"{path} no longer begins with the {acknowledged} documents it acknowledged"
     elif not collection_exists(client, collection):
