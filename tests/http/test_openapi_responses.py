@@ -66,3 +66,30 @@ def test_success_bodies_name_every_field(document: dict[str, Any]) -> None:
         for found in objects_in(schema, components, seen):
             if path not in ("/health", "/"):  # {"status"}, in app.py
                 assert found.get("additionalProperties") is False, (verb, path, found.get("title"))
+
+
+def enums_in(schema: Any) -> Iterator[list[Any]]:
+    if isinstance(schema, list):
+        for item in schema:
+            yield from enums_in(item)
+    elif isinstance(schema, dict):
+        if isinstance(schema.get("enum"), list):
+            yield schema["enum"]
+        for value in schema.values():
+            yield from enums_in(value)
+
+
+def test_no_enum_holds_two_spellings_of_one_name(document: dict[str, Any]) -> None:
+    # Generators name an enum's members by its values in capitals: "right" and "Right"
+    # would be two members RIGHT (openapi-python-client refuses the document).
+    for values in enums_in(document):
+        names = [value.upper() for value in values if isinstance(value, str)]
+        assert len(names) == len(set(names)), values
+
+
+def test_stream_lines_are_answers_or_the_last_error_line(document: dict[str, Any]) -> None:
+    for path in STREAMS:
+        content = document["paths"][path]["post"]["responses"]["200"]["content"]
+        answer, error = content[NDJSON]["schema"]["oneOf"]
+        assert answer["additionalProperties"] is False and answer["required"], path
+        assert error == {"$ref": "#/components/schemas/Error"}, path

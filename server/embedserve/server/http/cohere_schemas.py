@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from embedserve.server.batcher import Priority
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.rerank_schemas import CohereRerankRequest
-from embedserve.server.http.schemas import Body, PositiveU32
+from embedserve.server.http.schemas import Body, PositiveU32, default
 from embedserve.server.http.tei_schemas import Text, Texts
 from embedserve.server.tokenization import Overflow
 
-InputType = Literal["search_document", "search_query", "classification", "clustering", "image"]
+CohereInputType = Literal[
+    "search_document", "search_query", "classification", "clustering", "image"
+]
+# Cohere's "image" is taken, to be refused in Cohere's words (params): the document leaves
+# it out, as every request with it is refused.
+InputType = Annotated[
+    CohereInputType,
+    WithJsonSchema(
+        {"type": "string", "enum": [name for name in get_args(CohereInputType) if name != "image"]}
+    ),
+]
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
 
 _TASKS = {"search_query": Task.QUERY, "search_document": Task.DOCUMENT}
@@ -58,7 +68,8 @@ class CohereEmbedRequest(Body):
     input_type: InputType | None = Field(
         default=None,
         description="search_query and search_document pick the model's query and document "
-        "prompts; classification and clustering the model's prompt of that name if it has one",
+        "prompts; classification and clustering the model's prompt of that name if it has one "
+        "(Cohere's image is refused: " + _UNSERVED + ")",
     )
     embedding_types: Annotated[list[EmbeddingType], Field(min_length=1)] | None = Field(
         default=None, description="the formats to answer with; default float"
@@ -66,6 +77,7 @@ class CohereEmbedRequest(Body):
     truncate: Literal["NONE", "START", "END"] | None = Field(
         default=None,
         description="past the model's maximum: refuse, or cut the start or the end (default)",
+        json_schema_extra=default("END"),
     )
     output_dimension: PositiveU32 | None = Field(default=None, description="Matryoshka truncation")
     max_tokens: PositiveU32 | None = Field(

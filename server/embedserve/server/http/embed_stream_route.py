@@ -24,6 +24,7 @@ from embedserve.server.http.handlers import validation_message
 from embedserve.server.http.ndjson import (
     NDJSON,
     DuplexStreamingResponse,
+    answer_line_schema,
     body_lines,
     error_line,
     json_line,
@@ -59,7 +60,7 @@ async def _requests(lines: AsyncIterator[tuple[int, bytes]]) -> AsyncIterator[_N
             "content": {NDJSON: {"schema": line_schema(EmbedStreamLine)}},
         }
     },
-    responses={200: {"content": {NDJSON: {"schema": line_schema(EmbedStreamResponse)}}}},
+    responses={200: {"content": {NDJSON: {"schema": answer_line_schema(EmbedStreamResponse)}}}},
 )
 async def embed_stream(request: Request, caller: Caller) -> DuplexStreamingResponse:
     backend = backend_of(request)

@@ -21,6 +21,7 @@ from embedserve.server.http.handlers import validation_message
 from embedserve.server.http.ndjson import (
     NDJSON,
     DuplexStreamingResponse,
+    answer_line_schema,
     body_lines,
     error_line,
     json_line,
@@ -63,7 +64,7 @@ async def ingest_messages(
             "content": {NDJSON: {"schema": line_schema(IngestLine)}},
         }
     },
-    responses={200: {"content": {NDJSON: {"schema": line_schema(IngestStreamResponse)}}}},
+    responses={200: {"content": {NDJSON: {"schema": answer_line_schema(IngestStreamResponse)}}}},
 )
 async def ingest(name: CollectionName, request: Request, caller: Caller) -> DuplexStreamingResponse:
     backend = backend_of(request)

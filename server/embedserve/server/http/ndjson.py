@@ -100,3 +100,12 @@ def line_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schema.pop("$defs", None)
     return schema
+
+
+def answer_line_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI schema of one line of a stream's answer: one of ``model``, or the error
+    line that ends a failed stream (embedserve's Error, a component of the document)."""
+    return {
+        "description": "a line: an answer, or an error line, which is last",
+        "oneOf": [line_schema(model), {"$ref": "#/components/schemas/Error"}],
+    }

@@ -18,13 +18,16 @@ from embedserve.server.http.responses import COHERE_PATHS, TEI_PATHS, is_openai_
 
 _NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 ERROR_SCHEMAS: dict[str, Any] = {
+    # Closed, as success bodies are: it is also the last line of a failed NDJSON stream.
     "Error": {
         "type": "object",
         "required": ["error"],
+        "additionalProperties": False,
         "properties": {
             "error": {
                 "type": "object",
                 "required": ["code", "status", "message"],
+                "additionalProperties": False,
                 "properties": {
                     "code": {"type": "integer", "description": "the HTTP status"},
                     "status": {"type": "string", "description": "the gRPC status code's name"},
@@ -98,6 +101,8 @@ def _statuses(path: str, verb: str) -> dict[int, str]:
         statuses[404] = NOT_FOUND
     if (verb, path) == ("post", "/api/v1/collections"):
         statuses[409] = CONFLICT
+    if (verb, path) == ("get", "/api/v1/aliases"):
+        statuses[404] = "the collection named does not exist"
     if (verb, path) == ("post", "/api/v1/aliases"):
         statuses[404] = "an alias to delete, or a collection to name, does not exist"
         statuses[409] = "an alias would take a collection's name"

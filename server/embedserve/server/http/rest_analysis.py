@@ -9,7 +9,8 @@ import dataclasses
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import Field
+from pydantic import ConfigDict, Field, WithJsonSchema
+from pydantic.config import JsonDict
 from starlette.responses import Response
 
 from embedserve.server.analysis import AnalysisCore, ClusterJob, ClusterReport, DuplicateReport
@@ -28,6 +29,8 @@ from embedserve.server.http.schemas import (
     CollectionName,
     FilterJson,
     PositiveU32,
+    default,
+    integers,
 )
 from embedserve.server.http.strict_json import StrictJsonRoute
 
@@ -37,22 +40,73 @@ Caller = Annotated[ApiKey | None, Depends(guard)]
 # -- bodies ------------------------------------------------------------------------------
 
 
+_CLUSTER = ClusterSettings()
+_JOB = ClusterJob()
+_DUPLICATES = DuplicateSettings()
+# The analysis core's checks (analysis_cluster.check_settings), stated where they apply:
+# k_min and k_max when k-means chooses k (no k), min_cluster_size under hdbscan. It also
+# needs k_min <= k_max, and fewer points than k_min or min_cluster_size refuse a job.
+_HDBSCAN: JsonDict = {"required": ["algorithm"], "properties": {"algorithm": {"const": "hdbscan"}}}
+_CHOOSING_K: JsonDict = {
+    "properties": {"algorithm": {"not": {"const": "hdbscan"}}, "k": {"type": "null"}}
+}
+_AT_LEAST_2: JsonDict = {"minimum": 2}
+CLUSTER_RULES: JsonDict = {
+    "allOf": [
+        {
+            "if": _CHOOSING_K,
+            "then": {"properties": {"k_min": _AT_LEAST_2, "k_max": _AT_LEAST_2}},
+        },
+        {"if": _HDBSCAN, "then": {"properties": {"min_cluster_size": _AT_LEAST_2}}},
+    ]
+}
+
+
 class ClusterOptions(Body):
+    model_config = ConfigDict(json_schema_extra=CLUSTER_RULES)
+
     algorithm: Literal["kmeans", "hdbscan"] | None = Field(
-        default=None, description="default kmeans"
+        default=None,
+        description="default kmeans",
+        json_schema_extra=default(_CLUSTER.algorithm.value),
     )
     k: PositiveU32 | None = Field(
         default=None, description="kmeans: unset, chosen by silhouette over [k_min, k_max]"
     )
-    k_min: PositiveU32 | None = Field(default=None, description="default 2")
-    k_max: PositiveU32 | None = Field(default=None, description="default 12")
-    min_cluster_size: PositiveU32 | None = Field(default=None, description="hdbscan; default 5")
-    max_points: PositiveU32 | None = Field(
-        default=None, description="cluster a random sample of this many; default 20000"
+    k_min: PositiveU32 | None = Field(
+        default=None,
+        description="default 2; at least 2 when k is chosen",
+        json_schema_extra=default(_CLUSTER.k_min),
     )
-    top_documents: U32 | None = Field(default=None, description="default 5; 0: none")
-    top_words: U32 | None = Field(default=None, description="default 10; 0: none")
-    seed: U32 | None = Field(default=None, description="for k-means and sampling; default 0")
+    k_max: PositiveU32 | None = Field(
+        default=None,
+        description="default 12; at least k_min when k is chosen",
+        json_schema_extra=default(_CLUSTER.k_max),
+    )
+    min_cluster_size: PositiveU32 | None = Field(
+        default=None,
+        description="hdbscan, at least 2; default 5",
+        json_schema_extra=default(_CLUSTER.min_cluster_size),
+    )
+    max_points: Annotated[PositiveU32, integers(2)] | None = Field(
+        default=None,
+        description="cluster a random sample of this many of a collection's points; "
+        "default 20000 (texts are clustered all)",
+        json_schema_extra=default(_JOB.max_points),
+    )
+    top_documents: U32 | None = Field(
+        default=None,
+        description="default 5; 0: none",
+        json_schema_extra=default(_JOB.top_documents),
+    )
+    top_words: U32 | None = Field(
+        default=None, description="default 10; 0: none", json_schema_extra=default(_JOB.top_words)
+    )
+    seed: U32 | None = Field(
+        default=None,
+        description="for k-means and sampling; default 0",
+        json_schema_extra=default(_CLUSTER.seed),
+    )
 
 
 class CollectionClusterRequest(ClusterOptions):
@@ -66,10 +120,22 @@ class TextsClusterRequest(ClusterOptions):
     texts: list[str] = Field(json_schema_extra=TEXTS)
 
 
+# DuplicateSettings checks it, with its own message.
+Cosine = Annotated[float, WithJsonSchema({"type": "number", "minimum": -1, "maximum": 1})]
+
+
 class DuplicateOptions(Body):
-    threshold: float | None = Field(default=None, description="cosine in [-1, 1]; default 0.92")
-    max_neighbors: PositiveU32 | None = Field(default=None, description="default 10")
-    max_pairs: PositiveU32 | None = Field(default=None, description="default 1000")
+    threshold: Cosine | None = Field(
+        default=None,
+        description="cosine in [-1, 1]; default 0.92",
+        json_schema_extra=default(_DUPLICATES.threshold),
+    )
+    max_neighbors: PositiveU32 | None = Field(
+        default=None, description="default 10", json_schema_extra=default(_DUPLICATES.max_neighbors)
+    )
+    max_pairs: PositiveU32 | None = Field(
+        default=None, description="default 1000", json_schema_extra=default(_DUPLICATES.max_pairs)
+    )
     with_text: bool = Field(default=True, description="the pairs' stored texts")
 
 

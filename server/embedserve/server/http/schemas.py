@@ -6,21 +6,47 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema, field_validator
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
-from embedserve.connectors.groups import MAX_GROUP_SIZE
-from embedserve.connectors.types import COLLECTION_NAME_PATTERN
+from embedserve.connectors import weighing
+from embedserve.connectors.groups import DEFAULT_GROUP_SIZE, MAX_GROUP_SIZE
+from embedserve.connectors.keywords import LANGUAGES
+from embedserve.connectors.types import (
+    COLLECTION_NAME_PATTERN,
+    MAX_SCROLL_LIMIT,
+    CollectionSpec,
+    SearchParams,
+)
 from embedserve.server.batcher import Priority
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.model_spec import PoolingMode
+from embedserve.server.search_rerank import DEFAULT_CANDIDATES as RERANK_CANDIDATES
+from embedserve.server.search_rerank import MAX_CANDIDATES as MAX_RERANK_CANDIDATES
 from embedserve.server.tokenization import Overflow
+from embedserve.server.vectors import SCROLL_PAGE
 
 # The gRPC fields these mirror are uint32: JSON's integers are not bounded.
 U32_MAX = 2**32 - 1
 U32 = Annotated[int, Field(ge=0, le=U32_MAX)]
 PositiveU32 = Annotated[int, Field(ge=1, le=U32_MAX)]
+
+
+def integers(minimum: int, maximum: int = U32_MAX) -> WithJsonSchema:
+    """The range an integer is documented in, where the core checks a narrower one than its
+    type's (pydantic validates the type as it was: the core's checks and messages stay)."""
+    return WithJsonSchema({"type": "integer", "minimum": minimum, "maximum": maximum})
+
+
+def default(value: JsonValue) -> JsonDict:
+    """A field's json_schema_extra: the value the server takes for it when it is unset
+    (null in the model, so that the core's own default applies)."""
+    return {"default": value}
+
+
+# The core refuses 0 (the store's "must be a positive integer"; gRPC's unset is absent).
+PositiveSetting = Annotated[U32, integers(1)]
 TaskName = Literal["query", "document", "none"]
 PoolingName = Literal["mean", "cls", "last_token"]
 OverflowName = Literal["truncate_right", "truncate_left", "error", "chunk"]
@@ -193,6 +219,11 @@ class SimilarityRequest(Body):
     options: EmbedOptions = EmbedOptions()
 
 
+# Checked by the store (keywords.check_language), with its message; "" is the default, as
+# over gRPC.
+Bm25Language = Annotated[str, WithJsonSchema({"type": "string", "enum": ["", *LANGUAGES]})]
+
+
 class CollectionConfig(Body):
     dimensions: PositiveU32 | None = Field(default=None, description="default: the model's width")
     distance: Literal["cosine", "dot", "euclid", "manhattan"] | None = Field(
@@ -204,19 +235,39 @@ class CollectionConfig(Body):
         default="float32", description="float16: half the memory, values rounded to 16 bits"
     )
     payload_indexes: dict[str, IndexKind] = {}
-    hnsw_m: U32 | None = None
-    hnsw_ef_construct: U32 | None = None
-    hnsw_ef: U32 | None = None
-    shard_number: U32 | None = None
-    replication_factor: U32 | None = None
-    write_consistency_factor: U32 | None = None
-    full_scan_threshold_kb: U32 | None = None
+    hnsw_m: PositiveSetting | None = Field(
+        default=None, json_schema_extra=default(CollectionSpec.hnsw_m)
+    )
+    hnsw_ef_construct: PositiveSetting | None = Field(
+        default=None, json_schema_extra=default(CollectionSpec.hnsw_ef_construct)
+    )
+    hnsw_ef: PositiveSetting | None = Field(
+        default=None,
+        description="the search beam of searches that do not set one",
+        json_schema_extra=default(CollectionSpec.hnsw_ef),
+    )
+    shard_number: PositiveSetting | None = Field(
+        default=None, description="default: the server's cluster layout settings"
+    )
+    replication_factor: PositiveSetting | None = Field(
+        default=None, description="default: the server's cluster layout settings"
+    )
+    write_consistency_factor: PositiveSetting | None = Field(
+        default=None, description="default: the server's cluster layout settings"
+    )
+    full_scan_threshold_kb: PositiveSetting | None = Field(
+        default=None,
+        description="segments smaller than this are searched by an exact scan, unindexed",
+        json_schema_extra=default(CollectionSpec.full_scan_threshold_kb),
+    )
     bm25: bool = Field(
         default=False,
         description="also keep a BM25 keyword vector of each text, for keyword and hybrid search",
     )
-    bm25_language: str = Field(
-        default="english", description="the language of the BM25 stop words and stemmer"
+    bm25_language: Bm25Language = Field(
+        default="english",
+        description='the language of the BM25 stop words and stemmer ("": english); one '
+        "other than english needs bm25",
     )
 
 
@@ -289,15 +340,32 @@ class IngestLine(Body):
     options: WriteOptions = WriteOptions()
 
 
+# What SearchParams.__post_init__ takes: an empty string is the default, as over gRPC.
+READ_CONSISTENCY_PATTERN = "^(all|majority|quorum|[0-9]*[1-9][0-9]*)?$"
+ReadConsistency = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": READ_CONSISTENCY_PATTERN})
+]
+
+
 class QueryParams(Body):
-    limit: PositiveU32 | None = None
+    limit: PositiveU32 | None = Field(
+        default=None,
+        description="hits (groups, with group_by) per page",
+        json_schema_extra=default(SearchParams.limit),
+    )
     offset: U32 = 0
     score_threshold: float | None = None
-    with_payload: bool | None = None
+    with_payload: bool | None = Field(
+        default=None, json_schema_extra=default(SearchParams.with_payload)
+    )
     with_vectors: bool = False
     exact: bool = False
-    hnsw_ef: PositiveU32 | None = None
-    read_consistency: str | None = None
+    hnsw_ef: PositiveU32 | None = Field(default=None, description="default: the collection's")
+    read_consistency: ReadConsistency | None = Field(
+        default=None,
+        description='server clusters: "all", "majority", "quorum" or a number of replicas; '
+        '"" or unset: the server\'s default',
+    )
     diversity: float | None = Field(
         default=None,
         ge=0,
@@ -310,6 +378,7 @@ class QueryParams(Body):
         gt=0,
         le=100,
         description="hybrid mode: how much the keyword ranking counts (default 1)",
+        json_schema_extra=default(SearchParams.keyword_weight),
     )
     payload_keys: list[str] | None = Field(
         default=None, description="only these top-level payload keys (default: all)"
@@ -337,8 +406,16 @@ class GroupBy(Body):
         json_schema_extra=TEXT,
     )
     size: int | None = Field(
-        default=None, ge=1, le=MAX_GROUP_SIZE, description="hits per group (default 3)"
+        default=None,
+        ge=1,
+        le=MAX_GROUP_SIZE,
+        description="hits per group (default 3)",
+        json_schema_extra=default(DEFAULT_GROUP_SIZE),
     )
+
+
+# The weighings' check (weighing._check_common) refuses more.
+WeighingCandidates = Annotated[PositiveU32, integers(1, weighing.MAX_CANDIDATES)]
 
 
 class Recency(Body):
@@ -351,11 +428,18 @@ class Recency(Body):
         json_schema_extra=TEXT,
     )
     half_life_hours: float = Field(gt=0, description="age at which freshness halves")
-    weight: float | None = Field(default=None, gt=0, le=1, description="default 0.5")
-    now: str = Field(default="", description="RFC 3339; default: the server's clock")
-    candidates: PositiveU32 | None = Field(
+    weight: float | None = Field(
         default=None,
-        description="hits re-sorted among themselves (default 100, or the limit if more)",
+        gt=0,
+        le=1,
+        description="default 0.5",
+        json_schema_extra=default(weighing.DEFAULT_WEIGHT),
+    )
+    now: str = Field(default="", description="RFC 3339; default: the server's clock")
+    candidates: WeighingCandidates | None = Field(
+        default=None,
+        description=f"hits re-sorted among themselves (default {weighing.DEFAULT_CANDIDATES}, "
+        "or the limit if more)",
     )
 
 
@@ -378,10 +462,17 @@ class Proximity(Body):
     )
     center: GeoPoint
     half_distance_m: float = Field(gt=0, description="distance at which closeness halves")
-    weight: float | None = Field(default=None, gt=0, le=1, description="default 0.5")
-    candidates: PositiveU32 | None = Field(
+    weight: float | None = Field(
         default=None,
-        description="hits re-sorted among themselves (default 100, or the limit if more)",
+        gt=0,
+        le=1,
+        description="default 0.5",
+        json_schema_extra=default(weighing.DEFAULT_WEIGHT),
+    )
+    candidates: WeighingCandidates | None = Field(
+        default=None,
+        description=f"hits re-sorted among themselves (default {weighing.DEFAULT_CANDIDATES}, "
+        "or the limit if more)",
     )
 
 
@@ -392,9 +483,10 @@ class SearchRerank(Body):
     """The best ``candidates`` hits reordered by the server's reranker, which reads the
     query text with each hit's text; the hits carry its scores."""
 
-    candidates: PositiveU32 | None = Field(
+    candidates: Annotated[PositiveU32, integers(1, MAX_RERANK_CANDIDATES)] | None = Field(
         default=None,
-        description="hits reordered among themselves (default 50, or the limit if more)",
+        description=f"hits reordered among themselves (default {RERANK_CANDIDATES}, or the "
+        "limit if more); at least the limit",
     )
     text_key: str = Field(
         default="", description='the payload key holding the text; "": "text" (store_text)'
@@ -518,7 +610,11 @@ class ScrollRequest(Body):
     """One page of a collection's documents, in id order or a field's."""
 
     filter: FilterJson | None = None
-    limit: PositiveU32 | None = Field(default=None, description="default 256; at most 10000")
+    limit: Annotated[PositiveU32, integers(1, MAX_SCROLL_LIMIT)] | None = Field(
+        default=None,
+        description=f"default {SCROLL_PAGE}; at most {MAX_SCROLL_LIMIT}",
+        json_schema_extra=default(SCROLL_PAGE),
+    )
     cursor: str = Field(default="", description="empty for the first page, then next_cursor")
     with_payload: bool = True
     with_vectors: bool = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from embedserve.server.embedder import EmbedParams, Task
@@ -14,8 +14,18 @@ from embedserve.server.http.schemas import Body, PositiveU32, json_kind
 from embedserve.server.reranking import RerankParams
 from embedserve.server.tokenization import Overflow
 
-# TEI takes both spellings.
-Direction = Literal["right", "left", "Right", "Left"]
+# TEI takes both spellings; documented as a pattern, as an enum of both would give a
+# generated client two members of one name.
+Direction = Annotated[
+    Literal["right", "left", "Right", "Left"],
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^([Ll]eft|[Rr]ight)$",
+            "description": "the side cut past the maximum: right or left (or Right, Left)",
+        }
+    ),
+]
 # Checked here, not only documented: TEI's routes answer a body against them with 422.
 Text = Annotated[str, Field(min_length=1)]
 Texts = Annotated[list[Text], Field(min_length=1)]
