@@ -93,6 +93,7 @@ def test_vector_store_round_trip(both: Any, http: httpx.Client) -> None:
         json={"documents": docs, "options": {"store_text": True}},
     ).json()
     assert upserted["upserted"] == 3
+    assert 0 < upserted["timings"]["inference_ms"] <= upserted["timings"]["total_ms"]
     assert http.get("/api/v1/collections").json()["names"] == ["news"]
     search = http.post(
         "/api/v1/collections/news/search",

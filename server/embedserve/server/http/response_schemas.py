@@ -223,6 +223,7 @@ class ListAliasesResponse(Answer):
 class UpsertResponse(Answer):
     upserted: int = Field(description="points written: one per document, or per passage")
     usage: Usage
+    timings: Timings = Field(description="of the embedding; zeros when nothing was embedded")
 
 
 class IngestStreamResponse(Answer):

@@ -304,7 +304,11 @@ async def upsert(
     core = _core(request)
     prepared = await core.upsert(name, documents_in(body.documents), write_settings(body.options))
     return json_response(
-        {"upserted": len(prepared.points), "usage": {"total_tokens": prepared.tokens}}
+        {
+            "upserted": len(prepared.points),
+            "usage": {"total_tokens": prepared.tokens},
+            "timings": timings_json(prepared.timings),
+        }
     )
 
 
