@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
+from raw_grpc import raw_call
 
 from embedserve.client import EmbedClient
 from embedserve.v1 import embedding_pb2, vector_pb2
@@ -42,26 +43,6 @@ OVERSIZED = b"\xfa\x3f" + varint(24_000) + b"x" * 24_000
 @pytest.fixture
 def server(start_server: Callable[..., Any], minilm_model: Any) -> Any:
     return start_server(loaded=minilm_model, max_message_bytes=LIMIT)
-
-
-def raw_call(channel: grpc.Channel, method: Any, body: bytes) -> grpc.RpcError | None:
-    path = f"/{method.containing_service.full_name}/{method.name}"
-    kwargs: dict[str, Callable[[bytes], bytes]] = {
-        "request_serializer": bytes,
-        "response_deserializer": bytes,
-    }
-    try:
-        if method.client_streaming and method.server_streaming:
-            list(channel.stream_stream(path, **kwargs)(iter([body]), timeout=60))
-        elif method.client_streaming:
-            channel.stream_unary(path, **kwargs)(iter([body]), timeout=60)
-        elif method.server_streaming:
-            list(channel.unary_stream(path, **kwargs)(body, timeout=60))
-        else:
-            channel.unary_unary(path, **kwargs)(body, timeout=60)
-    except grpc.RpcError as exc:
-        return exc
-    return None
 
 
 def test_every_rpc_refuses_a_request_over_the_limit_naming_it(server: Any) -> None:

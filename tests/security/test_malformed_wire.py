@@ -15,7 +15,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -27,6 +27,7 @@ import pytest
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
+from raw_grpc import raw_call
 from test_fuzz import METHODS, Served, running_server
 
 from embedserve.v1 import embedding_pb2 as epb
@@ -359,23 +360,9 @@ def parses(method: MethodDescriptor, body: bytes) -> bool:
     return True
 
 
-def raw_call(channel: grpc.Channel, method: MethodDescriptor, body: bytes) -> grpc.StatusCode:
-    """Send ``body`` as the request bytes of ``method``, skipping client-side serialisation."""
-    path = f"/{method.containing_service.full_name}/{method.name}"
-    kwargs: dict[str, Callable[[bytes], bytes]] = {
-        "request_serializer": bytes,
-        "response_deserializer": bytes,
-    }
-    try:
-        if method.client_streaming and method.server_streaming:
-            list(channel.stream_stream(path, **kwargs)(iter([body]), timeout=CALL_TIMEOUT_S))
-        elif method.client_streaming:
-            channel.stream_unary(path, **kwargs)(iter([body]), timeout=CALL_TIMEOUT_S)
-        else:
-            channel.unary_unary(path, **kwargs)(body, timeout=CALL_TIMEOUT_S)
-    except grpc.RpcError as exc:
-        return exc.code()
-    return grpc.StatusCode.OK
+def call_code(channel: grpc.Channel, method: MethodDescriptor, body: bytes) -> grpc.StatusCode:
+    error = raw_call(channel, method, body, CALL_TIMEOUT_S)
+    return grpc.StatusCode.OK if error is None else error.code()
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
@@ -384,7 +371,7 @@ def test_body_is_not_protobuf(served: Served, method: MethodDescriptor) -> None:
     Bytes that do parse get the answer any request with those fields would get."""
     failures = []
     for name, body in BODIES.items():
-        code = raw_call(served.channel, method, body)
+        code = call_code(served.channel, method, body)
         valid = parses(method, body)
         SEEN[f"body/{method.name}/{name}{'' if valid else ' (unparseable)'}"] = code.name
         if valid:
