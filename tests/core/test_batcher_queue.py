@@ -74,6 +74,34 @@ def test_a_full_queue_refuses_unary_windows_and_says_how_full() -> None:
     asyncio.run(body())
 
 
+def test_windows_given_up_take_no_room_while_a_pass_runs() -> None:
+    """Cancelled and expired windows stayed in the lane until the next cut, which waits
+    for the pass running: live calls were refused for a queue of dead windows."""
+    model = RecordingModel(hold_first=True)
+
+    async def body() -> None:
+        async with running_batcher(model, limits(max_queue_items=2)) as (batcher, _):
+            blocker = await hold_model(batcher, model)
+            cancelled = batcher.submit(windows(3))
+            expired = batcher.submit(windows(3), deadline=time.monotonic() + 0.01)
+            cancelled[0].cancel()
+            await asyncio.sleep(0.05)
+            live = batcher.submit(windows(3, 3))  # the whole queue, while the pass still runs
+            assert batcher.queued == 2
+            with pytest.raises(DeadlineExpired):
+                await expired[0]
+            streamed = asyncio.ensure_future(batcher.submit_when_room(windows(4)))
+            await asyncio.sleep(0.05)
+            assert not streamed.done()  # live windows still fill it
+            live[0].cancel()
+            live[1].cancel()
+            model.release()
+            later = await settle(streamed)
+            await settle(asyncio.gather(*blocker, *later))
+
+    asyncio.run(body())
+
+
 def test_streams_wait_for_room_then_queue() -> None:
     model = RecordingModel()
 

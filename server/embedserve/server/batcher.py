@@ -176,11 +176,10 @@ class Batcher:
         """Queue windows at once or raise Overloaded (unary calls). A call of more windows
         than the queue holds goes in when the queue is empty, as a stream's does: refused
         with "retry later" for ever, it would never be served."""
-        waiting = len(self._lanes[priority])
-        if waiting + min(len(windows), self.limits.max_queue_items) > self.limits.max_queue_items:
+        if not self._has_room(priority, len(windows)):
             raise Overloaded(
-                f"the server's queue is full ({waiting} inputs waiting; max_queue_items is "
-                f"{self.limits.max_queue_items}); retry later"
+                f"the server's queue is full ({len(self._lanes[priority])} inputs waiting; "
+                f"max_queue_items is {self.limits.max_queue_items}); retry later"
             )
         return self._enqueue(windows, deadline, priority)
 
@@ -191,11 +190,38 @@ class Batcher:
         priority: Priority = Priority.INTERACTIVE,
     ) -> list[asyncio.Future[WindowResult]]:
         """Queue windows, waiting for room first (streams: backpressure)."""
-        wanted = min(len(windows), self.limits.max_queue_items)
-        lane = self._lanes[priority]
         async with self._room:
-            await self._room.wait_for(lambda: len(lane) + wanted <= self.limits.max_queue_items)
+            await self._room.wait_for(lambda: self._has_room(priority, len(windows)))
         return self._enqueue(windows, deadline, priority)
+
+    def _has_room(self, priority: Priority, count: int) -> bool:
+        """Room in the lane for ``count`` windows (all of them when the lane is empty).
+        Windows whose callers gave up, cancelled or past their deadline, take none: they
+        are dropped here rather than at the next cut, which waits for the pass running."""
+        wanted = min(count, self.limits.max_queue_items)
+        if len(self._lanes[priority]) + wanted > self.limits.max_queue_items:
+            self._drop_given_up(priority)
+        return len(self._lanes[priority]) + wanted <= self.limits.max_queue_items
+
+    def _drop_given_up(self, priority: Priority) -> None:
+        lane, now = self._lanes[priority], time.monotonic()
+        kept = [item for item in lane if not self._given_up(item, now)]
+        if len(kept) == len(lane):
+            return
+        lane.clear()
+        lane.extend(kept)
+        self._lane_costs[priority] = sum(item.cost for item in kept)
+        self._report_depth()
+
+    @staticmethod
+    def _given_up(item: _Pending, now: float) -> bool:
+        """Cancelled by its caller, or expired (then failed, as a cut fails it)."""
+        if item.future.done():
+            return True
+        if item.deadline is not None and now >= item.deadline:
+            item.future.set_exception(DeadlineExpired("deadline expired while queued"))
+            return True
+        return False
 
     def _enqueue(
         self, windows: Sequence[Window], deadline: float | None, priority: Priority
@@ -313,12 +339,8 @@ class Batcher:
         while queue and len(live) < self.limits.sort_window:
             item = queue.popleft()
             self._lane_costs[priority] -= item.cost
-            if item.future.done():  # cancelled by its caller
-                continue
-            if item.deadline is not None and now >= item.deadline:
-                item.future.set_exception(DeadlineExpired("deadline expired while queued"))
-                continue
-            live.append(item)
+            if not self._given_up(item, now):
+                live.append(item)
         # Cancelled and expired windows left the lane too: the gauge says so now, not at
         # the next arrival (an idle server would report them waiting for good).
         if not live:
