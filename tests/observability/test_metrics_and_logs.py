@@ -343,8 +343,8 @@ def test_a_query_asked_again_comes_from_the_query_cache(
         for _ in range(2):  # a search's next page asks for the same query text
             client.search("notes", "parcel status", limit=1)
         assert cache_counts()[0] == hits_before + 1
-        # Documents written (the bulk lane) are neither looked up nor kept.
+        # Documents written are neither looked up nor kept, in the interactive lane too.
         counts = cache_counts()
-        for _ in range(2):
-            client.upsert("notes", [{"id": "2", "text": "parcel status"}])
+        for priority in ("bulk", "bulk", "interactive", "interactive"):
+            client.upsert("notes", [{"id": "2", "text": "parcel status"}], priority=priority)
         assert cache_counts() == counts

@@ -210,10 +210,12 @@ class Embedder:
         field: str | InputNames = "inputs",
         options_field: str = "options",
         priority: Priority = Priority.INTERACTIVE,
+        cached: bool = True,
     ) -> EmbedResult:
         """Embed inputs in order. Streams wait for queue room; unary calls fail fast.
         ``field`` and ``options_field`` name the inputs and options in error messages;
-        ``priority`` is the call's lane unless ``params`` names one."""
+        ``priority`` is the call's lane unless ``params`` names one; ``cached``: false
+        for documents to write, which never go through the query cache."""
         started = time.monotonic()
         self.validate_inputs(inputs, field)
         self.validate_params(params, options_field)
@@ -221,7 +223,7 @@ class Embedder:
         tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, field)
         lane = _lane(params, priority)
         return await self._embed_tokenized(
-            tokenized, tokenize_ms, params, deadline, wait_for_room, started, lane
+            tokenized, tokenize_ms, params, deadline, wait_for_room, started, lane, cached
         )
 
     async def embed_token_ids(
@@ -287,12 +289,13 @@ class Embedder:
         wait_for_room: bool,
         started: float,
         priority: Priority,
+        cached: bool = True,
     ) -> EmbedResult:
         pooling = params.pooling or self.model.spec.pooling
         windows = [
             Window(ids, text.pool_start, pooling) for text in tokenized for ids in text.windows
         ]
-        results = await self._run(windows, deadline, wait_for_room, priority)
+        results = await self._run(windows, deadline, wait_for_room, priority, cached)
         timings = Timings(tokenize_ms=tokenize_ms)
         timings.absorb(results)
         vectors = self._assemble(tokenized, results, params)
@@ -311,9 +314,10 @@ class Embedder:
         deadline: float | None,
         wait_for_room: bool,
         priority: Priority,
+        cached: bool = True,
     ) -> list[WindowResult]:
         cache = self._cache
-        if cache is None or priority is Priority.BULK:  # documents rarely come twice
+        if cache is None or not cached or priority is Priority.BULK:  # documents rarely repeat
             return await self._compute(windows, deadline, wait_for_room, priority)
         known = [cache.get(window) for window in windows]
         missing = [window for window, vector in zip(windows, known, strict=True) if vector is None]

@@ -482,6 +482,7 @@ class VectorCore:
                     wait_for_room=wait_for_room,
                     field=field_of(start, min(start + step, len(texts))),
                     priority=Priority.BULK,
+                    cached=False,
                 )
                 # No texts: one call, which refuses them as an empty request does.
                 for start in range(0, max(1, len(texts)), step)
