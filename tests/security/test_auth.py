@@ -224,7 +224,12 @@ def test_a_limited_key_changes_and_sees_only_the_aliases_its_list_names(server: 
             "docs-other": "docs",
             "mine-latest": "mine",
         }
+        # A collection's own answer names only the aliases its list holds, as ListAliases.
+        assert list(limited.get_collection("docs-latest").aliases) == ["docs-latest"]
+        assert list(admin.get_collection("docs-latest").aliases) == ["docs-latest", "docs-other"]
     with httpx.Client(base_url=f"http://127.0.0.1:{server.server.http.port}") as http:
+        described = http.get("/api/v1/collections/docs-latest", headers=_auth(LIMITED_ADMIN))
+        assert described.json()["collection"]["aliases"] == ["docs-latest"], described.text
         shown = http.get("/api/v1/aliases", headers=_auth(LIMITED)).json()["aliases"]
         assert shown == []
         other = http.get("/api/v1/aliases?collection=docs", headers=_auth(LIMITED))
@@ -299,6 +304,12 @@ def test_key_formats(tmp_path: Path) -> None:
     assert ring.lookup("") is None
     with pytest.raises(FailedPrecondition, match="unknown role"):
         load_keys(AuthSettings(api_keys="k5 superuser"))
+    with pytest.raises(FailedPrecondition, match="unknown role 'admn'"):  # a misspelt role
+        load_keys(AuthSettings(api_keys="k5 admn"))
+    with pytest.raises(FailedPrecondition) as swapped:  # "role key": the key is not echoed
+        load_keys(AuthSettings(api_keys="admin swapped-secret-8888"))
+    assert "swapped-secret-8888" not in swapped.value.message
+    assert "lines are 'key role'" in swapped.value.message
     with pytest.raises(FailedPrecondition) as info:
         load_keys(AuthSettings(api_keys="lonely-secret"))
     assert "lonely-secret" not in info.value.message

@@ -17,7 +17,7 @@ from log_capture import captured_log
 from running_server import free_port
 
 from embedserve.server.auth import ApiKey, Role
-from embedserve.v1 import embedding_pb2, embedding_pb2_grpc
+from embedserve.v1 import embedding_pb2, embedding_pb2_grpc, vector_pb2, vector_pb2_grpc
 
 SECRET = "alice-secret-never-logged"
 KEY_ID = ApiKey(SECRET, Role.READ).key_id
@@ -80,8 +80,22 @@ def test_access_lines_name_the_key_by_its_key_id(server: Any, json_log: io.Strin
         timeout=60,
     )
     assert reply.status_code == 200, reply.text
+    # Refused for its role: the line names the key refused.
+    with grpc.insecure_channel(server.target) as channel:
+        create = vector_pb2_grpc.VectorServiceStub(channel).CreateCollection
+        metadata = (("x-request-id", "grpc-role"), ("authorization", f"Bearer {SECRET}"))
+        with pytest.raises(grpc.RpcError) as refused:
+            create(vector_pb2.CreateCollectionRequest(name="c"), metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    denied = httpx.post(
+        f"{http_url}/api/v1/collections",
+        json={"name": "c"},
+        headers={"authorization": f"Bearer {SECRET}", "x-request-id": "http-role"},
+        timeout=60,
+    )
+    assert denied.status_code == 403, denied.text
 
-    for request_id in ("grpc-ok", "grpc-bad", "http-ok"):
+    for request_id in ("grpc-ok", "grpc-bad", "http-ok", "grpc-role", "http-role"):
         (line,) = access_lines(json_log, request_id)
         assert line["key_id"] == KEY_ID, line
         assert line["message"].endswith(f" ms {KEY_ID}"), line

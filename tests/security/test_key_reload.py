@@ -65,7 +65,7 @@ def test_keys_are_reloaded_and_an_unusable_file_keeps_them(
 
     caplog.set_level(logging.ERROR, logger="embedserve.server.key_reload")
     for unusable, why in (
-        (f"{OLD} superuser\n", "superuser"),
+        (f"{OLD} reader\n", "unknown role 'reader'"),
         ("# every key removed\n", "would turn auth off"),
     ):
         keys.write_text(unusable)

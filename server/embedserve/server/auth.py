@@ -146,15 +146,25 @@ def bearer_token(header: str | None) -> str | None:
 
 def authorize(keys: KeyRing, token: str | None, role: Role, method: str) -> ApiKey:
     """The caller's key, if it may call ``method``; else Unauthenticated or PermissionDenied."""
+    key = identify(keys, token)
+    check_role(key, role, method)
+    return key
+
+
+def identify(keys: KeyRing, token: str | None) -> ApiKey:
+    """The key ``token`` is, whatever it may call; else Unauthenticated."""
     key = keys.lookup(token) if token is not None else None
     if key is None:
         reason = "missing" if token is None else "invalid"
         raise Unauthenticated(f"{reason} API key: send 'authorization: Bearer <key>'")
+    return key
+
+
+def check_role(key: ApiKey, role: Role, method: str) -> None:
     if key.role < role:
         raise PermissionDenied(
             f"{method} needs role {role.name.lower()}; this key has role {key.role.name.lower()}"
         )
-    return key
 
 
 def check_collection(key: ApiKey, name: str) -> None:
@@ -167,6 +177,12 @@ def check_alias_change(key: ApiKey, assign: dict[str, str], remove: list[str]) -
     them: its list names both the aliases it may use and what they may name."""
     for name in (*assign, *assign.values(), *remove):
         check_collection(key, name)
+
+
+def shown_aliases(key: ApiKey | None, aliases: Iterable[str]) -> list[str]:
+    """Of a collection's aliases, those a key sees: the ones its list holds (every one
+    without a key or for an unrestricted key)."""
+    return [a for a in aliases if key is None or key.allows_collection(a)]
 
 
 def visible_aliases(key: ApiKey, aliases: dict[str, str]) -> dict[str, str]:
@@ -208,8 +224,11 @@ def _role(text: str, where: str) -> Role:
     try:
         return Role[text.strip().upper()]
     except KeyError:
+        # Named only when it looks like a role: a line written "role key" has its key here.
+        near = difflib.get_close_matches(text.strip().lower(), [r.name.lower() for r in Role])
+        named = repr(text) if near else "(not named: it may be a key; lines are 'key role')"
         raise FailedPrecondition(
-            f"{where}: unknown role {text!r}; use read, write or admin"
+            f"{where}: unknown role {named}; use read, write or admin"
         ) from None
 
 

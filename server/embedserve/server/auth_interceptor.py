@@ -14,7 +14,10 @@ from embedserve.server.auth import (
     bearer_token,
     check_alias_change,
     check_collection,
+    check_role,
+    identify,
     required_role,
+    shown_aliases,
     visible_aliases,
 )
 from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor
@@ -37,12 +40,14 @@ class _Check(CallHooks):
 
     async def begin(self, context: Context) -> Any:
         try:
-            key = authorize(self._keys, self._token, self._role, self._method)
+            key = identify(self._keys, self._token)
+            state = callctx.set_caller(key.key_id)  # named in the access log if refused too
+            check_role(key, self._role, self._method)
         except EmbedServeError as exc:
             await context.abort(status_of(exc), exc.message)
             raise  # unreachable: abort raises
         self._key, self._generation = key, self._keys.generation
-        return callctx.set_caller(key.key_id)
+        return state
 
     async def on_request(self, request: Any, context: Context) -> None:
         if self._key is None:
@@ -77,6 +82,13 @@ class _Check(CallHooks):
         if isinstance(response, vector_pb2.ListCollectionsResponse) and self._key is not None:
             allowed = [n for n in response.names if self._key.allows_collection(n)]
             return vector_pb2.ListCollectionsResponse(names=allowed)
+        if isinstance(response, _WITH_COLLECTION_INFO) and self._key is not None:
+            aliases = response.collection.aliases
+            kept = shown_aliases(self._key, aliases)
+            if len(kept) != len(aliases):
+                del aliases[:]
+                aliases.extend(kept)
+            return response
         if isinstance(response, vector_pb2.ListAliasesResponse) and self._key is not None:
             shown = visible_aliases(self._key, {a.alias: a.collection for a in response.aliases})
             return vector_pb2.ListAliasesResponse(
@@ -87,6 +99,15 @@ class _Check(CallHooks):
     def end(self, state: Any, context: Context, error: BaseException | None) -> None:
         if state is not None:
             callctx.reset(callctx.caller, state)
+
+
+# Answers naming a collection's aliases: a restricted key sees only those on its list, as
+# ListAliases shows it.
+_WITH_COLLECTION_INFO = (
+    vector_pb2.CreateCollectionResponse,
+    vector_pb2.GetCollectionResponse,
+    vector_pb2.UpdateCollectionResponse,
+)
 
 
 class AuthInterceptor(HookInterceptor):

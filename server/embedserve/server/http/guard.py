@@ -16,9 +16,10 @@ from embedserve.server.auth import (
     ROUTE_METHODS,
     ApiKey,
     Role,
-    authorize,
     bearer_token,
     check_collection,
+    check_role,
+    identify,
 )
 from embedserve.server.drain import ServerDraining
 from embedserve.server.errors import EmbedServeError
@@ -47,7 +48,6 @@ async def guard(request: Request) -> ApiKey | None:
     request.state.keys_generation = backend.keys.generation
     if len(backend.keys):
         key = _authorize(request)
-        callctx.set_caller(key.key_id)  # noted for the access log line too
     if backend.limiter is not None:
         client = client_address(request.client.host) if request.client else ""
         backend.limiter.check(callctx.caller.get() or client)
@@ -59,7 +59,9 @@ def _authorize(request: Request) -> ApiKey:
     method = rpc_of(request)
     role = METHOD_ROLES.get(method, Role.ADMIN)  # a route missing from the table: fail closed
     token = bearer_token(request.headers.get("authorization"))
-    key = authorize(backend_of(request).keys, token, role, method or route_key(request))
+    key = identify(backend_of(request).keys, token)
+    callctx.set_caller(key.key_id)  # noted for the access log line, if refused too
+    check_role(key, role, method or route_key(request))
     check_collection(key, request.path_params.get("name", ""))
     return key
 

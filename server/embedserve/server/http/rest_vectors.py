@@ -14,7 +14,7 @@ from starlette.responses import Response
 from embedserve.connectors import groups, ordered_scroll, weighing
 from embedserve.connectors import types as st
 from embedserve.server import vector_convert as vc
-from embedserve.server.auth import ApiKey, check_collection
+from embedserve.server.auth import ApiKey, check_collection, shown_aliases
 from embedserve.server.embedder import Task
 from embedserve.server.errors import InvalidArgument, named
 from embedserve.server.http.backend import backend_of
@@ -189,7 +189,8 @@ def example_in(example: Example) -> QueryIn:
 # -- core types to JSON ----------------------------------------------------------------
 
 
-def info_json(info: st.CollectionInfo) -> dict[str, Any]:
+def info_json(info: st.CollectionInfo, caller: ApiKey | None = None) -> dict[str, Any]:
+    """``caller``: a restricted key sees only the aliases its list holds."""
     spec = info.spec
     config: dict[str, Any] = {
         "dimensions": spec.vector_size,
@@ -205,7 +206,7 @@ def info_json(info: st.CollectionInfo) -> dict[str, Any]:
     return {
         "name": spec.name,
         "points_count": info.points_count,
-        "aliases": list(info.aliases),
+        "aliases": shown_aliases(caller, info.aliases),
         "model_id": spec.model_id,
         "model_fingerprint": spec.model_fingerprint,
         "config": config,
@@ -260,14 +261,14 @@ async def create_collection(
     info = await core.create_collection(
         spec_of(body, core.model_width, core.model_distance, layout)
     )
-    return json_response({"collection": info_json(info)})
+    return json_response({"collection": info_json(info, caller)})
 
 
 @router.get("/{name}", summary="Describe a collection", responses=ok(CollectionResponse))
 async def get_collection(name: CollectionName, request: Request, caller: Caller) -> Response:
     core = _core(request)
     info = await core.get_collection(name)
-    return json_response({"collection": info_json(info)})
+    return json_response({"collection": info_json(info, caller)})
 
 
 @router.patch(
@@ -286,7 +287,7 @@ async def update_collection(
         hnsw_ef=body.hnsw_ef,
     )
     info = await _core(request).update_collection(name, update)
-    return json_response({"collection": info_json(info)})
+    return json_response({"collection": info_json(info, caller)})
 
 
 @router.delete("/{name}", summary="Delete a collection (admin)", responses=ok(Empty))
