@@ -12,6 +12,7 @@ the frozen weights are a second copy of the model's.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -65,6 +66,8 @@ class CompiledEncoder:
         (pytorch/pytorch#118260), which compiled anew for up to a minute while every
         request waited. The stance is process-wide: a process serves one model.
         """
+        from torch._dynamo.exc import BackendCompilerFailed
+
         previous = torch.get_num_threads()
         ids = torch.ones(WARM_UP_SHAPE, dtype=torch.long, device=device)
         torch.compiler.set_stance("default")
@@ -72,6 +75,13 @@ class CompiledEncoder:
             for count in sorted(set(thread_counts), reverse=True):
                 torch.set_num_threads(count)
                 self(ids, torch.ones_like(ids))
+        except (BackendCompilerFailed, subprocess.CalledProcessError) as exc:
+            raise ModelLoadError(compile_failure(exc)) from exc
+        except RuntimeError as exc:
+            # Triton's own builds (its launchers, on CUDA) fail outside inductor's wrapper.
+            if "compiler" not in str(exc):
+                raise
+            raise ModelLoadError(compile_failure(exc)) from exc
         finally:
             torch.set_num_threads(previous)
             torch.compiler.set_stance("eager_on_recompile")
@@ -87,6 +97,22 @@ def _open_first_dims(compiled: Callable[..., Any]) -> Callable[..., Any]:
         return compiled(*args, **kwargs)
 
     return call
+
+
+def compile_failure(exc: Exception) -> str:
+    """What ``serve`` says when inductor could not compile the warm-up pass.
+
+    Most often the machine has no compiler: inductor builds its CPU kernels with a C++
+    compiler (``g++``, or the one ``CXX`` names), and Triton its GPU kernels' launchers
+    with a C compiler and Python's headers. Slim images have none of these.
+    """
+    inner = getattr(exc, "inner_exception", exc)
+    reason = f"{type(inner).__name__}: {inner}".strip()
+    return (
+        f"--torch-compile: {reason}; compiling needs a C++ compiler (g++, or the one CXX "
+        "names) and, on CUDA, a C compiler (gcc, or CC) and Python's headers for Triton: "
+        "install them, or start without --torch-compile"
+    )
 
 
 def compile_encoder(model: Any, backend: str) -> CompiledEncoder:
