@@ -373,6 +373,7 @@ class EmbedServer:
         # New calls are refused (UNAVAILABLE, retried elsewhere) until callers notice; only
         # then does the transport stop, which would cancel calls caught in between.
         await self.drain.quiet(DRAIN_CALM_S, min(DRAIN_CALM_LIMIT_S, grace_s))
+        self.drain.transports_stop(grace_s)  # calls left at the grace's end are cancelled
         await asyncio.gather(
             self._grpc.stop(grace_s),
             *([self.http.stop(grace_s)] if self.http is not None else []),

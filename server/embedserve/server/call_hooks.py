@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
@@ -28,6 +29,11 @@ from embedserve.server.errors import EmbedServeError
 from embedserve.server.status import status_of
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+# Whether the server running the call is past its shutdown grace (the transport then cancels
+# the calls left, and their callers get UNAVAILABLE); set for each call by the drain's
+# interceptor (drain.RefuseWhileDraining): one process may run several servers.
+past_grace: ContextVar[Callable[[], bool]] = ContextVar("past_grace", default=lambda: False)
 
 
 class CallHooks:
@@ -162,11 +168,14 @@ async def _refuse(context: Context, error: EmbedServeError) -> NoReturn:
 
 def code_name(context: Context, error: BaseException | None) -> str:
     """The call's final status code name, as the caller sees it."""
-    # The client went away: the task is cancelled or the response generator closed.
+    # The client went away (the task is cancelled or the response generator closed), or the
+    # server's shutdown cut the call at its grace's end ("Cancelling all calls").
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             return grpc.StatusCode.DEADLINE_EXCEEDED.name
+        if past_grace.get()():
+            return grpc.StatusCode.UNAVAILABLE.name
         return grpc.StatusCode.CANCELLED.name
     code = context.code()
     if isinstance(code, grpc.StatusCode):

@@ -8,7 +8,9 @@ UNAVAILABLE; the producer knows exactly which messages to send again elsewhere.
 New calls are refused with UNAVAILABLE by ``RefuseWhileDraining`` until callers stop
 sending them, and only then does the transport shut down: gRPC's own shutdown ends the
 calls that reached the server but no handler yet with CANCELLED, which no retry policy
-retries (grpc/grpc#41785).
+retries (grpc/grpc#41785). The calls still running when the grace period is over are
+cancelled by the transport, their callers told UNAVAILABLE: ``Drain.past_grace`` lets them
+be recorded so, not as cancelled by their callers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor
+from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor, past_grace
 from embedserve.server.errors import NotReady
 from embedserve.server.tasks import discard
 
@@ -35,6 +37,7 @@ class Drain:
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self._last_refused = 0.0
+        self._grace_ends: float | None = None
 
     @property
     def started(self) -> bool:
@@ -45,6 +48,15 @@ class Drain:
 
     async def wait(self) -> None:
         await self._event.wait()
+
+    def transports_stop(self, grace_s: float) -> None:
+        """The transports stop now: the calls still running ``grace_s`` from now are
+        cancelled by the server (gRPC's callers get UNAVAILABLE)."""
+        self._grace_ends = time.monotonic() + grace_s
+
+    def past_grace(self) -> bool:
+        """Whether the transports' grace is over: a call cancelled now was cut by them."""
+        return self._grace_ends is not None and time.monotonic() >= self._grace_ends
 
     def refused(self) -> None:
         """A new call was refused because of the drain."""
@@ -100,6 +112,8 @@ class RefuseWhileDraining(HookInterceptor):
         self._drain = drain
 
     def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:
+        # Called in the call's own task: its final status is read against this server's drain.
+        past_grace.set(self._drain.past_grace)
         if not self._drain.started or method.startswith("/grpc.health.v1.Health/"):
             return None
         self._drain.refused()

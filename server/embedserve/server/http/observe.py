@@ -5,12 +5,16 @@ metrics labelled with the RPC a route mirrors and ``transport="http"``, one acce
 line per request (naming the key_id of the key it was made with, if any), the
 ``max_message_bytes`` limit on bodies (declared or counted as they arrive; not on an
 ingestion stream, whose lines have their own), the 500 answer to an unexpected exception,
-and CANCELLED (499) for a call whose client left before its body's end.
+and CANCELLED (499) for a call whose client left before its answer's end: its work is then
+cancelled, as gRPC cancels a call whose client left. A call the shutdown cancels (still
+running when the drain's grace period is over) ends UNAVAILABLE (503), as new calls
+refused during the drain do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -23,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedserve.server import callctx
 from embedserve.server.auth import ROUTE_METHODS
+from embedserve.server.http.ndjson import NDJSON, json_line
 from embedserve.server.http.responses import CODE_KEY, error_body, http_status, json_response
 from embedserve.server.metrics import Metrics
 from embedserve.server.status import HTTP_STATUS_OF
@@ -42,6 +47,12 @@ _DRAIN_BYTES = 1 << 20
 _DRAIN_SECONDS = 5.0
 # The one route whose body is a stream of any length: NDJSON ingestion.
 _STREAMED_BODY = re.compile(r"/api/v1/collections/[^/]+/ingest")
+# How long an answer to a call cut by the shutdown may take to go out (server.py waits a
+# little longer for these calls to end).
+CUT_ANSWER_S = 0.5
+_CUT_BY_SHUTDOWN = (
+    "the server shut down before this call finished (grace_period_s); send it elsewhere"
+)
 
 
 def _code_name(scope: Scope, status: int) -> str:
@@ -83,11 +94,36 @@ class ObserveMiddleware:
 
         body_read = False  # the request body's last message has been received
         answered = False  # the answer's last message has gone out
-        client_left = False  # the app found the client gone before that
+        client_left = False  # the client was found gone before that
+        # The task running the call: cancelled when its client leaves (see below).
+        handler = asyncio.current_task()
+        running = True  # the app has not returned yet
+        cut_off = False  # the call was cancelled here because its client left
+        # Once the body is read, a side task waits for what the server says next: that the
+        # client left (or, after the answer, that the exchange is over).
+        watcher: asyncio.Task[Message] | None = None
         # An ingestion stream's body has no total limit (each line has its own); any other
         # body is counted as it arrives, for one sent in chunks declares no length.
         limited = not _STREAMED_BODY.fullmatch(scope["path"])
         received = 0
+
+        def client_gone() -> None:
+            """The client left before the answer's end: nobody will read it, so the work
+            stops, as gRPC's does. The handler task itself, reading its body, learns it from
+            receive(); a stream's reader task or the watcher cancels it (and with it the
+            work the stream has in flight)."""
+            nonlocal client_left, cut_off
+            client_left = True
+            here = asyncio.current_task()
+            if running and not cut_off and handler is not None and here is not handler:
+                cut_off = True
+                handler.cancel()
+
+        async def watch() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answered:
+                client_gone()
+            return message
 
         async def receive_tracked() -> Message:
             nonlocal body_read
@@ -96,54 +132,131 @@ class ObserveMiddleware:
             return message
 
         async def receive_counted() -> Message:
-            nonlocal received, client_left
-            message = await receive_tracked()
+            nonlocal received, watcher
+            if watcher is not None:
+                # The watcher holds the message after the body's end: handed on to whoever
+                # asks (a response listening for a disconnect), not waited for twice.
+                message = await asyncio.shield(watcher)
+            else:
+                message = await receive_tracked()
+                received += len(message.get("body", b""))
+                if limited and received > self._max_body:
+                    raise HTTPException(400, self._size_message)  # answered as INVALID_ARGUMENT
+                if body_read and running and message["type"] == "http.request":
+                    watcher = asyncio.ensure_future(watch())
             # Once answered, the server reports a disconnect to whoever still listens for
             # one (Starlette's FileResponse does): only one before means the client left.
-            client_left = client_left or (message["type"] == "http.disconnect" and not answered)
-            received += len(message.get("body", b""))
-            if limited and received > self._max_body:
-                raise HTTPException(400, self._size_message)  # answered as INVALID_ARGUMENT
+            if message["type"] == "http.disconnect" and not answered:
+                client_gone()
             return message
 
         response_started = False
+        shut_down = False  # the server's shutdown cancelled the call
+        streamed_lines = False  # the answer is NDJSON: a failure ends it with an error line
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started, answered
+            nonlocal status, response_started, answered, streamed_lines
             if message["type"] == "http.response.start":
                 status, response_started = message["status"], True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode("latin-1")),
                 ]
+                streamed_lines = any(
+                    name.lower() == b"content-type" and value.startswith(NDJSON.encode())
+                    for name, value in message["headers"]
+                )
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 answered = True  # its last message
-                if not body_read:  # with the request body not read to its end
+                # With the request body not read to its end; not when the server is going
+                # away (it closes the connection anyway).
+                if not body_read and not shut_down:
                     await _drain(receive_tracked, max(2 * self._max_body, _DRAIN_BYTES))
             await send(message)
 
         try:
-            if limited and self._too_large(headers):
-                await self._refuse_size(scope, receive_tracked, send_with_id)
+            try:
+                if limited and self._too_large(headers):
+                    await self._refuse_size(scope, receive_tracked, send_with_id)
+                else:
+                    await self._app(scope, receive_counted, send_with_id)
+            finally:
+                running = False  # a disconnect cancels nothing from now on
+                if watcher is not None:
+                    watcher.cancel()
+        except asyncio.CancelledError as error:
+            if handler is None or not (cut_off or handler.cancelling()):
+                # Not this call cancelled, but something it awaited: a fault.
+                await self._fault(scope, error, response_started, receive_tracked, send_with_id)
             else:
-                await self._app(scope, receive_counted, send_with_id)
-        except Exception:
-            # A bug, not a caller's mistake. Answered here, not re-raised: past this
-            # middleware Starlette re-raises after its own 500 and uvicorn then drops the
-            # connection, so the client got a reset instead of the answer. Mid-response
-            # (a stream), only dropping the connection tells the client it is cut short.
-            log_faults.exception("unexpected error on %s %s", scope["method"], scope["path"])
-            if response_started:
-                raise
-            scope[CODE_KEY] = grpc.StatusCode.INTERNAL.name
-            body = error_body(scope["path"], grpc.StatusCode.INTERNAL, "internal error")
-            await json_response(body, 500)(scope, receive_tracked, send_with_id)
+                handler.uncancel()  # handled here: the task goes on to answer or return
+                if not cut_off and not answered:
+                    # The server cancelled it: uvicorn does, for the calls still running
+                    # when the drain's grace period is over. The answer gets a moment to go
+                    # out (not for ever: a stream's client may not be reading).
+                    shut_down = True
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(CUT_ANSWER_S):
+                            await self._cut_by_shutdown(
+                                scope,
+                                response_started,
+                                streamed_lines,
+                                receive_tracked,
+                                send_with_id,
+                            )
+        except Exception as error:
+            await self._fault(scope, error, response_started, receive_tracked, send_with_id)
         finally:
             if client_left:  # whatever was answered, nobody read it: the client cancelled
                 scope[CODE_KEY] = grpc.StatusCode.CANCELLED.name
             self._record(scope, status, time.perf_counter() - started, call.key_id)
             callctx.reset(callctx.call, call_token)
             callctx.reset(callctx.request_id, token)
+
+    async def _fault(
+        self,
+        scope: Scope,
+        error: BaseException,
+        response_started: bool,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """A bug, not a caller's mistake. Answered here, not re-raised: past this middleware
+        Starlette re-raises after its own 500 and uvicorn then drops the connection, so the
+        client got a reset instead of the answer. Mid-response (a stream), only dropping the
+        connection tells the client it is cut short."""
+        log_faults.error(
+            "unexpected error on %s %s", scope["method"], scope["path"], exc_info=error
+        )
+        if response_started:
+            raise error
+        scope[CODE_KEY] = grpc.StatusCode.INTERNAL.name
+        body = error_body(scope["path"], grpc.StatusCode.INTERNAL, "internal error")
+        await json_response(body, 500)(scope, receive, send)
+
+    async def _cut_by_shutdown(
+        self,
+        scope: Scope,
+        response_started: bool,
+        streamed_lines: bool,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """A call the shutdown cancelled ends as a new call refused during the drain does:
+        UNAVAILABLE, a 503 in the route's error shape; an NDJSON stream already answering
+        ends with that error as its last line, as a drained stream does."""
+        code = grpc.StatusCode.UNAVAILABLE
+        scope[CODE_KEY] = code.name
+        message = _CUT_BY_SHUTDOWN
+        if not response_started:
+            body = error_body(scope["path"], code, message)
+            response = json_response(body, http_status(scope["path"], code))
+            await response(scope, receive, send)
+        elif streamed_lines:
+            line = json_line(error_body(scope["path"], code, message))
+            await send({"type": "http.response.body", "body": line, "more_body": False})
+        # Any other answer cut short is left unfinished: uvicorn closes the connection, so
+        # that the client cannot take it for whole.
 
     def _too_large(self, headers: dict[bytes, bytes]) -> bool:
         length = headers.get(b"content-length", b"")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from embedserve.server.http.observe import CUT_ANSWER_S
 from embedserve.server.tls import TlsSettings
 
 
@@ -89,4 +90,8 @@ class HttpServer:
         self._server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        # Calls still running when the grace period was over were cancelled by uvicorn, which
+        # does not wait for them: each answers 503 (ObserveMiddleware) within CUT_ANSWER_S.
+        if cut := list(self._server.server_state.tasks):
+            await asyncio.wait(cut, timeout=2 * CUT_ANSWER_S)
         self._socket.close()

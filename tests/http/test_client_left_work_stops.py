@@ -1,0 +1,168 @@
+"""A client that leaves while its call is being worked on cancels the work, as a gRPC
+client's cancel does: the model stops well before the whole request is embedded, and the
+call is recorded as CANCELLED (499 in the access line), with no ERROR in the log.
+
+Each call here is far larger than what the server computes in the moments it takes to
+notice the client left; the checks compare with half of the call's tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from embedserve.server.auth import ROUTE_METHODS
+
+_GREEK = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho "
+    "sigma tau upsilon phi chi psi omega"
+)
+_WORDS = _GREEK.split()
+
+
+def _texts(count: int, seed: int) -> list[str]:
+    chosen = random.Random(seed)
+    return [" ".join(chosen.choice(_WORDS) for _ in range(150)) for _ in range(count)]
+
+
+def _tokens(minilm_path: Path, texts: list[str]) -> int:
+    """The tokens the model computes for ``texts`` (each under its 256-token limit)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path))
+    return sum(len(ids) for ids in tokenizer(texts)["input_ids"])
+
+
+def _sample(running: Any, name: str, **labels: str) -> float:
+    value = running.server.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else float(value)
+
+
+def _computed(running: Any) -> float:
+    return _sample(running, "embedserve_tokens_total")
+
+
+def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _settled(running: Any) -> float:
+    """The tokens computed once the model is idle: no window queued and the count still
+    for a while (a pass under way when the call was cancelled ends first)."""
+    last, still_since = _computed(running), time.monotonic()
+    deadline = still_since + 60
+    while time.monotonic() - still_since < 0.5 or _sample(running, "embedserve_queue_depth"):
+        assert time.monotonic() < deadline, "the model did not go idle"
+        time.sleep(0.05)
+        now = _computed(running)
+        if now != last:
+            last, still_since = now, time.monotonic()
+    return last
+
+
+def _access_line(caplog: pytest.LogCaptureFixture, path: str) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        lines = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "embedserve.access" and f" {path} " in r.getMessage()
+        ]
+        if lines:
+            return lines[0]
+        assert time.monotonic() < deadline, f"no access line for {path}"
+        time.sleep(0.01)
+
+
+def _count(running: Any, route: str, code: str) -> float:
+    method = ROUTE_METHODS[route]
+    return _sample(running, "embedserve_rpc_total", method=method, code=code, transport="http")
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.fixture
+def served(start_http_server: Callable[..., Any], minilm_model: Any) -> Any:
+    return start_http_server(loaded=minilm_model)
+
+
+def _head(path: str, content_type: str, framing: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/embed", "/v1/embeddings"])
+def test_a_call_whose_client_left_stops_computing(
+    served: Any, caplog: pytest.LogCaptureFixture, minilm_path: Path, path: str
+) -> None:
+    texts = _texts(600, seed=1)
+    whole = _tokens(minilm_path, texts)
+    field = "inputs" if path.startswith("/api/") else "input"
+    body = json.dumps({field: texts}).encode()
+    caplog.set_level(logging.INFO)
+    before = _computed(served)
+    head = _head(path, "application/json", f"Content-Length: {len(body)}")
+    with socket.create_connection(("127.0.0.1", served.server.http.port), timeout=60) as sock:
+        sock.sendall(head + body)  # the whole body: the call runs
+        _wait_for(lambda: _computed(served) > before, "the call's first batch")
+    # The client is gone. The call went on to embed every text and was logged OK 200.
+    line = _access_line(caplog, path)
+    assert line.startswith(f"HTTP POST {path} CANCELLED 499 "), line
+    spent = _settled(served) - before
+    assert spent < whole / 2, f"{spent:.0f} of the call's {whole} tokens computed"
+    route = f"POST {path}"
+    assert _count(served, route, "CANCELLED") == 1 and _count(served, route, "OK") == 0
+    assert _errors(caplog) == []
+
+
+def test_a_stream_whose_client_left_mid_body_stops_its_work_in_flight(
+    served: Any, caplog: pytest.LogCaptureFixture, minilm_path: Path
+) -> None:
+    requests = [_texts(150, seed=10 + i) for i in range(4)]  # all in flight at once
+    whole = sum(_tokens(minilm_path, texts) for texts in requests)
+    lines = [json.dumps({"inputs": texts}).encode() + b"\n" for texts in requests]
+    path = "/api/v1/embed-stream"
+    caplog.set_level(logging.INFO)
+    before = _computed(served)
+    head = _head(path, "application/x-ndjson", "Transfer-Encoding: chunked")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(line), line) for line in lines)
+    with socket.create_connection(("127.0.0.1", served.server.http.port), timeout=60) as sock:
+        sock.sendall(head + chunks)  # and the body goes on: no last chunk
+        _wait_for(lambda: _computed(served) > before, "the stream's first batch")
+    # The body's reader saw the client leave, but every request in flight was still
+    # embedded (and the stream logged CANCELLED only after them).
+    line = _access_line(caplog, path)
+    assert line.startswith(f"HTTP POST {path} CANCELLED 499 "), line
+    spent = _settled(served) - before
+    assert spent < whole / 2, f"{spent:.0f} of the stream's {whole} tokens computed"
+    assert _count(served, f"POST {path}", "CANCELLED") == 1
+    assert _errors(caplog) == []
+
+
+def test_a_call_answered_in_full_is_still_ok(served: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # Once the answer is out the server reports the exchange over: no cancel then.
+    caplog.set_level(logging.INFO)
+    with httpx.Client(base_url=served.url, timeout=60) as http:
+        for _ in range(2):  # the same connection, kept alive
+            reply = http.post("/api/v1/embed", json={"inputs": _texts(3, seed=20)})
+            assert reply.status_code == 200, reply.text
+    line = _access_line(caplog, "/api/v1/embed")
+    assert line.startswith("HTTP POST /api/v1/embed OK 200 "), line
+    time.sleep(0.2)
+    assert _count(served, "POST /api/v1/embed", "OK") == 2
+    assert _count(served, "POST /api/v1/embed", "CANCELLED") == 0
