@@ -168,9 +168,11 @@ async def _refuse(context: Context, error: EmbedServeError) -> NoReturn:
 
 def code_name(context: Context, error: BaseException | None) -> str:
     """The call's final status code name, as the caller sees it."""
-    # The client went away (the task is cancelled or the response generator closed), or the
-    # server's shutdown cut the call at its grace's end ("Cancelling all calls").
-    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+    # The client went away (the task is cancelled, the response generator closed, or a
+    # stream's requests just ended with the call cancelled), or the server's shutdown cut
+    # the call at its grace's end ("Cancelling all calls").
+    gone = error is None and context.cancelled()
+    if gone or isinstance(error, asyncio.CancelledError | GeneratorExit):
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             return grpc.StatusCode.DEADLINE_EXCEEDED.name
