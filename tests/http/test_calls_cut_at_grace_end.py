@@ -128,3 +128,35 @@ def test_a_stream_cut_at_the_grace_end_ends_with_an_unavailable_line(
     assert access.startswith(f"HTTP POST {path} UNAVAILABLE 200 "), access
     assert _count(served, path, "UNAVAILABLE") == 1 and _count(served, path, "OK") == 0
     _no_traceback(caplog)
+
+
+def test_a_stream_still_sending_at_the_drain_gets_its_whole_answer(served: Any) -> None:
+    """The unread rest of a stream's body was read for up to 5 s before the answer's last
+    message, past the grace's end: the answer was cut off after its error line."""
+    path = "/api/v1/embed-stream"
+
+    def slowly() -> Any:
+        for number in range(100):
+            yield (json.dumps({"inputs": [f"text {number}"]}) + "\n").encode()
+            time.sleep(0.1)
+
+    answers: list[httpx.Response | BaseException] = []
+
+    def call() -> None:
+        try:
+            with httpx.Client(base_url=served.url, timeout=60) as http:
+                headers = {"content-type": "application/x-ndjson"}
+                answers.append(http.post(path, content=slowly(), headers=headers))
+        except BaseException as exc:  # reported below
+            answers.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(1.0)  # some lines answered
+    served.run(served.server.stop(1))
+    caller.join(60)
+    (reply,) = answers
+    assert isinstance(reply, httpx.Response), repr(reply)  # a whole answer, not a cut one
+    *answered, last = [json.loads(line) for line in reply.text.splitlines()]
+    assert answered and all("embeddings" in line for line in answered)
+    assert last["error"]["status"] == "UNAVAILABLE", last

@@ -54,6 +54,10 @@ class Drain:
         cancelled by the server (gRPC's callers get UNAVAILABLE)."""
         self._grace_ends = time.monotonic() + grace_s
 
+    def grace_left(self) -> float | None:
+        """Seconds until the transports cancel what still runs; None before they stop."""
+        return None if self._grace_ends is None else self._grace_ends - time.monotonic()
+
     def past_grace(self) -> bool:
         """Whether the transports' grace is over: a call cancelled now was cut by them."""
         return self._grace_ends is not None and time.monotonic() >= self._grace_ends

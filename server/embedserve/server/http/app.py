@@ -81,7 +81,10 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     openapi.install(app)
     app.add_middleware(HeadAsGet)  # inside ObserveMiddleware, which records the HEAD
     app.add_middleware(
-        ObserveMiddleware, metrics=metrics, max_body_bytes=backend.settings.max_message_bytes
+        ObserveMiddleware,
+        metrics=metrics,
+        max_body_bytes=backend.settings.max_message_bytes,
+        drain=backend.drain,
     )
     if origins := backend.settings.section(HttpSettings).cors_origins():
         # Outermost: a preflight is answered before routing and keys (browsers send it

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedserve.server import callctx
 from embedserve.server.auth import ROUTE_METHODS
+from embedserve.server.drain import Drain
 from embedserve.server.http.ndjson import NDJSON, json_line
 from embedserve.server.http.responses import CODE_KEY, error_body, http_status, json_response
 from embedserve.server.metrics import Metrics
@@ -73,9 +74,10 @@ def _method_label(scope: Scope) -> str:
 
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, drain: Drain) -> None:
         self._app = app
         self._metrics = metrics
+        self._drain = drain
         self._max_body = max_body_bytes
         self._size_message = f"the request body is over {max_body_bytes} bytes (max_message_bytes)"
 
@@ -171,7 +173,8 @@ class ObserveMiddleware:
                 # With the request body not read to its end; not when the server is going
                 # away (it closes the connection anyway).
                 if not body_read and not shut_down:
-                    await _drain(receive_tracked, max(2 * self._max_body, _DRAIN_BYTES))
+                    limit = max(2 * self._max_body, _DRAIN_BYTES)
+                    await _drain(receive_tracked, limit, self._drain_seconds())
             await send(message)
 
         try:
@@ -212,6 +215,15 @@ class ObserveMiddleware:
             self._record(scope, status, time.perf_counter() - started, call.key_id)
             callctx.reset(callctx.call, call_token)
             callctx.reset(callctx.request_id, token)
+
+    def _drain_seconds(self) -> float:
+        """How long an unread body may be read before the answer's last message. While the
+        server drains, briefly, and within the transports' grace when they stop: the
+        message must go out before they cancel the call (the connection closes anyway)."""
+        if not self._drain.started:
+            return _DRAIN_SECONDS
+        left = self._drain.grace_left()
+        return CUT_ANSWER_S if left is None else max(0.0, min(CUT_ANSWER_S, left - CUT_ANSWER_S))
 
     async def _fault(
         self,
@@ -290,11 +302,11 @@ class ObserveMiddleware:
         )
 
 
-async def _drain(receive: Receive, limit: int) -> None:
-    """Read and drop the request body: until its end, ``limit`` bytes or _DRAIN_SECONDS."""
+async def _drain(receive: Receive, limit: int, seconds: float) -> None:
+    """Read and drop the request body: until its end, ``limit`` bytes or ``seconds``."""
     read = 0
     try:
-        async with asyncio.timeout(_DRAIN_SECONDS):
+        async with asyncio.timeout(seconds):
             while read <= limit:
                 message = await receive()
                 if message["type"] != "http.request":  # the client went away
