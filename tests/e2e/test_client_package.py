@@ -98,6 +98,7 @@ def test_embed_ingest_and_search_from_the_client_package(
     assert "ingested 5 documents" in ingested.stderr
     checkpoint = json.loads((tmp_path / "notes.jsonl.progress").read_text())
     assert checkpoint.pop("prefix_sha256")  # the digest of the documents acknowledged
+    assert checkpoint.pop("options") == {"store_text": False, "split": False}
     assert checkpoint == {"acknowledged": 5, "last_id": "space-4", "collection": "notes"}
 
     found = run(client_venv, "search", "notes", "astronauts in orbit", "--target", target)
