@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+from server_records import access_lines, rpc_count, sample
 
 from embedserve.v1 import embedding_pb2 as epb
 from embedserve.v1 import embedding_pb2_grpc as epb_grpc
@@ -36,13 +37,11 @@ def _big_request() -> epb.EmbedRequest:
 
 
 def _sample(running: Any, name: str, **labels: str) -> float:
-    value = running.server.metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
+    return sample(running, name, **labels)
 
 
 def _count(running: Any, code: str) -> float:
-    labels = {"method": _METHOD, "code": code, "transport": "grpc"}
-    return _sample(running, "embedserve_rpc_total", **labels)
+    return rpc_count(running, _METHOD, code, "grpc")
 
 
 def _wait_until_embedding(running: Any) -> None:
@@ -53,16 +52,7 @@ def _wait_until_embedding(running: Any) -> None:
 
 
 def _access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    deadline = time.monotonic() + 30
-    while True:
-        lines = [
-            r.getMessage()
-            for r in caplog.records
-            if r.name == "embedserve.access" and r.getMessage().startswith(_METHOD)
-        ]
-        if lines or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.01)
+    return [line for line in access_lines(caplog, _METHOD) if line.startswith(_METHOD)]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from server_records import access_lines, rpc_count, sample
 
 from embedserve.server.auth import ROUTE_METHODS
 
@@ -33,21 +34,15 @@ def _texts(count: int) -> list[str]:
 
 
 def _sample(running: Any, name: str, **labels: str) -> float:
-    value = running.server.metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
+    return sample(running, name, **labels)
 
 
 def _count(running: Any, path: str, code: str) -> float:
-    method = ROUTE_METHODS[f"POST {path}"]
-    return _sample(running, "embedserve_rpc_total", method=method, code=code, transport="http")
+    return rpc_count(running, ROUTE_METHODS[f"POST {path}"], code, "http")
 
 
 def _access_line(caplog: pytest.LogCaptureFixture, path: str) -> str:
-    lines = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "embedserve.access" and f" {path} " in r.getMessage()
-    ]
+    lines = access_lines(caplog, f" {path} ", wait_s=0)
     assert len(lines) == 1, lines
     return lines[0]
 

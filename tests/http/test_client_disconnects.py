@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from server_records import access_lines
 
 from embedserve.server.auth import ROUTE_METHODS
 
@@ -46,17 +47,8 @@ def _gone_mid_body(port: int, path: str) -> None:
 
 def _access_line(caplog: pytest.LogCaptureFixture, path: str) -> str:
     """The access line of the call on ``path``, once the server wrote it."""
-    deadline = time.monotonic() + 30
-    while True:
-        lines = [
-            r.getMessage()
-            for r in caplog.records
-            if r.name == "embedserve.access" and f" {path} " in r.getMessage()
-        ]
-        if lines:
-            return lines[0]
-        assert time.monotonic() < deadline, f"no access line for {path}"
-        time.sleep(0.05)
+    (line, *_) = access_lines(caplog, f" {path} ") or ["no access line"]
+    return line
 
 
 def _count(running: Any, route: str, code: str) -> float | None:

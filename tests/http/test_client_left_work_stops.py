@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from server_records import access_lines, rpc_count, sample
 
 from embedserve.server.auth import ROUTE_METHODS
 
@@ -43,8 +44,7 @@ def _tokens(minilm_path: Path, texts: list[str]) -> int:
 
 
 def _sample(running: Any, name: str, **labels: str) -> float:
-    value = running.server.metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
+    return sample(running, name, **labels)
 
 
 def _computed(running: Any) -> float:
@@ -73,22 +73,12 @@ def _settled(running: Any) -> float:
 
 
 def _access_line(caplog: pytest.LogCaptureFixture, path: str) -> str:
-    deadline = time.monotonic() + 60
-    while True:
-        lines = [
-            r.getMessage()
-            for r in caplog.records
-            if r.name == "embedserve.access" and f" {path} " in r.getMessage()
-        ]
-        if lines:
-            return lines[0]
-        assert time.monotonic() < deadline, f"no access line for {path}"
-        time.sleep(0.01)
+    (line, *_) = access_lines(caplog, f" {path} ", wait_s=60) or ["no access line"]
+    return line
 
 
 def _count(running: Any, route: str, code: str) -> float:
-    method = ROUTE_METHODS[route]
-    return _sample(running, "embedserve_rpc_total", method=method, code=code, transport="http")
+    return rpc_count(running, ROUTE_METHODS[route], code, "http")
 
 
 def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
