@@ -73,12 +73,12 @@ def test_access_lines_name_the_key_by_its_key_id(server: Any, json_log: io.Strin
     assert embed(server.target, "grpc-bad", SECRET, []) == grpc.StatusCode.INVALID_ARGUMENT
     assert embed(server.target, "grpc-nokey", "wrong", ["hi"]) == grpc.StatusCode.UNAUTHENTICATED
     http_url = f"http://127.0.0.1:{server.server.http.port}"
-    reply = httpx.post(
-        f"{http_url}/v1/embeddings",
-        json={"input": "hello"},
-        headers={"authorization": f"Bearer {SECRET}", "x-request-id": "http-ok"},
-        timeout=60,
-    )
+
+    def post(path: str, body: dict[str, Any], request_id: str) -> httpx.Response:
+        headers = {"authorization": f"Bearer {SECRET}", "x-request-id": request_id}
+        return httpx.post(f"{http_url}{path}", json=body, headers=headers, timeout=60)
+
+    reply = post("/v1/embeddings", {"input": "hello"}, "http-ok")
     assert reply.status_code == 200, reply.text
     # Refused for its role: the line names the key refused.
     with grpc.insecure_channel(server.target) as channel:
@@ -87,12 +87,7 @@ def test_access_lines_name_the_key_by_its_key_id(server: Any, json_log: io.Strin
         with pytest.raises(grpc.RpcError) as refused:
             create(vector_pb2.CreateCollectionRequest(name="c"), metadata=metadata)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    denied = httpx.post(
-        f"{http_url}/api/v1/collections",
-        json={"name": "c"},
-        headers={"authorization": f"Bearer {SECRET}", "x-request-id": "http-role"},
-        timeout=60,
-    )
+    denied = post("/api/v1/collections", {"name": "c"}, "http-role")
     assert denied.status_code == 403, denied.text
 
     for request_id in ("grpc-ok", "grpc-bad", "http-ok", "grpc-role", "http-role"):
