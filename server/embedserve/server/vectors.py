@@ -543,30 +543,21 @@ class VectorCore:
         points = [point for batch in batches for point in batch.points]
         counts = {doc: n for batch in batches for doc, n in batch.passage_counts.items()}
         sizes = {b.embedded_at for b in batches if b.embedded_at is not None}
-        await self._check_keywords_for(collection, batches)
+        spec = await self.collection_spec(collection)
+        _check_keywords_for(spec, collection, batches)
         # Locked by the collection's own name: writes through an alias and by name meet.
         own_name = (await self.list_aliases()).get(collection, collection) if counts else ""
         started = time.perf_counter()
         async with self._documents.held(own_name, counts):  # none without split documents
             if counts:
-                await self._remove_replaced(collection, counts)
+                await self._remove_replaced(collection, spec, counts)
             await self.call(self.store.upsert, collection, points, embedded_at=sizes)
         self.metrics.store_write_seconds.observe(time.perf_counter() - started)
         self.metrics.store_write_points.observe(len(points))
 
-    async def _check_keywords_for(self, collection: str, batches: Sequence[PreparedBatch]) -> None:
-        """Points made for other keyword settings than the collection has now (an alias
-        moved between a collection with bm25 and one without since they were made) would
-        go without keyword vectors, or with the wrong language's: made again instead."""
-        spec = await self.collection_spec(collection)
-        current = (spec.bm25, spec.bm25_language)
-        if any(b.keywords_for not in (None, current) for b in batches):
-            raise SizeChanged(
-                f"collection {collection!r} has other bm25 settings than its documents were "
-                "prepared for; send them again"
-            )
-
-    async def _remove_replaced(self, collection: str, counts: Mapping[str, int]) -> None:
+    async def _remove_replaced(
+        self, collection: str, spec: CollectionSpec, counts: Mapping[str, int]
+    ) -> None:
         """Remove what split documents (``counts``: each one's new passage count) replace.
         With a keyword index on ``doc_id``: by filter, in one request, every passage from
         the new count on, whatever count the stored ones say (passages an earlier write
@@ -574,7 +565,6 @@ class VectorCore:
         filter would read every point of the collection (about 200 ms per 200,000 points,
         per write): the first passages are read, and the passages past the new count up to
         the count each first one says are removed by id."""
-        spec = await self.collection_spec(collection)
         if spec.payload_indexes.get(DOC_ID_KEY) is PayloadIndexKind.KEYWORD:
             await self.call(self.store.delete, collection, None, stale_points(counts))
             return
@@ -895,6 +885,20 @@ class VectorCore:
             lambda start, end: field if whole else f"{field}[{start}:{end}]",
         )
         return vectors
+
+
+def _check_keywords_for(
+    spec: CollectionSpec, collection: str, batches: Sequence[PreparedBatch]
+) -> None:
+    """Points made for other keyword settings than the collection has now (an alias moved
+    between a collection with bm25 and one without since they were made) would go without
+    keyword vectors, or with the wrong language's: made again instead."""
+    current = (spec.bm25, spec.bm25_language)
+    if any(b.keywords_for not in (None, current) for b in batches):
+        raise SizeChanged(
+            f"collection {collection!r} has other bm25 settings than its documents were "
+            "prepared for; send them again"
+        )
 
 
 def _check_grouping(params: SearchParams, group: GroupBy | None) -> None:
