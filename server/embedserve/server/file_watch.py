@@ -50,9 +50,10 @@ class WatchedFiles(abc.ABC):
         return applied
 
     async def watch(self) -> None:
-        """Reload whenever the files' content changes (checked every ``interval_s``)."""
+        """Reload whenever the files' content changes (checked every ``interval_s``). A file
+        that becomes unreadable is reloaded once too, so the log says the one in force is kept."""
         while True:
             await asyncio.sleep(self._interval_s)
             seen = await asyncio.to_thread(self._fingerprint)
-            if seen is not None and seen != self._seen:
+            if seen != self._seen:
                 self.reload()
