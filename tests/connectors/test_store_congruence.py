@@ -665,6 +665,40 @@ def test_recommend_mixed_examples_filter_and_params(
     assert "t1-31" not in {h.id for h in hits}
 
 
+@pytest.mark.parametrize("distance", list(Distance))
+@pytest.mark.parametrize("strategy", list(RecommendStrategy))
+def test_recommend_score_threshold_keeps_the_hits_scoring_better(
+    store: VectorStore, distance: Distance, strategy: RecommendStrategy
+) -> None:
+    """best_score and sum_scores score larger-is-better on every distance, so their
+    threshold keeps the hits above it there too; the engines cut them as distances."""
+    vectors = unit_vectors(np.random.default_rng(7), 40, RDIM)
+    store.create_collection(CollectionSpec("cut", vector_size=RDIM, distance=distance))
+    store.upsert("cut", [PointRecord(f"p{i}", vectors[i]) for i in range(len(vectors))])
+    examples = (["p0", "p1"], ["p2"])
+    full = store.recommend("cut", *examples, strategy, params=SearchParams(limit=40))
+    scores = [h.score for h in full]
+    threshold = scores[len(scores) // 3]
+    smaller_is_better = strategy is RecommendStrategy.AVERAGE_VECTOR and distance in (
+        Distance.EUCLID,
+        Distance.MANHATTAN,
+    )
+    kept = [
+        h.id for h in full if (h.score < threshold if smaller_is_better else h.score > threshold)
+    ]
+    assert 0 < len(kept) < len(full)
+    pages = [
+        store.recommend(
+            "cut",
+            *examples,
+            strategy,
+            params=SearchParams(limit=5, offset=offset, score_threshold=threshold),
+        )
+        for offset in range(0, 40, 5)
+    ]
+    assert [h.id for page in pages for h in page] == kept
+
+
 def test_recommend_errors(topics: tuple[VectorStore, Array, Array]) -> None:
     store, _, _ = topics
     with pytest.raises(PointNotFound, match="ghost") as err:

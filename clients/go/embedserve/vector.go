@@ -171,7 +171,8 @@ func WithOffset(n uint32) QueryOption {
 	return func(c *queryConfig) { c.params.Offset = n }
 }
 
-// WithScoreThreshold drops results scoring below threshold.
+// WithScoreThreshold keeps only results scoring better than threshold (nearer, on
+// euclid and manhattan collections; see QueryParams.score_threshold).
 func WithScoreThreshold(threshold float32) QueryOption {
 	return func(c *queryConfig) { c.params.ScoreThreshold = &threshold }
 }

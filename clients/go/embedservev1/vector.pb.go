@@ -3603,8 +3603,10 @@ type QueryParams struct {
 	// Default: 10.
 	Limit  *uint32 `protobuf:"varint,1,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
 	Offset uint32  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	// Hits scoring below it are left out; on EUCLID and MANHATTAN collections,
-	// whose scores are distances (smallest first), hits farther than it.
+	// Only hits scoring better than it are kept: above it, or on EUCLID and
+	// MANHATTAN collections, whose scores are distances (smallest first), nearer
+	// than it. A hit scoring exactly the threshold is left out. A recommendation's
+	// BEST_SCORE and SUM_SCORES scores are larger-is-better on every distance.
 	ScoreThreshold *float32 `protobuf:"fixed32,3,opt,name=score_threshold,json=scoreThreshold,proto3,oneof" json:"score_threshold,omitempty"`
 	// Default: true.
 	WithPayload *bool `protobuf:"varint,4,opt,name=with_payload,json=withPayload,proto3,oneof" json:"with_payload,omitempty"`

@@ -66,6 +66,7 @@ from .errors import (
 from .ids import RESERVED_KEY, point_ids, point_index
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
+from .recommend_threshold import thresholded
 from .store import ContextManagerMixin
 from .types import (
     MAX_FACET_LIMIT,
@@ -570,7 +571,9 @@ class EdgeStore(ContextManagerMixin):
         examples = sorted(set(pos_ids) | set(neg_ids))
         if examples:
             filter = Filter(must=(filter,) if filter else (), must_not=(HasId(tuple(examples)),))
-        return self._query(collection, query, filter, params)
+        return thresholded(
+            lambda p: self._query(collection, query, filter, p), strategy, col.spec.distance, params
+        )
 
     def _vectors_by_id(self, collection: str, ids: Sequence[str]) -> dict[str, list[float]]:
         if not ids:

@@ -62,6 +62,7 @@ from .errors import (
 from .ids import RESERVED_KEY, check_external_id, point_id, point_ids, point_index
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
+from .recommend_threshold import thresholded
 from .settings import DEFAULT_GRPC_PORT, StoreSettings
 from .spec_cache import SETTINGS_TTL_S, SpecCache
 from .store import ContextManagerMixin
@@ -567,7 +568,10 @@ class RemoteStore(ContextManagerMixin):
                     positive=pos, negative=neg, strategy=qm.RecommendStrategy(strategy.value)
                 )
             )
-            return self._query(spec, query, filter, params, ErrorContext(collection, by_point))
+            ctx = ErrorContext(collection, by_point)
+            return thresholded(
+                lambda p: self._query(spec, query, filter, p, ctx), strategy, spec.distance, params
+            )
 
         return self._validated(collection, run)
 

@@ -1822,8 +1822,10 @@ class QueryParams(_message.Message):
     """Default: 10."""
     offset: _builtins.int
     score_threshold: _builtins.float
-    """Hits scoring below it are left out; on EUCLID and MANHATTAN collections,
-    whose scores are distances (smallest first), hits farther than it.
+    """Only hits scoring better than it are kept: above it, or on EUCLID and
+    MANHATTAN collections, whose scores are distances (smallest first), nearer
+    than it. A hit scoring exactly the threshold is left out. A recommendation's
+    BEST_SCORE and SUM_SCORES scores are larger-is-better on every distance.
     """
     with_payload: _builtins.bool
     """Default: true."""
