@@ -155,7 +155,7 @@ def test_token_ids_embed_as_the_text_they_spell() -> None:
             [[3] * 40],
             EmbedParams(overflow=Overflow.ERROR),
             "data[0] has 42 tokens, more than the model's maximum of 32; "
-            "shorten it or choose the TRUNCATE or CHUNK overflow policy",
+            "shorten it, or let it be truncated or chunked (the TRUNCATE or CHUNK overflow policy)",
         ),
     ],
 )
@@ -345,7 +345,7 @@ def test_overflow_errors_name_the_callers_field() -> None:
     error = EmbedParams(overflow=Overflow.ERROR)
     tail = (
         "more than the model's maximum of 32; "
-        "shorten it or choose the TRUNCATE or CHUNK overflow policy"
+        "shorten it, or let it be truncated or chunked (the TRUNCATE or CHUNK overflow policy)"
     )
     with pytest.raises(InvalidArgument, match=exactly(f"texts[0] has 42 tokens, {tail}")):
         run(encoder, lambda e: e.embed([LONG], error, field="texts"))

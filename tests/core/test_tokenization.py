@@ -95,7 +95,7 @@ def test_the_error_policy_message_names_the_input_and_what_to_do() -> None:
         make().encode(["fine", words(10)], "", Overflow.ERROR)
     assert caught.value.message == (
         "inputs[1] has 12 tokens, more than the model's maximum of 8; "
-        "shorten it or choose the TRUNCATE or CHUNK overflow policy"
+        "shorten it, or let it be truncated or chunked (the TRUNCATE or CHUNK overflow policy)"
     )
 
 

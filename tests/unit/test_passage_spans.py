@@ -97,3 +97,21 @@ def test_room_counts_the_prompt(minilm_path: Path) -> None:
     assert tokenizer.text_room("search query: ") == 254 - tokenizer.prompt_token_count(
         "search query: "
     )
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(254, 0), (64, 8), (10, 0)])
+def test_a_passage_tokenised_on_its_own_fits_its_size(
+    tokenizer: TextTokenizer, size: int, overlap: int
+) -> None:
+    """A passage is embedded from its own text: cut inside a word (no space to cut at, as in
+    minified code), its remains can be more word pieces than they were in the whole text
+    ("##ment" alone is "men ##t"), and the passage's last tokens were cut off its vector."""
+    text = "getElementById;" * 400
+    assert tokenizer.backend is not None
+    spans = tokenizer.passage_spans(text, size, overlap)
+    counts = [
+        len(tokenizer.backend.encode(text[a:b], add_special_tokens=False).ids) for a, b in spans
+    ]
+    assert max(counts) <= size, counts
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert all(after[0] <= before[1] for before, after in itertools.pairwise(spans))

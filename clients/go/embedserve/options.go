@@ -139,7 +139,8 @@ func WithStoreText(store bool) EmbedOption {
 // ignored by the embedding calls). A document "<id>" becomes the points
 // "<id>#0", "<id>#1", ..., each with the document's payload plus "doc_id" (the
 // id), "passage" (its number), "passages" (how many) and "span" ([start, end)
-// character offsets in the text); SearchGroups by "doc_id" answers once per
+// offsets in the text's Unicode code points: slice []rune(text), not the
+// string's bytes); SearchGroups by "doc_id" answers once per
 // document. Upsert then counts passages; Ingest still acknowledges document ids.
 func WithSplit() EmbedOption {
 	return func(c *callConfig) { c.split = &pb.PassageSplit{} }

@@ -152,10 +152,23 @@ class TextTokenizer:
                 at += 1
             return at
 
+        def fitting(start: int, end: int) -> int:
+            """``end``, or before it where the passage's text, tokenised on its own (as it is
+            embedded), has more than ``max_tokens`` tokens: a cut inside a word can make its
+            remains more word pieces than they were in the whole text."""
+            while end > start + 1:
+                piece = source[offsets[start][0] : end_of(end - 1)]
+                excess = len(backend.encode(piece, add_special_tokens=False).ids) - max_tokens
+                if excess <= 0:
+                    break
+                end = back_to(max(start + 1, end - excess), start)
+            return end
+
+        backend = self.backend
         spans: list[tuple[int, int]] = []
         start = 0
         while True:
-            end = back_to(min(count, start + max_tokens), start)
+            end = fitting(start, back_to(min(count, start + max_tokens), start))
             spans.append((offsets[start][0], end_of(end - 1)))
             if end == count:
                 return spans
@@ -268,7 +281,8 @@ class TextTokenizer:
         if overflow is Overflow.ERROR:
             raise InvalidArgument(
                 f"{where} has {full} tokens, more than the model's maximum of {self.max_tokens}; "
-                "shorten it or choose the TRUNCATE or CHUNK overflow policy"
+                "shorten it, or let it be truncated or chunked "
+                "(the TRUNCATE or CHUNK overflow policy)"
             )
         head = ids[:head_len]
         tail = ids[full - self._n_suffix :] if self._n_suffix else []

@@ -559,7 +559,9 @@ class PassageSplit(_message.Message):
     """A document split into passages is stored as points "<id>#0", "<id>#1", ...,
     each with the document's payload and doc_id (the document's id), passage
     (its number), passages (how many) and span ([start, end): its characters in
-    the text; text past the last span is whitespace). Writing it again replaces
+    the text, counted in Unicode code points, not bytes or UTF-16 units; text
+    outside every span holds no token: whitespace, or characters the tokenizer
+    drops). Writing it again replaces
     them all: passages past the new count and a point written unsplit under its
     id are deleted first. Search with group_by "doc_id" answers once per
     document; delete with a filter on doc_id removes one. Documents given as

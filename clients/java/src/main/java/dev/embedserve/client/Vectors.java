@@ -152,9 +152,11 @@ public final class Vectors {
    * each repeating {@code overlapTokens} tokens from the end of the one before (at most half of
    * {@code maxTokens}): points {@code "<id>#0"}, {@code "<id>#1"}, ... holding the document's
    * payload plus {@code doc_id}, {@code passage}, {@code passages} and {@code span} ({@code [start,
-   * end)}, its characters in the text). Group searches by {@code "doc_id"} to get one answer per
-   * document. Documents given as vectors are stored as they are. Other options go on {@code
-   * split(256, 32).toBuilder()}, e.g. {@code .setStoreText(true)} (the passage's text).
+   * end)}, its characters in the text counted in code points, not UTF-16 units: {@code
+   * text.offsetByCodePoints(0, start)} is where it starts). Group searches by {@code "doc_id"} to
+   * get one answer per document. Documents given as vectors are stored as they are. Other options
+   * go on {@code split(256, 32).toBuilder()}, e.g. {@code .setStoreText(true)} (the passage's
+   * text).
    *
    * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a negative count (the server
    *     answers the same for a count past the model's maximum or an overlap past half)
