@@ -348,3 +348,45 @@ def test_a_query_asked_again_comes_from_the_query_cache(
         for priority in ("bulk", "bulk", "interactive", "interactive"):
             client.upsert("notes", [{"id": "2", "text": "parcel status"}], priority=priority)
         assert cache_counts() == counts
+
+
+def test_label_values_stay_bounded_and_refusals_count_under_their_route(
+    start_server: Callable[..., Any], minilm_model: Any
+) -> None:
+    """Paths, verbs and method names a client makes up count under one label each; a body
+    refused before routing counts under the RPC its route mirrors."""
+    from server_records import rpc_count
+
+    running = start_server(loaded=minilm_model, http_port=free_port(), max_message_bytes=2000)
+    base = f"http://127.0.0.1:{running.server.http.port}"
+    with httpx.Client(base_url=base) as http:
+        for verb in ("MADEUP", "OTHER" + "X" * 300):
+            assert http.request(verb, "/api/v1/tokenize").status_code == 405
+        assert http.get("/no/such/route").status_code == 404
+        oversized = http.post("/api/v1/embed", json={"inputs": ["x" * 5000]})
+        assert oversized.status_code == 400, oversized.text
+        assert http.get("/openapi.json").status_code == 200
+    with grpc.insecure_channel(running.target) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            channel.unary_unary("/made.up.Service/Call")(b"", timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+    registry = running.server.metrics.registry
+    deadline = time.monotonic() + 5  # an HTTP call is recorded just after its answer
+    while rpc_count(running, "GET /openapi.json", "OK", "http") < 1:
+        assert time.monotonic() < deadline, "GET /openapi.json was not counted"
+        time.sleep(0.05)
+    labels = {
+        sample.labels["method"]
+        for family in registry.collect()
+        if family.name == "embedserve_rpc"
+        for sample in family.samples
+    }
+    assert not any("MADEUP" in label or "OTHER" in label for label in labels), labels
+    assert "unknown" in labels and not any("made.up" in label for label in labels), labels
+    assert rpc_count(running, "unknown", "UNIMPLEMENTED", "grpc") == 1
+    assert rpc_count(running, EMBED, "INVALID_ARGUMENT", "http") == 1, labels
+    unmatched = sum(
+        rpc_count(running, "unmatched", code, "http") for code in ("UNIMPLEMENTED", "NOT_FOUND")
+    )
+    assert unmatched == 3

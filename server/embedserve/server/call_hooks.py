@@ -204,6 +204,10 @@ class HookInterceptor(grpc.aio.ServerInterceptor):
         """The handler to wrap, changed if need be (e.g. its deserializer)."""
         return handler
 
+    def unhandled(self, method: str) -> None:
+        """A call to a method this server does not have (answered UNIMPLEMENTED)."""
+        return None
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
@@ -224,9 +228,11 @@ class HookChain(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
         method = str(handler_call_details.method)
+        if handler is None:
+            for member in self._members:
+                member.unhandled(method)
+            return handler
         metadata = _metadata(handler_call_details)
         chain = []
         for member in self._members:

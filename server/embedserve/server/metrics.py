@@ -117,7 +117,7 @@ class Metrics(BatchMetrics):
         )
         self.ingest_acks = Counter(
             "embedserve_ingest_acks",
-            "Acknowledgements (one per ingested message) sent",
+            "Ingested messages written durably (acknowledged each; Ingest answers once at its end)",
             registry=self.registry,
         )
         self.store_write_seconds = Histogram(

@@ -16,6 +16,9 @@ log = logging.getLogger("embedserve.access")
 
 REQUEST_ID_KEY = "x-request-id"
 _MAX_REQUEST_ID = 128  # a client's id is echoed into logs: bound it
+# The label of calls to methods the server does not have: a caller names them, so their
+# names would make label values without bound.
+UNKNOWN_METHOD = "unknown"
 
 
 class _Observe(CallHooks):
@@ -51,3 +54,8 @@ class ObserveInterceptor(HookInterceptor):
     def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:
         request_id = metadata.get(REQUEST_ID_KEY, "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
         return _Observe(self._metrics, method, request_id)
+
+    def unhandled(self, method: str) -> None:
+        code = "UNIMPLEMENTED"
+        self._metrics.rpc_total.labels(UNKNOWN_METHOD, code, "grpc").inc()
+        log.info("%s %s %r", UNKNOWN_METHOD, code, method[:_MAX_REQUEST_ID])

@@ -85,6 +85,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
         metrics=metrics,
         max_body_bytes=backend.settings.max_message_bytes,
         drain=backend.drain,
+        routes=app.router.routes,  # the list itself: routes added below are in it too
     )
     if origins := backend.settings.section(HttpSettings).cors_origins():
         # Outermost: a preflight is answered before routing and keys (browsers send it

@@ -19,10 +19,11 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
+from collections.abc import Sequence
 
 import grpc
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedserve.server import callctx
@@ -37,6 +38,7 @@ log = logging.getLogger("embedserve.access")
 log_faults = logging.getLogger("embedserve.server.http")
 
 _MAX_REQUEST_ID = 128  # a client's id is echoed into logs: bound it
+UNMATCHED = "unmatched"
 # A body left unread when the answer ends (a refusal, a 404, an ingest stream stopped by
 # a bad line) is read, up to twice the limit and at least this much, for at most
 # _DRAIN_SECONDS, before the answer's last message goes out: else the server neither
@@ -63,19 +65,36 @@ def _code_name(scope: Scope, status: int) -> str:
     return "OK" if status < 400 else "INTERNAL" if status >= 500 else "INVALID_ARGUMENT"
 
 
-def _method_label(scope: Scope) -> str:
-    """The RPC a route mirrors (bounded label values); the route itself for the others."""
-    route = scope.get("route")
-    if route is None:
-        return "unmatched"
+def _method_label(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+    """The RPC a route mirrors; the route itself for the others; ``unmatched`` for a path
+    or a verb no route takes (the client names those: label values must stay bounded)."""
+    route = scope.get("route") or _route_of(scope, routes)
     verb = "GET" if scope["method"] == "HEAD" else scope["method"]  # HEAD runs the GET
+    # A mount (the docs' static files) declares no verbs and takes GET.
+    if route is None or verb not in (getattr(route, "methods", None) or {"GET"}):
+        return UNMATCHED
     key = f"{verb} {getattr(route, 'path_format', '')}"
     return ROUTE_METHODS.get(key, key)
 
 
+def _route_of(scope: Scope, routes: Sequence[BaseRoute]) -> BaseRoute | None:
+    """The route taking this path and verb, for a call answered before routing (a body
+    over the limit) or by a route that does not note itself (``/openapi.json``)."""
+    return next((r for r in routes if r.matches(scope)[0] is Match.FULL), None)
+
+
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, drain: Drain) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        drain: Drain,
+        routes: Sequence[BaseRoute],
+    ) -> None:
+        """``routes``: the app's, to label calls that no route noted in their scope."""
         self._app = app
+        self._routes = routes
         self._metrics = metrics
         self._drain = drain
         self._max_body = max_body_bytes
@@ -107,6 +126,8 @@ class ObserveMiddleware:
         # An ingestion stream's body has no total limit (each line has its own); any other
         # body is counted as it arrives, for one sent in chunks declares no length.
         limited = not _STREAMED_BODY.fullmatch(scope["path"])
+        # Refused at the route's first read (not before routing: the call counts under it).
+        declared_over = limited and self._too_large(headers)
         received = 0
 
         def client_gone() -> None:
@@ -140,9 +161,9 @@ class ObserveMiddleware:
                 # asks (a response listening for a disconnect), not waited for twice.
                 message = await asyncio.shield(watcher)
             else:
-                message = await receive_tracked()
+                message = {"type": "http.request"} if declared_over else await receive_tracked()
                 received += len(message.get("body", b""))
-                if limited and received > self._max_body:
+                if declared_over or (limited and received > self._max_body):
                     raise HTTPException(400, self._size_message)  # answered as INVALID_ARGUMENT
                 if body_read and running and message["type"] == "http.request":
                     watcher = asyncio.ensure_future(watch())
@@ -179,10 +200,7 @@ class ObserveMiddleware:
 
         try:
             try:
-                if limited and self._too_large(headers):
-                    await self._refuse_size(scope, receive_tracked, send_with_id)
-                else:
-                    await self._app(scope, receive_counted, send_with_id)
+                await self._app(scope, receive_counted, send_with_id)
             finally:
                 running = False  # a disconnect cancels nothing from now on
                 if watcher is not None:
@@ -274,15 +292,8 @@ class ObserveMiddleware:
         length = headers.get(b"content-length", b"")
         return length.isdigit() and int(length) > self._max_body
 
-    async def _refuse_size(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[CODE_KEY] = grpc.StatusCode.INVALID_ARGUMENT.name
-        code = grpc.StatusCode.INVALID_ARGUMENT
-        body: Any = error_body(scope["path"], code, self._size_message)
-        status = http_status(scope["path"], code)
-        await json_response(body, status, {"connection": "close"})(scope, receive, send)
-
     def _record(self, scope: Scope, status: int, seconds: float, key_id: str) -> None:
-        method = _method_label(scope)
+        method = _method_label(scope, self._routes)
         code = _code_name(scope, status)
         if code == grpc.StatusCode.CANCELLED.name:
             status = HTTP_STATUS_OF[grpc.StatusCode.CANCELLED]  # 499, as nginx logs it
