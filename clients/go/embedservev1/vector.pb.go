@@ -5663,8 +5663,9 @@ func (x *ScrollRequest) GetOrderBy() *ScrollOrder {
 // Order by the values of a payload field with an integer, float or datetime index
 // (UpdateCollection adds one to a filled collection). Documents without a value
 // there are left out; one holding a list of values comes once per value.
-// Documents sharing a value come in a fixed order, and a page boundary among
-// them neither repeats nor skips one.
+// A page boundary among documents sharing a value neither repeats nor skips
+// one (their order among themselves is the store's, and may differ with the
+// page size).
 type ScrollOrder struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A payload key; a dotted path ("meta.year") reaches into objects.
