@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from embedserve.client import _documents as docs
-from embedserve.client._options import lookup
+from embedserve.client._options import listed, lookup
 from embedserve.client._steps import Plan, Unary
 from embedserve.v1 import vector_pb2 as pb
 
@@ -87,7 +87,7 @@ def cluster(
     for name, value in numbers.items():
         setattr(request, name, value)
     if texts is not None:
-        request.texts.texts.extend(texts)
+        request.texts.texts.extend(listed(texts, "texts takes a list of texts"))
     elif collection is not None:
         request.collection = collection
     _with_filter(request, filter)
@@ -119,7 +119,8 @@ def find_duplicates(
         method=lookup(_METHODS, method, "method"),
     )
     if texts is not None:
-        request.texts.CopyFrom(pb.TextList(texts=texts))  # set even when empty
+        listed_texts = listed(texts, "texts takes a list of texts")
+        request.texts.CopyFrom(pb.TextList(texts=listed_texts))  # set even when empty
     _with_filter(request, filter)
     response: pb.FindDuplicatesResponse = yield Unary("vectors", "FindDuplicates", request)
     return response

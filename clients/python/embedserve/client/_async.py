@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import collections
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -29,6 +30,8 @@ from embedserve.client._steps import (
     Unary,
     async_stream,
     awaiting,
+    deadline_after,
+    time_left,
 )
 
 R = TypeVar("R")
@@ -42,13 +45,14 @@ class AsyncEmbedClient:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         timeout: float | None = 300.0,
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
         server_name: str | None = None,
     ) -> None:
+        self._metadata = metadata(api_key)  # first: a key grpc cannot send is refused here
         address, options = channel_args(target, server_name)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(address, options=options)
@@ -56,7 +60,6 @@ class AsyncEmbedClient:
             self._channel = grpc.aio.secure_channel(address, credentials, options=options)
         self._stubs = stubs(self._channel)
         self._timeout = timeout
-        self._metadata = metadata(api_key)
 
     async def __aenter__(self) -> AsyncEmbedClient:
         return self
@@ -137,14 +140,7 @@ class AsyncEmbedClient:
             call = getattr(self._stubs[step.service], step.method)
             return await call(step.request, **self._options(step.timeout))
         if isinstance(step, Pipelined):
-            call = getattr(self._stubs[step.service], step.method)
-            slots = asyncio.Semaphore(step.max_in_flight)
-
-            async def one(request: Any) -> Any:
-                async with slots:
-                    return await call(request, **self._options(None))
-
-            return await asyncio.gather(*(one(r) for r in step.requests))
+            return await self._pipelined(step)
         if isinstance(step, LastOf):
             last = None
             async for last in self._stream(step.stream):  # noqa: B007 - only the last one counts
@@ -153,6 +149,27 @@ class AsyncEmbedClient:
         assert isinstance(step, Sleep)
         await asyncio.sleep(step.seconds)
         return None
+
+    async def _pipelined(self, step: Pipelined) -> list[Any]:
+        """The step's calls, at most ``max_in_flight`` at once, all within one deadline:
+        the client's timeout bounds the method call, however many requests it takes. The
+        next call starts once the oldest is answered, so that none starts after a failure."""
+        call = getattr(self._stubs[step.service], step.method)
+        deadline = deadline_after(self._timeout)
+        pending: collections.deque[grpc.aio.UnaryUnaryCall[Any, Any]] = collections.deque()
+        answers: list[Any] = []
+        try:
+            for request in step.requests:
+                if len(pending) >= step.max_in_flight:
+                    answers.append(await pending.popleft())
+                timeout = time_left(deadline)
+                pending.append(call(request, timeout=timeout, metadata=self._metadata))
+            answers.extend([await answer for answer in pending])
+        except BaseException:
+            for running in pending:  # the method has failed: no call of it may go on
+                running.cancel()
+            raise
+        return answers
 
     def _options(self, timeout: float | None) -> dict[str, Any]:
         return {"timeout": timeout or self._timeout, "metadata": self._metadata}

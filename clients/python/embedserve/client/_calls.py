@@ -22,9 +22,11 @@ from embedserve.client._options import (
     check_uint32,
     checked_text,
     checked_texts,
+    listed,
     overflow_value,
     precision_value,
     quantized_of,
+    refuse_string,
     task_value,
     vectors_of,
 )
@@ -133,6 +135,7 @@ def _embed_stream(
     max_in_flight: int,
     options: dict[str, Any],
 ) -> StreamPlan[str, Rows]:
+    refuse_string(texts, "texts takes an iterable of texts")
     built = build_options(**options)
 
     def request(number: int, batch: list[str]) -> pb.EmbedStreamRequest:
@@ -183,7 +186,8 @@ def similarity(
         request.pairs.pairs.extend(pb.TextPair(a=a, b=b) for a, b in pairs)
     else:
         request.query_candidates.query = query or ""
-        request.query_candidates.candidates.extend(candidates or [])
+        candidates = listed(candidates or [], "candidates takes a list of texts")
+        request.query_candidates.candidates.extend(candidates)
     response: pb.SimilarityResponse = yield Unary("embedding", "Similarity", request)
     return np.array(response.scores, dtype=np.float32)
 
@@ -240,15 +244,22 @@ def health(service: str = "") -> Plan[str]:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
+# What a server that is still starting (or not up yet) answers; any other error (a missing
+# or refused key, say) will not go away by waiting.
+_NOT_UP_YET = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
 def wait_until_serving(timeout: float = 300.0) -> Plan[None]:
-    """Return once health reports SERVING (the model is loaded and warm)."""
+    """Return once health reports SERVING (the model is loaded and warm); an error other
+    than UNAVAILABLE or DEADLINE_EXCEEDED is raised at once."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             if (yield from health()) == "SERVING":
                 return
-        except grpc.RpcError:
-            pass
+        except grpc.RpcError as exc:
+            if exc.code() not in _NOT_UP_YET:
+                raise
         if time.monotonic() > deadline:
             raise TimeoutError(f"server not SERVING after {timeout} s")
         yield Sleep(0.2)

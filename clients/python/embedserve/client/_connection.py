@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from grpc_health.v1 import health_pb2_grpc
@@ -18,7 +19,9 @@ CHANNEL_OPTIONS = [
 Metadata = tuple[tuple[str, str], ...] | None
 
 
-def channel_args(target: str, server_name: str | None = None) -> tuple[str, list[tuple[str, Any]]]:
+def channel_args(
+    target: str | Sequence[str], server_name: str | None = None
+) -> tuple[str, list[tuple[str, Any]]]:
     """The address and options of a channel; several addresses or a dns:/// target get
     round_robin and retries of idempotent calls (_balancing.py). ``server_name``: the
     name the server's TLS certificate must carry, where the target's host is another
@@ -30,7 +33,22 @@ def channel_args(target: str, server_name: str | None = None) -> tuple[str, list
 
 
 def metadata(api_key: str | None) -> Metadata:
-    return (("authorization", f"Bearer {api_key}"),) if api_key else None
+    if not api_key:
+        return None
+    _check_api_key(api_key)
+    return (("authorization", f"Bearer {api_key}"),)
+
+
+def _check_api_key(api_key: str) -> None:
+    """A key a header can carry: printable ASCII. grpc would fail each call with INTERNAL
+    "Invalid metadata" (grpc.aio: an ExecuteBatchError) instead, for a key read from a
+    file with its line break, say. The key itself is not repeated: it is a secret."""
+    for position, char in enumerate(api_key):
+        if not " " <= char <= "~":
+            kind = "non-ASCII character" if char > "\x7f" else "control character (a line break?)"
+            raise ValueError(
+                f"api_key has a {kind} at position {position}; a key is printable ASCII"
+            )
 
 
 def stubs(channel: Any) -> dict[str, Any]:

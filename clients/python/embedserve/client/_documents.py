@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 from google.protobuf import json_format
 
-from embedserve.client._options import Vectors, check_uint32
+from embedserve.client._options import Vectors, check_uint32, listed
 from embedserve.client._struct_numbers import inexact_integer, whole_to_int
 from embedserve.v1 import vector_pb2 as pb
 
@@ -18,7 +18,8 @@ M = TypeVar("M", pb.Filter, pb.Example)
 
 DocumentLike = Mapping[str, Any] | pb.Document
 FilterLike = Mapping[str, Any] | pb.Filter
-ExampleLike = str | Sequence[float] | Mapping[str, Any] | pb.Example
+IdLike = str | int  # an integer id: its decimal string
+ExampleLike = IdLike | Sequence[float] | Mapping[str, Any] | pb.Example
 # The server's limit (connectors' validation.MAX_PAYLOAD_DEPTH, which README states):
 # objects and arrays nest at most this deep, the payload's own object the first level.
 MAX_PAYLOAD_DEPTH = 32
@@ -87,13 +88,29 @@ def field_problem(value: Mapping[str, Any]) -> str | None:
     integer), text (a string), vector (a list of numbers) or payload (an object of at most
     MAX_PAYLOAD_DEPTH levels). str() would make "None" or "['a']" of them silently."""
     doc_id, text = value.get("id"), value.get("text")
-    if not isinstance(doc_id, str | numbers.Integral) or isinstance(doc_id, bool):
-        return f"id must be a string or an integer, not {_type_name(doc_id)}"
+    if (problem := _id_problem(doc_id)) is not None:
+        return problem
     if text is not None and not isinstance(text, str):
         return f"text must be a string, not {_type_name(text)}"
     if text is None and (problem := _vector_problem(value.get("vector"))) is not None:
         return problem
     return payload_problem(value.get("payload"))
+
+
+def _id_problem(doc_id: Any) -> str | None:
+    if not isinstance(doc_id, str | numbers.Integral) or isinstance(doc_id, bool):
+        return f"id must be a string or an integer, not {_type_name(doc_id)}"
+    return None
+
+
+def point_ids(ids: Iterable[IdLike]) -> list[str]:
+    """Ids as the messages carry them: an integer id as its decimal string, as
+    ``document`` writes it; a single string is refused (``listed``)."""
+    values = listed(ids, "ids takes a list of ids")
+    for position, value in enumerate(values):
+        if (problem := _id_problem(value)) is not None:
+            raise ValueError(f"ids[{position}]: {problem}")
+    return [str(value) for value in values]
 
 
 def _vector_problem(vector: Any) -> str | None:
@@ -210,11 +227,13 @@ def _parsed(value: Mapping[str, Any], message: M, name: str) -> M:
 
 
 def example(value: ExampleLike) -> pb.Example:
-    """A stored id (str), a vector, ``{"text": ...}`` or an Example message."""
+    """A stored id (str or int), a vector, ``{"text": ...}`` or an Example message."""
     if isinstance(value, pb.Example):
         return value
-    if isinstance(value, str):
-        return pb.Example(id=value)
+    if isinstance(value, str | int | np.integer):
+        if (problem := _id_problem(value)) is not None:  # True is no id
+            raise ValueError(f"example: {problem}")
+        return pb.Example(id=str(value))
     if isinstance(value, Mapping):
         return _parsed(value, pb.Example(), "example")
     return pb.Example(vector=pb.Vector(values=[float(x) for x in value]))
@@ -258,9 +277,7 @@ def query_params(
         params.diversity = diversity
     if diversity_candidates is not None:
         params.diversity_candidates = diversity_candidates
-    if isinstance(payload_keys, str):
-        raise TypeError("payload_keys takes a list of keys, not a single string")
-    params.payload_keys.extend(payload_keys)
+    params.payload_keys.extend(listed(payload_keys, "payload_keys takes a list of keys"))
     if keyword_weight is not None:
         params.keyword_weight = keyword_weight
     if oversampling is not None:

@@ -69,6 +69,14 @@ def task_value(task: TaskName | None) -> pb.Task.ValueType:
     return pb.TASK_UNSPECIFIED if task is None else lookup(_TASKS, task, "task")
 
 
+class UnknownOption(TypeError):
+    """A keyword no option has; the client method re-raises it under its own name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unexpected keyword argument {name!r}")
+        self.name = name
+
+
 def build_options(
     task: TaskName | None = None,
     prompt: str | None = None,
@@ -77,9 +85,12 @@ def build_options(
     pooling: PoolingName | None = None,
     overflow: OverflowName | None = None,
     priority: PriorityName | None = None,
+    **unknown: object,
 ) -> pb.EmbedOptions:
     """Unset arguments keep the server's (the model's) defaults. ``priority="bulk"`` lets
     queries go first (writes are bulk already); ``"interactive"`` puts a write first."""
+    if unknown:  # the methods pass their other keywords on here
+        raise UnknownOption(next(iter(unknown)))
     options = pb.EmbedOptions(task=task_value(task))
     if prompt is not None:
         options.prompt = prompt
@@ -150,6 +161,19 @@ def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def as_list(texts: str | Sequence[str]) -> list[str]:
     return checked_texts([texts] if isinstance(texts, str) else list(texts))
+
+
+def refuse_string(values: object, what: str) -> None:
+    """A string where a collection of values belongs would be read as its characters
+    (delete "abc" would delete "a", "b" and "c"). ``what``: "ids takes a list of ids"."""
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{what}, not a single string")
+
+
+def listed(values: Iterable[T], what: str) -> list[T]:
+    """``values`` as a list, a single string refused (``refuse_string``)."""
+    refuse_string(values, what)
+    return list(values)
 
 
 def check_uint32(name: str, number: int | None) -> None:

@@ -10,11 +10,26 @@ and their stream twins turn a plan function into a method of either client.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Sequence
+import inspect
+import operator
+import time
+import types
+import typing
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Sequence,
+)
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
+from embedserve.client._options import UnknownOption
 from embedserve.client._ordered import StreamPlan
 
 P = ParamSpec("P")
@@ -40,6 +55,25 @@ class Pipelined:
     method: str
     requests: Sequence[Any]
     max_in_flight: int
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:  # 0 would wait for a free slot forever
+            raise ValueError("max_in_flight must be at least 1")
+
+
+# What a call is given once its method's deadline has passed: grpc then fails it with
+# its own DEADLINE_EXCEEDED, as it does any call that runs out of time.
+_NO_TIME_LEFT_S = 1e-6
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    """The monotonic time by which all of a pipelined step's calls must be done."""
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def time_left(deadline: float | None) -> float | None:
+    """The timeout of a call started now, within ``deadline``."""
+    return None if deadline is None else max(deadline - time.monotonic(), _NO_TIME_LEFT_S)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,38 +135,92 @@ class AsyncRunner(Protocol):
 
 
 def blocking(plan: Callable[P, Plan[R]]) -> Callable[Concatenate[BlockingRunner, P], R]:
-    @functools.wraps(plan)
     def method(self: BlockingRunner, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._run(plan(*args, **kwargs))
+        with _named_after(plan):
+            return self._run(plan(*args, **kwargs))
 
-    return method
+    return _described(method, plan, synchronous=True)
 
 
 def awaiting(
     plan: Callable[P, Plan[R]],
 ) -> Callable[Concatenate[AsyncRunner, P], Coroutine[Any, Any, R]]:
-    @functools.wraps(plan)
     async def method(self: AsyncRunner, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return await self._run(plan(*args, **kwargs))
+        with _named_after(plan):
+            return await self._run(plan(*args, **kwargs))
 
-    return method
+    return _described(method, plan, synchronous=False)
 
 
 def blocking_stream(
     plan: Callable[P, StreamPlan[Any, Out]],
 ) -> Callable[Concatenate[BlockingRunner, P], Iterator[Out]]:
-    @functools.wraps(plan)
     def method(self: BlockingRunner, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[Out]:
-        return self._stream(plan(*args, **kwargs))
+        with _named_after(plan):
+            return self._stream(plan(*args, **kwargs))
 
-    return method
+    return _described(method, plan, Iterator, synchronous=True)
 
 
 def async_stream(
     plan: Callable[P, StreamPlan[Any, Out]],
 ) -> Callable[Concatenate[AsyncRunner, P], AsyncIterator[Out]]:
-    @functools.wraps(plan)
     def method(self: AsyncRunner, /, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[Out]:
-        return self._stream(plan(*args, **kwargs))
+        with _named_after(plan):
+            return self._stream(plan(*args, **kwargs))
 
+    return _described(method, plan, AsyncIterator, synchronous=False)
+
+
+@contextlib.contextmanager
+def _named_after(plan: Callable[..., Any]) -> Iterator[None]:
+    """An unknown keyword, which the plan passes on to ``build_options``, as Python reports
+    one: naming the method called, not the function that noticed."""
+    try:
+        yield
+    except UnknownOption as exc:
+        message = f"{plan.__name__}() got an unexpected keyword argument {exc.name!r}"
+        raise TypeError(message) from None
+
+
+M = TypeVar("M", bound=Callable[..., Any])
+
+
+def _described(method: M, plan: Callable[..., Any], stream: Any = None, *, synchronous: bool) -> M:
+    """``method`` named and documented as ``plan``, with a signature of its own (for
+    inspect.signature, help(), get_type_hints): ``self``, the plan's parameters (no async
+    iterables for the blocking client) and the client's result (``stream``: Iterator or
+    AsyncIterator of a stream plan's outputs). functools.wraps alone shows the plan's,
+    without ``self``: a bound method's would lose its first real parameter."""
+    functools.update_wrapper(method, plan)
+    planned = inspect.signature(plan, eval_str=True)
+    parameters = [
+        p.replace(annotation=_synchronous(p.annotation)) if synchronous else p
+        for p in planned.parameters.values()
+    ]
+    signature = planned.replace(
+        parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY), *parameters],
+        return_annotation=_returned(planned.return_annotation, stream),
+    )
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    method.__annotations__ = {
+        p.name: p.annotation for p in parameters if p.annotation is not p.empty
+    } | {"return": signature.return_annotation}
     return method
+
+
+def _returned(plan_type: Any, stream: Any) -> Any:
+    """R of Plan[R] (a Generator[Step, Any, R]), or ``stream[Out]`` of StreamPlan[Item, Out]."""
+    if stream is not None:
+        return stream[typing.get_args(plan_type)[1]]
+    result = typing.get_args(plan_type)[2]
+    return None if result is type(None) else result  # shown "-> None", as written
+
+
+def _synchronous(annotation: Any) -> Any:
+    """``annotation`` without its async iterables (``Iterable[str] | AsyncIterable[str]``
+    is ``Iterable[str]``): what the blocking client takes."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation
+    kept = [a for a in typing.get_args(annotation) if typing.get_origin(a) is not AsyncIterable]
+    return functools.reduce(operator.or_, kept)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -30,6 +31,8 @@ from embedserve.client._steps import (
     Unary,
     blocking,
     blocking_stream,
+    deadline_after,
+    time_left,
 )
 
 __all__ = ["CHANNEL_OPTIONS", "DEFAULT_TARGET", "EmbedClient"]
@@ -50,13 +53,14 @@ class EmbedClient:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         timeout: float | None = 300.0,
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
         server_name: str | None = None,
     ) -> None:
+        self._metadata = metadata(api_key)  # first: a key grpc cannot send is refused here
         address, options = channel_args(target, server_name)
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options=options)
@@ -65,7 +69,6 @@ class EmbedClient:
         self._stubs = stubs(self._channel)
         self._stub = self._stubs["embedding"]
         self._timeout = timeout
-        self._metadata = metadata(api_key)
 
     def __enter__(self) -> EmbedClient:
         return self
@@ -146,15 +149,7 @@ class EmbedClient:
             call = getattr(self._stubs[step.service], step.method)
             return call(step.request, **self._options(step.timeout))
         if isinstance(step, Pipelined):
-            call = getattr(self._stubs[step.service], step.method)
-            pending: list[grpc.Future[Any]] = []
-            answers: list[Any] = []
-            for request in step.requests:
-                if len(pending) >= step.max_in_flight:
-                    answers.append(pending.pop(0).result())
-                pending.append(call.future(request, **self._options(None)))
-            answers.extend(future.result() for future in pending)
-            return answers
+            return self._pipelined(step)
         if isinstance(step, LastOf):
             last = None
             for last in self._stream(step.stream):  # noqa: B007 - only the last one counts
@@ -163,6 +158,27 @@ class EmbedClient:
         assert isinstance(step, Sleep)
         time.sleep(step.seconds)
         return None
+
+    def _pipelined(self, step: Pipelined) -> list[Any]:
+        """The step's calls, at most ``max_in_flight`` at once, all within one deadline:
+        the client's timeout bounds the method call, however many requests it takes. The
+        next call starts once the oldest is answered, so that none starts after a failure."""
+        call = getattr(self._stubs[step.service], step.method)
+        deadline = deadline_after(self._timeout)
+        pending: collections.deque[grpc.Future[Any]] = collections.deque()
+        answers: list[Any] = []
+        try:
+            for request in step.requests:
+                if len(pending) >= step.max_in_flight:
+                    answers.append(pending.popleft().result())
+                timeout = time_left(deadline)
+                pending.append(call.future(request, timeout=timeout, metadata=self._metadata))
+            answers.extend(future.result() for future in pending)
+        except BaseException:
+            for future in pending:  # the method has failed: no call of it may go on
+                future.cancel()
+            raise
+        return answers
 
     def _options(self, timeout: float | None) -> dict[str, Any]:
         return {"timeout": timeout or self._timeout, "metadata": self._metadata}

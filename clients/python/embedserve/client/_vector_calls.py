@@ -10,7 +10,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 
 from embedserve.client import _documents as docs
-from embedserve.client._options import build_options, check_uint32, lookup
+from embedserve.client._options import build_options, check_uint32, listed, lookup
 from embedserve.client._ordered import StreamCall, StreamPlan
 from embedserve.client._steps import LastOf, Plan, Unary
 from embedserve.v1 import vector_pb2 as pb
@@ -212,7 +212,9 @@ def update_collection(
     request = pb.UpdateCollectionRequest(
         name=name,
         add_payload_indexes={k: _index_kind(k, v) for k, v in (add_payload_indexes or {}).items()},
-        drop_payload_indexes=list(drop_payload_indexes),
+        drop_payload_indexes=listed(
+            drop_payload_indexes, "drop_payload_indexes takes a list of fields"
+        ),
     )
     if hnsw_ef is not None:
         check_uint32("hnsw_ef", hnsw_ef)
@@ -226,7 +228,8 @@ def update_aliases(set: Mapping[str, str] | None = None, delete: Sequence[str] =
     """Point aliases at collections (``set={"news": "news_v2"}``: new, or moved) and remove
     others (``delete=["old"]``), all in one change that is made whole or not at all. Every
     call that takes a collection's name also takes an alias of it."""
-    request = pb.UpdateAliasesRequest(set=dict(set or {}), delete=list(delete))
+    removed = listed(delete, "delete takes a list of aliases")
+    request = pb.UpdateAliasesRequest(set=dict(set or {}), delete=removed)
     yield Unary("vectors", "UpdateAliases", request)
 
 
@@ -396,13 +399,11 @@ def _batch_request(
     mode: str,
     options: dict[str, Any],
 ) -> pb.SearchBatchRequest:
-    if isinstance(queries, str):
-        raise TypeError("a batch takes a list of queries, not a single text")
     searches = [
         _search_request("", q, None, filter, mode, dict(options))
         if isinstance(q, str)
         else _search_request("", None, q, filter, mode, dict(options))
-        for q in queries
+        for q in listed(queries, "a batch takes a list of queries")
     ]
     return pb.SearchBatchRequest(collection=collection, searches=searches)
 
@@ -485,8 +486,8 @@ def _recommend_request(
     params, embed = _split_params(options)
     request = pb.RecommendRequest(
         collection=collection,
-        positive=[docs.example(e) for e in positive],
-        negative=[docs.example(e) for e in negative],
+        positive=[docs.example(e) for e in listed(positive, "positive takes a list of examples")],
+        negative=[docs.example(e) for e in listed(negative, "negative takes a list of examples")],
         strategy=lookup(_STRATEGIES, strategy, "strategy"),
         params=params,
         embed=build_options(**embed),
@@ -520,23 +521,25 @@ def _set_group(message: pb.GroupBy, key: str, size: int | None) -> None:
 
 
 def get(
-    collection: str, ids: Sequence[str], *, with_vectors: bool = False
+    collection: str, ids: Sequence[docs.IdLike], *, with_vectors: bool = False
 ) -> Plan[list[docs.StoredDocument]]:
-    request = pb.GetRequest(collection=collection, ids=list(ids), with_vectors=with_vectors)
+    request = pb.GetRequest(
+        collection=collection, ids=docs.point_ids(ids), with_vectors=with_vectors
+    )
     response = yield Unary("vectors", "Get", request)
     return docs.stored(response.documents)
 
 
 def delete(
-    collection: str, ids: Sequence[str] = (), *, filter: docs.FilterLike | None = None
+    collection: str, ids: Sequence[docs.IdLike] = (), *, filter: docs.FilterLike | None = None
 ) -> Plan[None]:
-    request = pb.DeleteRequest(collection=collection, ids=list(ids))
+    request = pb.DeleteRequest(collection=collection, ids=docs.point_ids(ids))
     yield Unary("vectors", "Delete", _with_filter(request, filter))
 
 
 def update_payload(
     collection: str,
-    ids: Sequence[str] = (),
+    ids: Sequence[docs.IdLike] = (),
     *,
     filter: docs.FilterLike | None = None,
     payload: Mapping[str, Any] | None = None,
@@ -544,10 +547,10 @@ def update_payload(
 ) -> Plan[None]:
     """Set the top-level keys of ``payload`` and remove ``delete_keys`` on the documents
     named by ``ids`` (all must exist), matching ``filter``, or both; vectors are kept."""
-    if isinstance(delete_keys, str):
-        raise TypeError("delete_keys takes a list of keys, not a single string")
     request = pb.UpdatePayloadRequest(
-        collection=collection, ids=list(ids), delete_keys=list(delete_keys)
+        collection=collection,
+        ids=docs.point_ids(ids),
+        delete_keys=listed(delete_keys, "delete_keys takes a list of keys"),
     )
     docs.fill_payload(request.payload, payload or {}, "update_payload")
     yield Unary("vectors", "UpdatePayload", _with_filter(request, filter))
