@@ -7,6 +7,7 @@ a list in the fusion would fail.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from embedserve.connectors import (
     query_terms,
 )
 from embedserve.connectors.keywords import RRF_K
+from embedserve.connectors.stable_pages import stable_page
 
 DIM = 8
 TEXTS = [
@@ -199,3 +201,46 @@ def test_unknown_or_unused_languages_are_refused() -> None:
         CollectionSpec("x", vector_size=DIM, bm25=True, bm25_language="klingon")
     with pytest.raises(InvalidRequest, match="bm25_language applies to collections created"):
         CollectionSpec("x", vector_size=DIM, bm25_language="german")
+
+
+@pytest.fixture
+def tied(store: VectorStore) -> tuple[VectorStore, np.ndarray]:
+    """300 documents of three words from six: keyword scores tie in runs, and so do fused
+    ones (rank r of the dense list and rank r of the keyword list score alike)."""
+    rng = np.random.default_rng(5)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma"]
+    vectors = unit_vectors(rng, 300, DIM)
+    store.create_collection(CollectionSpec("tied", vector_size=DIM, bm25=True))
+    texts = [" ".join(rng.choice(words, size=3)) for _ in range(300)]
+    store.upsert(
+        "tied",
+        [
+            PointRecord(f"p{i:03d}", vectors[i], keywords=document_terms(t))
+            for i, t in enumerate(texts)
+        ],
+    )
+    return store, vectors
+
+
+def test_hybrid_pages_are_cut_from_one_fusion(tied: tuple[VectorStore, np.ndarray]) -> None:
+    """A page ending inside a run of equal scores is read deeper; that reading fused the
+    lists deeper too, and a document's score, so pages overlapped and skipped documents."""
+    store, vectors = tied
+    ranked = functools.partial(store.search, "tied", vectors[0], keywords=query_terms("alpha"))
+    whole = stable_page(ranked, None, SearchParams(limit=100))
+    pages = [stable_page(ranked, None, SearchParams(limit=7, offset=o)) for o in range(0, 98, 7)]
+    assert [(h.id, h.score) for page in pages for h in page] == [
+        (h.id, h.score) for h in whole[:98]
+    ]
+
+
+def test_a_hybrid_threshold_leaves_out_a_hit_scoring_it(
+    tied: tuple[VectorStore, np.ndarray],
+) -> None:
+    store, vectors = tied
+    terms = query_terms("alpha beta")
+    hits = store.search("tied", vectors[1], params=SearchParams(limit=30), keywords=terms)
+    threshold = hits[10].score
+    params = SearchParams(limit=30, score_threshold=threshold)
+    kept = store.search("tied", vectors[1], params=params, keywords=terms)
+    assert [h.id for h in kept] == [h.id for h in hits if h.score > threshold]

@@ -66,8 +66,8 @@ from .errors import (
 from .ids import RESERVED_KEY, point_ids, point_index
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
-from .recommend_threshold import thresholded
 from .store import ContextManagerMixin
+from .thresholds import kept_above, thresholded
 from .types import (
     MAX_FACET_LIMIT,
     CollectionInfo,
@@ -626,7 +626,9 @@ class EdgeStore(ContextManagerMixin):
                     params=None if fused else search,
                 )
                 points = col.shard.query(request)
-        return scored_points(points, params)
+        hits = scored_points(points, params)
+        # A fused query's threshold keeps a hit scoring it exactly (thresholds.py).
+        return kept_above(hits, params.score_threshold) if fused else hits
 
     def retrieve(
         self, collection: str, ids: Sequence[str], with_vectors: bool = False

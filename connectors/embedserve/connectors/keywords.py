@@ -11,6 +11,7 @@ inference gives them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import qdrant_edge as qe
@@ -55,7 +56,14 @@ def _terms(vector: qe.SparseVector) -> SparseTerms:
 
 def fusion_depth(params: SearchParams) -> int:
     """How many candidates each list of a hybrid search contributes."""
-    return max(MIN_FUSION_DEPTH, params.limit + params.offset)
+    return params.fusion_depth or max(MIN_FUSION_DEPTH, params.limit + params.offset)
+
+
+def fusing_as_asked(params: SearchParams) -> SearchParams:
+    """``params`` with the fusion depth of the page they ask for, kept when a reading of
+    them goes deeper: a hybrid score depends on the depth (a document past it in one list
+    gains nothing from that list)."""
+    return dataclasses.replace(params, fusion_depth=fusion_depth(params))
 
 
 def document_terms(text: str, language: str = "english") -> SparseTerms:

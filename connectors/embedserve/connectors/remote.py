@@ -62,10 +62,10 @@ from .errors import (
 from .ids import RESERVED_KEY, check_external_id, point_id, point_ids, point_index
 from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
-from .recommend_threshold import thresholded
 from .settings import DEFAULT_GRPC_PORT, StoreSettings
 from .spec_cache import SETTINGS_TTL_S, SpecCache
 from .store import ContextManagerMixin
+from .thresholds import kept_above, thresholded
 from .types import (
     MAX_FACET_LIMIT,
     CollectionInfo,
@@ -616,7 +616,9 @@ class RemoteStore(ContextManagerMixin):
                 score_threshold=params.score_threshold,
                 consistency=read_consistency_of(params.read_consistency),
             )
-        return scored_points(response.points, params)
+        hits = scored_points(response.points, params)
+        # A fused query's threshold keeps a hit scoring it exactly (thresholds.py).
+        return kept_above(hits, params.score_threshold) if fused else hits
 
     def retrieve(
         self, collection: str, ids: Sequence[str], with_vectors: bool = False

@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 
 from .groups import Ranked
+from .keywords import fusing_as_asked
 from .types import Filter, ScoredPoint, SearchParams
 
 # How many hits are read, at most, to find where a run of equal scores at a page's end stops;
@@ -25,6 +26,7 @@ def stable_page(ranked: Ranked, filter: Filter | None, params: SearchParams) -> 
     diverse ranking (MMR) is not in score order, and is taken as the engine gives it."""
     if params.diversity is not None:
         return ranked(filter, params)
+    params = fusing_as_asked(params)
     end = params.offset + params.limit
     read = end + 1
     while True:

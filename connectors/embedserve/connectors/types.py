@@ -773,6 +773,10 @@ class SearchParams:
     # of limit + offset, then scored again with the float vectors (None: the default
     # for the collection's quantization).
     oversampling: float | None = None
+    # Hybrid searches only: candidates each ranking contributes to the fusion (None: 100,
+    # or limit + offset if more). Pinned by a reading that goes past the page asked for
+    # (ties at its end, groups, weighing), so that reading deeper fuses no deeper.
+    fusion_depth: int | None = None
 
     def __post_init__(self) -> None:
         _positive("limit", self.limit)
@@ -802,6 +806,8 @@ class SearchParams:
             raise InvalidRequest(f"offset must be a non-negative integer, got {self.offset!r}")
         if self.hnsw_ef is not None:
             _positive("hnsw_ef", self.hnsw_ef)
+        if self.fusion_depth is not None:
+            _positive("fusion_depth", self.fusion_depth)
         t = self.score_threshold
         if t is not None and (
             isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)

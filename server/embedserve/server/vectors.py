@@ -624,6 +624,7 @@ class VectorCore:
                 group,
                 embedded,
                 search.weighings,
+                fused=mode is SearchMode.HYBRID,
             )
 
         return await self.at_current_size(once)
@@ -695,9 +696,12 @@ class VectorCore:
         group: GroupBy | None,
         embedded: _EmbeddedExamples,
         weighings: Sequence[Weighing] = (),
+        fused: bool = False,
     ) -> QueryResult:
         """Run a store query (``ranked`` under ``filter``): its hits, weighed by
-        ``weighings`` when any, or its groups when ``group`` is set."""
+        ``weighings`` when any, or its groups when ``group`` is set. A ``fused`` (hybrid)
+        ranking's scores depend on the candidates fused, so its groups are not filled by
+        searches within them, which would fuse other candidates."""
         started = time.monotonic()
         sizes = embedded.embedded_at
         if weighings:
@@ -710,7 +714,10 @@ class VectorCore:
             return embedded.result(hits, started)
         retrieve = functools.partial(self.store.retrieve, collection)
         indexes = (await self.collection_spec(collection)).payload_indexes
-        indexed = indexes.get(group.key) in (PayloadIndexKind.KEYWORD, PayloadIndexKind.INTEGER)
+        indexed = not fused and indexes.get(group.key) in (
+            PayloadIndexKind.KEYWORD,
+            PayloadIndexKind.INTEGER,
+        )
         grouping = functools.partial(search_groups, retrieve=retrieve, indexed=indexed)
         groups = await self.call(grouping, ranked, filter, params, group, embedded_at=sizes)
         return embedded.result([], started, groups)
