@@ -74,3 +74,24 @@ def test_the_same_model_from_another_folder_and_backend_embeds_for_it(
         assert [h.id for h in client.search("notes", "space travel", limit=1)] == ["1"]
         client.upsert("notes", [{"id": "3", "text": "the striker scored a goal"}])
         assert client.count("notes") == 3
+
+
+def test_a_collection_recording_the_former_fingerprint_stays_the_models(
+    start_server: Any, minilm_model: Any, minilm_path: Path, tmp_path: Path
+) -> None:
+    """Fingerprints were once of the first 16 MiB of each weights file: collections that
+    record one are still the served model's where it matches."""
+    from embedserve.connectors import CollectionSpec, EdgeStore
+    from embedserve.server.model_identity import former_model_fingerprint
+
+    data = tmp_path / "data"
+    former = former_model_fingerprint(minilm_path)
+    with EdgeStore(data) as store:
+        spec = CollectionSpec("older", 384, model_id="minilm", model_fingerprint=former)
+        store.create_collection(spec)
+    server = start_server(loaded=minilm_model, data_dir=str(data))
+    with EmbedClient(server.target) as client:
+        info = client.model_info()
+        assert info.former_fingerprint == former != info.fingerprint
+        client.upsert("older", DOCS)
+        assert [h.id for h in client.search("older", "space travel", limit=1)] == ["1"]

@@ -1847,9 +1847,12 @@ type GetModelInfoResponse struct {
 	// the fingerprint of the model that created them.
 	Fingerprint string `protobuf:"bytes,15,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	// The reranker served beside the model (Rerank); unset when there is none.
-	Reranker      *RerankerInfo `protobuf:"bytes,16,opt,name=reranker,proto3" json:"reranker,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reranker *RerankerInfo `protobuf:"bytes,16,opt,name=reranker,proto3" json:"reranker,omitempty"`
+	// The fingerprint of the former kind (of the first 16 MiB of each weights
+	// file), which older collections and exports record: taken as this model's.
+	FormerFingerprint string `protobuf:"bytes,17,opt,name=former_fingerprint,json=formerFingerprint,proto3" json:"former_fingerprint,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GetModelInfoResponse) Reset() {
@@ -1992,6 +1995,13 @@ func (x *GetModelInfoResponse) GetReranker() *RerankerInfo {
 		return x.Reranker
 	}
 	return nil
+}
+
+func (x *GetModelInfoResponse) GetFormerFingerprint() string {
+	if x != nil {
+		return x.FormerFingerprint
+	}
+	return ""
 }
 
 type RerankerInfo struct {
@@ -2438,7 +2448,7 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\rRequestLimits\x123\n" +
 	"\x16max_inputs_per_request\x18\x01 \x01(\rR\x13maxInputsPerRequest\x12&\n" +
 	"\x0fmax_input_chars\x18\x02 \x01(\rR\rmaxInputChars\x12*\n" +
-	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xd8\x05\n" +
+	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\x87\x06\n" +
 	"\x14GetModelInfoResponse\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1e\n" +
 	"\n" +
@@ -2462,7 +2472,8 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"similarity\x12%\n" +
 	"\x0emodel_revision\x18\x0e \x01(\tR\rmodelRevision\x12 \n" +
 	"\vfingerprint\x18\x0f \x01(\tR\vfingerprint\x127\n" +
-	"\breranker\x18\x10 \x01(\v2\x1b.embedserve.v1.RerankerInfoR\breranker\x1a:\n" +
+	"\breranker\x18\x10 \x01(\v2\x1b.embedserve.v1.RerankerInfoR\breranker\x12-\n" +
+	"\x12former_fingerprint\x18\x11 \x01(\tR\x11formerFingerprint\x1a:\n" +
 	"\fPromptsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +

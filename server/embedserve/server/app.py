@@ -43,6 +43,7 @@ from embedserve.server.listening import CannotListen, cannot_listen
 from embedserve.server.metrics import Metrics
 from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
+from embedserve.server.model_identity import fingerprints_of
 from embedserve.server.model_settings import ModelSettings, RerankerSettings
 from embedserve.server.observe import ObserveInterceptor
 from embedserve.server.pass_threads import narrow_threads, on_threads, side_passes
@@ -265,6 +266,8 @@ class EmbedServer:
             self.model = await loop.run_in_executor(
                 self._model_executor, EncoderModel.load, model_settings
             )
+        # Read whole (gigabytes: seconds) before serving, not on the first call that needs it.
+        await loop.run_in_executor(self._store_executor, fingerprints_of, self.model.spec.path)
         limits = settings.section(BatchLimits).for_device(self.model.device.type)
         threads = torch.get_num_threads()  # read before a narrow pass sets its own count
         side = self._side_passes(limits, model_settings.backend, threads)

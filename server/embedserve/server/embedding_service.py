@@ -187,6 +187,7 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
             similarity=info.similarity.value,
             model_revision=info.model_revision,
             fingerprint=info.fingerprint,
+            former_fingerprint=info.former_fingerprint,
             batching=pb.BatchingLimits(
                 max_batch_tokens=info.batching.max_batch_tokens,
                 max_batch_size=info.batching.max_batch_size,

@@ -6,6 +6,12 @@ model finds nothing meaningful among another's documents, even at the same vecto
 is the same for the same files wherever their folder lies and whichever backend runs
 them (float32, bfloat16, int8, ONNX: approximations of one model), and differs for other
 weights, tokenizer or settings.
+
+Fingerprints of the former kind read only the first 16 MiB of each weights file, so two
+models of one shape whose early tensors agree (a fine-tune with frozen embeddings) had
+the same one. Collections and exports that record such a fingerprint are still taken as
+the served model's where it matches (``former_model_fingerprint``): nothing better is
+known about them.
 """
 
 from __future__ import annotations
@@ -20,13 +26,28 @@ MODEL_FILE_SUFFIXES = frozenset({".safetensors", ".bin", ".json", ".txt", ".mode
 # between runs that write the same weights).
 FINETUNE_REPORT = "finetune-report.json"
 NOT_MODEL_FILES = frozenset({FINETUNE_REPORT})
-# The start of a weights file names and holds its first tensors (embeddings included):
-# enough to tell weights apart without reading gigabytes at every start.
-HEAD_BYTES = 16 << 20
+# What a fingerprint of the former kind read of each file.
+FORMER_HEAD_BYTES = 16 << 20
+_CHUNK_BYTES = 8 << 20
 
 
 @functools.cache
 def model_fingerprint(folder: Path) -> str:
+    """Of every byte of the model's files (a few seconds for gigabytes, once per start)."""
+    return _fingerprint(folder, None)
+
+
+@functools.cache
+def former_model_fingerprint(folder: Path) -> str:
+    return _fingerprint(folder, FORMER_HEAD_BYTES)
+
+
+def fingerprints_of(folder: Path) -> tuple[str, str]:
+    """The fingerprints a collection of the model in ``folder`` may record."""
+    return model_fingerprint(folder), former_model_fingerprint(folder)
+
+
+def _fingerprint(folder: Path, head_bytes: int | None) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
@@ -35,6 +56,12 @@ def model_fingerprint(folder: Path) -> str:
         if hidden or not kept or not path.is_file():
             continue
         digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
+        left = head_bytes
         with open(path, "rb") as fh:
-            digest.update(fh.read(HEAD_BYTES))
+            while left is None or left > 0:
+                chunk = fh.read(_CHUNK_BYTES if left is None else min(left, _CHUNK_BYTES))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                left = None if left is None else left - len(chunk)
     return digest.hexdigest()[:16]

@@ -68,7 +68,7 @@ from embedserve.server.errors import (
 )
 from embedserve.server.input_names import InputNames
 from embedserve.server.metrics import Metrics
-from embedserve.server.model_identity import model_fingerprint
+from embedserve.server.model_identity import fingerprints_of, model_fingerprint
 from embedserve.server.model_spec import SimilarityFunction
 from embedserve.server.passages import (
     DOC_ID_KEY,
@@ -500,7 +500,7 @@ class VectorCore:
         collection, size = spec.name, spec.vector_size
         model = self._embedder.model.spec
         served = model_fingerprint(model.path)
-        if spec.model_fingerprint and spec.model_fingerprint != served:
+        if spec.model_fingerprint and spec.model_fingerprint not in fingerprints_of(model.path):
             raise FailedPrecondition(
                 f"collection {collection!r} holds embeddings of model {spec.model_id!r} "
                 f"(fingerprint {spec.model_fingerprint}); this server serves {model.model_id!r} "

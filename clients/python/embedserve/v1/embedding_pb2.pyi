@@ -929,6 +929,7 @@ class GetModelInfoResponse(_message.Message):
     MODEL_REVISION_FIELD_NUMBER: _builtins.int
     FINGERPRINT_FIELD_NUMBER: _builtins.int
     RERANKER_FIELD_NUMBER: _builtins.int
+    FORMER_FINGERPRINT_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     dimensions: _builtins.int
     max_tokens: _builtins.int
@@ -952,6 +953,10 @@ class GetModelInfoResponse(_message.Message):
     """A fingerprint of the model's files (weights, tokenizer, configs): the same
     for the same model in any folder and on any backend. Collections record
     the fingerprint of the model that created them.
+    """
+    former_fingerprint: _builtins.str
+    """The fingerprint of the former kind (of the first 16 MiB of each weights
+    file), which older collections and exports record: taken as this model's.
     """
     @_builtins.property
     def prompts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -984,10 +989,11 @@ class GetModelInfoResponse(_message.Message):
         model_revision: _builtins.str = ...,
         fingerprint: _builtins.str = ...,
         reranker: Global___RerankerInfo | None = ...,
+        former_fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "limits", b"limits", "reranker", b"reranker"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "fingerprint", b"fingerprint", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "reranker", b"reranker", "similarity", b"similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "fingerprint", b"fingerprint", "former_fingerprint", b"former_fingerprint", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "reranker", b"reranker", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -153,6 +153,10 @@ class ModelInfo(Answer):
     similarity: Literal["cosine", "dot", "euclidean", "manhattan"]
     model_revision: str = Field(description="the hub commit served; empty for a local folder")
     fingerprint: str = Field(description="of the model's files")
+    former_fingerprint: str = Field(
+        description="of the former kind (the first 16 MiB of each weights file), which older "
+        "collections and exports record: taken as this model's"
+    )
     batching: BatchingLimits
     limits: RequestLimits
     reranker: RerankerInfo | None = Field(description="null when no reranker is served")
