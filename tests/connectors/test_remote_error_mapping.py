@@ -6,6 +6,7 @@ The messages are the ones a Qdrant server sends (REST bodies and gRPC details).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import grpc
 import httpx
@@ -23,6 +24,7 @@ from embedserve.connectors import (
     RemoteStore,
     StoreError,
     StoreFull,
+    StoreRefused,
     TransientStoreError,
     point_id,
 )
@@ -89,7 +91,10 @@ CASES: list[tuple[BaseException, type[StoreError]]] = [
     (ServerRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), TransientStoreError),
     # The server's side of the same deadline, when it gets there first.
     (ServerRpcError(grpc.StatusCode.CANCELLED, "Timeout expired"), TransientStoreError),
-    (ServerRpcError(grpc.StatusCode.UNAUTHENTICATED, "Invalid api-key"), StoreError),
+    (ServerRpcError(grpc.StatusCode.UNAUTHENTICATED, "Invalid api-key"), StoreRefused),
+    (ServerRpcError(grpc.StatusCode.PERMISSION_DENIED, "read-only key"), StoreRefused),
+    (http_error(401, "Must provide an API key"), StoreRefused),
+    (http_error(403, "read-only key"), StoreRefused),
     (ValueError("Collection docs not found"), CollectionNotFound),
     (ValueError(f"Point {GHOST} is not found in the collection"), PointNotFound),
 ]
@@ -173,3 +178,20 @@ def test_a_collection_change_not_sent_or_refused_fails_as_before(raised: BaseExc
     ):
         raise raised
     assert not isinstance(err.value, OutcomeUnknown)
+
+
+def test_a_refused_api_key_fails_the_connection_not_every_call(qdrant_server: Any) -> None:
+    """A wrong key was found only by the calls, each UNAVAILABLE (retried by clients and
+    balancers) while the server reported itself healthy."""
+    if not qdrant_server.api_key:
+        pytest.skip("the Qdrant server takes no API key")
+    for wrong in ("not-the-key", None):
+        with pytest.raises(StoreRefused, match=r"refused embedserve's API key \(qdrant_api_key\)"):
+            RemoteStore.connect(qdrant_server.url, api_key=wrong, grpc_port=qdrant_server.grpc_port)
+    with RemoteStore.connect(
+        qdrant_server.url, api_key=qdrant_server.api_key, grpc_port=qdrant_server.grpc_port
+    ) as store:
+        assert isinstance(store.list_collections(), list)
+    # A server not reachable yet is no refusal: its calls retry it.
+    with RemoteStore.connect("http://127.0.0.1:9", grpc_port=9, timeout_s=1):
+        pass

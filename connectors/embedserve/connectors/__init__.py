@@ -21,6 +21,7 @@ from .errors import (
     StoreError,
     StoreFull,
     StoreLocked,
+    StoreRefused,
     StoreUnavailable,
     TransientStoreError,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreLocked",
+    "StoreRefused",
     "StoreSettings",
     "StoreUnavailable",
     "TransientStoreError",

@@ -21,6 +21,7 @@ from .errors import (
     PointNotFound,
     StoreError,
     StoreFull,
+    StoreRefused,
     TransientStoreError,
     out_of_space,
 )
@@ -83,6 +84,9 @@ _TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "AB
 # What a Qdrant server answers when a call's gRPC deadline passes there before it does here.
 _SERVER_TIMEOUT = "timeout expired"
 _TRANSIENT_HTTP = {408, 429, 502, 503, 504}
+_REFUSED_GRPC = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
+_REFUSED_HTTP = {401, 403}
+_REFUSED = "the Qdrant server refused embedserve's API key (qdrant_api_key)"
 _DIM_RE = re.compile(r"expected dim: (\d+), got (\d+)")
 
 
@@ -224,6 +228,8 @@ def client_errors(ctx: ErrorContext) -> Iterator[None]:
         message = f"qdrant gRPC {code}: {details}"
         if code in _TRANSIENT_GRPC or _timed_out(exc):
             raise TransientStoreError(message) from exc
+        if code in _REFUSED_GRPC:
+            raise StoreRefused(f"{_REFUSED}: {details}") from exc
         err = ctx.translate(str(details), exc)
         if type(err) is StoreError and code == "INVALID_ARGUMENT":
             err = InvalidRequest(message)
@@ -235,6 +241,8 @@ def client_errors(ctx: ErrorContext) -> Iterator[None]:
         message = f"qdrant HTTP {exc.status_code}: {body}"
         if exc.status_code in _TRANSIENT_HTTP:
             raise TransientStoreError(message) from exc
+        if exc.status_code in _REFUSED_HTTP:
+            raise StoreRefused(f"{_REFUSED}: {body}") from exc
         err = ctx.translate(body, exc)
         if type(err) is StoreError and exc.status_code in (400, 422):
             err = InvalidRequest(message)

@@ -90,6 +90,11 @@ class StoreLocked(StoreError):
     """Another process (or another store object) already holds the data directory."""
 
 
+class StoreRefused(StoreError):
+    """The Qdrant server refused embedserve's credentials (``qdrant_api_key``). Not
+    retried, and no outage: it takes an operator to set the key the server expects."""
+
+
 class StoreFull(StoreError):
     """The data directory's file system ran out of space. Not retried: it takes an operator
     (or a delete) to free space; the next call after that works again."""

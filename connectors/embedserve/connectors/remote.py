@@ -12,6 +12,7 @@ other tools still open: their spec is derived from the server config alone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -109,6 +110,7 @@ from .validation import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _without_bm25(spec: CollectionSpec) -> SettingsChanged:
@@ -179,7 +181,19 @@ class RemoteStore(ContextManagerMixin):
             check_compatibility=False,  # avoid a blocking round trip in the constructor
             grpc_options=dict(RECONNECT_OPTIONS),  # qdrant-client adds its own keys to it
         )
-        return cls(client)
+        store = cls(client)
+        store._check_access()
+        return store
+
+    def _check_access(self) -> None:
+        """One cheap call, so that a refused API key fails the start (StoreRefused), where
+        the server would otherwise serve and fail every vector call. A server not reachable
+        yet is only logged: it may start after this one, and calls retry it."""
+        try:
+            with self._call(ErrorContext()):
+                self._client.get_collections()
+        except TransientStoreError as exc:
+            log.warning("the Qdrant server is not reachable yet: %s", exc)
 
     @classmethod
     def local(cls, path: str | None = None) -> RemoteStore:

@@ -81,6 +81,18 @@ SERVICE_NAMES = (
 )
 
 
+# A Qdrant server's calls mostly wait on the network: a node that hangs holds each one for
+# up to qdrant_timeout_s, and more threads keep the others from queueing behind it. The
+# embedded store's calls use this machine's cores.
+SERVER_STORE_THREADS = 8
+EMBEDDED_STORE_THREADS = 2
+
+
+def store_threads(settings: StoreSettings) -> int:
+    remote = settings.qdrant_url.startswith(("http://", "https://"))
+    return SERVER_STORE_THREADS if remote else EMBEDDED_STORE_THREADS
+
+
 class EmbedServer:
     """One server instance. ``start()`` binds the port; ``ready`` completes when SERVING."""
 
@@ -146,7 +158,9 @@ class EmbedServer:
             1, thread_name_prefix="tokenize", initializer=namer(TOKENIZE_THREAD)
         )
         self._store_executor = ThreadPoolExecutor(
-            2, thread_name_prefix="store", initializer=namer(STORE_THREAD)
+            store_threads(settings.section(StoreSettings)),
+            thread_name_prefix="store",
+            initializer=namer(STORE_THREAD),
         )
         self._side_executor: ThreadPoolExecutor | None = None  # narrow passes under load
         self.http_backend = Backend(settings, self.keys, self.drain, limiter)

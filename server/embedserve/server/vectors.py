@@ -223,7 +223,9 @@ def translate_store_error(exc: store_errors.StoreError) -> EmbedServeError:
         return NotFound(message)
     if isinstance(exc, store_errors.CollectionExists):
         return AlreadyExists(message)
-    if isinstance(exc, store_errors.StoreLocked | store_errors.NameIsAlias):
+    if isinstance(
+        exc, store_errors.StoreLocked | store_errors.NameIsAlias | store_errors.StoreRefused
+    ):
         return FailedPrecondition(message)
     if isinstance(exc, store_errors.StoreFull):
         return OutOfSpace(message)
