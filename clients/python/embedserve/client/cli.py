@@ -23,9 +23,11 @@ from embedserve.client import (
     cli_similarity,
     cli_vectors,
 )
+from embedserve.client._options import batches
 from embedserve.client._sync import EmbedClient
-from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_connect import BATCH_SIZE, add_target, client_verb, positive_int
 from embedserve.client.cli_lines import stdin_text, utf8_lines
+from embedserve.client.cli_output import save_npy, text_output
 
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 
@@ -96,7 +98,7 @@ def add_parser(commands: Commands) -> None:
         choices=["interactive", "bulk"],
         help="bulk: let the server's queries go first (a large offline job)",
     )
-    embed.add_argument("--batch-size", type=int, default=64)
+    embed.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
     embed.add_argument(
         "--output",
         "-o",
@@ -141,14 +143,17 @@ def _info(client: EmbedClient, args: argparse.Namespace) -> None:
 
 
 def _tokenize(client: EmbedClient, args: argparse.Namespace) -> None:
-    response = client.tokenize(read_texts(args.texts), task=args.task)
-    for result in response.results:
-        row = {
-            "ids": list(result.ids),
-            "tokens": list(result.tokens),
-            "token_count": result.token_count,
-        }
-        print(json.dumps(row))
+    texts = read_texts(args.texts)
+    # A batch at a time, as embed sends them: the server takes at most 2,048 texts a
+    # request. No texts still ask once, for the server's own error.
+    for batch in batches(texts, BATCH_SIZE) if texts else [texts]:
+        for result in client.tokenize(batch, task=args.task).results:
+            row = {
+                "ids": list(result.ids),
+                "tokens": list(result.tokens),
+                "token_count": result.token_count,
+            }
+            print(json.dumps(row))
 
 
 def _embed(client: EmbedClient, args: argparse.Namespace) -> None:
@@ -169,19 +174,15 @@ def _embed(client: EmbedClient, args: argparse.Namespace) -> None:
         vectors = client.embed_quantized(
             texts, args.precision, batch_size=args.batch_size, **options
         )
-    if args.output.endswith(".npy"):
-        np.save(args.output, vectors)
+    if args.output.lower().endswith(".npy"):
+        save_npy(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} to {args.output}", file=sys.stderr)
         return
-    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    try:
+    with text_output(args.output) as out:
         for index, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
             out.write(
                 json.dumps({"index": index, "text": text, "embedding": vector.tolist()}) + "\n"
             )
-    finally:
-        if out is not sys.stdout:
-            out.close()
 
 
 if __name__ == "__main__":

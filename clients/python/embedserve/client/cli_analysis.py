@@ -4,16 +4,21 @@ from a shell."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from embedserve.client.cli_connect import add_target, client_verb, filter_arg
-from embedserve.client.cli_output import document_line, replaced_when_done
+from embedserve.client.cli_connect import add_target, client_verb, filter_arg, positive_int
+from embedserve.client.cli_output import (
+    document_line,
+    is_stream,
+    replaced_when_done,
+    save_npy,
+    text_output,
+)
 from embedserve.client.cli_settings_file import write_settings
 from embedserve.client.cli_texts import read_texts
 
@@ -38,7 +43,7 @@ def add_parser(commands: Any) -> None:
     export.set_defaults(run=client_verb(_verb(_export)))
     export.add_argument("--filter", help="JSON filter, as for search")
     export.add_argument("--no-vectors", action="store_true", help="JSONL without vectors")
-    export.add_argument("--page-size", type=int, default=1024)
+    export.add_argument("--page-size", type=positive_int, default=1024)
 
     cluster = commands.add_parser(
         "cluster", help="group a collection's documents (or a file of texts) by topic"
@@ -72,8 +77,8 @@ def add_parser(commands: Any) -> None:
     add_target(duplicates)
     duplicates.set_defaults(run=client_verb(_verb(_duplicates)))
     duplicates.add_argument("--threshold", type=float, default=0.92, help="cosine, in [-1, 1]")
-    duplicates.add_argument("--max-neighbors", type=int, default=10)
-    duplicates.add_argument("--max-pairs", type=int, default=1000)
+    duplicates.add_argument("--max-neighbors", type=positive_int, default=10)
+    duplicates.add_argument("--max-pairs", type=positive_int, default=1000)
     duplicates.add_argument("--filter", help="JSON filter, as for search")
     duplicates.add_argument(
         "--method", default="auto", choices=["auto", "store_queries", "exact_blocks"]
@@ -93,7 +98,7 @@ def _verb(
 
 
 def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
-    npy = args.output.endswith(".npy")
+    npy = args.output.lower().endswith(".npy")
     documents = client.scroll_iter(
         args.collection,
         page_size=args.page_size,
@@ -114,20 +119,16 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             else:  # still (rows, dimensions): (0, d), not numpy's (0,)
                 dimensions = client.get_collection(args.collection).config.dimensions
                 matrix = np.zeros((0, dimensions), dtype=np.float32)
-            with replaced_when_done(args.output, binary=True) as vectors:
-                np.save(vectors, matrix)
+            save_npy(args.output, matrix)
         print(f"{len(rows)} vectors -> {args.output}, ids -> {ids_path}", file=sys.stderr)
         return 0
-    with contextlib.ExitStack() as stack:
-        out: IO[Any] = sys.stdout
-        if args.output != "-":
-            out = stack.enter_context(replaced_when_done(args.output))
+    with text_output(args.output) as out:
         written = 0
         for doc in documents:
             out.write(document_line(doc) + "\n")
             written += 1
     print(f"{written} documents -> {args.output}", file=sys.stderr)
-    if args.output != "-":
+    if args.output != "-" and not is_stream(args.output):  # a pipe has nowhere beside it
         settings = write_settings(args.output, client.get_collection(args.collection))
         print(
             f"its settings -> {settings} (ingest makes the collection with them)", file=sys.stderr

@@ -20,6 +20,8 @@ from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_lines import lone_surrogate
 
 ENV_PREFIX = "EMBEDSERVE_"
+# Texts a request carries unless --batch-size says otherwise (the server takes 2,048).
+BATCH_SIZE = 64
 
 ClientVerb = Callable[[EmbedClient, argparse.Namespace], int | None]
 Run = Callable[[argparse.Namespace], int]
@@ -28,7 +30,8 @@ Run = Callable[[argparse.Namespace], int]
 def add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
-        default=os.environ.get(ENV_PREFIX + "TARGET", DEFAULT_TARGET),
+        # Empty is unset, as for the API key: `EMBEDSERVE_TARGET= embedserve ...` is no host.
+        default=os.environ.get(ENV_PREFIX + "TARGET") or DEFAULT_TARGET,
         help=f"host:port of the server (env {ENV_PREFIX}TARGET; default {DEFAULT_TARGET})",
     )
 
@@ -42,13 +45,19 @@ def security_from_env() -> dict[str, Any]:
     is another).
     """
     options: dict[str, Any] = {}
+    cert = os.environ.get(ENV_PREFIX + "TLS_CLIENT_CERT")
+    key = os.environ.get(ENV_PREFIX + "TLS_CLIENT_KEY")
+    if bool(cert) != bool(key):  # half a pair would go unused, the server asking for both
+        given, missing = ("CERT", "KEY") if cert else ("KEY", "CERT")
+        raise ValueError(
+            f"{ENV_PREFIX}TLS_CLIENT_{given} is set without {ENV_PREFIX}TLS_CLIENT_{missing}: "
+            "mutual TLS needs both"
+        )
     api_key = os.environ.get(ENV_PREFIX + "API_KEY")
     if api_key:
         options["api_key"] = api_key
     ca = os.environ.get(ENV_PREFIX + "TLS_CA")
     if ca:
-        cert = os.environ.get(ENV_PREFIX + "TLS_CLIENT_CERT")
-        key = os.environ.get(ENV_PREFIX + "TLS_CLIENT_KEY")
         with open(ca, "rb") as file:
             root = file.read()
         chain = private = None
@@ -60,6 +69,19 @@ def security_from_env() -> dict[str, Any]:
         options["credentials"] = grpc.ssl_channel_credentials(root, private, chain)
         options["server_name"] = os.environ.get(ENV_PREFIX + "TLS_SERVER_NAME") or None
     return options
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts and sizes: a whole number from 1 to 2**32 - 1, refused
+    before any call with an error that names the flag (the server's, or protobuf's "Value
+    out of range", named none)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number expected, got {text!r}") from None
+    if not 1 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 2**32 - 1, got {value}")
+    return value
 
 
 def filter_arg(text: str | None) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb, filter_arg
+from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.maps.build import CLUSTER, Map, MapRequest, build_map
 from embedserve.client.maps.extra import MissingExtra, require
 from embedserve.client.maps.projection import METHODS, Projection
@@ -141,7 +142,7 @@ def _draw(client: EmbedClient, args: argparse.Namespace, request: MapRequest) ->
 
 
 def _write_coords(result: Map, path: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as file:
+    with replaced_when_done(path, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["id", "x", "y", "group"])
         for i, (x, y) in enumerate(result.coords.tolist()):

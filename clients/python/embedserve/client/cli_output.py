@@ -4,27 +4,78 @@ lines."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import stat
+import sys
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import IO, Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
-def replaced_when_done(path: str, binary: bool = False) -> Iterator[IO[Any]]:
+def replaced_when_done(
+    path: str, binary: bool = False, newline: str | None = None
+) -> Iterator[IO[Any]]:
     """A file written beside ``path`` (``path.partial``) and moved onto it once the block
     ends well: a run that fails or is interrupted half-way leaves the earlier file (an
     export's yesterday's backup, an ingestion's checkpoint) as it was, and no truncated one
-    in its place."""
-    partial = f"{path}.partial"
+    in its place. A symbolic link's target is replaced (the link stays); a FIFO, a device
+    or a shell's ``>(...)`` is written as it is. A failed write names ``path``. ``newline``:
+    as for ``open`` (``""`` for the csv module)."""
+    mode, encoding = ("wb", None) if binary else ("w", "utf-8")
+    opened = functools.partial(open, mode=mode, encoding=encoding, newline=newline)
+    target = os.path.realpath(path)
+    partial = f"{target}.partial"
     try:
-        with open(partial, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
-            yield f
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(partial)
-        raise
-    os.replace(partial, path)
+        if is_stream(path):
+            # Nothing earlier to keep, and a file put in its place would reach no reader.
+            with opened(path) as f:
+                yield f
+            return
+        try:
+            with opened(partial) as f:
+                yield f
+            os.replace(partial, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+            raise
+    except OSError as exc:
+        if exc.filename not in (None, path, target, partial):
+            raise  # another file's error, raised by the block
+        # A failed write names no file at all ("[Errno 27] File too large").
+        raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def save_npy(path: str, array: np.ndarray[Any, Any]) -> None:
+    """``array`` as a .npy file at ``path``, replaced when done."""
+    with replaced_when_done(path, binary=True) as out:
+        # Through ``write``: numpy's own write to a file says only "N requested and M
+        # written" when it fails, not why (a full disk).
+        np.save(SimpleNamespace(write=out.write), array)
+
+
+@contextlib.contextmanager
+def text_output(path: str) -> Iterator[IO[str]]:
+    """Standard output for "-", else ``path`` replaced when done."""
+    if path == "-":
+        yield sys.stdout
+        return
+    with replaced_when_done(path) as out:
+        yield out
+
+
+def is_stream(path: str) -> bool:
+    """Whether ``path`` (its link followed) exists and is no regular file: a FIFO, a device,
+    a shell's ``>(...)``."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # none yet: written beside and moved there
+        return False
 
 
 def document_line(doc: Any) -> str:
@@ -32,6 +83,12 @@ def document_line(doc: Any) -> str:
     ``ingest`` reads back."""
     line: dict[str, Any] = {"id": doc.id}
     if doc.vector is not None:
-        line["vector"] = [round(float(x), 7) for x in doc.vector]
+        line["vector"] = _shortest_floats(doc.vector)
     line["payload"] = doc.payload
     return json.dumps(line)
+
+
+def _shortest_floats(vector: Any) -> list[float]:
+    """Each float32 value as the shortest decimal that reads back as exactly it (rounding to
+    7 decimals changed most values and made those below 5e-8 zero)."""
+    return [float(text) for text in np.asarray(vector, dtype=np.float32).astype(str)]

@@ -17,7 +17,13 @@ from typing import Any
 
 from embedserve.client._sync import EmbedClient
 from embedserve.client._vector_calls import config_kwargs
-from embedserve.client.cli_connect import add_target, client_verb, filter_arg
+from embedserve.client.cli_connect import (
+    BATCH_SIZE,
+    add_target,
+    client_verb,
+    filter_arg,
+    positive_int,
+)
 from embedserve.client.cli_vectors import add_split_arguments, collection_exists, split_option
 
 TEXT_KEY = "text"  # where ``store_text`` keeps a document's text
@@ -30,7 +36,7 @@ def add_parser(commands: Any) -> None:
     reembed.add_argument("collection", help="the collection to read (texts stored in it)")
     reembed.add_argument("--to", required=True, dest="new_collection", help="a new collection")
     add_target(reembed)
-    reembed.add_argument("--batch-size", type=int, default=64)
+    reembed.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
     reembed.add_argument("--filter", help="JSON filter: only the matching documents")
     reembed.add_argument(
         "--dimensions",

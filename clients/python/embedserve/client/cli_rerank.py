@@ -5,11 +5,13 @@ line or JSONL with a "text" field, as ``similarity`` reads them)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
+from embedserve.client._calls import Ranked
 from embedserve.client._sync import EmbedClient
-from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_connect import BATCH_SIZE, add_target, client_verb
 from embedserve.client.cli_texts import TextLine, read_texts
 
 
@@ -50,14 +52,7 @@ def _rerank(client: EmbedClient, args: argparse.Namespace) -> int:
         if args.file
         else [TextLine(text, number) for number, text in enumerate(args.documents, 1)]
     )
-    ranked = client.rerank(
-        args.query,
-        [d.text for d in documents],
-        top_n=args.top_n,
-        raw_scores=args.raw_scores,
-        overflow=args.overflow,
-    )
-    for result in ranked:
+    for result in _ranked(client, args, [d.text for d in documents]):
         document = documents[result.index]
         if args.json:
             line = {"score": round(result.score, 6), "index": result.index, "text": document.text}
@@ -66,3 +61,20 @@ def _rerank(client: EmbedClient, args: argparse.Namespace) -> int:
             label = document.id if document.id is not None else result.index
             print(f"{result.score:.4f}\t{label}\t{document.text}")
     return 0
+
+
+def _ranked(client: EmbedClient, args: argparse.Namespace, texts: list[str]) -> list[Ranked]:
+    """The documents best first (--top-n: the best N), a batch a request: the server takes
+    at most 2,048. Each document is scored with the query alone, so batches compare."""
+    ranked: list[Ranked] = []
+    for start in range(0, len(texts), BATCH_SIZE):
+        batch = client.rerank(
+            args.query,
+            texts[start : start + BATCH_SIZE],
+            top_n=args.top_n,
+            raw_scores=args.raw_scores,
+            overflow=args.overflow,
+        )
+        ranked += [dataclasses.replace(r, index=r.index + start) for r in batch]
+    ranked.sort(key=lambda r: -r.score)  # stable: equal scores stay in the server's order
+    return ranked[: args.top_n or None]

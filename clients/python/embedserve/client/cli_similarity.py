@@ -18,6 +18,7 @@ import numpy as np
 
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb
+from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.cli_texts import TextLine, read_texts
 
 # --matrix holds n x n scores in memory and writes them all: 2,000 texts make 4 million
@@ -114,7 +115,7 @@ def _write_matrix(client: EmbedClient, texts: list[TextLine], args: argparse.Nam
     matrix = (matrix + matrix.T) / 2
     np.fill_diagonal(matrix, 1.0)
     labels = [t.label for t in texts]
-    with open(args.matrix, "w", newline="", encoding="utf-8") as out:
+    with replaced_when_done(args.matrix, newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["", *labels])
         for label, row in zip(labels, matrix, strict=True):

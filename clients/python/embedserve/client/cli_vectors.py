@@ -22,7 +22,13 @@ from embedserve.client._vector_calls import INDEX_KIND_NAMES
 from embedserve.client.cli_checkpoint import PrefixDigest, digest_of
 from embedserve.client.cli_checkpoint import load as load_checkpoint
 from embedserve.client.cli_checkpoint import save as save_checkpoint
-from embedserve.client.cli_connect import add_target, client_verb, filter_arg
+from embedserve.client.cli_connect import (
+    BATCH_SIZE,
+    add_target,
+    client_verb,
+    filter_arg,
+    positive_int,
+)
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
 from embedserve.client.cli_settings_file import SavedSettings, read_settings, settings_path
 from embedserve.v1 import vector_pb2 as pb
@@ -36,7 +42,7 @@ def add_parser(commands: Any) -> None:
     ingest.add_argument("file", help="a .jsonl or .csv file, or '-' for JSONL on stdin")
     ingest.add_argument("--collection", "-c", required=True)
     add_target(ingest)
-    ingest.add_argument("--batch-size", type=int, default=64)
+    ingest.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
     ingest.add_argument("--store-text", action="store_true", help="keep each text in its payload")
     ingest.add_argument(
         "--checkpoint",
@@ -355,6 +361,11 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
         client.delete_collection(args.name)
         return 0
     if args.action == "update":
+        if given := _create_only_flags(args):
+            raise ValueError(
+                f"collections update cannot change {', '.join(given)}: set when a "
+                "collection is created (update takes --index, --drop-index and --hnsw-ef)"
+            )
         info = client.update_collection(
             args.name,
             add_payload_indexes=_index_specs(args.index),
@@ -375,9 +386,7 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
         return 0
     if args.action == "create":
         indexes = _index_specs(args.index)
-        extra = {}
-        if args.full_scan_threshold_kb is not None:
-            extra["full_scan_threshold_kb"] = args.full_scan_threshold_kb
+        extra = _given(full_scan_threshold_kb=args.full_scan_threshold_kb, hnsw_ef=args.hnsw_ef)
         info = client.create_collection(
             args.name,
             dimensions=args.dimensions,
@@ -393,6 +402,24 @@ def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
         info = client.get_collection(args.name)
     print(json.dumps(MessageToDict(info), indent=2))
     return 0
+
+
+# What `collections create` sets and `collections update` cannot change.
+_CREATE_ONLY = (
+    "dimensions",
+    "distance",
+    "quantization",
+    "vector_datatype",
+    "full_scan_threshold_kb",
+    "bm25",
+    "bm25_language",
+)
+
+
+def _create_only_flags(args: argparse.Namespace) -> list[str]:
+    """The create-only flags given, as they are spelled."""
+    given = [name for name in _CREATE_ONLY if getattr(args, name) not in (None, False, "")]
+    return ["--" + name.replace("_", "-") for name in given]
 
 
 def _index_specs(specs: list[str]) -> dict[str, str]:
@@ -489,6 +516,8 @@ class _Progress:
 
 def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     from_stdin = args.file == "-"
+    if from_stdin and args.checkpoint:
+        raise ValueError("--checkpoint needs a FILE: documents from stdin cannot be resumed")
     checkpoint = None if from_stdin else Path(args.checkpoint or args.file + ".progress")
     skip = 0
     options = {"store_text": args.store_text, "split": split_option(args)}
@@ -500,7 +529,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     prefix = PrefixDigest()
     try:
         source = "stdin" if from_stdin else args.file
-        documents = prefix.track(read_documents(stream, args.file.endswith(".csv"), source))
+        documents = prefix.track(read_documents(stream, _is_csv(args.file), source))
         for _ in range(skip):
             next(documents, None)
         # One document read (and checked) first: a file of the wrong shape creates nothing.
@@ -557,13 +586,17 @@ def split_option(args: argparse.Namespace) -> bool | dict[str, int]:
 
 def _open_documents(path: str) -> TextIO:
     """A JSONL or CSV file for ``read_documents``."""
-    return open_text(path, newline="" if path.endswith(".csv") else None)
+    return open_text(path, newline="" if _is_csv(path) else None)
+
+
+def _is_csv(path: str) -> bool:
+    return path.lower().endswith(".csv")  # UP.CSV too
 
 
 def _count_documents(path: str) -> int:
     """The progress total: JSONL's non-blank lines, or CSV's rows after the header as the
     csv module reads them (a quoted field may span lines)."""
-    if not path.endswith(".csv"):
+    if not _is_csv(path):
         with open_text(path) as handle:
             return sum(1 for line in handle if line.strip())
     with _open_documents(path) as handle:
@@ -654,6 +687,6 @@ def _begins_with(path: str, count: int, prefix: str | None) -> bool:
         return True
     try:
         with _open_documents(path) as stream:
-            return digest_of(read_documents(stream, path.endswith(".csv"), path), count) == prefix
+            return digest_of(read_documents(stream, _is_csv(path), path), count) == prefix
     except ValueError:  # a line before the point reached is no document now
         return False

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.maps.labels import Group, clip
 from embedserve.client.maps.points import MapPoints
 
@@ -49,7 +50,8 @@ def write_html(
         hoverlabel={"align": "left"},
         margin={"l": 20, "r": 20, "t": 60, "b": 20},
     )
-    figure.write_html(path, include_plotlyjs=True, full_html=True, config={"displaylogo": False})
+    with replaced_when_done(path) as out:
+        figure.write_html(out, include_plotlyjs=True, full_html=True, config={"displaylogo": False})
 
 
 def hover(points: MapPoints, i: int) -> str:

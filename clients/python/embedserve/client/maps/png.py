@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.maps.labels import Group
 
 # Marker area shrinks as maps grow, so dense regions stay readable.
@@ -54,6 +55,7 @@ def write_png(coords: np.ndarray, groups: Sequence[Group], title: str, path: str
         for handle in legend.legend_handles:
             if handle is not None:
                 handle.set_alpha(1.0)
-        figure.savefig(path, bbox_inches="tight")
+        with replaced_when_done(path, binary=True) as out:
+            figure.savefig(out, format="png", bbox_inches="tight")
     finally:
         plt.close(figure)
