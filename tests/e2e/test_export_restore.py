@@ -91,3 +91,40 @@ def test_a_restored_collection_has_its_settings_vectors_and_payloads(
     assert "not a collection's settings" in capsys.readouterr().err
     with EmbedClient(minilm_server.target) as client:
         assert "broken" not in client.list_collections()
+
+
+def test_an_export_recording_the_former_fingerprint_is_the_served_models(
+    minilm_server: Any, tmp_path: Path, capsys: Any
+) -> None:
+    """An export taken before fingerprints read every byte records the former kind (the
+    first 16 MiB of each weights file), which GetModelInfo reports as former_fingerprint:
+    ingest refused it, into a new collection and into one the server made."""
+    target = ["--target", minilm_server.target]
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("articles", dimensions=128, payload_indexes={"n": "integer"})
+        client.upsert("articles", DOCS, store_text=True)
+        info = client.model_info()
+    assert info.former_fingerprint and info.former_fingerprint != info.fingerprint
+    backup = tmp_path / "articles.jsonl"
+    assert cli_main(["export", "articles", "-o", str(backup), *target]) == 0
+    sidecar = tmp_path / "articles.jsonl.collection.json"
+    saved = json.loads(sidecar.read_text())
+    assert saved["model_fingerprint"] == info.fingerprint
+    sidecar.write_text(json.dumps({**saved, "model_fingerprint": info.former_fingerprint}))
+    capsys.readouterr()
+
+    assert cli_main(["ingest", str(backup), "-c", "restored", *target]) == 0
+    assert "with the settings in" in capsys.readouterr().err
+    with EmbedClient(minilm_server.target) as client:
+        restored = client.get_collection("restored")
+        assert restored.config == client.get_collection("articles").config
+        assert restored.points_count == len(DOCS)
+        # A collection the server makes records the fingerprint of today's kind.
+        client.create_collection("made_first", dimensions=128)
+        assert client.get_collection("made_first").model_fingerprint == info.fingerprint
+    (tmp_path / "articles.jsonl.progress").unlink(missing_ok=True)
+    assert cli_main(["ingest", str(backup), "-c", "made_first", *target]) == 0
+    with EmbedClient(minilm_server.target) as client:
+        assert client.count("made_first") == len(DOCS)
+        hits = client.search("made_first", "tomato garlic", limit=1)
+        assert [h.id for h in hits] == ["d3"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def test_reembed_writes_the_served_models_vectors(
     with EmbedClient(new.target) as client:
         assert client.get_collection("articles-32").config.dimensions == 32
     assert cli_main(["reembed", "bare", "--to", "bare-v2", "--target", new.target]) == 2
-    assert "has no stored text" in capsys.readouterr().err
+    assert "1 document of 'bare' to re-embed has no stored text" in capsys.readouterr().err
     with EmbedClient(new.target) as client:
         assert "bare-v2" not in client.list_collections()  # nothing half-made
 
@@ -196,3 +197,109 @@ def test_reembed_then_swap_the_alias_clients_use(minilm_server, tmp_path, capsys
     assert capsys.readouterr().out == ""
     assert cli_main(["collections", "alias", "articles", *target]) == 2
     assert "needs --to COLLECTION" in capsys.readouterr().err
+
+
+def test_reembed_refuses_documents_without_text_before_writing_any(minilm_server, capsys) -> None:
+    """A document written as a raw vector has no stored text: reembed stopped part-way at
+    it ("document 'vec-only' has no stored text"), the new collection half-filled, and
+    --resume failed the same way. They are counted before anything is created, and the
+    refusal gives the --filter that leaves them out."""
+    target = minilm_server.target
+    documents = [
+        {"id": f"m{i:03}", "text": f"note {i} on topic {i % 7}", "payload": {"half": i % 2}}
+        for i in range(40)
+    ]
+    with EmbedClient(target) as client:
+        client.create_collection("mixed", payload_indexes={"half": "integer"})
+        list(client.ingest_iter("mixed", documents, store_text=True))
+        vector = client.embed("a note written as a vector", task="document")[0]
+        client.upsert("mixed", [{"id": "vec-only", "vector": vector, "payload": {"half": 1}}])
+        client.upsert("mixed", [{"id": "vec-too", "vector": vector, "payload": {"half": 0}}])
+    args = ["reembed", "mixed", "--to", "mixed-v2", "--target", target, "--batch-size", "4"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "2 documents of 'mixed' to re-embed have no stored text" in err
+    with EmbedClient(target) as client:
+        assert "mixed-v2" not in client.list_collections()  # nothing half-made
+    hint = err.split("--filter ")[-1].strip()
+    assert json.loads(hint.strip("'")) == {"must_not": [{"is_empty": {"key": "text"}}]}
+    assert cli_main([*args, "--filter", hint.strip("'")]) == 0
+    assert "re-embedded 40 documents" in capsys.readouterr().err
+    with EmbedClient(target) as client:
+        stored = {d.id: d.payload["text"] for d in client.scroll_iter("mixed-v2")}
+    assert stored == {d["id"]: d["text"] for d in documents}
+
+    # With a --filter of its own, only the matching documents are counted, and the hint
+    # keeps that filter.
+    odd = json.dumps({"must": [{"match": {"key": "half", "integer": 1}}]})
+    args = ["reembed", "mixed", "--to", "mixed-odd", "--target", target, "--filter", odd]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "1 document of 'mixed' to re-embed has no stored text" in err
+    hint = json.loads(err.split("--filter ")[-1].strip().strip("'"))
+    assert hint["must"] == [{"filter": json.loads(odd)}]
+    assert cli_main([*args[:-1], json.dumps(hint)]) == 0
+    with EmbedClient(target) as client:
+        assert client.count("mixed-odd") == 20
+
+
+def test_a_failure_part_way_ends_the_progress_line_first(minilm_server, capsys) -> None:
+    """The error came on the progress line: "40 documents re-embeddedembedserve: ..."."""
+    target = minilm_server.target
+    documents = [{"id": f"a{i:03}", "text": f"note {i}"} for i in range(200)]
+    with EmbedClient(target) as client:
+        client.create_collection("odd")
+        list(client.ingest_iter("odd", documents, store_text=True))
+        # A text that is no string (set as a payload, not stored by --store-text): not
+        # empty, so not counted beforehand; it is found when read, the last document read.
+        last = [d.id for d in client.scroll_iter("odd")][-1]
+        vector = client.embed("odd one", task="document")[0]
+        client.upsert("odd", [{"id": last, "vector": vector, "payload": {"text": 5}}])
+        assert [d.id for d in client.scroll_iter("odd")][-1] == last
+    args = ["reembed", "odd", "--to", "odd-v2", "--target", target, "--batch-size", "4"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert f"document {last!r} has no stored text" in err
+    assert "documents re-embedded\nembedserve: " in err
+
+
+def test_reembed_split_of_passages_is_refused_before_anything_is_made(
+    minilm_server, capsys
+) -> None:
+    """A collection stored as passages ('oven#5') made an empty target, then failed
+    ("documents[0].id 'oven#5' ends in '#<digits>'"); a rerun said the target existed."""
+    target = minilm_server.target
+    manual = {"id": "oven", "text": "Preheat the oven before baking the bread. " * 40}
+    with EmbedClient(target) as client:
+        client.create_collection("manual-passages")
+        client.upsert("manual-passages", [manual], store_text=True, split={"max_tokens": 32})
+        passages = client.count("manual-passages")
+    assert passages > 1
+    args = ["reembed", "manual-passages", "--to", "resplit", "--target", target]
+    for split in (["--split"], ["--passage-tokens", "64"]):
+        assert cli_main([*args, *split]) == 2
+        err = capsys.readouterr().err
+        assert "'manual-passages' holds passages" in err
+        assert "reembed it without --split" in err
+        with EmbedClient(target) as client:
+            assert "resplit" not in client.list_collections()
+    # Without --split the passages are copied one to one.
+    assert cli_main(args) == 0
+    assert f"re-embedded {passages} documents" in capsys.readouterr().err
+    with EmbedClient(target) as client:
+        before = {d.id: d.payload for d in client.scroll_iter("manual-passages")}
+        after = {d.id: d.payload for d in client.scroll_iter("resplit")}
+    assert after == before
+
+
+def test_an_alias_named_as_the_new_collection_is_refused_at_once(minilm_server, capsys) -> None:
+    """--alias X --to X was refused only after every document was written."""
+    target = minilm_server.target
+    with EmbedClient(target) as client:
+        client.create_collection("src")
+        list(client.ingest_iter("src", DOCS, store_text=True))
+    args = ["reembed", "src", "--to", "src-v2", "--alias", "src-v2", "--target", target]
+    assert cli_main(args) == 2
+    assert "--alias 'src-v2' is the name --to gives the new collection" in (capsys.readouterr().err)
+    with EmbedClient(target) as client:
+        assert "src-v2" not in client.list_collections()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import shlex
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +29,9 @@ from embedserve.client.cli_connect import (
 from embedserve.client.cli_vectors import add_split_arguments, collection_exists, split_option
 
 TEXT_KEY = "text"  # where ``store_text`` keeps a document's text
+# What a passage carries in its payload besides the document's own (the server's
+# ``passages.RESERVED_KEYS``): a collection written with --split holds these.
+PASSAGE_KEYS = frozenset({"doc_id", "passage", "passages", "span"})
 
 
 def add_parser(commands: Any) -> None:
@@ -68,6 +73,11 @@ def add_parser(commands: Any) -> None:
 def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     if args.new_collection == args.collection:
         raise ValueError("--to must name a new collection, not the one being read")
+    if args.alias and args.alias == args.new_collection:
+        raise ValueError(
+            f"--alias {args.alias!r} is the name --to gives the new collection; an alias "
+            "needs a name of its own"
+        )
     if args.alias and args.alias in client.list_collections():
         # Checked first: an alias cannot take a collection's name, and the run would
         # only find out at its end.
@@ -85,19 +95,23 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
         raise ValueError(f"--resume: there is no collection {args.new_collection!r} to continue")
     source = client.get_collection(args.collection)
     query_filter = filter_arg(args.filter)
+    split = split_option(args)
+    # Checked before anything is created: either would fail part-way through the run.
+    if split:
+        _refuse_passages(client, args.collection, query_filter)
+    _refuse_missing_texts(client, args.collection, query_filter)
     stored = client.scroll_iter(args.collection, filter=query_filter, page_size=args.batch_size)
     documents = _with_texts(stored)
-    split = split_option(args)
     if exists:
         documents = _not_in(client, args.new_collection, documents, args.batch_size, bool(split))
-    # The first document is checked before anything is created: a collection written
+    # The first document is read before anything is created: a collection written
     # without its texts fails here, leaving no empty new collection behind.
     first = next(documents, None)
     if not exists:
         _create_like(client, source, args)
     if first is not None:
         documents = itertools.chain([first], documents)
-    written = 0
+    written, shown = 0, False
     try:
         for ack in client.ingest_iter(
             args.new_collection,
@@ -108,15 +122,18 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
         ):
             written = int(ack.total_acknowledged)
             print(f"\r{written} documents re-embedded", end="", file=sys.stderr)
+            shown = True
     except KeyboardInterrupt:
+        shown = False
         print(
             f"\ninterrupted after {written} documents; run the same command with --resume "
             "to continue",
             file=sys.stderr,
         )
         raise
-    if written:
-        print(file=sys.stderr)  # ends the progress line
+    finally:
+        if shown:  # ends the progress line, before what is printed next (an error too)
+            print(file=sys.stderr)
     print(
         f"re-embedded {written} documents from {args.collection!r} into {args.new_collection!r}",
         file=sys.stderr,
@@ -125,6 +142,38 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
         client.update_aliases(set={args.alias: args.new_collection})
         print(f"alias {args.alias!r} now names {args.new_collection!r}", file=sys.stderr)
     return 0
+
+
+def _refuse_passages(client: EmbedClient, collection: str, query_filter: Any) -> None:
+    """ValueError when ``collection`` holds passages (it was written with --split): their
+    ids end in '#<n>', which the server refuses to split again, and their texts are parts
+    of documents whose whole text is not stored."""
+    first, _ = client.scroll(collection, filter=query_filter, limit=1)
+    if first and first[0].payload.keys() >= PASSAGE_KEYS:
+        raise ValueError(
+            f"{collection!r} holds passages (written with --split; {first[0].id!r} is passage "
+            f"{first[0].payload['passage']} of {first[0].payload['doc_id']!r}): splitting them "
+            "again is not supported; reembed it without --split, --passage-tokens and "
+            "--passage-overlap to copy the passages one to one"
+        )
+
+
+def _refuse_missing_texts(client: EmbedClient, collection: str, query_filter: Any) -> None:
+    """ValueError, naming how many, when documents to re-embed have no stored text (ingested
+    without --store-text, or written as vectors), with the --filter that leaves them out."""
+    no_text = {"is_empty": {"key": TEXT_KEY}}
+    wanted = [{"filter": query_filter}] if query_filter else []
+    missing = client.count(collection, filter={"must": [*wanted, no_text]})
+    if missing:
+        others = {"must": wanted} if wanted else {}
+        leave_out = json.dumps({**others, "must_not": [no_text]}, separators=(",", ":"))
+        raise ValueError(
+            f"{missing} {'document' if missing == 1 else 'documents'} of {collection!r} to "
+            f"re-embed {'has' if missing == 1 else 'have'} no stored text "
+            "(re-embedding needs documents ingested with --store-text; those written as "
+            f"vectors have none): nothing was written. To re-embed only the others, pass "
+            f"--filter {shlex.quote(leave_out)}"
+        )
 
 
 def _create_like(client: EmbedClient, source: Any, args: argparse.Namespace) -> None:

@@ -9,7 +9,7 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +31,7 @@ from embedserve.client.cli_connect import (
 )
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
 from embedserve.client.cli_settings_file import SavedSettings, read_settings, settings_path
+from embedserve.v1 import embedding_pb2
 from embedserve.v1 import vector_pb2 as pb
 
 
@@ -539,7 +540,8 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         if existing is None:
             _create_for(client, args, saved, _vector_size(first))
         elif saved is not None:  # an export's vectors: only a collection of their model
-            _refuse_other_model(args.file, saved, existing, f"collection {args.collection!r}")
+            where = f"collection {args.collection!r}"
+            _refuse_other_model(args.file, saved, existing, where, client.model_info)
         for ack in client.ingest_iter(
             args.collection,
             itertools.chain(first, documents),
@@ -612,19 +614,30 @@ def _vector_size(first: list[dict[str, Any]]) -> int | None:
 
 
 def _refuse_other_model(
-    path: str, saved: SavedSettings, target: pb.CollectionInfo, where: str
+    path: str,
+    saved: SavedSettings,
+    target: pb.CollectionInfo,
+    where: str,
+    served: Callable[[], embedding_pb2.GetModelInfoResponse],
 ) -> None:
     """ValueError when the export at ``path`` holds another model's vectors than ``target``
     (the served model, or a collection's) embeds with: its queries would not compare with
-    them. A side without a recorded fingerprint is not checked."""
-    theirs = target.model_fingerprint
-    if saved.model_fingerprint and theirs and saved.model_fingerprint != theirs:
-        raise ValueError(
-            f"{path} holds embeddings of model {saved.model_id!r} (fingerprint "
-            f"{saved.model_fingerprint}, in {settings_path(path)}); {where} embeds with "
-            f"{target.model_id!r} ({theirs}), whose queries would not compare with them: "
-            "restore it on a server of that model"
-        )
+    them. A side without a recorded fingerprint is not checked. ``served`` (asked only when
+    the two fingerprints differ) is the served model's info: its fingerprint and its
+    former one (of the first 16 MiB of each weights file, which exports and collections
+    made before record) both name it, so two fingerprints among them are one model."""
+    ours, theirs = saved.model_fingerprint, target.model_fingerprint
+    if not ours or not theirs or ours == theirs:
+        return
+    info = served()
+    if {ours, theirs} <= {info.fingerprint, info.former_fingerprint} - {""}:
+        return
+    raise ValueError(
+        f"{path} holds embeddings of model {saved.model_id!r} (fingerprint "
+        f"{ours}, in {settings_path(path)}); {where} embeds with "
+        f"{target.model_id!r} ({theirs}), whose queries would not compare with them: "
+        "restore it on a server of that model"
+    )
 
 
 def _create_for(
@@ -641,7 +654,7 @@ def _create_for(
     if saved is not None:
         served = client.model_info()
         identity = pb.CollectionInfo(model_id=served.model_id, model_fingerprint=served.fingerprint)
-        _refuse_other_model(args.file, saved, identity, "this server")
+        _refuse_other_model(args.file, saved, identity, "this server", lambda: served)
         settings = {**settings, **saved.create_kwargs}
     if split_option(args):
         settings["payload_indexes"] = {"doc_id": "keyword", **settings.get("payload_indexes", {})}
