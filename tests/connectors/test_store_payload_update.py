@@ -81,6 +81,19 @@ def test_delete_keys_by_filter_and_by_both(shop: tuple[VectorStore, np.ndarray])
     assert {r.id for r in store.scroll("shop").records} == {"p0", "p1", "p2", "p3"}
 
 
+def test_keys_set_and_removed_by_a_filter_on_a_key_set_change_together(
+    shop: tuple[VectorStore, np.ndarray],
+) -> None:
+    """Setting and removing were two operations by the filter: once the first had changed
+    the field the filter reads, the second matched nothing, and the keys stayed."""
+    store, _ = shop
+    red = Filter(must=(MatchValue("colour", "red"),))
+    store.update_payload("shop", filter=red, values={"colour": "sold"}, delete_keys=["tags"])
+    after = payloads(store)
+    assert after["p0"] == after["p2"] == {"colour": "sold", "stock": 5}
+    assert after["p1"] == {"colour": "blue", "stock": 5, "tags": ["new"]}
+
+
 def test_missing_ids_change_nothing(shop: tuple[VectorStore, np.ndarray]) -> None:
     store, _ = shop
     with pytest.raises(PointNotFound) as missing:

@@ -429,28 +429,23 @@ class EdgeStore(ContextManagerMixin):
         delete_keys: Sequence[str] = (),
     ) -> None:
         filter = check_filter(filter)
-        values, keys = check_payload_update(ids, filter, values, delete_keys)
+        values, _ = check_payload_update(ids, filter, values, delete_keys)
         col = self._get(collection)
         if ids is not None and not ids:
             return
         require_text_indexes(col.spec, text_match_keys(filter))
+        # One operation, a removed key set to null (the engine removes it): a second one by
+        # filter matched no point once the first had changed the field the filter reads,
+        # and a kill between two left points half-updated.
+        changes = {**values, **dict.fromkeys(delete_keys)}
         with self._writing(collection) as col, engine_errors():
             if filter is None:
                 self._check_exist(col, ids or ())
                 targets: list[Any] = point_ids(ids or ())
-                ops = [
-                    qe.UpdateOperation.set_payload(targets, values) if values else None,
-                    qe.UpdateOperation.delete_payload(targets, keys) if keys else None,
-                ]
+                op = qe.UpdateOperation.set_payload(targets, changes)
             else:
-                matching = _narrowed(filter, ids)
-                ops = [
-                    qe.UpdateOperation.set_payload_by_filter(matching, values) if values else None,
-                    qe.UpdateOperation.delete_payload_by_filter(matching, keys) if keys else None,
-                ]
-            for op in ops:
-                if op is not None:
-                    col.shard.update(op)
+                op = qe.UpdateOperation.set_payload_by_filter(_narrowed(filter, ids), changes)
+            col.shard.update(op)
             self._after_write(col)
 
     @staticmethod
