@@ -20,6 +20,7 @@ holds the GIL while it optimises, so other Python threads pause meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -360,18 +361,28 @@ class EdgeStore(ContextManagerMixin):
         shutil.rmtree(trash, ignore_errors=True)
 
     def update_collection(self, name: str, update: CollectionUpdate) -> None:
+        """The saved settings never name an index the engine lacks, whenever a crash comes:
+        they lose a dropped index before the engine does, and gain a built one after."""
         with self._writing(name) as col:
             spec = update.applied_to(col.spec)
+            dropped = update.indexes_to_drop(col.spec)
+            if dropped:
+                kept = {k: v for k, v in col.spec.payload_indexes.items() if k not in dropped}
+                self._save_spec(col, dataclasses.replace(col.spec, payload_indexes=kept))
             with engine_errors():
-                for key in update.indexes_to_drop(col.spec):
+                for key in dropped:
                     col.shard.update(qe.UpdateOperation.delete_field_index(key))
                 _index_fields(col.shard, update.indexes_to_build(col.spec))
                 col.shard.flush()
-            try:
-                _write_spec(col.path, spec)
-            except OSError as exc:
-                raise os_failure(f"cannot update collection {name!r}", exc) from exc
-            col.spec = spec
+            self._save_spec(col, spec)
+
+    @staticmethod
+    def _save_spec(col: _Collection, spec: CollectionSpec) -> None:
+        try:
+            _write_spec(col.path, spec)
+        except OSError as exc:
+            raise os_failure(f"cannot update collection {spec.name!r}", exc) from exc
+        col.spec = spec
 
     def update_aliases(self, assign: Mapping[str, str], remove: Sequence[str] = ()) -> None:
         with self._lock:
