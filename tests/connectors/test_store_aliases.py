@@ -142,3 +142,32 @@ def test_aliases_survive_a_restart(tmp_path: Path, kind: str) -> None:
     with open_store() as store:
         assert store.list_aliases() == {"news": "news_v1"}
         assert store.count("news") == 3
+
+
+def test_a_delete_cut_short_keeps_the_collection_with_its_aliases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The aliases were saved without the collection before its folder went: a crash in
+    between kept the collection and lost its aliases. A crash cannot be timed in a test,
+    so the folder's removal fails here instead."""
+    import os
+
+    from embedserve.connectors import edge
+
+    real_replace = os.replace
+
+    def crash_on_removal(src: object, dst: object) -> None:
+        if Path(str(dst)).name.startswith(".deleted-"):
+            raise OSError(5, "killed")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    with EdgeStore(tmp_path / "data") as store:
+        _fill(store, "kept", 2)
+        store.update_aliases({"current": "kept"})
+        monkeypatch.setattr(edge.os, "replace", crash_on_removal)
+        with pytest.raises(StoreError):
+            store.delete_collection("kept")
+        monkeypatch.undo()
+    with EdgeStore(tmp_path / "data") as store:
+        assert store.list_aliases() == {"current": "kept"}
+        assert store.count("current") == 2

@@ -348,9 +348,12 @@ class EdgeStore(ContextManagerMixin):
             if name in self._aliases:
                 raise NameIsAlias(name, self._aliases[name])
             col = self._get(name)
-            if any(c == name for c in self._aliases.values()):
-                self._save_aliases({a: c for a, c in self._aliases.items() if c != name})
             del self._collections[name]
+            # Its aliases go at once here, and from the file once the folder is gone: a
+            # delete cut short before then keeps both (loading drops dangling aliases).
+            aliased = any(c == name for c in self._aliases.values())
+            if aliased:
+                self._aliases = {a: c for a, c in self._aliases.items() if c != name}
         col.close()
         # Rename first so a crash mid-removal never leaves a half-deleted collection.
         trash = self._root / f".deleted-{name}-{uuid.uuid4().hex}"
@@ -358,6 +361,9 @@ class EdgeStore(ContextManagerMixin):
             os.replace(col.path, trash)
         except OSError as exc:
             raise os_failure(f"cannot remove collection {name!r}", exc) from exc
+        if aliased:
+            with self._lock:
+                self._save_aliases(dict(self._aliases))
         shutil.rmtree(trash, ignore_errors=True)
 
     def update_collection(self, name: str, update: CollectionUpdate) -> None:
