@@ -446,15 +446,11 @@ class EdgeStore(ContextManagerMixin):
         delete_keys: Sequence[str] = (),
     ) -> None:
         filter = check_filter(filter)
-        values, _ = check_payload_update(ids, filter, values, delete_keys)
+        changes = check_payload_update(ids, filter, values, delete_keys)
         col = self._get(collection)
         if ids is not None and not ids:
             return
         require_text_indexes(col.spec, text_match_keys(filter))
-        # One operation, a removed key set to null (the engine removes it): a second one by
-        # filter matched no point once the first had changed the field the filter reads,
-        # and a kill between two left points half-updated.
-        changes = {**values, **dict.fromkeys(delete_keys)}
         with self._writing(collection) as col, engine_errors():
             if filter is None:
                 self._check_exist(col, ids or ())

@@ -452,16 +452,11 @@ class RemoteStore(ContextManagerMixin):
         delete_keys: Sequence[str] = (),
     ) -> None:
         filter = check_filter(filter)
-        values, keys = check_payload_update(ids, filter, values, delete_keys)
+        changes = check_payload_update(ids, filter, values, delete_keys)
         self._spec(collection)
         if ids is not None and not ids:
             return
         self._check_text_matches(collection, filter)
-        # One set-payload operation, the keys to remove set to null (which removes a
-        # top-level key), so that the server applies both to each point at once: as two
-        # operations (even in one batch request) an upsert could land between them.
-        if keys:  # checked above; the names as given, not the paths delete_payload takes
-            values = {**values, **dict.fromkeys(delete_keys)}
         selector = _selector(ids, filter)
         wanted = point_index(ids or ())
         with self._lock:  # local mode: no other call between the check and the write
@@ -473,7 +468,7 @@ class RemoteStore(ContextManagerMixin):
             # A server: a point deleted since the check fails the write, after the server
             # updated the others; NOT_FOUND names it (not an outage, for a client to retry).
             with self._call(ErrorContext(collection, wanted)):
-                self._client.set_payload(collection, values, selector, wait=True)
+                self._client.set_payload(collection, changes, selector, wait=True)
 
     def scroll_by_value(
         self,

@@ -774,8 +774,8 @@ class SearchParams:
     # for the collection's quantization).
     oversampling: float | None = None
     # Hybrid searches only: candidates each ranking contributes to the fusion (None: 100,
-    # or limit + offset if more). Pinned by a reading that goes past the page asked for
-    # (ties at its end, groups, weighing), so that reading deeper fuses no deeper.
+    # or limit + offset if more). Pinned by stable_page, which reads past the page asked
+    # for to finish a run of ties at its end, so that reading deeper fuses no deeper.
     fusion_depth: int | None = None
 
     def __post_init__(self) -> None:

@@ -116,9 +116,11 @@ def check_payload_update(
     f: Filter | None,
     values: Mapping[str, Any] | None,
     delete_keys: Sequence[str],
-) -> tuple[dict[str, Any], list[str]]:
-    """The checked top-level keys to set and to remove, for points named by ids and/or
-    a filter; the external-id key is the store's own."""
+) -> dict[str, Any]:
+    """The checked change, for points named by ids and/or a filter, as one set-payload: the
+    keys to remove set to null, which removes a top-level key. One operation applies both
+    to each point at once; two let a write land between them, and the second, by a filter
+    on a field the first changed, matched nothing. The external-id key is the store's own."""
     if ids is None and f is None:
         raise InvalidRequest("a payload update needs ids or a non-empty filter")
     if ids is not None:
@@ -137,15 +139,12 @@ def check_payload_update(
     if both := sorted(set(values) & set(keys)):
         raise InvalidRequest(f"keys both set and deleted: {', '.join(both)}")
     check_payload(values)
-    return values, [_top_level_path(key) for key in keys]
-
-
-def _top_level_path(key: str) -> str:
-    """A top-level key as the engines' payload path: quoted, so that a key "a.b" (which a
-    set writes as it is) is removed, not "b" inside "a"."""
-    if '"' in key:
-        raise InvalidRequest(f"payload key {key!r}: a key holding '\"' cannot be deleted by name")
-    return f'"{key}"'
+    for key in keys:
+        if '"' in key:
+            raise InvalidRequest(
+                f"payload key {key!r}: a key holding '\"' cannot be deleted by name"
+            )
+    return {**values, **dict.fromkeys(keys)}
 
 
 def prepare_points(spec: CollectionSpec, points: Sequence[PointRecord]) -> list[PreparedPoint]:
