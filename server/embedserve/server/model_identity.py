@@ -56,12 +56,10 @@ def _fingerprint(folder: Path, head_bytes: int | None) -> str:
         if hidden or not kept or not path.is_file():
             continue
         digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
-        left = head_bytes
         with open(path, "rb") as fh:
-            while left is None or left > 0:
-                chunk = fh.read(_CHUNK_BYTES if left is None else min(left, _CHUNK_BYTES))
-                if not chunk:
-                    break
+            if head_bytes is not None:
+                digest.update(fh.read(head_bytes))
+                continue
+            for chunk in iter(lambda: fh.read(_CHUNK_BYTES), b""):
                 digest.update(chunk)
-                left = None if left is None else left - len(chunk)
     return digest.hexdigest()[:16]
