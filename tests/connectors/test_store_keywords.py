@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,19 @@ def test_the_collection_language_picks_stop_words_and_stemmer(store: VectorStore
     assert [h.id for h in store.search("de", None, keywords=query_terms("haus", "german"))] == [
         "doc"
     ]
+
+
+def test_composed_and_decomposed_accents_are_the_same_words(store: VectorStore) -> None:
+    composed = "L'\u00e9cole d'\u00e9t\u00e9 en Fran\u00e7ais"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    for language in ("english", "french"):
+        assert document_terms(decomposed, language) == document_terms(composed, language)
+        assert query_terms(decomposed, language) == query_terms(composed, language)
+    store.create_collection(CollectionSpec("fr", vector_size=DIM, bm25=True))
+    store.upsert("fr", [PointRecord("nfd", [0.5] * DIM, keywords=document_terms(decomposed))])
+    hits = store.search("fr", None, keywords=query_terms("\u00e9cole"))
+    assert [h.id for h in hits] == ["nfd"]
 
 
 def test_unknown_or_unused_languages_are_refused() -> None:

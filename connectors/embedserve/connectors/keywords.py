@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import unicodedata
 
 import qdrant_edge as qe
 
@@ -67,8 +68,14 @@ def fusing_as_asked(params: SearchParams) -> SearchParams:
 
 
 def document_terms(text: str, language: str = "english") -> SparseTerms:
-    return _terms(_model(language).embed_document(text))
+    return _terms(_model(language).embed_document(_composed(text)))
 
 
 def query_terms(text: str, language: str = "english") -> SparseTerms:
-    return _terms(_model(language).embed_query(text))
+    return _terms(_model(language).embed_query(_composed(text)))
+
+
+def _composed(text: str) -> str:
+    """``text`` in Unicode's composed form (NFC): the tokenizer splits words at a combining
+    mark, so "e\u0301cole" would share no term with "\u00e9cole", the same word."""
+    return unicodedata.normalize("NFC", text)
