@@ -80,7 +80,11 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
 def add_parser(commands: Commands) -> None:
     """embed, info, health, tokenize."""
     embed = commands.add_parser("embed", help="embed texts (arguments, or stdin lines)")
-    embed.add_argument("texts", nargs="*", help="texts; read from stdin, one per line, if none")
+    embed.add_argument(
+        "texts",
+        nargs="*",
+        help="texts; read from stdin, one per line (blank lines skipped), if none",
+    )
     add_target(embed)
     embed.add_argument("--task", choices=["query", "document", "none"])
     embed.add_argument("--prompt")
