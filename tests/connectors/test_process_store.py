@@ -24,8 +24,10 @@ from embedserve.connectors import (
     RetryingStore,
     ScrollOrder,
     SearchParams,
+    SettingsChanged,
     StoreFull,
     TransientStoreError,
+    document_terms,
     ordered_page,
     process,
 )
@@ -67,6 +69,10 @@ def test_same_answers_as_the_in_process_engine(tmp_path: Path) -> None:
         with pytest.raises(DimensionMismatch) as mismatch:
             child.upsert("c", [PointRecord("x", [1.0, 2.0])])
         assert (mismatch.value.expected, mismatch.value.got) == (16, 2)
+        # Keyword vectors for a collection made without bm25 since: the server reads the
+        # settings again and makes the write anew, which it can only tell by the type.
+        with pytest.raises(SettingsChanged, match="created without bm25"):
+            child.upsert("c", [PointRecord("k", [0.5] * 16, keywords=document_terms("a cat"))])
 
 
 def test_a_dead_child_is_restarted_and_its_data_recovered(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ from embedserve.connectors import (
     document_terms,
     query_terms,
 )
+from embedserve.connectors.errors import SettingsChanged
 from embedserve.connectors.spec_cache import SpecCache
-from embedserve.connectors.types import SettingsChanged
 
 DIM = 4
 VECTORS = unit_vectors(np.random.default_rng(5), 4, DIM)

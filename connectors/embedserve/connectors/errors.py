@@ -46,6 +46,12 @@ class DimensionMismatch(InvalidRequest):
         super().__init__(f"vector dimension mismatch{where}: expected {expected}, got {got}")
 
 
+class SettingsChanged(InvalidRequest):
+    """A call was made for settings that its collection no longer has: it carries BM25
+    keyword vectors for a collection now without them (another client re-created it since
+    the caller read its settings). Read them again and make the call anew."""
+
+
 class CollectionNotFound(StoreError):
     def __init__(self, name: str) -> None:
         self.name = name

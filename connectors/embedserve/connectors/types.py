@@ -216,12 +216,6 @@ def check_layout(spec: CollectionSpec, nodes: int | None) -> None:
         )
 
 
-class SettingsChanged(InvalidRequest):
-    """A call was made for settings that its collection no longer has: it carries BM25
-    keyword vectors for a collection now without them (another client re-created it since
-    the caller read its settings). Read them again and make the call anew."""
-
-
 @dataclass(frozen=True)
 class CollectionUpdate:
     """Changes to a collection that need no new vectors: payload indexes (one added

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DimensionMismatch, InvalidFilter, InvalidRequest
+from .errors import DimensionMismatch, InvalidFilter, InvalidRequest, SettingsChanged
 from .ids import RESERVED_KEY, PointId, check_external_id, point_id, stored_payload
 from .types import (
     FACET_INDEX_KINDS,
@@ -25,7 +25,6 @@ from .types import (
     PointRecord,
     RecommendStrategy,
     SearchParams,
-    SettingsChanged,
     SparseTerms,
     VectorDatatype,
     VectorLike,
