@@ -54,3 +54,25 @@ def test_a_write_prepared_before_the_alias_moved_is_made_again(
     assert store.retrieve(before, ["d1"]) == []
     if after == "keyword":
         assert keyword_hits(store) == ["d1"]  # written with its keyword vector
+
+
+@pytest.mark.parametrize(("before", "after"), [("plain", "keyword"), ("keyword", "plain")])
+def test_an_alias_moved_by_another_server_is_followed_with_its_settings(
+    store: VectorStore, before: str, after: str
+) -> None:
+    """Another server moves the alias, so this one's cached settings of it are stale: the
+    write is made again for the collection the alias names now, not refused, and not
+    written there without its keyword vector."""
+    core = VectorCore(store, None, ThreadPoolExecutor(2), Metrics())  # type: ignore[arg-type]
+    store.update_aliases({"current": before}, [])
+
+    async def run() -> None:
+        await core.collection_spec("current")  # cached, as a write through it leaves it
+        store.update_aliases({"current": after}, [])  # not through this core
+        await core.upsert("current", [DOCUMENT], WriteSettings())
+
+    asyncio.run(run())
+    assert [r.id for r in store.retrieve(after, ["d1"])] == ["d1"]
+    assert store.retrieve(before, ["d1"]) == []
+    if after == "keyword":
+        assert keyword_hits(store) == ["d1"]

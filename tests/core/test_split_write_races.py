@@ -194,7 +194,32 @@ def test_a_write_of_several_documents_removes_in_one_request(
     calls.calls.clear()
     plain = PointRecord("plain", [0.0, 0.0, 1.0, 0.0], {})
     asyncio.run(core.write(collection, [PreparedBatch([plain], tokens=0)]))
-    assert calls.calls == ["upsert"]
+    assert calls.calls == ["list_aliases", "upsert"]
+
+
+def test_an_alias_moved_during_a_write_leaves_the_write_whole_where_it_began(
+    store: VectorStore,
+) -> None:
+    """The alias moves between the removal of the replaced passages and the write of the
+    new ones: both go to the collection the alias named when the write began, else the
+    first collection keeps two stale passages of the long version and the second gets
+    the short one."""
+    store.upsert("docs", passages("r", 17, version=6))
+    store.update_aliases({"current": "docs"}, [])
+    calls = Calls(store)
+    calls.hold_first_delete = True
+    core = core_over(calls)
+
+    async def move_meanwhile() -> None:
+        write = asyncio.create_task(core.write("current", [batch({"r": 2}, version=1)]))
+        await asyncio.to_thread(calls.first_deleted.wait, 5)
+        store.update_aliases({"current": "plain"}, [])
+        calls.upserted.set()
+        await write
+
+    asyncio.run(move_meanwhile())
+    assert stored(store, "r", "docs") == whole("r", 2, 1)
+    assert stored(store, "r", "plain") == []
 
 
 async def hold(locks: DocumentLocks, ids: Sequence[str], log: list[str], name: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from embedserve.client._struct_numbers import whole_to_int
 from embedserve.connectors import errors as store_errors
 from embedserve.connectors.groups import (
     GroupBy,
@@ -48,7 +49,6 @@ from embedserve.connectors.types import (
     ScoredPoint,
     ScrollPage,
     SearchParams,
-    SettingsChanged,
     VectorLike,
 )
 from embedserve.connectors.validation import as_vector, check_document
@@ -95,6 +95,13 @@ MODEL_DISTANCES = {
     SimilarityFunction.EUCLIDEAN: Distance.EUCLID,
     SimilarityFunction.MANHATTAN: Distance.MANHATTAN,
 }
+
+
+def stored_numbers(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` as every door stores it: each whole float an int64 holds (``1.0``) as an
+    int, as a gRPC Struct's doubles are read, so that integer filters match it; integers as
+    they are (past 2**53 too), other floats as floats."""
+    return {key: whole_to_int(value) for key, value in payload.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,7 +289,7 @@ class VectorCore:
                 f"collection {exc.collection!r} holds {exc.expected}-d vectors now; this "
                 f"call embedded its texts at {stale[0]} dimensions; send it again"
             ) from exc
-        except SettingsChanged as exc:
+        except store_errors.SettingsChanged as exc:
             self._specs.clear()
             raise SizeChanged(f"{exc}; send it again") from exc
         except store_errors.StoreError as exc:
@@ -390,7 +397,7 @@ class VectorCore:
         # Split into passages, an earlier version of a document is left out, not written
         # with the last: its passages past the last version's count would stay behind.
         last_index = {doc.id: index for index, doc in enumerate(documents)}
-        kept = [d for i, d in enumerate(documents) if split is None or last_index[d.id] == i]
+        checked: list[DocumentIn] = []  # their payloads' numbers as they are stored
         for index, doc in enumerate(documents):
             if not doc.id:
                 raise InvalidArgument(f"documents[{index}].id must not be empty")
@@ -398,6 +405,8 @@ class VectorCore:
                 check_document(doc.id, doc.payload)
             except store_errors.InvalidRequest as exc:
                 raise InvalidArgument(f"documents[{index}]: {exc}") from exc
+            doc = dataclasses.replace(doc, payload=stored_numbers(doc.payload))
+            checked.append(doc)
             if (doc.text is None) == (doc.vector is None):
                 raise InvalidArgument(f"documents[{index}] needs exactly one of text or vector")
             if doc.vector is not None and len(doc.vector) != size:
@@ -419,6 +428,7 @@ class VectorCore:
                     check_passage_payload(doc.payload, f"documents[{index}]")
                 if split is None or last_index[doc.id] == index:
                     written_as_text.append((index, doc))
+        kept = [d for i, d in enumerate(checked) if split is None or last_index[d.id] == i]
         texts = [doc.text or "" for _, doc in written_as_text]
         text_names = [f"documents[{index}].text" for index, _ in written_as_text]
         params = settings.embed
@@ -545,15 +555,22 @@ class VectorCore:
         points = [point for batch in batches for point in batch.points]
         counts = {doc: n for batch in batches for doc, n in batch.passage_counts.items()}
         sizes = {b.embedded_at for b in batches if b.embedded_at is not None}
-        spec = await self.collection_spec(collection)
-        _check_keywords_for(spec, collection, batches)
-        # Locked by the collection's own name: writes through an alias and by name meet.
-        own_name = (await self.list_aliases()).get(collection, collection) if counts else ""
+        # The collection's own name, read once: each store call given an alias reads it
+        # again, so a move meanwhile would check the settings of one collection and write
+        # to another, or remove a document's passages from one and write them to the
+        # other. Writes through an alias and by name meet in the document locks too.
+        own_name = (await self.list_aliases()).get(collection, collection)
+        spec = await self.collection_spec(own_name)
+        try:
+            _check_keywords_for(spec, collection, batches)
+        except SizeChanged:
+            self._specs.clear()  # prepared on an alias's cached settings: read them anew
+            raise
         started = time.perf_counter()
         async with self._documents.held(own_name, counts):  # none without split documents
             if counts:
-                await self._remove_replaced(collection, spec, counts)
-            await self.call(self.store.upsert, collection, points, embedded_at=sizes)
+                await self._remove_replaced(own_name, spec, counts)
+            await self.call(self.store.upsert, own_name, points, embedded_at=sizes)
         self.metrics.store_write_seconds.observe(time.perf_counter() - started)
         self.metrics.store_write_points.observe(len(points))
 
@@ -837,7 +854,7 @@ class VectorCore:
         if not ids and filter is None:
             raise InvalidArgument("give ids, a filter or both")
         update = functools.partial(
-            self.store.update_payload, values=values, delete_keys=list(delete_keys)
+            self.store.update_payload, values=stored_numbers(values), delete_keys=list(delete_keys)
         )
         await self.call(update, collection, ids or None, filter)
 
