@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from embedserve.connectors import (
     PointRecord,
     SearchParams,
     StoreLocked,
+    TransientStoreError,
 )
 
 CONNECTORS_ROOT = Path(embedserve.connectors.__file__).resolve().parents[2]
@@ -169,6 +172,29 @@ def test_interrupted_create_and_delete_are_cleaned_up(tmp_path: Path) -> None:
         assert store.list_collections() == ["half", "ok"]
     with EdgeStore(tmp_path) as store:
         assert store.get_collection("half").spec.vector_size == 3
+
+
+def test_a_name_being_deleted_is_not_free_until_its_folder_is_gone(tmp_path: Path) -> None:
+    """A delete waits for the writes under way (held here by the collection's write lock,
+    as a long upsert holds it); a create of the same name meanwhile took the old folder for
+    leftovers of an interrupted create and removed it under the open engine (the delete
+    then failed), or had its own folder moved to the trash by the delete."""
+    with EdgeStore(tmp_path) as store:
+        store.create_collection(CollectionSpec("c", vector_size=2))
+        store.upsert("c", [PointRecord("old", [1.0, 0.0])])
+        deleting = concurrent.futures.ThreadPoolExecutor(1)
+        with store._collections["c"].lock.write():  # a write under way
+            deleted = deleting.submit(store.delete_collection, "c")
+            while "c" in store.list_collections():
+                time.sleep(0.01)
+            with pytest.raises(TransientStoreError, match="'c' is being deleted"):
+                store.create_collection(CollectionSpec("c", vector_size=3))
+        deleted.result(timeout=10)
+        deleting.shutdown()
+        store.create_collection(CollectionSpec("c", vector_size=3))
+        store.upsert("c", [PointRecord("new", [1.0, 0.0, 0.0])])
+    with EdgeStore(tmp_path) as store:
+        assert [r.id for r in store.scroll("c", limit=10).records] == ["new"]
 
 
 def test_a_payload_nested_too_deep_is_refused_before_the_log_keeps_it(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ from .errors import (
     PointNotFound,
     StoreClosed,
     StoreError,
+    TransientStoreError,
     os_failure,
 )
 from .ids import RESERVED_KEY, point_ids, point_index
@@ -191,6 +192,8 @@ class EdgeStore(ContextManagerMixin):
         self._auto_optimize = auto_optimize
         self._lock = threading.RLock()
         self._collections: dict[str, _Collection] = {}
+        # Names whose folder a delete has yet to move away: not free for a create until then.
+        self._deleting: set[str] = set()
         self._aliases: dict[str, str] = {}
         self._closed = False
         try:
@@ -309,6 +312,8 @@ class EdgeStore(ContextManagerMixin):
             self._check_open()
             if spec.name in self._collections or spec.name in self._aliases:
                 raise CollectionExists(spec.name)
+            if spec.name in self._deleting:  # its folder is still the deleted collection's
+                raise TransientStoreError(f"collection {spec.name!r} is being deleted")
             path = self._root / spec.name
             if path.exists():  # leftovers of an interrupted create: no spec file
                 shutil.rmtree(path, ignore_errors=True)
@@ -349,18 +354,23 @@ class EdgeStore(ContextManagerMixin):
                 raise NameIsAlias(name, self._aliases[name])
             col = self._get(name)
             del self._collections[name]
+            self._deleting.add(name)
             # Its aliases go at once here, and from the file once the folder is gone: a
             # delete cut short before then keeps both (loading drops dangling aliases).
             aliased = any(c == name for c in self._aliases.values())
             if aliased:
                 self._aliases = {a: c for a, c in self._aliases.items() if c != name}
-        col.close()
-        # Rename first so a crash mid-removal never leaves a half-deleted collection.
-        trash = self._root / f".deleted-{name}-{uuid.uuid4().hex}"
         try:
-            os.replace(col.path, trash)
-        except OSError as exc:
-            raise os_failure(f"cannot remove collection {name!r}", exc) from exc
+            col.close()  # once the writes under way end
+            # Rename first so a crash mid-removal never leaves a half-deleted collection.
+            trash = self._root / f".deleted-{name}-{uuid.uuid4().hex}"
+            try:
+                os.replace(col.path, trash)
+            except OSError as exc:
+                raise os_failure(f"cannot remove collection {name!r}", exc) from exc
+        finally:
+            with self._lock:
+                self._deleting.discard(name)
         if aliased:
             with self._lock:
                 self._save_aliases(dict(self._aliases))
