@@ -12,6 +12,7 @@ from embedserve.connectors import (
     Distance,
     Filter,
     MatchAny,
+    PayloadIndexKind,
     PointRecord,
     Range,
     RecommendStrategy,
@@ -60,3 +61,28 @@ def test_backends_agree(make_store: StoreFactory, distance: Distance, other: str
         same(lambda s, st=strategy: s.recommend("x", [centres[1]], [centres[3]], st, flt, exact))
         same(lambda s, st=strategy: s.recommend("x", ["p130", centres[2]], [], st, params=exact))
     assert edge.count("x", flt) == local.count("x", flt)
+
+
+@pytest.mark.parametrize("index", [None, PayloadIndexKind.FLOAT, PayloadIndexKind.INTEGER])
+@pytest.mark.parametrize(
+    ("bounds", "kept"),
+    [
+        ({"gt": 1, "gte": 3}, [3, 4]),
+        ({"gt": 3, "gte": 3}, [4]),
+        ({"lt": 4, "lte": 2}, [1, 2]),
+        ({"gte": 2, "gt": 1, "lt": 4, "lte": 3}, [2, 3]),
+    ],
+)
+def test_a_range_with_both_kinds_of_a_bound_keeps_the_tighter(
+    store: VectorStore, index: PayloadIndexKind | None, bounds: dict[str, int], kept: list[int]
+) -> None:
+    """An index keeps one lower and one upper bound (gt over gte): it matched more than a
+    scan, and a delete by the filter removed fewer than its count said."""
+    indexes = {} if index is None else {"x": index}
+    store.create_collection(CollectionSpec("r", vector_size=2, payload_indexes=indexes))
+    store.upsert("r", [PointRecord(f"v{x}", [1.0, float(x)], {"x": x}) for x in (1, 2, 3, 4)])
+    within = Filter(must=(Range("x", **bounds),))
+    assert sorted(r.payload["x"] for r in store.scroll("r", within).records) == kept
+    assert store.count("r", within) == len(kept)
+    store.delete("r", filter=within)
+    assert store.count("r") == 4 - len(kept)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -416,6 +416,21 @@ class Range:
                 isinstance(b, bool) or not isinstance(b, int | float) or math.isnan(b)
             ):
                 raise InvalidFilter(f"Range({self.key!r}) bounds must be numbers, got {b!r}")
+        _keep_tighter_bounds(self, lambda bound: bound)
+
+
+def _keep_tighter_bounds(bounds: Range | DatetimeRange, value: Callable[[Any], Any]) -> None:
+    """One lower and one upper bound, the tighter where both kinds are given (gt and gte):
+    an engine's index keeps one of them, whichever it prefers, and would match more than
+    a scan of the same filter (or a delete by it)."""
+    for strict, inclusive in (("gt", "gte"), ("lt", "lte")):
+        first, second = getattr(bounds, strict), getattr(bounds, inclusive)
+        if first is None or second is None:
+            continue
+        inclusive_tighter = (
+            value(second) > value(first) if strict == "gt" else value(second) < value(first)
+        )
+        object.__setattr__(bounds, strict if inclusive_tighter else inclusive, None)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -464,6 +479,7 @@ class DatetimeRange:
             except InvalidFilter as exc:
                 raise InvalidFilter(f"DatetimeRange({self.key!r}).{name}: {exc}") from None
             object.__setattr__(self, name, datetime_text(moment))
+        _keep_tighter_bounds(self, parse_datetime)
 
     def bounds(self) -> dict[str, str]:
         """The bounds set, by name (gt, gte, lt, lte)."""
