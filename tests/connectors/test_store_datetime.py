@@ -40,6 +40,7 @@ STAMPS: list[str | list[str] | None] = [
     None,
     "2026-12-01T10:00:00Z",
     "2024-02-29T00:00:00Z",
+    "2026-12-01T10:00:00.000000789Z",  # b0 to the microsecond, as every engine reads it
 ]
 
 
@@ -83,6 +84,8 @@ RANGES = [
     DatetimeRange("published", gt="2026-12-01T12:00:00+02:00"),
     DatetimeRange("published", lt="2026-12-01"),
     DatetimeRange("published", gte="2026-11-30T00:00:00+00:00", lt="2026-12-01T09:59:59.5Z"),
+    DatetimeRange("published", gt="2026-11-30", gte="2026-12-01T10:00:00.000001Z"),
+    DatetimeRange("published", lte="2026-12-01T10:00:00Z", lt="2026-12-01T10:00:00.000001Z"),
 ]
 
 

@@ -6,6 +6,7 @@ import contextlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -136,8 +137,7 @@ def _condition(c: Any) -> Any:
     if isinstance(c, GeoPolygon):
         return qm.FieldCondition(key=c.key, geo_polygon=_polygon(c))
     if isinstance(c, DatetimeRange):
-        moments = {name: parse_datetime(bound) for name, bound in c.bounds().items()}
-        return qm.FieldCondition(key=c.key, range=qm.DatetimeRange(**moments))
+        return qm.FieldCondition(key=c.key, range=qm.DatetimeRange(**_to_the_microsecond(c)))
     if isinstance(c, IsNull):
         return qm.IsNullCondition(is_null=qm.PayloadField(key=c.key))
     if isinstance(c, IsEmpty):
@@ -430,3 +430,18 @@ def _reported_spec(name: str, info: qm.CollectionInfo, saved: Mapping[str, Any])
         payload_indexes=indexes,
         bm25=KEYWORD_VECTOR in (params.sparse_vectors or {}),
     )
+
+
+def _to_the_microsecond(c: DatetimeRange) -> dict[str, datetime]:
+    """The bounds as an inclusive lower and a strict upper one. A Qdrant server without a
+    datetime index compares stored values to the nanosecond, where the other engines (and
+    its index) read them to the microsecond: a value 10:00:00.123456789 would be after the
+    bound 10:00:00.123456 it was truncated to. At the microsecond, gt t is gte t + 1 us and
+    lte t is lt t + 1 us, whatever digits the stored value has past it."""
+    bounds = {}
+    for name, text in c.bounds().items():
+        moment = parse_datetime(text)
+        if name in ("gt", "lte"):
+            name, moment = ("gte" if name == "gt" else "lt"), moment + timedelta(microseconds=1)
+        bounds[name] = moment
+    return bounds
