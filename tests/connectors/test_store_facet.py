@@ -10,6 +10,7 @@ from connectors_testdata import unit_vectors
 
 from embedserve.connectors import (
     CollectionSpec,
+    CollectionUpdate,
     FacetHit,
     Filter,
     InvalidRequest,
@@ -85,3 +86,25 @@ def test_fields_without_a_counting_index_are_refused(items: VectorStore) -> None
         items.facet("items", "note")
     with pytest.raises(InvalidRequest, match="limit must be in"):
         items.facet("items", "colour", limit=0)
+
+
+def test_only_values_of_the_index_kind_are_counted(store: VectorStore) -> None:
+    """Local mode, having no indexes, counted every type of value at the key."""
+    indexes = {"topic": PayloadIndexKind.KEYWORD, "year": PayloadIndexKind.INTEGER}
+    store.create_collection(CollectionSpec("mixed", vector_size=DIM, payload_indexes=indexes))
+    payloads = [
+        {"topic": "space", "year": 2024},
+        {"topic": 7, "year": "2024"},
+        {"topic": False, "year": True},
+        {"topic": ["space", 3], "year": [2025, "x"]},
+    ]
+    vectors = unit_vectors(np.random.default_rng(9), len(payloads), DIM)
+    store.upsert("mixed", [PointRecord(f"m{n}", vectors[n], p) for n, p in enumerate(payloads)])
+    assert store.facet("mixed", "topic") == [FacetHit("space", 2)]
+    assert store.facet("mixed", "year") == [FacetHit(2024, 1), FacetHit(2025, 1)]
+
+
+def test_a_facet_on_an_index_of_another_kind_names_it(items: VectorStore) -> None:
+    items.update_collection("items", CollectionUpdate({"note": PayloadIndexKind.TEXT}))
+    with pytest.raises(InvalidRequest, match="collection 'items' has a text one"):
+        items.facet("items", "note")

@@ -682,7 +682,7 @@ class EdgeStore(ContextManagerMixin):
         )
         with self._reading(collection) as col, engine_errors():
             hits = col.shard.facet(request).hits
-        return facet_hits(hits, limit)
+        return facet_hits(hits, limit, spec.payload_indexes[key])
 
     def scroll(
         self,

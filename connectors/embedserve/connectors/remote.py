@@ -670,7 +670,7 @@ class RemoteStore(ContextManagerMixin):
                     limit=MAX_FACET_LIMIT,  # ties at the limit are cut by value, here
                     exact=True,
                 )
-            return facet_hits(response.hits, limit)
+            return facet_hits(response.hits, limit, spec.payload_indexes[key])
 
         return self._validated(collection, run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,17 +297,29 @@ def check_facet(spec: CollectionSpec, key: str, limit: int) -> None:
         raise InvalidRequest(f"a facet needs a payload key, got {key!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FACET_LIMIT:
         raise InvalidRequest(f"limit must be in [1, {MAX_FACET_LIMIT}], got {limit!r}")
-    if spec.payload_indexes.get(key) not in FACET_INDEX_KINDS:
+    kind = spec.payload_indexes.get(key)
+    if kind not in FACET_INDEX_KINDS:
+        has = "none" if kind is None else f"a {kind.value} one"
         raise InvalidRequest(
             f"a facet on {key!r} needs a keyword, integer or bool payload index there; "
-            f"collection {spec.name!r} has none"
+            f"collection {spec.name!r} has {has}"
         )
 
 
-def facet_hits(hits: Sequence[Any], limit: int) -> list[FacetHit]:
+_FACET_TYPES: dict[PayloadIndexKind, Callable[[Any], bool]] = {
+    PayloadIndexKind.KEYWORD: lambda value: isinstance(value, str),
+    PayloadIndexKind.INTEGER: lambda value: isinstance(value, int) and not isinstance(value, bool),
+    PayloadIndexKind.BOOL: lambda value: isinstance(value, bool),
+}
+
+
+def facet_hits(hits: Sequence[Any], limit: int, kind: PayloadIndexKind) -> list[FacetHit]:
     """The engine's hits, most frequent first, ties by value, so engines agree. The
-    embedded engine's index keeps values whose last holder went (count 0): left out."""
-    plain = [FacetHit(h.value, int(h.count)) for h in hits if h.count > 0]
+    embedded engine's index keeps values whose last holder went (count 0), and local mode
+    (no indexes) counts values of every type: only the index kind's values are kept."""
+    plain = [
+        FacetHit(h.value, int(h.count)) for h in hits if h.count > 0 and _FACET_TYPES[kind](h.value)
+    ]
     plain.sort(key=lambda h: (-h.count, str(type(h.value)), h.value))
     return plain[:limit]
 
