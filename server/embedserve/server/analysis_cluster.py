@@ -49,7 +49,7 @@ class Clustering:
     k: int
     silhouette: float
     silhouette_by_k: dict[int, float]
-    # k-means centres (unit length); None for HDBSCAN.
+    # k-means centres (means of unit rows, not unit length); None for HDBSCAN.
     centres: FloatArray | None
 
 
@@ -111,9 +111,7 @@ def _kmeans(vectors: FloatArray, k: int, seed: int) -> tuple[Labels, FloatArray]
     model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(vectors)
     used, labels = np.unique(np.asarray(model.labels_, dtype=np.int64), return_inverse=True)
     centres = np.asarray(model.cluster_centers_, dtype=np.float32)[used]
-    norms = np.linalg.norm(centres, axis=1, keepdims=True)
-    unit = (centres / np.where(norms == 0, 1, norms)).astype(np.float32)
-    return labels.astype(np.int64).reshape(-1), unit
+    return labels.astype(np.int64).reshape(-1), centres
 
 
 def cluster_vectors(vectors: FloatArray, settings: ClusterSettings) -> Clustering:
@@ -162,5 +160,10 @@ def central_members(
 
 
 def nearest_centre(vectors: FloatArray, centres: FloatArray) -> Labels:
-    """Labels for points that were left out of a sample: their nearest k-means centre."""
-    return np.asarray(np.argmax(vectors @ centres.T, axis=1), dtype=np.int64)
+    """Labels for points that were left out of a sample: their nearest k-means centre, by
+    k-means' own (Euclidean) rule, which labelled the sample. The centres are means of
+    unit rows, shorter than 1 and each its own length, so the largest cosine would pick
+    another centre for some points, and two equal texts could differ."""
+    squared = (centres.astype(np.float64) ** 2).sum(axis=1)
+    distances = squared[None, :] - 2.0 * (vectors.astype(np.float64) @ centres.T.astype(np.float64))
+    return np.asarray(np.argmin(distances, axis=1), dtype=np.int64)
