@@ -4,6 +4,7 @@ histograms, c-TF-IDF words, clustering settings and central members."""
 from __future__ import annotations
 
 import math
+import unicodedata
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from embedserve.server.analysis_duplicates import (
     groups_of,
     histogram,
 )
-from embedserve.server.analysis_words import distinguishing_words
+from embedserve.server.analysis_words import distinguishing_words, words_of
 from embedserve.server.errors import InvalidArgument
 
 
@@ -98,6 +99,27 @@ def test_ctfidf_finds_words_in_text_written_without_spaces() -> None:
     assert [w for w, _ in words[0]] == ["喜欢", "欢吃"]
     assert words[1][0][0] == "进入"
     assert {w for w, _ in words[2]} == {"東京", "の夜"}
+
+
+def test_words_keep_their_combining_marks() -> None:
+    """Python's \\w leaves combining marks out: Hindi words were cut at each vowel sign,
+    vowelled Arabic gave no words, and decomposed Vietnamese gave other words than the
+    same text composed."""
+    assert words_of("भारतीय रिज़र्व बैंक ने ब्याज दरें बढ़ाईं") == [
+        "भारतीय",
+        "रिज़र्व",
+        "बैंक",
+        "ब्याज",
+        "दरें",
+        "बढ़ाईं",
+    ]
+    assert words_of("الْبَنْكُ الْمَرْكَزِيُّ") == ["الْبَنْكُ", "الْمَرْكَزِيُّ"]
+    composed = "Ngân hàng tăng lãi suất"
+    assert words_of(unicodedata.normalize("NFD", composed)) == words_of(composed)
+    assert words_of(composed) == ["ngân", "hàng", "tăng", "lãi", "suất"]
+    # Thai is written without spaces: pairs of characters, each with its marks.
+    assert words_of("ขึ้นดอก") == ["ขึ้น", "นด", "ดอ", "อก"]
+    assert words_of("abc123 x_yz naïve") == ["naïve"]
 
 
 def blobs(per: int = 20) -> tuple[np.ndarray, np.ndarray]:
