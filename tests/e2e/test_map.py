@@ -179,6 +179,11 @@ NOTHING = '{"must": [{"match": {"key": "topic", "text": "no such topic"}}]}'
         ),
         (["topics_map", "--color-by", "cluster", "--k", "1", "-o", "m.png"], "--k 1"),
         (["topics_map", "--k", "4", "-o", "m.png"], "only with --color-by cluster"),
+        (["topics_map", "--seed", "-1", "-o", "m.png"], "--seed: must be from 0 to 2**32 - 1"),
+        (
+            ["topics_map", "--color-by", "cluster", "--min-cluster-size", "3", "-o", "m.png"],
+            "--min-cluster-size applies to --algorithm hdbscan",
+        ),
         (["topics_map", "--method", "umap", "--perplexity", "5", "-o", "m.png"], "tsne only"),
         (
             ["topics_map", "--method", "umap", "--neighbors", "400", "-o", "m.png"],
@@ -200,3 +205,19 @@ def test_bad_input_is_named(served: str, tmp_path: Path, args: list[str], messag
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert not (tmp_path / "m.png").exists()
+
+
+def test_hdbscan_colours_of_a_few_texts_take_a_smaller_cluster_size(
+    served: str, tmp_path: Path
+) -> None:
+    """Four texts are fewer than HDBSCAN's default smallest cluster (5), and map had no
+    flag to lower it."""
+    (tmp_path / "four.txt").write_text("a cat\na kitten\nstocks fell\nshares fell\n")
+    done = map_cli(
+        served,
+        *("four.txt", "--method", "pca", "--color-by", "cluster", "--algorithm", "hdbscan"),
+        *("--min-cluster-size", "2", "--coords", "h.csv"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(read_coords(tmp_path / "h.csv")) == 4

@@ -26,6 +26,15 @@ def test_every_method_maps_small_and_repeated_points(method: str, points: np.nda
     assert np.isfinite(coordinates).all()
 
 
+@pytest.mark.parametrize("seed", [0, 8, 10])
+def test_three_different_points_are_three_places_on_a_tsne_map(seed: int) -> None:
+    """t-SNE's default perplexity for three points was 2/3: two of these fell on one spot."""
+    points = np.random.default_rng(seed).standard_normal((3, 384)).astype(np.float32)
+    places = project(points, Projection(method="tsne"), lambda _: None)
+    gaps = [np.linalg.norm(places[i] - places[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert min(gaps) > 1.0
+
+
 def test_the_html_map_shows_names_and_texts_as_text(tmp_path: Path) -> None:
     """Plotly reads a little HTML in its labels; a payload value, a text or a title that
     looks like markup is shown as written."""

@@ -84,6 +84,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """An argparse type for ``--seed``: a whole number from 0 to 2**32 - 1, what the
+    Cluster RPC and the projections take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number expected, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**32 - 1, got {value}")
+    return value
+
+
 def filter_arg(text: str | None) -> dict[str, Any] | None:
     """``--filter``: the JSON form of a Filter message, checked before any call."""
     if not text:

@@ -9,7 +9,13 @@ import sys
 from typing import Any
 
 from embedserve.client._sync import EmbedClient
-from embedserve.client.cli_connect import add_target, client_verb, filter_arg
+from embedserve.client.cli_connect import (
+    add_target,
+    client_verb,
+    filter_arg,
+    positive_int,
+    seed_int,
+)
 from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.maps.build import CLUSTER, Map, MapRequest, build_map
 from embedserve.client.maps.extra import MissingExtra, require
@@ -47,7 +53,7 @@ def add_parser(commands: Any) -> None:
         help="map a seeded random sample above this many points (default: umap 50,000, "
         "tsne 10,000, pca 500,000)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="sampling and projection seed")
+    parser.add_argument("--seed", type=seed_int, default=0, help="sampling and projection seed")
     parser.add_argument(
         "--pca-dims", type=int, default=50, help="PCA to this many dimensions before umap/tsne"
     )
@@ -58,6 +64,11 @@ def add_parser(commands: Any) -> None:
         "--algorithm", choices=["kmeans", "hdbscan"], help="with --color-by cluster"
     )
     parser.add_argument("--k", type=int, help="clusters, with --color-by cluster (default: chosen)")
+    parser.add_argument(
+        "--min-cluster-size",
+        type=positive_int,
+        help="hdbscan's smallest cluster, with --color-by cluster (default 5)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -86,8 +97,14 @@ def _request(args: argparse.Namespace) -> MapRequest:
         if args.algorithm == "hdbscan":
             raise ValueError("--k applies to kmeans; hdbscan finds the number of clusters")
         cluster["k"] = args.k
+    if args.min_cluster_size is not None:
+        if args.algorithm != "hdbscan":
+            raise ValueError("--min-cluster-size applies to --algorithm hdbscan")
+        cluster["min_cluster_size"] = args.min_cluster_size
     if cluster and args.color_by != CLUSTER:
-        raise ValueError("--k and --algorithm apply only with --color-by cluster")
+        raise ValueError(
+            "--k, --algorithm and --min-cluster-size apply only with --color-by cluster"
+        )
     projection = Projection(
         method=args.method,
         seed=args.seed,

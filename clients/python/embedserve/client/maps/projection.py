@@ -101,7 +101,8 @@ def _umap(x: np.ndarray, options: Projection, progress: Progress) -> np.ndarray:
 def _tsne(x: np.ndarray, options: Projection, progress: Progress) -> np.ndarray:
     from sklearn.manifold import TSNE
 
-    perplexity = options.perplexity or min(30.0, (len(x) - 1) / 3)
+    # Below 1 (three points gave 2/3) t-SNE's neighbourhoods hold one point: equal maps.
+    perplexity = options.perplexity or max(1.0, min(30.0, (len(x) - 1) / 3))
     progress(f"t-SNE of {len(x):,} points (perplexity {perplexity:g})")
     tsne = TSNE(
         n_components=2, perplexity=perplexity, init="pca", random_state=options.seed, n_jobs=-1
