@@ -436,10 +436,20 @@ def _keep_tighter_bounds(bounds: Range | DatetimeRange, value: Callable[[Any], A
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# The forms the engines read in stored values: a date, with a time to the minute, or to
+# the second (a fraction, an offset). Python reads more (week dates, "20261201T1000"),
+# and a bound in a form no stored value can take is a mistake.
+_DATETIME_FORM = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?)?"
+)
+
+
 def parse_datetime(text: str) -> datetime:
     """An RFC 3339 date and time ("2026-12-01T10:00:00Z", "...+02:00"), a date
     ("2026-12-01") or a time without an offset (read as UTC, as Qdrant reads it), in UTC."""
     try:
+        if not _DATETIME_FORM.fullmatch(text):
+            raise ValueError(text)
         moment = datetime.fromisoformat(text)
     except (TypeError, ValueError):
         raise InvalidFilter(
