@@ -125,7 +125,7 @@ def test_signatures_are_the_methods_own() -> None:
     assert "embed(texts: " in shown
     assert typing.get_origin(embed.return_annotation) is np.ndarray  # not Plan[...]
     get = inspect.signature(AsyncEmbedClient.get)
-    assert list(get.parameters) == ["self", "collection", "ids", "with_vectors"]
+    assert list(get.parameters) == ["self", "collection", "ids", "with_vectors", "exact_payloads"]
     assert typing.get_origin(get.return_annotation) is list
     stream = inspect.signature(EmbedClient.embed_iter).return_annotation
     assert typing.get_origin(stream) is Iterator

@@ -237,6 +237,15 @@ def test_a_malformed_index_names_the_value_and_the_kinds(
             client.create_collection("ix", payload_indexes={"topic": "badkind"})
 
 
+def test_an_index_on_a_field_whose_name_holds_a_colon(served: str) -> None:
+    """The kind follows the last colon; such a key is quoted, as in filters."""
+    index = '"a:b":keyword'
+    result = run_cli("collections", "create", "ixc", "--index", index, "--target", served)
+    assert result.returncode == 0, result.stderr
+    with EmbedClient(served) as client:
+        assert dict(client.get_collection("ixc").config.payload_indexes) == {'"a:b"': 1}  # KEYWORD
+
+
 def test_embed_from_stdin_drops_windows_line_endings(served: str) -> None:
     result = run_cli("embed", "--target", served, stdin="one\r\ntwo\r\n")
     assert result.returncode == 0, result.stderr

@@ -95,3 +95,28 @@ def test_a_collection_recording_the_former_fingerprint_stays_the_models(
         assert info.former_fingerprint == former != info.fingerprint
         client.upsert("older", DOCS)
         assert [h.id for h in client.search("older", "space travel", limit=1)] == ["1"]
+
+
+def test_a_finetuned_models_collection_recording_its_report_stays_the_models(
+    start_server: Any, minilm_path: Path, tmp_path: Path
+) -> None:
+    """Fingerprints of the former kind once counted the report `embedserve finetune`
+    writes beside the weights: collections and exports a fine-tuned model made then
+    record that one, and are still that model's."""
+    from embedserve.connectors import CollectionSpec, EdgeStore
+    from embedserve.server.model_identity import FORMER_HEAD_BYTES, _fingerprint
+
+    tuned = shutil.copytree(minilm_path, tmp_path / "tuned")
+    (tuned / "finetune-report.json").write_text('{"base": "minilm"}')
+    recorded = _fingerprint(tuned, FORMER_HEAD_BYTES, skipped=frozenset())
+    data = tmp_path / "data"
+    with EdgeStore(data) as store:
+        spec = CollectionSpec("older", 384, model_id=str(tuned), model_fingerprint=recorded)
+        store.create_collection(spec)
+    server = start_server(model=str(tuned), data_dir=str(data))
+    with EmbedClient(server.target) as client:
+        info = client.model_info()
+        assert recorded != info.former_fingerprint
+        assert list(info.former_fingerprints) == [info.former_fingerprint, recorded]
+        client.upsert("older", DOCS)
+        assert [h.id for h in client.search("older", "space travel", limit=1)] == ["1"]

@@ -1,6 +1,7 @@
 """Payload numbers over gRPC, whose google.protobuf.Struct carries every number as a double:
 whole ones an int64 holds are stored as integers (integer filters match them), larger ones
-stay numbers, and an integer a double would change is refused before it is sent."""
+stay numbers, and an integer a double would change is sent in a document as JSON text
+(payload_json), exactly, and refused in a payload update before it is sent."""
 
 from __future__ import annotations
 
@@ -77,12 +78,14 @@ def test_numbers_are_stored_as_the_store_keeps_them(server: Any, client: Any) ->
         ({"deep": {"ids": [1, 2**63 - 1]}}, "'deep.ids[1]': 9223372036854775807"),
     ],
 )
-def test_an_integer_a_double_would_change_is_refused_before_it_is_sent(
+def test_an_integer_a_double_would_change_is_written_exactly_or_refused_before_it_is_sent(
     client: Any, payload: dict[str, Any], where: str
 ) -> None:
+    client.upsert("numbers", [{"id": "d", "text": "a star", "payload": payload}])
+    assert client.get("numbers", ["d"], exact_payloads=True)[0].payload == payload
+    # A payload update has no JSON form: it still refuses what a double would change.
     with pytest.raises(ValueError, match="past 2\\*\\*53") as refused:
-        client.upsert("numbers", [{"id": "d", "text": "a star", "payload": payload}])
-    assert where in str(refused.value) and "send it as a string" in str(refused.value)
-    with pytest.raises(ValueError, match="past 2\\*\\*53"):
-        client.update_payload("numbers", ["d"], payload=payload)
-    assert client.count("numbers") == 0
+        client.update_payload("numbers", ["d"], payload={"other": payload})
+    assert f"'other.{where[1:]}" in str(refused.value)
+    assert "send it as a string" in str(refused.value)
+    assert client.get("numbers", ["d"], exact_payloads=True)[0].payload == payload

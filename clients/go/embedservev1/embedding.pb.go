@@ -1851,8 +1851,13 @@ type GetModelInfoResponse struct {
 	// The fingerprint of the former kind (of the first 16 MiB of each weights
 	// file), which older collections and exports record: taken as this model's.
 	FormerFingerprint string `protobuf:"bytes,17,opt,name=former_fingerprint,json=formerFingerprint,proto3" json:"former_fingerprint,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Every fingerprint of the former kind that names this model, former_fingerprint
+	// first; for a model `embedserve finetune` made, also the one with its
+	// finetune-report.json counted, as releases before the report was left out
+	// recorded.
+	FormerFingerprints []string `protobuf:"bytes,18,rep,name=former_fingerprints,json=formerFingerprints,proto3" json:"former_fingerprints,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GetModelInfoResponse) Reset() {
@@ -2002,6 +2007,13 @@ func (x *GetModelInfoResponse) GetFormerFingerprint() string {
 		return x.FormerFingerprint
 	}
 	return ""
+}
+
+func (x *GetModelInfoResponse) GetFormerFingerprints() []string {
+	if x != nil {
+		return x.FormerFingerprints
+	}
+	return nil
 }
 
 type RerankerInfo struct {
@@ -2448,7 +2460,7 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\rRequestLimits\x123\n" +
 	"\x16max_inputs_per_request\x18\x01 \x01(\rR\x13maxInputsPerRequest\x12&\n" +
 	"\x0fmax_input_chars\x18\x02 \x01(\rR\rmaxInputChars\x12*\n" +
-	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\x87\x06\n" +
+	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xb8\x06\n" +
 	"\x14GetModelInfoResponse\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1e\n" +
 	"\n" +
@@ -2473,7 +2485,8 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\x0emodel_revision\x18\x0e \x01(\tR\rmodelRevision\x12 \n" +
 	"\vfingerprint\x18\x0f \x01(\tR\vfingerprint\x127\n" +
 	"\breranker\x18\x10 \x01(\v2\x1b.embedserve.v1.RerankerInfoR\breranker\x12-\n" +
-	"\x12former_fingerprint\x18\x11 \x01(\tR\x11formerFingerprint\x1a:\n" +
+	"\x12former_fingerprint\x18\x11 \x01(\tR\x11formerFingerprint\x12/\n" +
+	"\x13former_fingerprints\x18\x12 \x03(\tR\x12formerFingerprints\x1a:\n" +
 	"\fPromptsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +

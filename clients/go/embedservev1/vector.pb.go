@@ -810,8 +810,17 @@ type Document struct {
 	//
 	//	*Document_Text
 	//	*Document_Vector
-	Content       isDocument_Content `protobuf_oneof:"content"`
-	Payload       *structpb.Struct   `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	Content isDocument_Content `protobuf_oneof:"content"`
+	// Numbers travel as doubles here: an integer past 2**53 may arrive as another
+	// number (9007199254740993 as 9007199254740992). Whole numbers an int64 holds
+	// are stored as integers, so that integer filters match them.
+	Payload *structpb.Struct `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// The payload as the text of a JSON object, numbers exactly as written
+	// (integers past 2**53, up to the int64 range, are kept); NaN and infinities
+	// are not JSON and are refused. Give this or payload, not both
+	// (INVALID_ARGUMENT, naming the document). It is stored as payload is: whole
+	// numbers an int64 holds (1.0) as integers.
+	PayloadJson   string `protobuf:"bytes,5,opt,name=payload_json,json=payloadJson,proto3" json:"payload_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -883,6 +892,13 @@ func (x *Document) GetPayload() *structpb.Struct {
 		return x.Payload
 	}
 	return nil
+}
+
+func (x *Document) GetPayloadJson() string {
+	if x != nil {
+		return x.PayloadJson
+	}
+	return ""
 }
 
 type isDocument_Content interface {
@@ -4863,10 +4879,15 @@ func (x *RecommendResponse) GetGroups() []*HitGroup {
 }
 
 type StoredDocument struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Payload       *structpb.Struct       `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
-	Vector        *Vector                `protobuf:"bytes,3,opt,name=vector,proto3" json:"vector,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Empty when the request set exact_payloads: payload_json holds it then.
+	Payload *structpb.Struct `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Vector  *Vector          `protobuf:"bytes,3,opt,name=vector,proto3" json:"vector,omitempty"`
+	// With the request's exact_payloads: the payload as the text of a JSON object
+	// (compact), numbers exactly as stored (integers past 2**53 too), and payload
+	// left empty; "{}" when no payload was asked for. Empty otherwise.
+	PayloadJson   string `protobuf:"bytes,4,opt,name=payload_json,json=payloadJson,proto3" json:"payload_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4922,11 +4943,21 @@ func (x *StoredDocument) GetVector() *Vector {
 	return nil
 }
 
+func (x *StoredDocument) GetPayloadJson() string {
+	if x != nil {
+		return x.PayloadJson
+	}
+	return ""
+}
+
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
-	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
-	WithVectors   bool                   `protobuf:"varint,3,opt,name=with_vectors,json=withVectors,proto3" json:"with_vectors,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Collection  string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	Ids         []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	WithVectors bool                   `protobuf:"varint,3,opt,name=with_vectors,json=withVectors,proto3" json:"with_vectors,omitempty"`
+	// Return each payload in StoredDocument.payload_json, as JSON text, instead of
+	// payload (a Struct, whose doubles change integers past 2**53). Default: false.
+	ExactPayloads bool `protobuf:"varint,4,opt,name=exact_payloads,json=exactPayloads,proto3" json:"exact_payloads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4978,6 +5009,13 @@ func (x *GetRequest) GetIds() []string {
 func (x *GetRequest) GetWithVectors() bool {
 	if x != nil {
 		return x.WithVectors
+	}
+	return false
+}
+
+func (x *GetRequest) GetExactPayloads() bool {
+	if x != nil {
+		return x.ExactPayloads
 	}
 	return false
 }
@@ -5576,7 +5614,11 @@ type ScrollRequest struct {
 	WithVectors bool `protobuf:"varint,6,opt,name=with_vectors,json=withVectors,proto3" json:"with_vectors,omitempty"`
 	// Pages in the order of a field's values (numbers, dates and times) instead
 	// of the engine's id order. A cursor belongs to the order it was handed out with.
-	OrderBy       *ScrollOrder `protobuf:"bytes,7,opt,name=order_by,json=orderBy,proto3" json:"order_by,omitempty"`
+	OrderBy *ScrollOrder `protobuf:"bytes,7,opt,name=order_by,json=orderBy,proto3" json:"order_by,omitempty"`
+	// Return each payload in StoredDocument.payload_json, as JSON text, instead of
+	// payload (a Struct, whose doubles change integers past 2**53): what a copy of
+	// a collection reads. Default: false.
+	ExactPayloads bool `protobuf:"varint,8,opt,name=exact_payloads,json=exactPayloads,proto3" json:"exact_payloads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5658,6 +5700,13 @@ func (x *ScrollRequest) GetOrderBy() *ScrollOrder {
 		return x.OrderBy
 	}
 	return nil
+}
+
+func (x *ScrollRequest) GetExactPayloads() bool {
+	if x != nil {
+		return x.ExactPayloads
+	}
+	return false
 }
 
 // Order by the values of a payload field with an integer, float or datetime index
@@ -6743,12 +6792,13 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\bmodel_id\x18\x05 \x01(\tR\amodelId\x12+\n" +
 	"\x11model_fingerprint\x18\x06 \x01(\tR\x10modelFingerprint\" \n" +
 	"\x06Vector\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\x02R\x06values\"\x9f\x01\n" +
+	"\x06values\x18\x01 \x03(\x02R\x06values\"\xc2\x01\n" +
 	"\bDocument\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x04text\x18\x02 \x01(\tH\x00R\x04text\x12/\n" +
 	"\x06vector\x18\x03 \x01(\v2\x15.embedserve.v1.VectorH\x00R\x06vector\x121\n" +
-	"\apayload\x18\x04 \x01(\v2\x17.google.protobuf.StructR\apayloadB\t\n" +
+	"\apayload\x18\x04 \x01(\v2\x17.google.protobuf.StructR\apayload\x12!\n" +
+	"\fpayload_json\x18\x05 \x01(\tR\vpayloadJsonB\t\n" +
 	"\acontent\"\x93\x01\n" +
 	"\fWriteOptions\x121\n" +
 	"\x05embed\x18\x01 \x01(\v2\x1b.embedserve.v1.EmbedOptionsR\x05embed\x12\x1d\n" +
@@ -7068,18 +7118,20 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x1d.embedserve.v1.ScoredDocumentR\aresults\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.embedserve.v1.UsageR\x05usage\x12\x1b\n" +
 	"\tsearch_ms\x18\x03 \x01(\x01R\bsearchMs\x12/\n" +
-	"\x06groups\x18\x04 \x03(\v2\x17.embedserve.v1.HitGroupR\x06groups\"\x82\x01\n" +
+	"\x06groups\x18\x04 \x03(\v2\x17.embedserve.v1.HitGroupR\x06groups\"\xa5\x01\n" +
 	"\x0eStoredDocument\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\apayload\x18\x02 \x01(\v2\x17.google.protobuf.StructR\apayload\x12-\n" +
-	"\x06vector\x18\x03 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\"a\n" +
+	"\x06vector\x18\x03 \x01(\v2\x15.embedserve.v1.VectorR\x06vector\x12!\n" +
+	"\fpayload_json\x18\x04 \x01(\tR\vpayloadJson\"\x88\x01\n" +
 	"\n" +
 	"GetRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
 	"collection\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\x12!\n" +
-	"\fwith_vectors\x18\x03 \x01(\bR\vwithVectors\"J\n" +
+	"\fwith_vectors\x18\x03 \x01(\bR\vwithVectors\x12%\n" +
+	"\x0eexact_payloads\x18\x04 \x01(\bR\rexactPayloads\"J\n" +
 	"\vGetResponse\x12;\n" +
 	"\tdocuments\x18\x01 \x03(\v2\x1d.embedserve.v1.StoredDocumentR\tdocuments\"p\n" +
 	"\rDeleteRequest\x12\x1e\n" +
@@ -7122,7 +7174,7 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x05count\x18\x04 \x01(\x04R\x05countB\a\n" +
 	"\x05value\"B\n" +
 	"\rFacetResponse\x121\n" +
-	"\x06values\x18\x01 \x03(\v2\x19.embedserve.v1.FacetValueR\x06values\"\xae\x02\n" +
+	"\x06values\x18\x01 \x03(\v2\x19.embedserve.v1.FacetValueR\x06values\"\xd5\x02\n" +
 	"\rScrollRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -7132,7 +7184,8 @@ const file_embedserve_v1_vector_proto_rawDesc = "" +
 	"\x06cursor\x18\x04 \x01(\tR\x06cursor\x12&\n" +
 	"\fwith_payload\x18\x05 \x01(\bH\x01R\vwithPayload\x88\x01\x01\x12!\n" +
 	"\fwith_vectors\x18\x06 \x01(\bR\vwithVectors\x125\n" +
-	"\border_by\x18\a \x01(\v2\x1a.embedserve.v1.ScrollOrderR\aorderByB\b\n" +
+	"\border_by\x18\a \x01(\v2\x1a.embedserve.v1.ScrollOrderR\aorderBy\x12%\n" +
+	"\x0eexact_payloads\x18\b \x01(\bR\rexactPayloadsB\b\n" +
 	"\x06_limitB\x0f\n" +
 	"\r_with_payload\"?\n" +
 	"\vScrollOrder\x12\x10\n" +

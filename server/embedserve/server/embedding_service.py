@@ -188,6 +188,7 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
             model_revision=info.model_revision,
             fingerprint=info.fingerprint,
             former_fingerprint=info.former_fingerprint,
+            former_fingerprints=info.former_fingerprints,
             batching=pb.BatchingLimits(
                 max_batch_tokens=info.batching.max_batch_tokens,
                 max_batch_size=info.batching.max_batch_size,

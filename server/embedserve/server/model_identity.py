@@ -10,8 +10,10 @@ weights, tokenizer or settings.
 Fingerprints of the former kind read only the first 16 MiB of each weights file, so two
 models of one shape whose early tensors agree (a fine-tune with frozen embeddings) had
 the same one. Collections and exports that record such a fingerprint are still taken as
-the served model's where it matches (``former_model_fingerprint``): nothing better is
-known about them.
+the served model's where it matches (``former_model_fingerprints``): nothing better is
+known about them. Before the fine-tuning report was left out of fingerprints, a model
+that ``embedserve finetune`` made had its report counted in the former kind: that one
+names the model too.
 """
 
 from __future__ import annotations
@@ -38,21 +40,32 @@ def model_fingerprint(folder: Path) -> str:
 
 
 @functools.cache
+def former_model_fingerprints(folder: Path) -> tuple[str, ...]:
+    """Those of the former kind: without the fine-tuning report, and, where the folder
+    holds one, with it, as releases that counted it recorded."""
+    without = _fingerprint(folder, FORMER_HEAD_BYTES)
+    if not (folder / FINETUNE_REPORT).is_file():
+        return (without,)
+    return without, _fingerprint(folder, FORMER_HEAD_BYTES, skipped=frozenset())
+
+
 def former_model_fingerprint(folder: Path) -> str:
-    return _fingerprint(folder, FORMER_HEAD_BYTES)
+    return former_model_fingerprints(folder)[0]
 
 
-def fingerprints_of(folder: Path) -> tuple[str, str]:
+def fingerprints_of(folder: Path) -> tuple[str, ...]:
     """The fingerprints a collection of the model in ``folder`` may record."""
-    return model_fingerprint(folder), former_model_fingerprint(folder)
+    return model_fingerprint(folder), *former_model_fingerprints(folder)
 
 
-def _fingerprint(folder: Path, head_bytes: int | None) -> str:
+def _fingerprint(
+    folder: Path, head_bytes: int | None, skipped: frozenset[str] = NOT_MODEL_FILES
+) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
         hidden = any(part.startswith(".") for part in relative.split("/"))
-        kept = path.suffix in MODEL_FILE_SUFFIXES and relative not in NOT_MODEL_FILES
+        kept = path.suffix in MODEL_FILE_SUFFIXES and relative not in skipped
         if hidden or not kept or not path.is_file():
             continue
         digest.update(f"{relative}\0{path.stat().st_size}\0".encode())

@@ -6,7 +6,7 @@ import dataclasses
 
 from embedserve.server.batcher import BatchLimits
 from embedserve.server.embedder import Embedder, RequestLimits
-from embedserve.server.model_identity import former_model_fingerprint, model_fingerprint
+from embedserve.server.model_identity import former_model_fingerprints, model_fingerprint
 from embedserve.server.model_spec import PoolingMode, SimilarityFunction, hub_commit
 from embedserve.server.reranking import Reranker
 
@@ -27,6 +27,7 @@ class ModelInfo:
     model_revision: str  # the hub commit served; "" for other folders
     fingerprint: str  # of the model's files (model_identity.py)
     former_fingerprint: str  # of the former kind, which older collections record
+    former_fingerprints: list[str]  # every one of the former kind naming this model
     batching: BatchLimits
     limits: RequestLimits
     reranker: RerankerInfo | None
@@ -57,7 +58,8 @@ def model_info(embedder: Embedder, reranker: Reranker | None = None) -> ModelInf
         similarity=spec.similarity,
         model_revision=hub_commit(spec.path),
         fingerprint=model_fingerprint(spec.path),
-        former_fingerprint=former_model_fingerprint(spec.path),
+        former_fingerprint=former_model_fingerprints(spec.path)[0],
+        former_fingerprints=list(former_model_fingerprints(spec.path)),
         batching=embedder.batcher.limits,
         limits=embedder.limits,
         reranker=None if reranker is None else reranker_info(reranker),

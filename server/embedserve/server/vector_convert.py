@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from embedserve.connectors.weighing import Proximity, Recency, Weighing
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
+from embedserve.server.http.strict_json import lone_surrogate_at
 from embedserve.server.passages import PassageSplit
 from embedserve.server.search_rerank import RerankStage
 from embedserve.server.vectors import (
@@ -252,10 +254,44 @@ def documents_from_proto(documents: Sequence[pb.Document]) -> list[DocumentIn]:
                 id=document.id,
                 text=document.text if which == "text" else None,
                 vector=list(document.vector.values) if which == "vector" else None,
-                payload=payload_from_proto(document.payload, f"documents[{index}].payload"),
+                payload=document_payload(document, f"documents[{index}]"),
             )
         )
     return converted
+
+
+def document_payload(document: pb.Document, field: str) -> dict[str, Any]:
+    """A document's payload: its Struct, or its payload_json (numbers exact), not both."""
+    if not document.payload_json:
+        return payload_from_proto(document.payload, f"{field}.payload")
+    if document.HasField("payload"):
+        raise InvalidArgument(f"{field}: give payload or payload_json, not both")
+    return payload_from_json(document.payload_json, f"{field}.payload_json")
+
+
+def payload_from_json(text: str, field: str) -> dict[str, Any]:
+    """The JSON object ``text``, its numbers as written (integers exact); NaN and the
+    infinities, which Python's json reads, are no JSON and are refused, as is a string
+    escape that is half of a surrogate pair (no text). The core checks what it holds."""
+
+    def refuse(constant: str) -> Any:
+        raise InvalidArgument(f"{field}: {constant} is not JSON (numbers must be finite)")
+
+    try:
+        value = json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"{field} is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument(f"{field}: arrays or objects nested too deeply") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{field} must be a JSON object, not {_json_kind(value)}")
+    if "\\u" in text and (position := lone_surrogate_at(text)) is not None:
+        escape = text[position : position + 6]
+        raise InvalidArgument(
+            f"{field}: {escape} at character {position + 1} is half of a surrogate pair, "
+            "not a character"
+        )
+    return value
 
 
 def filter_from_proto(message: pb.Filter, field: str = "filter") -> st.Filter:
@@ -512,9 +548,27 @@ def scored_to_proto(points: Sequence[st.ScoredPoint]) -> list[pb.ScoredDocument]
     ]
 
 
-def record_to_proto(record: st.Record) -> pb.StoredDocument:
-    return pb.StoredDocument(
-        id=record.id,
-        payload=payload_to_proto(record.payload),
-        vector=pb.Vector(values=record.vector) if record.vector is not None else None,
-    )
+def _json_kind(value: Any) -> str:
+    """What a parsed JSON value that is no object is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    return "a string" if isinstance(value, str) else "a number"
+
+
+def record_to_proto(record: st.Record, exact_payloads: bool = False) -> pb.StoredDocument:
+    """``exact_payloads``: the payload as JSON text in payload_json (integers past 2**53
+    as they are), and payload left empty."""
+    vector = pb.Vector(values=record.vector) if record.vector is not None else None
+    if exact_payloads:
+        text = payload_json_text(record.payload or {})
+        return pb.StoredDocument(id=record.id, payload_json=text, vector=vector)
+    return pb.StoredDocument(id=record.id, payload=payload_to_proto(record.payload), vector=vector)
+
+
+def payload_json_text(payload: Mapping[str, Any]) -> str:
+    """A stored payload as compact JSON text, numbers as the store keeps them."""
+    return json.dumps(dict(payload), ensure_ascii=False, allow_nan=False, separators=(",", ":"))

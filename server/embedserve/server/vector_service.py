@@ -182,7 +182,8 @@ class VectorService(pb_grpc.VectorServiceServicer):
     @unary
     async def Get(self, request: pb.GetRequest, context: Context) -> pb.GetResponse:
         records = await self._core.get(request.collection, list(request.ids), request.with_vectors)
-        return pb.GetResponse(documents=[vc.record_to_proto(r) for r in records])
+        exact = request.exact_payloads
+        return pb.GetResponse(documents=[vc.record_to_proto(r, exact) for r in records])
 
     @unary
     async def Delete(self, request: pb.DeleteRequest, context: Context) -> pb.DeleteResponse:
@@ -231,7 +232,7 @@ class VectorService(pb_grpc.VectorServiceServicer):
             vc.scroll_order(request),
         )
         return pb.ScrollResponse(
-            documents=[vc.record_to_proto(r) for r in page.records],
+            documents=[vc.record_to_proto(r, request.exact_payloads) for r in page.records],
             next_cursor=page.next_cursor or "",
         )
 

@@ -45,17 +45,20 @@ def scroll(
     with_vectors: bool = False,
     order_by: str | None = None,
     descending: bool = False,
+    exact_payloads: bool = False,
 ) -> Plan[tuple[list[docs.StoredDocument], str | None]]:
     """One page of stored documents and the cursor of the next (None after the last).
     Pages come in the engine's id order, or by the values of ``order_by``, a field with
     an integer, float or datetime index (largest first if ``descending``); the cursor belongs to
-    the order it was handed out with."""
+    the order it was handed out with. ``exact_payloads``: payloads read as JSON text, so
+    that integers past 2**53 come back exactly (a Struct's doubles would change them)."""
     request = pb.ScrollRequest(
         collection=collection,
         limit=limit,
         cursor=cursor or "",
         with_payload=with_payload,
         with_vectors=with_vectors,
+        exact_payloads=exact_payloads,
     )
     if order_by is not None:
         request.order_by.key = order_by

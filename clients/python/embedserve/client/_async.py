@@ -108,10 +108,17 @@ class AsyncEmbedClient:
     find_duplicates = awaiting(analysis_calls.find_duplicates)
 
     async def scroll_iter(
-        self, collection: str, *, page_size: int = 256, **options: Any
+        self,
+        collection: str,
+        *,
+        page_size: int = 256,
+        exact_payloads: bool = False,
+        **options: Any,
     ) -> AsyncIterator[StoredDocument]:
-        """Every stored document (matching ``filter``), one page request at a time."""
+        """Every stored document (matching ``filter``), one page request at a time;
+        ``exact_payloads`` as for ``scroll``."""
         cursor: str | None = None
+        options["exact_payloads"] = exact_payloads
         while True:
             page, cursor = await self.scroll(collection, limit=page_size, cursor=cursor, **options)
             for document in page:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -79,8 +80,27 @@ def document(value: DocumentLike) -> pb.Document:
         doc.vector.values.extend(float(x) for x in value["vector"])
     payload = value.get("payload")
     if payload:
-        fill_payload(doc.payload, payload, f"document {value.get('id')!r}")
+        _set_payload(doc, payload, f"document {value.get('id')!r}")
     return doc
+
+
+def _set_payload(doc: pb.Document, payload: Mapping[str, Any], what: str) -> None:
+    """The payload as a Struct, or, when it holds an integer a Struct's doubles would
+    change (past 2**53), as JSON text in payload_json, whose numbers are exact."""
+    plain = _plain_payload(payload, what)
+    if inexact_integer(plain) is None:
+        _struct_update(doc.payload, plain, what)
+        return
+    try:
+        text = json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # NaN and infinities have no JSON form; the server refuses them too
+        raise ValueError(f"{what}: payload numbers must be finite") from None
+    except TypeError as exc:
+        raise ValueError(f"{what}: {_JSON_ONLY}: {exc}") from None
+    try:
+        doc.payload_json = text
+    except ValueError as exc:  # a string that is no text (a lone surrogate), as a Struct's
+        raise ValueError(f"{what}: {_JSON_ONLY}: {exc}") from None
 
 
 def field_problem(value: Mapping[str, Any]) -> str | None:
@@ -163,19 +183,30 @@ def _type_name(value: Any) -> str:
 
 
 def fill_payload(struct: Any, payload: Mapping[str, Any], what: str) -> None:
-    """Copy a JSON-like payload into a Struct, naming ``what`` when it is not JSON."""
-    if (problem := payload_problem(payload)) is not None:
-        raise ValueError(f"{what}: {problem}")
-    plain = {str(k): _plain(v) for k, v in dict(payload).items()}
+    """Copy a JSON-like payload into a Struct, naming ``what`` when it is not JSON, or
+    when it holds an integer a Struct's doubles would change (past 2**53)."""
+    plain = _plain_payload(payload, what)
     if (problem := inexact_integer(plain)) is not None:
         raise ValueError(f"{what}: payload {problem}")
+    _struct_update(struct, plain, what)
+
+
+def _plain_payload(payload: Mapping[str, Any], what: str) -> dict[str, Any]:
+    if (problem := payload_problem(payload)) is not None:
+        raise ValueError(f"{what}: {problem}")
+    return {str(k): _plain(v) for k, v in dict(payload).items()}
+
+
+_JSON_ONLY = (
+    "a payload holds JSON values only (str, int, float, bool, None, lists and dicts of them)"
+)
+
+
+def _struct_update(struct: Any, plain: dict[str, Any], what: str) -> None:
     try:
         struct.update(plain)
     except (TypeError, ValueError) as exc:  # protobuf says only "Unexpected type"
-        raise ValueError(
-            f"{what}: a payload holds JSON values only "
-            f"(str, int, float, bool, None, lists and dicts of them): {exc}"
-        ) from None
+        raise ValueError(f"{what}: {_JSON_ONLY}: {exc}") from None
 
 
 def _plain(value: Any) -> Any:
@@ -193,6 +224,15 @@ def payload_dict(struct: Any) -> dict[str, Any]:
     """A payload as written. A Struct's numbers are doubles on the wire; the store keeps
     whole ones as integers (integer filters match them), and so they come back here."""
     return {key: whole_to_int(value) for key, value in json_format.MessageToDict(struct).items()}
+
+
+def stored_payload(message: pb.StoredDocument) -> dict[str, Any]:
+    """A stored document's payload: from payload_json (a read with exact_payloads, numbers
+    exactly as stored) when it is there, else from the Struct."""
+    if message.payload_json:
+        payload: dict[str, Any] = json.loads(message.payload_json)
+        return payload
+    return payload_dict(message.payload)
 
 
 def document_problem(value: Mapping[str, Any]) -> str | None:
@@ -300,4 +340,4 @@ def hit_groups(groups: Sequence[pb.HitGroup]) -> list[HitGroup]:
 
 
 def stored(results: Sequence[pb.StoredDocument]) -> list[StoredDocument]:
-    return [StoredDocument(r.id, payload_dict(r.payload), _vector(r)) for r in results]
+    return [StoredDocument(r.id, stored_payload(r), _vector(r)) for r in results]

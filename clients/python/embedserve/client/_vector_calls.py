@@ -521,10 +521,20 @@ def _set_group(message: pb.GroupBy, key: str, size: int | None) -> None:
 
 
 def get(
-    collection: str, ids: Sequence[docs.IdLike], *, with_vectors: bool = False
+    collection: str,
+    ids: Sequence[docs.IdLike],
+    *,
+    with_vectors: bool = False,
+    exact_payloads: bool = False,
 ) -> Plan[list[docs.StoredDocument]]:
+    """The stored documents among ``ids``, in the order asked. ``exact_payloads``: payloads
+    read as JSON text, so that integers past 2**53 come back exactly (a Struct's doubles
+    would change them); whole numbers come back as ints either way, as they are stored."""
     request = pb.GetRequest(
-        collection=collection, ids=docs.point_ids(ids), with_vectors=with_vectors
+        collection=collection,
+        ids=docs.point_ids(ids),
+        with_vectors=with_vectors,
+        exact_payloads=exact_payloads,
     )
     response = yield Unary("vectors", "Get", request)
     return docs.stored(response.documents)

@@ -11,7 +11,13 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from embedserve.client.cli_connect import add_target, client_verb, filter_arg, positive_int
+from embedserve.client.cli_connect import (
+    add_target,
+    client_verb,
+    filter_arg,
+    positive_int,
+    seed_int,
+)
 from embedserve.client.cli_output import (
     document_line,
     is_stream,
@@ -67,7 +73,7 @@ def add_parser(commands: Any) -> None:
     cluster.add_argument("--top-words", type=int, default=8)
     cluster.add_argument("--write-label", metavar="FIELD", help="store each label in FIELD")
     cluster.add_argument("--filter", help="JSON filter, as for search")
-    cluster.add_argument("--seed", type=int, default=0)
+    cluster.add_argument("--seed", type=seed_int, default=0)
     cluster.add_argument("--json", action="store_true", help="print the full response as JSON")
 
     duplicates = commands.add_parser(
@@ -104,6 +110,7 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
         page_size=args.page_size,
         filter=query_filter,
         with_vectors=npy or not args.no_vectors,
+        exact_payloads=True,  # integers past 2**53 written as they are, for ingest
     )
     if npy:
         import numpy as np

@@ -100,7 +100,9 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     if split:
         _refuse_passages(client, args.collection, query_filter)
     _refuse_missing_texts(client, args.collection, query_filter)
-    stored = client.scroll_iter(args.collection, filter=query_filter, page_size=args.batch_size)
+    stored = client.scroll_iter(
+        args.collection, filter=query_filter, page_size=args.batch_size, exact_payloads=True
+    )
     documents = _with_texts(stored)
     if exists:
         documents = _not_in(client, args.new_collection, documents, args.batch_size, bool(split))

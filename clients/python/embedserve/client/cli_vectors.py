@@ -17,6 +17,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from embedserve.client._documents import Hit, HitGroup, document_problem, field_problem
+from embedserve.client._struct_numbers import wide_integer
 from embedserve.client._sync import EmbedClient
 from embedserve.client._vector_calls import INDEX_KIND_NAMES
 from embedserve.client.cli_checkpoint import PrefixDigest, digest_of
@@ -427,7 +428,7 @@ def _index_specs(specs: list[str]) -> dict[str, str]:
     """--index FIELD:KIND values by field, each checked before any call."""
     indexes = {}
     for spec in specs:
-        field, _, kind = spec.partition(":")
+        field, _, kind = spec.rpartition(":")  # a field's name may hold ":"
         if not field or kind not in INDEX_KIND_NAMES:
             raise ValueError(
                 f"--index {spec!r}: expected FIELD:KIND, KIND one of {', '.join(INDEX_KIND_NAMES)}"
@@ -460,10 +461,26 @@ def read_documents(stream: TextIO, csv_format: bool, source: str) -> Iterator[di
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                value = json.loads(line)
+                value = _json_value(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{source} line {number}: not JSON ({exc.msg})") from None
+            except _NotJson as exc:
+                raise ValueError(f"{source} line {number}: not JSON ({exc})") from None
             yield _checked_document(f"{source} line {number}", value)
+
+
+class _NotJson(ValueError):
+    """A constant Python's json reads and JSON has not: NaN, Infinity, -Infinity."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is no JSON number")
+
+
+def _json_value(text: str) -> Any:
+    """``json.loads`` of JSON only, numbers as written (integers exact): NaN and the
+    infinities are refused (_NotJson), not read as floats the server refuses later."""
+    return json.loads(text, parse_constant=_refuse_constant)
 
 
 def _payload_column(where: str, text: str | None) -> dict[str, Any]:
@@ -471,9 +488,11 @@ def _payload_column(where: str, text: str | None) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        payload = json.loads(text)
+        payload = _json_value(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: the payload column is not JSON ({exc.msg})") from None
+    except _NotJson as exc:
+        raise ValueError(f"{where}: the payload column is not JSON ({exc})") from None
     if not isinstance(payload, dict):
         raise ValueError(f"{where}: the payload column must hold a JSON object")
     return payload
@@ -488,6 +507,10 @@ def _checked_document(where: str, value: Any) -> dict[str, Any]:
     # Checked here as well as when the batch is built, so that the error names the line
     # and comes before the batch is sent, with the documents before it.
     if (problem := field_problem(value) or lone_surrogate(value)) is not None:
+        raise ValueError(f"{where}: {problem}")
+    # Payload numbers are sent exactly (integers past 2**53 too); one no store keeps
+    # would fail the whole batch, named only by its place in it.
+    if (problem := wide_integer(value.get("payload"), "payload")) is not None:
         raise ValueError(f"{where}: {problem}")
     empty = [field for field in ("id", "text") if value.get(field) == ""]
     if empty:  # the server refuses these too, but could name only the batch, not the line
@@ -630,7 +653,8 @@ def _refuse_other_model(
     if not ours or not theirs or ours == theirs:
         return
     info = served()
-    if {ours, theirs} <= {info.fingerprint, info.former_fingerprint} - {""}:
+    named = {info.fingerprint, info.former_fingerprint, *info.former_fingerprints} - {""}
+    if {ours, theirs} <= named:
         return
     raise ValueError(
         f"{path} holds embeddings of model {saved.model_id!r} (fingerprint "

@@ -930,6 +930,7 @@ class GetModelInfoResponse(_message.Message):
     FINGERPRINT_FIELD_NUMBER: _builtins.int
     RERANKER_FIELD_NUMBER: _builtins.int
     FORMER_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    FORMER_FINGERPRINTS_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     dimensions: _builtins.int
     max_tokens: _builtins.int
@@ -970,6 +971,14 @@ class GetModelInfoResponse(_message.Message):
     def reranker(self) -> Global___RerankerInfo:
         """The reranker served beside the model (Rerank); unset when there is none."""
 
+    @_builtins.property
+    def former_fingerprints(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every fingerprint of the former kind that names this model, former_fingerprint
+        first; for a model `embedserve finetune` made, also the one with its
+        finetune-report.json counted, as releases before the report was left out
+        recorded.
+        """
+
     def __init__(
         self,
         *,
@@ -990,10 +999,11 @@ class GetModelInfoResponse(_message.Message):
         fingerprint: _builtins.str = ...,
         reranker: Global___RerankerInfo | None = ...,
         former_fingerprint: _builtins.str = ...,
+        former_fingerprints: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "limits", b"limits", "reranker", b"reranker"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "fingerprint", b"fingerprint", "former_fingerprint", b"former_fingerprint", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "reranker", b"reranker", "similarity", b"similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "fingerprint", b"fingerprint", "former_fingerprint", b"former_fingerprint", "former_fingerprints", b"former_fingerprints", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "reranker", b"reranker", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

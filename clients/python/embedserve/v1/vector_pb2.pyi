@@ -488,13 +488,26 @@ class Document(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     VECTOR_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The producer's id; the same id overwrites."""
     text: _builtins.str
+    payload_json: _builtins.str
+    """The payload as the text of a JSON object, numbers exactly as written
+    (integers past 2**53, up to the int64 range, are kept); NaN and infinities
+    are not JSON and are refused. Give this or payload, not both
+    (INVALID_ARGUMENT, naming the document). It is stored as payload is: whole
+    numbers an int64 holds (1.0) as integers.
+    """
     @_builtins.property
     def vector(self) -> Global___Vector: ...
     @_builtins.property
-    def payload(self) -> _struct_pb2.Struct: ...
+    def payload(self) -> _struct_pb2.Struct:
+        """Numbers travel as doubles here: an integer past 2**53 may arrive as another
+        number (9007199254740993 as 9007199254740992). Whole numbers an int64 holds
+        are stored as integers, so that integer filters match them.
+        """
+
     def __init__(
         self,
         *,
@@ -502,10 +515,11 @@ class Document(_message.Message):
         text: _builtins.str = ...,
         vector: Global___Vector | None = ...,
         payload: _struct_pb2.Struct | None = ...,
+        payload_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "payload", b"payload", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "id", b"id", "payload", b"payload", "text", b"text", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "id", b"id", "payload", b"payload", "payload_json", b"payload_json", "text", b"text", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["text", "vector"]  # noqa: Y015
     _WhichOneofArgType_content: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
@@ -2474,9 +2488,17 @@ class StoredDocument(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     VECTOR_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    payload_json: _builtins.str
+    """With the request's exact_payloads: the payload as the text of a JSON object
+    (compact), numbers exactly as stored (integers past 2**53 too), and payload
+    left empty; "{}" when no payload was asked for. Empty otherwise.
+    """
     @_builtins.property
-    def payload(self) -> _struct_pb2.Struct: ...
+    def payload(self) -> _struct_pb2.Struct:
+        """Empty when the request set exact_payloads: payload_json holds it then."""
+
     @_builtins.property
     def vector(self) -> Global___Vector: ...
     def __init__(
@@ -2485,10 +2507,11 @@ class StoredDocument(_message.Message):
         id: _builtins.str = ...,
         payload: _struct_pb2.Struct | None = ...,
         vector: Global___Vector | None = ...,
+        payload_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "payload", b"payload", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "payload", b"payload", "payload_json", b"payload_json", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2501,8 +2524,13 @@ class GetRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
     WITH_VECTORS_FIELD_NUMBER: _builtins.int
+    EXACT_PAYLOADS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     with_vectors: _builtins.bool
+    exact_payloads: _builtins.bool
+    """Return each payload in StoredDocument.payload_json, as JSON text, instead of
+    payload (a Struct, whose doubles change integers past 2**53). Default: false.
+    """
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -2511,10 +2539,11 @@ class GetRequest(_message.Message):
         collection: _builtins.str = ...,
         ids: _abc.Iterable[_builtins.str] | None = ...,
         with_vectors: _builtins.bool = ...,
+        exact_payloads: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "ids", b"ids", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "exact_payloads", b"exact_payloads", "ids", b"ids", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2790,6 +2819,7 @@ class ScrollRequest(_message.Message):
     WITH_PAYLOAD_FIELD_NUMBER: _builtins.int
     WITH_VECTORS_FIELD_NUMBER: _builtins.int
     ORDER_BY_FIELD_NUMBER: _builtins.int
+    EXACT_PAYLOADS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     limit: _builtins.int
     """Documents per page. Default: 256; at most 10000."""
@@ -2799,6 +2829,11 @@ class ScrollRequest(_message.Message):
     """Default: true."""
     with_vectors: _builtins.bool
     """Default: false."""
+    exact_payloads: _builtins.bool
+    """Return each payload in StoredDocument.payload_json, as JSON text, instead of
+    payload (a Struct, whose doubles change integers past 2**53): what a copy of
+    a collection reads. Default: false.
+    """
     @_builtins.property
     def filter(self) -> Global___Filter: ...
     @_builtins.property
@@ -2817,10 +2852,11 @@ class ScrollRequest(_message.Message):
         with_payload: _builtins.bool | None = ...,
         with_vectors: _builtins.bool = ...,
         order_by: Global___ScrollOrder | None = ...,
+        exact_payloads: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_with_payload", b"_with_payload", "filter", b"filter", "limit", b"limit", "order_by", b"order_by", "with_payload", b"with_payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_with_payload", b"_with_payload", "collection", b"collection", "cursor", b"cursor", "filter", b"filter", "limit", b"limit", "order_by", b"order_by", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_with_payload", b"_with_payload", "collection", b"collection", "cursor", b"cursor", "exact_payloads", b"exact_payloads", "filter", b"filter", "limit", b"limit", "order_by", b"order_by", "with_payload", b"with_payload", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015

@@ -157,6 +157,11 @@ class ModelInfo(Answer):
         description="of the former kind (the first 16 MiB of each weights file), which older "
         "collections and exports record: taken as this model's"
     )
+    former_fingerprints: list[str] = Field(
+        description="every fingerprint of the former kind naming this model: "
+        "former_fingerprint, and for a model `embedserve finetune` made, the same with its "
+        "finetune-report.json counted, as releases before it was left out recorded"
+    )
     batching: BatchingLimits
     limits: RequestLimits
     reranker: RerankerInfo | None = Field(description="null when no reranker is served")
