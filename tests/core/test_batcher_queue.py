@@ -404,3 +404,34 @@ def test_a_batcher_needs_a_token_budget_of_at_least_one() -> None:
 
         # A budget of one token still serves: one-token windows, one per batch.
         assert asyncio.run(one_token_budget()) == [[1], [1]]
+
+
+def test_stop_drops_windows_whose_callers_gave_up_without_waiting_for_company() -> None:
+    """A cancelled warm-up's windows stayed counted until the next cut, which waited up to
+    max_wait_ms for company: with a long wait, SIGTERM did not stop the server."""
+    model = RecordingModel()
+
+    async def body() -> None:
+        async with running_batcher(model, limits(max_wait_ms=FOREVER_MS)) as (batcher, _):
+            given_up = batcher.submit(windows(3, 4))
+            await asyncio.sleep(0.02)  # the owner now waits for company
+            for future in given_up:
+                future.cancel()
+            await asyncio.wait_for(batcher.stop(), 2.0)
+            assert batcher.queued == 0
+
+    asyncio.run(body())
+    assert model.batches == []  # dropped, never run
+
+
+def test_stop_runs_what_is_queued_without_waiting_for_company() -> None:
+    model = RecordingModel()
+
+    async def body() -> None:
+        async with running_batcher(model, limits(max_wait_ms=FOREVER_MS)) as (batcher, _):
+            queued = batcher.submit(windows(3, 4))
+            await asyncio.sleep(0.02)
+            await asyncio.wait_for(batcher.stop(), 2.0)
+            assert all(f.done() and not f.cancelled() for f in queued)
+
+    asyncio.run(body())

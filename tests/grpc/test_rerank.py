@@ -304,3 +304,93 @@ def test_a_reranker_that_is_not_there_is_named_as_the_reranker(tmp_path: Path) -
     settings = RerankerSettings(reranker=str(tmp_path / "missing"))
     with pytest.raises(ModelLoadError, match=r"cannot load reranker .*--reranker takes"):
         RerankerModel.load(settings, ModelSettings(device="cpu"))
+
+
+def test_the_reranker_runs_in_the_encoders_number_format(
+    start_server: Any, tiny_reranker_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --backend torch-int8 (or onnx) the encoder runs in float32, and so must the
+    reranker: it ran in bfloat16 on a CPU with AMX, its number format picked as for the
+    torch backend. (AMX is assumed here, so that the test means the same on any CPU.)"""
+    import torch
+
+    monkeypatch.setattr("embedserve.server.model.cpu_has_bf16_matrix_units", lambda: True)
+    running = start_server(
+        backend="torch-int8", dtype="auto", device="cpu", reranker=str(tiny_reranker_path)
+    )
+    encoder, reranker = running.server.model, running.server.embedding_service._reranker
+    assert encoder.dtype == torch.float32
+    assert reranker.model.dtype == torch.float32
+    assert {p.dtype for p in reranker.model._model.parameters()} == {torch.float32}
+    with EmbedClient(running.target) as client:
+        assert client.model_info().dtype == "float32"
+    # Loaded alone, the reranker picks as the encoder would for the backend.
+    settings = RerankerSettings(reranker=str(tiny_reranker_path))
+    for backend in ("onnx", "torch-int8"):
+        alone = RerankerModel.load(settings, ModelSettings(device="cpu", backend=backend))
+        assert alone.dtype == torch.float32
+    assert RerankerModel.load(settings, ModelSettings(device="cpu")).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("requested", [1, 3, 4])
+def test_reranker_max_tokens_below_what_a_pair_needs_is_refused(
+    tiny_reranker_path: Path, requested: int
+) -> None:
+    """3 cut every pair to [CLS] [SEP] [SEP] (all scores equal); 1 ran pairs whole, above it."""
+    settings = RerankerSettings(reranker=str(tiny_reranker_path), reranker_max_tokens=requested)
+    with pytest.raises(ModelLoadError) as refused:
+        RerankerModel.load(settings, ModelSettings(device="cpu"))
+    assert refused.value.message == (
+        f"--reranker-max-tokens (EMBEDSERVE_RERANKER_MAX_TOKENS) {requested} leaves no room "
+        "for a query and a document beside the reranker's 3 special tokens; it takes at least 5"
+    )
+
+
+def test_the_smallest_reranker_max_tokens_reads_a_token_of_each_text(
+    start_server: Any, minilm_model: Any, tiny_reranker_path: Path
+) -> None:
+    server = start_server(
+        loaded=minilm_model, reranker=str(tiny_reranker_path), reranker_max_tokens=5
+    )
+    documents = ["rockets fly", "bread bakes", "orbit " * 50]
+    reply = rerank(server.target, query=QUERY, documents=documents)
+    assert len({round(r.score, 6) for r in reply.results}) == len(documents)
+    with EmbedClient(server.target) as client:
+        assert client.model_info().reranker.max_tokens == 5
+    # Below it the server does not get to SERVING (serve exits 2 with the message).
+    refused = start_server(
+        loaded=minilm_model, reranker=str(tiny_reranker_path), reranker_max_tokens=4, wait=False
+    )
+    with pytest.raises(ModelLoadError, match=r"^--reranker-max-tokens .* at least 5$"):
+        refused.wait_ready()
+
+
+def test_the_activation_and_prompt_crossencoder_saves_are_applied(
+    start_server, minilm_model: Any, tmp_path: Path, minilm_path: Path
+) -> None:
+    """CrossEncoder.save writes its activation and prompts to
+    config_sentence_transformers.json, not config.json: an identity model was scored with
+    a sigmoid, and the default prompt was not put before the query."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    built = build_tiny_reranker(tmp_path / "built", minilm_path)
+    saved = tmp_path / "saved"
+    CrossEncoder(
+        str(built),
+        device="cpu",
+        activation_fn=torch.nn.Identity(),
+        prompts={"relevance": "Judge relevance: "},
+        default_prompt_name="relevance",
+    ).save(str(saved))
+    assert "sentence_transformers" not in json.loads((saved / "config.json").read_text())
+    server = start_server(loaded=minilm_model, reranker=str(saved))
+    expected = cross_encoder_scores(saved, [(QUERY, d) for d in DOCUMENTS])
+    bare = CrossEncoder(str(saved), device="cpu").predict(
+        [(QUERY, d) for d in DOCUMENTS], batch_size=2, prompt=""
+    )
+    assert np.abs(expected - bare).max() > 1e-4  # the prompt changes the scores
+    assert expected.min() < 0 or expected.max() > 1  # identity: logits
+    reply = rerank(server.target, query=QUERY, documents=DOCUMENTS)
+    got = {r.index: r.score for r in reply.results}
+    np.testing.assert_allclose([got[i] for i in range(len(DOCUMENTS))], expected, atol=2e-6)

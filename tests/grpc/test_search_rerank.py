@@ -10,6 +10,7 @@ import grpc
 import httpx
 import pytest
 from running_server import free_port
+from server_records import sample
 
 from embedserve.client import EmbedClient
 
@@ -94,6 +95,48 @@ def test_equal_reranker_scores_are_ordered_by_id(served: Any) -> None:
         hits = client.search("twins", QUERY, rerank=True)
     assert len({h.score for h in hits}) == 1
     assert [h.id for h in hits] == sorted(twins)
+
+
+def test_equal_documents_are_read_once_and_tie_in_request_order(served: Any) -> None:
+    """A pair's score shifts in its last digits with the batch it lands in: equal texts
+    read in different batches could part, out of request order, and pages of a
+    reranked search over equal texts overlapped under load."""
+    pairs_read = "embedserve_rerank_batch_size_sum"
+    documents = ["the same text", TEXTS["f1"], "the same text", TEXTS["r1"], "the same text"]
+    before = sample(served, pairs_read)
+    with EmbedClient(served.target) as client:
+        ranked = client.rerank(QUERY, documents)
+    assert sample(served, pairs_read) - before == 3  # distinct texts
+    twins = [r for r in ranked if documents[r.index] == "the same text"]
+    assert [r.index for r in twins] == [0, 2, 4]
+    assert len({r.score for r in twins}) == 1
+
+
+def test_the_stored_texts_a_search_reranks_are_no_request_items(
+    start_server: Any, minilm_model: Any, tiny_reranker_path: Path
+) -> None:
+    """The request's limits (inputs per request, characters per input) are for what a
+    caller sends; a reranked search of one query read 50 hits and was refused."""
+    running = start_server(
+        loaded=minilm_model,
+        reranker=str(tiny_reranker_path),
+        max_inputs_per_request=3,
+        max_input_chars=60,
+    )
+    long_text = "A rocket climbed to orbit. " * 4  # past 60 characters
+    with EmbedClient(running.target) as client:
+        client.create_collection("few")
+        for start in range(0, 8, 2):
+            batch = [
+                {"id": f"d{n}", "text": f"a rocket, number {n}"} for n in range(start, start + 2)
+            ]
+            client.upsert("few", batch)
+            client.update_payload("few", [d["id"] for d in batch], payload={"body": long_text})
+        hits = client.search("few", "rocket", limit=2, rerank={"text_key": "body"})
+        assert len(hits) == 2
+        with pytest.raises(grpc.RpcError) as refused:
+            client.search("few", "rocket", limit=1001, rerank=True)
+        assert "at most 1000 candidates" in (refused.value.details() or "")
 
 
 def test_payloads_as_asked_and_usage(served: Any, tiny_reranker_path: Path) -> None:

@@ -14,6 +14,7 @@ import grpc
 import httpx
 import pytest
 from certs import CA
+from cryptography.hazmat.primitives import serialization
 
 from embedserve.client import EmbedClient
 from embedserve.server.errors import FailedPrecondition
@@ -133,11 +134,19 @@ def test_tls_with_api_key(
 def test_half_configured_tls_is_an_error(pki: dict[str, Any], tmp_path: Path) -> None:
     """EmbedServer checks its settings and reads its certificates before binding anything."""
     cert, key, ca = pki["server_cert"], pki["server_key"], pki["ca_file"]
-    with pytest.raises(FailedPrecondition, match="together"):
+    # Named as flags and variables, as other settings are.
+    with pytest.raises(FailedPrecondition) as together:
         tls_enabled(TlsSettings(tls_cert=cert))
-    with pytest.raises(FailedPrecondition, match="tls_client_ca needs"):
+    assert together.value.message == (
+        "--tls-cert (EMBEDSERVE_TLS_CERT) and --tls-key (EMBEDSERVE_TLS_KEY) must be set together"
+    )
+    with pytest.raises(FailedPrecondition) as needs:
         tls_enabled(TlsSettings(tls_client_ca=ca))
-    with pytest.raises(FailedPrecondition, match="cannot read"):
+    assert needs.value.message == (
+        "--tls-client-ca (EMBEDSERVE_TLS_CLIENT_CA) needs --tls-cert (EMBEDSERVE_TLS_CERT) "
+        "and --tls-key (EMBEDSERVE_TLS_KEY) as well"
+    )
+    with pytest.raises(FailedPrecondition, match="cannot read --tls-cert"):
         Certificates(TlsSettings(tls_cert=str(tmp_path / "nope"), tls_key=key))
     assert tls_enabled(TlsSettings()) is False
     assert tls_enabled(TlsSettings(tls_cert=cert, tls_key=key, tls_client_ca=ca)) is True
@@ -200,3 +209,73 @@ def test_a_renewed_certificate_is_served_without_a_restart(
     }
     # (At least: the file watch may also have seen a change before a SIGHUP.)
     assert (counted["applied"] or 0) >= 2 and (counted["refused"] or 0) >= 1
+
+
+@pytest.fixture
+def unusable(pki: dict[str, Any], tmp_path: Path) -> dict[str, str]:
+    """Files a handshake could not use: junk, another certificate's key, an encrypted key."""
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a PEM file\n")
+    _, other_key = pki["ca"].issue("localhost", server=True).write(tmp_path, "other")
+    encrypted = tmp_path / "encrypted.key"
+    key = serialization.load_pem_private_key(Path(pki["server_key"]).read_bytes(), None)
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    return {"junk": str(junk), "other_key": other_key, "encrypted": str(encrypted)}
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            ("server_cert", "other_key", None),
+            "--tls-key (EMBEDSERVE_TLS_KEY) {other_key} is not the key of the certificate in "
+            "--tls-cert (EMBEDSERVE_TLS_CERT) {server_cert}",
+        ),
+        (
+            ("junk", "server_key", None),
+            "--tls-cert (EMBEDSERVE_TLS_CERT) {junk} holds no PEM certificate",
+        ),
+        (
+            ("server_cert", "junk", None),
+            "--tls-key (EMBEDSERVE_TLS_KEY) {junk} holds no usable PEM private key",
+        ),
+        (
+            ("server_cert", "encrypted", None),
+            "--tls-key (EMBEDSERVE_TLS_KEY) {encrypted}: the key is encrypted; the server takes "
+            "keys without a passphrase",
+        ),
+        (
+            ("server_cert", "server_key", "junk"),
+            "--tls-client-ca (EMBEDSERVE_TLS_CLIENT_CA) {junk} holds no PEM CA certificate",
+        ),
+    ],
+    ids=["mismatched-key", "junk-cert", "junk-key", "encrypted-key", "junk-client-ca"],
+)
+def test_unusable_tls_files_are_refused_at_start_naming_flag_and_file(
+    pki: dict[str, Any],
+    unusable: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    files: tuple[str, str, str | None],
+    expected: str,
+) -> None:
+    """gRPC found these out only when it bound the port, and said "the port is in use"."""
+    from embedserve.server.cli import main
+
+    paths = pki | unusable
+    cert, key, ca = (paths[name] if name else "" for name in files)
+    message = expected.format(**paths)
+    with pytest.raises(FailedPrecondition) as refused:
+        Certificates(TlsSettings(tls_cert=cert, tls_key=key, tls_client_ca=ca))
+    assert refused.value.message == message
+    flags = ["--tls-cert", cert, "--tls-key", key, "--port", "0", "--http-port", "0"]
+    flags += ["--tls-client-ca", ca] if ca else []
+    assert main(["serve", *flags, "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"embedserve: {message}\n"

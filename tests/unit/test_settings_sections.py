@@ -306,3 +306,153 @@ def test_max_tokens_above_the_models_positions_is_capped_and_said(
         model = EncoderModel.load(settings.section(ModelSettings))
     assert model.spec.max_tokens == 512  # MiniLM's position embeddings
     assert "max_tokens 100000 is more than the model's 512 positions; using 512" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        # Never SERVING, and SIGTERM held off while the batcher waited for company.
+        (
+            ["--max-wait-ms", "1e300"],
+            "--max-wait-ms (EMBEDSERVE_MAX_WAIT_MS) must be from 0 to 10000; got 1e+300",
+        ),
+        # Accepted, then every store call failed (OverflowError, DEADLINE_EXCEEDED).
+        (
+            ["--qdrant-timeout-s", "1e300"],
+            "--qdrant-timeout-s (EMBEDSERVE_QDRANT_TIMEOUT_S) must be from 0.001 to 86400; "
+            "got 1e+300",
+        ),
+        # An OverflowError and a traceback at warm-up (torch takes a C int).
+        (
+            ["--torch-threads", "2147483648"],
+            "--torch-threads (EMBEDSERVE_TORCH_THREADS) must be from 0 to 1024; got 2147483648",
+        ),
+        # Batches quietly capped at 4.
+        (
+            ["--sort-window", "4", "--max-batch-size", "256"],
+            "--sort-window (EMBEDSERVE_SORT_WINDOW) must be at least --max-batch-size "
+            "(EMBEDSERVE_MAX_BATCH_SIZE), 256: a batch is cut from at most sort_window queued "
+            "inputs; got 4",
+        ),
+        # Every create relying on the defaults refused, naming a field the caller never set.
+        (
+            ["--default-write-consistency-factor", "2"],
+            "--default-write-consistency-factor (EMBEDSERVE_DEFAULT_WRITE_CONSISTENCY_FACTOR) "
+            "must be at most --default-replication-factor "
+            "(EMBEDSERVE_DEFAULT_REPLICATION_FACTOR), 1: a create that takes both defaults "
+            "would be refused; got 2",
+        ),
+        # The current directory, silently.
+        (
+            ["--data-dir", ""],
+            "--data-dir (EMBEDSERVE_DATA_DIR) must name a folder (an empty one would be the "
+            "current directory); got ''",
+        ),
+        (["--data-dir", "  "], "--data-dir (EMBEDSERVE_DATA_DIR) must name a folder"),
+    ],
+)
+def test_settings_that_failed_later_or_quietly_are_refused_naming_them(
+    flags: list[str], expected: str
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        settings_from(build_parser().parse_args(["serve", *flags]))
+    assert expected in str(refused.value)
+
+
+def test_settings_bounded_by_each_other_take_their_defaults_and_equal_values() -> None:
+    defaults = Settings()
+    assert defaults.sort_window >= defaults.max_batch_size
+    assert defaults.default_write_consistency_factor <= defaults.default_replication_factor
+    flags = ["serve", "--sort-window", "64", "--max-batch-size", "64"]
+    flags += ["--default-replication-factor", "2", "--default-write-consistency-factor", "2"]
+    settings = settings_from(build_parser().parse_args(flags))
+    assert (settings.sort_window, settings.default_write_consistency_factor) == (64, 2)
+
+
+def test_a_setting_refused_at_start_exits_2_naming_both_flags(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from embedserve.server.cli import main
+
+    assert main(["serve", "--sort-window", "4", "--port", "0", "--http-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("embedserve: --sort-window (EMBEDSERVE_SORT_WINDOW) must be at least")
+    assert "--max-batch-size" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_a_blank_variable_is_unset_for_every_setting(
+    monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    """ " " turned a switch off (it read as "no"), where "" kept the default."""
+    for field in dataclasses.fields(Settings):
+        monkeypatch.setenv(f"EMBEDSERVE_{field.name.upper()}", blank)
+    settings = settings_from(build_parser().parse_args(["serve"]))
+    assert settings == Settings()
+    assert settings.store_process is True and settings.keep_freed_memory is True
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_an_ipv6_host_is_kept_without_brackets(host: str) -> None:
+    settings = settings_from(build_parser().parse_args(["serve", "--host", host]))
+    assert settings.host == "::1"
+    assert Settings(host="[::]").host == "::"
+
+
+def test_max_tokens_with_no_room_for_text_is_refused_naming_the_smallest(
+    minilm_path: Path,
+) -> None:
+    """A ValueError from the tokenizer, and a traceback, once the model had loaded."""
+    from embedserve.server.errors import ModelLoadError
+    from embedserve.server.model import EncoderModel
+
+    flags = ["serve", "--model", str(minilm_path), "--device", "cpu", "--max-tokens", "2"]
+    settings = settings_from(build_parser().parse_args(flags))
+    with pytest.raises(ModelLoadError) as refused:
+        EncoderModel.load(settings.section(ModelSettings))
+    assert refused.value.message == (
+        "--max-tokens (EMBEDSERVE_MAX_TOKENS) 2 leaves no room for text beside the 2 "
+        f"special tokens of model '{minilm_path}'; it takes at least 3"
+    )
+    flags[-1] = "3"  # [CLS], one token of text, [SEP]
+    settings = settings_from(build_parser().parse_args(flags))
+    model = EncoderModel.load(settings.section(ModelSettings))
+    assert model.spec.max_tokens == 3
+
+
+def test_serve_with_no_room_for_text_exits_2_without_a_traceback(
+    minilm_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from embedserve.server.cli import main
+
+    flags = ["--model", str(minilm_path), "--device", "cpu", "--max-tokens", "1"]
+    flags += ["--port", "0", "--http-port", "0", "--data-dir", str(tmp_path / "data")]
+    assert main(["serve", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "embedserve: --max-tokens (EMBEDSERVE_MAX_TOKENS) 1 leaves no room" in err
+    assert "it takes at least 3" in err and "Traceback" not in err
+
+
+def test_mps_where_torch_has_none_is_refused_as_a_missing_cuda_is(
+    minilm_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pick_device gave torch any device but cuda unchecked: a traceback once loaded."""
+    import torch
+
+    from embedserve.server.cli import main
+    from embedserve.server.errors import ModelLoadError
+    from embedserve.server.model import pick_device
+
+    if torch.backends.mps.is_available():
+        pytest.skip("this torch has an MPS device")
+    with pytest.raises(ModelLoadError) as refused:
+        pick_device("mps")
+    assert refused.value.message == (
+        "--device (EMBEDSERVE_DEVICE) 'mps' was requested but this torch has no MPS device "
+        "(Apple GPUs); use auto or cpu"
+    )
+    flags = ["--model", str(minilm_path), "--device", "mps", "--port", "0", "--http-port", "0"]
+    assert main(["serve", *flags, "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "embedserve: --device (EMBEDSERVE_DEVICE) 'mps' was requested" in err
+    assert "Traceback" not in err

@@ -39,7 +39,7 @@ from embedserve.server.http.server import HttpServer
 from embedserve.server.http.settings import HttpSettings
 from embedserve.server.ingestion import IngestSettings
 from embedserve.server.key_reload import KeyReloader
-from embedserve.server.listening import CannotListen, cannot_listen
+from embedserve.server.listening import CannotListen, cannot_listen, host_port
 from embedserve.server.metrics import Metrics
 from embedserve.server.metrics_http import MetricsEndpoint
 from embedserve.server.model import EncoderModel
@@ -211,14 +211,13 @@ class EmbedServer:
             if self.certificates is not None and self.http.ssl_context is not None:
                 self.certificates.serve_http(self.http.ssl_context)
         log.info(
-            "listening on %s:%d (%s, auth %s; NOT_SERVING until warm)",
-            self.settings.host,
-            self.port,
+            "listening on %s (%s, auth %s; NOT_SERVING until warm)",
+            host_port(host, self.port),
             "plaintext" if self._credentials is None else "TLS",
             f"on, {len(self.keys)} keys" if len(self.keys) else "off",
         )
         if self.http is not None:
-            log.info("HTTP API on %s:%d", self.settings.host, self.http.port)
+            log.info("HTTP API on %s", host_port(host, self.http.port))
         loop = asyncio.get_running_loop()
         self._warmup = loop.create_task(self._load_and_warm())
         for watched in (self.key_reloader, self.certificates):
@@ -227,7 +226,7 @@ class EmbedServer:
         return self.port
 
     def _listen_grpc(self) -> None:
-        address = f"{self.settings.host}:{self.settings.port}"
+        address = host_port(self.settings.host, self.settings.port)
         try:
             if self._credentials is None:
                 self.port = self._grpc.add_insecure_port(address)
@@ -339,11 +338,14 @@ class EmbedServer:
             return None
         model_settings = self.settings.section(ModelSettings)
         loop = asyncio.get_running_loop()
+        assert self.model is not None
+        # In the encoder's number format, as loaded (float32 under the int8 and ONNX backends).
         model = await loop.run_in_executor(
             self._model_executor,
             RerankerModel.load,
             self.settings.section(RerankerSettings),
             model_settings,
+            self.model.dtype,
         )
         cost = None
         if limits.calibrate_batches:

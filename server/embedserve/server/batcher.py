@@ -149,6 +149,8 @@ class Batcher:
         self._pass_ended = asyncio.Event()
         # The last pass ended with work waiting or beside another: the next runs narrow.
         self._busy = False
+        # stop() was called: what is queued runs without waiting for company.
+        self._stopping = False
 
     @property
     def queued(self) -> int:
@@ -159,7 +161,15 @@ class Batcher:
 
     async def stop(self) -> None:
         """Finish what is queued and the batch the model is running, then stop the owner
-        task: cancelling it mid-batch would leave that batch's callers waiting forever."""
+        task: cancelling it mid-batch would leave that batch's callers waiting forever.
+
+        Windows whose callers gave up (a cancelled warm-up's) are dropped, and the owner
+        stops waiting for company: with them counted, or a batch held back for up to
+        ``max_wait_ms``, a shutdown waited that long, whatever its grace period."""
+        self._stopping = True
+        for priority in Priority:
+            self._drop_given_up(priority)
+        self._arrived.set()  # wakes a wait for company, which now ends at once
         while self.queued or self._running:
             await asyncio.sleep(0.005)
         if self._task is not None:
@@ -295,7 +305,7 @@ class Batcher:
         gap = self.limits.max_wait_ms / 1000.0
         started = time.monotonic()
         budget = gap if idle or self.cost is None else max(gap, self.cost.fixed_s)
-        while not self._has_full_batch():
+        while not self._stopping and not self._has_full_batch():
             remaining = min(started + budget, time.monotonic() + gap) - time.monotonic()
             if remaining <= 0:
                 break

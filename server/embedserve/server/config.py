@@ -120,6 +120,9 @@ class Settings:
     otel_tracing: bool = False  # an OpenTelemetry span per RPC (needs embedserve[otel])
 
     def __post_init__(self) -> None:
+        # An IPv6 host is taken bare or in brackets ("::1", "[::1]") and kept bare; the
+        # brackets go back on only where an address is written host:port (gRPC's).
+        object.__setattr__(self, "host", unbracketed(self.host))
         check_bounds({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     def section(self, kind: type[Section]) -> Section:
@@ -135,7 +138,8 @@ class Settings:
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             raw = env.get(ENV_PREFIX + field.name.upper())
-            if raw is not None and raw != "":
+            # Empty or blank is unset, for every setting: " " turned a switch off.
+            if raw is not None and raw.strip():
                 values[field.name] = _coerce(field.name, raw, type(getattr(cls(), field.name)))
         for name, value in (overrides or {}).items():
             if value is not None:
@@ -143,7 +147,14 @@ class Settings:
         return cls(**values)
 
 
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def unbracketed(host: str) -> str:
+    """``host`` without the brackets of an IPv6 address written ``[::1]``."""
+    if host.startswith("[") and host.endswith("]"):
+        return host[1:-1]
+    return host
 
 
 def _coerce(name: str, raw: str, kind: type) -> Any:
@@ -152,7 +163,7 @@ def _coerce(name: str, raw: str, kind: type) -> Any:
             # A typo ("ture") must not turn a setting off, auth_health for one.
             word = raw.strip().lower()
             if word not in _TRUE | _FALSE:
-                raise ValueError(f"expected one of {', '.join(sorted(_TRUE | _FALSE - {''}))}")
+                raise ValueError(f"expected one of {', '.join(sorted(_TRUE | _FALSE))}")
             return word in _TRUE
         return kind(raw)
     except ValueError as exc:

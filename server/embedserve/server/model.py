@@ -28,10 +28,13 @@ from embedserve.server.model_spec import (
     resolve_model_path,
 )
 from embedserve.server.packed_paths import pick_bert_path, pick_modernbert_path
-from embedserve.server.tokenization import TextTokenizer
+from embedserve.server.tokenization import NoRoomForText, TextTokenizer
 from embedserve.server.windows import FloatArray, Window
 
 log = logging.getLogger(__name__)
+
+
+DEVICE_FLAG = "--device (EMBEDSERVE_DEVICE)"
 
 
 def pick_device(requested: str) -> torch.device:
@@ -43,12 +46,22 @@ def pick_device(requested: str) -> torch.device:
         raise ModelLoadError(
             f"device must be auto, cpu, cuda or cuda:N (or another torch device); got {requested!r}"
         ) from None
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        # Else the load went on and failed later with a traceback.
+        raise ModelLoadError(
+            f"{DEVICE_FLAG} '{requested}' was requested but this torch has no MPS device "
+            "(Apple GPUs); use auto or cpu"
+        )
     if device.type != "cuda":
         return device
     if not torch.cuda.is_available():
-        raise ModelLoadError(f"device '{requested}' was requested but no CUDA device is available")
+        raise ModelLoadError(
+            f"{DEVICE_FLAG} '{requested}' was requested but no CUDA device is available"
+        )
     if (device.index or 0) >= (count := torch.cuda.device_count()):
-        raise ModelLoadError(f"device '{requested}': there are {count} CUDA devices (cuda:0 first)")
+        raise ModelLoadError(
+            f"{DEVICE_FLAG} '{requested}': there are {count} CUDA devices (cuda:0 first)"
+        )
     return device
 
 
@@ -185,13 +198,20 @@ class EncoderModel:
                     positions,
                 )
             spec = dataclasses.replace(spec, max_tokens=min(max_tokens, positions or max_tokens))
-        tokenizer = TextTokenizer(
-            hf_tokenizer,
-            spec.max_tokens,
-            spec.include_prompt,
-            settings.chunk_overlap_tokens,
-            spec.lowercase,
-        )
+        try:
+            tokenizer = TextTokenizer(
+                hf_tokenizer,
+                spec.max_tokens,
+                spec.include_prompt,
+                settings.chunk_overlap_tokens,
+                spec.lowercase,
+            )
+        except NoRoomForText as exc:
+            raise ModelLoadError(
+                f"--max-tokens (EMBEDSERVE_MAX_TOKENS) {settings.max_tokens} leaves no room for "
+                f"text beside the {exc.special} special tokens of model '{model_id}'; it takes "
+                f"at least {exc.special + 1}"
+            ) from exc
         log.info(
             "loaded %s (%s) on %s as %s (backend %s), max %d tokens, %s pooling",
             model_id,

@@ -9,8 +9,10 @@ of its own (``reranking.py``).
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,13 +29,30 @@ log = logging.getLogger(__name__)
 RERANKER_HINT = "--reranker takes a hub id (fetched once, then cached) or a local folder."
 
 
-def read_activation(reranker_id: str, config: Any) -> Activation:
-    """The activation the model's sentence-transformers config names (under
-    ``sentence_transformers.activation_fn``, or the older ``sbert_ce_default_activation_function``);
-    sigmoid when it names none, as CrossEncoder does for a model with one output."""
-    saved = getattr(config, "sentence_transformers", None) or {}
-    name = saved.get("activation_fn") or getattr(
-        config, "sbert_ce_default_activation_function", None
+def read_sentence_transformers_config(path: Path) -> dict[str, Any]:
+    """``config_sentence_transformers.json`` beside the weights, where CrossEncoder keeps
+    its activation and prompts ({} without one)."""
+    file = path / "config_sentence_transformers.json"
+    if not file.is_file():
+        return {}
+    try:
+        saved = json.loads(file.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read the reranker's {file}: {exc}") from exc
+    return saved if isinstance(saved, dict) else {}
+
+
+def read_activation(reranker_id: str, config: Any, saved: dict[str, Any]) -> Activation:
+    """The activation the model's sentence-transformers config names, where CrossEncoder
+    looks for it: ``activation_fn`` in ``config_sentence_transformers.json`` (``saved``),
+    then under ``sentence_transformers`` in config.json, then the older
+    ``sbert_ce_default_activation_function``; sigmoid when none names one, as
+    CrossEncoder does for a model with one output."""
+    in_config = getattr(config, "sentence_transformers", None) or {}
+    name = (
+        saved.get("activation_fn")
+        or in_config.get("activation_fn")
+        or getattr(config, "sbert_ce_default_activation_function", None)
     )
     if not name:
         return Activation.SIGMOID
@@ -46,6 +65,21 @@ def read_activation(reranker_id: str, config: Any) -> Activation:
             f"{', '.join(sorted(known))}"
         )
     return known[name]
+
+
+def _query_prompt(reranker_id: str, saved: dict[str, Any]) -> str:
+    """The prompt CrossEncoder puts before each query: the one its config names as the
+    default ("" without)."""
+    name = saved.get("default_prompt_name")
+    if not name:
+        return ""
+    prompts = saved.get("prompts") or {}
+    if not isinstance(prompts, dict) or not isinstance(prompts.get(name), str):
+        raise ModelLoadError(
+            f"reranker '{reranker_id}' names the default prompt {name!r}, which its "
+            "config_sentence_transformers.json does not hold"
+        )
+    return str(prompts[name])
 
 
 class RerankerModel:
@@ -72,14 +106,23 @@ class RerankerModel:
         self._token_types = takes_types and "token_type_ids" in tokenizer.model_input_names
 
     @classmethod
-    def load(cls, reranker: RerankerSettings, model: ModelSettings) -> RerankerModel:
+    def load(
+        cls,
+        reranker: RerankerSettings,
+        model: ModelSettings,
+        dtype: torch.dtype | None = None,
+    ) -> RerankerModel:
+        """``dtype``: the encoder's number format, which the reranker runs in too; None:
+        the one the encoder would pick with ``model``'s dtype, device and backend (float32
+        where the backend is not torch, whatever the CPU)."""
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         reranker_id, path = resolve_model_path(
             reranker.reranker, reranker.reranker_revision, "reranker", RERANKER_HINT
         )
         device = pick_device(model.device)
-        dtype = pick_dtype(model.dtype, device)
+        if dtype is None:
+            dtype = pick_dtype(model.dtype, device, model.backend)
         trusted = model.trust_remote_code
         try:
             config = AutoConfig.from_pretrained(path, trust_remote_code=trusted)
@@ -88,7 +131,8 @@ class RerankerModel:
                     f"reranker '{reranker_id}' has {config.num_labels} outputs; a reranker "
                     "scores each pair with one (a cross-encoder with num_labels 1)"
                 )
-            activation = read_activation(reranker_id, config)
+            saved = read_sentence_transformers_config(path)
+            activation = read_activation(reranker_id, config, saved)
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trusted)
             weights = load_weights(
                 path, dtype, pick_attention(device), trusted, AutoModelForSequenceClassification
@@ -103,6 +147,7 @@ class RerankerModel:
             path,
             _max_tokens(config, tokenizer, reranker.reranker_max_tokens),
             activation,
+            _query_prompt(reranker_id, saved),
         )
         log.info(
             "loaded reranker %s (%s) on %s as %s, max %d tokens a pair, %s scores",
@@ -142,13 +187,23 @@ class RerankerModel:
 
 def _max_tokens(config: Any, tokenizer: Any, requested: int) -> int:
     """The tokenizer's maximum, capped by the model's positions (as CrossEncoder caps it),
-    then by ``requested`` when set."""
+    then by ``requested`` when set; a ``requested`` below what a pair needs (its special
+    tokens and a token of each text) is refused."""
     limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
     positions = getattr(config, "max_position_embeddings", None)
     if positions and (not limit or limit > positions):
         limit = int(positions)
     if not limit:
         raise ModelLoadError("the reranker's tokenizer and config name no maximum length")
+    # Fewer, and every pair was cut to its special tokens (all scores equal), or ran whole
+    # above the limit, which truncation could not reach.
+    smallest = int(tokenizer.num_special_tokens_to_add(pair=True)) + 2
+    if requested and requested < smallest:
+        raise ModelLoadError(
+            f"--reranker-max-tokens (EMBEDSERVE_RERANKER_MAX_TOKENS) {requested} leaves no "
+            f"room for a query and a document beside the reranker's "
+            f"{smallest - 2} special tokens; it takes at least {smallest}"
+        )
     if requested:
         if requested > limit:
             log.warning("reranker_max_tokens %d is more than the reranker's %d", requested, limit)

@@ -47,6 +47,7 @@ class RerankerSpec:
     path: Path
     max_tokens: int  # of one (query, document) pair, special tokens included
     activation: Activation
+    query_prompt: str = ""  # put before each query, as CrossEncoder puts its default prompt
 
 
 class PairScorer(Protocol):
@@ -115,12 +116,21 @@ class Reranker:
         self._left.truncation_side = "left"
 
     def validate(
-        self, query: str, documents: Sequence[str], params: RerankParams, field: str
+        self,
+        query: str,
+        documents: Sequence[str],
+        params: RerankParams,
+        field: str,
+        requested: bool = True,
     ) -> None:
+        """``requested``: the documents came in the request, and its limits apply to them
+        (not to the stored texts of a search's hits, which a search's own bounds limit)."""
         if not query:
             raise InvalidArgument("query is empty")
         if not documents:
             raise InvalidArgument(f"{field} must not be empty")
+        if not requested:
+            return
         if len(documents) > self.limits.max_inputs_per_request:
             raise InvalidArgument(
                 f"{field} has {len(documents)} items; the limit is "
@@ -146,18 +156,30 @@ class Reranker:
         params: RerankParams,
         deadline: float | None = None,
         field: str = "documents",
+        requested: bool = True,
     ) -> RerankResult:
         """The documents by their score against ``query``, best first (ties by position).
         Under CHUNK a long document is read in overlapping windows and scores its best.
-        ``field``: where the request keeps the documents, for error messages."""
+        ``field``: where the request keeps the documents, for error messages;
+        ``requested``: see ``validate``. Each distinct text is read once: a pair's score
+        shifts in the last digits with the batch it lands in, so equal documents read
+        apart could order otherwise than by position."""
         started = time.monotonic()
-        self.validate(query, documents, params, field)
+        self.validate(query, documents, params, field, requested)
+        first_at: dict[str, int] = {}
+        for index, document in enumerate(documents):
+            first_at.setdefault(document, index)
+        distinct = list(first_at)
+        names = [f"{field}[{index}]" for index in first_at.values()]
         loop = asyncio.get_running_loop()
-        pairs = await loop.run_in_executor(
-            self._tokenize_executor, self._tokenize, query, list(documents), params, field
+        prompted = self.model.spec.query_prompt + query
+        read = await loop.run_in_executor(
+            self._tokenize_executor, self._tokenize, prompted, distinct, params, names
         )
+        by_text = dict(zip(distinct, read, strict=True))
+        pairs = [by_text[document] for document in documents]
         timings = Timings(tokenize_ms=(time.monotonic() - started) * 1000.0)
-        windows = [window for pair in pairs for window in pair.windows]
+        windows = [window for pair in read for window in pair.windows]
         futures = self.batcher.submit(windows, deadline)
         try:
             results = list(await asyncio.gather(*futures))
@@ -168,12 +190,15 @@ class Reranker:
         timings.absorb(results)
         logits = np.array([float(result.vector[0]) for result in results], dtype=np.float32)
         scores = logits if params.raw_scores else self.model.spec.activation.apply(logits)
-        ranked: list[RankedDocument] = []
+        best: dict[str, float] = {}
         position = 0
-        for index, pair in enumerate(pairs):
-            best = float(scores[position : position + len(pair.windows)].max())
+        for text, pair in by_text.items():
+            best[text] = float(scores[position : position + len(pair.windows)].max())
             position += len(pair.windows)
-            ranked.append(RankedDocument(index, best, pair.token_count, pair.truncated))
+        ranked = [
+            RankedDocument(index, best[document], pair.token_count, pair.truncated)
+            for index, (document, pair) in enumerate(zip(documents, pairs, strict=True))
+        ]
         ranked.sort(key=lambda doc: (-doc.score, doc.index))
         if params.top_n:
             ranked = ranked[: params.top_n]
@@ -181,9 +206,10 @@ class Reranker:
         return RerankResult(ranked, sum(pair.token_count for pair in pairs), timings)
 
     def _tokenize(
-        self, query: str, documents: list[str], params: RerankParams, field: str
+        self, query: str, documents: list[str], params: RerankParams, names: list[str]
     ) -> list[_Pair]:
-        """Each (query, document) pair as the model reads it; on the tokenizer thread."""
+        """Each (query, document) pair as the model reads it, on the tokenizer thread;
+        ``names``: where the request holds each document, for errors."""
         overflow = params.overflow
         tokenizer = self.model.tokenizer
         limit = self.model.spec.max_tokens
@@ -196,12 +222,12 @@ class Reranker:
                 pairs.append(_Pair((_window(whole, index),), len(ids), False))
             elif overflow is Overflow.ERROR:
                 raise InvalidArgument(
-                    f"{field}[{index}] with the query is {len(ids)} tokens; the reranker "
+                    f"{names[index]} with the query is {len(ids)} tokens; the reranker "
                     f"reads at most {limit} (reranker_max_tokens); shorten it or let it be "
                     "truncated"
                 )
             elif overflow is Overflow.CHUNK:
-                pairs.append(self._chunked(query, documents[index], room, f"{field}[{index}]"))
+                pairs.append(self._chunked(query, documents[index], room, names[index]))
             else:
                 cut = self._left if overflow is Overflow.TRUNCATE_LEFT else tokenizer
                 one = cut(query, documents[index], truncation="longest_first", max_length=limit)

@@ -36,6 +36,11 @@ class RerankStage:
             raise InvalidArgument(f"a reranked search takes no {others[0]}")
         if not PAYLOAD_PATH.fullmatch(self.text_key):
             raise InvalidArgument(f"rerank.text_key {self.text_key!r} is not a payload key")
+        if self.candidates is None and params.limit > MAX_CANDIDATES:
+            raise InvalidArgument(
+                f"a reranked search reads at most {MAX_CANDIDATES} candidates, and a page is "
+                f"cut from them; limit is {params.limit}"
+            )
         if self.candidates is not None:
             if not 1 <= self.candidates <= MAX_CANDIDATES:
                 raise InvalidArgument(

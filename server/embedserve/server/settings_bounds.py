@@ -6,6 +6,12 @@ refused the warm-up pass as "the queue is full", ``--max-batch-size 0`` quietly 
 batches of one, ``--sort-window 0`` made a server that did not stop on SIGTERM, and
 ``--port 70000`` listened on port 4464 (gRPC keeps the low 16 bits). A choice failed
 late too: ``--device foo`` only once the ports were bound, naming neither flag nor variable.
+Some bounds are above: ``--max-wait-ms 1e300`` never reached SERVING (and held off
+SIGTERM), ``--qdrant-timeout-s 1e300`` failed every store call, and ``--torch-threads
+2147483648`` ended the warm-up with an OverflowError. Some settings are bounded by each
+other (``ORDERED``): ``--sort-window 4`` quietly capped batches of ``--max-batch-size
+256`` at 4, and a default write consistency above the default replication factor
+refused every create that relied on the defaults.
 """
 
 from __future__ import annotations
@@ -26,19 +32,25 @@ from embedserve.server.model_settings import (
 )
 
 PORT = (0, 65535)
+# The highest of max_wait_ms: waiting longer for company than this only delays work.
+MAX_WAIT_MS = 10_000
+# The highest of qdrant_timeout_s (a day): far larger values overflow the client's deadline.
+MAX_QDRANT_TIMEOUT_S = 86_400
+# The highest of torch_threads: more threads than any CPU has (torch takes a C int).
+MAX_TORCH_THREADS = 1024
 # field: (lowest, highest or None). Where 0 means "off" or "the default", 0 is allowed.
 BOUNDS: dict[str, tuple[float, float | None]] = {
     "max_tokens": (0, None),  # 0: the model's own maximum
     "reranker_max_tokens": (0, None),  # 0: the reranker's own maximum
     "chunk_overlap_tokens": (0, None),
-    "torch_threads": (0, None),  # 0: torch decides
+    "torch_threads": (0, MAX_TORCH_THREADS),  # 0: torch decides
     "port": PORT,  # 0: any free port
     "http_port": PORT,  # 0: no HTTP
     "metrics_port": PORT,  # 0: no metrics endpoint
     "qdrant_grpc_port": PORT,  # 0: Qdrant's default
     "max_batch_tokens": (0, None),  # 0: picked for the device
     "max_batch_size": (1, None),
-    "max_wait_ms": (0, None),
+    "max_wait_ms": (0, MAX_WAIT_MS),
     "max_queue_items": (1, None),
     "sort_window": (1, None),
     "max_padding_share": (0, 1),
@@ -50,7 +62,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "stream_inflight": (1, None),
     "query_cache_size": (0, None),  # 0: off
     "query_cache_max_tokens": (1, None),
-    "qdrant_timeout_s": (0.001, None),
+    "qdrant_timeout_s": (0.001, MAX_QDRANT_TIMEOUT_S),
     "store_retry_attempts": (1, None),
     "store_retry_max_s": (0, None),
     "ingest_inflight": (1, None),
@@ -80,6 +92,27 @@ PATTERNS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# (setting, "at least" or "at most", other setting, why): settings bounded by each other.
+ORDERED: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "sort_window",
+        "at least",
+        "max_batch_size",
+        "a batch is cut from at most sort_window queued inputs",
+    ),
+    (
+        "default_write_consistency_factor",
+        "at most",
+        "default_replication_factor",
+        "a create that takes both defaults would be refused",
+    ),
+)
+# Text settings that may not be empty (or blank): "" meant something nobody asked for.
+NOT_EMPTY: dict[str, str] = {
+    "data_dir": "a folder (an empty one would be the current directory)",
+}
+
+
 def _flag(name: str) -> str:
     return f"--{name.replace('_', '-')} (EMBEDSERVE_{name.upper()})"
 
@@ -104,3 +137,12 @@ def check_bounds(values: dict[str, Any]) -> None:
         if value < lowest or (highest is not None and value > highest):
             span = f"at least {lowest}" if highest is None else f"from {lowest} to {highest}"
             raise ValueError(f"{flag} must be {span}; got {value}")
+    for name, relation, other, why in ORDERED:
+        value, bound = values[name], values[other]
+        if value < bound if relation == "at least" else value > bound:
+            raise ValueError(
+                f"{_flag(name)} must be {relation} {_flag(other)}, {bound}: {why}; got {value}"
+            )
+    for name, what in NOT_EMPTY.items():
+        if not values[name].strip():
+            raise ValueError(f"{_flag(name)} must name {what}; got {values[name]!r}")

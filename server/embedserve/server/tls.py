@@ -27,6 +27,11 @@ class TlsSettings:
     tls_client_ca: str = ""  # PEM CA: require client certificates signed by it (mTLS)
 
 
+CERT = "--tls-cert (EMBEDSERVE_TLS_CERT)"
+KEY = "--tls-key (EMBEDSERVE_TLS_KEY)"
+CLIENT_CA = "--tls-client-ca (EMBEDSERVE_TLS_CLIENT_CA)"
+
+
 def _read(path: str, what: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -34,14 +39,49 @@ def _read(path: str, what: str) -> bytes:
         raise FailedPrecondition(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
+def _no_passphrase() -> bytes:
+    # gRPC cannot take a key that needs one; without this, OpenSSL would ask on the terminal.
+    raise ValueError("the key is encrypted; the server takes keys without a passphrase")
+
+
+def check_pair(cert: str, key: str) -> None:
+    """Refuse a certificate and key the handshakes could not use (FailedPrecondition naming
+    the flag and the file): gRPC only found out when it bound the port, and said the port
+    was in use."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, _no_passphrase)
+    except OSError as exc:
+        if not isinstance(exc, ssl.SSLError):
+            raise FailedPrecondition(f"cannot read {CERT} or {KEY}: {exc}") from exc
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=cert)
+        except ssl.SSLError:
+            raise FailedPrecondition(f"{CERT} {cert} holds no PEM certificate") from exc
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise FailedPrecondition(
+                f"{KEY} {key} is not the key of the certificate in {CERT} {cert}"
+            ) from exc
+        raise FailedPrecondition(f"{KEY} {key} holds no usable PEM private key") from exc
+    except ValueError as exc:  # the passphrase
+        raise FailedPrecondition(f"{KEY} {key}: {exc}") from exc
+
+
+def check_client_ca(ca: str) -> None:
+    """Refuse a client CA file that holds no certificate, naming the flag and the file."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=ca)
+    except ssl.SSLError as exc:
+        raise FailedPrecondition(f"{CLIENT_CA} {ca} holds no PEM CA certificate") from exc
+
+
 def tls_enabled(settings: TlsSettings) -> bool:
     """Half a configuration is an error, never a silent plaintext."""
     if not settings.tls_cert and not settings.tls_key:
         if settings.tls_client_ca:
-            raise FailedPrecondition("tls_client_ca needs tls_cert and tls_key as well")
+            raise FailedPrecondition(f"{CLIENT_CA} needs {CERT} and {KEY} as well")
         return False
     if not (settings.tls_cert and settings.tls_key):
-        raise FailedPrecondition("tls_cert and tls_key must be set together")
+        raise FailedPrecondition(f"{CERT} and {KEY} must be set together")
     return True
 
 
@@ -52,8 +92,12 @@ class Certificates(WatchedFiles):
     def __init__(self, settings: TlsSettings, record: Callable[[bool], None] | None = None) -> None:
         self._settings = settings
         ca = settings.tls_client_ca
-        self._client_ca = _read(ca, "client CA") if ca else None
+        self._client_ca = _read(ca, CLIENT_CA) if ca else None
         self._initial = self._configuration()
+        # Read, then checked as a handshake would use them (as a reload checks them).
+        check_pair(settings.tls_cert, settings.tls_key)
+        if ca:
+            check_client_ca(ca)
         self._pending: grpc.ServerCertificateConfiguration | None = None
         self._lock = threading.Lock()  # gRPC fetches from its own threads
         self._contexts: list[ssl.SSLContext] = []
@@ -61,8 +105,8 @@ class Certificates(WatchedFiles):
 
     def _configuration(self) -> grpc.ServerCertificateConfiguration:
         pair = (
-            _read(self._settings.tls_key, "TLS key"),
-            _read(self._settings.tls_cert, "TLS certificate"),
+            _read(self._settings.tls_key, KEY),
+            _read(self._settings.tls_cert, CERT),
         )
         return grpc.ssl_server_certificate_configuration([pair], root_certificates=self._client_ca)
 
@@ -87,7 +131,7 @@ class Certificates(WatchedFiles):
         cert, key = self._settings.tls_cert, self._settings.tls_key
         try:
             # A key that does not match its certificate fails here, before anything changes.
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+            check_pair(cert, key)
             configuration = self._configuration()
         except (OSError, EmbedServeError) as exc:
             log.error("TLS certificate not reloaded, the one in force kept: %s", exc)

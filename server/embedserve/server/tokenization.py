@@ -62,6 +62,14 @@ class TokenDetail:
     special: list[bool]
 
 
+class NoRoomForText(ValueError):
+    """A window of ``max_tokens`` holds the tokenizer's ``special`` tokens and no text."""
+
+    def __init__(self, special: int) -> None:
+        super().__init__("max_tokens leaves no room for text")
+        self.special = special
+
+
 class TextTokenizer:
     def __init__(
         self,
@@ -88,7 +96,7 @@ class TextTokenizer:
         self._prefix_ids = probe_ids[: self._n_prefix]
         self._suffix_ids = probe_ids[len(probe_ids) - self._n_suffix :] if self._n_suffix else []
         if self._n_prefix + self._n_suffix >= max_tokens:
-            raise ValueError("max_tokens leaves no room for text")
+            raise NoRoomForText(self._n_prefix + self._n_suffix)
         self.chunk_overlap_tokens = chunk_overlap_tokens
         self.pad_token_id = int(self._tok.pad_token_id if self._tok.pad_token_id is not None else 0)
         # ``encode`` calls the Rust tokenizer directly when there is one: the same ids,

@@ -764,7 +764,7 @@ class VectorCore:
         if not hits:
             return found
         texts = hit_texts(hits, stage.text_key)
-        read = await self._reranker.rerank(text, texts, RerankParams(), field="hits")
+        read = await self._reranker.rerank(text, texts, RerankParams(), requested=False)
         scores = {r.index: r.score for r in read.ranked}
         scored = [dataclasses.replace(hit, score=scores[i]) for i, hit in enumerate(hits)]
         order = in_windows(scored, window)
