@@ -3053,7 +3053,9 @@ func (x *HasId) GetIds() []string {
 }
 
 // The number of values at payload[key] (a list's length; 1 for a single
-// value, 0 when missing) within the bounds set (at least one).
+// value, 0 when missing) within the bounds set (at least one). A key through a
+// list of objects ("reviews[].by") counts each object's values apart, as
+// Qdrant does: a document matches when one object's count is within them.
 type ValuesCount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`

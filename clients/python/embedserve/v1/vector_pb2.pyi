@@ -1596,7 +1596,9 @@ Global___HasId: _TypeAlias = HasId  # noqa: Y015
 @_typing.final
 class ValuesCount(_message.Message):
     """The number of values at payload[key] (a list's length; 1 for a single
-    value, 0 when missing) within the bounds set (at least one).
+    value, 0 when missing) within the bounds set (at least one). A key through a
+    list of objects ("reviews[].by") counts each object's values apart, as
+    Qdrant does: a document matches when one object's count is within them.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
