@@ -109,6 +109,30 @@ def test_get_and_scroll_with_exact_payloads_return_exact_integers(both: Any) -> 
         assert plain.documents[0].payload_json == "" and plain.documents[0].payload.fields
 
 
+def test_the_command_lines_get_and_scroll_print_exact_integers(both: Any, capsys: Any) -> None:
+    """Their JSONL documents go back through ingest: nearest doubles changed the ids."""
+    write_over_http(both, "cli_ids", [{"id": "a", "text": "first", "payload": EXACT}])
+    target = ["--target", both.target]
+    for verb in (["get", "cli_ids", "a"], ["scroll", "cli_ids"]):
+        assert cli_main([*verb, *target]) == 0
+        [line] = capsys.readouterr().out.splitlines()
+        assert json.loads(line)["payload"] == {**EXACT, "text": "first"}
+
+
+def test_a_stream_refusing_a_payload_json_names_the_batch(both: Any) -> None:
+    with EmbedClient(both.target) as client:
+        client.create_collection("streamed")
+    bad = pb.Document(id="x", text="t", payload_json='{"a": NaN}')
+    good = pb.Document(id="ok", text="fine")
+    request = pb.IngestStreamRequest(batch_id="b7", collection="streamed", documents=[good, bad])
+    with grpc.insecure_channel(both.target) as channel:
+        stub = pb_grpc.VectorServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stub.IngestStream(iter([request])))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("batch_id 'b7': documents[1].payload_json: NaN")
+
+
 def test_a_whole_float_is_stored_as_an_int_through_every_door(both: Any) -> None:
     floats = {"f": 1.0, "nested": {"g": [2.0, 2.5]}, "big": 1e19}
     write_over_http(both, "whole", [{"id": "h", "text": "over http", "payload": floats}])
@@ -161,6 +185,11 @@ def test_a_whole_float_is_stored_as_an_int_through_every_door(both: Any) -> None
         (
             pb.Document(id="x", text="t", payload_json='{"_embedserve_id": 1}'),
             "documents[1]: payload key '_embedserve_id' is reserved",
+        ),
+        pytest.param(
+            pb.Document(id="x", text="t", payload_json='{"a": 1' + "0" * 5000 + "}"),
+            "documents[1].payload_json is not JSON this server reads: Exceeds the limit",
+            id="5001 digits",
         ),
     ],
 )

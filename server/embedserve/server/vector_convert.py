@@ -283,6 +283,8 @@ def payload_from_json(text: str, field: str) -> dict[str, Any]:
         raise InvalidArgument(f"{field} is not JSON: {exc}") from None
     except RecursionError:
         raise InvalidArgument(f"{field}: arrays or objects nested too deeply") from None
+    except ValueError as exc:  # an integer of more digits than Python reads (4,300)
+        raise InvalidArgument(f"{field} is not JSON this server reads: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidArgument(f"{field} must be a JSON object, not {_json_kind(value)}")
     if "\\u" in text and (position := lone_surrogate_at(text)) is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -264,12 +265,10 @@ async def _ingest_messages(
     async for request in requests:
         number += 1
         batch_id = request.batch_id if isinstance(request, pb.IngestStreamRequest) else str(number)
-        yield IngestMessage(
-            batch_id,
-            request.collection,
-            vc.documents_from_proto(request.documents),
-            vc.write_settings(request.options),
-        )
+        with named(f"batch_id {batch_id!r}") if batch_id else contextlib.nullcontext():
+            documents = vc.documents_from_proto(request.documents)
+            settings = vc.write_settings(request.options)
+        yield IngestMessage(batch_id, request.collection, documents, settings)
 
 
 def _search_response(found: QueryResult) -> pb.SearchResponse:

@@ -12,7 +12,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from embedserve.client._options import Vectors, check_uint32, listed
-from embedserve.client._struct_numbers import inexact_integer, whole_to_int
+from embedserve.client._struct_numbers import inexact_integer, whole_to_int, wide_integer
 from embedserve.v1 import vector_pb2 as pb
 
 M = TypeVar("M", pb.Filter, pb.Example)
@@ -91,6 +91,7 @@ def _set_payload(doc: pb.Document, payload: Mapping[str, Any], what: str) -> Non
     if inexact_integer(plain) is None:
         _struct_update(doc.payload, plain, what)
         return
+    # inexact_integer found one: it is past 2**53, and within the int64 range (below).
     try:
         text = json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:  # NaN and infinities have no JSON form; the server refuses them too
@@ -192,9 +193,15 @@ def fill_payload(struct: Any, payload: Mapping[str, Any], what: str) -> None:
 
 
 def _plain_payload(payload: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """The payload in Python's own types, checked: JSON values, nesting, and integers a
+    store keeps (a double holds 2**63 exactly, so the Struct would carry it, and the
+    store would keep a float no integer filter matches)."""
     if (problem := payload_problem(payload)) is not None:
         raise ValueError(f"{what}: {problem}")
-    return {str(k): _plain(v) for k, v in dict(payload).items()}
+    plain = {str(k): _plain(v) for k, v in dict(payload).items()}
+    if (problem := wide_integer(plain)) is not None:
+        raise ValueError(f"{what}: payload {problem}")
+    return plain
 
 
 _JSON_ONLY = (

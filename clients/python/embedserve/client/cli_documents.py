@@ -74,7 +74,9 @@ def _print_documents(documents: Any) -> None:
 
 
 def _get(client: EmbedClient, args: argparse.Namespace) -> int:
-    found: list[StoredDocument] = client.get(args.collection, args.ids, with_vectors=args.vectors)
+    found: list[StoredDocument] = client.get(
+        args.collection, args.ids, with_vectors=args.vectors, exact_payloads=True
+    )
     _print_documents(found)
     missing = sorted(set(args.ids) - {doc.id for doc in found})
     if missing:
@@ -97,6 +99,7 @@ def _scroll(client: EmbedClient, args: argparse.Namespace) -> None:
         with_vectors=args.vectors,
         order_by=args.order_by,
         descending=args.desc,
+        exact_payloads=True,  # JSONL documents, for ingest: integers past 2**53 exact
     )
     _print_documents(itertools.islice(documents, args.limit))
 

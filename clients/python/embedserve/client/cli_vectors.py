@@ -7,6 +7,7 @@ import argparse
 import csv
 import itertools
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -470,17 +471,31 @@ def read_documents(stream: TextIO, csv_format: bool, source: str) -> Iterator[di
 
 
 class _NotJson(ValueError):
-    """A constant Python's json reads and JSON has not: NaN, Infinity, -Infinity."""
+    """What Python's json reads and a store cannot keep: NaN, Infinity, -Infinity, a
+    number past a double's range (1e400), an integer of more than 4,300 digits."""
 
 
 def _refuse_constant(name: str) -> Any:
     raise _NotJson(f"{name} is no JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson(f"{text} is past the range of a double")
+    return value
+
+
 def _json_value(text: str) -> Any:
-    """``json.loads`` of JSON only, numbers as written (integers exact): NaN and the
-    infinities are refused (_NotJson), not read as floats the server refuses later."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    """``json.loads`` of JSON only, numbers as written (integers exact): what a store
+    cannot keep is refused (_NotJson), not read as a float the server refuses later,
+    naming only the batch."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+    except (json.JSONDecodeError, _NotJson):
+        raise
+    except ValueError as exc:  # Python's limit on an integer's digits
+        raise _NotJson(str(exc)) from None
 
 
 def _payload_column(where: str, text: str | None) -> dict[str, Any]:
