@@ -7,6 +7,8 @@ import (
 	"context"
 	"iter"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/embedserve/embedserve/clients/go/embedservev1"
 )
 
@@ -14,28 +16,30 @@ import (
 // ("" after the last). req.Cursor is "" for the first page. req.OrderBy pages
 // in the order of a field with an integer, float or datetime payload index (documents
 // without it are left out) instead of id order; a cursor only goes with the
-// order_by it was handed out with.
+// order_by it was handed out with. Payload numbers come back as float64, or
+// with req.ExactPayloads exactly (read from StoredDocument.PayloadJson): an
+// integer an int64 holds as int64, past 2**53 too, any other number as float64.
 func (c *Client) Scroll(ctx context.Context, req *pb.ScrollRequest) ([]Document, string, error) {
 	resp, err := c.vectors.Scroll(ctx, req)
 	if err != nil {
 		return nil, "", err
 	}
-	docs := make([]Document, len(resp.GetDocuments()))
-	for i, d := range resp.GetDocuments() {
-		docs[i] = Document{ID: d.GetId(), Payload: payloadOf(d.GetPayload()), Vector: d.GetVector().GetValues()}
+	docs, err := storedDocuments(resp.GetDocuments())
+	if err != nil {
+		return nil, "", err
 	}
 	return docs, resp.GetNextCursor(), nil
 }
 
 // ScrollAll yields every stored document matching req.Filter, in req.OrderBy's
-// order when set, one page request at a time; it stops at the first error,
-// which it yields.
+// order when set, one page request at a time, each page asked for as req asks
+// (page size, payloads, vectors, exact payloads) from req.Cursor on; it stops
+// at the first error, which it yields. req itself is not changed.
 func (c *Client) ScrollAll(ctx context.Context, req *pb.ScrollRequest) iter.Seq2[Document, error] {
 	return func(yield func(Document, error) bool) {
-		page := &pb.ScrollRequest{
-			Collection: req.GetCollection(), Filter: req.GetFilter(), Limit: req.Limit,
-			WithPayload: req.WithPayload, WithVectors: req.GetWithVectors(), Cursor: req.GetCursor(),
-			OrderBy: req.GetOrderBy(),
+		page := &pb.ScrollRequest{}
+		if req != nil {
+			page = proto.Clone(req).(*pb.ScrollRequest) // every field, those added later too
 		}
 		for {
 			docs, next, err := c.Scroll(ctx, page)

@@ -185,3 +185,17 @@ func WithReturnDocuments(include bool) RerankOption {
 func WithRerankOverflow(policy pb.OverflowPolicy) RerankOption {
 	return func(r *pb.RerankRequest) { r.Overflow = policy }
 }
+
+// GetOption configures one Get call.
+type GetOption func(*pb.GetRequest)
+
+// WithExactPayloads reads the payloads as JSON text (the request's
+// exact_payloads; the server fills StoredDocument.payload_json instead of the
+// Struct), so that their numbers come back exactly: an integer an int64 holds
+// as int64, 9007199254740993 too (a Struct's doubles would change it to
+// 9007199254740992), any other number as float64. Without it every number is
+// a float64. Scroll and ScrollAll take the same as the ScrollRequest's
+// ExactPayloads.
+func WithExactPayloads() GetOption {
+	return func(r *pb.GetRequest) { r.ExactPayloads = true }
+}

@@ -2,7 +2,9 @@ package embedserve
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/big"
 	"strconv"
@@ -114,4 +116,60 @@ func changedInteger(number string, double float64) string {
 	return fmt.Sprintf("%s is past 2**53, and a protobuf Struct carries numbers as doubles, "+
 		"which would change it to %s; send it as a string (or over HTTP, whose JSON keeps it)",
 		number, big.NewFloat(double).Text('f', 0))
+}
+
+// payloadFromJSON reads a StoredDocument's payload_json (a read with exact
+// payloads): the JSON object's numbers as written, an integer (no fraction or
+// exponent) that an int64 holds as int64, so that one past 2**53 comes back
+// exactly, and any other number as float64 (the nearest double).
+func payloadFromJSON(text string) (map[string]any, error) {
+	decoder := json.NewDecoder(strings.NewReader(text))
+	decoder.UseNumber()
+	var payload map[string]any
+	if err := decoder.Decode(&payload); err != nil {
+		return nil, err
+	}
+	if payload == nil {
+		return nil, errors.New("null, not a JSON object")
+	}
+	if _, err := decoder.Token(); err != io.EOF {
+		return nil, errors.New("text after the JSON object")
+	}
+	if _, err := exactNumbers(payload); err != nil {
+		return nil, err
+	}
+	return payload, nil
+}
+
+// exactNumbers replaces each json.Number in value (in place, in objects and
+// arrays) by an int64 or a float64, and returns value so replaced.
+func exactNumbers(value any) (any, error) {
+	switch v := value.(type) {
+	case json.Number:
+		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			return n, nil
+		}
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil { // past the largest double: not a number a store holds
+			return nil, fmt.Errorf("number %s: %w", v, err)
+		}
+		return f, nil
+	case map[string]any:
+		for key, item := range v {
+			converted, err := exactNumbers(item)
+			if err != nil {
+				return nil, err
+			}
+			v[key] = converted
+		}
+	case []any:
+		for i, item := range v {
+			converted, err := exactNumbers(item)
+			if err != nil {
+				return nil, err
+			}
+			v[i] = converted
+		}
+	}
+	return value, nil
 }

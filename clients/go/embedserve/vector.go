@@ -33,7 +33,10 @@ type Document struct {
 	// []any, map[string]any), as structpb.NewValue accepts them. Objects and
 	// arrays nest at most 32 deep (the payload's own object the first), and
 	// an integer past 2**53 that a double would change is refused (send it as
-	// a string), with codes.InvalidArgument.
+	// a string), with codes.InvalidArgument. Read back by Get and Scroll, its
+	// numbers are float64, or with exact payloads (WithExactPayloads, the
+	// ScrollRequest's ExactPayloads) int64 for an integer an int64 holds (past
+	// 2**53 too, which Upsert refuses to send) and float64 for any other.
 	Payload map[string]any
 }
 
@@ -989,15 +992,35 @@ func recommendRequest(collection string, positive, negative []Query, cfg queryCo
 
 // Get returns the stored documents among ids, in the order asked; missing ids
 // are skipped. The documents have ID, Payload and, with withVectors, Vector
-// (a text kept by WithStoreText is Payload["text"]).
-func (c *Client) Get(ctx context.Context, collection string, ids []string, withVectors bool) ([]Document, error) {
-	resp, err := c.vectors.Get(ctx, &pb.GetRequest{Collection: collection, Ids: ids, WithVectors: withVectors})
+// (a text kept by WithStoreText is Payload["text"]). Payload numbers come back
+// as float64, or with WithExactPayloads exactly: integers as int64 (past 2**53
+// too), other numbers as float64.
+func (c *Client) Get(ctx context.Context, collection string, ids []string, withVectors bool, opts ...GetOption) ([]Document, error) {
+	request := &pb.GetRequest{Collection: collection, Ids: ids, WithVectors: withVectors}
+	for _, opt := range opts {
+		opt(request)
+	}
+	resp, err := c.vectors.Get(ctx, request)
 	if err != nil {
 		return nil, err
 	}
-	docs := make([]Document, len(resp.GetDocuments()))
-	for i, d := range resp.GetDocuments() {
-		docs[i] = Document{ID: d.GetId(), Payload: payloadOf(d.GetPayload()), Vector: d.GetVector().GetValues()}
+	return storedDocuments(resp.GetDocuments())
+}
+
+// storedDocuments are the documents Get and Scroll return: each payload read
+// from its payload_json where the request asked for exact payloads (the server
+// fills that instead of the Struct), else from its Struct.
+func storedDocuments(stored []*pb.StoredDocument) ([]Document, error) {
+	docs := make([]Document, len(stored))
+	for i, d := range stored {
+		payload := payloadOf(d.GetPayload())
+		if text := d.GetPayloadJson(); text != "" {
+			var err error
+			if payload, err = payloadFromJSON(text); err != nil {
+				return nil, status.Errorf(codes.Internal, "embedserve: document %q: payload_json: %v", d.GetId(), err)
+			}
+		}
+		docs[i] = Document{ID: d.GetId(), Payload: payload, Vector: d.GetVector().GetValues()}
 	}
 	return docs, nil
 }
