@@ -1386,18 +1386,31 @@ public final class EmbedserveClient implements AutoCloseable {
     return request;
   }
 
-  /** The stored documents among {@code ids}, in the order asked; missing ids are skipped. */
+  /**
+   * The stored documents among {@code ids}, in the order asked; missing ids are skipped. Payload
+   * numbers come back as {@code Double}; {@link #get(GetRequest)} with {@code exact_payloads} reads
+   * them exactly.
+   */
   public List<Stored> get(String collection, List<String> ids, boolean withVectors) {
-    List<StoredDocument> documents =
-        vectors
-            .get(
-                GetRequest.newBuilder()
-                    .setCollection(collection)
-                    .addAllIds(ids)
-                    .setWithVectors(withVectors)
-                    .build())
-            .getDocumentsList();
-    return stored(documents);
+    return get(
+        GetRequest.newBuilder()
+            .setCollection(collection)
+            .addAllIds(ids)
+            .setWithVectors(withVectors)
+            .build());
+  }
+
+  /**
+   * The stored documents of any get request, in the order asked; missing ids are skipped. With
+   * {@code exact_payloads} ({@code setExactPayloads(true)}) the payloads are read from the JSON
+   * text the server sends instead of a {@code Struct}, numbers exact: an integer a {@code long}
+   * holds as a {@code Long} (9007199254740993 too, which a Struct's doubles would change to
+   * 9007199254740992), any other number as a {@code Double}.
+   *
+   * @throws StatusRuntimeException {@code INTERNAL} for a payload_json that is no JSON object
+   */
+  public List<Stored> get(GetRequest request) {
+    return stored(vectors.get(request).getDocumentsList());
   }
 
   /** Deletes the documents with the given ids. */
@@ -1511,7 +1524,9 @@ public final class EmbedserveClient implements AutoCloseable {
   }
 
   /**
-   * One page of any scroll request (filter, page size, payloads and vectors or not, order).
+   * One page of any scroll request (filter, page size, payloads and vectors or not, order, exact
+   * payloads). With {@code exact_payloads} the payloads are read as {@link #get(GetRequest)} reads
+   * them: an integer a {@code long} holds as a {@code Long}, past 2**53 too.
    *
    * @throws StatusRuntimeException {@code INVALID_ARGUMENT} for a negative {@code limit}
    */
@@ -1530,8 +1545,8 @@ public final class EmbedserveClient implements AutoCloseable {
   /**
    * Every document {@code request} matches, from its cursor on (empty: the start), read lazily:
    * the next page is asked for when the stream has consumed the current one, each request under
-   * the default deadline. Filter, page size ({@code limit}), payloads, vectors and order ({@code
-   * order_by}) come from {@code request}. Use {@code .iterator()} for an {@link Iterator}.
+   * the default deadline. Filter, page size ({@code limit}), payloads, vectors, order ({@code
+   * order_by}) and exact payloads ({@code exact_payloads}) come from {@code request}. Use {@code .iterator()} for an {@link Iterator}.
    *
    * @throws StatusRuntimeException from the stream's terminal operation (or the iterator's
    *     {@code hasNext}) when a page request fails, e.g. {@code NOT_FOUND} for a missing collection
@@ -1585,10 +1600,29 @@ public final class EmbedserveClient implements AutoCloseable {
       stored.add(
           new Stored(
               document.getId(),
-              Vectors.toMap(document.getPayload()),
+              storedPayload(document),
               document.hasVector() ? floats(document.getVector()) : null));
     }
     return Collections.unmodifiableList(stored);
+  }
+
+  /**
+   * A stored document's payload: from its payload_json where the request asked for exact payloads
+   * (the server fills that instead of the Struct; numbers exact), else from its Struct.
+   */
+  private static Map<String, Object> storedPayload(StoredDocument document) {
+    String json = document.getPayloadJson();
+    if (json.isEmpty()) {
+      return Vectors.toMap(document.getPayload());
+    }
+    try {
+      return PayloadJson.parseObject(json);
+    } catch (IllegalArgumentException e) {
+      throw Status.INTERNAL
+          .withDescription(
+              "document '" + document.getId() + "': payload_json: " + e.getMessage())
+          .asRuntimeException();
+    }
   }
 
   private static List<Hit> hits(List<ScoredDocument> results) {
@@ -1722,7 +1756,9 @@ public final class EmbedserveClient implements AutoCloseable {
 
   /**
    * A stored document returned by {@link #get} and {@link #scroll} ({@code payload} empty when
-   * none was asked for, {@code vector} null unless asked for).
+   * none was asked for, {@code vector} null unless asked for). Payload numbers are {@code Double},
+   * or, read with {@code exact_payloads}, exact: an integer a {@code long} holds a {@code Long}
+   * (past 2**53 too), any other number a {@code Double}.
    */
   public record Stored(String id, Map<String, Object> payload, float[] vector) {}
 

@@ -47,6 +47,7 @@ import dev.embedserve.v1.EmbedOptions;
 import dev.embedserve.v1.FacetValue;
 import dev.embedserve.v1.GeoPoint;
 import dev.embedserve.v1.GetModelInfoResponse;
+import dev.embedserve.v1.GetRequest;
 import dev.embedserve.v1.GroupBy;
 import dev.embedserve.v1.Filter;
 import dev.embedserve.v1.PayloadIndexKind;
@@ -56,6 +57,7 @@ import dev.embedserve.v1.RangeCondition;
 import dev.embedserve.v1.Recency;
 import dev.embedserve.v1.RecommendRequest;
 import dev.embedserve.v1.RecommendStrategy;
+import dev.embedserve.v1.ScrollRequest;
 import dev.embedserve.v1.SearchBatchRequest;
 import dev.embedserve.v1.SearchMode;
 import dev.embedserve.v1.SearchRequest;
@@ -768,6 +770,60 @@ class VectorServiceTest {
       assertEquals("pears", hits.get(0).id());
       assertTrue(hits.get(0).payload().isEmpty());
       assertEquals(0, client.ingest(name, List.of()));
+    } finally {
+      client.deleteCollection(name);
+    }
+  }
+
+  /**
+   * 2**53+1 written as payload_json (as the Python client sends it; {@link Vectors#struct}
+   * refuses it) through {@link EmbedserveClient#upsert}, read back exactly with exact payloads
+   * and changed without.
+   */
+  @Test
+  void exactPayloadsReadIntegersPastTwoToThe53Exactly() {
+    String name = uniqueName("exact");
+    client.createCollection(name, CollectionConfig.newBuilder().setDimensions(DIMS).build());
+    try {
+      float[] vector = new float[DIMS];
+      vector[0] = 1;
+      String big =
+          "{\"n\":9007199254740993,\"ids\":[9223372036854775807,-9007199254740993],"
+              + "\"f\":0.5,\"whole\":10.0,\"s\":\"x\"}";
+      client.upsert(
+          name,
+          List.of(
+              document("big", vector, null).toBuilder().setPayloadJson(big).build(),
+              document("small", vector, null).toBuilder().setPayloadJson("{\"n\":3}").build()));
+      Map<String, Object> want =
+          Map.of(
+              "n", 9007199254740993L,
+              "ids", List.of(Long.MAX_VALUE, -9007199254740993L),
+              "f", 0.5,
+              "whole", 10L,
+              "s", "x");
+
+      List<Stored> exact =
+          client.get(
+              GetRequest.newBuilder()
+                  .setCollection(name)
+                  .addIds("big")
+                  .setExactPayloads(true)
+                  .build());
+      assertEquals(1, exact.size());
+      assertEquals(want, exact.get(0).payload());
+      // Without exact payloads, the Struct's double.
+      assertEquals(
+          9007199254740992.0, client.get(name, List.of("big"), false).get(0).payload().get("n"));
+
+      ScrollRequest request =
+          ScrollRequest.newBuilder().setCollection(name).setLimit(1).setExactPayloads(true).build();
+      ScrollPage page = client.scroll(request);
+      assertEquals(1, page.documents().size());
+      Map<String, Map<String, Object>> byId = new LinkedHashMap<>();
+      client.scrollAll(request).forEach(doc -> byId.put(doc.id(), doc.payload()));
+      assertEquals(Map.of("big", want, "small", Map.of("n", 3L)), byId);
+      assertEquals(byId.get(page.documents().get(0).id()), page.documents().get(0).payload());
     } finally {
       client.deleteCollection(name);
     }
