@@ -75,24 +75,22 @@ def positive_int(text: str) -> int:
     """An argparse type for counts and sizes: a whole number from 1 to 2**32 - 1, refused
     before any call with an error that names the flag (the server's, or protobuf's "Value
     out of range", named none)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a whole number expected, got {text!r}") from None
-    if not 1 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 2**32 - 1, got {value}")
-    return value
+    return _uint32(text, 1)
 
 
 def seed_int(text: str) -> int:
     """An argparse type for ``--seed``: a whole number from 0 to 2**32 - 1, what the
     Cluster RPC and the projections take."""
+    return _uint32(text, 0)
+
+
+def _uint32(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a whole number expected, got {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 2**32 - 1, got {value}")
+    if not least <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from {least} to 2**32 - 1, got {value}")
     return value
 
 
