@@ -246,3 +246,33 @@ def test_missing_extra_names_it(
     monkeypatch.setitem(sys.modules, "datasets", None)  # as if it were not installed
     assert main(finetune_args(tiny_base, small_pairs, tmp_path / "m")) == 2
     assert "pip install 'embedserve[finetune]'" in capsys.readouterr().err
+
+
+def test_checkpoints_an_interrupt_cut_short_are_passed_over(
+    tiny_base: Path, small_pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trainer writes a checkpoint's state file last: --resume took the newest folder
+    whatever it held (a traceback), and an empty checkpoints folder, left by an interrupt
+    before the first, was an earlier run to a fresh one and none to --resume, which
+    found that out only after the first evaluation."""
+    from embedserve.server.finetune.training import last_checkpoint
+
+    checkpoints = tmp_path / "model.checkpoints"
+    checkpoints.mkdir()
+    assert last_checkpoint(checkpoints) is None
+    args = finetune_args(tiny_base, small_pairs, tmp_path / "model", "--resume")
+    assert main(args) == 2
+    assert "--resume: there are no checkpoints in" in capsys.readouterr().err
+    for step, whole in ((1, True), (2, True), (3, False)):
+        (checkpoints / f"checkpoint-{step}").mkdir()
+        (checkpoints / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"")
+        if whole:
+            (checkpoints / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(checkpoints) == str(checkpoints / "checkpoint-2")
+
+
+def test_matryoshka_widths_always_hold_the_models_own() -> None:
+    from embedserve.server.finetune.command import _matryoshka_dims
+
+    assert _matryoshka_dims("128", 384) == (384, 128)
+    assert _matryoshka_dims("384,256,128", 384) == (384, 256, 128)

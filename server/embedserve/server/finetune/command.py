@@ -21,6 +21,7 @@ from typing import Any
 
 from embedserve.server.finetune.errors import FinetuneError
 from embedserve.server.finetune.pairs import corpus_of, read_pairs, split_heldout
+from embedserve.server.finetune.training import last_checkpoint
 from embedserve.server.model_identity import FINETUNE_REPORT
 
 EXTRA_HINT = "embedserve finetune needs its extra: pip install 'embedserve[finetune]'"
@@ -129,9 +130,12 @@ def _check_flags(args: argparse.Namespace) -> Paths:
         )
     if not out.parent.is_dir():
         raise FinetuneError(f"--out {out}: the folder {out.parent} does not exist")
-    if args.resume and not paths.checkpoints.is_dir():
+    # Whole checkpoints only: an interrupt before the first leaves the folder empty, and
+    # one while a checkpoint was written leaves that one without its state.
+    earlier = paths.checkpoints.is_dir() and last_checkpoint(paths.checkpoints) is not None
+    if args.resume and not earlier:
         raise FinetuneError(f"--resume: there are no checkpoints in {paths.checkpoints}")
-    if not args.resume and paths.checkpoints.exists():
+    if not args.resume and earlier:
         raise FinetuneError(
             f"--out {out}: {paths.checkpoints} holds an earlier run's checkpoints; "
             "pass --resume to continue it, or delete that folder"
@@ -151,7 +155,8 @@ def _matryoshka_dims(text: str | None, width: int) -> tuple[int, ...]:
     bad = [dim for dim in dims if not 1 <= dim <= width]
     if bad:
         raise FinetuneError(f"--matryoshka-dims must lie between 1 and {width} (the model's width)")
-    return tuple(sorted(set(dims), reverse=True))
+    # The full width is trained too: left out of the loss, it would drift untrained.
+    return tuple(sorted({*dims, width}, reverse=True))
 
 
 def _require_extra() -> None:

@@ -73,6 +73,9 @@ def _loss(model: Any, settings: TrainSettings) -> Any:
     return base
 
 
+TRAINER_STATE = "trainer_state.json"
+
+
 def use_bf16(device: str) -> bool:
     """bf16 mixed precision on a GPU that has it; CPUs train in float32."""
     import torch
@@ -82,11 +85,13 @@ def use_bf16(device: str) -> bool:
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    """The trainer's newest ``checkpoint-STEP`` folder in ``folder``, if any."""
+    """The trainer's newest whole ``checkpoint-STEP`` folder in ``folder``, if any. The
+    trainer writes its state file last: a checkpoint without one was cut short by the
+    interrupt, and the one before it is where the run goes on."""
     steps = [
         int(path.name.split("-", 1)[1])
         for path in folder.glob("checkpoint-*")
-        if path.is_dir() and path.name.split("-", 1)[1].isdigit()
+        if path.name.split("-", 1)[1].isdigit() and (path / TRAINER_STATE).is_file()
     ]
     return str(folder / f"checkpoint-{max(steps)}") if steps else None
 
