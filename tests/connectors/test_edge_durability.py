@@ -29,6 +29,7 @@ from embedserve.connectors import (
     SearchParams,
     StoreLocked,
     TransientStoreError,
+    edge,
 )
 
 CONNECTORS_ROOT = Path(embedserve.connectors.__file__).resolve().parents[2]
@@ -218,3 +219,30 @@ def test_a_payload_nested_too_deep_is_refused_before_the_log_keeps_it(tmp_path: 
         [kept] = reopened.retrieve("c", ["deepest"])
         assert kept.payload == nested(32)
         assert reopened.count("c") == 1
+
+
+def test_the_write_ahead_log_is_trimmed_while_writes_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was trimmed only by a flush, which the default durability made only on close
+    and settings changes: 20 points written over and over grew it by about 2 KB a write."""
+    monkeypatch.setattr(edge, "FLUSH_INTERVAL_S", 0.05)
+    wal = tmp_path / "collections" / "c" / "shard" / "wal"
+
+    def wal_bytes() -> int:
+        return sum(f.stat().st_size for f in wal.rglob("*") if f.is_file())
+
+    with EdgeStore(tmp_path) as store:
+        store.create_collection(CollectionSpec("c", vector_size=384))
+        points = [PointRecord(f"p{j}", [0.1] * 384) for j in range(20)]
+        sizes = []
+        for _ in range(4):
+            started = time.monotonic()
+            for _ in range(1000):
+                store.upsert("c", points)
+            sizes.append(wal_bytes())
+            assert time.monotonic() - started > 0.05  # a flush fell due in each round
+        assert store.count("c") == 20
+    # The log's segments are files of 32 MiB made ahead; 20,000 point writes a round
+    # filled one more each round before.
+    assert sizes[-1] < sizes[0] + (16 << 20), sizes

@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -116,6 +117,9 @@ log = logging.getLogger(__name__)
 SPEC_FILE = "collection.json"
 SHARD_DIR = "shard"
 ALIASES_FILE = "aliases.json"
+# How often a collection being written flushes its segments, which lets the engine trim its
+# write-ahead log (a Qdrant server's flush_interval_sec, 5 by default).
+FLUSH_INTERVAL_S = 5.0
 _FORMAT = 1
 
 
@@ -163,6 +167,7 @@ class _Collection:
         self.path = path
         self.lock = RWLock()
         self.closed = False
+        self.flushed_at = time.monotonic()
 
     def close(self) -> None:
         with self.lock.write():
@@ -481,8 +486,13 @@ class EdgeStore(ContextManagerMixin):
             raise PointNotFound(col.spec.name, missing)
 
     def _after_write(self, col: _Collection) -> None:
-        if self._durability == "flush":
+        """Under the collection's write lock. The engine trims its write-ahead log only
+        once the segments are flushed: without a flush now and then it grew by every
+        write (about 2 KB a point written) until the store stopped."""
+        now = time.monotonic()
+        if self._durability == "flush" or now - col.flushed_at >= FLUSH_INTERVAL_S:
             col.shard.flush()
+            col.flushed_at = now
         if self._auto_optimize:
             col.shard.optimize()
 
