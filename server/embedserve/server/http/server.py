@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from embedserve.server.http.observe import CUT_ANSWER_S
+from embedserve.server.http.slow_clients import TimelyH11Protocol
 from embedserve.server.tls import TlsSettings
 
 
@@ -57,6 +58,7 @@ class HttpServer:
             log_config=None,  # the server's own logging setup applies
             access_log=False,  # ObserveMiddleware writes the access lines
             lifespan="off",
+            http=TimelyH11Protocol,
             timeout_graceful_shutdown=math.ceil(grace_period_s),
             **ssl_options,  # type: ignore[arg-type]
         )

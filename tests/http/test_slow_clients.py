@@ -1,0 +1,67 @@
+"""A connection that does not finish sending a request's head in time is closed: one that
+sent nothing, or part of a head, was held as long as its client liked (an open file each,
+no key needed), until the process had none left for either transport."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from embedserve.server.http import slow_clients
+
+HEAD = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+@pytest.fixture
+def quick_deadline(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr(slow_clients, "HEAD_TIMEOUT_S", 1.0)
+    return 1.0
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closed ``sock`` (what it sent before is read and dropped)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def answer(sock: socket.socket) -> bytes:
+    got = b""
+    while b"\r\n\r\n" not in got:
+        more = sock.recv(65536)
+        assert more, got
+        got += more
+    return got
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /health HTTP/1.1\r\nHost: te"])
+def test_a_connection_that_sends_no_whole_head_is_closed(
+    both: Any, quick_deadline: float, sent: bytes
+) -> None:
+    with socket.create_connection(("127.0.0.1", both.server.http.port)) as sock:
+        sock.sendall(sent)
+        started = time.monotonic()
+        assert closed_within(sock, 20)
+        assert time.monotonic() - started >= quick_deadline * 0.5
+
+
+def test_a_head_sent_in_pieces_in_time_is_answered_and_so_is_the_next(
+    both: Any, quick_deadline: float
+) -> None:
+    with socket.create_connection(("127.0.0.1", both.server.http.port), timeout=20) as sock:
+        sock.sendall(HEAD[:10])
+        time.sleep(quick_deadline / 2)
+        sock.sendall(HEAD[10:])
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(quick_deadline * 1.5)  # longer than the deadline, between requests
+        sock.sendall(HEAD)
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(HEAD[:10])  # the next request's head, begun and never finished
+        assert closed_within(sock, 20)
