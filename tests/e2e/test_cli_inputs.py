@@ -246,6 +246,14 @@ def test_an_index_on_a_field_whose_name_holds_a_colon(served: str) -> None:
         assert dict(client.get_collection("ixc").config.payload_indexes) == {'"a:b"': 1}  # KEYWORD
 
 
+@pytest.mark.parametrize("flag", ["--k", "--k-max", "--top-words", "--max-points"])
+def test_cluster_counts_out_of_range_are_named_by_their_flag(served: str, flag: str) -> None:
+    """protobuf's "Value out of range: 5000000000" named none."""
+    result = run_cli("cluster", "anything", flag, "5000000000", "--target", served)
+    assert result.returncode == 2, result.stderr
+    assert f"argument {flag}: must be from" in result.stderr
+
+
 def test_embed_from_stdin_drops_windows_line_endings(served: str) -> None:
     result = run_cli("embed", "--target", served, stdin="one\r\ntwo\r\n")
     assert result.returncode == 0, result.stderr

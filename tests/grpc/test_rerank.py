@@ -394,3 +394,23 @@ def test_the_activation_and_prompt_crossencoder_saves_are_applied(
     reply = rerank(server.target, query=QUERY, documents=DOCUMENTS)
     got = {r.index: r.score for r in reply.results}
     np.testing.assert_allclose([got[i] for i in range(len(DOCUMENTS))], expected, atol=2e-6)
+
+
+def test_reranker_max_tokens_leaves_room_for_the_query_prompt(
+    tmp_path: Path, minilm_path: Path
+) -> None:
+    """Counting the special tokens alone, every query was cut away beside the prompt and
+    each document scored alike whatever the query."""
+    from sentence_transformers import CrossEncoder
+
+    built = build_tiny_reranker(tmp_path / "built", minilm_path)
+    saved = tmp_path / "saved"
+    CrossEncoder(
+        str(built), device="cpu", prompts={"q": "search query: "}, default_prompt_name="q"
+    ).save(str(saved))
+    for tokens in (5, 7):  # BERT's 3 special tokens, + the prompt's 3, + one of each text
+        settings = RerankerSettings(reranker=str(saved), reranker_max_tokens=tokens)
+        with pytest.raises(ModelLoadError, match="beside the reranker's 6 special and prompt"):
+            RerankerModel.load(settings, ModelSettings(device="cpu"))
+    settings = RerankerSettings(reranker=str(saved), reranker_max_tokens=8)
+    assert RerankerModel.load(settings, ModelSettings(device="cpu")).spec.max_tokens == 8

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from certs import CA
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from embedserve.client import EmbedClient
 from embedserve.server.errors import FailedPrecondition
@@ -226,7 +227,20 @@ def unusable(pki: dict[str, Any], tmp_path: Path) -> dict[str, str]:
             serialization.BestAvailableEncryption(b"secret"),
         )
     )
-    return {"junk": str(junk), "other_key": other_key, "encrypted": str(encrypted)}
+    rsa_key = tmp_path / "rsa.key"
+    rsa_key.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return {
+        "junk": str(junk),
+        "other_key": other_key,
+        "encrypted": str(encrypted),
+        "rsa_key": str(rsa_key),
+    }
 
 
 @pytest.mark.parametrize(
@@ -235,6 +249,11 @@ def unusable(pki: dict[str, Any], tmp_path: Path) -> dict[str, str]:
         (
             ("server_cert", "other_key", None),
             "--tls-key (EMBEDSERVE_TLS_KEY) {other_key} is not the key of the certificate in "
+            "--tls-cert (EMBEDSERVE_TLS_CERT) {server_cert}",
+        ),
+        (
+            ("server_cert", "rsa_key", None),  # an RSA key beside an EC certificate
+            "--tls-key (EMBEDSERVE_TLS_KEY) {rsa_key} is not the key of the certificate in "
             "--tls-cert (EMBEDSERVE_TLS_CERT) {server_cert}",
         ),
         (
@@ -255,7 +274,14 @@ def unusable(pki: dict[str, Any], tmp_path: Path) -> dict[str, str]:
             "--tls-client-ca (EMBEDSERVE_TLS_CLIENT_CA) {junk} holds no PEM CA certificate",
         ),
     ],
-    ids=["mismatched-key", "junk-cert", "junk-key", "encrypted-key", "junk-client-ca"],
+    ids=[
+        "mismatched-key",
+        "other-algorithm-key",
+        "junk-cert",
+        "junk-key",
+        "encrypted-key",
+        "junk-client-ca",
+    ],
 )
 def test_unusable_tls_files_are_refused_at_start_naming_flag_and_file(
     pki: dict[str, Any],

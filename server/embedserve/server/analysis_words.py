@@ -28,8 +28,9 @@ UNSPACED = re.compile(
 
 @functools.cache
 def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """Words of three or more letters, and the characters of an unspaced run, each with
-    the combining marks that follow it (Devanagari's and Thai's vowel signs, Arabic's
+    """Words of three or more characters (a letter first; the marks count, so that
+    Devanagari's two-consonant words are words), and the characters of an unspaced run,
+    each with the combining marks that follow it (Devanagari's and Thai's vowel signs, Arabic's
     vowel marks, accents left uncomposed): Python's ``\\w`` leaves marks out, and cut
     such words apart. Words next to digits or underscores are not words here."""
     marks = "".join(f"{chr(a)}-{chr(b)}" for a, b in _mark_ranges())

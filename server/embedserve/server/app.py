@@ -253,10 +253,7 @@ class EmbedServer:
 
     def _warn_if_exposed(self) -> None:
         host = self.settings.host
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
+        loopback = host == "localhost" or _is_loopback_address(host)
         if not loopback and not len(self.keys):
             log.warning(
                 "listening on %s without API keys: anyone who can reach the port may call "
@@ -428,3 +425,13 @@ class EmbedServer:
 
     async def wait_for_termination(self) -> None:
         await self._grpc.wait_for_termination()
+
+
+def _is_loopback_address(host: str) -> bool:
+    """An address of this machine only; an IPv4 one written as IPv6 (::ffff:127.0.0.1) too."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)

@@ -212,6 +212,8 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
 
     @unary
     async def Rerank(self, request: pb.RerankRequest, context: Context) -> pb.RerankResponse:
+        if self._attached is None:  # the reranker is attached with the model, once warm
+            raise NotReady("the model is still loading; wait for health SERVING")
         if self._reranker is None:
             raise no_reranker()
         params = RerankParams(

@@ -142,12 +142,13 @@ class RerankerModel:
                 f"cannot load reranker '{reranker_id}' from {path}: {exc}"
             ) from exc
         weights.to(device).eval()
+        prompt = _query_prompt(reranker_id, saved)
         spec = RerankerSpec(
             reranker_id,
             path,
-            _max_tokens(config, tokenizer, reranker.reranker_max_tokens),
+            _max_tokens(config, tokenizer, reranker.reranker_max_tokens, prompt),
             activation,
-            _query_prompt(reranker_id, saved),
+            prompt,
         )
         log.info(
             "loaded reranker %s (%s) on %s as %s, max %d tokens a pair, %s scores",
@@ -185,10 +186,10 @@ class RerankerModel:
         return list(logits.float().cpu().numpy().reshape(len(windows), 1))
 
 
-def _max_tokens(config: Any, tokenizer: Any, requested: int) -> int:
+def _max_tokens(config: Any, tokenizer: Any, requested: int, prompt: str = "") -> int:
     """The tokenizer's maximum, capped by the model's positions (as CrossEncoder caps it),
     then by ``requested`` when set; a ``requested`` below what a pair needs (its special
-    tokens and a token of each text) is refused."""
+    tokens, the query prompt's, and a token of each text) is refused."""
     limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
     positions = getattr(config, "max_position_embeddings", None)
     if positions and (not limit or limit > positions):
@@ -197,12 +198,15 @@ def _max_tokens(config: Any, tokenizer: Any, requested: int) -> int:
         raise ModelLoadError("the reranker's tokenizer and config name no maximum length")
     # Fewer, and every pair was cut to its special tokens (all scores equal), or ran whole
     # above the limit, which truncation could not reach.
-    smallest = int(tokenizer.num_special_tokens_to_add(pair=True)) + 2
+    fixed = int(tokenizer.num_special_tokens_to_add(pair=True))
+    if prompt:
+        fixed += len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    smallest = fixed + 2
     if requested and requested < smallest:
         raise ModelLoadError(
             f"--reranker-max-tokens (EMBEDSERVE_RERANKER_MAX_TOKENS) {requested} leaves no "
             f"room for a query and a document beside the reranker's "
-            f"{smallest - 2} special tokens; it takes at least {smallest}"
+            f"{fixed} special {'and prompt ' if prompt else ''}tokens; it takes at least {smallest}"
         )
     if requested:
         if requested > limit:

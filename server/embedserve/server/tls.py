@@ -57,7 +57,9 @@ def check_pair(cert: str, key: str) -> None:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=cert)
         except ssl.SSLError:
             raise FailedPrecondition(f"{CERT} {cert} holds no PEM certificate") from exc
-        if exc.reason == "KEY_VALUES_MISMATCH":
+        # A key of another algorithm than the certificate's (EC against RSA) finds no
+        # certificate to go with.
+        if exc.reason in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED"):
             raise FailedPrecondition(
                 f"{KEY} {key} is not the key of the certificate in {CERT} {cert}"
             ) from exc

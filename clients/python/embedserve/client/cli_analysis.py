@@ -15,8 +15,8 @@ from embedserve.client.cli_connect import (
     add_target,
     client_verb,
     filter_arg,
+    non_negative_int,
     positive_int,
-    seed_int,
 )
 from embedserve.client.cli_output import (
     document_line,
@@ -62,18 +62,18 @@ def add_parser(commands: Any) -> None:
     add_target(cluster)
     cluster.set_defaults(run=client_verb(_verb(_cluster)))
     cluster.add_argument("--algorithm", default="kmeans", choices=["kmeans", "hdbscan"])
-    cluster.add_argument("--k", type=int, help="number of clusters (default: chosen)")
-    cluster.add_argument("--k-min", type=int, default=2)
-    cluster.add_argument("--k-max", type=int, default=12)
-    cluster.add_argument("--min-cluster-size", type=int, default=5, help="hdbscan")
+    cluster.add_argument("--k", type=positive_int, help="number of clusters (default: chosen)")
+    cluster.add_argument("--k-min", type=positive_int, default=2)
+    cluster.add_argument("--k-max", type=positive_int, default=12)
+    cluster.add_argument("--min-cluster-size", type=positive_int, default=5, help="hdbscan")
     cluster.add_argument(
-        "--max-points", type=int, default=20_000, help="cluster a sample above this size"
+        "--max-points", type=positive_int, default=20_000, help="cluster a sample above this size"
     )
-    cluster.add_argument("--top-documents", type=int, default=3)
-    cluster.add_argument("--top-words", type=int, default=8)
+    cluster.add_argument("--top-documents", type=non_negative_int, default=3)
+    cluster.add_argument("--top-words", type=non_negative_int, default=8)
     cluster.add_argument("--write-label", metavar="FIELD", help="store each label in FIELD")
     cluster.add_argument("--filter", help="JSON filter, as for search")
-    cluster.add_argument("--seed", type=seed_int, default=0)
+    cluster.add_argument("--seed", type=non_negative_int, default=0)
     cluster.add_argument("--json", action="store_true", help="print the full response as JSON")
 
     duplicates = commands.add_parser(

@@ -78,9 +78,9 @@ def positive_int(text: str) -> int:
     return _uint32(text, 1)
 
 
-def seed_int(text: str) -> int:
-    """An argparse type for ``--seed``: a whole number from 0 to 2**32 - 1, what the
-    Cluster RPC and the projections take."""
+def non_negative_int(text: str) -> int:
+    """An argparse type for seeds and counts that may be 0: a whole number from 0 to
+    2**32 - 1, what the Cluster RPC and the projections take."""
     return _uint32(text, 0)
 
 

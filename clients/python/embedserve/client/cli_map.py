@@ -13,8 +13,8 @@ from embedserve.client.cli_connect import (
     add_target,
     client_verb,
     filter_arg,
+    non_negative_int,
     positive_int,
-    seed_int,
 )
 from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.maps.build import CLUSTER, Map, MapRequest, build_map
@@ -53,7 +53,9 @@ def add_parser(commands: Any) -> None:
         help="map a seeded random sample above this many points (default: umap 50,000, "
         "tsne 10,000, pca 500,000)",
     )
-    parser.add_argument("--seed", type=seed_int, default=0, help="sampling and projection seed")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="sampling and projection seed"
+    )
     parser.add_argument(
         "--pca-dims", type=int, default=50, help="PCA to this many dimensions before umap/tsne"
     )
@@ -63,7 +65,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--algorithm", choices=["kmeans", "hdbscan"], help="with --color-by cluster"
     )
-    parser.add_argument("--k", type=int, help="clusters, with --color-by cluster (default: chosen)")
+    parser.add_argument(
+        "--k", type=positive_int, help="clusters, with --color-by cluster (default: chosen)"
+    )
     parser.add_argument(
         "--min-cluster-size",
         type=positive_int,
