@@ -7,13 +7,11 @@ package embedserve_test
 
 import (
 	"context"
-	"net"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -74,24 +72,6 @@ func (f *fakeStored) Scroll(_ context.Context, request *pb.ScrollRequest) (*pb.S
 	return response, nil
 }
 
-func serveStored(t *testing.T, fake *fakeStored) *embedserve.Client {
-	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := grpc.NewServer()
-	pb.RegisterVectorServiceServer(server, fake)
-	go server.Serve(listener)
-	t.Cleanup(server.Stop)
-	client, err := embedserve.Dial(listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	return client
-}
-
 const everyKind = `{"n":9007199254740993,"min":-9223372036854775808,"max":9223372036854775807,` +
 	`"past":9223372036854775808,"half":1.5,"huge":1e+300,"small":-2.5e-7,"zero":0,"s":"9007199254740993",` +
 	`"t":true,"none":null,"list":[1,2.5,{"id":1152921504606846977}],"obj":{"deep":[[-3]]},"u":"\u00e9\ud83d\ude00"}`
@@ -106,7 +86,7 @@ var everyKindExact = map[string]any{
 
 func TestExactPayloadsDecoded(t *testing.T) {
 	fake := &fakeStored{payloads: []string{everyKind, `{}`, `{"k":7}`}}
-	client := serveStored(t, fake)
+	client := serveFake(t, fake)
 	ctx := context.Background()
 
 	stored, err := client.Get(ctx, "c", []string{"a", "b", "c"}, false, embedserve.WithExactPayloads())
@@ -166,7 +146,7 @@ func TestExactPayloadsDecoded(t *testing.T) {
 func TestExactPayloadsNotJSONObject(t *testing.T) {
 	for _, text := range []string{`[1]`, `null`, `"x"`, `{"a":1} {}`, `{"a":1}]`, `{"a":`, `{"a":1e999}`} {
 		fake := &fakeStored{payloads: []string{text}}
-		client := serveStored(t, fake)
+		client := serveFake(t, fake)
 		_, err := client.Get(context.Background(), "c", []string{"a"}, false, embedserve.WithExactPayloads())
 		if status.Code(err) != codes.Internal || !strings.HasPrefix(status.Convert(err).Message(), `embedserve: document "a": payload_json: `) {
 			t.Fatalf("payload_json %s: %v, want Internal naming the document", text, err)

@@ -65,7 +65,8 @@ func (f *fakeIngest) IngestStream(stream grpc.BidiStreamingServer[pb.IngestStrea
 	}
 }
 
-func serveFake(t *testing.T, fake *fakeIngest) *embedserve.Client {
+// serveFake serves fake as the VectorService on a loopback port, and dials it.
+func serveFake(t *testing.T, fake pb.VectorServiceServer) *embedserve.Client {
 	t.Helper()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

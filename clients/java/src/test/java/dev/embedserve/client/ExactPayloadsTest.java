@@ -18,9 +18,6 @@ import dev.embedserve.v1.ScrollRequest;
 import dev.embedserve.v1.ScrollResponse;
 import dev.embedserve.v1.StoredDocument;
 import dev.embedserve.v1.VectorServiceGrpc;
-import io.grpc.Grpc;
-import io.grpc.InsecureServerCredentials;
-import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
@@ -29,8 +26,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.TimeUnit;
-import java.util.function.Function;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -182,25 +177,10 @@ class ExactPayloadsTest {
     }
   }
 
-  private static <T> T withFake(FakeStored fake, Function<EmbedserveClient, T> body)
-      throws Exception {
-    Server server =
-        Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
-            .addService(fake)
-            .build()
-            .start();
-    try (EmbedserveClient client =
-        EmbedserveClient.builder("127.0.0.1:" + server.getPort()).build()) {
-      return body.apply(client);
-    } finally {
-      server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-    }
-  }
-
   @Test
   void getScrollAndScrollAllReadExactPayloads() throws Exception {
     FakeStored fake = new FakeStored(EVERY_KIND, "{}", "{\"k\":7}");
-    withFake(
+    FakeServers.withFake(
         fake,
         client -> {
           GetRequest exact =
@@ -245,7 +225,7 @@ class ExactPayloadsTest {
 
   @Test
   void aPayloadJsonThatIsNoObjectIsInternal() throws Exception {
-    withFake(
+    FakeServers.withFake(
         new FakeStored("[1]"),
         client -> {
           StatusRuntimeException e =

@@ -13,9 +13,6 @@ import dev.embedserve.v1.IngestStreamResponse;
 import dev.embedserve.v1.VectorServiceGrpc;
 import dev.embedserve.v1.WriteOptions;
 import io.grpc.Context;
-import io.grpc.Grpc;
-import io.grpc.InsecureServerCredentials;
-import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
@@ -96,27 +93,12 @@ class IngestFakeServerTest {
     return IntStream.range(0, n).mapToObj(i -> Vectors.document("doc-" + i, "text " + i)).toList();
   }
 
-  private static <T> T withFake(FakeIngest fake, java.util.function.Function<EmbedserveClient, T> body)
-      throws Exception {
-    Server server =
-        Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
-            .addService(fake)
-            .build()
-            .start();
-    try (EmbedserveClient client =
-        EmbedserveClient.builder("127.0.0.1:" + server.getPort()).build()) {
-      return body.apply(client);
-    } finally {
-      server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-    }
-  }
-
   @Test
   void failureAfterAcknowledgementsCarriesTheServerStatus() throws Exception {
     FakeIngest fake = new FakeIngest(2, Status.UNAVAILABLE.withDescription("store down"), a -> a);
     List<IngestAck> acks = new ArrayList<>();
     StatusRuntimeException e =
-        withFake(
+        FakeServers.withFake(
             fake,
             client ->
                 assertThrows(
@@ -234,7 +216,7 @@ class IngestFakeServerTest {
       Context context, Consumer<IngestAck> onAck) throws Exception {
     Iterable<Document> source =
         waitingSource(Integer.MAX_VALUE, docs(3), new LinkedBlockingQueue<>());
-    return withFake(
+    return FakeServers.withFake(
         new FakeIngest(100, Status.OK, a -> a),
         client ->
             assertThrows(
@@ -259,7 +241,7 @@ class IngestFakeServerTest {
           }
         };
     long acknowledged =
-        withFake(
+        FakeServers.withFake(
             new FakeIngest(100, Status.OK, a -> a),
             client ->
                 assertDoesNotThrow(
@@ -296,7 +278,7 @@ class IngestFakeServerTest {
             };
     List<IngestAck> acks = new ArrayList<>();
     IllegalStateException thrown =
-        withFake(
+        FakeServers.withFake(
             new FakeIngest(100, Status.OK, a -> a),
             client ->
                 assertThrows(
@@ -317,7 +299,7 @@ class IngestFakeServerTest {
             ack -> ack.toBuilder().clearIds().addAllIds(ack.getIdsList().subList(1, 2)).build())) {
       List<IngestAck> acks = new ArrayList<>();
       StatusRuntimeException e =
-          withFake(
+          FakeServers.withFake(
               new FakeIngest(100, Status.OK, mangle),
               client ->
                   assertThrows(

@@ -15,9 +15,6 @@ import dev.embedserve.v1.EmbedStreamResponse;
 import dev.embedserve.v1.Embedding;
 import dev.embedserve.v1.EmbeddingServiceGrpc;
 import dev.embedserve.v1.Precision;
-import io.grpc.Grpc;
-import io.grpc.InsecureServerCredentials;
-import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
@@ -26,7 +23,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.AfterAll;
@@ -316,21 +312,6 @@ class QuantizedTest {
     }
   }
 
-  private static <T> T withFake(FakeEmbed fake, Function<EmbedserveClient, T> body)
-      throws Exception {
-    Server server =
-        Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
-            .addService(fake)
-            .build()
-            .start();
-    try (EmbedserveClient fakeClient =
-        EmbedserveClient.builder("127.0.0.1:" + server.getPort()).build()) {
-      return body.apply(fakeClient);
-    } finally {
-      server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-    }
-  }
-
   private static List<String> texts(int n) {
     return IntStream.range(0, n).mapToObj(i -> "text " + i).toList();
   }
@@ -345,7 +326,7 @@ class QuantizedTest {
                     .setQuantized(ByteString.copyFrom(ByteBuffer.allocate(4).putInt(i).array()))
                     .build());
     int n = 2 * EmbedserveClient.DEFAULT_BATCH_SIZE + 7;
-    byte[][] rows = withFake(fake, c -> c.embedQuantized(texts(n), Precision.PRECISION_UINT8));
+    byte[][] rows = FakeServers.withFake(fake, c -> c.embedQuantized(texts(n), Precision.PRECISION_UINT8));
     assertEquals(n, rows.length);
     for (int i = 0; i < n; i++) {
       assertEquals(i, ByteBuffer.wrap(rows[i]).getInt(), "row " + i);
@@ -362,7 +343,7 @@ class QuantizedTest {
     FakeEmbed fake =
         new FakeEmbed(i -> Embedding.newBuilder().addAllValues(List.of(1f, 2f, 3f, 4f)).build());
     StatusRuntimeException e =
-        withFake(
+        FakeServers.withFake(
             fake,
             c ->
                 assertThrows(
@@ -377,7 +358,7 @@ class QuantizedTest {
         new FakeEmbed(i -> Embedding.newBuilder().addAllValues(List.of(1f, 2f, 3f, 4f)).build());
     List<List<String>> batches = List.of(texts(2), texts(2));
     StatusRuntimeException e =
-        withFake(
+        FakeServers.withFake(
             fake,
             c ->
                 assertThrows(
@@ -396,7 +377,7 @@ class QuantizedTest {
         new FakeEmbed(
             i -> Embedding.newBuilder().setQuantized(ByteString.copyFrom(new byte[4])).build());
     StatusRuntimeException e =
-        withFake(
+        FakeServers.withFake(
             fake,
             c ->
                 assertThrows(
