@@ -118,7 +118,9 @@ def hub_commit(path: Path) -> str:
     return path.name if path.parent.name == "snapshots" else ""
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A model folder's JSON file as a dict ({} where there is none; a list under
+    "_list"); a file that is no JSON raises ValueError."""
     if not path.is_file():
         return {}
     with path.open(encoding="utf-8") as handle:
@@ -198,7 +200,7 @@ def _similarity(model_id: str, config: dict[str, Any]) -> SimilarityFunction:
 
 
 def read_model_spec(model_id: str, path: Path, config_max_positions: int | None) -> ModelSpec:
-    modules = _read_json(path / "modules.json").get("_list", [])
+    modules = read_json_object(path / "modules.json").get("_list", [])
     _check_modules(model_id, modules)
     module_types = {_module_kind(m): m for m in modules}
     has_st_files = bool(modules)
@@ -206,7 +208,7 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
     pooling = PoolingMode.MEAN
     include_prompt = True
     if "Pooling" in module_types:
-        pool_cfg = _read_json(
+        pool_cfg = read_json_object(
             path / str(module_types["Pooling"].get("path", "1_Pooling")) / "config.json"
         )
         pooling = _pooling(model_id, pool_cfg)
@@ -214,17 +216,17 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
     normalize = "Normalize" in module_types if has_st_files else True
     dense = tuple(str(m.get("path", "")) for m in modules if _module_kind(m) == "Dense")
 
-    st_cfg = _read_json(path / "config_sentence_transformers.json")
+    st_cfg = read_json_object(path / "config_sentence_transformers.json")
     prompts = {str(k): str(v) for k, v in (st_cfg.get("prompts") or {}).items()}
     if not any(prompts.values()):
         prompts = dict(_KNOWN_PROMPTS.get(model_id, {}))
     default_prompt_name = st_cfg.get("default_prompt_name") or None
 
-    bert_cfg = _read_json(path / "sentence_bert_config.json")
+    bert_cfg = read_json_object(path / "sentence_bert_config.json")
     seq_length = bert_cfg.get("max_seq_length")
     if seq_length is None and has_st_files:
         # sentence-transformers >= 6 keeps it as the tokenizer's model_max_length.
-        tokenizer_max = _read_json(path / "tokenizer_config.json").get("model_max_length")
+        tokenizer_max = read_json_object(path / "tokenizer_config.json").get("model_max_length")
         if isinstance(tokenizer_max, int) and tokenizer_max < 1_000_000:
             seq_length = tokenizer_max
     max_tokens = int(seq_length or config_max_positions or 512)

@@ -9,10 +9,8 @@ of its own (``reranking.py``).
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,26 +18,13 @@ import torch
 from embedserve.server.errors import InferenceFailed, ModelLoadError
 from embedserve.server.model import load_weights, pick_attention, pick_device, pick_dtype
 from embedserve.server.model_settings import ModelSettings, RerankerSettings
-from embedserve.server.model_spec import resolve_model_path
+from embedserve.server.model_spec import read_json_object, resolve_model_path
 from embedserve.server.reranking import Activation, RerankerSpec
 from embedserve.server.windows import FloatArray, Window
 
 log = logging.getLogger(__name__)
 
 RERANKER_HINT = "--reranker takes a hub id (fetched once, then cached) or a local folder."
-
-
-def read_sentence_transformers_config(path: Path) -> dict[str, Any]:
-    """``config_sentence_transformers.json`` beside the weights, where CrossEncoder keeps
-    its activation and prompts ({} without one)."""
-    file = path / "config_sentence_transformers.json"
-    if not file.is_file():
-        return {}
-    try:
-        saved = json.loads(file.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read the reranker's {file}: {exc}") from exc
-    return saved if isinstance(saved, dict) else {}
 
 
 def read_activation(reranker_id: str, config: Any, saved: dict[str, Any]) -> Activation:
@@ -131,7 +116,8 @@ class RerankerModel:
                     f"reranker '{reranker_id}' has {config.num_labels} outputs; a reranker "
                     "scores each pair with one (a cross-encoder with num_labels 1)"
                 )
-            saved = read_sentence_transformers_config(path)
+            # CrossEncoder keeps its activation and prompts there.
+            saved = read_json_object(path / "config_sentence_transformers.json")
             activation = read_activation(reranker_id, config, saved)
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trusted)
             weights = load_weights(
