@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from embedserve.server.http.strict_json import loads, lone_surrogate_at
+from embedserve.server.http.strict_json import loads
+from embedserve.server.json_escapes import lone_surrogate_at
 
 HIGH, LOW = "\\ud83d", "\\ude00"
 

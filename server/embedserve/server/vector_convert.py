@@ -20,7 +20,7 @@ from embedserve.connectors.weighing import Proximity, Recency, Weighing
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.http.strict_json import lone_surrogate_at
+from embedserve.server.json_escapes import lone_surrogate_at
 from embedserve.server.passages import PassageSplit
 from embedserve.server.search_rerank import RerankStage
 from embedserve.server.vectors import (
@@ -287,7 +287,7 @@ def payload_from_json(text: str, field: str) -> dict[str, Any]:
         raise InvalidArgument(f"{field} is not JSON this server reads: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidArgument(f"{field} must be a JSON object, not {_json_kind(value)}")
-    if "\\u" in text and (position := lone_surrogate_at(text)) is not None:
+    if (position := lone_surrogate_at(text)) is not None:
         escape = text[position : position + 6]
         raise InvalidArgument(
             f"{field}: {escape} at character {position + 1} is half of a surrogate pair, "

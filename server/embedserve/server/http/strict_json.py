@@ -9,7 +9,6 @@ sees one: protobuf refuses a string that is not UTF-8. The routes here use
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,33 +16,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-# An escape of a surrogate code point, with the backslashes before it (an even number of
-# them would make it literal text, not an escape).
-_SURROGATE_ESCAPE = re.compile(r"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
-
-
-def _escape_at(match: re.Match[str]) -> int | None:
-    """Where the escape starts, or None when the backslashes make it literal text."""
-    return match.start(2) - 2 if len(match.group(1)) % 2 else None
-
-
-def lone_surrogate_at(text: str) -> int | None:
-    """The offset of the first surrogate escape that is not half of a pair, if any."""
-    high: re.Match[str] | None = None  # a high surrogate waiting for its low half
-    for match in _SURROGATE_ESCAPE.finditer(text):
-        at = _escape_at(match)
-        if at is None:
-            continue
-        is_high = int(match.group(2), 16) < 0xDC00
-        if high is not None:
-            if not is_high and at == high.end():
-                high = None
-                continue
-            return _escape_at(high)
-        if not is_high:
-            return at
-        high = match
-    return None if high is None else _escape_at(high)
+from embedserve.server.json_escapes import lone_surrogate_at
 
 
 def loads(body: bytes) -> Any:
@@ -57,8 +30,7 @@ def loads(body: bytes) -> Any:
         value = json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError("arrays or objects nested too deeply", "", 0) from None
-    # Only a body with a surrogate escape can hold one; the scan is skipped otherwise.
-    if "\\u" in text and (position := lone_surrogate_at(text)) is not None:
+    if (position := lone_surrogate_at(text)) is not None:
         escape = text[position : position + 6]
         raise json.JSONDecodeError(
             f"{escape} is half of a surrogate pair, not a character", text, position
