@@ -147,6 +147,17 @@ def test_v1_rerank_ranks_document_objects_by_their_text(served: Any, grpc_client
     assert [r.document and r.document.text for r in answer.results] == [
         TEXTS[r.index] for r in expected
     ]
+    # /v1/rerank is Jina's and Infinity's too: its errors speak Cohere and OpenAI at once.
+    with pytest.raises(cohere.errors.NotFoundError) as refused:
+        co.rerank(model="rerank-v3.5", query=TEXTS[0], documents=TEXTS)
+    body = refused.value.body
+    assert "not served here" in body["message"]
+    assert body["error"] == {
+        "message": body["message"],
+        "type": "not_found_error",
+        "param": None,
+        "code": None,
+    }
 
 
 _TEXT_PART = {"type": "text", "text": "a"}

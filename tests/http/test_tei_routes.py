@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from embedserve.client import EmbedClient
+from embedserve.server.http import tei_schemas
 
 TEXTS = ["what is a vector database", "cats sleep for most of the day, often in the sun"]
 QUERY = "where do vectors live?"
@@ -161,6 +162,25 @@ def test_decode_gives_back_the_text(both: Any) -> None:
     assert with_added.json() == ["[CLS] hello vector world [SEP]"]
     assert bad.status_code == 413
     assert bad.json()["error"].startswith("ids[1] holds token id 99999999")
+
+
+@pytest.mark.parametrize(
+    ("ids", "named"),
+    [
+        ([[1], "a"], "ids[1] is a string, unlike ids[0] (an array)"),
+        ("x", "ids is a string"),
+        ([], "ids is empty"),
+        ([1, -2], "ids[1] is an integer, not a token id"),
+        ([[1, 2], [3, True]], "ids[1][1] is a boolean"),
+        ([[1], []], "ids[1] is empty"),
+    ],
+)
+def test_decode_names_the_first_wrong_id(both: Any, ids: Any, named: str) -> None:
+    """pydantic named a member of the union (and blamed ids[0] for ids[1]'s fault)."""
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        answer = http.post("/decode", json={"ids": ids})
+    assert answer.status_code == 422
+    assert answer.json()["error"] == f"{named}; {tei_schemas.IDS_SHAPE}"
 
 
 def test_tei_error_shape_covers_exactly_the_tei_routes() -> None:

@@ -42,7 +42,7 @@ TOKEN_IDS_REFUSED = (
 )
 
 
-def _encode(result: EmbedResult, encoding: str) -> list[Any]:
+def _encode(result: EmbedResult, encoding: str | None) -> list[Any]:
     if encoding == "base64":
         return float32_base64(result.vectors)
     rows: list[Any] = result.vectors.tolist()

@@ -14,7 +14,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from embedserve.server.http.responses import COHERE_PATHS, TEI_PATHS, is_openai_path
+from embedserve.server.http.responses import (
+    COHERE_PATHS,
+    SHARED_RERANK_PATH,
+    TEI_PATHS,
+    is_openai_path,
+)
 
 _NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 ERROR_SCHEMAS: dict[str, Any] = {
@@ -51,6 +56,13 @@ ERROR_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["message"],
         "properties": {"message": {"type": "string"}},
+    },
+    "SharedRerankError": {
+        "allOf": [
+            {"$ref": "#/components/schemas/CohereError"},
+            {"$ref": "#/components/schemas/OpenAIError"},
+        ],
+        "description": "Cohere's message beside OpenAI's (Infinity's) error object",
     },
     "OpenAIError": {
         "type": "object",
@@ -114,6 +126,8 @@ def _error_response(path: str, description: str) -> dict[str, Any]:
         schema = "TeiError"
     elif path in COHERE_PATHS:
         schema = "CohereError"
+    elif path == SHARED_RERANK_PATH:
+        schema = "SharedRerankError"
     else:
         schema = "OpenAIError" if is_openai_path(path) else "Error"
     ref = {"$ref": f"#/components/schemas/{schema}"}

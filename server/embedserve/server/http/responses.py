@@ -44,6 +44,11 @@ TEI_PATHS = frozenset(
 COHERE_PATHS = frozenset({"/v1/embed", "/v2/embed", "/v2/rerank"})
 
 
+# /v1/rerank is Cohere's, Jina's and Infinity's: its errors carry Cohere's "message" beside
+# the "error" object of OpenAI's shape (Infinity's), so that each kind of client reads its own.
+SHARED_RERANK_PATH = "/v1/rerank"
+
+
 # OpenAI's routes at Infinity's paths (openai_routes.unprefixed).
 OPENAI_ALIASES = frozenset({"/embeddings", "/models"})
 
@@ -77,7 +82,8 @@ def error_body(path: str, code: grpc.StatusCode, message: str, status: int | Non
         kind = _OPENAI_TYPES.get(
             status, "server_error" if status >= 500 else "invalid_request_error"
         )
-        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        openai = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        return {"message": message, **openai} if path == SHARED_RERANK_PATH else openai
     return {"error": {"code": status, "status": code.name, "message": message}}
 
 

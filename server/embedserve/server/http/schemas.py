@@ -147,7 +147,8 @@ class OpenAIEmbeddingRequest(Body):
         default=None, description="the served model's id (see GET /v1/models)"
     )
     dimensions: PositiveU32 | None = None
-    encoding_format: Literal["float", "base64"] = "float"
+    # null is unset, as OpenAI reads it (LiteLLM sends it whenever its caller sets none).
+    encoding_format: Literal["float", "base64"] | None = "float"
     user: str | None = Field(default=None, description="accepted and ignored")
     task: TaskName | None = None
     prompt: str | None = None
@@ -639,7 +640,8 @@ def json_kind(value: Any) -> str:
     return _JSON_KINDS.get(type(value), type(value).__name__)
 
 
-def _is_token(value: Any) -> bool:
+def is_token(value: Any) -> bool:
+    """An integer that is not a boolean (JSON true is not token 1)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -647,8 +649,8 @@ def _fits_like(first: Any) -> Callable[[Any], bool] | None:
     """The test every item of an input list passes: being of the kind of its first."""
     if isinstance(first, str):
         return lambda item: isinstance(item, str)
-    if _is_token(first):
-        return _is_token
+    if is_token(first):
+        return is_token
     if isinstance(first, list):
         return lambda item: isinstance(item, list)
     return None
@@ -670,6 +672,6 @@ def input_problem(value: Any) -> str | None:
             )
         if isinstance(item, list):
             for position, token in enumerate(item):
-                if not _is_token(token):
+                if not is_token(token):
                     return f"input[{index}][{position}] is {json_kind(token)}, not a token id"
     return None

@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
-from embedserve.server.http.schemas import Body, PositiveU32, json_kind
+from embedserve.server.http.schemas import Body, PositiveU32, is_token, json_kind
 from embedserve.server.reranking import RerankParams
 from embedserve.server.tokenization import Overflow
 
@@ -132,11 +132,44 @@ TokenId = Annotated[int, Field(ge=0)]
 TokenIds = Annotated[list[TokenId], Field(min_length=1)]
 
 
+IDS_SHAPE = "ids takes a list of token ids (integers from 0) or a list of such lists"
+
+
+def _id_problem(item: Any, where: str) -> str | None:
+    if is_token(item) and item >= 0:
+        return None
+    return f"{where} is {json_kind(item)}" + (", not a token id" if is_token(item) else "")
+
+
+def ids_problem(value: Any) -> str | None:
+    """What is wrong with /decode's ``ids``, naming the first wrong item; None if nothing is."""
+    if not isinstance(value, list) or not value:
+        return f"ids is {json_kind(value) if value != [] else 'empty'}"
+    if not isinstance(value[0], list):
+        return next((p for i, v in enumerate(value) if (p := _id_problem(v, f"ids[{i}]"))), None)
+    for index, ids in enumerate(value):
+        if not isinstance(ids, list) or not ids:
+            kind = json_kind(ids) if ids != [] else "empty"
+            return f"ids[{index}] is {kind}" + (", unlike ids[0] (an array)" if ids else "")
+        for position, item in enumerate(ids):
+            if problem := _id_problem(item, f"ids[{index}][{position}]"):
+                return problem
+    return None
+
+
 class TeiDecodeRequest(TeiBody):
     ids: TokenIds | Annotated[list[TokenIds], Field(min_length=1)] = Field(
         description="the model's token ids, or a list of such lists"
     )
     skip_special_tokens: bool = True
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _one_ids_error(cls, value: Any) -> Any:
+        # pydantic would report one problem per member of the union, under a member's name.
+        if (problem := ids_problem(value)) is not None:
+            raise PydanticCustomError("ids_shape", problem + "; " + IDS_SHAPE)
+        return value
 
     def id_lists(self) -> list[list[int]]:
         return [self.ids] if isinstance(self.ids[0], int) else self.ids
