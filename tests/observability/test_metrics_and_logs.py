@@ -22,7 +22,7 @@ from running_server import free_port
 
 from embedserve.client import EmbedClient
 from embedserve.client.cli import main as cli_main
-from embedserve.v1 import embedding_pb2, embedding_pb2_grpc
+from embedserve.v1 import embedding_pb2, embedding_pb2_grpc, vector_pb2, vector_pb2_grpc
 
 EMBED = "/embedserve.v1.EmbeddingService/Embed"
 INGEST = "/embedserve.v1.VectorService/IngestStream"
@@ -136,7 +136,13 @@ def test_json_log_lines_carry_request_id(
             embedding_pb2.EmbedRequest(inputs=["hi"]), metadata=(("x-request-id", "req-42"),)
         )
         stub.Embed(embedding_pb2.EmbedRequest(inputs=["no id"]))
+        unknown = channel.unary_unary("/embedserve.v1.EmbeddingService/Nope")
+        with pytest.raises(grpc.RpcError) as unimplemented:
+            unknown(b"", metadata=(("x-request-id", "req-nope"),))
+    assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
     lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    (nope,) = [line for line in lines if "Nope" in line["message"]]
+    assert nope.get("request_id") == "req-nope"  # the access line of a method not served
     mine = [line for line in lines if line.get("request_id") == "req-42"]
     assert mine, lines
     assert mine[0]["logger"] == "embedserve.access"
@@ -144,6 +150,32 @@ def test_json_log_lines_carry_request_id(
     access = [line for line in lines if line["logger"] == "embedserve.access"]
     generated = [line["request_id"] for line in access if line["request_id"] != "req-42"]
     assert generated and len(generated[0]) == 32  # a fresh uuid4 hex when the client sent none
+
+
+def test_store_retry_lines_carry_the_calls_request_id(
+    start_server: Callable[..., Any], minilm_model: Any, json_log: io.StringIO
+) -> None:
+    """Store calls run on a thread pool, which did not carry the call's context: the
+    retry warnings of an unreachable Qdrant server named no request."""
+    dead_port = free_port()
+    running = start_server(
+        loaded=minilm_model,
+        qdrant_url=f"http://127.0.0.1:{dead_port}",
+        qdrant_grpc_port=dead_port,
+        store_retry_attempts=2,
+        store_retry_max_s=0.2,
+    )
+    with grpc.insecure_channel(running.target) as channel:
+        stub = vector_pb2_grpc.VectorServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as failed:
+            stub.ListCollections(
+                vector_pb2.ListCollectionsRequest(), metadata=(("x-request-id", "req-store"),)
+            )
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    retries = [line for line in lines if "retrying in" in line["message"]]
+    assert retries, lines
+    assert {line.get("request_id") for line in retries} == {"req-store"}
 
 
 def test_cli_flags_json_logs_and_metrics(tmp_path: Path) -> None:

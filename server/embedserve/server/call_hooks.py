@@ -166,6 +166,11 @@ async def _refuse(context: Context, error: EmbedServeError) -> NoReturn:
     await context.abort(status_of(error), error.message)
 
 
+# The caller's deadline started before the server's (which runs from the call's arrival),
+# so the caller's cancel at its deadline arrives with a little of the server's left.
+DEADLINE_SLACK_S = 0.1
+
+
 def code_name(context: Context, error: BaseException | None) -> str:
     """The call's final status code name, as the caller sees it."""
     # The client went away (the task is cancelled, the response generator closed, or a
@@ -174,7 +179,7 @@ def code_name(context: Context, error: BaseException | None) -> str:
     gone = error is None and context.cancelled()
     if gone or isinstance(error, asyncio.CancelledError | GeneratorExit):
         remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
+        if remaining is not None and remaining <= DEADLINE_SLACK_S:
             return grpc.StatusCode.DEADLINE_EXCEEDED.name
         if past_grace.get()():
             return grpc.StatusCode.UNAVAILABLE.name
@@ -204,7 +209,7 @@ class HookInterceptor(grpc.aio.ServerInterceptor):
         """The handler to wrap, changed if need be (e.g. its deserializer)."""
         return handler
 
-    def unhandled(self, method: str) -> None:
+    def unhandled(self, method: str, metadata: dict[str, str]) -> None:
         """A call to a method this server does not have (answered UNIMPLEMENTED)."""
         return None
 
@@ -229,11 +234,11 @@ class HookChain(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method = str(handler_call_details.method)
+        metadata = _metadata(handler_call_details)
         if handler is None:
             for member in self._members:
-                member.unhandled(method)
+                member.unhandled(method, metadata)
             return handler
-        metadata = _metadata(handler_call_details)
         chain = []
         for member in self._members:
             hooks = member.hooks_for(method, metadata)  # called once per call: fresh hooks

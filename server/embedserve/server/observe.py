@@ -52,10 +52,16 @@ class ObserveInterceptor(HookInterceptor):
         self._metrics = metrics
 
     def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:
-        request_id = metadata.get(REQUEST_ID_KEY, "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex
-        return _Observe(self._metrics, method, request_id)
+        return _Observe(self._metrics, method, _request_id(metadata))
 
-    def unhandled(self, method: str) -> None:
+    def unhandled(self, method: str, metadata: dict[str, str]) -> None:
         code = "UNIMPLEMENTED"
         self._metrics.rpc_total.labels(UNKNOWN_METHOD, code, "grpc").inc()
+        token = callctx.request_id.set(_request_id(metadata))
         log.info("%s %s %r", UNKNOWN_METHOD, code, method[:_MAX_REQUEST_ID])
+        callctx.reset(callctx.request_id, token)
+
+
+def _request_id(metadata: dict[str, str]) -> str:
+    """The caller's id for its call, or a fresh uuid4 hex when it sent none."""
+    return metadata.get(REQUEST_ID_KEY, "")[:_MAX_REQUEST_ID] or uuid.uuid4().hex

@@ -7,6 +7,7 @@ network I/O), so they run on a small thread pool; the event loop keeps serving m
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import time
@@ -278,8 +279,10 @@ class VectorCore:
         settings; a store that wants another size has had the collection re-created, or the
         alias used moved, since they were cached."""
         loop = asyncio.get_running_loop()
+        # In the call's context, so that the store's log lines carry its request id.
+        in_context = functools.partial(contextvars.copy_context().run, fn, *args)
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await loop.run_in_executor(self._executor, in_context)
         except store_errors.DimensionMismatch as exc:
             stale = [size for size in embedded_at if size != exc.expected]
             if not stale:

@@ -1,0 +1,41 @@
+"""The status a cancelled call is counted, logged and traced with."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from embedserve.server.call_hooks import code_name
+
+
+class CancelledCall:
+    """A call the caller ended, with ``remaining`` seconds of the server's deadline left."""
+
+    def __init__(self, remaining: float | None) -> None:
+        self.remaining = remaining
+
+    def cancelled(self) -> bool:
+        return True
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+
+@pytest.mark.parametrize(
+    ("remaining", "code"),
+    [
+        # The caller's deadline ran out a moment before the server's: its cancel arrives
+        # first. These were counted CANCELLED while the caller saw DEADLINE_EXCEEDED.
+        (0.001, "DEADLINE_EXCEEDED"),
+        (0.05, "DEADLINE_EXCEEDED"),
+        (0.0, "DEADLINE_EXCEEDED"),
+        (-1.0, "DEADLINE_EXCEEDED"),
+        (2.0, "CANCELLED"),  # the caller gave up well before its deadline
+        (None, "CANCELLED"),  # no deadline at all
+    ],
+)
+def test_a_cancel_at_the_deadline_is_the_deadline(remaining: float | None, code: str) -> None:
+    call = CancelledCall(remaining)
+    assert code_name(call, None) == code  # type: ignore[arg-type]
+    assert code_name(call, asyncio.CancelledError()) == code  # type: ignore[arg-type]
