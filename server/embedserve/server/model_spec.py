@@ -199,6 +199,23 @@ def _similarity(model_id: str, config: dict[str, Any]) -> SimilarityFunction:
         ) from None
 
 
+# Prompt names sentence-transformers' SentenceTransformer always has ("" unless configured).
+_ALWAYS_PROMPTS = ("query", "document")
+
+
+def _default_prompt_name(model_id: str, config: dict[str, Any]) -> str | None:
+    """The file's default prompt name; one it names no prompt for is refused, as
+    sentence-transformers refuses it, rather than served as no prompt."""
+    name = config.get("default_prompt_name") or None
+    prompts = {*(config.get("prompts") or {}), *_ALWAYS_PROMPTS}
+    if name is not None and name not in prompts:
+        raise ModelLoadError(
+            f"model '{model_id}': default prompt name {name!r} not found in the configured "
+            f"prompts dictionary with keys {sorted(prompts)} (config_sentence_transformers.json)"
+        )
+    return name
+
+
 def read_model_spec(model_id: str, path: Path, config_max_positions: int | None) -> ModelSpec:
     modules = read_json_object(path / "modules.json").get("_list", [])
     _check_modules(model_id, modules)
@@ -220,7 +237,7 @@ def read_model_spec(model_id: str, path: Path, config_max_positions: int | None)
     prompts = {str(k): str(v) for k, v in (st_cfg.get("prompts") or {}).items()}
     if not any(prompts.values()):
         prompts = dict(_KNOWN_PROMPTS.get(model_id, {}))
-    default_prompt_name = st_cfg.get("default_prompt_name") or None
+    default_prompt_name = _default_prompt_name(model_id, st_cfg)
 
     bert_cfg = read_json_object(path / "sentence_bert_config.json")
     seq_length = bert_cfg.get("max_seq_length")
