@@ -266,6 +266,8 @@ expect_refused "is more than qdrant.replicaCount (1)" --set qdrant.enabled=true 
   --set qdrant.replicaCount=1 --set qdrant.defaultReplicationFactor=2
 expect_refused "qdrant.defaultWriteConsistencyFactor (3) is more than the replication factor (2)" \
   --set qdrant.enabled=true --set qdrant.defaultWriteConsistencyFactor=3
+expect_refused "qdrant.defaultWriteConsistencyFactor (2) is more than the replication factor (1)" \
+  --set qdrant.url=http://q.vector.svc:6333 --set qdrant.defaultWriteConsistencyFactor=2
 expect_refused "tls.clientCA needs tls.existingSecret" --set tls.clientCA=true
 expect_refused "tls.probeClientSecret is used with tls.clientCA" \
   --set tls.existingSecret=embed-tls --set tls.probeClientSecret=probe

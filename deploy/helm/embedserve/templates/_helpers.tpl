@@ -65,8 +65,9 @@ single shard and would only report them).
 {{- end -}}
 {{- end -}}
 {{- $wcf := index $layout "EMBEDSERVE_DEFAULT_WRITE_CONSISTENCY_FACTOR" -}}
-{{- $rf := index $layout "EMBEDSERVE_DEFAULT_REPLICATION_FACTOR" -}}
-{{- if and $wcf $rf (gt $wcf $rf) -}}
+{{- /* unset, the server's default replication factor is 1 */ -}}
+{{- $rf := index $layout "EMBEDSERVE_DEFAULT_REPLICATION_FACTOR" | default 1 -}}
+{{- if and $wcf (gt $wcf $rf) -}}
 {{- fail (printf "qdrant.defaultWriteConsistencyFactor (%d) is more than the replication factor (%d): every collection create would be refused" $wcf $rf) -}}
 {{- end -}}
 {{- with $layout }}{{ toYaml . }}{{ end -}}
