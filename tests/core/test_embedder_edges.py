@@ -359,3 +359,19 @@ def test_normalised_token_vectors_have_unit_length_even_from_short_rows() -> Non
     params = EmbedParams(task=Task.NONE, dimensions=1)
     result = run(encoder, lambda e: e.embed_tokens([" ".join(f"t{i}" for i in range(20))], params))
     np.testing.assert_allclose(np.abs(result.vectors[0]), 1.0, atol=1e-6)
+
+
+def test_one_callers_normalised_token_vectors_leave_anothers_alone(minilm_model: Any) -> None:
+    """Equal windows in one batch share the model's rows: normalising one caller's answer
+    in place normalised the other's (its raw hidden states came back as unit rows)."""
+
+    async def body() -> list[Any]:
+        async with running_embedder(minilm_model) as embedder:
+            return await asyncio.gather(
+                embedder.embed_tokens(["hello world"], EmbedParams(normalize=True)),
+                embedder.embed_tokens(["hello world"], EmbedParams(normalize=False)),
+            )
+
+    unit, raw = asyncio.run(body())
+    np.testing.assert_allclose(np.linalg.norm(unit.vectors[0], axis=1), 1.0, rtol=1e-5)
+    assert np.linalg.norm(raw.vectors[0], axis=1).min() > 2.0  # MiniLM's rows: about 8

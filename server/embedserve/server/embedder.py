@@ -399,8 +399,8 @@ class Embedder:
         vectors: list[FloatArray] = []
         for index, (text, result) in enumerate(zip(tokenized, results, strict=True)):
             matrix = np.ascontiguousarray(result.vector[:, :width], dtype=np.float32)
-            if normalize:
-                matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+            if normalize:  # into a new array: equal windows of one batch share their rows
+                matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
             vectors.append(matrix)
             details[index] = _cut_detail(details[index], text)
         timings = Timings(tokenize_ms=tokenize_ms)
