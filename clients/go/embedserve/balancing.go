@@ -58,7 +58,9 @@ const staticScheme = "embedserve-static"
 // balancedTarget turns "host:port,host:port" into a target served by a fixed
 // address list, and returns the dial options that turn balancing on for it or
 // for a "dns:///" target. A single "host:port" is returned unchanged.
-func balancedTarget(target string) (string, []grpc.DialOption, error) {
+// serverName is the name TLS checks when the caller gave one (WithTLSFromCAFile's
+// serverName, WithTLS's ServerName), else "".
+func balancedTarget(target, serverName string) (string, []grpc.DialOption, error) {
 	balanced := []grpc.DialOption{grpc.WithDefaultServiceConfig(balancingServiceConfig)}
 	if strings.HasPrefix(target, "dns:") {
 		return target, balanced, nil
@@ -82,8 +84,13 @@ func balancedTarget(target string) (string, []grpc.DialOption, error) {
 	}
 	static := manual.NewBuilderWithScheme(staticScheme)
 	static.InitialState(resolver.State{Endpoints: endpoints(addresses)})
-	// The first address names the servers (the :authority, and the name TLS checks).
-	balanced = append(balanced, grpc.WithResolvers(static), grpc.WithAuthority(addresses[0].Addr))
+	balanced = append(balanced, grpc.WithResolvers(static))
+	// The first address names the servers (the :authority, and the name TLS
+	// checks), unless TLS is given a server name: that one names them then, as
+	// it does for a single address (grpc refuses an authority that differs from it).
+	if serverName == "" {
+		balanced = append(balanced, grpc.WithAuthority(addresses[0].Addr))
+	}
 	return staticScheme + ":///servers", balanced, nil
 }
 

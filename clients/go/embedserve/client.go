@@ -7,6 +7,10 @@
 //
 // Failed calls return the server's gRPC status error unchanged, so
 // status.Code(err) gives codes.InvalidArgument, codes.DeadlineExceeded, ...
+// A string that is not UTF-8, anywhere in a request (the stubs' too), is
+// refused before sending with codes.InvalidArgument naming where it is ("text
+// 3 is not UTF-8 (byte 0xff at byte offset 7)", "collection is not UTF-8
+// (...)"), where protobuf would fail the call as codes.Internal naming nothing.
 //
 // The same client talks to the VectorService: collections (CreateCollection,
 // ...), acknowledged streaming ingestion (Ingest), Search, Recommend, Get,
@@ -143,12 +147,19 @@ func Dial(target string, opts ...Option) (*Client, error) {
 			grpc.MaxCallSendMsgSize(maxMessageBytes),
 		),
 		grpc.WithUnaryInterceptor(deadlineInterceptor(cfg.timeout)),
+		// A string that is not UTF-8, in any request, is refused before sending (utf8.go).
+		grpc.WithChainUnaryInterceptor(utf8UnaryInterceptor),
+		grpc.WithChainStreamInterceptor(utf8StreamInterceptor),
 	}
 	if cfg.apiKey != "" {
 		dialOptions = append(dialOptions, grpc.WithPerRPCCredentials(bearer{key: cfg.apiKey}))
 	}
 	// "host:port,host:port" or "dns:///": round_robin and retries (balancing.go).
-	target, balancing, err := balancedTarget(target)
+	serverName := ""
+	if cfg.tls != nil {
+		serverName = cfg.tls.ServerName
+	}
+	target, balancing, err := balancedTarget(target, serverName)
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +273,9 @@ func quantizedPrecision(precision pb.Precision, method, floats string) error {
 func embedInBatches[T any](ctx context.Context, c *Client, texts []string, precision pb.Precision, opts []EmbedOption, rows func([]*pb.Embedding) ([]T, error)) ([]T, error) {
 	if len(texts) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "embedserve: texts must not be empty")
+	}
+	if err := textsError("", texts); err != nil {
+		return nil, err
 	}
 	cfg := newCallConfig(opts)
 	if cfg.err != nil {

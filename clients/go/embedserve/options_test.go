@@ -124,6 +124,37 @@ func TestTLSAPIKeyAndDefaultDeadline(t *testing.T) {
 	}
 }
 
+// Several addresses of one TLS server, with and without a server name for TLS
+// to check: each connects as a single address does (a server name used to
+// clash with the first address, set as the :authority).
+func TestBalancedTLSWithServerName(t *testing.T) {
+	caFile, serverTLS := selfSigned(t, t.TempDir())
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
+	pb.RegisterEmbeddingServiceServer(server, &recorder{})
+	go server.Serve(listener)
+	defer server.Stop()
+
+	addr := listener.Addr().String()
+	for _, serverName := range []string{"localhost", "127.0.0.1", ""} {
+		for _, target := range []string{addr, addr + "," + addr} {
+			client, err := embedserve.Dial(target,
+				embedserve.WithTLSFromCAFile(caFile, serverName), embedserve.WithTimeout(10*time.Second))
+			if err != nil {
+				t.Fatalf("target %q, server name %q: Dial: %v", target, serverName, err)
+			}
+			info, err := client.ModelInfo(context.Background())
+			client.Close()
+			if err != nil || info.GetModelId() != "fake" {
+				t.Fatalf("target %q, server name %q: ModelInfo %v, %v", target, serverName, info, err)
+			}
+		}
+	}
+}
+
 func TestBadCAFile(t *testing.T) {
 	if _, err := embedserve.Dial("127.0.0.1:1", embedserve.WithTLSFromCAFile(filepath.Join(t.TempDir(), "missing.pem"), "")); err == nil {
 		t.Fatal("Dial accepted a missing CA file")

@@ -22,15 +22,20 @@ import (
 const maxPayloadDepth = 32
 
 // payloadError refuses, as the Python client does and with its words, a
-// payload that cannot be sent as it is: nested past maxPayloadDepth, or
-// holding an integer that a Struct (every number a double) would change.
-// what names the payload's owner ("document \"7\": "), or is empty.
+// payload that cannot be sent as it is: nested past maxPayloadDepth, holding
+// an integer that a Struct (every number a double) would change, or a string
+// or key that is not UTF-8 ("payload.a.b is not UTF-8 (...)", "payload.a key
+// \"b\\xff\" is not UTF-8 (...)"). what names the payload's owner
+// ("document \"7\": "), or is empty.
 func payloadError(what string, payload map[string]any) error {
 	if path, deep := findInPayload(payload, 1, tooDeep); deep != "" {
 		return status.Errorf(codes.InvalidArgument, "embedserve: %spayload%s: %s", what, path, deep)
 	}
 	if path, inexact := findInPayload(payload, 1, inexactInteger); inexact != "" {
 		return status.Errorf(codes.InvalidArgument, "embedserve: %spayload '%s': %s", what, strings.TrimPrefix(path, "."), inexact)
+	}
+	if path, text := findInPayload(payload, 1, notUTF8); text != "" {
+		return status.Errorf(codes.InvalidArgument, "embedserve: %spayload%s %s", what, path, text)
 	}
 	return nil
 }

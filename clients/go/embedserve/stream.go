@@ -2,6 +2,7 @@ package embedserve
 
 import (
 	"context"
+	"fmt"
 	"iter"
 
 	"google.golang.org/grpc"
@@ -32,7 +33,9 @@ type StreamResult struct {
 // an answer whose id does not match ends the iteration with an error.
 //
 // Iteration stops at the first error, which is yielded once (a server failure
-// is its gRPC status error). Breaking out of the loop cancels the call. The
+// is its gRPC status error; a text that is not UTF-8 is codes.InvalidArgument,
+// "batch 2: text 1 is not UTF-8 (...)", once the batches before it are
+// answered). Breaking out of the loop cancels the call. The
 // batches sequence is consumed on another goroutine; FromChannel(ch) adapts
 // a channel. The stream has no default deadline: bound it with ctx, which
 // ends the iteration with its status (codes.DeadlineExceeded or
@@ -74,7 +77,7 @@ func embedStream(ctx context.Context, c *Client, batches iter.Seq[[]string], pre
 		return func(yield func(StreamResult, error) bool) { yield(StreamResult{}, cfg.err) }
 	}
 	stream := orderedStream[[]string, pb.EmbedStreamRequest, pb.EmbedStreamResponse, StreamResult]{
-		batches:     withoutErrors(batches),
+		batches:     checkedBatches(batches),
 		maxInFlight: cfg.maxInFlight,
 		request: func(_ int, id string, batch []string) *pb.EmbedStreamRequest {
 			return &pb.EmbedStreamRequest{RequestId: id, Inputs: batch, Options: cfg.options, Precision: precision}
@@ -94,13 +97,21 @@ func embedStream(ctx context.Context, c *Client, batches iter.Seq[[]string], pre
 	})
 }
 
-// withoutErrors adapts a sequence that cannot fail to what orderedStream takes.
-func withoutErrors[T any](seq iter.Seq[T]) iter.Seq2[T, error] {
-	return func(yield func(T, error) bool) {
-		for v := range seq {
-			if !yield(v, nil) {
+// checkedBatches adapts batches to what orderedStream takes: a batch holding a
+// text that is not UTF-8 ends the sequence with its error, naming both ("batch
+// 2: text 1 is not UTF-8 (...)"), yielded after the answers to what was sent.
+func checkedBatches(batches iter.Seq[[]string]) iter.Seq2[[]string, error] {
+	return func(yield func([]string, error) bool) {
+		index := 0
+		for batch := range batches {
+			if err := textsError(fmt.Sprintf("batch %d: ", index), batch); err != nil {
+				yield(nil, err)
 				return
 			}
+			if !yield(batch, nil) {
+				return
+			}
+			index++
 		}
 	}
 }

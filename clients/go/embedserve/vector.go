@@ -41,6 +41,12 @@ type Document struct {
 }
 
 func (d Document) proto() (*pb.Document, error) {
+	if problem := utf8Problem(d.ID); problem != "" {
+		return nil, status.Errorf(codes.InvalidArgument, "embedserve: document id %q %s", d.ID, problem)
+	}
+	if problem := utf8Problem(d.Text); problem != "" {
+		return nil, status.Errorf(codes.InvalidArgument, "embedserve: document %q: text %s", d.ID, problem)
+	}
 	doc := &pb.Document{Id: d.ID}
 	switch {
 	case d.Vector != nil && d.Text != "":

@@ -139,7 +139,12 @@ import java.util.stream.Stream;
  * server never sees) throw {@link IllegalArgumentException}. A negative count is any int below 0
  * given to a count of the client's methods or of the requests that its search, recommend, scroll
  * and rerank methods take ({@code QueryParams} limit and offset included): the proto fields are
- * uint32, where -1 would arrive as 4294967295.
+ * uint32, where -1 would arrive as 4294967295. A string that is no text (holding half of a
+ * surrogate pair, which protobuf would send as {@code '?'}) is refused too, in any request on the
+ * client's channel ({@link #stub()}'s too): "text 0 holds &#92;ud800 at character 4, half of a
+ * surrogate pair and not a character" for {@link #embed}'s texts, "batch 2: text 1 holds ..."
+ * for a stream's (thrown once the batches before it are answered), else the field by its path in
+ * the request ("collection holds ...", "filter.must[0].match.text holds ...").
  */
 public final class EmbedserveClient implements AutoCloseable {
   /** Default deadline of unary calls. */
@@ -187,6 +192,7 @@ public final class EmbedserveClient implements AutoCloseable {
     this.timeout = timeout;
     List<ClientInterceptor> interceptors = new ArrayList<>();
     interceptors.add(new DefaultDeadline(timeout));
+    interceptors.add(new Unicode.Check()); // a string that is no text is refused before sending
     if (apiKey != null) {
       Metadata headers = new Metadata();
       headers.put(AUTHORIZATION, "Bearer " + apiKey);
@@ -415,6 +421,12 @@ public final class EmbedserveClient implements AutoCloseable {
           Status.INVALID_ARGUMENT.withDescription("texts must not be empty").asRuntimeException());
       return result;
     }
+    try {
+      Unicode.requireTexts("", texts); // "text 300 holds ...": its place in texts
+    } catch (StatusRuntimeException e) {
+      result.completeExceptionally(e);
+      return result;
+    }
     List<List<String>> chunks = partition(texts, batchSize);
     EmbeddingServiceGrpc.EmbeddingServiceStub stub =
         timeout == null || timeout.isZero()
@@ -626,13 +638,16 @@ public final class EmbedserveClient implements AutoCloseable {
     OrderedStream<List<String>, EmbedStreamRequest, EmbedStreamResponse> stream =
         new OrderedStream<>(
             async::embedStream,
-            (index, id, batch) ->
-                EmbedStreamRequest.newBuilder()
-                    .setRequestId(id)
-                    .addAllInputs(batch)
-                    .setOptions(options)
-                    .setPrecision(precision)
-                    .build(),
+            (index, id, batch) -> {
+              // thrown, as the iterator's exceptions are, once the batches before it are answered
+              Unicode.requireTexts("batch " + index + ": ", batch);
+              return EmbedStreamRequest.newBuilder()
+                  .setRequestId(id)
+                  .addAllInputs(batch)
+                  .setOptions(options)
+                  .setPrecision(precision)
+                  .build();
+            },
             EmbedStreamResponse::getRequestId,
             EMBED_STREAM_WORDS);
     return stream.run(

@@ -43,8 +43,8 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.LongAdder;
+import java.util.concurrent.atomic.DoubleAccumulator;
+import java.util.concurrent.atomic.DoubleAdder;
 
 /**
  * Builders for the VectorService messages: documents, write options, examples, filters, payloads
@@ -72,14 +72,20 @@ public final class Vectors {
   /**
    * A text document, embedded by the server (payload may be null or empty; see {@link #struct}).
    *
-   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a null id or text, or a payload
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a null id or text, an id or text
+   *     that is no text (half of a surrogate pair, which protobuf would send as '?'), or a payload
    *     {@link #struct} refuses, naming the document
    */
   public static Document document(String id, String text, Map<String, ?> payload) {
     if (text == null) {
       throw invalid("document " + quoted(id) + " needs a text, got null");
     }
-    Document.Builder doc = Document.newBuilder().setId(documentId(id)).setText(text);
+    Document.Builder doc = Document.newBuilder().setId(documentId(id));
+    String problem = Unicode.surrogateProblem(text);
+    if (problem != null) {
+      throw invalid("document " + quoted(id) + ": text " + problem);
+    }
+    doc.setText(text);
     if (payload != null && !payload.isEmpty()) {
       doc.setPayload(struct(payload, "document " + quoted(id) + ": "));
     }
@@ -108,16 +114,23 @@ public final class Vectors {
     return doc.build();
   }
 
-  /** {@code id}, refused when null (protobuf's own refusal is a bare NullPointerException). */
+  /**
+   * {@code id}, refused when null (protobuf's own refusal is a bare NullPointerException) or no
+   * text (protobuf would write half of a surrogate pair as '?', so that two ids become one).
+   */
   private static String documentId(String id) {
     if (id == null) {
       throw invalid("a document needs an id, got null");
+    }
+    String problem = Unicode.surrogateProblem(id);
+    if (problem != null) {
+      throw invalid("document id " + quoted(id) + " " + problem);
     }
     return id;
   }
 
   private static String quoted(String id) {
-    return id == null ? "null" : "'" + id + "'";
+    return id == null ? "null" : "'" + Unicode.shown(id) + "'";
   }
 
   private static StatusRuntimeException invalid(String description) {
@@ -287,8 +300,14 @@ public final class Vectors {
     return SearchRerank.getDefaultInstance();
   }
 
-  /** Texts to cluster: {@code ClusterRequest.newBuilder().setTexts(textList(texts))}. */
+  /**
+   * Texts to cluster: {@code ClusterRequest.newBuilder().setTexts(textList(texts))}.
+   *
+   * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for a text that is no text (half of a
+   *     surrogate pair), naming it: "text 3 holds ..."
+   */
   public static TextList textList(List<String> texts) {
+    Unicode.requireTexts("", texts);
     return TextList.newBuilder().addAllTexts(texts).build();
   }
 
@@ -547,11 +566,17 @@ public final class Vectors {
    * A payload Struct from JSON-like values: null, String, Number, Boolean, Map with String keys,
    * Iterable or array. A Struct carries every number as a double, so an integer that a double
    * would change (a {@code Long}, {@code BigInteger} or whole {@code BigDecimal} past 2**53, such
-   * as {@code (1L << 53) + 1}) is refused rather than stored changed: send it as a String. Objects
-   * and arrays nest at most {@link #MAX_PAYLOAD_DEPTH} deep, the payload's own object the first.
+   * as {@code (1L << 53) + 1}) is refused rather than stored changed: send it as a String. Any
+   * other integer {@code Number} ({@code AtomicLong}, {@code LongAdder}, {@code LongAccumulator},
+   * ...) is read as its {@code longValue()} and refused the same way; a {@code Float}, {@code
+   * Double}, {@code DoubleAdder} or {@code DoubleAccumulator} is sent as its double. Objects and
+   * arrays nest at most {@link #MAX_PAYLOAD_DEPTH} deep, the payload's own object the first. A
+   * string or key holding half of a surrogate pair (which protobuf would send as '?') is refused.
    *
    * @throws io.grpc.StatusRuntimeException INVALID_ARGUMENT for any other value, an inexact
-   *     integer or deeper nesting, naming where in the payload it is (as the Python client does)
+   *     integer, deeper nesting or a string that is no text, naming where in the payload it is (as
+   *     the Python client does: "payload 'a.b' holds &#92;udc00 at character 4, half of a
+   *     surrogate pair and not a character")
    */
   public static Struct struct(Map<String, ?> values) {
     return struct(values, "");
@@ -587,6 +612,10 @@ public final class Vectors {
       return Value.newBuilder().setNullValue(NullValue.NULL_VALUE).build();
     }
     if (value instanceof String s) {
+      String problem = Unicode.surrogateProblem(s);
+      if (problem != null) {
+        throw PayloadProblem.text(problem);
+      }
       return Value.newBuilder().setStringValue(s).build();
     }
     if (value instanceof Number n) {
@@ -606,6 +635,10 @@ public final class Vectors {
       for (Map.Entry<?, ?> entry : map.entrySet()) {
         if (!(entry.getKey() instanceof String key)) {
           throw new PayloadProblem(false, "keys must be strings, got " + entry.getKey());
+        }
+        String notText = Unicode.surrogateProblem(key);
+        if (notText != null) {
+          throw PayloadProblem.text("key '" + Unicode.shown(key) + "' " + notText);
         }
         try {
           struct.putFields(key, value(entry.getValue(), depth + 1));
@@ -637,29 +670,40 @@ public final class Vectors {
 
   /**
    * {@code n} as the double a Struct carries, refusing an integer that the double would change
-   * (past 2**53, and not a multiple of the power of two there), as the Python client does.
+   * (past 2**53, and not a multiple of the power of two there), as the Python client does. A
+   * double ({@code Double}, {@code Float}, {@code DoubleAdder}, {@code DoubleAccumulator}) is sent
+   * as it is; a {@code BigInteger} or {@code BigDecimal} is compared exactly; any other {@code
+   * Number} (Long, Integer, AtomicLong, LongAdder, LongAccumulator, ...) whose double is whole is
+   * an integer, its {@code longValue()} compared.
    */
   private static double exactDouble(Number n) {
     double d = n.doubleValue();
-    if (n instanceof Long || n instanceof AtomicLong || n instanceof LongAdder) {
+    if (n instanceof Double
+        || n instanceof Float
+        || n instanceof DoubleAdder
+        || n instanceof DoubleAccumulator) {
+      return d;
+    }
+    BigInteger integer = null;
+    if (n instanceof BigInteger b) {
+      integer = b;
+    } else if (n instanceof BigDecimal b) {
+      if (b.stripTrailingZeros().scale() > 0) {
+        return d; // a fraction: sent as its nearest double
+      }
+      integer = b.toBigIntegerExact();
+    } else if (Double.isFinite(d) && d == Math.rint(d)) {
       long v = n.longValue();
       if (d < 0x1p63 && (long) d == v) { // (long) 2**63 would be Long.MAX_VALUE
         return d;
       }
       throw inexact(BigInteger.valueOf(v), d);
     }
-    BigInteger integer = null;
-    if (n instanceof BigInteger b) {
-      integer = b;
-    } else if (n instanceof BigDecimal b && b.stripTrailingZeros().scale() <= 0) {
-      integer = b.toBigIntegerExact();
-    }
-    // Integer, Short, Byte and AtomicInteger always fit; a Double or Float is sent as it is.
     if (integer != null
         && !(Double.isFinite(d) && new BigDecimal(d).toBigIntegerExact().equals(integer))) {
       throw inexact(integer, d);
     }
-    return d;
+    return d; // a Number of another kind that is no whole number: sent as its double
   }
 
   private static PayloadProblem inexact(BigInteger integer, double d) {
@@ -679,11 +723,22 @@ public final class Vectors {
    */
   private static final class PayloadProblem extends RuntimeException {
     private final boolean number;
+    private final boolean text;
     private String path = "";
 
     PayloadProblem(boolean number, String problem) {
+      this(number, false, problem);
+    }
+
+    private PayloadProblem(boolean number, boolean text, String problem) {
       super(problem, null, false, false);
       this.number = number;
+      this.text = text;
+    }
+
+    /** A string or key that is no text: "holds &#92;ud800 at character 2, ...". */
+    static PayloadProblem text(String problem) {
+      return new PayloadProblem(false, true, problem);
     }
 
     PayloadProblem within(String step) {
@@ -691,8 +746,16 @@ public final class Vectors {
       return this;
     }
 
-    /** The Python client's words: "payload 'ids[1]': 9007..." or "payload.a.b: objects ...". */
+    /**
+     * The Python client's words: "payload 'ids[1]': 9007...", "payload 'a.b' holds
+     * &#92;ud800 ...", "payload 'a' key 'b&#92;ud800' holds ..." or "payload.a.b: objects ...".
+     */
     String describe() {
+      if (text) {
+        return path.isEmpty()
+            ? "payload " + getMessage()
+            : "payload '" + path.substring(path.startsWith(".") ? 1 : 0) + "' " + getMessage();
+      }
       if (number) {
         return path.isEmpty()
             ? getMessage()

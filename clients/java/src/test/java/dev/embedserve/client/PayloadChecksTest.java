@@ -13,6 +13,11 @@ import java.math.BigInteger;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.DoubleAccumulator;
+import java.util.concurrent.atomic.DoubleAdder;
+import java.util.concurrent.atomic.LongAccumulator;
+import java.util.concurrent.atomic.LongAdder;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
 
@@ -81,6 +86,59 @@ class PayloadChecksTest {
     assertEquals((double) ((1L << 53) + 2), exact.getFieldsOrThrow("b").getNumberValue());
     assertEquals(0x1p70, exact.getFieldsOrThrow("d").getNumberValue());
     assertEquals(0.1, exact.getFieldsOrThrow("e").getNumberValue());
+  }
+
+  @Test
+  void everyIntegerNumberIsCheckedByItsLongValue() {
+    long past = (1L << 53) + 1;
+    LongAccumulator accumulated = new LongAccumulator(Long::sum, past);
+    assertRefused(
+        "document 'acc': payload 'n': 9007199254740993" + PAST + "9007199254740992" + AS_STRING,
+        () -> document("acc", "x", Map.of("n", accumulated)));
+    AtomicLong atomic = new AtomicLong(past);
+    LongAdder adder = new LongAdder();
+    adder.add(past);
+    Number own = // a Number of the caller's own, holding an integer
+        new Number() {
+          @Override
+          public int intValue() {
+            return (int) past;
+          }
+
+          @Override
+          public long longValue() {
+            return past;
+          }
+
+          @Override
+          public float floatValue() {
+            return past;
+          }
+
+          @Override
+          public double doubleValue() {
+            return past;
+          }
+        };
+    for (Number n : List.of(atomic, adder, own)) {
+      assertRefused(
+          "payload 'n': 9007199254740993" + PAST + "9007199254740992" + AS_STRING,
+          () -> struct(Map.of("n", n)));
+    }
+    // Those a double holds are sent; a double-valued Number is sent as its double.
+    DoubleAdder half = new DoubleAdder();
+    half.add(2.5);
+    Struct exact =
+        struct(
+            Map.of(
+                "a", new LongAccumulator(Long::sum, 1L << 53),
+                "b", new LongAccumulator(Long::max, Long.MIN_VALUE),
+                "c", half,
+                "d", new DoubleAccumulator(Double::sum, 0x1p70)));
+    assertEquals(0x1p53, exact.getFieldsOrThrow("a").getNumberValue());
+    assertEquals(-0x1p63, exact.getFieldsOrThrow("b").getNumberValue());
+    assertEquals(2.5, exact.getFieldsOrThrow("c").getNumberValue());
+    assertEquals(0x1p70, exact.getFieldsOrThrow("d").getNumberValue());
   }
 
   @Test
