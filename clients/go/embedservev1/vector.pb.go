@@ -1867,6 +1867,8 @@ func (x *UpsertResponse) GetTimings() *Timings {
 	return nil
 }
 
+// An error that ends the call on a bad message names it by its place in the
+// stream, from 1 ("message 2: documents[3] ...").
 type IngestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required on the first message; later messages may leave it empty or
@@ -2003,7 +2005,8 @@ type IngestStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Chosen by the producer, echoed on the acknowledgement, and named by the
 	// error that ends a stream on a bad message ("batch_id 'b7': documents[3]
-	// ...", with documents indexed within that message).
+	// ...", with documents indexed within that message; a message without one
+	// is named by its place in the stream, from 1: "message 2: ...").
 	BatchId string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	// Required on the first message; later messages may leave it empty or
 	// repeat it as the first spelt it (not an alias of it, nor its own name).
@@ -4261,7 +4264,9 @@ func (x *Recency) GetCandidates() uint32 {
 
 // Group hits by a payload field holding a string or an integer (or a list of
 // them: a hit joins each value's group); hits without one are left out. Groups
-// rank by their best hit and are built from the nearest 10,000 hits at most.
+// rank by their best hit (equal scores by id) and are built from the nearest
+// 10,000 hits at most; a limit (groups) times size above 10,000 is refused
+// (INVALID_ARGUMENT).
 type GroupBy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A payload key; a dotted path ("meta.source") reaches into objects.
@@ -6533,7 +6538,8 @@ func (x *DuplicatePair) GetScore() float32 {
 
 type DuplicateGroup struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Connected components of the pairs graph, ids sorted.
+	// Connected components of the graph of every pair found (pairs_total), ids
+	// sorted: a group may hold pairs that max_pairs left out of `pairs`.
 	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
 	// The lowest pair score that holds the group together.
 	MinScore      float32 `protobuf:"fixed32,2,opt,name=min_score,json=minScore,proto3" json:"min_score,omitempty"`

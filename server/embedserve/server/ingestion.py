@@ -40,6 +40,16 @@ class IngestMessage:
     collection: str
     documents: Sequence[DocumentIn]
     settings: WriteSettings
+    number: int = 0  # its place in the stream, from 1
+
+    @property
+    def name(self) -> str:
+        return message_name(self.batch_id, self.number)
+
+
+def message_name(batch_id: str, number: int) -> str:
+    """How errors name a message: by its batch_id, else by its place in the stream."""
+    return f"batch_id {batch_id!r}" if batch_id else f"message {number}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +101,7 @@ class IngestPipeline:
                 message.collection, message.documents, message.settings, wait_for_room=True
             )
         except EmbedServeError as exc:  # "documents[3].text is empty": of which batch
-            if message.batch_id:
-                exc.message = f"batch_id {message.batch_id!r}: {exc.message}"
+            exc.message = f"{message.name}: {exc.message}"
             raise
 
     def _progress(self) -> str:
@@ -108,12 +117,12 @@ class IngestPipeline:
         if not message.collection:
             if not current:
                 raise InvalidArgument(
-                    f"batch_id {message.batch_id!r}: collection must be set on the first message"
+                    f"{message.name}: collection must be set on the first message"
                 )
             return current
         if current and message.collection != current:
             raise InvalidArgument(
-                f"batch_id {message.batch_id!r}: one stream writes one collection "
+                f"{message.name}: one stream writes one collection "
                 f"({current!r}), got {message.collection!r}"
             )
         return message.collection

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +14,12 @@ from embedserve.server.analysis import AnalysisCore
 from embedserve.server.drain import Drain
 from embedserve.server.embedder import Task
 from embedserve.server.errors import NotReady, named
-from embedserve.server.ingestion import IngestMessage, IngestPipeline, IngestSettings
+from embedserve.server.ingestion import (
+    IngestMessage,
+    IngestPipeline,
+    IngestSettings,
+    message_name,
+)
 from embedserve.server.status import streaming, unary
 from embedserve.server.vectors import SCROLL_PAGE, QueryResult, VectorCore
 from embedserve.v1 import embedding_pb2 as epb
@@ -259,16 +263,16 @@ class VectorService(pb_grpc.VectorServiceServicer):
 async def _ingest_messages(
     requests: AsyncIterator[pb.IngestRequest] | AsyncIterator[pb.IngestStreamRequest],
 ) -> AsyncIterator[IngestMessage]:
-    """Ingest and IngestStream messages for the pipeline; Ingest's have no batch_id, so
-    their number (from 1) stands in for it in error messages."""
+    """Ingest and IngestStream messages for the pipeline; errors name a message without a
+    batch_id (all of Ingest's) by its number, from 1."""
     number = 0
     async for request in requests:
         number += 1
-        batch_id = request.batch_id if isinstance(request, pb.IngestStreamRequest) else str(number)
-        with named(f"batch_id {batch_id!r}") if batch_id else contextlib.nullcontext():
+        batch_id = request.batch_id if isinstance(request, pb.IngestStreamRequest) else ""
+        with named(message_name(batch_id, number)):
             documents = vc.documents_from_proto(request.documents)
             settings = vc.write_settings(request.options)
-        yield IngestMessage(batch_id, request.collection, documents, settings)
+        yield IngestMessage(batch_id, request.collection, documents, settings, number)
 
 
 def _search_response(found: QueryResult) -> pb.SearchResponse:

@@ -1033,6 +1033,10 @@ Global___UpsertResponse: _TypeAlias = UpsertResponse  # noqa: Y015
 
 @_typing.final
 class IngestRequest(_message.Message):
+    """An error that ends the call on a bad message names it by its place in the
+    stream, from 1 ("message 2: documents[3] ...").
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COLLECTION_FIELD_NUMBER: _builtins.int
@@ -1104,7 +1108,8 @@ class IngestStreamRequest(_message.Message):
     batch_id: _builtins.str
     """Chosen by the producer, echoed on the acknowledgement, and named by the
     error that ends a stream on a bad message ("batch_id 'b7': documents[3]
-    ...", with documents indexed within that message).
+    ...", with documents indexed within that message; a message without one
+    is named by its place in the stream, from 1: "message 2: ...").
     """
     collection: _builtins.str
     """Required on the first message; later messages may leave it empty or
@@ -2201,7 +2206,9 @@ Global___Recency: _TypeAlias = Recency  # noqa: Y015
 class GroupBy(_message.Message):
     """Group hits by a payload field holding a string or an integer (or a list of
     them: a hit joins each value's group); hits without one are left out. Groups
-    rank by their best hit and are built from the nearest 10,000 hits at most.
+    rank by their best hit (equal scores by id) and are built from the nearest
+    10,000 hits at most; a limit (groups) times size above 10,000 is refused
+    (INVALID_ARGUMENT).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -3323,7 +3330,9 @@ class DuplicateGroup(_message.Message):
     """The lowest pair score that holds the group together."""
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Connected components of the pairs graph, ids sorted."""
+        """Connected components of the graph of every pair found (pairs_total), ids
+        sorted: a group may hold pairs that max_pairs left out of `pairs`.
+        """
 
     def __init__(
         self,
