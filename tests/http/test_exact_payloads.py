@@ -180,7 +180,7 @@ def test_a_whole_float_is_stored_as_an_int_through_every_door(both: Any) -> None
         ),
         (
             pb.Document(id="x", text="t", payload_json='{"a": 18446744073709551616}'),
-            "documents[1]: payload.a: integer out of the 64-bit range",
+            "documents[1].payload_json.a: integer out of the 64-bit range",
         ),
         (
             pb.Document(id="x", text="t", payload_json='{"_embedserve_id": 1}'),

@@ -13,9 +13,10 @@ from google.protobuf.json_format import MessageToDict
 
 from embedserve.client._struct_numbers import whole_to_int
 from embedserve.connectors import types as st
-from embedserve.connectors.errors import StoreError
+from embedserve.connectors.errors import InvalidRequest, StoreError
 from embedserve.connectors.groups import GroupBy, HitGroup
 from embedserve.connectors.ordered_scroll import ScrollOrder
+from embedserve.connectors.validation import check_payload
 from embedserve.connectors.weighing import Proximity, Recency, Weighing
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
@@ -293,6 +294,10 @@ def payload_from_json(text: str, field: str) -> dict[str, Any]:
             f"{field}: {escape} at character {position + 1} is half of a surrogate pair, "
             "not a character"
         )
+    try:  # here, so that its errors name payload_json, not payload
+        check_payload(value, field)
+    except InvalidRequest as exc:
+        raise InvalidArgument(str(exc)) from None
     return value
 
 
