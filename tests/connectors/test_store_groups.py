@@ -126,12 +126,13 @@ def test_members_past_the_first_page_come_from_searches_within_the_groups(
     assert shape(groups) == expected_groups(vectors, query, lambda p: p[key], limit, size)
     assert all(len(g.hits) == size for g in groups)
     # Indexed: the first page, then searches as small as the groups' missing members;
-    # unindexed ("mixed"): pages four times larger each until the groups are full.
+    # unindexed ("mixed"): pages four times larger each until the groups are full. Each
+    # reads one hit more, to see whether a run of equal scores crosses its end.
     first = limit * size * 4
     if key == "mixed":
-        assert pages[:2] == [first, first * 4]
+        assert pages[:2] == [first + 1, first * 4 + 1]
     else:
-        assert pages[0] == first and len(pages) >= 2 and max(pages[1:]) <= limit * size
+        assert pages[0] == first + 1 and len(pages) >= 2 and max(pages[1:]) <= limit * size + 1
 
 
 def test_lists_nested_and_integer_values(
@@ -185,3 +186,47 @@ def test_misuse_is_refused(passages: tuple[VectorStore, np.ndarray, np.ndarray])
     for key, size in [("", 1), ("a..b", 1), ("a b", 1), ('"doc"', 1), ("doc", 0), ("doc", 101)]:
         with pytest.raises(InvalidRequest, match="group_by"):
             GroupBy(key, size)
+
+
+def _tied(store: VectorStore, indexed: bool) -> None:
+    """Five groups whose best hits tie (the query's own vector) and whose further members
+    tie far below, past a first page of fillers in groups of their own; written in an
+    order unlike their ids'."""
+    query, deep = [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]
+    top = [PointRecord(f"top-{k}", query, {"g": f"g{3 * k % 5}"}) for k in range(5)]
+    low = [PointRecord(f"deep-{k}-{j}", deep, {"g": f"g{k}"}) for j in range(4) for k in range(5)]
+    rng = np.random.default_rng(5)
+    fillers = [
+        PointRecord(f"f{n:03d}", [1.0, *rng.uniform(0.3, 0.9, 3).tolist()], {"g": f"f{n}"})
+        for n in range(100)
+    ]
+    indexes = {"g": PayloadIndexKind.KEYWORD} if indexed else {}
+    store.create_collection(CollectionSpec("t", vector_size=4, payload_indexes=indexes))
+    points = [*top, *low, *fillers]
+    store.upsert("t", [points[i] for i in np.random.default_rng(6).permutation(len(points))])
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+@pytest.mark.parametrize("query", ["search", "recommend"])
+def test_groups_whose_best_hits_tie_rank_by_id(
+    store: VectorStore, indexed: bool, query: str
+) -> None:
+    """As plain search orders equal scores by id, so do groups whose best hits tie, and
+    members of equal score within a group; which groups make the limit too, on every
+    engine and whether the members come from filtered searches (indexed) or deeper pages."""
+    _tied(store, indexed)
+    vector = [1.0, 0.0, 0.0, 0.0]
+    ranked: Any = functools.partial(store.search, "t", vector)
+    if query == "recommend":
+        ranked = lambda f, p: store.recommend("t", [vector], filter=f, params=p)  # noqa: E731
+    retrieve = functools.partial(store.retrieve, "t")
+    params = SearchParams(limit=3, exact=True)
+    groups = search_groups(ranked, None, params, GroupBy("g", 3), retrieve, indexed)
+    assert shape(groups) == [
+        ("g0", ["top-0", "deep-0-0", "deep-0-1"]),
+        ("g3", ["top-1", "deep-3-0", "deep-3-1"]),
+        ("g1", ["top-2", "deep-1-0", "deep-1-1"]),
+    ]
+    # Groups of one, the limit cut among the five tied best hits.
+    single = search_groups(ranked, None, params, GroupBy("g", 1), retrieve, indexed)
+    assert shape(single) == [("g0", ["top-0"]), ("g3", ["top-1"]), ("g1", ["top-2"])]

@@ -23,6 +23,7 @@ from embedserve.connectors import (
     InvalidRequest,
     MatchValue,
     PointRecord,
+    ScoredPoint,
     SearchParams,
     VectorStore,
     document_terms,
@@ -258,3 +259,72 @@ def test_a_hybrid_threshold_leaves_out_a_hit_scoring_it(
     params = SearchParams(limit=30, score_threshold=threshold)
     kept = store.search("tied", vectors[1], params=params, keywords=terms)
     assert [h.id for h in kept] == [h.id for h in hits if h.score > threshold]
+
+
+def _shared_ranks(hits: list[ScoredPoint]) -> dict[str, int]:
+    """Each hit's rank (from 0), equal scores sharing the first one's."""
+    ranks: dict[str, int] = {}
+    for at, hit in enumerate(hits):
+        ranks[hit.id] = ranks[hits[at - 1].id] if at and hit.score == hits[at - 1].score else at
+    return ranks
+
+
+@pytest.mark.parametrize("weight", [1.0, 2.0])
+def test_equal_documents_fuse_to_equal_scores(store: VectorStore, weight: float) -> None:
+    """Copies of one document tie in both rankings, in an order each engine picks: they
+    share a rank there, so they fuse alike, to the same scores on every engine, and come
+    by id; a run of them crossing the fusion depth counts whole."""
+    unit = [1.0] + [0.0] * (DIM - 1)
+    docs = [
+        *((f"a{n}", unit, "seal pump") for n in (3, 1, 4, 2)),
+        *((f"b{n}", [0.8, 0.6] + [0.0] * (DIM - 2), "pump pump valve") for n in (2, 1)),
+        ("c1", [0.5, 0.0, 0.866] + [0.0] * (DIM - 3), "pump"),
+        *((f"d{n}", [0.2, 0.98] + [0.0] * (DIM - 2), "valve seal") for n in (2, 1)),
+    ]
+    store.create_collection(CollectionSpec("copies", vector_size=DIM, bm25=True))
+    store.upsert(
+        "copies",
+        [PointRecord(i, v, {"text": t, "n": i}, keywords=document_terms(t)) for i, v, t in docs],
+    )
+    terms = query_terms("pump")
+    dense = store.search("copies", unit, params=SearchParams(limit=20, exact=True))
+    keyword = store.search("copies", None, keywords=terms, params=SearchParams(limit=20))
+    expected: dict[str, float] = {}
+    for ranking, w in ((dense, 1.0), (keyword, weight)):
+        for point, rank in _shared_ranks(ranking).items():
+            expected[point] = expected.get(point, 0.0) + 1 / ((rank + 1) / w + RRF_K - 1)
+    want = sorted(
+        ((p, float(np.float32(s))) for p, s in expected.items()), key=lambda x: (-x[1], x[0])
+    )
+
+    ranked = functools.partial(store.search, "copies", unit, keywords=terms)
+    params = SearchParams(limit=20, exact=True, keyword_weight=weight)
+    hits = ranked(None, params)
+    assert [(h.id, h.score) for h in hits] == want
+    texts = {i: (v, t) for i, v, t in docs}
+    assert all(h.payload == {"text": texts[h.id][1], "n": h.id} for h in hits)
+    assert all(h.vector is None for h in hits)
+    asked = SearchParams(
+        limit=3, offset=2, exact=True, keyword_weight=weight, payload_keys=("n",), with_vectors=True
+    )
+    page = ranked(None, asked)
+    assert [(h.id, h.score) for h in page] == want[2:5]
+    assert [h.payload for h in page] == [{"n": h.id} for h in page]
+    for h in page:
+        np.testing.assert_allclose(h.vector, texts[h.id][0], atol=1e-3)
+    bare = ranked(
+        None, SearchParams(limit=3, exact=True, keyword_weight=weight, with_payload=False)
+    )
+    assert [(h.id, h.score, h.payload) for h in bare] == [(p, s, None) for p, s in want[:3]]
+    pages = [
+        stable_page(
+            ranked, None, SearchParams(limit=3, offset=o, exact=True, keyword_weight=weight)
+        )
+        for o in range(0, 9, 3)
+    ]
+    assert [(h.id, h.score) for page in pages for h in page] == want[:9]
+    # Depth 2 ends inside the four copies' run in the dense list: all four count alike.
+    shallow = SearchParams(limit=10, exact=True, keyword_weight=weight, fusion_depth=2)
+    copies = [h for h in ranked(None, shallow) if h.id.startswith("a")]
+    assert [h.id for h in copies] == ["a1", "a2", "a3", "a4"]
+    assert len({h.score for h in copies}) == 1

@@ -21,6 +21,7 @@ from embedserve.connectors import (
     VectorStore,
 )
 from embedserve.connectors.weighing import (
+    LOWEST_SCORE,
     Proximity,
     Recency,
     Weighing,
@@ -257,3 +258,36 @@ def test_recency_and_proximity_multiply(store: VectorStore) -> None:
 def test_proximity_settings_out_of_range_are_refused(make: Any, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         make()
+
+
+def test_a_negative_score_without_closeness_at_weight_one_ranks_last(
+    store: VectorStore,
+) -> None:
+    """Weight 1 leaves a hit nothing but its closeness: a negative score divided by none
+    (no date, or one so old that its freshness rounds to 0) scores the lowest float32, not
+    a division by zero, below a negative score with some freshness; ties there by id."""
+    store.create_collection(CollectionSpec("news", vector_size=2))
+    rows = [
+        ("fresh", 0.5, {"published": _ago(1)}),
+        ("undated", 0.2, {}),
+        ("behind", 2.5, {"published": _ago(24)}),
+        ("lost", 2.0, {}),
+        ("ancient", 2.8, {"published": _ago(100_000)}),
+    ]
+    store.upsert("news", [PointRecord(i, _unit(a), p) for i, a, p in rows])
+    recency = Recency("published", 24, 1.0, now=NOW.isoformat())
+    hits = _rank(store, SearchParams(limit=5, exact=True), recency)
+    assert [h.id for h in hits] == ["fresh", "undated", "behind", "ancient", "lost"]
+    assert hits[2].score == pytest.approx(math.cos(2.5) / 0.5, abs=1e-5)
+    assert [h.score for h in hits[3:]] == [LOWEST_SCORE, LOWEST_SCORE]
+
+
+def test_a_negative_score_far_away_at_weight_one_ranks_last(store: VectorStore) -> None:
+    store.create_collection(CollectionSpec("news", vector_size=2))
+    hamburg = {"lat": 53.5511, "lon": 9.9937}
+    rows = [("here", 2.0, {"at": {"lat": 52.52, "lon": 13.405}}), ("far", 2.0, {"at": hamburg})]
+    store.upsert("news", [PointRecord(i, _unit(a), p) for i, a, p in rows])
+    near = Proximity("at", MITTE, half_distance_m=10, weight=1.0)
+    hits = _rank(store, SearchParams(limit=2, exact=True), near)
+    assert [(h.id, h.score) for h in hits][1] == ("far", LOWEST_SCORE)
+    assert hits[0].score == pytest.approx(math.cos(2.0), abs=1e-5)

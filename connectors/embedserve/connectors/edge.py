@@ -21,6 +21,7 @@ holds the GIL while it optimises, so other Python threads pause meanwhile.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -47,8 +48,11 @@ from ._edge_convert import (
 )
 from ._locks import DirectoryLock, RWLock
 from ._results import (
+    engine_point_id,
     missing_ids,
+    named_hits,
     ordered_records,
+    point_scores,
     records_in_order,
     records_of,
     scored_points,
@@ -67,10 +71,11 @@ from .errors import (
     os_failure,
 )
 from .ids import RESERVED_KEY, point_ids, point_index
-from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
+from .keywords import KEYWORD_VECTOR
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
+from .stable_pages import fused_page
 from .store import ContextManagerMixin
-from .thresholds import kept_above, thresholded
+from .thresholds import thresholded
 from .types import (
     MAX_FACET_LIMIT,
     CollectionInfo,
@@ -554,8 +559,9 @@ class EdgeStore(ContextManagerMixin):
             queries.append(qe.Query.Nearest(sparse_vector(keywords), using=KEYWORD_VECTOR))
         if len(queries) == 1:
             return self._query(collection, queries[0], filter, params)
-        fusion = qe.Fusion.Rrf(k=RRF_K, weights=[1.0, params.keyword_weight])
-        return self._query(collection, fusion, filter, params, queries)
+        # Fused here, not by the engine, which ranks equal scores in its own order.
+        rankings = [functools.partial(self._ranking, collection, q, filter) for q in queries]
+        return fused_page(rankings, functools.partial(self._named, collection), params)
 
     def recommend(
         self,
@@ -621,18 +627,27 @@ class EdgeStore(ContextManagerMixin):
         return found
 
     def _query(
+        self, collection: str, query: Any, filter: Filter | None, params: SearchParams
+    ) -> list[ScoredPoint]:
+        points = self._points(collection, query, filter, params, payload_selector(params))
+        return scored_points(points, params)
+
+    def _ranking(
+        self, collection: str, query: Any, filter: Filter | None, params: SearchParams
+    ) -> list[ScoredPoint]:
+        """``query``'s hits named by point id, no payload read (_results.point_scores)."""
+        return point_scores(self._points(collection, query, filter, params, payload=False))
+
+    def _points(
         self,
         collection: str,
         query: Any,
         filter: Filter | None,
         params: SearchParams,
-        fused: Sequence[Any] = (),
-    ) -> list[ScoredPoint]:
-        """Run ``query``; with ``fused`` queries, ``query`` fuses their results."""
+        payload: bool | list[str],
+    ) -> list[Any]:
         with self._reading(collection) as col:
             require_text_indexes(col.spec, text_match_keys(filter := check_filter(filter)))
-            engine_filter = edge_filter(filter) if filter else None
-            search = engine_search_params(col.spec, params)
             # The bindings' own argument checks (a payload path they cannot parse) are the
             # caller's mistake: InvalidRequest, as the engine's.
             with engine_errors():
@@ -640,23 +655,24 @@ class EdgeStore(ContextManagerMixin):
                     limit=params.limit,
                     offset=params.offset or None,
                     query=query,
-                    prefetches=[
-                        qe.Prefetch(
-                            fusion_depth(params), query=q, params=search, filter=engine_filter
-                        )
-                        for q in fused
-                    ]
-                    or None,
-                    filter=engine_filter,
+                    filter=edge_filter(filter) if filter else None,
                     score_threshold=params.score_threshold,
-                    with_payload=payload_selector(params),
+                    with_payload=payload,
                     with_vector=params.with_vectors,
-                    params=None if fused else search,
+                    params=engine_search_params(col.spec, params),
                 )
-                points = col.shard.query(request)
-        hits = scored_points(points, params)
-        # A fused query's threshold keeps a hit scoring it exactly (thresholds.py).
-        return kept_above(hits, params.score_threshold) if fused else hits
+                return list(col.shard.query(request))
+
+    def _named(
+        self, collection: str, hits: list[ScoredPoint], params: SearchParams
+    ) -> list[ScoredPoint]:
+        """``_ranking``'s ``hits`` under the caller's ids (_results.named_hits)."""
+        if not hits:
+            return []
+        keys: list[Any] = [engine_point_id(hit.id) for hit in hits]
+        with self._reading(collection) as col, engine_errors():
+            records = col.shard.retrieve(keys, payload_selector(params), params.with_vectors)
+        return named_hits(hits, records, params)
 
     def retrieve(
         self, collection: str, ids: Sequence[str], with_vectors: bool = False

@@ -2,12 +2,13 @@
 each document), built from a ranked search of any engine.
 
 The embedded engine has no grouping query, so grouping happens here for every engine and
-they all agree. Hits arrive in rank order; a group ranks by its first (best) hit, so the
-groups are the first ``limit`` values met, and their further members the best hits
-within them, found by searches filtered to them where the field has a payload index (as
-Qdrant's own grouping does), else by reading the ranking deeper. At most
-``MAX_GROUP_CANDIDATES`` hits are read: past that, a group may hold fewer hits than asked
-although more would match. Hits are read with the grouping field alone; the payloads and
+they all agree. Hits are read in rank order, equal scores by id (stable_pages.py), as a
+plain search pages them: the engines break ties each their own way. A group ranks by its
+first (best) hit, so the groups are the first ``limit`` values met, and their further
+members the best hits within them, found by searches filtered to them where the field
+has a payload index (as Qdrant's own grouping does), else by reading the ranking deeper.
+At most ``MAX_GROUP_CANDIDATES`` hits are read: past that, a group may hold fewer hits
+than asked although more would match. Hits are read with the grouping field alone; the payloads and
 vectors asked for are fetched for the hits kept, so deep pages cost no long stored texts.
 """
 
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidRequest
+from .stable_pages import Ranked as Ranked  # named here by callers of search_groups
+from .stable_pages import stable_page
 from .types import (
     OBJECT_PATH,
     Condition,
@@ -36,8 +39,6 @@ DEFAULT_GROUP_SIZE = 3  # as Qdrant's
 # The first page holds this many times the hits the groups could hold at most.
 FIRST_PAGE_FACTOR = 4
 GroupKey = str | int
-# A ranked query of the store (a search or a recommendation) under a filter.
-Ranked = Callable[[Filter | None, SearchParams], list[ScoredPoint]]
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def search_groups(
     query with the filter and params it is given; its hits carry the grouping field alone,
     and ``retrieve`` (ids, with vectors) fetches what the caller asked for of those kept.
 
-    The groups are the first ``limit`` values met in rank order, read in growing pages.
+    The groups are the first ``limit`` values met in rank order (equal scores by id), read
+    in growing pages.
     Where the field has a payload index (``indexed``), their further members come from
     searches within those groups only (the filter gains the groups' values and leaves out
     the hits already read), so members that rank far apart cost a filtered search, not a
@@ -119,7 +121,7 @@ def search_groups(
     check_grouping(params, group)
     fetch = min(MAX_GROUP_CANDIDATES, max(params.limit * group.size * FIRST_PAGE_FACTOR, 64))
     while True:
-        hits = search(filter, _keys_only(params, group, fetch))
+        hits = stable_page(search, filter, _keys_only(params, group, fetch))
         groups = _group(hits, params.limit, group)
         exhausted = len(hits) < fetch
         full = all(len(g.hits) == group.size for g in groups)
@@ -134,7 +136,7 @@ def search_groups(
             break
         missing = sum(group.size - len(g.hits) for g in open_groups.values())
         within = _within(filter, group, open_groups)
-        more = search(within, _keys_only(params, group, missing))
+        more = stable_page(search, within, _keys_only(params, group, missing))
         read += len(more)
         exhausted = len(more) < missing
         for hit in more:

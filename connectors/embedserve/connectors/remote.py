@@ -12,6 +12,7 @@ other tools still open: their spec is derived from the server config alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import threading
@@ -42,8 +43,12 @@ from ._remote_convert import (
     spec_from_info,
 )
 from ._results import (
+    as_float32,
+    engine_point_id,
     missing_ids,
+    named_hits,
     ordered_records,
+    point_scores,
     records_in_order,
     records_of,
     scored_points,
@@ -62,17 +67,19 @@ from .errors import (
     TransientStoreError,
 )
 from .ids import RESERVED_KEY, check_external_id, point_id, point_ids, point_index
-from .keywords import KEYWORD_VECTOR, RRF_K, fusion_depth
+from .keywords import KEYWORD_VECTOR
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
 from .settings import DEFAULT_GRPC_PORT, StoreSettings
 from .spec_cache import SETTINGS_TTL_S, SpecCache
+from .stable_pages import fused_page
 from .store import ContextManagerMixin
-from .thresholds import kept_above, thresholded
+from .thresholds import kept_better, thresholded
 from .types import (
     MAX_FACET_LIMIT,
     CollectionInfo,
     CollectionSpec,
     CollectionUpdate,
+    Distance,
     Example,
     FacetHit,
     Filter,
@@ -534,8 +541,12 @@ class RemoteStore(ContextManagerMixin):
             if len(queries) == 1:
                 query, using = queries[0]
                 return self._query(spec, query, filter, params, ctx, using=using)
-            fusion = qm.RrfQuery(rrf=qm.Rrf(k=RRF_K, weights=[1.0, params.keyword_weight]))
-            return self._query(spec, fusion, filter, params, ctx, fused=queries)
+            # Fused here, not by the engine, which ranks equal scores in its own order.
+            rankings = [
+                functools.partial(self._ranking, spec, q, filter, ctx=ctx, using=using)
+                for q, using in queries
+            ]
+            return fused_page(rankings, functools.partial(self._named, spec, ctx), params)
 
         return self._validated(collection, run)
 
@@ -592,42 +603,77 @@ class RemoteStore(ContextManagerMixin):
         params: SearchParams,
         ctx: ErrorContext,
         using: str | None = None,
-        fused: Sequence[tuple[Any, str | None]] = (),
     ) -> list[ScoredPoint]:
-        """Run ``query``; with ``fused`` (query, vector name) pairs, ``query`` fuses
-        their results."""
+        """Run ``query`` against the vector named ``using`` (None: the dense one)."""
+        points = self._points(spec, query, filter, params, ctx, using, payload_selector(params))
+        hits = scored_points(points, params)
+        if self._local:  # it cut by its float64 scores (thresholds.py)
+            distances = using is None and spec.distance in (Distance.EUCLID, Distance.MANHATTAN)
+            threshold = self._engine_threshold(params.score_threshold)
+            return kept_better(hits, threshold, smaller_is_better=distances)
+        return hits
+
+    def _ranking(
+        self,
+        spec: CollectionSpec,
+        query: Any,
+        filter: Filter | None,
+        params: SearchParams,
+        ctx: ErrorContext,
+        using: str | None = None,
+    ) -> list[ScoredPoint]:
+        """``query``'s hits named by point id, no payload read (_results.point_scores)."""
+        return point_scores(self._points(spec, query, filter, params, ctx, using, payload=False))
+
+    def _points(
+        self,
+        spec: CollectionSpec,
+        query: Any,
+        filter: Filter | None,
+        params: SearchParams,
+        ctx: ErrorContext,
+        using: str | None,
+        payload: bool | list[str],
+    ) -> list[Any]:
         # Local mode always searches exactly and warns when given search params.
         search_params = None if self._local else engine_search_params(spec, params)
         require_text_indexes(spec, text_match_keys(filter := check_filter(filter)))
-        query_filter = optional_filter(filter)
-        prefetch = [
-            qm.Prefetch(
-                query=q,
-                using=name,
-                filter=query_filter,
-                params=search_params,
-                limit=fusion_depth(params),
-            )
-            for q, name in fused
-        ]
         with self._call(ctx):
             response = self._client.query_points(
                 spec.name,
                 query=query,
                 using=using,
-                prefetch=prefetch or None,
-                query_filter=query_filter,
-                search_params=None if fused else search_params,
+                query_filter=optional_filter(filter),
+                search_params=search_params,
                 limit=params.limit,
                 offset=params.offset or None,
-                with_payload=payload_selector(params),
+                with_payload=payload,
                 with_vectors=params.with_vectors,
-                score_threshold=params.score_threshold,
+                score_threshold=self._engine_threshold(params.score_threshold),
                 consistency=read_consistency_of(params.read_consistency),
             )
-        hits = scored_points(response.points, params)
-        # A fused query's threshold keeps a hit scoring it exactly (thresholds.py).
-        return kept_above(hits, params.score_threshold) if fused else hits
+        return list(response.points)
+
+    def _engine_threshold(self, threshold: float | None) -> float | None:
+        """The threshold as the engine compares it: a server in float32 (as the embedded
+        store does), local mode as given, so it is rounded here."""
+        return as_float32(threshold) if self._local and threshold is not None else threshold
+
+    def _named(
+        self, spec: CollectionSpec, ctx: ErrorContext, hits: list[ScoredPoint], params: SearchParams
+    ) -> list[ScoredPoint]:
+        """``_ranking``'s ``hits`` under the caller's ids (_results.named_hits)."""
+        if not hits:
+            return []
+        with self._call(ctx):
+            records = self._client.retrieve(
+                spec.name,
+                ids=[engine_point_id(hit.id) for hit in hits],
+                with_payload=payload_selector(params),
+                with_vectors=params.with_vectors,
+                consistency=read_consistency_of(params.read_consistency),
+            )
+        return named_hits(hits, records, params)
 
     def retrieve(
         self, collection: str, ids: Sequence[str], with_vectors: bool = False

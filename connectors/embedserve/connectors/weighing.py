@@ -7,8 +7,10 @@ closeness, from 1 down to 0: ``0.5 ** (age / half_life)`` for recency, ``0.5 ** 
 / half_distance)`` for proximity, 0 for a document without a readable date or place. With
 both, the two factors multiply. Scores that are similarities (cosine, dot, the fusions of
 them) grow with relevance, so the weighing multiplies a positive score and divides a
-negative one: a closer document never ranks lower. The hits are re-sorted by the weighed
-scores, which they carry, in windows of ``candidates`` (rank_windows.py).
+negative one: a closer document never ranks lower. At weight 1 a negative score with no
+closeness left has nothing to be divided by: it scores ``LOWEST_SCORE``, the floor of the
+weighed scores, and ranks last. The hits are re-sorted by the weighed scores, which they
+carry, in windows of ``candidates`` (rank_windows.py).
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .errors import InvalidFilter, InvalidRequest
-from .groups import Ranked
 from .payload_fields import as_asked, field_at, with_fields
 from .rank_windows import first_stage_span, in_windows, page_of
-from .stable_pages import stable_page
+from .stable_pages import Ranked, stable_page
 from .types import (
     OBJECT_PATH,
     Distance,
@@ -41,6 +42,10 @@ DEFAULT_CANDIDATES = 100
 MAX_CANDIDATES = 10_000
 DEFAULT_WEIGHT = 0.5
 EARTH_RADIUS_M = 6_371_008.8  # the mean radius, as Qdrant's geo filters measure
+# The lowest float32, the floor of weighed scores: where a negative score divided by no
+# closeness (or by one too small) lands. An infinity would carry over gRPC's float32 but
+# not in HTTP's JSON, and past this a gRPC float turns infinite.
+LOWEST_SCORE = -3.4028234663852886e38
 
 
 class Weighing(Protocol):
@@ -193,7 +198,13 @@ def window_of(params: SearchParams, weighings: Sequence[Weighing]) -> int:
 
 
 def weighed_score(score: float, factor: float) -> float:
-    return score * factor if score >= 0 else score / factor
+    """``score`` weighed by ``factor`` (from 1 down to 0): multiplied when positive, divided
+    when negative, so a smaller factor never ranks a hit higher."""
+    if score >= 0:
+        return score * factor
+    if factor <= 0:
+        return LOWEST_SCORE  # the limit, -infinity, as far down as a score goes
+    return max(score / factor, LOWEST_SCORE)
 
 
 def rank_weighed(
