@@ -96,3 +96,11 @@ def test_one_node_lost_replicated_collection_reads_and_writes_go_on(
     with pytest.raises(grpc.RpcError) as error:
         client.count("unreplicated")
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    # A majority is left: a collection is made, with its payload indexes. Qdrant waited out
+    # the replica's activation on the lost node past embedserve's timeout, so the create was
+    # answered UNAVAILABLE though made, and its indexes were never built.
+    client.create_collection("made_one_down", payload_indexes={"topic": "keyword"})
+    made = client.get_collection("made_one_down")
+    assert dict(made.config.payload_indexes) == {"topic": 1}  # KEYWORD
+    assert set(cluster.collection("made_one_down")["payload_schema"]) == {"topic"}

@@ -276,7 +276,7 @@ def _timed_out(exc: grpc.RpcError) -> bool:
     )
 
 
-def _in_doubt(exc: BaseException) -> bool:
+def in_doubt(exc: BaseException) -> bool:
     """Whether a failed call may still take effect: it was sent, and the server did not
     answer in time or gave up waiting for its cluster to commit it."""
     if isinstance(exc, ResponseHandlingException):
@@ -300,7 +300,7 @@ def change_in_doubt(change: str, check: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if not _in_doubt(exc):
+        if not in_doubt(exc):
             raise
         raise OutcomeUnknown(
             f"{change}: no answer from the Qdrant cluster in time ({_cause(exc)}); it may "

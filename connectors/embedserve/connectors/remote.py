@@ -33,6 +33,7 @@ from ._remote_convert import (
     change_in_doubt,
     client_errors,
     engine_search_params,
+    in_doubt,
     optional_filter,
     point_vector,
     quantization_config,
@@ -305,6 +306,27 @@ class RemoteStore(ContextManagerMixin):
         # Local mode has no payload indexes (and warns about them): its metadata keeps them.
         # A server's metadata claims them once they are built, for readers that trust it.
         unindexed = spec if self._local else replace(spec, payload_indexes={})
+        try:
+            self._create_bare(unindexed)
+        except Exception as exc:
+            # With a node of the cluster down, Qdrant answers a create only once it has
+            # waited out the activation of the replicas there, past this client's timeout:
+            # made meanwhile, the collection still gets its indexes and settings below.
+            if not (in_doubt(exc) and self._made_after_all(spec.name)):
+                raise
+        if unindexed != spec:
+            self._index_fields(spec.name, spec.payload_indexes)
+            self._client.update_collection(spec.name, metadata=saved_spec(spec))
+
+    def _made_after_all(self, name: str) -> bool:
+        """Whether a collection whose create timed out exists (False if that cannot be told
+        either: the create stays in doubt)."""
+        try:
+            return self._client.collection_exists(name)
+        except Exception:
+            return False
+
+    def _create_bare(self, spec: CollectionSpec) -> None:
         self._client.create_collection(
             collection_name=spec.name,
             vectors_config=qm.VectorParams(
@@ -330,11 +352,8 @@ class RemoteStore(ContextManagerMixin):
                 if spec.bm25
                 else None
             ),
-            metadata=saved_spec(unindexed),
+            metadata=saved_spec(spec),
         )
-        if unindexed != spec:
-            self._index_fields(spec.name, spec.payload_indexes)
-            self._client.update_collection(spec.name, metadata=saved_spec(spec))
 
     def _nodes(self) -> int:
         """How many nodes the server's cluster has (a server out of distributed mode: 1)."""
