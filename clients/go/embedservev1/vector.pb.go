@@ -501,7 +501,10 @@ type CollectionConfig struct {
 	HnswEf *uint32 `protobuf:"varint,6,opt,name=hnsw_ef,json=hnswEf,proto3,oneof" json:"hnsw_ef,omitempty"`
 	// Default: NONE.
 	Quantization Quantization `protobuf:"varint,7,opt,name=quantization,proto3,enum=embedserve.v1.Quantization" json:"quantization,omitempty"`
-	// Cluster settings (Qdrant server only). Default: 1 each.
+	// Cluster settings (Qdrant server only). Default: 1 each. The embedded store
+	// and local mode keep one shard and one copy whatever is asked, and keep the
+	// settings as asked (CollectionInfo reports them), so that a collection
+	// copied to a server (export, then ingest) gets them there.
 	ShardNumber            *uint32 `protobuf:"varint,8,opt,name=shard_number,json=shardNumber,proto3,oneof" json:"shard_number,omitempty"`
 	ReplicationFactor      *uint32 `protobuf:"varint,9,opt,name=replication_factor,json=replicationFactor,proto3,oneof" json:"replication_factor,omitempty"`
 	WriteConsistencyFactor *uint32 `protobuf:"varint,10,opt,name=write_consistency_factor,json=writeConsistencyFactor,proto3,oneof" json:"write_consistency_factor,omitempty"`

@@ -325,7 +325,11 @@ class CollectionConfig(_message.Message):
     quantization: Global___Quantization.ValueType
     """Default: NONE."""
     shard_number: _builtins.int
-    """Cluster settings (Qdrant server only). Default: 1 each."""
+    """Cluster settings (Qdrant server only). Default: 1 each. The embedded store
+    and local mode keep one shard and one copy whatever is asked, and keep the
+    settings as asked (CollectionInfo reports them), so that a collection
+    copied to a server (export, then ingest) gets them there.
+    """
     replication_factor: _builtins.int
     write_consistency_factor: _builtins.int
     full_scan_threshold_kb: _builtins.int
