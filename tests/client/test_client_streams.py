@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent import futures
 
 import grpc
@@ -152,3 +153,53 @@ def test_a_text_that_is_no_text_is_named_by_its_position(minilm_server) -> None:
         with pytest.raises(ValueError, match=r"text 3 holds \\ud83d"):
             list(client.embed_iter(["a", "b", "c", "\ud83d"], batch_size=2))
         assert client.embed(["café"]).shape == (1, 384)
+
+
+LONG = 270  # the one text past the model's limit, in the fourth request of 64
+TEXTS_ONE_LONG = [("word " * 2000 if n == LONG else f"short text {n}") for n in range(300)]
+
+
+def test_a_refused_text_is_named_by_its_place_in_the_callers_list(minilm_server) -> None:
+    """The server names a text by its place in the request (or stream message) that
+    carried it: text 270 of a list cut into requests of 64 was "inputs[14]"."""
+    refused = r"^inputs\[270\] has \d+ tokens"
+    in_stream = r"^request_id '4': inputs\[270\] has \d+ tokens"
+
+    def code_and_details(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        return info.value.code(), info.value.details()
+
+    with EmbedClient(minilm_server.target) as client:
+        for call in (
+            lambda: client.embed(TEXTS_ONE_LONG, batch_size=64, overflow="error"),
+            lambda: client.embed_quantized(TEXTS_ONE_LONG, "int8", overflow="error"),
+            lambda: list(client.embed_iter(TEXTS_ONE_LONG, batch_size=64, overflow="error")),
+        ):
+            code, details = code_and_details(call)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT
+            assert re.match(refused, details) or re.match(in_stream, details), details
+        assert client.embed(TEXTS_ONE_LONG[:LONG]).shape == (LONG, 384)  # the others are fine
+
+    async def run() -> list[tuple[grpc.StatusCode, str]]:
+        got = []
+        async with AsyncEmbedClient(minilm_server.target) as client:
+            for make in (
+                lambda: client.embed(TEXTS_ONE_LONG, batch_size=64, overflow="error"),
+                lambda: consume(client.embed_iter(TEXTS_ONE_LONG, batch_size=64, overflow="error")),
+            ):
+                try:
+                    await make()
+                except grpc.RpcError as exc:
+                    got.append((exc.code(), exc.details()))
+        return got
+
+    answers = asyncio.run(run())
+    assert [code for code, _ in answers] == [grpc.StatusCode.INVALID_ARGUMENT] * 2
+    assert re.match(refused, answers[0][1]), answers[0][1]
+    assert re.match(in_stream, answers[1][1]), answers[1][1]
+
+
+async def consume(outputs: AsyncIterator[object]) -> None:
+    async for _ in outputs:
+        pass

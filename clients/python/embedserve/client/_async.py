@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -19,6 +20,7 @@ from embedserve.client._connection import (
     stubs,
 )
 from embedserve.client._documents import StoredDocument
+from embedserve.client._errors import client_closed, closed_in_flight, task_cancelled
 from embedserve.client._ordered import StreamPlan, run_async
 from embedserve.client._steps import (
     LastOf,
@@ -31,6 +33,7 @@ from embedserve.client._steps import (
     async_stream,
     awaiting,
     deadline_after,
+    shorter,
     time_left,
 )
 
@@ -41,7 +44,8 @@ Out = TypeVar("Out")
 class AsyncEmbedClient:
     """The asyncio twin of :class:`EmbedClient`, with the same methods (coroutines, and
     async iterators for ``embed_iter`` and ``ingest_iter``, which also take async
-    iterables); failed calls raise ``grpc.aio.AioRpcError``."""
+    iterables); failed calls raise ``grpc.aio.AioRpcError``. Make it inside the event loop
+    that uses it: grpc.aio ties its channel to the loop running when it is made."""
 
     def __init__(
         self,
@@ -60,6 +64,7 @@ class AsyncEmbedClient:
             self._channel = grpc.aio.secure_channel(address, credentials, options=options)
         self._stubs = stubs(self._channel)
         self._timeout = timeout
+        self._closed = False
 
     async def __aenter__(self) -> AsyncEmbedClient:
         return self
@@ -68,6 +73,8 @@ class AsyncEmbedClient:
         await self.close()
 
     async def close(self) -> None:
+        """Closes the channel: calls in flight end CANCELLED, later ones raise ValueError."""
+        self._closed = True
         await self._channel.close()
 
     # Written once in _calls and _vector_calls, shared with the blocking client.
@@ -131,7 +138,8 @@ class AsyncEmbedClient:
         step = run.start()
         while step is not None:
             try:
-                answer = await self._perform(step)
+                with self._ended_by_close():
+                    answer = await self._perform(step)
             except Exception as exc:
                 step = run.throw(exc)
             else:
@@ -139,12 +147,37 @@ class AsyncEmbedClient:
         return run.result
 
     def _stream(self, plan: StreamPlan[Any, Out]) -> AsyncIterator[Out]:
-        call = getattr(self._stubs[plan.call.service], plan.call.method)
-        return run_async(call, plan, metadata=self._metadata)
+        call = self._method(plan.call.service, plan.call.method)
+        return self._closable(run_async(call, plan, metadata=self._metadata))
+
+    async def _closable(self, outputs: AsyncGenerator[Out, None]) -> AsyncIterator[Out]:
+        """A stream's outputs, ended as :meth:`_ended_by_close` says."""
+        async with contextlib.aclosing(outputs):
+            with self._ended_by_close():
+                async for output in outputs:
+                    yield output
+
+    @contextlib.contextmanager
+    def _ended_by_close(self) -> Iterator[None]:
+        """A call that close() cancelled raises CANCELLED, as in the blocking client: grpc.aio
+        raises asyncio.CancelledError, in a task nobody cancelled. A task's own cancellation
+        (``task.cancel()``, asyncio.timeout) goes on as it is."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not self._closed or task_cancelled():
+                raise
+            raise closed_in_flight() from None
+
+    def _method(self, service: str, method: str) -> Any:
+        """A stub's method, while the client is open."""
+        if self._closed:
+            raise client_closed()
+        return getattr(self._stubs[service], method)
 
     async def _perform(self, step: Step) -> Any:
         if isinstance(step, Unary):
-            call = getattr(self._stubs[step.service], step.method)
+            call = self._method(step.service, step.method)
             return await call(step.request, **self._options(step.timeout))
         if isinstance(step, Pipelined):
             return await self._pipelined(step)
@@ -161,7 +194,7 @@ class AsyncEmbedClient:
         """The step's calls, at most ``max_in_flight`` at once, all within one deadline:
         the client's timeout bounds the method call, however many requests it takes. The
         next call starts once the oldest is answered, so that none starts after a failure."""
-        call = getattr(self._stubs[step.service], step.method)
+        call = self._method(step.service, step.method)
         deadline = deadline_after(self._timeout)
         pending: collections.deque[grpc.aio.UnaryUnaryCall[Any, Any]] = collections.deque()
         answers: list[Any] = []
@@ -171,12 +204,15 @@ class AsyncEmbedClient:
                     answers.append(await pending.popleft())
                 timeout = time_left(deadline)
                 pending.append(call(request, timeout=timeout, metadata=self._metadata))
-            answers.extend([await answer for answer in pending])
-        except BaseException:
+            while pending:
+                answers.append(await pending.popleft())
+        except BaseException as exc:
             for running in pending:  # the method has failed: no call of it may go on
                 running.cancel()
+            if isinstance(exc, grpc.RpcError):  # of the request after those answered
+                raise step.failed(len(answers), exc) from None
             raise
         return answers
 
     def _options(self, timeout: float | None) -> dict[str, Any]:
-        return {"timeout": timeout or self._timeout, "metadata": self._metadata}
+        return {"timeout": shorter(timeout, self._timeout), "metadata": self._metadata}

@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2
 
+from embedserve.client._errors import renumbered_in_request, renumbered_in_stream
 from embedserve.client._options import (
     OverflowName,
     PrecisionName,
@@ -54,11 +55,7 @@ def embed(
         pb.EmbedRequest(inputs=chunk, options=built)
         for chunk in batches(as_list(texts), batch_size)
     ]
-    if not requests:
-        raise ValueError("texts must not be empty")
-    responses: list[pb.EmbedResponse] = yield Pipelined(
-        "embedding", "Embed", requests, max_in_flight
-    )
+    responses: list[pb.EmbedResponse] = yield _split_embed(requests, batch_size, max_in_flight)
     return np.concatenate([vectors_of(r.embeddings, r.dimensions) for r in responses])
 
 
@@ -82,12 +79,20 @@ def embed_quantized(
         pb.EmbedRequest(inputs=chunk, options=built, precision=value)
         for chunk in batches(as_list(texts), batch_size)
     ]
+    responses: list[pb.EmbedResponse] = yield _split_embed(requests, batch_size, max_in_flight)
+    return np.concatenate([quantized_of(r.embeddings, precision) for r in responses])
+
+
+def _split_embed(requests: list[pb.EmbedRequest], batch_size: int, max_in_flight: int) -> Pipelined:
+    """The Embed requests a list of texts was cut into; the server's error names a text by
+    its place in its request, raised naming its place in the caller's list."""
     if not requests:
         raise ValueError("texts must not be empty")
-    responses: list[pb.EmbedResponse] = yield Pipelined(
-        "embedding", "Embed", requests, max_in_flight
-    )
-    return np.concatenate([quantized_of(r.embeddings, precision) for r in responses])
+
+    def failed(number: int, error: Exception) -> Exception:
+        return renumbered_in_request(error, number * batch_size)
+
+    return Pipelined("embedding", "Embed", requests, max_in_flight, failed)
 
 
 def embed_iter(
@@ -149,7 +154,10 @@ def _embed_stream(
     def outputs(_: pb.EmbedStreamRequest, answer: pb.EmbedStreamResponse) -> Rows:
         return rows(answer)
 
-    return StreamPlan(_EMBED_STREAM, texts, batch_size, max_in_flight, request, outputs)
+    def failed(error: Exception) -> Exception:
+        return renumbered_in_stream(error, batch_size)
+
+    return StreamPlan(_EMBED_STREAM, texts, batch_size, max_in_flight, request, outputs, failed)
 
 
 def embed_tokens(texts: str | Sequence[str], **options: Any) -> Plan[pb.EmbedTokensResponse]:
@@ -237,10 +245,20 @@ def model_info() -> Plan[pb.GetModelInfoResponse]:
     return response
 
 
+# A health check waits this long at most (less where the client's timeout is shorter): a
+# server that does not answer one by then is not serving.
+_HEALTH_S = 10.0
+
+
 def health(service: str = "") -> Plan[str]:
-    """'SERVING', 'NOT_SERVING', ... as the standard health service reports it."""
+    """'SERVING', 'NOT_SERVING', ... as the standard health service reports it; within 10 s,
+    or the client's timeout where it is shorter (DEADLINE_EXCEEDED)."""
+    return (yield from _health(service, _HEALTH_S))
+
+
+def _health(service: str, timeout: float) -> Plan[str]:
     request = health_pb2.HealthCheckRequest(service=service)
-    reply = yield Unary("health", "Check", request, timeout=10)
+    reply = yield Unary("health", "Check", request, timeout=timeout)
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
@@ -251,15 +269,20 @@ _NOT_UP_YET = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_E
 
 def wait_until_serving(timeout: float = 300.0) -> Plan[None]:
     """Return once health reports SERVING (the model is loaded and warm); an error other
-    than UNAVAILABLE or DEADLINE_EXCEEDED is raised at once."""
+    than UNAVAILABLE or DEADLINE_EXCEEDED is raised at once, TimeoutError after ``timeout``
+    seconds: each health check gets at most the time left."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if (yield from health()) == "SERVING":
+            if (yield from _health("", min(_HEALTH_S, _left(deadline)))) == "SERVING":
                 return
         except grpc.RpcError as exc:
             if exc.code() not in _NOT_UP_YET:
                 raise
-        if time.monotonic() > deadline:
+        if time.monotonic() >= deadline:
             raise TimeoutError(f"server not SERVING after {timeout} s")
-        yield Sleep(0.2)
+        yield Sleep(min(0.2, _left(deadline)))
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 1e-6)  # grpc takes no timeout of 0

@@ -5,11 +5,12 @@ items; at most ``max_in_flight`` of them await their answer, so the caller's ite
 is read only as fast as the server answers. Answers must come in the order sent; each
 one is checked against its message and turned into the caller's outputs. Leaving the
 iteration early stops the sender and cancels the call. An error raised while reading the
-caller's items ends the sending: the items read before it are sent and answered, then
-the error is raised as it was. One raised while making a batch into a message (a
-document with neither text nor vector) does the same, that batch unsent. (grpc alone
-would cancel the call, report an UNKNOWN status or a cancellation, and lose the answers
-to what was sent.)
+caller's items (any exception, SystemExit and KeyboardInterrupt too) ends the sending: the
+items read before it are sent and answered, then the error is raised as it was. One
+raised while making a batch into a message (a document with neither text nor vector)
+does the same, that batch unsent. (grpc alone would cancel the call, report an UNKNOWN
+status or a cancellation, and lose the answers to what was sent; or, for an exception
+that is no Exception, end its sending thread and never end the call.)
 
 :class:`StreamPlan` says what one stream sends and returns (shared by both clients);
 :func:`run_blocking` and :func:`run_async` run it on a grpc or grpc.aio stream call.
@@ -22,6 +23,7 @@ import collections
 import dataclasses
 import threading
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Callable,
@@ -31,6 +33,9 @@ from collections.abc import (
 )
 from typing import Any, Generic, TypeVar
 
+import grpc
+
+from embedserve.client._errors import task_cancelled
 from embedserve.client._options import Batcher, batches
 
 Item = TypeVar("Item")
@@ -61,6 +66,8 @@ class StreamPlan(Generic[Item, Out]):
     request: Callable[[int, list[Item]], Any]
     # (request, answer) -> outputs; raises when the answer does not match the request
     outputs: Callable[[Any, Any], Iterable[Out]]
+    # the call's error -> what is raised (the same, or one naming the caller's item)
+    failed: Callable[[Exception], Exception] = lambda error: error
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -76,7 +83,7 @@ class _Sent:
         self._plan = plan
         self._numbers = 0
         self._waiting: collections.deque[tuple[str, Any]] = collections.deque()
-        self.failure: Exception | None = None  # what the caller's items raised
+        self.failure: BaseException | None = None  # what the caller's items raised
 
     def raise_failure(self) -> None:
         if self.failure is not None:
@@ -98,12 +105,22 @@ class _Sent:
         return list(self._plan.outputs(request, answer))
 
 
+def _callers(error: BaseException) -> bool:
+    """Whether ``error`` is the caller's, to be raised once what was sent is answered: any
+    but the end of the sending itself (its generator closed, its task cancelled)."""
+    if isinstance(error, GeneratorExit):
+        return False
+    return not (isinstance(error, asyncio.CancelledError) and task_cancelled())
+
+
 def _until_failure(items: Iterable[Item], sent: _Sent) -> Iterator[Item]:
     """``items`` until reading them raises; the error is kept in ``sent``, so the items
     read before it are still sent."""
     try:
         yield from items
-    except Exception as exc:
+    except BaseException as exc:
+        if not _callers(exc):
+            raise
         sent.failure = exc
 
 
@@ -112,7 +129,9 @@ async def _async_until_failure(items: AsyncIterable[Item], sent: _Sent) -> Async
     try:
         async for item in items:
             yield item
-    except Exception as exc:
+    except BaseException as exc:
+        if not _callers(exc):
+            raise
         sent.failure = exc
 
 
@@ -150,7 +169,9 @@ def run_blocking(
                     if over.is_set():
                         return
                 yield sent.next_request(batch)
-        except Exception as exc:  # building a message: raised once what was sent is answered
+        except BaseException as exc:  # building a message: raised once all sent is answered
+            if not _callers(exc):
+                raise
             sent.failure = exc
 
     answers = call(requests(), **kwargs)
@@ -159,15 +180,17 @@ def run_blocking(
             outputs = sent.answered(answer)
             slots.release()
             yield from outputs
-        sent.raise_failure()
+    except grpc.RpcError as exc:
+        raise plan.failed(exc) from None
     finally:
         over.set()
         answers.cancel()
+    sent.raise_failure()
 
 
 async def run_async(
     call: Callable[..., Any], plan: StreamPlan[Item, Out], **kwargs: Any
-) -> AsyncIterator[Out]:
+) -> AsyncGenerator[Out, None]:
     """Runs ``plan`` on a grpc.aio stream-stream callable (items may be an async iterable)."""
     sent = _Sent(plan)
     slots = asyncio.Semaphore(plan.max_in_flight)
@@ -182,7 +205,9 @@ async def run_async(
             async for batch in _abatches(items, plan.batch_size):
                 await slots.acquire()
                 yield sent.next_request(batch)
-        except Exception as exc:  # building a message: raised once what was sent is answered
+        except BaseException as exc:  # building a message: raised once all sent is answered
+            if not _callers(exc):
+                raise
             sent.failure = exc
 
     stream = call(requests(), **kwargs)
@@ -192,6 +217,8 @@ async def run_async(
             slots.release()
             for output in outputs:
                 yield output
-        sent.raise_failure()
+    except grpc.RpcError as exc:
+        raise plan.failed(exc) from None
     finally:
         stream.cancel()
+    sent.raise_failure()

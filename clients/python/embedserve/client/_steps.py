@@ -39,7 +39,7 @@ Out = TypeVar("Out")
 
 @dataclasses.dataclass(frozen=True)
 class Unary:
-    """One unary call; ``timeout`` None means the client's own."""
+    """One unary call; ``timeout`` bounds it within the client's own (None: the client's)."""
 
     service: str  # "embedding", "vectors" or "health"
     method: str
@@ -47,14 +47,27 @@ class Unary:
     timeout: float | None = None
 
 
+def shorter(timeout: float | None, other: float | None) -> float | None:
+    """The shorter of two timeouts, None being none."""
+    if timeout is None or other is None:
+        return other if timeout is None else timeout
+    return min(timeout, other)
+
+
+def _unchanged(number: int, error: Exception) -> Exception:
+    return error
+
+
 @dataclasses.dataclass(frozen=True)
 class Pipelined:
-    """Unary calls of one method with at most ``max_in_flight`` outstanding; answers in order."""
+    """Unary calls of one method with at most ``max_in_flight`` outstanding; answers in order.
+    ``failed``: what the error of request ``number`` (from 0) is raised as."""
 
     service: str
     method: str
     requests: Sequence[Any]
     max_in_flight: int
+    failed: Callable[[int, Exception], Exception] = _unchanged
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:  # 0 would wait for a free slot forever

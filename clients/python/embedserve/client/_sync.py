@@ -20,6 +20,7 @@ from embedserve.client._connection import (
     stubs,
 )
 from embedserve.client._documents import StoredDocument
+from embedserve.client._errors import client_closed
 from embedserve.client._ordered import StreamPlan, run_blocking
 from embedserve.client._steps import (
     LastOf,
@@ -32,6 +33,7 @@ from embedserve.client._steps import (
     blocking,
     blocking_stream,
     deadline_after,
+    shorter,
     time_left,
 )
 
@@ -69,6 +71,7 @@ class EmbedClient:
         self._stubs = stubs(self._channel)
         self._stub = self._stubs["embedding"]
         self._timeout = timeout
+        self._closed = False
 
     def __enter__(self) -> EmbedClient:
         return self
@@ -77,6 +80,8 @@ class EmbedClient:
         self.close()
 
     def close(self) -> None:
+        """Closes the channel: calls in flight end CANCELLED, later ones raise ValueError."""
+        self._closed = True
         self._channel.close()
 
     # The methods, one line each: what they send and return is written once in _calls and
@@ -148,12 +153,18 @@ class EmbedClient:
         return run.result
 
     def _stream(self, plan: StreamPlan[Any, Out]) -> Iterator[Out]:
-        call = getattr(self._stubs[plan.call.service], plan.call.method)
+        call = self._method(plan.call.service, plan.call.method)
         return run_blocking(call, plan, metadata=self._metadata)
+
+    def _method(self, service: str, method: str) -> Any:
+        """A stub's method, while the client is open."""
+        if self._closed:
+            raise client_closed()
+        return getattr(self._stubs[service], method)
 
     def _perform(self, step: Step) -> Any:
         if isinstance(step, Unary):
-            call = getattr(self._stubs[step.service], step.method)
+            call = self._method(step.service, step.method)
             return call(step.request, **self._options(step.timeout))
         if isinstance(step, Pipelined):
             return self._pipelined(step)
@@ -170,7 +181,7 @@ class EmbedClient:
         """The step's calls, at most ``max_in_flight`` at once, all within one deadline:
         the client's timeout bounds the method call, however many requests it takes. The
         next call starts once the oldest is answered, so that none starts after a failure."""
-        call = getattr(self._stubs[step.service], step.method)
+        call = self._method(step.service, step.method)
         deadline = deadline_after(self._timeout)
         pending: collections.deque[grpc.Future[Any]] = collections.deque()
         answers: list[Any] = []
@@ -180,12 +191,15 @@ class EmbedClient:
                     answers.append(pending.popleft().result())
                 timeout = time_left(deadline)
                 pending.append(call.future(request, timeout=timeout, metadata=self._metadata))
-            answers.extend(future.result() for future in pending)
-        except BaseException:
+            while pending:
+                answers.append(pending.popleft().result())
+        except BaseException as exc:
             for future in pending:  # the method has failed: no call of it may go on
                 future.cancel()
+            if isinstance(exc, grpc.RpcError):  # of the request after those answered
+                raise step.failed(len(answers), exc) from None
             raise
         return answers
 
     def _options(self, timeout: float | None) -> dict[str, Any]:
-        return {"timeout": timeout or self._timeout, "metadata": self._metadata}
+        return {"timeout": shorter(timeout, self._timeout), "metadata": self._metadata}
