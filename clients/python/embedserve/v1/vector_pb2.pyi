@@ -1875,9 +1875,10 @@ class QueryParams(_message.Message):
     """Default: 100, or limit + offset if more; at least limit + offset."""
     keyword_weight: _builtins.float
     """Search in hybrid mode only: how much the keyword ranking counts against
-    the dense one, above 0 and at most 100. Qdrant's weighted reciprocal rank
-    fusion: rank r (from 0) of the keyword list scores as rank
-    (r + 1) / keyword_weight - 1 of the dense list would. Default: 1.
+    the dense one, above 0 and at most 100. Weighted reciprocal rank fusion,
+    as Qdrant's: rank r (from 0) of the keyword list scores as rank
+    (r + 1) / keyword_weight - 1 of the dense list would; equal scores in a
+    list share the rank of the first of them. Default: 1.
     """
     oversampling: _builtins.float
     """A collection with quantization only: the search reads this many times limit +
@@ -2157,7 +2158,9 @@ class Recency(_message.Message):
     0.5 ^ (age / half_life): a document one half-life old counts half as fresh
     as one dated now (or later), one without a date (RFC 3339, or a date) not at
     all. Positive scores are multiplied, negative ones divided, so a fresher
-    document never ranks lower; hits carry the weighed scores, re-sorted.
+    document never ranks lower (at weight 1, a negative score with no freshness
+    left scores -3.4e38, the lowest float, last); hits carry the weighed scores,
+    re-sorted.
     score_threshold applies before the weighing. For collections whose scores
     are similarities (cosine, dot; keyword and hybrid searches too).
     """
