@@ -101,3 +101,32 @@ def test_int8_is_refused_off_float32(minilm_path) -> None:
 def test_unknown_backend_is_refused(minilm_path) -> None:
     with pytest.raises(ModelLoadError, match="onnx-int8; got 'tensorrt'"):
         EncoderModel.load(ModelSettings(model=str(minilm_path), device="cpu", backend="tensorrt"))
+
+
+def test_int8_calibrates_a_roberta_within_its_positions(minilm_path, tmp_path: Path) -> None:
+    """RoBERTa's positions count from its padding id + 1: calibrating at the config's
+    max_position_embeddings tokens read past its position table, and the load crashed
+    (for models of fewer than 130 positions, where calibration reaches the end)."""
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = RobertaConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=66,
+        pad_token_id=tokenizer.pad_token_id,
+        type_vocab_size=1,
+    )
+    torch.manual_seed(0)
+    RobertaModel(config, add_pooling_layer=False).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    model = EncoderModel.load(
+        ModelSettings(model=str(tmp_path), device="cpu", backend="torch-int8")
+    )
+    assert model.spec.max_tokens == 66 - (tokenizer.pad_token_id + 1)
+    (vector,) = model.compute([Window(tuple(range(1000, 1000 + model.spec.max_tokens)), 0)])
+    assert np.isfinite(vector).all()

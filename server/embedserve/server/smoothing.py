@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from embedserve.server.bert_packed import first_position
+
 log = logging.getLogger(__name__)
 
 ALPHA = 0.7
@@ -94,7 +96,9 @@ def smooth(
     started = time.perf_counter()
     config = model.config
     vocab_size = min(len(tokenizer), config.vocab_size)
-    max_tokens = getattr(config, "max_position_embeddings", None) or 512
+    # The positions a text can use: RoBERTa's count from its padding id + 1.
+    positions = getattr(config, "max_position_embeddings", None) or 512
+    max_tokens = positions - first_position(model)
     ranges = input_ranges(model, layers, calibration_inputs(tokenizer, vocab_size, max_tokens))
     wrapped: list[str] = []
     for name, layer in layers.items():
