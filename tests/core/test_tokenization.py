@@ -165,7 +165,7 @@ def test_token_ids_outside_the_vocabulary_are_named(bad: int) -> None:
     with pytest.raises(InvalidArgument) as caught:
         tokenizer.encode_ids([[3], [4, bad]], "", Overflow.ERROR, field="data")
     assert caught.value.message == (
-        f"data[1] holds token id {bad}; the model's vocabulary has ids 0 to 4"
+        f"data[1][1] is token id {bad}; the model's vocabulary has ids 0 to 4"
     )
     # The vocabulary's first and last ids are in it.
     assert tokenizer.encode_ids([[0, 4]], "", Overflow.ERROR)[0].windows == ((CLS, 0, 4, SEP),)

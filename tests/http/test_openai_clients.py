@@ -94,6 +94,11 @@ def test_token_id_inputs_equal_text_inputs(start_http_server: Any, minilm_model:
     assert np.abs(np.array([d.embedding for d in as_ids.data]) - expected).max() <= TOLERANCE
     assert np.abs(np.array(as_one.data[0].embedding) - expected[0]).max() <= TOLERANCE
     assert as_one.usage.total_tokens == len(ids[0]) + 2
+    # An id outside the vocabulary is named by its place: in one list, input[k].
+    for ids_sent, place in (([5, 99999999], "input[1]"), ([[5], [5, 99999999]], "input[1][1]")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.embeddings.create(model=model, input=ids_sent)
+        assert refused.value.body["message"].startswith(f"{place} is token id 99999999")
 
 
 def test_embedserve_options_as_extra_body(both: Any, client: openai.OpenAI) -> None:

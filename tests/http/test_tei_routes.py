@@ -158,10 +158,13 @@ def test_decode_gives_back_the_text(both: Any) -> None:
         plain = http.post("/decode", json={"ids": ids}).json()
         with_added = http.post("/decode", json={"ids": [ids], "skip_special_tokens": False})
         bad = http.post("/decode", json={"ids": [ids, [5, 99999999]]})
+        # One list is ids itself: its id 1 was named ids[0], the list's place in a list.
+        bad_in_one = http.post("/decode", json={"ids": [101, 99999999]})
     assert plain == ["hello vector world"]  # MiniLM's tokenizer lowercases
     assert with_added.json() == ["[CLS] hello vector world [SEP]"]
-    assert bad.status_code == 413
-    assert bad.json()["error"].startswith("ids[1] holds token id 99999999")
+    assert bad.status_code == bad_in_one.status_code == 413
+    assert bad.json()["error"].startswith("ids[1][1] is token id 99999999")
+    assert bad_in_one.json()["error"].startswith("ids[1] is token id 99999999")
 
 
 @pytest.mark.parametrize(

@@ -231,7 +231,7 @@ class Embedder:
         id_lists: Sequence[Sequence[int]],
         params: EmbedParams,
         deadline: float | None = None,
-        field: str = "input",
+        field: str | InputNames = "input",
         options_field: str = "options",
     ) -> EmbedResult:
         """Embed inputs already given as token ids (without the model's special tokens)."""
@@ -264,14 +264,17 @@ class Embedder:
                 f"{self.limits.max_inputs_per_request} per request (max_inputs_per_request)"
             )
 
-    def _validate_id_lists(self, id_lists: Sequence[Sequence[int]], field: str) -> None:
+    def _validate_id_lists(
+        self, id_lists: Sequence[Sequence[int]], field: str | InputNames
+    ) -> None:
         self._check_count(len(id_lists), field)
+        names = InputNames.of(field)
         for index, ids in enumerate(id_lists):
             if not ids:
-                raise InvalidArgument(f"{field}[{index}] is empty")
+                raise InvalidArgument(f"{names.item(index)} is empty")
 
     async def decode(
-        self, id_lists: Sequence[Sequence[int]], skip_special: bool, field: str = "ids"
+        self, id_lists: Sequence[Sequence[int]], skip_special: bool, field: str | InputNames = "ids"
     ) -> list[str]:
         """The text each list of the model's token ids stands for."""
         self._validate_id_lists(id_lists, field)

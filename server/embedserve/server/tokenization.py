@@ -211,7 +211,7 @@ class TextTokenizer:
         id_lists: Sequence[Sequence[int]],
         prompt: str,
         overflow: Overflow,
-        field: str = "input",
+        field: str | InputNames = "input",
     ) -> list[TokenizedText]:
         """Inputs given as token ids: the model's special tokens and the prompt go around them.
         Ids that already begin and end with them, and hold the prompt after the first ones
@@ -225,13 +225,14 @@ class TextTokenizer:
         )
         head_len = self._n_prefix + len(prompt_ids)
         pool_start = self._pool_start(prompt, head_len)
+        names = InputNames.of(field)
         out = []
         for index, ids in enumerate(id_lists):
-            self._check_ids(ids, vocabulary, f"{field}[{index}]")
+            self._check_ids(ids, vocabulary, names.item(index))
             text_ids = self._text_of_framed(ids, prompt_ids)
             full = [*self._prefix_ids, *prompt_ids, *text_ids, *self._suffix_ids]
             out.append(
-                self._apply_overflow(full, head_len, pool_start, overflow, f"{field}[{index}]")
+                self._apply_overflow(full, head_len, pool_start, overflow, names.item(index))
             )
         return out
 
@@ -260,22 +261,24 @@ class TextTokenizer:
         return head_len if prompt and not self._include_prompt else 0
 
     def decode(
-        self, id_lists: Sequence[Sequence[int]], skip_special: bool, field: str
+        self, id_lists: Sequence[Sequence[int]], skip_special: bool, field: str | InputNames
     ) -> list[str]:
         """The text of each list of token ids; ``skip_special``: without the added tokens."""
         vocabulary = len(self._tok)
+        names = InputNames.of(field)
         for index, ids in enumerate(id_lists):
-            self._check_ids(ids, vocabulary, f"{field}[{index}]")
+            self._check_ids(ids, vocabulary, names.item(index))
         return [str(self._tok.decode(ids, skip_special_tokens=skip_special)) for ids in id_lists]
 
     @staticmethod
     def _check_ids(ids: Sequence[int], vocabulary: int, where: str) -> None:
-        bad = next((i for i in ids if not 0 <= i < vocabulary), None)
-        if bad is not None:
-            raise InvalidArgument(
-                f"{where} holds token id {bad}; the model's vocabulary has ids 0 to "
-                f"{vocabulary - 1}"
-            )
+        """Refuse an id outside the vocabulary, by its place: ``where[position]``."""
+        for position, token in enumerate(ids):
+            if not 0 <= token < vocabulary:
+                raise InvalidArgument(
+                    f"{where}[{position}] is token id {token}; the model's vocabulary has ids "
+                    f"0 to {vocabulary - 1}"
+                )
 
     def _apply_overflow(
         self, ids: list[int], head_len: int, pool_start: int, overflow: Overflow, where: str

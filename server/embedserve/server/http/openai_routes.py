@@ -26,6 +26,7 @@ from embedserve.server.http.response_schemas import ok
 from embedserve.server.http.responses import json_response
 from embedserve.server.http.schemas import OpenAIEmbeddingRequest
 from embedserve.server.http.strict_json import StrictJsonRoute
+from embedserve.server.input_names import InputNames
 from embedserve.server.precision import float32_base64
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=StrictJsonRoute)
@@ -68,7 +69,8 @@ async def create_embeddings(
     if isinstance(data, str):
         result = await embedder.embed([data], params, field="input", options_field="")
     elif data and all(isinstance(item, int) for item in data):
-        result = await embedder.embed_token_ids([data], params, options_field="")  # type: ignore[list-item]
+        one = InputNames.single("input")  # its ids named input[3], not input[0][3]
+        result = await embedder.embed_token_ids([data], params, field=one, options_field="")  # type: ignore[list-item]
     elif data and all(isinstance(item, list) for item in data):
         result = await embedder.embed_token_ids(data, params, options_field="")  # type: ignore[arg-type]
     else:

@@ -139,7 +139,9 @@ async def tokenize(body: TeiTokenizeRequest, request: Request, caller: Caller) -
 
 @router.post("/decode", summary="The text of token ids (TEI's /decode)", responses=ok(TeiTexts))
 async def decode(body: TeiDecodeRequest, request: Request, caller: Caller) -> Response:
-    texts = await backend_of(request).embedder.decode(body.id_lists(), body.skip_special_tokens)
+    texts = await backend_of(request).embedder.decode(
+        body.id_lists(), body.skip_special_tokens, body.id_names()
+    )
     return json_response(texts)
 
 

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.schemas import Body, PositiveU32, is_token, json_kind
+from embedserve.server.input_names import InputNames
 from embedserve.server.reranking import RerankParams
 from embedserve.server.tokenization import Overflow
 
@@ -173,6 +174,10 @@ class TeiDecodeRequest(TeiBody):
 
     def id_lists(self) -> list[list[int]]:
         return [self.ids] if isinstance(self.ids[0], int) else self.ids
+
+    def id_names(self) -> InputNames:
+        """How errors name each list: one list is ``ids`` itself (``ids[3]`` an id of it)."""
+        return InputNames.single("ids") if isinstance(self.ids[0], int) else InputNames("ids")
 
 
 class SimilarityInput(TeiBody):
