@@ -191,5 +191,10 @@ def test_modernbert_runs_its_reference_forward_on_onnx(
     assert isinstance(onnx_model._model, OnnxEncoder)
     reference = embed(tiny(modernbert_path="reference"), sample)
     assert (embed(onnx_model, sample) * reference).sum(axis=1).min() >= 0.9999
+    # Refused before the export (minutes for a large model), not after it.
+    untouched = tmp_path / "untouched"
     with pytest.raises(ModelLoadError, match="modernbert_path 'fast' runs on the torch backends"):
-        tiny(backend="onnx", modernbert_path="fast", cache_dir=str(tmp_path))
+        tiny(backend="onnx", modernbert_path="fast", cache_dir=str(untouched))
+    with pytest.raises(ModelLoadError, match="torch_compile runs the torch backend only"):
+        tiny(backend="onnx", torch_compile=True, cache_dir=str(untouched))
+    assert not untouched.exists() or not any(untouched.iterdir())

@@ -115,8 +115,12 @@ def compile_failure(exc: Exception) -> str:
     )
 
 
-def compile_encoder(model: Any, backend: str) -> CompiledEncoder:
-    """``model`` compiled, or a clear error where compiling it is not supported."""
+def check_compilable(backend: str) -> None:
     if backend != "torch":
         raise ModelLoadError(f"torch_compile runs the torch backend only; got '{backend}'")
+
+
+def compile_encoder(model: Any, backend: str) -> CompiledEncoder:
+    """``model`` compiled, or a clear error where compiling it is not supported."""
+    check_compilable(backend)
     return CompiledEncoder(model)

@@ -16,7 +16,7 @@ import torch
 from embedserve.server.attention import register_aligned_sdpa
 from embedserve.server.backends import apply_backend
 from embedserve.server.bert_packed import first_position
-from embedserve.server.compiled import CompiledEncoder, compile_encoder
+from embedserve.server.compiled import CompiledEncoder, check_compilable, compile_encoder
 from embedserve.server.cpu_features import cpu_flags
 from embedserve.server.dense_head import DenseHead
 from embedserve.server.errors import InferenceFailed, ModelLoadError
@@ -27,7 +27,11 @@ from embedserve.server.model_spec import (
     read_model_spec,
     resolve_model_path,
 )
-from embedserve.server.packed_paths import pick_bert_path, pick_modernbert_path
+from embedserve.server.packed_paths import (
+    pick_bert_path,
+    pick_modernbert_path,
+    refuse_off_the_torch_module,
+)
 from embedserve.server.tokenization import NoRoomForText, TextTokenizer
 from embedserve.server.windows import FloatArray, Window
 
@@ -176,6 +180,12 @@ class EncoderModel:
         if positions is not None:  # the rows a real token can use
             positions -= first_position(model)
             spec = dataclasses.replace(spec, max_tokens=min(spec.max_tokens, positions))
+        # Refused now, not after the backend's export or quantization.
+        refuse_off_the_torch_module(
+            model, settings.backend, settings.modernbert_path, settings.bert_path
+        )
+        if settings.torch_compile:
+            check_compilable(settings.backend)
         model = apply_backend(
             model,
             settings.backend,

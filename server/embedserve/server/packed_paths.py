@@ -44,6 +44,14 @@ def _packable(setting: str, requested: str, model: Any, family: bool) -> bool:
     return False
 
 
+def refuse_off_the_torch_module(model: Any, backend: str, modernbert: str, bert: str) -> None:
+    """The ``fast`` paths an ONNX backend cannot run, refused before its export (minutes
+    for a large model) rather than after; ``model`` is the torch module to be exported."""
+    if backend.startswith("onnx"):
+        _packable("modernbert_path", modernbert, None, model.config.model_type == "modernbert")
+        _packable("bert_path", bert, None, packs(model.config))
+
+
 def pick_modernbert_path(model: Any, requested: str) -> Any:
     """The callable that runs ``model``: ``model`` itself or its packed pass.
 
