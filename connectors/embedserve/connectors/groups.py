@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidRequest
-from .stable_pages import Ranked as Ranked  # named here by callers of search_groups
-from .stable_pages import stable_page
+from .stable_pages import Ranked, stable_page
 from .types import (
     OBJECT_PATH,
     Condition,

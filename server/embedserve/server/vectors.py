@@ -23,7 +23,6 @@ from embedserve.connectors import errors as store_errors
 from embedserve.connectors.groups import (
     GroupBy,
     HitGroup,
-    Ranked,
     check_grouping,
     groups_of,
     search_groups,
@@ -33,7 +32,7 @@ from embedserve.connectors.ordered_scroll import ScrollOrder, order_index, order
 from embedserve.connectors.payload_fields import as_asked, with_fields, without
 from embedserve.connectors.rank_windows import first_stage_span, in_windows, page_of
 from embedserve.connectors.spec_cache import SETTINGS_TTL_S, SpecCache
-from embedserve.connectors.stable_pages import stable_page
+from embedserve.connectors.stable_pages import Ranked, stable_page
 from embedserve.connectors.store import VectorStore
 from embedserve.connectors.types import (
     CollectionInfo,
