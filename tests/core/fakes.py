@@ -95,6 +95,7 @@ class FakeEncoder:
     """Implements the core's Encoder protocol without torch."""
 
     model_type = "fake"
+    backend = "torch"
     device = "cpu"
     dtype = "float32"
 

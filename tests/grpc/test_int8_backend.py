@@ -73,6 +73,9 @@ def test_int8_vectors_match_float32_and_keep_retrieval_quality(start_server, min
     with EmbedClient(server.target) as client:
         int8_docs = normalised(client.embed(texts, task="document"))
         int8_queries = normalised(client.embed(queries, task="query"))
+        info = client.model_info()
+    # The fingerprint is the model's on every backend; the backend tells int8 apart.
+    assert info.backend == "torch-int8" and info.dtype == "float32"
     fp32_docs = normalised(np.stack([r for r in embed_local(minilm_model, texts)]))
     fp32_queries = normalised(np.stack([r for r in embed_local(minilm_model, queries)]))
 

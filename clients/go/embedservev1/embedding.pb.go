@@ -1856,8 +1856,12 @@ type GetModelInfoResponse struct {
 	// finetune-report.json counted, as releases before the report was left out
 	// recorded.
 	FormerFingerprints []string `protobuf:"bytes,18,rep,name=former_fingerprints,json=formerFingerprints,proto3" json:"former_fingerprints,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// What runs the forward pass (--backend): "torch", "torch-int8", "onnx" or
+	// "onnx-int8". The int8 backends' vectors approximate the model's (cosine
+	// 0.99 or more), so they share its fingerprint; this tells them apart.
+	Backend       string `protobuf:"bytes,19,opt,name=backend,proto3" json:"backend,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetModelInfoResponse) Reset() {
@@ -2014,6 +2018,13 @@ func (x *GetModelInfoResponse) GetFormerFingerprints() []string {
 		return x.FormerFingerprints
 	}
 	return nil
+}
+
+func (x *GetModelInfoResponse) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
 }
 
 type RerankerInfo struct {
@@ -2460,7 +2471,7 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\rRequestLimits\x123\n" +
 	"\x16max_inputs_per_request\x18\x01 \x01(\rR\x13maxInputsPerRequest\x12&\n" +
 	"\x0fmax_input_chars\x18\x02 \x01(\rR\rmaxInputChars\x12*\n" +
-	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xb8\x06\n" +
+	"\x11max_message_bytes\x18\x03 \x01(\rR\x0fmaxMessageBytes\"\xd2\x06\n" +
 	"\x14GetModelInfoResponse\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x1e\n" +
 	"\n" +
@@ -2486,7 +2497,8 @@ const file_embedserve_v1_embedding_proto_rawDesc = "" +
 	"\vfingerprint\x18\x0f \x01(\tR\vfingerprint\x127\n" +
 	"\breranker\x18\x10 \x01(\v2\x1b.embedserve.v1.RerankerInfoR\breranker\x12-\n" +
 	"\x12former_fingerprint\x18\x11 \x01(\tR\x11formerFingerprint\x12/\n" +
-	"\x13former_fingerprints\x18\x12 \x03(\tR\x12formerFingerprints\x1a:\n" +
+	"\x13former_fingerprints\x18\x12 \x03(\tR\x12formerFingerprints\x12\x18\n" +
+	"\abackend\x18\x13 \x01(\tR\abackend\x1a:\n" +
 	"\fPromptsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +

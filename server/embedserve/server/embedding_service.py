@@ -183,6 +183,7 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
             default_prompt_name=info.default_prompt_name,
             dtype=info.dtype,
             device=info.device,
+            backend=info.backend,
             model_type=info.model_type,
             similarity=info.similarity.value,
             model_revision=info.model_revision,

@@ -139,6 +139,7 @@ class EncoderModel:
         hidden_size: int,
         model_type: str,
         head: DenseHead,
+        backend: str = "torch",
     ) -> None:
         self.spec = spec
         self.tokenizer = tokenizer
@@ -148,6 +149,7 @@ class EncoderModel:
         self.dimensions = head.width(hidden_size)
         self.token_dimensions = hidden_size
         self.model_type = model_type
+        self.backend = backend
         self._model = model
 
     @classmethod
@@ -241,6 +243,7 @@ class EncoderModel:
             int(config.hidden_size),
             str(config.model_type),
             DenseHead(path, spec.dense, torch_device),
+            settings.backend,
         )
 
     def warm_up_compiled(self, thread_counts: Sequence[int]) -> None:

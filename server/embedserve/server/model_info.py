@@ -22,6 +22,7 @@ class ModelInfo:
     default_prompt_name: str
     dtype: str
     device: str
+    backend: str  # what runs the forward pass (--backend)
     model_type: str
     similarity: SimilarityFunction
     model_revision: str  # the hub commit served; "" for other folders
@@ -54,6 +55,7 @@ def model_info(embedder: Embedder, reranker: Reranker | None = None) -> ModelInf
         default_prompt_name=spec.default_prompt_name or "",
         dtype=str(model.dtype).removeprefix("torch."),
         device=str(model.device),
+        backend=model.backend,
         model_type=model.model_type,
         similarity=spec.similarity,
         model_revision=hub_commit(spec.path),

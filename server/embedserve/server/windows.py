@@ -37,6 +37,7 @@ class Encoder(Protocol):
     # Each token's vector (EmbedTokens): the encoder's width, before any Dense layer.
     token_dimensions: int
     model_type: str
+    backend: str  # what runs its forward pass (--backend)
 
     @property
     def device(self) -> object:

@@ -931,6 +931,7 @@ class GetModelInfoResponse(_message.Message):
     RERANKER_FIELD_NUMBER: _builtins.int
     FORMER_FINGERPRINT_FIELD_NUMBER: _builtins.int
     FORMER_FINGERPRINTS_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     dimensions: _builtins.int
     max_tokens: _builtins.int
@@ -958,6 +959,11 @@ class GetModelInfoResponse(_message.Message):
     former_fingerprint: _builtins.str
     """The fingerprint of the former kind (of the first 16 MiB of each weights
     file), which older collections and exports record: taken as this model's.
+    """
+    backend: _builtins.str
+    """What runs the forward pass (--backend): "torch", "torch-int8", "onnx" or
+    "onnx-int8". The int8 backends' vectors approximate the model's (cosine
+    0.99 or more), so they share its fingerprint; this tells them apart.
     """
     @_builtins.property
     def prompts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -1000,10 +1006,11 @@ class GetModelInfoResponse(_message.Message):
         reranker: Global___RerankerInfo | None = ...,
         former_fingerprint: _builtins.str = ...,
         former_fingerprints: _abc.Iterable[_builtins.str] | None = ...,
+        backend: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "limits", b"limits", "reranker", b"reranker"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "fingerprint", b"fingerprint", "former_fingerprint", b"former_fingerprint", "former_fingerprints", b"former_fingerprints", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "reranker", b"reranker", "similarity", b"similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "batching", b"batching", "default_prompt_name", b"default_prompt_name", "device", b"device", "dimensions", b"dimensions", "dtype", b"dtype", "fingerprint", b"fingerprint", "former_fingerprint", b"former_fingerprint", "former_fingerprints", b"former_fingerprints", "limits", b"limits", "max_tokens", b"max_tokens", "model_id", b"model_id", "model_revision", b"model_revision", "model_type", b"model_type", "normalize", b"normalize", "pooling", b"pooling", "prompts", b"prompts", "reranker", b"reranker", "similarity", b"similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -149,6 +149,10 @@ class ModelInfo(Answer):
     default_prompt_name: str
     dtype: str
     device: str
+    backend: Literal["torch", "torch-int8", "onnx", "onnx-int8"] = Field(
+        description="what runs the forward pass (--backend); the int8 backends' vectors "
+        "approximate the model's and share its fingerprint"
+    )
     model_type: str
     similarity: Literal["cosine", "dot", "euclidean", "manhattan"]
     model_revision: str = Field(description="the hub commit served; empty for a local folder")
