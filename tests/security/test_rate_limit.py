@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 from embedserve.client import EmbedClient
-from embedserve.server.ratelimit import RETRY_AFTER_KEY, RateLimiter, RateLimitSettings
+from embedserve.server.ratelimit import RateLimiter, RateLimitSettings
+from embedserve.server.status import RETRY_AFTER_KEY
 
 
 def test_bucket_refills_at_the_rate() -> None:

@@ -36,8 +36,9 @@ const (
 //
 // Every response that embeds carries token counts and timings. Errors use standard gRPC
 // status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
-// field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
-// get backpressure), a server that is not ready or draining UNAVAILABLE.
+// field), an overloaded server RESOURCE_EXHAUSTED (unary calls only, with
+// trailing metadata retry-after-ms, the wait suggested; streams get
+// backpressure), a server that is not ready or draining UNAVAILABLE.
 type EmbeddingServiceClient interface {
 	// Embed many inputs in one call. Large requests are split across batches
 	// and reassembled in order.
@@ -150,8 +151,9 @@ func (c *embeddingServiceClient) Rerank(ctx context.Context, in *RerankRequest, 
 //
 // Every response that embeds carries token counts and timings. Errors use standard gRPC
 // status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
-// field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
-// get backpressure), a server that is not ready or draining UNAVAILABLE.
+// field), an overloaded server RESOURCE_EXHAUSTED (unary calls only, with
+// trailing metadata retry-after-ms, the wait suggested; streams get
+// backpressure), a server that is not ready or draining UNAVAILABLE.
 type EmbeddingServiceServer interface {
 	// Embed many inputs in one call. Large requests are split across batches
 	// and reassembled in order.

@@ -25,6 +25,7 @@ import collections
 import dataclasses
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -189,7 +190,8 @@ class Batcher:
         if not self._has_room(priority, len(windows)):
             raise Overloaded(
                 f"the server's queue is full ({len(self._lanes[priority])} inputs waiting; "
-                f"max_queue_items is {self.limits.max_queue_items}); retry later"
+                f"max_queue_items is {self.limits.max_queue_items}); retry later",
+                self._drain_estimate_ms(),
             )
         return self._enqueue(windows, deadline, priority)
 
@@ -203,6 +205,16 @@ class Batcher:
         async with self._room:
             await self._room.wait_for(lambda: self._has_room(priority, len(windows)))
         return self._enqueue(windows, deadline, priority)
+
+    def _drain_estimate_ms(self) -> int:
+        """About how long the windows queued take to run, as a retry hint: the calibrated
+        cost of their tokens in passes of max_batch_tokens; 1 s without a calibration."""
+        if self.cost is None:
+            return 1000
+        tokens = sum(self._lane_costs.values())
+        passes = -(-tokens // self.limits.max_batch_tokens)
+        seconds = passes * self.cost.fixed_s + tokens * self.cost.per_token_s
+        return max(1, math.ceil(seconds * 1000))
 
     def _has_room(self, priority: Priority, count: int) -> bool:
         """Room in the lane for ``count`` windows (all of them when the lane is empty).

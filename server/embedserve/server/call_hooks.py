@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import grpc
 
 from embedserve.server.errors import EmbedServeError
-from embedserve.server.status import status_of
+from embedserve.server.status import abort_with
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -163,7 +163,7 @@ def _wrap(inner: Any, chain: tuple[CallHooks, ...], request_streaming: bool) -> 
 async def _refuse(context: Context, error: EmbedServeError) -> NoReturn:
     """End the call with ``error``'s status: a hook refused the (unary) request, or the
     handler let a stream message's refusal through untranslated."""
-    await context.abort(status_of(error), error.message)
+    await abort_with(context, error)
 
 
 # The caller's deadline started before the server's (which runs from the call's arrival),

@@ -65,17 +65,17 @@ class FailedPrecondition(EmbedServeError):
 
 
 class Overloaded(EmbedServeError):
-    """The queue is full; unary callers should retry later."""
+    """The queue is full; unary callers may retry after ``retry_after_ms``."""
 
     kind = ErrorKind.RESOURCE_EXHAUSTED
-
-
-class RateLimited(Overloaded):
-    """The caller is over its rate limit; it may retry after ``retry_after_ms``."""
 
     def __init__(self, message: str, retry_after_ms: int) -> None:
         super().__init__(message)
         self.retry_after_ms = retry_after_ms
+
+
+class RateLimited(Overloaded):
+    """The caller is over its rate limit."""
 
 
 class Unauthenticated(EmbedServeError):

@@ -2,7 +2,7 @@
 
 The caller is the API key (its key_id) when auth is on, else the peer's address: its bare
 IP, the same for a client's gRPC and HTTP calls (one bucket for both).
-Over the limit: RESOURCE_EXHAUSTED with trailing metadata ``retry-after-ms``.
+Over the limit: RESOURCE_EXHAUSTED with trailing metadata ``retry-after-ms`` (status.py).
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-import grpc
-
 from embedserve.server import callctx
 from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor
 from embedserve.server.errors import RateLimited
-
-RETRY_AFTER_KEY = "retry-after-ms"
+from embedserve.server.status import abort_with
 
 
 class TokenBucket:
@@ -91,11 +88,7 @@ class _Limit(CallHooks):
         try:
             self._limiter.check(caller)
         except RateLimited as exc:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                exc.message,
-                trailing_metadata=((RETRY_AFTER_KEY, str(exc.retry_after_ms)),),
-            )
+            await abort_with(context, exc)
         return None
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from embedserve.server.errors import EmbedServeError, ErrorKind
+from embedserve.server.errors import EmbedServeError, ErrorKind, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,23 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+# Trailing metadata of a refusal that may be retried: the wait, in milliseconds.
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
 def status_of(error: EmbedServeError) -> grpc.StatusCode:
     return STATUS_OF[error.kind]
+
+
+async def abort_with(
+    context: grpc.aio.ServicerContext[Any, Any], error: EmbedServeError
+) -> NoReturn:
+    """End the call with ``error``'s status, and for a full queue or a rate limit the
+    wait its caller should leave before trying again."""
+    retry: tuple[tuple[str, str], ...] = ()
+    if isinstance(error, Overloaded):
+        retry = ((RETRY_AFTER_KEY, str(error.retry_after_ms)),)
+    await context.abort(status_of(error), error.message, trailing_metadata=retry)
 
 
 def http_status_of(error: EmbedServeError) -> int:
@@ -70,7 +85,7 @@ def unary(
         try:
             return await handler(self, request, context)
         except EmbedServeError as exc:
-            await context.abort(status_of(exc), exc.message)
+            await abort_with(context, exc)
             raise  # unreachable: abort raises
 
     return wrapper
@@ -89,6 +104,6 @@ def streaming(
             async for item in handler(self, request, context):
                 yield item
         except EmbedServeError as exc:
-            await context.abort(status_of(exc), exc.message)
+            await abort_with(context, exc)
 
     return wrapper

@@ -31,8 +31,9 @@ class EmbeddingServiceStub:
 
     Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
-    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
-    get backpressure), a server that is not ready or draining UNAVAILABLE.
+    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only, with
+    trailing metadata retry-after-ms, the wait suggested; streams get
+    backpressure), a server that is not ready or draining UNAVAILABLE.
     """
 
     def __init__(self, channel):
@@ -83,8 +84,9 @@ class EmbeddingServiceServicer:
 
     Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
-    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
-    get backpressure), a server that is not ready or draining UNAVAILABLE.
+    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only, with
+    trailing metadata retry-after-ms, the wait suggested; streams get
+    backpressure), a server that is not ready or draining UNAVAILABLE.
     """
 
     def Embed(self, request, context):
@@ -193,8 +195,9 @@ class EmbeddingService:
 
     Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
-    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
-    get backpressure), a server that is not ready or draining UNAVAILABLE.
+    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only, with
+    trailing metadata retry-after-ms, the wait suggested; streams get
+    backpressure), a server that is not ready or draining UNAVAILABLE.
     """
 
     @staticmethod

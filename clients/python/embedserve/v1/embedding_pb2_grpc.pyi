@@ -32,8 +32,9 @@ class EmbeddingServiceStub:
 
     Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
-    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
-    get backpressure), a server that is not ready or draining UNAVAILABLE.
+    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only, with
+    trailing metadata retry-after-ms, the wait suggested; streams get
+    backpressure), a server that is not ready or draining UNAVAILABLE.
     """
 
     @_typing.overload
@@ -71,8 +72,9 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
 
     Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
-    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
-    get backpressure), a server that is not ready or draining UNAVAILABLE.
+    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only, with
+    trailing metadata retry-after-ms, the wait suggested; streams get
+    backpressure), a server that is not ready or draining UNAVAILABLE.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -106,8 +108,9 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Every response that embeds carries token counts and timings. Errors use standard gRPC
     status codes: a caller's mistake is INVALID_ARGUMENT (the message names the
-    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only; streams
-    get backpressure), a server that is not ready or draining UNAVAILABLE.
+    field), an overloaded server RESOURCE_EXHAUSTED (unary calls only, with
+    trailing metadata retry-after-ms, the wait suggested; streams get
+    backpressure), a server that is not ready or draining UNAVAILABLE.
     """
 
     @_abc_1.abstractmethod

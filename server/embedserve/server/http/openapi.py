@@ -87,7 +87,7 @@ COMMON = {
     400: "invalid request (a field, a limit, or a body over max_message_bytes)",
     401: "no API key or an unknown one (when keys are configured)",
     403: "the key's role or collections do not cover this call",
-    429: "rate limited (see Retry-After) or the queue is full",
+    429: "rate limited, or the queue is full: retry after Retry-After seconds",
     500: "internal error",
     503: "loading, draining, or the vector store is unreachable",
 }

@@ -14,7 +14,7 @@ import grpc
 from starlette.requests import Request
 from starlette.responses import Response
 
-from embedserve.server.errors import EmbedServeError, RateLimited
+from embedserve.server.errors import EmbedServeError, Overloaded
 from embedserve.server.status import HTTP_STATUS_OF, status_of
 
 # Set in the request scope by whoever answers with an error, for metrics and the access log.
@@ -102,7 +102,7 @@ def error_response(
 
 def core_error_response(request: Request, error: EmbedServeError) -> Response:
     headers = None
-    if isinstance(error, RateLimited):
+    if isinstance(error, Overloaded):
         # Whole seconds for HTTP's Retry-After; the exact wait in milliseconds too.
         headers = {
             "Retry-After": str(max(1, -(-error.retry_after_ms // 1000))),
