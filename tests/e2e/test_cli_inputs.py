@@ -190,7 +190,13 @@ def test_ingest_of_vectors_without_settings_creates_their_size(served: str, tmp_
     edited["config"]["dimensions"] = 256  # the saved settings win; the vectors are refused
     settings.write_text(json.dumps(edited))
     refused = ingest(served, saved, "small_saved")
-    assert refused.returncode == 1 and "has 128 dimensions" in refused.stderr
+    assert refused.returncode == 2, refused.stderr  # by its line, before anything is made
+    assert (
+        f"{saved} line 1: the vector has 128 dimensions; {settings} makes collection "
+        "'small_saved' with 256"
+    ) in refused.stderr
+    with EmbedClient(served) as client:
+        assert "small_saved" not in client.list_collections()
 
 
 def test_cluster_reports_the_clusters_it_formed(served: str, tmp_path: Path) -> None:
@@ -300,3 +306,104 @@ def test_cluster_of_a_file_names_its_texts_as_the_file_does(served: str, tmp_pat
             if line.startswith("  - ")
         ]
         assert sorted(members) == names, shown.stdout
+
+
+def stored_ids(served: str, collection: str) -> set[str]:
+    with EmbedClient(served) as client:
+        if collection not in client.list_collections():
+            return set()
+        return {d.id for d in client.scroll_iter(collection)}
+
+
+def test_a_csv_field_longer_than_the_csv_modules_limit_is_ingested(
+    served: str, tmp_path: Path
+) -> None:
+    """Python's csv refuses a field over 131,072 characters by default: ingest ended in a
+    csv.Error traceback (exit 1), nothing written, where JSONL took the same text."""
+    text = "Pumps need seals. " * 8000  # 144,000 characters
+    rows = tmp_path / "long.csv"
+    rows.write_text(f'id,text\nok1,short\nbig1,"{text}"\n')
+    result = ingest(served, rows, "long_csv", "--split", "--store-text")
+    assert result.returncode == 0, result.stderr
+    assert "2/2 docs" in result.stderr  # the progress total counted the long row too
+    with EmbedClient(served) as client:
+        parts = [d.payload for d in client.scroll_iter("long_csv") if d.id.startswith("big1#")]
+    assert len(parts) > 1 and {p["passages"] for p in parts} == {len(parts)}
+    assert max(p["span"][1] for p in parts) == len(text.rstrip())  # none of it cut off
+
+
+def test_a_csv_row_with_more_fields_than_its_header_is_refused(served: str, tmp_path: Path) -> None:
+    """Its surplus went to DictReader's key None and was dropped: "Hello, world" unquoted
+    was stored as text "Hello", topic " world", year "news"."""
+    rows = tmp_path / "shift.csv"
+    rows.write_text("id,text,topic,year\nc5,Fine,news,2020\nc6,Hello, world,news,2021\n")
+    result = ingest(served, rows, "shift_csv", "--store-text")
+    assert result.returncode == 2, result.stderr
+    assert f"{rows} line 3: the row has 5 fields, the header 4" in result.stderr
+    assert stored_ids(served, "shift_csv") == {"c5"}  # the row before it is written
+
+
+def test_a_csv_quote_never_closed_is_refused_by_the_line_it_opens_on(
+    served: str, tmp_path: Path
+) -> None:
+    """The rest of the file was read as one text (exit 0): u3 and every row after the
+    quote lost."""
+    rows = tmp_path / "unterminated.csv"
+    rows.write_text('id,text\nu1,"two\nlines"\nu2,"unterminated\nu3,more\nu4,more\n')
+    result = ingest(served, rows, "unterminated_csv", "--store-text")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{rows} line 4: not CSV (a quoted field" in result.stderr  # u2's row, not line 6
+    assert "never closed" in result.stderr
+    assert stored_ids(served, "unterminated_csv") == {"u1"}
+    # Text after a closing quote is refused too, not glued to the quoted part.
+    rows.write_text('id,text\nq1,"quoted" tail\n')
+    result = ingest(served, rows, "unterminated_csv", "--restart")
+    assert result.returncode == 2, result.stderr
+    assert f"{rows} line 2: not CSV (',' expected after '\"')" in result.stderr
+
+
+def test_a_missing_or_null_text_is_named_as_missing(served: str, tmp_path: Path) -> None:
+    """Both were "a document needs an id and a text or a vector; this one has id, text,
+    payload": the text named among the fields it has."""
+    rows = tmp_path / "short.csv"
+    rows.write_text("id,text,topic\nm1\n")
+    result = ingest(served, rows, "missing_text")
+    assert result.returncode == 2, result.stderr
+    assert f"{rows} line 2: the row has no text: 1 field, the header 3" in result.stderr
+    lines = tmp_path / "null.jsonl"
+    lines.write_text(jsonl({"id": "j1", "text": None}))
+    result = ingest(served, lines, "missing_text")
+    assert result.returncode == 2, result.stderr
+    assert (
+        f"{lines} line 1: a document needs an id and a text or a vector; this one has id, "
+        "and its text is null"
+    ) in result.stderr
+    assert stored_ids(served, "missing_text") == set()  # nothing was created for them
+
+
+def test_a_vector_of_another_size_is_named_by_its_line(served: str, tmp_path: Path) -> None:
+    """The server refused it naming only "batch_id '2': documents[0].vector has 5
+    dimensions" (exit 1); now the line is named, the documents before it are written and
+    checkpointed, as for a line that is not JSON."""
+    source = tmp_path / "sizes.jsonl"
+    good = [{"id": f"s{i}", "vector": [0.5, 0.5, 0.5, 0.5]} for i in range(4)]
+    source.write_text(jsonl(*good, {"id": "s4", "vector": [0.1] * 5}, {"id": "s5", "text": "x"}))
+    # Created at the first vector's size.
+    result = ingest(served, source, "sizes", "--batch-size", "2")
+    assert result.returncode == 2, result.stderr
+    assert f"{source} line 5: the vector has 5 dimensions; collection 'sizes' stores 4" in (
+        result.stderr
+    )
+    assert stored_ids(served, "sizes") == {"s0", "s1", "s2", "s3"}
+    progress = json.loads((tmp_path / "sizes.jsonl.progress").read_text())
+    assert progress["acknowledged"] == 4
+    # A collection that exists: of the model's 384 dimensions, the first line is named.
+    with EmbedClient(served) as client:
+        client.create_collection("sizes_384")
+    result = ingest(served, source, "sizes_384", "--restart")
+    assert result.returncode == 2, result.stderr
+    assert f"{source} line 1: the vector has 4 dimensions; collection 'sizes_384' stores 384" in (
+        result.stderr
+    )
+    assert stored_ids(served, "sizes_384") == set()

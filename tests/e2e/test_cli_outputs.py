@@ -337,3 +337,15 @@ def test_half_a_client_certificate_pair_is_refused(
     assert code == 2
     missing = "KEY" if given == "CERT" else "CERT"
     assert f"EMBEDSERVE_TLS_CLIENT_{given} is set without EMBEDSERVE_TLS_CLIENT_{missing}" in err
+
+
+@pytest.mark.parametrize("name", ["backup.csv", "BACKUP.CSV"])
+def test_export_refuses_a_csv_output_naming_what_it_writes(
+    served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """It wrote JSONL into the .csv file, which ingest then read as CSV and refused."""
+    output = tmp_path / name
+    code, _, err = cli(capsys, "export", "texts", "-o", str(output), "--target", served)
+    assert code == 2
+    assert f"--output {output}: export writes JSONL (FILE.jsonl, or '-') or vectors" in err
+    assert list(tmp_path.iterdir()) == []  # nothing written, no settings file either

@@ -243,13 +243,19 @@ def stored_payload(message: pb.StoredDocument) -> dict[str, Any]:
 
 
 def document_problem(value: Mapping[str, Any]) -> str | None:
-    """What a document lacks (an id; a text or a vector), naming the fields it has."""
+    """What a document lacks (an id; a text or a vector), naming the fields it has; one
+    that is null is none (JSON's ``"text": null``, a CSV row that ends before its text)."""
     text, vector = value.get("text"), value.get("vector")
     if text is not None and vector is not None:
         return "takes a text or a vector, not both"
     if "id" in value and (text is not None or vector is not None):
-        return None
-    return f"needs an id and a text or a vector; this one has {', '.join(value) or 'no fields'}"
+        return None  # an id of null: field_problem names it
+    given = [str(key) for key, item in value.items() if item is not None]
+    problem = f"needs an id and a text or a vector; this one has {', '.join(given) or 'no fields'}"
+    nulls = [key for key in ("id", "text", "vector") if key in value and value[key] is None]
+    if nulls:
+        problem += f", and its {' and '.join(nulls)} {'is' if len(nulls) == 1 else 'are'} null"
+    return problem
 
 
 def documents(values: Iterable[DocumentLike]) -> list[pb.Document]:

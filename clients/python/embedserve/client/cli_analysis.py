@@ -104,6 +104,12 @@ def _verb(
 
 
 def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
+    if args.output.lower().endswith(".csv"):
+        # JSONL in a .csv file would be read back by ingest as CSV, and refused.
+        raise ValueError(
+            f"--output {args.output}: export writes JSONL (FILE.jsonl, or '-') or vectors "
+            "(FILE.npy), not CSV"
+        )
     npy = args.output.lower().endswith(".npy")
     documents = client.scroll_iter(
         args.collection,

@@ -10,7 +10,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -438,26 +438,34 @@ def _index_specs(specs: list[str]) -> dict[str, str]:
     return indexes
 
 
-def read_documents(stream: TextIO, csv_format: bool, source: str) -> Iterator[dict[str, Any]]:
+def read_documents(
+    stream: TextIO,
+    csv_format: bool,
+    source: str,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
+) -> Iterator[dict[str, Any]]:
     """JSONL objects {id, text|vector, payload}, or CSV rows with id and text columns; other
     CSV columns (or a JSON 'payload' column) become the payload. Errors name ``source``
-    (the file, or stdin) and the line."""
+    (the file, or stdin) and the line; ``check`` is one more test of each document (a
+    vector's size), its problem named so too."""
     lines = utf8_lines(stream, f"{source} line")
     if csv_format:
-        reader = csv.DictReader(lines)
-        missing = {"id", "text"} - set(reader.fieldnames or ())
+        rows = _csv_rows(lines, source)
+        _, header = next(rows, (1, []))
+        missing = {"id", "text"} - set(header)
         if missing:
             raise ValueError(
                 f"CSV needs the columns id and text; missing {', '.join(sorted(missing))}"
-                f" (header: {', '.join(reader.fieldnames or ()) or 'empty'})"
+                f" (header: {', '.join(header) or 'empty'})"
             )
-        for row in reader:
-            where = f"{source} line {reader.line_num}"
-            payload = _payload_column(where, row.pop("payload", None))
-            doc_id, text = row.pop("id"), row.pop("text")
-            payload.update({k: v for k, v in row.items() if k})
-            # The header is line 1; a quoted field may span lines, so the reader counts.
-            yield _checked_document(where, {"id": doc_id, "text": text, "payload": payload})
+        for begins, row in rows:
+            where = f"{source} line {begins}"
+            fields = _csv_fields(where, header, row)
+            payload = _payload_column(where, fields.pop("payload", None))
+            doc_id, text = fields.pop("id"), fields.pop("text")
+            payload.update({k: v for k, v in fields.items() if k})
+            document = {"id": doc_id, "text": text, "payload": payload}
+            yield _checked_document(where, document, check)
         return
     for number, line in enumerate(lines, 1):
         if line.strip():
@@ -467,7 +475,56 @@ def read_documents(stream: TextIO, csv_format: bool, source: str) -> Iterator[di
                 raise ValueError(f"{source} line {number}: not JSON ({exc.msg})") from None
             except _NotJson as exc:
                 raise ValueError(f"{source} line {number}: not JSON ({exc})") from None
-            yield _checked_document(f"{source} line {number}", value)
+            yield _checked_document(f"{source} line {number}", value, check)
+
+
+# Python's csv module refuses a field over 128 KiB ("field larger than field limit"); a
+# text may be far longer (ingest --split stores it whole). sys.maxsize overflows the C
+# long the limit is kept in where that is 32 bits (Windows); this fits every platform.
+_CSV_FIELD_LIMIT = 2**31 - 1
+
+
+def _csv_rows(lines: Iterable[str], source: str) -> Iterator[tuple[int, list[str]]]:
+    """The CSV rows of ``lines`` that are not blank, each with the line it begins on (a
+    quoted field may span lines). Malformed CSV is a ValueError naming the line its row
+    begins on: a quote never closed (which would make the rest of the file one field),
+    text after a closing quote, a field past the limit."""
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    reader = csv.reader(lines, strict=True)
+    begins = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problem = str(exc)
+            if problem == "unexpected end of data":  # the file ended inside quotes
+                problem = "a quoted field of the row that begins here is never closed"
+            raise ValueError(f"{source} line {begins}: not CSV ({problem})") from None
+        if row:  # a blank line is no row
+            yield begins, row
+        begins = reader.line_num + 1
+
+
+def _csv_fields(where: str, header: list[str], row: list[str]) -> dict[str, str | None]:
+    """A CSV row's fields by column; a row longer than the header is refused (its surplus
+    would be lost: "Hello, world" unquoted shifts every column after it), as is one too
+    short to hold an id and a text. Other missing fields at the end are None."""
+    if len(row) > len(header):
+        raise ValueError(
+            f"{where}: the row has {len(row)} fields, the header {len(header)} "
+            "(quote a value that holds a comma)"
+        )
+    fields: dict[str, str | None] = dict.fromkeys(header)
+    fields.update(zip(header, row, strict=False))
+    absent = [name for name in ("id", "text") if fields[name] is None]  # past the row's end
+    if absent:
+        count = f"{len(row)} field{'s' if len(row) != 1 else ''}"
+        raise ValueError(
+            f"{where}: the row has no {' and no '.join(absent)}: {count}, the header {len(header)}"
+        )
+    return fields
 
 
 class _NotJson(ValueError):
@@ -513,7 +570,9 @@ def _payload_column(where: str, text: str | None) -> dict[str, Any]:
     return payload
 
 
-def _checked_document(where: str, value: Any) -> dict[str, Any]:
+def _checked_document(
+    where: str, value: Any, check: Callable[[dict[str, Any]], str | None] | None = None
+) -> dict[str, Any]:
     """``value`` if it is a document, else an error that names the line and what it holds."""
     if not isinstance(value, dict):
         raise ValueError(f"{where}: a JSON object expected, got {type(value).__name__}")
@@ -530,7 +589,25 @@ def _checked_document(where: str, value: Any) -> dict[str, Any]:
     empty = [field for field in ("id", "text") if value.get(field) == ""]
     if empty:  # the server refuses these too, but could name only the batch, not the line
         raise ValueError(f"{where}: a document's {' and '.join(empty)} must not be empty")
+    if check is not None and (problem := check(value)) is not None:
+        raise ValueError(f"{where}: {problem}")
     return value
+
+
+class _VectorSize:
+    """The size of the collection's vectors, once known (``size``): a vector of another
+    size is refused naming its line, after the documents before it are written, instead
+    of by the server, which names only the batch and the place in it."""
+
+    def __init__(self, collection: str) -> None:
+        self.size: int | None = None
+        self.whose = f"collection {collection!r} stores"  # where the size comes from
+
+    def problem(self, document: dict[str, Any]) -> str | None:
+        vector = document.get("vector")
+        if self.size is None or vector is None or len(vector) == self.size:
+            return None
+        return f"the vector has {len(vector)} dimensions; {self.whose} {self.size}"
 
 
 class _Progress:
@@ -566,17 +643,29 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
     total = None if from_stdin else _count_documents(args.file)
     progress = _Progress(total, skip)
     prefix = PrefixDigest()
+    size = _VectorSize(args.collection)
     try:
+        saved = None if from_stdin else read_settings(args.file)
+        existing = _existing(client, args.collection)
+        # Vectors of another size than the collection's are refused by their line: its
+        # size, or the one it will be created with (its saved settings').
+        config = existing.config if existing is not None else None
+        if config is not None and config.HasField("dimensions"):
+            size.size = config.dimensions
+        elif existing is None and saved is not None:
+            size.size = saved.create_kwargs.get("dimensions")
+            size.whose = f"{settings_path(args.file)} makes collection {args.collection!r} with"
         source = "stdin" if from_stdin else args.file
-        documents = prefix.track(read_documents(stream, _is_csv(args.file), source))
+        documents = prefix.track(read_documents(stream, _is_csv(args.file), source, size.problem))
         for _ in range(skip):
             next(documents, None)
         # One document read (and checked) first: a file of the wrong shape creates nothing.
         first = list(itertools.islice(documents, 1))
-        saved = None if from_stdin else read_settings(args.file)
-        existing = _existing(client, args.collection)
         if existing is None:
-            _create_for(client, args, saved, _vector_size(first))
+            created = _create_for(client, args, saved, _vector_size(first))
+            if created.config.HasField("dimensions"):
+                size.size = created.config.dimensions
+                size.whose = f"collection {args.collection!r} stores"
         elif saved is not None:  # an export's vectors: only a collection of their model
             where = f"collection {args.collection!r}"
             _refuse_other_model(args.file, saved, existing, where, client.model_info)
@@ -633,14 +722,18 @@ def _is_csv(path: str) -> bool:
     return path.lower().endswith(".csv")  # UP.CSV too
 
 
-def _count_documents(path: str) -> int:
+def _count_documents(path: str) -> int | None:
     """The progress total: JSONL's non-blank lines, or CSV's rows after the header as the
-    csv module reads them (a quoted field may span lines)."""
+    csv module reads them (a quoted field may span lines); None for a file that is not
+    CSV throughout (reading it names the line, after sending the rows before)."""
     if not _is_csv(path):
         with open_text(path) as handle:
             return sum(1 for line in handle if line.strip())
     with _open_documents(path) as handle:
-        rows = sum(1 for row in csv.reader(handle) if row)  # DictReader skips empty rows
+        try:
+            rows = sum(1 for _ in _csv_rows(handle, path))
+        except ValueError:
+            return None
     return max(rows - 1, 0)
 
 
@@ -684,7 +777,7 @@ def _create_for(
     args: argparse.Namespace,
     saved: SavedSettings | None,
     vector_size: int | None,
-) -> None:
+) -> pb.CollectionInfo:
     """The collection ``ingest`` writes into: with the settings ``export`` saved beside the
     file, else the server's defaults, at the size of the first document's vector when it
     has one (JSONL from stdin has no settings file); --bm25 and --split add what they
@@ -698,9 +791,10 @@ def _create_for(
     if split_option(args):
         settings["payload_indexes"] = {"doc_id": "keyword", **settings.get("payload_indexes", {})}
     settings["bm25"] = settings.get("bm25", False) or args.bm25
-    client.create_collection(args.collection, **settings)
+    info = client.create_collection(args.collection, **settings)
     source = f" with the settings in {settings_path(args.file)}" if saved else ""
     print(f"created collection {args.collection!r}{source}", file=sys.stderr)
+    return info
 
 
 def _resume_point(
