@@ -136,6 +136,29 @@ def test_cluster_a_sample_and_write_every_label(client: EmbedClient) -> None:
     assert purity >= 0.9
 
 
+def test_a_sampled_hdbscan_removes_the_field_where_it_writes_no_label(
+    client: EmbedClient,
+) -> None:
+    """HDBSCAN cannot place documents left out of its sample: they kept the label an
+    earlier run wrote into the same field, indistinguishable from this run's labels."""
+    assert client.cluster("corpus", k=6, write_label="clu").labels_written == 336
+    music = {"must": [{"match": {"key": "topic", "text": "music"}}]}
+    response = client.cluster(
+        "corpus",
+        algorithm="hdbscan",
+        filter={"must_not": music["must"]},
+        max_points=60,
+        write_label="clu",
+    )
+    assert response.points_clustered == 60 and response.points_total == 280
+    assert response.labels_written == 60
+    stored = {d.id: d.payload for d in client.scroll_iter("corpus")}
+    labelled = {i: p["clu"] for i, p in stored.items() if p["topic"] != "music" and "clu" in p}
+    assert labelled == dict(zip(response.ids, response.labels, strict=True))
+    # Documents the filter left out are no part of the run: their labels stay.
+    assert all("clu" in p for p in stored.values() if p["topic"] == "music")
+
+
 def test_cluster_texts_with_hdbscan(client: EmbedClient) -> None:
     chosen = [r for r in rows() if r["topic"] in ("music", "finance") and not r["duplicate_of"]]
     chosen = chosen[:40] + chosen[-40:]
@@ -148,6 +171,44 @@ def test_cluster_texts_with_hdbscan(client: EmbedClient) -> None:
     assert ari >= 0.8
     if noise:
         assert response.clusters[-1].label == -1 and response.clusters[-1].size == noise
+
+
+def test_hdbscan_gives_copies_of_a_text_one_label(client: EmbedClient) -> None:
+    """PCA gives equal vectors coordinates 1e-8 apart, and one text embedded in batches of
+    other shapes comes back about 1e-6 away: HDBSCAN, whose density is 1 / distance, took
+    such copies for the densest clusters and split them (six "x": 0 1 1 1 1 0)."""
+    for copies in (["x"] * 6, ["The cat sat on the mat."] * 8):
+        response = client.cluster(texts=copies, algorithm="hdbscan", min_cluster_size=2)
+        # One label; HDBSCAN makes no single cluster of all the points, so noise.
+        assert list(response.labels) == [-1] * len(copies) and response.k == 0
+
+    chosen = [r for r in rows() if r["topic"] in ("music", "finance") and not r["duplicate_of"]]
+    chosen = chosen[:6] + chosen[-6:]
+    texts, topics = [r["text"] for r in chosen], [r["topic"] for r in chosen]
+
+    def one_topic_each(labels: list[int]) -> bool:
+        return all(
+            len({t for t, label in zip(topics, labels, strict=True) if label == c}) == 1
+            for c in set(labels) - {-1}
+        )
+
+    for times, size, k in ((2, 3, 2), (3, 5, 2), (3, 3, 12)):
+        response = client.cluster(texts=texts * times, algorithm="hdbscan", min_cluster_size=size)
+        labels = np.asarray(response.labels).reshape(times, len(texts))
+        assert (labels == labels[0]).all(), (times, size, labels)
+        # As many copies as min_cluster_size are a cluster: none is denser than a point.
+        assert response.k == k and one_topic_each(labels[0].tolist()), (times, size, labels)
+
+    # Stored four times, one upsert each (so in batches that may differ in shape).
+    client.create_collection("copies")
+    for copy in range(4):
+        client.upsert("copies", [{"id": f"{copy}-{i}", "text": t} for i, t in enumerate(texts)])
+    for size, k in ((2, 12), (5, 2)):
+        response = client.cluster("copies", algorithm="hdbscan", min_cluster_size=size)
+        label = dict(zip(response.ids, response.labels, strict=True))
+        labels = np.asarray([[label[f"{c}-{i}"] for i in range(len(texts))] for c in range(4)])
+        assert (labels == labels[0]).all(), (size, labels)
+        assert response.k == k and one_topic_each(labels[0].tolist()), (size, labels)
 
 
 @pytest.mark.parametrize("method", ["store_queries", "exact_blocks"])

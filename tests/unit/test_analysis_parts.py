@@ -47,6 +47,18 @@ def test_groups_are_connected_components_with_their_weakest_link() -> None:
     assert groups_of([]) == []
 
 
+def test_a_groups_min_score_is_its_lowest_pair_not_its_weakest_link() -> None:
+    """Three vectors 20 degrees apart, threshold 0.7: a-b and b-c (0.94) hold the group
+    together, but a-c (0.77) is found too, and min_score is the lowest of all three."""
+    angles = np.radians([0.0, 20.0, 40.0])
+    x = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    collector = PairCollector(threshold=0.7)
+    compare_in_blocks(["a", "b", "c"], x, collector, max_neighbors=2)
+    (group,) = groups_of(collector.ranked_pairs())
+    assert group.ids == ["a", "b", "c"]
+    assert group.min_score == pytest.approx(math.cos(math.radians(40)), abs=1e-6)
+
+
 def test_histogram_bins_cover_minus_one_to_one() -> None:
     bins = histogram([-1.0, -0.99, 0.0, 0.93, 0.949, 0.95, 1.0])
     assert [(b.lower, b.upper, b.count) for b in bins] == [
@@ -143,6 +155,68 @@ def test_kmeans_chooses_k_by_silhouette_and_hdbscan_finds_the_same_groups() -> N
     assert (nearest_centre(x, chosen.centres) == chosen.labels).all()
     density = cluster_vectors(x, ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=5))
     assert density.k == 3 and same_partition(density.labels, truth)
+
+
+def one_label_per_copy(x: np.ndarray, labels: np.ndarray, tolerance: float = 0.0) -> bool:
+    """Whether rows within ``tolerance`` of each other (copies) all have one label."""
+    distances = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=2)
+    copies = distances <= tolerance
+    return bool((labels[:, None] == labels[None, :])[copies].all())
+
+
+def test_hdbscan_gives_equal_rows_one_label() -> None:
+    """PCA gives equal rows coordinates 1e-8 apart, in which HDBSCAN found clusters: eight
+    equal rows came back as noise, four and three."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(384).astype(np.float32)
+    a /= np.linalg.norm(a)
+    for copies in (6, 8):
+        x = np.tile(a, (copies, 1))
+        clustering = cluster_vectors(x, ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=2))
+        # HDBSCAN never makes all the points one cluster: one point repeated is noise.
+        assert clustering.labels.tolist() == [-1] * copies and clustering.k == 0
+
+
+def test_hdbscan_gives_near_copies_one_label_beside_other_points() -> None:
+    """Copies of three points, each copy moved by about 6e-6 as a text embedded in batches
+    of other shapes is, and two distinct points: the copies of the first point came back
+    in two clusters, of the second in two others."""
+    rng = np.random.default_rng(0)
+    a, b, c = rng.standard_normal((3, 384)).astype(np.float32)
+    pair = c + 0.3 * rng.standard_normal(384).astype(np.float32)
+
+    def near(v: np.ndarray, n: int) -> np.ndarray:
+        return v + 3e-7 * rng.standard_normal((n, 384)).astype(np.float32)
+
+    x = np.vstack([near(a, 6), near(b, 5), c[None], pair[None], near(b + 0.5 * a, 3)])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    clustering = cluster_vectors(x, ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=2))
+    truth = np.repeat([0, 1, 2, 2, 3], [6, 5, 1, 1, 3])
+    assert clustering.k == 4 and same_partition(clustering.labels, truth)
+    assert one_label_per_copy(x, clustering.labels, tolerance=1e-4)
+
+
+def test_copies_that_hdbscan_splits_on_a_tie_take_the_cluster_most_got() -> None:
+    """Nine points in two groups, on a grid of 0.1 so that many distances tie, repeated one
+    to three times: HDBSCAN broke a tie with copies of a point in a cluster and in noise."""
+    grid = [
+        [-0.5, 1.2, 0.3, -0.3, -0.2, 0.8, -0.3, -0.2],
+        [0.4, 1.2, 0.5, 0.2, -0.1, 0.0, -0.2, 0.2],
+        [1.2, -0.4, 0.1, -0.2, 0.0, -0.1, 0.1, -0.8],
+        [0.1, 0.6, 0.4, -0.4, -0.2, -0.2, 0.1, 0.3],
+        [0.1, 1.0, 0.0, 0.0, 0.0, -0.2, 0.0, 0.4],
+        [0.3, 0.5, -0.1, 0.1, -0.2, -0.2, 0.0, 0.3],
+        [1.3, 0.0, 0.3, 0.0, 0.1, -0.1, -0.5, -0.2],
+        [1.1, 0.4, 0.1, 0.6, 0.3, 0.0, -0.1, 0.7],
+        [-0.1, 0.7, 0.1, -0.2, 0.2, -0.5, 0.3, 0.3],
+    ]
+    x = np.repeat(np.array(grid, dtype=np.float32), [3, 1, 3, 2, 2, 3, 1, 2, 3], axis=0)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    clustering = cluster_vectors(x, ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=4))
+    assert one_label_per_copy(x, clustering.labels)
+    assert clustering.k == len(set(clustering.labels.tolist()) - {-1}) > 0
+    sizes = np.unique(clustering.labels[clustering.labels != -1], return_counts=True)[1]
+    assert sizes.min() >= 4
 
 
 def test_points_left_out_of_a_sample_get_the_label_their_copy_got_in_it() -> None:

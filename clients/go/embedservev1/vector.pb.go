@@ -380,7 +380,9 @@ const (
 	// KMEANS.
 	ClusterAlgorithm_CLUSTER_ALGORITHM_UNSPECIFIED ClusterAlgorithm = 0
 	ClusterAlgorithm_CLUSTER_ALGORITHM_KMEANS      ClusterAlgorithm = 1
-	// Density-based; points in no cluster get label -1.
+	// Density-based; points in no cluster get label -1. Copies of one text
+	// (vectors within 1e-4 of each other) get one label, and as many copies as
+	// min_cluster_size are a cluster; all the points are never one cluster.
 	ClusterAlgorithm_CLUSTER_ALGORITHM_HDBSCAN ClusterAlgorithm = 2
 )
 
@@ -5906,7 +5908,11 @@ type ClusterRequest struct {
 	TopDocuments *uint32 `protobuf:"varint,10,opt,name=top_documents,json=topDocuments,proto3,oneof" json:"top_documents,omitempty"`
 	// Distinguishing words reported per cluster. Default: 10.
 	TopWords *uint32 `protobuf:"varint,11,opt,name=top_words,json=topWords,proto3,oneof" json:"top_words,omitempty"`
-	// Write each document's label into this payload field (collections only).
+	// Write each document's label into this payload field (collections only),
+	// on every document the filter matches: past max_points, KMEANS labels the
+	// documents outside its sample by their nearest centre; HDBSCAN cannot place
+	// them and removes the field from them, so that it holds this run's labels
+	// only (noise is -1). Documents the filter leaves out are not changed.
 	WriteLabel string `protobuf:"bytes,12,opt,name=write_label,json=writeLabel,proto3" json:"write_label,omitempty"`
 	// Random seed for k-means and sampling. Default: 0.
 	Seed          uint32 `protobuf:"varint,13,opt,name=seed,proto3" json:"seed,omitempty"`
@@ -6264,7 +6270,8 @@ type ClusterResponse struct {
 	// Points in the collection (after the filter) and points clustered.
 	PointsTotal     uint64 `protobuf:"varint,7,opt,name=points_total,json=pointsTotal,proto3" json:"points_total,omitempty"`
 	PointsClustered uint64 `protobuf:"varint,8,opt,name=points_clustered,json=pointsClustered,proto3" json:"points_clustered,omitempty"`
-	// Labels written into payloads (write_label).
+	// Documents given a label in their payload (write_label); not counted:
+	// those HDBSCAN left out of its sample, whose field was removed.
 	LabelsWritten uint64  `protobuf:"varint,9,opt,name=labels_written,json=labelsWritten,proto3" json:"labels_written,omitempty"`
 	ElapsedMs     float64 `protobuf:"fixed64,10,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -6547,7 +6554,10 @@ type DuplicateGroup struct {
 	// Connected components of the graph of every pair found (pairs_total), ids
 	// sorted: a group may hold pairs that max_pairs left out of `pairs`.
 	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
-	// The lowest pair score that holds the group together.
+	// The lowest score of all the pairs found among the group's documents
+	// (pairs_total's, not only those in `pairs`), not the weakest link that
+	// holds the group together: with a-b and b-c at 0.94 and a-c found at
+	// 0.77 (threshold 0.7), it is 0.77.
 	MinScore      float32 `protobuf:"fixed32,2,opt,name=min_score,json=minScore,proto3" json:"min_score,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -192,9 +192,10 @@ class AnalysisCore:
     async def _write_labels(
         self, collection: str, job: ClusterJob, points: PointSet, clustering: Clustering
     ) -> int:
-        """Set every matching point's label in its payload, vectors untouched. Points left
-        out of a sample get their nearest k-means centre; HDBSCAN cannot place them, so they
-        keep their payload as it was. A point deleted meanwhile stays deleted."""
+        """Set every matching point's label in its payload, vectors untouched; returns how
+        many got one. Points left out of a sample get their nearest k-means centre; HDBSCAN
+        cannot place them, so the field is removed from them: it holds this run's labels
+        only, not an earlier run's beside them. A point deleted meanwhile stays deleted."""
         assert job.write_label
         known = dict(zip(points.ids, clustering.labels.tolist(), strict=True))
         written = 0
@@ -204,8 +205,11 @@ class AnalysisCore:
             records = [r for r in page.records if r.vector is not None]
             labels = _labels_for(records, known, clustering)
             by_label: dict[int, list[str]] = {}
+            unplaced: list[str] = []
             for record, label in zip(records, labels, strict=True):
-                if label is not None:
+                if label is None:
+                    unplaced.append(record.id)
+                else:
                     by_label.setdefault(label, []).append(record.id)
             for label, ids in by_label.items():
                 present = Filter(must=(HasId(tuple(ids)),))
@@ -213,6 +217,9 @@ class AnalysisCore:
                     collection, [], present, {job.write_label: label}, []
                 )
                 written += len(ids)
+            if unplaced:
+                present = Filter(must=(HasId(tuple(unplaced)),))
+                await self._vectors.update_payload(collection, [], present, {}, [job.write_label])
             cursor = page.next_cursor
             if cursor is None:
                 return written

@@ -8,9 +8,11 @@ import enum
 
 import numpy as np
 import numpy.typing as npt
+from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
+from sklearn.neighbors import radius_neighbors_graph
 
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.windows import FloatArray
@@ -20,6 +22,13 @@ NOISE = -1
 # almost equidistant; on the labelled corpus it called a third of the points noise there,
 # and 6% after PCA to 5 dimensions (the reduction BERTopic makes, with UMAP).
 HDBSCAN_DIMENSIONS = 5
+# Rows closer than this where HDBSCAN looks (after PCA) are one point. HDBSCAN's density
+# is 1 / distance with no floor, so rounding reads as the densest structure of all: PCA
+# gives equal rows coordinates 1e-8 apart, and one text embedded in batches of other
+# shapes comes back up to about 1e-6 away (float32); HDBSCAN split such copies of one text
+# into clusters of their own. MiniLM puts texts that differ by a character 3e-2 or more
+# apart. (bfloat16 moves a text by up to about 1e-2 between batches: more than this.)
+SAME_POINT = 1e-4
 # Silhouette is quadratic in the points; past this many it is estimated on a sample.
 SILHOUETTE_SAMPLE = 3000
 
@@ -114,16 +123,59 @@ def _kmeans(vectors: FloatArray, k: int, seed: int) -> tuple[Labels, FloatArray]
     return labels.astype(np.int64).reshape(-1), centres
 
 
+def _hdbscan(vectors: FloatArray, settings: ClusterSettings) -> Labels:
+    """HDBSCAN on the rows reduced by PCA, where copies of a point (rows within SAME_POINT)
+    are made exactly equal: they count as many points as there are copies (for
+    min_cluster_size) but hold no structure among themselves, and they get one label."""
+    dims = min(HDBSCAN_DIMENSIONS, vectors.shape[1], len(vectors) - 1)
+    pca = PCA(dims, random_state=settings.seed).fit(vectors)
+    # Equal rows transformed together can still differ in the last bits (BLAS blocks).
+    distinct, row_of = np.unique(vectors, axis=0, return_inverse=True)
+    reduced = np.asarray(pca.transform(distinct))
+    _, group_of = connected_components(
+        radius_neighbors_graph(reduced, SAME_POINT, mode="connectivity"), directed=False
+    )
+    groups = np.asarray(group_of, dtype=np.intp)[np.asarray(row_of).reshape(-1)]
+    _, first = np.unique(group_of, return_index=True)
+    points = reduced[first][groups]
+    labels = HDBSCAN(min_cluster_size=settings.min_cluster_size, copy=True).fit_predict(points)
+    return _one_label_per_point(
+        np.asarray(labels, dtype=np.int64), groups, settings.min_cluster_size
+    )
+
+
+def _one_label_per_point(labels: Labels, groups: npt.NDArray[np.intp], min_size: int) -> Labels:
+    """HDBSCAN breaks ties between equal distances by the order it meets them, which can
+    put copies of one point in two clusters, or some in a cluster and the rest in noise.
+    The copies all take the cluster most of them got (the lower label on a tie); a cluster
+    left with fewer than ``min_size`` points becomes noise, and labels are renumbered from
+    0 without gaps."""
+    count = int(groups.max()) + 1
+    lowest = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
+    highest = np.full(count, NOISE, dtype=np.int64)
+    np.minimum.at(lowest, groups, labels)
+    np.maximum.at(highest, groups, labels)
+    split = np.flatnonzero(lowest != highest)
+    if split.size == 0:
+        return labels
+    labels = labels.copy()
+    for group in split:
+        members = groups == group
+        clustered = labels[members & (labels != NOISE)]
+        values, counts = np.unique(clustered, return_counts=True)
+        labels[members] = values[int(np.argmax(counts))]
+    values, counts = np.unique(labels[labels != NOISE], return_counts=True)
+    renumbered = np.full(int(labels.max()) + 1, NOISE, dtype=np.int64)
+    kept = values[counts >= min_size]
+    renumbered[kept] = np.arange(len(kept))
+    return np.where(labels == NOISE, NOISE, renumbered[labels])
+
+
 def cluster_vectors(vectors: FloatArray, settings: ClusterSettings) -> Clustering:
     """Cluster unit-length rows (Euclidean k-means on them is spherical k-means)."""
     check_settings(settings, len(vectors))
     if settings.algorithm is Algorithm.HDBSCAN:
-        dims = min(HDBSCAN_DIMENSIONS, vectors.shape[1], len(vectors) - 1)
-        reduced = PCA(dims, random_state=settings.seed).fit_transform(vectors)
-        labels = np.asarray(
-            HDBSCAN(min_cluster_size=settings.min_cluster_size, copy=True).fit_predict(reduced),
-            dtype=np.int64,
-        )
+        labels = _hdbscan(vectors, settings)
         found = len(set(labels.tolist()) - {NOISE})
         return Clustering(labels, found, _silhouette(vectors, labels, settings.seed), {}, None)
     if settings.k is not None:

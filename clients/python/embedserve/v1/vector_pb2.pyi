@@ -215,7 +215,10 @@ class _ClusterAlgorithmEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Clus
     """KMEANS."""
     CLUSTER_ALGORITHM_KMEANS: _ClusterAlgorithm.ValueType  # 1
     CLUSTER_ALGORITHM_HDBSCAN: _ClusterAlgorithm.ValueType  # 2
-    """Density-based; points in no cluster get label -1."""
+    """Density-based; points in no cluster get label -1. Copies of one text
+    (vectors within 1e-4 of each other) get one label, and as many copies as
+    min_cluster_size are a cluster; all the points are never one cluster.
+    """
 
 class ClusterAlgorithm(_ClusterAlgorithm, metaclass=_ClusterAlgorithmEnumTypeWrapper):
     """-- analysis: Cluster and FindDuplicates --"""
@@ -224,7 +227,10 @@ CLUSTER_ALGORITHM_UNSPECIFIED: ClusterAlgorithm.ValueType  # 0
 """KMEANS."""
 CLUSTER_ALGORITHM_KMEANS: ClusterAlgorithm.ValueType  # 1
 CLUSTER_ALGORITHM_HDBSCAN: ClusterAlgorithm.ValueType  # 2
-"""Density-based; points in no cluster get label -1."""
+"""Density-based; points in no cluster get label -1. Copies of one text
+(vectors within 1e-4 of each other) get one label, and as many copies as
+min_cluster_size are a cluster; all the points are never one cluster.
+"""
 Global___ClusterAlgorithm: _TypeAlias = ClusterAlgorithm  # noqa: Y015
 
 class _DuplicateMethod:
@@ -3001,7 +3007,12 @@ class ClusterRequest(_message.Message):
     top_words: _builtins.int
     """Distinguishing words reported per cluster. Default: 10."""
     write_label: _builtins.str
-    """Write each document's label into this payload field (collections only)."""
+    """Write each document's label into this payload field (collections only),
+    on every document the filter matches: past max_points, KMEANS labels the
+    documents outside its sample by their nearest centre; HDBSCAN cannot place
+    them and removes the field from them, so that it holds this run's labels
+    only (noise is -1). Documents the filter leaves out are not changed.
+    """
     seed: _builtins.int
     """Random seed for k-means and sampling. Default: 0."""
     @_builtins.property
@@ -3192,7 +3203,9 @@ class ClusterResponse(_message.Message):
     """Points in the collection (after the filter) and points clustered."""
     points_clustered: _builtins.int
     labels_written: _builtins.int
-    """Labels written into payloads (write_label)."""
+    """Documents given a label in their payload (write_label); not counted:
+    those HDBSCAN left out of its sample, whose field was removed.
+    """
     elapsed_ms: _builtins.float
     @_builtins.property
     def clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterSummary]:
@@ -3334,7 +3347,11 @@ class DuplicateGroup(_message.Message):
     IDS_FIELD_NUMBER: _builtins.int
     MIN_SCORE_FIELD_NUMBER: _builtins.int
     min_score: _builtins.float
-    """The lowest pair score that holds the group together."""
+    """The lowest score of all the pairs found among the group's documents
+    (pairs_total's, not only those in `pairs`), not the weakest link that
+    holds the group together: with a-b and b-c at 0.94 and a-c found at
+    0.77 (threshold 0.7), it is 0.77.
+    """
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Connected components of the graph of every pair found (pairs_total), ids

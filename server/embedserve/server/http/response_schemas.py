@@ -341,7 +341,9 @@ class DuplicatePair(Answer):
 
 class DuplicateGroup(Answer):
     ids: list[str]
-    min_score: float = Field(description="the lowest pair score holding the group together")
+    min_score: float = Field(
+        description="the lowest score of all the pairs found among the group's documents"
+    )
 
 
 class HistogramBin(Answer):
