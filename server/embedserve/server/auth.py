@@ -13,7 +13,7 @@ import enum
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from embedserve.server.errors import FailedPrecondition, PermissionDenied, Unauthenticated
@@ -142,6 +142,19 @@ def bearer_token(header: str | None) -> str | None:
         return None
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def presented_token(authorization: Sequence[str]) -> str | None:
+    """The key in a request's ``authorization`` values (as ``bearer_token``). More than one
+    is refused: which would count differs by reader (gRPC's metadata keeps the last, HTTP's
+    headers give the first, a proxy or a log may take either), so one request could be
+    let in or refused, and rate-limited and logged as one key or another, by transport."""
+    if len(authorization) > 1:
+        raise Unauthenticated(
+            f"the request has {len(authorization)} authorization headers; send exactly one, "
+            "'authorization: Bearer <key>'"
+        )
+    return bearer_token(authorization[0] if authorization else None)
 
 
 def authorize(keys: KeyRing, token: str | None, role: Role, method: str) -> ApiKey:

@@ -11,27 +11,30 @@ from embedserve.server.auth import (
     KeyRing,
     Role,
     authorize,
-    bearer_token,
     check_alias_change,
     check_collection,
     check_role,
     identify,
+    presented_token,
     required_role,
     shown_aliases,
     visible_aliases,
 )
-from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor
+from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor, Metadata
 from embedserve.server.errors import EmbedServeError
 from embedserve.server.status import status_of
 from embedserve.v1 import vector_pb2
 
 
 class _Check(CallHooks):
-    def __init__(self, keys: KeyRing, role: Role, method: str, token: str | None) -> None:
+    def __init__(
+        self, keys: KeyRing, role: Role, method: str, authorization: tuple[str, ...]
+    ) -> None:
         self._keys = keys
         self._role = role
         self._method = method
-        self._token = token
+        self._authorization = authorization  # every value sent: more than one is refused
+        self._token: str | None = None
         self._key: ApiKey | None = None
         self._generation = 0  # of the key ring, when the key was looked up
         self._collections: set[str] = set()  # named by this call's messages so far
@@ -40,6 +43,7 @@ class _Check(CallHooks):
 
     async def begin(self, context: Context) -> Any:
         try:
+            self._token = presented_token(self._authorization)
             key = identify(self._keys, self._token)
             state = callctx.set_caller(key.key_id)  # named in the access log if refused too
             check_role(key, self._role, self._method)
@@ -115,9 +119,8 @@ class AuthInterceptor(HookInterceptor):
         self._keys = keys
         self._auth_health = auth_health
 
-    def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:
+    def hooks_for(self, method: str, metadata: Metadata) -> CallHooks | None:
         role = required_role(method, self._auth_health)
         if role is None:
             return None
-        token = bearer_token(metadata.get("authorization"))
-        return _Check(self._keys, role, method, token)
+        return _Check(self._keys, role, method, metadata.every("authorization"))

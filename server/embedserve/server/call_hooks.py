@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -192,8 +192,27 @@ def code_name(context: Context, error: BaseException | None) -> str:
     return "OK" if error is None else "UNKNOWN"
 
 
-def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
-    return {str(k).lower(): v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+class Metadata(dict[str, str]):
+    """A call's text metadata by lowercased key, holding a repeated key's last value;
+    ``every`` gives all of a key's values, for the keys (``authorization``) where taking
+    one of several would decide the call: HTTP's headers hand their first instead."""
+
+    def __init__(self, pairs: Iterable[tuple[Any, Any]] = ()) -> None:
+        super().__init__()
+        self._every: dict[str, tuple[str, ...]] = {}
+        for key, value in pairs:
+            if isinstance(value, str):
+                name = str(key).lower()
+                self[name] = value
+                self._every[name] = (*self._every.get(name, ()), value)
+
+    def every(self, key: str) -> tuple[str, ...]:
+        """Each value of ``key`` (lowercase), in the order sent."""
+        return self._every.get(key, ())
+
+
+def _metadata(details: grpc.HandlerCallDetails) -> Metadata:
+    return Metadata(details.invocation_metadata or ())
 
 
 class HookInterceptor(grpc.aio.ServerInterceptor):
@@ -202,14 +221,14 @@ class HookInterceptor(grpc.aio.ServerInterceptor):
     Several of them run cheaper as one ``HookChain``: one wrapper per call instead of one
     each."""
 
-    def hooks_for(self, method: str, metadata: dict[str, str]) -> CallHooks | None:
+    def hooks_for(self, method: str, metadata: Metadata) -> CallHooks | None:
         raise NotImplementedError
 
     def adapt(self, handler: Handler) -> Handler:
         """The handler to wrap, changed if need be (e.g. its deserializer)."""
         return handler
 
-    def unhandled(self, method: str, metadata: dict[str, str]) -> None:
+    def unhandled(self, method: str, metadata: Metadata) -> None:
         """A call to a method this server does not have (answered UNIMPLEMENTED)."""
         return None
 

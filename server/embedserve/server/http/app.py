@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from embedserve.server.auth import Role, authorize, bearer_token
+from embedserve.server.auth import Role, authorize, presented_token
 from embedserve.server.http import (
     cohere_routes,
     docs,
@@ -110,7 +110,7 @@ def build_app(backend: Backend, metrics: Metrics) -> FastAPI:
     )
     async def health(request: Request) -> Response:
         if backend.settings.auth_health and len(backend.keys):
-            token = bearer_token(request.headers.get("authorization"))
+            token = presented_token(request.headers.getlist("authorization"))
             authorize(backend.keys, token, Role.READ, "health")
         serving = backend.ready
         if not serving:  # loading or draining, as it should: no INTERNAL fault

@@ -16,14 +16,15 @@ from embedserve.server.auth import (
     ROUTE_METHODS,
     ApiKey,
     Role,
-    bearer_token,
     check_collection,
     check_role,
     identify,
+    presented_token,
 )
 from embedserve.server.drain import ServerDraining
 from embedserve.server.errors import EmbedServeError
 from embedserve.server.http.backend import backend_of
+from embedserve.server.http.strict_json import refuse_encoded_body
 from embedserve.server.ratelimit import client_address
 
 T = TypeVar("T")
@@ -41,6 +42,9 @@ def rpc_of(request: Request) -> str:
 
 async def guard(request: Request) -> ApiKey | None:
     """The caller's key (``None`` with auth off), once every policy let the request in."""
+    # A route reading its body as a stream (NDJSON) reads it after this: refused here as
+    # StrictJsonRoute refuses it before reading a JSON body.
+    refuse_encoded_body(request)
     backend = backend_of(request)
     if backend.drain.started:
         raise ServerDraining("the server is shutting down; send the request elsewhere")
@@ -58,7 +62,7 @@ def _authorize(request: Request) -> ApiKey:
     """The request's key, if it may call the route's RPC on the path's collection."""
     method = rpc_of(request)
     role = METHOD_ROLES.get(method, Role.ADMIN)  # a route missing from the table: fail closed
-    token = bearer_token(request.headers.get("authorization"))
+    token = presented_token(request.headers.getlist("authorization"))
     key = identify(backend_of(request).keys, token)
     callctx.set_caller(key.key_id)  # noted for the access log line, if refused too
     check_role(key, role, method or route_key(request))

@@ -20,8 +20,12 @@ from embedserve.server.http.responses import TEI_PATHS, core_error_response, err
 _HTTP_CODES = {
     404: grpc.StatusCode.NOT_FOUND,
     405: grpc.StatusCode.UNIMPLEMENTED,
+    # A content coding the server does not decode, as gRPC answers a grpc-encoding it lacks.
+    415: grpc.StatusCode.UNIMPLEMENTED,
     400: grpc.StatusCode.INVALID_ARGUMENT,
 }
+# Statuses HTTP has where the status table has none: answered as themselves.
+_OWN_STATUSES = frozenset({405, 415})
 
 
 def _field(location: tuple[object, ...]) -> str:
@@ -79,12 +83,13 @@ def _not_json(request: Request, errors: Sequence[Any]) -> str | None:
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, grpc.StatusCode.INVALID_ARGUMENT)
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
         # A path that exists, called with another verb: 405 and the verbs it takes, not
         # the 501 of an RPC the server lacks.
-        allow = {"Allow": ", ".join(allowed_methods(request))}
-        return error_response(request, code, str(exc.detail), allow, status=405)
-    return error_response(request, code, str(exc.detail))
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    status = exc.status_code if exc.status_code in _OWN_STATUSES else None
+    return error_response(request, code, str(exc.detail), headers or None, status=status)
 
 
 _VERBS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

@@ -3,8 +3,8 @@
 FastAPI documents a 422 with its own validation body for every route that takes one;
 this API answers 400 with one of its error shapes instead (OpenAI's under /v1, TEI's
 413 on its routes, embedserve's elsewhere), and every route can also refuse a caller
-(401, 403, 429) or be unable to serve (500, 503). Clients generated from the document
-see those.
+(401, 403, 429) or be unable to serve (500, 503), and one taking a body refuses it
+compressed (415). Clients generated from the document see those.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ COMMON = {
     500: "internal error",
     503: "loading, draining, or the vector store is unreachable",
 }
+# Every operation taking a body (guard.py, strict_json.py).
+UNSUPPORTED_ENCODING = "a body sent with a content-encoding (gzip...): bodies are uncompressed"
 NOT_FOUND = "the named model or collection does not exist"
 CONFLICT = "a collection or alias of that name exists"
 
@@ -140,7 +142,10 @@ def with_error_responses(document: dict[str, Any]) -> dict[str, Any]:
         for verb, operation in operations.items():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
-            for status, description in _statuses(path, verb).items():
+            statuses = _statuses(path, verb)
+            if "requestBody" in operation:
+                statuses[415] = UNSUPPORTED_ENCODING
+            for status, description in statuses.items():
                 responses.setdefault(str(status), _error_response(path, description))
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):

@@ -94,7 +94,7 @@ def error_response(
     headers: dict[str, str] | None = None,
     status: int | None = None,
 ) -> Response:
-    """``status`` overrides the code's HTTP status where HTTP has a closer one (405)."""
+    """``status`` overrides the code's HTTP status where HTTP has a closer one (405, 415)."""
     request.scope[CODE_KEY] = code.name
     status = status or http_status(request.url.path, code)
     return json_response(error_body(request.url.path, code, message, status), status, headers)

@@ -4,15 +4,22 @@ Python's ``json`` turns such an escape into a string that is no text (it cannot 
 as UTF-8), which the tokenizer and the store then fail on far from the request. gRPC never
 sees one: protobuf refuses a string that is not UTF-8. The routes here use
 :class:`StrictJsonRoute`, whose request decodes JSON as Python does and then refuses them.
+
+Bodies are read as sent: one declared compressed (``Content-Encoding: gzip``) is refused
+with 415 before it is read, rather than failing as text that is not UTF-8 (or, declared
+``br`` and sent plain, being read as something the client did not mean).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,12 +37,51 @@ def loads(body: bytes) -> Any:
         value = json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError("arrays or objects nested too deeply", "", 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # an integer over Python's digit limit (int_max_str_digits)
+        raise _not_read(text, exc) from None
     if (position := lone_surrogate_at(text)) is not None:
         escape = text[position : position + 6]
         raise json.JSONDecodeError(
             f"{escape} is half of a surrogate pair, not a character", text, position
         )
     return value
+
+
+# A JSON string (skipped whole: its digits are text) or number.
+_STRING_OR_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(\.\d+)?([eE][-+]?\d+)?')
+
+
+def _not_read(text: str, error: ValueError) -> json.JSONDecodeError:
+    """``error`` (not a JSONDecodeError) as one: the integer too long for Python to read
+    (sys.get_int_max_str_digits), named with where it starts."""
+    limit = sys.get_int_max_str_digits()
+    for match in _STRING_OR_NUMBER.finditer(text):
+        token = match.group()
+        integer = not token.startswith('"') and match.group(1) is None and match.group(2) is None
+        if integer and limit and len(token.lstrip("-")) > limit:
+            digits = len(token.lstrip("-"))
+            message = f"a number too long: {digits} digits, over the {limit} an integer may have"
+            return json.JSONDecodeError(message, text, match.start())
+    return json.JSONDecodeError(str(error), text, 0)
+
+
+def refuse_encoded_body(request: Request) -> None:
+    """Refuse (415) a request whose body is declared compressed (``Content-Encoding``
+    other than ``identity``): bodies are read as sent. A request without a body passes."""
+    values = request.headers.getlist("content-encoding")
+    codings = [c.strip().lower() for value in values for c in value.split(",")]
+    encoded = [c for c in codings if c not in {"", "identity"}]
+    length = request.headers.get("content-length")
+    has_body = "transfer-encoding" in request.headers or (length or "0").strip() != "0"
+    if encoded and has_body:
+        raise HTTPException(
+            415,
+            f"the body is sent with content-encoding {', '.join(encoded)!r}; this server "
+            "takes uncompressed bodies only: send it without a content-encoding",
+            headers={"Accept-Encoding": "identity"},  # RFC 7694: the codings it takes
+        )
 
 
 class StrictJsonRequest(Request):
@@ -46,12 +92,13 @@ class StrictJsonRequest(Request):
 
 
 class StrictJsonRoute(APIRoute):
-    """A route whose JSON body must be text: see the module's docstring."""
+    """A route whose JSON body must be text, sent uncompressed: see the module's docstring."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
+            refuse_encoded_body(request)  # before FastAPI reads the body as JSON
             return await handler(StrictJsonRequest(request.scope, request.receive))
 
         return strict
