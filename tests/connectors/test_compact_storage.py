@@ -21,13 +21,16 @@ from connectors_testdata import clustered
 
 from embedserve.connectors import (
     CollectionSpec,
+    Distance,
     EdgeStore,
     InvalidRequest,
     PointRecord,
     Quantization,
+    RecommendStrategy,
     RemoteStore,
     SearchParams,
     VectorDatatype,
+    VectorStore,
 )
 
 DIM, K = 64, 10
@@ -127,3 +130,41 @@ def test_server_keeps_bits_and_rescores(qdrant_server: Any) -> None:
     assert halves["datatype"] == "float16"
     _check_halves(store)
     store.close()
+
+
+def test_every_store_refuses_what_float16_would_make_infinity(store: VectorStore) -> None:
+    """A value past float16's largest (65504) is stored, or compared in a query, as
+    infinity: scores of inf or NaN, points gone from distance rankings, exports no JSON
+    can read. Refused where a collection keeps float16 values, on every store (local mode
+    keeps float32, but a collection copied to a server would not); a cosine collection
+    keeps unit vectors, whatever their length was."""
+    for distance in (Distance.DOT, Distance.EUCLID):
+        name = f"halves-{distance.value}"
+        store.create_collection(
+            CollectionSpec(name, vector_size=4, distance=distance, datatype=VectorDatatype.FLOAT16)
+        )
+        store.upsert(name, [PointRecord("fits", [65504.0, -65504.0, 1.0, 0.0])])
+        too_large = [70000.0, 1.0, 0.0, 0.0]
+        refused = f"collection '{name}' stores float16 vectors.*this vector holds 70000"
+        with pytest.raises(InvalidRequest, match=refused):
+            store.upsert(name, [PointRecord("big", too_large)])
+        with pytest.raises(InvalidRequest, match=refused):
+            store.search(name, too_large)
+        with pytest.raises(InvalidRequest, match=refused):
+            store.recommend(name, ["fits", too_large], strategy=RecommendStrategy.BEST_SCORE)
+        assert [record.id for record in store.scroll(name).records] == ["fits"]
+    store.create_collection(
+        CollectionSpec("halves-cosine", vector_size=4, datatype=VectorDatatype.FLOAT16)
+    )
+    store.upsert("halves-cosine", [PointRecord("big", [70000.0, 1.0, 0.0, 0.0])])
+    [hit] = store.search("halves-cosine", [1.0, 0.0, 0.0, 0.0])
+    assert hit.id == "big" and hit.score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_every_store_refuses_oversampling_without_quantization(store: VectorStore) -> None:
+    """Local mode, which searches exactly whatever it is asked, accepted it."""
+    store.create_collection(FLOATS)
+    with pytest.raises(InvalidRequest, match="'floats' has no quantization"):
+        store.search("floats", QUERIES[0], params=SearchParams(oversampling=2))
+    with pytest.raises(InvalidRequest, match="'floats' has no quantization"):
+        store.recommend("floats", [QUERIES[0].tolist()], params=SearchParams(oversampling=2))

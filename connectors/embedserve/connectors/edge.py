@@ -576,9 +576,8 @@ class EdgeStore(ContextManagerMixin):
         filter = check_filter(filter)
         params = recommend_params(params)
         col = self._get(collection)
-        size, name = col.spec.vector_size, col.spec.name
-        pos_ids, pos_vecs = split_examples(positive, size, name)
-        neg_ids, neg_vecs = split_examples(negative, size, name)
+        pos_ids, pos_vecs = split_examples(positive, col.spec)
+        neg_ids, neg_vecs = split_examples(negative, col.spec)
         if not (pos_ids or pos_vecs or neg_ids or neg_vecs):
             raise InvalidRequest("recommend needs at least one example")
         if strategy is RecommendStrategy.AVERAGE_VECTOR and not (pos_ids or pos_vecs):

@@ -70,6 +70,7 @@ from .errors import (
 from .ids import RESERVED_KEY, check_external_id, point_id, point_ids, point_index
 from .keywords import KEYWORD_VECTOR
 from .ordered_scroll import OrderValue, ScrollOrder, order_index
+from .quantization import quantized_search
 from .settings import DEFAULT_GRPC_PORT, StoreSettings
 from .spec_cache import SETTINGS_TTL_S, SpecCache
 from .stable_pages import fused_page
@@ -654,7 +655,10 @@ class RemoteStore(ContextManagerMixin):
         using: str | None,
         payload: bool | list[str],
     ) -> list[Any]:
-        # Local mode always searches exactly and warns when given search params.
+        # Local mode always searches exactly and warns when given search params; they are
+        # still checked, so that it refuses what the other stores refuse (oversampling on
+        # a collection without quantization).
+        quantized_search(spec, params)
         search_params = None if self._local else engine_search_params(spec, params)
         require_text_indexes(spec, text_match_keys(filter := check_filter(filter)))
         with self._call(ctx):

@@ -17,6 +17,7 @@ from .types import (
     MAX_FACET_LIMIT,
     TEXT_CONDITIONS,
     CollectionSpec,
+    Distance,
     Example,
     FacetHit,
     Filter,
@@ -35,6 +36,10 @@ _INT64 = (-(2**63), 2**63 - 1)
 # squared distance between two vectors stays finite (|a . b| <= |a| |b|, and
 # |a - b|^2 <= (|a| + |b|)^2 = 4 x this^2 = the largest float32).
 MAX_VECTOR_NORM = math.sqrt(float(np.finfo(np.float32).max) / 4)
+# A float16 collection's largest value: the engine rounds a larger one, stored or in a
+# query, to infinity (scores of inf or NaN, points gone from distance rankings). A cosine
+# collection stores and compares unit vectors, whose values never come near it.
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 # protobuf parses messages nested at most 100 deep, and each level of a payload (a Struct
@@ -196,14 +201,24 @@ def recommend_params(params: SearchParams | None) -> SearchParams:
 
 
 def spec_vector(vector: VectorLike, spec: CollectionSpec) -> list[float]:
-    """``as_vector`` for the collection of ``spec``, which must store float vectors."""
+    """``as_vector`` for the collection of ``spec``, which must store float vectors, in
+    float16's range where it stores float16 ones."""
     if spec.datatype is VectorDatatype.UINT8:
         raise InvalidRequest(
             f"collection {spec.name!r} stores uint8 vectors (it was made by another tool); "
             "the float vectors embedserve writes and searches with do not fit it: use a "
             "float32 or float16 collection"
         )
-    return as_vector(vector, spec.vector_size, spec.name)
+    values = as_vector(vector, spec.vector_size, spec.name)
+    if spec.datatype is VectorDatatype.FLOAT16 and spec.distance is not Distance.COSINE:
+        largest = max((abs(value) for value in values), default=0.0)
+        if largest > FLOAT16_MAX:
+            raise InvalidRequest(
+                f"collection {spec.name!r} stores float16 vectors, whose values are at most "
+                f"{FLOAT16_MAX:g} in size; this vector holds {largest:g}, which would be "
+                "infinity: scale it down, or use a float32 collection"
+            )
+    return values
 
 
 def check_new_collection(spec: CollectionSpec) -> None:
@@ -215,7 +230,7 @@ def check_new_collection(spec: CollectionSpec) -> None:
 
 
 def split_examples(
-    examples: Sequence[Example], size: int, collection: str
+    examples: Sequence[Example], spec: CollectionSpec
 ) -> tuple[list[str], list[list[float]]]:
     """Separate recommendation examples into external ids and checked vectors."""
     if isinstance(examples, str):
@@ -226,7 +241,7 @@ def split_examples(
         if isinstance(e, str):
             ids.append(check_external_id(e))
         else:
-            vectors.append(as_vector(e, size, collection))
+            vectors.append(spec_vector(e, spec))
     return ids, vectors
 
 
