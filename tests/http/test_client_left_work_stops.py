@@ -3,7 +3,7 @@ client's cancel does: the model stops well before the whole request is embedded,
 call is recorded as CANCELLED (499 in the access line), with no ERROR in the log.
 
 Each call here is far larger than what the server computes in the moments it takes to
-notice the client left; the checks compare with half of the call's tokens.
+notice the client left; the checks compare with half of the call's tokens (or lines).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import socket
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,3 +157,89 @@ def test_a_call_answered_in_full_is_still_ok(served: Any, caplog: pytest.LogCapt
     time.sleep(0.2)
     assert _count(served, "POST /api/v1/embed", "OK") == 2
     assert _count(served, "POST /api/v1/embed", "CANCELLED") == 0
+
+
+def _reset(sock: socket.socket) -> None:
+    """Leave as a client killed does: the connection reset (RST), not closed in order."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _stored(http: httpx.Client, collection: str) -> int:
+    reply = http.post(f"/api/v1/collections/{collection}/count", json={})
+    reply.raise_for_status()
+    return int(reply.json()["count"])
+
+
+def _lines_at_once(path: str, lines: list[bytes]) -> bytes:
+    """A stream's head and lines, in one chunk of a body not yet ended (its producer goes on
+    writing), that reaches the server in one read before its call begins: under 64 KiB,
+    which uvicorn buffers without pausing. The call then holds every line and asks for no
+    more until it has answered them; only the report of the lost connection can tell it
+    that the client left (the server watches for it once a body has ended)."""
+    head = _head(path, "application/x-ndjson", "Transfer-Encoding: chunked")
+    body = b"".join(lines)
+    request = head + b"%x\r\n%s\r\n" % (len(body), body)  # and no last chunk
+    assert len(request) < 60_000, len(request)
+    return request
+
+
+def test_an_ingest_stream_sent_at_once_stops_writing_when_its_client_resets(
+    served: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stream went on writing every batch after its client reset the connection
+    (34 stored at the reset, 187 of 200 once it stopped), as gRPC's does not."""
+    lines = 300
+    path = "/api/v1/collections/cut/ingest"
+    body = [
+        json.dumps(
+            {"documents": [{"id": f"d{k}", "text": f"note {k} on rockets, bread and the sea"}]}
+        ).encode()
+        + b"\n"
+        for k in range(lines)
+    ]
+    caplog.set_level(logging.INFO)
+    with httpx.Client(base_url=served.url, timeout=60) as http:
+        http.post("/api/v1/collections", json={"name": "cut"}).raise_for_status()
+        sock = socket.create_connection(("127.0.0.1", served.server.http.port), timeout=60)
+        try:
+            sock.sendall(_lines_at_once(path, body))
+            _wait_for(lambda: _stored(http, "cut") > 0, "the stream's first write")
+        finally:
+            _reset(sock)
+        at_reset = _stored(http, "cut")
+        line = _access_line(caplog, path)  # written once the stream has ended
+        assert line.startswith(f"HTTP POST {path} CANCELLED 499 "), line
+        stored = _stored(http, "cut")
+        time.sleep(0.5)
+        assert _stored(http, "cut") == stored, "still writing after the call ended"
+    assert stored < lines / 2, f"{stored} of {lines} lines stored ({at_reset} at the reset)"
+    assert _count(served, "POST /api/v1/collections/{name}/ingest", "CANCELLED") == 1
+    assert _errors(caplog) == []
+
+
+def test_an_embed_stream_sent_at_once_stops_embedding_when_its_client_resets(
+    served: Any, caplog: pytest.LogCaptureFixture, minilm_path: Path
+) -> None:
+    """As above for embed-stream: its answers went nowhere (uvicorn drops what is sent
+    once the client is gone) while it embedded every line."""
+    marks = random.Random(7)
+    # Punctuation is a token a character: many tokens in a body read at once.
+    requests = [["".join(marks.choice("!?.,;:") for _ in range(240))] for _ in range(220)]
+    whole = sum(_tokens(minilm_path, texts) for texts in requests)
+    body = [json.dumps({"inputs": texts}).encode() + b"\n" for texts in requests]
+    path = "/api/v1/embed-stream"
+    caplog.set_level(logging.INFO)
+    before = _computed(served)
+    sock = socket.create_connection(("127.0.0.1", served.server.http.port), timeout=60)
+    try:
+        sock.sendall(_lines_at_once(path, body))
+        _wait_for(lambda: _computed(served) > before, "the stream's first batch")
+    finally:
+        _reset(sock)
+    line = _access_line(caplog, path)
+    assert line.startswith(f"HTTP POST {path} CANCELLED 499 "), line
+    spent = _settled(served) - before
+    assert spent < whole / 2, f"{spent:.0f} of the stream's {whole} tokens computed"
+    assert _count(served, f"POST {path}", "CANCELLED") == 1
+    assert _errors(caplog) == []

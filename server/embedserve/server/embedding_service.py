@@ -38,6 +38,16 @@ class EmbedStreamLimits:
     stream_inflight: int = 32  # requests of one EmbedStream embedded at once; more wait
 
 
+async def _numbered(
+    requests: AsyncIterator[pb.EmbedStreamRequest],
+) -> AsyncIterator[tuple[int, pb.EmbedStreamRequest]]:
+    """An EmbedStream's requests with their places in the stream, from 1."""
+    number = 0
+    async for request in requests:
+        number += 1
+        yield number, request
+
+
 class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
     def __init__(self, stream_limits: EmbedStreamLimits, drain: Drain) -> None:
         self._attached: Embedder | None = None
@@ -74,17 +84,19 @@ class EmbeddingService(pb_grpc.EmbeddingServiceServicer):
     ) -> AsyncIterator[pb.EmbedStreamResponse]:
         deadline = deadline_of(context)
         async for answer in answers_in_order(
-            request_iterator,
-            lambda request: self._stream_one(request, deadline),
+            _numbered(request_iterator),
+            lambda numbered: self._stream_one(*numbered, deadline),
             self.stream_limits.stream_inflight,
             self._drain,
         ):
             yield answer
 
     async def _stream_one(
-        self, request: pb.EmbedStreamRequest, deadline: float | None
+        self, number: int, request: pb.EmbedStreamRequest, deadline: float | None
     ) -> pb.EmbedStreamResponse:
-        with named(f"request_id {request.request_id!r}"):
+        # A request without a request_id was named "request_id ''": by its place instead.
+        what = f"request_id {request.request_id!r}" if request.request_id else f"message {number}"
+        with named(what):
             params = convert.params_from_proto(request.options)
             precision = convert.precision_from_proto(request.precision)
             result = await self._embedder.embed(

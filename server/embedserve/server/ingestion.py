@@ -41,15 +41,17 @@ class IngestMessage:
     documents: Sequence[DocumentIn]
     settings: WriteSettings
     number: int = 0  # its place in the stream, from 1
+    counted_in: str = "message"  # what ``number`` counts: gRPC messages, HTTP body lines
 
     @property
     def name(self) -> str:
-        return message_name(self.batch_id, self.number)
+        return message_name(self.batch_id, self.number, self.counted_in)
 
 
-def message_name(batch_id: str, number: int) -> str:
-    """How errors name a message: by its batch_id, else by its place in the stream."""
-    return f"batch_id {batch_id!r}" if batch_id else f"message {number}"
+def message_name(batch_id: str, number: int, counted_in: str = "message") -> str:
+    """How errors name a message: by its batch_id, else by its place in the stream
+    ("message 2"; over HTTP, "line 2": the body's line number, as a bad line's errors say)."""
+    return f"batch_id {batch_id!r}" if batch_id else f"{counted_in} {number}"
 
 
 @dataclasses.dataclass(frozen=True)

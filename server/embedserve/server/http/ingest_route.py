@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
 from embedserve.server.auth import ApiKey
-from embedserve.server.errors import EmbedServeError, InvalidArgument
+from embedserve.server.errors import EmbedServeError, InvalidArgument, named
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.guard import guard
 from embedserve.server.http.handlers import validation_message
@@ -30,7 +30,12 @@ from embedserve.server.http.ndjson import (
 from embedserve.server.http.response_schemas import IngestStreamResponse
 from embedserve.server.http.rest_vectors import documents_in, write_settings
 from embedserve.server.http.schemas import CollectionName, IngestLine
-from embedserve.server.ingestion import IngestMessage, IngestPipeline, IngestSettings
+from embedserve.server.ingestion import (
+    IngestMessage,
+    IngestPipeline,
+    IngestSettings,
+    message_name,
+)
 
 router = APIRouter(prefix="/api/v1/collections", tags=["Vector store"])
 Caller = Annotated[ApiKey | None, Depends(guard)]
@@ -39,17 +44,18 @@ Caller = Annotated[ApiKey | None, Depends(guard)]
 async def ingest_messages(
     lines: AsyncIterator[tuple[int, bytes]], collection: str
 ) -> AsyncIterator[IngestMessage]:
+    """Each line's batch; one without a batch_id is named by its line number ("line 3: ...",
+    as gRPC names it by its place, "message 3"), and its acknowledgement echoes its batch_id
+    as sent (empty), as gRPC's does."""
     async for number, line in lines:
         try:
             batch = IngestLine.model_validate_json(line)
         except ValidationError as exc:
             raise InvalidArgument(f"line {number}: {validation_message(exc.errors())}") from exc
-        yield IngestMessage(
-            batch.batch_id or str(number),
-            collection,
-            documents_in(batch.documents),
-            write_settings(batch.options),
-        )
+        with named(message_name(batch.batch_id, number, "line")):
+            documents = documents_in(batch.documents)
+            settings = write_settings(batch.options)
+        yield IngestMessage(batch.batch_id, collection, documents, settings, number, "line")
 
 
 @router.post(

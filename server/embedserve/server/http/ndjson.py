@@ -31,7 +31,9 @@ class DuplexStreamingResponse(StreamingResponse):
     """Streams while the request body is still being read.
 
     Starlette's StreamingResponse would also wait on ``receive()`` for a disconnect, taking
-    the body's chunks away from the handler; here the body reader sees the disconnect.
+    the body's chunks away from the handler; here the body reader sees the disconnect, and
+    so does the server's report of the lost connection while the stream works on lines it
+    holds (``slow_clients.Connection``, through ObserveMiddleware).
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,34 +55,50 @@ def body_lines(request: Request) -> AsyncIterator[tuple[int, bytes]]:
     max_message_bytes; each let through only while the caller's key still admits the call
     (a stream outlives key reloads: guard.held_to_reloads)."""
     limit = backend_of(request).settings.max_message_bytes
-    return held_to_reloads(request, _lines(request, limit))
+    return held_to_reloads(request, lines_of(_chunks(request), limit))
 
 
-async def _lines(request: Request, max_line_bytes: int) -> AsyncIterator[tuple[int, bytes]]:
-    """A byte order mark before the first line is dropped, as JSON bodies' is (Windows
-    tools write one), however the body's first bytes arrive."""
-    pending = b""
+async def lines_of(
+    chunks: AsyncIterator[bytes], max_line_bytes: int
+) -> AsyncIterator[tuple[int, bytes]]:
+    """The non-blank lines of a body arriving as ``chunks``, with their 1-based numbers,
+    each at most ``max_line_bytes``. A byte order mark before the first line is dropped, as
+    JSON bodies' is (Windows tools write one), however the body's first bytes arrive.
+
+    Each chunk is searched once: the unfinished line is kept as its pieces, joined when its
+    end arrives (adding each chunk to it and splitting it again read a 60 MB line over and
+    over, for seconds, on the event loop)."""
+    pending: list[bytes] = []  # the unfinished line's pieces
+    pending_bytes = 0
     number = 0
-    started = False  # the body's first bytes, which may be a byte order mark, were seen
-    async for chunk in _chunks(request):
-        pending += chunk
+    head = b""  # the body's first bytes, while they may yet be a byte order mark
+    started = False
+    async for chunk in chunks:
         if not started:
-            if len(pending) < len(codecs.BOM_UTF8) and codecs.BOM_UTF8.startswith(pending):
+            head += chunk
+            if len(head) < len(codecs.BOM_UTF8) and codecs.BOM_UTF8.startswith(head):
                 continue  # may yet be a byte order mark
-            pending, started = pending.removeprefix(codecs.BOM_UTF8), True
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
+            chunk, head, started = head.removeprefix(codecs.BOM_UTF8), b"", True
+        *ends, rest = chunk.split(b"\n")
+        for end in ends:
             number += 1
-            _check_length(line, number, max_line_bytes)
+            _check_length(pending_bytes + len(end), number, max_line_bytes)
+            line = b"".join([*pending, end]) if pending else end
+            pending.clear()
+            pending_bytes = 0
             if line.strip():
                 yield number, line
-        _check_length(pending, number + 1, max_line_bytes)
-    if pending.strip():
-        yield number + 1, pending
+        if rest:
+            pending.append(rest)
+            pending_bytes += len(rest)
+            _check_length(pending_bytes, number + 1, max_line_bytes)
+    last = b"".join(pending) if started else head
+    if last.strip():
+        yield number + 1, last
 
 
-def _check_length(line: bytes, number: int, max_line_bytes: int) -> None:
-    if len(line) > max_line_bytes:
+def _check_length(size: int, number: int, max_line_bytes: int) -> None:
+    if size > max_line_bytes:
         raise InvalidArgument(f"line {number} is over {max_line_bytes} bytes (max_message_bytes)")
 
 

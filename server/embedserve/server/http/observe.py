@@ -6,9 +6,10 @@ line per request (naming the key_id of the key it was made with, if any), the
 ``max_message_bytes`` limit on bodies (declared or counted as they arrive; not on an
 ingestion stream, whose lines have their own), the 500 answer to an unexpected exception,
 and CANCELLED (499) for a call whose client left before its answer's end: its work is then
-cancelled, as gRPC cancels a call whose client left. A call the shutdown cancels (still
-running when the drain's grace period is over) ends UNAVAILABLE (503), as new calls
-refused during the drain do.
+cancelled, as gRPC cancels a call whose client left (the server reports the connection
+lost even while the call reads no body: ``slow_clients.Connection``). A call the shutdown
+cancels (still running when the drain's grace period is over) ends UNAVAILABLE (503), as
+new calls refused during the drain do.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from embedserve.server.auth import ROUTE_METHODS
 from embedserve.server.drain import Drain
 from embedserve.server.http.ndjson import NDJSON, json_line
 from embedserve.server.http.responses import CODE_KEY, error_body, http_status, json_response
+from embedserve.server.http.slow_clients import CONNECTION
 from embedserve.server.metrics import Metrics
 from embedserve.server.status import HTTP_STATUS_OF
 
@@ -133,14 +135,24 @@ class ObserveMiddleware:
         def client_gone() -> None:
             """The client left before the answer's end: nobody will read it, so the work
             stops, as gRPC's does. The handler task itself, reading its body, learns it from
-            receive(); a stream's reader task or the watcher cancels it (and with it the
-            work the stream has in flight)."""
+            receive(); the server's report of the lost connection, a stream's reader task or
+            the watcher cancels it (and with it the work the stream has in flight)."""
             nonlocal client_left, cut_off
             client_left = True
             here = asyncio.current_task()
             if running and not cut_off and handler is not None and here is not handler:
                 cut_off = True
                 handler.cancel()
+
+        def connection_lost() -> None:
+            # Told by the server (uvicorn run with slow_clients.TimelyH11Protocol) even
+            # while the call reads no body: a stream working on lines that arrived
+            # together, whose answers uvicorn drops once the client is gone, ran to its end.
+            if not answered:
+                client_gone()
+
+        connection = (scope.get("extensions") or {}).get(CONNECTION)
+        stop_listening = connection.when_lost(connection_lost) if connection else None
 
         async def watch() -> Message:
             message = await receive()
@@ -205,6 +217,8 @@ class ObserveMiddleware:
                 running = False  # a disconnect cancels nothing from now on
                 if watcher is not None:
                     watcher.cancel()
+                if stop_listening is not None:
+                    stop_listening()
         except asyncio.CancelledError as error:
             if handler is None or not (cut_off or handler.cancelling()):
                 # Not this call cancelled, but something it awaited: a fault.

@@ -243,7 +243,7 @@ class IngestStreamResponse(Answer):
     """One acknowledgement line of an ingestion stream, written once its batch is durable;
     a failure ends the stream with an error line (`{"error": {...}}`)."""
 
-    batch_id: str = Field(description="the batch line's, or its line number")
+    batch_id: str = Field(description="the batch line's, as sent (empty if it had none)")
     ids: list[str]
     total_acknowledged: int = Field(description="documents acknowledged on this stream so far")
 

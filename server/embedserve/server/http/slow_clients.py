@@ -1,17 +1,67 @@
-"""Connections that never finish sending a request's head, closed.
+"""Connections that never finish sending a request's head, closed; and a call told at once
+when its client's connection is lost.
 
 uvicorn bounds only the wait between requests (its keep-alive timeout): a connection that
 sends nothing, or part of a request's head, was held for as long as its client liked, an
 open file each, with no key needed, until the process ran out of them and neither
 transport could accept a call. TCP keepalive finds the clients that vanished.
+
+uvicorn tells a call that its client left only through ``receive()``, which a call does
+not make while it works on body it has already read: an NDJSON stream holding lines that
+arrived together, its body not yet ended, went on answering them for no one (uvicorn drops
+what is sent once the client is gone). Each call's scope holds its connection
+(``scope["extensions"][CONNECTION]``), which says when it is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+# Where a call's scope holds its Connection, under "extensions" (absent on other servers
+# and on in-process test transports: nothing then tells a call early).
+CONNECTION = "embedserve.connection"
+
+
+class Connection:
+    """A client's connection, as the calls made on it see it."""
+
+    def __init__(self) -> None:
+        self.lost = False
+        self._listeners: list[Callable[[], None]] = []
+
+    def when_lost(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` once the connection is lost (soon, if it already is), from
+        the event loop, outside any task; returns what stops listening (at the call's end)."""
+        if self.lost:
+            handle = asyncio.get_running_loop().call_soon(listener)
+            return handle.cancel
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
+
+    def lose(self) -> None:
+        self.lost = True
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener()
+
+
+def _with_connection(app: ASGIApp, connection: Connection) -> ASGIApp:
+    async def app_told(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["extensions"] = {**(scope.get("extensions") or {}), CONNECTION: connection}
+        await app(scope, receive, send)
+
+    return app_told
+
 
 # How long a connection may take to send a request's method, path and headers.
 HEAD_TIMEOUT_S = 30.0
@@ -22,6 +72,8 @@ class TimelyH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.for_calls = Connection()
+        self.app = _with_connection(self.app, self.for_calls)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -37,6 +89,7 @@ class TimelyH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         super().connection_lost(exc)
+        self.for_calls.lose()
 
     def _between_requests(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
