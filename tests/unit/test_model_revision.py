@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,20 @@ def test_a_model_without_versions_refuses_a_revision(tmp_path: Path, name: str) 
     model = name if name == "minilm" else str(tmp_path)
     with pytest.raises(ModelLoadError, match="model_revision 'v2' names a version of a hub model"):
         resolve_model_path(model, "v2")
+
+
+@pytest.mark.parametrize("name", ["/no/such/model", "./no-such-model", "~/models/none", "a/b/c"])
+def test_a_folder_that_is_not_there_is_named_so(name: str) -> None:
+    """Not "weights neither cached nor downloadable (HFValidationError)": no hub id looks
+    like these."""
+    with pytest.raises(
+        ModelLoadError, match=f"cannot load model '{re.escape(name)}': no such folder$"
+    ):
+        resolve_model_path(name)
+
+
+def test_a_file_given_as_a_model_folder_is_named_so(tmp_path: Path) -> None:
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors': a file, not a folder$"):
+        resolve_model_path(str(weights))

