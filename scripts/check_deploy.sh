@@ -273,5 +273,7 @@ expect_refused "tls.probeClientSecret is used with tls.clientCA" \
   --set tls.existingSecret=embed-tls --set tls.probeClientSecret=probe
 expect_refused "qdrant.apiKeySecret needs both name" --set qdrant.url=http://q.vector.svc:6333 \
   --set qdrant.apiKeySecret.key=api-key
+expect_refused "qdrant.apiKeySecret is the key of a Qdrant server" \
+  --set qdrant.apiKeySecret.name=qdrant-key --set qdrant.apiKeySecret.key=api-key
 
 echo "check_deploy: OK ($((SECONDS - started)) s)"

@@ -342,6 +342,17 @@ def test_max_tokens_above_the_models_positions_is_capped_and_said(
             "(EMBEDSERVE_DEFAULT_REPLICATION_FACTOR), 1: a create that takes both defaults "
             "would be refused; got 2",
         ),
+        # The embedded store, silently: the operator meant a Qdrant server.
+        (
+            ["--qdrant-api-key", "k"],
+            "--qdrant-api-key (EMBEDSERVE_QDRANT_API_KEY) is set, --qdrant-url "
+            "(EMBEDSERVE_QDRANT_URL) is not: without a Qdrant server the embedded store is "
+            "used, which takes no key",
+        ),
+        (
+            ["--qdrant-grpc-port", "6334"],
+            "--qdrant-grpc-port (EMBEDSERVE_QDRANT_GRPC_PORT) is set, --qdrant-url",
+        ),
         # The current directory, silently.
         (
             ["--data-dir", ""],

@@ -84,4 +84,7 @@ def configure(settings: LogSettings, stream: IO[str] | None = None) -> logging.H
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python's warnings (a library's UserWarning) as log records, in the same format: raw
+    # on stderr they broke JSON logs into lines that are no JSON, with no level or time.
+    logging.captureWarnings(True)
     return handler

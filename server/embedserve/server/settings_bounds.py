@@ -107,6 +107,19 @@ ORDERED: tuple[tuple[str, str, str, str], ...] = (
         "a create that takes both defaults would be refused",
     ),
 )
+# (setting, the setting it applies with, why): set alone, it was silently unused.
+NEEDS: tuple[tuple[str, str, str], ...] = (
+    (
+        "qdrant_api_key",
+        "qdrant_url",
+        "without a Qdrant server the embedded store is used, which takes no key",
+    ),
+    (
+        "qdrant_grpc_port",
+        "qdrant_url",
+        "without a Qdrant server the embedded store is used, which has no port",
+    ),
+)
 # Text settings that may not be empty (or blank): "" meant something nobody asked for.
 NOT_EMPTY: dict[str, str] = {
     "data_dir": "a folder (an empty one would be the current directory)",
@@ -143,6 +156,9 @@ def check_bounds(values: dict[str, Any]) -> None:
             raise ValueError(
                 f"{_flag(name)} must be {relation} {_flag(other)}, {bound}: {why}; got {value}"
             )
+    for name, needed, why in NEEDS:
+        if values[name] and not values[needed]:
+            raise ValueError(f"{_flag(name)} is set, {_flag(needed)} is not: {why}")
     for name, what in NOT_EMPTY.items():
         if not values[name].strip():
             raise ValueError(f"{_flag(name)} must name {what}; got {values[name]!r}")

@@ -95,5 +95,8 @@ single shard and would only report them).
 {{- if not (and .name .key) -}}
 {{- fail "qdrant.apiKeySecret needs both name (the Secret) and key (the key inside it)" -}}
 {{- end -}}
+{{- if not (include "embedserve.qdrantURL" $) -}}
+{{- fail "qdrant.apiKeySecret is the key of a Qdrant server: set qdrant.url or qdrant.enabled=true (the embedded store takes none)" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
