@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from embedserve.server.batch_cost import PassCost, calibrate, calibrate_model, fit, shapes_for
+from embedserve.server.batch_cost import (
+    CalibrationStopped,
+    PassCost,
+    calibrate,
+    calibrate_model,
+    fit,
+    shapes_for,
+)
 from embedserve.server.batcher import Batcher, BatchLimits
 from embedserve.server.metrics import Metrics
 from embedserve.server.windows import Window
@@ -101,6 +109,22 @@ def test_gpu_shapes_see_the_per_token_cost_of_a_launch_bound_pass() -> None:
     assert cost is not None and cost.per_token_s > 1e-6
     # the fitted line still says: fill batches far past the small shapes
     assert cost.efficient_tokens > 4096
+
+
+def test_a_calibration_runs_no_pass_once_the_server_shuts_down() -> None:
+    """A shutdown during warm-up cancelled the warm-up task, but the calibration on the
+    model thread ran its thirty-odd passes to the end, and the process waited for them."""
+    stop = threading.Event()
+    passes: list[int] = []
+
+    def compute(windows):
+        passes.append(len(windows))
+        if len(passes) == 2:
+            stop.set()  # as EmbedServer's shutdown sets it, from the event loop
+
+    with pytest.raises(CalibrationStopped):
+        calibrate(compute, list(range(1000, 1100)), max_length=64, stop=stop)
+    assert len(passes) == 2
 
 
 def test_calibrating_minilm_finds_both_costs_once_per_model(minilm_model) -> None:

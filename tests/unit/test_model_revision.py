@@ -82,7 +82,7 @@ def test_a_folder_that_is_not_there_is_named_so(name: str) -> None:
     """Not "weights neither cached nor downloadable (HFValidationError)": no hub id looks
     like these."""
     with pytest.raises(
-        ModelLoadError, match=f"cannot load model '{re.escape(name)}': no such folder$"
+        ModelLoadError, match=rf"cannot load model '{re.escape(name)}': no such folder\. "
     ):
         resolve_model_path(name)
 
@@ -90,5 +90,5 @@ def test_a_folder_that_is_not_there_is_named_so(name: str) -> None:
 def test_a_file_given_as_a_model_folder_is_named_so(tmp_path: Path) -> None:
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"")
-    with pytest.raises(ModelLoadError, match=r"model\.safetensors': a file, not a folder$"):
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors': a file, not a folder\. "):
         resolve_model_path(str(weights))

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import torch
@@ -23,7 +25,7 @@ from embedserve.connectors import StoreError, StoreSettings, VectorStore, open_s
 from embedserve.server.allocator import keep_freed_memory
 from embedserve.server.auth import AuthSettings, load_keys
 from embedserve.server.auth_interceptor import AuthInterceptor
-from embedserve.server.batch_cost import calibrate_model
+from embedserve.server.batch_cost import CalibrationStopped, PassCost, calibrate_model
 from embedserve.server.batcher import Batcher, BatchLimits, ComputeFn, SidePasses
 from embedserve.server.call_hooks import HookChain, HookInterceptor
 from embedserve.server.config import Settings
@@ -175,6 +177,9 @@ class EmbedServer:
         self._batcher: Batcher | None = None
         self._rerank_batcher: Batcher | None = None
         self._warmup: asyncio.Task[None] | None = None
+        # Set at shutdown: a warm-up's calibration, on the model thread, runs no more
+        # passes (the process would wait for them all before it exits).
+        self._shutdown_started = threading.Event()
         self._stopping: asyncio.Future[None] | None = None
 
     async def start(self) -> int:
@@ -288,7 +293,7 @@ class EmbedServer:
             log.info("forward pass compiled in %.1f s", time.perf_counter() - started)
         cost = None
         if limits.calibrate_batches:
-            cost = await loop.run_in_executor(self._model_executor, calibrate_model, self.model)
+            cost = await self._calibrate(calibrate_model, self.model)
             if cost is not None:
                 self.metrics.observe_pass_cost(cost.fixed_s, cost.per_token_s)
 
@@ -346,7 +351,7 @@ class EmbedServer:
         )
         cost = None
         if limits.calibrate_batches:
-            cost = await loop.run_in_executor(self._model_executor, calibrate_reranker, model)
+            cost = await self._calibrate(calibrate_reranker, model)
         # A queue and batches of its own, on the encoder's model thread and side threads.
         if side is not None:
             narrow = on_threads(model.compute, narrow_threads(threads, side.passes))
@@ -360,6 +365,19 @@ class EmbedServer:
         warm_up = Reranker(model, batcher, executor, RequestLimits(), overlap)
         await warm_up.rerank("warm-up", ["a warm-up document " * 8], RerankParams())
         return Reranker(model, batcher, executor, self.request_limits, overlap)
+
+    async def _calibrate(
+        self, calibrate: Callable[[Any, threading.Event], PassCost | None], model: Any
+    ) -> PassCost | None:
+        """``calibrate(model)`` on the model thread; a shutdown meanwhile stops it after the
+        pass running, and the warm-up ends as cancelled, as the shutdown cancels it."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._model_executor, calibrate, model, self._shutdown_started
+            )
+        except CalibrationStopped:
+            raise asyncio.CancelledError from None
 
     async def wait_ready(self) -> None:
         """Wait for SERVING; re-raise a failed model load."""
@@ -383,6 +401,7 @@ class EmbedServer:
         await asyncio.shield(self._stopping)
 
     async def _shut_down(self, grace: float | None) -> None:
+        self._shutdown_started.set()
         self.drain.start()  # first: once health says NOT_SERVING, new calls are refused
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         grace_s = self.settings.grace_period_s if grace is None else grace

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -79,6 +80,7 @@ def calibrate(
     shapes: Sequence[tuple[int, int]] = CALIBRATION_SHAPES,
     clock: Callable[[], float] = time.perf_counter,
     attempts: int = 3,
+    stop: threading.Event | None = None,
 ) -> PassCost | None:
     """Time ``rounds`` passes per shape (fastest kept: noise only adds) and fit the line.
 
@@ -88,24 +90,29 @@ def calibrate(
     pass of all attempts, up to ``attempts`` times; if none fits both terms, there is no
     line (None), and the batcher keeps to its padding share. Rows are random draws from
     ``token_pool``, so that no two rows are equal (the model computes identical
-    sequences once); lengths are capped at ``max_length``.
+    sequences once); lengths are capped at ``max_length``. Once ``stop`` is set (the
+    server shuts down during its warm-up) no more passes run: CalibrationStopped.
     """
     rng = random.Random(0)
+
+    def timed_pass(windows: Sequence[Window]) -> float:
+        if stop is not None and stop.is_set():
+            raise CalibrationStopped("the server is shutting down")
+        started = clock()
+        compute(windows)
+        return clock() - started
 
     def rows(count: int, length: int) -> list[Window]:
         return [Window(tuple(rng.choices(token_pool, k=length))) for _ in range(count)]
 
     sized = [(count, min(length, max_length)) for count, length in shapes]
     for count, length in sized:
-        compute(rows(count, length))
+        timed_pass(rows(count, length))
     best = [float("inf")] * len(sized)
     for _ in range(attempts):
         for index, (count, length) in enumerate(sized):
             for _ in range(rounds):
-                windows = rows(count, length)
-                started = clock()
-                compute(windows)
-                best[index] = min(best[index], clock() - started)
+                best[index] = min(best[index], timed_pass(rows(count, length)))
         cost = fit(
             [
                 (count * length, seconds)
@@ -133,7 +140,11 @@ def shapes_for(device: object) -> tuple[tuple[int, int], ...]:
 _calibrated: weakref.WeakKeyDictionary[Encoder, PassCost | None] = weakref.WeakKeyDictionary()
 
 
-def calibrate_model(model: Encoder) -> PassCost | None:
+class CalibrationStopped(Exception):
+    """A calibration left unfinished: the server is shutting down."""
+
+
+def calibrate_model(model: Encoder, stop: threading.Event | None = None) -> PassCost | None:
     """Calibrate ``model`` on token ids of its own vocabulary; logs the fitted line."""
     from embedserve.server.tokenization import Overflow
 
@@ -141,7 +152,9 @@ def calibrate_model(model: Encoder) -> PassCost | None:
         return _calibrated[model]
     encoded = model.tokenizer.encode([CALIBRATION_TEXT], "", Overflow.TRUNCATE_RIGHT)
     pool = sorted(set(encoded[0].windows[0]))
-    cost = calibrate_logged(model.compute, pool, model.spec.max_tokens, model.device, "forward")
+    cost = calibrate_logged(
+        model.compute, pool, model.spec.max_tokens, model.device, "forward", stop
+    )
     _calibrated[model] = cost
     return cost
 
@@ -152,9 +165,10 @@ def calibrate_logged(
     max_length: int,
     device: object,
     what: str,
+    stop: threading.Event | None = None,
 ) -> PassCost | None:
     """``calibrate`` at the shapes for ``device``; logs the fitted line of the ``what`` pass."""
-    cost = calibrate(compute, token_pool, max_length, shapes=shapes_for(device))
+    cost = calibrate(compute, token_pool, max_length, shapes=shapes_for(device), stop=stop)
     if cost is None:
         log.warning("no %s pass-cost line fitted: batches are cut by the padding share", what)
     else:

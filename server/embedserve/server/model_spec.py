@@ -101,7 +101,7 @@ def resolve_model_path(
         return name, Path(name)
     if _names_a_path(name):
         found = "a file, not a folder" if os.path.exists(name) else "no such folder"
-        raise ModelLoadError(f"cannot load {what} '{name}': {found}")
+        raise ModelLoadError(f"cannot load {what} '{name}': {found}. {hint}")
     repo_id = ALIASES[name].repo_id if name in ALIASES else name
     at = f" at revision {revision!r}" if revision else ""
     try:

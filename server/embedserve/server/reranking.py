@@ -10,6 +10,7 @@ import asyncio
 import copy
 import dataclasses
 import enum
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -275,10 +276,12 @@ def _window(encoding: Any, row: int | None) -> Window:
     return Window(tuple(ids), pooling=None, second_start=second)
 
 
-def calibrate_reranker(model: PairScorer) -> PassCost | None:
+def calibrate_reranker(model: PairScorer, stop: threading.Event | None = None) -> PassCost | None:
     """The reranker's pass-cost line, timed on token ids of its own vocabulary."""
     pool = sorted(set(model.tokenizer(CALIBRATION_TEXT)["input_ids"]))
-    return calibrate_logged(model.compute, pool, model.spec.max_tokens, model.device, "reranker")
+    return calibrate_logged(
+        model.compute, pool, model.spec.max_tokens, model.device, "reranker", stop
+    )
 
 
 def no_reranker() -> FailedPrecondition:
