@@ -36,10 +36,10 @@ _INT64 = (-(2**63), 2**63 - 1)
 # squared distance between two vectors stays finite (|a . b| <= |a| |b|, and
 # |a - b|^2 <= (|a| + |b|)^2 = 4 x this^2 = the largest float32).
 MAX_VECTOR_NORM = math.sqrt(float(np.finfo(np.float32).max) / 4)
-# A float16 collection's largest value: the engine rounds a larger one, stored or in a
-# query, to infinity (scores of inf or NaN, points gone from distance rankings). A cosine
-# collection stores and compares unit vectors, whose values never come near it.
-FLOAT16_MAX = float(np.finfo(np.float16).max)
+# Where float16 ends: the engine rounds a value this large, stored or in a query, to
+# infinity (scores of inf or NaN, points gone from distance rankings); below it, to at most
+# 65504, float16's largest. A cosine collection keeps unit vectors, far below it.
+FLOAT16_INFINITE = 65520.0
 
 
 # protobuf parses messages nested at most 100 deep, and each level of a payload (a Struct
@@ -212,11 +212,11 @@ def spec_vector(vector: VectorLike, spec: CollectionSpec) -> list[float]:
     values = as_vector(vector, spec.vector_size, spec.name)
     if spec.datatype is VectorDatatype.FLOAT16 and spec.distance is not Distance.COSINE:
         largest = max((abs(value) for value in values), default=0.0)
-        if largest > FLOAT16_MAX:
+        if largest >= FLOAT16_INFINITE:
             raise InvalidRequest(
                 f"collection {spec.name!r} stores float16 vectors, whose values are at most "
-                f"{FLOAT16_MAX:g} in size; this vector holds {largest:g}, which would be "
-                "infinity: scale it down, or use a float32 collection"
+                f"65504 in size; this vector holds {largest:g}, which would be infinity: "
+                "scale it down, or use a float32 collection"
             )
     return values
 

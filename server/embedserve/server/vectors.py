@@ -51,7 +51,7 @@ from embedserve.connectors.types import (
     SearchParams,
     VectorLike,
 )
-from embedserve.connectors.validation import as_vector, check_document
+from embedserve.connectors.validation import check_document, spec_vector
 from embedserve.connectors.weighing import Weighing, check_weighings, rank_weighed
 from embedserve.server.batcher import Priority
 from embedserve.server.embedder import Embedder, EmbedParams, Task, Timings
@@ -416,7 +416,7 @@ class VectorCore:
                 size = spec.vector_size
             if doc.vector is not None:
                 try:
-                    as_vector(doc.vector, size, collection)
+                    spec_vector(doc.vector, spec)
                 except store_errors.DimensionMismatch:
                     raise InvalidArgument(
                         f"documents[{index}].vector has {len(doc.vector)} dimensions; "
