@@ -91,6 +91,19 @@ def served(start_http_server: Callable[..., Any], minilm_model: Any) -> Any:
     return start_http_server(loaded=minilm_model)
 
 
+def _check_cut_short(
+    served: Any, caplog: pytest.LogCaptureFixture, path: str, before: float, whole: int
+) -> None:
+    """The stream on ``path`` was logged and counted CANCELLED, having computed less than
+    half its ``whole`` tokens."""
+    line = _access_line(caplog, path)
+    assert line.startswith(f"HTTP POST {path} CANCELLED 499 "), line
+    spent = _settled(served) - before
+    assert spent < whole / 2, f"{spent:.0f} of the stream's {whole} tokens computed"
+    assert _count(served, f"POST {path}", "CANCELLED") == 1
+    assert _errors(caplog) == []
+
+
 def _head(path: str, content_type: str, framing: str) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n{framing}\r\n\r\n"
@@ -137,12 +150,7 @@ def test_a_stream_whose_client_left_mid_body_stops_its_work_in_flight(
         _wait_for(lambda: _computed(served) > before, "the stream's first batch")
     # The body's reader saw the client leave, but every request in flight was still
     # embedded (and the stream logged CANCELLED only after them).
-    line = _access_line(caplog, path)
-    assert line.startswith(f"HTTP POST {path} CANCELLED 499 "), line
-    spent = _settled(served) - before
-    assert spent < whole / 2, f"{spent:.0f} of the stream's {whole} tokens computed"
-    assert _count(served, f"POST {path}", "CANCELLED") == 1
-    assert _errors(caplog) == []
+    _check_cut_short(served, caplog, path, before, whole)
 
 
 def test_a_call_answered_in_full_is_still_ok(served: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -237,9 +245,4 @@ def test_an_embed_stream_sent_at_once_stops_embedding_when_its_client_resets(
         _wait_for(lambda: _computed(served) > before, "the stream's first batch")
     finally:
         _reset(sock)
-    line = _access_line(caplog, path)
-    assert line.startswith(f"HTTP POST {path} CANCELLED 499 "), line
-    spent = _settled(served) - before
-    assert spent < whole / 2, f"{spent:.0f} of the stream's {whole} tokens computed"
-    assert _count(served, f"POST {path}", "CANCELLED") == 1
-    assert _errors(caplog) == []
+    _check_cut_short(served, caplog, path, before, whole)
