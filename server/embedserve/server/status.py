@@ -65,10 +65,10 @@ async def abort_with(
 ) -> NoReturn:
     """End the call with ``error``'s status, and for a full queue or a rate limit the
     wait its caller should leave before trying again."""
-    retry: tuple[tuple[str, str], ...] = ()
     if isinstance(error, Overloaded):
         retry = ((RETRY_AFTER_KEY, str(error.retry_after_ms)),)
-    await context.abort(status_of(error), error.message, trailing_metadata=retry)
+        await context.abort(status_of(error), error.message, trailing_metadata=retry)
+    await context.abort(status_of(error), error.message)
 
 
 def http_status_of(error: EmbedServeError) -> int:
