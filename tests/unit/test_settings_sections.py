@@ -96,7 +96,7 @@ README_WORDS: dict[str, Any] = {
     "false": False,
     "(none)": "",
     "none": "",
-    "model's own": 0,
+    "model's own (0)": 0,
     "0 (torch decides)": 0,
     "64 MiB": 64 * 1024 * 1024,
 }
@@ -133,7 +133,7 @@ def test_readme_settings_tables_show_the_defaults() -> None:
     for name, text in written.items():
         default = getattr(settings, name)
         if name == "max_batch_tokens":
-            cpu, gpu = map(int, re.fullmatch(r"(\d+) on CPU, (\d+) on GPU", text).groups())  # type: ignore[union-attr]
+            cpu, gpu = map(int, re.fullmatch(r"(\d+) on CPU, (\d+) on GPU \(0\)", text).groups())  # type: ignore[union-attr]
             assert default == 0  # picked for the device:
             assert BatchLimits().for_device("cpu").max_batch_tokens == cpu
             assert BatchLimits().for_device("cuda").max_batch_tokens == gpu
