@@ -33,10 +33,12 @@ from embedserve.server.http.ndjson import (
 from embedserve.server.http.response_schemas import EmbedStreamResponse
 from embedserve.server.http.rest_embed import embed_json
 from embedserve.server.http.schemas import EmbedStreamLine
+from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.ordered import answers_in_order
 from embedserve.server.precision import Precision
 
-router = APIRouter(prefix="/api/v1", tags=["Embeddings"])
+# StrictJsonRoute: a compressed body is refused before the stream starts, as elsewhere.
+router = APIRouter(prefix="/api/v1", tags=["Embeddings"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
 
 _Numbered = tuple[int, EmbedStreamLine]

@@ -24,7 +24,6 @@ from embedserve.server.auth import (
 from embedserve.server.drain import ServerDraining
 from embedserve.server.errors import EmbedServeError
 from embedserve.server.http.backend import backend_of
-from embedserve.server.http.strict_json import refuse_encoded_body
 from embedserve.server.ratelimit import client_address
 
 T = TypeVar("T")
@@ -42,9 +41,6 @@ def rpc_of(request: Request) -> str:
 
 async def guard(request: Request) -> ApiKey | None:
     """The caller's key (``None`` with auth off), once every policy let the request in."""
-    # A route reading its body as a stream (NDJSON) reads it after this: refused here as
-    # StrictJsonRoute refuses it before reading a JSON body.
-    refuse_encoded_body(request)
     backend = backend_of(request)
     if backend.drain.started:
         raise ServerDraining("the server is shutting down; send the request elsewhere")

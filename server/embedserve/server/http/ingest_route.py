@@ -30,6 +30,7 @@ from embedserve.server.http.ndjson import (
 from embedserve.server.http.response_schemas import IngestStreamResponse
 from embedserve.server.http.rest_vectors import documents_in, write_settings
 from embedserve.server.http.schemas import CollectionName, IngestLine
+from embedserve.server.http.strict_json import StrictJsonRoute
 from embedserve.server.ingestion import (
     IngestMessage,
     IngestPipeline,
@@ -37,7 +38,8 @@ from embedserve.server.ingestion import (
     message_name,
 )
 
-router = APIRouter(prefix="/api/v1/collections", tags=["Vector store"])
+# StrictJsonRoute: a compressed body is refused before the stream starts, as elsewhere.
+router = APIRouter(prefix="/api/v1/collections", tags=["Vector store"], route_class=StrictJsonRoute)
 Caller = Annotated[ApiKey | None, Depends(guard)]
 
 
