@@ -65,6 +65,7 @@ def test_tokenize_similarity_and_model_info(both: Any, http: httpx.Client) -> No
     assert model["dimensions"] == info.dimensions == 384
     assert model["pooling"] == "mean"
     assert model["batching"]["max_batch_size"] == info.batching.max_batch_size
+    assert model["batching"]["parallel_passes"] in (1, 2)  # as chosen, not the automatic 0
     assert model["backend"] == info.backend == "torch"
     tokens_reply = http.post("/api/v1/embed-tokens", json={"inputs": ["Hello world"]}).json()
     assert [t["token"] for t in tokens_reply["results"][0]["tokens"]] == list(tokens.tokens)

@@ -7,6 +7,7 @@ while the server drains on shutdown.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import threading
@@ -286,6 +287,8 @@ class EmbedServer:
         limits = settings.section(BatchLimits).for_device(self.model.device.type)
         threads = torch.get_num_threads()  # read before a narrow pass sets its own count
         side = self._side_passes(limits, model_settings.backend, threads)
+        # Served as resolved (GET /api/v1/model): an automatic count (0) by the one chosen.
+        limits = dataclasses.replace(limits, parallel_passes=1 if side is None else side.passes)
         if model_settings.torch_compile:
             counts = [threads] if side is None else [threads, narrow_threads(threads, side.passes)]
             started = time.perf_counter()
