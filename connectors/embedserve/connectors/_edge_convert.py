@@ -12,6 +12,7 @@ import qdrant_edge as qe
 
 from .errors import (
     DimensionMismatch,
+    EngineFailure,
     InvalidRequest,
     StoreError,
     StoreFull,
@@ -104,7 +105,9 @@ def engine_errors() -> Iterator[None]:
             raise TransientStoreError(f"embedded engine: {message}") from exc
         if any(marker in message for marker in _INVALID_MARKERS):
             raise InvalidRequest(message) from exc
-        raise StoreError(f"embedded engine: {message}") from exc
+        # Whatever else it says (a vector "not readable", a file "out of bounds") a retry
+        # reads again from the same files.
+        raise EngineFailure(f"embedded engine: {message}") from exc
 
 
 def edge_filter(f: Filter) -> qe.Filter:

@@ -13,6 +13,7 @@ never see an engine- or transport-specific type::
     ├── StoreLocked               the data directory is held by another process
     ├── StoreFull                 the data directory's file system is out of space
     ├── StoreClosed
+    ├── EngineFailure             the embedded engine cannot read its files; not retried
     ├── TransientStoreError       retryable: timeouts, connection and I/O hiccups
     └── StoreUnavailable          retries ran out; carries .attempts
 """
@@ -127,6 +128,12 @@ def os_failure(what: str, exc: OSError) -> StoreError:
 class StoreClosed(StoreError):
     def __init__(self) -> None:
         super().__init__("the vector store is closed")
+
+
+class EngineFailure(StoreError):
+    """The embedded engine failed in a way a retry repeats: most often a file of the data
+    directory it cannot read (truncated or damaged). Not retried, and no outage to wait
+    out: it takes an operator (restoring the files) to mend."""
 
 
 class TransientStoreError(StoreError):

@@ -122,6 +122,12 @@ class OutOfSpace(EmbedServeError):
     kind = ErrorKind.RESOURCE_EXHAUSTED
 
 
+class StoreFailed(EmbedServeError):
+    """The embedded store cannot read its own files: a retry would fail the same way."""
+
+    kind = ErrorKind.INTERNAL
+
+
 class StoreDown(EmbedServeError):
     """The vector store failed or stayed unreachable after retries."""
 

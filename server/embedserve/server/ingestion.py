@@ -15,7 +15,13 @@ import dataclasses
 from collections.abc import AsyncIterator, Sequence
 
 from embedserve.server.drain import Drain
-from embedserve.server.errors import EmbedServeError, InvalidArgument, OutOfSpace, StoreDown
+from embedserve.server.errors import (
+    EmbedServeError,
+    InvalidArgument,
+    OutOfSpace,
+    StoreDown,
+    StoreFailed,
+)
 from embedserve.server.ordered import OrderedStream, Started
 from embedserve.server.vectors import (
     DocumentIn,
@@ -151,7 +157,7 @@ class IngestPipeline:
             except SizeChanged:  # another server re-made the collection: embed at its size
                 batches = [await self._prepare(started.message) for started in group]
                 await self._core.write(collection, batches)
-        except (StoreDown, OutOfSpace) as exc:
+        except (StoreDown, StoreFailed, OutOfSpace) as exc:
             exc.message = f"{exc.message}; {self._progress()}"
             raise
         metrics = self._core.metrics

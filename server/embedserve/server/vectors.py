@@ -64,6 +64,7 @@ from embedserve.server.errors import (
     NotReady,
     OutOfSpace,
     StoreDown,
+    StoreFailed,
     named,
 )
 from embedserve.server.input_names import InputNames
@@ -238,6 +239,10 @@ def translate_store_error(exc: store_errors.StoreError) -> EmbedServeError:
         return OutOfSpace(message)
     if isinstance(exc, store_errors.StoreClosed):
         return NotReady(message)
+    if isinstance(exc, store_errors.EngineFailure):
+        return StoreFailed(
+            f"{message}; retrying will not help (a file of the data directory may be damaged)"
+        )
     return StoreDown(message)
 
 
