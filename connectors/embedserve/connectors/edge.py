@@ -125,6 +125,8 @@ ALIASES_FILE = "aliases.json"
 # How often a collection being written flushes its segments, which lets the engine trim its
 # write-ahead log (a Qdrant server's flush_interval_sec, 5 by default).
 FLUSH_INTERVAL_S = 5.0
+# Of collection.json and aliases.json. Raised for a change an older embedserve would
+# misread; a new setting is caught by its name too (_read_versioned, _unknown_settings).
 _FORMAT = 1
 
 
@@ -144,6 +146,23 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+_NEWER_HINT = "Run that version on this folder, or this one on a copy made before."
+
+
+def _read_versioned(path: Path) -> dict[str, Any]:
+    """The JSON object of a file this store wrote, refused if a newer format wrote it."""
+    data = json.loads(path.read_text("utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    written = data.get("format", 1)
+    if not isinstance(written, int) or written > _FORMAT:
+        raise StoreError(
+            f"{str(path)!r} is of format {written!r}, newer than this embedserve reads "
+            f"({_FORMAT}): a newer version wrote it. {_NEWER_HINT}"
+        )
+    return data
 
 
 def _write_spec(folder: Path, spec: CollectionSpec) -> None:
@@ -233,9 +252,15 @@ class EdgeStore(ContextManagerMixin):
                 log.warning("ignoring %s: no %s (an interrupted create?)", entry, SPEC_FILE)
                 continue
             try:
-                spec = CollectionSpec.from_dict(json.loads(spec_path.read_text("utf-8"))["spec"])
+                saved = _read_versioned(spec_path)["spec"]
+                spec = CollectionSpec.from_dict(saved)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise StoreError(f"unreadable collection spec {str(spec_path)!r}: {exc}") from exc
+            if unknown := sorted(set(saved) - set(CollectionSpec.__dataclass_fields__)):
+                raise StoreError(
+                    f"{str(spec_path)!r} holds settings this embedserve does not know "
+                    f"({', '.join(unknown)}): a newer version wrote it. {_NEWER_HINT}"
+                )
             if spec.name != entry.name:
                 raise StoreError(f"{str(spec_path)!r} names collection {spec.name!r}")
             with engine_errors():
@@ -248,9 +273,17 @@ class EdgeStore(ContextManagerMixin):
         if not path.is_file():
             return {}
         try:
-            aliases = json.loads(path.read_text("utf-8"))["aliases"]
+            aliases = _read_versioned(path)["aliases"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"unreadable aliases file {str(path)!r}: {exc}") from exc
+        # An alias resolves first, so a collection of its name could not be reached (an
+        # older embedserve, which did not read this file, may have created one).
+        if clashes := sorted(set(aliases) & set(self._collections)):
+            raise StoreError(
+                f"{str(path)!r} names alias {clashes[0]!r}, which is also the name of a "
+                f"collection: remove the alias from the file (or move the collection's "
+                f"folder out of {str(self._root)!r}) before starting"
+            )
         # A delete cut short after its aliases were written may leave none dangling, but
         # keep the table exact whatever happened to the folders.
         return {a: c for a, c in aliases.items() if c in self._collections}
