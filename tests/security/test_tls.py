@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -305,3 +306,38 @@ def test_unusable_tls_files_are_refused_at_start_naming_flag_and_file(
     assert main(["serve", *flags, "--data-dir", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
     assert err == f"embedserve: {message}\n"
+
+
+def test_reloads_while_the_certificate_is_rewritten_in_place(
+    pki: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file written in place (cp, cat >) is seen half-written by some reloads: each keeps
+    the pair in force or applies a whole one, and never raises (an error out of a reload
+    ended the file watch, silently). One read of the files serves the check and both
+    transports, so what was checked is what is served."""
+    cert, key = pki["ca"].issue("localhost", server=True).write(tmp_path, "live")
+    certificates = Certificates(TlsSettings(tls_cert=cert, tls_key=key))
+    certificates.serve_http(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    whole = Path(cert).read_bytes()
+    stop = threading.Event()
+
+    def rewrite_in_place() -> None:
+        while not stop.is_set():
+            for content in (whole, whole[: len(whole) // 2]):
+                with open(cert, "wb") as file:
+                    file.write(content)
+
+    writer = threading.Thread(target=rewrite_in_place)
+    writer.start()
+    try:
+        outcomes = [certificates.reload() for _ in range(300)]
+    finally:
+        stop.set()
+        writer.join()
+    assert set(outcomes) <= {True, False}
+    Path(cert).write_bytes(whole)
+    assert certificates.reload() is True
+    Path(key).unlink()
+    caplog.set_level(logging.ERROR, logger="embedserve.server.tls")
+    assert certificates.reload() is False
+    assert f"cannot read --tls-key (EMBEDSERVE_TLS_KEY) {key}" in caplog.text  # which file

@@ -3,11 +3,13 @@ read again while serving (see file_watch), so a renewed certificate needs no res
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import ssl
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -27,6 +29,14 @@ class TlsSettings:
     tls_client_ca: str = ""  # PEM CA: require client certificates signed by it (mTLS)
 
 
+@dataclasses.dataclass(frozen=True)
+class Pem:
+    """A certificate (chain) and its key, as read from their files once."""
+
+    cert: bytes
+    key: bytes
+
+
 CERT = "--tls-cert (EMBEDSERVE_TLS_CERT)"
 KEY = "--tls-key (EMBEDSERVE_TLS_KEY)"
 CLIENT_CA = "--tls-client-ca (EMBEDSERVE_TLS_CLIENT_CA)"
@@ -44,28 +54,41 @@ def _no_passphrase() -> bytes:
     raise ValueError("the key is encrypted; the server takes keys without a passphrase")
 
 
-def check_pair(cert: str, key: str) -> None:
-    """Refuse a certificate and key the handshakes could not use (FailedPrecondition naming
-    the flag and the file): gRPC only found out when it bound the port, and said the port
-    was in use."""
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, _no_passphrase)
-    except OSError as exc:
-        if not isinstance(exc, ssl.SSLError):
-            raise FailedPrecondition(f"cannot read {CERT} or {KEY}: {exc}") from exc
+@contextlib.contextmanager
+def _as_files(pem: Pem) -> Iterator[tuple[str, str]]:
+    """``pem`` as files this process alone reads: ssl loads only from paths, and one read
+    of the real files then serves the check and both transports (a file rewritten between
+    two reads cannot slip past the check)."""
+    with tempfile.TemporaryDirectory(prefix="embedserve-tls-") as folder:  # mode 0700
+        cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+        cert.write_bytes(pem.cert)
+        key.write_bytes(pem.key)
+        yield str(cert), str(key)
+
+
+def check_pair(cert: str, key: str, pem: Pem) -> None:
+    """Refuse a certificate and key (``pem``, read from files ``cert`` and ``key``) the
+    handshakes could not use (FailedPrecondition naming the flag and the file): gRPC only
+    found out when it bound the port, and said the port was in use."""
+    with _as_files(pem) as (cert_file, key_file):
         try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=cert)
-        except ssl.SSLError:
-            raise FailedPrecondition(f"{CERT} {cert} holds no PEM certificate") from exc
-        # A key of another algorithm than the certificate's (EC against RSA) finds no
-        # certificate to go with.
-        if exc.reason in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED"):
-            raise FailedPrecondition(
-                f"{KEY} {key} is not the key of the certificate in {CERT} {cert}"
-            ) from exc
-        raise FailedPrecondition(f"{KEY} {key} holds no usable PEM private key") from exc
-    except ValueError as exc:  # the passphrase
-        raise FailedPrecondition(f"{KEY} {key}: {exc}") from exc
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+                cert_file, key_file, _no_passphrase
+            )
+        except ssl.SSLError as exc:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=cert_file)
+            except ssl.SSLError:
+                raise FailedPrecondition(f"{CERT} {cert} holds no PEM certificate") from exc
+            # A key of another algorithm than the certificate's (EC against RSA) finds no
+            # certificate to go with.
+            if exc.reason in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED"):
+                raise FailedPrecondition(
+                    f"{KEY} {key} is not the key of the certificate in {CERT} {cert}"
+                ) from exc
+            raise FailedPrecondition(f"{KEY} {key} holds no usable PEM private key") from exc
+        except ValueError as exc:  # the passphrase
+            raise FailedPrecondition(f"{KEY} {key}: {exc}") from exc
 
 
 def check_client_ca(ca: str) -> None:
@@ -95,9 +118,11 @@ class Certificates(WatchedFiles):
         self._settings = settings
         ca = settings.tls_client_ca
         self._client_ca = _read(ca, CLIENT_CA) if ca else None
-        self._initial = self._configuration()
-        # Read, then checked as a handshake would use them (as a reload checks them).
-        check_pair(settings.tls_cert, settings.tls_key)
+        pem = self._read_pem()
+        # Checked as a handshake would use them (as a reload checks them).
+        check_pair(settings.tls_cert, settings.tls_key, pem)
+        self._initial = self._configuration(pem)
+        self._in_force = pem
         if ca:
             check_client_ca(ca)
         self._pending: grpc.ServerCertificateConfiguration | None = None
@@ -105,12 +130,13 @@ class Certificates(WatchedFiles):
         self._contexts: list[ssl.SSLContext] = []
         super().__init__([settings.tls_cert, settings.tls_key], record)
 
-    def _configuration(self) -> grpc.ServerCertificateConfiguration:
-        pair = (
-            _read(self._settings.tls_key, KEY),
-            _read(self._settings.tls_cert, CERT),
+    def _read_pem(self) -> Pem:
+        return Pem(_read(self._settings.tls_cert, CERT), _read(self._settings.tls_key, KEY))
+
+    def _configuration(self, pem: Pem) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(pem.key, pem.cert)], root_certificates=self._client_ca
         )
-        return grpc.ssl_server_certificate_configuration([pair], root_certificates=self._client_ca)
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(
@@ -126,21 +152,27 @@ class Certificates(WatchedFiles):
         return pending
 
     def serve_http(self, context: ssl.SSLContext) -> None:
-        """Reloads reach this (the HTTP server's) context too."""
+        """This (the HTTP server's) context serves the pair in force, and reloads reach it."""
         self._contexts.append(context)
+        self._put_in_force(self._in_force, [context])
+
+    def _put_in_force(self, pem: Pem, contexts: list[ssl.SSLContext]) -> None:
+        with _as_files(pem) as (cert_file, key_file):
+            for context in contexts:
+                context.load_cert_chain(cert_file, key_file)
+        self._in_force = pem
 
     def _load(self) -> bool:
         cert, key = self._settings.tls_cert, self._settings.tls_key
         try:
+            pem = self._read_pem()
             # A key that does not match its certificate fails here, before anything changes.
-            check_pair(cert, key)
-            configuration = self._configuration()
-        except (OSError, EmbedServeError) as exc:
+            check_pair(cert, key, pem)
+        except EmbedServeError as exc:
             log.error("TLS certificate not reloaded, the one in force kept: %s", exc)
             return False
         with self._lock:
-            self._pending = configuration
-        for context in self._contexts:
-            context.load_cert_chain(cert, key)
+            self._pending = self._configuration(pem)
+        self._put_in_force(pem, self._contexts)
         log.info("TLS certificate reloaded from %s", cert)
         return True
