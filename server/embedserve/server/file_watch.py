@@ -9,8 +9,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 5.0
 
@@ -56,4 +59,7 @@ class WatchedFiles(abc.ABC):
             await asyncio.sleep(self._interval_s)
             seen = await asyncio.to_thread(self._fingerprint)
             if seen != self._seen:
-                self.reload()
+                try:
+                    self.reload()
+                except Exception:  # logged here: the watch goes on, the next change counts
+                    log.exception("reloading %s failed", ", ".join(self._paths))
