@@ -7,13 +7,15 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from embedserve.client import cli as client_cli
-from embedserve.server.config import ENV_PREFIX, Settings
+from embedserve.client.cli_connect import CLIENT_VARIABLES
+from embedserve.server.config import ENV_PREFIX, Settings, misspelt_variables
 from embedserve.server.finetune import command as finetune_command
 
 # Secrets: a flag would show them in the process list; environment (or a file) only.
@@ -80,6 +82,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"embedserve: {exc}", file=sys.stderr)
         return 2
+    for line in misspelt_variables(os.environ, CLIENT_VARIABLES):
+        logging.getLogger(__name__).warning("%s", line)
     try:
         asyncio.run(_run_server(settings))
     except EmbedServeError as exc:

@@ -9,8 +9,9 @@ whole from its own fields (``section``), so a setting has one name and one defau
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from embedserve.connectors.settings import StoreSettings
@@ -145,6 +146,23 @@ class Settings:
             if value is not None:
                 values[name] = value
         return cls(**values)
+
+
+def misspelt_variables(env: Mapping[str, str], also_known: Iterable[str] = ()) -> list[str]:
+    """A line for each ``EMBEDSERVE_*`` variable that is no setting (nor in ``also_known``,
+    the client verbs' variables) but close to one's name: a misspelt name would leave its
+    setting at the default without a word. Others (the scripts' own) are not named."""
+    settings = [f.name.upper() for f in dataclasses.fields(Settings)]
+    known = {*settings, *also_known}
+    lines = []
+    for variable in sorted(v for v in env if v.startswith(ENV_PREFIX)):
+        name = variable.removeprefix(ENV_PREFIX)
+        if name not in known and (close := difflib.get_close_matches(name, settings, 1, 0.8)):
+            lines.append(
+                f"{variable} is not a setting, so it is ignored: "
+                f"did you mean {ENV_PREFIX}{close[0]}?"
+            )
+    return lines
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

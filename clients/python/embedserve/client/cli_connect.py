@@ -20,6 +20,10 @@ from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_lines import lone_surrogate
 
 ENV_PREFIX = "EMBEDSERVE_"
+# The variables the client verbs read (after the prefix); the server's are its settings.
+CLIENT_VARIABLES = (
+    *("TARGET", "API_KEY", "TLS_CA", "TLS_CLIENT_CERT", "TLS_CLIENT_KEY", "TLS_SERVER_NAME"),
+)
 # Texts a request carries unless --batch-size says otherwise (the server takes 2,048).
 BATCH_SIZE = 64
 
