@@ -1,6 +1,7 @@
-"""A connection that does not finish sending a request's head in time is closed: one that
-sent nothing, or part of a head, was held as long as its client liked (an open file each,
-no key needed), until the process had none left for either transport."""
+"""A connection that does not finish sending a request's head in time, or stops sending its
+body for http_body_idle_s, is closed: one that sent nothing, part of a head or part of a
+body was held as long as its client liked (an open file each, no key needed), until the
+process had none left for either transport."""
 
 from __future__ import annotations
 
@@ -74,3 +75,66 @@ def test_a_head_sent_in_pieces_in_time_is_answered_and_so_is_the_next(
         assert answer(sock).startswith(b"HTTP/1.1 200")
         sock.sendall(HEAD[:10])  # the next request's head, begun and never finished
         assert closed_within(sock, 20)
+
+
+def embed_request(body: bytes) -> bytes:
+    return (
+        b"POST /api/v1/embed HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n" % len(body)
+    )
+
+
+BODY = b'{"inputs": ["a body sent in pieces"]}'
+
+
+@pytest.mark.parametrize("idle_s", [1.0, 0.0])
+def test_a_body_that_stops_coming_is_dropped_after_the_idle_time(
+    start_http_server: Any, minilm_model: Any, idle_s: float
+) -> None:
+    running = start_http_server(loaded=minilm_model, http_body_idle_s=idle_s)
+    with socket.create_connection(("127.0.0.1", running.server.http.port)) as sock:
+        sock.sendall(embed_request(BODY) + BODY[:12])
+        started = time.monotonic()
+        if idle_s:
+            assert closed_within(sock, 20)
+            assert time.monotonic() - started >= idle_s * 0.5
+        else:  # 0: never timed
+            assert not closed_within(sock, 3)
+
+
+def test_a_body_sent_in_pieces_each_in_time_is_answered(
+    start_http_server: Any, minilm_model: Any
+) -> None:
+    running = start_http_server(loaded=minilm_model, http_body_idle_s=1.0)
+    with socket.create_connection(("127.0.0.1", running.server.http.port), timeout=20) as sock:
+        sock.sendall(embed_request(BODY))
+        for start in range(0, len(BODY), 8):  # 3 s in all, every piece within the second
+            time.sleep(0.6)
+            sock.sendall(BODY[start : start + 8])
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_stream_may_idle_between_lines_once_its_answer_began(
+    start_http_server: Any, minilm_model: Any
+) -> None:
+    """Its client may wait for each answer line before sending the next."""
+    running = start_http_server(loaded=minilm_model, http_body_idle_s=1.0)
+    head = (
+        b"POST /api/v1/embed-stream HTTP/1.1\r\nHost: test\r\n"
+        b"Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    line = b'{"inputs": ["a line"]}\n'
+    chunk = b"%x\r\n%s\r\n" % (len(line), line)
+    with socket.create_connection(("127.0.0.1", running.server.http.port), timeout=20) as sock:
+        sock.sendall(head + chunk)
+        got = b""
+        while got.count(b"}\n") < 1:
+            got += sock.recv(65536)
+        time.sleep(3)  # three idle times
+        sock.sendall(chunk + b"0\r\n\r\n")
+        while not got.endswith(b"0\r\n\r\n"):  # the chunked answer's end
+            more = sock.recv(65536)
+            assert more, got
+            got += more
+    assert got.startswith(b"HTTP/1.1 200")
+    assert got.count(b'"embeddings"') == 2 and b'"error"' not in got

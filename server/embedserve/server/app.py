@@ -204,7 +204,12 @@ class EmbedServer:
                 app = build_app(self.http_backend, self.metrics)
                 with cannot_listen("HTTP", host, http_port, "--http-port"):
                     self.http = HttpServer(
-                        app, host, http_port, self.tls, self.settings.grace_period_s
+                        app,
+                        host,
+                        http_port,
+                        self.tls,
+                        self.settings.grace_period_s,
+                        self.settings.http_body_idle_s,
                     )
         except CannotListen:
             if self.metrics_endpoint is not None:

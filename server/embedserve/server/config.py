@@ -68,6 +68,7 @@ class Settings:
     http_port: int = HttpSettings.http_port
     openai_token_ids: str = HttpSettings.openai_token_ids
     cors_allow_origins: str = HttpSettings.cors_allow_origins
+    http_body_idle_s: float = HttpSettings.http_body_idle_s
     # Batching (BatchLimits)
     max_batch_tokens: int = BatchLimits.max_batch_tokens
     max_batch_size: int = BatchLimits.max_batch_size

@@ -46,6 +46,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "torch_threads": (0, MAX_TORCH_THREADS),  # 0: torch decides
     "port": PORT,  # 0: any free port
     "http_port": PORT,  # 0: no HTTP
+    "http_body_idle_s": (0, None),  # 0: bodies are not timed
     "metrics_port": PORT,  # 0: no metrics endpoint
     "qdrant_grpc_port": PORT,  # 0: Qdrant's default
     "max_batch_tokens": (0, None),  # 0: picked for the device

@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from embedserve.server.http.observe import CUT_ANSWER_S
-from embedserve.server.http.slow_clients import TimelyH11Protocol
+from embedserve.server.http.slow_clients import timely_protocol
 from embedserve.server.tls import TlsSettings
 
 
@@ -46,7 +46,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 class HttpServer:
     def __init__(
-        self, app: FastAPI, host: str, port: int, tls: TlsSettings, grace_period_s: float
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        tls: TlsSettings,
+        grace_period_s: float,
+        body_idle_s: float = 0.0,
     ) -> None:
         ssl_options: dict[str, object] = {}
         if tls.tls_cert:
@@ -58,7 +64,7 @@ class HttpServer:
             log_config=None,  # the server's own logging setup applies
             access_log=False,  # ObserveMiddleware writes the access lines
             lifespan="off",
-            http=TimelyH11Protocol,
+            http=timely_protocol(body_idle_s),
             timeout_graceful_shutdown=math.ceil(grace_period_s),
             **ssl_options,  # type: ignore[arg-type]
         )

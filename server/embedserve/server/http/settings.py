@@ -19,6 +19,9 @@ class HttpSettings:
     openai_token_ids: str = "refuse"
     # Browser pages on these origins may call the API (comma-separated, or "*"); empty: none.
     cors_allow_origins: str = ""
+    # A request body that sends nothing for this long before its answer begins is dropped:
+    # the connection closed, the call CANCELLED. 0: never. (A stream's answer begins at once.)
+    http_body_idle_s: float = 60.0
 
     def cors_origins(self) -> list[str]:
         return [origin.strip() for origin in self.cors_allow_origins.split(",") if origin.strip()]

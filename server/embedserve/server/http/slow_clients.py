@@ -1,10 +1,11 @@
-"""Connections that never finish sending a request's head, closed; and a call told at once
-when its client's connection is lost.
+"""Connections that never finish sending a request's head, or stop sending its body,
+closed; and a call told at once when its client's connection is lost.
 
 uvicorn bounds only the wait between requests (its keep-alive timeout): a connection that
-sends nothing, or part of a request's head, was held for as long as its client liked, an
-open file each, with no key needed, until the process ran out of them and neither
-transport could accept a call. TCP keepalive finds the clients that vanished.
+sends nothing, part of a request's head, or part of its body, was held for as long as its
+client liked, an open file each, with no key needed (a body is read before its key is
+checked), until the process ran out of them and neither transport could accept a call.
+TCP keepalive finds the clients that vanished.
 
 uvicorn tells a call that its client left only through ``receive()``, which a call does
 not make while it works on body it has already read: an NDJSON stream holding lines that
@@ -19,6 +20,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 
+import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -69,6 +71,8 @@ HEAD_TIMEOUT_S = 30.0
 
 class TimelyH11Protocol(H11Protocol):
     _head_deadline: asyncio.TimerHandle | None = None
+    _body_deadline: asyncio.TimerHandle | None = None
+    body_idle_s = 0.0  # HttpSettings.http_body_idle_s, set by ``timely_protocol``; 0: untimed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -85,9 +89,11 @@ class TimelyH11Protocol(H11Protocol):
             self._await_head()  # a request begun: its head must follow in time
         else:
             self._cancel_deadline()
+            self._await_body()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        self._cancel_body_deadline()
         super().connection_lost(exc)
         self.for_calls.lose()
 
@@ -107,3 +113,35 @@ class TimelyH11Protocol(H11Protocol):
         self._head_deadline = None
         if self._between_requests() and not self.transport.is_closing():
             self.transport.close()
+
+    def _awaiting_body(self) -> bool:
+        """Whether the rest of a request's body is awaited before its answer begins. A
+        stream's answer (NDJSON) begins at once, its key checked: its body may then idle
+        between lines, as its client (maybe waiting for acknowledgements) likes."""
+        started = self.cycle is not None and self.cycle.response_started
+        return self.conn.their_state is h11.SEND_BODY and not started
+
+    def _await_body(self) -> None:
+        """Time the wait for the rest of a request's body (again from each piece)."""
+        self._cancel_body_deadline()
+        if self.body_idle_s > 0 and self._awaiting_body():
+            self._body_deadline = self.loop.call_later(self.body_idle_s, self._body_too_slow)
+
+    def _cancel_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_too_slow(self) -> None:
+        self._body_deadline = None
+        if not self._awaiting_body() or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the server's wait (backpressure), not the client's
+            self._await_body()
+            return
+        self.transport.close()
+
+
+def timely_protocol(body_idle_s: float) -> type[TimelyH11Protocol]:
+    """The protocol class of a server whose bodies may idle ``body_idle_s`` (0: any time)."""
+    return type("TimelyH11Protocol", (TimelyH11Protocol,), {"body_idle_s": body_idle_s})
