@@ -186,12 +186,15 @@ class Batcher:
     ) -> list[asyncio.Future[WindowResult]]:
         """Queue windows at once or raise Overloaded (unary calls). A call of more windows
         than the queue holds goes in when the queue is empty, as a stream's does: refused
-        with "retry later" for ever, it would never be served."""
+        for ever, it would never be served."""
         if not self._has_room(priority, len(windows)):
+            # The wait in the message too, as a rate limit's: not every client reads
+            # trailing metadata (the Go client's calls do not).
+            wait_ms = self._drain_estimate_ms()
             raise Overloaded(
                 f"the server's queue is full ({len(self._lanes[priority])} inputs waiting; "
-                f"max_queue_items is {self.limits.max_queue_items}); retry later",
-                self._drain_estimate_ms(),
+                f"max_queue_items is {self.limits.max_queue_items}); retry in {wait_ms} ms",
+                wait_ms,
             )
         return self._enqueue(windows, deadline, priority)
 
