@@ -13,6 +13,7 @@ from google.protobuf import json_format
 
 from embedserve.client._options import Vectors, check_uint32, listed
 from embedserve.client._struct_numbers import inexact_integer, whole_to_int, wide_integer
+from embedserve.client._unicode import surrogate_problem
 from embedserve.v1 import vector_pb2 as pb
 
 M = TypeVar("M", pb.Filter, pb.Example)
@@ -113,6 +114,9 @@ def field_problem(value: Mapping[str, Any]) -> str | None:
         return problem
     if text is not None and not isinstance(text, str):
         return f"text must be a string, not {_type_name(text)}"
+    for name, field in (("id", doc_id), ("text", text)):  # protobuf's error names neither
+        if isinstance(field, str) and (problem := surrogate_problem(field)) is not None:
+            return f"{name} {problem}"
     if text is None and (problem := _vector_problem(value.get("vector"))) is not None:
         return problem
     return payload_problem(value.get("payload"))

@@ -10,7 +10,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 
 from embedserve.client import _documents as docs
-from embedserve.client._options import build_options, check_uint32, listed, lookup
+from embedserve.client._options import build_options, check_uint32, checked_text, listed, lookup
 from embedserve.client._ordered import StreamCall, StreamPlan
 from embedserve.client._steps import LastOf, Plan, Unary
 from embedserve.v1 import vector_pb2 as pb
@@ -428,7 +428,7 @@ def _search_request(
         mode=_SEARCH_MODES[mode],
     )
     if text is not None:
-        request.text = text
+        request.text = checked_text("the query text", text)
     elif vector is not None:
         request.vector.values.extend(float(x) for x in vector)
     _with_filter(request, filter)
