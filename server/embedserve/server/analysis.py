@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from embedserve.server.analysis_points import PAGE_SIZE, PointSet, collect, from
 from embedserve.server.analysis_words import distinguishing_words
 from embedserve.server.errors import FailedPrecondition, InvalidArgument
 from embedserve.server.passages import RESERVED_KEYS as PASSAGE_KEYS
+from embedserve.server.stoppable import Checkpoint, until_cancelled
 from embedserve.server.vectors import TEXT_PAYLOAD_KEY, VectorCore
 
 DUPLICATE_PAGE = 256
@@ -152,6 +154,19 @@ def summarise(points: PointSet, clustering: Clustering, job: ClusterJob) -> list
     return summaries
 
 
+def _in_blocks(
+    points: PointSet, collector: PairCollector, settings: DuplicateSettings
+) -> Callable[[Checkpoint], None]:
+    """The exact comparison of ``points``, as work for ``until_cancelled``."""
+
+    def work(checkpoint: Checkpoint) -> None:
+        compare_in_blocks(
+            points.ids, points.vectors, collector, settings.max_neighbors, checkpoint=checkpoint
+        )
+
+    return work
+
+
 class AnalysisCore:
     def __init__(self, vectors: VectorCore) -> None:
         self._vectors = vectors
@@ -171,7 +186,9 @@ class AnalysisCore:
             points = await collect(
                 self._vectors, job.collection, job.filter, job.max_points, job.settings.seed
             )
-        clustering = await asyncio.to_thread(cluster_vectors, points.vectors, job.settings)
+        clustering = await until_cancelled(
+            functools.partial(cluster_vectors, points.vectors, job.settings)
+        )
         summaries = await asyncio.to_thread(summarise, points, clustering, job)
         written = 0
         if job.write_label and job.collection is not None:
@@ -304,9 +321,7 @@ class AnalysisCore:
             raise InvalidArgument("method STORE_QUERIES needs a collection, not texts")
         _check_texts(texts)
         points = from_texts(list(texts), await self._vectors.embed_documents(texts, "texts"))
-        await asyncio.to_thread(
-            compare_in_blocks, points.ids, points.vectors, collector, settings.max_neighbors
-        )
+        await until_cancelled(_in_blocks(points, collector, settings))
         return len(points), Method.EXACT_BLOCKS
 
     async def _compare_in_blocks(
@@ -319,9 +334,7 @@ class AnalysisCore:
         points = await collect(
             self._vectors, collection, filter, max_points=2**62, with_payload=False
         )
-        await asyncio.to_thread(
-            compare_in_blocks, points.ids, points.vectors, collector, settings.max_neighbors
-        )
+        await until_cancelled(_in_blocks(points, collector, settings))
         return len(points)
 
     async def _query_store(

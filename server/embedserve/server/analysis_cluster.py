@@ -15,6 +15,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.neighbors import radius_neighbors_graph
 
 from embedserve.server.errors import InvalidArgument
+from embedserve.server.stoppable import Checkpoint, never_stopped
 from embedserve.server.windows import FloatArray
 
 NOISE = -1
@@ -171,8 +172,11 @@ def _one_label_per_point(labels: Labels, groups: npt.NDArray[np.intp], min_size:
     return np.where(labels == NOISE, NOISE, renumbered[labels])
 
 
-def cluster_vectors(vectors: FloatArray, settings: ClusterSettings) -> Clustering:
-    """Cluster unit-length rows (Euclidean k-means on them is spherical k-means)."""
+def cluster_vectors(
+    vectors: FloatArray, settings: ClusterSettings, checkpoint: Checkpoint = never_stopped
+) -> Clustering:
+    """Cluster unit-length rows (Euclidean k-means on them is spherical k-means);
+    ``checkpoint`` is called between the k-means runs of a search for k."""
     check_settings(settings, len(vectors))
     if settings.algorithm is Algorithm.HDBSCAN:
         labels = _hdbscan(vectors, settings)
@@ -186,7 +190,9 @@ def cluster_vectors(vectors: FloatArray, settings: ClusterSettings) -> Clusterin
     by_k: dict[int, float] = {}
     best: tuple[float, Labels, FloatArray] | None = None
     for k in range(settings.k_min, min(settings.k_max, len(vectors) - 1) + 1):
+        checkpoint()
         labels, centres = _kmeans(vectors, k, settings.seed)
+        checkpoint()
         score = _silhouette(vectors, labels, settings.seed)
         by_k[k] = score
         if best is None or score > best[0]:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from embedserve.server.errors import InvalidArgument
+from embedserve.server.stoppable import Checkpoint, never_stopped
 from embedserve.server.windows import FloatArray
 
 BIN_WIDTH = 0.05
@@ -158,6 +159,7 @@ def compare_in_blocks(
     max_neighbors: int,
     rows: int = BLOCK_ROWS,
     columns: int = BLOCK_COLUMNS,
+    checkpoint: Checkpoint = never_stopped,
 ) -> None:
     """For each row: its best other row (for the histogram) and up to ``max_neighbors``
     rows at or above the threshold, exactly.
@@ -177,6 +179,7 @@ def compare_in_blocks(
     best_at = np.zeros(n, dtype=np.int64)
     found = _Candidates(keep, limit=4 * n * keep + (1 << 20))
     for row0 in range(0, n, rows):
+        checkpoint()  # between blocks of rows
         block = vectors[row0 : row0 + rows]
         for col0 in range(row0, n, columns):
             scores = block @ vectors[col0 : col0 + columns].T
