@@ -22,6 +22,10 @@ def _folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
 def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     data = json.loads(path.read_text("utf-8"))
     change(data)
@@ -49,6 +53,8 @@ def test_the_folder_this_version_wrote_opens(tmp_path: Path) -> None:
             "is of format 2, newer than this embedserve reads (1): a newer version",
         ),
         ("aliases.json", lambda d: d.update(format=2), "is of format 2, newer than"),
+        ("aliases.json", lambda d: d.update(format="1"), "its format is '1', not a whole"),
+        ("aliases.json", lambda d: d.update(format=True), "its format is True, not a whole"),
         (
             "aliases.json",
             lambda d: d["aliases"].update(current="kw"),
@@ -62,12 +68,13 @@ def test_a_folder_it_would_misread_is_refused_naming_the_file(
     path = _folder(tmp_path) / file
     original = path.read_bytes()
     _edit(path, change)
-    edited = path.read_bytes()
+    edited = _files(tmp_path)
     with pytest.raises(StoreError) as refused:
         EdgeStore(tmp_path)
     assert str(path) in str(refused.value)
     assert expected in str(refused.value)
-    assert path.read_bytes() == edited  # left as it was, for the version that reads it
+    # Every file as it was, for the version that reads it: the engine opened no shard.
+    assert _files(tmp_path) == edited
     path.write_bytes(original)
     with EdgeStore(tmp_path) as store:  # the refusal let go of the folder's lock
         assert store.list_collections() == ["current", "kw"]

@@ -33,6 +33,8 @@ def test_a_truncated_vector_file_is_internal_not_unavailable(
             client.search("notes", vector=vectors[0], limit=3, exact=True)
     assert error.value.code() == grpc.StatusCode.INTERNAL
     assert "not readable" in error.value.details()
+    folder = data / "collections" / "notes"
+    assert f"collection 'notes' (folder '{folder}')" in error.value.details()
     assert "retrying will not help" in error.value.details()
     body = {"vector": vectors[0].tolist(), "params": {"limit": 3, "exact": True}}
     answer = httpx.post(f"{reader.url}/api/v1/collections/notes/search", json=body, timeout=60)

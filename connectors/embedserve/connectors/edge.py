@@ -62,6 +62,7 @@ from .aliases import aliases_after, check_alias_changes
 from .errors import (
     CollectionExists,
     CollectionNotFound,
+    EngineFailure,
     InvalidRequest,
     NameIsAlias,
     PointNotFound,
@@ -157,7 +158,9 @@ def _read_versioned(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     written = data.get("format", 1)
-    if not isinstance(written, int) or written > _FORMAT:
+    if not isinstance(written, int) or isinstance(written, bool):
+        raise ValueError(f"its format is {written!r}, not a whole number")
+    if written > _FORMAT:
         raise StoreError(
             f"{str(path)!r} is of format {written!r}, newer than this embedserve reads "
             f"({_FORMAT}): a newer version wrote it. {_NEWER_HINT}"
@@ -204,6 +207,17 @@ class _Collection:
                         self.shard.close()
 
 
+@contextmanager
+def _failures_named(col: _Collection) -> Iterator[None]:
+    """The engine's failures on ``col`` name it and its folder (the engine's own message
+    may name neither, "elements range 0..36 is out of bounds")."""
+    try:
+        yield
+    except EngineFailure as exc:
+        exc.args = (f"collection {col.spec.name!r} (folder {str(col.path)!r}): {exc}",)
+        raise
+
+
 class EdgeStore(ContextManagerMixin):
     """A VectorStore kept in a local data directory by Qdrant's embedded engine."""
 
@@ -243,32 +257,48 @@ class EdgeStore(ContextManagerMixin):
     # ------------------------------------------------------------------ lifecycle
 
     def _load_all(self) -> None:
-        for entry in sorted(self._root.iterdir()):
-            if entry.name.startswith("."):  # a delete that was interrupted
-                shutil.rmtree(entry, ignore_errors=True)
-                continue
-            spec_path = entry / SPEC_FILE
-            if not spec_path.is_file():
-                log.warning("ignoring %s: no %s (an interrupted create?)", entry, SPEC_FILE)
-                continue
+        # Every file read and checked before the engine opens any shard (which rewrites
+        # files of its own): a folder refused is left as it was, for the version that
+        # wrote it.
+        specs = [self._read_spec(entry) for entry in sorted(self._root.iterdir())]
+        found = {spec.name: spec for spec in specs if spec is not None}
+        aliases = self._read_aliases(set(found))
+        for name, spec in found.items():
+            folder = self._root / name
             try:
-                saved = _read_versioned(spec_path)["spec"]
-                spec = CollectionSpec.from_dict(saved)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise StoreError(f"unreadable collection spec {str(spec_path)!r}: {exc}") from exc
-            if unknown := sorted(set(saved) - set(CollectionSpec.__dataclass_fields__)):
-                raise StoreError(
-                    f"{str(spec_path)!r} holds settings this embedserve does not know "
-                    f"({', '.join(unknown)}): a newer version wrote it. {_NEWER_HINT}"
-                )
-            if spec.name != entry.name:
-                raise StoreError(f"{str(spec_path)!r} names collection {spec.name!r}")
-            with engine_errors():
-                shard = qe.EdgeShard.load(str(entry / SHARD_DIR))
-            self._collections[spec.name] = _Collection(spec, shard, entry)
-        self._aliases = self._load_aliases()
+                with engine_errors():
+                    shard = qe.EdgeShard.load(str(folder / SHARD_DIR))
+            except StoreError as exc:
+                exc.args = (f"cannot open collection {name!r} (folder {str(folder)!r}): {exc}",)
+                raise
+            self._collections[name] = _Collection(spec, shard, folder)
+        self._aliases = aliases
 
-    def _load_aliases(self) -> dict[str, str]:
+    def _read_spec(self, entry: Path) -> CollectionSpec | None:
+        """The settings of the collection in folder ``entry``; None for a folder holding
+        none (a create or a delete cut short, which is removed)."""
+        if entry.name.startswith("."):  # a delete that was interrupted
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+        spec_path = entry / SPEC_FILE
+        if not spec_path.is_file():
+            log.warning("ignoring %s: no %s (an interrupted create?)", entry, SPEC_FILE)
+            return None
+        try:
+            saved = _read_versioned(spec_path)["spec"]
+            spec = CollectionSpec.from_dict(saved)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"unreadable collection spec {str(spec_path)!r}: {exc}") from exc
+        if unknown := sorted(set(saved) - set(CollectionSpec.__dataclass_fields__)):
+            raise StoreError(
+                f"{str(spec_path)!r} holds settings this embedserve does not know "
+                f"({', '.join(unknown)}): a newer version wrote it. {_NEWER_HINT}"
+            )
+        if spec.name != entry.name:
+            raise StoreError(f"{str(spec_path)!r} names collection {spec.name!r}")
+        return spec
+
+    def _read_aliases(self, collections: set[str]) -> dict[str, str]:
         path = self.data_dir / ALIASES_FILE
         if not path.is_file():
             return {}
@@ -278,7 +308,7 @@ class EdgeStore(ContextManagerMixin):
             raise StoreError(f"unreadable aliases file {str(path)!r}: {exc}") from exc
         # An alias resolves first, so a collection of its name could not be reached (an
         # older embedserve, which did not read this file, may have created one).
-        if clashes := sorted(set(aliases) & set(self._collections)):
+        if clashes := sorted(set(aliases) & collections):
             raise StoreError(
                 f"{str(path)!r} names alias {clashes[0]!r}, which is also the name of a "
                 f"collection: remove the alias from the file (or move the collection's "
@@ -286,7 +316,7 @@ class EdgeStore(ContextManagerMixin):
             )
         # A delete cut short after its aliases were written may leave none dangling, but
         # keep the table exact whatever happened to the folders.
-        return {a: c for a, c in aliases.items() if c in self._collections}
+        return {a: c for a, c in aliases.items() if c in collections}
 
     def _save_aliases(self, aliases: dict[str, str]) -> None:
         try:
@@ -334,7 +364,7 @@ class EdgeStore(ContextManagerMixin):
     @contextmanager
     def _reading(self, name: str) -> Iterator[_Collection]:
         col = self._get(name)
-        with col.lock.read():
+        with col.lock.read(), _failures_named(col):
             if col.closed:  # deleted while we waited
                 raise CollectionNotFound(name)
             yield col
@@ -342,7 +372,7 @@ class EdgeStore(ContextManagerMixin):
     @contextmanager
     def _writing(self, name: str) -> Iterator[_Collection]:
         col = self._get(name)
-        with col.lock.write():
+        with col.lock.write(), _failures_named(col):
             if col.closed:
                 raise CollectionNotFound(name)
             yield col
