@@ -31,6 +31,8 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
             pass
     except TimeoutError:
         return False
+    except ConnectionResetError:  # closed at once (aborted), not politely
+        return True
     return True
 
 
@@ -138,3 +140,15 @@ def test_a_stream_may_idle_between_lines_once_its_answer_began(
             got += more
     assert got.startswith(b"HTTP/1.1 200")
     assert got.count(b'"embeddings"') == 2 and b'"error"' not in got
+
+
+def test_a_pipelined_request_whose_body_stops_is_dropped_too(
+    start_http_server: Any, minilm_model: Any
+) -> None:
+    """The second request, sent with the first, is read from the buffer when the first's
+    answer is complete, with no new data arriving: its body was never timed."""
+    running = start_http_server(loaded=minilm_model, http_body_idle_s=1.0)
+    with socket.create_connection(("127.0.0.1", running.server.http.port), timeout=20) as sock:
+        sock.sendall(embed_request(BODY) + BODY + embed_request(BODY) + BODY[:5])
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        assert closed_within(sock, 20)

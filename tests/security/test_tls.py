@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -17,6 +18,7 @@ import pytest
 from certs import CA
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from server_records import access_lines
 
 from embedserve.client import EmbedClient
 from embedserve.server.errors import FailedPrecondition
@@ -341,3 +343,37 @@ def test_reloads_while_the_certificate_is_rewritten_in_place(
     caplog.set_level(logging.ERROR, logger="embedserve.server.tls")
     assert certificates.reload() is False
     assert f"cannot read --tls-key (EMBEDSERVE_TLS_KEY) {key}" in caplog.text  # which file
+
+
+def test_a_stalled_body_over_tls_is_dropped_at_once(
+    start_server: Callable[..., Any],
+    minilm_model: Any,
+    pki: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closed politely, a TLS connection waited 30 s more for its client's closing
+    handshake, an open file all the while."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start_server(
+        loaded=minilm_model,
+        http_port=port,
+        tls_cert=pki["server_cert"],
+        tls_key=pki["server_key"],
+        http_body_idle_s=1.0,
+    )
+    caplog.set_level(logging.INFO, logger="embedserve.access")
+    context = ssl.create_default_context(cafile=pki["ca_file"])
+    head = b"POST /api/v1/embed HTTP/1.1\r\nHost: x\r\ncontent-length: 100\r\n\r\n{"
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=60) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        sock.sendall(head)
+        with contextlib.suppress(OSError):  # a reset, or TLS's own end
+            while sock.recv(65536):
+                pass
+        # The call ends (its access line) while this client still holds its socket.
+        (line,) = access_lines(caplog, "HTTP POST /api/v1/embed ", wait_s=10)
+    assert " CANCELLED 499 " in line

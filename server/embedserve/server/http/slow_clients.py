@@ -91,6 +91,12 @@ class TimelyH11Protocol(H11Protocol):
             self._cancel_deadline()
             self._await_body()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # A pipelined request, read from the buffer with no new data: its body is timed too.
+        if not self._between_requests():
+            self._await_body()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         self._cancel_body_deadline()
@@ -112,7 +118,7 @@ class TimelyH11Protocol(H11Protocol):
     def _head_too_slow(self) -> None:
         self._head_deadline = None
         if self._between_requests() and not self.transport.is_closing():
-            self.transport.close()
+            self.transport.abort()  # close() would wait for TLS's closing handshake
 
     def _awaiting_body(self) -> bool:
         """Whether the rest of a request's body is awaited before its answer begins. A
@@ -139,7 +145,7 @@ class TimelyH11Protocol(H11Protocol):
         if self.flow.read_paused:  # the server's wait (backpressure), not the client's
             self._await_body()
             return
-        self.transport.close()
+        self.transport.abort()
 
 
 def timely_protocol(body_idle_s: float) -> type[TimelyH11Protocol]:
