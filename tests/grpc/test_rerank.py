@@ -414,3 +414,36 @@ def test_reranker_max_tokens_leaves_room_for_the_query_prompt(
             RerankerModel.load(settings, ModelSettings(device="cpu"))
     settings = RerankerSettings(reranker=str(saved), reranker_max_tokens=8)
     assert RerankerModel.load(settings, ModelSettings(device="cpu")).spec.max_tokens == 8
+
+
+def test_many_documents_are_read_in_slices_with_the_same_scores(
+    reranker_server: Any, tiny_reranker_path: Path
+) -> None:
+    """More documents than one tokenizer job takes (TOKENIZE_SLICE): each scores as alone,
+    duplicates are read once, and an error names the document by its place in the list."""
+    from embedserve.server.reranking import TOKENIZE_SLICE
+
+    documents = [f"document {i % 170} about {'rockets' if i % 3 else 'bread'}" for i in range(300)]
+    assert len(set(documents)) > TOKENIZE_SLICE
+    reply = rerank(reranker_server.target, query=QUERY, documents=documents)
+    expected = cross_encoder_scores(tiny_reranker_path, [(QUERY, d) for d in documents])
+    got = {r.index: r.score for r in reply.results}
+    np.testing.assert_allclose([got[i] for i in range(len(documents))], expected, atol=2e-6)
+    documents[250] = "orbit " * 700  # past 512 tokens, in the second slice
+    with pytest.raises(grpc.RpcError) as refused:
+        rerank(reranker_server.target, query=QUERY, documents=documents, overflow=3)
+    assert "documents[250] with the query is" in (refused.value.details() or "")
+
+
+def test_a_rerank_whose_deadline_passed_tokenizes_no_further(reranker_server: Any) -> None:
+    """Checked before each slice: a call given up no longer holds the tokenizer thread,
+    which every Embed shares, for the rest of its documents."""
+    import time
+
+    from embedserve.server.errors import DeadlineExpired
+    from embedserve.server.reranking import RerankParams
+
+    reranker = reranker_server.server.embedding_service._reranker
+    passed = time.monotonic()
+    with pytest.raises(DeadlineExpired, match="deadline expired while tokenizing"):
+        reranker_server.run(reranker.rerank(QUERY, DOCUMENTS, RerankParams(), deadline=passed))

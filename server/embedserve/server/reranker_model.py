@@ -136,6 +136,9 @@ class RerankerModel:
             activation,
             prompt,
         )
+        # The limit (spec.max_tokens) is ours to enforce, pairs read whole first: silence
+        # the tokenizer's warning that a pair is longer ("will result in indexing errors").
+        tokenizer.model_max_length = 1 << 30
         log.info(
             "loaded reranker %s (%s) on %s as %s, max %d tokens a pair, %s scores",
             reranker_id,

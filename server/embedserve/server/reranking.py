@@ -22,9 +22,12 @@ import numpy as np
 from embedserve.server.batch_cost import CALIBRATION_TEXT, PassCost, calibrate_logged
 from embedserve.server.batcher import Batcher
 from embedserve.server.embedder import RequestLimits, Timings
-from embedserve.server.errors import FailedPrecondition, InvalidArgument
+from embedserve.server.errors import DeadlineExpired, FailedPrecondition, InvalidArgument
 from embedserve.server.tokenization import Overflow
 from embedserve.server.windows import FloatArray, Window
+
+# Documents tokenized per job of the tokenizer thread.
+TOKENIZE_SLICE = 128
 
 
 class Activation(enum.Enum):
@@ -174,9 +177,22 @@ class Reranker:
         names = [f"{field}[{index}]" for index in first_at.values()]
         loop = asyncio.get_running_loop()
         prompted = self.model.spec.query_prompt + query
-        read = await loop.run_in_executor(
-            self._tokenize_executor, self._tokenize, prompted, distinct, params, names
-        )
+        read: list[_Pair] = []
+        # In slices: a call given up stops between them (2,048 long documents took seconds
+        # of the tokenizer thread, every Embed waiting behind them), and other calls' texts
+        # get the thread in between.
+        for start in range(0, len(distinct), TOKENIZE_SLICE):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExpired("deadline expired while tokenizing")
+            end = start + TOKENIZE_SLICE
+            read += await loop.run_in_executor(
+                self._tokenize_executor,
+                self._tokenize,
+                prompted,
+                distinct[start:end],
+                params,
+                names[start:end],
+            )
         by_text = dict(zip(distinct, read, strict=True))
         pairs = [by_text[document] for document in documents]
         timings = Timings(tokenize_ms=(time.monotonic() - started) * 1000.0)
