@@ -89,9 +89,21 @@ func WithTLSFromCAFile(caFile, serverName string) Option {
 }
 
 // WithAPIKey sends "authorization: Bearer <key>" metadata on every call.
-// Use it together with TLS outside a trusted network.
+// Use it together with TLS outside a trusted network. A key is printable
+// ASCII: Dial refuses one with another character (a line break read from a
+// file, say), which every call would otherwise fail with INTERNAL.
 func WithAPIKey(key string) Option {
 	return func(c *dialConfig) error {
+		for position, char := range key {
+			if char < ' ' || char > '~' {
+				kind := "control character (a line break?)"
+				if char > 0x7f {
+					kind = "non-ASCII character"
+				}
+				// The key itself is not repeated: it is a secret.
+				return fmt.Errorf("embedserve: the API key has a %s at byte %d; a key is printable ASCII", kind, position)
+			}
+		}
 		c.apiKey = key
 		return nil
 	}

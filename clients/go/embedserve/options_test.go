@@ -161,6 +161,20 @@ func TestBadCAFile(t *testing.T) {
 	}
 }
 
+// A key no header can carry (a line break read from a file with it) is refused
+// at Dial, without repeating the key; every call failed with Internal before.
+func TestAPIKeyThatIsNotPrintableASCIIIsRefused(t *testing.T) {
+	for key, want := range map[string]string{
+		"secret\n": "control character (a line break?) at byte 6",
+		"clé":      "non-ASCII character at byte 2",
+	} {
+		_, err := embedserve.Dial("127.0.0.1:1", embedserve.WithAPIKey(key))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), key) {
+			t.Errorf("key %q: Dial error %v, want one naming %q and not the key", key, err, want)
+		}
+	}
+}
+
 // A negative batch size or in-flight bound fails the call before anything is
 // sent (no server listens here: a call that went out would be Unavailable); 0
 // keeps the default.

@@ -1849,8 +1849,23 @@ public final class EmbedserveClient implements AutoCloseable {
     /**
      * Sends {@code authorization: Bearer <key>} on every call. Use TLS outside a trusted
      * network.
+     *
+     * @throws IllegalArgumentException for a key that is not printable ASCII (a line break
+     *     read from a file, say), which grpc-java would drop from every call unsent
      */
     public Builder apiKey(String apiKey) {
+      if (apiKey != null) {
+        for (int position = 0; position < apiKey.length(); position++) {
+          char c = apiKey.charAt(position);
+          if (c < ' ' || c > '~') {
+            String kind = c > 0x7f ? "non-ASCII character" : "control character (a line break?)";
+            // The key itself is not repeated: it is a secret.
+            throw new IllegalArgumentException(
+                "the API key has a " + kind + " at position " + position
+                    + "; a key is printable ASCII");
+          }
+        }
+      }
       this.apiKey = apiKey == null || apiKey.isEmpty() ? null : apiKey;
       return this;
     }

@@ -47,6 +47,23 @@ class ConnectionOptionsTest {
     assertEquals(0, process.waitFor(), "keytool failed: " + out);
   }
 
+  /** grpc-java dropped such a header from every call unsent: the server said "missing key". */
+  @Test
+  void apiKeyThatIsNotPrintableAsciiIsRefused() {
+    String[][] cases = {
+      {"secret\n", "control character (a line break?) at position 6"},
+      {"cl\u00e9", "non-ASCII character at position 2"},
+    };
+    for (String[] c : cases) {
+      IllegalArgumentException refused =
+          assertThrows(
+              IllegalArgumentException.class,
+              () -> EmbedserveClient.builder("127.0.0.1:1").apiKey(c[0]));
+      assertTrue(refused.getMessage().contains(c[1]), refused.getMessage());
+      assertTrue(!refused.getMessage().contains(c[0]), "the key is a secret");
+    }
+  }
+
   @Test
   void tlsApiKeyAndDefaultDeadline(@TempDir Path dir) throws Exception {
     Path keystore = dir.resolve("server.p12");
