@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import ssl
 import tempfile
 import threading
@@ -58,12 +59,24 @@ def _no_passphrase() -> bytes:
 def _as_files(pem: Pem) -> Iterator[tuple[str, str]]:
     """``pem`` as files this process alone reads: ssl loads only from paths, and one read
     of the real files then serves the check and both transports (a file rewritten between
-    two reads cannot slip past the check)."""
-    with tempfile.TemporaryDirectory(prefix="embedserve-tls-") as folder:  # mode 0700
-        cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
-        cert.write_bytes(pem.cert)
-        key.write_bytes(pem.key)
-        yield str(cert), str(key)
+    two reads cannot slip past the check). In memory where the system has memfd (Linux):
+    the key is not copied to a disk."""
+    if not hasattr(os, "memfd_create"):
+        with tempfile.TemporaryDirectory(prefix="embedserve-tls-") as folder:  # mode 0700
+            cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+            cert.write_bytes(pem.cert)
+            key.write_bytes(pem.key)
+            yield str(cert), str(key)
+        return
+    fds = [os.memfd_create(name) for name in ("embedserve-tls-cert", "embedserve-tls-key")]
+    try:
+        for fd, data in zip(fds, (pem.cert, pem.key), strict=True):
+            with open(fd, "wb", closefd=False) as file:
+                file.write(data)
+        yield f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}"
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def check_pair(cert: str, key: str, pem: Pem) -> None:
