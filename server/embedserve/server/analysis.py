@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from embedserve.server.analysis_points import PAGE_SIZE, PointSet, collect, from
 from embedserve.server.analysis_words import distinguishing_words
 from embedserve.server.errors import FailedPrecondition, InvalidArgument
 from embedserve.server.passages import RESERVED_KEYS as PASSAGE_KEYS
-from embedserve.server.stoppable import Checkpoint, until_cancelled
+from embedserve.server.stoppable import until_cancelled
 from embedserve.server.vectors import TEXT_PAYLOAD_KEY, VectorCore
 
 DUPLICATE_PAGE = 256
@@ -152,19 +152,6 @@ def summarise(points: PointSet, clustering: Clustering, job: ClusterJob) -> list
         ]
         summaries.append(ClusterSummary(c, int((labels == c).sum()), central, words.get(c, [])))
     return summaries
-
-
-def _in_blocks(
-    points: PointSet, collector: PairCollector, settings: DuplicateSettings
-) -> Callable[[Checkpoint], None]:
-    """The exact comparison of ``points``, as work for ``until_cancelled``."""
-
-    def work(checkpoint: Checkpoint) -> None:
-        compare_in_blocks(
-            points.ids, points.vectors, collector, settings.max_neighbors, checkpoint=checkpoint
-        )
-
-    return work
 
 
 class AnalysisCore:
@@ -321,7 +308,11 @@ class AnalysisCore:
             raise InvalidArgument("method STORE_QUERIES needs a collection, not texts")
         _check_texts(texts)
         points = from_texts(list(texts), await self._vectors.embed_documents(texts, "texts"))
-        await until_cancelled(_in_blocks(points, collector, settings))
+        await until_cancelled(
+            functools.partial(
+                compare_in_blocks, points.ids, points.vectors, collector, settings.max_neighbors
+            )
+        )
         return len(points), Method.EXACT_BLOCKS
 
     async def _compare_in_blocks(
@@ -334,7 +325,11 @@ class AnalysisCore:
         points = await collect(
             self._vectors, collection, filter, max_points=2**62, with_payload=False
         )
-        await until_cancelled(_in_blocks(points, collector, settings))
+        await until_cancelled(
+            functools.partial(
+                compare_in_blocks, points.ids, points.vectors, collector, settings.max_neighbors
+            )
+        )
         return len(points)
 
     async def _query_store(

@@ -27,9 +27,9 @@ def never_stopped() -> None:
     """The checkpoint of work run directly, for a caller that stays."""
 
 
-async def until_cancelled(work: Callable[[Checkpoint], T]) -> T:
-    """``work(checkpoint)`` on a worker thread; when the awaiting task is cancelled, its
-    next checkpoint raises, so the thread is free soon after."""
+async def until_cancelled(work: Callable[..., T]) -> T:
+    """``work(checkpoint=...)`` on a worker thread; when the awaiting task is cancelled,
+    its next checkpoint raises, so the thread is free soon after."""
     stop = threading.Event()
 
     def checkpoint() -> None:
@@ -37,7 +37,7 @@ async def until_cancelled(work: Callable[[Checkpoint], T]) -> T:
             raise WorkStopped
 
     try:
-        return await asyncio.to_thread(work, checkpoint)
+        return await asyncio.to_thread(work, checkpoint=checkpoint)
     except asyncio.CancelledError:
         stop.set()
         raise
