@@ -180,3 +180,32 @@ def test_token_details_map_onto_the_text_without_its_prompt() -> None:
     assert detail.offsets == [(0, 0), (0, 0), (0, 4), (6, 11), (0, 0)]
     no_prompt = make(suffix=()).details("a bc", "")
     assert no_prompt.offsets == [(0, 0), (0, 1), (2, 4)]
+
+
+def test_special_tokens_are_counted_where_the_probe_text_is_two_tokens() -> None:
+    """The special tokens around a text were counted from "a" taken as one token: to a
+    byte-level BPE without "Ġa" it is two, and truncation kept the text's last token
+    where the cut falls, as sentence-transformers does not."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=alphabet
+    )
+    bpe.train_from_iterator(["the word token embed model text " * 20], trainer)
+    bpe.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    assert len(hf("a")["input_ids"]) == 4  # <s> Ġ a </s>
+    tokenizer = TextTokenizer(hf, 8, True, 2)
+    text = " ".join(["token"] * 20)
+    cut = one(tokenizer, text, Overflow.TRUNCATE_RIGHT).windows[0]
+    assert list(cut) == hf(text, truncation=True, max_length=8)["input_ids"]
+    token = hf("token", add_special_tokens=False)["input_ids"]
+    framed = tokenizer.encode_ids([token], "", Overflow.ERROR)[0].windows[0]
+    assert list(framed) == [0, *token, 2]

@@ -89,8 +89,9 @@ class TextTokenizer:
         self._include_prompt = include_prompt
         probe = self._tok("a", add_special_tokens=True, return_special_tokens_mask=True)
         mask = list(probe["special_tokens_mask"])
+        # Counted from both ends: "a" is more than one token to some tokenizers.
         self._n_prefix = mask.index(0) if 0 in mask else len(mask)
-        self._n_suffix = len(mask) - self._n_prefix - 1
+        self._n_suffix = mask[::-1].index(0) if 0 in mask else 0
         # The special tokens around any text, for inputs given as token ids.
         probe_ids = [int(i) for i in probe["input_ids"]]
         self._prefix_ids = probe_ids[: self._n_prefix]
