@@ -209,3 +209,20 @@ def test_special_tokens_are_counted_where_the_probe_text_is_two_tokens() -> None
     token = hf("token", add_special_tokens=False)["input_ids"]
     framed = tokenizer.encode_ids([token], "", Overflow.ERROR)[0].windows[0]
     assert list(framed) == [0, *token, 2]
+
+
+def test_do_lower_case_keeps_the_added_tokens_written_in_a_text(minilm_path: Any) -> None:
+    """As sentence-transformers lowercases (in the tokenizer's normaliser, after the added
+    tokens are found): the whole string lowercased first read "[MASK]" as "[ mask ]"."""
+    from tokenizers.normalizers import BertNormalizer
+    from transformers import AutoTokenizer
+
+    cased = AutoTokenizer.from_pretrained(minilm_path)  # a lowercase vocabulary, read cased:
+    cased.backend_tokenizer.normalizer = BertNormalizer(lowercase=False)
+    tokenizer = TextTokenizer(cased, 32, True, 4, lowercase=True)
+    text = "A [MASK] Token"
+    (window,) = one(tokenizer, text, Overflow.ERROR).windows
+    assert cased.convert_ids_to_tokens(list(window)) == ["[CLS]", "a", "[MASK]", "token", "[SEP]"]
+    details = tokenizer.details(text, "")
+    spans = [text[start:end] for start, end in details.offsets]
+    assert spans == ["", "A", "[MASK]", "Token", ""]  # offsets into the text as written

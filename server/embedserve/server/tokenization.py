@@ -12,10 +12,11 @@ import dataclasses
 import enum
 import functools
 import unicodedata
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 from tokenizers.normalizers import Lowercase
+from tokenizers.normalizers import Sequence as NormalizerSequence
 
 from embedserve.server.errors import FailedPrecondition, InvalidArgument
 from embedserve.server.input_names import InputNames
@@ -80,9 +81,11 @@ class TextTokenizer:
         lowercase: bool = False,
     ) -> None:
         self._tok = hf_tokenizer
-        # sentence-transformers' do_lower_case: the whole string, prompt too, lowercased
-        # before the tokenizer sees it (a cased tokenizer would otherwise see capitals).
-        self._lowercase = lowercase
+        # sentence-transformers' do_lower_case: a fast tokenizer lowercases in its own
+        # normaliser, which runs after it has found the added tokens in the text ("[MASK]"
+        # kept whole, as sentence-transformers keeps it); for others, the whole string,
+        # prompt too, is lowercased before the tokenizer sees it.
+        self._lowercase = lowercase and not lowercase_in_normaliser(hf_tokenizer)
         # The limit is ours to enforce; silence the tokenizer's own warning about long inputs.
         self._tok.model_max_length = 1 << 30
         self.max_tokens = max_tokens
@@ -358,6 +361,21 @@ def _origins(original: str, cased: str) -> list[int] | None:
     origin = [index for index, char in enumerate(original) for _ in lowercased(char)]
     origin.append(len(original))
     return origin if len(origin) == len(cased) + 1 else None
+
+
+def lowercase_in_normaliser(hf_tokenizer: Any) -> bool:
+    """Put Lowercase first in a fast tokenizer's normaliser, as sentence-transformers does
+    for do_lower_case (unless one is there already); False for a tokenizer without one."""
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    normaliser = backend.normalizer
+    steps = [normaliser]
+    if isinstance(normaliser, NormalizerSequence):  # it iterates; its stubs do not say so
+        steps = list(cast("Iterable[Any]", normaliser))
+    if not any(isinstance(step, Lowercase) for step in steps):
+        backend.normalizer = NormalizerSequence([Lowercase(), *filter(None, steps)])
+    return True
 
 
 def plain_backend(hf_tokenizer: Any) -> Any | None:
