@@ -104,3 +104,33 @@ def test_what_the_server_would_skip_is_refused(
     (folder / "model.safetensors").unlink()
     with pytest.raises(ModelLoadError, match=message):
         EncoderModel.load(ModelSettings(model=str(folder), device="cpu"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda modules: [m for m in modules if not m["type"].endswith("Pooling")],
+            r"lists sentence-transformers modules \(Transformer, Normalize\) without a Pooling",
+        ),
+        (
+            lambda modules: [{**modules[0], "path": "0_Transformer"}, *modules[1:]],
+            "keeps its Transformer module in the subfolder '0_Transformer'",
+        ),
+    ],
+    ids=["no-pooling", "transformer-in-a-subfolder"],
+)
+def test_a_module_list_it_would_misread_is_refused(
+    tmp_path: Path, minilm_path: Path, change: Any, message: str
+) -> None:
+    """Without a Pooling module the vectors were mean-pooled, a pooling the model does not
+    have; a Transformer in a subfolder was refused as a config without a model_type."""
+    import json
+
+    from sentence_transformers.sentence_transformer import modules as models
+
+    folder = save(tmp_path / "model", minilm_path, models.Normalize())
+    listed = folder / "modules.json"
+    listed.write_text(json.dumps(change(json.loads(listed.read_text()))))
+    with pytest.raises(ModelLoadError, match=message):
+        EncoderModel.load(ModelSettings(model=str(folder), device="cpu"))

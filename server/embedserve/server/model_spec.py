@@ -175,6 +175,21 @@ def _check_modules(model_id: str, modules: list[dict[str, Any]]) -> None:
             f"({', '.join(unknown)}; it runs {', '.join(SERVED_MODULES)}): its vectors would "
             "differ from the model's"
         )
+    if kinds and "Pooling" not in kinds:
+        raise ModelLoadError(
+            f"model '{model_id}' lists sentence-transformers modules ({', '.join(kinds)}) "
+            "without a Pooling module: sentence-transformers makes no sentence embedding of "
+            "it either"
+        )
+    for module in modules:
+        folder = str(module.get("path", ""))
+        if _module_kind(module) == "Transformer" and folder not in ("", "."):
+            raise ModelLoadError(
+                f"model '{model_id}' keeps its Transformer module in the subfolder "
+                f"{folder!r} (an older sentence-transformers layout); this server loads "
+                "the transformer from the model's folder itself: move that subfolder's "
+                "files up into it"
+            )
     # The order they run in here: each module after those before it in SERVED_MODULES.
     ranks = [SERVED_MODULES.index(kind) for kind in kinds]
     if ranks != sorted(ranks):
