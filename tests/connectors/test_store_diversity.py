@@ -82,6 +82,12 @@ def test_diversity_is_checked(clustered: tuple[VectorStore, np.ndarray, np.ndarr
         SearchParams(limit=10, offset=5, diversity=0.5, diversity_candidates=12)
     with pytest.raises(InvalidRequest, match="applies to searches with a diversity"):
         SearchParams(diversity_candidates=50)
+    # Qdrant's cap: the re-ranking's memory grows with the square of the candidates.
+    with pytest.raises(InvalidRequest, match=r"^diversity_candidates \(16385\) must be at most"):
+        SearchParams(diversity=0.5, diversity_candidates=16_385)
+    with pytest.raises(InvalidRequest, match=r"at most 16384 candidates; limit \+ offset is 20000"):
+        SearchParams(limit=19_000, offset=1_000, diversity=0.5)
+    assert SearchParams(limit=16_000, offset=384, diversity=0.5).limit == 16_000  # at the cap
     diverse = SearchParams(diversity=0.5)
     with pytest.raises(InvalidRequest, match="searches by vector alone"):
         store.search("c", query, params=diverse, keywords=query_terms("x"))

@@ -844,6 +844,9 @@ class SearchParams:
 
 
 MIN_DIVERSITY_CANDIDATES = 100
+# Qdrant's own cap: the re-ranking compares every pair of candidates (memory grows with
+# their square; 100,000 took a store past 20 GB).
+MAX_DIVERSITY_CANDIDATES = 16_384
 MAX_OVERSAMPLING = 100.0
 MAX_KEYWORD_WEIGHT = 100.0
 
@@ -854,11 +857,24 @@ def _check_diversity(params: SearchParams) -> None:
         isinstance(d, bool) or not isinstance(d, int | float) or not 0.0 <= d <= 1.0
     ):
         raise InvalidRequest(f"diversity must be a number from 0 to 1, got {d!r}")
+    if (
+        d is not None
+        and candidates is None
+        and params.limit + params.offset > MAX_DIVERSITY_CANDIDATES
+    ):
+        raise InvalidRequest(
+            f"a diverse search re-ranks at most {MAX_DIVERSITY_CANDIDATES} candidates; limit "
+            f"+ offset is {params.limit + params.offset}"
+        )
     if candidates is None:
         return
     if d is None:
         raise InvalidRequest("diversity_candidates applies to searches with a diversity")
     _positive("diversity_candidates", candidates)
+    if candidates > MAX_DIVERSITY_CANDIDATES:
+        raise InvalidRequest(
+            f"diversity_candidates ({candidates}) must be at most {MAX_DIVERSITY_CANDIDATES}"
+        )
     if candidates < params.limit + params.offset:
         raise InvalidRequest(
             f"diversity_candidates ({candidates}) must be at least limit + offset "
