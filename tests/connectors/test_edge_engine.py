@@ -1,6 +1,7 @@
-"""A damaged file of one collection: the engine's failure names the collection and its
-folder (its own message, "elements range 6400..6435 is out of bounds", names neither), on
-the call and when the store opens again with the failed write in its log."""
+"""The embedded engine's side of a collection: a damaged file's failure names the
+collection and its folder (the engine's own message, "elements range 6400..6435 is out of
+bounds", names neither), on the call and when the store opens again with the failed write
+in its log; and the threads it keeps for each collection."""
 
 from __future__ import annotations
 
@@ -31,3 +32,18 @@ def test_a_damaged_collection_is_named_on_the_call_and_at_open(tmp_path: Path) -
             store.upsert("bad", points(1))
     with pytest.raises(EngineFailure, match=rf"^cannot open {named}"):
         EdgeStore(tmp_path)  # the write's log is replayed at open, and fails again
+
+
+def test_a_collection_searches_on_as_many_threads_as_the_process_has_cpus(
+    tmp_path: Path,
+) -> None:
+    """The engine's default pool took 8 threads a collection on 2 CPUs (4,000 threads for
+    500 collections); the count is kept with the collection, across restarts."""
+    import json
+
+    from embedserve.connectors._edge_convert import usable_cpus
+
+    with EdgeStore(tmp_path) as store:
+        store.create_collection(CollectionSpec("c", vector_size=4))
+    kept = json.loads((tmp_path / "collections/c/shard/edge_config.json").read_text())
+    assert kept["max_search_threads"] == usable_cpus()  # the engine's own record
