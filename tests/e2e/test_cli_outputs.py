@@ -219,6 +219,17 @@ def test_counts_and_sizes_below_one_are_refused_by_their_flag_before_any_call(
     assert not Path(f"{docs}.out").exists()
 
 
+def test_a_page_size_past_the_servers_page_is_refused_by_its_flag(
+    served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server named only "limit must be in [1, 10000]"."""
+    out = tmp_path / "all.jsonl"
+    code, _, err = cli(capsys, "export", "texts", "-o", str(out), "--page-size", "10001")
+    assert code == 2
+    assert "argument --page-size: must be at most 10000, got 10001" in err
+    assert not out.exists()
+
+
 def test_collections_create_sets_hnsw_ef(served: str, capsys: pytest.CaptureFixture[str]) -> None:
     target = ["--target", served]
     code, out, err = cli(capsys, "collections", "create", "ef", "--hnsw-ef", "77", *target)

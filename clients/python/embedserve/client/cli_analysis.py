@@ -32,6 +32,18 @@ from embedserve.client.cli_texts import read_texts
 BAR = 40
 
 
+# The most documents the server hands out in one page of a scroll.
+MAX_PAGE_SIZE = 10_000
+
+
+def _page_size(text: str) -> int:
+    """--page-size, refused by its flag past the server's page (which named only "limit")."""
+    size = positive_int(text)
+    if size > MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_PAGE_SIZE}, got {size}")
+    return size
+
+
 def add_parser(commands: Any) -> None:
     export = commands.add_parser(
         "export", help="write a collection's documents to JSONL, or vectors to .npy plus ids"
@@ -49,7 +61,12 @@ def add_parser(commands: Any) -> None:
     export.set_defaults(run=client_verb(_verb(_export)))
     export.add_argument("--filter", help="JSON filter, as for search")
     export.add_argument("--no-vectors", action="store_true", help="JSONL without vectors")
-    export.add_argument("--page-size", type=positive_int, default=1024)
+    export.add_argument(
+        "--page-size",
+        type=_page_size,
+        default=1024,
+        help=f"documents read per call (at most {MAX_PAGE_SIZE:,})",
+    )
 
     cluster = commands.add_parser(
         "cluster", help="group a collection's documents (or a file of texts) by topic"
