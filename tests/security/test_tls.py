@@ -18,6 +18,7 @@ import pytest
 from certs import CA
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from running_server import free_port
 from server_records import access_lines
 
 from embedserve.client import EmbedClient
@@ -90,9 +91,7 @@ def test_mutual_tls_over_http(
     start_server: Callable[..., Any], minilm_model: Any, pki: dict[str, Any], tmp_path: Path
 ) -> None:
     """The HTTP port speaks TLS with the same certificate and checks client certificates."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        http_port = sock.getsockname()[1]
+    http_port = free_port()
     start_server(
         loaded=minilm_model,
         http_port=http_port,
@@ -168,9 +167,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(
     certificate keeps the pair in force."""
     first, renewing = pki["ca"], CA("renewing CA")
     cert, key = first.issue("localhost", server=True).write(tmp_path, "live")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        http_port = sock.getsockname()[1]
+    http_port = free_port()
     running = start_server(loaded=minilm_model, http_port=http_port, tls_cert=cert, tls_key=key)
 
     def trusted_by(ca: CA) -> tuple[bool, bool]:
@@ -353,9 +350,7 @@ def test_a_stalled_body_over_tls_is_dropped_at_once(
 ) -> None:
     """Closed politely, a TLS connection waited 30 s more for its client's closing
     handshake, an open file all the while."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     start_server(
         loaded=minilm_model,
         http_port=port,
