@@ -127,7 +127,7 @@ ALIASES_FILE = "aliases.json"
 # write-ahead log (a Qdrant server's flush_interval_sec, 5 by default).
 FLUSH_INTERVAL_S = 5.0
 # Of collection.json and aliases.json. Raised for a change an older embedserve would
-# misread; a new setting is caught by its name too (_read_versioned, _unknown_settings).
+# misread; a new setting is caught by its name too (_read_versioned, _read_spec).
 _FORMAT = 1
 
 
@@ -276,7 +276,7 @@ class EdgeStore(ContextManagerMixin):
 
     def _read_spec(self, entry: Path) -> CollectionSpec | None:
         """The settings of the collection in folder ``entry``; None for a folder holding
-        none (a create or a delete cut short, which is removed)."""
+        none: a create cut short (left, and logged) or a delete cut short (removed)."""
         if entry.name.startswith("."):  # a delete that was interrupted
             shutil.rmtree(entry, ignore_errors=True)
             return None
