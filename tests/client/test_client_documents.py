@@ -87,9 +87,9 @@ def test_a_lone_surrogate_in_an_id_text_or_query_is_named() -> None:
     """protobuf's own error ("'utf-8' codec can't encode character '\\ud800' in position
     1") named neither the document nor the field; refused before anything is sent."""
     with EmbedClient("127.0.0.1:9") as client:  # nothing listens: nothing is sent
-        with pytest.raises(ValueError, match=r"^document 'a\\ud800': id holds \\ud800 at char"):
+        with pytest.raises(ValueError, match=r"^document 'a\\ud800': field 'id' holds \\ud800 at"):
             client.upsert("c", [{"id": "a\ud800", "text": "fine"}])
-        with pytest.raises(ValueError, match=r"^document 'd2': text holds \\udc00 at character 3"):
+        with pytest.raises(ValueError, match=r"^document 'd2': field 'text' holds \\udc00 at char"):
             client.upsert("c", [{"id": "d1", "text": "ok"}, {"id": "d2", "text": "ab\udc00"}])
         with pytest.raises(ValueError, match=r"^the query text holds \\ud83d at character 1"):
             client.search("c", "\ud83d")

@@ -116,7 +116,7 @@ def field_problem(value: Mapping[str, Any]) -> str | None:
         return f"text must be a string, not {_type_name(text)}"
     for name, field in (("id", doc_id), ("text", text)):  # protobuf's error names neither
         if isinstance(field, str) and (problem := surrogate_problem(field)) is not None:
-            return f"{name} {problem}"
+            return f"field '{name}' {problem}"  # as the command line names it
     if text is None and (problem := _vector_problem(value.get("vector"))) is not None:
         return problem
     return payload_problem(value.get("payload"))
