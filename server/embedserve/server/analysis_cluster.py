@@ -9,12 +9,13 @@ import enum
 import numpy as np
 import numpy.typing as npt
 from scipy.sparse.csgraph import connected_components
-from sklearn.cluster import HDBSCAN, KMeans
+from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import radius_neighbors_graph
 
 from embedserve.server.errors import InvalidArgument
+from embedserve.server.hdbscan_child import hdbscan_labels
 from embedserve.server.stoppable import Checkpoint, never_stopped
 from embedserve.server.windows import FloatArray
 
@@ -124,7 +125,7 @@ def _kmeans(vectors: FloatArray, k: int, seed: int) -> tuple[Labels, FloatArray]
     return labels.astype(np.int64).reshape(-1), centres
 
 
-def _hdbscan(vectors: FloatArray, settings: ClusterSettings) -> Labels:
+def _hdbscan(vectors: FloatArray, settings: ClusterSettings, checkpoint: Checkpoint) -> Labels:
     """HDBSCAN on the rows reduced by PCA, where copies of a point (rows within SAME_POINT)
     are made exactly equal: they count as many points as there are copies (for
     min_cluster_size) but hold no structure among themselves, and they get one label."""
@@ -139,10 +140,8 @@ def _hdbscan(vectors: FloatArray, settings: ClusterSettings) -> Labels:
     groups = np.asarray(group_of, dtype=np.intp)[np.asarray(row_of).reshape(-1)]
     _, first = np.unique(group_of, return_index=True)
     points = reduced[first][groups]
-    labels = HDBSCAN(min_cluster_size=settings.min_cluster_size, copy=True).fit_predict(points)
-    return _one_label_per_point(
-        np.asarray(labels, dtype=np.int64), groups, settings.min_cluster_size
-    )
+    labels = hdbscan_labels(points, settings.min_cluster_size, checkpoint)
+    return _one_label_per_point(labels, groups, settings.min_cluster_size)
 
 
 def _one_label_per_point(labels: Labels, groups: npt.NDArray[np.intp], min_size: int) -> Labels:
@@ -176,10 +175,11 @@ def cluster_vectors(
     vectors: FloatArray, settings: ClusterSettings, checkpoint: Checkpoint = never_stopped
 ) -> Clustering:
     """Cluster unit-length rows (Euclidean k-means on them is spherical k-means);
-    ``checkpoint`` is called between the k-means runs of a search for k."""
+    ``checkpoint`` is called between the k-means runs of a search for k, and while
+    HDBSCAN runs in its child process."""
     check_settings(settings, len(vectors))
     if settings.algorithm is Algorithm.HDBSCAN:
-        labels = _hdbscan(vectors, settings)
+        labels = _hdbscan(vectors, settings, checkpoint)
         found = len(set(labels.tolist()) - {NOISE})
         return Clustering(labels, found, _silhouette(vectors, labels, settings.seed), {}, None)
     if settings.k is not None:
