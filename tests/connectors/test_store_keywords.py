@@ -82,6 +82,27 @@ def test_keyword_search_scores_as_bm25(corpus: tuple[VectorStore, np.ndarray]) -
     assert hits[0].id == "d6"  # the only document that says it twice
 
 
+def test_texts_without_terms_do_not_count_among_bm25s_documents(store: VectorStore) -> None:
+    """Punctuation, stop words or emoji alone make no terms. Local mode counted such a
+    text's empty keyword vector among BM25's documents (its IDF), the other engines did
+    not: every score about 8% higher there, and rankings could flip."""
+    empty = ["!!! ... ?", "the and of", "\N{SLIGHTLY SMILING FACE}"]
+    assert all(not document_terms(t).indices for t in empty)
+    vectors = unit_vectors(np.random.default_rng(4), len(TEXTS) + len(empty), DIM)
+    store.create_collection(CollectionSpec("docs", vector_size=DIM, bm25=True))
+    points = [
+        PointRecord(f"d{i}", vectors[i], keywords=document_terms(t))
+        for i, t in enumerate(TEXTS + empty)
+    ]
+    store.upsert("docs", points)
+    hits = store.search("docs", None, keywords=query_terms("cat"), params=SearchParams(limit=10))
+    assert {h.id: pytest.approx(h.score, rel=1e-4) for h in hits} == bm25_scores("cat")
+    # Rewritten without terms, a document loses the keywords it had.
+    store.upsert("docs", [PointRecord("d0", vectors[0], keywords=document_terms("?!"))])
+    hits = store.search("docs", None, keywords=query_terms("cat"), params=SearchParams(limit=10))
+    assert {h.id for h in hits} == {"d1", "d3", "d6"}
+
+
 def test_keyword_search_with_filter_and_no_match(corpus: tuple[VectorStore, np.ndarray]) -> None:
     store, _ = corpus
     even = Filter(must=(MatchValue("even", True),))

@@ -175,8 +175,9 @@ def sparse_vector(terms: SparseTerms) -> qm.SparseVector:
 
 def point_vector(dense: list[float], keywords: SparseTerms | None) -> Any:
     """The dense vector alone, or with the keyword vector as named vectors ("" is the
-    default, unnamed one)."""
-    if keywords is None:
+    default, unnamed one). A text without terms stores no keyword vector: local mode
+    counted empty ones among BM25's documents, the other engines did not."""
+    if keywords is None or not keywords.indices:
         return dense
     return {"": dense, KEYWORD_VECTOR: sparse_vector(keywords)}
 
