@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from connectors_testdata import Array, StoreFactory, clustered
@@ -11,7 +13,9 @@ from embedserve.connectors import (
     CollectionSpec,
     Distance,
     Filter,
+    InvalidFilter,
     MatchAny,
+    MatchValue,
     PayloadIndexKind,
     PointRecord,
     Range,
@@ -86,3 +90,13 @@ def test_a_range_with_both_kinds_of_a_bound_keeps_the_tighter(
     assert store.count("r", within) == len(kept)
     store.delete("r", filter=within)
     assert store.count("r") == 4 - len(kept)
+
+
+@pytest.mark.parametrize("key", ["a[", "a..b", "a key", "$x", "\N{KEY}"])
+def test_a_condition_key_that_is_no_payload_path_is_refused_alike(
+    store: VectorStore, key: str
+) -> None:
+    """Each engine named a bad path its own way (local mode: "Invalid path", naming none)."""
+    store.create_collection(CollectionSpec("k", vector_size=2))
+    with pytest.raises(InvalidFilter, match=f"condition key {re.escape(repr(key))} is no payload"):
+        store.count("k", Filter(must=(MatchValue(key, 1),)))

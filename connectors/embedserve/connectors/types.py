@@ -50,6 +50,9 @@ _NAME_RE = re.compile(COLLECTION_NAME_PATTERN)
 # optionally followed by [] or [n] for arrays, joined by dots.
 _PATH_PART = r'(?:[\w-]+|"[^"]*")(?:\[\d*\])*'
 PAYLOAD_PATH = re.compile(rf"{_PATH_PART}(?:\.{_PATH_PART})*")
+PAYLOAD_PATH_RULE = (
+    'keys of letters, digits, _ and -, or "quoted", joined by dots, with [] or [n] for arrays'
+)
 # A field reached through objects only: keys of letters, digits, _ and -, joined by dots.
 OBJECT_PATH = re.compile(r"[\w-]+(?:\.[\w-]+)*")
 
@@ -308,6 +311,10 @@ Document = PointRecord
 def _check_key(key: str) -> None:
     if not isinstance(key, str) or not key:
         raise InvalidFilter(f"condition key must be a non-empty string, got {key!r}")
+    # Checked here so that every engine refuses a bad path alike (local mode's own
+    # message did not name it).
+    if not PAYLOAD_PATH.fullmatch(key):
+        raise InvalidFilter(f"condition key {key!r} is no payload path ({PAYLOAD_PATH_RULE})")
 
 
 def _is_match_value(value: object) -> bool:
@@ -812,8 +819,7 @@ class SearchParams:
             for key in keys:
                 if not PAYLOAD_PATH.fullmatch(key):
                     raise InvalidRequest(
-                        f"payload_keys: {key!r} is no payload path (keys of letters, digits, _ "
-                        'and -, or "quoted", joined by dots, with [] or [n] for arrays)'
+                        f"payload_keys: {key!r} is no payload path ({PAYLOAD_PATH_RULE})"
                     )
             object.__setattr__(self, "payload_keys", tuple(keys))
         _check_diversity(self)

@@ -143,11 +143,6 @@ def check_payload_update(
     if both := sorted(set(values) & set(keys)):
         raise InvalidRequest(f"keys both set and deleted: {', '.join(both)}")
     check_payload(values)
-    for key in keys:
-        if '"' in key:
-            raise InvalidRequest(
-                f"payload key {key!r}: a key holding '\"' cannot be deleted by name"
-            )
     return {**values, **dict.fromkeys(keys)}
 
 
