@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -25,7 +25,7 @@ class Pem:
         return str(cert), str(key)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -68,10 +68,16 @@ class CA:
     def pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, common_name: str, server: bool, names: tuple[str, ...] = ()) -> Pem:
-        """A certificate signed by this CA; a server's names localhost and 127.0.0.1, or
-        ``names`` alone where given."""
-        key = ec.generate_private_key(ec.SECP256R1())
+    def issue(
+        self, common_name: str, server: bool, names: tuple[str, ...] = (), rsa_key: bool = False
+    ) -> Pem:
+        """A certificate signed by this CA (of an EC key, or an RSA one); a server's names
+        localhost and 127.0.0.1, or ``names`` alone where given."""
+        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            if rsa_key
+            else ec.generate_private_key(ec.SECP256R1())
+        )
         now = datetime.datetime.now(datetime.UTC)
         builder = (
             x509.CertificateBuilder()

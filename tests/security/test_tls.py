@@ -16,6 +16,7 @@ import grpc
 import httpx
 import pytest
 from certs import CA
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from running_server import free_port
@@ -305,6 +306,54 @@ def test_unusable_tls_files_are_refused_at_start_naming_flag_and_file(
     assert main(["serve", *flags, "--data-dir", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
     assert err == f"embedserve: {message}\n"
+
+
+def presented_certificate(
+    server: ssl.SSLContext, client: ssl.SSLContext, name: str | None
+) -> bytes:
+    """The certificate (DER) ``server`` presents to ``client`` in a handshake in memory."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    served = server.wrap_bio(to_server, to_client, server_side=True)
+    asking = client.wrap_bio(to_client, to_server, server_hostname=name)
+    done: set[ssl.SSLObject] = set()
+    while len(done) < 2:
+        for side in (asking, served):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                side.do_handshake()
+                done.add(side)
+    certificate = asking.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
+
+
+def test_a_renewed_certificate_of_another_key_type_replaces_the_old_one_over_http(
+    pki: dict[str, Any], tmp_path: Path
+) -> None:
+    """OpenSSL keeps one certificate per key type in a context: an RSA pair loaded into
+    the live HTTP context left the EC pair it replaced served to every client that offers
+    ECDSA (curl, Python, OpenSSL's defaults), a retired key in use until a restart."""
+    renewing = CA("renewing CA")
+    ec_pair, rsa_pair = (
+        pki["ca"].issue("localhost", True),
+        renewing.issue("localhost", True, rsa_key=True),
+    )
+    cert, key = ec_pair.write(tmp_path, "live")
+    live = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    live.load_cert_chain(cert, key)  # as the HTTP server loads the files at start
+    certificates = Certificates(TlsSettings(tls_cert=cert, tls_key=key))
+    certificates.serve_http(live)
+    client = ssl.create_default_context(cadata=pki["ca"].pem.decode() + renewing.pem.decode())
+    der = serialization.Encoding.DER
+
+    def presented(name: str | None) -> bytes:
+        client.check_hostname = name is not None
+        return presented_certificate(live, client, name)
+
+    for pair, issuer in ((rsa_pair, renewing), (ec_pair, pki["ca"])):
+        pair.write(tmp_path, "live")
+        assert certificates.reload() is True
+        issued = x509.load_pem_x509_certificate(pair.cert).public_bytes(der)
+        assert presented("localhost") == presented(None) == issued, issuer.name
 
 
 def test_reloads_while_the_certificate_is_rewritten_in_place(

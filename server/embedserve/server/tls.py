@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import ssl
 import tempfile
 import threading
@@ -104,6 +105,13 @@ def check_pair(cert: str, key: str, pem: Pem) -> None:
             raise FailedPrecondition(f"{KEY} {key}: {exc}") from exc
 
 
+def _certificates_text(pem: bytes) -> str:
+    """The PEM certificates of a file, as the ASCII text ssl's ``cadata`` takes (a comment
+    beside them may hold other bytes)."""
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
+    return "\n".join(block.decode("ascii") for block in blocks)
+
+
 def check_client_ca(ca: str) -> None:
     """Refuse a client CA file that holds no certificate, naming the flag and the file."""
     try:
@@ -140,7 +148,7 @@ class Certificates(WatchedFiles):
             check_client_ca(ca)
         self._pending: grpc.ServerCertificateConfiguration | None = None
         self._lock = threading.Lock()  # gRPC fetches from its own threads
-        self._contexts: list[ssl.SSLContext] = []
+        self._http: ssl.SSLContext | None = None  # the HTTP handshakes' context, once serving
         super().__init__([settings.tls_cert, settings.tls_key], record)
 
     def _read_pem(self) -> Pem:
@@ -165,15 +173,27 @@ class Certificates(WatchedFiles):
         return pending
 
     def serve_http(self, context: ssl.SSLContext) -> None:
-        """This (the HTTP server's) context serves the pair in force, and reloads reach it."""
-        self._contexts.append(context)
-        self._put_in_force(self._in_force, [context])
+        """Each handshake of the HTTP server's ``context`` takes a context of the pair in
+        force. (Loaded into the live context, a reload replaced only the certificate of
+        its own key type: OpenSSL keeps one per type, so an EC pair stayed served to
+        clients that offer ECDSA after an RSA one replaced it.)"""
+        self._http = self._http_context(self._in_force)
+        context.sni_callback = self._to_pair_in_force  # called with or without a name
 
-    def _put_in_force(self, pem: Pem, contexts: list[ssl.SSLContext]) -> None:
+    def _to_pair_in_force(
+        self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        assert self._http is not None
+        connection.context = self._http
+
+    def _http_context(self, pem: Pem) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         with _as_files(pem) as (cert_file, key_file):
-            for context in contexts:
-                context.load_cert_chain(cert_file, key_file)
-        self._in_force = pem
+            context.load_cert_chain(cert_file, key_file)
+        if self._client_ca is not None:
+            context.load_verify_locations(cadata=_certificates_text(self._client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     def _load(self) -> bool:
         cert, key = self._settings.tls_cert, self._settings.tls_key
@@ -186,6 +206,8 @@ class Certificates(WatchedFiles):
             return False
         with self._lock:
             self._pending = self._configuration(pem)
-        self._put_in_force(pem, self._contexts)
+        if self._http is not None:
+            self._http = self._http_context(pem)
+        self._in_force = pem
         log.info("TLS certificate reloaded from %s", cert)
         return True

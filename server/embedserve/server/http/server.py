@@ -76,7 +76,8 @@ class HttpServer:
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context new connections are served with, once started."""
+        """The listener's TLS context, once started (Certificates.serve_http hands each
+        handshake to the pair in force)."""
         return self._server.config.ssl
 
     async def start(self) -> None:
