@@ -60,6 +60,21 @@ def test_the_folder_this_version_wrote_opens(tmp_path: Path) -> None:
             lambda d: d["aliases"].update(current="kw"),
             "names alias 'current', which is also the name of a collection",
         ),
+        # Hand edits of the wrong shape: each said only "'NoneType' object is not
+        # iterable" or the like, naming no file.
+        ("aliases.json", lambda d: d.update(aliases=None), "'aliases' is no object of names"),
+        ("aliases.json", lambda d: d.update(aliases=[]), "'aliases' is no object of names"),
+        (
+            "aliases.json",
+            lambda d: d.update(aliases={"a9": ["kw"]}),
+            "'aliases' is no object of names",
+        ),
+        ("collections/kw/collection.json", lambda d: d.update(spec=None), "'spec' is no object"),
+        (
+            "collections/kw/collection.json",
+            lambda d: d["spec"].update(payload_indexes=["k"]),
+            "unreadable collection spec",
+        ),
     ],
 )
 def test_a_folder_it_would_misread_is_refused_naming_the_file(

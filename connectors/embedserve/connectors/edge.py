@@ -286,8 +286,10 @@ class EdgeStore(ContextManagerMixin):
             return None
         try:
             saved = _read_versioned(spec_path)["spec"]
+            if not isinstance(saved, dict):
+                raise TypeError("'spec' is no object")
             spec = CollectionSpec.from_dict(saved)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StoreError(f"unreadable collection spec {str(spec_path)!r}: {exc}") from exc
         if unknown := sorted(set(saved) - set(CollectionSpec.__dataclass_fields__)):
             raise StoreError(
@@ -304,6 +306,10 @@ class EdgeStore(ContextManagerMixin):
             return {}
         try:
             aliases = _read_versioned(path)["aliases"]
+            if not isinstance(aliases, dict) or not all(
+                isinstance(name, str) for pair in aliases.items() for name in pair
+            ):
+                raise TypeError("'aliases' is no object of names")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"unreadable aliases file {str(path)!r}: {exc}") from exc
         # An alias resolves first, so a collection of its name could not be reached (an
