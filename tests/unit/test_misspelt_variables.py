@@ -23,13 +23,26 @@ def test_each_unknown_variable_is_named_with_the_setting_it_may_mean() -> None:
         "EMBEDSERVE_TARGET": "host:50051",
         "EMBEDSERVE_TLS_SERVER_NAME": "embed.example.com",
         "OTHER_MAX_BATCH_TOKEN": "1",
+        "EMBEDSERVE_model": "minilm",  # names are upper case
     }
     assert misspelt_variables(env, CLIENT_VARIABLES) == [
         "EMBEDSERVE_MAX_BATCH_TOKEN is not a setting, so it is ignored: "
         "did you mean EMBEDSERVE_MAX_BATCH_TOKENS?",
         "EMBEDSERVE_QDRANT_URLL is not a setting, so it is ignored: "
         "did you mean EMBEDSERVE_QDRANT_URL?",
+        "EMBEDSERVE_model is not a setting, so it is ignored: did you mean EMBEDSERVE_MODEL?",
     ]
+
+
+def test_a_client_variable_is_named_where_the_setting_it_is_close_to_is_unset() -> None:
+    """EMBEDSERVE_API_KEY is the client commands' key: set on a server meant to read
+    EMBEDSERVE_API_KEYS, it left auth off with no word of warning."""
+    assert misspelt_variables({"EMBEDSERVE_API_KEY": "k"}, CLIENT_VARIABLES) == [
+        "EMBEDSERVE_API_KEY is read by the client commands, not by serve: "
+        "did you mean EMBEDSERVE_API_KEYS?"
+    ]
+    both = {"EMBEDSERVE_API_KEY": "k", "EMBEDSERVE_API_KEYS": "k read"}
+    assert misspelt_variables(both, CLIENT_VARIABLES) == []
 
 
 def test_serve_logs_the_warning(tmp_path: Path) -> None:

@@ -150,18 +150,26 @@ class Settings:
 
 
 def misspelt_variables(env: Mapping[str, str], also_known: Iterable[str] = ()) -> list[str]:
-    """A line for each ``EMBEDSERVE_*`` variable that is no setting (nor in ``also_known``,
-    the client verbs' variables) but close to one's name: a misspelt name would leave its
-    setting at the default without a word. Others (the scripts' own) are not named."""
+    """A line for each ``EMBEDSERVE_*`` variable that is no setting but close to one's
+    name (in any case): a misspelt name would leave its setting at the default without a
+    word. ``also_known`` (the client verbs' variables) are named only where the setting
+    they are close to is unset: EMBEDSERVE_API_KEY on a server meant to read
+    EMBEDSERVE_API_KEYS left it open. Others (the scripts' own) are not named."""
     settings = [f.name.upper() for f in dataclasses.fields(Settings)]
-    known = {*settings, *also_known}
     lines = []
     for variable in sorted(v for v in env if v.startswith(ENV_PREFIX)):
         name = variable.removeprefix(ENV_PREFIX)
-        if name not in known and (close := difflib.get_close_matches(name, settings, 1, 0.8)):
+        if name in settings:
+            continue
+        close = difflib.get_close_matches(name.upper(), settings, 1, 0.8)
+        if not close:
+            continue
+        meant = ENV_PREFIX + close[0]
+        if name not in also_known:
+            lines.append(f"{variable} is not a setting, so it is ignored: did you mean {meant}?")
+        elif meant not in env:
             lines.append(
-                f"{variable} is not a setting, so it is ignored: "
-                f"did you mean {ENV_PREFIX}{close[0]}?"
+                f"{variable} is read by the client commands, not by serve: did you mean {meant}?"
             )
     return lines
 
