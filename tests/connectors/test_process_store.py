@@ -75,6 +75,19 @@ def test_same_answers_as_the_in_process_engine(tmp_path: Path) -> None:
             child.upsert("c", [PointRecord("k", [0.5] * 16, keywords=document_terms("a cat"))])
 
 
+def test_a_module_named_embedserve_in_the_working_folder_is_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m`` searched the working folder first: started where an embedserve.py
+    lies, the store's child ran it and failed, and the server did not start."""
+    (tmp_path / "embedserve.py").write_text("raise SystemExit('the wrong embedserve ran')\n")
+    monkeypatch.chdir(tmp_path)
+    with ProcessStore("data") as store:  # relative to the working folder, as given
+        store.create_collection(CollectionSpec("c", vector_size=2))
+        assert store.list_collections() == ["c"]
+    assert (tmp_path / "data").is_dir()
+
+
 def test_a_dead_child_is_restarted_and_its_data_recovered(tmp_path: Path) -> None:
     child = ProcessStore(str(tmp_path))
     scenario(child)

@@ -146,9 +146,12 @@ class ProcessStore(ContextManagerMixin):
         # never re-imported in the child.
         parent_sock, child_sock = socket.socketpair()
         root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+        # An empty entry would be the working folder.
+        paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         command = [
             sys.executable,
+            "-P",  # the working folder not searched first: an embedserve.py there would win
             "-m",
             f"{__package__}._store_worker",
             str(child_sock.fileno()),

@@ -110,6 +110,12 @@ class InferenceFailed(EmbedServeError):
     kind = ErrorKind.UNAVAILABLE
 
 
+class AnalysisFailed(EmbedServeError):
+    """Analysis work run in a child process ended without its answer."""
+
+    kind = ErrorKind.INTERNAL
+
+
 class ModelLoadError(EmbedServeError):
     """The model could not be loaded; the message says which model and what to do instead."""
 

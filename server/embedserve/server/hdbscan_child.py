@@ -8,6 +8,8 @@ child process runs it beside the server and is killed at the caller's checkpoint
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.cluster import HDBSCAN
 
+from embedserve.server.errors import AnalysisFailed
 from embedserve.server.stoppable import Checkpoint, never_stopped
 
 # Below this many points HDBSCAN takes well under a second in-process (about 0.1 s at
@@ -36,7 +39,9 @@ def hdbscan_labels(
     rows = np.ascontiguousarray(points, dtype=np.float64)
     if len(rows) < in_process_below:
         return _fit(rows, min_cluster_size)
-    command = [sys.executable, "-m", __name__, *map(str, (*rows.shape, min_cluster_size))]
+    # -P: the server's working folder is not searched first (an embedserve.py there
+    # would take the package's place).
+    command = [sys.executable, "-P", "-m", __name__, *map(str, (*rows.shape, min_cluster_size))]
     child = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -55,11 +60,19 @@ def hdbscan_labels(
         talker.join()
     out, err = answer
     if child.returncode != 0:
-        reason = err.decode(errors="replace").strip().splitlines()[-1:] or [
-            f"exit status {child.returncode}"
-        ]
-        raise RuntimeError(f"HDBSCAN's child process failed: {reason[0]}")
+        raise AnalysisFailed(f"HDBSCAN's child process failed: {_why(child.returncode, err)}")
     return np.frombuffer(out, dtype=np.int64).copy()
+
+
+def _why(code: int, err: bytes) -> str:
+    if code == -signal.SIGKILL:  # what the kernel sends when memory runs out
+        return "killed by SIGKILL (out of memory?)"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    last = err.decode(errors="replace").strip().splitlines()[-1:]
+    return last[0] if last else f"exit status {code}"
 
 
 def _fit(rows: npt.NDArray[np.float64], min_cluster_size: int) -> npt.NDArray[np.int64]:
