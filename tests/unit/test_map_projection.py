@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +34,35 @@ def test_three_different_points_are_three_places_on_a_tsne_map(seed: int) -> Non
     places = project(points, Projection(method="tsne"), lambda _: None)
     gaps = [np.linalg.norm(places[i] - places[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
     assert min(gaps) > 1.0
+
+
+def test_field_values_of_other_types_that_read_alike_stay_apart() -> None:
+    """The text "1" and the number 1 were one group, an empty text had a blank name, a
+    text "noise" was drawn grey as noise, and an object showed as Python's repr."""
+    from embedserve.client.maps.labels import NO_VALUE, OTHER_COLOR, field_labels, groups
+    from embedserve.client.maps.points import MapPoints
+
+    values: list[Any] = ["1", 1, 1.0, "", "noise", "(no value)", None, {"b": 1, "a": [2]}, "x"]
+    points = MapPoints(
+        [str(i) for i in range(len(values))],
+        np.zeros((len(values), 2)),
+        [None] * len(values),
+        [{"k": v} for v in values],
+        total=len(values),
+    )
+    assert field_labels(points, "k") == [
+        '"1"',
+        "1",
+        "1",
+        '""',
+        '"noise"',
+        '"(no value)"',
+        NO_VALUE,
+        '{"a": [2], "b": 1}',
+        "x",
+    ]
+    grey = {g.name for g in groups(field_labels(points, "k")) if g.color == OTHER_COLOR}
+    assert grey == {NO_VALUE}
 
 
 def test_the_html_map_shows_names_and_texts_as_text(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ in drawing order with their colours."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -56,7 +57,20 @@ def field_labels(points: MapPoints, field: str) -> list[str]:
         raise ValueError(
             f"--color-by {field}: no point has a payload field {field!r} (fields: {fields})"
         )
-    return [NO_VALUE if v is None else _as_text(v) for v in values]
+    shown = [None if v is None else _as_text(v) for v in values]
+    # A text that reads as another value, as no value or noise (grey), or as nothing at
+    # all is shown in quotes: "1" and 1 were one group, and a text "noise" was drawn grey.
+    taken = {NO_VALUE, NOISE, ""} | {
+        t for t, v in zip(shown, values, strict=True) if t is not None and not isinstance(v, str)
+    }
+    return [
+        NO_VALUE
+        if t is None
+        else json.dumps(t, ensure_ascii=False)
+        if isinstance(v, str) and t in taken
+        else t
+        for t, v in zip(shown, values, strict=True)
+    ]
 
 
 def cluster_labels(response: Any, ids: Sequence[str]) -> list[str]:
@@ -93,4 +107,6 @@ def _as_text(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)
