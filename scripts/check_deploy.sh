@@ -223,11 +223,30 @@ for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
     assert "/etc/embedserve/tls/ca.crt" in command and "embedserve health" in command, command
 assert container["readinessProbe"]["failureThreshold"] >= 2, container["readinessProbe"]
 PY
-render_and_check "bundled Qdrant cluster, model cache on a claim" \
-  --set qdrant.enabled=true --set modelCache.existingClaim=models
+render_and_check "bundled Qdrant cluster with a key, model cache on a claim" \
+  --set qdrant.enabled=true --set modelCache.existingClaim=models \
+  --set qdrant.apiKeySecret.name=qdrant-key --set qdrant.apiKeySecret.key=api-key
 expect_env EMBEDSERVE_DEFAULT_SHARD_NUMBER '"3"' "the bundled cluster's layout"
 expect_env EMBEDSERVE_DEFAULT_REPLICATION_FACTOR '"2"' "the bundled cluster's layout"
 expect_env EMBEDSERVE_DEFAULT_WRITE_CONSISTENCY_FACTOR '"1"' "the bundled cluster's layout"
+pycheck "bundled cluster: Qdrant requires the key sent, peers on the p2p port, drain within the pod's grace" "$last" <<'PY'
+import re, sys, yaml
+documents = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pod = next(d for d in documents if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+qdrant = next(d for d in documents if d["kind"] == "StatefulSet")["spec"]["template"]["spec"]
+embed, node = pod["containers"][0], qdrant["containers"][0]
+env = {e["name"]: e for e in embed["env"]}
+node_env = {e["name"]: e for e in node["env"]}
+sent = env["EMBEDSERVE_QDRANT_API_KEY"]["valueFrom"]["secretKeyRef"]
+required = node_env.get("QDRANT__SERVICE__API_KEY", {}).get("valueFrom", {}).get("secretKeyRef")
+assert required == sent, f"embedserve sends the key of {sent}; the bundled Qdrant requires {required}"
+p2p = node_env["QDRANT__CLUSTER__P2P__PORT"]["value"]
+peer_ports = re.findall(r"http://[^\s\"]*:(\d+)", node["args"][0])
+assert len(peer_ports) == 2 and set(peer_ports) == {p2p}, (peer_ports, p2p)
+sleep = int(embed["lifecycle"]["preStop"]["exec"]["command"][1])
+drain = float(env["EMBEDSERVE_GRACE_PERIOD_S"]["value"])
+assert pod["terminationGracePeriodSeconds"] > sleep + drain, (pod["terminationGracePeriodSeconds"], sleep, drain)
+PY
 release="$(printf 'r%.0s' {1..43})-embedding" render_and_check \
   "a release name of Helm's longest, 53 characters, with the bundled Qdrant" --set qdrant.enabled=true
 pycheck "names within Kubernetes' limits, restricted security context on every container" "$last" <<'PY'
