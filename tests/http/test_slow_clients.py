@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from embedserve.server.http import slow_clients
+from embedserve.server.http import observe, slow_clients
 
 HEAD = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -152,3 +152,24 @@ def test_a_pipelined_request_whose_body_stops_is_dropped_too(
         sock.sendall(embed_request(BODY) + BODY + embed_request(BODY) + BODY[:5])
         assert answer(sock).startswith(b"HTTP/1.1 200")
         assert closed_within(sock, 20)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"), [(b"/api/v1/nowhere", b"404"), (b"/api/v1/embed", b"400")]
+)
+def test_an_answer_before_the_body_goes_out_at_once_to_a_client_waiting_to_continue(
+    both: Any, monkeypatch: pytest.MonkeyPatch, path: bytes, status: bytes
+) -> None:
+    """A client sending Expect: 100-continue (curl, past 1 MB) holds its body until told to
+    continue; an answer given before the body was read (a 404, a body declared too large)
+    waited for the body to drain, which never came: 5 s on every such answer."""
+    monkeypatch.setattr(observe, "_DRAIN_SECONDS", 60.0)
+    head = (
+        b"POST %s HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
+        b"expect: 100-continue\r\ncontent-length: 200000000\r\n\r\n" % path
+    )
+    with socket.create_connection(("127.0.0.1", both.server.http.port), timeout=20) as sock:
+        sock.sendall(head)
+        got = answer(sock)
+    assert got.startswith(b"HTTP/1.1 " + status)
+    assert got.rstrip().endswith(b"}")  # the whole JSON error, not only the head

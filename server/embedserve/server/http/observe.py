@@ -131,6 +131,11 @@ class ObserveMiddleware:
         # Refused at the route's first read (not before routing: the call counts under it).
         declared_over = limited and self._too_large(headers)
         received = 0
+        # A client that asked to be told to continue (curl does past 1 MB) sends its body
+        # only once told, which the server does at the call's first read: answered before
+        # that, it sends none, and waiting to drain one held the answer for _DRAIN_SECONDS.
+        holds_body = headers.get(b"expect", b"").lower() == b"100-continue"
+        asked = False  # the call has read from the server (which told it to continue)
 
         def client_gone() -> None:
             """The client left before the answer's end: nobody will read it, so the work
@@ -161,7 +166,8 @@ class ObserveMiddleware:
             return message
 
         async def receive_tracked() -> Message:
-            nonlocal body_read
+            nonlocal body_read, asked
+            asked = True
             message = await receive()
             body_read = body_read or not message.get("more_body", False)
             return message
@@ -205,7 +211,7 @@ class ObserveMiddleware:
                 answered = True  # its last message
                 # With the request body not read to its end; not when the server is going
                 # away (it closes the connection anyway).
-                if not body_read and not shut_down:
+                if not body_read and not shut_down and (asked or not holds_body):
                     limit = max(2 * self._max_body, _DRAIN_BYTES)
                     await _drain(receive_tracked, limit, self._drain_seconds())
             await send(message)
