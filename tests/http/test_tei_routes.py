@@ -149,6 +149,15 @@ def test_tokenize_gives_tei_tokens(start_http_server: Any, tiny_modernbert_path:
     prompt_tokens = prompted[1 : len(prompted) - len(plain) + 1]  # "search_query: "
     assert prompt_tokens and all(t["start"] is None and not t["special"] for t in prompt_tokens)
     assert prompted[-4:-1] == plain[1:-1]  # the text's own spans, not shifted by the prompt
+    # TEI's spans count UTF-8 bytes (its Rust tokenizer's), not characters: a TEI client
+    # cutting the input's bytes by them got broken characters.
+    wide = "é漢字 Hello"
+    with httpx.Client(base_url=running.url, timeout=60) as http:
+        (spans,) = http.post("/tokenize", json={"inputs": wide}).json()
+    in_text = [t for t in spans if t["start"] is not None]
+    assert in_text[-1]["stop"] == len(wide.encode())
+    for token in in_text:
+        assert wide.encode()[token["start"] : token["stop"]].decode() == token["text"]
 
 
 def test_decode_gives_back_the_text(both: Any) -> None:

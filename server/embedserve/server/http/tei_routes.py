@@ -10,6 +10,7 @@ cut unless ``truncate`` is false, as everywhere in this server.
 
 from __future__ import annotations
 
+import itertools
 from importlib import metadata
 from typing import Annotated, Any
 
@@ -100,7 +101,9 @@ async def score(body: TeiSimilarityRequest, request: Request, caller: Caller) ->
 
 def _tei_tokens(text: str, detail: TokenDetail, with_special: bool) -> list[dict[str, Any]]:
     """TEI's tokens: a text token's span and the text under it; the tokenizer's added
-    tokens and the prompt's have no span in the text."""
+    tokens and the prompt's have no span in the text. TEI's spans count the text's UTF-8
+    bytes, as its (Rust) tokenizer does, where Python's count characters."""
+    byte_at = list(itertools.accumulate((len(c.encode()) for c in text), initial=0))
     tokens: list[dict[str, Any]] = []
     for token_id, token, (start, stop), special in zip(
         detail.ids, detail.tokens, detail.offsets, detail.special, strict=True
@@ -113,8 +116,8 @@ def _tei_tokens(text: str, detail: TokenDetail, with_special: bool) -> list[dict
                 "id": token_id,
                 "text": text[start:stop] if in_text else token,
                 "special": special,
-                "start": start if in_text else None,
-                "stop": stop if in_text else None,
+                "start": byte_at[start] if in_text else None,
+                "stop": byte_at[stop] if in_text else None,
             }
         )
     return tokens
