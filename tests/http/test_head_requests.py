@@ -57,6 +57,8 @@ def test_head_answers_as_get_without_the_body(both: Any) -> None:
         post_only = http.head("/v1/embeddings")
         assert (post_only.status_code, post_only.headers["allow"]) == (405, "POST")
         assert http.put("/health").headers["allow"] == "GET, HEAD"
+        # Within a mount too (its Allow was empty).
+        assert http.post("/docs-assets/swagger-ui.css").headers["allow"] == "GET, HEAD"
         # Counted as the RPC its GET mirrors.
         info = ROUTE_METHODS["GET /v1/models"]
         before = _count(both, info)

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 from embedserve.server.errors import EmbedServeError
 from embedserve.server.http.responses import TEI_PATHS, core_error_response, error_response
@@ -100,11 +100,16 @@ def allowed_methods(request: Request) -> list[str]:
     Starlette's own Allow header names only the first route that matched (GET, where GET
     and POST share a path)."""
     routes = request.app.routes
+    # Matched from the app's root: within a mount (the docs' assets) the scope's root_path
+    # is the mount's, and no route of the app matched there.
+    scope = {**request.scope, "root_path": request.scope.get("app_root_path", "")}
     return [
         verb
         for verb in _VERBS
         if any(
-            route.matches({**request.scope, "method": "GET" if verb == "HEAD" else verb})[0]
+            # A mount matches any verb; the app's one serves static files (docs.py).
+            (verb in ("GET", "HEAD") or not isinstance(route, Mount))
+            and route.matches({**scope, "method": "GET" if verb == "HEAD" else verb})[0]
             is Match.FULL
             for route in routes
         )
