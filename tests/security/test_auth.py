@@ -142,6 +142,7 @@ def test_http_missing_and_wrong_keys(http: httpx.Client) -> None:
             assert status_of(http, route, "docs", key, scheme) == 401, (route, key, scheme)
     reply = http.post("/v1/embeddings", json={"input": "x"})
     assert reply.json()["error"]["type"] == "authentication_error"
+    assert reply.headers["www-authenticate"] == "Bearer"  # as HTTP asks of a 401
     denied = http.post("/api/v1/collections", json={"name": "x"}, headers=_auth(KEYS["read"]))
     assert denied.json()["error"]["status"] == "PERMISSION_DENIED"
     assert "needs role admin" in denied.json()["error"]["message"]

@@ -97,6 +97,8 @@ def error_response(
     """``status`` overrides the code's HTTP status where HTTP has a closer one (405, 415)."""
     request.scope[CODE_KEY] = code.name
     status = status or http_status(request.url.path, code)
+    if status == 401:  # HTTP asks a 401 to name how to authenticate (RFC 9110, 15.5.2)
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return json_response(error_body(request.url.path, code, message, status), status, headers)
 
 
