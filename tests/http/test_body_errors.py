@@ -109,6 +109,26 @@ def test_a_compressed_body_is_415_in_each_routes_shape(both: Any) -> None:
         assert http.get("/api/v1/collections", headers={"content-encoding": "gzip"}).is_success
 
 
+def test_a_body_in_another_charset_is_415_naming_it(both: Any) -> None:
+    """Read as UTF-8, a UTF-16 body failed as JSON that is not ("Expecting property name",
+    its NUL bytes being UTF-8), naming no charset."""
+    body = json.dumps({"inputs": ["hi"]})
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        declared = {"content-type": "application/json; charset=UTF-16LE"}
+        refused = http.post("/api/v1/embed", content=body.encode("utf-16-le"), headers=declared)
+        assert refused.status_code == 415, refused.text
+        assert refused.json()["error"]["message"] == (
+            "the body is declared charset=utf-16le; this server reads JSON as UTF-8 "
+            "(RFC 8259): send it as UTF-8"
+        )
+        ndjson = {"content-type": "application/x-ndjson; charset=latin-1"}
+        streamed = http.post("/api/v1/embed-stream", content=body.encode(), headers=ndjson)
+        assert streamed.status_code == 415, streamed.text
+        for utf8 in ("utf-8", '"UTF8"'):
+            named = {"content-type": f"application/json; charset={utf8}"}
+            assert http.post("/api/v1/embed", content=body, headers=named).status_code == 200
+
+
 def test_the_document_lists_415_for_every_operation_taking_a_body() -> None:
     document = build_app(Backend(Settings(), KeyRing([]), Drain()), Metrics()).openapi()
     operations = [(v, p, o) for p, ops in document["paths"].items() for v, o in ops.items()]

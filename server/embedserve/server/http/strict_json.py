@@ -5,9 +5,10 @@ as UTF-8), which the tokenizer and the store then fail on far from the request. 
 sees one: protobuf refuses a string that is not UTF-8. The routes here use
 :class:`StrictJsonRoute`, whose request decodes JSON as Python does and then refuses them.
 
-Bodies are read as sent: one declared compressed (``Content-Encoding: gzip``) is refused
-with 415 before it is read, rather than failing as text that is not UTF-8 (or, declared
-``br`` and sent plain, being read as something the client did not mean).
+Bodies are read as sent, as UTF-8: one declared compressed (``Content-Encoding: gzip``)
+or in another charset is refused with 415 before it is read, rather than failing as text
+that is not UTF-8 (or, declared ``br`` and sent plain, being read as something the client
+did not mean).
 """
 
 from __future__ import annotations
@@ -84,6 +85,22 @@ def refuse_encoded_body(request: Request) -> None:
         )
 
 
+def refuse_other_charset(request: Request) -> None:
+    """Refuse (415) a body declared in a charset other than UTF-8 (``Content-Type: ...;
+    charset=utf-16le``): JSON is UTF-8 (RFC 8259), and such a body read as UTF-8 failed
+    as JSON that is not (NUL bytes are UTF-8), naming no charset."""
+    _, _, parameters = request.headers.get("content-type", "").partition(";")
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in {"utf-8", "utf8"}:
+            raise HTTPException(
+                415,
+                f"the body is declared charset={charset}; this server reads JSON as UTF-8 "
+                "(RFC 8259): send it as UTF-8",
+            )
+
+
 class StrictJsonRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
@@ -99,6 +116,7 @@ class StrictJsonRoute(APIRoute):
 
         async def strict(request: Request) -> Response:
             refuse_encoded_body(request)  # before FastAPI reads the body as JSON
+            refuse_other_charset(request)
             return await handler(StrictJsonRequest(request.scope, request.receive))
 
         return strict
