@@ -177,20 +177,46 @@ def test_a_run_of_one_step_trains_with_the_default_warm_up(
     from embedserve.server.finetune.prompts import task_prompts
     from embedserve.server.finetune.training import TrainSettings, train, warmup_steps
 
-    pairs = read_pairs(small_pairs, "--train")[:10]
+    # Ten pairs of ten documents: one batch holds them all.
+    pairs = list({p.positive: p for p in read_pairs(small_pairs, "--train")}.values())[:10]
     settings = TrainSettings(
         epochs=1, batch_size=16, lr=1e-3, max_seq_length=64, matryoshka_dims=(),
         cached_mini_batch=None, warmup_ratio=0.1, seed=0, checkpoint_dir=tmp_path / "c",
         save_steps=100, resume=False, device="cpu",
     )  # fmt: skip
-    assert warmup_steps(pairs, settings) == 0
-    assert warmup_steps(pairs * 10, dataclasses.replace(settings, epochs=3)) == 2  # of 21
+    assert warmup_steps(1, settings) == 0
+    assert warmup_steps(7, dataclasses.replace(settings, epochs=3)) == 2  # of 21
     base = load_base(str(tiny_base), "cpu")
     before = [p.detach().clone() for p in base.model.parameters()]
     assert train(base.model, pairs, task_prompts(base.spec), settings).steps == 1
     after = list(base.model.parameters())
     changed = [not (a == b.detach()).all() for a, b in zip(before, after, strict=True)]
     assert sum(changed) > len(changed) // 2
+
+
+def test_an_epoch_trains_every_pair_where_queries_share_documents(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    """A batch holds one pair per document (a text twice would be its own negative): 200
+    questions to 10 documents need 20 batches for a pass. The sampler counted 200 / 32 = 7,
+    and the trainer ended the epoch there: 60 of the 200 pairs trained."""
+    from embedserve.server.finetune.model_io import load_base
+    from embedserve.server.finetune.pairs import Pair
+    from embedserve.server.finetune.prompts import task_prompts
+    from embedserve.server.finetune.training import TrainSettings, train
+
+    pairs = [
+        Pair(f"question {q} about topic {d}", f"the document on topic {d}", None)
+        for d in range(10)
+        for q in range(20)
+    ]
+    settings = TrainSettings(
+        epochs=1, batch_size=32, lr=1e-3, max_seq_length=32, matryoshka_dims=(),
+        cached_mini_batch=None, warmup_ratio=0.1, seed=0, checkpoint_dir=tmp_path / "c",
+        save_steps=1000, resume=False, device="cpu",
+    )  # fmt: skip
+    base = load_base(str(tiny_base), "cpu")
+    assert train(base.model, pairs, task_prompts(base.spec), settings).steps >= 20
 
 
 def test_bad_input_is_named_and_nothing_is_written(
@@ -235,8 +261,9 @@ def test_bad_input_is_named_and_nothing_is_written(
     for (flag, value), expected in refused.items():
         fails(finetune_args(tiny_base, small_pairs, out, flag, value), expected)
     out.mkdir()
-    assert main(finetune_args(tiny_base, small_pairs, out)) == 2
-    assert f"--out {out} already exists" in capsys.readouterr().err
+    for existing in (out, Path(".")):  # "." raised a traceback: it has no name to add to
+        assert main(finetune_args(tiny_base, small_pairs, existing)) == 2
+        assert f"--out {existing} already exists" in capsys.readouterr().err
 
 
 def test_missing_extra_names_it(

@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -121,15 +122,18 @@ def _check_flags(args: argparse.Namespace) -> Paths:
         raise FinetuneError(f"--seed must be from 0 to 2**32 - 1; got {args.seed}")
     _check_device(args.device)
     out = Path(args.out)
-    paths = Paths(
-        out, out.with_name(out.name + ".partial"), out.with_name(out.name + ".checkpoints")
-    )
-    if out.exists():
+    if out.exists():  # "." and "/" too, which have no name to add to
         raise FinetuneError(
             f"--out {out} already exists; choose a new folder (nothing was written)"
         )
     if not out.parent.is_dir():
         raise FinetuneError(f"--out {out}: the folder {out.parent} does not exist")
+    # Before the model loads and the first evaluation runs, not at the first checkpoint.
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise FinetuneError(f"--out {out}: the folder {out.parent} cannot be written to")
+    paths = Paths(
+        out, out.with_name(out.name + ".partial"), out.with_name(out.name + ".checkpoints")
+    )
     # Whole checkpoints only: an interrupt before the first leaves the folder empty, and
     # one while a checkpoint was written leaves that one without its state.
     earlier = paths.checkpoints.is_dir() and last_checkpoint(paths.checkpoints) is not None

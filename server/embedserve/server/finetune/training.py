@@ -96,14 +96,11 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(folder / f"checkpoint-{max(steps)}") if steps else None
 
 
-def warmup_steps(pairs: Sequence[Pair], settings: TrainSettings) -> int:
+def warmup_steps(batches_per_epoch: int, settings: TrainSettings) -> int:
     """The warm-up's steps: ``warmup_ratio`` of the run's, rounded down. (The trainer rounds
     a ratio up, so a run of one step spent it warming up, at a learning rate of 0, and
     wrote the base model back unchanged.)"""
-    triplets = sum(1 for p in pairs if p.negative is not None)
-    sizes = [n for n in (len(pairs) - triplets, triplets) if n]  # one dataset each
-    per_epoch = sum(math.ceil(n / settings.batch_size) for n in sizes)
-    return int(settings.warmup_ratio * math.ceil(settings.epochs * per_epoch))
+    return int(settings.warmup_ratio * math.ceil(settings.epochs * batches_per_epoch))
 
 
 def train(
@@ -114,7 +111,8 @@ def train(
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
     )
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    from embedserve.server.finetune.sampler import WholePassSampler
 
     served_length = model.max_seq_length
     if settings.max_seq_length:
@@ -124,12 +122,11 @@ def train(
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.lr,
-        warmup_steps=warmup_steps(pairs, settings),
         seed=settings.seed,
         bf16=use_bf16(settings.device),
         use_cpu=settings.device == "cpu",
         # A text twice in one batch would be its own "negative".
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        batch_sampler=WholePassSampler,
         prompts=prompts.by_column() or None,
         save_strategy="steps",
         save_steps=settings.save_steps,
@@ -142,6 +139,9 @@ def train(
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=_datasets(pairs), loss=_loss(model, settings)
     )
+    # Known once the sampler has counted an epoch's batches.
+    batches = len(trainer.get_train_dataloader())
+    trainer.args.warmup_steps = warmup_steps(batches, settings)
     checkpoint = last_checkpoint(settings.checkpoint_dir) if settings.resume else None
     if settings.resume and checkpoint is None:
         raise FinetuneError(f"--resume: there are no checkpoints in {settings.checkpoint_dir}")
