@@ -142,28 +142,36 @@ def test_finetuned_folder_serves_the_vectors_sentence_transformers_computes(
 
 
 def test_resume_continues_from_the_last_checkpoint(
-    tiny_base: Path, small_pairs: Path, tmp_path: Path
+    tiny_base: Path, small_pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from embedserve.server.finetune.model_io import load_base
-    from embedserve.server.finetune.pairs import read_pairs
+    from embedserve.server.finetune.pairs import read_pairs, split_heldout
     from embedserve.server.finetune.prompts import task_prompts
     from embedserve.server.finetune.training import TrainSettings, train
 
     out = tmp_path / "resumed"
     checkpoints = tmp_path / "resumed.checkpoints"
-    # A first run that stops after one epoch (3 steps of 16), as an interrupted one would.
+    # A first run that stops after one epoch, as an interrupted one would: the pairs and
+    # settings of the command below (its held-out share carved out, the default warm-up).
+    pairs, _ = split_heldout(read_pairs(small_pairs, "--train"), 0.1, 0)
     base = load_base(str(tiny_base), "cpu")
     settings = TrainSettings(
         epochs=1, batch_size=16, lr=1e-3, max_seq_length=64, matryoshka_dims=(),
-        cached_mini_batch=None, warmup_ratio=0.0, seed=0, checkpoint_dir=checkpoints,
+        cached_mini_batch=None, warmup_ratio=0.1, seed=0, checkpoint_dir=checkpoints,
         save_steps=1, resume=False, device="cpu",
     )  # fmt: skip
-    first = train(base.model, read_pairs(small_pairs, "--train"), task_prompts(base.spec), settings)
-    assert first.resumed_from is None and first.steps == 3
+    first = train(base.model, pairs, task_prompts(base.spec), settings)
+    assert first.resumed_from is None and first.steps >= 2
+    # Another run's flags: its checkpoints would be taken as they are and trained no more.
+    other = finetune_args(tiny_base, small_pairs, out, "--epochs", "2", "--resume", "--seed", "5")
+    assert main(other) == 2
+    assert "are of another run (other training pairs; seed 0 there, 5 here)" in (
+        capsys.readouterr().err
+    )
     assert main(finetune_args(tiny_base, small_pairs, out, "--epochs", "2", "--resume")) == 0
     report = read_json(out / "finetune-report.json")
-    assert report["resumed_from"] == "checkpoint-3"
-    assert report["steps"] == 6
+    assert report["resumed_from"] == f"checkpoint-{first.steps}"
+    assert report["steps"] == 2 * first.steps
     assert not checkpoints.exists()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +76,42 @@ def _loss(model: Any, settings: TrainSettings) -> Any:
 
 
 TRAINER_STATE = "trainer_state.json"
+# What a run trains on and how, kept beside its checkpoints: a resumed run must match it.
+RUN_RECORD = "finetune-run.json"
+
+
+def _run_record(pairs: Sequence[Pair], settings: TrainSettings) -> dict[str, Any]:
+    """What a resumed run must share with the one it continues (its epochs may grow)."""
+    digest = hashlib.sha256()
+    for pair in pairs:
+        digest.update(json.dumps([pair.query, pair.positive, pair.negative]).encode())
+    kept = ("batch_size", "lr", "max_seq_length", "cached_mini_batch", "warmup_ratio", "seed")
+    return {
+        "pairs": digest.hexdigest(),
+        "matryoshka_dims": list(settings.matryoshka_dims),
+        **{name: getattr(settings, name) for name in kept},
+    }
+
+
+def _check_resumed_run(record: Path, run: dict[str, Any]) -> None:
+    """Refuse to resume checkpoints of another run: the trainer took them as they were
+    and trained nothing more, and the report named this run's data and settings."""
+    if not record.is_file():
+        return  # checkpoints of a version that kept no record
+    earlier = json.loads(record.read_text("utf-8"))
+    changed = [
+        f"{name} {earlier.get(name)!r} there, {value!r} here"
+        for name, value in run.items()
+        if name != "pairs" and earlier.get(name) != value
+    ]
+    if earlier.get("pairs") != run["pairs"]:
+        changed.insert(0, "other training pairs")
+    if changed:
+        raise FinetuneError(
+            f"--resume: the checkpoints in {record.parent} are of another run "
+            f"({'; '.join(changed)}): give its files and flags (--epochs may grow), or "
+            "delete that folder"
+        )
 
 
 def use_bf16(device: str) -> bool:
@@ -145,6 +183,12 @@ def train(
     checkpoint = last_checkpoint(settings.checkpoint_dir) if settings.resume else None
     if settings.resume and checkpoint is None:
         raise FinetuneError(f"--resume: there are no checkpoints in {settings.checkpoint_dir}")
+    run, record = _run_record(pairs, settings), settings.checkpoint_dir / RUN_RECORD
+    if settings.resume:
+        _check_resumed_run(record, run)
+    else:
+        settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(run) + "\n", "utf-8")
     trainer.train(resume_from_checkpoint=checkpoint)
     # The training length is a training setting; the served model keeps its own.
     model.max_seq_length = served_length
