@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import sys
 from collections.abc import Callable
@@ -272,6 +273,19 @@ def test_bad_input_is_named_and_nothing_is_written(
     for existing in (out, Path(".")):  # "." raised a traceback: it has no name to add to
         assert main(finetune_args(tiny_base, small_pairs, existing)) == 2
         assert f"--out {existing} already exists" in capsys.readouterr().err
+
+
+def test_a_second_run_to_one_out_is_refused_while_the_first_runs(
+    tiny_base: Path, small_pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs to one --out shared its checkpoints and partial folder, and the second
+    trained to its end only to fail at the rename."""
+    out = tmp_path / "model"
+    with open(tmp_path / "model.lock", "w") as first_run:  # as a first run holds it
+        fcntl.flock(first_run, fcntl.LOCK_EX)
+        assert main(finetune_args(tiny_base, small_pairs, out)) == 2
+    assert f"--out {out}: another finetune run is writing it" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_missing_extra_names_it(

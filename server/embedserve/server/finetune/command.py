@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import fcntl
 import importlib.util
 import json
 import math
@@ -17,6 +18,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +172,33 @@ def _require_extra() -> None:
 
 def finetune(args: argparse.Namespace) -> dict[str, Any]:
     """The whole run; returns the report that is also written next to the model."""
-    started = time.monotonic()
     paths = _check_flags(args)
+    with _only_run(paths):
+        return _finetune(args, paths)
+
+
+@contextlib.contextmanager
+def _only_run(paths: Paths) -> Iterator[None]:
+    """Hold a lock beside ``--out`` for the run: two runs to one ``--out`` shared its
+    checkpoints and partial folder, and the second lost its trained model at the end."""
+    lock = paths.out.with_name(paths.out.name + ".lock")
+    with open(lock, "w") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FinetuneError(
+                f"--out {paths.out}: another finetune run is writing it ({lock} is held)"
+            ) from None
+        try:
+            if paths.out.exists():  # written by a run that ended since the flags' check
+                raise FinetuneError(f"--out {paths.out} already exists; choose a new folder")
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def _finetune(args: argparse.Namespace, paths: Paths) -> dict[str, Any]:
+    started = time.monotonic()
     train_pairs = read_pairs(args.train, "--train")
     if args.eval is not None:
         heldout = read_pairs(args.eval, "--eval")
