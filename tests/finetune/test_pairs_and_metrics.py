@@ -13,7 +13,13 @@ import pytest
 from embedserve.server.finetune.errors import FinetuneError
 from embedserve.server.finetune.metrics import ranked, retrieval_metrics
 from embedserve.server.finetune.negatives import mine_hard_negatives
-from embedserve.server.finetune.pairs import Pair, corpus_of, read_pairs, split_heldout
+from embedserve.server.finetune.pairs import (
+    Pair,
+    corpus_of,
+    queries_in_both,
+    read_pairs,
+    split_heldout,
+)
 
 DATASET = Path(__file__).parents[2] / "docs" / "fine-tuning"
 
@@ -159,3 +165,9 @@ def test_documented_dataset_is_large_and_heldout_queries_share_no_key_word() -> 
         assert not dataset.key_words(pair.query) & dataset.key_words(pair.positive), pair.query
     assert {p.query for p in heldout}.isdisjoint({p.query for p in train})
     assert {p.positive for p in heldout} <= set(corpus_of(train))
+
+
+def test_heldout_queries_that_are_training_queries_are_counted() -> None:
+    train = [Pair("q1", "d1"), Pair("q2", "d2"), Pair("q2", "d3")]
+    assert queries_in_both(train, [Pair("q2", "d9"), Pair("q3", "d1"), Pair("q1", "d1")]) == 2
+    assert queries_in_both(train, [Pair("q4", "d1")]) == 0  # a shared document is fine

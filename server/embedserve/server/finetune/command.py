@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from embedserve.server.finetune.errors import FinetuneError
-from embedserve.server.finetune.pairs import corpus_of, read_pairs, split_heldout
+from embedserve.server.finetune.pairs import (
+    corpus_of,
+    queries_in_both,
+    read_pairs,
+    split_heldout,
+)
 from embedserve.server.finetune.training import last_checkpoint
 from embedserve.server.model_identity import FINETUNE_REPORT
 
@@ -202,6 +207,11 @@ def _finetune(args: argparse.Namespace, paths: Paths) -> dict[str, Any]:
     train_pairs = read_pairs(args.train, "--train")
     if args.eval is not None:
         heldout = read_pairs(args.eval, "--eval")
+        if shared := queries_in_both(train_pairs, heldout):
+            _log(
+                f"warning: {shared} of the --eval queries are --train queries too: the "
+                "figures after training include questions it was trained on"
+            )
     else:
         train_pairs, heldout = split_heldout(train_pairs, args.eval_fraction, args.seed)
     _require_extra()

@@ -93,6 +93,13 @@ def split_heldout(
     return train, heldout
 
 
+def queries_in_both(train: Sequence[Pair], heldout: Sequence[Pair]) -> int:
+    """How many held-out queries are training queries too (``--eval`` files overlap): the
+    figures after training then include questions the model was trained on."""
+    trained = {pair.query for pair in train}
+    return len({pair.query for pair in heldout} & trained)
+
+
 def corpus_of(*pair_sets: Sequence[Pair]) -> list[str]:
     """Every distinct document of the given pairs, in first-seen order."""
     seen: dict[str, None] = {}
