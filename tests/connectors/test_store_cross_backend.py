@@ -100,3 +100,16 @@ def test_a_condition_key_that_is_no_payload_path_is_refused_alike(
     store.create_collection(CollectionSpec("k", vector_size=2))
     with pytest.raises(InvalidFilter, match=f"condition key {re.escape(repr(key))} is no payload"):
         store.count("k", Filter(must=(MatchValue(key, 1),)))
+
+
+@pytest.mark.parametrize("kind", ["edge", "qdrant-server"])
+@pytest.mark.parametrize("key", ["\u0928\u093e\u092e", "\u0627\u0633\u0645\u064f"])  # नाम, اسمُ
+def test_keys_with_the_marks_of_their_script_are_payload_paths(
+    make_store: StoreFactory, kind: str, key: str
+) -> None:
+    """Qdrant's keys take what Rust calls alphanumeric: the vowel signs of Devanagari and
+    Arabic words too, which Python's \\w leaves out; such keys were refused here."""
+    store = make_store(kind)
+    store.create_collection(CollectionSpec("k", vector_size=2))
+    store.upsert("k", [PointRecord("a", [1.0, 0.0], {key: "x"})])
+    assert store.count("k", Filter(must=(MatchValue(key, "x"),))) == 1

@@ -30,6 +30,7 @@ from .types import (
     Record,
     ScoredPoint,
     SearchParams,
+    is_path,
 )
 
 MAX_GROUP_CANDIDATES = 10_000
@@ -50,7 +51,7 @@ class GroupBy:
     size: int = DEFAULT_GROUP_SIZE
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or not OBJECT_PATH.fullmatch(self.key):
+        if not isinstance(self.key, str) or not is_path(OBJECT_PATH, self.key):
             raise InvalidRequest(
                 "group_by.key must be a payload key, or keys joined by dots into objects "
                 f"(letters, digits, _ and -), got {self.key!r}"

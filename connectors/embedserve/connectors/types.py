@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,15 @@ PAYLOAD_PATH_RULE = (
 )
 # A field reached through objects only: keys of letters, digits, _ and -, joined by dots.
 OBJECT_PATH = re.compile(r"[\w-]+(?:\.[\w-]+)*")
+
+
+def is_path(pattern: re.Pattern[str], key: str) -> bool:
+    """Whether ``key`` is a path of ``pattern`` (PAYLOAD_PATH, OBJECT_PATH) as Qdrant reads
+    one: its letters are what Rust calls alphanumeric, which counts the combining marks of
+    Devanagari, Arabic and other scripts (a word's vowel signs), where Python's \\w does not."""
+    letters = "".join("a" if unicodedata.category(c) in ("Mn", "Mc") else c for c in key)
+    return pattern.fullmatch(letters) is not None
+
 
 VectorLike: TypeAlias = Sequence[float] | npt.NDArray[np.floating[Any]]
 PayloadValue: TypeAlias = str | int | bool
@@ -313,7 +323,7 @@ def _check_key(key: str) -> None:
         raise InvalidFilter(f"condition key must be a non-empty string, got {key!r}")
     # Checked here so that every engine refuses a bad path alike (local mode's own
     # message did not name it).
-    if not PAYLOAD_PATH.fullmatch(key):
+    if not is_path(PAYLOAD_PATH, key):
         raise InvalidFilter(f"condition key {key!r} is no payload path ({PAYLOAD_PATH_RULE})")
 
 
@@ -817,7 +827,7 @@ class SearchParams:
             if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
                 raise InvalidRequest("payload_keys must be a list of non-empty strings")
             for key in keys:
-                if not PAYLOAD_PATH.fullmatch(key):
+                if not is_path(PAYLOAD_PATH, key):
                     raise InvalidRequest(
                         f"payload_keys: {key!r} is no payload path ({PAYLOAD_PATH_RULE})"
                     )

@@ -35,6 +35,7 @@ from .types import (
     ScoredPoint,
     SearchParams,
     datetime_text,
+    is_path,
     parse_datetime,
 )
 
@@ -69,7 +70,7 @@ class Weighing(Protocol):
 
 
 def _check_common(w: Weighing) -> None:
-    if not isinstance(w.key, str) or not OBJECT_PATH.fullmatch(w.key):
+    if not isinstance(w.key, str) or not is_path(OBJECT_PATH, w.key):
         raise InvalidRequest(
             f"{w.name}.key must be a payload key, or keys joined by dots into objects "
             f"(letters, digits, _ and -), got {w.key!r}"
