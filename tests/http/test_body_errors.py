@@ -124,9 +124,14 @@ def test_a_body_in_another_charset_is_415_naming_it(both: Any) -> None:
         ndjson = {"content-type": "application/x-ndjson; charset=latin-1"}
         streamed = http.post("/api/v1/embed-stream", content=body.encode(), headers=ndjson)
         assert streamed.status_code == 415, streamed.text
-        for utf8 in ("utf-8", '"UTF8"'):
+        for utf8 in ("utf-8", '"UTF8"', "us-ascii", '"utf-8 "'):
             named = {"content-type": f"application/json; charset={utf8}"}
             assert http.post("/api/v1/embed", content=body, headers=named).status_code == 200
+        # A request without a body is not refused for what its headers say of one.
+        latin = {"content-type": "application/json; charset=iso-8859-1"}
+        http.post("/api/v1/collections", json={"name": "kept"}).raise_for_status()
+        assert http.get("/api/v1/collections/kept", headers=latin).status_code == 200
+        assert http.delete("/api/v1/collections/kept", headers=latin).status_code == 200
 
 
 def test_the_document_lists_415_for_every_operation_taking_a_body() -> None:

@@ -74,9 +74,7 @@ def refuse_encoded_body(request: Request) -> None:
     values = request.headers.getlist("content-encoding")
     codings = [c.strip().lower() for value in values for c in value.split(",")]
     encoded = [c for c in codings if c not in {"", "identity"}]
-    length = request.headers.get("content-length")
-    has_body = "transfer-encoding" in request.headers or (length or "0").strip() != "0"
-    if encoded and has_body:
+    if encoded and _has_body(request):
         raise HTTPException(
             415,
             f"the body is sent with content-encoding {', '.join(encoded)!r}; this server "
@@ -85,15 +83,27 @@ def refuse_encoded_body(request: Request) -> None:
         )
 
 
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length or "0").strip() != "0"
+
+
+# UTF-8, and the charsets whose bodies are UTF-8 as sent; none named is UTF-8 too.
+_READ_AS_SENT = {"utf-8", "utf8", "us-ascii", "ascii", ""}
+
+
 def refuse_other_charset(request: Request) -> None:
     """Refuse (415) a body declared in a charset other than UTF-8 (``Content-Type: ...;
     charset=utf-16le``): JSON is UTF-8 (RFC 8259), and such a body read as UTF-8 failed
-    as JSON that is not (NUL bytes are UTF-8), naming no charset."""
+    as JSON that is not (NUL bytes are UTF-8), naming no charset. A request without a
+    body passes, whatever its headers say (clients send a default one on every call)."""
+    if not _has_body(request):
+        return
     _, _, parameters = request.headers.get("content-type", "").partition(";")
     for parameter in parameters.split(";"):
         name, _, value = parameter.partition("=")
-        charset = value.strip().strip('"').lower()
-        if name.strip().lower() == "charset" and charset not in {"utf-8", "utf8"}:
+        charset = value.strip().strip('"').strip().lower()
+        if name.strip().lower() == "charset" and charset not in _READ_AS_SENT:
             raise HTTPException(
                 415,
                 f"the body is declared charset={charset}; this server reads JSON as UTF-8 "
