@@ -93,6 +93,8 @@ def test_diversity_is_checked(clustered: tuple[VectorStore, np.ndarray, np.ndarr
         SearchParams(limit=2_000, offset=49, diversity=0.5)
     assert SearchParams(limit=2_000, offset=48, diversity=0.5).limit == 2_000  # at the cap
     assert SearchParams(limit=256, diversity=0.5, diversity_candidates=16_384).limit == 256
+    with pytest.raises(InvalidRequest, match="offset must be a non-negative integer"):
+        SearchParams(limit=10, offset="1", diversity=0.5)  # type: ignore[arg-type]
     diverse = SearchParams(diversity=0.5)
     with pytest.raises(InvalidRequest, match="searches by vector alone"):
         store.search("c", query, params=diverse, keywords=query_terms("x"))

@@ -24,6 +24,7 @@ def test_each_unknown_variable_is_named_with_the_setting_it_may_mean() -> None:
         "EMBEDSERVE_TLS_SERVER_NAME": "embed.example.com",
         "OTHER_MAX_BATCH_TOKEN": "1",
         "EMBEDSERVE_model": "minilm",  # names are upper case
+        "embedserve_port": "50051",
     }
     assert misspelt_variables(env, CLIENT_VARIABLES) == [
         "EMBEDSERVE_MAX_BATCH_TOKEN is not a setting, so it is ignored: "
@@ -31,6 +32,7 @@ def test_each_unknown_variable_is_named_with_the_setting_it_may_mean() -> None:
         "EMBEDSERVE_QDRANT_URLL is not a setting, so it is ignored: "
         "did you mean EMBEDSERVE_QDRANT_URL?",
         "EMBEDSERVE_model is not a setting, so it is ignored: did you mean EMBEDSERVE_MODEL?",
+        "embedserve_port is not a setting, so it is ignored: did you mean EMBEDSERVE_PORT?",
     ]
 
 
@@ -43,6 +45,8 @@ def test_a_client_variable_is_named_where_the_setting_it_is_close_to_is_unset() 
     ]
     both = {"EMBEDSERVE_API_KEY": "k", "EMBEDSERVE_API_KEYS": "k read"}
     assert misspelt_variables(both, CLIENT_VARIABLES) == []
+    blank = {"EMBEDSERVE_API_KEY": "k", "EMBEDSERVE_API_KEYS": " "}  # blank is unset
+    assert len(misspelt_variables(blank, CLIENT_VARIABLES)) == 1
 
 
 def test_serve_logs_the_warning(tmp_path: Path) -> None:

@@ -832,7 +832,6 @@ class SearchParams:
                         f"payload_keys: {key!r} is no payload path ({PAYLOAD_PATH_RULE})"
                     )
             object.__setattr__(self, "payload_keys", tuple(keys))
-        _check_diversity(self)
         w = self.keyword_weight
         if isinstance(w, bool) or not isinstance(w, int | float) or not 0 < w <= MAX_KEYWORD_WEIGHT:
             raise InvalidRequest(
@@ -840,6 +839,7 @@ class SearchParams:
             )
         if isinstance(self.offset, bool) or not isinstance(self.offset, int) or self.offset < 0:
             raise InvalidRequest(f"offset must be a non-negative integer, got {self.offset!r}")
+        _check_diversity(self)  # after limit and offset, which it adds
         if self.hnsw_ef is not None:
             _positive("hnsw_ef", self.hnsw_ef)
         if self.fusion_depth is not None:

@@ -157,17 +157,17 @@ def misspelt_variables(env: Mapping[str, str], also_known: Iterable[str] = ()) -
     EMBEDSERVE_API_KEYS left it open. Others (the scripts' own) are not named."""
     settings = [f.name.upper() for f in dataclasses.fields(Settings)]
     lines = []
-    for variable in sorted(v for v in env if v.startswith(ENV_PREFIX)):
-        name = variable.removeprefix(ENV_PREFIX)
-        if name in settings:
-            continue
+    for variable in sorted(v for v in env if v.upper().startswith(ENV_PREFIX)):
+        name = variable[len(ENV_PREFIX) :]
+        if variable.startswith(ENV_PREFIX) and name in settings:
+            continue  # read as it is
         close = difflib.get_close_matches(name.upper(), settings, 1, 0.8)
         if not close:
             continue
         meant = ENV_PREFIX + close[0]
-        if name not in also_known:
+        if not variable.startswith(ENV_PREFIX) or name not in also_known:
             lines.append(f"{variable} is not a setting, so it is ignored: did you mean {meant}?")
-        elif meant not in env:
+        elif not env.get(meant, "").strip():  # empty or blank is unset
             lines.append(
                 f"{variable} is read by the client commands, not by serve: did you mean {meant}?"
             )
