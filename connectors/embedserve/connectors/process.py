@@ -58,7 +58,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _exit_description(code: int | None) -> str:
+def exit_description(code: int | None) -> str:
+    """How a child process ended, from its return code (None: not exited, its pipe closed)."""
     if code is None:
         return "its pipe closed"
     if code >= 0:
@@ -181,7 +182,7 @@ class ProcessStore(ContextManagerMixin):
         if self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = self._process.wait(1)  # a dying child exits as its pipe closes
-        how = _exit_description(code)
+        how = exit_description(code)
         free = _free_bytes(self._data_dir)
         if free is not None and free < LOW_SPACE_BYTES:
             return errors.StoreFull(

@@ -8,7 +8,6 @@ child process runs it beside the server and is killed at the caller's checkpoint
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.cluster import HDBSCAN
 
+from embedserve.connectors.process import exit_description
 from embedserve.server.errors import AnalysisFailed
 from embedserve.server.stoppable import Checkpoint, never_stopped
 
@@ -65,14 +65,10 @@ def hdbscan_labels(
 
 
 def _why(code: int, err: bytes) -> str:
-    if code == -signal.SIGKILL:  # what the kernel sends when memory runs out
-        return "killed by SIGKILL (out of memory?)"
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
+    if code < 0:  # SIGKILL is what the kernel sends when memory runs out
+        return exit_description(code) + (" (out of memory?)" if code == -signal.SIGKILL else "")
     last = err.decode(errors="replace").strip().splitlines()[-1:]
-    return last[0] if last else f"exit status {code}"
+    return last[0] if last else exit_description(code)
 
 
 def _fit(rows: npt.NDArray[np.float64], min_cluster_size: int) -> npt.NDArray[np.int64]:
