@@ -877,23 +877,21 @@ def _check_diversity(params: SearchParams) -> None:
         isinstance(d, bool) or not isinstance(d, int | float) or not 0.0 <= d <= 1.0
     ):
         raise InvalidRequest(f"diversity must be a number from 0 to 1, got {d!r}")
-    if candidates is None:
-        if d is not None:
-            _check_diversity_work(params)
-        return
-    if d is None:
-        raise InvalidRequest("diversity_candidates applies to searches with a diversity")
-    _positive("diversity_candidates", candidates)
-    if candidates > MAX_DIVERSITY_CANDIDATES:
-        raise InvalidRequest(
-            f"diversity_candidates ({candidates}) must be at most {MAX_DIVERSITY_CANDIDATES}"
-        )
-    if candidates < params.limit + params.offset:
-        raise InvalidRequest(
-            f"diversity_candidates ({candidates}) must be at least limit + offset "
-            f"({params.limit + params.offset})"
-        )
-    _check_diversity_work(params)
+    if candidates is not None:
+        if d is None:
+            raise InvalidRequest("diversity_candidates applies to searches with a diversity")
+        _positive("diversity_candidates", candidates)
+        if candidates > MAX_DIVERSITY_CANDIDATES:
+            raise InvalidRequest(
+                f"diversity_candidates ({candidates}) must be at most {MAX_DIVERSITY_CANDIDATES}"
+            )
+        if candidates < params.limit + params.offset:
+            raise InvalidRequest(
+                f"diversity_candidates ({candidates}) must be at least limit + offset "
+                f"({params.limit + params.offset})"
+            )
+    if d is not None:
+        _check_diversity_work(params)
 
 
 def _check_diversity_work(params: SearchParams) -> None:

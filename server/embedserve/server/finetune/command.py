@@ -130,9 +130,7 @@ def _check_flags(args: argparse.Namespace) -> Paths:
     _check_device(args.device)
     out = Path(args.out)
     if out.exists():  # "." and "/" too, which have no name to add to
-        raise FinetuneError(
-            f"--out {out} already exists; choose a new folder (nothing was written)"
-        )
+        raise _exists(out)
     if not out.parent.is_dir():
         raise FinetuneError(f"--out {out}: the folder {out.parent} does not exist")
     # Before the model loads and the first evaluation runs, not at the first checkpoint.
@@ -182,6 +180,10 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
         return _finetune(args, paths)
 
 
+def _exists(out: Path) -> FinetuneError:
+    return FinetuneError(f"--out {out} already exists; choose a new folder (nothing was written)")
+
+
 @contextlib.contextmanager
 def _only_run(paths: Paths) -> Iterator[None]:
     """Hold a lock beside ``--out`` for the run: two runs to one ``--out`` shared its
@@ -196,7 +198,7 @@ def _only_run(paths: Paths) -> Iterator[None]:
             ) from None
         try:
             if paths.out.exists():  # written by a run that ended since the flags' check
-                raise FinetuneError(f"--out {paths.out} already exists; choose a new folder")
+                raise _exists(paths.out)
             yield
         finally:
             lock.unlink(missing_ok=True)

@@ -180,11 +180,12 @@ def train(
     # Known once the sampler has counted an epoch's batches.
     batches = len(trainer.get_train_dataloader())
     trainer.args.warmup_steps = warmup_steps(batches, settings)
-    checkpoint = last_checkpoint(settings.checkpoint_dir) if settings.resume else None
-    if settings.resume and checkpoint is None:
-        raise FinetuneError(f"--resume: there are no checkpoints in {settings.checkpoint_dir}")
     run, record = _run_record(pairs, settings), settings.checkpoint_dir / RUN_RECORD
+    checkpoint = None
     if settings.resume:
+        checkpoint = last_checkpoint(settings.checkpoint_dir)
+        if checkpoint is None:
+            raise FinetuneError(f"--resume: there are no checkpoints in {settings.checkpoint_dir}")
         _check_resumed_run(record, run)
     else:
         settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
