@@ -186,6 +186,14 @@ def test_a_whole_float_is_stored_as_an_int_through_every_door(both: Any) -> None
             pb.Document(id="x", text="t", payload_json='{"_embedserve_id": 1}'),
             "documents[1]: payload key '_embedserve_id' is reserved",
         ),
+        (
+            pb.Document(id="x", text="t", payload_json='{"": 1}'),
+            "documents[1]: payload keys must be non-empty strings, got ''",
+        ),
+        (
+            pb.Document(id="x", text="t", payload={"": 1}),
+            "documents[1]: payload keys must be non-empty strings, got ''",
+        ),
         pytest.param(
             pb.Document(id="x", text="t", payload_json='{"a": 1' + "0" * 5000 + "}"),
             "documents[1].payload_json is not JSON this server reads: Exceeds the limit",

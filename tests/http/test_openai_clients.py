@@ -185,3 +185,14 @@ def test_openai_routes_also_answer_at_infinitys_paths(both: Any) -> None:
     with pytest.raises(openai.BadRequestError) as refused:  # OpenAI's error shape there too
         at_root.embeddings.create(model=model, input="one", dimensions=999)
     assert refused.value.body["message"].startswith("dimensions must be between 1 and 384")
+
+
+def test_openai_models_retrieve_names_the_served_model_only(both: Any, client: Any) -> None:
+    model = served_model(both.url)
+    assert client.models.retrieve(model).id == model
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("other-model")
+    # An empty id names no model: it was answered as the served one.
+    reply = httpx.get(f"{both.url}/v1/models/")
+    assert reply.status_code == 404, reply.text
+    assert reply.json()["error"]["message"] == "a model id must follow /v1/models/"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import jsonschema_rs
 import pytest
 
 from embedserve.server.auth import KeyRing
@@ -93,3 +94,15 @@ def test_stream_lines_are_answers_or_the_last_error_line(document: dict[str, Any
         answer, error = content[NDJSON]["schema"]["oneOf"]
         assert answer["additionalProperties"] is False and answer["required"], path
         assert error == {"$ref": "#/components/schemas/Error"}, path
+
+
+def test_cohere_embed_body_takes_texts_or_inputs_exactly(document: dict[str, Any]) -> None:
+    """The server refuses a body with neither or both: the document says so, for clients
+    generated from it and for schemathesis."""
+    schema = {"$ref": "#/components/schemas/CohereEmbedRequest", **document}
+    validator = jsonschema_rs.Draft202012Validator(schema)
+    inputs = [{"content": [{"type": "text", "text": "b"}]}]
+    assert validator.is_valid({"texts": ["a"]})
+    assert validator.is_valid({"inputs": inputs})
+    assert not validator.is_valid({})
+    assert not validator.is_valid({"texts": ["a"], "inputs": inputs})

@@ -112,6 +112,8 @@ def check_document(external_id: str, payload: Any) -> None:
         raise InvalidRequest(f"payload of point {external_id!r} must be a mapping")
     if RESERVED_KEY in payload:
         raise InvalidRequest(f"payload key {RESERVED_KEY!r} is reserved")
+    if "" in payload:  # as update_payload refuses it: no filter names it, nothing removes it
+        raise InvalidRequest("payload keys must be non-empty strings, got ''")
     check_payload(payload)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema
 
 from embedserve.server.batcher import Priority
 from embedserve.server.embedder import EmbedParams, Task
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.http.rerank_schemas import CohereRerankRequest
-from embedserve.server.http.schemas import Body, PositiveU32, default
+from embedserve.server.http.schemas import Body, PositiveU32, default, exactly_one
 from embedserve.server.http.tei_schemas import Text, Texts
 from embedserve.server.tokenization import Overflow
 
@@ -58,6 +58,11 @@ class CohereInput(Body):
 class CohereEmbedRequest(Body):
     """Cohere's embed body (v1 and v2 share it); texts only."""
 
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one(
+            "texts", "inputs", types={"texts": "array", "inputs": "array"}
+        )
+    )
     model: str | None = Field(default=None, description="the served model's id")
     texts: Texts | None = Field(default=None, description="the texts to embed (or inputs)")
     inputs: Annotated[list[CohereInput], Field(min_length=1)] | None = Field(

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from embedserve.server.auth import ApiKey
 from embedserve.server.embedder import EmbedResult
-from embedserve.server.errors import InvalidArgument
+from embedserve.server.errors import InvalidArgument, NotFound
 from embedserve.server.http.backend import backend_of
 from embedserve.server.http.compat_response_schemas import (
     OpenAIEmbeddingList,
@@ -108,6 +108,8 @@ async def list_models(request: Request, caller: Caller) -> Response:
     responses=ok(OpenAIModel),
 )
 async def get_model(model: str, request: Request, caller: Caller) -> Response:
+    if not model:
+        raise NotFound("a model id must follow /v1/models/")
     return json_response(_model_entry(backend_of(request).served_model(model)))
 
 
