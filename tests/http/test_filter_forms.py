@@ -153,3 +153,33 @@ def test_polygons_any_word_and_except(both: Any) -> None:
         refused = http.post("/api/v1/collections/cafes/count", json={"filter": line})
         assert refused.status_code == 400
         assert "needs 3 or more different corners, got 1" in refused.text
+
+
+def _within(depth: int, step: str) -> dict[str, Any]:
+    """A filter of ``depth`` filters within one another, by sub-filters or nested."""
+    inner: dict[str, Any] = {"must": [{"values_count": {"key": "tags", "gte": 0}}]}
+    for _ in range(depth):
+        within = {"key": "reviews", "filter": inner} if step == "nested" else inner
+        inner = {"must": [{step: within}]}
+    return inner
+
+
+@pytest.mark.parametrize(("step", "deepest"), [("filter", 48), ("nested", 32)])
+def test_filters_nested_past_protobufs_depth_are_refused_in_a_line(
+    both: Any, step: str, deepest: int
+) -> None:
+    """protobuf's refusal repeated a line per level (1,500 characters) in the client and
+    over HTTP."""
+    message = "nested too deep; filters go at most 48 deep within one another (32 through nested)"
+    with EmbedClient(both.target) as client:
+        client.create_collection(f"deep-{step}")
+        assert client.count(f"deep-{step}", filter=_within(deepest, step)) == 0
+        with pytest.raises(ValueError) as refused:
+            client.count(f"deep-{step}", filter=_within(deepest + 1, step))
+        assert str(refused.value) == f"filter: {message}"
+    with httpx.Client(base_url=both.url) as http:
+        url = f"/api/v1/collections/deep-{step}/count"
+        assert http.post(url, json={"filter": _within(deepest, step)}).status_code == 200
+        answer = http.post(url, json={"filter": _within(deepest + 1, step)})
+        assert answer.status_code == 400
+        assert answer.json()["error"]["message"] == f"filter: {message}"

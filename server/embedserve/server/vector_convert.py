@@ -301,6 +301,13 @@ def payload_from_json(text: str, field: str) -> dict[str, Any]:
     return value
 
 
+# protobuf reads messages at most 100 deep: a filter in a condition in a filter takes two
+# levels a step, through nested three.
+FILTER_TOO_DEEP = (
+    "nested too deep; filters go at most 48 deep within one another (32 through nested)"
+)
+
+
 def filter_from_proto(message: pb.Filter, field: str = "filter") -> st.Filter:
     def conditions(part: str) -> list[st.Condition]:
         listed = getattr(message, part)

@@ -271,7 +271,19 @@ def query_filter(value: FilterLike | None) -> pb.Filter | None:
     ``{"must": [{"match": {"key": "topic", "text": "space"}}]}``."""
     if value is None or isinstance(value, pb.Filter):
         return value
-    return _parsed(value, pb.Filter(), "filter")
+    try:
+        return _parsed(value, pb.Filter(), "filter")
+    except ValueError as exc:  # protobuf's own words repeat a line per level: 1,500 characters
+        if "Message too deep" in str(exc):
+            raise ValueError(f"filter: {FILTER_TOO_DEEP}") from None
+        raise
+
+
+# protobuf reads messages at most 100 deep: a filter in a condition in a filter takes two
+# levels a step, through nested three.
+FILTER_TOO_DEEP = (
+    "nested too deep; filters go at most 48 deep within one another (32 through nested)"
+)
 
 
 def _parsed(value: Mapping[str, Any], message: M, name: str) -> M:

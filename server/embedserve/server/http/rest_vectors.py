@@ -91,6 +91,8 @@ def parse_filter(value: FilterJson | None, field: str = "filter") -> st.Filter |
     try:
         message = ParseDict(value, pb.Filter())
     except ParseError as exc:
+        if "Message too deep" in str(exc):  # protobuf's words repeat a line per level
+            raise InvalidArgument(f"{field}: {vc.FILTER_TOO_DEEP}") from None
         raise InvalidArgument(f"{field}: {exc}") from exc
     parsed = vc.filter_from_proto(message, field)
     return None if parsed.is_empty() else parsed
