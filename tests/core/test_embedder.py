@@ -125,6 +125,7 @@ def test_pooling_override_and_the_models_own_pooling() -> None:
         (["x" * 10_001], {}, r"inputs\[0\] has 10001 characters.*\(max_input_chars\)"),
         (["ok"] * 65, {}, r"65 items; the limit is 64 per request \(max_inputs_per_request\)"),
         (["ok"], {"dimensions": 17}, "between 1 and 16"),
+        (["ok"], {"prompt": "p" * 10_001}, r"options.prompt has 10001 characters.*max_input_chars"),
     ],
 )
 def test_bad_requests_fail_before_any_model_call(
@@ -134,6 +135,25 @@ def test_bad_requests_fail_before_any_model_call(
     with pytest.raises(InvalidArgument, match=message):
         embed(encoder, texts, **params)
     assert encoder.calls == 0
+
+
+def test_a_prompt_before_every_input_counts_as_often_as_it_is_tokenized() -> None:
+    """A 10,000-character prompt before each of 64 inputs: 640,000 characters of work from
+    a request of 10 kB; it took 30 s of every caller's tokenizing at 1 MB."""
+
+    async def body() -> None:
+        async with running_embedder(FakeEncoder(), max_message_bytes=600_000) as embedder:
+            params = EmbedParams(prompt="p" * 10_000)
+            assert len((await embedder.embed(["ok"] * 59, params)).vectors) == 59
+            with pytest.raises(InvalidArgument) as refused:
+                await embedder.embed(["ok"] * 60, params)
+            assert str(refused.value) == (
+                "options.prompt before each of the 60 inputs makes 600120 characters to "
+                "tokenize, more than one request may carry (600000, max_message_bytes): "
+                "send fewer inputs per request or a shorter prompt"
+            )
+
+    asyncio.run(body())
 
 
 def test_identical_inputs_of_one_request_get_identical_vectors() -> None:

@@ -163,6 +163,27 @@ class Embedder:
                 f"got {params.dimensions}"
             )
 
+    def _check_prompt(self, prompt: str, inputs: Sequence[str], options_field: str) -> None:
+        """The prompt is tokenized with each input: a long one, sent once, would make a
+        small request cost as much tokenizing as a thousand large ones. Bounded like an
+        input, and the request with it before every input like what one message carries."""
+        if not prompt:
+            return
+        where = f"{options_field}.prompt" if options_field else "prompt"
+        limits = self.limits
+        if len(prompt) > limits.max_input_chars:
+            raise InvalidArgument(
+                f"{where} has {len(prompt)} characters; the limit is "
+                f"{limits.max_input_chars} (max_input_chars)"
+            )
+        total = len(prompt) * len(inputs) + sum(map(len, inputs))
+        if total > limits.max_message_bytes:
+            raise InvalidArgument(
+                f"{where} before each of the {len(inputs)} inputs makes {total} characters to "
+                f"tokenize, more than one request may carry ({limits.max_message_bytes}, "
+                "max_message_bytes): send fewer inputs per request or a shorter prompt"
+            )
+
     def prompt_for(self, task: Task, prompt: str | None) -> str:
         """The prompt string to prepend: explicit, by task, or the model's default."""
         if prompt is not None:
@@ -220,6 +241,7 @@ class Embedder:
         self.validate_inputs(inputs, field)
         self.validate_params(params, options_field)
         prompt = self.prompt_for(params.task, params.prompt)
+        self._check_prompt(prompt, inputs, options_field)
         tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, field)
         lane = _lane(params, priority)
         return await self._embed_tokenized(
