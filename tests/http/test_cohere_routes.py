@@ -175,6 +175,11 @@ def test_cohere_refusals_speak_cohere(served: Any) -> None:
             ({"texts": TEXTS, "input_type": "image"}, 400, "only texts"),
             ({"texts": TEXTS, "max_tokens": 8}, 400, "max_tokens 8 is below"),
             ({"texts": TEXTS, "embedding_types": ["float16"]}, 400, "embedding_types"),
+            (
+                {"texts": TEXTS, "output_dimension": 385},
+                400,
+                "output_dimension must be between 1 and 64 (the model's width); got 385",
+            ),
             ({"texts": ["x " * 600], "truncate": "NONE"}, 400, "texts[0] has"),
             ({"texts": TEXTS, "model": "other"}, 404, "not served here"),
             ({"texts": []}, 400, "texts"),

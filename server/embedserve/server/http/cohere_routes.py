@@ -35,7 +35,7 @@ async def _embed(backend: Backend, body: CohereEmbedRequest) -> tuple[list[str],
     backend.served_model(body.model)
     embedder = backend.embedder
     spec = embedder.model.spec
-    params = body.params(spec.prompts, spec.max_tokens)
+    params = body.params(spec.prompts, spec.max_tokens, embedder.model.dimensions)
     texts, field = body.input_texts()
     return texts, await embedder.embed(texts, params, field=field, options_field="")
 

@@ -114,10 +114,17 @@ class CohereEmbedRequest(Body):
             texts.append(parts[0].text)
         return texts, "inputs"
 
-    def params(self, prompts: dict[str, str], max_tokens: int) -> EmbedParams:
-        """The core's parameters; ``prompts`` and ``max_tokens`` are the served model's."""
+    def params(self, prompts: dict[str, str], max_tokens: int, width: int) -> EmbedParams:
+        """The core's parameters; ``prompts``, ``max_tokens`` and ``width`` are the served
+        model's."""
         if self.images is not None or self.input_type == "image":
             raise InvalidArgument(f"images are not served: {_UNSERVED}")
+        # Checked here too, to be named as Cohere names it (the core says dimensions).
+        if self.output_dimension is not None and self.output_dimension > width:
+            raise InvalidArgument(
+                f"output_dimension must be between 1 and {width} (the model's width); "
+                f"got {self.output_dimension}"
+            )
         if self.max_tokens is not None and self.max_tokens < max_tokens:
             raise InvalidArgument(
                 f"max_tokens {self.max_tokens} is below the model's maximum of {max_tokens}, "
