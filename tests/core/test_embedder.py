@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from fakes import CLS, SEP, FakeEncoder, ids_of
 from harness import running_embedder
 
-from embedserve.server.embedder import EmbedParams, EmbedResult, Task
+from embedserve.server.embedder import Embedder, EmbedParams, EmbedResult, Task
 from embedserve.server.errors import InvalidArgument
 from embedserve.server.model_spec import PoolingMode
 from embedserve.server.tokenization import Overflow
@@ -141,17 +142,24 @@ def test_a_prompt_before_every_input_counts_as_often_as_it_is_tokenized() -> Non
     """A 10,000-character prompt before each of 64 inputs: 640,000 characters of work from
     a request of 10 kB; it took 30 s of every caller's tokenizing at 1 MB."""
 
+    prompt = "p" * 10_000
+    calls: list[tuple[str, Callable[[Embedder, list[str]], Awaitable[Any]]]] = [
+        ("options.prompt", lambda e, texts: e.embed(texts, EmbedParams(prompt=prompt))),
+        ("options.prompt", lambda e, texts: e.embed_tokens(texts, EmbedParams(prompt=prompt))),
+        ("prompt", lambda e, texts: e.tokenize(texts, Task.DEFAULT, prompt)),
+    ]
+
     async def body() -> None:
         async with running_embedder(FakeEncoder(), max_message_bytes=600_000) as embedder:
-            params = EmbedParams(prompt="p" * 10_000)
-            assert len((await embedder.embed(["ok"] * 59, params)).vectors) == 59
-            with pytest.raises(InvalidArgument) as refused:
-                await embedder.embed(["ok"] * 60, params)
-            assert str(refused.value) == (
-                "options.prompt before each of the 60 inputs makes 600120 characters to "
-                "tokenize, more than one request may carry (600000, max_message_bytes): "
-                "send fewer inputs per request or a shorter prompt"
-            )
+            for where, call in calls:
+                await call(embedder, ["ok"] * 59)  # 590,118 characters: taken
+                with pytest.raises(InvalidArgument) as refused:
+                    await call(embedder, ["ok"] * 60)
+                assert str(refused.value) == (
+                    f"{where} before each of the 60 inputs makes 600120 characters to "
+                    "tokenize, more than one request may carry (600000, max_message_bytes): "
+                    "send fewer inputs per request or a shorter prompt"
+                )
 
     asyncio.run(body())
 

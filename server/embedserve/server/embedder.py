@@ -412,6 +412,7 @@ class Embedder:
         if params.overflow is Overflow.CHUNK:
             raise InvalidArgument("options.overflow CHUNK is not available for token vectors")
         prompt = self.prompt_for(params.task, params.prompt)
+        self._check_prompt(prompt, inputs, "options")
         tokenized, tokenize_ms = await self._tokenize(inputs, prompt, params.overflow, "inputs")
         width = params.dimensions or self.model.token_dimensions
         self._check_answer_size(sum(len(text.windows[0]) for text in tokenized), width)
@@ -452,6 +453,7 @@ class Embedder:
     ) -> list[TokenDetail]:
         self.validate_inputs(inputs)
         text_prompt = self.prompt_for(task, prompt)
+        self._check_prompt(text_prompt, inputs, "")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._tokenize_executor, self._details, inputs, text_prompt
