@@ -1475,14 +1475,23 @@ public final class EmbedserveClient implements AutoCloseable {
    * keyword, integer or bool payload index.
    */
   public List<FacetValue> facet(String collection, String key, Filter filter, int limit) {
-    FacetRequest.Builder request =
-        FacetRequest.newBuilder()
-            .setCollection(collection)
-            .setKey(key)
-            .setLimit(Vectors.requireCount("limit", limit));
+    return facet(facetRequest(collection, key, filter).setLimit(Vectors.requireCount("limit", limit)));
+  }
+
+  /** {@link #facet(String, String, Filter, int)} at the server's default of 10 values. */
+  public List<FacetValue> facet(String collection, String key, Filter filter) {
+    return facet(facetRequest(collection, key, filter));
+  }
+
+  private static FacetRequest.Builder facetRequest(String collection, String key, Filter filter) {
+    FacetRequest.Builder request = FacetRequest.newBuilder().setCollection(collection).setKey(key);
     if (filter != null) {
       request.setFilter(filter);
     }
+    return request;
+  }
+
+  private List<FacetValue> facet(FacetRequest.Builder request) {
     return vectors.facet(request.build()).getValuesList();
   }
 

@@ -1294,6 +1294,10 @@ class VectorServiceTest {
           Map.of("topic", PayloadIndexKind.PAYLOAD_INDEX_KIND_KEYWORD), info.getConfig().getPayloadIndexesMap());
       assertEquals(
           List.of("cooking=3", "finance=1", "football=1"), facetCounts(client.facet(name, "topic", null, 10)));
+      assertEquals(List.of("cooking=3"), facetCounts(client.facet(name, "topic", null, 1)));
+      // Without a limit: the server's default, as Go's Facet(..., 0) and Python's facet().
+      assertEquals(
+          List.of("cooking=3", "finance=1", "football=1"), facetCounts(client.facet(name, "topic", null)));
 
       info = client.updateCollection(UpdateCollectionRequest.newBuilder().setName(name).setHnswEf(48).build());
       assertEquals(48, info.getConfig().getHnswEf());
