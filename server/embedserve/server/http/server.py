@@ -27,14 +27,34 @@ class _HostedServer(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+def _bind_all(host: str, port: int) -> list[socket.socket]:
+    """A socket for each address ``host`` names (localhost: 127.0.0.1 and ::1), all on one
+    port, as gRPC binds them: a client that tries ::1 alone (Node's fetch) finds it too.
+    Addresses that cannot be bound (no IPv6 here) are left out while one can."""
+    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    failure: OSError | None = None
+    for family, *_, address in addresses:
+        if sockets:  # port 0: the others take the port the first was given
+            port = sockets[0].getsockname()[1]
+        try:
+            sockets.append(_bind(family, str(address[0]), port))
+        except OSError as exc:
+            failure = failure or exc
+    if not sockets:
+        raise failure or OSError(f"{host} names no address")
+    return sockets
+
+
+def _bind(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
     # IPPROTO_TCP named, not left 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only
     # on sockets that say they are TCP, and accepted sockets take this one's protocol.
     # With Nagle on, a response's body waited for the ACK of its headers: about 40 ms
     # per request on a kept-alive connection.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6 and host != "::":  # "::" alone also takes IPv4, as before
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     try:
         sock.bind((host, port))
     except OSError:
@@ -70,8 +90,8 @@ class HttpServer:
         )
         self.app = app
         self._server = _HostedServer(config)
-        self._socket = _bind(host, port)
-        self.port: int = self._socket.getsockname()[1]
+        self._sockets = _bind_all(host, port)
+        self.port: int = self._sockets[0].getsockname()[1]
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -82,7 +102,7 @@ class HttpServer:
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
-            self._server.serve(sockets=[self._socket])
+            self._server.serve(sockets=self._sockets)
         )
         while not self._server.started:
             if self._task.done():
@@ -103,4 +123,5 @@ class HttpServer:
         # does not wait for them: each answers 503 (ObserveMiddleware) within CUT_ANSWER_S.
         if cut := list(self._server.server_state.tasks):
             await asyncio.wait(cut, timeout=2 * CUT_ANSWER_S)
-        self._socket.close()
+        for sock in self._sockets:
+            sock.close()
