@@ -9,7 +9,11 @@ import grpc
 
 
 def raw_call(
-    channel: grpc.Channel, method: Any, body: bytes, timeout: float = 60
+    channel: grpc.Channel,
+    method: Any,
+    body: bytes,
+    timeout: float = 60,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> grpc.RpcError | None:
     """Send ``body`` as the one request message of ``method`` (a MethodDescriptor); the
     call's error, or None when it succeeded."""
@@ -20,13 +24,17 @@ def raw_call(
     }
     try:
         if method.client_streaming and method.server_streaming:
-            list(channel.stream_stream(path, **kwargs)(iter([body]), timeout=timeout))
+            list(
+                channel.stream_stream(path, **kwargs)(
+                    iter([body]), timeout=timeout, metadata=metadata
+                )
+            )
         elif method.client_streaming:
-            channel.stream_unary(path, **kwargs)(iter([body]), timeout=timeout)
+            channel.stream_unary(path, **kwargs)(iter([body]), timeout=timeout, metadata=metadata)
         elif method.server_streaming:
-            list(channel.unary_stream(path, **kwargs)(body, timeout=timeout))
+            list(channel.unary_stream(path, **kwargs)(body, timeout=timeout, metadata=metadata))
         else:
-            channel.unary_unary(path, **kwargs)(body, timeout=timeout)
+            channel.unary_unary(path, **kwargs)(body, timeout=timeout, metadata=metadata)
     except grpc.RpcError as exc:
         return exc
     return None

@@ -299,3 +299,18 @@ def test_upsert_answers_the_timings_of_its_embedding(minilm_server) -> None:
     assert embedded.upserted == 3 and embedded.usage.total_tokens > 0
     assert 0 < embedded.timings.inference_ms <= embedded.timings.total_ms
     assert given.HasField("timings") and given.timings.total_ms == 0  # nothing embedded
+
+
+@pytest.mark.parametrize("name", ["a" * 16_000, "é" * 3_000, "🚀" * 2_000])
+def test_a_refusal_quoting_a_long_value_keeps_its_status(minilm_server, name) -> None:
+    """The whole name went into the status message, a header: the client refused it past
+    8 to 16 KiB and reported RESOURCE_EXHAUSTED (metadata size) in place of the refusal."""
+    with EmbedClient(minilm_server.target) as client:
+        for _ in range(5):  # the client's soft limit refuses at random
+            with pytest.raises(grpc.RpcError) as error:
+                client.create_collection(name)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            details = error.value.details() or ""
+            assert details.startswith("invalid collection name '"), details[:100]
+            assert len(details.encode()) <= 1024 + 60
+            assert " characters left out ...] " in details

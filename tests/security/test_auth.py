@@ -14,6 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from http_routes import REQUESTS, status_of
+from raw_grpc import raw_call
 from rpcs import CALLS, bearer, code_of
 from running_server import free_port
 
@@ -169,6 +170,32 @@ def test_missing_and_wrong_keys_are_unauthenticated(channel: grpc.Channel) -> No
                 method,
                 metadata,
             )
+
+
+def test_bytes_that_do_not_parse_are_refused_for_the_key_first(channel: grpc.Channel) -> None:
+    """Unary calls were answered how their bytes failed to parse (naming the method's
+    message type) before the key was looked at: INVALID_ARGUMENT to a caller with none."""
+    garbage = b"\xff\xff\xff"  # a field tag cut short: no message of any type
+    services = [
+        *embedding_pb2.DESCRIPTOR.services_by_name.values(),
+        *vector_pb2.DESCRIPTOR.services_by_name.values(),
+    ]
+    methods = [method for service in services for method in service.methods]
+    assert len(methods) == len(METHOD_ROLES)
+    for method in methods:
+        refusals = [
+            raw_call(channel, method, garbage, metadata=key) for key in ((), bearer("wrong"))
+        ]
+        assert [r and r.code() for r in refusals] == [grpc.StatusCode.UNAUTHENTICATED] * 2, (
+            method.full_name
+        )
+        error = raw_call(channel, method, garbage, metadata=bearer(KEYS["admin"]))
+        assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "is not a valid message for" in (error.details() or "")
+        error = raw_call(channel, method, garbage, metadata=bearer(KEYS["read"]))
+        reads = needed(f"/{method.name}") == "read"
+        expected = grpc.StatusCode.INVALID_ARGUMENT if reads else grpc.StatusCode.PERMISSION_DENIED
+        assert error is not None and error.code() == expected, method.full_name
 
 
 def test_permission_denied_names_the_role(server: Any) -> None:

@@ -122,8 +122,9 @@ class EmbedServer:
         self.drain = Drain()
         self.request_limits = settings.section(RequestLimits)
         # Outermost first: every call is observed (auth failures too), refused while the
-        # server drains, oversized or undecodable requests refused, then calls are counted per
-        # connection, traced, authenticated, and rate-limited by the key they authenticated as.
+        # server drains, counted per connection, traced, authenticated, and rate-limited by
+        # the key it authenticated as; then oversized or undecodable requests are refused
+        # (each message goes through the hooks in this order once every hook has begun).
         interceptors: list[HookInterceptor] = [
             ObserveInterceptor(self.metrics),
             RefuseWhileDraining(self.drain),

@@ -22,7 +22,7 @@ from embedserve.server.auth import (
 )
 from embedserve.server.call_hooks import CallHooks, Context, HookInterceptor, Metadata
 from embedserve.server.errors import EmbedServeError
-from embedserve.server.status import status_of
+from embedserve.server.status import details_of, status_of
 from embedserve.v1 import vector_pb2
 
 
@@ -48,7 +48,7 @@ class _Check(CallHooks):
             state = callctx.set_caller(key.key_id)  # named in the access log if refused too
             check_role(key, self._role, self._method)
         except EmbedServeError as exc:
-            await context.abort(status_of(exc), exc.message)
+            await context.abort(status_of(exc), details_of(exc))
             raise  # unreachable: abort raises
         self._key, self._generation = key, self._keys.generation
         return state

@@ -111,9 +111,12 @@ def _wrap(inner: Any, chain: tuple[CallHooks, ...], request_streaming: bool) -> 
         return checked()
 
     async def begin(request: Any, context: Context, begun: _Begun) -> None:
+        # Every hook begins before any reads the message, as for a stream's: a caller
+        # without a key hears UNAUTHENTICATED, not how its bytes failed to parse.
         for hooks in chain:
             begun.append((hooks, await hooks.begin(context)))
-            if not request_streaming:
+        if not request_streaming:
+            for hooks in chain:
                 await hooks.on_request(request, context)
 
     def end(begun: _Begun, context: Context, error: BaseException | None) -> None:

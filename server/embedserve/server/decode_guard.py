@@ -7,7 +7,8 @@ protobuf message would make grpc.aio report the deserializer's exception as UNKN
 log a traceback per call, so a client sending garbage would look like a server fault.
 Here the deserializer never raises: it hands on a marker, and the call (or stream, at
 that message, after the messages before it were answered) is refused with
-INVALID_ARGUMENT before any other hook or handler sees it.
+INVALID_ARGUMENT before any later hook or the handler sees it, once every hook has begun
+(a caller without a key is refused as such first).
 """
 
 from __future__ import annotations

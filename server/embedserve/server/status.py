@@ -56,8 +56,27 @@ Resp = TypeVar("Resp")
 RETRY_AFTER_KEY = "retry-after-ms"
 
 
+# The bytes of a status message kept: it travels as a header, percent-encoded (up to three
+# times as long), and a client refuses headers past 8 to 16 KiB, answering its own
+# RESOURCE_EXHAUSTED in place of the refusal (a 16,000-character name quoted in full).
+MAX_DETAILS_BYTES = 1024
+
+
 def status_of(error: EmbedServeError) -> grpc.StatusCode:
     return STATUS_OF[error.kind]
+
+
+def details_of(error: EmbedServeError) -> str:
+    """``error``'s message as a gRPC status message: past MAX_DETAILS_BYTES its middle
+    (where a quoted value sits; the setting to change is named at the end) is left out."""
+    data = error.message.encode()
+    if len(data) <= MAX_DETAILS_BYTES:
+        return error.message
+    half = MAX_DETAILS_BYTES // 2
+    head = data[:half].decode(errors="ignore")
+    tail = data[-half:].decode(errors="ignore")
+    left_out = len(error.message) - len(head) - len(tail)
+    return f"{head} [... {left_out} characters left out ...] {tail}"
 
 
 async def abort_with(
@@ -67,8 +86,8 @@ async def abort_with(
     wait its caller should leave before trying again."""
     if isinstance(error, Overloaded):
         retry = ((RETRY_AFTER_KEY, str(error.retry_after_ms)),)
-        await context.abort(status_of(error), error.message, trailing_metadata=retry)
-    await context.abort(status_of(error), error.message)
+        await context.abort(status_of(error), details_of(error), trailing_metadata=retry)
+    await context.abort(status_of(error), details_of(error))
 
 
 def http_status_of(error: EmbedServeError) -> int:
