@@ -109,6 +109,25 @@ def test_export_through_a_symlink_writes_its_target_and_keeps_the_link(
     assert [p.name for p in target.parent.iterdir()] == ["backup.jsonl"]  # nothing left beside
 
 
+def test_an_export_replacing_a_private_file_keeps_it_private(
+    served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file put in its place was made with the umask's mode (0644): every export of
+    private payloads over a 0600 backup became readable by all."""
+    backup = tmp_path / "private.jsonl"
+    backup.write_text("yesterday\n")
+    backup.chmod(0o600)
+    code, _, err = cli(capsys, "export", "texts", "-o", str(backup), "--target", served)
+    assert code == 0, err
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert len(backup.read_text().splitlines()) == len(TEXTS)
+    fresh = tmp_path / "fresh.jsonl"  # a new file: the umask's mode, as open() makes it
+    assert cli(capsys, "export", "texts", "-o", str(fresh), "--target", served)[0] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+
+
 def test_export_into_a_fifo_reaches_its_reader(
     served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

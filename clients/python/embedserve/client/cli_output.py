@@ -37,7 +37,10 @@ def replaced_when_done(
                 yield f
             return
         try:
+            kept_mode = _mode_of(target)
             with opened(partial) as f:
+                if kept_mode is not None:  # a private file stays private, from the start
+                    os.fchmod(f.fileno(), kept_mode)
                 yield f
             os.replace(partial, target)
         except BaseException:
@@ -49,6 +52,14 @@ def replaced_when_done(
             raise  # another file's error, raised by the block
         # A failed write names no file at all ("[Errno 27] File too large").
         raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _mode_of(path: str) -> int | None:
+    """The permission bits of the file at ``path``; None where there is none yet."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
 
 
 def save_npy(path: str, array: np.ndarray[Any, Any]) -> None:
