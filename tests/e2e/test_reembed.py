@@ -303,3 +303,24 @@ def test_an_alias_named_as_the_new_collection_is_refused_at_once(minilm_server, 
     assert "--alias 'src-v2' is the name --to gives the new collection" in (capsys.readouterr().err)
     with EmbedClient(target) as client:
         assert "src-v2" not in client.list_collections()
+
+
+def test_a_split_the_server_refuses_leaves_no_collection_behind(minilm_server, capsys) -> None:
+    """--passage-tokens past the model's room was refused at the first batch, after the new
+    collection was made: the corrected command was then told to pass --resume."""
+    target = minilm_server.target
+    with EmbedClient(target) as client:
+        client.create_collection("whole")
+        list(client.ingest_iter("whole", DOCS, store_text=True))
+    args = ["reembed", "whole", "--to", "whole-split", "--target", target]
+    assert cli_main([*args, "--passage-tokens", "100000"]) == 1
+    assert "options.split.max_tokens must be from 1 to 254" in capsys.readouterr().err
+    with EmbedClient(target) as client:
+        assert "whole-split" not in client.list_collections()
+    with pytest.raises(SystemExit) as refused:  # refused by the flag's type, before any call
+        cli_main([*args, "--passage-tokens", "0"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --passage-tokens: must be from 1 to 2**32 - 1, got 0" in err
+    assert cli_main([*args, "--passage-tokens", "64"]) == 0
+    assert f"re-embedded {len(DOCS)} documents" in capsys.readouterr().err

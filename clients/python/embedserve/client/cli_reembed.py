@@ -133,6 +133,12 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise
+    except Exception:
+        # Refused before a document was written (a split the model cannot take): the
+        # collection this run made goes, so that the corrected command needs no --resume.
+        if not exists and not written and client.count(args.new_collection) == 0:
+            client.delete_collection(args.new_collection)
+        raise
     finally:
         if shown:  # ends the progress line, before what is printed next (an error too)
             print(file=sys.stderr)

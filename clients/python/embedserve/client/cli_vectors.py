@@ -29,6 +29,7 @@ from embedserve.client.cli_connect import (
     add_target,
     client_verb,
     filter_arg,
+    non_negative_int,
     positive_int,
 )
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
@@ -696,11 +697,13 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
         help="store each text as passages ('<id>#0', ...; payload doc_id), none of it cut off",
     )
     parser.add_argument(
-        "--passage-tokens", type=int, help="tokens per passage (implies --split; default: most)"
+        "--passage-tokens",
+        type=positive_int,
+        help="tokens per passage (implies --split; default: most)",
     )
     parser.add_argument(
         "--passage-overlap",
-        type=int,
+        type=non_negative_int,
         help="tokens a passage repeats from the one before (implies --split; default: 1/8)",
     )
 
