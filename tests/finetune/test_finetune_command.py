@@ -169,6 +169,13 @@ def test_resume_continues_from_the_last_checkpoint(
     assert "are of another run (other training pairs; seed 0 there, 5 here)" in (
         capsys.readouterr().err
     )
+    # Fewer epochs than the checkpoint has trained: exit 0, nothing trained, and a report
+    # of the new epochs.
+    assert main(finetune_args(tiny_base, small_pairs, out, "--epochs", "1", "--resume")) == 2
+    assert (
+        f"checkpoint-{first.steps} has trained {first.steps} steps (1.0 epochs), and --epochs "
+        f"makes {first.steps} in all: nothing is left to train"
+    ) in capsys.readouterr().err
     assert main(finetune_args(tiny_base, small_pairs, out, "--epochs", "2", "--resume")) == 0
     report = read_json(out / "finetune-report.json")
     assert report["resumed_from"] == f"checkpoint-{first.steps}"

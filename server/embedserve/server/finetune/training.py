@@ -114,6 +114,19 @@ def _check_resumed_run(record: Path, run: dict[str, Any]) -> None:
         )
 
 
+def _check_steps_left(checkpoint: Path, total_steps: int) -> None:
+    """Refuse a resumed run that its checkpoint has trained already (fewer --epochs than
+    it was begun with): the trainer trained nothing and the report gave the new epochs."""
+    state = json.loads((checkpoint / TRAINER_STATE).read_text("utf-8"))
+    done = int(state.get("global_step", 0))
+    if done >= total_steps:
+        raise FinetuneError(
+            f"--resume: {checkpoint.name} has trained {done} steps ({state.get('epoch')} "
+            f"epochs), and --epochs makes {total_steps} in all: nothing is left to train; "
+            "give --epochs above that"
+        )
+
+
 def use_bf16(device: str) -> bool:
     """bf16 mixed precision on a GPU that has it; CPUs train in float32."""
     import torch
@@ -187,6 +200,7 @@ def train(
         if checkpoint is None:
             raise FinetuneError(f"--resume: there are no checkpoints in {settings.checkpoint_dir}")
         _check_resumed_run(record, run)
+        _check_steps_left(Path(checkpoint), math.ceil(settings.epochs * batches))
     else:
         settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(run) + "\n", "utf-8")
