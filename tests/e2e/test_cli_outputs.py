@@ -222,6 +222,8 @@ def test_a_checkpoint_that_is_none_is_named_with_restart(
         (["export", "texts", "-o", "{docs}.out", "--page-size", "0"], "--page-size"),
         (["duplicates", "texts", "--max-pairs", "-1"], "--max-pairs"),
         (["duplicates", "texts", "--max-neighbors", "0"], "--max-neighbors"),
+        (["similarity", "{docs}", "--top-k", "5000000000"], "--top-k"),
+        (["ingest", "{docs}", "-c", "bs0_passages", "--passage-tokens", "0"], "--passage-tokens"),
     ],
 )
 def test_counts_and_sizes_below_one_are_refused_by_their_flag_before_any_call(
@@ -236,6 +238,24 @@ def test_counts_and_sizes_below_one_are_refused_by_their_flag_before_any_call(
     with EmbedClient(served) as client:
         assert not {a for a in given if a.startswith("bs0")} & set(client.list_collections())
     assert not Path(f"{docs}.out").exists()
+
+
+def test_the_cosine_matrix_goes_to_standard_output_for_a_dash(
+    served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """--matrix - wrote a file named '-', and --matrix '' printed pairs instead."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS[:4]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "similarity", str(texts), "--matrix", "-", "--target", served)
+    assert code == 0, err
+    assert cli(capsys, "similarity", str(texts), "--matrix", "m.csv", "--target", served)[0] == 0
+    assert out == (tmp_path / "m.csv").read_bytes().decode()
+    assert out.startswith(",line 1,line 2,") and not (tmp_path / "-").exists()
+    assert "4 x 4 cosine matrix -> standard output" in err
+    code, _, err = cli(capsys, "similarity", str(texts), "--matrix", "", "--target", served)
+    assert code == 2
+    assert "argument --matrix: a file name expected" in err
 
 
 def test_a_page_size_past_the_servers_page_is_refused_by_its_flag(

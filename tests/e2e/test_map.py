@@ -221,3 +221,24 @@ def test_hdbscan_colours_of_a_few_texts_take_a_smaller_cluster_size(
     )
     assert done.returncode == 0, done.stderr
     assert len(read_coords(tmp_path / "h.csv")) == 4
+
+
+def test_a_map_reads_texts_from_standard_input_and_writes_coords_to_standard_output(
+    served: str, tmp_path: Path
+) -> None:
+    """'-' was taken as a collection's name, and --coords - wrote a file named '-'."""
+    some = DOCUMENTS[:12]
+    done = subprocess.run(
+        [*CLI, "map", "-", "--method", "pca", "--coords", "-", "-o", "map.png", "--target", served],
+        input="".join(json.dumps(d) + "\n" for d in some),
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert [r["id"] for r in rows] == [d["id"] for d in some]
+    assert not (tmp_path / "-").exists()
+    assert "wrote standard output" in done.stderr

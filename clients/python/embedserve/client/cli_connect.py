@@ -75,6 +75,13 @@ def security_from_env() -> dict[str, Any]:
     return options
 
 
+def output_path(text: str) -> str:
+    """An argparse type for files to write: an empty name is refused, naming the flag."""
+    if not text:
+        raise argparse.ArgumentTypeError("a file name expected ('-': standard output)")
+    return text
+
+
 def positive_int(text: str) -> int:
     """An argparse type for counts and sizes: a whole number from 1 to 2**32 - 1, refused
     before any call with an error that names the flag (the server's, or protobuf's "Value

@@ -14,9 +14,10 @@ from embedserve.client.cli_connect import (
     client_verb,
     filter_arg,
     non_negative_int,
+    output_path,
     positive_int,
 )
-from embedserve.client.cli_output import replaced_when_done
+from embedserve.client.cli_output import output_name, text_output
 from embedserve.client.maps.build import CLUSTER, Map, MapRequest, build_map
 from embedserve.client.maps.extra import MissingExtra, require
 from embedserve.client.maps.projection import METHODS, Projection
@@ -44,7 +45,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--output", "-o", metavar="FILE.png", help="write the map as a PNG")
     parser.add_argument("--html", metavar="FILE.html", help="write an interactive HTML page")
     parser.add_argument(
-        "--coords", metavar="FILE.csv", help="write id, x, y and colour group of each point"
+        "--coords",
+        metavar="FILE.csv",
+        type=output_path,
+        help="write id, x, y and colour group of each point ('-': standard output)",
     )
     parser.add_argument("--title", help="default: what was mapped, and how")
     parser.add_argument(
@@ -158,12 +162,12 @@ def _draw(client: EmbedClient, args: argparse.Namespace, request: MapRequest) ->
         progress(f"wrote {args.html}")
     if args.coords:
         _write_coords(result, args.coords)
-        progress(f"wrote {args.coords}")
+        progress(f"wrote {output_name(args.coords)}")
     return 0
 
 
 def _write_coords(result: Map, path: str) -> None:
-    with replaced_when_done(path, newline="") as file:
+    with text_output(path, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["id", "x", "y", "group"])
         for i, (x, y) in enumerate(result.coords.tolist()):

@@ -71,13 +71,18 @@ def save_npy(path: str, array: np.ndarray[Any, Any]) -> None:
 
 
 @contextlib.contextmanager
-def text_output(path: str) -> Iterator[IO[str]]:
-    """Standard output for "-", else ``path`` replaced when done."""
+def text_output(path: str, newline: str | None = None) -> Iterator[IO[str]]:
+    """Standard output for "-", else ``path`` replaced when done (``newline`` as there)."""
     if path == "-":
         yield sys.stdout
         return
-    with replaced_when_done(path) as out:
+    with replaced_when_done(path, newline=newline) as out:
         yield out
+
+
+def output_name(path: str) -> str:
+    """``path`` as a progress line names it."""
+    return "standard output" if path == "-" else path
 
 
 def is_stream(path: str) -> bool:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from embedserve.client._sync import EmbedClient
-from embedserve.client.cli_connect import add_target, client_verb
-from embedserve.client.cli_output import replaced_when_done
+from embedserve.client.cli_connect import add_target, client_verb, output_path, positive_int
+from embedserve.client.cli_output import output_name, text_output
 from embedserve.client.cli_texts import TextLine, read_texts
 
 # --matrix holds n x n scores in memory and writes them all: 2,000 texts make 4 million
@@ -38,7 +38,9 @@ def add_parser(commands: Any) -> None:
     )
     add_target(similarity)
     similarity.set_defaults(run=client_verb(_similarity))
-    similarity.add_argument("--top-k", type=int, default=10, help="pairs shown (default 10)")
+    similarity.add_argument(
+        "--top-k", type=positive_int, default=10, help="pairs shown (default 10)"
+    )
     similarity.add_argument(
         "--threshold", type=float, help="only pairs with a cosine at or above this, in [-1, 1]"
     )
@@ -46,7 +48,9 @@ def add_parser(commands: Any) -> None:
     similarity.add_argument(
         "--matrix",
         metavar="OUT.csv",
-        help=f"write the full cosine matrix instead (files of at most {MAX_MATRIX_TEXTS} texts)",
+        type=output_path,
+        help=f"write the full cosine matrix instead (files of at most {MAX_MATRIX_TEXTS} "
+        "texts; '-': standard output)",
     )
 
 
@@ -115,10 +119,11 @@ def _write_matrix(client: EmbedClient, texts: list[TextLine], args: argparse.Nam
     matrix = (matrix + matrix.T) / 2
     np.fill_diagonal(matrix, 1.0)
     labels = [t.label for t in texts]
-    with replaced_when_done(args.matrix, newline="") as out:
+    with text_output(args.matrix, newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["", *labels])
         for label, row in zip(labels, matrix, strict=True):
             writer.writerow([label, *(f"{x:.6f}" for x in row)])
-    print(f"{len(texts)} x {len(texts)} cosine matrix -> {args.matrix}", file=sys.stderr)
+    where = output_name(args.matrix)
+    print(f"{len(texts)} x {len(texts)} cosine matrix -> {where}", file=sys.stderr)
     return 0
