@@ -80,6 +80,7 @@ def channel_target(target: str | Sequence[str]) -> str:
     """``"a:1,b:2"`` or ``["a:1", "b:2"]`` (IP literals) becomes gRPC's ``ipv4:``/``ipv6:``
     target; host names need ``dns:///name:port``, which resolves to all of a name's addresses."""
     if isinstance(target, str):
+        _check_ports(target)
         if target.startswith(("dns:", "ipv4:", "ipv6:", "unix:")) or "," not in target:
             return target
         addresses = [part.strip() for part in target.split(",") if part.strip()]
@@ -93,6 +94,21 @@ def channel_target(target: str | Sequence[str]) -> str:
             f"target: {addresses} mixes IPv4 and IPv6 addresses; give one family per client"
         )
     return f"{families.pop()}:{','.join(addresses)}"
+
+
+def _check_ports(target: str) -> None:
+    """Refuse a port past 65535, which gRPC takes modulo 65536 (:118976 reached :53440)."""
+    if not target.strip():
+        raise ValueError("target: empty; give host:port")
+    if target.startswith("unix:"):
+        return
+    addresses = target.split(":", 1)[1] if target.startswith(("ipv4:", "ipv6:")) else target
+    if target.startswith("dns:"):
+        addresses = target.rsplit("/", 1)[-1]
+    for address in addresses.split(","):
+        port = address.strip().rpartition(":")[2]
+        if port.isdigit() and not 0 < int(port) < 65536:
+            raise ValueError(f"target: port {port} of {address.strip()!r} is not from 1 to 65535")
 
 
 def _ip_family(address: str) -> str:
