@@ -256,6 +256,9 @@ def test_the_cosine_matrix_goes_to_standard_output_for_a_dash(
     code, _, err = cli(capsys, "similarity", str(texts), "--matrix", "", "--target", served)
     assert code == 2
     assert "argument --matrix: a file name expected" in err
+    code, _, err = cli(capsys, "export", "texts", "-o", "", "--target", served)
+    assert code == 2
+    assert "argument --output/-o: a file name expected" in err  # was "cannot write : Is a dir"
 
 
 def test_a_page_size_past_the_servers_page_is_refused_by_its_flag(

@@ -25,7 +25,13 @@ from embedserve.client import (
 )
 from embedserve.client._options import batches
 from embedserve.client._sync import EmbedClient
-from embedserve.client.cli_connect import BATCH_SIZE, add_target, client_verb, positive_int
+from embedserve.client.cli_connect import (
+    BATCH_SIZE,
+    add_target,
+    client_verb,
+    output_path,
+    positive_int,
+)
 from embedserve.client.cli_lines import stdin_text, utf8_lines
 from embedserve.client.cli_output import save_npy, text_output
 
@@ -107,6 +113,7 @@ def add_parser(commands: Commands) -> None:
         "--output",
         "-o",
         default="-",
+        type=output_path,
         help="'-' for JSONL on stdout, a .npy path for a numpy array, else JSONL",
     )
     embed.set_defaults(run=client_verb(_embed))

@@ -16,6 +16,7 @@ from embedserve.client.cli_connect import (
     client_verb,
     filter_arg,
     non_negative_int,
+    output_path,
     positive_int,
 )
 from embedserve.client.cli_output import (
@@ -53,6 +54,7 @@ def add_parser(commands: Any) -> None:
         "--output",
         "-o",
         required=True,
+        type=output_path,
         help="FILE.jsonl ({id, vector, payload} a line, and the collection's settings in "
         "FILE.jsonl.collection.json; '-' for stdout) or FILE.npy (vectors; ids and payloads "
         "go to FILE.ids.jsonl, row by row)",

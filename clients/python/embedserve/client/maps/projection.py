@@ -5,6 +5,7 @@ searches see and makes them several times faster."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -42,8 +43,8 @@ class Projection:
         if self.perplexity is not None:
             if self.method != "tsne":
                 raise ValueError("--perplexity applies to --method tsne only")
-            if self.perplexity <= 0:
-                raise ValueError(f"--perplexity {self.perplexity:g}: must be positive")
+            if not 0 < self.perplexity < math.inf:  # NaN too
+                raise ValueError(f"--perplexity {self.perplexity:g}: must be a positive number")
 
     def check_points(self, count: int) -> None:
         if count < MIN_POINTS:
