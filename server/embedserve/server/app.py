@@ -71,6 +71,8 @@ STORE_THREAD = "es-store"
 # On shutdown the transport stops once no new call was refused for DRAIN_CALM_S, or after
 # DRAIN_CALM_LIMIT_S (within the grace period) at the most.
 DRAIN_CALM_S = 0.1
+# The shortest keepalive ping interval a client may use on an idle connection.
+KEEPALIVE_MIN_PING_MS = 5000
 DRAIN_CALM_LIMIT_S = 1.0
 
 API_SERVICES = (
@@ -153,6 +155,11 @@ class EmbedServer:
                 # Answers are bounded by what requests may ask (and EmbedTokens' by the
                 # limit itself): a cap here failed an answer after the work, logged as OK.
                 ("grpc.max_send_message_length", -1),
+                # Clients that keep idle connections alive with pings (load balancers, Go's
+                # and Java's keepalive options) may ping every 5 s: gRPC's default of one
+                # per 5 minutes ended their open streams with "too many pings".
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_MIN_PING_MS),
             ],
         )
         self._model_executor = ThreadPoolExecutor(
