@@ -330,6 +330,13 @@ def test_rerank_of_a_file_larger_than_one_request(
     code, out, _ = cli(capsys, "rerank", "coffee", "--file", str(file), "--top-n", "3", *target)
     assert code == 0
     assert [int(line.split("\t")[1]) for line in out.splitlines()] == [r["index"] for r in rows[:3]]
+    # Requests of 700 (under a server's lower max_inputs_per_request): the same ranking.
+    smaller = ["--top-n", "5", "--batch-size", "700", "--json"]
+    code, out, err = cli(capsys, "rerank", "coffee", "--file", str(file), *smaller, *target)
+    assert code == 0, err
+    assert [json.loads(line)["index"] for line in out.splitlines()] == [
+        r["index"] for r in rows[:5]
+    ]
 
 
 def test_ingest_from_stdin_refuses_a_checkpoint(

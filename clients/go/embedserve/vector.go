@@ -324,11 +324,13 @@ func (c *queryConfig) proximityParams() *pb.Proximity {
 // a text query (dense, keyword or hybrid) with the server's reranker (its
 // --reranker), which reads the query text together with each hit's text,
 // payload["text"] where WithStoreText keeps it (WithRerankTextKey names
-// another field). Hits carry the reranker's scores, best first, ties in the
-// first stage's order; WithLimit and WithOffset cut the page from that order,
-// WithScoreThreshold applies to the first stage. candidates is 0 for the
-// server's default (50, or limit + offset if more), else from limit + offset
-// to 1000; in SearchGroups the groups come from the reranker's order. A Vector
+// another field). Hits carry the reranker's scores, best first, in windows
+// of candidates (the first stage's best candidates among themselves, then the
+// next, equal scores by id); WithLimit and WithOffset cut the page from that
+// order, so pages of one limit fit together, and WithScoreThreshold applies to
+// the first stage. candidates is 0 for the server's default (50, or the limit
+// if more), else from the limit to 1000; in SearchGroups the groups come from
+// the reranker's order. A Vector
 // query, WithDiversity, WithRecency and WithProximity are refused
 // (INVALID_ARGUMENT); a hit without text, or a server
 // without a reranker, is FAILED_PRECONDITION. Recommend and RecommendGroups

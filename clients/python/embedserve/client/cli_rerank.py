@@ -11,7 +11,7 @@ from typing import Any
 
 from embedserve.client._calls import Ranked
 from embedserve.client._sync import EmbedClient
-from embedserve.client.cli_connect import BATCH_SIZE, add_target, client_verb
+from embedserve.client.cli_connect import BATCH_SIZE, add_target, client_verb, positive_int
 from embedserve.client.cli_texts import TextLine, read_texts
 
 
@@ -29,6 +29,13 @@ def add_parser(commands: Any) -> None:
     )
     rerank.add_argument("--top-n", type=int, default=0, help="keep the best N (default: all)")
     rerank.add_argument("--raw-scores", action="store_true", help="the model's logits")
+    rerank.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=BATCH_SIZE,
+        help=f"documents a request (default {BATCH_SIZE}; at most the server's "
+        "max_inputs_per_request)",
+    )
     rerank.add_argument(
         "--overflow",
         choices=["truncate_right", "truncate_left", "error", "chunk"],
@@ -64,13 +71,13 @@ def _rerank(client: EmbedClient, args: argparse.Namespace) -> int:
 
 
 def _ranked(client: EmbedClient, args: argparse.Namespace, texts: list[str]) -> list[Ranked]:
-    """The documents best first (--top-n: the best N), a batch a request: the server takes
-    at most 2,048. Each document is scored with the query alone, so batches compare."""
+    """The documents best first (--top-n: the best N), --batch-size a request. Each
+    document is scored with the query alone, so batches compare."""
     ranked: list[Ranked] = []
-    for start in range(0, len(texts), BATCH_SIZE):
+    for start in range(0, len(texts), args.batch_size):
         batch = client.rerank(
             args.query,
-            texts[start : start + BATCH_SIZE],
+            texts[start : start + args.batch_size],
             top_n=args.top_n,
             raw_scores=args.raw_scores,
             overflow=args.overflow,
