@@ -1,5 +1,6 @@
 """A random cross-encoder (a reranker) small enough to build in a test: BERT (token types
-read) or ModernBERT (none), with MiniLM's tokenizer.
+read), RoBERTa (positions counted from the padding id + 1) or ModernBERT (no token types),
+with MiniLM's tokenizer.
 
     python tests/tiny_reranker.py FOLDER    builds one there (the client checks serve it)
 """
@@ -29,6 +30,8 @@ def build_tiny_reranker(
         BertForSequenceClassification,
         ModernBertConfig,
         ModernBertForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
     )
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
@@ -45,6 +48,8 @@ def build_tiny_reranker(
     torch.manual_seed(0)
     if architecture == "bert":
         model: Any = BertForSequenceClassification(BertConfig(**shape))
+    elif architecture == "roberta":  # MiniLM's pairs carry token types 0 and 1
+        model = RobertaForSequenceClassification(RobertaConfig(**shape, type_vocab_size=2))
     else:
         config = ModernBertConfig(
             **shape,

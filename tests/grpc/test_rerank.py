@@ -239,6 +239,27 @@ def test_a_reranker_this_server_would_score_wrongly_is_refused(
         RerankerModel.load(RerankerSettings(reranker=str(folder)), ModelSettings(device="cpu"))
 
 
+def test_a_roberta_reranker_reads_pairs_up_to_its_positions_less_the_padding_offset(
+    start_server: Any, minilm_model: Any, tmp_path: Path, minilm_path: Path
+) -> None:
+    """Without a model_max_length, the maximum was all 66 positions: RoBERTa's first token
+    takes position padding id + 1, and the warm-up's long pair failed the start ("index 66
+    is out of bounds")."""
+    folder = build_tiny_reranker(
+        tmp_path / "roberta", minilm_path, architecture="roberta", max_positions=66
+    )
+    config_file = folder / "tokenizer_config.json"
+    settings = json.loads(config_file.read_text())
+    del settings["model_max_length"]
+    config_file.write_text(json.dumps(settings))
+    server = start_server(loaded=minilm_model, reranker=str(folder))
+    with EmbedClient(server.target) as client:
+        assert client.model_info().reranker.max_tokens == 66 - 1  # MiniLM's padding id is 0
+    reply = rerank(server.target, query=QUERY, documents=["orbit " * 200, "bread bakes"])
+    assert sorted(r.index for r in reply.results) == [0, 1]
+    assert all(np.isfinite(r.score) for r in reply.results)
+
+
 def test_the_models_own_activation_is_applied(
     start_server, minilm_model: Any, tmp_path: Path, minilm_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from embedserve.server.bert_packed import first_position
 from embedserve.server.errors import InferenceFailed, ModelLoadError
 from embedserve.server.model import load_weights, pick_attention, pick_device, pick_dtype
 from embedserve.server.model_settings import ModelSettings, RerankerSettings
@@ -132,7 +133,13 @@ class RerankerModel:
         spec = RerankerSpec(
             reranker_id,
             path,
-            _max_tokens(config, tokenizer, reranker.reranker_max_tokens, prompt),
+            _max_tokens(
+                config,
+                tokenizer,
+                reranker.reranker_max_tokens,
+                prompt,
+                first_position(weights.base_model),
+            ),
             activation,
             prompt,
         )
@@ -175,12 +182,18 @@ class RerankerModel:
         return list(logits.float().cpu().numpy().reshape(len(windows), 1))
 
 
-def _max_tokens(config: Any, tokenizer: Any, requested: int, prompt: str = "") -> int:
-    """The tokenizer's maximum, capped by the model's positions (as CrossEncoder caps it),
-    then by ``requested`` when set; a ``requested`` below what a pair needs (its special
-    tokens, the query prompt's, and a token of each text) is refused."""
+def _max_tokens(
+    config: Any, tokenizer: Any, requested: int, prompt: str = "", first_position: int = 0
+) -> int:
+    """The tokenizer's maximum, capped by the model's positions (as CrossEncoder caps it)
+    less the first ones a token cannot use (``first_position``: RoBERTa counts from its
+    padding id + 1, so 514 positions hold 512 tokens), then by ``requested`` when set; a
+    ``requested`` below what a pair needs (its special tokens, the query prompt's, and a
+    token of each text) is refused."""
     limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
     positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        positions -= first_position
     if positions and (not limit or limit > positions):
         limit = int(positions)
     if not limit:
