@@ -165,10 +165,19 @@ def test_overflow_error_left_and_chunk(reranker_server: Any, tiny_reranker_path:
     assert chunk.score == pytest.approx(max(window_scores), abs=2e-6)
     assert chunk.token_count == int(windows["attention_mask"].sum())
 
-    with pytest.raises(grpc.RpcError) as no_room:
-        rerank(reranker_server.target, query="query " * 600, documents=[long], overflow=4)
-    assert no_room.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "no room" in (no_room.value.details() or "")
+    # A query leaving the document less than a quarter of the 512 tokens ("query " * 400
+    # is 400 tokens, the pair's special tokens 3): each window would move on by a few
+    # tokens and read all 512 again.
+    for words, room in ((600, 0), (400, 109)):
+        with pytest.raises(grpc.RpcError) as no_room:
+            rerank(reranker_server.target, query="query " * words, documents=[long], overflow=4)
+        assert no_room.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert (no_room.value.details() or "").startswith(
+            f"the query leaves {room} of the reranker's 512 tokens for documents[0]; under "
+            "CHUNK each window holds the whole query and at least a quarter of them (128)"
+        )
+    roomy = rerank(reranker_server.target, query="query " * 300, documents=[long], overflow=4)
+    assert not roomy.results[0].truncated
 
 
 @pytest.mark.parametrize(

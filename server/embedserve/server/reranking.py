@@ -264,10 +264,15 @@ class Reranker:
     def _chunked(self, query: str, document: str, room: int, name: str) -> _Pair:
         tokenizer = self.model.tokenizer
         limit = self.model.spec.max_tokens
-        if room < 2:
+        # A window moves on by at least half its document's room: a query that left a
+        # token or two read a 2,700-token document as 2,700 windows of the whole limit.
+        least = max(2, limit // 4)
+        if room < least:
             raise InvalidArgument(
-                f"the query leaves no room for {name} in the reranker's {limit} "
-                "tokens; under CHUNK a document is read in windows beside the whole query"
+                f"the query leaves {max(room, 0)} of the reranker's {limit} tokens for "
+                f"{name}; under CHUNK each window holds the whole query and at least a "
+                f"quarter of them ({least}) of the document: shorten the query, or truncate "
+                "the document instead"
             )
         windows = tokenizer(
             query,
