@@ -90,6 +90,22 @@ def test_a_prompt_that_fills_the_window_is_refused_only_when_nothing_is_left() -
     )
 
 
+def test_a_prompt_leaving_under_a_quarter_of_the_window_is_refused_under_chunk() -> None:
+    """Each window moved on by a token or two and held the whole prompt again: a long
+    text cost as many whole windows as it had tokens."""
+    tokenizer = make(max_tokens=8)
+    assert len(one(tokenizer, words(10), Overflow.CHUNK, prompt="p q r s ").windows) == 9
+    with pytest.raises(InvalidArgument) as refused:
+        one(tokenizer, words(10), Overflow.CHUNK, prompt="p q r s t ")
+    assert refused.value.message == (
+        "inputs[0]: the prompt leaves 1 of the model's 8 tokens for the text; under CHUNK "
+        "each window holds the prompt and at least a quarter of them (2) of the text: "
+        "shorten the prompt, or let the text be truncated"
+    )
+    truncated = one(tokenizer, words(10), Overflow.TRUNCATE_RIGHT, prompt="p q r s t ")
+    assert len(truncated.windows) == 1
+
+
 def test_the_error_policy_message_names_the_input_and_what_to_do() -> None:
     with pytest.raises(InvalidArgument) as caught:
         make().encode(["fine", words(10)], "", Overflow.ERROR)

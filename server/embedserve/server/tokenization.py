@@ -312,12 +312,25 @@ class TextTokenizer:
         elif overflow is Overflow.TRUNCATE_RIGHT:
             starts = [0]
         else:
+            self._check_chunk_room(room, where)
             step = max(1, room - min(self.chunk_overlap_tokens, room // 2))
             starts = range(0, max(1, len(body) - room + step), step)
         windows = tuple(tuple(head + body[start : start + room] + tail) for start in starts)
         span = (head_len + starts[0], head_len + min(len(body), starts[0] + room))
         truncated = overflow is not Overflow.CHUNK
         return TokenizedText(windows, pool_start, truncated, full, head_len, span)
+
+    def _check_chunk_room(self, room: int, where: str) -> None:
+        """A window moves on by at least half its text's room: a prompt that left a token
+        or two would read a long text as one whole window per token."""
+        least = max(1, self.max_tokens // 4)
+        if room < least:
+            raise InvalidArgument(
+                f"{where}: the prompt leaves {room} of the model's {self.max_tokens} tokens "
+                f"for the text; under CHUNK each window holds the prompt and at least a "
+                f"quarter of them ({least}) of the text: shorten the prompt, or let the text "
+                "be truncated"
+            )
 
     def _head_within(self, head_len: int, full: int) -> int:
         """The head's length, at most all but the trailing specials. The prompt's tokens
