@@ -173,3 +173,24 @@ def test_an_answer_before_the_body_goes_out_at_once_to_a_client_waiting_to_conti
         got = answer(sock)
     assert got.startswith(b"HTTP/1.1 " + status)
     assert got.rstrip().endswith(b"}")  # the whole JSON error, not only the head
+
+
+def test_a_request_framed_both_ways_is_refused_and_its_connection_closed(both: Any) -> None:
+    """Content-Length and chunked framing together were served on a kept-alive connection:
+    a proxy in front that read the body by its length would have sent the rest of the
+    chunks as a request of its own."""
+    smuggled = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+    chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY)
+    head = (
+        b"POST /api/v1/embed HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\ntransfer-encoding: chunked\r\n\r\n" % len(chunk)
+    )
+    with socket.create_connection(("127.0.0.1", both.server.http.port), timeout=20) as sock:
+        sock.sendall(head + chunk + smuggled)
+        got = b""
+        while more := sock.recv(65536):  # to the connection's end
+            got += more
+    assert got.startswith(b"HTTP/1.1 400"), got
+    assert b"a request gives Content-Length or Transfer-Encoding, not both" in got
+    assert re.search(rb"(?i)\r\nconnection: close\r\n", got)
+    assert got.count(b"HTTP/1.1 ") == 1  # the request after it is not answered

@@ -85,6 +85,9 @@ def _route_of(scope: Scope, routes: Sequence[BaseRoute]) -> BaseRoute | None:
     return next((r for r in routes if r.matches(scope)[0] is Match.FULL), None)
 
 
+TWO_FRAMINGS = "a request gives Content-Length or Transfer-Encoding, not both"
+
+
 class ObserveMiddleware:
     def __init__(
         self,
@@ -130,6 +133,10 @@ class ObserveMiddleware:
         limited = not _STREAMED_BODY.fullmatch(scope["path"])
         # Refused at the route's first read (not before routing: the call counts under it).
         declared_over = limited and self._too_large(headers)
+        # Both framings: a proxy in front may have read the body by the other one, so what
+        # follows on the connection is not what it sent. Refused, and the connection closed.
+        two_framings = b"transfer-encoding" in headers and b"content-length" in headers
+        refusal = self._size_message if declared_over else TWO_FRAMINGS if two_framings else ""
         received = 0
         # A client that asked to be told to continue (curl does past 1 MB) sends its body
         # only once told, which the server does at the call's first read: answered before
@@ -179,10 +186,11 @@ class ObserveMiddleware:
                 # asks (a response listening for a disconnect), not waited for twice.
                 message = await asyncio.shield(watcher)
             else:
-                message = {"type": "http.request"} if declared_over else await receive_tracked()
+                message = {"type": "http.request"} if refusal else await receive_tracked()
                 received += len(message.get("body", b""))
-                if declared_over or (limited and received > self._max_body):
-                    raise HTTPException(400, self._size_message)  # answered as INVALID_ARGUMENT
+                if refusal or (limited and received > self._max_body):
+                    # Answered as INVALID_ARGUMENT.
+                    raise HTTPException(400, refusal or self._size_message)
                 if body_read and running and message["type"] == "http.request":
                     watcher = asyncio.ensure_future(watch())
             # Once answered, the server reports a disconnect to whoever still listens for
@@ -202,6 +210,7 @@ class ObserveMiddleware:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode("latin-1")),
+                    *([(b"connection", b"close")] if two_framings else []),
                 ]
                 streamed_lines = any(
                     name.lower() == b"content-type" and value.startswith(NDJSON.encode())
