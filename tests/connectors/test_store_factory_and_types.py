@@ -64,6 +64,27 @@ def test_open_store_qdrant_local_modes(tmp_path: Path) -> None:
         assert store.retrieve("p", ["a"])[0].payload == {"k": 1}
 
 
+@pytest.mark.parametrize("where", ["embedded", "local"])
+def test_a_build_beam_a_qdrant_server_refuses_is_refused_on_every_engine(
+    tmp_path: Path, where: str
+) -> None:
+    """hnsw_ef_construct 1 to 3 made collections that no server would take: their export
+    failed to ingest there with Qdrant's own validation text."""
+    settings = (
+        StoreSettings(data_dir=str(tmp_path / "data"), store_process=False)
+        if where == "embedded"
+        else StoreSettings(qdrant_url=f"local:{tmp_path / 'qlocal'}")
+    )
+    with open_store(settings, retry=False) as store:
+        with pytest.raises(InvalidRequest) as refused:
+            store.create_collection(CollectionSpec("beam", vector_size=2, hnsw_ef_construct=3))
+        assert str(refused.value) == (
+            "hnsw_ef_construct must be at least 4 (as a Qdrant server takes it), got 3"
+        )
+        store.create_collection(CollectionSpec("beam", vector_size=2, hnsw_ef_construct=4))
+        assert store.get_collection("beam").spec.hnsw_ef_construct == 4
+
+
 def test_open_store_server_url_is_lazy() -> None:
     # No server is needed to build the client; failures surface on the first call.
     store = open_store(

@@ -497,7 +497,7 @@ type CollectionConfig struct {
 	OnDisk bool `protobuf:"varint,3,opt,name=on_disk,json=onDisk,proto3" json:"on_disk,omitempty"`
 	// HNSW graph degree. Default: 32.
 	HnswM *uint32 `protobuf:"varint,4,opt,name=hnsw_m,json=hnswM,proto3,oneof" json:"hnsw_m,omitempty"`
-	// HNSW build-time beam. Default: 128.
+	// HNSW build-time beam. Default: 128; at least 4 (as a Qdrant server takes it).
 	HnswEfConstruct *uint32 `protobuf:"varint,5,opt,name=hnsw_ef_construct,json=hnswEfConstruct,proto3,oneof" json:"hnsw_ef_construct,omitempty"`
 	// Default search-time beam for searches that do not set one. Default: 512.
 	HnswEf *uint32 `protobuf:"varint,6,opt,name=hnsw_ef,json=hnswEf,proto3,oneof" json:"hnsw_ef,omitempty"`

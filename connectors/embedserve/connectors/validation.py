@@ -218,7 +218,17 @@ def spec_vector(vector: VectorLike, spec: CollectionSpec) -> list[float]:
     return values
 
 
+# Qdrant's server refuses a smaller build-time beam; held on every engine alike, so that a
+# collection made on one can be copied to a server (export, then ingest).
+MIN_HNSW_EF_CONSTRUCT = 4
+
+
 def check_new_collection(spec: CollectionSpec) -> None:
+    if spec.hnsw_ef_construct < MIN_HNSW_EF_CONSTRUCT:
+        raise InvalidRequest(
+            f"hnsw_ef_construct must be at least {MIN_HNSW_EF_CONSTRUCT} (as a Qdrant server "
+            f"takes it), got {spec.hnsw_ef_construct}"
+        )
     if spec.datatype is VectorDatatype.UINT8:
         raise InvalidRequest(
             f"collection {spec.name!r}: uint8 vectors are read back from collections made "

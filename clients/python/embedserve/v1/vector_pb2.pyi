@@ -325,7 +325,7 @@ class CollectionConfig(_message.Message):
     hnsw_m: _builtins.int
     """HNSW graph degree. Default: 32."""
     hnsw_ef_construct: _builtins.int
-    """HNSW build-time beam. Default: 128."""
+    """HNSW build-time beam. Default: 128; at least 4 (as a Qdrant server takes it)."""
     hnsw_ef: _builtins.int
     """Default search-time beam for searches that do not set one. Default: 512."""
     quantization: Global___Quantization.ValueType
