@@ -296,6 +296,34 @@ def test_collections_update_refuses_what_only_create_sets(
     assert line.startswith(f"embedserve: collections update cannot change {named}:")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create", "c8", "--to", "x"], "collections create takes no --to"),
+        (["list", "extra"], "collections list takes no NAME, got 'extra'"),
+        (
+            ["get", "texts", "--index", "a:keyword", "--bm25"],
+            "collections get takes no --index, --bm25",
+        ),
+        (
+            ["alias", "a1", "--to", "texts", "--hnsw-ef", "9"],
+            "collections alias takes no --hnsw-ef",
+        ),
+        (["delete", "texts", "--dimensions", "8"], "collections delete takes no --dimensions"),
+    ],
+)
+def test_collections_refuses_what_its_action_does_not_read(
+    served: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """They were ignored: `create c8 --to x` made c8 and no alias."""
+    code, _, err = cli(capsys, "collections", *args, "--target", served)
+    assert code == 2
+    assert err.splitlines() == [f"embedserve: {message}"]
+    with EmbedClient(served) as client:
+        assert "c8" not in client.list_collections()
+        assert client.count("texts") == len(TEXTS)
+
+
 def test_tokenize_more_texts_than_one_request_takes_keeps_their_order(
     served: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

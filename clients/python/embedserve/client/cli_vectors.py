@@ -10,7 +10,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -350,6 +350,7 @@ def _existing(client: EmbedClient, name: str) -> pb.CollectionInfo | None:
 
 
 def _collections(client: EmbedClient, args: argparse.Namespace) -> int:
+    _refuse_unused(args)
     if args.action == "list":
         for name in client.list_collections():
             print(name)
@@ -422,8 +423,31 @@ _CREATE_ONLY = (
 
 def _create_only_flags(args: argparse.Namespace) -> list[str]:
     """The create-only flags given, as they are spelled."""
-    given = [name for name in _CREATE_ONLY if getattr(args, name) not in (None, False, "")]
-    return ["--" + name.replace("_", "-") for name in given]
+    return _given_flags(args, _CREATE_ONLY)
+
+
+# The flags each `collections` action reads (every action shares one parser).
+_ACTION_FLAGS: dict[str, tuple[str, ...]] = {
+    "create": ("index", "hnsw_ef", *_CREATE_ONLY),
+    "update": ("index", "drop_index", "hnsw_ef", *_CREATE_ONLY),  # refused below, by name
+    "alias": ("alias_target",),
+}
+_ALL_FLAGS = ("alias_target", "index", "drop_index", "hnsw_ef", *_CREATE_ONLY)
+
+
+def _given_flags(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
+    given = [name for name in names if getattr(args, name) not in (None, False, "", [])]
+    return ["--to" if name == "alias_target" else "--" + name.replace("_", "-") for name in given]
+
+
+def _refuse_unused(args: argparse.Namespace) -> None:
+    """A NAME or flag the action does not read (``collections create c --to x``) was
+    ignored: the command did something other than what was asked."""
+    if args.action == "list" and args.name:
+        raise ValueError(f"collections list takes no NAME, got {args.name!r}")
+    taken = _ACTION_FLAGS.get(args.action, ())
+    if unused := _given_flags(args, [n for n in _ALL_FLAGS if n not in taken]):
+        raise ValueError(f"collections {args.action} takes no {', '.join(unused)}")
 
 
 def _index_specs(specs: list[str]) -> dict[str, str]:
