@@ -383,6 +383,19 @@ def test_ingest_from_stdin_refuses_a_checkpoint(
         assert "stdin_docs" not in client.list_collections()
 
 
+def test_ingest_of_a_numpy_export_says_what_it_reads(
+    served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said 'X.npy line 1 is not UTF-8 text (byte 0x93 at character 1)'."""
+    vectors = tmp_path / "texts.NPY"
+    assert cli(capsys, "export", "texts", "-o", str(vectors), "--target", served)[0] == 0
+    code, _, err = cli(capsys, "ingest", str(vectors), "-c", "from_npy", "--target", served)
+    assert code == 2
+    assert err.startswith(f"embedserve: {vectors} is a numpy array (an export's vectors")
+    with EmbedClient(served) as client:
+        assert "from_npy" not in client.list_collections()
+
+
 def test_file_extensions_are_read_in_any_case(
     served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

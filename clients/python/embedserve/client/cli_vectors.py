@@ -656,6 +656,12 @@ class _Progress:
 
 
 def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
+    if args.file.lower().endswith(".npy"):  # read as text, it was "not UTF-8 text" at line 1
+        raise ValueError(
+            f"{args.file} is a numpy array (an export's vectors, without their ids and "
+            "payloads); ingest reads JSONL or CSV: export the collection to a .jsonl file "
+            "to copy it"
+        )
     from_stdin = args.file == "-"
     if from_stdin and args.checkpoint:
         raise ValueError("--checkpoint needs a FILE: documents from stdin cannot be resumed")
