@@ -149,6 +149,30 @@ def test_http_missing_and_wrong_keys(http: httpx.Client) -> None:
     assert "needs role admin" in denied.json()["error"]["message"]
 
 
+def test_http_checks_the_key_before_reading_the_body(http: httpx.Client) -> None:
+    """FastAPI parses a body before it runs the key's check: a body that was no JSON, sent
+    compressed or in another charset was answered 400/415/422 to a caller without a key."""
+    bodies: list[tuple[bytes, dict[str, str]]] = [
+        (b"{not json", {"content-type": "application/json"}),
+        (b"\x1f\x8b", {"content-type": "application/json", "content-encoding": "gzip"}),
+        (b"{}", {"content-type": "application/json; charset=utf-16le"}),
+    ]
+    taking_bodies = [route for route, (_, _, body) in REQUESTS.items() if body is not None]
+    assert len(taking_bodies) > 20
+    for route in taking_bodies:
+        verb, path, _ = REQUESTS[route]
+        for content, headers in bodies:
+            for key in (None, "wrong"):
+                sent = {**headers, **({"authorization": f"Bearer {key}"} if key else {})}
+                reply = http.request(
+                    verb, path.replace("{c}", "docs"), content=content, headers=sent
+                )
+                assert reply.status_code == 401, (route, content, key, reply.text)
+    # With the key, the body's fault is named.
+    reply = http.post("/api/v1/embed", content=b"{not json", headers=_auth(KEYS["read"]))
+    assert reply.status_code == 400
+
+
 def test_http_collection_allow_list(http: httpx.Client) -> None:
     for route in REQUESTS:
         if needed(ROUTE_METHODS[route]) == "admin" or "{name}" not in route:

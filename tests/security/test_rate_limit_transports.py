@@ -37,6 +37,9 @@ def test_a_client_address_shares_one_bucket_over_grpc_and_http(
         assert reply.status_code in {200, 429}, reply.text
         accepted += reply.status_code == 200
     assert accepted == 2
+    # Spent: a body that is no JSON is refused for the rate too, not parsed (it was 400).
+    bad = httpx.post(f"{http_url}/api/v1/embed", content=b"{not json", timeout=30)
+    assert bad.status_code == 429, bad.text
 
 
 @pytest.mark.parametrize(

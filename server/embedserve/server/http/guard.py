@@ -5,8 +5,8 @@ The role comes from the one table in ``auth``: each route names the RPC it mirro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar
 
 from fastapi import Request
 
@@ -40,7 +40,12 @@ def rpc_of(request: Request) -> str:
 
 
 async def guard(request: Request) -> ApiKey | None:
-    """The caller's key (``None`` with auth off), once every policy let the request in."""
+    """The caller's key (``None`` with auth off), once every policy let the request in.
+    Run once per request: by StrictJsonRoute before the body is read, then as the route's
+    dependency, which takes that outcome."""
+    if hasattr(request.state, "guarded"):
+        guarded: ApiKey | None = request.state.guarded
+        return guarded
     backend = backend_of(request)
     if backend.drain.started:
         raise ServerDraining("the server is shutting down; send the request elsewhere")
@@ -51,7 +56,13 @@ async def guard(request: Request) -> ApiKey | None:
     if backend.limiter is not None:
         client = client_address(request.client.host) if request.client else ""
         backend.limiter.check(callctx.caller.get() or client)
+    request.state.guarded = key
     return key
+
+
+def is_guarded(dependencies: Sequence[Any]) -> bool:
+    """Whether a route's dependencies (FastAPI's Dependant tree) hold ``guard``."""
+    return any(d.call is guard or is_guarded(d.dependencies) for d in dependencies)
 
 
 def _authorize(request: Request) -> ApiKey:

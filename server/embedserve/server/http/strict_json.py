@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from embedserve.server.http.guard import guard, is_guarded
 from embedserve.server.json_escapes import lone_surrogate_at
 
 
@@ -119,12 +120,18 @@ class StrictJsonRequest(Request):
 
 
 class StrictJsonRoute(APIRoute):
-    """A route whose JSON body must be text, sent uncompressed: see the module's docstring."""
+    """A route whose JSON body must be text, sent uncompressed: see the module's docstring.
+    A guarded route's policies (drain, key, rate limit) are applied before its body is
+    read: FastAPI reads and parses the body before it runs the dependencies, and a caller
+    without a key, or past its rate, was answered how its body failed to parse."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        guarded = is_guarded(self.dependant.dependencies)
 
         async def strict(request: Request) -> Response:
+            if guarded:
+                await guard(request)
             refuse_encoded_body(request)  # before FastAPI reads the body as JSON
             refuse_other_charset(request)
             return await handler(StrictJsonRequest(request.scope, request.receive))
