@@ -109,3 +109,38 @@ def test_a_call_answered_in_full_is_not_cancelled(
         assert http.get(path).status_code == 200
     line = _access_line(caplog, path)
     assert line.startswith(f"HTTP GET {path} OK 200 "), line
+
+
+def test_a_head_of_a_file_whose_client_leaves_after_the_head_is_not_cancelled(
+    both: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """curl -I has its whole answer with the head and closes: the file streamed on after
+    it, and the call was logged CANCELLED 499, and counted with the paths no route takes."""
+    caplog.set_level(logging.INFO)
+    path = "/docs-assets/swagger-ui.css"
+    registry = both.server.metrics.registry
+
+    def unmatched() -> float:
+        labels = {"method": "unmatched", "transport": "http"}
+        return sum(
+            registry.get_sample_value("embedserve_rpc_total", {**labels, "code": code}) or 0
+            for code in ("OK", "CANCELLED")
+        )
+
+    before = unmatched()
+    with socket.create_connection(("127.0.0.1", both.server.http.port), timeout=20) as sock:
+        sock.sendall(b"HEAD %s HTTP/1.1\r\nHost: test\r\n\r\n" % path.encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 10
+    while not access_lines(caplog, f" {path} "):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    line = _access_line(caplog, path)
+    assert line.startswith(f"HTTP HEAD {path} OK 200 "), line
+    with httpx.Client(base_url=both.url, timeout=60) as http:
+        assert http.get(path).status_code == 200
+    time.sleep(0.2)  # counted once the answer has gone
+    assert unmatched() == before

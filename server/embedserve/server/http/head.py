@@ -21,13 +21,18 @@ class HeadAsGet:
             return
         # A copy: the server keeps its own scope's HEAD, and writes no body for it.
         as_get = {**scope, "method": "GET"}
+        answered = False
 
         async def without_body(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                if message.get("more_body", False):
-                    return
-                message = {**message, "body": b""}
+            # Ended with the head: a client has its whole answer then and may close, and a
+            # file streamed after that, for no one, ended as a call its client cancelled.
+            nonlocal answered
+            if answered:
+                return
             await send(message)
+            if message["type"] == "http.response.start":
+                answered = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         try:
             await self._app(as_get, receive, without_body)

@@ -67,10 +67,11 @@ def _code_name(scope: Scope, status: int) -> str:
     return "OK" if status < 400 else "INTERNAL" if status >= 500 else "INVALID_ARGUMENT"
 
 
-def _method_label(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+def _method_label(scope: Scope, arrived: Scope, routes: Sequence[BaseRoute]) -> str:
     """The RPC a route mirrors; the route itself for the others; ``unmatched`` for a path
-    or a verb no route takes (the client names those: label values must stay bounded)."""
-    route = scope.get("route") or _route_of(scope, routes)
+    or a verb no route takes (the client names those: label values must stay bounded).
+    ``arrived``: the scope as the call came, before a mount (the docs' files) rewrote it."""
+    route = scope.get("route") or _route_of(arrived, routes)
     verb = "GET" if scope["method"] == "HEAD" else scope["method"]  # HEAD runs the GET
     # A mount (the docs' static files) declares no verbs and takes GET.
     if route is None or verb not in (getattr(route, "methods", None) or {"GET"}):
@@ -109,6 +110,7 @@ class ObserveMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        arrived = dict(scope)
         headers: dict[bytes, bytes] = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")[:_MAX_REQUEST_ID]
         request_id = given or uuid.uuid4().hex
@@ -259,7 +261,7 @@ class ObserveMiddleware:
         finally:
             if client_left:  # whatever was answered, nobody read it: the client cancelled
                 scope[CODE_KEY] = grpc.StatusCode.CANCELLED.name
-            self._record(scope, status, time.perf_counter() - started, call.key_id)
+            self._record(scope, arrived, status, time.perf_counter() - started, call.key_id)
             callctx.reset(callctx.call, call_token)
             callctx.reset(callctx.request_id, token)
 
@@ -321,8 +323,10 @@ class ObserveMiddleware:
         length = headers.get(b"content-length", b"")
         return length.isdigit() and int(length) > self._max_body
 
-    def _record(self, scope: Scope, status: int, seconds: float, key_id: str) -> None:
-        method = _method_label(scope, self._routes)
+    def _record(
+        self, scope: Scope, arrived: Scope, status: int, seconds: float, key_id: str
+    ) -> None:
+        method = _method_label(scope, arrived, self._routes)
         code = _code_name(scope, status)
         if code == grpc.StatusCode.CANCELLED.name:
             status = HTTP_STATUS_OF[grpc.StatusCode.CANCELLED]  # 499, as nginx logs it
