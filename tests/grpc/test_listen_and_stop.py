@@ -12,17 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from running_server import ipv6_loopback
 
 from embedserve.client import EmbedClient
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def free_ipv6_port() -> int:

@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 import pytest
+from running_server import ipv6_loopback
 
 from embedserve.server.http.server import _bind_all
 
@@ -17,15 +18,6 @@ NAMES = {
     "half.test": ["127.0.0.1", "2001:db8::1"],  # not this machine's: cannot be bound
     "elsewhere.test": ["192.0.2.1"],
 }
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def _entry(address: str, port: int) -> tuple[Any, ...]:
