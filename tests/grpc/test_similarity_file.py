@@ -131,8 +131,10 @@ def test_bad_input_names_the_flag_or_line(server: str, capsys: Any, tmp_path: Pa
     code, _, err = similarity(server, capsys, str(no_text))
     assert code == 2 and "line 2 has no non-empty string 'text' field" in err
 
-    code, _, err = similarity(server, capsys, str(CORPUS), "--top-k", "0")
-    assert code == 2 and "--top-k must be at least 1, got 0" in err
+    with pytest.raises(SystemExit) as refused:  # by the flag's type, before any call
+        similarity(server, capsys, str(CORPUS), "--top-k", "0")
+    assert refused.value.code == 2
+    assert "argument --top-k: must be from 1 to 2**32 - 1, got 0" in capsys.readouterr().err
     code, _, err = similarity(server, capsys, str(CORPUS), "--threshold", "1.5")
     assert code == 2 and "--threshold must be a cosine in [-1, 1], got 1.5" in err
 

@@ -55,8 +55,6 @@ def add_parser(commands: Any) -> None:
 
 
 def _similarity(client: EmbedClient, args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.threshold is not None and not -1.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold must be a cosine in [-1, 1], got {args.threshold}")
     texts = read_texts(args.file)
