@@ -251,6 +251,20 @@ def test_find_duplicates_recovers_planted_pairs(client: EmbedClient, method: str
         (lambda c: c.find_duplicates("corpus", threshold=1.5), "INVALID_ARGUMENT", r"\[-1, 1\]"),
         (lambda c: c.find_duplicates("empty"), "FAILED_PRECONDITION", "'empty' has no points"),
         (lambda c: c.find_duplicates("nope"), "NOT_FOUND", "nope"),
+        # Every neighbour of every point held (a gigabyte from 2,000 texts): refused first.
+        (
+            lambda c: c.find_duplicates(
+                texts=[f"t{i}" for i in range(1500)], threshold=-1, max_neighbors=10**6
+            ),
+            "INVALID_ARGUMENT",
+            r"^1500 points with max_neighbors 1000000 may hold 2248500 neighbour pairs; at "
+            r"most 2097152 \(their memory\)",
+        ),
+        (
+            lambda c: c.cluster("corpus", k_min=2, k_max=100),
+            "INVALID_ARGUMENT",
+            r"k_max <= 64 to choose k",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_error(

@@ -267,6 +267,9 @@ def test_central_members_are_closest_to_the_mean_direction() -> None:
         (ClusterSettings(k_min=5, k_max=3), 40, "k_min <= k_max"),
         (ClusterSettings(k_min=3, k_max=8), 3, "k_min is 3 but there are only 3 points"),
         (ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=50), 40, "min_cluster_size is 50"),
+        # A run per k tried, each longer the larger k: bounded before any work.
+        (ClusterSettings(k=1001), 2000, "k must be from 1 to 1000, got 1001"),
+        (ClusterSettings(k_min=2, k_max=65), 500, "k_max <= 64 to choose k, .* give k"),
     ],
 )
 def test_impossible_settings_name_the_field(

@@ -5892,12 +5892,12 @@ type ClusterRequest struct {
 	Filter *Filter `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Default: KMEANS.
 	Algorithm ClusterAlgorithm `protobuf:"varint,4,opt,name=algorithm,proto3,enum=embedserve.v1.ClusterAlgorithm" json:"algorithm,omitempty"`
-	// KMEANS: the number of clusters. Unset: chosen by silhouette over
-	// [k_min, k_max].
+	// KMEANS: the number of clusters, at most 1000. Unset: chosen by
+	// silhouette over [k_min, k_max].
 	K *uint32 `protobuf:"varint,5,opt,name=k,proto3,oneof" json:"k,omitempty"`
 	// Default: 2.
 	KMin *uint32 `protobuf:"varint,6,opt,name=k_min,json=kMin,proto3,oneof" json:"k_min,omitempty"`
-	// Default: 12 (capped at the number of points - 1).
+	// Default: 12 (capped at the number of points - 1); at most 64.
 	KMax *uint32 `protobuf:"varint,7,opt,name=k_max,json=kMax,proto3,oneof" json:"k_max,omitempty"`
 	// HDBSCAN: the smallest group that counts as a cluster. Default: 5.
 	MinClusterSize *uint32 `protobuf:"varint,8,opt,name=min_cluster_size,json=minClusterSize,proto3,oneof" json:"min_cluster_size,omitempty"`
@@ -6387,7 +6387,8 @@ type FindDuplicatesRequest struct {
 	Threshold *float32 `protobuf:"fixed32,2,opt,name=threshold,proto3,oneof" json:"threshold,omitempty"`
 	// Only documents matching this filter. Default: all.
 	Filter *Filter `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
-	// Neighbours asked per document. Default: 10.
+	// Neighbours asked per document. Default: 10. The points compared times
+	// max_neighbors may be at most 2,097,152 (the pairs held).
 	MaxNeighbors *uint32 `protobuf:"varint,4,opt,name=max_neighbors,json=maxNeighbors,proto3,oneof" json:"max_neighbors,omitempty"`
 	// Pairs returned, best first. Default: 1000.
 	MaxPairs *uint32 `protobuf:"varint,5,opt,name=max_pairs,json=maxPairs,proto3,oneof" json:"max_pairs,omitempty"`

@@ -34,6 +34,7 @@ from embedserve.server.analysis_duplicates import (
     Group,
     Method,
     PairCollector,
+    check_pair_budget,
     choose_method,
     compare_in_blocks,
     groups_of,
@@ -284,6 +285,7 @@ class AnalysisCore:
                 "collection"
             )
         matching = await self._vectors.count(collection, filter)
+        check_pair_budget(matching, settings.max_neighbors)
         method = choose_method(settings.method, matching, info.spec.vector_size)
         if method is Method.EXACT_BLOCKS:
             return await self._compare_in_blocks(collection, filter, settings, collector), method
@@ -307,6 +309,7 @@ class AnalysisCore:
         if settings.method is Method.STORE_QUERIES:
             raise InvalidArgument("method STORE_QUERIES needs a collection, not texts")
         _check_texts(texts)
+        check_pair_budget(len(texts), settings.max_neighbors)
         points = from_texts(list(texts), await self._vectors.embed_documents(texts, "texts"))
         await until_cancelled(
             functools.partial(

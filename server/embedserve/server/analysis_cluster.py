@@ -33,6 +33,10 @@ HDBSCAN_DIMENSIONS = 5
 SAME_POINT = 1e-4
 # Silhouette is quadratic in the points; past this many it is estimated on a sample.
 SILHOUETTE_SAMPLE = 3000
+# k-means runs once per k tried, each longer the larger k: a k_max of 499 on 500 texts ran
+# for most of an hour (the default range, 2 to 12, takes seconds).
+MAX_K = 1000
+MAX_K_CHOSEN = 64
 
 Labels = npt.NDArray[np.int64]
 
@@ -76,17 +80,17 @@ def check_settings(settings: ClusterSettings, points: int) -> None:
             )
         return
     if settings.k is not None:
-        if settings.k < 1:
-            raise InvalidArgument("k must be at least 1")
+        if not 1 <= settings.k <= MAX_K:
+            raise InvalidArgument(f"k must be from 1 to {MAX_K}, got {settings.k}")
         if settings.k > points:
             raise InvalidArgument(
                 f"k is {settings.k} but there are only {points} points to cluster"
             )
         return
-    if settings.k_min < 2 or settings.k_max < settings.k_min:
+    if settings.k_min < 2 or settings.k_max < settings.k_min or settings.k_max > MAX_K_CHOSEN:
         raise InvalidArgument(
-            f"need 2 <= k_min <= k_max to choose k, got k_min={settings.k_min}, "
-            f"k_max={settings.k_max}"
+            f"need 2 <= k_min <= k_max <= {MAX_K_CHOSEN} to choose k, got "
+            f"k_min={settings.k_min}, k_max={settings.k_max} (for more clusters, give k)"
         )
     if points < 3:
         raise InvalidArgument(f"choosing k needs at least 3 points, there are {points}")

@@ -32,6 +32,10 @@ BLOCK_ROWS = 1024
 BLOCK_COLUMNS = 4096
 # AUTO compares in blocks while the vectors take at most this much memory.
 BLOCK_MEMORY_LIMIT = 1 << 30
+# Neighbour pairs one call may hold (points x max_neighbors): each takes about 300 bytes
+# by the end, and at threshold -1 every one is kept (a 2,000-text call with max_neighbors
+# 1e9 took a gigabyte).
+MAX_NEIGHBOR_PAIRS = 1 << 21
 
 
 class Method(enum.Enum):
@@ -56,6 +60,17 @@ class DuplicateSettings:
             raise InvalidArgument("max_neighbors must be at least 1")
         if self.max_pairs < 1:
             raise InvalidArgument("max_pairs must be at least 1")
+
+
+def check_pair_budget(points: int, max_neighbors: int) -> None:
+    """Refuse a call whose neighbour lists could outgrow MAX_NEIGHBOR_PAIRS."""
+    pairs = points * min(max_neighbors, max(points - 1, 0))
+    if pairs > MAX_NEIGHBOR_PAIRS:
+        raise InvalidArgument(
+            f"{points} points with max_neighbors {max_neighbors} may hold {pairs} neighbour "
+            f"pairs; at most {MAX_NEIGHBOR_PAIRS} (their memory): lower max_neighbors or "
+            "compare fewer points (a filter)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2989,13 +2989,13 @@ class ClusterRequest(_message.Message):
     algorithm: Global___ClusterAlgorithm.ValueType
     """Default: KMEANS."""
     k: _builtins.int
-    """KMEANS: the number of clusters. Unset: chosen by silhouette over
-    [k_min, k_max].
+    """KMEANS: the number of clusters, at most 1000. Unset: chosen by
+    silhouette over [k_min, k_max].
     """
     k_min: _builtins.int
     """Default: 2."""
     k_max: _builtins.int
-    """Default: 12 (capped at the number of points - 1)."""
+    """Default: 12 (capped at the number of points - 1); at most 64."""
     min_cluster_size: _builtins.int
     """HDBSCAN: the smallest group that counts as a cluster. Default: 5."""
     max_points: _builtins.int
@@ -3262,7 +3262,9 @@ class FindDuplicatesRequest(_message.Message):
     in [-1, 1]. Default: 0.92.
     """
     max_neighbors: _builtins.int
-    """Neighbours asked per document. Default: 10."""
+    """Neighbours asked per document. Default: 10. The points compared times
+    max_neighbors may be at most 2,097,152 (the pairs held).
+    """
     max_pairs: _builtins.int
     """Pairs returned, best first. Default: 1000."""
     with_text: _builtins.bool
