@@ -166,6 +166,23 @@ def test_similarity_takes_as_many_pairs_as_a_request_takes_texts(strict_server) 
     assert "pairs.pairs has 65 items; the limit is 64" in (refused.value.details() or "")
 
 
+def test_recommendations_take_as_many_examples_as_a_request_takes_texts(strict_server) -> None:
+    """Examples by id were not counted: 50,000 (each a scan in the store) held every
+    caller of the store for seconds."""
+    with EmbedClient(strict_server.target) as client:
+        client.create_collection("few")
+        client.upsert("few", [{"id": "d1", "text": "a rocket"}, {"id": "d2", "text": "bread"}])
+        hits = client.recommend("few", positive=["d1"] * 40, negative=["d2"] * 24)
+        assert [hit.id for hit in hits] == []  # both are examples, left out of the hits
+        with pytest.raises(grpc.RpcError) as refused:
+            client.recommend("few", positive=["d1"] * 40, negative=["d2"] * 25)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (refused.value.details() or "") == (
+        "positive and negative hold 65 examples; the limit is 64 per request "
+        "(max_inputs_per_request)"
+    )
+
+
 def test_texts_gathered_from_several_fields_are_named_where_the_request_put_them(
     minilm_server,
 ) -> None:

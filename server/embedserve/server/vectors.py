@@ -695,6 +695,14 @@ class VectorCore:
         grouped by a payload field when ``group`` says so, weighed by ``weighings``."""
         if not positive:
             raise InvalidArgument("positive must hold at least one example")
+        # Each example is a scan of the collection in the store (which serves one call at a
+        # time): 50,000 of them, ids repeated, held every caller for seconds.
+        limit = self._embedder.limits.max_inputs_per_request
+        if (count := len(positive) + len(negative)) > limit:
+            raise InvalidArgument(
+                f"positive and negative hold {count} examples; the limit is {limit} per "
+                "request (max_inputs_per_request)"
+            )
         await self._check_reranking(collection, params, group, weighings)
         fields = [f"positive[{i}]" for i in range(len(positive))]
         fields += [f"negative[{i}]" for i in range(len(negative))]
