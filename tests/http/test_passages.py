@@ -199,3 +199,25 @@ def test_passages_past_the_request_limit_embed_in_slices(
             with pytest.raises(grpc.RpcError) as refused:
                 client.upsert("small", documents, split=split)
             assert message in refused.value.details()
+
+
+def test_passages_carrying_more_payload_than_a_request_may_are_refused(
+    start_server: Any, minilm_model: Any
+) -> None:
+    """Each passage carries its document's payload: one document of tiny passages and a
+    large payload wrote hundreds of copies of it (a 110 kB request, 600 MB on disk)."""
+    server = start_server(loaded=minilm_model, max_message_bytes=20_000)
+    payload = {"blob": "z" * 990}  # 1,002 bytes as JSON
+    document = {"id": "d", "text": "word " * 200, "payload": payload}
+    with EmbedClient(server.target) as client:
+        client.create_collection("copies")
+        written = client.upsert("copies", [document], split={"max_tokens": 64})
+        assert written * 1002 <= 20_000  # a few passages: taken
+        with pytest.raises(grpc.RpcError) as refused:
+            client.upsert("copies", [document], split={"max_tokens": 4, "overlap_tokens": 0})
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (refused.value.details() or "").startswith(
+            "documents[0]: its 50 passages would each carry its payload of 1002 bytes, and "
+            "the request's passages more than one request may carry (20000, max_message_bytes)"
+        )
+        assert client.count("copies") == written

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import dataclasses
 import functools
+import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor
@@ -474,11 +475,23 @@ class VectorCore:
         """The passage spans of each document given as text (``texts``, in order), their
         ids checked."""
         spans = await self._embedder.passage_spans(texts, split, params, "options.split")
+        # Each passage carries its document's payload: tiny passages of a document with a
+        # large payload wrote hundreds of copies (a 110 kB request, 600 MB on disk).
+        copies, limit = 0, self._embedder.limits.max_message_bytes
         for (index, doc), cuts in zip(written_as_text, spans, strict=True):
             try:  # the longest passage id
                 check_document(passage_id(doc.id, len(cuts) - 1), {})
             except store_errors.InvalidRequest as exc:
                 raise InvalidArgument(f"documents[{index}]: {exc}") from exc
+            size = len(json.dumps(doc.payload, ensure_ascii=False).encode())
+            copies += len(cuts) * size
+            if copies > limit:
+                raise InvalidArgument(
+                    f"documents[{index}]: its {len(cuts)} passages would each carry its "
+                    f"payload of {size} bytes, and the request's passages more than one "
+                    f"request may carry ({limit}, max_message_bytes): split into larger "
+                    "passages, or write fewer documents a request"
+                )
         return spans
 
     async def _embed_in_slices(
