@@ -242,3 +242,17 @@ def test_do_lower_case_keeps_the_added_tokens_written_in_a_text(minilm_path: Any
     details = tokenizer.details(text, "")
     spans = [text[start:end] for start, end in details.offsets]
     assert spans == ["", "A", "[MASK]", "Token", ""]  # offsets into the text as written
+
+
+def test_inputs_are_read_a_slice_of_characters_at_a_time_with_the_same_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read whole, a request of 64 million-character inputs held some 25 GB of the
+    tokenizer's encodings at once; a slice at a time, each is cut to its windows first."""
+    from embedserve.server import tokenization
+
+    texts = [words(3), words(12), "a", words(5), words(2)]
+    whole = make().encode(texts, "", Overflow.TRUNCATE_RIGHT)
+    assert list(tokenization._slices(texts, 20)) == [(0, 1), (1, 2), (2, 5)]
+    monkeypatch.setattr(tokenization, "ENCODE_SLICE_CHARS", 20)
+    assert make().encode(texts, "", Overflow.TRUNCATE_RIGHT) == whole

@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import functools
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from tokenizers.normalizers import Lowercase
@@ -69,6 +69,23 @@ class NoRoomForText(ValueError):
     def __init__(self, special: int) -> None:
         super().__init__("max_tokens leaves no room for text")
         self.special = special
+
+
+# Characters tokenized at once (a longer input is read whole, alone).
+ENCODE_SLICE_CHARS = 1 << 20
+
+
+def _slices(strings: Sequence[str], budget: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges of ``strings``, each of at most ``budget`` characters (or one
+    string, where it alone is longer)."""
+    start, held = 0, 0
+    for index, string in enumerate(strings):
+        if index > start and held + len(string) > budget:
+            yield start, index
+            start, held = index, 0
+        held += len(string)
+    if start < len(strings):
+        yield start, len(strings)
 
 
 class TextTokenizer:
@@ -198,17 +215,27 @@ class TextTokenizer:
         field: str | InputNames = "inputs",
     ) -> list[TokenizedText]:
         strings = [self._cased(prompt + text) for text in texts]
-        if self.backend is not None:
-            encoded = [e.ids for e in self.backend.encode_batch(strings, add_special_tokens=True)]
-        else:
-            encoded = self._tok(strings, add_special_tokens=True)["input_ids"]
         head_len = self._n_prefix + self.prompt_token_count(prompt)
         pool_start = self._pool_start(prompt, head_len)
         names = InputNames.of(field)
-        return [
-            self._apply_overflow(list(ids), head_len, pool_start, overflow, names.item(index))
-            for index, ids in enumerate(encoded)
-        ]
+        out = []
+        # A slice at a time, each cut to its windows before the next is read: the
+        # tokenizer's encodings take about 400 bytes a token, and a request of 64
+        # million-character inputs read whole would have held some 25 GB.
+        for start, end in _slices(strings, ENCODE_SLICE_CHARS):
+            for index, ids in enumerate(self._encoded(strings[start:end]), start):
+                out.append(
+                    self._apply_overflow(
+                        list(ids), head_len, pool_start, overflow, names.item(index)
+                    )
+                )
+        return out
+
+    def _encoded(self, strings: Sequence[str]) -> list[list[int]]:
+        if self.backend is not None:
+            return [e.ids for e in self.backend.encode_batch(strings, add_special_tokens=True)]
+        ids: list[list[int]] = self._tok(list(strings), add_special_tokens=True)["input_ids"]
+        return ids
 
     def encode_ids(
         self,
