@@ -100,10 +100,11 @@ def test_unary_hooks_run_in_chain_order_with_one_wrapper() -> None:
         lambda channel: channel.unary_unary(UNARY)(b"x", timeout=10),
     )
     assert reply == b"xba"  # the last hook sees the response first
+    # Every hook begins before any reads the request, as for a stream's messages.
     assert events == [
         "a.begin",
-        "a.request x",
         "b.begin",
+        "a.request x",
         "b.request x",
         "handler",
         "b.response",
@@ -127,7 +128,7 @@ def test_a_refusing_hook_stops_the_ones_after_it_and_the_begun_ones_end() -> Non
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert refused.value.details() == "b refused"
     # b's begin did not finish: it gets no end; c never starts; the handler never runs.
-    assert events == ["a.begin", "a.request x", "b.begin", "a.end PERMISSION_DENIED"]
+    assert events == ["a.begin", "b.begin", "a.end PERMISSION_DENIED"]
 
 
 def test_each_streamed_message_passes_every_hook_in_order() -> None:

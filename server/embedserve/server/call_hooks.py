@@ -4,7 +4,8 @@ grpc.aio interceptors only see the method name and metadata; to time a call, rea
 final status code or check each streamed request, the handler's behaviour itself has
 to be wrapped. This does it once for the four handler kinds, so each interceptor only
 writes ``begin`` / ``on_request`` / ``end``; a ``HookChain`` runs several such
-interceptors with one wrapper per call, which costs less than one wrapper each.
+interceptors with one wrapper per call, which costs less than one wrapper each. Every
+hook begins (in chain order) before any reads a request, unary or streamed.
 
 A hook refuses a request message by raising an ``EmbedServeError`` from ``on_request``,
 never by aborting the call there: a stream's messages are checked as its handler reads
