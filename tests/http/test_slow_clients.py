@@ -175,15 +175,19 @@ def test_an_answer_before_the_body_goes_out_at_once_to_a_client_waiting_to_conti
     assert got.rstrip().endswith(b"}")  # the whole JSON error, not only the head
 
 
-def test_a_request_framed_both_ways_is_refused_and_its_connection_closed(both: Any) -> None:
+@pytest.mark.parametrize("path", [b"/api/v1/embed", b"/api/v1/embed-stream"])
+def test_a_request_framed_both_ways_is_refused_and_its_connection_closed(
+    both: Any, path: bytes
+) -> None:
     """Content-Length and chunked framing together were served on a kept-alive connection:
     a proxy in front that read the body by its length would have sent the rest of the
-    chunks as a request of its own."""
+    chunks as a request of its own. A stream's route answers before reading its body: its
+    refusal came after a 200 (and a traceback)."""
     smuggled = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
     chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY)
     head = (
-        b"POST /api/v1/embed HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\ntransfer-encoding: chunked\r\n\r\n" % len(chunk)
+        b"POST %s HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\ntransfer-encoding: chunked\r\n\r\n" % (path, len(chunk))
     )
     with socket.create_connection(("127.0.0.1", both.server.http.port), timeout=20) as sock:
         sock.sendall(head + chunk + smuggled)

@@ -89,6 +89,18 @@ def _route_of(scope: Scope, routes: Sequence[BaseRoute]) -> BaseRoute | None:
 TWO_FRAMINGS = "a request gives Content-Length or Transfer-Encoding, not both"
 
 
+def _refusing(message: str) -> ASGIApp:
+    """An app answering every call INVALID_ARGUMENT with ``message``, in its path's shape."""
+
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        code = grpc.StatusCode.INVALID_ARGUMENT
+        scope[CODE_KEY] = code.name
+        body = error_body(scope["path"], code, message)
+        await json_response(body, http_status(scope["path"], code))(scope, receive, send)
+
+    return refuse
+
+
 class ObserveMiddleware:
     def __init__(
         self,
@@ -138,7 +150,9 @@ class ObserveMiddleware:
         # Both framings: a proxy in front may have read the body by the other one, so what
         # follows on the connection is not what it sent. Refused, and the connection closed.
         two_framings = b"transfer-encoding" in headers and b"content-length" in headers
-        refusal = self._size_message if declared_over else TWO_FRAMINGS if two_framings else ""
+        # Answered here, before any route: a stream's route answers before its body's first
+        # read, where a refusal would come after the status line.
+        app = _refusing(TWO_FRAMINGS) if two_framings else self._app
         received = 0
         # A client that asked to be told to continue (curl does past 1 MB) sends its body
         # only once told, which the server does at the call's first read: answered before
@@ -188,11 +202,10 @@ class ObserveMiddleware:
                 # asks (a response listening for a disconnect), not waited for twice.
                 message = await asyncio.shield(watcher)
             else:
-                message = {"type": "http.request"} if refusal else await receive_tracked()
+                message = {"type": "http.request"} if declared_over else await receive_tracked()
                 received += len(message.get("body", b""))
-                if refusal or (limited and received > self._max_body):
-                    # Answered as INVALID_ARGUMENT.
-                    raise HTTPException(400, refusal or self._size_message)
+                if declared_over or (limited and received > self._max_body):
+                    raise HTTPException(400, self._size_message)  # answered as INVALID_ARGUMENT
                 if body_read and running and message["type"] == "http.request":
                     watcher = asyncio.ensure_future(watch())
             # Once answered, the server reports a disconnect to whoever still listens for
@@ -229,7 +242,7 @@ class ObserveMiddleware:
 
         try:
             try:
-                await self._app(scope, receive_counted, send_with_id)
+                await app(scope, receive_counted, send_with_id)
             finally:
                 running = False  # a disconnect cancels nothing from now on
                 if watcher is not None:
