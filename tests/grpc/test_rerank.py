@@ -190,13 +190,22 @@ def test_overflow_error_left_and_chunk(reranker_server: Any, tiny_reranker_path:
             {"query": "q", "documents": ["a"] * 4},
             "documents has 4 items; the limit is 3 per request (max_inputs_per_request)",
         ),
+        # The query is read with each document: 7,000 characters three times over.
+        (
+            {"query": "q" * 7000, "documents": ["a", "b", "c"]},
+            "the query, read with each of the 3 documents, makes 21000 characters to "
+            "tokenize, more than one request may carry (20000, max_message_bytes)",
+        ),
     ],
 )
 def test_requests_refused_name_the_field(
     start_server, minilm_model: Any, tiny_reranker_path: Path, fields: dict[str, Any], named: str
 ) -> None:
     server = start_server(
-        loaded=minilm_model, reranker=str(tiny_reranker_path), max_inputs_per_request=3
+        loaded=minilm_model,
+        reranker=str(tiny_reranker_path),
+        max_inputs_per_request=3,
+        max_message_bytes=20_000,
     )
     with pytest.raises(grpc.RpcError) as refused:
         rerank(server.target, **fields)

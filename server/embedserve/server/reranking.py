@@ -133,6 +133,16 @@ class Reranker:
             raise InvalidArgument("query is empty")
         if not documents:
             raise InvalidArgument(f"{field} must not be empty")
+        # The query is tokenized with each document: a long one, sent once, cost as much
+        # tokenizing as a thousand large requests (as a free prompt did before each input).
+        repeated = len(query) * len(documents)
+        if repeated > self.limits.max_message_bytes:
+            raise InvalidArgument(
+                f"the query, read with each of the {len(documents)} documents, makes "
+                f"{repeated} characters to tokenize, more than one request may carry "
+                f"({self.limits.max_message_bytes}, max_message_bytes): send a shorter "
+                "query or fewer documents"
+            )
         if not requested:
             return
         if len(documents) > self.limits.max_inputs_per_request:
