@@ -124,9 +124,10 @@ def test_an_api_key_no_header_can_carry_is_refused_unrepeated(key: str) -> None:
         ("dns:///localhost:70000", "port 70000 of 'localhost:70000' is not from 1 to 65535"),
         ("ipv4:127.0.0.1:5,127.0.0.1:65536", "port 65536 of '127.0.0.1:65536' is not from"),
         ("", "empty; give host:port"),
+        (["127.0.0.1:5", "127.0.0.1:118976"], "port 118976 of '127.0.0.1:118976' is not from"),
     ],
 )
-def test_a_target_port_out_of_range_is_refused(target: str, message: str) -> None:
+def test_a_target_port_out_of_range_is_refused(target: str | list[str], message: str) -> None:
     """gRPC takes a port modulo 65536: :118976 reached a server on :53440."""
     for client in (EmbedClient, AsyncEmbedClient):
         with pytest.raises(ValueError, match=f"^target: {message}"):

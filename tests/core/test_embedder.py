@@ -164,6 +164,18 @@ def test_a_prompt_before_every_input_counts_as_often_as_it_is_tokenized() -> Non
     asyncio.run(body())
 
 
+def test_a_prompt_with_token_ids_is_held_to_max_input_chars() -> None:
+    async def body() -> None:
+        async with running_embedder(FakeEncoder()) as embedder:
+            with pytest.raises(InvalidArgument) as refused:
+                await embedder.embed_token_ids([[5, 6]], EmbedParams(prompt="p" * 10_001))
+            assert str(refused.value) == (
+                "options.prompt has 10001 characters; the limit is 10000 (max_input_chars)"
+            )
+
+    asyncio.run(body())
+
+
 def test_identical_inputs_of_one_request_get_identical_vectors() -> None:
     encoder = FakeEncoder()
     vectors = embed(encoder, ["same text", "other", "same text"], task=Task.NONE).vectors

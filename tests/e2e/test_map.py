@@ -189,6 +189,7 @@ NOTHING = '{"must": [{"match": {"key": "topic", "text": "no such topic"}}]}'
             ["topics_map", "--method", "tsne", "--perplexity", "nan", "-o", "m.png"],
             "--perplexity nan: must be a positive number",
         ),
+        (["topics_map", "--method", "pca", "-o", "", "--coords", "c.csv"], "a file name expected"),
         (
             ["topics_map", "--method", "umap", "--neighbors", "400", "-o", "m.png"],
             "--neighbors 400: must be below the 336 points",

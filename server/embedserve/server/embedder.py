@@ -261,6 +261,7 @@ class Embedder:
         self._validate_id_lists(id_lists, field)
         self.validate_params(params, options_field)
         prompt = self.prompt_for(params.task, params.prompt)
+        self._check_prompt(prompt, [], options_field)  # tokenized once here: its length only
         loop = asyncio.get_running_loop()
         tokenized = await loop.run_in_executor(
             self._tokenize_executor,

@@ -86,6 +86,8 @@ def channel_target(target: str | Sequence[str]) -> str:
         addresses = [part.strip() for part in target.split(",") if part.strip()]
     else:
         addresses = [part.strip() for part in target]
+        for address in addresses:
+            _check_ports(address)
     if not addresses:
         raise ValueError("target: at least one address is needed")
     families = {_ip_family(address) for address in addresses}

@@ -42,8 +42,12 @@ def add_parser(commands: Any) -> None:
         metavar="FIELD|cluster",
         help="colour by a payload field, or by the labels of `embedserve cluster`",
     )
-    parser.add_argument("--output", "-o", metavar="FILE.png", help="write the map as a PNG")
-    parser.add_argument("--html", metavar="FILE.html", help="write an interactive HTML page")
+    parser.add_argument(
+        "--output", "-o", metavar="FILE.png", type=output_path, help="write the map as a PNG"
+    )
+    parser.add_argument(
+        "--html", metavar="FILE.html", type=output_path, help="write an interactive HTML page"
+    )
     parser.add_argument(
         "--coords",
         metavar="FILE.csv",
