@@ -135,6 +135,12 @@ def test_bad_input_names_the_flag_or_line(server: str, capsys: Any, tmp_path: Pa
         similarity(server, capsys, str(CORPUS), "--top-k", "0")
     assert refused.value.code == 2
     assert "argument --top-k: must be from 1 to 2**32 - 1, got 0" in capsys.readouterr().err
+    many = tmp_path / "many.txt"  # refused before any call: no text is embedded
+    many.write_text("".join(f"line {i}\n" for i in range(21_000)))
+    code, _, err = similarity(server, capsys, str(many), "--top-k", "100")
+    assert code == 2
+    assert f"{many} holds 21000 texts; with --top-k 100 the server would hold 2100000 pairs" in err
+    assert "give --top-k 99 or less" in err
     code, _, err = similarity(server, capsys, str(CORPUS), "--threshold", "1.5")
     assert code == 2 and "--threshold must be a cosine in [-1, 1], got 1.5" in err
 

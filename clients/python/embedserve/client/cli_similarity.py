@@ -24,6 +24,8 @@ from embedserve.client.cli_texts import TextLine, read_texts
 # --matrix holds n x n scores in memory and writes them all: 2,000 texts make 4 million
 # cells (about 40 MB of CSV).
 MAX_MATRIX_TEXTS = 2000
+# FindDuplicates' bound on points x max_neighbors (the pairs the server holds).
+MAX_NEIGHBOR_PAIRS = 2_097_152
 # Characters of each text shown in the table.
 SHOWN_CHARS = 60
 
@@ -60,6 +62,14 @@ def _similarity(client: EmbedClient, args: argparse.Namespace) -> int:
     texts = read_texts(args.file)
     if args.matrix:
         return _write_matrix(client, texts, args)
+    pairs_held = len(texts) * min(args.top_k, len(texts) - 1)
+    if pairs_held > MAX_NEIGHBOR_PAIRS:
+        raise ValueError(
+            f"{args.file} holds {len(texts)} texts; with --top-k {args.top_k} the server would "
+            f"hold {pairs_held} pairs, and it holds at most {MAX_NEIGHBOR_PAIRS} "
+            f"(FindDuplicates' max_neighbors): give --top-k {MAX_NEIGHBOR_PAIRS // len(texts)} "
+            "or less"
+        )
     response = client.find_duplicates(
         texts=[t.text for t in texts],
         threshold=-1.0 if args.threshold is None else args.threshold,
