@@ -331,3 +331,44 @@ def test_a_refusal_quoting_a_long_value_keeps_its_status(minilm_server, name) ->
             assert details.startswith("invalid collection name '"), details[:100]
             assert len(details.encode()) <= 1024 + 60
             assert " characters left out ...] " in details
+
+
+def _length_delimited(field: int, body: bytes) -> bytes:
+    """A protobuf field of ``body`` (a message), by hand: the Python runtime will not build
+    a message nested past the depth it reads."""
+    size, length = b"", len(body)
+    while True:
+        size += bytes([(length & 0x7F) | (0x80 if length > 0x7F else 0)])
+        length >>= 7
+        if not length:
+            break
+    return bytes([field << 3 | 2]) + size + body
+
+
+def test_a_message_past_protobufs_depth_is_refused_naming_the_limits(minilm_server) -> None:
+    """Go and Java clients send messages as deep as asked; the server's refusal said only
+    "Exceeded upb_DecodeOptions_MaxDepth"."""
+    from embedserve.v1 import vector_pb2 as vpb
+
+    must = vpb.Filter.DESCRIPTOR.fields_by_name["must"].number
+    sub_filter = vpb.Condition.DESCRIPTOR.fields_by_name["filter"].number
+    inner = vpb.Filter(must=[vpb.Condition(is_empty=vpb.IsEmpty(key="x"))]).SerializeToString()
+    for _ in range(50):
+        inner = _length_delimited(must, _length_delimited(sub_filter, inner))
+    body = vpb.CountRequest(collection="any").SerializeToString() + _length_delimited(
+        vpb.CountRequest.DESCRIPTOR.fields_by_name["filter"].number, inner
+    )
+    with grpc.insecure_channel(minilm_server.target) as channel:
+        count = channel.unary_unary(
+            "/embedserve.v1.VectorService/Count",
+            request_serializer=bytes,
+            response_deserializer=vpb.CountResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            count(body, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (refused.value.details() or "").endswith(
+        "it nests messages deeper than protobuf reads (100 levels; filters go at most 48 deep "
+        "within one another, 32 through nested or min_should; payloads 32 objects or arrays "
+        "deep)"
+    )

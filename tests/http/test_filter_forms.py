@@ -170,7 +170,10 @@ def test_filters_nested_past_protobufs_depth_are_refused_in_a_line(
 ) -> None:
     """protobuf's refusal repeated a line per level (1,500 characters) in the client and
     over HTTP."""
-    message = "nested too deep; filters go at most 48 deep within one another (32 through nested)"
+    message = (
+        "nested too deep; filters go at most 48 deep within one another "
+        "(32 through nested or min_should)"
+    )
     with EmbedClient(both.target) as client:
         client.create_collection(f"deep-{step}")
         assert client.count(f"deep-{step}", filter=_within(deepest, step)) == 0

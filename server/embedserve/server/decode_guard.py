@@ -19,6 +19,11 @@ from typing import Any
 from embedserve.server.call_hooks import CallHooks, Context, Handler, HookInterceptor
 from embedserve.server.errors import InvalidArgument
 
+NESTING_LIMITS = (
+    "filters go at most 48 deep within one another, 32 through nested or min_should; "
+    "payloads 32 objects or arrays deep"
+)
+
 
 class _Refused:
     """What the deserializer hands on instead of a message it did not take."""
@@ -56,6 +61,11 @@ class _Refuse(CallHooks):
             raise InvalidArgument(
                 f"the request is {request.oversized} bytes; "
                 f"the limit is {self._max_bytes} (max_message_bytes)"
+            )
+        if "MaxDepth" in str(request.error):  # protobuf's words name no limit
+            raise InvalidArgument(
+                f"the request is not a valid message for {self._method}: it nests messages "
+                f"deeper than protobuf reads (100 levels; {NESTING_LIMITS})"
             )
         raise InvalidArgument(
             f"the request is not a valid message for {self._method}: {request.error}"

@@ -304,7 +304,8 @@ def payload_from_json(text: str, field: str) -> dict[str, Any]:
 # protobuf reads messages at most 100 deep: a filter in a condition in a filter takes two
 # levels a step, through nested three.
 FILTER_TOO_DEEP = (
-    "nested too deep; filters go at most 48 deep within one another (32 through nested)"
+    "nested too deep; filters go at most 48 deep within one another "
+    "(32 through nested or min_should)"
 )
 
 
