@@ -67,3 +67,14 @@ def test_an_address_that_cannot_be_bound_is_left_out_while_one_can() -> None:
     sockets[0].close()
     with pytest.raises(OSError, match="Cannot assign requested address"):
         _bind_all("elsewhere.test", 0)
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_localhost_is_served_on_both_loopbacks_as_grpc_serves_it() -> None:
+    """This machine's localhost names 127.0.0.1 alone; gRPC listens on ::1 too."""
+    sockets = _bind_all("localhost", 0)
+    try:
+        assert {sock.getsockname()[0] for sock in sockets} == {"127.0.0.1", "::1"}
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -31,14 +31,23 @@ def _bind_all(host: str, port: int) -> list[socket.socket]:
     """A socket for each address ``host`` names (localhost: 127.0.0.1 and ::1), all on one
     port, as gRPC binds them: a client that tries ::1 alone (Node's fetch) finds it too.
     Addresses that cannot be bound (no IPv6 here) are left out while one can."""
-    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    resolved = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    addresses: list[tuple[socket.AddressFamily, str]] = [
+        (family, str(address[0])) for family, *_, address in resolved
+    ]
+    if host.lower() == "localhost":  # gRPC takes both loopbacks, whatever /etc/hosts says
+        loopbacks: list[tuple[socket.AddressFamily, str]] = [
+            (socket.AF_INET, "127.0.0.1"),
+            (socket.AF_INET6, "::1"),
+        ]
+        addresses += [pair for pair in loopbacks if pair not in addresses]
     sockets: list[socket.socket] = []
     failure: OSError | None = None
-    for family, *_, address in addresses:
+    for family, address in addresses:
         if sockets:  # port 0: the others take the port the first was given
             port = sockets[0].getsockname()[1]
         try:
-            sockets.append(_bind(family, str(address[0]), port))
+            sockets.append(_bind(family, address, port))
         except OSError as exc:
             failure = failure or exc
     if not sockets:
