@@ -132,8 +132,19 @@ def client_verb(verb: ClientVerb) -> Run:
     @functools.wraps(verb)
     def run(args: argparse.Namespace) -> int:
         try:
-            with EmbedClient(args.target, **security_from_env()) as client:
-                return verb(client, args) or 0
+            client = EmbedClient(args.target, **security_from_env())
+            try:
+                code = verb(client, args) or 0
+            except KeyboardInterrupt:
+                # The channel stays open: closing it waits for every call in flight to end,
+                # and a call that Ctrl-C broke off may never end (grpc/grpc#19973). main()
+                # leaves the process at once.
+                raise
+            except BaseException:
+                client.close()
+                raise
+            client.close()
+            return code
         except grpc.RpcError as exc:
             print(f"embedserve: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
