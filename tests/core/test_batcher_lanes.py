@@ -84,3 +84,29 @@ def test_each_lane_has_its_own_room() -> None:
             )
 
     asyncio.run(body())
+
+
+def test_a_short_request_behind_a_large_one_takes_the_next_turn() -> None:
+    """A request's windows were cut oldest first: one text sent just after a caller's
+    400 waited for all 400 (25 s on a CPU for texts of 250 tokens)."""
+    model = RecordingModel(hold_first=True)
+    large = numbered_windows([5] * 40)
+    short = Window((500, 7, 7, 7, 7))
+
+    async def body() -> None:
+        async with running_batcher(model, limits(max_batch_size=4)) as (batcher, _):
+            blocker = await _held(batcher, model)
+            embedding = batcher.submit(large)
+            answered = batcher.submit([short])
+            later = batcher.submit([Window((600 + i, 7, 7, 7, 7)) for i in range(4)])
+            model.release()
+            await asyncio.wait_for(
+                asyncio.gather(*blocker, *embedding, *answered, *later), SETTLE_S
+            )
+
+    asyncio.run(body())
+    batches = [[index_of(w) for w in batch] for batch in model.batches[1:]]
+    # Turns: the large request (the oldest), the short one, the next, then the large again.
+    assert batches[0] == [0, 1, 2, 3] and 500 in batches[1] and 600 in batches[2]
+    every = sorted(index for batch in batches for index in batch)
+    assert len(batches) == 12 and every == [*range(40), 500, *range(600, 604)]

@@ -2,12 +2,16 @@
 
 Requests of all clients are queued as windows (one per input or chunk), in one of
 two lanes: interactive work (queries, unary embeds) and bulk work (ingestion,
-embed streams). The owner waits briefly for company, then cuts a batch around the
-oldest window of a lane from a length-sorted view of it, so that similar lengths
-run together. The interactive lane goes first: a query that arrives during a large
-ingestion waits for the pass running, not for the ingestion's queue; while bulk
-work waits, every ``INTERACTIVE_BATCHES_PER_BULK + 1``-th batch is a bulk one, so
-that a steady flow of queries slows an ingestion but never stops it.
+embed streams). The owner waits briefly for company, then cuts a batch from a
+length-sorted view of a lane's oldest ``sort_window`` windows, grown around one of
+them so that similar lengths run together. Requests in the view take turns to
+supply that window (the one whose turn came longest ago, or never, supplies its
+oldest): a short request queued behind a large one runs within a pass or two, not
+after all of it.
+The interactive lane goes first: a query that arrives during a large ingestion
+waits for the pass running, not for the ingestion's queue; while bulk work waits,
+every ``INTERACTIVE_BATCHES_PER_BULK + 1``-th batch is a bulk one, so that a
+steady flow of queries slows an ingestion but never stops it.
 With a calibrated ``PassCost`` the batch size is the one that maximises real
 tokens per second (a fixed cost per pass favours company, padding costs per
 token); without one, a batch stops growing at ``max_padding_share`` of
@@ -105,11 +109,20 @@ class WindowResult:
 
 
 @dataclasses.dataclass(eq=False)
+class _Request:
+    """The windows of one submit call, which take their turn together."""
+
+    # The number of the last cut that grew around one of them; -1: none yet.
+    last_turn: int = -1
+
+
+@dataclasses.dataclass(eq=False)
 class _Pending:
     window: Window
     future: asyncio.Future[WindowResult]
     enqueued: float
     deadline: float | None
+    request: _Request
 
     @property
     def cost(self) -> int:
@@ -140,6 +153,7 @@ class Batcher:
         self._lane_costs = dict.fromkeys(Priority, 0)
         # Interactive batches cut in a row while bulk work waited.
         self._interactive_run = 0
+        self._cuts = 0
         self._arrived = asyncio.Event()
         self._room = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -257,9 +271,10 @@ class Batcher:
         now = time.monotonic()
         futures: list[asyncio.Future[WindowResult]] = []
         lane = self._lanes[priority]
+        request = _Request()
         for window in windows:
             future: asyncio.Future[WindowResult] = loop.create_future()
-            lane.append(_Pending(window, future, now, deadline))
+            lane.append(_Pending(window, future, now, deadline, request))
             self._lane_costs[priority] += len(window.ids)
             futures.append(future)
         self._report_depth()
@@ -351,7 +366,7 @@ class Batcher:
         return Priority.BULK if bulk else Priority.INTERACTIVE
 
     def _cut(self) -> list[_Pending]:
-        """Take a batch around the oldest live window of the next lane; put the rest back
+        """Take a batch around the next lane's window whose turn it is; put the rest back
         in front."""
         priority = self._next_lane()
         bulk_waits = bool(self._lanes[Priority.BULK])
@@ -371,7 +386,10 @@ class Batcher:
         if not live:
             self._report_depth()
             return []
-        chosen = set(self._choose(live))
+        anchor = min(range(len(live)), key=lambda i: (live[i].request.last_turn, i))
+        live[anchor].request.last_turn = self._cuts
+        self._cuts += 1
+        chosen = set(self._choose(live, anchor))
         batch = [live[i] for i in sorted(chosen)]
         # Put the rest back at the front, oldest first, ahead of newer arrivals.
         rest = [live[i] for i in range(len(live)) if i not in chosen]
@@ -385,18 +403,18 @@ class Batcher:
             waited.observe(now - item.enqueued)
         return batch
 
-    def _choose(self, live: list[_Pending]) -> list[int]:
+    def _choose(self, live: list[_Pending], anchor: int) -> list[int]:
         """Indices into ``live`` (oldest first) of the batch to run next.
 
-        The batch grows around the oldest window in length order, each step adding
+        The batch grows around ``live[anchor]`` in length order, each step adding
         the neighbour that adds the least padding, within the hard caps. With a
         pass cost, the step with the most real tokens per second wins (ties: the
         larger batch); without one, growth stops at ``max_padding_share``.
         """
         limits = self.limits
         order = sorted(range(len(live)), key=lambda i: live[i].cost)
-        lo = hi = order.index(0)  # live[0] is the oldest
-        longest, total = live[0].cost, live[0].cost
+        lo = hi = order.index(anchor)
+        longest = total = live[anchor].cost
         best, best_rate = (lo, hi), self._rate(total, longest)
         while hi - lo + 1 < limits.max_batch_size:
             count = hi - lo + 1
