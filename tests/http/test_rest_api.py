@@ -228,12 +228,13 @@ def test_validation_and_limits(start_http_server: Any, minilm_model: Any) -> Non
         assert refused.json()["error"]["message"].startswith("params.hnsw_ef:")
 
 
-def test_the_body_limit_counts_chunked_bodies_and_spares_ingestion_streams(
+def test_the_body_limit_counts_chunked_bodies_and_spares_ndjson_streams(
     start_http_server: Any, minilm_model: Any
 ) -> None:
     """The limit read only Content-Length: a body sent in chunks was read whole, however
     large; and an NDJSON ingestion over the limit in all was refused though each of its
-    batches was small (a 74 MB file sent with curl --data-binary)."""
+    batches was small (a 74 MB file sent with curl --data-binary). An embedding stream's
+    was cut mid-answer, with no error line, logged as OK."""
     running = start_http_server(loaded=minilm_model, max_message_bytes=4000)
     big = json.dumps({"inputs": ["a"] * 3000}).encode()  # 15 KB
 
@@ -264,6 +265,15 @@ def test_the_body_limit_counts_chunked_bodies_and_spares_ingestion_streams(
         acks = [json.loads(line) for line in answer.text.splitlines()]
         assert [ack.get("batch_id") for ack in acks] == [str(b) for b in range(20)], acks[-1]
         assert http.post("/api/v1/collections/feed/count", json={}).json()["count"] == 20
+
+        texts = [json.dumps({"inputs": [f"text {n} " + "x" * 900]}) for n in range(20)]
+        answer = http.post(
+            "/api/v1/embed-stream",
+            content=("\n".join(texts) + "\n").encode(),  # 19 KB, each line under 1 KB
+            headers={"content-type": "application/x-ndjson"},
+        )
+        answered = [json.loads(line) for line in answer.text.splitlines()]
+        assert [a.get("request_id") for a in answered] == [str(n) for n in range(1, 21)]
 
         # One line over the limit, arriving whole in one piece with the line before it.
         over = json.dumps({"documents": [{"id": "big", "text": "y " * 2500}]})

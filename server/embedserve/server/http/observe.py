@@ -50,8 +50,9 @@ UNMATCHED = "unmatched"
 # holding the connection.
 _DRAIN_BYTES = 1 << 20
 _DRAIN_SECONDS = 5.0
-# The one route whose body is a stream of any length: NDJSON ingestion.
-_STREAMED_BODY = re.compile(r"/api/v1/collections/[^/]+/ingest")
+# The routes whose body is a stream of any length, each line held to the limit: NDJSON
+# ingestion and embedding.
+_STREAMED_BODY = re.compile(r"/api/v1/(collections/[^/]+/ingest|embed-stream)")
 # How long an answer to a call cut by the shutdown may take to go out (server.py waits a
 # little longer for these calls to end).
 CUT_ANSWER_S = 0.5
@@ -142,7 +143,7 @@ class ObserveMiddleware:
         # Once the body is read, a side task waits for what the server says next: that the
         # client left (or, after the answer, that the exchange is over).
         watcher: asyncio.Task[Message] | None = None
-        # An ingestion stream's body has no total limit (each line has its own); any other
+        # A stream's body has no total limit (each line has its own); any other
         # body is counted as it arrives, for one sent in chunks declares no length.
         limited = not _STREAMED_BODY.fullmatch(scope["path"])
         # Refused at the route's first read (not before routing: the call counts under it).
