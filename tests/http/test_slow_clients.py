@@ -5,6 +5,7 @@ process had none left for either transport."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
@@ -162,7 +163,8 @@ def test_an_answer_before_the_body_goes_out_at_once_to_a_client_waiting_to_conti
 ) -> None:
     """A client sending Expect: 100-continue (curl, past 1 MB) holds its body until told to
     continue; an answer given before the body was read (a 404, a body declared too large)
-    waited for the body to drain, which never came: 5 s on every such answer."""
+    waited for the body to drain, which never came: 5 s on every such answer. Then the
+    connection stayed open, and the client's next request on it was read as that body."""
     monkeypatch.setattr(observe, "_DRAIN_SECONDS", 60.0)
     head = (
         b"POST %s HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
@@ -171,8 +173,32 @@ def test_an_answer_before_the_body_goes_out_at_once_to_a_client_waiting_to_conti
     with socket.create_connection(("127.0.0.1", both.server.http.port), timeout=20) as sock:
         sock.sendall(head)
         got = answer(sock)
-    assert got.startswith(b"HTTP/1.1 " + status)
-    assert got.rstrip().endswith(b"}")  # the whole JSON error, not only the head
+        assert got.startswith(b"HTTP/1.1 " + status)
+        assert got.rstrip().endswith(b"}")  # the whole JSON error, not only the head
+        assert re.search(rb"(?i)\r\nconnection: close\r\n", got), got
+        rest = b""
+        with contextlib.suppress(ConnectionError):  # closed, or reset for what it did not read
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+            rest = sock.recv(65536)
+        assert rest == b""  # nothing after the answer is read as the body
+
+
+def test_a_guard_refusal_before_a_withheld_body_closes_the_connection(
+    start_http_server: Any, minilm_model: Any
+) -> None:
+    """The key is checked before the body is read, so a client waiting to be told to
+    continue is refused with its body unsent; its next request was taken as the body (20
+    bytes of it: the good request was answered 400; or all of it, never answered)."""
+    running = start_http_server(loaded=minilm_model, api_keys="k-read read")
+    head = (
+        b"POST /v1/embeddings HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
+        b"expect: 100-continue\r\ncontent-length: 20\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", running.server.http.port), timeout=20) as sock:
+        sock.sendall(head)
+        got = answer(sock)
+        assert got.startswith(b"HTTP/1.1 401") and b"100 Continue" not in got
+        assert re.search(rb"(?i)\r\nconnection: close\r\n", got), got
 
 
 @pytest.mark.parametrize("path", [b"/api/v1/embed", b"/api/v1/embed-stream"])

@@ -159,6 +159,9 @@ class ObserveMiddleware:
         # only once told, which the server does at the call's first read: answered before
         # that, it sends none, and waiting to drain one held the answer for _DRAIN_SECONDS.
         holds_body = headers.get(b"expect", b"").lower() == b"100-continue"
+        declares_body = (
+            b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
+        )
         asked = False  # the call has read from the server (which told it to continue)
 
         def client_gone() -> None:
@@ -226,12 +229,18 @@ class ObserveMiddleware:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode("latin-1")),
-                    *([(b"connection", b"close")] if two_framings else []),
                 ]
                 streamed_lines = any(
                     name.lower() == b"content-type" and value.startswith(NDJSON.encode())
                     for name, value in message["headers"]
                 )
+                # Answered before the body of a client waiting to be told to continue (a
+                # refusal by the guard, a 404): it may send the body yet or never, so the
+                # connection's next bytes are no request to read. (A stream's answer
+                # starts before its route reads the body, and reads it.)
+                withheld = holds_body and not asked and not streamed_lines and declares_body
+                if two_framings or withheld:
+                    message["headers"].append((b"connection", b"close"))
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 answered = True  # its last message
                 # With the request body not read to its end; not when the server is going
