@@ -48,6 +48,7 @@ async def guard(request: Request) -> ApiKey | None:
         return guarded
     backend = backend_of(request)
     if backend.drain.started:
+        backend.drain.refused()  # as gRPC's: the listeners stay while callers keep coming
         raise ServerDraining("the server is shutting down; send the request elsewhere")
     key: ApiKey | None = None
     request.state.keys_generation = backend.keys.generation
