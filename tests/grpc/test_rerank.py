@@ -486,3 +486,18 @@ def test_a_rerank_whose_deadline_passed_tokenizes_no_further(reranker_server: An
     passed = time.monotonic()
     with pytest.raises(DeadlineExpired, match="deadline expired while tokenizing"):
         reranker_server.run(reranker.rerank(QUERY, DOCUMENTS, RerankParams(), deadline=passed))
+
+
+def test_command_line_names_a_refused_document_by_its_place_in_the_file(
+    reranker_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sent --batch-size at a time, a refused document was named by its place in its
+    request: documents[1] for the fifth."""
+    from embedserve.client.cli import main as cli_main
+
+    short = [d for d in DOCUMENTS if len(d) < 100]
+    documents = [*short, "word " * 5000, short[0]]
+    command = ["rerank", QUERY, *documents, "--overflow", "error", "--batch-size", "3"]
+    assert cli_main([*command, "--target", reranker_server.target]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("embedserve: INVALID_ARGUMENT: documents[4] "), err

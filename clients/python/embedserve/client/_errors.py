@@ -33,19 +33,19 @@ def task_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-# How the server names a text of an Embed request (first) and of an EmbedStream message.
-_UNARY_TEXT = re.compile(r"inputs\[(\d+)\]")
+# How the server names an EmbedStream message's text.
 _STREAM_TEXT = re.compile(r"request_id '(\d+)': inputs\[(\d+)\]")
 
 
-def renumbered_in_request(error: Exception, first: int) -> Exception:
+def renumbered_in_request(error: Exception, first: int, field: str = "inputs") -> Exception:
     """``error`` of a request holding the caller's texts from ``first`` on, naming its text by
-    its place in the caller's list: the server counts from the request's first text."""
+    its place in the caller's list: the server counts from the request's first text (as
+    ``inputs[i]``, or a rerank's ``documents[i]``)."""
     details = _details(error)
-    if (found := _UNARY_TEXT.match(details)) is None:
+    if (found := re.match(rf"{field}\[(\d+)\]", details)) is None:
         return error
     place = first + int(found[1])
-    return _reworded(error, f"inputs[{place}]{details[found.end() :]}")
+    return _reworded(error, f"{field}[{place}]{details[found.end() :]}")
 
 
 def renumbered_in_stream(error: Exception, batch_size: int) -> Exception:

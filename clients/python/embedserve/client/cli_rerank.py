@@ -9,7 +9,10 @@ import dataclasses
 import json
 from typing import Any
 
+import grpc
+
 from embedserve.client._calls import Ranked
+from embedserve.client._errors import renumbered_in_request
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import BATCH_SIZE, add_target, client_verb, positive_int
 from embedserve.client.cli_texts import TextLine, read_texts
@@ -75,13 +78,16 @@ def _ranked(client: EmbedClient, args: argparse.Namespace, texts: list[str]) -> 
     document is scored with the query alone, so batches compare."""
     ranked: list[Ranked] = []
     for start in range(0, len(texts), args.batch_size):
-        batch = client.rerank(
-            args.query,
-            texts[start : start + args.batch_size],
-            top_n=args.top_n,
-            raw_scores=args.raw_scores,
-            overflow=args.overflow,
-        )
+        try:
+            batch = client.rerank(
+                args.query,
+                texts[start : start + args.batch_size],
+                top_n=args.top_n,
+                raw_scores=args.raw_scores,
+                overflow=args.overflow,
+            )
+        except grpc.RpcError as exc:  # naming the document by its place in the whole list
+            raise renumbered_in_request(exc, start, "documents") from None
         ranked += [dataclasses.replace(r, index=r.index + start) for r in batch]
     ranked.sort(key=lambda r: -r.score)  # stable: equal scores stay in the server's order
     return ranked[: args.top_n or None]
