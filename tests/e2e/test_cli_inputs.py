@@ -407,3 +407,18 @@ def test_a_vector_of_another_size_is_named_by_its_line(served: str, tmp_path: Pa
         result.stderr
     )
     assert stored_ids(served, "sizes_384") == set()
+
+
+def test_a_first_batch_the_server_refuses_leaves_no_collection_behind(
+    served: str, tmp_path: Path
+) -> None:
+    """The collection ingest had just made stayed, empty, with settings of the refused run."""
+    source = tmp_path / "notes.jsonl"
+    source.write_text(jsonl(*({"id": f"n{i}", "text": f"note {i}"} for i in range(3))))
+    refused = ingest(served, source, "refused-split", "--passage-tokens", "100000")
+    assert refused.returncode == 1, refused.stderr
+    assert "options.split.max_tokens must be from 1 to" in refused.stderr
+    assert "removed collection 'refused-split': nothing was written" in refused.stderr
+    with EmbedClient(served) as client:
+        assert "refused-split" not in client.list_collections()
+    assert ingest(served, source, "refused-split", "--passage-tokens", "64").returncode == 0

@@ -26,7 +26,12 @@ from embedserve.client.cli_connect import (
     filter_arg,
     positive_int,
 )
-from embedserve.client.cli_vectors import add_split_arguments, collection_exists, split_option
+from embedserve.client.cli_vectors import (
+    add_split_arguments,
+    collection_exists,
+    removed_if_left_empty,
+    split_option,
+)
 
 TEXT_KEY = "text"  # where ``store_text`` keeps a document's text
 # What a passage carries in its payload besides the document's own (the server's
@@ -114,17 +119,15 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
     if first is not None:
         documents = itertools.chain([first], documents)
     written, shown = 0, False
+    acks = client.ingest_iter(
+        args.new_collection, documents, batch_size=args.batch_size, store_text=True, split=split
+    )
     try:
-        for ack in client.ingest_iter(
-            args.new_collection,
-            documents,
-            batch_size=args.batch_size,
-            store_text=True,
-            split=split,
-        ):
-            written = int(ack.total_acknowledged)
-            print(f"\r{written} documents re-embedded", end="", file=sys.stderr)
-            shown = True
+        with removed_if_left_empty(client, args.new_collection, created_here=not exists):
+            for ack in acks:
+                written = int(ack.total_acknowledged)
+                print(f"\r{written} documents re-embedded", end="", file=sys.stderr)
+                shown = True
     except KeyboardInterrupt:
         shown = False
         print(
@@ -132,12 +135,6 @@ def _reembed(client: EmbedClient, args: argparse.Namespace) -> int:
             "to continue",
             file=sys.stderr,
         )
-        raise
-    except Exception:
-        # Refused before a document was written (a split the model cannot take): the
-        # collection this run made goes, so that the corrected command needs no --resume.
-        if not exists and not written and client.count(args.new_collection) == 0:
-            client.delete_collection(args.new_collection)
         raise
     finally:
         if shown:  # ends the progress line, before what is printed next (an error too)

@@ -4,6 +4,7 @@ shell."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import itertools
 import json
@@ -700,18 +701,20 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         elif saved is not None:  # an export's vectors: only a collection of their model
             where = f"collection {args.collection!r}"
             _refuse_other_model(args.file, saved, existing, where, client.model_info)
-        for ack in client.ingest_iter(
+        acks = client.ingest_iter(
             args.collection,
             itertools.chain(first, documents),
             batch_size=args.batch_size,
             store_text=options["store_text"],
             split=options["split"],
-        ):
-            done = skip + int(ack.total_acknowledged)
-            if checkpoint is not None:
-                last, digest = ack.ids[-1], prefix.of_first(done)
-                save_checkpoint(checkpoint, done, last, args.collection, digest, options)
-            progress.update(done)
+        )
+        with removed_if_left_empty(client, args.collection, created_here=existing is None):
+            for ack in acks:
+                done = skip + int(ack.total_acknowledged)
+                if checkpoint is not None:
+                    last, digest = ack.ids[-1], prefix.of_first(done)
+                    save_checkpoint(checkpoint, done, last, args.collection, digest, options)
+                progress.update(done)
     finally:
         progress.end()
         if stream is not sys.stdin:
@@ -803,6 +806,26 @@ def _refuse_other_model(
         f"{target.model_id!r} ({theirs}), whose queries would not compare with them: "
         "restore it on a server of that model"
     )
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(
+    client: EmbedClient, collection: str, *, created_here: bool
+) -> Iterator[None]:
+    """Writing into ``collection``: if this command created it and the writing fails
+    before a document is written (a batch the server refuses, a bad line in the file), it is
+    deleted, so that the corrected command runs as the first one would have."""
+    try:
+        yield
+    except Exception:
+        if created_here:
+            with contextlib.suppress(grpc.RpcError):  # the error raised says more
+                if client.count(collection) == 0:
+                    client.delete_collection(collection)
+                    print(
+                        f"removed collection {collection!r}: nothing was written", file=sys.stderr
+                    )
+        raise
 
 
 def _create_for(
