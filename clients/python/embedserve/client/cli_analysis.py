@@ -22,11 +22,12 @@ from embedserve.client.cli_connect import (
 from embedserve.client.cli_output import (
     document_line,
     is_stream,
+    replaced_together,
     replaced_when_done,
-    save_npy,
     text_output,
+    write_npy,
 )
-from embedserve.client.cli_settings_file import write_settings
+from embedserve.client.cli_settings_file import settings_path, settings_text
 from embedserve.client.cli_texts import read_texts
 
 # Widest histogram bar, in characters.
@@ -142,7 +143,8 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
 
         rows: list[Any] = []
         ids_path = args.output[: -len(".npy")] + ".ids.jsonl"
-        with replaced_when_done(ids_path) as ids:
+        with replaced_together() as files:
+            ids = files.enter_context(replaced_when_done(ids_path))
             for doc in documents:
                 rows.append(doc.vector)
                 ids.write(json.dumps({"id": doc.id, "payload": doc.payload}) + "\n")
@@ -151,19 +153,28 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             else:  # still (rows, dimensions): (0, d), not numpy's (0,)
                 dimensions = client.get_collection(args.collection).config.dimensions
                 matrix = np.zeros((0, dimensions), dtype=np.float32)
-            save_npy(args.output, matrix)
+            write_npy(files.enter_context(replaced_when_done(args.output, binary=True)), matrix)
         print(f"{len(rows)} vectors -> {args.output}, ids -> {ids_path}", file=sys.stderr)
         return 0
-    with text_output(args.output) as out:
+    # The settings are read first, and the file beside the documents is replaced with them:
+    # a run cut short between the two left an earlier export's settings to a new file.
+    beside = args.output != "-" and not is_stream(args.output)  # a pipe has nowhere beside it
+    info = client.get_collection(args.collection) if beside else None
+    with replaced_together() as files:
+        out = files.enter_context(text_output(args.output))
         written = 0
         for doc in documents:
             out.write(document_line(doc) + "\n")
             written += 1
+        if info is not None:
+            files.enter_context(replaced_when_done(str(settings_path(args.output)))).write(
+                settings_text(info)
+            )
     print(f"{written} documents -> {args.output}", file=sys.stderr)
-    if args.output != "-" and not is_stream(args.output):  # a pipe has nowhere beside it
-        settings = write_settings(args.output, client.get_collection(args.collection))
+    if info is not None:
+        beside_it = settings_path(args.output)
         print(
-            f"its settings -> {settings} (ingest makes the collection with them)", file=sys.stderr
+            f"its settings -> {beside_it} (ingest makes the collection with them)", file=sys.stderr
         )
     return 0
 

@@ -7,8 +7,10 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import IO, Any
@@ -62,12 +64,47 @@ def _mode_of(path: str) -> int | None:
         return None
 
 
+@contextlib.contextmanager
+def replaced_together() -> Iterator[contextlib.ExitStack]:
+    """Files entered as ``files.enter_context(replaced_when_done(...))`` are moved into
+    place together once the block ends well, Ctrl-C and SIGTERM held back between the
+    moves: a set of files (an export and its settings) never mixes two runs."""
+    with contextlib.ExitStack() as files:
+        yield files
+        with _signals_held():
+            files.close()
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back for the block, then acted on as they would have been.
+    (Blocking them would not do: a signal sent to the process reaches any thread that does
+    not block it, grpc's too, and Python acts on it in the main thread at once.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; signals are acted on there
+        return
+    arrived: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {number: signal.signal(number, lambda n, _: arrived.append(n)) for number in held}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        for late in dict.fromkeys(arrived):
+            signal.raise_signal(late)
+
+
 def save_npy(path: str, array: np.ndarray[Any, Any]) -> None:
     """``array`` as a .npy file at ``path``, replaced when done."""
     with replaced_when_done(path, binary=True) as out:
-        # Through ``write``: numpy's own write to a file says only "N requested and M
-        # written" when it fails, not why (a full disk).
-        np.save(SimpleNamespace(write=out.write), array)
+        write_npy(out, array)
+
+
+def write_npy(out: IO[bytes], array: np.ndarray[Any, Any]) -> None:
+    # Through ``write``: numpy's own write to a file says only "N requested and M
+    # written" when it fails, not why (a full disk).
+    np.save(SimpleNamespace(write=out.write), array)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
 from embedserve.client._vector_calls import config_kwargs
-from embedserve.client.cli_output import replaced_when_done
 from embedserve.v1 import vector_pb2 as pb
 
 SUFFIX = ".collection.json"
@@ -22,17 +21,16 @@ def settings_path(data_file: str) -> Path:
     return Path(data_file + SUFFIX)
 
 
-def write_settings(data_file: str, info: pb.CollectionInfo) -> Path:
-    path = settings_path(data_file)
+def settings_text(info: pb.CollectionInfo) -> str:
+    """What ``export`` writes at ``settings_path``: the collection's name, model and
+    config."""
     saved = {
         "collection": info.name,
         "model_id": info.model_id,
         "model_fingerprint": info.model_fingerprint,
         "config": MessageToDict(info.config),
     }
-    with replaced_when_done(str(path)) as out:
-        out.write(json.dumps(saved, indent=2) + "\n")
-    return path
+    return json.dumps(saved, indent=2) + "\n"
 
 
 @dataclass(frozen=True)
