@@ -239,7 +239,10 @@ class ObserveMiddleware:
                 # connection's next bytes are no request to read. (A stream's answer
                 # starts before its route reads the body, and reads it.)
                 withheld = holds_body and not asked and not streamed_lines and declares_body
-                if two_framings or withheld:
+                # While the server drains, no connection is kept for another request: one
+                # sent on it as the listener stops met a reset, and the client could not
+                # tell whether it ran.
+                if two_framings or withheld or self._drain.started:
                     message["headers"].append((b"connection", b"close"))
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 answered = True  # its last message
