@@ -715,6 +715,16 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
                     last, digest = ack.ids[-1], prefix.of_first(done)
                     save_checkpoint(checkpoint, done, last, args.collection, digest, options)
                 progress.update(done)
+    except KeyboardInterrupt:
+        progress.end()
+        progress.shown = False
+        again = (
+            "run the same command to continue"
+            if checkpoint
+            else "standard input keeps no checkpoint: send them again, over the same ids"
+        )
+        print(f"interrupted after {progress.done} documents; {again}", file=sys.stderr)
+        raise
     finally:
         progress.end()
         if stream is not sys.stdin:
