@@ -186,3 +186,30 @@ def test_filters_nested_past_protobufs_depth_are_refused_in_a_line(
         answer = http.post(url, json={"filter": _within(deepest + 1, step)})
         assert answer.status_code == 400
         assert answer.json()["error"]["message"] == f"filter: {message}"
+
+
+def test_a_filter_of_more_conditions_than_a_store_call_should_test_is_refused(both: Any) -> None:
+    """6,000 should-conditions on a field without an index held every store call for 19 s."""
+
+    def anyone_of(count: int, nested: bool = False) -> dict[str, Any]:
+        each = [{"match": {"key": "tags", "text": f"tag-{n}"}} for n in range(count)]
+        if nested:  # counted inside nested and inner filters too
+            return {"must": [{"nested": {"key": "reviews", "filter": {"should": each}}}]}
+        return {"should": each}
+
+    limit = "at most 1024 are taken (match_any takes a list of values as one condition)"
+    with EmbedClient(both.target) as client:
+        client.create_collection("many", payload_indexes={})
+        client.upsert("many", RECIPES)
+        assert client.count("many", filter=anyone_of(1024)) == 0
+        for refused_filter, count in ((anyone_of(1024 + 1), 1025), (anyone_of(1024, True), 1025)):
+            with pytest.raises(grpc.RpcError) as refused:
+                client.count("many", filter=refused_filter)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert f"the filter holds {count} conditions; {limit}" in refused.value.details()
+    with httpx.Client(base_url=both.url) as http:
+        answer = http.post(
+            "/api/v1/collections/many/search", json={"text": "soup", "filter": anyone_of(2000)}
+        )
+        assert answer.status_code == 400
+        assert f"the filter holds 2000 conditions; {limit}" in answer.json()["error"]["message"]
