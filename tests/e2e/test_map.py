@@ -5,6 +5,7 @@ headless Chromium, and its errors for bad input."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import subprocess
@@ -247,3 +248,28 @@ def test_a_map_reads_texts_from_standard_input_and_writes_coords_to_standard_out
     assert [r["id"] for r in rows] == [d["id"] for d in some]
     assert not (tmp_path / "-").exists()
     assert "wrote standard output" in done.stderr
+
+
+def test_a_map_that_fails_part_way_leaves_the_earlier_files_together(
+    served: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image was moved into place before the page was drawn: a page that failed (a full
+    disk, Ctrl-C) left a new image beside the earlier page and coordinates."""
+    from embedserve.client.cli import main as cli_main
+    from embedserve.client.maps import html
+
+    outputs = [f"{flag}={tmp_path / name}" for flag, name in OUTPUTS]
+    command = ["map", "topics_map", "--method", "pca", "--max-points", "60", *outputs]
+    assert cli_main([*command, "--target", served]) == 0
+    earlier = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert sorted(earlier) == sorted(name for _, name in OUTPUTS)
+
+    def disk_full(*args: object) -> None:  # a fault the test cannot make for real
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(html, "write_html", disk_full)
+    assert cli_main([*command, "--title", "another map", "--target", served]) == 2
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == earlier
+
+
+OUTPUTS = [("-o", "map.png"), ("--html", "map.html"), ("--coords", "map.csv")]

@@ -75,7 +75,8 @@ def test_the_html_map_shows_names_and_texts_as_text(tmp_path: Path) -> None:
     markup = "<b>bold</b> & <a href='x'>link</a>"
     points = MapPoints(["<i>id</i>"], np.zeros((1, 2)), [markup], [{"k": markup}], total=1)
     page = tmp_path / "map.html"
-    write_html(np.zeros((1, 2)), points, [Group(markup, "#123456", [0])], markup, str(page))
+    with page.open("w", encoding="utf-8") as out:
+        write_html(np.zeros((1, 2)), points, [Group(markup, "#123456", [0])], markup, out)
     escaped = "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;a href='x'&gt;link&lt;/a&gt;"
     figure = page.read_text(encoding="utf-8").replace("\\u002f", "/")  # plotly's JSON
     assert figure.count(escaped) >= 3  # the legend's name, the title, the hover text
@@ -91,7 +92,8 @@ def test_the_png_map_shows_dollar_signs_as_written(tmp_path: Path) -> None:
     names = ["costs $5 and $10", "$\\frac$", "$\\nosuchcommand$"]
     groups = [Group(name, "#123456", [i]) for i, name in enumerate(names)]
     page = tmp_path / "map.png"
-    write_png(np.zeros((3, 2)), groups, "prices in $", str(page))
+    with page.open("wb") as out:
+        write_png(np.zeros((3, 2)), groups, "prices in $", out)
     assert page.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -121,6 +123,7 @@ def test_a_long_group_name_is_cut_in_the_legend_not_the_image_size(tmp_path: Pat
     groups = [Group(name, "#123456", [i]) for i, name in enumerate(names)]
     assert [len(g.legend_name) for g in groups] == [LEGEND_CHARS, len(names[1])]
     image = tmp_path / "map.png"
-    write_png(np.zeros((2, 2)), groups, "titles", str(image))
+    with image.open("wb") as out:
+        write_png(np.zeros((2, 2)), groups, "titles", out)
     with Image.open(image) as drawn:
         assert drawn.width < 2_000, drawn.size

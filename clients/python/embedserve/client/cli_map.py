@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from typing import Any
+from typing import IO, Any
 
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import (
@@ -17,7 +17,12 @@ from embedserve.client.cli_connect import (
     output_path,
     positive_int,
 )
-from embedserve.client.cli_output import output_name, text_output
+from embedserve.client.cli_output import (
+    output_name,
+    replaced_together,
+    replaced_when_done,
+    text_output,
+)
 from embedserve.client.maps.build import CLUSTER, Map, MapRequest, build_map
 from embedserve.client.maps.extra import MissingExtra, require
 from embedserve.client.maps.projection import METHODS, Projection
@@ -154,25 +159,28 @@ def _draw(client: EmbedClient, args: argparse.Namespace, request: MapRequest) ->
     result = build_map(client, request, progress)
     title = args.title or result.title
     drawn = groups(result.labels)
-    if args.output:
-        from embedserve.client.maps.png import write_png
+    # Moved into place together: a run cut short leaves no new image beside an old page.
+    with replaced_together() as files:
+        if args.output:
+            from embedserve.client.maps.png import write_png
 
-        write_png(result.coords, drawn, title, args.output)
-        progress(f"wrote {args.output}")
-    if args.html:
-        from embedserve.client.maps.html import write_html
+            image = files.enter_context(replaced_when_done(args.output, binary=True))
+            write_png(result.coords, drawn, title, image)
+        if args.html:
+            from embedserve.client.maps.html import write_html
 
-        write_html(result.coords, result.points, drawn, title, args.html)
-        progress(f"wrote {args.html}")
-    if args.coords:
-        _write_coords(result, args.coords)
-        progress(f"wrote {output_name(args.coords)}")
+            page = files.enter_context(replaced_when_done(args.html))
+            write_html(result.coords, result.points, drawn, title, page)
+        if args.coords:
+            _write_coords(result, files.enter_context(text_output(args.coords, newline="")))
+    for path in (args.output, args.html, args.coords):
+        if path:
+            progress(f"wrote {output_name(path)}")
     return 0
 
 
-def _write_coords(result: Map, path: str) -> None:
-    with text_output(path, newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["id", "x", "y", "group"])
-        for i, (x, y) in enumerate(result.coords.tolist()):
-            writer.writerow([result.points.ids[i], f"{x:.5f}", f"{y:.5f}", result.labels[i]])
+def _write_coords(result: Map, file: IO[str]) -> None:
+    writer = csv.writer(file)
+    writer.writerow(["id", "x", "y", "group"])
+    for i, (x, y) in enumerate(result.coords.tolist()):
+        writer.writerow([result.points.ids[i], f"{x:.5f}", f"{y:.5f}", result.labels[i]])

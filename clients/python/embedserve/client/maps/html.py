@@ -7,10 +7,10 @@ import html
 import json
 import textwrap
 from collections.abc import Sequence
+from typing import IO
 
 import numpy as np
 
-from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.maps.labels import Group, clip
 from embedserve.client.maps.points import MapPoints
 
@@ -21,7 +21,7 @@ HOVER_PAYLOAD_CHARS = 300
 
 
 def write_html(
-    coords: np.ndarray, points: MapPoints, groups: Sequence[Group], title: str, path: str
+    coords: np.ndarray, points: MapPoints, groups: Sequence[Group], title: str, out: IO[str]
 ) -> None:
     import plotly.graph_objects as go
 
@@ -50,8 +50,7 @@ def write_html(
         hoverlabel={"align": "left"},
         margin={"l": 20, "r": 20, "t": 60, "b": 20},
     )
-    with replaced_when_done(path) as out:
-        figure.write_html(out, include_plotlyjs=True, full_html=True, config={"displaylogo": False})
+    figure.write_html(out, include_plotlyjs=True, full_html=True, config={"displaylogo": False})
 
 
 def hover(points: MapPoints, i: int) -> str:

@@ -4,10 +4,10 @@ coordinates of a projection have no units worth reading)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import IO
 
 import numpy as np
 
-from embedserve.client.cli_output import replaced_when_done
 from embedserve.client.maps.labels import Group
 
 # Marker area shrinks as maps grow, so dense regions stay readable.
@@ -20,7 +20,7 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def write_png(coords: np.ndarray, groups: Sequence[Group], title: str, path: str) -> None:
+def write_png(coords: np.ndarray, groups: Sequence[Group], title: str, out: IO[bytes]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +55,6 @@ def write_png(coords: np.ndarray, groups: Sequence[Group], title: str, path: str
         for handle in legend.legend_handles:
             if handle is not None:
                 handle.set_alpha(1.0)
-        with replaced_when_done(path, binary=True) as out:
-            figure.savefig(out, format="png", bbox_inches="tight")
+        figure.savefig(out, format="png", bbox_inches="tight")
     finally:
         plt.close(figure)
