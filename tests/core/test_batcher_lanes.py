@@ -110,3 +110,45 @@ def test_a_short_request_behind_a_large_one_takes_the_next_turn() -> None:
     assert batches[0] == [0, 1, 2, 3] and 500 in batches[1] and 600 in batches[2]
     every = sorted(index for batch in batches for index in batch)
     assert len(batches) == 12 and every == [*range(40), 500, *range(600, 604)]
+
+
+def test_a_short_request_queued_past_the_sort_window_still_takes_its_turn() -> None:
+    """Turns were taken among the windows in view only: behind more than sort_window
+    windows (two large requests at the defaults), a short request waited for all of them."""
+    model = RecordingModel(hold_first=True)
+    large = numbered_windows([5] * 12)
+    short = Window((500, 7, 7, 7, 7))
+
+    async def body() -> None:
+        batch_limits = limits(max_batch_size=2, sort_window=4)
+        async with running_batcher(model, batch_limits) as (batcher, _):
+            blocker = await _held(batcher, model)
+            embedding = batcher.submit(large)
+            answered = batcher.submit([short])
+            model.release()
+            await asyncio.wait_for(asyncio.gather(*blocker, *embedding, *answered), SETTLE_S)
+
+    asyncio.run(body())
+    batches = [[index_of(w) for w in batch] for batch in model.batches[1:]]
+    assert batches[0] == [0, 1] and 500 in batches[1], batches
+    assert sorted(index for batch in batches for index in batch) == [*range(12), 500]
+
+
+def test_a_cancelled_request_past_the_sort_window_gives_its_turn_to_the_next() -> None:
+    model = RecordingModel(hold_first=True)
+
+    async def body() -> None:
+        batch_limits = limits(max_batch_size=2, sort_window=4)
+        async with running_batcher(model, batch_limits) as (batcher, metrics):
+            blocker = await _held(batcher, model)
+            embedding = batcher.submit(numbered_windows([5] * 12))
+            cancelled = batcher.submit([Window((400, 7, 7, 7, 7))])
+            cancelled[0].cancel()
+            answered = batcher.submit([Window((500, 7, 7, 7, 7))])
+            model.release()
+            await asyncio.wait_for(asyncio.gather(*blocker, *embedding, *answered), SETTLE_S)
+            assert metrics.registry.get_sample_value("embedserve_queue_depth") == 0
+
+    asyncio.run(body())
+    batches = [[index_of(w) for w in batch] for batch in model.batches[1:]]
+    assert 500 in batches[1] and all(400 not in batch for batch in batches), batches

@@ -4,10 +4,10 @@ Requests of all clients are queued as windows (one per input or chunk), in one o
 two lanes: interactive work (queries, unary embeds) and bulk work (ingestion,
 embed streams). The owner waits briefly for company, then cuts a batch from a
 length-sorted view of a lane's oldest ``sort_window`` windows, grown around one of
-them so that similar lengths run together. Requests in the view take turns to
-supply that window (the one whose turn came longest ago, or never, supplies its
-oldest): a short request queued behind a large one runs within a pass or two, not
-after all of it.
+them so that similar lengths run together. Requests take turns to supply that
+window (the one whose turn came longest ago, or never, supplies its oldest, brought
+into the view if it waits past it): a short request queued behind large ones runs
+within a pass or two, not after all of them.
 The interactive lane goes first: a query that arrives during a large ingestion
 waits for the pass running, not for the ingestion's queue; while bulk work waits,
 every ``INTERACTIVE_BATCHES_PER_BULK + 1``-th batch is a bulk one, so that a
@@ -112,6 +112,7 @@ class WindowResult:
 class _Request:
     """The windows of one submit call, which take their turn together."""
 
+    queued: int  # of its windows still in the lane
     # The number of the last cut that grew around one of them; -1: none yet.
     last_turn: int = -1
 
@@ -150,6 +151,8 @@ class Batcher:
         self._executor = executor
         self._metrics = metrics
         self._lanes = {lane: collections.deque[_Pending]() for lane in Priority}
+        # Requests with windows in each lane, oldest first (a dict for its order).
+        self._requests: dict[Priority, dict[_Request, None]] = {lane: {} for lane in Priority}
         self._lane_costs = dict.fromkeys(Priority, 0)
         # Interactive batches cut in a row while bulk work waited.
         self._interactive_run = 0
@@ -244,13 +247,25 @@ class Batcher:
 
     def _drop_given_up(self, priority: Priority) -> None:
         lane, now = self._lanes[priority], time.monotonic()
-        kept = [item for item in lane if not self._given_up(item, now)]
+        kept: list[_Pending] = []
+        for item in lane:
+            if self._given_up(item, now):
+                self._left(priority, item)
+            else:
+                kept.append(item)
         if len(kept) == len(lane):
             return
         lane.clear()
         lane.extend(kept)
         self._lane_costs[priority] = sum(item.cost for item in kept)
         self._report_depth()
+
+    def _left(self, priority: Priority, item: _Pending) -> None:
+        """``item`` left its lane for good (cut into a batch, or dropped)."""
+        request = item.request
+        request.queued -= 1
+        if not request.queued:
+            del self._requests[priority][request]
 
     @staticmethod
     def _given_up(item: _Pending, now: float) -> bool:
@@ -271,7 +286,8 @@ class Batcher:
         now = time.monotonic()
         futures: list[asyncio.Future[WindowResult]] = []
         lane = self._lanes[priority]
-        request = _Request()
+        request = _Request(len(windows))
+        self._requests[priority][request] = None
         for window in windows:
             future: asyncio.Future[WindowResult] = loop.create_future()
             lane.append(_Pending(window, future, now, deadline, request))
@@ -379,18 +395,20 @@ class Batcher:
         while queue and len(live) < self.limits.sort_window:
             item = queue.popleft()
             self._lane_costs[priority] -= item.cost
-            if not self._given_up(item, now):
+            if self._given_up(item, now):
+                self._left(priority, item)
+            else:
                 live.append(item)
+        anchor = self._turn(priority, live, now) if live else None
         # Cancelled and expired windows left the lane too: the gauge says so now, not at
         # the next arrival (an idle server would report them waiting for good).
-        if not live:
+        if anchor is None:
             self._report_depth()
             return []
-        anchor = min(range(len(live)), key=lambda i: (live[i].request.last_turn, i))
-        live[anchor].request.last_turn = self._cuts
-        self._cuts += 1
         chosen = set(self._choose(live, anchor))
         batch = [live[i] for i in sorted(chosen)]
+        for item in batch:
+            self._left(priority, item)
         # Put the rest back at the front, oldest first, ahead of newer arrivals.
         rest = [live[i] for i in range(len(live)) if i not in chosen]
         queue.extendleft(reversed(rest))
@@ -402,6 +420,29 @@ class Batcher:
         for item in batch:
             waited.observe(now - item.enqueued)
         return batch
+
+    def _turn(self, priority: Priority, live: list[_Pending], now: float) -> int | None:
+        """The index in ``live`` of the window the batch grows around: the oldest of the
+        request whose turn came longest ago (never, first; of those, the earliest). One
+        queued past ``live`` (the view of ``sort_window`` windows) is moved into it."""
+        queue, requests = self._lanes[priority], self._requests[priority]
+        while requests:
+            request = min(requests, key=lambda r: r.last_turn)
+            anchor = next((i for i, item in enumerate(live) if item.request is request), None)
+            if anchor is None:
+                place = next(i for i, item in enumerate(queue) if item.request is request)
+                item = queue[place]
+                del queue[place]
+                self._lane_costs[priority] -= item.cost
+                if self._given_up(item, now):
+                    self._left(priority, item)
+                    continue
+                live.append(item)
+                anchor = len(live) - 1
+            request.last_turn = self._cuts
+            self._cuts += 1
+            return anchor
+        return None
 
     def _choose(self, live: list[_Pending], anchor: int) -> list[int]:
         """Indices into ``live`` (oldest first) of the batch to run next.
