@@ -200,6 +200,20 @@ def test_a_refused_text_is_named_by_its_place_in_the_callers_list(minilm_server)
     assert re.match(in_stream, answers[1][1]), answers[1][1]
 
 
+def test_a_refused_document_of_an_ingestion_is_named_by_its_place_in_the_stream(
+    minilm_server,
+) -> None:
+    """As above, for ingest_iter: document 270 was "batch_id '4': documents[14]"."""
+    documents = [{"id": f"d{n}", "text": text} for n, text in enumerate(TEXTS_ONE_LONG)]
+    documents[LONG]["id"] = "d270#1"  # an id of a passage's form: refused with split
+    with EmbedClient(minilm_server.target) as client:
+        client.create_collection("named")
+        with pytest.raises(grpc.RpcError) as refused:
+            list(client.ingest_iter("named", documents, batch_size=64, split=True))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("batch_id '4': documents[270].id 'd270#1' ends in")
+
+
 async def consume(outputs: AsyncIterator[object]) -> None:
     async for _ in outputs:
         pass

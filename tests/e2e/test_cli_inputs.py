@@ -422,3 +422,17 @@ def test_a_first_batch_the_server_refuses_leaves_no_collection_behind(
     with EmbedClient(served) as client:
         assert "refused-split" not in client.list_collections()
     assert ingest(served, source, "refused-split", "--passage-tokens", "64").returncode == 0
+
+
+def test_a_document_the_server_refuses_is_named_by_its_line(served: str, tmp_path: Path) -> None:
+    """It was named by its place in its batch (batch_id '2': documents[1]), and after a
+    resume by another batch's numbers."""
+    source = tmp_path / "notes.jsonl"
+    notes = [{"id": f"n{i}", "text": f"note {i}"} for i in range(7)]
+    notes[5] = {"id": "n5#2", "text": "an id as a passage's"}  # refused with --split
+    source.write_text("\n" + jsonl(*notes))  # a blank first line: lines are counted, not ids
+    result = ingest(served, source, "named", "--batch-size", "2", "--split")
+    assert result.returncode == 1, result.stderr
+    assert f"INVALID_ARGUMENT: {source} line 7: " in result.stderr, result.stderr
+    again = ingest(served, source, "named", "--batch-size", "2", "--split")
+    assert f"INVALID_ARGUMENT: {source} line 7: " in again.stderr, again.stderr

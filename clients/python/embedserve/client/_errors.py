@@ -33,10 +33,6 @@ def task_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-# How the server names an EmbedStream message's text.
-_STREAM_TEXT = re.compile(r"request_id '(\d+)': inputs\[(\d+)\]")
-
-
 def renumbered_in_request(error: Exception, first: int, field: str = "inputs") -> Exception:
     """``error`` of a request holding the caller's texts from ``first`` on, naming its text by
     its place in the caller's list: the server counts from the request's first text (as
@@ -48,14 +44,17 @@ def renumbered_in_request(error: Exception, first: int, field: str = "inputs") -
     return _reworded(error, f"{field}[{place}]{details[found.end() :]}")
 
 
-def renumbered_in_stream(error: Exception, batch_size: int) -> Exception:
+def renumbered_in_stream(
+    error: Exception, batch_size: int, id_field: str = "request_id", field: str = "inputs"
+) -> Exception:
     """:func:`renumbered_in_request` for a stream, whose error names the message
-    (``request_id '2': inputs[5]``): message N holds the texts from N * ``batch_size`` on."""
+    (``request_id '2': inputs[5]``, an ingestion's ``batch_id '2': documents[5]``): message N
+    holds the items from N * ``batch_size`` on."""
     details = _details(error)
-    if (found := _STREAM_TEXT.match(details)) is None:
+    if (found := re.match(rf"{id_field} '(\d+)': {field}\[(\d+)\]", details)) is None:
         return error
     place = int(found[1]) * batch_size + int(found[2])
-    reworded = f"request_id '{found[1]}': inputs[{place}]{details[found.end() :]}"
+    reworded = f"{id_field} '{found[1]}': {field}[{place}]{details[found.end() :]}"
     return _reworded(error, reworded)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 
 from embedserve.client import _documents as docs
+from embedserve.client._errors import renumbered_in_stream
 from embedserve.client._options import build_options, check_uint32, checked_text, listed, lookup
 from embedserve.client._ordered import StreamCall, StreamPlan
 from embedserve.client._steps import LastOf, Plan, Unary
@@ -287,7 +288,12 @@ def ingest_iter(
     ) -> list[pb.IngestStreamResponse]:
         return [ack]
 
-    return StreamPlan(_INGEST_STREAM, documents, batch_size, max_in_flight, request, acknowledged)
+    def failed(error: Exception) -> Exception:  # naming a document by its place in all
+        return renumbered_in_stream(error, batch_size, "batch_id", "documents")
+
+    return StreamPlan(
+        _INGEST_STREAM, documents, batch_size, max_in_flight, request, acknowledged, failed
+    )
 
 
 def ingest(

@@ -4,11 +4,13 @@ shell."""
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import csv
 import itertools
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,6 +21,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from embedserve.client._documents import Hit, HitGroup, document_problem, field_problem
+from embedserve.client._errors import RewordedRpcError
 from embedserve.client._struct_numbers import wide_integer
 from embedserve.client._sync import EmbedClient
 from embedserve.client._vector_calls import INDEX_KIND_NAMES
@@ -37,6 +40,9 @@ from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, u
 from embedserve.client.cli_settings_file import SavedSettings, read_settings, settings_path
 from embedserve.v1 import embedding_pb2
 from embedserve.v1 import vector_pb2 as pb
+
+# Batches an ingestion has sent and not yet seen acknowledged.
+STREAM_IN_FLIGHT = 8
 
 
 def add_parser(commands: Any) -> None:
@@ -469,11 +475,12 @@ def read_documents(
     csv_format: bool,
     source: str,
     check: Callable[[dict[str, Any]], str | None] | None = None,
+    origins: Origins | None = None,
 ) -> Iterator[dict[str, Any]]:
     """JSONL objects {id, text|vector, payload}, or CSV rows with id and text columns; other
     CSV columns (or a JSON 'payload' column) become the payload. Errors name ``source``
     (the file, or stdin) and the line; ``check`` is one more test of each document (a
-    vector's size), its problem named so too."""
+    vector's size), its problem named so too; ``origins`` notes each document's line."""
     lines = utf8_lines(stream, f"{source} line")
     if csv_format:
         rows = _csv_rows(lines, source)
@@ -491,7 +498,7 @@ def read_documents(
             doc_id, text = fields.pop("id"), fields.pop("text")
             payload.update({k: v for k, v in fields.items() if k})
             document = {"id": doc_id, "text": text, "payload": payload}
-            yield _checked_document(where, document, check)
+            yield _noted(origins, where, _checked_document(where, document, check))
         return
     for number, line in enumerate(lines, 1):
         if line.strip():
@@ -501,7 +508,46 @@ def read_documents(
                 raise ValueError(f"{source} line {number}: not JSON ({exc.msg})") from None
             except _NotJson as exc:
                 raise ValueError(f"{source} line {number}: not JSON ({exc})") from None
-            yield _checked_document(f"{source} line {number}", value, check)
+            where = f"{source} line {number}"
+            yield _noted(origins, where, _checked_document(where, value, check))
+
+
+class Origins:
+    """Where the latest documents read came from (their file's line), for the server's
+    refusal of one in a stream (``batch_id '3': documents[97]...``, numbered in all by the
+    client): only those the stream may still be sending are kept."""
+
+    def __init__(self, keep: int) -> None:
+        self._recent: collections.deque[str] = collections.deque(maxlen=keep)
+        self._read = 0  # documents noted
+        self._first = 0  # the number of the stream's first document
+
+    def note(self, where: str) -> None:
+        self._recent.append(where)
+        self._read += 1
+
+    def stream_starts(self) -> None:
+        """The next document read is the stream's first (those before were skipped)."""
+        self._first = self._read
+
+    def named(self, error: grpc.RpcError) -> grpc.RpcError:
+        """``error`` naming its document by its line, where it names one still kept."""
+        details = str(error.details() or "")
+        found = re.match(r"batch_id '\d+': documents\[(\d+)\]([.:]? ?)", details)
+        if found is None:
+            return error
+        back = self._read - (self._first + int(found[1]))  # 1: the last one read
+        if not 0 < back <= len(self._recent):
+            return error
+        rest = details[found.end() :]
+        said = rest if found[2] else f"the document {rest}"
+        return RewordedRpcError(error, f"{self._recent[-back]}: {said}")
+
+
+def _noted(origins: Origins | None, where: str, document: dict[str, Any]) -> dict[str, Any]:
+    if origins is not None:
+        origins.note(where)
+    return document
 
 
 # Python's csv module refuses a field over 128 KiB ("field larger than field limit"); a
@@ -688,9 +734,14 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             size.size = saved.create_kwargs.get("dimensions")
             size.whose = f"{settings_path(args.file)} makes collection {args.collection!r} with"
         source = "stdin" if from_stdin else args.file
-        documents = prefix.track(read_documents(stream, _is_csv(args.file), source, size.problem))
+        # Documents the stream may still be sending when one is refused: those in flight,
+        # one batch being made and one read ahead.
+        origins = Origins((STREAM_IN_FLIGHT + 2) * args.batch_size + 1)
+        read = read_documents(stream, _is_csv(args.file), source, size.problem, origins)
+        documents = prefix.track(read)
         for _ in range(skip):
             next(documents, None)
+        origins.stream_starts()
         # One document read (and checked) first: a file of the wrong shape creates nothing.
         first = list(itertools.islice(documents, 1))
         if existing is None:
@@ -705,16 +756,20 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             args.collection,
             itertools.chain(first, documents),
             batch_size=args.batch_size,
+            max_in_flight=STREAM_IN_FLIGHT,
             store_text=options["store_text"],
             split=options["split"],
         )
         with removed_if_left_empty(client, args.collection, created_here=existing is None):
-            for ack in acks:
-                done = skip + int(ack.total_acknowledged)
-                if checkpoint is not None:
-                    last, digest = ack.ids[-1], prefix.of_first(done)
-                    save_checkpoint(checkpoint, done, last, args.collection, digest, options)
-                progress.update(done)
+            try:
+                for ack in acks:
+                    done = skip + int(ack.total_acknowledged)
+                    if checkpoint is not None:
+                        last, digest = ack.ids[-1], prefix.of_first(done)
+                        save_checkpoint(checkpoint, done, last, args.collection, digest, options)
+                    progress.update(done)
+            except grpc.RpcError as exc:
+                raise origins.named(exc) from None
     except KeyboardInterrupt:
         progress.end()
         progress.shown = False
