@@ -295,6 +295,16 @@ def test_a_second_run_to_one_out_is_refused_while_the_first_runs(
     assert not out.exists()
 
 
+def test_an_out_folder_in_which_no_file_can_be_made_is_refused_by_its_flag(
+    tiny_base: Path, small_pairs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/proc passes access() for root, and the lock beside --out failed in a traceback."""
+    out = Path("/proc/embedserve-finetune-out")
+    assert main(finetune_args(tiny_base, small_pairs, out)) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: " in err and "Traceback" not in err, err
+
+
 def test_missing_extra_names_it(
     tiny_base: Path, small_pairs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

@@ -189,7 +189,11 @@ def _only_run(paths: Paths) -> Iterator[None]:
     """Hold a lock beside ``--out`` for the run: two runs to one ``--out`` shared its
     checkpoints and partial folder, and the second lost its trained model at the end."""
     lock = paths.out.with_name(paths.out.name + ".lock")
-    with open(lock, "w") as held:
+    try:
+        held = open(lock, "w")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:  # a folder that access() passes and no file can be made in
+        raise FinetuneError(f"--out {paths.out}: cannot write beside it ({exc})") from None
+    with held:
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
