@@ -16,7 +16,7 @@ from embedserve.connectors import types as st
 from embedserve.connectors.errors import InvalidRequest, StoreError
 from embedserve.connectors.groups import GroupBy, HitGroup
 from embedserve.connectors.ordered_scroll import ScrollOrder
-from embedserve.connectors.validation import check_payload
+from embedserve.connectors.validation import MAX_FILTER_CONDITIONS, check_payload, condition_count
 from embedserve.connectors.weighing import Proximity, Recency, Weighing
 from embedserve.server import convert
 from embedserve.server.embedder import EmbedParams, Task
@@ -310,6 +310,17 @@ FILTER_TOO_DEEP = (
 
 
 def filter_from_proto(message: pb.Filter, field: str = "filter") -> st.Filter:
+    """A caller's filter, of at most MAX_FILTER_CONDITIONS conditions in all."""
+    parsed = _filter(message, field)
+    if (count := condition_count(parsed)) > MAX_FILTER_CONDITIONS:
+        raise InvalidArgument(
+            f"{field} holds {count} conditions; at most {MAX_FILTER_CONDITIONS} are taken "
+            "(match_any takes a list of values as one condition)"
+        )
+    return parsed
+
+
+def _filter(message: pb.Filter, field: str) -> st.Filter:
     def conditions(part: str) -> list[st.Condition]:
         listed = getattr(message, part)
         return [_condition(c, f"{field}.{part}[{i}]") for i, c in enumerate(listed)]
@@ -397,10 +408,10 @@ def _condition(message: pb.Condition, field: str) -> st.Condition:
         bounds = _optional(counts, "gt", "gte", "lt", "lte")
         return store_value(st.ValuesCount, counts.key, **bounds)
     if which == "nested":
-        inner = filter_from_proto(message.nested.filter, f"{field}.nested.filter")
+        inner = _filter(message.nested.filter, f"{field}.nested.filter")
         return store_value(st.Nested, message.nested.key, inner)
     if which == "filter":
-        return filter_from_proto(message.filter, f"{field}.filter")
+        return _filter(message.filter, f"{field}.filter")
     raise InvalidArgument(f"{field} has no condition set")
 
 
