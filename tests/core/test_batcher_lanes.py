@@ -152,3 +152,17 @@ def test_a_cancelled_request_past_the_sort_window_gives_its_turn_to_the_next() -
     asyncio.run(body())
     batches = [[index_of(w) for w in batch] for batch in model.batches[1:]]
     assert 500 in batches[1] and all(400 not in batch for batch in batches), batches
+
+
+def test_a_request_of_no_windows_takes_no_turn() -> None:
+    """Counted among the lane's requests, it was picked for a turn it had no window for."""
+    model = RecordingModel()
+
+    async def body() -> None:
+        async with running_batcher(model, limits()) as (batcher, _):
+            assert batcher.submit([]) == []
+            answered = batcher.submit([Window((500, 7))])
+            await asyncio.wait_for(asyncio.gather(*answered), SETTLE_S)
+
+    asyncio.run(body())
+    assert [[index_of(w) for w in batch] for batch in model.batches] == [[500]]

@@ -287,7 +287,8 @@ class Batcher:
         futures: list[asyncio.Future[WindowResult]] = []
         lane = self._lanes[priority]
         request = _Request(len(windows))
-        self._requests[priority][request] = None
+        if windows:  # one without any would never leave the lane's requests
+            self._requests[priority][request] = None
         for window in windows:
             future: asyncio.Future[WindowResult] = loop.create_future()
             lane.append(_Pending(window, future, now, deadline, request))
