@@ -26,7 +26,12 @@ class RunningServer:
             await server.start()
             return server
 
-        self.server = self.run(start())
+        try:
+            self.server = self.run(start())
+        except BaseException:  # it cleaned up after itself: its loop goes too
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            raise
         self.port = self.server.port
         self.target = f"127.0.0.1:{self.port}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +20,25 @@ def start_http_server(start_server: Callable[..., Any]) -> Callable[..., Any]:
     """Like start_server, with the HTTP port on; the result gains ``url``."""
 
     def start(**overrides: Any) -> Any:
-        overrides.setdefault("http_port", free_port())
-        running = start_server(**overrides)
+        if "http_port" in overrides:
+            running = start_server(**overrides)
+        else:
+            running = _on_a_free_port(start_server, overrides)
         running.url = http_url(running)
         return running
 
     return start
+
+
+def _on_a_free_port(start_server: Callable[..., Any], overrides: dict[str, Any]) -> Any:
+    """A server on a port free a moment ago: another connection may take it in between
+    (an outgoing one is given a port of the same range), then the next one is tried."""
+    from embedserve.server.listening import CannotListen
+
+    for _ in range(2):
+        with contextlib.suppress(CannotListen):
+            return start_server(**overrides, http_port=free_port())
+    return start_server(**overrides, http_port=free_port())
 
 
 @pytest.fixture
