@@ -533,14 +533,14 @@ class Origins:
     def named(self, error: grpc.RpcError) -> grpc.RpcError:
         """``error`` naming its document by its line, where it names one still kept."""
         details = str(error.details() or "")
-        found = re.match(r"batch_id '\d+': documents\[(\d+)\]([.:]? ?)", details)
+        found = re.match(r"batch_id '\d+': documents\[(\d+)\](\.|: )?", details)
         if found is None:
             return error
         back = self._read - (self._first + int(found[1]))  # 1: the last one read
         if not 0 < back <= len(self._recent):
             return error
-        rest = details[found.end() :]
-        said = rest if found[2] else f"the document {rest}"
+        rest = details[found.end() :]  # "text has ...", or " needs ..." of the document
+        said = rest if found[2] else f"the document{rest}"
         return RewordedRpcError(error, f"{self._recent[-back]}: {said}")
 
 
