@@ -355,7 +355,7 @@ def test_ingest_resumes_after_a_failure_mid_stream_and_restart_starts_over(
     first = run_cli(*ingest)
     # The third batch (documents 32-47) holds the bad one; the two before it are durable.
     assert first.returncode == 1
-    assert "documents[8]" in first.stderr and "reserved" in first.stderr
+    assert f"{source} line 41: payload key '_embedserve_id' is reserved" in first.stderr
     assert json.loads((tmp_path / "broken.jsonl.progress").read_text())["acknowledged"] == 32
 
     lines[40] = good
