@@ -137,3 +137,32 @@ def test_sigterm_during_ingestion_acknowledges_only_what_is_durable(tmp_path: Pa
     finally:
         process.terminate()
         assert process.wait(30) == 0
+
+
+def importing_torch(pid: int) -> bool:
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_ctrl_c_while_starting_ends_the_process_at_once(tmp_path: Path) -> None:
+    """Before the server listens there is nothing to drain: Ctrl-C then ends the process as
+    SIGTERM does, with no traceback and no grpc error line."""
+    env = cli_env() | {"EMBEDSERVE_DATA_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [*CLI, "serve", "--model", "minilm", "--port", str(free_port())],
+        env=env,
+        stderr=subprocess.PIPE,
+        # As from a terminal: a child of a background job would inherit SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not importing_torch(process.pid):  # serve has begun loading the server
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait(30)
+    assert process.returncode == -signal.SIGINT, stderr.decode()
+    assert b"Traceback" not in stderr and b"invalid state" not in stderr

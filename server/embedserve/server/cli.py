@@ -73,6 +73,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Until the server listens there is nothing to drain: Ctrl-C then ends the process at
+    # once, as SIGTERM does (as KeyboardInterrupt it broke off imports, and grpc logged
+    # "invalid state"). Once listening, the event loop's handlers drain instead.
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     from embedserve.server import logs
     from embedserve.server.errors import EmbedServeError
 
