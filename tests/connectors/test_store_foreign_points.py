@@ -74,6 +74,23 @@ def test_reads_name_them_and_the_names_address_them(written_elsewhere: RemoteSto
     assert sorted(r.id for r in store.scroll("shared", limit=10).records) == ["ours", "qdrant:6"]
 
 
+def test_pages_of_one_visit_every_point_whatever_its_id(written_elsewhere: RemoteStore) -> None:
+    """The engine's next page may start at an integer point id: that cursor is taken back."""
+    store = written_elsewhere
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = store.scroll("shared", limit=1, cursor=cursor)
+        seen += [r.id for r in page.records]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert sorted(seen) == sorted(["ours", "qdrant:5", "qdrant:6", f"qdrant:{FOREIGN_UUID}"])
+    for handed_out_by_no_page in ("05", "+5", "-5", str(2**64), "five"):
+        with pytest.raises(InvalidRequest, match="not one this store handed out"):
+            store.scroll("shared", cursor=handed_out_by_no_page)
+
+
 def test_written_under_its_name_a_foreign_point_keeps_it(written_elsewhere: RemoteStore) -> None:
     """Written again through embedserve (re-embedded, say), a foreign point is overwritten
     in place, not copied under another point id."""

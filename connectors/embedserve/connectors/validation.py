@@ -370,12 +370,18 @@ def strategy_of(value: RecommendStrategy | str) -> RecommendStrategy:
         raise InvalidRequest(f"unknown strategy {value!r}; use one of {choices}") from None
 
 
-def engine_cursor(cursor: str | None) -> str | None:
-    """A scroll cursor back as the engine's point id; ours are UUIDs, so anything else did
-    not come from a previous page."""
+def engine_cursor(cursor: str | None) -> str | int | None:
+    """A scroll cursor back as the engine's point id: ours are UUIDs, and points another
+    tool wrote may have unsigned 64-bit integer ids; anything else did not come from a
+    previous page."""
     if not cursor:
         return None
-    try:
-        return str(uuid.UUID(cursor))
-    except ValueError:
-        raise InvalidRequest(f"cursor {cursor!r} is not one this store handed out") from None
+    if cursor.isascii() and cursor.isdigit() and str(int(cursor)) == cursor:
+        if int(cursor) < 2**64:
+            return int(cursor)
+    else:
+        try:
+            return str(uuid.UUID(cursor))
+        except ValueError:
+            pass
+    raise InvalidRequest(f"cursor {cursor!r} is not one this store handed out")
