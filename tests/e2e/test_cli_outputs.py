@@ -367,6 +367,36 @@ def test_rerank_of_a_file_larger_than_one_request(
     ]
 
 
+@pytest.mark.timeout(120)  # reading the pipe twice waited for a writer that never came
+def test_ingest_reads_a_pipe_named_by_its_path_once(
+    served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``<(command)`` or ``/dev/stdin``: the documents are not read first to count them (that
+    read used them up, and ingest wrote none), nor can the pipe be read again to resume."""
+    pipe = tmp_path / "documents"
+    lines = "".join(json.dumps({"id": f"p{i}", "text": f"piped {i}"}) + "\n" for i in range(3))
+
+    def feed() -> None:
+        with open(pipe, "w") as writer:
+            writer.write(lines)
+
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=feed)
+    writer.start()
+    code, _, err = cli(capsys, "ingest", str(pipe), "-c", "piped", "--target", served)
+    writer.join()
+    assert code == 0, err
+    assert "ingested 3 documents" in err
+    assert not Path(f"{pipe}.progress").exists()
+    with EmbedClient(served) as client:
+        assert client.count("piped") == 3
+
+    args = ["ingest", str(pipe), "-c", "piped", "--checkpoint", str(tmp_path / "p.progress")]
+    code, _, err = cli(capsys, *args, "--target", served)
+    assert code == 2
+    assert f"documents from {pipe} (read once) cannot be resumed" in err
+
+
 def test_ingest_from_stdin_refuses_a_checkpoint(
     served: str,
     tmp_path: Path,

@@ -10,7 +10,9 @@ import csv
 import itertools
 import json
 import math
+import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -710,15 +712,19 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
             "to copy it"
         )
     from_stdin = args.file == "-"
-    if from_stdin and args.checkpoint:
-        raise ValueError("--checkpoint needs a FILE: documents from stdin cannot be resumed")
-    checkpoint = None if from_stdin else Path(args.checkpoint or args.file + ".progress")
+    source = "stdin" if from_stdin else args.file
+    read_once = from_stdin or _is_a_stream(args.file)
+    if read_once and args.checkpoint:
+        raise ValueError(
+            f"--checkpoint needs a FILE: documents from {source} (read once) cannot be resumed"
+        )
+    checkpoint = None if read_once else Path(args.checkpoint or args.file + ".progress")
     skip = 0
     options = {"store_text": args.store_text, "split": split_option(args)}
     if checkpoint is not None and checkpoint.exists() and not args.restart:
         skip = _resume_point(client, checkpoint, args.collection, args.file, options)
     stream = stdin_text() if from_stdin else _open_documents(args.file)
-    total = None if from_stdin else _count_documents(args.file)
+    total = None if read_once else _count_documents(args.file)
     progress = _Progress(total, skip)
     prefix = PrefixDigest()
     size = _VectorSize(args.collection)
@@ -733,7 +739,6 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         elif existing is None and saved is not None:
             size.size = saved.create_kwargs.get("dimensions")
             size.whose = f"{settings_path(args.file)} makes collection {args.collection!r} with"
-        source = "stdin" if from_stdin else args.file
         # Documents the stream may still be sending when one is refused: those in flight,
         # one batch being made and one read ahead.
         origins = Origins((STREAM_IN_FLIGHT + 2) * args.batch_size + 1)
@@ -776,7 +781,7 @@ def _ingest(client: EmbedClient, args: argparse.Namespace) -> int:
         again = (
             "run the same command to continue"
             if checkpoint
-            else "standard input keeps no checkpoint: send them again, over the same ids"
+            else f"{source} keeps no checkpoint: send them again, over the same ids"
         )
         print(f"interrupted after {progress.done} documents; {again}", file=sys.stderr)
         raise
@@ -817,6 +822,16 @@ def split_option(args: argparse.Namespace) -> bool | dict[str, int]:
 def _open_documents(path: str) -> TextIO:
     """A JSONL or CSV file for ``read_documents``."""
     return open_text(path, newline="" if _is_csv(path) else None)
+
+
+def _is_a_stream(path: str) -> bool:
+    """A pipe, terminal or socket (``/dev/stdin``, ``<(command)``): what is read from it is
+    gone, so it is neither counted first nor read again to resume."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # opening it names the problem
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
 def _is_csv(path: str) -> bool:
