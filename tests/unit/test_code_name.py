@@ -39,3 +39,28 @@ def test_a_cancel_at_the_deadline_is_the_deadline(remaining: float | None, code:
     call = CancelledCall(remaining)
     assert code_name(call, None) == code  # type: ignore[arg-type]
     assert code_name(call, asyncio.CancelledError()) == code  # type: ignore[arg-type]
+
+
+class ReturnedCall:
+    """A call whose handler returned, with ``remaining`` seconds of its deadline left."""
+
+    def __init__(self, remaining: float | None) -> None:
+        self.remaining = remaining
+
+    def cancelled(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+    def code(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("remaining", "code"), [(0.0, "DEADLINE_EXCEEDED"), (0.01, "OK"), (None, "OK")]
+)
+def test_a_handler_that_returned_past_the_deadline_is_the_deadline(
+    remaining: float | None, code: str
+) -> None:
+    assert code_name(ReturnedCall(remaining), None) == code  # type: ignore[arg-type]
