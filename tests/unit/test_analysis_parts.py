@@ -177,6 +177,31 @@ def test_hdbscan_gives_equal_rows_one_label() -> None:
         assert clustering.labels.tolist() == [-1] * copies and clustering.k == 0
 
 
+@pytest.mark.parametrize(("copies", "others", "min_size"), [(20, 6, 5), (5, 4, 5), (6, 2, 3)])
+def test_hdbscan_makes_copies_among_noise_a_cluster(
+    copies: int, others: int, min_size: int
+) -> None:
+    """As many copies as min_cluster_size are a cluster of their own, also when they are
+    the only one (HDBSCAN, never picking its tree's root, made them noise); the points
+    without copies stay noise."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(384).astype(np.float32)
+    x = np.vstack([np.tile(a, (copies, 1)), rng.standard_normal((others, 384))])
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    settings = ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=min_size)
+    clustering = cluster_vectors(x, settings)
+    assert clustering.k == 1
+    assert clustering.labels.tolist() == [0] * copies + [-1] * others
+
+
+def test_hdbscan_takes_no_dense_core_of_unstructured_points_as_a_cluster() -> None:
+    """Told to pick its root, HDBSCAN makes the densest handful of random points one."""
+    blob = np.random.default_rng(1).standard_normal((30, 384)).astype(np.float32)
+    blob /= np.linalg.norm(blob, axis=1, keepdims=True)
+    clustering = cluster_vectors(blob, ClusterSettings(Algorithm.HDBSCAN, min_cluster_size=5))
+    assert clustering.k == 0 and set(clustering.labels.tolist()) == {-1}
+
+
 def test_hdbscan_gives_near_copies_one_label_beside_other_points() -> None:
     """Copies of three points, each copy moved by about 6e-6 as a text embedded in batches
     of other shapes is, and two distinct points: the copies of the first point came back

@@ -73,6 +73,15 @@ def _why(code: int, err: bytes) -> str:
 
 def _fit(rows: npt.NDArray[np.float64], min_cluster_size: int) -> npt.NDArray[np.int64]:
     labels = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(rows)
+    if labels.max() < 0:
+        # HDBSCAN picks its tree's root only when told to, so copies of one point among
+        # noise, the root's one dense part, were noise too. Copies are a cluster of their
+        # own; a denser core of points that only differ is not taken (on unstructured
+        # points the root's is a handful of them), nor the root as all the points.
+        single = HDBSCAN(min_cluster_size=min_cluster_size, copy=True, allow_single_cluster=True)
+        one = np.asarray(single.fit_predict(rows)) == 0
+        if one.any() and not one.all() and len(np.unique(rows[one], axis=0)) == 1:
+            labels = np.where(one, 0, -1)
     return np.asarray(labels, dtype=np.int64)
 
 
