@@ -260,6 +260,15 @@ def test_cluster_counts_out_of_range_are_named_by_their_flag(served: str, flag: 
     assert f"argument {flag}: must be from" in result.stderr
 
 
+@pytest.mark.parametrize("verb", ["cluster", "map"])
+@pytest.mark.parametrize("value", ["1", "5000000000"])
+def test_max_points_out_of_range_is_named_by_its_flag(served: str, verb: str, value: str) -> None:
+    """A sample of one point is refused as the server would (at least 2), by the flag."""
+    result = run_cli(verb, "anything", "--max-points", value, "--target", served)
+    assert result.returncode == 2, result.stderr
+    assert f"argument --max-points: must be from 2 to 2**32 - 1, got {value}" in result.stderr
+
+
 def test_embed_from_stdin_drops_windows_line_endings(served: str) -> None:
     result = run_cli("embed", "--target", served, stdin="one\r\ntwo\r\n")
     assert result.returncode == 0, result.stderr

@@ -234,7 +234,7 @@ def test_counts_and_sizes_below_one_are_refused_by_their_flag_before_any_call(
     given = [a.format(docs=docs) for a in args]
     code, _, err = cli(capsys, *given, "--target", served)
     assert code == 2
-    assert f"argument {flag}: must be from 1 to 2**32 - 1" in err
+    assert f"argument {flag}: must be from 1 to " in err
     with EmbedClient(served) as client:
         assert not {a for a in given if a.startswith("bs0")} & set(client.list_collections())
     assert not Path(f"{docs}.out").exists()
@@ -268,7 +268,7 @@ def test_a_page_size_past_the_servers_page_is_refused_by_its_flag(
     out = tmp_path / "all.jsonl"
     code, _, err = cli(capsys, "export", "texts", "-o", str(out), "--page-size", "10001")
     assert code == 2
-    assert "argument --page-size: must be at most 10000, got 10001" in err
+    assert "argument --page-size: must be from 1 to 10000, got 10001" in err
     assert not out.exists()
 
 

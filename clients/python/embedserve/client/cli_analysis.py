@@ -15,6 +15,7 @@ from embedserve.client.cli_connect import (
     add_target,
     client_verb,
     filter_arg,
+    int_from,
     non_negative_int,
     output_path,
     positive_int,
@@ -34,16 +35,9 @@ from embedserve.client.cli_texts import read_texts
 BAR = 40
 
 
-# The most documents the server hands out in one page of a scroll.
+# The most documents the server hands out in one page of a scroll (past it the server's
+# error named only "limit").
 MAX_PAGE_SIZE = 10_000
-
-
-def _page_size(text: str) -> int:
-    """--page-size, refused by its flag past the server's page (which named only "limit")."""
-    size = positive_int(text)
-    if size > MAX_PAGE_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_PAGE_SIZE}, got {size}")
-    return size
 
 
 def add_parser(commands: Any) -> None:
@@ -66,7 +60,7 @@ def add_parser(commands: Any) -> None:
     export.add_argument("--no-vectors", action="store_true", help="JSONL without vectors")
     export.add_argument(
         "--page-size",
-        type=_page_size,
+        type=int_from(1, MAX_PAGE_SIZE),
         default=1024,
         help=f"documents read per call (at most {MAX_PAGE_SIZE:,})",
     )
@@ -87,7 +81,7 @@ def add_parser(commands: Any) -> None:
     cluster.add_argument("--k-max", type=positive_int, default=12)
     cluster.add_argument("--min-cluster-size", type=positive_int, default=5, help="hdbscan")
     cluster.add_argument(
-        "--max-points", type=positive_int, default=20_000, help="cluster a sample above this size"
+        "--max-points", type=int_from(2), default=20_000, help="cluster a sample above this size"
     )
     cluster.add_argument("--top-documents", type=non_negative_int, default=3)
     cluster.add_argument("--top-words", type=non_negative_int, default=8)

@@ -95,13 +95,19 @@ def non_negative_int(text: str) -> int:
     return _uint32(text, 0)
 
 
-def _uint32(text: str, least: int) -> int:
+def int_from(least: int, most: int = 2**32 - 1) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``least`` to ``most``."""
+    return functools.partial(_uint32, least=least, most=most)
+
+
+def _uint32(text: str, least: int, most: int = 2**32 - 1) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a whole number expected, got {text!r}") from None
-    if not least <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be from {least} to 2**32 - 1, got {value}")
+    if not least <= value <= most:
+        top = "2**32 - 1" if most == 2**32 - 1 else str(most)
+        raise argparse.ArgumentTypeError(f"must be from {least} to {top}, got {value}")
     return value
 
 

@@ -13,6 +13,7 @@ from embedserve.client.cli_connect import (
     add_target,
     client_verb,
     filter_arg,
+    int_from,
     non_negative_int,
     output_path,
     positive_int,
@@ -62,7 +63,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--title", help="default: what was mapped, and how")
     parser.add_argument(
         "--max-points",
-        type=int,
+        type=int_from(2),
         help="map a seeded random sample above this many points (default: umap 50,000, "
         "tsne 10,000, pca 500,000)",
     )

@@ -88,7 +88,7 @@ class ClusterOptions(Body):
         description="hdbscan, at least 2; default 5",
         json_schema_extra=default(_CLUSTER.min_cluster_size),
     )
-    max_points: Annotated[PositiveU32, integers(2)] | None = Field(
+    max_points: Annotated[U32, integers(2)] | None = Field(
         default=None,
         description="cluster a random sample of this many of a collection's points; "
         "default 20000 (texts are clustered all)",
