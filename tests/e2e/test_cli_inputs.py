@@ -445,3 +445,20 @@ def test_a_document_the_server_refuses_is_named_by_its_line(served: str, tmp_pat
     assert f"INVALID_ARGUMENT: {source} line 7: " in result.stderr, result.stderr
     again = ingest(served, source, "named", "--batch-size", "2", "--split")
     assert f"INVALID_ARGUMENT: {source} line 7: " in again.stderr, again.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["similarity", "{file}"], ["cluster", "--texts", "{file}"], ["map", "{file}", "-o", "{png}"]],
+)
+def test_a_refused_text_of_a_file_is_named_by_its_line(
+    served: str, tmp_path: Path, command: list[str]
+) -> None:
+    """Blank lines are not sent: the text's place in the request (texts[2]) is not its
+    line."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(["first", "", "second", "x" * 1_000_001, "last"]) + "\n")
+    args = [part.format(file=texts, png=tmp_path / "map.png") for part in command]
+    result = run_cli(*args, "--target", served)
+    assert result.returncode == 1, result.stderr
+    assert f"{texts} line 4 has 1000001 characters" in result.stderr

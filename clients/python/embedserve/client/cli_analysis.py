@@ -29,7 +29,7 @@ from embedserve.client.cli_output import (
     write_npy,
 )
 from embedserve.client.cli_settings_file import settings_path, settings_text
-from embedserve.client.cli_texts import read_texts
+from embedserve.client.cli_texts import named_by_line, read_texts
 
 # Widest histogram bar, in characters.
 BAR = 40
@@ -188,14 +188,15 @@ def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
     lines = read_texts(args.texts) if args.texts else None
     # Texts are named by their position in the request: shown as the file names them.
     names = {str(i): line.label for i, line in enumerate(lines or ())}
-    response = client.cluster(
-        args.collection,
-        texts=[t.text for t in lines] if lines is not None else None,
-        filter=query_filter,
-        algorithm=args.algorithm,
-        write_label=args.write_label,
-        **numbers,
-    )
+    with named_by_line(args.texts, lines or []):
+        response = client.cluster(
+            args.collection,
+            texts=[t.text for t in lines] if lines is not None else None,
+            filter=query_filter,
+            algorithm=args.algorithm,
+            write_label=args.write_label,
+            **numbers,
+        )
     if args.json:
         print(json.dumps(MessageToDict(response, always_print_fields_with_no_presence=True)))
         return 0

@@ -19,7 +19,7 @@ import numpy as np
 from embedserve.client._sync import EmbedClient
 from embedserve.client.cli_connect import add_target, client_verb, output_path, positive_int
 from embedserve.client.cli_output import output_name, text_output
-from embedserve.client.cli_texts import TextLine, read_texts
+from embedserve.client.cli_texts import TextLine, named_by_line, read_texts
 
 # --matrix holds n x n scores in memory and writes them all: 2,000 texts make 4 million
 # cells (about 40 MB of CSV).
@@ -60,6 +60,11 @@ def _similarity(client: EmbedClient, args: argparse.Namespace) -> int:
     if args.threshold is not None and not -1.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold must be a cosine in [-1, 1], got {args.threshold}")
     texts = read_texts(args.file)
+    with named_by_line(args.file, texts):
+        return _similar_pairs(client, texts, args)
+
+
+def _similar_pairs(client: EmbedClient, texts: list[TextLine], args: argparse.Namespace) -> int:
     if args.matrix:
         return _write_matrix(client, texts, args)
     pairs_held = len(texts) * min(args.top_k, len(texts) - 1)

@@ -4,10 +4,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import grpc
+
+from embedserve.client._errors import RewordedRpcError
 from embedserve.client.cli_lines import lone_surrogate, open_text, stdin_text, utf8_lines
 
 
@@ -63,3 +69,25 @@ def _json_line(path: str, number: int, line: str) -> TextLine:
         raise ValueError(f"{where}: 'payload' must be a JSON object")
     identifier = record.get("id")
     return TextLine(text, number, None if identifier is None else str(identifier), payload)
+
+
+# A text as a request names it: by its place, in the whole request or in one of the parts a
+# long one is sent in ("texts[2048:2101][52]").
+_PLACE = re.compile(r"(?:texts|inputs)(?:\[(\d+):\d+\])?\[(\d+)\]")
+
+
+@contextlib.contextmanager
+def named_by_line(path: str, lines: Sequence[TextLine]) -> Iterator[None]:
+    """The server's refusal of one of ``lines``' texts, sent in their order, names its line
+    in the file (blank lines are not sent: the place differs from the line)."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        details = str(exc.details() or "")
+        found = _PLACE.match(details)
+        place = None if found is None else int(found[1] or 0) + int(found[2])
+        if found is None or place is None or place >= len(lines):
+            raise
+        source = "stdin" if path == "-" else path
+        where = f"{source} line {lines[place].line}"
+        raise RewordedRpcError(exc, where + details[found.end() :]) from None

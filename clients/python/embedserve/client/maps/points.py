@@ -13,7 +13,7 @@ import numpy as np
 
 from embedserve.client._documents import FilterLike
 from embedserve.client._sync import EmbedClient
-from embedserve.client.cli_texts import read_texts
+from embedserve.client.cli_texts import named_by_line, read_texts
 from embedserve.client.maps.progress import Progress
 
 # The payload field where `ingest --store-text` keeps a document's text.
@@ -96,7 +96,8 @@ def from_file(
         keep = sorted(random.Random(seed).sample(range(len(records)), max_points))
         chosen = [records[i] for i in keep]
     progress(f"embedding {len(chosen):,} texts from {path}")
-    vectors = client.embed([r.text for r in chosen], task="document")
+    with named_by_line(path, chosen):
+        vectors = client.embed([r.text for r in chosen], task="document")
     return MapPoints(
         ids=[r.label for r in chosen],
         vectors=np.asarray(vectors, dtype=np.float32),
