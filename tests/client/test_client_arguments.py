@@ -94,6 +94,27 @@ def test_max_in_flight_below_one_is_refused(max_in_flight: int) -> None:
         raises_in_both(ValueError, message, call)
 
 
+@pytest.mark.parametrize("client_type", [EmbedClient, AsyncEmbedClient])
+def test_a_timeout_of_zero_is_none_and_below_zero_is_refused(
+    minilm_server, client_type: type
+) -> None:
+    """As in the Go and Java clients, 0 sets no default deadline (as one it failed every
+    call at once, DEADLINE_EXCEEDED)."""
+    for refused in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="timeout must be positive seconds"):
+            client_type(minilm_server.target, timeout=refused)
+    if client_type is EmbedClient:
+        with EmbedClient(minilm_server.target, timeout=0) as client:
+            assert len(client.embed(["a text"])[0]) == 384
+        return
+
+    async def embed() -> int:
+        async with AsyncEmbedClient(minilm_server.target, timeout=0) as client:
+            return len((await client.embed(["a text"]))[0])
+
+    assert asyncio.run(embed()) == 384
+
+
 def test_an_unknown_keyword_is_named_with_the_method() -> None:
     for name, call in (
         ("embed", lambda c: c.embed("x", timeout=5)),

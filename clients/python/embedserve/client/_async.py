@@ -33,6 +33,7 @@ from embedserve.client._steps import (
     async_stream,
     awaiting,
     deadline_after,
+    default_timeout,
     shorter,
     time_left,
 )
@@ -56,14 +57,14 @@ class AsyncEmbedClient:
         api_key: str | None = None,
         server_name: str | None = None,
     ) -> None:
-        self._metadata = metadata(api_key)  # first: a key grpc cannot send is refused here
+        self._timeout = default_timeout(timeout)  # refused before a channel is made
+        self._metadata = metadata(api_key)  # as is a key grpc cannot send
         address, options = channel_args(target, server_name)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(address, options=options)
         else:
             self._channel = grpc.aio.secure_channel(address, credentials, options=options)
         self._stubs = stubs(self._channel)
-        self._timeout = timeout
         self._closed = False
 
     async def __aenter__(self) -> AsyncEmbedClient:

@@ -47,6 +47,16 @@ class Unary:
     timeout: float | None = None
 
 
+def default_timeout(timeout: float | None) -> float | None:
+    """A client's default timeout for its unary calls: None or 0 for none (0, as in the Go
+    and Java clients: as a deadline it failed every call at once)."""
+    if timeout is None or timeout == 0:
+        return None
+    if not timeout > 0:  # NaN too
+        raise ValueError(f"timeout must be positive seconds, or 0 or None for none: {timeout}")
+    return float(timeout)
+
+
 def shorter(timeout: float | None, other: float | None) -> float | None:
     """The shorter of two timeouts, None being none."""
     if timeout is None or other is None:

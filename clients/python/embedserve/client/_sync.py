@@ -33,6 +33,7 @@ from embedserve.client._steps import (
     blocking,
     blocking_stream,
     deadline_after,
+    default_timeout,
     shorter,
     time_left,
 )
@@ -62,7 +63,8 @@ class EmbedClient:
         api_key: str | None = None,
         server_name: str | None = None,
     ) -> None:
-        self._metadata = metadata(api_key)  # first: a key grpc cannot send is refused here
+        self._timeout = default_timeout(timeout)  # refused before a channel is made
+        self._metadata = metadata(api_key)  # as is a key grpc cannot send
         address, options = channel_args(target, server_name)
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options=options)
@@ -70,7 +72,6 @@ class EmbedClient:
             self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stubs = stubs(self._channel)
         self._stub = self._stubs["embedding"]
-        self._timeout = timeout
         self._closed = False
 
     def __enter__(self) -> EmbedClient:
