@@ -56,7 +56,8 @@ def test_calls_per_connection_are_limited_with_a_clear_error(
             embed(channel)
         assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "max_streams_per_connection" in error.value.details()
-        # Channels of one process share connections unless told otherwise.
+        # Channels of one process share connections unless told otherwise, as it says.
+        assert "grpc.use_local_subchannel_pool" in error.value.details()
         separate = [("grpc.use_local_subchannel_pool", 1)]
         with grpc.insecure_channel(server.target, separate) as other:  # its own budget
             assert len(embed(other).embeddings) == 1

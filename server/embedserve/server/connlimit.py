@@ -26,7 +26,9 @@ class _Count(CallHooks):
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"this connection already has {self._limit} calls open "
-                "(max_streams_per_connection); finish some or open another channel",
+                "(max_streams_per_connection); finish some first, or spread them over "
+                "connections (a process's gRPC channels to one target share one unless "
+                "made with the option grpc.use_local_subchannel_pool)",
             )
         self._open[peer] = self._open.get(peer, 0) + 1
         return peer
