@@ -315,6 +315,12 @@ def test_cluster_of_a_file_names_its_texts_as_the_file_does(served: str, tmp_pat
             if line.startswith("  - ")
         ]
         assert sorted(members) == names, shown.stdout
+        answer = run_cli("cluster", "--texts", str(path), "--k", "2", "--json", "--target", served)
+        assert answer.returncode == 0, answer.stderr
+        report = json.loads(answer.stdout)
+        assert sorted(report["ids"]) == names
+        central = [m["id"] for c in report["clusters"] for m in c["central"]]
+        assert sorted(central) == names
 
 
 def stored_ids(served: str, collection: str) -> set[str]:

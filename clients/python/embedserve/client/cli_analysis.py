@@ -198,7 +198,12 @@ def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
             **numbers,
         )
     if args.json:
-        print(json.dumps(MessageToDict(response, always_print_fields_with_no_presence=True)))
+        named = MessageToDict(response, always_print_fields_with_no_presence=True)
+        named["ids"] = [names.get(i, i) for i in named["ids"]]
+        for cluster in named["clusters"]:
+            for member in cluster["central"]:
+                member["id"] = names.get(member["id"], member["id"])
+        print(json.dumps(named))
         return 0
     how = "given" if args.k is not None else "chosen by silhouette"
     if args.k is not None and response.k < args.k:  # fewer distinct points than clusters
