@@ -9,17 +9,22 @@ import pytest
 from embedserve.server.call_hooks import code_name
 
 
-class CancelledCall:
-    """A call the caller ended, with ``remaining`` seconds of the server's deadline left."""
+class Call:
+    """A call the caller ended (or whose handler returned), with ``remaining`` seconds of
+    the server's deadline left."""
 
-    def __init__(self, remaining: float | None) -> None:
+    def __init__(self, remaining: float | None, cancelled: bool = True) -> None:
         self.remaining = remaining
+        self._cancelled = cancelled
 
     def cancelled(self) -> bool:
-        return True
+        return self._cancelled
 
     def time_remaining(self) -> float | None:
         return self.remaining
+
+    def code(self) -> None:
+        return None
 
 
 @pytest.mark.parametrize(
@@ -36,25 +41,9 @@ class CancelledCall:
     ],
 )
 def test_a_cancel_at_the_deadline_is_the_deadline(remaining: float | None, code: str) -> None:
-    call = CancelledCall(remaining)
+    call = Call(remaining)
     assert code_name(call, None) == code  # type: ignore[arg-type]
     assert code_name(call, asyncio.CancelledError()) == code  # type: ignore[arg-type]
-
-
-class ReturnedCall:
-    """A call whose handler returned, with ``remaining`` seconds of its deadline left."""
-
-    def __init__(self, remaining: float | None) -> None:
-        self.remaining = remaining
-
-    def cancelled(self) -> bool:
-        return False
-
-    def time_remaining(self) -> float | None:
-        return self.remaining
-
-    def code(self) -> None:
-        return None
 
 
 @pytest.mark.parametrize(
@@ -63,4 +52,4 @@ class ReturnedCall:
 def test_a_handler_that_returned_past_the_deadline_is_the_deadline(
     remaining: float | None, code: str
 ) -> None:
-    assert code_name(ReturnedCall(remaining), None) == code  # type: ignore[arg-type]
+    assert code_name(Call(remaining, cancelled=False), None) == code  # type: ignore[arg-type]
