@@ -260,13 +260,18 @@ def test_cluster_counts_out_of_range_are_named_by_their_flag(served: str, flag: 
     assert f"argument {flag}: must be from" in result.stderr
 
 
-@pytest.mark.parametrize("verb", ["cluster", "map"])
-@pytest.mark.parametrize("value", ["1", "5000000000"])
-def test_max_points_out_of_range_is_named_by_its_flag(served: str, verb: str, value: str) -> None:
-    """A sample of one point is refused as the server would (at least 2), by the flag."""
+@pytest.mark.parametrize(
+    ("verb", "least", "value"),
+    [("cluster", 2, "1"), ("cluster", 2, "5000000000"), ("map", 3, "2"), ("map", 3, "5000000000")],
+)
+def test_max_points_out_of_range_is_named_by_its_flag(
+    served: str, verb: str, least: int, value: str
+) -> None:
+    """Refused by the flag, with the least a clustering (2 points) or a map (3) takes."""
     result = run_cli(verb, "anything", "--max-points", value, "--target", served)
     assert result.returncode == 2, result.stderr
-    assert f"argument --max-points: must be from 2 to 2**32 - 1, got {value}" in result.stderr
+    expected = f"argument --max-points: must be from {least} to 2**32 - 1, got {value}"
+    assert expected in result.stderr
 
 
 def test_embed_from_stdin_drops_windows_line_endings(served: str) -> None:

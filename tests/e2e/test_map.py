@@ -273,3 +273,21 @@ def test_a_map_that_fails_part_way_leaves_the_earlier_files_together(
 
 
 OUTPUTS = [("-o", "map.png"), ("--html", "map.html"), ("--coords", "map.csv")]
+
+
+def test_a_map_of_texts_from_a_pipe_named_by_its_path(served: str, tmp_path: Path) -> None:
+    """``map <(command)``: a pipe is no regular file, and was refused as "no such file"."""
+    some = DOCUMENTS[:12]
+    pipe = tmp_path / "texts.jsonl"
+    os.mkfifo(pipe)
+    writer = subprocess.Popen(["sh", "-c", f'cat > "{pipe}"'], stdin=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdin is not None
+        writer.stdin.write("".join(json.dumps(d) + "\n" for d in some))
+        writer.stdin.close()
+        done = map_cli(served, str(pipe), "--method", "pca", "--coords", "c.csv", cwd=tmp_path)
+    finally:
+        writer.kill()  # waits for a reader, where the map read nothing
+        writer.wait()
+    assert done.returncode == 0, done.stderr
+    assert [r["id"] for r in read_coords(tmp_path / "c.csv")] == [d["id"] for d in some]

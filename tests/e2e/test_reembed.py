@@ -324,3 +324,11 @@ def test_a_split_the_server_refuses_leaves_no_collection_behind(minilm_server, c
     assert "argument --passage-tokens: must be from 1 to 2**32 - 1, got 0" in err
     assert cli_main([*args, "--passage-tokens", "64"]) == 0
     assert f"re-embedded {len(DOCS)} documents" in capsys.readouterr().err
+
+
+def test_a_batch_size_past_a_page_is_refused_by_its_flag(capsys) -> None:
+    """The server's "limit must be in [1, 10000]" named no flag."""
+    with pytest.raises(SystemExit) as refused:  # before any call: no server is needed
+        cli_main(["reembed", "notes", "--to", "notes-v2", "--batch-size", "20000"])
+    assert refused.value.code == 2
+    assert "argument --batch-size: must be from 1 to 10000, got 20000" in capsys.readouterr().err

@@ -175,6 +175,7 @@ def test_analysis_errors_name_their_field(topics: tuple[EmbedClient, httpx.Clien
         ("/api/v1/collections/topics/scroll", {"limit": 10001}, 400, "limit"),
         ("/api/v1/collections/topics/scroll", {"cursor": "garbage"}, 400, "cursor"),
         ("/api/v1/collections/topics/cluster", {"max_points": 0}, 400, "at least 2"),
+        ("/api/v1/collections/topics/cluster", {"max_points": -1}, 400, "at least 2"),
     ):
         reply = http.post(path, json=body)
         assert reply.status_code == status, (path, body, reply.text)

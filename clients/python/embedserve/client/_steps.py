@@ -47,10 +47,14 @@ class Unary:
     timeout: float | None = None
 
 
+# Longer timeouts are none: grpc's deadline overflowed past about 1e10 s, failing every call.
+NO_DEADLINE_S = 1e9  # about 31 years
+
+
 def default_timeout(timeout: float | None) -> float | None:
-    """A client's default timeout for its unary calls: None or 0 for none (0, as in the Go
-    and Java clients: as a deadline it failed every call at once)."""
-    if timeout is None or timeout == 0:
+    """A client's default timeout for its unary calls: None, 0 or infinity for none (0, as
+    in the Go and Java clients: as a deadline it failed every call at once)."""
+    if timeout is None or timeout == 0 or timeout >= NO_DEADLINE_S:
         return None
     if not timeout > 0:  # NaN too
         raise ValueError(f"timeout must be positive seconds, or 0 or None for none: {timeout}")

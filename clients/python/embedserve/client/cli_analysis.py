@@ -12,6 +12,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from embedserve.client.cli_connect import (
+    MAX_PAGE_SIZE,
     add_target,
     client_verb,
     filter_arg,
@@ -33,11 +34,6 @@ from embedserve.client.cli_texts import named_by_line, read_texts
 
 # Widest histogram bar, in characters.
 BAR = 40
-
-
-# The most documents the server hands out in one page of a scroll (past it the server's
-# error named only "limit").
-MAX_PAGE_SIZE = 10_000
 
 
 def add_parser(commands: Any) -> None:

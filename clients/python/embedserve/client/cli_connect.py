@@ -95,6 +95,11 @@ def non_negative_int(text: str) -> int:
     return _uint32(text, 0)
 
 
+# The most documents the server hands out in one page of a scroll (past it the server's
+# error named only "limit").
+MAX_PAGE_SIZE = 10_000
+
+
 def int_from(least: int, most: int = 2**32 - 1) -> Callable[[str], int]:
     """An argparse type: a whole number from ``least`` to ``most``."""
     return functools.partial(_uint32, least=least, most=most)

@@ -26,7 +26,7 @@ from embedserve.client.cli_output import (
 )
 from embedserve.client.maps.build import CLUSTER, Map, MapRequest, build_map
 from embedserve.client.maps.extra import MissingExtra, require
-from embedserve.client.maps.projection import METHODS, Projection
+from embedserve.client.maps.projection import METHODS, MIN_POINTS, Projection
 
 
 def add_parser(commands: Any) -> None:
@@ -63,7 +63,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--title", help="default: what was mapped, and how")
     parser.add_argument(
         "--max-points",
-        type=int_from(2),
+        type=int_from(MIN_POINTS),
         help="map a seeded random sample above this many points (default: umap 50,000, "
         "tsne 10,000, pca 500,000)",
     )

@@ -21,10 +21,11 @@ from embedserve.client._sync import EmbedClient
 from embedserve.client._vector_calls import config_kwargs
 from embedserve.client.cli_connect import (
     BATCH_SIZE,
+    MAX_PAGE_SIZE,
     add_target,
     client_verb,
     filter_arg,
-    positive_int,
+    int_from,
 )
 from embedserve.client.cli_vectors import (
     add_split_arguments,
@@ -46,7 +47,7 @@ def add_parser(commands: Any) -> None:
     reembed.add_argument("collection", help="the collection to read (texts stored in it)")
     reembed.add_argument("--to", required=True, dest="new_collection", help="a new collection")
     add_target(reembed)
-    reembed.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
+    reembed.add_argument("--batch-size", type=int_from(1, MAX_PAGE_SIZE), default=BATCH_SIZE)
     reembed.add_argument("--filter", help="JSON filter: only the matching documents")
     reembed.add_argument(
         "--dimensions",

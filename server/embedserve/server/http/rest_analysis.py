@@ -25,6 +25,7 @@ from embedserve.server.http.rest_vectors import parse_filter
 from embedserve.server.http.schemas import (
     TEXTS,
     U32,
+    U32_MAX,
     Body,
     CollectionName,
     FilterJson,
@@ -88,7 +89,8 @@ class ClusterOptions(Body):
         description="hdbscan, at least 2; default 5",
         json_schema_extra=default(_CLUSTER.min_cluster_size),
     )
-    max_points: Annotated[U32, integers(2)] | None = Field(
+    # Unbounded below: the core names the least (2) for any value under it.
+    max_points: Annotated[int, Field(le=U32_MAX), integers(2)] | None = Field(
         default=None,
         description="cluster a random sample of this many of a collection's points; "
         "default 20000 (texts are clustered all)",

@@ -53,7 +53,8 @@ def is_file(source: str) -> bool:
     """Whether ``source`` names a file of texts rather than a collection; a missing file
     is an error here, not a collection lookup that fails later with NOT_FOUND."""
     path = Path(source)
-    if source == "-" or path.is_file():  # "-": standard input, as cluster --texts reads it
+    # "-": standard input, as cluster --texts reads it; a pipe (<(command)) is no regular file
+    if source == "-" or (path.exists() and not path.is_dir()):
         return True
     if "/" in source or path.suffix.lower() in TEXT_FILE_SUFFIXES:
         raise ValueError(f"{source}: no such file")
