@@ -473,3 +473,11 @@ def test_a_refused_text_of_a_file_is_named_by_its_line(
     result = run_cli(*args, "--target", served)
     assert result.returncode == 1, result.stderr
     assert f"{texts} line 4 has 1000001 characters" in result.stderr
+
+
+def test_embed_names_a_refused_text_of_stdin_by_its_line(served: str) -> None:
+    """Blank lines are not sent: inputs[2] was the sixth line."""
+    lines = ["first", "", "second", "", "", "x" * 1_000_001, "last"]
+    result = run_cli("embed", "--target", served, stdin="\n".join(lines) + "\n")
+    assert result.returncode == 1, result.stderr
+    assert "stdin line 6 has 1000001 characters" in result.stderr

@@ -8,6 +8,7 @@ the exit code; modules add theirs through ``build_parser(module.add_parser, ...)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ from embedserve.client.cli_connect import (
 )
 from embedserve.client.cli_lines import stdin_text, utf8_lines
 from embedserve.client.cli_output import save_npy, text_output
+from embedserve.client.cli_texts import TextLine, named_by_line
 
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 
@@ -134,11 +136,16 @@ def add_parser(commands: Commands) -> None:
 
 
 def read_texts(texts: list[str]) -> list[str]:
+    return [line.text for line in texts_and_lines(texts)]
+
+
+def texts_and_lines(texts: list[str]) -> list[TextLine]:
+    """The texts given, or standard input's non-blank lines, with their numbers."""
     if texts:
-        return list(utf8_lines(texts, "argument"))
+        return [TextLine(text, n) for n, text in enumerate(utf8_lines(texts, "argument"), 1)]
     # "\r\n" too: a text piped from a Windows file kept its "\r" in the JSONL it printed
     lines = utf8_lines(stdin_text(), "stdin line")
-    return [line.rstrip("\r\n") for line in lines if line.strip()]
+    return [TextLine(line.rstrip("\r\n"), n) for n, line in enumerate(lines, 1) if line.strip()]
 
 
 def _health(client: EmbedClient, args: argparse.Namespace) -> int:
@@ -170,7 +177,8 @@ def _tokenize(client: EmbedClient, args: argparse.Namespace) -> None:
 def _embed(client: EmbedClient, args: argparse.Namespace) -> None:
     import numpy as np
 
-    texts = read_texts(args.texts)
+    lines = texts_and_lines(args.texts)
+    texts = [line.text for line in lines]
     options = {
         "task": args.task,
         "prompt": args.prompt,
@@ -179,12 +187,15 @@ def _embed(client: EmbedClient, args: argparse.Namespace) -> None:
         "priority": args.priority,
     }
     vectors: np.ndarray[Any, Any]
-    if args.precision == "float32":
-        vectors = client.embed(texts, batch_size=args.batch_size, **options)
-    else:
-        vectors = client.embed_quantized(
-            texts, args.precision, batch_size=args.batch_size, **options
-        )
+    # Arguments are sent as given; stdin's blank lines are not sent, so its texts are named
+    # by their lines.
+    with contextlib.nullcontext() if args.texts else named_by_line("-", lines):
+        if args.precision == "float32":
+            vectors = client.embed(texts, batch_size=args.batch_size, **options)
+        else:
+            vectors = client.embed_quantized(
+                texts, args.precision, batch_size=args.batch_size, **options
+            )
     if args.output.lower().endswith(".npy"):
         save_npy(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} to {args.output}", file=sys.stderr)
