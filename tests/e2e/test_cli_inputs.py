@@ -481,3 +481,17 @@ def test_embed_names_a_refused_text_of_stdin_by_its_line(served: str) -> None:
     result = run_cli("embed", "--target", served, stdin="\n".join(lines) + "\n")
     assert result.returncode == 1, result.stderr
     assert "stdin line 6 has 1000001 characters" in result.stderr
+
+
+def test_cluster_sends_an_algorithms_own_options_only(served: str, tmp_path: Path) -> None:
+    """The defaults of k-means' options went with hdbscan too; one given to the other
+    algorithm is refused by the server, which ignored it before."""
+    texts = tmp_path / "copies.txt"
+    texts.write_text("a rocket\n" * 6 + "bread and butter\n" * 6)
+    found = run_cli("cluster", "--texts", str(texts), "--algorithm", "hdbscan", "--target", served)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.startswith("2 clusters (found by hdbscan)")
+    args = ["cluster", "--texts", str(texts), "--algorithm", "hdbscan", "--k", "2"]
+    refused = run_cli(*args, "--target", served)
+    assert refused.returncode == 1
+    assert "k applies to kmeans; hdbscan finds the number of clusters" in refused.stderr

@@ -265,6 +265,22 @@ def test_find_duplicates_recovers_planted_pairs(client: EmbedClient, method: str
             "INVALID_ARGUMENT",
             r"k_max <= 64 to choose k",
         ),
+        # An option of the other algorithm was ignored without a word.
+        (
+            lambda c: c.cluster("corpus", algorithm="hdbscan", k=3),
+            "INVALID_ARGUMENT",
+            "^k applies to kmeans; hdbscan finds the number of clusters",
+        ),
+        (
+            lambda c: c.cluster("corpus", algorithm="hdbscan", k_min=2),
+            "INVALID_ARGUMENT",
+            "^k_min applies to kmeans",
+        ),
+        (
+            lambda c: c.cluster("corpus", min_cluster_size=5),
+            "INVALID_ARGUMENT",
+            "^min_cluster_size applies to hdbscan",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_error(

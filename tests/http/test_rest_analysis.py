@@ -176,6 +176,8 @@ def test_analysis_errors_name_their_field(topics: tuple[EmbedClient, httpx.Clien
         ("/api/v1/collections/topics/scroll", {"cursor": "garbage"}, 400, "cursor"),
         ("/api/v1/collections/topics/cluster", {"max_points": 0}, 400, "at least 2"),
         ("/api/v1/collections/topics/cluster", {"max_points": -1}, 400, "at least 2"),
+        ("/api/v1/cluster", {"texts": ["a", "b"], "k": 2, "algorithm": "hdbscan"}, 400, "k app"),
+        ("/api/v1/cluster", {"texts": ["a", "b"], "min_cluster_size": 2}, 400, "to hdbscan"),
     ):
         reply = http.post(path, json=body)
         assert reply.status_code == status, (path, body, reply.text)

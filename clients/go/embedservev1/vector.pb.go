@@ -5893,7 +5893,8 @@ type ClusterRequest struct {
 	// Default: KMEANS.
 	Algorithm ClusterAlgorithm `protobuf:"varint,4,opt,name=algorithm,proto3,enum=embedserve.v1.ClusterAlgorithm" json:"algorithm,omitempty"`
 	// KMEANS: the number of clusters, at most 1000. Unset: chosen by
-	// silhouette over [k_min, k_max].
+	// silhouette over [k_min, k_max]. k, k_min and k_max are KMEANS's and
+	// min_cluster_size HDBSCAN's: one set for the other algorithm is refused.
 	K *uint32 `protobuf:"varint,5,opt,name=k,proto3,oneof" json:"k,omitempty"`
 	// Default: 2.
 	KMin *uint32 `protobuf:"varint,6,opt,name=k_min,json=kMin,proto3,oneof" json:"k_min,omitempty"`

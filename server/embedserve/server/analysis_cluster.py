@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -66,6 +67,21 @@ class Clustering:
     silhouette_by_k: dict[int, float]
     # k-means centres (means of unit rows, not unit length); None for HDBSCAN.
     centres: FloatArray | None
+
+
+# Each algorithm's own options: given to the other one, they were ignored without a word.
+_KMEANS_OPTIONS = ("k", "k_min", "k_max")
+_HDBSCAN_OPTIONS = ("min_cluster_size",)
+
+
+def check_options_given(algorithm: Algorithm, given: Iterable[str]) -> None:
+    """InvalidArgument for an option ``given`` (a request's field set) of the other
+    algorithm."""
+    for name in given:
+        if algorithm is Algorithm.HDBSCAN and name in _KMEANS_OPTIONS:
+            raise InvalidArgument(f"{name} applies to kmeans; hdbscan finds the number of clusters")
+        if algorithm is Algorithm.KMEANS and name in _HDBSCAN_OPTIONS:
+            raise InvalidArgument(f"{name} applies to hdbscan")
 
 
 def check_settings(settings: ClusterSettings, points: int) -> None:

@@ -7,7 +7,7 @@ from google.protobuf.message import Message
 from embedserve.server import convert
 from embedserve.server import vector_convert as vc
 from embedserve.server.analysis import ClusterJob, ClusterReport, DuplicateReport
-from embedserve.server.analysis_cluster import Algorithm, ClusterSettings
+from embedserve.server.analysis_cluster import Algorithm, ClusterSettings, check_options_given
 from embedserve.server.analysis_duplicates import DuplicateSettings, Method
 from embedserve.server.errors import InvalidArgument
 from embedserve.v1 import vector_pb2 as pb
@@ -35,8 +35,10 @@ def cluster_job(request: pb.ClusterRequest) -> ClusterJob:
     which = request.WhichOneof("source")
     if which is None:
         raise InvalidArgument("one of collection or texts must be set")
+    algorithm = convert.enum_value(ALGORITHMS, request.algorithm, "algorithm")
+    check_options_given(algorithm, (f.name for f, _ in request.ListFields()))
     settings = ClusterSettings(
-        algorithm=convert.enum_value(ALGORITHMS, request.algorithm, "algorithm"),
+        algorithm=algorithm,
         k=request.k if request.HasField("k") else None,
         k_min=_optional(request, "k_min", 2),
         k_max=_optional(request, "k_max", 12),

@@ -73,9 +73,9 @@ def add_parser(commands: Any) -> None:
     cluster.set_defaults(run=client_verb(_verb(_cluster)))
     cluster.add_argument("--algorithm", default="kmeans", choices=["kmeans", "hdbscan"])
     cluster.add_argument("--k", type=positive_int, help="number of clusters (default: chosen)")
-    cluster.add_argument("--k-min", type=positive_int, default=2)
-    cluster.add_argument("--k-max", type=positive_int, default=12)
-    cluster.add_argument("--min-cluster-size", type=positive_int, default=5, help="hdbscan")
+    cluster.add_argument("--k-min", type=positive_int, help="kmeans, k chosen (default 2)")
+    cluster.add_argument("--k-max", type=positive_int, help="kmeans, k chosen (default 12)")
+    cluster.add_argument("--min-cluster-size", type=positive_int, help="hdbscan (default 5)")
     cluster.add_argument(
         "--max-points", type=int_from(2), default=20_000, help="cluster a sample above this size"
     )
@@ -171,16 +171,15 @@ def _export(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
 
 def _cluster(client: Any, args: argparse.Namespace, query_filter: Any) -> int:
     numbers = {
-        "k_min": args.k_min,
-        "k_max": args.k_max,
-        "min_cluster_size": args.min_cluster_size,
         "max_points": args.max_points,
         "top_documents": args.top_documents,
         "top_words": args.top_words,
         "seed": args.seed,
     }
-    if args.k is not None:
-        numbers["k"] = args.k
+    # Given only: the server refuses an option of the other algorithm, its defaults too.
+    for name in ("k", "k_min", "k_max", "min_cluster_size"):
+        if getattr(args, name) is not None:
+            numbers[name] = getattr(args, name)
     lines = read_texts(args.texts) if args.texts else None
     # Texts are named by their position in the request: shown as the file names them.
     names = {str(i): line.label for i, line in enumerate(lines or ())}

@@ -2990,7 +2990,8 @@ class ClusterRequest(_message.Message):
     """Default: KMEANS."""
     k: _builtins.int
     """KMEANS: the number of clusters, at most 1000. Unset: chosen by
-    silhouette over [k_min, k_max].
+    silhouette over [k_min, k_max]. k, k_min and k_max are KMEANS's and
+    min_cluster_size HDBSCAN's: one set for the other algorithm is refused.
     """
     k_min: _builtins.int
     """Default: 2."""

@@ -14,7 +14,7 @@ from pydantic.config import JsonDict
 from starlette.responses import Response
 
 from embedserve.server.analysis import AnalysisCore, ClusterJob, ClusterReport, DuplicateReport
-from embedserve.server.analysis_cluster import Algorithm, ClusterSettings
+from embedserve.server.analysis_cluster import Algorithm, ClusterSettings, check_options_given
 from embedserve.server.analysis_duplicates import DuplicateSettings, Method
 from embedserve.server.auth import ApiKey
 from embedserve.server.http.backend import backend_of
@@ -164,8 +164,8 @@ def cluster_job(
     write_label: str | None = None,
 ) -> ClusterJob:
     given = options.model_dump(exclude_none=True, include=_SETTINGS | _JOB_OPTIONS)
-    if "algorithm" in given:
-        given["algorithm"] = Algorithm(given["algorithm"])
+    given["algorithm"] = Algorithm(given.get("algorithm", Algorithm.KMEANS.value))
+    check_options_given(given["algorithm"], given)
     settings = ClusterSettings(**{k: v for k, v in given.items() if k in _SETTINGS})
     return ClusterJob(
         collection=collection,
