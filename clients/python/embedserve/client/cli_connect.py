@@ -100,18 +100,21 @@ def non_negative_int(text: str) -> int:
 MAX_PAGE_SIZE = 10_000
 
 
-def int_from(least: int, most: int = 2**32 - 1) -> Callable[[str], int]:
+U32_MAX = 2**32 - 1
+
+
+def int_from(least: int, most: int = U32_MAX) -> Callable[[str], int]:
     """An argparse type: a whole number from ``least`` to ``most``."""
     return functools.partial(_uint32, least=least, most=most)
 
 
-def _uint32(text: str, least: int, most: int = 2**32 - 1) -> int:
+def _uint32(text: str, least: int, most: int = U32_MAX) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a whole number expected, got {text!r}") from None
     if not least <= value <= most:
-        top = "2**32 - 1" if most == 2**32 - 1 else str(most)
+        top = "2**32 - 1" if most == U32_MAX else str(most)
         raise argparse.ArgumentTypeError(f"must be from {least} to {top}, got {value}")
     return value
 

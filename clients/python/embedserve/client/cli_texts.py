@@ -85,8 +85,10 @@ def named_by_line(path: str, lines: Sequence[TextLine]) -> Iterator[None]:
     except grpc.RpcError as exc:
         details = str(exc.details() or "")
         found = _PLACE.match(details)
-        place = None if found is None else int(found[1] or 0) + int(found[2])
-        if found is None or place is None or place >= len(lines):
+        if found is None:
+            raise
+        place = int(found[1] or 0) + int(found[2])
+        if place >= len(lines):
             raise
         source = "stdin" if path == "-" else path
         where = f"{source} line {lines[place].line}"

@@ -164,7 +164,7 @@ def cluster_job(
     write_label: str | None = None,
 ) -> ClusterJob:
     given = options.model_dump(exclude_none=True, include=_SETTINGS | _JOB_OPTIONS)
-    given["algorithm"] = Algorithm(given.get("algorithm", Algorithm.KMEANS.value))
+    given["algorithm"] = Algorithm(given.get("algorithm", _CLUSTER.algorithm.value))
     check_options_given(given["algorithm"], given)
     settings = ClusterSettings(**{k: v for k, v in given.items() if k in _SETTINGS})
     return ClusterJob(
